@@ -1,0 +1,3 @@
+from dsft.cli.app import main
+
+main()

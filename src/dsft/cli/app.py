@@ -1,0 +1,77 @@
+"""The ``dsft`` command: a thin typer app; each command group lives in its own module.
+
+Command modules import only typer/rich at module level (heavy imports go inside the command
+functions) so ``dsft --help`` stays instant. Library errors (:class:`dsft.errors.DsftError`)
+become a short message and exit code 2; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import typer
+
+from dsft import __version__
+
+# Each module defines ``register(app: typer.Typer) -> None``.
+COMMAND_MODULES = (
+    "config", "models", "data", "template", "train", "eval", "export", "serve", "plan", "doctor", "demo",
+)
+
+app = typer.Typer(
+    name="dsft",
+    help="Fine-tune DeepSeek-family models end to end: data, exact templates, training, eval, export, serving.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"dsft {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    if debug:
+        os.environ["DSFT_DEBUG"] = "1"
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"dsft.cli.{_name}").register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app, turning user errors into one message and exit code 2."""
+    from dsft.errors import DsftError
+
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:]) or os.environ.get("DSFT_DEBUG") == "1"
+    try:
+        app(args=argv, standalone_mode=False)
+    except DsftError as exc:
+        if debug:
+            raise
+        from rich.console import Console
+
+        Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the click usage errors land here
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(2)
+        raise

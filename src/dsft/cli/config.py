@@ -1,0 +1,35 @@
+"""``dsft config show``: the resolved config with defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+config_app = typer.Typer(help="Inspect configs.", no_args_is_help=True)
+
+
+@config_app.command("show")
+def show(
+    config: Path | None = typer.Argument(None, help="YAML config (omit for the defaults)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a key: --set train.lr=1e-4 (repeatable)."),
+    describe: bool = typer.Option(False, "--describe", help="List every key with its description."),
+) -> None:
+    """Print the resolved config (file + overrides + defaults) as YAML."""
+    from dsft.config import describe_config, dump_config, load_config
+
+    resolved = load_config(config, set_)
+    if not describe:
+        typer.echo(dump_config(resolved), nl=False)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("key", "value", "description")
+    for key, value, text in describe_config(resolved):
+        table.add_row(key, repr(value), text)
+    Console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(config_app, name="config")

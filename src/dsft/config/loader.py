@@ -1,0 +1,126 @@
+"""Loading, overriding and saving configs; every problem is reported at once, naming its key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from dsft.config.schema import DsftConfig
+from dsft.errors import ConfigError
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``a.b=value`` into a key path and a YAML-parsed value.
+
+    >>> parse_override("train.lr=1e-4")
+    (['train', 'lr'], 0.0001)
+    >>> parse_override("data.train=[a.jsonl, b.jsonl]")
+    (['data', 'train'], ['a.jsonl', 'b.jsonl'])
+    """
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. train.lr=1e-4")
+    key, raw = text.split("=", 1)
+    path = [part for part in key.strip().split(".") if part]
+    if not path:
+        raise ConfigError(f"--set {text!r}: empty key")
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    # YAML reads 1e-4 as a string (no dot); numbers are what users mean.
+    if isinstance(value, str):
+        try:
+            value = float(value) if any(c in value for c in ".eE") else int(value)
+        except ValueError:
+            pass
+    return path, value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return ``raw`` with each ``a.b=value`` override applied (creating sections as needed)."""
+    for text in overrides:
+        path, value = parse_override(text)
+        node = raw
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[path[-1]] = value
+    return raw
+
+
+def format_validation_error(exc: ValidationError) -> list[str]:
+    """One line per problem, ``section.key: message, got VALUE``."""
+    problems = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(root)"
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif err["type"] != "missing" and "input" in err:
+            message = f"{message}, got {err['input']!r}"
+        problems.append(f"{key}: {message}")
+    return problems
+
+
+def validate_config(raw: dict[str, Any], source: str = "config") -> DsftConfig:
+    try:
+        return DsftConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = format_validation_error(exc)
+        raise ConfigError(f"{source}: {len(problems)} problem(s)", problems) from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
+    return raw
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> DsftConfig:
+    """Read YAML (or start from defaults), apply ``--set`` overrides, validate everything at once.
+
+    Relative data paths stay relative to the current directory, as a user typed them.
+    """
+    raw = read_yaml(path) if path is not None else {}
+    raw = apply_overrides(raw, overrides or [])
+    return validate_config(raw, source=str(path) if path else "config")
+
+
+def dump_config(config: DsftConfig) -> str:
+    """The resolved config as YAML, defaults included."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def save_config(config: DsftConfig, path: str | Path) -> None:
+    Path(path).write_text(dump_config(config), encoding="utf-8")
+
+
+def describe_config(config: DsftConfig) -> list[tuple[str, Any, str]]:
+    """(dotted key, value, description) for every field; the help text of ``dsft config show``."""
+    rows: list[tuple[str, Any, str]] = []
+
+    def walk(model: Any, prefix: str) -> None:
+        for name, field in type(model).model_fields.items():
+            value = getattr(model, name)
+            key = f"{prefix}{name}"
+            if hasattr(value, "model_fields"):
+                walk(value, key + ".")
+            else:
+                rows.append((key, value, field.description or ""))
+
+    walk(config, "")
+    return rows

@@ -1,0 +1,210 @@
+"""The dsft config schema: one YAML file, eight sections.
+
+Field descriptions are the help text (``dsft config show`` prints them); they are written once, here.
+Every section forbids unknown keys so a typo is an error that names the key, not a silent default.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    name_or_path: str = Field(
+        "tiny-deepseek-v3",
+        description="Local HF directory, hub id (e.g. deepseek-ai/DeepSeek-R1-Distill-Qwen-7B) or a "
+        "built-in tiny preset (tiny-deepseek-v3, tiny-r1-distill-qwen, tiny-deepseek-llm).",
+    )
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) for hub ids.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weight dtype when loading: auto = bf16 on GPUs that support it, else fp32."
+    )
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = Field(
+        "auto", description="Attention kernel: auto = flash_attention_2 when installed on GPU, else sdpa."
+    )
+    trust_remote_code: bool = Field(
+        False, description="Allow model code from the hub (only needed for old deepseek-moe checkpoints)."
+    )
+    cache_dir: str | None = Field(None, description="Where tiny presets and hub downloads are stored.")
+
+
+class CleanConfig(Section):
+    strip_html: bool = Field(False, description="Strip HTML tags and unescape entities in message text.")
+    normalize_unicode: bool = Field(True, description="Unicode NFKC and control-character removal.")
+    exact_dedup: bool = Field(True, description="Drop exact duplicates (on normalised text).")
+    near_dedup: bool = Field(False, description="Drop near-duplicates with MinHash LSH.")
+    near_dedup_threshold: float = Field(0.85, gt=0, le=1, description="Jaccard threshold for near-dedup.")
+    min_tokens: int | None = Field(None, ge=0, description="Drop conversations with fewer tokens in total.")
+    max_tokens: int | None = Field(None, gt=0, description="Drop conversations with more tokens in total.")
+    max_tokens_per_role: dict[str, int] = Field(
+        default_factory=dict, description="Per-role token ceilings, e.g. {assistant: 2048}."
+    )
+    balance_by: str | None = Field(None, description="Meta field to balance classes by (e.g. domain).")
+    balance_mode: Literal["under", "over"] = Field("under", description="Under- or over-sample when balancing.")
+    relevance_references: list[str] = Field(
+        default_factory=list, description="Files of in-domain reference texts for TF-IDF relevance filtering."
+    )
+    relevance_min: float = Field(0.0, ge=0, le=1, description="Minimum TF-IDF cosine to a reference text.")
+    contamination_ngram: int = Field(13, gt=0, description="n-gram length for the train/eval overlap check.")
+    drop_contaminated: bool = Field(False, description="Drop train records that overlap val/test n-grams.")
+
+
+class DataConfig(Section):
+    train: list[str] = Field(
+        default_factory=list, description="Training files, directories or globs (.json/.jsonl/.csv/.parquet)."
+    )
+    val: list[str] = Field(default_factory=list, description="Explicit validation files (else split from train).")
+    test: list[str] = Field(default_factory=list, description="Explicit test files (else split from train).")
+    prepared_dir: str | None = Field(None, description="Reuse a directory written by `dsft data prepare`.")
+    format: Literal[
+        "auto", "messages", "conversations", "sharegpt", "alpaca", "input_output", "context_qa",
+        "cot", "prompt_completion", "text",
+    ] = Field("auto", description="Input format; auto detects it per record.")
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="Column mapping, canonical name -> your column (e.g. {question: q})."
+    )
+    on_error: Literal["fail", "skip"] = Field(
+        "skip", description="Invalid records: fail the run, or skip them (always reported in rejects.jsonl)."
+    )
+    val_ratio: float = Field(0.1, ge=0, lt=1, description="Share of records for validation when no val files.")
+    test_ratio: float = Field(0.0, ge=0, lt=1, description="Share of records for test when no test files.")
+    stratify_by: str | None = Field(None, description="Meta field to stratify the split by.")
+    reasoning: Literal["keep", "drop", "mix"] = Field(
+        "keep", description="Reasoning policy: keep chain of thought, drop it, or mix think/no-think samples."
+    )
+    think_ratio: float = Field(0.75, ge=0, le=1, description="With reasoning=mix: share of samples keeping it.")
+    num_proc: int | None = Field(None, ge=1, description="Processes for tokenization (default: CPU count).")
+    clean: CleanConfig = Field(default_factory=CleanConfig, description="Cleaning steps.")
+
+    @model_validator(mode="after")
+    def _ratios(self) -> "DataConfig":
+        if self.val_ratio + self.test_ratio >= 1:
+            raise ValueError("val_ratio + test_ratio must be < 1")
+        return self
+
+
+class TemplateConfig(Section):
+    name: Literal["auto", "deepseek-llm", "deepseek-v3", "deepseek-r1", "deepseek-v3.1", "deepseek-v4", "hf"] = (
+        Field("auto", description="Chat template family; auto detects it from the model's config and tokenizer.")
+    )
+    masking: Literal["assistant", "last", "all"] = Field(
+        "assistant", description="Supervised tokens: every assistant turn, the last one only, or all tokens."
+    )
+    thinking: bool = Field(
+        True, description="Thinking mode for hybrid families (V3.1, V4): render trained turns with reasoning."
+    )
+
+
+class TrainConfig(Section):
+    method: Literal["lora", "qlora", "full"] = Field("lora", description="Fine-tuning method.")
+    epochs: float = Field(1.0, gt=0, description="Passes over the training data (ignored if max_steps > 0).")
+    max_steps: int = Field(-1, description="Optimizer steps to run; -1 = derive from epochs.")
+    micro_batch_size: int = Field(1, ge=1, description="Rows per device per forward (packed rows when packing).")
+    grad_accum: int = Field(1, ge=1, description="Micro-batches accumulated per optimizer step.")
+    lr: float = Field(2e-4, gt=0, description="Peak learning rate.")
+    lr_scheduler: Literal["cosine", "linear", "constant"] = Field("cosine", description="Learning-rate schedule.")
+    warmup_ratio: float = Field(0.03, ge=0, lt=1, description="Share of steps spent warming up.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping norm (0 disables).")
+    seed: int = Field(42, description="Seed for init, data order and dropout.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto = bf16 where the GPU supports it, fp32 on CPU."
+    )
+    max_seq_len: int = Field(2048, ge=16, description="Tokens per packed row (or truncation length).")
+    packing: bool = Field(True, description="Best-fit-decreasing packing, padding-free; false = dynamic padding.")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward.")
+    offload_activations: bool = Field(False, description="With checkpointing: keep saved layer inputs on CPU.")
+    loss_chunk_size: int = Field(1024, ge=1, description="Supervised tokens per lm_head + CE chunk.")
+    compile: bool = Field(False, description="torch.compile the model.")
+    liger: bool = Field(False, description="Use Liger kernels when installed (GPU).")
+    save_steps: int = Field(100, ge=1, description="Write a checkpoint every N optimizer steps.")
+    save_total_limit: int = Field(2, ge=1, description="Keep only the newest K checkpoints (plus the best).")
+    logging_steps: int = Field(1, ge=1, description="Log metrics every N optimizer steps.")
+    distributed: Literal["auto", "ddp", "fsdp", "deepspeed"] = Field(
+        "auto", description="Multi-GPU strategy when launched with several processes."
+    )
+    zero_stage: Literal[0, 1, 2, 3] = Field(2, description="DeepSpeed ZeRO stage.")
+    offload: Literal["none", "optimizer", "optimizer+param"] = Field(
+        "none", description="DeepSpeed/FSDP CPU offload."
+    )
+    num_workers: int = Field(0, ge=0, description="DataLoader workers.")
+
+    @field_validator("max_steps")
+    @classmethod
+    def _max_steps(cls, value: int) -> int:
+        if value == 0 or value < -1:
+            raise ValueError(f"must be -1 (use epochs) or > 0, got {value}")
+        return value
+
+
+class LoraConfig(Section):
+    r: int = Field(16, ge=1, description="LoRA rank.")
+    alpha: int = Field(32, ge=1, description="LoRA alpha (scale = alpha / r, or alpha / sqrt(r) with rslora).")
+    dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout.")
+    targets: str | list[str] = Field(
+        "all-linear", description="all-linear (discovered per architecture, router excluded) or module names."
+    )
+    target_experts: bool = Field(
+        True, description="Also adapt fused routed experts (peft target_parameters) in MoE models."
+    )
+    use_rslora: bool = Field(False, description="Rank-stabilised scaling.")
+    use_dora: bool = Field(False, description="Weight-decomposed LoRA.")
+
+
+class EvalConfig(Section):
+    steps: int = Field(0, ge=0, description="Evaluate validation loss every N optimizer steps (0 = per epoch end only).")
+    early_stopping_patience: int = Field(0, ge=0, description="Stop after N evals without improvement (0 = off).")
+    early_stopping_min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as improvement.")
+    metric: str = Field("eval_loss", description="Metric for early stopping and the best checkpoint.")
+    greater_is_better: bool = Field(False, description="Whether a larger metric is better.")
+    load_best: bool = Field(True, description="Restore the best checkpoint at the end of training.")
+    generation_steps: int = Field(0, ge=0, description="Run generation eval every M steps (0 = off).")
+    generation_samples: int = Field(8, ge=1, description="Validation prompts used by generation eval.")
+    max_new_tokens: int = Field(256, ge=1, description="Generation length limit.")
+    batch_size: int = Field(8, ge=1, description="Prompts per generation batch.")
+    temperature: float = Field(0.0, ge=0, description="0 = greedy decoding.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling.")
+    metrics: list[str] = Field(
+        default_factory=lambda: ["exact_match", "f1", "numeric_accuracy", "bleu", "rouge"],
+        description="Task metrics computed on the answer after </think>.",
+    )
+
+
+class ExportConfig(Section):
+    format: Literal["hf", "adapter", "gguf", "ollama"] = Field("hf", description="Export format.")
+    dtype: Literal["auto", "float32", "float16", "bfloat16", "q8_0"] = Field(
+        "auto", description="Export dtype (auto = the base model's dtype; q8_0 for GGUF only)."
+    )
+    verify: bool = Field(True, description="Reload the export and compare logits with the trained model.")
+    tolerance: float = Field(1e-3, gt=0, description="Max absolute logit difference accepted by verification.")
+    max_shard_size: str = Field("5GB", description="Safetensors shard size.")
+
+
+class ServeConfig(Section):
+    host: str = Field("127.0.0.1", description="Bind address (loopback by default).")
+    port: int = Field(8000, ge=1, le=65535, description="Port.")
+    api_key: str | None = Field(None, description="Require `Authorization: Bearer KEY` on every endpoint but /health.")
+    served_model_name: str | None = Field(None, description="Model name reported by /v1/models.")
+    max_queue: int = Field(64, ge=1, description="Queued requests before answering 503.")
+    max_batch: int = Field(8, ge=1, description="Requests batched into one generate call.")
+    max_tokens: int = Field(2048, ge=1, description="Upper bound for a request's max_tokens.")
+    engine: Literal["transformers", "vllm"] = Field("transformers", description="Serving engine.")
+
+
+class DsftConfig(Section):
+    """A whole run: model, data, template, training, LoRA, evaluation, export and serving."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Which model to fine-tune.")
+    data: DataConfig = Field(default_factory=DataConfig, description="Data sources and preparation.")
+    template: TemplateConfig = Field(default_factory=TemplateConfig, description="Chat template and loss mask.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Training loop.")
+    lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapter (method lora/qlora).")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation during and after training.")
+    export: ExportConfig = Field(default_factory=ExportConfig, description="Export defaults.")
+    serve: ServeConfig = Field(default_factory=ServeConfig, description="Serving defaults.")

@@ -1,0 +1,36 @@
+"""Errors users can act on.
+
+Library code raises :class:`DsftError` (or a subclass) for anything a user can fix: bad config,
+missing file, unsupported hardware. The CLI prints its message on one line per problem and exits
+with code 2; no traceback unless ``--debug``. Internal invariants use ``assert``.
+"""
+
+from __future__ import annotations
+
+
+class DsftError(Exception):
+    """A problem the user can fix. ``problems`` lists every issue found, each naming what and where."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        self.problems = list(problems or [])
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        head = super().__str__()
+        if not self.problems:
+            return head
+        return head + "\n" + "\n".join(f"  - {p}" for p in self.problems)
+
+
+class ConfigError(DsftError):
+    """The config (file or ``--set`` overrides) is invalid."""
+
+
+class DataError(DsftError):
+    """Input data could not be read or failed validation under ``on_error: fail``."""
+
+
+class UnsupportedError(DsftError):
+    """The request is valid but this machine or library version cannot do it; the message says how."""

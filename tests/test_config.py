@@ -1,0 +1,67 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dsft.config import DsftConfig, dump_config, load_config
+from dsft.config.loader import parse_override
+from dsft.errors import ConfigError
+
+
+def test_defaults_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(dump_config(DsftConfig()))
+    assert load_config(path) == DsftConfig()
+
+
+def test_overrides_are_typed() -> None:
+    cfg = load_config(None, ["train.lr=1e-4", "lora.r=8", "data.train=[a.jsonl, b.jsonl]", "train.packing=false"])
+    assert cfg.train.lr == pytest.approx(1e-4)
+    assert cfg.lora.r == 8
+    assert cfg.data.train == ["a.jsonl", "b.jsonl"]
+    assert cfg.train.packing is False
+
+
+def test_every_problem_named_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"train": {"lr": -1, "bogus": 1}, "lora": {"r": "x"}, "nosuch": {}}))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    text = str(info.value)
+    assert "train.lr: Input should be greater than 0, got -1" in text
+    assert "train.bogus: unknown key" in text
+    assert "lora.r:" in text
+    assert "nosuch: unknown key" in text
+    assert len(info.value.problems) == 4
+
+
+def test_missing_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(listy)
+
+
+def test_cross_field_rules() -> None:
+    with pytest.raises(ConfigError, match="data: val_ratio \\+ test_ratio must be < 1"):
+        load_config(None, ["data.val_ratio=0.6", "data.test_ratio=0.5"])
+    with pytest.raises(ConfigError, match="train.max_steps"):
+        load_config(None, ["train.max_steps=0"])
+
+
+def test_bad_override_syntax() -> None:
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        parse_override("train.lr")
+
+
+def test_shipped_example_configs_parse() -> None:
+    examples = sorted(Path(__file__).resolve().parents[1].joinpath("examples").glob("*.yaml"))
+    assert examples, "examples/ should ship at least one config"
+    for path in examples:
+        load_config(path)
