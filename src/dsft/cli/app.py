@@ -68,10 +68,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except KeyboardInterrupt:
         sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - the click usage errors land here
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2)
+    except Exception as exc:  # noqa: BLE001 - usage errors from typer's bundled click land here
+        if type(exc).__name__ in {"UsageError", "BadParameter", "MissingParameter", "NoSuchOption",
+                                  "BadOptionUsage", "BadArgumentUsage", "FileError", "ClickException"}:
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(getattr(exc, "exit_code", 2) or 2)
         raise

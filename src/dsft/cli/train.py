@@ -1,9 +1,35 @@
-"""CLI for `dsft train` (not yet implemented)."""
+"""``dsft train CONFIG --out RUN_DIR [--set k=v]... [--resume auto|PATH]``."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
+def train(
+    config: Path = typer.Argument(..., help="YAML config (see `dsft config show`)."),
+    out: Path = typer.Option(..., "--out", help="Run directory (created; must not hold another run)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a key: --set train.lr=1e-4 (repeatable)."),
+    resume: str | None = typer.Option(
+        None, "--resume", help="auto = newest complete checkpoint in the run directory, or a checkpoint path."
+    ),
+) -> None:
+    """Fine-tune a model: prepare the data, train (LoRA, QLoRA or full) and save the run."""
+    from rich.console import Console
+
+    from dsft.config import load_config
+    from dsft.training.run import run_training
+
+    cfg = load_config(config, set_)
+    result = run_training(cfg, out, resume=resume)
+    console = Console()
+    console.print(f"[bold green]done[/] {result.global_step} steps in {result.elapsed_s:.1f}s")
+    if result.first_eval_loss is not None:
+        console.print(f"validation loss {result.first_eval_loss:.4f} -> {result.last_eval_loss:.4f} "
+                      f"(best {result.best_eval_loss:.4f})")
+    console.print(f"run directory: {result.run_dir}\nfinal weights: {result.final_dir}")
+
+
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    app.command("train")(train)

@@ -1,0 +1,58 @@
+"""Conversations -> tokenized training examples, through the template's renderer.
+
+The renderer (dsft.templates) builds ids and the supervised mask together; labels come from that mask
+in one place (``Rendered.labels()``), never from pad ids. Here we only apply it over a split and account
+for what could not become a training example (no supervised token, or longer than the row).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from dsft.data.conversation import Conversation
+
+
+@dataclass
+class TokenizedSplit:
+    """Tokenized examples plus what was dropped and why (counts by reason)."""
+
+    examples: list[dict[str, list[int]]]
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def tokens(self) -> int:
+        return sum(len(e["input_ids"]) for e in self.examples)
+
+    @property
+    def supervised_tokens(self) -> int:
+        return sum(sum(1 for x in e["labels"] if x != -100) for e in self.examples)
+
+
+def tokenize_conversations(
+    conversations: list[Conversation],
+    template: Any,
+    tokenizer: Any,
+    masking: str = "assistant",
+    thinking: bool | None = None,
+    max_len: int | None = None,
+) -> TokenizedSplit:
+    """Render every conversation to ``{"input_ids", "labels"}``.
+
+    Examples with no supervised token are dropped (they would add nothing but compute); examples longer
+    than ``max_len`` tokens are dropped rather than cut, since cutting would silently remove the EOS the
+    model must learn (the count is reported; filter by length in data preparation to avoid it).
+    """
+    out: list[dict[str, list[int]]] = []
+    dropped: dict[str, int] = {}
+    for conv in conversations:
+        rendered = template.render_train(conv, tokenizer, masking=masking, thinking=thinking)
+        labels = rendered.labels()
+        if not any(x != -100 for x in labels):
+            dropped["no_supervised_tokens"] = dropped.get("no_supervised_tokens", 0) + 1
+            continue
+        if max_len is not None and len(rendered.input_ids) > max_len:
+            dropped["longer_than_max_seq_len"] = dropped.get("longer_than_max_seq_len", 0) + 1
+            continue
+        out.append({"input_ids": list(rendered.input_ids), "labels": labels})
+    return TokenizedSplit(out, dropped)

@@ -1,0 +1,214 @@
+"""Monitoring: ``metrics.jsonl``, TensorBoard events, ``loss.png`` and a rich progress bar.
+
+One JSON object per logged optimizer step: step, epoch, loss, lr, grad_norm, tokens, supervised_tokens,
+tokens_per_s, elapsed_s, and eval_loss / eval_perplexity when that step was evaluated. The Trainer logs
+training values and evaluation values in two calls for the same step; they are merged into one line,
+written when the step is over (at the next step's end, at a save, or at the end of training).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+TRAIN_KEYS = {"loss": "loss", "learning_rate": "lr", "grad_norm": "grad_norm"}
+
+
+class TokenCounter:
+    """Tokens seen by the training loop (non-pad input tokens and supervised tokens), this process only."""
+
+    def __init__(self) -> None:
+        self.tokens = 0
+        self.supervised_tokens = 0
+        self.start = time.perf_counter()
+        self.offset_tokens = 0  # tokens already seen before a resume (from the metrics file)
+
+    def add(self, tokens: int, supervised: int) -> None:
+        self.tokens += tokens
+        self.supervised_tokens += supervised
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            rows.append(json.loads(line))
+    return rows
+
+
+def truncate_metrics(path: Path, last_step: int) -> list[dict[str, Any]]:
+    """On resume: drop lines logged after the checkpoint we resume from (they will be logged again)."""
+    rows = [r for r in read_metrics(path) if r.get("step", 0) <= last_step]
+    if path.is_file():
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return rows
+
+
+class MetricsCallback(TrainerCallback):
+    """Writes metrics.jsonl and TensorBoard events on the main process; draws loss.png at the end."""
+
+    def __init__(self, run_dir: Path, counter: TokenCounter) -> None:
+        self.run_dir = run_dir
+        self.counter = counter
+        self.path = run_dir / "metrics.jsonl"
+        self.pending: dict[str, Any] | None = None
+        self.writer: Any = None
+        self.elapsed_offset = 0.0
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        if not state.is_world_process_zero:
+            return
+        previous = truncate_metrics(self.path, state.global_step)
+        if previous:
+            self.counter.offset_tokens = int(previous[-1].get("tokens", 0))
+            self.elapsed_offset = float(previous[-1].get("elapsed_s", 0.0))
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(self.run_dir / "tb"))
+
+    def on_log(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+        logs: dict[str, float] | None = None, **kw: Any,
+    ) -> None:
+        if not state.is_world_process_zero or not logs:
+            return
+        if self.pending is not None and self.pending["step"] != state.global_step:
+            self._flush()
+        if "loss" in logs:
+            tokens = self.counter.offset_tokens + self.counter.tokens * max(1, args.world_size)
+            elapsed = self.elapsed_offset + self.counter.elapsed_s
+            row = {"step": state.global_step, "epoch": round(float(state.epoch or 0.0), 4)}
+            row.update({name: logs[key] for key, name in TRAIN_KEYS.items() if key in logs})
+            row.update({
+                "tokens": tokens,
+                "supervised_tokens": self.counter.supervised_tokens * max(1, args.world_size),
+                "tokens_per_s": round(self.counter.tokens * max(1, args.world_size) / max(self.counter.elapsed_s, 1e-9), 2),
+                "elapsed_s": round(elapsed, 3),
+            })
+            self.pending = {**(self.pending or {}), **row}
+        if "eval_loss" in logs:
+            self.pending = self.pending or {"step": state.global_step, "epoch": round(float(state.epoch or 0.0), 4)}
+            for key, value in logs.items():
+                if key.startswith("eval_") and not key.endswith(("_runtime", "_per_second")):
+                    self.pending[key] = value
+            loss = logs["eval_loss"]
+            self.pending["eval_perplexity"] = math.exp(loss) if loss < 50 else float("inf")
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        if self.pending is not None and self.pending["step"] != state.global_step:
+            self._flush()
+
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        self._flush()
+
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Flush the last line, close TensorBoard and draw loss.png (also called when a run stops early)."""
+        self._flush()
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+            plot_loss(read_metrics(self.path), self.run_dir / "loss.png")
+
+    def _flush(self) -> None:
+        if self.pending is None:
+            return
+        row, self.pending = self.pending, None
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        if self.writer is not None:
+            for key, value in row.items():
+                if key not in ("step", "epoch") and isinstance(value, (int, float)) and math.isfinite(value):
+                    self.writer.add_scalar(key.replace("eval_", "eval/") if key.startswith("eval_") else f"train/{key}",
+                                           value, row["step"])
+            self.writer.flush()
+
+
+def plot_loss(rows: list[dict[str, Any]], out: Path) -> Path | None:
+    """Train and eval loss against optimizer step, as a PNG. Returns None when nothing was logged."""
+    train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
+    evals = [(r["step"], r["eval_loss"]) for r in rows if "eval_loss" in r]
+    if not train and not evals:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    if train:
+        ax.plot(*zip(*train), label="train loss", linewidth=1.2)
+    if evals:
+        ax.plot(*zip(*evals), "o-", label="eval loss", linewidth=1.5)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss (nats per supervised token)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+class RichProgressCallback(TrainerCallback):
+    """A progress bar with loss, lr, tokens/s and ETA (main process only; quiet when not a terminal)."""
+
+    def __init__(self, counter: TokenCounter) -> None:
+        self.counter = counter
+        self.progress: Any = None
+        self.task: Any = None
+        self.last: dict[str, float] = {}
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        if not state.is_world_process_zero:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            TextColumn("{task.fields[stats]}"), transient=False,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, stats="")
+
+    def on_log(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+        logs: dict[str, float] | None = None, **kw: Any,
+    ) -> None:
+        if self.progress is not None and logs:
+            self.last.update({k: v for k, v in logs.items() if isinstance(v, (int, float))})
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        if self.progress is None:
+            return
+        tps = self.counter.tokens * max(1, args.world_size) / max(self.counter.elapsed_s, 1e-9)
+        parts = []
+        if "loss" in self.last:
+            parts.append(f"loss {self.last['loss']:.4f}")
+        if "eval_loss" in self.last:
+            parts.append(f"eval {self.last['eval_loss']:.4f}")
+        if "learning_rate" in self.last:
+            parts.append(f"lr {self.last['learning_rate']:.2e}")
+        parts.append(f"{tps:,.0f} tok/s")
+        self.progress.update(self.task, completed=state.global_step, stats="  ".join(parts))
+
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None

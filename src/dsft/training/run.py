@@ -1,0 +1,166 @@
+"""``dsft train``: the recipe, top to bottom.
+
+config -> run directory -> tokenizer + template -> data -> tokenized examples -> model (+ LoRA)
+-> Trainer -> train (or resume) -> final weights + tokenizer with the training template -> run.json.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from transformers import TrainerCallback
+
+from dsft.config import DsftConfig
+from dsft.errors import DsftError
+from dsft.training.checkpointing import resolve_resume
+from dsft.training.monitoring import MetricsCallback, RichProgressCallback, TokenCounter, read_metrics
+from dsft.training.rundir import prepare_run_dir, write_run_info
+from dsft.training.setup import build_model, build_training_arguments, load_splits, resolve_template
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    final_dir: Path
+    global_step: int
+    train_loss: float | None
+    first_eval_loss: float | None
+    last_eval_loss: float | None
+    best_eval_loss: float | None
+    elapsed_s: float
+
+
+def run_training(
+    cfg: DsftConfig,
+    run_dir: str | Path,
+    resume: str | None = None,
+    progress: bool = True,
+    extra_callbacks: list[Any] | None = None,
+    should_stop: Callable[[int], bool] | None = None,
+) -> RunResult:
+    """Fine-tune ``cfg.model`` on ``cfg.data`` into ``run_dir``; ``resume`` is ``auto`` or a checkpoint path.
+
+    ``should_stop(step)`` lets tests stop a run after a given step, as a kill would.
+    """
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    prepare_run_dir(run_dir, cfg, resuming=resume is not None)
+    checkpoint = resolve_resume(resume, run_dir / "checkpoints")
+
+    # Order matters: the template needs the tokenizer; data length filters need the tokenizer;
+    # the model is loaded last so a data error costs no model load.
+    from dsft.models.loading import load_tokenizer
+    from dsft.models.resolve import resolve_model
+
+    model_dir = resolve_model(cfg.model.name_or_path, cache_dir=cfg.model.cache_dir, revision=cfg.model.revision)
+    tokenizer = load_tokenizer(model_dir)
+    template_name, template = resolve_template(cfg, model_dir, tokenizer)
+    splits = load_splits(cfg, tokenizer, template, run_dir)
+    if not splits["train"].examples:
+        raise DsftError("no training examples left after preparation; see data_report.json in the run directory")
+
+    model = build_model(cfg, model_dir)
+    args = build_training_arguments(cfg, run_dir, has_eval=bool(splits["val"].examples),
+                                    n_train_examples=len(splits["train"].examples), model=model)
+
+    from dsft.training.collators import make_collator, make_train_dataset
+    from dsft.training.run_trainer import RunTrainer
+
+    counter = TokenCounter()
+    metrics = MetricsCallback(run_dir, counter)
+    callbacks: list[Any] = [metrics] + ([RichProgressCallback(counter)] if progress else [])
+    if cfg.eval.early_stopping_patience and splits["val"].examples and cfg.eval.steps:
+        from transformers import EarlyStoppingCallback
+
+        callbacks.append(EarlyStoppingCallback(cfg.eval.early_stopping_patience, cfg.eval.early_stopping_min_delta))
+    if should_stop is not None:
+        callbacks.append(_StopAt(should_stop))
+    callbacks += extra_callbacks or []
+
+    trainer = RunTrainer(
+        model=model,
+        args=args,
+        train_dataset=make_train_dataset(splits["train"].examples, cfg.train, seed=cfg.train.seed),
+        eval_dataset=make_train_dataset(splits["val"].examples, cfg.train, seed=cfg.train.seed)
+        if splits["val"].examples else None,
+        data_collator=make_collator(cfg.train, tokenizer),
+        processing_class=tokenizer,
+        callbacks=callbacks,
+        loss_chunk_size=cfg.train.loss_chunk_size,
+        token_counter=counter,
+    )
+    write_run_info(
+        run_dir, template=template_name, base_model=str(model_dir), model_name_or_path=cfg.model.name_or_path,
+        method=cfg.train.method, masking=cfg.template.masking, thinking=cfg.template.thinking,
+        status="running", resumed_from=str(checkpoint) if checkpoint else None,
+        examples={k: len(v.examples) for k, v in splits.items()},
+        dropped={k: v.dropped for k, v in splits.items() if v.dropped},
+    )
+    try:
+        output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    except DsftError:
+        metrics.close()
+        _close_progress(callbacks)
+        write_run_info(run_dir, template=template_name, base_model=str(model_dir),
+                       model_name_or_path=cfg.model.name_or_path, method=cfg.train.method, status="failed")
+        raise
+    final_dir = _save_final(trainer, tokenizer, template, run_dir)
+    metrics.close()
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    evals = [r["eval_loss"] for r in rows if "eval_loss" in r]
+    best = trainer.state.best_metric if cfg.eval.metric == "eval_loss" else None
+    write_run_info(
+        run_dir, template=template_name, base_model=str(model_dir), model_name_or_path=cfg.model.name_or_path,
+        method=cfg.train.method, masking=cfg.template.masking, thinking=cfg.template.thinking,
+        status="stopped" if should_stop is not None and trainer.state.global_step < trainer.state.max_steps
+        else "finished",
+        global_step=trainer.state.global_step, best_checkpoint=trainer.state.best_model_checkpoint,
+        final=str(final_dir.relative_to(run_dir)),
+        examples={k: len(v.examples) for k, v in splits.items()},
+    )
+    return RunResult(
+        run_dir=run_dir, final_dir=final_dir, global_step=trainer.state.global_step,
+        train_loss=getattr(output, "training_loss", None),
+        first_eval_loss=evals[0] if evals else None, last_eval_loss=evals[-1] if evals else None,
+        best_eval_loss=best if best is not None else (min(evals) if evals else None),
+        elapsed_s=time.perf_counter() - started,
+    )
+
+
+def _save_final(trainer: Any, tokenizer: Any, template: Any, run_dir: Path) -> Path:
+    """Weights (adapter or full) + tokenizer carrying the chat template training used."""
+    final = run_dir / "final"
+    staging = run_dir / ".final.staging"
+    if staging.exists():
+        shutil.rmtree(staging)
+    trainer.save_model(str(staging))
+    if trainer.args.should_save:
+        tokenizer.chat_template = template.chat_template
+        tokenizer.save_pretrained(str(staging))
+        if final.exists():
+            shutil.rmtree(final)
+        staging.rename(final)
+    trainer.accelerator.wait_for_everyone()
+    return final
+
+
+def _close_progress(callbacks: list[Any]) -> None:
+    for cb in callbacks:
+        if isinstance(cb, RichProgressCallback):
+            cb.close()
+
+
+class _StopAt(TrainerCallback):
+    """Ends training after a step, as if the process were stopped there (used by resume tests)."""
+
+    def __init__(self, should_stop: Callable[[int], bool]) -> None:
+        self.should_stop = should_stop
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> Any:
+        if self.should_stop(state.global_step):
+            control.should_training_stop = True
+        return control

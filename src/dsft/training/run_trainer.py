@@ -1,0 +1,69 @@
+"""The Trainer a run uses: DsftTrainer (fast loss) plus three run-level guarantees.
+
+1. A non-finite loss stops the run *before* the optimizer step that would spread it into the weights,
+   so the newest checkpoint on disk is the last good state.
+2. Checkpoints are staged and renamed into place (see checkpointing.py).
+3. Tokens seen (non-pad and supervised) are counted for metrics.jsonl.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from dsft.errors import DsftError
+from dsft.training.checkpointing import save_checkpoint_atomically
+from dsft.training.monitoring import TokenCounter
+from dsft.training.trainer import DsftTrainer
+
+
+class NonFiniteLossError(DsftError):
+    """The training loss became NaN or infinite."""
+
+
+def count_real_tokens(batch: dict[str, Any]) -> int:
+    """Non-padding tokens in a batch.
+
+    Padded batches carry an attention mask. Packed rows carry none (see collators.py) and end with
+    padding labelled -100; every packed example ends with its supervised EOS, so a row's real tokens
+    end at its last supervised position. (pad == EOS in R1 tokenizers, so pad ids cannot be used.)
+    """
+    if "attention_mask" in batch:
+        return int(batch["attention_mask"].sum())
+    labels = batch["labels"]
+    supervised = labels.ne(-100)
+    positions = torch.arange(labels.shape[-1], device=labels.device).expand_as(labels)
+    last = torch.where(supervised, positions, torch.full_like(positions, -1)).amax(dim=-1)
+    return int((last + 1).sum())
+
+
+class RunTrainer(DsftTrainer):
+    def __init__(self, *args: Any, token_counter: TokenCounter | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.token_counter = token_counter or TokenCounter()
+
+    def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
+        labels = inputs.get("labels")
+        if labels is not None:
+            self.token_counter.add(count_real_tokens(inputs), int(labels.ne(-100).sum()))
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            step = self.state.global_step + 1
+            raise NonFiniteLossError(
+                f"training loss became {value} at optimizer step {step}; the run stopped before that step "
+                "changed any weight, so the newest checkpoint is the last good one",
+                [
+                    "lower train.lr (or raise train.warmup_ratio)",
+                    "keep train.max_grad_norm > 0 to clip gradients",
+                    "on GPU use bf16 rather than fp16 (train.precision)",
+                    "resume with: dsft train CONFIG --out RUN_DIR --resume auto (after changing the config "
+                    "with --set)",
+                ],
+            )
+        return loss
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        save_checkpoint_atomically(self, model, trial, super()._save_checkpoint)

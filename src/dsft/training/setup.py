@@ -1,0 +1,170 @@
+"""The pieces a run is built from: template, data splits, model (+ adapter), TrainingArguments."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dsft.config import DsftConfig
+from dsft.errors import ConfigError, DsftError, UnsupportedError
+from dsft.training.examples import TokenizedSplit, tokenize_conversations
+
+
+def resolve_template(cfg: DsftConfig, model_dir: Path, tokenizer: Any) -> tuple[str, Any]:
+    """``template.name`` or, when ``auto``, the family detected from the model's config and tokenizer."""
+    from dsft.templates import detect_template, get_template
+
+    name = cfg.template.name if cfg.template.name != "auto" else detect_template(model_dir)
+    return name, get_template(name)
+
+
+def load_splits(cfg: DsftConfig, tokenizer: Any, template: Any, run_dir: Path) -> dict[str, TokenizedSplit]:
+    """Prepare (or reuse) the data, then render train/val with the template into tokenized examples."""
+    from dsft.data.pipeline import load_prepared, prepare
+
+    if cfg.data.prepared_dir:
+        prepared = load_prepared(cfg.data.prepared_dir)
+    elif cfg.data.train:
+        prepared = prepare(cfg, tokenizer, run_dir / "data")
+    else:
+        raise ConfigError("data.train: no training data; list files in data.train or set data.prepared_dir")
+    (run_dir / "data_report.json").write_text(json.dumps(prepared.report, indent=2, ensure_ascii=False) + "\n",
+                                              encoding="utf-8")
+    thinking = cfg.template.thinking
+    return {
+        name: tokenize_conversations(
+            prepared.splits.get(name, []), template, tokenizer, masking=cfg.template.masking,
+            thinking=thinking, max_len=cfg.train.max_seq_len,
+        )
+        for name in ("train", "val")
+    }
+
+
+def resolve_precision(precision: str) -> str:
+    """auto -> bf16 on CUDA GPUs that support it, else fp32. fp16 needs CUDA."""
+    cuda = torch.cuda.is_available()
+    if precision == "auto":
+        return "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+    if precision == "fp16" and not cuda:
+        raise UnsupportedError("train.precision=fp16 needs a CUDA GPU; use fp32 (or auto) on this machine")
+    return precision
+
+
+def _check_qlora() -> None:
+    import importlib.util
+
+    missing = []
+    if not torch.cuda.is_available():
+        missing.append("a CUDA GPU (none found)")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        missing.append("bitsandbytes (pip install bitsandbytes)")
+    if missing:
+        raise UnsupportedError(
+            "train.method=qlora needs " + " and ".join(missing)
+            + "; on this machine use train.method=lora or full"
+        )
+
+
+def build_model(cfg: DsftConfig, model_dir: Path) -> Any:
+    """Load the base model for training and wrap it with LoRA when the method asks for it.
+
+    Full fine-tunes keep fp32 master weights (bf16 autocast on GPU); LoRA/QLoRA load the frozen base in
+    the training precision and keep adapter weights in fp32 (peft's default).
+    """
+    from dsft.models.loading import load_model
+
+    method = cfg.train.method
+    if method == "qlora":
+        _check_qlora()
+    precision = resolve_precision(cfg.train.precision)
+    dtype = cfg.model.dtype
+    if dtype == "auto":
+        dtype = "float32" if method == "full" or precision == "fp32" else {"bf16": "bfloat16", "fp16": "float16"}[precision]
+    model = load_model(
+        model_dir, dtype=dtype, attn_implementation=cfg.model.attn_implementation,
+        quantization="4bit" if method == "qlora" else None,
+    )
+    # A KV cache object disables the packed block-causal mask in sdpa/eager (see training/collators.py).
+    model.config.use_cache = False
+    if method == "full":
+        return model
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    from dsft.models.lora import build_lora_config
+
+    if method == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.train.gradient_checkpointing)
+    model = get_peft_model(model, build_lora_config(cfg.lora, model))
+    if cfg.train.gradient_checkpointing:
+        model.enable_input_require_grads()
+    return model
+
+
+def build_training_arguments(
+    cfg: DsftConfig, run_dir: Path, has_eval: bool, n_train_examples: int, model: Any
+) -> Any:
+    """TrainingArguments from the typed config (one place; the config's names are the user's names)."""
+    from transformers import TrainingArguments
+
+    t, e = cfg.train, cfg.eval
+    precision = resolve_precision(t.precision)
+    evaluating = has_eval and e.steps > 0
+    keep_best = evaluating and e.load_best
+    if keep_best and t.save_steps % e.steps:
+        raise ConfigError(
+            f"train.save_steps ({t.save_steps}) must be a multiple of eval.steps ({e.steps}) so the best "
+            "checkpoint is saved; change one of them or set eval.load_best=false"
+        )
+    if e.early_stopping_patience and not evaluating:
+        raise ConfigError("eval.early_stopping_patience needs eval.steps > 0 and validation data")
+    kwargs: dict[str, Any] = {}
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1 or t.distributed in ("fsdp", "deepspeed"):
+        try:
+            from dsft.training.distributed import distributed_training_args
+        except ImportError as exc:  # pragma: no cover - the module ships with dsft
+            raise DsftError(f"distributed training support is missing: {exc}") from None
+        kwargs.update(distributed_training_args(t, model.config, run_dir, world_size))
+    return TrainingArguments(
+        output_dir=str(run_dir / "checkpoints"),
+        per_device_train_batch_size=t.micro_batch_size,
+        per_device_eval_batch_size=t.micro_batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        learning_rate=t.lr,
+        lr_scheduler_type=t.lr_scheduler if t.lr_scheduler != "constant" else "constant_with_warmup",
+        warmup_steps=t.warmup_ratio,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        seed=t.seed,
+        data_seed=t.seed,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=not torch.cuda.is_available(),
+        gradient_checkpointing=t.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        torch_compile=t.compile,
+        logging_strategy="steps",
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        eval_strategy="steps" if evaluating else "no",
+        eval_steps=e.steps if evaluating else None,
+        eval_on_start=evaluating,
+        load_best_model_at_end=keep_best,
+        metric_for_best_model=e.metric if keep_best else None,
+        greater_is_better=e.greater_is_better if keep_best else None,
+        report_to="none",
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        dataloader_num_workers=t.num_workers,
+        use_cache=False,
+        **kwargs,
+    )

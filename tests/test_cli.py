@@ -1,0 +1,55 @@
+"""Every command answers --help quickly, and user errors are one message with exit code 2."""
+
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from dsft.cli.app import app, main
+
+runner = CliRunner()
+
+
+def _commands(group, prefix=()):
+    import typer.main
+
+    click_group = typer.main.get_command(group)
+    stack = [(prefix, click_group)]
+    while stack:
+        path, cmd = stack.pop()
+        yield path
+        for name, sub in getattr(cmd, "commands", {}).items():
+            stack.append((path + (name,), sub))
+
+
+@pytest.mark.parametrize("path", sorted(_commands(app)))
+def test_help(path) -> None:
+    result = runner.invoke(app, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_top_level_help_is_fast_and_light() -> None:
+    code = "import sys; from dsft.cli.app import app; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", "the CLI must not import torch at startup"
+
+
+def test_user_error_is_one_message_exit_2(tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["config", "show", str(tmp_path / "missing.yaml")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "config file not found" in err and "Traceback" not in err
+
+
+def test_unknown_command_exit_2(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["no-such-command"])
+    assert info.value.code == 2
+
+
+def test_python_dash_m() -> None:
+    out = subprocess.run([sys.executable, "-m", "dsft", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("dsft ")
