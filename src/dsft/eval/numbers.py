@@ -1,0 +1,97 @@
+"""Numbers with units, as written in Chinese and English answers, and numeric accuracy.
+
+Conventions:
+
+* Text is folded to half-width first, so ``１２３`` is ``123`` and ``５０％`` is ``50%``.
+* Thousands separators: ``1,200`` is 1200 (groups of exactly three digits after a comma); ``1,2`` is
+  two numbers. A ``-``/``+`` right after a digit or letter is not a sign (``3-5`` is 3 and 5).
+* Scale words multiply the value: 千 (1e3), 万 (1e4), 百万 (1e6), 千万 (1e7), 亿 (1e8), 万亿 (1e12),
+  ``k``/``thousand`` (1e3), ``million`` (1e6), ``billion`` (1e9). So ``1.2万`` == ``12,000`` == ``12k``.
+* Units after the number are recorded, not converted: ``%`` and ``‰`` (``50%`` is 50 with unit ``%``),
+  年 月 (个月 == 月) 周 日 天 小时 分钟 秒 岁 元 (块 == 元) 人 次 个 倍. Two quantities are equal when their
+  values agree within the tolerance and their units agree or one side has none (``3`` matches ``3年``;
+  ``3年`` does not match ``3月``).
+* Numbers written in Chinese numerals (三, 十二) are not recognised.
+* :func:`numeric_match` compares the LAST number of the prediction's answer with the LAST number of the
+  reference (answers usually end with the result: "共需 3 年", "so the total is 1,200").
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from dsft.eval.text import to_half_width
+
+SCALES: dict[str, float] = {
+    "万亿": 1e12, "千万": 1e7, "百万": 1e6, "亿": 1e8, "万": 1e4, "千": 1e3,
+    "thousand": 1e3, "million": 1e6, "billion": 1e9, "k": 1e3,
+}
+UNIT_ALIASES: dict[str, str] = {"个月": "月", "块": "元"}
+_UNITS = ("%", "‰", "个月", "年", "月", "周", "日", "天", "小时", "分钟", "秒", "岁", "元", "块", "人", "次", "个", "倍")
+
+_NUMBER = re.compile(
+    r"(?P<sign>(?<![0-9A-Za-z)])[-+\u2212])?"
+    r"(?P<digits>\d{1,3}(?:,\d{3})+(?!\d)(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
+    r"\s*(?P<scale>万亿|千万|百万|亿|万|千(?![米克])|(?:thousand|million|billion|k)(?![A-Za-z]))?"
+    r"\s*(?P<unit>" + "|".join(map(re.escape, _UNITS)) + r")?",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """A number found in text: its value after scale words, and its unit (None when absent)."""
+
+    value: float
+    unit: str | None = None
+
+
+def extract_quantities(text: str) -> list[Quantity]:
+    """Every number in ``text``, in order of appearance.
+
+    >>> extract_quantities("营收1.2万元，增长50%，用时3个月")
+    [Quantity(value=12000.0, unit='元'), Quantity(value=50.0, unit='%'), Quantity(value=3.0, unit='月')]
+    >>> extract_quantities("from 1,200 to -3.5k")
+    [Quantity(value=1200.0, unit=None), Quantity(value=-3500.0, unit=None)]
+    """
+    quantities = []
+    for match in _NUMBER.finditer(to_half_width(text)):
+        value = float(match["digits"].replace(",", ""))
+        if match["scale"]:
+            value *= SCALES[match["scale"].lower()]
+        if match["sign"] in ("-", "\u2212"):
+            value = -value
+        unit = match["unit"]
+        quantities.append(Quantity(value, UNIT_ALIASES.get(unit, unit) if unit else None))
+    return quantities
+
+
+def quantities_equal(a: Quantity, b: Quantity, rel_tol: float = 1e-4, abs_tol: float = 1e-6) -> bool:
+    """Values within tolerance and units compatible (equal, or missing on one side)."""
+    if a.unit and b.unit and a.unit != b.unit:
+        return False
+    return math.isclose(a.value, b.value, rel_tol=rel_tol, abs_tol=abs_tol)
+
+
+def numeric_match(prediction: str, reference: str, rel_tol: float = 1e-4, abs_tol: float = 1e-6) -> bool | None:
+    """Whether the prediction's last number equals the reference's last number.
+
+    None when the reference has no number (the sample cannot be scored numerically); False when the
+    prediction has none.
+
+    >>> numeric_match("总计 1.2万 元", "12,000元")
+    True
+    >>> numeric_match("大约3年", "3个月") is False
+    True
+    >>> numeric_match("no idea", "北京") is None
+    True
+    """
+    expected = extract_quantities(reference)
+    if not expected:
+        return None
+    found = extract_quantities(prediction)
+    if not found:
+        return False
+    return quantities_equal(found[-1], expected[-1], rel_tol=rel_tol, abs_tol=abs_tol)

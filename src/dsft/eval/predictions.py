@@ -1,0 +1,104 @@
+"""Read a predictions JSONL file and score it (``dsft metrics``).
+
+Each line is an object with ``prediction`` and ``reference`` (strings; numbers are accepted and written
+as text), optionally ``choices`` (a list of option texts, or an object ``{"A": text, ...}``), ``label``
+and ``prompt_opened_think`` (true when the prompt ended inside ``<think>``, as ``dsft eval`` records for
+R1 models). The ``predictions.jsonl`` that ``dsft eval`` writes is such a file.
+
+Bad lines never stop scoring: each is skipped and counted under its reason (``malformed JSON``,
+``not a JSON object``, ``missing prediction``, ``missing reference``, ``prediction is not text``,
+``empty prediction``, ``choices is not a list``, ...). Blank lines are not records and are ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from dsft.errors import DsftError
+from dsft.eval.scoring import Sample, score_samples
+
+
+def _text_field(record: dict[str, Any], key: str) -> tuple[str | None, str | None]:
+    """(value, skip reason): strings as they are, numbers as text, anything else a reason."""
+    if key not in record or record[key] is None:
+        return None, f"missing {key}"
+    value = record[key]
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None, f"{key} is not text"
+    return str(value), None
+
+
+def _choices(value: Any) -> tuple[list[str] | None, str | None]:
+    if value is None:
+        return None, None
+    if isinstance(value, dict):
+        return [str(value[k]) for k in sorted(value)], None
+    if isinstance(value, list) and value:
+        return [str(c) for c in value], None
+    return None, "choices is not a list"
+
+
+def sample_from_record(record: Any) -> tuple[Sample | None, str | None]:
+    """A :class:`Sample` from one parsed line, or the reason it cannot be scored."""
+    if not isinstance(record, dict):
+        return None, "not a JSON object"
+    prediction, reason = _text_field(record, "prediction")
+    if reason:
+        return None, reason
+    reference, reason = _text_field(record, "reference")
+    if reason:
+        return None, reason
+    assert prediction is not None and reference is not None
+    if not prediction.strip():
+        return None, "empty prediction"
+    if not reference.strip():
+        return None, "empty reference"
+    choices, reason = _choices(record.get("choices"))
+    if reason:
+        return None, reason
+    label = record.get("label")
+    return Sample(
+        prediction=prediction,
+        reference=reference,
+        choices=choices,
+        label=None if label is None else str(label),
+        prompt_opened_think=bool(record.get("prompt_opened_think", False)),
+    ), None
+
+
+def read_predictions(path: str | Path) -> tuple[list[Sample], Counter[str]]:
+    """Samples from a JSONL file and a count of skipped lines per reason. Missing file -> DsftError."""
+    path = Path(path)
+    if not path.is_file():
+        raise DsftError(f"predictions file not found: {path}")
+    samples: list[Sample] = []
+    skipped: Counter[str] = Counter()
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                skipped["malformed JSON"] += 1
+                continue
+            sample, reason = sample_from_record(record)
+            if sample is None:
+                skipped[str(reason)] += 1
+            else:
+                samples.append(sample)
+    return samples, skipped
+
+
+def score_predictions_file(path: str | Path, metrics: Sequence[str] | None = None) -> dict[str, Any]:
+    """The ``dsft metrics`` result: aggregate metrics plus ``skipped`` ({reason: count}, lines and
+    per-metric exclusions together)."""
+    samples, skipped = read_predictions(path)
+    result = score_samples(samples, metrics)
+    out = dict(result.aggregate)
+    out["skipped"] = dict(sorted((skipped + result.skipped).items()))
+    return out

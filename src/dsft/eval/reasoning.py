@@ -1,0 +1,95 @@
+"""Separate a model output's reasoning from its answer, and summarise reasoning across outputs.
+
+Scores are computed on the answer after ``</think>``, never on the chain of thought. The split follows
+vLLM's ``deepseek_r1`` parser (:func:`dsft.templates.reasoning.split_reasoning`), applied only when the
+output is in a think block: when it contains ``<think>`` or ``</think>``, or when the prompt itself
+opened the block (R1 prompts end with ``<think>\\n``, so the model writes ``reasoning</think>answer``).
+Any other output is all answer, so a non-reasoning model (V3, DeepSeek-LLM) is not counted as "reasoning
+without closing".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from dsft.eval.text import count_tokens
+
+THINK, END_THINK = "<think>", "</think>"
+
+
+def _split_reasoning(text: str) -> tuple[str | None, str | None]:
+    """The templates package's parser; one call site so the semantics are defined in one place."""
+    try:
+        from dsft.templates.reasoning import split_reasoning
+    except ImportError:  # the templates package's parser has not landed yet: same semantics inline
+        body = text[len(THINK):] if text.startswith(THINK) else text
+        if END_THINK not in body:
+            return body, None
+        reasoning, _, content = body.partition(END_THINK)
+        return reasoning, content or None
+    return split_reasoning(text)
+
+
+@dataclass(frozen=True)
+class ParsedOutput:
+    """One output split into reasoning and answer.
+
+    ``reasoning`` is None when the output did not reason; ``answer`` is "" when it never closed its
+    think block (``unclosed``) or said nothing after it.
+    """
+
+    reasoning: str | None
+    answer: str
+    unclosed: bool
+
+    @property
+    def reasoned(self) -> bool:
+        """Whether the output holds any non-blank chain of thought."""
+        return bool(self.reasoning and self.reasoning.strip())
+
+
+def parse_output(text: str, prompt_opened_think: bool = False) -> ParsedOutput:
+    """Split ``text`` into reasoning and answer.
+
+    ``prompt_opened_think``: the prompt ended inside a think block (R1's ``<think>\\n`` generation
+    prompt), so the output starts as reasoning even without a ``<think>`` tag.
+
+    >>> parse_output("<think>\\n2+2=4\\n</think>\\n\\nThe answer is 4.")
+    ParsedOutput(reasoning='\\n2+2=4\\n', answer='The answer is 4.', unclosed=False)
+    >>> parse_output("still thinking", prompt_opened_think=True)
+    ParsedOutput(reasoning='still thinking', answer='', unclosed=True)
+    >>> parse_output("Paris.")
+    ParsedOutput(reasoning=None, answer='Paris.', unclosed=False)
+    """
+    in_think = prompt_opened_think or THINK in text or END_THINK in text
+    if not in_think:
+        return ParsedOutput(None, text.strip(), False)
+    reasoning, content = _split_reasoning(text)
+    return ParsedOutput(reasoning, (content or "").strip(), END_THINK not in text)
+
+
+def prompt_opens_think(prompt: str) -> bool:
+    """Whether a rendered prompt leaves the model inside an open think block (R1, thinking modes)."""
+    tail = prompt.rstrip()
+    return tail.endswith(THINK) and END_THINK not in tail[tail.rfind(THINK):]
+
+
+def reasoning_stats(outputs: Sequence[ParsedOutput], tokenizer: object | None = None) -> dict[str, float | None]:
+    """``think_rate`` (share of outputs with non-blank reasoning), ``unclosed_think_rate`` (share whose
+    think block never closed), ``mean_reasoning_tokens`` (mean over the outputs that reasoned; None when
+    none did). Tokens are the tokenizer's when given, else a CJK character or a word each
+    (:func:`dsft.eval.text.count_tokens`).
+
+    >>> reasoning_stats([parse_output("<think>a b</think>x"), parse_output("y")])
+    {'think_rate': 0.5, 'unclosed_think_rate': 0.0, 'mean_reasoning_tokens': 2.0}
+    """
+    if not outputs:
+        return {"think_rate": None, "unclosed_think_rate": None, "mean_reasoning_tokens": None}
+    reasoned = [o for o in outputs if o.reasoned]
+    lengths = [count_tokens(o.reasoning or "", tokenizer) for o in reasoned]
+    return {
+        "think_rate": len(reasoned) / len(outputs),
+        "unclosed_think_rate": sum(o.unclosed for o in outputs) / len(outputs),
+        "mean_reasoning_tokens": sum(lengths) / len(lengths) if lengths else None,
+    }

@@ -1,0 +1,138 @@
+"""Score a set of (prediction, reference) samples: per-sample scores, aggregates, skip accounting.
+
+Every sample is split into reasoning and answer first (:func:`dsft.eval.reasoning.parse_output`); the
+metrics see only the answers (the reference's own ``<think>`` block, if any, is removed the same way).
+Aggregates are means of the per-sample scores, except BLEU, which is sacrebleu's corpus BLEU over all
+answers. A sample a metric cannot score (a reference without a number for ``numeric_accuracy``) is left
+out of that metric's mean and counted in ``skipped`` under ``"<metric>: <reason>"``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from dsft.errors import DsftError
+from dsft.eval import metrics as m
+from dsft.eval.numbers import numeric_match
+from dsft.eval.reasoning import ParsedOutput, parse_output, reasoning_stats
+
+METRICS: tuple[str, ...] = ("exact_match", "f1", "numeric_accuracy", "bleu", "rouge", "choice_accuracy", "macro_f1")
+# Names accepted in a metric list, mapped to the metric that computes them.
+METRIC_ALIASES: dict[str, str] = {name: name for name in METRICS} | {
+    "em": "exact_match", "token_f1": "f1", "numeric": "numeric_accuracy", "rouge1": "rouge",
+    "rouge2": "rouge", "rougeL": "rouge", "rougel": "rouge", "choice": "choice_accuracy",
+    "multiple_choice": "choice_accuracy",
+}
+_PER_SAMPLE_KEYS = {
+    "exact_match": ("exact_match",), "f1": ("f1",), "numeric_accuracy": ("numeric_accuracy",),
+    "bleu": ("bleu",), "rouge": ("rouge1", "rouge2", "rougeL"), "choice_accuracy": ("choice_accuracy",),
+    "macro_f1": ("label_predicted",),
+}
+
+
+@dataclass
+class Sample:
+    """One item to score. ``choices`` makes it multiple choice (the right letter is ``label`` or is read
+    from ``reference``); ``label`` alone makes it a label task scored by macro-F1."""
+
+    prediction: str
+    reference: str
+    choices: list[str] | None = None
+    label: str | None = None
+    prompt_opened_think: bool = False
+
+
+@dataclass
+class ScoreResult:
+    """Per-sample parses and scores, the aggregate metrics and why anything was skipped."""
+
+    parsed: list[ParsedOutput]
+    per_sample: list[dict[str, Any]]
+    aggregate: dict[str, Any]
+    skipped: Counter[str] = field(default_factory=Counter)
+
+
+def resolve_metrics(names: Sequence[str] | None) -> list[str]:
+    """Canonical metric names for a user's list (None or empty = all). Unknown names -> DsftError."""
+    if not names:
+        return list(METRICS)
+    unknown = [n for n in names if n.strip() not in METRIC_ALIASES]
+    if unknown:
+        raise DsftError(
+            f"unknown metric(s) {', '.join(map(repr, unknown))}; choose from {', '.join(METRICS)} "
+            "(also rouge1, rouge2, rougeL)"
+        )
+    return list(dict.fromkeys(METRIC_ALIASES[n.strip()] for n in names))
+
+
+def _score_one(sample: Sample, parsed: ParsedOutput, reference: str, wanted: list[str],
+               labels: list[str], skipped: Counter[str]) -> dict[str, Any]:
+    answer = parsed.answer
+    scores: dict[str, Any] = {}
+    if "exact_match" in wanted:
+        scores["exact_match"] = m.exact_match(answer, reference)
+    if "f1" in wanted:
+        scores["f1"] = m.token_f1(answer, reference)
+    if "numeric_accuracy" in wanted:
+        match = numeric_match(answer, reference)
+        scores["numeric_accuracy"] = None if match is None else float(match)
+        if match is None:
+            skipped["numeric_accuracy: reference has no number"] += 1
+    if "bleu" in wanted:
+        scores["bleu"] = m.sentence_bleu(answer, reference)
+    if "rouge" in wanted:
+        scores.update(m.rouge_scores(answer, reference))
+    if "choice_accuracy" in wanted and sample.choices:
+        gold = sample.label.strip().upper() if sample.label else m.extract_choice(reference, sample.choices)
+        picked = m.extract_choice(answer, sample.choices)
+        scores["choice_accuracy"] = None if gold is None else float(picked == gold)
+        scores["choice_predicted"] = picked
+        if gold is None:
+            skipped["choice_accuracy: no option letter in label or reference"] += 1
+    if "macro_f1" in wanted and sample.label is not None and not sample.choices:
+        scores["label_predicted"] = m.match_label(answer, labels)
+    return scores
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def score_samples(samples: Sequence[Sample], metrics: Sequence[str] | None = None,
+                  tokenizer: object | None = None) -> ScoreResult:
+    """Score every sample with the chosen metrics (see :data:`METRICS`) and aggregate.
+
+    The aggregate holds each chosen metric (``rouge`` as ``rouge1``/``rouge2``/``rougeL``; None when no
+    sample applies), ``count``, ``think_rate``, ``unclosed_think_rate``, ``mean_reasoning_tokens``, and
+    ``counts``: how many samples each metric scored.
+    """
+    wanted = resolve_metrics(metrics)
+    skipped: Counter[str] = Counter()
+    parsed = [parse_output(s.prediction, s.prompt_opened_think) for s in samples]
+    references = [parse_output(s.reference).answer for s in samples]
+    labels = sorted({s.label for s in samples if s.label is not None and not s.choices})
+    per_sample = [
+        _score_one(s, p, r, wanted, labels, skipped) for s, p, r in zip(samples, parsed, references)
+    ]
+    aggregate: dict[str, Any] = {}
+    counts: dict[str, int] = {}
+    for name in wanted:
+        if name == "bleu":
+            aggregate["bleu"] = m.corpus_bleu([p.answer for p in parsed], references) if samples else None
+            counts["bleu"] = len(samples)
+        elif name == "macro_f1":
+            pairs = [(s.label, sc["label_predicted"]) for s, sc in zip(samples, per_sample) if "label_predicted" in sc]
+            aggregate["macro_f1"] = m.macro_f1([g for g, _ in pairs], [p for _, p in pairs]) if pairs else None
+            counts["macro_f1"] = len(pairs)
+        else:
+            for key in _PER_SAMPLE_KEYS[name]:
+                values = [sc[key] for sc in per_sample if sc.get(key) is not None]
+                aggregate[key] = _mean(values)
+                counts[key] = len(values)
+    aggregate["count"] = len(samples)
+    aggregate.update(reasoning_stats(parsed, tokenizer))
+    aggregate["counts"] = counts
+    return ScoreResult(parsed, per_sample, aggregate, skipped)

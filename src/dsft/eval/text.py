@@ -1,0 +1,104 @@
+"""Text normalisation and tokenisation for scoring answers in Chinese, English or both.
+
+Conventions (every metric in :mod:`dsft.eval.metrics` follows them):
+
+* **Normalisation** (:func:`normalize_answer`): Unicode NFKC (full-width letters, digits and ASCII
+  punctuation become half-width: ``ＡＢＣ，１２`` -> ``ABC,12``), the CJK punctuation NFKC leaves alone
+  mapped to its ASCII counterpart (``。`` -> ``.``, ``、`` -> ``,``, ``「」`` -> ``""``), case folded,
+  whitespace collapsed to one space and removed next to CJK characters (Chinese does not use spaces),
+  and trailing sentence punctuation dropped (``北京。`` == ``北京``).
+* **Tokens for F1 and reasoning length** (:func:`split_tokens`): each CJK character is one token; any
+  other run of letters/digits is one token (a word); punctuation is dropped. Mixed text mixes both:
+  ``我用Python写代码`` -> ``我 用 python 写 代 码``.
+* **Words for ROUGE** (:func:`segment_words`): text with CJK characters is segmented with jieba;
+  other text is split into words as above.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from functools import lru_cache
+
+# CJK punctuation that NFKC does not fold, mapped to the ASCII character a reader would treat as equal.
+_CJK_PUNCTUATION = str.maketrans({
+    "。": ".", "、": ",", "「": '"', "」": '"', "『": '"', "』": '"', "《": '"', "》": '"',
+    "〈": '"', "〉": '"', "【": "[", "】": "]", "〔": "[", "〕": "]", "‘": "'", "’": "'",
+    "“": '"', "”": '"', "…": "...", "—": "-", "–": "-", "·": ".", "～": "~",
+})
+
+# CJK Unified Ideographs (+ extension A and compatibility block), kana and hangul: scripts written
+# without spaces, where one character is the natural scoring unit.
+_CJK_CLASS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
+_CJK_CHAR = re.compile(f"[{_CJK_CLASS}]")
+_SPACE_NEXT_TO_CJK = re.compile(f"(?<=[{_CJK_CLASS}])\\s+|\\s+(?=[{_CJK_CLASS}])")
+_TOKEN = re.compile(f"[{_CJK_CLASS}]|[^\\W{_CJK_CLASS}]+")
+_TRAILING_PUNCTUATION = re.compile(r"[\s.!?,;:。！？，；：]+$")
+
+
+def contains_cjk(text: str) -> bool:
+    """Whether ``text`` has at least one CJK character (then Chinese tokenisation rules apply)."""
+    return _CJK_CHAR.search(text) is not None
+
+
+def to_half_width(text: str) -> str:
+    """NFKC plus the CJK punctuation NFKC keeps: ``"５０％，好。"`` -> ``"50%,好."``."""
+    return unicodedata.normalize("NFKC", text).translate(_CJK_PUNCTUATION)
+
+
+def normalize_answer(text: str) -> str:
+    """The comparison form of an answer (see the module docstring).
+
+    >>> normalize_answer("  The  Answer is ＡＢＣ。 ")
+    'the answer is abc'
+    >>> normalize_answer("北京 是 首都！")
+    '北京是首都'
+    """
+    text = to_half_width(text).casefold()
+    text = " ".join(text.split())
+    text = _SPACE_NEXT_TO_CJK.sub("", text)
+    return _TRAILING_PUNCTUATION.sub("", text)
+
+
+def split_tokens(text: str) -> list[str]:
+    """Scoring tokens: one per CJK character, one per other word, punctuation dropped, case folded.
+
+    >>> split_tokens("我用Python写代码, fast!")
+    ['我', '用', 'python', '写', '代', '码', 'fast']
+    """
+    return _TOKEN.findall(to_half_width(text).casefold())
+
+
+@lru_cache(maxsize=1)
+def _jieba():  # noqa: ANN202 - the jieba module
+    import jieba
+
+    # jieba logs "Building prefix dict..." at INFO on first use; that is noise in a CLI's output.
+    jieba.setLogLevel(logging.WARNING)
+    return jieba
+
+
+def segment_words(text: str) -> list[str]:
+    """Words for ROUGE: jieba segmentation when the text has CJK characters, else :func:`split_tokens`.
+
+    Punctuation and whitespace segments are dropped; case is folded.
+
+    >>> segment_words("我爱北京天安门。")
+    ['我', '爱', '北京', '天安门']
+    """
+    if not contains_cjk(text):
+        return split_tokens(text)
+    words = _jieba().lcut(to_half_width(text).casefold())
+    return [w for w in words if _TOKEN.search(w)]
+
+
+def count_tokens(text: str, tokenizer: object | None = None) -> int:
+    """Length of ``text`` in tokens: the tokenizer's count when given, else :func:`split_tokens`.
+
+    Without a tokenizer a CJK character counts as one token and an English word as one token, so
+    lengths are comparable across models that do not share a vocabulary.
+    """
+    if tokenizer is not None:
+        return len(tokenizer.encode(text, add_special_tokens=False))  # type: ignore[attr-defined]
+    return len(split_tokens(text))

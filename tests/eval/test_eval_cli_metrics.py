@@ -1,0 +1,79 @@
+"""`dsft metrics`: the JSON contract and bad input counted per reason."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dsft.cli.app import main
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def write_lines(path: Path, lines: list[object]) -> Path:
+    path.write_text("\n".join(x if isinstance(x, str) else json.dumps(x, ensure_ascii=False) for x in lines) + "\n")
+    return path
+
+
+def test_metrics_json_contract(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_lines(tmp_path / "p.jsonl", [
+        {"prediction": "<think>\n想想\n</think>\n\n北京。", "reference": "北京"},
+        {"prediction": "The total is 1,200.", "reference": "1.2k"},
+    ])
+    code, out, _ = run_cli(["metrics", "--predictions", str(path), "--json"], capsys)
+    assert code == 0
+    result = json.loads(out)  # exactly one JSON object on stdout
+    for key in ("exact_match", "f1", "numeric_accuracy", "rouge1", "rouge2", "rougeL"):
+        assert 0.0 <= result[key] <= 1.0, key
+    assert 0.0 <= result["bleu"] <= 100.0
+    assert result["count"] == 2
+    assert result["exact_match"] == 0.5  # 北京 matches after </think>; the English one does not
+    assert result["numeric_accuracy"] == 1.0  # 1,200 == 1.2k; 北京 has no number and is skipped
+    assert result["think_rate"] == 0.5 and result["unclosed_think_rate"] == 0.0
+    assert result["skipped"] == {"numeric_accuracy: reference has no number": 1}
+
+
+def test_metrics_bad_lines_counted_per_reason(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_lines(tmp_path / "p.jsonl", [
+        {"prediction": "4", "reference": "4"},
+        "{not json",
+        "[1, 2]",
+        {"reference": "x"},
+        {"prediction": "x"},
+        {"prediction": "   ", "reference": "x"},
+        {"prediction": ["a"], "reference": "x"},
+        {"prediction": "A", "reference": "A", "choices": "ABCD"},
+        "",
+    ])
+    code, out, _ = run_cli(["metrics", "-p", str(path), "--json", "--metrics", "exact_match,numeric_accuracy"], capsys)
+    assert code == 0
+    result = json.loads(out)
+    assert result["count"] == 1 and result["exact_match"] == 1.0 and result["numeric_accuracy"] == 1.0
+    assert "f1" not in result and "bleu" not in result  # only the chosen metrics
+    assert result["skipped"] == {
+        "malformed JSON": 1, "not a JSON object": 1, "missing prediction": 1, "missing reference": 1,
+        "empty prediction": 1, "prediction is not text": 1, "choices is not a list": 1,
+    }
+
+
+def test_metrics_table_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_lines(tmp_path / "p.jsonl", [{"prediction": "a", "reference": "b"}, "oops"])
+    code, out, _ = run_cli(["metrics", "-p", str(path)], capsys)
+    assert code == 0
+    assert "exact_match" in out and "skipped 1: malformed JSON" in out
+
+
+def test_metrics_missing_file_and_unknown_metric(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(["metrics", "-p", str(tmp_path / "absent.jsonl"), "--json"], capsys)
+    assert code == 2 and "predictions file not found" in err and "Traceback" not in err
+    path = write_lines(tmp_path / "p.jsonl", [{"prediction": "a", "reference": "b"}])
+    code, _, err = run_cli(["metrics", "-p", str(path), "-m", "bleurt"], capsys)
+    assert code == 2 and "unknown metric(s) 'bleurt'" in err

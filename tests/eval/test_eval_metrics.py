@@ -1,0 +1,169 @@
+"""Metric unit tests: every expected value is worked out by hand in the comment beside it."""
+
+import math
+
+import pytest
+
+from dsft.eval import metrics as m
+from dsft.eval.numbers import Quantity, extract_quantities, numeric_match
+from dsft.eval.text import normalize_answer, segment_words, split_tokens
+
+
+@pytest.mark.parametrize(
+    ("prediction", "reference", "expected"),
+    [
+        ("北京。", "北京", 1.0),  # trailing ideographic full stop dropped
+        ("ＰＡＲＩＳ", "paris", 1.0),  # full-width letters folded, case folded
+        ("The   answer\nis 4", "the answer is 4", 1.0),  # whitespace collapsed
+        ("北京 大学", "北京大学", 1.0),  # no spaces between CJK characters
+        ("你好，世界", "你好,世界", 1.0),  # full-width comma == half-width comma
+        ("「是」", '"是"', 1.0),  # CJK quotes == ASCII quotes
+        ("4", "four", 0.0),
+        ("北京", "上海", 0.0),
+    ],
+)
+def test_exact_match(prediction: str, reference: str, expected: float) -> None:
+    assert m.exact_match(prediction, reference) == expected
+
+
+def test_normalize_answer_examples() -> None:
+    assert normalize_answer("  Hello,  WORLD! ") == "hello, world"
+    assert normalize_answer("答案：５０％。") == "答案:50%"
+
+
+def test_token_f1_chinese_characters() -> None:
+    # pred 北/京/市, ref 北/京: overlap 2, P = 2/3, R = 1, F1 = 2PR/(P+R) = 0.8
+    assert m.token_f1("北京市", "北京") == pytest.approx(0.8)
+
+
+def test_token_f1_english_words() -> None:
+    # pred [the cat sat on the mat] (6), ref [a cat on the mat] (5); overlap cat, on, the (once), mat = 4
+    # P = 4/6, R = 4/5, F1 = 2 * (8/15) / (22/15) = 16/22
+    assert m.token_f1("the cat sat on the mat", "a cat on the mat") == pytest.approx(16 / 22)
+
+
+def test_token_f1_mixed_text() -> None:
+    assert split_tokens("我用Python写") == ["我", "用", "python", "写"]
+    # pred [我 用 python], ref [我 用 python 写]: overlap 3, P = 1, R = 3/4, F1 = 6/7
+    assert m.token_f1("我用Python", "我用python写") == pytest.approx(6 / 7)
+
+
+def test_token_f1_empty() -> None:
+    assert m.token_f1("", "") == 1.0
+    assert m.token_f1("x", "") == 0.0
+    assert m.token_f1("。", "北京") == 0.0  # punctuation only has no tokens
+
+
+def test_bleu_english_hand_computed() -> None:
+    # hyp "the cat sat on the mat", ref "the cat sat on a mat", same length so BP = 1.
+    # n-gram precisions: 5/6, 3/5, 2/4, 1/3 -> BLEU = 100 * (5/6 * 3/5 * 2/4 * 1/3) ** (1/4)
+    expected = 100 * (5 / 6 * 3 / 5 * 2 / 4 * 1 / 3) ** 0.25
+    assert m.corpus_bleu(["the cat sat on the mat"], ["the cat sat on a mat"]) == pytest.approx(expected)
+    assert m.bleu_tokenizer(["the cat"]) == "13a"
+
+
+def test_bleu_chinese_uses_zh_tokenizer() -> None:
+    # zh tokenizer: one token per character. hyp 4 chars, ref 7; every n-gram of the hyp is in the ref,
+    # so BLEU = 100 * BP = 100 * exp(1 - 7/4)
+    assert m.bleu_tokenizer(["我爱北京天安门"]) == "zh"
+    assert m.corpus_bleu(["我爱北京"], ["我爱北京天安门"]) == pytest.approx(100 * math.exp(-0.75))
+    # Without the zh tokenizer the unsegmented sentence would be one token and score 0.
+    assert m.corpus_bleu(["我爱北京"], ["我爱北京天安门"], tokenize="13a") == 0.0
+
+
+def test_rouge_english_hand_computed() -> None:
+    pred, ref = "the cat sat on the mat", "the cat is on the mat"
+    # unigrams overlap: the x2, cat, on, mat = 5 of 6 each side -> 5/6
+    # bigrams: pred {the cat, cat sat, sat on, on the, the mat}, ref {the cat, cat is, is on, on the,
+    # the mat}: overlap 3 of 5 -> 0.6; LCS "the cat on the mat" = 5 -> 5/6
+    assert m.rouge_scores(pred, ref) == pytest.approx({"rouge1": 5 / 6, "rouge2": 0.6, "rougeL": 5 / 6})
+
+
+def test_rouge_chinese_segmented_with_jieba() -> None:
+    assert segment_words("我爱北京天安门") == ["我", "爱", "北京", "天安门"]
+    assert segment_words("我爱北京") == ["我", "爱", "北京"]
+    # rouge1: overlap 3, P = 3/4, R = 1 -> 6/7; rouge2: bigrams 3 vs 2, overlap 2 -> P = 2/3, R = 1 -> 0.8
+    # rougeL: LCS 3 -> 6/7
+    scores = m.rouge_scores("我爱北京天安门", "我爱北京")
+    assert scores == pytest.approx({"rouge1": 6 / 7, "rouge2": 0.8, "rougeL": 6 / 7})
+
+
+def test_rouge_empty_side_scores_zero() -> None:
+    assert m.rouge_scores("", "北京") == {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1,200", [Quantity(1200.0)]),
+        ("1.2万", [Quantity(12000.0)]),
+        ("3亿人", [Quantity(3e8, "人")]),
+        ("12k", [Quantity(12000.0)]),
+        ("增长５０％", [Quantity(50.0, "%")]),
+        ("2023年5月", [Quantity(2023.0, "年"), Quantity(5.0, "月")]),
+        ("3个月", [Quantity(3.0, "月")]),
+        ("3-5天", [Quantity(3.0), Quantity(5.0, "天")]),
+        ("温度是-5度", [Quantity(-5.0)]),
+        ("1,2", [Quantity(1.0), Quantity(2.0)]),
+        ("三年", []),
+    ],
+)
+def test_extract_quantities(text: str, expected: list[Quantity]) -> None:
+    assert extract_quantities(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("prediction", "reference", "expected"),
+    [
+        ("总计1.2万元", "12,000元", True),
+        ("12k", "1.2万", True),
+        ("50%", "50", True),  # unit on one side only
+        ("3年", "3月", False),  # different units
+        ("3.14159", "3.1416", True),  # |diff| / 3.1416 = 3e-6 < 1e-4
+        ("3.14", "3.1416", False),  # 5e-4 > 1e-4
+        ("第1步得2，最后答案是8", "8", True),  # the last number counts
+        ("8 then 9", "8", False),
+        ("不知道", "8", False),
+        ("8", "北京", None),  # nothing numeric to compare with
+    ],
+)
+def test_numeric_match(prediction: str, reference: str, expected: bool | None) -> None:
+    assert numeric_match(prediction, reference) is expected
+
+
+@pytest.mark.parametrize(
+    ("answer", "choices", "expected"),
+    [
+        ("答案是B", None, "B"),
+        ("答案：C。", None, "C"),
+        ("The answer is (D).", None, "D"),
+        ("A good choice is C", None, "C"),  # the article "A" is not an answer
+        ("B. because it is", None, "B"),
+        ("选A", None, "A"),
+        ("It is Paris", ["Rome", "Paris", "Oslo"], "B"),  # the text of exactly one choice
+        ("E", None, None),  # only A-D without choices
+        ("E", ["1", "2", "3", "4", "5"], "E"),
+        ("I don't know", None, None),
+    ],
+)
+def test_extract_choice(answer: str, choices: list[str] | None, expected: str | None) -> None:
+    assert m.extract_choice(answer, choices) == expected
+
+
+def test_match_label() -> None:
+    assert m.match_label("正面", ["正面", "负面"]) == "正面"
+    assert m.match_label("情感是负面的", ["正面", "负面"]) == "负面"
+    assert m.match_label("Positive!", ["positive", "negative"]) == "positive"
+    assert m.match_label("neither", ["positive", "negative"]) is None
+
+
+def test_macro_f1_hand_computed_and_against_sklearn() -> None:
+    references = ["pos", "pos", "neg", "neu"]
+    predictions = ["pos", "neg", "neg", None]
+    # pos: TP 1, predicted 1, true 2 -> P 1, R 1/2, F1 2/3; neg: TP 1, predicted 2, true 1 -> 2/3; neu: 0
+    assert m.macro_f1(references, predictions) == pytest.approx((2 / 3 + 2 / 3 + 0) / 3)
+    from sklearn.metrics import f1_score
+
+    sk = f1_score(references, [p or "<none>" for p in predictions], labels=["neg", "neu", "pos"],
+                  average="macro", zero_division=0)
+    assert m.macro_f1(references, predictions) == pytest.approx(sk)
