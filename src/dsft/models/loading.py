@@ -1,0 +1,226 @@
+"""Load a resolved checkpoint directory: tokenizer and model, the same code for tiny presets and real models.
+
+Choices made here, once:
+
+* dtype ``auto``: bf16 on CUDA GPUs that support it (Ampere and newer), fp16 on older GPUs, fp32 on
+  CPU (CPU bf16 matmuls are slow and lose precision in the tests' tolerances);
+* attention ``auto``: flash_attention_2 when the package is installed and the model sits on a GPU in
+  bf16/fp16, else PyTorch SDPA;
+* quantization ``4bit`` (NF4, double quant; QLoRA) or ``8bit`` through bitsandbytes, CUDA only.
+
+Known traps fixed while loading (see the reference notes on DeepSeek tokenizers): R1-Distill-Qwen's
+config.json names BOS 151643 while its tokenizer's BOS is 151646 (:func:`align_special_tokens` makes
+the model follow the tokenizer); DeepSeek-LLM ships no pad token (pad becomes EOS; labels are built
+from masks, never from pad ids, so this is safe).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from dsft.errors import DsftError, UnsupportedError
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+QUANTIZATIONS = (None, "4bit", "8bit")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a checkpoint is, read from its config.json without loading weights."""
+
+    model_type: str
+    architecture: str
+    is_moe: bool
+    uses_mla: bool
+    vocab_size: int | None
+
+
+def model_family_info(path: str | Path) -> ModelInfo:
+    """Read ``config.json``: model_type, first architecture, whether it is MoE and whether it uses MLA."""
+    config_file = Path(path) / "config.json"
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise DsftError(f"{config_file}: missing; not a Hugging Face model directory") from exc
+    except json.JSONDecodeError as exc:
+        raise DsftError(f"{config_file}: invalid JSON ({exc})") from exc
+    experts = config.get("n_routed_experts") or config.get("num_experts") or config.get("num_local_experts")
+    return ModelInfo(
+        model_type=str(config.get("model_type", "unknown")),
+        architecture=str((config.get("architectures") or ["unknown"])[0]),
+        is_moe=bool(experts),
+        uses_mla=config.get("kv_lora_rank") is not None,
+        vocab_size=config.get("vocab_size"),
+    )
+
+
+def resolve_device(device: str | None = None) -> str:
+    """``device`` as given, else ``cuda:LOCAL_RANK`` when CUDA is available, else ``cpu``."""
+    if device:
+        return device
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return "cpu"
+
+
+def resolve_dtype(dtype: str = "auto", device: str | None = None) -> "torch.dtype":
+    """Map a config dtype name to a torch dtype; ``auto`` picks bf16 / fp16 on GPU (by support), fp32 on CPU."""
+    import torch
+
+    if dtype not in DTYPES:
+        raise DsftError(f"model.dtype: must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if dtype != "auto":
+        return getattr(torch, dtype)
+    if resolve_device(device).startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def resolve_attn_implementation(attn_implementation: str, device: str, dtype: "torch.dtype") -> str:
+    """``auto`` -> flash_attention_2 on GPU when installed (bf16/fp16), else sdpa; refuse flash-attn where it cannot run."""
+    import torch
+    from transformers.utils import is_flash_attn_2_available
+
+    on_gpu = device.startswith("cuda")
+    half = dtype in (torch.bfloat16, torch.float16)
+    if attn_implementation == "auto":
+        return "flash_attention_2" if on_gpu and half and is_flash_attn_2_available() else "sdpa"
+    if attn_implementation == "flash_attention_2":
+        if not is_flash_attn_2_available():
+            raise UnsupportedError(
+                "model.attn_implementation: flash_attention_2 needs the flash-attn package on a CUDA GPU "
+                "(pip install flash-attn --no-build-isolation); use auto or sdpa"
+            )
+        if not on_gpu or not half:
+            raise UnsupportedError("model.attn_implementation: flash_attention_2 runs only on CUDA in bf16/fp16")
+    return attn_implementation
+
+
+def quantization_config(quantization: str | None, compute_dtype: "torch.dtype") -> Any:
+    """A transformers ``BitsAndBytesConfig`` for ``4bit`` (NF4, QLoRA) / ``8bit``; None for no quantization."""
+    if quantization is None:
+        return None
+    if quantization not in QUANTIZATIONS:
+        raise DsftError(f"quantization: must be 4bit or 8bit, got {quantization!r}")
+    import importlib.util
+
+    import torch
+
+    if not torch.cuda.is_available():
+        raise UnsupportedError(
+            f"{quantization} quantization (QLoRA) needs a CUDA GPU and bitsandbytes; this machine has no CUDA "
+            "device. Use train.method=lora (or full) here, or run on a GPU machine with `pip install bitsandbytes`."
+        )
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise UnsupportedError(f"{quantization} quantization (QLoRA) needs bitsandbytes: pip install bitsandbytes")
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype,
+    )
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Silence transformers' warnings for a moment (e.g. the class-name notice every DeepSeek tokenizer triggers)."""
+    from transformers.utils import logging as hf_logging
+
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(previous)
+
+
+def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> Any:
+    """Load the tokenizer of a checkpoint directory with AutoTokenizer; set pad = EOS when it has none."""
+    from transformers import AutoTokenizer
+
+    try:
+        with _quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise DsftError(f"{path}: could not load the tokenizer ({exc})") from exc
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        # DeepSeek-LLM ships no pad token. Pad only fills batch rows; labels come from the render mask.
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def align_special_tokens(model: Any, tokenizer: Any) -> list[str]:
+    """Make ``model.config`` / ``generation_config`` use the tokenizer's BOS/EOS/pad ids; return what changed.
+
+    The tokenizer is the source of truth: R1-Distill-Qwen's config.json says ``bos_token_id: 151643``
+    (that is EOS) while its tokenizer and generation_config use 151646.
+    """
+    changed = []
+    for attr in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        wanted = getattr(tokenizer, attr, None)
+        if wanted is None:
+            continue
+        for holder_name, holder in (("config", model.config), ("generation_config", getattr(model, "generation_config", None))):
+            if holder is None:
+                continue
+            current = getattr(holder, attr, None)
+            # eos may legitimately be a list in generation configs (several stop ids): keep it if it holds ours.
+            if current == wanted or (isinstance(current, list) and wanted in current and attr == "eos_token_id"):
+                continue
+            setattr(holder, attr, wanted)
+            changed.append(f"{holder_name}.{attr}: {current} -> {wanted}")
+    if changed:
+        log.info("aligned special tokens with the tokenizer: %s", "; ".join(changed))
+    return changed
+
+
+def load_model(
+    path: str | Path,
+    dtype: str = "auto",
+    device: str | None = None,
+    attn_implementation: str = "auto",
+    quantization: str | None = None,
+    trust_remote_code: bool = False,
+) -> Any:
+    """Load a causal LM from a checkpoint directory with the dtype, attention kernel and quantization resolved.
+
+    ``device``: ``cpu`` or ``cuda:N``; None = ``cuda:LOCAL_RANK`` if CUDA else ``cpu``.
+    Returns the transformers model in eval mode (training code switches it to train mode).
+    """
+    from transformers import AutoModelForCausalLM
+
+    target = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, target)
+    attn = resolve_attn_implementation(attn_implementation, target, torch_dtype)
+    quant = quantization_config(quantization, torch_dtype)
+    kwargs: dict[str, Any] = {"dtype": torch_dtype, "attn_implementation": attn,
+                              "trust_remote_code": trust_remote_code}
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+        kwargs["device_map"] = {"": target}
+    elif target != "cpu":
+        kwargs["device_map"] = {"": target}
+    try:
+        # Not silenced: "weights not initialized" warnings from a real checkpoint must be seen.
+        model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+    except (OSError, ValueError) as exc:
+        raise DsftError(f"{path}: could not load the model ({exc})") from exc
+    model.eval()
+    return model

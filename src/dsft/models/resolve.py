@@ -1,0 +1,112 @@
+"""Turn ``model.name_or_path`` into a local checkpoint directory.
+
+Three kinds of names, tried in this order:
+
+1. a built-in tiny preset (``tiny-deepseek-v3``, ...): written once under the cache directory and
+   reused; written to a temporary directory and renamed, so an interrupted write never leaves a
+   half-written model that a later run would load;
+2. a local directory holding ``config.json``: used as is;
+3. a hub id ``org/name``: downloaded with ``huggingface_hub.snapshot_download`` (weights, config,
+   tokenizer; no other files).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from dsft.errors import DsftError
+from dsft.models.tiny import TINY_PRESETS, write_tiny
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+# Only what loading needs: skip the original/ PyTorch .bin / GGUF copies some repos carry.
+HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.py", "*.tiktoken"]
+
+
+def default_cache_dir() -> Path:
+    """``$DSFT_CACHE`` if set, else ``~/.cache/dsft``."""
+    env = os.environ.get("DSFT_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "dsft"
+
+
+def tiny_preset_dir(name: str, cache_dir: str | Path | None = None) -> Path:
+    """Where tiny preset ``name`` lives once materialised: ``CACHE/tiny/NAME``."""
+    base = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    return base / "tiny" / name
+
+
+def materialise_tiny(name: str, cache_dir: str | Path | None = None) -> Path:
+    """Write tiny preset ``name`` under the cache once (atomically) and return its directory."""
+    final = tiny_preset_dir(name, cache_dir)
+    if (final / "config.json").is_file() and (final / "model.safetensors").is_file():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=final.parent))
+    try:
+        write_tiny(name, staging)
+        try:
+            staging.rename(final)
+        except OSError:
+            # Another process finished first (the target now exists and is complete): use theirs.
+            if not (final / "config.json").is_file():
+                raise
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+def resolve_model(name_or_path: str | Path, cache_dir: str | Path | None = None, revision: str | None = None) -> Path:
+    """Return a local HF checkpoint directory for a tiny preset name, a local directory or a hub id.
+
+    ``cache_dir`` holds tiny presets (under ``tiny/``) and hub downloads (under ``hub/``); default
+    ``$DSFT_CACHE`` or ``~/.cache/dsft``. Raises :class:`DsftError` for anything that cannot be resolved.
+    """
+    name = str(name_or_path)
+    if name in TINY_PRESETS:
+        return materialise_tiny(name, cache_dir)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise DsftError(f"{path}: not a Hugging Face model directory (no config.json)")
+        return path
+    if path.exists():
+        raise DsftError(f"{path}: is a file; model.name_or_path needs a model directory, a hub id or a preset")
+    if HUB_ID.match(name) and not name.startswith((".", "/", "~")):
+        return download_from_hub(name, cache_dir, revision)
+    raise DsftError(
+        f"model {name!r}: not a local directory, a hub id (org/name) or a tiny preset; "
+        f"tiny presets: {', '.join(TINY_PRESETS)} (`dsft models list` shows real-model presets too)"
+    )
+
+
+def download_from_hub(repo_id: str, cache_dir: str | Path | None = None, revision: str | None = None) -> Path:
+    """Download a hub model's config, tokenizer and safetensors weights; return the snapshot directory."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    base = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, cache_dir=str(base / "hub"),
+                                      allow_patterns=HUB_PATTERNS))
+    except GatedRepoError as exc:
+        raise DsftError(f"model {repo_id!r}: gated on the hub; accept its licence and `hf auth login` ({exc})") from exc
+    except RevisionNotFoundError as exc:
+        raise DsftError(f"model {repo_id!r}: revision {revision!r} not found on the hub") from exc
+    except RepositoryNotFoundError as exc:
+        raise DsftError(f"model {repo_id!r}: no such repository on the hub (or it is private: log in)") from exc
+    except LocalEntryNotFoundError as exc:
+        raise DsftError(
+            f"model {repo_id!r}: could not download from the hub and it is not in the cache {base / 'hub'} "
+            "(offline? set HF_ENDPOINT, or download it elsewhere and point model.name_or_path at the directory)"
+        ) from exc
+    except OSError as exc:  # network errors that surface as connection/IO errors
+        raise DsftError(f"model {repo_id!r}: download failed: {exc}") from exc

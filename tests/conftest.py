@@ -1,0 +1,31 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Path]]:
+    """A function ``name -> Path`` giving tiny preset ``name`` as an HF checkpoint, written once per session.
+
+    Presets go through :func:`dsft.models.resolve.resolve_model` with a session cache directory, and
+    ``DSFT_CACHE`` points there for the session (subprocesses included), so tests never touch
+    ``~/.cache``. Treat the returned directories as read-only.
+    """
+    from dsft.models.resolve import resolve_model
+
+    cache = tmp_path_factory.mktemp("dsft-cache")
+    written: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in written:
+            written[name] = resolve_model(name, cache_dir=cache)
+        return written[name]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DSFT_CACHE", str(cache))
+        yield get
