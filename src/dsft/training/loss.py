@@ -1,0 +1,127 @@
+"""Cross-entropy on supervised tokens only, chunked so the full [tokens x vocab] logits never exist.
+
+The usual causal-LM loss projects every position of every row onto the vocabulary: for 8 rows of 4,096
+tokens and a 129k vocabulary that is 16.9 GB of fp32 logits, plus as much for their gradient, and most
+of it is spent on prompt and padding positions whose labels are -100 anyway. Here:
+
+1. labels are shifted (position t predicts label t+1) and only positions with a label are kept;
+2. lm_head + log-softmax run over ``chunk_size`` of those positions at a time, in fp32;
+3. each chunk's gradient (softmax - one_hot) is pushed through lm_head right away, so backward needs
+   no recomputation and no chunk's logits outlive its loop iteration (peak: one chunk of logits);
+4. the summed loss is divided by ``num_items_in_batch``: the number of supervised tokens in the whole
+   global batch (every accumulation step, every rank), so 8 micro-batches of 1 give the same update
+   as one batch of 8, whatever the number of supervised tokens in each.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+IGNORE_INDEX = -100
+
+
+class _ChunkedLinearCrossEntropy(torch.autograd.Function):
+    """Sum over rows of ``-log softmax(hidden @ weight.T + bias)[target]``, gradients computed in forward."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        hidden: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        targets: torch.Tensor,
+        chunk_size: int,
+    ) -> torch.Tensor:
+        want_hidden, want_weight, want_bias = ctx.needs_input_grad[:3]
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        grad_hidden = torch.empty_like(hidden) if want_hidden else None
+        # Accumulate the lm_head gradient in fp32 across chunks; skipped entirely when lm_head is frozen (LoRA).
+        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if want_weight else None
+        grad_bias = torch.zeros_like(bias, dtype=torch.float32) if want_bias and bias is not None else None
+        for start in range(0, hidden.shape[0], chunk_size):
+            h = hidden[start : start + chunk_size]
+            t = targets[start : start + chunk_size]
+            logits = torch.nn.functional.linear(h, weight, bias).float()
+            log_norm = torch.logsumexp(logits, dim=-1)
+            total += (log_norm - logits.gather(1, t[:, None]).squeeze(1)).sum()
+            if grad_hidden is None and grad_weight is None and grad_bias is None:
+                continue
+            # d(loss)/d(logits) = softmax - one_hot, built in place over the chunk's logits buffer.
+            grad_logits = logits.sub_(log_norm[:, None]).exp_()
+            grad_logits[torch.arange(t.shape[0], device=t.device), t] -= 1.0
+            if grad_hidden is not None:
+                grad_hidden[start : start + chunk_size] = (grad_logits.to(weight.dtype) @ weight).to(hidden.dtype)
+            if grad_weight is not None:
+                grad_weight += grad_logits.t() @ h.float()
+            if grad_bias is not None:
+                grad_bias += grad_logits.sum(0)
+        ctx.save_for_backward(
+            *(g if g is not None else torch.empty(0) for g in (grad_hidden, grad_weight, grad_bias))
+        )
+        ctx.has = (grad_hidden is not None, grad_weight is not None, grad_bias is not None)
+        ctx.dtypes = (hidden.dtype, weight.dtype, bias.dtype if bias is not None else None)
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        saved = ctx.saved_tensors
+        grads: list[torch.Tensor | None] = []
+        for tensor, present, dtype in zip(saved, ctx.has, ctx.dtypes):
+            grads.append((tensor * grad_out).to(dtype) if present else None)
+        return grads[0], grads[1], grads[2], None, None
+
+
+def select_supervised(hidden_states: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shift labels by one and keep the positions that have one: ``(hidden [N, H], targets [N])``.
+
+    Position t of a row predicts token t+1, so ``hidden[:, :-1]`` pairs with ``labels[:, 1:]``.
+    """
+    shifted_labels = labels[:, 1:]
+    keep = shifted_labels.ne(IGNORE_INDEX)
+    return hidden_states[:, :-1][keep], shifted_labels[keep]
+
+
+def supervised_cross_entropy(
+    hidden_states: torch.Tensor,
+    lm_head_weight: torch.Tensor,
+    labels: torch.Tensor,
+    num_items_in_batch: int | torch.Tensor | None = None,
+    chunk_size: int = 1024,
+    lm_head_bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Summed next-token cross-entropy over supervised positions, divided by ``num_items_in_batch``.
+
+    ``hidden_states`` [B, T, H] is the body's last hidden state, ``labels`` [B, T] the unshifted labels
+    (-100 where unsupervised). ``num_items_in_batch`` is the number of supervised (shifted) labels in the
+    whole global batch; ``None`` means this batch alone (a plain mean). Logits are computed in the weight
+    dtype and reduced in fp32, ``chunk_size`` positions at a time.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    hidden, targets = select_supervised(hidden_states, labels)
+    if targets.numel() == 0:
+        # Keep the graph connected (zero gradient) so every rank runs the same backward.
+        return hidden_states.sum() * 0.0
+    total = _ChunkedLinearCrossEntropy.apply(hidden, lm_head_weight, lm_head_bias, targets, chunk_size)
+    denominator = targets.numel() if num_items_in_batch is None else num_items_in_batch
+    if isinstance(denominator, torch.Tensor):
+        denominator = denominator.to(total.device, torch.float32)
+    return total / denominator
+
+
+def reference_cross_entropy(
+    hidden_states: torch.Tensor,
+    lm_head_weight: torch.Tensor,
+    labels: torch.Tensor,
+    num_items_in_batch: int | torch.Tensor | None = None,
+    lm_head_bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The same loss the plain way (full logits + ``F.cross_entropy``): the independent check for tests."""
+    logits = torch.nn.functional.linear(hidden_states, lm_head_weight, lm_head_bias).float()
+    shifted_logits = logits[:, :-1].reshape(-1, logits.shape[-1])
+    shifted_labels = labels[:, 1:].reshape(-1)
+    total = torch.nn.functional.cross_entropy(shifted_logits, shifted_labels, ignore_index=IGNORE_INDEX, reduction="sum")
+    count = shifted_labels.ne(IGNORE_INDEX).sum() if num_items_in_batch is None else num_items_in_batch
+    return total / count

@@ -1,0 +1,108 @@
+"""DsftTrainer: transformers' Trainer with one hook overridden, ``compute_loss``.
+
+The Trainer keeps the loop, gradient accumulation, checkpointing, resume and DeepSpeed/FSDP. The loss
+differs from the stock one in three ways:
+
+* the model is called with ``use_cache=False`` and without an attention_mask for packed rows, so
+  transformers builds the block-causal mask from position_ids (a cache object would disable that);
+* the lm_head runs only on supervised positions, in chunks (:mod:`dsft.training.loss`);
+* the loss is normalised by ``num_items_in_batch``, the supervised-token count of the whole global
+  batch, which the Trainer computes before the accumulation window (summed over the window's
+  micro-batches and gathered across ranks when ``average_tokens_across_devices`` is on, the default).
+
+MoE models with a router auxiliary loss (``config.output_router_logits``, e.g. Mixtral/Qwen-MoE) add
+``router_aux_loss_coef * aux_loss``. DeepSeek-V3 has none: it balances experts with a bias on the routing
+scores (``e_score_correction_bias``), which transformers keeps fixed at its loaded value during training.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import Trainer
+
+from dsft.training.loss import supervised_cross_entropy
+
+# Inputs that go to the model; everything else the collator adds (labels) stays with the loss.
+_LOSS_ONLY_KEYS = ("labels",)
+
+
+def unwrap_causal_lm(model: torch.nn.Module) -> torch.nn.Module:
+    """The ``*ForCausalLM`` module inside DDP/FSDP/DeepSpeed wrappers and a peft model."""
+    while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
+        model = model.module
+    if hasattr(model, "get_base_model"):  # peft: LoRA layers live inside the base model's modules
+        model = model.get_base_model()
+    return model
+
+
+def forward_hidden_states(model: torch.nn.Module, inputs: dict[str, Any]) -> tuple[torch.Tensor, Any]:
+    """Run the whole model (through any DDP/FSDP/peft wrapper, so their hooks fire) and return the
+    body's last hidden state, without the lm_head projecting a single position.
+
+    ``logits_to_keep`` = an empty index tensor makes the causal-LM head project zero positions; the
+    hidden state is taken from the decoder body with a forward hook.
+    """
+    causal_lm = unwrap_causal_lm(model)
+    body = causal_lm.get_decoder()
+    captured: dict[str, torch.Tensor] = {}
+
+    def keep_last_hidden_state(_module: Any, _args: Any, output: Any) -> None:
+        captured["hidden"] = output[0] if isinstance(output, tuple) else output.last_hidden_state
+
+    handle = body.register_forward_hook(keep_last_hidden_state)
+    try:
+        no_positions = torch.empty(0, dtype=torch.long, device=inputs["input_ids"].device)
+        outputs = model(**inputs, use_cache=False, logits_to_keep=no_positions)
+    finally:
+        handle.remove()
+    return captured["hidden"], outputs
+
+
+class DsftTrainer(Trainer):
+    """A Trainer whose loss is the chunked, supervised-token cross-entropy (see module docstring)."""
+
+    # Our loss is already divided by the global supervised-token count: no extra division by the
+    # number of accumulation steps.
+    loss_is_scaled_for_ga = True
+
+    def __init__(self, *args: Any, loss_chunk_size: int = 1024, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.loss_chunk_size = loss_chunk_size
+        # Make the Trainer count supervised labels over the accumulation window (and ranks) and pass
+        # the count as num_items_in_batch, whatever the model's forward signature says.
+        self.model_accepts_loss_kwargs = True
+        self._loss_shifts_labels = True
+        causal_lm = unwrap_causal_lm(self.model)
+        self._router_aux_coef = (
+            float(getattr(causal_lm.config, "router_aux_loss_coef", 0.0) or 0.0)
+            if getattr(causal_lm.config, "output_router_logits", False) else 0.0
+        )
+
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        labels = inputs["labels"]
+        model_inputs = {k: v for k, v in inputs.items() if k not in _LOSS_ONLY_KEYS}
+        if self._router_aux_coef:
+            model_inputs["output_router_logits"] = True
+        hidden, outputs = forward_hidden_states(model, model_inputs)
+        lm_head = unwrap_causal_lm(model).get_output_embeddings()
+        loss = supervised_cross_entropy(
+            hidden, lm_head.weight, labels, num_items_in_batch, self.loss_chunk_size,
+            lm_head_bias=getattr(lm_head, "bias", None),
+        )
+        if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+            # num_items_in_batch counts every rank's tokens while DDP averages gradients over ranks.
+            loss = loss * (self.accelerator.num_processes // self.get_tp_size())
+        aux_loss = getattr(outputs, "aux_loss", None)
+        if self._router_aux_coef and aux_loss is not None:
+            # A per-micro-batch mean: average it over the accumulation window like the token loss.
+            steps = self.current_gradient_accumulation_steps if num_items_in_batch is not None else 1
+            loss = loss + self._router_aux_coef * aux_loss / steps
+        return (loss, {"loss": loss.detach()}) if return_outputs else loss

@@ -1,0 +1,118 @@
+"""The chunked supervised loss against the plain full-logits cross-entropy, and through DsftTrainer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import Qwen2Config, Qwen2ForCausalLM, TrainingArguments
+
+from dsft.training import loss as loss_module
+from dsft.training.collators import PackedCollator, pack_row
+from dsft.training.loss import reference_cross_entropy, supervised_cross_entropy
+from dsft.training.trainer import DsftTrainer
+
+
+def _inputs(seed: int = 0, vocab: int = 1000, with_bias: bool = True):
+    generator = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(3, 40, 24, generator=generator, requires_grad=True)
+    weight = (torch.randn(vocab, 24, generator=generator) * 0.3).requires_grad_()
+    bias = torch.randn(vocab, generator=generator).requires_grad_() if with_bias else None
+    labels = torch.randint(0, vocab, (3, 40), generator=generator)
+    labels[0, :25] = -100  # a long prompt
+    labels[1, ::3] = -100  # scattered
+    labels[2, 30:] = -100  # padding tail
+    return hidden, weight, bias, labels
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 64, 4096])
+@pytest.mark.parametrize("num_items", [None, 137])
+def test_chunked_loss_and_gradients_equal_full_logits_reference(chunk_size: int, num_items: int | None) -> None:
+    hidden, weight, bias, labels = _inputs()
+    ours = supervised_cross_entropy(hidden, weight, labels, num_items, chunk_size, lm_head_bias=bias)
+    ours_grads = torch.autograd.grad(ours, [hidden, weight, bias])
+    reference = reference_cross_entropy(hidden, weight, labels, num_items, lm_head_bias=bias)
+    reference_grads = torch.autograd.grad(reference, [hidden, weight, bias])
+    torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
+    for got, expected in zip(ours_grads, reference_grads):
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_frozen_lm_head_gets_no_gradient_and_hidden_still_does() -> None:
+    hidden, weight, _, labels = _inputs(with_bias=False)
+    weight.requires_grad_(False)
+    ours = supervised_cross_entropy(hidden, weight, labels, None, 16)
+    ours.backward()
+    reference_hidden = hidden.detach().clone().requires_grad_()
+    reference_cross_entropy(reference_hidden, weight, labels).backward()
+    torch.testing.assert_close(hidden.grad, reference_hidden.grad, atol=1e-5, rtol=1e-5)
+
+
+def test_no_supervised_token_gives_zero_loss_and_zero_gradient() -> None:
+    hidden, weight, _, labels = _inputs(with_bias=False)
+    labels[:] = -100
+    value = supervised_cross_entropy(hidden, weight, labels, None, 16)
+    value.backward()
+    assert value.item() == 0.0 and hidden.grad.abs().sum().item() == 0.0
+
+
+def test_logits_never_exceed_one_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    hidden, weight, _, labels = _inputs(with_bias=False)
+    shapes: list[tuple[int, ...]] = []
+    real_linear = torch.nn.functional.linear
+
+    def spying_linear(x, w, b=None):  # noqa: ANN001, ANN202
+        out = real_linear(x, w, b)
+        shapes.append(tuple(out.shape))
+        return out
+
+    monkeypatch.setattr(loss_module.torch.nn.functional, "linear", spying_linear)
+    supervised_cross_entropy(hidden, weight, labels, None, chunk_size=8).backward()
+    supervised = int(labels[:, 1:].ne(-100).sum())
+    assert shapes and all(s[0] <= 8 for s in shapes)
+    assert sum(s[0] for s in shapes) == supervised  # only supervised positions reach the lm_head
+
+
+def _qwen() -> Qwen2ForCausalLM:
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=600, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False)
+    return Qwen2ForCausalLM(config)
+
+
+def _trainer(model: torch.nn.Module, tmp_path) -> DsftTrainer:
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, disable_tqdm=True)
+    return DsftTrainer(model=model, args=args, data_collator=PackedCollator(pad_id=0), loss_chunk_size=5)
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_trainer_loss_equals_the_models_own_loss(lora: bool, tmp_path) -> None:
+    model = _qwen()
+    generator = torch.Generator().manual_seed(3)
+    ids = torch.randint(0, 600, (2, 30), generator=generator)
+    labels = ids.clone()
+    labels[:, :10] = -100
+    expected = model(input_ids=ids, labels=labels, use_cache=False).loss  # HF: mean over shifted labels
+    if lora:
+        model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+        expected = model(input_ids=ids, labels=labels, use_cache=False).loss
+    trainer = _trainer(model, tmp_path)
+    rows = [pack_row([{"input_ids": r.tolist(), "labels": l.tolist()}]) for r, l in zip(ids, labels)]
+    batch = PackedCollator(pad_id=0)(rows)
+    got = trainer.compute_loss(model, batch, num_items_in_batch=None)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    got.backward()
+    lm_head = model.get_output_embeddings()
+    assert (lm_head.weight.grad is None) == lora
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert all(p.grad is not None for p in trainable)
+
+
+def test_trainer_evaluate_reports_a_loss(tmp_path) -> None:
+    model = _qwen()
+    generator = torch.Generator().manual_seed(4)
+    examples = [{"input_ids": (ids := torch.randint(0, 600, (n,), generator=generator).tolist()), "labels": ids}
+                for n in (12, 20, 7)]
+    trainer = _trainer(model, tmp_path)
+    metrics = trainer.evaluate(eval_dataset=examples)
+    assert metrics["eval_loss"] > 0
