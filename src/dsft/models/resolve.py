@@ -38,20 +38,27 @@ def tiny_preset_dir(name: str, cache_dir: str | Path | None = None) -> Path:
     return base / "tiny" / name
 
 
+def _is_complete(directory: Path) -> bool:
+    return all((directory / f).is_file() for f in ("config.json", "model.safetensors", "tokenizer.json"))
+
+
 def materialise_tiny(name: str, cache_dir: str | Path | None = None) -> Path:
     """Write tiny preset ``name`` under the cache once (atomically) and return its directory."""
     final = tiny_preset_dir(name, cache_dir)
-    if (final / "config.json").is_file() and (final / "model.safetensors").is_file():
+    if _is_complete(final):
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=final.parent))
     try:
         write_tiny(name, staging)
+        if final.exists() and not _is_complete(final):
+            # Only a hand-edited or foreign directory can be incomplete (ours appear by rename): replace it.
+            shutil.rmtree(final)
         try:
             staging.rename(final)
         except OSError:
-            # Another process finished first (the target now exists and is complete): use theirs.
-            if not (final / "config.json").is_file():
+            # Another process renamed its complete copy into place first: use that one.
+            if not _is_complete(final):
                 raise
     finally:
         if staging.exists():
@@ -106,7 +113,8 @@ def download_from_hub(repo_id: str, cache_dir: str | Path | None = None, revisio
     except LocalEntryNotFoundError as exc:
         raise DsftError(
             f"model {repo_id!r}: could not download from the hub and it is not in the cache {base / 'hub'} "
-            "(offline? set HF_ENDPOINT, or download it elsewhere and point model.name_or_path at the directory)"
+            "(offline, or HF_HUB_OFFLINE=1? download it where the hub is reachable and point "
+            "model.name_or_path at the directory)"
         ) from exc
     except OSError as exc:  # network errors that surface as connection/IO errors
         raise DsftError(f"model {repo_id!r}: download failed: {exc}") from exc

@@ -1,0 +1,55 @@
+"""Resolving model names: tiny presets (cached, atomic), local directories, hub ids, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dsft.errors import DsftError
+from dsft.models.resolve import resolve_model
+
+
+def test_preset_is_written_once_and_reused(tmp_path: Path) -> None:
+    first = resolve_model("tiny-deepseek-llm", cache_dir=tmp_path)
+    assert first == tmp_path / "tiny" / "tiny-deepseek-llm"
+    stamp = (first / "model.safetensors").stat().st_mtime_ns
+    assert resolve_model("tiny-deepseek-llm", cache_dir=tmp_path) == first
+    assert (first / "model.safetensors").stat().st_mtime_ns == stamp
+    # No staging directories are left behind.
+    assert sorted(p.name for p in (tmp_path / "tiny").iterdir()) == ["tiny-deepseek-llm"]
+
+
+def test_half_written_preset_is_rewritten(tmp_path: Path) -> None:
+    broken = tmp_path / "tiny" / "tiny-deepseek-llm"
+    broken.mkdir(parents=True)
+    (broken / "config.json").write_text("{}")  # no weights: a copy someone left incomplete
+    path = resolve_model("tiny-deepseek-llm", cache_dir=tmp_path)
+    assert path == broken
+    assert (path / "model.safetensors").is_file() and (path / "config.json").read_text() != "{}"
+
+
+def test_env_cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DSFT_CACHE", str(tmp_path))
+    assert resolve_model("tiny-deepseek-llm") == tmp_path / "tiny" / "tiny-deepseek-llm"
+
+
+def test_local_directory_and_errors(tmp_path: Path) -> None:
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    assert resolve_model(str(tmp_path / "model")) == tmp_path / "model"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DsftError, match="no config.json"):
+        resolve_model(str(tmp_path / "empty"))
+    (tmp_path / "weights.bin").write_text("x")
+    with pytest.raises(DsftError, match="is a file"):
+        resolve_model(str(tmp_path / "weights.bin"))
+    with pytest.raises(DsftError) as err:
+        resolve_model("tiny-deepseek-v9")
+    assert "tiny-deepseek-v3" in str(err.value) and "tiny-r1-distill-qwen" in str(err.value)
+
+
+def test_hub_id_offline_gives_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DsftError, match="could not download from the hub"):
+        resolve_model("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", cache_dir=tmp_path)
