@@ -1,0 +1,97 @@
+"""``ChatTemplate``: one family's renderer plus its Jinja twin.
+
+The Python renderer is the source of truth for training (ids + mask); the Jinja string
+(``chat_template``) is what export and serving write into ``tokenizer_config.json`` for inference
+engines. Tests check that both render every conversation identically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from dsft.data.conversation import Conversation
+from dsft.templates.base import (
+    Rendered,
+    Segment,
+    check_messages,
+    supervision,
+    tokenize_segments,
+    trained_turns,
+    require_tokens,
+)
+
+JINJA_DIR = Path(__file__).resolve().parent / "jinja"
+
+# A family renderer: (conversation, indices of trained assistant turns, add_generation_prompt,
+# thinking) -> segments. It renders trained turns with their reasoning as the training target and
+# every other turn exactly as the official template renders history.
+RenderFn = Callable[[Conversation, frozenset[int], bool, "bool | None"], list[Segment]]
+
+
+@lru_cache(maxsize=None)
+def load_jinja(name: str) -> str:
+    """The Jinja chat template shipped for family ``name`` (``jinja/NAME.jinja``)."""
+    return (JINJA_DIR / f"{name}.jinja").read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class ChatTemplate:
+    """A chat template family.
+
+    ``special_tokens`` are the marker strings the family writes (checked against the tokenizer before
+    a training render); ``roles`` the message roles it can place; ``thinking_flag`` the Jinja variable
+    that selects thinking mode (None for families without modes).
+    """
+
+    name: str
+    render: RenderFn
+    special_tokens: tuple[str, ...]
+    roles: tuple[str, ...] = ("system", "user", "assistant", "tool")
+    thinking_flag: str | None = None
+    description: str = ""
+
+    @property
+    def chat_template(self) -> str:
+        """The Jinja chat template (for tokenizer_config.json / vLLM / GGUF)."""
+        return load_jinja(self.name)
+
+    def segments(
+        self, conv: Conversation, trained: frozenset[int], add_generation_prompt: bool, thinking: bool | None
+    ) -> list[Segment]:
+        check_messages(conv, self.name, self.roles)
+        return self.render(conv, trained, add_generation_prompt, thinking)
+
+    def render_prompt(
+        self, conv: Conversation, thinking: bool | None = None, add_generation_prompt: bool = True
+    ) -> str:
+        """The inference prompt: byte-identical to the official template with the generation prompt.
+
+        ``thinking`` selects the mode of hybrid families (V3.1, V4; None = the official default,
+        non-thinking); the others ignore it.
+        """
+        return "".join(s.text for s in self.segments(conv, frozenset(), add_generation_prompt, thinking))
+
+    def render_train(
+        self, conv: Conversation, tokenizer: Any, masking: str = "assistant", thinking: bool | None = None
+    ) -> Rendered:
+        """Token ids and supervised mask for training.
+
+        Trained assistant turns (see :func:`dsft.templates.base.trained_turns`) keep their reasoning in
+        the family's format; the other turns render as the official template renders history. For
+        hybrid families ``thinking=None`` decides per trained turn: thinking mode when it carries
+        reasoning, non-thinking otherwise.
+        """
+        require_tokens(tokenizer, self.special_tokens, self.name)
+        trained = trained_turns(conv, masking)
+        segments = self.segments(conv, trained, False, thinking)
+        return tokenize_segments(segments, supervision(segments, conv, masking), tokenizer)
+
+    def jinja_kwargs(self, thinking: bool | None) -> dict[str, Any]:
+        """Extra ``apply_chat_template`` keyword arguments selecting the same mode in the Jinja template."""
+        if self.thinking_flag is None or thinking is None:
+            return {}
+        return {self.thinking_flag: bool(thinking)}

@@ -1,0 +1,64 @@
+"""DeepSeek-V4 renderer (modes ``chat`` and ``thinking``).
+
+Rendering: BOS, system messages joined by ``\\n\\n``; users as ``<｜User｜>content``; each assistant
+turn opens with ``<｜Assistant｜>`` then ``<think>`` when its reasoning is shown (thinking mode, after
+the last user turn; or every turn when tools are defined) or ``</think>`` otherwise, then
+``reasoning</think>content`` (think open) or ``content``, then EOS. Generation prompt:
+``<｜Assistant｜><think>`` (thinking) or ``<｜Assistant｜></think>`` (chat, the default here).
+V4 has no ``tool`` role: tool results are written into a user turn as
+``<tool_result>…</tool_result>`` (consecutive results share one user turn). Assistant tool calls have
+no format here yet and are rejected.
+"""
+
+from __future__ import annotations
+
+from dsft.data.conversation import Conversation, Message
+from dsft.errors import UnsupportedError
+from dsft.templates.base import Segment, split_think_content
+from dsft.templates.deepseek_v3 import system_segments
+from dsft.templates.markers import ASSISTANT, BOS, END_THINK, EOS, THINK, USER
+
+V4_SPECIAL_TOKENS = (BOS, EOS, USER, ASSISTANT, THINK, END_THINK)
+
+
+def _assistant_segments(message: Message, index: int, trained: bool, show_reasoning: bool,
+                        thinking: bool | None) -> list[Segment]:
+    if message.tool_calls:
+        raise UnsupportedError(
+            f"template 'deepseek-v4': message {index} has tool_calls, which dsft cannot render for V4 yet; "
+            "write the call into the content"
+        )
+    reasoning, answer = split_think_content(message)
+    if trained:
+        show_reasoning = thinking if thinking is not None else bool(reasoning)
+    header = ASSISTANT + (THINK if show_reasoning else END_THINK)
+    body = f"{(reasoning or '').strip(chr(10)) if trained else (reasoning or '')}{END_THINK}{answer}" if show_reasoning else answer
+    return [Segment(header, owner=index), Segment(body + EOS, owner=index, target=trained)]
+
+
+def render_deepseek_v4(
+    conv: Conversation, trained: frozenset[int], add_generation_prompt: bool, thinking: bool | None = None
+) -> list[Segment]:
+    """DeepSeek-V4 family. ``thinking`` picks the mode (None = chat). A trained turn renders
+    ``<｜Assistant｜><think>`` + ``reasoning</think>answer`` + EOS in thinking mode, or
+    ``<｜Assistant｜></think>`` + ``answer`` + EOS in chat mode; with ``thinking=None`` each trained
+    turn is in thinking mode iff it has reasoning."""
+    segments = [Segment(BOS), *system_segments(conv)]
+    user_turns = [i for i, m in enumerate(conv.messages) if m.role in ("user", "tool")]
+    last_user = user_turns[-1] if user_turns else -1
+    previous = None  # role of the previous non-system message
+    for i, message in enumerate(conv.messages):
+        if message.role == "system":
+            continue
+        if message.role == "user":
+            segments.append(Segment(USER + message.content, owner=i))
+        elif message.role == "tool":
+            opener = "" if previous == "tool" else USER
+            segments.append(Segment(f"{opener}<tool_result>{message.content}</tool_result>", owner=i))
+        else:
+            show = bool(thinking) and (i > last_user or bool(conv.tools))
+            segments.extend(_assistant_segments(message, i, i in trained, show, thinking))
+        previous = message.role
+    if add_generation_prompt and previous != "assistant":
+        segments.append(Segment(ASSISTANT + (THINK if thinking else END_THINK)))
+    return segments

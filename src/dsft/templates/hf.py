@@ -1,0 +1,108 @@
+"""The ``hf`` family: any model's own Jinja ``chat_template``, with masks derived by rendering prefixes.
+
+For each assistant turn k the template is rendered twice: the messages before it with the generation
+prompt (the prompt) and the messages up to and including it without (prompt + turn). The turn's
+target is the text the second adds to the first; everything between targets is context. This needs
+a prefix-stable template (rendering more messages only appends text); templates that rewrite earlier
+turns (e.g. strip reasoning from history) fail with a clear error instead of a silently wrong mask.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dsft.data.conversation import Conversation
+from dsft.errors import DsftError
+from dsft.templates.base import Rendered, Segment, supervision, tokenize_segments, trained_turns
+
+
+def openai_messages(conv: Conversation) -> list[dict[str, Any]]:
+    """The conversation as OpenAI-form dicts (reasoning as ``reasoning_content``), without dsft's ``loss``."""
+    out = []
+    for message in conv.messages:
+        record = message.to_openai()
+        record.pop("loss", None)
+        out.append(record)
+    return out
+
+
+class HFChatTemplate:
+    """Render with the tokenizer's own chat template (``template.name: hf``)."""
+
+    name = "hf"
+    thinking_flag = "enable_thinking"
+
+    def __init__(self, tokenizer: Any = None) -> None:
+        self.tokenizer = tokenizer
+
+    @property
+    def chat_template(self) -> str:
+        template = getattr(self._tok(None), "chat_template", None)
+        if not isinstance(template, str) or not template:
+            raise DsftError("template.name=hf: the tokenizer has no chat_template; pick a DeepSeek family instead")
+        return template
+
+    def _tok(self, tokenizer: Any) -> Any:
+        tok = tokenizer if tokenizer is not None else self.tokenizer
+        if tok is None:
+            raise DsftError("template.name=hf renders with the model's own chat_template and needs its tokenizer")
+        return tok
+
+    def jinja_kwargs(self, thinking: bool | None) -> dict[str, Any]:
+        return {} if thinking is None else {"enable_thinking": bool(thinking), "thinking": bool(thinking)}
+
+    def _apply(self, tokenizer: Any, conv: Conversation, upto: int, add_generation_prompt: bool,
+               thinking: bool | None) -> str:
+        try:
+            return self._tok(tokenizer).apply_chat_template(
+                openai_messages(conv)[:upto], tools=conv.tools, tokenize=False,
+                add_generation_prompt=add_generation_prompt, **self.jinja_kwargs(thinking),
+            )
+        except DsftError:
+            raise
+        except Exception as exc:  # jinja2 errors, raise_exception() in the template
+            raise DsftError(f"template.name=hf: the model's chat_template failed to render: {exc}") from exc
+
+    def render_prompt(self, conv: Conversation, thinking: bool | None = None, add_generation_prompt: bool = True) -> str:
+        """The tokenizer's chat template with the generation prompt."""
+        return self._apply(None, conv, len(conv.messages), add_generation_prompt, thinking)
+
+    def segments(self, conv: Conversation, tokenizer: Any, trained: frozenset[int],
+                 thinking: bool | None) -> list[Segment]:
+        """Context and target segments by prefix rendering (see module doc)."""
+        segments: list[Segment] = []
+        done = ""  # text already placed in segments
+        for k, message in enumerate(conv.messages):
+            if message.role != "assistant":
+                continue
+            prompt = self._prefix_extend(tokenizer, conv, k, True, thinking, done)
+            segments.append(Segment(prompt[len(done):], owner=k - 1 if k else None))
+            full = self._prefix_extend(tokenizer, conv, k + 1, False, thinking, prompt)
+            segments.append(Segment(full[len(prompt):], owner=k, target=k in trained))
+            done = full
+        final = self._prefix_extend(tokenizer, conv, len(conv.messages), False, thinking, done)
+        segments.append(Segment(final[len(done):], owner=len(conv.messages) - 1))
+        return segments
+
+    def _prefix_extend(self, tokenizer: Any, conv: Conversation, upto: int, gen: bool,
+                       thinking: bool | None, prefix: str) -> str:
+        text = self._apply(tokenizer, conv, upto, gen, thinking)
+        if not text.startswith(prefix):
+            raise DsftError(
+                "template.name=hf: the model's chat_template is not prefix-stable (rendering message "
+                f"{upto - 1} rewrites earlier text, e.g. it strips reasoning from history), so masks cannot "
+                "be derived from it; use a DeepSeek template family or masking: all"
+            )
+        return text
+
+    def render_train(self, conv: Conversation, tokenizer: Any, masking: str = "assistant",
+                     thinking: bool | None = None) -> Rendered:
+        """Ids and mask: assistant targets found by prefix rendering, tokenized without added specials."""
+        tok = self._tok(tokenizer)
+        trained = trained_turns(conv, masking)
+        if masking == "all":  # no boundaries needed: one render of the whole conversation
+            text = self._apply(tok, conv, len(conv.messages), False, thinking)
+            segments = [Segment(text, owner=None)]
+        else:
+            segments = self.segments(conv, tok, trained, thinking)
+        return tokenize_segments(segments, supervision(segments, conv, masking), tok)

@@ -1,0 +1,144 @@
+"""Golden strings: every example of the reference rendering (official templates, generation prompt on).
+
+BOS/EOS/U/A below are the exact DeepSeek marker strings; the expected strings are the reference's
+examples written out, not outputs of the code under test.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from dsft.data.conversation import Conversation, Message
+from dsft.templates import get_template
+
+from template_cases import SYSTEM, reference_conversation
+
+BOS, EOS = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"
+U, A = "<｜User｜>", "<｜Assistant｜>"
+THINKING_HISTORY = Message("assistant", "<think>\nGreeting.\n</think>\n\nHello!")
+
+
+def test_deepseek_llm_reference_example() -> None:
+    expected = f"{BOS}{SYSTEM}\n\nUser: Hi\n\nAssistant: Hello!{EOS}User: What is 2+2?\n\nAssistant:"
+    assert get_template("deepseek-llm").render_prompt(reference_conversation()) == expected
+
+
+def test_deepseek_v3_reference_example() -> None:
+    expected = f"{BOS}{SYSTEM}{U}Hi{A}Hello!{EOS}{U}What is 2+2?{A}"
+    assert get_template("deepseek-v3").render_prompt(reference_conversation()) == expected
+
+
+def test_deepseek_r1_reference_example_strips_history_reasoning() -> None:
+    expected = f"{BOS}{SYSTEM}{U}Hi{A}\n\nHello!{EOS}{U}What is 2+2?{A}<think>\n"
+    assert get_template("deepseek-r1").render_prompt(reference_conversation(THINKING_HISTORY)) == expected
+
+
+def test_deepseek_r1_separate_reasoning_is_dropped_from_history() -> None:
+    conv = reference_conversation(Message("assistant", "Hello!", reasoning="Greeting."))
+    expected = f"{BOS}{SYSTEM}{U}Hi{A}Hello!{EOS}{U}What is 2+2?{A}<think>\n"
+    assert get_template("deepseek-r1").render_prompt(conv) == expected
+
+
+def test_deepseek_r1_keeps_text_after_the_last_end_think() -> None:
+    conv = Conversation([Message("user", "q"), Message("assistant", "a</think>b</think>c"), Message("user", "r")])
+    assert get_template("deepseek-r1").render_prompt(conv) == f"{BOS}{U}q{A}c{EOS}{U}r{A}<think>\n"
+
+
+def test_deepseek_v31_reference_example_non_thinking() -> None:
+    expected = f"{BOS}{SYSTEM}{U}Hi{A}</think>\n\nHello!{EOS}{U}What is 2+2?{A}</think>"
+    assert get_template("deepseek-v3.1").render_prompt(reference_conversation(THINKING_HISTORY)) == expected
+
+
+def test_deepseek_v31_keeps_text_after_the_first_end_think() -> None:
+    conv = Conversation([Message("user", "q"), Message("assistant", "a</think>b</think>c"), Message("user", "r")])
+    assert get_template("deepseek-v3.1").render_prompt(conv) == f"{BOS}{U}q{A}</think>b</think>c{EOS}{U}r{A}</think>"
+
+
+def test_deepseek_v32_documented_example_thinking() -> None:
+    conv = Conversation([
+        Message("user", "hello"), Message("assistant", "Hello! I am DeepSeek."), Message("user", "1+1=?"),
+    ])
+    expected = f"{BOS}{U}hello{A}</think>Hello! I am DeepSeek.{EOS}{U}1+1=?{A}<think>"
+    assert get_template("deepseek-v3.1").render_prompt(conv, thinking=True) == expected
+
+
+def test_deepseek_v4_reference_example_thinking() -> None:
+    conv = reference_conversation(Message("assistant", "Hello!", reasoning="Greeting."))
+    expected = f"{BOS}{SYSTEM}{U}Hi{A}</think>Hello!{EOS}{U}What is 2+2?{A}<think>"
+    assert get_template("deepseek-v4").render_prompt(conv, thinking=True) == expected
+
+
+def test_deepseek_v4_chat_mode_prompt() -> None:
+    conv = Conversation([Message("user", "Hi")])
+    assert get_template("deepseek-v4").render_prompt(conv) == f"{BOS}{U}Hi{A}</think>"
+
+
+@pytest.mark.parametrize("name", ["deepseek-v3", "deepseek-r1", "deepseek-v3.1", "deepseek-v4"])
+def test_multiple_system_messages_are_joined_before_the_first_turn(name: str) -> None:
+    conv = Conversation([Message("system", "A."), Message("user", "Hi"), Message("system", "B.")])
+    assert get_template(name).render_prompt(conv).startswith(f"{BOS}A.\n\nB.{U}Hi{A}")
+
+
+def test_deepseek_llm_keeps_system_messages_in_place() -> None:
+    conv = Conversation([Message("system", "A."), Message("user", "Hi"), Message("system", "B.")])
+    assert get_template("deepseek-llm").render_prompt(conv) == f"{BOS}A.\n\nUser: Hi\n\nB.\n\nAssistant:"
+
+
+def test_r1_multi_turn_without_system() -> None:
+    conv = Conversation([
+        Message("user", "a"), Message("assistant", "b", reasoning="x"), Message("user", "c"),
+        Message("assistant", "<think>y</think>\n\nd"), Message("user", "e"),
+    ])
+    assert get_template("deepseek-r1").render_prompt(conv) == f"{BOS}{U}a{A}b{EOS}{U}c{A}\n\nd{EOS}{U}e{A}<think>\n"
+
+
+def test_v3_and_r1_tool_round() -> None:
+    call = {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    conv = Conversation([
+        Message("user", "Weather?"), Message("assistant", "", tool_calls=[call]),
+        Message("tool", "22C"), Message("tool", "sunny"), Message("assistant", "22C and sunny."),
+        Message("user", "Thanks"),
+    ])
+    calls = ("<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n"
+             '{"city": "Paris"}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>')
+    outputs = ("<｜tool▁outputs▁begin｜><｜tool▁output▁begin｜>22C<｜tool▁output▁end｜>"
+               "<｜tool▁output▁begin｜>sunny<｜tool▁output▁end｜><｜tool▁outputs▁end｜>")
+    head = f"{BOS}{U}Weather?{A}{calls}{EOS}{outputs}22C and sunny.{EOS}{U}Thanks{A}"
+    assert get_template("deepseek-v3").render_prompt(conv) == head
+    assert get_template("deepseek-r1").render_prompt(conv) == head + "<think>\n"
+
+
+def test_generation_prompt_after_tool_results_is_the_closed_outputs_block() -> None:
+    conv = Conversation([
+        Message("user", "q"),
+        Message("assistant", "", tool_calls=[{"type": "function", "function": {"name": "f", "arguments": {"x": 1}}}]),
+        Message("tool", "out"),
+    ])
+    text = get_template("deepseek-r1").render_prompt(conv)
+    assert text.endswith('```json\n{"x": 1}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜><｜end▁of▁sentence｜>'
+                         "<｜tool▁outputs▁begin｜><｜tool▁output▁begin｜>out<｜tool▁output▁end｜><｜tool▁outputs▁end｜>")
+
+
+def test_v31_tool_round() -> None:
+    call = {"type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}
+    conv = Conversation([
+        Message("user", "q"), Message("assistant", "", tool_calls=[call, call]), Message("tool", "r"),
+        Message("assistant", "done"),
+    ])
+    expected = (f"{BOS}{U}q{A}</think><｜tool▁calls▁begin｜>"
+                + '<｜tool▁call▁begin｜>f<｜tool▁sep｜>{"a": 1}<｜tool▁call▁end｜>' * 2
+                + f"<｜tool▁calls▁end｜>{EOS}<｜tool▁output▁begin｜>r<｜tool▁output▁end｜>done{EOS}")
+    assert get_template("deepseek-v3.1").render_prompt(conv) == expected
+
+
+def test_v4_tool_results_go_into_a_user_turn() -> None:
+    conv = Conversation([
+        Message("user", "q"), Message("assistant", "calling"), Message("tool", "r1"), Message("tool", "r2"),
+    ])
+    expected = f"{BOS}{U}q{A}</think>calling{EOS}{U}<tool_result>r1</tool_result><tool_result>r2</tool_result>{A}</think>"
+    assert get_template("deepseek-v4").render_prompt(conv) == expected
+
+
+def test_no_generation_prompt_when_asked() -> None:
+    conv = Conversation([Message("user", "Hi"), Message("assistant", "Hello!")])
+    assert get_template("deepseek-r1").render_prompt(conv, add_generation_prompt=False) == f"{BOS}{U}Hi{A}Hello!{EOS}"

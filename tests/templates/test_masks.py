@@ -1,0 +1,185 @@
+"""Masks: the supervised tokens are exactly the trained assistant targets plus their EOS, for every family."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dsft.data.conversation import Conversation, Message
+from dsft.errors import DsftError
+from dsft.templates import get_template
+
+from template_cases import SYSTEM, supervised_spans
+
+EOS = "<｜end▁of▁sentence｜>"
+
+
+def two_turns() -> Conversation:
+    return Conversation([
+        Message("system", SYSTEM),
+        Message("user", "Hi"),
+        Message("assistant", "Hello!", reasoning="Greeting."),
+        Message("user", "What is 2+2?"),
+        Message("assistant", "4", reasoning="2+2=4"),
+    ])
+
+
+# The target each family trains for the two assistant turns above (reasoning kept in its format).
+EXPECTED_TARGETS = {
+    "deepseek-llm": [f" <think>\nGreeting.\n</think>\n\nHello!{EOS}", f" <think>\n2+2=4\n</think>\n\n4{EOS}"],
+    "deepseek-v3": [f"<think>\nGreeting.\n</think>\n\nHello!{EOS}", f"<think>\n2+2=4\n</think>\n\n4{EOS}"],
+    "deepseek-r1": [f"Greeting.\n</think>\n\nHello!{EOS}", f"2+2=4\n</think>\n\n4{EOS}"],
+    "deepseek-v3.1": [f"Greeting.</think>Hello!{EOS}", f"2+2=4</think>4{EOS}"],
+    "deepseek-v4": [f"Greeting.</think>Hello!{EOS}", f"2+2=4</think>4{EOS}"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_TARGETS))
+def test_supervised_tokens_are_exactly_the_targets_plus_eos(name: str, tokenizer: Any) -> None:
+    rendered = get_template(name).render_train(two_turns(), tokenizer)
+    assert supervised_spans(rendered, tokenizer) == EXPECTED_TARGETS[name]
+    # The unsupervised rest decodes to the prompt text: nothing is lost between the two.
+    assert tokenizer.decode(rendered.input_ids, skip_special_tokens=False) == rendered.text
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_TARGETS))
+def test_masking_last_trains_only_the_final_turn(name: str, tokenizer: Any) -> None:
+    rendered = get_template(name).render_train(two_turns(), tokenizer, masking="last")
+    assert supervised_spans(rendered, tokenizer) == EXPECTED_TARGETS[name][-1:]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_TARGETS))
+def test_one_bos_and_every_trained_eos_supervised_although_pad_is_eos(name: str, tokenizer: Any) -> None:
+    assert tokenizer.pad_token_id == tokenizer.eos_token_id  # the trap: a pad-based mask would hide EOS
+    rendered = get_template(name).render_train(two_turns(), tokenizer)
+    ids = rendered.input_ids
+    assert ids.count(tokenizer.bos_token_id) == 1 and ids[0] == tokenizer.bos_token_id
+    labels = rendered.labels()
+    eos_positions = [i for i, t in enumerate(ids) if t == tokenizer.eos_token_id]
+    assert eos_positions and all(labels[i] == tokenizer.eos_token_id for i in eos_positions)
+    assert all(lab in (-100, tok) for lab, tok in zip(labels, ids))
+    assert rendered.to_example() == {"input_ids": ids, "labels": labels}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_TARGETS))
+@pytest.mark.parametrize("thinking", [None, True, False])
+def test_prompt_part_is_a_token_prefix_of_the_inference_prompt(name: str, thinking: bool | None, tokenizer: Any) -> None:
+    conv = two_turns()
+    template = get_template(name)
+    rendered = template.render_train(conv, tokenizer, masking="last", thinking=thinking)
+    prompt_len = rendered.supervised.index(True)
+    # Hybrid families with thinking=None pick the mode from the trained turn's reasoning (it has some).
+    mode = True if thinking is None and template.thinking_flag else thinking
+    prompt = template.render_prompt(Conversation(conv.messages[:-1]), thinking=mode)
+    assert rendered.input_ids[:prompt_len] == tokenizer.encode(prompt, add_special_tokens=False)
+    assert rendered.text.startswith(prompt)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_TARGETS))
+def test_first_trained_turn_prompt_is_the_inference_prompt(name: str, tokenizer: Any) -> None:
+    conv = two_turns()
+    template = get_template(name)
+    rendered = template.render_train(conv, tokenizer, thinking=True if template.thinking_flag else None)
+    prompt = template.render_prompt(Conversation(conv.messages[:2]), thinking=True)
+    assert rendered.input_ids[: rendered.supervised.index(True)] == tokenizer.encode(prompt, add_special_tokens=False)
+
+
+def test_r1_turn_without_reasoning_gets_an_empty_think_block(tokenizer: Any) -> None:
+    conv = Conversation([Message("user", "Hi"), Message("assistant", "Hello!")])
+    rendered = get_template("deepseek-r1").render_train(conv, tokenizer)
+    assert supervised_spans(rendered, tokenizer) == [f"\n</think>\n\nHello!{EOS}"]
+    assert rendered.text.endswith(f"<｜Assistant｜><think>\n\n</think>\n\nHello!{EOS}")
+
+
+def test_r1_inline_think_block_in_content_is_parsed(tokenizer: Any) -> None:
+    conv = Conversation([Message("user", "Hi"), Message("assistant", "<think>\nGreeting.\n</think>\n\nHello!")])
+    rendered = get_template("deepseek-r1").render_train(conv, tokenizer)
+    assert supervised_spans(rendered, tokenizer) == [f"Greeting.\n</think>\n\nHello!{EOS}"]
+
+
+def test_r1_untrained_history_turn_is_stripped_of_reasoning(tokenizer: Any) -> None:
+    conv = two_turns()
+    conv.messages[2].loss = False
+    rendered = get_template("deepseek-r1").render_train(conv, tokenizer)
+    assert "Greeting." not in rendered.text
+    assert supervised_spans(rendered, tokenizer) == EXPECTED_TARGETS["deepseek-r1"][-1:]
+
+
+def test_v31_thinking_false_trains_the_answer_only(tokenizer: Any) -> None:
+    rendered = get_template("deepseek-v3.1").render_train(two_turns(), tokenizer, thinking=False)
+    assert supervised_spans(rendered, tokenizer) == [f"Hello!{EOS}", f"4{EOS}"]
+    assert "<｜Assistant｜></think>Hello!" in rendered.text
+
+
+def test_v31_auto_mode_follows_each_turn(tokenizer: Any) -> None:
+    conv = two_turns()
+    conv.messages[2].reasoning = None
+    rendered = get_template("deepseek-v3.1").render_train(conv, tokenizer)
+    assert supervised_spans(rendered, tokenizer) == [f"Hello!{EOS}", f"2+2=4</think>4{EOS}"]
+
+
+def test_deepseek_llm_target_starts_with_a_space(tokenizer: Any) -> None:
+    conv = Conversation([Message("user", "Hi"), Message("assistant", "Hello!")])
+    rendered = get_template("deepseek-llm").render_train(conv, tokenizer)
+    assert rendered.text.endswith(f"User: Hi\n\nAssistant: Hello!{EOS}")
+    assert supervised_spans(rendered, tokenizer) == [f" Hello!{EOS}"]
+
+
+def test_loss_flag_overrides_the_strategy(tokenizer: Any) -> None:
+    conv = two_turns()
+    conv.messages[2].loss = True  # trained although masking=last
+    conv.messages[4].loss = False  # not trained although it is the last
+    rendered = get_template("deepseek-r1").render_train(conv, tokenizer, masking="last")
+    assert supervised_spans(rendered, tokenizer) == EXPECTED_TARGETS["deepseek-r1"][:1]
+
+
+def test_user_message_with_loss_true_is_supervised(tokenizer: Any) -> None:
+    conv = two_turns()
+    conv.messages[1].loss = True
+    rendered = get_template("deepseek-v3").render_train(conv, tokenizer, masking="last")
+    assert supervised_spans(rendered, tokenizer)[0] == "<｜User｜>Hi"
+
+
+def test_masking_all_supervises_everything_but_loss_false(tokenizer: Any) -> None:
+    conv = two_turns()
+    rendered = get_template("deepseek-r1").render_train(conv, tokenizer, masking="all")
+    assert all(rendered.supervised)
+    conv.messages[0].loss = False
+    rendered = get_template("deepseek-r1").render_train(conv, tokenizer, masking="all")
+    assert tokenizer.decode([t for t, s in zip(rendered.input_ids, rendered.supervised) if not s]) == SYSTEM
+
+
+def test_tool_call_turn_target_includes_the_calls(tokenizer: Any) -> None:
+    call = {"type": "function", "function": {"name": "f", "arguments": "{}"}}
+    conv = Conversation([
+        Message("user", "q"), Message("assistant", "", tool_calls=[call]), Message("tool", "r"),
+        Message("assistant", "done"),
+    ])
+    rendered = get_template("deepseek-v3").render_train(conv, tokenizer)
+    calls = ("<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f\n```json\n{}\n```"
+             "<｜tool▁call▁end｜><｜tool▁calls▁end｜>")
+    assert supervised_spans(rendered, tokenizer) == [calls + EOS, "done" + EOS]
+
+
+def test_unknown_masking_and_missing_special_tokens_are_user_errors(tokenizer: Any) -> None:
+    with pytest.raises(DsftError, match="template.masking"):
+        get_template("deepseek-v3").render_train(two_turns(), tokenizer, masking="some")
+
+    class NoMarkers:
+        def get_vocab(self) -> dict[str, int]:
+            return {"<｜begin▁of▁sentence｜>": 0, "<｜end▁of▁sentence｜>": 1}
+
+    with pytest.raises(DsftError, match="deepseek-r1.*<｜User｜>"):
+        get_template("deepseek-r1").render_train(two_turns(), NoMarkers())
+
+
+def test_families_reject_what_they_cannot_render() -> None:
+    tool = Conversation([Message("user", "q"), Message("tool", "r")])
+    with pytest.raises(DsftError, match="deepseek-llm.*role 'tool'"):
+        get_template("deepseek-llm").render_prompt(tool)
+    with pytest.raises(DsftError, match="no messages"):
+        get_template("deepseek-v3").render_prompt(Conversation([]))
+    bad_call = Conversation([Message("user", "q"), Message("assistant", "", tool_calls=[{"oops": 1}])])
+    with pytest.raises(DsftError, match="tool_calls\\[0\\]"):
+        get_template("deepseek-r1").render_prompt(bad_call)
