@@ -1,9 +1,131 @@
-"""CLI for `dsft serve` (not yet implemented)."""
+"""``dsft serve``, ``dsft chat`` and ``dsft deploy k8s``: serve a model or run, talk to it, deploy it."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import typer
+
+if TYPE_CHECKING:
+    from dsft.serve.settings import ServeSettings
+
+ADAPTER_HELP = "A named LoRA adapter, NAME=PATH (an adapter directory or a LoRA run); repeatable."
+
+
+def _default_served_name(model_or_run: str) -> str:
+    return Path(model_or_run.rstrip("/")).name or "dsft"
+
+
+def serve(
+    model_or_run: str = typer.Argument(..., help="Model directory, tiny preset, hub id, or a run directory."),
+    adapter: list[str] = typer.Option([], "--adapter", help=ADAPTER_HELP),
+    host: str = typer.Option("127.0.0.1", "--host", help="Bind address (loopback by default)."),
+    port: int = typer.Option(8000, "--port", help="Port."),
+    api_key: str | None = typer.Option(None, "--api-key", envvar="DSFT_API_KEY",
+                                       help="Require `Authorization: Bearer KEY` on every endpoint but /health."),
+    served_model_name: str | None = typer.Option(None, "--served-model-name",
+                                                 help="Name clients use as `model` (default: the directory name)."),
+    engine: str = typer.Option("transformers", "--engine", help="transformers (in-process) or vllm (GPU)."),
+    tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", help="GPUs per model (vllm engine)."),
+    max_model_len: int | None = typer.Option(None, "--max-model-len", help="Context length cap (tokens)."),
+    max_tokens: int = typer.Option(2048, "--max-tokens", help="Largest max_tokens a request may ask for."),
+    max_queue: int = typer.Option(64, "--max-queue", help="Queued requests before answering 503."),
+    max_batch: int = typer.Option(8, "--max-batch", help="Requests generated together in one batch."),
+    quantize: str | None = typer.Option(None, "--quantize", help="int8: dynamic int8 weights for CPU serving."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="vllm engine: print the command instead of running it."),
+) -> None:
+    """Serve an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models, /generate, /health)."""
+    from dsft.errors import DsftError
+    from dsft.serve.settings import ServeSettings
+
+    if engine not in ("transformers", "vllm"):
+        raise DsftError(f"--engine {engine}: choose transformers or vllm")
+    settings = ServeSettings(
+        served_model_name=served_model_name or _default_served_name(model_or_run), api_key=api_key, host=host,
+        port=port, max_queue=max_queue, max_batch=max_batch, max_tokens=max_tokens, max_model_len=max_model_len,
+    )
+    if engine == "vllm":
+        _serve_vllm(model_or_run, adapter, settings, tensor_parallel_size, dry_run)
+        return
+    if dry_run:
+        raise DsftError("--dry-run applies to --engine vllm only")
+    from dsft.serve.server import build_engine, run_server
+
+    run_server(build_engine(model_or_run, adapter, settings, quantize=quantize, dtype=dtype), settings)
+
+
+def _serve_vllm(model_or_run: str, adapter: list[str], settings: "ServeSettings", tensor_parallel_size: int,
+                dry_run: bool) -> None:
+    """Build the equivalent ``vllm serve`` command; print it (--dry-run) or run it."""
+    from dsft.export.source import resolve_source
+    from dsft.models.resolve import default_cache_dir
+    from dsft.serve.serving_model import parse_adapter_args
+    from dsft.serve.vllm import build_vllm_command, chat_template_path, printable, run_vllm
+
+    source = resolve_source(model_or_run)
+    command = build_vllm_command(source, parse_adapter_args(adapter), settings,
+                                 chat_template_path(source, default_cache_dir()), tensor_parallel_size)
+    if dry_run:
+        typer.echo(printable(command))
+        return
+    typer.echo(f"running: {printable(command)}", err=True)
+    raise typer.Exit(run_vllm(command))
+
+
+def chat(
+    model_or_run: str = typer.Argument(..., help="Model directory, tiny preset, hub id, or a run directory."),
+    system: str | None = typer.Option(None, "--system", help="System prompt."),
+    max_tokens: int = typer.Option(512, "--max-tokens", help="Most tokens per reply."),
+    temperature: float | None = typer.Option(None, "--temperature", help="Default: the model's recommended."),
+    thinking: bool | None = typer.Option(None, "--thinking/--no-thinking", help="Hybrid-thinking families only."),
+    seed: int | None = typer.Option(None, "--seed", help="Repeatable sampling."),
+    quantize: str | None = typer.Option(None, "--quantize", help="int8: dynamic int8 weights on CPU."),
+) -> None:
+    """Chat in the terminal (streamed; reasoning dimmed). /reset, /system TEXT, /exit. Reads piped stdin too."""
+    from rich.console import Console
+
+    from dsft.serve.chat import ChatSession, run_chat
+    from dsft.serve.serving_model import load_serving_model
+
+    console = Console(highlight=False)
+    serving = load_serving_model(model_or_run, quantize=quantize)
+    session = ChatSession(serving, max_tokens=max_tokens, temperature=temperature, thinking=thinking, seed=seed,
+                          system=system)
+    run_chat(session, sys.stdin, console, interactive=sys.stdin.isatty())
+
+
+def deploy_k8s(
+    model_or_run: str = typer.Argument(..., help="Model directory, tiny preset or hub id (merge LoRA runs first)."),
+    out: Path = typer.Option(..., "--out", help="Directory for deployment.yaml, service.yaml and Dockerfile."),
+    image: str = typer.Option("dsft-serve:latest", "--image", help="Image the Deployment runs (build it from the Dockerfile)."),
+    gpus: int = typer.Option(1, "--gpus", help="GPUs per pod (0 = CPU)."),
+    replicas: int = typer.Option(1, "--replicas", help="Pods."),
+    name: str = typer.Option("dsft", "--name", help="Deployment and Service name."),
+    served_model_name: str = typer.Option("dsft", "--served-model-name", help="Name clients use as `model`."),
+    api_key_secret: str | None = typer.Option(None, "--api-key-secret",
+                                              help="Secret (key `api-key`) whose value becomes the server's API key."),
+) -> None:
+    """Write a Kubernetes Deployment + Service (GPU limits, /health probes) and a Dockerfile."""
+    from dsft.serve.k8s import deploy_spec_for, write_k8s
+
+    spec = deploy_spec_for(model_or_run, name=name, image=image, gpus=gpus, replicas=replicas,
+                           served_model_name=served_model_name, api_key_secret=api_key_secret)
+    for path in write_k8s(spec, out):
+        typer.echo(f"wrote {path}")
+    if spec.model_is_local:
+        typer.echo(f"next: cp -r {spec.model_ref} {out / 'model'} && docker build -t {image} {out} "
+                   f"&& docker push {image} && kubectl apply -f {out}")
+    else:
+        typer.echo(f"next: docker build -t {image} {out} && docker push {image} && kubectl apply -f {out}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add ``serve``, ``chat`` and the ``deploy`` group to the root app."""
+    app.command("serve")(serve)
+    app.command("chat")(chat)
+    deploy = typer.Typer(help="Deployment files for a served model.", no_args_is_help=True)
+    deploy.command("k8s")(deploy_k8s)
+    app.add_typer(deploy, name="deploy")

@@ -1,0 +1,188 @@
+"""The OpenAI-compatible FastAPI app: routes, auth, request checks and answers.
+
+``create_app(engine, settings)`` is all a caller needs; ``dsft serve`` runs it under uvicorn and the
+tests run it on a free loopback port. Every endpoint but ``/health`` requires the API key when one is
+set. Requests are checked here (model name, ``max_tokens``, context length) before they reach the
+engine, so the engine only ever sees work it can do.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from dsft.data.conversation import Conversation
+from dsft.errors import DsftError
+from dsft.serve import responses
+from dsft.serve.engine import EngineBusy, RequestStream, TransformersEngine
+from dsft.serve.generation import GenerationRequest
+from dsft.serve.openai_errors import ApiError, install_error_handlers
+from dsft.serve.prompts import (
+    conversation_from_messages, generation_starts_in_reasoning, render_chat_prompt, tokenize_prompt,
+)
+from dsft.serve.protocol import (
+    ChatCompletionRequest, ChatMessageIn, CompletionRequest, GenerateRequest, SamplingFields,
+)
+from dsft.serve.serving_model import ServingModel
+from dsft.serve.settings import ServeSettings
+
+
+def create_app(engine: TransformersEngine, settings: ServeSettings) -> FastAPI:
+    """Build the app; the engine starts (model loading in the background) when the app starts."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await engine.start()
+        yield
+        await engine.stop()
+
+    app = FastAPI(title="dsft", lifespan=lifespan)
+    install_error_handlers(app)
+    app.state.engine = engine
+    app.state.settings = settings
+    guarded = [Depends(_require_api_key(settings))]
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        if engine.ready:
+            return JSONResponse({"status": "ok"})
+        if engine.load_error is not None:
+            return JSONResponse({"status": "error", "error": str(engine.load_error)}, status_code=503)
+        return JSONResponse({"status": "loading"}, status_code=503)
+
+    @app.get("/v1/models", dependencies=guarded)
+    async def models() -> dict[str, Any]:
+        serving = _serving(engine)
+        return responses.model_list(settings.served_model_name, _adapter_names(serving))
+
+    @app.post("/v1/chat/completions", dependencies=guarded)
+    async def chat_completions(body: ChatCompletionRequest) -> Any:
+        serving = _serving(engine)
+        conversation = conversation_from_messages(body.messages)
+        prompt = _render(serving, conversation, body.thinking())
+        prompt_ids = tokenize_prompt(serving.tokenizer, prompt, add_special_tokens=False)
+        max_tokens = body.max_completion_tokens or body.max_tokens
+        request = _generation_request(serving, settings, body, prompt_ids, max_tokens)
+        split = generation_starts_in_reasoning(serving.template_name, prompt)
+        stream = _submit(engine, request)
+        model_name = body.model or settings.served_model_name
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        if body.stream:
+            events = responses.chat_stream(stream, model_name, len(prompt_ids), split, include_usage)
+            return _sse(events, stream)
+        result = await stream.collect()
+        return responses.chat_completion(result, model_name, len(prompt_ids), split)
+
+    @app.post("/v1/completions", dependencies=guarded)
+    async def completions(body: CompletionRequest) -> Any:
+        serving = _serving(engine)
+        # Raw text, as vLLM treats it: the tokenizer adds its BOS when it is configured to.
+        prompt_ids = tokenize_prompt(serving.tokenizer, body.prompt_text(), add_special_tokens=True)
+        request = _generation_request(serving, settings, body, prompt_ids, body.max_tokens)
+        stream = _submit(engine, request)
+        model_name = body.model or settings.served_model_name
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            return _sse(responses.completion_stream(stream, model_name, len(prompt_ids), include_usage), stream)
+        result = await stream.collect()
+        return responses.completion(result, model_name, len(prompt_ids))
+
+    @app.post("/generate", dependencies=guarded)
+    async def generate(body: GenerateRequest) -> dict[str, Any]:
+        serving = _serving(engine)
+        conversation = conversation_from_messages([ChatMessageIn(role="user", content=body.prompt)])
+        prompt = _render(serving, conversation, None)
+        prompt_ids = tokenize_prompt(serving.tokenizer, prompt, add_special_tokens=False)
+        request = _generation_request(serving, settings, body, prompt_ids, body.max_tokens)
+        result = await _submit(engine, request).collect()
+        split = generation_starts_in_reasoning(serving.template_name, prompt)
+        return responses.generate_answer(result, len(prompt_ids), split)
+
+    return app
+
+
+def _require_api_key(settings: ServeSettings) -> Any:
+    """A dependency that checks ``Authorization: Bearer KEY`` (constant-time) when a key is set."""
+
+    async def check(request: Request) -> None:
+        if settings.api_key is None:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip(), settings.api_key):
+            raise ApiError(401, "missing or wrong API key; send `Authorization: Bearer KEY`", code="invalid_api_key")
+
+    return check
+
+
+def _serving(engine: TransformersEngine) -> ServingModel:
+    if engine.serving is None:
+        reason = f"loading failed: {engine.load_error}" if engine.load_error else "the model is still loading"
+        raise ApiError(503, reason)
+    return engine.serving
+
+
+def _render(serving: ServingModel, conversation: Conversation, thinking: bool | None) -> str:
+    try:
+        return render_chat_prompt(serving.template_name, serving.tokenizer, conversation, thinking)
+    except DsftError as exc:  # e.g. a role this family has no place for: the client's to fix
+        raise ApiError(400, f"messages: {exc}", "messages") from exc
+
+
+def _adapter_names(serving: ServingModel) -> list[str]:
+    """Adapters clients may name (the run's own adapter is what the served name already means)."""
+    return [name for name in serving.adapters if name != serving.default_adapter]
+
+
+def _generation_request(
+    serving: ServingModel, settings: ServeSettings, body: SamplingFields, prompt_ids: list[int],
+    max_tokens: int | None,
+) -> GenerationRequest:
+    """Check the request against the server's limits and build what the engine runs."""
+    adapter = serving.default_adapter
+    if body.model not in (None, settings.served_model_name):
+        if body.model not in _adapter_names(serving):
+            raise ApiError(404, f"The model `{body.model}` does not exist; see GET /v1/models", "model",
+                           "model_not_found")
+        adapter = body.model
+    room = serving.max_model_len - len(prompt_ids)
+    if room <= 0:
+        raise ApiError(400, f"the prompt has {len(prompt_ids)} tokens; this model's context length is "
+                            f"{serving.max_model_len} tokens", "messages", "context_length_exceeded")
+    if max_tokens is not None and max_tokens > settings.max_tokens:
+        raise ApiError(400, f"max_tokens is {max_tokens}; this server allows at most {settings.max_tokens}",
+                       "max_tokens")
+    if max_tokens is not None and max_tokens > room:
+        raise ApiError(400, f"max_tokens ({max_tokens}) + prompt ({len(prompt_ids)} tokens) exceeds the context "
+                            f"length of {serving.max_model_len} tokens", "max_tokens", "context_length_exceeded")
+    chosen = max_tokens if max_tokens is not None else min(settings.max_tokens, room)
+    params = serving.sampling(chosen, body.temperature, body.top_p, body.stop, body.seed)
+    return GenerationRequest(prompt_ids=prompt_ids, params=params, adapter=adapter)
+
+
+def _submit(engine: TransformersEngine, request: GenerationRequest) -> RequestStream:
+    try:
+        return engine.submit(request)
+    except EngineBusy as exc:
+        raise ApiError(503, str(exc), code="server_busy") from exc
+
+
+def _sse(events: AsyncIterator[dict[str, Any]], stream: RequestStream) -> StreamingResponse:
+    """Server-sent events: one ``data: JSON`` line per chunk, then ``data: [DONE]``."""
+
+    async def body() -> AsyncIterator[str]:
+        try:
+            async for chunk in events:
+                yield f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
+            yield "data: [DONE]\n\n"
+        finally:
+            # Runs too when the client disconnects mid-stream: stop spending tokens on it.
+            stream.cancel()
+
+    return StreamingResponse(body(), media_type="text/event-stream")
+

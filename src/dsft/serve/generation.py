@@ -1,0 +1,117 @@
+"""The batched token loop: left-padded prompts, one forward per step with the KV cache.
+
+A custom loop (rather than ``model.generate`` with a streamer) because one batch carries requests with
+different sampling settings, stop strings and lengths, and each must stream its own text as it comes.
+Finished rows keep riding along (their tokens are ignored) until the whole batch is done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from dsft.serve.decoding import RowDecoder
+from dsft.serve.sampling import SamplingParams, sample_next_tokens
+
+
+@dataclass
+class GenerationRequest:
+    """One prompt (token ids, special tokens already in place) and how to sample its continuation."""
+
+    prompt_ids: list[int]
+    params: SamplingParams
+    adapter: str | None = None
+    cancelled: bool = False  # set from another thread when the client goes away
+
+
+@dataclass
+class RowResult:
+    """What a row produced. ``completion_tokens`` counts generated tokens, the final EOS included."""
+
+    text: str = ""
+    completion_tokens: int = 0
+    finish_reason: str | None = None
+    token_ids: list[int] = field(default_factory=list)
+
+
+# emit(row_index, text_piece, finished_result_or_None)
+EmitFn = Callable[[int, str, "RowResult | None"], None]
+
+
+def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack prompts right-aligned: returns ``(input_ids, attention_mask)``, both [batch, longest].
+
+    >>> ids, mask = left_pad([[5, 6], [7]], pad_id=0)
+    >>> ids.tolist(), mask.tolist()
+    ([[5, 6], [0, 7]], [[1, 1], [0, 1]])
+    """
+    longest = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), longest), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), longest), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        ids[row, longest - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
+        mask[row, longest - len(prompt):] = 1
+    return ids, mask
+
+
+@torch.inference_mode()
+def generate_batch(
+    model: Any, tokenizer: Any, requests: list[GenerationRequest], eos_ids: set[int], emit: EmitFn
+) -> list[RowResult]:
+    """Generate for every request at once, calling ``emit`` with each row's new text as it appears.
+
+    Position ids count only real tokens, so a left-padded row sees the same positions as it would alone.
+    """
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos_ids)
+    input_ids, attention_mask = (t.to(device) for t in left_pad([r.prompt_ids for r in requests], pad_id))
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    params = [r.params for r in requests]
+    generators = [p.make_generator() for p in params]
+    decoders = [RowDecoder(tokenizer, p.stop) for p in params]
+    results = [RowResult() for _ in requests]
+    past = None
+    for _ in range(max(p.max_tokens for p in params)):
+        out = model(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+            past_key_values=past, use_cache=True,
+        )
+        past = out.past_key_values
+        next_tokens = sample_next_tokens(out.logits[:, -1, :], params, generators)
+        for row, token in enumerate(next_tokens.tolist()):
+            if results[row].finish_reason is None:
+                _advance_row(row, token, requests[row], decoders[row], results[row], eos_ids, emit)
+        if all(r.finish_reason is not None for r in results):
+            break
+        input_ids = next_tokens.view(-1, 1).to(device)
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(requests), 1))], dim=-1)
+        position_ids = position_ids[:, -1:] + 1
+    return results
+
+
+def _advance_row(
+    row: int, token: int, request: GenerationRequest, decoder: RowDecoder, result: RowResult,
+    eos_ids: set[int], emit: EmitFn,
+) -> None:
+    """Record one sampled token for a live row and report new text / the finish."""
+    if request.cancelled:
+        result.finish_reason = "abort"
+        emit(row, "", result)
+        return
+    result.completion_tokens += 1
+    result.token_ids.append(token)
+    piece = ""
+    if token in eos_ids:
+        result.finish_reason = "stop"
+    else:
+        piece = decoder.push(token)
+        if decoder.stopped:
+            result.finish_reason = "stop"
+        elif result.completion_tokens >= request.params.max_tokens:
+            result.finish_reason = "length"
+    if result.finish_reason is not None:
+        piece += decoder.flush()
+    result.text = decoder.text
+    emit(row, piece, result if result.finish_reason is not None else None)

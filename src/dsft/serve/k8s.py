@@ -1,0 +1,144 @@
+"""``dsft deploy k8s``: a Deployment, a Service and a Dockerfile that serve a model with ``dsft serve``.
+
+The image holds the model (copied into the build context as ``model/``) or, for a hub id, downloads
+it at start. Probes use ``/health``, which answers 503 until the model is loaded: a startup probe gives
+loading time, then readiness and liveness take over. The API key, if any, comes from a Secret.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dsft.errors import DsftError
+
+CONTAINER_PORT = 8000
+MODEL_IN_IMAGE = "/models/model"
+GPU_BASE_IMAGE = "pytorch/pytorch:2.7.1-cuda12.6-cudnn9-runtime"
+CPU_BASE_IMAGE = "python:3.11-slim"
+
+
+@dataclass(frozen=True)
+class DeploySpec:
+    """What to deploy and how big. ``model_ref`` is a local directory (copied into the image) or a hub id."""
+
+    model_ref: str
+    name: str = "dsft"
+    image: str = "dsft-serve:latest"
+    gpus: int = 1
+    replicas: int = 1
+    served_model_name: str = "dsft"
+    api_key_secret: str | None = None  # Secret name holding key "api-key"
+
+    @property
+    def model_is_local(self) -> bool:
+        return Path(self.model_ref).is_dir()
+
+
+def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
+    return {"httpGet": {"path": path, "port": "http"}, "periodSeconds": period, "failureThreshold": failures}
+
+
+def _container(spec: DeploySpec) -> dict[str, Any]:
+    resources: dict[str, Any] = {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"memory": "32Gi"}}
+    if spec.gpus > 0:
+        # GPUs are requested through the device plugin's extended resource: limits only.
+        resources["limits"]["nvidia.com/gpu"] = spec.gpus
+    env = [{"name": "HF_HOME", "value": "/cache/huggingface"}]
+    if spec.api_key_secret:
+        env.append({"name": "DSFT_API_KEY",
+                    "valueFrom": {"secretKeyRef": {"name": spec.api_key_secret, "key": "api-key"}}})
+    return {
+        "name": "dsft-serve",
+        "image": spec.image,
+        "ports": [{"name": "http", "containerPort": CONTAINER_PORT}],
+        "env": env,
+        "resources": resources,
+        # Loading a large model takes minutes: 60 x 10 s before the pod is restarted.
+        "startupProbe": _probe("/health", 10, 60),
+        "readinessProbe": _probe("/health", 5, 3),
+        "livenessProbe": _probe("/health", 15, 4),
+        "volumeMounts": [{"name": "cache", "mountPath": "/cache"}],
+    }
+
+
+def deployment_manifest(spec: DeploySpec) -> dict[str, Any]:
+    """The ``apps/v1`` Deployment."""
+    labels = {"app.kubernetes.io/name": spec.name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": spec.name, "labels": labels},
+        "spec": {
+            "replicas": spec.replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [_container(spec)],
+                         "volumes": [{"name": "cache", "emptyDir": {}}]},
+            },
+        },
+    }
+
+
+def service_manifest(spec: DeploySpec) -> dict[str, Any]:
+    """A ClusterIP Service on port 80 in front of the pods."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": spec.name, "labels": {"app.kubernetes.io/name": spec.name}},
+        "spec": {"selector": {"app.kubernetes.io/name": spec.name},
+                 "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
+    }
+
+
+def dockerfile(spec: DeploySpec) -> str:
+    """A Dockerfile whose container runs ``dsft serve`` on all interfaces."""
+    model_arg = MODEL_IN_IMAGE if spec.model_is_local else spec.model_ref
+    copy_model = f"COPY model/ {MODEL_IN_IMAGE}/\n" if spec.model_is_local else ""
+    base = GPU_BASE_IMAGE if spec.gpus > 0 else CPU_BASE_IMAGE
+    return (
+        f"FROM {base}\n"
+        "# The dsft package to install: a version, a wheel in the build context, or a git URL.\n"
+        "ARG DSFT_SPEC=dsft\n"
+        'RUN pip install --no-cache-dir "$DSFT_SPEC"\n'
+        f"{copy_model}"
+        f"EXPOSE {CONTAINER_PORT}\n"
+        "# 0.0.0.0: the pod network, not the world; put the API key in the Secret the Deployment names.\n"
+        f'CMD ["dsft", "serve", "{model_arg}", "--host", "0.0.0.0", "--port", "{CONTAINER_PORT}", '
+        f'"--served-model-name", "{spec.served_model_name}"]\n'
+    )
+
+
+def write_k8s(spec: DeploySpec, out_dir: Path) -> list[Path]:
+    """Write ``deployment.yaml``, ``service.yaml`` and ``Dockerfile`` into ``out_dir``; return the paths."""
+    if spec.gpus < 0:
+        raise DsftError(f"--gpus {spec.gpus}: must be 0 or more")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {
+        "deployment.yaml": yaml.safe_dump(deployment_manifest(spec), sort_keys=False),
+        "service.yaml": yaml.safe_dump(service_manifest(spec), sort_keys=False),
+        "Dockerfile": dockerfile(spec),
+    }
+    written = []
+    for name, text in files.items():
+        path = out_dir / name
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def deploy_spec_for(model_or_run: str, **options: Any) -> DeploySpec:
+    """A :class:`DeploySpec` for ``MODEL_OR_RUN``; a LoRA run must be merged first (one self-contained model)."""
+    from dsft.export.source import resolve_source
+
+    source = resolve_source(model_or_run)
+    if source.adapter_dir is not None:
+        raise DsftError(f"{model_or_run}: a LoRA run; merge it first with `dsft export {model_or_run} --format hf "
+                        "--out MERGED` and deploy MERGED (the image then holds one self-contained model)")
+    path = Path(model_or_run)
+    model_ref = str(source.model_dir) if path.is_dir() else model_or_run
+    return DeploySpec(model_ref=model_ref, **options)

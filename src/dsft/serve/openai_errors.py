@@ -1,0 +1,78 @@
+"""Errors in OpenAI's JSON shape: ``{"error": {"message", "type", "param", "code"}}``.
+
+The official clients read this shape to build their exception (``openai.BadRequestError`` and
+friends), so every non-2xx answer of the server uses it, including FastAPI's own validation errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+# HTTP status -> OpenAI error type (the names OpenAI's API itself uses).
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    503: "service_unavailable_error",
+}
+
+
+class ApiError(Exception):
+    """An error answered to the client with ``status`` and OpenAI's error body."""
+
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+        self.code = code
+
+
+def error_body(status: int, message: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    """The JSON body for an error answer."""
+    error_type = _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
+def error_response(status: int, message: str, param: str | None = None, code: str | None = None) -> JSONResponse:
+    """A JSON response carrying :func:`error_body`; 503 answers also suggest when to retry."""
+    headers = {"Retry-After": "1"} if status == 503 else None
+    return JSONResponse(error_body(status, message, param, code), status_code=status, headers=headers)
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    """One readable line per pydantic problem, and the first offending field as ``param``."""
+    problems = []
+    first_param: str | None = None
+    for err in exc.errors():
+        # loc starts with "body"; the rest names the field, e.g. ("body", "messages", 0, "role").
+        loc = [str(part) for part in err.get("loc", ()) if part != "body"]
+        where = ".".join(loc) or "body"
+        first_param = first_param or (where if loc else None)
+        problems.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(problems) or "invalid request", first_param
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Answer every error (ours, FastAPI's validation, HTTP errors) in OpenAI's shape."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.message, exc.param, exc.code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # OpenAI and vLLM answer malformed bodies with 400, not FastAPI's default 422.
+        message, param = _validation_message(exc)
+        return error_response(400, message, param, "invalid_request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.detail))

@@ -1,0 +1,61 @@
+"""Requests -> prompt token ids, with the renderer training used, and the reasoning split of outputs.
+
+The chat prompt is ``get_template(name).render_prompt(conversation, thinking=...)``: byte-identical to
+what the model saw during training. Rendered text already carries BOS and the family's markers, so it
+is tokenized without adding special tokens (no double BOS).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dsft.data.conversation import Conversation, Message
+from dsft.serve.openai_errors import ApiError
+from dsft.serve.protocol import ChatMessageIn
+
+THINK_OPEN = "<think>"
+
+
+def conversation_from_messages(messages: list[ChatMessageIn]) -> Conversation:
+    """OpenAI ``messages`` -> :class:`Conversation` (``developer`` is a system message; reasoning kept apart)."""
+    converted = []
+    for index, message in enumerate(messages):
+        role = "system" if message.role == "developer" else message.role
+        if role == "tool" and not message.text():
+            raise ApiError(400, f"messages.{index}: a tool message needs content", f"messages.{index}.content")
+        converted.append(Message(
+            role=role, content=message.text(), reasoning=message.reasoning_content or message.reasoning,
+            tool_calls=message.tool_calls, name=message.name, tool_call_id=message.tool_call_id,
+        ))
+    if converted[-1].role == "assistant":
+        raise ApiError(400, "the last message is from the assistant; end with a user (or tool) message", "messages")
+    return Conversation(messages=converted)
+
+
+def render_chat_prompt(template_name: str, tokenizer: Any, conversation: Conversation, thinking: bool | None) -> str:
+    """The inference prompt of the training template (generation prompt included).
+
+    Raises :class:`DsftError` for conversations the family cannot render (the server answers 400).
+    """
+    from dsft.templates import get_template
+
+    return get_template(template_name, tokenizer).render_prompt(conversation, thinking=thinking)
+
+
+def generation_starts_in_reasoning(template_name: str, prompt: str) -> bool:
+    """Whether the output should be split into reasoning and content (vLLM's reasoning parsers).
+
+    R1-style prompts end inside an opened ``<think>`` block (and R1-0528-style models open it
+    themselves), so their output is parsed; hybrid families (V3.1+) only when the prompt opened the
+    block, i.e. thinking was requested; plain chat families never.
+    """
+    tail = prompt.rstrip("\n")
+    return tail.endswith(THINK_OPEN) or template_name.startswith("deepseek-r1")
+
+
+def tokenize_prompt(tokenizer: Any, text: str, add_special_tokens: bool) -> list[int]:
+    """Token ids of ``text``; chat prompts pass ``add_special_tokens=False`` (the template placed BOS)."""
+    ids = tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"]
+    if not ids:
+        raise ApiError(400, "the prompt is empty after tokenization", "prompt")
+    return list(ids)

@@ -1,0 +1,45 @@
+"""Server settings: what ``dsft serve`` was started with.
+
+One frozen dataclass shared by the app (auth, names, limits) and the engine (queue and batch sizes),
+built from the ``serve`` config section plus command-line flags.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Limits and identity of one server.
+
+    ``max_queue`` counts requests waiting for the worker (not those being generated); one more is
+    answered 503. ``max_tokens`` caps a request's ``max_tokens``; ``max_model_len`` (tokens, prompt plus
+    completion) defaults to the model's ``max_position_embeddings`` when None.
+    """
+
+    served_model_name: str = "dsft"
+    api_key: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_queue: int = 64
+    max_batch: int = 8
+    max_tokens: int = 2048
+    max_model_len: int | None = None
+
+    @classmethod
+    def from_config(cls, serve_cfg: Any, **overrides: Any) -> "ServeSettings":
+        """Build from a :class:`dsft.config.schema.ServeConfig`; ``overrides`` that are None are ignored."""
+        values: dict[str, Any] = {
+            "api_key": serve_cfg.api_key,
+            "host": serve_cfg.host,
+            "port": serve_cfg.port,
+            "max_queue": serve_cfg.max_queue,
+            "max_batch": serve_cfg.max_batch,
+            "max_tokens": serve_cfg.max_tokens,
+        }
+        if serve_cfg.served_model_name:
+            values["served_model_name"] = serve_cfg.served_model_name
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return cls(**values)

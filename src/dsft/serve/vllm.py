@@ -1,0 +1,116 @@
+"""The vLLM engine: build (and run) the ``vllm serve`` command equivalent to a ``dsft serve`` call.
+
+For GPU production dsft hands over to vLLM with the same model, adapters, chat template and reasoning
+parser that ``dsft serve`` would use. Facts (vLLM 0.9+): ``--reasoning-parser deepseek_r1`` for R1-style
+templates, ``deepseek_v3`` for the hybrid-thinking V3.1/V3.2 templates (thinking via the
+``chat_template_kwargs`` flag); LoRA needs ``--enable-lora --lora-modules NAME=PATH`` and a
+``--max-lora-rank`` at least the adapters' rank. vLLM itself is not a dsft dependency.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+from dsft.errors import DsftError, UnsupportedError
+from dsft.export.source import ExportSource
+from dsft.serve.serving_model import adapter_rank
+from dsft.serve.settings import ServeSettings
+
+# vLLM accepts only these values for --max-lora-rank.
+VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+CHAT_TEMPLATE_FILE = "chat_template.jinja"
+
+
+def reasoning_parser_for(template_name: str) -> str | None:
+    """vLLM's reasoning parser for a dsft template family (None: the family does not think)."""
+    if template_name.startswith("deepseek-r1"):
+        return "deepseek_r1"
+    if template_name.startswith(("deepseek-v3.1", "deepseek-v3.2")):
+        return "deepseek_v3"
+    return None
+
+
+def vllm_lora_rank(rank: int) -> int:
+    """The smallest rank vLLM accepts that holds ``rank``."""
+    for allowed in VLLM_LORA_RANKS:
+        if rank <= allowed:
+            return allowed
+    raise UnsupportedError(f"LoRA rank {rank} is above vLLM's maximum {VLLM_LORA_RANKS[-1]}; merge the adapter "
+                           "with `dsft export --format hf` and serve the merged model")
+
+
+def chat_template_path(source: ExportSource, cache_dir: Path) -> Path | None:
+    """The training chat template as a file: the one saved beside the tokenizer, else written to ``cache_dir``.
+
+    None for the ``hf`` template without a saved file: vLLM then uses the tokenizer's own template,
+    which is what ``hf`` means.
+    """
+    saved = source.tokenizer_dir / CHAT_TEMPLATE_FILE
+    if saved.is_file():
+        return saved
+    if source.template == "hf":
+        return None
+    from dsft.templates import get_template
+
+    target = cache_dir / "chat-templates" / f"{source.template}.jinja"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(get_template(source.template).chat_template, encoding="utf-8")
+    return target
+
+
+def build_vllm_command(
+    source: ExportSource, adapters: dict[str, Path], settings: ServeSettings, chat_template: Path | None,
+    tensor_parallel_size: int = 1,
+) -> list[str]:
+    """The ``vllm serve`` argv for ``source`` plus named ``adapters``.
+
+    A LoRA run is served as its base model with the run's adapter under the served model name (so clients
+    asking for that name get the fine-tune, as with ``dsft serve``); the bare base gets ``NAME-base``.
+    """
+    lora_modules = dict(adapters)
+    served = settings.served_model_name
+    if source.adapter_dir is not None:
+        lora_modules = {served: source.adapter_dir, **lora_modules}
+        served = f"{served}-base"
+    command = ["vllm", "serve", str(source.model_dir), "--served-model-name", served,
+               "--host", settings.host, "--port", str(settings.port)]
+    if source.tokenizer_dir != source.model_dir:
+        command += ["--tokenizer", str(source.tokenizer_dir)]
+    if chat_template is not None:
+        command += ["--chat-template", str(chat_template)]
+    parser = reasoning_parser_for(source.template)
+    if parser:
+        command += ["--reasoning-parser", parser]
+    if tensor_parallel_size > 1:
+        command += ["--tensor-parallel-size", str(tensor_parallel_size)]
+    if settings.max_model_len:
+        command += ["--max-model-len", str(settings.max_model_len)]
+    if lora_modules:
+        rank = vllm_lora_rank(max(adapter_rank(path) for path in lora_modules.values()))
+        command += ["--enable-lora", "--lora-modules", *[f"{name}={path}" for name, path in lora_modules.items()],
+                    "--max-lora-rank", str(rank)]
+    if settings.api_key:
+        command += ["--api-key", settings.api_key]
+    return command
+
+
+def printable(command: list[str], hide_api_key: bool = True) -> str:
+    """The command as one shell line (the API key masked unless asked otherwise)."""
+    shown = list(command)
+    if hide_api_key and "--api-key" in shown:
+        shown[shown.index("--api-key") + 1] = "****"
+    return shlex.join(shown)
+
+
+def run_vllm(command: list[str]) -> int:
+    """Run ``vllm serve`` in the foreground; returns its exit code."""
+    if shutil.which(command[0]) is None:
+        raise DsftError("vLLM is not installed (no `vllm` on PATH); on a CUDA machine run `pip install vllm`, "
+                        "or pass --dry-run to print the command")
+    try:
+        return subprocess.call(command)
+    except KeyboardInterrupt:
+        return 130
