@@ -1,9 +1,78 @@
-"""CLI for `dsft models` (not yet implemented)."""
+"""``dsft models``: list presets, write a tiny model, show a model's LoRA targets."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
+
+models_app = typer.Typer(help="Model presets: tiny test models and real-model configs.", no_args_is_help=True)
+
+
+@models_app.command("list")
+def list_presets(
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+) -> None:
+    """List the tiny presets (written on demand) and the real-model config presets (for planning)."""
+    from dsft.models.presets import REAL_MODEL_FACTS, REAL_MODEL_PRESETS
+    from dsft.models.tiny import TINY_PRESETS
+
+    tiny = [{"name": p.name, "architecture": p.architecture, "mimics": p.mimics, "tokenizer": p.tokenizer}
+            for p in TINY_PRESETS.values()]
+    real = [{"name": name, "architecture": config["architectures"][0], "hub_id": REAL_MODEL_FACTS[name].hub_id,
+             "params_b": REAL_MODEL_FACTS[name].params_b, "active_params_b": REAL_MODEL_FACTS[name].active_params_b}
+            for name, config in REAL_MODEL_PRESETS.items()]
+    if as_json:
+        typer.echo(json.dumps({"tiny": tiny, "real": real}, ensure_ascii=False, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table("tiny preset", "architecture", "mimics", "tokenizer", title="Tiny presets (model.name_or_path)")
+    for row in tiny:
+        table.add_row(row["name"], row["architecture"], row["mimics"], row["tokenizer"])
+    console.print(table)
+    table = Table("real preset", "architecture", "hub id", "params (B)", "active (B)",
+                  title="Real-model configs (numbers only; `dsft plan`)")
+    for row in real:
+        table.add_row(row["name"], row["architecture"], row["hub_id"], f"{row['params_b']:g}",
+                      f"{row['active_params_b']:g}")
+    console.print(table)
+
+
+@models_app.command("tiny")
+def write_tiny_model(
+    name: str = typer.Argument(..., help="Tiny preset: tiny-deepseek-v3, tiny-r1-distill-qwen or tiny-deepseek-llm."),
+    out: Path = typer.Option(..., "--out", help="Directory to write (must be empty or absent)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the random weights."),
+) -> None:
+    """Write a tiny preset as an ordinary Hugging Face checkpoint directory."""
+    from dsft.models.tiny import write_tiny
+
+    path = write_tiny(name, out, seed=seed)
+    typer.echo(f"wrote {name} to {path}")
+
+
+@models_app.command("targets")
+def show_targets(
+    name: str = typer.Argument(..., help="Real-model preset, tiny preset, local model directory or hub id."),
+    include_experts: bool = typer.Option(True, "--experts/--no-experts", help="Include fused routed experts."),
+) -> None:
+    """Show the LoRA targets `all-linear` discovers for a model (built from its config; no weights loaded)."""
+    from dsft.models.lora import discover_lora_targets
+    from dsft.models.presets import REAL_MODEL_PRESETS, build_on_meta
+    from dsft.models.resolve import resolve_model
+
+    if name in REAL_MODEL_PRESETS:
+        config = REAL_MODEL_PRESETS[name]
+    else:
+        config = json.loads((resolve_model(name) / "config.json").read_text(encoding="utf-8"))
+    targets = discover_lora_targets(build_on_meta(config), include_experts=include_experts)
+    typer.echo(json.dumps({"target_modules": targets.modules, "target_parameters": targets.parameters}, indent=2))
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add ``dsft models`` to the root app."""
+    app.add_typer(models_app, name="models")

