@@ -66,6 +66,80 @@ def metrics_command(
         print_metrics_table(result, f"metrics: {predictions}")
 
 
+def _options(max_new_tokens: int, batch_size: int, temperature: float, top_p: float, seed: int) -> Any:
+    from dsft.eval.generate import DecodingOptions
+
+    return DecodingOptions(max_new_tokens=max_new_tokens, batch_size=batch_size, temperature=temperature,
+                           top_p=top_p, seed=seed)
+
+
+MAX_NEW_TOKENS = typer.Option(256, "--max-new-tokens", help="Generation length limit (tokens).")
+BATCH_SIZE = typer.Option(8, "--batch-size", help="Prompts per generation batch.")
+LIMIT = typer.Option(None, "--limit", help="Evaluate only the first N usable records.")
+TEMPLATE = typer.Option(None, "--template", help="Chat template (template.name); default: the run's, or detected.")
+TEMPERATURE = typer.Option(0.0, "--temperature", help="0 = greedy decoding.")
+TOP_P = typer.Option(1.0, "--top-p", help="Nucleus sampling (with --temperature > 0).")
+SEED = typer.Option(0, "--seed", help="Sampling seed.")
+METRICS = typer.Option(None, "--metrics", "-m", help="Comma-separated metrics (default all).")
+DEVICE = typer.Option(None, "--device", help="cpu or cuda:N (default: GPU if available).")
+
+
+def eval_command(
+    model_or_run: str = typer.Argument(..., help="Model directory, tiny preset, hub id, or a dsft run directory."),
+    data: str = typer.Option(..., "--data", help="Eval data (any format dsft reads); the last assistant turn is the reference."),
+    out: Path = typer.Option(..., "--out", help="Directory for predictions.jsonl and metrics.json."),
+    max_new_tokens: int = MAX_NEW_TOKENS, batch_size: int = BATCH_SIZE, limit: Optional[int] = LIMIT,
+    template: Optional[str] = TEMPLATE, temperature: float = TEMPERATURE, top_p: float = TOP_P, seed: int = SEED,
+    metrics: Optional[str] = METRICS, device: Optional[str] = DEVICE,
+) -> None:
+    """Generate answers with the model's own template and score them (LoRA runs: adapter not merged)."""
+    from dsft.eval.evaluate import evaluate_model
+
+    result = evaluate_model(model_or_run, data, out, _options(max_new_tokens, batch_size, temperature, top_p, seed),
+                            limit=limit, template=template, metrics=_split_list(metrics), device=device)
+    print_metrics_table(result, f"eval: {model_or_run}")
+    gen = result["generation"]
+    typer.echo(f"{gen['generated_tokens']} tokens in {gen['elapsed_s']:.1f}s ({gen['tokens_per_s']:.1f} tok/s); "
+               f"wrote {out / 'predictions.jsonl'} and {out / 'metrics.json'}")
+
+
+def print_comparison_table(result: dict[str, Any]) -> None:
+    """The before/after metric table with deltas, as in report.md."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from dsft.eval.report import comparison_rows, fmt, fmt_delta
+
+    table = Table(title=f"{result['base_name']} -> {result['tuned_name']} ({result['tuned'].get('count', 0)} prompts)")
+    for column in ("metric", "base", "tuned", "delta"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for key, base, tuned, change in comparison_rows(result["base"], result["tuned"]):
+        table.add_row(key, fmt(base), fmt(tuned), fmt_delta(change))
+    Console().print(table)
+
+
+def compare_command(
+    tuned: str = typer.Option(..., "--tuned", help="The tuned run directory (or a model)."),
+    data: str = typer.Option(..., "--data", help="Eval data; the same prompts go through both models."),
+    out: Path = typer.Option(..., "--out", help="Directory for the reports and both models' predictions."),
+    base: Optional[str] = typer.Option(None, "--base", help="Base model (default: the run's base model)."),
+    max_new_tokens: int = MAX_NEW_TOKENS, batch_size: int = BATCH_SIZE, limit: Optional[int] = LIMIT,
+    template: Optional[str] = TEMPLATE, temperature: float = TEMPERATURE, top_p: float = TOP_P, seed: int = SEED,
+    metrics: Optional[str] = METRICS, device: Optional[str] = DEVICE,
+    samples: int = typer.Option(5, "--samples", help="Side-by-side answers shown in the report."),
+) -> None:
+    """Base vs tuned on the same prompts: report.md and a self-contained report.html with deltas."""
+    from dsft.eval.compare import compare_models
+
+    result = compare_models(base, tuned, data, out, _options(max_new_tokens, batch_size, temperature, top_p, seed),
+                            limit=limit, template=template, metrics=_split_list(metrics), sample_count=samples,
+                            device=device)
+    print_comparison_table(result)
+    typer.echo(f"wrote {result['report_md']} and {result['report_html']}")
+
+
 def register(app: typer.Typer) -> None:
     """Add ``metrics``, ``eval`` and ``compare`` to the root app."""
     app.command("metrics")(metrics_command)
+    app.command("eval")(eval_command)
+    app.command("compare")(compare_command)

@@ -20,14 +20,8 @@ THINK, END_THINK = "<think>", "</think>"
 
 def _split_reasoning(text: str) -> tuple[str | None, str | None]:
     """The templates package's parser; one call site so the semantics are defined in one place."""
-    try:
-        from dsft.templates.reasoning import split_reasoning
-    except ImportError:  # the templates package's parser has not landed yet: same semantics inline
-        body = text[len(THINK):] if text.startswith(THINK) else text
-        if END_THINK not in body:
-            return body, None
-        reasoning, _, content = body.partition(END_THINK)
-        return reasoning, content or None
+    from dsft.templates.reasoning import split_reasoning
+
     return split_reasoning(text)
 
 

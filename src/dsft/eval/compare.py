@@ -1,0 +1,118 @@
+"""``dsft compare``: the same prompts through a base model and a tuned run, and a before/after report.
+
+Both models see byte-identical prompts: the base is rendered with the tuned run's template and thinking
+mode (from its ``run.json``) unless ``template`` says otherwise, so the comparison measures the weights,
+not the prompt. Outputs in ``out_dir``: ``base/`` and ``tuned/`` (each ``predictions.jsonl`` +
+``metrics.json``), ``comparison.json``, ``report.md``, ``report.html`` and a copy of the run's ``loss.png``.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from dsft.errors import DsftError
+from dsft.eval.charts import loss_chart_svg, loss_summary, read_loss_curves
+from dsft.eval.eval_set import load_eval_set
+from dsft.eval.evaluate import EvalRun, evaluate_target, write_eval_outputs
+from dsft.eval.generate import DecodingOptions
+from dsft.eval.report import TASK_KEYS, THINK_KEYS, delta, render_html, render_markdown
+from dsft.eval.target import is_run_dir, load_eval_target, read_run
+from dsft.eval.text import count_tokens
+
+
+def _free(target: Any) -> None:
+    # Two models never need to be in memory at once: drop the first before loading the second.
+    del target.model
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+
+
+def _samples(base: EvalRun, tuned: EvalRun, count: int) -> list[dict[str, Any]]:
+    samples = []
+    for b, t in list(zip(base.records, tuned.records))[:count]:
+        samples.append({
+            "source": t["source"], "question": t["question"], "reference": t["reference"],
+            "base_answer": b["answer"], "tuned_answer": t["answer"],
+            "base_reasoning_tokens": count_tokens(b["reasoning"]) if b["reasoning"] else 0,
+            "tuned_reasoning_tokens": count_tokens(t["reasoning"]) if t["reasoning"] else 0,
+        })
+    return samples
+
+
+def _base_name(base: str | Path | None, run_info: dict[str, Any] | None) -> str:
+    if base is not None:
+        return str(base)
+    if run_info is None:
+        raise DsftError("--base is required when --tuned is not a dsft run directory")
+    return str(run_info.get("model_name_or_path") or run_info["base_model"])
+
+
+def compare_models(
+    base: str | Path | None,
+    tuned_run: str | Path,
+    data: str | Path | list[str],
+    out_dir: str | Path,
+    options: DecodingOptions | None = None,
+    limit: int | None = None,
+    template: str | None = None,
+    metrics: Sequence[str] | None = None,
+    sample_count: int = 5,
+    device: str | None = None,
+    dtype: str = "auto",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate ``base`` (default: the run's base model) and ``tuned_run`` on the same prompts.
+
+    Returns ``{"base": metrics, "tuned": metrics, "delta": {metric: tuned - base}, "loss": {...},
+    "template", "data", "base_name", "tuned_name", "report_md", "report_html"}`` (also written to
+    ``comparison.json``).
+    """
+    options = options or DecodingOptions()
+    options.check()
+    out = Path(out_dir)
+    run_info = read_run(Path(tuned_run)) if is_run_dir(tuned_run) else None
+    base_name = _base_name(base, run_info)
+    items, skipped = load_eval_set(data, limit)
+
+    tuned_target = load_eval_target(tuned_run, template, device=device, dtype=dtype)
+    tuned = evaluate_target(tuned_target, items, options, metrics, progress, skipped, str(data))
+    write_eval_outputs(out / "tuned", tuned)
+    template_name, thinking = tuned_target.template_name, tuned_target.thinking
+    _free(tuned_target)
+
+    base_target = load_eval_target(base_name, template or template_name, device=device, dtype=dtype)
+    base_target.thinking = thinking
+    base_run = evaluate_target(base_target, items, options, metrics, progress, skipped, str(data))
+    write_eval_outputs(out / "base", base_run)
+    _free(base_target)
+    assert [r["prompt"] for r in base_run.records] == [r["prompt"] for r in tuned.records], "same prompts"
+
+    curves = read_loss_curves(Path(tuned_run) / "metrics.jsonl") if run_info else {}
+    loss_png = Path(tuned_run) / "loss.png"
+    if run_info and loss_png.is_file():
+        shutil.copyfile(loss_png, out / "loss.png")
+    result: dict[str, Any] = {
+        "base_name": base_name, "tuned_name": str(tuned_run), "data": str(data), "template": template_name,
+        "thinking": thinking, "base": base_run.metrics, "tuned": tuned.metrics,
+        "delta": {k: delta(base_run.metrics.get(k), tuned.metrics.get(k)) for k in TASK_KEYS + THINK_KEYS
+                  if k in base_run.metrics or k in tuned.metrics},
+        "loss": loss_summary(curves) if curves else {},
+        "loss_png": "loss.png" if (out / "loss.png").is_file() else None,
+    }
+    samples = _samples(base_run, tuned, sample_count)
+    (out / "report.md").write_text(render_markdown(result, samples) + "\n", encoding="utf-8")
+    (out / "report.html").write_text(render_html(result, samples, loss_chart_svg(curves)) + "\n", encoding="utf-8")
+    result["report_md"], result["report_html"] = str(out / "report.md"), str(out / "report.html")
+    (out / "comparison.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return result

@@ -1,0 +1,92 @@
+"""Evaluation items from any data file dsft reads: the prompt, the reference answer, optional choices.
+
+Each record is read by :mod:`dsft.data.readers` and normalised by :func:`dsft.data.formats.to_conversation`
+(so every training format works: messages, ShareGPT, Alpaca, CoT, ...). The reference is the LAST
+assistant message's content (its reasoning is kept beside it, never scored); the prompt is every message
+before it. A record may also carry ``choices`` (multiple choice) and ``label`` (label task) at the top
+level. Records that cannot be used are skipped and counted per reason, never fatal.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dsft.data.conversation import Conversation
+from dsft.errors import DsftError
+
+
+@dataclass
+class EvalItem:
+    """One prompt to answer, with what a good answer is. ``source`` is ``file:line`` of the record."""
+
+    prompt: Conversation
+    reference: str
+    reference_reasoning: str | None = None
+    choices: list[str] | None = None
+    label: str | None = None
+    source: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def item_from_conversation(conversation: Conversation, record: dict[str, Any] | None = None,
+                           source: str = "") -> tuple[EvalItem | None, str | None]:
+    """Split a conversation into prompt and reference; (None, reason) when it has no final answer."""
+    messages = conversation.messages
+    if not messages or messages[-1].role != "assistant":
+        return None, "last message is not an assistant answer"
+    answer = messages[-1]
+    if not answer.content.strip():
+        return None, "empty reference answer"
+    if len(messages) < 2:
+        return None, "no prompt before the answer"
+    record = record or {}
+    choices = record.get("choices")
+    if isinstance(choices, dict):
+        choices = [str(choices[k]) for k in sorted(choices)]
+    elif isinstance(choices, list):
+        choices = [str(c) for c in choices]
+    else:
+        choices = None
+    label = record.get("label")
+    prompt = Conversation(messages[:-1], tools=conversation.tools, meta=dict(conversation.meta))
+    return EvalItem(prompt, answer.content, answer.reasoning, choices or None,
+                    None if label is None else str(label), source, dict(conversation.meta)), None
+
+
+def load_eval_set(data: str | Path | list[str], limit: int | None = None, fmt: str = "auto",
+                  columns: dict[str, str] | None = None) -> tuple[list[EvalItem], Counter[str]]:
+    """Items from files / globs / directories (first ``limit`` usable ones) and skip counts per reason.
+
+    A missing input or unsupported file type raises :class:`~dsft.errors.DataError`; no usable item at
+    all raises :class:`~dsft.errors.DsftError` listing the reasons.
+    """
+    from dsft.data.formats import FormatProblem, to_conversation
+    from dsft.data.readers import read_records
+
+    patterns = [str(p) for p in data] if isinstance(data, list) else [str(data)]
+    items: list[EvalItem] = []
+    skipped: Counter[str] = Counter()
+    for raw in read_records(patterns):
+        if limit is not None and len(items) >= limit:
+            break
+        if raw.error is not None:
+            skipped[raw.error.split(":")[0]] += 1
+            continue
+        try:
+            conversation = to_conversation(raw.data, fmt, columns)
+        except FormatProblem as exc:
+            skipped[str(exc)] += 1
+            continue
+        item, reason = item_from_conversation(conversation, raw.data if isinstance(raw.data, dict) else None,
+                                              raw.where)
+        if item is None:
+            skipped[str(reason)] += 1
+        else:
+            items.append(item)
+    if not items:
+        problems = [f"{reason}: {count}" for reason, count in skipped.items()] or ["the input holds no records"]
+        raise DsftError(f"--data {', '.join(patterns)}: no usable evaluation records", problems)
+    return items, skipped

@@ -1,0 +1,153 @@
+"""``dsft eval``: generate answers for an eval set with the model's own template, score them, write files.
+
+Outputs in ``out_dir``:
+
+* ``predictions.jsonl``: per item the rendered prompt, the reference, the raw output, the parsed
+  reasoning and answer, generation facts and per-sample scores. It is also a valid input of
+  ``dsft metrics`` (fields ``prediction`` / ``reference`` / ``prompt_opened_think``).
+* ``metrics.json``: the aggregate metrics (see :func:`dsft.eval.scoring.score_samples`), ``skipped``
+  counts, what was evaluated (model, template, thinking, data) and generation speed.
+
+:func:`generation_eval` is the same pipeline for a model already in memory (generation eval during
+training).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from dsft.eval.eval_set import EvalItem, item_from_conversation, load_eval_set
+from dsft.eval.generate import DecodingOptions, GenerationStats, generate_batched
+from dsft.eval.reasoning import prompt_opens_think
+from dsft.eval.scoring import Sample, score_samples
+
+
+@dataclass
+class EvalRun:
+    """Everything one evaluation pass produced."""
+
+    records: list[dict[str, Any]]
+    metrics: dict[str, Any]
+    stats: GenerationStats
+
+
+def _question(item: EvalItem) -> str:
+    users = [m.content for m in item.prompt.messages if m.role == "user"]
+    return users[-1] if users else item.prompt.messages[-1].content
+
+
+def run_items(model: Any, tokenizer: Any, render: Callable[[Any], str], items: Sequence[EvalItem],
+              options: DecodingOptions, metrics: Sequence[str] | None = None, progress: bool = True,
+              description: str = "generating") -> EvalRun:
+    """Render, generate and score ``items``; the shared core of eval, compare and generation eval."""
+    prompts = [render(item.prompt) for item in items]
+    generations, stats = generate_batched(model, tokenizer, prompts, options, progress, description)
+    opened = [prompt_opens_think(p) for p in prompts]
+    samples = [
+        Sample(g.text, item.reference, item.choices, item.label, prompt_opened_think=o)
+        for item, g, o in zip(items, generations, opened)
+    ]
+    scored = score_samples(samples, metrics, tokenizer)
+    records = []
+    for index, (item, prompt, g, parsed, scores, o) in enumerate(
+        zip(items, prompts, generations, scored.parsed, scored.per_sample, opened)
+    ):
+        records.append({
+            "index": index, "source": item.source, "question": _question(item), "prompt": prompt,
+            "reference": item.reference, "reference_reasoning": item.reference_reasoning,
+            "prediction": g.text, "reasoning": parsed.reasoning, "answer": parsed.answer,
+            "unclosed_think": parsed.unclosed, "prompt_opened_think": o, "new_tokens": g.new_tokens,
+            "stopped_at_eos": g.stopped_at_eos, "choices": item.choices, "label": item.label, "scores": scores,
+        })
+    aggregate = dict(scored.aggregate)
+    aggregate["skipped"] = dict(sorted(scored.skipped.items()))
+    aggregate["generation"] = {
+        **asdict(options), "generated_tokens": stats.generated_tokens, "elapsed_s": round(stats.elapsed_s, 3),
+        "tokens_per_s": round(stats.tokens_per_s, 2),
+        "stopped_at_eos_rate": sum(g.stopped_at_eos for g in generations) / len(generations) if generations else None,
+    }
+    return EvalRun(records, aggregate, stats)
+
+
+def write_eval_outputs(out_dir: str | Path, run: EvalRun) -> Path:
+    """Write ``predictions.jsonl`` and ``metrics.json`` into ``out_dir`` (created if needed)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "predictions.jsonl").open("w", encoding="utf-8") as handle:
+        for record in run.records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    (out / "metrics.json").write_text(json.dumps(run.metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return out
+
+
+def evaluate_target(target: Any, items: Sequence[EvalItem], options: DecodingOptions,
+                    metrics: Sequence[str] | None = None, progress: bool = True,
+                    skipped_records: Counter[str] | None = None, data_label: str = "") -> EvalRun:
+    """Evaluate a loaded :class:`~dsft.eval.target.EvalTarget`; records what was evaluated in the metrics."""
+    run = run_items(target.model, target.tokenizer, target.render_prompt, items, options, metrics, progress,
+                    description=f"eval {Path(target.name).name}")
+    skipped = Counter(run.metrics["skipped"]) + Counter({f"data: {k}": v for k, v in (skipped_records or {}).items()})
+    run.metrics["skipped"] = dict(sorted(skipped.items()))
+    run.metrics["evaluated"] = {
+        "model": target.name, "template": target.template_name, "thinking": target.thinking,
+        "adapter": target.adapter, "data": data_label,
+    }
+    return run
+
+
+def evaluate_model(
+    model_or_run: str | Path,
+    data: str | Path | list[str],
+    out_dir: str | Path,
+    options: DecodingOptions | None = None,
+    limit: int | None = None,
+    template: str | None = None,
+    metrics: Sequence[str] | None = None,
+    device: str | None = None,
+    dtype: str = "auto",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a model directory / preset / hub id or a run directory on ``data``; write the outputs
+    into ``out_dir`` and return the metrics (the content of ``metrics.json``)."""
+    from dsft.eval.target import load_eval_target
+
+    options = options or DecodingOptions()
+    options.check()
+    items, skipped = load_eval_set(data, limit)
+    target = load_eval_target(model_or_run, template, device=device, dtype=dtype)
+    run = evaluate_target(target, items, options, metrics, progress, skipped, str(data))
+    write_eval_outputs(out_dir, run)
+    return run.metrics
+
+
+def generation_eval(model: Any, tokenizer: Any, template: Any, conversations: Sequence[Any],
+                    max_new_tokens: int = 256, thinking: bool | None = None, batch_size: int = 8,
+                    metrics: Sequence[str] | None = None, sample_count: int = 3,
+                    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Generate and score answers for validation ``conversations`` with a model already in memory.
+
+    ``template`` is a template object or name; each conversation's last assistant message is the
+    reference. Returns the aggregate metrics and the first ``sample_count`` samples (question,
+    reference, reasoning, answer). Greedy decoding, no progress bar; the model's train/eval mode
+    is restored afterwards, so a training callback can call it every M steps.
+    """
+    if isinstance(template, str):
+        from dsft.templates import get_template
+
+        template = get_template(template)
+    items = []
+    for conversation in conversations:
+        item, _ = item_from_conversation(conversation)
+        if item is not None:
+            items.append(item)
+    if not items:
+        return {"count": 0}, []
+    run = run_items(model, tokenizer, lambda conv: template.render_prompt(conv, thinking=thinking), items,
+                    DecodingOptions(max_new_tokens=max_new_tokens, batch_size=batch_size), metrics, progress=False)
+    keys = ("question", "reference", "reasoning", "answer", "scores")
+    return run.metrics, [{k: r[k] for k in keys} for r in run.records[:sample_count]]

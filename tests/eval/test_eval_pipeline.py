@@ -1,0 +1,132 @@
+"""Generation, `dsft eval` and `dsft compare` on tiny real models (CPU, a few seconds each)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from dsft.errors import DsftError
+from dsft.eval.compare import compare_models
+from dsft.eval.evaluate import evaluate_model, generation_eval
+from dsft.eval.generate import DecodingOptions, generate_batched
+from dsft.eval.predictions import score_predictions_file
+from dsft.eval.report import fmt
+from dsft.eval.target import load_eval_target
+
+OPTIONS = DecodingOptions(max_new_tokens=6, batch_size=2)
+
+
+@pytest.mark.parametrize("preset", ["tiny-deepseek-v3", "tiny-r1-distill-qwen"])
+def test_left_padded_batch_equals_one_by_one(preset: str, tiny_model_dir: Callable[[str], Path]) -> None:
+    from dsft.models.loading import load_model, load_tokenizer
+
+    path = tiny_model_dir(preset)
+    model, tokenizer = load_model(path), load_tokenizer(path)
+    prompts = [tokenizer.apply_chat_template([{"role": "user", "content": c}], tokenize=False, add_generation_prompt=True)
+               for c in ["Hi", "What is the capital of France? Answer in one word, please.", "你好"]]
+    batched, stats = generate_batched(model, tokenizer, prompts, DecodingOptions(max_new_tokens=5, batch_size=3),
+                                      progress=False)
+    single = [generate_batched(model, tokenizer, [p], DecodingOptions(max_new_tokens=5), progress=False)[0][0]
+              for p in prompts]
+    assert batched == single  # padding rows do not change any row's greedy continuation
+    assert stats.generated_tokens == sum(g.new_tokens for g in batched) > 0
+    assert tokenizer.padding_side == "right"  # restored after generation
+
+
+def test_eval_writes_predictions_and_metrics(tmp_path: Path, eval_data: Path,
+                                             tiny_model_dir: Callable[[str], Path]) -> None:
+    out = tmp_path / "eval"
+    metrics = evaluate_model(tiny_model_dir("tiny-r1-distill-qwen"), eval_data, out, OPTIONS, progress=False)
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(records) == metrics["count"] == 4
+    assert metrics["skipped"]["data: last message is not an assistant answer"] == 1
+    assert metrics["skipped"]["data: malformed JSON"] == 1
+    assert metrics["evaluated"]["template"] == "deepseek-r1"
+    first = records[0]
+    assert first["prompt"].endswith("<｜Assistant｜><think>\n") and first["prompt_opened_think"]
+    assert first["reference"] == "2" and set(first["scores"]) >= {"exact_match", "f1", "bleu", "rougeL"}
+    assert records[3]["choices"] == ["苹果", "汽车"] and "choice_accuracy" in records[3]["scores"]
+    assert metrics["generation"]["generated_tokens"] == sum(r["new_tokens"] for r in records)
+    # predictions.jsonl is a valid `dsft metrics` input and re-scores to the same numbers.
+    rescored = score_predictions_file(out / "predictions.jsonl")
+    for key in ("exact_match", "f1", "bleu", "rouge1", "rougeL", "think_rate", "unclosed_think_rate"):
+        assert rescored[key] == pytest.approx(metrics[key]), key
+
+
+def test_lora_run_is_loaded_unmerged(lora_run: Path) -> None:
+    from peft import PeftModel
+
+    target = load_eval_target(lora_run)
+    assert isinstance(target.model, PeftModel) and target.adapter
+    assert (target.template_name, target.thinking) == ("deepseek-r1", True)
+    assert any("lora_A" in name for name, _ in target.model.named_parameters())
+
+
+def test_unknown_template_names_template_name(tmp_path: Path, tiny_model_dir: Callable[[str], Path]) -> None:
+    source = tiny_model_dir("tiny-deepseek-llm")
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(source / "config.json", bare / "config.json")
+    config = json.loads((source / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (bare / "tokenizer_config.json").write_text(json.dumps(config))
+    with pytest.raises(DsftError, match=r"template\.name"):
+        load_eval_target(bare)
+
+
+def _report_rows(markdown: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in markdown.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and len(cells) == 4 and cells[0] not in ("metric",):
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_compare_report_numbers_equal_metrics_json(tmp_path: Path, eval_data: Path, lora_run: Path) -> None:
+    out = tmp_path / "compare"
+    result = compare_models(None, lora_run, eval_data, out, OPTIONS, progress=False)
+    for name in ("report.md", "report.html", "comparison.json", "base/metrics.json", "tuned/predictions.jsonl"):
+        assert (out / name).is_file(), name
+    base = json.loads((out / "base/metrics.json").read_text())
+    tuned = json.loads((out / "tuned/metrics.json").read_text())
+    assert base["evaluated"]["adapter"] is False and tuned["evaluated"]["adapter"] is True
+    base_prompts = [json.loads(x)["prompt"] for x in (out / "base/predictions.jsonl").read_text().splitlines()]
+    tuned_prompts = [json.loads(x)["prompt"] for x in (out / "tuned/predictions.jsonl").read_text().splitlines()]
+    assert base_prompts == tuned_prompts
+
+    rows = _report_rows((out / "report.md").read_text())
+    for key in ("exact_match", "f1", "bleu", "rouge1", "rouge2", "rougeL", "think_rate", "unclosed_think_rate"):
+        assert rows[key][:2] == [fmt(base[key]), fmt(tuned[key])], key
+    html = (out / "report.html").read_text()
+    for side, metrics in (("base", base), ("tuned", tuned)):
+        for key in ("exact_match", "f1", "bleu", "think_rate"):
+            found = re.search(rf'data-metric="{key}" data-side="{side}" data-value="([^"]*)">([^<]*)<', html)
+            assert found, (side, key)
+            assert float(found.group(1)) == metrics[key] and found.group(2) == fmt(metrics[key])
+    # The loss summary comes from the run's metrics.jsonl fixture rows.
+    assert "| eval_loss_best | 2.2500 |" in (out / "report.md").read_text()
+    assert "<polyline" in html and "<script" not in html
+    assert "&lt;b&gt;Capital&lt;/b&gt;" in html and "<b>Capital</b>" not in html
+    assert result["delta"]["f1"] == pytest.approx(tuned["f1"] - base["f1"])
+
+
+def test_generation_eval_in_memory(tiny_model_dir: Callable[[str], Path]) -> None:
+    from dsft.data.conversation import Conversation, Message
+    from dsft.models.loading import load_model, load_tokenizer
+
+    path = tiny_model_dir("tiny-deepseek-v3")
+    model, tokenizer = load_model(path), load_tokenizer(path)
+    model.train()
+    conversations = [Conversation([Message("user", "2+2?"), Message("assistant", "4")]),
+                     Conversation([Message("user", "Hi")])]  # no answer: left out
+    metrics, samples = generation_eval(model, tokenizer, "deepseek-v3", conversations, max_new_tokens=4)
+    assert metrics["count"] == 1 and 0.0 <= metrics["f1"] <= 1.0
+    assert samples[0]["question"] == "2+2?" and samples[0]["reference"] == "4"
+    assert model.training  # mode restored for the trainer
