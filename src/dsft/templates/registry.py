@@ -51,20 +51,27 @@ def get_template(name: str, tokenizer: Any = None) -> Any:
 
 
 def detect_from_chat_template(chat_template: str | None) -> str | None:
-    """The family whose signature a Jinja chat template carries (None when it is not a DeepSeek one)."""
+    """The family whose signature a Jinja chat template carries (None when none matches).
+
+    Signatures: dsft's own templates (exact); R1's generation prompt ``<｜Assistant｜><think>\\n``;
+    V3.1's history header ``<｜Assistant｜></think>``; DeepSeek-LLM's ``'User: '`` / ``'Assistant:'``;
+    V3's ``<｜Assistant｜>`` with no think handling at all. Other DeepSeek variants (e.g. R1-0528,
+    whose prompt is a bare ``<｜Assistant｜>``) match none: use them through ``hf``.
+    """
     if not chat_template:
         return None
     for name, family in _FAMILIES.items():
         if chat_template.strip() == family.chat_template.strip():
             return name
-    if "<｜Assistant｜><think>\\n" in chat_template or "<｜Assistant｜><think>\n" in chat_template:
+    # Released templates hold the newline either escaped in a JSON-decoded string or literal.
+    if any(f"<｜Assistant｜><think>{nl}" in chat_template for nl in ("\\n", "\n")):
         return "deepseek-r1"
-    if "<｜Assistant｜>" in chat_template and "thinking" in chat_template and "</think>" in chat_template:
+    if "<｜Assistant｜></think>" in chat_template:
         return "deepseek-v3.1"
-    if "<｜Assistant｜>" in chat_template:
-        return "deepseek-v3"
     if "'User: '" in chat_template and "'Assistant:'" in chat_template:
         return "deepseek-llm"
+    if "<｜Assistant｜>" in chat_template and "</think>" not in chat_template:
+        return "deepseek-v3"
     return None
 
 
@@ -78,17 +85,16 @@ def _read_json(path: Path) -> dict[str, Any]:
 def detect_template(source: Any) -> str:
     """Template family of a model: ``source`` is a checkpoint directory, a tokenizer, or a config.
 
-    Order: the tokenizer's chat template (a DeepSeek signature, e.g. R1's ``<｜Assistant｜><think>\\n``
-    generation prompt, V3.1's ``thinking`` flag, DeepSeek-LLM's ``User: ``); then the config's
-    ``model_type`` (``deepseek_v4``); then any other chat template -> ``hf``. Nothing usable ->
+    Order: the config's ``model_type`` ``deepseek_v4`` (V4 ships no Jinja template); the tokenizer's
+    chat template signature (see :func:`detect_from_chat_template`); any other chat template -> ``hf``. Nothing usable ->
     :class:`DsftError` asking for ``template.name``.
     """
     chat_template, model_type = _template_and_model_type(source)
     name = detect_from_chat_template(chat_template)
+    if model_type == "deepseek_v4" and name != "deepseek-v4":
+        return "deepseek-v4"  # V4 ships no Jinja template of its own; its config is the signature
     if name:
         return name
-    if model_type == "deepseek_v4":
-        return "deepseek-v4"
     if chat_template:
         return "hf"
     raise DsftError(
@@ -104,15 +110,23 @@ def _template_and_model_type(source: Any) -> tuple[str | None, str | None]:
             raise DsftError(f"template detection: {directory} is not a model directory")
         config = _read_json(directory / "config.json")
         tok_config = _read_json(directory / "tokenizer_config.json")
-        chat_template = tok_config.get("chat_template")
+        chat_template = _default_template(tok_config.get("chat_template"))
         jinja_file = directory / "chat_template.jinja"
         if not chat_template and jinja_file.is_file():
             chat_template = jinja_file.read_text(encoding="utf-8")
-        return (chat_template if isinstance(chat_template, str) else None), config.get("model_type")
+        return chat_template, config.get("model_type")
     if isinstance(source, dict):
-        return source.get("chat_template"), source.get("model_type")
-    chat_template = getattr(source, "chat_template", None)
-    return (chat_template if isinstance(chat_template, str) else None), getattr(source, "model_type", None)
+        return _default_template(source.get("chat_template")), source.get("model_type")
+    chat_template = _default_template(getattr(source, "chat_template", None))
+    return chat_template, getattr(source, "model_type", None)
+
+
+def _default_template(value: Any) -> str | None:
+    """A chat_template field: a string, or a list of named templates (the "default" one is used)."""
+    if isinstance(value, list):
+        named = {t.get("name"): t.get("template") for t in value if isinstance(t, dict)}
+        value = named.get("default")
+    return value if isinstance(value, str) and value else None
 
 
 def _describe(source: Any) -> str:

@@ -1,0 +1,68 @@
+"""Show a rendered example so a human can check the mask: supervised text highlighted, counts.
+
+Used by ``dsft template render`` and ``dsft data inspect``:
+
+>>> from dsft.templates.base import Rendered
+>>> r = Rendered([0, 5, 6, 1], [False, False, True, True], spans=[("<bos>Q:", False), (" A.<eos>", True)])
+>>> token_counts(r)
+{'tokens': 4, 'supervised': 2, 'unsupervised': 2}
+>>> format_rendered(r).plain
+'<bos>Q: A.<eos>'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dsft.templates.base import Rendered
+
+SUPERVISED_STYLE = "bold black on green"
+CONTEXT_STYLE = "dim"
+
+
+def _runs(rendered: Rendered, tokenizer: Any) -> list[tuple[str, bool]]:
+    """(text, supervised) runs: the render's own spans, else decoded from the ids run by run
+    (decoding whole runs, not single tokens, keeps multi-byte characters intact)."""
+    if rendered.spans:
+        return list(rendered.spans)
+    if tokenizer is None:
+        raise ValueError("format_rendered needs the tokenizer when the Rendered has no text spans")
+    runs: list[tuple[list[int], bool]] = []
+    for token, sup in zip(rendered.input_ids, rendered.supervised):
+        if runs and runs[-1][1] == sup:
+            runs[-1][0].append(token)
+        else:
+            runs.append(([token], sup))
+    return [(tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False), sup)
+            for ids, sup in runs]
+
+
+def format_rendered(rendered: Rendered, tokenizer: Any = None) -> Any:
+    """A ``rich.text.Text`` of the rendered example: supervised text highlighted, context dimmed."""
+    from rich.text import Text
+
+    text = Text()
+    for piece, sup in _runs(rendered, tokenizer):
+        text.append(piece, style=SUPERVISED_STYLE if sup else CONTEXT_STYLE)
+    return text
+
+
+def token_counts(rendered: Rendered) -> dict[str, int]:
+    """``tokens``, ``supervised`` and ``unsupervised`` token counts of a rendered example."""
+    supervised = rendered.num_supervised
+    return {"tokens": len(rendered.input_ids), "supervised": supervised,
+            "unsupervised": len(rendered.input_ids) - supervised}
+
+
+def print_rendered(rendered: Rendered, tokenizer: Any = None, console: Any = None) -> None:
+    """Print the highlighted example and a one-line legend with the counts."""
+    from rich.console import Console
+
+    console = console or Console()
+    console.print(format_rendered(rendered, tokenizer), soft_wrap=True, highlight=False, markup=False)
+    counts = token_counts(rendered)
+    console.print(
+        f"\n[{SUPERVISED_STYLE}] supervised [/] {counts['supervised']} tokens   "
+        f"[{CONTEXT_STYLE}]context[/] {counts['unsupervised']} tokens   total {counts['tokens']}",
+        highlight=False,
+    )

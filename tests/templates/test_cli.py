@@ -1,0 +1,119 @@
+"""``dsft template``: the JSON contract other checks rely on, the human view, and the error paths."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dsft.cli.app import main
+from dsft.data.conversation import Conversation, Message
+from dsft.templates import get_template
+
+MESSAGES = [
+    {"role": "system", "content": "You are a helpful assistant."},
+    {"role": "user", "content": "Hi"},
+    {"role": "assistant", "content": "Hello!", "reasoning_content": "Greeting."},
+    {"role": "user", "content": "What is 2+2?"},
+    {"role": "assistant", "content": "4", "reasoning_content": "2+2=4", "loss": False},
+]
+
+
+def run(argv: list[str], capsys: Any) -> tuple[int, str, str]:
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def messages_file(tmp_path: Path) -> Path:
+    path = tmp_path / "messages.json"
+    path.write_text(json.dumps(MESSAGES, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def test_prompt_json_is_the_exact_prompt(messages_file: Path, capsys: Any) -> None:
+    code, out, _ = run(["template", "render", "--template", "deepseek-r1", "--messages", str(messages_file),
+                        "--mode", "prompt", "--json"], capsys)
+    assert code == 0
+    conv = Conversation([Message(m["role"], m["content"], reasoning=m.get("reasoning_content")) for m in MESSAGES])
+    assert json.loads(out) == {"text": get_template("deepseek-r1").render_prompt(conv)}
+
+
+def test_train_json_has_ids_and_labels_from_the_mask(messages_file: Path, capsys: Any, tokenizer: Any) -> None:
+    code, out, _ = run(["template", "render", "--template", "deepseek-r1", "--messages", str(messages_file),
+                        "--mode", "train", "--json"], capsys)
+    assert code == 0
+    result = json.loads(out)
+    assert set(result) == {"text", "input_ids", "labels"}
+    assert result["input_ids"] == tokenizer.encode(result["text"], add_special_tokens=False)
+    supervised = [t for t, lab in zip(result["input_ids"], result["labels"]) if lab != -100]
+    assert all(lab in (-100, t) for t, lab in zip(result["input_ids"], result["labels"]))
+    # loss: false on the last turn: only the first turn is trained.
+    assert tokenizer.decode(supervised) == "Greeting.\n</think>\n\nHello!<｜end▁of▁sentence｜>"
+
+
+def test_masking_and_thinking_options(messages_file: Path, capsys: Any, tokenizer: Any) -> None:
+    code, out, _ = run(["template", "render", "--template", "deepseek-v3.1", "--messages", str(messages_file),
+                        "--mode", "train", "--no-thinking", "--masking", "all", "--json"], capsys)
+    assert code == 0
+    result = json.loads(out)
+    assert "<｜Assistant｜></think>Hello!" in result["text"]
+    labels = [lab for lab in result["labels"] if lab != -100]
+    assert tokenizer.decode(labels) == result["text"].replace("<｜Assistant｜></think>4<｜end▁of▁sentence｜>", "")
+
+
+def test_tokenizer_directory_and_auto_detection(tmp_path: Path, messages_file: Path, capsys: Any) -> None:
+    from dsft.models.tokenizers import r1_tokenizer_files, write_tokenizer_files
+
+    write_tokenizer_files(*r1_tokenizer_files(), tmp_path / "tok")
+    code, out, _ = run(["template", "render", "--template", "auto", "--tokenizer", str(tmp_path / "tok"),
+                        "--messages", str(messages_file), "--mode", "train", "--json"], capsys)
+    assert code == 0
+    result = json.loads(out)
+    assert result["text"].startswith("<｜begin▁of▁sentence｜>") and result["input_ids"].count(0) == 1
+    assert "<｜Assistant｜><think>\nGreeting." in result["text"]
+
+
+def test_human_view_shows_text_and_counts(messages_file: Path, capsys: Any) -> None:
+    code, out, _ = run(["template", "render", "--template", "deepseek-v3", "--messages", str(messages_file),
+                        "--mode", "train"], capsys)
+    assert code == 0
+    assert "<｜User｜>What is 2+2?" in out and "supervised" in out and "tokens" in out
+
+
+def test_list_and_help(capsys: Any) -> None:
+    code, out, _ = run(["template", "list"], capsys)
+    assert code == 0 and "deepseek-v3.1" in out and "hf" in out
+    code, out, _ = run(["template", "render", "--help"], capsys)
+    assert code == 0 and "--messages" in out and "--masking" in out
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "message"),
+    [
+        (None, ["--template", "deepseek-r1"], "file not found"),
+        ("[{", ["--template", "deepseek-r1"], "invalid JSON at line 1"),
+        ('[{"role": "robot", "content": "x"}]', ["--template", "deepseek-r1"], "unknown role 'robot'"),
+        ('{"not": "a list"}', ["--template", "deepseek-r1"], "non-empty JSON list"),
+        ('[{"role": "user", "content": "x"}]', ["--template", "deepseek-v9"], "unknown template 'deepseek-v9'"),
+        ('[{"role": "user", "content": "x"}]', ["--template", "deepseek-r1", "--mode", "both"], "--mode"),
+        ('[{"role": "user", "content": "x"}]', ["--template", "deepseek-r1", "--masking", "most"], "template.masking"),
+        ('[{"role": "tool", "content": "x"}]', ["--template", "deepseek-llm"], "role 'tool'"),
+    ],
+)
+def test_bad_input_is_one_clear_message_and_exit_2(
+    tmp_path: Path, capsys: Any, content: str | None, args: list[str], message: str
+) -> None:
+    path = tmp_path / "m.json"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    code, out, err = run(["template", "render", "--messages", str(path), *args], capsys)
+    assert code == 2
+    assert message in err and "Traceback" not in err + out
