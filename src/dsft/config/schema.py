@@ -75,6 +75,11 @@ class DataConfig(Section):
     val_ratio: float = Field(0.1, ge=0, lt=1, description="Share of records for validation when no val files.")
     test_ratio: float = Field(0.0, ge=0, lt=1, description="Share of records for test when no test files.")
     stratify_by: str | None = Field(None, description="Meta field to stratify the split by.")
+    group_near_duplicates: bool = Field(
+        True,
+        description="Keep near-duplicate clusters (MinHash LSH at clean.near_dedup_threshold) on one side of "
+        "the train/val/test split.",
+    )
     reasoning: Literal["keep", "drop", "mix"] = Field(
         "keep", description="Reasoning policy: keep chain of thought, drop it, or mix think/no-think samples."
     )

@@ -1,0 +1,236 @@
+"""Cleaning steps: pure functions from conversations to (kept, removed-with-reason).
+
+Each step returns a :class:`StepResult`; the pipeline counts ``removed`` per step so that
+``read == kept + rejected + sum(removed)`` holds. Steps that rewrite text return new conversations and
+never mutate their input. Near-duplicates, relevance and contamination live in
+:mod:`dsft.data.near_dedup` and :mod:`dsft.data.relevance`.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import random
+import re
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from dsft.data.conversation import Conversation
+from dsft.data.tokens import ConversationTokens
+
+
+@dataclass
+class Removed:
+    """A conversation a step dropped, and why (e.g. ``"duplicate of data.jsonl:3"``)."""
+
+    conversation: Conversation
+    reason: str
+
+
+@dataclass
+class StepResult:
+    kept: list[Conversation]
+    removed: list[Removed] = field(default_factory=list)
+
+
+def source_of(conversation: Conversation) -> str:
+    """Where a conversation was read (``file:line``), as recorded in ``meta.origin`` by the pipeline."""
+    return str(conversation.meta.get("origin", "?"))
+
+
+def map_texts(conversation: Conversation, transform: Callable[[str], str]) -> Conversation:
+    """A copy with ``transform`` applied to every message's content and reasoning."""
+    messages = [
+        replace(m, content=transform(m.content), reasoning=None if m.reasoning is None else transform(m.reasoning))
+        for m in conversation.messages
+    ]
+    return Conversation(messages, conversation.tools, dict(conversation.meta))
+
+
+def _rewrite_step(conversations: Sequence[Conversation], transform: Callable[[str], str], what: str) -> StepResult:
+    """Apply a text rewrite; a conversation left with an empty turn is removed (not silently kept broken)."""
+    result = StepResult(kept=[])
+    for conversation in conversations:
+        cleaned = map_texts(conversation, transform)
+        emptied = [
+            i for i, (before, after) in enumerate(zip(conversation.messages, cleaned.messages))
+            if before.content.strip() and not after.content.strip()
+        ]
+        if emptied:
+            result.removed.append(Removed(conversation, f"messages[{emptied[0]}] empty after {what}"))
+        else:
+            result.kept.append(cleaned)
+    return result
+
+
+_TAG = re.compile(r"<(?:/?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?|!--.*?--)>", re.DOTALL)
+_BLOCK_BREAK = re.compile(r"<\s*(?:br|/p|/div|/li|/tr|/h[1-6])\s*/?>", re.IGNORECASE)
+# Tags dsft itself understands must survive HTML stripping.
+_KEEP_TAGS = {"<think>", "</think>", "<tool_result>", "</tool_result>"}
+
+
+def strip_html_text(text: str) -> str:
+    """Drop HTML tags (line breaks where blocks end) and unescape entities.
+
+    >>> strip_html_text("<p>5 &lt; 6&nbsp;ok</p>next")
+    '5 < 6\\xa0ok\\nnext'
+    """
+    text = _BLOCK_BREAK.sub("\n", text)
+    text = _TAG.sub(lambda m: m.group() if m.group() in _KEEP_TAGS else "", text)
+    return html.unescape(text)
+
+
+def strip_html(conversations: Sequence[Conversation]) -> StepResult:
+    """HTML tag stripping + entity unescaping in every message."""
+    return _rewrite_step(conversations, strip_html_text, "HTML stripping")
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\ufeff]")
+# Fullwidth punctuation that Chinese text uses on purpose; NFKC would turn it into ASCII (，-> ,).
+CJK_PUNCTUATION = "，！？：；（）～"
+_NOT_CJK_PUNCTUATION = re.compile(f"[^{CJK_PUNCTUATION}]+")
+
+
+def normalize_unicode_text(text: str) -> str:
+    """NFKC (sparing Chinese fullwidth punctuation), CRLF -> LF, control characters removed.
+
+    Tabs and newlines are kept. Fullwidth letters and digits become ASCII; ``，？`` stay as they are.
+
+    >>> normalize_unicode_text("ｆｕｌｌ\\u200bwidth\\r\\nline\\x07，ok？")
+    'fullwidth\\nline，ok？'
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _NOT_CJK_PUNCTUATION.sub(lambda m: unicodedata.normalize("NFKC", m.group()), text)
+    return _CONTROL.sub("", text)
+
+
+def normalize_unicode(conversations: Sequence[Conversation]) -> StepResult:
+    """Unicode NFKC + control-character removal in every message."""
+    return _rewrite_step(conversations, normalize_unicode_text, "Unicode normalisation")
+
+
+_SPACES = re.compile(r"\s+")
+
+
+def dedup_key(conversation: Conversation) -> str:
+    """The normalised text two conversations share when they are exact duplicates.
+
+    Case, Unicode form and whitespace runs are ignored; roles, reasoning and tools are not.
+    """
+    parts = []
+    for message in conversation.messages:
+        body = f"{message.content}\x1e{message.reasoning or ''}\x1e{json.dumps(message.tool_calls, sort_keys=True)}"
+        parts.append(f"{message.role}\x1f{_SPACES.sub(' ', unicodedata.normalize('NFKC', body)).strip().casefold()}")
+    if conversation.tools:
+        parts.append(json.dumps(conversation.tools, sort_keys=True))
+    return "\x1d".join(parts)
+
+
+def exact_dedup(conversations: Sequence[Conversation]) -> StepResult:
+    """Keep the first of each group of exact duplicates (on :func:`dedup_key`).
+
+    >>> from dsft.data.conversation import Message
+    >>> a = Conversation([Message("user", "Hi"), Message("assistant", "Yo")], meta={"origin": "a:1"})
+    >>> b = Conversation([Message("user", " hi "), Message("assistant", "yo")], meta={"origin": "a:2"})
+    >>> [r.reason for r in exact_dedup([a, b]).removed]
+    ['exact duplicate of a:1']
+    """
+    first_seen: dict[str, Conversation] = {}
+    result = StepResult(kept=[])
+    for conversation in conversations:
+        key = dedup_key(conversation)
+        original = first_seen.get(key)
+        if original is None:
+            first_seen[key] = conversation
+            result.kept.append(conversation)
+        else:
+            result.removed.append(Removed(conversation, f"exact duplicate of {source_of(original)}"))
+    return result
+
+
+def filter_by_length(
+    conversations: Sequence[Conversation],
+    tokens: Sequence[ConversationTokens],
+    min_tokens: int | None = None,
+    max_tokens: int | None = None,
+    max_tokens_per_role: dict[str, int] | None = None,
+) -> StepResult:
+    """Drop conversations outside ``[min_tokens, max_tokens]`` total tokens or over a per-role ceiling.
+
+    ``tokens`` is aligned with ``conversations`` (see :func:`dsft.data.tokens.count_tokens`).
+    """
+    assert len(tokens) == len(conversations)
+    result = StepResult(kept=[])
+    for conversation, counted in zip(conversations, tokens):
+        reason = _length_problem(counted, min_tokens, max_tokens, max_tokens_per_role or {})
+        if reason:
+            result.removed.append(Removed(conversation, reason))
+        else:
+            result.kept.append(conversation)
+    return result
+
+
+def _length_problem(
+    counted: ConversationTokens, min_tokens: int | None, max_tokens: int | None, per_role: dict[str, int]
+) -> str | None:
+    total = counted.total
+    if min_tokens is not None and total < min_tokens:
+        return f"{total} tokens < min_tokens {min_tokens}"
+    if max_tokens is not None and total > max_tokens:
+        return f"{total} tokens > max_tokens {max_tokens}"
+    for role, used in counted.by_role().items():
+        ceiling = per_role.get(role)
+        if ceiling is not None and used > ceiling:
+            return f"{role} turns have {used} tokens > max_tokens_per_role.{role} {ceiling}"
+    return None
+
+
+MISSING_CLASS = "(missing)"
+
+
+def class_of(conversation: Conversation, field_name: str) -> str:
+    """The value of a meta field as a class label (``(missing)`` when absent)."""
+    value = conversation.meta.get(field_name)
+    return MISSING_CLASS if value is None else str(value)
+
+
+def balance_classes(
+    conversations: Sequence[Conversation], field_name: str, mode: str = "under", seed: int = 0
+) -> tuple[StepResult, list[Conversation]]:
+    """Equalise class sizes by ``meta[field_name]``; returns (result, added copies).
+
+    ``under`` keeps a seeded sample of the smallest class size from every class (the rest removed);
+    ``over`` keeps everything and adds seeded copies until every class has the largest class size
+    (the copies are returned separately so accounting can count them as added, not read).
+    Order is preserved; classes are processed in sorted order so the result depends only on ``seed``.
+    """
+    groups: dict[str, list[int]] = {}
+    for index, conversation in enumerate(conversations):
+        groups.setdefault(class_of(conversation, field_name), []).append(index)
+    rng = random.Random(seed)
+    result = StepResult(kept=[])
+    if not groups:
+        return result, []
+    if mode == "over":
+        largest = max(len(v) for v in groups.values())
+        added = [conversations[i] for name in sorted(groups) for i in _draw(rng, groups[name], largest - len(groups[name]))]
+        result.kept = list(conversations)
+        return result, added
+    smallest = min(len(v) for v in groups.values())
+    chosen = {i for name in sorted(groups) for i in rng.sample(groups[name], smallest)}
+    for index, conversation in enumerate(conversations):
+        if index in chosen:
+            result.kept.append(conversation)
+        else:
+            label = class_of(conversation, field_name)
+            result.removed.append(Removed(conversation, f"undersampled class {field_name}={label} to {smallest}"))
+    return result, []
+
+
+def _draw(rng: random.Random, members: list[int], count: int) -> list[int]:
+    """``count`` members drawn with replacement, cycling through a shuffle so copies spread evenly."""
+    order = list(members)
+    rng.shuffle(order)
+    return [order[i % len(order)] for i in range(count)]
+

@@ -1,0 +1,339 @@
+"""Input formats -> :class:`~dsft.data.conversation.Conversation`, detected per record.
+
+``data.format`` forces one format; ``data.columns`` maps canonical names to your column names
+(``{"question": "q"}`` reads the column ``q`` wherever the format expects ``question``). Fields a format
+does not use are kept in ``Conversation.meta`` when they are scalars (``domain``, ``difficulty``, ...).
+
+A record that cannot be converted raises :class:`FormatProblem` naming the field, which the pipeline
+turns into a rejection with the record's file and line.
+
+>>> to_conversation({"instruction": "Add", "input": "1+1", "output": "2"}).roles
+['user', 'assistant']
+>>> to_conversation({"Question": "Q", "Complex_CoT": "think", "Response": "A"}).messages[1].reasoning
+'think'
+>>> detect_format({"from": "x"}) is None
+True
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from dsft.data.conversation import ROLES, Conversation, Message
+
+# Canonical field names each format reads (the keys of ``data.columns``).
+FORMAT_FIELDS: dict[str, tuple[str, ...]] = {
+    "messages": ("messages", "tools"),
+    "conversations": ("conversations", "system", "tools"),
+    "sharegpt": ("conversations", "system", "tools"),
+    "alpaca": ("instruction", "input", "output", "system", "history"),
+    "input_output": ("input", "output", "system"),
+    "context_qa": ("context", "question", "answer", "system"),
+    "cot": ("Question", "Complex_CoT", "Response", "system"),
+    "prompt_completion": ("prompt", "completion", "system"),
+    "text": ("text",),
+}
+# Fields a format cannot do without (a missing one rejects the record).
+REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
+    "messages": ("messages",),
+    "conversations": ("conversations",),
+    "sharegpt": ("conversations",),
+    "alpaca": ("instruction", "output"),
+    "input_output": ("input", "output"),
+    "context_qa": ("question", "answer"),
+    "cot": ("Question", "Response"),
+    "prompt_completion": ("prompt", "completion"),
+    "text": ("text",),
+}
+SHAREGPT_ROLES = {
+    "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant",
+    "bing": "assistant", "bard": "assistant", "model": "assistant", "system": "system",
+    "function_call": "assistant", "observation": "tool", "tool": "tool", "function": "tool",
+}
+META_KEYS_SKIPPED = ("meta",)  # a record's own "meta" mapping is merged instead
+
+
+class FormatProblem(ValueError):
+    """A record does not fit its format; the message names the field."""
+
+
+def detect_format(record: Any) -> str | None:
+    """The format a record looks like, or None. Checked most-specific first."""
+    if not isinstance(record, dict):
+        return None
+    keys = record.keys()
+    if "messages" in keys:
+        return "messages"
+    if "conversations" in keys:
+        turns = record["conversations"]
+        if isinstance(turns, list) and turns and isinstance(turns[0], dict) and "from" in turns[0]:
+            return "sharegpt"
+        return "conversations"
+    if "instruction" in keys and "output" in keys:
+        return "alpaca"
+    if "Question" in keys and "Response" in keys:
+        return "cot"
+    if "question" in keys and "answer" in keys:
+        return "context_qa"
+    if "prompt" in keys and "completion" in keys:
+        return "prompt_completion"
+    if "input" in keys and "output" in keys:
+        return "input_output"
+    if "text" in keys:
+        return "text"
+    return None
+
+
+def to_conversation(record: Any, fmt: str = "auto", columns: dict[str, str] | None = None) -> Conversation:
+    """Normalise one raw record. ``fmt="auto"`` detects the format; ``columns`` renames fields first."""
+    return convert(record, fmt, columns)[1]
+
+
+def convert(record: Any, fmt: str = "auto", columns: dict[str, str] | None = None) -> tuple[str, Conversation]:
+    """Like :func:`to_conversation`, also returning the format name that was used."""
+    if not isinstance(record, dict):
+        raise FormatProblem(f"record is {_type_name(record)}, expected a JSON object")
+    view = _apply_columns(record, columns or {})
+    name = detect_format(view) if fmt == "auto" else fmt
+    if name is None:
+        keys = ", ".join(sorted(map(str, record))[:12]) or "none"
+        raise FormatProblem(f"unknown format (keys: {keys}); set data.format and data.columns")
+    missing = [field for field in REQUIRED_FIELDS[name] if field not in view]
+    if missing:
+        raise FormatProblem(f"format {name}: missing field(s) {', '.join(missing)}")
+    conversation = CONVERTERS[name](view)
+    conversation.meta = {**_extra_meta(view, name), **conversation.meta}
+    return name, conversation
+
+
+def _apply_columns(record: dict[str, Any], columns: dict[str, str]) -> dict[str, Any]:
+    """A view of ``record`` with user columns renamed to canonical names; a missing column is an error."""
+    if not columns:
+        return record
+    view = dict(record)
+    for canonical, column in columns.items():
+        if column not in record:
+            raise FormatProblem(f"column {column!r} (mapped to {canonical}) is missing from the record")
+        view.pop(column)
+        view[canonical] = record[column]
+    return view
+
+
+def _extra_meta(view: dict[str, Any], fmt: str) -> dict[str, Any]:
+    used = set(FORMAT_FIELDS[fmt])
+    meta: dict[str, Any] = {}
+    own = view.get("meta")
+    if isinstance(own, dict):
+        meta.update({str(k): v for k, v in own.items() if _is_scalar(v)})
+    for key, value in view.items():
+        if key not in used and key not in META_KEYS_SKIPPED and _is_scalar(value):
+            meta[str(key)] = value
+    return meta
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", type(None): "null", bool: "a boolean"}.get(
+        type(value), f"a {type(value).__name__}"
+    )
+
+
+def _text(value: Any, where: str, optional: bool = False) -> str:
+    """A string field; None allowed only when optional. Numbers are NOT silently stringified."""
+    if value is None and optional:
+        return ""
+    if isinstance(value, str):
+        return value
+    raise FormatProblem(f"{where} is {_type_name(value)}, expected a string")
+
+
+def _content(value: Any, where: str) -> str:
+    """OpenAI content: a string, null, or a list of ``{"type": "text", "text": ...}`` parts."""
+    if value is None or isinstance(value, str):
+        return value or ""
+    if isinstance(value, list):
+        texts = []
+        for index, part in enumerate(value):
+            if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            else:
+                raise FormatProblem(f"{where}[{index}] is not a text part (only text content is supported)")
+        return "".join(texts)
+    raise FormatProblem(f"{where} is {_type_name(value)}, expected a string")
+
+
+def split_inline_think(content: str) -> tuple[str | None, str]:
+    """Split ``<think>reasoning</think>answer`` into (reasoning, answer); other text is returned as is.
+
+    Only a well-formed leading block is split; an unclosed or stray tag stays in the content so that
+    validation rejects it with a precise reason.
+
+    >>> split_inline_think("<think>\\nAdd.\\n</think>\\n\\n2")
+    ('Add.', '2')
+    >>> split_inline_think("plain")
+    (None, 'plain')
+    """
+    stripped = content.lstrip()
+    if not stripped.startswith("<think>") or "</think>" not in stripped:
+        return None, content
+    inner, answer = stripped[len("<think>"):].split("</think>", 1)
+    if "<think>" in inner:
+        return None, content
+    return inner.strip(), answer.lstrip("\n")
+
+
+def _assistant(content: str, reasoning: str | None = None, **extra: Any) -> Message:
+    if reasoning is None:
+        reasoning, content = split_inline_think(content)
+    return Message("assistant", content, reasoning=reasoning, **extra)
+
+
+def _system_prefix(view: dict[str, Any]) -> list[Message]:
+    system = _text(view.get("system"), "system", optional=True)
+    return [Message("system", system)] if system else []
+
+
+def _tools(view: dict[str, Any]) -> list[dict[str, Any]] | None:
+    tools = view.get("tools")
+    if tools is None:
+        return None
+    if isinstance(tools, str):  # ShareGPT/LLaMA-Factory store tools as a JSON string
+        try:
+            tools = json.loads(tools) if tools.strip() else None
+        except json.JSONDecodeError:
+            raise FormatProblem("tools is a string but not valid JSON") from None
+    if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
+        raise FormatProblem("tools must be a list of objects")
+    return tools or None
+
+
+def from_messages(view: dict[str, Any]) -> Conversation:
+    """OpenAI ``messages`` (roles system/user/assistant/tool; ``reasoning_content``, ``loss``, ``tool_calls``)."""
+    raw_messages = view["messages"]
+    if not isinstance(raw_messages, list):
+        raise FormatProblem(f"messages is {_type_name(raw_messages)}, expected a list")
+    return Conversation([_openai_message(m, f"messages[{i}]") for i, m in enumerate(raw_messages)], _tools(view))
+
+
+def _openai_message(raw: Any, where: str) -> Message:
+    if not isinstance(raw, dict):
+        raise FormatProblem(f"{where} is {_type_name(raw)}, expected an object")
+    role = raw.get("role")
+    if not isinstance(role, str) or role not in ROLES:
+        raise FormatProblem(f"{where}.role: unknown role {role!r} (expected one of {', '.join(ROLES)})")
+    content = _content(raw.get("content"), f"{where}.content")
+    reasoning_raw = raw.get("reasoning_content", raw.get("reasoning"))
+    reasoning = None if reasoning_raw is None else _text(reasoning_raw, f"{where}.reasoning_content")
+    loss = raw.get("loss")
+    if loss is not None and not isinstance(loss, bool):
+        raise FormatProblem(f"{where}.loss is {_type_name(loss)}, expected true/false")
+    tool_calls = raw.get("tool_calls")
+    if tool_calls is not None and not (isinstance(tool_calls, list) and all(isinstance(c, dict) for c in tool_calls)):
+        raise FormatProblem(f"{where}.tool_calls must be a list of objects")
+    extra = {
+        "loss": loss,
+        "tool_calls": tool_calls or None,
+        "name": None if raw.get("name") is None else _text(raw.get("name"), f"{where}.name"),
+        "tool_call_id": None if raw.get("tool_call_id") is None else _text(raw["tool_call_id"], f"{where}.tool_call_id"),
+    }
+    if role == "assistant":
+        return _assistant(content, reasoning, **extra)
+    return Message(role, content, reasoning=reasoning, **extra)  # type: ignore[arg-type]
+
+
+def from_conversations(view: dict[str, Any]) -> Conversation:
+    """``conversations`` as a list of ``{"role", "content"}`` turns (OpenAI-like, roles strict)."""
+    turns = view["conversations"]
+    if not isinstance(turns, list):
+        raise FormatProblem(f"conversations is {_type_name(turns)}, expected a list")
+    messages = _system_prefix(view) + [_openai_message(t, f"conversations[{i}]") for i, t in enumerate(turns)]
+    return Conversation(messages, _tools(view))
+
+
+def from_sharegpt(view: dict[str, Any]) -> Conversation:
+    """ShareGPT ``conversations`` of ``{"from", "value"}`` (human/gpt/system/function_call/observation)."""
+    turns = view["conversations"]
+    if not isinstance(turns, list):
+        raise FormatProblem(f"conversations is {_type_name(turns)}, expected a list")
+    messages = _system_prefix(view)
+    for index, turn in enumerate(turns):
+        where = f"conversations[{index}]"
+        if not isinstance(turn, dict):
+            raise FormatProblem(f"{where} is {_type_name(turn)}, expected an object")
+        speaker = turn.get("from")
+        role = SHAREGPT_ROLES.get(speaker) if isinstance(speaker, str) else None
+        if role is None:
+            raise FormatProblem(f"{where}.from: unknown role {speaker!r} (expected {', '.join(SHAREGPT_ROLES)})")
+        value = _text(turn.get("value"), f"{where}.value")
+        if speaker == "function_call":
+            messages.append(Message("assistant", "", tool_calls=[_sharegpt_call(value, where)]))
+        elif role == "assistant":
+            messages.append(_assistant(value))
+        else:
+            messages.append(Message(role, value))  # type: ignore[arg-type]
+    return Conversation(messages, _tools(view))
+
+
+def _sharegpt_call(value: str, where: str) -> dict[str, Any]:
+    try:
+        call = json.loads(value)
+    except json.JSONDecodeError:
+        raise FormatProblem(f"{where}.value: function_call is not valid JSON") from None
+    if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+        raise FormatProblem(f"{where}.value: function_call needs a string name")
+    arguments = call.get("arguments", {})
+    if not isinstance(arguments, str):
+        arguments = json.dumps(arguments, ensure_ascii=False)
+    return {"type": "function", "function": {"name": call["name"], "arguments": arguments}}
+
+
+def from_alpaca(view: dict[str, Any]) -> Conversation:
+    """Alpaca: user = instruction (+ blank line + input); optional system and ``history`` [[q, a], ...]."""
+    instruction = _text(view["instruction"], "instruction")
+    extra_input = _text(view.get("input"), "input", optional=True)
+    messages = _system_prefix(view)
+    history = view.get("history") or []
+    if not isinstance(history, list):
+        raise FormatProblem(f"history is {_type_name(history)}, expected a list of [question, answer] pairs")
+    for index, pair in enumerate(history):
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
+            raise FormatProblem(f"history[{index}] is not a [question, answer] pair")
+        messages += [Message("user", _text(pair[0], f"history[{index}][0]")), _assistant(_text(pair[1], f"history[{index}][1]"))]
+    user = f"{instruction}\n\n{extra_input}" if extra_input else instruction
+    messages += [Message("user", user), _assistant(_text(view["output"], "output"))]
+    return Conversation(messages)
+
+
+def _pair(view: dict[str, Any], user_key: str, answer_key: str, reasoning_key: str | None = None) -> Conversation:
+    reasoning = None
+    if reasoning_key is not None and view.get(reasoning_key) is not None:
+        reasoning = _text(view[reasoning_key], reasoning_key)
+    answer = _assistant(_text(view[answer_key], answer_key), reasoning)
+    return Conversation(_system_prefix(view) + [Message("user", _text(view[user_key], user_key)), answer])
+
+
+def from_context_qa(view: dict[str, Any]) -> Conversation:
+    """context/question/answer: the user turn is the context, a blank line, then the question."""
+    context = _text(view.get("context"), "context", optional=True)
+    question = _text(view["question"], "question")
+    return _pair({**view, "question": f"{context}\n\n{question}" if context else question}, "question", "answer")
+
+
+CONVERTERS: dict[str, Callable[[dict[str, Any]], Conversation]] = {
+    "messages": from_messages,
+    "conversations": from_conversations,
+    "sharegpt": from_sharegpt,
+    "alpaca": from_alpaca,
+    "input_output": lambda view: _pair(view, "input", "output"),
+    "context_qa": from_context_qa,
+    "cot": lambda view: _pair(view, "Question", "Response", "Complex_CoT"),
+    "prompt_completion": lambda view: _pair(view, "prompt", "completion"),
+    # Continued pre-training: the whole text is one supervised assistant message, marked kind=text so
+    # templates render it raw (no chat markers) and validation allows it without a user turn.
+    "text": lambda view: Conversation([Message("assistant", _text(view["text"], "text"))], meta={"kind": "text"}),
+}

@@ -1,0 +1,294 @@
+"""``prepare``: inputs -> valid, cleaned, split conversations, with a report that accounts for every record.
+
+Order of steps (each optional step is configured under ``data.clean``):
+
+1. read + normalise + validate every input (train inputs, explicit val/test files) -> rejections;
+2. text rewrites per record: HTML stripping, Unicode NFKC + control characters;
+3. exact and near-duplicate removal across all inputs, evaluation files first (so the train copy of a
+   record that is also in val/test is the one removed);
+4. tokenization (model tokenizer, multiprocess) -> token-length filters; TF-IDF relevance;
+5. split (seeded, stratified, near-duplicate clusters on one side) unless val/test files are given;
+6. class balancing of the train split; contamination check of train against val/test;
+7. reasoning policy on every split; statistics, histograms, files.
+
+The identity ``read == kept + rejected + sum(removed)`` is asserted before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dsft.config.schema import DsftConfig
+from dsft.data import clean, near_dedup, relevance
+from dsft.data.conversation import Conversation
+from dsft.data.ingest import Rejection, ingest, rejection_error, write_rejections
+from dsft.data.reasoning_policy import apply_reasoning_policy, length_stats, reasoning_stats
+from dsft.data.report import (
+    HISTOGRAM_FILE, REASONING_HISTOGRAM_FILE, render_markdown, write_histograms, write_jsonl, write_removed,
+)
+from dsft.data.split import SPLITS, split_conversations
+from dsft.data.tokens import ConversationTokens, count_tokens
+from dsft.errors import DataError
+
+REPORT_FILE = "data_report.json"
+EVAL_SPLITS = ("test", "val")
+
+
+@dataclass
+class Prepared:
+    """The prepared splits (``train``/``val``/``test``) and the report (see ``data_report.json``)."""
+
+    splits: dict[str, list[Conversation]]
+    report: dict[str, Any]
+    out_dir: Path | None = None
+
+
+@dataclass
+class _Ledger:
+    """Running accounts: what was read, rejected, removed per step and added by oversampling."""
+
+    read: int = 0
+    rejections: list[Rejection] = field(default_factory=list)
+    removed: dict[str, list[clean.Removed]] = field(default_factory=dict)
+    added: dict[str, int] = field(default_factory=dict)
+    formats: Counter[str] = field(default_factory=Counter)
+
+    def record(self, step: str, result: clean.StepResult) -> list[Conversation]:
+        self.removed.setdefault(step, []).extend(result.removed)
+        return result.kept
+
+
+def prepare(cfg: DsftConfig, tokenizer: Any, out_dir: str | Path, inputs: list[str] | None = None) -> Prepared:
+    """Run the whole data pipeline and write its outputs to ``out_dir``.
+
+    ``inputs`` (files, directories, globs) replace ``cfg.data.train`` when given. Writes
+    ``train.jsonl``/``val.jsonl``/``test.jsonl`` (OpenAI messages form), ``rejects.jsonl``,
+    ``removed.jsonl``, ``data_report.json``, ``data_report.md`` and token-length histograms.
+    """
+    started = time.perf_counter()
+    data = cfg.data
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sources = {"train": list(inputs) if inputs else list(data.train), "val": list(data.val), "test": list(data.test)}
+    if not sources["train"]:
+        raise DataError("no training data: pass input files (dsft data prepare INPUT...) or set data.train")
+    ledger = _Ledger()
+    pools = _ingest_pools(sources, cfg, ledger, out)
+    pools = _rewrite(pools, cfg, ledger)
+    pools = _deduplicate(pools, cfg, ledger)
+    tokens = _count(pools, tokenizer, cfg)
+    pools = _filter(pools, tokens, cfg, ledger)
+    splits = _split(pools, sources, cfg)
+    splits["train"] = _balance(splits["train"], cfg, ledger)
+    contamination = _contamination(splits, cfg, ledger)
+    before_policy = reasoning_stats(splits["train"], [tokens[id(c)][1].reasoning for c in splits["train"]])
+    splits = _reasoning(splits, tokens, cfg)
+    report = _report(sources, splits, tokens, ledger, contamination, before_policy, cfg, out)
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    _write(out, splits, ledger, report)
+    if report["kept"] == 0:
+        raise DataError(
+            f"no records left to train on: read {report['read']}, rejected {report['rejected']}, "
+            f"removed {sum(report['removed'].values())} (see {out / REPORT_FILE} and {out / 'rejects.jsonl'})"
+        )
+    return Prepared(splits, report, out)
+
+
+def _ingest_pools(sources: dict[str, list[str]], cfg: DsftConfig, ledger: _Ledger, out: Path) -> dict[str, list[Conversation]]:
+    pools: dict[str, list[Conversation]] = {}
+    for name in SPLITS:
+        if not sources[name]:
+            pools[name] = []
+            continue
+        ingested = ingest(sources[name], cfg.data.format, cfg.data.columns)
+        ledger.read += ingested.read
+        ledger.rejections += ingested.rejections
+        ledger.formats.update(ingested.formats)
+        pools[name] = ingested.conversations
+    if ledger.rejections and cfg.data.on_error == "fail":
+        write_rejections(ledger.rejections, out / "rejects.jsonl")
+        raise rejection_error(ledger.rejections, out / "rejects.jsonl")
+    return pools
+
+
+def _rewrite(pools: dict[str, list[Conversation]], cfg: DsftConfig, ledger: _Ledger) -> dict[str, list[Conversation]]:
+    steps = [("strip_html", clean.strip_html, cfg.data.clean.strip_html),
+             ("normalize_unicode", clean.normalize_unicode, cfg.data.clean.normalize_unicode)]
+    for step, function, enabled in steps:
+        if enabled:
+            pools = {name: ledger.record(step, function(pool)) for name, pool in pools.items()}
+    return pools
+
+
+def _across_pools(pools: dict[str, list[Conversation]], step: str, function: Any, ledger: _Ledger) -> dict[str, list[Conversation]]:
+    """Run a whole-dataset step over evaluation pools first, then train, and split the result back."""
+    order = [*EVAL_SPLITS, "train"]
+    owner = {id(c): name for name in order for c in pools[name]}
+    kept = ledger.record(step, function([c for name in order for c in pools[name]]))
+    out: dict[str, list[Conversation]] = {name: [] for name in SPLITS}
+    for conversation in kept:
+        out[owner[id(conversation)]].append(conversation)
+    return out
+
+
+def _deduplicate(pools: dict[str, list[Conversation]], cfg: DsftConfig, ledger: _Ledger) -> dict[str, list[Conversation]]:
+    settings = cfg.data.clean
+    if settings.exact_dedup:
+        pools = _across_pools(pools, "exact_dedup", clean.exact_dedup, ledger)
+    if settings.near_dedup:
+        step = lambda items: near_dedup.near_dedup(items, settings.near_dedup_threshold)  # noqa: E731
+        pools = _across_pools(pools, "near_dedup", step, ledger)
+    return pools
+
+
+_Tokens = dict[int, tuple[Conversation, ConversationTokens]]  # id -> (conversation kept alive, counts)
+
+
+def _count(pools: dict[str, list[Conversation]], tokenizer: Any, cfg: DsftConfig) -> _Tokens:
+    everything = [c for name in SPLITS for c in pools[name]]
+    counts = count_tokens(everything, tokenizer, cfg.data.num_proc)
+    return {id(c): (c, n) for c, n in zip(everything, counts)}
+
+
+def _filter(pools: dict[str, list[Conversation]], tokens: _Tokens, cfg: DsftConfig, ledger: _Ledger) -> dict[str, list[Conversation]]:
+    settings = cfg.data.clean
+    if settings.min_tokens is not None or settings.max_tokens is not None or settings.max_tokens_per_role:
+        for name in SPLITS:
+            result = clean.filter_by_length(
+                pools[name], [tokens[id(c)][1] for c in pools[name]],
+                settings.min_tokens, settings.max_tokens, settings.max_tokens_per_role,
+            )
+            pools[name] = ledger.record("length_filter", result)
+    if settings.relevance_references and settings.relevance_min > 0:
+        references = relevance.read_reference_texts(settings.relevance_references)
+        for name in SPLITS:
+            if pools[name]:
+                result = relevance.filter_by_relevance(pools[name], references, settings.relevance_min)
+                pools[name] = ledger.record("relevance", result)
+    return pools
+
+
+def _split(pools: dict[str, list[Conversation]], sources: dict[str, list[str]], cfg: DsftConfig) -> dict[str, list[Conversation]]:
+    data = cfg.data
+    val_ratio = 0.0 if sources["val"] else data.val_ratio
+    test_ratio = 0.0 if sources["test"] else data.test_ratio
+    pool = pools["train"]
+    groups = None
+    if data.group_near_duplicates and (val_ratio or test_ratio) and pool:
+        texts = [near_dedup.similarity_text(c) for c in pool]
+        groups = near_dedup.near_duplicate_groups(texts, data.clean.near_dedup_threshold)
+    splits = split_conversations(pool, val_ratio, test_ratio, cfg.train.seed, data.stratify_by, groups)
+    for name in EVAL_SPLITS:
+        splits[name] = pools[name] + splits[name]
+    return splits
+
+
+def _balance(train: list[Conversation], cfg: DsftConfig, ledger: _Ledger) -> list[Conversation]:
+    settings = cfg.data.clean
+    if not settings.balance_by or not train:
+        return train
+    result, added = clean.balance_classes(train, settings.balance_by, settings.balance_mode, cfg.train.seed)
+    kept = ledger.record("balance", result)
+    if settings.balance_mode == "over":
+        ledger.added["balance_oversample"] = len(added)
+    return kept + added
+
+
+def _contamination(splits: dict[str, list[Conversation]], cfg: DsftConfig, ledger: _Ledger) -> dict[str, Any] | None:
+    evaluation = splits["val"] + splits["test"]
+    if not evaluation or not splits["train"]:
+        return None
+    settings = cfg.data.clean
+    found = relevance.check_contamination(splits["train"], evaluation, settings.contamination_ngram)
+    if settings.drop_contaminated:
+        splits["train"] = ledger.record("contamination", relevance.drop_contaminated(splits["train"], found))
+    return {**found.as_dict(), "dropped": settings.drop_contaminated}
+
+
+def _reasoning(splits: dict[str, list[Conversation]], tokens: _Tokens, cfg: DsftConfig) -> dict[str, list[Conversation]]:
+    out: dict[str, list[Conversation]] = {}
+    for offset, name in enumerate(SPLITS):
+        before = splits[name]
+        after = apply_reasoning_policy(before, cfg.data.reasoning, cfg.data.think_ratio, cfg.train.seed + offset)
+        for old, new in zip(before, after):
+            if new is not old:
+                tokens[id(new)] = (new, tokens[id(old)][1].without_reasoning())
+        out[name] = after
+    return out
+
+
+def _report(
+    sources: dict[str, list[str]], splits: dict[str, list[Conversation]], tokens: _Tokens, ledger: _Ledger,
+    contamination: dict[str, Any] | None, before_policy: dict[str, Any], cfg: DsftConfig, out: Path,
+) -> dict[str, Any]:
+    removed = {step: len(items) for step, items in ledger.removed.items()}
+    added = dict(ledger.added)
+    kept = sum(len(part) for part in splits.values()) - sum(added.values())
+    # The accounting identity: every record read is kept, rejected or removed by exactly one step.
+    assert ledger.read == kept + len(ledger.rejections) + sum(removed.values()), (ledger.read, kept, removed)
+    totals = {name: [tokens[id(c)][1].total for c in part] for name, part in splits.items()}
+    thinking = {name: [tokens[id(c)][1].reasoning for c in part if tokens[id(c)][1].reasoning] for name, part in splits.items()}
+    histograms = []
+    if write_histograms(totals, out / HISTOGRAM_FILE, "Tokens per conversation", "tokens (text, no template)"):
+        histograms.append(HISTOGRAM_FILE)
+    if write_histograms(thinking, out / REASONING_HISTOGRAM_FILE, "Reasoning tokens per conversation", "reasoning tokens"):
+        histograms.append(REASONING_HISTOGRAM_FILE)
+    by_role: dict[str, list[int]] = {}
+    for conversation in splits["train"]:
+        for role, count in tokens[id(conversation)][1].by_role().items():
+            by_role.setdefault(role, []).append(count)
+    return {
+        "read": ledger.read, "kept": kept, "rejected": len(ledger.rejections), "removed": removed, "added": added,
+        "splits": {name: len(part) for name, part in splits.items()},
+        "inputs": sources,
+        "formats": dict(ledger.formats),
+        "rejected_examples": [f"{r.where}: {'; '.join(r.reasons)}" for r in ledger.rejections[:10]],
+        "tokens": {name: length_stats(values) for name, values in totals.items()},
+        "train_tokens_by_role": {role: length_stats(values) for role, values in sorted(by_role.items())},
+        "reasoning": {
+            "policy": cfg.data.reasoning, "think_ratio": cfg.data.think_ratio, "train_before_policy": before_policy,
+            "splits": {name: reasoning_stats(part, [tokens[id(c)][1].reasoning for c in part]) for name, part in splits.items()},
+        },
+        "contamination": contamination,
+        "histograms": histograms,
+        "seed": cfg.train.seed,
+        "data_config": cfg.data.model_dump(mode="json"),
+    }
+
+
+def _write(out: Path, splits: dict[str, list[Conversation]], ledger: _Ledger, report: dict[str, Any]) -> None:
+    for name in SPLITS:
+        write_jsonl(splits[name], out / f"{name}.jsonl")
+    write_rejections(ledger.rejections, out / "rejects.jsonl")
+    write_removed(ledger.removed, out / "removed.jsonl")
+    (out / REPORT_FILE).write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    (out / "data_report.md").write_text(render_markdown(report), encoding="utf-8")
+
+
+def load_prepared(directory: str | Path) -> Prepared:
+    """Read a directory written by :func:`prepare` (``dsft data prepare``) back into a :class:`Prepared`."""
+    path = Path(directory)
+    if not (path / "train.jsonl").is_file():
+        raise DataError(f"{path}: not a prepared data directory (no train.jsonl); run `dsft data prepare` first")
+    splits: dict[str, list[Conversation]] = {}
+    for name in SPLITS:
+        file = path / f"{name}.jsonl"
+        splits[name] = []
+        if not file.is_file():
+            continue
+        with open(file, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    splits[name].append(Conversation.from_dict(json.loads(line)))
+                except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                    raise DataError(f"{file}:{number}: not a prepared conversation ({exc})") from None
+    report_path = path / REPORT_FILE
+    report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.is_file() else {}
+    return Prepared(splits, report, path)

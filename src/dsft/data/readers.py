@@ -1,0 +1,226 @@
+"""Readers: files, directories, globs and saved ``datasets`` directories -> a stream of raw records.
+
+Every record carries its provenance (``source`` file and ``location``: line, row or item number), so a
+rejection can always say where the bad record is. Readers never raise for a bad *record*: an unreadable
+line becomes a :class:`RawRecord` with ``error`` set and is rejected downstream with that reason.
+They raise :class:`~dsft.errors.DataError` only for problems with the *input itself* (no such file,
+unsupported extension, a glob matching nothing).
+
+JSONL, CSV, Parquet and saved datasets are streamed (memory does not grow with the file size); a
+``.json`` file holding one array must be parsed whole, which is why large corpora should be JSONL.
+
+>>> import json, tempfile, pathlib
+>>> path = pathlib.Path(tempfile.mkdtemp()) / "tiny.jsonl"
+>>> _ = path.write_text('{"text": "hi"}\\n{oops\\n')
+>>> [(r.location, r.data, r.error is not None) for r in read_records([str(path)])]
+[('line 1', {'text': 'hi'}, False), ('line 2', None, True)]
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dsft.errors import DataError
+
+SUPPORTED_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+_PARQUET_BATCH_ROWS = 1024  # rows per pyarrow batch: bounded memory whatever the file size
+
+
+@dataclass
+class RawRecord:
+    """One record as read: the parsed value (``data``) or the reason it could not be read (``error``)."""
+
+    source: str
+    location: str
+    data: Any = None
+    error: str | None = None
+
+    @property
+    def where(self) -> str:
+        """``file:line`` for line-based files, ``file row N`` / ``file item N`` otherwise."""
+        if self.location.startswith("line "):
+            return f"{self.source}:{self.location[5:]}"
+        return f"{self.source} {self.location}"
+
+
+def is_saved_dataset(path: Path) -> bool:
+    """True for a directory written by ``datasets`` ``save_to_disk`` (a Dataset or a DatasetDict)."""
+    return path.is_dir() and any(
+        (path / name).is_file() for name in ("dataset_info.json", "state.json", "dataset_dict.json")
+    )
+
+
+def expand_inputs(patterns: list[str]) -> list[Path]:
+    """Files (and saved dataset directories) named by paths, directories and globs, in a stable order.
+
+    Directories are searched recursively for supported files (sorted by path) unless they are saved
+    datasets. A pattern that matches nothing is an error that names it.
+    """
+    found: list[Path] = []
+    for pattern in patterns:
+        path = Path(pattern)
+        if any(ch in pattern for ch in "*?["):
+            matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True))
+            files = [p for p in matches if _is_readable_input(p)]
+            if not files:
+                raise DataError(f"{pattern}: the glob matches no {'/'.join(SUPPORTED_SUFFIXES)} file")
+            found.extend(files)
+        elif is_saved_dataset(path):
+            found.append(path)
+        elif path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES)
+            if not files:
+                raise DataError(f"{pattern}: the directory holds no {'/'.join(SUPPORTED_SUFFIXES)} file")
+            found.extend(files)
+        elif path.is_file():
+            if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+                raise DataError(
+                    f"{pattern}: unsupported file type {path.suffix or '(none)'}; "
+                    f"use {', '.join(SUPPORTED_SUFFIXES)} or a saved datasets directory"
+                )
+            found.append(path)
+        else:
+            raise DataError(f"{pattern}: no such file or directory")
+    return found
+
+
+def _is_readable_input(path: Path) -> bool:
+    return (path.is_file() and path.suffix.lower() in SUPPORTED_SUFFIXES) or is_saved_dataset(path)
+
+
+def read_records(patterns: list[str]) -> Iterator[RawRecord]:
+    """Stream every record of every input named by ``patterns`` (see :func:`expand_inputs`)."""
+    for path in expand_inputs(patterns):
+        yield from read_path(path)
+
+
+def read_path(path: Path) -> Iterator[RawRecord]:
+    """Stream the records of one file or saved dataset directory."""
+    if is_saved_dataset(path):
+        return read_saved_dataset(path)
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        return read_jsonl(path)
+    if suffix == ".json":
+        return read_json(path)
+    if suffix == ".csv":
+        return read_csv(path)
+    if suffix == ".parquet":
+        return read_parquet(path)
+    raise DataError(f"{path}: unsupported file type {suffix or '(none)'}")
+
+
+def _parse_json_line(raw: bytes, source: str, number: int) -> RawRecord:
+    location = f"line {number}"
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return RawRecord(source, location, error=f"not valid UTF-8 (bad byte at offset {exc.start})")
+    try:
+        return RawRecord(source, location, data=json.loads(text))
+    except json.JSONDecodeError as exc:
+        return RawRecord(source, location, error=f"malformed JSON: {exc.msg} (column {exc.colno})")
+    except RecursionError:
+        return RawRecord(source, location, error="malformed JSON: nested too deeply")
+
+
+def read_jsonl(path: Path) -> Iterator[RawRecord]:
+    """One record per non-blank line; lines are decoded one at a time (binary mode, strict UTF-8).
+
+    Blank lines are separators, not records, so they are not counted.
+    """
+    source = str(path)
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if raw.strip():
+                yield _parse_json_line(raw.rstrip(b"\r\n"), source, number)
+
+
+def read_json(path: Path) -> Iterator[RawRecord]:
+    """A JSON array, a ``{"data": [...]}`` wrapper, or one object; JSON-lines content is accepted too.
+
+    Items are located as ``item N`` (1-based). A file that is not JSON at all is one rejected record.
+    """
+    source = str(path)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        yield RawRecord(source, "item 1", error=f"not valid UTF-8 (bad byte at offset {exc.start})")
+        return
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data":
+            # Many datasets ship JSON lines under a .json name; read them as such.
+            yield from read_jsonl(path)
+            return
+        yield RawRecord(source, "item 1", error=f"malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})")
+        return
+    except RecursionError:
+        yield RawRecord(source, "item 1", error="malformed JSON: nested too deeply")
+        return
+    if isinstance(value, dict) and isinstance(value.get("data"), list):
+        value = value["data"]
+    items = value if isinstance(value, list) else [value]
+    for number, item in enumerate(items, start=1):
+        yield RawRecord(source, f"item {number}", data=item)
+
+
+def read_csv(path: Path) -> Iterator[RawRecord]:
+    """One record per CSV row (header = column names), streamed.
+
+    Bytes that are not UTF-8 are kept as lone surrogates (``surrogateescape``) so validation can
+    reject exactly the rows that hold them instead of failing the whole file.
+    """
+    source = str(path)
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # long documents are legitimate cells
+    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
+        reader = csv.DictReader(handle)
+        try:
+            for number, row in enumerate(reader, start=1):
+                location = f"row {number} (line {reader.line_num})"
+                if None in row:
+                    yield RawRecord(source, location, error="more cells than header columns")
+                    continue
+                yield RawRecord(source, location, data={k: v for k, v in row.items() if v is not None})
+        except csv.Error as exc:
+            yield RawRecord(source, f"line {reader.line_num}", error=f"malformed CSV: {exc}")
+
+
+def read_parquet(path: Path) -> Iterator[RawRecord]:
+    """One record per row, read in bounded batches with pyarrow."""
+    import pyarrow.parquet as pq
+
+    source = str(path)
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a damaged file
+        raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+    number = 0
+    for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS):
+        for row in batch.to_pylist():
+            number += 1
+            yield RawRecord(source, f"row {number}", data=row)
+
+
+def read_saved_dataset(path: Path) -> Iterator[RawRecord]:
+    """Rows of a ``save_to_disk`` directory (memory-mapped Arrow); every split of a DatasetDict."""
+    import datasets
+
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except Exception as exc:  # noqa: BLE001 - datasets raises several types for a damaged directory
+        raise DataError(f"{path}: not a readable saved dataset ({exc})") from None
+    parts = loaded.items() if isinstance(loaded, datasets.DatasetDict) else [("", loaded)]
+    for split_name, dataset in parts:
+        prefix = f"{split_name} " if split_name else ""
+        for number, row in enumerate(dataset, start=1):
+            yield RawRecord(str(path), f"{prefix}row {number}", data=row)

@@ -1,0 +1,153 @@
+"""Relevance to in-domain references (TF-IDF) and train/eval contamination (shared n-grams).
+
+>>> units("Hello, 水库 world")
+['hello', '水', '库', 'world']
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dsft.data.clean import Removed, StepResult, source_of
+from dsft.data.conversation import Conversation
+from dsft.errors import DataError
+
+# CJK ideographs, kana and Hangul count one character per unit (no word segmentation needed);
+# everything else is split into runs of word characters.
+_UNITS = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]|[^\W\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
+
+
+BOILERPLATE_SHARE = 0.01  # n-grams in more than this share of eval conversations are template text
+
+
+def units(text: str) -> list[str]:
+    """Lower-cased words, with each CJK character as its own unit (for n-gram overlap)."""
+    return _UNITS.findall(text.casefold())
+
+
+def conversation_text(conversation: Conversation) -> str:
+    return "\n".join(m.content for m in conversation.messages)
+
+
+def read_reference_texts(paths: Sequence[str]) -> list[str]:
+    """Reference texts: ``.txt``/``.md`` files split on blank lines, or any dataset file dsft reads."""
+    from dsft.data.formats import FormatProblem, to_conversation
+    from dsft.data.readers import read_records
+
+    texts: list[str] = []
+    for name in paths:
+        path = Path(name)
+        if path.suffix.lower() in (".txt", ".md"):
+            if not path.is_file():
+                raise DataError(f"data.clean.relevance_references: no such file {name}")
+            texts += [p.strip() for p in re.split(r"\n\s*\n", path.read_text(encoding="utf-8", errors="replace")) if p.strip()]
+            continue
+        for record in read_records([name]):
+            try:
+                texts.append(conversation_text(to_conversation(record.data)))
+            except FormatProblem:
+                continue  # references are best effort: an odd record does not change the domain
+    if not texts:
+        raise DataError(f"data.clean.relevance_references: no reference text found in {', '.join(paths)}")
+    return texts
+
+
+def relevance_scores(texts: Sequence[str], references: Sequence[str]) -> list[float]:
+    """Max TF-IDF cosine similarity of each text to any reference (character 2-4 grams: works for Chinese)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.metrics.pairwise import linear_kernel
+
+    vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True, lowercase=True)
+    vectorizer.fit(list(references) + list(texts))
+    reference_matrix = vectorizer.transform(references)
+    scores: list[float] = []
+    for start in range(0, len(texts), 4096):  # bounded memory: one block of the similarity matrix at a time
+        block = vectorizer.transform(texts[start:start + 4096])
+        scores += linear_kernel(block, reference_matrix).max(axis=1).tolist()
+    return scores
+
+
+def filter_by_relevance(
+    conversations: Sequence[Conversation], references: Sequence[str], min_score: float
+) -> StepResult:
+    """Drop conversations whose best TF-IDF cosine to the references is below ``min_score``."""
+    scores = relevance_scores([conversation_text(c) for c in conversations], references)
+    result = StepResult(kept=[])
+    for conversation, score in zip(conversations, scores):
+        if score < min_score:
+            result.removed.append(Removed(conversation, f"TF-IDF relevance {score:.3f} < relevance_min {min_score}"))
+        else:
+            result.kept.append(conversation)
+    return result
+
+
+@dataclass
+class ContaminationReport:
+    """Train conversations sharing at least one n-gram with the evaluation sets."""
+
+    ngram: int
+    contaminated: list[tuple[Conversation, str]] = field(default_factory=list)
+
+    def as_dict(self, examples: int = 10) -> dict[str, object]:
+        return {
+            "ngram": self.ngram,
+            "contaminated": len(self.contaminated),
+            "examples": [f"{source_of(c)}: {why}" for c, why in self.contaminated[:examples]],
+        }
+
+
+def _ngrams(text: str, n: int) -> Iterable[tuple[str, ...]]:
+    tokens = units(text)
+    if len(tokens) < n:
+        return [tuple(tokens)] if tokens else []  # a short text is its own n-gram (exact overlap only)
+    return (tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+
+
+def check_contamination(
+    train: Sequence[Conversation], evaluation: Sequence[Conversation], ngram: int = 13
+) -> ContaminationReport:
+    """Find train conversations that share an ``ngram``-unit sequence with any val/test conversation.
+
+    Units are words (CJK: characters), so 13 units is the usual 13-gram test for English text.
+    N-grams shared by more than 1% of the evaluation conversations (and at least two) are ignored as
+    boilerplate.
+    """
+    owner: dict[tuple[str, ...], Conversation] = {}
+    spread: Counter[tuple[str, ...]] = Counter()
+    for conversation in evaluation:
+        grams = set(_ngrams(conversation_text(conversation), ngram))
+        spread.update(grams)
+        for gram in grams:
+            owner.setdefault(gram, conversation)
+    # An n-gram found in several evaluation conversations is boilerplate (a question template, a
+    # system prompt), not leaked content: counting it would flag every templated record.
+    boilerplate_min = max(2, int(len(evaluation) * BOILERPLATE_SHARE) + 1)
+    for gram, count in spread.items():
+        if count >= boilerplate_min:
+            del owner[gram]
+    report = ContaminationReport(ngram)
+    if not owner:
+        return report
+    for conversation in train:
+        for gram in _ngrams(conversation_text(conversation), ngram):
+            if gram in owner:
+                shown = " ".join(gram)[:60]
+                report.contaminated.append((conversation, f"shares {ngram}-gram '{shown}' with {source_of(owner[gram])}"))
+                break
+    return report
+
+
+def drop_contaminated(train: Sequence[Conversation], report: ContaminationReport) -> StepResult:
+    """Remove the contaminated train conversations listed in ``report``."""
+    flagged = {id(c): why for c, why in report.contaminated}
+    result = StepResult(kept=[])
+    for conversation in train:
+        if id(conversation) in flagged:
+            result.removed.append(Removed(conversation, f"contaminated: {flagged[id(conversation)]}"))
+        else:
+            result.kept.append(conversation)
+    return result

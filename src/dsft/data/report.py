@@ -1,0 +1,105 @@
+"""The data report: JSON (machine), Markdown (human) and token-length histograms (PNG)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from dsft.data.clean import Removed
+from dsft.data.conversation import Conversation
+
+HISTOGRAM_FILE = "token_lengths.png"
+REASONING_HISTOGRAM_FILE = "reasoning_lengths.png"
+
+
+def write_jsonl(conversations: Sequence[Conversation], path: Path) -> None:
+    """Conversations in OpenAI messages form (:meth:`Conversation.to_dict`), one per line."""
+    with open(path, "w", encoding="utf-8") as handle:
+        for conversation in conversations:
+            handle.write(json.dumps(conversation.to_dict(), ensure_ascii=False) + "\n")
+
+
+def write_removed(removed: dict[str, list[Removed]], path: Path) -> None:
+    """Every conversation a cleaning step dropped: the step, the reason and the conversation."""
+    with open(path, "w", encoding="utf-8") as handle:
+        for step, items in removed.items():
+            for item in items:
+                row = {"step": step, "reason": item.reason, "where": item.conversation.meta.get("origin"),
+                       "conversation": item.conversation.to_dict()}
+                handle.write(json.dumps(row, ensure_ascii=True) + "\n")
+
+
+def write_histograms(lengths: dict[str, list[int]], path: Path, title: str, xlabel: str) -> bool:
+    """One histogram per split on shared axes; False (nothing written) when there is no data."""
+    series = {name: values for name, values in lengths.items() if values}
+    if not series:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: never needs a display
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4))
+    upper = max(max(v) for v in series.values())
+    bins = min(50, max(upper, 1))
+    for name, values in series.items():
+        axes.hist(values, bins=bins, range=(0, max(upper, 1)), alpha=0.55, label=f"{name} ({len(values)})")
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel("conversations")
+    axes.set_title(title)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return True
+
+
+def _table(rows: list[tuple[str, Any]], head: tuple[str, str]) -> list[str]:
+    lines = [f"| {head[0]} | {head[1]} |", "|---|---|"]
+    lines += [f"| {key} | {value} |" for key, value in rows]
+    return lines
+
+
+def _stats_rows(stats: dict[str, dict[str, Any]]) -> list[str]:
+    lines = ["| split | count | mean | p50 | p90 | max |", "|---|---|---|---|---|---|"]
+    for name, s in stats.items():
+        lines.append(f"| {name} | {s['count']} | {s['mean']} | {s['p50']} | {s['p90']} | {s['max']} |")
+    return lines
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """A one-page summary of ``data_report.json``."""
+    lines = ["# Data report", "", f"Inputs: {', '.join(report['inputs']['train']) or '(none)'}"]
+    for name in ("val", "test"):
+        if report["inputs"][name]:
+            lines.append(f"Explicit {name}: {', '.join(report['inputs'][name])}")
+    lines += ["", "## Accounting", ""]
+    rows: list[tuple[str, Any]] = [("read", report["read"]), ("rejected", report["rejected"])]
+    rows += [(f"removed: {step}", count) for step, count in report["removed"].items()]
+    rows += [("kept", report["kept"])]
+    rows += [(f"added: {step}", count) for step, count in report["added"].items()]
+    lines += _table(rows, ("", "records"))
+    lines += ["", "`read = kept + rejected + sum(removed)`; splits hold kept + added.", "", "## Splits", ""]
+    lines += _table(list(report["splits"].items()), ("split", "conversations"))
+    lines += ["", "## Formats", ""] + _table(list(report["formats"].items()), ("format", "records"))
+    lines += ["", "## Tokens per conversation (text tokens, no template markers)", ""]
+    lines += _stats_rows(report["tokens"])
+    reasoning = report["reasoning"]
+    lines += ["", f"## Reasoning (policy: {reasoning['policy']})", ""]
+    lines += ["| split | samples | with reasoning | mean tokens | p50 | p90 | max |", "|---|---|---|---|---|---|---|"]
+    for name, s in reasoning["splits"].items():
+        r = s["reasoning_tokens"]
+        lines.append(f"| {name} | {s['samples']} | {s['with_reasoning']} | {r['mean']} | {r['p50']} | {r['p90']} | {r['max']} |")
+    contamination = report.get("contamination")
+    if contamination:
+        lines += ["", "## Contamination", "",
+                  f"{contamination['contaminated']} train conversation(s) share a {contamination['ngram']}-gram "
+                  f"with val/test ({'dropped' if contamination['dropped'] else 'kept'})."]
+        lines += [f"- {example}" for example in contamination["examples"]]
+    if report["rejected"]:
+        lines += ["", "## Rejected (first 10; all in rejects.jsonl)", ""]
+        lines += [f"- {example}" for example in report["rejected_examples"]]
+    lines += ["", "## Histograms", ""] + [f"![{name}]({name})" for name in report["histograms"]]
+    return "\n".join(lines) + "\n"

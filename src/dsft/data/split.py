@@ -1,0 +1,85 @@
+"""Train/val/test split: seeded, optionally stratified, near-duplicate clusters kept on one side.
+
+The split depends only on the records' content and the seed, not on the order they were read in:
+groups are ordered by a content hash before the seeded shuffle. Within each stratum, whole groups are
+dealt to test, then val, until each reaches its share (rounded) of the stratum; the rest is train.
+
+>>> from dsft.data.conversation import Conversation, Message
+>>> rows = [Conversation([Message("user", f"q{i}"), Message("assistant", f"a{i}")]) for i in range(10)]
+>>> parts = split_conversations(rows, val_ratio=0.2, test_ratio=0.1, seed=0)
+>>> {name: len(part) for name, part in parts.items()}
+{'train': 7, 'val': 2, 'test': 1}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Sequence
+
+from dsft.data.clean import class_of, dedup_key
+from dsft.data.conversation import Conversation
+
+SPLITS = ("train", "val", "test")
+
+
+def split_conversations(
+    conversations: Sequence[Conversation],
+    val_ratio: float,
+    test_ratio: float,
+    seed: int,
+    stratify_by: str | None = None,
+    groups: Sequence[int] | None = None,
+) -> dict[str, list[Conversation]]:
+    """Split into ``{"train", "val", "test"}``.
+
+    ``groups`` (aligned with ``conversations``) gives each conversation a cluster id; members of one
+    cluster always land in the same split (see :func:`dsft.data.near_dedup.near_duplicate_groups`).
+    With ``stratify_by`` each value of that meta field is split in the same proportions.
+    """
+    group_ids = list(groups) if groups is not None else list(range(len(conversations)))
+    assert len(group_ids) == len(conversations)
+    members: dict[int, list[int]] = {}
+    for index, group in enumerate(group_ids):
+        members.setdefault(group, []).append(index)
+    strata: dict[str, list[list[int]]] = {}
+    for indices in members.values():
+        label = class_of(conversations[indices[0]], stratify_by) if stratify_by else ""
+        strata.setdefault(label, []).append(indices)
+    assignment = [""] * len(conversations)
+    for label in sorted(strata):
+        for indices, split in _deal(strata[label], conversations, val_ratio, test_ratio, seed, label):
+            for index in indices:
+                assignment[index] = split
+    parts: dict[str, list[Conversation]] = {name: [] for name in SPLITS}
+    for conversation, split in zip(conversations, assignment):
+        parts[split].append(conversation)  # input order is kept inside each split
+    return parts
+
+
+def _content_hash(conversation: Conversation) -> str:
+    return hashlib.sha1(dedup_key(conversation).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _deal(
+    groups: list[list[int]], conversations: Sequence[Conversation], val_ratio: float, test_ratio: float,
+    seed: int, label: str,
+) -> list[tuple[list[int], str]]:
+    """Assign whole groups of one stratum to test, val, then train, in seeded order."""
+    ordered = sorted(groups, key=lambda g: min(_content_hash(conversations[i]) for i in g))
+    random.Random(f"{seed}:{label}").shuffle(ordered)
+    size = sum(len(g) for g in ordered)
+    targets = {"test": round(size * test_ratio), "val": round(size * val_ratio)}
+    filled = {"test": 0, "val": 0}
+    out: list[tuple[list[int], str]] = []
+    for group in ordered:
+        split = "train"
+        for name in ("test", "val"):
+            # A group goes to an eval split only if it does not overshoot the target by more than half
+            # its size: large near-duplicate clusters then stay in train instead of swamping val.
+            if filled[name] < targets[name] and filled[name] + len(group) / 2 <= targets[name]:
+                split = name
+                filled[name] += len(group)
+                break
+        out.append((group, split))
+    return out

@@ -1,0 +1,127 @@
+"""Validation of normalised conversations: every problem, each naming the message and field.
+
+Rules (a conversation passes when :func:`validate_conversation` returns no problems):
+
+- roles are system/user/assistant/tool; fields are strings (``loss`` a boolean);
+- after optional system messages the first turn is a user turn (plain-text records, ``meta.kind ==
+  "text"``, are one assistant message and exempt);
+- a tool message follows an assistant message with ``tool_calls`` (or another tool message);
+- the last message is an assistant turn, and at least one message is trained (``loss`` not all false);
+- no empty content (an assistant turn may be empty only when it carries tool calls);
+- no unclosed or stray ``<think>``/``</think>`` tags left in content, no empty reasoning, reasoning only on
+  assistant turns;
+- no lone surrogates (what undecodable bytes become) in any text.
+
+>>> from dsft.data.conversation import Conversation, Message
+>>> validate_conversation(Conversation([Message("assistant", "Hi")]))
+['messages[0]: the first turn after system messages must be a user turn, got assistant']
+>>> validate_conversation(Conversation([Message("user", "Q"), Message("assistant", "<think>unclosed")]))
+['messages[1].content: unclosed <think> block']
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from dsft.data.conversation import ROLES, Conversation, Message
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def find_bad_unicode(text: str) -> str | None:
+    """A description of the first lone surrogate in ``text`` (undecodable input bytes), or None."""
+    match = _SURROGATE.search(text)
+    if match is None:
+        return None
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:  # surrogateescape maps an undecodable byte 0xNN to U+DCNN
+        return f"not valid UTF-8 (byte 0x{code - 0xDC00:02X} at character {match.start()})"
+    return f"invalid Unicode (lone surrogate U+{code:04X} at character {match.start()})"
+
+
+def validate_conversation(conversation: Conversation) -> list[str]:
+    """Every problem found, ``messages[i].field: reason``; an empty list means valid."""
+    messages = conversation.messages
+    if not isinstance(messages, list) or not messages:
+        return ["messages: no messages"]
+    problems: list[str] = []
+    for index, message in enumerate(messages):
+        problems += _message_problems(message, f"messages[{index}]")
+    if problems:
+        return problems  # order checks need sane messages
+    problems += _order_problems(conversation)
+    for key, value in conversation.meta.items():
+        if isinstance(value, str) and (bad := find_bad_unicode(value)):
+            problems.append(f"meta.{key}: {bad}")
+    return problems
+
+
+def _message_problems(message: Message, where: str) -> list[str]:
+    if message.role not in ROLES:
+        return [f"{where}.role: unknown role {message.role!r}"]
+    problems: list[str] = []
+    for field in ("content", "reasoning", "name", "tool_call_id"):
+        value: Any = getattr(message, field)
+        if value is None and field != "content":
+            continue
+        if not isinstance(value, str):
+            problems.append(f"{where}.{field}: expected a string, got {type(value).__name__}")
+        elif bad := find_bad_unicode(value):
+            problems.append(f"{where}.{field}: {bad}")
+    if message.loss is not None and not isinstance(message.loss, bool):
+        problems.append(f"{where}.loss: expected true/false, got {type(message.loss).__name__}")
+    if problems:
+        return problems
+    problems += _think_problems(message, where)
+    if not message.content.strip() and not (message.role == "assistant" and message.tool_calls):
+        problems.append(f"{where}.content: empty {message.role} message")
+    if message.tool_calls and message.role != "assistant":
+        problems.append(f"{where}.tool_calls: only assistant messages may call tools")
+    return problems
+
+
+def _think_problems(message: Message, where: str) -> list[str]:
+    content = message.content
+    if "<think>" in content:
+        if "</think>" not in content:
+            return [f"{where}.content: unclosed <think> block"]
+        return [f"{where}.content: <think> block not at the start of the message, or nested"]
+    if "</think>" in content:
+        return [f"{where}.content: </think> without an opening <think>"]
+    if message.reasoning is None:
+        return []
+    if message.role != "assistant":
+        return [f"{where}.reasoning_content: reasoning is only allowed on assistant messages"]
+    if not message.reasoning.strip():
+        return [f"{where}.reasoning_content: empty reasoning (<think> block); drop it for a no-think sample"]
+    if "<think>" in message.reasoning or "</think>" in message.reasoning:
+        return [f"{where}.reasoning_content: contains <think>/</think> tags"]
+    return []
+
+
+def _order_problems(conversation: Conversation) -> list[str]:
+    messages = conversation.messages
+    if conversation.meta.get("kind") == "text":
+        if len(messages) != 1 or messages[0].role != "assistant":
+            return ["messages: a plain-text record must be a single assistant message"]
+        return []
+    problems: list[str] = []
+    first = next((i for i, m in enumerate(messages) if m.role != "system"), None)
+    if first is None:
+        return ["messages: only system messages, nothing to train on"]
+    if messages[first].role != "user":
+        problems.append(
+            f"messages[{first}]: the first turn after system messages must be a user turn, got {messages[first].role}"
+        )
+    for index, message in enumerate(messages):
+        if message.role != "tool":
+            continue
+        previous = messages[index - 1] if index > 0 else None
+        if previous is None or not (previous.role == "tool" or (previous.role == "assistant" and previous.tool_calls)):
+            problems.append(f"messages[{index}]: a tool message must follow an assistant message with tool_calls")
+    if messages[-1].role != "assistant":
+        problems.append(f"messages[{len(messages) - 1}]: the last message must be an assistant turn, got {messages[-1].role}")
+    elif not any(m.loss is True or (m.role == "assistant" and m.loss is not False) for m in messages):
+        problems.append("messages: every assistant turn has loss=false, nothing to train on")
+    return problems

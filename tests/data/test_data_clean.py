@@ -1,0 +1,119 @@
+"""Cleaning steps: each returns kept + removed-with-reason and never mutates its input."""
+
+import random
+
+from dsft.data.clean import (
+    balance_classes, exact_dedup, filter_by_length, normalize_unicode, strip_html,
+)
+from dsft.data.conversation import Conversation, Message
+from dsft.data.near_dedup import near_dedup, near_duplicate_groups
+from dsft.data.relevance import check_contamination, drop_contaminated, filter_by_relevance
+from dsft.data.tokens import count_tokens, token_lengths
+
+
+def conv(question: str, answer: str, origin: str = "f:1", **meta: object) -> Conversation:
+    return Conversation([Message("user", question), Message("assistant", answer)], meta={"origin": origin, **meta})
+
+
+def test_strip_html_unescapes_keeps_think_and_removes_emptied() -> None:
+    rows = [conv("<b>Depth</b> &amp; width?", "<p>12&nbsp;m</p>"), conv("<br/>", "x", "f:2")]
+    result = strip_html(rows)
+    assert [m.content for m in result.kept[0].messages] == ["Depth & width?", "12\xa0m\n"]
+    assert [r.reason for r in result.removed] == ["messages[0] empty after HTML stripping"]
+    assert rows[0].messages[0].content == "<b>Depth</b> &amp; width?"  # input untouched
+    kept_think = strip_html([Conversation([Message("user", "q"), Message("assistant", "a", reasoning="<i>r</i>")])])
+    assert kept_think.kept[0].messages[1].reasoning == "r"
+
+
+def test_normalize_unicode_nfkc_controls_and_chinese_punctuation() -> None:
+    [row] = normalize_unicode([conv("ＡＢＣ１２３\x00？", "水库，建成。\r\n")]).kept
+    assert row.messages[0].content == "ABC123？"
+    assert row.messages[1].content == "水库，建成。\n"
+    removed = normalize_unicode([conv("\x07\x08", "a")]).removed
+    assert removed[0].reason == "messages[0] empty after Unicode normalisation"
+
+
+def test_exact_dedup_ignores_case_and_spacing_but_not_reasoning() -> None:
+    a, b, c = conv("Hi  there", "Yo", "f:1"), conv("hi there", "yo", "f:2"), conv("Hi there", "Yo", "f:3")
+    c.messages[1].reasoning = "think"
+    result = exact_dedup([a, b, c])
+    assert result.kept == [a, c]
+    assert [r.reason for r in result.removed] == ["exact duplicate of f:1"]
+
+
+def test_near_dedup_chinese_and_english() -> None:
+    base_zh = "青山水库于1958年10月建成，总库容1234万立方米，是当地最重要的灌溉水源之一，也承担防洪任务。"
+    base_en = "The Qingshan Reservoir was completed in October 1958 and is the main source of irrigation water."
+    rows = [conv(base_zh, "好", "f:1"), conv(base_zh.replace("1234", "1235"), "好", "f:2"),
+            conv(base_en, "ok", "f:3"), conv(base_en + "!", "ok", "f:4"), conv("完全不同的问题", "别的", "f:5")]
+    result = near_dedup(rows, threshold=0.7)  # one changed digit: true Jaccard of 5-shingles ~0.8
+    assert [c.meta["origin"] for c in result.kept] == ["f:1", "f:3", "f:5"]
+    assert result.removed[0].reason.startswith("near-duplicate (Jaccard ~") and result.removed[0].reason.endswith("of f:1")
+    strict = near_dedup(rows, threshold=1.0)
+    assert len(strict.kept) == 5
+
+
+def test_near_duplicate_groups_are_transitive_and_deterministic() -> None:
+    texts = ["a b c d e f g h i j k l m n", "a b c d e f g h i j k l m N", "zzzz yyyy", "a b c d e f g h i j k l m n"]
+    groups = near_duplicate_groups(texts, 0.7)
+    assert groups == near_duplicate_groups(texts, 0.7)
+    assert groups[0] == groups[1] == groups[3] != groups[2]
+
+
+def test_length_filters_total_and_per_role(tokenizer) -> None:
+    rows = [conv("short", "ok"), conv("a " * 50, "ok", "f:2"), conv("q", "answer " * 40, "f:3")]
+    tokens = count_tokens(rows, tokenizer)
+    assert [t.total for t in tokens] == [sum(token_lengths([c.messages[0].content, c.messages[1].content], tokenizer)) for c in rows]
+    result = filter_by_length(rows, tokens, min_tokens=3, max_tokens=45, max_tokens_per_role={"assistant": 30})
+    assert result.kept == []
+    reasons = [r.reason for r in result.removed]
+    assert reasons[0].endswith("< min_tokens 3")
+    assert reasons[1].endswith("> max_tokens 45")
+    assert reasons[2].startswith("assistant turns have") and reasons[2].endswith("max_tokens_per_role.assistant 30")
+
+
+def test_balance_under_and_over_are_seeded() -> None:
+    rows = [conv(f"q{i}", "a", f"f:{i}", domain="big" if i < 6 else "small") for i in range(8)]
+    rows.append(conv("q9", "a", "f:9"))  # no domain: its own class "(missing)"
+    under, added = balance_classes(rows, "domain", "under", seed=3)
+    assert added == [] and len(under.kept) == 3 and len(under.removed) == 6
+    assert under.kept == balance_classes(rows, "domain", "under", seed=3)[0].kept
+    assert "undersampled class domain=big to 1" in under.removed[0].reason
+    over, copies = balance_classes(rows, "domain", "over", seed=3)
+    assert over.kept == rows and over.removed == [] and len(copies) == 4 + 5
+    counts = {}
+    for row in over.kept + copies:
+        counts[row.meta.get("domain")] = counts.get(row.meta.get("domain"), 0) + 1
+    assert counts == {"big": 6, "small": 6, None: 6}
+
+
+def test_relevance_filter_keeps_in_domain_text() -> None:
+    references = ["reservoir capacity water storage dam irrigation", "水库 库容 灌溉 防洪"]
+    rows = [conv("What is the reservoir capacity?", "Large water storage."), conv("水库库容多少？", "很大。", "f:2"),
+            conv("Best pizza topping?", "Pineapple, obviously.", "f:3")]
+    result = filter_by_relevance(rows, references, min_score=0.1)
+    assert [c.meta["origin"] for c in result.kept] == ["f:1", "f:2"]
+    assert result.removed[0].reason.startswith("TF-IDF relevance")
+
+
+def test_contamination_report_and_drop_ignores_boilerplate() -> None:
+    leak = "the quick brown fox jumps over the lazy dog near the old mill by the river"
+    evaluation = [conv(leak, "yes", "val:1")] + [conv(f"template prefix shared by all of the eval questions number {i}", "a", f"val:{i + 2}") for i in range(3)]
+    train = [conv(leak.upper(), "no", "t:1"), conv("unrelated words only here", "b", "t:2"),
+             conv("template prefix shared by all of the eval questions number 99", "c", "t:3")]
+    report = check_contamination(train, evaluation, ngram=8)
+    assert [c.meta["origin"] for c, _ in report.contaminated] == ["t:1"]
+    assert "val:1" in report.contaminated[0][1]
+    result = drop_contaminated(train, report)
+    assert [c.meta["origin"] for c in result.kept] == ["t:2", "t:3"] and result.removed[0].reason.startswith("contaminated")
+
+
+def test_token_lengths_multiprocess_equals_in_process(tokenizer, monkeypatch) -> None:
+    from dsft.data import tokens as tokens_module
+
+    rng = random.Random(0)
+    texts = ["".join(rng.choice("ab 水库cd,。") for _ in range(rng.randint(0, 40))) for _ in range(300)]
+    single = token_lengths(texts, tokenizer, num_proc=1)
+    monkeypatch.setattr(tokens_module, "_MULTIPROCESS_MIN_TEXTS", 10)
+    assert token_lengths(texts, tokenizer, num_proc=2) == single
+    assert single == [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]

@@ -1,0 +1,109 @@
+"""One fixture file per input format, normalised to Conversation; detection and column mapping."""
+
+from pathlib import Path
+
+import pytest
+
+from dsft.data.formats import FormatProblem, convert, detect_format, split_inline_think, to_conversation
+from dsft.data.ingest import ingest
+
+
+def _ingest(path: Path, **kwargs):
+    result = ingest([str(path)], **kwargs)
+    assert not result.rejections, [r.as_dict() for r in result.rejections]
+    return result
+
+
+def test_messages_with_reasoning_tools_loss_and_inline_think(fixtures_dir: Path) -> None:
+    convs = _ingest(fixtures_dir / "messages.jsonl").conversations
+    first, tools, loss = convs
+    assert first.roles == ["system", "user", "assistant"]
+    assert first.messages[2].reasoning == "The record says 1958."
+    assert first.meta["domain"] == "history" and first.meta["origin"].endswith("messages.jsonl:1")
+    assert tools.roles == ["user", "assistant", "tool", "assistant"]
+    assert tools.messages[1].tool_calls[0]["function"]["name"] == "get_weather" and tools.messages[1].content == ""
+    assert tools.tools[0]["function"]["name"] == "get_weather"
+    assert loss.messages[1].loss is False
+    assert (loss.messages[3].reasoning, loss.messages[3].content) == ("Add them.", "4")
+
+
+def test_conversations_and_sharegpt(fixtures_dir: Path) -> None:
+    [conv] = _ingest(fixtures_dir / "conversations.jsonl").conversations
+    assert conv.roles == ["system", "user", "assistant"] and conv.messages[0].content == "Answer briefly."
+    plain, tools = _ingest(fixtures_dir / "sharegpt.json").conversations
+    assert plain.roles == ["system", "user", "assistant"] and plain.messages[2].content == "Paris."
+    assert tools.roles == ["user", "assistant", "tool", "assistant"]
+    call = tools.messages[1].tool_calls[0]["function"]
+    assert call == {"name": "get_weather", "arguments": '{"city": "Paris"}'}
+    assert tools.tools == [{"name": "get_weather"}]
+
+
+def test_alpaca_with_history_and_input_output_wrapped(fixtures_dir: Path) -> None:
+    first, second = _ingest(fixtures_dir / "alpaca.json").conversations
+    assert first.roles == ["system", "user", "assistant", "user", "assistant"]
+    assert first.messages[3].content == "Translate to English.\n\n水库"
+    assert second.messages[0].content == "Say hi."  # empty input adds nothing
+    pairs = _ingest(fixtures_dir / "input_output.json")
+    assert [c.messages[1].content for c in pairs.conversations] == ["2", "5"]
+    assert pairs.formats == {"input_output": 2}
+
+
+def test_context_qa_keeps_extra_fields_as_meta(fixtures_dir: Path) -> None:
+    zh, en = _ingest(fixtures_dir / "context_qa.csv").conversations
+    assert zh.messages[0].content == "青山水库于1958年10月建成。\n\n该水库何时建成？"
+    assert zh.meta["domain"] == "completion" and en.meta["difficulty"] == "hard"
+    assert "row 2" in en.meta["origin"]
+
+
+def test_cot_prompt_completion_and_text(fixtures_dir: Path) -> None:
+    [cot] = _ingest(fixtures_dir / "cot.jsonl").conversations
+    assert cot.messages[1].reasoning.startswith("Normal is about 37") and cot.messages[1].content.startswith("Yes")
+    [pc] = _ingest(fixtures_dir / "prompt_completion.jsonl").conversations
+    assert pc.roles == ["user", "assistant"] and pc.messages[1].content == " Beijing."
+    [text] = _ingest(fixtures_dir / "text.jsonl").conversations
+    assert text.roles == ["assistant"] and text.meta["kind"] == "text"
+
+
+@pytest.mark.parametrize(
+    ("record", "name"),
+    [({"messages": []}, "messages"), ({"conversations": [{"from": "human", "value": "x"}]}, "sharegpt"),
+     ({"conversations": [{"role": "user", "content": "x"}]}, "conversations"),
+     ({"instruction": "a", "output": "b"}, "alpaca"), ({"Question": "q", "Response": "r"}, "cot"),
+     ({"question": "q", "answer": "a"}, "context_qa"), ({"prompt": "p", "completion": "c"}, "prompt_completion"),
+     ({"input": "i", "output": "o"}, "input_output"), ({"text": "t"}, "text"), ({"foo": 1}, None), ([1], None)],
+)
+def test_detection(record: object, name: str | None) -> None:
+    assert detect_format(record) == name
+
+
+def test_column_mapping_and_forced_format() -> None:
+    record = {"q": "How deep?", "a": "12 m", "lang": "en"}
+    name, conv = convert(record, "context_qa", {"question": "q", "answer": "a"})
+    assert name == "context_qa" and conv.messages[1].content == "12 m" and conv.meta == {"lang": "en"}
+    with pytest.raises(FormatProblem, match="column 'ans' \\(mapped to answer\\) is missing"):
+        convert(record, "context_qa", {"question": "q", "answer": "ans"})
+    with pytest.raises(FormatProblem, match="format alpaca: missing field\\(s\\) instruction, output"):
+        convert(record, "alpaca")
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [({"messages": [{"role": "bot", "content": "x"}]}, "unknown role 'bot'"),
+     ({"messages": [{"role": "user", "content": 5}]}, "messages\\[0\\].content is a int"),
+     ({"messages": "hello"}, "messages is a string"),
+     ({"messages": [{"role": "user", "content": "x", "loss": "yes"}]}, "loss is a string"),
+     ({"conversations": [{"from": "robot", "value": "x"}]}, "unknown role 'robot'"),
+     ({"instruction": 3, "output": "x"}, "instruction is a int"),
+     ({"prompt": "p", "completion": None}, "completion is null"),
+     ({"instruction": "a", "output": "b", "history": [["only one"]]}, "history\\[0\\] is not a"),
+     ({"nothing": "here"}, "unknown format")],
+)
+def test_format_problems_name_the_field(record: dict, message: str) -> None:
+    with pytest.raises(FormatProblem, match=message):
+        to_conversation(record)
+
+
+def test_split_inline_think_leaves_malformed_blocks_for_validation() -> None:
+    assert split_inline_think("<think>a</think>b") == ("a", "b")
+    assert split_inline_think("<think>unclosed") == (None, "<think>unclosed")
+    assert split_inline_think("<think>a<think>b</think>c") == (None, "<think>a<think>b</think>c")

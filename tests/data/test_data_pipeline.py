@@ -1,0 +1,104 @@
+"""prepare(): accounting identity, outputs, explicit eval files, policies, errors, load_prepared."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dsft.config import load_config
+from dsft.data.pipeline import load_prepared, prepare
+from dsft.data.samples import sample_path
+from dsft.errors import DataError
+
+
+def _identity(report: dict) -> None:
+    assert report["read"] == report["kept"] + report["rejected"] + sum(report["removed"].values())
+    assert sum(report["splits"].values()) == report["kept"] + sum(report["added"].values())
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def mixed_rows(qa) -> list:
+    rows = [qa(f"Question {i}: how deep is reservoir {i * 7919 % 1000}?", f"It is {i} metres deep.", domain="a" if i % 3 else "b")
+            for i in range(40)]
+    rows += [rows[0], rows[1]]  # exact duplicates
+    rows += [qa("Question 2: how deep is reservoir 838?!", "It is 2 metres deep.")]  # near-duplicate of row 2
+    rows += [qa("long " * 300, "x")]  # over max_tokens
+    rows += [{"messages": [{"role": "assistant", "content": "first"}]}, "not an object"]
+    return rows
+
+
+def test_accounting_and_outputs(tmp_path: Path, tokenizer, qa, write_jsonl) -> None:
+    path = write_jsonl(tmp_path / "in.jsonl", mixed_rows(qa))
+    with open(path, "ab") as handle:
+        handle.write(b"{broken\n")
+    cfg = load_config(None, ["data.clean.near_dedup=true", "data.clean.max_tokens=200", "data.test_ratio=0.1",
+                             "data.clean.strip_html=true"])
+    prepared = prepare(cfg, tokenizer, tmp_path / "out", [str(path)])
+    report = prepared.report
+    _identity(report)
+    assert report["read"] == 47 and report["rejected"] == 3
+    assert report["removed"] == {"strip_html": 0, "normalize_unicode": 0, "exact_dedup": 2, "near_dedup": 1, "length_filter": 1}
+    assert report["kept"] == 40 and report["splits"] == {"train": 32, "val": 4, "test": 4}
+    out = tmp_path / "out"
+    assert len(_lines(out / "rejects.jsonl")) == 3 and len(_lines(out / "removed.jsonl")) == 4
+    assert {r["where"] for r in _lines(out / "rejects.jsonl")} == {f"{path}:45", f"{path}:46", f"{path}:47"}
+    for name, count in report["splits"].items():
+        assert len(_lines(out / f"{name}.jsonl")) == count
+    assert (out / "token_lengths.png").stat().st_size > 1000
+    assert "## Accounting" in (out / "data_report.md").read_text()
+    assert json.loads((out / "data_report.json").read_text())["read"] == 47
+    loaded = load_prepared(out)
+    assert {k: [c.to_dict() for c in v] for k, v in loaded.splits.items()} == \
+        {k: [c.to_dict() for c in v] for k, v in prepared.splits.items()}
+    assert loaded.report["kept"] == 40
+
+
+def test_fail_policy_raises_one_error_and_writes_rejects(tmp_path: Path, tokenizer, qa, write_jsonl) -> None:
+    path = write_jsonl(tmp_path / "in.jsonl", [qa("q", "a"), {"messages": [{"role": "user", "content": "only"}]}, 7])
+    cfg = load_config(None, ["data.on_error=fail"])
+    with pytest.raises(DataError) as info:
+        prepare(cfg, tokenizer, tmp_path / "out", [str(path)])
+    assert str(info.value).startswith("2 invalid record(s)")
+    assert info.value.problems[0].startswith(f"{path}:2: messages[0]: the last message must be an assistant turn")
+    assert len(_lines(tmp_path / "out" / "rejects.jsonl")) == 2
+
+
+def test_explicit_eval_files_win_dedup_and_contamination_drop(tmp_path: Path, tokenizer, qa, write_jsonl) -> None:
+    leak = "the quick brown fox jumps over the lazy dog near the old mill by the river today"
+    train = write_jsonl(tmp_path / "train.jsonl", [qa(f"train question {i}", f"answer {i}") for i in range(10)]
+                        + [qa("shared", "record"), qa(leak, "copied")])
+    val = write_jsonl(tmp_path / "val.jsonl", [qa("shared", "record"), qa(leak + " again", "other")])
+    cfg = load_config(None, [f"data.val=[{val}]", "data.clean.drop_contaminated=true", "data.val_ratio=0.5"])
+    report = prepare(cfg, tokenizer, tmp_path / "out", [str(train)]).report
+    _identity(report)
+    assert report["splits"] == {"train": 10, "val": 2, "test": 0}  # val files replace val_ratio
+    assert report["removed"]["exact_dedup"] == 1 and report["removed"]["contamination"] == 1
+    assert report["contamination"]["contaminated"] == 1 and report["contamination"]["dropped"]
+    removed = _lines(tmp_path / "out" / "removed.jsonl")
+    assert {r["where"] for r in removed} == {f"{train}:11", f"{train}:12"}
+
+
+def test_balance_oversampling_and_reasoning_mix(tmp_path: Path, tokenizer) -> None:
+    cfg = load_config(None, ["data.clean.balance_by=lang", "data.clean.balance_mode=over", "data.reasoning=mix",
+                             "data.think_ratio=0.5", "data.val_ratio=0.1"])
+    report = prepare(cfg, tokenizer, tmp_path / "out", [str(sample_path("reservoirs"))]).report
+    _identity(report)
+    assert report["read"] == 200 and report["formats"] == {"messages": 200}
+    before = report["reasoning"]["train_before_policy"]["with_reasoning"]
+    after = report["reasoning"]["splits"]["train"]["with_reasoning"]
+    assert before > 0 and after == round(before * 0.5)
+    assert report["reasoning"]["splits"]["train"]["reasoning_tokens"]["max"] > 0
+
+
+def test_nothing_left_is_an_error_after_the_report(tmp_path: Path, tokenizer, write_jsonl) -> None:
+    path = write_jsonl(tmp_path / "in.jsonl", [{"foo": 1}, {"bar": 2}])
+    with pytest.raises(DataError, match="no records left to train on: read 2, rejected 2"):
+        prepare(load_config(), tokenizer, tmp_path / "out", [str(path)])
+    assert (tmp_path / "out" / "data_report.json").is_file()
+    with pytest.raises(DataError, match="no training data"):
+        prepare(load_config(), tokenizer, tmp_path / "out2")
+    with pytest.raises(DataError, match="not a prepared data directory"):
+        load_prepared(tmp_path / "nowhere")

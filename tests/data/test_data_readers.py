@@ -1,0 +1,118 @@
+"""Readers: every file type, directories, globs, saved datasets, streaming, and input errors."""
+
+import json
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from dsft.data.readers import expand_inputs, read_records
+from dsft.errors import DataError
+
+
+def _data(path: Path) -> list:
+    return [r.data for r in read_records([str(path)])]
+
+
+def test_jsonl_lines_numbered_and_bad_lines_reported(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(b'{"text": "a"}\n\n{broken\n{"text": "\xff\xfe"}\n[1, 2]\n')
+    records = list(read_records([str(path)]))
+    assert [r.location for r in records] == ["line 1", "line 3", "line 4", "line 5"]  # blank line 2 skipped
+    assert records[0].data == {"text": "a"} and records[0].where == f"{path}:1"
+    assert records[1].error.startswith("malformed JSON")
+    assert records[2].error.startswith("not valid UTF-8")
+    assert records[3].data == [1, 2] and records[3].error is None
+
+
+def test_json_array_wrapper_single_object_and_jsonl_named_json(tmp_path: Path) -> None:
+    (tmp_path / "arr.json").write_text(json.dumps([{"text": "a"}, {"text": "b"}]))
+    (tmp_path / "wrapped.json").write_text(json.dumps({"data": [{"text": "c"}]}))
+    (tmp_path / "one.json").write_text(json.dumps({"text": "d"}))
+    (tmp_path / "lines.json").write_text('{"text": "e"}\n{"text": "f"}\n')
+    (tmp_path / "bad.json").write_text('{"text": ')
+    assert _data(tmp_path / "arr.json") == [{"text": "a"}, {"text": "b"}]
+    assert _data(tmp_path / "wrapped.json") == [{"text": "c"}]
+    assert _data(tmp_path / "one.json") == [{"text": "d"}]
+    assert _data(tmp_path / "lines.json") == [{"text": "e"}, {"text": "f"}]
+    [bad] = list(read_records([str(tmp_path / "bad.json")]))
+    assert bad.data is None and "malformed JSON" in bad.error
+
+
+def test_csv_rows_and_undecodable_bytes_survive_as_surrogates(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_bytes(b'question,answer\nq1,"a, with comma"\nq\xff2,a2\n')
+    records = list(read_records([str(path)]))
+    assert records[0].data == {"question": "q1", "answer": "a, with comma"}
+    assert records[0].where == f"{path} row 1 (line 2)"
+    assert "\udcff" in records[1].data["question"]  # rejected later by validation, not here
+
+
+def test_parquet_and_saved_dataset(tmp_path: Path) -> None:
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"prompt": f"p{i}", "completion": f"c{i}"} for i in range(3000)]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "t.parquet", row_group_size=500)
+    assert _data(tmp_path / "t.parquet") == rows
+    datasets.Dataset.from_list(rows[:5]).save_to_disk(str(tmp_path / "saved"))
+    assert _data(tmp_path / "saved") == rows[:5]
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows[:2]), "test": datasets.Dataset.from_list(rows[2:3])}
+                         ).save_to_disk(str(tmp_path / "dd"))
+    locations = [r.location for r in read_records([str(tmp_path / "dd")])]
+    assert sorted(locations) == ["test row 1", "train row 1", "train row 2"]
+
+
+def test_directories_and_globs(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "b.jsonl").write_text('{"text": "b"}\n')
+    (tmp_path / "sub" / "a.jsonl").write_text('{"text": "a"}\n')
+    (tmp_path / "notes.txt").write_text("ignored")
+    assert [p.name for p in expand_inputs([str(tmp_path)])] == ["b.jsonl", "a.jsonl"]
+    assert [p.name for p in expand_inputs([str(tmp_path / "**" / "*.jsonl")])] == ["b.jsonl", "a.jsonl"]
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("absent.jsonl", "no such file"), ("notes.txt", "unsupported file type"), ("*.parquet", "glob matches no"),
+     ("empty_dir", "holds no")],
+)
+def test_input_errors_name_the_input(tmp_path: Path, name: str, message: str) -> None:
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "empty_dir").mkdir()
+    with pytest.raises(DataError, match=message):
+        list(read_records([str(tmp_path / name)]))
+
+
+def test_readers_are_lazy(tmp_path: Path) -> None:
+    """The first record arrives before the rest of the file is parsed (a generator, not a list)."""
+    path = tmp_path / "lazy.jsonl"
+    path.write_text('{"text": "first"}\n' + "{not json\n" * 10)
+    stream = read_records([str(path)])
+    assert next(stream).data == {"text": "first"}
+    path.write_text("")  # truncating the file after the first read cannot affect the record we hold
+    assert iter(stream) is stream
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
+def test_memory_does_not_grow_with_file_size(tmp_path: Path, suffix: str) -> None:
+    """Streaming 20,000 rows (~9 MB as text) peaks at a few MB of Python memory whatever the format."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"prompt": f"question {i} " + "x" * 400, "completion": f"answer {i}"} for i in range(20_000)]
+    path = tmp_path / f"big{suffix}"
+    if suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    elif suffix == ".csv":
+        path.write_text("prompt,completion\n" + "".join(f"{r['prompt']},{r['completion']}\n" for r in rows))
+    else:
+        pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=2000)
+    del rows
+    tracemalloc.start()
+    count = sum(1 for _ in read_records([str(path)]))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert count == 20_000
+    assert peak < 2_000_000, peak  # the whole file as Python objects would be over 12 MB

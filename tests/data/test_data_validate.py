@@ -1,0 +1,86 @@
+"""Validation: every bad-input case is a rejection with file:line and a reason, never a crash."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dsft.data.conversation import Conversation, Message
+from dsft.data.ingest import ingest, rejection_error
+from dsft.data.validate import find_bad_unicode, validate_conversation
+
+U = {"role": "user", "content": "q"}
+A = {"role": "assistant", "content": "a"}
+BAD_RECORDS = [
+    ({"messages": [A]}, "first turn after system messages must be a user turn"),
+    ({"messages": [U, {"role": "assistant", "content": "   "}]}, "messages[1].content: empty assistant message"),
+    ({"messages": [{"role": "user", "content": ""}, A]}, "messages[0].content: empty user message"),
+    ({"messages": [U, {"role": "assistant", "content": "<think>never closed"}]}, "unclosed <think> block"),
+    ({"messages": [U, {"role": "assistant", "content": "<think>\n\n</think>\n\nok"}]}, "empty reasoning"),
+    ({"messages": [U, {"role": "assistant", "content": "ok</think>"}]}, "</think> without an opening <think>"),
+    ({"messages": [U, A, U]}, "the last message must be an assistant turn"),
+    ({"messages": [U, {"role": "tool", "content": "r"}, A]}, "tool message must follow an assistant message with tool_calls"),
+    ({"messages": [U, {"role": "assistant", "content": "a", "loss": False}]}, "nothing to train on"),
+    ({"messages": [{"role": "user", "content": "q", "reasoning_content": "r"}, A]}, "only allowed on assistant"),
+    ({"messages": [U, {"role": "assistant", "content": "bad \ud800 text"}]}, "lone surrogate U+D800"),
+    ({"messages": [{"role": "wizard", "content": "q"}, A]}, "unknown role 'wizard'"),
+    ({"messages": [U, {"role": "assistant", "content": ["not", "parts"]}]}, "is not a text part"),
+    ({"instruction": "q", "output": 42}, "output is a int"),
+    ("just a string", "record is a string"),
+]
+
+
+def test_every_bad_record_is_rejected_with_file_line_and_reason(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    lines = [json.dumps({"messages": [U, A]})] + [json.dumps(record) for record, _ in BAD_RECORDS]
+    path.write_bytes(("\n".join(lines) + "\n").encode() + b'{"text": "caf\xe9"}\n{not json}\n')
+    result = ingest([str(path)])
+    assert len(result.conversations) == 1 and result.read == len(lines) + 2
+    rejected = {r.where: " ".join(r.reasons) for r in result.rejections}
+    for number, (_, reason) in enumerate(BAD_RECORDS, start=2):
+        assert reason in rejected[f"{path}:{number}"], (number, rejected[f"{path}:{number}"])
+    assert "not valid UTF-8" in rejected[f"{path}:{len(lines) + 1}"]
+    assert "malformed JSON" in rejected[f"{path}:{len(lines) + 2}"]
+
+
+def test_csv_non_utf8_cell_is_rejected_by_row(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_bytes(b"prompt,completion\nfine,ok\nbad\xff,ok\n")
+    result = ingest([str(path)])
+    assert len(result.conversations) == 1
+    [rejection] = result.rejections
+    assert rejection.where == f"{path} row 2 (line 3)"
+    assert "not valid UTF-8 (byte 0xFF" in rejection.reasons[0]
+
+
+def test_missing_mapped_column_is_a_rejection_per_record(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps({"q": "x", "a": "y"}) + "\n" + json.dumps({"q": "x", "answer": "y"}) + "\n")
+    result = ingest([str(path)], "context_qa", {"question": "q", "answer": "a"})
+    assert len(result.conversations) == 1
+    assert "column 'a' (mapped to answer) is missing" in result.rejections[0].reasons[0]
+
+
+def test_fail_policy_error_lists_first_problems_and_the_count(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text("{oops\n" * 25)
+    error = rejection_error(ingest([str(path)]).rejections, tmp_path / "rejects.jsonl")
+    assert str(error).startswith("25 invalid record(s)")
+    assert len(error.problems) == 21 and error.problems[-1] == "... and 5 more"
+    assert error.problems[0].startswith(f"{path}:1: malformed JSON")
+
+
+def test_valid_conversations_pass() -> None:
+    tool_turns = Conversation([
+        Message("system", "s"), Message("system", "s2"), Message("user", "q"),
+        Message("assistant", "", tool_calls=[{"type": "function", "function": {"name": "f", "arguments": "{}"}}]),
+        Message("tool", "r1"), Message("tool", "r2"), Message("assistant", "done", reasoning="why"),
+    ])
+    assert validate_conversation(tool_turns) == []
+    text = Conversation([Message("assistant", "raw text")], meta={"kind": "text"})
+    assert validate_conversation(text) == []
+
+
+@pytest.mark.parametrize(("text", "expected"), [("ok", None), ("a\udcffb", "not valid UTF-8 (byte 0xFF at character 1)")])
+def test_find_bad_unicode(text: str, expected: str | None) -> None:
+    assert find_bad_unicode(text) == expected
