@@ -11,14 +11,24 @@ from pathlib import Path
 import pytest
 
 from dsft.errors import DsftError
-from dsft.eval.compare import compare_models
 from dsft.eval.evaluate import evaluate_model, generation_eval
 from dsft.eval.generate import DecodingOptions, generate_batched
 from dsft.eval.predictions import score_predictions_file
 from dsft.eval.report import fmt
 from dsft.eval.target import load_eval_target
 
-OPTIONS = DecodingOptions(max_new_tokens=6, batch_size=2)
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    from dsft.cli.app import main
+
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 @pytest.mark.parametrize("preset", ["tiny-deepseek-v3", "tiny-r1-distill-qwen"])
@@ -41,7 +51,8 @@ def test_left_padded_batch_equals_one_by_one(preset: str, tiny_model_dir: Callab
 def test_eval_writes_predictions_and_metrics(tmp_path: Path, eval_data: Path,
                                              tiny_model_dir: Callable[[str], Path]) -> None:
     out = tmp_path / "eval"
-    metrics = evaluate_model(tiny_model_dir("tiny-r1-distill-qwen"), eval_data, out, OPTIONS, progress=False)
+    metrics = evaluate_model(tiny_model_dir("tiny-r1-distill-qwen"), eval_data, out, max_new_tokens=6, batch_size=2,
+                             progress=False)
     assert json.loads((out / "metrics.json").read_text()) == metrics
     records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(records) == metrics["count"] == 4
@@ -68,7 +79,8 @@ def test_lora_run_is_loaded_unmerged(lora_run: Path) -> None:
     assert any("lora_A" in name for name, _ in target.model.named_parameters())
 
 
-def test_unknown_template_names_template_name(tmp_path: Path, tiny_model_dir: Callable[[str], Path]) -> None:
+def test_unknown_template_names_template_name(tmp_path: Path, eval_data: Path, tiny_model_dir: Callable[[str], Path],
+                                              capsys: pytest.CaptureFixture[str]) -> None:
     source = tiny_model_dir("tiny-deepseek-llm")
     bare = tmp_path / "bare"
     bare.mkdir()
@@ -78,6 +90,8 @@ def test_unknown_template_names_template_name(tmp_path: Path, tiny_model_dir: Ca
     (bare / "tokenizer_config.json").write_text(json.dumps(config))
     with pytest.raises(DsftError, match=r"template\.name"):
         load_eval_target(bare)
+    code, _, err = run_cli(["eval", str(bare), "--data", str(eval_data), "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and "template.name" in err and "--template NAME" in err and "Traceback" not in err
 
 
 def _report_rows(markdown: str) -> dict[str, list[str]]:
@@ -89,9 +103,13 @@ def _report_rows(markdown: str) -> dict[str, list[str]]:
     return rows
 
 
-def test_compare_report_numbers_equal_metrics_json(tmp_path: Path, eval_data: Path, lora_run: Path) -> None:
+def test_compare_report_numbers_equal_metrics_json(tmp_path: Path, eval_data: Path, lora_run: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "compare"
-    result = compare_models(None, lora_run, eval_data, out, OPTIONS, progress=False)
+    code, stdout, _ = run_cli(["compare", "--tuned", str(lora_run), "--data", str(eval_data), "--out", str(out),
+                               "--max-new-tokens", "6", "--batch-size", "2"], capsys)
+    assert code == 0
+    result = json.loads((out / "comparison.json").read_text())
     for name in ("report.md", "report.html", "comparison.json", "base/metrics.json", "tuned/predictions.jsonl"):
         assert (out / name).is_file(), name
     base = json.loads((out / "base/metrics.json").read_text())
@@ -115,6 +133,9 @@ def test_compare_report_numbers_equal_metrics_json(tmp_path: Path, eval_data: Pa
     assert "<polyline" in html and "<script" not in html
     assert "&lt;b&gt;Capital&lt;/b&gt;" in html and "<b>Capital</b>" not in html
     assert result["delta"]["f1"] == pytest.approx(tuned["f1"] - base["f1"])
+    # The terminal table shows the same numbers.
+    f1_row = next(line for line in stdout.splitlines() if " f1 " in line)
+    assert fmt(base["f1"]) in f1_row and fmt(tuned["f1"]) in f1_row
 
 
 def test_generation_eval_in_memory(tiny_model_dir: Callable[[str], Path]) -> None:

@@ -103,21 +103,6 @@ def eval_command(
                f"wrote {out / 'predictions.jsonl'} and {out / 'metrics.json'}")
 
 
-def print_comparison_table(result: dict[str, Any]) -> None:
-    """The before/after metric table with deltas, as in report.md."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from dsft.eval.report import comparison_rows, fmt, fmt_delta
-
-    table = Table(title=f"{result['base_name']} -> {result['tuned_name']} ({result['tuned'].get('count', 0)} prompts)")
-    for column in ("metric", "base", "tuned", "delta"):
-        table.add_column(column, justify="left" if column == "metric" else "right")
-    for key, base, tuned, change in comparison_rows(result["base"], result["tuned"]):
-        table.add_row(key, fmt(base), fmt(tuned), fmt_delta(change))
-    Console().print(table)
-
-
 def compare_command(
     tuned: str = typer.Option(..., "--tuned", help="The tuned run directory (or a model)."),
     data: str = typer.Option(..., "--data", help="Eval data; the same prompts go through both models."),
@@ -134,7 +119,11 @@ def compare_command(
     result = compare_models(base, tuned, data, out, _options(max_new_tokens, batch_size, temperature, top_p, seed),
                             limit=limit, template=template, metrics=_split_list(metrics), sample_count=samples,
                             device=device)
-    print_comparison_table(result)
+    from rich.console import Console
+
+    from dsft.eval.report import comparison_table
+
+    Console().print(comparison_table(result))
     typer.echo(f"wrote {result['report_md']} and {result['report_html']}")
 
 

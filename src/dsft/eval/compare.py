@@ -19,7 +19,7 @@ from dsft.errors import DsftError
 from dsft.eval.charts import loss_chart_svg, loss_summary, read_loss_curves
 from dsft.eval.eval_set import load_eval_set
 from dsft.eval.evaluate import EvalRun, evaluate_target, write_eval_outputs
-from dsft.eval.generate import DecodingOptions
+from dsft.eval.generate import DecodingOptions, with_overrides
 from dsft.eval.report import TASK_KEYS, THINK_KEYS, delta, render_html, render_markdown
 from dsft.eval.target import is_run_dir, load_eval_target, read_run
 from dsft.eval.text import count_tokens
@@ -71,15 +71,20 @@ def compare_models(
     device: str | None = None,
     dtype: str = "auto",
     progress: bool = True,
+    max_new_tokens: int | None = None,
+    batch_size: int | None = None,
+    cache_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``base`` (default: the run's base model) and ``tuned_run`` on the same prompts.
+
+    ``max_new_tokens`` / ``batch_size`` override the same fields of ``options``; ``cache_dir`` is
+    where a tiny preset or hub id named by ``base`` is resolved.
 
     Returns ``{"base": metrics, "tuned": metrics, "delta": {metric: tuned - base}, "loss": {...},
     "template", "data", "base_name", "tuned_name", "report_md", "report_html"}`` (also written to
     ``comparison.json``).
     """
-    options = options or DecodingOptions()
-    options.check()
+    options = with_overrides(options, max_new_tokens=max_new_tokens, batch_size=batch_size)
     out = Path(out_dir)
     run_info = read_run(Path(tuned_run)) if is_run_dir(tuned_run) else None
     base_name = _base_name(base, run_info)
@@ -91,7 +96,8 @@ def compare_models(
     template_name, thinking = tuned_target.template_name, tuned_target.thinking
     _free(tuned_target)
 
-    base_target = load_eval_target(base_name, template or template_name, device=device, dtype=dtype)
+    base_target = load_eval_target(base_name, template or template_name, device=device, dtype=dtype,
+                                   cache_dir=cache_dir)
     base_target.thinking = thinking
     base_run = evaluate_target(base_target, items, options, metrics, progress, skipped, str(data))
     write_eval_outputs(out / "base", base_run)

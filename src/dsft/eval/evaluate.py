@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from dsft.eval.eval_set import EvalItem, item_from_conversation, load_eval_set
-from dsft.eval.generate import DecodingOptions, GenerationStats, generate_batched
+from dsft.eval.generate import DecodingOptions, GenerationStats, generate_batched, with_overrides
 from dsft.eval.reasoning import prompt_opens_think
 from dsft.eval.scoring import Sample, score_samples
 
@@ -111,15 +111,20 @@ def evaluate_model(
     device: str | None = None,
     dtype: str = "auto",
     progress: bool = True,
+    max_new_tokens: int | None = None,
+    batch_size: int | None = None,
+    cache_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate a model directory / preset / hub id or a run directory on ``data``; write the outputs
-    into ``out_dir`` and return the metrics (the content of ``metrics.json``)."""
+    into ``out_dir`` and return the metrics (the content of ``metrics.json``).
+
+    ``max_new_tokens`` / ``batch_size`` override the same fields of ``options``.
+    """
     from dsft.eval.target import load_eval_target
 
-    options = options or DecodingOptions()
-    options.check()
+    options = with_overrides(options, max_new_tokens=max_new_tokens, batch_size=batch_size)
     items, skipped = load_eval_set(data, limit)
-    target = load_eval_target(model_or_run, template, device=device, dtype=dtype)
+    target = load_eval_target(model_or_run, template, device=device, dtype=dtype, cache_dir=cache_dir)
     run = evaluate_target(target, items, options, metrics, progress, skipped, str(data))
     write_eval_outputs(out_dir, run)
     return run.metrics

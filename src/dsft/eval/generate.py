@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from dsft.errors import DsftError
@@ -39,6 +39,13 @@ class DecodingOptions:
             problems.append(f"top_p: must be in (0, 1], got {self.top_p}")
         if problems:
             raise DsftError("invalid generation settings", problems)
+
+
+def with_overrides(options: DecodingOptions | None, **fields: Any) -> DecodingOptions:
+    """``options`` (default :class:`DecodingOptions`) with the given non-None fields replaced, checked."""
+    chosen = replace(options or DecodingOptions(), **{k: v for k, v in fields.items() if v is not None})
+    chosen.check()
+    return chosen
 
 
 @dataclass(frozen=True)

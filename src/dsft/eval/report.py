@@ -45,6 +45,19 @@ def comparison_rows(base: dict[str, Any], tuned: dict[str, Any],
             for k in keys if base.get(k) is not None or tuned.get(k) is not None]
 
 
+def comparison_table(result: dict[str, Any]) -> Any:
+    """The before/after metric table (as in report.md) as a ``rich`` Table, for terminals."""
+    from rich.table import Table
+
+    title = f"{result['base_name']} -> {result['tuned_name']} ({result['tuned'].get('count', 0)} prompts)"
+    table = Table(title=title)
+    for column in ("metric", "base", "tuned", "delta"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for key, base, tuned, change in comparison_rows(result["base"], result["tuned"]):
+        table.add_row(key, fmt(base), fmt(tuned), fmt_delta(change))
+    return table
+
+
 def _fence(text: str | None) -> str:
     text = text or ""
     ticks = "```"

@@ -66,7 +66,8 @@ def resolve_template(model_dir: Path, name: str | None, label: str) -> tuple[str
         raise DsftError(f"template.name: {exc}") from exc
 
 
-def _load_run(run_dir: Path, template_name: str | None, device: str | None, dtype: str) -> EvalTarget:
+def _load_run(run_dir: Path, template_name: str | None, device: str | None, dtype: str,
+              cache_dir: str | Path | None) -> EvalTarget:
     from dsft.models.loading import load_model, load_tokenizer
     from dsft.models.resolve import resolve_model
 
@@ -78,7 +79,7 @@ def _load_run(run_dir: Path, template_name: str | None, device: str | None, dtyp
     base_dir = Path(info["base_model"])
     if not (base_dir / "config.json").is_file():
         # The base may have been a tiny preset in another cache, or a hub id: resolve the name again.
-        base_dir = resolve_model(info.get("model_name_or_path") or info["base_model"])
+        base_dir = resolve_model(info.get("model_name_or_path") or info["base_model"], cache_dir=cache_dir)
     name, template = resolve_template(base_dir, template_name or info["template"], str(run_dir))
     has_tokenizer = any((final / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
     tokenizer = load_tokenizer(final if has_tokenizer else base_dir)
@@ -97,7 +98,7 @@ def load_eval_target(model_or_run: str | Path, template_name: str | None = None,
                      dtype: str = "auto", cache_dir: str | Path | None = None) -> EvalTarget:
     """Load ``model_or_run`` for evaluation (see the module docstring)."""
     if is_run_dir(model_or_run):
-        return _load_run(Path(model_or_run), template_name, device, dtype)
+        return _load_run(Path(model_or_run), template_name, device, dtype, cache_dir)
     from dsft.models.loading import load_model, load_tokenizer
     from dsft.models.resolve import resolve_model
 
