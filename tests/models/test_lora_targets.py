@@ -1,4 +1,4 @@
-"""LoRA targets are discovered from the modules: MLA projections, dense MLPs, shared and routed experts; never the router."""
+"""LoRA targets come from the modules: MLA projections, dense MLPs, shared and routed experts; never the router."""
 
 from __future__ import annotations
 

@@ -105,3 +105,22 @@ def test_write_refuses_unknown_and_non_empty(tmp_path: Path) -> None:
     with pytest.raises(DsftError, match="not empty"):
         write_tiny("tiny-deepseek-llm", tmp_path / "full")
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
+
+
+def test_deepseek_llm_stand_in_is_a_consistent_bpe() -> None:
+    from dsft.models.tokenizers import LLM_REGULAR_TOKENS, deepseek_llm_tokenizer_files
+
+    tokenizer_json, _ = deepseek_llm_tokenizer_files()
+    vocab = tokenizer_json["model"]["vocab"]
+    assert sorted(vocab.values()) == list(range(LLM_REGULAR_TOKENS))
+    for merge in tokenizer_json["model"]["merges"]:
+        left, right = merge if isinstance(merge, list) else merge.split(" ", 1)
+        assert left in vocab and right in vocab and left + right in vocab, merge
+
+
+def test_r1_think_tokens_are_not_special(tiny_model_dir) -> None:
+    # As in R1: <think> survives skip_special_tokens, so a decoded completion keeps its reasoning markers.
+    tokenizer = load_tokenizer(tiny_model_dir("tiny-deepseek-v3"))
+    ids = tokenizer("<think>\nx\n</think>\n\ny", add_special_tokens=False)["input_ids"]
+    assert ids[0] == 128798
+    assert tokenizer.decode(ids, skip_special_tokens=True) == "<think>\nx\n</think>\n\ny"

