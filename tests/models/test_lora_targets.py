@@ -72,6 +72,11 @@ def test_adapter_round_trip_keeps_every_adapter(tiny_model_dir, tmp_path) -> Non
     peft_model.save_pretrained(tmp_path / "adapter")
     reloaded = load_lora_adapter(load_model(path), str(tmp_path / "adapter"))
     torch.testing.assert_close(reloaded(input_ids=ids).logits, expected, rtol=0, atol=1e-6)
+    # A second named adapter joins the same peft model (serving several adapters).
+    both = load_lora_adapter(reloaded, str(tmp_path / "adapter"), adapter_name="second")
+    assert set(both.peft_config) == {"default", "second"}
+    both.set_adapter("second")
+    torch.testing.assert_close(both(input_ids=ids).logits, expected, rtol=0, atol=1e-6)
 
 
 def test_mla_without_q_lora_targets_plain_q_proj() -> None:

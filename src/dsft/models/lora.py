@@ -188,9 +188,17 @@ def apply_lora(model: "nn.Module", lora_cfg: "LoraConfig") -> Any:
         return get_peft_model(model, config)
 
 
-def load_lora_adapter(model: "nn.Module", adapter_dir: str, is_trainable: bool = False) -> Any:
-    """Load a saved adapter onto ``model`` exactly as it was trained (no v4 -> v5 target rewriting)."""
+def load_lora_adapter(model: "nn.Module", adapter_dir: str, is_trainable: bool = False,
+                      adapter_name: str = "default") -> Any:
+    """Load a saved adapter onto ``model`` exactly as it was trained (no v4 -> v5 target rewriting).
+
+    ``model`` may already be a ``PeftModel``: the adapter is then added under ``adapter_name``.
+    """
     from peft import PeftModel
 
     with native_v5_targets():
-        return PeftModel.from_pretrained(model, adapter_dir, is_trainable=is_trainable)
+        if isinstance(model, PeftModel):
+            model.load_adapter(str(adapter_dir), adapter_name=adapter_name, is_trainable=is_trainable)
+            return model
+        return PeftModel.from_pretrained(model, str(adapter_dir), adapter_name=adapter_name,
+                                         is_trainable=is_trainable)

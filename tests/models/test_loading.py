@@ -1,0 +1,69 @@
+"""Loading choices (dtype, attention, quantization) and their errors on a CPU machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from dsft.errors import DsftError, UnsupportedError
+from dsft.models.loading import (
+    load_model,
+    load_tokenizer,
+    model_family_info,
+    quantization_config,
+    resolve_attn_implementation,
+    resolve_dtype,
+)
+
+needs_cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only behaviour")
+
+
+@needs_cpu_only
+def test_auto_choices_on_cpu() -> None:
+    assert resolve_dtype("auto") == torch.float32
+    assert resolve_attn_implementation("auto", "cpu", torch.float32) == "sdpa"
+
+
+def test_explicit_dtype_and_bad_name() -> None:
+    assert resolve_dtype("bfloat16", "cpu") == torch.bfloat16
+    with pytest.raises(DsftError, match="model.dtype"):
+        resolve_dtype("float8", "cpu")
+
+
+def test_flash_attention_refused_where_it_cannot_run() -> None:
+    with pytest.raises(UnsupportedError, match="flash"):
+        resolve_attn_implementation("flash_attention_2", "cpu", torch.float32)
+
+
+@needs_cpu_only
+def test_quantization_needs_cuda_and_bitsandbytes(tiny_model_dir) -> None:
+    assert quantization_config(None, torch.float32) is None
+    with pytest.raises(UnsupportedError) as err:
+        load_model(tiny_model_dir("tiny-deepseek-llm"), quantization="4bit")
+    assert "CUDA" in str(err.value) and "bitsandbytes" in str(err.value) and "lora" in str(err.value)
+    with pytest.raises(DsftError, match="4bit or 8bit"):
+        quantization_config("3bit", torch.float32)
+
+
+def test_bf16_load_on_request(tiny_model_dir) -> None:
+    model = load_model(tiny_model_dir("tiny-deepseek-llm"), dtype="bfloat16", device="cpu")
+    assert model.dtype == torch.bfloat16 and not model.training
+
+
+def test_family_info(tiny_model_dir, tmp_path: Path) -> None:
+    info = model_family_info(tiny_model_dir("tiny-deepseek-v3"))
+    assert (info.model_type, info.is_moe, info.uses_mla, info.vocab_size) == ("deepseek_v3", True, True, 129280)
+    info = model_family_info(tiny_model_dir("tiny-r1-distill-qwen"))
+    assert (info.model_type, info.is_moe, info.uses_mla) == ("qwen2", False, False)
+    with pytest.raises(DsftError, match="config.json"):
+        model_family_info(tmp_path)
+
+
+def test_broken_directory_gives_a_dsft_error(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"model_type": "llama"}')
+    with pytest.raises(DsftError, match="could not load the tokenizer"):
+        load_tokenizer(tmp_path)
+    with pytest.raises(DsftError, match="could not load the model"):
+        load_model(tmp_path)
