@@ -1,0 +1,67 @@
+"""``dsft bench train [--model PRESET] [--steps N] [--seq-len L] [--compare trl,seed] --out FILE.json``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+bench_app = typer.Typer(help="Benchmarks, measured on this machine in one run.", no_args_is_help=True)
+
+
+def _table(report: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    settings = report["settings"]
+    table = Table(title=f"{settings['model']} ({settings['method']}), seq {settings['seq_len']}, "
+                        f"{settings['steps']} timed steps, {report['machine']['device']}")
+    for column in ("system", "supervised tok/s", "tok/s", "peak memory", "MFU", "final loss",
+                   "dsft speed-up", "dsft memory"):
+        table.add_column(column, justify="left" if column == "system" else "right")
+    for name, row in report["systems"].items():
+        speed = report["ratios"].get(f"vs_{name}")
+        memory = report["memory_ratios"].get(f"vs_{name}")
+        table.add_row(
+            name, f"{row['supervised_tokens_per_s']:,.0f}", f"{row['tokens_per_s']:,.0f}",
+            f"{row['peak_memory_bytes'] / 2**20:,.0f} MiB", f"{row['mfu']:.1%}", f"{row['final_loss']:.3f}",
+            f"{speed:.2f}x" if speed else "-", f"{memory:.2f}x" if memory else "-",
+        )
+    return table
+
+
+def train(
+    model: str = typer.Option("tiny-deepseek-v3", "--model", help="Tiny preset, local directory or hub id."),
+    steps: int = typer.Option(8, "--steps", help="Timed optimizer steps per system (one warm-up step is added)."),
+    seq_len: int = typer.Option(2048, "--seq-len", help="Maximum tokens per example (dsft: per packed row)."),
+    compare: str = typer.Option("trl,seed", "--compare", help="Systems to compare with dsft: trl, seed."),
+    out: Path = typer.Option(..., "--out", help="Where to write the JSON report."),
+    examples_per_step: int = typer.Option(8, "--examples-per-step", help="Conversations per optimizer step."),
+    method: str = typer.Option("lora", "--method", help="lora (dsft's default adapter) or full."),
+    threads: int | None = typer.Option(None, "--threads", help="torch threads per system (default: torch's)."),
+    length_scale: float = typer.Option(1.0, "--length-scale", hidden=True, help="Shrink lengths (smoke tests)."),
+) -> None:
+    """Train the same model on the same synthetic reasoning data with dsft, TRL and the seeds' recipe."""
+    from rich.console import Console
+
+    from dsft.errors import DsftError
+    from dsft.training.bench.runner import run_bench
+
+    if method not in ("lora", "full"):
+        raise DsftError(f"bench --method: expected lora or full, got {method!r}")
+    console = Console()
+    systems = tuple(s.strip() for s in compare.split(",") if s.strip())
+    report = run_bench(model=model, steps=steps, seq_len=seq_len, compare=systems,
+                       examples_per_step=examples_per_step, method=method, threads=threads,
+                       length_scale=length_scale, progress=lambda msg: console.print(f"[dim]{msg}[/]"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    console.print(_table(report))
+    console.print(f"report: {out}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``dsft bench`` to the root app."""
+    bench_app.command("train")(train)
+    app.add_typer(bench_app, name="bench")

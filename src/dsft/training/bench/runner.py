@@ -1,0 +1,154 @@
+"""``dsft bench train``: the same data, model and number of optimizer steps through dsft, TRL and the
+seeds' recipe, each in a fresh process, run one after another (never in parallel).
+
+Definitions (the JSON repeats them under ``definitions``):
+
+* **supervised tokens**: next-token targets under dsft's assistant-only mask (reasoning, answer, EOS),
+  counted the same way for every system. A system that also trains on prompt or padding tokens gets
+  no credit for them.
+* **tokens** (``tokens_per_s``): real (non-padding) tokens fed to the model; ``padded_tokens_per_s``
+  also counts padding positions.
+* **MFU**: useful matmul FLOPs per second (body weights on real tokens, lm_head on supervised tokens; see
+  ``systems.useful_flops``) over the machine's peak: a measured fp32 matmul on CPU, a measured bf16
+  matmul on GPU.
+* Timing covers every optimizer step after the first (warm-up).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from dsft.errors import DsftError
+
+SYSTEMS = ("dsft", "trl", "seed")
+DEFINITIONS = {
+    "supervised_tokens": "next-token targets under dsft's assistant-only mask, the same for every system",
+    "tokens_per_s": "real (non-padding) input tokens per second",
+    "padded_tokens_per_s": "input positions per second, padding included",
+    "mfu": "useful matmul FLOP/s (4 or 6 x active body params x real tokens + lm_head params x supervised "
+           "tokens) / measured matmul peak",
+    "timing": "optimizer steps after the first (warm-up)",
+    "peak_memory_bytes": "peak RSS of the process on CPU; torch.cuda.max_memory_allocated on GPU",
+}
+
+
+def measure_matmul_peak(threads: int, device: str) -> float:
+    """Best observed FLOP/s of a large square matmul: fp32 on CPU, bf16 on GPU."""
+    import torch
+
+    torch.set_num_threads(threads)
+    n, dtype = (2048, torch.float32) if device == "cpu" else (8192, torch.bfloat16)
+    a = torch.randn(n, n, dtype=dtype, device=device)
+    b = torch.randn(n, n, dtype=dtype, device=device)
+    best = 0.0
+    for _ in range(6):
+        if device != "cpu":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        a @ b
+        if device != "cpu":
+            torch.cuda.synchronize()
+        best = max(best, 2 * n**3 / (time.perf_counter() - start))
+    return best
+
+
+def machine_info(threads: int, device: str) -> dict[str, Any]:
+    import torch
+
+    cpu = platform.processor()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    return {
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "cpu": cpu, "cpu_count": os.cpu_count(), "threads": threads, "device": device,
+        "gpu": torch.cuda.get_device_name(0) if device != "cpu" else None,
+        "load_average_at_start": list(os.getloadavg()), "torch": torch.__version__, "python": platform.python_version(),
+    }
+
+
+def _run_worker(spec: dict[str, Any], work: Path) -> dict[str, Any]:
+    spec_path, result_path = work / f"{spec['system']}.spec.json", work / f"{spec['system']}.result.json"
+    spec_path.write_text(json.dumps(spec), encoding="utf-8")
+    command = [sys.executable, "-m", "dsft.training.bench.worker", str(spec_path), str(result_path)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0 or not result_path.exists():
+        tail = "\n".join(done.stderr.strip().splitlines()[-15:])
+        raise DsftError(f"bench system {spec['system']!r} failed (exit {done.returncode}):\n{tail}")
+    return json.loads(result_path.read_text(encoding="utf-8"))
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return a / b if b else None
+
+
+def run_bench(
+    model: str = "tiny-deepseek-v3", steps: int = 8, seq_len: int = 2048, compare: tuple[str, ...] = ("trl", "seed"),
+    examples_per_step: int = 8, method: str = "lora", seed: int = 0, threads: int | None = None,
+    lr: float = 2e-4, length_scale: float = 1.0, progress: Any = None,
+) -> dict[str, Any]:
+    """Run dsft and each system in ``compare`` in turn; return the report (see module docstring)."""
+    import torch
+
+    from dsft.models.loading import load_tokenizer
+    from dsft.models.resolve import resolve_model
+    from dsft.training.bench.synthetic import make_examples
+
+    unknown = [name for name in compare if name not in SYSTEMS or name == "dsft"]
+    if unknown:
+        raise DsftError(f"bench --compare: unknown system(s) {', '.join(unknown)}; choose from trl, seed")
+    if steps < 1 or seq_len < 64 or examples_per_step < 1:
+        raise DsftError("bench: --steps must be >= 1, --seq-len >= 64 and --examples-per-step >= 1")
+    threads = threads or torch.get_num_threads()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model_dir = resolve_model(model)
+    tokenizer = load_tokenizer(model_dir)
+    count = int((steps + 2) * examples_per_step * 1.25)
+    examples = make_examples(tokenizer, count, seed, length_scale)
+    peak = measure_matmul_peak(threads, device)
+    report: dict[str, Any] = {
+        "machine": machine_info(threads, device) | {"matmul_peak_flops": peak},
+        "settings": {"model": model, "model_dir": str(model_dir), "steps": steps, "seq_len": seq_len,
+                     "examples_per_step": examples_per_step, "method": method, "seed": seed, "lr": lr,
+                     "examples": count, "length_scale": length_scale},
+        "definitions": DEFINITIONS, "systems": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="dsft-bench-") as tmp:
+        work = Path(tmp)
+        data = work / "examples.jsonl"
+        data.write_text("".join(json.dumps({"messages": e.messages, "input_ids": e.input_ids,
+                                            "labels": e.labels}) + "\n" for e in examples), encoding="utf-8")
+        for system in ("dsft", *compare):
+            if progress:
+                progress(f"running {system} ...")
+            spec = {"system": system, "model_dir": str(model_dir), "data": str(data), "steps": steps,
+                    "seq_len": seq_len, "examples_per_step": examples_per_step, "method": method, "seed": seed,
+                    "lr": lr, "threads": threads, "work_dir": str(work / system)}
+            result = _run_worker(spec, work)
+            result["mfu"] = result.pop("useful_flops_per_s") / peak
+            report["systems"][system] = result
+    return add_ratios(report)
+
+
+def add_ratios(report: dict[str, Any]) -> dict[str, Any]:
+    """``ratios.vs_X``: dsft / X supervised tokens per second; ``memory_ratios.vs_X``: dsft / X peak memory."""
+    systems = report["systems"]
+    ours = systems["dsft"]
+    report["ratios"], report["memory_ratios"] = {}, {}
+    for name, other in systems.items():
+        if name == "dsft":
+            continue
+        report["ratios"][f"vs_{name}"] = _ratio(ours["supervised_tokens_per_s"], other["supervised_tokens_per_s"])
+        report["memory_ratios"][f"vs_{name}"] = _ratio(ours["peak_memory_bytes"], other["peak_memory_bytes"])
+    return report

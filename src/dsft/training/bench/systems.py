@@ -1,0 +1,221 @@
+"""The three training systems the benchmark compares, each run in its own process by ``worker.py``.
+
+* ``dsft``: dsft defaults: BFD-packed rows of ``seq_len`` tokens (micro-batch 1 row, accumulation chosen
+  so a step holds about ``examples_per_step`` examples), chunked loss on supervised tokens only.
+* ``trl``: TRL ``SFTTrainer`` with its defaults on the ``messages`` data (no packing, padding to the
+  longest in the batch, loss on every token, gradient checkpointing on); batch ``examples_per_step``.
+* ``seed``: the seeds' recipe: transformers ``Trainer``, every example padded to ``seq_len`` with EOS,
+  ``labels = input_ids`` (prompt and padding included), micro-batch 1 x accumulation ``examples_per_step``.
+
+Shared by all three: the same model, LoRA adapter (dsft's default ``lora`` section: all linear layers,
+r=16), learning rate, number of optimizer steps, maximum length and precision (fp32 on CPU, bf16 on GPU).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+
+from dsft.training.bench.synthetic import VERBATIM_CHAT_TEMPLATE, supervised_count
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class Meter(TrainerCallback):
+    """Times the optimizer steps after the first (warm-up) and counts the tokens they trained on."""
+
+    warmup_steps: int = 1
+    start: float | None = None
+    end: float | None = None
+    real_tokens: int = 0
+    padded_tokens: int = 0
+    supervised_tokens: int = 0
+    uncredited_rows: int = 0
+    losses: list[float] = field(default_factory=list)
+
+    def _now(self) -> float:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step == self.warmup_steps:
+            self.start = self._now()
+        self.end = self._now()
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+        if logs and "loss" in logs:
+            self.losses.append(float(logs["loss"]))
+
+    def count(self, global_step: int, real: int, padded: int, supervised: int) -> None:
+        if global_step >= self.warmup_steps:  # micro-batches of the timed optimizer steps only
+            self.real_tokens += real
+            self.padded_tokens += padded
+            self.supervised_tokens += supervised
+
+
+def packed_real_tokens(labels: torch.Tensor) -> int:
+    """Real tokens of packed rows: every example ends with a supervised EOS, so a row ends at its last label."""
+    positions = torch.arange(labels.shape[-1]).expand_as(labels)
+    last = torch.where(labels.ne(IGNORE_INDEX), positions, torch.full_like(positions, -1)).amax(dim=-1)
+    return int((last + 1).sum())
+
+
+def metered(trainer_cls: type, meter: Meter, credit: dict[tuple[int, ...], int] | None) -> type:
+    """``trainer_cls`` counting each micro-batch into ``meter``.
+
+    With ``credit`` (padded systems) a row earns the supervised tokens dsft's mask gives the same example,
+    looked up by its unpadded ids; without it (dsft) the supervised tokens are the batch's own labels.
+    """
+
+    class MeteredTrainer(trainer_cls):  # type: ignore[misc, valid-type]
+        def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
+            ids = inputs["input_ids"].detach().cpu()
+            if credit is None:
+                labels = inputs["labels"].detach().cpu()
+                real, supervised = packed_real_tokens(labels), int(labels[:, 1:].ne(IGNORE_INDEX).sum())
+            else:
+                mask = inputs["attention_mask"].detach().cpu().bool()
+                real, supervised = int(mask.sum()), 0
+                for row, row_mask in zip(ids, mask):
+                    key = tuple(row[row_mask].tolist())
+                    if key in credit:
+                        supervised += credit[key]
+                    else:
+                        meter.uncredited_rows += 1
+            meter.count(self.state.global_step, real, ids.numel(), supervised)
+            return super().training_step(model, inputs, num_items_in_batch)
+
+    return MeteredTrainer
+
+
+def common_args(spec: dict[str, Any], device: str) -> dict[str, Any]:
+    """TrainingArguments every system shares."""
+    return {
+        "output_dir": spec["work_dir"], "max_steps": spec["steps"] + 1, "learning_rate": spec["lr"],
+        "lr_scheduler_type": "constant", "warmup_steps": 0, "logging_steps": 1, "save_strategy": "no",
+        "report_to": [], "seed": spec["seed"], "disable_tqdm": True, "use_cpu": device == "cpu",
+        "bf16": device != "cpu", "dataloader_num_workers": 0,
+    }
+
+
+def build_dsft(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[dict], meter: Meter) -> Any:
+    from types import SimpleNamespace
+
+    from transformers import TrainingArguments
+
+    from dsft.training.collators import make_collator, make_train_dataset
+    from dsft.training.trainer import DsftTrainer
+
+    train_cfg = SimpleNamespace(packing=True, max_seq_len=spec["seq_len"])
+    dataset = make_train_dataset([{"input_ids": e["input_ids"], "labels": e["labels"]} for e in examples],
+                                 train_cfg, spec["seed"])
+    if len(dataset) == 0:
+        raise ValueError(f"every example is longer than seq_len={spec['seq_len']}")
+    examples_per_row = (dataset.examples - dataset.dropped_overlong) / max(1, len(dataset))
+    accumulation = max(1, round(spec["examples_per_step"] / examples_per_row))
+    args = TrainingArguments(per_device_train_batch_size=1, gradient_accumulation_steps=accumulation,
+                             **common_args(spec, model.device.type))
+    collator = make_collator(train_cfg, tokenizer, model.config._attn_implementation)
+    trainer_cls = metered(DsftTrainer, meter, None)
+    return trainer_cls(model=model, args=args, train_dataset=dataset, data_collator=collator,
+                       callbacks=[meter], loss_chunk_size=1024)
+
+
+def credit_table(examples: list[dict], seq_len: int) -> list[int]:
+    """dsft's supervised-token count of each example at ``seq_len`` (what a padded system is credited)."""
+    return [supervised_count(e["labels"], seq_len) for e in examples]
+
+
+def build_trl(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[dict], meter: Meter) -> Any:
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    tokenizer.chat_template = VERBATIM_CHAT_TEMPLATE
+    dataset = Dataset.from_list([{"messages": e["messages"]} for e in examples])
+    args = SFTConfig(max_length=spec["seq_len"], per_device_train_batch_size=spec["examples_per_step"],
+                     gradient_accumulation_steps=1, **common_args(spec, model.device.type))
+    credits = credit_table(examples, spec["seq_len"])
+    credit: dict[tuple[int, ...], int] = {}
+    trainer_cls = metered(SFTTrainer, meter, credit)
+    trainer = trainer_cls(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                          callbacks=[meter])
+    # TRL tokenizes in order, one row per conversation; map its rows to the examples' credits.
+    processed = trainer.train_dataset["input_ids"]
+    if len(processed) != len(credits):
+        raise RuntimeError(f"TRL kept {len(processed)} of {len(credits)} conversations; cannot credit rows")
+    credit.update({tuple(ids): c for ids, c in zip(processed, credits)})
+    return trainer
+
+
+def build_seed(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[dict], meter: Meter) -> Any:
+    from transformers import Trainer, TrainingArguments, default_data_collator
+
+    seq_len, eos = spec["seq_len"], tokenizer.eos_token_id
+    rows = []
+    for e in examples:
+        ids = e["input_ids"][:seq_len]
+        padded = ids + [eos] * (seq_len - len(ids))  # pad = EOS
+        rows.append({"input_ids": padded, "attention_mask": [1] * len(ids) + [0] * (seq_len - len(ids)),
+                     "labels": list(padded)})  # labels = input_ids: prompt and padding trained on too
+    credits = credit_table(examples, seq_len)
+    credit = {tuple(e["input_ids"][:seq_len]): c for e, c in zip(examples, credits)}
+    args = TrainingArguments(per_device_train_batch_size=1, gradient_accumulation_steps=spec["examples_per_step"],
+                             **common_args(spec, model.device.type))
+    trainer_cls = metered(Trainer, meter, credit)
+    return trainer_cls(model=model, args=args, train_dataset=rows, data_collator=default_data_collator,
+                       callbacks=[meter])
+
+
+BUILDERS = {"dsft": build_dsft, "trl": build_trl, "seed": build_seed}
+
+
+def body_and_head_parameters(model: Any) -> tuple[float, int]:
+    """(active body parameters per token, lm_head parameters): embeddings are lookups, routed experts
+    count by the share of experts each token uses."""
+    config = model.config
+    share = 1.0
+    if getattr(config, "n_routed_experts", None):
+        share = config.num_experts_per_tok / config.n_routed_experts
+    body = 0.0
+    head = model.get_output_embeddings().weight.numel()
+    for name, parameter in model.named_parameters():
+        if "embed_tokens" in name or "lm_head" in name:
+            continue
+        body += parameter.numel() * (share if ".experts." in name and "shared" not in name else 1.0)
+    return body, head
+
+
+def useful_flops(body: float, head: int, real_tokens: int, supervised_tokens: int, full: bool) -> float:
+    """Matmul FLOPs of the work that matters: the body on real tokens, the lm_head on supervised ones.
+
+    Per parameter and token: 2 forward + 2 for input gradients, + 2 for weight gradients when the weight
+    trains (full fine-tuning); LoRA leaves the base weights frozen (their extra FLOPs are negligible).
+    """
+    factor = 6 if full else 4
+    return factor * (body * real_tokens + head * supervised_tokens)
+
+
+def summarize(meter: Meter, model: Any, peak_memory: int, full: bool) -> dict[str, Any]:
+    seconds = (meter.end or 0.0) - (meter.start or 0.0)
+    body, head = body_and_head_parameters(model)
+    flops = useful_flops(body, head, meter.real_tokens, meter.supervised_tokens, full)
+    return {
+        "seconds": seconds,
+        "supervised_tokens": meter.supervised_tokens,
+        "real_tokens": meter.real_tokens,
+        "padded_tokens": meter.padded_tokens,
+        "supervised_tokens_per_s": meter.supervised_tokens / seconds if seconds > 0 else math.nan,
+        "tokens_per_s": meter.real_tokens / seconds if seconds > 0 else math.nan,
+        "padded_tokens_per_s": meter.padded_tokens / seconds if seconds > 0 else math.nan,
+        "useful_flops_per_s": flops / seconds if seconds > 0 else math.nan,
+        "peak_memory_bytes": peak_memory,
+        "final_loss": meter.losses[-1] if meter.losses else math.nan,
+        "uncredited_rows": meter.uncredited_rows,
+    }

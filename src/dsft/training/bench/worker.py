@@ -1,0 +1,68 @@
+"""One benchmark system in a fresh process: ``python -m dsft.training.bench.worker SPEC.json RESULT.json``.
+
+A fresh process per system keeps peak memory honest (no allocator state or imports left over from
+another system) and keeps one system's threads and caches from warming the next.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def peak_memory_bytes(device: str) -> int:
+    """Peak GPU memory allocated by torch on GPU; peak resident set size of this process on CPU."""
+    import torch
+
+    if device != "cpu":
+        return int(torch.cuda.max_memory_allocated())
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
+
+
+def run_system(spec: dict[str, Any]) -> dict[str, Any]:
+    """Load the model with the shared LoRA adapter, train ``spec['steps'] + 1`` steps, report figures."""
+    import torch
+    from transformers import set_seed
+
+    from dsft.config.schema import LoraConfig
+    from dsft.models.loading import load_model, load_tokenizer
+    from dsft.models.lora import apply_lora
+    from dsft.training.bench.systems import BUILDERS, Meter, summarize
+
+    torch.set_num_threads(spec["threads"])
+    set_seed(spec["seed"])
+    examples = [json.loads(line) for line in Path(spec["data"]).read_text(encoding="utf-8").splitlines()]
+    tokenizer = load_tokenizer(spec["model_dir"])
+    model = load_model(spec["model_dir"])
+    model.config.use_cache = False
+    full = spec["method"] == "full"
+    if not full:
+        model = apply_lora(model, LoraConfig())
+    device = next(model.parameters()).device.type
+    if device != "cpu":
+        torch.cuda.reset_peak_memory_stats()
+    memory_before = peak_memory_bytes(device)
+    meter = Meter()
+    trainer = BUILDERS[spec["system"]](spec, model, tokenizer, examples, meter)
+    trainer.train()
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    result = summarize(meter, base, peak_memory_bytes(device), full)
+    result["memory_before_train_bytes"] = memory_before
+    result["optimizer_steps_timed"] = spec["steps"]
+    result["gradient_accumulation_steps"] = trainer.args.gradient_accumulation_steps
+    result["per_device_train_batch_size"] = trainer.args.per_device_train_batch_size
+    result["gradient_checkpointing"] = bool(trainer.args.gradient_checkpointing)
+    return result
+
+
+def main(argv: list[str]) -> None:
+    spec = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    result = run_system(spec)
+    Path(argv[1]).write_text(json.dumps(result, indent=2), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,114 @@
+"""`dsft bench train` smoke test: tiny lengths and one timed step; checks the report's shape, not timings."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from dsft.cli import bench as bench_cli
+from dsft.training.bench.runner import add_ratios
+from dsft.training.bench.synthetic import make_examples, supervised_count
+from dsft.training.bench.systems import packed_real_tokens, useful_flops
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+
+    @app.callback()
+    def root() -> None:
+        """dsft"""
+
+    bench_cli.register(app)
+    return app
+
+
+def test_synthetic_examples_follow_the_length_mix_and_mask(tiny_model_dir) -> None:
+    from dsft.models.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(tiny_model_dir("tiny-deepseek-v3"))
+    examples = make_examples(tokenizer, 6, seed=0)
+    assert examples == make_examples(tokenizer, 6, seed=0)  # fixed seed
+    for e in examples:
+        prompt = e.labels.index(next(x for x in e.labels if x != -100))
+        assert 30 <= prompt <= 330 and 150 <= len(e.input_ids) - prompt <= 2000
+        assert e.labels[-1] == tokenizer.eos_token_id  # EOS supervised
+        assert e.input_ids[0] == tokenizer.bos_token_id
+    assert any("的" in e.prompt or "我们" in e.prompt for e in examples)  # Chinese and English
+    assert supervised_count([-100, 5, 6, -100, 7], max_len=4) == 2
+
+
+def test_packed_real_tokens_and_useful_flops() -> None:
+    import torch
+
+    labels = torch.tensor([[-100, 4, 5, -100, 7, -100, -100], [-100, 1, 2, 3, 4, 5, 6]])
+    assert packed_real_tokens(labels) == 5 + 7
+    assert useful_flops(10.0, 3, real_tokens=2, supervised_tokens=1, full=False) == 4 * (20 + 3)
+
+
+def test_ratios_are_dsft_over_the_other_system() -> None:
+    report = {"systems": {"dsft": {"supervised_tokens_per_s": 30.0, "peak_memory_bytes": 50},
+                          "trl": {"supervised_tokens_per_s": 10.0, "peak_memory_bytes": 100}}}
+    add_ratios(report)
+    assert report["ratios"] == {"vs_trl": 3.0} and report["memory_ratios"] == {"vs_trl": 0.5}
+
+
+def _tiny_spec(system: str, model_dir: Path, tmp_path: Path) -> dict:
+    from dsft.models.loading import load_tokenizer
+
+    examples = make_examples(load_tokenizer(model_dir), 6, seed=0, length_scale=0.1)
+    data = tmp_path / "examples.jsonl"
+    data.write_text("".join(json.dumps({"messages": e.messages, "input_ids": e.input_ids, "labels": e.labels}) + "\n"
+                            for e in examples), encoding="utf-8")
+    return {"system": system, "model_dir": str(model_dir), "data": str(data), "steps": 1, "seq_len": 256,
+            "examples_per_step": 2, "method": "lora", "seed": 0, "lr": 2e-4, "threads": 2,
+            "work_dir": str(tmp_path / system)}
+
+
+REPORT_KEYS = ("supervised_tokens_per_s", "tokens_per_s", "peak_memory_bytes", "final_loss")
+
+
+def test_trl_system_runs_and_is_credited_with_dsft_mask(tiny_model_dir, tmp_path: Path) -> None:
+    from dsft.training.bench.worker import run_system
+
+    row = run_system(_tiny_spec("trl", tiny_model_dir("tiny-deepseek-v3"), tmp_path))
+    for key in REPORT_KEYS:
+        assert math.isfinite(row[key]) and row[key] > 0, key
+    assert row["uncredited_rows"] == 0 and row["gradient_checkpointing"]  # TRL's own default kept
+    assert 0 < row["supervised_tokens"] < row["real_tokens"] <= row["padded_tokens"]
+
+
+@pytest.mark.slow
+def test_bench_train_cli_writes_the_report(tiny_model_dir, tmp_path: Path) -> None:
+    tiny_model_dir("tiny-deepseek-v3")  # materialised once in the session cache the workers also read
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(_app(), [
+        "bench", "train", "--steps", "1", "--seq-len", "256", "--examples-per-step", "2",
+        "--length-scale", "0.1", "--compare", "seed", "--out", str(out),
+    ])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert set(report["systems"]) == {"dsft", "seed"}
+    for row in report["systems"].values():
+        for key in (*REPORT_KEYS, "mfu"):
+            assert isinstance(row[key], (int, float)) and math.isfinite(row[key]) and row[key] > 0, key
+        assert row["uncredited_rows"] == 0
+        assert row["supervised_tokens"] <= row["real_tokens"] <= row["padded_tokens"]
+    seed = report["systems"]["seed"]
+    assert seed["padded_tokens"] == 2 * 256 * 1  # every example padded to --seq-len, 2 per step
+    assert set(report["ratios"]) == {"vs_seed"} == set(report["memory_ratios"])
+    assert report["ratios"]["vs_seed"] == pytest.approx(
+        report["systems"]["dsft"]["supervised_tokens_per_s"] / seed["supervised_tokens_per_s"])
+    assert "report:" in result.output
+
+
+def test_bench_rejects_an_unknown_system(tmp_path: Path) -> None:
+    from dsft.errors import DsftError
+    from dsft.training.bench.runner import run_bench
+
+    with pytest.raises(DsftError, match="unknown system"):
+        run_bench(compare=("axolotl",))
