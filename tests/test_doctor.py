@@ -22,7 +22,8 @@ def test_doctor_json_on_this_machine() -> None:
     report = json.loads(out.stdout)
     assert report["ok"] is True
     names = [c["name"] for c in report["checks"]]
-    for expected in ("python", "torch", "cuda", "transformers", "peft", "flash-attn", "bitsandbytes", "deepspeed"):
+    for expected in ("python", "torch", "cuda", "cudnn", "nccl", "transformers", "peft", "flash-attn", "bitsandbytes",
+                     "deepspeed"):
         assert expected in names
     assert any(name.startswith("disk ") for name in names)
     for check in report["checks"]:
@@ -83,3 +84,23 @@ def test_failed_check_exits_1(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Ca
 def test_run_doctor_in_process_never_raises(tmp_path: Path) -> None:
     report = run_doctor(disk_paths=[tmp_path])
     assert report.checks and all(c.verdict in VERDICTS for c in report.checks)
+
+
+def test_gpu_lines_and_capabilities_without_a_gpu_here() -> None:
+    from types import SimpleNamespace
+
+    from dsft.doctor import _capabilities
+
+    gpus = [SimpleNamespace(name="NVIDIA H100", total_memory=80 * 1024**3, major=9, minor=0),
+            SimpleNamespace(name="Tesla V100", total_memory=32 * 1024**3, major=7, minor=0)]
+    fake_torch = SimpleNamespace(cuda=SimpleNamespace(device_count=lambda: 2, get_device_properties=gpus.__getitem__))
+    h100, v100 = checks._gpu_checks(fake_torch)
+    assert h100.verdict == "ok" and "80.0 GiB" in h100.detail and "9.0" in h100.detail and "bf16 yes" in h100.detail
+    assert v100.verdict == "warn" and "bf16 no" in v100.detail and "fp16" in v100.fix
+
+    libraries = [Check("bitsandbytes", "ok", ""), Check("flash-attn", "ok", ""), Check("deepspeed", "ok", "")]
+    can, cannot = _capabilities(libraries, gpus=2, bf16=True)
+    assert any("QLoRA" in line for line in can) and any("flash-attention" in line for line in can)
+    assert any("DeepSpeed" in line for line in can) and cannot == []
+    can, cannot = _capabilities([Check("bitsandbytes", "warn", "", "pip install bitsandbytes")], gpus=1, bf16=False)
+    assert any("fp16" in line for line in can) and any("QLoRA" in line for line in cannot)

@@ -75,6 +75,11 @@ def check_torch() -> list[Check]:
     checks = [Check("torch", "ok", f"torch {torch.__version__} (CUDA build: {torch.version.cuda or 'none'})")]
     if not torch.cuda.is_available():
         checks.append(_no_cuda_check(torch))
+        # Same names as on a GPU machine, so --json consumers always find every check.
+        cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+        checks += [Check("cudnn", "info", f"cuDNN {cudnn} (unused without CUDA)" if cudnn else "no cuDNN (CPU build)"),
+                   Check("gpus", "info", "no CUDA GPU"),
+                   Check("nccl", "info", "no NCCL: multi-GPU training needs CUDA (CPU runs use one process)")]
         return checks
     driver = _nvidia_driver()
     checks.append(Check("cuda", "ok", f"CUDA {torch.version.cuda}, driver {driver or 'unknown'}, "

@@ -70,7 +70,8 @@ def resolve_model(name_or_path: str | Path, cache_dir: str | Path | None = None,
     """Return a local HF checkpoint directory for a tiny preset name, a local directory or a hub id.
 
     ``cache_dir`` holds tiny presets (under ``tiny/``) and hub downloads (under ``hub/``); default
-    ``$DSFT_CACHE`` or ``~/.cache/dsft``. Raises :class:`DsftError` for anything that cannot be resolved.
+    ``$DSFT_CACHE`` or ``~/.cache/dsft`` for presets, and for hub downloads ``$DSFT_CACHE/hub`` if set,
+    else the standard Hugging Face cache. Raises :class:`DsftError` for anything that cannot be resolved.
     """
     name = str(name_or_path)
     if name in TINY_PRESETS:
@@ -100,10 +101,14 @@ def download_from_hub(repo_id: str, cache_dir: str | Path | None = None, revisio
         RevisionNotFoundError,
     )
 
-    base = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    # An explicit cache (argument or $DSFT_CACHE) gets the download under hub/; otherwise the standard
+    # Hugging Face cache is used, so models other tools already downloaded are not fetched twice.
+    if cache_dir or os.environ.get("DSFT_CACHE"):
+        hub_cache: str | None = str((Path(cache_dir).expanduser() if cache_dir else default_cache_dir()) / "hub")
+    else:
+        hub_cache = None
     try:
-        return Path(snapshot_download(repo_id, revision=revision, cache_dir=str(base / "hub"),
-                                      allow_patterns=HUB_PATTERNS))
+        return Path(snapshot_download(repo_id, revision=revision, cache_dir=hub_cache, allow_patterns=HUB_PATTERNS))
     except GatedRepoError as exc:
         raise DsftError(f"model {repo_id!r}: gated on the hub; accept its licence and `hf auth login` ({exc})") from exc
     except RevisionNotFoundError as exc:
@@ -112,7 +117,8 @@ def download_from_hub(repo_id: str, cache_dir: str | Path | None = None, revisio
         raise DsftError(f"model {repo_id!r}: no such repository on the hub (or it is private: log in)") from exc
     except LocalEntryNotFoundError as exc:
         raise DsftError(
-            f"model {repo_id!r}: could not download from the hub and it is not in the cache {base / 'hub'} "
+            f"model {repo_id!r}: could not download from the hub and it is not in the cache "
+            f"{hub_cache or 'of huggingface_hub (HF_HOME)'} "
             "(offline, or HF_HUB_OFFLINE=1? download it where the hub is reachable and point "
             "model.name_or_path at the directory)"
         ) from exc
