@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import strategies as st
+
 from dsft.data.conversation import Conversation, Message
 
 SYSTEM = "You are a helpful assistant."
@@ -30,3 +32,29 @@ def supervised_spans(rendered: Any, tokenizer: Any) -> list[str]:
             spans.append(tokenizer.decode(run, skip_special_tokens=False, clean_up_tokenization_spaces=False))
             run = []
     return spans
+
+
+# Text pieces chosen to hit the edges: think tags inside content, newlines, quotes, non-ASCII.
+PIECES = ["a", "Hi there", " ", "\n", "\n\n", "<think>", "</think>", "中文", "é", "{", "'", '"', "2+2=4"]
+text = st.lists(st.sampled_from(PIECES), max_size=5).map("".join)
+CALL = st.builds(
+    lambda name, args: {"type": "function", "function": {"name": name, "arguments": args}},
+    st.sampled_from(["get_weather", "search"]),
+    st.one_of(st.just('{"city": "Paris"}'), st.dictionaries(st.sampled_from(["q", "n"]), st.integers(0, 9), max_size=2)),
+)
+
+
+@st.composite
+def conversations(draw: Any, tools: bool = True, tool_calls: bool = True) -> Conversation:
+    """Any order of roles (the renderers must agree even on odd ones), tools optional."""
+    roles = ["system", "user", "assistant"] + (["tool"] if tools else [])
+    messages = []
+    for role in draw(st.lists(st.sampled_from(roles), min_size=1, max_size=7)):
+        message = Message(role, draw(text))
+        if role == "assistant":
+            message.reasoning = draw(st.one_of(st.none(), text))
+            if tool_calls and draw(st.booleans()):
+                message.tool_calls = draw(st.lists(CALL, min_size=1, max_size=2))
+        messages.append(message)
+    defined = [{"type": "function", "function": {"name": "get_weather"}}] if tools and draw(st.booleans()) else None
+    return Conversation(messages, tools=defined)

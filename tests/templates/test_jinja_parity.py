@@ -16,31 +16,7 @@ from dsft.models.tokenizers import chat_template as released_template
 from dsft.templates import get_template
 from dsft.templates.hf import openai_messages
 
-# Text pieces chosen to hit the edges: think tags inside content, newlines, quotes, non-ASCII.
-PIECES = ["a", "Hi there", " ", "\n", "\n\n", "<think>", "</think>", "中文", "é", "{", "'", '"', "2+2=4"]
-text = st.lists(st.sampled_from(PIECES), max_size=5).map("".join)
-CALL = st.builds(
-    lambda name, args: {"type": "function", "function": {"name": name, "arguments": args}},
-    st.sampled_from(["get_weather", "search"]),
-    st.one_of(st.just('{"city": "Paris"}'), st.dictionaries(st.sampled_from(["q", "n"]), st.integers(0, 9), max_size=2)),
-)
-
-
-@st.composite
-def conversations(draw: Any, tools: bool = True, tool_calls: bool = True) -> Conversation:
-    """Any order of roles (the renderers must agree even on odd ones), tools optional."""
-    roles = ["system", "user", "assistant"] + (["tool"] if tools else [])
-    messages = []
-    for role in draw(st.lists(st.sampled_from(roles), min_size=1, max_size=7)):
-        message = Message(role, draw(text))
-        if role == "assistant":
-            message.reasoning = draw(st.one_of(st.none(), text))
-            if tool_calls and draw(st.booleans()):
-                message.tool_calls = draw(st.lists(CALL, min_size=1, max_size=2))
-        messages.append(message)
-    defined = [{"type": "function", "function": {"name": "get_weather"}}] if tools and draw(st.booleans()) else None
-    return Conversation(messages, tools=defined)
-
+from template_cases import conversations, text
 
 def jinja_render(tokenizer: Any, template: str, conv: Conversation, add_generation_prompt: bool,
                  **kwargs: Any) -> str:

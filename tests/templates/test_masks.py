@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from dsft.data.conversation import Conversation, Message
 from dsft.errors import DsftError
 from dsft.templates import get_template
 
-from template_cases import SYSTEM, supervised_spans
+from template_cases import SYSTEM, conversations, supervised_spans
 
 EOS = "<｜end▁of▁sentence｜>"
 
@@ -167,8 +169,11 @@ def test_unknown_masking_and_missing_special_tokens_are_user_errors(tokenizer: A
         get_template("deepseek-v3").render_train(two_turns(), tokenizer, masking="some")
 
     class NoMarkers:
-        def get_vocab(self) -> dict[str, int]:
-            return {"<｜begin▁of▁sentence｜>": 0, "<｜end▁of▁sentence｜>": 1}
+        unk_token_id = 3
+
+        def convert_tokens_to_ids(self, tokens: list[str]) -> list[int]:
+            known = {"<｜begin▁of▁sentence｜>": 0, "<｜end▁of▁sentence｜>": 1}
+            return [known.get(t, self.unk_token_id) for t in tokens]
 
     with pytest.raises(DsftError, match="deepseek-r1.*<｜User｜>"):
         get_template("deepseek-r1").render_train(two_turns(), NoMarkers())
@@ -183,3 +188,58 @@ def test_families_reject_what_they_cannot_render() -> None:
     bad_call = Conversation([Message("user", "q"), Message("assistant", "", tool_calls=[{"oops": 1}])])
     with pytest.raises(DsftError, match="tool_calls\\[0\\]"):
         get_template("deepseek-r1").render_prompt(bad_call)
+
+
+FAMILY_STRATEGIES = {
+    "deepseek-llm": conversations(tools=False, tool_calls=False),
+    "deepseek-v3": conversations(),
+    "deepseek-r1": conversations(),
+    "deepseek-v3.1": conversations(),
+    "deepseek-v4": conversations(tool_calls=False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAMILY_STRATEGIES))
+def test_trained_last_turn_follows_its_exact_inference_prompt(name: str, tokenizer: Any) -> None:
+    """For any conversation ending in an assistant turn (masking=last): the tokens before the target
+    are the tokenized inference prompt of the earlier messages, and everything after is supervised."""
+    template = get_template(name)
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(conv=FAMILY_STRATEGIES[name], final=FAMILY_STRATEGIES[name], thinking=st.booleans())
+    def check(conv: Conversation, final: Conversation, thinking: bool) -> None:
+        last = next((m for m in final.messages if m.role == "assistant"), Message("assistant", "ok"))
+        assume(not (name == "deepseek-v3.1" and thinking and last.tool_calls))  # V3.1 calls tools only without thinking
+        conv.messages.append(last)
+        rendered = template.render_train(conv, tokenizer, masking="last", thinking=thinking)
+        start = rendered.supervised.index(True)
+        prompt = template.render_prompt(Conversation(conv.messages[:-1], tools=conv.tools), thinking=thinking)
+        assert rendered.input_ids[:start] == tokenizer.encode(prompt, add_special_tokens=False)
+        assert all(rendered.supervised[start:]) and rendered.input_ids[-1] == tokenizer.eos_token_id
+
+    check()
+
+
+def test_r1_turn_after_tool_results_writes_its_own_think_block(tokenizer: Any) -> None:
+    call = {"type": "function", "function": {"name": "f", "arguments": "{}"}}
+    conv = Conversation([
+        Message("user", "q"), Message("assistant", "", tool_calls=[call], reasoning="need f"),
+        Message("tool", "r"), Message("assistant", "done", reasoning="got r"),
+    ])
+    rendered = get_template("deepseek-r1").render_train(conv, tokenizer)
+    calls = ("<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f\n```json\n{}\n```"
+             "<｜tool▁call▁end｜><｜tool▁calls▁end｜>")
+    assert supervised_spans(rendered, tokenizer) == [
+        f"need f\n</think>\n\n{calls}{EOS}",
+        f"<think>\ngot r\n</think>\n\ndone{EOS}",  # no prompt opened the block after <｜tool▁outputs▁end｜>
+    ]
+
+
+@pytest.mark.parametrize("name", sorted(FAMILY_STRATEGIES))
+def test_plain_text_records_are_bos_text_eos(name: str, tokenizer: Any) -> None:
+    conv = Conversation([Message("assistant", "Raw corpus text.")], meta={"kind": "text"})
+    for masking in ("assistant", "all"):
+        rendered = get_template(name).render_train(conv, tokenizer, masking=masking)
+        assert rendered.text == f"<｜begin▁of▁sentence｜>Raw corpus text.{EOS}"
+        assert supervised_spans(rendered, tokenizer) == (
+            [rendered.text] if masking == "all" else [f"Raw corpus text.{EOS}"])

@@ -14,10 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from dsft.data.conversation import Conversation
+from dsft.templates.markers import BOS, EOS
 from dsft.templates.base import (
     Rendered,
     Segment,
     check_messages,
+    is_plain_text,
+    plain_text_segments,
     supervision,
     tokenize_segments,
     trained_turns,
@@ -62,7 +65,10 @@ class ChatTemplate:
     def segments(
         self, conv: Conversation, trained: frozenset[int], add_generation_prompt: bool, thinking: bool | None
     ) -> list[Segment]:
+        """The family's segments; a plain-text record (``meta["kind"] == "text"``) is BOS + text + EOS."""
         check_messages(conv, self.name, self.roles)
+        if is_plain_text(conv):
+            return plain_text_segments(conv, trained, BOS, EOS)
         return self.render(conv, trained, add_generation_prompt, thinking)
 
     def render_prompt(

@@ -4,7 +4,8 @@ Rendering: BOS, system messages joined by ``\\n\\n``; users as ``<｜User｜>con
 turn opens with ``<｜Assistant｜>`` then ``<think>`` when its reasoning is shown (thinking mode, after
 the last user turn; or every turn when tools are defined) or ``</think>`` otherwise, then
 ``reasoning</think>content`` (think open) or ``content``, then EOS. Generation prompt:
-``<｜Assistant｜><think>`` (thinking) or ``<｜Assistant｜></think>`` (chat, the default here).
+``<｜Assistant｜><think>`` (thinking) or ``<｜Assistant｜></think>`` (chat, the default here), written
+whenever asked for (every V4 assistant turn opens with it, so a trained turn's prompt always ends so).
 V4 has no ``tool`` role: tool results are written into a user turn as
 ``<tool_result>…</tool_result>`` (consecutive results share one user turn). Assistant tool calls have
 no format here yet and are rejected.
@@ -59,6 +60,6 @@ def render_deepseek_v4(
             show = bool(thinking) and (i > last_user or bool(conv.tools))
             segments.extend(_assistant_segments(message, i, i in trained, show, thinking))
         previous = message.role
-    if add_generation_prompt and previous != "assistant":
+    if add_generation_prompt:
         segments.append(Segment(ASSISTANT + (THINK if thinking else END_THINK)))
     return segments

@@ -13,7 +13,9 @@ from typing import Any
 
 from dsft.data.conversation import Conversation
 from dsft.errors import DsftError
-from dsft.templates.base import Rendered, Segment, supervision, tokenize_segments, trained_turns
+from dsft.templates.base import (
+    Rendered, Segment, is_plain_text, plain_text_segments, supervision, tokenize_segments, trained_turns,
+)
 
 
 def openai_messages(conv: Conversation) -> list[dict[str, Any]]:
@@ -100,7 +102,9 @@ class HFChatTemplate:
         """Ids and mask: assistant targets found by prefix rendering, tokenized without added specials."""
         tok = self._tok(tokenizer)
         trained = trained_turns(conv, masking)
-        if masking == "all":  # no boundaries needed: one render of the whole conversation
+        if is_plain_text(conv):
+            segments = plain_text_segments(conv, trained, tok.bos_token or "", tok.eos_token or "")
+        elif masking == "all":  # no boundaries needed: one render of the whole conversation
             text = self._apply(tok, conv, len(conv.messages), False, thinking)
             segments = [Segment(text, owner=None)]
         else:

@@ -37,12 +37,17 @@ def _runs(rendered: Rendered, tokenizer: Any) -> list[tuple[str, bool]]:
             for ids, sup in runs]
 
 
-def format_rendered(rendered: Rendered, tokenizer: Any = None) -> Any:
-    """A ``rich.text.Text`` of the rendered example: supervised text highlighted, context dimmed."""
+def format_rendered(rendered: Rendered, tokenizer: Any = None, brackets: bool = False) -> Any:
+    """A ``rich.text.Text`` of the rendered example: supervised text highlighted, context dimmed.
+
+    ``brackets`` also wraps supervised text in ``⟦ ⟧``, for output without colour (pipes, logs).
+    """
     from rich.text import Text
 
     text = Text()
     for piece, sup in _runs(rendered, tokenizer):
+        if brackets and sup:
+            piece = f"⟦{piece}⟧"
         text.append(piece, style=SUPERVISED_STYLE if sup else CONTEXT_STYLE)
     return text
 
@@ -59,10 +64,12 @@ def print_rendered(rendered: Rendered, tokenizer: Any = None, console: Any = Non
     from rich.console import Console
 
     console = console or Console()
-    console.print(format_rendered(rendered, tokenizer), soft_wrap=True, highlight=False, markup=False)
+    plain = not console.is_terminal  # no colour: mark supervised text with brackets instead
+    console.print(format_rendered(rendered, tokenizer, brackets=plain), soft_wrap=True, highlight=False, markup=False)
     counts = token_counts(rendered)
+    legend = "⟦supervised⟧" if plain else f"[{SUPERVISED_STYLE}] supervised [/]"
     console.print(
-        f"\n[{SUPERVISED_STYLE}] supervised [/] {counts['supervised']} tokens   "
-        f"[{CONTEXT_STYLE}]context[/] {counts['unsupervised']} tokens   total {counts['tokens']}",
+        f"\n{legend} {counts['supervised']} tokens   [{CONTEXT_STYLE}]context[/] {counts['unsupervised']} tokens   "
+        f"total {counts['tokens']}",
         highlight=False,
     )
