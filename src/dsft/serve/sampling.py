@@ -13,6 +13,8 @@ import torch
 
 # Below this temperature a row is decoded greedily (dividing by ~0 would overflow).
 GREEDY_TEMPERATURE = 1e-5
+# Tokens examined before falling back to a full sort of the vocabulary (see _sample_row).
+NUCLEUS_CANDIDATES = 1024
 
 
 @dataclass
@@ -39,20 +41,34 @@ class SamplingParams:
         return generator
 
 
-def top_p_filter(logits: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
-    """Set to -inf every token outside the smallest set whose probability reaches ``top_p`` (per row).
+def nucleus(sorted_probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Zero the tail of descending ``sorted_probs`` outside the smallest prefix whose mass reaches ``top_p``.
 
-    >>> top_p_filter(torch.tensor([[2.0, 1.0, 0.0]]), torch.tensor([0.5])).isinf().tolist()
-    [[False, True, True]]
+    The result is unnormalised (``torch.multinomial`` normalises). The most likely token always survives.
+
+    >>> nucleus(torch.tensor([0.5, 0.3, 0.2]), 0.7).tolist()
+    [0.5, 0.30000001192092896, 0.0]
     """
-    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-    probs = sorted_logits.softmax(dim=-1)
-    # Mass strictly before each token: a token is kept while the mass before it is below top_p,
-    # so the most likely token always survives.
-    mass_before = probs.cumsum(dim=-1) - probs
-    drop_sorted = mass_before >= top_p.unsqueeze(-1)
-    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-    return logits.masked_fill(drop, float("-inf"))
+    mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
+    return sorted_probs.masked_fill(mass_before >= top_p, 0.0)
+
+
+def _sample_row(
+    scaled: torch.Tensor, candidates: tuple[torch.Tensor, torch.Tensor], top_p: float, generator: torch.Generator
+) -> torch.Tensor:
+    """Draw one token from one row of temperature-scaled logits [vocab] with nucleus ``top_p``.
+
+    ``candidates`` are the row's top-k (probabilities, ids), already sorted. When they hold at least
+    ``top_p`` of the mass the nucleus lies inside them and sampling among them is exact; only flat
+    distributions need the full sort over the vocabulary.
+    """
+    top_probs, top_ids = candidates
+    if float(top_probs.sum()) >= top_p:
+        choice = torch.multinomial(nucleus(top_probs, top_p), 1, generator=generator)
+        return top_ids[choice[0]]
+    sorted_logits, order = torch.sort(scaled, descending=True)
+    choice = torch.multinomial(nucleus(sorted_logits.softmax(dim=-1), top_p), 1, generator=generator)
+    return order[choice[0]]
 
 
 def sample_next_tokens(
@@ -64,13 +80,13 @@ def sample_next_tokens(
     greedy_choice = logits.argmax(dim=-1)
     if all(p.greedy for p in params):
         return greedy_choice
-    temperature = torch.tensor([max(p.temperature, GREEDY_TEMPERATURE) for p in params])
-    top_p = torch.tensor([p.top_p for p in params])
-    probs = top_p_filter(logits / temperature.unsqueeze(-1), top_p).softmax(dim=-1)
-    chosen = []
-    for row, (p, generator) in enumerate(zip(params, generators)):
-        if p.greedy:
-            chosen.append(greedy_choice[row])
-        else:
-            chosen.append(torch.multinomial(probs[row], 1, generator=generator)[0])
+    temperature = torch.tensor([max(p.temperature, GREEDY_TEMPERATURE) for p in params]).unsqueeze(-1)
+    scaled = logits / temperature
+    top_logits, top_ids = scaled.topk(min(NUCLEUS_CANDIDATES, scaled.shape[-1]), dim=-1)
+    top_probs = (top_logits - scaled.logsumexp(dim=-1, keepdim=True)).exp()
+    chosen = [
+        greedy_choice[row] if p.greedy
+        else _sample_row(scaled[row], (top_probs[row], top_ids[row]), p.top_p, generators[row])
+        for row, p in enumerate(params)
+    ]
     return torch.stack(chosen)

@@ -1,0 +1,63 @@
+"""``dsft chat``: piped stdin, commands, streamed output with reasoning dimmed."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+from scripted import scripted_serving
+
+from dsft.cli.app import main
+
+ANSWER = "Two plus two.\n</think>\n\nIt is 4."
+
+
+@pytest.fixture(scope="module")
+def tokenizer(serve_model_dir: Path) -> Any:
+    from dsft.models.loading import load_tokenizer
+
+    return load_tokenizer(serve_model_dir)
+
+
+def test_piped_chat_answers_like_generate(serve_model_dir: Path, capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from dsft.models.loading import load_model, load_tokenizer
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("What is 2+2?\n/system Answer briefly.\n/reset\n/bogus\n/exit\nnot read\n"))
+    main(["chat", str(serve_model_dir), "--max-tokens", "6", "--temperature", "0"])
+    out = capsys.readouterr().out
+    model, tok = load_model(serve_model_dir, dtype="float32", device="cpu"), load_tokenizer(serve_model_dir)
+    prompt = tok.apply_chat_template([{"role": "user", "content": "What is 2+2?"}], add_generation_prompt=True,
+                                     tokenize=True, return_dict=False)
+    ids = model.generate(torch.tensor([prompt]), max_new_tokens=6, do_sample=False, pad_token_id=tok.eos_token_id)
+    expected = tok.decode(ids[0, len(prompt):], skip_special_tokens=True)
+    assert expected.strip() and expected in out
+    assert "(system prompt set; history cleared)" in out
+    assert "(history cleared)" in out
+    assert "unknown command /bogus" in out
+    assert "not read" not in out
+
+
+def test_reasoning_is_dimmed_and_history_keeps_the_turns(tokenizer: Any) -> None:
+    from dsft.serve.chat import ChatSession, run_chat
+
+    session = ChatSession(scripted_serving(tokenizer, ANSWER, "deepseek-r1"), max_tokens=40)
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, color_system="standard", width=200)
+    answered = run_chat(session, ["Hi", "And 3+3?"], console, interactive=False)
+    assert answered == 2
+    assert [m.role for m in session.history] == ["user", "assistant", "user", "assistant"]
+    assert session.history[1].reasoning == "Two plus two.\n"
+    assert session.history[1].content == "\n\nIt is 4."
+    text = screen.getvalue()
+    dim_start = text.index("\x1b[2m")
+    assert text.index("Two") > dim_start, "the reasoning is printed dimmed"
+    assert "It is 4." in text and "\x1b[2m" not in text[text.index("It is 4.") - 8:text.index("It is 4.")]
+
+    run_chat(session, ["/system Be brief.", "Hi"], console, interactive=False)
+    assert session.system == "Be brief." and [m.role for m in session.history] == ["user", "assistant"]

@@ -1,0 +1,53 @@
+"""``dsft deploy k8s``: manifests parse, carry GPU limits and /health probes; the Dockerfile runs dsft serve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dsft.cli.app import main
+
+
+def deploy(tmp_path: Path, *args: str) -> Path:
+    out = tmp_path / "k8s"
+    main(["deploy", "k8s", *args, "--out", str(out)])
+    return out
+
+
+def test_gpu_deployment_service_and_dockerfile(serve_model_dir: Path, tmp_path: Path) -> None:
+    out = deploy(tmp_path, str(serve_model_dir), "--gpus", "2", "--image", "registry.local/r1:1",
+                 "--served-model-name", "r1", "--api-key-secret", "r1-key")
+    deployment = yaml.safe_load((out / "deployment.yaml").read_text())
+    service = yaml.safe_load((out / "service.yaml").read_text())
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert deployment["kind"] == "Deployment" and service["kind"] == "Service"
+    assert container["image"] == "registry.local/r1:1"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 2
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/health", "port": "http"}
+    assert container["ports"] == [{"name": "http", "containerPort": 8000}]
+    key_env = [e for e in container["env"] if e["name"] == "DSFT_API_KEY"]
+    assert key_env[0]["valueFrom"]["secretKeyRef"] == {"name": "r1-key", "key": "api-key"}
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    dockerfile = (out / "Dockerfile").read_text()
+    assert "COPY model/ /models/model/" in dockerfile
+    assert '"dsft", "serve", "/models/model", "--host", "0.0.0.0", "--port", "8000"' in dockerfile
+
+
+def test_cpu_deployment_has_no_gpu_limit(tmp_path: Path) -> None:
+    # A preset name is not copied into the image: the container materialises it at start.
+    out = deploy(tmp_path, "tiny-deepseek-llm", "--gpus", "0")
+    container = yaml.safe_load((out / "deployment.yaml").read_text())["spec"]["template"]["spec"]["containers"][0]
+    assert "nvidia.com/gpu" not in container["resources"]["limits"]
+    dockerfile = (out / "Dockerfile").read_text()
+    assert "COPY" not in dockerfile and '"tiny-deepseek-llm"' in dockerfile
+
+
+def test_lora_run_must_be_merged_first(lora_run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["deploy", "k8s", str(lora_run_dir), "--out", str(tmp_path / "k8s")])
+    assert info.value.code == 2
+    assert "dsft export" in capsys.readouterr().err

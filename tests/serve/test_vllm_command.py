@@ -1,0 +1,74 @@
+"""``dsft serve --engine vllm``: the vllm command line for models, LoRA runs and named adapters."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+
+from dsft.cli.app import main
+
+
+def vllm_argv(capsys: pytest.CaptureFixture[str], *args: str) -> list[str]:
+    main(["serve", *args, "--engine", "vllm", "--dry-run"])
+    return shlex.split(capsys.readouterr().out.strip())
+
+
+def option(argv: list[str], name: str) -> str:
+    return argv[argv.index(name) + 1]
+
+
+def test_model_directory_gets_r1_reasoning_parser_and_training_template(
+    serve_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dsft.templates import get_template
+
+    argv = vllm_argv(capsys, str(serve_model_dir), "--served-model-name", "r1", "--port", "9001",
+                     "--tensor-parallel-size", "2", "--max-model-len", "32768", "--api-key", "s3cret")
+    assert argv[:3] == ["vllm", "serve", str(serve_model_dir)]
+    assert option(argv, "--served-model-name") == "r1"
+    assert option(argv, "--reasoning-parser") == "deepseek_r1"
+    assert option(argv, "--tensor-parallel-size") == "2"
+    assert option(argv, "--max-model-len") == "32768"
+    assert (option(argv, "--host"), option(argv, "--port")) == ("127.0.0.1", "9001")
+    assert option(argv, "--api-key") == "****", "the key must not be printed"
+    assert Path(option(argv, "--chat-template")).read_text(encoding="utf-8") == get_template("deepseek-r1").chat_template
+    assert "--enable-lora" not in argv and "--tokenizer" not in argv
+
+
+def test_lora_run_serves_base_plus_adapters_with_enough_rank(
+    lora_run_dir: Path, extra_adapter_dir: Path, serve_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = vllm_argv(capsys, str(lora_run_dir), "--served-model-name", "tuned", "--adapter", f"sql={extra_adapter_dir}")
+    assert argv[2] == str(serve_model_dir)
+    assert option(argv, "--served-model-name") == "tuned-base"
+    assert option(argv, "--tokenizer") == str(lora_run_dir / "final")
+    assert "--enable-lora" in argv
+    start = argv.index("--lora-modules") + 1
+    assert argv[start:start + 2] == [f"tuned={lora_run_dir / 'final'}", f"sql={extra_adapter_dir}"]
+    assert option(argv, "--max-lora-rank") == "32", "rank 24 needs vLLM's next allowed rank, 32"
+
+
+def test_reasoning_parser_per_family() -> None:
+    from dsft.serve.vllm import reasoning_parser_for
+
+    assert [reasoning_parser_for(name) for name in ("deepseek-r1", "deepseek-v3.1", "deepseek-v3", "deepseek-llm")] \
+        == ["deepseek_r1", "deepseek_v3", None, None]
+
+
+def test_missing_vllm_is_a_clear_error(serve_model_dir: Path, capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(SystemExit) as info:
+        main(["serve", str(serve_model_dir), "--engine", "vllm"])
+    assert info.value.code == 2
+    assert "pip install vllm" in capsys.readouterr().err
+
+
+def test_bad_adapter_argument_is_a_clear_error(serve_model_dir: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["serve", str(serve_model_dir), "--engine", "vllm", "--dry-run", "--adapter", f"x={tmp_path}"])
+    assert info.value.code == 2
+    assert "no adapter_config.json" in capsys.readouterr().err
