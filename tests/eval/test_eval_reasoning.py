@@ -69,15 +69,16 @@ def test_choice_and_label_tasks() -> None:
     samples = [
         Sample("答案是B", "B", choices=["甲", "乙", "丙", "丁"]),
         Sample("I pick (C)", "x", choices=["a", "b", "c", "d"], label="D"),
+        Sample("答案是A", "苹果", choices=["苹果", "汽车"], label="苹果"),  # label given as the choice text
         Sample("正面", "正面", label="正面"),
         Sample("负面", "正面", label="正面"),
         Sample("负面", "负面", label="负面"),
     ]
     agg = score_samples(samples, ["choice_accuracy", "macro_f1"]).aggregate
-    assert agg["choice_accuracy"] == 0.5
+    assert agg["choice_accuracy"] == pytest.approx(2 / 3)
     # 正面: TP 1, predicted 1, true 2 -> 2/3; 负面: TP 1, predicted 2, true 1 -> 2/3
     assert agg["macro_f1"] == pytest.approx(2 / 3)
-    assert agg["counts"] == {"choice_accuracy": 2, "macro_f1": 3}
+    assert agg["counts"] == {"choice_accuracy": 3, "macro_f1": 3}
 
 
 def test_metric_names() -> None:

@@ -22,7 +22,6 @@ from dsft.eval.evaluate import EvalRun, evaluate_target, write_eval_outputs
 from dsft.eval.generate import DecodingOptions, with_overrides
 from dsft.eval.report import TASK_KEYS, THINK_KEYS, delta, render_html, render_markdown
 from dsft.eval.target import is_run_dir, load_eval_target, read_run
-from dsft.eval.text import count_tokens
 
 
 def _free(target: Any) -> None:
@@ -44,8 +43,7 @@ def _samples(base: EvalRun, tuned: EvalRun, count: int) -> list[dict[str, Any]]:
         samples.append({
             "source": t["source"], "question": t["question"], "reference": t["reference"],
             "base_answer": b["answer"], "tuned_answer": t["answer"],
-            "base_reasoning_tokens": count_tokens(b["reasoning"]) if b["reasoning"] else 0,
-            "tuned_reasoning_tokens": count_tokens(t["reasoning"]) if t["reasoning"] else 0,
+            "base_reasoning_tokens": b["reasoning_tokens"], "tuned_reasoning_tokens": t["reasoning_tokens"],
         })
     return samples
 

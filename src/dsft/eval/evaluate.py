@@ -25,6 +25,7 @@ from dsft.eval.eval_set import EvalItem, item_from_conversation, load_eval_set
 from dsft.eval.generate import DecodingOptions, GenerationStats, generate_batched, with_overrides
 from dsft.eval.reasoning import prompt_opens_think
 from dsft.eval.scoring import Sample, score_samples
+from dsft.eval.text import count_tokens
 
 
 @dataclass
@@ -61,7 +62,9 @@ def run_items(model: Any, tokenizer: Any, render: Callable[[Any], str], items: S
             "index": index, "source": item.source, "question": _question(item), "prompt": prompt,
             "reference": item.reference, "reference_reasoning": item.reference_reasoning,
             "prediction": g.text, "reasoning": parsed.reasoning, "answer": parsed.answer,
-            "unclosed_think": parsed.unclosed, "prompt_opened_think": o, "new_tokens": g.new_tokens,
+            "unclosed_think": parsed.unclosed, "prompt_opened_think": o,
+            "reasoning_tokens": count_tokens(parsed.reasoning or "", tokenizer) if parsed.reasoned else 0,
+            "new_tokens": g.new_tokens,
             "stopped_at_eos": g.stopped_at_eos, "choices": item.choices, "label": item.label, "scores": scores,
         })
     aggregate = dict(scored.aggregate)

@@ -96,7 +96,7 @@ def render_markdown(result: dict[str, Any], samples: list[dict[str, Any]]) -> st
         lines += [f"### {number}. {sample.get('source') or ''}".rstrip(), "", "**Prompt**", "",
                   _fence(sample["question"]), "", "**Reference**", "", _fence(sample["reference"]), ""]
         for side in ("base", "tuned"):
-            lines += [f"**{side.capitalize()}** (reasoning: {fmt(sample[side + '_reasoning_tokens'])} tokens)", "",
+            lines += [f"**{side.capitalize()}** (reasoning: {sample[side + '_reasoning_tokens']} tokens)", "",
                       _fence(sample[side + "_answer"]), ""]
     return "\n".join(lines)
 

@@ -86,7 +86,7 @@ def _score_one(sample: Sample, parsed: ParsedOutput, reference: str, wanted: lis
     if "rouge" in wanted:
         scores.update(m.rouge_scores(answer, reference))
     if "choice_accuracy" in wanted and sample.choices:
-        gold = sample.label.strip().upper() if sample.label else m.extract_choice(reference, sample.choices)
+        gold = m.extract_choice(sample.label or reference, sample.choices)
         picked = m.extract_choice(answer, sample.choices)
         scores["choice_accuracy"] = None if gold is None else float(picked == gold)
         scores["choice_predicted"] = picked
