@@ -39,6 +39,14 @@ def test_deepseek_r1_separate_reasoning_is_dropped_from_history() -> None:
     assert get_template("deepseek-r1").render_prompt(conv) == expected
 
 
+def test_deepseek_r1_empty_reasoning_in_history() -> None:
+    conv = reference_conversation(Message("assistant", "<think>\n\n</think>\n\nHello!", reasoning=None))
+    expected = f"{BOS}{SYSTEM}{U}Hi{A}\n\nHello!{EOS}{U}What is 2+2?{A}<think>\n"
+    assert get_template("deepseek-r1").render_prompt(conv) == expected
+    conv = reference_conversation(Message("assistant", "Hello!", reasoning=""))
+    assert get_template("deepseek-r1").render_prompt(conv) == expected.replace("\n\nHello!", "Hello!")
+
+
 def test_deepseek_r1_keeps_text_after_the_last_end_think() -> None:
     conv = Conversation([Message("user", "q"), Message("assistant", "a</think>b</think>c"), Message("user", "r")])
     assert get_template("deepseek-r1").render_prompt(conv) == f"{BOS}{U}q{A}c{EOS}{U}r{A}<think>\n"

@@ -69,7 +69,7 @@ class HFChatTemplate:
         """The tokenizer's chat template with the generation prompt."""
         return self._apply(None, conv, len(conv.messages), add_generation_prompt, thinking)
 
-    def segments(self, conv: Conversation, tokenizer: Any, trained: frozenset[int],
+    def _segments_by_prefix(self, conv: Conversation, tokenizer: Any, trained: frozenset[int],
                  thinking: bool | None) -> list[Segment]:
         """Context and target segments by prefix rendering (see module doc)."""
         segments: list[Segment] = []
@@ -108,5 +108,5 @@ class HFChatTemplate:
             text = self._apply(tok, conv, len(conv.messages), False, thinking)
             segments = [Segment(text, owner=None)]
         else:
-            segments = self.segments(conv, tok, trained, thinking)
+            segments = self._segments_by_prefix(conv, tok, trained, thinking)
         return tokenize_segments(segments, supervision(segments, conv, masking), tok)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsft.data.conversation import Conversation, Message  # noqa: F401  (used in the doctest)
 from dsft.errors import DsftError
@@ -17,6 +17,9 @@ from dsft.templates.deepseek_llm import LLM_SPECIAL_TOKENS, render_deepseek_llm
 from dsft.templates.deepseek_v3 import R1_SPECIAL_TOKENS, V3_SPECIAL_TOKENS, render_deepseek_r1, render_deepseek_v3
 from dsft.templates.deepseek_v31 import V31_SPECIAL_TOKENS, render_deepseek_v31
 from dsft.templates.deepseek_v4 import V4_SPECIAL_TOKENS, render_deepseek_v4
+
+if TYPE_CHECKING:
+    from dsft.templates.hf import HFChatTemplate
 
 _FAMILIES: dict[str, ChatTemplate] = {
     t.name: t
@@ -36,7 +39,7 @@ _FAMILIES: dict[str, ChatTemplate] = {
 TEMPLATE_NAMES: tuple[str, ...] = (*_FAMILIES, "hf")
 
 
-def get_template(name: str, tokenizer: Any = None) -> Any:
+def get_template(name: str, tokenizer: Any = None) -> ChatTemplate | HFChatTemplate:
     """The template family ``name`` (see ``TEMPLATE_NAMES``).
 
     ``hf`` uses the tokenizer's own ``chat_template`` and so needs ``tokenizer``.
