@@ -174,7 +174,7 @@ def split_think_content(message: Message) -> tuple[str | None, str]:
 
 
 def tool_arguments_text(arguments: Any) -> str:
-    """OpenAI tool-call arguments as text: a string as is, anything else as compact-free JSON.
+    """OpenAI tool-call arguments as text: a string as is, anything else as JSON.
 
     Matches the Jinja templates, which use the string or ``arguments | tojson`` (json.dumps with
     ensure_ascii=False).

@@ -3,7 +3,8 @@
 Rendering: BOS, system messages joined by ``\\n\\n``; users as ``<｜User｜>content``; each assistant
 turn opens with ``<｜Assistant｜>`` then ``<think>`` when its reasoning is shown (thinking mode, after
 the last user turn; or every turn when tools are defined) or ``</think>`` otherwise, then
-``reasoning</think>content`` (think open) or ``content``, then EOS. Generation prompt:
+``reasoning</think>content`` (think open) or ``content``, then EOS. History turns take reasoning from
+``reasoning`` (``reasoning_content``) only and keep the content after its last ``</think>``. Generation prompt:
 ``<｜Assistant｜><think>`` (thinking) or ``<｜Assistant｜></think>`` (chat, the default here), written
 whenever asked for (every V4 assistant turn opens with it, so a trained turn's prompt always ends so).
 V4 has no ``tool`` role: tool results are written into a user turn as
@@ -29,11 +30,16 @@ def _assistant_segments(message: Message, index: int, trained: bool, show_reason
             f"template 'deepseek-v4': message {index} has tool_calls, which dsft cannot render for V4 yet; "
             "write the call into the content"
         )
-    reasoning, answer = split_think_content(message)
     if trained:
+        reasoning, answer = split_think_content(message)
         show_reasoning = thinking if thinking is not None else bool(reasoning)
+        reasoning = (reasoning or "").strip("\n")
+    else:
+        # History: reasoning only from the message's own field; an inline think block in the content is
+        # dropped as R1 drops it (the text after the last </think> stays).
+        reasoning, answer = message.reasoning or "", message.content.split(END_THINK)[-1]
     header = ASSISTANT + (THINK if show_reasoning else END_THINK)
-    body = f"{(reasoning or '').strip(chr(10)) if trained else (reasoning or '')}{END_THINK}{answer}" if show_reasoning else answer
+    body = f"{reasoning}{END_THINK}{answer}" if show_reasoning else answer
     return [Segment(header, owner=index), Segment(body + EOS, owner=index, target=trained)]
 
 
