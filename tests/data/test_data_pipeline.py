@@ -1,6 +1,7 @@
 """prepare(): accounting identity, outputs, explicit eval files, policies, errors, load_prepared."""
 
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -21,10 +22,12 @@ def _lines(path: Path) -> list[dict]:
 
 
 def mixed_rows(qa) -> list:
-    rows = [qa(f"Question {i}: how deep is reservoir {i * 7919 % 1000}?", f"It is {i} metres deep.", domain="a" if i % 3 else "b")
-            for i in range(40)]
+    rng = random.Random(0)
+    words = "reservoir dam river valley mill north south basin flood gauge spillway season rain sluice".split()
+    questions = [" ".join(rng.choice(words) for _ in range(14)) + "?" for _ in range(40)]
+    rows = [qa(q, f"It is {i} metres deep.", domain="a" if i % 3 else "b") for i, q in enumerate(questions)]
     rows += [rows[0], rows[1]]  # exact duplicates
-    rows += [qa("Question 2: how deep is reservoir 838?!", "It is 2 metres deep.")]  # near-duplicate of row 2
+    rows += [qa(questions[2] + "!", "It is 2 metres deep.")]  # near-duplicate of row 2 (Jaccard ~0.95)
     rows += [qa("long " * 300, "x")]  # over max_tokens
     rows += [{"messages": [{"role": "assistant", "content": "first"}]}, "not an object"]
     return rows

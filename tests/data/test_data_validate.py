@@ -27,6 +27,8 @@ BAD_RECORDS = [
     ({"messages": [U, {"role": "assistant", "content": ["not", "parts"]}]}, "is not a text part"),
     ({"instruction": "q", "output": 42}, "output is a int"),
     ("just a string", "record is a string"),
+    ({"messages": [U, {"role": "assistant", "content": "", "tool_calls": [{"function": {"arguments": "{}"}}]}]},
+     "tool_calls[0].function.name: expected a non-empty string"),
 ]
 
 

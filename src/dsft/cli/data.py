@@ -97,8 +97,11 @@ def inspect_command(
     thinking: bool | None = typer.Option(None, "--thinking/--no-thinking", help="Hybrid families: force a mode."),
 ) -> None:
     """Render one example with the chat template; supervised tokens are highlighted and counted."""
+    from rich.console import Console
+
     from dsft.config import load_config
     from dsft.templates import detect_template, get_template
+    from dsft.templates.inspect import print_rendered
 
     cfg = load_config(config, set_)
     conversation = _pick_conversation(source, index, cfg)
@@ -107,40 +110,10 @@ def inspect_command(
     if name == "auto":
         name = detect_template(loaded)
     rendered = get_template(name, loaded).render_train(conversation, loaded, cfg.template.masking, thinking)
-    print_rendered(rendered, loaded, name)
-
-
-def supervised_runs(rendered: Any, tokenizer: Any) -> list[tuple[str, bool]]:
-    """The rendered text as (text, supervised) runs of consecutive tokens with the same flag."""
-    runs: list[tuple[str, bool]] = []
-    start = 0
-    flags = rendered.supervised
-    for end in range(1, len(flags) + 1):
-        if end == len(flags) or flags[end] != flags[start]:
-            runs.append((tokenizer.decode(rendered.input_ids[start:end]), flags[start]))
-            start = end
-    return runs
-
-
-def print_rendered(rendered: Any, tokenizer: Any, template_name: str) -> None:
-    """Print the render with supervised text highlighted, then the token counts."""
-    from rich.console import Console
-    from rich.text import Text
-
-    console = Console(highlight=False)
-    # Without a terminal (pipes, logs) colour is lost, so supervised runs are bracketed with ⟦ ⟧ instead.
-    plain = not console.is_terminal
-    text = Text()
-    for chunk, supervised in supervised_runs(rendered, tokenizer):
-        if plain and supervised:
-            chunk = f"⟦{chunk}⟧"
-        text.append(chunk, style="bold black on green" if supervised else "dim")
-    marking = "marked ⟦like this⟧" if plain else "highlighted"
-    console.print(f"template: {template_name}   (supervised text {marking}; the rest is context)")
-    console.print(text, soft_wrap=True)
-    supervised = sum(rendered.supervised)
-    total = len(rendered.input_ids)
-    console.print(f"tokens: {total}  supervised: {supervised}  unsupervised: {total - supervised}")
+    console = Console()
+    console.print(f"template: {name}   masking: {cfg.template.masking}   record: {conversation.meta.get('origin', index)}",
+                  highlight=False, markup=False, soft_wrap=True)
+    print_rendered(rendered, loaded, console)  # the text with supervised tokens marked, then the counts
 
 
 def register(app: typer.Typer) -> None:

@@ -84,7 +84,11 @@ class DataConfig(Section):
         "keep", description="Reasoning policy: keep chain of thought, drop it, or mix think/no-think samples."
     )
     think_ratio: float = Field(0.75, ge=0, le=1, description="With reasoning=mix: share of samples keeping it.")
-    num_proc: int | None = Field(None, ge=1, description="Processes for tokenization (default: CPU count).")
+    num_proc: int | None = Field(
+        None, ge=1,
+        description="Processes for tokenization (datasets map). Default: one process for fast tokenizers (their "
+        "batch encoding already uses every core), the CPU count for slow ones.",
+    )
     clean: CleanConfig = Field(default_factory=CleanConfig, description="Cleaning steps.")
 
     @model_validator(mode="after")

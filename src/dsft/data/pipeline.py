@@ -78,19 +78,22 @@ def prepare(cfg: DsftConfig, tokenizer: Any, out_dir: str | Path, inputs: list[s
     if not sources["train"]:
         raise DataError("no training data: pass input files (dsft data prepare INPUT...) or set data.train")
     ledger = _Ledger()
-    pools = _ingest_pools(sources, cfg, ledger, out)
-    pools = _rewrite(pools, cfg, ledger)
-    pools = _deduplicate(pools, cfg, ledger)
-    tokens = _count(pools, tokenizer, cfg)
-    pools = _filter(pools, tokens, cfg, ledger)
-    splits = _split(pools, sources, cfg)
-    splits["train"] = _balance(splits["train"], cfg, ledger)
-    contamination = _contamination(splits, cfg, ledger)
+    clock = _Stopwatch()
+    pools = clock("read_validate", _ingest_pools, sources, cfg, ledger, out)
+    pools = clock("rewrite", _rewrite, pools, cfg, ledger)
+    pools = clock("dedup", _deduplicate, pools, cfg, ledger)
+    tokens = clock("tokenize", _count, pools, tokenizer, cfg)
+    pools = clock("filter", _filter, pools, tokens, cfg, ledger)
+    splits = clock("split", _split, pools, sources, cfg)
+    splits["train"] = clock("balance", _balance, splits["train"], cfg, ledger)
+    contamination = clock("contamination", _contamination, splits, cfg, ledger)
     before_policy = reasoning_stats(splits["train"], [tokens[id(c)][1].reasoning for c in splits["train"]])
-    splits = _reasoning(splits, tokens, cfg)
-    report = _report(sources, splits, tokens, ledger, contamination, before_policy, cfg, out)
+    splits = clock("reasoning_policy", _reasoning, splits, tokens, cfg)
+    report = clock("report", _report, sources, splits, tokens, ledger, contamination, before_policy, cfg, out)
+    clock("write", _write, out, splits, ledger)
     report["seconds"] = round(time.perf_counter() - started, 2)
-    _write(out, splits, ledger, report)
+    report["step_seconds"] = clock.seconds
+    _write_report(out, report)
     if report["kept"] == 0:
         raise DataError(
             f"no records left to train on: read {report['read']}, rejected {report['rejected']}, "
@@ -261,11 +264,28 @@ def _report(
     }
 
 
-def _write(out: Path, splits: dict[str, list[Conversation]], ledger: _Ledger, report: dict[str, Any]) -> None:
+class _Stopwatch:
+    """Wall time per pipeline stage (seconds), reported as ``step_seconds``."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str, function: Any, *args: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return function(*args)
+        finally:
+            self.seconds[name] = round(time.perf_counter() - started, 3)
+
+
+def _write(out: Path, splits: dict[str, list[Conversation]], ledger: _Ledger) -> None:
     for name in SPLITS:
         write_jsonl(splits[name], out / f"{name}.jsonl")
     write_rejections(ledger.rejections, out / "rejects.jsonl")
     write_removed(ledger.removed, out / "removed.jsonl")
+
+
+def _write_report(out: Path, report: dict[str, Any]) -> None:
     (out / REPORT_FILE).write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     (out / "data_report.md").write_text(render_markdown(report), encoding="utf-8")
 

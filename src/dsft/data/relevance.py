@@ -7,10 +7,11 @@
 from __future__ import annotations
 
 import re
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from dsft.data.clean import Removed, StepResult, source_of
 from dsft.data.conversation import Conversation
@@ -100,11 +101,37 @@ class ContaminationReport:
         }
 
 
-def _ngrams(text: str, n: int) -> Iterable[tuple[str, ...]]:
+def _ngram_hashes(text: str, n: int) -> tuple[np.ndarray, list[str]]:
+    """64-bit hashes of every run of ``n`` units (a shorter text is one n-gram of its own), and the units.
+
+    Units are hashed with Python's ``hash`` (salted per process, but both sides are hashed in this
+    one process) and combined with a rolling polynomial in numpy, so 100k documents take seconds.
+    """
     tokens = units(text)
-    if len(tokens) < n:
-        return [tuple(tokens)] if tokens else []  # a short text is its own n-gram (exact overlap only)
-    return (tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+    if not tokens:
+        return np.zeros(0, dtype=np.uint64), tokens
+    ids = np.fromiter(map(hash, tokens), dtype=np.int64, count=len(tokens)).view(np.uint64)
+    width = min(n, len(ids))
+    count = len(ids) - width + 1
+    hashes = np.full(count, width, dtype=np.uint64)  # seeded with the width: short texts only match short texts
+    for offset in range(width):
+        hashes = hashes * np.uint64(0x100000001B3) + ids[offset:offset + count]
+    return hashes, tokens
+
+
+def _eval_ngram_owners(evaluation: Sequence[Conversation], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted n-gram hashes of the evaluation set (boilerplate excluded) and, for each, its first owner."""
+    per_document = [np.unique(_ngram_hashes(conversation_text(c), n)[0]) for c in evaluation]
+    if not any(len(h) for h in per_document):
+        return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
+    hashes = np.concatenate(per_document)
+    owners = np.concatenate([np.full(len(h), i, dtype=np.int64) for i, h in enumerate(per_document)])
+    unique, first, counts = np.unique(hashes, return_index=True, return_counts=True)
+    # An n-gram found in several evaluation conversations is boilerplate (a question template, a
+    # system prompt), not leaked content: counting it would flag every templated record.
+    boilerplate_min = max(2, int(len(evaluation) * BOILERPLATE_SHARE) + 1)
+    keep = counts < boilerplate_min
+    return unique[keep], owners[first[keep]]
 
 
 def check_contamination(
@@ -116,28 +143,21 @@ def check_contamination(
     N-grams shared by more than 1% of the evaluation conversations (and at least two) are ignored as
     boilerplate.
     """
-    owner: dict[tuple[str, ...], Conversation] = {}
-    spread: Counter[tuple[str, ...]] = Counter()
-    for conversation in evaluation:
-        grams = set(_ngrams(conversation_text(conversation), ngram))
-        spread.update(grams)
-        for gram in grams:
-            owner.setdefault(gram, conversation)
-    # An n-gram found in several evaluation conversations is boilerplate (a question template, a
-    # system prompt), not leaked content: counting it would flag every templated record.
-    boilerplate_min = max(2, int(len(evaluation) * BOILERPLATE_SHARE) + 1)
-    for gram, count in spread.items():
-        if count >= boilerplate_min:
-            del owner[gram]
+    known, owners = _eval_ngram_owners(evaluation, ngram)
     report = ContaminationReport(ngram)
-    if not owner:
+    if not len(known):
         return report
     for conversation in train:
-        for gram in _ngrams(conversation_text(conversation), ngram):
-            if gram in owner:
-                shown = " ".join(gram)[:60]
-                report.contaminated.append((conversation, f"shares {ngram}-gram '{shown}' with {source_of(owner[gram])}"))
-                break
+        hashes, tokens = _ngram_hashes(conversation_text(conversation), ngram)
+        if not len(hashes):
+            continue
+        slots = np.minimum(np.searchsorted(known, hashes), len(known) - 1)
+        hits = np.flatnonzero(known[slots] == hashes)
+        if len(hits):
+            start = int(hits[0])
+            shown = " ".join(tokens[start:start + ngram])[:60]
+            owner = evaluation[int(owners[slots[start]])]
+            report.contaminated.append((conversation, f"shares {ngram}-gram '{shown}' with {source_of(owner)}"))
     return report
 
 

@@ -78,7 +78,21 @@ def _message_problems(message: Message, where: str) -> list[str]:
         problems.append(f"{where}.content: empty {message.role} message")
     if message.tool_calls and message.role != "assistant":
         problems.append(f"{where}.tool_calls: only assistant messages may call tools")
+    for number, call in enumerate(message.tool_calls or []):
+        problems += _tool_call_problems(call, f"{where}.tool_calls[{number}]")
     return problems
+
+
+def _tool_call_problems(call: Any, where: str) -> list[str]:
+    """OpenAI form: ``{"type": "function", "function": {"name": str, "arguments": str | object}}``."""
+    function = call.get("function") if isinstance(call, dict) else None
+    if not isinstance(function, dict):
+        return [f"{where}: expected {{'type': 'function', 'function': {{'name', 'arguments'}}}}"]
+    if not isinstance(function.get("name"), str) or not function["name"].strip():
+        return [f"{where}.function.name: expected a non-empty string"]
+    if not isinstance(function.get("arguments", "{}"), (str, dict)):
+        return [f"{where}.function.arguments: expected a JSON string or an object"]
+    return []
 
 
 def _think_problems(message: Message, where: str) -> list[str]:

@@ -1,0 +1,65 @@
+"""dsft data prepare / inspect end to end, and their user errors (one message, exit code 2)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dsft.cli.app import main
+from dsft.data.samples import sample_path
+
+
+def run(argv: list[str], capsys) -> tuple[int, str, str]:
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_prepare_then_inspect_the_prepared_dir(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "prepared"
+    code, stdout, err = run(["data", "prepare", str(sample_path("reservoirs")), "--out", str(out),
+                             "--tokenizer", "deepseek", "--set", "data.test_ratio=0.1"], capsys)
+    assert code == 0, err
+    assert "read" in stdout and "200" in stdout and "train" in stdout
+    report = json.loads((out / "data_report.json").read_text())
+    assert report["splits"] == {"train": 160, "val": 20, "test": 20}
+    first = json.loads((out / "train.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    code, stdout, err = run(["data", "inspect", str(out), "--template", "deepseek-r1", "--tokenizer", "deepseek"], capsys)
+    assert code == 0, err
+    answer = first["messages"][-1]["content"]
+    assert f"{answer}<｜end▁of▁sentence｜>⟧" in stdout  # the answer and its EOS are supervised
+    assert "⟦<｜User｜>" not in stdout and "supervised⟧" in stdout
+
+
+def test_inspect_any_format_file_with_a_tiny_model_tokenizer(tiny_model_dir, fixtures_dir: Path, capsys) -> None:
+    model = tiny_model_dir("tiny-r1-distill-qwen")
+    code, stdout, err = run(["data", "inspect", str(fixtures_dir / "cot.jsonl"), "--tokenizer", str(model)], capsys)
+    assert code == 0, err
+    assert "template: deepseek-r1" in stdout  # detected from the model's files
+    assert "⟦Normal is about 37 °C" in stdout and "Yes, 39 °C is a fever." in stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [(["data", "prepare", "{tmp}/absent.jsonl", "--out", "{tmp}/o", "--tokenizer", "deepseek"], "no such file"),
+     (["data", "prepare", "{bad}", "--out", "{tmp}/o", "--tokenizer", "deepseek", "--set", "data.on_error=fail"],
+      "1 invalid record(s)"),
+     (["data", "prepare", "{bad}", "--out", "{tmp}/o", "--tokenizer", "deepseek", "--set", "data.format=nope"],
+      "data.format"),
+     (["data", "inspect", "{bad}", "--index", "5", "--tokenizer", "deepseek", "--template", "deepseek-v3"],
+      "no record at --index 5"),
+     (["data", "inspect", "{bad}", "--index", "1", "--tokenizer", "deepseek", "--template", "deepseek-v3"],
+      "record 1 is invalid"),
+     (["data", "inspect", "{bad}", "--tokenizer", "deepseek", "--template", "nope"], "unknown template")],
+)
+def test_user_errors_exit_2_without_traceback(tmp_path: Path, capsys, argv: list[str], message: str) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "p", "completion": "c"}\n{"prompt": "p"}\n')
+    argv = [a.format(tmp=tmp_path, bad=bad) for a in argv]
+    code, stdout, err = run(argv, capsys)
+    assert code == 2, (stdout, err)
+    assert message in err and "Traceback" not in err
