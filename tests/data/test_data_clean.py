@@ -117,3 +117,15 @@ def test_token_lengths_multiprocess_equals_in_process(tokenizer, monkeypatch) ->
     monkeypatch.setattr(tokens_module, "_MULTIPROCESS_MIN_TEXTS", 10)
     assert token_lengths(texts, tokenizer, num_proc=2) == single
     assert single == [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+
+
+def test_parallel_signatures_equal_sequential(monkeypatch) -> None:
+    from dsft.data import near_dedup as module
+
+    texts = [f"document {i} " + "水库" * (i % 7) + "words " * (i % 11) for i in range(60)]
+    hasher = module.MinHasher()
+    sequential = module.compute_signatures(texts, hasher, processes=1)
+    monkeypatch.setattr(module, "_PARALLEL_MIN_TEXTS", 10)
+    monkeypatch.setattr(module, "_SIGNATURE_CHUNK", 7)
+    assert (module.compute_signatures(texts, hasher, processes=2) == sequential).all()
+    assert sequential.shape == (60, module.DEFAULT_NUM_PERM)

@@ -1,0 +1,8 @@
+"""Data: read any seed format, normalise to Conversation, validate, clean, split, and account for it all.
+
+Modules, in pipeline order: ``readers`` (files -> raw records with file:line), ``formats`` (raw record ->
+Conversation), ``validate`` (problems per record), ``ingest`` (the three together, rejections kept),
+``clean`` / ``near_dedup`` / ``relevance`` (pure steps returning kept + removed-with-reason),
+``tokens`` (token counts with the model tokenizer), ``split``, ``reasoning_policy``, ``report`` and
+``pipeline`` (``prepare`` / ``load_prepared``). ``samples`` ships the demo data. See docs/data.md.
+"""

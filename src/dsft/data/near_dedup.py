@@ -94,6 +94,32 @@ def estimated_jaccard(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(a == b))
 
 
+_PARALLEL_MIN_TEXTS = 20_000  # below this, starting workers costs more than it saves
+_SIGNATURE_CHUNK = 2_000
+
+
+def _signature_chunk(job: tuple[MinHasher, list[str]]) -> np.ndarray:
+    hasher, texts = job
+    return np.stack([hasher.signature(t) for t in texts]) if texts else np.zeros((0, hasher.num_perm), np.uint64)
+
+
+def compute_signatures(texts: Sequence[str], hasher: MinHasher, processes: int | None = None) -> np.ndarray:
+    """Signatures of all texts, one row each; large inputs use one forked process per CPU.
+
+    Signatures depend only on the text and the hasher's seed, so the result is the same either way.
+    """
+    import multiprocessing
+    import os
+
+    workers = processes or os.cpu_count() or 1
+    can_fork = "fork" in multiprocessing.get_all_start_methods()
+    if workers == 1 or len(texts) < _PARALLEL_MIN_TEXTS or not can_fork:
+        return _signature_chunk((hasher, list(texts)))
+    jobs = [(hasher, list(texts[i:i + _SIGNATURE_CHUNK])) for i in range(0, len(texts), _SIGNATURE_CHUNK)]
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        return np.concatenate(pool.map(_signature_chunk, jobs))
+
+
 def near_duplicate_groups(
     texts: Sequence[str], threshold: float, num_perm: int = DEFAULT_NUM_PERM, shingle: int = DEFAULT_SHINGLE
 ) -> list[int]:
@@ -103,7 +129,7 @@ def near_duplicate_groups(
     """
     hasher = MinHasher(num_perm, shingle)
     index = _lsh(threshold, num_perm)
-    signatures: list[np.ndarray] = []
+    signatures = compute_signatures(texts, hasher)
     parent = list(range(len(texts)))
 
     def root(i: int) -> int:
@@ -112,9 +138,7 @@ def near_duplicate_groups(
             i = parent[i]
         return i
 
-    for position, text in enumerate(texts):
-        signature = hasher.signature(text)
-        signatures.append(signature)
+    for position, signature in enumerate(signatures):
         minhash = _as_minhash(signature, hasher)
         for candidate in index.query(minhash):
             if estimated_jaccard(signature, signatures[candidate]) >= threshold:
@@ -136,8 +160,8 @@ def near_dedup(
     index = _lsh(threshold, num_perm)
     kept_signatures: list[np.ndarray] = []
     result = StepResult(kept=[])
-    for conversation in conversations:
-        signature = hasher.signature(similarity_text(conversation))
+    signatures = compute_signatures([similarity_text(c) for c in conversations], hasher)
+    for conversation, signature in zip(conversations, signatures):
         minhash = _as_minhash(signature, hasher)
         match = None
         for candidate in index.query(minhash):
