@@ -67,6 +67,7 @@ class MetricsCallback(TrainerCallback):
         self.elapsed_offset = 0.0
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        self.counter.start = time.perf_counter()  # throughput counts training, not model loading
         if not state.is_world_process_zero:
             return
         previous = truncate_metrics(self.path, state.global_step)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from transformers import TrainerCallback
+from transformers.trainer_callback import PrinterCallback
 
 from dsft.config import DsftConfig
 from dsft.errors import DsftError
@@ -63,6 +64,9 @@ def run_training(
     if not splits["train"].examples:
         raise DsftError("no training examples left after preparation; see data_report.json in the run directory")
 
+    from transformers import set_seed
+
+    set_seed(cfg.train.seed)  # before the adapter is created: LoRA A matrices are drawn from this RNG
     model = build_model(cfg, model_dir)
     args = build_training_arguments(cfg, run_dir, has_eval=bool(splits["val"].examples),
                                     n_train_examples=len(splits["train"].examples), model=model)
@@ -87,40 +91,39 @@ def run_training(
         train_dataset=make_train_dataset(splits["train"].examples, cfg.train, seed=cfg.train.seed),
         eval_dataset=make_train_dataset(splits["val"].examples, cfg.train, seed=cfg.train.seed)
         if splits["val"].examples else None,
-        data_collator=make_collator(cfg.train, tokenizer),
+        data_collator=make_collator(cfg.train, tokenizer, getattr(model.config, "_attn_implementation", None)),
         processing_class=tokenizer,
         callbacks=callbacks,
         loss_chunk_size=cfg.train.loss_chunk_size,
         token_counter=counter,
     )
-    write_run_info(
-        run_dir, template=template_name, base_model=str(model_dir), model_name_or_path=cfg.model.name_or_path,
-        method=cfg.train.method, masking=cfg.template.masking, thinking=cfg.template.thinking,
-        status="running", resumed_from=str(checkpoint) if checkpoint else None,
-        examples={k: len(v.examples) for k, v in splits.items()},
-        dropped={k: v.dropped for k, v in splits.items() if v.dropped},
-    )
+    # dsft logs through metrics.jsonl and its own progress bar; the Trainer's dict printer is noise.
+    trainer.remove_callback(PrinterCallback)
+    info: dict[str, Any] = {
+        "template": template_name, "base_model": str(model_dir), "model_name_or_path": cfg.model.name_or_path,
+        "method": cfg.train.method, "masking": cfg.template.masking, "thinking": cfg.template.thinking,
+        "resumed_from": str(checkpoint) if checkpoint else None,
+        "examples": {k: len(v.examples) for k, v in splits.items()},
+        "dropped": {k: v.dropped for k, v in splits.items() if v.dropped},
+    }
+    write_run_info(run_dir, **info, status="running")
     try:
         output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     except DsftError:
         metrics.close()
         _close_progress(callbacks)
-        write_run_info(run_dir, template=template_name, base_model=str(model_dir),
-                       model_name_or_path=cfg.model.name_or_path, method=cfg.train.method, status="failed")
+        write_run_info(run_dir, **info, status="failed")
         raise
     final_dir = _save_final(trainer, tokenizer, template, run_dir)
     metrics.close()
     rows = read_metrics(run_dir / "metrics.jsonl")
     evals = [r["eval_loss"] for r in rows if "eval_loss" in r]
     best = trainer.state.best_metric if cfg.eval.metric == "eval_loss" else None
+    stopped_early = should_stop is not None and trainer.state.global_step < trainer.state.max_steps
     write_run_info(
-        run_dir, template=template_name, base_model=str(model_dir), model_name_or_path=cfg.model.name_or_path,
-        method=cfg.train.method, masking=cfg.template.masking, thinking=cfg.template.thinking,
-        status="stopped" if should_stop is not None and trainer.state.global_step < trainer.state.max_steps
-        else "finished",
+        run_dir, **info, status="stopped" if stopped_early else "finished",
         global_step=trainer.state.global_step, best_checkpoint=trainer.state.best_model_checkpoint,
         final=str(final_dir.relative_to(run_dir)),
-        examples={k: len(v.examples) for k, v in splits.items()},
     )
     return RunResult(
         run_dir=run_dir, final_dir=final_dir, global_step=trainer.state.global_step,

@@ -86,19 +86,19 @@ def build_model(cfg: DsftConfig, model_dir: Path) -> Any:
         dtype = "float32" if method == "full" or precision == "fp32" else {"bf16": "bfloat16", "fp16": "float16"}[precision]
     model = load_model(
         model_dir, dtype=dtype, attn_implementation=cfg.model.attn_implementation,
-        quantization="4bit" if method == "qlora" else None,
+        quantization="4bit" if method == "qlora" else None, trust_remote_code=cfg.model.trust_remote_code,
     )
     # A KV cache object disables the packed block-causal mask in sdpa/eager (see training/collators.py).
     model.config.use_cache = False
     if method == "full":
         return model
-    from peft import get_peft_model, prepare_model_for_kbit_training
+    from peft import prepare_model_for_kbit_training
 
-    from dsft.models.lora import build_lora_config
+    from dsft.models.lora import apply_lora
 
     if method == "qlora":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.train.gradient_checkpointing)
-    model = get_peft_model(model, build_lora_config(cfg.lora, model))
+    model = apply_lora(model, cfg.lora)
     if cfg.train.gradient_checkpointing:
         model.enable_input_require_grads()
     return model
