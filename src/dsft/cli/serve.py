@@ -21,31 +21,36 @@ def _default_served_name(model_or_run: str) -> str:
 def serve(
     model_or_run: str = typer.Argument(..., help="Model directory, tiny preset, hub id, or a run directory."),
     adapter: list[str] = typer.Option([], "--adapter", help=ADAPTER_HELP),
-    host: str = typer.Option("127.0.0.1", "--host", help="Bind address (loopback by default)."),
-    port: int = typer.Option(8000, "--port", help="Port."),
+    host: str | None = typer.Option(None, "--host", help="Bind address [default: 127.0.0.1, loopback]."),
+    port: int | None = typer.Option(None, "--port", help="Port [default: 8000]."),
     api_key: str | None = typer.Option(None, "--api-key", envvar="DSFT_API_KEY",
                                        help="Require `Authorization: Bearer KEY` on every endpoint but /health."),
     served_model_name: str | None = typer.Option(None, "--served-model-name",
                                                  help="Name clients use as `model` (default: the directory name)."),
-    engine: str = typer.Option("transformers", "--engine", help="transformers (in-process) or vllm (GPU)."),
+    engine: str | None = typer.Option(None, "--engine", help="transformers (in-process, default) or vllm (GPU)."),
     tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", help="GPUs per model (vllm engine)."),
     max_model_len: int | None = typer.Option(None, "--max-model-len", help="Context length cap (tokens)."),
-    max_tokens: int = typer.Option(2048, "--max-tokens", help="Largest max_tokens a request may ask for."),
-    max_queue: int = typer.Option(64, "--max-queue", help="Queued requests before answering 503."),
-    max_batch: int = typer.Option(8, "--max-batch", help="Requests generated together in one batch."),
+    max_tokens: int | None = typer.Option(None, "--max-tokens", help="Largest max_tokens a request may ask for."),
+    max_queue: int | None = typer.Option(None, "--max-queue", help="Queued requests before answering 503."),
+    max_batch: int | None = typer.Option(None, "--max-batch", help="Requests generated together in one batch."),
     quantize: str | None = typer.Option(None, "--quantize", help="int8: dynamic int8 weights for CPU serving."),
     dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16."),
+    config: Path | None = typer.Option(None, "--config", help="YAML whose `serve:` section gives the defaults."),
     dry_run: bool = typer.Option(False, "--dry-run", help="vllm engine: print the command instead of running it."),
 ) -> None:
     """Serve an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models, /generate, /health)."""
+    from dsft.config import load_config
     from dsft.errors import DsftError
     from dsft.serve.settings import ServeSettings
 
+    serve_cfg = load_config(config).serve  # the schema's defaults when no file is given
+    engine = engine or serve_cfg.engine
     if engine not in ("transformers", "vllm"):
         raise DsftError(f"--engine {engine}: choose transformers or vllm")
-    settings = ServeSettings(
-        served_model_name=served_model_name or _default_served_name(model_or_run), api_key=api_key, host=host,
-        port=port, max_queue=max_queue, max_batch=max_batch, max_tokens=max_tokens, max_model_len=max_model_len,
+    settings = ServeSettings.from_config(
+        serve_cfg, host=host, port=port, api_key=api_key, max_queue=max_queue, max_batch=max_batch,
+        max_tokens=max_tokens, max_model_len=max_model_len,
+        served_model_name=served_model_name or serve_cfg.served_model_name or _default_served_name(model_or_run),
     )
     if engine == "vllm":
         _serve_vllm(model_or_run, adapter, settings, tensor_parallel_size, dry_run)

@@ -74,7 +74,7 @@ def create_app(engine: TransformersEngine, settings: ServeSettings) -> FastAPI:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         if body.stream:
             events = responses.chat_stream(stream, model_name, len(prompt_ids), split, include_usage)
-            return _sse(events, stream)
+            return _GenerationStream(events, stream)
         result = await stream.collect()
         return responses.chat_completion(result, model_name, len(prompt_ids), split)
 
@@ -88,7 +88,7 @@ def create_app(engine: TransformersEngine, settings: ServeSettings) -> FastAPI:
         model_name = body.model or settings.served_model_name
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return _sse(responses.completion_stream(stream, model_name, len(prompt_ids), include_usage), stream)
+            return _GenerationStream(responses.completion_stream(stream, model_name, len(prompt_ids), include_usage), stream)
         result = await stream.collect()
         return responses.completion(result, model_name, len(prompt_ids))
 
@@ -172,17 +172,26 @@ def _submit(engine: TransformersEngine, request: GenerationRequest) -> RequestSt
         raise ApiError(503, str(exc), code="server_busy") from exc
 
 
-def _sse(events: AsyncIterator[dict[str, Any]], stream: RequestStream) -> StreamingResponse:
-    """Server-sent events: one ``data: JSON`` line per chunk, then ``data: [DONE]``."""
+class _GenerationStream(StreamingResponse):
+    """Server-sent events that stop their request's generation however the response ends.
 
-    async def body() -> AsyncIterator[str]:
+    Cancelling here, around the whole response, also covers a client that leaves before the first
+    chunk (a body generator that never started would never run its ``finally``).
+    """
+
+    def __init__(self, events: AsyncIterator[dict[str, Any]], stream: RequestStream) -> None:
+        super().__init__(_sse_lines(events), media_type="text/event-stream")
+        self._stream = stream
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
-            async for chunk in events:
-                yield f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
-            yield "data: [DONE]\n\n"
+            await super().__call__(scope, receive, send)
         finally:
-            # Runs too when the client disconnects mid-stream: stop spending tokens on it.
-            stream.cancel()
+            self._stream.cancel()
 
-    return StreamingResponse(body(), media_type="text/event-stream")
 
+async def _sse_lines(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[str]:
+    """One ``data: JSON`` line per chunk, then ``data: [DONE]``."""
+    async for chunk in events:
+        yield f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
+    yield "data: [DONE]\n\n"

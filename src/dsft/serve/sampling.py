@@ -63,6 +63,8 @@ def _sample_row(
     distributions need the full sort over the vocabulary.
     """
     top_probs, top_ids = candidates
+    if top_p >= 1.0:  # no nucleus: no sort needed
+        return torch.multinomial(scaled.softmax(dim=-1), 1, generator=generator)[0]
     if float(top_probs.sum()) >= top_p:
         choice = torch.multinomial(nucleus(top_probs, top_p), 1, generator=generator)
         return top_ids[choice[0]]

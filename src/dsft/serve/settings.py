@@ -32,6 +32,7 @@ class ServeSettings:
     def from_config(cls, serve_cfg: Any, **overrides: Any) -> "ServeSettings":
         """Build from a :class:`dsft.config.schema.ServeConfig`; ``overrides`` that are None are ignored."""
         values: dict[str, Any] = {
+            "served_model_name": serve_cfg.served_model_name or cls.served_model_name,
             "api_key": serve_cfg.api_key,
             "host": serve_cfg.host,
             "port": serve_cfg.port,
@@ -39,7 +40,5 @@ class ServeSettings:
             "max_batch": serve_cfg.max_batch,
             "max_tokens": serve_cfg.max_tokens,
         }
-        if serve_cfg.served_model_name:
-            values["served_model_name"] = serve_cfg.served_model_name
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)
