@@ -89,3 +89,27 @@ def test_failed_load_is_reported_by_health() -> None:
         health = httpx.get(server.base_url + "/health")
     assert health.status_code == 503
     assert health.json() == {"status": "error", "error": "/models/x: could not load the model (no weights)"}
+
+
+def test_generation_failure_is_a_500_in_openai_shape(tokenizer: Any) -> None:
+    import json
+
+    from dsft.serve.engine import TransformersEngine
+    from dsft.serve.settings import ServeSettings
+
+    serving = scripted_serving(tokenizer, "never", "deepseek-r1")
+
+    def broken_forward(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    serving.model.forward = broken_forward
+    ask = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    with run_live(TransformersEngine(lambda: serving), ServeSettings(served_model_name="m")) as server:
+        with pytest.raises(openai.InternalServerError) as failed:
+            server.client().chat.completions.create(**ask)
+        streamed = httpx.post(server.base_url + "/v1/chat/completions", json={**ask, "stream": True}).text
+    assert failed.value.status_code == 500
+    assert "simulated" in failed.value.body["message"] and failed.value.body["type"] == "server_error"
+    events = [line.removeprefix("data: ") for line in streamed.splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    assert "simulated" in json.loads(events[-2])["error"]["message"]

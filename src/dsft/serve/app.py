@@ -9,6 +9,7 @@ engine, so the engine only ever sees work it can do.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
@@ -21,7 +22,7 @@ from dsft.errors import DsftError
 from dsft.serve import responses
 from dsft.serve.engine import EngineBusy, RequestStream, TransformersEngine
 from dsft.serve.generation import GenerationRequest
-from dsft.serve.openai_errors import ApiError, install_error_handlers
+from dsft.serve.openai_errors import ApiError, error_body, install_error_handlers
 from dsft.serve.prompts import (
     conversation_from_messages, generation_starts_in_reasoning, render_chat_prompt, tokenize_prompt,
 )
@@ -30,6 +31,8 @@ from dsft.serve.protocol import (
 )
 from dsft.serve.serving_model import ServingModel
 from dsft.serve.settings import ServeSettings
+
+log = logging.getLogger(__name__)
 
 
 def create_app(engine: TransformersEngine, settings: ServeSettings) -> FastAPI:
@@ -191,7 +194,11 @@ class _GenerationStream(StreamingResponse):
 
 
 async def _sse_lines(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[str]:
-    """One ``data: JSON`` line per chunk, then ``data: [DONE]``."""
-    async for chunk in events:
-        yield f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
+    """One ``data: JSON`` line per chunk, then ``data: [DONE]``; a failure mid-stream becomes an error event."""
+    try:
+        async for chunk in events:
+            yield f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
+    except Exception as exc:  # noqa: BLE001 - the status line is gone; tell the client in the stream
+        log.error("streamed generation failed: %s", exc, exc_info=exc)
+        yield f"data: {json.dumps(error_body(500, f'internal error: {type(exc).__name__}: {exc}'))}\n\n"
     yield "data: [DONE]\n\n"

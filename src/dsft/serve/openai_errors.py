@@ -6,12 +6,15 @@ friends), so every non-2xx answer of the server uses it, including FastAPI's own
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
 
 # HTTP status -> OpenAI error type (the names OpenAI's API itself uses).
 _ERROR_TYPES = {
@@ -72,6 +75,12 @@ def install_error_handlers(app: FastAPI) -> None:
         # OpenAI and vLLM answer malformed bodies with 400, not FastAPI's default 422.
         message, param = _validation_message(exc)
         return error_response(400, message, param, "invalid_request")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # A bug or a failed generation: say so in the clients' shape; the traceback goes to the log.
+        log.error("request failed: %s", exc, exc_info=exc)
+        return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -24,9 +24,9 @@ def build_engine(
     from dsft.export.source import resolve_source
 
     adapters = parse_adapter_args(adapter_specs)
-    resolve_source(model_or_run)  # raises DsftError now rather than in the background loader
+    source = resolve_source(model_or_run)  # raises DsftError now rather than in the background loader
     load = functools.partial(
-        load_serving_model, model_or_run, adapters, quantize=quantize, device=device, dtype=dtype,
+        load_serving_model, source, adapters, quantize=quantize, device=device, dtype=dtype,
         max_model_len=settings.max_model_len,
     )
     return TransformersEngine(load, max_queue=settings.max_queue, max_batch=settings.max_batch)

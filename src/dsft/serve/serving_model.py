@@ -11,10 +11,13 @@ import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from dsft.errors import DsftError
 from dsft.serve.sampling import SamplingParams
+
+if TYPE_CHECKING:
+    from dsft.export.source import ExportSource
 
 RUN_ADAPTER_NAME = "run"
 
@@ -119,14 +122,14 @@ def _attach_adapters(model: Any, adapters: dict[str, Path]) -> Any:
 
 
 def load_serving_model(
-    model_or_run: str, extra_adapters: dict[str, Path] | None = None, quantize: str | None = None,
+    model_or_run: "str | ExportSource", extra_adapters: dict[str, Path] | None = None, quantize: str | None = None,
     device: str | None = None, dtype: str = "auto", max_model_len: int | None = None,
 ) -> ServingModel:
-    """Resolve and load ``MODEL_OR_RUN`` plus named adapters; ``quantize="int8"`` for CPU serving."""
+    """Load ``MODEL_OR_RUN`` (or its already resolved source) plus named adapters; ``quantize="int8"`` for CPU."""
     from dsft.export.source import resolve_source
     from dsft.models.loading import align_special_tokens, load_model, load_tokenizer
 
-    source = resolve_source(model_or_run)
+    source = resolve_source(model_or_run) if isinstance(model_or_run, str) else model_or_run
     adapters: dict[str, Path] = {}
     if source.adapter_dir is not None:
         adapters[RUN_ADAPTER_NAME] = source.adapter_dir
