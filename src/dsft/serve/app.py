@@ -17,7 +17,6 @@ from typing import Any, AsyncIterator
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from dsft.data.conversation import Conversation
 from dsft.errors import DsftError
 from dsft.serve import responses
 from dsft.serve.engine import EngineBusy, RequestStream, TransformersEngine
@@ -66,13 +65,9 @@ def create_app(engine: TransformersEngine, settings: ServeSettings) -> FastAPI:
     @app.post("/v1/chat/completions", dependencies=guarded)
     async def chat_completions(body: ChatCompletionRequest) -> Any:
         serving = _serving(engine)
-        conversation = conversation_from_messages(body.messages)
-        prompt = _render(serving, conversation, body.thinking())
-        prompt_ids = tokenize_prompt(serving.tokenizer, prompt, add_special_tokens=False)
+        prompt_ids, split = _chat_prompt(serving, body.messages, body.thinking())
         max_tokens = body.max_completion_tokens or body.max_tokens
-        request = _generation_request(serving, settings, body, prompt_ids, max_tokens)
-        split = generation_starts_in_reasoning(serving.template_name, prompt)
-        stream = _submit(engine, request)
+        stream = _submit(engine, _generation_request(serving, settings, body, prompt_ids, max_tokens))
         model_name = body.model or settings.served_model_name
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         if body.stream:
@@ -91,19 +86,17 @@ def create_app(engine: TransformersEngine, settings: ServeSettings) -> FastAPI:
         model_name = body.model or settings.served_model_name
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return _GenerationStream(responses.completion_stream(stream, model_name, len(prompt_ids), include_usage), stream)
+            events = responses.completion_stream(stream, model_name, len(prompt_ids), include_usage)
+            return _GenerationStream(events, stream)
         result = await stream.collect()
         return responses.completion(result, model_name, len(prompt_ids))
 
     @app.post("/generate", dependencies=guarded)
     async def generate(body: GenerateRequest) -> dict[str, Any]:
         serving = _serving(engine)
-        conversation = conversation_from_messages([ChatMessageIn(role="user", content=body.prompt)])
-        prompt = _render(serving, conversation, None)
-        prompt_ids = tokenize_prompt(serving.tokenizer, prompt, add_special_tokens=False)
+        prompt_ids, split = _chat_prompt(serving, [ChatMessageIn(role="user", content=body.prompt)], None)
         request = _generation_request(serving, settings, body, prompt_ids, body.max_tokens)
         result = await _submit(engine, request).collect()
-        split = generation_starts_in_reasoning(serving.template_name, prompt)
         return responses.generate_answer(result, len(prompt_ids), split)
 
     return app
@@ -130,11 +123,15 @@ def _serving(engine: TransformersEngine) -> ServingModel:
     return engine.serving
 
 
-def _render(serving: ServingModel, conversation: Conversation, thinking: bool | None) -> str:
+def _chat_prompt(serving: ServingModel, messages: list[ChatMessageIn], thinking: bool | None) -> tuple[list[int], bool]:
+    """Prompt token ids rendered with the training template, and whether the output holds reasoning."""
+    conversation = conversation_from_messages(messages)
     try:
-        return render_chat_prompt(serving.template_name, serving.tokenizer, conversation, thinking)
+        prompt = render_chat_prompt(serving.template_name, serving.tokenizer, conversation, thinking)
     except DsftError as exc:  # e.g. a role this family has no place for: the client's to fix
         raise ApiError(400, f"messages: {exc}", "messages") from exc
+    prompt_ids = tokenize_prompt(serving.tokenizer, prompt, add_special_tokens=False)
+    return prompt_ids, generation_starts_in_reasoning(serving.template_name, prompt)
 
 
 def _adapter_names(serving: ServingModel) -> list[str]:

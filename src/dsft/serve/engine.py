@@ -63,7 +63,7 @@ class TransformersEngine:
         self.max_queue = max_queue
         self.max_batch = max_batch
         self.serving: ServingModel | None = None
-        self.load_error: BaseException | None = None
+        self.load_error: Exception | None = None
         self._pending: collections.deque[RequestStream] = collections.deque()
         self._wakeup: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -123,7 +123,7 @@ class TransformersEngine:
     async def _load_then_serve(self) -> None:
         try:
             self.serving = await self._loop.run_in_executor(self._executor, self._load)
-        except BaseException as exc:  # reported by /health; the server stays up to say why
+        except Exception as exc:  # noqa: BLE001 - reported by /health; the server stays up to say why
             self.load_error = exc
             log.error("loading the model failed: %s", exc)
             return
