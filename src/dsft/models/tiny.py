@@ -19,6 +19,14 @@ from dsft.errors import DsftError
 from dsft.models import tokenizers
 
 
+# Weight init std (config.initializer_range), as in the real configs. At hidden size 64 it bounds every
+# logit to about +-1.3 (sqrt(64) * 0.02 * sqrt(64)) behind the final RMSNorm, so LoRA, which leaves lm_head
+# and the norms frozen, lowers the loss of a memorised sentence by only ~1 nat (measured, 30 AdamW steps at
+# lr 5e-3, r 8: 11.76 -> 10.58 at 0.02; 11.83 -> 6.13 at 0.1). Export tests bound absolute logit errors
+# of quantized files on the 0.02 scale, so raise this only together with them.
+TINY_INIT_STD = 0.02
+
+
 @dataclass(frozen=True)
 class TinyPreset:
     """A tiny preset: what it mimics and the function that writes it."""
@@ -72,7 +80,7 @@ def _deepseek_v3_config() -> dict[str, Any]:
         "bos_token_id": 0,
         "eos_token_id": 1,
         "use_cache": True,  # as released; training turns it off
-        "initializer_range": 0.02,
+        "initializer_range": TINY_INIT_STD,
     }
 
 
@@ -100,7 +108,7 @@ def _qwen2_config() -> dict[str, Any]:
         "bos_token_id": 151643,
         "eos_token_id": 151643,
         "use_cache": True,
-        "initializer_range": 0.02,
+        "initializer_range": TINY_INIT_STD,
     }
 
 
@@ -125,7 +133,7 @@ def _llama_config() -> dict[str, Any]:
         "bos_token_id": 100000,
         "eos_token_id": 100001,
         "use_cache": True,
-        "initializer_range": 0.02,
+        "initializer_range": TINY_INIT_STD,
     }
 
 
