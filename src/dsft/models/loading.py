@@ -166,7 +166,33 @@ def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> Any:
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         # DeepSeek-LLM ships no pad token. Pad only fills batch rows; labels come from the render mask.
         tokenizer.pad_token = tokenizer.eos_token
+    _honour_add_bos_token(tokenizer, Path(path))
     return tokenizer
+
+
+def _honour_add_bos_token(tokenizer: Any, path: Path) -> None:
+    """Make ``add_bos_token: true`` effective when tokenizer.json's post-processor ignores it.
+
+    transformers 5 loads DeepSeek's ``LlamaTokenizerFast`` files as a byte-level backend that takes BOS
+    handling from tokenizer.json alone; a file whose post-processor is plain ByteLevel then encodes
+    without the BOS the config asks for. Append a BOS template to the post-processor in that case.
+    """
+    config_file = path / "tokenizer_config.json"
+    if not config_file.is_file() or tokenizer.bos_token_id is None:
+        return
+    if not json.loads(config_file.read_text(encoding="utf-8")).get("add_bos_token"):
+        return
+    if tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id]:
+        return
+    from tokenizers import processors
+
+    backend = tokenizer.backend_tokenizer
+    bos, bos_id = tokenizer.bos_token, tokenizer.bos_token_id
+    template = processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B:1",
+                                             special_tokens=[(bos, bos_id)])
+    existing = backend.post_processor
+    backend.post_processor = template if existing is None else processors.Sequence([existing, template])
+    log.info("%s: add_bos_token is true but tokenizer.json adds no BOS; added it", path)
 
 
 def align_special_tokens(model: Any, tokenizer: Any) -> list[str]:
