@@ -1,0 +1,82 @@
+"""One entry point for every export format (what ``dsft export`` calls).
+
+>>> export("runs/r1-lora", "gguf", "exports/r1-q8", dtype="q8_0")  # doctest: +SKIP
+ExportResult(format='gguf', out_dir=PosixPath('exports/r1-q8'), ...)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from dsft.errors import DsftError, UnsupportedError
+from dsft.export.source import ExportSource, resolve_source
+from dsft.export.verify import LogitComparison
+
+EXPORT_FORMATS = ("hf", "adapter", "gguf", "ollama")
+EXPORT_DTYPES = ("auto", "float32", "float16", "bfloat16", "q8_0")
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Where the export went and, when verified, the measured agreement with the trained model."""
+
+    format: str
+    out_dir: Path
+    source: ExportSource
+    comparison: LogitComparison | None
+    files: tuple[str, ...]
+
+
+def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DsftError(f"--out {out_dir}: exists and is not a directory")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise DsftError(f"--out {out_dir}: directory is not empty; choose a new one or pass --overwrite")
+
+
+def export(run_or_model: str | Path, fmt: str, out_dir: str | Path, dtype: str = "auto", verify: bool = True,
+           tolerance: float | None = None, overwrite: bool = False, max_shard_size: str = "5GB",
+           name: str | None = None, echo: Callable[[str], None] = print) -> ExportResult:
+    """Export a run directory (or a model) as ``hf``, ``adapter``, ``gguf`` or ``ollama`` into ``out_dir``.
+
+    Every format is verified against the trained model unless ``verify`` is False; a difference above
+    ``tolerance`` (default per dtype) raises :class:`DsftError` after the files are written, so they can
+    still be inspected.
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise UnsupportedError(f"--format {fmt}: unknown; choose one of {', '.join(EXPORT_FORMATS)}")
+    if dtype not in EXPORT_DTYPES:
+        raise UnsupportedError(f"--dtype {dtype}: unknown; choose one of {', '.join(EXPORT_DTYPES)}")
+    if tolerance is not None and not tolerance > 0:
+        raise DsftError(f"--tolerance must be > 0, got {tolerance}")
+    out = Path(out_dir)
+    _check_out_dir(out, overwrite)
+    source = resolve_source(run_or_model)
+    echo(f"exporting {source.run_dir or source.model_dir} ({source.method}, template {source.template}) "
+         f"as {fmt} to {out}")
+    comparison = _dispatch(source, fmt, out, dtype, verify, tolerance, max_shard_size, name, echo)
+    files = tuple(sorted(p.name for p in out.iterdir())) if out.is_dir() else ()
+    return ExportResult(fmt, out, source, comparison, files)
+
+
+def _dispatch(source: ExportSource, fmt: str, out: Path, dtype: str, verify: bool, tolerance: float | None,
+              max_shard_size: str, name: str | None, echo: Callable[[str], None]) -> LogitComparison | None:
+    if fmt == "hf":
+        from dsft.export.hf import export_hf
+
+        return export_hf(source, out, dtype, verify, tolerance, max_shard_size, echo)
+    if fmt == "adapter":
+        from dsft.export.hf import export_adapter
+
+        if dtype != "auto":
+            raise UnsupportedError(f"--dtype {dtype}: an adapter is copied as trained; drop --dtype")
+        return export_adapter(source, out, verify, tolerance, echo)
+    if fmt == "gguf":
+        from dsft.export.gguf_export import export_gguf
+
+        return export_gguf(source, out, dtype, verify, tolerance, echo).comparison
+    from dsft.export.ollama import export_ollama
+
+    return export_ollama(source, out, dtype, verify, tolerance, name, echo).comparison

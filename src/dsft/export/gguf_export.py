@@ -1,0 +1,136 @@
+"""GGUF export for llama.cpp and Ollama, written with the ``gguf`` package, verified with llama-cpp-python.
+
+The converter works from the loaded (merged) transformers model rather than the checkpoint files, so
+whatever layout transformers uses on disk (fused experts, renamed keys) the tensors are the ones that
+produced the reference logits.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dsft.errors import UnsupportedError
+from dsft.export.gguf_arch import gguf_architecture, iter_gguf_tensors, write_hparams
+from dsft.export.gguf_vocab import build_vocab, write_vocab
+from dsft.export.hf import load_export_tokenizer, merge_adapter, write_export_metadata
+from dsft.export.source import ExportSource, load_trained_model, stored_dtype
+from dsft.export.verify import LogitComparison, hf_logits, verification_prompts
+
+GGUF_DTYPES = ("float32", "float16", "bfloat16", "q8_0")
+GGUF_FILE_NAME = "model.gguf"
+# Max |logit difference| accepted by default against the float32 trained model (llama.cpp runs with a
+# float32 KV cache during verification). Loose for the rounded dtypes: real models have logits of
+# magnitude 10-30, while the bugs this catches (wrong rope permutation, misplaced experts or router
+# bias, wrong tokenizer) move logits by their whole scale. The measured figures are printed either
+# way; pass --tolerance to tighten.
+DEFAULT_GGUF_TOLERANCE = {"float32": 1e-3, "float16": 1e-1, "bfloat16": 2.5e-1, "q8_0": 1.0}
+
+
+@dataclass(frozen=True)
+class GGUFExport:
+    """A written GGUF file and, when verified, how llama.cpp's logits compare with the trained model."""
+
+    path: Path
+    architecture: str
+    dtype: str
+    comparison: LogitComparison | None
+    tokenization_mismatches: list[str]
+
+
+def source_model_type(source: ExportSource) -> str:
+    """transformers ``model_type`` from the (base) checkpoint's config.json."""
+    config = json.loads((source.model_dir / "config.json").read_text(encoding="utf-8"))
+    return str(config.get("model_type", "unknown"))
+
+
+def gguf_dtype_name(requested: str, source: ExportSource) -> str:
+    """``auto`` keeps the checkpoint's stored precision (float32 / float16 / bfloat16)."""
+    name = stored_dtype(source.model_dir) if requested == "auto" else requested
+    if name not in GGUF_DTYPES:
+        raise UnsupportedError(f"--dtype {requested}: GGUF exports support {', '.join(GGUF_DTYPES)}")
+    return name
+
+
+def _tensor_type(name: str, array: Any, dtype_name: str) -> Any:
+    """The ggml type of one tensor: 1-D tensors and routers stay float32, as llama.cpp's converter keeps them."""
+    from gguf import GGMLQuantizationType as Q
+
+    if array.ndim <= 1 or name.endswith("ffn_gate_inp.weight"):
+        return Q.F32
+    if dtype_name == "q8_0" and array.shape[-1] % 32 != 0:
+        return Q.F16  # Q8_0 blocks are 32 values along a row; narrower rows fall back to f16
+    return {"float32": Q.F32, "float16": Q.F16, "bfloat16": Q.BF16, "q8_0": Q.Q8_0}[dtype_name]
+
+
+def _file_type(dtype_name: str) -> int:
+    from gguf import LlamaFileType as F
+
+    return int({"float32": F.ALL_F32, "float16": F.MOSTLY_F16, "bfloat16": F.MOSTLY_BF16,
+                "q8_0": F.MOSTLY_Q8_0}[dtype_name])
+
+
+def write_gguf(model: Any, tokenizer: Any, tokenizer_dir: Path, path: Path, dtype_name: str,
+               model_name: str) -> str:
+    """Write ``model`` (a transformers causal LM, adapters merged) and its tokenizer to ``path``; return the arch."""
+    import gguf
+    import numpy as np
+
+    arch = gguf_architecture(model.config.model_type)
+    vocab = build_vocab(tokenizer, tokenizer_dir, int(model.config.vocab_size))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # use_temp_file spools each converted tensor to disk, so memory holds the model plus one tensor.
+    writer = gguf.GGUFWriter(str(path), arch, use_temp_file=True)
+    writer.add_name(model_name)
+    writer.add_file_type(_file_type(dtype_name))
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    write_hparams(writer, arch, model.config)
+    write_vocab(writer, vocab)
+    for name, array in iter_gguf_tensors(model, arch):
+        ttype = _tensor_type(name, array, dtype_name)
+        if ttype == gguf.GGMLQuantizationType.F32:
+            writer.add_tensor(name, np.ascontiguousarray(array, dtype=np.float32))
+        elif ttype == gguf.GGMLQuantizationType.F16:
+            writer.add_tensor(name, np.ascontiguousarray(array, dtype=np.float16))
+        else:
+            writer.add_tensor(name, gguf.quants.quantize(array, ttype), raw_dtype=ttype)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return arch
+
+
+def export_gguf(source: ExportSource, out_dir: Path, dtype: str = "auto", verify: bool = True,
+                tolerance: float | None = None, echo: Callable[[str], None] = print) -> GGUFExport:
+    """Merge, convert to ``out_dir/model.gguf`` and (by default) check it with llama-cpp-python.
+
+    Verification runs llama.cpp on the fixed prompts and compares every position's logits with the
+    trained model (adapter on base, float32), and checks llama.cpp tokenizes the prompt texts exactly as
+    the transformers tokenizer does.
+    """
+    dtype_name = gguf_dtype_name(dtype, source)
+    gguf_architecture(source_model_type(source))  # refuse unsupported architectures before any work
+    tolerance = DEFAULT_GGUF_TOLERANCE[dtype_name] if tolerance is None else tolerance
+    tokenizer = load_export_tokenizer(source)
+    trained = load_trained_model(source)
+    prompts = verification_prompts(tokenizer, source.template) if verify else []
+    reference = hf_logits(trained, prompts) if verify else []
+    merged = merge_adapter(trained)
+    path = out_dir / GGUF_FILE_NAME
+    name = (source.run_dir or source.model_dir).name
+    arch = write_gguf(merged, tokenizer, source.tokenizer_dir, path, dtype_name, name)
+    del merged, trained
+    echo(f"wrote {path} ({arch}, {dtype_name}, {path.stat().st_size / 2**20:.1f} MiB)")
+    comparison, mismatches = None, []
+    if verify:
+        from dsft.export.gguf_verify import verify_gguf
+
+        comparison, mismatches = verify_gguf(path, tokenizer, source.template, prompts, reference,
+                                             tolerance, echo)
+    write_export_metadata(out_dir, source, "gguf", dtype_name, comparison, architecture=arch,
+                          gguf_file=GGUF_FILE_NAME)
+    return GGUFExport(path, arch, dtype_name, comparison, mismatches)

@@ -1,0 +1,108 @@
+"""Load an exported GGUF with llama-cpp-python and compare it with the transformers model.
+
+llama-cpp-python is the reference consumer of GGUF files (Ollama and LM Studio run the same
+llama.cpp). Two checks: the tokenizer (llama.cpp re-implements pre-tokenization in C++, so the
+``tokenizer.ggml.pre`` choice can silently change ids) and the logits at every prompt position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from dsft.errors import DsftError, UnsupportedError
+from dsft.export.verify import RAW_TEXTS, LogitComparison, check_tolerance, compare_logits, verification_conversations
+
+# Strings whose tokenization must match: ASCII, digits (split in 1-3 digit groups by some regexes),
+# Chinese and Japanese (their own split in DeepSeek V3's regex), newlines and spaces, special tokens.
+TOKENIZATION_PROBES = RAW_TEXTS + (
+    "  leading spaces,\ttabs\nand\n\nnewlines   ",
+    "日本語のテキストと漢字、カタカナ。",
+    "x=3.14159; y = x**2 // 7 != 0x1F",
+)
+
+
+def load_llama(path: Path, n_ctx: int = 512, vocab_only: bool = False) -> Any:
+    """Open a GGUF file with llama-cpp-python on CPU with logits for every position.
+
+    The KV cache is float32 (llama.cpp defaults to float16, which alone moves logits by ~1e-3): the
+    check is about the file's weights, not the cache precision a server may choose.
+    """
+    try:
+        from llama_cpp import Llama
+    except ImportError as exc:
+        raise UnsupportedError("GGUF verification needs llama-cpp-python (`pip install llama-cpp-python`, "
+                               "or `pip install dsft[gguf-verify]`); or pass --no-verify") from exc
+    import llama_cpp.llama_cpp as low_level
+
+    # llama.cpp's extra CPU buffer types (AMX / repacked kernels) crashed (SIGSEGV) on Q8_0 tensors with
+    # 64-wide rows in llama-cpp-python 0.3.36; verification checks numbers, not speed, so it loads with
+    # plain CPU buffers. llama-cpp-python exposes no argument for this, hence the scoped override.
+    default_params = low_level.llama_model_default_params
+
+    def plain_cpu_params() -> Any:
+        params = default_params()
+        if hasattr(params, "use_extra_bufts"):
+            params.use_extra_bufts = False
+        return params
+
+    low_level.llama_model_default_params = plain_cpu_params
+    try:
+        f32 = getattr(low_level, "GGML_TYPE_F32", 0)
+        return Llama(model_path=str(path), n_ctx=n_ctx, logits_all=True, n_gpu_layers=0, n_threads=2,
+                     type_k=f32, type_v=f32, vocab_only=vocab_only, verbose=False, seed=0)
+    except (ValueError, RuntimeError) as exc:
+        raise DsftError(f"{path}: llama.cpp (llama-cpp-python) could not load the file: {exc}") from exc
+    finally:
+        low_level.llama_model_default_params = default_params
+
+
+def gguf_logits(llm: Any, prompts: Sequence[Sequence[int]]) -> list[Any]:
+    """llama.cpp logits ``[positions, vocab]`` for each prompt, evaluated from an empty context."""
+    import numpy as np
+
+    out = []
+    for ids in prompts:
+        llm.reset()
+        llm.eval(list(ids))
+        out.append(np.array(llm.scores[: len(ids)], dtype=np.float32))
+    return out
+
+
+def tokenization_mismatches(llm: Any, tokenizer: Any, texts: Sequence[str]) -> list[str]:
+    """Texts that llama.cpp tokenizes differently from transformers (special tokens parsed in both)."""
+    problems = []
+    for text in texts:
+        expected = tokenizer.encode(text, add_special_tokens=False)
+        got = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        if list(got) != list(expected):
+            problems.append(f"{text[:40]!r}: transformers {expected[:12]}..., llama.cpp {list(got)[:12]}...")
+    return problems
+
+
+def probe_texts(template_name: str, tokenizer: Any) -> list[str]:
+    """Tokenization probes plus the run template's rendered prompts (which carry its special tokens)."""
+    from dsft.templates import get_template
+
+    template = get_template(template_name, tokenizer)
+    return list(TOKENIZATION_PROBES) + [template.render_prompt(conv) for conv in verification_conversations()]
+
+
+def verify_gguf(path: Path, tokenizer: Any, template_name: str, prompts: Sequence[Sequence[int]],
+                reference: Sequence[Any], tolerance: float,
+                echo: Callable[[str], None] = print) -> tuple[LogitComparison, list[str]]:
+    """Tokenizer parity and logit parity of a GGUF file; :class:`DsftError` if either fails."""
+    llm = load_llama(path, n_ctx=max(64, max(len(p) for p in prompts) + 8))
+    try:
+        mismatches = tokenization_mismatches(llm, tokenizer, probe_texts(template_name, tokenizer))
+        comparison = compare_logits(reference, gguf_logits(llm, prompts))
+    finally:
+        llm.close()
+    total = len(TOKENIZATION_PROBES) + len(verification_conversations())
+    echo(f"verify gguf tokenizer: {total - len(mismatches)}/{total} probe texts tokenized identically")
+    if mismatches:
+        raise DsftError(f"{path}: llama.cpp tokenizes differently from the transformers tokenizer",
+                        problems=mismatches)
+    check_tolerance(comparison, tolerance, f"gguf export {path}", echo)
+    return comparison, mismatches

@@ -1,0 +1,151 @@
+"""Tokenizer metadata for GGUF: tokens, token types, merges, pre-tokenizer name, special ids, chat template.
+
+llama.cpp re-implements each tokenizer's pre-tokenization regex in C++ and picks it by the
+``tokenizer.ggml.pre`` name, so that name must describe the *tokenizer's* regex, not the model family
+(a stand-in tokenizer with V3's regex on a Llama body needs ``deepseek-v3``). The name is therefore
+read off the regexes in tokenizer.json; an unknown regex is refused rather than silently tokenized
+with llama.cpp's default.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dsft.errors import UnsupportedError
+
+DEEPSEEK_BOS = "<｜begin▁of▁sentence｜>"
+
+# Distinctive fragments of the pre-tokenizer regexes llama.cpp implements (llama-vocab.cpp), checked in order.
+_V3_CJK_SPLIT = "[一-龥぀-ゟ゠-ヿ]+"
+_LLM_CJK_SPLIT = "[一-龥ࠀ-一가-퟿]+"
+_GPT4O_STYLE_CONTRACTIONS = "(?i:'s|'t|'re|'ve|'m|'ll|'d)"
+_DIGITS_1_TO_3 = "\\p{N}{1,3}"
+
+
+@dataclass(frozen=True)
+class GGUFVocab:
+    """Everything ``tokenizer.ggml.*`` needs, in model-vocabulary order (padded to the embedding rows)."""
+
+    tokens: list[str]
+    token_types: list[int]
+    merges: list[str]
+    pre: str
+    bos_id: int | None
+    eos_id: int | None
+    pad_id: int | None
+    add_bos: bool
+    add_eos: bool
+    chat_template: str | None
+
+
+def _split_regexes(pre_tokenizer: dict[str, Any] | None) -> list[str]:
+    """Every Split regex of a (possibly nested Sequence) pre-tokenizer, in order."""
+    if not pre_tokenizer:
+        return []
+    if pre_tokenizer.get("type") == "Sequence":
+        return [rx for child in pre_tokenizer.get("pretokenizers", []) for rx in _split_regexes(child)]
+    if pre_tokenizer.get("type") == "Split":
+        pattern = pre_tokenizer.get("pattern", {})
+        return [pattern.get("Regex") or pattern.get("String") or ""]
+    return []
+
+
+def detect_pre_tokenizer(tokenizer_json: dict[str, Any]) -> str:
+    """llama.cpp's ``tokenizer.ggml.pre`` name for this tokenizer's pre-tokenization regexes.
+
+    >>> detect_pre_tokenizer({"pre_tokenizer": {"type": "Split", "pattern": {"Regex": "[一-龥぀-ゟ゠-ヿ]+"}}})
+    'deepseek-v3'
+    """
+    regexes = _split_regexes(tokenizer_json.get("pre_tokenizer"))
+    joined = "\n".join(regexes)
+    added = {tok["content"] for tok in tokenizer_json.get("added_tokens", [])}
+    if _V3_CJK_SPLIT in regexes:
+        return "deepseek-v3"
+    if _LLM_CJK_SPLIT in regexes:
+        return "deepseek-llm"
+    if len(regexes) == 1 and joined.startswith(_GPT4O_STYLE_CONTRACTIONS):
+        if _DIGITS_1_TO_3 in joined:
+            return "llama-bpe"
+        # Qwen2's regex (single digits); the R1 distills register it under their own name.
+        return "deepseek-r1-qwen" if DEEPSEEK_BOS in added else "qwen2"
+    raise UnsupportedError(
+        "GGUF export: the tokenizer's pre-tokenizer regex is not one llama.cpp implements for the "
+        f"DeepSeek families (deepseek-v3, deepseek-llm, deepseek-r1-qwen, qwen2, llama-bpe): {regexes!r}"
+    )
+
+
+def _merges(tokenizer_json: dict[str, Any]) -> list[str]:
+    """BPE merges as ``"left right"`` strings (tokenizers stores either strings or pairs)."""
+    merges = tokenizer_json.get("model", {}).get("merges", [])
+    return [m if isinstance(m, str) else " ".join(m) for m in merges]
+
+
+def _adds_specials(tokenizer: Any) -> tuple[bool, bool]:
+    """Whether encoding adds BOS / EOS, observed on the tokenizer itself (configs disagree with behaviour)."""
+    ids = tokenizer.encode("a", add_special_tokens=True)
+    plain = tokenizer.encode("a", add_special_tokens=False)
+    add_bos = tokenizer.bos_token_id is not None and len(ids) > len(plain) and ids[0] == tokenizer.bos_token_id
+    add_eos = tokenizer.eos_token_id is not None and len(ids) > len(plain) and ids[-1] == tokenizer.eos_token_id
+    return add_bos, add_eos
+
+
+def build_vocab(tokenizer: Any, tokenizer_dir: Path, vocab_size: int) -> GGUFVocab:
+    """Collect the GGUF vocabulary of a byte-level BPE tokenizer for a model with ``vocab_size`` rows.
+
+    Embedding rows beyond the tokenizer (Qwen pads 151,665 tokens to 151,936 rows) become
+    ``[PAD<id>]`` tokens of type UNUSED, as llama.cpp's converter does.
+    """
+    path = tokenizer_dir / "tokenizer.json"
+    if not path.is_file():
+        raise UnsupportedError(f"GGUF export needs a fast tokenizer (tokenizer.json) in {tokenizer_dir}")
+    tokenizer_json = json.loads(path.read_text(encoding="utf-8"))
+    if tokenizer_json.get("model", {}).get("type") != "BPE":
+        raise UnsupportedError(f"{path}: GGUF export supports byte-level BPE tokenizers (all DeepSeek families), "
+                               f"got {tokenizer_json.get('model', {}).get('type')!r}")
+    id_to_token = {token_id: token for token, token_id in tokenizer.get_vocab().items()}
+    if max(id_to_token) >= vocab_size:
+        raise UnsupportedError(f"{tokenizer_dir}: tokenizer has id {max(id_to_token)} but the model has only "
+                               f"{vocab_size} embedding rows")
+    added = tokenizer.added_tokens_decoder  # id -> AddedToken(content, special, ...)
+    tokens, types = [], []
+    for token_id in range(vocab_size):
+        token = id_to_token.get(token_id)
+        if token is None:
+            tokens.append(f"[PAD{token_id}]")
+            types.append(5)  # UNUSED
+        elif token_id in added:
+            tokens.append(token)
+            # Special added tokens are CONTROL (matched only when parsing specials); the rest are
+            # USER_DEFINED, which llama.cpp, like transformers, always matches as one token.
+            types.append(3 if added[token_id].special else 4)
+        else:
+            tokens.append(token)
+            types.append(1)  # NORMAL
+    add_bos, add_eos = _adds_specials(tokenizer)
+    return GGUFVocab(
+        tokens=tokens, token_types=types, merges=_merges(tokenizer_json), pre=detect_pre_tokenizer(tokenizer_json),
+        bos_id=tokenizer.bos_token_id, eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id,
+        add_bos=add_bos, add_eos=add_eos, chat_template=tokenizer.chat_template,
+    )
+
+
+def write_vocab(writer: Any, vocab: GGUFVocab) -> None:
+    """Write the ``tokenizer.ggml.*`` keys and ``tokenizer.chat_template``."""
+    writer.add_tokenizer_model("gpt2")  # llama.cpp's name for byte-level BPE
+    writer.add_tokenizer_pre(vocab.pre)
+    writer.add_token_list(vocab.tokens)
+    writer.add_token_types(vocab.token_types)
+    writer.add_token_merges(vocab.merges)
+    if vocab.bos_id is not None:
+        writer.add_bos_token_id(vocab.bos_id)
+    if vocab.eos_id is not None:
+        writer.add_eos_token_id(vocab.eos_id)
+    if vocab.pad_id is not None:
+        writer.add_pad_token_id(vocab.pad_id)
+    writer.add_add_bos_token(vocab.add_bos)
+    writer.add_add_eos_token(vocab.add_eos)
+    if vocab.chat_template:
+        writer.add_chat_template(vocab.chat_template)

@@ -1,0 +1,138 @@
+"""What is being exported: a training run directory or a plain model directory.
+
+A run directory says everything in its ``run.json`` (template name, base model, method), so export
+never guesses the chat template of a trained model. A plain model directory (a merged export, a
+downloaded checkpoint, a tiny preset) has its template detected from its tokenizer by
+:func:`dsft.templates.detect_template`.
+
+>>> src = resolve_source("runs/r1-lora")  # doctest: +SKIP
+>>> (src.method, src.template, src.adapter_dir.name)  # doctest: +SKIP
+('lora', 'deepseek-r1', 'final')
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dsft.errors import DsftError
+
+ADAPTER_METHODS = ("lora", "qlora")
+FULL_METHODS = ("full",)
+
+
+@dataclass(frozen=True)
+class ExportSource:
+    """A resolved export input.
+
+    ``model_dir`` holds full weights (the base model for adapter runs, the trained weights otherwise);
+    ``adapter_dir`` holds the PEFT adapter for LoRA/QLoRA runs; ``tokenizer_dir`` the tokenizer that
+    training used.
+    """
+
+    method: str
+    template: str
+    model_dir: Path
+    tokenizer_dir: Path
+    adapter_dir: Path | None = None
+    run_dir: Path | None = None
+
+    @property
+    def has_adapter(self) -> bool:
+        return self.adapter_dir is not None
+
+
+def _read_run_json(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "run.json"
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DsftError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+    missing = [key for key in ("template", "base_model", "method") if not meta.get(key)]
+    if missing:
+        raise DsftError(f"{path}: missing key(s) {', '.join(missing)}; the run directory is incomplete")
+    return meta
+
+
+def _source_from_run(run_dir: Path) -> ExportSource:
+    meta = _read_run_json(run_dir)
+    final = run_dir / "final"
+    if not final.is_dir():
+        raise DsftError(f"{run_dir}: no final/ directory; the run has not finished (export a checkpoint "
+                        f"directory under {run_dir / 'checkpoints'} as a model instead, or finish training)")
+    method = str(meta["method"])
+    if method in ADAPTER_METHODS:
+        if not (final / "adapter_config.json").is_file():
+            raise DsftError(f"{final}: run.json says method {method!r} but there is no adapter_config.json")
+        from dsft.models.resolve import resolve_model
+
+        base = resolve_model(str(meta["base_model"]))
+        return ExportSource(method, str(meta["template"]), Path(base), _tokenizer_dir(final, Path(base)),
+                            adapter_dir=final, run_dir=run_dir)
+    if method in FULL_METHODS:
+        return ExportSource(method, str(meta["template"]), final, _tokenizer_dir(final, final), run_dir=run_dir)
+    raise DsftError(f"{run_dir / 'run.json'}: unknown method {method!r}; expected one of "
+                    f"{', '.join(ADAPTER_METHODS + FULL_METHODS)}")
+
+
+def _tokenizer_dir(preferred: Path, fallback: Path) -> Path:
+    """The run saves its tokenizer in final/; older adapters may rely on the base model's."""
+    for candidate in (preferred, fallback):
+        if (candidate / "tokenizer.json").is_file() or (candidate / "tokenizer_config.json").is_file():
+            return candidate
+    raise DsftError(f"no tokenizer files in {preferred} or {fallback}")
+
+
+def _source_from_model(model_dir: Path) -> ExportSource:
+    from dsft.templates import detect_template
+
+    if (model_dir / "adapter_config.json").is_file() and not (model_dir / "config.json").is_file():
+        raise DsftError(f"{model_dir}: a bare adapter; export its run directory (with run.json) instead, "
+                        "so the base model and template are known")
+    if not (model_dir / "config.json").is_file():
+        raise DsftError(f"{model_dir}: neither a run directory (run.json) nor a model directory (config.json)")
+    template = detect_template(str(model_dir))
+    return ExportSource("full", template, model_dir, _tokenizer_dir(model_dir, model_dir))
+
+
+def resolve_source(run_or_model: str | Path) -> ExportSource:
+    """Resolve a run directory, a model directory, a tiny preset name or a hub id into an :class:`ExportSource`.
+
+    Run directories are recognised by ``run.json``; their template comes from it, never from guessing.
+    """
+    path = Path(run_or_model)
+    if path.is_dir() and (path / "run.json").is_file():
+        return _source_from_run(path)
+    if path.is_dir():
+        return _source_from_model(path)
+    # Not a directory: a tiny preset or a hub id; resolve_model names what it could not resolve.
+    from dsft.models.resolve import resolve_model
+
+    return _source_from_model(Path(resolve_model(str(run_or_model))))
+
+
+def load_trained_model(source: ExportSource) -> Any:
+    """The model as training left it, in float32 on CPU: the base with the adapter applied (not merged),
+    or the full weights.
+
+    float32 keeps the verification reference free of rounding the export itself did not introduce.
+    The adapter loads exactly as trained (no peft v4 -> v5 target rewriting), and the config's special
+    ids are aligned with the tokenizer (R1-Distill-Qwen's config.json names the wrong BOS).
+    """
+    from dsft.models.loading import align_special_tokens, load_model, load_tokenizer
+    from dsft.models.lora import load_lora_adapter
+
+    model = load_model(source.model_dir, dtype="float32", device="cpu")
+    align_special_tokens(model, load_tokenizer(source.tokenizer_dir))
+    if source.adapter_dir is not None:
+        model = load_lora_adapter(model, str(source.adapter_dir))
+    return model.eval()
+
+
+def stored_dtype(model_dir: Path) -> str:
+    """The dtype the checkpoint was saved in (config.json ``dtype``/``torch_dtype``), ``float32`` if unstated."""
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    value = config.get("dtype") or config.get("torch_dtype") or "float32"
+    return str(value).replace("torch.", "")

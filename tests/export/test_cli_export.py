@@ -1,0 +1,66 @@
+"""`dsft export` command line: help, and user errors as one message with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+
+
+def test_help_lists_formats_and_options(run_cli) -> None:
+    code, text = run_cli(["export", "--help"])
+    assert code == 0
+    for word in ("--format", "--out", "--dtype", "--no-verify", "--tolerance", "gguf", "ollama", "adapter"):
+        assert word in text
+
+
+def test_missing_run_directory(tmp_path, run_cli) -> None:
+    code, text = run_cli(["export", str(tmp_path / "no-such-run"), "--format", "hf", "--out", str(tmp_path / "o")])
+    assert code == 2
+    assert "no-such-run" in text and "Traceback" not in text
+
+
+def test_unknown_format(tmp_path, run_cli) -> None:
+    code, text = run_cli(["export", str(tmp_path), "--format", "onnx", "--out", str(tmp_path / "o")])
+    assert code == 2 and "--format onnx" in text
+
+
+def test_run_json_without_final_directory(tmp_path, run_cli) -> None:
+    (tmp_path / "run.json").write_text(json.dumps({"template": "deepseek-r1", "base_model": "x", "method": "lora"}))
+    code, text = run_cli(["export", str(tmp_path), "--format", "hf", "--out", str(tmp_path / "o")])
+    assert code == 2 and "no final/ directory" in text
+
+
+def test_gguf_of_unsupported_architecture(tiny_model_dir, tmp_path, run_cli) -> None:
+    """A model type without a GGUF writer is refused before any conversion, naming the type."""
+    model = tmp_path / "gemma-like"
+    model.mkdir()
+    for path in tiny_model_dir("tiny-r1-distill-qwen").iterdir():
+        if path.suffix == ".json":  # config and tokenizer files; the weights are never reached
+            shutil.copy2(path, model / path.name)
+    config = json.loads((model / "config.json").read_text())
+    config["model_type"] = "gemma"
+    (model / "config.json").write_text(json.dumps(config))
+    code, text = run_cli(["export", str(model), "--format", "gguf", "--out", str(tmp_path / "o")])
+    assert code == 2 and "model_type 'gemma' is not supported" in text
+
+
+@pytest.mark.parametrize(("fmt", "dtype", "message"), [
+    ("adapter", "auto", "has no adapter"),
+    ("hf", "q8_0", "q8_0 applies to --format gguf/ollama only"),
+])
+def test_format_dtype_combinations_refused(tiny_model_dir, tmp_path, run_cli, fmt, dtype, message) -> None:
+    model: Path = tiny_model_dir("tiny-deepseek-llm")
+    code, text = run_cli(["export", str(model), "--format", fmt, "--dtype", dtype, "--out", str(tmp_path / "o")])
+    assert code == 2 and message in text
+
+
+def test_non_empty_out_directory_refused(tiny_model_dir, tmp_path, run_cli) -> None:
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "keep.txt").write_text("x")
+    code, text = run_cli(["export", str(tiny_model_dir("tiny-deepseek-llm")), "--format", "hf",
+                          "--out", str(tmp_path / "o")])
+    assert code == 2 and "not empty" in text

@@ -1,0 +1,101 @@
+"""GGUF parity through llama-cpp-python: logits and tokenization of the exported file vs the trained model.
+
+Every export here merges a random-B LoRA first, so the GGUF must carry the merged weights. float32
+files must match the transformers logits tightly; float16 / q8_0 files are held to top-1 agreement
+and a looser bound. deepseek2 (V3: MLA + MoE with group-limited sigmoid routing and a non-zero router
+bias) is exported and checked the same way.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+# llama-cpp-python is a test dependency (`pip install -e '.[test]'`): a missing install fails here
+# instead of skipping, so the GGUF parity checks always run in CI.
+import llama_cpp  # noqa: E402,F401
+
+# (preset, dtype, bound, min top-1 agreement). float32 bounds are absolute |logit| differences; the
+# rounded dtypes are bounded relative to the largest reference logit (the tiny presets' logits reach ~5).
+CASES = [
+    ("tiny-r1-distill-qwen", "float32", 1e-4, 1.0),
+    ("tiny-deepseek-llm", "float32", 1e-4, 1.0),
+    ("tiny-deepseek-v3", "float32", 1e-4, 1.0),
+    ("tiny-r1-distill-qwen", "float16", 0.01, 0.9),
+    ("tiny-deepseek-llm", "q8_0", 0.05, 0.85),
+]
+
+
+@pytest.fixture(scope="module")
+def gguf_export(lora_run, tmp_path_factory):
+    """``(preset, dtype) -> GGUFExport``, each written (and verified by export_gguf) once per module."""
+    from dsft.export.gguf_export import export_gguf
+    from dsft.export.source import resolve_source
+
+    done = {}
+
+    def get(preset: str, dtype: str):
+        if (preset, dtype) not in done:
+            out = tmp_path_factory.mktemp(f"gguf-{preset}-{dtype}")
+            # export_gguf's own check runs with the default tolerance; the tests bound tighter below.
+            done[(preset, dtype)] = export_gguf(resolve_source(lora_run(preset)), out, dtype=dtype)
+        return done[(preset, dtype)]
+
+    return get
+
+
+@pytest.mark.parametrize(("preset", "dtype", "bound", "min_agreement"), CASES)
+def test_gguf_logits_match_trained_model(gguf_export, preset, dtype, bound, min_agreement) -> None:
+    result = gguf_export(preset, dtype)
+    print(f"{preset} {dtype}: {result.comparison.summary()}")
+    assert result.path.is_file()
+    measured = result.comparison.max_abs_diff if dtype == "float32" else result.comparison.relative_diff
+    assert measured <= bound
+    assert result.comparison.top1_agreement >= min_agreement
+    assert result.comparison.positions > 60
+    expected_arch = {"tiny-r1-distill-qwen": "qwen2", "tiny-deepseek-llm": "llama", "tiny-deepseek-v3": "deepseek2"}
+    assert result.architecture == expected_arch[preset]
+
+
+@pytest.mark.parametrize("preset", ["tiny-r1-distill-qwen", "tiny-deepseek-llm", "tiny-deepseek-v3"])
+def test_gguf_metadata_and_tokenization(gguf_export, lora_run, preset) -> None:
+    """Tokenizer metadata as llama.cpp reads it, and identical tokenization of probes and special tokens."""
+    from dsft.export.gguf_verify import load_llama, probe_texts, tokenization_mismatches
+    from dsft.export.hf import load_export_tokenizer
+    from dsft.export.source import resolve_source
+    from dsft.templates import get_template
+
+    result = gguf_export(preset, "float32")
+    source = resolve_source(lora_run(preset))
+    tokenizer = load_export_tokenizer(source)
+    llm = load_llama(result.path, vocab_only=True)
+    try:
+        meta = llm.metadata
+        texts = probe_texts(source.template, tokenizer) + [
+            "<think>\n推理</think>\n\n答案42", tokenizer.bos_token + tokenizer.eos_token]
+        mismatches = tokenization_mismatches(llm, tokenizer, texts)
+        n_vocab = llm.n_vocab()
+    finally:
+        llm.close()
+    assert mismatches == []
+    assert meta["tokenizer.chat_template"] == get_template(source.template).chat_template
+    assert meta["tokenizer.ggml.model"] == "gpt2"
+    assert int(meta["tokenizer.ggml.bos_token_id"]) == tokenizer.bos_token_id
+    assert int(meta["tokenizer.ggml.eos_token_id"]) == tokenizer.eos_token_id
+    assert meta["tokenizer.ggml.add_bos_token"] == "true"
+    expected_pre = {"tiny-r1-distill-qwen": "deepseek-r1-qwen", "tiny-deepseek-v3": "deepseek-v3",
+                    # the DeepSeek-LLM stand-in tokenizer is V3's BPE (see dsft.models.tokenizers)
+                    "tiny-deepseek-llm": "deepseek-v3"}
+    assert meta["tokenizer.ggml.pre"] == expected_pre[preset]
+    assert n_vocab == int(meta[f"{result.architecture}.vocab_size"])
+
+
+def test_gguf_verification_catches_a_wrong_rope_layout(lora_run, tmp_path, monkeypatch) -> None:
+    """Without llama.cpp's q/k row permutation the Llama export is wrong, and verification must say so."""
+    from dsft.errors import DsftError
+    from dsft.export import gguf_arch
+    from dsft.export.gguf_export import export_gguf
+    from dsft.export.source import resolve_source
+
+    monkeypatch.setattr(gguf_arch, "_permute_for_llama_rope", lambda weight, n_head: weight)
+    with pytest.raises(DsftError, match="verification failed"):
+        export_gguf(resolve_source(lora_run("tiny-deepseek-llm")), tmp_path, dtype="float32")

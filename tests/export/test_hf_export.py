@@ -1,0 +1,73 @@
+"""HF exports: merged checkpoint with the training chat template and R1 sampling; the adapter alone."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+
+def test_hf_export_of_v3_lora_run_via_cli(lora_run, tmp_path, run_cli) -> None:
+    """`dsft export RUN --format hf`: reloadable, template equal to training's, verified with a printed diff."""
+    from safetensors import safe_open
+    from transformers import AutoTokenizer, GenerationConfig
+
+    from dsft.templates import get_template
+
+    out = tmp_path / "hf"
+    code, printed = run_cli(["export", str(lora_run("tiny-deepseek-v3")), "--format", "hf", "--out", str(out),
+                             "--max-shard-size", "20MB", "--tolerance", "1e-4"])
+    assert code == 0, printed
+    assert "max |logit diff|" in printed and "top-1 agreement 100.0%" in printed
+    shards = sorted(out.glob("model-*.safetensors"))
+    assert len(shards) > 1 and (out / "model.safetensors.index.json").is_file()
+    with safe_open(str(shards[0]), "pt") as handle:
+        assert not any("lora" in key for key in handle.keys())
+    template = get_template("deepseek-r1").chat_template
+    assert json.loads((out / "tokenizer_config.json").read_text())["chat_template"] == template
+    assert AutoTokenizer.from_pretrained(str(out)).chat_template == template
+    generation = GenerationConfig.from_pretrained(str(out))
+    assert (generation.temperature, generation.top_p, generation.do_sample) == (0.6, 0.95, True)
+    meta = json.loads((out / "export.json").read_text())
+    assert meta["template"] == "deepseek-r1" and meta["verification"]["max_abs_logit_diff"] <= 1e-4
+
+
+def test_hf_export_bf16_aligns_special_ids(lora_run, tmp_path) -> None:
+    """bfloat16 export of the Qwen2 distill: stored as bf16, within the bf16 tolerance, BOS fixed to the tokenizer's."""
+    from safetensors import safe_open
+
+    from dsft.export.api import export
+
+    result = export(lora_run("tiny-r1-distill-qwen"), "hf", tmp_path / "bf16", dtype="bfloat16")
+    print(result.comparison.summary())
+    assert result.comparison.max_abs_diff <= 2.5e-1 and result.comparison.top1_agreement >= 0.9
+    with safe_open(str(tmp_path / "bf16" / "model.safetensors"), "pt") as handle:
+        assert {str(handle.get_tensor(key).dtype) for key in handle.keys()} == {"torch.bfloat16"}
+    config = json.loads((tmp_path / "bf16" / "config.json").read_text())
+    assert config["bos_token_id"] == 151646  # the tokenizer's BOS, not config.json's 151643
+
+
+def test_hf_verification_fails_when_the_export_is_wrong(lora_run, tmp_path, monkeypatch) -> None:
+    """A merge that loses the adapter must fail verification (non-zero exit in the CLI)."""
+    from dsft.errors import DsftError
+    from dsft.export import hf
+    from dsft.export.source import resolve_source
+
+    monkeypatch.setattr(hf, "merge_adapter", lambda model: model.unload())
+    with pytest.raises(DsftError, match="verification failed"):
+        hf.export_hf(resolve_source(lora_run("tiny-deepseek-llm")), tmp_path / "bad", echo=lambda line: None)
+
+
+def test_adapter_export_loads_with_peft_and_flags_vllm_limits(lora_run, tmp_path) -> None:
+    from dsft.export.api import export
+    from dsft.export.hf import vllm_adapter_notes
+
+    out = tmp_path / "adapter"
+    result = export(lora_run("tiny-deepseek-v3"), "adapter", out)
+    assert set(result.files) == {"adapter_config.json", "adapter_model.safetensors", "export.json"}
+    assert result.comparison.max_abs_diff == 0.0  # exactly the trained adapter, reloaded by peft
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert any("target_parameters" in note for note in vllm_adapter_notes(config))
+    assert vllm_adapter_notes({"r": 64}) == ["LoRA rank 64 > vLLM's default --max-lora-rank 16: pass --max-lora-rank 64"]
+    assert vllm_adapter_notes({"r": 8}) == []
