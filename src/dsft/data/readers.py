@@ -139,6 +139,8 @@ def read_jsonl(path: Path) -> Iterator[RawRecord]:
     source = str(path)
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
+            if number == 1:
+                raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark some editors write
             if raw.strip():
                 yield _parse_json_line(raw.rstrip(b"\r\n"), source, number)
 
