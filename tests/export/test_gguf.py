@@ -99,3 +99,31 @@ def test_gguf_verification_catches_a_wrong_rope_layout(lora_run, tmp_path, monke
     monkeypatch.setattr(gguf_arch, "_permute_for_llama_rope", lambda weight, n_head: weight)
     with pytest.raises(DsftError, match="verification failed"):
         export_gguf(resolve_source(lora_run("tiny-deepseek-llm")), tmp_path, dtype="float32")
+
+
+def test_gguf_llama3_rope_scaling(tiny_model_dir, tmp_path) -> None:
+    """R1-Distill-Llama uses Llama-3 rope scaling: written as rope_freqs, reproduced by llama.cpp."""
+    import json
+    import os
+
+    from dsft.export.gguf_export import export_gguf
+    from dsft.export.source import resolve_source
+
+    preset = tiny_model_dir("tiny-deepseek-llm")
+    model = tmp_path / "llama3-rope"
+    model.mkdir()
+    for path in preset.iterdir():
+        if path.suffix == ".json":
+            (model / path.name).write_bytes(path.read_bytes())
+        else:
+            os.symlink(path, model / path.name)  # weights unchanged; only the rope config differs
+    config = json.loads((model / "config.json").read_text())
+    # Theta 1e4 with head_dim 16 puts the lowest frequencies beyond the low-frequency wavelength,
+    # so the scaling changes logits even at the short positions of the verification prompts.
+    config["rope_parameters"] = {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0,
+                                 "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                 "original_max_position_embeddings": 64}
+    (model / "config.json").write_text(json.dumps(config))
+    result = export_gguf(resolve_source(model), tmp_path / "out", dtype="float32", tolerance=1e-4)
+    print(f"llama3 rope: {result.comparison.summary()}")
+    assert result.comparison.max_abs_diff <= 1e-4

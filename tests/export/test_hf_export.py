@@ -71,3 +71,26 @@ def test_adapter_export_loads_with_peft_and_flags_vllm_limits(lora_run, tmp_path
     assert any("target_parameters" in note for note in vllm_adapter_notes(config))
     assert vllm_adapter_notes({"r": 64}) == ["LoRA rank 64 > vLLM's default --max-lora-rank 16: pass --max-lora-rank 64"]
     assert vllm_adapter_notes({"r": 8}) == []
+
+
+def test_full_run_uses_the_template_from_run_json(tiny_model_dir, tmp_path) -> None:
+    """A full fine-tune run: weights from final/, the template named by run.json (never guessed)."""
+    import os
+
+    from dsft.export.api import export
+    from dsft.templates import get_template
+
+    run = tmp_path / "run"
+    final = run / "final"
+    final.mkdir(parents=True)
+    for path in tiny_model_dir("tiny-r1-distill-qwen").iterdir():
+        os.symlink(path, final / path.name)
+    # The tokenizer carries R1's template; run.json says the run trained with deepseek-v3.
+    (run / "run.json").write_text(json.dumps({"template": "deepseek-v3", "base_model": "tiny-r1-distill-qwen",
+                                              "method": "full"}))
+    result = export(run, "hf", tmp_path / "out", echo=lambda line: None)
+    assert result.comparison.max_abs_diff == 0.0
+    saved = json.loads((tmp_path / "out" / "tokenizer_config.json").read_text())["chat_template"]
+    assert saved == get_template("deepseek-v3").chat_template != get_template("deepseek-r1").chat_template
+    generation = json.loads((tmp_path / "out" / "generation_config.json").read_text())
+    assert generation["bos_token_id"] == 151646
