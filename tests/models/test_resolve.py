@@ -47,6 +47,8 @@ def test_local_directory_and_errors(tmp_path: Path) -> None:
     with pytest.raises(DsftError) as err:
         resolve_model("tiny-deepseek-v9")
     assert "tiny-deepseek-v3" in str(err.value) and "tiny-r1-distill-qwen" in str(err.value)
+    with pytest.raises(DsftError, match="deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"):
+        resolve_model("r1-distill-qwen-7b")
 
 
 def test_hub_id_offline_gives_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

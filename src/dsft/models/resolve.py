@@ -85,6 +85,11 @@ def resolve_model(name_or_path: str | Path, cache_dir: str | Path | None = None,
         raise DsftError(f"{path}: is a file; model.name_or_path needs a model directory, a hub id or a preset")
     if HUB_ID.match(name) and not name.startswith((".", "/", "~")):
         return download_from_hub(name, cache_dir, revision)
+    from dsft.models.presets import REAL_MODEL_FACTS
+
+    if name in REAL_MODEL_FACTS:
+        raise DsftError(f"model {name!r} is a real-model config preset (numbers only, for planning); "
+                        f"to fine-tune it use its hub id {REAL_MODEL_FACTS[name].hub_id!r} or a local copy")
     raise DsftError(
         f"model {name!r}: not a local directory, a hub id (org/name) or a tiny preset; "
         f"tiny presets: {', '.join(TINY_PRESETS)} (`dsft models list` shows real-model presets too)"
