@@ -77,7 +77,8 @@ def write_export_metadata(out_dir: Path, source: ExportSource, fmt: str, dtype: 
         "format": fmt, "dtype": dtype, "template": source.template, "method": source.method,
         "source": str(source.run_dir or source.model_dir), "base_model": str(source.model_dir),
         "verification": None if comparison is None else {
-            "max_abs_logit_diff": comparison.max_abs_diff, "top1_agreement": comparison.top1_agreement,
+            "max_abs_logit_diff": comparison.max_abs_diff, "max_abs_reference_logit": comparison.max_abs_logit,
+            "top1_agreement": comparison.top1_agreement,
             "positions": comparison.positions, "prompts": comparison.prompts,
         },
     }
