@@ -1,9 +1,133 @@
-"""CLI for `dsft plan` (not yet implemented)."""
+"""``dsft plan`` (memory planner), ``dsft launch`` (multi-node scripts), ``dsft convert fp8-to-bf16``."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import typer
+
+convert_app = typer.Typer(help="Checkpoint format conversions.", no_args_is_help=True)
+
+
+def _gib(value: int) -> str:
+    return f"{value / 1024**3:,.2f} GiB"
+
+
+def _print_plan(name: str, req: Any, estimate: Any, recommendation: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"{name}: {req.method}, {req.nodes} x {req.gpus_per_node} GPU(s), seq {req.seq_len}, "
+                        f"micro-batch {req.micro_batch}, ZeRO {req.zero}, offload {req.offload}, sp {req.sp}, "
+                        f"checkpointing {'on' if req.grad_checkpointing else 'off'}")
+    table.add_column("per GPU")
+    table.add_column("bytes", justify="right")
+    for key, value in estimate.breakdown.items():
+        table.add_row(key.replace("_", " "), _gib(value))
+    for key, value in estimate.phases.items():
+        table.add_row(f"[dim]peak during {key.replace('_', ' ')}[/]", f"[dim]{_gib(value)}[/]")
+    table.add_row("[bold]peak per GPU[/]", f"[bold]{_gib(estimate.per_gpu_bytes)}[/]")
+    console.print(table)
+    console.print(f"host RAM per node: {_gib(estimate.host_ram_bytes)}  "
+                  + ", ".join(f"{k.replace('_', ' ')} {_gib(v)}" for k, v in estimate.host_breakdown.items()))
+    console.print(f"disk per checkpoint: {_gib(estimate.checkpoint_bytes)}")
+    for note in estimate.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    if estimate.fits:
+        console.print(f"[bold green]fits[/] in {req.gpu_mem_gib:g} GiB per GPU")
+    elif recommendation is None:
+        console.print(f"[bold red]does not fit[/] in {req.gpu_mem_gib:g} GiB per GPU, and no change tried fits")
+    else:
+        console.print(f"[bold red]does not fit[/] in {req.gpu_mem_gib:g} GiB per GPU; cheapest change that fits: "
+                      f"{' '.join(recommendation.changes)} -> {_gib(recommendation.estimate.per_gpu_bytes)}")
+
+
+def plan(
+    model: str = typer.Option(..., "--model", help="Preset (e.g. deepseek-r1-distill-qwen-7b, deepseek-v3), hub id, or config.json path."),
+    method: str = typer.Option("lora", "--method", help="full | lora | qlora."),
+    gpus_per_node: int = typer.Option(1, "--gpus-per-node", help="GPUs per node."),
+    nodes: int = typer.Option(1, "--nodes", help="Nodes."),
+    gpu_mem: float = typer.Option(80.0, "--gpu-mem", help="Memory per GPU in GiB."),
+    seq_len: int = typer.Option(2048, "--seq-len", help="Tokens per (packed) row."),
+    micro_batch: int = typer.Option(1, "--micro-batch", help="Rows per GPU per forward."),
+    grad_accum: int = typer.Option(1, "--grad-accum", help="Micro-batches per optimizer step."),
+    zero: int = typer.Option(0, "--zero", help="DeepSpeed ZeRO stage 0-3 (0 = no DeepSpeed)."),
+    offload: str = typer.Option("none", "--offload", help="none | optimizer | optimizer+param (DeepSpeed CPU offload)."),
+    sp: int = typer.Option(1, "--sp", help="Sequence-parallel (Ulysses) degree."),
+    grad_checkpointing: bool = typer.Option(False, "--grad-checkpointing", help="Recompute activations in backward."),
+    lora_rank: int = typer.Option(16, "--lora-rank", help="LoRA rank."),
+    full_logits: bool = typer.Option(False, "--full-logits", help="Size the stock full-logits loss instead of dsft's chunked loss."),
+    per_expert_modules: bool = typer.Option(False, "--per-expert-modules", help="Routed experts as separate modules (remote-code DeepSeek) rather than transformers' fused experts."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Will it fit? Per-GPU memory by category, host RAM, checkpoint size, and the cheapest fix."""
+    from dsft.errors import DsftError
+    from dsft.plan.memory import PlanRequest, request_dict
+    from dsft.plan.planner import estimate_memory, load_profile
+    from dsft.plan.recommend import recommend
+
+    if method not in ("full", "lora", "qlora"):
+        raise DsftError(f"--method {method}: choose full, lora or qlora")
+    if offload not in ("none", "optimizer", "optimizer+param"):
+        raise DsftError(f"--offload {offload}: choose none, optimizer or optimizer+param")
+    if zero not in (0, 1, 2, 3):
+        raise DsftError(f"--zero {zero}: choose 0, 1, 2 or 3")
+    req = PlanRequest(method=method, gpus_per_node=gpus_per_node, nodes=nodes, gpu_mem_gib=gpu_mem,  # type: ignore[arg-type]
+                      seq_len=seq_len, micro_batch=micro_batch, grad_accum=grad_accum, zero=zero,
+                      offload=offload, sp=sp, grad_checkpointing=grad_checkpointing,  # type: ignore[arg-type]
+                      lora_rank=lora_rank, loss_chunk=None if full_logits else 1024,
+                      per_expert_modules=per_expert_modules)
+    profile = load_profile(model)
+    estimate = estimate_memory(profile, req)
+    recommendation = None if estimate.fits else recommend(profile, req)
+    if as_json:
+        payload = {"model": profile.name, "request": request_dict(req), **estimate.to_dict(),
+                   "recommendation": recommendation.to_dict() if recommendation else None,
+                   "params": {"total": profile.shapes.total_params, "active": profile.shapes.active_params,
+                              "lora": profile.shapes.lora_params(lora_rank)}}
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    _print_plan(profile.name, req, estimate, recommendation)
+
+
+def launch(
+    config: Path = typer.Argument(..., help="The training config every process runs."),
+    nodes: int = typer.Option(1, "--nodes", help="Nodes."),
+    gpus_per_node: int = typer.Option(8, "--gpus-per-node", help="GPUs (processes) per node."),
+    launcher: str = typer.Option("torchrun", "--launcher", help="torchrun | deepspeed | accelerate | slurm."),
+    out: Path = typer.Option(..., "--out", help="Directory for the launch files."),
+    run_dir: Path | None = typer.Option(None, "--run-dir", help="Run directory the job trains into (default OUT/run)."),
+    master_addr: str = typer.Option("MASTER_HOST", "--master-addr", help="Host of node 0 (overridable by MASTER_ADDR)."),
+    master_port: int = typer.Option(29500, "--master-port", help="Rendezvous port."),
+) -> None:
+    """Write runnable per-node launch scripts (with documented NCCL settings) for a training config."""
+    from dsft.plan.launch import LaunchPlan, write_launch_files
+
+    plan_ = LaunchPlan(config=config.resolve(), run_dir=(run_dir or out / "run").resolve(), nodes=nodes,
+                       gpus_per_node=gpus_per_node, master_addr=master_addr, master_port=master_port)
+    for path in write_launch_files(plan_, launcher, out):
+        typer.echo(str(path))
+
+
+def fp8_to_bf16(
+    src: Path = typer.Argument(..., help="FP8 checkpoint directory (DeepSeek V3/R1 release layout)."),
+    dst: Path = typer.Argument(..., help="Output directory for the BF16 checkpoint."),
+) -> None:
+    """Dequantise FP8 block-scaled weights to BF16 shard by shard, dropping the MTP layer and scales."""
+    from dsft.models.convert_fp8 import convert_fp8_to_bf16
+
+    report = convert_fp8_to_bf16(src, dst)
+    typer.echo(f"{len(report.shards_written)} shards, {report.dequantized} tensors dequantised, "
+               f"{report.copied} copied, {report.skipped_mtp} MTP tensors and {report.dropped_scales} scales dropped, "
+               f"{report.total_bytes / 1e9:.2f} GB written to {dst}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add ``plan``, ``launch`` and the ``convert`` group to the root app."""
+    app.command("plan")(plan)
+    app.command("launch")(launch)
+    convert_app.command("fp8-to-bf16")(fp8_to_bf16)
+    app.add_typer(convert_app, name="convert")

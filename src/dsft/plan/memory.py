@@ -1,0 +1,243 @@
+"""Per-GPU and host memory of a fine-tuning run: model states, activations, loss buffers, overhead.
+
+Model states follow DeepSpeed's own accounting (``estimate_zero2/zero3_model_states_mem_needs``) for
+ZeRO 1-3, so the planner and DeepSpeed agree on what a partition holds: bf16 parameters and gradients
+(2 + 2 bytes), fp32 gradients, master weights and Adam moments (4 + 4 + 8 bytes) spread over the N
+data-parallel ranks, and for ZeRO-3 the largest module gathered whole (4 bytes per parameter: its bf16
+weights and gradients). Without DeepSpeed (ZeRO 0) the optimizer is plain torch AdamW, whose states
+have the parameters' dtype. Activations come from tracing the real layers (``dsft.plan.activations``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+from dsft.plan.activations import LayerActivations
+from dsft.plan.shapes import ModelShapes
+
+GIB = 1024**3
+Method = Literal["full", "lora", "qlora"]
+Offload = Literal["none", "optimizer", "optimizer+param"]
+# bitsandbytes NF4 with double quantisation: 4 bits per weight plus 0.127 bits of block constants.
+NF4_BYTES_PER_PARAM = 4.127 / 8
+# peft keeps adapters in fp32 (autocast_adapter_dtype) even on a bf16 base.
+ADAPTER_BYTES = 4
+# CUDA context, cuBLAS/NCCL workspaces and allocator fragmentation seen on a GPU (bytes).
+GPU_FRAMEWORK_BYTES = int(1.5 * GIB)
+# DeepSpeed's additional_buffer_factor for host memory of offloaded states.
+HOST_BUFFER_FACTOR = 1.5
+SHARD_BYTES = 5 * 10**9  # the safetensors shard size transformers writes and reads one at a time
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """What the user wants to run; every field maps to a `dsft plan` option."""
+
+    method: Method = "lora"
+    gpus_per_node: int = 1
+    nodes: int = 1
+    gpu_mem_gib: float = 80.0
+    seq_len: int = 2048
+    micro_batch: int = 1
+    zero: int = 0
+    offload: Offload = "none"
+    sp: int = 1
+    grad_checkpointing: bool = False
+    lora_rank: int = 16
+    grad_accum: int = 1  # > 1 keeps gradients alive through the forward of later micro-batches
+    loss_chunk: int | None = 1024  # supervised tokens per lm_head + CE chunk; None = full logits
+    precision: Literal["bf16", "fp32"] = "bf16"
+    per_expert_modules: bool = False  # routed experts as separate modules (remote-code DeepSeek) vs fused
+    device: Literal["gpu", "cpu"] = "gpu"
+
+    @property
+    def world_size(self) -> int:
+        return self.gpus_per_node * self.nodes
+
+    @property
+    def data_parallel(self) -> int:
+        """Ranks that partition ZeRO states: all of them (Ulysses SP ranks also shard ZeRO states)."""
+        return self.world_size
+
+
+@dataclass
+class MemoryEstimate:
+    """Bytes per GPU by category, host RAM per node, disk per checkpoint, and the verdict."""
+
+    breakdown: dict[str, int]
+    phases: dict[str, int]
+    host_breakdown: dict[str, int]
+    checkpoint_bytes: int
+    gpu_mem_bytes: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def per_gpu_bytes(self) -> int:
+        """The peak over the phases of a step (the categories never all coexist)."""
+        return max(self.phases.values())
+
+    @property
+    def host_ram_bytes(self) -> int:
+        return max(self.host_breakdown.values(), default=0)
+
+    @property
+    def fits(self) -> bool:
+        return self.per_gpu_bytes <= self.gpu_mem_bytes
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "per_gpu_bytes": self.per_gpu_bytes,
+            "breakdown": dict(self.breakdown),
+            "phase_peaks": dict(self.phases),
+            "host_ram_bytes": self.host_ram_bytes,
+            "host_breakdown": dict(self.host_breakdown),
+            "checkpoint_bytes": self.checkpoint_bytes,
+            "gpu_mem_bytes": self.gpu_mem_bytes,
+            "fits": self.fits,
+            "notes": list(self.notes),
+        }
+
+
+def largest_gather_params(shapes: ModelShapes, req: PlanRequest) -> int:
+    """ZeRO-3 gathers one module's parameters whole; fused experts make that module all experts of a layer."""
+    return shapes.largest_layer_params_per_expert if req.per_expert_modules else shapes.largest_layer_params
+
+
+def full_model_states(shapes: ModelShapes, req: PlanRequest) -> dict[str, int]:
+    """weights / gradients / optimizer bytes per GPU for full fine-tuning."""
+    psi, n = shapes.total_params, req.data_parallel
+    if req.zero == 0:
+        # dsft loads full fine-tunes in fp32 (bf16 autocast on GPU): fp32 weights, gradients, Adam m and v.
+        return {"weights": 4 * psi, "gradients": 4 * psi, "optimizer_states": 8 * psi}
+    if req.zero in (1, 2):
+        grads16 = 2 * psi if req.zero == 1 else 2 * psi // n
+        if req.offload != "none":
+            # Gradients stream to the host where the fp32 optimizer lives; only bf16 weights stay.
+            return {"weights": 2 * psi, "gradients": 0 if req.zero == 2 else grads16, "optimizer_states": 0}
+        return {"weights": 2 * psi, "gradients": grads16 + 4 * psi // n, "optimizer_states": 12 * psi // n}
+    gathered = largest_gather_params(shapes, req)
+    if req.offload == "optimizer+param":
+        return {"weights": 2 * gathered, "gradients": 2 * gathered, "optimizer_states": 0}
+    if req.offload == "optimizer":
+        return {"weights": 2 * gathered + 2 * psi // n, "gradients": 2 * gathered, "optimizer_states": 0}
+    return {"weights": 2 * gathered + 2 * psi // n, "gradients": 2 * gathered + 4 * psi // n,
+            "optimizer_states": 12 * psi // n}
+
+
+def adapter_model_states(shapes: ModelShapes, req: PlanRequest) -> dict[str, int]:
+    """Frozen base (16-bit or NF4) plus fp32 adapters, their gradients and Adam moments."""
+    psi, n = shapes.total_params, req.data_parallel
+    width = 4 if req.precision == "fp32" else 2
+    if req.method == "qlora":
+        # Embeddings and lm_head stay in 16 bits; every other weight is NF4.
+        base = int((psi - shapes.embedding_params) * NF4_BYTES_PER_PARAM) + width * shapes.embedding_params
+    else:
+        base = width * psi
+    if req.zero == 3:
+        gathered = width * largest_gather_params(shapes, req)
+        base = gathered if req.offload == "optimizer+param" else base // n + gathered
+    adapters = shapes.lora_params(req.lora_rank)
+    grad_share = n if req.zero >= 2 else 1
+    opt_share = n if req.zero >= 1 else 1
+    optimizer = 0 if (req.offload != "none" and req.zero > 0) else 8 * adapters // opt_share
+    return {"weights": base, "lora_weights": ADAPTER_BYTES * adapters,
+            "gradients": ADAPTER_BYTES * adapters // grad_share, "optimizer_states": optimizer}
+
+
+@dataclass(frozen=True)
+class ActivationMemory:
+    """Activation bytes for one micro-batch on one GPU, split by when they are alive."""
+
+    kept: int  # saved through the whole forward (all layers, or only layer inputs with checkpointing)
+    recompute: int  # one layer's activations rebuilt during backward (checkpointing only)
+    working: int  # gradients flowing between layers and of the largest saved tensor
+
+
+def activation_memory(layers: list[tuple[LayerActivations, int]], req: PlanRequest) -> ActivationMemory:
+    """Split traced activations into kept / recomputed / working bytes.
+
+    ``layers`` were traced at this request's tokens per GPU (micro_batch * seq_len / sp).
+    Checkpointing keeps only each layer's input and recomputes one layer at a time in backward.
+    The working set is the gradient flowing between layers (input-sized, twice: incoming and
+    outgoing) and the gradient of the largest saved tensor while its op runs backward.
+    """
+    working = 2 * max(a.input_bytes for a, _ in layers) + max(a.largest_tensor_bytes for a, _ in layers)
+    if req.grad_checkpointing:
+        return ActivationMemory(kept=sum(a.input_bytes * count for a, count in layers),
+                                recompute=max(a.saved_bytes for a, _ in layers), working=working)
+    return ActivationMemory(kept=sum(a.saved_bytes * count for a, count in layers), recompute=0, working=working)
+
+
+def phase_peaks(breakdown: dict[str, int], acts: ActivationMemory, loss: int, req: PlanRequest) -> dict[str, int]:
+    """Peak bytes in each phase of a step; the GPU must hold the largest.
+
+    Weights, adapters and optimizer states persist. Gradients exist from backward to the optimizer step
+    (and through the forward when gradients accumulate over micro-batches). The loss buffers live at
+    the end of the forward, when every kept activation is still alive. Plain torch AdamW (ZeRO 0)
+    allocates temporaries about the size of the trainable parameters during its step.
+    """
+    persistent = (breakdown["weights"] + breakdown["lora_weights"] + breakdown["optimizer_states"]
+                  + breakdown["framework_overhead"])
+    grads = breakdown["gradients"]
+    held_grads = grads if req.grad_accum > 1 else 0
+    trainable = breakdown["lora_weights"] if req.method != "full" else breakdown["weights"]
+    step_temp = trainable if req.zero == 0 else 0
+    return {
+        "forward_and_loss": persistent + held_grads + acts.kept + loss,
+        "backward": persistent + grads + acts.kept + acts.recompute + acts.working,
+        "optimizer_step": persistent + grads + step_temp,
+    }
+
+
+def loss_bytes(shapes: ModelShapes, req: PlanRequest, tokens: int) -> int:
+    """lm_head + cross-entropy buffers for ``tokens`` supervised positions on one GPU.
+
+    Chunked (dsft.training.loss): the gathered supervised hidden states and their gradient, one chunk
+    of logits in the weight dtype and in fp32 (the softmax gradient is built in place), and, when
+    lm_head trains, its fp32 gradient accumulator.
+    Full logits (the stock causal-LM loss): logits, their fp32 copy, log-softmax and its gradient.
+    """
+    width = 4 if req.precision == "fp32" else 2
+    if req.loss_chunk is None:
+        per_token = shapes.vocab_size * (12 if width == 4 else width + 12)
+        return tokens * per_token
+    chunk = min(req.loss_chunk, tokens)
+    head_grad = 4 * shapes.vocab_size * shapes.hidden_size if req.method == "full" else 0
+    logits = chunk * shapes.vocab_size * (4 if width == 4 else width + 4)
+    return 2 * tokens * shapes.hidden_size * width + logits + head_grad
+
+
+def host_breakdown(shapes: ModelShapes, req: PlanRequest) -> dict[str, int]:
+    """Host RAM per node: offloaded states (DeepSpeed's formulas), loading and saving peaks."""
+    psi, gpus, nodes = shapes.total_params, req.world_size, req.nodes
+    trainable = psi if req.method == "full" else shapes.lora_params(req.lora_rank)
+    offload = 0
+    if req.offload != "none" and req.zero in (1, 2):
+        offload = int(trainable * max(4 * gpus, 16) * HOST_BUFFER_FACTOR) if req.method == "full" else 16 * trainable
+    elif req.offload != "none" and req.zero == 3:
+        per_param = 18 if req.offload == "optimizer+param" else 16
+        offload = int(trainable * per_param / nodes * HOST_BUFFER_FACTOR)
+    width = 4 if req.precision == "fp32" else 2
+    # Each local rank streams shards from disk; ZeRO-3 partitions them as they arrive.
+    loading = req.gpus_per_node * min(width * psi, SHARD_BYTES)
+    saving = width * psi if req.method == "full" else ADAPTER_BYTES * trainable
+    return {"offloaded_states": offload, "loading": loading, "saving": saving + offload}
+
+
+def checkpoint_bytes(shapes: ModelShapes, req: PlanRequest) -> int:
+    """Disk for one intermediate checkpoint: weights plus optimizer states (RNG and scheduler are bytes)."""
+    psi = shapes.total_params
+    if req.method != "full":
+        adapters = shapes.lora_params(req.lora_rank)
+        return ADAPTER_BYTES * adapters + 8 * adapters
+    if req.zero == 0:
+        width = 4 if req.precision == "fp32" else 2
+        return width * psi + 2 * width * psi
+    # DeepSpeed: bf16 module states plus fp32 master weights and both Adam moments.
+    return 2 * psi + 12 * psi
+
+
+def request_dict(req: PlanRequest) -> dict[str, object]:
+    """The request as plain data (for JSON output)."""
+    return asdict(req)

@@ -1,0 +1,123 @@
+"""`dsft plan`: will this run fit, where does the memory go, and what is the cheapest fix.
+
+    profile = load_profile("deepseek-r1-distill-qwen-7b")
+    estimate = estimate_memory(profile, PlanRequest(method="lora", gpu_mem_gib=24))
+    estimate.fits, estimate.breakdown["activations"]
+
+A profile holds the model's parameter counts and its traced per-layer activations at a reference
+length; activations are linear in tokens per GPU (flash attention keeps no s x s term), so every
+candidate configuration the recommender tries is pure arithmetic on one profile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from dsft.errors import DsftError
+from dsft.plan.activations import LayerActivations, trace_model_layers
+from dsft.plan.memory import (
+    GIB, GPU_FRAMEWORK_BYTES, MemoryEstimate, PlanRequest, activation_memory, adapter_model_states,
+    checkpoint_bytes, full_model_states, host_breakdown, loss_bytes, phase_peaks,
+)
+from dsft.plan.model_source import resolve_planner_config
+from dsft.plan.shapes import ModelShapes, build_meta_model, model_shapes
+
+REFERENCE_TOKENS = 1024  # tokens per GPU the layers are traced at; results scale linearly
+
+
+@dataclass
+class ModelProfile:
+    """A model as the planner sees it: counts plus traced activations per dtype."""
+
+    name: str
+    shapes: ModelShapes
+    hf_config: Any
+    _meta_model: Any = None
+    _traced: dict[str, list[tuple[LayerActivations, int]]] = field(default_factory=dict)
+
+    def layer_activations(self, precision: str) -> list[tuple[LayerActivations, int]]:
+        """Traced activations at REFERENCE_TOKENS for ``precision`` (bf16 or fp32), computed once."""
+        import torch
+
+        if precision not in self._traced:
+            if self._meta_model is None:
+                self._meta_model = build_meta_model(self.hf_config)
+            dtype = torch.float32 if precision == "fp32" else torch.bfloat16
+            self._meta_model.to(dtype)
+            self._traced[precision] = trace_model_layers(self._meta_model, 1, REFERENCE_TOKENS, dtype)
+        return self._traced[precision]
+
+
+def load_profile(model: str) -> ModelProfile:
+    """Build the planner's profile of ``model`` (preset name, hub id, tiny preset or config.json path)."""
+    name, hf_config = resolve_planner_config(model)
+    return ModelProfile(name=name, shapes=model_shapes(hf_config), hf_config=hf_config)
+
+
+def profile_from_config(hf_config: Any, name: str = "model") -> ModelProfile:
+    """A profile for an already-built transformers config (tests, callers holding a model)."""
+    return ModelProfile(name=name, shapes=model_shapes(hf_config), hf_config=hf_config)
+
+
+def tokens_per_gpu(req: PlanRequest) -> int:
+    """Tokens one GPU holds activations for: a micro-batch of rows, split over the sequence-parallel group."""
+    return -(-req.micro_batch * req.seq_len // req.sp)
+
+
+def _scaled(layers: list[tuple[LayerActivations, int]], tokens: int) -> list[tuple[LayerActivations, int]]:
+    def scale(value: int) -> int:
+        return value * tokens // REFERENCE_TOKENS
+
+    return [(LayerActivations(scale(a.saved_bytes), scale(a.input_bytes), scale(a.largest_tensor_bytes)), n)
+            for a, n in layers]
+
+
+def validate_request(req: PlanRequest) -> None:
+    """Reject requests that cannot be run as stated, naming the option."""
+    problems = []
+    if req.sp < 1 or req.world_size % req.sp:
+        problems.append(f"--sp {req.sp}: must divide the {req.world_size} GPUs")
+    if req.seq_len % req.sp:
+        problems.append(f"--sp {req.sp}: must divide --seq-len {req.seq_len}")
+    if req.offload != "none" and req.zero == 0:
+        problems.append(f"--offload {req.offload}: needs DeepSpeed ZeRO (--zero 1, 2 or 3)")
+    if req.offload == "optimizer+param" and req.zero != 3:
+        problems.append("--offload optimizer+param: parameter offload needs --zero 3")
+    if req.method == "qlora" and req.precision == "fp32":
+        problems.append("--method qlora: 4-bit bases train in bf16, not fp32")
+    for name in ("gpus_per_node", "nodes", "seq_len", "micro_batch", "lora_rank"):
+        if getattr(req, name) < 1:
+            problems.append(f"--{name.replace('_', '-')}: must be >= 1, got {getattr(req, name)}")
+    if problems:
+        raise DsftError("invalid plan request", problems)
+
+
+def estimate_memory(profile: ModelProfile, req: PlanRequest) -> MemoryEstimate:
+    """Per-GPU bytes by category, host RAM per node and checkpoint size for ``req``."""
+    validate_request(req)
+    shapes = profile.shapes
+    states = full_model_states(shapes, req) if req.method == "full" else adapter_model_states(shapes, req)
+    tokens = tokens_per_gpu(req)
+    breakdown = {"weights": states["weights"], "lora_weights": states.get("lora_weights", 0),
+                 "gradients": states["gradients"], "optimizer_states": states["optimizer_states"]}
+    acts = activation_memory(_scaled(profile.layer_activations(req.precision), tokens), req)
+    loss = loss_bytes(shapes, req, tokens)
+    breakdown["activations"] = acts.kept + acts.recompute + acts.working
+    breakdown["logits_loss"] = loss
+    breakdown["framework_overhead"] = GPU_FRAMEWORK_BYTES if req.device == "gpu" else 0
+    notes = []
+    if req.zero == 3 and not req.per_expert_modules and shapes.routed_expert_params:
+        notes.append(
+            f"ZeRO-3 gathers each layer's fused routed experts whole ({shapes.largest_layer_params / 1e9:.2f}B "
+            "parameters); a per-expert module layout gathers one expert matrix at a time"
+        )
+    return MemoryEstimate(
+        breakdown=breakdown, phases=phase_peaks(breakdown, acts, loss, req), host_breakdown=host_breakdown(shapes, req),
+        checkpoint_bytes=checkpoint_bytes(shapes, req), gpu_mem_bytes=int(req.gpu_mem_gib * GIB), notes=notes,
+    )
+
+
+def with_changes(req: PlanRequest, **changes: Any) -> PlanRequest:
+    """A copy of ``req`` with some fields changed (the recommender's moves)."""
+    return replace(req, **changes)

@@ -1,0 +1,198 @@
+"""Multi-process training settings generated from the train config: DDP, FSDP or DeepSpeed ZeRO.
+
+``dsft train`` runs unchanged under ``torchrun``, ``accelerate launch`` and the ``deepspeed`` launcher:
+the launcher sets WORLD_SIZE / RANK / LOCAL_RANK, transformers' Trainer picks them up, and this module
+turns ``train.distributed`` / ``train.zero_stage`` / ``train.offload`` into TrainingArguments kwargs.
+Generated DeepSpeed JSON and FSDP settings are written into the run directory so a run is reproducible.
+
+Batch sizes are always consistent: ``train_batch_size = micro_batch_size * grad_accum * world_size``.
+MoE: FSDP wraps whole decoder layers (attention + router + all experts of that layer together);
+ZeRO-3 treats each MoE block as a leaf module (``apply_zero3_leaf_modules``) so all of its experts are
+gathered at once: ranks route tokens to different experts, and fetching per expert would make ranks
+issue different all-gathers and hang.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+from dsft.config.schema import TrainConfig
+from dsft.errors import ConfigError, UnsupportedError
+
+DEEPSPEED_FILE = "deepspeed.json"
+FSDP_FILE = "fsdp.json"
+# Large enough that DeepSpeed does not print its own step logs (the Trainer logs).
+_STEPS_PER_PRINT = 10**9
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def resolve_strategy(train_cfg: TrainConfig, world_size: int) -> str:
+    """``none`` | ``ddp`` | ``fsdp`` | ``deepspeed`` for this config and process count.
+
+    ``auto``: one process -> none; several -> DeepSpeed ZeRO (``train.zero_stage``) on CUDA when
+    DeepSpeed is installed, else DDP (CPU/gloo runs, or no DeepSpeed).
+    """
+    choice = train_cfg.distributed
+    if choice == "auto":
+        if world_size <= 1:
+            return "none"
+        if _cuda_available() and importlib.util.find_spec("deepspeed") is not None and train_cfg.zero_stage > 0:
+            return "deepspeed"
+        return "ddp"
+    if choice == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
+        raise UnsupportedError("train.distributed=deepspeed needs DeepSpeed: pip install deepspeed (or dsft[distributed])")
+    if train_cfg.offload != "none" and choice == "ddp":
+        raise ConfigError(f"train.offload={train_cfg.offload}: offload needs train.distributed=deepspeed or fsdp")
+    return choice
+
+
+def _precision_flags(train_cfg: TrainConfig) -> tuple[bool, bool]:
+    from dsft.training.setup import resolve_precision
+
+    precision = resolve_precision(train_cfg.precision)
+    return precision == "bf16", precision == "fp16"
+
+
+def zero_optimization(train_cfg: TrainConfig) -> dict[str, Any]:
+    """The ``zero_optimization`` block: stage, buckets, CPU offload of optimizer (and parameters)."""
+    stage = train_cfg.zero_stage
+    if train_cfg.offload == "optimizer+param" and stage != 3:
+        raise ConfigError(f"train.offload=optimizer+param: parameter offload needs train.zero_stage=3, got {stage}")
+    if train_cfg.offload != "none" and stage == 0:
+        raise ConfigError("train.offload: offload needs train.zero_stage >= 1")
+    block: dict[str, Any] = {"stage": stage}
+    if stage == 0:
+        return block
+    block.update({"overlap_comm": True, "contiguous_gradients": True, "reduce_bucket_size": 5 * 10**8})
+    if stage == 2 or stage == 1:
+        block.update({"allgather_partitions": True, "allgather_bucket_size": 5 * 10**8, "reduce_scatter": True})
+    if stage == 3:
+        block.update({
+            "stage3_prefetch_bucket_size": 5 * 10**7,
+            "stage3_param_persistence_threshold": 10**5,
+            "stage3_max_live_parameters": 10**9,
+            "stage3_max_reuse_distance": 10**9,
+            # final/ must be an ordinary HF checkpoint, not ZeRO shards.
+            "stage3_gather_16bit_weights_on_model_save": True,
+        })
+    if train_cfg.offload in ("optimizer", "optimizer+param"):
+        block["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+    if train_cfg.offload == "optimizer+param":
+        block["offload_param"] = {"device": "cpu", "pin_memory": True}
+    return block
+
+
+def deepspeed_config(train_cfg: TrainConfig, world_size: int) -> dict[str, Any]:
+    """A complete DeepSpeed JSON (no "auto" values) matching the TrainingArguments dsft builds.
+
+    The optimizer is DeepSpeed's AdamW with the Trainer's hyper-parameters (its CPU Adam when the
+    optimizer is offloaded); the learning-rate schedule stays the Trainer's.
+    """
+    if world_size < 1:
+        raise ConfigError(f"world size must be >= 1, got {world_size}")
+    bf16, fp16 = _precision_flags(train_cfg)
+    micro, accum = train_cfg.micro_batch_size, train_cfg.grad_accum
+    return {
+        "train_batch_size": micro * accum * world_size,
+        "train_micro_batch_size_per_gpu": micro,
+        "gradient_accumulation_steps": accum,
+        "gradient_clipping": train_cfg.max_grad_norm,
+        "bf16": {"enabled": bf16},
+        "fp16": {"enabled": fp16},
+        "optimizer": {
+            "type": "AdamW",
+            "params": {"lr": train_cfg.lr, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": train_cfg.weight_decay},
+        },
+        "zero_optimization": zero_optimization(train_cfg),
+        "steps_per_print": _STEPS_PER_PRINT,
+        "wall_clock_breakdown": False,
+    }
+
+
+def decoder_layer_classes(model_config: Any) -> list[str]:
+    """Names of the decoder-layer classes to wrap (the model class's ``_no_split_modules``)."""
+    from transformers import AutoModelForCausalLM
+
+    model_class = AutoModelForCausalLM._model_mapping.get(type(model_config), None)
+    names = list(getattr(model_class, "_no_split_modules", None) or [])
+    if not names:
+        raise UnsupportedError(
+            f"cannot tell the decoder layer class of model type {model_config.model_type!r} for FSDP wrapping; "
+            "use train.distributed=deepspeed or ddp"
+        )
+    return names
+
+
+def fsdp_settings(train_cfg: TrainConfig, model_config: Any) -> dict[str, Any]:
+    """TrainingArguments ``fsdp`` / ``fsdp_config``: FSDP2, full shard, one unit per decoder layer."""
+    if train_cfg.offload == "optimizer":
+        raise ConfigError("train.offload=optimizer: FSDP offloads parameters and gradients together; "
+                          "use train.offload=optimizer+param with fsdp, or train.distributed=deepspeed")
+    config: dict[str, Any] = {
+        "version": 2,
+        "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+        "transformer_layer_cls_to_wrap": decoder_layer_classes(model_config),
+        "reshard_after_forward": True,
+        "cpu_offload": train_cfg.offload == "optimizer+param",
+        # final/ is written as one ordinary HF checkpoint.
+        "state_dict_type": "FULL_STATE_DICT",
+        "cpu_ram_efficient_loading": True,
+    }
+    return {"fsdp": True, "fsdp_config": config}
+
+
+def moe_block_classes(model: Any) -> list[type]:
+    """Module classes holding a layer's routed experts (children with 3-D expert weights, or an ``experts`` list)."""
+    found: dict[str, type] = {}
+    for module in model.modules():
+        experts = getattr(module, "experts", None)
+        if experts is not None and hasattr(module, "gate"):
+            found[type(module).__name__] = type(module)
+    return list(found.values())
+
+
+def apply_zero3_leaf_modules(model: Any, train_cfg: TrainConfig, world_size: int) -> list[str]:
+    """Under DeepSpeed ZeRO-3 mark MoE blocks as leaf modules; returns the class names marked."""
+    if resolve_strategy(train_cfg, world_size) != "deepspeed" or train_cfg.zero_stage != 3:
+        return []
+    classes = moe_block_classes(model)
+    if classes:
+        from deepspeed.utils import set_z3_leaf_modules
+
+        set_z3_leaf_modules(model, classes)
+    return [c.__name__ for c in classes]
+
+
+def distributed_training_args(
+    train_cfg: TrainConfig, model_config: Any, run_dir: str | Path, world_size: int
+) -> dict[str, Any]:
+    """TrainingArguments kwargs for the strategy; writes deepspeed.json / fsdp.json into ``run_dir``."""
+    run_dir = Path(run_dir)
+    strategy = resolve_strategy(train_cfg, world_size)
+    kwargs: dict[str, Any] = {}
+    if strategy in ("ddp", "none"):
+        # Fused experts and a frozen router still give every trainable parameter a gradient.
+        kwargs["ddp_find_unused_parameters"] = False
+        if not _cuda_available():
+            kwargs["ddp_backend"] = "gloo"
+        return kwargs
+    if strategy == "deepspeed":
+        config = deepspeed_config(train_cfg, world_size)
+        path = run_dir / DEEPSPEED_FILE
+        path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        kwargs["deepspeed"] = str(path)
+        return kwargs
+    settings = fsdp_settings(train_cfg, model_config)
+    (run_dir / FSDP_FILE).write_text(json.dumps(settings["fsdp_config"], indent=2) + "\n", encoding="utf-8")
+    if not _cuda_available():
+        kwargs["ddp_backend"] = "gloo"
+    kwargs.update(settings)
+    return kwargs

@@ -1,0 +1,91 @@
+"""Generated DeepSpeed JSON and FSDP settings: accepted by DeepSpeed's own parser, batch sizes consistent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dsft.config.schema import TrainConfig
+from dsft.errors import ConfigError
+from dsft.training.distributed import (
+    apply_zero3_leaf_modules, deepspeed_config, distributed_training_args, fsdp_settings, moe_block_classes,
+    resolve_strategy,
+)
+
+STAGES = [(0, "none"), (1, "none"), (1, "optimizer"), (2, "none"), (2, "optimizer"), (3, "none"),
+          (3, "optimizer"), (3, "optimizer+param")]
+
+
+@pytest.mark.parametrize("stage,offload", STAGES)
+@pytest.mark.parametrize("world_size", [1, 2, 16])
+def test_deepspeed_json_validates_with_deepspeed_config(stage: int, offload: str, world_size: int, monkeypatch) -> None:
+    import deepspeed.runtime.config as ds_config
+
+    # DeepSpeedConfig reads the world size from torch.distributed; pretend to be rank 0 of world_size.
+    monkeypatch.setattr(ds_config.dist, "get_rank", lambda *a, **k: 0)
+    monkeypatch.setattr(ds_config.dist, "get_world_size", lambda *a, **k: world_size)
+    cfg = TrainConfig(zero_stage=stage, offload=offload, micro_batch_size=3, grad_accum=5, lr=1e-5, weight_decay=0.1)
+    raw = deepspeed_config(cfg, world_size)
+    parsed = ds_config.DeepSpeedConfig(json.loads(json.dumps(raw)))
+    assert parsed.world_size == world_size
+    assert parsed.train_batch_size == 3 * 5 * world_size
+    assert parsed.train_micro_batch_size_per_gpu == 3 and parsed.gradient_accumulation_steps == 5
+    assert parsed.zero_optimization_stage == stage
+    assert (parsed.zero_config.offload_optimizer is not None) == (offload != "none")
+    assert (parsed.zero_config.offload_param is not None) == (offload == "optimizer+param")
+    assert parsed.optimizer_params["lr"] == 1e-5 and parsed.optimizer_params["weight_decay"] == 0.1
+
+
+def test_inconsistent_offload_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="zero_stage=3"):
+        deepspeed_config(TrainConfig(zero_stage=2, offload="optimizer+param"), 2)
+    with pytest.raises(ConfigError, match="offload needs"):
+        resolve_strategy(TrainConfig(distributed="ddp", offload="optimizer"), 2)
+
+
+def test_training_args_save_the_json_in_the_run_dir(tmp_path: Path, tiny_model_dir) -> None:
+    from transformers import AutoConfig
+
+    model_config = AutoConfig.from_pretrained(tiny_model_dir("tiny-deepseek-v3"))
+    cfg = TrainConfig(distributed="deepspeed", zero_stage=3, offload="optimizer", micro_batch_size=2, grad_accum=4)
+    kwargs = distributed_training_args(cfg, model_config, tmp_path, world_size=4)
+    saved = json.loads((tmp_path / "deepspeed.json").read_text())
+    assert kwargs["deepspeed"] == str(tmp_path / "deepspeed.json")
+    assert saved["train_batch_size"] == 2 * 4 * 4
+
+    fsdp = distributed_training_args(TrainConfig(distributed="fsdp"), model_config, tmp_path, world_size=2)
+    assert fsdp["fsdp"] is True
+    assert fsdp["fsdp_config"]["transformer_layer_cls_to_wrap"] == ["DeepseekV3DecoderLayer"]
+    assert json.loads((tmp_path / "fsdp.json").read_text()) == fsdp["fsdp_config"]
+    # DDP on CPU: gloo, and no unused-parameter search (fused experts give every parameter a gradient).
+    ddp = distributed_training_args(TrainConfig(distributed="auto"), model_config, tmp_path, world_size=2)
+    assert ddp == {"ddp_find_unused_parameters": False, "ddp_backend": "gloo"}
+
+
+def test_fsdp_settings_are_accepted_by_training_arguments(tmp_path: Path, tiny_model_dir) -> None:
+    from transformers import AutoConfig, TrainingArguments
+
+    model_config = AutoConfig.from_pretrained(tiny_model_dir("tiny-r1-distill-qwen"))
+    settings = fsdp_settings(TrainConfig(distributed="fsdp", offload="optimizer+param"), model_config)
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, **settings)
+    assert args.fsdp_config["transformer_layer_cls_to_wrap"] == ["Qwen2DecoderLayer"]
+    assert args.fsdp_config["cpu_offload"] is True
+
+
+def test_moe_blocks_become_zero3_leaf_modules(tiny_model_dir) -> None:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(tiny_model_dir("tiny-deepseek-v3"))
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    assert [c.__name__ for c in moe_block_classes(model)] == ["DeepseekV3MoE"]
+    # Only under DeepSpeed ZeRO-3: DDP and ZeRO-2 leave the model alone.
+    assert apply_zero3_leaf_modules(model, TrainConfig(distributed="ddp"), 2) == []
+    marked = apply_zero3_leaf_modules(model, TrainConfig(distributed="deepspeed", zero_stage=3), 2)
+    assert marked == ["DeepseekV3MoE"]
+    from deepspeed.utils import z3_leaf_module
+
+    assert all(z3_leaf_module(m) for m in model.modules() if type(m).__name__ == "DeepseekV3MoE")
