@@ -67,7 +67,7 @@ def run_training(
     from transformers import set_seed
 
     set_seed(cfg.train.seed)  # before the adapter is created: LoRA A matrices are drawn from this RNG
-    model = build_model(cfg, model_dir)
+    model = build_model(cfg, model_dir, tokenizer)
     args = build_training_arguments(cfg, run_dir, has_eval=bool(splits["val"].examples),
                                     n_train_examples=len(splits["train"].examples), model=model)
 

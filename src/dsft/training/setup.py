@@ -69,7 +69,7 @@ def _check_qlora() -> None:
         )
 
 
-def build_model(cfg: DsftConfig, model_dir: Path) -> Any:
+def build_model(cfg: DsftConfig, model_dir: Path, tokenizer: Any) -> Any:
     """Load the base model for training and wrap it with LoRA when the method asks for it.
 
     Full fine-tunes keep fp32 master weights (bf16 autocast on GPU); LoRA/QLoRA load the frozen base in
@@ -88,6 +88,9 @@ def build_model(cfg: DsftConfig, model_dir: Path) -> Any:
         model_dir, dtype=dtype, attn_implementation=cfg.model.attn_implementation,
         quantization="4bit" if method == "qlora" else None, trust_remote_code=cfg.model.trust_remote_code,
     )
+    from dsft.models.loading import align_special_tokens
+
+    align_special_tokens(model, tokenizer)  # e.g. R1-Distill-Qwen's config BOS is wrong
     # A KV cache object disables the packed block-causal mask in sdpa/eager (see training/collators.py).
     model.config.use_cache = False
     if method == "full":
