@@ -112,13 +112,12 @@ def _generation_defaults(model: Any) -> dict[str, float]:
 
 def _attach_adapters(model: Any, adapters: dict[str, Path]) -> Any:
     """Wrap ``model`` in one PeftModel holding every adapter under its name."""
-    from peft import PeftModel
+    from dsft.models.lora import load_lora_adapter
 
-    names = list(adapters)
-    peft_model = PeftModel.from_pretrained(model, str(adapters[names[0]]), adapter_name=names[0])
-    for name in names[1:]:
-        peft_model.load_adapter(str(adapters[name]), adapter_name=name)
-    return peft_model.eval()
+    # load_lora_adapter, not PeftModel.from_pretrained: peft would rewrite DeepSeek-V3 MLP targets.
+    for name, path in adapters.items():
+        model = load_lora_adapter(model, str(path), adapter_name=name)
+    return model.eval()
 
 
 def load_serving_model(
