@@ -31,21 +31,28 @@ def eval_data(tmp_path: Path) -> Path:
 def lora_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Callable[[str], Path]) -> Path:
     """A run directory shaped like training's: run.json, metrics.jsonl and final/ holding a LoRA adapter.
 
-    The adapter is freshly initialised with random A and B (``init_lora_weights=False``) so that it
-    changes the model's outputs; the metrics.jsonl rows are made-up fixture values.
+    The adapter is the one training builds for tiny-deepseek-v3 (MLA projections, dense and shared MLPs,
+    fused routed experts), with its B matrices filled with seeded noise instead of zeros so that it changes
+    the model's outputs. The metrics.jsonl rows are made-up fixture values.
     """
-    from peft import LoraConfig, get_peft_model
+    import torch
 
+    from dsft.config.schema import LoraConfig
     from dsft.models.loading import load_model, load_tokenizer
+    from dsft.models.lora import apply_lora
 
-    base = tiny_model_dir("tiny-r1-distill-qwen")
+    base = tiny_model_dir("tiny-deepseek-v3")
     run = tmp_path_factory.mktemp("run")
-    model = get_peft_model(load_model(base), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                                        init_lora_weights=False))
+    model = apply_lora(load_model(base), LoraConfig(r=4, alpha=8))
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.05)
     model.save_pretrained(str(run / "final"))
     load_tokenizer(base).save_pretrained(str(run / "final"))
     (run / "run.json").write_text(json.dumps({
-        "template": "deepseek-r1", "base_model": str(base), "model_name_or_path": "tiny-r1-distill-qwen",
+        "template": "deepseek-r1", "base_model": str(base), "model_name_or_path": "tiny-deepseek-v3",
         "method": "lora", "thinking": True, "final": "final", "status": "finished",
     }))
     rows = [{"step": 1, "loss": 3.0}, {"step": 2, "loss": 2.5, "eval_loss": 2.8}, {"step": 3, "loss": 2.0},

@@ -76,7 +76,9 @@ def test_lora_run_is_loaded_unmerged(lora_run: Path) -> None:
     target = load_eval_target(lora_run)
     assert isinstance(target.model, PeftModel) and target.adapter
     assert (target.template_name, target.thinking) == ("deepseek-r1", True)
-    assert any("lora_A" in name for name, _ in target.model.named_parameters())
+    names = [name for name, _ in target.model.named_parameters()]
+    assert any("experts" in n and "lora_A" in n for n in names)  # fused MoE experts carry their adapter
+    assert any("kv_a_proj_with_mqa" in n and "lora_B" in n for n in names)
 
 
 def test_unknown_template_names_template_name(tmp_path: Path, eval_data: Path, tiny_model_dir: Callable[[str], Path],
@@ -118,6 +120,9 @@ def test_compare_report_numbers_equal_metrics_json(tmp_path: Path, eval_data: Pa
     base_prompts = [json.loads(x)["prompt"] for x in (out / "base/predictions.jsonl").read_text().splitlines()]
     tuned_prompts = [json.loads(x)["prompt"] for x in (out / "tuned/predictions.jsonl").read_text().splitlines()]
     assert base_prompts == tuned_prompts
+    base_raw = [json.loads(x)["prediction"] for x in (out / "base/predictions.jsonl").read_text().splitlines()]
+    tuned_raw = [json.loads(x)["prediction"] for x in (out / "tuned/predictions.jsonl").read_text().splitlines()]
+    assert base_raw != tuned_raw  # the adapter is applied to the tuned model only
 
     rows = _report_rows((out / "report.md").read_text())
     for key in ("exact_match", "f1", "bleu", "rouge1", "rouge2", "rougeL", "think_rate", "unclosed_think_rate"):

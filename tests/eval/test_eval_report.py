@@ -12,7 +12,8 @@ RESULT = {
     "loss": {"loss_first": 3.0, "loss_last": 1.5, "eval_loss_first": 2.8, "eval_loss_best": 2.25, "eval_loss_last": 2.25},
 }
 SAMPLE = {"source": "val.jsonl:1", "question": "<script>alert(1)</script> | ```", "reference": "a|b",
-          "base_answer": "```\nx", "tuned_answer": "<b>y</b>", "base_reasoning_tokens": 3, "tuned_reasoning_tokens": 0}
+          "base_answer": "```\nx", "tuned_answer": "<b>y</b>", "base_reasoning_tokens": 3, "tuned_reasoning_tokens": 0,
+          "base_unclosed": False, "tuned_unclosed": False}
 
 
 def test_rows_and_formatting() -> None:
@@ -28,6 +29,12 @@ def test_markdown_fences_text_and_holds_the_numbers() -> None:
     assert "| eval_loss_best | 2.2500 |" in md
     # A text holding ``` is fenced with a longer fence, so it cannot close the block early.
     assert "````text\n<script>alert(1)</script> | ```\n````" in md
+
+
+def test_missing_answers_are_explained() -> None:
+    sample = {**SAMPLE, "base_answer": "", "base_unclosed": True, "tuned_answer": ""}
+    md = render_markdown(RESULT, [sample])
+    assert "(no answer: the think block never closed)" in md and "(empty answer)" in md
 
 
 def test_html_escapes_every_text() -> None:

@@ -44,6 +44,7 @@ def _samples(base: EvalRun, tuned: EvalRun, count: int) -> list[dict[str, Any]]:
             "source": t["source"], "question": t["question"], "reference": t["reference"],
             "base_answer": b["answer"], "tuned_answer": t["answer"],
             "base_reasoning_tokens": b["reasoning_tokens"], "tuned_reasoning_tokens": t["reasoning_tokens"],
+            "base_unclosed": b["unclosed_think"], "tuned_unclosed": t["unclosed_think"],
         })
     return samples
 

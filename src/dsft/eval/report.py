@@ -58,6 +58,14 @@ def comparison_table(result: dict[str, Any]) -> Any:
     return table
 
 
+def shown_answer(sample: dict[str, Any], side: str) -> str:
+    """The answer of ``side`` as shown in a report; a note in parentheses when there is none."""
+    answer = sample.get(f"{side}_answer") or ""
+    if answer:
+        return answer
+    return "(no answer: the think block never closed)" if sample.get(f"{side}_unclosed") else "(empty answer)"
+
+
 def _fence(text: str | None) -> str:
     text = text or ""
     ticks = "```"
@@ -97,7 +105,7 @@ def render_markdown(result: dict[str, Any], samples: list[dict[str, Any]]) -> st
                   _fence(sample["question"]), "", "**Reference**", "", _fence(sample["reference"]), ""]
         for side in ("base", "tuned"):
             lines += [f"**{side.capitalize()}** (reasoning: {sample[side + '_reasoning_tokens']} tokens)", "",
-                      _fence(sample[side + "_answer"]), ""]
+                      _fence(shown_answer(sample, side)), ""]
     return "\n".join(lines)
 
 
@@ -123,7 +131,7 @@ def _html_table(rows: list[tuple[str, Any, Any, float | None]]) -> str:
 def _html_samples(samples: list[dict[str, Any]]) -> str:
     out = ["<table><tr><th>#</th><th>prompt</th><th>reference</th><th>base</th><th>tuned</th></tr>"]
     for number, s in enumerate(samples, start=1):
-        cells = [s["question"], s["reference"], s["base_answer"], s["tuned_answer"]]
+        cells = [s["question"], s["reference"], shown_answer(s, "base"), shown_answer(s, "tuned")]
         body = "".join(f"<td><pre>{escape(c or '')}</pre></td>" for c in cells)
         out.append(f"<tr><td>{number}</td>{body}</tr>")
     out.append("</table>")

@@ -85,9 +85,10 @@ def _load_run(run_dir: Path, template_name: str | None, device: str | None, dtyp
     tokenizer = load_tokenizer(final if has_tokenizer else base_dir)
     adapter = (final / "adapter_config.json").is_file()
     if adapter:
-        from peft import PeftModel
+        from dsft.models.lora import load_lora_adapter
 
-        model = PeftModel.from_pretrained(load_model(base_dir, dtype=dtype, device=device), str(final))
+        # Loaded as trained (fused MoE expert targets included); never merged into the base weights.
+        model = load_lora_adapter(load_model(base_dir, dtype=dtype, device=device), str(final))
         model.eval()
     else:
         model = load_model(final, dtype=dtype, device=device)
