@@ -129,3 +129,33 @@ def test_parallel_signatures_equal_sequential(monkeypatch) -> None:
     monkeypatch.setattr(module, "_SIGNATURE_CHUNK", 7)
     assert (module.compute_signatures(texts, hasher, processes=2) == sequential).all()
     assert sequential.shape == (60, module.DEFAULT_NUM_PERM)
+
+
+def test_batched_contamination_matches_a_naive_check(monkeypatch) -> None:
+    """The vectorised batch pass equals a plain n-gram set intersection (short docs, boundaries, boilerplate)."""
+    from dsft.data import relevance
+
+    rng = random.Random(0)
+    vocab = ["a", "b", "c", "水", "库"]
+
+    def doc(i: int, size: int) -> Conversation:
+        return conv(" ".join(rng.choice(vocab) for _ in range(size)), "x", f"d:{i}")
+
+    n = 4
+    evaluation = [doc(i, rng.randint(1, 8)) for i in range(6)]
+    train = [doc(100 + i, rng.randint(0, 9)) for i in range(300)]
+
+    def grams(c: Conversation) -> set:
+        tokens = relevance.units(relevance.conversation_text(c))
+        return {tuple(tokens)} if 0 < len(tokens) < n else {tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)}
+
+    spread: dict = {}
+    for c in evaluation:
+        for g in grams(c):
+            spread[g] = spread.get(g, 0) + 1
+    known = {g for g, count in spread.items() if count < 2}
+    expected = [c.meta["origin"] for c in train if grams(c) & known]
+    monkeypatch.setattr(relevance, "_BATCH_DOCUMENTS", 37)  # several batches
+    report = relevance.check_contamination(train, evaluation, ngram=n)
+    assert [c.meta["origin"] for c, _ in report.contaminated] == expected
+    assert 0 < len(expected) < len(train)  # the data exercises hits and misses

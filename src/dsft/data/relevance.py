@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from itertools import chain
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,6 +102,9 @@ class ContaminationReport:
         }
 
 
+_POLY = np.uint64(0x100000001B3)  # multiplier of the rolling n-gram hash
+
+
 def _ngram_hashes(text: str, n: int) -> tuple[np.ndarray, list[str]]:
     """64-bit hashes of every run of ``n`` units (a shorter text is one n-gram of its own), and the units.
 
@@ -115,7 +119,7 @@ def _ngram_hashes(text: str, n: int) -> tuple[np.ndarray, list[str]]:
     count = len(ids) - width + 1
     hashes = np.full(count, width, dtype=np.uint64)  # seeded with the width: short texts only match short texts
     for offset in range(width):
-        hashes = hashes * np.uint64(0x100000001B3) + ids[offset:offset + count]
+        hashes = hashes * _POLY + ids[offset:offset + count]
     return hashes, tokens
 
 
@@ -147,18 +151,47 @@ def check_contamination(
     report = ContaminationReport(ngram)
     if not len(known):
         return report
-    for conversation in train:
-        hashes, tokens = _ngram_hashes(conversation_text(conversation), ngram)
-        if not len(hashes):
-            continue
-        slots = np.minimum(np.searchsorted(known, hashes), len(known) - 1)
-        hits = np.flatnonzero(known[slots] == hashes)
-        if len(hits):
-            start = int(hits[0])
-            shown = " ".join(tokens[start:start + ngram])[:60]
-            owner = evaluation[int(owners[slots[start]])]
-            report.contaminated.append((conversation, f"shares {ngram}-gram '{shown}' with {source_of(owner)}"))
+    for start in range(0, len(train), _BATCH_DOCUMENTS):
+        batch = train[start:start + _BATCH_DOCUMENTS]
+        token_lists = [units(conversation_text(c)) for c in batch]
+        for index, first in _first_hits(token_lists, known, ngram):
+            tokens = token_lists[index]
+            gram = tokens[first:first + ngram]
+            owner = evaluation[int(owners[np.searchsorted(known, _ngram_hashes(" ".join(gram), ngram)[0][0])])]
+            report.contaminated.append((batch[index], f"shares {ngram}-gram '{' '.join(gram)[:60]}' with {source_of(owner)}"))
     return report
+
+
+_BATCH_DOCUMENTS = 4096  # train conversations hashed per numpy pass
+
+
+def _first_hits(token_lists: list[list[str]], known: np.ndarray, n: int) -> list[tuple[int, int]]:
+    """(document, first unit) of the first known n-gram in each document that has one, in document order.
+
+    All documents of the batch are hashed in one vectorised pass over their concatenated units;
+    windows that cross a document boundary are discarded. Documents shorter than ``n`` units are one
+    n-gram of their own (see :func:`_ngram_hashes`) and are checked one by one.
+    """
+    lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
+    hits: dict[int, int] = {}
+    for index in np.flatnonzero((lengths > 0) & (lengths < n)).tolist():
+        if np.isin(_ngram_hashes(" ".join(token_lists[index]), n)[0], known).any():
+            hits[index] = 0
+    total = int(lengths.sum())
+    if total >= n:
+        ids = np.fromiter(map(hash, chain.from_iterable(token_lists)), dtype=np.int64, count=total).view(np.uint64)
+        count = total - n + 1
+        hashes = np.full(count, n, dtype=np.uint64)
+        for offset in range(n):
+            hashes = hashes * _POLY + ids[offset:offset + count]
+        document = np.repeat(np.arange(len(token_lists)), lengths)[:count]
+        position = np.arange(count) - (np.cumsum(lengths) - lengths)[document]
+        inside = lengths[document] - position >= n
+        slots = np.minimum(np.searchsorted(known, hashes), len(known) - 1)
+        found = np.flatnonzero(inside & (known[slots] == hashes))
+        documents, first = np.unique(document[found], return_index=True)
+        hits.update(zip(documents.tolist(), position[found[first]].tolist()))
+    return sorted(hits.items())
 
 
 def drop_contaminated(train: Sequence[Conversation], report: ContaminationReport) -> StepResult:
