@@ -156,3 +156,12 @@ def test_generation_eval_in_memory(tiny_model_dir: Callable[[str], Path]) -> Non
     assert metrics["count"] == 1 and 0.0 <= metrics["f1"] <= 1.0
     assert samples[0]["question"] == "2+2?" and samples[0]["reference"] == "4"
     assert model.training  # mode restored for the trainer
+
+
+def test_thinking_override_for_hybrid_template(tmp_path: Path, eval_data: Path,
+                                               tiny_model_dir: Callable[[str], Path]) -> None:
+    metrics = evaluate_model(tiny_model_dir("tiny-deepseek-v3"), eval_data, tmp_path / "think", template="deepseek-v3.1",
+                             thinking=True, limit=1, max_new_tokens=2, progress=False)
+    record = json.loads((tmp_path / "think" / "predictions.jsonl").read_text().splitlines()[0])
+    assert record["prompt"].endswith("<｜Assistant｜><think>") and record["prompt_opened_think"]
+    assert metrics["evaluated"]["thinking"] is True and metrics["evaluated"]["template"] == "deepseek-v3.1"

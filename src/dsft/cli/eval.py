@@ -82,6 +82,8 @@ TOP_P = typer.Option(1.0, "--top-p", help="Nucleus sampling (with --temperature 
 SEED = typer.Option(0, "--seed", help="Sampling seed.")
 METRICS = typer.Option(None, "--metrics", "-m", help="Comma-separated metrics (default all).")
 DEVICE = typer.Option(None, "--device", help="cpu or cuda:N (default: GPU if available).")
+THINKING = typer.Option(None, "--thinking/--no-thinking",
+                        help="Thinking mode of hybrid templates (default: the run's, else the template's).")
 
 
 def eval_command(
@@ -90,13 +92,14 @@ def eval_command(
     out: Path = typer.Option(..., "--out", help="Directory for predictions.jsonl and metrics.json."),
     max_new_tokens: int = MAX_NEW_TOKENS, batch_size: int = BATCH_SIZE, limit: Optional[int] = LIMIT,
     template: Optional[str] = TEMPLATE, temperature: float = TEMPERATURE, top_p: float = TOP_P, seed: int = SEED,
-    metrics: Optional[str] = METRICS, device: Optional[str] = DEVICE,
+    metrics: Optional[str] = METRICS, device: Optional[str] = DEVICE, thinking: Optional[bool] = THINKING,
 ) -> None:
     """Generate answers with the model's own template and score them (LoRA runs: adapter not merged)."""
     from dsft.eval.evaluate import evaluate_model
 
     result = evaluate_model(model_or_run, data, out, _options(max_new_tokens, batch_size, temperature, top_p, seed),
-                            limit=limit, template=template, metrics=_split_list(metrics), device=device)
+                            limit=limit, template=template, metrics=_split_list(metrics), device=device,
+                            thinking=thinking)
     print_metrics_table(result, f"eval: {model_or_run}")
     gen = result["generation"]
     typer.echo(f"{gen['generated_tokens']} tokens in {gen['elapsed_s']:.1f}s ({gen['tokens_per_s']:.1f} tok/s); "
@@ -110,7 +113,7 @@ def compare_command(
     base: Optional[str] = typer.Option(None, "--base", help="Base model (default: the run's base model)."),
     max_new_tokens: int = MAX_NEW_TOKENS, batch_size: int = BATCH_SIZE, limit: Optional[int] = LIMIT,
     template: Optional[str] = TEMPLATE, temperature: float = TEMPERATURE, top_p: float = TOP_P, seed: int = SEED,
-    metrics: Optional[str] = METRICS, device: Optional[str] = DEVICE,
+    metrics: Optional[str] = METRICS, device: Optional[str] = DEVICE, thinking: Optional[bool] = THINKING,
     samples: int = typer.Option(5, "--samples", help="Side-by-side answers shown in the report."),
 ) -> None:
     """Base vs tuned on the same prompts: report.md and a self-contained report.html with deltas."""
@@ -118,7 +121,7 @@ def compare_command(
 
     result = compare_models(base, tuned, data, out, _options(max_new_tokens, batch_size, temperature, top_p, seed),
                             limit=limit, template=template, metrics=_split_list(metrics), sample_count=samples,
-                            device=device)
+                            device=device, thinking=thinking)
     from rich.console import Console
 
     from dsft.eval.report import comparison_table

@@ -73,11 +73,13 @@ def compare_models(
     max_new_tokens: int | None = None,
     batch_size: int | None = None,
     cache_dir: str | Path | None = None,
+    thinking: bool | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``base`` (default: the run's base model) and ``tuned_run`` on the same prompts.
 
     ``max_new_tokens`` / ``batch_size`` override the same fields of ``options``; ``cache_dir`` is
-    where a tiny preset or hub id named by ``base`` is resolved.
+    where a tiny preset or hub id named by ``base`` is resolved; ``thinking`` overrides the run's
+    thinking mode for both models.
 
     Returns ``{"base": metrics, "tuned": metrics, "delta": {metric: tuned - base}, "loss": {...},
     "template", "data", "base_name", "tuned_name", "report_md", "report_html"}`` (also written to
@@ -89,7 +91,9 @@ def compare_models(
     base_name = _base_name(base, run_info)
     items, skipped = load_eval_set(data, limit)
 
-    tuned_target = load_eval_target(tuned_run, template, device=device, dtype=dtype)
+    tuned_target = load_eval_target(tuned_run, template, device=device, dtype=dtype, cache_dir=cache_dir)
+    if thinking is not None:
+        tuned_target.thinking = thinking
     tuned = evaluate_target(tuned_target, items, options, metrics, progress, skipped, str(data))
     write_eval_outputs(out / "tuned", tuned)
     template_name, thinking = tuned_target.template_name, tuned_target.thinking

@@ -117,17 +117,21 @@ def evaluate_model(
     max_new_tokens: int | None = None,
     batch_size: int | None = None,
     cache_dir: str | Path | None = None,
+    thinking: bool | None = None,
 ) -> dict[str, Any]:
     """Evaluate a model directory / preset / hub id or a run directory on ``data``; write the outputs
     into ``out_dir`` and return the metrics (the content of ``metrics.json``).
 
-    ``max_new_tokens`` / ``batch_size`` override the same fields of ``options``.
+    ``max_new_tokens`` / ``batch_size`` override the same fields of ``options``; ``thinking`` overrides
+    the thinking mode of hybrid templates (default: the run's, else the template's own default).
     """
     from dsft.eval.target import load_eval_target
 
     options = with_overrides(options, max_new_tokens=max_new_tokens, batch_size=batch_size)
     items, skipped = load_eval_set(data, limit)
     target = load_eval_target(model_or_run, template, device=device, dtype=dtype, cache_dir=cache_dir)
+    if thinking is not None:
+        target.thinking = thinking
     run = evaluate_target(target, items, options, metrics, progress, skipped, str(data))
     write_eval_outputs(out_dir, run)
     return run.metrics
