@@ -105,8 +105,9 @@ class TemplateConfig(Section):
     masking: Literal["assistant", "last", "all"] = Field(
         "assistant", description="Supervised tokens: every assistant turn, the last one only, or all tokens."
     )
-    thinking: bool = Field(
-        True, description="Thinking mode for hybrid families (V3.1, V4): render trained turns with reasoning."
+    thinking: bool | None = Field(
+        None, description="Thinking mode for hybrid families (V3.1, V4): true/false forces it; null trains each "
+        "turn in thinking mode iff it carries reasoning.",
     )
 
 

@@ -19,7 +19,7 @@ def resolve_template(cfg: DsftConfig, model_dir: Path, tokenizer: Any) -> tuple[
     from dsft.templates import detect_template, get_template
 
     name = cfg.template.name if cfg.template.name != "auto" else detect_template(model_dir)
-    return name, get_template(name)
+    return name, get_template(name, tokenizer)
 
 
 def load_splits(cfg: DsftConfig, tokenizer: Any, template: Any, run_dir: Path) -> dict[str, TokenizedSplit]:
