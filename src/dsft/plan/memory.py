@@ -50,6 +50,10 @@ class PlanRequest:
     precision: Literal["bf16", "fp32"] = "bf16"
     per_expert_modules: bool = False  # routed experts as separate modules (remote-code DeepSeek) vs fused
     device: Literal["gpu", "cpu"] = "gpu"
+    # "flash": FlashAttention / flash or memory-efficient SDPA kernels (no s x s tensor; dsft's GPU default).
+    # "math": eager or SDPA's math fallback, which saves the softmax probabilities (PyTorch on CPU picks
+    # it when q/k and v head dims differ, as in MLA).
+    attention: Literal["flash", "math"] = "flash"
 
     @property
     def world_size(self) -> int:

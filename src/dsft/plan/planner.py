@@ -73,6 +73,19 @@ def _scaled(layers: list[tuple[LayerActivations, int]], tokens: int) -> list[tup
             for a, n in layers]
 
 
+def attention_score_bytes(profile: ModelProfile, req: PlanRequest) -> int:
+    """Per layer: the s x s softmax probabilities the math attention path saves (0 for flash kernels).
+
+    Ulysses sequence parallelism gives each rank all tokens of heads / sp heads. The probabilities are
+    kept in fp32 (softmax) and, for 16-bit training, also in the compute dtype.
+    """
+    if req.attention == "flash":
+        return 0
+    heads = profile.hf_config.num_attention_heads // req.sp
+    width = 4 if req.precision == "fp32" else 4 + 2
+    return req.micro_batch * heads * req.seq_len * req.seq_len * width
+
+
 def validate_request(req: PlanRequest) -> None:
     """Reject requests that cannot be run as stated, naming the option."""
     problems = []
@@ -101,7 +114,10 @@ def estimate_memory(profile: ModelProfile, req: PlanRequest) -> MemoryEstimate:
     tokens = tokens_per_gpu(req)
     breakdown = {"weights": states["weights"], "lora_weights": states.get("lora_weights", 0),
                  "gradients": states["gradients"], "optimizer_states": states["optimizer_states"]}
-    acts = activation_memory(_scaled(profile.layer_activations(req.precision), tokens), req)
+    scores = attention_score_bytes(profile, req)
+    layers = [(LayerActivations(a.saved_bytes + scores, a.input_bytes, max(a.largest_tensor_bytes, scores)), n)
+              for a, n in _scaled(profile.layer_activations(req.precision), tokens)]
+    acts = activation_memory(layers, req)
     loss = loss_bytes(shapes, req, tokens)
     breakdown["activations"] = acts.kept + acts.recompute + acts.working
     breakdown["logits_loss"] = loss
