@@ -73,9 +73,9 @@ def _options(max_new_tokens: int, batch_size: int, temperature: float, top_p: fl
                            top_p=top_p, seed=seed)
 
 
-MAX_NEW_TOKENS = typer.Option(256, "--max-new-tokens", help="Generation length limit (tokens).")
-BATCH_SIZE = typer.Option(8, "--batch-size", help="Prompts per generation batch.")
-LIMIT = typer.Option(None, "--limit", help="Evaluate only the first N usable records.")
+MAX_NEW_TOKENS = typer.Option(256, "--max-new-tokens", min=1, help="Generation length limit (tokens).")
+BATCH_SIZE = typer.Option(8, "--batch-size", min=1, help="Prompts per generation batch.")
+LIMIT = typer.Option(None, "--limit", min=1, help="Evaluate only the first N usable records.")
 TEMPLATE = typer.Option(None, "--template", help="Chat template (template.name); default: the run's, or detected.")
 TEMPERATURE = typer.Option(0.0, "--temperature", help="0 = greedy decoding.")
 TOP_P = typer.Option(1.0, "--top-p", help="Nucleus sampling (with --temperature > 0).")
@@ -117,15 +117,14 @@ def compare_command(
     samples: int = typer.Option(5, "--samples", help="Side-by-side answers shown in the report."),
 ) -> None:
     """Base vs tuned on the same prompts: report.md and a self-contained report.html with deltas."""
+    from rich.console import Console
+
     from dsft.eval.compare import compare_models
+    from dsft.eval.report import comparison_table
 
     result = compare_models(base, tuned, data, out, _options(max_new_tokens, batch_size, temperature, top_p, seed),
                             limit=limit, template=template, metrics=_split_list(metrics), sample_count=samples,
                             device=device, thinking=thinking)
-    from rich.console import Console
-
-    from dsft.eval.report import comparison_table
-
     Console().print(comparison_table(result))
     typer.echo(f"wrote {result['report_md']} and {result['report_html']}")
 

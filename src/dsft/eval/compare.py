@@ -50,11 +50,15 @@ def _samples(base: EvalRun, tuned: EvalRun, count: int) -> list[dict[str, Any]]:
 
 
 def _base_name(base: str | Path | None, run_info: dict[str, Any] | None) -> str:
+    """``base`` as given, else the run's base: the exact directory it trained from when it still exists."""
     if base is not None:
         return str(base)
     if run_info is None:
         raise DsftError("--base is required when --tuned is not a dsft run directory")
-    return str(run_info.get("model_name_or_path") or run_info["base_model"])
+    trained_from = Path(run_info["base_model"])
+    if (trained_from / "config.json").is_file():
+        return str(trained_from)
+    return str(run_info.get("model_name_or_path") or trained_from)
 
 
 def compare_models(
