@@ -64,6 +64,9 @@ def demo(
         val = run_dir / "data" / "val.jsonl"
         report = compare_models(base=cfg.model.name_or_path, tuned_run=run_dir, data=val, out_dir=out / "compare",
                                 max_new_tokens=cfg.eval.max_new_tokens, cache_dir=cfg.model.cache_dir)
+        from dsft.eval.report import comparison_table
+
+        console.print(comparison_table(report))
     console.rule("[bold]where everything is")
     rows = [
         ("run directory", run_dir),

@@ -1,0 +1,62 @@
+"""Early stopping, keeping and restoring the best checkpoint, and generation eval during training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from dsft.training.run import run_training
+
+from test_train_run import make_cfg, write_data
+
+
+def evals_by_step(run: Path) -> dict[int, float]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["eval_loss"] for r in rows if "eval_loss" in r}
+
+
+def test_early_stopping_stops_after_patience(tmp_path: Path, tiny_model_dir) -> None:
+    tiny_model_dir("tiny-deepseek-v3")
+    # min_delta far above any real change: every evaluation after the first counts as "no improvement".
+    cfg = make_cfg(write_data(tmp_path / "d.jsonl"), "tiny-deepseek-v3", "train.max_steps=20", "eval.steps=2",
+                   "train.save_steps=2", "eval.early_stopping_patience=2", "eval.early_stopping_min_delta=100",
+                   "eval.load_best=true")
+    result = run_training(cfg, tmp_path / "run", progress=False)
+    # The evaluation before training is logged but is not a candidate for "best" (no checkpoint exists at
+    # step 0), so step 2 sets the reference; 4 and 6 bring no improvement -> patience 2 stops at step 6.
+    assert result.global_step == 6
+    assert sorted(evals_by_step(tmp_path / "run")) == [0, 2, 4, 6]
+
+
+def test_best_checkpoint_kept_and_restored(tmp_path: Path, tiny_model_dir) -> None:
+    tiny_model_dir("tiny-deepseek-v3")
+    cfg = make_cfg(write_data(tmp_path / "d.jsonl"), "tiny-deepseek-v3", "train.max_steps=8", "eval.steps=2",
+                   "train.save_steps=2", "train.save_total_limit=1", "train.lr=3e-2", "eval.load_best=true")
+    result = run_training(cfg, tmp_path / "run", progress=False)
+    evals = {s: v for s, v in evals_by_step(tmp_path / "run").items() if s > 0}
+    best_step = min(evals, key=evals.get)
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["best_checkpoint"].endswith(f"checkpoint-{best_step}")
+    assert abs(result.best_eval_loss - evals[best_step]) < 1e-6
+    best = tmp_path / "run" / "checkpoints" / f"checkpoint-{best_step}"
+    assert best.is_dir(), "the best checkpoint survives save_total_limit"
+    final = load_file(str(result.final_dir / "adapter_model.safetensors"))
+    kept = load_file(str(best / "adapter_model.safetensors"))
+    assert all(torch.equal(final[k], kept[k]) for k in final), "final/ holds the best checkpoint's adapter"
+
+
+def test_generation_eval_during_training(tmp_path: Path, tiny_model_dir) -> None:
+    from dsft.eval.callbacks import GenerationEvalCallback
+
+    tiny_model_dir("tiny-deepseek-v3")
+    cfg = make_cfg(write_data(tmp_path / "d.jsonl"), "tiny-deepseek-v3", "train.max_steps=4", "eval.steps=0")
+    run = tmp_path / "run"
+    callback = GenerationEvalCallback(run, every=2, samples=3, max_new_tokens=6)
+    run_training(cfg, run, progress=False, extra_callbacks=[callback])
+    lines = [json.loads(line) for line in (run / "generation_eval.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [2, 4]
+    assert lines[0]["metrics"]["count"] == 3
+    assert lines[0]["samples"] and "answer" in lines[0]["samples"][0]
