@@ -151,10 +151,11 @@ def check_contamination(
     report = ContaminationReport(ngram)
     if not len(known):
         return report
+    lookup = _bitmap(known)
     for start in range(0, len(train), _BATCH_DOCUMENTS):
         batch = train[start:start + _BATCH_DOCUMENTS]
         token_lists = [units(conversation_text(c)) for c in batch]
-        for index, first in _first_hits(token_lists, known, ngram):
+        for index, first in _first_hits(token_lists, known, lookup, ngram):
             tokens = token_lists[index]
             gram = tokens[first:first + ngram]
             owner = evaluation[int(owners[np.searchsorted(known, _ngram_hashes(" ".join(gram), ngram)[0][0])])]
@@ -165,7 +166,18 @@ def check_contamination(
 _BATCH_DOCUMENTS = 4096  # train conversations hashed per numpy pass
 
 
-def _first_hits(token_lists: list[list[str]], known: np.ndarray, n: int) -> list[tuple[int, int]]:
+def _bitmap(known: np.ndarray) -> tuple[np.ndarray, np.uint64]:
+    """A boolean table over the low bits of the known hashes (about 8 slots per hash, at most 2^26)."""
+    bits = int(min(26, max(10, np.ceil(np.log2(max(len(known), 1) * 8)))))
+    mask = np.uint64((1 << bits) - 1)
+    table = np.zeros(1 << bits, dtype=bool)
+    table[known & mask] = True
+    return table, mask
+
+
+def _first_hits(
+    token_lists: list[list[str]], known: np.ndarray, lookup: tuple[np.ndarray, np.uint64], n: int
+) -> list[tuple[int, int]]:
     """(document, first unit) of the first known n-gram in each document that has one, in document order.
 
     All documents of the batch are hashed in one vectorised pass over their concatenated units;
@@ -187,8 +199,12 @@ def _first_hits(token_lists: list[list[str]], known: np.ndarray, n: int) -> list
         document = np.repeat(np.arange(len(token_lists)), lengths)[:count]
         position = np.arange(count) - (np.cumsum(lengths) - lengths)[document]
         inside = lengths[document] - position >= n
-        slots = np.minimum(np.searchsorted(known, hashes), len(known) - 1)
-        found = np.flatnonzero(inside & (known[slots] == hashes))
+        # Most windows are unknown: a bitmap of the known hashes' low bits rules them out with one
+        # lookup each, and only the few survivors pay for the binary search.
+        bitmap, mask = lookup
+        candidates = np.flatnonzero(inside & bitmap[hashes & mask])
+        slots = np.minimum(np.searchsorted(known, hashes[candidates]), len(known) - 1)
+        found = candidates[known[slots] == hashes[candidates]]
         documents, first = np.unique(document[found], return_index=True)
         hits.update(zip(documents.tolist(), position[found[first]].tolist()))
     return sorted(hits.items())
