@@ -160,6 +160,12 @@ def filter_by_length(
     """Drop conversations outside ``[min_tokens, max_tokens]`` total tokens or over a per-role ceiling.
 
     ``tokens`` is aligned with ``conversations`` (see :func:`dsft.data.tokens.count_tokens`).
+
+    >>> from dsft.data.conversation import Message
+    >>> rows = [Conversation([Message("user", "q"), Message("assistant", "a")])] * 2
+    >>> counts = [ConversationTokens((("user", 3, 0), ("assistant", 5, 0))), ConversationTokens((("user", 3, 0), ("assistant", 50, 9)))]
+    >>> [r.reason for r in filter_by_length(rows, counts, max_tokens_per_role={"assistant": 20}).removed]
+    ['assistant turns have 59 tokens > max_tokens_per_role.assistant 20']
     """
     assert len(tokens) == len(conversations)
     result = StepResult(kept=[])
@@ -205,6 +211,16 @@ def balance_classes(
     ``over`` keeps everything and adds seeded copies until every class has the largest class size
     (the copies are returned separately so accounting can count them as added, not read).
     Order is preserved; classes are processed in sorted order so the result depends only on ``seed``.
+
+    >>> from dsft.data.conversation import Message
+    >>> rows = [Conversation([Message("user", str(i)), Message("assistant", "a")], meta={"domain": d})
+    ...         for i, d in enumerate("xxxy")]
+    >>> result, added = balance_classes(rows, "domain", "under", seed=0)
+    >>> [c.meta["domain"] for c in result.kept], len(result.removed)
+    (['x', 'y'], 2)
+    >>> result, added = balance_classes(rows, "domain", "over", seed=0)
+    >>> len(result.kept), [c.meta["domain"] for c in added]
+    (4, ['y', 'y'])
     """
     groups: dict[str, list[int]] = {}
     for index, conversation in enumerate(conversations):
