@@ -101,6 +101,9 @@ def test_nothing_left_is_an_error_after_the_report(tmp_path: Path, tokenizer, wr
     with pytest.raises(DataError, match="no records left to train on: read 2, rejected 2"):
         prepare(load_config(), tokenizer, tmp_path / "out", [str(path)])
     assert (tmp_path / "out" / "data_report.json").is_file()
+    same = write_jsonl(tmp_path / "same.jsonl", [{"prompt": "p", "completion": "c"}])
+    with pytest.raises(DataError, match="no records left to train on: .* kept 1 \\(splits \\{'train': 0, 'val': 1"):
+        prepare(load_config(None, [f"data.val=[{same}]"]), tokenizer, tmp_path / "out3", [str(same)])
     with pytest.raises(DataError, match="no training data"):
         prepare(load_config(), tokenizer, tmp_path / "out2")
     with pytest.raises(DataError, match="not a prepared data directory"):

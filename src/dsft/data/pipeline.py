@@ -94,10 +94,11 @@ def prepare(cfg: DsftConfig, tokenizer: Any, out_dir: str | Path, inputs: list[s
     report["seconds"] = round(time.perf_counter() - started, 2)
     report["step_seconds"] = clock.seconds
     _write_report(out, report)
-    if report["kept"] == 0:
+    if not splits["train"]:
         raise DataError(
             f"no records left to train on: read {report['read']}, rejected {report['rejected']}, "
-            f"removed {sum(report['removed'].values())} (see {out / REPORT_FILE} and {out / 'rejects.jsonl'})"
+            f"removed {sum(report['removed'].values())}, kept {report['kept']} "
+            f"(splits {report['splits']}; see {out / REPORT_FILE} and {out / 'rejects.jsonl'})"
         )
     return Prepared(splits, report, out)
 
