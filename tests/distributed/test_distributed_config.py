@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 
 from dsft.config.schema import TrainConfig
-from dsft.errors import ConfigError
+import torch
+
+from dsft.errors import ConfigError, UnsupportedError
+from dsft.training import distributed
 from dsft.training.distributed import (
     apply_zero3_leaf_modules, deepspeed_config, distributed_training_args, fsdp_settings, moe_block_classes,
     resolve_strategy,
@@ -45,7 +48,7 @@ def test_inconsistent_offload_is_a_config_error() -> None:
         resolve_strategy(TrainConfig(distributed="ddp", offload="optimizer"), 2)
 
 
-def test_training_args_save_the_json_in_the_run_dir(tmp_path: Path, tiny_model_dir) -> None:
+def test_training_args_save_the_json_in_the_run_dir(tmp_path: Path, tiny_model_dir, monkeypatch) -> None:
     from transformers import AutoConfig
 
     model_config = AutoConfig.from_pretrained(tiny_model_dir("tiny-deepseek-v3"))
@@ -55,10 +58,15 @@ def test_training_args_save_the_json_in_the_run_dir(tmp_path: Path, tiny_model_d
     assert kwargs["deepspeed"] == str(tmp_path / "deepspeed.json")
     assert saved["train_batch_size"] == 2 * 4 * 4
 
+    if not torch.cuda.is_available():
+        with pytest.raises(UnsupportedError, match="fsdp needs CUDA"):
+            distributed_training_args(TrainConfig(distributed="fsdp"), model_config, tmp_path, world_size=2)
+        monkeypatch.setattr(distributed, "_cuda_available", lambda: True)
     fsdp = distributed_training_args(TrainConfig(distributed="fsdp"), model_config, tmp_path, world_size=2)
     assert fsdp["fsdp"] is True
     assert fsdp["fsdp_config"]["transformer_layer_cls_to_wrap"] == ["DeepseekV3DecoderLayer"]
     assert json.loads((tmp_path / "fsdp.json").read_text()) == fsdp["fsdp_config"]
+    monkeypatch.setattr(distributed, "_cuda_available", lambda: False)
     # DDP on CPU: gloo, and no unused-parameter search (fused experts give every parameter a gradient).
     ddp = distributed_training_args(TrainConfig(distributed="auto"), model_config, tmp_path, world_size=2)
     assert ddp == {"ddp_find_unused_parameters": False, "ddp_backend": "gloo"}

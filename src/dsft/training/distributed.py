@@ -190,6 +190,11 @@ def distributed_training_args(
         path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         kwargs["deepspeed"] = str(path)
         return kwargs
+    if not _cuda_available():
+        # accelerate engages its FSDP plugin only for GPU-class process groups; a CPU (gloo) run would
+        # silently train with plain DDP instead.
+        raise UnsupportedError("train.distributed=fsdp needs CUDA GPUs (accelerate runs FSDP on GPUs only); "
+                               "on CPU use train.distributed=ddp or deepspeed")
     settings = fsdp_settings(train_cfg, model_config)
     (run_dir / FSDP_FILE).write_text(json.dumps(settings["fsdp_config"], indent=2) + "\n", encoding="utf-8")
     if not _cuda_available():

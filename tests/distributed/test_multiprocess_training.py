@@ -1,0 +1,133 @@
+"""`dsft train` under `torchrun --nproc_per_node 2` on CPU (gloo) equals a one-process run.
+
+Same global batch both ways: one process with micro-batch 2 and 2 accumulation steps, two processes
+with micro-batch 2 each and no accumulation. The loss is normalised by the supervised tokens of the
+whole global batch (both accumulation steps and both ranks), so the ten logged losses agree to float
+rounding (1e-4). A checkpoint the two-process run writes at step 5 is then resumed by one process, whose
+steps 6-10 must reproduce the one-process run's.
+
+The same comparison runs with DeepSpeed ZeRO-2 (DeepSpeed's CPU accelerator, gloo). ZeRO-3 fails today:
+the chunked loss reads ``lm_head.weight`` outside lm_head's forward, where ZeRO-3 has not gathered it
+(a strict xfail, so the fix shows up). FSDP: accelerate 1.15 engages its FSDP plugin only for GPU-class
+process groups (a CPU run silently trains with DDP), so dsft refuses fsdp on CPU and the FSDP
+equivalence test is GPU-only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+STEPS = 10
+TOLERANCE = 1e-4
+
+
+def _write_data(path: Path, n: int = 120) -> Path:
+    rows = []
+    for i in range(n):
+        rows.append({"messages": [
+            {"role": "user", "content": f"What is {i} plus {i % 7}?"},
+            {"role": "assistant", "content": f"{i} plus {i % 7} is {i + i % 7}.",
+             "reasoning_content": f"Add {i % 7} to {i}."},
+        ]})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _write_config(path: Path, data: Path, grad_accum: int, distributed: str = "ddp") -> Path:
+    path.write_text(
+        "model:\n  name_or_path: tiny-deepseek-v3\n"
+        f"data:\n  train: [{data}]\n  val_ratio: 0.0\n"
+        f"train:\n  method: lora\n  max_steps: {STEPS}\n  micro_batch_size: 2\n  grad_accum: {grad_accum}\n"
+        "  max_seq_len: 96\n  lr: 0.005\n  warmup_ratio: 0.0\n  lr_scheduler: constant\n  save_steps: 5\n"
+        f"  logging_steps: 1\n  seed: 3\n  distributed: {distributed}\n"
+        "eval:\n  load_best: false\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def _train(args: list[str], processes: int, tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    if processes == 1:
+        command = [sys.executable, "-m", "dsft", "train", *args]
+    else:
+        torchrun = shutil.which("torchrun") or f"{Path(sys.executable).parent}/torchrun"
+        command = [torchrun, "--standalone", f"--nproc_per_node={processes}", "-m", "dsft", "train", *args]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+
+
+def _losses(run: Path) -> dict[int, float]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in rows if "loss" in r and "step" in r}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir) -> dict[str, Path]:
+    tiny_model_dir("tiny-deepseek-v3")  # materialised once, shared through DSFT_CACHE
+    root = tmp_path_factory.mktemp("multiprocess")
+    data = _write_data(root / "data.jsonl")
+    one = _write_config(root / "one.yaml", data, grad_accum=2)
+    two = _write_config(root / "two.yaml", data, grad_accum=1)
+    _train([str(one), "--out", str(root / "one")], 1, root)
+    _train([str(two), "--out", str(root / "two")], 2, root)
+    checkpoint = root / "two" / "checkpoints" / "checkpoint-5"
+    _train([str(one), "--out", str(root / "resumed"), "--resume", str(checkpoint)], 1, root)
+    zero2 = _write_config(root / "zero2.yaml", data, grad_accum=1, distributed="deepspeed\n  zero_stage: 2")
+    _train([str(zero2), "--out", str(root / "zero2")], 2, root)
+    return {"one": root / "one", "two": root / "two", "resumed": root / "resumed", "zero2": root / "zero2"}
+
+
+@pytest.mark.slow
+def test_two_process_ddp_loss_curve_equals_one_process(runs: dict[str, Path]) -> None:
+    one, two = _losses(runs["one"]), _losses(runs["two"])
+    assert sorted(one) == sorted(two) == list(range(1, STEPS + 1))
+    for step in one:
+        assert abs(one[step] - two[step]) <= TOLERANCE, (step, one[step], two[step])
+    assert one[STEPS] < one[1]  # it trained
+
+
+@pytest.mark.slow
+def test_two_process_checkpoint_resumes_in_one_process(runs: dict[str, Path]) -> None:
+    one, resumed = _losses(runs["one"]), _losses(runs["resumed"])
+    assert sorted(resumed) == list(range(6, STEPS + 1))
+    for step in resumed:
+        assert abs(one[step] - resumed[step]) <= TOLERANCE, (step, one[step], resumed[step])
+
+
+@pytest.mark.slow
+def test_deepspeed_zero2_two_process_equals_one_process(runs: dict[str, Path]) -> None:
+    one, zero2 = _losses(runs["one"]), _losses(runs["zero2"])
+    assert sorted(zero2) == list(range(1, STEPS + 1))
+    for step in one:
+        assert abs(one[step] - zero2[step]) <= TOLERANCE, (step, one[step], zero2[step])
+    assert json.loads((runs["zero2"] / "deepspeed.json").read_text())["train_batch_size"] == 4
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="ZeRO-3: the chunked loss reads lm_head.weight outside lm_head's forward, "
+                   "where DeepSpeed has not gathered the partitioned weight (size mismatch ... vec (0))")
+def test_deepspeed_zero3_two_process_trains(runs: dict[str, Path], tmp_path: Path) -> None:
+    data = runs["one"].parent / "data.jsonl"
+    zero3 = _write_config(tmp_path / "zero3.yaml", data, grad_accum=1, distributed="deepspeed\n  zero_stage: 3")
+    _train([str(zero3), "--out", str(tmp_path / "zero3")], 2, tmp_path)
+    one, three = _losses(runs["one"]), _losses(tmp_path / "zero3")
+    assert all(abs(one[step] - three[step]) <= TOLERANCE for step in one)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="accelerate runs FSDP on GPUs only; needs 2 CUDA GPUs")
+def test_fsdp_two_process_equals_one_process(runs: dict[str, Path], tmp_path: Path) -> None:  # pragma: no cover
+    data = runs["one"].parent / "data.jsonl"
+    fsdp = _write_config(tmp_path / "fsdp.yaml", data, grad_accum=1, distributed="fsdp")
+    _train([str(fsdp), "--out", str(tmp_path / "fsdp")], 2, tmp_path)
+    one, sharded = _losses(runs["one"]), _losses(tmp_path / "fsdp")
+    assert all(abs(one[step] - sharded[step]) <= TOLERANCE for step in one)
