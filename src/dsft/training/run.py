@@ -68,37 +68,9 @@ def run_training(
 
     set_seed(cfg.train.seed)  # before the adapter is created: LoRA A matrices are drawn from this RNG
     model = build_model(cfg, model_dir, tokenizer)
-    args = build_training_arguments(cfg, run_dir, has_eval=bool(splits["val"].examples),
-                                    n_train_examples=len(splits["train"].examples), model=model)
-
-    from dsft.training.collators import make_collator, make_train_dataset
-    from dsft.training.run_trainer import RunTrainer
-
-    counter = TokenCounter()
-    metrics = MetricsCallback(run_dir, counter)
-    callbacks: list[Any] = [metrics] + ([RichProgressCallback(counter)] if progress else [])
-    if cfg.eval.early_stopping_patience and splits["val"].examples and cfg.eval.steps:
-        from transformers import EarlyStoppingCallback
-
-        callbacks.append(EarlyStoppingCallback(cfg.eval.early_stopping_patience, cfg.eval.early_stopping_min_delta))
-    if should_stop is not None:
-        callbacks.append(_StopAt(should_stop))
-    callbacks += extra_callbacks or []
-
-    trainer = RunTrainer(
-        model=model,
-        args=args,
-        train_dataset=make_train_dataset(splits["train"].examples, cfg.train, seed=cfg.train.seed),
-        eval_dataset=make_train_dataset(splits["val"].examples, cfg.train, seed=cfg.train.seed)
-        if splits["val"].examples else None,
-        data_collator=make_collator(cfg.train, tokenizer, getattr(model.config, "_attn_implementation", None)),
-        processing_class=tokenizer,
-        callbacks=callbacks,
-        loss_chunk_size=cfg.train.loss_chunk_size,
-        token_counter=counter,
-    )
-    # dsft logs through metrics.jsonl and its own progress bar; the Trainer's dict printer is noise.
-    trainer.remove_callback(PrinterCallback)
+    metrics = MetricsCallback(run_dir, TokenCounter())
+    callbacks = _callbacks(cfg, metrics, bool(splits["val"].examples), progress, should_stop, extra_callbacks)
+    trainer = _build_trainer(cfg, run_dir, model, tokenizer, splits, callbacks, metrics.counter)
     info: dict[str, Any] = {
         "template": template_name, "base_model": str(model_dir), "model_name_or_path": cfg.model.name_or_path,
         "method": cfg.train.method, "masking": cfg.template.masking, "thinking": cfg.template.thinking,
@@ -111,7 +83,9 @@ def run_training(
         output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     except DsftError:
         metrics.close()
-        _close_progress(callbacks)
+        for cb in callbacks:
+            if isinstance(cb, RichProgressCallback):
+                cb.close()
         write_run_info(run_dir, **info, status="failed")
         raise
     final_dir = _save_final(trainer, tokenizer, template, run_dir)
@@ -151,10 +125,43 @@ def _save_final(trainer: Any, tokenizer: Any, template: Any, run_dir: Path) -> P
     return final
 
 
-def _close_progress(callbacks: list[Any]) -> None:
-    for cb in callbacks:
-        if isinstance(cb, RichProgressCallback):
-            cb.close()
+def _callbacks(
+    cfg: DsftConfig, metrics: MetricsCallback, has_eval: bool, progress: bool,
+    should_stop: Callable[[int], bool] | None, extra: list[Any] | None,
+) -> list[Any]:
+    callbacks: list[Any] = [metrics] + ([RichProgressCallback(metrics.counter)] if progress else [])
+    if cfg.eval.early_stopping_patience and has_eval and cfg.eval.steps:
+        from transformers import EarlyStoppingCallback
+
+        callbacks.append(EarlyStoppingCallback(cfg.eval.early_stopping_patience, cfg.eval.early_stopping_min_delta))
+    if should_stop is not None:
+        callbacks.append(_StopAt(should_stop))
+    return callbacks + list(extra or [])
+
+
+def _build_trainer(
+    cfg: DsftConfig, run_dir: Path, model: Any, tokenizer: Any, splits: dict[str, Any], callbacks: list[Any],
+    counter: TokenCounter,
+) -> Any:
+    """DsftTrainer (packing collator, supervised-token loss) with the run's guards and callbacks."""
+    from dsft.training.collators import make_collator, make_train_dataset
+    from dsft.training.run_trainer import RunTrainer
+
+    val = splits["val"].examples
+    trainer = RunTrainer(
+        model=model,
+        args=build_training_arguments(cfg, run_dir, has_eval=bool(val), model=model),
+        train_dataset=make_train_dataset(splits["train"].examples, cfg.train, seed=cfg.train.seed),
+        eval_dataset=make_train_dataset(val, cfg.train, seed=cfg.train.seed) if val else None,
+        data_collator=make_collator(cfg.train, tokenizer, getattr(model.config, "_attn_implementation", None)),
+        processing_class=tokenizer,
+        callbacks=callbacks,
+        loss_chunk_size=cfg.train.loss_chunk_size,
+        token_counter=counter,
+    )
+    # dsft logs through metrics.jsonl and its own progress bar; the Trainer's dict printer is noise.
+    trainer.remove_callback(PrinterCallback)
+    return trainer
 
 
 class _StopAt(TrainerCallback):

@@ -107,9 +107,7 @@ def build_model(cfg: DsftConfig, model_dir: Path, tokenizer: Any) -> Any:
     return model
 
 
-def build_training_arguments(
-    cfg: DsftConfig, run_dir: Path, has_eval: bool, n_train_examples: int, model: Any
-) -> Any:
+def build_training_arguments(cfg: DsftConfig, run_dir: Path, has_eval: bool, model: Any) -> Any:
     """TrainingArguments from the typed config (one place; the config's names are the user's names)."""
     from transformers import TrainingArguments
 
