@@ -183,7 +183,9 @@ def _split(pools: dict[str, list[Conversation]], sources: dict[str, list[str]], 
     test_ratio = 0.0 if sources["test"] else data.test_ratio
     pool = pools["train"]
     groups = None
-    if data.group_near_duplicates and (val_ratio or test_ratio) and pool:
+    # With near-dedup on, no two survivors are near-duplicates (same threshold), so grouping again
+    # would only repeat the MinHash work.
+    if data.group_near_duplicates and not data.clean.near_dedup and (val_ratio or test_ratio) and pool:
         texts = [near_dedup.similarity_text(c) for c in pool]
         groups = near_dedup.near_duplicate_groups(texts, data.clean.near_dedup_threshold)
     splits = split_conversations(pool, val_ratio, test_ratio, cfg.train.seed, data.stratify_by, groups)
