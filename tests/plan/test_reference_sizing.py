@@ -102,3 +102,15 @@ def test_every_reference_preset_is_sized() -> None:
     for name, billions in expected_billions.items():
         total = load_profile(name).shapes.total_params / 1e9
         assert abs(total - billions) / billions < 0.01, (name, total)
+
+
+def test_recommendation_respects_host_ram() -> None:
+    """32B full fine-tuning on one GPU: optimizer offload would fit the GPU but needs ~0.8 TB of host RAM."""
+    profile = load_profile("deepseek-r1-distill-qwen-32b")
+    unlimited = recommend(profile, PlanRequest(method="full", seq_len=2048))
+    assert unlimited is not None and "--offload optimizer" in unlimited.changes
+    assert unlimited.estimate.host_ram_bytes > 512 * GIB
+    limited = recommend(profile, PlanRequest(method="full", seq_len=2048, host_mem_gib=256))
+    assert limited is not None and limited.estimate.fits
+    assert limited.estimate.host_ram_bytes <= 256 * GIB
+    assert limited.request.method == "full" and limited.request.world_size > 1

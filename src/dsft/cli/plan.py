@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,8 @@ def _print_plan(name: str, req: Any, estimate: Any, recommendation: Any) -> None
     console.print(f"disk per checkpoint: {_gib(estimate.checkpoint_bytes)}")
     for note in estimate.notes:
         console.print(f"[yellow]note:[/] {note}")
+    if req.host_mem_gib is not None and estimate.host_ram_bytes > req.host_mem_gib * 1024**3:
+        console.print(f"[bold red]host RAM[/] {_gib(estimate.host_ram_bytes)} exceeds --host-mem {req.host_mem_gib:g} GiB")
     if estimate.fits:
         console.print(f"[bold green]fits[/] in {req.gpu_mem_gib:g} GiB per GPU")
     elif recommendation is None:
@@ -51,6 +55,7 @@ def plan(
     gpus_per_node: int = typer.Option(1, "--gpus-per-node", help="GPUs per node."),
     nodes: int = typer.Option(1, "--nodes", help="Nodes."),
     gpu_mem: float = typer.Option(80.0, "--gpu-mem", help="Memory per GPU in GiB."),
+    host_mem: float | None = typer.Option(None, "--host-mem", help="Host RAM per node in GiB (checked, and respected by the recommendation, when given)."),
     seq_len: int = typer.Option(2048, "--seq-len", help="Tokens per (packed) row."),
     micro_batch: int = typer.Option(1, "--micro-batch", help="Rows per GPU per forward."),
     grad_accum: int = typer.Option(1, "--grad-accum", help="Micro-batches per optimizer step."),
@@ -76,13 +81,16 @@ def plan(
     if zero not in (0, 1, 2, 3):
         raise DsftError(f"--zero {zero}: choose 0, 1, 2 or 3")
     req = PlanRequest(method=method, gpus_per_node=gpus_per_node, nodes=nodes, gpu_mem_gib=gpu_mem,  # type: ignore[arg-type]
+                      host_mem_gib=host_mem,
                       seq_len=seq_len, micro_batch=micro_batch, grad_accum=grad_accum, zero=zero,
                       offload=offload, sp=sp, grad_checkpointing=grad_checkpointing,  # type: ignore[arg-type]
                       lora_rank=lora_rank, loss_chunk=None if full_logits else 1024,
                       per_expert_modules=per_expert_modules)
-    profile = load_profile(model)
-    estimate = estimate_memory(profile, req)
-    recommendation = None if estimate.fits else recommend(profile, req)
+    # Libraries imported on the way (DeepSpeed's accelerator probe) log to stdout; keep stdout for the JSON.
+    with contextlib.redirect_stdout(sys.stderr):
+        profile = load_profile(model)
+        estimate = estimate_memory(profile, req)
+        recommendation = None if estimate.fits else recommend(profile, req)
     if as_json:
         payload = {"model": profile.name, "request": request_dict(req), **estimate.to_dict(),
                    "recommendation": recommendation.to_dict() if recommendation else None,

@@ -99,8 +99,11 @@ def trace_layer(model: Any, layer: Any, batch: int, tokens: int, dtype: Any) -> 
     param_storages = {p.untyped_storage()._cdata for p in model.parameters()}
     param_storages |= {b.untyped_storage()._cdata for b in model.buffers()}
     saved: dict[int, int] = {}
+    # Saved tensors are kept alive until counted, so no storage address is reused by a later one.
+    alive: list[Any] = []
 
     def pack(tensor: Any) -> Any:
+        alive.append(tensor)
         storage = tensor.untyped_storage()
         if storage._cdata not in param_storages:
             saved[storage._cdata] = max(saved.get(storage._cdata, 0), storage.nbytes())
@@ -110,7 +113,8 @@ def trace_layer(model: Any, layer: Any, batch: int, tokens: int, dtype: Any) -> 
     positions = torch.arange(tokens, device="meta").expand(batch, tokens)
     position_embeddings = model.model.rotary_emb(x, positions) if hasattr(model.model, "rotary_emb") else None
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        layer(x, attention_mask=None, position_ids=positions, position_embeddings=position_embeddings)
+        output = layer(x, attention_mask=None, position_ids=positions, position_embeddings=position_embeddings)
+    del output, alive
     return LayerActivations(
         saved_bytes=sum(saved.values()),
         input_bytes=x.numel() * x.element_size(),

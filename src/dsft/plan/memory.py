@@ -38,6 +38,7 @@ class PlanRequest:
     gpus_per_node: int = 1
     nodes: int = 1
     gpu_mem_gib: float = 80.0
+    host_mem_gib: float | None = None  # host RAM per node; None = not checked
     seq_len: int = 2048
     micro_batch: int = 1
     zero: int = 0
@@ -74,6 +75,7 @@ class MemoryEstimate:
     host_breakdown: dict[str, int]
     checkpoint_bytes: int
     gpu_mem_bytes: int
+    host_mem_bytes: int | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -87,7 +89,9 @@ class MemoryEstimate:
 
     @property
     def fits(self) -> bool:
-        return self.per_gpu_bytes <= self.gpu_mem_bytes
+        """GPU memory holds the peak, and host RAM holds its share when a host size was given."""
+        host_ok = self.host_mem_bytes is None or self.host_ram_bytes <= self.host_mem_bytes
+        return self.per_gpu_bytes <= self.gpu_mem_bytes and host_ok
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -98,6 +102,7 @@ class MemoryEstimate:
             "host_breakdown": dict(self.host_breakdown),
             "checkpoint_bytes": self.checkpoint_bytes,
             "gpu_mem_bytes": self.gpu_mem_bytes,
+            "host_mem_bytes": self.host_mem_bytes,
             "fits": self.fits,
             "notes": list(self.notes),
         }

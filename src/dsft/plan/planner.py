@@ -130,7 +130,8 @@ def estimate_memory(profile: ModelProfile, req: PlanRequest) -> MemoryEstimate:
         )
     return MemoryEstimate(
         breakdown=breakdown, phases=phase_peaks(breakdown, acts, loss, req), host_breakdown=host_breakdown(shapes, req),
-        checkpoint_bytes=checkpoint_bytes(shapes, req), gpu_mem_bytes=int(req.gpu_mem_gib * GIB), notes=notes,
+        checkpoint_bytes=checkpoint_bytes(shapes, req), gpu_mem_bytes=int(req.gpu_mem_gib * GIB),
+        host_mem_bytes=None if req.host_mem_gib is None else int(req.host_mem_gib * GIB), notes=notes,
     )
 
 

@@ -24,7 +24,8 @@ COST_HALVE_MICRO_BATCH = 0.5
 COST_PER_ZERO_STAGE = {0: 0.0, 1: 0.2, 2: 0.4, 3: 1.2}
 COST_OFFLOAD = {"none": 0.0, "optimizer": 2.5, "optimizer+param": 4.0}
 COST_PER_SP_DOUBLING = 0.8
-COST_METHOD = {("full", "lora"): 5.0, ("full", "qlora"): 6.5, ("lora", "qlora"): 1.5}
+# Switching full fine-tuning to adapters changes what is trained: dearer than several GPU doublings.
+COST_METHOD = {("full", "lora"): 15.0, ("full", "qlora"): 16.5, ("lora", "qlora"): 1.5}
 COST_PER_GPU_DOUBLING = 3.0
 MAX_NODES = 256
 
@@ -81,7 +82,13 @@ def _describe(req: PlanRequest, new: PlanRequest) -> list[str]:
     return changes
 
 
+def _halvings(original: int, smaller: int) -> int:
+    """How many times ``original`` was halved to reach ``smaller`` (both powers-of-two apart)."""
+    return (original // smaller).bit_length() - 1
+
+
 def _candidates(req: PlanRequest) -> Any:
+    """(cost, request) for every combination of moves from ``req`` that can run as stated."""
     methods = {"full": ["full", "lora", "qlora"], "lora": ["lora", "qlora"], "qlora": ["qlora"]}[req.method]
     micro = sorted({req.micro_batch >> k for k in range(8) if req.micro_batch >> k >= 1}, reverse=True)
     zeros = [z for z in (0, 1, 2, 3) if z >= req.zero]
@@ -100,7 +107,7 @@ def _candidates(req: PlanRequest) -> Any:
                 + COST_PER_ZERO_STAGE[zero] - COST_PER_ZERO_STAGE[req.zero]
                 + COST_OFFLOAD[offload] - COST_OFFLOAD[req.offload] + sp_exp * COST_PER_SP_DOUBLING
                 + (COST_CHECKPOINTING if ckpt and not req.grad_checkpointing else 0.0)
-                + COST_HALVE_MICRO_BATCH * (req.micro_batch // mb).bit_length() - COST_HALVE_MICRO_BATCH)
+                + COST_HALVE_MICRO_BATCH * _halvings(req.micro_batch, mb))
         yield cost, new
 
 
