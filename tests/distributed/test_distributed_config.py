@@ -97,3 +97,16 @@ def test_moe_blocks_become_zero3_leaf_modules(tiny_model_dir) -> None:
     from deepspeed.utils import z3_leaf_module
 
     assert all(z3_leaf_module(m) for m in model.modules() if type(m).__name__ == "DeepseekV3MoE")
+
+
+def test_sequence_parallel_args_build_accelerates_ulysses_config(monkeypatch) -> None:
+    from dsft.training.distributed import sequence_parallel_args
+
+    cfg = TrainConfig(distributed="deepspeed", zero_stage=3, max_seq_len=4096)
+    assert sequence_parallel_args(cfg, 1, 8) == {}
+    parallelism = sequence_parallel_args(cfg, 4, 8)["parallelism_config"]
+    assert parallelism.sp_size == 4 and parallelism.sp_backend == "deepspeed" and parallelism.sp_enabled
+    with pytest.raises(ConfigError, match="must divide"):
+        sequence_parallel_args(cfg, 3, 8)
+    with pytest.raises(ConfigError, match="needs train.distributed=deepspeed"):
+        sequence_parallel_args(TrainConfig(distributed="ddp"), 2, 8)

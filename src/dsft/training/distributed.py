@@ -171,6 +171,28 @@ def apply_zero3_leaf_modules(model: Any, train_cfg: TrainConfig, world_size: int
     return [c.__name__ for c in classes]
 
 
+def sequence_parallel_args(train_cfg: TrainConfig, sp_size: int, world_size: int) -> dict[str, Any]:
+    """TrainingArguments kwargs for DeepSpeed-Ulysses sequence parallelism over ``sp_size`` ranks.
+
+    accelerate 1.15's ``ParallelismConfig(sp_backend="deepspeed")`` splits each row's tokens over the SP
+    group and all-to-alls attention heads; the Trainer then computes the loss in its own SP path
+    (``deepspeed_sp_compute_loss``), so a compute_loss override must defer to it when SP is on. Needs
+    CUDA, DeepSpeed ZeRO and flash/sdpa attention; not exercised on CPU.
+    """
+    if sp_size <= 1:
+        return {}
+    if resolve_strategy(train_cfg, world_size) != "deepspeed":
+        raise ConfigError(f"sequence parallel size {sp_size}: needs train.distributed=deepspeed")
+    if world_size % sp_size or train_cfg.max_seq_len % sp_size:
+        raise ConfigError(f"sequence parallel size {sp_size}: must divide the world size ({world_size}) "
+                          f"and train.max_seq_len ({train_cfg.max_seq_len})")
+    from accelerate.parallelism_config import ParallelismConfig
+    from accelerate.utils import DeepSpeedSequenceParallelConfig
+
+    handler = DeepSpeedSequenceParallelConfig(sp_seq_length_is_variable=True, sp_attn_implementation="sdpa")
+    return {"parallelism_config": ParallelismConfig(sp_size=sp_size, sp_backend="deepspeed", sp_handler=handler)}
+
+
 def distributed_training_args(
     train_cfg: TrainConfig, model_config: Any, run_dir: str | Path, world_size: int
 ) -> dict[str, Any]:
