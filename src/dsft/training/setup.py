@@ -93,6 +93,10 @@ def build_model(cfg: DsftConfig, model_dir: Path, tokenizer: Any) -> Any:
     align_special_tokens(model, tokenizer)  # e.g. R1-Distill-Qwen's config BOS is wrong
     # A KV cache object disables the packed block-causal mask in sdpa/eager (see training/collators.py).
     model.config.use_cache = False
+    from dsft.training.distributed import apply_zero3_leaf_modules
+
+    # Under ZeRO-3 each MoE block is gathered as one unit (its experts are used together).
+    apply_zero3_leaf_modules(model, cfg.train, int(os.environ.get("WORLD_SIZE", "1")))
     if method == "full":
         return model
     from peft import prepare_model_for_kbit_training
