@@ -157,6 +157,7 @@ def _build_trainer(
         processing_class=tokenizer,
         callbacks=callbacks,
         loss_chunk_size=cfg.train.loss_chunk_size,
+        offload_activations=cfg.train.offload_activations,
         token_counter=counter,
     )
     # dsft logs through metrics.jsonl and its own progress bar; the Trainer's dict printer is noise.

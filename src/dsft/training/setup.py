@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ import torch
 from dsft.config import DsftConfig
 from dsft.errors import ConfigError, DsftError, UnsupportedError
 from dsft.training.examples import TokenizedSplit, tokenize_conversations
+
+log = logging.getLogger(__name__)
 
 
 def resolve_template(cfg: DsftConfig, model_dir: Path, tokenizer: Any) -> tuple[str, Any]:
@@ -93,6 +96,11 @@ def build_model(cfg: DsftConfig, model_dir: Path, tokenizer: Any) -> Any:
     align_special_tokens(model, tokenizer)  # e.g. R1-Distill-Qwen's config BOS is wrong
     # A KV cache object disables the packed block-causal mask in sdpa/eager (see training/collators.py).
     model.config.use_cache = False
+    if cfg.train.liger:
+        from dsft.training.trainer import apply_liger_kernels
+
+        if not apply_liger_kernels(model):
+            log.warning("train.liger: Liger kernels need CUDA and the liger-kernel package; training without them")
     from dsft.training.distributed import apply_zero3_leaf_modules
 
     # Under ZeRO-3 each MoE block is gathered as one unit (its experts are used together).
