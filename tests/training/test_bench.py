@@ -66,7 +66,7 @@ def _tiny_spec(system: str, model_dir: Path, tmp_path: Path) -> dict:
                             for e in examples), encoding="utf-8")
     return {"system": system, "model_dir": str(model_dir), "data": str(data), "steps": 1, "seq_len": 256,
             "examples_per_step": 2, "method": "lora", "seed": 0, "lr": 2e-4, "threads": 2,
-            "work_dir": str(tmp_path / system)}
+            "loss_chunk_size": 256, "work_dir": str(tmp_path / system)}
 
 
 REPORT_KEYS = ("supervised_tokens_per_s", "tokens_per_s", "peak_memory_bytes", "final_loss")

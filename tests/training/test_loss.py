@@ -116,3 +116,24 @@ def test_trainer_evaluate_reports_a_loss(tmp_path) -> None:
     trainer = _trainer(model, tmp_path)
     metrics = trainer.evaluate(eval_dataset=examples)
     assert metrics["eval_loss"] > 0
+
+
+def test_offloaded_activations_give_the_same_loss_and_gradients(tmp_path) -> None:
+    from dsft.training.trainer import apply_liger_kernels
+
+    generator = torch.Generator().manual_seed(5)
+    ids = torch.randint(0, 600, (1, 25), generator=generator)
+    batch = PackedCollator(pad_id=0)([pack_row([{"input_ids": ids[0].tolist(), "labels": ids[0].tolist()}])])
+    results = []
+    for offload in (False, True):
+        model = _qwen().train()
+        trainer = _trainer(model, tmp_path)
+        trainer.offload_activations = offload
+        loss = trainer.compute_loss(model, dict(batch))
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    for a, b in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(a, b)
+    if not torch.cuda.is_available():
+        assert apply_liger_kernels(_qwen()) is False  # Triton kernels: GPU only

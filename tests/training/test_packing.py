@@ -111,7 +111,8 @@ def test_padding_collator_pads_to_longest_in_batch_not_max_len() -> None:
 
 def test_make_train_dataset_packs_drops_overlong_and_is_deterministic() -> None:
     rng = random.Random(1)
-    examples = [{"input_ids": list(range(n)), "labels": list(range(n))} for n in (rng.randint(1, 30) for _ in range(40))]
+    sizes = [rng.randint(1, 30) for _ in range(40)]
+    examples = [{"input_ids": list(range(n)), "labels": list(range(n))} for n in sizes]
     examples.append({"input_ids": list(range(70)), "labels": list(range(70))})
     cfg = SimpleNamespace(packing=True, max_seq_len=64)
     first, second = make_train_dataset(examples, cfg, seed=3), make_train_dataset(examples, cfg, seed=3)

@@ -40,6 +40,9 @@ def train(
     examples_per_step: int = typer.Option(8, "--examples-per-step", help="Conversations per optimizer step."),
     method: str = typer.Option("lora", "--method", help="lora (dsft's default adapter) or full."),
     threads: int | None = typer.Option(None, "--threads", help="torch threads per system (default: torch's)."),
+    loss_chunk_size: int | None = typer.Option(
+        None, "--loss-chunk-size", help="dsft's lm_head + CE chunk (default: train.loss_chunk_size's default)."
+    ),
     length_scale: float = typer.Option(1.0, "--length-scale", hidden=True, help="Shrink lengths (smoke tests)."),
 ) -> None:
     """Train the same model on the same synthetic reasoning data with dsft, TRL and the seeds' recipe."""
@@ -54,7 +57,8 @@ def train(
     systems = tuple(s.strip() for s in compare.split(",") if s.strip())
     report = run_bench(model=model, steps=steps, seq_len=seq_len, compare=systems,
                        examples_per_step=examples_per_step, method=method, threads=threads,
-                       length_scale=length_scale, progress=lambda msg: console.print(f"[dim]{msg}[/]"))
+                       length_scale=length_scale, loss_chunk_size=loss_chunk_size,
+                       progress=lambda msg: console.print(f"[dim]{msg}[/]"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2), encoding="utf-8")
     console.print(_table(report))

@@ -43,13 +43,17 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         for start in range(0, hidden.shape[0], chunk_size):
             h = hidden[start : start + chunk_size]
             t = targets[start : start + chunk_size]
+            # One [chunk, vocab] fp32 buffer does all the work in place (logsumexp would allocate a second).
             logits = torch.nn.functional.linear(h, weight, bias).float()
-            log_norm = torch.logsumexp(logits, dim=-1)
-            total += (log_norm - logits.gather(1, t[:, None]).squeeze(1)).sum()
+            target_logits = logits.gather(1, t[:, None]).squeeze(1)
+            row_max = logits.amax(dim=-1, keepdim=True)
+            exp_shifted = logits.sub_(row_max).exp_()
+            normalizer = exp_shifted.sum(dim=-1, keepdim=True)
+            total += (normalizer.log().squeeze(1) + row_max.squeeze(1) - target_logits).sum()
             if grad_hidden is None and grad_weight is None and grad_bias is None:
                 continue
-            # d(loss)/d(logits) = softmax - one_hot, built in place over the chunk's logits buffer.
-            grad_logits = logits.sub_(log_norm[:, None]).exp_()
+            # d(loss)/d(logits) = softmax - one_hot.
+            grad_logits = exp_shifted.div_(normalizer)
             grad_logits[torch.arange(t.shape[0], device=t.device), t] -= 1.0
             if grad_hidden is not None:
                 grad_hidden[start : start + chunk_size] = (grad_logits.to(weight.dtype) @ weight).to(hidden.dtype)
@@ -122,6 +126,8 @@ def reference_cross_entropy(
     logits = torch.nn.functional.linear(hidden_states, lm_head_weight, lm_head_bias).float()
     shifted_logits = logits[:, :-1].reshape(-1, logits.shape[-1])
     shifted_labels = labels[:, 1:].reshape(-1)
-    total = torch.nn.functional.cross_entropy(shifted_logits, shifted_labels, ignore_index=IGNORE_INDEX, reduction="sum")
+    total = torch.nn.functional.cross_entropy(
+        shifted_logits, shifted_labels, ignore_index=IGNORE_INDEX, reduction="sum"
+    )
     count = shifted_labels.ne(IGNORE_INDEX).sum() if num_items_in_batch is None else num_items_in_batch
     return total / count

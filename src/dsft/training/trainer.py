@@ -17,6 +17,7 @@ scores (``e_score_correction_bias``), which transformers keeps fixed at its load
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -67,9 +68,14 @@ class DsftTrainer(Trainer):
     # number of accumulation steps.
     loss_is_scaled_for_ga = True
 
-    def __init__(self, *args: Any, loss_chunk_size: int = 1024, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, loss_chunk_size: int = 1024, offload_activations: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.loss_chunk_size = loss_chunk_size
+        # With gradient checkpointing the tensors autograd saves are the layers' inputs; keeping them in
+        # (pinned) CPU memory until backward trades a copy per layer for their GPU memory.
+        self.offload_activations = offload_activations
         # Make the Trainer count supervised labels over the accumulation window (and ranks) and pass
         # the count as num_items_in_batch, whatever the model's forward signature says.
         self.model_accepts_loss_kwargs = True
@@ -91,7 +97,12 @@ class DsftTrainer(Trainer):
         model_inputs = {k: v for k, v in inputs.items() if k not in _LOSS_ONLY_KEYS}
         if self._router_aux_coef:
             model_inputs["output_router_logits"] = True
-        hidden, outputs = forward_hidden_states(model, model_inputs)
+        offload = (
+            torch.autograd.graph.save_on_cpu(pin_memory=torch.cuda.is_available())
+            if self.offload_activations and model.training else contextlib.nullcontext()
+        )
+        with offload:
+            hidden, outputs = forward_hidden_states(model, model_inputs)
         lm_head = unwrap_causal_lm(model).get_output_embeddings()
         loss = supervised_cross_entropy(
             hidden, lm_head.weight, labels, num_items_in_batch, self.loss_chunk_size,
@@ -106,3 +117,26 @@ class DsftTrainer(Trainer):
             steps = self.current_gradient_accumulation_steps if num_items_in_batch is not None else 1
             loss = loss + self._router_aux_coef * aux_loss / steps
         return (loss, {"loss": loss.detach()}) if return_outputs else loss
+
+
+def apply_liger_kernels(model: torch.nn.Module) -> bool:
+    """Swap in Liger's fused RMSNorm / SwiGLU / RoPE kernels (Triton, CUDA only) when installed.
+
+    Liger's fused linear cross-entropy is left off: dsft's chunked loss already skips the full logits and
+    the prompt positions. Returns whether kernels were applied (False on CPU, without the package, or for
+    an architecture Liger does not know).
+    """
+    if not torch.cuda.is_available():
+        return False
+    try:
+        from liger_kernel.transformers import _apply_liger_kernel_to_instance
+    except ImportError:
+        return False
+    try:
+        _apply_liger_kernel_to_instance(
+            model=unwrap_causal_lm(model), rms_norm=True, swiglu=True, rope=True,
+            cross_entropy=False, fused_linear_cross_entropy=False,
+        )
+    except (ValueError, NotImplementedError, TypeError):
+        return False
+    return True

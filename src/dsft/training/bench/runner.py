@@ -96,7 +96,7 @@ def _ratio(a: float, b: float) -> float | None:
 def run_bench(
     model: str = "tiny-deepseek-v3", steps: int = 8, seq_len: int = 2048, compare: tuple[str, ...] = ("trl", "seed"),
     examples_per_step: int = 8, method: str = "lora", seed: int = 0, threads: int | None = None,
-    lr: float = 2e-4, length_scale: float = 1.0, progress: Any = None,
+    lr: float = 2e-4, length_scale: float = 1.0, loss_chunk_size: int | None = None, progress: Any = None,
 ) -> dict[str, Any]:
     """Run dsft and each system in ``compare`` in turn; return the report (see module docstring)."""
     import torch
@@ -110,7 +110,10 @@ def run_bench(
         raise DsftError(f"bench --compare: unknown system(s) {', '.join(unknown)}; choose from trl, seed")
     if steps < 1 or seq_len < 64 or examples_per_step < 1:
         raise DsftError("bench: --steps must be >= 1, --seq-len >= 64 and --examples-per-step >= 1")
+    from dsft.config.schema import TrainConfig
+
     threads = threads or torch.get_num_threads()
+    loss_chunk_size = loss_chunk_size or TrainConfig().loss_chunk_size
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model_dir = resolve_model(model)
     tokenizer = load_tokenizer(model_dir)
@@ -121,7 +124,8 @@ def run_bench(
         "machine": machine_info(threads, device) | {"matmul_peak_flops": peak},
         "settings": {"model": model, "model_dir": str(model_dir), "steps": steps, "seq_len": seq_len,
                      "examples_per_step": examples_per_step, "method": method, "seed": seed, "lr": lr,
-                     "examples": count, "length_scale": length_scale},
+                     "examples": count, "length_scale": length_scale,
+                     "loss_chunk_size": loss_chunk_size},
         "definitions": DEFINITIONS, "systems": {},
     }
     with tempfile.TemporaryDirectory(prefix="dsft-bench-") as tmp:
@@ -134,8 +138,11 @@ def run_bench(
                 progress(f"running {system} ...")
             spec = {"system": system, "model_dir": str(model_dir), "data": str(data), "steps": steps,
                     "seq_len": seq_len, "examples_per_step": examples_per_step, "method": method, "seed": seed,
-                    "lr": lr, "threads": threads, "work_dir": str(work / system)}
+                    "lr": lr, "threads": threads, "work_dir": str(work / system),
+                    "loss_chunk_size": loss_chunk_size}
+            load_before = list(os.getloadavg())
             result = _run_worker(spec, work)
+            result["load_average_before_after"] = [load_before, list(os.getloadavg())]
             result["mfu"] = result.pop("useful_flops_per_s") / peak
             report["systems"][system] = result
     return add_ratios(report)
@@ -151,4 +158,7 @@ def add_ratios(report: dict[str, Any]) -> dict[str, Any]:
             continue
         report["ratios"][f"vs_{name}"] = _ratio(ours["supervised_tokens_per_s"], other["supervised_tokens_per_s"])
         report["memory_ratios"][f"vs_{name}"] = _ratio(ours["peak_memory_bytes"], other["peak_memory_bytes"])
+        if "supervised_tokens_per_cpu_s" in ours:
+            report.setdefault("cpu_time_ratios", {})[f"vs_{name}"] = _ratio(
+                ours["supervised_tokens_per_cpu_s"], other["supervised_tokens_per_cpu_s"])
     return report

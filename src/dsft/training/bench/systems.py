@@ -33,6 +33,8 @@ class Meter(TrainerCallback):
     warmup_steps: int = 1
     start: float | None = None
     end: float | None = None
+    cpu_start: float = 0.0
+    cpu_end: float = 0.0
     real_tokens: int = 0
     padded_tokens: int = 0
     supervised_tokens: int = 0
@@ -46,8 +48,8 @@ class Meter(TrainerCallback):
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if state.global_step == self.warmup_steps:
-            self.start = self._now()
-        self.end = self._now()
+            self.start, self.cpu_start = self._now(), time.process_time()
+        self.end, self.cpu_end = self._now(), time.process_time()
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
         if logs and "loss" in logs:
@@ -125,7 +127,7 @@ def build_dsft(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[
     collator = make_collator(train_cfg, tokenizer, model.config._attn_implementation)
     trainer_cls = metered(DsftTrainer, meter, None)
     return trainer_cls(model=model, args=args, train_dataset=dataset, data_collator=collator,
-                       callbacks=[meter], loss_chunk_size=1024)
+                       callbacks=[meter], loss_chunk_size=spec["loss_chunk_size"])
 
 
 def credit_table(examples: list[dict], seq_len: int) -> list[int]:
@@ -204,10 +206,14 @@ def useful_flops(body: float, head: int, real_tokens: int, supervised_tokens: in
 
 def summarize(meter: Meter, model: Any, peak_memory: int, full: bool) -> dict[str, Any]:
     seconds = (meter.end or 0.0) - (meter.start or 0.0)
+    cpu_seconds = meter.cpu_end - meter.cpu_start
     body, head = body_and_head_parameters(model)
     flops = useful_flops(body, head, meter.real_tokens, meter.supervised_tokens, full)
     return {
         "seconds": seconds,
+        # CPU time of all the process's threads: a cross-check that a busy shared machine distorts less.
+        "cpu_seconds": cpu_seconds,
+        "supervised_tokens_per_cpu_s": meter.supervised_tokens / cpu_seconds if cpu_seconds > 0 else math.nan,
         "supervised_tokens": meter.supervised_tokens,
         "real_tokens": meter.real_tokens,
         "padded_tokens": meter.padded_tokens,
