@@ -18,6 +18,7 @@ scores (``e_score_correction_bias``), which transformers keeps fixed at its load
 from __future__ import annotations
 
 import contextlib
+import inspect
 from typing import Any
 
 import torch
@@ -52,10 +53,13 @@ def forward_hidden_states(model: torch.nn.Module, inputs: dict[str, Any]) -> tup
     def keep_last_hidden_state(_module: Any, _args: Any, output: Any) -> None:
         captured["hidden"] = output[0] if isinstance(output, tuple) else output.last_hidden_state
 
+    extra: dict[str, Any] = {"use_cache": False}
+    # Remote-code models without `logits_to_keep` still work; they just compute logits nobody reads.
+    if "logits_to_keep" in inspect.signature(causal_lm.forward).parameters:
+        extra["logits_to_keep"] = torch.empty(0, dtype=torch.long, device=inputs["input_ids"].device)
     handle = body.register_forward_hook(keep_last_hidden_state)
     try:
-        no_positions = torch.empty(0, dtype=torch.long, device=inputs["input_ids"].device)
-        outputs = model(**inputs, use_cache=False, logits_to_keep=no_positions)
+        outputs = model(**inputs, **extra)
     finally:
         handle.remove()
     return captured["hidden"], outputs
