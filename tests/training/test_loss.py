@@ -9,7 +9,11 @@ from transformers import Qwen2Config, Qwen2ForCausalLM, TrainingArguments
 
 from dsft.training import loss as loss_module
 from dsft.training.collators import PackedCollator, pack_row
-from dsft.training.loss import reference_cross_entropy, supervised_cross_entropy
+from dsft.training.loss import (
+    reference_cross_entropy,
+    supervised_cross_entropy,
+    supervised_cross_entropy_via_module,
+)
 from dsft.training.trainer import DsftTrainer
 
 
@@ -137,3 +141,18 @@ def test_offloaded_activations_give_the_same_loss_and_gradients(tmp_path) -> Non
         torch.testing.assert_close(a, b)
     if not torch.cuda.is_available():
         assert apply_liger_kernels(_qwen()) is False  # Triton kernels: GPU only
+
+
+def test_module_path_for_partitioned_weights_equals_reference() -> None:
+    hidden, weight, bias, labels = _inputs()
+    lm_head = torch.nn.Linear(24, weight.shape[0])
+    with torch.no_grad():
+        lm_head.weight.copy_(weight)
+        lm_head.bias.copy_(bias)
+    ours = supervised_cross_entropy_via_module(hidden, lm_head, labels, 137, chunk_size=9)
+    ours_grads = torch.autograd.grad(ours, [hidden, lm_head.weight, lm_head.bias])
+    reference = reference_cross_entropy(hidden, lm_head.weight, labels, 137, lm_head_bias=lm_head.bias)
+    reference_grads = torch.autograd.grad(reference, [hidden, lm_head.weight, lm_head.bias])
+    torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
+    for got, expected in zip(ours_grads, reference_grads):
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)

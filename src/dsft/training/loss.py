@@ -115,6 +115,42 @@ def supervised_cross_entropy(
     return total / denominator
 
 
+def _chunk_loss_through_module(lm_head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    logits = lm_head(hidden).float()
+    return torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
+
+
+def supervised_cross_entropy_via_module(
+    hidden_states: torch.Tensor,
+    lm_head: torch.nn.Module,
+    labels: torch.Tensor,
+    num_items_in_batch: int | torch.Tensor | None = None,
+    chunk_size: int = 1024,
+) -> torch.Tensor:
+    """The same loss, calling the ``lm_head`` module once per chunk under activation checkpointing.
+
+    For DeepSpeed ZeRO-3, whose partitioned lm_head weight exists in full only inside the module's own
+    forward (DeepSpeed gathers it there, also when backward recomputes a chunk). Costs one extra lm_head
+    forward per chunk; peak memory is still one chunk of logits.
+    """
+    from torch.utils.checkpoint import checkpoint
+
+    hidden, targets = select_supervised(hidden_states, labels)
+    if targets.numel() == 0:
+        return hidden_states.sum() * 0.0
+    # Reentrant: the recompute re-enters lm_head's forward, where DeepSpeed gathers the weight again; the
+    # non-reentrant variant rejects it because the saved weight's metadata differs (gathered vs partitioned).
+    total = sum(
+        checkpoint(_chunk_loss_through_module, lm_head, hidden[start : start + chunk_size],
+                   targets[start : start + chunk_size], use_reentrant=True)
+        for start in range(0, hidden.shape[0], chunk_size)
+    )
+    denominator = targets.numel() if num_items_in_batch is None else num_items_in_batch
+    if isinstance(denominator, torch.Tensor):
+        denominator = denominator.to(total.device, torch.float32)
+    return total / denominator
+
+
 def reference_cross_entropy(
     hidden_states: torch.Tensor,
     lm_head_weight: torch.Tensor,

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from transformers import Trainer
 
-from dsft.training.loss import supervised_cross_entropy
+from dsft.training.loss import supervised_cross_entropy, supervised_cross_entropy_via_module
 
 # Inputs that go to the model; everything else the collator adds (labels) stays with the loss.
 _LOSS_ONLY_KEYS = ("labels",)
@@ -108,10 +108,16 @@ class DsftTrainer(Trainer):
         with offload:
             hidden, outputs = forward_hidden_states(model, model_inputs)
         lm_head = unwrap_causal_lm(model).get_output_embeddings()
-        loss = supervised_cross_entropy(
-            hidden, lm_head.weight, labels, num_items_in_batch, self.loss_chunk_size,
-            lm_head_bias=getattr(lm_head, "bias", None),
-        )
+        if hasattr(lm_head.weight, "ds_id"):
+            # DeepSpeed ZeRO-3 partitions the weight; it is whole only inside lm_head's own forward.
+            loss = supervised_cross_entropy_via_module(
+                hidden, lm_head, labels, num_items_in_batch, self.loss_chunk_size
+            )
+        else:
+            loss = supervised_cross_entropy(
+                hidden, lm_head.weight, labels, num_items_in_batch, self.loss_chunk_size,
+                lm_head_bias=getattr(lm_head, "bias", None),
+            )
         if num_items_in_batch is not None and self.args.average_tokens_across_devices:
             # num_items_in_batch counts every rank's tokens while DDP averages gradients over ranks.
             loss = loss * (self.accelerator.num_processes // self.get_tp_size())
