@@ -29,3 +29,24 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DSFT_CACHE", str(cache))
         yield get
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[[list[str]], tuple[int, str, str]]:
+    """Run ``dsft ARGS`` in-process: ``run_cli(args) -> (exit code, stdout, stderr)``.
+
+    The exit code is 0 when the command returns normally, else that of its ``SystemExit``. The output is
+    read from ``capsys`` (and so cleared there), one call's output at a time.
+    """
+    from dsft.cli.app import main
+
+    def run(args: list[str]) -> tuple[int, str, str]:
+        try:
+            main(args)
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run

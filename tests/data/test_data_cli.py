@@ -5,39 +5,28 @@ from pathlib import Path
 
 import pytest
 
-from dsft.cli.app import main
 from dsft.data.samples import sample_path
 
 
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def test_prepare_then_inspect_the_prepared_dir(tmp_path: Path, capsys) -> None:
+def test_prepare_then_inspect_the_prepared_dir(tmp_path: Path, run_cli) -> None:
     out = tmp_path / "prepared"
-    code, stdout, err = run(["data", "prepare", str(sample_path("reservoirs")), "--out", str(out),
-                             "--tokenizer", "deepseek", "--set", "data.test_ratio=0.1"], capsys)
+    code, stdout, err = run_cli(["data", "prepare", str(sample_path("reservoirs")), "--out", str(out),
+                                 "--tokenizer", "deepseek", "--set", "data.test_ratio=0.1"])
     assert code == 0, err
     assert "read" in stdout and "200" in stdout and "train" in stdout
     report = json.loads((out / "data_report.json").read_text())
     assert report["splits"] == {"train": 160, "val": 20, "test": 20}
     first = json.loads((out / "train.jsonl").read_text(encoding="utf-8").splitlines()[0])
-    code, stdout, err = run(["data", "inspect", str(out), "--template", "deepseek-r1", "--tokenizer", "deepseek"], capsys)
+    code, stdout, err = run_cli(["data", "inspect", str(out), "--template", "deepseek-r1", "--tokenizer", "deepseek"])
     assert code == 0, err
     answer = first["messages"][-1]["content"]
     assert f"{answer}<｜end▁of▁sentence｜>⟧" in stdout  # the answer and its EOS are supervised
     assert "⟦<｜User｜>" not in stdout and "supervised⟧" in stdout
 
 
-def test_inspect_any_format_file_with_a_tiny_model_tokenizer(tiny_model_dir, fixtures_dir: Path, capsys) -> None:
+def test_inspect_any_format_file_with_a_tiny_model_tokenizer(tiny_model_dir, fixtures_dir: Path, run_cli) -> None:
     model = tiny_model_dir("tiny-r1-distill-qwen")
-    code, stdout, err = run(["data", "inspect", str(fixtures_dir / "cot.jsonl"), "--tokenizer", str(model)], capsys)
+    code, stdout, err = run_cli(["data", "inspect", str(fixtures_dir / "cot.jsonl"), "--tokenizer", str(model)])
     assert code == 0, err
     assert "template: deepseek-r1" in stdout  # detected from the model's files
     assert "⟦Normal is about 37 °C" in stdout and "Yes, 39 °C is a fever." in stdout
@@ -56,10 +45,10 @@ def test_inspect_any_format_file_with_a_tiny_model_tokenizer(tiny_model_dir, fix
       "record 1 is invalid"),
      (["data", "inspect", "{bad}", "--tokenizer", "deepseek", "--template", "nope"], "unknown template")],
 )
-def test_user_errors_exit_2_without_traceback(tmp_path: Path, capsys, argv: list[str], message: str) -> None:
+def test_user_errors_exit_2_without_traceback(tmp_path: Path, run_cli, argv: list[str], message: str) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "p", "completion": "c"}\n{"prompt": "p"}\n')
     argv = [a.format(tmp=tmp_path, bad=bad) for a in argv]
-    code, stdout, err = run(argv, capsys)
+    code, stdout, err = run_cli(argv)
     assert code == 2, (stdout, err)
     assert message in err and "Traceback" not in err

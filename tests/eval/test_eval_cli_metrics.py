@@ -3,32 +3,18 @@
 import json
 from pathlib import Path
 
-import pytest
-
-from dsft.cli.app import main
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
 
 def write_lines(path: Path, lines: list[object]) -> Path:
     path.write_text("\n".join(x if isinstance(x, str) else json.dumps(x, ensure_ascii=False) for x in lines) + "\n")
     return path
 
 
-def test_metrics_json_contract(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_metrics_json_contract(tmp_path: Path, run_cli) -> None:
     path = write_lines(tmp_path / "p.jsonl", [
         {"prediction": "<think>\n想想\n</think>\n\n北京。", "reference": "北京"},
         {"prediction": "The total is 1,200.", "reference": "1.2k"},
     ])
-    code, out, _ = run_cli(["metrics", "--predictions", str(path), "--json"], capsys)
+    code, out, _ = run_cli(["metrics", "--predictions", str(path), "--json"])
     assert code == 0
     result = json.loads(out)  # exactly one JSON object on stdout
     for key in ("exact_match", "f1", "numeric_accuracy", "rouge1", "rouge2", "rougeL"):
@@ -41,7 +27,7 @@ def test_metrics_json_contract(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert result["skipped"] == {"numeric_accuracy: reference has no number": 1}
 
 
-def test_metrics_bad_lines_counted_per_reason(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_metrics_bad_lines_counted_per_reason(tmp_path: Path, run_cli) -> None:
     path = write_lines(tmp_path / "p.jsonl", [
         {"prediction": "4", "reference": "4"},
         "{not json",
@@ -53,7 +39,7 @@ def test_metrics_bad_lines_counted_per_reason(tmp_path: Path, capsys: pytest.Cap
         {"prediction": "A", "reference": "A", "choices": "ABCD"},
         "",
     ])
-    code, out, _ = run_cli(["metrics", "-p", str(path), "--json", "--metrics", "exact_match,numeric_accuracy"], capsys)
+    code, out, _ = run_cli(["metrics", "-p", str(path), "--json", "--metrics", "exact_match,numeric_accuracy"])
     assert code == 0
     result = json.loads(out)
     assert result["count"] == 1 and result["exact_match"] == 1.0 and result["numeric_accuracy"] == 1.0
@@ -64,16 +50,16 @@ def test_metrics_bad_lines_counted_per_reason(tmp_path: Path, capsys: pytest.Cap
     }
 
 
-def test_metrics_table_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_metrics_table_output(tmp_path: Path, run_cli) -> None:
     path = write_lines(tmp_path / "p.jsonl", [{"prediction": "a", "reference": "b"}, "oops"])
-    code, out, _ = run_cli(["metrics", "-p", str(path)], capsys)
+    code, out, _ = run_cli(["metrics", "-p", str(path)])
     assert code == 0
     assert "exact_match" in out and "skipped 1: malformed JSON" in out
 
 
-def test_metrics_missing_file_and_unknown_metric(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run_cli(["metrics", "-p", str(tmp_path / "absent.jsonl"), "--json"], capsys)
+def test_metrics_missing_file_and_unknown_metric(tmp_path: Path, run_cli) -> None:
+    code, _, err = run_cli(["metrics", "-p", str(tmp_path / "absent.jsonl"), "--json"])
     assert code == 2 and "predictions file not found" in err and "Traceback" not in err
     path = write_lines(tmp_path / "p.jsonl", [{"prediction": "a", "reference": "b"}])
-    code, _, err = run_cli(["metrics", "-p", str(path), "-m", "bleurt"], capsys)
+    code, _, err = run_cli(["metrics", "-p", str(path), "-m", "bleurt"])
     assert code == 2 and "unknown metric(s) 'bleurt'" in err

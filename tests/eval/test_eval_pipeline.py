@@ -18,19 +18,6 @@ from dsft.eval.report import fmt
 from dsft.eval.target import load_eval_target
 
 
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    from dsft.cli.app import main
-
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 @pytest.mark.parametrize("preset", ["tiny-deepseek-v3", "tiny-r1-distill-qwen"])
 def test_left_padded_batch_equals_one_by_one(preset: str, tiny_model_dir: Callable[[str], Path]) -> None:
     from dsft.models.loading import load_model, load_tokenizer
@@ -82,7 +69,7 @@ def test_lora_run_is_loaded_unmerged(lora_run: Path) -> None:
 
 
 def test_unknown_template_names_template_name(tmp_path: Path, eval_data: Path, tiny_model_dir: Callable[[str], Path],
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+                                              run_cli) -> None:
     source = tiny_model_dir("tiny-deepseek-llm")
     bare = tmp_path / "bare"
     bare.mkdir()
@@ -92,7 +79,7 @@ def test_unknown_template_names_template_name(tmp_path: Path, eval_data: Path, t
     (bare / "tokenizer_config.json").write_text(json.dumps(config))
     with pytest.raises(DsftError, match=r"template\.name"):
         load_eval_target(bare)
-    code, _, err = run_cli(["eval", str(bare), "--data", str(eval_data), "--out", str(tmp_path / "o")], capsys)
+    code, _, err = run_cli(["eval", str(bare), "--data", str(eval_data), "--out", str(tmp_path / "o")])
     assert code == 2 and "template.name" in err and "--template NAME" in err and "Traceback" not in err
 
 
@@ -106,10 +93,10 @@ def _report_rows(markdown: str) -> dict[str, list[str]]:
 
 
 def test_compare_report_numbers_equal_metrics_json(tmp_path: Path, eval_data: Path, lora_run: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+                                                   run_cli) -> None:
     out = tmp_path / "compare"
     code, stdout, _ = run_cli(["compare", "--tuned", str(lora_run), "--data", str(eval_data), "--out", str(out),
-                               "--max-new-tokens", "6", "--batch-size", "2"], capsys)
+                               "--max-new-tokens", "6", "--batch-size", "2"])
     assert code == 0
     result = json.loads((out / "comparison.json").read_text())
     for name in ("report.md", "report.html", "comparison.json", "base/metrics.json", "tuned/predictions.jsonl"):

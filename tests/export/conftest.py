@@ -92,17 +92,15 @@ def lora_run(tiny_model_dir: Callable[[str], Path],
 
 
 @pytest.fixture
-def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[[list[str]], tuple[int, str]]:
-    """Run ``dsft ARGS`` in-process: ``run_cli(args) -> (exit code, stdout + stderr)``."""
-    from dsft.cli.app import main
+def run_cli(run_cli: Callable[[list[str]], tuple[int, str, str]]) -> Callable[[list[str]], tuple[int, str]]:
+    """The shared ``run_cli`` with both streams joined: ``run_cli(args) -> (exit code, stdout + stderr)``.
+
+    It overrides the root fixture of the same name (and calls it): export tests look for a message in
+    either stream.
+    """
 
     def run(args: list[str]) -> tuple[int, str]:
-        try:
-            main(args)
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        captured = capsys.readouterr()
-        return code, captured.out + captured.err
+        code, out, err = run_cli(args)
+        return code, out + err
 
     return run

@@ -16,16 +16,6 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from dsft.cli.app import main
-
-
-def run_cli(argv: list[str]) -> int:
-    """Run the dsft CLI in-process; the exit code (0 when it returns normally)."""
-    try:
-        main(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 from dsft.errors import DsftError
 from dsft.models.convert_fp8 import convert_fp8_to_bf16
 
@@ -100,9 +90,9 @@ def fp8_checkpoint(tmp_path: Path) -> Path:
     return src
 
 
-def test_dequantises_against_block_reference_and_skips_mtp(fp8_checkpoint: Path, tmp_path: Path) -> None:
+def test_dequantises_against_block_reference_and_skips_mtp(fp8_checkpoint: Path, tmp_path: Path, run_cli) -> None:
     dst = tmp_path / "bf16"
-    assert run_cli(["convert", "fp8-to-bf16", str(fp8_checkpoint), str(dst)]) == 0
+    assert run_cli(["convert", "fp8-to-bf16", str(fp8_checkpoint), str(dst)])[0] == 0
     source = torch.load(tmp_path / "reference.pt")
     index = json.loads((dst / "model.safetensors.index.json").read_text())
     converted: dict[str, torch.Tensor] = {}

@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from dsft.cli.app import main
-
-
-def run_cli(argv: list[str]) -> int:
-    """Run the dsft CLI in-process; the exit code (0 when it returns normally)."""
-    try:
-        main(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 from dsft.plan.launch import LAUNCHERS
+
+RunCli = Callable[[list[str]], tuple[int, str, str]]
 
 
 @pytest.fixture()
@@ -27,16 +20,19 @@ def config(tmp_path: Path) -> Path:
     return path
 
 
-def _launch(config: Path, out: Path, launcher: str, nodes: int = 4, gpus: int = 8) -> dict[str, str]:
-    code = run_cli(["launch", str(config), "--nodes", str(nodes), "--gpus-per-node", str(gpus), "--launcher", launcher,
-                    "--out", str(out), "--master-addr", "10.0.0.1", "--master-port", "29555"])
+def _launch(run_cli: RunCli, config: Path, out: Path, launcher: str, nodes: int = 4,
+            gpus: int = 8) -> dict[str, str]:
+    code, _, _ = run_cli(["launch", str(config), "--nodes", str(nodes), "--gpus-per-node", str(gpus),
+                          "--launcher", launcher, "--out", str(out), "--master-addr", "10.0.0.1",
+                          "--master-port", "29555"])
     assert code == 0
     return {p.name: p.read_text() for p in out.iterdir()}
 
 
 @pytest.mark.parametrize("launcher", LAUNCHERS)
-def test_scripts_are_valid_bash_and_source_nccl_settings(launcher: str, config: Path, tmp_path: Path) -> None:
-    files = _launch(config, tmp_path / launcher, launcher)
+def test_scripts_are_valid_bash_and_source_nccl_settings(launcher: str, config: Path, tmp_path: Path,
+                                                         run_cli: RunCli) -> None:
+    files = _launch(run_cli, config, tmp_path / launcher, launcher)
     nccl = files["nccl_env.sh"]
     for option in ("NCCL_IB_DISABLE", "NCCL_SOCKET_IFNAME", "NCCL_DEBUG", "NCCL_P2P_LEVEL"):
         assert f"# export {option}=" in nccl  # documented, off by default
@@ -50,16 +46,16 @@ def test_scripts_are_valid_bash_and_source_nccl_settings(launcher: str, config: 
                 assert f"--out {(tmp_path / launcher / 'run').resolve()}" in text
 
 
-def test_torchrun_uses_c10d_rendezvous_and_node_rank(config: Path, tmp_path: Path) -> None:
-    script = _launch(config, tmp_path / "t", "torchrun")["torchrun_node.sh"]
+def test_torchrun_uses_c10d_rendezvous_and_node_rank(config: Path, tmp_path: Path, run_cli: RunCli) -> None:
+    script = _launch(run_cli, config, tmp_path / "t", "torchrun")["torchrun_node.sh"]
     assert "--nnodes 4 --nproc-per-node 8" in script
     assert '--node-rank "$NODE_RANK"' in script and "NODE_RANK:?" in script
     assert '--rdzv-backend c10d --rdzv-endpoint "$MASTER_ADDR:$MASTER_PORT"' in script
     assert 'MASTER_ADDR="${MASTER_ADDR:-10.0.0.1}"' in script and 'MASTER_PORT="${MASTER_PORT:-29555}"' in script
 
 
-def test_deepspeed_hostfile_and_command(config: Path, tmp_path: Path) -> None:
-    files = _launch(config, tmp_path / "d", "deepspeed", nodes=2, gpus=4)
+def test_deepspeed_hostfile_and_command(config: Path, tmp_path: Path, run_cli: RunCli) -> None:
+    files = _launch(run_cli, config, tmp_path / "d", "deepspeed", nodes=2, gpus=4)
     hosts = [line for line in files["hostfile"].splitlines() if line and not line.startswith("#")]
     assert hosts == ["node0 slots=4", "node1 slots=4"]
     script = files["deepspeed_launch.sh"]
@@ -68,26 +64,27 @@ def test_deepspeed_hostfile_and_command(config: Path, tmp_path: Path) -> None:
     assert "--set train.distributed=deepspeed" in script
 
 
-def test_accelerate_config_counts_processes(config: Path, tmp_path: Path) -> None:
+def test_accelerate_config_counts_processes(config: Path, tmp_path: Path, run_cli: RunCli) -> None:
     import yaml
 
-    files = _launch(config, tmp_path / "a", "accelerate", nodes=2, gpus=8)
+    files = _launch(run_cli, config, tmp_path / "a", "accelerate", nodes=2, gpus=8)
     settings = yaml.safe_load(files["accelerate_config.yaml"])
     assert settings["num_machines"] == 2 and settings["num_processes"] == 16
     assert settings["distributed_type"] == "MULTI_GPU" and settings["main_process_port"] == 29555
     assert '--machine_rank "$NODE_RANK"' in files["accelerate_node.sh"]
 
 
-def test_slurm_sbatch(config: Path, tmp_path: Path) -> None:
-    script = _launch(config, tmp_path / "s", "slurm", nodes=32, gpus=8)["dsft.sbatch"]
+def test_slurm_sbatch(config: Path, tmp_path: Path, run_cli: RunCli) -> None:
+    script = _launch(run_cli, config, tmp_path / "s", "slurm", nodes=32, gpus=8)["dsft.sbatch"]
     assert "#SBATCH --nodes=32" in script and "#SBATCH --gpus-per-node=8" in script
     assert "#SBATCH --ntasks-per-node=1" in script
     assert 'scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1' in script
     assert 'srun --kill-on-bad-exit=1 torchrun --nnodes "$SLURM_JOB_NUM_NODES" --nproc-per-node 8' in script
 
 
-def test_unknown_launcher_and_missing_config_are_user_errors(config: Path, tmp_path: Path, capsys) -> None:
+def test_unknown_launcher_and_missing_config_are_user_errors(config: Path, tmp_path: Path, run_cli: RunCli) -> None:
     for argv in (["launch", str(config), "--launcher", "mpirun", "--out", str(tmp_path / "x")],
                  ["launch", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "y")]):
-        assert run_cli(argv) == 2
-    assert "Traceback" not in capsys.readouterr().err
+        code, _, err = run_cli(argv)
+        assert code == 2
+        assert "Traceback" not in err

@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import json
 
-from dsft.cli.app import main
 
-
-def run_cli(argv: list[str]) -> int:
-    """Run the dsft CLI in-process; the exit code (0 when it returns normally)."""
-    try:
-        main(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
-
-
-def test_json_output_has_the_documented_fields(capsys) -> None:
-    assert run_cli(["plan", "--model", "deepseek-r1-distill-qwen-7b", "--method", "lora", "--gpu-mem", "24", "--json"]) == 0
-    payload = json.loads(capsys.readouterr().out)
+def test_json_output_has_the_documented_fields(run_cli) -> None:
+    code, out, _ = run_cli(["plan", "--model", "deepseek-r1-distill-qwen-7b", "--method", "lora", "--gpu-mem", "24",
+                            "--json"])
+    assert code == 0
+    payload = json.loads(out)
     for key in ("per_gpu_bytes", "breakdown", "host_ram_bytes", "checkpoint_bytes", "fits", "recommendation"):
         assert key in payload
     assert set(payload["breakdown"]) == {"weights", "lora_weights", "gradients", "optimizer_states", "activations",
@@ -29,22 +20,23 @@ def test_json_output_has_the_documented_fields(capsys) -> None:
     assert payload["recommendation"]["per_gpu_bytes"] <= 24 * 1024**3
 
 
-def test_config_json_path_and_sequence_parallel(tmp_path, capsys, tiny_model_dir) -> None:
+def test_config_json_path_and_sequence_parallel(tmp_path, run_cli, tiny_model_dir) -> None:
     config = tiny_model_dir("tiny-deepseek-v3") / "config.json"
     sizes = []
     for sp in (1, 2):
-        assert run_cli(["plan", "--model", str(config), "--method", "full", "--gpus-per-node", "2", "--zero", "3",
-                        "--seq-len", "4096", "--sp", str(sp), "--json"]) == 0
-        out = capsys.readouterr().out
+        code, out, _ = run_cli(["plan", "--model", str(config), "--method", "full", "--gpus-per-node", "2",
+                                "--zero", "3", "--seq-len", "4096", "--sp", str(sp), "--json"])
+        assert code == 0
         # DeepSpeed, imported earlier in this test process (with its log handler bound to stdout), logs
         # an accelerator warning on first use; a fresh `dsft plan --json` process keeps stdout clean.
         sizes.append(json.loads(out[out.index("{\n"):])["breakdown"]["activations"])
     assert sizes[1] * 2 == sizes[0]  # Ulysses: each rank holds seq/sp tokens of activations
 
 
-def test_user_errors_exit_2_without_traceback(capsys) -> None:
-    assert run_cli(["plan", "--model", "no-such-model"]) == 2
-    assert run_cli(["plan", "--model", "deepseek-v3", "--zero", "0", "--offload", "optimizer"]) == 2
-    assert run_cli(["plan", "--model", "deepseek-v3", "--gpus-per-node", "8", "--sp", "3"]) == 2
-    err = capsys.readouterr().err
+def test_user_errors_exit_2_without_traceback(run_cli) -> None:
+    results = [run_cli(["plan", "--model", "no-such-model"]),
+               run_cli(["plan", "--model", "deepseek-v3", "--zero", "0", "--offload", "optimizer"]),
+               run_cli(["plan", "--model", "deepseek-v3", "--gpus-per-node", "8", "--sp", "3"])]
+    assert [code for code, _, _ in results] == [2, 2, 2]
+    err = "".join(err for _, _, err in results)
     assert "Traceback" not in err and "--sp 3" in err

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from dsft.cli.app import main
 from dsft.data.conversation import Conversation, Message
 from dsft.templates import get_template
 
@@ -21,16 +20,6 @@ MESSAGES = [
 ]
 
 
-def run(argv: list[str], capsys: Any) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.fixture
 def messages_file(tmp_path: Path) -> Path:
     path = tmp_path / "messages.json"
@@ -38,17 +27,17 @@ def messages_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_prompt_json_is_the_exact_prompt(messages_file: Path, capsys: Any) -> None:
-    code, out, _ = run(["template", "render", "--template", "deepseek-r1", "--messages", str(messages_file),
-                        "--mode", "prompt", "--json"], capsys)
+def test_prompt_json_is_the_exact_prompt(messages_file: Path, run_cli) -> None:
+    code, out, _ = run_cli(["template", "render", "--template", "deepseek-r1", "--messages", str(messages_file),
+                            "--mode", "prompt", "--json"])
     assert code == 0
     conv = Conversation([Message(m["role"], m["content"], reasoning=m.get("reasoning_content")) for m in MESSAGES])
     assert json.loads(out) == {"text": get_template("deepseek-r1").render_prompt(conv)}
 
 
-def test_train_json_has_ids_and_labels_from_the_mask(messages_file: Path, capsys: Any, tokenizer: Any) -> None:
-    code, out, _ = run(["template", "render", "--template", "deepseek-r1", "--messages", str(messages_file),
-                        "--mode", "train", "--json"], capsys)
+def test_train_json_has_ids_and_labels_from_the_mask(messages_file: Path, run_cli, tokenizer: Any) -> None:
+    code, out, _ = run_cli(["template", "render", "--template", "deepseek-r1", "--messages", str(messages_file),
+                            "--mode", "train", "--json"])
     assert code == 0
     result = json.loads(out)
     assert set(result) == {"text", "input_ids", "labels"}
@@ -59,9 +48,9 @@ def test_train_json_has_ids_and_labels_from_the_mask(messages_file: Path, capsys
     assert tokenizer.decode(supervised) == "Greeting.\n</think>\n\nHello!<｜end▁of▁sentence｜>"
 
 
-def test_masking_and_thinking_options(messages_file: Path, capsys: Any, tokenizer: Any) -> None:
-    code, out, _ = run(["template", "render", "--template", "deepseek-v3.1", "--messages", str(messages_file),
-                        "--mode", "train", "--no-thinking", "--masking", "all", "--json"], capsys)
+def test_masking_and_thinking_options(messages_file: Path, run_cli, tokenizer: Any) -> None:
+    code, out, _ = run_cli(["template", "render", "--template", "deepseek-v3.1", "--messages", str(messages_file),
+                            "--mode", "train", "--no-thinking", "--masking", "all", "--json"])
     assert code == 0
     result = json.loads(out)
     assert "<｜Assistant｜></think>Hello!" in result["text"]
@@ -69,29 +58,29 @@ def test_masking_and_thinking_options(messages_file: Path, capsys: Any, tokenize
     assert tokenizer.decode(labels) == result["text"].replace("<｜Assistant｜></think>4<｜end▁of▁sentence｜>", "")
 
 
-def test_tokenizer_directory_and_auto_detection(tmp_path: Path, messages_file: Path, capsys: Any) -> None:
+def test_tokenizer_directory_and_auto_detection(tmp_path: Path, messages_file: Path, run_cli) -> None:
     from dsft.models.tokenizers import r1_tokenizer_files, write_tokenizer_files
 
     write_tokenizer_files(*r1_tokenizer_files(), tmp_path / "tok")
-    code, out, _ = run(["template", "render", "--template", "auto", "--tokenizer", str(tmp_path / "tok"),
-                        "--messages", str(messages_file), "--mode", "train", "--json"], capsys)
+    code, out, _ = run_cli(["template", "render", "--template", "auto", "--tokenizer", str(tmp_path / "tok"),
+                            "--messages", str(messages_file), "--mode", "train", "--json"])
     assert code == 0
     result = json.loads(out)
     assert result["text"].startswith("<｜begin▁of▁sentence｜>") and result["input_ids"].count(0) == 1
     assert "<｜Assistant｜><think>\nGreeting." in result["text"]
 
 
-def test_human_view_shows_text_and_counts(messages_file: Path, capsys: Any) -> None:
-    code, out, _ = run(["template", "render", "--template", "deepseek-v3", "--messages", str(messages_file),
-                        "--mode", "train"], capsys)
+def test_human_view_shows_text_and_counts(messages_file: Path, run_cli) -> None:
+    code, out, _ = run_cli(["template", "render", "--template", "deepseek-v3", "--messages", str(messages_file),
+                            "--mode", "train"])
     assert code == 0
     assert "<｜User｜>What is 2+2?" in out and "supervised" in out and "tokens" in out
 
 
-def test_list_and_help(capsys: Any) -> None:
-    code, out, _ = run(["template", "list"], capsys)
+def test_list_and_help(run_cli) -> None:
+    code, out, _ = run_cli(["template", "list"])
     assert code == 0 and "deepseek-v3.1" in out and "hf" in out
-    code, out, _ = run(["template", "render", "--help"], capsys)
+    code, out, _ = run_cli(["template", "render", "--help"])
     assert code == 0 and "--messages" in out and "--masking" in out
 
 
@@ -109,11 +98,11 @@ def test_list_and_help(capsys: Any) -> None:
     ],
 )
 def test_bad_input_is_one_clear_message_and_exit_2(
-    tmp_path: Path, capsys: Any, content: str | None, args: list[str], message: str
+    tmp_path: Path, run_cli, content: str | None, args: list[str], message: str
 ) -> None:
     path = tmp_path / "m.json"
     if content is not None:
         path.write_text(content, encoding="utf-8")
-    code, out, err = run(["template", "render", "--messages", str(path), *args], capsys)
+    code, out, err = run_cli(["template", "render", "--messages", str(path), *args])
     assert code == 2
     assert message in err and "Traceback" not in err + out
