@@ -58,3 +58,13 @@ def conversations(draw: Any, tools: bool = True, tool_calls: bool = True) -> Con
         messages.append(message)
     defined = [{"type": "function", "function": {"name": "get_weather"}}] if tools and draw(st.booleans()) else None
     return Conversation(messages, tools=defined)
+
+
+# Per family, the conversations its template tests draw from (only what that family's template renders).
+FAMILY_STRATEGIES = {
+    "deepseek-llm": conversations(tools=False, tool_calls=False),
+    "deepseek-v3": conversations(),
+    "deepseek-r1": conversations(),
+    "deepseek-v3.1": conversations(),
+    "deepseek-v4": conversations(tool_calls=False),
+}

@@ -16,7 +16,7 @@ from dsft.models.tokenizers import chat_template as released_template
 from dsft.templates import get_template
 from dsft.templates.hf import openai_messages
 
-from template_cases import conversations, text
+from template_cases import FAMILY_STRATEGIES, text
 
 def jinja_render(tokenizer: Any, template: str, conv: Conversation, add_generation_prompt: bool,
                  **kwargs: Any) -> str:
@@ -26,13 +26,6 @@ def jinja_render(tokenizer: Any, template: str, conv: Conversation, add_generati
     )
 
 
-FAMILY_STRATEGIES = {
-    "deepseek-llm": conversations(tools=False, tool_calls=False),
-    "deepseek-v3": conversations(),
-    "deepseek-r1": conversations(),
-    "deepseek-v3.1": conversations(),
-    "deepseek-v4": conversations(tool_calls=False),
-}
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 

@@ -12,7 +12,7 @@ from dsft.data.conversation import Conversation, Message
 from dsft.errors import DsftError
 from dsft.templates import get_template
 
-from template_cases import SYSTEM, conversations, supervised_spans
+from template_cases import FAMILY_STRATEGIES, SYSTEM, supervised_spans
 
 EOS = "<｜end▁of▁sentence｜>"
 
@@ -188,15 +188,6 @@ def test_families_reject_what_they_cannot_render() -> None:
     bad_call = Conversation([Message("user", "q"), Message("assistant", "", tool_calls=[{"oops": 1}])])
     with pytest.raises(DsftError, match="tool_calls\\[0\\]"):
         get_template("deepseek-r1").render_prompt(bad_call)
-
-
-FAMILY_STRATEGIES = {
-    "deepseek-llm": conversations(tools=False, tool_calls=False),
-    "deepseek-v3": conversations(),
-    "deepseek-r1": conversations(),
-    "deepseek-v3.1": conversations(),
-    "deepseek-v4": conversations(tool_calls=False),
-}
 
 
 @pytest.mark.parametrize("name", sorted(FAMILY_STRATEGIES))
