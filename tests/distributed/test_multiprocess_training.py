@@ -6,9 +6,8 @@ whole global batch (both accumulation steps and both ranks), so the ten logged l
 rounding (1e-4). A checkpoint the two-process run writes at step 5 is then resumed by one process, whose
 steps 6-10 must reproduce the one-process run's.
 
-The same comparison runs with DeepSpeed ZeRO-2 (DeepSpeed's CPU accelerator, gloo). ZeRO-3 fails today:
-the chunked loss reads ``lm_head.weight`` outside lm_head's forward, where ZeRO-3 has not gathered it
-(a strict xfail, so the fix shows up). FSDP: accelerate 1.15 engages its FSDP plugin only for GPU-class
+The same comparison runs with DeepSpeed ZeRO-2 and ZeRO-3 (DeepSpeed's CPU accelerator, gloo); under
+ZeRO-3 the loss calls the lm_head module per chunk so DeepSpeed gathers its partitioned weight. FSDP: accelerate 1.15 engages its FSDP plugin only for GPU-class
 process groups (a CPU run silently trains with DDP), so dsft refuses fsdp on CPU and the FSDP
 equivalence test is GPU-only.
 """
@@ -113,8 +112,6 @@ def test_deepspeed_zero2_two_process_equals_one_process(runs: dict[str, Path]) -
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="ZeRO-3: the chunked loss reads lm_head.weight outside lm_head's forward, "
-                   "where DeepSpeed has not gathered the partitioned weight (size mismatch ... vec (0))")
 def test_deepspeed_zero3_two_process_trains(runs: dict[str, Path], tmp_path: Path) -> None:
     data = runs["one"].parent / "data.jsonl"
     zero3 = _write_config(tmp_path / "zero3.yaml", data, grad_accum=1, distributed="deepspeed\n  zero_stage: 3")

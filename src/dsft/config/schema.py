@@ -130,7 +130,7 @@ class TrainConfig(Section):
     packing: bool = Field(True, description="Best-fit-decreasing packing, padding-free; false = dynamic padding.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward.")
     offload_activations: bool = Field(False, description="With checkpointing: keep saved layer inputs on CPU.")
-    loss_chunk_size: int = Field(1024, ge=1, description="Supervised tokens per lm_head + CE chunk.")
+    loss_chunk_size: int = Field(256, ge=1, description="Supervised tokens per lm_head + CE chunk.")
     compile: bool = Field(False, description="torch.compile the model.")
     liger: bool = Field(False, description="Use Liger kernels when installed (GPU).")
     save_steps: int = Field(100, ge=1, description="Write a checkpoint every N optimizer steps.")
