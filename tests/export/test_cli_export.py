@@ -34,6 +34,16 @@ def test_run_json_without_final_directory(tmp_path, run_cli) -> None:
     assert code == 2 and "no final/ directory" in text
 
 
+@pytest.mark.parametrize(("content", "message"), [
+    (json.dumps({"template": "deepseek-r1", "base_model": "x"}), "run.json: missing method"),
+    ("{not json", "run.json: unreadable"),
+])
+def test_incomplete_or_broken_run_json(tmp_path, run_cli, content: str, message: str) -> None:
+    (tmp_path / "run.json").write_text(content)
+    code, text = run_cli(["export", str(tmp_path), "--format", "hf", "--out", str(tmp_path / "o")])
+    assert code == 2 and message in text and "Traceback" not in text
+
+
 def test_gguf_of_unsupported_architecture(tiny_model_dir, tmp_path, run_cli) -> None:
     """A model type without a GGUF writer is refused before any conversion, naming the type."""
     model = tmp_path / "gemma-like"

@@ -9,6 +9,7 @@ named by ``--template`` or detected from its config and tokenizer.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,13 +40,13 @@ def is_run_dir(path: str | Path) -> bool:
     return (Path(path) / "run.json").is_file()
 
 
-def read_run(run_dir: Path) -> dict[str, Any]:
-    """``run.json`` of a run directory, with a clear error when it is unreadable or incomplete."""
+def read_run(run_dir: Path, required: Sequence[str] = ("template", "base_model")) -> dict[str, Any]:
+    """``run.json`` of a run directory, with a clear error when it is unreadable or lacks a ``required`` key."""
     try:
         info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise DsftError(f"{run_dir / 'run.json'}: unreadable ({exc})") from exc
-    missing = [key for key in ("template", "base_model") if not info.get(key)]
+    missing = [key for key in required if not info.get(key)]
     if missing:
         raise DsftError(f"{run_dir / 'run.json'}: missing {', '.join(missing)}; was the run written by dsft?")
     return info

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dsft.errors import DsftError
+from dsft.eval.target import read_run
 
 ADAPTER_METHODS = ("lora", "qlora")
 FULL_METHODS = ("full",)
@@ -44,20 +45,8 @@ class ExportSource:
         return self.adapter_dir is not None
 
 
-def _read_run_json(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "run.json"
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DsftError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
-    missing = [key for key in ("template", "base_model", "method") if not meta.get(key)]
-    if missing:
-        raise DsftError(f"{path}: missing key(s) {', '.join(missing)}; the run directory is incomplete")
-    return meta
-
-
 def _source_from_run(run_dir: Path) -> ExportSource:
-    meta = _read_run_json(run_dir)
+    meta = read_run(run_dir, required=("template", "base_model", "method"))
     final = run_dir / "final"
     if not final.is_dir():
         raise DsftError(f"{run_dir}: no final/ directory; the run has not finished (export a checkpoint "
