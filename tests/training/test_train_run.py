@@ -85,10 +85,13 @@ def test_full_run_changes_base_weights(tmp_path: Path, tiny_model_dir) -> None:
     assert result.last_eval_loss < result.first_eval_loss
 
 
-def test_stop_and_resume_equals_uninterrupted(tmp_path: Path, tiny_model_dir) -> None:
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_stop_and_resume_equals_uninterrupted(tmp_path: Path, tiny_model_dir, method: str) -> None:
+    """Full fine-tuning of the MoE model included: its fused experts must survive the checkpoint."""
     tiny_model_dir("tiny-deepseek-v3")
     data = write_data(tmp_path / "d.jsonl")
-    cfg = make_cfg(data, "tiny-deepseek-v3", "train.max_steps=8", "eval.steps=0", "train.save_steps=4")
+    cfg = make_cfg(data, "tiny-deepseek-v3", "train.max_steps=8", "eval.steps=0", "train.save_steps=4",
+                   f"train.method={method}", *(["train.lr=1e-3"] if method == "full" else []))
     straight = run_training(cfg, tmp_path / "straight", progress=False)
 
     stopped = run_training(cfg, tmp_path / "resumed", progress=False, should_stop=lambda step: step >= 5)

@@ -1,8 +1,13 @@
 """``dsft demo``: the whole pipeline on the embedded default, on any machine, in a few minutes.
 
-Writes the tiny DeepSeek-V3 preset (MLA + MoE, the real 129k DeepSeek tokenizer), LoRA-tunes it on the
+Writes the tiny DeepSeek-V3 preset (MLA + MoE, the real 129k DeepSeek tokenizer), fine-tunes it on the
 shipped reservoir question-answer sample (Chinese and English), reports validation loss before and
 after, and compares base and tuned answers on the validation prompts.
+
+The demo trains every weight (``train.method=full``): the tiny model is randomly initialised, so a
+low-rank adapter on a frozen random network has little to adapt (measured: LoRA r=16, 120 steps, lr 1e-2
+moved validation loss only from 11.79 to 10.96), while full fine-tuning of its 17M parameters learns the
+task within a minute on two CPU cores. ``--set train.method=lora`` runs the LoRA path instead.
 """
 
 from __future__ import annotations
@@ -15,16 +20,15 @@ import typer
 DEMO_OVERRIDES = [
     "model.name_or_path=tiny-deepseek-v3",
     "data.val_ratio=0.1",
-    "train.method=lora",
-    "train.max_steps=40",
+    "train.method=full",
+    "train.max_steps=100",
     "train.micro_batch_size=4",
     "train.max_seq_len=512",
     "train.lr=3e-3",
+    "train.weight_decay=0.0",
     "train.warmup_ratio=0.05",
     "train.save_steps=20",
     "train.logging_steps=2",
-    "lora.r=16",
-    "lora.alpha=32",
     "eval.steps=10",
     "eval.load_best=true",
     "eval.max_new_tokens=48",
@@ -51,7 +55,7 @@ def demo(
     overrides = [*DEMO_OVERRIDES, f"data.train=[{sample_path('reservoirs')}]", f"model.cache_dir={out / 'models'}",
                  *set_]
     cfg = load_config(None, overrides)
-    console.rule("[bold]dsft demo: LoRA fine-tune of tiny-deepseek-v3 on CPU-friendly sample data")
+    console.rule(f"[bold]dsft demo: {cfg.train.method} fine-tune of tiny-deepseek-v3 on the reservoir sample (CPU)")
     result = run_training(cfg, run_dir)
     console.print(f"[bold green]trained[/] {result.global_step} steps in {result.elapsed_s:.1f}s")
     if result.first_eval_loss is not None:
@@ -75,7 +79,7 @@ def demo(
         ("loss curve", run_dir / "loss.png"),
         ("TensorBoard", f"tensorboard --logdir {run_dir / 'tb'}"),
         ("data report", run_dir / "data" / "data_report.md"),
-        ("LoRA adapter + tokenizer", result.final_dir),
+        ("weights + tokenizer" if cfg.train.method == "full" else "LoRA adapter + tokenizer", result.final_dir),
     ]
     if report is not None:
         rows.append(("before/after report", out / "compare" / "report.html"))

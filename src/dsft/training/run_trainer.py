@@ -8,7 +8,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -66,4 +69,29 @@ class RunTrainer(DsftTrainer):
         return loss
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
-        save_checkpoint_atomically(self, model, trial, super()._save_checkpoint)
+        with in_memory_key_layout(self.model):
+            save_checkpoint_atomically(self, model, trial, super()._save_checkpoint)
+
+
+@contextlib.contextmanager
+def in_memory_key_layout(model: Any) -> Iterator[None]:
+    """Save checkpoints with the model's own parameter names (e.g. fused MoE experts).
+
+    transformers 5 saves a model in its original hub layout by default (DeepSeek-V3's fused experts are
+    split back into ``experts.N.*_proj``), but the Trainer restores checkpoints (resume, load-best) with a
+    plain ``load_state_dict(strict=False)``, which silently skips those keys: a resumed or best-restored
+    full fine-tune of an MoE model would keep the wrong expert weights. Intermediate checkpoints therefore
+    keep the in-memory names (``from_pretrained`` loads them too); ``final/`` keeps the hub layout.
+    """
+    from transformers import PreTrainedModel
+
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not isinstance(target, PreTrainedModel) or hasattr(model, "peft_config"):
+        yield
+        return
+    original = target.save_pretrained
+    target.save_pretrained = functools.partial(original, save_original_format=False)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del target.save_pretrained  # back to the class method
