@@ -71,9 +71,3 @@ def write_run_info(run_dir: Path, **info: Any) -> dict[str, Any]:
     (run_dir / "run.json").write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return record
 
-
-def read_run_info(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / "run.json"
-    if not path.is_file():
-        raise DsftError(f"{run_dir}: not a dsft run directory (no run.json)")
-    return json.loads(path.read_text(encoding="utf-8"))
