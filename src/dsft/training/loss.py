@@ -53,6 +53,14 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
             if grad_hidden is None and grad_weight is None and grad_bias is None:
                 continue
             # d(loss)/d(logits) = softmax - one_hot.
+            if grad_weight is None and grad_bias is None:
+                # d/dh = softmax @ W - W[target] = (exp @ W) / normalizer - W[target]: scaling the [N, H]
+                # product instead of the [N, vocab] probabilities saves a full pass over the chunk's logits
+                # (the usual LoRA case: a frozen lm_head needs no weight gradient).
+                projected = (exp_shifted.to(weight.dtype) @ weight).float().div_(normalizer)
+                projected -= weight[t].float()
+                grad_hidden[start : start + chunk_size] = projected.to(hidden.dtype)  # type: ignore[index]
+                continue
             grad_logits = exp_shifted.div_(normalizer)
             grad_logits[torch.arange(t.shape[0], device=t.device), t] -= 1.0
             if grad_hidden is not None:
