@@ -53,6 +53,12 @@ def main(argv: list[str] | None = None) -> None:
     from dsft.errors import DsftError
 
     debug = "--debug" in (argv if argv is not None else sys.argv[1:]) or os.environ.get("DSFT_DEBUG") == "1"
+    if not debug:
+        import warnings
+
+        # transformers 5.x renames gradient_checkpointing -> activation_checkpointing and warns on every run
+        # even where the old name is used internally (Trainer, peft); dsft keeps the name its lower bound has.
+        warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.* is deprecated", category=FutureWarning)
     try:
         # Without standalone mode click returns (not raises) the code of typer.Exit(n).
         code = app(args=argv, standalone_mode=False)

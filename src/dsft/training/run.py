@@ -6,12 +6,14 @@ config -> run directory -> tokenizer + template -> data -> tokenized examples ->
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
@@ -48,6 +50,9 @@ def run_training(
     ``should_stop(step)`` lets tests stop a run after a given step, as a kill would.
     """
     started = time.perf_counter()
+    if not torch.cuda.is_available():
+        # What DeepSpeed (imported by accelerate) picks anyway on a CPU machine, without its warning.
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
     run_dir = Path(run_dir)
     prepare_run_dir(run_dir, cfg, resuming=resume is not None)
     checkpoint = resolve_resume(resume, run_dir / "checkpoints")
