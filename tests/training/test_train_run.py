@@ -108,6 +108,10 @@ def test_stop_and_resume_equals_uninterrupted(tmp_path: Path, tiny_model_dir, me
     assert worst <= 1e-6, worst
     steps = [json.loads(line)["step"] for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps)), "metrics.jsonl must not repeat steps after a resume"
+    rows = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    for key in ("tokens", "supervised_tokens"):
+        counts = [r[key] for r in rows if key in r]
+        assert counts == sorted(counts) and len(set(counts)) == len(counts), f"{key} continues across the resume"
 
 
 def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path: Path, tiny_model_dir) -> None:

@@ -10,7 +10,7 @@ Everything downstream of the readers (templates, training, eval, serving) sees o
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -83,6 +83,3 @@ class Conversation:
         ]
         return cls(messages=messages, tools=record.get("tools"), meta=dict(record.get("meta") or {}))
 
-
-def as_plain_dict(message: Message) -> dict[str, Any]:
-    return asdict(message)

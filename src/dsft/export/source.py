@@ -40,10 +40,6 @@ class ExportSource:
     adapter_dir: Path | None = None
     run_dir: Path | None = None
 
-    @property
-    def has_adapter(self) -> bool:
-        return self.adapter_dir is not None
-
 
 def _source_from_run(run_dir: Path) -> ExportSource:
     meta = read_run(run_dir, required=("template", "base_model", "method"))

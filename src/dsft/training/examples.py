@@ -20,14 +20,6 @@ class TokenizedSplit:
     examples: list[dict[str, list[int]]]
     dropped: dict[str, int] = field(default_factory=dict)
 
-    @property
-    def tokens(self) -> int:
-        return sum(len(e["input_ids"]) for e in self.examples)
-
-    @property
-    def supervised_tokens(self) -> int:
-        return sum(sum(1 for x in e["labels"] if x != -100) for e in self.examples)
-
 
 def tokenize_conversations(
     conversations: list[Conversation],
@@ -47,12 +39,10 @@ def tokenize_conversations(
     dropped: dict[str, int] = {}
     for conv in conversations:
         rendered = template.render_train(conv, tokenizer, masking=masking, thinking=thinking)
-        labels = rendered.labels()
-        if not any(x != -100 for x in labels):
+        if rendered.num_supervised == 0:
             dropped["no_supervised_tokens"] = dropped.get("no_supervised_tokens", 0) + 1
-            continue
-        if max_len is not None and len(rendered.input_ids) > max_len:
+        elif max_len is not None and len(rendered.input_ids) > max_len:
             dropped["longer_than_max_seq_len"] = dropped.get("longer_than_max_seq_len", 0) + 1
-            continue
-        out.append({"input_ids": list(rendered.input_ids), "labels": labels})
+        else:
+            out.append(rendered.to_example())
     return TokenizedSplit(out, dropped)

@@ -26,7 +26,9 @@ class TokenCounter:
         self.tokens = 0
         self.supervised_tokens = 0
         self.start = time.perf_counter()
-        self.offset_tokens = 0  # tokens already seen before a resume (from the metrics file)
+        # Counts already logged before a resume (from the metrics file), so totals continue.
+        self.offset_tokens = 0
+        self.offset_supervised = 0
 
     def add(self, tokens: int, supervised: int) -> None:
         self.tokens += tokens
@@ -72,8 +74,10 @@ class MetricsCallback(TrainerCallback):
             return
         previous = truncate_metrics(self.path, state.global_step)
         if previous:
-            self.counter.offset_tokens = int(previous[-1].get("tokens", 0))
-            self.elapsed_offset = float(previous[-1].get("elapsed_s", 0.0))
+            last_train = next((r for r in reversed(previous) if "tokens" in r), {})
+            self.counter.offset_tokens = int(last_train.get("tokens", 0))
+            self.counter.offset_supervised = int(last_train.get("supervised_tokens", 0))
+            self.elapsed_offset = float(last_train.get("elapsed_s", 0.0))
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(log_dir=str(self.run_dir / "tb"))
@@ -87,13 +91,16 @@ class MetricsCallback(TrainerCallback):
         if self.pending is not None and self.pending["step"] != state.global_step:
             self._flush()
         if "loss" in logs:
+            # This rank's counts times the world size: ranks see batches of the same shape, so this is an
+            # estimate of the global count, not a gathered one (no collective on the logging path).
             tokens = self.counter.offset_tokens + self.counter.tokens * max(1, args.world_size)
             elapsed = self.elapsed_offset + self.counter.elapsed_s
             row = {"step": state.global_step, "epoch": round(float(state.epoch or 0.0), 4)}
             row.update({name: logs[key] for key, name in TRAIN_KEYS.items() if key in logs})
             row.update({
                 "tokens": tokens,
-                "supervised_tokens": self.counter.supervised_tokens * max(1, args.world_size),
+                "supervised_tokens": self.counter.offset_supervised
+                + self.counter.supervised_tokens * max(1, args.world_size),
                 "tokens_per_s": round(self.counter.tokens * max(1, args.world_size) / max(self.counter.elapsed_s, 1e-9), 2),
                 "elapsed_s": round(elapsed, 3),
             })
