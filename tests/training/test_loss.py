@@ -63,18 +63,26 @@ def test_no_supervised_token_gives_zero_loss_and_zero_gradient() -> None:
 def test_logits_never_exceed_one_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
     hidden, weight, _, labels = _inputs(with_bias=False)
     shapes: list[tuple[int, ...]] = []
-    real_linear = torch.nn.functional.linear
+    buffers: set[int] = set()
+    real_project = loss_module._project
 
-    def spying_linear(x, w, b=None):  # noqa: ANN001, ANN202
-        out = real_linear(x, w, b)
-        shapes.append(tuple(out.shape))
-        return out
+    def spying_project(h, w, b, out):  # noqa: ANN001, ANN202
+        shapes.append(tuple(h.shape))
+        buffers.add(out.untyped_storage().data_ptr())
+        return real_project(h, w, b, out)
 
-    monkeypatch.setattr(loss_module.torch.nn.functional, "linear", spying_linear)
+    monkeypatch.setattr(loss_module, "_project", spying_project)
     supervised_cross_entropy(hidden, weight, labels, None, chunk_size=8).backward()
     supervised = int(labels[:, 1:].ne(-100).sum())
     assert shapes and all(s[0] <= 8 for s in shapes)
     assert sum(s[0] for s in shapes) == supervised  # only supervised positions reach the lm_head
+    assert len(buffers) == 1  # every chunk reuses the one logits buffer
+
+
+@pytest.mark.parametrize(("vocab", "device", "rows"), [(129_280, "cpu", 64), (32_000, "cpu", 262),
+                                                       (600, "cpu", 1024), (129_280, "cuda", 256)])
+def test_auto_chunk_size(vocab: int, device: str, rows: int) -> None:
+    assert loss_module.auto_chunk_size(vocab, device) == rows
 
 
 def _qwen() -> Qwen2ForCausalLM:

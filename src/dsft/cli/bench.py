@@ -40,8 +40,8 @@ def train(
     examples_per_step: int = typer.Option(8, "--examples-per-step", help="Conversations per optimizer step."),
     method: str = typer.Option("lora", "--method", help="lora (dsft's default adapter) or full."),
     threads: int | None = typer.Option(None, "--threads", help="torch threads per system (default: torch's)."),
-    loss_chunk_size: int | None = typer.Option(
-        None, "--loss-chunk-size", help="dsft's lm_head + CE chunk (default: train.loss_chunk_size's default)."
+    loss_chunk_size: str | None = typer.Option(
+        None, "--loss-chunk-size", help="dsft's lm_head + CE chunk: rows or auto (default: train.loss_chunk_size's)."
     ),
     length_scale: float = typer.Option(1.0, "--length-scale", hidden=True, help="Shrink lengths (smoke tests)."),
 ) -> None:
@@ -53,11 +53,16 @@ def train(
 
     if method not in ("lora", "full"):
         raise DsftError(f"bench --method: expected lora or full, got {method!r}")
+    chunk: int | str | None = loss_chunk_size
+    if loss_chunk_size is not None and loss_chunk_size != "auto":
+        if not loss_chunk_size.isdigit() or int(loss_chunk_size) < 1:
+            raise DsftError(f"bench --loss-chunk-size: expected a positive integer or auto, got {loss_chunk_size!r}")
+        chunk = int(loss_chunk_size)
     console = Console()
     systems = tuple(s.strip() for s in compare.split(",") if s.strip())
     report = run_bench(model=model, steps=steps, seq_len=seq_len, compare=systems,
                        examples_per_step=examples_per_step, method=method, threads=threads,
-                       length_scale=length_scale, loss_chunk_size=loss_chunk_size,
+                       length_scale=length_scale, loss_chunk_size=chunk,
                        progress=lambda msg: console.print(f"[dim]{msg}[/]"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2), encoding="utf-8")

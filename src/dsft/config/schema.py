@@ -6,7 +6,7 @@ Every section forbids unknown keys so a typo is an error that names the key, not
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -130,7 +130,10 @@ class TrainConfig(Section):
     packing: bool = Field(True, description="Best-fit-decreasing packing, padding-free; false = dynamic padding.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward.")
     offload_activations: bool = Field(False, description="With checkpointing: keep saved layer inputs on CPU.")
-    loss_chunk_size: int = Field(256, ge=1, description="Supervised tokens per lm_head + CE chunk.")
+    loss_chunk_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto", description="Supervised tokens per lm_head + CE chunk; auto = 256 on GPU, a 32 MiB logits "
+        "chunk on CPU (64 at a 129k vocabulary).",
+    )
     compile: bool = Field(False, description="torch.compile the model.")
     liger: bool = Field(False, description="Use Liger kernels when installed (GPU).")
     save_steps: int = Field(100, ge=1, description="Write a checkpoint every N optimizer steps.")

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from transformers import Trainer
 
-from dsft.training.loss import supervised_cross_entropy, supervised_cross_entropy_via_module
+from dsft.training.loss import auto_chunk_size, supervised_cross_entropy, supervised_cross_entropy_via_module
 
 # Inputs that go to the model; everything else the collator adds (labels) stays with the loss.
 _LOSS_ONLY_KEYS = ("labels",)
@@ -73,10 +73,15 @@ class DsftTrainer(Trainer):
     loss_is_scaled_for_ga = True
 
     def __init__(
-        self, *args: Any, loss_chunk_size: int = 1024, offload_activations: bool = False, **kwargs: Any
+        self, *args: Any, loss_chunk_size: int | str = "auto", offload_activations: bool = False, **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.loss_chunk_size = loss_chunk_size
+        causal_lm = unwrap_causal_lm(self.model)
+        if loss_chunk_size == "auto":
+            weight = causal_lm.get_output_embeddings().weight
+            vocab = getattr(weight, "ds_shape", weight.shape)[0]  # ZeRO-3 keeps the full shape in ds_shape
+            loss_chunk_size = auto_chunk_size(vocab, self.args.device.type)
+        self.loss_chunk_size = int(loss_chunk_size)
         # With gradient checkpointing the tensors autograd saves are the layers' inputs; keeping them in
         # (pinned) CPU memory until backward trades a copy per layer for their GPU memory.
         self.offload_activations = offload_activations
@@ -84,7 +89,6 @@ class DsftTrainer(Trainer):
         # the count as num_items_in_batch, whatever the model's forward signature says.
         self.model_accepts_loss_kwargs = True
         self._loss_shifts_labels = True
-        causal_lm = unwrap_causal_lm(self.model)
         self._router_aux_coef = (
             float(getattr(causal_lm.config, "router_aux_loss_coef", 0.0) or 0.0)
             if getattr(causal_lm.config, "output_router_logits", False) else 0.0

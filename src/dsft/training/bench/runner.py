@@ -96,7 +96,7 @@ def _ratio(a: float, b: float) -> float | None:
 def run_bench(
     model: str = "tiny-deepseek-v3", steps: int = 8, seq_len: int = 2048, compare: tuple[str, ...] = ("trl", "seed"),
     examples_per_step: int = 8, method: str = "lora", seed: int = 0, threads: int | None = None,
-    lr: float = 2e-4, length_scale: float = 1.0, loss_chunk_size: int | None = None, progress: Any = None,
+    lr: float = 2e-4, length_scale: float = 1.0, loss_chunk_size: int | str | None = None, progress: Any = None,
 ) -> dict[str, Any]:
     """Run dsft and each system in ``compare`` in turn; return the report (see module docstring)."""
     import torch

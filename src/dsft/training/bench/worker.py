@@ -55,6 +55,8 @@ def run_system(spec: dict[str, Any]) -> dict[str, Any]:
     result["gradient_accumulation_steps"] = trainer.args.gradient_accumulation_steps
     result["per_device_train_batch_size"] = trainer.args.per_device_train_batch_size
     result["gradient_checkpointing"] = bool(trainer.args.gradient_checkpointing)
+    if hasattr(trainer, "loss_chunk_size"):
+        result["loss_chunk_size"] = trainer.loss_chunk_size  # dsft: "auto" resolved for this device
     return result
 
 
