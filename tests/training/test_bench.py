@@ -112,3 +112,22 @@ def test_bench_rejects_an_unknown_system(tmp_path: Path) -> None:
 
     with pytest.raises(DsftError, match="unknown system"):
         run_bench(compare=("axolotl",))
+
+
+def test_dsft_system_measures_an_optional_acceleration(tiny_model_dir, tmp_path: Path) -> None:
+    from dsft.training.bench.worker import run_system
+
+    spec = _tiny_spec("dsft", tiny_model_dir("tiny-deepseek-v3"), tmp_path)
+    row = run_system(spec | {"loss_chunk_size": "auto", "dsft_options": ["offload_activations"]})
+    assert row["gradient_checkpointing"] and row["loss_chunk_size"] == 64  # auto at the 129k vocabulary, CPU
+    assert math.isfinite(row["final_loss"]) and row["supervised_tokens"] > 0
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--dsft-option", "turbo"], "unknown option(s) turbo"),
+    (["--loss-chunk-size", "0"], "--loss-chunk-size: expected a positive integer or auto"),
+])
+def test_bench_train_rejects_bad_options(run_cli, tmp_path: Path, args: list[str], message: str) -> None:
+    code, out, err = run_cli(["bench", "train", "--out", str(tmp_path / "x.json"), *args])
+    assert code != 0 and message in out + err and "Traceback" not in out + err
+    assert not (tmp_path / "x.json").exists()

@@ -15,8 +15,10 @@ def _table(report: dict[str, Any]) -> Any:
     from rich.table import Table
 
     settings = report["settings"]
+    options = settings.get("dsft_options") or []
     table = Table(title=f"{settings['model']} ({settings['method']}), seq {settings['seq_len']}, "
-                        f"{settings['steps']} timed steps, {report['machine']['device']}")
+                        f"{settings['steps']} timed steps, {report['machine']['device']}"
+                        + (f"; dsft with {', '.join(options)}" if options else ""))
     for column in ("system", "supervised tok/s", "tok/s", "peak memory", "MFU", "final loss",
                    "dsft speed-up", "dsft memory"):
         table.add_column(column, justify="left" if column == "system" else "right")
@@ -43,6 +45,10 @@ def train(
     loss_chunk_size: str | None = typer.Option(
         None, "--loss-chunk-size", help="dsft's lm_head + CE chunk: rows or auto (default: train.loss_chunk_size's)."
     ),
+    dsft_option: list[str] = typer.Option(
+        [], "--dsft-option", help="Measure dsft with an optional acceleration on (repeatable): compile, "
+        "gradient_checkpointing, offload_activations (implies checkpointing).",
+    ),
     length_scale: float = typer.Option(1.0, "--length-scale", hidden=True, help="Shrink lengths (smoke tests)."),
 ) -> None:
     """Train the same model on the same synthetic reasoning data with dsft, TRL and the seeds' recipe."""
@@ -62,7 +68,7 @@ def train(
     systems = tuple(s.strip() for s in compare.split(",") if s.strip())
     report = run_bench(model=model, steps=steps, seq_len=seq_len, compare=systems,
                        examples_per_step=examples_per_step, method=method, threads=threads,
-                       length_scale=length_scale, loss_chunk_size=chunk,
+                       length_scale=length_scale, loss_chunk_size=chunk, dsft_options=tuple(dsft_option),
                        progress=lambda msg: console.print(f"[dim]{msg}[/]"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2), encoding="utf-8")

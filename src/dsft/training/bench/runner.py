@@ -30,6 +30,8 @@ from typing import Any
 from dsft.errors import DsftError
 
 SYSTEMS = ("dsft", "trl", "seed")
+# Optional accelerations the dsft system can be measured with (train.<name> in a config): off by default.
+DSFT_OPTIONS = ("compile", "gradient_checkpointing", "offload_activations")
 DEFINITIONS = {
     "supervised_tokens": "next-token targets under dsft's assistant-only mask, the same for every system",
     "tokens_per_s": "real (non-padding) input tokens per second",
@@ -97,6 +99,7 @@ def run_bench(
     model: str = "tiny-deepseek-v3", steps: int = 8, seq_len: int = 2048, compare: tuple[str, ...] = ("trl", "seed"),
     examples_per_step: int = 8, method: str = "lora", seed: int = 0, threads: int | None = None,
     lr: float = 2e-4, length_scale: float = 1.0, loss_chunk_size: int | str | None = None, progress: Any = None,
+    dsft_options: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Run dsft and each system in ``compare`` in turn; return the report (see module docstring)."""
     import torch
@@ -105,6 +108,10 @@ def run_bench(
     from dsft.models.resolve import resolve_model
     from dsft.training.bench.synthetic import make_examples
 
+    bad_options = [name for name in dsft_options if name not in DSFT_OPTIONS]
+    if bad_options:
+        raise DsftError(f"bench --dsft-option: unknown option(s) {', '.join(bad_options)}; "
+                        f"choose from {', '.join(DSFT_OPTIONS)}")
     unknown = [name for name in compare if name not in SYSTEMS or name == "dsft"]
     if unknown:
         raise DsftError(f"bench --compare: unknown system(s) {', '.join(unknown)}; choose from trl, seed")
@@ -125,7 +132,7 @@ def run_bench(
         "settings": {"model": model, "model_dir": str(model_dir), "steps": steps, "seq_len": seq_len,
                      "examples_per_step": examples_per_step, "method": method, "seed": seed, "lr": lr,
                      "examples": count, "length_scale": length_scale,
-                     "loss_chunk_size": loss_chunk_size},
+                     "loss_chunk_size": loss_chunk_size, "dsft_options": sorted(dsft_options)},
         "definitions": DEFINITIONS, "systems": {},
     }
     with tempfile.TemporaryDirectory(prefix="dsft-bench-") as tmp:
@@ -139,7 +146,7 @@ def run_bench(
             spec = {"system": system, "model_dir": str(model_dir), "data": str(data), "steps": steps,
                     "seq_len": seq_len, "examples_per_step": examples_per_step, "method": method, "seed": seed,
                     "lr": lr, "threads": threads, "work_dir": str(work / system),
-                    "loss_chunk_size": loss_chunk_size}
+                    "loss_chunk_size": loss_chunk_size, "dsft_options": sorted(dsft_options)}
             load_before = list(os.getloadavg())
             result = _run_worker(spec, work)
             result["load_average_before_after"] = [load_before, list(os.getloadavg())]

@@ -122,12 +122,21 @@ def build_dsft(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[
         raise ValueError(f"every example is longer than seq_len={spec['seq_len']}")
     examples_per_row = (dataset.examples - dataset.dropped_overlong) / max(1, len(dataset))
     accumulation = max(1, round(spec["examples_per_step"] / examples_per_row))
-    args = TrainingArguments(per_device_train_batch_size=1, gradient_accumulation_steps=accumulation,
-                             **common_args(spec, model.device.type))
+    options = set(spec.get("dsft_options", ()))
+    checkpointing = "gradient_checkpointing" in options or "offload_activations" in options
+    if checkpointing and hasattr(model, "enable_input_require_grads"):
+        model.enable_input_require_grads()  # LoRA: the frozen embeddings' output must carry a gradient
+    args = TrainingArguments(
+        per_device_train_batch_size=1, gradient_accumulation_steps=accumulation,
+        gradient_checkpointing=checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None,
+        torch_compile="compile" in options, **common_args(spec, model.device.type),
+    )
     collator = make_collator(train_cfg, tokenizer, model.config._attn_implementation)
     trainer_cls = metered(DsftTrainer, meter, None)
     return trainer_cls(model=model, args=args, train_dataset=dataset, data_collator=collator,
-                       callbacks=[meter], loss_chunk_size=spec["loss_chunk_size"])
+                       callbacks=[meter], loss_chunk_size=spec["loss_chunk_size"],
+                       offload_activations="offload_activations" in options)
 
 
 def credit_table(examples: list[dict], seq_len: int) -> list[int]:
