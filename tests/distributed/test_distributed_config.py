@@ -99,14 +99,44 @@ def test_moe_blocks_become_zero3_leaf_modules(tiny_model_dir) -> None:
     assert all(z3_leaf_module(m) for m in model.modules() if type(m).__name__ == "DeepseekV3MoE")
 
 
-def test_sequence_parallel_args_build_accelerates_ulysses_config(monkeypatch) -> None:
+def test_sequence_parallel_args_build_accelerates_ulysses_config() -> None:
+    from types import SimpleNamespace
+
     from dsft.training.distributed import sequence_parallel_args
 
-    cfg = TrainConfig(distributed="deepspeed", zero_stage=3, max_seq_len=4096)
-    assert sequence_parallel_args(cfg, 1, 8) == {}
-    parallelism = sequence_parallel_args(cfg, 4, 8)["parallelism_config"]
+    sdpa = SimpleNamespace(model_type="qwen2", _attn_implementation="sdpa")
+    cfg = TrainConfig(distributed="deepspeed", zero_stage=3, max_seq_len=4096, packing=False)
+    assert sequence_parallel_args(cfg, 1, 8, sdpa) == {}
+    parallelism = sequence_parallel_args(cfg, 4, 8, sdpa)["parallelism_config"]
     assert parallelism.sp_size == 4 and parallelism.sp_backend == "deepspeed" and parallelism.sp_enabled
-    with pytest.raises(ConfigError, match="must divide"):
-        sequence_parallel_args(cfg, 3, 8)
+    assert parallelism.dp_replicate_size == 2  # 8 processes / SP 4
+    assert parallelism.sp_handler.sp_attn_implementation == "sdpa"
+    with pytest.raises(ConfigError, match="must divide the number of processes"):
+        sequence_parallel_args(cfg, 3, 8, sdpa)
+    with pytest.raises(ConfigError, match="must divide train.max_seq_len"):
+        sequence_parallel_args(TrainConfig(distributed="deepspeed", max_seq_len=4098, packing=False), 4, 8, sdpa)
     with pytest.raises(ConfigError, match="needs train.distributed=deepspeed"):
-        sequence_parallel_args(TrainConfig(distributed="ddp"), 2, 8)
+        sequence_parallel_args(TrainConfig(distributed="ddp", packing=False), 2, 8, sdpa)
+    # sdpa under Ulysses attends causally over the whole row: packed examples would see each other.
+    with pytest.raises(ConfigError, match="cannot keep packed examples apart"):
+        sequence_parallel_args(TrainConfig(distributed="deepspeed"), 2, 2, sdpa)
+    flash = SimpleNamespace(model_type="qwen2", _attn_implementation="flash_attention_2")
+    packed = sequence_parallel_args(TrainConfig(distributed="deepspeed"), 2, 2, flash)["parallelism_config"]
+    assert packed.sp_handler.sp_attn_implementation == "flash_attention_2"
+    with pytest.raises(ConfigError, match="needs sdpa or flash-attention"):
+        sequence_parallel_args(cfg, 2, 2, SimpleNamespace(model_type="qwen2", _attn_implementation="eager"))
+    mla = SimpleNamespace(model_type="deepseek_v3", _attn_implementation="sdpa", kv_lora_rank=512,
+                          qk_head_dim=192, v_head_dim=128)
+    with pytest.raises(UnsupportedError, match="multi-head latent attention"):
+        sequence_parallel_args(cfg, 2, 2, mla)
+
+
+def test_sequence_parallel_json_leaves_the_batch_to_accelerate_and_one_process_is_refused(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    cfg = TrainConfig(distributed="deepspeed", zero_stage=2, packing=False, sequence_parallel=2, max_seq_len=64)
+    assert deepspeed_config(cfg, 4)["train_batch_size"] == "auto"
+    assert deepspeed_config(TrainConfig(zero_stage=2, micro_batch_size=2, grad_accum=3), 4)["train_batch_size"] == 24
+    with pytest.raises(ConfigError, match="several processes"):
+        distributed_training_args(TrainConfig(sequence_parallel=2), SimpleNamespace(_attn_implementation="sdpa"),
+                                  tmp_path, world_size=1)

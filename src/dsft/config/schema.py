@@ -146,6 +146,10 @@ class TrainConfig(Section):
     offload: Literal["none", "optimizer", "optimizer+param"] = Field(
         "none", description="DeepSpeed/FSDP CPU offload."
     )
+    sequence_parallel: int = Field(
+        1, ge=1, description="DeepSpeed-Ulysses sequence parallelism: split each row's tokens over this many "
+        "ranks (needs train.distributed=deepspeed; 1 = off).",
+    )
     num_workers: int = Field(0, ge=0, description="DataLoader workers.")
 
     @field_validator("max_steps")

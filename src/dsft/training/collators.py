@@ -180,6 +180,15 @@ def make_collator(train_cfg: Any, tokenizer: Any, attn_implementation: str | Non
     """The collator for ``train_cfg``: :class:`PackedCollator` when packing (flattened for flash-attention),
     else :class:`PaddingCollator`. Pass the model's ``config._attn_implementation`` as ``attn_implementation``."""
     pad_id = pad_id_of(tokenizer)
+    sequence_parallel = int(getattr(train_cfg, "sequence_parallel", 1))
+    if sequence_parallel > 1:
+        # Ulysses shards every tensor of the batch along the sequence and rebuilds attention from the
+        # gathered position_ids: rows (one example each unless packing with flash-attention) with
+        # position_ids, padded to a multiple of the SP degree, never flattened, no attention_mask.
+        # DeepSpeed's dataloader adapter all-gathers every rank's rows, which gloo (CPU) only does for
+        # equal shapes: there every row is padded to train.max_seq_len (a multiple of the SP degree).
+        multiple = sequence_parallel if torch.cuda.is_available() else int(train_cfg.max_seq_len)
+        return PackedCollator(pad_id=pad_id, pad_to_multiple_of=multiple)
     if train_cfg.packing:
         flatten = bool(attn_implementation and attn_implementation.startswith("flash_attention"))
         return PackedCollator(pad_id=pad_id, flatten=flatten)

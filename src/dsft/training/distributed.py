@@ -100,8 +100,13 @@ def deepspeed_config(train_cfg: TrainConfig, world_size: int) -> dict[str, Any]:
         raise ConfigError(f"world size must be >= 1, got {world_size}")
     bf16, fp16 = _precision_flags(train_cfg)
     micro, accum = train_cfg.micro_batch_size, train_cfg.grad_accum
+    sp = train_cfg.sequence_parallel
+    # Under sequence parallelism a group of sp ranks works on the same rows, so the data-parallel degree is
+    # world / sp; transformers checks the JSON against micro x accum x world, and accelerate then sets
+    # micro x accum x (world / sp) itself, so the value is left to them ("auto").
+    batch: int | str = micro * accum * world_size if sp <= 1 else "auto"
     return {
-        "train_batch_size": micro * accum * world_size,
+        "train_batch_size": batch,
         "train_micro_batch_size_per_gpu": micro,
         "gradient_accumulation_steps": accum,
         "gradient_clipping": train_cfg.max_grad_norm,
@@ -171,26 +176,64 @@ def apply_zero3_leaf_modules(model: Any, train_cfg: TrainConfig, world_size: int
     return [c.__name__ for c in classes]
 
 
-def sequence_parallel_args(train_cfg: TrainConfig, sp_size: int, world_size: int) -> dict[str, Any]:
+def sequence_parallel_args(
+    train_cfg: TrainConfig, sp_size: int, world_size: int, model_config: Any = None
+) -> dict[str, Any]:
     """TrainingArguments kwargs for DeepSpeed-Ulysses sequence parallelism over ``sp_size`` ranks.
 
-    accelerate 1.15's ``ParallelismConfig(sp_backend="deepspeed")`` splits each row's tokens over the SP
-    group and all-to-alls attention heads; the Trainer then computes the loss in its own SP path
-    (``deepspeed_sp_compute_loss``), so a compute_loss override must defer to it when SP is on. Needs
-    CUDA, DeepSpeed ZeRO and flash/sdpa attention; not exercised on CPU.
+    accelerate's ``ParallelismConfig(sp_backend="deepspeed")`` wraps the dataloader so every rank gets
+    1/``sp_size`` of each row's tokens (labels pre-shifted as ``shift_labels``) and swaps the attention
+    function for DeepSpeed's Ulysses all-to-all around the core attention. ``DsftTrainer`` then computes its
+    chunked loss on the local tokens and normalises by the global supervised count (see its
+    ``_get_num_items_in_batch``). The data-parallel degree is ``world_size / sp_size``.
     """
     if sp_size <= 1:
         return {}
     if resolve_strategy(train_cfg, world_size) != "deepspeed":
-        raise ConfigError(f"sequence parallel size {sp_size}: needs train.distributed=deepspeed")
-    if world_size % sp_size or train_cfg.max_seq_len % sp_size:
-        raise ConfigError(f"sequence parallel size {sp_size}: must divide the world size ({world_size}) "
-                          f"and train.max_seq_len ({train_cfg.max_seq_len})")
+        raise ConfigError(f"train.sequence_parallel={sp_size}: needs train.distributed=deepspeed")
+    if world_size % sp_size:
+        raise ConfigError(f"train.sequence_parallel={sp_size}: must divide the number of processes ({world_size})")
+    if train_cfg.max_seq_len % sp_size:
+        raise ConfigError(f"train.sequence_parallel={sp_size}: must divide train.max_seq_len ({train_cfg.max_seq_len})")
+    if model_config is not None and getattr(model_config, "kv_lora_rank", None):
+        # MLA (DeepSeek-V2/V3/R1): queries and keys are qk_nope + qk_rope wide, values v_head_dim wide, and
+        # DeepSpeed's Ulysses wrapper requires one head size for query, key and value (it asserts).
+        raise UnsupportedError(
+            f"train.sequence_parallel={sp_size}: DeepSpeed-Ulysses does not support multi-head latent attention "
+            f"({model_config.model_type}: key heads {getattr(model_config, 'qk_head_dim', '?')} wide, value heads "
+            f"{getattr(model_config, 'v_head_dim', '?')}); train this model with train.sequence_parallel: 1"
+        )
+    attn = getattr(model_config, "_attn_implementation", None) or "sdpa"
+    flash = attn.startswith("flash_attention")
+    if not flash and attn != "sdpa":
+        raise ConfigError(f"train.sequence_parallel={sp_size}: needs sdpa or flash-attention, the model uses {attn!r} "
+                          "(set model.attn_implementation)")
+    if train_cfg.packing and not flash:
+        # Ulysses drops the attention mask and, with sdpa, attends causally over the whole gathered row:
+        # packed examples would see each other. Only flash-attention splits a row at position_ids resets.
+        raise ConfigError(f"train.sequence_parallel={sp_size} with {attn} attention cannot keep packed examples apart "
+                          "(DeepSpeed-Ulysses discards the mask); set train.packing: false, or use "
+                          "model.attn_implementation: flash_attention_2")
     from accelerate.parallelism_config import ParallelismConfig
     from accelerate.utils import DeepSpeedSequenceParallelConfig
 
-    handler = DeepSpeedSequenceParallelConfig(sp_seq_length_is_variable=True, sp_attn_implementation="sdpa")
-    return {"parallelism_config": ParallelismConfig(sp_size=sp_size, sp_backend="deepspeed", sp_handler=handler)}
+    handler = DeepSpeedSequenceParallelConfig(sp_seq_length_is_variable=True, sp_attn_implementation=attn)
+    config = ParallelismConfig(sp_size=sp_size, sp_backend="deepspeed", sp_handler=handler,
+                               dp_replicate_size=world_size // sp_size)
+    return {"parallelism_config": config}
+
+
+def init_deepspeed_comm() -> None:
+    """Make DeepSpeed's communication layer adopt the process group the Trainer created.
+
+    Ulysses builds its sequence-parallel groups through ``deepspeed.comm`` before ``deepspeed.initialize``
+    runs; on GPUs accelerate has initialised it already, on CPU (gloo) nothing has.
+    """
+    import deepspeed
+    import torch.distributed as dist
+
+    if not deepspeed.comm.is_initialized():
+        deepspeed.init_distributed(dist_backend=dist.get_backend() if dist.is_initialized() else "gloo")
 
 
 def distributed_training_args(
@@ -199,6 +242,9 @@ def distributed_training_args(
     """TrainingArguments kwargs for the strategy; writes deepspeed.json / fsdp.json into ``run_dir``."""
     run_dir = Path(run_dir)
     strategy = resolve_strategy(train_cfg, world_size)
+    if train_cfg.sequence_parallel > 1 and strategy != "deepspeed":
+        raise ConfigError(f"train.sequence_parallel={train_cfg.sequence_parallel}: needs train.distributed=deepspeed "
+                          f"and several processes (this run: {strategy}, {world_size} process(es))")
     kwargs: dict[str, Any] = {}
     if strategy in ("ddp", "none"):
         # Fused experts and a frozen router still give every trainable parameter a gradient.
@@ -211,6 +257,7 @@ def distributed_training_args(
         path = run_dir / DEEPSPEED_FILE
         path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         kwargs["deepspeed"] = str(path)
+        kwargs.update(sequence_parallel_args(train_cfg, train_cfg.sequence_parallel, world_size, model_config))
         return kwargs
     if not _cuda_available():
         # accelerate engages its FSDP plugin only for GPU-class process groups; a CPU (gloo) run would

@@ -111,11 +111,18 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         return grads[0], grads[1], grads[2], None, None
 
 
-def select_supervised(hidden_states: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def select_supervised(
+    hidden_states: torch.Tensor, labels: torch.Tensor, shifted: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Shift labels by one and keep the positions that have one: ``(hidden [N, H], targets [N])``.
 
-    Position t of a row predicts token t+1, so ``hidden[:, :-1]`` pairs with ``labels[:, 1:]``.
+    Position t of a row predicts token t+1, so ``hidden[:, :-1]`` pairs with ``labels[:, 1:]``. With
+    ``shifted=True`` the labels are already the targets of their own positions (``shift_labels``, as
+    sequence parallelism hands out a row's shard) and pair with ``hidden`` as they are.
     """
+    if shifted:
+        keep = labels.ne(IGNORE_INDEX)
+        return hidden_states[keep], labels[keep]
     shifted_labels = labels[:, 1:]
     keep = shifted_labels.ne(IGNORE_INDEX)
     return hidden_states[:, :-1][keep], shifted_labels[keep]
@@ -128,17 +135,18 @@ def supervised_cross_entropy(
     num_items_in_batch: int | torch.Tensor | None = None,
     chunk_size: int = 1024,
     lm_head_bias: torch.Tensor | None = None,
+    shifted: bool = False,
 ) -> torch.Tensor:
     """Summed next-token cross-entropy over supervised positions, divided by ``num_items_in_batch``.
 
     ``hidden_states`` [B, T, H] is the body's last hidden state, ``labels`` [B, T] the unshifted labels
-    (-100 where unsupervised). ``num_items_in_batch`` is the number of supervised (shifted) labels in the
+    (-100 where unsupervised), or the already shifted ones with ``shifted=True``. ``num_items_in_batch`` is the number of supervised (shifted) labels in the
     whole global batch; ``None`` means this batch alone (a plain mean). Logits are computed in the weight
     dtype and reduced in fp32, ``chunk_size`` positions at a time.
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    hidden, targets = select_supervised(hidden_states, labels)
+    hidden, targets = select_supervised(hidden_states, labels, shifted)
     if targets.numel() == 0:
         # Keep the graph connected (zero gradient) so every rank runs the same backward.
         return hidden_states.sum() * 0.0
@@ -160,6 +168,7 @@ def supervised_cross_entropy_via_module(
     labels: torch.Tensor,
     num_items_in_batch: int | torch.Tensor | None = None,
     chunk_size: int = 1024,
+    shifted: bool = False,
 ) -> torch.Tensor:
     """The same loss, calling the ``lm_head`` module once per chunk under activation checkpointing.
 
@@ -169,7 +178,7 @@ def supervised_cross_entropy_via_module(
     """
     from torch.utils.checkpoint import checkpoint
 
-    hidden, targets = select_supervised(hidden_states, labels)
+    hidden, targets = select_supervised(hidden_states, labels, shifted)
     if targets.numel() == 0:
         return hidden_states.sum() * 0.0
     # Reentrant: the recompute re-enters lm_head's forward, where DeepSpeed gathers the weight again; the

@@ -20,7 +20,7 @@ TRAIN_KEYS = {"loss": "loss", "learning_rate": "lr", "grad_norm": "grad_norm"}
 
 
 class TokenCounter:
-    """Tokens seen by the training loop (non-pad input tokens and supervised tokens), this process only."""
+    """Tokens seen by the training loop (non-pad input tokens and supervised tokens), summed over all ranks."""
 
     def __init__(self) -> None:
         self.tokens = 0
@@ -91,17 +91,15 @@ class MetricsCallback(TrainerCallback):
         if self.pending is not None and self.pending["step"] != state.global_step:
             self._flush()
         if "loss" in logs:
-            # This rank's counts times the world size: ranks see batches of the same shape, so this is an
-            # estimate of the global count, not a gathered one (no collective on the logging path).
-            tokens = self.counter.offset_tokens + self.counter.tokens * max(1, args.world_size)
+            # The counter holds global counts: RunTrainer sums every rank's counts at each micro-batch.
+            tokens = self.counter.offset_tokens + self.counter.tokens
             elapsed = self.elapsed_offset + self.counter.elapsed_s
             row = {"step": state.global_step, "epoch": round(float(state.epoch or 0.0), 4)}
             row.update({name: logs[key] for key, name in TRAIN_KEYS.items() if key in logs})
             row.update({
                 "tokens": tokens,
-                "supervised_tokens": self.counter.offset_supervised
-                + self.counter.supervised_tokens * max(1, args.world_size),
-                "tokens_per_s": round(self.counter.tokens * max(1, args.world_size) / max(self.counter.elapsed_s, 1e-9), 2),
+                "supervised_tokens": self.counter.offset_supervised + self.counter.supervised_tokens,
+                "tokens_per_s": round(self.counter.tokens / max(self.counter.elapsed_s, 1e-9), 2),
                 "elapsed_s": round(elapsed, 3),
             })
             self.pending = {**(self.pending or {}), **row}
@@ -202,7 +200,7 @@ class RichProgressCallback(TrainerCallback):
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
         if self.progress is None:
             return
-        tps = self.counter.tokens * max(1, args.world_size) / max(self.counter.elapsed_s, 1e-9)
+        tps = self.counter.tokens / max(self.counter.elapsed_s, 1e-9)
         parts = []
         if "loss" in self.last:
             parts.append(f"loss {self.last['loss']:.4f}")

@@ -35,10 +35,15 @@ def count_real_tokens(batch: dict[str, Any]) -> int:
     """
     if "attention_mask" in batch:
         return int(batch["attention_mask"].sum())
-    labels = batch["labels"]
+    shifted = "labels" not in batch
+    labels = batch["shift_labels"] if shifted else batch["labels"]
     supervised = labels.ne(-100)
     positions = torch.arange(labels.shape[-1], device=labels.device).expand_as(labels)
     last = torch.where(supervised, positions, torch.full_like(positions, -1)).amax(dim=-1)
+    if shifted:
+        # A sequence-parallel shard: its last target is the token after its last supervised position. A
+        # shard holding prompt tokens only counts none (an under-estimate; the supervised count is exact).
+        return int(torch.where(last >= 0, (last + 2).clamp(max=labels.shape[-1]), 0).sum())
     return int((last + 1).sum())
 
 
@@ -48,9 +53,15 @@ class RunTrainer(DsftTrainer):
         self.token_counter = token_counter or TokenCounter()
 
     def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
-        labels = inputs.get("labels")
+        labels = inputs.get("labels", inputs.get("shift_labels"))
         if labels is not None:
-            self.token_counter.add(count_real_tokens(inputs), int(labels.ne(-100).sum()))
+            counts = (count_real_tokens(inputs), int(labels.ne(-100).sum()))
+            if self.args.world_size > 1:
+                # Two integers per micro-batch: exact global counts, also when ranks' batches differ (SP shards).
+                summed = torch.tensor(counts, dtype=torch.int64, device=self.args.device)
+                torch.distributed.all_reduce(summed)
+                counts = (int(summed[0]), int(summed[1]))
+            self.token_counter.add(*counts)
         loss = super().training_step(model, inputs, num_items_in_batch)
         value = float(loss.detach())
         if not math.isfinite(value):

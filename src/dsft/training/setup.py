@@ -136,13 +136,13 @@ def build_training_arguments(cfg: DsftConfig, run_dir: Path, has_eval: bool, mod
         raise ConfigError("eval.early_stopping_patience needs eval.steps > 0 and validation data")
     kwargs: dict[str, Any] = {}
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size > 1 or t.distributed in ("fsdp", "deepspeed"):
+    if world_size > 1 or t.distributed in ("fsdp", "deepspeed") or t.sequence_parallel > 1:
         try:
             from dsft.training.distributed import distributed_training_args
         except ImportError as exc:  # pragma: no cover - the module ships with dsft
             raise DsftError(f"distributed training support is missing: {exc}") from None
         kwargs.update(distributed_training_args(t, model.config, run_dir, world_size))
-    return TrainingArguments(
+    args = TrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
         per_device_train_batch_size=t.micro_batch_size,
         per_device_eval_batch_size=t.micro_batch_size,
@@ -181,3 +181,8 @@ def build_training_arguments(cfg: DsftConfig, run_dir: Path, has_eval: bool, mod
         use_cache=False,
         **kwargs,
     )
+    if t.sequence_parallel > 1:
+        from dsft.training.distributed import init_deepspeed_comm
+
+        init_deepspeed_comm()
+    return args

@@ -27,7 +27,8 @@ from transformers import Trainer
 from dsft.training.loss import auto_chunk_size, supervised_cross_entropy, supervised_cross_entropy_via_module
 
 # Inputs that go to the model; everything else the collator adds (labels) stays with the loss.
-_LOSS_ONLY_KEYS = ("labels",)
+# Under sequence parallelism the dataloader hands out pre-shifted ``shift_labels`` instead of labels.
+_LOSS_ONLY_KEYS = ("labels", "shift_labels")
 
 
 def unwrap_causal_lm(model: torch.nn.Module) -> torch.nn.Module:
@@ -94,6 +95,32 @@ class DsftTrainer(Trainer):
             if getattr(causal_lm.config, "output_router_logits", False) else 0.0
         )
 
+    def _sequence_parallel_size(self) -> int:
+        config = getattr(self.accelerator, "parallelism_config", None)
+        if config is not None and config.sp_backend == "deepspeed" and config.sp_size > 1:
+            return int(config.sp_size)
+        return 1
+
+    def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        # The returned (detached) value is only logged, as a mean over all ranks; under sequence parallelism
+        # each rank's loss is scaled for world / sp data-parallel ranks, so the mean is 1/sp of the loss.
+        sp = self._sequence_parallel_size()
+        return loss * sp if sp > 1 else loss
+
+    def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> torch.Tensor | int | None:
+        """The Trainer's count, extended to sequence-parallel shards (``shift_labels``, no ``labels``).
+
+        Every rank counts the supervised targets of its own shards over the accumulation window; the sum
+        over all ranks is then the supervised-token count of the whole global batch, as without SP.
+        """
+        if not batch_samples or "labels" in batch_samples[0] or "shift_labels" not in batch_samples[0]:
+            return super()._get_num_items_in_batch(batch_samples, device)
+        count = sum(batch["shift_labels"].ne(-100).sum() for batch in batch_samples).to(device)
+        if self.args.average_tokens_across_devices and self.args.world_size > 1:
+            count = self.accelerator.gather(count).sum()
+        return count
+
     def compute_loss(
         self,
         model: torch.nn.Module,
@@ -101,7 +128,8 @@ class DsftTrainer(Trainer):
         return_outputs: bool = False,
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        labels = inputs["labels"]
+        shifted = "shift_labels" in inputs
+        labels = inputs["shift_labels"] if shifted else inputs["labels"]
         model_inputs = {k: v for k, v in inputs.items() if k not in _LOSS_ONLY_KEYS}
         if self._router_aux_coef:
             model_inputs["output_router_logits"] = True
@@ -115,16 +143,18 @@ class DsftTrainer(Trainer):
         if hasattr(lm_head.weight, "ds_id"):
             # DeepSpeed ZeRO-3 partitions the weight; it is whole only inside lm_head's own forward.
             loss = supervised_cross_entropy_via_module(
-                hidden, lm_head, labels, num_items_in_batch, self.loss_chunk_size
+                hidden, lm_head, labels, num_items_in_batch, self.loss_chunk_size, shifted=shifted
             )
         else:
             loss = supervised_cross_entropy(
                 hidden, lm_head.weight, labels, num_items_in_batch, self.loss_chunk_size,
-                lm_head_bias=getattr(lm_head, "bias", None),
+                lm_head_bias=getattr(lm_head, "bias", None), shifted=shifted,
             )
         if num_items_in_batch is not None and self.args.average_tokens_across_devices:
-            # num_items_in_batch counts every rank's tokens while DDP averages gradients over ranks.
-            loss = loss * (self.accelerator.num_processes // self.get_tp_size())
+            # num_items_in_batch counts every rank's tokens while DDP/DeepSpeed average gradients over the
+            # data-parallel ranks (under sequence parallelism DeepSpeed sums a group's shards and averages
+            # over world / sp).
+            loss = loss * (self.accelerator.num_processes // self.get_tp_size() // self._sequence_parallel_size())
         aux_loss = getattr(outputs, "aux_loss", None)
         if self._router_aux_coef and aux_loss is not None:
             # A per-micro-batch mean: average it over the accumulation window like the token loss.

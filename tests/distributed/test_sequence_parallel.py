@@ -1,0 +1,90 @@
+"""DeepSpeed-Ulysses sequence parallelism: `dsft train` with `train.sequence_parallel: 2` on two CPU
+processes (gloo) equals a one-process run without it.
+
+Every prompt is longer than half a row, so each row's tokens are split over the two ranks, the supervised
+tokens sit mostly in the second half, and the loss there is right only if attention reaches the keys on
+the other rank (DeepSpeed's all-to-all) and the loss is normalised by the supervised tokens of the whole
+global batch across both shards. Same global batch both ways (micro-batch 1, two accumulation steps; with
+SP both ranks work on the same rows, so the data-parallel degree is 1). The six logged losses, gradient
+norms and token counts must agree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+STEPS = 6
+TOLERANCE = 1e-4
+WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
+
+
+def _write_data(path: Path, n: int = 40) -> Path:
+    rows = []
+    for i in range(n):
+        prompt = " ".join(WORDS[(i + j) % len(WORDS)] for j in range(30)) + f" What is {i} plus {i % 7}?"
+        rows.append({"messages": [
+            {"role": "user", "content": prompt},
+            {"role": "assistant", "content": f"{i} plus {i % 7} is {i + i % 7}.", "reasoning_content": f"Add {i % 7} to {i}."},
+        ]})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _write_config(path: Path, data: Path, sequence_parallel: bool) -> Path:
+    sp = "  distributed: deepspeed\n  zero_stage: 1\n  sequence_parallel: 2\n" if sequence_parallel else ""
+    path.write_text(
+        "model:\n  name_or_path: tiny-r1-distill-qwen\n  attn_implementation: sdpa\n"
+        f"data:\n  train: [{data}]\n  val_ratio: 0.0\n"
+        f"train:\n  method: lora\n  max_steps: {STEPS}\n  micro_batch_size: 1\n  grad_accum: 2\n"
+        "  max_seq_len: 96\n  packing: false\n  lr: 0.005\n  warmup_ratio: 0.0\n  lr_scheduler: constant\n"
+        f"  save_steps: 100\n  logging_steps: 1\n  seed: 3\n{sp}"
+        "eval:\n  load_best: false\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def _train(args: list[str], processes: int, cwd: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    if processes == 1:
+        command = [sys.executable, "-m", "dsft", "train", *args]
+    else:
+        torchrun = shutil.which("torchrun") or f"{Path(sys.executable).parent}/torchrun"
+        command = [torchrun, "--standalone", f"--nproc_per_node={processes}", "-m", "dsft", "train", *args]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=cwd)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+
+
+def _logged(run: Path) -> dict[int, dict]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r for r in rows if "loss" in r}
+
+
+@pytest.mark.slow
+def test_two_rank_sequence_parallel_equals_one_process(tmp_path: Path, tiny_model_dir) -> None:
+    pytest.importorskip("deepspeed")
+    tiny_model_dir("tiny-r1-distill-qwen")  # materialised once, shared through DSFT_CACHE
+
+    data = _write_data(tmp_path / "data.jsonl")
+    _train([str(_write_config(tmp_path / "one.yaml", data, False)), "--out", str(tmp_path / "one")], 1, tmp_path)
+    _train([str(_write_config(tmp_path / "sp.yaml", data, True)), "--out", str(tmp_path / "sp")], 2, tmp_path)
+    one, sp = _logged(tmp_path / "one"), _logged(tmp_path / "sp")
+    assert sorted(one) == sorted(sp) == list(range(1, STEPS + 1))
+    for step in one:
+        assert abs(one[step]["loss"] - sp[step]["loss"]) <= TOLERANCE, (step, one[step]["loss"], sp[step]["loss"])
+        assert abs(one[step]["grad_norm"] - sp[step]["grad_norm"]) <= TOLERANCE * 10, step
+        assert one[step]["supervised_tokens"] == sp[step]["supervised_tokens"]
+    written = json.loads((tmp_path / "sp" / "deepspeed.json").read_text())
+    assert written["train_batch_size"] == "auto" and written["gradient_accumulation_steps"] == 2
+    # Rows really are longer than half of max_seq_len (96 -> 48 per rank): two rows per step, each > 48 tokens.
+    previous = 0
+    for step in sorted(one):
+        assert one[step]["tokens"] - previous > 2 * 48
+        previous = one[step]["tokens"]
