@@ -113,6 +113,8 @@ def test_sequence_parallel_args_build_accelerates_ulysses_config() -> None:
     assert parallelism.sp_handler.sp_attn_implementation == "sdpa"
     with pytest.raises(ConfigError, match="must divide the number of processes"):
         sequence_parallel_args(cfg, 3, 8, sdpa)
+    with pytest.raises(ConfigError, match="needs at least 2 processes"):
+        sequence_parallel_args(cfg, 2, 1, sdpa)
     with pytest.raises(ConfigError, match="must divide train.max_seq_len"):
         sequence_parallel_args(TrainConfig(distributed="deepspeed", max_seq_len=4098, packing=False), 4, 8, sdpa)
     with pytest.raises(ConfigError, match="needs train.distributed=deepspeed"):

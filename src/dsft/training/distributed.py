@@ -191,6 +191,9 @@ def sequence_parallel_args(
         return {}
     if resolve_strategy(train_cfg, world_size) != "deepspeed":
         raise ConfigError(f"train.sequence_parallel={sp_size}: needs train.distributed=deepspeed")
+    if world_size < sp_size:
+        raise ConfigError(f"train.sequence_parallel={sp_size}: needs at least {sp_size} processes (launch with "
+                          f"torchrun --nproc_per_node {sp_size} or more); this run has {world_size}")
     if world_size % sp_size:
         raise ConfigError(f"train.sequence_parallel={sp_size}: must divide the number of processes ({world_size})")
     if train_cfg.max_seq_len % sp_size:
