@@ -1,4 +1,5 @@
-"""`dsft train` under `torchrun --nproc_per_node 2` on CPU (gloo) equals a one-process run.
+"""`dsft train` under `torchrun --nproc_per_node 2` on CPU (gloo) equals a one-process run; so do runs
+started with `accelerate launch` and the `deepspeed` launcher.
 
 Same global batch both ways: one process with micro-batch 2 and 2 accumulation steps, two processes
 with micro-batch 2 each and no accumulation. The loss is normalised by the supervised tokens of the
@@ -118,6 +119,35 @@ def test_deepspeed_zero3_two_process_trains(runs: dict[str, Path], tmp_path: Pat
     _train([str(zero3), "--out", str(tmp_path / "zero3")], 2, tmp_path)
     one, three = _losses(runs["one"]), _losses(tmp_path / "zero3")
     assert all(abs(one[step] - three[step]) <= TOLERANCE for step in one)
+
+
+def _launcher_command(launcher: str, args: list[str]) -> list[str]:
+    """Two CPU processes through each launcher's own CLI, as a user would type it."""
+    bin_dir = Path(sys.executable).parent
+    if launcher == "accelerate":
+        return [shutil.which("accelerate") or str(bin_dir / "accelerate"), "launch", "--multi_gpu",
+                "--num_processes", "2", "--num_machines", "1", "--main_process_port", "29561",
+                "-m", "dsft", "train", *args]
+    return [shutil.which("deepspeed") or str(bin_dir / "deepspeed"), "--num_gpus", "2", "--master_port", "29562",
+            "--no_local_rank", "--module", "dsft", "train", *args, "--set", "train.distributed=deepspeed"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["accelerate", "deepspeed"])
+def test_train_runs_unchanged_under_accelerate_and_deepspeed_launchers(
+    runs: dict[str, Path], tmp_path: Path, launcher: str
+) -> None:
+    """`accelerate launch` (DDP) and the `deepspeed` launcher (ZeRO-2) give the one-process losses too."""
+    data = runs["one"].parent / "data.jsonl"
+    config = _write_config(tmp_path / "two.yaml", data, grad_accum=1, distributed="auto\n  zero_stage: 2")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "DS_ACCELERATOR": "cpu"}
+    command = _launcher_command(launcher, [str(config), "--out", str(tmp_path / "run")])
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+    one, launched = _losses(runs["one"]), _losses(tmp_path / "run")
+    assert sorted(launched) == list(range(1, STEPS + 1))
+    assert all(abs(one[step] - launched[step]) <= TOLERANCE for step in one), (one, launched)
+    assert (tmp_path / "run" / "deepspeed.json").is_file() == (launcher == "deepspeed")
 
 
 @pytest.mark.gpu
