@@ -74,3 +74,36 @@ def test_non_empty_out_directory_refused(tiny_model_dir, tmp_path, run_cli) -> N
     code, text = run_cli(["export", str(tiny_model_dir("tiny-deepseek-llm")), "--format", "hf",
                           "--out", str(tmp_path / "o")])
     assert code == 2 and "not empty" in text
+
+
+def test_export_section_of_config_supplies_the_defaults(tiny_model_dir, tmp_path, run_cli) -> None:
+    config = tmp_path / "export.yaml"
+    config.write_text("export:\n  format: hf\n  dtype: float16\n  verify: false\n  max_shard_size: 10MB\n")
+    code, text = run_cli(["export", str(tiny_model_dir("tiny-deepseek-llm")), "--config", str(config),
+                          "--out", str(tmp_path / "o")])
+    assert code == 0, text
+    assert "not verified" in text  # export.verify: false
+    assert json.loads((tmp_path / "o" / "config.json").read_text())["dtype"] == "float16"
+    # The command line wins over the section.
+    code, text = run_cli(["export", str(tiny_model_dir("tiny-deepseek-llm")), "--config", str(config),
+                          "--dtype", "float32", "--out", str(tmp_path / "o32")])
+    assert code == 0, text
+    assert json.loads((tmp_path / "o32" / "config.json").read_text())["dtype"] == "float32"
+
+
+def test_a_run_directory_exports_with_its_own_export_section(tmp_path) -> None:
+    from dsft.cli.export import export_defaults
+
+    (tmp_path / "run.json").write_text("{}")
+    (tmp_path / "config.yaml").write_text("export:\n  format: gguf\n  dtype: q8_0\n")
+    defaults = export_defaults(str(tmp_path), None)
+    assert (defaults.format, defaults.dtype, defaults.verify, defaults.tolerance) == ("gguf", "q8_0", True, None)
+    assert export_defaults(str(tmp_path / "elsewhere"), None).format == "hf"  # not a run: the schema's defaults
+
+
+def test_bad_export_section_is_named(tiny_model_dir, tmp_path, run_cli) -> None:
+    config = tmp_path / "export.yaml"
+    config.write_text("export:\n  format: onnx\n")
+    code, text = run_cli(["export", str(tiny_model_dir("tiny-deepseek-llm")), "--config", str(config),
+                          "--out", str(tmp_path / "o")])
+    assert code == 2 and "export.format" in text and "Traceback" not in text

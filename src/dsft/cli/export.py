@@ -1,38 +1,75 @@
-"""``dsft export RUN_OR_MODEL --format hf|adapter|gguf|ollama --out DIR [--dtype ...] [--no-verify]``."""
+"""``dsft export RUN_OR_MODEL --out DIR [--format hf|adapter|gguf|ollama] [--dtype ...] [--no-verify] [--config YAML]``."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from dsft.config import ExportConfig
 
 
 def export(
     run_or_model: str = typer.Argument(..., help="Run directory (with run.json), model directory or tiny preset."),
-    fmt: str = typer.Option(..., "--format", "-f", help="hf (merged safetensors), adapter (PEFT only), gguf, ollama."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (created; must be empty)."),
-    dtype: str = typer.Option(
-        "auto", "--dtype", help="auto (the base's dtype), float32, float16, bfloat16, or q8_0 (gguf/ollama)."
+    fmt: str | None = typer.Option(
+        None, "--format", "-f", help="hf (merged safetensors), adapter (PEFT only), gguf, ollama [default: export.format]."
     ),
-    verify: bool = typer.Option(True, "--verify/--no-verify", help="Reload the export and compare logits."),
+    dtype: str | None = typer.Option(
+        None, "--dtype", help="auto (the base's dtype), float32, float16, bfloat16, or q8_0 (gguf/ollama) "
+        "[default: export.dtype].",
+    ),
+    verify: bool | None = typer.Option(
+        None, "--verify/--no-verify", help="Reload the export and compare logits [default: export.verify]."
+    ),
     tolerance: float | None = typer.Option(
-        None, "--tolerance", help="Max |logit difference| accepted (default depends on the dtype)."
+        None, "--tolerance", help="Max |logit difference| accepted [default: export.tolerance, else per dtype]."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Allow a non-empty --out directory."),
-    max_shard_size: str = typer.Option("5GB", "--max-shard-size", help="Safetensors shard size (hf)."),
+    max_shard_size: str | None = typer.Option(
+        None, "--max-shard-size", help="Safetensors shard size (hf) [default: export.max_shard_size]."
+    ),
     name: str | None = typer.Option(None, "--name", help="Model name for `ollama create` (ollama)."),
+    config: Path | None = typer.Option(
+        None, "--config", help="YAML whose `export:` section gives the defaults [default: a run directory's own "
+        "config.yaml, else the schema's defaults].",
+    ),
 ) -> None:
-    """Export a trained model: merged HF checkpoint, adapter, GGUF (llama.cpp) or Ollama, verified by default."""
+    """Export a trained model: merged HF checkpoint, adapter, GGUF (llama.cpp) or Ollama, verified by default.
+
+    Options not given on the command line come from the `export:` section of --config, or of the run's own
+    config.yaml when exporting a run directory.
+    """
     from rich.console import Console
 
     from dsft.export.api import export as run_export
 
+    defaults = export_defaults(run_or_model, config)
     console = Console(highlight=False, soft_wrap=True)
-    result = run_export(run_or_model, fmt, out, dtype=dtype, verify=verify, tolerance=tolerance,
-                        overwrite=overwrite, max_shard_size=max_shard_size, name=name, echo=lambda line: console.print(line, markup=False))
+    result = run_export(
+        run_or_model, fmt or defaults.format, out, dtype=dtype or defaults.dtype,
+        verify=defaults.verify if verify is None else verify,
+        tolerance=defaults.tolerance if tolerance is None else tolerance, overwrite=overwrite,
+        max_shard_size=max_shard_size or defaults.max_shard_size, name=name,
+        echo=lambda line: console.print(line, markup=False),
+    )
     status = "verified" if result.comparison is not None else "not verified"
     console.print(f"[bold green]done[/] {result.format} export in {result.out_dir} ({status}): "
                   f"{', '.join(result.files)}")
+
+
+def export_defaults(run_or_model: str, config: Path | None) -> ExportConfig:
+    """The `export:` section that supplies defaults: --config's, else a run directory's config.yaml's."""
+    from dsft.config import ExportConfig, load_config
+
+    if config is not None:
+        return load_config(config).export
+    run_config = Path(run_or_model) / "config.yaml"
+    if (Path(run_or_model) / "run.json").is_file() and run_config.is_file():
+        return load_config(run_config).export
+    return ExportConfig()
 
 
 def register(app: typer.Typer) -> None:

@@ -199,7 +199,9 @@ class ExportConfig(Section):
         "auto", description="Export dtype (auto = the base model's dtype; q8_0 for GGUF only)."
     )
     verify: bool = Field(True, description="Reload the export and compare logits with the trained model.")
-    tolerance: float = Field(1e-3, gt=0, description="Max absolute logit difference accepted by verification.")
+    tolerance: float | None = Field(
+        None, gt=0, description="Max absolute logit difference accepted by verification; null = the dtype's default."
+    )
     max_shard_size: str = Field("5GB", description="Safetensors shard size.")
 
 
