@@ -146,6 +146,12 @@ def test_run_dir_holding_another_run_is_refused(tmp_path: Path, tiny_model_dir) 
     other = make_cfg(data, "tiny-deepseek-v3", "train.max_steps=2", "eval.steps=0", "lora.r=4")
     with pytest.raises(DsftError, match="already holds a different run .*lora.r"):
         run_training(other, tmp_path / "run", progress=False)
+    # A run that failed during setup (no run.json yet) gives way to a corrected config, keeping the old one.
+    from dsft.training.rundir import prepare_run_dir
+
+    prepare_run_dir(tmp_path / "setup-failed", cfg, resuming=False)
+    prepare_run_dir(tmp_path / "setup-failed", other, resuming=False)
+    assert len(list((tmp_path / "setup-failed").glob("config.before-*.yaml"))) == 1
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "file.txt").write_text("x")
     with pytest.raises(DsftError, match="holds no dsft run"):

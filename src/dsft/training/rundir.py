@@ -50,7 +50,10 @@ def prepare_run_dir(run_dir: Path, cfg: DsftConfig, resuming: bool) -> None:
         diffs = config_differences(old, new)
         identity = [d for d in diffs if any(d == k or d.startswith(k + ".") for k in IDENTITY_KEYS)]
         has_checkpoints = any((run_dir / "checkpoints").glob("checkpoint-*"))
-        if identity:
+        # A run that stopped during setup (a config or data error) never wrote run.json: nothing of it
+        # is worth keeping but its config, which is backed up below; the corrected config may take over.
+        started = (run_dir / "run.json").is_file() or has_checkpoints or (run_dir / "final").exists()
+        if identity and started:
             raise DsftError(
                 f"--out {run_dir}: already holds a different run (config differs in: {', '.join(identity)}); "
                 "choose a new --out directory"
