@@ -234,3 +234,16 @@ def test_plain_text_records_are_bos_text_eos(name: str, tokenizer: Any) -> None:
         assert rendered.text == f"<｜begin▁of▁sentence｜>Raw corpus text.{EOS}"
         assert supervised_spans(rendered, tokenizer) == (
             [rendered.text] if masking == "all" else [f"Raw corpus text.{EOS}"])
+
+
+@pytest.mark.parametrize("name", sorted(FAMILY_STRATEGIES))
+@pytest.mark.parametrize("masking", ["assistant", "last", "all"])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_batched_rendering_equals_one_by_one(tokenizer: Any, name: str, masking: str, data: Any) -> None:
+    """`render_train_many` (one batched tokenizer call, what training uses) gives the same ids and masks."""
+    template = get_template(name)
+    convs = data.draw(st.lists(FAMILY_STRATEGIES[name], min_size=1, max_size=6))
+    batched = template.render_train_many(convs, tokenizer, masking=masking)
+    single = [template.render_train(c, tokenizer, masking=masking) for c in convs]
+    assert [(r.input_ids, r.supervised, r.text) for r in batched] == [(r.input_ids, r.supervised, r.text) for r in single]

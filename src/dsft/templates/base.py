@@ -121,6 +121,29 @@ def supervision(segments: Sequence[Segment], conv: Conversation, masking: str) -
     return flags
 
 
+def supervision_runs(segments: Sequence[Segment], supervised: Sequence[bool]) -> list[tuple[str, bool]]:
+    """Join consecutive segments of equal supervision into ``(text, supervised)`` runs (empty ones dropped)."""
+    runs: list[tuple[str, bool]] = []
+    for seg, sup in zip(segments, supervised):
+        if not seg.text:
+            continue
+        if runs and runs[-1][1] == sup:
+            runs[-1] = (runs[-1][0] + seg.text, sup)
+        else:
+            runs.append((seg.text, sup))
+    return runs
+
+
+def rendered_from_runs(runs: Sequence[tuple[str, bool]], run_ids: Sequence[Sequence[int]]) -> Rendered:
+    """Assemble a :class:`Rendered` from runs and the token ids of each run."""
+    ids: list[int] = []
+    mask: list[bool] = []
+    for (_, sup), tokens in zip(runs, run_ids):
+        ids.extend(tokens)
+        mask.extend([sup] * len(tokens))
+    return Rendered(ids, mask, text="".join(t for t, _ in runs), spans=list(runs))
+
+
 def tokenize_segments(
     segments: Sequence[Segment], supervised: Sequence[bool], tokenizer: Any
 ) -> Rendered:
@@ -130,21 +153,21 @@ def tokenize_segments(
     target tokenize exactly as the inference prompt does; splitting at supervision boundaries makes
     the target tokenize exactly as generated tokens that follow the prompt.
     """
-    runs: list[tuple[str, bool]] = []
-    for seg, sup in zip(segments, supervised):
-        if not seg.text:
-            continue
-        if runs and runs[-1][1] == sup:
-            runs[-1] = (runs[-1][0] + seg.text, sup)
-        else:
-            runs.append((seg.text, sup))
-    ids: list[int] = []
-    mask: list[bool] = []
-    for text, sup in runs:
-        run_ids = tokenizer.encode(text, add_special_tokens=False)
-        ids.extend(run_ids)
-        mask.extend([sup] * len(run_ids))
-    return Rendered(ids, mask, text="".join(t for t, _ in runs), spans=runs)
+    runs = supervision_runs(segments, supervised)
+    return rendered_from_runs(runs, [tokenizer.encode(text, add_special_tokens=False) for text, _ in runs])
+
+
+def tokenize_runs_batch(all_runs: Sequence[Sequence[tuple[str, bool]]], tokenizer: Any) -> list[Rendered]:
+    """:func:`tokenize_segments` for many conversations at once: one batched tokenizer call for every run
+    of every conversation (a fast tokenizer encodes a batch on all cores); the same ids as one by one."""
+    texts = [text for runs in all_runs for text, _ in runs]
+    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+    out: list[Rendered] = []
+    start = 0
+    for runs in all_runs:
+        out.append(rendered_from_runs(runs, encoded[start : start + len(runs)]))
+        start += len(runs)
+    return out
 
 
 def require_tokens(tokenizer: Any, tokens: Iterable[str], template: str) -> None:

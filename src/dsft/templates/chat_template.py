@@ -7,7 +7,7 @@ engines. Tests check that both render every conversation identically.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -22,6 +22,8 @@ from dsft.templates.base import (
     is_plain_text,
     plain_text_segments,
     supervision,
+    supervision_runs,
+    tokenize_runs_batch,
     tokenize_segments,
     trained_turns,
     require_tokens,
@@ -95,6 +97,17 @@ class ChatTemplate:
         trained = trained_turns(conv, masking)
         segments = self.segments(conv, trained, False, thinking)
         return tokenize_segments(segments, supervision(segments, conv, masking), tokenizer)
+
+    def render_train_many(
+        self, convs: Sequence[Conversation], tokenizer: Any, masking: str = "assistant", thinking: bool | None = None
+    ) -> list[Rendered]:
+        """:meth:`render_train` for many conversations with one batched tokenizer call (identical ids)."""
+        require_tokens(tokenizer, self.special_tokens, self.name)
+        all_runs = []
+        for conv in convs:
+            segments = self.segments(conv, trained_turns(conv, masking), False, thinking)
+            all_runs.append(supervision_runs(segments, supervision(segments, conv, masking)))
+        return tokenize_runs_batch(all_runs, tokenizer)
 
     def jinja_kwargs(self, thinking: bool | None) -> dict[str, Any]:
         """Extra ``apply_chat_template`` keyword arguments selecting the same mode in the Jinja template."""

@@ -7,6 +7,7 @@ for what could not become a training example (no supervised token, or longer tha
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,8 +38,7 @@ def tokenize_conversations(
     """
     out: list[dict[str, list[int]]] = []
     dropped: dict[str, int] = {}
-    for conv in conversations:
-        rendered = template.render_train(conv, tokenizer, masking=masking, thinking=thinking)
+    for rendered in _render_all(conversations, template, tokenizer, masking, thinking):
         if rendered.num_supervised == 0:
             dropped["no_supervised_tokens"] = dropped.get("no_supervised_tokens", 0) + 1
         elif max_len is not None and len(rendered.input_ids) > max_len:
@@ -46,3 +46,18 @@ def tokenize_conversations(
         else:
             out.append(rendered.to_example())
     return TokenizedSplit(out, dropped)
+
+
+BATCH = 512  # conversations per batched tokenizer call
+
+
+def _render_all(conversations: list[Conversation], template: Any, tokenizer: Any, masking: str,
+                thinking: bool | None) -> Iterator[Any]:
+    """Rendered conversations in order; batched through the template's ``render_train_many`` when it has one."""
+    many = getattr(template, "render_train_many", None)
+    if many is None:
+        for conv in conversations:
+            yield template.render_train(conv, tokenizer, masking=masking, thinking=thinking)
+        return
+    for start in range(0, len(conversations), BATCH):
+        yield from many(conversations[start : start + BATCH], tokenizer, masking=masking, thinking=thinking)
