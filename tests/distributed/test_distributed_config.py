@@ -142,3 +142,16 @@ def test_sequence_parallel_json_leaves_the_batch_to_accelerate_and_one_process_i
     with pytest.raises(ConfigError, match="several processes"):
         distributed_training_args(TrainConfig(sequence_parallel=2), SimpleNamespace(_attn_implementation="sdpa"),
                                   tmp_path, world_size=1)
+
+
+def test_sequence_parallel_with_validation_data_is_refused(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from dsft.config import DsftConfig
+    from dsft.training.setup import build_training_arguments
+
+    cfg = DsftConfig.model_validate({"model": {"name_or_path": "tiny-r1-distill-qwen"},
+                                     "train": {"distributed": "deepspeed", "sequence_parallel": 2, "packing": False}})
+    model = SimpleNamespace(config=SimpleNamespace(model_type="qwen2", _attn_implementation="sdpa"))
+    with pytest.raises(ConfigError, match="evaluation during training is not supported"):
+        build_training_arguments(cfg, tmp_path, has_eval=True, model=model)

@@ -132,6 +132,14 @@ def build_training_arguments(cfg: DsftConfig, run_dir: Path, has_eval: bool, mod
             f"train.save_steps ({t.save_steps}) must be a multiple of eval.steps ({e.steps}) so the best "
             "checkpoint is saved; change one of them or set eval.load_best=false"
         )
+    if t.sequence_parallel > 1 and has_eval:
+        # transformers splits only training batches over the SP group; evaluation forwards would run the
+        # all-to-all attention on whole rows as if they were shards.
+        raise ConfigError(
+            f"train.sequence_parallel={t.sequence_parallel}: evaluation during training is not supported with "
+            "sequence parallelism; set data.val_ratio: 0 (and no data.val files) and evaluate the run "
+            "afterwards with `dsft eval`"
+        )
     if e.early_stopping_patience and not evaluating:
         raise ConfigError("eval.early_stopping_patience needs eval.steps > 0 and validation data")
     kwargs: dict[str, Any] = {}
