@@ -54,35 +54,24 @@ def _write_config(path: Path, data: Path, grad_accum: int, distributed: str = "d
     return path
 
 
-def _train(args: list[str], processes: int, tmp_path: Path) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    if processes == 1:
-        command = [sys.executable, "-m", "dsft", "train", *args]
-    else:
-        torchrun = shutil.which("torchrun") or f"{Path(sys.executable).parent}/torchrun"
-        command = [torchrun, "--standalone", f"--nproc_per_node={processes}", "-m", "dsft", "train", *args]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
-
-
 def _losses(run: Path) -> dict[int, float]:
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     return {r["step"]: r["loss"] for r in rows if "loss" in r and "step" in r}
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir) -> dict[str, Path]:
+def runs(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir, train_run) -> dict[str, Path]:
     tiny_model_dir("tiny-deepseek-v3")  # materialised once, shared through DSFT_CACHE
     root = tmp_path_factory.mktemp("multiprocess")
     data = _write_data(root / "data.jsonl")
     one = _write_config(root / "one.yaml", data, grad_accum=2)
     two = _write_config(root / "two.yaml", data, grad_accum=1)
-    _train([str(one), "--out", str(root / "one")], 1, root)
-    _train([str(two), "--out", str(root / "two")], 2, root)
+    train_run([str(one), "--out", str(root / "one")], 1, root)
+    train_run([str(two), "--out", str(root / "two")], 2, root)
     checkpoint = root / "two" / "checkpoints" / "checkpoint-5"
-    _train([str(one), "--out", str(root / "resumed"), "--resume", str(checkpoint)], 1, root)
+    train_run([str(one), "--out", str(root / "resumed"), "--resume", str(checkpoint)], 1, root)
     zero2 = _write_config(root / "zero2.yaml", data, grad_accum=1, distributed="deepspeed\n  zero_stage: 2")
-    _train([str(zero2), "--out", str(root / "zero2")], 2, root)
+    train_run([str(zero2), "--out", str(root / "zero2")], 2, root)
     return {"one": root / "one", "two": root / "two", "resumed": root / "resumed", "zero2": root / "zero2"}
 
 
@@ -113,10 +102,10 @@ def test_deepspeed_zero2_two_process_equals_one_process(runs: dict[str, Path]) -
 
 
 @pytest.mark.slow
-def test_deepspeed_zero3_two_process_trains(runs: dict[str, Path], tmp_path: Path) -> None:
+def test_deepspeed_zero3_two_process_trains(runs: dict[str, Path], tmp_path: Path, train_run) -> None:
     data = runs["one"].parent / "data.jsonl"
     zero3 = _write_config(tmp_path / "zero3.yaml", data, grad_accum=1, distributed="deepspeed\n  zero_stage: 3")
-    _train([str(zero3), "--out", str(tmp_path / "zero3")], 2, tmp_path)
+    train_run([str(zero3), "--out", str(tmp_path / "zero3")], 2, tmp_path)
     one, three = _losses(runs["one"]), _losses(tmp_path / "zero3")
     assert all(abs(one[step] - three[step]) <= TOLERANCE for step in one)
 
@@ -152,9 +141,9 @@ def test_train_runs_unchanged_under_accelerate_and_deepspeed_launchers(
 
 @pytest.mark.gpu
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="accelerate runs FSDP on GPUs only; needs 2 CUDA GPUs")
-def test_fsdp_two_process_equals_one_process(runs: dict[str, Path], tmp_path: Path) -> None:  # pragma: no cover
+def test_fsdp_two_process_equals_one_process(runs: dict[str, Path], tmp_path: Path, train_run) -> None:  # pragma: no cover
     data = runs["one"].parent / "data.jsonl"
     fsdp = _write_config(tmp_path / "fsdp.yaml", data, grad_accum=1, distributed="fsdp")
-    _train([str(fsdp), "--out", str(tmp_path / "fsdp")], 2, tmp_path)
+    train_run([str(fsdp), "--out", str(tmp_path / "fsdp")], 2, tmp_path)
     one, sharded = _losses(runs["one"]), _losses(tmp_path / "fsdp")
     assert all(abs(one[step] - sharded[step]) <= TOLERANCE for step in one)

@@ -12,10 +12,6 @@ norms and token counts must agree.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -51,30 +47,19 @@ def _write_config(path: Path, data: Path, sequence_parallel: bool) -> Path:
     return path
 
 
-def _train(args: list[str], processes: int, cwd: Path) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    if processes == 1:
-        command = [sys.executable, "-m", "dsft", "train", *args]
-    else:
-        torchrun = shutil.which("torchrun") or f"{Path(sys.executable).parent}/torchrun"
-        command = [torchrun, "--standalone", f"--nproc_per_node={processes}", "-m", "dsft", "train", *args]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=cwd)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
-
-
 def _logged(run: Path) -> dict[int, dict]:
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     return {r["step"]: r for r in rows if "loss" in r}
 
 
 @pytest.mark.slow
-def test_two_rank_sequence_parallel_equals_one_process(tmp_path: Path, tiny_model_dir) -> None:
+def test_two_rank_sequence_parallel_equals_one_process(tmp_path: Path, tiny_model_dir, train_run) -> None:
     pytest.importorskip("deepspeed")
     tiny_model_dir("tiny-r1-distill-qwen")  # materialised once, shared through DSFT_CACHE
 
     data = _write_data(tmp_path / "data.jsonl")
-    _train([str(_write_config(tmp_path / "one.yaml", data, False)), "--out", str(tmp_path / "one")], 1, tmp_path)
-    _train([str(_write_config(tmp_path / "sp.yaml", data, True)), "--out", str(tmp_path / "sp")], 2, tmp_path)
+    train_run([str(_write_config(tmp_path / "one.yaml", data, False)), "--out", str(tmp_path / "one")], 1, tmp_path)
+    train_run([str(_write_config(tmp_path / "sp.yaml", data, True)), "--out", str(tmp_path / "sp")], 2, tmp_path)
     one, sp = _logged(tmp_path / "one"), _logged(tmp_path / "sp")
     assert sorted(one) == sorted(sp) == list(range(1, STEPS + 1))
     for step in one:
