@@ -114,3 +114,10 @@ def test_recommendation_respects_host_ram() -> None:
     assert limited is not None and limited.estimate.fits
     assert limited.estimate.host_ram_bytes <= 256 * GIB
     assert limited.request.method == "full" and limited.request.world_size > 1
+
+
+def test_sp_on_an_mla_model_is_marked_sizing_only(v3) -> None:
+    with_sp = estimate_memory(v3, _v3_request(32, 4, "optimizer+param", 2))
+    without = estimate_memory(v3, _v3_request(32, 1, "optimizer+param", 1))
+    assert any("sizing only" in note for note in with_sp.notes)
+    assert not any("sizing only" in note for note in without.notes)

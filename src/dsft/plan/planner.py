@@ -128,6 +128,11 @@ def estimate_memory(profile: ModelProfile, req: PlanRequest) -> MemoryEstimate:
             f"ZeRO-3 gathers each layer's fused routed experts whole ({shapes.largest_layer_params / 1e9:.2f}B "
             "parameters); a per-expert module layout gathers one expert matrix at a time"
         )
+    if req.sp > 1 and getattr(profile.hf_config, "kv_lora_rank", None):
+        notes.append(
+            "sizing only: dsft trains with DeepSpeed-Ulysses sequence parallelism, which does not support this "
+            "model's multi-head latent attention (train.sequence_parallel is refused for it)"
+        )
     return MemoryEstimate(
         breakdown=breakdown, phases=phase_peaks(breakdown, acts, loss, req), host_breakdown=host_breakdown(shapes, req),
         checkpoint_bytes=checkpoint_bytes(shapes, req), gpu_mem_bytes=int(req.gpu_mem_gib * GIB),
