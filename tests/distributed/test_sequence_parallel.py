@@ -66,6 +66,7 @@ def test_two_rank_sequence_parallel_equals_one_process(tmp_path: Path, tiny_mode
         assert abs(one[step]["loss"] - sp[step]["loss"]) <= TOLERANCE, (step, one[step]["loss"], sp[step]["loss"])
         assert abs(one[step]["grad_norm"] - sp[step]["grad_norm"]) <= TOLERANCE * 10, step
         assert one[step]["supervised_tokens"] == sp[step]["supervised_tokens"]
+        assert one[step]["tokens"] == sp[step]["tokens"]  # real tokens, summed over both shards of each row
     written = json.loads((tmp_path / "sp" / "deepspeed.json").read_text())
     assert written["train_batch_size"] == "auto" and written["gradient_accumulation_steps"] == 2
     # Rows really are longer than half of max_seq_len (96 -> 48 per rank): two rows per step, each > 48 tokens.

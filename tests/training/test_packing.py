@@ -90,6 +90,7 @@ def test_packed_collator_pads_tail_as_its_own_segment_without_attention_mask() -
     assert batch["input_ids"].tolist() == [[1, 2, 3, 0, 0], [4, 5, 6, 7, 8]]
     assert batch["labels"][0].tolist() == [IGNORE_INDEX, 2, 3, IGNORE_INDEX, IGNORE_INDEX]
     assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1], [0, 0, 1, 2, 3]]
+    assert batch["num_real_tokens"] == 3 + 5  # padding excluded, counted before the model sees the batch
 
 
 def test_flattened_collator_gives_flash_varlen_boundaries() -> None:
@@ -100,6 +101,7 @@ def test_flattened_collator_gives_flash_varlen_boundaries() -> None:
     assert batch["cu_seq_lens_q"].tolist() == [0, 3, 4, 6]
     assert batch["cu_seq_lens_q"].dtype == torch.int32
     assert batch["max_length_q"] == batch["max_length_k"] == 3
+    assert batch["num_real_tokens"] == 6
 
 
 def test_padding_collator_pads_to_longest_in_batch_not_max_len() -> None:

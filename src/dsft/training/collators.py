@@ -32,6 +32,9 @@ from dsft.training.packing import overlong_indices, pack_best_fit
 
 IGNORE_INDEX = -100
 Example = dict[str, list[int]]
+# Packed batches carry their number of real (non-padding) tokens: an int the model never sees, counted
+# here because padding cannot be told from EOS by id, and a sequence-parallel shard cannot tell at all.
+REAL_TOKENS_KEY = "num_real_tokens"
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +129,8 @@ class PackedCollator:
             position_ids[i, :n] = torch.tensor(row["position_ids"])
             # The padding restarts at 0: a separate segment that no real token can attend to.
             position_ids[i, n:] = torch.arange(width - n)
-        return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids}
+        return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids,
+                REAL_TOKENS_KEY: sum(len(r["input_ids"]) for r in rows)}
 
     def _flattened(self, rows: list[dict[str, list[int]]]) -> dict[str, Any]:
         input_ids = [t for r in rows for t in r["input_ids"]]
@@ -143,6 +147,7 @@ class PackedCollator:
             "cu_seq_lens_k": cu_seq_lens,
             "max_length_q": longest,
             "max_length_k": longest,
+            REAL_TOKENS_KEY: len(input_ids),
         }
 
 

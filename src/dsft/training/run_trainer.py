@@ -19,6 +19,7 @@ import torch
 from dsft.errors import DsftError
 from dsft.training.checkpointing import save_checkpoint_atomically
 from dsft.training.monitoring import TokenCounter
+from dsft.training.collators import REAL_TOKENS_KEY
 from dsft.training.trainer import DsftTrainer
 
 
@@ -26,25 +27,16 @@ class NonFiniteLossError(DsftError):
     """The training loss became NaN or infinite."""
 
 
-def count_real_tokens(batch: dict[str, Any]) -> int:
+def count_real_tokens(batch: dict[str, Any], sequence_parallel: int = 1) -> float:
     """Non-padding tokens in a batch.
 
-    Padded batches carry an attention mask. Packed rows carry none (see collators.py) and end with
-    padding labelled -100; every packed example ends with its supervised EOS, so a row's real tokens
-    end at its last supervised position. (pad == EOS in R1 tokenizers, so pad ids cannot be used.)
+    Padded batches carry an attention mask; packed ones carry their count (``num_real_tokens``) from the
+    collator. Under sequence parallelism every rank of a group sees the count of the whole row it holds a
+    shard of, so each rank contributes 1/``sequence_parallel`` of it (the sum over ranks is exact).
     """
     if "attention_mask" in batch:
         return int(batch["attention_mask"].sum())
-    shifted = "labels" not in batch
-    labels = batch["shift_labels"] if shifted else batch["labels"]
-    supervised = labels.ne(-100)
-    positions = torch.arange(labels.shape[-1], device=labels.device).expand_as(labels)
-    last = torch.where(supervised, positions, torch.full_like(positions, -1)).amax(dim=-1)
-    if shifted:
-        # A sequence-parallel shard: its last target is the token after its last supervised position. A
-        # shard holding prompt tokens only counts none (an under-estimate; the supervised count is exact).
-        return int(torch.where(last >= 0, (last + 2).clamp(max=labels.shape[-1]), 0).sum())
-    return int((last + 1).sum())
+    return int(batch[REAL_TOKENS_KEY]) / sequence_parallel
 
 
 class RunTrainer(DsftTrainer):
@@ -55,13 +47,13 @@ class RunTrainer(DsftTrainer):
     def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
         labels = inputs.get("labels", inputs.get("shift_labels"))
         if labels is not None:
-            counts = (count_real_tokens(inputs), int(labels.ne(-100).sum()))
+            counts = (count_real_tokens(inputs, self._sequence_parallel_size()), int(labels.ne(-100).sum()))
             if self.args.world_size > 1:
-                # Two integers per micro-batch: exact global counts, also when ranks' batches differ (SP shards).
-                summed = torch.tensor(counts, dtype=torch.int64, device=self.args.device)
+                # Two numbers per micro-batch: exact global counts, also when ranks' batches differ (SP shards).
+                summed = torch.tensor(counts, dtype=torch.float64, device=self.args.device)
                 torch.distributed.all_reduce(summed)
-                counts = (int(summed[0]), int(summed[1]))
-            self.token_counter.add(*counts)
+                counts = (float(summed[0]), float(summed[1]))
+            self.token_counter.add(round(counts[0]), round(counts[1]))
         loss = super().training_step(model, inputs, num_items_in_batch)
         value = float(loss.detach())
         if not math.isfinite(value):

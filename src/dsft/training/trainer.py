@@ -24,11 +24,12 @@ from typing import Any
 import torch
 from transformers import Trainer
 
+from dsft.training.collators import REAL_TOKENS_KEY
 from dsft.training.loss import auto_chunk_size, supervised_cross_entropy, supervised_cross_entropy_via_module
 
 # Inputs that go to the model; everything else the collator adds (labels) stays with the loss.
 # Under sequence parallelism the dataloader hands out pre-shifted ``shift_labels`` instead of labels.
-_LOSS_ONLY_KEYS = ("labels", "shift_labels")
+_LOSS_ONLY_KEYS = ("labels", "shift_labels", REAL_TOKENS_KEY)
 
 
 def unwrap_causal_lm(model: torch.nn.Module) -> torch.nn.Module:
