@@ -125,6 +125,8 @@ def test_sequence_parallel_args_build_accelerates_ulysses_config() -> None:
     flash = SimpleNamespace(model_type="qwen2", _attn_implementation="flash_attention_2")
     packed = sequence_parallel_args(TrainConfig(distributed="deepspeed"), 2, 2, flash)["parallelism_config"]
     assert packed.sp_handler.sp_attn_implementation == "flash_attention_2"
+    with pytest.raises(ConfigError, match="with packing needs train.micro_batch_size: 1"):
+        sequence_parallel_args(TrainConfig(distributed="deepspeed", micro_batch_size=2), 2, 2, flash)
     with pytest.raises(ConfigError, match="needs sdpa or flash-attention"):
         sequence_parallel_args(cfg, 2, 2, SimpleNamespace(model_type="qwen2", _attn_implementation="eager"))
     mla = SimpleNamespace(model_type="deepseek_v3", _attn_implementation="sdpa", kv_lora_rank=512,

@@ -217,6 +217,11 @@ def sequence_parallel_args(
         raise ConfigError(f"train.sequence_parallel={sp_size} with {attn} attention cannot keep packed examples apart "
                           "(DeepSpeed-Ulysses discards the mask); set train.packing: false, or use "
                           "model.attn_implementation: flash_attention_2")
+    if train_cfg.packing and train_cfg.micro_batch_size > 1:
+        # flash-attention finds packed examples from position_ids only in a batch of one row, and under
+        # SP the batch cannot be flattened into one row (the shards are cut along each row).
+        raise ConfigError(f"train.sequence_parallel={sp_size} with packing needs train.micro_batch_size: 1 "
+                          f"(got {train_cfg.micro_batch_size}); raise train.grad_accum instead")
     from accelerate.parallelism_config import ParallelismConfig
     from accelerate.utils import DeepSpeedSequenceParallelConfig
 
