@@ -1,4 +1,6 @@
-"""DsftTrainer: transformers' Trainer with one hook overridden, ``compute_loss``.
+"""DsftTrainer: transformers' Trainer with its loss replaced (``compute_loss``), plus the two small hooks
+sequence parallelism needs (``_get_num_items_in_batch`` counts shards' labels, ``training_step`` reports
+the SP loss at its true scale).
 
 The Trainer keeps the loop, gradient accumulation, checkpointing, resume and DeepSpeed/FSDP. The loss
 differs from the stock one in three ways:
