@@ -55,6 +55,30 @@ def write_tiny_model(
     typer.echo(f"wrote {name} to {path}")
 
 
+@models_app.command("random")
+def write_random(
+    preset: str = typer.Argument(..., help="Real-model preset (see `dsft models list`), e.g. r1-distill-qwen-7b."),
+    out: Path = typer.Option(..., "--out", help="Directory to write (must be empty or absent)."),
+    dtype: str = typer.Option("bfloat16", "--dtype", help="float32, bfloat16 or float16."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the random weights."),
+    overrides: list[str] = typer.Option([], "--set", help="Change a config field, KEY=VALUE (repeatable)."),
+) -> None:
+    """Write a full-size model with random weights from a real-model config preset (benchmarks, no hub)."""
+    import yaml
+
+    from dsft.errors import DsftError
+    from dsft.models.random_init import write_random_model
+
+    fields = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise DsftError(f"--set {item!r}: expected KEY=VALUE")
+        fields[key] = yaml.safe_load(value)
+    path = write_random_model(preset, out, dtype=dtype, seed=seed, overrides=fields)
+    typer.echo(f"wrote a random-weight {preset} to {path}")
+
+
 @models_app.command("targets")
 def show_targets(
     name: str = typer.Argument(..., help="Real-model preset, tiny preset, local model directory or hub id."),

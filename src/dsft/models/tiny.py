@@ -26,6 +26,12 @@ from dsft.models import tokenizers
 # of quantized files on the 0.02 scale, so raise this only together with them.
 TINY_INIT_STD = 0.02
 
+# The families' released generation_config.json (special ids and DeepSeek's recommended sampling).
+R1_GENERATION = {"bos_token_id": 0, "eos_token_id": 1, "do_sample": True, "temperature": 0.6, "top_p": 0.95}
+R1_DISTILL_QWEN_GENERATION = {"bos_token_id": 151646, "eos_token_id": 151643, "do_sample": True,
+                              "temperature": 0.6, "top_p": 0.95}
+DEEPSEEK_LLM_GENERATION = {"bos_token_id": 100000, "eos_token_id": 100001}
+
 
 @dataclass(frozen=True)
 class TinyPreset:
@@ -137,8 +143,10 @@ def _llama_config() -> dict[str, Any]:
     }
 
 
-def _write_checkpoint(out_dir: Path, config: dict[str, Any], generation: dict[str, Any], seed: int) -> None:
-    """Instantiate the architecture from ``config`` with seeded random weights and save it as fp32 safetensors."""
+def write_random_checkpoint(out_dir: Path, config: dict[str, Any], generation: dict[str, Any], seed: int,
+                            dtype: str = "float32", device: str = "cpu") -> None:
+    """Instantiate the architecture from ``config`` with seeded random weights (built on ``device``) and save
+    it as ``dtype`` safetensors, with the family's generation config."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
@@ -146,7 +154,8 @@ def _write_checkpoint(out_dir: Path, config: dict[str, Any], generation: dict[st
     model_type = config["model_type"]
     hf_config = AutoConfig.for_model(model_type, **{k: v for k, v in config.items() if k != "model_type"})
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(hf_config, dtype=torch.float32)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(hf_config, dtype=getattr(torch, dtype))
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # a tiny write needs no "Writing model shards" bar
     try:
@@ -161,24 +170,19 @@ def _write_checkpoint(out_dir: Path, config: dict[str, Any], generation: dict[st
 
 def build_tiny_deepseek_v3(out_dir: Path, seed: int) -> None:
     """DeepseekV3ForCausalLM (MLA + MoE) with DeepSeek-R1's tokenizer and chat template."""
-    _write_checkpoint(out_dir, _deepseek_v3_config(),
-                      {"bos_token_id": 0, "eos_token_id": 1, "do_sample": True, "temperature": 0.6, "top_p": 0.95},
-                      seed)
+    write_random_checkpoint(out_dir, _deepseek_v3_config(), R1_GENERATION, seed)
     tokenizers.write_tokenizer_files(*tokenizers.r1_tokenizer_files(), out_dir)
 
 
 def build_tiny_r1_distill_qwen(out_dir: Path, seed: int) -> None:
     """Qwen2ForCausalLM with the R1-Distill-Qwen tokenizer (Qwen2 BPE + DeepSeek specials) and template."""
-    _write_checkpoint(out_dir, _qwen2_config(),
-                      {"bos_token_id": 151646, "eos_token_id": 151643, "do_sample": True,
-                       "temperature": 0.6, "top_p": 0.95},
-                      seed)
+    write_random_checkpoint(out_dir, _qwen2_config(), R1_DISTILL_QWEN_GENERATION, seed)
     tokenizers.write_tokenizer_files(*tokenizers.r1_distill_qwen_tokenizer_files(), out_dir)
 
 
 def build_tiny_deepseek_llm(out_dir: Path, seed: int) -> None:
     """LlamaForCausalLM with the (stand-in) DeepSeek-LLM tokenizer and the deepseek-llm chat template."""
-    _write_checkpoint(out_dir, _llama_config(), {"bos_token_id": 100000, "eos_token_id": 100001}, seed)
+    write_random_checkpoint(out_dir, _llama_config(), DEEPSEEK_LLM_GENERATION, seed)
     tokenizers.write_tokenizer_files(*tokenizers.deepseek_llm_tokenizer_files(), out_dir)
 
 

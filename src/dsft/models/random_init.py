@@ -1,0 +1,70 @@
+"""Full-size models with random weights, shaped by a real-model config preset.
+
+For benchmarks and memory checks where the real weights are not needed (and a GPU machine may have no
+hub access): ``write_random_model("r1-distill-qwen-7b", DIR, dtype="bfloat16")`` writes an ordinary
+Hugging Face checkpoint with the preset's exact config, the family's tokenizer and chat template (the
+same offline tokenizer files the tiny presets use), and seeded random weights, built on the GPU when
+there is one. ``overrides`` change config fields (e.g. fewer layers for a quick check).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dsft.errors import DsftError
+from dsft.models import tokenizers
+from dsft.models.presets import REAL_MODEL_PRESETS, real_model_config
+from dsft.models.tiny import (
+    DEEPSEEK_LLM_GENERATION,
+    R1_DISTILL_QWEN_GENERATION,
+    R1_GENERATION,
+    write_random_checkpoint,
+)
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+# Preset-name prefix -> (tokenizer files, generation config) available offline.
+_FAMILIES: dict[str, tuple[Callable[[], tuple[dict[str, Any], dict[str, Any]]], dict[str, Any]]] = {
+    "r1-distill-qwen-": (tokenizers.r1_distill_qwen_tokenizer_files, R1_DISTILL_QWEN_GENERATION),
+    # V3 and V3.1 share R1's vocabulary but not its chat template: only R1 is written (with R1's).
+    "deepseek-r1": (tokenizers.r1_tokenizer_files, R1_GENERATION),
+    "deepseek-llm-": (tokenizers.deepseek_llm_tokenizer_files, DEEPSEEK_LLM_GENERATION),
+}
+
+
+def _family(preset: str) -> tuple[Callable[[], tuple[dict[str, Any], dict[str, Any]]], dict[str, Any]]:
+    for prefix, family in _FAMILIES.items():
+        if preset.startswith(prefix):
+            return family
+    supported = [name for name in REAL_MODEL_PRESETS if any(name.startswith(p) for p in _FAMILIES)]
+    raise DsftError(f"no offline tokenizer for real-model preset {preset!r}; random models can be written for: "
+                    f"{', '.join(supported)}")
+
+
+def write_random_model(preset: str, out_dir: str | Path, dtype: str = "bfloat16", seed: int = 0,
+                       overrides: dict[str, Any] | None = None, device: str | None = None) -> Path:
+    """Write ``preset``'s architecture with seeded random weights to ``out_dir`` (empty or absent)."""
+    import torch
+
+    if dtype not in DTYPES:
+        raise DsftError(f"--dtype {dtype}: choose one of {', '.join(DTYPES)}")
+    config = real_model_config(preset)
+    files, generation = _family(preset)
+    unknown = sorted(set(overrides or {}) - set(config))
+    if unknown:
+        raise DsftError(f"--set {', '.join(unknown)}: not a field of the {preset} config "
+                        f"(fields: {', '.join(sorted(config))})")
+    config.update(overrides or {})
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise DsftError(f"--out {out}: directory is not empty; choose a new directory")
+    out.mkdir(parents=True, exist_ok=True)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")  # transformers may import DeepSpeed; no GPU probe warning
+    write_random_checkpoint(out, config, generation, seed, dtype=dtype, device=device)
+    tokenizers.write_tokenizer_files(*files(), out)
+    return out
