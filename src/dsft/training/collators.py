@@ -93,6 +93,11 @@ def make_train_dataset(examples: Sequence[Example], train_cfg: Any, seed: int) -
     return RowsDataset(rows, dropped_overlong=dropped, examples=len(examples))
 
 
+def _padded_width(lengths: Sequence[int], multiple: int) -> int:
+    """The longest length rounded up to a multiple of ``multiple``."""
+    return -(-max(lengths) // multiple) * multiple
+
+
 def _as_row(feature: dict[str, Any]) -> dict[str, list[int]]:
     """Accept packed rows and plain examples alike (an example is a row of one)."""
     if "position_ids" in feature:
@@ -117,8 +122,7 @@ class PackedCollator:
         rows = [_as_row(f) for f in features]
         if self.flatten:
             return self._flattened(rows)
-        longest = max(len(r["input_ids"]) for r in rows)
-        width = -(-longest // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        width = _padded_width([len(r["input_ids"]) for r in rows], self.pad_to_multiple_of)
         input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
         position_ids = torch.zeros((len(rows), width), dtype=torch.long)
@@ -159,8 +163,7 @@ class PaddingCollator:
     pad_to_multiple_of: int = 1
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        longest = max(len(f["input_ids"]) for f in features)
-        width = -(-longest // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        width = _padded_width([len(f["input_ids"]) for f in features], self.pad_to_multiple_of)
         input_ids = torch.full((len(features), width), self.pad_id, dtype=torch.long)
         labels = torch.full((len(features), width), IGNORE_INDEX, dtype=torch.long)
         attention_mask = torch.zeros((len(features), width), dtype=torch.long)

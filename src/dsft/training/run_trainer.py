@@ -43,17 +43,26 @@ class RunTrainer(DsftTrainer):
     def __init__(self, *args: Any, token_counter: TokenCounter | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.token_counter = token_counter or TokenCounter()
+        # This rank's (real, supervised) tokens since the last log; summed over ranks when logging.
+        self._unlogged_tokens = [0.0, 0.0]
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        """Add every rank's token counts to the counter, then log (the Trainer logs on all ranks at once)."""
+        counts = self._unlogged_tokens
+        if self.args.world_size > 1:
+            # One collective per log: exact global counts, also when ranks' batches differ (SP shards).
+            summed = torch.tensor(counts, dtype=torch.float64, device=self.args.device)
+            torch.distributed.all_reduce(summed)
+            counts = summed.tolist()
+        self.token_counter.add(round(counts[0]), round(counts[1]))
+        self._unlogged_tokens = [0.0, 0.0]
+        super().log(logs, *args, **kwargs)
 
     def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
         labels = inputs.get("labels", inputs.get("shift_labels"))
         if labels is not None:
-            counts = (count_real_tokens(inputs, self._sequence_parallel_size()), int(labels.ne(-100).sum()))
-            if self.args.world_size > 1:
-                # Two numbers per micro-batch: exact global counts, also when ranks' batches differ (SP shards).
-                summed = torch.tensor(counts, dtype=torch.float64, device=self.args.device)
-                torch.distributed.all_reduce(summed)
-                counts = (float(summed[0]), float(summed[1]))
-            self.token_counter.add(round(counts[0]), round(counts[1]))
+            self._unlogged_tokens[0] += count_real_tokens(inputs, self._sequence_parallel)
+            self._unlogged_tokens[1] += int(labels.ne(-100).sum())
         loss = super().training_step(model, inputs, num_items_in_batch)
         value = float(loss.detach())
         if not math.isfinite(value):

@@ -93,23 +93,21 @@ class DsftTrainer(Trainer):
         # the count as num_items_in_batch, whatever the model's forward signature says.
         self.model_accepts_loss_kwargs = True
         self._loss_shifts_labels = True
+        # DeepSpeed-Ulysses sequence-parallel degree (1 = off), fixed by TrainingArguments.parallelism_config.
+        parallelism = getattr(self.accelerator, "parallelism_config", None)
+        use_sp = parallelism is not None and parallelism.sp_backend == "deepspeed" and parallelism.sp_size > 1
+        self._sequence_parallel = int(parallelism.sp_size) if use_sp else 1
         self._router_aux_coef = (
             float(getattr(causal_lm.config, "router_aux_loss_coef", 0.0) or 0.0)
             if getattr(causal_lm.config, "output_router_logits", False) else 0.0
         )
 
-    def _sequence_parallel_size(self) -> int:
-        config = getattr(self.accelerator, "parallelism_config", None)
-        if config is not None and config.sp_backend == "deepspeed" and config.sp_size > 1:
-            return int(config.sp_size)
-        return 1
 
     def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
         loss = super().training_step(model, inputs, num_items_in_batch)
         # The returned (detached) value is only logged, as a mean over all ranks; under sequence parallelism
         # each rank's loss is scaled for world / sp data-parallel ranks, so the mean is 1/sp of the loss.
-        sp = self._sequence_parallel_size()
-        return loss * sp if sp > 1 else loss
+        return loss * self._sequence_parallel if self._sequence_parallel > 1 else loss
 
     def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> torch.Tensor | int | None:
         """The Trainer's count, extended to sequence-parallel shards (``shift_labels``, no ``labels``).
@@ -157,7 +155,7 @@ class DsftTrainer(Trainer):
             # num_items_in_batch counts every rank's tokens while DDP/DeepSpeed average gradients over the
             # data-parallel ranks (under sequence parallelism DeepSpeed sums a group's shards and averages
             # over world / sp).
-            loss = loss * (self.accelerator.num_processes // self.get_tp_size() // self._sequence_parallel_size())
+            loss = loss * (self.accelerator.num_processes // self.get_tp_size() // self._sequence_parallel)
         aux_loss = getattr(outputs, "aux_loss", None)
         if self._router_aux_coef and aux_loss is not None:
             # A per-micro-batch mean: average it over the accumulation window like the token loss.
