@@ -165,3 +165,25 @@ def test_module_path_for_partitioned_weights_equals_reference() -> None:
     torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
     for got, expected in zip(ours_grads, reference_grads):
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_no_grad_computes_no_gradient_for_a_trainable_lm_head() -> None:
+    """Evaluation of a full fine-tune: lm_head requires grad, but under no_grad only the forward matmul runs.
+
+    Each chunk's forward is one [rows x hidden] @ [hidden x vocab] matmul (2*N*H*V flops); the hidden and
+    weight gradients would add two more of the same size (and a [vocab x hidden] fp32 buffer).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    hidden, weight, _, labels = _inputs(with_bias=False)
+    supervised = int(labels[:, 1:].ne(-100).sum())
+    forward_flops = 2 * supervised * hidden.shape[-1] * weight.shape[0]
+
+    def flops(grad: bool) -> int:
+        counter = FlopCounterMode(display=False)
+        with torch.set_grad_enabled(grad), counter:
+            supervised_cross_entropy(hidden, weight, labels, None, 16)
+        return counter.get_total_flops()
+
+    assert flops(grad=True) == 3 * forward_flops  # the counter sees the gradient matmuls when they run
+    assert flops(grad=False) == forward_flops

@@ -55,8 +55,13 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         bias: torch.Tensor | None,
         targets: torch.Tensor,
         chunk_size: int,
+        grad_enabled: bool,
     ) -> torch.Tensor:
-        want_hidden, want_weight, want_bias = ctx.needs_input_grad[:3]
+        # ``needs_input_grad`` says which inputs require grad, not whether a graph is being recorded: under
+        # ``torch.no_grad()`` (evaluation) it stays True for a trainable lm_head, and forward would compute a
+        # [vocab, hidden] fp32 weight gradient nobody reads. Grad mode is off inside forward itself, so the
+        # caller's mode comes in as ``grad_enabled``.
+        want_hidden, want_weight, want_bias = (grad_enabled and wanted for wanted in ctx.needs_input_grad[:3])
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         grad_hidden = torch.empty_like(hidden) if want_hidden else None
         # Accumulate the lm_head gradient in fp32 across chunks; skipped entirely when lm_head is frozen (LoRA).
@@ -108,7 +113,7 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         grads: list[torch.Tensor | None] = []
         for tensor, present, dtype in zip(saved, ctx.has, ctx.dtypes):
             grads.append((tensor * grad_out).to(dtype) if present else None)
-        return grads[0], grads[1], grads[2], None, None
+        return grads[0], grads[1], grads[2], None, None, None
 
 
 def select_supervised(
@@ -150,7 +155,8 @@ def supervised_cross_entropy(
     if targets.numel() == 0:
         # Keep the graph connected (zero gradient) so every rank runs the same backward.
         return hidden_states.sum() * 0.0
-    total = _ChunkedLinearCrossEntropy.apply(hidden, lm_head_weight, lm_head_bias, targets, chunk_size)
+    total = _ChunkedLinearCrossEntropy.apply(hidden, lm_head_weight, lm_head_bias, targets, chunk_size,
+                                             torch.is_grad_enabled())
     denominator = targets.numel() if num_items_in_batch is None else num_items_in_batch
     if isinstance(denominator, torch.Tensor):
         denominator = denominator.to(total.device, torch.float32)
