@@ -6,7 +6,7 @@ import importlib
 import pytest
 
 MODULES = ["clean", "conversation", "formats", "near_dedup", "readers", "reasoning_policy", "relevance", "split",
-           "validate", "samples"]
+           "validate", "samples", "preference", "preference_pipeline"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-MODULES = ["dsft.eval.text", "dsft.eval.numbers", "dsft.eval.metrics", "dsft.eval.reasoning"]
+MODULES = ["dsft.eval.text", "dsft.eval.numbers", "dsft.eval.metrics", "dsft.eval.reasoning", "dsft.eval.rewards"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -1,0 +1,297 @@
+"""Preference and RL records: DPO/ORPO pairs, KTO labelled completions, GRPO prompts.
+
+Every accepted form normalises to one :class:`PreferenceRecord`: a ``prompt`` (the context messages, ending
+with a user or tool turn) plus, by kind,
+
+* ``pair`` (DPO, ORPO): a ``chosen`` and a ``rejected`` assistant message;
+* ``labeled`` (KTO): one ``completion`` and a ``label`` (true = desirable);
+* ``prompt`` (GRPO): no completion; optional ``references`` (``answer``, ``solution``) for verifiable rewards.
+
+Input forms (detected per record; ``data.columns`` renames fields first):
+
+* ``{"prompt" | "messages": [...], "chosen": ..., "rejected": ...}``: OpenAI messages (a prompt may also be
+  a string: one user turn). A side is a string, an assistant message ``{"role", "content",
+  "reasoning_content"?}`` or a list holding exactly one; a ``<think>…</think>`` block in content is split
+  into reasoning as for SFT data.
+* ``{"chosen": [whole conversation], "rejected": [whole conversation]}`` (implicit prompt): the shared
+  leading messages are the prompt.
+* ShareGPT pairs: ``{"conversations": [{"from", "value"}...], "chosen": {"from": "gpt", "value"}, "rejected": ...}``.
+* KTO: ``{"prompt" | "messages", "completion", "label": bool}``, or ``{"messages": [... assistant], "kto_tag": bool}``.
+* GRPO: ``{"prompt" | "messages" | "question" | "problem", "answer"?, "solution"?}``.
+
+Each record is validated with the SFT rules (:func:`dsft.data.validate.validate_conversation`) on
+prompt + completion, so the same think-tag, role-order and encoding problems are rejected with the same words.
+
+>>> parse_preference({"prompt": "2+2?", "chosen": "4", "rejected": "5"}, "pair").chosen.content
+'4'
+>>> parse_preference({"prompt": "2+2?", "chosen": "4", "rejected": "4"}, "pair")
+Traceback (most recent call last):
+...
+dsft.data.preference.PreferenceProblem: chosen and rejected are identical
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from dsft.data.conversation import Conversation, Message
+from dsft.data.formats import SHAREGPT_ROLES, FormatProblem, from_messages, split_inline_think
+from dsft.data.validate import validate_conversation
+
+Kind = Literal["pair", "labeled", "prompt"]
+# Which record kind each training objective consumes.
+OBJECTIVE_KINDS: dict[str, Kind] = {"dpo": "pair", "orpo": "pair", "kto": "labeled", "grpo": "prompt"}
+REFERENCE_FIELDS = ("answer", "solution")
+PROMPT_FIELDS = ("prompt", "messages", "conversations", "question", "problem")
+_USED = {*PROMPT_FIELDS, "chosen", "rejected", "completion", "label", "kto_tag", "system", "tools", "meta",
+         *REFERENCE_FIELDS}
+
+
+class PreferenceProblem(ValueError):
+    """A record that cannot become a preference record; the message names the field."""
+
+
+@dataclass
+class PreferenceRecord:
+    """A prompt and, by kind, two ranked completions, one labelled completion, or references only."""
+
+    kind: Kind
+    prompt: list[Message]
+    chosen: Message | None = None
+    rejected: Message | None = None
+    completion: Message | None = None
+    label: bool | None = None
+    references: dict[str, str] = field(default_factory=dict)
+    tools: list[dict[str, Any]] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def conversation(self, completion: Message | None = None) -> Conversation:
+        """The prompt followed by ``completion`` (loss flags cleared: the objective decides what is trained)."""
+        messages = [replace(m, loss=None) for m in self.prompt]
+        if completion is not None:
+            messages.append(replace(completion, loss=None))
+        return Conversation(messages, self.tools, dict(self.meta))
+
+    def completions(self) -> list[Message]:
+        return [m for m in (self.chosen, self.rejected, self.completion) if m is not None]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The canonical JSON form; :func:`parse_preference` reads it back unchanged."""
+        out: dict[str, Any] = {"prompt": [m.to_openai() for m in self.prompt]}
+        for name in ("chosen", "rejected", "completion"):
+            message = getattr(self, name)
+            if message is not None:
+                out[name] = [message.to_openai()]
+        if self.label is not None:
+            out["label"] = self.label
+        out.update(self.references)
+        if self.tools:
+            out["tools"] = self.tools
+        if self.meta:
+            out["meta"] = self.meta
+        return out
+
+
+def parse_preference(record: Any, kind: Kind, columns: dict[str, str] | None = None) -> PreferenceRecord:
+    """One raw record -> a validated :class:`PreferenceRecord` of ``kind``; :class:`PreferenceProblem` otherwise.
+
+    KTO (``labeled``) also accepts a pair: parse it with :func:`split_pair_for_kto` instead.
+    """
+    if not isinstance(record, dict):
+        raise PreferenceProblem(f"record is {type(record).__name__}, expected a JSON object")
+    view = _rename(record, columns or {})
+    tools = _tools(view)
+    if kind == "pair":
+        prompt, chosen, rejected = _pair_parts(view)
+        if _same(chosen, rejected):
+            raise PreferenceProblem("chosen and rejected are identical")
+        parsed = PreferenceRecord("pair", prompt, chosen=chosen, rejected=rejected, tools=tools)
+    elif kind == "labeled":
+        parsed = _labeled(view, tools)
+    else:
+        parsed = PreferenceRecord("prompt", _prompt(view), references=_references(view), tools=tools)
+    parsed.meta = _meta(view)
+    problems = validate_record(parsed)
+    if problems:
+        raise PreferenceProblem("; ".join(problems))
+    return parsed
+
+
+def split_pair_for_kto(record: Any, columns: dict[str, str] | None = None) -> list[PreferenceRecord]:
+    """A pair as KTO data: its chosen side labelled desirable, its rejected side undesirable."""
+    pair = parse_preference(record, "pair", columns)
+    return [
+        PreferenceRecord("labeled", pair.prompt, completion=side, label=label, tools=pair.tools, meta=dict(pair.meta))
+        for side, label in ((pair.chosen, True), (pair.rejected, False))
+    ]
+
+
+def is_pair(record: Any) -> bool:
+    return isinstance(record, dict) and "chosen" in record and "rejected" in record
+
+
+def validate_record(record: PreferenceRecord) -> list[str]:
+    """Every problem of a normalised record; prompt + each completion must pass the SFT validation."""
+    if not record.prompt:
+        return ["prompt: no messages"]
+    last = record.prompt[-1].role
+    if last not in ("user", "tool"):
+        return [f"prompt: must end with a user (or tool) turn, got {last}"]
+    sides = {"chosen": record.chosen, "rejected": record.rejected, "completion": record.completion}
+    problems: list[str] = []
+    if record.kind == "prompt":
+        probe = Conversation([*record.prompt, Message("assistant", "x")], record.tools)
+        problems += [p for p in validate_conversation(probe) if not p.startswith(f"messages[{len(record.prompt)}]")]
+        return problems
+    for name, message in sides.items():
+        if message is None:
+            continue
+        for problem in validate_conversation(record.conversation(message)):
+            if problem.startswith(f"messages[{len(record.prompt)}]"):
+                problem = name + problem[len(f"messages[{len(record.prompt)}]"):]
+            problems.append(problem if problem.startswith(name) else f"{name}: {problem}")
+    return list(dict.fromkeys(problems))
+
+
+# ---------------------------------------------------------------------------------------------- parsing
+
+
+def _rename(record: dict[str, Any], columns: dict[str, str]) -> dict[str, Any]:
+    view = dict(record)
+    for canonical, column in columns.items():
+        if column not in record:
+            raise PreferenceProblem(f"column {column!r} (mapped to {canonical}) is missing from the record")
+        view.pop(column)
+        view[canonical] = record[column]
+    return view
+
+
+def _messages(value: Any, where: str) -> list[Message]:
+    """OpenAI messages (a string is one user turn; ShareGPT ``from``/``value`` turns are accepted too)."""
+    if isinstance(value, str):
+        return [Message("user", value)]
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        raise PreferenceProblem(f"{where}: expected a string or a list of messages")
+    if value and isinstance(value[0], dict) and "from" in value[0]:
+        value = [_from_sharegpt(turn, f"{where}[{i}]") for i, turn in enumerate(value)]
+    try:
+        return from_messages({"messages": value}).messages
+    except FormatProblem as exc:
+        raise PreferenceProblem(str(exc).replace("messages", where, 1)) from None
+
+
+def _from_sharegpt(turn: Any, where: str) -> dict[str, Any]:
+    if not isinstance(turn, dict) or not isinstance(turn.get("value"), str):
+        raise PreferenceProblem(f"{where}: expected {{'from', 'value'}} with a string value")
+    role = SHAREGPT_ROLES.get(turn.get("from"))  # type: ignore[arg-type]
+    if role is None:
+        raise PreferenceProblem(f"{where}.from: unknown role {turn.get('from')!r}")
+    return {"role": role, "content": turn["value"]}
+
+
+def _side(value: Any, where: str) -> Message:
+    """One completion: a string, an assistant message, or a list holding exactly one."""
+    if isinstance(value, str):
+        reasoning, content = split_inline_think(value)
+        return Message("assistant", content, reasoning=reasoning)
+    messages = _messages(value, where)
+    if len(messages) != 1 or messages[0].role != "assistant":
+        roles = ", ".join(m.role for m in messages) or "none"
+        raise PreferenceProblem(f"{where}: expected exactly one assistant message, got {roles}")
+    return messages[0]
+
+
+def _system(view: dict[str, Any]) -> list[Message]:
+    system = view.get("system")
+    if system is None or system == "":
+        return []
+    if not isinstance(system, str):
+        raise PreferenceProblem("system: expected a string")
+    return [Message("system", system)]
+
+
+def _prompt(view: dict[str, Any]) -> list[Message]:
+    name = next((f for f in PROMPT_FIELDS if f in view), None)
+    if name is None:
+        raise PreferenceProblem(f"no prompt: expected one of the fields {', '.join(PROMPT_FIELDS)}")
+    messages = _messages(view[name], name)
+    if messages and messages[0].role == "system":
+        return messages
+    return _system(view) + messages
+
+
+def _pair_parts(view: dict[str, Any]) -> tuple[list[Message], Message, Message]:
+    missing = [f for f in ("chosen", "rejected") if f not in view]
+    if missing:
+        raise PreferenceProblem(f"pair: missing field(s) {', '.join(missing)}")
+    if any(f in view for f in PROMPT_FIELDS):
+        return _prompt(view), _side(view["chosen"], "chosen"), _side(view["rejected"], "rejected")
+    # Implicit prompt (TRL's form): both sides are whole conversations sharing their leading messages.
+    chosen, rejected = _messages(view["chosen"], "chosen"), _messages(view["rejected"], "rejected")
+    shared = 0
+    while shared < min(len(chosen), len(rejected)) - 1 and _same(chosen[shared], rejected[shared]):
+        shared += 1
+    if shared == 0:
+        raise PreferenceProblem("pair: no prompt field and chosen/rejected share no leading messages")
+    tail_c, tail_r = chosen[shared:], rejected[shared:]
+    if len(tail_c) != 1 or len(tail_r) != 1 or tail_c[0].role != "assistant" or tail_r[0].role != "assistant":
+        raise PreferenceProblem("pair: chosen and rejected must differ only in their final assistant message")
+    return _system(view) + chosen[:shared], tail_c[0], tail_r[0]
+
+
+def _labeled(view: dict[str, Any], tools: list[dict[str, Any]] | None) -> PreferenceRecord:
+    label_field = "label" if "label" in view else "kto_tag" if "kto_tag" in view else None
+    if label_field is None:
+        raise PreferenceProblem("labeled completion: missing field label (true = desirable, false = undesirable)")
+    label = view[label_field]
+    if not isinstance(label, bool):
+        raise PreferenceProblem(f"{label_field}: expected true/false, got {json.dumps(label)}")
+    if "completion" in view:
+        prompt, completion = _prompt(view), _side(view["completion"], "completion")
+    else:
+        messages = _prompt(view)
+        if not messages or messages[-1].role != "assistant":
+            raise PreferenceProblem("labeled completion: no completion field and the messages do not end with an "
+                                    "assistant turn")
+        prompt, completion = messages[:-1], messages[-1]
+    return PreferenceRecord("labeled", prompt, completion=completion, label=label, tools=tools)
+
+
+def _references(view: dict[str, Any]) -> dict[str, str]:
+    out = {}
+    for name in REFERENCE_FIELDS:
+        value = view.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise PreferenceProblem(f"{name}: expected a string or a number")
+        out[name] = value if isinstance(value, str) else str(value)
+    return out
+
+
+def _tools(view: dict[str, Any]) -> list[dict[str, Any]] | None:
+    tools = view.get("tools")
+    if isinstance(tools, str):
+        try:
+            tools = json.loads(tools) if tools.strip() else None
+        except json.JSONDecodeError:
+            raise PreferenceProblem("tools is a string but not valid JSON") from None
+    if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
+        raise PreferenceProblem("tools must be a list of objects")
+    return tools or None
+
+
+def _meta(view: dict[str, Any]) -> dict[str, Any]:
+    scalar = (str, int, float, bool, type(None))
+    meta = {str(k): v for k, v in (view.get("meta") or {}).items() if isinstance(v, scalar)} \
+        if isinstance(view.get("meta"), dict) else {}
+    meta.update({str(k): v for k, v in view.items() if k not in _USED and isinstance(v, scalar)})
+    return meta
+
+
+def _same(a: Message, b: Message) -> bool:
+    return a.to_openai() == b.to_openai()

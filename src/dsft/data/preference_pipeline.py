@@ -1,0 +1,226 @@
+"""Preparing preference / RL data: read -> validate -> deduplicate -> split -> report, every record accounted.
+
+The same accounting as SFT data (:mod:`dsft.data.pipeline`): every record read is kept, rejected (with
+``file:line`` and every reason, in ``rejects.jsonl``) or removed by one step (``removed.jsonl``), and
+``read == kept + rejected + removed`` is asserted before anything is written. Splits are seeded and
+content-ordered exactly like SFT splits (:func:`dsft.data.split.split_conversations`).
+
+The report adds what matters for preference data: how many sides carry reasoning, and how many pairs have
+reasoning on one side only (a pair that differs in *whether* it reasons teaches "reason" / "don't reason"
+as much as it teaches the answer; dsft renders both sides in the same think format either way).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dsft.config.schema import DsftConfig
+from dsft.data.clean import dedup_key
+from dsft.data.conversation import Conversation
+from dsft.data.ingest import Rejection, rejection_error, write_rejections
+from dsft.data.preference import (
+    OBJECTIVE_KINDS, PreferenceProblem, PreferenceRecord, is_pair, parse_preference, split_pair_for_kto,
+)
+from dsft.data.readers import RawRecord, read_records
+from dsft.data.split import SPLITS, split_conversations
+from dsft.errors import DataError
+
+REPORT_FILE = "data_report.json"
+
+
+@dataclass
+class PreparedPreference:
+    """Prepared preference splits (``train``/``val``/``test``) and the report."""
+
+    kind: str
+    splits: dict[str, list[PreferenceRecord]]
+    report: dict[str, Any]
+    out_dir: Path | None = None
+
+
+@dataclass
+class _Ledger:
+    read: int = 0
+    rejections: list[Rejection] = field(default_factory=list)
+    removed: list[dict[str, Any]] = field(default_factory=list)
+    forms: Counter[str] = field(default_factory=Counter)
+
+
+def parse_raw(raw: RawRecord, kind: str, columns: dict[str, str] | None = None) -> list[PreferenceRecord] | Rejection:
+    """One raw record -> its preference records (a pair read as KTO data gives two), or a rejection."""
+    if raw.error is not None:
+        return Rejection(raw.where, [raw.error])
+    try:
+        if kind == "labeled" and is_pair(raw.data):
+            records = split_pair_for_kto(raw.data, columns)
+        else:
+            records = [parse_preference(raw.data, kind, columns)]  # type: ignore[arg-type]
+    except PreferenceProblem as exc:
+        return Rejection(raw.where, [str(exc)], raw.data)
+    for record in records:
+        record.meta["origin"] = raw.where
+    return records
+
+
+def prepare_preference(cfg: DsftConfig, out_dir: str | Path, objective: str) -> PreparedPreference:
+    """Read, validate, deduplicate and split ``cfg.data`` for ``objective`` (dpo, orpo, kto, grpo); write the results.
+
+    Writes ``train.jsonl``/``val.jsonl``/``test.jsonl`` (the canonical form, readable again as input),
+    ``rejects.jsonl``, ``removed.jsonl`` and ``data_report.json`` into ``out_dir``.
+    """
+    started = time.perf_counter()
+    kind = OBJECTIVE_KINDS[objective]
+    data = cfg.data
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sources = {"train": list(data.train), "val": list(data.val), "test": list(data.test)}
+    if not sources["train"]:
+        raise DataError("no training data: set data.train")
+    ledger = _Ledger()
+    pools = {name: _read(sources[name], kind, cfg, ledger) for name in SPLITS}
+    if ledger.rejections and data.on_error == "fail":
+        write_rejections(ledger.rejections, out / "rejects.jsonl")
+        raise rejection_error(ledger.rejections, out / "rejects.jsonl")
+    if data.clean.exact_dedup:
+        pools = _deduplicate(pools, ledger)
+    grouped = _split(pools, sources, cfg)
+    # The accounting identity, in records read (a pair read as KTO data is one record read, two kept).
+    kept_read = sum(len(part) for part in grouped.values())
+    assert ledger.read == kept_read + len(ledger.rejections) + len(ledger.removed), (
+        ledger.read, kept_read, len(ledger.rejections), len(ledger.removed))
+    splits = {name: [r for group in part for r in group] for name, part in grouped.items()}
+    kept = sum(len(part) for part in splits.values())
+    report = {
+        "objective": objective, "kind": kind, "read": ledger.read, "kept": kept,
+        "rejected": len(ledger.rejections), "removed": {"exact_dedup": len(ledger.removed)} if ledger.removed else {},
+        "splits": {name: len(part) for name, part in splits.items()},
+        "inputs": sources, "forms": dict(ledger.forms),
+        "rejected_examples": [f"{r.where}: {'; '.join(r.reasons)}" for r in ledger.rejections[:10]],
+        "reasoning": reasoning_report(splits["train"]),
+        "seed": cfg.train.seed,
+        "data_config": data.model_dump(mode="json"),
+    }
+    for name in SPLITS:
+        _write_jsonl([r.to_dict() for r in splits[name]], out / f"{name}.jsonl")
+    write_rejections(ledger.rejections, out / "rejects.jsonl")
+    _write_jsonl(ledger.removed, out / "removed.jsonl")
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    (out / REPORT_FILE).write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    if not splits["train"]:
+        raise DataError(
+            f"no {kind} records left to train on: read {ledger.read}, rejected {len(ledger.rejections)}, "
+            f"removed {len(ledger.removed)} (see {out / REPORT_FILE} and {out / 'rejects.jsonl'})"
+        )
+    return PreparedPreference(kind, splits, report, out)
+
+
+def load_prepared_preference(directory: str | Path, objective: str) -> PreparedPreference:
+    """Read a directory written by :func:`prepare_preference` back (its files are ordinary input)."""
+    path = Path(directory)
+    if not (path / "train.jsonl").is_file():
+        raise DataError(f"{path}: not a prepared data directory (no train.jsonl)")
+    kind = OBJECTIVE_KINDS[objective]
+    splits: dict[str, list[PreferenceRecord]] = {}
+    for name in SPLITS:
+        file = path / f"{name}.jsonl"
+        splits[name] = []
+        if not file.is_file():
+            continue
+        for raw in read_records([str(file)]):
+            parsed = parse_raw(raw, kind)
+            if isinstance(parsed, Rejection):
+                raise DataError(f"{parsed.where}: not a prepared {kind} record ({'; '.join(parsed.reasons)})")
+            splits[name] += parsed
+    report_path = path / REPORT_FILE
+    report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.is_file() else {}
+    return PreparedPreference(kind, splits, report, path)
+
+
+def reasoning_report(records: list[PreferenceRecord]) -> dict[str, Any]:
+    """Sides carrying reasoning, and pairs whose sides disagree on reasoning.
+
+    >>> from dsft.data.conversation import Message as M
+    >>> pair = PreferenceRecord("pair", [M("user", "q")], chosen=M("assistant", "a", reasoning="r"),
+    ...                         rejected=M("assistant", "b"))
+    >>> reasoning_report([pair])
+    {'chosen_with_reasoning': 1, 'rejected_with_reasoning': 0, 'completion_with_reasoning': 0, 'pairs_reasoning_on_one_side': 1}
+    """
+    counts = {f"{side}_with_reasoning": 0 for side in ("chosen", "rejected", "completion")}
+    one_sided = 0
+    for record in records:
+        for side in ("chosen", "rejected", "completion"):
+            message = getattr(record, side)
+            if message is not None and message.reasoning:
+                counts[f"{side}_with_reasoning"] += 1
+        if record.chosen is not None and record.rejected is not None:
+            one_sided += bool(record.chosen.reasoning) != bool(record.rejected.reasoning)
+    return {**counts, "pairs_reasoning_on_one_side": one_sided}
+
+
+_Group = list[PreferenceRecord]  # the records one raw record became (two for a pair read as KTO data)
+
+
+def _read(patterns: list[str], kind: str, cfg: DsftConfig, ledger: _Ledger) -> list[_Group]:
+    if not patterns:
+        return []
+    out: list[_Group] = []
+    for raw in read_records(patterns):
+        ledger.read += 1
+        parsed = parse_raw(raw, kind, cfg.data.columns)
+        if isinstance(parsed, Rejection):
+            ledger.rejections.append(parsed)
+            continue
+        ledger.forms["pair" if is_pair(raw.data) else kind] += 1
+        out.append(parsed)
+    return out
+
+
+def _key(group: _Group) -> str:
+    keys = []
+    for record in group:
+        text = dedup_key(Conversation([*record.prompt, *record.completions()], record.tools))
+        keys.append(f"{text}\x1c{record.label}\x1c{json.dumps(record.references, sort_keys=True)}")
+    return "\x1b".join(keys)
+
+
+def _deduplicate(pools: dict[str, list[_Group]], ledger: _Ledger) -> dict[str, list[_Group]]:
+    """Exact duplicates (prompt and completions, normalised as for SFT) are removed; eval splits keep theirs first."""
+    seen: dict[str, str] = {}
+    out: dict[str, list[_Group]] = {name: [] for name in SPLITS}
+    for name in ("test", "val", "train"):
+        for group in pools[name]:
+            key, origin = _key(group), str(group[0].meta.get("origin"))
+            if key in seen:
+                ledger.removed.append({"step": "exact_dedup", "where": origin, "reason": f"exact duplicate of {seen[key]}"})
+                continue
+            seen[key] = origin
+            out[name].append(group)
+    return out
+
+
+def _split(pools: dict[str, list[_Group]], sources: dict[str, list[str]], cfg: DsftConfig) -> dict[str, list[_Group]]:
+    """The train pool split as SFT data is (seeded, content-ordered, optionally stratified by a meta field)."""
+    data = cfg.data
+    val_ratio = 0.0 if sources["val"] else data.val_ratio
+    test_ratio = 0.0 if sources["test"] else data.test_ratio
+    pool = pools["train"]
+    stand_ins = [
+        Conversation([*g[0].prompt, *(m for r in g for m in r.completions())], g[0].tools, g[0].meta) for g in pool
+    ]
+    parts = split_conversations(stand_ins, val_ratio, test_ratio, cfg.train.seed, data.stratify_by)
+    owner = {id(c): g for c, g in zip(stand_ins, pool)}
+    splits = {name: [owner[id(c)] for c in parts[name]] for name in SPLITS}
+    for name in ("val", "test"):
+        splits[name] = pools[name] + splits[name]
+    return splits
+
+
+def _write_jsonl(rows: list[dict[str, Any]], path: Path) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")

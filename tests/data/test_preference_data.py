@@ -1,0 +1,143 @@
+"""Preference / RL data: every accepted form, the rejections, and the accounting of a prepared directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dsft.config import DsftConfig
+from dsft.data.preference import PreferenceProblem, parse_preference, split_pair_for_kto
+from dsft.data.preference_pipeline import load_prepared_preference, prepare_preference
+from dsft.errors import DataError
+
+THINK = "<think>\nadd\n</think>\n\n4"
+
+
+def test_explicit_prompt_messages_with_reasoning_on_each_side() -> None:
+    record = parse_preference({
+        "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}],
+        "chosen": [{"role": "assistant", "content": "4", "reasoning_content": "2 plus 2"}],
+        "rejected": {"role": "assistant", "content": "5", "reasoning_content": "guess"},
+    }, "pair")
+    assert [m.role for m in record.prompt] == ["system", "user"]
+    assert (record.chosen.content, record.chosen.reasoning) == ("4", "2 plus 2")
+    assert (record.rejected.content, record.rejected.reasoning) == ("5", "guess")
+
+
+def test_inline_think_in_a_string_side_becomes_reasoning() -> None:
+    record = parse_preference({"prompt": "2+2?", "chosen": THINK, "rejected": "5"}, "pair")
+    assert (record.chosen.reasoning, record.chosen.content) == ("add", "4")
+    assert record.rejected.reasoning is None
+
+
+def test_implicit_prompt_is_the_shared_prefix() -> None:
+    user = {"role": "user", "content": "Hi"}
+    record = parse_preference({
+        "chosen": [user, {"role": "assistant", "content": "Hello!"}],
+        "rejected": [user, {"role": "assistant", "content": "Go away."}],
+    }, "pair")
+    assert [m.content for m in record.prompt] == ["Hi"]
+    assert (record.chosen.content, record.rejected.content) == ("Hello!", "Go away.")
+
+
+def test_sharegpt_pair_with_system() -> None:
+    record = parse_preference({
+        "conversations": [{"from": "human", "value": "Capital of France?"}], "system": "Answer in one word.",
+        "chosen": {"from": "gpt", "value": "Paris"}, "rejected": {"from": "gpt", "value": "Lyon"},
+    }, "pair")
+    assert [m.role for m in record.prompt] == ["system", "user"]
+    assert record.chosen.content == "Paris"
+
+
+def test_kto_label_and_kto_tag_and_pairs() -> None:
+    a = parse_preference({"prompt": "q", "completion": "good", "label": True}, "labeled")
+    b = parse_preference({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "bad"}],
+                          "kto_tag": False}, "labeled")
+    assert (a.completion.content, a.label) == ("good", True)
+    assert (b.completion.content, b.label, [m.role for m in b.prompt]) == ("bad", False, ["user"])
+    halves = split_pair_for_kto({"prompt": "q", "chosen": "good", "rejected": "bad"})
+    assert [(h.completion.content, h.label) for h in halves] == [("good", True), ("bad", False)]
+
+
+def test_grpo_prompt_with_numeric_answer_reference() -> None:
+    record = parse_preference({"question": "2+2?", "answer": 4, "solution": "2+2=4", "level": 1}, "prompt")
+    assert record.references == {"answer": "4", "solution": "2+2=4"}
+    assert record.meta == {"level": 1}
+    assert record.conversation().messages[-1].role == "user"
+
+
+@pytest.mark.parametrize(("row", "kind", "reason"), [
+    ({"prompt": "q", "chosen": "a", "rejected": "a"}, "pair", "chosen and rejected are identical"),
+    ({"prompt": "q", "chosen": "a", "rejected": "<think>never closed"}, "pair", "rejected.content: unclosed <think>"),
+    ({"prompt": "q", "chosen": "a"}, "pair", "missing field(s) rejected"),
+    ({"prompt": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "x"}], "chosen": "a",
+      "rejected": "b"}, "pair", "prompt: must end with a user (or tool) turn"),
+    ({"prompt": "q", "chosen": [{"role": "assistant", "content": "a"}, {"role": "assistant", "content": "b"}],
+      "rejected": "c"}, "pair", "chosen: expected exactly one assistant message"),
+    ({"prompt": "q", "chosen": "", "rejected": "b"}, "pair", "chosen.content: empty assistant message"),
+    ({"prompt": "q", "completion": "a", "label": "yes"}, "labeled", "label: expected true/false"),
+    ({"prompt": "q", "completion": "a"}, "labeled", "missing field label"),
+    ({"answer": "4"}, "prompt", "no prompt"),
+    ({"prompt": "q", "answer": [4]}, "prompt", "answer: expected a string or a number"),
+])
+def test_rejections_name_the_field(row: dict, kind: str, reason: str) -> None:
+    with pytest.raises(PreferenceProblem, match=None) as info:
+        parse_preference(row, kind)  # type: ignore[arg-type]
+    assert reason in str(info.value)
+
+
+def _write(path: Path, rows: list) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_prepare_accounts_for_every_record(tmp_path: Path) -> None:
+    rows = [{"prompt": f"q{i}", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(10)]
+    rows += [rows[0], {"prompt": "q", "chosen": "same", "rejected": "same"}, "{not json"]
+    source = _write(tmp_path / "pairs.jsonl", rows)
+    cfg = DsftConfig.model_validate({"data": {"train": [str(source)], "val_ratio": 0.2}})
+    prepared = prepare_preference(cfg, tmp_path / "out", "dpo")
+    report = prepared.report
+    assert report["read"] == 13
+    assert report["rejected"] == 2 and report["removed"] == {"exact_dedup": 1}
+    assert report["splits"] == {"train": 8, "val": 2, "test": 0}
+    assert report["read"] == report["kept"] + report["rejected"] + sum(report["removed"].values())
+    rejects = [json.loads(line) for line in (tmp_path / "out" / "rejects.jsonl").read_text().splitlines()]
+    assert [r["where"] for r in rejects] == [f"{source}:12", f"{source}:13"]
+    # The written splits are ordinary input: read back, they are the same records.
+    again = load_prepared_preference(tmp_path / "out", "dpo")
+    assert [r.to_dict() for r in again.splits["train"]] == [
+        {**r.to_dict(), "meta": {"origin": again.splits["train"][i].meta["origin"]}}
+        for i, r in enumerate(prepared.splits["train"])
+    ]
+
+
+def test_pairs_read_as_kto_data_keep_both_halves_in_one_split(tmp_path: Path) -> None:
+    rows = [{"prompt": f"q{i}", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(10)]
+    source = _write(tmp_path / "pairs.jsonl", rows)
+    cfg = DsftConfig.model_validate({"data": {"train": [str(source)], "val_ratio": 0.2}})
+    prepared = prepare_preference(cfg, tmp_path / "out", "kto")
+    assert prepared.report["read"] == 10 and prepared.report["kept"] == 20
+    for part in prepared.splits.values():
+        prompts = [r.prompt[0].content for r in part]
+        assert all(prompts.count(p) == 2 for p in prompts)
+        assert sorted(r.label for r in part) == [False] * (len(part) // 2) + [True] * (len(part) // 2)
+
+
+def test_on_error_fail_lists_problems(tmp_path: Path) -> None:
+    source = _write(tmp_path / "p.jsonl", [{"prompt": "q", "chosen": "a", "rejected": "a"}])
+    cfg = DsftConfig.model_validate({"data": {"train": [str(source)], "on_error": "fail"}})
+    with pytest.raises(DataError) as info:
+        prepare_preference(cfg, tmp_path / "out", "dpo")
+    assert f"{source}:1: chosen and rejected are identical" in str(info.value)
+
+
+def test_reasoning_on_one_side_is_reported(tmp_path: Path) -> None:
+    rows = [{"prompt": "q", "chosen": THINK, "rejected": "5"}, {"prompt": "r", "chosen": THINK, "rejected": THINK + "!"}]
+    source = _write(tmp_path / "p.jsonl", rows)
+    cfg = DsftConfig.model_validate({"data": {"train": [str(source)], "val_ratio": 0}})
+    reasoning = prepare_preference(cfg, tmp_path / "out", "dpo").report["reasoning"]
+    assert reasoning == {"chosen_with_reasoning": 2, "rejected_with_reasoning": 1, "completion_with_reasoning": 0,
+                         "pairs_reasoning_on_one_side": 1}
