@@ -82,6 +82,24 @@ def test_trl_system_runs_and_is_credited_with_dsft_mask(tiny_model_dir, tmp_path
     assert 0 < row["supervised_tokens"] < row["real_tokens"] <= row["padded_tokens"]
 
 
+def test_trl_expert_system_packs_and_trains_on_dsfts_supervised_tokens(tiny_model_dir, tmp_path: Path) -> None:
+    from dsft.training.bench.worker import run_system
+
+    spec = _tiny_spec("trl-expert", tiny_model_dir("tiny-deepseek-v3"), tmp_path)
+    row = run_system(spec)
+    for key in REPORT_KEYS:
+        assert math.isfinite(row[key]) and row[key] > 0, key
+    assert not row["gradient_checkpointing"] and row["per_device_train_batch_size"] == 1
+    # Padding-free: every position fed is a real token, so the two token counts agree.
+    assert row["real_tokens"] == row["padded_tokens"]
+    # Completion-only loss on the same token stream: the targets are the ones dsft's mask supervises
+    # (the timed step's examples, each cut at seq_len), nothing of the prompts.
+    (tmp_path / "dsft").mkdir()
+    dsft_row = run_system(_tiny_spec("dsft", tiny_model_dir("tiny-deepseek-v3"), tmp_path / "dsft"))
+    assert row["supervised_tokens"] / row["real_tokens"] == pytest.approx(
+        dsft_row["supervised_tokens"] / dsft_row["real_tokens"], rel=0.25)
+
+
 @pytest.mark.slow
 def test_bench_train_cli_writes_the_report(tiny_model_dir, tmp_path: Path) -> None:
     tiny_model_dir("tiny-deepseek-v3")  # materialised once in the session cache the workers also read

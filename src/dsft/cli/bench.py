@@ -1,4 +1,4 @@
-"""``dsft bench train [--model PRESET] [--steps N] [--seq-len L] [--compare trl,seed] --out FILE.json``."""
+"""``dsft bench train [--model PRESET] [--steps N] [--seq-len L] [--compare trl-expert,trl,seed] --out FILE.json``."""
 
 from __future__ import annotations
 
@@ -37,7 +37,9 @@ def train(
     model: str = typer.Option("tiny-deepseek-v3", "--model", help="Tiny preset, local directory or hub id."),
     steps: int = typer.Option(8, "--steps", help="Timed optimizer steps per system (one warm-up step is added)."),
     seq_len: int = typer.Option(2048, "--seq-len", help="Maximum tokens per example (dsft: per packed row)."),
-    compare: str = typer.Option("trl,seed", "--compare", help="Systems to compare with dsft: trl, seed."),
+    compare: str = typer.Option(
+        "trl-expert,trl,seed", "--compare",
+        help="Systems to compare with dsft: trl-expert (TRL configured for speed), trl (TRL defaults), seed."),
     out: Path = typer.Option(..., "--out", help="Where to write the JSON report."),
     examples_per_step: int = typer.Option(8, "--examples-per-step", help="Conversations per optimizer step."),
     method: str = typer.Option("lora", "--method", help="lora (dsft's default adapter) or full."),

@@ -1,5 +1,5 @@
-"""``dsft bench train``: the same data, model and number of optimizer steps through dsft, TRL and the
-seeds' recipe, each in a fresh process, run one after another (never in parallel).
+"""``dsft bench train``: the same data, model and number of optimizer steps through dsft, TRL (configured
+for speed, and with its defaults) and the seeds' recipe, each in a fresh process, run one after another (never in parallel).
 
 Definitions (the JSON repeats them under ``definitions``):
 
@@ -29,7 +29,7 @@ from typing import Any
 
 from dsft.errors import DsftError
 
-SYSTEMS = ("dsft", "trl", "seed")
+SYSTEMS = ("dsft", "trl-expert", "trl", "seed")
 # Optional accelerations the dsft system can be measured with (train.<name> in a config): off by default.
 DSFT_OPTIONS = ("compile", "gradient_checkpointing", "offload_activations")
 DEFINITIONS = {
@@ -96,7 +96,7 @@ def _ratio(a: float, b: float) -> float | None:
 
 
 def run_bench(
-    model: str = "tiny-deepseek-v3", steps: int = 8, seq_len: int = 2048, compare: tuple[str, ...] = ("trl", "seed"),
+    model: str = "tiny-deepseek-v3", steps: int = 8, seq_len: int = 2048, compare: tuple[str, ...] = ("trl-expert", "trl", "seed"),
     examples_per_step: int = 8, method: str = "lora", seed: int = 0, threads: int | None = None,
     lr: float = 2e-4, length_scale: float = 1.0, loss_chunk_size: int | str | None = None, progress: Any = None,
     dsft_options: tuple[str, ...] = (),
@@ -114,7 +114,8 @@ def run_bench(
                         f"choose from {', '.join(DSFT_OPTIONS)}")
     unknown = [name for name in compare if name not in SYSTEMS or name == "dsft"]
     if unknown:
-        raise DsftError(f"bench --compare: unknown system(s) {', '.join(unknown)}; choose from trl, seed")
+        raise DsftError(f"bench --compare: unknown system(s) {', '.join(unknown)}; "
+                        f"choose from {', '.join(SYSTEMS[1:])}")
     if steps < 1 or seq_len < 64 or examples_per_step < 1:
         raise DsftError("bench: --steps must be >= 1, --seq-len >= 64 and --examples-per-step >= 1")
     from dsft.config.schema import TrainConfig

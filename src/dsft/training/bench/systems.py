@@ -4,6 +4,13 @@
   so a step holds about ``examples_per_step`` examples), chunked loss on supervised tokens only.
 * ``trl``: TRL ``SFTTrainer`` with its defaults on the ``messages`` data (no packing, padding to the
   longest in the batch, loss on every token, gradient checkpointing on); batch ``examples_per_step``.
+* ``trl-expert``: TRL ``SFTTrainer`` as a careful engineer configures it for speed on this data: the
+  conversations as prompt/completion pairs with ``completion_only_loss`` (loss on the assistant turn and its
+  EOS only, the tokens dsft supervises), ``packing=True`` with TRL's best-fit-decreasing strategy (which
+  turns on its padding-free collator: one flattened row with restarting ``position_ids``, no padding),
+  gradient checkpointing off, and TRL's own chunked fused lm_head (its default; it also computes entropy and
+  top-1 accuracy for logging, which cannot be turned off). Micro-batch one packed row, accumulation chosen
+  like dsft's so a step holds about ``examples_per_step`` examples.
 * ``seed``: the seeds' recipe: transformers ``Trainer``, every example padded to ``seq_len`` with EOS,
   ``labels = input_ids`` (prompt and padding included), micro-batch 1 x accumulation ``examples_per_step``.
 
@@ -69,17 +76,27 @@ def packed_real_tokens(labels: torch.Tensor) -> int:
     return int((last + 1).sum())
 
 
-def metered(trainer_cls: type, meter: Meter, credit: dict[tuple[int, ...], int] | None) -> type:
+def padding_free_counts(inputs: dict[str, Any]) -> tuple[int, int]:
+    """(real tokens, supervised targets) of a padding-free batch: every position is a real token, and a label
+    other than -100 is a target (the collator already masks each sequence's first position)."""
+    labels = inputs["labels"].detach().cpu()
+    return labels.numel(), int(labels.ne(IGNORE_INDEX).sum())
+
+
+def metered(trainer_cls: type, meter: Meter, credit: dict[tuple[int, ...], int] | str | None) -> type:
     """``trainer_cls`` counting each micro-batch into ``meter``.
 
-    With ``credit`` (padded systems) a row earns the supervised tokens dsft's mask gives the same example,
-    looked up by its unpadded ids; without it (dsft) the supervised tokens are the batch's own labels.
+    With a ``credit`` table (padded systems) a row earns the supervised tokens dsft's mask gives the same
+    example, looked up by its unpadded ids; without it (dsft) the supervised tokens are the batch's own
+    labels; with ``"padding_free"`` (trl-expert) too, counted on its flattened row.
     """
 
     class MeteredTrainer(trainer_cls):  # type: ignore[misc, valid-type]
         def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
             ids = inputs["input_ids"].detach().cpu()
-            if credit is None:
+            if credit == "padding_free":
+                real, supervised = padding_free_counts(inputs)
+            elif credit is None:
                 labels = inputs["labels"].detach().cpu()
                 real, supervised = packed_real_tokens(labels), int(labels[:, 1:].ne(IGNORE_INDEX).sum())
             else:
@@ -165,6 +182,27 @@ def build_trl(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[d
     return trainer
 
 
+def build_trl_expert(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[dict], meter: Meter) -> Any:
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from dsft.training.packing import pack_best_fit
+
+    tokenizer.chat_template = VERBATIM_CHAT_TEMPLATE
+    dataset = Dataset.from_list([{"prompt": e["messages"][:1], "completion": e["messages"][1:]} for e in examples])
+    # Accumulation as dsft's: TRL packs best-fit decreasing too, so dsft's packer predicts its row count.
+    lengths = [min(len(e["input_ids"]), spec["seq_len"]) for e in examples]
+    rows = len(pack_best_fit(lengths, spec["seq_len"]))
+    accumulation = max(1, round(spec["examples_per_step"] / (len(examples) / max(1, rows))))
+    args = SFTConfig(
+        max_length=spec["seq_len"], packing=True, packing_strategy="bfd", padding_free=True,
+        completion_only_loss=True, gradient_checkpointing=False,
+        per_device_train_batch_size=1, gradient_accumulation_steps=accumulation, **common_args(spec, model.device.type),
+    )
+    trainer_cls = metered(SFTTrainer, meter, "padding_free")
+    return trainer_cls(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=[meter])
+
+
 def build_seed(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[dict], meter: Meter) -> Any:
     from transformers import Trainer, TrainingArguments, default_data_collator
 
@@ -184,7 +222,7 @@ def build_seed(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[
                        callbacks=[meter])
 
 
-BUILDERS = {"dsft": build_dsft, "trl": build_trl, "seed": build_seed}
+BUILDERS = {"dsft": build_dsft, "trl": build_trl, "trl-expert": build_trl_expert, "seed": build_seed}
 
 
 def body_and_head_parameters(model: Any) -> tuple[float, int]:
