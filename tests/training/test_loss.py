@@ -187,3 +187,71 @@ def test_no_grad_computes_no_gradient_for_a_trainable_lm_head() -> None:
 
     assert flops(grad=True) == 3 * forward_flops  # the counter sees the gradient matmuls when they run
     assert flops(grad=False) == forward_flops
+
+
+@pytest.mark.parametrize("smoothing", [0.1, 0.3])
+@pytest.mark.parametrize("chunk_size", [1, 7, 4096])
+@pytest.mark.parametrize("num_items", [None, 137])
+@pytest.mark.parametrize("frozen_head", [False, True])
+def test_label_smoothing_equals_torch_cross_entropy(smoothing: float, chunk_size: int, num_items: int | None,
+                                                    frozen_head: bool) -> None:
+    hidden, weight, bias, labels = _inputs(with_bias=not frozen_head)
+    if frozen_head:  # the LoRA case: the shortcut that never forms [N, vocab] probabilities
+        weight.requires_grad_(False)
+    wrt = [t for t in (hidden, weight, bias) if t is not None and t.requires_grad]
+    ours = supervised_cross_entropy(hidden, weight, labels, num_items, chunk_size, lm_head_bias=bias,
+                                    label_smoothing=smoothing)
+    ours_grads = torch.autograd.grad(ours, wrt)
+    # Independent: full logits through F.cross_entropy(label_smoothing=...).
+    reference = reference_cross_entropy(hidden, weight, labels, num_items, lm_head_bias=bias,
+                                        label_smoothing=smoothing)
+    reference_grads = torch.autograd.grad(reference, wrt)
+    torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
+    for got, expected in zip(ours_grads, reference_grads):
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    plain = supervised_cross_entropy(hidden, weight, labels, num_items, chunk_size, lm_head_bias=bias)
+    assert abs(ours.item() - plain.item()) > 1e-4  # the smoothing term is really applied
+
+
+def test_label_smoothing_normalised_by_the_global_token_count() -> None:
+    """Two micro-batches, each divided by the global supervised count, sum to the whole batch's mean."""
+    hidden, weight, bias, labels = _inputs()
+    total = int(labels[:, 1:].ne(-100).sum())
+    parts = [supervised_cross_entropy(hidden[i : i + 1], weight, labels[i : i + 1], total, 5, lm_head_bias=bias,
+                                      label_smoothing=0.1) for i in range(3)]
+    whole = torch.nn.functional.cross_entropy(
+        torch.nn.functional.linear(hidden, weight, bias)[:, :-1].reshape(-1, weight.shape[0]),
+        labels[:, 1:].reshape(-1), ignore_index=-100, label_smoothing=0.1,
+    )
+    torch.testing.assert_close(sum(parts), whole, atol=1e-5, rtol=1e-5)
+
+
+def test_label_smoothing_through_the_module_path() -> None:
+    hidden, weight, bias, labels = _inputs()
+    head = torch.nn.Linear(24, 1000)
+    with torch.no_grad():
+        head.weight.copy_(weight)
+        head.bias.copy_(bias)
+    ours = supervised_cross_entropy_via_module(hidden, head, labels, 137, 11, label_smoothing=0.2)
+    reference = reference_cross_entropy(hidden, weight, labels, 137, lm_head_bias=bias, label_smoothing=0.2)
+    torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
+
+
+def test_trainer_smooths_the_training_loss_only(tmp_path) -> None:
+    model = _qwen()
+    ids = torch.randint(0, 600, (2, 30), generator=torch.Generator().manual_seed(5))
+    labels = ids.clone()
+    labels[:, :10] = -100
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, disable_tqdm=True)
+    trainer = DsftTrainer(model=model, args=args, data_collator=PackedCollator(pad_id=0), loss_chunk_size=5,
+                          label_smoothing=0.1)
+    rows = [pack_row([{"input_ids": r.tolist(), "labels": l.tolist()}]) for r, l in zip(ids, labels)]
+    batch = PackedCollator(pad_id=0)(rows)
+    logits = model(input_ids=ids, use_cache=False).logits[:, :-1].reshape(-1, 600)
+    flat = labels[:, 1:].reshape(-1)
+    model.train()
+    smoothed = torch.nn.functional.cross_entropy(logits, flat, ignore_index=-100, label_smoothing=0.1)
+    torch.testing.assert_close(trainer.compute_loss(model, batch), smoothed, atol=1e-5, rtol=1e-5)
+    model.eval()
+    plain = torch.nn.functional.cross_entropy(logits, flat, ignore_index=-100)
+    torch.testing.assert_close(trainer.compute_loss(model, batch), plain, atol=1e-5, rtol=1e-5)

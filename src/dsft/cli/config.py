@@ -14,11 +14,13 @@ def show(
     config: Path | None = typer.Argument(None, help="YAML config (omit for the defaults)."),
     set_: list[str] = typer.Option([], "--set", help="Override a key: --set train.lr=1e-4 (repeatable)."),
     describe: bool = typer.Option(False, "--describe", help="List every key with its description."),
+    preset: str | None = typer.Option(None, "--preset", help="Size preset applied under --set (see `dsft config "
+                                      "preset`)."),
 ) -> None:
-    """Print the resolved config (file + overrides + defaults) as YAML."""
+    """Print the resolved config (file + preset + overrides + defaults) as YAML."""
     from dsft.config import describe_config, dump_config, load_config
 
-    resolved = load_config(config, set_)
+    resolved = load_config(config, set_, preset=preset)
     if not describe:
         typer.echo(dump_config(resolved), nl=False)
         return
@@ -29,6 +31,21 @@ def show(
     for key, value, text in describe_config(resolved):
         table.add_row(key, repr(value), text)
     Console().print(table)
+
+
+@config_app.command("preset")
+def preset(
+    name: str | None = typer.Argument(None, help="Preset name (7b, 13b, 34b); omit to list them."),
+) -> None:
+    """Print a size preset as YAML with where its values come from (use it with --preset NAME)."""
+    from dsft.config.presets import PRESETS, get_preset, preset_yaml
+
+    if name is None:
+        for item in PRESETS.values():
+            typer.echo(f"{item.name}: " + ", ".join(item.overrides()))
+        typer.echo(f"source: {next(iter(PRESETS.values())).source}")
+        return
+    typer.echo(preset_yaml(get_preset(name)), nl=False)
 
 
 def register(app: typer.Typer) -> None:

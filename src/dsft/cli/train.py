@@ -14,6 +14,10 @@ def train(
     resume: str | None = typer.Option(
         None, "--resume", help="auto = newest complete checkpoint in the run directory, or a checkpoint path."
     ),
+    preset: str | None = typer.Option(
+        None, "--preset", help="Size preset (7b, 13b, 34b) applied over the file and under --set; see "
+        "`dsft config preset`.",
+    ),
 ) -> None:
     """Fine-tune a model: prepare the data, train (LoRA, QLoRA or full) and save the run."""
     from rich.console import Console
@@ -21,7 +25,7 @@ def train(
     from dsft.config import load_config
     from dsft.training.run import run_training
 
-    cfg = load_config(config, set_)
+    cfg = load_config(config, set_, preset=preset)
     callbacks = []
     if cfg.eval.generation_steps:
         from dsft.eval.callbacks import GenerationEvalCallback

@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from dsft.config.presets import get_preset
 from dsft.config.schema import DsftConfig
 from dsft.errors import ConfigError
 
@@ -90,12 +91,17 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return raw
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> DsftConfig:
-    """Read YAML (or start from defaults), apply ``--set`` overrides, validate everything at once.
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, preset: str | None = None
+) -> DsftConfig:
+    """Read YAML (or start from defaults), apply a size ``preset``, then ``--set`` overrides, and validate
+    everything at once.
 
     Relative data paths stay relative to the current directory, as a user typed them.
     """
     raw = read_yaml(path) if path is not None else {}
+    if preset is not None:
+        raw = apply_overrides(raw, get_preset(preset).overrides())
     raw = apply_overrides(raw, overrides or [])
     return validate_config(raw, source=str(path) if path else "config")
 

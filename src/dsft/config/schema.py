@@ -32,6 +32,15 @@ class ModelConfig(Section):
         False, description="Allow model code from the hub (only needed for old deepseek-moe checkpoints)."
     )
     cache_dir: str | None = Field(None, description="Where tiny presets and hub downloads are stored.")
+    attention_dropout: float | None = Field(
+        None, ge=0, lt=1, description="Dropout on attention probabilities while training (the model config's "
+        "attention_dropout); null = the checkpoint's value. Refused for architectures without one.",
+    )
+    hidden_dropout: float | None = Field(
+        None, ge=0, lt=1, description="Dropout on hidden states / residual branches while training (the model "
+        "config's hidden_dropout, resid_pdrop or hidden_dropout_prob); null = the checkpoint's value. Refused "
+        "for architectures without one (Llama, Qwen2 and DeepSeek-V2/V3 have none).",
+    )
 
 
 class CleanConfig(Section):
@@ -118,9 +127,28 @@ class TrainConfig(Section):
     micro_batch_size: int = Field(1, ge=1, description="Rows per device per forward (packed rows when packing).")
     grad_accum: int = Field(1, ge=1, description="Micro-batches accumulated per optimizer step.")
     lr: float = Field(2e-4, gt=0, description="Peak learning rate.")
-    lr_scheduler: Literal["cosine", "linear", "constant"] = Field("cosine", description="Learning-rate schedule.")
+    lr_scheduler: Literal["cosine", "cosine_with_restarts", "linear", "constant"] = Field(
+        "cosine", description="Learning-rate schedule after warmup; cosine_with_restarts runs train.lr_cycles "
+        "cosine cycles, each restarting at the peak lr.",
+    )
+    lr_cycles: int = Field(
+        5, ge=1, description="Cosine cycles with lr_scheduler=cosine_with_restarts (5 = a restart every 20% of "
+        "the steps after warmup, as guide 001).",
+    )
+    optimizer: Literal["adamw_torch", "adamw_8bit", "adafactor"] = Field(
+        "adamw_torch", description="adamw_torch; adamw_8bit (bitsandbytes, CUDA only: 8-bit optimizer states); "
+        "adafactor (factored second moments, no betas).",
+    )
+    adam_betas: tuple[float, float] = Field(
+        (0.9, 0.999), description="AdamW (beta1, beta2); e.g. [0.9, 0.95] for long full fine-tunes (guide 001).",
+    )
+    adam_epsilon: float = Field(1e-8, gt=0, description="AdamW epsilon (added to the second-moment root).")
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=1, description="Label smoothing of the training loss (0 = off). Validation loss and "
+        "perplexity stay unsmoothed.",
+    )
     warmup_ratio: float = Field(0.03, ge=0, lt=1, description="Share of steps spent warming up.")
-    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    weight_decay: float = Field(0.0, ge=0, description="Decoupled weight decay (AdamW, Adafactor).")
     max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping norm (0 disables).")
     seed: int = Field(42, description="Seed for init, data order and dropout.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
@@ -151,6 +179,11 @@ class TrainConfig(Section):
         "ranks (needs train.distributed=deepspeed; 1 = off).",
     )
     num_workers: int = Field(0, ge=0, description="DataLoader workers.")
+    report_to: list[Literal["tensorboard", "wandb", "mlflow", "swanlab"]] = Field(
+        default_factory=lambda: ["tensorboard"],
+        description="Trackers besides metrics.jsonl: tensorboard (events in RUN_DIR/tb), and wandb / mlflow / "
+        "swanlab through transformers' integrations when that package is installed; [] = metrics.jsonl only.",
+    )
 
     @field_validator("max_steps")
     @classmethod
@@ -158,6 +191,26 @@ class TrainConfig(Section):
         if value == 0 or value < -1:
             raise ValueError(f"must be -1 (use epochs) or > 0, got {value}")
         return value
+
+    @field_validator("adam_betas")
+    @classmethod
+    def _betas(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= beta < 1 for beta in value):
+            raise ValueError(f"each beta must be in [0, 1), got {list(value)}")
+        return value
+
+    @model_validator(mode="after")
+    def _optimizer_keys(self) -> "TrainConfig":
+        # Compared with the defaults (not "was the key written"): a saved config.yaml lists every key.
+        defaults = type(self).model_fields
+        if self.optimizer == "adafactor" and (
+            self.adam_betas != defaults["adam_betas"].default or self.adam_epsilon != defaults["adam_epsilon"].default
+        ):
+            raise ValueError("adam_betas / adam_epsilon apply to AdamW; adafactor has no betas (remove them or "
+                             "choose optimizer adamw_torch)")
+        if self.lr_cycles != defaults["lr_cycles"].default and self.lr_scheduler != "cosine_with_restarts":
+            raise ValueError(f"lr_cycles applies to lr_scheduler cosine_with_restarts, not {self.lr_scheduler}")
+        return self
 
 
 class LoraConfig(Section):

@@ -228,8 +228,12 @@ def load_model(
     attn_implementation: str = "auto",
     quantization: str | None = None,
     trust_remote_code: bool = False,
+    config_overrides: dict[str, Any] | None = None,
 ) -> Any:
     """Load a causal LM from a checkpoint directory with the dtype, attention kernel and quantization resolved.
+
+    ``config_overrides`` replace model-config attributes (e.g. ``attention_dropout``) before the modules
+    are built, as ``from_pretrained(path, attention_dropout=0.1)`` does.
 
     ``device``: ``cpu`` or ``cuda:N``; None = ``cuda:LOCAL_RANK`` if CUDA else ``cpu``.
     Returns the transformers model in eval mode (training code switches it to train mode).
@@ -241,7 +245,7 @@ def load_model(
     attn = resolve_attn_implementation(attn_implementation, target, torch_dtype)
     quant = quantization_config(quantization, torch_dtype)
     kwargs: dict[str, Any] = {"dtype": torch_dtype, "attn_implementation": attn,
-                              "trust_remote_code": trust_remote_code}
+                              "trust_remote_code": trust_remote_code, **(config_overrides or {})}
     if quant is not None:
         kwargs["quantization_config"] = quant
         kwargs["device_map"] = {"": target}

@@ -11,6 +11,11 @@ of it is spent on prompt and padding positions whose labels are -100 anyway. Her
 4. the summed loss is divided by ``num_items_in_batch``: the number of supervised tokens in the whole
    global batch (every accumulation step, every rank), so 8 micro-batches of 1 give the same update
    as one batch of 8, whatever the number of supervised tokens in each.
+
+Label smoothing ``eps`` mixes the one-hot target with the uniform distribution, as
+``F.cross_entropy(label_smoothing=eps)``: per position the loss is
+``(1 - eps) * -log p[target] + eps * mean_v(-log p[v]) = lse - (1 - eps) * logit[target] - eps * mean(logits)``
+and its gradient with respect to the logits is ``softmax - (1 - eps) * one_hot - eps / vocab``.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         targets: torch.Tensor,
         chunk_size: int,
         grad_enabled: bool,
+        smoothing: float = 0.0,
     ) -> torch.Tensor:
         # ``needs_input_grad`` says which inputs require grad, not whether a graph is being recorded: under
         # ``torch.no_grad()`` (evaluation) it stays True for a trainable lm_head, and forward would compute a
@@ -72,28 +78,37 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         # a fresh mmap whose every page faults on first touch, every chunk.
         buffer = torch.empty((min(chunk_size, hidden.shape[0]), weight.shape[0]), dtype=torch.float32,
                              device=hidden.device)
+        vocab = weight.shape[0]
+        # With smoothing the hidden gradient gains -eps/vocab * sum_v W[v]: the mean row of W, computed once.
+        mean_row = weight.float().mean(0) if smoothing and want_hidden else None
         for start in range(0, hidden.shape[0], chunk_size):
             h = hidden[start : start + chunk_size]
             t = targets[start : start + chunk_size]
             logits = _project(h, weight, bias, buffer[: h.shape[0]])
             target_logits = logits.gather(1, t[:, None]).squeeze(1)
+            if smoothing:  # read before the buffer is overwritten in place below
+                target_logits = (1.0 - smoothing) * target_logits + smoothing * logits.mean(dim=-1)
             row_max = logits.amax(dim=-1, keepdim=True)
             exp_shifted = logits.sub_(row_max).exp_()
             normalizer = exp_shifted.sum(dim=-1, keepdim=True)
             total += (normalizer.log().squeeze(1) + row_max.squeeze(1) - target_logits).sum()
             if grad_hidden is None and grad_weight is None and grad_bias is None:
                 continue
-            # d(loss)/d(logits) = softmax - one_hot.
+            # d(loss)/d(logits) = softmax - (1 - eps) * one_hot - eps / vocab.
             if grad_weight is None and grad_bias is None:
-                # d/dh = softmax @ W - W[target] = (exp @ W) / normalizer - W[target]: scaling the [N, H]
-                # product instead of the [N, vocab] probabilities saves a full pass over the chunk's logits
-                # (the usual LoRA case: a frozen lm_head needs no weight gradient).
+                # d/dh = softmax @ W - (1 - eps) W[target] - eps * mean_v W[v]: scaling the [N, H] product
+                # (exp @ W) / normalizer instead of the [N, vocab] probabilities saves a full pass over the
+                # chunk's logits (the usual LoRA case: a frozen lm_head needs no weight gradient).
                 projected = (exp_shifted.to(weight.dtype) @ weight).float().div_(normalizer)
-                projected -= weight[t].float()
+                projected -= (1.0 - smoothing) * weight[t].float()
+                if mean_row is not None:
+                    projected -= smoothing * mean_row
                 grad_hidden[start : start + chunk_size] = projected.to(hidden.dtype)  # type: ignore[index]
                 continue
             grad_logits = exp_shifted.div_(normalizer)
-            grad_logits[torch.arange(t.shape[0], device=t.device), t] -= 1.0
+            grad_logits[torch.arange(t.shape[0], device=t.device), t] -= 1.0 - smoothing
+            if smoothing:
+                grad_logits -= smoothing / vocab
             if grad_hidden is not None:
                 grad_hidden[start : start + chunk_size] = (grad_logits.to(weight.dtype) @ weight).to(hidden.dtype)
             if grad_weight is not None:
@@ -113,7 +128,7 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         grads: list[torch.Tensor | None] = []
         for tensor, present, dtype in zip(saved, ctx.has, ctx.dtypes):
             grads.append((tensor * grad_out).to(dtype) if present else None)
-        return grads[0], grads[1], grads[2], None, None, None
+        return grads[0], grads[1], grads[2], None, None, None, None
 
 
 def select_supervised(
@@ -141,13 +156,15 @@ def supervised_cross_entropy(
     chunk_size: int = 1024,
     lm_head_bias: torch.Tensor | None = None,
     shifted: bool = False,
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """Summed next-token cross-entropy over supervised positions, divided by ``num_items_in_batch``.
 
     ``hidden_states`` [B, T, H] is the body's last hidden state, ``labels`` [B, T] the unshifted labels
     (-100 where unsupervised), or the already shifted ones with ``shifted=True``. ``num_items_in_batch`` is the number of supervised (shifted) labels in the
     whole global batch; ``None`` means this batch alone (a plain mean). Logits are computed in the weight
-    dtype and reduced in fp32, ``chunk_size`` positions at a time.
+    dtype and reduced in fp32, ``chunk_size`` positions at a time. ``label_smoothing`` as in
+    ``F.cross_entropy`` (see the module docstring).
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -156,16 +173,18 @@ def supervised_cross_entropy(
         # Keep the graph connected (zero gradient) so every rank runs the same backward.
         return hidden_states.sum() * 0.0
     total = _ChunkedLinearCrossEntropy.apply(hidden, lm_head_weight, lm_head_bias, targets, chunk_size,
-                                             torch.is_grad_enabled())
+                                             torch.is_grad_enabled(), float(label_smoothing))
     denominator = targets.numel() if num_items_in_batch is None else num_items_in_batch
     if isinstance(denominator, torch.Tensor):
         denominator = denominator.to(total.device, torch.float32)
     return total / denominator
 
 
-def _chunk_loss_through_module(lm_head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def _chunk_loss_through_module(
+    lm_head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0
+) -> torch.Tensor:
     logits = lm_head(hidden).float()
-    return torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
+    return torch.nn.functional.cross_entropy(logits, targets, reduction="sum", label_smoothing=label_smoothing)
 
 
 def supervised_cross_entropy_via_module(
@@ -175,6 +194,7 @@ def supervised_cross_entropy_via_module(
     num_items_in_batch: int | torch.Tensor | None = None,
     chunk_size: int = 1024,
     shifted: bool = False,
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """The same loss, calling the ``lm_head`` module once per chunk under activation checkpointing.
 
@@ -191,7 +211,7 @@ def supervised_cross_entropy_via_module(
     # non-reentrant variant rejects it because the saved weight's metadata differs (gathered vs partitioned).
     total = sum(
         checkpoint(_chunk_loss_through_module, lm_head, hidden[start : start + chunk_size],
-                   targets[start : start + chunk_size], use_reentrant=True)
+                   targets[start : start + chunk_size], label_smoothing, use_reentrant=True)
         for start in range(0, hidden.shape[0], chunk_size)
     )
     denominator = targets.numel() if num_items_in_batch is None else num_items_in_batch
@@ -206,13 +226,14 @@ def reference_cross_entropy(
     labels: torch.Tensor,
     num_items_in_batch: int | torch.Tensor | None = None,
     lm_head_bias: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """The same loss the plain way (full logits + ``F.cross_entropy``): the independent check for tests."""
     logits = torch.nn.functional.linear(hidden_states, lm_head_weight, lm_head_bias).float()
     shifted_logits = logits[:, :-1].reshape(-1, logits.shape[-1])
     shifted_labels = labels[:, 1:].reshape(-1)
     total = torch.nn.functional.cross_entropy(
-        shifted_logits, shifted_labels, ignore_index=IGNORE_INDEX, reduction="sum"
+        shifted_logits, shifted_labels, ignore_index=IGNORE_INDEX, reduction="sum", label_smoothing=label_smoothing
     )
     count = shifted_labels.ne(IGNORE_INDEX).sum() if num_items_in_batch is None else num_items_in_batch
     return total / count

@@ -1,7 +1,8 @@
 """Monitoring: ``metrics.jsonl``, TensorBoard events, ``loss.png`` and a rich progress bar.
 
 One JSON object per logged optimizer step: step, epoch, loss, lr, grad_norm, tokens, supervised_tokens,
-tokens_per_s, elapsed_s, and eval_loss / eval_perplexity when that step was evaluated. The Trainer logs
+tokens_per_s, elapsed_s, GPU telemetry where NVML sees GPUs (:mod:`dsft.training.gpu_telemetry`), and
+eval_loss / eval_perplexity (plus generation metrics when they are evaluated) when that step was evaluated. The Trainer logs
 training values and evaluation values in two calls for the same step; they are merged into one line,
 written when the step is over (at the next step's end, at a save, or at the end of training).
 """
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from dsft.training.gpu_telemetry import GPU_KEY, GpuTelemetry, plot_gpu
 
 TRAIN_KEYS = {"loss": "loss", "learning_rate": "lr", "grad_norm": "grad_norm"}
 
@@ -60,12 +63,17 @@ def truncate_metrics(path: Path, last_step: int) -> list[dict[str, Any]]:
 class MetricsCallback(TrainerCallback):
     """Writes metrics.jsonl and TensorBoard events on the main process; draws loss.png at the end."""
 
-    def __init__(self, run_dir: Path, counter: TokenCounter) -> None:
+    def __init__(self, run_dir: Path, counter: TokenCounter, tensorboard: bool = True,
+                 telemetry: GpuTelemetry | None = None) -> None:
         self.run_dir = run_dir
+        self.tensorboard = tensorboard
+        # Read per logged step on the main process; None on machines without NVML or GPUs (no columns).
+        self.telemetry = telemetry
         self.counter = counter
         self.path = run_dir / "metrics.jsonl"
         self.pending: dict[str, Any] | None = None
         self.writer: Any = None
+        self.started = False  # on_train_begin ran on this (main) process: close() draws the charts
         self.elapsed_offset = 0.0
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
@@ -78,9 +86,11 @@ class MetricsCallback(TrainerCallback):
             self.counter.offset_tokens = int(last_train.get("tokens", 0))
             self.counter.offset_supervised = int(last_train.get("supervised_tokens", 0))
             self.elapsed_offset = float(last_train.get("elapsed_s", 0.0))
-        from torch.utils.tensorboard import SummaryWriter
+        self.started = True
+        if self.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(log_dir=str(self.run_dir / "tb"))
+            self.writer = SummaryWriter(log_dir=str(self.run_dir / "tb"))
 
     def on_log(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
@@ -102,6 +112,8 @@ class MetricsCallback(TrainerCallback):
                 "tokens_per_s": round(self.counter.tokens / max(self.counter.elapsed_s, 1e-9), 2),
                 "elapsed_s": round(elapsed, 3),
             })
+            if self.telemetry is not None:
+                row.update(self.telemetry.sample())
             self.pending = {**(self.pending or {}), **row}
         if "eval_loss" in logs:
             self.pending = self.pending or {"step": state.global_step, "epoch": round(float(state.epoch or 0.0), 4)}
@@ -127,7 +139,14 @@ class MetricsCallback(TrainerCallback):
         if self.writer is not None:
             self.writer.close()
             self.writer = None
-            plot_loss(read_metrics(self.path), self.run_dir / "loss.png")
+        if self.started:
+            self.started = False
+            rows = read_metrics(self.path)
+            plot_loss(rows, self.run_dir / "loss.png")
+            plot_gpu(rows, self.run_dir / "gpu.png")
+        if self.telemetry is not None:
+            self.telemetry.close()
+            self.telemetry = None
 
     def _flush(self) -> None:
         if self.pending is None:
@@ -138,9 +157,17 @@ class MetricsCallback(TrainerCallback):
         if self.writer is not None:
             for key, value in row.items():
                 if key not in ("step", "epoch") and isinstance(value, (int, float)) and math.isfinite(value):
-                    self.writer.add_scalar(key.replace("eval_", "eval/") if key.startswith("eval_") else f"train/{key}",
-                                           value, row["step"])
+                    self.writer.add_scalar(_tensorboard_tag(key), value, row["step"])
             self.writer.flush()
+
+
+def _tensorboard_tag(key: str) -> str:
+    """``eval_loss`` -> ``eval/loss``, ``gpu0_power_w`` -> ``gpu/gpu0_power_w``, ``loss`` -> ``train/loss``."""
+    if key.startswith("eval_"):
+        return "eval/" + key.removeprefix("eval_")
+    if GPU_KEY.match(key):
+        return f"gpu/{key}"
+    return f"train/{key}"
 
 
 def plot_loss(rows: list[dict[str, Any]], out: Path) -> Path | None:

@@ -18,11 +18,19 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
 from dsft.config import DsftConfig
-from dsft.errors import DsftError
+from dsft.errors import DsftError, UnsupportedError
 from dsft.training.checkpointing import resolve_resume
+from dsft.training.gpu_telemetry import GpuTelemetry
 from dsft.training.monitoring import MetricsCallback, RichProgressCallback, TokenCounter, read_metrics
 from dsft.training.rundir import prepare_run_dir, write_run_info
-from dsft.training.setup import build_model, build_training_arguments, load_splits, resolve_template
+from dsft.training.setup import (
+    build_model,
+    build_training_arguments,
+    check_dropout,
+    environment_problems,
+    load_splits,
+    resolve_template,
+)
 
 
 @dataclass
@@ -54,6 +62,9 @@ def run_training(
         # What DeepSpeed (imported by accelerate) picks anyway on a CPU machine, without its warning.
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
     run_dir = Path(run_dir)
+    problems = environment_problems(cfg)
+    if problems:
+        raise UnsupportedError(f"{len(problems)} problem(s) with this machine", problems)
     prepare_run_dir(run_dir, cfg, resuming=resume is not None)
     checkpoint = resolve_resume(resume, run_dir / "checkpoints")
 
@@ -63,6 +74,12 @@ def run_training(
     from dsft.models.resolve import resolve_model
 
     model_dir = resolve_model(cfg.model.name_or_path, cache_dir=cfg.model.cache_dir, revision=cfg.model.revision)
+    from transformers import AutoConfig
+
+    # Model-config checks (dropout) read config.json only: a wrong key fails before data preparation.
+    config_overrides = check_dropout(
+        cfg, AutoConfig.from_pretrained(str(model_dir), trust_remote_code=cfg.model.trust_remote_code)
+    )
     tokenizer = load_tokenizer(model_dir)
     template_name, template = resolve_template(cfg, model_dir, tokenizer)
     splits = load_splits(cfg, tokenizer, template, run_dir)
@@ -72,8 +89,11 @@ def run_training(
     from transformers import set_seed
 
     set_seed(cfg.train.seed)  # before the adapter is created: LoRA A matrices are drawn from this RNG
-    model = build_model(cfg, model_dir, tokenizer)
-    metrics = MetricsCallback(run_dir, TokenCounter())
+    model = build_model(cfg, model_dir, tokenizer, config_overrides)
+    # Only the main process logs; it samples every visible GPU.
+    telemetry = GpuTelemetry.open() if int(os.environ.get("RANK", "0")) == 0 else None
+    metrics = MetricsCallback(run_dir, TokenCounter(), tensorboard="tensorboard" in cfg.train.report_to,
+                              telemetry=telemetry)
     callbacks = _callbacks(cfg, metrics, bool(splits["val"].examples), progress, should_stop, extra_callbacks)
     trainer = _build_trainer(cfg, run_dir, model, tokenizer, splits, callbacks, metrics.counter)
     info: dict[str, Any] = {
@@ -163,6 +183,7 @@ def _build_trainer(
         callbacks=callbacks,
         loss_chunk_size=cfg.train.loss_chunk_size,
         offload_activations=cfg.train.offload_activations,
+        label_smoothing=cfg.train.label_smoothing,
         token_counter=counter,
     )
     # dsft logs through metrics.jsonl and its own progress bar; the Trainer's dict printer is noise.

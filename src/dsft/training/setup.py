@@ -16,6 +16,13 @@ from dsft.training.examples import TokenizedSplit, tokenize_conversations
 
 log = logging.getLogger(__name__)
 
+# train.optimizer -> TrainingArguments.optim
+OPTIMIZERS = {"adamw_torch": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit", "adafactor": "adafactor"}
+# train.report_to -> the package transformers' integration imports
+TRACKER_PACKAGES = {"wandb": "wandb", "mlflow": "mlflow", "swanlab": "swanlab"}
+# Config attributes that hold a hidden-state / residual dropout, by architecture family.
+HIDDEN_DROPOUT_KEYS = ("hidden_dropout", "resid_pdrop", "hidden_dropout_prob")
+
 
 def resolve_template(cfg: DsftConfig, model_dir: Path, tokenizer: Any) -> tuple[str, Any]:
     """``template.name`` or, when ``auto``, the family detected from the model's config and tokenizer."""
@@ -57,6 +64,59 @@ def resolve_precision(precision: str) -> str:
     return precision
 
 
+def _installed(package: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(package) is not None
+
+
+def environment_problems(cfg: DsftConfig, cuda: bool | None = None,
+                         installed: Any = _installed) -> list[str]:
+    """What this machine lacks for the config's optimizer and trackers, one line per key (empty = fine).
+
+    ``cuda`` / ``installed(package)`` default to this machine; tests pass their own.
+    """
+    cuda = torch.cuda.is_available() if cuda is None else cuda
+    problems = []
+    if cfg.train.optimizer == "adamw_8bit":
+        missing = ([] if cuda else ["a CUDA GPU (bitsandbytes' 8-bit optimizer states live in GPU kernels)"]) + (
+            [] if installed("bitsandbytes") else ["bitsandbytes (pip install bitsandbytes)"])
+        if missing:
+            problems.append("train.optimizer: adamw_8bit needs " + " and ".join(missing)
+                            + "; use adamw_torch or adafactor on this machine")
+    for name in cfg.train.report_to:
+        package = TRACKER_PACKAGES.get(name)
+        if package and not installed(package):
+            problems.append(f"train.report_to: {name} is not installed (pip install {package}), or remove it "
+                            "from train.report_to")
+    return problems
+
+
+def check_dropout(cfg: DsftConfig, model_config: Any) -> dict[str, float]:
+    """The model-config overrides for ``model.attention_dropout`` / ``model.hidden_dropout``.
+
+    Refuses a dropout the architecture does not have (setting an attribute its modules never read would
+    change nothing).
+    """
+    overrides: dict[str, float] = {}
+    arch = type(model_config).__name__.removesuffix("Config")
+    if cfg.model.attention_dropout is not None:
+        if not hasattr(model_config, "attention_dropout"):
+            raise ConfigError(f"model.attention_dropout: the {arch} architecture has no attention dropout; "
+                              "remove the key")
+        overrides["attention_dropout"] = cfg.model.attention_dropout
+    if cfg.model.hidden_dropout is not None:
+        key = next((k for k in HIDDEN_DROPOUT_KEYS if hasattr(model_config, k)), None)
+        if key is None:
+            raise ConfigError(
+                f"model.hidden_dropout: the {arch} architecture has no hidden-state dropout (only "
+                f"{'attention dropout' if hasattr(model_config, 'attention_dropout') else 'none'}); use "
+                "model.attention_dropout or lora.dropout instead"
+            )
+        overrides[key] = cfg.model.hidden_dropout
+    return overrides
+
+
 def _check_qlora() -> None:
     import importlib.util
 
@@ -72,11 +132,12 @@ def _check_qlora() -> None:
         )
 
 
-def build_model(cfg: DsftConfig, model_dir: Path, tokenizer: Any) -> Any:
+def build_model(cfg: DsftConfig, model_dir: Path, tokenizer: Any, config_overrides: dict[str, Any] | None = None) -> Any:
     """Load the base model for training and wrap it with LoRA when the method asks for it.
 
     Full fine-tunes keep fp32 master weights (bf16 autocast on GPU); LoRA/QLoRA load the frozen base in
-    the training precision and keep adapter weights in fp32 (peft's default).
+    the training precision and keep adapter weights in fp32 (peft's default). ``config_overrides`` (from
+    :func:`check_dropout`) replace model-config attributes before the modules are built.
     """
     from dsft.models.loading import load_model
 
@@ -90,6 +151,7 @@ def build_model(cfg: DsftConfig, model_dir: Path, tokenizer: Any) -> Any:
     model = load_model(
         model_dir, dtype=dtype, attn_implementation=cfg.model.attn_implementation,
         quantization="4bit" if method == "qlora" else None, trust_remote_code=cfg.model.trust_remote_code,
+        config_overrides=config_overrides,
     )
     from dsft.models.loading import align_special_tokens
 
@@ -159,6 +221,11 @@ def build_training_arguments(cfg: DsftConfig, run_dir: Path, has_eval: bool, mod
         max_steps=t.max_steps,
         learning_rate=t.lr,
         lr_scheduler_type=t.lr_scheduler if t.lr_scheduler != "constant" else "constant_with_warmup",
+        lr_scheduler_kwargs={"num_cycles": t.lr_cycles} if t.lr_scheduler == "cosine_with_restarts" else None,
+        optim=OPTIMIZERS[t.optimizer],
+        adam_beta1=t.adam_betas[0],
+        adam_beta2=t.adam_betas[1],
+        adam_epsilon=t.adam_epsilon,
         warmup_steps=t.warmup_ratio,
         weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm,
@@ -182,7 +249,9 @@ def build_training_arguments(cfg: DsftConfig, run_dir: Path, has_eval: bool, mod
         load_best_model_at_end=keep_best,
         metric_for_best_model=e.metric if keep_best else None,
         greater_is_better=e.greater_is_better if keep_best else None,
-        report_to="none",
+        # dsft writes metrics.jsonl and TensorBoard itself (MetricsCallback); other trackers go through
+        # transformers' integrations.
+        report_to=[name for name in t.report_to if name != "tensorboard"] or "none",
         disable_tqdm=True,
         remove_unused_columns=False,
         dataloader_num_workers=t.num_workers,

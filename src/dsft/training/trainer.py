@@ -77,9 +77,13 @@ class DsftTrainer(Trainer):
     loss_is_scaled_for_ga = True
 
     def __init__(
-        self, *args: Any, loss_chunk_size: int | str = "auto", offload_activations: bool = False, **kwargs: Any
+        self, *args: Any, loss_chunk_size: int | str = "auto", offload_activations: bool = False,
+        label_smoothing: float = 0.0, **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        # Applied to the training loss only: evaluation loss (and the perplexity derived from it) stays the
+        # plain cross-entropy, comparable across runs with and without smoothing.
+        self.label_smoothing = float(label_smoothing)
         causal_lm = unwrap_causal_lm(self.model)
         if loss_chunk_size == "auto":
             weight = causal_lm.get_output_embeddings().weight
@@ -141,15 +145,17 @@ class DsftTrainer(Trainer):
         with offload:
             hidden, outputs = forward_hidden_states(model, model_inputs)
         lm_head = unwrap_causal_lm(model).get_output_embeddings()
+        smoothing = self.label_smoothing if model.training else 0.0
         if hasattr(lm_head.weight, "ds_id"):
             # DeepSpeed ZeRO-3 partitions the weight; it is whole only inside lm_head's own forward.
             loss = supervised_cross_entropy_via_module(
-                hidden, lm_head, labels, num_items_in_batch, self.loss_chunk_size, shifted=shifted
+                hidden, lm_head, labels, num_items_in_batch, self.loss_chunk_size, shifted=shifted,
+                label_smoothing=smoothing,
             )
         else:
             loss = supervised_cross_entropy(
                 hidden, lm_head.weight, labels, num_items_in_batch, self.loss_chunk_size,
-                lm_head_bias=getattr(lm_head, "bias", None), shifted=shifted,
+                lm_head_bias=getattr(lm_head, "bias", None), shifted=shifted, label_smoothing=smoothing,
             )
         if num_items_in_batch is not None and self.args.average_tokens_across_devices:
             # num_items_in_batch counts every rank's tokens while DDP/DeepSpeed average gradients over the

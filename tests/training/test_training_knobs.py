@@ -1,0 +1,131 @@
+"""The guides' optimizer, schedule and regularisation keys reach the Trainer and do what they say."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoConfig, Qwen2Config, Qwen2ForCausalLM
+
+from dsft.config import load_config
+from dsft.errors import ConfigError
+from dsft.training.collators import PackedCollator
+from dsft.training.setup import build_training_arguments, check_dropout, environment_problems
+from dsft.training.trainer import DsftTrainer
+
+
+def _model() -> Qwen2ForCausalLM:
+    torch.manual_seed(0)
+    return Qwen2ForCausalLM(Qwen2Config(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                        num_attention_heads=2, num_key_value_heads=1))
+
+
+def _trainer(tmp_path: Path, *overrides: str) -> DsftTrainer:
+    cfg = load_config(None, list(overrides))
+    model = _model()
+    args = build_training_arguments(cfg, tmp_path, has_eval=False, model=model)
+    return DsftTrainer(model=model, args=args, data_collator=PackedCollator(pad_id=0), loss_chunk_size=8)
+
+
+def test_adamw_betas_and_epsilon_drive_the_update(tmp_path: Path) -> None:
+    trainer = _trainer(tmp_path, "train.adam_betas=[0.8, 0.95]", "train.adam_epsilon=1e-3", "train.lr=0.1",
+                       "train.weight_decay=0")
+    optimizer = trainer.create_optimizer()
+    assert isinstance(optimizer, torch.optim.AdamW)
+    param = next(p for p in trainer.model.parameters() if p.requires_grad)
+    start = param.detach().clone()
+    grads = [torch.full_like(param, 0.5), torch.full_like(param, -2.0)]
+    m = v = torch.zeros_like(param)
+    expected = start.clone()
+    for step, grad in enumerate(grads, start=1):
+        for p in trainer.model.parameters():
+            p.grad = torch.zeros_like(p)
+        param.grad = grad.clone()
+        optimizer.step()
+        # Adam by hand with beta1 0.8, beta2 0.95, eps 1e-3 (bias-corrected).
+        m = 0.8 * m + 0.2 * grad
+        v = 0.95 * v + 0.05 * grad * grad
+        m_hat, v_hat = m / (1 - 0.8**step), v / (1 - 0.95**step)
+        expected = expected - 0.1 * m_hat / (v_hat.sqrt() + 1e-3)
+    torch.testing.assert_close(param.detach(), expected, atol=1e-6, rtol=1e-6)
+    # The default betas give a different second step: the keys are not decorative.
+    default = _trainer(tmp_path / "d", "train.lr=0.1").create_optimizer()
+    assert default.param_groups[0]["betas"] == (0.9, 0.999) and default.param_groups[0]["eps"] == 1e-8
+
+
+def test_adafactor_is_selectable_and_refuses_betas(tmp_path: Path) -> None:
+    from transformers.optimization import Adafactor
+
+    assert isinstance(_trainer(tmp_path, "train.optimizer=adafactor").create_optimizer(), Adafactor)
+    with pytest.raises(ConfigError, match="adafactor has no betas"):
+        load_config(None, ["train.optimizer=adafactor", "train.adam_betas=[0.9, 0.95]"])
+
+
+def test_cosine_with_restarts_restarts_every_fifth_of_the_steps(tmp_path: Path) -> None:
+    trainer = _trainer(tmp_path, "train.lr_scheduler=cosine_with_restarts", "train.warmup_ratio=0", "train.lr=1.0")
+    trainer.create_optimizer_and_scheduler(num_training_steps=100)
+    lrs = []
+    for _ in range(100):
+        lrs.append(trainer.lr_scheduler.get_last_lr()[0])
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+    assert [s for s in range(1, 100) if lrs[s] > lrs[s - 1]] == [20, 40, 60, 80]  # a restart each 20%
+    assert all(math.isclose(lrs[s], 1.0) for s in (0, 20, 40, 60, 80))
+    assert lrs[19] < 0.01
+    with pytest.raises(ConfigError, match="lr_cycles applies to lr_scheduler cosine_with_restarts"):
+        load_config(None, ["train.lr_cycles=3"])
+
+
+def test_environment_problems_name_the_key_and_the_fix() -> None:
+    cfg = load_config(None, ["train.optimizer=adamw_8bit", "train.report_to=[tensorboard, wandb]"])
+    problems = environment_problems(cfg, cuda=False, installed=lambda package: False)
+    assert problems[0].startswith("train.optimizer: adamw_8bit needs a CUDA GPU")
+    assert "use adamw_torch or adafactor" in problems[0]
+    assert problems[1] == ("train.report_to: wandb is not installed (pip install wandb), or remove it from "
+                           "train.report_to")
+    assert environment_problems(cfg, cuda=True, installed=lambda package: True) == []
+
+
+def test_trackers_go_to_transformers_report_to(tmp_path: Path) -> None:
+    def args(*overrides: str):  # noqa: ANN202
+        return build_training_arguments(load_config(None, list(overrides)), tmp_path, has_eval=False, model=_model())
+
+    # tensorboard is dsft's own writer (RUN_DIR/tb), never a second one through transformers.
+    assert args("train.report_to=[tensorboard, mlflow]").report_to == ["mlflow"]
+    assert args().report_to in ([], ["none"])
+    assert args("train.report_to=[]").report_to in ([], ["none"])
+
+
+def test_dropout_applies_where_the_architecture_has_it(tiny_model_dir) -> None:
+    from dsft.models.loading import load_model
+
+    path = tiny_model_dir("tiny-deepseek-v3")
+    model_config = AutoConfig.from_pretrained(str(path))
+    cfg = load_config(None, ["model.attention_dropout=0.5"])
+    overrides = check_dropout(cfg, model_config)
+    assert overrides == {"attention_dropout": 0.5}
+    model = load_model(path, dtype="float32", attn_implementation="eager", config_overrides=overrides)
+    assert model.config.attention_dropout == 0.5
+    ids = torch.arange(1, 17)[None]
+    model.train()
+    torch.manual_seed(0)
+    first = model(input_ids=ids, use_cache=False).logits
+    second = model(input_ids=ids, use_cache=False).logits
+    assert not torch.allclose(first, second), "attention dropout is active in training mode"
+    model.eval()
+    assert torch.equal(model(input_ids=ids, use_cache=False).logits, model(input_ids=ids, use_cache=False).logits)
+    with pytest.raises(ConfigError, match="model.hidden_dropout: the DeepseekV3 architecture has no hidden-state"):
+        check_dropout(load_config(None, ["model.hidden_dropout=0.1"]), model_config)
+
+
+def test_train_refuses_8bit_adamw_on_cpu_before_loading(run_cli, tmp_path: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the refusal is for CPU-only machines")
+    config = tmp_path / "c.yaml"
+    config.write_text("train:\n  optimizer: adamw_8bit\n", encoding="utf-8")
+    code, out, err = run_cli(["train", str(config), "--out", str(tmp_path / "run")])
+    assert code == 2
+    assert "train.optimizer: adamw_8bit needs a CUDA GPU" in out + err
+    assert not (tmp_path / "run").exists()
