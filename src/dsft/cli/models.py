@@ -1,4 +1,4 @@
-"""``dsft models``: list presets, write a tiny model, show a model's LoRA targets."""
+"""``dsft models``: list presets, write a tiny model, import a GGUF/Ollama model, show a model's LoRA targets."""
 
 from __future__ import annotations
 
@@ -77,6 +77,24 @@ def write_random(
         fields[key] = yaml.safe_load(value)
     path = write_random_model(preset, out, dtype=dtype, seed=seed, overrides=fields)
     typer.echo(f"wrote a random-weight {preset} to {path}")
+
+
+@models_app.command("import")
+def import_gguf(
+    source: str = typer.Argument(..., help="A .gguf file or ollama:NAME[:TAG] (from the local Ollama store)."),
+    out: Path = typer.Option(..., "--out", help="Directory to write (must be empty or absent)."),
+) -> None:
+    """Convert a GGUF file or an Ollama model into a float32 Hugging Face checkpoint (dequantised)."""
+    from dsft.errors import DsftError
+    from dsft.models.gguf_source import convert_gguf, dequantisation_note, gguf_file_of, is_gguf_source
+
+    if not is_gguf_source(source):
+        raise DsftError(f"{source}: not a .gguf file or an ollama:NAME[:TAG] name")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DsftError(f"--out {out}: exists and is not an empty directory; choose a new one")
+    imported = convert_gguf(gguf_file_of(source), out, source=source)
+    typer.echo(f"wrote {imported.model_dir}")
+    typer.echo(dequantisation_note(imported.source))
 
 
 @models_app.command("targets")

@@ -18,8 +18,9 @@ class Section(BaseModel):
 class ModelConfig(Section):
     name_or_path: str = Field(
         "tiny-deepseek-v3",
-        description="Local HF directory, hub id (e.g. deepseek-ai/DeepSeek-R1-Distill-Qwen-7B) or a "
-        "built-in tiny preset (tiny-deepseek-v3, tiny-r1-distill-qwen, tiny-deepseek-llm).",
+        description="Local HF directory, hub id (e.g. deepseek-ai/DeepSeek-R1-Distill-Qwen-7B), a .gguf file or "
+        "ollama:NAME[:TAG] (converted once to a dequantised checkpoint in the cache), or a built-in tiny "
+        "preset (tiny-deepseek-v3, tiny-r1-distill-qwen, tiny-deepseek-llm).",
     )
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit) for hub ids.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
@@ -31,7 +32,9 @@ class ModelConfig(Section):
     trust_remote_code: bool = Field(
         False, description="Allow model code from the hub (only needed for old deepseek-moe checkpoints)."
     )
-    cache_dir: str | None = Field(None, description="Where tiny presets and hub downloads are stored.")
+    cache_dir: str | None = Field(
+        None, description="Where tiny presets, converted GGUF/Ollama models and hub downloads are stored."
+    )
     attention_dropout: float | None = Field(
         None, ge=0, lt=1, description="Dropout on attention probabilities while training (the model config's "
         "attention_dropout); null = the checkpoint's value. Refused for architectures without one.",

@@ -1,12 +1,14 @@
 """Turn ``model.name_or_path`` into a local checkpoint directory.
 
-Three kinds of names, tried in this order:
+Four kinds of names, tried in this order:
 
 1. a built-in tiny preset (``tiny-deepseek-v3``, ...): written once under the cache directory and
    reused; written to a temporary directory and renamed, so an interrupted write never leaves a
    half-written model that a later run would load;
-2. a local directory holding ``config.json``: used as is;
-3. a hub id ``org/name``: downloaded with ``huggingface_hub.snapshot_download`` (weights, config,
+2. a ``.gguf`` file or ``ollama:NAME[:TAG]``: converted once into ``CACHE/gguf/`` (see
+   :mod:`dsft.models.gguf_source`);
+3. a local directory holding ``config.json``: used as is;
+4. a hub id ``org/name``: downloaded with ``huggingface_hub.snapshot_download`` (weights, config,
    tokenizer; no other files).
 """
 
@@ -19,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from dsft.errors import DsftError
+from dsft.models.gguf_source import is_gguf_source, materialise_gguf
 from dsft.models.tiny import TINY_PRESETS, write_tiny
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
@@ -67,22 +70,26 @@ def materialise_tiny(name: str, cache_dir: str | Path | None = None) -> Path:
 
 
 def resolve_model(name_or_path: str | Path, cache_dir: str | Path | None = None, revision: str | None = None) -> Path:
-    """Return a local HF checkpoint directory for a tiny preset name, a local directory or a hub id.
+    """Return a local HF checkpoint directory for a tiny preset, a GGUF file / Ollama name, a directory or a hub id.
 
-    ``cache_dir`` holds tiny presets (under ``tiny/``) and hub downloads (under ``hub/``); default
+    ``cache_dir`` holds tiny presets (under ``tiny/``), converted GGUF models (under ``gguf/``) and hub
+    downloads (under ``hub/``); default
     ``$DSFT_CACHE`` or ``~/.cache/dsft`` for presets, and for hub downloads ``$DSFT_CACHE/hub`` if set,
     else the standard Hugging Face cache. Raises :class:`DsftError` for anything that cannot be resolved.
     """
     name = str(name_or_path)
     if name in TINY_PRESETS:
         return materialise_tiny(name, cache_dir)
+    if is_gguf_source(name):
+        return materialise_gguf(name, Path(cache_dir).expanduser() if cache_dir else default_cache_dir()).model_dir
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise DsftError(f"{path}: not a Hugging Face model directory (no config.json)")
         return path
     if path.exists():
-        raise DsftError(f"{path}: is a file; model.name_or_path needs a model directory, a hub id or a preset")
+        raise DsftError(f"{path}: is a file; model.name_or_path needs a model directory, a .gguf file, "
+                        "ollama:NAME[:TAG], a hub id or a preset")
     if HUB_ID.match(name) and not name.startswith((".", "/", "~")):
         return download_from_hub(name, cache_dir, revision)
     from dsft.models.presets import REAL_MODEL_FACTS
@@ -91,7 +98,8 @@ def resolve_model(name_or_path: str | Path, cache_dir: str | Path | None = None,
         raise DsftError(f"model {name!r} is a real-model config preset (numbers only, for planning); "
                         f"to fine-tune it use its hub id {REAL_MODEL_FACTS[name].hub_id!r} or a local copy")
     raise DsftError(
-        f"model {name!r}: not a local directory, a hub id (org/name) or a tiny preset; "
+        f"model {name!r}: not a local directory, a .gguf file, ollama:NAME[:TAG], a hub id (org/name) or a "
+        f"tiny preset; "
         f"tiny presets: {', '.join(TINY_PRESETS)} (`dsft models list` shows real-model presets too)"
     )
 

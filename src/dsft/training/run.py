@@ -6,6 +6,7 @@ config -> run directory -> tokenizer + template -> data -> tokenized examples ->
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import time
@@ -19,6 +20,7 @@ from transformers.trainer_callback import PrinterCallback
 
 from dsft.config import DsftConfig
 from dsft.errors import DsftError, UnsupportedError
+from dsft.models.gguf_source import dequantisation_note, read_import_record
 from dsft.training.checkpointing import resolve_resume
 from dsft.training.gpu_telemetry import GpuTelemetry
 from dsft.training.monitoring import MetricsCallback, RichProgressCallback, TokenCounter, read_metrics
@@ -31,6 +33,8 @@ from dsft.training.setup import (
     load_splits,
     resolve_template,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -80,6 +84,9 @@ def run_training(
     config_overrides = check_dropout(
         cfg, AutoConfig.from_pretrained(str(model_dir), trust_remote_code=cfg.model.trust_remote_code)
     )
+    imported = read_import_record(model_dir)  # a GGUF/Ollama source: say what the weights are
+    if imported is not None:
+        log.warning(dequantisation_note(imported))
     tokenizer = load_tokenizer(model_dir)
     template_name, template = resolve_template(cfg, model_dir, tokenizer)
     splits = load_splits(cfg, tokenizer, template, run_dir)
@@ -98,6 +105,7 @@ def run_training(
     trainer = _build_trainer(cfg, run_dir, model, tokenizer, splits, callbacks, metrics.counter)
     info: dict[str, Any] = {
         "template": template_name, "base_model": str(model_dir), "model_name_or_path": cfg.model.name_or_path,
+        "model_source": imported,
         "method": cfg.train.method, "masking": cfg.template.masking, "thinking": cfg.template.thinking,
         "resumed_from": str(checkpoint) if checkpoint else None,
         "examples": {k: len(v.examples) for k, v in splits.items()},

@@ -1,0 +1,337 @@
+"""GGUF files and Ollama models as a training source, converted once into a Hugging Face checkpoint.
+
+``model.name_or_path`` may name a ``.gguf`` file or ``ollama:NAME[:TAG]``. An Ollama name is looked up in
+the local Ollama store (``$OLLAMA_MODELS``, else ``~/.ollama/models``, else the Linux service's
+``/usr/share/ollama/.ollama/models``): ``manifests/HOST/NAMESPACE/NAME/TAG`` is a JSON manifest whose
+``application/vnd.ollama.image.model`` layer names the GGUF blob ``blobs/sha256-<hex>``.
+
+transformers reads GGUF files and dequantises every tensor to float; the model it returns is marked as
+quantized and refuses ``save_pretrained``. The conversion therefore rebuilds the model from its config
+without ``quantization_config``, copies the dequantised weights in and saves an ordinary checkpoint with
+the tokenizer and chat template read from the GGUF metadata. Training then starts from those dequantised
+weights: the quantisation error of the file (e.g. Q4_1's 4-bit rounding) is part of the starting model,
+which is not the original full-precision one.
+
+The architecture is checked from the GGUF header (no tensors read) before anything heavy happens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dsft.errors import DsftError, UnsupportedError
+
+log = logging.getLogger(__name__)
+
+OLLAMA_PREFIX = "ollama:"
+OLLAMA_MODEL_LAYER = "application/vnd.ollama.image.model"
+OLLAMA_DEFAULT_HOST = "registry.ollama.ai"
+OLLAMA_DEFAULT_NAMESPACE = "library"
+IMPORT_RECORD = "dsft_import.json"
+
+# llama.cpp pre-tokenizer names whose regexes split every digit on its own before GPT-2's regex
+# (llama-vocab.cpp). transformers' GGUF tokenizer converter keeps only the byte-level split, so the
+# digit split is restored here: otherwise "1970" would be one token after import and four in llama.cpp.
+_DIGIT_SPLIT_PRE = ("smollm", "codeshell", "exaone", "minerva-7b")
+
+
+@dataclass(frozen=True)
+class GGUFInfo:
+    """What a GGUF file is, read from its header without loading tensors."""
+
+    path: str
+    architecture: str
+    quantization: str  # general.file_type as llama.cpp names it (Q4_1, Q8_0, F16, ...), or "unknown"
+    tensor_types: dict[str, int]  # ggml type -> number of tensors stored in it
+    model_name: str | None
+    pre_tokenizer: str | None
+    has_chat_template: bool
+
+
+@dataclass(frozen=True)
+class ImportedModel:
+    """A converted checkpoint and where it came from."""
+
+    model_dir: Path
+    source: dict[str, Any] = field(default_factory=dict)
+
+
+def is_gguf_source(name: str | Path) -> bool:
+    """Whether ``model.name_or_path`` names a GGUF file or an Ollama model."""
+    text = str(name)
+    return text.startswith(OLLAMA_PREFIX) or text.lower().endswith(".gguf")
+
+
+def ollama_store() -> Path:
+    """The local Ollama model store: ``$OLLAMA_MODELS``, else the user's, else the Linux service's."""
+    env = os.environ.get("OLLAMA_MODELS")
+    if env:
+        return Path(env).expanduser()
+    user = Path.home() / ".ollama" / "models"
+    service = Path("/usr/share/ollama/.ollama/models")
+    return service if not user.is_dir() and service.is_dir() else user
+
+
+def _manifest_path(store: Path, name: str) -> Path:
+    """``manifests/HOST/NAMESPACE/NAME/TAG`` for ``NAME[:TAG]``, ``NS/NAME[:TAG]`` or ``HOST/NS/NAME[:TAG]``."""
+    base, sep, tag = name.rpartition(":")
+    if not sep or "/" in tag:  # no tag (a ':' inside a host:port is not one)
+        base, tag = name, "latest"
+    parts = [p for p in base.split("/") if p]
+    if not parts or any(p in (".", "..") for p in parts) or not tag or len(parts) > 3:
+        raise DsftError(f"model.name_or_path: {OLLAMA_PREFIX}{name!r} is not an Ollama name (NAME[:TAG])")
+    if len(parts) == 1:
+        parts = [OLLAMA_DEFAULT_HOST, OLLAMA_DEFAULT_NAMESPACE, *parts]
+    elif len(parts) == 2:
+        parts = [OLLAMA_DEFAULT_HOST, *parts]
+    return store.joinpath("manifests", *parts, tag)
+
+
+def resolve_ollama(name: str, store: Path | None = None) -> Path:
+    """The GGUF blob of Ollama model ``name`` (``NAME[:TAG]``, tag default ``latest``) in the local store."""
+    store = store or ollama_store()
+    manifest = _manifest_path(store, name)
+    if not manifest.is_file():
+        raise DsftError(
+            f"model.name_or_path: {OLLAMA_PREFIX}{name}: not in the Ollama store {store} (no {manifest}); "
+            f"`ollama pull {name}` first, or set OLLAMA_MODELS to the store's directory"
+        )
+    try:
+        layers = json.loads(manifest.read_text(encoding="utf-8")).get("layers") or []
+    except (OSError, ValueError, AttributeError) as exc:
+        raise DsftError(f"{manifest}: unreadable Ollama manifest ({exc})") from exc
+    digests = [layer.get("digest") for layer in layers
+               if isinstance(layer, dict) and layer.get("mediaType") == OLLAMA_MODEL_LAYER]
+    if not digests or not isinstance(digests[0], str) or not digests[0].startswith("sha256:"):
+        raise DsftError(f"{manifest}: the Ollama manifest has no model layer ({OLLAMA_MODEL_LAYER})")
+    blob = store / "blobs" / digests[0].replace(":", "-")
+    if not blob.is_file():
+        raise DsftError(f"{manifest}: its model blob {blob} is missing; `ollama pull {name}` again")
+    return blob
+
+
+def gguf_file_of(name: str) -> Path:
+    """The GGUF file a ``model.name_or_path`` names (an Ollama name resolved to its blob)."""
+    if name.startswith(OLLAMA_PREFIX):
+        return resolve_ollama(name[len(OLLAMA_PREFIX):])
+    path = Path(name).expanduser()
+    if not path.is_file():
+        raise DsftError(f"model.name_or_path: {path}: no such GGUF file")
+    return path
+
+
+def _field_value(reader: Any, key: str) -> Any:
+    """A scalar or string metadata value of a ``gguf.GGUFReader`` (None when absent)."""
+    entry = reader.fields.get(key)
+    if entry is None:
+        return None
+    return entry.contents()
+
+
+def read_gguf_info(path: Path) -> GGUFInfo:
+    """Architecture, quantisation and tokenizer facts from a GGUF header (tensors are memory-mapped, not read)."""
+    import gguf
+
+    try:
+        reader = gguf.GGUFReader(str(path))
+    except (OSError, ValueError, KeyError) as exc:
+        raise DsftError(f"{path}: not a readable GGUF file ({exc})") from exc
+    file_type = _field_value(reader, "general.file_type")
+    try:
+        quantization = gguf.LlamaFileType(int(file_type)).name.removeprefix("MOSTLY_").removeprefix("ALL_")
+    except (TypeError, ValueError):
+        quantization = "unknown"
+    types = Counter(gguf.GGMLQuantizationType(int(t.tensor_type)).name for t in reader.tensors)
+    return GGUFInfo(
+        path=str(path), architecture=str(_field_value(reader, "general.architecture") or "unknown"),
+        quantization=quantization, tensor_types=dict(sorted(types.items())),
+        model_name=_field_value(reader, "general.name"), pre_tokenizer=_field_value(reader, "tokenizer.ggml.pre"),
+        has_chat_template=_field_value(reader, "tokenizer.chat_template") is not None,
+    )
+
+
+def transformers_gguf_architectures() -> tuple[str, ...]:
+    """GGUF architectures this transformers version can read."""
+    from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
+
+    # The mapping also lists the metadata groups "general" and "tokenizer", which are no architectures.
+    return tuple(sorted(set(GGUF_SUPPORTED_ARCHITECTURES) - {"general", "tokenizer"}))
+
+
+def check_architecture(info: GGUFInfo) -> None:
+    """Refuse, naming it, an architecture transformers cannot read from GGUF (before any tensor is loaded)."""
+    supported = transformers_gguf_architectures()
+    if info.architecture not in supported:
+        raise UnsupportedError(
+            f"{info.path}: GGUF architecture {info.architecture!r} cannot be read by transformers (it reads "
+            f"{', '.join(supported)}); convert the original Hugging Face checkpoint instead"
+        )
+
+
+def _restore_digit_split(tokenizer: Any, pre: str | None) -> None:
+    """Give the converted tokenizer llama.cpp's single-digit split for ``pre`` names that have one."""
+    if pre not in _DIGIT_SPLIT_PRE:
+        return
+    from tokenizers import pre_tokenizers
+
+    backend = tokenizer.backend_tokenizer
+    current = backend.pre_tokenizer
+    if current is None or "Digits" in json.dumps(json.loads(backend.to_str()).get("pre_tokenizer")):
+        return
+    backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), current])
+
+
+# Texts whose tokenization must be the same in the converted tokenizer and in llama.cpp on the original file:
+# words, digit runs (split differently by different regexes), Chinese, whitespace runs, punctuation.
+TOKENIZATION_PROBES = (
+    "The quick brown fox jumps over the lazy dog 1234567.",
+    "青山水库于1970年9月建成，总库容76526万立方米。",
+    "  leading spaces,\ttabs\nand\n\nnewlines   ",
+    "x=3.14159; y = x**2 // 7 != 0x1F",
+)
+
+
+def tokenization_mismatches(path: Path, tokenizer: Any, texts: tuple[str, ...] = TOKENIZATION_PROBES) -> list[str] | None:
+    """Texts the converted tokenizer splits differently from llama.cpp reading ``path`` (None: no llama.cpp).
+
+    transformers rebuilds a GGUF's tokenizer from its vocabulary and merges but not from llama.cpp's
+    per-model pre-tokenizer regexes, so a model whose regex it does not reproduce would be trained on
+    token sequences it never saw.
+    """
+    try:
+        from llama_cpp import Llama
+    except ImportError:  # optional: llama-cpp-python (dsft[gguf-verify])
+        return None
+    llm = Llama(model_path=str(path), vocab_only=True, verbose=False)
+    try:
+        problems = []
+        for text in texts:
+            expected = list(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+            got = tokenizer.encode(text, add_special_tokens=False)
+            if got != expected:
+                at = next((i for i, (a, b) in enumerate(zip(expected, got)) if a != b), min(len(expected), len(got)))
+                problems.append(f"{text[:30]!r}: from token {at}, llama.cpp {expected[at:at + 6]}, "
+                                f"converted {got[at:at + 6]}")
+        return problems
+    finally:
+        llm.close()
+
+
+def convert_gguf(path: Path, out_dir: Path, source: str | None = None) -> ImportedModel:
+    """Convert GGUF ``path`` into a float32 Hugging Face checkpoint at ``out_dir`` (written atomically)."""
+    info = read_gguf_info(path)
+    check_architecture(info)
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        _write_checkpoint(path, info, staging)
+        record = {"source": source or str(path), "gguf_file": str(path), "architecture": info.architecture,
+                  "quantization": info.quantization, "tensor_types": info.tensor_types,
+                  "model_name": info.model_name, "dequantized_to": "float32"}
+        (staging / IMPORT_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        staging.chmod(0o755)  # mkdtemp makes it private; the checkpoint is an ordinary directory
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return ImportedModel(out_dir, record)
+
+
+def _write_checkpoint(path: Path, info: GGUFInfo, out_dir: Path) -> None:
+    """Dequantise, rebuild without quantization_config, save weights + tokenizer (+ chat template)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    except (OSError, ValueError, KeyError, NotImplementedError) as exc:
+        raise DsftError(f"{path}: transformers could not read the tokenizer of this GGUF file ({exc})") from exc
+    _restore_digit_split(tokenizer, info.pre_tokenizer)
+    mismatches = tokenization_mismatches(path, tokenizer)  # before the weights: a refusal costs seconds
+    if mismatches:
+        raise UnsupportedError(
+            f"{path}: the tokenizer transformers rebuilds from this GGUF splits text differently from llama.cpp "
+            f"(pre-tokenizer {info.pre_tokenizer!r}); training on it would feed the model token sequences it never "
+            "saw. Use the original Hugging Face checkpoint of this model instead", problems=mismatches,
+        )
+    if mismatches is None:
+        log.warning("%s: llama-cpp-python is not installed, so the converted tokenizer was not compared with "
+                    "llama.cpp's (pip install llama-cpp-python)", path)
+    try:
+        loaded = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+    except (OSError, ValueError, KeyError, NotImplementedError) as exc:
+        raise DsftError(f"{path}: transformers could not read this {info.architecture} GGUF file ({exc})") from exc
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    # The GGUF-loaded model refuses save_pretrained; an ordinary model built from the same config does not.
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict(), strict=True)
+    del loaded
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.save_pretrained(str(out_dir))
+    tokenizer.save_pretrained(str(out_dir))
+
+
+def import_key(path: Path) -> str:
+    """A cache key for a GGUF file: its resolved path, size and modification time (no hashing of GBs)."""
+    stat = path.resolve().stat()
+    text = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def imported_dir(path: Path, cache_dir: Path) -> Path:
+    """``CACHE/gguf/STEM-KEY``: where the converted copy of ``path`` lives.
+
+    Named after the file itself (an Ollama name and the blob's path share one conversion).
+    """
+    stem = path.resolve().stem
+    safe = "".join(c if c.isalnum() or c in "._-" else "-" for c in stem).strip("-.") or "model"
+    return cache_dir / "gguf" / f"{safe}-{import_key(path)}"
+
+
+def read_import_record(model_dir: Path) -> dict[str, Any] | None:
+    """The GGUF source of a converted checkpoint (``dsft_import.json``), or None for other checkpoints."""
+    record = Path(model_dir) / IMPORT_RECORD
+    if not record.is_file():
+        return None
+    try:
+        return json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def materialise_gguf(name: str, cache_dir: Path) -> ImportedModel:
+    """The converted checkpoint of GGUF/Ollama source ``name`` under ``cache_dir`` (converted on first use)."""
+    path = gguf_file_of(name)
+    target = imported_dir(path, cache_dir)
+    record = read_import_record(target)
+    if record is not None and (target / "config.json").is_file():
+        return ImportedModel(target, record)
+    info = read_gguf_info(path)
+    check_architecture(info)
+    log.warning("%s: converting %s %s GGUF to a float32 checkpoint in %s (once); training starts from these "
+                "dequantised weights, which carry the file's %s rounding", name, info.architecture,
+                info.quantization, target, info.quantization)
+    return convert_gguf(path, target, source=name)
+
+
+def dequantisation_note(record: dict[str, Any]) -> str:
+    """One plain sentence about where a converted model's weights came from."""
+    return (f"model from {record.get('source')} ({record.get('architecture')}, {record.get('quantization')}): "
+            f"training starts from weights dequantised to {record.get('dequantized_to', 'float32')}, "
+            f"not the original full-precision model")
+

@@ -1,0 +1,148 @@
+"""GGUF files and Ollama models as a source: the Ollama store's layout, refusals before any weight loads.
+
+The conversion of a real GGUF (SmolLM2-135M-Instruct) is tested in ``tests/realmodel``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from dsft.errors import DsftError, UnsupportedError
+from dsft.models.gguf_source import (
+    OLLAMA_MODEL_LAYER, imported_dir, is_gguf_source, read_gguf_info, resolve_ollama,
+)
+from dsft.models.resolve import resolve_model
+
+
+def write_header_only_gguf(path: Path, architecture: str) -> Path:
+    """A GGUF file with metadata and one tiny tensor, as llama.cpp's converter lays them out."""
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(str(path), architecture)
+    writer.add_name("header-only")
+    writer.add_file_type(int(gguf.LlamaFileType.MOSTLY_Q8_0))
+    writer.add_tensor("token_embd.weight", np.zeros((4, 32), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def fake_ollama_store(root: Path, name: str, tag: str, blob_bytes: bytes, namespace: str = "library") -> Path:
+    """An Ollama store as ``ollama pull`` leaves it: a manifest per NAME/TAG, blobs named by sha256."""
+    digest = hashlib.sha256(blob_bytes).hexdigest()
+    (root / "blobs").mkdir(parents=True, exist_ok=True)
+    blob = root / "blobs" / f"sha256-{digest}"
+    blob.write_bytes(blob_bytes)
+    template = root / "blobs" / ("sha256-" + "0" * 64)
+    template.write_text("{{ .Prompt }}")
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                   "digest": "sha256:" + "1" * 64, "size": 10},
+        "layers": [
+            {"mediaType": OLLAMA_MODEL_LAYER, "digest": f"sha256:{digest}", "size": len(blob_bytes)},
+            {"mediaType": "application/vnd.ollama.image.template", "digest": "sha256:" + "0" * 64, "size": 13},
+        ],
+    }
+    path = root / "manifests" / "registry.ollama.ai" / namespace / name / tag
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(manifest))
+    return blob
+
+
+def test_names_that_are_gguf_sources() -> None:
+    assert is_gguf_source("ollama:deepseek-r1:7b") and is_gguf_source("/models/x.Q4_K_M.GGUF")
+    assert not is_gguf_source("tiny-deepseek-v3") and not is_gguf_source("deepseek-ai/DeepSeek-V3")
+
+
+def test_ollama_names_resolve_through_the_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = tmp_path / "store"
+    blob = fake_ollama_store(store, "smollm2", "135m", b"GGUF-one")
+    latest = fake_ollama_store(store, "smollm2", "latest", b"GGUF-two")
+    mine = fake_ollama_store(store, "tuned", "v1", b"GGUF-three", namespace="alice")
+    monkeypatch.setenv("OLLAMA_MODELS", str(store))
+    assert resolve_ollama("smollm2:135m") == blob
+    assert resolve_ollama("smollm2") == latest  # no tag = latest
+    assert resolve_ollama("library/smollm2:135m") == blob
+    assert resolve_ollama("registry.ollama.ai/alice/tuned:v1") == mine
+    assert resolve_ollama("alice/tuned:v1") == mine
+
+
+def test_ollama_errors_name_the_store_and_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = tmp_path / "store"
+    blob = fake_ollama_store(store, "smollm2", "135m", b"GGUF")
+    monkeypatch.setenv("OLLAMA_MODELS", str(store))
+    with pytest.raises(DsftError, match=r"not in the Ollama store .*ollama pull qwen2:7b"):
+        resolve_model("ollama:qwen2:7b", cache_dir=tmp_path / "cache")
+    with pytest.raises(DsftError, match="not an Ollama name"):
+        resolve_ollama("../../etc:x")
+    blob.unlink()
+    with pytest.raises(DsftError, match="model blob .* is missing"):
+        resolve_ollama("smollm2:135m")
+    manifest = store / "manifests" / "registry.ollama.ai" / "library" / "smollm2" / "135m"
+    manifest.write_text(json.dumps({"layers": [{"mediaType": "application/vnd.ollama.image.template",
+                                                "digest": "sha256:" + "0" * 64}]}))
+    with pytest.raises(DsftError, match="no model layer"):
+        resolve_ollama("smollm2:135m")
+    with pytest.raises(DsftError, match="no such GGUF file"):
+        resolve_model(str(tmp_path / "missing.gguf"), cache_dir=tmp_path / "cache")
+
+
+def test_header_facts_are_read_without_loading(tmp_path: Path) -> None:
+    info = read_gguf_info(write_header_only_gguf(tmp_path / "m.gguf", "llama"))
+    assert (info.architecture, info.quantization, info.tensor_types) == ("llama", "Q8_0", {"F32": 1})
+    (tmp_path / "junk.gguf").write_bytes(b"not a gguf file at all")
+    with pytest.raises(DsftError, match="not a readable GGUF file"):
+        read_gguf_info(tmp_path / "junk.gguf")
+
+
+def test_unreadable_architecture_is_one_error_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         run_cli) -> None:
+    path = write_header_only_gguf(tmp_path / "v3.gguf", "deepseek2")
+    with pytest.raises(UnsupportedError, match="GGUF architecture 'deepseek2' cannot be read by transformers"):
+        resolve_model(str(path), cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache" / "gguf").exists() or not any((tmp_path / "cache" / "gguf").iterdir())
+    # The same through an Ollama name and through `dsft models import`: exit 2, one message, no traceback.
+    store = tmp_path / "store"
+    fake_ollama_store(store, "deepseek-v3", "latest", path.read_bytes())
+    monkeypatch.setenv("OLLAMA_MODELS", str(store))
+    code, out, err = run_cli(["models", "import", "ollama:deepseek-v3", "--out", str(tmp_path / "out")])
+    assert code == 2 and "'deepseek2'" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+    code, _, err = run_cli(["models", "import", str(tmp_path / "v3.bin"), "--out", str(tmp_path / "out")])
+    assert code == 2 and "not a .gguf file" in err
+
+
+def test_converted_copies_are_keyed_by_the_file(tmp_path: Path) -> None:
+    path = write_header_only_gguf(tmp_path / "Model.Q8_0.gguf", "llama")
+    first = imported_dir(path, tmp_path / "cache")
+    assert first.parent == tmp_path / "cache" / "gguf" and first.name.startswith("Model.Q8_0-")
+    assert imported_dir(path, tmp_path / "cache") == first
+    write_header_only_gguf(path, "qwen2")  # rewritten: a new conversion
+    assert imported_dir(path, tmp_path / "cache") != first or path.stat().st_mtime_ns == 0
+
+
+@pytest.mark.slow
+def test_a_tokenizer_llama_cpp_splits_differently_is_refused_before_the_weights(tmp_path: Path,
+                                                                                 tiny_model_dir) -> None:
+    """transformers rebuilds DeepSeek-V3's regex as plain byte-level: digits and CJK split differently."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python (test extra) compares the tokenizers")
+    from dsft.export.gguf_export import write_gguf
+    from dsft.models.loading import load_model, load_tokenizer
+
+    source = tiny_model_dir("tiny-deepseek-llm")
+    path = tmp_path / "tiny-llm.gguf"
+    write_gguf(load_model(source), load_tokenizer(source), source, path, "float16", "tiny")
+    with pytest.raises(UnsupportedError, match="splits text differently from llama.cpp") as err:
+        resolve_model(str(path), cache_dir=tmp_path / "cache")
+    # The stand-in DeepSeek-LLM tokenizer carries V3's regex (CJK runs and 1-3 digit groups split apart).
+    assert "'deepseek-v3'" in str(err.value) and "1970" in str(err.value)
+    assert not any((tmp_path / "cache" / "gguf").iterdir())  # nothing half-written is left
