@@ -142,3 +142,31 @@ def test_batch8_accum1_equals_batch1_accum8_and_mean_of_means_would_not(tmp_path
     assert moved > 1e-3, "training did not change the weights"
     assert worst_gap < 1e-5, f"8x1 and 1x8 differ by {worst_gap}"
     assert naive_gap > 100 * max(worst_gap, 1e-7), "the test cannot tell mean-of-means from the global mean"
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_segment_attention_on_flattened_rows_equals_separate_forwards_and_their_gradients(arch: str) -> None:
+    """dsft_segments (attention within each packed example, per-example causal sdpa on CPU) gives the
+    logits and parameter gradients of separate forwards, MLA's narrower value heads included."""
+    from dsft.training.segment_attention import SEGMENT_ATTENTION
+
+    model = _tiny(arch, SEGMENT_ATTENTION)
+    examples = _examples([9, 14, 5, 20, 7])
+    batch = PackedCollator(pad_id=0, flatten=True)([pack_row(examples[:3]), pack_row(examples[3:])])
+    assert batch["input_ids"].shape[0] == 1  # one flattened row with the examples' offsets
+    inputs = {k: batch[k] for k in ("input_ids", "position_ids", "cu_seq_lens_q", "cu_seq_lens_k",
+                                    "max_length_q", "max_length_k")}
+    packed = model(**inputs, use_cache=False).logits[0]
+    packed.float().pow(2).mean().backward()
+    got_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    reference = _tiny(arch, "sdpa")
+    separate = [reference(torch.tensor([e["input_ids"]]), use_cache=False).logits[0] for e in examples]
+    torch.cat(separate).float().pow(2).mean().backward()
+    offset = 0
+    for expected in separate:
+        torch.testing.assert_close(packed[offset: offset + expected.shape[0]], expected, atol=1e-5, rtol=1e-5)
+        offset += expected.shape[0]
+    for name, parameter in reference.named_parameters():
+        if parameter.grad is not None:
+            torch.testing.assert_close(got_grads[name], parameter.grad, atol=1e-5, rtol=1e-4)

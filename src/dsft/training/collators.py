@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import Dataset
 
 from dsft.training.packing import overlong_indices, pack_best_fit
+from dsft.training.segment_attention import SEGMENT_ATTENTION
 
 IGNORE_INDEX = -100
 Example = dict[str, list[int]]
@@ -198,6 +199,8 @@ def make_collator(train_cfg: Any, tokenizer: Any, attn_implementation: str | Non
         multiple = sequence_parallel if torch.cuda.is_available() else int(train_cfg.max_seq_len)
         return PackedCollator(pad_id=pad_id, pad_to_multiple_of=multiple)
     if train_cfg.packing:
-        flatten = bool(attn_implementation and attn_implementation.startswith("flash_attention"))
+        # flash-attn's varlen path and dsft's segment attention read the examples' offsets of one flat row.
+        flatten = bool(attn_implementation and (attn_implementation.startswith("flash_attention")
+                                                or attn_implementation == SEGMENT_ATTENTION))
         return PackedCollator(pad_id=pad_id, flatten=flatten)
     return PaddingCollator(pad_id=pad_id)

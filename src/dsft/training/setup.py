@@ -13,6 +13,7 @@ import torch
 from dsft.config import DsftConfig
 from dsft.errors import ConfigError, DsftError, UnsupportedError
 from dsft.training.examples import TokenizedSplit, tokenize_conversations
+from dsft.training.segment_attention import select_segment_attention
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +159,8 @@ def build_model(cfg: DsftConfig, model_dir: Path, tokenizer: Any, config_overrid
     align_special_tokens(model, tokenizer)  # e.g. R1-Distill-Qwen's config BOS is wrong
     # A KV cache object disables the packed block-causal mask in sdpa/eager (see training/collators.py).
     model.config.use_cache = False
+    # Packed rows without flash-attn: attention within each example only, on sdpa's fast kernels.
+    select_segment_attention(model, cfg.train.packing, cfg.model.attn_implementation, cfg.train.sequence_parallel)
     if cfg.train.liger:
         from dsft.training.trainer import apply_liger_kernels
 

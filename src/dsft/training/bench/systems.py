@@ -130,6 +130,7 @@ def build_dsft(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[
     from transformers import TrainingArguments
 
     from dsft.training.collators import make_collator, make_train_dataset
+    from dsft.training.segment_attention import select_segment_attention
     from dsft.training.trainer import DsftTrainer
 
     train_cfg = SimpleNamespace(packing=True, max_seq_len=spec["seq_len"])
@@ -149,6 +150,7 @@ def build_dsft(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[
         gradient_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None,
         torch_compile="compile" in options, **common_args(spec, model.device.type),
     )
+    select_segment_attention(model, packing=True)  # as dsft train does with attn_implementation: auto
     collator = make_collator(train_cfg, tokenizer, model.config._attn_implementation)
     trainer_cls = metered(DsftTrainer, meter, None)
     return trainer_cls(model=model, args=args, train_dataset=dataset, data_collator=collator,

@@ -1,0 +1,108 @@
+"""Attention within packed examples only, on a fast kernel, where flash-attn is not installed.
+
+A packed row holds several examples. With plain sdpa, transformers builds a block-causal mask from the
+restarting ``position_ids`` and sdpa then computes every query against every key of the row, across
+example boundaries that the mask discards; an explicit mask also rules out sdpa's flash kernels. For a
+row of 2 x 1,024 tokens that is twice the score FLOPs that matter, on the slowest kernel.
+
+``dsft_segments`` (registered with transformers' attention interface, selected by training when packing
+without flash-attn) gets the examples' boundaries from the collator (``cu_seq_lens_q``, the same keys
+flash-attn's varlen path reads) and attends causally within each example only:
+
+* on CUDA in bf16/fp16, through torch's varlen flash kernel (``torch.nn.attention.varlen``) when this torch
+  has it: one call for the whole row;
+* elsewhere (CPU; older torch), one causal sdpa call per example, with no mask, which sdpa serves with
+  its flash kernels.
+
+MLA's value heads are narrower than its query/key heads (DeepSeek-V3: 128 vs 192), which sends sdpa to its
+math kernel; values are zero-padded to the query/key width and the output sliced back (exact: the padded
+columns of the output are zeros).
+
+Without boundaries (evaluation with padding, generation with a KV cache, a batch of several rows) it is
+transformers' own sdpa with the mask transformers built, so the same model serves every path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+try:  # torch >= 2.10 ships a varlen flash-attention kernel for CUDA
+    from torch.nn.attention.varlen import varlen_attn
+except ImportError:  # pragma: no cover - depends on the torch build
+    varlen_attn = None
+
+SEGMENT_ATTENTION = "dsft_segments"
+
+
+def _varlen_usable(query: torch.Tensor, dropout: float) -> bool:
+    return (varlen_attn is not None and query.is_cuda and query.dtype in (torch.bfloat16, torch.float16)
+            and dropout == 0.0)
+
+
+def segment_attention_forward(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """transformers' attention-function signature: ``query [1, H, T, Dq]``, ``key [1, Hkv, T, Dq]``,
+    ``value [1, Hkv, T, Dv]`` -> ``(output [1, T, H, Dv], None)``, causal within each example of
+    ``kwargs["cu_seq_lens_q"]`` (offsets of the examples in the flattened row, length examples + 1)."""
+    bounds = kwargs.get("cu_seq_lens_q")
+    if bounds is None or query.shape[0] != 1 or query.shape[2] != key.shape[2]:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                      scaling=scaling, **kwargs)
+    value_width, query_width = value.shape[-1], query.shape[-1]
+    if value_width < query_width:
+        value = F.pad(value, (0, query_width - value_width))
+    groups = query.shape[1] // key.shape[1]
+    if _varlen_usable(query, dropout):
+        offsets = bounds.to(device=query.device, dtype=torch.int32)
+        longest = int(kwargs.get("max_length_q") or int((offsets[1:] - offsets[:-1]).max()))
+        out = varlen_attn(query[0].transpose(0, 1), key[0].transpose(0, 1), value[0].transpose(0, 1),
+                          offsets, offsets, longest, longest, scale=scaling, window_size=(-1, 0),
+                          enable_gqa=groups > 1)
+        out = out.unsqueeze(0)  # [1, T, H, D]
+    else:
+        if groups > 1:
+            key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+        edges = [int(b) for b in bounds.tolist()]
+        parts = [
+            F.scaled_dot_product_attention(query[:, :, start:end], key[:, :, start:end], value[:, :, start:end],
+                                           dropout_p=dropout, is_causal=True, scale=scaling)
+            for start, end in zip(edges[:-1], edges[1:]) if end > start
+        ]
+        out = torch.cat(parts, dim=2).transpose(1, 2)
+    if value_width < query_width:
+        out = out[..., :value_width]
+    return out.contiguous(), None
+
+
+# The mask transformers builds for this implementation is sdpa's: used only by the fallback above.
+AttentionInterface.register(SEGMENT_ATTENTION, segment_attention_forward)
+AttentionMaskInterface.register(SEGMENT_ATTENTION, sdpa_mask)
+
+
+def select_segment_attention(model: Any, packing: bool, requested: str = "auto", sequence_parallel: int = 1) -> bool:
+    """Switch ``model`` from sdpa to ``dsft_segments`` for packed training; True when switched.
+
+    Only where the choice was left to dsft (``model.attn_implementation: auto`` resolved to sdpa because
+    flash-attn is absent): an explicit ``sdpa`` keeps transformers' masked sdpa, and sequence parallelism
+    keeps the kernel its all-to-all wraps.
+    """
+    if not packing or requested != "auto" or sequence_parallel > 1:
+        return False
+    if getattr(model.config, "_attn_implementation", None) != "sdpa":
+        return False
+    model.config._attn_implementation = SEGMENT_ATTENTION
+    return True
