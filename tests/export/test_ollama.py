@@ -73,7 +73,6 @@ CONVERSATIONS = [
 def test_modelfile_template_renders_like_the_training_template(family, turns) -> None:
     """The Go TEMPLATE (run by a small interpreter of Go's template subset) == the Python prompt minus BOS."""
     from dsft.data.conversation import Conversation, Message
-    from dsft.export.ollama import OLLAMA_FAMILIES
     from dsft.templates import get_template
     from gotemplate import render_go_template
 
@@ -81,7 +80,7 @@ def test_modelfile_template_renders_like_the_training_template(family, turns) ->
     systems = [content for role, content in turns if role == "system"]
     data = {"System": systems[-1] if systems else "",
             "Messages": [{"Role": role, "Content": content} for role, content in turns]}
-    rendered = render_go_template(OLLAMA_FAMILIES[family].template, data)
+    rendered = render_go_template(get_template(family).ollama_template().template, data)
     ends_with_assistant = turns[-1][0] == "assistant"
     expected = get_template(family).render_prompt(conv, add_generation_prompt=not ends_with_assistant)
     if ends_with_assistant:

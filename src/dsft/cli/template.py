@@ -23,9 +23,7 @@ def list_templates() -> None:
 
     table = Table("name", "models")
     for name in TEMPLATE_NAMES:
-        description = "the model's own chat_template (masks by prefix rendering)" if name == "hf" else (
-            get_template(name).description)
-        table.add_row(name, description)
+        table.add_row(name, get_template(name).description)
     Console().print(table)
 
 

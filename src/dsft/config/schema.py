@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from dsft.templates.registry import TEMPLATE_CHOICES
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -111,7 +113,7 @@ class DataConfig(Section):
 
 
 class TemplateConfig(Section):
-    name: Literal["auto", "deepseek-llm", "deepseek-v3", "deepseek-r1", "deepseek-v3.1", "deepseek-v4", "hf"] = (
+    name: Literal[TEMPLATE_CHOICES] = (  # type: ignore[valid-type]  # the registry's names, one place
         Field("auto", description="Chat template family; auto detects it from the model's config and tokenizer.")
     )
     masking: Literal["assistant", "last", "all"] = Field(

@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from dsft.eval.eval_set import EvalItem, item_from_conversation, load_eval_set
 from dsft.eval.generate import DecodingOptions, GenerationStats, generate_batched, with_overrides
-from dsft.eval.reasoning import prompt_opens_think
 from dsft.eval.scoring import Sample, score_samples
 from dsft.eval.text import count_tokens
+from dsft.templates import ChatTemplate, get_template
 
 
 @dataclass
@@ -42,13 +42,14 @@ def _question(item: EvalItem) -> str:
     return users[-1] if users else item.prompt.messages[-1].content
 
 
-def run_items(model: Any, tokenizer: Any, render: Callable[[Any], str], items: Sequence[EvalItem],
-              options: DecodingOptions, metrics: Sequence[str] | None = None, progress: bool = True,
+def run_items(model: Any, tokenizer: Any, template: ChatTemplate, thinking: bool | None,
+              items: Sequence[EvalItem], options: DecodingOptions, metrics: Sequence[str] | None = None, progress: bool = True,
               description: str = "generating") -> EvalRun:
-    """Render, generate and score ``items``; the shared core of eval, compare and generation eval."""
-    prompts = [render(item.prompt) for item in items]
+    """Render (``template`` in ``thinking`` mode), generate and score ``items``; the shared core of eval,
+    compare and generation eval. Outputs are split where the family says the reply starts in a think block."""
+    prompts = [template.render_prompt(item.prompt, thinking=thinking) for item in items]
     generations, stats = generate_batched(model, tokenizer, prompts, options, progress, description)
-    opened = [prompt_opens_think(p) for p in prompts]
+    opened = [template.prompt_opens_think(p) for p in prompts]
     samples = [
         Sample(g.text, item.reference, item.choices, item.label, prompt_opened_think=o)
         for item, g, o in zip(items, generations, opened)
@@ -92,8 +93,8 @@ def evaluate_target(target: Any, items: Sequence[EvalItem], options: DecodingOpt
                     metrics: Sequence[str] | None = None, progress: bool = True,
                     skipped_records: Counter[str] | None = None, data_label: str = "") -> EvalRun:
     """Evaluate a loaded :class:`~dsft.eval.target.EvalTarget`; records what was evaluated in the metrics."""
-    run = run_items(target.model, target.tokenizer, target.render_prompt, items, options, metrics, progress,
-                    description=f"eval {Path(target.name).name}")
+    run = run_items(target.model, target.tokenizer, target.template, target.thinking, items, options, metrics,
+                    progress, description=f"eval {Path(target.name).name}")
     skipped = Counter(run.metrics["skipped"]) + Counter({f"data: {k}": v for k, v in (skipped_records or {}).items()})
     run.metrics["skipped"] = dict(sorted(skipped.items()))
     run.metrics["evaluated"] = {
@@ -149,8 +150,6 @@ def generation_eval(model: Any, tokenizer: Any, template: Any, conversations: Se
     is restored afterwards, so a training callback can call it every M steps.
     """
     if isinstance(template, str):
-        from dsft.templates import get_template
-
         template = get_template(template)
     items = []
     for conversation in conversations:
@@ -159,7 +158,7 @@ def generation_eval(model: Any, tokenizer: Any, template: Any, conversations: Se
             items.append(item)
     if not items:
         return {"count": 0}, []
-    run = run_items(model, tokenizer, lambda conv: template.render_prompt(conv, thinking=thinking), items,
+    run = run_items(model, tokenizer, template, thinking, items,
                     DecodingOptions(max_new_tokens=max_new_tokens, batch_size=batch_size), metrics, progress=False)
     keys = ("question", "reference", "reasoning", "answer", "scores")
     return run.metrics, [{k: r[k] for k in keys} for r in run.records[:sample_count]]

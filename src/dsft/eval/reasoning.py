@@ -2,8 +2,9 @@
 
 Scores are computed on the answer after ``</think>``, never on the chain of thought. The split follows
 vLLM's ``deepseek_r1`` parser (:func:`dsft.templates.reasoning.split_reasoning`), applied only when the
-output is in a think block: when it contains ``<think>`` or ``</think>``, or when the prompt itself
-opened the block (R1 prompts end with ``<think>\\n``, so the model writes ``reasoning</think>answer``).
+output is in a think block: when it contains ``<think>`` or ``</think>``, or when the template family
+says the reply starts inside one (:meth:`dsft.templates.spec.ChatTemplate.prompt_opens_think`: R1
+prompts end with ``<think>\\n``, so the model writes ``reasoning</think>answer``), the rule serving uses too.
 Any other output is all answer, so a non-reasoning model (V3, DeepSeek-LLM) is not counted as "reasoning
 without closing".
 """
@@ -14,15 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from dsft.eval.text import count_tokens
+from dsft.templates.markers import END_THINK, THINK
+from dsft.templates.reasoning import prompt_opens_think, split_reasoning
 
-THINK, END_THINK = "<think>", "</think>"
-
-
-def _split_reasoning(text: str) -> tuple[str | None, str | None]:
-    """The templates package's parser; one call site so the semantics are defined in one place."""
-    from dsft.templates.reasoning import split_reasoning
-
-    return split_reasoning(text)
+__all__ = ["ParsedOutput", "parse_output", "prompt_opens_think", "reasoning_stats"]
 
 
 @dataclass(frozen=True)
@@ -59,14 +55,8 @@ def parse_output(text: str, prompt_opened_think: bool = False) -> ParsedOutput:
     in_think = prompt_opened_think or THINK in text or END_THINK in text
     if not in_think:
         return ParsedOutput(None, text.strip(), False)
-    reasoning, content = _split_reasoning(text)
+    reasoning, content = split_reasoning(text)
     return ParsedOutput(reasoning, (content or "").strip(), END_THINK not in text)
-
-
-def prompt_opens_think(prompt: str) -> bool:
-    """Whether a rendered prompt leaves the model inside an open think block (R1, thinking modes)."""
-    tail = prompt.rstrip()
-    return tail.endswith(THINK) and END_THINK not in tail[tail.rfind(THINK):]
 
 
 def reasoning_stats(outputs: Sequence[ParsedOutput], tokenizer: object | None = None) -> dict[str, float | None]:

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from dsft.errors import UnsupportedError
+from dsft.templates.markers import BOS
 
-DEEPSEEK_BOS = "<｜begin▁of▁sentence｜>"
 
 # Distinctive fragments of the pre-tokenizer regexes llama.cpp implements (llama-vocab.cpp), checked in order.
 _V3_CJK_SPLIT = "[一-龥぀-ゟ゠-ヿ]+"
@@ -70,7 +70,7 @@ def detect_pre_tokenizer(tokenizer_json: dict[str, Any]) -> str:
         if _DIGITS_1_TO_3 in joined:
             return "llama-bpe"
         # Qwen2's regex (single digits); the R1 distills register it under their own name.
-        return "deepseek-r1-qwen" if DEEPSEEK_BOS in added else "qwen2"
+        return "deepseek-r1-qwen" if BOS in added else "qwen2"
     raise UnsupportedError(
         "GGUF export: the tokenizer's pre-tokenizer regex is not one llama.cpp implements for the "
         f"DeepSeek families (deepseek-v3, deepseek-llm, deepseek-r1-qwen, qwen2, llama-bpe): {regexes!r}"

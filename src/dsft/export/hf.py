@@ -17,6 +17,7 @@ from typing import Any
 from dsft.errors import DsftError, UnsupportedError
 from dsft.export.source import ExportSource, load_trained_model, stored_dtype
 from dsft.export.verify import LogitComparison, check_tolerance, compare_logits, hf_logits, verification_prompts
+from dsft.templates import get_template
 
 HF_DTYPES = ("float32", "float16", "bfloat16")
 # Max |logit difference| accepted by default, per stored dtype. float32 only reorders sums; the
@@ -24,14 +25,6 @@ HF_DTYPES = ("float32", "float16", "bfloat16")
 # bf16) accumulated through the layers. Override with --tolerance.
 DEFAULT_TOLERANCE = {"float32": 1e-3, "float16": 5e-2, "bfloat16": 2.5e-1}
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-# DeepSeek's recommended sampling for R1 and every R1 distill (model cards): temperature 0.6, top_p 0.95.
-R1_SAMPLING = {"do_sample": True, "temperature": 0.6, "top_p": 0.95}
-
-
-def is_r1_family(template_name: str) -> bool:
-    """R1, R1-0528 and the R1 distills share the reasoning format and the recommended sampling."""
-    return template_name.startswith("deepseek-r1")
-
 
 def export_dtype_name(requested: str, source: ExportSource) -> str:
     """Resolve ``auto`` to the dtype the (base) checkpoint is stored in; reject GGUF-only dtypes."""
@@ -45,7 +38,6 @@ def export_dtype_name(requested: str, source: ExportSource) -> str:
 def load_export_tokenizer(source: ExportSource) -> Any:
     """The training tokenizer with the run's chat template set explicitly (never whatever the base shipped)."""
     from dsft.models.loading import load_tokenizer
-    from dsft.templates import get_template
 
     tokenizer = load_tokenizer(source.tokenizer_dir)
     tokenizer.chat_template = get_template(source.template, tokenizer).chat_template
@@ -53,9 +45,10 @@ def load_export_tokenizer(source: ExportSource) -> Any:
 
 
 def write_generation_config(out_dir: Path, source: ExportSource, tokenizer: Any) -> dict[str, Any]:
-    """generation_config.json: the base's own, special ids from the tokenizer, R1 sampling for R1 templates.
+    """generation_config.json: the base's own, special ids from the tokenizer, and the template family's
+    recommended sampling (R1: temperature 0.6, top_p 0.95).
 
-    Other families keep the sampling their checkpoint shipped (the model cards give no different advice).
+    Families that recommend none keep the sampling their checkpoint shipped.
     """
     path = source.model_dir / "generation_config.json"
     config: dict[str, Any] = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
@@ -63,8 +56,9 @@ def write_generation_config(out_dir: Path, source: ExportSource, tokenizer: Any)
                           ("pad_token_id", tokenizer.pad_token_id)):
         if token_id is not None:
             config[key] = token_id
-    if is_r1_family(source.template):
-        config.update(R1_SAMPLING)
+    sampling = get_template(source.template).recommended_sampling
+    if sampling:
+        config.update({"do_sample": True, **sampling})
     config.pop("transformers_version", None)
     (out_dir / "generation_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return config

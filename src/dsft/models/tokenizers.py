@@ -26,12 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from dsft.errors import UnsupportedError
-
-BOS = "<｜begin▁of▁sentence｜>"
-EOS = "<｜end▁of▁sentence｜>"
-USER = "<｜User｜>"
-ASSISTANT = "<｜Assistant｜>"
-THINK, END_THINK = "<think>", "</think>"
+from dsft.templates.markers import ASSISTANT, BOS, END_THINK, EOS, THINK, USER  # the one marker table
 
 CHAT_TEMPLATE_DIR = Path(__file__).resolve().parent / "chat_templates"
 

@@ -84,8 +84,7 @@ def preset_table() -> dict[str, dict[str, Any]]:
         if not isinstance(cfg, dict) or cfg.get("model_type") not in CONFIG_MAPPING:
             continue
         table[name.lower()] = dict(cfg)
-        if not name.lower().startswith("deepseek-"):
-            table["deepseek-" + name.lower()] = dict(cfg)
+        table["deepseek-" + name.lower().removeprefix("deepseek-")] = dict(cfg)  # the alias (itself for deepseek-*)
     return table
 
 

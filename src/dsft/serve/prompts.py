@@ -12,8 +12,7 @@ from typing import Any
 from dsft.data.conversation import Conversation, Message
 from dsft.serve.openai_errors import ApiError
 from dsft.serve.protocol import ChatMessageIn
-
-THINK_OPEN = "<think>"
+from dsft.templates import get_template
 
 
 def conversation_from_messages(messages: list[ChatMessageIn]) -> Conversation:
@@ -37,20 +36,17 @@ def render_chat_prompt(template_name: str, tokenizer: Any, conversation: Convers
 
     Raises :class:`DsftError` for conversations the family cannot render (the server answers 400).
     """
-    from dsft.templates import get_template
-
     return get_template(template_name, tokenizer).render_prompt(conversation, thinking=thinking)
 
 
 def generation_starts_in_reasoning(template_name: str, prompt: str) -> bool:
     """Whether the output should be split into reasoning and content (vLLM's reasoning parsers).
 
-    R1-style prompts end inside an opened ``<think>`` block (and R1-0528-style models open it
-    themselves), so their output is parsed; hybrid families (V3.1+) only when the prompt opened the
-    block, i.e. thinking was requested; plain chat families never.
+    The family decides (:meth:`dsft.templates.spec.ChatTemplate.prompt_opens_think`, the rule eval
+    uses too): R1 always reasons; hybrid families (V3.1+) when the prompt opened the block, i.e.
+    thinking was requested; plain chat families never.
     """
-    tail = prompt.rstrip("\n")
-    return tail.endswith(THINK_OPEN) or template_name.startswith("deepseek-r1")
+    return get_template(template_name).prompt_opens_think(prompt)
 
 
 def tokenize_prompt(tokenizer: Any, text: str, add_special_tokens: bool) -> list[int]:

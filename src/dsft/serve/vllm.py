@@ -1,9 +1,9 @@
 """The vLLM engine: build (and run) the ``vllm serve`` command equivalent to a ``dsft serve`` call.
 
 For GPU production dsft hands over to vLLM with the same model, adapters, chat template and reasoning
-parser that ``dsft serve`` would use. Facts (vLLM 0.9+): ``--reasoning-parser deepseek_r1`` for R1-style
-templates, ``deepseek_v3`` for the hybrid-thinking V3.1/V3.2 templates (thinking via the
-``chat_template_kwargs`` flag); LoRA needs ``--enable-lora --lora-modules NAME=PATH`` and a
+parser that ``dsft serve`` would use. Facts (vLLM 0.9+): the template family names its
+``--reasoning-parser`` (``deepseek_r1`` for R1, ``deepseek_v3`` for the hybrid-thinking V3.1/V3.2 families,
+thinking via the ``chat_template_kwargs`` flag); LoRA needs ``--enable-lora --lora-modules NAME=PATH`` and a
 ``--max-lora-rank`` at least the adapters' rank. vLLM itself is not a dsft dependency.
 """
 
@@ -18,6 +18,7 @@ from dsft.errors import DsftError, UnsupportedError
 from dsft.export.source import ExportSource
 from dsft.serve.serving_model import adapter_rank
 from dsft.serve.settings import ServeSettings
+from dsft.templates import get_template
 
 # vLLM accepts only these values for --max-lora-rank.
 VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
@@ -26,11 +27,7 @@ CHAT_TEMPLATE_FILE = "chat_template.jinja"
 
 def reasoning_parser_for(template_name: str) -> str | None:
     """vLLM's reasoning parser for a dsft template family (None: the family does not think)."""
-    if template_name.startswith("deepseek-r1"):
-        return "deepseek_r1"
-    if template_name.startswith(("deepseek-v3.1", "deepseek-v3.2")):
-        return "deepseek_v3"
-    return None
+    return get_template(template_name).vllm_reasoning_parser
 
 
 def vllm_lora_rank(rank: int) -> int:
@@ -53,8 +50,6 @@ def chat_template_path(source: ExportSource, cache_dir: Path) -> Path | None:
         return saved
     if source.template == "hf":
         return None
-    from dsft.templates import get_template
-
     target = cache_dir / "chat-templates" / f"{source.template}.jinja"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(get_template(source.template).chat_template, encoding="utf-8")

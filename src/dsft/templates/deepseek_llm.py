@@ -12,7 +12,9 @@ from dsft.data.conversation import Conversation
 from dsft.errors import UnsupportedError
 from dsft.templates.base import Segment, split_think_content
 from dsft.templates.deepseek_v3 import inline_reasoning
+from dsft.templates.family import TemplateFamily
 from dsft.templates.markers import BOS, EOS
+from dsft.templates.spec import OllamaTemplate
 
 LLM_SPECIAL_TOKENS = (BOS, EOS)
 
@@ -43,3 +45,24 @@ def render_deepseek_llm(
     if add_generation_prompt:
         segments.append(Segment("Assistant:"))
     return segments
+
+
+# Ollama: ``User: …\\n\\n`` / ``Assistant: …`` + EOS; prompt ``Assistant:`` (no space).
+_NEWLINES = '{{ "\\n\\n" }}'  # Go template text for "\\n\\n" (safe from Go's whitespace trimming)
+_OLLAMA = OllamaTemplate(
+    "{{- if .System }}{{ .System }}" + _NEWLINES + "{{ end }}"
+    + "{{- range $i, $_ := .Messages }}{{- $last := eq (len (slice $.Messages $i)) 1 }}"
+    + '{{- if eq .Role "user" }}User: {{ .Content }}' + _NEWLINES
+    + f'{{{{- else if eq .Role "assistant" }}}}Assistant: {{{{ .Content }}}}{{{{- if not $last }}}}{EOS}{{{{- end }}}}'
+    + "{{- end }}"
+    + '{{- if and $last (ne .Role "assistant") }}Assistant:{{- end }}'
+    + "{{- end }}",
+    (EOS, "User:", "Assistant:"),
+)
+
+FAMILY = TemplateFamily(
+    "deepseek-llm", render_deepseek_llm, LLM_SPECIAL_TOKENS, roles=("system", "user", "assistant"),
+    description="DeepSeek-LLM 7B/67B chat, MoE-16B chat, V2(-Lite) chat: 'User: …' / 'Assistant: …'",
+    ollama=_OLLAMA,
+    signature=lambda t: "'User: '" in t and "'Assistant:'" in t,
+)

@@ -22,10 +22,12 @@ from __future__ import annotations
 from dsft.data.conversation import Conversation, Message
 from dsft.errors import DsftError
 from dsft.templates.base import Segment, split_think_content, tool_arguments_text
+from dsft.templates.family import TemplateFamily
 from dsft.templates.markers import (
     ASSISTANT, BOS, END_THINK, EOS, THINK, TOOL_CALL_BEGIN, TOOL_CALL_END, TOOL_CALLS_BEGIN, TOOL_CALLS_END,
     TOOL_OUTPUT_BEGIN, TOOL_OUTPUT_END, TOOL_OUTPUTS_BEGIN, TOOL_OUTPUTS_END, TOOL_SEP, USER,
 )
+from dsft.templates.ollama_go import go_newline, v3_layout
 
 V3_SPECIAL_TOKENS = (BOS, EOS, USER, ASSISTANT)
 R1_SPECIAL_TOKENS = (*V3_SPECIAL_TOKENS, THINK, END_THINK)
@@ -147,3 +149,29 @@ def render_deepseek_r1(
     + EOS (target); earlier untrained turns are stripped of reasoning as the official template does.
     """
     return _render_v3_like(conv, trained, add_generation_prompt, r1=True)
+
+
+def _has_r1_generation_prompt(chat_template: str) -> bool:
+    # Released templates hold the newline either escaped in a JSON-decoded string or literal.
+    return any(f"{ASSISTANT}{THINK}{nl}" in chat_template for nl in ("\\n", "\n"))
+
+
+V3 = TemplateFamily(
+    "deepseek-v3", render_deepseek_v3, V3_SPECIAL_TOKENS,
+    description="DeepSeek-V2.5, V3, V3-0324: <｜User｜>/<｜Assistant｜>, no thinking",
+    tool_call_format="deepseek-v3",
+    ollama=v3_layout(ASSISTANT),
+    # V3's template has <｜Assistant｜> and no think handling at all.
+    signature=lambda t: ASSISTANT in t and END_THINK not in t,
+)
+
+R1 = TemplateFamily(
+    "deepseek-r1", render_deepseek_r1, R1_SPECIAL_TOKENS,
+    description="DeepSeek-R1 and every R1-Distill: prompt ends <｜Assistant｜><think>\\n",
+    reasoning="always", vllm_reasoning_parser="deepseek_r1", tool_call_format="deepseek-v3",
+    # DeepSeek's recommended sampling for R1 and every R1 distill (model cards).
+    sampling={"temperature": 0.6, "top_p": 0.95},
+    # The generation prompt is the one training used, so the reply starts inside the reasoning block.
+    ollama=v3_layout(go_newline(f"{ASSISTANT}{THINK}\n")),
+    signature=_has_r1_generation_prompt,
+)

@@ -1,4 +1,4 @@
-"""DeepSeek-V3.1 (and V3.2) hybrid-thinking renderer.
+"""DeepSeek-V3.1 hybrid-thinking renderer.
 
 Official rendering: BOS, system messages joined by ``\\n\\n``, users as ``<｜User｜>content``. An
 assistant turn right after a user turn opens with ``<｜Assistant｜></think>`` (history is always
@@ -17,10 +17,12 @@ from __future__ import annotations
 from dsft.data.conversation import Conversation, Message
 from dsft.templates.base import Segment, split_think_content
 from dsft.templates.deepseek_v3 import system_segments, tool_call_parts
+from dsft.templates.family import TemplateFamily
 from dsft.templates.markers import (
     ASSISTANT, BOS, END_THINK, EOS, THINK, TOOL_CALL_BEGIN, TOOL_CALL_END, TOOL_CALLS_BEGIN, TOOL_CALLS_END,
     TOOL_OUTPUT_BEGIN, TOOL_OUTPUT_END, TOOL_SEP, USER,
 )
+from dsft.templates.ollama_go import v3_layout
 
 V31_SPECIAL_TOKENS = (BOS, EOS, USER, ASSISTANT, THINK, END_THINK)
 
@@ -79,3 +81,14 @@ def render_deepseek_v31(
     if add_generation_prompt and after_user:
         segments.append(Segment(ASSISTANT + (THINK if thinking else END_THINK)))
     return segments
+
+
+FAMILY = TemplateFamily(
+    "deepseek-v3.1", render_deepseek_v31, V31_SPECIAL_TOKENS,
+    description="DeepSeek-V3.1 hybrid: thinking (<think>) or not (</think>)",
+    thinking_flag="thinking", reasoning="hybrid", vllm_reasoning_parser="deepseek_v3",
+    tool_call_format="deepseek-v3.1",
+    # Ollama gets the non-thinking mode (the official default): every assistant turn opens with </think>.
+    ollama=v3_layout(ASSISTANT + END_THINK, END_THINK),
+    signature=lambda t: ASSISTANT + END_THINK in t,  # the history header <｜Assistant｜></think>
+)

@@ -18,6 +18,7 @@ from dsft.data.conversation import Conversation, Message
 from dsft.errors import UnsupportedError
 from dsft.templates.base import Segment, split_think_content
 from dsft.templates.deepseek_v3 import system_segments
+from dsft.templates.family import TemplateFamily
 from dsft.templates.markers import ASSISTANT, BOS, END_THINK, EOS, THINK, USER
 
 V4_SPECIAL_TOKENS = (BOS, EOS, USER, ASSISTANT, THINK, END_THINK)
@@ -69,3 +70,11 @@ def render_deepseek_v4(
     if add_generation_prompt:
         segments.append(Segment(ASSISTANT + (THINK if thinking else END_THINK)))
     return segments
+
+
+FAMILY = TemplateFamily(
+    "deepseek-v4", render_deepseek_v4, V4_SPECIAL_TOKENS,
+    description="DeepSeek-V4: chat or thinking mode",
+    thinking_flag="thinking", reasoning="hybrid",
+    model_types=("deepseek_v4",),  # V4 ships no Jinja template: its config is the signature
+)

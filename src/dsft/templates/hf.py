@@ -9,13 +9,19 @@ turns (e.g. strip reasoning from history) fail with a clear error instead of a s
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dsft.data.conversation import Conversation
 from dsft.errors import DsftError
 from dsft.templates.base import (
-    Rendered, Segment, is_plain_text, plain_text_segments, supervision, tokenize_segments, trained_turns,
+    Rendered, Segment, is_plain_text, plain_text_segments, supervision, supervision_runs, tokenize_runs_batch,
+    tokenize_segments, trained_turns,
 )
+from dsft.templates.detect import detect_from_chat_template
+from dsft.templates.reasoning import prompt_opens_think
+from dsft.templates.registry import load_family
+from dsft.templates.spec import OllamaTemplate, no_ollama_template
 
 
 def openai_messages(conv: Conversation) -> list[dict[str, Any]]:
@@ -29,13 +35,43 @@ def openai_messages(conv: Conversation) -> list[dict[str, Any]]:
 
 
 class HFChatTemplate:
-    """Render with the tokenizer's own chat template (``template.name: hf``)."""
+    """Render with the tokenizer's own chat template (``template.name: hf``; implements
+    :class:`dsft.templates.spec.ChatTemplate`)."""
 
     name = "hf"
+    description = "the model's own chat_template (masks by prefix rendering)"
     thinking_flag = "enable_thinking"
+    vllm_reasoning_parser = None  # vLLM serves the model's own template as is
+    tool_call_format = "model"  # whatever the model's template writes
 
     def __init__(self, tokenizer: Any = None) -> None:
         self.tokenizer = tokenizer
+
+    @property
+    def recommended_sampling(self) -> Mapping[str, float]:
+        return {}  # the checkpoint's own generation_config.json says it
+
+    def with_tokenizer(self, tokenizer: Any) -> HFChatTemplate:
+        return HFChatTemplate(tokenizer)
+
+    def prompt_opens_think(self, prompt: str) -> bool:
+        return prompt_opens_think(prompt)
+
+    def ollama_template(self) -> OllamaTemplate:
+        """The Ollama template of the DeepSeek family whose signature the model's chat template carries.
+
+        Ollama needs a Go template and an arbitrary Jinja one cannot be translated; a template that is
+        recognisably a DeepSeek family's gets that family's Go template.
+        """
+        template = getattr(self.tokenizer, "chat_template", None) if self.tokenizer is not None else None
+        if not isinstance(template, str) or not template:
+            raise no_ollama_template(self.name, "the model's tokenizer has no chat_template to translate")
+        family = detect_from_chat_template(template)
+        if family is None:
+            raise no_ollama_template(
+                self.name, "the model's own chat_template is not a DeepSeek family's, and Jinja cannot be "
+                "translated to Go; set template.name to the model's family if it has one")
+        return load_family(family).ollama_template()
 
     @property
     def chat_template(self) -> str:
@@ -97,10 +133,8 @@ class HFChatTemplate:
             )
         return text
 
-    def render_train(self, conv: Conversation, tokenizer: Any, masking: str = "assistant",
-                     thinking: bool | None = None) -> Rendered:
-        """Ids and mask: assistant targets found by prefix rendering, tokenized without added specials."""
-        tok = self._tok(tokenizer)
+    def _supervised_segments(self, conv: Conversation, tok: Any, masking: str,
+                             thinking: bool | None) -> tuple[list[Segment], list[bool]]:
         trained = trained_turns(conv, masking)
         if is_plain_text(conv):
             segments = plain_text_segments(conv, trained, tok.bos_token or "", tok.eos_token or "")
@@ -109,4 +143,20 @@ class HFChatTemplate:
             segments = [Segment(text, owner=None)]
         else:
             segments = self._segments_by_prefix(conv, tok, trained, thinking)
-        return tokenize_segments(segments, supervision(segments, conv, masking), tok)
+        return segments, supervision(segments, conv, masking)
+
+    def render_train(self, conv: Conversation, tokenizer: Any, masking: str = "assistant",
+                     thinking: bool | None = None) -> Rendered:
+        """Ids and mask: assistant targets found by prefix rendering, tokenized without added specials."""
+        tok = self._tok(tokenizer)
+        return tokenize_segments(*self._supervised_segments(conv, tok, masking, thinking), tok)
+
+    def render_train_many(self, convs: Sequence[Conversation], tokenizer: Any, masking: str = "assistant",
+                          thinking: bool | None = None) -> list[Rendered]:
+        """:meth:`render_train` for many conversations with one batched tokenizer call."""
+        tok = self._tok(tokenizer)
+        runs = [supervision_runs(*self._supervised_segments(conv, tok, masking, thinking)) for conv in convs]
+        return tokenize_runs_batch(runs, tok)
+
+
+FAMILY = HFChatTemplate()

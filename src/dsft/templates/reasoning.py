@@ -23,7 +23,7 @@ answer strip it themselves.
 
 from __future__ import annotations
 
-THINK, END_THINK = "<think>", "</think>"
+from dsft.templates.markers import END_THINK, THINK
 
 
 def _drop_leading_think(text: str) -> str | None:
@@ -44,6 +44,17 @@ def split_reasoning(text: str) -> tuple[str | None, str | None]:
         return body, None
     reasoning, _, content = body.partition(END_THINK)
     return reasoning, content or None
+
+
+def prompt_opens_think(prompt: str) -> bool:
+    """Whether a rendered prompt ends inside an opened think block (R1's ``<think>\\n``, a hybrid family's
+    thinking mode), so the reply starts as reasoning. Families add their own facts on top (see
+    :meth:`dsft.templates.spec.ChatTemplate.prompt_opens_think`).
+
+    >>> prompt_opens_think("<｜User｜>hi<｜Assistant｜><think>\\n"), prompt_opens_think("<｜Assistant｜></think>")
+    (True, False)
+    """
+    return prompt.rstrip().endswith(THINK)
 
 
 def _partial_tag_suffix(text: str, tag: str) -> int:

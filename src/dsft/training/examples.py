@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dsft.data.conversation import Conversation
+from dsft.templates import ChatTemplate
 
 
 @dataclass
@@ -24,7 +25,7 @@ class TokenizedSplit:
 
 def tokenize_conversations(
     conversations: list[Conversation],
-    template: Any,
+    template: ChatTemplate,
     tokenizer: Any,
     masking: str = "assistant",
     thinking: bool | None = None,
@@ -51,13 +52,9 @@ def tokenize_conversations(
 BATCH = 512  # conversations per batched tokenizer call
 
 
-def _render_all(conversations: list[Conversation], template: Any, tokenizer: Any, masking: str,
+def _render_all(conversations: list[Conversation], template: ChatTemplate, tokenizer: Any, masking: str,
                 thinking: bool | None) -> Iterator[Any]:
-    """Rendered conversations in order; batched through the template's ``render_train_many`` when it has one."""
-    many = getattr(template, "render_train_many", None)
-    if many is None:
-        for conv in conversations:
-            yield template.render_train(conv, tokenizer, masking=masking, thinking=thinking)
-        return
+    """Rendered conversations in order, :data:`BATCH` at a time through the family's ``render_train_many``."""
     for start in range(0, len(conversations), BATCH):
-        yield from many(conversations[start : start + BATCH], tokenizer, masking=masking, thinking=thinking)
+        yield from template.render_train_many(conversations[start : start + BATCH], tokenizer, masking=masking,
+                                              thinking=thinking)

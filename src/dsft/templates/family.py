@@ -1,33 +1,36 @@
-"""``ChatTemplate``: one family's renderer plus its Jinja twin.
+"""``TemplateFamily``: a DeepSeek family's renderer, its Jinja twin and its facts, as one value.
 
 The Python renderer is the source of truth for training (ids + mask); the Jinja string
 (``chat_template``) is what export and serving write into ``tokenizer_config.json`` for inference
-engines. Tests check that both render every conversation identically.
+engines. Tests check that both render every conversation identically. Each family module builds one
+``TemplateFamily`` and the registry (:mod:`dsft.templates.registry`) names it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from dsft.data.conversation import Conversation
-from dsft.templates.markers import BOS, EOS
 from dsft.templates.base import (
     Rendered,
     Segment,
     check_messages,
     is_plain_text,
     plain_text_segments,
+    require_tokens,
     supervision,
     supervision_runs,
     tokenize_runs_batch,
     tokenize_segments,
     trained_turns,
-    require_tokens,
 )
+from dsft.templates.markers import BOS, EOS
+from dsft.templates.reasoning import prompt_opens_think
+from dsft.templates.spec import OllamaTemplate, no_ollama_template
 
 JINJA_DIR = Path(__file__).resolve().parent / "jinja"
 
@@ -44,25 +47,53 @@ def load_jinja(name: str) -> str:
 
 
 @dataclass(frozen=True)
-class ChatTemplate:
-    """A chat template family.
+class TemplateFamily:
+    """A DeepSeek chat-template family (implements :class:`dsft.templates.spec.ChatTemplate`).
 
     ``special_tokens`` are the marker strings the family writes (checked against the tokenizer before
     a training render); ``roles`` the message roles it can place; ``thinking_flag`` the Jinja variable
-    that selects thinking mode (None for families without modes).
+    that selects thinking mode (None for families without modes). ``reasoning``: ``none`` (no think
+    format), ``always`` (every reply reasons: R1, whose prompt opens ``<think>``) or ``hybrid`` (the
+    prompt opens it in thinking mode only). ``signature`` recognises the family's released Jinja
+    template and ``model_types`` its ``config.json`` model types (detection, see
+    :func:`dsft.templates.detect.detect_template`).
     """
 
     name: str
     render: RenderFn
     special_tokens: tuple[str, ...]
+    description: str
     roles: tuple[str, ...] = ("system", "user", "assistant", "tool")
     thinking_flag: str | None = None
-    description: str = ""
+    reasoning: Literal["none", "always", "hybrid"] = "none"
+    vllm_reasoning_parser: str | None = None
+    tool_call_format: str = "none"
+    sampling: Mapping[str, float] = field(default_factory=dict, hash=False)
+    ollama: OllamaTemplate | None = None
+    signature: Callable[[str], bool] | None = None
+    model_types: tuple[str, ...] = ()
 
     @property
     def chat_template(self) -> str:
         """The Jinja chat template (for tokenizer_config.json / vLLM / GGUF)."""
         return load_jinja(self.name)
+
+    @property
+    def recommended_sampling(self) -> Mapping[str, float]:
+        return dict(self.sampling)
+
+    def with_tokenizer(self, tokenizer: Any) -> TemplateFamily:
+        return self
+
+    def prompt_opens_think(self, prompt: str) -> bool:
+        """``always`` families reply inside a think block whatever the prompt (R1 opens it in the prompt,
+        or writes ``<think>`` itself after tool results); the others when the prompt ends with ``<think>``."""
+        return self.reasoning == "always" or prompt_opens_think(prompt)
+
+    def ollama_template(self) -> OllamaTemplate:
+        if self.ollama is None:
+            raise no_ollama_template(self.name)
+        return self.ollama
 
     def segments(
         self, conv: Conversation, trained: frozenset[int], add_generation_prompt: bool, thinking: bool | None
@@ -78,7 +109,7 @@ class ChatTemplate:
     ) -> str:
         """The inference prompt: byte-identical to the official template with the generation prompt.
 
-        ``thinking`` selects the mode of hybrid families (V3.1, V4; None = the official default,
+        ``thinking`` selects the mode of hybrid families (V3.1, V3.2, V4; None = the official default,
         non-thinking); the others ignore it.
         """
         return "".join(s.text for s in self.segments(conv, frozenset(), add_generation_prompt, thinking))

@@ -1,0 +1,95 @@
+"""``ChatTemplate``: what every template family answers, the one interface the rest of dsft asks.
+
+A family owns every fact about itself: how it renders training examples (ids + supervised mask) and
+inference prompts, its Jinja twin, whether its prompts leave the model inside a ``<think>`` block,
+its recommended sampling, vLLM's reasoning parser for it, its Ollama (Go) template and its tool-call
+format. Callers (training, eval, export, serve) ask the family and never match its name.
+
+Two classes implement the Protocol: :class:`dsft.templates.family.TemplateFamily` (DeepSeek families,
+one module each) and :class:`dsft.templates.hf.HFChatTemplate` (the model's own chat_template).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from dsft.errors import UnsupportedError
+
+if TYPE_CHECKING:
+    from dsft.data.conversation import Conversation
+    from dsft.templates.base import Rendered
+
+
+@dataclass(frozen=True)
+class OllamaTemplate:
+    """What an Ollama Modelfile needs: the Go ``TEMPLATE`` text (no BOS: llama.cpp adds it) and the stops."""
+
+    template: str
+    stops: tuple[str, ...]
+
+
+def no_ollama_template(name: str, why: str = "") -> UnsupportedError:
+    """The error for a family without an Ollama template (``why`` says what is missing)."""
+    return UnsupportedError(
+        f"ollama export: no Ollama template for chat template {name!r}{': ' + why if why else ''}; "
+        "export --format gguf and write the Modelfile TEMPLATE by hand, or train with a family that has one "
+        "(see `dsft template list`)"
+    )
+
+
+@runtime_checkable
+class ChatTemplate(Protocol):
+    """A chat-template family (see the module doc)."""
+
+    name: str
+    description: str
+    # The Jinja variable that selects thinking mode (None: the family has no modes).
+    thinking_flag: str | None
+    # vLLM's ``--reasoning-parser`` for this family's outputs (None: it does not reason).
+    vllm_reasoning_parser: str | None
+    # How assistant tool calls are written: "none", "deepseek-v3", "deepseek-v3.1", "dsml" or "model".
+    tool_call_format: str
+
+    @property
+    def chat_template(self) -> str:
+        """The Jinja chat template (for tokenizer_config.json / vLLM / GGUF)."""
+        ...
+
+    @property
+    def recommended_sampling(self) -> Mapping[str, float]:
+        """Sampling the model card recommends (``temperature``, ``top_p``); empty when it gives none."""
+        ...
+
+    def with_tokenizer(self, tokenizer: Any) -> ChatTemplate:
+        """The family bound to the model's tokenizer (only ``hf`` reads it; the others return themselves)."""
+        ...
+
+    def render_prompt(self, conv: Conversation, thinking: bool | None = None,
+                      add_generation_prompt: bool = True) -> str:
+        """The inference prompt: byte-identical to the official template with the generation prompt."""
+        ...
+
+    def render_train(self, conv: Conversation, tokenizer: Any, masking: str = "assistant",
+                     thinking: bool | None = None) -> Rendered:
+        """Token ids and supervised mask for training."""
+        ...
+
+    def render_train_many(self, convs: Sequence[Conversation], tokenizer: Any, masking: str = "assistant",
+                          thinking: bool | None = None) -> list[Rendered]:
+        """:meth:`render_train` for many conversations (what training calls; identical results)."""
+        ...
+
+    def jinja_kwargs(self, thinking: bool | None) -> dict[str, Any]:
+        """Extra ``apply_chat_template`` keyword arguments selecting the same mode in the Jinja template."""
+        ...
+
+    def prompt_opens_think(self, prompt: str) -> bool:
+        """Whether the reply to ``prompt`` starts inside a think block, so its text before ``</think>`` is
+        reasoning even without a ``<think>`` tag (the one rule eval and serve split outputs by)."""
+        ...
+
+    def ollama_template(self) -> OllamaTemplate:
+        """The Ollama Go template; :class:`UnsupportedError` naming the fix when the family has none."""
+        ...
