@@ -42,10 +42,18 @@ CALL = st.builds(
     st.sampled_from(["get_weather", "search"]),
     st.one_of(st.just('{"city": "Paris"}'), st.dictionaries(st.sampled_from(["q", "n"]), st.integers(0, 9), max_size=2)),
 )
+# DSML families (V3.2, V4) write one parameter per argument: arguments are objects of any JSON values.
+JSON_VALUE = st.one_of(text, st.integers(-5, 99), st.booleans(), st.none(), st.lists(st.integers(0, 3), max_size=2),
+                       st.dictionaries(st.sampled_from(["k", "中"]), text, max_size=1))
+OBJECT_CALL = st.builds(
+    lambda name, args: {"type": "function", "function": {"name": name, "arguments": args}},
+    st.sampled_from(["get_weather", "search"]),
+    st.dictionaries(st.sampled_from(["city", "q", "n"]), JSON_VALUE, max_size=3),
+)
 
 
 @st.composite
-def conversations(draw: Any, tools: bool = True, tool_calls: bool = True) -> Conversation:
+def conversations(draw: Any, tools: bool = True, tool_calls: bool = True, object_arguments: bool = False) -> Conversation:
     """Any order of roles (the renderers must agree even on odd ones), tools optional."""
     roles = ["system", "user", "assistant"] + (["tool"] if tools else [])
     messages = []
@@ -54,7 +62,7 @@ def conversations(draw: Any, tools: bool = True, tool_calls: bool = True) -> Con
         if role == "assistant":
             message.reasoning = draw(st.one_of(st.none(), text))
             if tool_calls and draw(st.booleans()):
-                message.tool_calls = draw(st.lists(CALL, min_size=1, max_size=2))
+                message.tool_calls = draw(st.lists(OBJECT_CALL if object_arguments else CALL, min_size=1, max_size=2))
         messages.append(message)
     defined = [{"type": "function", "function": {"name": "get_weather"}}] if tools and draw(st.booleans()) else None
     return Conversation(messages, tools=defined)
@@ -66,5 +74,5 @@ FAMILY_STRATEGIES = {
     "deepseek-v3": conversations(),
     "deepseek-r1": conversations(),
     "deepseek-v3.1": conversations(),
-    "deepseek-v4": conversations(tool_calls=False),
+    "deepseek-v4": conversations(object_arguments=True),
 }

@@ -150,3 +150,48 @@ def test_v4_tool_results_go_into_a_user_turn() -> None:
 def test_no_generation_prompt_when_asked() -> None:
     conv = Conversation([Message("user", "Hi"), Message("assistant", "Hello!")])
     assert get_template("deepseek-r1").render_prompt(conv, add_generation_prompt=False) == f"{BOS}{U}Hi{A}Hello!{EOS}"
+
+
+# DeepSeek-V4 tool calls: DSML after the content, as the official V4 encoding writes them (encoding_dsv4:
+# tool results merged into a user turn; in thinking mode only turns after the last user/tool-result turn
+# keep their reasoning; a string parameter is written as is, anything else as JSON).
+V4_CALL = {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris", "days": 2}'}}
+V4_CALLS = ('\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name="get_weather">\n'
+            '<｜DSML｜parameter name="city" string="true">Paris</｜DSML｜parameter>\n'
+            '<｜DSML｜parameter name="days" string="false">2</｜DSML｜parameter>\n'
+            '</｜DSML｜invoke>\n</｜DSML｜tool_calls>')
+
+
+def v4_tool_round() -> Conversation:
+    return Conversation([
+        Message("user", "Weather in Paris?"),
+        Message("assistant", "", reasoning="Need the weather tool.", tool_calls=[V4_CALL]),
+        Message("tool", "22C"),
+        Message("assistant", "It is 22C.", reasoning="The tool said 22C."),
+    ])
+
+
+def test_v4_tool_call_round_chat_mode() -> None:
+    expected = (f"{BOS}{U}Weather in Paris?{A}</think>{V4_CALLS}{EOS}"
+                f"{U}<tool_result>22C</tool_result>{A}</think>It is 22C.{EOS}")
+    assert get_template("deepseek-v4").render_prompt(v4_tool_round(), add_generation_prompt=False) == expected
+
+
+def test_v4_tool_call_round_thinking_mode() -> None:
+    expected = (f"{BOS}{U}Weather in Paris?{A}</think>{V4_CALLS}{EOS}"
+                f"{U}<tool_result>22C</tool_result>{A}<think>The tool said 22C.</think>It is 22C.{EOS}")
+    assert get_template("deepseek-v4").render_prompt(v4_tool_round(), thinking=True,
+                                                     add_generation_prompt=False) == expected
+
+
+def test_v4_parallel_calls_and_json_parameter_values() -> None:
+    second = {"type": "function", "function": {"name": "search", "arguments": {"q": "雨", "opts": {"n": 3}, "ok": True}}}
+    conv = Conversation([Message("user", "q"), Message("assistant", "Checking.", tool_calls=[V4_CALL, second])])
+    expected = (f"{BOS}{U}q{A}</think>Checking.\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"get_weather\">\n"
+                '<｜DSML｜parameter name="city" string="true">Paris</｜DSML｜parameter>\n'
+                '<｜DSML｜parameter name="days" string="false">2</｜DSML｜parameter>\n</｜DSML｜invoke>\n'
+                '<｜DSML｜invoke name="search">\n<｜DSML｜parameter name="q" string="true">雨</｜DSML｜parameter>\n'
+                '<｜DSML｜parameter name="opts" string="false">{"n": 3}</｜DSML｜parameter>\n'
+                '<｜DSML｜parameter name="ok" string="false">true</｜DSML｜parameter>\n</｜DSML｜invoke>\n'
+                f"</｜DSML｜tool_calls>{EOS}")
+    assert get_template("deepseek-v4").render_prompt(conv, add_generation_prompt=False) == expected

@@ -88,3 +88,11 @@ def test_single_tool_round_matches_the_released_r1_template(tokenizer: Any) -> N
         expected = tokenizer.apply_chat_template(messages, chat_template=released_template("deepseek-r1"),
                                                  tokenize=False, add_generation_prompt=add)
         assert get_template("deepseek-r1").render_prompt(conv, add_generation_prompt=add) == expected
+
+
+def test_v4_jinja_asks_for_object_arguments(tokenizer: Any) -> None:
+    """vLLM hands the template parsed arguments; a JSON string (transformers as is) is refused, not garbled."""
+    call = {"type": "function", "function": {"name": "f", "arguments": '{"x": 1}'}}
+    conv = Conversation([Message("user", "q"), Message("assistant", "", tool_calls=[call])])
+    with pytest.raises(Exception, match="arguments as an object"):
+        jinja_render(tokenizer, get_template("deepseek-v4").chat_template, conv, False)

@@ -247,3 +247,24 @@ def test_batched_rendering_equals_one_by_one(tokenizer: Any, name: str, masking:
     batched = template.render_train_many(convs, tokenizer, masking=masking)
     single = [template.render_train(c, tokenizer, masking=masking) for c in convs]
     assert [(r.input_ids, r.supervised, r.text) for r in batched] == [(r.input_ids, r.supervised, r.text) for r in single]
+
+
+def test_v4_tool_call_turn_target_includes_the_dsml_calls(tokenizer: Any) -> None:
+    call = {"type": "function", "function": {"name": "f", "arguments": {"x": 1}}}
+    conv = Conversation([
+        Message("user", "q"), Message("assistant", "", tool_calls=[call], reasoning="need f"),
+        Message("tool", "r"), Message("assistant", "done", reasoning="got r"),
+    ])
+    rendered = get_template("deepseek-v4").render_train(conv, tokenizer)
+    calls = ('\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name="f">\n'
+             '<｜DSML｜parameter name="x" string="false">1</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>')
+    assert supervised_spans(rendered, tokenizer) == [f"need f</think>{calls}{EOS}", f"got r</think>done{EOS}"]
+    assert rendered.text.startswith("<｜begin▁of▁sentence｜><｜User｜>q<｜Assistant｜><think>need f")
+
+
+def test_dsml_arguments_must_be_an_object() -> None:
+    for arguments in ("[1, 2]", "{not json"):
+        call = {"type": "function", "function": {"name": "f", "arguments": arguments}}
+        with pytest.raises(DsftError, match="tool_calls\\[0\\].function.arguments"):
+            get_template("deepseek-v4").render_prompt(Conversation([Message("user", "q"),
+                                                                    Message("assistant", "", tool_calls=[call])]))

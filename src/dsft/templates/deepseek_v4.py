@@ -8,16 +8,17 @@ the last user turn; or every turn when tools are defined) or ``</think>`` otherw
 ``<｜Assistant｜><think>`` (thinking) or ``<｜Assistant｜></think>`` (chat, the default here), written
 whenever asked for (every V4 assistant turn opens with it, so a trained turn's prompt always ends so).
 V4 has no ``tool`` role: tool results are written into a user turn as
-``<tool_result>…</tool_result>`` (consecutive results share one user turn). Assistant tool calls have
-no format here yet and are rejected.
+``<tool_result>…</tool_result>`` (consecutive results share one user turn). Assistant tool calls are
+DSML (:mod:`dsft.templates.dsml`, block ``tool_calls``) after the content, before EOS:
+``…content\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name="f">\n…\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>``.
 """
 
 from __future__ import annotations
 
 from dsft.data.conversation import Conversation, Message
-from dsft.errors import UnsupportedError
 from dsft.templates.base import Segment, split_think_content
 from dsft.templates.deepseek_v3 import system_segments
+from dsft.templates.dsml import dsml_tool_calls
 from dsft.templates.family import TemplateFamily
 from dsft.templates.markers import ASSISTANT, BOS, END_THINK, EOS, THINK, USER
 
@@ -26,11 +27,7 @@ V4_SPECIAL_TOKENS = (BOS, EOS, USER, ASSISTANT, THINK, END_THINK)
 
 def _assistant_segments(message: Message, index: int, trained: bool, show_reasoning: bool,
                         thinking: bool | None) -> list[Segment]:
-    if message.tool_calls:
-        raise UnsupportedError(
-            f"template 'deepseek-v4': message {index} has tool_calls, which dsft cannot render for V4 yet; "
-            "write the call into the content"
-        )
+    calls = dsml_tool_calls(message, index, "tool_calls")
     if trained:
         reasoning, answer = split_think_content(message)
         show_reasoning = thinking if thinking is not None else bool(reasoning)
@@ -41,7 +38,7 @@ def _assistant_segments(message: Message, index: int, trained: bool, show_reason
         reasoning, answer = message.reasoning or "", message.content.split(END_THINK)[-1]
     header = ASSISTANT + (THINK if show_reasoning else END_THINK)
     body = f"{reasoning}{END_THINK}{answer}" if show_reasoning else answer
-    return [Segment(header, owner=index), Segment(body + EOS, owner=index, target=trained)]
+    return [Segment(header, owner=index), Segment(body + calls + EOS, owner=index, target=trained)]
 
 
 def render_deepseek_v4(
@@ -75,6 +72,6 @@ def render_deepseek_v4(
 FAMILY = TemplateFamily(
     "deepseek-v4", render_deepseek_v4, V4_SPECIAL_TOKENS,
     description="DeepSeek-V4: chat or thinking mode",
-    thinking_flag="thinking", reasoning="hybrid",
+    thinking_flag="thinking", reasoning="hybrid", tool_call_format="dsml",
     model_types=("deepseek_v4",),  # V4 ships no Jinja template: its config is the signature
 )
