@@ -68,7 +68,8 @@ CONVERSATIONS = [
 ]
 
 
-@pytest.mark.parametrize("family", ["deepseek-r1", "deepseek-v3", "deepseek-v3.1", "deepseek-llm"])
+@pytest.mark.parametrize("family", ["deepseek-r1", "deepseek-v3", "deepseek-v3.1", "deepseek-llm", "deepseek-v4",
+                                    "deepseek-v3.2"])
 @pytest.mark.parametrize("turns", CONVERSATIONS, ids=["single", "system-history", "ends-with-assistant"])
 def test_modelfile_template_renders_like_the_training_template(family, turns) -> None:
     """The Go TEMPLATE (run by a small interpreter of Go's template subset) == the Python prompt minus BOS."""

@@ -68,6 +68,23 @@ def conversations(draw: Any, tools: bool = True, tool_calls: bool = True, object
     return Conversation(messages, tools=defined)
 
 
+@st.composite
+def paired_tool_conversations(draw: Any) -> Conversation:
+    """Conversations where every tool result answers a call of the assistant turn right before it (what
+    V3.2's encoding requires): system, user and assistant turns, and tool rounds (a calling assistant turn
+    then one result per call), in any order; tools optional."""
+    messages = []
+    for kind in draw(st.lists(st.sampled_from(["system", "user", "assistant", "tool_round"]), min_size=1, max_size=6)):
+        if kind in ("system", "user"):
+            messages.append(Message(kind, draw(text)))
+            continue
+        calls = draw(st.lists(OBJECT_CALL, min_size=1, max_size=2)) if kind == "tool_round" else None
+        messages.append(Message("assistant", draw(text), reasoning=draw(st.one_of(st.none(), text)), tool_calls=calls))
+        messages += [Message("tool", draw(text)) for _ in calls or []]
+    defined = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    return Conversation(messages, tools=defined if draw(st.booleans()) else None)
+
+
 # Per family, the conversations its template tests draw from (only what that family's template renders).
 FAMILY_STRATEGIES = {
     "deepseek-llm": conversations(tools=False, tool_calls=False),
@@ -75,4 +92,5 @@ FAMILY_STRATEGIES = {
     "deepseek-r1": conversations(),
     "deepseek-v3.1": conversations(),
     "deepseek-v4": conversations(object_arguments=True),
+    "deepseek-v3.2": paired_tool_conversations(),
 }

@@ -195,3 +195,112 @@ def test_v4_parallel_calls_and_json_parameter_values() -> None:
                 '<｜DSML｜parameter name="ok" string="false">true</｜DSML｜parameter>\n</｜DSML｜invoke>\n'
                 f"</｜DSML｜tool_calls>{EOS}")
     assert get_template("deepseek-v4").render_prompt(conv, add_generation_prompt=False) == expected
+
+
+# DeepSeek-V3.2: the official encoding (encoding_dsv32.encode_messages, as vLLM calls it: tools passed as a
+# leading system message). Strings written out from the encoding's documented templates.
+V32_TOOLS_PROMPT = """## Tools
+
+You have access to a set of tools you can use to answer the user's question.
+You can invoke functions by writing a "<｜DSML｜function_calls>" block like the following as part of your reply to the user:
+<｜DSML｜function_calls>
+<｜DSML｜invoke name="$FUNCTION_NAME">
+<｜DSML｜parameter name="$PARAMETER_NAME" string="true|false">$PARAMETER_VALUE</｜DSML｜parameter>
+...
+</｜DSML｜invoke>
+<｜DSML｜invoke name="$FUNCTION_NAME2">
+...
+</｜DSML｜invoke>
+</｜DSML｜function_calls>
+
+String and scalar parameters should be specified as is without any escaping or quotes, while lists and objects should use JSON format. The "string" attribute should be set to "true" for string type parameters and "false" for other types (numbers, booleans, arrays, objects).
+
+If the thinking_mode is enabled, then after function results you should strongly consider outputting a thinking block. Here is an example:
+
+<｜DSML｜function_calls>
+...
+</｜DSML｜function_calls>
+
+<function_results>
+...
+</function_results>
+
+<think>...thinking about results</think>
+
+Here are the functions available in JSONSchema format:
+<functions>
+"""
+
+
+def v32_documented_conversation() -> Conversation:
+    return Conversation([
+        Message("user", "hello"), Message("assistant", "Hello! I am DeepSeek.", reasoning="thinking..."),
+        Message("user", "1+1=?"),
+    ])
+
+
+def test_deepseek_v32_documented_example() -> None:
+    v32 = get_template("deepseek-v3.2")
+    history = f"{BOS}{U}hello{A}</think>Hello! I am DeepSeek.{EOS}{U}1+1=?{A}"
+    assert v32.render_prompt(v32_documented_conversation(), thinking=True) == history + "<think>"
+    assert v32.render_prompt(v32_documented_conversation()) == history + "</think>"
+    # Every user turn opens the reply: there is no separate generation prompt.
+    assert v32.render_prompt(v32_documented_conversation(), add_generation_prompt=False) == history + "</think>"
+
+
+def test_deepseek_v32_system_messages_stay_where_they_are() -> None:
+    conv = Conversation([Message("system", "A."), Message("user", "Hi"), Message("system", "B.")])
+    assert get_template("deepseek-v3.2").render_prompt(conv) == f"{BOS}A.{U}Hi{A}</think>B."
+
+
+def test_deepseek_v32_tool_round_thinking_with_tool_definitions() -> None:
+    weather = {"name": "get_weather", "description": "Weather of a city",
+               "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}
+    call = {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    conv = Conversation([
+        Message("system", SYSTEM), Message("user", "Weather in Paris?"),
+        Message("assistant", "", reasoning="Need weather.", tool_calls=[call]),
+        Message("tool", "22C"), Message("assistant", "It is 22C.", reasoning="Got it."),
+    ], tools=[{"type": "function", "function": weather}])
+    schema = ('{"name": "get_weather", "description": "Weather of a city", "parameters": {"type": "object", '
+              '"properties": {"city": {"type": "string"}}}}')
+    expected = (
+        f"{BOS}\n\n{V32_TOOLS_PROMPT}{schema}\n</functions>\n{SYSTEM}{U}Weather in Paris?{A}<think>Need weather.</think>"
+        '\n\n<｜DSML｜function_calls>\n<｜DSML｜invoke name="get_weather">\n'
+        '<｜DSML｜parameter name="city" string="true">Paris</｜DSML｜parameter>\n</｜DSML｜invoke>\n'
+        f"</｜DSML｜function_calls>{EOS}"
+        f"\n\n<function_results>\n<result>22C</result>\n</function_results>\n\n<think>Got it.</think>It is 22C.{EOS}"
+    )
+    assert get_template("deepseek-v3.2").render_prompt(conv, thinking=True) == expected
+
+
+def test_deepseek_v32_parallel_calls_chat_mode() -> None:
+    first = {"type": "function", "function": {"name": "f", "arguments": {"n": 1, "tags": ["a"]}}}
+    second = {"type": "function", "function": {"name": "g", "arguments": {}}}
+    conv = Conversation([
+        Message("user", "q"), Message("assistant", "Calling.", tool_calls=[first, second]),
+        Message("tool", "r1"), Message("tool", "r2"),
+    ])
+    expected = (
+        f"{BOS}{U}q{A}</think>Calling.\n\n<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"f\">\n"
+        '<｜DSML｜parameter name="n" string="false">1</｜DSML｜parameter>\n'
+        '<｜DSML｜parameter name="tags" string="false">["a"]</｜DSML｜parameter>\n</｜DSML｜invoke>\n'
+        '<｜DSML｜invoke name="g">\n\n</｜DSML｜invoke>\n</｜DSML｜function_calls>'
+        f"{EOS}\n\n<function_results>\n<result>r1</result>\n<result>r2</result>\n</function_results>\n\n</think>"
+    )
+    assert get_template("deepseek-v3.2").render_prompt(conv) == expected
+
+
+def test_deepseek_v32_rejects_unpaired_tool_results() -> None:
+    from dsft.errors import DsftError
+
+    call = {"type": "function", "function": {"name": "f", "arguments": {}}}
+    orphan = Conversation([Message("user", "q"), Message("tool", "r")])
+    extra = Conversation([Message("user", "q"), Message("assistant", "", tool_calls=[call]),
+                          Message("tool", "r"), Message("tool", "again")])
+    early = Conversation([Message("user", "q"), Message("assistant", "", tool_calls=[call, call]),
+                          Message("tool", "r"), Message("user", "next")])
+    for conv, message in ((orphan, "message 1 is a tool result"), (extra, "message 3 is a tool result"),
+                          (early, "message 3 comes before every tool call")):
+        with pytest.raises(DsftError, match=message):
+            get_template("deepseek-v3.2").render_prompt(conv)

@@ -34,6 +34,7 @@ EXPECTED_TARGETS = {
     "deepseek-r1": [f"Greeting.\n</think>\n\nHello!{EOS}", f"2+2=4\n</think>\n\n4{EOS}"],
     "deepseek-v3.1": [f"Greeting.</think>Hello!{EOS}", f"2+2=4</think>4{EOS}"],
     "deepseek-v4": [f"Greeting.</think>Hello!{EOS}", f"2+2=4</think>4{EOS}"],
+    "deepseek-v3.2": [f"Greeting.</think>Hello!{EOS}", f"2+2=4</think>4{EOS}"],
 }
 
 
@@ -268,3 +269,27 @@ def test_dsml_arguments_must_be_an_object() -> None:
         with pytest.raises(DsftError, match="tool_calls\\[0\\].function.arguments"):
             get_template("deepseek-v4").render_prompt(Conversation([Message("user", "q"),
                                                                     Message("assistant", "", tool_calls=[call])]))
+
+
+def test_v32_tool_round_targets_and_thinking_after_results(tokenizer: Any) -> None:
+    call = {"type": "function", "function": {"name": "f", "arguments": {"x": "y"}}}
+    conv = Conversation([
+        Message("user", "q"), Message("assistant", "", tool_calls=[call], reasoning="need f"),
+        Message("tool", "r"), Message("assistant", "done", reasoning="got r"),
+    ])
+    rendered = get_template("deepseek-v3.2").render_train(conv, tokenizer)
+    calls = ('\n\n<｜DSML｜function_calls>\n<｜DSML｜invoke name="f">\n'
+             '<｜DSML｜parameter name="x" string="true">y</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜function_calls>')
+    assert supervised_spans(rendered, tokenizer) == [f"need f</think>{calls}{EOS}", f"got r</think>done{EOS}"]
+    assert "<result>r</result>\n</function_results>\n\n<think>got r" in rendered.text
+
+
+def test_v32_trained_turn_before_the_last_user_keeps_its_reasoning(tokenizer: Any) -> None:
+    """The official encoding shows reasoning after the last user turn only; a trained earlier turn opens its
+    own think block instead of losing its chain of thought, and untrained history renders officially."""
+    rendered = get_template("deepseek-v3.2").render_train(two_turns(), tokenizer, thinking=True)
+    assert "<｜User｜>Hi<｜Assistant｜><think>Greeting.</think>Hello!" in rendered.text
+    conv = two_turns()
+    conv.messages[2].loss = False
+    rendered = get_template("deepseek-v3.2").render_train(conv, tokenizer, thinking=True)
+    assert "<｜User｜>Hi<｜Assistant｜></think>Hello!<｜end▁of▁sentence｜>" in rendered.text

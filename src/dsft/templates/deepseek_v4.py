@@ -21,6 +21,7 @@ from dsft.templates.deepseek_v3 import system_segments
 from dsft.templates.dsml import dsml_tool_calls
 from dsft.templates.family import TemplateFamily
 from dsft.templates.markers import ASSISTANT, BOS, END_THINK, EOS, THINK, USER
+from dsft.templates.ollama_go import v3_layout
 
 V4_SPECIAL_TOKENS = (BOS, EOS, USER, ASSISTANT, THINK, END_THINK)
 
@@ -73,5 +74,7 @@ FAMILY = TemplateFamily(
     "deepseek-v4", render_deepseek_v4, V4_SPECIAL_TOKENS,
     description="DeepSeek-V4: chat or thinking mode",
     thinking_flag="thinking", reasoning="hybrid", tool_call_format="dsml",
+    # Ollama gets chat mode (the default here): every assistant turn opens with </think>.
+    ollama=v3_layout(ASSISTANT + END_THINK, END_THINK),
     model_types=("deepseek_v4",),  # V4 ships no Jinja template: its config is the signature
 )
