@@ -24,6 +24,7 @@ transformers' own sdpa with the mask transformers built, so the same model serve
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -36,12 +37,21 @@ try:  # torch >= 2.10 ships a varlen flash-attention kernel for CUDA
     from torch.nn.attention.varlen import varlen_attn
 except ImportError:  # pragma: no cover - depends on the torch build
     varlen_attn = None
+# Its keywords moved between torch releases: causal is ``is_causal=True`` in some, ``window_size=(-1, 0)`` in
+# later ones, which also take ``enable_gqa``.
+_VARLEN_PARAMETERS = set(inspect.signature(varlen_attn).parameters) if varlen_attn is not None else set()
+if "window_size" in _VARLEN_PARAMETERS:
+    _VARLEN_CAUSAL: dict[str, Any] | None = {"window_size": (-1, 0)}
+elif "is_causal" in _VARLEN_PARAMETERS:
+    _VARLEN_CAUSAL = {"is_causal": True}
+else:  # pragma: no cover - no causal varlen in this torch
+    _VARLEN_CAUSAL = None
 
 SEGMENT_ATTENTION = "dsft_segments"
 
 
 def _varlen_usable(query: torch.Tensor, dropout: float) -> bool:
-    return (varlen_attn is not None and query.is_cuda and query.dtype in (torch.bfloat16, torch.float16)
+    return (_VARLEN_CAUSAL is not None and query.is_cuda and query.dtype in (torch.bfloat16, torch.float16)
             and dropout == 0.0)
 
 
@@ -67,11 +77,15 @@ def segment_attention_forward(
         value = F.pad(value, (0, query_width - value_width))
     groups = query.shape[1] // key.shape[1]
     if _varlen_usable(query, dropout):
+        gqa: dict[str, Any] = {}
+        if groups > 1 and "enable_gqa" in _VARLEN_PARAMETERS:
+            gqa["enable_gqa"] = True
+        elif groups > 1:
+            key, value = repeat_kv(key, groups), repeat_kv(value, groups)
         offsets = bounds.to(device=query.device, dtype=torch.int32)
         longest = int(kwargs.get("max_length_q") or int((offsets[1:] - offsets[:-1]).max()))
         out = varlen_attn(query[0].transpose(0, 1), key[0].transpose(0, 1), value[0].transpose(0, 1),
-                          offsets, offsets, longest, longest, scale=scaling, window_size=(-1, 0),
-                          enable_gqa=groups > 1)
+                          offsets, offsets, longest, longest, scale=scaling, **_VARLEN_CAUSAL, **gqa)
         out = out.unsqueeze(0)  # [1, T, H, D]
     else:
         if groups > 1:
