@@ -64,7 +64,7 @@ def render(
     messages: Path = typer.Option(..., "--messages", help="JSON file: a list of OpenAI-form messages (role, content, "
                                                           "optional reasoning_content, loss, tool_calls)."),
     mode: str = typer.Option("prompt", "--mode", help="prompt: the inference prompt; train: ids + labels."),
-    thinking: bool | None = typer.Option(None, "--thinking/--no-thinking", help="Thinking mode (V3.1, V4); "
+    thinking: bool | None = typer.Option(None, "--thinking/--no-thinking", help="Thinking mode (V3.1, V3.2, V4); "
                                          "default: official default for prompts, per-turn reasoning for training."),
     tokenizer: str | None = typer.Option(None, "--tokenizer", help="Tokenizer directory or tiny preset name "
                                          "(default: the DeepSeek tokenizer package)."),

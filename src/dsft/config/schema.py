@@ -120,7 +120,7 @@ class TemplateConfig(Section):
         "assistant", description="Supervised tokens: every assistant turn, the last one only, or all tokens."
     )
     thinking: bool | None = Field(
-        None, description="Thinking mode for hybrid families (V3.1, V4): true/false forces it; null trains each "
+        None, description="Thinking mode for hybrid families (V3.1, V3.2, V4): true/false forces it; null trains each "
         "turn in thinking mode iff it carries reasoning.",
     )
 

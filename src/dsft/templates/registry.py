@@ -27,8 +27,8 @@ FAMILIES: dict[str, str] = {
     "deepseek-v3": "dsft.templates.deepseek_v3:V3",
     "deepseek-r1": "dsft.templates.deepseek_v3:R1",
     "deepseek-v3.1": "dsft.templates.deepseek_v31:FAMILY",
-    "deepseek-v4": "dsft.templates.deepseek_v4:FAMILY",
     "deepseek-v3.2": "dsft.templates.deepseek_v32:FAMILY",
+    "deepseek-v4": "dsft.templates.deepseek_v4:FAMILY",
     "hf": "dsft.templates.hf:FAMILY",
 }
 TEMPLATE_NAMES: tuple[str, ...] = tuple(FAMILIES)
