@@ -5,8 +5,8 @@ import importlib
 
 import pytest
 
-MODULES = ["clean", "conversation", "formats", "near_dedup", "readers", "reasoning_policy", "relevance", "split",
-           "validate", "samples", "preference", "preference_pipeline"]
+MODULES = ["clean", "conversation", "formats", "near_dedup", "readers", "reasoning_policy", "relevance", "semantic",
+           "split", "validate", "samples", "preference", "preference_pipeline"]
 
 
 @pytest.mark.parametrize("name", MODULES)

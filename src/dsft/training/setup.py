@@ -13,6 +13,7 @@ import torch
 from dsft.config import DsftConfig
 from dsft.errors import ConfigError, DsftError, UnsupportedError
 from dsft.training.examples import TokenizedSplit, tokenize_conversations
+from dsft.training.ifd import IfdScorer
 from dsft.training.segment_attention import select_segment_attention
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,8 @@ def load_splits(cfg: DsftConfig, tokenizer: Any, template: Any, run_dir: Path) -
     if cfg.data.prepared_dir:
         prepared = load_prepared(cfg.data.prepared_dir)
     elif cfg.data.train:
-        prepared = prepare(cfg, tokenizer, run_dir / "data")
+        scorer = IfdScorer(cfg, tokenizer, template) if cfg.data.clean.semantic.ifd else None
+        prepared = prepare(cfg, tokenizer, run_dir / "data", ifd_scorer=scorer)
     else:
         raise ConfigError("data.train: no training data; list files in data.train or set data.prepared_dir")
     (run_dir / "data_report.json").write_text(json.dumps(prepared.report, indent=2, ensure_ascii=False) + "\n",
