@@ -1,6 +1,8 @@
 """DsftTrainer: transformers' Trainer with its loss replaced (``compute_loss``), plus the two small hooks
 sequence parallelism needs (``_get_num_items_in_batch`` counts shards' labels, ``training_step`` reports
-the SP loss at its true scale).
+the SP loss at its true scale), and evaluation's ``prediction_step`` / ``evaluation_loop`` so the
+validation loss is the mean over supervised tokens like the training loss (the stock loop averages
+per-batch means, which moves with the eval batch size).
 
 The Trainer keeps the loop, gradient accumulation, checkpointing, resume and DeepSpeed/FSDP. The loss
 differs from the stock one in three ways:
@@ -101,6 +103,7 @@ class DsftTrainer(Trainer):
         parallelism = getattr(self.accelerator, "parallelism_config", None)
         use_sp = parallelism is not None and parallelism.sp_backend == "deepspeed" and parallelism.sp_size > 1
         self._sequence_parallel = int(parallelism.sp_size) if use_sp else 1
+        self._eval_totals = torch.zeros(2, dtype=torch.float64)  # supervised-token loss sum and count
         self._router_aux_coef = (
             float(getattr(causal_lm.config, "router_aux_loss_coef", 0.0) or 0.0)
             if getattr(causal_lm.config, "output_router_logits", False) else 0.0
@@ -125,6 +128,38 @@ class DsftTrainer(Trainer):
         if self.args.average_tokens_across_devices and self.args.world_size > 1:
             count = self.accelerator.gather(count).sum()
         return count
+
+    def prediction_step(self, model: Any, inputs: dict[str, Any], prediction_loss_only: bool,
+                        ignore_keys: list[str] | None = None) -> tuple[torch.Tensor | None, None, None]:
+        """This batch's mean loss over its supervised tokens; also adds its token sum and count to the
+        running totals :meth:`evaluation_loop` turns into the token-weighted mean (dsft computes no logits)."""
+        inputs = self._prepare_inputs(inputs)
+        labels = inputs.get("shift_labels", inputs.get("labels"))
+        if labels is None:
+            return None, None, None
+        targets = labels if "shift_labels" in inputs else labels[:, 1:]
+        count = targets.ne(-100).sum()
+        with torch.no_grad(), self.compute_loss_context_manager():
+            # num_items_in_batch=None: divided by this batch's own supervised count, no cross-rank scaling.
+            loss = self.compute_loss(model, inputs, num_items_in_batch=None).detach()
+        self._eval_totals += torch.stack([loss.double() * count, count.double()]).to(self._eval_totals.device)
+        return loss, None, None
+
+    def evaluation_loop(self, dataloader: Any, description: str, prediction_loss_only: bool | None = None,
+                        ignore_keys: list[str] | None = None, metric_key_prefix: str = "eval") -> Any:
+        """The Trainer's loop with ``<prefix>_loss`` replaced by the mean over every supervised token.
+
+        The stock loop averages per-batch means weighted by rows, so the reported loss changed with the
+        eval micro-batch size; this one is the same at any batch size and on any number of ranks.
+        """
+        self._eval_totals = torch.zeros(2, dtype=torch.float64, device=self.args.device)
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+        totals = self._eval_totals
+        if self.args.world_size > 1:
+            totals = self.accelerator.reduce(totals, reduction="sum")
+        if float(totals[1]) > 0:
+            output.metrics[f"{metric_key_prefix}_loss"] = float(totals[0] / totals[1])
+        return output
 
     def compute_loss(
         self,
