@@ -150,7 +150,7 @@ def generation_eval(model: Any, tokenizer: Any, template: Any, conversations: Se
     is restored afterwards, so a training callback can call it every M steps.
     """
     if isinstance(template, str):
-        template = get_template(template)
+        template = get_template(template, tokenizer)  # the hf family renders with the tokenizer's template
     items = []
     for conversation in conversations:
         item, _ = item_from_conversation(conversation)

@@ -52,8 +52,11 @@ def read_run(run_dir: Path, required: Sequence[str] = ("template", "base_model")
     return info
 
 
-def resolve_template(model_dir: Path, name: str | None, label: str) -> tuple[str, Any]:
-    """``name`` (``--template``) or the family detected from the model; an unknown one names ``template.name``."""
+def resolve_template(model_dir: Path, name: str | None, label: str, tokenizer: Any = None) -> tuple[str, Any]:
+    """``name`` (``--template``) or the family detected from the model; an unknown one names ``template.name``.
+
+    ``tokenizer`` is the one prompts are encoded with: the ``hf`` family renders with its chat template.
+    """
     from dsft.templates import detect_template, get_template
 
     if not name or name == "auto":
@@ -62,7 +65,7 @@ def resolve_template(model_dir: Path, name: str | None, label: str) -> tuple[str
         except DsftError as exc:
             raise DsftError(f"{label}: {exc} (on the command line: --template NAME)") from exc
     try:
-        return name, get_template(name)
+        return name, get_template(name, tokenizer)
     except DsftError as exc:
         raise DsftError(f"template.name: {exc}") from exc
 
@@ -81,9 +84,9 @@ def _load_run(run_dir: Path, template_name: str | None, device: str | None, dtyp
     if not (base_dir / "config.json").is_file():
         # The base may have been a tiny preset in another cache, or a hub id: resolve the name again.
         base_dir = resolve_model(info.get("model_name_or_path") or info["base_model"], cache_dir=cache_dir)
-    name, template = resolve_template(base_dir, template_name or info["template"], str(run_dir))
     has_tokenizer = any((final / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
     tokenizer = load_tokenizer(final if has_tokenizer else base_dir)
+    name, template = resolve_template(base_dir, template_name or info["template"], str(run_dir), tokenizer)
     adapter = (final / "adapter_config.json").is_file()
     if adapter:
         from dsft.models.lora import load_lora_adapter
@@ -105,7 +108,7 @@ def load_eval_target(model_or_run: str | Path, template_name: str | None = None,
     from dsft.models.resolve import resolve_model
 
     model_dir = resolve_model(model_or_run, cache_dir=cache_dir)
-    name, template = resolve_template(model_dir, template_name, str(model_or_run))
     tokenizer = load_tokenizer(model_dir)
+    name, template = resolve_template(model_dir, template_name, str(model_or_run), tokenizer)
     model = load_model(model_dir, dtype=dtype, device=device)
     return EvalTarget(str(model_or_run), model, tokenizer, name, template)
