@@ -15,7 +15,7 @@ from typing import Any
 
 from dsft.errors import UnsupportedError
 from dsft.export.gguf_arch import gguf_architecture, iter_gguf_tensors, write_hparams
-from dsft.export.gguf_vocab import build_vocab, write_vocab
+from dsft.export.gguf_vocab import build_vocab, check_gguf_tokenizer, write_vocab
 from dsft.export.hf import load_export_tokenizer, merge_adapter, write_export_metadata
 from dsft.export.source import ExportSource, load_trained_model, stored_dtype
 from dsft.export.verify import LogitComparison, hf_logits, verification_prompts
@@ -114,6 +114,7 @@ def export_gguf(source: ExportSource, out_dir: Path, dtype: str = "auto", verify
     """
     dtype_name = gguf_dtype_name(dtype, source)
     gguf_architecture(source_model_type(source))  # refuse unsupported architectures before any work
+    check_gguf_tokenizer(source.tokenizer_dir)  # and tokenizers llama.cpp cannot reproduce
     tolerance = DEFAULT_GGUF_TOLERANCE[dtype_name] if tolerance is None else tolerance
     tokenizer = load_export_tokenizer(source)
     trained = load_trained_model(source)

@@ -53,12 +53,41 @@ def _split_regexes(pre_tokenizer: dict[str, Any] | None) -> list[str]:
     return []
 
 
+def _byte_level_only_steps(pre_tokenizer: dict[str, Any] | None) -> list[str] | None:
+    """The step types of a pre-tokenizer without Split regexes whose byte-level step applies GPT-2's regex
+    (``ByteLevel(use_regex=True)``), e.g. ``["Digits:individual", "ByteLevel"]``; None for anything else."""
+    if not pre_tokenizer:
+        return None
+    steps = pre_tokenizer.get("pretokenizers", []) if pre_tokenizer.get("type") == "Sequence" else [pre_tokenizer]
+    names = []
+    for step in steps:
+        kind = step.get("type")
+        if kind == "ByteLevel" and step.get("use_regex", True):
+            names.append("ByteLevel")
+        elif kind == "Digits":
+            names.append("Digits:individual" if step.get("individual_digits") else "Digits")
+        else:
+            return None
+    return names
+
+
+# Byte-level pre-tokenizers without a Split regex, as llama.cpp names them: GPT-2's regex alone, and
+# SmolLM's (every digit split off first; llama.cpp's converter picks "smollm" for SmolLM/SmolLM2).
+_BYTE_LEVEL_PRE = {("ByteLevel",): "gpt-2", ("Digits:individual", "ByteLevel"): "smollm"}
+
+
 def detect_pre_tokenizer(tokenizer_json: dict[str, Any]) -> str:
     """llama.cpp's ``tokenizer.ggml.pre`` name for this tokenizer's pre-tokenization regexes.
 
     >>> detect_pre_tokenizer({"pre_tokenizer": {"type": "Split", "pattern": {"Regex": "[一-龥぀-ゟ゠-ヿ]+"}}})
     'deepseek-v3'
+    >>> detect_pre_tokenizer({"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+    ...     {"type": "Digits", "individual_digits": True}, {"type": "ByteLevel", "use_regex": True}]}})
+    'smollm'
     """
+    byte_level = _byte_level_only_steps(tokenizer_json.get("pre_tokenizer"))
+    if byte_level is not None and tuple(byte_level) in _BYTE_LEVEL_PRE:
+        return _BYTE_LEVEL_PRE[tuple(byte_level)]
     regexes = _split_regexes(tokenizer_json.get("pre_tokenizer"))
     joined = "\n".join(regexes)
     added = {tok["content"] for tok in tokenizer_json.get("added_tokens", [])}
@@ -72,8 +101,9 @@ def detect_pre_tokenizer(tokenizer_json: dict[str, Any]) -> str:
         # Qwen2's regex (single digits); the R1 distills register it under their own name.
         return "deepseek-r1-qwen" if BOS in added else "qwen2"
     raise UnsupportedError(
-        "GGUF export: the tokenizer's pre-tokenizer regex is not one llama.cpp implements for the "
-        f"DeepSeek families (deepseek-v3, deepseek-llm, deepseek-r1-qwen, qwen2, llama-bpe): {regexes!r}"
+        "GGUF export: the tokenizer's pre-tokenizer is not one dsft maps to llama.cpp's (deepseek-v3, "
+        "deepseek-llm, deepseek-r1-qwen, qwen2, llama-bpe, gpt-2, smollm): "
+        f"{json.dumps(tokenizer_json.get('pre_tokenizer'), ensure_ascii=False)[:300]}"
     )
 
 
@@ -92,12 +122,8 @@ def _adds_specials(tokenizer: Any) -> tuple[bool, bool]:
     return add_bos, add_eos
 
 
-def build_vocab(tokenizer: Any, tokenizer_dir: Path, vocab_size: int) -> GGUFVocab:
-    """Collect the GGUF vocabulary of a byte-level BPE tokenizer for a model with ``vocab_size`` rows.
-
-    Embedding rows beyond the tokenizer (Qwen pads 151,665 tokens to 151,936 rows) become
-    ``[PAD<id>]`` tokens of type UNUSED, as llama.cpp's converter does.
-    """
+def read_tokenizer_json(tokenizer_dir: Path) -> dict[str, Any]:
+    """``tokenizer.json`` of a byte-level BPE tokenizer (:class:`UnsupportedError` for anything else)."""
     path = tokenizer_dir / "tokenizer.json"
     if not path.is_file():
         raise UnsupportedError(f"GGUF export needs a fast tokenizer (tokenizer.json) in {tokenizer_dir}")
@@ -105,6 +131,21 @@ def build_vocab(tokenizer: Any, tokenizer_dir: Path, vocab_size: int) -> GGUFVoc
     if tokenizer_json.get("model", {}).get("type") != "BPE":
         raise UnsupportedError(f"{path}: GGUF export supports byte-level BPE tokenizers (all DeepSeek families), "
                                f"got {tokenizer_json.get('model', {}).get('type')!r}")
+    return tokenizer_json
+
+
+def check_gguf_tokenizer(tokenizer_dir: Path) -> str:
+    """The ``tokenizer.ggml.pre`` name, or the refusal, from the files alone (before any model loads)."""
+    return detect_pre_tokenizer(read_tokenizer_json(tokenizer_dir))
+
+
+def build_vocab(tokenizer: Any, tokenizer_dir: Path, vocab_size: int) -> GGUFVocab:
+    """Collect the GGUF vocabulary of a byte-level BPE tokenizer for a model with ``vocab_size`` rows.
+
+    Embedding rows beyond the tokenizer (Qwen pads 151,665 tokens to 151,936 rows) become
+    ``[PAD<id>]`` tokens of type UNUSED, as llama.cpp's converter does.
+    """
+    tokenizer_json = read_tokenizer_json(tokenizer_dir)
     id_to_token = {token_id: token for token, token_id in tokenizer.get_vocab().items()}
     if max(id_to_token) >= vocab_size:
         raise UnsupportedError(f"{tokenizer_dir}: tokenizer has id {max(id_to_token)} but the model has only "
