@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from dsft.errors import DsftError, UnsupportedError
-from dsft.export.verify import RAW_TEXTS, LogitComparison, check_tolerance, compare_logits, verification_conversations
+from dsft.export.verify import (
+    RAW_TEXTS, DistributionBound, LogitComparison, check_tolerance, compare_logits, verification_conversations,
+)
 
 # Strings whose tokenization must match: ASCII, digits (split in 1-3 digit groups by some regexes),
 # Chinese and Japanese (their own split in DeepSeek V3's regex), newlines and spaces, special tokens.
@@ -90,7 +92,7 @@ def probe_texts(template_name: str, tokenizer: Any) -> list[str]:
 
 
 def verify_gguf(path: Path, tokenizer: Any, template_name: str, prompts: Sequence[Sequence[int]],
-                reference: Sequence[Any], tolerance: float,
+                reference: Sequence[Any], tolerance: float | DistributionBound,
                 echo: Callable[[str], None] = print) -> tuple[LogitComparison, list[str]]:
     """Tokenizer parity and logit parity of a GGUF file; :class:`DsftError` if either fails."""
     llm = load_llama(path, n_ctx=max(64, max(len(p) for p in prompts) + 8))

@@ -72,7 +72,7 @@ def write_export_metadata(out_dir: Path, source: ExportSource, fmt: str, dtype: 
         "source": str(source.run_dir or source.model_dir), "base_model": str(source.model_dir),
         "verification": None if comparison is None else {
             "max_abs_logit_diff": comparison.max_abs_diff, "max_abs_reference_logit": comparison.max_abs_logit,
-            "top1_agreement": comparison.top1_agreement,
+            "top1_agreement": comparison.top1_agreement, "mean_kl": comparison.mean_kl,
             "positions": comparison.positions, "prompts": comparison.prompts,
         },
     }

@@ -1,0 +1,42 @@
+"""Quantised exports are verified on next-token distributions (top-1 agreement, KL), not a raw logit bound."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dsft.errors import DsftError
+from dsft.export.gguf_export import DEFAULT_GGUF_TOLERANCE
+from dsft.export.verify import check_tolerance, compare_logits
+
+
+def _real_like_logits(seed: int, positions: int = 40, vocab: int = 500) -> np.ndarray:
+    """Peaked distributions with logits up to ~40, like a real model's (SmolLM2: max |logit| 40.9)."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0.0, 4.0, (positions, vocab))
+    logits[np.arange(positions), rng.integers(0, vocab, positions)] += 30.0
+    return logits.astype(np.float32)
+
+
+def test_kl_is_zero_for_equal_and_exact_for_a_known_pair() -> None:
+    ref = _real_like_logits(0)
+    assert compare_logits([ref], [ref]).mean_kl == pytest.approx(0.0, abs=1e-9)
+    p, q = np.log(np.array([[0.5, 0.5]])), np.log(np.array([[0.9, 0.1]]))
+    expected = 0.5 * np.log(0.5 / 0.9) + 0.5 * np.log(0.5 / 0.1)
+    assert compare_logits([p], [q]).mean_kl == pytest.approx(expected, rel=1e-6)
+
+
+def test_q8_0_default_accepts_rounding_noise_and_refuses_a_broken_export() -> None:
+    ref = _real_like_logits(1)
+    # Rounding noise of a few units on the logits (q8_0 of a real model: max |diff| 2.7-4.3).
+    noisy = ref + np.random.default_rng(2).normal(0.0, 0.8, ref.shape).astype(np.float32)
+    comparison = compare_logits([ref], [noisy])
+    assert comparison.max_abs_diff > 2.5
+    check_tolerance(comparison, DEFAULT_GGUF_TOLERANCE["q8_0"], "q8_0 export")
+    # A broken export (e.g. wrong rope layout): predictions belong to other positions.
+    broken = compare_logits([ref], [np.roll(ref, 1, axis=0)])
+    with pytest.raises(DsftError, match="top-1 agreement >= 85% and mean KL"):
+        check_tolerance(broken, DEFAULT_GGUF_TOLERANCE["q8_0"], "q8_0 export")
+    # An explicit --tolerance still bounds the max |logit difference|.
+    with pytest.raises(DsftError, match="exceeds tolerance 1"):
+        check_tolerance(comparison, 1.0, "q8_0 export")
