@@ -80,6 +80,7 @@ def test_human_view_shows_text_and_counts(messages_file: Path, run_cli) -> None:
 def test_list_and_help(run_cli) -> None:
     code, out, _ = run_cli(["template", "list"])
     assert code == 0 and "deepseek-v3.1" in out and "hf" in out
+    assert "deepseek-v3.2" in out and "dsml" in out and "deepseek_r1" in out  # the families' own facts
     code, out, _ = run_cli(["template", "render", "--help"])
     assert code == 0 and "--messages" in out and "--masking" in out
 

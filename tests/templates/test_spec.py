@@ -110,3 +110,11 @@ def test_lower_layers_read_the_tables_without_loading_the_renderers() -> None:
             "print(sorted(m for m in sys.modules if m.startswith('dsft.templates')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['dsft.templates', 'dsft.templates.markers', 'dsft.templates.registry']"
+
+
+def test_families_without_jinja_are_detected_by_model_type() -> None:
+    from dsft.templates import detect_template
+
+    assert detect_template({"model_type": "deepseek_v32"}) == "deepseek-v3.2"
+    assert detect_template({"model_type": "deepseek_v4", "chat_template": released_template("deepseek-r1")}) == (
+        "deepseek-v4")

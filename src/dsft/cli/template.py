@@ -15,15 +15,17 @@ MODES = ("prompt", "train")
 
 @template_app.command("list")
 def list_templates() -> None:
-    """List the template families and what each covers."""
+    """List the template families: what each covers, its thinking flag, tool-call format and vLLM parser."""
     from rich.console import Console
     from rich.table import Table
 
     from dsft.templates import TEMPLATE_NAMES, get_template
 
-    table = Table("name", "models")
+    table = Table("name", "models", "thinking flag", "tool calls", "vLLM reasoning parser")
     for name in TEMPLATE_NAMES:
-        table.add_row(name, get_template(name).description)
+        family = get_template(name)
+        table.add_row(name, family.description, family.thinking_flag or "-", family.tool_call_format,
+                      family.vllm_reasoning_parser or "-")
     Console().print(table)
 
 

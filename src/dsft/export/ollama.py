@@ -17,6 +17,7 @@ from typing import Any
 
 from dsft.export.gguf_export import GGUF_FILE_NAME, GGUFExport, export_gguf
 from dsft.export.source import ExportSource
+from dsft.models.loading import load_tokenizer
 from dsft.templates import get_template
 
 
@@ -58,8 +59,6 @@ def export_ollama(source: ExportSource, out_dir: Path, dtype: str = "auto", veri
                   tolerance: float | None = None, name: str | None = None,
                   echo: Callable[[str], None] = print) -> GGUFExport:
     """GGUF export (verified like ``--format gguf``) plus Modelfile and README with the ``ollama create`` command."""
-    from dsft.models.loading import load_tokenizer  # transformers: heavy
-
     tokenizer = load_tokenizer(source.tokenizer_dir)
     render_modelfile(source.template, tokenizer=tokenizer)  # an UnsupportedError comes before any conversion work
     result = export_gguf(source, out_dir, dtype=dtype, verify=verify, tolerance=tolerance, echo=echo)
