@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import glob
 import json
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -148,23 +149,24 @@ def read_jsonl(path: Path) -> Iterator[RawRecord]:
 def read_json(path: Path) -> Iterator[RawRecord]:
     """A JSON array, a ``{"data": [...]}`` wrapper, or one object; JSON-lines content is accepted too.
 
-    Items are located as ``item N`` (1-based). A file that is not JSON at all is one rejected record.
+    Items are located as ``item N`` (1-based). Bytes that are not UTF-8 are kept as lone surrogates
+    (``surrogateescape``), so validation rejects exactly the items that hold them. A file that does not
+    parse is recovered record by record where its shape allows: JSON lines under a ``.json`` name are
+    read line by line, a damaged array item by item (see :func:`split_json_array`). Only a file with
+    no recoverable shape is one rejected record, and its reason says so.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "a.json"
+    >>> _ = path.write_bytes(b'[{"text": "ok"}, {"text": oops}, {"text": "fine"}]')
+    >>> [(r.location, r.error is None) for r in read_json(path)]
+    [('item 1', True), ('item 2', False), ('item 3', True)]
     """
     source = str(path)
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        yield RawRecord(source, "item 1", error=f"not valid UTF-8 (bad byte at offset {exc.start})")
-        return
+    text = path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        if exc.msg == "Extra data":
-            # Many datasets ship JSON lines under a .json name; read them as such.
-            yield from read_jsonl(path)
-            return
-        yield RawRecord(source, "item 1", error=f"malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})")
+        yield from _recover_json(path, text, exc)
         return
     except RecursionError:
         yield RawRecord(source, "item 1", error="malformed JSON: nested too deeply")
@@ -174,6 +176,90 @@ def read_json(path: Path) -> Iterator[RawRecord]:
     items = value if isinstance(value, list) else [value]
     for number, item in enumerate(items, start=1):
         yield RawRecord(source, f"item {number}", data=item)
+
+
+def _looks_like_json_lines(text: str) -> bool:
+    """Several lines, at least half of which parse alone as a JSON object: JSON lines, however damaged."""
+    lines = [line for line in text.split("\n") if line.strip()]  # "\n" only, as read_jsonl splits
+    if len(lines) < 2:
+        return False
+    whole = 0
+    for line in lines:
+        try:
+            whole += isinstance(json.loads(line), dict)
+        except (ValueError, RecursionError):
+            pass
+    return 2 * whole >= len(lines)
+
+
+def _recover_json(path: Path, text: str, exc: json.JSONDecodeError) -> Iterator[RawRecord]:
+    """Records of a ``.json`` file that does not parse whole (see :func:`read_json`)."""
+    source = str(path)
+    if _looks_like_json_lines(text) or (exc.msg == "Extra data" and _ARRAY_START.match(text) is None):
+        # Many datasets ship JSON lines under a .json name; read them as such.
+        yield from read_jsonl(path)
+        return
+    items = split_json_array(text)
+    if not items:  # not an array, or a damaged one with nothing in it
+        yield RawRecord(source, "item 1", error=f"malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}); "
+                                                "the file could not be split into records, so it counts as one")
+        return
+    for number, item in enumerate(items, start=1):
+        location = f"item {number}"
+        try:
+            yield RawRecord(source, location, data=json.loads(item))
+        except json.JSONDecodeError as item_exc:
+            yield RawRecord(source, location, error=f"malformed JSON in array item: {item_exc.msg}")
+        except RecursionError:
+            yield RawRecord(source, location, error="malformed JSON: nested too deeply")
+
+
+_ARRAY_START = re.compile(r'\s*(\{\s*"data"\s*:\s*)?\[')
+
+
+def split_json_array(text: str) -> list[str] | None:
+    """The source text of each top-level item of a (possibly damaged) JSON array, or None if not an array.
+
+    Items end at top-level commas, tracked through strings and nesting; a raw newline inside a string
+    ends it (JSON strings hold none, so its closing quote was lost), which keeps one damaged item from
+    swallowing the next line's. A missing ``]`` (a truncated file) ends the last item at the end.
+
+    >>> split_json_array('[{"a": 1}, {"b": [2, 3]}, oops]')
+    ['{"a": 1}', ' {"b": [2, 3]}', ' oops']
+    >>> split_json_array('{"data": [1, "x, y"')
+    ['1', ' "x, y"']
+    >>> split_json_array('{"a": 1') is None
+    True
+    """
+    opened = _ARRAY_START.match(text)
+    if opened is None:
+        return None
+    items: list[str] = []
+    depth, in_string, escaped, start = 0, False, False, opened.end()
+    for index in range(start, len(text)):
+        char = text[index]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char in '"\n':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+        elif char in "]}" and depth > 0:
+            depth -= 1
+        elif char == "]":
+            items.append(text[start:index])
+            break
+        elif char == "," and depth == 0:
+            items.append(text[start:index])
+            start = index + 1
+    else:
+        items.append(text[start:])
+    return [item for item in items if item.strip()]
 
 
 def read_csv(path: Path) -> Iterator[RawRecord]:
