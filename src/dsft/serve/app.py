@@ -2,12 +2,15 @@
 
 ``create_app(engine, settings)`` is all a caller needs; ``dsft serve`` runs it under uvicorn and the
 tests run it on a free loopback port. Every endpoint but ``/health`` requires the API key when one is
-set. Requests are checked here (model name, ``max_tokens``, context length) before they reach the
-engine, so the engine only ever sees work it can do.
+set (the API schema and its ``/docs`` and ``/redoc`` pages included). Requests are checked here (body
+size, model name, role order, ``max_tokens``, context length) before they reach the engine, so the
+engine only ever sees work it can do. Rendering and tokenizing a prompt run in a worker thread: a long
+prompt never stalls the event loop (``/health`` and streams keep answering).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
@@ -15,12 +18,14 @@ from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
 from dsft.errors import DsftError
 from dsft.serve import responses
 from dsft.serve.engine import EngineBusy, RequestStream, TransformersEngine
 from dsft.serve.generation import GenerationRequest
+from dsft.serve.body_limit import BodySizeLimit
 from dsft.serve.openai_errors import ApiError, error_body, install_error_handlers
 from dsft.serve.prompts import (
     conversation_from_messages, generation_starts_in_reasoning, render_chat_prompt, tokenize_prompt,
@@ -43,11 +48,25 @@ def create_app(engine: TransformersEngine, settings: ServeSettings) -> FastAPI:
         yield
         await engine.stop()
 
-    app = FastAPI(title="dsft", lifespan=lifespan)
+    # The schema and docs pages are routes of their own below, so that they sit behind the key too.
+    app = FastAPI(title="dsft", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.state.engine = engine
     app.state.settings = settings
     guarded = [Depends(_require_api_key(settings))]
+
+    @app.get("/openapi.json", dependencies=guarded, include_in_schema=False)
+    async def openapi_schema() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", dependencies=guarded, include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="dsft API")
+
+    @app.get("/redoc", dependencies=guarded, include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title="dsft API")
 
     @app.get("/health")
     async def health() -> JSONResponse:
@@ -65,7 +84,7 @@ def create_app(engine: TransformersEngine, settings: ServeSettings) -> FastAPI:
     @app.post("/v1/chat/completions", dependencies=guarded)
     async def chat_completions(body: ChatCompletionRequest) -> Any:
         serving = _serving(engine)
-        prompt_ids, split = _chat_prompt(serving, body.messages, body.thinking())
+        prompt_ids, split = await asyncio.to_thread(_chat_prompt, serving, body.messages, body.thinking())
         max_tokens = body.max_completion_tokens or body.max_tokens
         stream = _submit(engine, _generation_request(serving, settings, body, prompt_ids, max_tokens))
         model_name = body.model or settings.served_model_name
@@ -80,7 +99,7 @@ def create_app(engine: TransformersEngine, settings: ServeSettings) -> FastAPI:
     async def completions(body: CompletionRequest) -> Any:
         serving = _serving(engine)
         # Raw text, as vLLM treats it: the tokenizer adds its BOS when it is configured to.
-        prompt_ids = tokenize_prompt(serving.tokenizer, body.prompt_text(), add_special_tokens=True)
+        prompt_ids = await asyncio.to_thread(tokenize_prompt, serving.tokenizer, body.prompt_text(), True)
         request = _generation_request(serving, settings, body, prompt_ids, body.max_tokens)
         stream = _submit(engine, request)
         model_name = body.model or settings.served_model_name
@@ -94,7 +113,8 @@ def create_app(engine: TransformersEngine, settings: ServeSettings) -> FastAPI:
     @app.post("/generate", dependencies=guarded)
     async def generate(body: GenerateRequest) -> dict[str, Any]:
         serving = _serving(engine)
-        prompt_ids, split = _chat_prompt(serving, [ChatMessageIn(role="user", content=body.prompt)], None)
+        prompt_ids, split = await asyncio.to_thread(
+            _chat_prompt, serving, [ChatMessageIn(role="user", content=body.prompt)], None)
         request = _generation_request(serving, settings, body, prompt_ids, body.max_tokens)
         result = await _submit(engine, request).collect()
         return responses.generate_answer(result, len(prompt_ids), split)

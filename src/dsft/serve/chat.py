@@ -77,7 +77,9 @@ class ChatSession:
             show(piece, result is not None)
 
         with self.serving.adapter_active(self.serving.default_adapter):
-            generate_batch(self.serving.model, self.serving.tokenizer, [request], self.serving.eos_ids, emit)
+            result = generate_batch(self.serving.model, self.serving.tokenizer, [request], self.serving.eos_ids, emit)[0]
+        if result.error is not None:
+            raise result.error
         console.print()
         answer = Message("assistant", "".join(content_parts), reasoning="".join(reasoning_parts) or None)
         self.history += [messages[-1], answer]

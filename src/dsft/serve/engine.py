@@ -168,6 +168,9 @@ class TransformersEngine:
         assert serving is not None
 
         def emit(row: int, piece: str, result: RowResult | None) -> None:
+            if result is not None and result.error is not None:  # this request alone failed
+                self._loop.call_soon_threadsafe(batch[row]._events.put_nowait, result.error)
+                return
             final = dataclasses.replace(result) if result is not None else None
             self._loop.call_soon_threadsafe(batch[row]._events.put_nowait, (piece, final))
 

@@ -2,7 +2,9 @@
 
 A custom loop (rather than ``model.generate`` with a streamer) because one batch carries requests with
 different sampling settings, stop strings and lengths, and each must stream its own text as it comes.
-Finished rows keep riding along (their tokens are ignored) until the whole batch is done.
+Finished rows keep riding along (their tokens are ignored) until the whole batch is done. A failure
+that belongs to one row (its generator, its sampling, its decoding) ends that row alone with
+``finish_reason="error"``; the other rows of the batch go on.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class RowResult:
     completion_tokens: int = 0
     finish_reason: str | None = None
     token_ids: list[int] = field(default_factory=list)
+    error: Exception | None = None  # set with finish_reason "error": why this row alone failed
 
 
 # emit(row_index, text_piece, finished_result_or_None)
@@ -69,9 +72,15 @@ def generate_batch(
     input_ids, attention_mask = (t.to(device) for t in left_pad([r.prompt_ids for r in requests], pad_id))
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     params = [r.params for r in requests]
-    generators = [p.make_generator() for p in params]
-    decoders = [RowDecoder(tokenizer, p.stop) for p in params]
     results = [RowResult() for _ in requests]
+
+    def fail(row: int, exc: Exception) -> None:
+        if results[row].finish_reason is None:
+            results[row].finish_reason, results[row].error = "error", exc
+            emit(row, "", results[row])
+
+    generators = [_row_generator(row, p, fail) for row, p in enumerate(params)]
+    decoders = [RowDecoder(tokenizer, p.stop) for p in params]
     past = None
     for _ in range(max(p.max_tokens for p in params)):
         out = model(
@@ -79,16 +88,28 @@ def generate_batch(
             past_key_values=past, use_cache=True,
         )
         past = out.past_key_values
-        next_tokens = sample_next_tokens(out.logits[:, -1, :], params, generators)
+        next_tokens = sample_next_tokens(out.logits[:, -1, :], params, generators, on_row_error=fail)
         for row, token in enumerate(next_tokens.tolist()):
             if results[row].finish_reason is None:
-                _advance_row(row, token, requests[row], decoders[row], results[row], eos_ids, emit)
+                try:
+                    _advance_row(row, token, requests[row], decoders[row], results[row], eos_ids, emit)
+                except Exception as exc:  # noqa: BLE001 - this row's decoding failed; the others go on
+                    fail(row, exc)
         if all(r.finish_reason is not None for r in results):
             break
         input_ids = next_tokens.view(-1, 1).to(device)
         attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(requests), 1))], dim=-1)
         position_ids = position_ids[:, -1:] + 1
     return results
+
+
+def _row_generator(row: int, params: SamplingParams, fail: Callable[[int, Exception], None]) -> torch.Generator:
+    """The row's seeded generator; a seed torch refuses fails that row only (it then samples unseeded)."""
+    try:
+        return params.make_generator()
+    except Exception as exc:  # noqa: BLE001 - e.g. a seed outside torch's 64-bit range
+        fail(row, exc)
+        return torch.Generator()
 
 
 def _advance_row(

@@ -7,6 +7,7 @@ loading time, then readiness and liveness take over. The API key, if any, comes 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,10 +132,29 @@ def write_k8s(spec: DeploySpec, out_dir: Path) -> list[Path]:
     return written
 
 
+# Kubernetes object names: DNS-1123 labels (lower-case alphanumerics and '-', 63 at most).
+_K8S_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def check_deploy_options(name: str, replicas: int, gpus: int) -> None:
+    """Refuse values Kubernetes would reject (or that deploy nothing), naming each flag."""
+    problems = []
+    if not _K8S_NAME.fullmatch(name):
+        problems.append(f"--name {name!r}: must be a DNS-1123 label (lower-case letters, digits and '-', "
+                        "starting and ending with a letter or digit, at most 63 characters)")
+    if replicas < 1:
+        problems.append(f"--replicas: must be >= 1, got {replicas}")
+    if gpus < 0:
+        problems.append(f"--gpus: must be >= 0, got {gpus}")
+    if problems:
+        raise DsftError(problems[0]) if len(problems) == 1 else DsftError("invalid deploy options", problems)
+
+
 def deploy_spec_for(model_or_run: str, **options: Any) -> DeploySpec:
     """A :class:`DeploySpec` for ``MODEL_OR_RUN``; a LoRA run must be merged first (one self-contained model)."""
     from dsft.export.source import resolve_source
 
+    check_deploy_options(options.get("name", "dsft"), options.get("replicas", 1), options.get("gpus", 1))
     source = resolve_source(model_or_run)
     if source.adapter_dir is not None:
         raise DsftError(f"{model_or_run}: a LoRA run; merge it first with `dsft export {model_or_run} --format hf "

@@ -34,9 +34,15 @@ def conversation_from_messages(messages: list[ChatMessageIn]) -> Conversation:
 def render_chat_prompt(template_name: str, tokenizer: Any, conversation: Conversation, thinking: bool | None) -> str:
     """The inference prompt of the training template (generation prompt included).
 
-    Raises :class:`DsftError` for conversations the family cannot render (the server answers 400).
+    Role orders the family cannot render faithfully are answered 400 naming the message (see
+    :meth:`dsft.templates.spec.ChatTemplate.prompt_problems`); other conversations it cannot render raise
+    :class:`DsftError` (also answered 400).
     """
-    return get_template(template_name, tokenizer).render_prompt(conversation, thinking=thinking)
+    template = get_template(template_name, tokenizer)
+    for index, reason in template.prompt_problems(conversation)[:1]:
+        where = "messages" if index is None else f"messages.{index}"
+        raise ApiError(400, f"{where}: {reason} (template {template_name})", where, "invalid_role_order")
+    return template.render_prompt(conversation, thinking=thinking)
 
 
 def generation_starts_in_reasoning(template_name: str, prompt: str) -> bool:

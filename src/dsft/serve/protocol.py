@@ -6,17 +6,51 @@ send ``user``, ``presence_penalty`` and the like still work.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from dsft.serve.openai_errors import ApiError
+
+# torch.Generator.manual_seed accepts exactly this range; a seed outside it cannot be honoured.
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogate_path(value: Any, path: str = "") -> str | None:
+    """Where the first lone surrogate (``"\\ud800"`` in JSON) sits in a decoded body, or None.
+
+    JSON may escape half of a UTF-16 pair on its own; such a string has no UTF-8 encoding, so no
+    tokenizer can read it.
+
+    >>> lone_surrogate_path({"messages": [{"content": "ok"}, {"content": "a\\ud800"}]})
+    'messages.1.content'
+    """
+    if isinstance(value, str):
+        return (path or "body") if _SURROGATE.search(value) else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        if isinstance(key, str) and lone_surrogate_path(key) is not None:
+            return f"{path}.{key!r}" if path else repr(key)
+        found = lone_surrogate_path(item, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        where = lone_surrogate_path(data)
+        if where is not None:
+            raise ValueError(f"{where}: holds a lone UTF-16 surrogate (e.g. \\ud800), which is not valid Unicode")
+        return data
 
 
 class SamplingFields(_Request):
@@ -27,7 +61,7 @@ class SamplingFields(_Request):
     temperature: float | None = Field(None, ge=0.0, le=2.0, description="0 = greedy.")
     top_p: float | None = Field(None, gt=0.0, le=1.0, description="Nucleus sampling mass.")
     stop: str | list[str] | None = Field(None, description="Up to 4 strings that end generation (not returned).")
-    seed: int | None = Field(None, description="Makes sampling repeatable.")
+    seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX, description="Makes sampling repeatable.")
     n: int = Field(1, description="Number of choices; only 1 is supported.")
 
     @field_validator("stop")
@@ -76,6 +110,11 @@ class StreamOptions(_Request):
 class ChatCompletionRequest(SamplingFields):
     """``POST /v1/chat/completions``."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2+2?"}],
+         "max_tokens": 64, "temperature": 0.6, "seed": 1},
+    ]})
+
     messages: list[ChatMessageIn] = Field(..., min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1, description="Newer name of max_tokens.")
     stream: bool = False
@@ -92,6 +131,8 @@ class ChatCompletionRequest(SamplingFields):
 class CompletionRequest(SamplingFields):
     """``POST /v1/completions``: a raw prompt, no chat template."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{"prompt": "The capital of France is", "max_tokens": 8}]})
+
     prompt: str | list[str]
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -106,6 +147,8 @@ class CompletionRequest(SamplingFields):
 
 class GenerateRequest(SamplingFields):
     """``POST /generate``: one user prompt, rendered with the model's chat template."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"prompt": "What is 2+2?", "max_tokens": 64}]})
 
     prompt: str = Field(..., min_length=1)
 

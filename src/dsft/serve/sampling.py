@@ -8,6 +8,7 @@ same tokens whatever else shares its batch).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
@@ -48,9 +49,14 @@ def nucleus(sorted_probs: torch.Tensor, top_p: float) -> torch.Tensor:
 
     >>> nucleus(torch.tensor([0.5, 0.3, 0.2]), 0.7).tolist()
     [0.5, 0.30000001192092896, 0.0]
+    >>> nucleus(torch.tensor([0.5, 0.3, 0.2]), 5e-324).tolist()
+    [0.5, 0.0, 0.0]
     """
     mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
-    return sorted_probs.masked_fill(mass_before >= top_p, 0.0)
+    outside = mass_before >= top_p
+    # A top_p below float32's smallest step (5e-324) compares as 0 and would drop every token.
+    outside[..., 0] = False
+    return sorted_probs.masked_fill(outside, 0.0)
 
 
 def _sample_row(
@@ -74,9 +80,14 @@ def _sample_row(
 
 
 def sample_next_tokens(
-    logits: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator]
+    logits: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator],
+    on_row_error: Callable[[int, Exception], None] | None = None,
 ) -> torch.Tensor:
-    """Choose one token per row from last-position ``logits`` [batch, vocab]; returns [batch] ids."""
+    """Choose one token per row from last-position ``logits`` [batch, vocab]; returns [batch] ids.
+
+    With ``on_row_error`` a row whose sampling raises is reported there (and given its greedy token)
+    instead of failing the whole batch; the other rows draw exactly as they would otherwise.
+    """
     # Sample on the CPU: the per-row generators live there, and one row of logits is small.
     logits = logits.float().cpu()
     greedy_choice = logits.argmax(dim=-1)
@@ -86,9 +97,16 @@ def sample_next_tokens(
     scaled = logits / temperature
     top_logits, top_ids = scaled.topk(min(NUCLEUS_CANDIDATES, scaled.shape[-1]), dim=-1)
     top_probs = (top_logits - scaled.logsumexp(dim=-1, keepdim=True)).exp()
-    chosen = [
-        greedy_choice[row] if p.greedy
-        else _sample_row(scaled[row], (top_probs[row], top_ids[row]), p.top_p, generators[row])
-        for row, p in enumerate(params)
-    ]
+    chosen = []
+    for row, p in enumerate(params):
+        if p.greedy:
+            chosen.append(greedy_choice[row])
+            continue
+        try:
+            chosen.append(_sample_row(scaled[row], (top_probs[row], top_ids[row]), p.top_p, generators[row]))
+        except Exception as exc:  # noqa: BLE001 - handed to the caller, which fails this row alone
+            if on_row_error is None:
+                raise
+            on_row_error(row, exc)
+            chosen.append(greedy_choice[row])
     return torch.stack(chosen)

@@ -10,7 +10,7 @@ import functools
 import logging
 
 from dsft.serve.engine import TransformersEngine
-from dsft.serve.serving_model import load_serving_model, parse_adapter_args
+from dsft.serve.serving_model import check_load_options, load_serving_model, parse_adapter_args
 from dsft.serve.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -23,6 +23,7 @@ def build_engine(
     """Check the inputs now and return an engine that loads the model when the app starts."""
     from dsft.export.source import resolve_source
 
+    check_load_options(quantize, dtype)
     adapters = parse_adapter_args(adapter_specs)
     source = resolve_source(model_or_run)  # raises DsftError now rather than in the background loader
     load = functools.partial(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from dsft.errors import DsftError
+from dsft.models.loading import DTYPES
 from dsft.serve.sampling import SamplingParams
 
 if TYPE_CHECKING:
@@ -64,6 +65,20 @@ class ServingModel:
             return
         self.model.set_adapter(name)
         yield
+
+
+QUANTIZE_CHOICES = ("int8",)
+
+
+def check_load_options(quantize: str | None, dtype: str) -> None:
+    """Refuse an unknown ``--quantize`` or ``--dtype`` before anything loads."""
+    problems = []
+    if quantize is not None and quantize not in QUANTIZE_CHOICES:
+        problems.append(f"--quantize {quantize}: only int8 (dynamic, CPU) is supported")
+    if dtype not in DTYPES:
+        problems.append(f"--dtype {dtype}: choose one of {', '.join(DTYPES)}")
+    if problems:
+        raise DsftError("invalid model options", problems) if len(problems) > 1 else DsftError(problems[0])
 
 
 def parse_adapter_args(specs: list[str]) -> dict[str, Path]:
@@ -136,8 +151,7 @@ def load_serving_model(
         if name in adapters:
             raise DsftError(f"--adapter {name}: the name is taken by the run's own adapter; choose another")
         adapters[name] = path
-    if quantize not in (None, "int8"):
-        raise DsftError(f"--quantize {quantize}: only int8 (dynamic, CPU) is supported")
+    check_load_options(quantize, dtype)
     model = load_model(source.model_dir, dtype="float32" if quantize else dtype, device="cpu" if quantize else device)
     tokenizer = load_tokenizer(source.tokenizer_dir)
     align_special_tokens(model, tokenizer)

@@ -9,6 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from dsft.errors import DsftError
+
+# Largest request body accepted (bytes): a 128k-token prompt is well under 2 MiB of JSON; a bigger body
+# is answered 413 before it is parsed.
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+
 
 @dataclass(frozen=True)
 class ServeSettings:
@@ -16,7 +22,8 @@ class ServeSettings:
 
     ``max_queue`` counts requests waiting for the worker (not those being generated); one more is
     answered 503. ``max_tokens`` caps a request's ``max_tokens``; ``max_model_len`` (tokens, prompt plus
-    completion) defaults to the model's ``max_position_embeddings`` when None.
+    completion) defaults to the model's ``max_position_embeddings`` when None. ``max_body_bytes`` caps a
+    request body (413 above it). Values out of range raise :class:`DsftError` naming the flag.
     """
 
     served_model_name: str = "dsft"
@@ -27,6 +34,22 @@ class ServeSettings:
     max_batch: int = 8
     max_tokens: int = 2048
     max_model_len: int | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.api_key is not None and (not self.api_key or self.api_key != self.api_key.strip()):
+            problems.append("--api-key (serve.api_key, DSFT_API_KEY): must be a non-empty key without surrounding "
+                            "spaces; omit it to serve without a key")
+        if not 1 <= self.port <= 65535:
+            problems.append(f"--port: must be 1..65535, got {self.port}")
+        for flag, value in (("--max-queue", self.max_queue), ("--max-batch", self.max_batch),
+                            ("--max-tokens", self.max_tokens), ("--max-model-len", self.max_model_len),
+                            ("max_body_bytes", self.max_body_bytes)):
+            if value is not None and value < 1:
+                problems.append(f"{flag}: must be >= 1, got {value}")
+        if problems:
+            raise DsftError("invalid server settings", problems)
 
     @classmethod
     def from_config(cls, serve_cfg: Any, **overrides: Any) -> "ServeSettings":

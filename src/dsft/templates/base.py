@@ -229,3 +229,38 @@ def check_messages(conv: Conversation, template: str, roles: Sequence[str]) -> N
             )
         if not isinstance(message.content, str):
             raise DsftError(f"template {template!r}: message {i} content must be a string")
+
+
+def prompt_order_problems(conv: Conversation, hoists_system: bool) -> list[tuple[int | None, str]]:
+    """Role orders an inference prompt cannot faithfully carry: ``(message index or None, reason)``.
+
+    Every family: at least one non-system turn, the first of them a user turn, and a tool message
+    only after an assistant message with ``tool_calls`` (or another tool message), the orders
+    training accepts. Families whose template gathers every system message at the start
+    (``hoists_system``) also refuse a system message after the first turn, which they would move.
+    Consecutive user turns render as two turns in every family and are accepted.
+
+    >>> from dsft.data.conversation import Message as M
+    >>> prompt_order_problems(Conversation([M("assistant", "a"), M("user", "b")]), hoists_system=True)
+    [(0, 'the first turn after system messages must be a user turn, got assistant')]
+    >>> prompt_order_problems(Conversation([M("user", "a"), M("system", "b"), M("user", "c")]), hoists_system=False)
+    []
+    """
+    messages = conv.messages
+    first = next((i for i, m in enumerate(messages) if m.role != "system"), None)
+    if first is None:
+        return [(None, "only system messages; a prompt needs a user turn")]
+    problems: list[tuple[int | None, str]] = []
+    if messages[first].role != "user":
+        problems.append((first, f"the first turn after system messages must be a user turn, got {messages[first].role}"))
+    for index, message in enumerate(messages):
+        previous = messages[index - 1] if index else None
+        if message.role == "tool" and not (
+            previous is not None and (previous.role == "tool" or (previous.role == "assistant" and previous.tool_calls))
+        ):
+            problems.append((index, "a tool message must follow an assistant message with tool_calls "
+                                    "(or another tool message)"))
+        if message.role == "system" and hoists_system and index > first:
+            problems.append((index, "a system message after the first turn: this family's template moves every "
+                                    "system message to the start; put it there"))
+    return problems

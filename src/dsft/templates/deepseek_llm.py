@@ -61,7 +61,7 @@ _OLLAMA = OllamaTemplate(
 )
 
 FAMILY = TemplateFamily(
-    "deepseek-llm", render_deepseek_llm, LLM_SPECIAL_TOKENS, roles=("system", "user", "assistant"),
+    "deepseek-llm", render_deepseek_llm, LLM_SPECIAL_TOKENS, roles=("system", "user", "assistant"), hoists_system=False,
     description="DeepSeek-LLM 7B/67B chat, MoE-16B chat, V2(-Lite) chat: 'User: …' / 'Assistant: …'",
     ollama=_OLLAMA,
     signature=lambda t: "'User: '" in t and "'Assistant:'" in t,

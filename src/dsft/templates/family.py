@@ -21,6 +21,7 @@ from dsft.templates.base import (
     check_messages,
     is_plain_text,
     plain_text_segments,
+    prompt_order_problems,
     require_tokens,
     supervision,
     supervision_runs,
@@ -56,7 +57,8 @@ class TemplateFamily:
     format), ``always`` (every reply reasons: R1, whose prompt opens ``<think>``) or ``hybrid`` (the
     prompt opens it in thinking mode only). ``signature`` recognises the family's released Jinja
     template and ``model_types`` its ``config.json`` model types (detection, see
-    :func:`dsft.templates.detect.detect_template`).
+    :func:`dsft.templates.detect.detect_template`). ``hoists_system``: the template gathers every system
+    message at the start, wherever it stands (so a later one cannot be rendered where it was sent).
     """
 
     name: str
@@ -72,6 +74,11 @@ class TemplateFamily:
     ollama: OllamaTemplate | None = None
     signature: Callable[[str], bool] | None = None
     model_types: tuple[str, ...] = ()
+    hoists_system: bool = True
+
+    def prompt_problems(self, conv: Conversation) -> list[tuple[int | None, str]]:
+        """Role orders this family's inference prompt cannot render faithfully (see :func:`prompt_order_problems`)."""
+        return prompt_order_problems(conv, self.hoists_system)
 
     @property
     def chat_template(self) -> str:

@@ -15,8 +15,8 @@ from typing import Any
 from dsft.data.conversation import Conversation
 from dsft.errors import DsftError
 from dsft.templates.base import (
-    Rendered, Segment, is_plain_text, plain_text_segments, supervision, supervision_runs, tokenize_runs_batch,
-    tokenize_segments, trained_turns,
+    Rendered, Segment, is_plain_text, plain_text_segments, prompt_order_problems, supervision, supervision_runs,
+    tokenize_runs_batch, tokenize_segments, trained_turns,
 )
 from dsft.templates.detect import detect_from_chat_template
 from dsft.templates.reasoning import prompt_opens_think
@@ -100,6 +100,10 @@ class HFChatTemplate:
             raise
         except Exception as exc:  # jinja2 errors, raise_exception() in the template
             raise DsftError(f"template.name=hf: the model's chat_template failed to render: {exc}") from exc
+
+    def prompt_problems(self, conv: Conversation) -> list[tuple[int | None, str]]:
+        """Role orders refused for a prompt: the rules every family shares (the model's own template may add more)."""
+        return prompt_order_problems(conv, hoists_system=False)
 
     def render_prompt(self, conv: Conversation, thinking: bool | None = None, add_generation_prompt: bool = True) -> str:
         """The tokenizer's chat template with the generation prompt."""

@@ -71,6 +71,11 @@ class ChatTemplate(Protocol):
         """The inference prompt: byte-identical to the official template with the generation prompt."""
         ...
 
+    def prompt_problems(self, conv: Conversation) -> list[tuple[int | None, str]]:
+        """Role orders the inference prompt cannot render faithfully: ``(message index or None, reason)``
+        (see :func:`dsft.templates.base.prompt_order_problems`); empty when the order is fine."""
+        ...
+
     def render_train(self, conv: Conversation, tokenizer: Any, masking: str = "assistant",
                      thinking: bool | None = None) -> Rendered:
         """Token ids and supervised mask for training."""
