@@ -68,9 +68,23 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         from rich.console import Console
+        from rich.markup import escape
 
-        Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+        Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {escape(str(exc))}", markup=True,
+                                                    soft_wrap=True)
         sys.exit(exc.exit_code)
+    except OSError as exc:
+        from dsft.disk import USER_FILESYSTEM_ERRORS, describe_os_error
+
+        if debug or exc.errno not in USER_FILESYSTEM_ERRORS:
+            raise
+        # A place the user chose to read or write cannot be used (full, read-only, not a directory, ...).
+        from rich.console import Console
+        from rich.markup import escape
+
+        Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {escape(describe_os_error(exc))}",
+                                                    markup=True, soft_wrap=True)
+        sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:

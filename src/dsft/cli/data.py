@@ -40,10 +40,17 @@ def prepare_command(
     """Read, validate, clean, deduplicate and split data; write train/val/test.jsonl and data_report.*."""
     from dsft.config import load_config
     from dsft.data.pipeline import prepare
+    from dsft.data.readers import expand_inputs
+    from dsft.disk import output_dir, partial_output_removed, tree_bytes
 
     cfg = load_config(config, set_)
+    output_dir(out)
+    sources = list(inputs) if inputs else None
+    # The splits and rejects together are about the size of the input.
+    needed = tree_bytes(expand_inputs(sources or cfg.data.train)) if (sources or cfg.data.train) else None
     loaded = load_tokenizer_for(tokenizer, cfg)
-    prepared = prepare(cfg, loaded, out, list(inputs) if inputs else None, ifd_scorer=ifd_scorer_for(cfg))
+    with partial_output_removed(out, needed, "the prepared data"):
+        prepared = prepare(cfg, loaded, out, sources, ifd_scorer=ifd_scorer_for(cfg))
     print_summary(prepared.report, out)
 
 

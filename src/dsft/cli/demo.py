@@ -45,10 +45,11 @@ def demo(
 
     from dsft.config import load_config
     from dsft.data.samples import sample_path
+    from dsft.disk import output_dir
     from dsft.training.run import run_training
 
     console = Console()
-    out = out.resolve()
+    out = output_dir(out.resolve())
     run_dir = out / "run"
     if run_dir.exists():
         raise _error(f"--out {out}: already holds a demo run; remove it or pass another --out")

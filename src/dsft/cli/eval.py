@@ -95,7 +95,13 @@ def eval_command(
     metrics: Optional[str] = METRICS, device: Optional[str] = DEVICE, thinking: Optional[bool] = THINKING,
 ) -> None:
     """Generate answers with the model's own template and score them (LoRA runs: adapter not merged)."""
+    from dsft.disk import output_dir
     from dsft.eval.evaluate import evaluate_model
+    from dsft.models.loading import check_device
+
+    output_dir(out)
+    if device is not None:
+        check_device(device)
 
     result = evaluate_model(model_or_run, data, out, _options(max_new_tokens, batch_size, temperature, top_p, seed),
                             limit=limit, template=template, metrics=_split_list(metrics), device=device,
@@ -119,8 +125,14 @@ def compare_command(
     """Base vs tuned on the same prompts: report.md and a self-contained report.html with deltas."""
     from rich.console import Console
 
+    from dsft.disk import output_dir
     from dsft.eval.compare import compare_models
     from dsft.eval.report import comparison_table
+    from dsft.models.loading import check_device
+
+    output_dir(out)
+    if device is not None:
+        check_device(device)
 
     result = compare_models(base, tuned, data, out, _options(max_new_tokens, batch_size, temperature, top_p, seed),
                             limit=limit, template=template, metrics=_split_list(metrics), sample_count=samples,

@@ -52,18 +52,18 @@ def _print_plan(name: str, req: Any, estimate: Any, recommendation: Any) -> None
 def plan(
     model: str = typer.Option(..., "--model", help="Preset (e.g. deepseek-r1-distill-qwen-7b, deepseek-v3), hub id, or config.json path."),
     method: str = typer.Option("lora", "--method", help="full | lora | qlora."),
-    gpus_per_node: int = typer.Option(1, "--gpus-per-node", help="GPUs per node."),
-    nodes: int = typer.Option(1, "--nodes", help="Nodes."),
+    gpus_per_node: int = typer.Option(1, "--gpus-per-node", min=1, help="GPUs per node."),
+    nodes: int = typer.Option(1, "--nodes", min=1, help="Nodes."),
     gpu_mem: float = typer.Option(80.0, "--gpu-mem", help="Memory per GPU in GiB."),
     host_mem: float | None = typer.Option(None, "--host-mem", help="Host RAM per node in GiB (checked, and respected by the recommendation, when given)."),
-    seq_len: int = typer.Option(2048, "--seq-len", help="Tokens per (packed) row."),
-    micro_batch: int = typer.Option(1, "--micro-batch", help="Rows per GPU per forward."),
-    grad_accum: int = typer.Option(1, "--grad-accum", help="Micro-batches per optimizer step."),
+    seq_len: int = typer.Option(2048, "--seq-len", min=1, help="Tokens per (packed) row."),
+    micro_batch: int = typer.Option(1, "--micro-batch", min=1, help="Rows per GPU per forward."),
+    grad_accum: int = typer.Option(1, "--grad-accum", min=1, help="Micro-batches per optimizer step."),
     zero: int = typer.Option(0, "--zero", help="DeepSpeed ZeRO stage 0-3 (0 = no DeepSpeed)."),
     offload: str = typer.Option("none", "--offload", help="none | optimizer | optimizer+param (DeepSpeed CPU offload)."),
-    sp: int = typer.Option(1, "--sp", help="Sequence-parallel (Ulysses) degree."),
+    sp: int = typer.Option(1, "--sp", min=1, help="Sequence-parallel (Ulysses) degree."),
     grad_checkpointing: bool = typer.Option(False, "--grad-checkpointing", help="Recompute activations in backward."),
-    lora_rank: int = typer.Option(16, "--lora-rank", help="LoRA rank."),
+    lora_rank: int = typer.Option(16, "--lora-rank", min=1, help="LoRA rank."),
     full_logits: bool = typer.Option(False, "--full-logits", help="Size the stock full-logits loss instead of dsft's chunked loss."),
     per_expert_modules: bool = typer.Option(False, "--per-expert-modules", help="Routed experts as separate modules (remote-code DeepSeek) rather than transformers' fused experts."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -80,6 +80,10 @@ def plan(
         raise DsftError(f"--offload {offload}: choose none, optimizer or optimizer+param")
     if zero not in (0, 1, 2, 3):
         raise DsftError(f"--zero {zero}: choose 0, 1, 2 or 3")
+    if not gpu_mem > 0:
+        raise DsftError(f"--gpu-mem: must be > 0 GiB, got {gpu_mem:g}")
+    if host_mem is not None and not host_mem > 0:
+        raise DsftError(f"--host-mem: must be > 0 GiB, got {host_mem:g}")
     req = PlanRequest(method=method, gpus_per_node=gpus_per_node, nodes=nodes, gpu_mem_gib=gpu_mem,  # type: ignore[arg-type]
                       host_mem_gib=host_mem,
                       seq_len=seq_len, micro_batch=micro_batch, grad_accum=grad_accum, zero=zero,
@@ -103,17 +107,19 @@ def plan(
 
 def launch(
     config: Path = typer.Argument(..., help="The training config every process runs."),
-    nodes: int = typer.Option(1, "--nodes", help="Nodes."),
-    gpus_per_node: int = typer.Option(8, "--gpus-per-node", help="GPUs (processes) per node."),
+    nodes: int = typer.Option(1, "--nodes", min=1, help="Nodes."),
+    gpus_per_node: int = typer.Option(8, "--gpus-per-node", min=1, help="GPUs (processes) per node."),
     launcher: str = typer.Option("torchrun", "--launcher", help="torchrun | deepspeed | accelerate | slurm."),
     out: Path = typer.Option(..., "--out", help="Directory for the launch files."),
     run_dir: Path | None = typer.Option(None, "--run-dir", help="Run directory the job trains into (default OUT/run)."),
     master_addr: str = typer.Option("MASTER_HOST", "--master-addr", help="Host of node 0 (overridable by MASTER_ADDR)."),
-    master_port: int = typer.Option(29500, "--master-port", help="Rendezvous port."),
+    master_port: int = typer.Option(29500, "--master-port", min=1, max=65535, help="Rendezvous port."),
 ) -> None:
     """Write runnable per-node launch scripts (with documented NCCL settings) for a training config."""
+    from dsft.disk import output_dir
     from dsft.plan.launch import LaunchPlan, write_launch_files
 
+    output_dir(out)
     plan_ = LaunchPlan(config=config.resolve(), run_dir=(run_dir or out / "run").resolve(), nodes=nodes,
                        gpus_per_node=gpus_per_node, master_addr=master_addr, master_port=master_port)
     for path in write_launch_files(plan_, launcher, out):

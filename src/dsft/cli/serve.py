@@ -28,7 +28,7 @@ def serve(
     served_model_name: str | None = typer.Option(None, "--served-model-name",
                                                  help="Name clients use as `model` (default: the directory name)."),
     engine: str | None = typer.Option(None, "--engine", help="transformers (in-process, default) or vllm (GPU)."),
-    tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", help="GPUs per model (vllm engine)."),
+    tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", min=1, help="GPUs per model (vllm engine)."),
     max_model_len: int | None = typer.Option(None, "--max-model-len", help="Context length cap (tokens)."),
     max_tokens: int | None = typer.Option(None, "--max-tokens", help="Largest max_tokens a request may ask for."),
     max_queue: int | None = typer.Option(None, "--max-queue", help="Queued requests before answering 503."),
@@ -57,6 +57,8 @@ def serve(
         return
     if dry_run:
         raise DsftError("--dry-run applies to --engine vllm only")
+    if tensor_parallel_size != 1:
+        raise DsftError("--tensor-parallel-size applies to --engine vllm only")
     from dsft.serve.server import build_engine, run_server
 
     run_server(build_engine(model_or_run, adapter, settings, quantize=quantize, dtype=dtype), settings)
@@ -83,8 +85,9 @@ def _serve_vllm(model_or_run: str, adapter: list[str], settings: "ServeSettings"
 def chat(
     model_or_run: str = typer.Argument(..., help="Model directory, tiny preset, hub id, or a run directory."),
     system: str | None = typer.Option(None, "--system", help="System prompt."),
-    max_tokens: int = typer.Option(512, "--max-tokens", help="Most tokens per reply."),
-    temperature: float | None = typer.Option(None, "--temperature", help="Default: the model's recommended."),
+    max_tokens: int = typer.Option(512, "--max-tokens", min=1, help="Most tokens per reply."),
+    temperature: float | None = typer.Option(None, "--temperature", min=0.0, max=2.0,
+                                             help="0 = greedy. Default: the model's recommended."),
     thinking: bool | None = typer.Option(None, "--thinking/--no-thinking", help="Hybrid-thinking families only."),
     seed: int | None = typer.Option(None, "--seed", help="Repeatable sampling."),
     quantize: str | None = typer.Option(None, "--quantize", help="int8: dynamic int8 weights on CPU."),
@@ -93,8 +96,9 @@ def chat(
     from rich.console import Console
 
     from dsft.serve.chat import ChatSession, run_chat
-    from dsft.serve.serving_model import load_serving_model
+    from dsft.serve.serving_model import check_load_options, load_serving_model
 
+    check_load_options(quantize, "auto")
     console = Console(highlight=False)
     serving = load_serving_model(model_or_run, quantize=quantize)
     session = ChatSession(serving, max_tokens=max_tokens, temperature=temperature, thinking=thinking, seed=seed,
@@ -114,8 +118,10 @@ def deploy_k8s(
                                               help="Secret (key `api-key`) whose value becomes the server's API key."),
 ) -> None:
     """Write a Kubernetes Deployment + Service (GPU limits, /health probes) and a Dockerfile."""
+    from dsft.disk import output_dir
     from dsft.serve.k8s import deploy_spec_for, write_k8s
 
+    output_dir(out)
     spec = deploy_spec_for(model_or_run, name=name, image=image, gpus=gpus, replicas=replicas,
                            served_model_name=served_model_name, api_key_secret=api_key_secret)
     for path in write_k8s(spec, out):

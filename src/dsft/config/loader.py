@@ -27,7 +27,12 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     path = [part for part in key.strip().split(".") if part]
     if not path:
         raise ConfigError(f"--set {text!r}: empty key")
-    value = yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        problem = str(getattr(exc, "problem", None) or exc).strip()
+        raise ConfigError(f"--set {text!r}: the value is not valid YAML ({problem}); quote it, e.g. "
+                          f"{key.strip()}='\"...\"'") from None
     # YAML reads 1e-4 as a string (no dot); numbers are what users mean.
     if isinstance(value, str):
         try:

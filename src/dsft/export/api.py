@@ -6,16 +6,20 @@ ExportResult(format='gguf', out_dir=PosixPath('exports/r1-q8'), ...)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from dsft.disk import partial_output_removed, tree_bytes
 from dsft.errors import DsftError, UnsupportedError
 from dsft.export.source import ExportSource, resolve_source
 from dsft.export.verify import LogitComparison
 
 EXPORT_FORMATS = ("hf", "adapter", "gguf", "ollama")
 EXPORT_DTYPES = ("auto", "float32", "float16", "bfloat16", "q8_0")
+# What transformers' save_pretrained(max_shard_size=...) parses: an integer and a unit.
+_SHARD_SIZE = re.compile(r"\s*([0-9]+)\s*(GIB|MIB|KIB|GB|MB|KB)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -51,12 +55,20 @@ def export(run_or_model: str | Path, fmt: str, out_dir: str | Path, dtype: str =
         raise UnsupportedError(f"--dtype {dtype}: unknown; choose one of {', '.join(EXPORT_DTYPES)}")
     if tolerance is not None and not tolerance > 0:
         raise DsftError(f"--tolerance must be > 0, got {tolerance}")
+    shard = _SHARD_SIZE.fullmatch(max_shard_size)
+    if shard is None or int(shard.group(1)) == 0:
+        raise DsftError(f"--max-shard-size {max_shard_size}: expected a positive whole number and a unit, "
+                        "e.g. 5GB, 500MB or 2GiB")
     out = Path(out_dir)
     _check_out_dir(out, overwrite)
     source = resolve_source(run_or_model)
     echo(f"exporting {source.run_dir or source.model_dir} ({source.method}, template {source.template}) "
          f"as {fmt} to {out}")
-    comparison = _dispatch(source, fmt, out, dtype, verify, tolerance, max_shard_size, name, echo)
+    # About the size of the weights read; a full disk midway removes the partial export.
+    needed = tree_bytes(p for d in (source.model_dir, source.adapter_dir) if d is not None
+                        for p in d.glob("*.safetensors"))
+    with partial_output_removed(out, needed, f"the {fmt} export"):
+        comparison = _dispatch(source, fmt, out, dtype, verify, tolerance, max_shard_size, name, echo)
     files = tuple(sorted(p.name for p in out.iterdir())) if out.is_dir() else ()
     return ExportResult(fmt, out, source, comparison, files)
 

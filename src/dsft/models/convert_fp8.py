@@ -81,6 +81,9 @@ def _read_config(src: Path) -> tuple[dict[str, Any], tuple[int, int]]:
     if "num_hidden_layers" not in config:
         raise DsftError(f"{path}: no num_hidden_layers (needed to find the MTP layer)")
     quant = config.get("quantization_config") or {}
+    if quant.get("quant_method") != "fp8":
+        raise DsftError(f"{path}: not an FP8 checkpoint (quantization_config.quant_method is "
+                        f"{quant.get('quant_method')!r}, not 'fp8'); there is nothing to dequantise")
     block = tuple(quant.get("weight_block_size", (128, 128)))
     return config, (int(block[0]), int(block[1]))
 

@@ -66,14 +66,33 @@ def model_family_info(path: str | Path) -> ModelInfo:
 
 
 def resolve_device(device: str | None = None) -> str:
-    """``device`` as given, else ``cuda:LOCAL_RANK`` when CUDA is available, else ``cpu``."""
-    if device:
-        return device
+    """``device`` as given (checked: it must name a device this machine has), else ``cuda:LOCAL_RANK`` when
+    CUDA is available, else ``cpu``."""
     import torch
+
+    if device:
+        check_device(device)
+        return device
 
     if torch.cuda.is_available():
         return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
     return "cpu"
+
+
+def check_device(device: str, flag: str = "--device") -> None:
+    """Refuse a device string torch cannot parse, or a GPU this machine does not have."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise DsftError(f"{flag} {device}: not a device; use cpu, cuda or cuda:N") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise DsftError(f"{flag} {device}: this machine has no CUDA GPU; use cpu")
+        if parsed.index is not None and parsed.index >= count:
+            raise DsftError(f"{flag} {device}: this machine has {count} CUDA GPU(s) (cuda:0..cuda:{count - 1})")
 
 
 def resolve_dtype(dtype: str = "auto", device: str | None = None) -> "torch.dtype":

@@ -59,6 +59,8 @@ def write_random_model(preset: str, out_dir: str | Path, dtype: str = "bfloat16"
                         f"(fields: {', '.join(sorted(config))})")
     config.update(overrides or {})
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise DsftError(f"--out {out}: exists and is not a directory; choose a new directory")
     if out.exists() and any(out.iterdir()):
         raise DsftError(f"--out {out}: directory is not empty; choose a new directory")
     out.mkdir(parents=True, exist_ok=True)

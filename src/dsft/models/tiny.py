@@ -209,6 +209,8 @@ def write_tiny(name: str, out_dir: str | Path, seed: int = 0) -> Path:
     if preset is None:
         raise DsftError(f"unknown tiny preset {name!r}; choose one of: {', '.join(TINY_PRESETS)}")
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise DsftError(f"{out}: exists and is not a directory; choose a new directory for the tiny model")
     if out.exists() and any(out.iterdir()):
         raise DsftError(f"{out}: directory is not empty; choose a new directory for the tiny model")
     out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,130 @@
+"""Output directories and disk space: problems with where output goes become one message naming the path.
+
+* :func:`output_dir` checks an ``--out`` directory before any work (a file of that name, an
+  unwritable parent) and creates it.
+* :func:`require_free_space` refuses to start a write the file system has no room for, saying how much
+  is needed and how much is free.
+* :func:`partial_output_removed` wraps a write into an output directory: when the disk fills up (or
+  the file system is read-only) what the write left is removed and the error names the path and the
+  space needed.
+* :func:`describe_os_error` is the one line the CLI prints for any file-system error that reaches it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from dsft.errors import DsftError
+
+# errno values that mean "the place you chose to write cannot take it": the user's to fix.
+NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+USER_FILESYSTEM_ERRORS = NO_SPACE | {
+    errno.EROFS, errno.EACCES, errno.EPERM, errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENOENT,
+    errno.ENAMETOOLONG,
+}
+
+
+def human_bytes(count: float) -> str:
+    """``1536`` -> ``'1.5 KiB'``.
+
+    >>> human_bytes(3 * 1024**3)
+    '3.0 GiB'
+    """
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(count) < 1024 or unit == "TiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")
+
+
+def output_dir(path: Path, flag: str = "--out") -> Path:
+    """Create output directory ``path`` (and parents); a clear error when it cannot be one."""
+    if path.exists() and not path.is_dir():
+        raise DsftError(f"{flag} {path}: exists and is not a directory; choose a directory path")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DsftError(f"{flag} {path}: cannot create the directory ({exc.strerror})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise DsftError(f"{flag} {path}: the directory is not writable")
+    return path
+
+
+def free_bytes(path: Path) -> int:
+    """Free bytes on the file system that holds ``path`` (or its nearest existing parent)."""
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return shutil.disk_usage(probe).free
+
+
+def tree_bytes(paths: Iterable[Path]) -> int:
+    """Total size of the files under ``paths`` (files or directories), in bytes."""
+    total = 0
+    for path in paths:
+        if path.is_file():
+            total += path.stat().st_size
+        elif path.is_dir():
+            total += sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return total
+
+
+def require_free_space(path: Path, needed: int, what: str) -> None:
+    """Raise when the file system of ``path`` has less than ``needed`` bytes free for ``what``."""
+    free = free_bytes(path)
+    if free < needed:
+        raise DsftError(f"{path}: {what} needs about {human_bytes(needed)}; the file system has "
+                        f"{human_bytes(free)} free. Free some space or choose another location")
+
+
+def disk_error(exc: OSError, path: Path, needed: int | None = None) -> DsftError:
+    """The one-line error for a failed write under ``path``."""
+    if exc.errno in NO_SPACE:
+        need = f"; it needs about {human_bytes(needed)}" if needed else ""
+        return DsftError(f"{path}: no space left on the device ({human_bytes(free_bytes(path))} free){need}. "
+                         "The partial output was removed; free some space or choose another location")
+    return DsftError(f"{path}: {describe_os_error(exc)}")
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``strerror: filename`` for a file-system error (what the CLI prints)."""
+    where = exc.filename if exc.filename is not None else ""
+    if exc.filename2 is not None:
+        where = f"{where} -> {exc.filename2}"
+    reason = exc.strerror or str(exc)
+    return f"{where}: {reason}" if where else reason
+
+
+@contextlib.contextmanager
+def partial_output_removed(out: Path, needed: int | None = None, what: str = "the output") -> Iterator[None]:
+    """Run a write into directory ``out``; a file-system error removes what it wrote and names the path.
+
+    ``needed`` (bytes, an estimate) is checked against the free space first. On a full disk, a
+    read-only file system or a permission error the files created inside ``out`` during the block are
+    deleted (``out`` itself too when it held nothing before) and a :class:`DsftError` names ``out`` and,
+    for a full disk, the space needed. Other errors leave what was written, so it can be inspected.
+    """
+    if needed:
+        require_free_space(out, needed, what)
+    before = set(out.rglob("*")) if out.is_dir() else None
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in USER_FILESYSTEM_ERRORS:
+            raise
+        _remove_new_files(out, before)
+        raise disk_error(exc, out, needed) from None
+
+
+def _remove_new_files(out: Path, before: set[Path] | None) -> None:
+    if not before:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for path in sorted(set(out.rglob("*")) - before, key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()

@@ -1,0 +1,138 @@
+"""The CLI sweep of bad values: each is one message naming the flag, exit code 2, no traceback, nothing started.
+
+Models named here do not exist on purpose: a command that skipped its check would fail later with a
+message about the model instead, and the test would see that the flag is not named.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+MISSING = "no-such-model-dir"
+
+
+def _file(tmp: Path) -> str:
+    path = tmp / "taken"
+    path.write_text("a file, not a directory\n")
+    return str(path)
+
+
+def _config(tmp: Path) -> str:
+    path = tmp / "c.yaml"
+    path.write_text("train:\n  max_steps: 2\n")
+    return str(path)
+
+
+def _data(tmp: Path) -> str:
+    path = tmp / "d.jsonl"
+    path.write_text(json.dumps({"prompt": "p", "completion": "c"}) + "\n")
+    return str(path)
+
+
+# (id, argv builder taking tmp_path, text the single message must hold)
+CASES = [
+    ("prepare-out-is-file", lambda t: ["data", "prepare", _data(t), "--out", _file(t)], "not a directory"),
+    ("eval-out-is-file", lambda t: ["eval", MISSING, "--data", _data(t), "--out", _file(t)], "not a directory"),
+    ("launch-out-is-file", lambda t: ["launch", _config(t), "--out", _file(t)], "not a directory"),
+    ("deploy-out-is-file", lambda t: ["deploy", "k8s", MISSING, "--out", _file(t)], "not a directory"),
+    ("tiny-out-is-file", lambda t: ["models", "tiny", "tiny-deepseek-v3", "--out", _file(t)], "not a directory"),
+    ("demo-out-is-file", lambda t: ["demo", "--out", _file(t)], "not a directory"),
+    ("set-bad-yaml", lambda t: ["config", "show", "--set", "train.lr=[1e-4"], "not valid YAML"),
+    ("eval-device", lambda t: ["eval", MISSING, "--data", _data(t), "--out", str(t / "o"), "--device", "bogus"],
+     "--device bogus"),
+    ("export-shard-size", lambda t: ["export", MISSING, "--out", str(t / "o"), "--max-shard-size", "lots"],
+     "--max-shard-size lots"),
+    ("serve-port", lambda t: ["serve", MISSING, "--port", "99999"], "--port"),
+    ("serve-max-queue", lambda t: ["serve", MISSING, "--max-queue", "0"], "--max-queue"),
+    ("serve-max-batch", lambda t: ["serve", MISSING, "--max-batch", "0"], "--max-batch"),
+    ("serve-max-tokens", lambda t: ["serve", MISSING, "--max-tokens", "-1"], "--max-tokens"),
+    ("serve-quantize", lambda t: ["serve", MISSING, "--quantize", "int3"], "--quantize int3"),
+    ("serve-dtype", lambda t: ["serve", MISSING, "--dtype", "bogus"], "--dtype bogus"),
+    ("serve-empty-key", lambda t: ["serve", MISSING, "--api-key", ""], "--api-key"),
+    ("serve-vllm-model-len", lambda t: ["serve", MISSING, "--engine", "vllm", "--max-model-len", "-5"],
+     "--max-model-len"),
+    ("chat-max-tokens", lambda t: ["chat", MISSING, "--max-tokens", "-1"], "--max-tokens"),
+    ("chat-temperature", lambda t: ["chat", MISSING, "--temperature", "-5"], "--temperature"),
+    ("plan-gpu-mem", lambda t: ["plan", "--model", "deepseek-r1-distill-qwen-7b", "--gpu-mem", "-1"], "--gpu-mem"),
+    ("launch-master-port", lambda t: ["launch", _config(t), "--out", str(t / "o"), "--master-port", "99999"],
+     "--master-port"),
+    ("deploy-replicas", lambda t: ["deploy", "k8s", MISSING, "--out", str(t / "o"), "--replicas", "0"], "--replicas"),
+    ("deploy-name", lambda t: ["deploy", "k8s", MISSING, "--out", str(t / "o"), "--name", "Bad Name!"], "--name"),
+]
+
+
+def _one_message(err: str) -> list[str]:
+    """Lines that start an error message (ours print ``error:``, click's ``Error:``)."""
+    return [line for line in err.splitlines() if re.match(r"\s*error:", line, re.IGNORECASE)]
+
+
+@pytest.mark.parametrize("build, expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_value_is_one_message_and_exit_2(run_cli, tmp_path: Path, build, expected: str) -> None:
+    code, out, err = run_cli(build(tmp_path))
+    assert code == 2, (out, err)
+    assert "Traceback" not in err + out
+    assert len(_one_message(err)) == 1, err
+    assert expected in " ".join(err.split()), err
+
+
+def test_convert_refuses_a_checkpoint_that_is_not_fp8(run_cli, tiny_model_dir, tmp_path: Path) -> None:
+    code, _, err = run_cli(["convert", "fp8-to-bf16", str(tiny_model_dir("tiny-deepseek-v3")), str(tmp_path / "o")])
+    assert code == 2 and "not an FP8 checkpoint" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_full_disk_during_prepare_names_the_path_and_cleans_up(run_cli, tmp_path: Path, monkeypatch) -> None:
+    import dsft.data.pipeline as pipeline
+
+    def disk_full(*_args, **_kwargs):
+        (tmp_path / "out" / "train.jsonl").write_text("partial")
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out" / "train.jsonl"))
+
+    monkeypatch.setattr(pipeline, "prepare", disk_full)
+    code, _, err = run_cli(["data", "prepare", _data(tmp_path), "--out", str(tmp_path / "out"),
+                            "--tokenizer", "deepseek"])
+    assert code == 2 and "Traceback" not in err
+    message = " ".join(err.split())
+    assert f"{tmp_path / 'out'}: no space left" in message and "needs about" in message
+    assert not (tmp_path / "out").exists(), "the partial output must be removed"
+
+
+def test_too_little_free_space_is_refused_before_writing(run_cli, tmp_path: Path, monkeypatch) -> None:
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _path: usage(10, 10, 0))
+    code, _, err = run_cli(["data", "prepare", _data(tmp_path), "--out", str(tmp_path / "out"),
+                            "--tokenizer", "deepseek"])
+    assert code == 2 and "needs about" in err and "0 B free" in err
+    assert not any((tmp_path / "out").iterdir())
+
+
+def test_read_only_output_is_one_message(run_cli, tmp_path: Path, monkeypatch) -> None:
+    import dsft.data.pipeline as pipeline
+
+    def read_only(*_args, **_kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "out" / "train.jsonl"))
+
+    monkeypatch.setattr(pipeline, "prepare", read_only)
+    code, _, err = run_cli(["data", "prepare", _data(tmp_path), "--out", str(tmp_path / "out"),
+                            "--tokenizer", "deepseek"])
+    assert code == 2 and "Read-only file system" in err and "Traceback" not in err
+
+
+def test_file_system_errors_anywhere_are_one_message(run_cli, tmp_path: Path, monkeypatch) -> None:
+    """The last line of defence: an OSError a command did not expect still becomes one message."""
+    import dsft.config as config_module
+
+    def full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x"))
+
+    monkeypatch.setattr(config_module, "load_config", full)
+    code, _, err = run_cli(["config", "show"])
+    assert code == 2 and "No space left on device" in err and str(tmp_path / "x") in err and "Traceback" not in err
