@@ -2,7 +2,9 @@
 
 For each assistant turn k the template is rendered twice: the messages before it with the generation
 prompt (the prompt) and the messages up to and including it without (prompt + turn). The turn's
-target is the text the second adds to the first; everything between targets is context. This needs
+target is the text the second adds to the first, up to and including the tokenizer's EOS (text the
+template writes after EOS, such as ChatML's newline, is context: generation never produces it);
+everything between targets is context. This needs
 a prefix-stable template (rendering more messages only appends text); templates that rewrite earlier
 turns (e.g. strip reasoning from history) fail with a clear error instead of a silently wrong mask.
 """
@@ -32,6 +34,23 @@ def openai_messages(conv: Conversation) -> list[dict[str, Any]]:
         record.pop("loss", None)
         out.append(record)
     return out
+
+
+def split_after_eos(turn: str, eos: str | None) -> tuple[str, str]:
+    """Split an assistant turn's rendered text into what the model generates (up to and including the
+    first EOS) and what the template writes after it (e.g. ChatML's ``"\n"`` after ``<|im_end|>``).
+
+    Generation stops at EOS, so text after it is never produced by the model and is not supervised: this
+    is what a template's ``{% generation %}`` markers would mark, for templates that carry none.
+
+    >>> split_after_eos("Hello<|im_end|>\n", "<|im_end|>")
+    ('Hello<|im_end|>', '\n')
+    """
+    cut = turn.find(eos) if eos else -1
+    if cut < 0:
+        return turn, ""
+    end = cut + len(eos)
+    return turn[:end], turn[end:]
 
 
 class HFChatTemplate:
@@ -120,7 +139,9 @@ class HFChatTemplate:
             prompt = self._prefix_extend(tokenizer, conv, k, True, thinking, done)
             segments.append(Segment(prompt[len(done):], owner=k - 1 if k else None))
             full = self._prefix_extend(tokenizer, conv, k + 1, False, thinking, prompt)
-            segments.append(Segment(full[len(prompt):], owner=k, target=k in trained))
+            target, after_eos = split_after_eos(full[len(prompt):], self._tok(tokenizer).eos_token)
+            segments.append(Segment(target, owner=k, target=k in trained))
+            segments.append(Segment(after_eos, owner=k))
             done = full
         final = self._prefix_extend(tokenizer, conv, len(conv.messages), False, thinking, done)
         segments.append(Segment(final[len(done):], owner=len(conv.messages) - 1))
