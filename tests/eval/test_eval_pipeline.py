@@ -14,7 +14,7 @@ from dsft.errors import DsftError
 from dsft.eval.evaluate import evaluate_model, generation_eval
 from dsft.eval.generate import DecodingOptions, generate_batched
 from dsft.eval.predictions import score_predictions_file
-from dsft.eval.report import fmt
+from dsft.eval.report import fmt, metric_label
 from dsft.eval.target import load_eval_target
 
 
@@ -112,8 +112,9 @@ def test_compare_report_numbers_equal_metrics_json(tmp_path: Path, eval_data: Pa
     assert base_raw != tuned_raw  # the adapter is applied to the tuned model only
 
     rows = _report_rows((out / "report.md").read_text())
-    for key in ("exact_match", "f1", "bleu", "rouge1", "rouge2", "rougeL", "think_rate", "unclosed_think_rate"):
-        assert rows[key][:2] == [fmt(base[key]), fmt(tuned[key])], key
+    for key in ("exact_match", "f1", "bleu", "sentence_bleu", "rouge1", "rouge2", "rougeL", "think_rate",
+                "unclosed_think_rate"):
+        assert rows[metric_label(key)][:2] == [fmt(base[key]), fmt(tuned[key])], key
     html = (out / "report.html").read_text()
     for side, metrics in (("base", base), ("tuned", tuned)):
         for key in ("exact_match", "f1", "bleu", "think_rate"):

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from dsft.eval.charts import loss_chart_svg, loss_summary, read_loss_curves
 from dsft.eval.report import comparison_rows, fmt, fmt_delta, render_html, render_markdown
 
@@ -25,7 +27,7 @@ def test_rows_and_formatting() -> None:
 def test_markdown_fences_text_and_holds_the_numbers() -> None:
     md = render_markdown(RESULT, [SAMPLE])
     assert "| exact_match | 0.2500 | 0.5000 | +0.2500 |" in md
-    assert "| bleu | 12.5000 | 20.0000 | +7.5000 |" in md
+    assert "| bleu (corpus) | 12.5000 | 20.0000 | +7.5000 |" in md
     assert "| eval_loss_best | 2.2500 |" in md
     # A text holding ``` is fenced with a longer fence, so it cannot close the block early.
     assert "````text\n<script>alert(1)</script> | ```\n````" in md
@@ -55,3 +57,19 @@ def test_loss_curves_from_metrics_jsonl(tmp_path: Path) -> None:
     svg = loss_chart_svg(curves)
     assert svg.startswith("<svg") and svg.count("<polyline") == 2
     assert loss_chart_svg(read_loss_curves(tmp_path / "absent.jsonl")).startswith("<p>")
+
+
+def test_one_word_right_answers_score_in_sentence_bleu_and_the_table_says_which_bleu() -> None:
+    """Corpus BLEU gives a right one-word answer 0 (no 4-grams); the per-sample mean gives it 100."""
+    from dsft.eval.report import render_markdown
+    from dsft.eval.scoring import Sample, score_samples
+
+    aggregate = score_samples([Sample(prediction="Red", reference="Red"),
+                               Sample(prediction="1961", reference="1961")], ["bleu"]).aggregate
+    assert aggregate["bleu"] == 0.0 and aggregate["sentence_bleu"] == pytest.approx(100.0)
+    result = {"base_name": "b", "tuned_name": "t", "data": "d", "template": "hf",
+              "base": {"bleu": 0.0, "sentence_bleu": 0.0, "count": 2}, "tuned": {**aggregate}}
+    report = render_markdown(result, [])
+    assert "| bleu (corpus) | 0.0000 | 0.0000 |" in report
+    assert "| bleu (per-sample mean) | 0.0000 | 100.0000 |" in report
+    assert "corpus BLEU over all answers" in report

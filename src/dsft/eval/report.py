@@ -12,10 +12,21 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
-TASK_KEYS = ("exact_match", "f1", "numeric_accuracy", "bleu", "rouge1", "rouge2", "rougeL", "choice_accuracy",
+TASK_KEYS = ("exact_match", "f1", "numeric_accuracy", "bleu", "sentence_bleu", "rouge1", "rouge2", "rougeL", "choice_accuracy",
              "macro_f1")
 THINK_KEYS = ("think_rate", "unclosed_think_rate", "mean_reasoning_tokens")
 LOSS_KEYS = ("loss_first", "loss_last", "eval_loss_first", "eval_loss_best", "eval_loss_last")
+
+
+# How a metric is named in the tables, where the key alone does not say which BLEU it is.
+METRIC_LABELS = {"bleu": "bleu (corpus)", "sentence_bleu": "bleu (per-sample mean)"}
+BLEU_NOTE = ("BLEU in [0, 100]: `bleu (corpus)` is sacrebleu's corpus BLEU over all answers (0 for right answers "
+             "shorter than 4 tokens), `bleu (per-sample mean)` the mean of each answer's smoothed sentence BLEU.")
+
+
+def metric_label(key: str) -> str:
+    """The name a table shows for metric ``key``."""
+    return METRIC_LABELS.get(key, key)
 
 
 def fmt(value: Any) -> str:
@@ -54,7 +65,7 @@ def comparison_table(result: dict[str, Any]) -> Any:
     for column in ("metric", "base", "tuned", "delta"):
         table.add_column(column, justify="left" if column == "metric" else "right")
     for key, base, tuned, change in comparison_rows(result["base"], result["tuned"]):
-        table.add_row(key, fmt(base), fmt(tuned), fmt_delta(change))
+        table.add_row(metric_label(key), fmt(base), fmt(tuned), fmt_delta(change))
     return table
 
 
@@ -76,7 +87,7 @@ def _fence(text: str | None) -> str:
 
 def _md_table(rows: list[tuple[str, Any, Any, float | None]]) -> list[str]:
     lines = ["| metric | base | tuned | delta |", "|---|---:|---:|---:|"]
-    lines += [f"| {k} | {fmt(b)} | {fmt(t)} | {fmt_delta(d)} |" for k, b, t, d in rows]
+    lines += [f"| {metric_label(k)} | {fmt(b)} | {fmt(t)} | {fmt_delta(d)} |" for k, b, t, d in rows]
     return lines
 
 
@@ -87,7 +98,7 @@ def render_markdown(result: dict[str, Any], samples: list[dict[str, Any]]) -> st
         "# Before / after", "",
         f"- base: `{result['base_name']}`", f"- tuned: `{result['tuned_name']}`",
         f"- data: `{result['data']}` ({tuned.get('count', 0)} prompts; template `{result['template']}`)", "",
-        "Scores use the answer after `</think>`; fractions in [0, 1], BLEU in [0, 100].", "",
+        f"Scores use the answer after `</think>`; fractions in [0, 1]. {BLEU_NOTE}", "",
         "## Metrics", "", *_md_table(comparison_rows(base, tuned, TASK_KEYS)), "",
         "## Reasoning", "", *_md_table(comparison_rows(base, tuned, THINK_KEYS)), "",
         "## Loss", "",
@@ -123,7 +134,7 @@ def _html_table(rows: list[tuple[str, Any, Any, float | None]]) -> str:
             f'<td class="num" data-metric="{escape(key)}" data-side="{side}" data-value="{escape(repr(v))}">{fmt(v)}</td>'
             for side, v in (("base", b), ("tuned", t))
         )
-        out.append(f"<tr><td>{escape(key)}</td>{cells}<td class=\"num{trend}\">{fmt_delta(d)}</td></tr>")
+        out.append(f"<tr><td>{escape(metric_label(key))}</td>{cells}<td class=\"num{trend}\">{fmt_delta(d)}</td></tr>")
     out.append("</table>")
     return "\n".join(out)
 
@@ -147,7 +158,8 @@ def render_html(result: dict[str, Any], samples: list[dict[str, Any]], loss_svg:
         f"<p>base: <code>{escape(str(result['base_name']))}</code><br>tuned: <code>{escape(str(result['tuned_name']))}"
         f"</code><br>data: <code>{escape(str(result['data']))}</code> ({tuned.get('count', 0)} prompts; template "
         f"<code>{escape(str(result['template']))}</code>)</p>",
-        "<p>Scores use the answer after <code>&lt;/think&gt;</code>; fractions in [0, 1], BLEU in [0, 100].</p>",
+        "<p>Scores use the answer after <code>&lt;/think&gt;</code>; fractions in [0, 1]. "
+        f"{escape(BLEU_NOTE).replace('`', '')}</p>",
         "<h2>Metrics</h2>", _html_table(comparison_rows(base, tuned, TASK_KEYS)),
         "<h2>Reasoning</h2>", _html_table(comparison_rows(base, tuned, THINK_KEYS)),
         "<h2>Loss</h2>", loss_svg,

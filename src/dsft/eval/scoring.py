@@ -2,8 +2,8 @@
 
 Every sample is split into reasoning and answer first (:func:`dsft.eval.reasoning.parse_output`); the
 metrics see only the answers (the reference's own ``<think>`` block, if any, is removed the same way).
-Aggregates are means of the per-sample scores, except BLEU, which is sacrebleu's corpus BLEU over all
-answers. A sample a metric cannot score (a reference without a number for ``numeric_accuracy``) is left
+Aggregates are means of the per-sample scores, except ``bleu``, which is sacrebleu's corpus BLEU over all
+answers; ``sentence_bleu`` is the mean of the per-sample (smoothed sentence) BLEU. A sample a metric cannot score (a reference without a number for ``numeric_accuracy``) is left
 out of that metric's mean and counted in ``skipped`` under ``"<metric>: <reason>"``.
 """
 
@@ -123,6 +123,10 @@ def score_samples(samples: Sequence[Sample], metrics: Sequence[str] | None = Non
         if name == "bleu":
             aggregate["bleu"] = m.corpus_bleu([p.answer for p in parsed], references) if samples else None
             counts["bleu"] = len(samples)
+            # Corpus BLEU is 0 for right answers shorter than 4 tokens ("Red", "1961"); the mean of the
+            # smoothed per-sample sentence BLEU is reported beside it.
+            aggregate["sentence_bleu"] = _mean([sc["bleu"] for sc in per_sample if sc.get("bleu") is not None])
+            counts["sentence_bleu"] = len(samples)
         elif name == "macro_f1":
             pairs = [(s.label, sc["label_predicted"]) for s, sc in zip(samples, per_sample) if "label_predicted" in sc]
             aggregate["macro_f1"] = m.macro_f1([g for g, _ in pairs], [p for _, p in pairs]) if pairs else None
