@@ -13,8 +13,9 @@ from dsft.errors import DataError
 
 
 def _identity(report: dict) -> None:
-    assert report["read"] == report["kept"] + report["rejected"] + sum(report["removed"].values())
-    assert sum(report["splits"].values()) == report["kept"] + sum(report["added"].values())
+    assert report["read"] + sum(report["added"].values()) == (
+        report["kept"] + report["rejected"] + sum(report["removed"].values()))
+    assert sum(report["splits"].values()) == report["kept"]
 
 
 def _lines(path: Path) -> list[dict]:

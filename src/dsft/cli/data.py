@@ -7,6 +7,8 @@ from typing import Any
 
 import typer
 
+from dsft.cli.datagen import add_commands
+
 data_app = typer.Typer(help="Prepare and inspect training data.", no_args_is_help=True)
 
 TOKENIZER_HELP = (
@@ -79,11 +81,11 @@ def print_summary(report: dict[str, Any], out: Path) -> None:
     table = Table("", "records", title="dsft data prepare")
     table.add_row("read", str(report["read"]))
     table.add_row("rejected", str(report["rejected"]))
+    for step, count in report["added"].items():
+        table.add_row(f"added: {step}", str(count))
     for step, count in report["removed"].items():
         table.add_row(f"removed: {step}", str(count))
     table.add_row("kept", str(report["kept"]), end_section=True)
-    for step, count in report["added"].items():
-        table.add_row(f"added: {step}", str(count))
     for name, count in report["splits"].items():
         tokens = report["tokens"][name]
         table.add_row(f"{name}", f"{count} (tokens p50 {tokens['p50']}, max {tokens['max']})")
@@ -143,4 +145,5 @@ def inspect_command(
 
 def register(app: typer.Typer) -> None:
     """Add the ``data`` command group to the root app."""
+    add_commands(data_app)  # augment, distill
     app.add_typer(data_app, name="data")

@@ -104,6 +104,67 @@ class CleanConfig(Section):
     )
 
 
+class EndpointConfig(Section):
+    base_url: str | None = Field(None, description="OpenAI-compatible base URL, e.g. https://api.deepseek.com/v1 or "
+                                 "http://127.0.0.1:8000/v1 (dsft serve).")
+    model: str | None = Field(None, description="Model name sent in every request.")
+    api_key_env: str | None = Field(
+        "OPENAI_API_KEY", description="Environment variable holding the API key (never put the key in a config).",
+    )
+    concurrency: int = Field(4, ge=1, description="Requests in flight at once.")
+    requests_per_minute: float | None = Field(None, gt=0, description="Rate limit across all requests; null = none.")
+    max_retries: int = Field(4, ge=0, description="Retries after 429, 5xx, timeouts and dropped connections.")
+    backoff: float = Field(1.0, ge=0, description="Seconds before the first retry, doubled each retry (Retry-After wins).")
+    timeout: float = Field(120.0, gt=0, description="Seconds per request.")
+    temperature: float | None = Field(None, ge=0, description="Sampling temperature; null = the server's default.")
+    max_tokens: int | None = Field(None, ge=1, description="Completion token limit; null = the server's default.")
+
+    def configured(self) -> bool:
+        return bool(self.base_url and self.model)
+
+
+class TableTemplateConfig(Section):
+    table: str = Field(..., description="CSV, JSON or JSONL table; each row fills the templates.")
+    questions: list[str] = Field(..., min_length=1, description="Question phrasings, format strings over the "
+                                 "columns, e.g. '{name}水库是哪年建成的？'.")
+    answer: str = Field(..., description="Answer template, e.g. '{name}水库于{year}年建成。'.")
+    reasoning: str | None = Field(None, description="Optional reasoning template (reasoning_content).")
+    system: str | None = Field(None, description="Optional system prompt template.")
+
+
+class AugmentConfig(Section):
+    templates: list[TableTemplateConfig] = Field(
+        default_factory=list, description="Template filling: every table row x every question phrasing becomes a "
+        "record; all phrasings of a row land on one side of the split.",
+    )
+    synonym_copies: int = Field(0, ge=0, description="Synonym-replaced copies of each train question "
+                                "(Chinese: jieba + Cilin; English: WordNet).")
+    synonym_rate: float = Field(0.2, gt=0, le=1, description="Share of replaceable words replaced per copy.")
+    synonyms_zh: str | None = Field(None, description="Cilin-format synonym file; null = the bundled list (dsft[datagen]).")
+    synonyms_en: str | None = Field(None, description="WordNet dict directory; null = the bundled WordNet 3.0 (dsft[datagen]).")
+    paraphrase_copies: int = Field(0, ge=0, description="Paraphrases of each train question through augment.endpoint.")
+    back_translation: bool = Field(
+        False, description="Back-translate each train question (Chinese <-> English) through augment.endpoint.",
+    )
+    endpoint: EndpointConfig = Field(default_factory=EndpointConfig, description="Endpoint for paraphrase and "
+                                     "back-translation.")
+    cache: str | None = Field(None, description="Response cache file (resume without asking again); null = "
+                              "augment_cache.jsonl in the output directory.")
+    near_duplicate_threshold: float = Field(
+        0.95, gt=0, le=1, description="Generated records this similar (MinHash Jaccard) to an existing or earlier "
+        "generated one are dropped and counted.",
+    )
+
+    @model_validator(mode="after")
+    def _endpoint_when_needed(self) -> "AugmentConfig":
+        if (self.paraphrase_copies or self.back_translation) and not self.endpoint.configured():
+            raise ValueError("paraphrase_copies / back_translation need endpoint.base_url and endpoint.model")
+        return self
+
+    def enabled(self) -> bool:
+        return bool(self.templates or self.synonym_copies or self.paraphrase_copies or self.back_translation)
+
+
 class DataConfig(Section):
     train: list[str] = Field(
         default_factory=list, description="Training files, directories or globs (.json/.jsonl/.csv/.parquet)."
@@ -139,6 +200,9 @@ class DataConfig(Section):
         "batch encoding already uses every core), the CPU count for slow ones.",
     )
     clean: CleanConfig = Field(default_factory=CleanConfig, description="Cleaning steps.")
+    augment: AugmentConfig = Field(
+        default_factory=AugmentConfig, description="Data augmentation, applied to the train split only.",
+    )
 
     @model_validator(mode="after")
     def _ratios(self) -> "DataConfig":

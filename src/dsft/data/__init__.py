@@ -2,7 +2,9 @@
 
 Modules, in pipeline order: ``readers`` (files -> raw records with file:line), ``formats`` (raw record ->
 Conversation), ``validate`` (problems per record), ``ingest`` (the three together, rejections kept),
-``clean`` / ``near_dedup`` / ``relevance`` (pure steps returning kept + removed-with-reason),
-``tokens`` (token counts with the model tokenizer), ``split``, ``reasoning_policy``, ``report`` and
-``pipeline`` (``prepare`` / ``load_prepared``). ``samples`` ships the demo data. See docs/data.md.
+``clean`` / ``near_dedup`` / ``relevance`` / ``semantic`` (pure steps returning kept + removed-with-reason),
+``tokens`` (token counts with the model tokenizer), ``split``, ``augment`` (with ``table_templates``,
+``synonyms`` and the ``endpoint`` client), ``reasoning_policy``, ``report`` and ``pipeline`` (``prepare`` /
+``load_prepared``); ``distill`` makes records from a teacher model's answers. ``samples`` ships the demo
+data. See docs/data.md.
 """

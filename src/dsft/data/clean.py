@@ -1,7 +1,7 @@
 """Cleaning steps: pure functions from conversations to (kept, removed-with-reason).
 
 Each step returns a :class:`StepResult`; the pipeline counts ``removed`` per step so that
-``read == kept + rejected + sum(removed)`` holds. Steps that rewrite text return new conversations and
+``read + added == kept + rejected + sum(removed)`` holds. Steps that rewrite text return new conversations and
 never mutate their input. Near-duplicates, relevance and contamination live in
 :mod:`dsft.data.near_dedup` and :mod:`dsft.data.relevance`.
 """

@@ -179,3 +179,42 @@ def near_dedup(
                 Removed(conversation, f"near-duplicate (Jaccard ~{match[1]:.2f}) of {source_of(original)}")
             )
     return result
+
+
+def drop_near_copies(
+    existing: Sequence[Conversation], candidates: Sequence[Conversation], threshold: float,
+    num_perm: int = DEFAULT_NUM_PERM, shingle: int = DEFAULT_SHINGLE,
+) -> StepResult:
+    """Keep each candidate unless it is a near-duplicate of an existing conversation or of a kept candidate.
+
+    Existing conversations are never removed (they are only the reference); this is how generated
+    records are checked against the data they were made from.
+
+    >>> from dsft.data.conversation import Message
+    >>> old = [Conversation([Message("user", "When was the Qingshan dam completed?"), Message("assistant", "1958.")],
+    ...                     meta={"origin": "d.jsonl:1"})]
+    >>> new = [Conversation([Message("user", "when was the  Qingshan dam completed?"), Message("assistant", "1958.")]),
+    ...        Conversation([Message("user", "In which year was Qingshan finished?"), Message("assistant", "1958.")])]
+    >>> [r.reason for r in drop_near_copies(old, new, 0.8).removed]
+    ['near-duplicate (Jaccard ~1.00) of d.jsonl:1']
+    """
+    hasher = MinHasher(num_perm, shingle)
+    index = _lsh(threshold, num_perm)
+    references = list(existing)
+    signatures = list(compute_signatures([similarity_text(c) for c in references], hasher))
+    for position, signature in enumerate(signatures):
+        index.insert(position, _as_minhash(signature, hasher))
+    result = StepResult(kept=[])
+    for conversation, signature in zip(candidates, compute_signatures([similarity_text(c) for c in candidates], hasher)):
+        minhash = _as_minhash(signature, hasher)
+        match = next(((c, s) for c in index.query(minhash)
+                      if (s := estimated_jaccard(signature, signatures[c])) >= threshold), None)
+        if match is not None:
+            result.removed.append(
+                Removed(conversation, f"near-duplicate (Jaccard ~{match[1]:.2f}) of {source_of(references[match[0]])}"))
+            continue
+        index.insert(len(references), minhash)
+        references.append(conversation)
+        signatures.append(signature)
+        result.kept.append(conversation)
+    return result

@@ -8,11 +8,14 @@ Order of steps (each optional step is configured under ``data.clean``):
    record that is also in val/test is the one removed);
 4. tokenization (model tokenizer, multiprocess) -> token-length filters; TF-IDF relevance; semantic filters
    (embedding question-answer consistency, IFD scored by an injected model scorer);
-5. split (seeded, stratified, near-duplicate clusters on one side) unless val/test files are given;
-6. class balancing of the train split; contamination check of train against val/test;
+5. split (seeded, stratified, near-duplicate clusters and generated families on one side) unless val/test
+   files are given; records filled from tables (``data.augment.templates``) join the train inputs first;
+6. augmentation of the train split (``data.augment``); class balancing of the train split; contamination
+   check of train against val/test;
 7. reasoning policy on every split; statistics, histograms, files.
 
-The identity ``read == kept + rejected + sum(removed)`` is asserted before anything is written.
+The identity ``read + sum(added) == kept + rejected + sum(removed)`` (``kept`` = the records in the splits)
+is asserted before anything is written.
 """
 
 from __future__ import annotations
@@ -25,14 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from dsft.config.schema import DsftConfig
-from dsft.data import clean, near_dedup, relevance, semantic
+from dsft.data import augment, clean, near_dedup, relevance, semantic
 from dsft.data.conversation import Conversation
 from dsft.data.ingest import Rejection, ingest, rejection_error, write_rejections
 from dsft.data.reasoning_policy import apply_reasoning_policy, length_stats, reasoning_stats
 from dsft.data.report import (
     HISTOGRAM_FILE, REASONING_HISTOGRAM_FILE, render_markdown, write_histograms, write_jsonl, write_removed,
 )
-from dsft.data.split import SPLITS, split_conversations
+from dsft.data.split import SPLITS, split_conversations, with_families
 from dsft.data.tokens import ConversationTokens, count_tokens
 from dsft.errors import DataError
 
@@ -59,6 +62,7 @@ class _Ledger:
     added: dict[str, int] = field(default_factory=dict)
     formats: Counter[str] = field(default_factory=Counter)
     scores: dict[str, dict[str, Any]] = field(default_factory=dict)  # score name -> distribution
+    augment_skipped: Counter[str] = field(default_factory=Counter)  # attempts that generated nothing, by reason
 
     def record(self, step: str, result: clean.StepResult) -> list[Conversation]:
         self.removed.setdefault(step, []).extend(result.removed)
@@ -85,15 +89,20 @@ def prepare(
     if not sources["train"]:
         raise DataError("no training data: pass input files (dsft data prepare INPUT...) or set data.train")
     scorers = _semantic_scorers(cfg, ifd_scorer)  # before reading: a missing model or package fails fast
+    templated = augment.template_records(cfg.data.augment)  # a bad table fails before the inputs are read
     ledger = _Ledger()
     clock = _Stopwatch()
     pools = clock("read_validate", _ingest_pools, sources, cfg, ledger, out)
+    if templated:
+        pools["train"] += templated
+        ledger.added["augment_template"] = len(templated)
     pools = clock("rewrite", _rewrite, pools, cfg, ledger)
     pools = clock("dedup", _deduplicate, pools, cfg, ledger)
     tokens = clock("tokenize", _count, pools, tokenizer, cfg)
     pools = clock("filter", _filter, pools, tokens, cfg, ledger)
     pools = clock("semantic", _semantic, pools, tokens, scorers, ledger)
     splits = clock("split", _split, pools, sources, cfg)
+    splits["train"] = clock("augment", _augment, splits, tokens, tokenizer, cfg, ledger, out)
     splits["train"] = clock("balance", _balance, splits["train"], cfg, ledger)
     contamination = clock("contamination", _contamination, splits, cfg, ledger)
     before_policy = reasoning_stats(splits["train"], [tokens[id(c)][1].reasoning for c in splits["train"]])
@@ -244,10 +253,30 @@ def _split(pools: dict[str, list[Conversation]], sources: dict[str, list[str]], 
     if data.group_near_duplicates and not data.clean.near_dedup and (val_ratio or test_ratio) and pool:
         texts = [near_dedup.similarity_text(c) for c in pool]
         groups = near_dedup.near_duplicate_groups(texts, data.clean.near_dedup_threshold)
+    groups = with_families(pool, groups)  # a table row's phrasings (and any generated family) stay together
     splits = split_conversations(pool, val_ratio, test_ratio, cfg.train.seed, data.stratify_by, groups)
     for name in EVAL_SPLITS:
         splits[name] = pools[name] + splits[name]
     return splits
+
+
+def _augment(
+    splits: dict[str, list[Conversation]], tokens: _Tokens, tokenizer: Any, cfg: DsftConfig, ledger: _Ledger, out: Path,
+) -> list[Conversation]:
+    """Children of train records (never of val/test), checked against every split for near copies."""
+    settings = cfg.data.augment
+    train = splits["train"]
+    if not (settings.synonym_copies or settings.paraphrase_copies or settings.back_translation) or not train:
+        return train
+    everything = [c for name in SPLITS for c in splits[name]]
+    made = augment.augment_records(train, everything, settings, cfg.train.seed, out)
+    for method, count in made.added.items():
+        ledger.added[f"augment_{method}"] = count
+    ledger.removed[augment.NEAR_DUPLICATE_STEP] = made.removed
+    ledger.augment_skipped.update(made.skipped)
+    for conversation, counted in zip(made.kept, count_tokens(made.kept, tokenizer, cfg.data.num_proc)):
+        tokens[id(conversation)] = (conversation, counted)
+    return train + made.kept
 
 
 def _balance(train: list[Conversation], cfg: DsftConfig, ledger: _Ledger) -> list[Conversation]:
@@ -290,9 +319,10 @@ def _report(
 ) -> dict[str, Any]:
     removed = {step: len(items) for step, items in ledger.removed.items()}
     added = dict(ledger.added)
-    kept = sum(len(part) for part in splits.values()) - sum(added.values())
-    # The accounting identity: every record read is kept, rejected or removed by exactly one step.
-    assert ledger.read == kept + len(ledger.rejections) + sum(removed.values()), (ledger.read, kept, removed)
+    kept = sum(len(part) for part in splits.values())
+    # The accounting identity: every record read or generated is kept, rejected or removed by exactly one step.
+    assert ledger.read + sum(added.values()) == kept + len(ledger.rejections) + sum(removed.values()), (
+        ledger.read, added, kept, removed)
     totals = {name: [tokens[id(c)][1].total for c in part] for name, part in splits.items()}
     thinking = {name: [tokens[id(c)][1].reasoning for c in part if tokens[id(c)][1].reasoning] for name, part in splits.items()}
     histograms = []
@@ -306,6 +336,7 @@ def _report(
             by_role.setdefault(role, []).append(count)
     return {
         "read": ledger.read, "kept": kept, "rejected": len(ledger.rejections), "removed": removed, "added": added,
+        "augment_skipped": dict(ledger.augment_skipped),
         "splits": {name: len(part) for name, part in splits.items()},
         "inputs": sources,
         "formats": dict(ledger.formats),

@@ -81,10 +81,15 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += ["", "## Accounting", ""]
     rows: list[tuple[str, Any]] = [("read", report["read"]), ("rejected", report["rejected"])]
     rows += [(f"removed: {step}", count) for step, count in report["removed"].items()]
-    rows += [("kept", report["kept"])]
     rows += [(f"added: {step}", count) for step, count in report["added"].items()]
+    rows += [("kept", report["kept"])]
     lines += _table(rows, ("", "records"))
-    lines += ["", "`read = kept + rejected + sum(removed)`; splits hold kept + added.", "", "## Splits", ""]
+    lines += ["", "`read + sum(added) = kept + rejected + sum(removed)`; the splits hold the kept records."]
+    skipped = report.get("augment_skipped") or {}
+    if skipped:
+        lines += ["", "Augmentation attempts that generated nothing (not in the ledger): "
+                  + ", ".join(f"{reason} {count}" for reason, count in skipped.items()) + "."]
+    lines += ["", "## Splits", ""]
     lines += _table(list(report["splits"].items()), ("split", "conversations"))
     lines += ["", "## Formats", ""] + _table(list(report["formats"].items()), ("format", "records"))
     lines += ["", "## Tokens per conversation (text tokens, no template markers)", ""]

@@ -57,8 +57,56 @@ def split_conversations(
     return parts
 
 
-def _content_hash(conversation: Conversation) -> str:
+def content_hash(conversation: Conversation) -> str:
+    """A stable id of a conversation's normalised content (:func:`dsft.data.clean.dedup_key`)."""
     return hashlib.sha1(dedup_key(conversation).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def family_key(text: str) -> str:
+    """The family id of records generated from something that is not a record (a table row)."""
+    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def family_of(conversation: Conversation) -> str:
+    """A generated record's ``meta.augment_family`` (its parent's :func:`content_hash`), else its own hash.
+
+    A parent and everything generated from it share this id, even after being written and read again.
+    """
+    family = conversation.meta.get("augment_family")
+    if isinstance(family, str):
+        return family
+    return content_hash(conversation)
+
+
+def with_families(conversations: Sequence[Conversation], groups: Sequence[int] | None) -> list[int] | None:
+    """``groups`` (or one group per record) merged so that every family is in one group.
+
+    None when no record was generated (nothing to merge).
+
+    >>> from dsft.data.conversation import Conversation, Message
+    >>> parent = Conversation([Message("user", "q"), Message("assistant", "a")])
+    >>> child = Conversation([Message("user", "q?"), Message("assistant", "a")],
+    ...                      meta={"augment_family": content_hash(parent)})
+    >>> other = Conversation([Message("user", "x"), Message("assistant", "y")])
+    >>> with_families([parent, other, child], None)
+    [0, 1, 0]
+    """
+    if not any("augment_family" in c.meta for c in conversations):
+        return list(groups) if groups is not None else None
+    parent = list(groups) if groups is not None else list(range(len(conversations)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[str, int] = {}
+    for index, conversation in enumerate(conversations):
+        seen = first.setdefault(family_of(conversation), index)
+        low, high = sorted((root(seen), root(index)))
+        parent[high] = low
+    return [root(i) for i in range(len(conversations))]
 
 
 def _deal(
@@ -66,7 +114,7 @@ def _deal(
     seed: int, label: str,
 ) -> list[tuple[list[int], str]]:
     """Assign whole groups of one stratum to test, val, then train, in seeded order."""
-    ordered = sorted(groups, key=lambda g: min(_content_hash(conversations[i]) for i in g))
+    ordered = sorted(groups, key=lambda g: min(content_hash(conversations[i]) for i in g))
     random.Random(f"{seed}:{label}").shuffle(ordered)
     size = sum(len(g) for g in ordered)
     targets = {"test": round(size * test_ratio), "val": round(size * val_ratio)}

@@ -1,0 +1,47 @@
+"""``dsft data augment`` and ``dsft data distill``: generate training data, accounting for every record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+
+def augment_command(
+    inputs: list[str] = typer.Argument(None, help="Seed data files, directories or globs (may be empty with templates)."),
+    out: Path = typer.Option(..., "--out", help="Directory for augmented.jsonl, removed.jsonl and augment_report.json."),
+    config: Path | None = typer.Option(None, "--config", help="YAML config with a data.augment section."),
+    set_: list[str] = typer.Option([], "--set", help="Override a key: --set data.augment.synonym_copies=2 (repeatable)."),
+) -> None:
+    """Fill table templates, add synonym / paraphrase / back-translated copies; write the originals + copies."""
+    from dsft.config import load_config
+    from dsft.data.augment import augment_files
+
+    cfg = load_config(config, set_)
+    report = augment_files(cfg, list(inputs or cfg.data.train), out)
+    _print_ledger("dsft data augment", report, out / "augment_report.json")
+
+
+def _print_ledger(title: str, report: dict[str, Any], path: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("", "records", title=title)
+    table.add_row("read", str(report["read"]))
+    for step, count in report["added"].items():
+        table.add_row(f"added: {step}", str(count))
+    table.add_row("rejected", str(report["rejected"]))
+    for step, count in report["removed"].items():
+        table.add_row(f"removed: {step}", str(count))
+    table.add_row("kept", str(report["kept"]), end_section=True)
+    for reason, count in report.get("skipped", {}).items():
+        table.add_row(f"skipped: {reason}", str(count))
+    console = Console()
+    console.print(table)
+    console.print(f"wrote {path.parent}; ledger in {path}")
+
+
+def add_commands(data_app: typer.Typer) -> None:
+    """Add the generation commands to the ``data`` group."""
+    data_app.command("augment")(augment_command)
