@@ -53,3 +53,33 @@ def test_unknown_command_exit_2(capsys) -> None:
 def test_python_dash_m() -> None:
     out = subprocess.run([sys.executable, "-m", "dsft", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("dsft ")
+
+
+def test_error_message_is_not_rich_markup(tmp_path, capsys) -> None:
+    """Brackets in a message (pip extras, YAML errors, file names) are printed as written."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(SystemExit) as info:
+        main(["config", "show", str(bad)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "[" in err.split("error:", 1)[1]
+    from dsft.errors import DsftError
+
+    def boom() -> None:
+        raise DsftError('install it: pip install "dsft[distributed]"')
+
+    import typer
+
+    extra = typer.Typer()
+    extra.command()(boom)
+    from dsft.cli import app as app_module
+
+    original = app_module.app
+    app_module.app = extra
+    try:
+        with pytest.raises(SystemExit):
+            main([])
+    finally:
+        app_module.app = original
+    assert 'pip install "dsft[distributed]"' in capsys.readouterr().err

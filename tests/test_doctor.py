@@ -98,9 +98,21 @@ def test_gpu_lines_and_capabilities_without_a_gpu_here() -> None:
     assert h100.verdict == "ok" and "80.0 GiB" in h100.detail and "9.0" in h100.detail and "bf16 yes" in h100.detail
     assert v100.verdict == "warn" and "bf16 no" in v100.detail and "fp16" in v100.fix
 
-    libraries = [Check("bitsandbytes", "ok", ""), Check("flash-attn", "ok", ""), Check("deepspeed", "ok", "")]
+    libraries = [Check("bitsandbytes", "ok", ""), Check("flash-attn", "ok", ""), Check("deepspeed", "ok", ""),
+                 Check("llama-cpp-python", "ok", "")]
     can, cannot = _capabilities(libraries, gpus=2, bf16=True)
     assert any("QLoRA" in line for line in can) and any("flash-attention" in line for line in can)
     assert any("DeepSpeed" in line for line in can) and cannot == []
     can, cannot = _capabilities([Check("bitsandbytes", "warn", "", "pip install bitsandbytes")], gpus=1, bf16=False)
     assert any("fp16" in line for line in can) and any("QLoRA" in line for line in cannot)
+
+
+def test_doctor_tells_the_truth_about_the_gguf_verifier(monkeypatch: pytest.MonkeyPatch) -> None:
+    """GGUF export is only 'available' when llama-cpp-python actually imports."""
+    assert checks.check_gguf_verifier().verdict == "ok"  # a default dependency of the install
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # import llama_cpp now raises ImportError
+    broken = checks.check_gguf_verifier()
+    assert broken.verdict == "warn" and "pip install llama-cpp-python" in broken.fix
+    report = run_doctor(disk_paths=[])
+    assert any("GGUF" in line for line in report.cannot)
+    assert not any("GGUF" in line and "unverified" not in line for line in report.can)

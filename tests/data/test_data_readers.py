@@ -79,6 +79,11 @@ def test_directories_and_globs(tmp_path: Path) -> None:
     assert [p.name for p in expand_inputs([str(tmp_path / "**" / "*.jsonl")])] == ["b.jsonl", "a.jsonl"]
 
 
+def test_existing_file_with_glob_characters_is_read_literally(tmp_path: Path) -> None:
+    (tmp_path / "data[v2].jsonl").write_text('{"text": "v2"}\n')
+    assert _data(tmp_path / "data[v2].jsonl") == [{"text": "v2"}]
+
+
 @pytest.mark.parametrize(
     ("name", "message"),
     [("absent.jsonl", "no such file"), ("notes.txt", "unsupported file type"), ("*.parquet", "glob matches no"),

@@ -157,3 +157,14 @@ def test_sequence_parallel_with_validation_data_is_refused(tmp_path: Path) -> No
     model = SimpleNamespace(config=SimpleNamespace(model_type="qwen2", _attn_implementation="sdpa"))
     with pytest.raises(ConfigError, match="evaluation during training is not supported"):
         build_training_arguments(cfg, tmp_path, has_eval=True, model=model)
+
+
+def test_single_process_zero_and_offload_are_applied_or_said_aloud(monkeypatch) -> None:
+    """One process with train.zero_stage/offload set: DeepSpeed on CUDA, a warning (not silence) elsewhere."""
+    asked = TrainConfig(zero_stage=3, offload="optimizer+param")
+    monkeypatch.setattr(distributed, "_cuda_available", lambda: False)
+    with pytest.warns(UserWarning, match="train.zero_stage=3, train.offload=optimizer\\+param: not applied"):
+        assert resolve_strategy(asked, world_size=1) == "none"
+    monkeypatch.setattr(distributed, "_cuda_available", lambda: True)
+    assert resolve_strategy(asked, world_size=1) == "deepspeed"
+    assert resolve_strategy(TrainConfig(), world_size=1) == "none"  # defaults ask for nothing

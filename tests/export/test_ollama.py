@@ -89,3 +89,35 @@ def test_modelfile_template_renders_like_the_training_template(family, turns) ->
         expected = expected.removesuffix(EOS)
     assert expected.startswith(BOS)
     assert rendered == expected[len(BOS):]
+
+
+def test_ollama_export_without_a_verifier_writes_nothing_and_reruns(tiny_model_dir, tmp_path, monkeypatch) -> None:
+    """A missing llama-cpp-python is refused before conversion, so no model.gguf blocks the rerun."""
+    import sys
+
+    from dsft.export.api import export
+
+    model = tiny_model_dir("tiny-r1-distill-qwen")
+    out = tmp_path / "ollama"
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # import llama_cpp now raises ImportError
+    with pytest.raises(UnsupportedError, match="llama-cpp-python"):
+        export(str(model), "ollama", out, echo=lambda line: None)
+    assert not (out / "model.gguf").exists()
+    result = export(str(model), "ollama", out, verify=False, echo=lambda line: None)  # no --overwrite needed
+    assert {"model.gguf", "Modelfile"} <= set(result.files)
+
+
+def test_failed_conversion_removes_its_partial_files(tiny_model_dir, tmp_path, monkeypatch) -> None:
+    from dsft.export import gguf_export
+    from dsft.export.api import export
+
+    def crash(merged, tokenizer, tokenizer_dir, path, *args, **kwargs):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"GGUF partial")
+        raise RuntimeError("disk full (simulated)")
+
+    monkeypatch.setattr(gguf_export, "write_gguf", crash)
+    with pytest.raises(RuntimeError):
+        export(str(tiny_model_dir("tiny-r1-distill-qwen")), "gguf", tmp_path / "out", verify=False,
+               echo=lambda line: None)
+    assert not (tmp_path / "out").exists()

@@ -63,6 +63,9 @@ def test_family_info(tiny_model_dir, tmp_path: Path) -> None:
 
 def test_broken_directory_gives_a_dsft_error(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text('{"model_type": "llama"}')
+    with pytest.raises(DsftError, match="no tokenizer files"):
+        load_tokenizer(tmp_path)
+    (tmp_path / "tokenizer.json").write_text("{not json")
     with pytest.raises(DsftError, match="could not load the tokenizer"):
         load_tokenizer(tmp_path)
     with pytest.raises(DsftError, match="could not load the model"):
@@ -86,3 +89,17 @@ def test_add_bos_token_is_honoured_when_tokenizer_json_ignores_it(tmp_path: Path
     assert ids[0] == 0 and ids.count(0) == 1
     assert tokenizer("Hello 你好", add_special_tokens=False)["input_ids"] == ids[1:]
     assert tokenizer.decode(ids, skip_special_tokens=True) == "Hello 你好"
+
+
+def test_model_directory_without_tokenizer_files_is_refused(tiny_model_dir, tmp_path: Path) -> None:
+    """transformers would build a silent one-token tokenizer from config.json alone."""
+    import shutil
+
+    source = tiny_model_dir("tiny-deepseek-llm")
+    bare = tmp_path / "weights-only"
+    bare.mkdir()
+    for item in source.iterdir():
+        if item.name.startswith("config") or item.suffix == ".safetensors":
+            shutil.copy(item, bare / item.name)
+    with pytest.raises(DsftError, match="no tokenizer files"):
+        load_tokenizer(bare)

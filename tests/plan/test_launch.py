@@ -88,3 +88,55 @@ def test_unknown_launcher_and_missing_config_are_user_errors(config: Path, tmp_p
         code, _, err = run_cli(argv)
         assert code == 2
         assert "Traceback" not in err
+
+
+def _stub_commands(bin_dir: Path, *names: str) -> dict[str, str]:
+    """Executables that print their argv instead of launching anything; returns an env using them."""
+    import os
+
+    bin_dir.mkdir()
+    for name in names:
+        stub = bin_dir / name
+        stub.write_text('#!/usr/bin/env bash\nif [ "$1" = show ]; then echo gpu-node-7; exit 0; fi\n'
+                        'echo "CALLED ' + name + ' $*"\n')
+        stub.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("NODE_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env["PATH"] = f"{bin_dir}:{env['PATH']}"
+    return env
+
+
+def test_single_node_torchrun_script_runs_without_hand_edits(config: Path, tmp_path: Path, run_cli: RunCli) -> None:
+    code, _, _ = run_cli(["launch", str(config), "--nodes", "1", "--gpus-per-node", "2", "--out", str(tmp_path / "t")])
+    assert code == 0
+    env = _stub_commands(tmp_path / "bin", "torchrun")
+    done = subprocess.run([str(tmp_path / "t" / "torchrun_node.sh")], capture_output=True, text=True, env=env,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert '--node-rank 0 ' in done.stdout and "--rdzv-endpoint 127.0.0.1:29500" in done.stdout
+
+
+def test_multi_node_script_without_master_addr_stops_with_the_fix(config: Path, tmp_path: Path,
+                                                                   run_cli: RunCli) -> None:
+    code, _, _ = run_cli(["launch", str(config), "--nodes", "2", "--gpus-per-node", "2", "--out", str(tmp_path / "t")])
+    assert code == 0
+    env = {**_stub_commands(tmp_path / "bin", "torchrun"), "NODE_RANK": "0"}
+    done = subprocess.run([str(tmp_path / "t" / "torchrun_node.sh")], capture_output=True, text=True, env=env)
+    assert done.returncode != 0 and "set MASTER_ADDR" in done.stderr and "CALLED" not in done.stdout
+
+
+def test_sbatch_finds_its_nccl_settings_from_any_submit_directory(config: Path, tmp_path: Path,
+                                                                  run_cli: RunCli) -> None:
+    out = tmp_path / "launch files"
+    code, _, _ = run_cli(["launch", str(config), "--nodes", "2", "--launcher", "slurm", "--out", str(out)])
+    assert code == 0
+    (out / "nccl_env.sh").write_text('echo "NCCL SETTINGS SOURCED"\n')
+    spooled = tmp_path / "spool" / "slurm_script"  # sbatch runs a copy, from the submit directory
+    spooled.parent.mkdir()
+    spooled.write_text((out / "dsft.sbatch").read_text())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**_stub_commands(tmp_path / "bin", "srun", "scontrol"), "SLURM_SUBMIT_DIR": str(elsewhere),
+           "SLURM_JOB_NODELIST": "gpu-node-[7-8]", "SLURM_JOB_NUM_NODES": "2", "SLURM_JOB_ID": "42"}
+    done = subprocess.run(["bash", str(spooled)], capture_output=True, text=True, env=env, cwd=elsewhere)
+    assert done.returncode == 0, done.stderr
+    assert "NCCL SETTINGS SOURCED" in done.stdout and "gpu-node-7:29500" in done.stdout

@@ -121,3 +121,16 @@ def test_sp_on_an_mla_model_is_marked_sizing_only(v3) -> None:
     without = estimate_memory(v3, _v3_request(32, 1, "optimizer+param", 1))
     assert any("sizing only" in note for note in with_sp.notes)
     assert not any("sizing only" in note for note in without.notes)
+
+
+@pytest.mark.parametrize(("model", "nodes", "base_gib"), [("deepseek-r1-distill-qwen-32b", 1, 61),
+                                                           ("deepseek-r1-distill-llama-8b", 1, 14.9),
+                                                           ("deepseek-r1-distill-qwen-32b", 2, 30.5)])
+def test_lora_zero3_param_offload_counts_the_frozen_base_on_the_host(model: str, nodes: int, base_gib: float) -> None:
+    """ZeRO-3 parameter offload moves the frozen bf16 base to host RAM (partitioned over the nodes)."""
+    profile = load_profile(model)
+    req = PlanRequest(method="lora", nodes=nodes, gpus_per_node=2, gpu_mem_gib=24, seq_len=1024, zero=3,
+                      offload="optimizer+param", host_mem_gib=base_gib / 2)
+    estimate = estimate_memory(profile, req)
+    assert estimate.host_breakdown["offloaded_states"] >= base_gib * 0.97 * GIB
+    assert not estimate.fits  # the host cannot hold half the weights it is asked to take

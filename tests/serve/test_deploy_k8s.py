@@ -43,7 +43,7 @@ def test_cpu_deployment_has_no_gpu_limit(tmp_path: Path) -> None:
     container = yaml.safe_load((out / "deployment.yaml").read_text())["spec"]["template"]["spec"]["containers"][0]
     assert "nvidia.com/gpu" not in container["resources"]["limits"]
     dockerfile = (out / "Dockerfile").read_text()
-    assert "COPY" not in dockerfile and '"tiny-deepseek-llm"' in dockerfile
+    assert "COPY model/" not in dockerfile and '"tiny-deepseek-llm"' in dockerfile
 
 
 def test_lora_run_must_be_merged_first(lora_run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -51,3 +51,22 @@ def test_lora_run_must_be_merged_first(lora_run_dir: Path, tmp_path: Path, capsy
         main(["deploy", "k8s", str(lora_run_dir), "--out", str(tmp_path / "k8s")])
     assert info.value.code == 2
     assert "dsft export" in capsys.readouterr().err
+
+
+def test_image_installs_dsft_from_the_copied_source_not_an_index(tmp_path: Path) -> None:
+    """No package index serves dsft: the build context carries its source, which pip can build."""
+    import subprocess
+    import sys
+    import zipfile
+
+    out = deploy(tmp_path, "tiny-deepseek-llm", "--gpus", "0")
+    dockerfile = (out / "Dockerfile").read_text()
+    assert "COPY dsft-source/ /opt/dsft-source/" in dockerfile
+    assert "RUN pip install --no-cache-dir /opt/dsft-source" in dockerfile
+    assert "DSFT_SPEC" not in dockerfile and "pip install --no-cache-dir dsft" not in dockerfile
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels),
+                    str(out / "dsft-source")], check=True, capture_output=True, timeout=300)
+    (wheel,) = wheels.glob("dsft-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"dsft/cli/app.py", "dsft/models/chat_templates/deepseek-r1.jinja"} <= names

@@ -72,3 +72,27 @@ def test_bad_adapter_argument_is_a_clear_error(serve_model_dir: Path, tmp_path: 
         main(["serve", str(serve_model_dir), "--engine", "vllm", "--dry-run", "--adapter", f"x={tmp_path}"])
     assert info.value.code == 2
     assert "no adapter_config.json" in capsys.readouterr().err
+
+
+def test_lora_run_template_travels_with_the_run_and_parallelism_reaches_vllm(
+    lora_run_dir: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Guide 003 serves on TP 8 x PP 4 over Ray; the template must not point into this machine's cache."""
+    argv = vllm_argv(capsys, str(lora_run_dir), "--tensor-parallel-size", "8", "--pipeline-parallel-size", "4",
+                     "--engine-args", "--trust-remote-code --max-num-seqs 64")
+    template = Path(option(argv, "--chat-template"))
+    assert template.parent in (lora_run_dir, lora_run_dir / "final")
+    assert option(argv, "--tensor-parallel-size") == "8" and option(argv, "--pipeline-parallel-size") == "4"
+    assert argv[-3:] == ["--trust-remote-code", "--max-num-seqs", "64"]
+    config = tmp_path / "serve.yaml"
+    config.write_text("serve:\n  tensor_parallel_size: 8\n  pipeline_parallel_size: 4\n"
+                      "  engine_args: [--enable-expert-parallel]\n")
+    argv = vllm_argv(capsys, str(lora_run_dir), "--config", str(config))
+    assert option(argv, "--pipeline-parallel-size") == "4" and argv[-1] == "--enable-expert-parallel"
+
+
+def test_vllm_only_options_are_refused_for_the_transformers_engine(serve_model_dir: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["serve", str(serve_model_dir), "--pipeline-parallel-size", "4"])
+    assert info.value.code == 2 and "--engine vllm only" in capsys.readouterr().err

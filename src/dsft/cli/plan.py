@@ -112,7 +112,9 @@ def launch(
     launcher: str = typer.Option("torchrun", "--launcher", help="torchrun | deepspeed | accelerate | slurm."),
     out: Path = typer.Option(..., "--out", help="Directory for the launch files."),
     run_dir: Path | None = typer.Option(None, "--run-dir", help="Run directory the job trains into (default OUT/run)."),
-    master_addr: str = typer.Option("MASTER_HOST", "--master-addr", help="Host of node 0 (overridable by MASTER_ADDR)."),
+    master_addr: str | None = typer.Option(
+        None, "--master-addr", help="Host of node 0, overridable by MASTER_ADDR [default: 127.0.0.1 on one node; "
+        "several nodes need it here or in MASTER_ADDR]."),
     master_port: int = typer.Option(29500, "--master-port", min=1, max=65535, help="Rendezvous port."),
 ) -> None:
     """Write runnable per-node launch scripts (with documented NCCL settings) for a training config."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +29,14 @@ def serve(
     served_model_name: str | None = typer.Option(None, "--served-model-name",
                                                  help="Name clients use as `model` (default: the directory name)."),
     engine: str | None = typer.Option(None, "--engine", help="transformers (in-process, default) or vllm (GPU)."),
-    tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", min=1, help="GPUs per model (vllm engine)."),
+    tensor_parallel_size: int | None = typer.Option(None, "--tensor-parallel-size", min=1,
+                                                    help="GPUs per model (vllm engine) [default: serve.tensor_parallel_size]."),
+    pipeline_parallel_size: int | None = typer.Option(
+        None, "--pipeline-parallel-size", min=1, help="Pipeline stages over a Ray cluster (vllm engine) "
+        "[default: serve.pipeline_parallel_size]."),
+    engine_args: str | None = typer.Option(
+        None, "--engine-args", help='Extra `vllm serve` arguments, one shell-quoted string, e.g. '
+        '"--enable-expert-parallel --max-num-seqs 64" [default: serve.engine_args].'),
     max_model_len: int | None = typer.Option(None, "--max-model-len", help="Context length cap (tokens)."),
     max_tokens: int | None = typer.Option(None, "--max-tokens", help="Largest max_tokens a request may ask for."),
     max_queue: int | None = typer.Option(None, "--max-queue", help="Queued requests before answering 503."),
@@ -52,20 +60,24 @@ def serve(
         max_tokens=max_tokens, max_model_len=max_model_len,
         served_model_name=served_model_name or serve_cfg.served_model_name or _default_served_name(model_or_run),
     )
+    parallel = (tensor_parallel_size or serve_cfg.tensor_parallel_size,
+                pipeline_parallel_size or serve_cfg.pipeline_parallel_size)
+    extra = shlex.split(engine_args) if engine_args is not None else list(serve_cfg.engine_args)
     if engine == "vllm":
-        _serve_vllm(model_or_run, adapter, settings, tensor_parallel_size, dry_run)
+        _serve_vllm(model_or_run, adapter, settings, parallel, extra, dry_run)
         return
     if dry_run:
         raise DsftError("--dry-run applies to --engine vllm only")
-    if tensor_parallel_size != 1:
-        raise DsftError("--tensor-parallel-size applies to --engine vllm only")
+    if parallel != (1, 1) or extra:
+        raise DsftError("--tensor-parallel-size/--pipeline-parallel-size/--engine-args (serve.tensor_parallel_size, "
+                        "pipeline_parallel_size, engine_args) apply to --engine vllm only")
     from dsft.serve.server import build_engine, run_server
 
     run_server(build_engine(model_or_run, adapter, settings, quantize=quantize, dtype=dtype), settings)
 
 
-def _serve_vllm(model_or_run: str, adapter: list[str], settings: "ServeSettings", tensor_parallel_size: int,
-                dry_run: bool) -> None:
+def _serve_vllm(model_or_run: str, adapter: list[str], settings: "ServeSettings", parallel: tuple[int, int],
+                engine_args: list[str], dry_run: bool) -> None:
     """Build the equivalent ``vllm serve`` command; print it (--dry-run) or run it."""
     from dsft.export.source import resolve_source
     from dsft.models.resolve import default_cache_dir
@@ -74,7 +86,7 @@ def _serve_vllm(model_or_run: str, adapter: list[str], settings: "ServeSettings"
 
     source = resolve_source(model_or_run)
     command = build_vllm_command(source, parse_adapter_args(adapter), settings,
-                                 chat_template_path(source, default_cache_dir()), tensor_parallel_size)
+                                 chat_template_path(source, default_cache_dir()), *parallel, engine_args)
     if dry_run:
         typer.echo(printable(command))
         return

@@ -371,6 +371,12 @@ class ServeConfig(Section):
     max_batch: int = Field(8, ge=1, description="Requests batched into one generate call.")
     max_tokens: int = Field(2048, ge=1, description="Upper bound for a request's max_tokens.")
     engine: Literal["transformers", "vllm"] = Field("transformers", description="Serving engine.")
+    tensor_parallel_size: int = Field(1, ge=1, description="vllm engine: GPUs each model copy is split over.")
+    pipeline_parallel_size: int = Field(
+        1, ge=1, description="vllm engine: pipeline stages (nodes of a Ray cluster), e.g. 4 with TP 8 = 32 GPUs.")
+    engine_args: list[str] = Field(
+        default_factory=list, description="vllm engine: extra `vllm serve` arguments, passed as written "
+        "(e.g. [--enable-expert-parallel, --max-num-seqs, '64']).")
 
 
 class DsftConfig(Section):

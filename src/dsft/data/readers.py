@@ -67,7 +67,8 @@ def expand_inputs(patterns: list[str]) -> list[Path]:
     found: list[Path] = []
     for pattern in patterns:
         path = Path(pattern)
-        if any(ch in pattern for ch in "*?["):
+        # An existing path is taken literally, even where its name holds glob characters (data[v2].jsonl).
+        if not path.exists() and any(ch in pattern for ch in "*?["):
             matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True))
             files = [p for p in matches if _is_readable_input(p)]
             if not files:

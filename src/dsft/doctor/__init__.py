@@ -62,9 +62,12 @@ def _capabilities(checks: list[Check], gpus: int, bf16: bool) -> tuple[list[str]
     if "fail" in verdicts.values():
         cannot.append("train anything until the failed checks are fixed")
         return can, cannot
+    if not usable("llama-cpp-python"):
+        cannot.append("verified GGUF/Ollama export (llama-cpp-python does not load; --no-verify skips the check)")
+    exports = "export (HF, GGUF, Ollama)" if usable("llama-cpp-python") else "export (HF; GGUF unverified)"
     if gpus == 0:
         can += ["LoRA and full fine-tuning of tiny presets and small models on CPU (fp32)",
-                "data preparation, template rendering, evaluation, export (HF, GGUF) and serving on CPU"]
+                f"data preparation, template rendering, evaluation, {exports} and serving on CPU"]
         cannot += ["QLoRA (needs a CUDA GPU and bitsandbytes)", "flash-attention (CUDA only)",
                    "bf16/fp16 mixed precision (GPU only)", "multi-GPU training (DDP/FSDP/DeepSpeed)",
                    "fine-tuning 7B+ models in reasonable time"]

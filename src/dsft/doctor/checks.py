@@ -166,8 +166,22 @@ def check_libraries(has_cuda: bool) -> list[Check]:
         version = package_version(dist)
         checks.append(Check(dist, "ok", f"{dist} {version}") if version else
                       Check(dist, "fail", "not installed", f"pip install {dist}"))
+    checks.append(check_gguf_verifier())
     checks.extend(_optional_gpu_libraries(has_cuda))
     return checks
+
+
+def check_gguf_verifier() -> Check:
+    """llama-cpp-python, which GGUF/Ollama export needs to verify its file (imported, not just found)."""
+    version = package_version("llama-cpp-python")
+    try:
+        import llama_cpp  # noqa: F401 - optional native extension; importing proves the library loads
+    except (ImportError, OSError) as exc:
+        detail = f"llama-cpp-python {version} installed but does not load ({exc})" if version else "not installed"
+        return Check("llama-cpp-python", "warn", f"{detail}: GGUF/Ollama export cannot be verified",
+                     "pip install llama-cpp-python (builds llama.cpp from source, ~4 min), "
+                     "or export with --no-verify")
+    return Check("llama-cpp-python", "ok", f"llama-cpp-python {version} (verifies GGUF/Ollama exports)")
 
 
 def _optional_gpu_libraries(has_cuda: bool) -> list[Check]:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+import shutil
 from pathlib import Path
 
 from dsft.disk import partial_output_removed, tree_bytes
 from dsft.errors import DsftError, UnsupportedError
 from dsft.export.source import ExportSource, resolve_source
-from dsft.export.verify import LogitComparison
+from dsft.export.verify import LogitComparison, VerificationError
 
 EXPORT_FORMATS = ("hf", "adapter", "gguf", "ollama")
 EXPORT_DTYPES = ("auto", "float32", "float16", "bfloat16", "q8_0")
@@ -40,14 +41,24 @@ def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
         raise DsftError(f"--out {out_dir}: directory is not empty; choose a new one or pass --overwrite")
 
 
+def _remove_new_files(out: Path, before: set[Path]) -> None:
+    """Delete what a failed export wrote into ``out`` (and ``out`` itself if it created it)."""
+    if not out.is_dir():
+        return
+    for path in set(out.iterdir()) - before:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    if not before and not any(out.iterdir()):
+        out.rmdir()
+
+
 def export(run_or_model: str | Path, fmt: str, out_dir: str | Path, dtype: str = "auto", verify: bool = True,
            tolerance: float | None = None, overwrite: bool = False, max_shard_size: str = "5GB",
            name: str | None = None, echo: Callable[[str], None] = print) -> ExportResult:
     """Export a run directory (or a model) as ``hf``, ``adapter``, ``gguf`` or ``ollama`` into ``out_dir``.
 
     Every format is verified against the trained model unless ``verify`` is False; a difference above
-    ``tolerance`` (default per dtype) raises :class:`DsftError` after the files are written, so they can
-    still be inspected.
+    ``tolerance`` (default per dtype) raises :class:`VerificationError` after the files are written, so they
+    can still be inspected; any other failure removes what the export had written.
     """
     if fmt not in EXPORT_FORMATS:
         raise UnsupportedError(f"--format {fmt}: unknown; choose one of {', '.join(EXPORT_FORMATS)}")
@@ -67,8 +78,15 @@ def export(run_or_model: str | Path, fmt: str, out_dir: str | Path, dtype: str =
     # About the size of the weights read; a full disk midway removes the partial export.
     needed = tree_bytes(p for d in (source.model_dir, source.adapter_dir) if d is not None
                         for p in d.glob("*.safetensors"))
-    with partial_output_removed(out, needed, f"the {fmt} export"):
-        comparison = _dispatch(source, fmt, out, dtype, verify, tolerance, max_shard_size, name, echo)
+    before = set(out.iterdir()) if out.is_dir() else set()
+    try:
+        with partial_output_removed(out, needed, f"the {fmt} export"):
+            comparison = _dispatch(source, fmt, out, dtype, verify, tolerance, max_shard_size, name, echo)
+    except VerificationError:
+        raise  # the files are complete and kept, so the mismatch can be inspected
+    except BaseException:
+        _remove_new_files(out, before)  # a half-written export must not block the rerun
+        raise
     files = tuple(sorted(p.name for p in out.iterdir())) if out.is_dir() else ()
     return ExportResult(fmt, out, source, comparison, files)
 

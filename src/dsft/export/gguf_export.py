@@ -119,6 +119,10 @@ def export_gguf(source: ExportSource, out_dir: Path, dtype: str = "auto", verify
     gguf_architecture(source_model_type(source))  # refuse unsupported architectures before any work
     check_gguf_tokenizer(source.tokenizer_dir)  # and tokenizers llama.cpp cannot reproduce
     tolerance = DEFAULT_GGUF_TOLERANCE[dtype_name] if tolerance is None else tolerance
+    if verify:
+        from dsft.export.gguf_verify import require_llama_cpp  # imports llama_cpp only when checking
+
+        require_llama_cpp()  # refuse before converting anything: no model.gguf is left behind
     tokenizer = load_export_tokenizer(source)
     trained = load_trained_model(source)
     prompts = verification_prompts(tokenizer, source.template) if verify else []

@@ -13,7 +13,8 @@ from typing import Any
 
 from dsft.errors import DsftError, UnsupportedError
 from dsft.export.verify import (
-    RAW_TEXTS, DistributionBound, LogitComparison, check_tolerance, compare_logits, verification_conversations,
+    RAW_TEXTS, DistributionBound, LogitComparison, VerificationError, check_tolerance, compare_logits,
+    verification_conversations,
 )
 
 # Strings whose tokenization must match: ASCII, digits (split in 1-3 digit groups by some regexes),
@@ -25,17 +26,25 @@ TOKENIZATION_PROBES = RAW_TEXTS + (
 )
 
 
+def require_llama_cpp() -> None:
+    """Refuse GGUF verification up front (before any file is written) when llama-cpp-python cannot load."""
+    try:
+        import llama_cpp  # noqa: F401 - optional heavy dependency, imported only to check it works
+    except (ImportError, OSError) as exc:
+        raise UnsupportedError(
+            f"GGUF verification needs llama-cpp-python, which failed to import ({exc}); it is a dsft dependency "
+            "built from source (`pip install llama-cpp-python`, about 4 minutes with a C++ compiler), "
+            "or pass --no-verify") from exc
+
+
 def load_llama(path: Path, n_ctx: int = 512, vocab_only: bool = False) -> Any:
     """Open a GGUF file with llama-cpp-python on CPU with logits for every position.
 
     The KV cache is float32 (llama.cpp defaults to float16, which alone moves logits by ~1e-3): the
     check is about the file's weights, not the cache precision a server may choose.
     """
-    try:
-        from llama_cpp import Llama
-    except ImportError as exc:
-        raise UnsupportedError("GGUF verification needs llama-cpp-python (`pip install llama-cpp-python`, "
-                               "or `pip install dsft[gguf-verify]`); or pass --no-verify") from exc
+    require_llama_cpp()
+    from llama_cpp import Llama
     import llama_cpp.llama_cpp as low_level
 
     # llama.cpp's extra CPU buffer types (AMX / repacked kernels) crashed (SIGSEGV) on Q8_0 tensors with
@@ -104,7 +113,7 @@ def verify_gguf(path: Path, tokenizer: Any, template_name: str, prompts: Sequenc
     total = len(TOKENIZATION_PROBES) + len(verification_conversations())
     echo(f"verify gguf tokenizer: {total - len(mismatches)}/{total} probe texts tokenized identically")
     if mismatches:
-        raise DsftError(f"{path}: llama.cpp tokenizes differently from the transformers tokenizer",
+        raise VerificationError(f"{path}: llama.cpp tokenizes differently from the transformers tokenizer",
                         problems=mismatches)
     check_tolerance(comparison, tolerance, f"gguf export {path}", echo)
     return comparison, mismatches

@@ -50,6 +50,10 @@ def verification_prompts(tokenizer: Any, template_name: str) -> list[list[int]]:
     return [ids for ids in prompts if ids]
 
 
+class VerificationError(DsftError):
+    """The export was written but does not reproduce the trained model; its files are kept to inspect."""
+
+
 @dataclass(frozen=True)
 class LogitComparison:
     """How far an export's next-token logits are from the reference, over every prompt position."""
@@ -161,7 +165,7 @@ def check_tolerance(comparison: LogitComparison, tolerance: float | Distribution
     if echo is not None:
         echo(f"verify {what}: {comparison.summary()} (tolerance {tolerance:g})")
     if not comparison.max_abs_diff <= tolerance:  # also catches NaN
-        raise DsftError(
+        raise VerificationError(
             f"verification failed for {what}: {comparison.summary()} exceeds tolerance {tolerance:g}; "
             "the export does not reproduce the trained model (rerun with --tolerance to accept, "
             "or --no-verify to skip)"

@@ -173,15 +173,30 @@ def _quiet_transformers() -> Iterator[None]:
         hf_logging.set_verbosity(previous)
 
 
+# Files that hold a vocabulary; a directory with none of them has no tokenizer to load.
+TOKENIZER_VOCAB_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model",
+                         "sentencepiece.bpe.model", "tiktoken.model")
+
+
 def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> Any:
-    """Load the tokenizer of a checkpoint directory with AutoTokenizer; set pad = EOS when it has none."""
+    """Load the tokenizer of a checkpoint directory with AutoTokenizer; set pad = EOS when it has none.
+
+    A local directory without vocabulary files is refused: transformers would otherwise build an empty
+    one-token tokenizer from the config alone, and every later step would fail far from the cause.
+    """
     from transformers import AutoTokenizer
 
+    local = Path(path)
+    if local.is_dir() and not any((local / name).is_file() for name in TOKENIZER_VOCAB_FILES):
+        raise DsftError(f"{path}: no tokenizer files ({', '.join(TOKENIZER_VOCAB_FILES[:3])}, ...); copy the "
+                        "base model's tokenizer files into this directory")
     try:
         with _quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise DsftError(f"{path}: could not load the tokenizer ({exc})") from exc
+    if len(tokenizer) < 2:
+        raise DsftError(f"{path}: the tokenizer loaded with {len(tokenizer)} token(s); its files are incomplete")
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         # DeepSeek-LLM ships no pad token. Pad only fills batch rows; labels come from the render mask.
         tokenizer.pad_token = tokenizer.eos_token

@@ -8,6 +8,7 @@ real clusters are written, commented, into ``nccl_env.sh``, which every script s
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,8 +50,13 @@ class LaunchPlan:
     run_dir: Path
     nodes: int
     gpus_per_node: int
-    master_addr: str = "MASTER_HOST"
+    master_addr: str | None = None  # None: 127.0.0.1 on one node; several nodes need MASTER_ADDR at launch
     master_port: int = DEFAULT_PORT
+    script_dir: Path | None = None  # where the files are written (absolute): sbatch runs a spooled copy
+
+    @property
+    def default_master_addr(self) -> str | None:
+        return self.master_addr or ("127.0.0.1" if self.nodes == 1 else None)
 
     @property
     def train_command(self) -> str:
@@ -66,15 +72,28 @@ def _header(plan: LaunchPlan, what: str, usage: str) -> str:
         "set -euo pipefail\n"
         'HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"\n'
         '# shellcheck disable=SC1091\nsource "$HERE/nccl_env.sh"\n'
-        f'MASTER_ADDR="${{MASTER_ADDR:-{plan.master_addr}}}"\n'
-        f'MASTER_PORT="${{MASTER_PORT:-{plan.master_port}}}"\n'
+        + _master_addr_line(plan)
+        + f'MASTER_PORT="${{MASTER_PORT:-{plan.master_port}}}"\n'
     )
+
+
+def _master_addr_line(plan: LaunchPlan) -> str:
+    """MASTER_ADDR from the environment, else --master-addr (127.0.0.1 on one node), else a clear stop."""
+    if plan.default_master_addr:
+        return f'MASTER_ADDR="${{MASTER_ADDR:-{plan.default_master_addr}}}"\n'
+    return ': "${MASTER_ADDR:?set MASTER_ADDR to the hostname of node 0 (or regenerate with --master-addr)}"\n'
+
+
+def _node_rank_line(plan: LaunchPlan) -> str:
+    if plan.nodes == 1:
+        return 'NODE_RANK="${NODE_RANK:-0}"\n'
+    return ': "${NODE_RANK:?set NODE_RANK: 0 on the master node, 1..N-1 on the others}"\n'
 
 
 def torchrun_script(plan: LaunchPlan) -> str:
     """One script for every node; c10d rendezvous at MASTER_ADDR:MASTER_PORT, NODE_RANK per node."""
-    return _header(plan, "torchrun launch", "NODE_RANK=<0..N-1> MASTER_ADDR=<rank-0 host> ./torchrun_node.sh") + (
-        ': "${NODE_RANK:?set NODE_RANK: 0 on the master node, 1..N-1 on the others}"\n'
+    usage = "./torchrun_node.sh" if plan.nodes == 1 else "NODE_RANK=<0..N-1> MASTER_ADDR=<rank-0 host> ./torchrun_node.sh"
+    return _header(plan, "torchrun launch", usage) + _node_rank_line(plan) + (
         'RUN_ID="${RUN_ID:-dsft}"\n'
         f"exec torchrun --nnodes {plan.nodes} --nproc-per-node {plan.gpus_per_node} "
         '--node-rank "$NODE_RANK" --rdzv-backend c10d --rdzv-endpoint "$MASTER_ADDR:$MASTER_PORT" '
@@ -107,7 +126,7 @@ def accelerate_files(plan: LaunchPlan) -> dict[str, str]:
         f"distributed_type: {'MULTI_GPU' if plan.nodes * plan.gpus_per_node > 1 else 'NO'}\n"
         "downcast_bf16: 'no'\n"
         "machine_rank: 0\n"
-        f"main_process_ip: {plan.master_addr}\n"
+        f"main_process_ip: {plan.default_master_addr or '127.0.0.1  # the script passes $MASTER_ADDR'}\n"
         f"main_process_port: {plan.master_port}\n"
         "main_training_function: main\n"
         "mixed_precision: 'no'  # dsft's train.precision decides\n"
@@ -117,8 +136,8 @@ def accelerate_files(plan: LaunchPlan) -> dict[str, str]:
         "same_network: true\n"
         "use_cpu: false\n"
     )
-    script = _header(plan, "accelerate launch", "NODE_RANK=<0..N-1> MASTER_ADDR=<rank-0 host> ./accelerate_node.sh") + (
-        ': "${NODE_RANK:?set NODE_RANK: 0 on the master node, 1..N-1 on the others}"\n'
+    usage = "./accelerate_node.sh" if plan.nodes == 1 else "NODE_RANK=<0..N-1> MASTER_ADDR=<rank-0 host> ./accelerate_node.sh"
+    script = _header(plan, "accelerate launch", usage) + _node_rank_line(plan) + (
         'exec accelerate launch --config_file "$HERE/accelerate_config.yaml" --machine_rank "$NODE_RANK" '
         f'--main_process_ip "$MASTER_ADDR" --main_process_port "$MASTER_PORT" {plan.train_command}\n'
     )
@@ -134,8 +153,9 @@ def slurm_script(plan: LaunchPlan) -> str:
         "#SBATCH --exclusive\n#SBATCH --output=dsft-%j.out\n"
         f"# dsft SLURM launch: {plan.nodes} node(s) x {plan.gpus_per_node} GPU(s). Submit with: sbatch dsft.sbatch\n"
         "set -euo pipefail\n"
-        'HERE="${SLURM_SUBMIT_DIR:-$(pwd)}"\n'
-        '# shellcheck disable=SC1091\nsource "$HERE/nccl_env.sh"\n'
+        # sbatch runs a spooled copy of this file, so its own location says nothing: name the directory.
+        + (f"HERE={shlex.quote(str(plan.script_dir))}\n" if plan.script_dir else 'HERE="${SLURM_SUBMIT_DIR:-$(pwd)}"\n')
+        + '# shellcheck disable=SC1091\nsource "$HERE/nccl_env.sh"\n'
         'MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"\n'
         f'MASTER_PORT="${{MASTER_PORT:-{plan.master_port}}}"\n'
         "export MASTER_ADDR MASTER_PORT\n"
@@ -170,6 +190,7 @@ def write_launch_files(plan: LaunchPlan, launcher: str, out_dir: str | Path) -> 
         raise DsftError(f"{plan.config}: config file not found")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    plan = dataclasses.replace(plan, script_dir=out.resolve())
     written = []
     for name, content in launch_files(plan, launcher).items():
         path = out / name

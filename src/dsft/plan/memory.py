@@ -134,15 +134,21 @@ def full_model_states(shapes: ModelShapes, req: PlanRequest) -> dict[str, int]:
             "optimizer_states": 12 * psi // n}
 
 
+def frozen_base_bytes(shapes: ModelShapes, req: PlanRequest) -> int:
+    """Bytes of the frozen base weights of a LoRA/QLoRA run, whole (before any ZeRO partitioning)."""
+    psi = shapes.total_params
+    width = 4 if req.precision == "fp32" else 2
+    if req.method == "qlora":
+        # Embeddings and lm_head stay in 16 bits; every other weight is NF4.
+        return int((psi - shapes.embedding_params) * NF4_BYTES_PER_PARAM) + width * shapes.embedding_params
+    return width * psi
+
+
 def adapter_model_states(shapes: ModelShapes, req: PlanRequest) -> dict[str, int]:
     """Frozen base (16-bit or NF4) plus fp32 adapters, their gradients and Adam moments."""
     psi, n = shapes.total_params, req.data_parallel
     width = 4 if req.precision == "fp32" else 2
-    if req.method == "qlora":
-        # Embeddings and lm_head stay in 16 bits; every other weight is NF4.
-        base = int((psi - shapes.embedding_params) * NF4_BYTES_PER_PARAM) + width * shapes.embedding_params
-    else:
-        base = width * psi
+    base = frozen_base_bytes(shapes, req)
     if req.zero == 3:
         gathered = width * largest_gather_params(shapes, req)
         base = gathered if req.offload == "optimizer+param" else base // n + gathered
@@ -227,6 +233,9 @@ def host_breakdown(shapes: ModelShapes, req: PlanRequest) -> dict[str, int]:
     elif req.offload != "none" and req.zero == 3:
         per_param = 18 if req.offload == "optimizer+param" else 16
         offload = int(trainable * per_param / nodes * HOST_BUFFER_FACTOR)
+        if req.method != "full" and req.offload == "optimizer+param":
+            # Parameter offload moves the frozen base weights to the host too, partitioned over the nodes.
+            offload += frozen_base_bytes(shapes, req) // nodes
     width = 4 if req.precision == "fp32" else 2
     # Each local rank streams shards from disk; ZeRO-3 partitions them as they arrive.
     loading = req.gpus_per_node * min(width * psi, SHARD_BYTES)

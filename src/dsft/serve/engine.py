@@ -64,6 +64,7 @@ class TransformersEngine:
         self.max_batch = max_batch
         self.serving: ServingModel | None = None
         self.load_error: Exception | None = None
+        self.on_load_error: Callable[[Exception], None] | None = None  # e.g. stop the server
         self._pending: collections.deque[RequestStream] = collections.deque()
         self._wakeup: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -126,6 +127,8 @@ class TransformersEngine:
         except Exception as exc:  # noqa: BLE001 - reported by /health; the server stays up to say why
             self.load_error = exc
             log.error("loading the model failed: %s", exc)
+            if self.on_load_error is not None:
+                self.on_load_error(exc)
             return
         await self._serve_forever()
 

@@ -7,7 +7,10 @@ loading time, then readiness and liveness take over. The API key, if any, comes 
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ CONTAINER_PORT = 8000
 MODEL_IN_IMAGE = "/models/model"
 GPU_BASE_IMAGE = "pytorch/pytorch:2.7.1-cuda12.6-cudnn9-runtime"
 CPU_BASE_IMAGE = "python:3.11-slim"
+DSFT_SOURCE_DIR = "dsft-source"
 
 
 @dataclass(frozen=True)
@@ -97,15 +101,25 @@ def service_manifest(spec: DeploySpec) -> dict[str, Any]:
 
 
 def dockerfile(spec: DeploySpec) -> str:
-    """A Dockerfile whose container runs ``dsft serve`` on all interfaces."""
+    """A Dockerfile whose container runs ``dsft serve`` on all interfaces, with dsft installed from its source.
+
+    dsft is not on a package index: the image installs the very dsft that wrote this file, copied into
+    the build context as ``dsft-source/`` (see :func:`write_dsft_source`).
+    """
     model_arg = MODEL_IN_IMAGE if spec.model_is_local else spec.model_ref
     copy_model = f"COPY model/ {MODEL_IN_IMAGE}/\n" if spec.model_is_local else ""
     base = GPU_BASE_IMAGE if spec.gpus > 0 else CPU_BASE_IMAGE
+    # The CPU image takes torch's CPU build (the default PyPI wheel brings several GB of CUDA libraries).
+    cpu_torch = ("" if spec.gpus > 0 else
+                 "RUN pip install --no-cache-dir torch --index-url https://download.pytorch.org/whl/cpu\n")
     return (
         f"FROM {base}\n"
-        "# The dsft package to install: a version, a wheel in the build context, or a git URL.\n"
-        "ARG DSFT_SPEC=dsft\n"
-        'RUN pip install --no-cache-dir "$DSFT_SPEC"\n'
+        "# llama-cpp-python (GGUF export verification) builds from source where no wheel fits.\n"
+        "RUN apt-get update && apt-get install -y --no-install-recommends build-essential cmake \\\n"
+        "    && rm -rf /var/lib/apt/lists/*\n"
+        f"{cpu_torch}"
+        f"COPY {DSFT_SOURCE_DIR}/ /opt/{DSFT_SOURCE_DIR}/\n"
+        f"RUN pip install --no-cache-dir /opt/{DSFT_SOURCE_DIR}\n"
         f"{copy_model}"
         f"EXPOSE {CONTAINER_PORT}\n"
         "# 0.0.0.0: the pod network, not the world; put the API key in the Secret the Deployment names.\n"
@@ -129,6 +143,7 @@ def write_k8s(spec: DeploySpec, out_dir: Path) -> list[Path]:
         path = out_dir / name
         path.write_text(text, encoding="utf-8")
         written.append(path)
+    written.append(write_dsft_source(out_dir / DSFT_SOURCE_DIR))
     return written
 
 
@@ -148,6 +163,48 @@ def check_deploy_options(name: str, replicas: int, gpus: int) -> None:
         problems.append(f"--gpus: must be >= 0, got {gpus}")
     if problems:
         raise DsftError(problems[0]) if len(problems) == 1 else DsftError("invalid deploy options", problems)
+
+
+def write_dsft_source(target: Path) -> Path:
+    """Copy the running dsft package plus a ``pyproject.toml`` from its installed metadata into ``target``.
+
+    Works for editable and wheel installs alike: the package directory is the one imported, and the
+    dependencies are the installed distribution's own ``Requires-Dist`` (extras left out).
+    """
+    import dsft
+
+    if target.exists():
+        shutil.rmtree(target)
+    package = Path(dsft.__file__).parent
+    shutil.copytree(package, target / "src" / "dsft", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    try:
+        requires = importlib.metadata.requires("dsft") or []
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise DsftError("dsft is not installed as a distribution (pip install -e . in its source tree), so its "
+                        "dependencies are unknown; install it, then rerun `dsft deploy k8s`") from exc
+    runtime = [req for req in requires if "extra ==" not in req]
+    pyproject = {
+        "build-system": {"requires": ["setuptools>=68"], "build-backend": "setuptools.build_meta"},
+        "project": {"name": "dsft", "version": dsft.__version__, "requires-python": ">=3.10",
+                    "dependencies": runtime, "scripts": {"dsft": "dsft.cli.app:main"}},
+        "tool": {"setuptools": {"packages": {"find": {"where": ["src"]}},
+                                "package-data": {"dsft": ["**/*.jsonl", "**/*.json", "**/*.yaml", "**/*.jinja"]}}},
+    }
+    (target / "pyproject.toml").write_text(_toml(pyproject), encoding="utf-8")
+    return target
+
+
+def _toml(table: dict[str, Any], prefix: str = "") -> str:
+    """A small TOML writer for the nested tables above (strings, lists of strings, tables)."""
+    scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
+    lines = [f"[{prefix}]"] if prefix and scalars else []
+    lines += [f"{key} = {json.dumps(value, ensure_ascii=False)}" for key, value in scalars.items()]
+    text = "\n".join(lines) + ("\n\n" if lines else "")
+    for key, value in table.items():
+        if isinstance(value, dict):
+            name = f'"{key}"' if "-" in key and prefix.endswith("setuptools") else key
+            text += _toml(value, f"{prefix}.{name}" if prefix else name)
+    return text
 
 
 def deploy_spec_for(model_or_run: str, **options: Any) -> DeploySpec:

@@ -55,6 +55,12 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     problems = []
     first_param: str | None = None
     for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            # loc is ("body", character offset): a position, not a field.
+            offset = err.get("loc", ("body", None))[-1]
+            reason = (err.get("ctx") or {}).get("error", "JSON decode error")
+            problems.append(f"the request body is not valid JSON ({reason} at character {offset})")
+            continue
         # loc starts with "body"; the rest names the field, e.g. ("body", "messages", 0, "role").
         loc = [str(part) for part in err.get("loc", ()) if part != "body"]
         where = ".".join(loc) or "body"

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import socket
 
+from dsft.errors import DsftError
 from dsft.serve.engine import TransformersEngine
 from dsft.serve.serving_model import check_load_options, load_serving_model, parse_adapter_args
 from dsft.serve.settings import ServeSettings
@@ -33,13 +35,38 @@ def build_engine(
     return TransformersEngine(load, max_queue=settings.max_queue, max_batch=settings.max_batch)
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a bind address that is already taken, naming it, before the model loads."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise DsftError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror}); "
+                            "another server may be running there, pick another with --port") from exc
+
+
 def run_server(engine: TransformersEngine, settings: ServeSettings, log_level: str = "info") -> None:
-    """Serve until interrupted (Ctrl-C)."""
+    """Serve until interrupted (Ctrl-C); a model that fails to load stops the server with its error."""
     import uvicorn
 
     from dsft.serve.app import create_app
 
+    check_port_free(settings.host, settings.port)
     if settings.host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:
         log.warning("serving on %s without --api-key: anyone who can reach this port can use the model",
                     settings.host)
-    uvicorn.run(create_app(engine, settings), host=settings.host, port=settings.port, log_level=log_level)
+    server = uvicorn.Server(uvicorn.Config(create_app(engine, settings), host=settings.host, port=settings.port,
+                                           log_level=log_level))
+
+    def stop_serving(_: Exception) -> None:
+        server.should_exit = True  # a server that can never answer must not hang on 503
+
+    engine.on_load_error = stop_serving
+    server.run()
+    if engine.load_error is not None:
+        error = engine.load_error
+        if isinstance(error, DsftError):
+            raise error
+        raise DsftError(f"loading the model failed: {error}") from error

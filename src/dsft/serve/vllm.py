@@ -12,6 +12,7 @@ from __future__ import annotations
 import shlex
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from dsft.errors import DsftError, UnsupportedError
@@ -40,25 +41,35 @@ def vllm_lora_rank(rank: int) -> int:
 
 
 def chat_template_path(source: ExportSource, cache_dir: Path) -> Path | None:
-    """The training chat template as a file: the one saved beside the tokenizer, else written to ``cache_dir``.
+    """The training chat template as a file that travels with the model the command serves.
 
-    None for the ``hf`` template without a saved file: vLLM then uses the tokenizer's own template,
-    which is what ``hf`` means.
+    The one saved beside the tokenizer (training's ``final/`` and every HF export have it); else, for a
+    run, written into the run directory, so the printed command works wherever the run directory is
+    mounted. A bare model directory is never written to (transformers would pick the file up as the
+    tokenizer's own template); its file goes to ``cache_dir``. None for the ``hf`` template without a saved file: vLLM then uses the tokenizer's own
+    template, which is what ``hf`` means.
     """
     saved = source.tokenizer_dir / CHAT_TEMPLATE_FILE
     if saved.is_file():
         return saved
     if source.template == "hf":
         return None
-    target = cache_dir / "chat-templates" / f"{source.template}.jinja"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(get_template(source.template).chat_template, encoding="utf-8")
-    return target
+    text = get_template(source.template).chat_template
+    homes = [source.run_dir] if source.run_dir is not None else []
+    for target in [d / CHAT_TEMPLATE_FILE for d in homes] + [cache_dir / "chat-templates" / f"{source.template}.jinja"]:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not (target.is_file() and target.read_text(encoding="utf-8") == text):
+                target.write_text(text, encoding="utf-8")
+            return target
+        except OSError:
+            continue
+    raise DsftError(f"cannot write the chat template file for vLLM into {', '.join(map(str, homes))} or {cache_dir}")
 
 
 def build_vllm_command(
     source: ExportSource, adapters: dict[str, Path], settings: ServeSettings, chat_template: Path | None,
-    tensor_parallel_size: int = 1,
+    tensor_parallel_size: int = 1, pipeline_parallel_size: int = 1, engine_args: Sequence[str] = (),
 ) -> list[str]:
     """The ``vllm serve`` argv for ``source`` plus named ``adapters``.
 
@@ -81,6 +92,9 @@ def build_vllm_command(
         command += ["--reasoning-parser", parser]
     if tensor_parallel_size > 1:
         command += ["--tensor-parallel-size", str(tensor_parallel_size)]
+    if pipeline_parallel_size > 1:
+        # Several nodes: vLLM places the stages on a Ray cluster started beforehand (`ray start`).
+        command += ["--pipeline-parallel-size", str(pipeline_parallel_size)]
     if settings.max_model_len:
         command += ["--max-model-len", str(settings.max_model_len)]
     if lora_modules:
@@ -89,7 +103,7 @@ def build_vllm_command(
                     "--max-lora-rank", str(rank)]
     if settings.api_key:
         command += ["--api-key", settings.api_key]
-    return command
+    return command + list(engine_args)
 
 
 def printable(command: list[str], hide_api_key: bool = True) -> str:

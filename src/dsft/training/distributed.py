@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,24 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+def _single_process_strategy(train_cfg: TrainConfig) -> str:
+    """``auto`` in one process: DeepSpeed when ZeRO/offload was asked for and can run, else none (said aloud).
+
+    One GPU with ZeRO-3 offload is a real recipe (frozen base and optimizer states in host RAM); asking
+    for it and silently getting plain single-device training would hide an out-of-memory cause.
+    """
+    asked = [f"train.{key}={getattr(train_cfg, key)}" for key in ("zero_stage", "offload")
+             if key in train_cfg.model_fields_set and getattr(train_cfg, key) not in (0, "none")]
+    if not asked:
+        return "none"
+    if _cuda_available() and importlib.util.find_spec("deepspeed") is not None:
+        return "deepspeed"
+    warnings.warn(f"{', '.join(asked)}: not applied; one process without CUDA and DeepSpeed trains on a "
+                  "single device with no ZeRO partitioning or offload (set train.distributed=deepspeed on a "
+                  "CUDA machine, or remove the keys)", UserWarning, stacklevel=2)
+    return "none"
+
+
 def resolve_strategy(train_cfg: TrainConfig, world_size: int) -> str:
     """``none`` | ``ddp`` | ``fsdp`` | ``deepspeed`` for this config and process count.
 
@@ -43,7 +62,7 @@ def resolve_strategy(train_cfg: TrainConfig, world_size: int) -> str:
     choice = train_cfg.distributed
     if choice == "auto":
         if world_size <= 1:
-            return "none"
+            return _single_process_strategy(train_cfg)
         if _cuda_available() and importlib.util.find_spec("deepspeed") is not None and train_cfg.zero_stage > 0:
             return "deepspeed"
         return "ddp"
