@@ -65,3 +65,20 @@ def test_shipped_example_configs_parse() -> None:
     assert examples, "examples/ should ship at least one config"
     for path in examples:
         load_config(path)
+
+
+def test_a_single_data_path_may_be_a_string(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  train: data/train.jsonl\n  val: data/val.jsonl\n")
+    cfg = load_config(path, ["data.test=data/test.jsonl"])
+    assert (cfg.data.train, cfg.data.val, cfg.data.test) == (["data/train.jsonl"], ["data/val.jsonl"],
+                                                             ["data/test.jsonl"])
+
+
+def test_config_show_describe_keeps_whole_keys_when_piped(run_cli) -> None:
+    from dsft.config import describe_config
+
+    code, out, _ = run_cli(["config", "show", "--describe"])
+    assert code == 0
+    keys = {line.split("\t", 1)[0] for line in out.splitlines()}
+    assert {key for key, _, _ in describe_config(load_config(None))} <= keys

@@ -18,11 +18,19 @@ def conv(question: str, answer: str, origin: str = "f:1", **meta: object) -> Con
 def test_strip_html_unescapes_keeps_think_and_removes_emptied() -> None:
     rows = [conv("<b>Depth</b> &amp; width?", "<p>12&nbsp;m</p>"), conv("<br/>", "x", "f:2")]
     result = strip_html(rows)
-    assert [m.content for m in result.kept[0].messages] == ["Depth & width?", "12\xa0m\n"]
+    # A closing </p> separates blocks; it must not leave a trailing newline in the supervised answer.
+    assert [m.content for m in result.kept[0].messages] == ["Depth & width?", "12\xa0m"]
     assert [r.reason for r in result.removed] == ["messages[0] empty after HTML stripping"]
     assert rows[0].messages[0].content == "<b>Depth</b> &amp; width?"  # input untouched
     kept_think = strip_html([Conversation([Message("user", "q"), Message("assistant", "a", reasoning="<i>r</i>")])])
     assert kept_think.kept[0].messages[1].reasoning == "r"
+
+
+def test_strip_html_drops_script_style_and_comments_and_keeps_paragraph_breaks() -> None:
+    page = ("<style>p {color: red}</style><p>First</p>\n\n<p>Second</p><script type='x'>alert('hi')</script>"
+            "<!-- note -->")
+    [row] = strip_html([conv("<div>q</div>", page)]).kept
+    assert row.messages[1].content == "First\n\nSecond"
 
 
 def test_normalize_unicode_nfkc_controls_and_chinese_punctuation() -> None:

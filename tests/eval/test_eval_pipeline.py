@@ -153,3 +153,47 @@ def test_thinking_override_for_hybrid_template(tmp_path: Path, eval_data: Path,
     record = json.loads((tmp_path / "think" / "predictions.jsonl").read_text().splitlines()[0])
     assert record["prompt"].endswith("<｜Assistant｜><think>") and record["prompt_opened_think"]
     assert metrics["evaluated"]["thinking"] is True and metrics["evaluated"]["template"] == "deepseek-v3.1"
+
+
+def test_reasoning_tokens_count_what_was_generated(monkeypatch, tiny_model_dir: Callable[[str], Path]) -> None:
+    """Five generated 'x' tokens then </think>: 5 reasoning tokens, however the text re-tokenizes."""
+    from dsft.eval import evaluate
+    from dsft.eval.eval_set import EvalItem
+    from dsft.eval.generate import Generation, GenerationStats
+    from dsft.models.loading import load_tokenizer
+    from dsft.templates.conversation_io import conversation_from_openai
+
+    tokenizer = load_tokenizer(tiny_model_dir("tiny-r1-distill-qwen"))
+    x = tokenizer.convert_tokens_to_ids("x")
+    end = tokenizer.convert_tokens_to_ids("</think>")
+    ids = (x,) * 5 + (end,) + tuple(tokenizer.encode("yes", add_special_tokens=False))
+    assert len(tokenizer.encode("xxxxx", add_special_tokens=False)) != 5  # the old re-tokenizing count differs
+
+    def fake_generate(model, tok, prompts, options, progress, description):
+        text = tokenizer.decode(list(ids), skip_special_tokens=False)
+        return [Generation(text, len(ids) + 1, True, ids) for _ in prompts], GenerationStats(len(prompts), 0, 1.0)
+
+    monkeypatch.setattr(evaluate, "generate_batched", fake_generate)
+    prompt = conversation_from_openai({"messages": [{"role": "user", "content": "q"}]})
+    items = [EvalItem(prompt=prompt, reference="yes", source="t:1")]
+    from dsft.templates import get_template
+
+    run = evaluate.run_items(None, tokenizer, get_template("deepseek-r1"), None, items,
+                             DecodingOptions(max_new_tokens=len(ids) + 1), progress=False)
+    assert run.records[0]["reasoning_tokens"] == 5
+    assert run.metrics["mean_reasoning_tokens"] == 5
+
+
+def test_eval_cleans_references_as_the_run_cleaned_its_training_data(tmp_path: Path) -> None:
+    from dsft.eval.eval_set import load_eval_set, run_text_cleaner
+
+    data = tmp_path / "val.json"
+    data.write_text(json.dumps({"data": [{"input": "<b>Capital</b> of France?", "output": "<p>Paris</p>"}]}),
+                    encoding="utf-8")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("data:\n  clean:\n    strip_html: true\n")
+    [item], _ = load_eval_set(data, clean=run_text_cleaner(run))
+    assert item.reference == "Paris" and item.prompt.messages[-1].content == "Capital of France?"
+    [raw], _ = load_eval_set(data, clean=run_text_cleaner(tiny_dir := tmp_path / "model-only"))
+    assert raw.reference == "<p>Paris</p>" and not tiny_dir.exists()

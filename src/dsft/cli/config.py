@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -24,11 +25,18 @@ def show(
     if not describe:
         typer.echo(dump_config(resolved), nl=False)
         return
+    rows = describe_config(resolved)
+    if not sys.stdout.isatty():
+        # Piped or redirected: one whole line per key (a table would be cut to 80 columns).
+        for key, value, text in rows:
+            typer.echo(f"{key}\t{value!r}\t{text}")
+        return
     from rich.console import Console
     from rich.table import Table
 
     table = Table("key", "value", "description")
-    for key, value, text in describe_config(resolved):
+    table.columns[0].overflow = "fold"
+    for key, value, text in rows:
         table.add_row(key, repr(value), text)
     Console().print(table)
 

@@ -204,6 +204,12 @@ class DataConfig(Section):
         default_factory=AugmentConfig, description="Data augmentation, applied to the train split only.",
     )
 
+    @field_validator("train", "val", "test", mode="before")
+    @classmethod
+    def _one_path_is_a_list(cls, value: object) -> object:
+        """``train: data.jsonl`` means ``train: [data.jsonl]``."""
+        return [value] if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _ratios(self) -> "DataConfig":
         if self.val_ratio + self.test_ratio >= 1:

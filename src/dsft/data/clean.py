@@ -71,15 +71,41 @@ _BLOCK_BREAK = re.compile(r"<\s*(?:br|/p|/div|/li|/tr|/h[1-6])\s*/?>", re.IGNORE
 _KEEP_TAGS = {"<think>", "</think>", "<tool_result>", "</tool_result>"}
 
 
-def strip_html_text(text: str) -> str:
-    """Drop HTML tags (line breaks where blocks end) and unescape entities.
+_NOT_TEXT = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>|<!--.*?-->", re.IGNORECASE | re.DOTALL)
+_BLANK_RUN = re.compile(r"[ \t]*\n(?:[ \t]*\n)+")
 
-    >>> strip_html_text("<p>5 &lt; 6&nbsp;ok</p>next")
+
+def strip_html_text(text: str) -> str:
+    """Drop HTML tags (line breaks between blocks), script/style code and comments; unescape entities.
+
+    A break only separates blocks: none is left at either end of the text (a closing ``</p>`` must not
+    become a trailing newline in a supervised answer), and runs of blank lines shrink to one.
+
+    >>> strip_html_text("<p>5 &lt; 6&nbsp;ok</p>next<script>alert(1)</script>")
     '5 < 6\\xa0ok\\nnext'
+    >>> strip_html_text("<p>answer</p>")
+    'answer'
     """
+    text = _NOT_TEXT.sub("", text)
     text = _BLOCK_BREAK.sub("\n", text)
     text = _TAG.sub(lambda m: m.group() if m.group() in _KEEP_TAGS else "", text)
-    return html.unescape(text)
+    text = _BLANK_RUN.sub("\n\n", html.unescape(text))
+    return text.strip()
+
+
+def text_cleaner(strip_html_enabled: bool, normalize_unicode_enabled: bool) -> Callable[[str], str] | None:
+    """The per-text rewrites of data preparation, in its order (for eval references and prompts alike)."""
+    steps = [step for step, on in ((strip_html_text, strip_html_enabled),
+                                   (normalize_unicode_text, normalize_unicode_enabled)) if on]
+    if not steps:
+        return None
+
+    def clean(text: str) -> str:
+        for step in steps:
+            text = step(text)
+        return text
+
+    return clean
 
 
 def strip_html(conversations: Sequence[Conversation]) -> StepResult:

@@ -17,7 +17,7 @@ from typing import Any
 
 from dsft.errors import DsftError
 from dsft.eval.charts import loss_chart_svg, loss_summary, read_loss_curves
-from dsft.eval.eval_set import load_eval_set
+from dsft.eval.eval_set import load_eval_set, run_text_cleaner
 from dsft.eval.evaluate import EvalRun, evaluate_target, write_eval_outputs
 from dsft.eval.generate import DecodingOptions, with_overrides
 from dsft.eval.report import TASK_KEYS, THINK_KEYS, delta, render_html, render_markdown
@@ -93,7 +93,7 @@ def compare_models(
     out = Path(out_dir)
     run_info = read_run(Path(tuned_run)) if is_run_dir(tuned_run) else None
     base_name = _base_name(base, run_info)
-    items, skipped = load_eval_set(data, limit)
+    items, skipped = load_eval_set(data, limit, clean=run_text_cleaner(tuned_run))
 
     tuned_target = load_eval_target(tuned_run, template, device=device, dtype=dtype, cache_dir=cache_dir)
     if thinking is not None:

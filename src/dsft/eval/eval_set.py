@@ -10,10 +10,13 @@ level. Records that cannot be used are skipped and counted per reason, never fat
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dsft.config import load_config
+from dsft.data.clean import map_texts, text_cleaner
 from dsft.data.conversation import Conversation
 from dsft.errors import DsftError
 
@@ -56,9 +59,25 @@ def item_from_conversation(conversation: Conversation, record: dict[str, Any] | 
                     None if label is None else str(label), source, dict(conversation.meta)), None
 
 
+def run_text_cleaner(model_or_run: str | Path) -> Callable[[str], str] | None:
+    """The text rewrites (HTML stripping, Unicode normalisation) a run's data was prepared with, if any.
+
+    References must be cleaned as the training targets were: a model trained on stripped text is
+    otherwise scored against HTML it was never shown.
+    """
+    config_file = Path(model_or_run) / "config.yaml"
+    if not config_file.is_file():
+        return None
+    clean_cfg = load_config(config_file).data.clean
+    return text_cleaner(clean_cfg.strip_html, clean_cfg.normalize_unicode)
+
+
 def load_eval_set(data: str | Path | list[str], limit: int | None = None, fmt: str = "auto",
-                  columns: dict[str, str] | None = None) -> tuple[list[EvalItem], Counter[str]]:
+                  columns: dict[str, str] | None = None,
+                  clean: Callable[[str], str] | None = None) -> tuple[list[EvalItem], Counter[str]]:
     """Items from files / globs / directories (first ``limit`` usable ones) and skip counts per reason.
+
+    ``clean`` rewrites every message text (prompt and reference) first, as data preparation did.
 
     A missing input or unsupported file type raises :class:`~dsft.errors.DataError`; no usable item at
     all raises :class:`~dsft.errors.DsftError` listing the reasons.
@@ -80,6 +99,8 @@ def load_eval_set(data: str | Path | list[str], limit: int | None = None, fmt: s
         except FormatProblem as exc:
             skipped[str(exc)] += 1
             continue
+        if clean is not None:
+            conversation = map_texts(conversation, clean)
         item, reason = item_from_conversation(conversation, raw.data if isinstance(raw.data, dict) else None,
                                               raw.where)
         if item is None:

@@ -21,11 +21,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from dsft.eval.eval_set import EvalItem, item_from_conversation, load_eval_set
-from dsft.eval.generate import DecodingOptions, GenerationStats, generate_batched, with_overrides
+from dsft.eval.eval_set import EvalItem, item_from_conversation, load_eval_set, run_text_cleaner
+from dsft.eval.generate import DecodingOptions, Generation, GenerationStats, generate_batched, with_overrides
+from dsft.eval.reasoning import ParsedOutput
 from dsft.eval.scoring import Sample, score_samples
 from dsft.eval.text import count_tokens
 from dsft.templates import ChatTemplate, get_template
+from dsft.templates.markers import END_THINK, THINK
 
 
 @dataclass
@@ -35,6 +37,20 @@ class EvalRun:
     records: list[dict[str, Any]]
     metrics: dict[str, Any]
     stats: GenerationStats
+
+
+def generated_reasoning_tokens(generation: Generation, parsed: ParsedOutput, tokenizer: Any) -> int:
+    """Tokens the model generated inside its think block: the ids before ``</think>`` (all of them when it
+    never closed), without a ``<think>`` the model wrote itself. Text re-tokenization is the fallback
+    for tokenizers where ``</think>`` is not one token, capped at what was generated."""
+    ids = list(generation.token_ids)
+    think_id, end_id = (tokenizer.convert_tokens_to_ids(t) for t in (THINK, END_THINK))
+    known = [i for i in (think_id, end_id) if isinstance(i, int) and i != tokenizer.unk_token_id]
+    if not ids or len(known) < 2:
+        return min(count_tokens(parsed.reasoning or "", tokenizer), generation.new_tokens)
+    start = 1 if ids[0] == think_id else 0
+    end = ids.index(end_id) if end_id in ids else len(ids)
+    return max(0, end - start)
 
 
 def _question(item: EvalItem) -> str:
@@ -64,11 +80,14 @@ def run_items(model: Any, tokenizer: Any, template: ChatTemplate, thinking: bool
             "reference": item.reference, "reference_reasoning": item.reference_reasoning,
             "prediction": g.text, "reasoning": parsed.reasoning, "answer": parsed.answer,
             "unclosed_think": parsed.unclosed, "prompt_opened_think": o,
-            "reasoning_tokens": count_tokens(parsed.reasoning or "", tokenizer) if parsed.reasoned else 0,
+            "reasoning_tokens": generated_reasoning_tokens(g, parsed, tokenizer) if parsed.reasoned else 0,
             "new_tokens": g.new_tokens,
             "stopped_at_eos": g.stopped_at_eos, "choices": item.choices, "label": item.label, "scores": scores,
         })
     aggregate = dict(scored.aggregate)
+    reasoned = [r["reasoning_tokens"] for r, parsed in zip(records, scored.parsed) if parsed.reasoned]
+    # Generated tokens, not the reasoning text re-tokenized (which can exceed max_new_tokens).
+    aggregate["mean_reasoning_tokens"] = sum(reasoned) / len(reasoned) if reasoned else None
     aggregate["skipped"] = dict(sorted(scored.skipped.items()))
     aggregate["generation"] = {
         **asdict(options), "generated_tokens": stats.generated_tokens, "elapsed_s": round(stats.elapsed_s, 3),
@@ -129,7 +148,7 @@ def evaluate_model(
     from dsft.eval.target import load_eval_target
 
     options = with_overrides(options, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    items, skipped = load_eval_set(data, limit)
+    items, skipped = load_eval_set(data, limit, clean=run_text_cleaner(model_or_run))
     target = load_eval_target(model_or_run, template, device=device, dtype=dtype, cache_dir=cache_dir)
     if thinking is not None:
         target.thinking = thinking

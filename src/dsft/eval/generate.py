@@ -56,6 +56,7 @@ class Generation:
     text: str
     new_tokens: int
     stopped_at_eos: bool
+    token_ids: tuple[int, ...] = ()  # the generated ids before the stop token
 
 
 @dataclass(frozen=True)
@@ -90,8 +91,8 @@ def _decode_new(tokenizer: Any, new_ids: list[int], stops: list[int]) -> Generat
     for position, token in enumerate(new_ids):
         if token in stops:
             text = tokenizer.decode(new_ids[:position], skip_special_tokens=False)
-            return Generation(text, position + 1, True)
-    return Generation(tokenizer.decode(new_ids, skip_special_tokens=False), len(new_ids), False)
+            return Generation(text, position + 1, True, tuple(new_ids[:position]))
+    return Generation(tokenizer.decode(new_ids, skip_special_tokens=False), len(new_ids), False, tuple(new_ids))
 
 
 def _generate_batch(model: Any, tokenizer: Any, prompts: Sequence[str], options: DecodingOptions,
