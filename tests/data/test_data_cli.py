@@ -52,3 +52,17 @@ def test_user_errors_exit_2_without_traceback(tmp_path: Path, run_cli, argv: lis
     code, stdout, err = run_cli(argv)
     assert code == 2, (stdout, err)
     assert message in err and "Traceback" not in err
+
+
+def test_inspect_a_prepared_dir_renders_with_the_template_it_was_prepared_for(tiny_model_dir, tmp_path: Path,
+                                                                               run_cli) -> None:
+    tiny_model_dir("tiny-deepseek-v3")  # detection would say deepseek-r1 for this model
+    data = tmp_path / "qa.jsonl"
+    data.write_text("".join(json.dumps({"instruction": f"q{i}", "output": f"a{i}"}) + "\n" for i in range(4)))
+    out = tmp_path / "prepared"
+    code, _, err = run_cli(["data", "prepare", str(data), "--out", str(out), "--set", "template.name=deepseek-v3",
+                            "--set", "template.masking=last", "--set", "data.val_ratio=0"])
+    assert code == 0, err
+    code, stdout, err = run_cli(["data", "inspect", str(out)])
+    assert code == 0, err
+    assert "template: deepseek-v3   masking: last" in stdout

@@ -103,3 +103,11 @@ def test_model_directory_without_tokenizer_files_is_refused(tiny_model_dir, tmp_
             shutil.copy(item, bare / item.name)
     with pytest.raises(DsftError, match="no tokenizer files"):
         load_tokenizer(bare)
+
+
+def test_local_weight_progress_bars_are_hidden(tiny_model_dir, tmp_path: Path, capfd) -> None:
+    """transformers' per-tensor 'Loading weights' / 'Writing model shards' bars clutter every command."""
+    model = load_model(tiny_model_dir("tiny-r1-distill-qwen"), dtype="float32", device="cpu")
+    model.save_pretrained(str(tmp_path / "copy"))
+    err = capfd.readouterr().err
+    assert "Loading weights" not in err and "Writing model shards" not in err

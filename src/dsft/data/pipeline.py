@@ -351,6 +351,9 @@ def _report(
         "histograms": histograms,
         "seed": cfg.train.seed,
         "data_config": cfg.data.model_dump(mode="json"),
+        # What the token counts above were measured with, and what `dsft data inspect DIR` renders with.
+        "prepared_for": {"model": cfg.model.name_or_path, "template": cfg.template.name,
+                         "masking": cfg.template.masking},
     }
 
 

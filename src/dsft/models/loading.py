@@ -160,6 +160,30 @@ def quantization_config(quantization: str | None, compute_dtype: "torch.dtype") 
     )
 
 
+# transformers' per-tensor bars over local files: seconds long, no information, and they bury dsft's own
+# output on every command. Download bars (huggingface_hub) are left alone.
+LOCAL_WEIGHT_BARS = ("Loading weights", "Writing model shards")
+
+
+def hide_local_weight_bars() -> None:
+    """Install (once) a transformers tqdm hook that drops the bars named in :data:`LOCAL_WEIGHT_BARS`."""
+    from transformers.utils import logging as hf_logging
+
+    set_hook = getattr(hf_logging, "set_tqdm_hook", None)  # public since transformers 5; absent before
+    if set_hook is None:
+        return
+
+    def hook(factory: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if kwargs.get("desc") in LOCAL_WEIGHT_BARS:
+            return hf_logging.EmptyTqdm(*args, **kwargs)
+        return factory(*args, **kwargs)
+
+    hook.dsft_local_weight_bars = True  # type: ignore[attr-defined]
+    previous = set_hook(hook)
+    if previous is not None and not getattr(previous, "dsft_local_weight_bars", False):
+        set_hook(previous)  # someone else's hook: keep it rather than stack ours over it
+
+
 @contextmanager
 def _quiet_transformers() -> Iterator[None]:
     """Silence transformers' warnings for a moment (e.g. the class-name notice every DeepSeek tokenizer triggers)."""
@@ -274,6 +298,7 @@ def load_model(
     """
     from transformers import AutoModelForCausalLM
 
+    hide_local_weight_bars()
     target = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, target)
     attn = resolve_attn_implementation(attn_implementation, target, torch_dtype)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from dsft.errors import DsftError
 from dsft.models.gguf_source import is_gguf_source, materialise_gguf
+from dsft.models.loading import hide_local_weight_bars
 from dsft.models.tiny import TINY_PRESETS, write_tiny
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
@@ -52,6 +53,7 @@ def materialise_tiny(name: str, cache_dir: str | Path | None = None) -> Path:
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=final.parent))
+    hide_local_weight_bars()
     try:
         write_tiny(name, staging)
         if final.exists() and not _is_complete(final):

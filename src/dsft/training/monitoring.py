@@ -53,8 +53,10 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 
 def truncate_metrics(path: Path, last_step: int) -> list[dict[str, Any]]:
-    """On resume: drop lines logged after the checkpoint we resume from (they will be logged again)."""
-    rows = [r for r in read_metrics(path) if r.get("step", 0) <= last_step]
+    """Drop lines that will be logged again: after the checkpoint we resume from, or all of them when
+    training starts from step 0 (a rerun into the directory of a run that crashed before its first
+    checkpoint would otherwise repeat its step-0 line)."""
+    rows = [r for r in read_metrics(path) if r.get("step", 0) <= last_step] if last_step > 0 else []
     if path.is_file():
         path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return rows
@@ -223,8 +225,13 @@ class RichProgressCallback(TrainerCallback):
     ) -> None:
         if self.progress is not None and logs:
             self.last.update({k: v for k, v in logs.items() if isinstance(v, (int, float))})
+            # Evaluation logs after the step's on_step_end: refresh now, or the last eval never shows.
+            self._refresh(state)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        self._refresh(state)
+
+    def _refresh(self, state: TrainerState) -> None:
         if self.progress is None:
             return
         tps = self.counter.tokens / max(self.counter.elapsed_s, 1e-9)

@@ -15,6 +15,7 @@ from dsft.errors import ConfigError, DsftError, UnsupportedError
 from dsft.training.examples import TokenizedSplit, tokenize_conversations
 from dsft.training.ifd import IfdScorer
 from dsft.training.segment_attention import select_segment_attention
+from dsft.training.trainer import DsftTrainingArguments
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +63,18 @@ def resolve_precision(precision: str) -> str:
     cuda = torch.cuda.is_available()
     if precision == "auto":
         return "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
-    if precision == "fp16" and not cuda:
-        raise UnsupportedError("train.precision=fp16 needs a CUDA GPU; use fp32 (or auto) on this machine")
+    problem = precision_problem(precision, cuda)
+    if problem:
+        raise UnsupportedError(problem)
     return precision
+
+
+def precision_problem(precision: str, cuda: bool) -> str | None:
+    """Mixed precision is a GPU feature here (`dsft doctor` says so): bf16/fp16 on CPU is refused, not ignored."""
+    if precision in ("bf16", "fp16") and not cuda:
+        return (f"train.precision={precision}: mixed precision needs a CUDA GPU; use auto (bf16 on GPUs that "
+                "support it, fp32 here) or fp32 on this machine")
+    return None
 
 
 def _installed(package: str) -> bool:
@@ -80,7 +90,7 @@ def environment_problems(cfg: DsftConfig, cuda: bool | None = None,
     ``cuda`` / ``installed(package)`` default to this machine; tests pass their own.
     """
     cuda = torch.cuda.is_available() if cuda is None else cuda
-    problems = []
+    problems = [p for p in [precision_problem(cfg.train.precision, cuda)] if p]
     if cfg.train.optimizer == "adamw_8bit":
         missing = ([] if cuda else ["a CUDA GPU (bitsandbytes' 8-bit optimizer states live in GPU kernels)"]) + (
             [] if installed("bitsandbytes") else ["bitsandbytes (pip install bitsandbytes)"])
@@ -188,7 +198,6 @@ def build_model(cfg: DsftConfig, model_dir: Path, tokenizer: Any, config_overrid
 
 def build_training_arguments(cfg: DsftConfig, run_dir: Path, has_eval: bool, model: Any) -> Any:
     """TrainingArguments from the typed config (one place; the config's names are the user's names)."""
-    from transformers import TrainingArguments
 
     t, e = cfg.train, cfg.eval
     precision = resolve_precision(t.precision)
@@ -217,7 +226,7 @@ def build_training_arguments(cfg: DsftConfig, run_dir: Path, has_eval: bool, mod
         except ImportError as exc:  # pragma: no cover - the module ships with dsft
             raise DsftError(f"distributed training support is missing: {exc}") from None
         kwargs.update(distributed_training_args(t, model.config, run_dir, world_size))
-    args = TrainingArguments(
+    args = DsftTrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
         per_device_train_batch_size=t.micro_batch_size,
         per_device_eval_batch_size=t.micro_batch_size,

@@ -26,7 +26,7 @@ import inspect
 from typing import Any
 
 import torch
-from transformers import Trainer
+from transformers import Trainer, TrainingArguments
 
 from dsft.training.collators import REAL_TOKENS_KEY
 from dsft.training.loss import auto_chunk_size, supervised_cross_entropy, supervised_cross_entropy_via_module
@@ -69,6 +69,20 @@ def forward_hidden_states(model: torch.nn.Module, inputs: dict[str, Any]) -> tup
     finally:
         handle.remove()
     return captured["hidden"], outputs
+
+
+class DsftTrainingArguments(TrainingArguments):
+    """TrainingArguments whose warmup ratio rounds down to whole steps.
+
+    transformers rounds ``ratio * steps`` up, so any ratio gives at least one warmup step, and with linear
+    warmup the first optimizer step then runs at lr 0: a 3-step run at ratio 0.03 wastes a third of its
+    steps. Rounding down keeps warmup for runs long enough to have it (100 steps at 0.03: 3 steps).
+    """
+
+    def get_warmup_steps(self, num_training_steps: int) -> int:
+        if self.warmup_steps >= 1:
+            return int(self.warmup_steps)
+        return int(num_training_steps * self.warmup_steps)
 
 
 class DsftTrainer(Trainer):

@@ -1,0 +1,48 @@
+"""Training defects a new user hit on the guides: warmup rounding, bf16 on CPU, metrics lines, progress bar."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+from dsft.config import load_config
+from dsft.training.monitoring import RichProgressCallback, TokenCounter, truncate_metrics
+from dsft.training.setup import build_training_arguments, environment_problems
+
+
+def test_warmup_ratio_rounds_down_so_a_short_run_starts_learning_at_step_one(tmp_path: Path) -> None:
+    """transformers rounds 0.03 x 3 steps up to one warmup step, whose lr is 0."""
+    args = build_training_arguments(load_config(None, ["train.warmup_ratio=0.03"]), tmp_path, has_eval=False,
+                                    model=None)
+    assert args.get_warmup_steps(3) == 0
+    assert args.get_warmup_steps(100) == 3
+
+
+def test_bf16_on_cpu_is_refused_before_anything_loads() -> None:
+    cfg = load_config(None, ["train.precision=bf16"])
+    [problem] = environment_problems(cfg, cuda=False, installed=lambda package: True)
+    assert problem.startswith("train.precision=bf16: mixed precision needs a CUDA GPU")
+    assert environment_problems(cfg, cuda=True, installed=lambda package: True) == []
+
+
+def test_fresh_start_in_a_crashed_run_dir_does_not_repeat_step_zero(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(json.dumps({"step": 0, "eval_loss": 9.0}) + "\n" + json.dumps({"step": 1, "loss": 8.0}) + "\n")
+    assert truncate_metrics(path, 0) == [] and path.read_text() == ""
+    path.write_text(json.dumps({"step": 0}) + "\n" + json.dumps({"step": 5}) + "\n" + json.dumps({"step": 7}) + "\n")
+    assert [row["step"] for row in truncate_metrics(path, 5)] == [0, 5]  # resuming from checkpoint-5
+
+
+def test_progress_bar_shows_the_eval_loss_logged_after_the_last_step() -> None:
+    bar = RichProgressCallback(TokenCounter())
+    state = SimpleNamespace(is_world_process_zero=True, max_steps=2, global_step=0)
+    bar.on_train_begin(None, state, None)
+    try:
+        state.global_step = 2
+        bar.on_log(None, state, None, logs={"loss": 1.5, "learning_rate": 1e-4})
+        bar.on_step_end(None, state, None)
+        bar.on_log(None, state, None, logs={"eval_loss": 0.25})  # the Trainer evaluates after on_step_end
+        assert "eval 0.2500" in bar.progress.tasks[0].fields["stats"]
+    finally:
+        bar.close()
