@@ -74,6 +74,7 @@ def test_unknown_template_names_template_name(tmp_path: Path, eval_data: Path, t
     bare = tmp_path / "bare"
     bare.mkdir()
     shutil.copy(source / "config.json", bare / "config.json")
+    shutil.copy(source / "tokenizer.json", bare / "tokenizer.json")  # a tokenizer, but no chat template
     config = json.loads((source / "tokenizer_config.json").read_text())
     config.pop("chat_template", None)
     (bare / "tokenizer_config.json").write_text(json.dumps(config))

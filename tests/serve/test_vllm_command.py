@@ -96,3 +96,22 @@ def test_vllm_only_options_are_refused_for_the_transformers_engine(serve_model_d
     with pytest.raises(SystemExit) as info:
         main(["serve", str(serve_model_dir), "--pipeline-parallel-size", "4"])
     assert info.value.code == 2 and "--engine vllm only" in capsys.readouterr().err
+
+
+def test_a_tokenizer_carrying_the_training_template_needs_no_template_file(
+    serve_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An HF export holds the training template in tokenizer_config.json: nothing points into a local cache."""
+    import json
+    import shutil
+
+    from dsft.templates import get_template
+
+    exported = tmp_path / "export"
+    shutil.copytree(serve_model_dir, exported)
+    (exported / "chat_template.jinja").unlink(missing_ok=True)
+    config = json.loads((exported / "tokenizer_config.json").read_text(encoding="utf-8"))
+    config["chat_template"] = get_template("deepseek-r1").chat_template
+    (exported / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    argv = vllm_argv(capsys, str(exported))
+    assert "--chat-template" not in argv and option(argv, "--reasoning-parser") == "deepseek_r1"

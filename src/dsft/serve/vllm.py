@@ -9,6 +9,7 @@ thinking via the ``chat_template_kwargs`` flag); LoRA needs ``--enable-lora --lo
 
 from __future__ import annotations
 
+import json
 import shlex
 import shutil
 import subprocess
@@ -41,13 +42,14 @@ def vllm_lora_rank(rank: int) -> int:
 
 
 def chat_template_path(source: ExportSource, cache_dir: Path) -> Path | None:
-    """The training chat template as a file that travels with the model the command serves.
+    """The training chat template for ``vllm serve --chat-template``, as something the serving machine has.
 
-    The one saved beside the tokenizer (training's ``final/`` and every HF export have it); else, for a
-    run, written into the run directory, so the printed command works wherever the run directory is
-    mounted. A bare model directory is never written to (transformers would pick the file up as the
-    tokenizer's own template); its file goes to ``cache_dir``. None for the ``hf`` template without a saved file: vLLM then uses the tokenizer's own
-    template, which is what ``hf`` means.
+    None where the tokenizer already carries it (an HF export, or any tokenizer whose own template is
+    the family's): vLLM then uses the tokenizer's template and no flag is needed. Else the file saved
+    beside the tokenizer; else, for a run, a file written into the run directory, so the printed command
+    works wherever the run directory is mounted. A bare model directory is never written to
+    (transformers would pick the file up as the tokenizer's own template); its file goes to
+    ``cache_dir``. None also for the ``hf`` template: it means the tokenizer's own.
     """
     saved = source.tokenizer_dir / CHAT_TEMPLATE_FILE
     if saved.is_file():
@@ -55,6 +57,8 @@ def chat_template_path(source: ExportSource, cache_dir: Path) -> Path | None:
     if source.template == "hf":
         return None
     text = get_template(source.template).chat_template
+    if _tokenizer_template(source.tokenizer_dir) == text:
+        return None
     homes = [source.run_dir] if source.run_dir is not None else []
     for target in [d / CHAT_TEMPLATE_FILE for d in homes] + [cache_dir / "chat-templates" / f"{source.template}.jinja"]:
         try:
@@ -65,6 +69,16 @@ def chat_template_path(source: ExportSource, cache_dir: Path) -> Path | None:
         except OSError:
             continue
     raise DsftError(f"cannot write the chat template file for vLLM into {', '.join(map(str, homes))} or {cache_dir}")
+
+
+def _tokenizer_template(tokenizer_dir: Path) -> str | None:
+    """The chat template stored in ``tokenizer_config.json`` (None when absent or unreadable)."""
+    try:
+        config = json.loads((tokenizer_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    template = config.get("chat_template")
+    return template if isinstance(template, str) else None
 
 
 def build_vllm_command(
