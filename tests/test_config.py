@@ -61,8 +61,11 @@ def test_bad_override_syntax() -> None:
 
 
 def test_shipped_example_configs_parse() -> None:
-    examples = sorted(Path(__file__).resolve().parents[1].joinpath("examples").glob("*.yaml"))
+    root = Path(__file__).resolve().parents[1] / "examples"
+    examples = sorted(root.rglob("*.yaml"))
     assert examples, "examples/ should ship at least one config"
+    guides = [p for p in examples if p.relative_to(root).parts[0] == "guides"]
+    assert len(guides) == 5, "one config per guide under examples/guides/"
     for path in examples:
         load_config(path)
 
