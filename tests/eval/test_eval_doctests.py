@@ -5,7 +5,8 @@ import importlib
 
 import pytest
 
-MODULES = ["dsft.eval.text", "dsft.eval.numbers", "dsft.eval.metrics", "dsft.eval.reasoning", "dsft.eval.rewards"]
+MODULES = ["dsft.eval.text", "dsft.eval.numbers", "dsft.eval.metrics", "dsft.eval.reasoning", "dsft.eval.rewards",
+           "dsft.eval.answer_check"]
 
 
 @pytest.mark.parametrize("name", MODULES)

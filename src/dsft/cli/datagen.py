@@ -23,6 +23,26 @@ def augment_command(
     _print_ledger("dsft data augment", report, out / "augment_report.json")
 
 
+def distill_command(
+    inputs: list[str] = typer.Argument(..., help="Question files, directories or globs (any format with a question)."),
+    out: Path = typer.Option(..., "--out", help="Directory for distilled.jsonl, removed.jsonl and distill_report.json."),
+    config: Path | None = typer.Option(None, "--config", help="YAML config with a data.distill section."),
+    set_: list[str] = typer.Option([], "--set", help="Override a key: --set data.distill.samples=4 (repeatable)."),
+    base_url: str | None = typer.Option(None, "--base-url", help="Teacher endpoint (data.distill.endpoint.base_url)."),
+    model: str | None = typer.Option(None, "--model", help="Teacher model name (data.distill.endpoint.model)."),
+) -> None:
+    """Ask a teacher model every question; keep reasoning + answer as messages records (resumable)."""
+    from dsft.config import load_config
+    from dsft.data.distill import distill_files
+    from dsft.eval.answer_check import answer_checker
+
+    flags = [f"data.distill.endpoint.{key}={value}" for key, value in (("base_url", base_url), ("model", model)) if value]
+    cfg = load_config(config, [*set_, *flags])
+    settings = cfg.data.distill
+    report = distill_files(settings, list(inputs), out, answer_checker(settings.verify, settings.f1_min))
+    _print_ledger("dsft data distill", report, out / "distill_report.json")
+
+
 def _print_ledger(title: str, report: dict[str, Any], path: Path) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -45,3 +65,4 @@ def _print_ledger(title: str, report: dict[str, Any], path: Path) -> None:
 def add_commands(data_app: typer.Typer) -> None:
     """Add the generation commands to the ``data`` group."""
     data_app.command("augment")(augment_command)
+    data_app.command("distill")(distill_command)

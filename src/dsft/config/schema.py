@@ -165,6 +165,21 @@ class AugmentConfig(Section):
         return bool(self.templates or self.synonym_copies or self.paraphrase_copies or self.back_translation)
 
 
+class DistillConfig(Section):
+    endpoint: EndpointConfig = Field(default_factory=EndpointConfig, description="The teacher endpoint.")
+    samples: int = Field(1, ge=1, description="Rejection sampling: answers asked per question; the first that "
+                         "passes is kept.")
+    verify: Literal["auto", "numeric", "exact", "f1", "none"] = Field(
+        "auto", description="Check answers against a question's reference (after </think>): numeric, exact, f1, "
+        "auto (numeric when the reference has a number, else f1) or none.",
+    )
+    f1_min: float = Field(0.8, ge=0, le=1, description="With verify f1 (or auto on text): the lowest token F1 accepted.")
+    require_reasoning: bool = Field(True, description="Reject answers without a chain of thought.")
+    system: str | None = Field(None, description="System prompt sent before each question.")
+    cache: str | None = Field(None, description="Response cache file (resume without asking again); null = "
+                              "distill_cache.jsonl in the output directory.")
+
+
 class DataConfig(Section):
     train: list[str] = Field(
         default_factory=list, description="Training files, directories or globs (.json/.jsonl/.csv/.parquet)."
@@ -202,6 +217,9 @@ class DataConfig(Section):
     clean: CleanConfig = Field(default_factory=CleanConfig, description="Cleaning steps.")
     augment: AugmentConfig = Field(
         default_factory=AugmentConfig, description="Data augmentation, applied to the train split only.",
+    )
+    distill: DistillConfig = Field(
+        default_factory=DistillConfig, description="`dsft data distill`: answers and reasoning from a teacher model.",
     )
 
     @field_validator("train", "val", "test", mode="before")
