@@ -42,6 +42,19 @@ def test_synthetic_examples_follow_the_length_mix_and_mask(tiny_model_dir) -> No
     assert supervised_count([-100, 5, 6, -100, 7], max_len=4) == 2
 
 
+def test_short_mix_has_no_reasoning_and_a_long_tail_of_prompts(tiny_model_dir) -> None:
+    from dsft.models.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(tiny_model_dir("tiny-deepseek-v3"))
+    examples = make_examples(tokenizer, 60, seed=0, mix="short")
+    prompts = [e.labels.index(next(x for x in e.labels if x != -100)) for e in examples]
+    answers = [len(e.input_ids) - p for p, e in zip(prompts, examples)]
+    assert all("<think>" not in e.target for e in examples)
+    assert all(15 <= p <= 1700 for p in prompts) and all(5 <= a <= 700 for a in answers)
+    assert any(p > 450 for p in prompts)  # the long tail is drawn
+    assert sorted(prompts)[len(prompts) // 2] < 450 and max(answers) > 100
+
+
 def test_packed_real_tokens_and_useful_flops() -> None:
     import torch
 

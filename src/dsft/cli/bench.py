@@ -17,7 +17,8 @@ def _table(report: dict[str, Any]) -> Any:
     settings = report["settings"]
     options = settings.get("dsft_options") or []
     table = Table(title=f"{settings['model']} ({settings['method']}), seq {settings['seq_len']}, "
-                        f"{settings['steps']} timed steps, {report['machine']['device']}"
+                        f"{settings['steps']} timed steps, {settings.get('lengths', 'reasoning')} lengths, "
+                        f"{report['machine']['device']}"
                         + (f"; dsft with {', '.join(options)}" if options else ""))
     for column in ("system", "supervised tok/s", "tok/s", "peak memory", "MFU", "final loss",
                    "dsft speed-up", "dsft memory"):
@@ -51,6 +52,9 @@ def train(
         [], "--dsft-option", help="Measure dsft with an optional acceleration on (repeatable): compile, "
         "gradient_checkpointing, offload_activations (implies checkpointing).",
     ),
+    lengths: str = typer.Option(
+        "short", "--lengths", help="Synthetic length mix: short (short answers, long-tailed prompts) or "
+        "reasoning (long <think> reasoning)."),
     length_scale: float = typer.Option(1.0, "--length-scale", hidden=True, help="Shrink lengths (smoke tests)."),
 ) -> None:
     """Train the same model on the same synthetic reasoning data with dsft, TRL and the seeds' recipe."""
@@ -71,6 +75,7 @@ def train(
     report = run_bench(model=model, steps=steps, seq_len=seq_len, compare=systems,
                        examples_per_step=examples_per_step, method=method, threads=threads,
                        length_scale=length_scale, loss_chunk_size=chunk, dsft_options=tuple(dsft_option),
+                       lengths=lengths,
                        progress=lambda msg: console.print(f"[dim]{msg}[/]"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2), encoding="utf-8")

@@ -99,14 +99,14 @@ def run_bench(
     model: str = "tiny-deepseek-v3", steps: int = 8, seq_len: int = 2048, compare: tuple[str, ...] = ("trl-expert", "trl", "seed"),
     examples_per_step: int = 8, method: str = "lora", seed: int = 0, threads: int | None = None,
     lr: float = 2e-4, length_scale: float = 1.0, loss_chunk_size: int | str | None = None, progress: Any = None,
-    dsft_options: tuple[str, ...] = (),
+    dsft_options: tuple[str, ...] = (), lengths: str = "short",
 ) -> dict[str, Any]:
     """Run dsft and each system in ``compare`` in turn; return the report (see module docstring)."""
     import torch
 
     from dsft.models.loading import load_tokenizer
     from dsft.models.resolve import resolve_model
-    from dsft.training.bench.synthetic import make_examples
+    from dsft.training.bench.synthetic import LENGTH_MIXES, make_examples
 
     bad_options = [name for name in dsft_options if name not in DSFT_OPTIONS]
     if bad_options:
@@ -116,6 +116,8 @@ def run_bench(
     if unknown:
         raise DsftError(f"bench --compare: unknown system(s) {', '.join(unknown)}; "
                         f"choose from {', '.join(SYSTEMS[1:])}")
+    if lengths not in LENGTH_MIXES:
+        raise DsftError(f"bench --lengths: expected one of {', '.join(LENGTH_MIXES)}, got {lengths!r}")
     if steps < 1 or seq_len < 64 or examples_per_step < 1:
         raise DsftError("bench: --steps must be >= 1, --seq-len >= 64 and --examples-per-step >= 1")
     from dsft.config.schema import TrainConfig
@@ -126,13 +128,13 @@ def run_bench(
     model_dir = resolve_model(model)
     tokenizer = load_tokenizer(model_dir)
     count = int((steps + 2) * examples_per_step * 1.25)
-    examples = make_examples(tokenizer, count, seed, length_scale)
+    examples = make_examples(tokenizer, count, seed, length_scale, mix=lengths)
     peak = measure_matmul_peak(threads, device)
     report: dict[str, Any] = {
         "machine": machine_info(threads, device) | {"matmul_peak_flops": peak},
         "settings": {"model": model, "model_dir": str(model_dir), "steps": steps, "seq_len": seq_len,
                      "examples_per_step": examples_per_step, "method": method, "seed": seed, "lr": lr,
-                     "examples": count, "length_scale": length_scale,
+                     "examples": count, "lengths": lengths, "length_scale": length_scale,
                      "loss_chunk_size": loss_chunk_size, "dsft_options": sorted(dsft_options)},
         "definitions": DEFINITIONS, "systems": {},
     }

@@ -1,7 +1,13 @@
-"""A synthetic reasoning-SFT dataset with a fixed seed: the benchmark's one input for every system.
+"""Synthetic SFT datasets with a fixed seed: the benchmark's one input for every system.
 
-Each conversation is a user prompt of 30-300 tokens and an assistant turn with reasoning of 100-1,500
-tokens and an answer of 20-400 tokens (uniform in each range), half in Chinese and half in English.
+Two length mixes (``LENGTH_MIXES``), half Chinese and half English conversations in each:
+
+* ``reasoning``: a user prompt of 30-300 tokens and an assistant turn with reasoning of 100-1,500 tokens
+  (in ``<think>``) and an answer of 20-400 tokens, uniform in each range;
+* ``short``: short answers without reasoning: prompts of 20-400 tokens with a long tail (one in ten
+  drawn from 400-1,600: long prompts, where masking matters), answers of 5-150 tokens with a long tail
+  (one in ten from 150-600).
+
 Token counts are reached by drawing words from a small vocabulary until the target is met, so they are
 close to (not exactly) the drawn targets.
 
@@ -19,6 +25,25 @@ from typing import Any
 PROMPT_TOKENS = (30, 300)
 REASONING_TOKENS = (100, 1500)
 ANSWER_TOKENS = (20, 400)
+
+
+@dataclass(frozen=True)
+class LengthMix:
+    """Token ranges of one synthetic conversation: ``(low, high)`` uniform, and with probability ``tail``
+    a draw from ``(high, tail_high)`` instead (a long tail). ``reasoning`` None: no ``<think>`` block."""
+
+    prompt: tuple[int, int]
+    answer: tuple[int, int]
+    reasoning: tuple[int, int] | None = None
+    tail: float = 0.0
+    prompt_tail_high: int = 0
+    answer_tail_high: int = 0
+
+
+LENGTH_MIXES = {
+    "reasoning": LengthMix(prompt=PROMPT_TOKENS, answer=ANSWER_TOKENS, reasoning=REASONING_TOKENS),
+    "short": LengthMix(prompt=(20, 400), answer=(5, 150), tail=0.1, prompt_tail_high=1600, answer_tail_high=600),
+}
 
 _ENGLISH = (
     "the model reads each step of the problem and checks the result before it writes an answer so we "
@@ -84,24 +109,38 @@ def _scaled(bounds: tuple[int, int], scale: float) -> tuple[int, int]:
     return max(1, round(bounds[0] * scale)), max(1, round(bounds[1] * scale))
 
 
-def make_examples(tokenizer: Any, count: int, seed: int = 0, length_scale: float = 1.0) -> list[SyntheticExample]:
-    """``count`` seeded conversations, tokenized with the supervised mask (labels -100 on the prompt).
+def _draw(rng: random.Random, bounds: tuple[int, int], tail: float, tail_high: int) -> int:
+    if tail and rng.random() < tail:
+        return rng.randint(bounds[1], tail_high)
+    return rng.randint(*bounds)
+
+
+def make_examples(tokenizer: Any, count: int, seed: int = 0, length_scale: float = 1.0,
+                  mix: str = "reasoning") -> list[SyntheticExample]:
+    """``count`` seeded conversations of the ``mix`` lengths, tokenized with the supervised mask (labels
+    -100 on the prompt).
 
     ``length_scale`` shrinks every length range (smoke tests); the benchmark itself uses 1.0.
     """
+    lengths = LENGTH_MIXES[mix]
     rng = random.Random(seed)
-    prompt_range, reasoning_range, answer_range = (
-        _scaled(r, length_scale) for r in (PROMPT_TOKENS, REASONING_TOKENS, ANSWER_TOKENS)
-    )
+    prompt_range, answer_range = _scaled(lengths.prompt, length_scale), _scaled(lengths.answer, length_scale)
+    reasoning_range = _scaled(lengths.reasoning, length_scale) if lengths.reasoning else None
+    prompt_tail = max(1, round(lengths.prompt_tail_high * length_scale))
+    answer_tail = max(1, round(lengths.answer_tail_high * length_scale))
     token_len = _token_lengths(tokenizer)
     bos, eos = tokenizer.bos_token, tokenizer.eos_token
     examples = []
     for index in range(count):
         chinese = index % 2 == 0
-        prompt = _words(rng, chinese, rng.randint(*prompt_range), token_len)
-        reasoning = _words(rng, chinese, rng.randint(*reasoning_range), token_len)
-        answer = _words(rng, chinese, rng.randint(*answer_range), token_len)
-        target = f"<think>\n{reasoning}\n</think>\n\n{answer}"
+        prompt = _words(rng, chinese, _draw(rng, prompt_range, lengths.tail, prompt_tail), token_len)
+        answer_tokens = _draw(rng, answer_range, lengths.tail, answer_tail)
+        if reasoning_range is not None:
+            reasoning = _words(rng, chinese, rng.randint(*reasoning_range), token_len)
+            answer = _words(rng, chinese, answer_tokens, token_len)
+            target = f"<think>\n{reasoning}\n</think>\n\n{answer}"
+        else:
+            target = _words(rng, chinese, answer_tokens, token_len)
         # Tokenized segment by segment: the prompt part is unsupervised, the target and EOS supervised.
         prompt_ids = _encode(tokenizer, f"{bos}<｜User｜>{prompt}<｜Assistant｜>")
         target_ids = _encode(tokenizer, target) + _encode(tokenizer, eos)
