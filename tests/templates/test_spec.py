@@ -118,3 +118,25 @@ def test_families_without_jinja_are_detected_by_model_type() -> None:
     assert detect_template({"model_type": "deepseek_v32"}) == "deepseek-v3.2"
     assert detect_template({"model_type": "deepseek_v4", "chat_template": released_template("deepseek-r1")}) == (
         "deepseek-v4")
+
+
+def test_hf_batched_rendering_equals_one_by_one(tokenizer) -> None:
+    """Training renders `hf` conversations through render_train_many (one batched tokenizer call)."""
+    import copy
+
+    from dsft.data.conversation import Conversation, Message
+
+    tok = copy.copy(tokenizer)
+    tok.chat_template = released_template("deepseek-llm")
+    convs = [
+        Conversation([Message("system", "S"), Message("user", "Hi"), Message("assistant", "Hello!")]),
+        Conversation([Message("user", "2+2?"), Message("assistant", "4"), Message("user", "中文?"),
+                      Message("assistant", "是")]),
+        Conversation([Message("assistant", "Raw text.")], meta={"kind": "text"}),
+    ]
+    family = get_template("hf", tok)
+    for masking in ("assistant", "last", "all"):
+        batched = family.render_train_many(convs, tok, masking=masking)
+        single = [family.render_train(c, tok, masking=masking) for c in convs]
+        assert [(r.input_ids, r.supervised) for r in batched] == [(r.input_ids, r.supervised) for r in single]
+        assert all(r.num_supervised for r in batched)
