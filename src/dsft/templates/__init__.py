@@ -13,7 +13,15 @@ them. Names below load on first use, so a lower layer can read the dependency-fr
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what type checkers see; at run time each name loads on first use (__getattr__ below)
+    from dsft.templates.base import MASKING_STRATEGIES, Rendered, Segment
+    from dsft.templates.detect import detect_template
+    from dsft.templates.family import TemplateFamily
+    from dsft.templates.reasoning import StreamingReasoningSplitter, split_reasoning
+    from dsft.templates.registry import TEMPLATE_CHOICES, TEMPLATE_NAMES, get_template
+    from dsft.templates.spec import ChatTemplate, OllamaTemplate
 
 _EXPORTS = {
     "MASKING_STRATEGIES": "dsft.templates.base",
@@ -30,7 +38,10 @@ _EXPORTS = {
     "detect_template": "dsft.templates.detect",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "MASKING_STRATEGIES", "ChatTemplate", "OllamaTemplate", "Rendered", "Segment", "StreamingReasoningSplitter",
+    "TEMPLATE_CHOICES", "TEMPLATE_NAMES", "TemplateFamily", "detect_template", "get_template", "split_reasoning",
+]
 
 
 def __getattr__(name: str) -> Any:
