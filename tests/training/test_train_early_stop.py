@@ -60,3 +60,24 @@ def test_generation_eval_during_training(tmp_path: Path, tiny_model_dir) -> None
     assert [line["step"] for line in lines] == [2, 4]
     assert lines[0]["metrics"]["count"] == 3
     assert lines[0]["samples"] and "answer" in lines[0]["samples"][0]
+
+
+def test_per_epoch_evaluation_and_early_stopping(tmp_path: Path, tiny_model_dir) -> None:
+    """eval.steps 0 evaluates at every epoch end; patience counts epochs (guide 002: 3 epochs without gain)."""
+    tiny_model_dir("tiny-deepseek-v3")
+    cfg = make_cfg(write_data(tmp_path / "d.jsonl", n=24), "tiny-deepseek-v3", "train.max_steps=-1", "train.epochs=8",
+                   "eval.steps=0", "eval.early_stopping_patience=2", "eval.early_stopping_min_delta=100",
+                   "eval.load_best=true", "train.micro_batch_size=4")
+    result = run_training(cfg, tmp_path / "run", progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    evaluated = [r for r in rows if "eval_loss" in r]
+    # Before training, then epochs 1, 2, 3: epoch 1 sets the reference, 2 and 3 bring no gain -> stop.
+    assert [r["epoch"] for r in evaluated] == [0, 1.0, 2.0, 3.0]
+    steps_per_epoch = evaluated[1]["step"]
+    assert result.global_step == 3 * steps_per_epoch < 8 * steps_per_epoch
+    # The best checkpoint is the lowest validation loss among the epochs (min_delta only gates patience).
+    best = min(evaluated[1:], key=lambda r: r["eval_loss"])
+    assert (tmp_path / "run" / "checkpoints" / f"checkpoint-{best['step']}").is_dir()
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["best_checkpoint"].endswith(f"checkpoint-{best['step']}")
+    assert info["best_metric"] == {"eval_loss": best["eval_loss"]}

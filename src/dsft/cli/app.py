@@ -17,7 +17,8 @@ from dsft import __version__
 
 # Each module defines ``register(app: typer.Typer) -> None``.
 COMMAND_MODULES = (
-    "config", "models", "data", "template", "train", "eval", "export", "serve", "plan", "doctor", "bench", "demo",
+    "config", "models", "data", "template", "train", "sweep", "eval", "export", "serve", "plan", "doctor", "bench",
+    "demo",
 )
 
 app = typer.Typer(

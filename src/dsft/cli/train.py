@@ -26,14 +26,9 @@ def train(
     from dsft.training.run import run_training
 
     cfg = load_config(config, set_, preset=preset)
-    callbacks = []
-    if cfg.eval.generation_steps:
-        from dsft.eval.callbacks import GenerationEvalCallback
+    from dsft.eval.callbacks import training_eval_callbacks
 
-        val = Path(cfg.data.prepared_dir) / "val.jsonl" if cfg.data.prepared_dir else None
-        callbacks.append(GenerationEvalCallback(out, cfg.eval.generation_steps, cfg.eval.generation_samples,
-                                                cfg.eval.max_new_tokens, val, cfg.template.thinking))
-    result = run_training(cfg, out, resume=resume, extra_callbacks=callbacks)
+    result = run_training(cfg, out, resume=resume, extra_callbacks=training_eval_callbacks(cfg, out))
     console = Console()
     console.print(f"[bold green]done[/] {result.global_step} steps in {result.elapsed_s:.1f}s")
     if result.first_eval_loss is not None:

@@ -356,11 +356,20 @@ class LoraConfig(Section):
 
 
 class EvalConfig(Section):
-    steps: int = Field(0, ge=0, description="Evaluate validation loss every N optimizer steps (0 = per epoch end only).")
-    early_stopping_patience: int = Field(0, ge=0, description="Stop after N evals without improvement (0 = off).")
+    steps: int = Field(
+        0, ge=0, description="Evaluate on the validation data every N optimizer steps; 0 = at the end of every "
+        "epoch (both also before the first step).",
+    )
+    early_stopping_patience: int = Field(
+        0, ge=0, description="Stop after N evaluations (steps or epochs, as eval.steps says) without improvement of "
+        "eval.metric (0 = off).",
+    )
     early_stopping_min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as improvement.")
     metric: str = Field("eval_loss", description="Metric for early stopping and the best checkpoint.")
-    greater_is_better: bool = Field(False, description="Whether a larger metric is better.")
+    greater_is_better: bool | None = Field(
+        None, description="Whether a larger eval.metric is better; null = lower for loss and perplexity, higher "
+        "for every other metric (accuracy, f1, ...).",
+    )
     load_best: bool = Field(True, description="Restore the best checkpoint at the end of training.")
     generation_steps: int = Field(0, ge=0, description="Run generation eval every M steps (0 = off).")
     generation_samples: int = Field(8, ge=1, description="Validation prompts used by generation eval.")
@@ -372,6 +381,16 @@ class EvalConfig(Section):
         default_factory=lambda: ["exact_match", "f1", "numeric_accuracy", "bleu", "rouge"],
         description="Task metrics computed on the answer after </think>.",
     )
+
+    def metric_key(self) -> str:
+        """The key ``eval.metric`` is logged under (``numeric_accuracy`` -> ``eval_numeric_accuracy``)."""
+        return self.metric if self.metric.startswith("eval_") else f"eval_{self.metric}"
+
+    def higher_is_better(self) -> bool:
+        """``greater_is_better``, or inferred from the metric's name when it is null."""
+        if self.greater_is_better is not None:
+            return self.greater_is_better
+        return not any(word in self.metric_key() for word in ("loss", "perplexity"))
 
 
 class ExportConfig(Section):

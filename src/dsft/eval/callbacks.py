@@ -63,3 +63,12 @@ class GenerationEvalCallback(TrainerCallback):
         record = {"step": state.global_step, "metrics": metrics, "samples": samples}
         with (self.run_dir / "generation_eval.jsonl").open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def training_eval_callbacks(cfg: Any, run_dir: Path) -> list[TrainerCallback]:
+    """The eval callbacks a ``dsft train`` run of ``cfg`` gets (``dsft train`` and ``dsft sweep`` trials)."""
+    if not cfg.eval.generation_steps:
+        return []
+    val = Path(cfg.data.prepared_dir) / "val.jsonl" if cfg.data.prepared_dir else None
+    return [GenerationEvalCallback(run_dir, cfg.eval.generation_steps, cfg.eval.generation_samples,
+                                   cfg.eval.max_new_tokens, val, cfg.template.thinking)]

@@ -128,7 +128,9 @@ def plot_gpu(rows: list[dict[str, Any]], out: Any) -> Any:
             if key.endswith("_" + quantity) or (quantity == "mem_used_gib" and key.endswith("_mem_reserved_gib")):
                 points = [(r["step"], r[key]) for r in rows if key in r]
                 style = "--" if key.endswith("reserved_gib") else "-"
-                name = key.split("_", 1)[0] + (" reserved" if key.endswith("reserved_gib") else "")
+                name = key.split("_", 1)[0]
+                if quantity == "mem_used_gib":  # two series per GPU on this panel
+                    name += " reserved (PyTorch)" if key.endswith("reserved_gib") else " used (NVML)"
                 ax.plot(*zip(*points), style, label=name, linewidth=1.2)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)

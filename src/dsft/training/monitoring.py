@@ -76,6 +76,7 @@ class MetricsCallback(TrainerCallback):
         self.pending: dict[str, Any] | None = None
         self.writer: Any = None
         self.started = False  # on_train_begin ran on this (main) process: close() draws the charts
+        self.last_written: dict[str, Any] | None = None  # the file's last line
         self.elapsed_offset = 0.0
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
@@ -83,6 +84,7 @@ class MetricsCallback(TrainerCallback):
         if not state.is_world_process_zero:
             return
         previous = truncate_metrics(self.path, state.global_step)
+        self.last_written = previous[-1] if previous else None
         if previous:
             last_train = next((r for r in reversed(previous) if "tokens" in r), {})
             self.counter.offset_tokens = int(last_train.get("tokens", 0))
@@ -154,8 +156,16 @@ class MetricsCallback(TrainerCallback):
         if self.pending is None:
             return
         row, self.pending = self.pending, None
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        if self.last_written is not None and self.last_written["step"] == row["step"]:
+            # A step's values arrived after its line was written: the epoch-end evaluation runs after the
+            # last step of the epoch was logged and saved. Merge them into that line (one line per step).
+            row = {**self.last_written, **row}
+            lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+            self.path.write_text("".join(lines[:-1]) + json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
+        else:
+            with self.path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self.last_written = row
         if self.writer is not None:
             for key, value in row.items():
                 if key not in ("step", "epoch") and isinstance(value, (int, float)) and math.isfinite(value):

@@ -56,10 +56,12 @@ def run_training(
     progress: bool = True,
     extra_callbacks: list[Any] | None = None,
     should_stop: Callable[[int], bool] | None = None,
+    split_cache: dict[Any, Any] | None = None,
 ) -> RunResult:
     """Fine-tune ``cfg.model`` on ``cfg.data`` into ``run_dir``; ``resume`` is ``auto`` or a checkpoint path.
 
-    ``should_stop(step)`` lets tests stop a run after a given step, as a kill would.
+    ``should_stop(step)`` lets tests stop a run after a given step, as a kill would. ``split_cache`` keeps
+    tokenized prepared data across runs (a sweep's trials tokenize once).
     """
     started = time.perf_counter()
     if not torch.cuda.is_available():
@@ -89,7 +91,7 @@ def run_training(
         log.warning(dequantisation_note(imported))
     tokenizer = load_tokenizer(model_dir)
     template_name, template = resolve_template(cfg, model_dir, tokenizer)
-    splits = load_splits(cfg, tokenizer, template, run_dir)
+    splits = load_splits(cfg, tokenizer, template, run_dir, split_cache)
     if not splits["train"].examples:
         raise DsftError("no training examples left after preparation; see data_report.json in the run directory")
 
@@ -103,6 +105,10 @@ def run_training(
                               telemetry=telemetry)
     callbacks = _callbacks(cfg, metrics, bool(splits["val"].examples), progress, should_stop, extra_callbacks)
     trainer = _build_trainer(cfg, run_dir, model, tokenizer, splits, callbacks, metrics.counter)
+    if checkpoint is not None:
+        # The checkpoint's step was evaluated (and logged) by the run that wrote it: no second evaluation
+        # of the same weights, and no second metrics.jsonl line for that step.
+        trainer.args.eval_on_start = False
     info: dict[str, Any] = {
         "template": template_name, "base_model": str(model_dir), "model_name_or_path": cfg.model.name_or_path,
         "model_source": imported,
@@ -130,6 +136,7 @@ def run_training(
     write_run_info(
         run_dir, **info, status="stopped" if stopped_early else "finished",
         global_step=trainer.state.global_step, best_checkpoint=trainer.state.best_model_checkpoint,
+        best_metric={cfg.eval.metric_key(): trainer.state.best_metric} if trainer.state.best_metric is not None else None,
         final=str(final_dir.relative_to(run_dir)),
     )
     return RunResult(
@@ -163,7 +170,7 @@ def _callbacks(
     should_stop: Callable[[int], bool] | None, extra: list[Any] | None,
 ) -> list[Any]:
     callbacks: list[Any] = [metrics] + ([RichProgressCallback(metrics.counter)] if progress else [])
-    if cfg.eval.early_stopping_patience and has_eval and cfg.eval.steps:
+    if cfg.eval.early_stopping_patience and has_eval:
         from transformers import EarlyStoppingCallback
 
         callbacks.append(EarlyStoppingCallback(cfg.eval.early_stopping_patience, cfg.eval.early_stopping_min_delta))

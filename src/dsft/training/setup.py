@@ -35,10 +35,24 @@ def resolve_template(cfg: DsftConfig, model_dir: Path, tokenizer: Any) -> tuple[
     return name, get_template(name, tokenizer)
 
 
-def load_splits(cfg: DsftConfig, tokenizer: Any, template: Any, run_dir: Path) -> dict[str, TokenizedSplit]:
-    """Prepare (or reuse) the data, then render train/val with the template into tokenized examples."""
+def load_splits(cfg: DsftConfig, tokenizer: Any, template: Any, run_dir: Path,
+                cache: dict[Any, Any] | None = None) -> dict[str, TokenizedSplit]:
+    """Prepare (or reuse) the data, then render train/val with the template into tokenized examples.
+
+    ``cache`` (a dict the caller keeps, e.g. across a sweep's trials) holds tokenized splits of a prepared
+    directory by everything that changes them, so runs that share data and rendering tokenize once.
+    """
     from dsft.data.pipeline import load_prepared, prepare
 
+    key = None
+    if cache is not None and cfg.data.prepared_dir:
+        key = (str(Path(cfg.data.prepared_dir).resolve()), getattr(tokenizer, "name_or_path", ""),
+               type(template).__name__, template.chat_template, cfg.template.masking, cfg.template.thinking,
+               cfg.train.max_seq_len)
+        if key in cache:
+            report, splits = cache[key]
+            _write_data_report(run_dir, report)
+            return splits
     if cfg.data.prepared_dir:
         prepared = load_prepared(cfg.data.prepared_dir)
     elif cfg.data.train:
@@ -46,16 +60,23 @@ def load_splits(cfg: DsftConfig, tokenizer: Any, template: Any, run_dir: Path) -
         prepared = prepare(cfg, tokenizer, run_dir / "data", ifd_scorer=scorer)
     else:
         raise ConfigError("data.train: no training data; list files in data.train or set data.prepared_dir")
-    (run_dir / "data_report.json").write_text(json.dumps(prepared.report, indent=2, ensure_ascii=False) + "\n",
-                                              encoding="utf-8")
+    _write_data_report(run_dir, prepared.report)
     thinking = cfg.template.thinking
-    return {
+    splits = {
         name: tokenize_conversations(
             prepared.splits.get(name, []), template, tokenizer, masking=cfg.template.masking,
             thinking=thinking, max_len=cfg.train.max_seq_len,
         )
         for name in ("train", "val")
     }
+    if key is not None:
+        cache[key] = (prepared.report, splits)  # type: ignore[index]
+    return splits
+
+
+def _write_data_report(run_dir: Path, report: dict[str, Any]) -> None:
+    (run_dir / "data_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n",
+                                              encoding="utf-8")
 
 
 def resolve_precision(precision: str) -> str:
@@ -201,9 +222,11 @@ def build_training_arguments(cfg: DsftConfig, run_dir: Path, has_eval: bool, mod
 
     t, e = cfg.train, cfg.eval
     precision = resolve_precision(t.precision)
-    evaluating = has_eval and e.steps > 0
+    # With validation data a run evaluates every eval.steps steps, or at every epoch end when it is 0.
+    evaluating = has_eval
+    per_epoch = e.steps == 0
     keep_best = evaluating and e.load_best
-    if keep_best and t.save_steps % e.steps:
+    if keep_best and not per_epoch and t.save_steps % e.steps:
         raise ConfigError(
             f"train.save_steps ({t.save_steps}) must be a multiple of eval.steps ({e.steps}) so the best "
             "checkpoint is saved; change one of them or set eval.load_best=false"
@@ -217,7 +240,7 @@ def build_training_arguments(cfg: DsftConfig, run_dir: Path, has_eval: bool, mod
             "afterwards with `dsft eval`"
         )
     if e.early_stopping_patience and not evaluating:
-        raise ConfigError("eval.early_stopping_patience needs eval.steps > 0 and validation data")
+        raise ConfigError("eval.early_stopping_patience needs validation data (data.val or data.val_ratio > 0)")
     kwargs: dict[str, Any] = {}
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size > 1 or t.distributed in ("fsdp", "deepspeed") or t.sequence_parallel > 1:
@@ -254,15 +277,17 @@ def build_training_arguments(cfg: DsftConfig, run_dir: Path, has_eval: bool, mod
         logging_strategy="steps",
         logging_steps=t.logging_steps,
         logging_first_step=True,
-        save_strategy="steps",
+        # Restoring the best checkpoint needs one at every evaluation: per-epoch evaluation saves per epoch.
+        save_strategy="epoch" if keep_best and per_epoch else "steps",
         save_steps=t.save_steps,
         save_total_limit=t.save_total_limit,
-        eval_strategy="steps" if evaluating else "no",
-        eval_steps=e.steps if evaluating else None,
+        eval_strategy=("epoch" if per_epoch else "steps") if evaluating else "no",
+        eval_steps=e.steps if evaluating and not per_epoch else None,
         eval_on_start=evaluating,
         load_best_model_at_end=keep_best,
-        metric_for_best_model=e.metric if keep_best else None,
-        greater_is_better=e.greater_is_better if keep_best else None,
+        # Set whenever the run evaluates: the best checkpoint is tracked (run.json) and early stopping reads it.
+        metric_for_best_model=e.metric_key() if evaluating else None,
+        greater_is_better=e.higher_is_better() if evaluating else None,
         # dsft writes metrics.jsonl and TensorBoard itself (MetricsCallback); other trackers go through
         # transformers' integrations.
         report_to=[name for name in t.report_to if name != "tensorboard"] or "none",

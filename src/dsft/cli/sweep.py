@@ -1,0 +1,61 @@
+"""``dsft sweep CONFIG --grid KEY=v1,v2 ... --out DIR``: one run per trial, the best chosen on validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def sweep(
+    config: Path | None = typer.Argument(None, help="YAML config every trial starts from (omit with --collect)."),
+    out: Path = typer.Option(..., "--out", help="Sweep directory: data/, trial-NNN/ run directories, the report."),
+    grid: list[str] = typer.Option([], "--grid", help="Values to try: --grid train.lr=1e-5,3e-5 (repeatable)."),
+    range_: list[str] = typer.Option(
+        [], "--range", help="A range for random/TPE: --range train.lr=log:1e-5:1e-3 (float|log|int; repeatable)."
+    ),
+    sampler: str = typer.Option("grid", "--sampler", help="grid (every combination), random or tpe (Optuna)."),
+    trials: int | None = typer.Option(None, "--trials", min=1, help="Trial budget for random/tpe."),
+    prune: bool = typer.Option(False, "--prune", help="random/tpe: stop a trial whose validation value is worse "
+                               "than the median of earlier trials at the same step."),
+    launch: str = typer.Option("local", "--launch", help="local (trials one after another here), script "
+                               "(launch.sh, one dsft train per trial) or slurm (a job array)."),
+    collect: bool = typer.Option(False, "--collect", help="Read the trials of a launched sweep and write the report."),
+    set_: list[str] = typer.Option([], "--set", help="Override a key for every trial (repeatable)."),
+    preset: str | None = typer.Option(None, "--preset", help="Size preset for every trial (see `dsft config preset`)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random/TPE sampler."),
+) -> None:
+    """Train one run per trial of a search space and choose the best by eval.metric on validation data."""
+    from rich.console import Console
+
+    from dsft.errors import ConfigError
+    from dsft.sweep.runner import SweepRequest, collect_sweep, run_sweep
+    from dsft.sweep.space import build_space
+
+    console = Console()
+    if collect:
+        result = collect_sweep(out)
+    else:
+        if config is None:
+            raise ConfigError("dsft sweep: give the CONFIG every trial starts from (or --collect --out DIR)")
+        request = SweepRequest(config, set_, preset, build_space(grid, range_), out, sampler, trials, prune,
+                               launch, seed, progress=False)
+        result = run_sweep(request)
+        if launch != "local":
+            console.print(f"wrote {len(result.trials)} trial configs; run {out / 'launch.sh'} or "
+                          f"sbatch {out / 'sweep.sbatch'}, then: dsft sweep --collect --out {out}", markup=False)
+            return
+    best = next((t for t in result.trials if t.number == result.best), None)
+    for trial in result.trials:
+        value = "-" if trial.value is None else f"{trial.value:.6g}"
+        console.print(f"{trial.name}  {trial.params}  {trial.status}  {result.metric}={value}", markup=False)
+    if best is None:
+        console.print("no trial logged the selection metric yet", markup=False)
+    else:
+        console.print(f"best: {best.name} {best.params} {result.metric}={best.value:.6g} -> {best.run_dir}",
+                      markup=False)
+    console.print(f"report: {out / 'report.md'}", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("sweep")(sweep)

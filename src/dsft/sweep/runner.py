@@ -1,0 +1,250 @@
+"""``dsft sweep``: train one run per point of a search space and choose the best on validation data.
+
+The data is prepared once into ``SWEEP/data`` (cleaning, dedup, split; or ``data.prepared_dir`` is
+reused) and every trial reads it; trials run in this process one after another and share the tokenized
+examples, so the data is tokenized once. Each trial is a normal run directory ``SWEEP/trial-NNN``
+(``dsft eval``, ``export`` and ``serve`` take it like any run). Samplers: ``grid`` (every combination of
+the ``--grid`` values), ``random`` and ``tpe`` (Optuna, ``--trials`` of them, ``--grid`` values as
+choices and ``--range`` axes), with optional pruning of a trial whose intermediate validation value is
+worse than the median of the earlier trials at the same step.
+
+With ``launch="script"`` or ``"slurm"`` no trial runs here: each trial's resolved config is written to
+``SWEEP/configs/`` with ``launch.sh`` (one ``dsft train`` per line) and ``sweep.sbatch`` (a SLURM job array),
+and ``collect_sweep`` reads the finished trials back into the report.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from dsft.config import DsftConfig, load_config, save_config
+from dsft.errors import ConfigError, DsftError
+from dsft.eval.callbacks import training_eval_callbacks
+from dsft.sweep.report import SWEEP_FILE, Sweep, Trial, best_evaluation, choose_best, write_report
+from dsft.sweep.space import SearchSpace, overrides_of
+from dsft.training.run import run_training
+
+SAMPLERS = ("grid", "random", "tpe")
+LAUNCHES = ("local", "script", "slurm")
+DATA_DIR = "data"
+
+
+@dataclass
+class SweepRequest:
+    """What ``dsft sweep`` was asked: the base config (file + preset + --set) and the search."""
+
+    config: Path | None
+    overrides: list[str]
+    preset: str | None
+    space: SearchSpace
+    out: Path
+    sampler: str = "grid"
+    trials: int | None = None
+    prune: bool = False
+    launch: str = "local"
+    seed: int = 0
+    progress: bool = False
+
+    def trial_config(self, params: dict[str, Any], prepared: Path | None) -> DsftConfig:
+        data = [f"data.prepared_dir={prepared}"] if prepared is not None else []
+        return load_config(self.config, [*self.overrides, *data, *overrides_of(params)], preset=self.preset)
+
+
+def _check_request(request: SweepRequest, base: DsftConfig) -> None:
+    if request.sampler not in SAMPLERS:
+        raise ConfigError(f"--sampler {request.sampler}: choose one of {', '.join(SAMPLERS)}")
+    if request.launch not in LAUNCHES:
+        raise ConfigError(f"--launch {request.launch}: choose one of {', '.join(LAUNCHES)}")
+    if request.sampler == "grid":
+        if request.prune:
+            raise ConfigError("--prune needs a sampler that compares trials as they run (--sampler random or tpe)")
+        request.space.grid()  # refuses --range axes
+    elif not request.trials:
+        raise ConfigError(f"--sampler {request.sampler}: give the trial budget with --trials N")
+    if request.launch != "local" and request.sampler != "grid":
+        raise ConfigError(f"--launch {request.launch}: separate launches run a --grid sweep; random/TPE trials "
+                          "depend on earlier results and run in this process")
+    fixed = [k for k in request.space.keys if k.startswith(("data.", "model.name_or_path", "model.revision"))]
+    if fixed:
+        raise ConfigError(f"{', '.join(fixed)}: the data is prepared once for every trial of a sweep, so data and "
+                          "model keys cannot be swept; run one sweep per dataset or model")
+    if not base.data.prepared_dir and not base.data.train:
+        raise ConfigError("data.train: no training data; list files in data.train or set data.prepared_dir")
+    if not base.data.prepared_dir and not base.data.val and base.data.val_ratio == 0:
+        raise ConfigError("a sweep chooses on validation data: set data.val files or data.val_ratio > 0")
+    out = request.out
+    if out.exists() and any(out.iterdir()) and not (out / SWEEP_FILE).is_file():
+        raise DsftError(f"--out {out}: exists, is not empty and holds no sweep; choose a new directory")
+    if (out / SWEEP_FILE).is_file():
+        raise DsftError(f"--out {out}: already holds a sweep; choose a new directory (or --collect its results)")
+
+
+def prepare_sweep_data(base: DsftConfig, out: Path) -> Path:
+    """Run the data pipeline once for every trial (or reuse ``data.prepared_dir``); refuse an empty val split."""
+    from dsft.data.pipeline import prepare
+    from dsft.models.loading import load_tokenizer
+    from dsft.models.resolve import resolve_model
+
+    if base.data.prepared_dir:
+        prepared = Path(base.data.prepared_dir)
+    else:
+        model_dir = resolve_model(base.model.name_or_path, cache_dir=base.model.cache_dir, revision=base.model.revision)
+        prepared = out / DATA_DIR
+        prepare(base, load_tokenizer(model_dir), prepared)
+    val = prepared / "val.jsonl"
+    if not val.is_file() or not val.read_text(encoding="utf-8").strip():
+        raise DsftError(f"{prepared}: no validation records; a sweep chooses on validation data (data.val or "
+                        "data.val_ratio > 0)")
+    return prepared.resolve()
+
+
+def run_sweep(request: SweepRequest) -> Sweep:
+    """Run (or, for separate launches, write) every trial; write and return the report."""
+    base = load_config(request.config, request.overrides, preset=request.preset)
+    _check_request(request, base)
+    points = request.space.grid() if request.sampler == "grid" else []
+    # Every grid point is validated before any data is read or any model loaded.
+    for params in points:
+        request.trial_config(params, None)
+    sweep = Sweep(base.eval.metric_key(), base.eval.higher_is_better(), request.sampler)
+    request.out.mkdir(parents=True, exist_ok=True)
+    prepared = prepare_sweep_data(base, request.out)
+    if request.launch != "local":
+        _write_launch_files(request, sweep, points, prepared)
+        write_report(sweep, request.out)
+        return sweep
+    cache: dict[Any, Any] = {}
+    if request.sampler == "grid":
+        for number, params in enumerate(points):
+            sweep.trials.append(_run_trial(request, sweep, number, params, prepared, cache))
+            write_report(sweep, request.out)  # the report is current after every trial
+    else:
+        _run_optuna(request, sweep, prepared, cache)
+    write_report(sweep, request.out)
+    return sweep
+
+
+def _run_trial(request: SweepRequest, sweep: Sweep, number: int, params: dict[str, Any], prepared: Path,
+               cache: dict[Any, Any], extra: list[TrainerCallback] | None = None) -> Trial:
+    run_dir = request.out / f"trial-{number:03d}"
+    trial = Trial(number, params, str(run_dir))
+    cfg = request.trial_config(params, prepared)
+    try:
+        result = run_training(cfg, run_dir, progress=request.progress, split_cache=cache,
+                              extra_callbacks=training_eval_callbacks(cfg, run_dir) + list(extra or []))
+        trial.status = "finished"
+        trial.steps = result.global_step
+    except DsftError as exc:  # e.g. a NaN loss at a high learning rate: the other trials still run
+        trial.status, trial.error = "failed", str(exc).splitlines()[0]
+    trial.value, trial.best_step, last = best_evaluation(run_dir, sweep.metric, sweep.greater_is_better)
+    trial.steps = trial.steps or last
+    return trial
+
+
+class OptunaPruning(TrainerCallback):
+    """Reports the selection metric at each evaluation to an Optuna trial and stops training when pruned."""
+
+    def __init__(self, trial: Any, key: str) -> None:
+        self.trial = trial
+        self.key = key
+        self.pruned = False
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None,
+                    **kw: Any) -> None:
+        value = (metrics or {}).get(self.key)
+        if state.global_step == 0 or value is None:  # step 0 measures the base model, the same in every trial
+            return
+        self.trial.report(float(value), state.global_step)
+        if self.trial.should_prune():
+            self.pruned = True
+            control.should_training_stop = True
+
+
+def _run_optuna(request: SweepRequest, sweep: Sweep, prepared: Path, cache: dict[Any, Any]) -> None:
+    try:
+        import optuna  # optional dependency (dsft[sweep]): only random/TPE sweeps need it
+    except ImportError:
+        raise DsftError(f"--sampler {request.sampler} needs Optuna: pip install optuna (or \"dsft[sweep]\")") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = (optuna.samplers.RandomSampler(seed=request.seed) if request.sampler == "random"
+               else optuna.samplers.TPESampler(seed=request.seed))
+    pruner = (optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0) if request.prune
+              else optuna.pruners.NopPruner())
+    study = optuna.create_study(direction="maximize" if sweep.greater_is_better else "minimize",
+                                sampler=sampler, pruner=pruner)
+
+    def objective(optuna_trial: Any) -> float:
+        params: dict[str, Any] = {}
+        for key, values in request.space.choices.items():
+            params[key] = optuna_trial.suggest_categorical(key, values)
+        for key, axis in request.space.ranges.items():
+            if axis.kind == "int":
+                params[key] = optuna_trial.suggest_int(key, int(axis.low), int(axis.high))
+            else:
+                params[key] = optuna_trial.suggest_float(key, axis.low, axis.high, log=axis.kind == "log")
+        pruning = OptunaPruning(optuna_trial, sweep.metric)
+        trial = _run_trial(request, sweep, optuna_trial.number, params, prepared, cache, [pruning])
+        if pruning.pruned and trial.status == "finished":
+            trial.status = "pruned"
+        sweep.trials.append(trial)
+        write_report(sweep, request.out)
+        if trial.status == "pruned":
+            raise optuna.TrialPruned()
+        if trial.value is None:
+            raise DsftError(f"{trial.name}: logged no {sweep.metric} ({trial.status}: {trial.error or 'no evaluation'})")
+        return trial.value
+
+    study.optimize(objective, n_trials=request.trials, catch=(DsftError,))
+
+
+def _write_launch_files(request: SweepRequest, sweep: Sweep, points: list[dict[str, Any]], prepared: Path) -> None:
+    """Per-trial configs, ``launch.sh`` (one ``dsft train`` per trial) and ``sweep.sbatch`` (a job array)."""
+    configs = request.out / "configs"
+    configs.mkdir(exist_ok=True)
+    out = request.out.resolve()
+    commands = []
+    for number, params in enumerate(points):
+        name = f"trial-{number:03d}"
+        save_config(request.trial_config(params, prepared), configs / f"{name}.yaml")
+        sweep.trials.append(Trial(number, params, str(out / name)))
+        commands.append(f"dsft train {shlex.quote(str(configs.resolve() / (name + '.yaml')))} "
+                        f"--out {shlex.quote(str(out / name))}")
+    collect = f"dsft sweep --collect --out {shlex.quote(str(out))}"
+    (request.out / "launch.sh").write_text(
+        "#!/usr/bin/env bash\n# One line per trial: run them anywhere, in any order, then: " + collect + "\n"
+        "set -euo pipefail\n" + "\n".join(commands) + "\n", encoding="utf-8")
+    (request.out / "sweep.sbatch").write_text(
+        "#!/usr/bin/env bash\n"
+        f"#SBATCH --job-name=dsft-sweep\n#SBATCH --array=0-{len(points) - 1}\n#SBATCH --gpus=1\n"
+        f"#SBATCH --output={out}/slurm-%A_%a.out\n"
+        "# Submit: sbatch sweep.sbatch; when every task is done: " + collect + "\n"
+        "set -euo pipefail\n"
+        'ID=$(printf "%03d" "$SLURM_ARRAY_TASK_ID")\n'
+        f'dsft train {shlex.quote(str(configs.resolve()))}/trial-$ID.yaml --out {shlex.quote(str(out))}/trial-$ID\n',
+        encoding="utf-8")
+
+
+def collect_sweep(out: Path) -> Sweep:
+    """Read every trial of a sweep back from its run directory and rewrite the report."""
+    import json
+
+    path = out / SWEEP_FILE
+    if not path.is_file():
+        raise DsftError(f"--out {out}: holds no sweep ({SWEEP_FILE} missing)")
+    sweep = Sweep.from_json(json.loads(path.read_text(encoding="utf-8")))
+    for trial in sweep.trials:
+        if trial.status in ("finished", "pruned", "failed") and trial.value is not None:
+            continue
+        run_dir = Path(trial.run_dir)
+        info = run_dir / "run.json"
+        status = json.loads(info.read_text(encoding="utf-8")).get("status") if info.is_file() else None
+        trial.status = {"finished": "finished", "failed": "failed", None: "pending"}.get(status, "running")
+        trial.value, trial.best_step, trial.steps = best_evaluation(run_dir, sweep.metric, sweep.greater_is_better)
+    choose_best(sweep)
+    write_report(sweep, out)
+    return sweep

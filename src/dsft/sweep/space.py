@@ -1,0 +1,129 @@
+"""The search space of a sweep: ``--grid KEY=v1,v2`` choices and ``--range KEY=KIND:LOW:HIGH`` ranges.
+
+A trial is a dict of config overrides ``{"train.lr": 3e-05, "lora.r": 16}``; each becomes ``--set KEY=VALUE``
+on top of the sweep's config, so every key ``dsft config show`` lists can be swept and is validated the
+same way.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from dsft.config.loader import parse_override
+from dsft.errors import ConfigError
+
+RANGE_KINDS = ("float", "log", "int")
+
+
+@dataclass(frozen=True)
+class Range:
+    """A continuous (or integer) axis for random/TPE search: ``float``, ``log`` (log-uniform) or ``int``."""
+
+    kind: str
+    low: float
+    high: float
+
+
+@dataclass
+class SearchSpace:
+    """Choice axes (``--grid``) and range axes (``--range``), in the order given."""
+
+    choices: dict[str, list[Any]] = field(default_factory=dict)
+    ranges: dict[str, Range] = field(default_factory=dict)
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self.choices) + list(self.ranges)
+
+    def grid(self) -> list[dict[str, Any]]:
+        """Every combination of the choice axes, the first axis varying slowest.
+
+        >>> SearchSpace({"train.lr": [1e-5, 3e-5], "lora.r": [16, 32]}).grid()  # doctest: +NORMALIZE_WHITESPACE
+        [{'train.lr': 1e-05, 'lora.r': 16}, {'train.lr': 1e-05, 'lora.r': 32},
+         {'train.lr': 3e-05, 'lora.r': 16}, {'train.lr': 3e-05, 'lora.r': 32}]
+        """
+        if self.ranges:
+            raise ConfigError("--range axes need a sampler (--sampler random or tpe); a grid takes --grid values only")
+        keys = list(self.choices)
+        return [dict(zip(keys, values)) for values in itertools.product(*self.choices.values())]
+
+
+def _split_key(text: str, flag: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise ConfigError(f"{flag} {text!r}: expected KEY=..., e.g. {flag} train.lr=1e-5,3e-5")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if "." not in key:
+        raise ConfigError(f"{flag} {text!r}: the key must name a section and a field, e.g. train.lr")
+    return key, raw
+
+
+def parse_grid(text: str) -> tuple[str, list[Any]]:
+    """``train.lr=1e-5,3e-5`` -> ``("train.lr", [1e-05, 3e-05])``; values are typed like ``--set`` values.
+
+    >>> parse_grid("lora.r=16,32")
+    ('lora.r', [16, 32])
+    >>> parse_grid("train.lr_scheduler=cosine,linear")
+    ('train.lr_scheduler', ['cosine', 'linear'])
+    """
+    key, raw = _split_key(text, "--grid")
+    values = [parse_override(f"{key}={item.strip()}")[1] for item in raw.split(",") if item.strip()]
+    if not values:
+        raise ConfigError(f"--grid {text!r}: no values; list them separated by commas")
+    if len(set(map(repr, values))) != len(values):
+        raise ConfigError(f"--grid {text!r}: a value is listed twice")
+    return key, values
+
+
+def parse_range(text: str) -> tuple[str, Range]:
+    """``train.lr=log:1e-5:1e-3`` -> ``("train.lr", Range("log", 1e-05, 0.001))``.
+
+    >>> parse_range("lora.r=int:8:64")
+    ('lora.r', Range(kind='int', low=8.0, high=64.0))
+    """
+    key, raw = _split_key(text, "--range")
+    parts = raw.split(":")
+    if len(parts) != 3 or parts[0] not in RANGE_KINDS:
+        raise ConfigError(f"--range {text!r}: expected KEY=KIND:LOW:HIGH with KIND one of {', '.join(RANGE_KINDS)}")
+    try:
+        low, high = float(parts[1]), float(parts[2])
+    except ValueError:
+        raise ConfigError(f"--range {text!r}: LOW and HIGH must be numbers") from None
+    if not low < high or (parts[0] == "log" and low <= 0) or not all(map(math.isfinite, (low, high))):
+        raise ConfigError(f"--range {text!r}: need LOW < HIGH (and LOW > 0 for log)")
+    return key, Range(parts[0], low, high)
+
+
+def build_space(grid: list[str], ranges: list[str]) -> SearchSpace:
+    space = SearchSpace()
+    for text in grid:
+        key, values = parse_grid(text)
+        if key in space.choices:
+            raise ConfigError(f"--grid {key}: given twice")
+        space.choices[key] = values
+    for text in ranges:
+        key, axis = parse_range(text)
+        if key in space.choices or key in space.ranges:
+            raise ConfigError(f"--range {key}: already swept")
+        space.ranges[key] = axis
+    if not space.keys:
+        raise ConfigError("nothing to sweep: give at least one --grid KEY=v1,v2 (or --range with a sampler)")
+    return space
+
+
+def overrides_of(params: dict[str, Any]) -> list[str]:
+    """A trial's parameters as ``--set`` overrides (values written so ``parse_override`` reads them back)."""
+    return [f"{key}={_literal(value)}" for key, value in params.items()]
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(value)  # 1e-05, 0.0003: read back as floats
+    if isinstance(value, list):
+        return "[" + ", ".join(_literal(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -1,0 +1,168 @@
+"""``dsft sweep``: trials are normal runs, data is prepared and tokenized once, the best is chosen on validation."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dsft.sweep.report import Sweep, Trial, choose_best
+from dsft.sweep.runner import OptunaPruning
+from dsft.sweep.space import build_space, parse_grid
+from dsft.training import setup
+
+
+def write_config(tmp_path: Path, **eval_keys: object) -> Path:
+    rows = []
+    for i in range(20):
+        year = 1950 + (i * 7) % 50
+        rows.append({"messages": [{"role": "user", "content": f"Reservoir R{i} was completed in which year?"},
+                                  {"role": "assistant", "content": f"R{i} was completed in {year}."}]})
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    config = {
+        "model": {"name_or_path": "tiny-r1-distill-qwen"},
+        "data": {"train": [str(data)], "val_ratio": 0.2},
+        "train": {"max_steps": 2, "micro_batch_size": 4, "max_seq_len": 128, "warmup_ratio": 0,
+                  "lr_scheduler": "constant", "save_steps": 100},
+        "lora": {"r": 4},
+        "eval": {"steps": 1, "load_best": False, **eval_keys},
+    }
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def own_best(run_dir: Path, key: str = "eval_loss") -> float:
+    """A trial's best validation value, read directly from its metrics.jsonl (steps after the start)."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return min(r[key] for r in rows if key in r and r["step"] > 0)
+
+
+@pytest.mark.slow
+def test_grid_sweep_of_four_trials_picks_the_best_validation_loss(tmp_path: Path, tiny_model_dir, run_cli,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny_model_dir("tiny-r1-distill-qwen")
+    calls: list[int] = []
+    tokenize = setup.tokenize_conversations
+    monkeypatch.setattr(setup, "tokenize_conversations", lambda *a, **k: calls.append(1) or tokenize(*a, **k))
+    out = tmp_path / "sweep"
+    code, stdout, stderr = run_cli(["sweep", str(write_config(tmp_path)), "--grid", "train.lr=1e-4,3e-2",
+                                    "--grid", "lora.r=4,8", "--out", str(out)])
+    assert code == 0, stdout + stderr
+    report = json.loads((out / "sweep.json").read_text())
+    trials = report["trials"]
+    assert [t["params"] for t in trials] == [{"train.lr": 1e-4, "lora.r": 4}, {"train.lr": 1e-4, "lora.r": 8},
+                                             {"train.lr": 3e-2, "lora.r": 4}, {"train.lr": 3e-2, "lora.r": 8}]
+    values = {}
+    for trial in trials:
+        run = Path(trial["run_dir"])
+        assert run.parent == out and json.loads((run / "run.json").read_text())["status"] == "finished"
+        assert (run / "final" / "adapter_model.safetensors").is_file()
+        saved = yaml.safe_load((run / "config.yaml").read_text())
+        assert saved["train"]["lr"] == trial["params"]["train.lr"] and saved["lora"]["r"] == trial["params"]["lora.r"]
+        assert saved["data"]["prepared_dir"] == str((out / "data").resolve())
+        values[trial["number"]] = own_best(run)
+        assert math.isclose(trial["value"], values[trial["number"]])
+    assert len(set(values.values())) == 4, "the trials differ"
+    assert report["best"] == min(values, key=values.get)
+    assert calls == [1, 1], "train and val were tokenized once for all four trials"
+    assert (out / "sweep.png").stat().st_size > 1000
+    table = (out / "report.md").read_text()
+    assert f"trial-{report['best']:03d} **best**" in table and table.count("| trial-") == 4
+
+
+@pytest.mark.slow
+def test_optuna_random_sweep_with_a_budget(tmp_path: Path, tiny_model_dir, run_cli) -> None:
+    pytest.importorskip("optuna")
+    tiny_model_dir("tiny-r1-distill-qwen")
+    out = tmp_path / "sweep"
+    code, stdout, stderr = run_cli(["sweep", str(write_config(tmp_path)), "--sampler", "random", "--trials", "2",
+                                    "--range", "train.lr=log:1e-4:1e-1", "--grid", "lora.r=4,8", "--out", str(out)])
+    assert code == 0, stdout + stderr
+    report = json.loads((out / "sweep.json").read_text())
+    assert report["sampler"] == "random" and len(report["trials"]) == 2
+    values = {t["number"]: own_best(Path(t["run_dir"])) for t in report["trials"]}
+    assert all(1e-4 <= t["params"]["train.lr"] <= 1e-1 for t in report["trials"])
+    assert report["best"] == min(values, key=values.get)
+
+
+@pytest.mark.slow
+def test_separate_launches_write_configs_and_collect_reads_finished_trials(tmp_path: Path, tiny_model_dir,
+                                                                           run_cli) -> None:
+    tiny_model_dir("tiny-r1-distill-qwen")
+    out = tmp_path / "sweep"
+    code, stdout, stderr = run_cli(["sweep", str(write_config(tmp_path)), "--grid", "train.lr=1e-4,3e-2",
+                                    "--launch", "slurm", "--out", str(out)])
+    assert code == 0, stdout + stderr
+    sbatch = (out / "sweep.sbatch").read_text()
+    assert "#SBATCH --array=0-1" in sbatch and "trial-$ID.yaml" in sbatch
+    lines = [line for line in (out / "launch.sh").read_text().splitlines() if line.startswith("dsft train")]
+    assert len(lines) == 2 and not list(out.glob("trial-*")), "nothing trains until launched"
+    # Run the first trial as its launch line says, then collect.
+    _, _, config, _, run_dir = lines[0].split()
+    assert run_cli(["train", config, "--out", run_dir])[0] == 0
+    code, stdout, _ = run_cli(["sweep", "--collect", "--out", str(out)])
+    assert code == 0
+    report = json.loads((out / "sweep.json").read_text())
+    assert [t["status"] for t in report["trials"]] == ["finished", "pending"]
+    assert report["best"] == 0 and math.isclose(report["trials"][0]["value"], own_best(Path(run_dir)))
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--grid", "train.lr"], "--grid 'train.lr': expected KEY=..."),
+    (["--grid", "lr=1e-5,2e-5"], "the key must name a section and a field"),
+    (["--grid", "data.val_ratio=0.1,0.2"], "data and model keys cannot be swept"),
+    (["--grid", "train.lr=1e-5", "--sampler", "tpe"], "give the trial budget with --trials N"),
+    (["--range", "train.lr=log:1e-5:1e-3"], "--range axes need a sampler"),
+    (["--grid", "train.lr=1e-5", "--prune"], "--prune needs a sampler"),
+    (["--grid", "train.lr=1e-5,-1"], "train.lr: Input should be greater than 0"),
+    (["--grid", "train.lr=1e-5", "--sampler", "random", "--trials", "2", "--launch", "slurm"],
+     "separate launches run a --grid sweep"),
+])
+def test_bad_sweep_requests_are_one_message(tmp_path: Path, run_cli, args: list[str], message: str) -> None:
+    code, stdout, stderr = run_cli(["sweep", str(write_config(tmp_path)), "--out", str(tmp_path / "s"), *args])
+    assert code == 2 and message in stdout + stderr, stdout + stderr
+    assert not (tmp_path / "s").exists(), "refused before anything was written"
+
+
+def test_grid_values_are_typed_like_set_values() -> None:
+    assert parse_grid("train.lr=1e-5, 3e-5") == ("train.lr", [1e-5, 3e-5])
+    assert parse_grid("train.packing=true,false") == ("train.packing", [True, False])
+    space = build_space(["train.lr=1e-5,3e-5", "lora.r=16,32"], [])
+    assert len(space.grid()) == 4
+
+
+def test_best_trial_follows_the_metric_direction() -> None:
+    trials = [Trial(0, {}, "s/trial-000", "finished", 0.5), Trial(1, {}, "s/trial-001", "finished", 0.8),
+              Trial(2, {}, "s/trial-002", "failed", None)]
+    assert choose_best(Sweep("eval_numeric_accuracy", True, "grid", trials)).number == 1
+    assert choose_best(Sweep("eval_loss", False, "grid", trials)).number == 0
+
+
+class _FakeTrial:
+    def __init__(self, prune_at: int) -> None:
+        self.reports: list[tuple[float, int]] = []
+        self.prune_at = prune_at
+
+    def report(self, value: float, step: int) -> None:
+        self.reports.append((value, step))
+
+    def should_prune(self) -> bool:
+        return self.reports[-1][1] >= self.prune_at
+
+
+def test_pruning_reports_each_evaluation_and_stops_the_trial() -> None:
+    from transformers import TrainerControl, TrainerState
+
+    trial = _FakeTrial(prune_at=4)
+    callback = OptunaPruning(trial, "eval_loss")
+    state, control = TrainerState(), TrainerControl()
+    for step, loss in ((0, 9.0), (2, 5.0), (4, 6.0)):
+        state.global_step = step
+        callback.on_evaluate(None, state, control, metrics={"eval_loss": loss})
+    assert trial.reports == [(5.0, 2), (6.0, 4)], "step 0 (the base model) is not reported"
+    assert callback.pruned and control.should_training_stop
