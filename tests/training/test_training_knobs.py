@@ -59,7 +59,7 @@ def test_adafactor_is_selectable_and_refuses_betas(tmp_path: Path) -> None:
     from transformers.optimization import Adafactor
 
     assert isinstance(_trainer(tmp_path, "train.optimizer=adafactor").create_optimizer(), Adafactor)
-    with pytest.raises(ConfigError, match="adafactor has no betas"):
+    with pytest.raises(ConfigError, match="train.adam_betas: applies to AdamW; adafactor has no betas"):
         load_config(None, ["train.optimizer=adafactor", "train.adam_betas=[0.9, 0.95]"])
 
 
@@ -74,7 +74,7 @@ def test_cosine_with_restarts_restarts_every_fifth_of_the_steps(tmp_path: Path) 
     assert [s for s in range(1, 100) if lrs[s] > lrs[s - 1]] == [20, 40, 60, 80]  # a restart each 20%
     assert all(math.isclose(lrs[s], 1.0) for s in (0, 20, 40, 60, 80))
     assert lrs[19] < 0.01
-    with pytest.raises(ConfigError, match="lr_cycles applies to lr_scheduler cosine_with_restarts"):
+    with pytest.raises(ConfigError, match="train.lr_cycles: applies to lr_scheduler cosine_with_restarts, not cosine"):
         load_config(None, ["train.lr_cycles=3"])
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from dsft.templates.registry import TEMPLATE_CHOICES
 
@@ -322,23 +322,28 @@ class TrainConfig(Section):
 
     @field_validator("adam_betas")
     @classmethod
-    def _betas(cls, value: tuple[float, float]) -> tuple[float, float]:
+    def _betas(cls, value: tuple[float, float], info: ValidationInfo) -> tuple[float, float]:
         if not all(0 <= beta < 1 for beta in value):
-            raise ValueError(f"each beta must be in [0, 1), got {list(value)}")
+            raise ValueError("each beta must be in [0, 1)")
+        # Compared with the default (not "was the key written"): a saved config.yaml lists every key.
+        if info.data.get("optimizer") == "adafactor" and value != (0.9, 0.999):
+            raise ValueError("applies to AdamW; adafactor has no betas (remove it or choose optimizer adamw_torch)")
         return value
 
-    @model_validator(mode="after")
-    def _optimizer_keys(self) -> "TrainConfig":
-        # Compared with the defaults (not "was the key written"): a saved config.yaml lists every key.
-        defaults = type(self).model_fields
-        if self.optimizer == "adafactor" and (
-            self.adam_betas != defaults["adam_betas"].default or self.adam_epsilon != defaults["adam_epsilon"].default
-        ):
-            raise ValueError("adam_betas / adam_epsilon apply to AdamW; adafactor has no betas (remove them or "
-                             "choose optimizer adamw_torch)")
-        if self.lr_cycles != defaults["lr_cycles"].default and self.lr_scheduler != "cosine_with_restarts":
-            raise ValueError(f"lr_cycles applies to lr_scheduler cosine_with_restarts, not {self.lr_scheduler}")
-        return self
+    @field_validator("adam_epsilon")
+    @classmethod
+    def _epsilon(cls, value: float, info: ValidationInfo) -> float:
+        if info.data.get("optimizer") == "adafactor" and value != 1e-8:
+            raise ValueError("applies to AdamW; adafactor has none (remove it or choose optimizer adamw_torch)")
+        return value
+
+    @field_validator("lr_cycles")
+    @classmethod
+    def _cycles(cls, value: int, info: ValidationInfo) -> int:
+        scheduler = info.data.get("lr_scheduler")
+        if value != 5 and scheduler is not None and scheduler != "cosine_with_restarts":
+            raise ValueError(f"applies to lr_scheduler cosine_with_restarts, not {scheduler}")
+        return value
 
 
 class LoraConfig(Section):
