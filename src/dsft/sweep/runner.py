@@ -23,11 +23,12 @@ from typing import Any
 from transformers import TrainerCallback
 
 from dsft.config import DsftConfig, load_config, save_config
-from dsft.errors import ConfigError, DsftError
+from dsft.errors import ConfigError, DsftError, UnsupportedError
 from dsft.eval.callbacks import training_eval_callbacks
 from dsft.sweep.report import SWEEP_FILE, Sweep, Trial, best_evaluation, choose_best, write_report
 from dsft.sweep.space import SearchSpace, overrides_of
 from dsft.training.run import run_training
+from dsft.training.setup import environment_problems
 
 SAMPLERS = ("grid", "random", "tpe")
 LAUNCHES = ("local", "script", "slurm")
@@ -77,6 +78,9 @@ def _check_request(request: SweepRequest, base: DsftConfig) -> None:
         raise ConfigError("data.train: no training data; list files in data.train or set data.prepared_dir")
     if not base.data.prepared_dir and not base.data.val and base.data.val_ratio == 0:
         raise ConfigError("a sweep chooses on validation data: set data.val files or data.val_ratio > 0")
+    problems = environment_problems(base)
+    if problems:
+        raise UnsupportedError(f"{len(problems)} problem(s) with this machine", problems)
     out = request.out
     if out.exists() and any(out.iterdir()) and not (out / SWEEP_FILE).is_file():
         raise DsftError(f"--out {out}: exists, is not empty and holds no sweep; choose a new directory")
