@@ -14,12 +14,14 @@ whether it is a training target). Everything else is decided here, once for all 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from dsft.data.conversation import Conversation, Message
 from dsft.errors import DsftError
+from dsft.templates.reasoning import split_reasoning
 
 Masking = Literal["assistant", "last", "all"]
 MASKING_STRATEGIES: tuple[str, ...] = ("assistant", "last", "all")
@@ -187,8 +189,6 @@ def require_tokens(tokenizer: Any, tokens: Iterable[str], template: str) -> None
 def split_think_content(message: Message) -> tuple[str | None, str]:
     """(reasoning, answer) of a message: ``message.reasoning`` if set, else a ``<think>`` block parsed
     out of the content (see :func:`dsft.templates.reasoning.split_reasoning`)."""
-    from dsft.templates.reasoning import split_reasoning
-
     if message.reasoning is not None or "</think>" not in message.content:
         return message.reasoning, message.content
     reasoning, answer = split_reasoning(message.content)
@@ -202,8 +202,6 @@ def tool_arguments_text(arguments: Any) -> str:
     Matches the Jinja templates, which use the string or ``arguments | tojson`` (json.dumps with
     ensure_ascii=False).
     """
-    import json
-
     return arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
 
 
