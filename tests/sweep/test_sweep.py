@@ -24,12 +24,12 @@ def write_config(tmp_path: Path, **eval_keys: object) -> Path:
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     config = {
-        "model": {"name_or_path": "tiny-r1-distill-qwen"},
+        "model": {"name_or_path": "tiny-deepseek-llm"},
         "data": {"train": [str(data)], "val_ratio": 0.2},
         "train": {"max_steps": 2, "micro_batch_size": 4, "max_seq_len": 128, "warmup_ratio": 0,
                   "lr_scheduler": "constant", "save_steps": 100},
         "lora": {"r": 4},
-        "eval": {"steps": 1, "load_best": False, **eval_keys},
+        "eval": {"steps": 2, "load_best": False, **eval_keys},
     }
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
@@ -45,7 +45,7 @@ def own_best(run_dir: Path, key: str = "eval_loss") -> float:
 @pytest.mark.slow
 def test_grid_sweep_of_four_trials_picks_the_best_validation_loss(tmp_path: Path, tiny_model_dir, run_cli,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    tiny_model_dir("tiny-r1-distill-qwen")
+    tiny_model_dir("tiny-deepseek-llm")
     calls: list[int] = []
     tokenize = setup.tokenize_conversations
     monkeypatch.setattr(setup, "tokenize_conversations", lambda *a, **k: calls.append(1) or tokenize(*a, **k))
@@ -78,7 +78,7 @@ def test_grid_sweep_of_four_trials_picks_the_best_validation_loss(tmp_path: Path
 @pytest.mark.slow
 def test_optuna_random_sweep_with_a_budget(tmp_path: Path, tiny_model_dir, run_cli) -> None:
     pytest.importorskip("optuna")
-    tiny_model_dir("tiny-r1-distill-qwen")
+    tiny_model_dir("tiny-deepseek-llm")
     out = tmp_path / "sweep"
     code, stdout, stderr = run_cli(["sweep", str(write_config(tmp_path)), "--sampler", "random", "--trials", "2",
                                     "--range", "train.lr=log:1e-4:1e-1", "--grid", "lora.r=4,8", "--out", str(out)])
@@ -93,7 +93,7 @@ def test_optuna_random_sweep_with_a_budget(tmp_path: Path, tiny_model_dir, run_c
 @pytest.mark.slow
 def test_separate_launches_write_configs_and_collect_reads_finished_trials(tmp_path: Path, tiny_model_dir,
                                                                            run_cli) -> None:
-    tiny_model_dir("tiny-r1-distill-qwen")
+    tiny_model_dir("tiny-deepseek-llm")
     out = tmp_path / "sweep"
     code, stdout, stderr = run_cli(["sweep", str(write_config(tmp_path)), "--grid", "train.lr=1e-4,3e-2",
                                     "--launch", "slurm", "--out", str(out)])
