@@ -43,22 +43,31 @@ def _pairs(rendered: Any, bos: int | None, max_tokens: int) -> tuple[list[int], 
 
 
 def _mean_losses(model: Any, sequences: list[list[int]], answer_lengths: list[int], pad: int) -> list[float]:
-    """Mean next-token cross-entropy over the last ``answer_lengths[i]`` tokens of each sequence."""
+    """Mean next-token cross-entropy over the last ``answer_lengths[i]`` tokens of each sequence.
+
+    Rows are left-padded so every answer ends at the last position: the model then computes logits for
+    the last ``max(answer_lengths) + 1`` positions only (``logits_to_keep``), not the whole prompt, which
+    at a 100k+ vocabulary is most of the work. Positions restart after the padding.
+    """
     width = max(len(s) for s in sequences)
     device = next(model.parameters()).device
     ids = torch.full((len(sequences), width), pad, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    labels = torch.full((len(sequences), width), -100, dtype=torch.long)
-    for row, (sequence, length) in enumerate(zip(sequences, answer_lengths)):
-        ids[row, :len(sequence)] = torch.tensor(sequence)
-        mask[row, :len(sequence)] = 1
-        labels[row, len(sequence) - length:len(sequence)] = torch.tensor(sequence[len(sequence) - length:])
+    for row, sequence in enumerate(sequences):
+        ids[row, width - len(sequence):] = torch.tensor(sequence)
+        mask[row, width - len(sequence):] = 1
+    keep = max(answer_lengths) + 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
     with torch.no_grad():
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-    shifted, targets = logits[:, :-1], labels[:, 1:].to(device)
-    losses = torch.nn.functional.cross_entropy(shifted.transpose(1, 2), targets, ignore_index=-100, reduction="none")
-    counts = (targets != -100).sum(1).clamp(min=1)
-    return (losses.sum(1) / counts).tolist()
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+                       logits_to_keep=keep).logits.float()
+    losses = []
+    for row, length in enumerate(answer_lengths):
+        # logits[:, j] predicts token width - keep + j + 1; the answer is the last ``length`` tokens.
+        predicted = logits[row, keep - 1 - length:keep - 1]
+        targets = ids[row, width - length:].to(device)
+        losses.append(float(torch.nn.functional.cross_entropy(predicted, targets)))
+    return losses
 
 
 def ifd_scores(
