@@ -129,3 +129,15 @@ def test_train_refuses_8bit_adamw_on_cpu_before_loading(run_cli, tmp_path: Path)
     assert code == 2
     assert "train.optimizer: adamw_8bit needs a CUDA GPU" in out + err
     assert not (tmp_path / "run").exists()
+
+
+def test_deepspeed_runs_the_configured_optimizer() -> None:
+    from dsft.config import TrainConfig
+    from dsft.training.distributed import deepspeed_config
+
+    adamw = deepspeed_config(TrainConfig(adam_betas=(0.9, 0.95), adam_epsilon=1e-6, weight_decay=0.01), 2)
+    assert adamw["optimizer"]["params"] == {"lr": 2e-4, "betas": [0.9, 0.95], "eps": 1e-6, "weight_decay": 0.01}
+    # Other optimizers are the Trainer's own, handed to DeepSpeed: no optimizer block to override them.
+    assert "optimizer" not in deepspeed_config(TrainConfig(optimizer="adafactor"), 2)
+    with pytest.raises(ConfigError, match="train.optimizer=adafactor: DeepSpeed's optimizer offload"):
+        deepspeed_config(TrainConfig(optimizer="adafactor", offload="optimizer"), 2)

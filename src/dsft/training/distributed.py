@@ -112,11 +112,16 @@ def zero_optimization(train_cfg: TrainConfig) -> dict[str, Any]:
 def deepspeed_config(train_cfg: TrainConfig, world_size: int) -> dict[str, Any]:
     """A complete DeepSpeed JSON (no "auto" values) matching the TrainingArguments dsft builds.
 
-    The optimizer is DeepSpeed's AdamW with the Trainer's hyper-parameters (its CPU Adam when the
-    optimizer is offloaded); the learning-rate schedule stays the Trainer's.
+    With ``train.optimizer: adamw_torch`` the optimizer is DeepSpeed's AdamW with the config's lr, betas,
+    epsilon and weight decay (its CPU Adam when the optimizer is offloaded); other optimizers are the
+    Trainer's own, handed to DeepSpeed (no "optimizer" block), which optimizer offload does not support.
+    The learning-rate schedule stays the Trainer's.
     """
     if world_size < 1:
         raise ConfigError(f"world size must be >= 1, got {world_size}")
+    if train_cfg.optimizer != "adamw_torch" and train_cfg.offload != "none":
+        raise ConfigError(f"train.optimizer={train_cfg.optimizer}: DeepSpeed's optimizer offload runs its own CPU "
+                          "AdamW; use train.optimizer=adamw_torch or train.offload=none")
     bf16, fp16 = _precision_flags(train_cfg)
     micro, accum = train_cfg.micro_batch_size, train_cfg.grad_accum
     sp = train_cfg.sequence_parallel
@@ -124,6 +129,11 @@ def deepspeed_config(train_cfg: TrainConfig, world_size: int) -> dict[str, Any]:
     # world / sp; transformers checks the JSON against micro x accum x world, and accelerate then sets
     # micro x accum x (world / sp) itself, so the value is left to them ("auto").
     batch: int | str = micro * accum * world_size if sp <= 1 else "auto"
+    optimizer = {} if train_cfg.optimizer != "adamw_torch" else {"optimizer": {
+        "type": "AdamW",
+        "params": {"lr": train_cfg.lr, "betas": list(train_cfg.adam_betas), "eps": train_cfg.adam_epsilon,
+                   "weight_decay": train_cfg.weight_decay},
+    }}
     return {
         "train_batch_size": batch,
         "train_micro_batch_size_per_gpu": micro,
@@ -131,10 +141,7 @@ def deepspeed_config(train_cfg: TrainConfig, world_size: int) -> dict[str, Any]:
         "gradient_clipping": train_cfg.max_grad_norm,
         "bf16": {"enabled": bf16},
         "fp16": {"enabled": fp16},
-        "optimizer": {
-            "type": "AdamW",
-            "params": {"lr": train_cfg.lr, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": train_cfg.weight_decay},
-        },
+        **optimizer,
         "zero_optimization": zero_optimization(train_cfg),
         "steps_per_print": _STEPS_PER_PRINT,
         "wall_clock_breakdown": False,
