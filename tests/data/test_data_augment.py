@@ -159,6 +159,12 @@ def test_dsft_data_augment_writes_the_copies_and_a_ledger_that_prepare_keeps_tog
     assert len(sides) == 200 and all(len(s) == 1 for s in sides.values())  # 200 families: a parent + its copy
 
 
-def test_dsft_data_augment_with_nothing_configured_is_one_error(tmp_path: Path, run_cli) -> None:
+def test_dsft_data_augment_user_errors_name_the_key_before_reading(tmp_path: Path, run_cli) -> None:
     code, _, err = run_cli(["data", "augment", str(sample_path("reservoirs")), "--out", str(tmp_path / "o")])
     assert code == 2 and "data.augment: nothing to do" in err and "Traceback" not in err
+    code, _, err = run_cli(["data", "augment", str(tmp_path / "never-read.jsonl"), "--out", str(tmp_path / "o"),
+                            "--set", "data.augment.synonym_copies=1", "--set", f"data.augment.synonyms_en={tmp_path}"])
+    assert code == 2 and "data.augment.synonyms_en:" in err and "not a WordNet dict directory" in err
+    code, _, err = run_cli(["data", "augment", "--out", str(tmp_path / "o"), "--set",
+                            'data.augment.templates=[{table: absent.csv, questions: ["{a}"], answer: "{b}"}]'])
+    assert code == 2 and "data.augment.templates[0].table: absent.csv: no such file" in err

@@ -150,3 +150,22 @@ def test_the_rate_limit_spaces_request_starts() -> None:
     for _ in range(5):
         limit.wait()
     assert time.monotonic() - started >= 0.39
+
+
+def test_an_unreachable_or_refusing_teacher_is_one_error(tmp_path: Path, run_cli) -> None:
+    import socket
+
+    data = tmp_path / "q.jsonl"
+    data.write_text(json.dumps({"question": "Q1 x?"}) + "\n", encoding="utf-8")
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    code, _, err = run_cli(["data", "distill", str(data), "--out", str(tmp_path / "o"),
+                            "--base-url", f"http://127.0.0.1:{port}/v1", "--model", "m"])
+    assert code == 2 and "the endpoint does not answer" in err and "Traceback" not in err
+    with fake_endpoint(lambda body, count: Reply(401)) as endpoint:
+        code, _, err = run_cli(["data", "distill", str(data), "--out", str(tmp_path / "o"),
+                                "--base-url", endpoint.base_url, "--model", "m"])
+        assert len(endpoint.requests) == 1  # a 401 is not retried
+    assert code == 2 and "every request failed (first: sample 0: HTTP 401" in err
+    assert json.loads((tmp_path / "o" / "distill_report.json").read_text())["removed"]["request_failed"] == 1

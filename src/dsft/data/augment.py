@@ -35,7 +35,7 @@ from dsft.data.ingest import ingest, write_rejections
 from dsft.data.near_dedup import drop_near_copies
 from dsft.data.report import write_jsonl, write_removed
 from dsft.data.split import family_of
-from dsft.data.synonyms import is_chinese, load_thesaurus, replace_synonyms
+from dsft.data.synonyms import is_chinese, load_thesaurus, replace_synonyms, synonym_source
 from dsft.data.table_templates import fill_rows, read_table
 from dsft.data.validate import validate_conversation
 from dsft.errors import DataError
@@ -146,6 +146,8 @@ def endpoint_children(
                                                                  TRANSLATE_PROMPT, language=h))
             labels.append((parent, "back_translation", 1))
     try:
+        if jobs:
+            client.check_reachable()
         results = client.complete_many(jobs)
     finally:
         client.close()
@@ -187,6 +189,13 @@ def augment_records(
     return result
 
 
+def check_synonym_sources(settings: AugmentConfig) -> None:
+    """Before any data is read: the synonym lists the settings need exist (package or path)."""
+    if settings.synonym_copies:
+        synonym_source("zh", settings.synonyms_zh)
+        synonym_source("en", settings.synonyms_en)
+
+
 def template_records(settings: AugmentConfig) -> list[Conversation]:
     """Every table of ``augment.templates`` filled: rows x question phrasings."""
     records = []
@@ -213,6 +222,7 @@ def augment_files(cfg: DsftConfig, inputs: list[str], out_dir: str | Path) -> di
     if not settings.enabled():
         raise DataError("data.augment: nothing to do; set templates, synonym_copies, paraphrase_copies or "
                         "back_translation (--set data.augment.synonym_copies=1)")
+    check_synonym_sources(settings)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     templated = template_records(settings)

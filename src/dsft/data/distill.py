@@ -178,6 +178,8 @@ def distill_files(cfg_distill: DistillConfig, inputs: list[str], out_dir: str | 
         endpoint.requests_per_minute, endpoint.max_retries, endpoint.timeout, endpoint.backoff, params), cache)
     started = time.perf_counter()
     try:
+        if questions:
+            client.check_reachable()
         outcomes = client.complete_many([lambda q=q: distill_one(q, client, cfg_distill, check) for q in questions])
     finally:
         client.close()
@@ -194,6 +196,11 @@ def distill_files(cfg_distill: DistillConfig, inputs: list[str], out_dir: str | 
     write_removed(removed, out / "removed.jsonl")
     write_rejections(rejections, out / "rejects.jsonl")
     (out / DISTILL_REPORT_FILE).write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    failed = removed["request_failed"]
+    if questions and len(failed) == len(questions):
+        raise DataError(f"no question answered: every request failed (first: {failed[0].reason}); check the "
+                        f"endpoint, the model name and the key in ${endpoint.api_key_env}. Ledger in "
+                        f"{out / DISTILL_REPORT_FILE}; rerunning resumes")
     return report
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dsft.errors import UnsupportedError
+from dsft.errors import DataError, UnsupportedError
 
 RETRY_STATUSES = {408, 409, 425, 429, 500, 502, 503, 504}
 MAX_BACKOFF = 60.0  # seconds
@@ -144,6 +144,19 @@ class ChatClient:
 
     def close(self) -> None:
         self._http.close()
+
+    def check_reachable(self) -> None:
+        """Fail at once (one error naming the URL) when nothing answers at ``base_url``.
+
+        Any HTTP answer counts as reachable (not every server implements ``/models``); only a refused
+        connection, an unknown host or a timeout stops the run before hundreds of requests retry.
+        """
+        url = f"{self.settings.base_url.rstrip('/')}/models"
+        try:
+            self._http.get("/models", timeout=min(self.settings.timeout, 10.0))
+        except self._httpx.TransportError as exc:
+            raise DataError(f"{url}: the endpoint does not answer ({type(exc).__name__}: {exc}); check the "
+                            "base_url (it usually ends in /v1) and that the server is running") from None
 
     def _count(self, name: str) -> None:
         with self._stats_lock:

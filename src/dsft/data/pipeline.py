@@ -89,6 +89,7 @@ def prepare(
     if not sources["train"]:
         raise DataError("no training data: pass input files (dsft data prepare INPUT...) or set data.train")
     scorers = _semantic_scorers(cfg, ifd_scorer)  # before reading: a missing model or package fails fast
+    augment.check_synonym_sources(cfg.data.augment)
     templated = augment.template_records(cfg.data.augment)  # a bad table fails before the inputs are read
     ledger = _Ledger()
     clock = _Stopwatch()

