@@ -9,7 +9,7 @@ Reading it cannot pull a higher layer's code in, so it cannot form a cycle.
 import ast
 from pathlib import Path
 
-ORDER = ["config", "models", "data", "templates", "training", "eval", "sweep", "export", "serve", "plan", "doctor", "cli"]
+ORDER = ["config", "models", "data", "templates", "training", "eval", "sweep", "export", "serve", "plan", "doctor", "ui", "cli"]
 ROOT = Path(__file__).resolve().parents[1] / "src" / "dsft"
 
 

@@ -18,7 +18,7 @@ from dsft import __version__
 # Each module defines ``register(app: typer.Typer) -> None``.
 COMMAND_MODULES = (
     "config", "models", "data", "template", "train", "sweep", "eval", "export", "serve", "plan", "doctor", "bench",
-    "demo",
+    "demo", "ui",
 )
 
 app = typer.Typer(

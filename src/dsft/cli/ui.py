@@ -1,0 +1,42 @@
+"""``dsft ui [--runs DIR] [--host 127.0.0.1] [--port 7860] [--api-key K]``: the web dashboard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def ui(
+    runs: Path = typer.Option(Path("runs"), "--runs", help="Directory holding run directories (created if missing)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Bind address [loopback]; another needs --api-key."),
+    port: int = typer.Option(7860, "--port", help="Port."),
+    api_key: str | None = typer.Option(None, "--api-key", envvar="DSFT_UI_API_KEY",
+                                       help="Require this key (sign-in page, or `Authorization: Bearer KEY`)."),
+) -> None:
+    """Web dashboard over run directories: runs, live metrics, data masks, chat, new runs."""
+    import uvicorn
+
+    from dsft.errors import DsftError
+    from dsft.serve.server import check_port_free
+    from dsft.ui.app import create_app
+
+    if api_key is not None and (not api_key or api_key != api_key.strip()):
+        raise DsftError("--api-key (DSFT_UI_API_KEY): must be a non-empty key without surrounding spaces; omit it "
+                        "to run on loopback without a key")
+    if not 1 <= port <= 65535:
+        raise DsftError(f"--port: must be 1..65535, got {port}")
+    if host not in LOOPBACK and api_key is None:
+        raise DsftError(f"--host {host}: the dashboard can start training runs; off loopback it needs --api-key")
+    runs.mkdir(parents=True, exist_ok=True)
+    check_port_free(host, port)
+    allowed = ["127.0.0.1", "localhost"] if host in ("127.0.0.1", "localhost") else None  # DNS rebinding
+    app = create_app(runs, api_key=api_key, allowed_hosts=allowed)
+    typer.echo(f"dsft ui: http://{host}:{port}/  (runs under {runs.resolve()})")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ui")(ui)

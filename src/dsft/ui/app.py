@@ -1,0 +1,203 @@
+"""The dashboard's FastAPI app: pages, the live metrics stream, auth and the runs-root fence.
+
+``create_app(root, api_key)`` is all a caller needs. With a key, every route but ``/login`` and the static
+files needs it, as ``Authorization: Bearer KEY`` or the cookie ``/login`` sets. Requests that change
+something (start, stop, chat, mask) are JSON ``POST``s carrying the header ``X-Dsft-Ui: 1``, which a
+page on another site cannot send without a CORS preflight this app never grants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from pathlib import Path
+from typing import Any, AsyncIterator
+from urllib.parse import parse_qs, quote
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.responses import StreamingResponse
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+from dsft.errors import DsftError
+from dsft.ui import pages, runs
+from dsft.ui.paths import OutsideRoot, inside_root
+
+STATIC = Path(__file__).parent / "static"
+COOKIE = "dsft_ui_key"
+LIVE = ("running", "starting")
+
+
+class UiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def create_app(root: Path, api_key: str | None = None, allowed_hosts: list[str] | None = None,
+               poll_s: float = 0.5) -> FastAPI:
+    """The dashboard over the runs under ``root``; ``allowed_hosts`` guards a loopback bind against DNS
+    rebinding (None = any Host header)."""
+    root = Path(root).resolve()
+    if not root.is_dir():
+        raise DsftError(f"--runs {root}: not a directory")
+    app = FastAPI(title="dsft ui", openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.root = root
+    app.state.poll_s = poll_s
+    app.add_middleware(_Auth, api_key=api_key)
+    if allowed_hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
+
+    @app.exception_handler(UiError)
+    async def ui_error(request: Request, exc: UiError) -> Response:
+        return _error(request, exc.status, exc.message)
+
+    @app.exception_handler(DsftError)
+    async def dsft_error(request: Request, exc: DsftError) -> Response:
+        status = 404 if isinstance(exc, OutsideRoot) else 400
+        return _error(request, status, str(exc))
+
+    @app.get("/", response_class=HTMLResponse)
+    async def runs_page() -> str:
+        return pages.runs_page(runs.list_runs(root), str(root))
+
+    @app.get("/api/runs")
+    async def runs_json() -> list[dict[str, Any]]:
+        return [r.as_dict() for r in runs.list_runs(root)]
+
+    @app.get("/run/{name:path}", response_class=HTMLResponse)
+    async def run_page(name: str) -> str:
+        run_dir = _run_dir(root, name)
+        summary = runs.summarize(root, run_dir)
+        launch = runs.read_launch(root, summary.name)
+        return pages.run_page(
+            summary, runs.config_text(run_dir), runs.data_report(run_dir), runs.listed_records(run_dir),
+            runs.checkpoints(run_dir), runs.reports(root, run_dir), runs.export_records(run_dir),
+            can_stop=bool(launch) and summary.status in LIVE)
+
+    @app.get("/api/run")
+    async def run_json(run: str) -> dict[str, Any]:
+        run_dir = _run_dir(root, run)
+        rows, _ = runs.read_metrics_from(run_dir)
+        return {**runs.summarize(root, run_dir).as_dict(), "checkpoints": runs.checkpoints(run_dir),
+                "metrics": rows, "data_report": runs.data_report(run_dir)}
+
+    @app.get("/api/run/events")
+    async def run_events(request: Request, run: str) -> StreamingResponse:
+        run_dir = _run_dir(root, run)
+        name = runs.summarize(root, run_dir).name
+        last = request.headers.get("last-event-id", "")
+        offset = int(last) if last.isdigit() else 0
+        return StreamingResponse(_metric_events(request, root, run_dir, name, offset, app.state.poll_s),
+                                 media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+    @app.get("/file")
+    async def run_file(path: str) -> Response:
+        target = inside_root(root, path)
+        if not target.is_file() or target.suffix not in (*runs.REPORT_SUFFIXES, ".json", ".jsonl", ".yaml", ".txt",
+                                                           ".log", ".png"):
+            raise UiError(404, f"{path}: not a report file")
+        if target.suffix == ".html":
+            # A report may quote model output: sandboxed, it cannot run script against this origin.
+            return HTMLResponse(target.read_text(encoding="utf-8", errors="replace"),
+                                headers={"Content-Security-Policy": "sandbox"})
+        if target.suffix == ".png":
+            return FileResponse(target, media_type="image/png")
+        return PlainTextResponse(target.read_text(encoding="utf-8", errors="replace"))
+
+    @app.get("/static/{name}")
+    async def static(name: str) -> Response:
+        target = inside_root(STATIC, name)
+        media = {".js": "text/javascript", ".css": "text/css", ".png": "image/png"}.get(target.suffix)
+        if media is None or not target.is_file():
+            raise UiError(404, f"{name}: no such file")
+        return FileResponse(target, media_type=media)
+
+    @app.get("/login", response_class=HTMLResponse)
+    async def login_form(next: str = "/", wrong: int = 0) -> str:  # noqa: A002 - the query name
+        return pages.login_page(_local(next), bool(wrong))
+
+    @app.post("/login")
+    async def login(request: Request) -> Response:
+        form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
+        key, target = form.get("key", [""])[0], _local(form.get("next", ["/"])[0])
+        if api_key is None or not secrets.compare_digest(key.encode(), api_key.encode()):
+            return RedirectResponse(f"/login?wrong=1&next={quote(target)}", status_code=303)
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(COOKIE, api_key, httponly=True, samesite="strict")
+        return response
+
+    return app
+
+
+def _run_dir(root: Path, name: str) -> Path:
+    run_dir = inside_root(root, name)
+    if not (run_dir.is_dir() and runs.is_run(run_dir)):
+        raise UiError(404, f"{name}: not a run directory (no run.json or config.yaml)")
+    return run_dir
+
+
+def _local(target: str) -> str:
+    """A redirect target on this site only (no scheme, no ``//host``)."""
+    return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/"
+
+
+def _wants_html(request: Request) -> bool:
+    return request.method == "GET" and not request.url.path.startswith("/api/") and \
+        "text/html" in request.headers.get("accept", "")
+
+
+def _error(request: Request, status: int, message: str) -> Response:
+    if _wants_html(request):
+        return HTMLResponse(pages.error_page(status, message), status_code=status)
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def _metric_events(request: Request, root: Path, run_dir: Path, name: str, offset: int,
+                         poll_s: float) -> AsyncIterator[str]:
+    """Server-sent events: ``rows`` (new metrics lines, id = byte offset), ``status`` when it changes,
+    ``done`` once the run is no longer live and every row has been sent."""
+    status = None
+    while not await request.is_disconnected():
+        rows, offset_after = runs.read_metrics_from(run_dir, offset)
+        if rows:
+            yield f"id: {offset_after}\nevent: rows\ndata: {json.dumps(rows)}\n\n"
+        offset = offset_after
+        try:
+            now = runs.run_status(runs.read_info(run_dir), runs.read_launch(root, name))
+        except DsftError:
+            now = "unreadable"
+        if now != status:
+            status = now
+            yield f"event: status\ndata: {json.dumps(status)}\n\n"
+        if status not in LIVE and not rows:
+            yield "event: done\ndata: {}\n\n"
+            return
+        await asyncio.sleep(poll_s)
+
+
+class _Auth(BaseHTTPMiddleware):
+    """The API key (Bearer header or login cookie) on every route but ``/login`` and ``/static``; the
+    ``X-Dsft-Ui`` header on every POST but the login form."""
+
+    def __init__(self, app: Any, api_key: str | None) -> None:
+        super().__init__(app)
+        self.api_key = api_key
+
+    async def dispatch(self, request: Request, call_next: Any) -> Response:
+        path = request.url.path
+        if request.method == "POST" and path != "/login" and request.headers.get("x-dsft-ui") != "1":
+            return JSONResponse({"error": "POST requests need the header X-Dsft-Ui: 1"}, status_code=403)
+        if self.api_key is None or path == "/login" or path.startswith("/static/"):
+            return await call_next(request)
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        given = token.strip() if scheme.lower() == "bearer" else request.cookies.get(COOKIE, "")
+        if secrets.compare_digest(given.encode(), self.api_key.encode()):
+            return await call_next(request)
+        if _wants_html(request):
+            return RedirectResponse(f"/login?next={quote(path)}", status_code=303)
+        return JSONResponse({"error": "missing or wrong API key; send `Authorization: Bearer KEY` or sign in "
+                                      "at /login"}, status_code=401)

@@ -1,0 +1,108 @@
+"""Server-rendered HTML for the dashboard's pages (escaped with :func:`html.escape`, no template engine)."""
+
+from __future__ import annotations
+
+import json
+from html import escape
+from typing import Any
+from urllib.parse import quote
+
+from dsft.ui.runs import RunSummary
+
+NAV = (("/", "Runs"), ("/data", "Data"), ("/new", "New run"))
+
+
+def page(title: str, body: str, script: bool = True) -> str:
+    nav = " ".join(f'<a href="{href}">{label}</a>' for href, label in NAV)
+    tail = '<script src="/static/dashboard.js"></script>' if script else ""
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)} · dsft</title>'
+            f'<link rel="stylesheet" href="/static/style.css"></head><body><header><strong>dsft</strong> {nav}'
+            f'</header><main><h1>{escape(title)}</h1>{body}</main>{tail}</body></html>')
+
+
+def _cell(value: Any) -> str:
+    if value is None or value == "":
+        return "<td>–</td>"
+    if isinstance(value, dict):
+        value = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in value.items())
+    return f"<td>{escape(str(value))}</td>"
+
+
+def run_link(name: str) -> str:
+    return f"/run/{quote(name)}"
+
+
+def runs_page(runs: list[RunSummary], root: str) -> str:
+    if not runs:
+        body = f"<p>No runs under <code>{escape(root)}</code> yet. <a href='/new'>Start one</a>.</p>"
+        return page("Runs", body)
+    rows = []
+    for r in runs:
+        steps = f"{r.step or 0}" + (f" / {r.max_steps}" if r.max_steps else "")
+        rows.append(
+            f'<tr data-run="{escape(r.name)}"><td><a href="{run_link(r.name)}">{escape(r.name)}</a></td>'
+            f'<td class="status {escape(r.status.replace(" ", "-"))}">{escape(r.status)}</td>'
+            f"{_cell(r.method)}{_cell(r.objective)}{_cell(r.model)}{_cell(steps)}{_cell(r.best_metric)}"
+            f"{_cell(r.started)}</tr>")
+    head = "".join(f"<th>{h}</th>" for h in ("run", "status", "method", "objective", "model", "steps",
+                                             "best metric", "started"))
+    return page("Runs", f'<p>Runs under <code>{escape(root)}</code></p><table id="runs"><tr>{head}</tr>'
+                        f'{"".join(rows)}</table>')
+
+
+def _data_report(report: dict[str, Any] | None, listed: dict[str, list[str]]) -> str:
+    if not report:
+        return "<p>No data report (the run has not prepared its data yet).</p>"
+    rows = [("read", report.get("read")), ("rejected", report.get("rejected"))]
+    rows += [(f"added: {k}", v) for k, v in (report.get("added") or {}).items()]
+    rows += [(f"removed: {k}", v) for k, v in (report.get("removed") or {}).items()]
+    rows += [("kept", report.get("kept"))]
+    rows += [(f"split: {k}", v) for k, v in (report.get("splits") or {}).items()]
+    table = "".join(f"<tr><td>{escape(str(k))}</td>{_cell(v)}</tr>" for k, v in rows)
+    details = "".join(
+        f"<details><summary>{escape(name)} (first {len(lines)})</summary><pre>{escape(chr(10).join(lines))}</pre>"
+        f"</details>" for name, lines in listed.items())
+    return f'<table id="data-report">{table}</table>{details}'
+
+
+def run_page(summary: RunSummary, config: str, report: dict[str, Any] | None, listed: dict[str, list[str]],
+             checkpoints: list[str], reports: list[str], exports: list[dict[str, Any]], can_stop: bool) -> str:
+    name = summary.name
+    facts = "".join(f"<tr><th>{k}</th>{_cell(v)}</tr>" for k, v in (
+        ("status", None), ("model", summary.model), ("method", summary.method), ("objective", summary.objective),
+        ("template", summary.template), ("best metric", summary.best_metric), ("started", summary.started)))
+    facts = facts.replace("<th>status</th><td>–</td>",
+                          f'<th>status</th><td id="status" class="status">{escape(summary.status)}</td>')
+    actions = []
+    if summary.has_final or checkpoints:
+        actions.append(f'<a class="button" href="/chat/{quote(name)}">Chat with this run</a>')
+    if can_stop:
+        actions.append('<button id="stop" type="button">Stop (graceful)</button>')
+    ckpts = "".join(f"<li>{escape(c)} <a href='/chat/{quote(name)}?checkpoint={quote(c)}'>chat</a></li>"
+                    for c in checkpoints) or "<li>none yet</li>"
+    links = "".join(f'<li><a href="/file?path={quote(p)}">{escape(p)}</a></li>' for p in reports) or "<li>none</li>"
+    export_rows = "".join(
+        f"<tr><td>{escape(e.get('path', ''))}</td><td>{escape(str(e.get('format', '')))}</td>"
+        f"<td><code>{escape(json.dumps(e.get('verification')))}</code></td></tr>" for e in exports)
+    exports_html = (f"<table id='exports'><tr><th>file</th><th>format</th><th>verification</th></tr>{export_rows}"
+                    "</table>") if exports else "<p>No exports yet (<code>dsft export RUN --out RUN/export/...</code>).</p>"
+    body = (f'<div class="actions">{" ".join(actions)}</div><table class="facts">{facts}</table>'
+            f'<h2>Metrics</h2><p class="hint">live: new rows of metrics.jsonl arrive as the run writes them</p>'
+            f'<div id="charts" data-run="{escape(name)}"></div>'
+            f"<h2>Data</h2>{_data_report(report, listed)}"
+            f"<h2>Checkpoints</h2><ul id='checkpoints'>{ckpts}</ul>"
+            f"<h2>Reports</h2><ul id='reports'>{links}</ul><h2>Exports</h2>{exports_html}"
+            f"<h2>Resolved config</h2><pre id='config'>{escape(config)}</pre>")
+    return page(name, body)
+
+
+def login_page(next_path: str, wrong: bool) -> str:
+    message = "<p class='error'>Wrong key.</p>" if wrong else ""
+    body = (f"{message}<form method='post' action='/login'><input type='hidden' name='next' "
+            f"value='{escape(next_path)}'><label>API key <input type='password' name='key' autofocus></label> "
+            "<button type='submit'>Sign in</button></form>")
+    return page("Sign in", body, script=False)
+
+
+def error_page(status: int, message: str) -> str:
+    return page(f"Error {status}", f"<p class='error'>{escape(message)}</p>", script=False)

@@ -1,0 +1,69 @@
+"""Run directories as ``dsft train`` leaves them, written directly (no training) for the dashboard tests."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ui_browser import CHROMIUM_FLAGS, missing_browser
+
+
+def write_run(root: Path, name: str, status: str = "finished", steps: int = 4) -> Path:
+    run = root / name
+    (run / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    (run / "checkpoints" / "checkpoint-4").mkdir()
+    (run / "data").mkdir()
+    (run / "config.yaml").write_text("model:\n  name_or_path: tiny-deepseek-v3\ntrain:\n  method: lora\n"
+                                     f"  max_steps: {steps}\n", encoding="utf-8")
+    info = {"status": status, "method": "lora", "model_name_or_path": "tiny-deepseek-v3", "template": "deepseek-r1",
+            "global_step": steps, "best_metric": {"eval_loss": 1.25}, "final": "final"}
+    (run / "run.json").write_text(json.dumps(info), encoding="utf-8")
+    rows = [{"step": s, "loss": 3.0 - 0.1 * s, "lr": 1e-3, "grad_norm": 1.5, "tokens_per_s": 900.0}
+            for s in range(1, steps + 1)] + [{"step": steps, "eval_loss": 1.25}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    (run / "data_report.json").write_text(json.dumps(
+        {"read": 10, "rejected": 1, "added": {}, "removed": {"exact_dedup": 2}, "kept": 7,
+         "splits": {"train": 6, "val": 1}}), encoding="utf-8")
+    (run / "data" / "rejects.jsonl").write_text('{"where": "d.jsonl:3", "reasons": ["empty answer"]}\n',
+                                                encoding="utf-8")
+    (run / "data" / "removed.jsonl").write_text('{"step": "exact_dedup", "where": "d.jsonl:5"}\n', encoding="utf-8")
+    (run / "compare").mkdir()
+    (run / "compare" / "report.md").write_text("# base vs tuned\n", encoding="utf-8")
+    (run / "export" / "hf").mkdir(parents=True)
+    (run / "export" / "hf" / "export.json").write_text(json.dumps(
+        {"format": "hf", "verification": {"max_abs_logit_diff": 0.0}}), encoding="utf-8")
+    return run
+
+
+@pytest.fixture
+def runs_root(tmp_path: Path) -> Path:
+    root = tmp_path / "runs"
+    root.mkdir()
+    write_run(root, "alpha")
+    write_run(root, "sweep/trial-0", status="running", steps=2)
+    return root
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    reason = missing_browser()
+    if reason:
+        pytest.skip(f"browser test: {reason}")
+    from selenium import webdriver  # optional test dependency: only where the browser tests run
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()

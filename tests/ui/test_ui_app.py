@@ -1,0 +1,141 @@
+"""Every dashboard endpoint through an HTTP client: pages, live events, the runs-root fence, auth."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from dsft.ui import runs
+from dsft.ui.app import create_app
+
+HTML = {"accept": "text/html"}
+
+
+def client(root: Path, **kw) -> TestClient:
+    return TestClient(create_app(root, poll_s=0.01, **kw), base_url="http://127.0.0.1")
+
+
+def events(text: str) -> list[tuple[str, str]]:
+    out = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines())
+        out.append((fields["event"], fields["data"]))
+    return out
+
+
+def test_runs_page_lists_every_run(runs_root: Path) -> None:
+    c = client(runs_root)
+    page = c.get("/").text
+    assert 'href="/run/alpha"' in page and 'href="/run/sweep/trial-0"' in page
+    listed = {r["name"]: r for r in c.get("/api/runs").json()}
+    assert listed["alpha"]["status"] == "finished" and listed["alpha"]["step"] == 4
+    assert listed["alpha"]["best_metric"] == {"eval_loss": 1.25} and listed["alpha"]["method"] == "lora"
+    assert listed["sweep/trial-0"]["status"] == "running"
+    assert listed["alpha"]["started"]
+
+
+def test_run_page_shows_config_data_checkpoints_reports_exports(runs_root: Path) -> None:
+    page = client(runs_root).get("/run/alpha").text
+    assert "name_or_path: tiny-deepseek-v3" in page
+    assert "removed: exact_dedup" in page and "empty answer" in page  # the report and the rejects file
+    assert page.index("checkpoint-2") < page.index("checkpoint-4")
+    assert "/file?path=alpha/compare/report.md" in page
+    assert "max_abs_logit_diff" in page
+    assert 'id="charts" data-run="alpha"' in page
+
+
+def test_run_json_and_report_file(runs_root: Path) -> None:
+    c = client(runs_root)
+    data = c.get("/api/run", params={"run": "alpha"}).json()
+    assert [r["step"] for r in data["metrics"] if "loss" in r] == [1, 2, 3, 4]
+    assert c.get("/file", params={"path": "alpha/compare/report.md"}).text == "# base vs tuned\n"
+    assert c.get("/static/dashboard.js").headers["content-type"].startswith("text/javascript")
+
+
+def test_events_stream_rows_then_done_for_a_finished_run(runs_root: Path) -> None:
+    got = events(client(runs_root).get("/api/run/events", params={"run": "alpha"}).text)
+    assert [name for name, _ in got] == ["rows", "status", "done"]
+    assert len(json.loads(got[0][1])) == 5 and json.loads(got[1][1]) == "finished"
+
+
+def test_events_resume_from_last_event_id(runs_root: Path) -> None:
+    size = (runs_root / "alpha" / "metrics.jsonl").stat().st_size
+    with (runs_root / "alpha" / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps({"step": 5, "loss": 2.0}) + "\n" + '{"step": 6, "lo')  # a line still being written
+    got = events(client(runs_root).get("/api/run/events", params={"run": "alpha"},
+                                       headers={"last-event-id": str(size)}).text)
+    assert json.loads(got[0][1]) == [{"step": 5, "loss": 2.0}]
+
+
+def test_a_launched_run_whose_process_is_gone_is_not_running(runs_root: Path) -> None:
+    runs.write_launch(runs_root, "sweep/trial-0", {"pid": 2 ** 22 + 12345, "started": "now"})
+    assert runs.summarize(runs_root, runs_root / "sweep" / "trial-0").status == "failed"
+    runs.write_launch(runs_root, "sweep/trial-0", {"pid": os.getpid(), "started": "now"})
+    assert runs.summarize(runs_root, runs_root / "sweep" / "trial-0").status == "running"
+
+
+@pytest.mark.parametrize("url", [
+    "/run/%2E%2E", "/run/..%2Foutside", "/run/alpha%2F..%2F..%2Foutside", "/api/run?run=../outside", "/api/run?run=/etc",
+    "/api/run/events?run=..%2Foutside", "/file?path=../outside/secret.md", "/file?path=/etc/passwd",
+    "/file?path=alpha/../../outside/secret.md", "/file?path=escape/secret.md", "/run/escape",
+    "/static/..%2Fapp.py", "/file?path=alpha/run.py",
+])
+def test_nothing_outside_the_runs_root_is_reachable(runs_root: Path, url: str) -> None:
+    outside = runs_root.parent / "outside"
+    outside.mkdir(exist_ok=True)
+    (outside / "secret.md").write_text("SECRET", encoding="utf-8")
+    (outside / "config.yaml").write_text("SECRET: 1\n", encoding="utf-8")
+    (outside / "run.json").write_text('{"status": "SECRET"}', encoding="utf-8")
+    (runs_root / "alpha" / "run.py").write_text("SECRET", encoding="utf-8")
+    if not (runs_root / "escape").exists():
+        (runs_root / "escape").symlink_to(outside)  # a symlink out of the root
+    response = client(runs_root).get(url)
+    assert response.status_code in (400, 404), (url, response.status_code)
+    assert "SECRET" not in response.text
+    assert "escape" not in [r["name"] for r in client(runs_root).get("/api/runs").json()]
+
+
+def test_api_key_guards_every_page_and_api(runs_root: Path) -> None:
+    c = client(runs_root, api_key="k3y")
+    for url in ("/api/runs", "/api/run?run=alpha", "/api/run/events?run=alpha", "/file?path=alpha/compare/report.md"):
+        assert c.get(url).status_code == 401, url
+    page = c.get("/run/alpha", headers=HTML, follow_redirects=False)
+    assert page.status_code == 303 and page.headers["location"] == "/login?next=/run/alpha"
+    assert c.get("/api/runs", headers={"authorization": "Bearer wrong"}).status_code == 401
+    assert c.get("/api/runs", headers={"authorization": "Bearer k3y"}).status_code == 200
+    assert c.get("/static/style.css").status_code == 200  # the sign-in page needs its style
+    wrong = c.post("/login", content="key=nope&next=/run/alpha", follow_redirects=False,
+                   headers={"content-type": "application/x-www-form-urlencoded"})
+    assert wrong.headers["location"].startswith("/login?wrong=1")
+    ok = c.post("/login", content="key=k3y&next=//evil.example/", follow_redirects=False,
+                headers={"content-type": "application/x-www-form-urlencoded"})
+    assert ok.status_code == 303 and ok.headers["location"] == "/"  # no redirect off the site
+    assert c.get("/run/alpha").status_code == 200  # the cookie now set
+
+
+def test_posts_need_the_dashboard_header_and_hosts_are_checked(runs_root: Path) -> None:
+    c = client(runs_root, allowed_hosts=["127.0.0.1", "localhost"])
+    assert c.post("/api/run/stop?run=alpha").status_code == 403
+    assert c.get("/", headers={"host": "rebound.example"}).status_code == 400
+    assert c.get("/").status_code == 200
+
+
+def test_missing_runs_and_bad_roots(runs_root: Path, tmp_path: Path) -> None:
+    c = client(runs_root)
+    assert c.get("/run/nope", headers=HTML).status_code == 404
+    assert "no such file" in c.get("/api/run", params={"run": "nope"}).json()["error"]
+    (runs_root / "plain").mkdir()
+    assert "not a run directory" in c.get("/api/run", params={"run": "plain"}).json()["error"]
+    with pytest.raises(Exception, match="not a directory"):
+        create_app(tmp_path / "missing")
+
+
+def test_cli_refuses_empty_key_and_open_bind_without_key(run_cli, tmp_path: Path) -> None:
+    code, _, err = run_cli(["ui", "--runs", str(tmp_path), "--api-key", ""])
+    assert code == 2 and "--api-key" in err
+    code, _, err = run_cli(["ui", "--runs", str(tmp_path), "--host", "0.0.0.0"])
+    assert code == 2 and "needs --api-key" in err

@@ -1,0 +1,82 @@
+"""The dashboard in a real browser (headless Chromium): runs, live charts while training writes metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dsft.ui.app import create_app
+
+from ui_browser import serve, wait_for
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture
+def dashboard(runs_root: Path) -> Iterator[str]:
+    yield from serve(create_app(runs_root, poll_s=0.2))
+
+
+def points(driver, chart: str) -> int:
+    found = driver.find_elements("id", f"chart-{chart}")
+    return int(found[0].get_attribute("data-points")) if found else 0
+
+
+def test_runs_page_then_a_run_with_its_charts(browser, dashboard: str, tmp_path: Path) -> None:
+    browser.get(dashboard + "/")
+    rows = {r.get_attribute("data-run"): r.text for r in browser.find_elements("css selector", "#runs tr[data-run]")}
+    assert set(rows) == {"alpha", "sweep/trial-0"}
+    assert "finished" in rows["alpha"] and "eval_loss 1.25" in rows["alpha"]
+    browser.find_element("link text", "alpha").click()
+    wait_for(lambda: points(browser, "loss") == 5, 20, "the loss chart's 4 train + 1 eval points")
+    assert points(browser, "lr") == 4 and points(browser, "tokens_per_s") == 4
+    assert browser.find_element("id", "status").text == "finished"
+    lines = browser.find_elements("css selector", "#chart-loss polyline")
+    assert [line.get_attribute("data-column") for line in lines] == ["loss", "eval_loss"]
+    browser.save_screenshot(str(tmp_path / "run-page.png"))
+
+
+def write_data(path: Path, n: int = 24) -> Path:
+    rows = [{"messages": [{"role": "user", "content": f"Reservoir R{i} was completed in which year?"},
+                          {"role": "assistant", "content": f"R{i} was completed in {1950 + i}."}]} for i in range(n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.mark.slow
+def test_the_loss_chart_gains_points_while_a_run_trains(browser, runs_root: Path, tmp_path: Path,
+                                                        tiny_model_dir) -> None:
+    tiny_model_dir("tiny-deepseek-v3")
+    data = write_data(tmp_path / "d.jsonl")
+    run = runs_root / "live"
+    config = tmp_path / "c.yaml"
+    config.write_text("model:\n  name_or_path: tiny-deepseek-v3\n", encoding="utf-8")
+    command = [sys.executable, "-m", "dsft", "train", str(config), "--out", str(run), "--set", f"data.train=[{data}]",
+               "--set", "data.val_ratio=0", "--set", "train.max_steps=40", "--set", "train.save_steps=100",
+               "--set", "train.micro_batch_size=2", "--set", "train.max_seq_len=64", "--set", "lora.r=4"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    training = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        for base in serve(create_app(runs_root, poll_s=0.2)):
+            wait_for(lambda: (run / "metrics.jsonl").is_file() or training.poll() is not None, 180,
+                     "the first metrics line")
+            browser.get(f"{base}/run/live")
+            first = wait_for(lambda: points(browser, "loss"), 30, "the first loss point")
+            browser.save_screenshot(str(tmp_path / "live-early.png"))
+            wait_for(lambda: points(browser, "loss") > first, 120, "more loss points as training writes them")
+            wait_for(lambda: browser.find_element("id", "status").text == "finished", 180, "the run to finish")
+            assert points(browser, "loss") == 40
+            browser.save_screenshot(str(tmp_path / "live-finished.png"))
+    finally:
+        try:
+            output = training.communicate(timeout=120)[0].decode(errors="replace")
+        except subprocess.TimeoutExpired:
+            training.kill()
+            output = training.communicate()[0].decode(errors="replace")
+    assert training.returncode == 0, output[-2000:]
