@@ -50,13 +50,31 @@ def test_prepare_with_ifd_from_the_cli(tmp_path: Path, tiny_model_dir, run_cli) 
     data = tmp_path / "qa.jsonl"
     data.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     out = tmp_path / "out"
-    code, _, err = run_cli(["data", "prepare", str(data), "--out", str(out), "--tokenizer", "deepseek",
+    code, stdout, err = run_cli(["data", "prepare", str(data), "--out", str(out), "--tokenizer", "deepseek",
                             "--set", f"model.name_or_path={PRESET}", "--set", "data.val_ratio=0",
                             "--set", "data.clean.semantic.ifd=true", "--set", "data.clean.semantic.ifd_max=null",
                             "--set", "data.clean.semantic.ifd_keep_top=0.5"])
     assert code == 0, err
+    assert "score ifd" in stdout and "12 scored" in stdout
     report = json.loads((out / "data_report.json").read_text())
     assert report["semantic"]["ifd"]["count"] == 12 and report["removed"]["ifd"] == 6
     removed = [json.loads(line)["score"] for line in (out / "removed.jsonl").read_text().splitlines()]
     kept = [json.loads(line)["meta"]["scores"]["ifd"] for line in (out / "train.jsonl").read_text().splitlines()]
     assert len(removed) == 6 and max(removed) <= min(kept)  # the highest IFD is kept (Cherry)
+
+
+def test_dsft_train_data_loading_scores_ifd_with_the_run_model(tmp_path: Path, tiny_model_dir) -> None:
+    from dsft.config import DsftConfig
+    from dsft.training.setup import load_splits
+
+    path = tiny_model_dir(PRESET)
+    rows = [{"messages": [{"role": "user", "content": f"Question {i}: how many dams?"},
+                          {"role": "assistant", "content": f"{i} dams."}]} for i in range(8)]
+    data = tmp_path / "qa.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    cfg = DsftConfig.model_validate({"model": {"name_or_path": str(path)}, "data": {
+        "train": [str(data)], "val_ratio": 0, "clean": {"semantic": {"ifd": True, "ifd_max": None, "ifd_keep_top": 0.25}}}})
+    tokenizer = load_tokenizer(path)
+    splits = load_splits(cfg, tokenizer, get_template("deepseek-r1", tokenizer), tmp_path / "run")
+    report = json.loads((tmp_path / "run" / "data_report.json").read_text())
+    assert report["removed"]["ifd"] == 6 and len(splits["train"].examples) == 2

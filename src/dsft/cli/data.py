@@ -91,6 +91,9 @@ def print_summary(report: dict[str, Any], out: Path) -> None:
         table.add_row(f"{name}", f"{count} (tokens p50 {tokens['p50']}, max {tokens['max']})")
     reasoning = report["reasoning"]["splits"]["train"]
     table.add_row("train with reasoning", f"{reasoning['with_reasoning']} of {reasoning['samples']}")
+    for name, dist in (report.get("semantic") or {}).items():
+        if dist["count"]:
+            table.add_row(f"score {name}", f"p10 {dist['p10']}, p50 {dist['p50']}, p90 {dist['p90']} ({dist['count']} scored)")
     console = Console()
     console.print(table)
     console.print(f"wrote {out} ({report['seconds']} s); details in {out / 'data_report.md'}")
