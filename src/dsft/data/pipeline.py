@@ -88,7 +88,7 @@ def prepare(
     sources = {"train": list(inputs) if inputs else list(data.train), "val": list(data.val), "test": list(data.test)}
     if not sources["train"]:
         raise DataError("no training data: pass input files (dsft data prepare INPUT...) or set data.train")
-    scorers = _semantic_scorers(cfg, ifd_scorer)  # before reading: a missing model or package fails fast
+    scorers = semantic.score_steps(cfg.data.clean.semantic, ifd_scorer)  # before reading: a missing model or package fails fast
     augment.check_synonym_sources(cfg.data.augment)
     templated = augment.template_records(cfg.data.augment)  # a bad table fails before the inputs are read
     ledger = _Ledger()
@@ -197,33 +197,8 @@ def _filter(pools: dict[str, list[Conversation]], tokens: _Tokens, cfg: DsftConf
     return pools
 
 
-@dataclass
-class _ScoreStep:
-    """One semantic score: its scorer and the cut-offs from ``data.clean.semantic``."""
-
-    name: str
-    scorer: semantic.Scorer
-    minimum: float | None = None
-    maximum: float | None = None
-    keep_top: float | None = None
-
-
-def _semantic_scorers(cfg: DsftConfig, ifd_scorer: semantic.Scorer | None) -> list[_ScoreStep]:
-    settings = cfg.data.clean.semantic
-    steps = []
-    if settings.embedding_model:
-        scorer = semantic.EmbeddingScorer(settings.embedding_model)
-        steps.append(_ScoreStep("qa_similarity", scorer, settings.min_similarity, None, settings.keep_top_similarity))
-    if settings.ifd:
-        if ifd_scorer is None:
-            raise DataError("data.clean.semantic.ifd: scoring IFD needs the model; run it through `dsft data prepare` "
-                            "or `dsft train`, or pass ifd_scorer= to prepare()")
-        steps.append(_ScoreStep("ifd", ifd_scorer, None, settings.ifd_max, settings.ifd_keep_top))
-    return steps
-
-
 def _semantic(
-    pools: dict[str, list[Conversation]], tokens: _Tokens, steps: list[_ScoreStep], ledger: _Ledger,
+    pools: dict[str, list[Conversation]], tokens: _Tokens, steps: list[semantic.ScoreStep], ledger: _Ledger,
 ) -> dict[str, list[Conversation]]:
     """Score every pool, record the score distribution (before any cut) and drop what fails the cut-offs."""
     for step in steps:
@@ -233,7 +208,8 @@ def _semantic(
                 continue
             scores = step.scorer(pools[name])
             everything += scores
-            result = semantic.filter_by_score(pools[name], scores, step.name, step.minimum, step.maximum, step.keep_top)
+            result = semantic.filter_by_score(pools[name], scores, step.name, step.minimum, step.maximum, step.keep_top,
+                                              step.higher_is_better)
             # Kept conversations are copies carrying their score in meta; they share the messages list.
             counted = {id(c.messages): tokens[id(c)][1] for c in pools[name]}
             for conversation in result.kept:

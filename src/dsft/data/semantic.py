@@ -30,11 +30,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dsft.config.schema import SemanticConfig
 from dsft.data.clean import Removed, StepResult
 from dsft.data.conversation import Conversation
 from dsft.errors import DataError, UnsupportedError
@@ -125,6 +127,33 @@ def score_distribution(scores: Sequence[float | None], bins: int = 10) -> dict[s
         "histogram": {"edges": [round(float(e), 4) for e in edges], "counts": [int(c) for c in counts]},
     })
     return out
+
+
+@dataclass
+class ScoreStep:
+    """One semantic score: its name, its scorer and its cut-offs."""
+
+    name: str
+    scorer: Scorer
+    minimum: float | None = None
+    maximum: float | None = None
+    keep_top: float | None = None
+    higher_is_better: bool = True
+
+
+def score_steps(settings: SemanticConfig, ifd_scorer: Scorer | None) -> list[ScoreStep]:
+    """The scores ``data.clean.semantic`` asks for; IFD needs the caller's model scorer (else an error)."""
+    steps = []
+    if settings.embedding_model:
+        scorer = EmbeddingScorer(settings.embedding_model)
+        steps.append(ScoreStep("qa_similarity", scorer, settings.min_similarity, None, settings.keep_top_similarity))
+    if settings.ifd:
+        if ifd_scorer is None:
+            raise DataError("data.clean.semantic.ifd: scoring IFD needs the model; run it through `dsft data prepare` "
+                            "or `dsft train`, or pass ifd_scorer= to prepare()")
+        # Cherry keeps the highest IFD below the maximum: the pairs hardest for the model that the question explains.
+        steps.append(ScoreStep("ifd", ifd_scorer, None, settings.ifd_max, settings.ifd_keep_top))
+    return steps
 
 
 class EmbeddingScorer:
