@@ -80,3 +80,27 @@ def test_the_loss_chart_gains_points_while_a_run_trains(browser, runs_root: Path
             training.kill()
             output = training.communicate()[0].decode(errors="replace")
     assert training.returncode == 0, output[-2000:]
+
+
+def test_mask_view_colours_the_known_supervised_tokens(browser, dashboard: str, runs_root: Path,
+                                                       tmp_path: Path) -> None:
+    from selenium.webdriver.support.ui import Select  # optional test dependency, like the browser fixture
+
+    conversation = {"messages": [{"role": "user", "content": "Which river is longest?"},
+                                 {"role": "assistant", "content": "The Nile is the longest."}]}
+    (runs_root / "chat.jsonl").write_text(json.dumps(conversation) + "\n", encoding="utf-8")
+    browser.get(dashboard + "/data")
+    browser.find_element("id", "source").send_keys("chat.jsonl")
+    browser.find_element("id", "tokenizer").send_keys("deepseek")
+    Select(browser.find_element("id", "template")).select_by_visible_text("deepseek-v3")
+    browser.find_element("css selector", "#mask-form button").click()
+    wait_for(lambda: browser.find_element("id", "mask").get_attribute("data-rendered"), 60, "the rendered mask")
+    supervised = "".join(s.get_attribute("textContent") for s in browser.find_elements("css selector", "#mask .sup"))
+    assert supervised == "The Nile is the longest.<｜end▁of▁sentence｜>"
+    first = browser.find_element("css selector", "#mask .tok")
+    assert "special" in first.get_attribute("class") and "ctx" in first.get_attribute("class")
+    green = browser.find_element("css selector", "#mask .sup:not(.special)").value_of_css_property("background-color")
+    assert green == "rgba(191, 232, 200, 1)"  # the supervised colour, not the context's transparent background
+    count = len(browser.find_elements("css selector", "#mask .sup"))
+    assert f"{count} supervised" in browser.find_element("id", "mask-counts").text
+    browser.save_screenshot(str(tmp_path / "mask.png"))

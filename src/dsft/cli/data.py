@@ -99,40 +99,6 @@ def print_summary(report: dict[str, Any], out: Path) -> None:
     console.print(f"wrote {out} ({report['seconds']} s); details in {out / 'data_report.md'}")
 
 
-def prepared_defaults(source: Path) -> list[str]:
-    """``--set`` overrides that make a prepared directory render as it was prepared (model, template, mask).
-
-    A directory from ``dsft data prepare`` records them in ``data_report.json``; a run directory holds its
-    data under ``data/``. Explicit ``--set``/``--template``/``--tokenizer`` still win.
-    """
-    import json
-
-    report = source / "data_report.json"
-    if not (source.is_dir() and report.is_file()):
-        return []
-    prepared_for = json.loads(report.read_text(encoding="utf-8")).get("prepared_for") or {}
-    keys = {"model": "model.name_or_path", "template": "template.name", "masking": "template.masking"}
-    return [f"{keys[name]}={value}" for name, value in prepared_for.items() if name in keys and value]
-
-
-def _pick_conversation(source: Path, index: int, cfg: Any) -> Any:
-    """Conversation ``index`` of a prepared directory (its train.jsonl) or any readable data file."""
-    from dsft.data.ingest import Rejection, parse_record
-    from dsft.data.readers import read_records
-    from dsft.errors import DataError
-
-    candidates = [source / "train.jsonl", source / "data" / "train.jsonl"] if source.is_dir() else []
-    target = next((path for path in candidates if path.is_file()), source)
-    for position, raw in enumerate(read_records([str(target)])):
-        if position < index:
-            continue
-        parsed = parse_record(raw, cfg.data.format, cfg.data.columns)
-        if isinstance(parsed, Rejection):
-            raise DataError(f"{raw.where}: record {index} is invalid", parsed.reasons)
-        return parsed[1]
-    raise DataError(f"{target}: no record at --index {index} (indices start at 0)")
-
-
 @data_app.command("inspect")
 def inspect_command(
     source: Path = typer.Argument(..., help="A data file, or a directory written by `dsft data prepare`."),
@@ -147,11 +113,12 @@ def inspect_command(
     from rich.console import Console
 
     from dsft.config import load_config
+    from dsft.data.inspect_source import pick_conversation, prepared_defaults
     from dsft.templates import detect_template, get_template
     from dsft.templates.inspect import print_rendered
 
     cfg = load_config(config, prepared_defaults(source) + list(set_) if config is None else set_)
-    conversation = _pick_conversation(source, index, cfg)
+    conversation = pick_conversation(source, index, cfg)
     loaded = load_tokenizer_for(tokenizer, cfg)
     name = template or cfg.template.name
     if name == "auto":

@@ -73,3 +73,30 @@ def print_rendered(rendered: Rendered, tokenizer: Any = None, console: Any = Non
         f"total {counts['tokens']}",
         highlight=False,
     )
+
+
+def token_pieces(rendered: Rendered, tokenizer: Any) -> list[tuple[str, bool, bool]]:
+    """``(text, supervised, special)`` for each token of a rendered example, for a per-token view.
+
+    Tokens that decode only together (a multi-byte character split across tokens) form one piece, flagged
+    supervised if its first token is. ``special`` marks the tokenizer's special and added special tokens
+    (BOS, EOS, role markers), which a text view would otherwise hide or blur into the text.
+    """
+    special = set(getattr(tokenizer, "all_special_ids", None) or [])
+    special |= {i for i, t in (getattr(tokenizer, "added_tokens_decoder", None) or {}).items()
+                if getattr(t, "special", False)}
+    pieces: list[tuple[str, bool, bool]] = []
+    pending: list[int] = []
+    flags: list[bool] = []
+    for token, sup in zip(rendered.input_ids, rendered.supervised):
+        pending.append(token)
+        flags.append(sup)
+        text = tokenizer.decode(pending, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        if text.endswith("\ufffd") and len(pending) < 4:
+            continue  # an incomplete UTF-8 sequence: the next token completes it
+        pieces.append((text, flags[0], any(t in special for t in pending)))
+        pending, flags = [], []
+    if pending:
+        text = tokenizer.decode(pending, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        pieces.append((text, flags[0], any(t in special for t in pending)))
+    return pieces

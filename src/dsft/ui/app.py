@@ -22,7 +22,8 @@ from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from dsft.errors import DsftError
-from dsft.ui import pages, runs
+from dsft.templates import TEMPLATE_CHOICES
+from dsft.ui import mask, pages, runs
 from dsft.ui.paths import OutsideRoot, inside_root
 
 STATIC = Path(__file__).parent / "static"
@@ -108,6 +109,18 @@ def create_app(root: Path, api_key: str | None = None, allowed_hosts: list[str] 
             return FileResponse(target, media_type="image/png")
         return PlainTextResponse(target.read_text(encoding="utf-8", errors="replace"))
 
+    @app.get("/data", response_class=HTMLResponse)
+    def data_page(source: str = "") -> str:
+        return pages.data_page(mask.mask_sources(root), list(TEMPLATE_CHOICES), source)
+
+    @app.post("/api/mask")
+    def mask_json(body: dict[str, Any]) -> dict[str, Any]:
+        thinking = body.get("thinking")
+        return mask.mask_view(
+            root, str(body.get("source") or ""), index=_int(body.get("index", 0), "index"),
+            template=body.get("template") or None, tokenizer=body.get("tokenizer") or None,
+            masking=body.get("masking") or None, thinking=None if thinking in (None, "") else bool(thinking))
+
     @app.get("/static/{name}")
     async def static(name: str) -> Response:
         target = inside_root(STATIC, name)
@@ -138,6 +151,16 @@ def _run_dir(root: Path, name: str) -> Path:
     if not (run_dir.is_dir() and runs.is_run(run_dir)):
         raise UiError(404, f"{name}: not a run directory (no run.json or config.yaml)")
     return run_dir
+
+
+def _int(value: Any, name: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise UiError(400, f"{name}: expected a whole number, got {value!r}") from None
+    if number < 0:
+        raise UiError(400, f"{name}: must be >= 0, got {number}")
+    return number
 
 
 def _local(target: str) -> str:

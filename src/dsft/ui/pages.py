@@ -106,3 +106,28 @@ def login_page(next_path: str, wrong: bool) -> str:
 
 def error_page(status: int, message: str) -> str:
     return page(f"Error {status}", f"<p class='error'>{escape(message)}</p>", script=False)
+
+
+def _options(values: list[str], selected: str = "") -> str:
+    return "".join(f"<option{' selected' if v == selected else ''}>{escape(v)}</option>" for v in values)
+
+
+def data_page(sources: list[str], templates: list[str], source: str) -> str:
+    choices = "".join(f"<option value='{escape(s)}'>" for s in sources)
+    body = (
+        "<p>One conversation rendered with the chat template, token by token: <span class='mask'><span class='tok sup'>"
+        "supervised</span> <span class='tok ctx'>context</span> <span class='tok special'>special</span></span>. "
+        "A run renders with its own model, template and masking.</p>"
+        "<form id='mask-form' class='grid'>"
+        f"<label for='source'>run, prepared dir or file</label><input id='source' name='source' list='sources' "
+        f"value='{escape(source)}' required><datalist id='sources'>{choices}</datalist>"
+        "<label for='index'>record</label><input id='index' name='index' type='number' min='0' value='0'>"
+        f"<label for='template'>template</label><select id='template' name='template'><option value=''>"
+        f"as prepared / config</option>{_options(templates)}</select>"
+        "<label for='tokenizer'>tokenizer</label><input id='tokenizer' name='tokenizer' "
+        "placeholder=\"the run's model; or deepseek, a tiny preset, a model dir under the root\">"
+        "<label for='masking'>masking</label><select id='masking' name='masking'><option value=''>as configured"
+        "</option><option>assistant</option><option>last</option><option>all</option></select>"
+        "<span></span><button type='submit'>Render</button></form>"
+        "<p id='mask-counts' class='hint'></p><div id='mask' class='mask'></div>")
+    return page("Data: the loss mask", body)

@@ -104,3 +104,33 @@ document.addEventListener("DOMContentLoaded", () => {
   if (holder) watchRun(holder);
   if (window.dsftPage) window.dsftPage();
 });
+
+function maskForm(form) {
+  form.addEventListener("submit", e => {
+    e.preventDefault();
+    const body = Object.fromEntries(new FormData(form).entries());
+    const out = document.getElementById("mask"), counts = document.getElementById("mask-counts");
+    counts.textContent = "rendering…"; out.replaceChildren();
+    postJson("/api/mask", body).then(r => {
+      if (!r.ok) { counts.textContent = r.data.error; counts.className = "error"; return; }
+      counts.className = "hint";
+      const c = r.data.counts;
+      counts.textContent = `template ${r.data.template} · masking ${r.data.masking} · ${c.tokens} tokens: ` +
+        `${c.supervised} supervised, ${c.unsupervised} context`;
+      for (const t of r.data.tokens) {
+        const span = document.createElement("span");
+        span.className = "tok " + (t.supervised ? "sup" : "ctx") + (t.special ? " special" : "");
+        span.textContent = t.text;
+        span.title = (t.supervised ? "supervised" : "context") + (t.special ? ", special token" : "");
+        out.appendChild(span);
+      }
+      out.dataset.rendered = "1";
+    });
+  });
+  if (form.source.value) form.requestSubmit();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const form = document.getElementById("mask-form");
+  if (form) maskForm(form);
+});

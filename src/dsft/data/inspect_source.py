@@ -1,0 +1,43 @@
+"""Which conversation to inspect: record N of a data file, a prepared directory or a run's data.
+
+Used by ``dsft data inspect`` and the dashboard's mask view.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from dsft.data.conversation import Conversation
+from dsft.data.ingest import Rejection, parse_record
+from dsft.data.readers import read_records
+from dsft.errors import DataError
+
+
+def prepared_defaults(source: Path) -> list[str]:
+    """``--set`` overrides that make a prepared directory render as it was prepared (model, template, mask).
+
+    A directory from ``dsft data prepare`` records them in ``data_report.json``; a run directory holds its
+    data under ``data/``. Explicit ``--set``/``--template``/``--tokenizer`` still win.
+    """
+    report = source / "data_report.json"
+    if not (source.is_dir() and report.is_file()):
+        return []
+    prepared_for = json.loads(report.read_text(encoding="utf-8")).get("prepared_for") or {}
+    keys = {"model": "model.name_or_path", "template": "template.name", "masking": "template.masking"}
+    return [f"{keys[name]}={value}" for name, value in prepared_for.items() if name in keys and value]
+
+
+def pick_conversation(source: Path, index: int, cfg: Any) -> Conversation:
+    """Conversation ``index`` of a prepared directory (its train.jsonl) or any readable data file."""
+    candidates = [source / "train.jsonl", source / "data" / "train.jsonl"] if source.is_dir() else []
+    target = next((path for path in candidates if path.is_file()), source)
+    for position, raw in enumerate(read_records([str(target)])):
+        if position < index:
+            continue
+        parsed = parse_record(raw, cfg.data.format, cfg.data.columns)
+        if isinstance(parsed, Rejection):
+            raise DataError(f"{raw.where}: record {index} is invalid", parsed.reasons)
+        return parsed[1]
+    raise DataError(f"{target}: no record at --index {index} (indices start at 0)")
