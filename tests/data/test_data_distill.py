@@ -63,11 +63,15 @@ def test_every_question_is_answered_rejected_or_failed_and_a_rerun_asks_only_the
     data.write_text("".join(json.dumps(q, ensure_ascii=False) + "\n" for q in QUESTIONS), encoding="utf-8")
     out = tmp_path / "out"
     with fake_endpoint(teacher) as endpoint:
-        report = distill_files(settings(endpoint.base_url, samples=2), [str(data)], out, answer_checker("auto"))
+        report = distill_files(settings(endpoint.base_url, samples=2, system="Think step by step."), [str(data)], out,
+                               answer_checker("auto"))
+        systems = {last_user(r).split()[0]: r["messages"][0]["content"] for r in endpoint.requests}
         first_requests = len(endpoint.requests)
-        again = distill_files(settings(endpoint.base_url, samples=2), [str(data)], out, answer_checker("auto"))
+        again = distill_files(settings(endpoint.base_url, samples=2, system="Think step by step."), [str(data)], out,
+                              answer_checker("auto"))
         rerun = endpoint.requests[first_requests:]
     assert report["read"] == 11 and report["rejected"] == 1
+    assert systems["Q1"] == "Think step by step." and systems["Q9"] == "Be brief."  # the record's own system wins
     assert report["kept"] == 4 and report["verified"] == 3  # Q1, Q2, Q7 checked against references; Q9 has none
     assert report["removed"] == {"wrong_answer": 1, "unusable_output": 2, "request_failed": 3}
     assert report["read"] + sum(report["added"].values()) == (

@@ -175,7 +175,7 @@ class DistillConfig(Section):
     )
     f1_min: float = Field(0.8, ge=0, le=1, description="With verify f1 (or auto on text): the lowest token F1 accepted.")
     require_reasoning: bool = Field(True, description="Reject answers without a chain of thought.")
-    system: str | None = Field(None, description="System prompt sent before each question.")
+    system: str | None = Field(None, description="System prompt sent before each question that has none.")
     cache: str | None = Field(None, description="Response cache file (resume without asking again); null = "
                               "distill_cache.jsonl in the output directory.")
 

@@ -139,7 +139,9 @@ def _sample_record(question: Question, completion: Completion, settings: Distill
 
 def distill_one(question: Question, client: ChatClient, settings: DistillConfig, check: AnswerCheck | None) -> Outcome:
     """Up to ``settings.samples`` answers; the first usable and right one is kept (see the module doc)."""
-    prompt = ([{"role": "system", "content": settings.system}] if settings.system else []) + question.messages
+    has_system = bool(question.messages) and question.messages[0]["role"] == "system"
+    prompt = ([{"role": "system", "content": settings.system}] if settings.system and not has_system else [])
+    prompt += question.messages  # a question's own system prompt wins over data.distill.system
     outcome = Outcome(step="unusable_output")
     for sample in range(settings.samples):
         try:
