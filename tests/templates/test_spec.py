@@ -72,8 +72,12 @@ def test_hf_ollama_template_comes_from_the_models_own_template() -> None:
     r1 = get_template("hf", Tok(released_template("deepseek-r1"))).ollama_template()
     assert r1 == get_template("deepseek-r1").ollama_template()
     assert render_modelfile("hf", tokenizer=Tok(released_template("deepseek-llm"))) == render_modelfile("deepseek-llm")
+    # A turn-by-turn template (here contents only) gets a derived Go template (tests/export/test_ollama_hf.py);
+    # one whose output is not turn by turn (here: messages in reverse order) is refused.
+    assert "{{ .Content }}" in get_template("hf", Tok(CHATML)).ollama_template().template
+    reversed_turns = "{% for m in messages|reverse %}{{ m['content'] }};{% endfor %}"
     with pytest.raises(UnsupportedError, match="not a DeepSeek family's.*set template.name"):
-        get_template("hf", Tok(CHATML)).ollama_template()
+        get_template("hf", Tok(reversed_turns)).ollama_template()
     with pytest.raises(UnsupportedError, match="no chat_template"):
         get_template("hf", Tok(None)).ollama_template()
 

@@ -23,6 +23,7 @@ from dsft.templates.base import (
 from dsft.templates.detect import detect_from_chat_template
 from dsft.templates.reasoning import prompt_opens_think
 from dsft.templates.registry import load_family
+from dsft.templates.ollama_derived import derived_ollama_template, jinja_renderer
 from dsft.templates.spec import OllamaTemplate, no_ollama_template
 
 
@@ -77,20 +78,26 @@ class HFChatTemplate:
         return prompt_opens_think(prompt)
 
     def ollama_template(self) -> OllamaTemplate:
-        """The Ollama template of the DeepSeek family whose signature the model's chat template carries.
+        """The Ollama template of the DeepSeek family whose signature the model's chat template carries, else
+        one derived from the template's turn-by-turn layout (:mod:`dsft.templates.ollama_derived`).
 
-        Ollama needs a Go template and an arbitrary Jinja one cannot be translated; a template that is
-        recognisably a DeepSeek family's gets that family's Go template.
+        Ollama needs a Go template and an arbitrary Jinja one cannot be translated: a template that is
+        neither is refused.
         """
         template = getattr(self.tokenizer, "chat_template", None) if self.tokenizer is not None else None
         if not isinstance(template, str) or not template:
             raise no_ollama_template(self.name, "the model's tokenizer has no chat_template to translate")
         family = detect_from_chat_template(template)
-        if family is None:
+        if family is not None:
+            return load_family(family).ollama_template()
+        try:
+            # A turn-by-turn template (ChatML: SmolLM2, Qwen2.5, ...) is rebuilt in Go and checked.
+            return derived_ollama_template(jinja_renderer(template), getattr(self.tokenizer, "bos_token", None),
+                                           [getattr(self.tokenizer, "eos_token", None) or ""])
+        except DsftError as exc:
             raise no_ollama_template(
-                self.name, "the model's own chat_template is not a DeepSeek family's, and Jinja cannot be "
-                "translated to Go; set template.name to the model's family if it has one")
-        return load_family(family).ollama_template()
+                self.name, f"the model's own chat_template is not a DeepSeek family's and its Go equivalent "
+                f"could not be derived ({exc}); set template.name to the model's family if it has one") from exc
 
     @property
     def chat_template(self) -> str:
