@@ -137,6 +137,16 @@ def test_bench_train_cli_writes_the_report(tiny_model_dir, tmp_path: Path) -> No
     assert "report:" in result.output
 
 
+def test_a_failed_peer_is_recorded_and_the_other_figures_kept() -> None:
+    from dsft.training.bench.runner import add_ratios
+
+    report = {"systems": {"dsft": {"supervised_tokens_per_s": 10.0, "peak_memory_bytes": 5},
+                          "trl": {"failed": "bench system 'trl' failed (exit -9)"},
+                          "seed": {"supervised_tokens_per_s": 2.0, "peak_memory_bytes": 10}}}
+    ratios = add_ratios(report)
+    assert ratios["ratios"] == {"vs_seed": 5.0} and ratios["memory_ratios"] == {"vs_seed": 0.5}
+
+
 def test_bench_rejects_an_unknown_system(tmp_path: Path) -> None:
     from dsft.errors import DsftError
     from dsft.training.bench.runner import run_bench

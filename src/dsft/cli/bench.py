@@ -24,6 +24,9 @@ def _table(report: dict[str, Any]) -> Any:
                    "dsft speed-up", "dsft memory"):
         table.add_column(column, justify="left" if column == "system" else "right")
     for name, row in report["systems"].items():
+        if "failed" in row:
+            table.add_row(name, "failed: " + row["failed"].splitlines()[0], *["-"] * 6)
+            continue
         speed = report["ratios"].get(f"vs_{name}")
         memory = report["memory_ratios"].get(f"vs_{name}")
         table.add_row(

@@ -87,7 +87,8 @@ def _run_worker(spec: dict[str, Any], work: Path) -> dict[str, Any]:
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0 or not result_path.exists():
         tail = "\n".join(done.stderr.strip().splitlines()[-15:])
-        raise DsftError(f"bench system {spec['system']!r} failed (exit {done.returncode}):\n{tail}")
+        why = " (killed: out of memory?)" if done.returncode == -9 else ""
+        raise DsftError(f"bench system {spec['system']!r} failed (exit {done.returncode}{why}):\n{tail}")
     return json.loads(result_path.read_text(encoding="utf-8"))
 
 
@@ -151,7 +152,14 @@ def run_bench(
                     "lr": lr, "threads": threads, "work_dir": str(work / system),
                     "loss_chunk_size": loss_chunk_size, "dsft_options": sorted(dsft_options)}
             load_before = list(os.getloadavg())
-            result = _run_worker(spec, work)
+            try:
+                result = _run_worker(spec, work)
+            except DsftError as failure:
+                if system == "dsft":
+                    raise
+                # A peer that fails (e.g. killed for memory) is a result too; the others' figures stay.
+                report["systems"][system] = {"failed": str(failure)}
+                continue
             result["load_average_before_after"] = [load_before, list(os.getloadavg())]
             result["mfu"] = result.pop("useful_flops_per_s") / peak
             report["systems"][system] = result
@@ -164,7 +172,7 @@ def add_ratios(report: dict[str, Any]) -> dict[str, Any]:
     ours = systems["dsft"]
     report["ratios"], report["memory_ratios"] = {}, {}
     for name, other in systems.items():
-        if name == "dsft":
+        if name == "dsft" or "failed" in other:
             continue
         report["ratios"][f"vs_{name}"] = _ratio(ours["supervised_tokens_per_s"], other["supervised_tokens_per_s"])
         report["memory_ratios"][f"vs_{name}"] = _ratio(ours["peak_memory_bytes"], other["peak_memory_bytes"])
