@@ -73,6 +73,22 @@ def test_the_loss_chart_gains_points_while_a_run_trains(browser, runs_root: Path
             wait_for(lambda: browser.find_element("id", "status").text == "finished", 180, "the run to finish")
             assert points(browser, "loss") == 40
             browser.save_screenshot(str(tmp_path / "live-finished.png"))
+            # Chat with what it trained, base beside it.
+            training.wait(timeout=120)
+            browser.get(f"{base}/run/live")
+            browser.find_element("link text", "Chat with this run").click()
+            browser.find_element("id", "message").send_keys("Which reservoir is R3?")
+            browser.find_element("id", "max_tokens").clear()
+            browser.find_element("id", "max_tokens").send_keys("8")
+            browser.find_element("id", "side").click()
+            browser.find_element("css selector", "#chat-form button").click()
+            wait_for(lambda: browser.find_element("id", "chat-form").get_attribute("data-turns") == "2", 120,
+                     "the first answer")
+            for column in ("tuned", "base"):
+                turns = browser.find_elements("css selector", f"#chat-{column} .turn.assistant")
+                assert len(turns) == 1 and "error" not in turns[0].get_attribute("class"), column
+            assert browser.find_element("id", "chat-state").text == ""
+            browser.save_screenshot(str(tmp_path / "chat.png"))
     finally:
         try:
             output = training.communicate(timeout=120)[0].decode(errors="replace")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator
 from urllib.parse import parse_qs, quote
@@ -24,6 +25,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from dsft.errors import DsftError
 from dsft.templates import TEMPLATE_CHOICES
 from dsft.ui import mask, pages, runs
+from dsft.ui.chat import ChatEngines
 from dsft.ui.paths import OutsideRoot, inside_root
 
 STATIC = Path(__file__).parent / "static"
@@ -45,8 +47,16 @@ def create_app(root: Path, api_key: str | None = None, allowed_hosts: list[str] 
     root = Path(root).resolve()
     if not root.is_dir():
         raise DsftError(f"--runs {root}: not a directory")
-    app = FastAPI(title="dsft ui", openapi_url=None, docs_url=None, redoc_url=None)
+    engines = ChatEngines()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await engines.close()
+
+    app = FastAPI(title="dsft ui", openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.root = root
+    app.state.chat = engines
     app.state.poll_s = poll_s
     app.add_middleware(_Auth, api_key=api_key)
     if allowed_hosts:
@@ -120,6 +130,26 @@ def create_app(root: Path, api_key: str | None = None, allowed_hosts: list[str] 
             root, str(body.get("source") or ""), index=_int(body.get("index", 0), "index"),
             template=body.get("template") or None, tokenizer=body.get("tokenizer") or None,
             masking=body.get("masking") or None, thinking=None if thinking in (None, "") else bool(thinking))
+
+    @app.get("/chat/{name:path}", response_class=HTMLResponse)
+    async def chat_page(name: str, checkpoint: str = "") -> str:
+        run_dir = _run_dir(root, name)
+        summary = runs.summarize(root, run_dir)
+        return pages.chat_page(summary, runs.checkpoints(run_dir), checkpoint)
+
+    @app.post("/api/chat")
+    async def chat(body: dict[str, Any]) -> dict[str, Any]:
+        run_dir = _run_dir(root, str(body.get("run") or ""))
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise UiError(400, "messages: a non-empty list of {role, content}")
+        temperature = body.get("temperature", 0.0)
+        if not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2:
+            raise UiError(400, f"temperature: a number in 0..2, got {temperature!r}")
+        thinking = body.get("thinking")
+        return await engines.reply(
+            run_dir, body.get("checkpoint") or None, messages, max(1, _int(body.get("max_tokens", 128), "max_tokens")),
+            float(temperature), None if thinking in (None, "") else bool(thinking), bool(body.get("side_by_side")))
 
     @app.get("/static/{name}")
     async def static(name: str) -> Response:

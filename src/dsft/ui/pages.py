@@ -131,3 +131,26 @@ def data_page(sources: list[str], templates: list[str], source: str) -> str:
         "<span></span><button type='submit'>Render</button></form>"
         "<p id='mask-counts' class='hint'></p><div id='mask' class='mask'></div>")
     return page("Data: the loss mask", body)
+
+
+def chat_page(summary: RunSummary, checkpoints: list[str], chosen: str) -> str:
+    weights = ([("", "final")] if summary.has_final else []) + [(c, c) for c in checkpoints]
+    options = "".join(f"<option value='{escape(v)}'{' selected' if v == chosen else ''}>{escape(label)}</option>"
+                      for v, label in weights)
+    body = (
+        f"<p>Run <a href='{run_link(summary.name)}'>{escape(summary.name)}</a> · template "
+        f"{escape(str(summary.template))} · answers come from the same engine as <code>dsft serve</code>; "
+        "reasoning is shown apart from the answer.</p>"
+        f"<form id='chat-form' class='grid' data-run='{escape(summary.name)}'>"
+        f"<label for='weights'>weights</label><select id='weights' name='checkpoint'>{options}</select>"
+        "<label for='max_tokens'>max tokens</label><input id='max_tokens' name='max_tokens' type='number' min='1' "
+        "value='128'><label for='temperature'>temperature</label><input id='temperature' name='temperature' "
+        "type='number' min='0' max='2' step='0.1' value='0'>"
+        "<label for='side'>base side by side</label><input id='side' name='side_by_side' type='checkbox'>"
+        "<label for='message'>message</label><textarea id='message' name='message' rows='3' required></textarea>"
+        "<span></span><button type='submit'>Send</button></form>"
+        "<p id='chat-state' class='hint'></p><div id='chat-columns' style='display:flex; gap:1em'>"
+        "<div style='flex:1'><h2>tuned</h2><div id='chat-tuned' class='chat-log'></div></div>"
+        "<div style='flex:1; display:none' id='base-column'><h2>base</h2><div id='chat-base' class='chat-log'>"
+        "</div></div></div>")
+    return page(f"Chat: {summary.name}", body)

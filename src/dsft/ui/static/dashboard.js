@@ -134,3 +134,45 @@ document.addEventListener("DOMContentLoaded", () => {
   const form = document.getElementById("mask-form");
   if (form) maskForm(form);
 });
+
+function chatForm(form) {
+  const history = [];
+  const state = document.getElementById("chat-state");
+  function show(where, role, answer) {
+    const log = document.getElementById("chat-" + where);
+    const turn = document.createElement("div");
+    turn.className = "turn " + role;
+    if (role === "user") { turn.innerHTML = "<strong>you</strong> "; turn.append(answer); log.appendChild(turn); return; }
+    if (answer.error) { turn.className += " error"; turn.textContent = answer.error; log.appendChild(turn); return; }
+    if (answer.reasoning) {
+      const r = document.createElement("div"); r.className = "reasoning"; r.textContent = answer.reasoning; turn.appendChild(r);
+    }
+    const a = document.createElement("div"); a.className = "answer"; a.textContent = answer.content; turn.appendChild(a);
+    log.appendChild(turn);
+  }
+  form.addEventListener("submit", e => {
+    e.preventDefault();
+    const text = form.message.value.trim();
+    if (!text) return;
+    const side = form.side_by_side.checked;
+    document.getElementById("base-column").style.display = side ? "" : "none";
+    history.push({role: "user", content: text});
+    show("tuned", "user", text); if (side) show("base", "user", text);
+    form.message.value = ""; state.textContent = "generating… (the first message loads the model)";
+    postJson("/api/chat", {run: form.dataset.run, checkpoint: form.checkpoint.value, messages: history,
+                           max_tokens: +form.max_tokens.value, temperature: +form.temperature.value, side_by_side: side})
+      .then(r => {
+        if (!r.ok) { state.textContent = r.data.error; state.className = "error"; history.pop(); return; }
+        state.textContent = ""; state.className = "hint";
+        show("tuned", "assistant", r.data.tuned);
+        if (r.data.base) show("base", "assistant", r.data.base);
+        if (!r.data.tuned.error) history.push({role: "assistant", content: r.data.tuned.content});
+        form.dataset.turns = String(history.length);
+      });
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const form = document.getElementById("chat-form");
+  if (form) chatForm(form);
+});

@@ -1,0 +1,170 @@
+"""Chat with a run's final model or a checkpoint through ``dsft serve``'s own app and engine, in process.
+
+Each chosen weights (a run's ``final/`` or one checkpoint) gets a :class:`TransformersEngine` and the
+OpenAI-compatible app of :mod:`dsft.serve.app`; a chat turn is one ``POST /v1/chat/completions`` to that
+app, called directly through ASGI, so prompts, limits, sampling and the reasoning split are exactly
+``dsft serve``'s. A LoRA run serves the base weights under the name ``base`` and the adapter as ``tuned``
+in one engine, which is how base and tuned answer side by side; a full run gets a second engine for its
+base when asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from dsft.errors import DsftError
+from dsft.export.source import ADAPTER_METHODS, ExportSource
+from dsft.models.resolve import resolve_model
+from dsft.serve.app import create_app
+from dsft.serve.engine import TransformersEngine
+from dsft.serve.serving_model import load_serving_model
+from dsft.serve.settings import ServeSettings
+from dsft.ui import runs
+
+BASE, TUNED = "base", "tuned"
+MAX_ENGINES = 2  # loaded models kept at once; the least recently used one is stopped
+LOAD_TIMEOUT_S = 600
+
+
+def _has_tokenizer(directory: Path) -> bool:
+    return (directory / "tokenizer.json").is_file() or (directory / "tokenizer_config.json").is_file()
+
+
+def weights_dir(run_dir: Path, checkpoint: str | None) -> Path:
+    """``final/`` or ``checkpoints/NAME``; a missing one is a user error naming what exists."""
+    if checkpoint:
+        if checkpoint not in runs.checkpoints(run_dir):
+            raise DsftError(f"checkpoint {checkpoint}: not in {run_dir.name}/checkpoints "
+                            f"(have: {', '.join(runs.checkpoints(run_dir)) or 'none'})")
+        return run_dir / "checkpoints" / checkpoint
+    final = run_dir / "final"
+    if not final.is_dir():
+        raise DsftError(f"{run_dir.name}: no final/ yet (the run has not finished); chat with a checkpoint")
+    return final
+
+
+def sources(run_dir: Path, checkpoint: str | None, with_base: bool) -> list[tuple[str, ExportSource, dict[str, Path]]]:
+    """(engine key, source, extra adapters) for the chosen weights (and the base for a full run)."""
+    weights = weights_dir(run_dir, checkpoint)
+    info = runs.read_info(run_dir) or {}
+    missing = [k for k in ("template", "base_model", "method") if not info.get(k)]
+    if missing:
+        raise DsftError(f"{run_dir.name}: run.json lacks {', '.join(missing)} (the run has not started training)")
+    base = Path(resolve_model(str(info["base_model"])))
+    template, method = str(info["template"]), str(info["method"])
+    final = run_dir / "final"
+    tokenizer = next(d for d in (weights, final, base) if d == base or _has_tokenizer(d))
+    if method in ADAPTER_METHODS:
+        if not (weights / "adapter_config.json").is_file():
+            raise DsftError(f"{weights}: no adapter_config.json")
+        source = ExportSource(method, template, base, tokenizer, adapter_dir=None, run_dir=run_dir)
+        return [(f"{run_dir}|{weights}", source, {TUNED: weights})]
+    found = [(f"{run_dir}|{weights}", ExportSource(method, template, weights, tokenizer, run_dir=run_dir), {})]
+    if with_base:
+        found.append((f"base|{base}|{template}", ExportSource("full", template, base, tokenizer, run_dir=run_dir), {}))
+    return found
+
+
+class ChatEngines:
+    """Loaded engines and their serve apps, at most :data:`MAX_ENGINES` at a time."""
+
+    def __init__(self, max_tokens: int = 512) -> None:
+        self.apps: OrderedDict[str, tuple[TransformersEngine, Any]] = OrderedDict()
+        self.settings = ServeSettings(served_model_name=BASE, max_tokens=max_tokens)
+        self.lock = asyncio.Lock()
+
+    async def app_for(self, key: str, source: ExportSource, adapters: dict[str, Path]) -> Any:
+        async with self.lock:
+            if key in self.apps:
+                self.apps.move_to_end(key)
+            else:
+                while len(self.apps) >= MAX_ENGINES:
+                    _, (old, _) = self.apps.popitem(last=False)
+                    await old.stop()
+                load = functools.partial(load_serving_model, source, adapters)
+                engine = TransformersEngine(load, max_queue=self.settings.max_queue, max_batch=self.settings.max_batch)
+                self.apps[key] = (engine, create_app(engine, self.settings))
+                await engine.start()
+            engine, app = self.apps[key]
+        waited = 0.0
+        while not engine.ready:
+            if engine.load_error is not None:
+                self.apps.pop(key, None)
+                raise DsftError(f"loading {source.adapter_dir or source.model_dir} failed: {engine.load_error}")
+            if waited > LOAD_TIMEOUT_S:
+                raise DsftError("the model is still loading; try again shortly")
+            await asyncio.sleep(0.1)
+            waited += 0.1
+        return app
+
+    async def close(self) -> None:
+        for engine, _ in self.apps.values():
+            await engine.stop()
+        self.apps.clear()
+
+    async def reply(self, run_dir: Path, checkpoint: str | None, messages: list[dict[str, Any]], max_tokens: int,
+                    temperature: float, thinking: bool | None, side_by_side: bool) -> dict[str, Any]:
+        """``{"tuned": answer, "base": answer?}``; each answer ``{content, reasoning, usage}`` or ``{error}``."""
+        found = sources(run_dir, checkpoint, side_by_side)
+        body: dict[str, Any] = {"messages": messages, "max_tokens": max_tokens, "temperature": temperature}
+        if thinking is not None:
+            body["chat_template_kwargs"] = {"thinking": thinking}
+        out: dict[str, Any] = {}
+        key, source, adapters = found[0]
+        app = await self.app_for(key, source, adapters)
+        out[TUNED] = await _complete(app, {**body, "model": TUNED if adapters else BASE})
+        if side_by_side:
+            if len(found) > 1:
+                app = await self.app_for(*found[1])
+            out[BASE] = await _complete(app, {**body, "model": BASE})
+        return out
+
+
+async def _complete(app: Any, body: dict[str, Any]) -> dict[str, Any]:
+    status, answer = await call_asgi(app, "/v1/chat/completions", body)
+    if status != 200:
+        return {"error": (answer.get("error") or {}).get("message", str(answer))}
+    message = answer["choices"][0]["message"]
+    return {"content": message.get("content") or "", "reasoning": message.get("reasoning_content"),
+            "finish_reason": answer["choices"][0].get("finish_reason"), "usage": answer.get("usage")}
+
+
+async def call_asgi(app: Any, path: str, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """POST ``payload`` as JSON to ``app`` in process (no socket, no HTTP client): (status, JSON body)."""
+    body = json.dumps(payload).encode()
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                         (b"host", b"dsft-ui")], "client": ("127.0.0.1", 0), "server": ("dsft-ui", 80)}
+    delivered = asyncio.Event()
+    done = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        if not delivered.is_set():
+            delivered.set()
+            return {"type": "http.request", "body": body, "more_body": False}
+        await done.wait()
+        return {"type": "http.disconnect"}
+
+    status, chunks = 500, []
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    try:
+        await app(scope, receive, send)
+    finally:
+        done.set()
+    try:
+        return status, json.loads(b"".join(chunks) or b"{}")
+    except json.JSONDecodeError:
+        return status, {"error": {"message": b"".join(chunks).decode(errors="replace")}}

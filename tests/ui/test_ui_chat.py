@@ -1,0 +1,97 @@
+"""Chat through the dashboard: the answer is dsft serve's, for final/ and for a checkpoint, base beside it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from dsft.config import load_config
+from dsft.serve.app import create_app as create_serve_app
+from dsft.serve.server import build_engine
+from dsft.serve.settings import ServeSettings
+from dsft.training.run import run_training
+from dsft.ui.app import create_app
+
+POST = {"x-dsft-ui": "1"}
+MESSAGES = [{"role": "user", "content": "Which river is longest?"}]
+
+
+@pytest.fixture(scope="module")
+def trained_root(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir) -> Path:
+    tiny_model_dir("tiny-deepseek-v3")
+    root = tmp_path_factory.mktemp("runs")
+    data = root / "chat.jsonl"
+    data.write_text("".join(json.dumps({"messages": [
+        {"role": "user", "content": f"Which river is number {i}?"},
+        {"role": "assistant", "content": f"River {i}.", "reasoning_content": f"Number {i}."}]}) + "\n"
+        for i in range(8)), encoding="utf-8")
+    cfg = load_config(None, ["model.name_or_path=tiny-deepseek-v3", f"data.train=[{data}]", "data.val_ratio=0",
+                             "train.max_steps=2", "train.save_steps=1", "train.micro_batch_size=2",
+                             "train.max_seq_len=64", "lora.r=4"])
+    run_training(cfg, root / "lora", progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory):
+    """The session fixture's behaviour at module scope (a module fixture cannot use a function one)."""
+    from dsft.models.resolve import resolve_model
+
+    cache = tmp_path_factory.mktemp("dsft-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DSFT_CACHE", str(cache))
+        yield lambda name: resolve_model(name, cache_dir=cache)
+
+
+def serve_answer(run: Path) -> dict:
+    """What `dsft serve RUN` answers to MESSAGES (greedy, 16 tokens)."""
+    settings = ServeSettings(served_model_name="r")
+    with TestClient(create_serve_app(build_engine(str(run), [], settings), settings)) as client:
+        for _ in range(600):
+            if client.get("/health").status_code == 200:
+                break
+            time.sleep(0.1)
+        return client.post("/v1/chat/completions", json={"messages": MESSAGES, "max_tokens": 16,
+                                                         "temperature": 0}).json()["choices"][0]["message"]
+
+
+def test_chat_answers_as_dsft_serve_does(trained_root: Path) -> None:
+    expected = serve_answer(trained_root / "lora")
+    with TestClient(create_app(trained_root), base_url="http://127.0.0.1") as client:
+        page = client.get("/chat/lora").text
+        assert "<option value='checkpoint-1'>" in page and ">final</option>" in page
+        got = client.post("/api/chat", headers=POST, json={"run": "lora", "messages": MESSAGES, "max_tokens": 16,
+                                                           "temperature": 0, "side_by_side": True}).json()
+        assert got["tuned"]["content"] == (expected["content"] or "")
+        assert got["tuned"]["reasoning"] == expected.get("reasoning_content")
+        assert got["tuned"]["usage"]["completion_tokens"] <= 16
+        assert "content" in got["base"] and got["base"]["usage"]["completion_tokens"] <= 16
+        ckpt = client.post("/api/chat", headers=POST, json={"run": "lora", "checkpoint": "checkpoint-1",
+                                                            "messages": MESSAGES, "max_tokens": 4}).json()
+        assert ckpt["tuned"]["usage"]["completion_tokens"] <= 4 and "base" not in ckpt
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"run": "lora", "messages": []}, "messages"),
+    ({"run": "lora", "messages": MESSAGES, "checkpoint": "checkpoint-99"}, "checkpoint checkpoint-99"),
+    ({"run": "lora", "messages": MESSAGES, "temperature": 9}, "temperature"),
+    ({"run": "lora", "messages": MESSAGES, "max_tokens": "many"}, "max_tokens"),
+    ({"run": "../lora", "messages": MESSAGES}, "outside the runs root"),
+    ({"run": "nope", "messages": MESSAGES}, "no such file"),
+])
+def test_bad_chat_requests(runs_root: Path, body: dict, message: str) -> None:
+    shutil.copytree(runs_root / "alpha", runs_root / "lora")
+    client = TestClient(create_app(runs_root), base_url="http://127.0.0.1")
+    response = client.post("/api/chat", headers=POST, json=body)
+    assert response.status_code in (400, 404) and message in response.json()["error"], response.text
+
+
+def test_a_run_without_final_says_so(runs_root: Path) -> None:
+    client = TestClient(create_app(runs_root), base_url="http://127.0.0.1")
+    response = client.post("/api/chat", headers=POST, json={"run": "alpha", "messages": MESSAGES})
+    assert response.status_code == 400 and "no final/" in response.json()["error"]
