@@ -18,10 +18,17 @@ def show(
     preset: str | None = typer.Option(None, "--preset", help="Size preset applied under --set (see `dsft config "
                                       "preset`)."),
 ) -> None:
-    """Print the resolved config (file + preset + overrides + defaults) as YAML."""
+    """Print the resolved config (file + preset + overrides + defaults) as YAML, once every check has passed.
+
+    The checks are those `dsft train` runs before loading anything, against this machine (its device
+    and installed packages; the number of processes only when a launcher set WORLD_SIZE).
+    """
     from dsft.config import describe_config, dump_config, load_config
+    from dsft.plan.preflight import preflight
+    from dsft.training.environment import Environment
 
     resolved = load_config(config, set_, preset=preset)
+    preflight(resolved, Environment.this_machine(), str(config) if config else "config")
     if not describe:
         typer.echo(dump_config(resolved), nl=False)
         return

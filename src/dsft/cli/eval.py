@@ -66,22 +66,55 @@ def metrics_command(
         print_metrics_table(result, f"metrics: {predictions}")
 
 
-def _options(max_new_tokens: int, batch_size: int, temperature: float, top_p: float, seed: int) -> Any:
-    from dsft.eval.generate import DecodingOptions
+def eval_defaults(model_or_run: str, config: Optional[Path]) -> Any:
+    """The `eval:` section that supplies defaults: --config's, else a run directory's config.yaml's, else the
+    schema's (max_new_tokens 256, batch_size 8, temperature 0, top_p 1, every metric)."""
+    from dsft.config import EvalConfig, load_config
+    from dsft.eval.selection import eval_config_problems
+    from dsft.training.rundir import RunDir
 
-    return DecodingOptions(max_new_tokens=max_new_tokens, batch_size=batch_size, temperature=temperature,
-                           top_p=top_p, seed=seed)
+    if config is not None:
+        section = load_config(config).eval
+    elif RunDir.is_run(model_or_run) and RunDir(model_or_run).config_path.is_file():
+        section = RunDir(model_or_run).config.eval
+    else:
+        return EvalConfig()
+    metric_problems = [p for p in eval_config_problems(section) if p.startswith("eval.metrics")]
+    if metric_problems:
+        from dsft.errors import ConfigError
+
+        raise ConfigError(f"{config or model_or_run}: {metric_problems[0]}")
+    return section
 
 
-MAX_NEW_TOKENS = typer.Option(256, "--max-new-tokens", min=1, help="Generation length limit (tokens).")
-BATCH_SIZE = typer.Option(8, "--batch-size", min=1, help="Prompts per generation batch.")
+def _options(defaults: Any, max_new_tokens: Optional[int], batch_size: Optional[int], temperature: Optional[float],
+             top_p: Optional[float], seed: int) -> Any:
+    """Decoding options: each flag given on the command line, else the `eval:` section's value."""
+    from dsft.eval.generate import DecodingOptions, with_overrides
+
+    base = DecodingOptions(max_new_tokens=defaults.max_new_tokens, batch_size=defaults.batch_size,
+                           temperature=defaults.temperature, top_p=defaults.top_p, seed=seed)
+    return with_overrides(base, max_new_tokens=max_new_tokens, batch_size=batch_size, temperature=temperature,
+                          top_p=top_p)
+
+
+def _metrics(defaults: Any, flag: Optional[str]) -> Optional[list[str]]:
+    return _split_list(flag) if flag else (list(defaults.metrics) or None)
+
+
+CONFIG = typer.Option(None, "--config", help="YAML whose `eval:` section gives the defaults of the generation options "
+                      "and metrics [default: a run directory's own config.yaml, else the schema's defaults].")
+MAX_NEW_TOKENS = typer.Option(None, "--max-new-tokens", min=1, help="Generation length limit (tokens) "
+                              "[default: eval.max_new_tokens, 256].")
+BATCH_SIZE = typer.Option(None, "--batch-size", min=1, help="Prompts per generation batch [default: eval.batch_size, 8].")
 LIMIT = typer.Option(None, "--limit", min=1, help="Evaluate only the first N usable records.")
 TEMPLATE = typer.Option(None, "--template", help="Chat template (template.name); default: the run's, or detected.")
-TEMPERATURE = typer.Option(0.0, "--temperature", help="0 = greedy decoding.")
-TOP_P = typer.Option(1.0, "--top-p", help="Nucleus sampling (with --temperature > 0).")
+TEMPERATURE = typer.Option(None, "--temperature", help="0 = greedy decoding [default: eval.temperature, 0].")
+TOP_P = typer.Option(None, "--top-p", help="Nucleus sampling (with --temperature > 0) [default: eval.top_p, 1].")
 SEED = typer.Option(0, "--seed", help="Sampling seed.")
-METRICS = typer.Option(None, "--metrics", "-m", help="Comma-separated metrics (default all).")
+METRICS = typer.Option(None, "--metrics", "-m", help="Comma-separated metrics [default: eval.metrics, else all].")
 DEVICE = typer.Option(None, "--device", help="cpu or cuda:N (default: GPU if available).")
+BASE_MODEL = typer.Option(None, "--base-model", help="Where a moved LoRA run finds its base model (directory, hub id or tiny preset) [default: as recorded in run.json].")
 THINKING = typer.Option(None, "--thinking/--no-thinking",
                         help="Thinking mode of hybrid templates (default: the run's, else the template's).")
 
@@ -90,9 +123,11 @@ def eval_command(
     model_or_run: str = typer.Argument(..., help="Model directory, tiny preset, hub id, or a dsft run directory."),
     data: str = typer.Option(..., "--data", help="Eval data (any format dsft reads); the last assistant turn is the reference."),
     out: Path = typer.Option(..., "--out", help="Directory for predictions.jsonl and metrics.json."),
-    max_new_tokens: int = MAX_NEW_TOKENS, batch_size: int = BATCH_SIZE, limit: Optional[int] = LIMIT,
-    template: Optional[str] = TEMPLATE, temperature: float = TEMPERATURE, top_p: float = TOP_P, seed: int = SEED,
-    metrics: Optional[str] = METRICS, device: Optional[str] = DEVICE, thinking: Optional[bool] = THINKING,
+    max_new_tokens: Optional[int] = MAX_NEW_TOKENS, batch_size: Optional[int] = BATCH_SIZE,
+    limit: Optional[int] = LIMIT, template: Optional[str] = TEMPLATE, temperature: Optional[float] = TEMPERATURE,
+    top_p: Optional[float] = TOP_P, seed: int = SEED, metrics: Optional[str] = METRICS,
+    device: Optional[str] = DEVICE, thinking: Optional[bool] = THINKING, base_model: Optional[str] = BASE_MODEL,
+    config: Optional[Path] = CONFIG,
 ) -> None:
     """Generate answers with the model's own template and score them (LoRA runs: adapter not merged)."""
     from dsft.disk import output_dir
@@ -103,9 +138,11 @@ def eval_command(
     if device is not None:
         check_device(device)
 
-    result = evaluate_model(model_or_run, data, out, _options(max_new_tokens, batch_size, temperature, top_p, seed),
-                            limit=limit, template=template, metrics=_split_list(metrics), device=device,
-                            thinking=thinking)
+    defaults = eval_defaults(model_or_run, config)
+    result = evaluate_model(model_or_run, data, out, _options(defaults, max_new_tokens, batch_size, temperature,
+                                                              top_p, seed),
+                            limit=limit, template=template, metrics=_metrics(defaults, metrics), device=device,
+                            thinking=thinking, base_model=base_model)
     print_metrics_table(result, f"eval: {model_or_run}")
     gen = result["generation"]
     typer.echo(f"{gen['generated_tokens']} tokens in {gen['elapsed_s']:.1f}s ({gen['tokens_per_s']:.1f} tok/s); "
@@ -117,10 +154,12 @@ def compare_command(
     data: str = typer.Option(..., "--data", help="Eval data; the same prompts go through both models."),
     out: Path = typer.Option(..., "--out", help="Directory for the reports and both models' predictions."),
     base: Optional[str] = typer.Option(None, "--base", help="Base model (default: the run's base model)."),
-    max_new_tokens: int = MAX_NEW_TOKENS, batch_size: int = BATCH_SIZE, limit: Optional[int] = LIMIT,
-    template: Optional[str] = TEMPLATE, temperature: float = TEMPERATURE, top_p: float = TOP_P, seed: int = SEED,
-    metrics: Optional[str] = METRICS, device: Optional[str] = DEVICE, thinking: Optional[bool] = THINKING,
+    max_new_tokens: Optional[int] = MAX_NEW_TOKENS, batch_size: Optional[int] = BATCH_SIZE,
+    limit: Optional[int] = LIMIT, template: Optional[str] = TEMPLATE, temperature: Optional[float] = TEMPERATURE,
+    top_p: Optional[float] = TOP_P, seed: int = SEED, metrics: Optional[str] = METRICS,
+    device: Optional[str] = DEVICE, thinking: Optional[bool] = THINKING,
     samples: int = typer.Option(5, "--samples", help="Side-by-side answers shown in the report."),
+    config: Optional[Path] = CONFIG,
 ) -> None:
     """Base vs tuned on the same prompts: report.md and a self-contained report.html with deltas."""
     from rich.console import Console
@@ -134,8 +173,10 @@ def compare_command(
     if device is not None:
         check_device(device)
 
-    result = compare_models(base, tuned, data, out, _options(max_new_tokens, batch_size, temperature, top_p, seed),
-                            limit=limit, template=template, metrics=_split_list(metrics), sample_count=samples,
+    defaults = eval_defaults(tuned, config)
+    result = compare_models(base, tuned, data, out, _options(defaults, max_new_tokens, batch_size, temperature,
+                                                             top_p, seed),
+                            limit=limit, template=template, metrics=_metrics(defaults, metrics), sample_count=samples,
                             device=device, thinking=thinking)
     Console().print(comparison_table(result))
     typer.echo(f"wrote {result['report_md']} and {result['report_html']}")

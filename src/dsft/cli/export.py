@@ -32,6 +32,7 @@ def export(
         None, "--max-shard-size", help="Safetensors shard size (hf) [default: export.max_shard_size]."
     ),
     name: str | None = typer.Option(None, "--name", help="Model name for `ollama create` (ollama)."),
+    base_model: str | None = typer.Option(None, "--base-model", help="Where a moved LoRA run finds its base model (directory, hub id or tiny preset) [default: as recorded in run.json]."),
     config: Path | None = typer.Option(
         None, "--config", help="YAML whose `export:` section gives the defaults [default: a run directory's own "
         "config.yaml, else the schema's defaults].",
@@ -52,7 +53,7 @@ def export(
         run_or_model, fmt or defaults.format, out, dtype=dtype or defaults.dtype,
         verify=defaults.verify if verify is None else verify,
         tolerance=defaults.tolerance if tolerance is None else tolerance, overwrite=overwrite,
-        max_shard_size=max_shard_size or defaults.max_shard_size, name=name,
+        max_shard_size=max_shard_size or defaults.max_shard_size, name=name, base_model=base_model,
         echo=lambda line: console.print(line, markup=False),
     )
     status = "verified" if result.comparison is not None else "not verified"
@@ -66,9 +67,11 @@ def export_defaults(run_or_model: str, config: Path | None) -> ExportConfig:
 
     if config is not None:
         return load_config(config).export
-    run_config = Path(run_or_model) / "config.yaml"
-    if (Path(run_or_model) / "run.json").is_file() and run_config.is_file():
-        return load_config(run_config).export
+    from dsft.training.rundir import RunDir
+
+    run = RunDir(run_or_model)
+    if RunDir.is_run(run_or_model) and run.config_path.is_file():
+        return run.config.export
     return ExportConfig()
 
 

@@ -118,8 +118,15 @@ def launch(
     master_port: int = typer.Option(29500, "--master-port", min=1, max=65535, help="Rendezvous port."),
 ) -> None:
     """Write runnable per-node launch scripts (with documented NCCL settings) for a training config."""
+    from dsft.config import load_config
     from dsft.disk import output_dir
     from dsft.plan.launch import LaunchPlan, write_launch_files
+    from dsft.plan.preflight import preflight
+    from dsft.training.environment import Environment
+
+    if config.is_file():  # a missing file is reported by write_launch_files, as before
+        # The job's GPUs, not this machine's: the scripts run there with nodes x gpus_per_node processes.
+        preflight(load_config(config), Environment.gpu_cluster(max(nodes, 1) * max(gpus_per_node, 1)), str(config))
 
     output_dir(out)
     plan_ = LaunchPlan(config=config.resolve(), run_dir=(run_dir or out / "run").resolve(), nodes=nodes,

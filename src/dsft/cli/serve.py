@@ -45,6 +45,7 @@ def serve(
     dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16."),
     config: Path | None = typer.Option(None, "--config", help="YAML whose `serve:` section gives the defaults."),
     dry_run: bool = typer.Option(False, "--dry-run", help="vllm engine: print the command instead of running it."),
+    base_model: str | None = typer.Option(None, "--base-model", help="Where a moved LoRA run finds its base model (directory, hub id or tiny preset) [default: as recorded in run.json]."),
 ) -> None:
     """Serve an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models, /generate, /health)."""
     from dsft.config import load_config
@@ -64,7 +65,7 @@ def serve(
                 pipeline_parallel_size or serve_cfg.pipeline_parallel_size)
     extra = shlex.split(engine_args) if engine_args is not None else list(serve_cfg.engine_args)
     if engine == "vllm":
-        _serve_vllm(model_or_run, adapter, settings, parallel, extra, dry_run)
+        _serve_vllm(model_or_run, adapter, settings, parallel, extra, dry_run, base_model)
         return
     if dry_run:
         raise DsftError("--dry-run applies to --engine vllm only")
@@ -73,18 +74,19 @@ def serve(
                         "pipeline_parallel_size, engine_args) apply to --engine vllm only")
     from dsft.serve.server import build_engine, run_server
 
-    run_server(build_engine(model_or_run, adapter, settings, quantize=quantize, dtype=dtype), settings)
+    run_server(build_engine(model_or_run, adapter, settings, quantize=quantize, dtype=dtype,
+                            base_model=base_model), settings)
 
 
 def _serve_vllm(model_or_run: str, adapter: list[str], settings: "ServeSettings", parallel: tuple[int, int],
-                engine_args: list[str], dry_run: bool) -> None:
+                engine_args: list[str], dry_run: bool, base_model: str | None = None) -> None:
     """Build the equivalent ``vllm serve`` command; print it (--dry-run) or run it."""
     from dsft.export.source import resolve_source
     from dsft.models.resolve import default_cache_dir
     from dsft.serve.serving_model import parse_adapter_args
     from dsft.serve.vllm import build_vllm_command, chat_template_path, printable, run_vllm
 
-    source = resolve_source(model_or_run)
+    source = resolve_source(model_or_run, base_model)
     command = build_vllm_command(source, parse_adapter_args(adapter), settings,
                                  chat_template_path(source, default_cache_dir()), *parallel, engine_args)
     if dry_run:

@@ -23,11 +23,13 @@ def train(
     from rich.console import Console
 
     from dsft.config import load_config
+    from dsft.eval.callbacks import training_eval_callbacks
+    from dsft.plan.preflight import preflight
+    from dsft.training.environment import Environment
     from dsft.training.run import run_training
 
     cfg = load_config(config, set_, preset=preset)
-    from dsft.eval.callbacks import training_eval_callbacks
-
+    preflight(cfg, Environment.this_machine(), str(config))  # before any data or model is read
     result = run_training(cfg, out, resume=resume, extra_callbacks=training_eval_callbacks(cfg, out))
     console = Console()
     console.print(f"[bold green]done[/] {result.global_step} steps in {result.elapsed_s:.1f}s")

@@ -370,7 +370,11 @@ class EvalConfig(Section):
         "eval.metric (0 = off).",
     )
     early_stopping_min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as improvement.")
-    metric: str = Field("eval_loss", description="Metric for early stopping and the best checkpoint.")
+    metric: str = Field(
+        "eval_loss", description="Metric for early stopping and the best checkpoint: loss, perplexity, or a "
+        "generation-eval metric (exact_match, f1, numeric_accuracy, bleu, rouge1/2/L, choice_accuracy, macro_f1; "
+        "needs eval.generation_steps > 0), with or without the eval_ prefix.",
+    )
     greater_is_better: bool | None = Field(
         None, description="Whether a larger eval.metric is better; null = lower for loss and perplexity, higher "
         "for every other metric (accuracy, f1, ...).",
@@ -378,13 +382,14 @@ class EvalConfig(Section):
     load_best: bool = Field(True, description="Restore the best checkpoint at the end of training.")
     generation_steps: int = Field(0, ge=0, description="Run generation eval every M steps (0 = off).")
     generation_samples: int = Field(8, ge=1, description="Validation prompts used by generation eval.")
-    max_new_tokens: int = Field(256, ge=1, description="Generation length limit.")
-    batch_size: int = Field(8, ge=1, description="Prompts per generation batch.")
-    temperature: float = Field(0.0, ge=0, description="0 = greedy decoding.")
-    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling.")
+    max_new_tokens: int = Field(256, ge=1, description="Generation length limit (generation eval, dsft eval).")
+    batch_size: int = Field(8, ge=1, description="Prompts per generation batch (generation eval, dsft eval).")
+    temperature: float = Field(0.0, ge=0, description="0 = greedy decoding (generation eval, dsft eval).")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling (generation eval, dsft eval).")
     metrics: list[str] = Field(
-        default_factory=lambda: ["exact_match", "f1", "numeric_accuracy", "bleu", "rouge"],
-        description="Task metrics computed on the answer after </think>.",
+        default_factory=list,
+        description="Task metrics computed on the answer after </think> by generation eval and dsft eval "
+        "(exact_match, f1, numeric_accuracy, bleu, rouge, choice_accuracy, macro_f1); empty = all.",
     )
 
     def metric_key(self) -> str:

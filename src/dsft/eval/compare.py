@@ -21,7 +21,8 @@ from dsft.eval.eval_set import load_eval_set, run_text_cleaner
 from dsft.eval.evaluate import EvalRun, evaluate_target, write_eval_outputs
 from dsft.eval.generate import DecodingOptions, with_overrides
 from dsft.eval.report import TASK_KEYS, THINK_KEYS, delta, render_html, render_markdown
-from dsft.eval.target import is_run_dir, load_eval_target, read_run
+from dsft.eval.target import load_eval_target
+from dsft.training.rundir import RunDir
 
 
 def _free(target: Any) -> None:
@@ -49,16 +50,13 @@ def _samples(base: EvalRun, tuned: EvalRun, count: int) -> list[dict[str, Any]]:
     return samples
 
 
-def _base_name(base: str | Path | None, run_info: dict[str, Any] | None) -> str:
-    """``base`` as given, else the run's base: the exact directory it trained from when it still exists."""
+def _base_name(base: str | Path | None, tuned_run: str | Path, cache_dir: str | Path | None) -> str:
+    """``base`` as given, else the run's base model (:meth:`RunDir.base_model`: found where it is now)."""
     if base is not None:
         return str(base)
-    if run_info is None:
+    if not RunDir.is_run(tuned_run):
         raise DsftError("--base is required when --tuned is not a dsft run directory")
-    trained_from = Path(run_info["base_model"])
-    if (trained_from / "config.json").is_file():
-        return str(trained_from)
-    return str(run_info.get("model_name_or_path") or trained_from)
+    return str(RunDir(tuned_run).base_model(cache_dir=cache_dir))
 
 
 def compare_models(
@@ -91,8 +89,7 @@ def compare_models(
     """
     options = with_overrides(options, max_new_tokens=max_new_tokens, batch_size=batch_size)
     out = Path(out_dir)
-    run_info = read_run(Path(tuned_run)) if is_run_dir(tuned_run) else None
-    base_name = _base_name(base, run_info)
+    base_name = _base_name(base, tuned_run, cache_dir)
     items, skipped = load_eval_set(data, limit, clean=run_text_cleaner(tuned_run))
 
     tuned_target = load_eval_target(tuned_run, template, device=device, dtype=dtype, cache_dir=cache_dir)
@@ -111,9 +108,10 @@ def compare_models(
     _free(base_target)
     assert [r["prompt"] for r in base_run.records] == [r["prompt"] for r in tuned.records], "same prompts"
 
-    curves = read_loss_curves(Path(tuned_run) / "metrics.jsonl") if run_info else {}
+    tuned_is_run = RunDir.is_run(tuned_run)
+    curves = read_loss_curves(RunDir(tuned_run).metrics_path) if tuned_is_run else {}
     loss_png = Path(tuned_run) / "loss.png"
-    if run_info and loss_png.is_file():
+    if tuned_is_run and loss_png.is_file():
         shutil.copyfile(loss_png, out / "loss.png")
     result: dict[str, Any] = {
         "base_name": base_name, "tuned_name": str(tuned_run), "data": str(data), "template": template_name,

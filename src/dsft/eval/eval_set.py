@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dsft.config import load_config
+
 from dsft.data.clean import map_texts, text_cleaner
 from dsft.data.conversation import Conversation
 from dsft.errors import DsftError
+from dsft.training.rundir import RunDir
 
 
 @dataclass
@@ -65,10 +66,10 @@ def run_text_cleaner(model_or_run: str | Path) -> Callable[[str], str] | None:
     References must be cleaned as the training targets were: a model trained on stripped text is
     otherwise scored against HTML it was never shown.
     """
-    config_file = Path(model_or_run) / "config.yaml"
-    if not config_file.is_file():
+    run = RunDir(model_or_run)
+    if not run.config_path.is_file():
         return None
-    clean_cfg = load_config(config_file).data.clean
+    clean_cfg = run.config.data.clean
     return text_cleaner(clean_cfg.strip_html, clean_cfg.normalize_unicode)
 
 

@@ -138,18 +138,21 @@ def evaluate_model(
     batch_size: int | None = None,
     cache_dir: str | Path | None = None,
     thinking: bool | None = None,
+    base_model: str | Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate a model directory / preset / hub id or a run directory on ``data``; write the outputs
     into ``out_dir`` and return the metrics (the content of ``metrics.json``).
 
     ``max_new_tokens`` / ``batch_size`` override the same fields of ``options``; ``thinking`` overrides
-    the thinking mode of hybrid templates (default: the run's, else the template's own default).
+    the thinking mode of hybrid templates (default: the run's, else the template's own default);
+    ``base_model`` overrides where a run's base model is found.
     """
     from dsft.eval.target import load_eval_target
 
     options = with_overrides(options, max_new_tokens=max_new_tokens, batch_size=batch_size)
     items, skipped = load_eval_set(data, limit, clean=run_text_cleaner(model_or_run))
-    target = load_eval_target(model_or_run, template, device=device, dtype=dtype, cache_dir=cache_dir)
+    target = load_eval_target(model_or_run, template, device=device, dtype=dtype, cache_dir=cache_dir,
+                              base_model=base_model)
     if thinking is not None:
         target.thinking = thinking
     run = evaluate_target(target, items, options, metrics, progress, skipped, str(data))
@@ -159,14 +162,14 @@ def evaluate_model(
 
 def generation_eval(model: Any, tokenizer: Any, template: Any, conversations: Sequence[Any],
                     max_new_tokens: int = 256, thinking: bool | None = None, batch_size: int = 8,
-                    metrics: Sequence[str] | None = None, sample_count: int = 3,
-                    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                    metrics: Sequence[str] | None = None, sample_count: int = 3, temperature: float = 0.0,
+                    top_p: float = 1.0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Generate and score answers for validation ``conversations`` with a model already in memory.
 
     ``template`` is a template object or name; each conversation's last assistant message is the
     reference. Returns the aggregate metrics and the first ``sample_count`` samples (question,
-    reference, reasoning, answer). Greedy decoding, no progress bar; the model's train/eval mode
-    is restored afterwards, so a training callback can call it every M steps.
+    reference, reasoning, answer). Greedy decoding unless ``temperature`` > 0, no progress bar; the
+    model's train/eval mode is restored afterwards, so a training callback can call it every M steps.
     """
     if isinstance(template, str):
         template = get_template(template, tokenizer)  # the hf family renders with the tokenizer's template
@@ -178,6 +181,7 @@ def generation_eval(model: Any, tokenizer: Any, template: Any, conversations: Se
     if not items:
         return {"count": 0}, []
     run = run_items(model, tokenizer, template, thinking, items,
-                    DecodingOptions(max_new_tokens=max_new_tokens, batch_size=batch_size), metrics, progress=False)
+                    DecodingOptions(max_new_tokens=max_new_tokens, batch_size=batch_size, temperature=temperature,
+                                    top_p=top_p), metrics, progress=False)
     keys = ("question", "reference", "reasoning", "answer", "scores")
     return run.metrics, [{k: r[k] for k in keys} for r in run.records[:sample_count]]

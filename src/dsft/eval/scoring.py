@@ -26,6 +26,12 @@ METRIC_ALIASES: dict[str, str] = {name: name for name in METRICS} | {
     "rouge2": "rouge", "rougeL": "rouge", "rougel": "rouge", "choice": "choice_accuracy",
     "multiple_choice": "choice_accuracy",
 }
+# The aggregate keys each metric reports (what eval.metric may select during training).
+AGGREGATE_KEYS: dict[str, tuple[str, ...]] = {
+    "exact_match": ("exact_match",), "f1": ("f1",), "numeric_accuracy": ("numeric_accuracy",),
+    "bleu": ("bleu",), "rouge": ("rouge1", "rouge2", "rougeL"), "choice_accuracy": ("choice_accuracy",),
+    "macro_f1": ("macro_f1",),
+}
 _PER_SAMPLE_KEYS = {
     "exact_match": ("exact_match",), "f1": ("f1",), "numeric_accuracy": ("numeric_accuracy",),
     "bleu": ("bleu",), "rouge": ("rouge1", "rouge2", "rougeL"), "choice_accuracy": ("choice_accuracy",),

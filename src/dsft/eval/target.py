@@ -8,13 +8,12 @@ named by ``--template`` or detected from its config and tokenizer.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dsft.errors import DsftError
+from dsft.training.rundir import RunDir
 
 
 @dataclass
@@ -35,23 +34,6 @@ class EvalTarget:
         return self.template.render_prompt(conversation, thinking=self.thinking)
 
 
-def is_run_dir(path: str | Path) -> bool:
-    """Whether ``path`` is a dsft run directory (holds ``run.json``)."""
-    return (Path(path) / "run.json").is_file()
-
-
-def read_run(run_dir: Path, required: Sequence[str] = ("template", "base_model")) -> dict[str, Any]:
-    """``run.json`` of a run directory, with a clear error when it is unreadable or lacks a ``required`` key."""
-    try:
-        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DsftError(f"{run_dir / 'run.json'}: unreadable ({exc})") from exc
-    missing = [key for key in required if not info.get(key)]
-    if missing:
-        raise DsftError(f"{run_dir / 'run.json'}: missing {', '.join(missing)}; was the run written by dsft?")
-    return info
-
-
 def resolve_template(model_dir: Path, name: str | None, label: str, tokenizer: Any = None) -> tuple[str, Any]:
     """``name`` (``--template``) or the family detected from the model; an unknown one names ``template.name``.
 
@@ -70,24 +52,16 @@ def resolve_template(model_dir: Path, name: str | None, label: str, tokenizer: A
         raise DsftError(f"template.name: {exc}") from exc
 
 
-def _load_run(run_dir: Path, template_name: str | None, device: str | None, dtype: str,
-              cache_dir: str | Path | None) -> EvalTarget:
+def _load_run(run: RunDir, template_name: str | None, device: str | None, dtype: str,
+              cache_dir: str | Path | None, base_model: str | Path | None) -> EvalTarget:
     from dsft.models.loading import load_model, load_tokenizer
-    from dsft.models.resolve import resolve_model
 
-    info = read_run(run_dir)
-    final = run_dir / str(info.get("final") or "final")
-    if not final.is_dir():
-        raise DsftError(f"{run_dir}: no {final.name}/ directory; the run has not finished (status: "
-                        f"{info.get('status', 'unknown')})")
-    base_dir = Path(info["base_model"])
-    if not (base_dir / "config.json").is_file():
-        # The base may have been a tiny preset in another cache, or a hub id: resolve the name again.
-        base_dir = resolve_model(info.get("model_name_or_path") or info["base_model"], cache_dir=cache_dir)
-    has_tokenizer = any((final / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
-    tokenizer = load_tokenizer(final if has_tokenizer else base_dir)
-    name, template = resolve_template(base_dir, template_name or info["template"], str(run_dir), tokenizer)
-    adapter = (final / "adapter_config.json").is_file()
+    final = run.final
+    adapter = run.has_adapter
+    # A full fine-tune is complete in final/; only an adapter (or a final/ without tokenizer) needs the base.
+    base_dir = run.base_model(base_model, cache_dir=cache_dir) if adapter or base_model else None
+    tokenizer = load_tokenizer(run.tokenizer_dir(base_dir))
+    name, template = resolve_template(final, template_name or run.template, str(run.path), tokenizer)
     if adapter:
         from dsft.models.lora import load_lora_adapter
 
@@ -96,14 +70,18 @@ def _load_run(run_dir: Path, template_name: str | None, device: str | None, dtyp
         model.eval()
     else:
         model = load_model(final, dtype=dtype, device=device)
-    return EvalTarget(str(run_dir), model, tokenizer, name, template, info.get("thinking"), run_dir, adapter)
+    return EvalTarget(str(run.path), model, tokenizer, name, template, run.thinking, run.path, adapter)
 
 
 def load_eval_target(model_or_run: str | Path, template_name: str | None = None, device: str | None = None,
-                     dtype: str = "auto", cache_dir: str | Path | None = None) -> EvalTarget:
-    """Load ``model_or_run`` for evaluation (see the module docstring)."""
-    if is_run_dir(model_or_run):
-        return _load_run(Path(model_or_run), template_name, device, dtype, cache_dir)
+                     dtype: str = "auto", cache_dir: str | Path | None = None,
+                     base_model: str | Path | None = None) -> EvalTarget:
+    """Load ``model_or_run`` for evaluation (see the module docstring).
+
+    ``base_model`` overrides where a run directory's base model is found (see :meth:`RunDir.base_model`).
+    """
+    if RunDir.is_run(model_or_run):
+        return _load_run(RunDir(model_or_run), template_name, device, dtype, cache_dir, base_model)
     from dsft.models.loading import load_model, load_tokenizer
     from dsft.models.resolve import resolve_model
 

@@ -53,12 +53,14 @@ def _remove_new_files(out: Path, before: set[Path]) -> None:
 
 def export(run_or_model: str | Path, fmt: str, out_dir: str | Path, dtype: str = "auto", verify: bool = True,
            tolerance: float | None = None, overwrite: bool = False, max_shard_size: str = "5GB",
-           name: str | None = None, echo: Callable[[str], None] = print) -> ExportResult:
+           name: str | None = None, echo: Callable[[str], None] = print,
+           base_model: str | Path | None = None) -> ExportResult:
     """Export a run directory (or a model) as ``hf``, ``adapter``, ``gguf`` or ``ollama`` into ``out_dir``.
 
     Every format is verified against the trained model unless ``verify`` is False; a difference above
     ``tolerance`` (default per dtype) raises :class:`VerificationError` after the files are written, so they
-    can still be inspected; any other failure removes what the export had written.
+    can still be inspected; any other failure removes what the export had written. ``base_model`` overrides
+    where a LoRA run's base model is found.
     """
     if fmt not in EXPORT_FORMATS:
         raise UnsupportedError(f"--format {fmt}: unknown; choose one of {', '.join(EXPORT_FORMATS)}")
@@ -72,7 +74,7 @@ def export(run_or_model: str | Path, fmt: str, out_dir: str | Path, dtype: str =
                         "e.g. 5GB, 500MB or 2GiB")
     out = Path(out_dir)
     _check_out_dir(out, overwrite)
-    source = resolve_source(run_or_model)
+    source = resolve_source(run_or_model, base_model)
     echo(f"exporting {source.run_dir or source.model_dir} ({source.method}, template {source.template}) "
          f"as {fmt} to {out}")
     # About the size of the weights read; a full disk midway removes the partial export.

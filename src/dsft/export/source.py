@@ -18,10 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from dsft.errors import DsftError
-from dsft.eval.target import read_run
-
-ADAPTER_METHODS = ("lora", "qlora")
-FULL_METHODS = ("full",)
+from dsft.models.resolve import resolve_model
+from dsft.training.rundir import FULL_METHODS, RunDir
 
 
 @dataclass(frozen=True)
@@ -41,33 +39,21 @@ class ExportSource:
     run_dir: Path | None = None
 
 
-def _source_from_run(run_dir: Path) -> ExportSource:
-    meta = read_run(run_dir, required=("template", "base_model", "method"))
-    final = run_dir / "final"
-    if not final.is_dir():
-        raise DsftError(f"{run_dir}: no final/ directory; the run has not finished (export a checkpoint "
-                        f"directory under {run_dir / 'checkpoints'} as a model instead, or finish training)")
-    method = str(meta["method"])
-    if method in ADAPTER_METHODS:
-        if not (final / "adapter_config.json").is_file():
-            raise DsftError(f"{final}: run.json says method {method!r} but there is no adapter_config.json")
-        from dsft.models.resolve import resolve_model
-
-        base = resolve_model(str(meta["base_model"]))
-        return ExportSource(method, str(meta["template"]), Path(base), _tokenizer_dir(final, Path(base)),
-                            adapter_dir=final, run_dir=run_dir)
+def _source_from_run(run: RunDir, base_model: str | Path | None = None) -> ExportSource:
+    """A run's final weights; a LoRA/QLoRA run's base model is found by :meth:`RunDir.base_model`."""
+    method, template, final = run.method, run.template, run.final
     if method in FULL_METHODS:
-        return ExportSource(method, str(meta["template"]), final, _tokenizer_dir(final, final), run_dir=run_dir)
-    raise DsftError(f"{run_dir / 'run.json'}: unknown method {method!r}; expected one of "
-                    f"{', '.join(ADAPTER_METHODS + FULL_METHODS)}")
+        return ExportSource(method, template, final, run.tokenizer_dir(final), run_dir=run.path)
+    if not run.has_adapter:
+        raise DsftError(f"{final}: run.json says method {method!r} but there is no adapter_config.json")
+    base = run.base_model(base_model)
+    return ExportSource(method, template, base, run.tokenizer_dir(base), adapter_dir=final, run_dir=run.path)
 
 
-def _tokenizer_dir(preferred: Path, fallback: Path) -> Path:
-    """The run saves its tokenizer in final/; older adapters may rely on the base model's."""
-    for candidate in (preferred, fallback):
-        if (candidate / "tokenizer.json").is_file() or (candidate / "tokenizer_config.json").is_file():
-            return candidate
-    raise DsftError(f"no tokenizer files in {preferred} or {fallback}")
+def _tokenizer_dir(directory: Path) -> Path:
+    if (directory / "tokenizer.json").is_file() or (directory / "tokenizer_config.json").is_file():
+        return directory
+    raise DsftError(f"no tokenizer files in {directory}")
 
 
 def _source_from_model(model_dir: Path) -> ExportSource:
@@ -79,22 +65,21 @@ def _source_from_model(model_dir: Path) -> ExportSource:
     if not (model_dir / "config.json").is_file():
         raise DsftError(f"{model_dir}: neither a run directory (run.json) nor a model directory (config.json)")
     template = detect_template(str(model_dir))
-    return ExportSource("full", template, model_dir, _tokenizer_dir(model_dir, model_dir))
+    return ExportSource("full", template, model_dir, _tokenizer_dir(model_dir))
 
 
-def resolve_source(run_or_model: str | Path) -> ExportSource:
+def resolve_source(run_or_model: str | Path, base_model: str | Path | None = None) -> ExportSource:
     """Resolve a run directory, a model directory, a tiny preset name or a hub id into an :class:`ExportSource`.
 
     Run directories are recognised by ``run.json``; their template comes from it, never from guessing.
+    ``base_model`` overrides where a LoRA run's base model is found (``--base-model``).
     """
     path = Path(run_or_model)
-    if path.is_dir() and (path / "run.json").is_file():
-        return _source_from_run(path)
+    if RunDir.is_run(path):
+        return _source_from_run(RunDir(path), base_model)
     if path.is_dir():
         return _source_from_model(path)
     # Not a directory: a tiny preset or a hub id; resolve_model names what it could not resolve.
-    from dsft.models.resolve import resolve_model
-
     return _source_from_model(Path(resolve_model(str(run_or_model))))
 
 

@@ -14,15 +14,18 @@ Four kinds of names, tried in this order:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from dsft.errors import DsftError
 from dsft.models.gguf_source import is_gguf_source, materialise_gguf
 from dsft.models.loading import hide_local_weight_bars
+from dsft.models.presets import REAL_MODEL_FACTS, REAL_MODEL_PRESETS
 from dsft.models.tiny import TINY_PRESETS, write_tiny
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
@@ -94,8 +97,6 @@ def resolve_model(name_or_path: str | Path, cache_dir: str | Path | None = None,
                         "ollama:NAME[:TAG], a hub id or a preset")
     if HUB_ID.match(name) and not name.startswith((".", "/", "~")):
         return download_from_hub(name, cache_dir, revision)
-    from dsft.models.presets import REAL_MODEL_FACTS
-
     if name in REAL_MODEL_FACTS:
         raise DsftError(f"model {name!r} is a real-model config preset (numbers only, for planning); "
                         f"to fine-tune it use its hub id {REAL_MODEL_FACTS[name].hub_id!r} or a local copy")
@@ -104,6 +105,25 @@ def resolve_model(name_or_path: str | Path, cache_dir: str | Path | None = None,
         f"tiny preset; "
         f"tiny presets: {', '.join(TINY_PRESETS)} (`dsft models list` shows real-model presets too)"
     )
+
+
+def peek_model_config(name_or_path: str | Path) -> dict[str, Any] | None:
+    """The model's ``config.json`` values without loading weights or downloading anything, for checks that
+    run before the model loads: a tiny preset's config, a local directory's config.json, or a real-model
+    preset's for its hub id. None when that cannot be known here (an unknown hub id)."""
+    name = str(name_or_path)
+    if name in TINY_PRESETS:
+        return TINY_PRESETS[name].config()
+    config = Path(name).expanduser() / "config.json"
+    if config.is_file():
+        try:
+            return dict(json.loads(config.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            return None  # loading reports it, with the model's own error
+    for preset, facts in REAL_MODEL_FACTS.items():
+        if facts.hub_id.lower() == name.lower():
+            return dict(REAL_MODEL_PRESETS[preset])
+    return None
 
 
 def download_from_hub(repo_id: str, cache_dir: str | Path | None = None, revision: str | None = None) -> Path:

@@ -42,6 +42,7 @@ class TinyPreset:
     mimics: str
     tokenizer: str
     build: Callable[[Path, int], None]
+    config: Callable[[], dict[str, Any]]
 
 
 def _deepseek_v3_config() -> dict[str, Any]:
@@ -190,11 +191,11 @@ TINY_PRESETS: dict[str, TinyPreset] = {
     preset.name: preset
     for preset in (
         TinyPreset("tiny-deepseek-v3", "DeepseekV3ForCausalLM", "DeepSeek-V3 / R1 (MLA + MoE)",
-                   "DeepSeek-R1 (real vocab)", build_tiny_deepseek_v3),
+                   "DeepSeek-R1 (real vocab)", build_tiny_deepseek_v3, _deepseek_v3_config),
         TinyPreset("tiny-r1-distill-qwen", "Qwen2ForCausalLM", "DeepSeek-R1-Distill-Qwen-1.5B",
-                   "R1-Distill-Qwen (real vocab)", build_tiny_r1_distill_qwen),
+                   "R1-Distill-Qwen (real vocab)", build_tiny_r1_distill_qwen, _qwen2_config),
         TinyPreset("tiny-deepseek-llm", "LlamaForCausalLM", "DeepSeek-LLM-7B-Chat",
-                   "stand-in (real special ids)", build_tiny_deepseek_llm),
+                   "stand-in (real special ids)", build_tiny_deepseek_llm, _llama_config),
     )
 }
 

@@ -20,14 +20,17 @@ log = logging.getLogger(__name__)
 
 def build_engine(
     model_or_run: str, adapter_specs: list[str], settings: ServeSettings, quantize: str | None = None,
-    dtype: str = "auto", device: str | None = None,
+    dtype: str = "auto", device: str | None = None, base_model: str | None = None,
 ) -> TransformersEngine:
-    """Check the inputs now and return an engine that loads the model when the app starts."""
+    """Check the inputs now and return an engine that loads the model when the app starts.
+
+    ``base_model`` overrides where a LoRA run's base model is found (``--base-model``).
+    """
     from dsft.export.source import resolve_source
 
     check_load_options(quantize, dtype)
     adapters = parse_adapter_args(adapter_specs)
-    source = resolve_source(model_or_run)  # raises DsftError now rather than in the background loader
+    source = resolve_source(model_or_run, base_model)  # raises DsftError now rather than in the background loader
     load = functools.partial(
         load_serving_model, source, adapters, quantize=quantize, device=device, dtype=dtype,
         max_model_len=settings.max_model_len,

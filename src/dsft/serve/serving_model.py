@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from dsft.errors import DsftError
 from dsft.models.loading import DTYPES
 from dsft.serve.sampling import SamplingParams
+from dsft.training.rundir import RunDir
 
 if TYPE_CHECKING:
     from dsft.export.source import ExportSource
@@ -92,8 +93,8 @@ def parse_adapter_args(specs: list[str]) -> dict[str, Path]:
         if name in adapters:
             raise DsftError(f"--adapter {name}: given twice")
         adapter_dir = Path(path).expanduser()
-        if (adapter_dir / "final" / "adapter_config.json").is_file():
-            adapter_dir = adapter_dir / "final"  # a run directory: its adapter lives in final/
+        if RunDir.is_run(adapter_dir):
+            adapter_dir = RunDir(adapter_dir).final_path  # a run directory: its adapter lives in final/
         if not (adapter_dir / "adapter_config.json").is_file():
             raise DsftError(f"--adapter {name}={path}: no adapter_config.json there (a PEFT adapter directory "
                             "or a LoRA run directory is needed)")

@@ -22,6 +22,7 @@ from typing import Any
 
 from dsft.config.schema import TrainConfig
 from dsft.errors import ConfigError, UnsupportedError
+from dsft.training.environment import resolve_precision
 
 DEEPSPEED_FILE = "deepspeed.json"
 FSDP_FILE = "fsdp.json"
@@ -74,8 +75,6 @@ def resolve_strategy(train_cfg: TrainConfig, world_size: int) -> str:
 
 
 def _precision_flags(train_cfg: TrainConfig) -> tuple[bool, bool]:
-    from dsft.training.setup import resolve_precision
-
     precision = resolve_precision(train_cfg.precision)
     return precision == "bf16", precision == "fp16"
 
@@ -210,17 +209,37 @@ def sequence_parallel_args(
     accelerate's ``ParallelismConfig(sp_backend="deepspeed")`` wraps the dataloader so every rank gets
     1/``sp_size`` of each row's tokens (labels pre-shifted as ``shift_labels``) and swaps the attention
     function for DeepSpeed's Ulysses all-to-all around the core attention. ``DsftTrainer`` then computes its
-    chunked loss on the local tokens and normalises by the global supervised count (see its
-    ``_get_num_items_in_batch``). The data-parallel degree is ``world_size / sp_size``.
+    chunked loss on the local tokens and normalises by the global supervised count (see
+    ``trainer_hooks.ShardedLabelCountHooks``). The data-parallel degree is ``world_size / sp_size``.
     """
     if sp_size <= 1:
         return {}
     if resolve_strategy(train_cfg, world_size) != "deepspeed":
         raise ConfigError(f"train.sequence_parallel={sp_size}: needs train.distributed=deepspeed")
-    if world_size < sp_size:
+    attn = getattr(model_config, "_attn_implementation", None) or "sdpa"
+    check_sequence_parallel(train_cfg, sp_size, world_size, model_config, attn)
+    from accelerate.parallelism_config import ParallelismConfig
+    from accelerate.utils import DeepSpeedSequenceParallelConfig
+
+    handler = DeepSpeedSequenceParallelConfig(sp_seq_length_is_variable=True, sp_attn_implementation=attn)
+    config = ParallelismConfig(sp_size=sp_size, sp_backend="deepspeed", sp_handler=handler,
+                               dp_replicate_size=world_size // sp_size)
+    return {"parallelism_config": config}
+
+
+def check_sequence_parallel(train_cfg: TrainConfig, sp_size: int, world_size: int | None, model_config: Any,
+                            attn: str | None) -> None:
+    """Refuse ``train.sequence_parallel`` = ``sp_size`` where it cannot work, naming the key.
+
+    ``world_size`` None (not known yet, e.g. ``dsft config show``) skips the process-count checks, a
+    ``model_config`` None the architecture check, an ``attn`` None the attention-kernel checks.
+    """
+    if sp_size <= 1:
+        return
+    if world_size is not None and world_size < sp_size:
         raise ConfigError(f"train.sequence_parallel={sp_size}: needs at least {sp_size} processes (launch with "
                           f"torchrun --nproc_per_node {sp_size} or more); this run has {world_size}")
-    if world_size % sp_size:
+    if world_size is not None and world_size % sp_size:
         raise ConfigError(f"train.sequence_parallel={sp_size}: must divide the number of processes ({world_size})")
     if train_cfg.max_seq_len % sp_size:
         raise ConfigError(f"train.sequence_parallel={sp_size}: must divide train.max_seq_len ({train_cfg.max_seq_len})")
@@ -232,7 +251,8 @@ def sequence_parallel_args(
             f"({model_config.model_type}: key heads {getattr(model_config, 'qk_head_dim', '?')} wide, value heads "
             f"{getattr(model_config, 'v_head_dim', '?')}); train this model with train.sequence_parallel: 1"
         )
-    attn = getattr(model_config, "_attn_implementation", None) or "sdpa"
+    if attn is None:
+        return
     flash = attn.startswith("flash_attention")
     if not flash and attn != "sdpa":
         raise ConfigError(f"train.sequence_parallel={sp_size}: needs sdpa or flash-attention, the model uses {attn!r} "
@@ -248,13 +268,6 @@ def sequence_parallel_args(
         # SP the batch cannot be flattened into one row (the shards are cut along each row).
         raise ConfigError(f"train.sequence_parallel={sp_size} with packing needs train.micro_batch_size: 1 "
                           f"(got {train_cfg.micro_batch_size}); raise train.grad_accum instead")
-    from accelerate.parallelism_config import ParallelismConfig
-    from accelerate.utils import DeepSpeedSequenceParallelConfig
-
-    handler = DeepSpeedSequenceParallelConfig(sp_seq_length_is_variable=True, sp_attn_implementation=attn)
-    config = ParallelismConfig(sp_size=sp_size, sp_backend="deepspeed", sp_handler=handler,
-                               dp_replicate_size=world_size // sp_size)
-    return {"parallelism_config": config}
 
 
 def init_deepspeed_comm() -> None:

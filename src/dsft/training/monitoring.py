@@ -42,6 +42,11 @@ class TokenCounter:
         return time.perf_counter() - self.start
 
 
+def perplexity(loss: float) -> float:
+    """exp(loss), inf where that overflows (a loss above 50 nats is inf for every practical purpose)."""
+    return math.exp(loss) if loss < 50 else float("inf")
+
+
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
@@ -124,8 +129,13 @@ class MetricsCallback(TrainerCallback):
             for key, value in logs.items():
                 if key.startswith("eval_") and not key.endswith(("_runtime", "_per_second")):
                     self.pending[key] = value
-            loss = logs["eval_loss"]
-            self.pending["eval_perplexity"] = math.exp(loss) if loss < 50 else float("inf")
+            self.pending["eval_perplexity"] = perplexity(logs["eval_loss"])
+
+    def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                    metrics: dict[str, float] | None = None, **kw: Any) -> None:
+        """Put the perplexity into the evaluation's own metrics too, so eval.metric may select by it."""
+        if metrics is not None and "eval_loss" in metrics:
+            metrics.setdefault("eval_perplexity", perplexity(metrics["eval_loss"]))
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
         if self.pending is not None and self.pending["step"] != state.global_step:
@@ -206,6 +216,16 @@ def plot_loss(rows: list[dict[str, Any]], out: Path) -> Path | None:
     fig.savefig(out)
     plt.close(fig)
     return out
+
+
+def monitoring_callbacks(run_dir: Path, counter: TokenCounter, progress: bool = True, tensorboard: bool = True,
+                         telemetry: GpuTelemetry | None = None) -> list[TrainerCallback]:
+    """metrics.jsonl + TensorBoard + loss.png (and a progress bar) for any Trainer whose guards fill ``counter``.
+
+    The first callback is the :class:`MetricsCallback`; call its ``close()`` when a run stops with an error.
+    """
+    metrics = MetricsCallback(run_dir, counter, tensorboard=tensorboard, telemetry=telemetry)
+    return [metrics] + ([RichProgressCallback(counter)] if progress else [])
 
 
 class RichProgressCallback(TrainerCallback):

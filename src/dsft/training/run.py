@@ -15,24 +15,26 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from transformers import TrainerCallback
+from transformers import EarlyStoppingCallback, TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
 from dsft.config import DsftConfig
 from dsft.errors import DsftError, UnsupportedError
 from dsft.models.gguf_source import dequantisation_note, read_import_record
 from dsft.training.checkpointing import resolve_resume
+from dsft.training.environment import environment_problems
 from dsft.training.gpu_telemetry import GpuTelemetry
-from dsft.training.monitoring import MetricsCallback, RichProgressCallback, TokenCounter, read_metrics
-from dsft.training.rundir import prepare_run_dir, write_run_info
+from dsft.training.guards import RunGuards
+from dsft.training.monitoring import RichProgressCallback, TokenCounter, monitoring_callbacks
+from dsft.training.rundir import FINAL_DIR, RunDir
 from dsft.training.setup import (
     build_model,
     build_training_arguments,
     check_dropout,
-    environment_problems,
     load_splits,
     resolve_template,
 )
+from dsft.training.trainer import DsftTrainer
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +73,9 @@ def run_training(
     problems = environment_problems(cfg)
     if problems:
         raise UnsupportedError(f"{len(problems)} problem(s) with this machine", problems)
-    prepare_run_dir(run_dir, cfg, resuming=resume is not None)
-    checkpoint = resolve_resume(resume, run_dir / "checkpoints")
+    run = RunDir(run_dir)
+    run.prepare(cfg, resuming=resume is not None)
+    checkpoint = resolve_resume(resume, run.checkpoint_root)
 
     # Order matters: the template needs the tokenizer; data length filters need the tokenizer;
     # the model is loaded last so a data error costs no model load.
@@ -101,23 +104,23 @@ def run_training(
     model = build_model(cfg, model_dir, tokenizer, config_overrides)
     # Only the main process logs; it samples every visible GPU.
     telemetry = GpuTelemetry.open() if int(os.environ.get("RANK", "0")) == 0 else None
-    metrics = MetricsCallback(run_dir, TokenCounter(), tensorboard="tensorboard" in cfg.train.report_to,
-                              telemetry=telemetry)
-    callbacks = _callbacks(cfg, metrics, bool(splits["val"].examples), progress, should_stop, extra_callbacks)
-    trainer = _build_trainer(cfg, run_dir, model, tokenizer, splits, callbacks, metrics.counter)
+    counter = TokenCounter()
+    callbacks = _callbacks(cfg, run_dir, counter, bool(splits["val"].examples), progress, should_stop,
+                           extra_callbacks, telemetry)
+    metrics = callbacks[0]
+    trainer = _build_trainer(cfg, run_dir, model, tokenizer, splits, callbacks, counter)
     if checkpoint is not None:
         # The checkpoint's step was evaluated (and logged) by the run that wrote it: no second evaluation
         # of the same weights, and no second metrics.jsonl line for that step.
         trainer.args.eval_on_start = False
     info: dict[str, Any] = {
-        "template": template_name, "base_model": str(model_dir), "model_name_or_path": cfg.model.name_or_path,
-        "model_source": imported,
+        "template": template_name, **run.base_model_record(cfg, model_dir), "model_source": imported,
         "method": cfg.train.method, "masking": cfg.template.masking, "thinking": cfg.template.thinking,
         "resumed_from": str(checkpoint) if checkpoint else None,
         "examples": {k: len(v.examples) for k, v in splits.items()},
         "dropped": {k: v.dropped for k, v in splits.items() if v.dropped},
     }
-    write_run_info(run_dir, **info, status="running")
+    run.write_info(**info, status="running")
     try:
         output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     except DsftError:
@@ -125,16 +128,16 @@ def run_training(
         for cb in callbacks:
             if isinstance(cb, RichProgressCallback):
                 cb.close()
-        write_run_info(run_dir, **info, status="failed")
+        run.write_info(**info, status="failed")
         raise
-    final_dir = _save_final(trainer, tokenizer, template, run_dir)
+    final_dir = _save_final(trainer, tokenizer, template, run)
     metrics.close()
-    rows = read_metrics(run_dir / "metrics.jsonl")
+    rows = run.metrics()
     evals = [r["eval_loss"] for r in rows if "eval_loss" in r]
     best = trainer.state.best_metric if cfg.eval.metric == "eval_loss" else None
     stopped_early = should_stop is not None and trainer.state.global_step < trainer.state.max_steps
-    write_run_info(
-        run_dir, **info, status="stopped" if stopped_early else "finished",
+    run.write_info(
+        **info, status="stopped" if stopped_early else "finished",
         global_step=trainer.state.global_step, best_checkpoint=trainer.state.best_model_checkpoint,
         best_metric={cfg.eval.metric_key(): trainer.state.best_metric} if trainer.state.best_metric is not None else None,
         final=str(final_dir.relative_to(run_dir)),
@@ -148,10 +151,10 @@ def run_training(
     )
 
 
-def _save_final(trainer: Any, tokenizer: Any, template: Any, run_dir: Path) -> Path:
+def _save_final(trainer: Any, tokenizer: Any, template: Any, run: RunDir) -> Path:
     """Weights (adapter or full) + tokenizer carrying the chat template training used."""
-    final = run_dir / "final"
-    staging = run_dir / ".final.staging"
+    final = run.path / FINAL_DIR
+    staging = run.path / f".{FINAL_DIR}.staging"
     if staging.exists():
         shutil.rmtree(staging)
     trainer.save_model(str(staging))
@@ -166,17 +169,21 @@ def _save_final(trainer: Any, tokenizer: Any, template: Any, run_dir: Path) -> P
 
 
 def _callbacks(
-    cfg: DsftConfig, metrics: MetricsCallback, has_eval: bool, progress: bool,
-    should_stop: Callable[[int], bool] | None, extra: list[Any] | None,
+    cfg: DsftConfig, run_dir: Path, counter: TokenCounter, has_eval: bool, progress: bool,
+    should_stop: Callable[[int], bool] | None, extra: list[Any] | None, telemetry: GpuTelemetry | None = None,
 ) -> list[Any]:
-    callbacks: list[Any] = [metrics] + ([RichProgressCallback(metrics.counter)] if progress else [])
-    if cfg.eval.early_stopping_patience and has_eval:
-        from transformers import EarlyStoppingCallback
+    """The monitoring callbacks first (metrics.jsonl, ...), then the extras, early stopping and the test stop.
 
+    Order matters at each evaluation: the monitoring and extra callbacks add metrics (perplexity, a
+    generation metric) that early stopping and the best-checkpoint choice then read.
+    """
+    callbacks: list[Any] = monitoring_callbacks(run_dir, counter, progress, "tensorboard" in cfg.train.report_to,
+                                                telemetry) + list(extra or [])
+    if cfg.eval.early_stopping_patience and has_eval:
         callbacks.append(EarlyStoppingCallback(cfg.eval.early_stopping_patience, cfg.eval.early_stopping_min_delta))
     if should_stop is not None:
         callbacks.append(_StopAt(should_stop))
-    return callbacks + list(extra or [])
+    return callbacks
 
 
 def _build_trainer(
@@ -185,7 +192,6 @@ def _build_trainer(
 ) -> Any:
     """DsftTrainer (packing collator, supervised-token loss) with the run's guards and callbacks."""
     from dsft.training.collators import make_collator, make_train_dataset
-    from dsft.training.run_trainer import RunTrainer
 
     val = splits["val"].examples
     trainer = RunTrainer(
@@ -204,6 +210,10 @@ def _build_trainer(
     # dsft logs through metrics.jsonl and its own progress bar; the Trainer's dict printer is noise.
     trainer.remove_callback(PrinterCallback)
     return trainer
+
+
+class RunTrainer(RunGuards, DsftTrainer):
+    """The SFT run's trainer: DsftTrainer's loss with the run guards (NaN stop, atomic checkpoints, tokens)."""
 
 
 class _StopAt(TrainerCallback):

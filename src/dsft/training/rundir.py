@@ -1,8 +1,25 @@
-"""The run directory: what it holds, and refusing to mix two different runs in one place."""
+"""The run directory: the one module that writes and reads ``run.json``, ``config.yaml``, checkpoints and
+``final/``.
+
+Training writes a run directory; eval, export, serve (and anything else that looks at a run) open it
+with :class:`RunDir` and ask it, never the files:
+
+>>> run = RunDir("runs/r1-lora")                       # doctest: +SKIP
+>>> run.status, run.template, run.method               # doctest: +SKIP
+('finished', 'deepseek-r1', 'lora')
+>>> run.final, run.checkpoints()[-1].name              # doctest: +SKIP
+(PosixPath('runs/r1-lora/final'), 'checkpoint-40')
+>>> run.base_model()                                   # doctest: +SKIP
+PosixPath('/home/me/.cache/dsft/tiny/tiny-deepseek-v3')
+
+A run directory can be moved or copied to another machine. Everything inside it is found relative to
+the directory itself; the base model of a LoRA run is found by :meth:`RunDir.base_model` (see there).
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -10,8 +27,20 @@ from typing import Any
 import yaml
 
 from dsft import __version__
-from dsft.config import DsftConfig, dump_config
+from dsft.config import DsftConfig, dump_config, load_config
 from dsft.errors import DsftError
+from dsft.models.resolve import resolve_model
+from dsft.training.checkpointing import list_checkpoints
+
+RUN_INFO_FILE = "run.json"
+CONFIG_FILE = "config.yaml"
+FINAL_DIR = "final"
+CHECKPOINT_DIR = "checkpoints"
+METRICS_FILE = "metrics.jsonl"
+ADAPTER_METHODS = ("lora", "qlora")
+FULL_METHODS = ("full",)
+# ``status`` of a directory whose run has not written run.json yet (or stopped during setup).
+NOT_STARTED = "not started"
 
 # Changing any of these makes it a different run; other keys (steps, lr, logging, eval cadence)
 # may change on --resume, e.g. to extend a run or to lower the lr after a NaN stop.
@@ -36,41 +65,227 @@ def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
-def prepare_run_dir(run_dir: Path, cfg: DsftConfig, resuming: bool) -> None:
-    """Create or re-open ``run_dir``; refuse a directory that holds another run or unrelated files."""
-    saved = run_dir / "config.yaml"
-    if run_dir.exists() and not run_dir.is_dir():
-        raise DsftError(f"--out {run_dir}: exists and is not a directory")
-    if run_dir.is_dir() and any(run_dir.iterdir()) and not saved.is_file():
-        raise DsftError(f"--out {run_dir}: exists, is not empty and holds no dsft run (no config.yaml); "
-                        "choose a new directory")
-    new = cfg.model_dump(mode="json")
-    if saved.is_file():
-        old = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
-        diffs = config_differences(old, new)
-        identity = [d for d in diffs if any(d == k or d.startswith(k + ".") for k in IDENTITY_KEYS)]
-        has_checkpoints = any((run_dir / "checkpoints").glob("checkpoint-*"))
-        # A run that stopped during setup (a config or data error) never wrote run.json: nothing of it
-        # is worth keeping but its config, which is backed up below; the corrected config may take over.
-        started = (run_dir / "run.json").is_file() or has_checkpoints or (run_dir / "final").exists()
-        if identity and started:
+def _has_tokenizer(directory: Path) -> bool:
+    return any((directory / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
+
+
+class RunDir:
+    """A dsft run directory (see the module docstring). Cheap to create: nothing is read until asked."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    # -- what it is -------------------------------------------------------------------------------
+    @staticmethod
+    def is_run(path: str | Path) -> bool:
+        """Whether ``path`` is a run directory that training has started (it holds ``run.json``)."""
+        return (Path(path) / RUN_INFO_FILE).is_file()
+
+    @property
+    def info_path(self) -> Path:
+        return self.path / RUN_INFO_FILE
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def checkpoint_root(self) -> Path:
+        """Where the Trainer writes ``checkpoint-N`` (TrainingArguments.output_dir)."""
+        return self.path / CHECKPOINT_DIR
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / METRICS_FILE
+
+    # -- reading ----------------------------------------------------------------------------------
+    @property
+    def info(self) -> dict[str, Any]:
+        """``run.json``, read afresh on every access (a live run rewrites it)."""
+        try:
+            info = json.loads(self.info_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DsftError(f"{self.path}: not a dsft run directory (no {RUN_INFO_FILE})") from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DsftError(f"{self.info_path}: unreadable ({exc})") from exc
+        if not isinstance(info, dict):
+            raise DsftError(f"{self.info_path}: not a JSON object")
+        return info
+
+    def require(self, *keys: str) -> dict[str, Any]:
+        """``info``, or an error naming the ``keys`` it lacks."""
+        info = self.info
+        missing = [key for key in keys if not info.get(key)]
+        if missing:
+            raise DsftError(f"{self.info_path}: missing {', '.join(missing)}; was the run written by dsft?")
+        return info
+
+    @property
+    def config(self) -> DsftConfig:
+        """The resolved config the run was started with (``config.yaml``)."""
+        return load_config(self.config_path)
+
+    @property
+    def status(self) -> str:
+        """``running`` | ``finished`` | ``stopped`` | ``failed`` as recorded, or ``not started``.
+
+        A run killed without a chance to record it stays ``running``.
+        """
+        if not self.info_path.is_file():
+            return NOT_STARTED
+        return str(self.info.get("status") or "unknown")
+
+    @property
+    def template(self) -> str:
+        """The chat-template family the run trained with."""
+        return str(self.require("template")["template"])
+
+    @property
+    def method(self) -> str:
+        """``lora`` | ``qlora`` | ``full``."""
+        method = str(self.require("method")["method"])
+        if method not in ADAPTER_METHODS + FULL_METHODS:
+            raise DsftError(f"{self.info_path}: unknown method {method!r}; expected one of "
+                            f"{', '.join(ADAPTER_METHODS + FULL_METHODS)}")
+        return method
+
+    @property
+    def thinking(self) -> bool | None:
+        """``template.thinking`` of the run (None: the family's default)."""
+        return self.info.get("thinking")
+
+    def checkpoints(self) -> list[Path]:
+        """Complete ``checkpoint-N`` directories, oldest first."""
+        return list_checkpoints(self.checkpoint_root)
+
+    @property
+    def final_path(self) -> Path:
+        """Where the finished run's weights are (or will be): ``final/`` unless run.json names another."""
+        recorded = self.info.get("final") if self.info_path.is_file() else None
+        return self.path / str(recorded or FINAL_DIR)
+
+    @property
+    def final(self) -> Path:
+        """The finished run's weights (adapter or full); an error naming the status if there are none."""
+        final = self.final_path
+        if not final.is_dir():
             raise DsftError(
-                f"--out {run_dir}: already holds a different run (config differs in: {', '.join(identity)}); "
-                "choose a new --out directory"
+                f"{self.path}: no {final.name}/ directory; the run has not finished (status: {self.status}); "
+                f"use a checkpoint under {self.checkpoint_root} as a model directory, or finish training"
             )
-        if has_checkpoints and not resuming:
-            raise DsftError(f"--out {run_dir}: already holds checkpoints of this run; pass --resume auto to "
-                            "continue it, or choose a new --out directory")
-        if diffs:
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            (run_dir / f"config.before-{stamp}.yaml").write_text(saved.read_text(encoding="utf-8"), encoding="utf-8")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    saved.write_text(dump_config(cfg), encoding="utf-8")
+        return final
+
+    @property
+    def has_adapter(self) -> bool:
+        """Whether ``final/`` holds a PEFT adapter (LoRA/QLoRA) rather than full weights."""
+        return (self.final / "adapter_config.json").is_file()
+
+    def metrics(self) -> list[dict[str, Any]]:
+        """The rows of ``metrics.jsonl`` (one per logged optimizer step), oldest first."""
+        if not self.metrics_path.is_file():
+            return []
+        return [json.loads(line) for line in self.metrics_path.read_text(encoding="utf-8").splitlines()
+                if line.strip()]
+
+    def base_model(self, override: str | Path | None = None, cache_dir: str | Path | None = None) -> Path:
+        """The base model's directory, on this machine, for a run directory that may have moved.
+
+        Tried in order: ``override`` (a path, tiny preset or hub id: the ``--base-model`` flag); the
+        absolute path recorded at training time; the same directory found relative to the run directory
+        (a run and its base copied together keep their relative layout); ``model.name_or_path`` as the
+        config gave it (a tiny preset is rebuilt, a hub id is downloaded or found in the cache, a
+        relative path is taken from the current directory).
+        """
+        if override is not None:
+            return resolve_model(override, cache_dir=cache_dir)
+        info = self.info
+        tried: list[str] = []
+        for recorded in (info.get("base_model"), self._relative(info.get("base_model_relative"))):
+            if recorded:
+                if (Path(recorded) / "config.json").is_file():
+                    return Path(recorded)
+                tried.append(str(recorded))
+        name = info.get("model_name_or_path")
+        if name:
+            try:
+                return resolve_model(name, cache_dir=cache_dir, revision=info.get("model_revision"))
+            except DsftError as exc:
+                tried.append(f"{name} ({exc})")
+        raise DsftError(
+            f"{self.path}: the run's base model was not found on this machine; tried: {'; '.join(tried) or 'nothing recorded'}",
+            ["pass the base model with --base-model PATH_OR_ID (a model directory, hub id or tiny preset)"],
+        )
+
+    def _relative(self, relative: str | None) -> str | None:
+        return str((self.path / relative).resolve()) if relative else None
+
+    def tokenizer_dir(self, base_model: Path | None = None) -> Path:
+        """``final/`` (a run saves the tokenizer with the chat template it trained with), else the base's."""
+        final = self.final
+        if _has_tokenizer(final):
+            return final
+        base = base_model or self.base_model()
+        if _has_tokenizer(base):
+            return base
+        raise DsftError(f"no tokenizer files in {final} or {base}")
+
+    # -- writing ----------------------------------------------------------------------------------
+    def prepare(self, cfg: DsftConfig, resuming: bool) -> None:
+        """Create or re-open the directory for ``cfg``; refuse one that holds another run or unrelated files.
+
+        A changed non-identity key (steps, lr, ...) is allowed and the old config is kept as
+        ``config.before-STAMP.yaml``.
+        """
+        run_dir, saved = self.path, self.config_path
+        if run_dir.exists() and not run_dir.is_dir():
+            raise DsftError(f"--out {run_dir}: exists and is not a directory")
+        if run_dir.is_dir() and any(run_dir.iterdir()) and not saved.is_file():
+            raise DsftError(f"--out {run_dir}: exists, is not empty and holds no dsft run (no {CONFIG_FILE}); "
+                            "choose a new directory")
+        new = cfg.model_dump(mode="json")
+        if saved.is_file():
+            old = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
+            diffs = config_differences(old, new)
+            identity = [d for d in diffs if any(d == k or d.startswith(k + ".") for k in IDENTITY_KEYS)]
+            has_checkpoints = bool(self.checkpoints())
+            # A run that stopped during setup (a config or data error) never wrote run.json: nothing of it
+            # is worth keeping but its config, which is backed up below; the corrected config may take over.
+            started = self.info_path.is_file() or has_checkpoints or self.final_path.exists()
+            if identity and started:
+                raise DsftError(
+                    f"--out {run_dir}: already holds a different run (config differs in: {', '.join(identity)}); "
+                    "choose a new --out directory"
+                )
+            if has_checkpoints and not resuming:
+                raise DsftError(f"--out {run_dir}: already holds checkpoints of this run; pass --resume auto to "
+                                "continue it, or choose a new --out directory")
+            if diffs:
+                stamp = time.strftime("%Y%m%d-%H%M%S")
+                (run_dir / f"config.before-{stamp}.yaml").write_text(saved.read_text(encoding="utf-8"),
+                                                                     encoding="utf-8")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        saved.write_text(dump_config(cfg), encoding="utf-8")
+
+    def write_info(self, **info: Any) -> dict[str, Any]:
+        """Write ``run.json``: what eval, export and serve need to reuse the run without guessing."""
+        record = {"dsft_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **info}
+        self.info_path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        return record
+
+    def base_model_record(self, cfg: DsftConfig, model_dir: Path) -> dict[str, Any]:
+        """The run.json keys :meth:`base_model` resolves a moved run's base model from."""
+        try:
+            relative: str | None = os.path.relpath(Path(model_dir).resolve(), self.path.resolve())
+        except ValueError:  # another drive (Windows): no relative path exists
+            relative = None
+        return {"base_model": str(Path(model_dir).resolve()), "base_model_relative": relative,
+                "model_name_or_path": cfg.model.name_or_path, "model_revision": cfg.model.revision}
 
 
-def write_run_info(run_dir: Path, **info: Any) -> dict[str, Any]:
-    """``run.json``: what export, eval and serve need to reuse the run without guessing (template, base)."""
-    record = {"dsft_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **info}
-    (run_dir / "run.json").write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return record
+def prepare_run_dir(run_dir: Path, cfg: DsftConfig, resuming: bool) -> None:
+    """:meth:`RunDir.prepare` (kept for callers that hold a path)."""
+    RunDir(run_dir).prepare(cfg, resuming)
 

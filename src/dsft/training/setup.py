@@ -11,18 +11,21 @@ from typing import Any
 import torch
 
 from dsft.config import DsftConfig
-from dsft.errors import ConfigError, DsftError, UnsupportedError
+from dsft.errors import ConfigError
+from dsft.training.distributed import apply_zero3_leaf_modules, distributed_training_args, init_deepspeed_comm
+from dsft.training.environment import check_qlora, resolve_precision
+from dsft.training.environment import environment_problems  # noqa: F401  (re-exported: setup's checks)
 from dsft.training.examples import TokenizedSplit, tokenize_conversations
 from dsft.training.ifd import IfdScorer
 from dsft.training.segment_attention import select_segment_attention
+from dsft.training.preflight import evaluation_problems
+from dsft.training.rundir import RunDir
 from dsft.training.trainer import DsftTrainingArguments
 
 log = logging.getLogger(__name__)
 
 # train.optimizer -> TrainingArguments.optim
 OPTIMIZERS = {"adamw_torch": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit", "adafactor": "adafactor"}
-# train.report_to -> the package transformers' integration imports
-TRACKER_PACKAGES = {"wandb": "wandb", "mlflow": "mlflow", "swanlab": "swanlab"}
 # Config attributes that hold a hidden-state / residual dropout, by architecture family.
 HIDDEN_DROPOUT_KEYS = ("hidden_dropout", "resid_pdrop", "hidden_dropout_prob")
 
@@ -79,53 +82,6 @@ def _write_data_report(run_dir: Path, report: dict[str, Any]) -> None:
                                               encoding="utf-8")
 
 
-def resolve_precision(precision: str) -> str:
-    """auto -> bf16 on CUDA GPUs that support it, else fp32. fp16 needs CUDA."""
-    cuda = torch.cuda.is_available()
-    if precision == "auto":
-        return "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
-    problem = precision_problem(precision, cuda)
-    if problem:
-        raise UnsupportedError(problem)
-    return precision
-
-
-def precision_problem(precision: str, cuda: bool) -> str | None:
-    """Mixed precision is a GPU feature here (`dsft doctor` says so): bf16/fp16 on CPU is refused, not ignored."""
-    if precision in ("bf16", "fp16") and not cuda:
-        return (f"train.precision={precision}: mixed precision needs a CUDA GPU; use auto (bf16 on GPUs that "
-                "support it, fp32 here) or fp32 on this machine")
-    return None
-
-
-def _installed(package: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(package) is not None
-
-
-def environment_problems(cfg: DsftConfig, cuda: bool | None = None,
-                         installed: Any = _installed) -> list[str]:
-    """What this machine lacks for the config's optimizer and trackers, one line per key (empty = fine).
-
-    ``cuda`` / ``installed(package)`` default to this machine; tests pass their own.
-    """
-    cuda = torch.cuda.is_available() if cuda is None else cuda
-    problems = [p for p in [precision_problem(cfg.train.precision, cuda)] if p]
-    if cfg.train.optimizer == "adamw_8bit":
-        missing = ([] if cuda else ["a CUDA GPU (bitsandbytes' 8-bit optimizer states live in GPU kernels)"]) + (
-            [] if installed("bitsandbytes") else ["bitsandbytes (pip install bitsandbytes)"])
-        if missing:
-            problems.append("train.optimizer: adamw_8bit needs " + " and ".join(missing)
-                            + "; use adamw_torch or adafactor on this machine")
-    for name in cfg.train.report_to:
-        package = TRACKER_PACKAGES.get(name)
-        if package and not installed(package):
-            problems.append(f"train.report_to: {name} is not installed (pip install {package}), or remove it "
-                            "from train.report_to")
-    return problems
-
-
 def check_dropout(cfg: DsftConfig, model_config: Any) -> dict[str, float]:
     """The model-config overrides for ``model.attention_dropout`` / ``model.hidden_dropout``.
 
@@ -151,21 +107,6 @@ def check_dropout(cfg: DsftConfig, model_config: Any) -> dict[str, float]:
     return overrides
 
 
-def _check_qlora() -> None:
-    import importlib.util
-
-    missing = []
-    if not torch.cuda.is_available():
-        missing.append("a CUDA GPU (none found)")
-    if importlib.util.find_spec("bitsandbytes") is None:
-        missing.append("bitsandbytes (pip install bitsandbytes)")
-    if missing:
-        raise UnsupportedError(
-            "train.method=qlora needs " + " and ".join(missing)
-            + "; on this machine use train.method=lora or full"
-        )
-
-
 def build_model(cfg: DsftConfig, model_dir: Path, tokenizer: Any, config_overrides: dict[str, Any] | None = None) -> Any:
     """Load the base model for training and wrap it with LoRA when the method asks for it.
 
@@ -177,7 +118,7 @@ def build_model(cfg: DsftConfig, model_dir: Path, tokenizer: Any, config_overrid
 
     method = cfg.train.method
     if method == "qlora":
-        _check_qlora()
+        check_qlora()
     precision = resolve_precision(cfg.train.precision)
     dtype = cfg.model.dtype
     if dtype == "auto":
@@ -199,8 +140,6 @@ def build_model(cfg: DsftConfig, model_dir: Path, tokenizer: Any, config_overrid
 
         if not apply_liger_kernels(model):
             log.warning("train.liger: Liger kernels need CUDA and the liger-kernel package; training without them")
-    from dsft.training.distributed import apply_zero3_leaf_modules
-
     # Under ZeRO-3 each MoE block is gathered as one unit (its experts are used together).
     apply_zero3_leaf_modules(model, cfg.train, int(os.environ.get("WORLD_SIZE", "1")))
     if method == "full":
@@ -226,31 +165,15 @@ def build_training_arguments(cfg: DsftConfig, run_dir: Path, has_eval: bool, mod
     evaluating = has_eval
     per_epoch = e.steps == 0
     keep_best = evaluating and e.load_best
-    if keep_best and not per_epoch and t.save_steps % e.steps:
-        raise ConfigError(
-            f"train.save_steps ({t.save_steps}) must be a multiple of eval.steps ({e.steps}) so the best "
-            "checkpoint is saved; change one of them or set eval.load_best=false"
-        )
-    if t.sequence_parallel > 1 and has_eval:
-        # transformers splits only training batches over the SP group; evaluation forwards would run the
-        # all-to-all attention on whole rows as if they were shards.
-        raise ConfigError(
-            f"train.sequence_parallel={t.sequence_parallel}: evaluation during training is not supported with "
-            "sequence parallelism; set data.val_ratio: 0 (and no data.val files) and evaluate the run "
-            "afterwards with `dsft eval`"
-        )
-    if e.early_stopping_patience and not evaluating:
-        raise ConfigError("eval.early_stopping_patience needs validation data (data.val or data.val_ratio > 0)")
+    problems = evaluation_problems(cfg, has_eval)  # preflight checked the same with the data still unread
+    if problems:
+        raise ConfigError(problems[0], problems[1:])
     kwargs: dict[str, Any] = {}
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size > 1 or t.distributed in ("fsdp", "deepspeed") or t.sequence_parallel > 1:
-        try:
-            from dsft.training.distributed import distributed_training_args
-        except ImportError as exc:  # pragma: no cover - the module ships with dsft
-            raise DsftError(f"distributed training support is missing: {exc}") from None
         kwargs.update(distributed_training_args(t, model.config, run_dir, world_size))
     args = DsftTrainingArguments(
-        output_dir=str(run_dir / "checkpoints"),
+        output_dir=str(RunDir(run_dir).checkpoint_root),
         per_device_train_batch_size=t.micro_batch_size,
         per_device_eval_batch_size=t.micro_batch_size,
         gradient_accumulation_steps=t.grad_accum,
@@ -298,7 +221,5 @@ def build_training_arguments(cfg: DsftConfig, run_dir: Path, has_eval: bool, mod
         **kwargs,
     )
     if t.sequence_parallel > 1:
-        from dsft.training.distributed import init_deepspeed_comm
-
         init_deepspeed_comm()
     return args

@@ -1,8 +1,8 @@
-"""DsftTrainer: transformers' Trainer with its loss replaced (``compute_loss``), plus the two small hooks
-sequence parallelism needs (``_get_num_items_in_batch`` counts shards' labels, ``training_step`` reports
-the SP loss at its true scale), and evaluation's ``prediction_step`` / ``evaluation_loop`` so the
-validation loss is the mean over supervised tokens like the training loss (the stock loop averages
-per-batch means, which moves with the eval batch size).
+"""DsftTrainer: transformers' Trainer with its loss replaced (``compute_loss``), plus what sequence
+parallelism needs (the supervised-label count over shards, from :mod:`dsft.training.trainer_hooks`, and
+``training_step`` reporting the SP loss at its true scale), and evaluation's ``prediction_step`` /
+``evaluation_loop`` so the validation loss is the mean over supervised tokens like the training loss (the
+stock loop averages per-batch means, which moves with the eval batch size).
 
 The Trainer keeps the loop, gradient accumulation, checkpointing, resume and DeepSpeed/FSDP. The loss
 differs from the stock one in three ways:
@@ -30,6 +30,7 @@ from transformers import Trainer, TrainingArguments
 
 from dsft.training.collators import REAL_TOKENS_KEY
 from dsft.training.loss import auto_chunk_size, supervised_cross_entropy, supervised_cross_entropy_via_module
+from dsft.training.trainer_hooks import ShardedLabelCountHooks, declare_supervised_token_loss, prepare_inputs
 
 # Inputs that go to the model; everything else the collator adds (labels) stays with the loss.
 # Under sequence parallelism the dataloader hands out pre-shifted ``shift_labels`` instead of labels.
@@ -85,7 +86,7 @@ class DsftTrainingArguments(TrainingArguments):
         return int(num_training_steps * self.warmup_steps)
 
 
-class DsftTrainer(Trainer):
+class DsftTrainer(ShardedLabelCountHooks, Trainer):
     """A Trainer whose loss is the chunked, supervised-token cross-entropy (see module docstring)."""
 
     # Our loss is already divided by the global supervised-token count: no extra division by the
@@ -111,12 +112,11 @@ class DsftTrainer(Trainer):
         self.offload_activations = offload_activations
         # Make the Trainer count supervised labels over the accumulation window (and ranks) and pass
         # the count as num_items_in_batch, whatever the model's forward signature says.
-        self.model_accepts_loss_kwargs = True
-        self._loss_shifts_labels = True
+        declare_supervised_token_loss(self)
         # DeepSpeed-Ulysses sequence-parallel degree (1 = off), fixed by TrainingArguments.parallelism_config.
         parallelism = getattr(self.accelerator, "parallelism_config", None)
         use_sp = parallelism is not None and parallelism.sp_backend == "deepspeed" and parallelism.sp_size > 1
-        self._sequence_parallel = int(parallelism.sp_size) if use_sp else 1
+        self.sequence_parallel = int(parallelism.sp_size) if use_sp else 1
         self._eval_totals = torch.zeros(2, dtype=torch.float64)  # supervised-token loss sum and count
         self._router_aux_coef = (
             float(getattr(causal_lm.config, "router_aux_loss_coef", 0.0) or 0.0)
@@ -128,26 +128,13 @@ class DsftTrainer(Trainer):
         loss = super().training_step(model, inputs, num_items_in_batch)
         # The returned (detached) value is only logged, as a mean over all ranks; under sequence parallelism
         # each rank's loss is scaled for world / sp data-parallel ranks, so the mean is 1/sp of the loss.
-        return loss * self._sequence_parallel if self._sequence_parallel > 1 else loss
-
-    def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> torch.Tensor | int | None:
-        """The Trainer's count, extended to sequence-parallel shards (``shift_labels``, no ``labels``).
-
-        Every rank counts the supervised targets of its own shards over the accumulation window; the sum
-        over all ranks is then the supervised-token count of the whole global batch, as without SP.
-        """
-        if not batch_samples or "labels" in batch_samples[0] or "shift_labels" not in batch_samples[0]:
-            return super()._get_num_items_in_batch(batch_samples, device)
-        count = sum(batch["shift_labels"].ne(-100).sum() for batch in batch_samples).to(device)
-        if self.args.average_tokens_across_devices and self.args.world_size > 1:
-            count = self.accelerator.gather(count).sum()
-        return count
+        return loss * self.sequence_parallel if self.sequence_parallel > 1 else loss
 
     def prediction_step(self, model: Any, inputs: dict[str, Any], prediction_loss_only: bool,
                         ignore_keys: list[str] | None = None) -> tuple[torch.Tensor | None, None, None]:
         """This batch's mean loss over its supervised tokens; also adds its token sum and count to the
         running totals :meth:`evaluation_loop` turns into the token-weighted mean (dsft computes no logits)."""
-        inputs = self._prepare_inputs(inputs)
+        inputs = prepare_inputs(self, inputs)
         labels = inputs.get("shift_labels", inputs.get("labels"))
         if labels is None:
             return None, None, None
@@ -210,7 +197,7 @@ class DsftTrainer(Trainer):
             # num_items_in_batch counts every rank's tokens while DDP/DeepSpeed average gradients over the
             # data-parallel ranks (under sequence parallelism DeepSpeed sums a group's shards and averages
             # over world / sp).
-            loss = loss * (self.accelerator.num_processes // self.get_tp_size() // self._sequence_parallel)
+            loss = loss * (self.accelerator.num_processes // self.get_tp_size() // self.sequence_parallel)
         aux_loss = getattr(outputs, "aux_loss", None)
         if self._router_aux_coef and aux_loss is not None:
             # A per-micro-batch mean: average it over the accumulation window like the token loss.

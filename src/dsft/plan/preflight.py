@@ -1,0 +1,49 @@
+"""Preflight: every check of a config that needs neither data nor model, run before anything loads.
+
+``dsft config show``, ``dsft train`` and ``dsft launch`` call :func:`preflight` right after
+:func:`dsft.config.load_config` (which checks each key on its own): one error lists every problem, each
+naming its key, in about a second. The checks belong to the stages that own the settings:
+
+* training (:mod:`dsft.training.preflight`): precision and QLoRA against the device, strategy against
+  device and world size, sequence parallelism against world size, architecture (MLA) and attention,
+  the evaluation schedule (best checkpoint, early stopping) against the data's validation split;
+* evaluation (:mod:`dsft.eval.selection`): ``eval.metric`` against the metrics the run will log,
+  ``eval.metrics`` against the known metrics;
+* export: ``export.format`` with ``export.verify`` against the verifier that format needs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+from dsft.config import DsftConfig
+from dsft.errors import ConfigError
+from dsft.eval.selection import eval_config_problems
+from dsft.training.environment import Environment
+from dsft.training.preflight import training_problems
+
+# Export formats whose verification runs the file in llama.cpp (module name of llama-cpp-python).
+LLAMA_CPP_FORMATS = ("gguf", "ollama")
+LLAMA_CPP_MODULE = "llama_cpp"
+
+
+def export_problems(cfg: DsftConfig, env: Environment) -> list[str]:
+    """``export.format`` + ``export.verify`` against the verifier installed here."""
+    e = cfg.export
+    if e.verify and e.format in LLAMA_CPP_FORMATS and env.inspect_packages \
+            and importlib.util.find_spec(LLAMA_CPP_MODULE) is None:
+        return [f"export.format={e.format} with export.verify: true needs llama-cpp-python to verify the GGUF file "
+                "(pip install llama-cpp-python, or dsft[gguf-verify]); or set export.verify: false"]
+    return []
+
+
+def preflight_problems(cfg: DsftConfig, env: Environment) -> list[str]:
+    """Every problem :func:`preflight` would report, one line each."""
+    return training_problems(cfg, env) + eval_config_problems(cfg.eval) + export_problems(cfg, env)
+
+
+def preflight(cfg: DsftConfig, env: Environment, source: str = "config") -> None:
+    """Raise one :class:`ConfigError` listing every problem of ``cfg`` on ``env`` (nothing loaded yet)."""
+    problems = preflight_problems(cfg, env)
+    if problems:
+        raise ConfigError(f"{source}: {len(problems)} problem(s)", problems)

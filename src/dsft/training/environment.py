@@ -1,0 +1,127 @@
+"""Where a run will happen, as the checks see it, and the settings that depend on it (precision, QLoRA).
+
+Light to import (torch is imported only when a check must look at the device): ``dsft config show``
+runs these checks.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from dsft.config import DsftConfig
+from dsft.errors import UnsupportedError
+
+# train.report_to -> the package transformers' integration imports
+TRACKER_PACKAGES = {"wandb": "wandb", "mlflow": "mlflow", "swanlab": "swanlab"}
+
+
+def _detect_cuda() -> bool:
+    import torch  # heavy: imported only when a check needs to know the device
+
+    return bool(torch.cuda.is_available())
+
+
+@dataclass
+class Environment:
+    """Where the run will happen. ``None`` means unknown, and the checks that need it are skipped.
+
+    ``world_size``: training processes; ``cuda``: CUDA GPUs present (``None`` = look on first use);
+    ``inspect_packages``: whether installed packages can be checked (not for a cluster a launch script
+    targets).
+    """
+
+    world_size: int | None = None
+    cuda: bool | None = None
+    inspect_packages: bool = True
+
+    @classmethod
+    def this_machine(cls, world_size: int | None = None) -> "Environment":
+        """This machine; ``world_size`` defaults to ``$WORLD_SIZE`` (set by launchers), else unknown."""
+        if world_size is None and os.environ.get("WORLD_SIZE"):
+            world_size = int(os.environ["WORLD_SIZE"])
+        return cls(world_size=world_size)
+
+    @classmethod
+    def gpu_cluster(cls, world_size: int) -> "Environment":
+        """The GPU machines a launch script will run on (their packages cannot be checked from here)."""
+        return cls(world_size=world_size, cuda=True, inspect_packages=False)
+
+    def has_cuda(self) -> bool:
+        if self.cuda is None:
+            self.cuda = _detect_cuda()
+        return self.cuda
+
+    def lacks(self, module: str) -> bool:
+        """True only when ``module`` is known to be missing."""
+        return self.inspect_packages and importlib.util.find_spec(module) is None
+
+
+def resolve_precision(precision: str, env: Environment | None = None) -> str:
+    """auto -> bf16 on CUDA GPUs that support it, else fp32. bf16/fp16 need CUDA."""
+    cuda = (env or Environment()).has_cuda()
+    if precision == "auto":
+        if not cuda:
+            return "fp32"
+        import torch  # heavy: only on a CUDA machine, to ask about bf16
+
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    problem = precision_problem(precision, cuda)
+    if problem:
+        raise UnsupportedError(problem)
+    return precision
+
+
+def precision_problem(precision: str, cuda: bool) -> str | None:
+    """Mixed precision is a GPU feature here (`dsft doctor` says so): bf16/fp16 on CPU is refused, not ignored."""
+    if precision in ("bf16", "fp16") and not cuda:
+        return (f"train.precision={precision}: mixed precision needs a CUDA GPU; use auto (bf16 on GPUs that "
+                "support it, fp32 here) or fp32 on this machine")
+    return None
+
+
+def check_qlora(env: Environment | None = None) -> None:
+    """``train.method=qlora`` needs a CUDA GPU and bitsandbytes."""
+    env = env or Environment()
+    missing = []
+    if not env.has_cuda():
+        missing.append("a CUDA GPU (none found)")
+    if env.lacks("bitsandbytes"):
+        missing.append("bitsandbytes (pip install bitsandbytes)")
+    if missing:
+        raise UnsupportedError(
+            "train.method=qlora needs " + " and ".join(missing) + "; on this machine use train.method=lora or full"
+        )
+
+
+def _installed(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None
+
+
+def environment_problems(cfg: DsftConfig, cuda: bool | None = None,
+                         installed: Callable[[str], bool] = _installed) -> list[str]:
+    """What this machine lacks for the config's optimizer and trackers, one line per key (empty = fine).
+
+    ``cuda`` / ``installed(package)`` default to this machine (the device is probed only when the optimizer
+    needs one); tests pass their own.
+    """
+    problems = []
+    if cfg.train.precision in ("bf16", "fp16") or cfg.train.optimizer == "adamw_8bit":
+        cuda = _detect_cuda() if cuda is None else cuda
+    problem = precision_problem(cfg.train.precision, bool(cuda))
+    if problem:
+        problems.append(problem)
+    if cfg.train.optimizer == "adamw_8bit":
+        missing = ([] if cuda else ["a CUDA GPU (bitsandbytes' 8-bit optimizer states live in GPU kernels)"]) + (
+            [] if installed("bitsandbytes") else ["bitsandbytes (pip install bitsandbytes)"])
+        if missing:
+            problems.append("train.optimizer: adamw_8bit needs " + " and ".join(missing)
+                            + "; use adamw_torch or adafactor on this machine")
+    for name in cfg.train.report_to:
+        package = TRACKER_PACKAGES.get(name)
+        if package and not installed(package):
+            problems.append(f"train.report_to: {name} is not installed (pip install {package}), or remove it "
+                            "from train.report_to")
+    return problems

@@ -1,0 +1,136 @@
+"""Training checks that need neither data nor model: precision, method, strategy and world size,
+sequence parallelism against the architecture, and the evaluation schedule.
+
+They run in a second, before anything heavy loads (``dsft config show``, ``dsft train``, ``dsft launch``
+call them through :func:`dsft.plan.preflight.preflight`), and again where the training recipe uses the
+setting, so a library caller gets the same refusal. Each problem names its key.
+
+This module stays light to import (no torch, no transformers): it is on the path of ``dsft config show``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from dsft.config import DsftConfig
+from dsft.errors import DsftError
+from dsft.models.resolve import peek_model_config
+from dsft.training.distributed import check_sequence_parallel, resolve_strategy, zero_optimization
+from dsft.training.environment import Environment, check_qlora, environment_problems
+
+# What a run logs at every evaluation (MetricsCallback adds the perplexity), so eval.metric may name them.
+TRAINING_EVAL_METRICS = ("eval_loss", "eval_perplexity")
+
+
+def may_have_validation_data(cfg: DsftConfig) -> bool:
+    """Whether the run will (or may) have a validation split: explicit files, a ratio, or a prepared val file."""
+    if cfg.data.prepared_dir:
+        val = Path(cfg.data.prepared_dir) / "val.jsonl"
+        return val.is_file() and val.stat().st_size > 0
+    return bool(cfg.data.val) or cfg.data.val_ratio > 0
+
+
+def uses_distributed_setup(cfg: DsftConfig, world_size: int) -> bool:
+    """Whether training builds DDP/FSDP/DeepSpeed settings (several processes, or asked for explicitly)."""
+    t = cfg.train
+    return world_size > 1 or t.distributed in ("fsdp", "deepspeed") or t.sequence_parallel > 1
+
+
+def _collect(problems: list[str], check: Any, *args: Any) -> None:
+    try:
+        check(*args)
+    except DsftError as exc:
+        problems.append(str(exc))
+
+
+def _strategy_problems(cfg: DsftConfig, env: Environment, problems: list[str]) -> None:
+    t = cfg.train
+    if env.world_size is not None and not uses_distributed_setup(cfg, env.world_size):
+        return  # one process and no strategy asked for: these settings are not used
+    strategy = t.distributed
+    if strategy == "auto":
+        if env.world_size is None:
+            return  # auto is resolved once the number of processes is known
+        try:
+            strategy = resolve_strategy(t, env.world_size)
+        except DsftError as exc:
+            problems.append(str(exc))
+            return
+    if strategy == "deepspeed" and env.lacks("deepspeed"):
+        problems.append("train.distributed=deepspeed needs DeepSpeed: pip install deepspeed (or dsft[distributed])")
+    if t.offload != "none" and strategy == "ddp":
+        problems.append(f"train.offload={t.offload}: offload needs train.distributed=deepspeed or fsdp")
+    if strategy == "deepspeed":
+        _collect(problems, zero_optimization, t)
+    if strategy == "fsdp":
+        if not env.has_cuda():
+            problems.append("train.distributed=fsdp needs CUDA GPUs (accelerate runs FSDP on GPUs only); "
+                            "on CPU use train.distributed=ddp or deepspeed")
+        if t.offload == "optimizer":
+            problems.append("train.offload=optimizer: FSDP offloads parameters and gradients together; "
+                            "use train.offload=optimizer+param with fsdp, or train.distributed=deepspeed")
+    if t.sequence_parallel > 1 and strategy != "deepspeed":
+        problems.append(f"train.sequence_parallel={t.sequence_parallel}: needs train.distributed=deepspeed")
+
+
+def _attention(cfg: DsftConfig, env: Environment) -> str | None:
+    """The attention kernel the model will load with; None where that depends on the target machine."""
+    chosen = cfg.model.attn_implementation
+    if chosen != "auto":
+        return chosen
+    if not env.inspect_packages:
+        return None
+    flash = env.has_cuda() and importlib.util.find_spec("flash_attn") is not None
+    return "flash_attention_2" if flash else "sdpa"
+
+
+def _sequence_parallel_problems(cfg: DsftConfig, env: Environment, problems: list[str]) -> None:
+    sp = cfg.train.sequence_parallel
+    if sp <= 1:
+        return
+    values = peek_model_config(cfg.model.name_or_path)
+    model_config = SimpleNamespace(**values) if values else None
+    if model_config is not None and getattr(model_config, "kv_lora_rank", None):
+        model_config.qk_head_dim = (getattr(model_config, "qk_nope_head_dim", 0) or 0) + \
+            (getattr(model_config, "qk_rope_head_dim", 0) or 0)
+    _collect(problems, check_sequence_parallel, cfg.train, sp, env.world_size, model_config, _attention(cfg, env))
+
+
+def evaluation_problems(cfg: DsftConfig, has_eval: bool) -> list[str]:
+    """The evaluation schedule against the training settings, given whether there is validation data."""
+    t, e = cfg.train, cfg.eval
+    problems = []
+    # With validation data a run evaluates every eval.steps steps, or at every epoch end when it is 0.
+    if has_eval and e.load_best and e.steps and t.save_steps % e.steps:
+        problems.append(
+            f"train.save_steps ({t.save_steps}) must be a multiple of eval.steps ({e.steps}) so the best "
+            "checkpoint is saved; change one of them or set eval.load_best=false"
+        )
+    if t.sequence_parallel > 1 and has_eval:
+        # transformers splits only training batches over the SP group; evaluation forwards would run the
+        # all-to-all attention on whole rows as if they were shards.
+        problems.append(
+            f"train.sequence_parallel={t.sequence_parallel}: evaluation during training is not supported with "
+            "sequence parallelism; set data.val_ratio: 0 (and no data.val files) and evaluate the run "
+            "afterwards with `dsft eval`"
+        )
+    if e.early_stopping_patience and not has_eval:
+        problems.append("eval.early_stopping_patience needs validation data (data.val or data.val_ratio > 0)")
+    return problems
+
+
+def training_problems(cfg: DsftConfig, env: Environment) -> list[str]:
+    """Every problem of ``cfg``'s training settings on ``env``, one line each naming its key."""
+    problems: list[str] = []
+    # Precision, optimizer and trackers; the device is probed only where one of them needs it.
+    needs_device = cfg.train.precision in ("bf16", "fp16") or cfg.train.optimizer == "adamw_8bit"
+    problems += environment_problems(cfg, env.has_cuda() if needs_device else None,
+                                     lambda package: not env.lacks(package))
+    if cfg.train.method == "qlora":
+        _collect(problems, check_qlora, env)
+    _strategy_problems(cfg, env, problems)
+    _sequence_parallel_problems(cfg, env, problems)
+    return problems + evaluation_problems(cfg, may_have_validation_data(cfg))

@@ -1,0 +1,126 @@
+"""Preflight: every config refusal that used to wait for the data or the model comes from `dsft config show`
+(and `dsft train`, `dsft launch`) at once, exit 2, naming the keys."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dsft.config import load_config
+from dsft.plan import preflight as preflight_module
+from dsft.plan.preflight import preflight_problems
+from dsft.training.environment import Environment
+
+ROOT = Path(__file__).resolve().parents[2]
+CPU_ONLY = pytest.mark.skipif(Environment().has_cuda(), reason="checks the refusal a CPU-only machine gives")
+# One SP setting that passes every SP check but the one under test.
+SP_OK = ["train.distributed=deepspeed", "train.packing=false", "data.val_ratio=0",
+         "model.name_or_path=tiny-r1-distill-qwen"]
+
+REFUSALS = [
+    pytest.param(["train.precision=fp16"], "train.precision=fp16 needs a CUDA GPU", marks=CPU_ONLY, id="fp16-cpu"),
+    pytest.param(["train.method=qlora"], "train.method=qlora needs a CUDA GPU", marks=CPU_ONLY, id="qlora-cpu"),
+    pytest.param(["train.distributed=fsdp"], "train.distributed=fsdp needs CUDA GPUs", marks=CPU_ONLY, id="fsdp-cpu"),
+    pytest.param(["train.distributed=deepspeed", "train.zero_stage=2", "train.offload=optimizer+param"],
+                 "train.offload=optimizer+param: parameter offload needs train.zero_stage=3", id="offload-stage"),
+    pytest.param(["train.distributed=deepspeed", "train.zero_stage=0", "train.offload=optimizer"],
+                 "train.offload: offload needs train.zero_stage >= 1", id="offload-zero0"),
+    pytest.param(["train.distributed=ddp", "train.offload=optimizer"],
+                 "train.offload=optimizer: offload needs train.distributed=deepspeed or fsdp", id="offload-ddp"),
+    pytest.param(["train.sequence_parallel=2", *SP_OK[:-1], "model.name_or_path=tiny-deepseek-v3"],
+                 "does not support multi-head latent attention", id="sp-mla"),
+    pytest.param(["train.sequence_parallel=2", *SP_OK[:-2]], "evaluation during training is not supported",
+                 id="sp-eval"),
+    pytest.param(["train.sequence_parallel=2", "train.distributed=ddp", *SP_OK[1:]],
+                 "train.sequence_parallel=2: needs train.distributed=deepspeed", id="sp-strategy"),
+    pytest.param(["train.sequence_parallel=3", *SP_OK], "must divide train.max_seq_len", id="sp-seq-len"),
+    pytest.param(["train.sequence_parallel=2", "train.distributed=deepspeed", "data.val_ratio=0",
+                  "model.name_or_path=tiny-r1-distill-qwen"], "cannot keep packed examples apart", id="sp-packing"),
+    pytest.param(["eval.metric=accuracy"], "eval.metric: unknown metric 'accuracy'; choose one of loss, perplexity",
+                 id="metric-unknown"),
+    pytest.param(["eval.metric=numeric_accuracy"], "a generation-eval metric; set eval.generation_steps > 0",
+                 id="metric-needs-generation"),
+    pytest.param(["eval.metric=bleu", "eval.generation_steps=5", "eval.metrics=[f1]"],
+                 "eval.metric=bleu: not computed; add it to eval.metrics", id="metric-not-computed"),
+    pytest.param(["eval.metrics=[f1, accuracy]"], "eval.metrics: unknown metric(s) 'accuracy'", id="metrics-unknown"),
+    pytest.param(["eval.steps=4", "train.save_steps=10"], "train.save_steps (10) must be a multiple of eval.steps (4)",
+                 id="best-needs-save"),
+    pytest.param(["eval.early_stopping_patience=2"], "eval.early_stopping_patience needs eval.steps > 0",
+                 id="patience-needs-steps"),
+    pytest.param(["eval.early_stopping_patience=2", "eval.steps=5", "data.val_ratio=0", "train.save_steps=5"],
+                 "eval.early_stopping_patience needs eval.steps > 0 and validation data", id="patience-needs-val"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), REFUSALS)
+def test_config_show_refuses(overrides: list[str], message: str, run_cli) -> None:
+    code, out, err = run_cli(["config", "show", *[a for o in overrides for a in ("--set", o)]])
+    assert code == 2, out + err
+    assert message in err and "Traceback" not in err
+    assert out == ""  # nothing printed as if the config were fine
+
+
+def test_world_size_refusals_come_from_the_launcher_or_the_job(run_cli, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "3")  # as torchrun sets it: sp 2 cannot divide 3 processes
+    code, _, err = run_cli(["config", "show", "--set", "train.sequence_parallel=2", *sum((["--set", o] for o in SP_OK), [])])
+    assert code == 2 and "must divide the number of processes (3)" in err
+    monkeypatch.delenv("WORLD_SIZE")
+    config = tmp_path / "sp.yaml"
+    config.write_text(json.dumps({"train": {"sequence_parallel": 4, "distributed": "deepspeed", "packing": False},
+                                  "data": {"val_ratio": 0}, "model": {"name_or_path": "tiny-r1-distill-qwen"}}))
+    code, _, err = run_cli(["launch", str(config), "--nodes", "1", "--gpus-per-node", "2", "--out", str(tmp_path / "o")])
+    assert code == 2 and "needs at least 4 processes" in err
+    assert not (tmp_path / "o").exists()
+    code, _, err = run_cli(["launch", str(config), "--nodes", "1", "--gpus-per-node", "8", "--out", str(tmp_path / "o")])
+    assert code == 0, err
+
+
+def test_every_problem_is_listed_at_once(run_cli) -> None:
+    code, _, err = run_cli(["config", "show", "--set", "eval.metric=nope", "--set", "eval.early_stopping_patience=1",
+                            "--set", "train.distributed=ddp", "--set", "train.offload=optimizer"])
+    assert code == 2 and "3 problem(s)" in err
+    assert all(key in err for key in ("eval.metric", "eval.early_stopping_patience", "train.offload"))
+
+
+def test_gguf_export_without_its_verifier_is_refused(run_cli, monkeypatch) -> None:
+    real = preflight_module.importlib.util.find_spec
+    monkeypatch.setattr(preflight_module.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "llama_cpp" else real(name, *a))
+    code, _, err = run_cli(["config", "show", "--set", "export.format=gguf"])
+    assert code == 2 and "export.format=gguf with export.verify: true needs llama-cpp-python" in err
+    code, _, err = run_cli(["config", "show", "--set", "export.format=gguf", "--set", "export.verify=false"])
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("metric", ["eval_loss", "loss", "eval_perplexity", "perplexity", "rougeL",
+                                    "eval_numeric_accuracy", "numeric_accuracy", "macro_f1"])
+def test_every_metric_a_run_logs_is_accepted(metric: str) -> None:
+    cfg = load_config(None, [f"eval.metric={metric}", "eval.generation_steps=2"])
+    assert preflight_problems(cfg, Environment(world_size=1, cuda=False)) == []
+
+
+def test_defaults_and_shipped_examples_pass() -> None:
+    assert preflight_problems(load_config(None), Environment(world_size=1, cuda=False)) == []
+    for path in sorted((ROOT / "examples").glob("*.yaml")):
+        assert preflight_problems(load_config(path), Environment.gpu_cluster(8)) == [], path
+
+
+def test_a_refusal_loads_no_torch_and_no_transformers(tmp_path) -> None:
+    """The refusal comes before anything heavy is imported (measured: well under 2 s of CPU)."""
+    script = ("import sys\nfrom dsft.cli.app import main\ntry:\n    main(['config', 'show', '--set', 'eval.metric=x'])\n"
+              "except SystemExit as exc:\n    print(exc.code, 'torch' in sys.modules, 'transformers' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                            env={**__import__("os").environ, "PYTHONPATH": str(ROOT / "src")})
+    assert result.stdout.split() == ["2", "False", "False"], result.stdout + result.stderr
+
+
+def test_train_refuses_before_reading_data(tmp_path, run_cli) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps({"data": {"train": [str(tmp_path / "absent.jsonl")]}, "eval": {"metric": "acc"}}))
+    code, _, err = run_cli(["train", str(config), "--out", str(tmp_path / "run")])
+    assert code == 2 and "eval.metric: unknown metric 'acc'" in err
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,129 @@
+"""The run guards on a plain ``transformers.Trainer`` subclass (not the SFT trainer): NaN stop, atomic
+checkpoints, token counting. What a DPO/GRPO trainer gets by mixing in :class:`RunGuards`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import Qwen2Config, Qwen2ForCausalLM, Trainer, TrainingArguments
+
+from dsft.training.checkpointing import list_checkpoints, resolve_resume
+from dsft.training.guards import NonFiniteLossError, RunGuards, with_run_guards
+from dsft.training.monitoring import TokenCounter, monitoring_callbacks, read_metrics
+from dsft.training.trainer import DsftTrainer
+
+
+class PlainLossTrainer(Trainer):
+    """The model's own loss; turns it into NaN from optimizer step ``nan_from_step`` (1-based) on."""
+
+    nan_from_step: int | None = None
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001, ANN201
+        loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if self.nan_from_step is not None and self.state.global_step + 1 >= self.nan_from_step:
+            loss = loss * float("nan")
+        return loss
+
+
+class GuardedPlainTrainer(RunGuards, PlainLossTrainer):
+    pass
+
+
+def _model() -> Qwen2ForCausalLM:
+    torch.manual_seed(0)
+    return Qwen2ForCausalLM(Qwen2Config(vocab_size=300, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                        num_attention_heads=2, num_key_value_heads=1))
+
+
+def _examples(n: int = 12) -> list[dict[str, list[int]]]:
+    generator = torch.Generator().manual_seed(1)
+    rows = []
+    for i in range(n):
+        ids = torch.randint(0, 300, (6 + i % 3,), generator=generator).tolist()
+        rows.append({"input_ids": ids, "labels": [-100, -100] + ids[2:], "attention_mask": [1] * len(ids)})
+    return rows
+
+
+def _collate(rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+    width = max(len(r["input_ids"]) for r in rows)
+    batch = {}
+    for key, pad in (("input_ids", 0), ("labels", -100), ("attention_mask", 0)):
+        batch[key] = torch.tensor([r[key] + [pad] * (width - len(r[key])) for r in rows])
+    return batch
+
+
+def _trainer(cls: type, tmp_path: Path, **kwargs) -> Trainer:  # noqa: ANN003
+    args = TrainingArguments(output_dir=str(tmp_path / "checkpoints"), per_device_train_batch_size=2, max_steps=5,
+                             save_steps=1, learning_rate=1e-2, report_to=[], use_cpu=True, disable_tqdm=True,
+                             logging_steps=1, save_strategy="steps")
+    return cls(model=_model(), args=args, train_dataset=_examples(), data_collator=_collate, **kwargs)
+
+
+def test_plain_trainer_subclass_is_not_the_sft_trainer() -> None:
+    assert not issubclass(GuardedPlainTrainer, DsftTrainer)
+
+
+def test_nan_stops_before_the_step_and_the_newest_checkpoint_is_the_last_good_one(tmp_path: Path) -> None:
+    trainer = _trainer(GuardedPlainTrainer, tmp_path)
+    trainer.nan_from_step = 3
+    with pytest.raises(NonFiniteLossError, match="optimizer step 3"):
+        trainer.train()
+    assert [p.name for p in list_checkpoints(tmp_path / "checkpoints")] == ["checkpoint-1", "checkpoint-2"]
+    # The NaN gradient never reached the weights: they are finite and equal checkpoint-2's.
+    saved = Qwen2ForCausalLM.from_pretrained(str(tmp_path / "checkpoints" / "checkpoint-2"))
+    for (name, now), then in zip(trainer.model.named_parameters(), saved.parameters()):
+        assert torch.isfinite(now).all(), name
+        torch.testing.assert_close(now, then, msg=name)
+
+
+def test_without_guards_the_nan_goes_into_the_weights(tmp_path: Path) -> None:
+    """The control: the same trainer without RunGuards trains through the NaN."""
+    trainer = _trainer(PlainLossTrainer, tmp_path)
+    trainer.nan_from_step = 3
+    trainer.train()
+    assert not all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+@pytest.mark.parametrize("guarded", [True, False])
+def test_a_save_killed_midway_leaves_no_checkpoint_directory(tmp_path: Path, monkeypatch, guarded: bool) -> None:
+    """Only with the guards: a crash while checkpoint-2 is written leaves checkpoint-1 as the newest."""
+    trainer = _trainer(GuardedPlainTrainer if guarded else PlainLossTrainer, tmp_path)
+    real_save = Trainer._save_optimizer_and_scheduler
+
+    def crash_at_step_two(self, output_dir):  # noqa: ANN001, ANN202
+        if self.state.global_step == 2:
+            raise KeyboardInterrupt("killed while saving")
+        return real_save(self, output_dir)
+
+    monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", crash_at_step_two)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    names = [p.name for p in list_checkpoints(tmp_path / "checkpoints")]
+    if guarded:
+        assert names == ["checkpoint-1"]
+        assert resolve_resume("auto", tmp_path / "checkpoints").name == "checkpoint-1"
+        assert not (tmp_path / "checkpoints" / ".staging").exists()
+    else:
+        assert names == ["checkpoint-1", "checkpoint-2"]  # a half-written checkpoint-2 that resume would pick
+
+
+def test_tokens_are_counted_and_logged_through_the_monitoring_callbacks(tmp_path: Path) -> None:
+    counter = TokenCounter()
+    seen: list[dict[str, torch.Tensor]] = []
+
+    class Recording(with_run_guards(PlainLossTrainer)):  # type: ignore[misc]
+        def training_step(self, model, inputs, num_items_in_batch=None):  # noqa: ANN001, ANN201
+            seen.append(inputs)
+            return super().training_step(model, inputs, num_items_in_batch)
+
+    trainer = _trainer(Recording, tmp_path, token_counter=counter,
+                       callbacks=monitoring_callbacks(tmp_path, counter, progress=False))
+    trainer.train()
+    assert len(seen) == 5
+    assert counter.tokens == sum(int(b["attention_mask"].sum()) for b in seen)
+    assert counter.supervised_tokens == sum(int(b["labels"].ne(-100).sum()) for b in seen)
+    rows = read_metrics(tmp_path / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5] and rows[-1]["tokens"] == counter.tokens
+    assert (tmp_path / "loss.png").is_file() and list((tmp_path / "tb").iterdir())
