@@ -39,7 +39,7 @@ def test_metrics_temperature_and_top_p_change_generation_eval(tiny_model_dir: Ca
         torch.manual_seed(0)
         _, samples = generation_eval(model, tokenizer, "deepseek-r1", CONVERSATIONS, max_new_tokens=8,
                                      temperature=temperature, top_p=top_p)
-        runs[name] = [s["answer"] for s in samples]
+        runs[name] = [(s["reasoning"], s["answer"]) for s in samples]  # R1 prompts open a think block
     assert runs["greedy"] == runs["again"]
     assert runs["sampled"] != runs["greedy"]  # temperature samples (a random tiny model: near-flat logits)
     assert runs["nucleus"] == runs["greedy"]  # top_p 0.01 keeps only the top token: greedy again

@@ -61,7 +61,8 @@ def clean_staging(checkpoint_root: Path) -> None:
 
 
 def save_checkpoint_atomically(trainer: Any, model: Any, trial: Any, save: Any) -> None:
-    """Run the Trainer's own ``_save_checkpoint`` (``save``) into a staging dir, then rename into place.
+    """Run the Trainer's own checkpoint writer (``save``, see trainer_hooks.py) into a staging dir, then
+    rename it into place.
 
     Every rank takes part (DeepSpeed/FSDP write per-rank shards); the main process renames once all ranks
     are done, then applies ``save_total_limit`` to the complete checkpoints.
