@@ -136,7 +136,7 @@ def real_model_config(name: str) -> dict[str, Any]:
     return copy.deepcopy(REAL_MODEL_PRESETS[name])
 
 
-def _native_equivalent(config: dict[str, Any]) -> dict[str, Any]:
+def native_equivalent(config: dict[str, Any]) -> dict[str, Any]:
     """DeepSeek-MoE (remote code) has Qwen2-MoE's layout up to q/k/v biases and a shared-expert gate
     (under 0.01% of its parameters), so that native class stands in for counting and shapes."""
     if config.get("model_type") != "deepseek":
@@ -161,7 +161,7 @@ def build_on_meta(config: dict[str, Any]) -> Any:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    native = _native_equivalent(config)
+    native = native_equivalent(config)
     fields = {k: v for k, v in native.items() if k != "model_type"}
     try:
         hf_config = AutoConfig.for_model(native["model_type"], **fields)

@@ -1,9 +1,9 @@
 """Which model the planner sizes: a real-model preset, a tiny preset, or any HF config.json.
 
-Presets come from ``dsft.models.presets.REAL_MODEL_PRESETS``; the table below is the planner's own
-copy of the reference architectures (numbers only), used for names that module lacks and for
-deepseek-moe-16b, whose remote-code model type transformers cannot build. Hub ids match by their last path component, case-insensitively
-(``deepseek-ai/DeepSeek-R1-Distill-Qwen-7B`` -> ``deepseek-r1-distill-qwen-7b``).
+Presets come from ``dsft.models.presets.REAL_MODEL_PRESETS``, the one table of real-model architectures
+(numbers only); the planner adds ``deepseek-`` aliases and later releases of the same architecture. Hub ids
+match by their last path component, case-insensitively (``deepseek-ai/DeepSeek-R1-Distill-Qwen-7B`` ->
+``deepseek-r1-distill-qwen-7b``).
 """
 
 from __future__ import annotations
@@ -13,79 +13,33 @@ from pathlib import Path
 from typing import Any
 
 from dsft.errors import DsftError
+from dsft.models.presets import REAL_MODEL_PRESETS, native_equivalent
+
+# Later releases with the architecture (and config) of a preset, under the names people plan them by.
+RELEASE_ALIASES = {"deepseek-v2.5": "deepseek-v2", "deepseek-v3-0324": "deepseek-v3", "deepseek-r1-0528": "deepseek-r1"}
 
 
-def _llama(hidden: int, layers: int, heads: int, kv: int, inter: int, vocab: int, **extra: Any) -> dict[str, Any]:
-    return {"model_type": "llama", "hidden_size": hidden, "num_hidden_layers": layers,
-            "num_attention_heads": heads, "num_key_value_heads": kv, "intermediate_size": inter,
-            "vocab_size": vocab, "tie_word_embeddings": False, "rms_norm_eps": 1e-6, **extra}
+def _planner_presets() -> dict[str, dict[str, Any]]:
+    """The real-model presets of :mod:`dsft.models.presets` (the one architecture table), each also as
+    ``deepseek-NAME``, plus :data:`RELEASE_ALIASES`. Remote-code DeepSeek-MoE is planned as its native
+    look-alike (Qwen2-MoE layout), the same stand-in the presets module counts parameters with."""
+    table: dict[str, dict[str, Any]] = {}
+    for name, config in REAL_MODEL_PRESETS.items():
+        native = native_equivalent(config)
+        table[name.lower()] = dict(native)
+        if not name.lower().startswith("deepseek-"):
+            table["deepseek-" + name.lower()] = dict(native)
+    for alias, name in RELEASE_ALIASES.items():
+        table[alias] = dict(table[name])
+    return table
 
 
-def _qwen2(hidden: int, layers: int, heads: int, kv: int, inter: int, vocab: int) -> dict[str, Any]:
-    return {"model_type": "qwen2", "hidden_size": hidden, "num_hidden_layers": layers,
-            "num_attention_heads": heads, "num_key_value_heads": kv, "intermediate_size": inter,
-            "vocab_size": vocab, "tie_word_embeddings": False}
-
-
-def _mla_moe(model_type: str, hidden: int, layers: int, heads: int, inter: int, moe_inter: int, routed: int,
-             shared: int, top_k: int, dense: int, q_rank: int | None, vocab: int) -> dict[str, Any]:
-    return {"model_type": model_type, "hidden_size": hidden, "num_hidden_layers": layers,
-            "num_attention_heads": heads, "num_key_value_heads": heads, "intermediate_size": inter,
-            "moe_intermediate_size": moe_inter, "n_routed_experts": routed, "n_shared_experts": shared,
-            "num_experts_per_tok": top_k, "first_k_dense_replace": dense, "q_lora_rank": q_rank,
-            "kv_lora_rank": 512, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128,
-            "vocab_size": vocab, "tie_word_embeddings": False}
-
-
-_V3 = _mla_moe("deepseek_v3", 7168, 61, 128, 18432, 2048, 256, 1, 8, 3, 1536, 129280)
-_V3.update({"n_group": 8, "topk_group": 4})
-_V2 = _mla_moe("deepseek_v2", 5120, 60, 128, 12288, 1536, 160, 2, 6, 1, 1536, 102400)
-_V2.update({"n_group": 8, "topk_group": 3})
-
-PLANNER_PRESETS: dict[str, dict[str, Any]] = {
-    "deepseek-llm-7b": _llama(4096, 30, 32, 32, 11008, 102400),
-    "deepseek-llm-67b": _llama(8192, 95, 64, 8, 22016, 102400),
-    "deepseek-r1-distill-qwen-1.5b": _qwen2(1536, 28, 12, 2, 8960, 151936),
-    "deepseek-r1-distill-qwen-7b": _qwen2(3584, 28, 28, 4, 18944, 152064),
-    "deepseek-r1-distill-qwen-14b": _qwen2(5120, 48, 40, 8, 13824, 152064),
-    "deepseek-r1-distill-qwen-32b": _qwen2(5120, 64, 40, 8, 27648, 152064),
-    "deepseek-r1-distill-llama-8b": _llama(4096, 32, 32, 8, 14336, 128256),
-    "deepseek-r1-distill-llama-70b": _llama(8192, 80, 64, 8, 28672, 128256),
-    # deepseek-moe-16b ships remote code (model_type "deepseek"); Qwen2-MoE has the same layout:
-    # MHA, one dense first layer, 64 routed experts (top 6) plus shared experts of 2 x 1408.
-    "deepseek-moe-16b": {"model_type": "qwen2_moe", "hidden_size": 2048, "num_hidden_layers": 28,
-                         "num_attention_heads": 16, "num_key_value_heads": 16, "intermediate_size": 10944,
-                         "moe_intermediate_size": 1408, "shared_expert_intermediate_size": 2816,
-                         "num_experts": 64, "num_experts_per_tok": 6, "mlp_only_layers": [0],
-                         "qkv_bias": False, "vocab_size": 102400, "tie_word_embeddings": False},
-    "deepseek-v2-lite": _mla_moe("deepseek_v2", 2048, 27, 16, 10944, 1408, 64, 2, 6, 1, None, 102400),
-    "deepseek-v2": _V2,
-    "deepseek-v2.5": dict(_V2),
-    "deepseek-v3": _V3,
-    "deepseek-v3-0324": dict(_V3),
-    "deepseek-r1": dict(_V3),
-    "deepseek-r1-0528": dict(_V3),
-    "deepseek-v3.1": dict(_V3),
-}
+PLANNER_PRESETS: dict[str, dict[str, Any]] = _planner_presets()
 
 
 def preset_table() -> dict[str, dict[str, Any]]:
-    """Every preset the planner knows: the models package's real-model presets where transformers has the
-    architecture natively (deepseek-moe-16b's remote-code type has no class, so the table above stands in),
-    under both their own names and ``deepseek-``-prefixed aliases."""
-    from transformers import CONFIG_MAPPING
-
-    table = {name: dict(cfg) for name, cfg in PLANNER_PRESETS.items()}
-    try:
-        from dsft.models.presets import REAL_MODEL_PRESETS
-    except ImportError:
-        return table
-    for name, cfg in REAL_MODEL_PRESETS.items():
-        if not isinstance(cfg, dict) or cfg.get("model_type") not in CONFIG_MAPPING:
-            continue
-        table[name.lower()] = dict(cfg)
-        table["deepseek-" + name.lower().removeprefix("deepseek-")] = dict(cfg)  # the alias (itself for deepseek-*)
-    return table
+    """Every preset the planner knows (copies of :data:`PLANNER_PRESETS`)."""
+    return {name: dict(config) for name, config in PLANNER_PRESETS.items()}
 
 
 def _config_from_dict(values: dict[str, Any], where: str) -> Any:

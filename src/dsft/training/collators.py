@@ -28,10 +28,10 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from dsft.templates.base import IGNORE_INDEX
 from dsft.training.packing import overlong_indices, pack_best_fit
 from dsft.training.segment_attention import SEGMENT_ATTENTION
 
-IGNORE_INDEX = -100
 Example = dict[str, list[int]]
 # Packed batches carry their number of real (non-padding) tokens: an int the model never sees, counted
 # here because padding cannot be told from EOS by id, and a sequence-parallel shard cannot tell at all.

@@ -18,8 +18,16 @@ from dsft.errors import UnsupportedError
 TRACKER_PACKAGES = {"wandb": "wandb", "mlflow": "mlflow", "swanlab": "swanlab"}
 
 
+# Present on any machine where torch.cuda can see a device: NVIDIA's kernel driver, AMD's (ROCm) device node.
+GPU_DRIVER_PATHS = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/kfd")
+
+
 def _detect_cuda() -> bool:
-    import torch  # heavy: imported only when a check needs to know the device
+    """Whether torch sees a CUDA (or ROCm) device. Without any GPU driver the answer is no, known without
+    importing torch (over a second); with one, torch is asked."""
+    if not any(os.path.exists(path) for path in GPU_DRIVER_PATHS):
+        return False
+    import torch  # heavy: imported only where a GPU driver exists
 
     return bool(torch.cuda.is_available())
 

@@ -24,7 +24,8 @@ from typing import Any
 
 import torch
 
-IGNORE_INDEX = -100
+from dsft.templates.base import IGNORE_INDEX
+
 # CPU: rows per chunk such that one fp32 logits chunk is about this size. Measured on a 2-core Xeon with
 # the 129k vocabulary (docs/performance.md): 64-row chunks (32 MiB) ran the loss 1.4x faster than 256.
 CPU_CHUNK_BYTES = 32 * 2**20

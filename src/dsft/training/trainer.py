@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainingArguments
 
+from dsft.templates.base import IGNORE_INDEX
 from dsft.training.collators import REAL_TOKENS_KEY
 from dsft.training.loss import auto_chunk_size, supervised_cross_entropy, supervised_cross_entropy_via_module
 from dsft.training.trainer_hooks import ShardedLabelCountHooks, declare_supervised_token_loss, prepare_inputs
@@ -139,7 +140,7 @@ class DsftTrainer(ShardedLabelCountHooks, Trainer):
         if labels is None:
             return None, None, None
         targets = labels if "shift_labels" in inputs else labels[:, 1:]
-        count = targets.ne(-100).sum()
+        count = targets.ne(IGNORE_INDEX).sum()
         with torch.no_grad(), self.compute_loss_context_manager():
             # num_items_in_batch=None: divided by this batch's own supervised count, no cross-rank scaling.
             loss = self.compute_loss(model, inputs, num_items_in_batch=None).detach()

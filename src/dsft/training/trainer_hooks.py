@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
+from dsft.templates.base import IGNORE_INDEX
 from dsft.training.checkpointing import save_checkpoint_atomically
 
 # name -> why dsft needs it. Methods are overridden, attributes set (see the functions below).
@@ -69,7 +70,7 @@ class ShardedLabelCountHooks:
     def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> torch.Tensor | int | None:
         if not batch_samples or "labels" in batch_samples[0] or "shift_labels" not in batch_samples[0]:
             return super()._get_num_items_in_batch(batch_samples, device)  # type: ignore[misc]
-        count = sum(batch["shift_labels"].ne(-100).sum() for batch in batch_samples).to(device)
+        count = sum(batch["shift_labels"].ne(IGNORE_INDEX).sum() for batch in batch_samples).to(device)
         args = self.args  # type: ignore[attr-defined]
         if args.average_tokens_across_devices and args.world_size > 1:
             count = self.accelerator.gather(count).sum()  # type: ignore[attr-defined]

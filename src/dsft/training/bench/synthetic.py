@@ -22,6 +22,8 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from dsft.templates.base import IGNORE_INDEX
+
 PROMPT_TOKENS = (30, 300)
 REASONING_TOKENS = (100, 1500)
 ANSWER_TOKENS = (20, 400)
@@ -146,11 +148,11 @@ def make_examples(tokenizer: Any, count: int, seed: int = 0, length_scale: float
         target_ids = _encode(tokenizer, target) + _encode(tokenizer, eos)
         examples.append(SyntheticExample(
             prompt=prompt, target=target, input_ids=prompt_ids + target_ids,
-            labels=[-100] * len(prompt_ids) + target_ids,
+            labels=[IGNORE_INDEX] * len(prompt_ids) + target_ids,
         ))
     return examples
 
 
 def supervised_count(labels: list[int], max_len: int) -> int:
     """Supervised next-token targets of an example cut at ``max_len`` tokens (position 0 never is one)."""
-    return sum(1 for label in labels[1:max_len] if label != -100)
+    return sum(1 for label in labels[1:max_len] if label != IGNORE_INDEX)

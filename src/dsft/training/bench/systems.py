@@ -28,9 +28,9 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
+from dsft.templates.base import IGNORE_INDEX
 from dsft.training.bench.synthetic import VERBATIM_CHAT_TEMPLATE, supervised_count
 
-IGNORE_INDEX = -100
 
 
 @dataclass
