@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from dsft.errors import DsftError
-from dsft.export.source import ADAPTER_METHODS, ExportSource
-from dsft.models.resolve import resolve_model
+from dsft.export.source import ExportSource
 from dsft.serve.app import create_app
 from dsft.serve.engine import TransformersEngine
 from dsft.serve.serving_model import load_serving_model
 from dsft.serve.settings import ServeSettings
+from dsft.training.rundir import ADAPTER_METHODS, RunDir
 from dsft.ui import runs
 
 BASE, TUNED = "base", "tuned"
@@ -41,8 +41,8 @@ def weights_dir(run_dir: Path, checkpoint: str | None) -> Path:
         if checkpoint not in runs.checkpoints(run_dir):
             raise DsftError(f"checkpoint {checkpoint}: not in {run_dir.name}/checkpoints "
                             f"(have: {', '.join(runs.checkpoints(run_dir)) or 'none'})")
-        return run_dir / "checkpoints" / checkpoint
-    final = run_dir / "final"
+        return RunDir(run_dir).checkpoint_root / checkpoint
+    final = RunDir(run_dir).final_path
     if not final.is_dir():
         raise DsftError(f"{run_dir.name}: no final/ yet (the run has not finished); chat with a checkpoint")
     return final
@@ -55,9 +55,9 @@ def sources(run_dir: Path, checkpoint: str | None, with_base: bool) -> list[tupl
     missing = [k for k in ("template", "base_model", "method") if not info.get(k)]
     if missing:
         raise DsftError(f"{run_dir.name}: run.json lacks {', '.join(missing)} (the run has not started training)")
-    base = Path(resolve_model(str(info["base_model"])))
+    base = RunDir(run_dir).base_model()  # found where it is now, also for a moved run
     template, method = str(info["template"]), str(info["method"])
-    final = run_dir / "final"
+    final = RunDir(run_dir).final_path
     tokenizer = next(d for d in (weights, final, base) if d == base or _has_tokenizer(d))
     if method in ADAPTER_METHODS:
         if not (weights / "adapter_config.json").is_file():

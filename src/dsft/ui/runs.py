@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from dsft.eval.target import read_run
 from dsft.errors import DsftError
+from dsft.training.rundir import RunDir
 from dsft.ui.paths import relative_name
 
 MAX_DEPTH = 3
@@ -76,9 +76,9 @@ def find_runs(root: Path) -> list[Path]:
 
 def read_info(run_dir: Path) -> dict[str, Any] | None:
     """``run.json``, or None when the run has not written it yet."""
-    if not (run_dir / "run.json").is_file():
+    if not RunDir.is_run(run_dir):
         return None
-    return read_run(run_dir, required=())
+    return RunDir(run_dir).info
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
@@ -196,7 +196,7 @@ def summarize(root: Path, run_dir: Path) -> RunSummary:
         step=info.get("global_step") or (max(steps) if steps else None),
         max_steps=train.get("max_steps") if (train.get("max_steps") or 0) > 0 else None,
         best_metric=info.get("best_metric"), started=started, template=info.get("template"),
-        has_final=(run_dir / str(info.get("final") or "final")).is_dir(), notes=notes,
+        has_final=RunDir(run_dir).final_path.is_dir(), notes=notes,
     )
 
 
@@ -206,13 +206,7 @@ def list_runs(root: Path) -> list[RunSummary]:
 
 def checkpoints(run_dir: Path) -> list[str]:
     """Checkpoint directory names, oldest step first."""
-    found = [p for p in (run_dir / "checkpoints").glob("checkpoint-*") if p.is_dir()]
-
-    def step(p: Path) -> int:
-        tail = p.name.rsplit("-", 1)[-1]
-        return int(tail) if tail.isdigit() else -1
-
-    return [p.name for p in sorted(found, key=step)]
+    return [p.name for p in RunDir(run_dir).checkpoints()]
 
 
 def data_report(run_dir: Path) -> dict[str, Any] | None:
