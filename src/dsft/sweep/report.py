@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dsft.training.monitoring import read_metrics
+from dsft.training.rundir import RunDir
 
 SWEEP_FILE = "sweep.json"
 
@@ -56,7 +56,7 @@ class Sweep:
 
 def best_evaluation(run_dir: str | Path, key: str, greater_is_better: bool) -> tuple[float | None, int | None, int | None]:
     """(best value, its step, last logged step) of ``key`` in a run's metrics.jsonl, steps > 0 only."""
-    rows = read_metrics(Path(run_dir) / "metrics.jsonl")
+    rows = RunDir(run_dir).metrics()
     points = [(float(r[key]), int(r["step"])) for r in rows
               if r.get("step", 0) > 0 and isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
     last = max((int(r.get("step", 0)) for r in rows), default=None)

@@ -28,6 +28,7 @@ from dsft.eval.callbacks import training_eval_callbacks
 from dsft.sweep.report import SWEEP_FILE, Sweep, Trial, best_evaluation, choose_best, write_report
 from dsft.sweep.space import SearchSpace, overrides_of
 from dsft.training.run import run_training
+from dsft.training.rundir import RunDir
 from dsft.training.setup import environment_problems
 
 SAMPLERS = ("grid", "random", "tpe")
@@ -245,8 +246,7 @@ def collect_sweep(out: Path) -> Sweep:
         if trial.status in ("finished", "pruned", "failed") and trial.value is not None:
             continue
         run_dir = Path(trial.run_dir)
-        info = run_dir / "run.json"
-        status = json.loads(info.read_text(encoding="utf-8")).get("status") if info.is_file() else None
+        status = RunDir(run_dir).info.get("status") if RunDir.is_run(run_dir) else None
         trial.status = {"finished": "finished", "failed": "failed", None: "pending"}.get(status, "running")
         trial.value, trial.best_step, trial.steps = best_evaluation(run_dir, sweep.metric, sweep.greater_is_better)
     choose_best(sweep)
