@@ -141,3 +141,14 @@ def test_reasoning_on_one_side_is_reported(tmp_path: Path) -> None:
     reasoning = prepare_preference(cfg, tmp_path / "out", "dpo").report["reasoning"]
     assert reasoning == {"chosen_with_reasoning": 2, "rejected_with_reasoning": 1, "completion_with_reasoning": 0,
                          "pairs_reasoning_on_one_side": 1}
+
+
+def test_dsft_data_prepare_reads_preference_records(tmp_path: Path, run_cli) -> None:
+    source = _write(tmp_path / "p.jsonl", [{"prompt": "q", "chosen": "a", "rejected": "b"}, "{broken"])
+    code, out, err = run_cli(["data", "prepare", str(source), "--out", str(tmp_path / "prep"),
+                              "--set", "train.objective=dpo", "--set", "data.val_ratio=0"])
+    assert code == 0, out + err
+    report = json.loads((tmp_path / "prep" / "data_report.json").read_text())
+    assert (report["read"], report["kept"], report["rejected"], report["kind"]) == (2, 1, 1, "pair")
+    again = load_prepared_preference(tmp_path / "prep", "dpo")
+    assert again.splits["train"][0].chosen.content == "a"

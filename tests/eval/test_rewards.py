@@ -112,3 +112,12 @@ def test_bad_reward_specs_are_config_errors(spec: RewardSpec, message: str) -> N
     with pytest.raises(ConfigError) as info:
         build_rewards([spec], max_completion_len=64)
     assert message in str(info.value)
+
+
+def test_the_template_familys_answer_beats_the_prompt_text() -> None:
+    """dsft's GRPO data carries the family's prompt_opens_think per prompt (R1 replies inside a think block
+    even where the prompt text does not end with <think>, e.g. after tool results)."""
+    completion = "Look it up.\n</think>\n\n42"
+    assert rewards.think_format([V3_PROMPT], [completion]) == [0.0]
+    assert rewards.think_format([V3_PROMPT], [completion], prompt_opens_think=[True]) == [1.0]
+    assert rewards.accuracy([V3_PROMPT], [completion], answer=["42"], prompt_opens_think=[True]) == [1.0]

@@ -39,7 +39,10 @@ def prepare_command(
     set_: list[str] = typer.Option([], "--set", help="Override a key: --set data.val_ratio=0.05 (repeatable)."),
     tokenizer: str | None = typer.Option(None, "--tokenizer", help=TOKENIZER_HELP),
 ) -> None:
-    """Read, validate, clean, deduplicate and split data; write train/val/test.jsonl and data_report.*."""
+    """Read, validate, clean, deduplicate and split data; write train/val/test.jsonl and data_report.*.
+
+    With train.objective dpo, orpo, kto or grpo (in --config or --set) the inputs are preference pairs,
+    labelled completions or prompts (docs/preference.md)."""
     from dsft.config import load_config
     from dsft.data.pipeline import prepare
     from dsft.data.readers import expand_inputs
@@ -47,6 +50,13 @@ def prepare_command(
 
     cfg = load_config(config, set_)
     output_dir(out)
+    if cfg.train.objective != "sft":  # preference pairs, labelled completions or RL prompts
+        from dsft.data.preference_pipeline import prepare_preference
+
+        if inputs:
+            cfg.data.train = list(inputs)
+        print_preference_summary(prepare_preference(cfg, out, cfg.train.objective).report, out)
+        return
     sources = list(inputs) if inputs else None
     # The splits and rejects together are about the size of the input.
     needed = tree_bytes(expand_inputs(sources or cfg.data.train)) if (sources or cfg.data.train) else None
@@ -71,6 +81,25 @@ def ifd_scorer_for(cfg: Any) -> Any:
     path = resolve_model(cfg.model.name_or_path, cfg.model.cache_dir, cfg.model.revision)
     model_tokenizer = load_tokenizer(path, cfg.model.trust_remote_code)
     return IfdScorer(cfg, model_tokenizer, resolve_template(cfg, path, model_tokenizer)[1])
+
+
+def print_preference_summary(report: dict[str, Any], out: Path) -> None:
+    """The accounting and split table of a preference data report."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("", "records", title=f"dsft data prepare ({report['objective']}: {report['kind']} records)")
+    for key in ("read", "rejected"):
+        table.add_row(key, str(report[key]))
+    for step, count in report["removed"].items():
+        table.add_row(f"removed: {step}", str(count))
+    table.add_row("kept", str(report["kept"]), end_section=True)
+    for name, count in report["splits"].items():
+        table.add_row(name, str(count))
+    for key, count in report["reasoning"].items():
+        table.add_row(key.replace("_", " "), str(count))
+    Console().print(table)
+    Console().print(f"wrote {out} ({report['seconds']} s); details in {out / 'data_report.json'}")
 
 
 def print_summary(report: dict[str, Any], out: Path) -> None:

@@ -19,7 +19,8 @@ def train(
         "`dsft config preset`.",
     ),
 ) -> None:
-    """Fine-tune a model: prepare the data, train (LoRA, QLoRA or full) and save the run."""
+    """Fine-tune a model: prepare the data, train (SFT, DPO, ORPO, KTO or GRPO; LoRA, QLoRA or full) and save
+    the run."""
     from rich.console import Console
 
     from dsft.config import load_config
@@ -30,7 +31,13 @@ def train(
 
     cfg = load_config(config, set_, preset=preset)
     preflight(cfg, Environment.this_machine(), str(config))  # before any data or model is read
-    result = run_training(cfg, out, resume=resume, extra_callbacks=training_eval_callbacks(cfg, out))
+    reward_funcs = None
+    if cfg.train.objective == "grpo":
+        from dsft.eval.rewards import build_rewards
+
+        reward_funcs, _ = build_rewards(cfg.grpo.rewards, cfg.grpo.max_completion_len)  # weights: in the config
+    result = run_training(cfg, out, resume=resume, extra_callbacks=training_eval_callbacks(cfg, out),
+                          reward_funcs=reward_funcs)
     console = Console()
     console.print(f"[bold green]done[/] {result.global_step} steps in {result.elapsed_s:.1f}s")
     if result.first_eval_loss is not None:

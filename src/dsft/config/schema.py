@@ -6,7 +6,7 @@ Every section forbids unknown keys so a typo is an error that names the key, not
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -249,6 +249,10 @@ class TemplateConfig(Section):
 
 
 class TrainConfig(Section):
+    objective: Literal["sft", "dpo", "orpo", "kto", "grpo"] = Field(
+        "sft", description="Training objective: supervised fine-tuning, or a preference / RL objective on TRL's "
+        "trainers (dpo, orpo, kto: see the preference section; grpo: see the grpo section).",
+    )
     method: Literal["lora", "qlora", "full"] = Field("lora", description="Fine-tuning method.")
     epochs: float = Field(1.0, gt=0, description="Passes over the training data (ignored if max_steps > 0).")
     max_steps: int = Field(-1, description="Optimizer steps to run; -1 = derive from epochs.")
@@ -403,6 +407,58 @@ class EvalConfig(Section):
         return not any(word in self.metric_key() for word in ("loss", "perplexity"))
 
 
+class PreferenceConfig(Section):
+    beta: float = Field(
+        0.1, gt=0, description="DPO/KTO: strength of the pull towards the reference model; ORPO: weight of the "
+        "odds-ratio term (lambda).",
+    )
+    loss_type: Literal["sigmoid", "ipo", "hinge", "robust"] = Field(
+        "sigmoid", description="DPO loss: sigmoid (the DPO paper), ipo, hinge or robust."
+    )
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="DPO: assumed share of flipped labels (cDPO).")
+    desirable_weight: float = Field(1.0, gt=0, description="KTO: weight of desirable completions.")
+    undesirable_weight: float = Field(1.0, gt=0, description="KTO: weight of undesirable completions.")
+
+
+class RewardSpec(Section):
+    name: str = Field(
+        ..., description="A built-in reward (accuracy, think_format, length, language) or a user function as "
+        "module:function (importable; called like a TRL reward function).",
+    )
+    weight: float = Field(1.0, description="Weight of this reward in the sum GRPO optimises.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Keyword options of the reward (see docs/preference.md).")
+
+
+class GrpoConfig(Section):
+    num_generations: int = Field(8, ge=2, description="Completions sampled per prompt (the group).")
+    max_completion_len: int = Field(
+        4096, ge=1, description="Tokens per sampled completion. Reasoning needs room: a completion cut before "
+        "</think> scores zero and is masked out of the loss.",
+    )
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature while generating completions.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling while generating completions.")
+    beta: float = Field(
+        0.0, ge=0, description="KL coefficient against the reference model (0 = no reference model; R1 used 0.001).",
+    )
+    epsilon: float = Field(0.2, gt=0, description="Policy-ratio clipping range.")
+    num_iterations: int = Field(1, ge=1, description="Optimisation passes over each batch of completions.")
+    mask_truncated_completions: bool = Field(
+        True, description="Over-long masking: completions cut at max_completion_len are left out of the loss."
+    )
+    rewards: list[RewardSpec] = Field(
+        default_factory=lambda: [RewardSpec(name="accuracy"), RewardSpec(name="think_format", weight=0.5)],
+        description="Reward functions and weights.",
+    )
+    stop_after_degenerate_steps: int = Field(
+        10, ge=0, description="Stop the run after this many consecutive steps in which every completion was cut "
+        "off or all rewards were equal (no learning signal); 0 = warn only.",
+    )
+    allow_short_completions: bool = Field(
+        False, description="Accept max_completion_len below 1024 tokens for templates whose prompt opens a think "
+        "block (normally refused: reasoning does not fit).",
+    )
+
+
 class ExportConfig(Section):
     format: Literal["hf", "adapter", "gguf", "ollama"] = Field("hf", description="Export format.")
     dtype: Literal["auto", "float32", "float16", "bfloat16", "q8_0"] = Field(
@@ -440,6 +496,8 @@ class DsftConfig(Section):
     template: TemplateConfig = Field(default_factory=TemplateConfig, description="Chat template and loss mask.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Training loop.")
     lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapter (method lora/qlora).")
+    preference: PreferenceConfig = Field(default_factory=PreferenceConfig, description="DPO / ORPO / KTO settings.")
+    grpo: GrpoConfig = Field(default_factory=GrpoConfig, description="GRPO settings: sampling and rewards.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation during and after training.")
     export: ExportConfig = Field(default_factory=ExportConfig, description="Export defaults.")
     serve: ServeConfig = Field(default_factory=ServeConfig, description="Serving defaults.")

@@ -2,9 +2,10 @@
 
 Each reward is called as TRL calls reward functions, ``reward(prompts, completions, completion_ids, **columns)``,
 and returns one float (or None: "not applicable", which TRL leaves out of the sum) per completion. dsft gives
-TRL the *rendered* prompt text, so a reward can see whether the prompt already opened the think block (R1's
-prompt ends ``<｜Assistant｜><think>\\n``; the model then writes ``reasoning</think>answer`` with no opening
-tag), and scores the answer after ``</think>``, never the chain of thought.
+TRL the *rendered* prompt text and, per prompt, the template family's answer to "does the reply start inside a
+think block" (column ``prompt_opens_think``: R1's prompt ends ``<｜Assistant｜><think>\\n``, so the model writes
+``reasoning</think>answer`` with no opening tag); the rewards score the answer after ``</think>``, never the
+chain of thought.
 
 Built-ins (``grpo.rewards[].name``; ``options`` are their keyword arguments):
 
@@ -52,19 +53,29 @@ def _prompt_text(prompt: Any) -> str:
     return _text(prompt) if not isinstance(prompt, list) else ""
 
 
-def answer_accuracy(
-    prompt: str, completion: str, reference: str | None, metric: str = "numeric"
-) -> float | None:
-    """Score of the answer after ``</think>`` against ``reference`` (None when there is no reference).
+def _opened(prompts: Sequence[Any], columns: dict[str, Any]) -> list[bool]:
+    """Per prompt, whether the reply starts inside a think block: the template family's answer when dsft's GRPO
+    data carries it (``prompt_opens_think`` column), else read from the prompt's text."""
+    given = columns.get("prompt_opens_think")
+    if given is not None:
+        return [bool(v) for v in given]
+    return [prompt_opens_think(_prompt_text(p)) for p in prompts]
 
-    >>> answer_accuracy("<｜Assistant｜><think>\\n", "7*6=42, so 41?\\n</think>\\n\\n42", "42")
+
+def answer_accuracy(
+    opened: bool, completion: str, reference: str | None, metric: str = "numeric"
+) -> float | None:
+    """Score of the answer after ``</think>`` against ``reference`` (None when there is no reference);
+    ``opened``: the prompt left the model inside a think block.
+
+    >>> answer_accuracy(True, "7*6=42, so 41?\\n</think>\\n\\n42", "42")
     1.0
-    >>> answer_accuracy("<｜Assistant｜><think>\\n", "the answer is 42 but I keep thinking", "42")
+    >>> answer_accuracy(True, "the answer is 42 but I keep thinking", "42")
     0.0
     """
     if reference is None or reference == "":
         return None
-    parsed = parse_output(completion, prompt_opened_think=prompt_opens_think(prompt))
+    parsed = parse_output(completion, prompt_opened_think=opened)
     if parsed.unclosed or not parsed.answer:
         return 0.0
     if metric == "numeric":
@@ -75,17 +86,17 @@ def answer_accuracy(
     return token_f1(parsed.answer, reference)
 
 
-def think_format_score(prompt: str, completion: str) -> float:
-    """1.0 when the completion's think structure is the one the prompt calls for, else 0.0.
+def think_format_score(opened: bool, completion: str) -> float:
+    """1.0 when the completion's think structure is the one the prompt calls for, else 0.0; ``opened``: the
+    prompt left the model inside a think block.
 
-    >>> think_format_score("<｜Assistant｜><think>\\n", "reason\\n</think>\\n\\nanswer")  # R1: block already open
+    >>> think_format_score(True, "reason\\n</think>\\n\\nanswer")  # R1: the prompt opened the block
     1.0
-    >>> think_format_score("<｜Assistant｜><think>\\n", "<think>\\nreason\\n</think>\\n\\nanswer")  # opened twice
+    >>> think_format_score(True, "<think>\\nreason\\n</think>\\n\\nanswer")  # opened twice
     0.0
-    >>> think_format_score("<｜Assistant｜>", "<think>\\nreason\\n</think>\\n\\nanswer")  # the model opens it
+    >>> think_format_score(False, "<think>\\nreason\\n</think>\\n\\nanswer")  # the model opens it
     1.0
     """
-    opened = prompt_opens_think(prompt)
     body = completion
     if not opened:
         stripped = completion.lstrip()
@@ -136,11 +147,12 @@ def language_share(text: str, language: str) -> float:
 def accuracy(prompts: Sequence[Any], completions: Sequence[Any], metric: str = "numeric",
              reference: str = "answer", **columns: Any) -> list[float | None]:
     refs = columns.get(reference) or [None] * len(completions)
-    return [answer_accuracy(_prompt_text(p), _text(c), r, metric) for p, c, r in zip(prompts, completions, refs)]
+    opened = _opened(prompts, columns)
+    return [answer_accuracy(o, _text(c), r, metric) for o, c, r in zip(opened, completions, refs)]
 
 
-def think_format(prompts: Sequence[Any], completions: Sequence[Any], **_: Any) -> list[float | None]:
-    return [think_format_score(_prompt_text(p), _text(c)) for p, c in zip(prompts, completions)]
+def think_format(prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[float | None]:
+    return [think_format_score(o, _text(c)) for o, c in zip(_opened(prompts, columns), completions)]
 
 
 def length(prompts: Sequence[Any], completions: Sequence[Any], completion_ids: Sequence[Sequence[int]] | None = None,
@@ -150,10 +162,11 @@ def length(prompts: Sequence[Any], completions: Sequence[Any], completion_ids: S
     return [overlong_penalty(n, max_tokens, buffer) for n in sizes]
 
 
-def language(prompts: Sequence[Any], completions: Sequence[Any], language: str = "en", **_: Any) -> list[float | None]:
+def language(prompts: Sequence[Any], completions: Sequence[Any], language: str = "en",
+             **columns: Any) -> list[float | None]:
     out: list[float | None] = []
-    for p, c in zip(prompts, completions):
-        parsed = parse_output(_text(c), prompt_opened_think=prompt_opens_think(_prompt_text(p)))
+    for o, c in zip(_opened(prompts, columns), completions):
+        parsed = parse_output(_text(c), prompt_opened_think=o)
         out.append(language_share(parsed.reasoning or "", language) if parsed.reasoned else 0.0)
     return out
 

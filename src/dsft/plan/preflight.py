@@ -9,7 +9,9 @@ naming its key, in about a second. The checks belong to the stages that own the 
   the evaluation schedule (best checkpoint, early stopping) against the data's validation split;
 * evaluation (:mod:`dsft.eval.selection`): ``eval.metric`` against the metrics the run will log,
   ``eval.metrics`` against the known metrics;
-* export: ``export.format`` with ``export.verify`` against the verifier that format needs.
+* export: ``export.format`` with ``export.verify`` against the verifier that format needs;
+* preference / RL objectives (:mod:`dsft.training.objective_checks`, :func:`dsft.eval.rewards.reward_problems`):
+  the data and loss keys an objective does not use, GRPO's group size, completion room and rewards.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ import importlib.util
 
 from dsft.config import DsftConfig
 from dsft.errors import ConfigError
+from dsft.eval.rewards import reward_problems
 from dsft.eval.selection import eval_config_problems
 from dsft.training.environment import Environment
+from dsft.training.objective_checks import named_template_opens_think, objective_problems
 from dsft.training.preflight import training_problems
 
 # Export formats whose verification runs the file in llama.cpp (module name of llama-cpp-python).
@@ -39,7 +43,8 @@ def export_problems(cfg: DsftConfig, env: Environment) -> list[str]:
 
 def preflight_problems(cfg: DsftConfig, env: Environment) -> list[str]:
     """Every problem :func:`preflight` would report, one line each."""
-    return training_problems(cfg, env) + eval_config_problems(cfg.eval) + export_problems(cfg, env)
+    objective = objective_problems(cfg, named_template_opens_think(cfg), env.world_size or 1) + reward_problems(cfg)
+    return training_problems(cfg, env) + eval_config_problems(cfg.eval) + export_problems(cfg, env) + objective
 
 
 def preflight(cfg: DsftConfig, env: Environment, source: str = "config") -> None:

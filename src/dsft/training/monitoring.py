@@ -20,6 +20,14 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from dsft.training.gpu_telemetry import GPU_KEY, GpuTelemetry, plot_gpu
 
 TRAIN_KEYS = {"loss": "loss", "learning_rate": "lr", "grad_norm": "grad_norm"}
+# What preference / RL trainers (TRL) log beside the loss: DPO's rewards/* and logps/*, GRPO's reward,
+# reward_std, rewards/NAME/mean, completions/*, kl, entropy; plus a guard's ``warning`` text.
+OBJECTIVE_KEYS = ("reward", "reward_std", "frac_reward_zero_std", "kl", "entropy", "warning")
+OBJECTIVE_PREFIXES = ("rewards/", "logps/", "logits/", "completions/", "clip_ratio/", "kl/")
+
+
+def is_objective_metric(key: str) -> bool:
+    return key in OBJECTIVE_KEYS or key.startswith(OBJECTIVE_PREFIXES)
 
 
 class TokenCounter:
@@ -115,6 +123,7 @@ class MetricsCallback(TrainerCallback):
             elapsed = self.elapsed_offset + self.counter.elapsed_s
             row = {"step": state.global_step, "epoch": round(float(state.epoch or 0.0), 4)}
             row.update({name: logs[key] for key, name in TRAIN_KEYS.items() if key in logs})
+            row.update({key: value for key, value in logs.items() if is_objective_metric(key)})
             row.update({
                 "tokens": tokens,
                 "supervised_tokens": self.counter.offset_supervised + self.counter.supervised_tokens,
@@ -236,6 +245,7 @@ class RichProgressCallback(TrainerCallback):
         self.progress: Any = None
         self.task: Any = None
         self.last: dict[str, float] = {}
+        self.warning: str | None = None  # a guard's warning about the last logged step
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
         if not state.is_world_process_zero:
@@ -255,6 +265,8 @@ class RichProgressCallback(TrainerCallback):
     ) -> None:
         if self.progress is not None and logs:
             self.last.update({k: v for k, v in logs.items() if isinstance(v, (int, float))})
+            if "loss" in logs:
+                self.warning = logs.get("warning")
             # Evaluation logs after the step's on_step_end: refresh now, or the last eval never shows.
             self._refresh(state)
 
@@ -270,9 +282,13 @@ class RichProgressCallback(TrainerCallback):
             parts.append(f"loss {self.last['loss']:.4f}")
         if "eval_loss" in self.last:
             parts.append(f"eval {self.last['eval_loss']:.4f}")
+        if "reward" in self.last:
+            parts.append(f"reward {self.last['reward']:.3f}")
         if "learning_rate" in self.last:
             parts.append(f"lr {self.last['learning_rate']:.2e}")
         parts.append(f"{tps:,.0f} tok/s")
+        if self.warning:
+            parts.append(f"[bold yellow]warning: {self.warning}[/]")
         self.progress.update(self.task, completed=state.global_step, stats="  ".join(parts))
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:

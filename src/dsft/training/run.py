@@ -19,13 +19,15 @@ from transformers import EarlyStoppingCallback, TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
 from dsft.config import DsftConfig
-from dsft.errors import DsftError, UnsupportedError
+from dsft.errors import ConfigError, DsftError, UnsupportedError
 from dsft.models.gguf_source import dequantisation_note, read_import_record
 from dsft.training.checkpointing import resolve_resume
 from dsft.training.environment import environment_problems
 from dsft.training.gpu_telemetry import GpuTelemetry
 from dsft.training.guards import RunGuards
 from dsft.training.monitoring import RichProgressCallback, TokenCounter, monitoring_callbacks
+from dsft.training.objective_checks import objective_problems, prompt_opens_think
+from dsft.training.objectives import build_objective_trainer, load_preference_splits
 from dsft.training.rundir import FINAL_DIR, RunDir
 from dsft.training.setup import (
     build_model,
@@ -59,11 +61,13 @@ def run_training(
     extra_callbacks: list[Any] | None = None,
     should_stop: Callable[[int], bool] | None = None,
     split_cache: dict[Any, Any] | None = None,
+    reward_funcs: list[Callable[..., Any]] | None = None,
 ) -> RunResult:
     """Fine-tune ``cfg.model`` on ``cfg.data`` into ``run_dir``; ``resume`` is ``auto`` or a checkpoint path.
 
     ``should_stop(step)`` lets tests stop a run after a given step, as a kill would. ``split_cache`` keeps
-    tokenized prepared data across runs (a sweep's trials tokenize once).
+    tokenized prepared data across runs (a sweep's trials tokenize once). ``reward_funcs`` are GRPO's
+    rewards (built from ``grpo.rewards`` by the caller: they score with dsft.eval's metrics).
     """
     started = time.perf_counter()
     if not torch.cuda.is_available():
@@ -94,27 +98,39 @@ def run_training(
         log.warning(dequantisation_note(imported))
     tokenizer = load_tokenizer(model_dir)
     template_name, template = resolve_template(cfg, model_dir, tokenizer)
-    splits = load_splits(cfg, tokenizer, template, run_dir, split_cache)
+    sft = cfg.train.objective == "sft"
+    problems = objective_problems(cfg, prompt_opens_think(template, cfg.template.thinking),
+                                  int(os.environ.get("WORLD_SIZE", "1")))
+    if problems:
+        raise ConfigError(f"train.objective={cfg.train.objective}: the config does not fit it", problems)
+    if sft:
+        splits = load_splits(cfg, tokenizer, template, run_dir, split_cache)
+    else:
+        splits = load_preference_splits(cfg, tokenizer, template, run_dir)
     if not splits["train"].examples:
         raise DsftError("no training examples left after preparation; see data_report.json in the run directory")
 
     from transformers import set_seed
 
     set_seed(cfg.train.seed)  # before the adapter is created: LoRA A matrices are drawn from this RNG
-    model = build_model(cfg, model_dir, tokenizer, config_overrides)
+    model = build_model(cfg, model_dir, tokenizer, config_overrides, adapter=sft)  # TRL adds the adapter
     # Only the main process logs; it samples every visible GPU.
     telemetry = GpuTelemetry.open() if int(os.environ.get("RANK", "0")) == 0 else None
     counter = TokenCounter()
     callbacks = _callbacks(cfg, run_dir, counter, bool(splits["val"].examples), progress, should_stop,
                            extra_callbacks, telemetry)
     metrics = callbacks[0]
-    trainer = _build_trainer(cfg, run_dir, model, tokenizer, splits, callbacks, counter)
+    if sft:
+        trainer = _build_trainer(cfg, run_dir, model, tokenizer, splits, callbacks, counter)
+    else:
+        trainer = build_objective_trainer(cfg, run_dir, model, tokenizer, splits, callbacks, counter, reward_funcs)
     if checkpoint is not None:
         # The checkpoint's step was evaluated (and logged) by the run that wrote it: no second evaluation
         # of the same weights, and no second metrics.jsonl line for that step.
         trainer.args.eval_on_start = False
     info: dict[str, Any] = {
         "template": template_name, **run.base_model_record(cfg, model_dir), "model_source": imported,
+        "objective": cfg.train.objective,
         "method": cfg.train.method, "masking": cfg.template.masking, "thinking": cfg.template.thinking,
         "resumed_from": str(checkpoint) if checkpoint else None,
         "examples": {k: len(v.examples) for k, v in splits.items()},

@@ -44,8 +44,8 @@ NOT_STARTED = "not started"
 
 # Changing any of these makes it a different run; other keys (steps, lr, logging, eval cadence)
 # may change on --resume, e.g. to extend a run or to lower the lr after a NaN stop.
-IDENTITY_KEYS = ("model", "data", "template", "lora", "train.method", "train.max_seq_len", "train.packing",
-                 "train.seed")
+IDENTITY_KEYS = ("model", "data", "template", "lora", "train.objective", "train.method", "train.max_seq_len",
+                 "train.packing", "train.seed")
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -54,7 +54,7 @@ def load_splits(cfg: DsftConfig, tokenizer: Any, template: Any, run_dir: Path,
                cfg.train.max_seq_len)
         if key in cache:
             report, splits = cache[key]
-            _write_data_report(run_dir, report)
+            write_data_report(run_dir, report)
             return splits
     if cfg.data.prepared_dir:
         prepared = load_prepared(cfg.data.prepared_dir)
@@ -63,7 +63,7 @@ def load_splits(cfg: DsftConfig, tokenizer: Any, template: Any, run_dir: Path,
         prepared = prepare(cfg, tokenizer, run_dir / "data", ifd_scorer=scorer)
     else:
         raise ConfigError("data.train: no training data; list files in data.train or set data.prepared_dir")
-    _write_data_report(run_dir, prepared.report)
+    write_data_report(run_dir, prepared.report)
     thinking = cfg.template.thinking
     splits = {
         name: tokenize_conversations(
@@ -77,7 +77,7 @@ def load_splits(cfg: DsftConfig, tokenizer: Any, template: Any, run_dir: Path,
     return splits
 
 
-def _write_data_report(run_dir: Path, report: dict[str, Any]) -> None:
+def write_data_report(run_dir: Path, report: dict[str, Any]) -> None:
     (run_dir / "data_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n",
                                               encoding="utf-8")
 
@@ -107,8 +107,12 @@ def check_dropout(cfg: DsftConfig, model_config: Any) -> dict[str, float]:
     return overrides
 
 
-def build_model(cfg: DsftConfig, model_dir: Path, tokenizer: Any, config_overrides: dict[str, Any] | None = None) -> Any:
+def build_model(cfg: DsftConfig, model_dir: Path, tokenizer: Any, config_overrides: dict[str, Any] | None = None,
+                adapter: bool = True) -> Any:
     """Load the base model for training and wrap it with LoRA when the method asks for it.
+
+    ``adapter=False`` stops before the LoRA wrap (TRL's trainers wrap the model themselves, see
+    :mod:`dsft.training.objectives`).
 
     Full fine-tunes keep fp32 master weights (bf16 autocast on GPU); LoRA/QLoRA load the frozen base in
     the training precision and keep adapter weights in fp32 (peft's default). ``config_overrides`` (from
@@ -150,6 +154,8 @@ def build_model(cfg: DsftConfig, model_dir: Path, tokenizer: Any, config_overrid
 
     if method == "qlora":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.train.gradient_checkpointing)
+    if not adapter:
+        return model
     model = apply_lora(model, cfg.lora)
     if cfg.train.gradient_checkpointing:
         model.enable_input_require_grads()

@@ -1,0 +1,94 @@
+"""Cross-field checks of the preference / RL objectives: cheap, run before any model or data loads.
+
+Each problem names the key and the fix. ``template_opens_think`` is whether the run's template leaves
+the model inside an open think block (R1 and thinking modes), when it is known; GRPO then needs room for
+reasoning: a completion cut before ``</think>`` has no answer, scores zero and, masked, teaches nothing
+(TRL's default of a few hundred tokens does exactly that to every R1 completion).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dsft.config import DsftConfig
+from dsft.config.schema import CleanConfig
+from dsft.data.conversation import Conversation, Message
+from dsft.templates import get_template
+
+MIN_REASONING_COMPLETION = 1024  # tokens; R1-style reasoning rarely fits in fewer
+
+
+def prompt_opens_think(template: Any, thinking: bool | None) -> bool:
+    """Whether ``template``'s inference prompt (in the run's thinking mode) leaves the reply inside a think
+    block: the family answers (:meth:`dsft.templates.spec.ChatTemplate.prompt_opens_think`)."""
+    probe = template.render_prompt(Conversation([Message("user", "?")]), thinking=thinking)
+    return bool(template.prompt_opens_think(probe))
+
+
+def named_template_opens_think(cfg: DsftConfig) -> bool | None:
+    """:func:`prompt_opens_think` for a config that names a DeepSeek family; None when the family is only
+    known once the model is resolved (``auto``) or renders with the model's own template (``hf``)."""
+    if cfg.template.name in ("auto", "hf"):
+        return None
+    return prompt_opens_think(get_template(cfg.template.name), cfg.template.thinking)
+
+
+def objective_problems(cfg: DsftConfig, template_opens_think: bool | None = None, world_size: int = 1) -> list[str]:
+    """Every problem of ``cfg`` specific to ``train.objective`` (empty for sft)."""
+    t, objective = cfg.train, cfg.train.objective
+    if objective == "sft":
+        return []
+    problems: list[str] = []
+    if cfg.data.format != "auto":
+        problems.append(f"data.format={cfg.data.format}: formats apply to SFT data; {objective} reads its own "
+                        "record forms (see docs/preference.md); leave data.format: auto")
+    if cfg.data.reasoning != "keep":
+        problems.append(f"data.reasoning={cfg.data.reasoning}: the reasoning policy applies to SFT data only")
+    defaults = CleanConfig().model_dump()
+    changed = [k for k, v in cfg.data.clean.model_dump().items() if k != "exact_dedup" and v != defaults[k]]
+    if changed:
+        problems.append(f"data.clean.{changed[0]}: only data.clean.exact_dedup applies to {objective} data")
+    if cfg.template.masking != "assistant":
+        problems.append(f"template.masking={cfg.template.masking}: {objective} trains exactly the completion; "
+                        "leave template.masking at its default")
+    if t.label_smoothing:
+        problems.append(f"train.label_smoothing: smooths the SFT loss only; for DPO use preference.label_smoothing")
+    if t.offload_activations or t.loss_chunk_size != "auto":
+        problems.append(f"train.{'offload_activations' if t.offload_activations else 'loss_chunk_size'}: belongs to "
+                        f"dsft's SFT loss; {objective} computes its loss in TRL")
+    if t.sequence_parallel > 1:
+        problems.append(f"train.sequence_parallel: not supported with train.objective={objective}")
+    if cfg.eval.generation_steps:
+        problems.append(f"eval.generation_steps: generation eval during training is for SFT runs; evaluate the "
+                        f"{objective} run afterwards with `dsft eval`")
+    if objective == "kto" and t.micro_batch_size < 2:
+        problems.append("train.micro_batch_size: KTO needs at least 2 (its KL term pairs each completion with "
+                        "another example's prompt in the same micro-batch)")
+    if objective == "grpo":
+        problems += _grpo_problems(cfg, template_opens_think, world_size)
+    return problems
+
+
+def _grpo_problems(cfg: DsftConfig, template_opens_think: bool | None, world_size: int) -> list[str]:
+    t, g = cfg.train, cfg.grpo
+    problems: list[str] = []
+    completions_per_step = t.micro_batch_size * t.grad_accum * world_size
+    if completions_per_step % g.num_generations:
+        problems.append(
+            f"grpo.num_generations={g.num_generations}: must divide the completions per optimizer step "
+            f"(train.micro_batch_size x train.grad_accum x processes = {completions_per_step}); each prompt's "
+            "group of completions is scored together"
+        )
+    if g.max_completion_len >= t.max_seq_len:
+        problems.append(f"grpo.max_completion_len={g.max_completion_len}: must be below train.max_seq_len="
+                        f"{t.max_seq_len} (the prompt needs room too)")
+    if template_opens_think and g.max_completion_len < MIN_REASONING_COMPLETION and not g.allow_short_completions:
+        problems.append(
+            f"grpo.max_completion_len={g.max_completion_len}: the template's prompt opens a think block, so every "
+            f"completion starts with reasoning; fewer than {MIN_REASONING_COMPLETION} tokens cuts most of them "
+            "before </think> (zero reward, zero loss). Raise it, or set grpo.allow_short_completions: true"
+        )
+    if cfg.eval.steps:
+        problems.append("eval.steps: GRPO does not evaluate during training; set eval.steps: 0 (and evaluate the "
+                        "final model with `dsft eval` on your eval set)")
+    return problems

@@ -1,0 +1,143 @@
+"""GRPO on TRL's GRPOTrainer, sampling from dsft-rendered prompts, with loud degenerate-batch guards."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from dsft.config import load_config
+from dsft.data.conversation import Conversation, Message
+from dsft.models.loading import load_tokenizer
+from dsft.templates import get_template
+from dsft.training.objectives import DegenerateBatchGuard, DegenerateGrpoError, _grpo_class
+
+MODEL = "tiny-r1-distill-qwen"
+
+# A reward a tiny random model can learn in a few steps: the share of sampled tokens with an even id. Its base
+# rate is ~0.5, so every group has reward variance from the first step; sampling at a low temperature makes
+# the same few candidate tokens recur, so pushing up the even ones generalises within a dozen steps.
+REWARD_MODULE = textwrap.dedent("""
+    def even_tokens(prompts, completions, completion_ids, **kwargs):
+        return [sum(1 for t in ids if t % 2 == 0) / max(len(ids), 1) for ids in completion_ids]
+""")
+
+
+def write_prompts(path: Path, n: int = 8) -> Path:
+    rows = [{"prompt": f"Say something about the number {i}.", "answer": str(i)} for i in range(n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.mark.slow
+def test_grpo_raises_mean_reward_and_warns_about_clipped_completions(
+    tmp_path: Path, tiny_model_dir, run_cli, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tiny_model_dir(MODEL)
+    (tmp_path / "toy_rewards.py").write_text(REWARD_MODULE, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    data = write_prompts(tmp_path / "prompts.jsonl")
+    config = tmp_path / "grpo.yaml"
+    config.write_text(textwrap.dedent(f"""
+        model: {{name_or_path: {MODEL}}}
+        data: {{train: ["{data}"], val_ratio: 0}}
+        train: {{objective: grpo, method: full, max_steps: 12, micro_batch_size: 4, lr: 0.005, warmup_ratio: 0,
+                 lr_scheduler: constant, max_seq_len: 128, save_steps: 100}}
+        eval: {{steps: 0}}
+        grpo:
+          num_generations: 4
+          temperature: 0.1
+          max_completion_len: 8           # far too short for reasoning: allowed on purpose, and warned about
+          allow_short_completions: true
+          mask_truncated_completions: false
+          stop_after_degenerate_steps: 0
+          rewards: [{{name: "toy_rewards:even_tokens"}}]
+    """), encoding="utf-8")
+    code, out, err = run_cli(["train", str(config), "--out", str(tmp_path / "run")])
+    assert code == 0, out + err
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rewards = [r["reward"] for r in rows]
+    assert len(rewards) == 12
+    first, last = sum(rewards[:3]) / 3, sum(rewards[-3:]) / 3
+    assert last > first + 0.2, rewards
+    assert "rewards/even_tokens/mean" in rows[0]
+    # Every completion hit the 8-token limit: each step says so in metrics.jsonl.
+    assert all(r["completions/clipped_ratio"] == 1.0 for r in rows)
+    assert all("cut at grpo.max_completion_len=8" in r["warning"] for r in rows)
+    assert all(r["supervised_tokens"] > 0 for r in rows)
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert (info["objective"], info["status"]) == ("grpo", "finished")
+
+
+def test_grpo_prompts_are_the_rendered_prompt_tokens(tiny_model_dir) -> None:
+    """The hook GRPO samples through tokenizes the rendered prompt exactly as the renderer does: one BOS."""
+    tokenizer = load_tokenizer(tiny_model_dir(MODEL))
+    template = get_template("deepseek-r1")
+    conv = Conversation([Message("user", "2+2?")])
+    text = template.render_prompt(conv)
+    trainer = _grpo_class().__new__(_grpo_class())
+    trainer.processing_class = tokenizer
+    ids, images, fields = trainer._tokenize_prompts([text])
+    rendered = template.render_train(Conversation([*conv.messages, Message("assistant", "4")]), tokenizer,
+                                     masking="last")
+    assert ids[0] == rendered.input_ids[: rendered.supervised.index(True)]
+    assert ids[0].count(tokenizer.bos_token_id) == 1
+    assert tokenizer.decode(ids[0]).endswith("<｜Assistant｜><think>\n")
+
+
+@pytest.mark.parametrize(("logs", "problem"), [
+    ({"loss": 0.0, "completions/clipped_ratio": 1.0, "frac_reward_zero_std": 0.0}, "cut at grpo.max_completion_len"),
+    ({"loss": 0.0, "completions/clipped_ratio": 0.5, "frac_reward_zero_std": 1.0}, "same reward"),
+])
+def test_degenerate_steps_warn_then_stop(logs: dict, problem: str) -> None:
+    guard = DegenerateBatchGuard(stop_after=2, max_completion_len=8)
+    state = type("State", (), {"global_step": 1})()
+    first = dict(logs)
+    guard.on_log(None, state, None, logs=first)
+    assert problem in first["warning"]
+    guard.on_log(None, state, None, logs={"loss": 0.1, "completions/clipped_ratio": 0.0, "frac_reward_zero_std": 0.0})
+    guard.on_log(None, state, None, logs=dict(logs))  # the streak restarted after a healthy step
+    with pytest.raises(DegenerateGrpoError, match="stopped after 2 consecutive steps"):
+        guard.on_log(None, state, None, logs=dict(logs))
+
+
+def test_grpo_config_problems(tmp_path: Path) -> None:
+    from dsft.training.objective_checks import objective_problems
+
+    cfg = load_config(None, ["train.objective=grpo", "train.micro_batch_size=3", "grpo.num_generations=4",
+                             "grpo.max_completion_len=256", "train.max_seq_len=2048", "eval.steps=10"])
+    problems = "\n".join(objective_problems(cfg, template_opens_think=True))
+    assert "grpo.num_generations=4: must divide the completions per optimizer step" in problems
+    assert "grpo.max_completion_len=256: the template's prompt opens a think block" in problems
+    assert "eval.steps: GRPO does not evaluate during training" in problems
+    assert objective_problems(load_config(None, ["train.objective=grpo", "grpo.num_generations=2",
+                                                 "train.micro_batch_size=2", "train.max_seq_len=8192"]),
+                              template_opens_think=True) == []
+
+
+def test_shipped_preference_examples_pass_their_objective_checks() -> None:
+    from dsft.training.objective_checks import objective_problems
+
+    examples = sorted(Path(__file__).resolve().parents[2].joinpath("examples").glob("*.yaml"))
+    checked = 0
+    for path in examples:
+        cfg = load_config(path)
+        if cfg.train.objective != "sft":
+            assert objective_problems(cfg, template_opens_think=True) == [], path.name
+            checked += 1
+    assert checked >= 2
+
+
+def test_the_family_says_whether_its_prompt_opens_the_think_block() -> None:
+    from dsft.training.objective_checks import named_template_opens_think
+
+    def opens(*overrides: str) -> bool | None:
+        return named_template_opens_think(load_config(None, list(overrides)))
+
+    assert opens("template.name=deepseek-r1") is True
+    assert opens("template.name=deepseek-v3") is False
+    assert opens("template.name=deepseek-v3.1") is False
+    assert opens("template.name=deepseek-v3.1", "template.thinking=true") is True
+    assert opens("template.name=auto") is None  # known once the model is resolved
