@@ -121,3 +121,13 @@ def test_the_template_familys_answer_beats_the_prompt_text() -> None:
     assert rewards.think_format([V3_PROMPT], [completion]) == [0.0]
     assert rewards.think_format([V3_PROMPT], [completion], prompt_opens_think=[True]) == [1.0]
     assert rewards.accuracy([V3_PROMPT], [completion], answer=["42"], prompt_opens_think=[True]) == [1.0]
+
+
+def test_reward_problems_for_preflight() -> None:
+    from dsft.config import load_config
+
+    assert rewards.reward_problems(load_config(None, ["train.objective=grpo"])) == []
+    assert rewards.reward_problems(load_config(None, ["grpo.rewards=[{name: nope}]"])) == []  # not a GRPO run
+    problems = rewards.reward_problems(load_config(None, ["train.objective=grpo", "grpo.rewards=[{name: nope}]"]))
+    assert problems == ["grpo.rewards[0].name: unknown reward 'nope'; use one of accuracy, think_format, length, "
+                        "language or module:function"]

@@ -229,3 +229,14 @@ def _import_reward(name: str, where: str) -> RewardFn:
     if not callable(function):
         raise ConfigError(f"{where}.name: {module_name} has no function {attribute!r}")
     return function
+
+
+def reward_problems(cfg: Any) -> list[str]:
+    """The problems of ``grpo.rewards`` for preflight (empty unless ``train.objective`` is grpo)."""
+    if cfg.train.objective != "grpo":
+        return []
+    try:
+        build_rewards(cfg.grpo.rewards, cfg.grpo.max_completion_len)
+    except ConfigError as exc:
+        return [str(exc)]
+    return []
