@@ -126,3 +126,22 @@ def test_train_refuses_before_reading_data(tmp_path, run_cli) -> None:
     code, _, err = run_cli(["train", str(config), "--out", str(tmp_path / "run")])
     assert code == 2 and "eval.metric: unknown metric 'acc'" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_plan_takes_a_training_config_after_the_same_checks(run_cli, tmp_path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps({"model": {"name_or_path": "deepseek-ai/DeepSeek-V3"},
+                                  "data": {"val_ratio": 0},
+                                  "train": {"sequence_parallel": 4, "distributed": "deepspeed", "packing": False}}))
+    code, _, err = run_cli(["plan", "--config", str(config), "--gpus-per-node", "8"])
+    assert code == 2 and "does not support multi-head latent attention" in err  # what `dsft train` would say
+    config.write_text(json.dumps({"model": {"name_or_path": "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"},
+                                  "train": {"max_seq_len": 4096, "gradient_checkpointing": True, "grad_accum": 8},
+                                  "lora": {"r": 32}}))
+    code, out, err = run_cli(["plan", "--config", str(config), "--json", "--micro-batch", "2"])
+    assert code == 0, err
+    request = json.loads(out)["request"]
+    assert (request["seq_len"], request["grad_checkpointing"], request["grad_accum"], request["lora_rank"]) == \
+        (4096, True, 8, 32)
+    assert request["micro_batch"] == 2  # a flag wins over the config
+    assert json.loads(out)["model"] == "deepseek-r1-distill-qwen-7b"

@@ -49,21 +49,54 @@ def _print_plan(name: str, req: Any, estimate: Any, recommendation: Any) -> None
                       f"{' '.join(recommendation.changes)} -> {_gib(recommendation.estimate.per_gpu_bytes)}")
 
 
+# The planner's defaults for what neither a flag nor --config gives.
+PLAN_DEFAULTS: dict[str, Any] = {"method": "lora", "seq_len": 2048, "micro_batch": 1, "grad_accum": 1, "zero": 0,
+                                 "offload": "none", "sp": 1, "grad_checkpointing": False, "lora_rank": 16}
+
+
+def _plan_options(config: Path | None, world_size: int, given: dict[str, Any]) -> dict[str, Any]:
+    """The flags given, else the training config's settings (checked by the preflight for ``world_size`` GPU
+    processes first), else :data:`PLAN_DEFAULTS`."""
+    from_config: dict[str, Any] = {}
+    if config is not None:
+        from dsft.config import load_config
+        from dsft.plan.preflight import preflight
+        from dsft.training.environment import Environment
+
+        cfg = load_config(config)
+        preflight(cfg, Environment.gpu_cluster(world_size), str(config))
+        t = cfg.train
+        from_config = {"model": cfg.model.name_or_path, "method": t.method, "seq_len": t.max_seq_len,
+                       "micro_batch": t.micro_batch_size, "grad_accum": t.grad_accum,
+                       "zero": t.zero_stage if t.distributed == "deepspeed" else 0, "offload": t.offload,
+                       "sp": t.sequence_parallel, "grad_checkpointing": t.gradient_checkpointing,
+                       "lora_rank": cfg.lora.r}
+    return {key: value if value is not None else from_config.get(key, PLAN_DEFAULTS.get(key))
+            for key, value in given.items()}
+
+
 def plan(
-    model: str = typer.Option(..., "--model", help="Preset (e.g. deepseek-r1-distill-qwen-7b, deepseek-v3), hub id, or config.json path."),
-    method: str = typer.Option("lora", "--method", help="full | lora | qlora."),
+    model: str | None = typer.Option(None, "--model", help="Preset (e.g. deepseek-r1-distill-qwen-7b, deepseek-v3), "
+                                     "hub id, or config.json path [default: --config's model.name_or_path]."),
+    config: Path | None = typer.Option(None, "--config", help="Training config: its model, method, batch, sequence "
+                                       "length, ZeRO/offload/SP, checkpointing and LoRA rank fill the options not "
+                                       "given, after the same checks as `dsft launch`."),
+    method: str | None = typer.Option(None, "--method", help="full | lora | qlora [default: lora]."),
     gpus_per_node: int = typer.Option(1, "--gpus-per-node", min=1, help="GPUs per node."),
     nodes: int = typer.Option(1, "--nodes", min=1, help="Nodes."),
     gpu_mem: float = typer.Option(80.0, "--gpu-mem", help="Memory per GPU in GiB."),
     host_mem: float | None = typer.Option(None, "--host-mem", help="Host RAM per node in GiB (checked, and respected by the recommendation, when given)."),
-    seq_len: int = typer.Option(2048, "--seq-len", min=1, help="Tokens per (packed) row."),
-    micro_batch: int = typer.Option(1, "--micro-batch", min=1, help="Rows per GPU per forward."),
-    grad_accum: int = typer.Option(1, "--grad-accum", min=1, help="Micro-batches per optimizer step."),
-    zero: int = typer.Option(0, "--zero", help="DeepSpeed ZeRO stage 0-3 (0 = no DeepSpeed)."),
-    offload: str = typer.Option("none", "--offload", help="none | optimizer | optimizer+param (DeepSpeed CPU offload)."),
-    sp: int = typer.Option(1, "--sp", min=1, help="Sequence-parallel (Ulysses) degree."),
-    grad_checkpointing: bool = typer.Option(False, "--grad-checkpointing", help="Recompute activations in backward."),
-    lora_rank: int = typer.Option(16, "--lora-rank", min=1, help="LoRA rank."),
+    seq_len: int | None = typer.Option(None, "--seq-len", min=1, help="Tokens per (packed) row [default: 2048]."),
+    micro_batch: int | None = typer.Option(None, "--micro-batch", min=1, help="Rows per GPU per forward [default: 1]."),
+    grad_accum: int | None = typer.Option(None, "--grad-accum", min=1, help="Micro-batches per optimizer step "
+                                          "[default: 1]."),
+    zero: int | None = typer.Option(None, "--zero", help="DeepSpeed ZeRO stage 0-3 (0 = no DeepSpeed) [default: 0]."),
+    offload: str | None = typer.Option(None, "--offload", help="none | optimizer | optimizer+param (DeepSpeed CPU "
+                                       "offload) [default: none]."),
+    sp: int | None = typer.Option(None, "--sp", min=1, help="Sequence-parallel (Ulysses) degree [default: 1]."),
+    grad_checkpointing: bool | None = typer.Option(None, "--grad-checkpointing/--no-grad-checkpointing",
+                                                   help="Recompute activations in backward [default: off]."),
+    lora_rank: int | None = typer.Option(None, "--lora-rank", min=1, help="LoRA rank [default: 16]."),
     full_logits: bool = typer.Option(False, "--full-logits", help="Size the stock full-logits loss instead of dsft's chunked loss."),
     per_expert_modules: bool = typer.Option(False, "--per-expert-modules", help="Routed experts as separate modules (remote-code DeepSeek) rather than transformers' fused experts."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -74,6 +107,14 @@ def plan(
     from dsft.plan.planner import estimate_memory, load_profile
     from dsft.plan.recommend import recommend
 
+    options = _plan_options(config, nodes * gpus_per_node, {
+        "model": model, "method": method, "seq_len": seq_len, "micro_batch": micro_batch, "grad_accum": grad_accum,
+        "zero": zero, "offload": offload, "sp": sp, "grad_checkpointing": grad_checkpointing, "lora_rank": lora_rank})
+    model, method, seq_len, micro_batch, grad_accum, zero, offload, sp, grad_checkpointing, lora_rank = (
+        options[key] for key in ("model", "method", "seq_len", "micro_batch", "grad_accum", "zero", "offload", "sp",
+                                 "grad_checkpointing", "lora_rank"))
+    if model is None:
+        raise DsftError("--model: name the model to plan (or give --config with model.name_or_path)")
     if method not in ("full", "lora", "qlora"):
         raise DsftError(f"--method {method}: choose full, lora or qlora")
     if offload not in ("none", "optimizer", "optimizer+param"):
