@@ -1,0 +1,119 @@
+"""Guide 000: LoRA (r 32, q/k/v/o) on numeric reservoir QA in `conversations` form, DeepSpeed ZeRO-3 offload on
+two GPUs, numeric accuracy, Ollama. The whole path on the tiny R1-distill preset, then ZeRO-3 on 2 processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from scenarios_helpers import FEW_STEPS, assert_every_record_accounted, guide, read_jsonl, serve_once, supervised_text
+
+GUIDE = guide("000")
+CONFIG = GUIDE / "config.yaml"
+
+
+@pytest.mark.slow
+def test_guide_000_prepare_train_eval_export_serve(at_repo_root: Path, dsft, tmp_path: Path) -> None:
+    from dsft.data.pipeline import load_prepared
+    from dsft.models.gguf_source import read_gguf_info
+    from dsft.models.loading import load_tokenizer
+    from dsft.models.resolve import resolve_model
+    from dsft.templates import get_template
+
+    # prepare: every record of train.jsonl and val.jsonl accounted for, the explicit val file kept as val
+    prepared = tmp_path / "prepared"
+    dsft("data", "prepare", "--config", CONFIG, "--out", prepared)
+    report = json.loads((prepared / "data_report.json").read_text())
+    assert_every_record_accounted(report)
+    lines = {name: len(read_jsonl(GUIDE / "data" / f"{name}.jsonl")) for name in ("train", "val")}
+    assert report["read"] == lines["train"] + lines["val"] and report["rejected"] == 0
+    assert report["splits"]["val"] == lines["val"]
+
+    # inspect: rendered with the model's own template (no "<|user|>" tokens), both answers of a multi-turn
+    # record supervised with their EOS, no user text supervised
+    assert "template: deepseek-r1" in dsft("data", "inspect", prepared)
+    tokenizer = load_tokenizer(resolve_model("tiny-r1-distill-qwen"))
+    multi = next(c for c in load_prepared(prepared).splits["train"] if len(c.messages) == 4)
+    target = supervised_text(get_template("deepseek-r1").render_train(multi, tokenizer), tokenizer)
+    assert target.count(tokenizer.eos_token) == 2 and "<|user|>" not in target
+    for message in multi.messages:
+        assert (message.content in target) == (message.role == "assistant"), message
+
+    # train a few steps: the guide's adapter (r 32, alpha 64, q/k/v/o only), validation loss and perplexity
+    run = tmp_path / "run"
+    with pytest.warns(UserWarning, match="train.zero_stage=3, train.offload=optimizer\\+param: not applied"):
+        dsft("train", CONFIG, "--out", run, *FEW_STEPS, "--set", "train.micro_batch_size=2",
+             "--set", "train.grad_accum=1", "--set", "eval.steps=3", "--set", "train.save_steps=3")
+    assert json.loads((run / "run.json").read_text())["template"] == "deepseek-r1"
+    adapter = json.loads((run / "final" / "adapter_config.json").read_text())
+    assert (adapter["r"], adapter["lora_alpha"]) == (32, 64)
+    assert set(adapter["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj"}
+    weights = load_file(str(run / "final" / "adapter_model.safetensors"))
+    assert any(name.endswith("lora_B.weight") and tensor.abs().sum() > 0 for name, tensor in weights.items())
+    rows = read_jsonl(run / "metrics.jsonl")
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3]
+    last = rows[-1]
+    assert last["step"] == 3 and last["eval_perplexity"] == pytest.approx(2.718281828 ** last["eval_loss"], rel=1e-6)
+
+    # eval: numeric accuracy (the guide's metric) scored on generated answers
+    dsft("eval", run, "--data", GUIDE / "data" / "val.jsonl", "--out", tmp_path / "eval", "--max-new-tokens", "8",
+         "--limit", "4", "-m", "numeric_accuracy,exact_match")
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["count"] == 4 and metrics["evaluated"]["template"] == "deepseek-r1"
+    assert {"numeric_accuracy", "exact_match"} <= set(metrics)
+
+    # export for Ollama (the config's q8_0): a GGUF whose header reads back, a Modelfile with the training
+    # template. The llama.cpp logit check is tests/export's; on a busy 2-core machine its threads alone
+    # can take minutes, so the scenario reads the file instead.
+    dsft("export", run, "--format", "ollama", "--out", tmp_path / "ollama", "--no-verify")
+    modelfile = (tmp_path / "ollama" / "Modelfile").read_text()
+    assert modelfile.startswith("FROM ./model.gguf") and "<｜Assistant｜><think>" in modelfile
+    info = read_gguf_info(tmp_path / "ollama" / "model.gguf")
+    assert (info.architecture, info.has_chat_template) == ("qwen2", True) and "Q8_0" in info.tensor_types
+
+    # serve one OpenAI request with the run (base + adapter)
+    answer = serve_once(run, "/v1/chat/completions", {"model": "guide", "max_tokens": 8,
+                                                        "messages": [{"role": "user", "content": "青石岭水库的总库容是多少？"}]})
+    assert answer["usage"]["completion_tokens"] <= 8 and answer["choices"][0]["message"]["role"] == "assistant"
+
+
+@pytest.mark.slow
+def test_guide_000_zero3_on_two_processes(at_repo_root: Path, dsft, tmp_path: Path) -> None:
+    """The guide's two-GPU DeepSpeed ZeRO-3 run as two CPU processes (gloo; offload needs CUDA's cpu_adam)."""
+    launch = tmp_path / "launch"
+    dsft("launch", CONFIG, "--nodes", "1", "--gpus-per-node", "2", "--launcher", "deepspeed", "--out", launch)
+    assert "--num_nodes 1 --num_gpus 2" in (launch / "deepspeed_launch.sh").read_text()
+
+    run = tmp_path / "run"
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    command = [torchrun, "--standalone", "--nproc_per_node=2", "-m", "dsft", "train", str(CONFIG), "--out", str(run),
+               *FEW_STEPS, "--set", "train.max_steps=2", "--set", "train.micro_batch_size=2", "--set", "train.grad_accum=1",
+               "--set", "train.distributed=deepspeed", "--set", "train.offload=none", "--set", "eval.steps=0",
+               "--set", "train.max_seq_len=128",
+               # ZeRO-3 with activation checkpointing on gloo has not finished 2 steps within 600 s on a busy
+               # 2-core machine (undiagnosed: a hang or contention); ZeRO-3 itself is what is checked here.
+               "--set", "train.gradient_checkpointing=false"]
+    # A session of its own, so a timeout ends the ranks too (killing torchrun alone leaves them running).
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               cwd=at_repo_root, start_new_session=True)
+    try:
+        _, stderr = process.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+    done = subprocess.CompletedProcess(command, process.returncode, "", stderr)
+    assert done.returncode == 0, done.stderr[-4000:]
+    ds = json.loads((run / "deepspeed.json").read_text())
+    assert ds["zero_optimization"]["stage"] == 3 and ds["train_batch_size"] == 2 * 1 * 2
+    assert [r["step"] for r in read_jsonl(run / "metrics.jsonl") if "loss" in r] == [1, 2]
+    assert (run / "final" / "adapter_model.safetensors").is_file()
