@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from scenarios_helpers import FEW_STEPS, assert_every_record_accounted, guide, read_jsonl, serve_once, supervised_text
@@ -51,7 +52,8 @@ def test_guide_000_prepare_train_eval_export_serve(at_repo_root: Path, dsft, tmp
     run = tmp_path / "run"
     with pytest.warns(UserWarning, match="train.zero_stage=3, train.offload=optimizer\\+param: not applied"):
         dsft("train", CONFIG, "--out", run, *FEW_STEPS, "--set", "train.micro_batch_size=2",
-             "--set", "train.grad_accum=1", "--set", "eval.steps=3", "--set", "train.save_steps=3")
+             "--set", "train.grad_accum=1", "--set", "eval.steps=3", "--set", "train.save_steps=3",
+             "--set", "eval.generation_steps=3", "--set", "eval.generation_samples=2", "--set", "eval.max_new_tokens=8")
     assert json.loads((run / "run.json").read_text())["template"] == "deepseek-r1"
     adapter = json.loads((run / "final" / "adapter_config.json").read_text())
     assert (adapter["r"], adapter["lora_alpha"]) == (32, 64)
@@ -62,6 +64,11 @@ def test_guide_000_prepare_train_eval_export_serve(at_repo_root: Path, dsft, tmp
     assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3]
     last = rows[-1]
     assert last["step"] == 3 and last["eval_perplexity"] == pytest.approx(2.718281828 ** last["eval_loss"], rel=1e-6)
+    # the best checkpoint is chosen by numeric accuracy on generated answers, measured at every evaluation
+    args = torch.load(run / "checkpoints" / "checkpoint-3" / "training_args.bin", weights_only=False)
+    assert (args.metric_for_best_model, args.greater_is_better) == ("eval_numeric_accuracy", True)
+    generated = read_jsonl(run / "generation_eval.jsonl")
+    assert [g["step"] for g in generated] == [0, 3] and all("numeric_accuracy" in g["metrics"] for g in generated)
 
     # eval: numeric accuracy (the guide's metric) scored on generated answers
     dsft("eval", run, "--data", GUIDE / "data" / "val.jsonl", "--out", tmp_path / "eval", "--max-new-tokens", "8",
