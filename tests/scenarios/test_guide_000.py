@@ -53,7 +53,9 @@ def test_guide_000_prepare_train_eval_export_serve(at_repo_root: Path, dsft, tmp
     with pytest.warns(UserWarning, match="train.zero_stage=3, train.offload=optimizer\\+param: not applied"):
         dsft("train", CONFIG, "--out", run, *FEW_STEPS, "--set", "train.micro_batch_size=2",
              "--set", "train.grad_accum=1", "--set", "eval.steps=3", "--set", "train.save_steps=3",
-             "--set", "eval.generation_steps=3", "--set", "eval.generation_samples=2", "--set", "eval.max_new_tokens=8")
+             "--set", "eval.generation_steps=3", "--set", "eval.generation_samples=2", "--set", "eval.max_new_tokens=8",
+             # one process: the guide's selection by numeric accuracy (the config's two-GPU run keeps eval_loss)
+             "--set", "eval.metric=numeric_accuracy")
     assert json.loads((run / "run.json").read_text())["template"] == "deepseek-r1"
     adapter = json.loads((run / "final" / "adapter_config.json").read_text())
     assert (adapter["r"], adapter["lora_alpha"]) == (32, 64)

@@ -123,6 +123,7 @@ def test_separate_launches_write_configs_and_collect_reads_finished_trials(tmp_p
     (["--grid", "train.lr=1e-5", "--sampler", "random", "--trials", "2", "--launch", "slurm"],
      "separate launches run a --grid sweep"),
     (["--grid", "train.lr=1e-5", "--set", "train.report_to=[wandb]"], "train.report_to: wandb is not installed"),
+    (["--grid", "eval.metric=loss,nope"], "eval.metric: unknown metric 'nope'"),
 ])
 def test_bad_sweep_requests_are_one_message(tmp_path: Path, run_cli, args: list[str], message: str) -> None:
     code, stdout, stderr = run_cli(["sweep", str(write_config(tmp_path)), "--out", str(tmp_path / "s"), *args])

@@ -38,8 +38,13 @@ def sweep(
     else:
         if config is None:
             raise ConfigError("dsft sweep: give the CONFIG every trial starts from (or --collect --out DIR)")
+        from dsft.plan.preflight import preflight
+        from dsft.training.environment import Environment
+
+        environment = Environment.this_machine()
         request = SweepRequest(config, set_, preset, build_space(grid, range_), out, sampler, trials, prune,
-                               launch, seed, progress=False)
+                               launch, seed, progress=False,
+                               check=lambda cfg: preflight(cfg, environment, str(config)))
         result = run_sweep(request)
         if launch != "local":
             console.print(f"wrote {len(result.trials)} trial configs; run {out / 'launch.sh'} or "

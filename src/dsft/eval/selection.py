@@ -55,3 +55,13 @@ def eval_config_problems(eval_cfg: EvalConfig) -> list[str]:
             problems.append(f"eval.metric={eval_cfg.metric}: not computed; add it to eval.metrics "
                             f"({', '.join(eval_cfg.metrics)})")
     return problems
+
+
+def generation_world_problems(eval_cfg: EvalConfig, world_size: int | None) -> list[str]:
+    """A task metric needs generation eval at every evaluation, which runs in single-process training only
+    (other ranks would wait on rank 0's generation): with several processes it would never be logged."""
+    if world_size is None or world_size <= 1 or generation_metric(eval_cfg.metric) is None:
+        return []
+    return [f"eval.metric={eval_cfg.metric}: generation eval runs in single-process training only, and this run has "
+            f"{world_size} processes; select by eval_loss or eval_perplexity here and score generations afterwards "
+            "with `dsft eval RUN --data VAL`"]

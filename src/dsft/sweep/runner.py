@@ -18,7 +18,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from transformers import TrainerCallback
 
@@ -51,6 +51,9 @@ class SweepRequest:
     launch: str = "local"
     seed: int = 0
     progress: bool = False
+    # Checks a trial's config before anything runs (the CLI passes dsft.plan.preflight: the sweep package
+    # sits below plan in the layers); the default checks only this machine's optimizer and trackers.
+    check: Callable[[DsftConfig], None] | None = None
 
     def trial_config(self, params: dict[str, Any], prepared: Path | None) -> DsftConfig:
         data = [f"data.prepared_dir={prepared}"] if prepared is not None else []
@@ -79,9 +82,12 @@ def _check_request(request: SweepRequest, base: DsftConfig) -> None:
         raise ConfigError("data.train: no training data; list files in data.train or set data.prepared_dir")
     if not base.data.prepared_dir and not base.data.val and base.data.val_ratio == 0:
         raise ConfigError("a sweep chooses on validation data: set data.val files or data.val_ratio > 0")
-    problems = environment_problems(base)
-    if problems:
-        raise UnsupportedError(f"{len(problems)} problem(s) with this machine", problems)
+    if request.check is not None:
+        request.check(base)
+    else:
+        problems = environment_problems(base)
+        if problems:
+            raise UnsupportedError(f"{len(problems)} problem(s) with this machine", problems)
     out = request.out
     if out.exists() and any(out.iterdir()) and not (out / SWEEP_FILE).is_file():
         raise DsftError(f"--out {out}: exists, is not empty and holds no sweep; choose a new directory")
@@ -115,7 +121,9 @@ def run_sweep(request: SweepRequest) -> Sweep:
     points = request.space.grid() if request.sampler == "grid" else []
     # Every grid point is validated before any data is read or any model loaded.
     for params in points:
-        request.trial_config(params, None)
+        trial_cfg = request.trial_config(params, None)
+        if request.check is not None:
+            request.check(trial_cfg)
     sweep = Sweep(base.eval.metric_key(), base.eval.higher_is_better(), request.sampler)
     request.out.mkdir(parents=True, exist_ok=True)
     prepared = prepare_sweep_data(base, request.out)
