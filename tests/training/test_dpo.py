@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from transformers import TrainerCallback
 
 from dsft.config import load_config
 from dsft.data.preference import parse_preference
@@ -44,6 +45,17 @@ def sequence_logp(model: torch.nn.Module, ids: list[int], supervised: list[bool]
     logits = model(torch.tensor([ids]), use_cache=False).logits[0].float()
     logps = torch.log_softmax(logits[:-1], dim=-1).gather(1, torch.tensor(ids[1:])[:, None])[:, 0]
     return logps[torch.tensor(supervised[1:])].sum()
+
+
+class LoggedLosses(TrainerCallback):
+    """The training losses the Trainer logs, in order."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs) -> None:  # noqa: ANN001 - TrainerCallback API
+        if logs and "loss" in logs:
+            self.losses.append(logs["loss"])
 
 
 @pytest.mark.slow
@@ -86,12 +98,10 @@ def test_dpo_loss_equals_independent_computation(tmp_path: Path, tiny_model_dir)
     expected = float(torch.stack([-F.logsigmoid(beta * m) for m in margins]).mean())
     assert abs(expected - torch.log(torch.tensor(2.0)).item()) > 1e-3  # the check below is not the trivial log 2
 
-    losses: list[float] = []
-    trainer.add_callback(type("Grab", (__import__("transformers").TrainerCallback,), {
-        "on_log": lambda self, args, state, control, logs=None, **kw: losses.append(logs["loss"]) if logs and "loss" in logs else None,
-    })())
+    logged = LoggedLosses()
+    trainer.add_callback(logged)
     trainer.train()
-    assert losses[0] == pytest.approx(expected, rel=1e-4)
+    assert logged.losses[0] == pytest.approx(expected, rel=1e-4)
 
 
 def test_chatml_pairs_end_at_eos(tmp_path: Path) -> None:
