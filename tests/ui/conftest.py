@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from ui_browser import CHROMIUM_FLAGS, missing_browser
+
+from dsft.ui.runs import pid_alive
 
 
 def write_run(root: Path, name: str, status: str = "finished", steps: int = 4) -> Path:
@@ -40,12 +44,17 @@ def write_run(root: Path, name: str, status: str = "finished", steps: int = 4) -
 
 
 @pytest.fixture
-def runs_root(tmp_path: Path) -> Path:
+def runs_root(tmp_path: Path) -> Iterator[Path]:
     root = tmp_path / "runs"
     root.mkdir()
     write_run(root, "alpha")
     write_run(root, "sweep/trial-0", status="running", steps=2)
-    return root
+    yield root
+    # A training process the test started from the dashboard must not outlive the test.
+    for record in (root / ".dsft-ui").glob("*.json"):
+        pid = json.loads(record.read_text(encoding="utf-8"))["pid"]
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture

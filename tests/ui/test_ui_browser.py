@@ -23,6 +23,16 @@ def dashboard(runs_root: Path) -> Iterator[str]:
     yield from serve(create_app(runs_root, poll_s=0.2))
 
 
+def text_of(driver, element_id: str) -> str:
+    """The element's text, or "" while the page is (re)loading."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    try:
+        return driver.find_element("id", element_id).text
+    except (NoSuchElementException, StaleElementReferenceException):
+        return ""
+
+
 def points(driver, chart: str) -> int:
     found = driver.find_elements("id", f"chart-{chart}")
     return int(found[0].get_attribute("data-points")) if found else 0
@@ -36,7 +46,7 @@ def test_runs_page_then_a_run_with_its_charts(browser, dashboard: str, tmp_path:
     browser.find_element("link text", "alpha").click()
     wait_for(lambda: points(browser, "loss") == 5, 20, "the loss chart's 4 train + 1 eval points")
     assert points(browser, "lr") == 4 and points(browser, "tokens_per_s") == 4
-    assert browser.find_element("id", "status").text == "finished"
+    assert text_of(browser, "status") == "finished"
     lines = browser.find_elements("css selector", "#chart-loss polyline")
     assert [line.get_attribute("data-column") for line in lines] == ["loss", "eval_loss"]
     browser.save_screenshot(str(tmp_path / "run-page.png"))
@@ -70,7 +80,7 @@ def test_the_loss_chart_gains_points_while_a_run_trains(browser, runs_root: Path
             first = wait_for(lambda: points(browser, "loss"), 30, "the first loss point")
             browser.save_screenshot(str(tmp_path / "live-early.png"))
             wait_for(lambda: points(browser, "loss") > first, 120, "more loss points as training writes them")
-            wait_for(lambda: browser.find_element("id", "status").text == "finished", 180, "the run to finish")
+            wait_for(lambda: text_of(browser, "status") == "finished", 180, "the run to finish")
             assert points(browser, "loss") == 40
             browser.save_screenshot(str(tmp_path / "live-finished.png"))
             # Chat with what it trained, base beside it.
@@ -120,3 +130,31 @@ def test_mask_view_colours_the_known_supervised_tokens(browser, dashboard: str, 
     count = len(browser.find_elements("css selector", "#mask .sup"))
     assert f"{count} supervised" in browser.find_element("id", "mask-counts").text
     browser.save_screenshot(str(tmp_path / "mask.png"))
+
+
+@pytest.mark.slow
+def test_start_a_run_from_the_form_and_see_it_finish(browser, dashboard: str, runs_root: Path, tmp_path: Path,
+                                                     tiny_model_dir) -> None:
+    tiny_model_dir("tiny-deepseek-v3")
+    write_data(runs_root / "d.jsonl")
+    browser.get(dashboard + "/new")
+    fields = {"name": "from-form", "model": "tiny-deepseek-v3", "data": "d.jsonl", "max_steps": "6",
+              "max_seq_len": "64", "micro_batch_size": "2", "lora_r": "4", "val_ratio": "0", "save_steps": "3"}
+    for field, value in fields.items():
+        element = browser.find_element("id", field)
+        element.clear()
+        element.send_keys(value)
+    browser.find_element("id", "lr").clear()
+    browser.find_element("id", "lr").send_keys("fast")  # a wrong value first: refused, nothing started
+    browser.find_element("css selector", "#new-form button").click()
+    wait_for(lambda: "train.lr" in text_of(browser, "new-error"), 30, "the refusal")
+    assert not (runs_root / "from-form").exists()
+    browser.find_element("id", "lr").clear()
+    browser.find_element("id", "lr").send_keys("5e-3")
+    browser.find_element("css selector", "#new-form button").click()
+    wait_for(lambda: browser.current_url.endswith("/run/from-form"), 30, "the run page")
+    wait_for(lambda: text_of(browser, "status") == "finished", 240, "the run to finish")
+    assert points(browser, "loss") == 6
+    browser.save_screenshot(str(tmp_path / "from-form.png"))
+    info = json.loads((runs_root / "from-form" / "run.json").read_text())
+    assert info["status"] == "finished" and info["global_step"] == 6

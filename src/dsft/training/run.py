@@ -36,6 +36,7 @@ from dsft.training.setup import (
     load_splits,
     resolve_template,
 )
+from dsft.training.stop import StopOnSigterm
 from dsft.training.trainer import DsftTrainer
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,8 @@ def run_training(
     callbacks = _callbacks(cfg, run_dir, counter, bool(splits["val"].examples), progress, should_stop,
                            extra_callbacks, telemetry)
     metrics = callbacks[0]
+    stopper = StopOnSigterm()  # SIGTERM: finish the step, save a checkpoint, end as stopped
+    callbacks.append(stopper)
     if sft:
         trainer = _build_trainer(cfg, run_dir, model, tokenizer, splits, callbacks, counter)
     else:
@@ -137,6 +140,7 @@ def run_training(
         "dropped": {k: v.dropped for k, v in splits.items() if v.dropped},
     }
     run.write_info(**info, status="running")
+    stopper.install()
     try:
         output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     except DsftError:
@@ -146,12 +150,15 @@ def run_training(
                 cb.close()
         run.write_info(**info, status="failed")
         raise
+    finally:
+        stopper.restore()
     final_dir = _save_final(trainer, tokenizer, template, run)
     metrics.close()
     rows = run.metrics()
     evals = [r["eval_loss"] for r in rows if "eval_loss" in r]
     best = trainer.state.best_metric if cfg.eval.metric == "eval_loss" else None
-    stopped_early = should_stop is not None and trainer.state.global_step < trainer.state.max_steps
+    stopped_early = ((should_stop is not None or stopper.requested)
+                     and trainer.state.global_step < trainer.state.max_steps)
     run.write_info(
         **info, status="stopped" if stopped_early else "finished",
         global_step=trainer.state.global_step, best_checkpoint=trainer.state.best_model_checkpoint,

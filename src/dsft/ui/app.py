@@ -23,8 +23,9 @@ from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from dsft.errors import DsftError
+from dsft.models.tiny import TINY_PRESETS
 from dsft.templates import TEMPLATE_CHOICES
-from dsft.ui import mask, pages, runs
+from dsft.ui import launch, mask, pages, runs
 from dsft.ui.chat import ChatEngines
 from dsft.ui.paths import OutsideRoot, inside_root
 
@@ -83,11 +84,11 @@ def create_app(root: Path, api_key: str | None = None, allowed_hosts: list[str] 
     async def run_page(name: str) -> str:
         run_dir = _run_dir(root, name)
         summary = runs.summarize(root, run_dir)
-        launch = runs.read_launch(root, summary.name)
+        started = runs.read_launch(root, summary.name)
         return pages.run_page(
             summary, runs.config_text(run_dir), runs.data_report(run_dir), runs.listed_records(run_dir),
             runs.checkpoints(run_dir), runs.reports(root, run_dir), runs.export_records(run_dir),
-            can_stop=bool(launch) and summary.status in LIVE)
+            can_stop=bool(started) and summary.status in LIVE, log=launch.log_tail(root, summary.name))
 
     @app.get("/api/run")
     async def run_json(run: str) -> dict[str, Any]:
@@ -130,6 +131,20 @@ def create_app(root: Path, api_key: str | None = None, allowed_hosts: list[str] 
             root, str(body.get("source") or ""), index=_int(body.get("index", 0), "index"),
             template=body.get("template") or None, tokenizer=body.get("tokenizer") or None,
             masking=body.get("masking") or None, thinking=None if thinking in (None, "") else bool(thinking))
+
+    @app.get("/new", response_class=HTMLResponse)
+    def new_page() -> str:
+        return pages.new_page(list(TINY_PRESETS), mask.mask_sources(root), list(TEMPLATE_CHOICES))
+
+    @app.post("/api/runs")
+    def start(body: dict[str, Any]) -> dict[str, Any]:
+        name = launch.start_run(root, body)
+        return {"run": name, "url": pages.run_link(name)}
+
+    @app.post("/api/run/stop")
+    def stop(run: str) -> dict[str, Any]:
+        run_dir = _run_dir(root, run)
+        return launch.stop_run(root, runs.summarize(root, run_dir).name)
 
     @app.get("/chat/{name:path}", response_class=HTMLResponse)
     async def chat_page(name: str, checkpoint: str = "") -> str:

@@ -66,7 +66,8 @@ def _data_report(report: dict[str, Any] | None, listed: dict[str, list[str]]) ->
 
 
 def run_page(summary: RunSummary, config: str, report: dict[str, Any] | None, listed: dict[str, list[str]],
-             checkpoints: list[str], reports: list[str], exports: list[dict[str, Any]], can_stop: bool) -> str:
+             checkpoints: list[str], reports: list[str], exports: list[dict[str, Any]], can_stop: bool,
+             log: str = "") -> str:
     name = summary.name
     facts = "".join(f"<tr><th>{k}</th>{_cell(v)}</tr>" for k, v in (
         ("status", None), ("model", summary.model), ("method", summary.method), ("objective", summary.objective),
@@ -92,7 +93,8 @@ def run_page(summary: RunSummary, config: str, report: dict[str, Any] | None, li
             f"<h2>Data</h2>{_data_report(report, listed)}"
             f"<h2>Checkpoints</h2><ul id='checkpoints'>{ckpts}</ul>"
             f"<h2>Reports</h2><ul id='reports'>{links}</ul><h2>Exports</h2>{exports_html}"
-            f"<h2>Resolved config</h2><pre id='config'>{escape(config)}</pre>")
+            f"<h2>Resolved config</h2><pre id='config'>{escape(config)}</pre>"
+            + (f"<h2>Log (last lines)</h2><pre id='log'>{escape(log)}</pre>" if log else ""))
     return page(name, body)
 
 
@@ -154,3 +156,32 @@ def chat_page(summary: RunSummary, checkpoints: list[str], chosen: str) -> str:
         "<div style='flex:1; display:none' id='base-column'><h2>base</h2><div id='chat-base' class='chat-log'>"
         "</div></div></div>")
     return page(f"Chat: {summary.name}", body)
+
+
+def new_page(presets: list[str], sources: list[str], templates: list[str]) -> str:
+    files = "".join(f"<option value='{escape(s)}'>" for s in sources)
+    models = "".join(f"<option value='{escape(p)}'>" for p in presets)
+    body = (
+        "<p>Checked by the same config loading and machine checks as <code>dsft train</code> before anything "
+        "starts; the run then trains in its own process (it keeps going if the dashboard stops).</p>"
+        "<form id='new-form' class='grid'>"
+        "<label for='name'>run name</label><input id='name' name='name' required placeholder='my-run'>"
+        f"<label for='model'>model</label><input id='model' name='model' list='models' required "
+        f"placeholder='a tiny preset or a model dir under the runs root'><datalist id='models'>{models}</datalist>"
+        f"<label for='data'>data files</label><input id='data' name='data' list='files' required "
+        f"placeholder='paths under the runs root, comma-separated'><datalist id='files'>{files}</datalist>"
+        "<label for='method'>method</label><select id='method' name='method'><option>lora</option>"
+        "<option>qlora</option><option>full</option></select>"
+        f"<label for='template'>template</label><select id='template' name='template'>{_options(templates)}</select>"
+        "<label for='max_steps'>max steps</label><input id='max_steps' name='max_steps' type='number' value='100'>"
+        "<label for='lr'>learning rate</label><input id='lr' name='lr' value='2e-4'>"
+        "<label for='max_seq_len'>max seq len</label><input id='max_seq_len' name='max_seq_len' type='number' "
+        "value='1024'><label for='micro_batch_size'>micro batch size</label><input id='micro_batch_size' "
+        "name='micro_batch_size' type='number' value='1'>"
+        "<label for='lora_r'>LoRA rank</label><input id='lora_r' name='lora_r' type='number' value='16'>"
+        "<label for='val_ratio'>validation share</label><input id='val_ratio' name='val_ratio' value='0.05'>"
+        "<label for='save_steps'>save every</label><input id='save_steps' name='save_steps' type='number' value='100'>"
+        "<label for='extra'>more keys</label><textarea id='extra' name='extra' rows='3' "
+        "placeholder='one key=value a line, e.g. train.warmup_ratio=0'></textarea>"
+        "<span></span><button type='submit'>Start training</button></form><div id='new-error' class='error'></div>")
+    return page("New run", body)

@@ -176,3 +176,20 @@ document.addEventListener("DOMContentLoaded", () => {
   const form = document.getElementById("chat-form");
   if (form) chatForm(form);
 });
+
+function newRunForm(form) {
+  form.addEventListener("submit", e => {
+    e.preventDefault();
+    const error = document.getElementById("new-error");
+    error.textContent = "checking…";
+    postJson("/api/runs", Object.fromEntries(new FormData(form).entries())).then(r => {
+      if (!r.ok) { error.textContent = r.data.error + (r.data.problems ? ": " + r.data.problems.join("; ") : ""); return; }
+      window.location = r.data.url;
+    });
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const form = document.getElementById("new-form");
+  if (form) newRunForm(form);
+});

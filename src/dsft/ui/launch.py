@@ -1,0 +1,110 @@
+"""New runs from the dashboard: a form's fields -> a validated config -> a detached ``dsft train`` process.
+
+The config is built from ``--set`` style overrides and loaded by :func:`dsft.config.load_config` (the CLI's
+loader, one error listing every problem), then checked against this machine by
+:func:`dsft.training.setup.environment_problems` (what ``dsft train`` refuses first), all before anything
+starts. The run directory gets the resolved ``config.yaml`` and ``dsft train`` is started on it in a new
+session (its own process group), so it outlives the dashboard; its pid and log live under the root's
+``.dsft-ui/``. Stop sends SIGTERM, which training answers by finishing the step, writing a checkpoint and
+ending as ``stopped`` (:mod:`dsft.training.stop`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from dsft.config import dump_config, load_config
+from dsft.errors import DsftError
+from dsft.models.tiny import TINY_PRESETS
+from dsft.training.setup import environment_problems
+from dsft.ui import runs
+from dsft.ui.paths import inside_root
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}(/[A-Za-z0-9][A-Za-z0-9._-]{0,63}){0,2}$")
+FIELDS = {  # form field -> config key
+    "method": "train.method", "max_steps": "train.max_steps", "lr": "train.lr", "max_seq_len": "train.max_seq_len",
+    "micro_batch_size": "train.micro_batch_size", "lora_r": "lora.r", "val_ratio": "data.val_ratio",
+    "save_steps": "train.save_steps", "template": "template.name",
+}
+
+
+def _model(root: Path, value: str) -> str:
+    """A tiny preset, or a model directory (config.json) under the root, as the absolute path."""
+    if value in TINY_PRESETS:
+        return value
+    directory = inside_root(root, value)
+    if not (directory / "config.json").is_file():
+        raise DsftError(f"model {value}: give a tiny preset ({', '.join(TINY_PRESETS)}) or a model directory "
+                        "(with config.json) under the runs root")
+    return str(directory)
+
+
+def build_config(root: Path, form: dict[str, Any]) -> tuple[str, Any]:
+    """(run name, validated config) from the form; raises :class:`DsftError` naming every wrong field."""
+    name = str(form.get("name") or "").strip()
+    if not NAME.match(name) or ".." in name.split("/"):
+        raise DsftError(f"name {name!r}: letters, digits, . _ - (and up to two / for a sub-directory)")
+    run_dir = root / name
+    if run_dir.exists():
+        raise DsftError(f"name {name}: {run_dir.name} already exists under the runs root; choose a new name")
+    model = _model(root, str(form.get("model") or "").strip())
+    data = [str(inside_root(root, d.strip())) for d in str(form.get("data") or "").replace("\n", ",").split(",")
+            if d.strip()]
+    if not data:
+        raise DsftError("data: name at least one data file (or directory) under the runs root")
+    sets = [f"model.name_or_path={model}", f"data.train=[{','.join(data)}]"]
+    sets += [f"{key}={form[field]}" for field, key in FIELDS.items() if str(form.get(field, "")).strip()]
+    sets += [line.strip() for line in str(form.get("extra") or "").splitlines() if line.strip()]
+    cfg = load_config(None, sets)
+    problems = environment_problems(cfg)
+    if problems:
+        raise DsftError(f"{len(problems)} problem(s) with this machine", problems)
+    return name, cfg
+
+
+def start_run(root: Path, form: dict[str, Any]) -> str:
+    """Validate, write ``NAME/config.yaml``, start ``dsft train`` detached; returns the run name."""
+    name, cfg = build_config(root, form)
+    run_dir = root / name
+    run_dir.mkdir(parents=True)
+    config = run_dir / "config.yaml"
+    config.write_text(dump_config(cfg), encoding="utf-8")
+    log = runs.launch_path(root, name).with_suffix(".log")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "dsft", "train", str(config), "--out", str(run_dir)]
+    with log.open("ab") as out:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True, cwd=str(root))
+    # Reap it when it ends while the dashboard runs (after a dashboard restart, init does).
+    threading.Thread(target=process.wait, daemon=True).start()
+    runs.write_launch(root, name, {"pid": process.pid, "command": command, "log": str(log),
+                                   "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+    return name
+
+
+def stop_run(root: Path, name: str) -> dict[str, Any]:
+    """SIGTERM to a run this dashboard started (training then checkpoints and stops)."""
+    launch = runs.read_launch(root, name)
+    if launch is None:
+        raise DsftError(f"{name}: not started from this dashboard; stop it where it runs (kill -TERM PID)")
+    if not runs.pid_alive(int(launch["pid"])):
+        raise DsftError(f"{name}: its process has already ended")
+    os.kill(int(launch["pid"]), signal.SIGTERM)
+    runs.write_launch(root, name, {**launch, "stop_requested": time.strftime("%Y-%m-%d %H:%M:%S")})
+    return {"stopping": name}
+
+
+def log_tail(root: Path, name: str, lines: int = 40) -> str:
+    launch = runs.read_launch(root, name)
+    path = Path(launch["log"]) if launch else None
+    if path is None or not path.is_file():
+        return ""
+    return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])

@@ -1,0 +1,92 @@
+"""New runs from the dashboard: validated before anything starts, trained in a detached process, stopped
+gracefully (SIGTERM -> checkpoint -> run.json says stopped)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from dsft.ui import runs
+from dsft.ui.app import create_app
+
+POST = {"x-dsft-ui": "1"}
+
+
+def write_data(path: Path, n: int = 24) -> None:
+    path.write_text("".join(json.dumps({"messages": [
+        {"role": "user", "content": f"Reservoir R{i} was completed in which year?"},
+        {"role": "assistant", "content": f"R{i} was completed in {1950 + i}."}]}) + "\n" for i in range(n)),
+        encoding="utf-8")
+
+
+@pytest.fixture
+def client(runs_root: Path) -> TestClient:
+    write_data(runs_root / "d.jsonl")
+    return TestClient(create_app(runs_root), base_url="http://127.0.0.1")
+
+
+FORM = {"name": "new", "model": "tiny-deepseek-v3", "data": "d.jsonl", "method": "lora", "max_steps": "4",
+        "max_seq_len": "64", "micro_batch_size": "2", "lora_r": "4", "val_ratio": "0"}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"name": ""}, "name ''"),
+    ({"name": "../up"}, "name '../up'"),
+    ({"name": "alpha"}, "already exists"),
+    ({"model": "no-such-model"}, "no such file"),
+    ({"model": "../outside"}, "outside the runs root"),
+    ({"model": "alpha"}, "model alpha: give a tiny preset"),
+    ({"data": ""}, "data: name at least one"),
+    ({"data": "../secret.jsonl"}, "outside the runs root"),
+    ({"method": "dora"}, "train.method"),
+    ({"max_steps": "many"}, "train.max_steps"),
+    ({"extra": "train.optimizer=adamw_8bit"}, "train.optimizer: adamw_8bit needs"),
+    ({"extra": "train.no_such_key=1"}, "no_such_key"),
+])
+def test_a_bad_form_starts_nothing_and_names_the_field(client: TestClient, runs_root: Path, change: dict,
+                                                        message: str) -> None:
+    before = sorted(p.name for p in runs_root.iterdir())
+    response = client.post("/api/runs", headers=POST, json={**FORM, **change})
+    assert response.status_code in (400, 404) and message in response.json()["error"], response.text
+    assert sorted(p.name for p in runs_root.iterdir()) == before
+
+
+def test_stop_refuses_a_run_it_did_not_start(client: TestClient) -> None:
+    response = client.post("/api/run/stop", params={"run": "alpha"}, headers=POST)
+    assert response.status_code == 400 and "not started from this dashboard" in response.json()["error"]
+
+
+def wait_until(check, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.slow
+def test_start_then_stop_gracefully_writes_a_checkpoint(client: TestClient, runs_root: Path,
+                                                        tiny_model_dir) -> None:
+    tiny_model_dir("tiny-deepseek-v3")
+    form = {**FORM, "max_steps": "100000", "save_steps": "100000"}
+    started = client.post("/api/runs", headers=POST, json=form).json()
+    assert started == {"run": "new", "url": "/run/new"}
+    run = runs_root / "new"
+    assert (run / "config.yaml").is_file() and runs.summarize(runs_root, run).status in ("starting", "running")
+    wait_until(lambda: len(runs.read_metrics_from(run)[0]) >= 2, 300, "two metrics rows")
+    assert client.post("/api/run/stop", params={"run": "new"}, headers=POST).json() == {"stopping": "new"}
+    pid = runs.read_launch(runs_root, "new")["pid"]
+    wait_until(lambda: not runs.pid_alive(pid), 180, "the training process to end")
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "stopped"
+    step = info["global_step"]
+    assert 2 <= step < 100000 and (run / "checkpoints" / f"checkpoint-{step}" / "adapter_model.safetensors").is_file()
+    assert (run / "final" / "adapter_config.json").is_file()
+    assert runs.summarize(runs_root, run).status == "stopped early"
+    assert "id='log'" in client.get("/run/new").text
