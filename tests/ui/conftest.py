@@ -53,7 +53,7 @@ def runs_root(tmp_path: Path) -> Iterator[Path]:
     # A training process the test started from the dashboard must not outlive the test.
     for record in (root / ".dsft-ui").glob("*.json"):
         pid = json.loads(record.read_text(encoding="utf-8"))["pid"]
-        if pid_alive(pid):
+        if pid != os.getpid() and pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
 
 

@@ -103,7 +103,7 @@ def create_app(root: Path, api_key: str | None = None, allowed_hosts: list[str] 
         name = runs.summarize(root, run_dir).name
         last = request.headers.get("last-event-id", "")
         offset = int(last) if last.isdigit() else 0
-        return StreamingResponse(_metric_events(request, root, run_dir, name, offset, app.state.poll_s),
+        return StreamingResponse(_metric_events(request, root, run_dir, offset, app.state.poll_s),
                                  media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
     @app.get("/file")
@@ -224,7 +224,7 @@ def _error(request: Request, status: int, message: str) -> Response:
     return JSONResponse({"error": message}, status_code=status)
 
 
-async def _metric_events(request: Request, root: Path, run_dir: Path, name: str, offset: int,
+async def _metric_events(request: Request, root: Path, run_dir: Path, offset: int,
                          poll_s: float) -> AsyncIterator[str]:
     """Server-sent events: ``rows`` (new metrics lines, id = byte offset), ``status`` when it changes,
     ``done`` once the run is no longer live and every row has been sent."""
@@ -234,10 +234,7 @@ async def _metric_events(request: Request, root: Path, run_dir: Path, name: str,
         if rows:
             yield f"id: {offset_after}\nevent: rows\ndata: {json.dumps(rows)}\n\n"
         offset = offset_after
-        try:
-            now = runs.run_status(runs.read_info(run_dir), runs.read_launch(root, name))
-        except DsftError:
-            now = "unreadable"
+        now = runs.live_status(root, run_dir)
         if now != status:
             status = now
             yield f"event: status\ndata: {json.dumps(status)}\n\n"

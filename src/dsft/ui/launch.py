@@ -2,7 +2,7 @@
 
 The config is built from ``--set`` style overrides and loaded by :func:`dsft.config.load_config` (the CLI's
 loader, one error listing every problem), then checked against this machine by
-:func:`dsft.training.setup.environment_problems` (what ``dsft train`` refuses first), all before anything
+:func:`dsft.training.environment.environment_problems` (what ``dsft train`` refuses first), all before anything
 starts. The run directory gets the resolved ``config.yaml`` and ``dsft train`` is started on it in a new
 session (its own process group), so it outlives the dashboard; its pid and log live under the root's
 ``.dsft-ui/``. Stop sends SIGTERM, which training answers by finishing the step, writing a checkpoint and
@@ -24,7 +24,7 @@ from typing import Any
 from dsft.config import dump_config, load_config
 from dsft.errors import DsftError
 from dsft.models.tiny import TINY_PRESETS
-from dsft.training.setup import environment_problems
+from dsft.training.environment import environment_problems
 from dsft.ui import runs
 from dsft.ui.paths import inside_root
 

@@ -1,4 +1,7 @@
-"""Reading run directories for the dashboard: the one place in ``dsft.ui`` that opens a run's files.
+"""Run directories for the dashboard, read through :class:`dsft.training.rundir.RunDir` (the one owner of
+``run.json``, ``config.yaml``, checkpoints and ``final/``); this module adds what only the dashboard needs:
+finding runs under a root, reading ``metrics.jsonl`` incrementally, the data report, reports and exports,
+and the records of runs the dashboard launched.
 
 A run is a directory holding ``run.json`` (written by ``dsft train``) or a ``config.yaml`` that a run
 started from this dashboard has not yet followed with ``run.json``. Runs are found at any depth up to
@@ -15,10 +18,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from dsft.config import dump_config
 from dsft.errors import DsftError
-from dsft.training.rundir import RunDir
+from dsft.training.rundir import NOT_STARTED, RunDir
 from dsft.ui.paths import relative_name
 
 MAX_DEPTH = 3
@@ -48,7 +50,7 @@ class RunSummary:
 
 
 def is_run(path: Path) -> bool:
-    return (path / "run.json").is_file() or (path / "config.yaml").is_file()
+    return RunDir.is_run(path) or RunDir(path).config_path.is_file()
 
 
 def find_runs(root: Path) -> list[Path]:
@@ -82,24 +84,23 @@ def read_info(run_dir: Path) -> dict[str, Any] | None:
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        return {}
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise DsftError(f"{path}: unreadable YAML ({exc})") from exc
+    """The resolved config as plain data ({} before the run has written one)."""
+    run = RunDir(run_dir)
+    return run.config.model_dump(mode="json") if run.config_path.is_file() else {}
 
 
 def config_text(run_dir: Path) -> str:
-    path = run_dir / "config.yaml"
-    return path.read_text(encoding="utf-8") if path.is_file() else ""
+    run = RunDir(run_dir)
+    try:
+        return dump_config(run.config) if run.config_path.is_file() else ""
+    except DsftError as exc:  # a config this version cannot load: say why instead of failing the page
+        return f"# {exc}"
 
 
 def read_metrics_from(run_dir: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
     """Complete ``metrics.jsonl`` rows from byte ``offset`` on, and the offset after the last complete line
     (a line still being written is left for the next read)."""
-    path = run_dir / "metrics.jsonl"
+    path = RunDir(run_dir).metrics_path
     if not path.is_file():
         return [], offset
     with path.open("rb") as handle:
@@ -150,13 +151,12 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def run_status(info: dict[str, Any] | None, launch: dict[str, Any] | None) -> str:
+def run_status(written: str, launch: dict[str, Any] | None) -> str:
     """running / finished / failed / stopped early / stopped / starting / not started.
 
     ``run.json`` says what training last wrote; a run this dashboard launched is also checked against
     its process, so a run killed mid-way does not show as running for ever.
     """
-    written = (info or {}).get("status")
     alive = bool(launch) and pid_alive(int(launch["pid"]))
     if written in ("finished", "failed"):
         return written
@@ -166,7 +166,16 @@ def run_status(info: dict[str, Any] | None, launch: dict[str, Any] | None) -> st
         return "stopped" if launch.get("stop_requested") else "failed"
     if written == "running":
         return "running"
-    return "starting" if alive else "not started"
+    return "starting" if alive else NOT_STARTED
+
+
+def live_status(root: Path, run_dir: Path) -> str:
+    """:func:`run_status` of one run, for polling (reads only run.json and the launch record)."""
+    try:
+        written = RunDir(run_dir).status
+    except DsftError:
+        written = "unknown"
+    return run_status(written, read_launch(root, relative_name(root, run_dir)))
 
 
 def summarize(root: Path, run_dir: Path) -> RunSummary:
@@ -181,15 +190,24 @@ def summarize(root: Path, run_dir: Path) -> RunSummary:
     except DsftError as exc:
         cfg, notes = {}, notes + [str(exc)]
     launch = read_launch(root, name)
+    run = RunDir(run_dir)
+    try:
+        written = run.status
+    except DsftError as exc:
+        written, notes = "unknown", notes + [str(exc)]
     train = cfg.get("train") or {}
     rows, _ = read_metrics_from(run_dir)
     steps = [r["step"] for r in rows if "step" in r]
     info = info or {}
     started = (launch or {}).get("started")
-    if not started and (run_dir / "config.yaml").is_file():
-        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime((run_dir / "config.yaml").stat().st_mtime))
+    if not started and run.config_path.is_file():
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.config_path.stat().st_mtime))
+    try:
+        has_final = run.final_path.is_dir()
+    except DsftError:
+        has_final = False
     return RunSummary(
-        name=name, status=run_status(info or None, launch),
+        name=name, status=run_status(written, launch),
         method=info.get("method") or train.get("method"),
         objective=info.get("objective") or train.get("objective"),
         model=info.get("model_name_or_path") or (cfg.get("model") or {}).get("name_or_path"),
