@@ -21,7 +21,10 @@ from transformers.trainer_callback import PrinterCallback
 from dsft.config import DsftConfig
 from dsft.errors import ConfigError, DsftError, UnsupportedError
 from dsft.models.gguf_source import dequantisation_note, read_import_record
+from dsft.models.loading import load_tokenizer
+from dsft.models.resolve import resolve_model
 from dsft.training.checkpointing import resolve_resume
+from dsft.training.collators import make_collator, make_train_dataset
 from dsft.training.environment import environment_problems
 from dsft.training.gpu_telemetry import GpuTelemetry
 from dsft.training.guards import RunGuards
@@ -84,9 +87,6 @@ def run_training(
 
     # Order matters: the template needs the tokenizer; data length filters need the tokenizer;
     # the model is loaded last so a data error costs no model load.
-    from dsft.models.loading import load_tokenizer
-    from dsft.models.resolve import resolve_model
-
     model_dir = resolve_model(cfg.model.name_or_path, cache_dir=cfg.model.cache_dir, revision=cfg.model.revision)
     from transformers import AutoConfig
 
@@ -214,8 +214,6 @@ def _build_trainer(
     counter: TokenCounter,
 ) -> Any:
     """DsftTrainer (packing collator, supervised-token loss) with the run's guards and callbacks."""
-    from dsft.training.collators import make_collator, make_train_dataset
-
     val = splits["val"].examples
     trainer = RunTrainer(
         model=model,

@@ -11,7 +11,11 @@ from typing import Any
 import torch
 
 from dsft.config import DsftConfig
+from dsft.data.pipeline import load_prepared, prepare
 from dsft.errors import ConfigError
+from dsft.models.loading import align_special_tokens, load_model
+from dsft.models.lora import apply_lora
+from dsft.templates import detect_template, get_template
 from dsft.training.distributed import apply_zero3_leaf_modules, distributed_training_args, init_deepspeed_comm
 from dsft.training.environment import check_qlora, resolve_precision
 from dsft.training.environment import environment_problems  # noqa: F401  (re-exported: setup's checks)
@@ -20,7 +24,7 @@ from dsft.training.ifd import IfdScorer
 from dsft.training.segment_attention import select_segment_attention
 from dsft.training.preflight import evaluation_problems
 from dsft.training.rundir import RunDir
-from dsft.training.trainer import DsftTrainingArguments
+from dsft.training.trainer import DsftTrainingArguments, apply_liger_kernels
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +36,6 @@ HIDDEN_DROPOUT_KEYS = ("hidden_dropout", "resid_pdrop", "hidden_dropout_prob")
 
 def resolve_template(cfg: DsftConfig, model_dir: Path, tokenizer: Any) -> tuple[str, Any]:
     """``template.name`` or, when ``auto``, the family detected from the model's config and tokenizer."""
-    from dsft.templates import detect_template, get_template
-
     name = cfg.template.name if cfg.template.name != "auto" else detect_template(model_dir)
     return name, get_template(name, tokenizer)
 
@@ -45,8 +47,6 @@ def load_splits(cfg: DsftConfig, tokenizer: Any, template: Any, run_dir: Path,
     ``cache`` (a dict the caller keeps, e.g. across a sweep's trials) holds tokenized splits of a prepared
     directory by everything that changes them, so runs that share data and rendering tokenize once.
     """
-    from dsft.data.pipeline import load_prepared, prepare
-
     key = None
     if cache is not None and cfg.data.prepared_dir:
         key = (str(Path(cfg.data.prepared_dir).resolve()), getattr(tokenizer, "name_or_path", ""),
@@ -118,8 +118,6 @@ def build_model(cfg: DsftConfig, model_dir: Path, tokenizer: Any, config_overrid
     the training precision and keep adapter weights in fp32 (peft's default). ``config_overrides`` (from
     :func:`check_dropout`) replace model-config attributes before the modules are built.
     """
-    from dsft.models.loading import load_model
-
     method = cfg.train.method
     if method == "qlora":
         check_qlora()
@@ -132,16 +130,12 @@ def build_model(cfg: DsftConfig, model_dir: Path, tokenizer: Any, config_overrid
         quantization="4bit" if method == "qlora" else None, trust_remote_code=cfg.model.trust_remote_code,
         config_overrides=config_overrides,
     )
-    from dsft.models.loading import align_special_tokens
-
     align_special_tokens(model, tokenizer)  # e.g. R1-Distill-Qwen's config BOS is wrong
     # A KV cache object disables the packed block-causal mask in sdpa/eager (see training/collators.py).
     model.config.use_cache = False
     # Packed rows without flash-attn: attention within each example only, on sdpa's fast kernels.
     select_segment_attention(model, cfg.train.packing, cfg.model.attn_implementation, cfg.train.sequence_parallel)
     if cfg.train.liger:
-        from dsft.training.trainer import apply_liger_kernels
-
         if not apply_liger_kernels(model):
             log.warning("train.liger: Liger kernels need CUDA and the liger-kernel package; training without them")
     # Under ZeRO-3 each MoE block is gathered as one unit (its experts are used together).
@@ -149,8 +143,6 @@ def build_model(cfg: DsftConfig, model_dir: Path, tokenizer: Any, config_overrid
     if method == "full":
         return model
     from peft import prepare_model_for_kbit_training
-
-    from dsft.models.lora import apply_lora
 
     if method == "qlora":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.train.gradient_checkpointing)
