@@ -49,7 +49,7 @@ function LiveCharts(holder) {
       let [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
       if (x1 === x0) x1 = x0 + 1;
       if (y1 === y0) { y1 += Math.abs(y0) * 0.05 || 1; y0 -= Math.abs(y0) * 0.05 || 1; }
-      const W = 360, H = 160, P = 28;
+      const W = 360, H = 160, P = 46;
       const sx = x => P + (x - x0) / (x1 - x0) * (W - P - 6), sy = y => H - 16 - (y - y0) / (y1 - y0) * (H - 26);
       const svg = c.fig.querySelector("svg");
       svg.replaceChildren();
