@@ -18,6 +18,8 @@ from typing import Any
 
 from dsft.data.clean import map_texts, text_cleaner
 from dsft.data.conversation import Conversation
+from dsft.data.formats import FormatProblem, to_conversation
+from dsft.data.readers import read_records
 from dsft.errors import DsftError
 from dsft.training.rundir import RunDir
 
@@ -83,9 +85,6 @@ def load_eval_set(data: str | Path | list[str], limit: int | None = None, fmt: s
     A missing input or unsupported file type raises :class:`~dsft.errors.DataError`; no usable item at
     all raises :class:`~dsft.errors.DsftError` listing the reasons.
     """
-    from dsft.data.formats import FormatProblem, to_conversation
-    from dsft.data.readers import read_records
-
     patterns = [str(p) for p in data] if isinstance(data, list) else [str(data)]
     items: list[EvalItem] = []
     skipped: Counter[str] = Counter()

@@ -25,6 +25,7 @@ from dsft.eval.eval_set import EvalItem, item_from_conversation, load_eval_set, 
 from dsft.eval.generate import DecodingOptions, Generation, GenerationStats, generate_batched, with_overrides
 from dsft.eval.reasoning import ParsedOutput
 from dsft.eval.scoring import Sample, score_samples
+from dsft.eval.target import load_eval_target
 from dsft.eval.text import count_tokens
 from dsft.templates import ChatTemplate, get_template
 from dsft.templates.markers import END_THINK, THINK
@@ -147,8 +148,6 @@ def evaluate_model(
     the thinking mode of hybrid templates (default: the run's, else the template's own default);
     ``base_model`` overrides where a run's base model is found.
     """
-    from dsft.eval.target import load_eval_target
-
     options = with_overrides(options, max_new_tokens=max_new_tokens, batch_size=batch_size)
     items, skipped = load_eval_set(data, limit, clean=run_text_cleaner(model_or_run))
     target = load_eval_target(model_or_run, template, device=device, dtype=dtype, cache_dir=cache_dir,

@@ -13,6 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from dsft.errors import DsftError
+from dsft.models.loading import load_model, load_tokenizer
+from dsft.models.lora import load_lora_adapter
+from dsft.models.resolve import resolve_model
+from dsft.templates import detect_template, get_template
 from dsft.training.rundir import RunDir
 
 
@@ -39,8 +43,6 @@ def resolve_template(model_dir: Path, name: str | None, label: str, tokenizer: A
 
     ``tokenizer`` is the one prompts are encoded with: the ``hf`` family renders with its chat template.
     """
-    from dsft.templates import detect_template, get_template
-
     if not name or name == "auto":
         try:
             name = detect_template(model_dir)
@@ -54,8 +56,6 @@ def resolve_template(model_dir: Path, name: str | None, label: str, tokenizer: A
 
 def _load_run(run: RunDir, template_name: str | None, device: str | None, dtype: str,
               cache_dir: str | Path | None, base_model: str | Path | None) -> EvalTarget:
-    from dsft.models.loading import load_model, load_tokenizer
-
     final = run.final
     adapter = run.has_adapter
     # A full fine-tune is complete in final/; only an adapter (or a final/ without tokenizer) needs the base.
@@ -63,8 +63,6 @@ def _load_run(run: RunDir, template_name: str | None, device: str | None, dtype:
     tokenizer = load_tokenizer(run.tokenizer_dir(base_dir))
     name, template = resolve_template(final, template_name or run.template, str(run.path), tokenizer)
     if adapter:
-        from dsft.models.lora import load_lora_adapter
-
         # Loaded as trained (fused MoE expert targets included); never merged into the base weights.
         model = load_lora_adapter(load_model(base_dir, dtype=dtype, device=device), str(final))
         model.eval()
@@ -82,9 +80,6 @@ def load_eval_target(model_or_run: str | Path, template_name: str | None = None,
     """
     if RunDir.is_run(model_or_run):
         return _load_run(RunDir(model_or_run), template_name, device, dtype, cache_dir, base_model)
-    from dsft.models.loading import load_model, load_tokenizer
-    from dsft.models.resolve import resolve_model
-
     model_dir = resolve_model(model_or_run, cache_dir=cache_dir)
     tokenizer = load_tokenizer(model_dir)
     name, template = resolve_template(model_dir, template_name, str(model_or_run), tokenizer)
