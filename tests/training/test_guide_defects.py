@@ -7,7 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from dsft.config import load_config
-from dsft.training.monitoring import RichProgressCallback, TokenCounter, truncate_metrics
+from dsft.training.monitoring import RichProgressCallback, TokenCounter, rebuild_metrics
 from dsft.training.setup import build_training_arguments, environment_problems
 
 
@@ -29,9 +29,9 @@ def test_bf16_on_cpu_is_refused_before_anything_loads() -> None:
 def test_fresh_start_in_a_crashed_run_dir_does_not_repeat_step_zero(tmp_path: Path) -> None:
     path = tmp_path / "metrics.jsonl"
     path.write_text(json.dumps({"step": 0, "eval_loss": 9.0}) + "\n" + json.dumps({"step": 1, "loss": 8.0}) + "\n")
-    assert truncate_metrics(path, 0) == [] and path.read_text() == ""
+    assert rebuild_metrics(path, [], 0) == [] and path.read_text() == ""
     path.write_text(json.dumps({"step": 0}) + "\n" + json.dumps({"step": 5}) + "\n" + json.dumps({"step": 7}) + "\n")
-    assert [row["step"] for row in truncate_metrics(path, 5)] == [0, 5]  # resuming from checkpoint-5
+    assert [row["step"] for row in rebuild_metrics(path, [], 5)] == [0, 5]  # resuming from checkpoint-5
 
 
 def test_progress_bar_shows_the_eval_loss_logged_after_the_last_step() -> None:

@@ -158,16 +158,6 @@ def test_run_dir_holding_another_run_is_refused(tmp_path: Path, tiny_model_dir) 
         run_training(cfg, tmp_path / "junk", progress=False)
 
 
-def test_killed_mid_save_leaves_previous_checkpoint(tmp_path: Path) -> None:
-    """A staging leftover (a save that never finished) is ignored and cleaned by --resume auto."""
-    from dsft.training.checkpointing import resolve_resume
-
-    root = tmp_path / "checkpoints"
-    (root / "checkpoint-2").mkdir(parents=True)
-    (root / "checkpoint-2" / "trainer_state.json").write_text('{"global_step": 2}')
-    (root / ".staging" / "checkpoint-4").mkdir(parents=True)
-    assert resolve_resume("auto", root) == root / "checkpoint-2"
-    assert not (root / ".staging").exists()
 
 
 def test_qlora_refused_without_cuda(tmp_path: Path, tiny_model_dir) -> None:

@@ -18,7 +18,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "dsft"
 
 def test_the_hooks_dsft_relies_on_are_named() -> None:
     assert set(PRIVATE_HOOKS) == {"_save_checkpoint", "_get_num_items_in_batch", "_loss_shifts_labels",
-                                  "_prepare_inputs"}
+                                  "_prepare_inputs", "_get_grad_norm", "_load_from_checkpoint"}
     assert set(UNDOCUMENTED_ATTRIBUTES) == {"model_accepts_loss_kwargs"}
 
 
@@ -26,7 +26,8 @@ def test_every_hook_still_exists_in_the_installed_transformers() -> None:
     for name in list(PRIVATE_HOOKS) + list(UNDOCUMENTED_ATTRIBUTES):
         # A method of the class, or an attribute the Trainer itself reads (self.NAME).
         assert callable(getattr(Trainer, name, None)) or f"self.{name}" in SOURCE, name
-    for method in ("_save_checkpoint", "_get_num_items_in_batch", "_prepare_inputs"):
+    for method in ("_save_checkpoint", "_get_num_items_in_batch", "_prepare_inputs", "_get_grad_norm",
+                   "_load_from_checkpoint"):
         assert callable(getattr(Trainer, method, None)), method
     assert SAVE_ORIGINAL_FORMAT_KWARG in inspect.signature(PreTrainedModel.save_pretrained).parameters
 

@@ -282,6 +282,8 @@ class TrainConfig(Section):
     warmup_ratio: float = Field(0.03, ge=0, lt=1, description="Share of steps spent warming up.")
     weight_decay: float = Field(0.0, ge=0, description="Decoupled weight decay (AdamW, Adafactor).")
     max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping norm (0 disables).")
+    zero_grad_steps: int = Field(10, ge=0, description="Flag the run (status `stalled`) when the gradient norm "
+                                 "is exactly 0 for this many optimizer steps in a row (0 disables).")
     seed: int = Field(42, description="Seed for init, data order and dropout.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto = bf16 where the GPU supports it, fp32 on CPU."

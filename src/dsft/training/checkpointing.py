@@ -1,25 +1,43 @@
-"""Checkpoints that survive being killed mid-save, and ``--resume auto``.
+"""Checkpoints that survive being killed mid-save, that are known good, and ``--resume auto``.
 
 transformers' Trainer writes ``checkpoint-N`` in place, so a process killed while saving leaves a
 half-written directory that ``get_last_checkpoint`` would pick. dsft stages every checkpoint under
 ``checkpoints/.staging/`` and renames it into place when complete (one ``os.replace`` on the same
 file system), so any ``checkpoint-N`` directory is complete by construction; leftovers in the staging
 area are deleted on the next start.
+
+Complete is not the same as intact: a disk can truncate or zero a file later. Each checkpoint gets a
+``manifest.json`` (every file's size and xxh3-128 hash, read back from disk), written last, once the
+rest is in place. ``--resume auto`` verifies the newest checkpoint against its manifest and the state
+files a resume needs (weights, optimizer, scheduler, trainer state); a damaged one is skipped, with the
+reason, in favour of the newest intact one.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import xxhash
+
+from dsft.disk import USER_FILESYSTEM_ERRORS, disk_error, require_free_space, tree_bytes
 from dsft.errors import DsftError
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 STAGING = ".staging"
+MANIFEST = "manifest.json"
+_HASH_CHUNK = 8 * 1024 * 1024  # bytes read at a time while hashing
+# Weight files, one of which a checkpoint must hold (DeepSpeed and FSDP keep theirs in subdirectories).
+WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json",
+                "adapter_model.bin", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
 def list_checkpoints(checkpoint_root: Path) -> list[Path]:
@@ -40,18 +58,132 @@ def checkpoint_step(path: Path) -> int:
     return int(match.group(1))
 
 
-def resolve_resume(resume: str | None, checkpoint_root: Path) -> Path | None:
-    """``None`` -> start fresh; ``auto`` -> newest complete checkpoint (or fresh if none); else a path."""
+def file_hash(path: Path) -> str:
+    """xxh3-128 of a file's bytes, as hex (fast enough to hash a full checkpoint at every save)."""
+    digest = xxhash.xxh3_128()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_manifest(checkpoint: Path) -> dict[str, Any]:
+    """Record every file of ``checkpoint`` (size and hash, read back from disk) in ``manifest.json``.
+
+    Written last, through a temporary file and a rename, so a manifest exists only for a checkpoint
+    whose every file was written and read back. Raises :class:`DsftError` when a state file a resume
+    needs is missing (the save did not produce a resumable checkpoint).
+    """
+    problems = missing_state_files(checkpoint)
+    if problems:
+        raise DsftError(f"{checkpoint}: the checkpoint just written is not resumable", problems)
+    files = sorted(p for p in checkpoint.rglob("*") if p.is_file() and p.name != MANIFEST)
+    manifest = {"format": 1, "files": {
+        str(p.relative_to(checkpoint)): {"bytes": p.stat().st_size, "xxh3_128": file_hash(p)} for p in files}}
+    temporary = checkpoint / f".{MANIFEST}.tmp"
+    temporary.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    os.replace(temporary, checkpoint / MANIFEST)
+    return manifest
+
+
+def missing_state_files(checkpoint: Path) -> list[str]:
+    """What a resume needs and ``checkpoint`` lacks: weights, optimizer and scheduler state, trainer state."""
+    names = [p.name for p in checkpoint.iterdir()]
+    # DeepSpeed keeps weights and optimizer state in global_stepN/, FSDP in *fsdp* files or directories.
+    deepspeed = any(name.startswith("global_step") for name in names)
+    problems = []
+    if "trainer_state.json" not in names:
+        problems.append("trainer_state.json is missing")
+    if not deepspeed and not any(name in WEIGHT_FILES or "fsdp" in name for name in names):
+        problems.append(f"no weights ({' or '.join(WEIGHT_FILES[:2])})")
+    if not deepspeed and not any(name.startswith("optimizer") for name in names):
+        problems.append("optimizer.pt is missing (the optimizer state: a resume would restart Adam's moments)")
+    if not deepspeed and "scheduler.pt" not in names:
+        problems.append("scheduler.pt is missing (a resume would restart the learning-rate schedule)")
+    return problems
+
+
+def verify_checkpoint(checkpoint: Path) -> list[str]:
+    """Every reason ``checkpoint`` cannot be resumed from exactly; an empty list means it is intact.
+
+    Checks the state files a resume needs, that ``trainer_state.json`` parses and names this step, and
+    every file against ``manifest.json`` (present, same size, same hash). A checkpoint written before
+    manifests existed is checked without one.
+    """
+    if not checkpoint.is_dir():
+        return [f"{checkpoint} is not a directory"]
+    problems = missing_state_files(checkpoint)
+    state = checkpoint / "trainer_state.json"
+    if state.is_file():
+        try:
+            step = int(json.loads(state.read_text(encoding="utf-8"))["global_step"])
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            problems.append(f"trainer_state.json is unreadable ({type(exc).__name__}: {exc})")
+        else:
+            match = CHECKPOINT_RE.match(checkpoint.name)
+            if match and int(match.group(1)) != step:
+                problems.append(f"trainer_state.json says step {step}, the directory name step {match.group(1)}")
+    manifest_path = checkpoint / MANIFEST
+    if not manifest_path.is_file():
+        return problems
+    try:
+        entries = json.loads(manifest_path.read_text(encoding="utf-8"))["files"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        return problems + [f"{MANIFEST} is unreadable ({type(exc).__name__})"]
+    for name, entry in entries.items():
+        path = checkpoint / name
+        if not path.is_file():
+            problems.append(f"{name} is missing")
+        elif path.stat().st_size != entry["bytes"]:
+            problems.append(f"{name} has {path.stat().st_size} bytes, {entry['bytes']} when written")
+        elif file_hash(path) != entry["xxh3_128"]:
+            problems.append(f"{name} differs from what was written (hash mismatch)")
+    return problems
+
+
+@dataclass
+class ResumePoint:
+    """The checkpoint a run resumes from, and the newer ones skipped as damaged (with their problems)."""
+
+    checkpoint: Path | None
+    skipped: list[tuple[Path, list[str]]] = field(default_factory=list)
+
+    def describe_skipped(self) -> list[str]:
+        return [f"{path.name}: {'; '.join(problems)}" for path, problems in self.skipped]
+
+
+def resolve_resume(resume: str | None, checkpoint_root: Path) -> ResumePoint:
+    """``None`` -> start fresh; ``auto`` -> the newest intact checkpoint (or fresh if none); else a path.
+
+    ``auto`` skips damaged checkpoints (see :func:`verify_checkpoint`), newest first, and says so; when
+    every checkpoint is damaged it is an error listing each. A checkpoint named by path must be intact.
+    """
     clean_staging(checkpoint_root)
     if resume is None:
-        return None
+        return ResumePoint(None)
     if resume == "auto":
         found = list_checkpoints(checkpoint_root)
-        return found[-1] if found else None
+        point = ResumePoint(None)
+        for checkpoint in reversed(found):
+            problems = verify_checkpoint(checkpoint)
+            if not problems:
+                point.checkpoint = checkpoint
+                break
+            point.skipped.append((checkpoint, problems))
+        if point.skipped:
+            if point.checkpoint is None:
+                raise DsftError(f"--resume auto: no intact checkpoint in {checkpoint_root}", point.describe_skipped())
+            for line in point.describe_skipped():
+                log.warning("skipping damaged checkpoint %s; resuming from %s", line, point.checkpoint.name)
+        return point
     path = Path(resume)
     if not (path / "trainer_state.json").is_file():
         raise DsftError(f"--resume {resume}: not a complete checkpoint (no trainer_state.json in it)")
-    return path
+    problems = verify_checkpoint(path)
+    if problems:
+        raise DsftError(f"--resume {resume}: the checkpoint is damaged; resume from another one (or --resume auto)",
+                        problems)
+    return ResumePoint(path)
 
 
 def clean_staging(checkpoint_root: Path) -> None:
@@ -74,9 +206,19 @@ def save_checkpoint_atomically(trainer: Any, model: Any, trial: Any, save: Any) 
     staging_root = root / STAGING
     name = f"checkpoint-{trainer.state.global_step}"
     final = root / name
+    previous = list_checkpoints(root)
+    # The next checkpoint is about the size of the last one: refuse to start a save that cannot fit.
+    needed = tree_bytes(previous[-1:]) if previous else None
+    if needed and args.should_save:
+        require_free_space(root, needed, f"writing {name}")
     args.output_dir = str(staging_root)
     try:
         save(model, trial)
+    except OSError as exc:
+        shutil.rmtree(staging_root, ignore_errors=True)
+        if exc.errno in USER_FILESYSTEM_ERRORS:
+            raise disk_error(exc, root, needed) from None
+        raise
     finally:
         args.output_dir = str(root)
     state = trainer.state
@@ -87,6 +229,7 @@ def save_checkpoint_atomically(trainer: Any, model: Any, trial: Any, save: Any) 
         staged = staging_root / name
         # The state file inside must name the final path, not the staging one.
         state.save_to_json(str(staged / "trainer_state.json"))
+        write_manifest(staged)  # last: every file is written and was read back whole
         if final.exists():
             shutil.rmtree(final)
         os.replace(staged, final)

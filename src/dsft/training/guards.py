@@ -7,13 +7,19 @@
 
 (:func:`with_run_guards` builds that class.) The guards:
 
-1. **NaN stop**: a non-finite loss raises :class:`NonFiniteLossError` *before* the optimizer step that
-   would spread it into the weights, so the newest checkpoint on disk is the last good state.
-2. **Atomic checkpoints**: each ``checkpoint-N`` is written under ``.staging/`` and renamed into place
-   (see checkpointing.py), so a run killed mid-save never leaves a half-written checkpoint.
-3. **Token counting**: non-pad and supervised tokens per micro-batch, summed over ranks once per log,
-   for metrics.jsonl (``tokens``, ``supervised_tokens``, ``tokens_per_s``). Batches without ``labels``
-   (e.g. preference pairs) are counted by overriding :meth:`RunGuards.count_batch_tokens`.
+1. **NaN stop**: a non-finite loss, or a non-finite gradient norm (the norm the clipper computes anyway),
+   raises :class:`NonFiniteLossError` *before* the optimizer step that would spread it into the weights.
+2. **Finite checkpoints**: the trainable weights are checked before every checkpoint (and, in the
+   recipe, before ``final/``); an update that left a NaN or an infinity is never written, so the newest
+   checkpoint on disk is always a finite, last good state.
+3. **Stall flag**: a gradient norm of exactly 0 for ``zero_grad_steps`` steps in a row (saturated or
+   dead weights) is recorded in :attr:`RunGuards.flags` and logged; the run reports ``stalled``.
+4. **Atomic checkpoints**: each ``checkpoint-N`` is written under ``.staging/`` with a manifest and
+   renamed into place (see checkpointing.py), so a run killed mid-save never leaves a half-written one.
+5. **Token counting**: non-pad and supervised tokens per micro-batch, summed over ranks once per log,
+   and logged with the loss (``tokens``, ``supervised_tokens``, ``tokens_per_s``, ``elapsed_s``), so the
+   trainer state's log_history can rebuild metrics.jsonl. Batches without ``labels`` (e.g. preference
+   pairs) are counted by overriding :meth:`RunGuards.count_batch_tokens`.
 
 metrics.jsonl, TensorBoard and loss.png come from the callbacks of
 :func:`dsft.training.monitoring.monitoring_callbacks`, which read the same token counter.
@@ -21,6 +27,7 @@ metrics.jsonl, TensorBoard and loss.png come from the callbacks of
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -30,7 +37,9 @@ from dsft.errors import DsftError
 from dsft.training.collators import REAL_TOKENS_KEY
 from dsft.training.loss import IGNORE_INDEX
 from dsft.training.monitoring import TokenCounter
-from dsft.training.trainer_hooks import AtomicCheckpointHooks
+from dsft.training.trainer_hooks import AtomicCheckpointHooks, GradNormHooks
+
+log = logging.getLogger(__name__)
 
 NAN_ADVICE = [
     "lower train.lr (or raise train.warmup_ratio)",
@@ -41,7 +50,12 @@ NAN_ADVICE = [
 
 
 class NonFiniteLossError(DsftError):
-    """The training loss became NaN or infinite."""
+    """The training loss, the gradient norm or a weight became NaN or infinite."""
+
+
+def non_finite_parameters(model: Any) -> list[str]:
+    """Names of trainable parameters holding a NaN or an infinity (on this rank)."""
+    return [name for name, p in model.named_parameters() if p.requires_grad and not bool(torch.isfinite(p).all())]
 
 
 def count_real_tokens(batch: dict[str, Any], sequence_parallel: int = 1) -> float:
@@ -59,18 +73,23 @@ def count_real_tokens(batch: dict[str, Any], sequence_parallel: int = 1) -> floa
     return int(batch["input_ids"].numel())
 
 
-class RunGuards(AtomicCheckpointHooks):
-    """NaN stop, atomic checkpoints and token counting for the Trainer class it is mixed into.
+class RunGuards(AtomicCheckpointHooks, GradNormHooks):
+    """NaN stop, finite and atomic checkpoints, the stall flag and token counting for the Trainer class it is
+    mixed into.
 
-    Takes one keyword argument of its own, ``token_counter`` (shared with the monitoring callbacks);
-    everything else goes to the Trainer.
+    Takes two keyword arguments of its own, ``token_counter`` (shared with the monitoring callbacks) and
+    ``zero_grad_steps`` (0 = no stall flag); everything else goes to the Trainer.
     """
 
-    def __init__(self, *args: Any, token_counter: TokenCounter | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, token_counter: TokenCounter | None = None, zero_grad_steps: int = 0,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.token_counter = token_counter or TokenCounter()
         # This rank's (real, supervised) tokens since the last log; summed over ranks when logging.
         self._unlogged_tokens = [0.0, 0.0]
+        self.zero_grad_steps = zero_grad_steps
+        self._zero_grad_streak = 0
+        self.flags: list[str] = []  # problems that did not stop the run but must be reported (run.json)
 
     def count_batch_tokens(self, inputs: dict[str, Any]) -> tuple[float, int] | None:
         """``(non-pad tokens, supervised tokens)`` of one micro-batch on this rank; None: not countable."""
@@ -90,6 +109,8 @@ class RunGuards(AtomicCheckpointHooks):
             counts = summed.tolist()
         self.token_counter.add(round(counts[0]), round(counts[1]))
         self._unlogged_tokens = [0.0, 0.0]
+        if "loss" in logs:  # in the log itself, so the checkpoint's log_history can rebuild metrics.jsonl
+            logs = {**logs, **self.token_counter.totals()}
         super().log(logs, *args, **kwargs)  # type: ignore[misc]
 
     def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
@@ -107,6 +128,39 @@ class RunGuards(AtomicCheckpointHooks):
                 NAN_ADVICE,
             )
         return loss
+
+    def check_grad_norm(self, grad_norm: Any) -> None:
+        """Stop on a non-finite gradient norm (before the optimizer step); count steps with a zero norm."""
+        if grad_norm is None:
+            return
+        value = float(grad_norm)
+        step = self.state.global_step + 1  # type: ignore[attr-defined]
+        if not math.isfinite(value):
+            raise NonFiniteLossError(
+                f"gradient norm became {value} at optimizer step {step}; the run stopped before that step "
+                "changed any weight, so the newest checkpoint is the last good one", NAN_ADVICE,
+            )
+        self._zero_grad_streak = self._zero_grad_streak + 1 if value == 0.0 else 0
+        if self.zero_grad_steps and self._zero_grad_streak == self.zero_grad_steps:
+            flag = (f"the gradient norm was 0 for {self.zero_grad_steps} steps in a row (steps "
+                    f"{step - self.zero_grad_steps + 1}-{step}): the run is not learning (saturated or dead "
+                    "weights, e.g. a learning rate far too high); lower train.lr and start again")
+            self.flags.append(flag)
+            log.warning(flag)
+
+    def check_finite_weights(self, what: str) -> None:
+        """Refuse to write ``what`` when a trainable weight is NaN or infinite (every rank checks its own)."""
+        bad = non_finite_parameters(self.model)  # type: ignore[attr-defined]
+        count = torch.tensor(float(len(bad)), device=self.args.device)  # type: ignore[attr-defined]
+        if self.args.world_size > 1:  # type: ignore[attr-defined]
+            torch.distributed.all_reduce(count)
+        if count.item():
+            shown = ", ".join(bad[:3]) + (" ..." if len(bad) > 3 else "")
+            raise NonFiniteLossError(
+                f"weights became non-finite by optimizer step {self.state.global_step} "  # type: ignore[attr-defined]
+                f"({int(count.item())} tensors, e.g. {shown or 'on another rank'}); {what} was not written, so "
+                "the newest checkpoint on disk is the last good one", NAN_ADVICE,
+            )
 
 
 def with_run_guards(trainer_class: type) -> type:

@@ -5,12 +5,19 @@ tokens_per_s, elapsed_s, GPU telemetry where NVML sees GPUs (:mod:`dsft.training
 eval_loss / eval_perplexity (plus generation metrics when they are evaluated) when that step was evaluated. The Trainer logs
 training values and evaluation values in two calls for the same step; they are merged into one line,
 written when the step is over (at the next step's end, at a save, or at the end of training).
+
+The file is an exact record of the run: one line per logged step, never two. The token counts and
+timings are part of what the Trainer logs, so the checkpoint's trainer state (``log_history``) holds
+every value of every line up to that checkpoint; on resume the file is rebuilt from it
+(:func:`rebuild_metrics`), so a line lost to a kill between a checkpoint and its metrics write comes
+back, and lines logged after the checkpoint (to be logged again) go.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -37,9 +44,10 @@ class TokenCounter:
         self.tokens = 0
         self.supervised_tokens = 0
         self.start = time.perf_counter()
-        # Counts already logged before a resume (from the metrics file), so totals continue.
+        # Counts and training time already logged before a resume (from the checkpoint), so totals continue.
         self.offset_tokens = 0
         self.offset_supervised = 0
+        self.offset_elapsed_s = 0.0
 
     def add(self, tokens: int, supervised: int) -> None:
         self.tokens += tokens
@@ -49,6 +57,25 @@ class TokenCounter:
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.start
 
+    def totals(self) -> dict[str, float]:
+        """What a training log line records about tokens and time (cumulative over resumes)."""
+        return {
+            "tokens": self.offset_tokens + self.tokens,
+            "supervised_tokens": self.offset_supervised + self.supervised_tokens,
+            "tokens_per_s": round(self.tokens / max(self.elapsed_s, 1e-9), 2),
+            "elapsed_s": round(self.offset_elapsed_s + self.elapsed_s, 3),
+        }
+
+    def resume_from(self, rows: list[dict[str, Any]]) -> None:
+        """Continue the totals of the last training line of ``rows`` (the metrics up to the checkpoint)."""
+        last_train = next((r for r in reversed(rows) if "tokens" in r), {})
+        self.offset_tokens = int(last_train.get("tokens", 0))
+        self.offset_supervised = int(last_train.get("supervised_tokens", 0))
+        self.offset_elapsed_s = float(last_train.get("elapsed_s", 0.0))
+
+
+TOTAL_KEYS = ("tokens", "supervised_tokens", "tokens_per_s", "elapsed_s")
+
 
 def perplexity(loss: float) -> float:
     """exp(loss), inf where that overflows (a loss above 50 nats is inf for every practical purpose)."""
@@ -56,23 +83,64 @@ def perplexity(loss: float) -> float:
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The lines of a metrics file; a line cut short by a kill mid-write is skipped."""
     if not path.is_file():
         return []
     rows = []
     for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            rows.append(json.loads(line))
+        try:
+            row = json.loads(line) if line.strip() else None
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and "step" in row:
+            rows.append(row)
     return rows
 
 
-def truncate_metrics(path: Path, last_step: int) -> list[dict[str, Any]]:
-    """Drop lines that will be logged again: after the checkpoint we resume from, or all of them when
-    training starts from step 0 (a rerun into the directory of a run that crashed before its first
-    checkpoint would otherwise repeat its step-0 line)."""
-    rows = [r for r in read_metrics(path) if r.get("step", 0) <= last_step] if last_step > 0 else []
-    if path.is_file():
-        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+def _train_row(entry: dict[str, Any]) -> dict[str, Any]:
+    row = {name: entry[key] for key, name in TRAIN_KEYS.items() if key in entry}
+    row.update({key: value for key, value in entry.items() if is_objective_metric(key)})
+    row.update({key: entry[key] for key in TOTAL_KEYS if key in entry})
+    return row
+
+
+def _eval_row(entry: dict[str, Any]) -> dict[str, Any]:
+    row = {k: v for k, v in entry.items() if k.startswith("eval_") and not k.endswith(("_runtime", "_per_second"))}
+    row["eval_perplexity"] = perplexity(entry["eval_loss"])
+    return row
+
+
+def rows_from_log_history(log_history: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """metrics.jsonl lines by step, as the Trainer state recorded the logs (train and eval merged)."""
+    rows: dict[int, dict[str, Any]] = {}
+    for entry in log_history:
+        if "step" not in entry or not ("loss" in entry or "eval_loss" in entry):
+            continue
+        row = rows.setdefault(int(entry["step"]), {"step": int(entry["step"]),
+                                                   "epoch": round(float(entry.get("epoch") or 0.0), 4)})
+        row.update(_train_row(entry) if "loss" in entry else _eval_row(entry))
     return rows
+
+
+def rebuild_metrics(path: Path, log_history: list[dict[str, Any]], last_step: int) -> list[dict[str, Any]]:
+    """metrics.jsonl as of the checkpoint training starts from, one line per logged step.
+
+    Steps are those the checkpoint's ``log_history`` holds plus any the file holds up to ``last_step``;
+    each line is the file's (which also carries GPU telemetry) merged over the state's, so a lost line is
+    restored from the state and a repeated one is written once. Lines after ``last_step`` go: the resumed
+    run logs them again; so do all lines when training starts from step 0 (a rerun into the directory of
+    a run that crashed before its first checkpoint would otherwise repeat its step-0 line).
+    """
+    rows = {step: row for step, row in rows_from_log_history(log_history).items() if step <= last_step}
+    for row in read_metrics(path) if last_step > 0 else []:
+        if row["step"] <= last_step:
+            rows[row["step"]] = {**rows.get(row["step"], {}), **row}
+    ordered = [rows[step] for step in sorted(rows)]
+    if path.is_file() or ordered:
+        temporary = path.with_name(path.name + ".tmp")
+        temporary.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ordered), encoding="utf-8")
+        os.replace(temporary, path)
+    return ordered
 
 
 class MetricsCallback(TrainerCallback):
@@ -90,19 +158,14 @@ class MetricsCallback(TrainerCallback):
         self.writer: Any = None
         self.started = False  # on_train_begin ran on this (main) process: close() draws the charts
         self.last_written: dict[str, Any] | None = None  # the file's last line
-        self.elapsed_offset = 0.0
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
         self.counter.start = time.perf_counter()  # throughput counts training, not model loading
         if not state.is_world_process_zero:
             return
-        previous = truncate_metrics(self.path, state.global_step)
+        previous = rebuild_metrics(self.path, state.log_history, state.global_step)
         self.last_written = previous[-1] if previous else None
-        if previous:
-            last_train = next((r for r in reversed(previous) if "tokens" in r), {})
-            self.counter.offset_tokens = int(last_train.get("tokens", 0))
-            self.counter.offset_supervised = int(last_train.get("supervised_tokens", 0))
-            self.elapsed_offset = float(last_train.get("elapsed_s", 0.0))
+        self.counter.resume_from(previous)
         self.started = True
         if self.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -118,27 +181,15 @@ class MetricsCallback(TrainerCallback):
         if self.pending is not None and self.pending["step"] != state.global_step:
             self._flush()
         if "loss" in logs:
-            # The counter holds global counts: RunTrainer sums every rank's counts at each micro-batch.
-            tokens = self.counter.offset_tokens + self.counter.tokens
-            elapsed = self.elapsed_offset + self.counter.elapsed_s
-            row = {"step": state.global_step, "epoch": round(float(state.epoch or 0.0), 4)}
-            row.update({name: logs[key] for key, name in TRAIN_KEYS.items() if key in logs})
-            row.update({key: value for key, value in logs.items() if is_objective_metric(key)})
-            row.update({
-                "tokens": tokens,
-                "supervised_tokens": self.counter.offset_supervised + self.counter.supervised_tokens,
-                "tokens_per_s": round(self.counter.tokens / max(self.counter.elapsed_s, 1e-9), 2),
-                "elapsed_s": round(elapsed, 3),
-            })
+            # The token totals come with the log itself (the run guards add them, summed over ranks), so the
+            # Trainer state's log_history holds them too and a resume can rebuild this line exactly.
+            row = {"step": state.global_step, "epoch": round(float(state.epoch or 0.0), 4), **_train_row(logs)}
             if self.telemetry is not None:
                 row.update(self.telemetry.sample())
             self.pending = {**(self.pending or {}), **row}
         if "eval_loss" in logs:
             self.pending = self.pending or {"step": state.global_step, "epoch": round(float(state.epoch or 0.0), 4)}
-            for key, value in logs.items():
-                if key.startswith("eval_") and not key.endswith(("_runtime", "_per_second")):
-                    self.pending[key] = value
-            self.pending["eval_perplexity"] = perplexity(logs["eval_loss"])
+            self.pending.update(_eval_row(logs))
 
     def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                     metrics: dict[str, float] | None = None, **kw: Any) -> None:

@@ -19,18 +19,20 @@ from transformers import EarlyStoppingCallback, TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
 from dsft.config import DsftConfig
+from dsft.disk import USER_FILESYSTEM_ERRORS, disk_error, tree_bytes
 from dsft.errors import ConfigError, DsftError, UnsupportedError
 from dsft.models.gguf_source import dequantisation_note, read_import_record
 from dsft.models.loading import load_tokenizer
 from dsft.models.resolve import resolve_model
-from dsft.training.checkpointing import resolve_resume
+from dsft.training.checkpointing import checkpoint_step, resolve_resume
 from dsft.training.collators import make_collator, make_train_dataset
 from dsft.training.environment import environment_problems
 from dsft.training.gpu_telemetry import GpuTelemetry
 from dsft.training.guards import RunGuards
-from dsft.training.monitoring import RichProgressCallback, TokenCounter, monitoring_callbacks
+from dsft.training.monitoring import RichProgressCallback, TokenCounter, monitoring_callbacks, rebuild_metrics
 from dsft.training.objective_checks import objective_problems, prompt_opens_think
 from dsft.training.objectives import build_objective_trainer, load_preference_splits
+from dsft.training.resume import ResumedLearningRate, check_same_data, data_files, data_fingerprint, planned_steps
 from dsft.training.rundir import FINAL_DIR, RunDir
 from dsft.training.setup import (
     build_model,
@@ -41,6 +43,7 @@ from dsft.training.setup import (
 )
 from dsft.training.stop import StopOnSigterm
 from dsft.training.trainer import DsftTrainer
+from dsft.training.trainer_hooks import load_checkpoint_weights
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +85,10 @@ def run_training(
     if problems:
         raise UnsupportedError(f"{len(problems)} problem(s) with this machine", problems)
     run = RunDir(run_dir)
+    previous = run.recorded_info()  # before this start rewrites it: what the resumed run recorded
     run.prepare(cfg, resuming=resume is not None)
-    checkpoint = resolve_resume(resume, run.checkpoint_root)
+    point = resolve_resume(resume, run.checkpoint_root)  # damaged checkpoints skipped, and named
+    checkpoint = point.checkpoint
 
     # Order matters: the template needs the tokenizer; data length filters need the tokenizer;
     # the model is loaded last so a data error costs no model load.
@@ -110,6 +115,9 @@ def run_training(
         splits = load_preference_splits(cfg, tokenizer, template, run_dir)
     if not splits["train"].examples:
         raise DsftError("no training examples left after preparation; see data_report.json in the run directory")
+    fingerprint, files = data_fingerprint(splits), data_files(cfg)
+    if checkpoint is not None:
+        check_same_data(previous, fingerprint, files)  # data edited in place would change every later step
 
     from transformers import set_seed
 
@@ -133,26 +141,35 @@ def run_training(
         trainer.args.eval_on_start = False
     info: dict[str, Any] = {
         "template": template_name, **run.base_model_record(cfg, model_dir), "model_source": imported,
-        "objective": cfg.train.objective,
         "method": cfg.train.method, "masking": cfg.template.masking, "thinking": cfg.template.thinking,
-        "resumed_from": str(checkpoint) if checkpoint else None,
+        "objective": cfg.train.objective,
+        "resumed_from": str(checkpoint) if checkpoint else None, "resume_skipped": point.describe_skipped(),
         "examples": {k: len(v.examples) for k, v in splits.items()},
         "dropped": {k: v.dropped for k, v in splits.items() if v.dropped},
+        "data_fingerprint": fingerprint, "data_files": files,
     }
+    if checkpoint is not None and checkpoint_step(checkpoint) >= (total := planned_steps(trainer)):
+        # Nothing left to train (a kill during the final save, or a finished run resumed): the Trainer
+        # would still take one more step, so final/ comes from the checkpoint itself.
+        log.warning("%s is at or after the last step (%d): nothing to train", checkpoint.name, total)
+        result = _finish_from_checkpoint(trainer, tokenizer, template, run, checkpoint, info, previous, started)
+        metrics.close()
+        return result
     run.write_info(**info, status="running")
     stopper.install()
     try:
         output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        trainer.check_finite_weights("final/")
+        final_dir = save_final_weights(trainer, tokenizer, template, run)
     except DsftError:
         metrics.close()
         for cb in callbacks:
             if isinstance(cb, RichProgressCallback):
                 cb.close()
-        run.write_info(**info, status="failed")
+        run.write_info(**info, status="failed", flags=trainer.flags)
         raise
     finally:
         stopper.restore()
-    final_dir = _save_final(trainer, tokenizer, template, run)
     metrics.close()
     rows = run.metrics()
     evals = [r["eval_loss"] for r in rows if "eval_loss" in r]
@@ -160,10 +177,10 @@ def run_training(
     stopped_early = ((should_stop is not None or stopper.requested)
                      and trainer.state.global_step < trainer.state.max_steps)
     run.write_info(
-        **info, status="stopped" if stopped_early else "finished",
+        **info, status="stopped" if stopped_early else "stalled" if trainer.flags else "finished",
         global_step=trainer.state.global_step, best_checkpoint=trainer.state.best_model_checkpoint,
         best_metric={cfg.eval.metric_key(): trainer.state.best_metric} if trainer.state.best_metric is not None else None,
-        final=str(final_dir.relative_to(run_dir)),
+        final=str(final_dir.relative_to(run_dir)), flags=trainer.flags,
     )
     return RunResult(
         run_dir=run_dir, final_dir=final_dir, global_step=trainer.state.global_step,
@@ -174,19 +191,53 @@ def run_training(
     )
 
 
-def _save_final(trainer: Any, tokenizer: Any, template: Any, run: RunDir) -> Path:
-    """Weights (adapter or full) + tokenizer carrying the chat template training used."""
+def _finish_from_checkpoint(
+    trainer: Any, tokenizer: Any, template: Any, run: RunDir, checkpoint: Path, info: dict[str, Any],
+    previous: dict[str, Any], started: float,
+) -> RunResult:
+    """A resume with no step left: final/ from the checkpoint (or the best one), unless it is already there."""
+    step = checkpoint_step(checkpoint)
+    final_dir = run.path / FINAL_DIR
+    if not (previous.get("status") in ("finished", "stalled") and previous.get("global_step") == step
+            and final_dir.is_dir()):
+        load_checkpoint_weights(trainer, checkpoint)
+        trainer.check_finite_weights("final/")
+        final_dir = save_final_weights(trainer, tokenizer, template, run)
+    rows = rebuild_metrics(run.metrics_path, trainer.state.log_history, step)
+    evals = [r["eval_loss"] for r in rows if "eval_loss" in r]
+    run.write_info(**info, status="stalled" if previous.get("status") == "stalled" else "finished",
+                   global_step=step, best_checkpoint=trainer.state.best_model_checkpoint,
+                   final=str(final_dir.relative_to(run.path)), flags=previous.get("flags") or [])
+    return RunResult(run_dir=run.path, final_dir=final_dir, global_step=step, train_loss=None,
+                     first_eval_loss=evals[0] if evals else None, last_eval_loss=evals[-1] if evals else None,
+                     best_eval_loss=min(evals) if evals else None, elapsed_s=time.perf_counter() - started)
+
+
+def save_final_weights(trainer: Any, tokenizer: Any, template: Any, run: RunDir) -> Path:
+    """Weights (adapter or full) + tokenizer carrying the chat template training used.
+
+    Written under ``.final.staging`` and renamed into place; a full disk (or read-only file system)
+    removes the staging directory and is one error naming the path and the space needed.
+    """
     final = run.path / FINAL_DIR
     staging = run.path / f".{FINAL_DIR}.staging"
     if staging.exists():
         shutil.rmtree(staging)
-    trainer.save_model(str(staging))
-    if trainer.args.should_save:
-        tokenizer.chat_template = template.chat_template
-        tokenizer.save_pretrained(str(staging))
-        if final.exists():
-            shutil.rmtree(final)
-        staging.rename(final)
+    checkpoints = run.checkpoints()
+    needed = tree_bytes(checkpoints[-1].glob("*.safetensors")) if checkpoints else None
+    try:
+        trainer.save_model(str(staging))
+        if trainer.args.should_save:
+            tokenizer.chat_template = template.chat_template
+            tokenizer.save_pretrained(str(staging))
+            if final.exists():
+                shutil.rmtree(final)
+            staging.rename(final)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if exc.errno in USER_FILESYSTEM_ERRORS:
+            raise disk_error(exc, final, needed) from None
+        raise
     trainer.accelerator.wait_for_everyone()
     return final
 
@@ -201,7 +252,7 @@ def _callbacks(
     generation metric) that early stopping and the best-checkpoint choice then read.
     """
     callbacks: list[Any] = monitoring_callbacks(run_dir, counter, progress, "tensorboard" in cfg.train.report_to,
-                                                telemetry) + list(extra or [])
+                                                telemetry) + [ResumedLearningRate()] + list(extra or [])
     if cfg.eval.early_stopping_patience and has_eval:
         callbacks.append(EarlyStoppingCallback(cfg.eval.early_stopping_patience, cfg.eval.early_stopping_min_delta))
     if should_stop is not None:
@@ -227,6 +278,7 @@ def _build_trainer(
         offload_activations=cfg.train.offload_activations,
         label_smoothing=cfg.train.label_smoothing,
         token_counter=counter,
+        zero_grad_steps=cfg.train.zero_grad_steps,
     )
     # dsft logs through metrics.jsonl and its own progress bar; the Trainer's dict printer is noise.
     trainer.remove_callback(PrinterCallback)

@@ -31,6 +31,7 @@ from dsft.config import DsftConfig, dump_config, load_config
 from dsft.errors import DsftError
 from dsft.models.resolve import resolve_model
 from dsft.training.checkpointing import list_checkpoints
+from dsft.training.resume import DATA_LOCATION_KEYS, refused_changes
 
 RUN_INFO_FILE = "run.json"
 CONFIG_FILE = "config.yaml"
@@ -237,7 +238,8 @@ class RunDir:
         """Create or re-open the directory for ``cfg``; refuse one that holds another run or unrelated files.
 
         A changed non-identity key (steps, lr, ...) is allowed and the old config is kept as
-        ``config.before-STAMP.yaml``.
+        ``config.before-STAMP.yaml``. Resuming a run that has checkpoints (or a final/) refuses every change
+        the resume contract does not apply, with the diff (see :mod:`dsft.training.resume`).
         """
         run_dir, saved = self.path, self.config_path
         if run_dir.exists() and not run_dir.is_dir():
@@ -249,11 +251,20 @@ class RunDir:
         if saved.is_file():
             old = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
             diffs = config_differences(old, new)
-            identity = [d for d in diffs if any(d == k or d.startswith(k + ".") for k in IDENTITY_KEYS)]
+            # Where the data lies may change (moved files); its content is compared on resume (resume.py).
+            identity = [d for d in diffs if any(d == k or d.startswith(k + ".") for k in IDENTITY_KEYS)
+                        and not any(d == k or d.startswith(k + ".") for k in DATA_LOCATION_KEYS)]
             has_checkpoints = bool(self.checkpoints())
             # A run that stopped during setup (a config or data error) never wrote run.json: nothing of it
             # is worth keeping but its config, which is backed up below; the corrected config may take over.
             started = self.info_path.is_file() or has_checkpoints or self.final_path.exists()
+            refused = refused_changes(old, new)
+            if refused and resuming and (has_checkpoints or self.final_path.exists()):
+                raise DsftError(
+                    f"--resume: {run_dir} cannot continue with these changes (a resumed run must see the same "
+                    "data in the same steps; see the resume contract in docs/training.md); undo them or start a "
+                    "new --out directory", refused,
+                )
             if identity and started:
                 raise DsftError(
                     f"--out {run_dir}: already holds a different run (config differs in: {', '.join(identity)}); "
@@ -268,6 +279,13 @@ class RunDir:
                                                                      encoding="utf-8")
         run_dir.mkdir(parents=True, exist_ok=True)
         saved.write_text(dump_config(cfg), encoding="utf-8")
+
+    def recorded_info(self) -> dict[str, Any]:
+        """``run.json`` as recorded, or an empty dict when there is none or it is unreadable."""
+        try:
+            return self.info
+        except DsftError:
+            return {}
 
     def write_info(self, **info: Any) -> dict[str, Any]:
         """Write ``run.json``: what eval, export and serve need to reuse the run without guessing."""

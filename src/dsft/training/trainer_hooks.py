@@ -11,10 +11,11 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel, TrainerState
 
 from dsft.templates.base import IGNORE_INDEX
 from dsft.training.checkpointing import save_checkpoint_atomically
@@ -30,6 +31,11 @@ PRIVATE_HOOKS: dict[str, str] = {
                            "dsft's loss shifts them itself",
     "_prepare_inputs": "called (not overridden) by DsftTrainer.prediction_step: moves an evaluation batch to "
                        "the device the way the Trainer's own prediction_step does (no public equivalent)",
+    "_get_grad_norm": "returns the gradient norm the clipper computed (computed even with clipping off), just "
+                      "before the optimizer step: the one cheap place to stop on a non-finite gradient before it "
+                      "reaches the weights, and to notice gradients that stay exactly zero",
+    "_load_from_checkpoint": "called (not overridden) when a resume has no step left to train: the Trainer's "
+                             "one loader for full weights, sharded files and PEFT adapters of a checkpoint",
 }
 # Public Trainer attributes dsft sets that the documentation does not describe as settable.
 UNDOCUMENTED_ATTRIBUTES: dict[str, str] = {
@@ -53,11 +59,32 @@ def declare_supervised_token_loss(trainer: Any) -> None:
 
 
 class AtomicCheckpointHooks:
-    """Mixin (before the Trainer class in the bases): checkpoints are staged and renamed into place."""
+    """Mixin (before the Trainer class in the bases): checkpoints are staged and renamed into place, and
+    never written with a non-finite weight (``check_finite_weights`` of the class it is mixed into)."""
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        check = getattr(self, "check_finite_weights", None)
+        if check is not None:
+            check(f"checkpoint-{self.state.global_step}")  # type: ignore[attr-defined]
         with in_memory_key_layout(self.model):  # type: ignore[attr-defined]
             save_checkpoint_atomically(self, model, trial, super()._save_checkpoint)  # type: ignore[misc]
+
+
+class GradNormHooks:
+    """Mixin: hand the clipper's gradient norm to ``check_grad_norm`` before the optimizer step uses it."""
+
+    def _get_grad_norm(self, model: Any, grad_norm: Any = None) -> Any:
+        grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)  # type: ignore[misc]
+        self.check_grad_norm(grad_norm)  # type: ignore[attr-defined]
+        return grad_norm
+
+
+def load_checkpoint_weights(trainer: Any, checkpoint: Path) -> None:
+    """Load a checkpoint's weights (the best one's under ``eval.load_best``) and trainer state, without training."""
+    trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+    best = trainer.state.best_model_checkpoint
+    source = Path(best) if trainer.args.load_best_model_at_end and best and Path(best).is_dir() else checkpoint
+    trainer._load_from_checkpoint(str(source))
 
 
 class ShardedLabelCountHooks:

@@ -1,0 +1,160 @@
+"""The resume contract: which config keys may change on ``--resume`` and which may not, and the data check.
+
+A resumed run must continue the run it resumes, bit for bit where nothing was changed on purpose. So:
+
+* **Applied on resume** (:data:`APPLIED_ON_RESUME`): the learning rate, the schedule (length, shape,
+  warmup), gradient clipping, save/log/eval cadence, early stopping, evaluation settings, how a step is
+  computed without changing what it computes (gradient checkpointing, activation offload, loss chunking,
+  compile, Liger kernels, attention kernel), trackers, data-loader workers, export and serve defaults.
+  Each takes effect from the first resumed step (see :func:`apply_resumed_learning_rate` for the lr,
+  which the checkpoint's optimizer and scheduler state would otherwise override).
+* **Refused with the diff**: everything else, i.e. whatever changes the data order or what a step is
+  (model, data preparation, template and masking, LoRA, method, seed, sequence length, packing,
+  micro-batch size, gradient accumulation, optimizer and its hyperparameters, weight decay, label
+  smoothing, precision, distributed layout). Start a new run directory for those.
+* **Data by content**: paths may move (``data.*`` paths are not compared); the tokenized training and
+  validation examples are fingerprinted at the start and compared on resume, so a data file edited in
+  place is refused, naming the file, while a file moved unchanged is accepted.
+
+>>> refused_changes({"train": {"lr": 1e-4, "grad_accum": 1}}, {"train": {"lr": 5e-5, "grad_accum": 2}})
+['train.grad_accum: 1 -> 2']
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xxhash
+from transformers import TrainerCallback
+
+from dsft.config import DsftConfig
+from dsft.errors import DsftError
+from dsft.training.checkpointing import file_hash
+
+# Dotted keys (or key prefixes) whose new value takes effect on --resume.
+APPLIED_ON_RESUME: tuple[str, ...] = (
+    "train.lr", "train.epochs", "train.max_steps", "train.lr_scheduler", "train.lr_cycles", "train.warmup_ratio",
+    "train.max_grad_norm", "train.save_steps", "train.save_total_limit", "train.logging_steps", "train.report_to",
+    "train.num_workers", "train.gradient_checkpointing", "train.offload_activations", "train.loss_chunk_size",
+    "train.compile", "train.liger", "eval", "export", "serve", "model.cache_dir", "model.attn_implementation",
+    "data.num_proc",
+)
+# Where the data comes from: compared by content (see data_fingerprint), not by path.
+DATA_LOCATION_KEYS: tuple[str, ...] = ("data.train", "data.val", "data.test", "data.prepared_dir")
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _matches(key: str, prefixes: Iterable[str]) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+def refused_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``key: old -> new`` for each changed key a resumed run may not change (see the module doc)."""
+    a, b = _flatten(old), _flatten(new)
+    changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}".replace("'", "") for k in changed
+            if not _matches(k, APPLIED_ON_RESUME + DATA_LOCATION_KEYS)]
+
+
+def data_fingerprint(splits: dict[str, Any]) -> str:
+    """A hash of the rendered examples of every split, in order: what the steps are made of.
+
+    Token lists (SFT's ``input_ids``/``labels``) are hashed as int64 arrays; any other value (a
+    preference pair, a GRPO prompt) as its canonical JSON.
+    """
+    digest = xxhash.xxh3_128()
+    for name in sorted(splits):
+        digest.update(name.encode())
+        for example in getattr(splits[name], "examples", splits[name]):
+            for key in sorted(example) if isinstance(example, dict) else [None]:
+                value = example[key] if key is not None else example
+                digest.update(str(key).encode())
+                if isinstance(value, list) and all(isinstance(v, int) for v in value):
+                    digest.update(np.asarray(value, dtype=np.int64).tobytes())
+                else:
+                    digest.update(json.dumps(value, sort_keys=True, default=str).encode())
+            digest.update(b"|")
+    return digest.hexdigest()
+
+
+def data_files(cfg: DsftConfig) -> dict[str, str]:
+    """Each input data file (or prepared split) and the hash of its bytes, to name what changed."""
+    from dsft.data.readers import expand_inputs
+
+    if cfg.data.prepared_dir:
+        paths = sorted(p for p in Path(cfg.data.prepared_dir).glob("*.jsonl") if p.is_file())
+    else:
+        paths = [p for p in expand_inputs([*cfg.data.train, *cfg.data.val, *cfg.data.test]) if p.is_file()]
+    return {str(p): file_hash(p) for p in paths}
+
+
+def check_same_data(previous: dict[str, Any], fingerprint: str, files: dict[str, str]) -> None:
+    """Refuse a resume whose training examples differ from the run's (naming the input files that changed)."""
+    recorded = previous.get("data_fingerprint")
+    if recorded is None or recorded == fingerprint:
+        return
+    before = previous.get("data_files") or {}
+    changed = [f"{path}: content changed since the run started" for path, digest in files.items()
+               if path in before and before[path] != digest]
+    changed += [f"{path}: not an input when the run started" for path in files
+                if path not in before and files[path] not in before.values()]
+    changed += [f"{path}: an input when the run started, missing now" for path, digest in before.items()
+                if path not in files and digest not in files.values()]
+    raise DsftError(
+        "--resume: the training data differs from the data this run started with (a resumed run must see "
+        "the same examples in the same order); restore the data or start a new --out directory",
+        changed or ["the tokenized examples differ (a cleaning, template or tokenizer change)"],
+    )
+
+
+def apply_resumed_learning_rate(optimizer: Any, scheduler: Any, lr: float) -> bool:
+    """Make ``lr`` the peak learning rate of a resumed run; returns whether it changed anything.
+
+    A checkpoint's optimizer and scheduler state carry the learning rate the run started with
+    (``initial_lr`` of each parameter group, the scheduler's ``base_lrs``), and loading them silently
+    undoes a ``--set train.lr=...``. The schedule's shape and position are kept; only its peak changes.
+    """
+    base_lrs = list(getattr(scheduler, "base_lrs", []))
+    if not base_lrs or all(base == lr for base in base_lrs):
+        return False
+    scheduler.base_lrs = [lr] * len(base_lrs)
+    lambdas = getattr(scheduler, "lr_lambdas", None)
+    for index, group in enumerate(optimizer.param_groups):
+        group["initial_lr"] = lr
+        if lambdas is not None:  # LambdaLR (every schedule the Trainer builds): lr = peak * factor(step)
+            group["lr"] = lr * lambdas[index](scheduler.last_epoch)
+        else:
+            group["lr"] = group["lr"] * lr / base_lrs[index]
+    if hasattr(scheduler, "_last_lr"):
+        scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+    return True
+
+
+class ResumedLearningRate(TrainerCallback):
+    """On a resumed run, make the configured ``train.lr`` the schedule's peak (see
+    :func:`apply_resumed_learning_rate`); the Trainer has loaded the checkpoint's optimizer and scheduler
+    state by the time ``on_train_begin`` runs."""
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, optimizer: Any = None, lr_scheduler: Any = None,
+                       **kw: Any) -> None:
+        if state.global_step > 0 and optimizer is not None and lr_scheduler is not None:
+            apply_resumed_learning_rate(optimizer, lr_scheduler, args.learning_rate)
+
+
+def planned_steps(trainer: Any) -> int:
+    """The optimizer steps this run trains in all (``train.max_steps``, or the epochs over the data)."""
+    return int(trainer.set_initial_training_values(trainer.args, trainer.get_train_dataloader())[-1])

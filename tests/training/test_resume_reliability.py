@@ -1,0 +1,323 @@
+"""Resume that cannot drift: at or after max_steps, after a kill during the final save, with changed keys,
+from damaged checkpoints, and with a metrics file that stays an exact record of the run.
+
+One short LoRA run (4 steps, checkpoints at 2 and 4) is trained once per module; each test copies its
+run directory, does to it what a crash, a disk or a user would, resumes, and compares the final weights
+with the uninterrupted run's: they must be identical (0.0 difference on CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from dsft.config import load_config
+from dsft.errors import DsftError
+from dsft.training.run import run_training
+
+MODEL = "tiny-r1-distill-qwen"
+
+
+def write_data(path: Path, n: int = 24, offset: int = 0) -> Path:
+    rows = [{"messages": [{"role": "user", "content": f"Reservoir R{i} was completed in which year?"},
+                          {"role": "assistant", "content": f"R{i} was completed in {1950 + (i * 7) % 50}."}]}
+            for i in range(offset, offset + n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def make_cfg(data: Path, *extra: str) -> Any:
+    return load_config(None, [
+        f"model.name_or_path={MODEL}", f"data.train=[{data}]", "data.val_ratio=0", "train.max_steps=4",
+        "train.save_steps=2", "train.micro_batch_size=2", "train.max_seq_len=128", "train.lr=5e-3",
+        "train.warmup_ratio=0", "train.lr_scheduler=constant", "train.logging_steps=1", "train.report_to=[]",
+        "eval.steps=0", "eval.load_best=false", "lora.r=8", *extra,
+    ])
+
+
+def weights(directory: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(directory / "adapter_model.safetensors"))
+
+
+def max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+def metrics(run: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def checkpoint_names(run: Path) -> list[str]:
+    return sorted(p.name for p in (run / "checkpoints").glob("checkpoint-*"))
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir) -> Path:
+    tiny_model_dir(MODEL)
+    base = tmp_path_factory.mktemp("finished")
+    data = write_data(base / "d.jsonl")
+    run_training(make_cfg(data), base / "run", progress=False)
+    return base / "run"
+
+
+def copy_run(finished: Path, tmp_path: Path) -> Path:
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    return run
+
+
+def data_of(run: Path) -> Path:
+    return Path(load_config(run / "config.yaml").data.train[0])
+
+
+def as_if_killed_during_final_save(run: Path) -> None:
+    """What a kill -9 inside the final save leaves: no final/ (or a stale one), a partial staging dir, status running."""
+    shutil.rmtree(run / "final")
+    (run / ".final.staging").mkdir()
+    (run / ".final.staging" / "adapter_model.safetensors").write_bytes(b"\x00" * 100)
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "status": "running"}))
+
+
+def test_resume_at_max_steps_trains_nothing_and_keeps_final(finished: Path, tmp_path: Path) -> None:
+    run = copy_run(finished, tmp_path)
+    before = metrics(run)
+    result = run_training(make_cfg(data_of(run)), run, resume="auto", progress=False)
+    assert result.global_step == 4
+    assert checkpoint_names(run) == ["checkpoint-2", "checkpoint-4"], "no step may be trained past max_steps"
+    assert max_difference(weights(finished / "final"), weights(run / "final")) == 0.0
+    assert metrics(run) == before
+    assert json.loads((run / "run.json").read_text())["status"] == "finished"
+
+
+def test_resume_after_max_steps_was_lowered_trains_nothing(finished: Path, tmp_path: Path) -> None:
+    run = copy_run(finished, tmp_path)
+    as_if_killed_during_final_save(run)
+    result = run_training(make_cfg(data_of(run), "train.max_steps=3"), run, resume="auto", progress=False)
+    assert result.global_step == 4 and checkpoint_names(run) == ["checkpoint-2", "checkpoint-4"]
+    assert max_difference(weights(finished / "final"), weights(run / "final")) == 0.0
+
+
+def test_kill_during_final_save_then_resume_gives_identical_final(finished: Path, tmp_path: Path) -> None:
+    run = copy_run(finished, tmp_path)
+    as_if_killed_during_final_save(run)
+    result = run_training(make_cfg(data_of(run)), run, resume="auto", progress=False)
+    assert result.global_step == 4
+    assert checkpoint_names(run) == ["checkpoint-2", "checkpoint-4"]
+    assert not (run / ".final.staging").exists()
+    assert max_difference(weights(finished / "final"), weights(run / "final")) == 0.0
+    assert (run / "final" / "tokenizer_config.json").is_file()
+    assert json.loads((run / "run.json").read_text())["status"] == "finished"
+
+
+@pytest.mark.slow
+def test_real_kill_during_final_save_then_resume(finished: Path, tmp_path: Path) -> None:
+    """The same with a real SIGKILL inside the final save of a fresh `dsft train` process, resumed by the CLI."""
+    config = tmp_path / "c.yaml"
+    config.write_text((finished / "config.yaml").read_text())
+    run = tmp_path / "run"
+    killer = textwrap.dedent(f"""
+        import os, signal, sys
+        import dsft.training.run as run_module
+        save = run_module.save_final_weights
+        def killed_midway(trainer, tokenizer, template, run_dir):
+            staging = run_dir.path / ".final.staging" if hasattr(run_dir, "path") else run_dir / ".final.staging"
+            staging.mkdir(parents=True, exist_ok=True)
+            (staging / "adapter_model.safetensors").write_bytes(b"partial")
+            os.kill(os.getpid(), signal.SIGKILL)
+        run_module.save_final_weights = killed_midway
+        from dsft.cli.app import main
+        main(["train", {str(config)!r}, "--out", {str(run)!r}])
+    """)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    killed = subprocess.run([sys.executable, "-c", killer], capture_output=True, text=True, env=env)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not (run / "final").exists() and checkpoint_names(run) == ["checkpoint-2", "checkpoint-4"]
+    resumed = subprocess.run([sys.executable, "-m", "dsft", "train", str(config), "--out", str(run), "--resume", "auto"],
+                             capture_output=True, text=True, env=env)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert checkpoint_names(run) == ["checkpoint-2", "checkpoint-4"]
+    assert max_difference(weights(finished / "final"), weights(run / "final")) == 0.0
+
+
+def test_a_changed_lr_and_schedule_length_are_applied_on_resume(finished: Path, tmp_path: Path) -> None:
+    run = copy_run(finished, tmp_path)
+    run_training(make_cfg(data_of(run), "train.max_steps=6", "train.lr=1e-3"), run, resume="auto", progress=False)
+    rows = {r["step"]: r for r in metrics(run) if "lr" in r}
+    assert sorted(rows) == [1, 2, 3, 4, 5, 6]
+    assert [rows[s]["lr"] for s in (1, 2, 3, 4)] == [5e-3] * 4
+    assert [rows[s]["lr"] for s in (5, 6)] == pytest.approx([1e-3, 1e-3], rel=1e-9)
+
+
+@pytest.mark.parametrize("change, named", [
+    ("train.grad_accum=2", "train.grad_accum: 1 -> 2"),
+    ("train.micro_batch_size=1", "train.micro_batch_size: 2 -> 1"),
+    ("train.weight_decay=0.1", "train.weight_decay: 0.0 -> 0.1"),
+    ("train.seed=7", "train.seed: 42 -> 7"),
+])
+def test_keys_that_change_what_a_step_is_are_refused_with_the_diff(
+    finished: Path, tmp_path: Path, change: str, named: str,
+) -> None:
+    run = copy_run(finished, tmp_path)
+    as_if_killed_during_final_save(run)
+    with pytest.raises(DsftError) as refused:
+        run_training(make_cfg(data_of(run), change), run, resume="auto", progress=False)
+    assert named in str(refused.value)
+    assert load_config(run / "config.yaml") == make_cfg(data_of(run)), "a refused resume must not rewrite config.yaml"
+
+
+def test_data_edited_in_place_is_refused_and_moved_data_is_accepted(finished: Path, tmp_path: Path) -> None:
+    run = copy_run(finished, tmp_path)
+    edited = tmp_path / "edited.jsonl"
+    write_data(edited)
+    lines = edited.read_text().splitlines()
+    lines[3] = lines[3].replace("was completed", "was finished")
+    edited.write_text("\n".join(lines) + "\n")
+    same_path = data_of(run)
+    original = same_path.read_bytes()
+    try:
+        same_path.write_bytes(edited.read_bytes())
+        with pytest.raises(DsftError) as refused:
+            run_training(make_cfg(same_path), run, resume="auto", progress=False)
+    finally:
+        same_path.write_bytes(original)
+    assert f"{same_path}: content changed since the run started" in str(refused.value)
+    moved = tmp_path / "moved" / "d.jsonl"
+    moved.parent.mkdir()
+    shutil.copy(same_path, moved)
+    result = run_training(make_cfg(moved), run, resume="auto", progress=False)
+    assert result.global_step == 4
+
+
+@pytest.mark.parametrize("damage", ["missing optimizer.pt", "missing scheduler.pt", "truncated adapter"])
+def test_damaged_newest_checkpoint_falls_back_to_the_intact_one(finished: Path, tmp_path: Path, damage: str) -> None:
+    run = copy_run(finished, tmp_path)
+    as_if_killed_during_final_save(run)
+    newest = run / "checkpoints" / "checkpoint-4"
+    if damage.startswith("missing"):
+        (newest / damage.split()[-1]).unlink()
+    else:
+        data = (newest / "adapter_model.safetensors").read_bytes()
+        (newest / "adapter_model.safetensors").write_bytes(data[: len(data) // 3])
+    result = run_training(make_cfg(data_of(run)), run, resume="auto", progress=False)
+    assert result.global_step == 4
+    info = json.loads((run / "run.json").read_text())
+    assert info["resumed_from"].endswith("checkpoint-2")
+    assert any(line.startswith("checkpoint-4:") for line in info["resume_skipped"]), info["resume_skipped"]
+    assert max_difference(weights(finished / "final"), weights(run / "final")) == 0.0
+
+
+def test_metrics_is_an_exact_record_rebuilt_from_the_checkpoint(finished: Path, tmp_path: Path) -> None:
+    """A kill after checkpoint-4 was renamed but before its metrics line was written, then two resumes."""
+    run = copy_run(finished, tmp_path)
+    original = metrics(run)
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    (run / "metrics.jsonl").write_text("\n".join(lines[:2]) + "\n" + lines[1] + "\n")  # lost 3-4, duplicated 2
+    as_if_killed_during_final_save(run)
+    run_training(make_cfg(data_of(run)), run, resume="auto", progress=False)
+    run_training(make_cfg(data_of(run), "train.max_steps=6"), run, resume="auto", progress=False)
+    rows = metrics(run)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    for before, after in zip(original, rows[:4]):
+        for key in ("step", "loss", "lr", "grad_norm", "tokens", "supervised_tokens"):
+            assert after[key] == before[key], (key, before, after)
+
+
+def test_an_exploding_update_never_reaches_a_checkpoint(tmp_path: Path, tiny_model_dir) -> None:
+    """An update that leaves non-finite weights (as lr 1e39 did) is caught before the checkpoint is written."""
+    from transformers import TrainerCallback
+
+    class ExplodeAtStep1(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kw):
+            if state.global_step == 1:
+                with torch.no_grad():
+                    trainable = [p for p in model.parameters() if p.requires_grad]
+                    for parameter in trainable[: len(trainable) // 2]:
+                        parameter.fill_(float("inf"))
+
+    tiny_model_dir(MODEL)
+    cfg = make_cfg(write_data(tmp_path / "d.jsonl"), "train.save_steps=1", "train.max_steps=3")
+    with pytest.raises(DsftError, match="non-finite") as stopped:
+        run_training(cfg, tmp_path / "run", progress=False, extra_callbacks=[ExplodeAtStep1()])
+    assert "step 1" in str(stopped.value)
+    for checkpoint in (tmp_path / "run" / "checkpoints").glob("checkpoint-*"):
+        assert all(torch.isfinite(t).all() for t in weights(checkpoint).values()), checkpoint.name
+    assert checkpoint_names(tmp_path / "run") == []
+    assert not (tmp_path / "run" / "final").exists()
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "failed"
+
+
+def test_a_non_finite_gradient_stops_before_the_optimizer_step(tmp_path: Path, tiny_model_dir) -> None:
+    from transformers import TrainerCallback
+
+    class PoisonGradientAtStep3(TrainerCallback):
+        def on_step_begin(self, args, state, control, model=None, **kw):
+            if state.global_step == 2:
+                for parameter in model.parameters():
+                    if parameter.requires_grad:
+                        parameter.register_hook(lambda grad: grad * float("inf"))
+                        break
+
+    tiny_model_dir(MODEL)
+    cfg = make_cfg(write_data(tmp_path / "d.jsonl"), "train.save_steps=1", "train.max_grad_norm=0")
+    with pytest.raises(DsftError, match="gradient norm became") as stopped:
+        run_training(cfg, tmp_path / "run", progress=False, extra_callbacks=[PoisonGradientAtStep3()])
+    assert "step 3" in str(stopped.value)
+    assert checkpoint_names(tmp_path / "run") == ["checkpoint-1", "checkpoint-2"]
+
+
+def test_a_run_whose_gradients_stay_zero_is_flagged(tmp_path: Path, tiny_model_dir) -> None:
+    from transformers import TrainerCallback
+
+    tiny_model_dir(MODEL)
+    cfg = make_cfg(write_data(tmp_path / "d.jsonl"), "train.max_steps=4", "train.zero_grad_steps=3")
+
+    def no_gradient(trainer_model: Any) -> None:
+        for parameter in trainer_model.parameters():
+            if parameter.requires_grad:
+                parameter.register_hook(lambda grad: torch.zeros_like(grad))
+
+    class ZeroFromStart(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kw):
+            no_gradient(model)
+
+    result = run_training(cfg, tmp_path / "run", progress=False, extra_callbacks=[ZeroFromStart()])
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert result.global_step == 4
+    assert info["status"] == "stalled"
+    assert any("gradient norm was 0" in flag for flag in info["flags"]), info
+
+
+def test_a_full_disk_at_a_checkpoint_is_one_message_and_keeps_the_last_good_one(
+    tmp_path: Path, tiny_model_dir, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    real_usage = shutil.disk_usage
+    run = tmp_path / "run"
+
+    def full_after_the_first_checkpoint(path: Any) -> Any:
+        return usage(10, 10, 0) if (run / "checkpoints" / "checkpoint-1").is_dir() else real_usage(path)
+
+    monkeypatch.setattr(shutil, "disk_usage", full_after_the_first_checkpoint)
+    tiny_model_dir(MODEL)
+    cfg = make_cfg(write_data(tmp_path / "d.jsonl"), "train.save_steps=1", "train.max_steps=3")
+    with pytest.raises(DsftError, match="needs about") as full:
+        run_training(cfg, run, progress=False)
+    assert f"{run / 'checkpoints'}: writing checkpoint-2 needs about" in str(full.value)
+    assert "0 B free" in str(full.value)
+    assert checkpoint_names(run) == ["checkpoint-1"] and not (run / "checkpoints" / ".staging").exists()
+    assert json.loads((run / "run.json").read_text())["status"] == "failed"
