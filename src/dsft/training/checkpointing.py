@@ -209,7 +209,7 @@ def save_checkpoint_atomically(trainer: Any, model: Any, trial: Any, save: Any) 
     previous = list_checkpoints(root)
     # The next checkpoint is about the size of the last one: refuse to start a save that cannot fit.
     needed = tree_bytes(previous[-1:]) if previous else None
-    if needed and args.should_save:
+    if needed:  # every rank checks (each node its own disk), so none waits at a barrier for a failed one
         require_free_space(root, needed, f"writing {name}")
     args.output_dir = str(staging_root)
     try:
