@@ -321,3 +321,28 @@ def test_a_full_disk_at_a_checkpoint_is_one_message_and_keeps_the_last_good_one(
     assert "0 B free" in str(full.value)
     assert checkpoint_names(run) == ["checkpoint-1"] and not (run / "checkpoints" / ".staging").exists()
     assert json.loads((run / "run.json").read_text())["status"] == "failed"
+
+
+def test_a_full_disk_during_the_final_save_is_one_message_and_leaves_no_staging(
+    tmp_path: Path, tiny_model_dir, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import errno
+
+    from transformers import PreTrainedTokenizerBase
+
+    save_pretrained = PreTrainedTokenizerBase.save_pretrained
+
+    def disk_full_in_final(self: Any, directory: Any, *args: Any, **kwargs: Any) -> Any:
+        if Path(directory).name != ".final.staging":
+            return save_pretrained(self, directory, *args, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device", str(Path(directory) / "tokenizer.json"))
+
+    monkeypatch.setattr(PreTrainedTokenizerBase, "save_pretrained", disk_full_in_final)
+    tiny_model_dir(MODEL)
+    run = tmp_path / "run"
+    with pytest.raises(DsftError, match="no space left on the device") as full:
+        run_training(make_cfg(write_data(tmp_path / "d.jsonl"), "train.max_steps=2"), run, progress=False)
+    assert str(full.value).startswith(f"{run / 'final'}: no space left") and "needs about" in str(full.value)
+    assert not (run / ".final.staging").exists() and not (run / "final").exists()
+    assert json.loads((run / "run.json").read_text())["status"] == "failed"
+    assert checkpoint_names(run) == ["checkpoint-2"], "the last checkpoint stays, for --resume auto"
