@@ -103,7 +103,7 @@ def test_a_save_killed_midway_leaves_no_checkpoint_directory(tmp_path: Path, mon
     names = [p.name for p in list_checkpoints(tmp_path / "checkpoints")]
     if guarded:
         assert names == ["checkpoint-1"]
-        assert resolve_resume("auto", tmp_path / "checkpoints").name == "checkpoint-1"
+        assert resolve_resume("auto", tmp_path / "checkpoints").checkpoint.name == "checkpoint-1"
         assert not (tmp_path / "checkpoints" / ".staging").exists()
     else:
         assert names == ["checkpoint-1", "checkpoint-2"]  # a half-written checkpoint-2 that resume would pick

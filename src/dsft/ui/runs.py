@@ -152,13 +152,13 @@ def pid_alive(pid: int) -> bool:
 
 
 def run_status(written: str, launch: dict[str, Any] | None) -> str:
-    """running / finished / failed / stopped early / stopped / starting / not started.
+    """running / finished / stalled / failed / stopped early / stopped / starting / not started.
 
     ``run.json`` says what training last wrote; a run this dashboard launched is also checked against
     its process, so a run killed mid-way does not show as running for ever.
     """
     alive = bool(launch) and pid_alive(int(launch["pid"]))
-    if written in ("finished", "failed"):
+    if written in ("finished", "stalled", "failed"):  # stalled: finished, but the gradients stayed at 0
         return written
     if written == "stopped":
         return "stopped early"
