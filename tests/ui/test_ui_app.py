@@ -139,3 +139,16 @@ def test_cli_refuses_empty_key_and_open_bind_without_key(run_cli, tmp_path: Path
     assert code == 2 and "--api-key" in err
     code, _, err = run_cli(["ui", "--runs", str(tmp_path), "--host", "0.0.0.0"])
     assert code == 2 and "needs --api-key" in err
+
+
+def test_cli_serves_the_dashboard_on_loopback(run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    served = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.update(app=app, **kw))
+    code, out, _ = run_cli(["ui", "--runs", str(tmp_path / "runs"), "--port", "7861"])
+    assert code == 0 and served["host"] == "127.0.0.1" and served["port"] == 7861
+    assert (tmp_path / "runs").is_dir() and "http://127.0.0.1:7861/" in out
+    client = TestClient(served["app"], base_url="http://127.0.0.1")
+    assert client.get("/").status_code == 200
+    assert client.get("/", headers={"host": "attacker.example"}).status_code == 400  # no DNS rebinding
