@@ -15,6 +15,7 @@ from typing import Any
 
 from dsft.errors import UnsupportedError
 from dsft.export.gguf_arch import gguf_architecture, iter_gguf_tensors, write_hparams
+from dsft.export.gguf_verify import require_llama_cpp, verify_gguf  # they import llama_cpp when called
 from dsft.export.gguf_vocab import build_vocab, check_gguf_tokenizer, write_vocab
 from dsft.export.hf import load_export_tokenizer, merge_adapter, write_export_metadata
 from dsft.export.source import ExportSource, load_trained_model, stored_dtype
@@ -120,8 +121,6 @@ def export_gguf(source: ExportSource, out_dir: Path, dtype: str = "auto", verify
     check_gguf_tokenizer(source.tokenizer_dir)  # and tokenizers llama.cpp cannot reproduce
     tolerance = DEFAULT_GGUF_TOLERANCE[dtype_name] if tolerance is None else tolerance
     if verify:
-        from dsft.export.gguf_verify import require_llama_cpp  # imports llama_cpp only when checking
-
         require_llama_cpp()  # refuse before converting anything: no model.gguf is left behind
     tokenizer = load_export_tokenizer(source)
     trained = load_trained_model(source)
@@ -135,8 +134,6 @@ def export_gguf(source: ExportSource, out_dir: Path, dtype: str = "auto", verify
     echo(f"wrote {path} ({arch}, {dtype_name}, {path.stat().st_size / 2**20:.1f} MiB)")
     comparison, mismatches = None, []
     if verify:
-        from dsft.export.gguf_verify import verify_gguf
-
         comparison, mismatches = verify_gguf(path, tokenizer, source.template, prompts, reference,
                                              tolerance, echo)
     write_export_metadata(out_dir, source, "gguf", dtype_name, comparison, architecture=arch,

@@ -16,6 +16,7 @@ from dsft.export.verify import (
     RAW_TEXTS, DistributionBound, LogitComparison, VerificationError, check_tolerance, compare_logits,
     verification_conversations,
 )
+from dsft.templates import get_template
 
 # Strings whose tokenization must match: ASCII, digits (split in 1-3 digit groups by some regexes),
 # Chinese and Japanese (their own split in DeepSeek V3's regex), newlines and spaces, special tokens.
@@ -94,8 +95,6 @@ def tokenization_mismatches(llm: Any, tokenizer: Any, texts: Sequence[str]) -> l
 
 def probe_texts(template_name: str, tokenizer: Any) -> list[str]:
     """Tokenization probes plus the run template's rendered prompts (which carry its special tokens)."""
-    from dsft.templates import get_template
-
     template = get_template(template_name, tokenizer)
     return list(TOKENIZATION_PROBES) + [template.render_prompt(conv) for conv in verification_conversations()]
 

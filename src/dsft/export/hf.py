@@ -17,6 +17,8 @@ from typing import Any
 from dsft.errors import DsftError, UnsupportedError
 from dsft.export.source import ExportSource, load_trained_model, stored_dtype
 from dsft.export.verify import LogitComparison, check_tolerance, compare_logits, hf_logits, verification_prompts
+from dsft.models.loading import load_model, load_tokenizer
+from dsft.models.lora import load_lora_adapter
 from dsft.templates import get_template
 
 HF_DTYPES = ("float32", "float16", "bfloat16")
@@ -37,8 +39,6 @@ def export_dtype_name(requested: str, source: ExportSource) -> str:
 
 def load_export_tokenizer(source: ExportSource) -> Any:
     """The training tokenizer with the run's chat template set explicitly (never whatever the base shipped)."""
-    from dsft.models.loading import load_tokenizer
-
     tokenizer = load_tokenizer(source.tokenizer_dir)
     tokenizer.chat_template = get_template(source.template, tokenizer).chat_template
     return tokenizer
@@ -115,8 +115,6 @@ def export_hf(source: ExportSource, out_dir: Path, dtype: str = "auto", verify: 
     del merged, trained
     comparison = None
     if verify:
-        from dsft.models.loading import load_model
-
         reloaded = load_model(out_dir, dtype="float32", device="cpu")
         comparison = compare_logits(reference, hf_logits(reloaded, prompts))
         write_export_metadata(out_dir, source, "hf", dtype_name, comparison)
@@ -169,8 +167,6 @@ def export_adapter(source: ExportSource, out_dir: Path, verify: bool = True, tol
 
 def _verify_adapter(source: ExportSource, out_dir: Path, tolerance: float,
                     echo: Callable[[str], None]) -> LogitComparison:
-    from dsft.models.lora import load_lora_adapter
-
     tokenizer = load_export_tokenizer(source)
     prompts = verification_prompts(tokenizer, source.template)
     trained = load_trained_model(source)

@@ -18,7 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from dsft.errors import DsftError
+from dsft.models.loading import align_special_tokens, load_model, load_tokenizer
+from dsft.models.lora import load_lora_adapter
 from dsft.models.resolve import resolve_model
+from dsft.templates import detect_template
 from dsft.training.rundir import FULL_METHODS, RunDir
 
 
@@ -57,8 +60,6 @@ def _tokenizer_dir(directory: Path) -> Path:
 
 
 def _source_from_model(model_dir: Path) -> ExportSource:
-    from dsft.templates import detect_template
-
     if (model_dir / "adapter_config.json").is_file() and not (model_dir / "config.json").is_file():
         raise DsftError(f"{model_dir}: a bare adapter; export its run directory (with run.json) instead, "
                         "so the base model and template are known")
@@ -91,9 +92,6 @@ def load_trained_model(source: ExportSource) -> Any:
     The adapter loads exactly as trained (no peft v4 -> v5 target rewriting), and the config's special
     ids are aligned with the tokenizer (R1-Distill-Qwen's config.json names the wrong BOS).
     """
-    from dsft.models.loading import align_special_tokens, load_model, load_tokenizer
-    from dsft.models.lora import load_lora_adapter
-
     model = load_model(source.model_dir, dtype="float32", device="cpu")
     align_special_tokens(model, load_tokenizer(source.tokenizer_dir))
     if source.adapter_dir is not None:

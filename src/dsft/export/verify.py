@@ -12,7 +12,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dsft.data.conversation import Conversation, Message
 from dsft.errors import DsftError
+from dsft.templates import get_template
 
 RAW_TEXTS = (
     "The quick brown fox jumps over the lazy dog 1234567.",
@@ -22,8 +24,6 @@ RAW_TEXTS = (
 
 def verification_conversations() -> list[Any]:
     """Fixed conversations (system + user, a multi-turn chat with reasoning in history)."""
-    from dsft.data.conversation import Conversation, Message
-
     return [
         Conversation([Message("user", "What is 2+2? Answer briefly.")]),
         Conversation([
@@ -41,8 +41,6 @@ def verification_prompts(tokenizer: Any, template_name: str) -> list[list[int]]:
     Rendered prompts already contain BOS, so they are tokenized without special tokens (no double BOS);
     raw texts get the tokenizer's own specials, as a plain completion request would.
     """
-    from dsft.templates import get_template
-
     template = get_template(template_name, tokenizer)
     prompts = [tokenizer.encode(template.render_prompt(conv), add_special_tokens=False)
                for conv in verification_conversations()]
