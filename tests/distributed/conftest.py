@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -22,8 +23,16 @@ def train_in_processes(args: list[str], processes: int, cwd: Path) -> None:
     else:
         torchrun = shutil.which("torchrun") or f"{Path(sys.executable).parent}/torchrun"
         command = [torchrun, "--standalone", f"--nproc_per_node={processes}", "-m", "dsft", "train", *args]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=cwd)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+    # Its own process group, so a timeout ends torchrun's ranks too instead of leaving them running.
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               cwd=cwd, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+    assert process.returncode == 0, stdout[-3000:] + stderr[-6000:]
 
 
 @pytest.fixture(scope="session")
