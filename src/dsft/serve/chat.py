@@ -17,6 +17,7 @@ from dsft.errors import DsftError
 from dsft.serve.generation import GenerationRequest, RowResult, generate_batch
 from dsft.serve.prompts import generation_starts_in_reasoning, render_chat_prompt, tokenize_prompt
 from dsft.serve.serving_model import ServingModel
+from dsft.templates.reasoning import StreamingReasoningSplitter
 
 HELP = "commands: /reset (clear history), /system TEXT (set system prompt), /exit"
 
@@ -42,8 +43,6 @@ class ChatSession:
 
     def reply(self, user_text: str, console: Console) -> Message:
         """Generate the assistant's answer to ``user_text``, printing it as it streams."""
-        from dsft.templates.reasoning import StreamingReasoningSplitter
-
         messages = ([Message("system", self.system)] if self.system else []) + self.history
         messages.append(Message("user", user_text))
         prompt = render_chat_prompt(self.serving.template_name, self.serving.tokenizer, Conversation(messages),

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from dsft.errors import DsftError
+from dsft.export.source import resolve_source
 
 CONTAINER_PORT = 8000
 MODEL_IN_IMAGE = "/models/model"
@@ -209,8 +210,6 @@ def _toml(table: dict[str, Any], prefix: str = "") -> str:
 
 def deploy_spec_for(model_or_run: str, **options: Any) -> DeploySpec:
     """A :class:`DeploySpec` for ``MODEL_OR_RUN``; a LoRA run must be merged first (one self-contained model)."""
-    from dsft.export.source import resolve_source
-
     check_deploy_options(options.get("name", "dsft"), options.get("replicas", 1), options.get("gpus", 1))
     source = resolve_source(model_or_run)
     if source.adapter_dir is not None:

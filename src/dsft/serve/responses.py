@@ -12,14 +12,14 @@ from typing import Any, AsyncIterator
 from dsft.serve.engine import RequestStream
 from dsft.serve.generation import RowResult
 from dsft.serve.protocol import new_id, now, reasoning_fields, usage_body
+from dsft.templates.reasoning import StreamingReasoningSplitter
+from dsft.templates.reasoning import split_reasoning as split_reasoning_text  # the flag below is split_reasoning
 
 
 def _split(text: str, split_reasoning: bool) -> tuple[str | None, str | None]:
     if not split_reasoning:
         return None, text
-    from dsft.templates.reasoning import split_reasoning as split
-
-    return split(text)
+    return split_reasoning_text(text)
 
 
 def model_list(served_name: str, adapters: list[str]) -> dict[str, Any]:
@@ -66,8 +66,6 @@ async def chat_stream(
     stream: RequestStream, model: str, prompt_tokens: int, split_reasoning: bool, include_usage: bool
 ) -> AsyncIterator[dict[str, Any]]:
     """``chat.completion.chunk`` dicts: the role first, then reasoning/content deltas, then the finish."""
-    from dsft.templates.reasoning import StreamingReasoningSplitter
-
     base = {"id": new_id("chatcmpl"), "object": "chat.completion.chunk", "created": now(), "model": model}
     splitter = StreamingReasoningSplitter() if split_reasoning else None
     yield _chunk(base, {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None})

@@ -11,6 +11,8 @@ import logging
 import socket
 
 from dsft.errors import DsftError
+from dsft.export.source import resolve_source
+from dsft.serve.app import create_app
 from dsft.serve.engine import TransformersEngine
 from dsft.serve.serving_model import check_load_options, load_serving_model, parse_adapter_args
 from dsft.serve.settings import ServeSettings
@@ -26,8 +28,6 @@ def build_engine(
 
     ``base_model`` overrides where a LoRA run's base model is found (``--base-model``).
     """
-    from dsft.export.source import resolve_source
-
     check_load_options(quantize, dtype)
     adapters = parse_adapter_args(adapter_specs)
     source = resolve_source(model_or_run, base_model)  # raises DsftError now rather than in the background loader
@@ -53,8 +53,6 @@ def check_port_free(host: str, port: int) -> None:
 def run_server(engine: TransformersEngine, settings: ServeSettings, log_level: str = "info") -> None:
     """Serve until interrupted (Ctrl-C); a model that fails to load stops the server with its error."""
     import uvicorn
-
-    from dsft.serve.app import create_app
 
     check_port_free(settings.host, settings.port)
     if settings.host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:

@@ -14,7 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from dsft.errors import DsftError
+from dsft.export.quantize import quantize_dynamic_int8
+from dsft.export.source import resolve_source
 from dsft.models.loading import DTYPES
+from dsft.models.loading import align_special_tokens, load_model, load_tokenizer
+from dsft.models.lora import load_lora_adapter
 from dsft.serve.sampling import SamplingParams
 from dsft.training.rundir import RunDir
 
@@ -129,8 +133,6 @@ def _generation_defaults(model: Any) -> dict[str, float]:
 
 def _attach_adapters(model: Any, adapters: dict[str, Path]) -> Any:
     """Wrap ``model`` in one PeftModel holding every adapter under its name."""
-    from dsft.models.lora import load_lora_adapter
-
     # load_lora_adapter, not PeftModel.from_pretrained: peft would rewrite DeepSeek-V3 MLP targets.
     for name, path in adapters.items():
         model = load_lora_adapter(model, str(path), adapter_name=name)
@@ -142,9 +144,6 @@ def load_serving_model(
     device: str | None = None, dtype: str = "auto", max_model_len: int | None = None,
 ) -> ServingModel:
     """Load ``MODEL_OR_RUN`` (or its already resolved source) plus named adapters; ``quantize="int8"`` for CPU."""
-    from dsft.export.source import resolve_source
-    from dsft.models.loading import align_special_tokens, load_model, load_tokenizer
-
     source = resolve_source(model_or_run) if isinstance(model_or_run, str) else model_or_run
     adapters: dict[str, Path] = {}
     if source.adapter_dir is not None:
@@ -175,8 +174,6 @@ def load_serving_model(
 
 def _quantize_int8(model: Any, adapters: dict[str, Path]) -> tuple[Any, dict[str, Path]]:
     """Dynamic int8 needs plain Linear layers: merge a single adapter first; several cannot share int8 weights."""
-    from dsft.export.quantize import quantize_dynamic_int8
-
     if len(adapters) > 1:
         raise DsftError("--quantize int8 with several adapters: int8 weights cannot switch adapters; merge one "
                         "adapter with `dsft export --format hf` and serve that, or drop --quantize")
