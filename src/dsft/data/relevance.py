@@ -16,6 +16,8 @@ import numpy as np
 
 from dsft.data.clean import Removed, StepResult, source_of
 from dsft.data.conversation import Conversation
+from dsft.data.formats import FormatProblem, to_conversation
+from dsft.data.readers import read_records
 from dsft.errors import DataError
 
 # CJK ideographs, kana and Hangul count one character per unit (no word segmentation needed);
@@ -37,9 +39,6 @@ def conversation_text(conversation: Conversation) -> str:
 
 def read_reference_texts(paths: Sequence[str]) -> list[str]:
     """Reference texts: ``.txt``/``.md`` files split on blank lines, or any dataset file dsft reads."""
-    from dsft.data.formats import FormatProblem, to_conversation
-    from dsft.data.readers import read_records
-
     texts: list[str] = []
     for name in paths:
         path = Path(name)

@@ -14,6 +14,9 @@ from pathlib import Path
 
 from dsft.disk import partial_output_removed, tree_bytes
 from dsft.errors import DsftError, UnsupportedError
+from dsft.export.gguf_export import export_gguf
+from dsft.export.hf import export_adapter, export_hf
+from dsft.export.ollama import export_ollama
 from dsft.export.source import ExportSource, resolve_source
 from dsft.export.verify import LogitComparison, VerificationError
 
@@ -96,19 +99,11 @@ def export(run_or_model: str | Path, fmt: str, out_dir: str | Path, dtype: str =
 def _dispatch(source: ExportSource, fmt: str, out: Path, dtype: str, verify: bool, tolerance: float | None,
               max_shard_size: str, name: str | None, echo: Callable[[str], None]) -> LogitComparison | None:
     if fmt == "hf":
-        from dsft.export.hf import export_hf
-
         return export_hf(source, out, dtype, verify, tolerance, max_shard_size, echo)
     if fmt == "adapter":
-        from dsft.export.hf import export_adapter
-
         if dtype != "auto":
             raise UnsupportedError(f"--dtype {dtype}: an adapter is copied as trained; drop --dtype")
         return export_adapter(source, out, verify, tolerance, echo)
     if fmt == "gguf":
-        from dsft.export.gguf_export import export_gguf
-
         return export_gguf(source, out, dtype, verify, tolerance, echo).comparison
-    from dsft.export.ollama import export_ollama
-
     return export_ollama(source, out, dtype, verify, tolerance, name, echo).comparison

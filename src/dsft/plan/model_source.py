@@ -14,6 +14,7 @@ from typing import Any
 
 from dsft.errors import DsftError
 from dsft.models.presets import REAL_MODEL_PRESETS, native_equivalent
+from dsft.models.resolve import resolve_model
 
 # Later releases with the architecture (and config) of a preset, under the names people plan them by.
 RELEASE_ALIASES = {"deepseek-v2.5": "deepseek-v2", "deepseek-v3-0324": "deepseek-v3", "deepseek-r1-0528": "deepseek-r1"}
@@ -77,8 +78,6 @@ def resolve_planner_config(model: str) -> tuple[str, Any]:
     if key in table:
         return key, _config_from_dict(table[key], f"preset {key}")
     if key.startswith("tiny-"):
-        from dsft.models.resolve import resolve_model
-
         directory = resolve_model(key)
         return key, _config_from_dict(json.loads((directory / "config.json").read_text(encoding="utf-8")), key)
     raise DsftError(

@@ -23,8 +23,11 @@ from typing import Any, Callable
 from transformers import TrainerCallback
 
 from dsft.config import DsftConfig, load_config, save_config
+from dsft.data.pipeline import prepare
 from dsft.errors import ConfigError, DsftError, UnsupportedError
 from dsft.eval.callbacks import training_eval_callbacks
+from dsft.models.loading import load_tokenizer
+from dsft.models.resolve import resolve_model
 from dsft.sweep.report import SWEEP_FILE, Sweep, Trial, best_evaluation, choose_best, write_report
 from dsft.sweep.space import SearchSpace, overrides_of
 from dsft.training.run import run_training
@@ -97,10 +100,6 @@ def _check_request(request: SweepRequest, base: DsftConfig) -> None:
 
 def prepare_sweep_data(base: DsftConfig, out: Path) -> Path:
     """Run the data pipeline once for every trial (or reuse ``data.prepared_dir``); refuse an empty val split."""
-    from dsft.data.pipeline import prepare
-    from dsft.models.loading import load_tokenizer
-    from dsft.models.resolve import resolve_model
-
     if base.data.prepared_dir:
         prepared = Path(base.data.prepared_dir)
     else:
