@@ -87,7 +87,8 @@ def test_two_process_ddp_loss_curve_equals_one_process(runs: dict[str, Path]) ->
 @pytest.mark.slow
 def test_two_process_checkpoint_resumes_in_one_process(runs: dict[str, Path]) -> None:
     one, resumed = _losses(runs["one"]), _losses(runs["resumed"])
-    assert sorted(resumed) == list(range(6, STEPS + 1))
+    # Steps 1-5 are the checkpoint's own history (its trainer state), 6-10 what the one process trained.
+    assert sorted(resumed) == list(range(1, STEPS + 1))
     for step in resumed:
         assert abs(one[step] - resumed[step]) <= TOLERANCE, (step, one[step], resumed[step])
 
