@@ -22,6 +22,12 @@ def test_overrides_are_typed() -> None:
     assert cfg.train.packing is False
 
 
+def test_a_learning_rate_beyond_float32_is_refused_by_key() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["train.lr=1e39"])
+    assert "train.lr: must be at most 1e30 (float32's range), got 1e+39" in str(info.value)
+
+
 def test_every_problem_named_at_once(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({"train": {"lr": -1, "bogus": 1}, "lora": {"r": "x"}, "nosuch": {}}))

@@ -319,6 +319,15 @@ class TrainConfig(Section):
         "swanlab through transformers' integrations when that package is installed; [] = metrics.jsonl only.",
     )
 
+    @field_validator("lr")
+    @classmethod
+    def _lr(cls, value: float) -> float:
+        # Optimizers keep the lr in fp32 state: torch's Adam fails deep inside its step beyond float32's
+        # range (3.4e38). No useful learning rate comes near the bound.
+        if value > 1e30:
+            raise ValueError(f"must be at most 1e30 (float32's range), got {value:g}")
+        return value
+
     @field_validator("max_steps")
     @classmethod
     def _max_steps(cls, value: int) -> int:
