@@ -1,0 +1,164 @@
+"""Fine-tuning a real pretrained model on made-up facts, from its GGUF file, then exporting and serving it.
+
+SmolLM2-135M-Instruct cannot know when the (fictional) reservoirs were completed. It is trained on 40
+questions (8 facts, 3 English and 2 Chinese phrasings each) and asked 24 paraphrased questions it never
+saw: the answer must hold the completion month and year. General questions it answered right before
+(never trained on) measure what it keeps. Bounded for a CPU: 4 epochs of 10 steps, rows of 128 tokens.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from dsft.eval.target import load_eval_target
+
+from conftest import read_jsonl
+from factcheck import ask, prompts_for, score
+
+pytestmark = pytest.mark.slow
+
+# The bounded recipe: measured on the 2-core machine (see docs/models.md for the figures).
+TRAIN = ["train.epochs=4", "train.micro_batch_size=4", "train.max_seq_len=128", "train.lr_scheduler=constant",
+         "train.warmup_ratio=0.0", "train.save_steps=1000", "eval.steps=10", "eval.load_best=false",
+         "train.report_to=[]", "train.logging_steps=10"]
+FULL = ["train.method=full", "train.lr=3e-4"]
+LORA = ["train.method=lora", "train.lr=2e-3", "lora.r=16", "lora.alpha=32"]
+
+
+def train(source: str, facts: dict[str, Path], cache: Path, out: Path, method: list[str]) -> Path:
+    from dsft.config import load_config
+    from dsft.training.run import run_training
+
+    cfg = load_config(None, [f"model.name_or_path={source}", f"model.cache_dir={cache}",
+                             f"data.train=[{facts['train']}]", f"data.val=[{facts['paraphrased']}]", *TRAIN, *method])
+    run_training(cfg, out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def base_answers(smollm2, facts) -> dict[str, list[str]]:
+    model, tokenizer = smollm2
+    return {name: ask(model, tokenizer, read_jsonl(facts[name])) for name in ("paraphrased", "general")}
+
+
+@pytest.fixture(scope="module")
+def full_run(smollm2_gguf, smollm2_dir, facts, realmodel_env, tmp_path_factory) -> Path:
+    """A full fine-tune whose config names the .gguf file itself (the converted copy is reused)."""
+    return train(str(smollm2_gguf), facts, realmodel_env, tmp_path_factory.mktemp("full") / "run", FULL)
+
+
+@pytest.fixture(scope="module")
+def full_answers(full_run, facts) -> dict[str, list[str]]:
+    target = load_eval_target(full_run)
+    return {name: ask(target.model, target.tokenizer, read_jsonl(facts[name])) for name in ("paraphrased", "general")}
+
+
+def report(label: str, answers: dict[str, list[str]], facts: dict[str, Path]) -> tuple[float, float]:
+    learned = score(answers["paraphrased"], read_jsonl(facts["paraphrased"]))
+    kept = score(answers["general"], read_jsonl(facts["general"]))
+    print(f"{label}: paraphrased facts {learned:.0%}, general answers kept {kept:.0%}; e.g. "
+          f"{answers['paraphrased'][0]!r} / {answers['general'][0]!r}")
+    return learned, kept
+
+
+def test_full_finetune_from_the_gguf_learns_the_facts(full_run, full_answers, base_answers, facts) -> None:
+    import json
+
+    info = json.loads((full_run / "run.json").read_text(encoding="utf-8"))
+    assert info["model_source"]["quantization"] == "Q4_1" and info["template"] == "hf"
+    base_learned, base_kept = report("base", base_answers, facts)
+    learned, kept = report("full fine-tune", full_answers, facts)
+    assert base_learned <= 0.1 and base_kept == 1.0
+    assert learned >= 0.6  # a clear majority of never-seen phrasings answered with the right month and year
+    assert kept >= 0.5  # general answers stay sensible (the figure is reported; see docs for remedies)
+
+
+def test_lora_finetune_learns_the_facts(smollm2_dir, facts, realmodel_env, tmp_path, base_answers) -> None:
+    run = train(str(smollm2_dir), facts, realmodel_env, tmp_path / "run", LORA)
+    target = load_eval_target(run)
+    assert target.adapter
+    answers = {name: ask(target.model, target.tokenizer, read_jsonl(facts[name])) for name in ("paraphrased", "general")}
+    learned, kept = report("LoRA fine-tune", answers, facts)
+    assert learned >= 0.6 and kept >= 0.5
+
+
+def test_hf_and_q8_0_gguf_exports_answer_like_the_trained_model(full_run, full_answers, facts, tmp_path) -> None:
+    from dsft.export.api import export
+    from dsft.export.gguf_verify import load_llama
+    from dsft.models.loading import load_model, load_tokenizer
+
+    records = read_jsonl(facts["paraphrased"])
+    export(full_run, "hf", tmp_path / "hf", echo=print)
+    model, tokenizer = load_model(tmp_path / "hf", dtype="float32", device="cpu"), load_tokenizer(tmp_path / "hf")
+    assert ask(model, tokenizer, records) == full_answers["paraphrased"]
+    del model
+    result = export(full_run, "gguf", tmp_path / "gguf", dtype="q8_0", echo=print)
+    llm = load_llama(tmp_path / "gguf" / "model.gguf", n_ctx=256)
+    try:
+        gguf_answers = []
+        for prompt in prompts_for(records, tokenizer):
+            ids = tokenizer.encode(prompt, add_special_tokens=False)
+            out = llm.create_completion(ids, max_tokens=32, temperature=0.0)
+            gguf_answers.append(out["choices"][0]["text"].strip())
+    finally:
+        llm.close()
+    same = sum(a == b for a, b in zip(gguf_answers, full_answers["paraphrased"]))
+    print(f"q8_0 GGUF ({result.comparison.summary()}): {same}/{len(records)} answers identical to the trained "
+          f"model's; facts right: GGUF {score(gguf_answers, records):.0%}, trained "
+          f"{score(full_answers['paraphrased'], records):.0%}")
+    # Measured: 21/24 answers identical, facts right 20/24 (GGUF) vs 21/24 (trained): 8-bit rounding flips
+    # a near-tie in one Chinese answer.
+    assert score(gguf_answers, records) >= score(full_answers["paraphrased"], records) - 1.5 / len(records)
+    assert same >= 0.85 * len(records)
+
+
+def test_dsft_serve_answers_through_the_openai_client(full_run, full_answers, facts) -> None:
+    import openai
+
+
+    port = _free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    server = subprocess.Popen([sys.executable, "-m", "dsft", "serve", str(full_run), "--port", str(port),
+                               "--served-model-name", "reservoirs"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}", server)
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=120)
+        records = read_jsonl(facts["paraphrased"])[:3]
+        for record, expected in zip(records, full_answers["paraphrased"]):
+            reply = client.chat.completions.create(model="reservoirs", messages=record["messages"][:1],
+                                                   max_tokens=32, temperature=0)
+            assert reply.choices[0].message.content.strip() == expected
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_ready(base_url: str, server: Any, timeout_s: float = 300) -> None:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"dsft serve exited with {server.returncode}: {server.stderr.read()[-2000:]}")
+        try:
+            if httpx.get(base_url + "/health", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError("dsft serve did not become ready")
