@@ -31,6 +31,7 @@ from transformers.trainer_callback import PrinterCallback
 from dsft.config import DsftConfig
 from dsft.data.preference_pipeline import load_prepared_preference, prepare_preference
 from dsft.errors import DsftError
+from dsft.models.lora import build_lora_config, native_v5_targets
 from dsft.training.guards import RunGuards
 from dsft.training.preference_examples import PreferenceSplit, render_split
 from dsft.training.setup import build_training_arguments, write_data_report
@@ -199,8 +200,6 @@ def build_objective_trainer(
     config, so that "adapter disabled" is the untouched base, the reference DPO and KTO need.
     """
     from datasets import Dataset
-
-    from dsft.models.lora import build_lora_config, native_v5_targets
 
     objective = cfg.train.objective
     val = splits["val"].examples

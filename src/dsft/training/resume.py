@@ -32,6 +32,7 @@ import xxhash
 from transformers import TrainerCallback
 
 from dsft.config import DsftConfig
+from dsft.data.readers import expand_inputs
 from dsft.errors import DsftError
 from dsft.training.checkpointing import file_hash
 
@@ -93,8 +94,6 @@ def data_fingerprint(splits: dict[str, Any]) -> str:
 
 def data_files(cfg: DsftConfig) -> dict[str, str]:
     """Each input data file (or prepared split) and the hash of its bytes, to name what changed."""
-    from dsft.data.readers import expand_inputs
-
     if cfg.data.prepared_dir:
         paths = sorted(p for p in Path(cfg.data.prepared_dir).glob("*.jsonl") if p.is_file())
     else:

@@ -27,7 +27,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from dsft.config.schema import TrainConfig
 from dsft.errors import DsftError
+from dsft.models.loading import load_tokenizer
+from dsft.models.resolve import resolve_model
+from dsft.training.bench.synthetic import LENGTH_MIXES, make_examples
 
 SYSTEMS = ("dsft", "trl-expert", "trl", "seed")
 # Optional accelerations the dsft system can be measured with (train.<name> in a config): off by default.
@@ -45,8 +51,6 @@ DEFINITIONS = {
 
 def measure_matmul_peak(threads: int, device: str) -> float:
     """Best observed FLOP/s of a large square matmul: fp32 on CPU, bf16 on GPU."""
-    import torch
-
     torch.set_num_threads(threads)
     n, dtype = (2048, torch.float32) if device == "cpu" else (8192, torch.bfloat16)
     a = torch.randn(n, n, dtype=dtype, device=device)
@@ -64,8 +68,6 @@ def measure_matmul_peak(threads: int, device: str) -> float:
 
 
 def machine_info(threads: int, device: str) -> dict[str, Any]:
-    import torch
-
     cpu = platform.processor()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
@@ -103,12 +105,6 @@ def run_bench(
     dsft_options: tuple[str, ...] = (), lengths: str = "short",
 ) -> dict[str, Any]:
     """Run dsft and each system in ``compare`` in turn; return the report (see module docstring)."""
-    import torch
-
-    from dsft.models.loading import load_tokenizer
-    from dsft.models.resolve import resolve_model
-    from dsft.training.bench.synthetic import LENGTH_MIXES, make_examples
-
     bad_options = [name for name in dsft_options if name not in DSFT_OPTIONS]
     if bad_options:
         raise DsftError(f"bench --dsft-option: unknown option(s) {', '.join(bad_options)}; "
@@ -121,8 +117,6 @@ def run_bench(
         raise DsftError(f"bench --lengths: expected one of {', '.join(LENGTH_MIXES)}, got {lengths!r}")
     if steps < 1 or seq_len < 64 or examples_per_step < 1:
         raise DsftError("bench: --steps must be >= 1, --seq-len >= 64 and --examples-per-step >= 1")
-    from dsft.config.schema import TrainConfig
-
     threads = threads or torch.get_num_threads()
     loss_chunk_size = loss_chunk_size or TrainConfig().loss_chunk_size
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -23,14 +23,18 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import torch
-from transformers import TrainerCallback
+from transformers import Trainer, TrainerCallback, TrainingArguments, default_data_collator
 
 from dsft.templates.base import IGNORE_INDEX
 from dsft.training.bench.synthetic import VERBATIM_CHAT_TEMPLATE, supervised_count
-
+from dsft.training.collators import make_collator, make_train_dataset
+from dsft.training.packing import pack_best_fit
+from dsft.training.segment_attention import select_segment_attention
+from dsft.training.trainer import DsftTrainer
 
 
 @dataclass
@@ -125,14 +129,6 @@ def common_args(spec: dict[str, Any], device: str) -> dict[str, Any]:
 
 
 def build_dsft(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[dict], meter: Meter) -> Any:
-    from types import SimpleNamespace
-
-    from transformers import TrainingArguments
-
-    from dsft.training.collators import make_collator, make_train_dataset
-    from dsft.training.segment_attention import select_segment_attention
-    from dsft.training.trainer import DsftTrainer
-
     train_cfg = SimpleNamespace(packing=True, max_seq_len=spec["seq_len"])
     dataset = make_train_dataset([{"input_ids": e["input_ids"], "labels": e["labels"]} for e in examples],
                                  train_cfg, spec["seed"])
@@ -165,7 +161,7 @@ def credit_table(examples: list[dict], seq_len: int) -> list[int]:
 
 def build_trl(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[dict], meter: Meter) -> Any:
     from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig, SFTTrainer  # optional: the bench / test extras install TRL
 
     tokenizer.chat_template = VERBATIM_CHAT_TEMPLATE
     dataset = Dataset.from_list([{"messages": e["messages"]} for e in examples])
@@ -186,9 +182,7 @@ def build_trl(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[d
 
 def build_trl_expert(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[dict], meter: Meter) -> Any:
     from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
-
-    from dsft.training.packing import pack_best_fit
+    from trl import SFTConfig, SFTTrainer  # optional: the bench / test extras install TRL
 
     tokenizer.chat_template = VERBATIM_CHAT_TEMPLATE
     dataset = Dataset.from_list([{"prompt": e["messages"][:1], "completion": e["messages"][1:]} for e in examples])
@@ -206,8 +200,6 @@ def build_trl_expert(spec: dict[str, Any], model: Any, tokenizer: Any, examples:
 
 
 def build_seed(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[dict], meter: Meter) -> Any:
-    from transformers import Trainer, TrainingArguments, default_data_collator
-
     seq_len, eos = spec["seq_len"], tokenizer.eos_token_id
     rows = []
     for e in examples:

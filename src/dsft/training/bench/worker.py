@@ -12,11 +12,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
+from transformers import set_seed
+
+from dsft.config.schema import LoraConfig
+from dsft.models.loading import load_model, load_tokenizer
+from dsft.models.lora import apply_lora
+from dsft.training.bench.systems import BUILDERS, Meter, summarize
+
 
 def peak_memory_bytes(device: str) -> int:
     """Peak GPU memory allocated by torch on GPU; peak resident set size of this process on CPU."""
-    import torch
-
     if device != "cpu":
         return int(torch.cuda.max_memory_allocated())
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
@@ -24,14 +30,6 @@ def peak_memory_bytes(device: str) -> int:
 
 def run_system(spec: dict[str, Any]) -> dict[str, Any]:
     """Load the model with the shared LoRA adapter, train ``spec['steps'] + 1`` steps, report figures."""
-    import torch
-    from transformers import set_seed
-
-    from dsft.config.schema import LoraConfig
-    from dsft.models.loading import load_model, load_tokenizer
-    from dsft.models.lora import apply_lora
-    from dsft.training.bench.systems import BUILDERS, Meter, summarize
-
     torch.set_num_threads(spec["threads"])
     set_seed(spec["seed"])
     examples = [json.loads(line) for line in Path(spec["data"]).read_text(encoding="utf-8").splitlines()]
