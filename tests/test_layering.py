@@ -1,9 +1,8 @@
 """Imports point one way: a package imports only packages listed before it (docs/internals.md).
 
-One exception: a *table* module, one that imports no dsft package (only the standard library and
-``dsft.errors``) in a package whose ``__init__`` imports none either, may be read from any layer
-(``dsft.templates.markers``: the DeepSeek marker strings; ``dsft.templates.registry``: the family names).
-Reading it cannot pull a higher layer's code in, so it cannot form a cycle.
+Modules at the package root are below every layer: ``dsft.errors`` and the two tables every layer reads,
+``dsft.markers`` (the DeepSeek marker strings) and ``dsft.template_families`` (the family names). A test
+holds them to that: they import no dsft package.
 """
 
 import ast
@@ -29,15 +28,6 @@ def _dsft_packages_imported(path: Path) -> set[str]:
     return found
 
 
-def _is_table(module: str) -> bool:
-    """A module that imports no dsft layer, in a package whose ``__init__`` imports none (see module doc)."""
-    bits = module.split(".")
-    path = ROOT.joinpath(*bits[1:]).with_suffix(".py")
-    init = ROOT / bits[1] / "__init__.py"
-    return len(bits) == 3 and path.is_file() and not _dsft_packages_imported(path) and not (
-        init.is_file() and _dsft_packages_imported(init))
-
-
 def test_imports_point_down_the_layers() -> None:
     rank = {name: i for i, name in enumerate(ORDER)}
     problems = []
@@ -53,8 +43,7 @@ def test_imports_point_down_the_layers() -> None:
                 names = [a.name for a in node.names]
             for name in names:
                 bits = name.split(".")
-                if (len(bits) > 1 and bits[0] == "dsft" and bits[1] in rank and rank[bits[1]] > rank[own]
-                        and not _is_table(name)):
+                if len(bits) > 1 and bits[0] == "dsft" and bits[1] in rank and rank[bits[1]] > rank[own]:
                     problems.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {name}")
     assert not problems, "upward imports:\n" + "\n".join(problems)
 
@@ -62,3 +51,9 @@ def test_imports_point_down_the_layers() -> None:
 def test_every_package_is_in_the_order() -> None:
     packages = {p.name for p in ROOT.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
     assert packages <= set(ORDER), packages - set(ORDER)
+
+
+def test_root_modules_import_no_layer() -> None:
+    for path in ROOT.glob("*.py"):
+        if path.name not in ("__init__.py", "__main__.py"):
+            assert not _dsft_packages_imported(path), f"{path.name} imports a dsft layer: it must stay a root table"

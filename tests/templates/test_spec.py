@@ -22,8 +22,8 @@ from dsft.models.tokenizers import chat_template as released_template
 from dsft.serve.prompts import generation_starts_in_reasoning
 from dsft.serve.vllm import reasoning_parser_for
 from dsft.templates import TEMPLATE_NAMES, ChatTemplate, get_template
-from dsft.templates import markers
-from dsft.templates.registry import FAMILIES
+from dsft import markers
+from dsft.template_families import FAMILIES
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "dsft"
 CHATML = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
@@ -94,11 +94,11 @@ def test_no_family_name_matching_outside_templates() -> None:
 
 
 def test_marker_strings_are_defined_once() -> None:
-    """No module outside templates/markers.py binds a name to a DeepSeek marker string."""
+    """No module outside markers.py binds a name to a DeepSeek marker string."""
     values = {v for k, v in vars(markers).items() if k.isupper() and isinstance(v, str)}
     offenders = []
     for path in SRC.rglob("*.py"):
-        if path == SRC / "templates" / "markers.py":
+        if path == SRC / "markers.py":
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and node.value.value in values:
@@ -113,7 +113,7 @@ def test_lower_layers_read_the_tables_without_loading_the_renderers() -> None:
     code = ("import sys, dsft.config, dsft.models.tokenizers; "
             "print(sorted(m for m in sys.modules if m.startswith('dsft.templates')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "['dsft.templates', 'dsft.templates.markers', 'dsft.templates.registry']"
+    assert out.strip() == "[]"  # the tables live at the package root: no template code is loaded
 
 
 def test_families_without_jinja_are_detected_by_model_type() -> None:

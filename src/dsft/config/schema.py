@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from dsft.templates.registry import TEMPLATE_CHOICES
+from dsft.template_families import TEMPLATE_CHOICES
 
 
 class Section(BaseModel):

@@ -28,7 +28,7 @@ from dsft.eval.scoring import Sample, score_samples
 from dsft.eval.target import load_eval_target
 from dsft.eval.text import count_tokens
 from dsft.templates import ChatTemplate, get_template
-from dsft.templates.markers import END_THINK, THINK
+from dsft.markers import END_THINK, THINK
 
 
 @dataclass

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from dsft.eval.text import count_tokens
-from dsft.templates.markers import END_THINK, THINK
+from dsft.markers import END_THINK, THINK
 from dsft.templates.reasoning import prompt_opens_think, split_reasoning
 
 __all__ = ["ParsedOutput", "parse_output", "prompt_opens_think", "reasoning_stats"]

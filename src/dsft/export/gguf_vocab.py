@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dsft.errors import UnsupportedError
-from dsft.templates.markers import BOS
+from dsft.markers import BOS
 
 
 # Distinctive fragments of the pre-tokenizer regexes llama.cpp implements (llama-vocab.cpp), checked in order.

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from dsft.errors import UnsupportedError
-from dsft.templates.markers import ASSISTANT, BOS, END_THINK, EOS, THINK, USER  # the one marker table
+from dsft.markers import ASSISTANT, BOS, END_THINK, EOS, THINK, USER  # the one marker table
 
 CHAT_TEMPLATE_DIR = Path(__file__).resolve().parent / "chat_templates"
 

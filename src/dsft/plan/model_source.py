@@ -28,8 +28,8 @@ def _planner_presets() -> dict[str, dict[str, Any]]:
     for name, config in REAL_MODEL_PRESETS.items():
         native = native_equivalent(config)
         table[name.lower()] = dict(native)
-        if not name.lower().startswith("deepseek-"):
-            table["deepseek-" + name.lower()] = dict(native)
+        # Every preset is also reachable as deepseek-NAME (a model-name alias, not a template family).
+        table.setdefault("deepseek-" + name.lower().removeprefix("deepseek-"), dict(native))
     for alias, name in RELEASE_ALIASES.items():
         table[alias] = dict(table[name])
     return table

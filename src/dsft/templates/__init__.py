@@ -2,7 +2,7 @@
 
 Every family implements :class:`dsft.templates.spec.ChatTemplate`; :mod:`dsft.templates.registry` names
 them. Names below load on first use, so a lower layer can read the dependency-free tables
-(:mod:`~dsft.templates.markers`, :mod:`~dsft.templates.registry`) without loading the renderers.
+(:mod:`~dsft.markers`, :mod:`~dsft.templates.registry`) without loading the renderers.
 
 >>> from dsft.data.conversation import Conversation, Message
 >>> from dsft.templates import get_template
@@ -32,7 +32,7 @@ _EXPORTS = {
     "TemplateFamily": "dsft.templates.family",
     "StreamingReasoningSplitter": "dsft.templates.reasoning",
     "split_reasoning": "dsft.templates.reasoning",
-    "TEMPLATE_CHOICES": "dsft.templates.registry",
+    "TEMPLATE_CHOICES": "dsft.template_families",
     "TEMPLATE_NAMES": "dsft.templates.registry",
     "get_template": "dsft.templates.registry",
     "detect_template": "dsft.templates.detect",

@@ -13,7 +13,7 @@ from dsft.errors import UnsupportedError
 from dsft.templates.base import Segment, split_think_content
 from dsft.templates.deepseek_v3 import inline_reasoning
 from dsft.templates.family import TemplateFamily
-from dsft.templates.markers import BOS, EOS
+from dsft.markers import BOS, EOS
 from dsft.templates.spec import OllamaTemplate
 
 LLM_SPECIAL_TOKENS = (BOS, EOS)

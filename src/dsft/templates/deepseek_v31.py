@@ -18,7 +18,7 @@ from dsft.data.conversation import Conversation, Message
 from dsft.templates.base import Segment, split_think_content
 from dsft.templates.deepseek_v3 import system_segments, tool_call_parts
 from dsft.templates.family import TemplateFamily
-from dsft.templates.markers import (
+from dsft.markers import (
     ASSISTANT, BOS, END_THINK, EOS, THINK, TOOL_CALL_BEGIN, TOOL_CALL_END, TOOL_CALLS_BEGIN, TOOL_CALLS_END,
     TOOL_OUTPUT_BEGIN, TOOL_OUTPUT_END, TOOL_SEP, USER,
 )

@@ -28,7 +28,7 @@ from dsft.errors import DsftError
 from dsft.templates.base import Segment, split_think_content
 from dsft.templates.dsml import dsml_tool_calls, to_json
 from dsft.templates.family import TemplateFamily
-from dsft.templates.markers import ASSISTANT, BOS, DSML, END_THINK, EOS, THINK, USER
+from dsft.markers import ASSISTANT, BOS, DSML, END_THINK, EOS, THINK, USER
 from dsft.templates.ollama_go import MARKER_STOPS
 from dsft.templates.spec import OllamaTemplate
 

@@ -20,7 +20,7 @@ from dsft.templates.base import Segment, split_think_content
 from dsft.templates.deepseek_v3 import system_segments
 from dsft.templates.dsml import dsml_tool_calls
 from dsft.templates.family import TemplateFamily
-from dsft.templates.markers import ASSISTANT, BOS, END_THINK, EOS, THINK, USER
+from dsft.markers import ASSISTANT, BOS, END_THINK, EOS, THINK, USER
 from dsft.templates.ollama_go import v3_layout
 
 V4_SPECIAL_TOKENS = (BOS, EOS, USER, ASSISTANT, THINK, END_THINK)

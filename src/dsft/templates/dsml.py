@@ -28,7 +28,7 @@ from typing import Any
 
 from dsft.data.conversation import Message
 from dsft.errors import DsftError
-from dsft.templates.markers import DSML
+from dsft.markers import DSML
 
 
 def to_json(value: Any) -> str:

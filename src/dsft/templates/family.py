@@ -29,7 +29,7 @@ from dsft.templates.base import (
     tokenize_segments,
     trained_turns,
 )
-from dsft.templates.markers import BOS, EOS
+from dsft.markers import BOS, EOS
 from dsft.templates.reasoning import prompt_opens_think
 from dsft.templates.spec import OllamaTemplate, no_ollama_template
 

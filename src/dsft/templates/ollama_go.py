@@ -10,7 +10,7 @@ generation prompt when the last message is not the assistant's. Newlines are wri
 
 from __future__ import annotations
 
-from dsft.templates.markers import ASSISTANT, BOS, EOS, USER
+from dsft.markers import ASSISTANT, BOS, EOS, USER
 from dsft.templates.spec import OllamaTemplate
 
 _LOOP_HEAD = '{{- range $i, $_ := .Messages }}{{- $last := eq (len (slice $.Messages $i)) 1 }}'

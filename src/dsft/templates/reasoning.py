@@ -23,7 +23,7 @@ answer strip it themselves.
 
 from __future__ import annotations
 
-from dsft.templates.markers import END_THINK, THINK
+from dsft.markers import END_THINK, THINK
 
 
 def _drop_leading_think(text: str) -> str | None:

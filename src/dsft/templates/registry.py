@@ -1,8 +1,5 @@
-"""The template families by name: one line per family, the one list every choice of ``template.name`` comes from.
-
-Adding a family is one module that builds a :class:`dsft.templates.spec.ChatTemplate` (see
-docs/templates.md, "Adding a family") plus its line in :data:`FAMILIES`. The module imports no dsft
-layer (families load on first use), so the config schema reads :data:`TEMPLATE_CHOICES` from here.
+"""The template families by name, loaded on first use from the table in :mod:`dsft.template_families`
+(one line per family; adding a family is one module plus its line there, see docs/templates.md).
 
 >>> from dsft.data.conversation import Conversation, Message
 >>> get_template("deepseek-r1").render_prompt(Conversation([Message("user", "Hi")]))
@@ -16,23 +13,11 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from dsft.errors import DsftError
+from dsft.template_families import FAMILIES, TEMPLATE_NAMES
 
 if TYPE_CHECKING:
     from dsft.templates.spec import ChatTemplate
 
-# name -> "module:attribute" of the family's spec. The order is the order of `dsft template list` and of
-# detection by chat-template signature.
-FAMILIES: dict[str, str] = {
-    "deepseek-llm": "dsft.templates.deepseek_llm:FAMILY",
-    "deepseek-v3": "dsft.templates.deepseek_v3:V3",
-    "deepseek-r1": "dsft.templates.deepseek_v3:R1",
-    "deepseek-v3.1": "dsft.templates.deepseek_v31:FAMILY",
-    "deepseek-v3.2": "dsft.templates.deepseek_v32:FAMILY",
-    "deepseek-v4": "dsft.templates.deepseek_v4:FAMILY",
-    "hf": "dsft.templates.hf:FAMILY",
-}
-TEMPLATE_NAMES: tuple[str, ...] = tuple(FAMILIES)
-TEMPLATE_CHOICES: tuple[str, ...] = ("auto", *TEMPLATE_NAMES)  # what template.name accepts
 
 
 @lru_cache(maxsize=None)

@@ -1,0 +1,25 @@
+"""The chat-template families by name: one line per family, the one list every choice of
+``template.name`` comes from.
+
+A table, not code: it names each family's module and never imports it (``dsft.templates.registry`` loads
+a family on first use), so every layer may read it; the config schema takes ``template.name``'s choices
+from here. Adding a family is one module under ``dsft/templates/`` that builds a
+:class:`dsft.templates.spec.ChatTemplate` (see docs/templates.md, "Adding a family") plus its line in
+:data:`FAMILIES`.
+"""
+
+from __future__ import annotations
+
+# name -> "module:attribute" of the family's spec. The order is the order of `dsft template list` and of
+# detection by chat-template signature.
+FAMILIES: dict[str, str] = {
+    "deepseek-llm": "dsft.templates.deepseek_llm:FAMILY",
+    "deepseek-v3": "dsft.templates.deepseek_v3:V3",
+    "deepseek-r1": "dsft.templates.deepseek_v3:R1",
+    "deepseek-v3.1": "dsft.templates.deepseek_v31:FAMILY",
+    "deepseek-v3.2": "dsft.templates.deepseek_v32:FAMILY",
+    "deepseek-v4": "dsft.templates.deepseek_v4:FAMILY",
+    "hf": "dsft.templates.hf:FAMILY",
+}
+TEMPLATE_NAMES: tuple[str, ...] = tuple(FAMILIES)
+TEMPLATE_CHOICES: tuple[str, ...] = ("auto", *TEMPLATE_NAMES)  # what template.name accepts
