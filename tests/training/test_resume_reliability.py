@@ -25,6 +25,7 @@ from safetensors.torch import load_file
 from dsft.config import load_config
 from dsft.errors import DsftError
 from dsft.training.run import run_training
+from dsft.training.rundir import RunDir
 
 MODEL = "tiny-r1-distill-qwen"
 
@@ -144,6 +145,7 @@ def test_real_kill_during_final_save_then_resume(finished: Path, tmp_path: Path)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     killed = subprocess.run([sys.executable, "-c", killer], capture_output=True, text=True, env=env)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert RunDir(run).status == "interrupted"  # recorded as running; its process is gone
     assert not (run / "final").exists() and checkpoint_names(run) == ["checkpoint-2", "checkpoint-4"]
     resumed = subprocess.run([sys.executable, "-m", "dsft", "train", str(config), "--out", str(run), "--resume", "auto"],
                              capture_output=True, text=True, env=env)

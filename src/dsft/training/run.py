@@ -28,6 +28,7 @@ from dsft.training.checkpointing import checkpoint_step, resolve_resume
 from dsft.training.collators import make_collator, make_train_dataset
 from dsft.training.environment import environment_problems
 from dsft.training.gpu_telemetry import GpuTelemetry
+from dsft.training.liveness import process_record
 from dsft.training.guards import RunGuards
 from dsft.training.monitoring import RichProgressCallback, TokenCounter, monitoring_callbacks, rebuild_metrics
 from dsft.training.objective_checks import objective_problems, prompt_opens_think
@@ -155,7 +156,7 @@ def run_training(
         result = _finish_from_checkpoint(trainer, tokenizer, template, run, checkpoint, info, previous, started)
         metrics.close()
         return result
-    run.write_info(**info, status="running")
+    run.write_info(**info, status="running", process=process_record())
     stopper.install()
     try:
         output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)

@@ -31,6 +31,7 @@ from dsft.config import DsftConfig, dump_config, load_config
 from dsft.errors import DsftError
 from dsft.models.resolve import resolve_model
 from dsft.training.checkpointing import list_checkpoints
+from dsft.training.liveness import another_live_process, process_alive
 from dsft.training.resume import DATA_LOCATION_KEYS, refused_changes
 
 RUN_INFO_FILE = "run.json"
@@ -42,6 +43,9 @@ ADAPTER_METHODS = ("lora", "qlora")
 FULL_METHODS = ("full",)
 # ``status`` of a directory whose run has not written run.json yet (or stopped during setup).
 NOT_STARTED = "not started"
+# ``status`` of a run recorded as running whose training process has ended without recording how
+# (killed, out of memory, the machine rebooted).
+INTERRUPTED = "interrupted"
 
 # Changing any of these makes it a different run; other keys (steps, lr, logging, eval cadence)
 # may change on --resume, e.g. to extend a run or to lower the lr after a NaN stop.
@@ -131,13 +135,18 @@ class RunDir:
 
     @property
     def status(self) -> str:
-        """``running`` | ``finished`` | ``stopped`` | ``failed`` as recorded, or ``not started``.
+        """``running`` | ``finished`` | ``stalled`` | ``stopped`` | ``failed`` as recorded, ``not started``,
+        or ``interrupted``: recorded as running, but its training process on this host has ended.
 
-        A run killed without a chance to record it stays ``running``.
+        A run recorded as running on another host stays ``running`` (its process cannot be checked).
         """
         if not self.info_path.is_file():
             return NOT_STARTED
-        return str(self.info.get("status") or "unknown")
+        info = self.info
+        status = str(info.get("status") or "unknown")
+        if status == "running" and process_alive(info.get("process")) is False:
+            return INTERRUPTED
+        return status
 
     @property
     def template(self) -> str:
@@ -247,6 +256,11 @@ class RunDir:
         if run_dir.is_dir() and any(run_dir.iterdir()) and not saved.is_file():
             raise DsftError(f"--out {run_dir}: exists, is not empty and holds no dsft run (no {CONFIG_FILE}); "
                             "choose a new directory")
+        recorded = self.recorded_info()
+        if recorded.get("status") == "running" and another_live_process(recorded.get("process")):
+            raise DsftError(f"--out {run_dir}: is being trained right now by process {recorded['process']['pid']}; "
+                            "stop it first (a second trainer would overwrite its checkpoints), or choose a new "
+                            "--out directory")
         new = cfg.model_dump(mode="json")
         if saved.is_file():
             old = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}

@@ -20,7 +20,8 @@ from typing import Any
 
 from dsft.config import dump_config
 from dsft.errors import DsftError
-from dsft.training.rundir import NOT_STARTED, RunDir
+from dsft.training.liveness import pid_alive
+from dsft.training.rundir import INTERRUPTED, NOT_STARTED, RunDir
 from dsft.ui.paths import relative_name
 
 MAX_DEPTH = 3
@@ -134,31 +135,14 @@ def write_launch(root: Path, name: str, record: dict[str, Any]) -> None:
     path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` still runs (a zombie, ended but not yet reaped, counts as ended)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    except (OSError, IndexError):
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def run_status(written: str, launch: dict[str, Any] | None) -> str:
-    """running / finished / stalled / failed / stopped early / stopped / starting / not started.
+    """running / finished / stalled / failed / stopped early / stopped / interrupted / starting / not started.
 
     ``run.json`` says what training last wrote; a run this dashboard launched is also checked against
     its process, so a run killed mid-way does not show as running for ever.
     """
     alive = bool(launch) and pid_alive(int(launch["pid"]))
-    if written in ("finished", "stalled", "failed"):  # stalled: finished, but the gradients stayed at 0
+    if written in ("finished", "stalled", "failed", INTERRUPTED):  # stalled: finished, but the gradients stayed at 0
         return written
     if written == "stopped":
         return "stopped early"
