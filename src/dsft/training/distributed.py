@@ -22,6 +22,7 @@ from typing import Any
 
 from dsft.config.schema import TrainConfig
 from dsft.errors import ConfigError, UnsupportedError
+from dsft.training.build_locks import remove_stale_locks
 from dsft.training.environment import resolve_precision
 
 DEEPSPEED_FILE = "deepspeed.json"
@@ -300,6 +301,7 @@ def distributed_training_args(
             kwargs["ddp_backend"] = "gloo"
         return kwargs
     if strategy == "deepspeed":
+        remove_stale_locks()
         config = deepspeed_config(train_cfg, world_size)
         path = run_dir / DEEPSPEED_FILE
         path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")

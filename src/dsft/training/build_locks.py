@@ -1,0 +1,90 @@
+"""Stale build locks of torch C++ extensions, which make every later DeepSpeed run wait for ever.
+
+DeepSpeed compiles its ops (its Adam, communication kernels) on first use through torch's extension
+loader, which guards each build directory with a ``lock`` file created at the start of the build and
+removed at its end; a second process waits while the file exists, without a time limit. A build that was
+killed (Ctrl-C, a timeout, the out-of-memory killer) leaves the file behind, and from then on every
+DeepSpeed run on the machine hangs silently before its first step.
+
+The builder keeps the lock file open while it builds, so a lock that no process on this host holds open
+and that is older than any build takes was left by a killed build and is removed, with a warning naming it.
+A younger lock is kept: it may belong to a build on another host sharing the directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# Far longer than any DeepSpeed op build takes (a few minutes on two cores).
+STALE_AFTER_S = 30 * 60
+
+
+def extensions_root() -> Path:
+    """Where torch builds extensions: ``TORCH_EXTENSIONS_DIR`` or its default under the cache directory."""
+    configured = os.environ.get("TORCH_EXTENSIONS_DIR")
+    if configured:
+        return Path(configured)
+    from torch.utils.cpp_extension import get_default_build_root  # imported on use: torch loads late
+
+    return Path(get_default_build_root())
+
+
+def open_files() -> set[Path]:
+    """Every file some process on this host (that this user may inspect) holds open."""
+    held: set[Path] = set()
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            entries = list(fd_dir.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                held.add(Path(os.readlink(entry)))
+            except OSError:
+                continue
+    return held
+
+
+def stale_locks(root: Path, now: float | None = None) -> list[Path]:
+    """Lock files under ``root`` (one per build directory) that no process holds and that are old."""
+    now = time.time() if now is None else now
+    candidates = [lock for lock in root.glob("*/*/lock") if lock.is_file()]
+    candidates += [lock for lock in root.glob("*/lock") if lock.is_file()]
+    if not candidates:
+        return []
+    held = open_files()
+    stale = []
+    for lock in candidates:
+        try:
+            age = now - lock.stat().st_mtime
+        except OSError:
+            continue
+        if age > STALE_AFTER_S and lock.resolve() not in held:
+            stale.append(lock)
+    return stale
+
+
+def remove_stale_locks(root: Path | None = None) -> list[Path]:
+    """Remove the stale build locks under ``root`` (default: torch's extension directory); the removed ones."""
+    root = extensions_root() if root is None else root
+    if not Path("/proc/self/fd").is_dir() or not root.is_dir():
+        return []  # no way to tell which locks are held: leave them
+    removed = []
+    for lock in stale_locks(root):
+        try:
+            lock.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            log.warning("%s: a build lock left by a killed build; DeepSpeed will wait on it for ever; "
+                        "remove it (%s)", lock, exc)
+            continue
+        log.warning("removed %s: a build lock left by a killed build (no process holds it), on which "
+                    "DeepSpeed would have waited for ever", lock)
+        removed.append(lock)
+    return removed
