@@ -95,7 +95,7 @@ def convert(record: Any, fmt: str = "auto", columns: dict[str, str] | None = Non
     """Like :func:`to_conversation`, also returning the format name that was used."""
     if not isinstance(record, dict):
         raise FormatProblem(f"record is {_type_name(record)}, expected a JSON object")
-    view = _apply_columns(record, columns or {})
+    view = apply_columns(record, columns or {})
     name = detect_format(view) if fmt == "auto" else fmt
     if name is None:
         keys = ", ".join(sorted(map(str, record))[:12]) or "none"
@@ -108,7 +108,7 @@ def convert(record: Any, fmt: str = "auto", columns: dict[str, str] | None = Non
     return name, conversation
 
 
-def _apply_columns(record: dict[str, Any], columns: dict[str, str]) -> dict[str, Any]:
+def apply_columns(record: dict[str, Any], columns: dict[str, str]) -> dict[str, Any]:
     """A view of ``record`` with user columns renamed to canonical names; a missing column is an error."""
     if not columns:
         return record

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from dsft.data.conversation import Conversation, Message
-from dsft.data.formats import SHAREGPT_ROLES, FormatProblem, from_messages, split_inline_think
+from dsft.data.formats import SHAREGPT_ROLES, FormatProblem, apply_columns, from_messages, split_inline_think
 from dsft.data.validate import validate_conversation
 
 Kind = Literal["pair", "labeled", "prompt"]
@@ -159,13 +159,10 @@ def validate_record(record: PreferenceRecord) -> list[str]:
 
 
 def _rename(record: dict[str, Any], columns: dict[str, str]) -> dict[str, Any]:
-    view = dict(record)
-    for canonical, column in columns.items():
-        if column not in record:
-            raise PreferenceProblem(f"column {column!r} (mapped to {canonical}) is missing from the record")
-        view.pop(column)
-        view[canonical] = record[column]
-    return view
+    try:
+        return apply_columns(record, columns)
+    except FormatProblem as exc:
+        raise PreferenceProblem(str(exc)) from None
 
 
 def _messages(value: Any, where: str) -> list[Message]:
