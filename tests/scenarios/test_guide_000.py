@@ -4,18 +4,20 @@ two GPUs, numeric accuracy, Ollama. The whole path on the tiny R1-distill preset
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
-
-from scenarios_helpers import FEW_STEPS, assert_every_record_accounted, guide, read_jsonl, serve_once, supervised_text
+from scenarios_helpers import (
+    FEW_STEPS,
+    assert_every_record_accounted,
+    guide,
+    read_jsonl,
+    serve_once,
+    supervised_text,
+)
+from torchrun_helpers import train_in_processes
 
 GUIDE = guide("000")
 CONFIG = GUIDE / "config.yaml"
@@ -103,28 +105,17 @@ def test_guide_000_zero3_on_two_processes(at_repo_root: Path, dsft, tmp_path: Pa
     assert "--num_nodes 1 --num_gpus 2" in (launch / "deepspeed_launch.sh").read_text()
 
     run = tmp_path / "run"
-    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    command = [torchrun, "--standalone", "--nproc_per_node=2", "-m", "dsft", "train", str(CONFIG), "--out", str(run),
-               *FEW_STEPS, "--set", "train.max_steps=2", "--set", "train.micro_batch_size=2", "--set", "train.grad_accum=1",
-               "--set", "train.distributed=deepspeed", "--set", "train.offload=none", "--set", "train.max_seq_len=128",
-               # No evaluation: ZeRO-3 training is what is checked (generation eval is single-process).
-               "--set", "data.val=[]", "--set", "data.val_ratio=0", "--set", "eval.metric=eval_loss",
-               "--set", "eval.generation_steps=0",
-               # ZeRO-3 with activation checkpointing on gloo has not finished 2 steps within 600 s on a busy
-               # 2-core machine (undiagnosed: a hang or contention); ZeRO-3 itself is what is checked here.
-               "--set", "train.gradient_checkpointing=false"]
-    # A session of its own, so a timeout ends the ranks too (killing torchrun alone leaves them running).
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               cwd=at_repo_root, start_new_session=True)
-    try:
-        _, stderr = process.communicate(timeout=600)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
-        raise
-    done = subprocess.CompletedProcess(command, process.returncode, "", stderr)
-    assert done.returncode == 0, done.stderr[-4000:]
+    train_in_processes(
+        [str(CONFIG), "--out", str(run), *FEW_STEPS, "--set", "train.max_steps=2", "--set", "train.micro_batch_size=2",
+         "--set", "train.grad_accum=1", "--set", "train.distributed=deepspeed", "--set", "train.offload=none",
+         "--set", "train.max_seq_len=128",
+         # No evaluation: ZeRO-3 training is what is checked (generation eval is single-process).
+         "--set", "data.val=[]", "--set", "data.val_ratio=0", "--set", "eval.metric=eval_loss",
+         "--set", "eval.generation_steps=0",
+         # ZeRO-3 with activation checkpointing on gloo has not finished 2 steps within 600 s on a busy
+         # 2-core machine (undiagnosed: a hang or contention); ZeRO-3 itself is what is checked here.
+         "--set", "train.gradient_checkpointing=false"],
+        2, at_repo_root)
     ds = json.loads((run / "deepspeed.json").read_text())
     assert ds["zero_optimization"]["stage"] == 3 and ds["train_batch_size"] == 2 * 1 * 2
     assert [r["step"] for r in read_jsonl(run / "metrics.jsonl") if "loss" in r] == [1, 2]

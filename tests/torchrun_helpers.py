@@ -1,0 +1,30 @@
+"""`dsft train` in one process or under torchrun, for the multi-process tests of every directory."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+
+def train_in_processes(args: list[str], processes: int, cwd: Path) -> None:
+    """``dsft train ARGS`` in one process, or under ``torchrun --nproc_per_node PROCESSES`` (CPU, gloo)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    if processes == 1:
+        command = [sys.executable, "-m", "dsft", "train", *args]
+    else:
+        torchrun = shutil.which("torchrun") or f"{Path(sys.executable).parent}/torchrun"
+        command = [torchrun, "--standalone", f"--nproc_per_node={processes}", "-m", "dsft", "train", *args]
+    # Its own process group, so a timeout ends torchrun's ranks too instead of leaving them running.
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               cwd=cwd, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+    assert process.returncode == 0, stdout[-3000:] + stderr[-6000:]
