@@ -44,6 +44,10 @@ def test_every_problem_named_at_once(tmp_path: Path) -> None:
 def test_missing_and_malformed_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "absent.yaml")
+    with pytest.raises(ConfigError, match="is a directory, not a config file"):
+        load_config(tmp_path)
+    # A device or pipe is readable: /dev/null is an empty config (defaults), not "not found".
+    assert load_config("/dev/null", ["data.train=[x.jsonl]"]).data.train == ["x.jsonl"]
     bad = tmp_path / "bad.yaml"
     bad.write_text("train: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
