@@ -42,7 +42,7 @@ from dsft.training.setup import (
     load_splits,
     resolve_template,
 )
-from dsft.training.stop import StopOnSigterm
+from dsft.training.stop import StopOnSignal
 from dsft.training.trainer import DsftTrainer
 from dsft.training.trainer_hooks import load_checkpoint_weights
 
@@ -130,7 +130,7 @@ def run_training(
     callbacks = _callbacks(cfg, run_dir, counter, bool(splits["val"].examples), progress, should_stop,
                            extra_callbacks, telemetry)
     metrics = callbacks[0]
-    stopper = StopOnSigterm()  # SIGTERM: finish the step, save a checkpoint, end as stopped
+    stopper = StopOnSignal()  # SIGTERM or Ctrl-C: finish the step, save a checkpoint, end as stopped
     callbacks.append(stopper)
     if sft:
         trainer = _build_trainer(cfg, run_dir, model, tokenizer, splits, callbacks, counter)

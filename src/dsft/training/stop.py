@@ -1,37 +1,47 @@
-"""A graceful stop on SIGTERM: finish the current optimizer step, write a checkpoint, end the run as stopped.
+"""A graceful stop on SIGTERM or Ctrl-C: finish the current optimizer step, write a checkpoint, end the run
+as stopped.
 
-``kill PID`` (SIGTERM, what ``dsft ui``'s Stop button, schedulers and ``docker stop`` send) no longer loses
-the steps since the last checkpoint: the step in flight completes, the Trainer saves ``checkpoint-N`` as it
-does at ``save_steps``, ``final/`` is written and ``run.json`` says ``stopped``; ``--resume auto`` continues.
-A second SIGTERM before the step ends kills the process as before. Ctrl-C (SIGINT) is left alone.
+``kill PID`` (SIGTERM, what ``dsft ui``'s Stop button, schedulers and ``docker stop`` send) and Ctrl-C
+(SIGINT) no longer lose the steps since the last checkpoint: the step in flight completes, the Trainer
+saves ``checkpoint-N`` as it does at ``save_steps``, ``final/`` is written and ``run.json`` says
+``stopped``; ``--resume auto`` continues. The same signal a second time before the step ends stops the
+process at once, as before (Ctrl-C twice: KeyboardInterrupt).
+
+Under several processes every rank must stop after the same step, or the others wait for ever in the next
+step's collectives; a signal can reach the ranks on either side of a step end. The ranks therefore agree
+at every step end (one all-reduce of a flag, the largest wins): if any rank was asked, all stop there.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from typing import Any
 
+import torch
+import torch.distributed as dist
 from transformers import TrainerCallback
 
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "Ctrl-C"}
 
-class StopOnSigterm(TrainerCallback):
+
+class StopOnSignal(TrainerCallback):
     """Installed for the duration of ``trainer.train`` (main thread only; elsewhere it does nothing)."""
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous: Any = None
-        self._installed = False
+        self._previous: dict[int, Any] = {}
 
     def install(self) -> None:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-            self._installed = True
+            self._previous = {signum: signal.signal(signum, self._handle) for signum in SIGNALS}
 
     def restore(self) -> None:
-        if self._installed:
-            signal.signal(signal.SIGTERM, self._previous)
-            self._installed = False
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:  # asked twice: stop now
@@ -39,9 +49,22 @@ class StopOnSigterm(TrainerCallback):
             signal.raise_signal(signum)
             return
         self.requested = True
+        # os.write, not logging: a handler may interrupt a logging call that holds its lock.
+        os.write(2, f"\n{_NAMES.get(signum, signum)}: stopping after this step with a checkpoint "
+                    f"(again to stop at once)\n".encode())
+
+    def _agreed(self) -> bool:
+        """Whether any rank was asked to stop (this rank alone outside a process group)."""
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return self.requested
+        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
+        flag = torch.tensor([1.0 if self.requested else 0.0], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        self.requested = bool(flag.item())
+        return self.requested
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> Any:
-        if self.requested:
+        if self._agreed():
             control.should_save = True
             control.should_training_stop = True
         return control
