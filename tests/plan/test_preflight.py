@@ -13,6 +13,7 @@ import pytest
 from dsft.config import load_config
 from dsft.plan import preflight as preflight_module
 from dsft.plan.preflight import preflight_problems
+from dsft.training import distributed
 from dsft.training.environment import Environment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -145,3 +146,18 @@ def test_plan_takes_a_training_config_after_the_same_checks(run_cli, tmp_path) -
         (4096, True, 8, 32)
     assert request["micro_batch"] == 2  # a flag wins over the config
     assert json.loads(out)["model"] == "deepseek-r1-distill-qwen-7b"
+
+
+def test_a_launch_resolves_auto_for_the_gpu_cluster_not_this_machine(run_cli, tmp_path, monkeypatch) -> None:
+    """Written on a machine without CUDA, a launch for GPUs resolves train.distributed=auto to DeepSpeed there,
+    so ZeRO offload (which DDP cannot do) is accepted, not refused as if the run were on this CPU."""
+    monkeypatch.setattr(distributed, "_cuda_available", lambda: False)  # this machine: no GPU
+    config = tmp_path / "offload.yaml"
+    config.write_text(json.dumps({"train": {"distributed": "auto", "offload": "optimizer"},
+                                  "model": {"name_or_path": "tiny-deepseek-v3"}, "data": {"train": ["x.jsonl"]}}))
+    code, _, err = run_cli(["launch", str(config), "--nodes", "1", "--gpus-per-node", "2", "--out", str(tmp_path / "o")])
+    assert code == 0, err
+    assert "offload needs" not in " ".join(preflight_problems(load_config(config), Environment.gpu_cluster(2)))
+    # On this machine itself (two CPU processes) the same config is refused: auto means DDP here.
+    local = Environment(world_size=2, cuda=False)
+    assert any("offload needs" in p for p in preflight_problems(load_config(config), local))

@@ -37,7 +37,7 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def _single_process_strategy(train_cfg: TrainConfig) -> str:
+def _single_process_strategy(train_cfg: TrainConfig, cuda: bool, deepspeed: bool) -> str:
     """``auto`` in one process: DeepSpeed when ZeRO/offload was asked for and can run, else none (said aloud).
 
     One GPU with ZeRO-3 offload is a real recipe (frozen base and optimizer states in host RAM); asking
@@ -47,7 +47,7 @@ def _single_process_strategy(train_cfg: TrainConfig) -> str:
              if key in train_cfg.model_fields_set and getattr(train_cfg, key) not in (0, "none")]
     if not asked:
         return "none"
-    if _cuda_available() and importlib.util.find_spec("deepspeed") is not None:
+    if cuda and deepspeed:
         return "deepspeed"
     warnings.warn(f"{', '.join(asked)}: not applied; one process without CUDA and DeepSpeed trains on a "
                   "single device with no ZeRO partitioning or offload (set train.distributed=deepspeed on a "
@@ -55,20 +55,24 @@ def _single_process_strategy(train_cfg: TrainConfig) -> str:
     return "none"
 
 
-def resolve_strategy(train_cfg: TrainConfig, world_size: int) -> str:
+def resolve_strategy(train_cfg: TrainConfig, world_size: int, cuda: bool | None = None,
+                     deepspeed: bool | None = None) -> str:
     """``none`` | ``ddp`` | ``fsdp`` | ``deepspeed`` for this config and process count.
 
     ``auto``: one process -> none; several -> DeepSpeed ZeRO (``train.zero_stage``) on CUDA when
-    DeepSpeed is installed, else DDP (CPU/gloo runs, or no DeepSpeed).
+    DeepSpeed is installed, else DDP (CPU/gloo runs, or no DeepSpeed). ``cuda`` and ``deepspeed`` describe
+    the machines the run will use (default: this one), e.g. a GPU cluster a launch script is written for.
     """
+    cuda = _cuda_available() if cuda is None else cuda
+    deepspeed = importlib.util.find_spec("deepspeed") is not None if deepspeed is None else deepspeed
     choice = train_cfg.distributed
     if choice == "auto":
         if world_size <= 1:
-            return _single_process_strategy(train_cfg)
-        if _cuda_available() and importlib.util.find_spec("deepspeed") is not None and train_cfg.zero_stage > 0:
+            return _single_process_strategy(train_cfg, cuda, deepspeed)
+        if cuda and deepspeed and train_cfg.zero_stage > 0:
             return "deepspeed"
         return "ddp"
-    if choice == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
+    if choice == "deepspeed" and not deepspeed:
         raise UnsupportedError("train.distributed=deepspeed needs DeepSpeed: pip install deepspeed (or dsft[distributed])")
     if train_cfg.offload != "none" and choice == "ddp":
         raise ConfigError(f"train.offload={train_cfg.offload}: offload needs train.distributed=deepspeed or fsdp")

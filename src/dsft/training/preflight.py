@@ -55,7 +55,8 @@ def _strategy_problems(cfg: DsftConfig, env: Environment, problems: list[str]) -
         if env.world_size is None:
             return  # auto is resolved once the number of processes is known
         try:
-            strategy = resolve_strategy(t, env.world_size)
+            # The machines the run will use: a launch script's GPU cluster is not this machine.
+            strategy = resolve_strategy(t, env.world_size, cuda=env.has_cuda(), deepspeed=not env.lacks("deepspeed"))
         except DsftError as exc:
             problems.append(str(exc))
             return
