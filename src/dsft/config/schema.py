@@ -180,9 +180,23 @@ class DistillConfig(Section):
                               "distill_cache.jsonl in the output directory.")
 
 
+class MixSource(Section):
+    path: str = Field(description="A file, directory or glob of conversations (any format data.train reads).")
+    ratio: float = Field(
+        gt=0, lt=1, description="Share of the train split's records drawn from it (0.2 = one record in five), "
+        "sampled with train.seed; repeated when the file holds fewer.",
+    )
+
+
 class DataConfig(Section):
     train: list[str] = Field(
         default_factory=list, description="Training files, directories or globs (.json/.jsonl/.csv/.parquet)."
+    )
+    mix: list[MixSource] = Field(
+        default_factory=list,
+        description="Other data mixed into the train split at a stated share, e.g. [{path: general.jsonl, ratio: "
+        "0.2}] to keep general ability: cleaned like data.train, never split into val/test, sampled after "
+        "augmentation so each source makes up its ratio of the final train split.",
     )
     val: list[str] = Field(default_factory=list, description="Explicit validation files (else split from train).")
     test: list[str] = Field(default_factory=list, description="Explicit test files (else split from train).")
@@ -233,6 +247,32 @@ class DataConfig(Section):
         if self.val_ratio + self.test_ratio >= 1:
             raise ValueError("val_ratio + test_ratio must be < 1")
         return self
+
+    @field_validator("mix", mode="before")
+    @classmethod
+    def _mix_entries_are_mappings(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return [value]  # one source without the list brackets
+        if isinstance(value, str) or (isinstance(value, list) and any(not isinstance(e, dict) for e in value)):
+            raise ValueError(f"each entry is {{path: FILE, ratio: SHARE}}, e.g. [{{path: general.jsonl, ratio: 0.2}}]")
+        return value
+
+    @field_validator("mix")
+    @classmethod
+    def _mix_leaves_room(cls, value: list[MixSource]) -> list[MixSource]:
+        mixed = sum(source.ratio for source in value)
+        if mixed >= 1:
+            raise ValueError(f"the ratios sum to {mixed:g}; they must sum to less than 1, leaving room for the "
+                             "data.train records")
+        return value
+
+    @field_validator("prepared_dir")
+    @classmethod
+    def _mix_needs_preparation(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value and info.data.get("mix"):
+            raise ValueError("data.mix is applied while data is prepared, and a prepared directory's splits are "
+                             "already made: drop data.mix here and prepare the directory with it set")
+        return value
 
 
 class TemplateConfig(Section):

@@ -10,8 +10,10 @@ Order of steps (each optional step is configured under ``data.clean``):
    (embedding question-answer consistency, IFD scored by an injected model scorer);
 5. split (seeded, stratified, near-duplicate clusters and generated families on one side) unless val/test
    files are given; records filled from tables (``data.augment.templates``) join the train inputs first;
-6. augmentation of the train split (``data.augment``); class balancing of the train split; contamination
-   check of train against val/test;
+   ``data.mix`` records are held out of the split;
+6. augmentation of the train split (``data.augment``); class balancing of the train split; ``data.mix``
+   sources drawn into the train split at their ratios (:mod:`dsft.data.mix`); contamination check of
+   train against val/test;
 7. reasoning policy on every split; statistics, histograms, files.
 
 The identity ``read + sum(added) == kept + rejected + sum(removed)`` (``kept`` = the records in the splits)
@@ -28,9 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from dsft.config.schema import DsftConfig
-from dsft.data import augment, clean, near_dedup, relevance, semantic
+from dsft.data import augment, clean, mix, near_dedup, relevance, semantic
 from dsft.data.conversation import Conversation
 from dsft.data.ingest import Rejection, ingest, rejection_error, write_rejections
+from dsft.data.readers import expand_inputs
 from dsft.data.reasoning_policy import apply_reasoning_policy, length_stats, reasoning_stats
 from dsft.data.report import (
     HISTOGRAM_FILE, REASONING_HISTOGRAM_FILE, render_markdown, write_histograms, write_jsonl, write_removed,
@@ -102,14 +105,17 @@ def prepare(
     tokens = clock("tokenize", _count, pools, tokenizer, cfg)
     pools = clock("filter", _filter, pools, tokens, cfg, ledger)
     pools = clock("semantic", _semantic, pools, tokens, scorers, ledger)
+    pools["train"], mixed = mix.take_mixed(pools["train"])  # data.mix records skip the split and augmentation
     splits = clock("split", _split, pools, sources, cfg)
     splits["train"] = clock("augment", _augment, splits, tokens, tokenizer, cfg, ledger, out)
     splits["train"] = clock("balance", _balance, splits["train"], cfg, ledger)
+    splits["train"], mixing = clock("mix", _mix, splits["train"], mixed, cfg, ledger)
     contamination = clock("contamination", _contamination, splits, cfg, ledger)
     before_policy = reasoning_stats(splits["train"], [tokens[id(c)][1].reasoning for c in splits["train"]])
     splits = clock("reasoning_policy", _reasoning, splits, tokens, cfg)
     report = clock("report", _report, sources, splits, tokens, ledger, contamination, before_policy, cfg, out)
     report["semantic"] = ledger.scores
+    report["mix"] = mixing
     clock("write", _write, out, splits, ledger)
     report["seconds"] = round(time.perf_counter() - started, 2)
     report["step_seconds"] = clock.seconds
@@ -123,6 +129,22 @@ def prepare(
     return Prepared(splits, report, out)
 
 
+def input_problems(cfg: DsftConfig) -> list[str]:
+    """Every data input the config names that cannot be read (missing, unsupported, a glob matching nothing),
+    one line each naming its key: checked before a model is resolved, so a typo costs no model load."""
+    if cfg.data.prepared_dir:
+        return []  # load_prepared names a directory that is not one
+    named = [(f"data.{split}", pattern) for split in SPLITS for pattern in getattr(cfg.data, split)]
+    named += [(f"data.mix.{position}.path", source.path) for position, source in enumerate(cfg.data.mix)]
+    problems = []
+    for key, pattern in named:
+        try:
+            expand_inputs([pattern])
+        except DataError as exc:
+            problems.append(f"{key}: {exc}")
+    return problems
+
+
 def _ingest_pools(sources: dict[str, list[str]], cfg: DsftConfig, ledger: _Ledger, out: Path) -> dict[str, list[Conversation]]:
     pools: dict[str, list[Conversation]] = {}
     for name in SPLITS:
@@ -134,6 +156,16 @@ def _ingest_pools(sources: dict[str, list[str]], cfg: DsftConfig, ledger: _Ledge
         ledger.rejections += ingested.rejections
         ledger.formats.update(ingested.formats)
         pools[name] = ingested.conversations
+    for conversation in pools["train"]:
+        conversation.meta.pop(mix.MIX_SOURCE_KEY, None)  # only data.mix entries below are mixed sources
+    for position, source in enumerate(cfg.data.mix):
+        ingested = ingest([source.path], cfg.data.format, cfg.data.columns)
+        ledger.read += ingested.read
+        ledger.rejections += ingested.rejections
+        ledger.formats.update(ingested.formats)
+        for conversation in ingested.conversations:
+            conversation.meta[mix.MIX_SOURCE_KEY] = position
+        pools["train"] += ingested.conversations
     if ledger.rejections and cfg.data.on_error == "fail":
         write_rejections(ledger.rejections, out / "rejects.jsonl")
         raise rejection_error(ledger.rejections, out / "rejects.jsonl")
@@ -265,6 +297,33 @@ def _balance(train: list[Conversation], cfg: DsftConfig, ledger: _Ledger) -> lis
     if settings.balance_mode == "over":
         ledger.added["balance_oversample"] = len(added)
     return kept + added
+
+
+def _mix(
+    train: list[Conversation], mixed: dict[int, list[Conversation]], cfg: DsftConfig, ledger: _Ledger,
+) -> tuple[list[Conversation], list[dict[str, Any]]]:
+    """The train split with each ``data.mix`` source drawn in at its ratio, and what was drawn from each."""
+    sources = cfg.data.mix
+    counts = mix.mix_counts(len(train), [source.ratio for source in sources])
+    added: list[Conversation] = []
+    summary = []
+    for position, (source, count) in enumerate(zip(sources, counts)):
+        available = mixed.get(position, [])
+        if not available and count:
+            raise DataError(f"data.mix: {source.path} has no records left to mix in after reading and cleaning "
+                            f"(see {REPORT_FILE} and rejects.jsonl in the data directory)")
+        part = mix.draw_records(available, count, f"{cfg.train.seed}:{position}", source.path)
+        ledger.removed.setdefault(mix.SAMPLE_STEP, []).extend(part.removed)
+        if part.repeats:
+            ledger.added[mix.REPEAT_STEP] = ledger.added.get(mix.REPEAT_STEP, 0) + part.repeats
+        for conversation in available:
+            conversation.meta.pop(mix.MIX_SOURCE_KEY, None)  # the tag served its purpose; origin names the file
+        added += part.drawn
+        summary.append({"path": source.path, "ratio": source.ratio, "available": len(available), "drawn": len(part.drawn),
+                        "repeats": part.repeats})
+    if sources and not ledger.removed.get(mix.SAMPLE_STEP):
+        ledger.removed.pop(mix.SAMPLE_STEP, None)
+    return train + added, summary
 
 
 def _contamination(splits: dict[str, list[Conversation]], cfg: DsftConfig, ledger: _Ledger) -> dict[str, Any] | None:

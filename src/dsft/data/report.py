@@ -91,6 +91,10 @@ def render_markdown(report: dict[str, Any]) -> str:
                   + ", ".join(f"{reason} {count}" for reason, count in skipped.items()) + "."]
     lines += ["", "## Splits", ""]
     lines += _table(list(report["splits"].items()), ("split", "conversations"))
+    if report.get("mix"):
+        lines += ["", "## Mixed into train (data.mix)", "",
+                  "| source | ratio | records after cleaning | drawn into train | of which repeats |", "|---|---|---|---|---|"]
+        lines += [f"| {m['path']} | {m['ratio']:g} | {m['available']} | {m['drawn']} | {m['repeats']} |" for m in report["mix"]]
     lines += ["", "## Formats", ""] + _table(list(report["formats"].items()), ("format", "records"))
     lines += ["", "## Tokens per conversation (text tokens, no template markers)", ""]
     lines += _stats_rows(report["tokens"])

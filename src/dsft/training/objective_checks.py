@@ -44,6 +44,8 @@ def objective_problems(cfg: DsftConfig, template_opens_think: bool | None = None
                         "record forms (see docs/preference.md); leave data.format: auto")
     if cfg.data.reasoning != "keep":
         problems.append(f"data.reasoning={cfg.data.reasoning}: the reasoning policy applies to SFT data only")
+    if cfg.data.mix:
+        problems.append(f"data.mix: mixing applies to SFT data only; list {objective} records in data.train")
     defaults = CleanConfig().model_dump()
     changed = [k for k, v in cfg.data.clean.model_dump().items() if k != "exact_dedup" and v != defaults[k]]
     if changed:

@@ -12,9 +12,10 @@ A resumed run must continue the run it resumes, bit for bit where nothing was ch
   (model, data preparation, template and masking, LoRA, method, seed, sequence length, packing,
   micro-batch size, gradient accumulation, optimizer and its hyperparameters, weight decay, label
   smoothing, precision, distributed layout). Start a new run directory for those.
-* **Data by content**: paths may move (``data.*`` paths are not compared); the tokenized training and
-  validation examples are fingerprinted at the start and compared on resume, so a data file edited in
-  place is refused, naming the file, while a file moved unchanged is accepted.
+* **Data by content**: paths may move (``data.*`` paths, ``data.mix`` paths included, are not compared;
+  ``data.mix`` ratios are); the tokenized training and validation examples are fingerprinted at the start
+  and compared on resume, so a data file edited in place is refused, naming the file, while a file moved
+  unchanged is accepted.
 
 >>> refused_changes({"train": {"lr": 1e-4, "grad_accum": 1}}, {"train": {"lr": 5e-5, "grad_accum": 2}})
 ['train.grad_accum: 1 -> 2']
@@ -45,7 +46,7 @@ APPLIED_ON_RESUME: tuple[str, ...] = (
     "model.cache_dir", "model.attn_implementation", "data.num_proc",
 )
 # Where the data comes from: compared by content (see data_fingerprint), not by path.
-DATA_LOCATION_KEYS: tuple[str, ...] = ("data.train", "data.val", "data.test", "data.prepared_dir")
+DATA_LOCATION_KEYS: tuple[str, ...] = ("data.train", "data.mix", "data.val", "data.test", "data.prepared_dir")
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -67,8 +68,13 @@ def refused_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """``key: old -> new`` for each changed key a resumed run may not change (see the module doc)."""
     a, b = _flatten(old), _flatten(new)
     changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}".replace("'", "") for k in changed
-            if not _matches(k, APPLIED_ON_RESUME + DATA_LOCATION_KEYS)]
+    refused = [f"{k}: {a.get(k)!r} -> {b.get(k)!r}".replace("'", "") for k in changed
+               if not _matches(k, APPLIED_ON_RESUME + DATA_LOCATION_KEYS)]
+    # data.mix paths may move like data.train's; its ratios decide which records the steps are made of.
+    ratios = [[m.get("ratio") for m in (tree.get("data") or {}).get("mix") or []] for tree in (old, new)]
+    if ratios[0] != ratios[1]:
+        refused.append(f"data.mix ratios: {ratios[0]} -> {ratios[1]}")
+    return sorted(refused)
 
 
 def data_fingerprint(splits: dict[str, Any]) -> str:
@@ -97,7 +103,8 @@ def data_files(cfg: DsftConfig) -> dict[str, str]:
     if cfg.data.prepared_dir:
         paths = sorted(p for p in Path(cfg.data.prepared_dir).glob("*.jsonl") if p.is_file())
     else:
-        paths = [p for p in expand_inputs([*cfg.data.train, *cfg.data.val, *cfg.data.test]) if p.is_file()]
+        mixed = [source.path for source in cfg.data.mix]
+        paths = [p for p in expand_inputs([*cfg.data.train, *mixed, *cfg.data.val, *cfg.data.test]) if p.is_file()]
     return {str(p): file_hash(p) for p in paths}
 
 

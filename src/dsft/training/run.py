@@ -20,7 +20,8 @@ from transformers.trainer_callback import PrinterCallback
 
 from dsft.config import DsftConfig
 from dsft.disk import USER_FILESYSTEM_ERRORS, disk_error, tree_bytes
-from dsft.errors import ConfigError, DsftError, UnsupportedError
+from dsft.data.pipeline import input_problems
+from dsft.errors import ConfigError, DataError, DsftError, UnsupportedError
 from dsft.models.gguf_source import dequantisation_note, read_import_record
 from dsft.models.loading import load_tokenizer
 from dsft.models.resolve import resolve_model
@@ -40,6 +41,7 @@ from dsft.training.setup import (
     build_training_arguments,
     check_dropout,
     load_splits,
+    mixed_sources,
     resolve_template,
 )
 from dsft.training.stop import StopOnSignal
@@ -85,6 +87,9 @@ def run_training(
     problems = environment_problems(cfg)
     if problems:
         raise UnsupportedError(f"{len(problems)} problem(s) with this machine", problems)
+    problems = input_problems(cfg)  # before the run directory is written or a model resolved
+    if problems:
+        raise DataError(f"{len(problems)} data input(s) cannot be read", problems)
     run = RunDir(run_dir)
     previous = run.recorded_info()  # before this start rewrites it: what the resumed run recorded
     run.prepare(cfg, resuming=resume is not None)
@@ -148,6 +153,7 @@ def run_training(
         "examples": {k: len(v.examples) for k, v in splits.items()},
         "dropped": {k: v.dropped for k, v in splits.items() if v.dropped},
         "data_fingerprint": fingerprint, "data_files": files,
+        "data_mix": mixed_sources(run_dir) if sft else [],
     }
     if checkpoint is not None and checkpoint_step(checkpoint) >= (total := planned_steps(trainer)):
         # Nothing left to train (a kill during the final save, or a finished run resumed): the Trainer

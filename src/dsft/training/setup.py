@@ -82,6 +82,14 @@ def write_data_report(run_dir: Path, report: dict[str, Any]) -> None:
                                               encoding="utf-8")
 
 
+def mixed_sources(run_dir: Path) -> list[dict[str, Any]]:
+    """What ``data.mix`` drew into the train split (path, ratio, records drawn), from the run's data report;
+    also for a prepared directory made with ``data.mix``."""
+    path = run_dir / "data_report.json"
+    report = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    return list(report.get("mix") or [])
+
+
 def check_dropout(cfg: DsftConfig, model_config: Any) -> dict[str, float]:
     """The model-config overrides for ``model.attention_dropout`` / ``model.hidden_dropout``.
 
