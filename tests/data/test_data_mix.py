@@ -123,3 +123,9 @@ def test_mix_with_a_prepared_directory_is_refused(run_cli) -> None:
 def test_a_single_mapping_means_one_source() -> None:
     cfg = load_config(None, ["data.mix={path: g.jsonl, ratio: 0.2}"])
     assert [(m.path, m.ratio) for m in cfg.data.mix] == [("g.jsonl", 0.2)]
+
+
+def test_mix_with_a_preference_objective_is_refused(run_cli) -> None:
+    code, _, err = run_cli(["config", "show", "--set", "data.mix=[{path: g.jsonl, ratio: 0.2}]",
+                            "--set", "train.objective=dpo"])
+    assert code == 2 and "data.mix: mixing applies to SFT data only" in " ".join(err.split())
