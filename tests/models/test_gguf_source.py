@@ -13,7 +13,7 @@ import pytest
 
 from dsft.errors import DsftError, UnsupportedError
 from dsft.models.gguf_source import (
-    OLLAMA_MODEL_LAYER, imported_dir, is_gguf_source, read_gguf_info, resolve_ollama,
+    OLLAMA_MODEL_LAYER, imported_dir, is_gguf_source, ollama_models, read_gguf_info, resolve_ollama,
 )
 from dsft.models.resolve import resolve_model
 
@@ -74,6 +74,15 @@ def test_ollama_names_resolve_through_the_manifest(tmp_path: Path, monkeypatch: 
     assert resolve_ollama("library/smollm2:135m") == blob
     assert resolve_ollama("registry.ollama.ai/alice/tuned:v1") == mine
     assert resolve_ollama("alice/tuned:v1") == mine
+
+
+def test_ollama_models_lists_the_store_as_ollama_names_them(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    assert ollama_models(store) == []
+    fake_ollama_store(store, "smollm2", "135m", b"GGUF-one")
+    fake_ollama_store(store, "tuned", "v1", b"GGUF-two", namespace="alice")
+    assert ollama_models(store) == ["alice/tuned:v1", "smollm2:135m"]
+    assert all(resolve_ollama(name, store) for name in ollama_models(store))
 
 
 def test_ollama_errors_name_the_store_and_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -95,3 +95,33 @@ def test_a_run_without_final_says_so(runs_root: Path) -> None:
     client = TestClient(create_app(runs_root), base_url="http://127.0.0.1")
     response = client.post("/api/chat", headers=POST, json={"run": "alpha", "messages": MESSAGES})
     assert response.status_code == 400 and "no final/" in response.json()["error"]
+
+
+def stream_events(client: TestClient, body: dict) -> list[dict]:
+    with client.stream("POST", "/api/chat/stream", headers=POST, json=body) as response:
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+        text = "".join(response.iter_text())
+    return [json.loads(block.removeprefix("data: ")) for block in text.strip().split("\n\n")]
+
+
+def test_streamed_chat_arrives_in_pieces_and_joins_to_the_whole_answer(trained_root: Path) -> None:
+    body = {"run": "lora", "messages": MESSAGES, "max_tokens": 12, "temperature": 0, "side_by_side": True}
+    with TestClient(create_app(trained_root), base_url="http://127.0.0.1") as client:
+        whole = client.post("/api/chat", headers=POST, json=body).json()
+        events = stream_events(client, body)
+    for side in ("tuned", "base"):
+        mine = [e for e in events if e["side"] == side]
+        pieces = [e for e in mine if "content" in e or "reasoning" in e]
+        assert len(pieces) > 1, mine  # token by token, not one block at the end
+        assert "".join(e.get("content", "") for e in pieces) == whole[side]["content"]
+        assert ("".join(e.get("reasoning", "") for e in pieces) or None) == whole[side]["reasoning"]
+        assert mine[-1]["done"] and mine[-1]["usage"]["completion_tokens"] == whole[side]["usage"]["completion_tokens"]
+
+
+def test_a_bad_streamed_chat_is_refused_before_the_stream(trained_root: Path) -> None:
+    client = TestClient(create_app(trained_root), base_url="http://127.0.0.1")
+    response = client.post("/api/chat/stream", headers=POST, json={"run": "lora", "messages": MESSAGES,
+                                                                    "checkpoint": "checkpoint-99"})
+    assert response.status_code == 400 and "checkpoint checkpoint-99" in response.json()["error"]
+    assert client.post("/api/chat/stream", json={"run": "lora", "messages": MESSAGES}).status_code == 403
+    assert client.post("/api/chat/stream", headers=POST, json={"run": "../x", "messages": MESSAGES}).status_code == 404

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from dsft.ui import runs
+from dsft.ui import launch, runs
 from dsft.ui.app import create_app
 
 POST = {"x-dsft-ui": "1"}
@@ -90,3 +90,45 @@ def test_start_then_stop_gracefully_writes_a_checkpoint(client: TestClient, runs
     assert (run / "final" / "adapter_config.json").is_file()
     assert runs.summarize(runs_root, run).status == "stopped early"
     assert "id='log'" in client.get("/run/new").text
+
+
+def fake_ollama_model(store: Path, name: str, tag: str) -> None:
+    """An Ollama store holding one model, as ``ollama pull`` lays it out (manifest -> blob)."""
+    (store / "blobs").mkdir(parents=True, exist_ok=True)
+    (store / "blobs" / ("sha256-" + "a" * 64)).write_bytes(b"GGUF")
+    manifest = store / "manifests" / "registry.ollama.ai" / "library" / name / tag
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(json.dumps({"layers": [{"mediaType": "application/vnd.ollama.image.model",
+                                                "digest": "sha256:" + "a" * 64}]}), encoding="utf-8")
+
+
+def test_gguf_files_and_ollama_models_are_model_choices(client: TestClient, runs_root: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "ollama"))
+    fake_ollama_model(tmp_path / "ollama", "smollm2", "135m")
+    (runs_root / "models").mkdir()
+    (runs_root / "models" / "small.gguf").write_bytes(b"GGUF")
+    (tmp_path / "outside.gguf").write_bytes(b"GGUF")
+    page = client.get("/new").text
+    for offered in ("tiny-deepseek-v3", "models/small.gguf", "ollama:smollm2:135m"):
+        assert f"<option value='{offered}'>" in page, offered
+    _, cfg = launch.build_config(runs_root, {**FORM, "model": "models/small.gguf"})
+    assert cfg.model.name_or_path == str(runs_root / "models" / "small.gguf")
+    _, cfg = launch.build_config(runs_root, {**FORM, "model": "ollama:smollm2:135m"})
+    assert cfg.model.name_or_path == "ollama:smollm2:135m"
+    for model, message in [("ollama:qwen2:7b", "not in the Ollama store"), ("ollama:../../etc:x", "not an Ollama name"),
+                           ("../outside.gguf", "outside the runs root")]:
+        response = client.post("/api/runs", headers=POST, json={**FORM, "model": model})
+        assert response.status_code in (400, 404) and message in response.json()["error"], (model, response.text)
+    assert not (runs_root / "new").exists()
+
+
+def test_a_prepared_directory_trains_alone(client: TestClient, runs_root: Path) -> None:
+    prepared = runs_root / "prep"
+    prepared.mkdir()
+    (prepared / "data_report.json").write_text("{}", encoding="utf-8")
+    (prepared / "train.jsonl").write_bytes((runs_root / "d.jsonl").read_bytes())
+    _, cfg = launch.build_config(runs_root, {**FORM, "data": "prep"})
+    assert cfg.data.prepared_dir == str(prepared)
+    response = client.post("/api/runs", headers=POST, json={**FORM, "data": "prep, d.jsonl"})
+    assert response.status_code == 400 and "train on it alone" in response.json()["error"]

@@ -119,6 +119,21 @@ def resolve_ollama(name: str, store: Path | None = None) -> Path:
     return blob
 
 
+def ollama_models(store: Path | None = None) -> list[str]:
+    """The ``NAME:TAG`` (or ``NS/NAME:TAG``, ``HOST/NS/NAME:TAG``) of every model in the local Ollama store,
+    as ``ollama:`` takes them; [] when there is no store."""
+    store = store or ollama_store()
+    names = []
+    for manifest in sorted((store / "manifests").glob("*/*/*/*")):
+        if not manifest.is_file():
+            continue
+        host, namespace, name, tag = manifest.relative_to(store / "manifests").parts
+        prefix = "" if host == OLLAMA_DEFAULT_HOST and namespace == OLLAMA_DEFAULT_NAMESPACE else (
+            f"{namespace}/" if host == OLLAMA_DEFAULT_HOST else f"{host}/{namespace}/")
+        names.append(f"{prefix}{name}:{tag}")
+    return names
+
+
 def gguf_file_of(name: str) -> Path:
     """The GGUF file a ``model.name_or_path`` names (an Ollama name resolved to its blob)."""
     if name.startswith(OLLAMA_PREFIX):

@@ -23,10 +23,10 @@ from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from dsft.errors import DsftError
-from dsft.models.tiny import TINY_PRESETS
 from dsft.templates import TEMPLATE_CHOICES
-from dsft.ui import launch, mask, pages, runs
-from dsft.ui.chat import ChatEngines
+from dsft.ui import job_pages, jobs, launch, mask, pages, run_jobs, runs
+from dsft.ui.chat import ChatEngines, sources
+from dsft.ui.job_routes import add_job_routes
 from dsft.ui.paths import OutsideRoot, inside_root
 
 STATIC = Path(__file__).parent / "static"
@@ -85,10 +85,16 @@ def create_app(root: Path, api_key: str | None = None, allowed_hosts: list[str] 
         run_dir = _run_dir(root, name)
         summary = runs.summarize(root, run_dir)
         started = runs.read_launch(root, summary.name)
+        finished = summary.has_final and summary.status not in LIVE
+        sections = job_pages.run_sections(
+            summary.name, finished, run_jobs.comparisons(root, run_dir), run_jobs.export_formats(summary.method),
+            run_jobs.default_eval_data(run_dir), [s for s in mask.mask_sources(root) if Path(s).suffix],
+            jobs.list_jobs(root, summary.name))
         return pages.run_page(
             summary, runs.config_text(run_dir), runs.data_report(run_dir), runs.listed_records(run_dir),
             runs.checkpoints(run_dir), runs.reports(root, run_dir), runs.export_records(run_dir),
-            can_stop=bool(started) and summary.status in LIVE, log=launch.log_tail(root, summary.name))
+            can_stop=bool(started) and summary.status in LIVE, log=launch.log_tail(root, summary.name),
+            sections=sections)
 
     @app.get("/api/run")
     async def run_json(run: str) -> dict[str, Any]:
@@ -133,8 +139,8 @@ def create_app(root: Path, api_key: str | None = None, allowed_hosts: list[str] 
             masking=body.get("masking") or None, thinking=None if thinking in (None, "") else bool(thinking))
 
     @app.get("/new", response_class=HTMLResponse)
-    def new_page() -> str:
-        return pages.new_page(list(TINY_PRESETS), mask.mask_sources(root), list(TEMPLATE_CHOICES))
+    def new_page(data: str = "") -> str:
+        return pages.new_page(launch.model_options(root), mask.mask_sources(root), list(TEMPLATE_CHOICES), data)
 
     @app.post("/api/runs")
     def start(body: dict[str, Any]) -> dict[str, Any]:
@@ -154,17 +160,23 @@ def create_app(root: Path, api_key: str | None = None, allowed_hosts: list[str] 
 
     @app.post("/api/chat")
     async def chat(body: dict[str, Any]) -> dict[str, Any]:
-        run_dir = _run_dir(root, str(body.get("run") or ""))
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise UiError(400, "messages: a non-empty list of {role, content}")
-        temperature = body.get("temperature", 0.0)
-        if not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2:
-            raise UiError(400, f"temperature: a number in 0..2, got {temperature!r}")
-        thinking = body.get("thinking")
-        return await engines.reply(
-            run_dir, body.get("checkpoint") or None, messages, max(1, _int(body.get("max_tokens", 128), "max_tokens")),
-            float(temperature), None if thinking in (None, "") else bool(thinking), bool(body.get("side_by_side")))
+        return await engines.reply(*_chat_request(root, body))
+
+    @app.post("/api/chat/stream")
+    async def chat_stream(body: dict[str, Any]) -> StreamingResponse:
+        request = _chat_request(root, body)
+        sources(request[0], request[1], request[-1])  # a wrong run or checkpoint: 400 before the stream starts
+
+        async def events() -> AsyncIterator[str]:
+            try:
+                async for event in engines.stream(*request):
+                    yield f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
+            except DsftError as exc:  # the model failed to load: said in the stream (the status line is sent)
+                yield f"data: {json.dumps({'side': 'tuned', 'error': str(exc)})}\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+    add_job_routes(app, root)
 
     @app.get("/static/{name}")
     async def static(name: str) -> Response:
@@ -189,6 +201,20 @@ def create_app(root: Path, api_key: str | None = None, allowed_hosts: list[str] 
         return response
 
     return app
+
+
+def _chat_request(root: Path, body: dict[str, Any]) -> tuple[Any, ...]:
+    """(run dir, checkpoint, messages, max tokens, temperature, thinking, side by side) of a chat request."""
+    run_dir = _run_dir(root, str(body.get("run") or ""))
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise UiError(400, "messages: a non-empty list of {role, content}")
+    temperature = body.get("temperature", 0.0)
+    if not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2:
+        raise UiError(400, f"temperature: a number in 0..2, got {temperature!r}")
+    thinking = body.get("thinking")
+    return (run_dir, body.get("checkpoint") or None, messages, max(1, _int(body.get("max_tokens", 128), "max_tokens")),
+            float(temperature), None if thinking in (None, "") else bool(thinking), bool(body.get("side_by_side")))
 
 
 def _run_dir(root: Path, name: str) -> Path:

@@ -15,7 +15,7 @@ import functools
 import json
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, AsyncIterator
 
 from dsft.errors import DsftError
 from dsft.export.source import ExportSource
@@ -125,22 +125,140 @@ class ChatEngines:
         return out
 
 
+    async def stream(self, run_dir: Path, checkpoint: str | None, messages: list[dict[str, Any]], max_tokens: int,
+                     temperature: float, thinking: bool | None, side_by_side: bool) -> AsyncIterator[dict[str, Any]]:
+        """The answers as they are generated: ``{side, reasoning?, content?}`` deltas, then ``{side, done,
+        finish_reason, usage}`` (or ``{side, error}``) per side; base and tuned stream at the same time."""
+        found = sources(run_dir, checkpoint, side_by_side)
+        body: dict[str, Any] = {"messages": messages, "max_tokens": max_tokens, "temperature": temperature,
+                                "stream": True, "stream_options": {"include_usage": True}}
+        if thinking is not None:
+            body["chat_template_kwargs"] = {"thinking": thinking}
+        key, source, adapters = found[0]
+        tuned_app = await self.app_for(key, source, adapters)
+        sides = [(TUNED, tuned_app, TUNED if adapters else BASE)]
+        if side_by_side:
+            base_app = await self.app_for(*found[1]) if len(found) > 1 else tuned_app
+            sides.append((BASE, base_app, BASE))
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+        async def pump(side: str, app: Any, model: str) -> None:
+            try:
+                async for event in _stream_chat(app, {**body, "model": model}):
+                    await queue.put({"side": side, **event})
+            finally:
+                await queue.put(None)
+
+        tasks = [asyncio.create_task(pump(*side)) for side in sides]
+        try:
+            ended = 0
+            while ended < len(tasks):
+                event = await queue.get()
+                if event is None:
+                    ended += 1
+                else:
+                    yield event
+        finally:
+            for task in tasks:
+                task.cancel()
+
+
+async def _stream_chat(app: Any, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    """``dsft serve``'s streamed chat completion as deltas, then the end (or the error)."""
+    finish, usage, buffer, status = None, None, b"", 200
+    async for status, chunk in stream_asgi(app, "/v1/chat/completions", body):
+        buffer += chunk
+        if status != 200:
+            continue  # an error body (JSON), read whole below
+        while b"\n\n" in buffer:
+            block, buffer = buffer.split(b"\n\n", 1)
+            data = block.decode("utf-8", errors="replace").removeprefix("data: ").strip()
+            if not data or data == "[DONE]":
+                continue
+            event = json.loads(data)
+            if "error" in event:
+                yield {"error": _message(event)}
+                return
+            usage = event.get("usage") or usage
+            for choice in event.get("choices") or []:
+                delta = choice.get("delta") or {}
+                out = {key: delta[field] for key, field in (("reasoning", "reasoning_content"), ("content", "content"))
+                       if delta.get(field)}
+                if out:
+                    yield out
+                finish = choice.get("finish_reason") or finish
+    if status != 200:
+        try:
+            yield {"error": _message(json.loads(buffer or b"{}"))}
+        except json.JSONDecodeError:
+            yield {"error": buffer.decode(errors="replace")}
+        return
+    yield {"done": True, "finish_reason": finish, "usage": usage}
+
+
+def _message(answer: dict[str, Any]) -> str:
+    error = answer.get("error")
+    return str(error.get("message", error)) if isinstance(error, dict) else str(answer)
+
+
 async def _complete(app: Any, body: dict[str, Any]) -> dict[str, Any]:
     status, answer = await call_asgi(app, "/v1/chat/completions", body)
     if status != 200:
-        return {"error": (answer.get("error") or {}).get("message", str(answer))}
+        return {"error": _message(answer)}
     message = answer["choices"][0]["message"]
     return {"content": message.get("content") or "", "reasoning": message.get("reasoning_content"),
             "finish_reason": answer["choices"][0].get("finish_reason"), "usage": answer.get("usage")}
 
 
+async def stream_asgi(app: Any, path: str, payload: dict[str, Any]) -> AsyncIterator[tuple[int, bytes]]:
+    """POST ``payload`` as JSON to ``app`` in process; (status, body chunk) as the app sends each chunk."""
+    body = json.dumps(payload).encode()
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+    delivered, done = asyncio.Event(), asyncio.Event()
+    status = 500
+
+    async def receive() -> dict[str, Any]:
+        if not delivered.is_set():
+            delivered.set()
+            return {"type": "http.request", "body": body, "more_body": False}
+        await done.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif message["type"] == "http.response.body" and message.get("body"):
+            await queue.put(message["body"])
+
+    async def run() -> None:
+        try:
+            await app(_scope(path, body), receive, send)
+        finally:
+            await queue.put(None)
+
+    task = asyncio.create_task(run())
+    try:
+        while (chunk := await queue.get()) is not None:
+            yield status, chunk
+        await task  # an exception inside the app surfaces here
+    finally:
+        done.set()  # the app sees the client leave: a stream stops generating
+        if not task.done():
+            task.cancel()
+
+
+def _scope(path: str, body: bytes) -> dict[str, Any]:
+    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+            "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                        (b"host", b"dsft-ui")], "client": ("127.0.0.1", 0), "server": ("dsft-ui", 80)}
+
+
 async def call_asgi(app: Any, path: str, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """POST ``payload`` as JSON to ``app`` in process (no socket, no HTTP client): (status, JSON body)."""
     body = json.dumps(payload).encode()
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                         (b"host", b"dsft-ui")], "client": ("127.0.0.1", 0), "server": ("dsft-ui", 80)}
+    scope = _scope(path, body)
     delivered = asyncio.Event()
     done = asyncio.Event()
 

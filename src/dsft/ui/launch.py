@@ -23,10 +23,11 @@ from typing import Any
 
 from dsft.config import dump_config, load_config
 from dsft.errors import DsftError
+from dsft.models.gguf_source import OLLAMA_PREFIX, ollama_models, resolve_ollama
 from dsft.models.tiny import TINY_PRESETS
 from dsft.training.environment import environment_problems
 from dsft.ui import runs
-from dsft.ui.paths import inside_root
+from dsft.ui.paths import inside_root, relative_name
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}(/[A-Za-z0-9][A-Za-z0-9._-]{0,63}){0,2}$")
 FIELDS = {  # form field -> config key
@@ -36,15 +37,55 @@ FIELDS = {  # form field -> config key
 }
 
 
-def _model(root: Path, value: str) -> str:
-    """A tiny preset, or a model directory (config.json) under the root, as the absolute path."""
+OLLAMA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*){0,2}(:[A-Za-z0-9._-]+)?$")
+
+
+def model_choice(root: Path, value: str) -> str:
+    """What ``model.name_or_path`` gets for the form's model: a tiny preset, ``ollama:NAME[:TAG]`` (found in the
+    local Ollama store), or a model directory (config.json) or ``.gguf`` file under the root (absolute path)."""
     if value in TINY_PRESETS:
         return value
-    directory = inside_root(root, value)
-    if not (directory / "config.json").is_file():
-        raise DsftError(f"model {value}: give a tiny preset ({', '.join(TINY_PRESETS)}) or a model directory "
-                        "(with config.json) under the runs root")
-    return str(directory)
+    if value.startswith(OLLAMA_PREFIX):
+        name = value[len(OLLAMA_PREFIX):]
+        if not OLLAMA_NAME.match(name) or ".." in name:
+            raise DsftError(f"model {value}: not an Ollama name (ollama:NAME[:TAG])")
+        resolve_ollama(name)  # in the store, with its model blob: else one message naming the fix
+        return value
+    path = inside_root(root, value)
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        return str(path)
+    if not (path / "config.json").is_file():
+        raise DsftError(f"model {value}: give a tiny preset ({', '.join(TINY_PRESETS)}), ollama:NAME[:TAG], a .gguf "
+                        "file or a model directory (with config.json) under the runs root")
+    return str(path)
+
+
+def model_options(root: Path, limit: int = 200) -> list[str]:
+    """The form's model suggestions: tiny presets, ``.gguf`` files under the root, the local Ollama models."""
+    base = root.resolve()
+    gguf = [relative_name(base, p) for p in sorted(base.rglob("*.gguf"))[:limit]
+            if base in p.resolve().parents and not any(part.startswith(".") for part in p.relative_to(base).parts)]
+    return [*TINY_PRESETS, *gguf, *(OLLAMA_PREFIX + name for name in ollama_models())]
+
+
+def _data_sets(root: Path, value: str) -> list[str]:
+    """``data.train`` for files and directories under the root, or ``data.prepared_dir`` for one directory
+    written by ``dsft data prepare`` (trained as it was prepared)."""
+    paths = [inside_root(root, d.strip()) for d in value.replace("\n", ",").split(",") if d.strip()]
+    if not paths:
+        raise DsftError("data: name at least one data file (or directory) under the runs root")
+    prepared = [p for p in paths if is_prepared_dir(p)]
+    if prepared and len(paths) > 1:
+        raise DsftError(f"data: {relative_name(root, prepared[0])} is a prepared directory; train on it alone "
+                        "(or list raw files only)")
+    if prepared:
+        return [f"data.prepared_dir={prepared[0]}"]
+    return [f"data.train=[{','.join(str(p) for p in paths)}]"]
+
+
+def is_prepared_dir(path: Path) -> bool:
+    """A directory written by ``dsft data prepare`` (its report and train split)."""
+    return path.is_dir() and (path / "data_report.json").is_file() and (path / "train.jsonl").is_file()
 
 
 def build_config(root: Path, form: dict[str, Any]) -> tuple[str, Any]:
@@ -55,12 +96,8 @@ def build_config(root: Path, form: dict[str, Any]) -> tuple[str, Any]:
     run_dir = root / name
     if run_dir.exists():
         raise DsftError(f"name {name}: {run_dir.name} already exists under the runs root; choose a new name")
-    model = _model(root, str(form.get("model") or "").strip())
-    data = [str(inside_root(root, d.strip())) for d in str(form.get("data") or "").replace("\n", ",").split(",")
-            if d.strip()]
-    if not data:
-        raise DsftError("data: name at least one data file (or directory) under the runs root")
-    sets = [f"model.name_or_path={model}", f"data.train=[{','.join(data)}]"]
+    model = model_choice(root, str(form.get("model") or "").strip())
+    sets = [f"model.name_or_path={model}", *_data_sets(root, str(form.get("data") or ""))]
     sets += [f"{key}={form[field]}" for field, key in FIELDS.items() if str(form.get(field, "")).strip()]
     sets += [line.strip() for line in str(form.get("extra") or "").splitlines() if line.strip()]
     cfg = load_config(None, sets)

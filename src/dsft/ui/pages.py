@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 from dsft.ui.runs import RunSummary
 
-NAV = (("/", "Runs"), ("/data", "Data"), ("/new", "New run"))
+NAV = (("/", "Runs"), ("/prepare", "Prepare data"), ("/data", "Data"), ("/new", "New run"))
 
 
 def page(title: str, body: str, script: bool = True) -> str:
@@ -20,12 +20,13 @@ def page(title: str, body: str, script: bool = True) -> str:
             f'</header><main><h1>{escape(title)}</h1>{body}</main>{tail}</body></html>')
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, col: str = "") -> str:
+    attr = f' data-col="{col}"' if col else ""
     if value is None or value == "":
-        return "<td>–</td>"
+        return f"<td{attr}>–</td>"
     if isinstance(value, dict):
         value = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in value.items())
-    return f"<td>{escape(str(value))}</td>"
+    return f"<td{attr}>{escape(str(value))}</td>"
 
 
 def run_link(name: str) -> str:
@@ -34,23 +35,24 @@ def run_link(name: str) -> str:
 
 def runs_page(runs: list[RunSummary], root: str) -> str:
     if not runs:
-        body = f"<p>No runs under <code>{escape(root)}</code> yet. <a href='/new'>Start one</a>.</p>"
+        body = (f"<p id='runs-empty' data-live='1'>No runs under <code>{escape(root)}</code> yet. "
+                "<a href='/prepare'>Prepare data</a>, then <a href='/new'>start one</a>.</p>")
         return page("Runs", body)
     rows = []
     for r in runs:
         steps = f"{r.step or 0}" + (f" / {r.max_steps}" if r.max_steps else "")
         rows.append(
             f'<tr data-run="{escape(r.name)}"><td><a href="{run_link(r.name)}">{escape(r.name)}</a></td>'
-            f'<td class="status {escape(r.status.replace(" ", "-"))}">{escape(r.status)}</td>'
-            f"{_cell(r.method)}{_cell(r.objective)}{_cell(r.model)}{_cell(steps)}{_cell(r.best_metric)}"
-            f"{_cell(r.started)}</tr>")
+            f'<td class="status {escape(r.status.replace(" ", "-"))}" data-col="status">{escape(r.status)}</td>'
+            f"{_cell(r.method)}{_cell(r.objective)}{_cell(r.model)}{_cell(steps, 'steps')}"
+            f"{_cell(r.best_metric, 'best_metric')}{_cell(r.started)}</tr>")
     head = "".join(f"<th>{h}</th>" for h in ("run", "status", "method", "objective", "model", "steps",
                                              "best metric", "started"))
-    return page("Runs", f'<p>Runs under <code>{escape(root)}</code></p><table id="runs"><tr>{head}</tr>'
-                        f'{"".join(rows)}</table>')
+    return page("Runs", f'<p>Runs under <code>{escape(root)}</code> <span class="hint">(refreshed every few '
+                        f'seconds)</span></p><table id="runs" data-live="1"><tr>{head}</tr>{"".join(rows)}</table>')
 
 
-def _data_report(report: dict[str, Any] | None, listed: dict[str, list[str]]) -> str:
+def data_report_html(report: dict[str, Any] | None, listed: dict[str, list[str]]) -> str:
     if not report:
         return "<p>No data report (the run has not prepared its data yet).</p>"
     rows = [("read", report.get("read")), ("rejected", report.get("rejected"))]
@@ -67,7 +69,10 @@ def _data_report(report: dict[str, Any] | None, listed: dict[str, list[str]]) ->
 
 def run_page(summary: RunSummary, config: str, report: dict[str, Any] | None, listed: dict[str, list[str]],
              checkpoints: list[str], reports: list[str], exports: list[dict[str, Any]], can_stop: bool,
-             log: str = "") -> str:
+             log: str = "", sections: dict[str, str] | None = None) -> str:
+    """The run's page; ``sections`` (``compare``, ``export``, ``jobs``: HTML from :mod:`dsft.ui.job_pages`)
+    are placed under their headings."""
+    sections = sections or {}
     name = summary.name
     facts = "".join(f"<tr><th>{k}</th>{_cell(v)}</tr>" for k, v in (
         ("status", None), ("model", summary.model), ("method", summary.method), ("objective", summary.objective),
@@ -84,18 +89,28 @@ def run_page(summary: RunSummary, config: str, report: dict[str, Any] | None, li
     links = "".join(f'<li><a href="/file?path={quote(p)}">{escape(p)}</a></li>' for p in reports) or "<li>none</li>"
     export_rows = "".join(
         f"<tr><td>{escape(e.get('path', ''))}</td><td>{escape(str(e.get('format', '')))}</td>"
-        f"<td><code>{escape(json.dumps(e.get('verification')))}</code></td></tr>" for e in exports)
-    exports_html = (f"<table id='exports'><tr><th>file</th><th>format</th><th>verification</th></tr>{export_rows}"
-                    "</table>") if exports else "<p>No exports yet (<code>dsft export RUN --out RUN/export/...</code>).</p>"
+        f"<td>{escape(str(e.get('dtype', '')))}</td><td class='verification'>{_verification(e.get('verification'))}"
+        "</td></tr>" for e in exports)
+    exports_html = (f"<table id='exports'><tr><th>file</th><th>format</th><th>dtype</th><th>verification "
+                    f"(reloaded export vs trained model)</th></tr>{export_rows}</table>") if exports else \
+        "<p class='hint'>No exports yet.</p>"
     body = (f'<div class="actions">{" ".join(actions)}</div><table class="facts">{facts}</table>'
             f'<h2>Metrics</h2><p class="hint">live: new rows of metrics.jsonl arrive as the run writes them</p>'
             f'<div id="charts" data-run="{escape(name)}"></div>'
-            f"<h2>Data</h2>{_data_report(report, listed)}"
+            f"<h2>Data</h2>{data_report_html(report, listed)}"
             f"<h2>Checkpoints</h2><ul id='checkpoints'>{ckpts}</ul>"
-            f"<h2>Reports</h2><ul id='reports'>{links}</ul><h2>Exports</h2>{exports_html}"
+            f"<h2>Reports</h2><ul id='reports'>{links}</ul>{sections.get('compare', '')}"
+            f"<h2>Exports</h2>{sections.get('export', '')}{exports_html}{sections.get('jobs', '')}"
             f"<h2>Resolved config</h2><pre id='config'>{escape(config)}</pre>"
             + (f"<h2>Log (last lines)</h2><pre id='log'>{escape(log)}</pre>" if log else ""))
     return page(name, body)
+
+
+def _verification(figures: dict[str, Any] | None) -> str:
+    if not figures:
+        return "not verified"
+    return " · ".join(f"{escape(k)} {v:.4g}" if isinstance(v, float) else f"{escape(k)} {escape(json.dumps(v))}"
+                      for k, v in figures.items())
 
 
 def login_page(next_path: str, wrong: bool) -> str:
@@ -110,7 +125,7 @@ def error_page(status: int, message: str) -> str:
     return page(f"Error {status}", f"<p class='error'>{escape(message)}</p>", script=False)
 
 
-def _options(values: list[str], selected: str = "") -> str:
+def options_html(values: list[str], selected: str = "") -> str:
     return "".join(f"<option{' selected' if v == selected else ''}>{escape(v)}</option>" for v in values)
 
 
@@ -125,7 +140,7 @@ def data_page(sources: list[str], templates: list[str], source: str) -> str:
         f"value='{escape(source)}' required><datalist id='sources'>{choices}</datalist>"
         "<label for='index'>record</label><input id='index' name='index' type='number' min='0' value='0'>"
         f"<label for='template'>template</label><select id='template' name='template'><option value=''>"
-        f"as prepared / config</option>{_options(templates)}</select>"
+        f"as prepared / config</option>{options_html(templates)}</select>"
         "<label for='tokenizer'>tokenizer</label><input id='tokenizer' name='tokenizer' "
         "placeholder=\"the run's model; or deepseek, a tiny preset, a model dir under the root\">"
         "<label for='masking'>masking</label><select id='masking' name='masking'><option value=''>as configured"
@@ -158,21 +173,23 @@ def chat_page(summary: RunSummary, checkpoints: list[str], chosen: str) -> str:
     return page(f"Chat: {summary.name}", body)
 
 
-def new_page(presets: list[str], sources: list[str], templates: list[str]) -> str:
+def new_page(model_choices: list[str], sources: list[str], templates: list[str], data: str = "") -> str:
     files = "".join(f"<option value='{escape(s)}'>" for s in sources)
-    models = "".join(f"<option value='{escape(p)}'>" for p in presets)
+    models = "".join(f"<option value='{escape(p)}'>" for p in model_choices)
     body = (
         "<p>Checked by the same config loading and machine checks as <code>dsft train</code> before anything "
         "starts; the run then trains in its own process (it keeps going if the dashboard stops).</p>"
         "<form id='new-form' class='grid'>"
         "<label for='name'>run name</label><input id='name' name='name' required placeholder='my-run'>"
         f"<label for='model'>model</label><input id='model' name='model' list='models' required "
-        f"placeholder='a tiny preset or a model dir under the runs root'><datalist id='models'>{models}</datalist>"
-        f"<label for='data'>data files</label><input id='data' name='data' list='files' required "
-        f"placeholder='paths under the runs root, comma-separated'><datalist id='files'>{files}</datalist>"
+        f"placeholder='a tiny preset, a model dir or .gguf file under the runs root, or ollama:NAME[:TAG]'>"
+        f"<datalist id='models'>{models}</datalist>"
+        f"<label for='data'>data</label><input id='data' name='data' list='files' required value='{escape(data)}' "
+        f"placeholder='a prepared directory, or data files under the runs root, comma-separated'>"
+        f"<datalist id='files'>{files}</datalist>"
         "<label for='method'>method</label><select id='method' name='method'><option>lora</option>"
         "<option>qlora</option><option>full</option></select>"
-        f"<label for='template'>template</label><select id='template' name='template'>{_options(templates)}</select>"
+        f"<label for='template'>template</label><select id='template' name='template'>{options_html(templates)}</select>"
         "<label for='max_steps'>max steps</label><input id='max_steps' name='max_steps' type='number' value='100'>"
         "<label for='lr'>learning rate</label><input id='lr' name='lr' value='2e-4'>"
         "<label for='max_seq_len'>max seq len</label><input id='max_seq_len' name='max_seq_len' type='number' "

@@ -221,10 +221,10 @@ def data_report(run_dir: Path) -> dict[str, Any] | None:
         raise DsftError(f"{path}: unreadable ({exc})") from exc
 
 
-def listed_records(run_dir: Path) -> dict[str, list[str]]:
-    """The first :data:`MAX_LISTED` lines of the run's rejects and removal files, per file."""
+def listed_records(run_dir: Path, sub: str = "data") -> dict[str, list[str]]:
+    """The first :data:`MAX_LISTED` lines of the rejects and removal files in ``run_dir/sub``, per file."""
     out: dict[str, list[str]] = {}
-    for path in sorted((run_dir / "data").glob("*.jsonl")):
+    for path in sorted((run_dir / sub).glob("*.jsonl")):
         if path.name.startswith(("rejects", "removed")):
             with path.open(encoding="utf-8", errors="replace") as handle:
                 out[path.name] = [line.rstrip("\n") for _, line in zip(range(MAX_LISTED), handle)]

@@ -138,17 +138,37 @@ document.addEventListener("DOMContentLoaded", () => {
 function chatForm(form) {
   const history = [];
   const state = document.getElementById("chat-state");
-  function show(where, role, answer) {
+  function turn(where, role, text) {
     const log = document.getElementById("chat-" + where);
-    const turn = document.createElement("div");
-    turn.className = "turn " + role;
-    if (role === "user") { turn.innerHTML = "<strong>you</strong> "; turn.append(answer); log.appendChild(turn); return; }
-    if (answer.error) { turn.className += " error"; turn.textContent = answer.error; log.appendChild(turn); return; }
-    if (answer.reasoning) {
-      const r = document.createElement("div"); r.className = "reasoning"; r.textContent = answer.reasoning; turn.appendChild(r);
+    const div = document.createElement("div");
+    div.className = "turn " + role;
+    if (role === "user") { div.innerHTML = "<strong>you</strong> "; div.append(text); }
+    else { div.innerHTML = "<div class='reasoning' hidden></div><div class='answer'></div>"; }
+    log.appendChild(div);
+    return div;
+  }
+  function apply(div, event) {
+    if (event.error) { div.className += " error"; div.textContent = event.error; return; }
+    if (event.reasoning) { const r = div.querySelector(".reasoning"); r.hidden = false; r.textContent += event.reasoning; }
+    if (event.content) div.querySelector(".answer").textContent += event.content;
+    if (event.done) div.dataset.done = event.finish_reason || "stop";
+  }
+  // Server-sent events from a POST: read the body as it arrives, one `data: JSON` block at a time.
+  async function stream(body, onEvent) {
+    const response = await fetch("/api/chat/stream", {method: "POST", headers: POST_HEADERS, body: JSON.stringify(body)});
+    if (!response.ok) { const data = await response.json(); throw new Error(data.error); }
+    const reader = response.body.getReader(), decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const {value, done} = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, {stream: true});
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, cut); buffer = buffer.slice(cut + 2);
+        if (block.startsWith("data: ")) onEvent(JSON.parse(block.slice(6)));
+      }
     }
-    const a = document.createElement("div"); a.className = "answer"; a.textContent = answer.content; turn.appendChild(a);
-    log.appendChild(turn);
   }
   form.addEventListener("submit", e => {
     e.preventDefault();
@@ -157,18 +177,25 @@ function chatForm(form) {
     const side = form.side_by_side.checked;
     document.getElementById("base-column").style.display = side ? "" : "none";
     history.push({role: "user", content: text});
-    show("tuned", "user", text); if (side) show("base", "user", text);
-    form.message.value = ""; state.textContent = "generating… (the first message loads the model)";
-    postJson("/api/chat", {run: form.dataset.run, checkpoint: form.checkpoint.value, messages: history,
-                           max_tokens: +form.max_tokens.value, temperature: +form.temperature.value, side_by_side: side})
-      .then(r => {
-        if (!r.ok) { state.textContent = r.data.error; state.className = "error"; history.pop(); return; }
-        state.textContent = ""; state.className = "hint";
-        show("tuned", "assistant", r.data.tuned);
-        if (r.data.base) show("base", "assistant", r.data.base);
-        if (!r.data.tuned.error) history.push({role: "assistant", content: r.data.tuned.content});
-        form.dataset.turns = String(history.length);
-      });
+    turn("tuned", "user", text); if (side) turn("base", "user", text);
+    const answers = {tuned: turn("tuned", "assistant")};
+    if (side) answers.base = turn("base", "assistant");
+    form.message.value = ""; state.className = "hint";
+    state.textContent = "generating… (the first message loads the model)";
+    form.dataset.streaming = "1";
+    const body = {run: form.dataset.run, checkpoint: form.checkpoint.value, messages: history,
+                  max_tokens: +form.max_tokens.value, temperature: +form.temperature.value, side_by_side: side};
+    stream(body, event => { state.textContent = "generating…"; apply(answers[event.side], event); })
+      .then(() => {
+        state.textContent = "";
+        const tuned = answers.tuned;
+        if (!tuned.className.includes("error")) history.push({role: "assistant", content: tuned.querySelector(".answer").textContent});
+      })
+      .catch(err => {
+        state.textContent = err.message; state.className = "error"; history.pop();
+        for (const div of Object.values(answers)) div.remove();
+      })
+      .finally(() => { form.dataset.streaming = ""; form.dataset.turns = String(history.length); });
   });
 }
 
@@ -192,4 +219,90 @@ function newRunForm(form) {
 document.addEventListener("DOMContentLoaded", () => {
   const form = document.getElementById("new-form");
   if (form) newRunForm(form);
+});
+
+function best(metric) {
+  if (!metric) return "–";
+  return Object.entries(metric).map(([k, v]) => k + " " + (Number.isInteger(v) ? v : +v.toPrecision(4))).join(", ");
+}
+
+// The runs page follows the runs: status, steps and best metric every 2 s; a new or removed run reloads it.
+function liveRuns(holder) {
+  setInterval(() => fetch("/api/runs").then(r => r.json()).then(list => {
+    const rows = [...document.querySelectorAll("#runs tr[data-run]")];
+    if (list.map(r => r.name).join("\n") !== rows.map(r => r.dataset.run).join("\n")) { location.reload(); return; }
+    list.forEach((run, i) => {
+      const cell = col => rows[i].querySelector(`[data-col=${col}]`);
+      cell("status").textContent = run.status; cell("status").className = "status " + run.status.replace(/ /g, "-");
+      cell("steps").textContent = (run.step || 0) + (run.max_steps ? " / " + run.max_steps : "");
+      cell("best_metric").textContent = best(run.best_metric);
+    });
+    holder.dataset.refreshed = String(+(holder.dataset.refreshed || 0) + 1);
+  }), 2000);
+}
+
+function formFields(form) { return Object.fromEntries(new FormData(form).entries()); }
+
+// A page that shows jobs reloads itself when one of them ends (its outputs are then on the page).
+function reloadWhenJobsEnd(url, running) {
+  const timer = setInterval(() => fetch(url).then(r => r.json()).then(data => {
+    if (!running(data)) { clearInterval(timer); location.reload(); }
+  }), 1500);
+}
+
+function jobForms() {
+  const error = document.getElementById("job-error");
+  for (const [id, url] of [["compare-form", "/api/compare"], ["export-form", "/api/export"]]) {
+    const form = document.getElementById(id);
+    if (!form) continue;
+    form.addEventListener("submit", e => {
+      e.preventDefault();
+      error.textContent = "starting…";
+      postJson(url, {run: form.dataset.run, ...formFields(form)}).then(r => {
+        if (!r.ok) { error.textContent = r.data.error; return; }
+        location.reload();
+      });
+    });
+  }
+  const holder = document.getElementById("jobs-holder");
+  if (holder && +holder.dataset.running > 0)
+    reloadWhenJobsEnd("/api/jobs?target=" + encodeURIComponent(holder.dataset.target),
+                      list => list.some(j => j.status === "running"));
+}
+
+function prepareForms() {
+  const upload = document.getElementById("upload-form"), prepare = document.getElementById("prepare-form");
+  if (upload) upload.addEventListener("submit", e => {
+    e.preventDefault();
+    const file = document.getElementById("upload").files[0], state = document.getElementById("upload-state");
+    if (!file) { state.textContent = "choose a file first"; return; }
+    state.className = "hint"; state.textContent = "uploading…";
+    fetch("/api/data/upload?name=" + encodeURIComponent(file.name), {method: "POST", headers: {"X-Dsft-Ui": "1"}, body: file})
+      .then(r => r.json().then(data => ({ok: r.ok, data}))).then(r => {
+        if (!r.ok) { state.className = "error"; state.textContent = r.data.error; return; }
+        state.textContent = `uploaded ${r.data.path} (${r.data.bytes} bytes)`;
+        const files = prepare.files;
+        files.value = files.value ? files.value + "," + r.data.path : r.data.path;
+      });
+  });
+  if (prepare) prepare.addEventListener("submit", e => {
+    e.preventDefault();
+    const error = document.getElementById("prepare-error");
+    error.textContent = "checking…";
+    postJson("/api/prepare", formFields(prepare)).then(r => {
+      if (!r.ok) { error.textContent = r.data.error; return; }
+      window.location = r.data.url;
+    });
+  });
+  const prepared = document.getElementById("prepared");
+  if (prepared && prepared.dataset.running === "1")
+    reloadWhenJobsEnd("/api/prepared?name=" + encodeURIComponent(prepared.dataset.name),
+                      view => view.job && view.job.status === "running");
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const live = document.querySelector("#runs[data-live], #runs-empty[data-live]");
+  if (live) liveRuns(live);
+  jobForms();
+  prepareForms();
 });

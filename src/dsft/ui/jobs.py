@@ -1,0 +1,113 @@
+"""Detached ``dsft`` commands the dashboard starts for a user: data preparation, compare, export.
+
+Each job is the CLI command itself (``dsft data prepare``, ``dsft compare``, ``dsft export``) run in its own
+process session, so it does exactly what the terminal does and keeps going if the dashboard stops or
+restarts. Everything about a job lives in files under the root's ``.dsft-ui/jobs/``: ``ID.json`` (kind,
+target, command, pid, start time), ``ID.log`` (its output) and ``ID.rc`` (its exit status, written by the
+small shell wrapper it runs under), so a restarted dashboard reads the same status as the one that
+started it. A failed command's message is the CLI's one ``error:`` line.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from dsft.ui import runs
+
+JOBS = "jobs"  # under runs.LAUNCHES
+# Runs ARGS, then records their exit status in RC (written whole: a reader never sees half a number).
+WRAPPER = 'rc="$1"; shift; "$@"; status=$?; echo "$status" > "$rc.tmp" && mv "$rc.tmp" "$rc"'
+LOG_LINES = 40
+
+
+@dataclass
+class Job:
+    id: str
+    kind: str  # prepare | compare | export
+    target: str  # the run (compare, export) or the prepared directory (prepare), root-relative
+    out: str  # what it writes, root-relative
+    started: str
+    status: str  # running | finished | failed
+    error: str | None = None
+    log: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def jobs_dir(root: Path) -> Path:
+    return root.resolve() / runs.LAUNCHES / JOBS
+
+
+def start_job(root: Path, kind: str, target: str, out: str, args: list[str]) -> str:
+    """Start ``dsft ARGS`` detached (cwd = the root); returns the job id."""
+    directory = jobs_dir(root)
+    directory.mkdir(parents=True, exist_ok=True)
+    job_id = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    log, rc = directory / f"{job_id}.log", directory / f"{job_id}.rc"
+    command = [sys.executable, "-m", "dsft", *args]
+    with log.open("ab") as handle:
+        process = subprocess.Popen(["sh", "-c", WRAPPER, "sh", str(rc), *command], stdin=subprocess.DEVNULL,
+                                   stdout=handle, stderr=subprocess.STDOUT, start_new_session=True, cwd=str(root))
+    # Reap it when it ends while the dashboard runs (after a dashboard restart, init does).
+    threading.Thread(target=process.wait, daemon=True).start()
+    record = {"id": job_id, "kind": kind, "target": target, "out": out, "command": command, "pid": process.pid,
+              "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    (directory / f"{job_id}.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return job_id
+
+
+def _error_line(log: str) -> str | None:
+    """The CLI's ``error:`` message (with its problem lines), else the last line of the log."""
+    lines = log.splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].startswith("error:"):
+            return "\n".join([lines[i].removeprefix("error:").strip()] + lines[i + 1:]).strip()
+    return lines[-1].strip() if lines else None
+
+
+def read_job(root: Path, job_id: str) -> Job | None:
+    directory = jobs_dir(root)
+    if "/" in job_id or job_id.startswith("."):
+        return None
+    try:
+        record = json.loads((directory / f"{job_id}.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    log_path, rc_path = directory / f"{job_id}.log", directory / f"{job_id}.rc"
+    text = log_path.read_text(encoding="utf-8", errors="replace") if log_path.is_file() else ""
+    tail = "\n".join(text.splitlines()[-LOG_LINES:])
+    rc = rc_path.read_text().strip() if rc_path.is_file() else None
+    if rc is None and runs.pid_alive(int(record["pid"])):
+        status, error = "running", None
+    elif rc == "0":
+        status, error = "finished", None
+    elif rc is None:
+        status, error = "failed", "the process ended without an exit status (killed?)"
+    else:
+        status, error = "failed", _error_line(text) or f"exit status {rc}"
+    return Job(record["id"], record["kind"], record["target"], record["out"], record["started"], status, error, tail)
+
+
+def list_jobs(root: Path, target: str | None = None, kind: str | None = None) -> list[Job]:
+    """Jobs, newest first; only those for ``target`` / of ``kind`` when given."""
+    directory = jobs_dir(root)
+    found = []
+    for path in sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True) \
+            if directory.is_dir() else []:
+        job = read_job(root, path.stem)
+        if job and (target is None or job.target == target) and (kind is None or job.kind == kind):
+            found.append(job)
+    return found
+
+
+def running_for(root: Path, target: str, kind: str) -> Job | None:
+    return next((j for j in list_jobs(root, target, kind) if j.status == "running"), None)

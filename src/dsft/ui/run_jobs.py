@@ -1,0 +1,141 @@
+"""Compare and export a finished run from the dashboard: ``dsft compare`` / ``dsft export`` as detached jobs.
+
+The form's fields become the commands' own flags, checked here only for what the dashboard owns (the run,
+paths inside the root, the output directory it picks, whole numbers); the command does the rest and says
+what is wrong in one line, as in a terminal. Outputs land inside the run (``RUN/compare``,
+``RUN/export/FORMAT``, numbered when taken), where the run page shows them: the compare's metrics table
+from ``comparison.json`` and each export's ``export.json`` with its verification figures.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+from dsft.errors import DsftError
+from dsft.eval.report import comparison_rows, fmt, fmt_delta, metric_label
+from dsft.export.api import EXPORT_DTYPES
+from dsft.training.rundir import ADAPTER_METHODS, RunDir
+from dsft.ui import jobs, runs
+from dsft.ui.paths import inside_root, relative_name
+
+BUSY = ("running", "starting")
+
+
+def export_formats(method: str | None) -> list[str]:
+    """The formats the run page offers: hf always, the adapter for LoRA runs, gguf where ``gguf`` is installed."""
+    found = ["hf"]
+    if method in ADAPTER_METHODS:
+        found.append("adapter")
+    if importlib.util.find_spec("gguf") is not None:  # optional: only checking that it is installed
+        found.append("gguf")
+    return found
+
+
+def finished_run(root: Path, name: str) -> tuple[Path, runs.RunSummary]:
+    """The run directory of a run whose training has ended with ``final/`` written; else one message."""
+    run_dir = inside_root(root, name)
+    if not (run_dir.is_dir() and runs.is_run(run_dir)):
+        raise DsftError(f"{name}: not a run directory (no run.json or config.yaml)")
+    summary = runs.summarize(root, run_dir)
+    if summary.status in BUSY:
+        raise DsftError(f"{summary.name}: still {summary.status}; compare and export once it has finished")
+    if not summary.has_final:
+        raise DsftError(f"{summary.name}: no final/ (status {summary.status}); nothing to compare or export")
+    return run_dir, summary
+
+
+def _free_dir(parent: Path, stem: str) -> Path:
+    """``parent/stem``, or ``stem-2``, ``stem-3``... when taken."""
+    candidate, n = parent / stem, 1
+    while candidate.exists():
+        n += 1
+        candidate = parent / f"{stem}-{n}"
+    return candidate
+
+
+def _whole(form: dict[str, Any], field: str) -> int | None:
+    value = str(form.get(field) or "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise DsftError(f"{field}: a whole number >= 1, got {value!r}")
+    return int(value)
+
+
+def default_eval_data(run_dir: Path) -> str | None:
+    """The run's held-out split (test, else validation) from its own data or its prepared directory."""
+    places = [run_dir / "data"]
+    try:
+        prepared = RunDir(run_dir).config.data.prepared_dir if RunDir(run_dir).config_path.is_file() else None
+    except DsftError:
+        prepared = None
+    if prepared:
+        places.append(Path(prepared))
+    for place in places:
+        for split in ("test.jsonl", "val.jsonl"):
+            if (place / split).is_file() and (place / split).stat().st_size > 0:
+                return str(place / split)
+    return None
+
+
+def start_compare(root: Path, form: dict[str, Any]) -> dict[str, str]:
+    """``dsft compare --tuned RUN --data D --out RUN/compare[-N]`` detached: base vs tuned on the same prompts."""
+    run_dir, summary = finished_run(root, str(form.get("run") or ""))
+    flags = []
+    for field, flag in (("limit", "--limit"), ("max_new_tokens", "--max-new-tokens")):
+        value = _whole(form, field)
+        if value is not None:
+            flags += [flag, str(value)]
+    data_field = str(form.get("data") or "").strip()
+    data = str(inside_root(root, data_field)) if data_field else default_eval_data(run_dir)
+    if data is None:
+        raise DsftError(f"data: {summary.name} has no test or validation split; name an eval file under the root")
+    if Path(data).is_dir():
+        raise DsftError(f"data: {data_field} is a directory; name one eval file")
+    out = _free_dir(run_dir, "compare")
+    args = ["compare", "--tuned", str(run_dir), "--data", data, "--out", str(out), *flags]
+    return _start(root, "compare", summary.name, out, args)
+
+
+def start_export(root: Path, form: dict[str, Any]) -> dict[str, str]:
+    """``dsft export RUN --out RUN/export/FORMAT[-N] --format F --dtype D`` detached, verified."""
+    run_dir, summary = finished_run(root, str(form.get("run") or ""))
+    offered = export_formats(summary.method)
+    fmt_name = str(form.get("format") or "hf")
+    if fmt_name not in offered:
+        raise DsftError(f"format {fmt_name}: choose one of {', '.join(offered)}")
+    dtype = str(form.get("dtype") or "auto")
+    if dtype not in EXPORT_DTYPES:
+        raise DsftError(f"dtype {dtype}: choose one of {', '.join(EXPORT_DTYPES)}")
+    out = _free_dir(run_dir / "export", fmt_name if dtype == "auto" else f"{fmt_name}-{dtype}")
+    args = ["export", str(run_dir), "--out", str(out), "--format", fmt_name]
+    if dtype != "auto":
+        args += ["--dtype", dtype]
+    return _start(root, "export", summary.name, out, args)
+
+
+def _start(root: Path, kind: str, run: str, out: Path, args: list[str]) -> dict[str, str]:
+    busy = jobs.running_for(root, run, kind)
+    if busy:
+        raise DsftError(f"{run}: a {kind} is already running ({busy.id}); wait for it to end")
+    return {"job": jobs.start_job(root, kind, run, relative_name(root, out), args), "out": relative_name(root, out)}
+
+
+def comparisons(root: Path, run_dir: Path) -> list[dict[str, Any]]:
+    """Each ``comparison.json`` in the run: where, the data, the prompt count and the metric rows."""
+    found = []
+    for path in sorted(run_dir.glob("*/comparison.json")):
+        try:
+            result = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        rows = [(metric_label(k), fmt(b), fmt(t), fmt_delta(d)) for k, b, t, d in
+                comparison_rows(result.get("base") or {}, result.get("tuned") or {})]
+        found.append({"dir": relative_name(root, path.parent), "data": result.get("data"),
+                      "count": (result.get("tuned") or {}).get("count"), "rows": rows,
+                      "report": relative_name(root, path.parent / "report.html")
+                      if (path.parent / "report.html").is_file() else None})
+    return found

@@ -1,0 +1,185 @@
+"""Jobs from the dashboard: upload and prepare data, compare and export a run, each a detached CLI command.
+
+What is refused is refused before anything starts, naming the field; nothing outside the runs root is
+reachable; a job's status outlives the dashboard that started it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from dsft.ui import jobs, launch
+from dsft.ui.app import create_app
+
+POST = {"x-dsft-ui": "1"}
+HTML = {"accept": "text/html"}
+
+
+def write_data(path: Path, n: int = 12) -> Path:
+    rows = [{"messages": [{"role": "user", "content": f"Reservoir R{i} was completed in which year?"},
+                          {"role": "assistant", "content": f"R{i} was completed in {1950 + i}."}]} for i in range(n)]
+    rows += [rows[0], {"messages": [{"role": "user", "content": "an unanswered question"}]}]  # a duplicate, a reject
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def client(runs_root: Path) -> TestClient:
+    write_data(runs_root / "d.jsonl")
+    (runs_root.parent / "secret.jsonl").write_text("SECRET\n", encoding="utf-8")
+    return TestClient(create_app(runs_root), base_url="http://127.0.0.1")
+
+
+def wait_job(root: Path, job_id: str, timeout: float = 180) -> jobs.Job:
+    deadline = time.monotonic() + timeout
+    while (job := jobs.read_job(root, job_id)).status == "running":
+        assert time.monotonic() < deadline, f"job {job_id} still running"
+        time.sleep(0.3)
+    return job
+
+
+def started(root: Path) -> list[str]:
+    return sorted(p.name for p in jobs.jobs_dir(root).glob("*.json")) if jobs.jobs_dir(root).is_dir() else []
+
+
+PREPARE = {"name": "prepared/reservoirs", "files": "d.jsonl", "model": "deepseek", "val_ratio": "0.2"}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"name": ""}, "name ''"),
+    ({"name": "../up"}, "name '../up'"),
+    ({"name": "alpha"}, "already exists"),
+    ({"files": ""}, "files: name at least one"),
+    ({"files": "../secret.jsonl"}, "outside the runs root"),
+    ({"files": "/etc/passwd"}, "relative to the runs root"),
+    ({"files": "alpha"}, "is the root, a run or a prepared directory"),
+    ({"files": "alpha/config.yaml"}, "unsupported file type .yaml"),
+    ({"files": "nope.jsonl"}, "no such file"),
+    ({"format": "nope"}, "data.format"),
+    ({"template": "nope"}, "template.name"),
+    ({"val_ratio": "0.7", "test_ratio": "0.5"}, "val_ratio + test_ratio"),
+    ({"model": "../outside"}, "outside the runs root"),
+    ({"extra": "data.no_such_key=1"}, "no_such_key"),
+])
+def test_a_bad_preparation_starts_nothing_and_names_the_field(client: TestClient, runs_root: Path, change: dict,
+                                                                message: str) -> None:
+    response = client.post("/api/prepare", headers=POST, json={**PREPARE, **change})
+    assert response.status_code in (400, 404) and message in response.json()["error"], response.text
+    assert "SECRET" not in response.text and started(runs_root) == []
+    assert not (runs_root / "prepared").exists()
+
+
+def test_prepare_from_the_browser_writes_the_report_rejects_and_removals(client: TestClient, runs_root: Path) -> None:
+    got = client.post("/api/prepare", headers=POST, json=PREPARE).json()
+    assert got["url"] == "/prepared/prepared/reservoirs"
+    job = wait_job(runs_root, got["job"])
+    assert job.status == "finished", job.log
+    view = client.get("/api/prepared", params={"name": "prepared/reservoirs"}).json()
+    assert view["report"]["read"] == 14 and view["report"]["rejected"] == 1
+    assert view["report"]["removed"]["exact_dedup"] == 1 and view["report"]["kept"] == 12
+    page = client.get("/prepared/prepared/reservoirs").text
+    assert "removed: exact_dedup" in page and "the last message must be an assistant turn" in page
+    assert "/new?data=prepared/reservoirs" in page
+    # The prepared directory is a data choice of the new-run form, trained as prepared.
+    assert "<option value='prepared/reservoirs'>" in client.get("/new").text
+    _, cfg = launch.build_config(runs_root, {"name": "on-prepared", "model": "tiny-deepseek-v3",
+                                             "data": "prepared/reservoirs"})
+    assert cfg.data.prepared_dir == str(runs_root / "prepared" / "reservoirs") and cfg.data.train == []
+    # A second preparation into the same directory is refused.
+    again = client.post("/api/prepare", headers=POST, json=PREPARE)
+    assert again.status_code == 400 and "already exists" in again.json()["error"]
+
+
+def test_bad_data_fails_the_job_with_the_clis_one_message(client: TestClient, runs_root: Path) -> None:
+    got = client.post("/api/prepare", headers=POST, json={**PREPARE, "on_error": "fail"}).json()
+    job = wait_job(runs_root, got["job"])
+    assert job.status == "failed" and "the last message must be an assistant turn" in job.error
+    assert "Traceback" not in job.log
+    page = client.get("/prepared/prepared/reservoirs").text
+    assert "id='prepare-message'" in page and "Train on it" not in page
+
+
+def test_upload_lands_under_the_root_only(client: TestClient, runs_root: Path) -> None:
+    body = (runs_root / "d.jsonl").read_bytes()
+    got = client.post("/api/data/upload", params={"name": "mine.jsonl"}, headers=POST, content=body)
+    assert got.json() == {"path": "uploads/mine.jsonl", "bytes": len(body)}
+    assert (runs_root / "uploads" / "mine.jsonl").read_bytes() == body
+    assert "uploads/mine.jsonl" in client.get("/prepare").text
+    for name, message in [("mine.jsonl", "already uploaded"), ("../up.jsonl", "a plain name"),
+                          ("a/b.jsonl", "a plain name"), (".hidden.jsonl", "a plain name"), ("x.py", "ending in"),
+                          ("config.yaml", "ending in")]:
+        response = client.post("/api/data/upload", params={"name": name}, headers=POST, content=body)
+        assert response.status_code == 400 and message in response.json()["error"], (name, response.text)
+    assert not (runs_root / "up.jsonl").exists() and not (runs_root.parent / "up.jsonl").exists()
+    empty = client.post("/api/data/upload", params={"name": "empty.jsonl"}, headers=POST, content=b"")
+    assert empty.status_code == 400 and "empty" in empty.json()["error"]
+    assert sorted(p.name for p in (runs_root / "uploads").iterdir()) == ["mine.jsonl"]  # no partial file left
+    assert client.post("/api/data/upload", params={"name": "z.jsonl"}, content=body).status_code == 403
+
+
+@pytest.mark.parametrize("url, body, message", [
+    ("/api/compare", {"run": "alpha"}, "no final/"),
+    ("/api/compare", {"run": "sweep/trial-0"}, "still running"),
+    ("/api/compare", {"run": "../outside"}, "outside the runs root"),
+    ("/api/compare", {"run": "done", "data": "../secret.jsonl"}, "outside the runs root"),
+    ("/api/compare", {"run": "done", "data": "alpha"}, "is a directory"),
+    ("/api/compare", {"run": "done"}, "done has no test or validation split"),
+    ("/api/compare", {"run": "done", "limit": "many"}, "limit: a whole number"),
+    ("/api/compare", {"run": "done", "max_new_tokens": "0"}, "max_new_tokens: a whole number"),
+    ("/api/export", {"run": "alpha"}, "no final/"),
+    ("/api/export", {"run": "/etc"}, "relative to the runs root"),
+    ("/api/export", {"run": "done", "format": "ollama"}, "format ollama: choose one of hf, adapter"),
+    ("/api/export", {"run": "done", "dtype": "int3"}, "dtype int3"),
+])
+def test_compare_and_export_refusals_start_nothing(client: TestClient, runs_root: Path, url: str, body: dict,
+                                                   message: str) -> None:
+    (runs_root / "done").mkdir()
+    for name in ("config.yaml", "run.json"):
+        (runs_root / "done" / name).write_bytes((runs_root / "alpha" / name).read_bytes())
+    (runs_root / "done" / "final").mkdir()
+    response = client.post(url, headers=POST, json=body)
+    assert response.status_code in (400, 404) and message in response.json()["error"], response.text
+    assert "SECRET" not in response.text and started(runs_root) == []
+
+
+def test_job_routes_need_the_key_and_the_header(runs_root: Path) -> None:
+    c = TestClient(create_app(runs_root, api_key="k3y"), base_url="http://127.0.0.1")
+    for url in ("/api/jobs", "/api/job?id=x", "/api/prepared?name=alpha"):
+        assert c.get(url).status_code == 401, url
+    assert c.get("/prepare", headers=HTML, follow_redirects=False).status_code == 303
+    for url in ("/api/prepare", "/api/compare", "/api/export", "/api/data/upload?name=a.jsonl", "/api/chat/stream"):
+        assert c.post(url, json={}, headers={"authorization": "Bearer k3y"}).status_code == 403, url  # no header
+        assert c.post(url, json={}, headers=POST).status_code == 401, url  # no key
+    assert not (runs_root / "uploads").exists()
+
+
+@pytest.mark.parametrize("url", ["/api/job?id=../../outside", "/api/job?id=..%2Fx", "/api/prepared?name=../outside",
+                                 "/prepared/..%2Foutside", "/api/prepared?name=/etc"])
+def test_job_routes_reach_nothing_outside_the_root(client: TestClient, runs_root: Path, url: str) -> None:
+    outside = runs_root.parent / "outside"
+    outside.mkdir(exist_ok=True)
+    (outside / "data_report.json").write_text('{"read": "SECRET"}', encoding="utf-8")
+    (outside / "train.jsonl").write_text("SECRET\n", encoding="utf-8")
+    (runs_root.parent / "outside.json").write_text('{"id": "SECRET"}', encoding="utf-8")
+    response = client.get(url)
+    assert response.status_code in (400, 404) and "SECRET" not in response.text, (url, response.text)
+
+
+def test_a_jobs_status_outlives_the_dashboard_that_started_it(runs_root: Path) -> None:
+    ok = jobs.start_job(runs_root, "export", "alpha", "alpha/export/hf", ["--version"])
+    bad = jobs.start_job(runs_root, "compare", "alpha", "alpha/compare", ["compare", "--tuned", "alpha", "--data",
+                                                                           "missing.jsonl", "--out", "x"])
+    assert wait_job(runs_root, ok).status == "finished"
+    failed = wait_job(runs_root, bad)
+    assert failed.status == "failed" and "missing.jsonl" in failed.error
+    fresh = TestClient(create_app(runs_root), base_url="http://127.0.0.1")  # as after a restart
+    listed = {j["id"]: j for j in fresh.get("/api/jobs", params={"target": "alpha"}).json()}
+    assert listed[ok]["status"] == "finished" and listed[bad]["status"] == "failed"
+    assert fresh.get("/api/job", params={"id": ok}).json()["log"].startswith("dsft ")
+    page = fresh.get("/run/alpha").text
+    assert f"data-job='{bad}' data-status='failed'" in page and "missing.jsonl" in page
