@@ -81,6 +81,16 @@ def default_eval_data(run_dir: Path) -> str | None:
     return None
 
 
+def shown_path(root: Path, path: str | None) -> str | None:
+    """``path`` relative to the root where it lies inside it (as requests name it), else as is."""
+    if path is None:
+        return None
+    try:
+        return relative_name(root, Path(path))
+    except ValueError:
+        return path
+
+
 def start_compare(root: Path, form: dict[str, Any]) -> dict[str, str]:
     """``dsft compare --tuned RUN --data D --out RUN/compare[-N]`` detached: base vs tuned on the same prompts."""
     run_dir, summary = finished_run(root, str(form.get("run") or ""))

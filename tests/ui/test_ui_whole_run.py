@@ -1,0 +1,178 @@
+"""A whole fine-tune from the browser on a tiny preset: data -> train -> compare -> chat -> export.
+
+Headless Chromium clicks through the dashboard as a person would: upload a data file, prepare it, train on
+the prepared directory, watch the runs page follow the run, compare base vs tuned, export (hf, and gguf
+where the ``gguf`` package is installed) and chat with the streamed answer beside the base's. Screenshots of
+each page go to the test's temporary directory (``DSFT_UI_SCREENSHOTS=DIR`` keeps them elsewhere).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dsft.ui.app import create_app
+from dsft.ui.run_jobs import export_formats
+
+from ui_browser import serve, wait_for
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture
+def dashboard(runs_root: Path) -> Iterator[str]:
+    yield from serve(create_app(runs_root, poll_s=0.2))
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    where = Path(os.environ.get("DSFT_UI_SCREENSHOTS") or tmp_path / "screenshots")
+    where.mkdir(parents=True, exist_ok=True)
+    return where
+
+
+def text(driver, css: str) -> str:
+    """The text of the first element matching ``css``, or "" while the page is (re)loading."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        found = driver.find_elements("css selector", css)
+        return found[0].text if found else ""
+    except StaleElementReferenceException:
+        return ""
+
+
+def fill(driver, fields: dict[str, str]) -> None:
+    for field, value in fields.items():
+        element = driver.find_element("id", field)
+        element.clear()
+        element.send_keys(value)
+
+
+def write_data(path: Path, n: int = 24) -> Path:
+    rows = [{"messages": [{"role": "user", "content": f"Reservoir R{i} was completed in which year?"},
+                          {"role": "assistant", "content": f"R{i} was completed in {1950 + i}."}]} for i in range(n)]
+    rows += [rows[3], {"messages": [{"role": "user", "content": "a question nobody answered"}]}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def prepare_data(browser, base: str, data: Path, shots: Path) -> None:
+    browser.get(base + "/prepare")
+    browser.find_element("id", "upload").send_keys(str(data))  # a file from outside the root, uploaded
+    browser.find_element("css selector", "#upload-form button").click()
+    wait_for(lambda: "uploaded uploads/reservoirs.jsonl" in text(browser, "#upload-state"), 30, "the upload")
+    assert browser.find_element("id", "files").get_attribute("value") == "uploads/reservoirs.jsonl"
+    fill(browser, {"name": "prepared/reservoirs", "val_ratio": "0", "test_ratio": "0.2"})
+    browser.find_element("css selector", "#prepare-form button").click()
+    wait_for(lambda: browser.current_url.endswith("/prepared/prepared/reservoirs"), 30, "the prepared page")
+    wait_for(lambda: text(browser, "#data-report"), 120, "the data report once prepared")
+    report = text(browser, "#data-report")
+    assert "read 26" in report and "rejected 1" in report and "removed: exact_dedup 1" in report
+    assert "the last message must be an assistant turn" in browser.page_source  # the reject, listed
+    browser.save_screenshot(str(shots / "1-prepared.png"))
+
+
+def train(browser, base: str, runs_root: Path, shots: Path) -> None:
+    browser.find_element("link text", "Train on it").click()
+    assert browser.find_element("id", "data").get_attribute("value") == "prepared/reservoirs"
+    fill(browser, {"name": "reservoirs-lora", "model": "tiny-deepseek-v3", "max_steps": "8", "lr": "5e-3",
+                   "max_seq_len": "64", "micro_batch_size": "2", "lora_r": "4", "save_steps": "4"})
+    browser.find_element("css selector", "#new-form button").click()
+    wait_for(lambda: browser.current_url.endswith("/run/reservoirs-lora"), 60, "the run page")
+    # The runs page follows the run without a reload.
+    browser.get(base + "/")
+    browser.execute_script("window.notReloaded = true")
+    row = "#runs tr[data-run='reservoirs-lora'] [data-col=status]"
+    wait_for(lambda: text(browser, row) == "finished", 300, "the runs page to show the run finished")
+    assert browser.execute_script("return window.notReloaded") is True
+    assert text(browser, "#runs tr[data-run='reservoirs-lora'] [data-col=steps]") == "8 / 8"
+    browser.save_screenshot(str(shots / "2-runs.png"))
+    info = json.loads((runs_root / "reservoirs-lora" / "run.json").read_text())
+    assert info["status"] == "finished" and info["global_step"] == 8
+
+
+def compare(browser, base: str, shots: Path) -> None:
+    browser.get(base + "/run/reservoirs-lora")
+    form = browser.find_element("id", "compare-form")
+    form.find_element("name", "limit").clear()
+    form.find_element("name", "limit").send_keys("3")
+    form.find_element("name", "max_new_tokens").clear()
+    form.find_element("name", "max_new_tokens").send_keys("8")
+    form.find_element("css selector", "button").click()
+    wait_for(lambda: "compare" in text(browser, "#jobs"), 30, "the compare job listed")
+    wait_for(lambda: text(browser, "#comparisons table"), 300, "the comparison on the run page")
+    table = text(browser, "#comparisons table")
+    assert table.startswith("metric base tuned delta") and "\nf1 " in table and "\nrougeL " in table, table
+    assert "3 prompts from" in text(browser, "#comparisons")
+
+
+def exports_shown(driver) -> dict[str, str]:
+    """Format -> row text of the run page's exports table ({} while the page reloads)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        rows = [r.find_elements("css selector", "td") for r in driver.find_elements("css selector", "#exports tr")]
+        return {cells[1].text: " ".join(c.text for c in cells) for cells in rows if cells}
+    except StaleElementReferenceException:
+        return {}
+
+
+def export(browser, base: str, runs_root: Path, shots: Path) -> None:
+    from selenium.webdriver.support.ui import Select  # optional test dependency, like the browser fixture
+
+    formats = [f for f in export_formats("lora") if f in ("hf", "gguf")]
+    for fmt in formats:
+        Select(browser.find_element("css selector", "#export-form select[name=format]")).select_by_visible_text(fmt)
+        if fmt == "gguf":
+            Select(browser.find_element("css selector", "#export-form select[name=dtype]")).select_by_visible_text(
+                "float32")
+        browser.find_element("css selector", "#export-form button").click()
+        wait_for(lambda: fmt in exports_shown(browser), 300, f"the {fmt} export on the run page")
+    rows = exports_shown(browser)
+    assert set(rows) == set(formats), rows
+    assert "max_abs_logit_diff" in rows["hf"] and "top1_agreement 1" in rows["hf"], rows["hf"]
+    if "gguf" in rows:
+        assert "max_abs_logit_diff" in rows["gguf"], rows["gguf"]
+    assert (runs_root / "reservoirs-lora" / "export" / "hf" / "model.safetensors").is_file()
+    assert "failed" not in text(browser, "#jobs")
+    browser.save_screenshot(str(shots / "3-run-compared-exported.png"))
+
+
+def chat(browser, shots: Path) -> None:
+    browser.find_element("link text", "Chat with this run").click()
+    # Count the changes to the tuned answer as they happen: a streamed answer grows piece by piece.
+    browser.execute_script(
+        "window.growth = 0; new MutationObserver(() => window.growth++).observe("
+        "document.getElementById('chat-tuned'), {childList: true, subtree: true, characterData: true});")
+    browser.find_element("id", "message").send_keys("Reservoir R3 was completed in which year?")
+    fill(browser, {"max_tokens": "12"})
+    browser.find_element("id", "side").click()
+    browser.find_element("css selector", "#chat-form button").click()
+    wait_for(lambda: browser.find_element("id", "chat-form").get_attribute("data-turns") == "2", 180,
+             "the streamed answer")
+    for column in ("tuned", "base"):
+        turns = browser.find_elements("css selector", f"#chat-{column} .turn.assistant")
+        assert len(turns) == 1 and "error" not in turns[0].get_attribute("class"), column
+        assert turns[0].get_attribute("data-done"), column
+    assert browser.execute_script("return window.growth") > 3  # the user turn, the empty answers, then pieces
+    assert text(browser, "#chat-state") == ""
+    browser.save_screenshot(str(shots / "4-chat.png"))
+
+
+@pytest.mark.slow
+def test_a_whole_fine_tune_from_the_browser(browser, dashboard: str, runs_root: Path, tmp_path: Path, shots: Path,
+                                            tiny_model_dir) -> None:
+    tiny_model_dir("tiny-deepseek-v3")
+    shutil.rmtree(runs_root / "sweep")  # only the run made here, and alpha
+    data = write_data(tmp_path / "reservoirs.jsonl")
+    prepare_data(browser, dashboard, data, shots)
+    train(browser, dashboard, runs_root, shots)
+    compare(browser, dashboard, shots)
+    export(browser, dashboard, runs_root, shots)
+    chat(browser, shots)
