@@ -111,12 +111,10 @@ def test_guide_000_zero3_on_two_processes(at_repo_root: Path, dsft, tmp_path: Pa
          "--set", "train.max_seq_len=128",
          # No evaluation: ZeRO-3 training is what is checked (generation eval is single-process).
          "--set", "data.val=[]", "--set", "data.val_ratio=0", "--set", "eval.metric=eval_loss",
-         "--set", "eval.generation_steps=0",
-         # ZeRO-3 with activation checkpointing on gloo has not finished 2 steps within 600 s on a busy
-         # 2-core machine (undiagnosed: a hang or contention); ZeRO-3 itself is what is checked here.
-         "--set", "train.gradient_checkpointing=false"],
+         "--set", "eval.generation_steps=0"],
         2, at_repo_root)
     ds = json.loads((run / "deepspeed.json").read_text())
+    assert "gradient_checkpointing: true" in (run / "config.yaml").read_text()  # the guide's recipe, as written
     assert ds["zero_optimization"]["stage"] == 3 and ds["train_batch_size"] == 2 * 1 * 2
     assert [r["step"] for r in read_jsonl(run / "metrics.jsonl") if "loss" in r] == [1, 2]
     assert (run / "final" / "adapter_model.safetensors").is_file()
