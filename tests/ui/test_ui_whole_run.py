@@ -109,7 +109,7 @@ def compare(browser, base: str, shots: Path) -> None:
     wait_for(lambda: text(browser, "#comparisons table"), 300, "the comparison on the run page")
     table = text(browser, "#comparisons table")
     assert table.startswith("metric base tuned delta") and "\nf1 " in table and "\nrougeL " in table, table
-    assert "3 prompts from" in text(browser, "#comparisons")
+    assert "3 prompts from prepared/reservoirs/test.jsonl" in text(browser, "#comparisons")
 
 
 def exports_shown(driver) -> dict[str, str]:
@@ -141,7 +141,10 @@ def export(browser, base: str, runs_root: Path, shots: Path) -> None:
         assert "max_abs_logit_diff" in rows["gguf"], rows["gguf"]
     assert (runs_root / "reservoirs-lora" / "export" / "hf" / "model.safetensors").is_file()
     assert "failed" not in text(browser, "#jobs")
+    browser.execute_script("window.scrollTo(0, 0)")
+    browser.set_window_size(1280, 1900)  # the charts, the comparison and the exports in one picture
     browser.save_screenshot(str(shots / "3-run-compared-exported.png"))
+    browser.set_window_size(1280, 1000)
 
 
 def chat(browser, shots: Path) -> None:

@@ -96,11 +96,11 @@ def run_page(summary: RunSummary, config: str, report: dict[str, Any] | None, li
         "<p class='hint'>No exports yet.</p>"
     body = (f'<div class="actions">{" ".join(actions)}</div><table class="facts">{facts}</table>'
             f'<h2>Metrics</h2><p class="hint">live: new rows of metrics.jsonl arrive as the run writes them</p>'
-            f'<div id="charts" data-run="{escape(name)}"></div>'
+            f'<div id="charts" data-run="{escape(name)}"></div>{sections.get("compare", "")}'
+            f"<h2>Exports</h2>{sections.get('export', '')}{exports_html}{sections.get('jobs', '')}"
             f"<h2>Data</h2>{data_report_html(report, listed)}"
             f"<h2>Checkpoints</h2><ul id='checkpoints'>{ckpts}</ul>"
-            f"<h2>Reports</h2><ul id='reports'>{links}</ul>{sections.get('compare', '')}"
-            f"<h2>Exports</h2>{sections.get('export', '')}{exports_html}{sections.get('jobs', '')}"
+            f"<h2>Reports</h2><ul id='reports'>{links}</ul>"
             f"<h2>Resolved config</h2><pre id='config'>{escape(config)}</pre>"
             + (f"<h2>Log (last lines)</h2><pre id='log'>{escape(log)}</pre>" if log else ""))
     return page(name, body)

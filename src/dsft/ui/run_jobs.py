@@ -144,7 +144,7 @@ def comparisons(root: Path, run_dir: Path) -> list[dict[str, Any]]:
             continue
         rows = [(metric_label(k), fmt(b), fmt(t), fmt_delta(d)) for k, b, t, d in
                 comparison_rows(result.get("base") or {}, result.get("tuned") or {})]
-        found.append({"dir": relative_name(root, path.parent), "data": result.get("data"),
+        found.append({"dir": relative_name(root, path.parent), "data": shown_path(root, result.get("data")),
                       "count": (result.get("tuned") or {}).get("count"), "rows": rows,
                       "report": relative_name(root, path.parent / "report.html")
                       if (path.parent / "report.html").is_file() else None})
