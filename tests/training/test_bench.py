@@ -63,6 +63,15 @@ def test_packed_real_tokens_and_useful_flops() -> None:
     assert useful_flops(10.0, 3, real_tokens=2, supervised_tokens=1, full=False) == 4 * (20 + 3)
 
 
+def test_mfu_takes_each_part_against_the_peak_of_its_dtype() -> None:
+    from dsft.training.bench.runner import mfu
+
+    peaks = {"fp32": 100.0, "bf16": 250.0}
+    row = {"seconds": 2.0, "body_flops": 100.0, "lm_head_flops": 500.0, "body_dtype": "fp32", "lm_head_dtype": "bf16"}
+    assert mfu(row, peaks) == pytest.approx((1.0 + 2.0) / 2.0)
+    assert mfu(row | {"lm_head_dtype": "fp32"}, peaks) == pytest.approx((1.0 + 5.0) / 2.0)
+
+
 def test_ratios_are_dsft_over_the_other_system() -> None:
     report = {"systems": {"dsft": {"supervised_tokens_per_s": 30.0, "peak_memory_bytes": 50},
                           "trl": {"supervised_tokens_per_s": 10.0, "peak_memory_bytes": 100}}}
@@ -159,14 +168,17 @@ def test_dsft_system_measures_an_optional_acceleration(tiny_model_dir, tmp_path:
     from dsft.training.bench.worker import run_system
 
     spec = _tiny_spec("dsft", tiny_model_dir("tiny-deepseek-v3"), tmp_path)
-    row = run_system(spec | {"loss_chunk_size": "auto", "dsft_options": ["offload_activations"]})
+    row = run_system(spec | {"loss_chunk_size": "auto", "dsft_options": ["offload_activations"], "loss_dtype": "bf16"})
     assert row["gradient_checkpointing"] and row["loss_chunk_size"] == 64  # auto at the 129k vocabulary, CPU
+    assert (row["body_dtype"], row["lm_head_dtype"]) == ("fp32", "bf16")  # --loss-dtype reached the loss
+    assert row["lm_head_flops"] > 0 and row["body_flops"] > 0
     assert math.isfinite(row["final_loss"]) and row["supervised_tokens"] > 0
 
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--dsft-option", "turbo"], "unknown option(s) turbo"),
     (["--loss-chunk-size", "0"], "--loss-chunk-size: expected a positive integer or auto"),
+    (["--loss-dtype", "fp16"], "--loss-dtype: expected one of auto, fp32, bf16"),
 ])
 def test_bench_train_rejects_bad_options(run_cli, tmp_path: Path, args: list[str], message: str) -> None:
     code, out, err = run_cli(["bench", "train", "--out", str(tmp_path / "x.json"), *args])

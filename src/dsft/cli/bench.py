@@ -55,6 +55,8 @@ def train(
         [], "--dsft-option", help="Measure dsft with an optional acceleration on (repeatable): compile, "
         "gradient_checkpointing, offload_activations (implies checkpointing).",
     ),
+    loss_dtype: str = typer.Option(
+        "auto", "--loss-dtype", help="dsft's lm_head matmul dtype: auto, fp32 or bf16 (train.loss_dtype)."),
     lengths: str = typer.Option(
         "short", "--lengths", help="Synthetic length mix: short (short answers, long-tailed prompts) or "
         "reasoning (long <think> reasoning)."),
@@ -78,7 +80,7 @@ def train(
     report = run_bench(model=model, steps=steps, seq_len=seq_len, compare=systems,
                        examples_per_step=examples_per_step, method=method, threads=threads,
                        length_scale=length_scale, loss_chunk_size=chunk, dsft_options=tuple(dsft_option),
-                       lengths=lengths,
+                       lengths=lengths, loss_dtype=loss_dtype,
                        progress=lambda msg: console.print(f"[dim]{msg}[/]"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2), encoding="utf-8")

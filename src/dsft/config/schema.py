@@ -336,6 +336,11 @@ class TrainConfig(Section):
         "auto", description="Supervised tokens per lm_head + CE chunk; auto = 256 on GPU, a 32 MiB logits "
         "chunk on CPU (64 at a 129k vocabulary).",
     )
+    loss_dtype: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="dtype of the loss's lm_head matmuls (softmax, log-sum-exp and loss stay fp32); "
+        "auto = the weights' dtype on GPU; on CPU bf16 where the CPU has bf16 instructions (AVX512-BF16, AMX) "
+        "and the head has at least 524,288 parameters (vocab x hidden), else fp32.",
+    )
     compile: bool = Field(False, description="torch.compile the model.")
     liger: bool = Field(False, description="Use Liger kernels when installed (GPU).")
     save_steps: int = Field(100, ge=1, description="Write a checkpoint every N optimizer steps.")

@@ -5,7 +5,9 @@ tokens and a 129k vocabulary that is 16.9 GB of fp32 logits, plus as much for th
 of it is spent on prompt and padding positions whose labels are -100 anyway. Here:
 
 1. labels are shifted (position t predicts label t+1) and only positions with a label are kept;
-2. lm_head + log-softmax run over ``chunk_size`` of those positions at a time, in fp32;
+2. lm_head + softmax run over ``chunk_size`` of those positions at a time: the matmuls in
+   ``train.loss_dtype`` (bf16 on CPUs with bf16 matrix instructions, fp32 kept as an option), softmax,
+   log-sum-exp and the loss in fp32, one fused softmax pass per chunk;
 3. each chunk's gradient (softmax - one_hot) is pushed through lm_head right away, so backward needs
    no recomputation and no chunk's logits outlive its loop iteration (peak: one chunk of logits);
 4. the summed loss is divided by ``num_items_in_batch``: the number of supervised tokens in the whole
@@ -30,6 +32,11 @@ from dsft.templates.base import IGNORE_INDEX
 # the 129k vocabulary (docs/performance.md): 64-row chunks (32 MiB) ran the loss 1.4x faster than 256.
 CPU_CHUNK_BYTES = 32 * 2**20
 GPU_CHUNK_ROWS = 256
+# ``train.loss_dtype``: the dtype of the lm_head matmuls; softmax, log-sum-exp and the loss stay fp32.
+LOSS_DTYPES = {"auto": None, "fp32": torch.float32, "bf16": torch.bfloat16}
+# CPU ``auto``: bf16 lm_head matmuls from this many head parameters (vocab x hidden) up: measured 1.45x faster
+# at 64 x 8,000, no faster at a unit test's 32 x 600 (docs/performance.md).
+CPU_BF16_MIN_HEAD_PARAMS = 2**19
 
 
 def auto_chunk_size(vocab_size: int, device_type: str) -> int:
@@ -39,19 +46,59 @@ def auto_chunk_size(vocab_size: int, device_type: str) -> int:
     return max(8, min(1024, CPU_CHUNK_BYTES // (4 * vocab_size)))
 
 
-def _project(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor) -> torch.Tensor:
-    """``out[:] = h @ weight.T + bias`` in fp32: the only place the loss calls the lm_head matmul."""
-    if weight.dtype == torch.float32 and h.dtype == torch.float32:
-        torch.mm(h, weight.t(), out=out)
-        if bias is not None:
-            out += bias
-    else:  # low-precision matmul, fp32 reduction
-        out.copy_(torch.nn.functional.linear(h, weight, bias))
+def cpu_multiplies_bf16() -> bool:
+    """Whether this CPU has bf16 matrix instructions (AVX512-BF16 or AMX), where bf16 GEMMs are native."""
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def resolve_loss_dtype(setting: str, device_type: str, weight: torch.Tensor) -> torch.dtype:
+    """The dtype of the lm_head matmuls for ``train.loss_dtype`` (softmax and loss are fp32 in every case).
+
+    ``auto``: on accelerators the lm_head weight's own dtype (bf16 under bf16 training); on CPU bf16 when
+    the CPU multiplies bf16 natively and the head is large enough for it to pay (measured in
+    docs/performance.md), else fp32.
+    """
+    if setting not in LOSS_DTYPES:
+        raise ValueError(f"loss_dtype must be one of {', '.join(LOSS_DTYPES)}, got {setting!r}")
+    if setting != "auto":
+        return LOSS_DTYPES[setting]
+    if device_type != "cpu":
+        return weight.dtype
+    shape = getattr(weight, "ds_shape", weight.shape)
+    large = shape[0] * shape[1] >= CPU_BF16_MIN_HEAD_PARAMS
+    return torch.bfloat16 if large and cpu_multiplies_bf16() else torch.float32
+
+
+def _project(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor,
+             low: torch.Tensor | None = None) -> torch.Tensor:
+    """``out[:] = h @ weight.T + bias`` with fp32 ``out``: the only place the loss calls the lm_head matmul.
+
+    The matmul runs in ``weight``'s dtype; a low-precision product lands in ``low`` (a reused buffer of
+    that dtype) and is widened into ``out``.
+    """
+    if weight.dtype == torch.float32:
+        torch.mm(h.float(), weight.t(), out=out)
+    elif low is not None:
+        out.copy_(torch.mm(h.to(weight.dtype), weight.t(), out=low))
+    else:
+        out.copy_(torch.mm(h.to(weight.dtype), weight.t()))
+    if bias is not None:
+        out += bias
     return out
 
 
+# Below this probability of the target, -log p[target] from the fp32 softmax loses precision (fp32's
+# smallest normal is 1.2e-38): such rows get their log-sum-exp recomputed exactly.
+_SMALLEST_SAFE_PROBABILITY = 1e-30
+
+
 class _ChunkedLinearCrossEntropy(torch.autograd.Function):
-    """Sum over rows of ``-log softmax(hidden @ weight.T + bias)[target]``, gradients computed in forward."""
+    """Sum over rows of ``-log softmax(hidden @ weight.T + bias)[target]``, gradients computed in forward.
+
+    Per chunk: one lm_head matmul in ``compute_dtype`` (fp32 logits), one fused row-wise softmax pass in
+    fp32 written over the logits (max, exp, sum and normalisation with the row in cache), the loss read off
+    the target's probability, and the gradient matmul(s) in ``compute_dtype``.
+    """
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -63,6 +110,7 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         chunk_size: int,
         grad_enabled: bool,
         smoothing: float = 0.0,
+        compute_dtype: torch.dtype | None = None,
     ) -> torch.Tensor:
         # ``needs_input_grad`` says which inputs require grad, not whether a graph is being recorded: under
         # ``torch.no_grad()`` (evaluation) it stays True for a trainable lm_head, and forward would compute a
@@ -74,46 +122,62 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         # Accumulate the lm_head gradient in fp32 across chunks; skipped entirely when lm_head is frozen (LoRA).
         grad_weight = torch.zeros_like(weight, dtype=torch.float32) if want_weight else None
         grad_bias = torch.zeros_like(bias, dtype=torch.float32) if want_bias and bias is not None else None
+        compute_dtype = compute_dtype or weight.dtype
+        # The weight in the matmul dtype, converted once per call (not per chunk).
+        w = weight if weight.dtype == compute_dtype else weight.to(compute_dtype)
+        rows = min(chunk_size, hidden.shape[0])
         # One [chunk, vocab] fp32 buffer, allocated once and reused by every chunk, does all the work in
-        # place (logsumexp would allocate a second). Reuse matters on CPU: a fresh buffer of this size is
-        # a fresh mmap whose every page faults on first touch, every chunk.
-        buffer = torch.empty((min(chunk_size, hidden.shape[0]), weight.shape[0]), dtype=torch.float32,
-                             device=hidden.device)
+        # place; a low-precision matmul gets a second one of its dtype. Reuse matters on CPU: a fresh buffer
+        # of this size is a fresh mmap whose every page faults on first touch, every chunk.
+        buffer = torch.empty((rows, weight.shape[0]), dtype=torch.float32, device=hidden.device)
+        low = (torch.empty((rows, weight.shape[0]), dtype=compute_dtype, device=hidden.device)
+               if compute_dtype != torch.float32 else None)
         vocab = weight.shape[0]
         # With smoothing the hidden gradient gains -eps/vocab * sum_v W[v]: the mean row of W, computed once.
         mean_row = weight.float().mean(0) if smoothing and want_hidden else None
         for start in range(0, hidden.shape[0], chunk_size):
             h = hidden[start : start + chunk_size]
             t = targets[start : start + chunk_size]
-            logits = _project(h, weight, bias, buffer[: h.shape[0]])
+            logits = _project(h, w, bias, buffer[: h.shape[0]], None if low is None else low[: h.shape[0]])
             target_logits = logits.gather(1, t[:, None]).squeeze(1)
+            smoothed = target_logits
             if smoothing:  # read before the buffer is overwritten in place below
-                target_logits = (1.0 - smoothing) * target_logits + smoothing * logits.mean(dim=-1)
-            row_max = logits.amax(dim=-1, keepdim=True)
-            exp_shifted = logits.sub_(row_max).exp_()
-            normalizer = exp_shifted.sum(dim=-1, keepdim=True)
-            total += (normalizer.log().squeeze(1) + row_max.squeeze(1) - target_logits).sum()
+                smoothed = (1.0 - smoothing) * target_logits + smoothing * logits.mean(dim=-1)
+            # One fused pass per row: the probabilities overwrite the logits.
+            probs = torch._softmax(logits, -1, False, out=logits)
+            target_probs = probs.gather(1, t[:, None]).squeeze(1)
+            # log-sum-exp = logit[target] - log p[target]: the softmax's fp32 sum, recovered without a pass.
+            lse = target_logits - target_probs.log()
+            tiny = target_probs < _SMALLEST_SAFE_PROBABILITY
+            if bool(tiny.any()):
+                again = torch.empty((int(tiny.sum()), vocab), dtype=torch.float32, device=hidden.device)
+                lse[tiny] = torch.logsumexp(_project(h[tiny], w, bias, again), dim=-1)
+            total += (lse - smoothed).sum()
             if grad_hidden is None and grad_weight is None and grad_bias is None:
                 continue
             # d(loss)/d(logits) = softmax - (1 - eps) * one_hot - eps / vocab.
             if grad_weight is None and grad_bias is None:
-                # d/dh = softmax @ W - (1 - eps) W[target] - eps * mean_v W[v]: scaling the [N, H] product
-                # (exp @ W) / normalizer instead of the [N, vocab] probabilities saves a full pass over the
-                # chunk's logits (the usual LoRA case: a frozen lm_head needs no weight gradient).
-                projected = (exp_shifted.to(weight.dtype) @ weight).float().div_(normalizer)
+                # d/dh = softmax @ W - (1 - eps) W[target] - eps * mean_v W[v], without forming the
+                # [N, vocab] gradient (the usual LoRA case: a frozen lm_head needs no weight gradient).
+                p = probs if low is None else low[: h.shape[0]].copy_(probs)
+                projected = (p @ w).float()
                 projected -= (1.0 - smoothing) * weight[t].float()
                 if mean_row is not None:
                     projected -= smoothing * mean_row
                 grad_hidden[start : start + chunk_size] = projected.to(hidden.dtype)  # type: ignore[index]
                 continue
-            grad_logits = exp_shifted.div_(normalizer)
+            grad_logits = probs
             grad_logits[torch.arange(t.shape[0], device=t.device), t] -= 1.0 - smoothing
             if smoothing:
                 grad_logits -= smoothing / vocab
+            g = grad_logits if low is None else low[: h.shape[0]].copy_(grad_logits)
             if grad_hidden is not None:
-                grad_hidden[start : start + chunk_size] = (grad_logits.to(weight.dtype) @ weight).to(hidden.dtype)
+                grad_hidden[start : start + chunk_size] = (g @ w).to(hidden.dtype)
             if grad_weight is not None:
-                grad_weight += grad_logits.t() @ h.float()
+                if low is None:  # fp32: accumulate in place, no [vocab, hidden] temporary
+                    torch.addmm(grad_weight, g.t(), h.float(), out=grad_weight)
+                else:
+                    grad_weight += g.t() @ h.to(compute_dtype)
             if grad_bias is not None:
                 grad_bias += grad_logits.sum(0)
         ctx.save_for_backward(
@@ -129,7 +193,7 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         grads: list[torch.Tensor | None] = []
         for tensor, present, dtype in zip(saved, ctx.has, ctx.dtypes):
             grads.append((tensor * grad_out).to(dtype) if present else None)
-        return grads[0], grads[1], grads[2], None, None, None, None
+        return grads[0], grads[1], grads[2], None, None, None, None, None
 
 
 def select_supervised(
@@ -158,14 +222,16 @@ def supervised_cross_entropy(
     lm_head_bias: torch.Tensor | None = None,
     shifted: bool = False,
     label_smoothing: float = 0.0,
+    compute_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Summed next-token cross-entropy over supervised positions, divided by ``num_items_in_batch``.
 
     ``hidden_states`` [B, T, H] is the body's last hidden state, ``labels`` [B, T] the unshifted labels
     (-100 where unsupervised), or the already shifted ones with ``shifted=True``. ``num_items_in_batch`` is the number of supervised (shifted) labels in the
-    whole global batch; ``None`` means this batch alone (a plain mean). Logits are computed in the weight
-    dtype and reduced in fp32, ``chunk_size`` positions at a time. ``label_smoothing`` as in
-    ``F.cross_entropy`` (see the module docstring).
+    whole global batch; ``None`` means this batch alone (a plain mean). The lm_head matmuls run in
+    ``compute_dtype`` (default: the weight's dtype; see :func:`resolve_loss_dtype`), softmax and the loss in
+    fp32, ``chunk_size`` positions at a time. ``label_smoothing`` as in ``F.cross_entropy`` (see the module
+    docstring).
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -174,7 +240,7 @@ def supervised_cross_entropy(
         # Keep the graph connected (zero gradient) so every rank runs the same backward.
         return hidden_states.sum() * 0.0
     total = _ChunkedLinearCrossEntropy.apply(hidden, lm_head_weight, lm_head_bias, targets, chunk_size,
-                                             torch.is_grad_enabled(), float(label_smoothing))
+                                             torch.is_grad_enabled(), float(label_smoothing), compute_dtype)
     denominator = targets.numel() if num_items_in_batch is None else num_items_in_batch
     if isinstance(denominator, torch.Tensor):
         denominator = denominator.to(total.device, torch.float32)

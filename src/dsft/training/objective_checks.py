@@ -55,9 +55,11 @@ def objective_problems(cfg: DsftConfig, template_opens_think: bool | None = None
                         "leave template.masking at its default")
     if t.label_smoothing:
         problems.append(f"train.label_smoothing: smooths the SFT loss only; for DPO use preference.label_smoothing")
-    if t.offload_activations or t.loss_chunk_size != "auto":
-        problems.append(f"train.{'offload_activations' if t.offload_activations else 'loss_chunk_size'}: belongs to "
-                        f"dsft's SFT loss; {objective} computes its loss in TRL")
+    sft_loss_keys = [name for name, on in (("offload_activations", t.offload_activations),
+                                           ("loss_chunk_size", t.loss_chunk_size != "auto"),
+                                           ("loss_dtype", t.loss_dtype != "auto")) if on]
+    if sft_loss_keys:
+        problems.append(f"train.{sft_loss_keys[0]}: belongs to dsft's SFT loss; {objective} computes its loss in TRL")
     if t.sequence_parallel > 1:
         problems.append(f"train.sequence_parallel: not supported with train.objective={objective}")
     if cfg.eval.generation_steps:

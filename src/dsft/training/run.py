@@ -282,6 +282,7 @@ def _build_trainer(
         processing_class=tokenizer,
         callbacks=callbacks,
         loss_chunk_size=cfg.train.loss_chunk_size,
+        loss_dtype=cfg.train.loss_dtype,
         offload_activations=cfg.train.offload_activations,
         label_smoothing=cfg.train.label_smoothing,
         token_counter=counter,

@@ -30,7 +30,12 @@ from transformers import Trainer, TrainingArguments
 
 from dsft.templates.base import IGNORE_INDEX
 from dsft.training.collators import REAL_TOKENS_KEY
-from dsft.training.loss import auto_chunk_size, supervised_cross_entropy, supervised_cross_entropy_via_module
+from dsft.training.loss import (
+    auto_chunk_size,
+    resolve_loss_dtype,
+    supervised_cross_entropy,
+    supervised_cross_entropy_via_module,
+)
 from dsft.training.trainer_hooks import ShardedLabelCountHooks, declare_supervised_token_loss, prepare_inputs
 
 # Inputs that go to the model; everything else the collator adds (labels) stays with the loss.
@@ -96,7 +101,7 @@ class DsftTrainer(ShardedLabelCountHooks, Trainer):
 
     def __init__(
         self, *args: Any, loss_chunk_size: int | str = "auto", offload_activations: bool = False,
-        label_smoothing: float = 0.0, **kwargs: Any,
+        label_smoothing: float = 0.0, loss_dtype: str = "auto", **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         # Applied to the training loss only: evaluation loss (and the perplexity derived from it) stays the
@@ -108,6 +113,9 @@ class DsftTrainer(ShardedLabelCountHooks, Trainer):
             vocab = getattr(weight, "ds_shape", weight.shape)[0]  # ZeRO-3 keeps the full shape in ds_shape
             loss_chunk_size = auto_chunk_size(vocab, self.args.device.type)
         self.loss_chunk_size = int(loss_chunk_size)
+        # The dtype of the loss's lm_head matmuls (train.loss_dtype), resolved once for this device and head.
+        self.loss_compute_dtype = resolve_loss_dtype(loss_dtype, self.args.device.type,
+                                                     causal_lm.get_output_embeddings().weight)
         # With gradient checkpointing the tensors autograd saves are the layers' inputs; keeping them in
         # (pinned) CPU memory until backward trades a copy per layer for their GPU memory.
         self.offload_activations = offload_activations
@@ -193,6 +201,7 @@ class DsftTrainer(ShardedLabelCountHooks, Trainer):
             loss = supervised_cross_entropy(
                 hidden, lm_head.weight, labels, num_items_in_batch, self.loss_chunk_size,
                 lm_head_bias=getattr(lm_head, "bias", None), shifted=shifted, label_smoothing=smoothing,
+                compute_dtype=self.loss_compute_dtype,
             )
         if num_items_in_batch is not None and self.args.average_tokens_across_devices:
             # num_items_in_batch counts every rank's tokens while DDP/DeepSpeed average gradients over the

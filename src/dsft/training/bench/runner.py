@@ -8,9 +8,11 @@ Definitions (the JSON repeats them under ``definitions``):
   no credit for them.
 * **tokens** (``tokens_per_s``): real (non-padding) tokens fed to the model; ``padded_tokens_per_s``
   also counts padding positions.
-* **MFU**: useful matmul FLOPs per second (body weights on real tokens, lm_head on supervised tokens; see
-  ``systems.useful_flops``) over the machine's peak: a measured fp32 matmul on CPU, a measured bf16
-  matmul on GPU.
+* **MFU**: the time the useful matmul FLOPs (body weights on real tokens, lm_head on supervised tokens;
+  see ``systems.useful_flops``) would take at the machine's measured matmul peak of the dtype each runs
+  in, over the time they took. On CPU the body runs in fp32 and the lm_head in fp32, or in bf16 for dsft
+  under ``train.loss_dtype`` bf16: both peaks (2,048-square matmuls) are measured in the same run. On GPU
+  everything is bf16 (an 8,192-square bf16 matmul).
 * Timing covers every optimizer step after the first (warm-up).
 """
 
@@ -34,6 +36,7 @@ from dsft.errors import DsftError
 from dsft.models.loading import load_tokenizer
 from dsft.models.resolve import resolve_model
 from dsft.training.bench.synthetic import LENGTH_MIXES, make_examples
+from dsft.training.loss import LOSS_DTYPES
 
 SYSTEMS = ("dsft", "trl-expert", "trl", "seed")
 # Optional accelerations the dsft system can be measured with (train.<name> in a config): off by default.
@@ -42,17 +45,19 @@ DEFINITIONS = {
     "supervised_tokens": "next-token targets under dsft's assistant-only mask, the same for every system",
     "tokens_per_s": "real (non-padding) input tokens per second",
     "padded_tokens_per_s": "input positions per second, padding included",
-    "mfu": "useful matmul FLOP/s (4 or 6 x active body params x real tokens + lm_head params x supervised "
-           "tokens) / measured matmul peak",
+    "mfu": "(body FLOPs / measured matmul peak of the body's dtype + lm_head FLOPs / peak of the lm_head "
+           "matmuls' dtype) / seconds; FLOPs = 4 or 6 x active body params x real tokens, 4 or 6 x lm_head "
+           "params x supervised tokens",
     "timing": "optimizer steps after the first (warm-up)",
     "peak_memory_bytes": "peak RSS of the process on CPU; torch.cuda.max_memory_allocated on GPU",
 }
 
 
-def measure_matmul_peak(threads: int, device: str) -> float:
-    """Best observed FLOP/s of a large square matmul: fp32 on CPU, bf16 on GPU."""
+def measure_matmul_peak(threads: int, device: str, dtype: torch.dtype | None = None) -> float:
+    """Best observed FLOP/s of a large square matmul: fp32 on CPU, bf16 on GPU, unless ``dtype`` says."""
     torch.set_num_threads(threads)
-    n, dtype = (2048, torch.float32) if device == "cpu" else (8192, torch.bfloat16)
+    n = 2048 if device == "cpu" else 8192
+    dtype = dtype or (torch.float32 if device == "cpu" else torch.bfloat16)
     a = torch.randn(n, n, dtype=dtype, device=device)
     b = torch.randn(n, n, dtype=dtype, device=device)
     best = 0.0
@@ -102,7 +107,7 @@ def run_bench(
     model: str = "tiny-deepseek-v3", steps: int = 8, seq_len: int = 2048, compare: tuple[str, ...] = ("trl-expert", "trl", "seed"),
     examples_per_step: int = 8, method: str = "lora", seed: int = 0, threads: int | None = None,
     lr: float = 2e-4, length_scale: float = 1.0, loss_chunk_size: int | str | None = None, progress: Any = None,
-    dsft_options: tuple[str, ...] = (), lengths: str = "short",
+    dsft_options: tuple[str, ...] = (), lengths: str = "short", loss_dtype: str = "auto",
 ) -> dict[str, Any]:
     """Run dsft and each system in ``compare`` in turn; return the report (see module docstring)."""
     bad_options = [name for name in dsft_options if name not in DSFT_OPTIONS]
@@ -115,6 +120,8 @@ def run_bench(
                         f"choose from {', '.join(SYSTEMS[1:])}")
     if lengths not in LENGTH_MIXES:
         raise DsftError(f"bench --lengths: expected one of {', '.join(LENGTH_MIXES)}, got {lengths!r}")
+    if loss_dtype not in LOSS_DTYPES:
+        raise DsftError(f"bench --loss-dtype: expected one of {', '.join(LOSS_DTYPES)}, got {loss_dtype!r}")
     if steps < 1 or seq_len < 64 or examples_per_step < 1:
         raise DsftError("bench: --steps must be >= 1, --seq-len >= 64 and --examples-per-step >= 1")
     threads = threads or torch.get_num_threads()
@@ -124,13 +131,17 @@ def run_bench(
     tokenizer = load_tokenizer(model_dir)
     count = int((steps + 2) * examples_per_step * 1.25)
     examples = make_examples(tokenizer, count, seed, length_scale, mix=lengths)
-    peak = measure_matmul_peak(threads, device)
+    # Peak FLOP/s by dtype name, as the systems report the dtypes their body and lm_head run in.
+    peaks = {name: measure_matmul_peak(threads, device, dtype)
+             for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
     report: dict[str, Any] = {
-        "machine": machine_info(threads, device) | {"matmul_peak_flops": peak},
+        "machine": machine_info(threads, device) | {"matmul_peak_flops": peaks["fp32" if device == "cpu" else "bf16"],
+                                                    "matmul_peak_flops_by_dtype": peaks},
         "settings": {"model": model, "model_dir": str(model_dir), "steps": steps, "seq_len": seq_len,
                      "examples_per_step": examples_per_step, "method": method, "seed": seed, "lr": lr,
                      "examples": count, "lengths": lengths, "length_scale": length_scale,
-                     "loss_chunk_size": loss_chunk_size, "dsft_options": sorted(dsft_options)},
+                     "loss_chunk_size": loss_chunk_size, "loss_dtype": loss_dtype,
+                     "dsft_options": sorted(dsft_options)},
         "definitions": DEFINITIONS, "systems": {},
     }
     with tempfile.TemporaryDirectory(prefix="dsft-bench-") as tmp:
@@ -144,7 +155,8 @@ def run_bench(
             spec = {"system": system, "model_dir": str(model_dir), "data": str(data), "steps": steps,
                     "seq_len": seq_len, "examples_per_step": examples_per_step, "method": method, "seed": seed,
                     "lr": lr, "threads": threads, "work_dir": str(work / system),
-                    "loss_chunk_size": loss_chunk_size, "dsft_options": sorted(dsft_options)}
+                    "loss_chunk_size": loss_chunk_size, "loss_dtype": loss_dtype,
+                    "dsft_options": sorted(dsft_options)}
             load_before = list(os.getloadavg())
             try:
                 result = _run_worker(spec, work)
@@ -155,9 +167,16 @@ def run_bench(
                 report["systems"][system] = {"failed": str(failure)}
                 continue
             result["load_average_before_after"] = [load_before, list(os.getloadavg())]
-            result["mfu"] = result.pop("useful_flops_per_s") / peak
+            result["mfu"] = mfu(result, peaks)
             report["systems"][system] = result
     return add_ratios(report)
+
+
+def mfu(result: dict[str, Any], peaks: dict[str, float]) -> float:
+    """Seconds the useful FLOPs take at the peak of the dtype each part ran in, over the seconds they took."""
+    ideal = (result["body_flops"] / peaks[result["body_dtype"]]
+             + result["lm_head_flops"] / peaks[result["lm_head_dtype"]])
+    return ideal / result["seconds"] if result["seconds"] > 0 else float("nan")
 
 
 def add_ratios(report: dict[str, Any]) -> dict[str, Any]:

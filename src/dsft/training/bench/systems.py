@@ -151,7 +151,8 @@ def build_dsft(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[
     trainer_cls = metered(DsftTrainer, meter, None)
     return trainer_cls(model=model, args=args, train_dataset=dataset, data_collator=collator,
                        callbacks=[meter], loss_chunk_size=spec["loss_chunk_size"],
-                       offload_activations="offload_activations" in options)
+                       offload_activations="offload_activations" in options,
+                       loss_dtype=spec.get("loss_dtype", "auto"))
 
 
 def credit_table(examples: list[dict], seq_len: int) -> list[int]:
@@ -250,6 +251,7 @@ def summarize(meter: Meter, model: Any, peak_memory: int, full: bool) -> dict[st
     cpu_seconds = meter.cpu_end - meter.cpu_start
     body, head = body_and_head_parameters(model)
     flops = useful_flops(body, head, meter.real_tokens, meter.supervised_tokens, full)
+    head_flops = useful_flops(0.0, head, meter.real_tokens, meter.supervised_tokens, full)
     return {
         "seconds": seconds,
         # CPU time of all the process's threads: a cross-check that a busy shared machine distorts less.
@@ -262,6 +264,8 @@ def summarize(meter: Meter, model: Any, peak_memory: int, full: bool) -> dict[st
         "tokens_per_s": meter.real_tokens / seconds if seconds > 0 else math.nan,
         "padded_tokens_per_s": meter.padded_tokens / seconds if seconds > 0 else math.nan,
         "useful_flops_per_s": flops / seconds if seconds > 0 else math.nan,
+        "body_flops": flops - head_flops,
+        "lm_head_flops": head_flops,
         "peak_memory_bytes": peak_memory,
         "final_loss": meter.losses[-1] if meter.losses else math.nan,
         "uncredited_rows": meter.uncredited_rows,

@@ -55,6 +55,12 @@ def run_system(spec: dict[str, Any]) -> dict[str, Any]:
     result["gradient_checkpointing"] = bool(trainer.args.gradient_checkpointing)
     if hasattr(trainer, "loss_chunk_size"):
         result["loss_chunk_size"] = trainer.loss_chunk_size  # dsft: "auto" resolved for this device
+    # The dtypes the matmuls ran in (MFU is taken against the peak of each): the body's weights, and the
+    # lm_head's, or for dsft its loss's (train.loss_dtype resolved for this device and head).
+    names = {torch.float32: "fp32", torch.bfloat16: "bf16"}
+    body_dtype = torch.bfloat16 if trainer.args.bf16 else torch.float32
+    head_dtype = getattr(trainer, "loss_compute_dtype", body_dtype)
+    result["body_dtype"], result["lm_head_dtype"] = names[body_dtype], names.get(head_dtype, "bf16")
     return result
 
 
