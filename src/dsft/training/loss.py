@@ -170,14 +170,13 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
             grad_logits[torch.arange(t.shape[0], device=t.device), t] -= 1.0 - smoothing
             if smoothing:
                 grad_logits -= smoothing / vocab
-            g = grad_logits if low is None else low[: h.shape[0]].copy_(grad_logits)
             if grad_hidden is not None:
+                g = grad_logits if low is None else low[: h.shape[0]].copy_(grad_logits)
                 grad_hidden[start : start + chunk_size] = (g @ w).to(hidden.dtype)
             if grad_weight is not None:
-                if low is None:  # fp32: accumulate in place, no [vocab, hidden] temporary
-                    torch.addmm(grad_weight, g.t(), h.float(), out=grad_weight)
-                else:
-                    grad_weight += g.t() @ h.to(compute_dtype)
+                # In fp32, accumulated in place: a bf16 product would need a [vocab, hidden] temporary per
+                # chunk (no bf16-in, fp32-out GEMM on CPU), which measured slower than this fp32 matmul.
+                torch.addmm(grad_weight, grad_logits.t(), h.float(), out=grad_weight)
             if grad_bias is not None:
                 grad_bias += grad_logits.sum(0)
         ctx.save_for_backward(
