@@ -7,6 +7,7 @@ reachable; a job's status outlives the dashboard that started it.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -183,3 +184,30 @@ def test_a_jobs_status_outlives_the_dashboard_that_started_it(runs_root: Path) -
     assert fresh.get("/api/job", params={"id": ok}).json()["log"].startswith("dsft ")
     page = fresh.get("/run/alpha").text
     assert f"data-job='{bad}' data-status='failed'" in page and "missing.jsonl" in page
+
+
+def test_a_second_compare_of_a_run_waits_for_the_first(client: TestClient, runs_root: Path) -> None:
+    (runs_root / "done" / "final").mkdir(parents=True)
+    for name in ("config.yaml", "run.json"):
+        (runs_root / "done" / name).write_bytes((runs_root / "alpha" / name).read_bytes())
+    (runs_root / "done" / "data").mkdir()
+    (runs_root / "done" / "data" / "val.jsonl").write_bytes((runs_root / "d.jsonl").read_bytes())
+    jobs.jobs_dir(runs_root).mkdir(parents=True)
+    (jobs.jobs_dir(runs_root) / "compare-1.json").write_text(json.dumps(  # a compare still running (this process)
+        {"id": "compare-1", "kind": "compare", "target": "done", "out": "done/compare", "command": [],
+         "pid": os.getpid(), "started": "now"}), encoding="utf-8")
+    response = client.post("/api/compare", headers=POST, json={"run": "done"})
+    assert response.status_code == 400 and "a compare is already running (compare-1)" in response.json()["error"]
+    assert started(runs_root) == ["compare-1.json"]
+    assert "data-running='1'" in client.get("/run/done").text  # the page follows it until it ends
+
+
+@pytest.mark.parametrize("url, kwargs, message", [
+    ("/api/prepare", {"json": ["not", "an", "object"]}, "body"),
+    ("/api/compare", {"content": b"{not json", "headers": {"content-type": "application/json"}}, "body"),
+    ("/api/data/upload", {"content": b"x"}, "query.name: Field required"),
+])
+def test_malformed_requests_get_one_message(client: TestClient, url: str, kwargs: dict, message: str) -> None:
+    headers = {**POST, **kwargs.pop("headers", {})}
+    response = client.post(url, headers=headers, **kwargs)
+    assert response.status_code == 400 and message in response.json()["error"], response.text

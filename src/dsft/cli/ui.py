@@ -16,7 +16,7 @@ def ui(
     api_key: str | None = typer.Option(None, "--api-key", envvar="DSFT_UI_API_KEY",
                                        help="Require this key (sign-in page, or `Authorization: Bearer KEY`)."),
 ) -> None:
-    """Web dashboard over run directories: runs, live metrics, data masks, chat, new runs."""
+    """Web dashboard over run directories: prepare data, start runs, live metrics, data masks, compare, chat, export."""
     import uvicorn
 
     from dsft.errors import DsftError

@@ -17,6 +17,7 @@ from typing import Any, AsyncIterator
 from urllib.parse import parse_qs, quote
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.responses import StreamingResponse
 from starlette.middleware.base import BaseHTTPMiddleware
@@ -67,6 +68,11 @@ def create_app(root: Path, api_key: str | None = None, allowed_hosts: list[str] 
     async def ui_error(request: Request, exc: UiError) -> Response:
         return _error(request, exc.status, exc.message)
 
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> Response:
+        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        return _error(request, 400, "; ".join(problems))
+
     @app.exception_handler(DsftError)
     async def dsft_error(request: Request, exc: DsftError) -> Response:
         status = 404 if isinstance(exc, OutsideRoot) else 400
@@ -81,14 +87,14 @@ def create_app(root: Path, api_key: str | None = None, allowed_hosts: list[str] 
         return [r.as_dict() for r in runs.list_runs(root)]
 
     @app.get("/run/{name:path}", response_class=HTMLResponse)
-    async def run_page(name: str) -> str:
+    def run_page(name: str) -> str:  # reads files: in the thread pool, not the event loop
         run_dir = _run_dir(root, name)
         summary = runs.summarize(root, run_dir)
         started = runs.read_launch(root, summary.name)
         finished = summary.has_final and summary.status not in LIVE
         sections = job_pages.run_sections(
             summary.name, finished, run_jobs.comparisons(root, run_dir), run_jobs.export_formats(summary.method),
-            run_jobs.shown_path(root, run_jobs.default_eval_data(run_dir)), [s for s in mask.mask_sources(root) if Path(s).suffix],
+            run_jobs.shown_path(root, run_jobs.default_eval_data(run_dir)), mask.data_files(root),
             jobs.list_jobs(root, summary.name))
         return pages.run_page(
             summary, runs.config_text(run_dir), runs.data_report(run_dir), runs.listed_records(run_dir),

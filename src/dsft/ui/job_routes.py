@@ -17,7 +17,7 @@ from dsft.ui import job_pages, jobs, launch, mask, prepare, run_jobs
 def add_job_routes(app: FastAPI, root: Path) -> None:
     @app.get("/prepare", response_class=HTMLResponse)
     def prepare_page() -> str:
-        files = [s for s in mask.mask_sources(root) if Path(s).suffix]  # data files, not runs or prepared dirs
+        files = mask.data_files(root)
         return job_pages.prepare_page(files, launch.model_options(root), list(TEMPLATE_CHOICES),
                                       list(prepare.FORMATS))
 

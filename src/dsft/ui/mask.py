@@ -97,3 +97,9 @@ def mask_sources(root: Path, limit: int = 200) -> list[str]:
                                                                            "export.json", "trainer_state.json"):
             found.append(rel.as_posix())
     return sorted(set(found))
+
+
+def data_files(root: Path) -> list[str]:
+    """The data files among :func:`mask_sources` (no runs, no prepared directories)."""
+    base = root.resolve()
+    return [s for s in mask_sources(root) if (base / s).is_file()]
