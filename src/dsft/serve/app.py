@@ -29,6 +29,7 @@ from dsft.serve.body_limit import BodySizeLimit
 from dsft.serve.openai_errors import ApiError, error_body, install_error_handlers
 from dsft.serve.prompts import (
     conversation_from_messages, generation_starts_in_reasoning, render_chat_prompt, tokenize_prompt,
+    tool_call_reader,
 )
 from dsft.serve.protocol import (
     ChatCompletionRequest, ChatMessageIn, CompletionRequest, GenerateRequest, SamplingFields,
@@ -84,16 +85,18 @@ def create_app(engine: TransformersEngine, settings: ServeSettings) -> FastAPI:
     @app.post("/v1/chat/completions", dependencies=guarded)
     async def chat_completions(body: ChatCompletionRequest) -> Any:
         serving = _serving(engine)
-        prompt_ids, split = await asyncio.to_thread(_chat_prompt, serving, body.messages, body.thinking())
+        prompt_ids, split = await asyncio.to_thread(_chat_prompt, serving, body.messages, body.thinking(),
+                                                    body.tool_definitions())
         max_tokens = body.max_completion_tokens or body.max_tokens
         stream = _submit(engine, _generation_request(serving, settings, body, prompt_ids, max_tokens))
         model_name = body.model or settings.served_model_name
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        reply = responses.ReplyFormat(split, tool_call_reader(serving.template_name) if body.parses_tool_calls() else None)
         if body.stream:
-            events = responses.chat_stream(stream, model_name, len(prompt_ids), split, include_usage)
+            events = responses.chat_stream(stream, model_name, len(prompt_ids), reply, include_usage)
             return _GenerationStream(events, stream)
         result = await stream.collect()
-        return responses.chat_completion(result, model_name, len(prompt_ids), split)
+        return responses.chat_completion(result, model_name, len(prompt_ids), reply)
 
     @app.post("/v1/completions", dependencies=guarded)
     async def completions(body: CompletionRequest) -> Any:
@@ -143,9 +146,10 @@ def _serving(engine: TransformersEngine) -> ServingModel:
     return engine.serving
 
 
-def _chat_prompt(serving: ServingModel, messages: list[ChatMessageIn], thinking: bool | None) -> tuple[list[int], bool]:
+def _chat_prompt(serving: ServingModel, messages: list[ChatMessageIn], thinking: bool | None,
+                 tools: list[dict[str, Any]] | None = None) -> tuple[list[int], bool]:
     """Prompt token ids rendered with the training template, and whether the output holds reasoning."""
-    conversation = conversation_from_messages(messages)
+    conversation = conversation_from_messages(messages, tools)
     try:
         prompt = render_chat_prompt(serving.template_name, serving.tokenizer, conversation, thinking)
     except DsftError as exc:  # e.g. a role this family has no place for: the client's to fix

@@ -13,10 +13,12 @@ from dsft.data.conversation import Conversation, Message
 from dsft.serve.openai_errors import ApiError
 from dsft.serve.protocol import ChatMessageIn
 from dsft.templates import get_template
+from dsft.templates.tool_call_parsing import READERS, ToolCallReader
 
 
-def conversation_from_messages(messages: list[ChatMessageIn]) -> Conversation:
-    """OpenAI ``messages`` -> :class:`Conversation` (``developer`` is a system message; reasoning kept apart)."""
+def conversation_from_messages(messages: list[ChatMessageIn], tools: list[dict[str, Any]] | None = None) -> Conversation:
+    """OpenAI ``messages`` (and ``tools``) -> :class:`Conversation` (``developer`` is a system message;
+    reasoning kept apart)."""
     converted = []
     for index, message in enumerate(messages):
         role = "system" if message.role == "developer" else message.role
@@ -28,7 +30,7 @@ def conversation_from_messages(messages: list[ChatMessageIn]) -> Conversation:
         ))
     if converted[-1].role == "assistant":
         raise ApiError(400, "the last message is from the assistant; end with a user (or tool) message", "messages")
-    return Conversation(messages=converted)
+    return Conversation(messages=converted, tools=tools)
 
 
 def render_chat_prompt(template_name: str, tokenizer: Any, conversation: Conversation, thinking: bool | None) -> str:
@@ -39,10 +41,20 @@ def render_chat_prompt(template_name: str, tokenizer: Any, conversation: Convers
     :class:`DsftError` (also answered 400).
     """
     template = get_template(template_name, tokenizer)
+    if conversation.tools and not template.renders_tool_definitions:
+        # Dropping them silently would leave the model calling tools it was never shown.
+        raise ApiError(400, f"tools: the {template_name} chat template does not render tool definitions (its "
+                            "official template has no place for them); describe the tools in the system message, "
+                            "as the model was trained, and send no tools", "tools")
     for index, reason in template.prompt_problems(conversation)[:1]:
         where = "messages" if index is None else f"messages.{index}"
         raise ApiError(400, f"{where}: {reason} (template {template_name})", where, "invalid_role_order")
     return template.render_prompt(conversation, thinking=thinking)
+
+
+def tool_call_reader(template_name: str) -> ToolCallReader | None:
+    """How the family's replies write tool calls (None: it writes none, or dsft cannot read its format)."""
+    return READERS.get(get_template(template_name).tool_call_format)
 
 
 def generation_starts_in_reasoning(template_name: str, prompt: str) -> bool:

@@ -103,6 +103,19 @@ class ChatMessageIn(_Request):
         return "".join(texts)
 
 
+class FunctionDefinition(_Request):
+    model_config = ConfigDict(extra="allow")  # description, parameters, strict: passed to the template as sent
+
+    name: str = Field(..., min_length=1)
+
+
+class ToolDefinition(_Request):
+    """One entry of ``tools``: ``{"type": "function", "function": {"name": ..., "parameters": {...}}}``."""
+
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
 class StreamOptions(_Request):
     include_usage: bool = False
 
@@ -120,6 +133,27 @@ class ChatCompletionRequest(SamplingFields):
     stream: bool = False
     stream_options: StreamOptions | None = None
     chat_template_kwargs: dict[str, Any] | None = Field(None, description="e.g. {'thinking': true}.")
+    tools: list[ToolDefinition] | None = Field(None, description="Function definitions, rendered into the prompt "
+                                               "by templates that render them (deepseek-v3.2, hf templates that read them).")
+    tool_choice: Literal["auto", "none"] | None = Field(
+        None, description="auto (default): the model may call a tool; none: no tools, replies are not parsed for calls.")
+
+    @field_validator("tool_choice", mode="before")
+    @classmethod
+    def _choice_we_can_honour(cls, value: Any) -> Any:
+        if value == "required" or isinstance(value, dict):
+            raise ValueError("only 'auto' and 'none' are supported: dsft's server does not constrain decoding, so it "
+                             "cannot force a call")
+        return value
+
+    def tool_definitions(self) -> list[dict[str, Any]] | None:
+        """The ``tools`` to render, as sent (None when absent, empty, or ``tool_choice`` is none)."""
+        if not self.tools or self.tool_choice == "none":
+            return None
+        return [tool.model_dump(exclude_none=True) for tool in self.tools]
+
+    def parses_tool_calls(self) -> bool:
+        return self.tool_choice != "none"
 
     def thinking(self) -> bool | None:
         """The ``thinking`` flag (alias ``enable_thinking``) from ``chat_template_kwargs``."""

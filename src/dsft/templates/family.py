@@ -32,6 +32,7 @@ from dsft.templates.base import (
 from dsft.markers import BOS, EOS
 from dsft.templates.reasoning import prompt_opens_think
 from dsft.templates.spec import OllamaTemplate, no_ollama_template
+from dsft.templates.tool_call_parsing import parse_tool_calls
 
 JINJA_DIR = Path(__file__).resolve().parent / "jinja"
 
@@ -70,6 +71,9 @@ class TemplateFamily:
     reasoning: Literal["none", "always", "hybrid"] = "none"
     vllm_reasoning_parser: str | None = None
     tool_call_format: str = "none"
+    # Whether OpenAI ``tools`` (definitions) are rendered into the prompt; the others need them described
+    # in the system message.
+    renders_tool_definitions: bool = False
     sampling: Mapping[str, float] = field(default_factory=dict, hash=False)
     ollama: OllamaTemplate | None = None
     signature: Callable[[str], bool] | None = None
@@ -96,6 +100,10 @@ class TemplateFamily:
         """``always`` families reply inside a think block whatever the prompt (R1 opens it in the prompt,
         or writes ``<think>`` itself after tool results); the others when the prompt ends with ``<think>``."""
         return self.reasoning == "always" or prompt_opens_think(prompt)
+
+    def parse_tool_calls(self, text: str) -> tuple[str, list[dict[str, Any]]]:
+        """``(content, OpenAI-form calls)`` of a generated reply (see :mod:`dsft.templates.tool_call_parsing`)."""
+        return parse_tool_calls(self.tool_call_format, text)
 
     def ollama_template(self) -> OllamaTemplate:
         if self.ollama is None:

@@ -77,6 +77,16 @@ class HFChatTemplate:
     def prompt_opens_think(self, prompt: str) -> bool:
         return prompt_opens_think(prompt)
 
+    @property
+    def renders_tool_definitions(self) -> bool:
+        """Whether the model's own template reads ``tools`` (transformers passes them to it)."""
+        template = getattr(self.tokenizer, "chat_template", None) if self.tokenizer is not None else None
+        return isinstance(template, str) and "tools" in template
+
+    def parse_tool_calls(self, text: str) -> tuple[str, list[dict[str, Any]]]:
+        """The model's own call format is unknown to dsft: the reply stays content."""
+        return text, []
+
     def ollama_template(self) -> OllamaTemplate:
         """The Ollama template of the DeepSeek family whose signature the model's chat template carries, else
         one derived from the template's turn-by-turn layout (:mod:`dsft.templates.ollama_derived`).

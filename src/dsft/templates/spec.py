@@ -51,6 +51,9 @@ class ChatTemplate(Protocol):
     vllm_reasoning_parser: str | None
     # How assistant tool calls are written: "none", "deepseek-v3", "deepseek-v3.1", "dsml" or "model".
     tool_call_format: str
+    # Whether OpenAI ``tools`` definitions are rendered into the prompt (else: describe them in the system
+    # message; a server refuses ``tools`` rather than drop them silently).
+    renders_tool_definitions: bool
 
     @property
     def chat_template(self) -> str:
@@ -93,6 +96,12 @@ class ChatTemplate(Protocol):
     def prompt_opens_think(self, prompt: str) -> bool:
         """Whether the reply to ``prompt`` starts inside a think block, so its text before ``</think>`` is
         reasoning even without a ``<think>`` tag (the one rule eval and serve split outputs by)."""
+        ...
+
+    def parse_tool_calls(self, text: str) -> tuple[str, list[dict[str, Any]]]:
+        """``(content, OpenAI-form tool calls)`` of a generated reply: a whole calls block at its end, read
+        back as the family writes it; ``(text, [])`` when there is none, it is cut off, or the family's
+        format has no parser (``hf``)."""
         ...
 
     def ollama_template(self) -> OllamaTemplate:
