@@ -7,6 +7,7 @@ for what could not become a training example (no supervised token, or longer tha
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from dsft.data.conversation import Conversation
 from dsft.templates import ChatTemplate
 
+log = logging.getLogger(__name__)
 
 @dataclass
 class TokenizedSplit:
@@ -21,6 +23,8 @@ class TokenizedSplit:
 
     examples: list[dict[str, list[int]]]
     dropped: dict[str, int] = field(default_factory=dict)
+    # Conversations whose ``tools`` definitions the template has no place for (trained without them).
+    tools_not_rendered: int = 0
 
 
 def tokenize_conversations(
@@ -39,6 +43,12 @@ def tokenize_conversations(
     """
     out: list[dict[str, list[int]]] = []
     dropped: dict[str, int] = {}
+    unrendered = 0 if template.renders_tool_definitions else sum(1 for c in conversations if c.tools)
+    if unrendered:
+        log.warning("%d conversation(s) carry tool definitions (`tools`), which the %s template does not render: "
+                    "the model is trained on their calls without seeing the definitions. Describe the tools in "
+                    "the system message (as at inference), or use a template that renders them (deepseek-v3.2)",
+                    unrendered, template.name)
     for rendered in _render_all(conversations, template, tokenizer, masking, thinking):
         if rendered.num_supervised == 0:
             dropped["no_supervised_tokens"] = dropped.get("no_supervised_tokens", 0) + 1
@@ -46,7 +56,7 @@ def tokenize_conversations(
             dropped["longer_than_max_seq_len"] = dropped.get("longer_than_max_seq_len", 0) + 1
         else:
             out.append(rendered.to_example())
-    return TokenizedSplit(out, dropped)
+    return TokenizedSplit(out, dropped, unrendered)
 
 
 BATCH = 512  # conversations per batched tokenizer call

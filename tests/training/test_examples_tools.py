@@ -1,0 +1,32 @@
+"""Training data whose `tools` definitions the template cannot render is said aloud and counted, not silent."""
+
+from __future__ import annotations
+
+import logging
+
+from dsft.data.conversation import Conversation, Message
+from dsft.models.loading import load_tokenizer
+from dsft.templates import get_template
+from dsft.training.examples import tokenize_conversations
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+CALL = {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+
+
+def conversations() -> list[Conversation]:
+    with_tools = Conversation([Message("user", "Weather in Paris?"), Message("assistant", "", tool_calls=[CALL]),
+                               Message("tool", "sunny"), Message("assistant", "Sunny.")], tools=TOOLS)
+    plain = Conversation([Message("user", "Hi"), Message("assistant", "Hello.")])
+    return [with_tools, plain]
+
+
+def test_unrendered_tool_definitions_are_counted_and_warned(tiny_model_dir, caplog) -> None:
+    tokenizer = load_tokenizer(tiny_model_dir("tiny-deepseek-v3"))
+    with caplog.at_level(logging.WARNING, logger="dsft.training.examples"):
+        split = tokenize_conversations(conversations(), get_template("deepseek-v3"), tokenizer)
+    assert split.tools_not_rendered == 1 and len(split.examples) == 2
+    assert "1 conversation(s) carry tool definitions" in caplog.text and "deepseek-v3 template" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dsft.training.examples"):
+        rendered = tokenize_conversations(conversations(), get_template("deepseek-v3.2"), tokenizer)
+    assert rendered.tools_not_rendered == 0 and "tool definitions" not in caplog.text
