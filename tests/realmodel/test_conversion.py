@@ -11,7 +11,7 @@ import torch
 
 from dsft.export.gguf_verify import gguf_logits, load_llama
 from dsft.export.verify import compare_logits, hf_logits
-from dsft.models.gguf_source import read_import_record
+from dsft.models.gguf_source import read_import_record, tokenization_mismatches
 
 from factcheck import prompts_for
 from conftest import read_jsonl
@@ -25,6 +25,14 @@ def test_import_records_the_source_and_its_quantisation(smollm2_dir: Path, smoll
     assert (record["architecture"], record["quantization"], record["dequantized_to"]) == ("llama", "Q4_1", "float32")
     assert record["tensor_types"]["Q4_1"] > 200
     assert "{% for message in messages %}" in (smollm2_dir / "chat_template.jinja").read_text(encoding="utf-8")
+
+
+def test_the_tokenizer_check_agrees_with_llama_cpp_without_alarming_the_user(smollm2, smollm2_gguf, capfd) -> None:
+    # llama.cpp warned "possible training context overflow" on every conversion (a vocabulary-only load has
+    # no training context): misleading in a training tool, and it is not about training at all.
+    assert tokenization_mismatches(smollm2_gguf, smollm2[1]) == []
+    captured = capfd.readouterr()
+    assert "n_ctx" not in captured.err + captured.out
 
 
 def test_converted_model_answers_like_llama_cpp_on_the_original_gguf(smollm2, smollm2_gguf, facts) -> None:
