@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,8 +75,15 @@ def prepare_data(browser, base: str, data: Path, shots: Path) -> None:
     wait_for(lambda: text(browser, "#data-report"), 120, "the data report once prepared")
     report = text(browser, "#data-report")
     assert "read 26" in report and "rejected 1" in report and "removed: exact_dedup 1" in report
-    assert "the last message must be an assistant turn" in browser.page_source  # the reject, listed
+    assert "the last message must be an assistant turn" in text(browser, "details[data-file='rejects.jsonl']")
+    assert "exact duplicate of" in text(browser, "details[data-file='removed.jsonl']")
     browser.save_screenshot(str(shots / "1-prepared.png"))
+    # Its loss mask, rendered as it was prepared: the answers supervised.
+    browser.find_element("link text", "See its loss mask").click()
+    wait_for(lambda: browser.find_element("id", "mask").get_attribute("data-rendered"), 60, "the rendered mask")
+    supervised = "".join(s.get_attribute("textContent") for s in browser.find_elements("css selector", "#mask .sup"))
+    assert re.search(r"R\d+ was completed in 19\d\d\.<｜end▁of▁sentence｜>$", supervised), supervised
+    browser.back()
 
 
 def train(browser, base: str, runs_root: Path, shots: Path) -> None:

@@ -115,5 +115,5 @@ def prepared_page(view: dict[str, Any]) -> str:
                  f"<a href='/file?path={quote(name + '/data_report.md')}'>data_report.md</a></p>")
     running = bool(job) and job["status"] == "running"
     body = (f"<div id='prepared' data-name='{escape(name)}' data-running='{int(running)}'>{state}{links}"
-            f"<h2>Data report</h2>{data_report_html(report, view['listed']) if report or not running else ''}</div>")
+            f"<h2>Data report</h2>{data_report_html(report, view['listed'], unfolded=True) if report or not running else ''}</div>")
     return page(f"Prepared: {name}", body)

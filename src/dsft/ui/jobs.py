@@ -11,6 +11,7 @@ started it. A failed command's message is the CLI's one ``error:`` line.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import subprocess
 import sys
@@ -55,8 +56,10 @@ def start_job(root: Path, kind: str, target: str, out: str, args: list[str]) -> 
     log, rc = directory / f"{job_id}.log", directory / f"{job_id}.rc"
     command = [sys.executable, "-m", "dsft", *args]
     with log.open("ab") as handle:
+        # A wide console: the CLI's tables and its one error line stay unwrapped in the log.
         process = subprocess.Popen(["sh", "-c", WRAPPER, "sh", str(rc), *command], stdin=subprocess.DEVNULL,
-                                   stdout=handle, stderr=subprocess.STDOUT, start_new_session=True, cwd=str(root))
+                                   stdout=handle, stderr=subprocess.STDOUT, start_new_session=True, cwd=str(root),
+                                   env={**os.environ, "COLUMNS": "160"})
     # Reap it when it ends while the dashboard runs (after a dashboard restart, init does).
     threading.Thread(target=process.wait, daemon=True).start()
     record = {"id": job_id, "kind": kind, "target": target, "out": out, "command": command, "pid": process.pid,

@@ -52,7 +52,8 @@ def runs_page(runs: list[RunSummary], root: str) -> str:
                         f'seconds)</span></p><table id="runs" data-live="1"><tr>{head}</tr>{"".join(rows)}</table>')
 
 
-def data_report_html(report: dict[str, Any] | None, listed: dict[str, list[str]]) -> str:
+def data_report_html(report: dict[str, Any] | None, listed: dict[str, list[str]], unfolded: bool = False) -> str:
+    """The accounting table, then the first rejected / removed records per file (``unfolded``: shown open)."""
     if not report:
         return "<p>No data report (the run has not prepared its data yet).</p>"
     rows = [("read", report.get("read")), ("rejected", report.get("rejected"))]
@@ -62,8 +63,9 @@ def data_report_html(report: dict[str, Any] | None, listed: dict[str, list[str]]
     rows += [(f"split: {k}", v) for k, v in (report.get("splits") or {}).items()]
     table = "".join(f"<tr><td>{escape(str(k))}</td>{_cell(v)}</tr>" for k, v in rows)
     details = "".join(
-        f"<details><summary>{escape(name)} (first {len(lines)})</summary><pre>{escape(chr(10).join(lines))}</pre>"
-        f"</details>" for name, lines in listed.items())
+        f"<details{' open' if unfolded else ''} data-file='{escape(name)}'><summary>{escape(name)} (first "
+        f"{len(lines)})</summary><pre>{escape(chr(10).join(lines))}</pre></details>" for name, lines in listed.items()
+        if lines)
     return f'<table id="data-report">{table}</table>{details}'
 
 
