@@ -152,3 +152,19 @@ def test_cli_serves_the_dashboard_on_loopback(run_cli, tmp_path: Path, monkeypat
     client = TestClient(served["app"], base_url="http://127.0.0.1")
     assert client.get("/").status_code == 200
     assert client.get("/", headers={"host": "attacker.example"}).status_code == 400  # no DNS rebinding
+
+
+def test_a_run_on_a_prepared_directory_lists_its_rejects_inside_the_root_only(runs_root: Path) -> None:
+    for where in (runs_root / "prep", runs_root.parent / "outside-prep"):
+        where.mkdir()
+        (where / "rejects.jsonl").write_text(json.dumps({"where": "d.jsonl:9", "reasons": [f"from {where.name}"]}) + "\n",
+                                             encoding="utf-8")
+    run = runs_root / "alpha"
+    for name in ("rejects.jsonl", "removed.jsonl"):
+        (run / "data" / name).unlink()
+    config = (run / "config.yaml").read_text(encoding="utf-8")
+    (run / "config.yaml").write_text(config + f"data:\n  prepared_dir: {runs_root / 'prep'}\n", encoding="utf-8")
+    assert "from prep" in client(runs_root).get("/run/alpha").text
+    (run / "config.yaml").write_text(config + f"data:\n  prepared_dir: {runs_root.parent / 'outside-prep'}\n",
+                                     encoding="utf-8")
+    assert "from outside-prep" not in client(runs_root).get("/run/alpha").text

@@ -97,7 +97,7 @@ def create_app(root: Path, api_key: str | None = None, allowed_hosts: list[str] 
             run_jobs.shown_path(root, run_jobs.default_eval_data(run_dir)), mask.data_files(root),
             jobs.list_jobs(root, summary.name))
         return pages.run_page(
-            summary, runs.config_text(run_dir), runs.data_report(run_dir), runs.listed_records(run_dir),
+            summary, runs.config_text(run_dir), runs.data_report(run_dir), runs.run_records(root, run_dir),
             runs.checkpoints(run_dir), runs.reports(root, run_dir), runs.export_records(run_dir),
             can_stop=bool(started) and summary.status in LIVE, log=launch.log_tail(root, summary.name),
             sections=sections)

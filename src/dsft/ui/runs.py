@@ -231,6 +231,18 @@ def listed_records(run_dir: Path, sub: str = "data") -> dict[str, list[str]]:
     return out
 
 
+def run_records(root: Path, run_dir: Path) -> dict[str, list[str]]:
+    """:func:`listed_records` of the run's own ``data/``, else of the prepared directory it trained on
+    (``data.prepared_dir``, as the dashboard writes it: absolute) where that lies inside the root."""
+    listed = listed_records(run_dir)
+    prepared = (read_config(run_dir).get("data") or {}).get("prepared_dir") if not listed else None
+    if prepared and Path(prepared).is_absolute():  # a relative one was relative to a working directory unknown here
+        path = Path(prepared).resolve()
+        if root.resolve() in path.parents and path.is_dir():
+            return listed_records(path, "")
+    return listed
+
+
 def reports(root: Path, run_dir: Path) -> list[str]:
     """Reports (Markdown/HTML) and export records inside the run, as root-relative paths to open."""
     skip = {"checkpoints", "final", "tb"}
