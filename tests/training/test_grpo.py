@@ -39,13 +39,16 @@ def test_grpo_raises_mean_reward_and_warns_about_clipped_completions(
     (tmp_path / "toy_rewards.py").write_text(REWARD_MODULE, encoding="utf-8")
     monkeypatch.syspath_prepend(str(tmp_path))
     data = write_prompts(tmp_path / "prompts.jsonl")
+    val = tmp_path / "val.jsonl"
+    val.write_text("".join(json.dumps({"prompt": f"Tell me about the colour {c}.", "answer": c}) + "\n"
+                           for c in ("red", "blue", "green", "amber")), encoding="utf-8")
     config = tmp_path / "grpo.yaml"
     config.write_text(textwrap.dedent(f"""
         model: {{name_or_path: {MODEL}}}
-        data: {{train: ["{data}"], val_ratio: 0}}
+        data: {{train: ["{data}"], val: ["{val}"]}}
         train: {{objective: grpo, method: full, max_steps: 12, micro_batch_size: 4, lr: 0.005, warmup_ratio: 0,
-                 lr_scheduler: constant, max_seq_len: 128, save_steps: 100}}
-        eval: {{steps: 0}}
+                 lr_scheduler: constant, max_seq_len: 128, save_steps: 6}}
+        eval: {{steps: 6}}
         grpo:
           num_generations: 4
           temperature: 0.1
@@ -58,6 +61,13 @@ def test_grpo_raises_mean_reward_and_warns_about_clipped_completions(
     code, out, err = run_cli(["train", str(config), "--out", str(tmp_path / "run")])
     assert code == 0, out + err
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    # Validation prompts are sampled and scored before the first step and every 6 steps; the best checkpoint is
+    # chosen by their mean reward (the GRPO default eval.metric), and no perplexity is made of the policy loss.
+    evals = [r for r in rows if "eval_reward" in r]
+    assert [r["step"] for r in evals] == [0, 6, 12], evals
+    assert all("eval_rewards/even_tokens/mean" in r and "eval_perplexity" not in r for r in evals)
+    assert evals[-1]["eval_reward"] > evals[0]["eval_reward"] + 0.1, evals
+    rows = [r for r in rows if "reward" in r]
     rewards = [r["reward"] for r in rows]
     assert len(rewards) == 12
     first, last = sum(rewards[:3]) / 3, sum(rewards[-3:]) / 3
@@ -69,6 +79,9 @@ def test_grpo_raises_mean_reward_and_warns_about_clipped_completions(
     assert all(r["supervised_tokens"] > 0 for r in rows)
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert (info["objective"], info["status"]) == ("grpo", "finished")
+    best = max(evals[1:], key=lambda r: r["eval_reward"])
+    assert info["best_metric"] == {"eval_reward": best["eval_reward"]}
+    assert info["best_checkpoint"].endswith(f"checkpoint-{best['step']}")
 
 
 def test_grpo_prompts_are_the_rendered_prompt_tokens(tiny_model_dir) -> None:
@@ -107,11 +120,11 @@ def test_grpo_config_problems(tmp_path: Path) -> None:
     from dsft.training.objective_checks import objective_problems
 
     cfg = load_config(None, ["train.objective=grpo", "train.micro_batch_size=3", "grpo.num_generations=4",
-                             "grpo.max_completion_len=256", "train.max_seq_len=2048", "eval.steps=10"])
+                             "grpo.max_completion_len=256", "train.max_seq_len=2048", "eval.metric=eval_loss"])
     problems = "\n".join(objective_problems(cfg, template_opens_think=True))
     assert "grpo.num_generations=4: must divide the completions per optimizer step" in problems
     assert "grpo.max_completion_len=256: the template's prompt opens a think block" in problems
-    assert "eval.steps: GRPO does not evaluate during training" in problems
+    assert "eval.metric=eval_loss: GRPO's eval_loss is the policy loss" in problems
     assert objective_problems(load_config(None, ["train.objective=grpo", "grpo.num_generations=2",
                                                  "train.micro_batch_size=2", "train.max_seq_len=8192"]),
                               template_opens_think=True) == []

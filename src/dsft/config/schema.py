@@ -433,7 +433,8 @@ class EvalConfig(Section):
     metric: str = Field(
         "eval_loss", description="Metric for early stopping and the best checkpoint: loss, perplexity, or a "
         "generation-eval metric (exact_match, f1, numeric_accuracy, bleu, rouge1/2/L, choice_accuracy, macro_f1; "
-        "needs eval.generation_steps > 0), with or without the eval_ prefix.",
+        "needs eval.generation_steps > 0), with or without the eval_ prefix. GRPO: reward (its default) or "
+        "rewards/NAME/mean, the mean reward of completions sampled for the validation prompts.",
     )
     greater_is_better: bool | None = Field(
         None, description="Whether a larger eval.metric is better; null = lower for loss and perplexity, higher "
@@ -557,3 +558,11 @@ class DsftConfig(Section):
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation during and after training.")
     export: ExportConfig = Field(default_factory=ExportConfig, description="Export defaults.")
     serve: ServeConfig = Field(default_factory=ServeConfig, description="Serving defaults.")
+
+    @model_validator(mode="after")
+    def _grpo_selects_by_reward(self) -> DsftConfig:
+        """GRPO's eval_loss is the policy loss of its own samples, not a quality measure: unless eval.metric was
+        set, a GRPO run selects its best checkpoint by the mean validation reward."""
+        if self.train.objective == "grpo" and "metric" not in self.eval.model_fields_set:
+            self.eval.metric = "reward"
+        return self

@@ -231,6 +231,18 @@ def _import_reward(name: str, where: str) -> RewardFn:
     return function
 
 
+def reward_eval_metrics(cfg: Any) -> tuple[str, ...]:
+    """The metrics a GRPO evaluation logs that ``eval.metric`` may name: the mean reward of the completions
+    sampled for the validation prompts (``eval_reward``) and each reward's mean, under its function's name."""
+    if cfg.train.objective != "grpo":
+        return ()
+    try:
+        functions, _ = build_rewards(cfg.grpo.rewards, cfg.grpo.max_completion_len)
+    except ConfigError:  # reported by reward_problems
+        return ("eval_reward",)
+    return ("eval_reward", *(f"eval_rewards/{function.__name__}/mean" for function in functions))
+
+
 def reward_problems(cfg: Any) -> list[str]:
     """The problems of ``grpo.rewards`` for preflight (empty unless ``train.objective`` is grpo)."""
     if cfg.train.objective != "grpo":

@@ -28,14 +28,17 @@ def generation_metric(name: str) -> str | None:
     return bare if any(bare in keys for keys in AGGREGATE_KEYS.values()) else None
 
 
-def selectable_metrics() -> list[str]:
+def selectable_metrics(objective_metrics: tuple[str, ...] = ()) -> list[str]:
     """Every name ``eval.metric`` accepts, without the optional prefix."""
     generation = [key for keys in AGGREGATE_KEYS.values() for key in keys]
-    return [name.removeprefix(PREFIX) for name in TRAINING_EVAL_METRICS] + generation
+    return [name.removeprefix(PREFIX) for name in (*TRAINING_EVAL_METRICS, *objective_metrics)] + generation
 
 
-def eval_config_problems(eval_cfg: EvalConfig) -> list[str]:
-    """Problems of the ``eval`` section: unknown metric names, a task metric without generation eval."""
+def eval_config_problems(eval_cfg: EvalConfig, objective_metrics: tuple[str, ...] = ()) -> list[str]:
+    """Problems of the ``eval`` section: unknown metric names, a task metric without generation eval.
+
+    ``objective_metrics``: what the training objective adds to every evaluation (GRPO: its rewards, see
+    :func:`dsft.training.objective_checks.objective_eval_metrics`)."""
     problems = []
     try:
         wanted = resolve_metrics(eval_cfg.metrics)
@@ -44,9 +47,9 @@ def eval_config_problems(eval_cfg: EvalConfig) -> list[str]:
         wanted = list(METRICS)
     key = metric_key(eval_cfg.metric)
     generation = generation_metric(eval_cfg.metric)
-    if key not in TRAINING_EVAL_METRICS and generation is None:
+    if key not in (*TRAINING_EVAL_METRICS, *objective_metrics) and generation is None:
         problems.append(f"eval.metric: unknown metric {eval_cfg.metric!r}; choose one of "
-                        f"{', '.join(selectable_metrics())} (with or without the eval_ prefix)")
+                        f"{', '.join(selectable_metrics(objective_metrics))} (with or without the eval_ prefix)")
     elif generation is not None:
         if not eval_cfg.generation_steps:
             problems.append(f"eval.metric={eval_cfg.metric}: a generation-eval metric; set eval.generation_steps > 0 "

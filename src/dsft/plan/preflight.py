@@ -20,7 +20,7 @@ import importlib.util
 
 from dsft.config import DsftConfig
 from dsft.errors import ConfigError
-from dsft.eval.rewards import reward_problems
+from dsft.eval.rewards import reward_eval_metrics, reward_problems
 from dsft.eval.selection import eval_config_problems, generation_world_problems
 from dsft.training.environment import Environment
 from dsft.training.objective_checks import named_template_opens_think, objective_problems
@@ -44,7 +44,7 @@ def export_problems(cfg: DsftConfig, env: Environment) -> list[str]:
 def preflight_problems(cfg: DsftConfig, env: Environment) -> list[str]:
     """Every problem :func:`preflight` would report, one line each."""
     objective = objective_problems(cfg, named_template_opens_think(cfg), env.world_size or 1) + reward_problems(cfg)
-    return (training_problems(cfg, env) + eval_config_problems(cfg.eval)
+    return (training_problems(cfg, env) + eval_config_problems(cfg.eval, reward_eval_metrics(cfg))
             + generation_world_problems(cfg.eval, env.world_size) + export_problems(cfg, env) + objective)
 
 

@@ -106,7 +106,8 @@ def _train_row(entry: dict[str, Any]) -> dict[str, Any]:
 
 def _eval_row(entry: dict[str, Any]) -> dict[str, Any]:
     row = {k: v for k, v in entry.items() if k.startswith("eval_") and not k.endswith(("_runtime", "_per_second"))}
-    row["eval_perplexity"] = perplexity(entry["eval_loss"])
+    if "eval_reward" not in entry:  # GRPO's eval_loss is a policy loss: its exp is no perplexity
+        row["eval_perplexity"] = perplexity(entry["eval_loss"])
     return row
 
 
@@ -194,7 +195,7 @@ class MetricsCallback(TrainerCallback):
     def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                     metrics: dict[str, float] | None = None, **kw: Any) -> None:
         """Put the perplexity into the evaluation's own metrics too, so eval.metric may select by it."""
-        if metrics is not None and "eval_loss" in metrics:
+        if metrics is not None and "eval_loss" in metrics and "eval_reward" not in metrics:
             metrics.setdefault("eval_perplexity", perplexity(metrics["eval_loss"]))
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:

@@ -14,6 +14,7 @@ from dsft.config import DsftConfig
 from dsft.config.schema import CleanConfig
 from dsft.data.conversation import Conversation, Message
 from dsft.templates import get_template
+from dsft.training.preflight import may_have_validation_data
 
 MIN_REASONING_COMPLETION = 1024  # tokens; R1-style reasoning rarely fits in fewer
 
@@ -92,7 +93,13 @@ def _grpo_problems(cfg: DsftConfig, template_opens_think: bool | None, world_siz
             f"completion starts with reasoning; fewer than {MIN_REASONING_COMPLETION} tokens cuts most of them "
             "before </think> (zero reward, zero loss). Raise it, or set grpo.allow_short_completions: true"
         )
-    if cfg.eval.steps:
-        problems.append("eval.steps: GRPO does not evaluate during training; set eval.steps: 0 (and evaluate the "
-                        "final model with `dsft eval` on your eval set)")
+    if may_have_validation_data(cfg) and (t.micro_batch_size * world_size) % g.num_generations:
+        problems.append(
+            f"grpo.num_generations={g.num_generations}: must divide the validation completions per evaluation batch "
+            f"(train.micro_batch_size x processes = {t.micro_batch_size * world_size}); each validation prompt's "
+            "group is sampled and scored together (or set data.val_ratio: 0 to evaluate afterwards)")
+    if cfg.eval.metric_key() in ("eval_loss", "eval_perplexity"):
+        problems.append(f"eval.metric={cfg.eval.metric}: GRPO's eval_loss is the policy loss of its own sampled "
+                        "completions (about 0 by construction), not a measure of quality; select by the validation "
+                        "reward: eval.metric=reward (the GRPO default) or rewards/NAME/mean")
     return problems

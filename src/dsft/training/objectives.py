@@ -53,10 +53,6 @@ def load_preference_splits(cfg: DsftConfig, tokenizer: Any, template: Any, run_d
         max_len -= cfg.grpo.max_completion_len
     splits = {name: render_split(prepared.splits.get(name, []), template, tokenizer, cfg.template.thinking, max_len)
               for name in ("train", "val")}
-    if objective == "grpo" and splits["val"].examples:
-        log.info("grpo: %d validation prompts are held out (the data directory's val.jsonl); GRPO does not "
-                 "evaluate during training", len(splits["val"].examples))
-        splits["val"] = PreferenceSplit([], splits["val"].dropped)
     return splits
 
 
