@@ -96,10 +96,15 @@ def test_prepare_from_the_browser_writes_the_report_rejects_and_removals(client:
     assert again.status_code == 400 and "already exists" in again.json()["error"]
 
 
-def test_bad_data_fails_the_job_with_the_clis_one_message(client: TestClient, runs_root: Path) -> None:
-    got = client.post("/api/prepare", headers=POST, json={**PREPARE, "on_error": "fail"}).json()
+@pytest.mark.parametrize("change, message", [
+    ({"on_error": "fail"}, "the last message must be an assistant turn"),
+    ({"format": "alpaca"}, "no records left to train on: read 14, rejected 14"),  # the wrong format: all rejected
+])
+def test_bad_data_fails_the_job_with_the_clis_one_message(client: TestClient, runs_root: Path, change: dict,
+                                                          message: str) -> None:
+    got = client.post("/api/prepare", headers=POST, json={**PREPARE, **change}).json()
     job = wait_job(runs_root, got["job"])
-    assert job.status == "failed" and "the last message must be an assistant turn" in job.error
+    assert job.status == "failed" and message in job.error, job.log
     assert "Traceback" not in job.log
     page = client.get("/prepared/prepared/reservoirs").text
     assert "id='prepare-message'" in page and "Train on it" not in page

@@ -132,3 +132,7 @@ def test_a_prepared_directory_trains_alone(client: TestClient, runs_root: Path) 
     assert cfg.data.prepared_dir == str(prepared)
     response = client.post("/api/runs", headers=POST, json={**FORM, "data": "prep, d.jsonl"})
     assert response.status_code == 400 and "train on it alone" in response.json()["error"]
+    (prepared / "train.jsonl").write_text("", encoding="utf-8")  # every record rejected
+    response = client.post("/api/runs", headers=POST, json={**FORM, "data": "prep"})
+    assert response.status_code == 400 and "prep has no training records" in response.json()["error"]
+    assert not (runs_root / "new").exists()

@@ -109,7 +109,7 @@ def prepared_page(view: dict[str, Any]) -> str:
                  f"<details{' open' if job['status'] != 'finished' else ''}><summary>log</summary>"
                  f"<pre id='prepare-log'>{escape(job['log'])}</pre></details>")
     links = ""
-    if report:
+    if report and (not job or job["status"] == "finished"):
         links = (f"<p class='actions'><a class='button' href='/new?data={quote(name)}'>Train on it</a> "
                  f"<a class='button' href='/data?source={quote(name)}'>See its loss mask</a> "
                  f"<a href='/file?path={quote(name + '/data_report.md')}'>data_report.md</a></p>")

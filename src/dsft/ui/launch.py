@@ -79,6 +79,9 @@ def _data_sets(root: Path, value: str) -> list[str]:
         raise DsftError(f"data: {relative_name(root, prepared[0])} is a prepared directory; train on it alone "
                         "(or list raw files only)")
     if prepared:
+        if (prepared[0] / "train.jsonl").stat().st_size == 0:
+            raise DsftError(f"data: {relative_name(root, prepared[0])} has no training records (every record was "
+                            "rejected or removed; see its data report)")
         return [f"data.prepared_dir={prepared[0]}"]
     return [f"data.train=[{','.join(str(p) for p in paths)}]"]
 
