@@ -4,6 +4,9 @@ and dsft's validation loss against an independent computation with plain transfo
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,6 +36,20 @@ def test_the_tokenizer_check_agrees_with_llama_cpp_without_alarming_the_user(smo
     assert tokenization_mismatches(smollm2_gguf, smollm2[1]) == []
     captured = capfd.readouterr()
     assert "n_ctx" not in captured.err + captured.out
+
+
+@pytest.mark.slow
+def test_models_import_of_an_ollama_name_says_only_what_matters(realmodel_env, tmp_path: Path) -> None:
+    # `dsft models import` as a user runs it (a fresh process): the checkpoint, the dequantisation note, and no
+    # warning from the libraries underneath (DeepSpeed's "Setting accelerator to CPU" on a CPU machine).
+    out = tmp_path / "smollm2"
+    done = subprocess.run([sys.executable, "-m", "dsft", "models", "import", "ollama:smollm2:135m", "--out", str(out)],
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert read_import_record(out)["source"] == "ollama:smollm2:135m" and (out / "model.safetensors").is_file()
+    said = done.stdout + done.stderr
+    assert "dequantised to float32" in said
+    assert "accelerator" not in said and "n_ctx" not in said, said[-2000:]
 
 
 def test_converted_model_answers_like_llama_cpp_on_the_original_gguf(smollm2, smollm2_gguf, facts) -> None:

@@ -273,6 +273,9 @@ def convert_gguf(path: Path, out_dir: Path, source: str | None = None) -> Import
 def _write_checkpoint(path: Path, info: GGUFInfo, out_dir: Path) -> None:
     """Dequantise, rebuild without quantization_config, save weights + tokenizer (+ chat template)."""
     import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")  # transformers' GGUF loading imports DeepSpeed: no GPU probe warning
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
