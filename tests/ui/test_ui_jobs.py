@@ -216,3 +216,23 @@ def test_malformed_requests_get_one_message(client: TestClient, url: str, kwargs
     headers = {**POST, **kwargs.pop("headers", {})}
     response = client.post(url, headers=headers, **kwargs)
     assert response.status_code == 400 and message in response.json()["error"], response.text
+
+
+def test_export_runs_the_cli_command_verified_unless_unticked(client: TestClient, runs_root: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    (runs_root / "done" / "final").mkdir(parents=True)
+    for name in ("config.yaml", "run.json"):
+        (runs_root / "done" / name).write_bytes((runs_root / "alpha" / name).read_bytes())
+    commands = []
+    monkeypatch.setattr(jobs, "start_job", lambda root, kind, target, out, args: commands.append(args) or "job-1")
+    first = client.post("/api/export", headers=POST, json={"run": "done", "format": "hf"}).json()
+    assert first == {"job": "job-1", "out": "done/export/hf"}
+    (runs_root / "done" / "export" / "hf").mkdir(parents=True)  # as the first export leaves it
+    second = client.post("/api/export", headers=POST, json={"run": "done", "format": "hf", "dtype": "float16",
+                                                             "verify": "off"}).json()
+    assert second["out"] == "done/export/hf-float16"
+    assert client.post("/api/export", headers=POST, json={"run": "done"}).json()["out"] == "done/export/hf-2"
+    assert commands[:2] == [
+        ["export", str(runs_root / "done"), "--out", str(runs_root / "done" / "export" / "hf"), "--format", "hf"],
+        ["export", str(runs_root / "done"), "--out", str(runs_root / "done" / "export" / "hf-float16"), "--format", "hf",
+         "--dtype", "float16", "--no-verify"]]

@@ -62,7 +62,8 @@ def run_sections(name: str, finished: bool, comparisons: list[dict[str, Any]], f
         f"<form id='export-form' class='inline' data-run='{escape(name)}'>"
         f"<label>format <select name='format'>{options_html(formats)}</select></label>"
         f"<label>dtype <select name='dtype'>{options_html(list(EXPORT_DTYPES))}</select></label>"
-        "<button type='submit'>Export (verified)</button></form>")
+        "<label>verify <input name='verify' type='checkbox' checked></label>"
+        "<button type='submit'>Export</button></form>")
     return {
         "compare": f"<h2>Compare</h2>{compare_form if finished else later}{_comparisons_html(comparisons)}",
         "export": export_form if finished else later,

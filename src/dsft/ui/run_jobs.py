@@ -111,7 +111,8 @@ def start_compare(root: Path, form: dict[str, Any]) -> dict[str, str]:
 
 
 def start_export(root: Path, form: dict[str, Any]) -> dict[str, str]:
-    """``dsft export RUN --out RUN/export/FORMAT[-N] --format F --dtype D`` detached, verified."""
+    """``dsft export RUN --out RUN/export/FORMAT[-N] --format F [--dtype D] [--no-verify]`` detached; verified
+    unless the form's ``verify`` is off."""
     run_dir, summary = finished_run(root, str(form.get("run") or ""))
     offered = export_formats(summary.method)
     fmt_name = str(form.get("format") or "hf")
@@ -124,6 +125,8 @@ def start_export(root: Path, form: dict[str, Any]) -> dict[str, str]:
     args = ["export", str(run_dir), "--out", str(out), "--format", fmt_name]
     if dtype != "auto":
         args += ["--dtype", dtype]
+    if str(form.get("verify", "on")).lower() in ("", "off", "false", "0"):
+        args.append("--no-verify")  # e.g. gguf where llama-cpp-python, which verifies it, is missing
     return _start(root, "export", summary.name, out, args)
 
 

@@ -241,7 +241,11 @@ function liveRuns(holder) {
   }), 2000);
 }
 
-function formFields(form) { return Object.fromEntries(new FormData(form).entries()); }
+function formFields(form) {
+  const fields = Object.fromEntries(new FormData(form).entries());
+  for (const box of form.querySelectorAll("input[type=checkbox][name]")) fields[box.name] = box.checked ? "on" : "off";
+  return fields;
+}
 
 // A page that shows jobs reloads itself when one of them ends (its outputs are then on the page).
 function reloadWhenJobsEnd(url, running) {
