@@ -70,6 +70,7 @@ def test_mfu_takes_each_part_against_the_peak_of_its_dtype() -> None:
     row = {"seconds": 2.0, "body_flops": 100.0, "lm_head_flops": 500.0, "body_dtype": "fp32", "lm_head_dtype": "bf16"}
     assert mfu(row, peaks) == pytest.approx((1.0 + 2.0) / 2.0)
     assert mfu(row | {"lm_head_dtype": "fp32"}, peaks) == pytest.approx((1.0 + 5.0) / 2.0)
+    assert mfu(row | {"cpu_seconds": 6.0}, peaks, seconds_key="cpu_seconds") == pytest.approx(3.0 / 6.0)
 
 
 def test_ratios_are_dsft_over_the_other_system() -> None:

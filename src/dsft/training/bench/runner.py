@@ -47,14 +47,21 @@ DEFINITIONS = {
     "padded_tokens_per_s": "input positions per second, padding included",
     "mfu": "(body FLOPs / measured matmul peak of the body's dtype + lm_head FLOPs / peak of the lm_head "
            "matmuls' dtype) / seconds; FLOPs = 4 or 6 x active body params x real tokens, 4 or 6 x lm_head "
-           "params x supervised tokens",
+           "params x supervised tokens; mfu_cpu: the same per second of process CPU time, against peaks "
+           "measured per CPU-second (CPU)",
     "timing": "optimizer steps after the first (warm-up)",
     "peak_memory_bytes": "peak RSS of the process on CPU; torch.cuda.max_memory_allocated on GPU",
 }
 
 
-def measure_matmul_peak(threads: int, device: str, dtype: torch.dtype | None = None) -> float:
-    """Best observed FLOP/s of a large square matmul: fp32 on CPU, bf16 on GPU, unless ``dtype`` says."""
+def measure_matmul_peak(threads: int, device: str, dtype: torch.dtype | None = None,
+                        cpu_time: bool = False) -> float:
+    """Best observed FLOP/s of a large square matmul: fp32 on CPU, bf16 on GPU, unless ``dtype`` says.
+
+    ``cpu_time``: per second of process CPU time instead of wall clock (CPU only; what a shared machine's
+    other jobs distort least, the counterpart of the systems' ``cpu_seconds``).
+    """
+    clock = time.process_time if cpu_time else time.perf_counter
     torch.set_num_threads(threads)
     n = 2048 if device == "cpu" else 8192
     dtype = dtype or (torch.float32 if device == "cpu" else torch.bfloat16)
@@ -64,11 +71,11 @@ def measure_matmul_peak(threads: int, device: str, dtype: torch.dtype | None = N
     for _ in range(6):
         if device != "cpu":
             torch.cuda.synchronize()
-        start = time.perf_counter()
+        start = clock()
         a @ b
         if device != "cpu":
             torch.cuda.synchronize()
-        best = max(best, 2 * n**3 / (time.perf_counter() - start))
+        best = max(best, 2 * n**3 / max(clock() - start, 1e-9))
     return best
 
 
@@ -134,9 +141,13 @@ def run_bench(
     # Peak FLOP/s by dtype name, as the systems report the dtypes their body and lm_head run in.
     peaks = {name: measure_matmul_peak(threads, device, dtype)
              for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
+    # CPU: the same peaks per second of process CPU time, for the MFU per CPU-second (``mfu_cpu``).
+    cpu_peaks = ({name: measure_matmul_peak(threads, device, dtype, cpu_time=True)
+                  for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))} if device == "cpu" else {})
     report: dict[str, Any] = {
         "machine": machine_info(threads, device) | {"matmul_peak_flops": peaks["fp32" if device == "cpu" else "bf16"],
-                                                    "matmul_peak_flops_by_dtype": peaks},
+                                                    "matmul_peak_flops_by_dtype": peaks,
+                                                    "matmul_peak_flops_per_cpu_s_by_dtype": cpu_peaks},
         "settings": {"model": model, "model_dir": str(model_dir), "steps": steps, "seq_len": seq_len,
                      "examples_per_step": examples_per_step, "method": method, "seed": seed, "lr": lr,
                      "examples": count, "lengths": lengths, "length_scale": length_scale,
@@ -168,15 +179,18 @@ def run_bench(
                 continue
             result["load_average_before_after"] = [load_before, list(os.getloadavg())]
             result["mfu"] = mfu(result, peaks)
+            if cpu_peaks:
+                result["mfu_cpu"] = mfu(result, cpu_peaks, seconds_key="cpu_seconds")
             report["systems"][system] = result
     return add_ratios(report)
 
 
-def mfu(result: dict[str, Any], peaks: dict[str, float]) -> float:
-    """Seconds the useful FLOPs take at the peak of the dtype each part ran in, over the seconds they took."""
+def mfu(result: dict[str, Any], peaks: dict[str, float], seconds_key: str = "seconds") -> float:
+    """Seconds the useful FLOPs take at the peak of the dtype each part ran in, over the seconds they took
+    (``seconds_key="cpu_seconds"`` with peaks per CPU-second: the MFU per CPU-second)."""
     ideal = (result["body_flops"] / peaks[result["body_dtype"]]
              + result["lm_head_flops"] / peaks[result["lm_head_dtype"]])
-    return ideal / result["seconds"] if result["seconds"] > 0 else float("nan")
+    return ideal / result[seconds_key] if result[seconds_key] > 0 else float("nan")
 
 
 def add_ratios(report: dict[str, Any]) -> dict[str, Any]:
