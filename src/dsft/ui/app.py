@@ -2,8 +2,9 @@
 
 ``create_app(root, api_key)`` is all a caller needs. With a key, every route but ``/login`` and the static
 files needs it, as ``Authorization: Bearer KEY`` or the cookie ``/login`` sets. Requests that change
-something (start, stop, chat, mask) are JSON ``POST``s carrying the header ``X-Dsft-Ui: 1``, which a
-page on another site cannot send without a CORS preflight this app never grants.
+something (start, stop, chat, mask, upload, prepare, compare, export) are ``POST``s carrying the header
+``X-Dsft-Ui: 1``, which a page on another site cannot send without a CORS preflight this app never grants.
+The job routes live in :mod:`dsft.ui.job_routes`.
 """
 
 from __future__ import annotations

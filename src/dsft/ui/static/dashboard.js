@@ -149,6 +149,7 @@ function chatForm(form) {
   }
   function apply(div, event) {
     if (event.error) { div.className += " error"; div.textContent = event.error; return; }
+    if (event.reasoning || event.content) div.dataset.pieces = String(+(div.dataset.pieces || 0) + 1);
     if (event.reasoning) { const r = div.querySelector(".reasoning"); r.hidden = false; r.textContent += event.reasoning; }
     if (event.content) div.querySelector(".answer").textContent += event.content;
     if (event.done) div.dataset.done = event.finish_reason || "stop";
