@@ -128,8 +128,9 @@ def test_a_prepared_directory_trains_alone(client: TestClient, runs_root: Path) 
     prepared.mkdir()
     (prepared / "data_report.json").write_text("{}", encoding="utf-8")
     (prepared / "train.jsonl").write_bytes((runs_root / "d.jsonl").read_bytes())
-    _, cfg = launch.build_config(runs_root, {**FORM, "data": "prep"})
+    _, cfg = launch.build_config(runs_root, {**FORM, "data": "prep", "val_ratio": "0.3"})
     assert cfg.data.prepared_dir == str(prepared)
+    assert cfg.data.val_ratio == 0.1  # the schema default, unused: the prepared split is kept
     response = client.post("/api/runs", headers=POST, json={**FORM, "data": "prep, d.jsonl"})
     assert response.status_code == 400 and "train on it alone" in response.json()["error"]
     (prepared / "train.jsonl").write_text("", encoding="utf-8")  # every record rejected

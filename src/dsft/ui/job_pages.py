@@ -94,7 +94,7 @@ def prepare_page(files: list[str], models: list[str], templates: list[str], form
         "<label for='on_error'>invalid records</label><select id='on_error' name='on_error'><option>skip</option>"
         "<option>fail</option></select>"
         "<label for='extra'>more keys</label><textarea id='extra' name='extra' rows='3' "
-        "placeholder='one key=value a line, e.g. data.clean.min_answer_chars=2'></textarea>"
+        "placeholder='one key=value a line, e.g. data.clean.near_dedup=true'></textarea>"
         "<span></span><button type='submit'>Prepare</button></form><div id='prepare-error' class='error'></div>")
     return page("Prepare data", body)
 

@@ -100,8 +100,11 @@ def build_config(root: Path, form: dict[str, Any]) -> tuple[str, Any]:
     if run_dir.exists():
         raise DsftError(f"name {name}: {run_dir.name} already exists under the runs root; choose a new name")
     model = model_choice(root, str(form.get("model") or "").strip())
-    sets = [f"model.name_or_path={model}", *_data_sets(root, str(form.get("data") or ""))]
-    sets += [f"{key}={form[field]}" for field, key in FIELDS.items() if str(form.get(field, "")).strip()]
+    data = _data_sets(root, str(form.get("data") or ""))
+    # A prepared directory keeps the split it was prepared with: the form's validation share does not apply.
+    fields = {f: k for f, k in FIELDS.items() if not (f == "val_ratio" and data[0].startswith("data.prepared_dir"))}
+    sets = [f"model.name_or_path={model}", *data]
+    sets += [f"{key}={form[field]}" for field, key in fields.items() if str(form.get(field, "")).strip()]
     sets += [line.strip() for line in str(form.get("extra") or "").splitlines() if line.strip()]
     cfg = load_config(None, sets)
     problems = environment_problems(cfg)
