@@ -158,3 +158,20 @@ def test_start_a_run_from_the_form_and_see_it_finish(browser, dashboard: str, ru
     browser.save_screenshot(str(tmp_path / "from-form.png"))
     info = json.loads((runs_root / "from-form" / "run.json").read_text())
     assert info["status"] == "finished" and info["global_step"] == 6
+
+
+def test_signed_in_with_a_key_the_page_scripts_upload_and_refresh(browser, runs_root: Path, tmp_path: Path) -> None:
+    data = write_data(tmp_path / "mine.jsonl", n=3)
+    for base in serve(create_app(runs_root, api_key="k3y", poll_s=0.2)):
+        browser.get(base + "/prepare")
+        assert "/login" in browser.current_url
+        browser.find_element("name", "key").send_keys("k3y")
+        browser.find_element("css selector", "form button").click()
+        wait_for(lambda: browser.current_url.endswith("/prepare"), 20, "the prepare page after signing in")
+        browser.find_element("id", "upload").send_keys(str(data))
+        browser.find_element("css selector", "#upload-form button").click()
+        wait_for(lambda: "uploaded uploads/mine.jsonl" in text_of(browser, "upload-state"), 20, "the upload")
+        assert (runs_root / "uploads" / "mine.jsonl").read_bytes() == data.read_bytes()
+        browser.get(base + "/")
+        wait_for(lambda: browser.find_element("id", "runs").get_attribute("data-refreshed"), 20,
+                 "the runs page refreshing through the API")
