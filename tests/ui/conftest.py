@@ -58,6 +58,16 @@ def runs_root(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.fixture
+def shots(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """Where a browser test saves its screenshots: ``$DSFT_UI_SCREENSHOTS/TEST`` (CI keeps them there as
+    artefacts), else the test's temporary directory."""
+    keep = os.environ.get("DSFT_UI_SCREENSHOTS")
+    where = Path(keep) / request.node.name if keep else tmp_path / "screenshots"
+    where.mkdir(parents=True, exist_ok=True)
+    return where
+
+
+@pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Any]:
     reason = missing_browser()
     if reason:

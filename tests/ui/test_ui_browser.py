@@ -38,7 +38,7 @@ def points(driver, chart: str) -> int:
     return int(found[0].get_attribute("data-points")) if found else 0
 
 
-def test_runs_page_then_a_run_with_its_charts(browser, dashboard: str, tmp_path: Path) -> None:
+def test_runs_page_then_a_run_with_its_charts(browser, dashboard: str, shots: Path) -> None:
     browser.get(dashboard + "/")
     rows = {r.get_attribute("data-run"): r.text for r in browser.find_elements("css selector", "#runs tr[data-run]")}
     assert set(rows) == {"alpha", "sweep/trial-0"}
@@ -49,7 +49,7 @@ def test_runs_page_then_a_run_with_its_charts(browser, dashboard: str, tmp_path:
     assert text_of(browser, "status") == "finished"
     lines = browser.find_elements("css selector", "#chart-loss polyline")
     assert [line.get_attribute("data-column") for line in lines] == ["loss", "eval_loss"]
-    browser.save_screenshot(str(tmp_path / "run-page.png"))
+    browser.save_screenshot(str(shots / "run-page.png"))
 
 
 def write_data(path: Path, n: int = 24) -> Path:
@@ -61,7 +61,7 @@ def write_data(path: Path, n: int = 24) -> Path:
 
 @pytest.mark.slow
 def test_the_loss_chart_gains_points_while_a_run_trains(browser, runs_root: Path, tmp_path: Path,
-                                                        tiny_model_dir) -> None:
+                                                        tiny_model_dir, shots: Path) -> None:
     tiny_model_dir("tiny-deepseek-v3")
     data = write_data(tmp_path / "d.jsonl")
     run = runs_root / "live"
@@ -78,11 +78,11 @@ def test_the_loss_chart_gains_points_while_a_run_trains(browser, runs_root: Path
                      "the first metrics line")
             browser.get(f"{base}/run/live")
             first = wait_for(lambda: points(browser, "loss"), 30, "the first loss point")
-            browser.save_screenshot(str(tmp_path / "live-early.png"))
+            browser.save_screenshot(str(shots / "live-early.png"))
             wait_for(lambda: points(browser, "loss") > first, 120, "more loss points as training writes them")
             wait_for(lambda: text_of(browser, "status") == "finished", 180, "the run to finish")
             assert points(browser, "loss") == 40
-            browser.save_screenshot(str(tmp_path / "live-finished.png"))
+            browser.save_screenshot(str(shots / "live-finished.png"))
             # Chat with what it trained, base beside it.
             training.wait(timeout=120)
             browser.get(f"{base}/run/live")
@@ -98,7 +98,7 @@ def test_the_loss_chart_gains_points_while_a_run_trains(browser, runs_root: Path
                 turns = browser.find_elements("css selector", f"#chat-{column} .turn.assistant")
                 assert len(turns) == 1 and "error" not in turns[0].get_attribute("class"), column
             assert browser.find_element("id", "chat-state").text == ""
-            browser.save_screenshot(str(tmp_path / "chat.png"))
+            browser.save_screenshot(str(shots / "chat.png"))
     finally:
         try:
             output = training.communicate(timeout=120)[0].decode(errors="replace")
@@ -109,7 +109,7 @@ def test_the_loss_chart_gains_points_while_a_run_trains(browser, runs_root: Path
 
 
 def test_mask_view_colours_the_known_supervised_tokens(browser, dashboard: str, runs_root: Path,
-                                                       tmp_path: Path) -> None:
+                                                       shots: Path) -> None:
     from selenium.webdriver.support.ui import Select  # optional test dependency, like the browser fixture
 
     conversation = {"messages": [{"role": "user", "content": "Which river is longest?"},
@@ -129,12 +129,12 @@ def test_mask_view_colours_the_known_supervised_tokens(browser, dashboard: str, 
     assert green == "rgba(191, 232, 200, 1)"  # the supervised colour, not the context's transparent background
     count = len(browser.find_elements("css selector", "#mask .sup"))
     assert f"{count} supervised" in browser.find_element("id", "mask-counts").text
-    browser.save_screenshot(str(tmp_path / "mask.png"))
+    browser.save_screenshot(str(shots / "mask.png"))
 
 
 @pytest.mark.slow
 def test_start_a_run_from_the_form_and_see_it_finish(browser, dashboard: str, runs_root: Path, tmp_path: Path,
-                                                     tiny_model_dir) -> None:
+                                                     tiny_model_dir, shots: Path) -> None:
     tiny_model_dir("tiny-deepseek-v3")
     write_data(runs_root / "d.jsonl")
     browser.get(dashboard + "/new")
@@ -155,7 +155,7 @@ def test_start_a_run_from_the_form_and_see_it_finish(browser, dashboard: str, ru
     wait_for(lambda: browser.current_url.endswith("/run/from-form"), 30, "the run page")
     wait_for(lambda: text_of(browser, "status") == "finished", 240, "the run to finish")
     assert points(browser, "loss") == 6
-    browser.save_screenshot(str(tmp_path / "from-form.png"))
+    browser.save_screenshot(str(shots / "from-form.png"))
     info = json.loads((runs_root / "from-form" / "run.json").read_text())
     assert info["status"] == "finished" and info["global_step"] == 6
 

@@ -3,14 +3,12 @@
 Headless Chromium clicks through the dashboard as a person would: upload a data file, prepare it, train on
 the prepared directory, watch the runs page follow the run, compare base vs tuned, export (hf, and gguf
 where the ``gguf`` package is installed) and chat, each answer assembled from streamed pieces, the base's
-beside the tuned one. Screenshots of each page go to the test's temporary directory
-(``DSFT_UI_SCREENSHOTS=DIR`` keeps them elsewhere).
+beside the tuned one. Screenshots of each page: see the ``shots`` fixture.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -29,13 +27,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.fixture
 def dashboard(runs_root: Path) -> Iterator[str]:
     yield from serve(create_app(runs_root, poll_s=0.2))
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    where = Path(os.environ.get("DSFT_UI_SCREENSHOTS") or tmp_path / "screenshots")
-    where.mkdir(parents=True, exist_ok=True)
-    return where
 
 
 def text(driver, css: str) -> str:
@@ -142,7 +133,7 @@ def export(browser, base: str, runs_root: Path, shots: Path) -> None:
             Select(browser.find_element("css selector", "#export-form select[name=dtype]")).select_by_visible_text(
                 "float32")
         browser.find_element("css selector", "#export-form button").click()
-        wait_for(lambda: fmt in exports_shown(browser), 300, f"the {fmt} export on the run page")
+        wait_for(lambda fmt=fmt: fmt in exports_shown(browser), 300, f"the {fmt} export on the run page")
     rows = exports_shown(browser)
     assert set(rows) == set(formats), rows
     assert "max_abs_logit_diff" in rows["hf"] and "top1_agreement 1" in rows["hf"], rows["hf"]

@@ -113,7 +113,6 @@ def create_app(root: Path, api_key: str | None = None, allowed_hosts: list[str] 
     @app.get("/api/run/events")
     async def run_events(request: Request, run: str) -> StreamingResponse:
         run_dir = _run_dir(root, run)
-        name = runs.summarize(root, run_dir).name
         last = request.headers.get("last-event-id", "")
         offset = int(last) if last.isdigit() else 0
         return StreamingResponse(_metric_events(request, root, run_dir, offset, app.state.poll_s),

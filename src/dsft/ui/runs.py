@@ -12,7 +12,6 @@ never searched for more runs.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -198,7 +197,7 @@ def summarize(root: Path, run_dir: Path) -> RunSummary:
         step=info.get("global_step") or (max(steps) if steps else None),
         max_steps=train.get("max_steps") if (train.get("max_steps") or 0) > 0 else None,
         best_metric=info.get("best_metric"), started=started, template=info.get("template"),
-        has_final=RunDir(run_dir).final_path.is_dir(), notes=notes,
+        has_final=has_final, notes=notes,
     )
 
 
