@@ -66,6 +66,8 @@ PREPARE = {"name": "prepared/reservoirs", "files": "d.jsonl", "model": "deepseek
     ({"val_ratio": "0.7", "test_ratio": "0.5"}, "val_ratio + test_ratio"),
     ({"model": "../outside"}, "outside the runs root"),
     ({"extra": "data.no_such_key=1"}, "no_such_key"),
+    ({"extra": "data.test=[/etc/hosts.jsonl]"}, "data.test: /etc/hosts.jsonl is outside the runs root"),
+    ({"extra": "data.prepared_dir=.."}, "data.prepared_dir: .. is outside the runs root"),
 ])
 def test_a_bad_preparation_starts_nothing_and_names_the_field(client: TestClient, runs_root: Path, change: dict,
                                                                 message: str) -> None:

@@ -46,6 +46,9 @@ FORM = {"name": "new", "model": "tiny-deepseek-v3", "data": "d.jsonl", "method":
     ({"max_steps": "many"}, "train.max_steps"),
     ({"extra": "train.optimizer=adamw_8bit"}, "train.optimizer: adamw_8bit needs"),
     ({"extra": "train.no_such_key=1"}, "no_such_key"),
+    ({"extra": "data.val=[/etc/hosts.jsonl]"}, "data.val: /etc/hosts.jsonl is outside the runs root"),
+    ({"extra": "data.test=[../secret.jsonl]"}, "data.test: ../secret.jsonl is outside the runs root"),
+    ({"extra": "model.cache_dir=~/elsewhere"}, "model.cache_dir: ~/elsewhere is outside the runs root"),
 ])
 def test_a_bad_form_starts_nothing_and_names_the_field(client: TestClient, runs_root: Path, change: dict,
                                                         message: str) -> None:
@@ -137,3 +140,8 @@ def test_a_prepared_directory_trains_alone(client: TestClient, runs_root: Path) 
     response = client.post("/api/runs", headers=POST, json={**FORM, "data": "prep"})
     assert response.status_code == 400 and "prep has no training records" in response.json()["error"]
     assert not (runs_root / "new").exists()
+
+
+def test_key_value_lines_may_name_paths_inside_the_root(client: TestClient, runs_root: Path) -> None:
+    _, cfg = launch.build_config(runs_root, {**FORM, "extra": "data.val=[d.jsonl]\ntrain.warmup_ratio=0"})
+    assert cfg.data.val == ["d.jsonl"] and cfg.train.warmup_ratio == 0

@@ -27,7 +27,7 @@ from dsft.models.gguf_source import OLLAMA_PREFIX, ollama_models, resolve_ollama
 from dsft.models.tiny import TINY_PRESETS
 from dsft.training.environment import environment_problems
 from dsft.ui import runs
-from dsft.ui.paths import inside_root, relative_name
+from dsft.ui.paths import config_paths_inside, inside_root, relative_name
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}(/[A-Za-z0-9][A-Za-z0-9._-]{0,63}){0,2}$")
 FIELDS = {  # form field -> config key
@@ -107,6 +107,7 @@ def build_config(root: Path, form: dict[str, Any]) -> tuple[str, Any]:
     sets += [f"{key}={form[field]}" for field, key in fields.items() if str(form.get(field, "")).strip()]
     sets += [line.strip() for line in str(form.get("extra") or "").splitlines() if line.strip()]
     cfg = load_config(None, sets)
+    config_paths_inside(root, cfg, load_config(None, []))  # `key=value` lines included
     problems = environment_problems(cfg)
     if problems:
         raise DsftError(f"{len(problems)} problem(s) with this machine", problems)

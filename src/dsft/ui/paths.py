@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from dsft.errors import DsftError
 
@@ -31,3 +32,40 @@ def inside_root(root: Path, relative: str, must_exist: bool = True) -> Path:
 def relative_name(root: Path, path: Path) -> str:
     """``path`` as the posix path relative to ``root`` that requests use."""
     return path.resolve().relative_to(root.resolve()).as_posix()
+
+
+def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"data.val": [...], ...}``: the config's values by dotted key."""
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_leaves(value, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): tree}
+
+
+def _looks_like_path(value: str) -> bool:
+    if "://" in value or value.startswith("ollama:"):
+        return False  # an endpoint URL, an Ollama name: not files of this machine
+    return "/" in value or "\\" in value or value.startswith(("~", "."))
+
+
+def config_paths_inside(root: Path, cfg: Any, defaults: Any) -> None:
+    """Refuse a config built from a request whose path values (files, directories, caches) leave the root.
+
+    Every value the request changed from ``defaults`` that looks like a path must lie inside ``root``
+    (relative ones are relative to the root, where the dashboard starts its processes), so a ``key=value``
+    line cannot make training or data preparation read or write elsewhere."""
+    base = root.resolve()
+    before = _leaves(defaults.model_dump(mode="json"))
+    for key, value in _leaves(cfg.model_dump(mode="json")).items():
+        if value == before.get(key):
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            if not isinstance(item, str) or not _looks_like_path(item):
+                continue
+            path = Path(item).expanduser()
+            resolved = (path if path.is_absolute() else base / path).resolve()
+            if resolved != base and base not in resolved.parents:
+                raise OutsideRoot(f"{key}: {item} is outside the runs root; the dashboard reads and writes only "
+                                  "under it")
