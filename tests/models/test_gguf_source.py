@@ -155,3 +155,12 @@ def test_a_tokenizer_llama_cpp_splits_differently_is_refused_before_the_weights(
     # The stand-in DeepSeek-LLM tokenizer carries V3's regex (CJK runs and 1-3 digit groups split apart).
     assert "'deepseek-v3'" in str(err.value) and "1970" in str(err.value)
     assert not any((tmp_path / "cache" / "gguf").iterdir())  # nothing half-written is left
+
+
+def test_the_special_token_repair_examples_hold() -> None:
+    import doctest
+
+    import dsft.models.gguf_tokenizer as module
+
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0

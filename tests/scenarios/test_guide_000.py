@@ -118,3 +118,42 @@ def test_guide_000_zero3_on_two_processes(at_repo_root: Path, dsft, tmp_path: Pa
     assert ds["zero_optimization"]["stage"] == 3 and ds["train_batch_size"] == 2 * 1 * 2
     assert [r["step"] for r in read_jsonl(run / "metrics.jsonl") if "loss" in r] == [1, 2]
     assert (run / "final" / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_guide_000_user_trains_from_the_model_ollama_holds(tiny_model_dir, tmp_path: Path, monkeypatch) -> None:
+    """The guide's user runs DeepSeek through Ollama and holds only its GGUF blob: ``ollama:NAME:TAG`` resolves
+    through the store, converts, and trains with the R1 template and exactly the original tokens and mask."""
+    import hashlib
+
+    from dsft.data.conversation import Conversation, Message
+    from dsft.export.api import export
+    from dsft.models.loading import load_tokenizer
+    from dsft.models.resolve import resolve_model
+    from dsft.templates import get_template
+    from dsft.templates.detect import detect_template
+
+    original = tiny_model_dir("tiny-r1-distill-qwen")
+    export(original, "gguf", tmp_path / "gguf", dtype="q8_0", verify=False, echo=lambda _: None)
+    blob = (tmp_path / "gguf" / "model.gguf").read_bytes()
+    digest = hashlib.sha256(blob).hexdigest()
+    store = tmp_path / "ollama-models"  # laid out as `ollama pull deepseek-r1:tiny` leaves it
+    (store / "blobs").mkdir(parents=True)
+    (store / "blobs" / f"sha256-{digest}").write_bytes(blob)
+    manifest = store / "manifests" / "registry.ollama.ai" / "library" / "deepseek-r1" / "tiny"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(json.dumps({"schemaVersion": 2, "layers": [
+        {"mediaType": "application/vnd.ollama.image.model", "digest": f"sha256:{digest}", "size": len(blob)}]}))
+    monkeypatch.setenv("OLLAMA_MODELS", str(store))
+
+    converted = resolve_model("ollama:deepseek-r1:tiny", cache_dir=tmp_path / "cache")
+    assert detect_template(converted) == detect_template(original) == "deepseek-r1"
+    conversation = Conversation([Message("user", "青石岭水库的总库容是多少？"),
+                                 Message("assistant", "总库容为1.2亿立方米。", reasoning="查资料。")])
+    tokenizers = [load_tokenizer(path) for path in (original, converted)]
+    # transformers alone lost <｜User｜>/<｜Assistant｜> and appended BOS/EOS past the vocabulary (new ids)
+    assert [(t.bos_token_id, t.eos_token_id) for t in tokenizers] == [(151646, 151643)] * 2
+    assert len(tokenizers[1]) <= json.loads((converted / "config.json").read_text())["vocab_size"]  # no id past the embedding
+    rendered = [get_template("deepseek-r1").render_train(conversation, t) for t in tokenizers]
+    assert rendered[0].input_ids == rendered[1].input_ids and rendered[0].supervised == rendered[1].supervised
+    assert json.loads((converted / "generation_config.json").read_text())["eos_token_id"] == 151643

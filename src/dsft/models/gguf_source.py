@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from dsft.errors import DsftError, UnsupportedError
+from dsft.models.gguf_tokenizer import with_gguf_special_tokens
 
 log = logging.getLogger(__name__)
 
@@ -282,6 +283,7 @@ def _write_checkpoint(path: Path, info: GGUFInfo, out_dir: Path) -> None:
         tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     except (OSError, ValueError, KeyError, NotImplementedError) as exc:
         raise DsftError(f"{path}: transformers could not read the tokenizer of this GGUF file ({exc})") from exc
+    tokenizer = with_gguf_special_tokens(tokenizer, path, out_dir / ".tokenizer-repair")
     _restore_digit_split(tokenizer, info.pre_tokenizer)
     mismatches = tokenization_mismatches(path, tokenizer)  # before the weights: a refusal costs seconds
     if mismatches:
