@@ -238,3 +238,23 @@ def test_export_runs_the_cli_command_verified_unless_unticked(client: TestClient
         ["export", str(runs_root / "done"), "--out", str(runs_root / "done" / "export" / "hf"), "--format", "hf"],
         ["export", str(runs_root / "done"), "--out", str(runs_root / "done" / "export" / "hf-float16"), "--format", "hf",
          "--dtype", "float16", "--no-verify"]]
+
+
+def test_compare_defaults_to_the_prepared_test_split_inside_the_root_only(client: TestClient, runs_root: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    commands = []
+    monkeypatch.setattr(jobs, "start_job", lambda root, kind, target, out, args: commands.append(args) or "job-1")
+    (runs_root / "done" / "final").mkdir(parents=True)
+    (runs_root / "done" / "run.json").write_bytes((runs_root / "alpha" / "run.json").read_bytes())
+    config = (runs_root / "alpha" / "config.yaml").read_text(encoding="utf-8")
+    for prepared in (runs_root.parent / "outside-prep", runs_root / "prep"):
+        prepared.mkdir()
+        (prepared / "test.jsonl").write_bytes((runs_root / "d.jsonl").read_bytes())
+        (runs_root / "done" / "config.yaml").write_text(config + f"data:\n  prepared_dir: {prepared}\n",
+                                                        encoding="utf-8")
+        response = client.post("/api/compare", headers=POST, json={"run": "done", "limit": "2"})
+        if prepared.parent != runs_root:
+            assert response.status_code == 400 and "no test or validation split" in response.json()["error"]
+    assert response.json()["out"] == "done/compare"
+    assert commands == [["compare", "--tuned", str(runs_root / "done"), "--data", str(runs_root / "prep" / "test.jsonl"),
+                         "--out", str(runs_root / "done" / "compare"), "--limit", "2"]]

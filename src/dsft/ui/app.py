@@ -95,7 +95,7 @@ def create_app(root: Path, api_key: str | None = None, allowed_hosts: list[str] 
         finished = summary.has_final and summary.status not in LIVE
         sections = job_pages.run_sections(
             summary.name, finished, run_jobs.comparisons(root, run_dir), run_jobs.export_formats(summary.method),
-            run_jobs.shown_path(root, run_jobs.default_eval_data(run_dir)), mask.data_files(root),
+            run_jobs.shown_path(root, run_jobs.default_eval_data(root, run_dir)), mask.data_files(root),
             jobs.list_jobs(root, summary.name))
         return pages.run_page(
             summary, runs.config_text(run_dir), runs.data_report(run_dir), runs.run_records(root, run_dir),

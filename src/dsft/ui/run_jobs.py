@@ -65,14 +65,15 @@ def _whole(form: dict[str, Any], field: str) -> int | None:
     return int(value)
 
 
-def default_eval_data(run_dir: Path) -> str | None:
-    """The run's held-out split (test, else validation) from its own data or its prepared directory."""
+def default_eval_data(root: Path, run_dir: Path) -> str | None:
+    """The run's held-out split (test, else validation) from its own data or its prepared directory (where
+    that lies inside the root)."""
     places = [run_dir / "data"]
     try:
         prepared = RunDir(run_dir).config.data.prepared_dir if RunDir(run_dir).config_path.is_file() else None
     except DsftError:
         prepared = None
-    if prepared:
+    if prepared and root.resolve() in Path(prepared).resolve().parents:
         places.append(Path(prepared))
     for place in places:
         for split in ("test.jsonl", "val.jsonl"):
@@ -100,7 +101,7 @@ def start_compare(root: Path, form: dict[str, Any]) -> dict[str, str]:
         if value is not None:
             flags += [flag, str(value)]
     data_field = str(form.get("data") or "").strip()
-    data = str(inside_root(root, data_field)) if data_field else default_eval_data(run_dir)
+    data = str(inside_root(root, data_field)) if data_field else default_eval_data(root, run_dir)
     if data is None:
         raise DsftError(f"data: {summary.name} has no test or validation split; name an eval file under the root")
     if Path(data).is_dir():
