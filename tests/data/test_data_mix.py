@@ -93,8 +93,12 @@ def test_a_train_record_tagged_like_a_mixed_one_stays_task_data(tmp_path, tokeni
 
 def test_a_source_left_empty_after_cleaning_is_an_error_naming_the_key(tmp_path, tokenizer, files, write_jsonl) -> None:
     empty = write_jsonl(tmp_path / "empty.jsonl", [{"messages": [{"role": "assistant", "content": "no question"}]}])
-    with pytest.raises(DataError, match=r"data\.mix: .*empty\.jsonl has no records left"):
+    with pytest.raises(DataError, match=r"data\.mix: .*empty\.jsonl: no records left") as refused:
         _prepare(tokenizer, files, tmp_path / "out", f"data.mix=[{{path: {empty}, ratio: 0.2}}]")
+    # the files the message points to exist and say why: the record has no question
+    assert str(tmp_path / "out" / "rejects.jsonl") in str(refused.value)
+    assert f"{empty}:1" in (tmp_path / "out" / "rejects.jsonl").read_text()
+    assert json.loads((tmp_path / "out" / "data_report.json").read_text())["mix"][0]["available"] == 0
 
 
 @pytest.mark.parametrize("value, expected", [

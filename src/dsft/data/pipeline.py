@@ -120,6 +120,10 @@ def prepare(
     report["seconds"] = round(time.perf_counter() - started, 2)
     report["step_seconds"] = clock.seconds
     _write_report(out, report)
+    empty = [m["path"] for m in mixing if not m["available"]]
+    if empty:  # after the report and rejects are written: they say why
+        raise DataError(f"data.mix: {', '.join(empty)}: no records left to mix in after reading and cleaning "
+                        f"(see {out / REPORT_FILE} and {out / 'rejects.jsonl'})")
     if not splits["train"]:
         raise DataError(
             f"no records left to train on: read {report['read']}, rejected {report['rejected']}, "
@@ -309,9 +313,6 @@ def _mix(
     summary = []
     for position, (source, count) in enumerate(zip(sources, counts)):
         available = mixed.get(position, [])
-        if not available and count:
-            raise DataError(f"data.mix: {source.path} has no records left to mix in after reading and cleaning "
-                            f"(see {REPORT_FILE} and rejects.jsonl in the data directory)")
         part = mix.draw_records(available, count, f"{cfg.train.seed}:{position}", source.path)
         ledger.removed.setdefault(mix.SAMPLE_STEP, []).extend(part.removed)
         if part.repeats:
