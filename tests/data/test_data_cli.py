@@ -66,3 +66,27 @@ def test_inspect_a_prepared_dir_renders_with_the_template_it_was_prepared_for(ti
     code, stdout, err = run_cli(["data", "inspect", str(out)])
     assert code == 0, err
     assert "template: deepseek-v3   masking: last" in stdout
+
+
+def test_inspect_a_prepared_dir_uses_the_tokenizer_its_counts_came_from(tiny_model_dir, tmp_path: Path,
+                                                                          run_cli) -> None:
+    """Prepared with --tokenizer deepseek for a model with another tokenizer: inspect renders with the
+    DeepSeek tokenizer too (it rendered with the model's Qwen tokenizer, whose counts differ)."""
+    tiny_model_dir("tiny-r1-distill-qwen")
+    data = tmp_path / "qa.jsonl"
+    data.write_text("".join(json.dumps({"instruction": f"When was reservoir {i} done?",
+                                        "output": f"白鹭水库于196{i}年11月建成。"}) + "\n" for i in range(4)))
+    out = tmp_path / "prepared"
+    code, _, err = run_cli(["data", "prepare", str(data), "--out", str(out), "--tokenizer", "deepseek",
+                            "--set", "model.name_or_path=tiny-r1-distill-qwen", "--set", "template.name=deepseek-r1",
+                            "--set", "data.val_ratio=0"])
+    assert code == 0, err
+    report = json.loads((out / "data_report.json").read_text())
+    assert report["prepared_for"]["tokenizer"] == "deepseek"
+    code, inspected, err = run_cli(["data", "inspect", str(out)])
+    assert code == 0, err
+    code, explicit, err = run_cli(["data", "inspect", str(out), "--tokenizer", "deepseek"])
+    assert code == 0, err
+    code, qwen, err = run_cli(["data", "inspect", str(out), "--tokenizer", "tiny-r1-distill-qwen"])
+    assert code == 0, err
+    assert inspected == explicit and inspected != qwen

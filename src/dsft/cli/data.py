@@ -62,7 +62,7 @@ def prepare_command(
     needed = tree_bytes(expand_inputs(sources or cfg.data.train)) if (sources or cfg.data.train) else None
     loaded = load_tokenizer_for(tokenizer, cfg)
     with partial_output_removed(out, needed, "the prepared data"):
-        prepared = prepare(cfg, loaded, out, sources, ifd_scorer=ifd_scorer_for(cfg))
+        prepared = prepare(cfg, loaded, out, sources, ifd_scorer=ifd_scorer_for(cfg), tokenizer_source=tokenizer)
     print_summary(prepared.report, out)
 
 
@@ -142,13 +142,14 @@ def inspect_command(
     from rich.console import Console
 
     from dsft.config import load_config
-    from dsft.data.inspect_source import pick_conversation, prepared_defaults
+    from dsft.data.inspect_source import pick_conversation, prepared_defaults, prepared_tokenizer
     from dsft.templates import detect_template, get_template
     from dsft.templates.inspect import print_rendered
 
     cfg = load_config(config, prepared_defaults(source) + list(set_) if config is None else set_)
     conversation = pick_conversation(source, index, cfg)
-    loaded = load_tokenizer_for(tokenizer, cfg)
+    # A prepared directory renders with the tokenizer that counted its tokens, unless told otherwise.
+    loaded = load_tokenizer_for(tokenizer or (prepared_tokenizer(source) if config is None else None), cfg)
     name = template or cfg.template.name
     if name == "auto":
         name = detect_template(loaded)

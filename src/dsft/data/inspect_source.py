@@ -29,6 +29,15 @@ def prepared_defaults(source: Path) -> list[str]:
     return [f"{keys[name]}={value}" for name, value in prepared_for.items() if name in keys and value]
 
 
+def prepared_tokenizer(source: Path) -> str | None:
+    """The ``--tokenizer`` a prepared directory was prepared with (None: the model's own, or not prepared)."""
+    report = source / "data_report.json"
+    if not (source.is_dir() and report.is_file()):
+        return None
+    value = (json.loads(report.read_text(encoding="utf-8")).get("prepared_for") or {}).get("tokenizer")
+    return str(value) if value else None
+
+
 def pick_conversation(source: Path, index: int, cfg: Any) -> Conversation:
     """Conversation ``index`` of a prepared directory (its train.jsonl) or any readable data file."""
     candidates = [source / "train.jsonl", source / "data" / "train.jsonl"] if source.is_dir() else []

@@ -74,7 +74,7 @@ class _Ledger:
 
 def prepare(
     cfg: DsftConfig, tokenizer: Any, out_dir: str | Path, inputs: list[str] | None = None,
-    ifd_scorer: semantic.Scorer | None = None,
+    ifd_scorer: semantic.Scorer | None = None, tokenizer_source: str | None = None,
 ) -> Prepared:
     """Run the whole data pipeline and write its outputs to ``out_dir``.
 
@@ -114,6 +114,7 @@ def prepare(
     before_policy = reasoning_stats(splits["train"], [tokens[id(c)][1].reasoning for c in splits["train"]])
     splits = clock("reasoning_policy", _reasoning, splits, tokens, cfg)
     report = clock("report", _report, sources, splits, tokens, ledger, contamination, before_policy, cfg, out)
+    report["prepared_for"]["tokenizer"] = tokenizer_source  # None: the model's own
     report["semantic"] = ledger.scores
     report["mix"] = mixing
     clock("write", _write, out, splits, ledger)

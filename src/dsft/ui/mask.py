@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dsft.config import load_config
-from dsft.data.inspect_source import pick_conversation, prepared_defaults
+from dsft.data.inspect_source import pick_conversation, prepared_defaults, prepared_tokenizer
 from dsft.errors import DsftError
 from dsft.models.loading import load_tokenizer
 from dsft.models.resolve import resolve_model
@@ -66,6 +66,8 @@ def mask_view(root: Path, source: str, index: int = 0, template: str | None = No
         sets.append(f"template.masking={masking}")
     cfg = load_config(None, sets)
     conversation = pick_conversation(path, index, cfg)
+    if not tokenizer and not runs.is_run(path) and prepared_tokenizer(path) == "deepseek":
+        tokenizer = "deepseek"  # the tokenizer the prepared directory's counts came from
     loaded = _tokenizer(tokenizer, root, trusted=False) if tokenizer else _tokenizer(cfg.model.name_or_path, root, True)
     name = template or cfg.template.name
     if name not in TEMPLATE_CHOICES:
