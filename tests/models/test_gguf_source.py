@@ -164,3 +164,15 @@ def test_the_special_token_repair_examples_hold() -> None:
 
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_the_import_record_names_the_gguf_file_absolutely(tmp_path: Path, monkeypatch) -> None:
+    # `dsft models import ./m.gguf` recorded "m.gguf": run.json's model_source then named no file from elsewhere.
+    import dsft.models.gguf_source as gguf_source
+
+    write_header_only_gguf(tmp_path / "m.gguf", "llama")
+    monkeypatch.setattr(gguf_source, "_write_checkpoint", lambda path, info, out_dir: None)  # the record is under test
+    monkeypatch.chdir(tmp_path)
+    imported = gguf_source.convert_gguf(Path("m.gguf"), tmp_path / "out", source="./m.gguf")
+    assert imported.source["gguf_file"] == str(tmp_path / "m.gguf") and imported.source["source"] == "./m.gguf"
+    assert json.loads((tmp_path / "out" / "dsft_import.json").read_text())["gguf_file"] == str(tmp_path / "m.gguf")

@@ -257,7 +257,9 @@ def convert_gguf(path: Path, out_dir: Path, source: str | None = None) -> Import
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:
         _write_checkpoint(path, info, staging)
-        record = {"source": source or str(path), "gguf_file": str(path), "architecture": info.architecture,
+        # The file as an absolute path (not resolved: an Ollama blob stays the blob), so a record read from
+        # another directory still names it.
+        record = {"source": source or str(path), "gguf_file": os.path.abspath(path), "architecture": info.architecture,
                   "quantization": info.quantization, "tensor_types": info.tensor_types,
                   "model_name": info.model_name, "dequantized_to": "float32"}
         (staging / IMPORT_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
