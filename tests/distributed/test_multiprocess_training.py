@@ -48,6 +48,9 @@ def _write_config(path: Path, data: Path, grad_accum: int, distributed: str = "d
         f"train:\n  method: lora\n  max_steps: {STEPS}\n  micro_batch_size: 2\n  grad_accum: {grad_accum}\n"
         "  max_seq_len: 96\n  lr: 0.005\n  warmup_ratio: 0.0\n  lr_scheduler: constant\n  save_steps: 5\n"
         f"  logging_steps: 1\n  seed: 3\n  distributed: {distributed}\n"
+        # fp32 lm_head: these runs are compared at 1e-4, and bf16 matmuls (the CPU default where the CPU has bf16
+        # instructions) round differently as ZeRO-3 shards and gathers the weights (measured: up to 1.1e-4).
+        "  loss_dtype: fp32\n"
         "eval:\n  load_best: false\n",
         encoding="utf-8",
     )
