@@ -90,3 +90,10 @@ def test_inspect_a_prepared_dir_uses_the_tokenizer_its_counts_came_from(tiny_mod
     code, qwen, err = run_cli(["data", "inspect", str(out), "--tokenizer", "tiny-r1-distill-qwen"])
     assert code == 0, err
     assert inspected == explicit and inspected != qwen
+    # With template auto the family comes from the model's tokenizer (the tokenizer package carries no template).
+    auto = tmp_path / "auto"
+    code, _, err = run_cli(["data", "prepare", str(data), "--out", str(auto), "--tokenizer", "deepseek",
+                            "--set", "data.val_ratio=0"])
+    assert code == 0, err
+    code, stdout, err = run_cli(["data", "inspect", str(auto)])
+    assert code == 0 and "template: deepseek" in stdout, err

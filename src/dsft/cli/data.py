@@ -148,9 +148,12 @@ def inspect_command(
 
     cfg = load_config(config, prepared_defaults(source) + list(set_) if config is None else set_)
     conversation = pick_conversation(source, index, cfg)
-    # A prepared directory renders with the tokenizer that counted its tokens, unless told otherwise.
-    loaded = load_tokenizer_for(tokenizer or (prepared_tokenizer(source) if config is None else None), cfg)
     name = template or cfg.template.name
+    # A prepared directory renders with the tokenizer that counted its tokens, unless told otherwise; with
+    # template auto the family is detected from the model's own tokenizer (the tokenizer package has no template).
+    if tokenizer is None and config is None and name != "auto":
+        tokenizer = prepared_tokenizer(source)
+    loaded = load_tokenizer_for(tokenizer, cfg)
     if name == "auto":
         name = detect_template(loaded)
     rendered = get_template(name, loaded).render_train(conversation, loaded, cfg.template.masking, thinking)

@@ -66,10 +66,12 @@ def mask_view(root: Path, source: str, index: int = 0, template: str | None = No
         sets.append(f"template.masking={masking}")
     cfg = load_config(None, sets)
     conversation = pick_conversation(path, index, cfg)
-    if not tokenizer and not runs.is_run(path) and prepared_tokenizer(path) == "deepseek":
-        tokenizer = "deepseek"  # the tokenizer the prepared directory's counts came from
-    loaded = _tokenizer(tokenizer, root, trusted=False) if tokenizer else _tokenizer(cfg.model.name_or_path, root, True)
     name = template or cfg.template.name
+    # The tokenizer the prepared directory's counts came from; with template auto the family is detected from
+    # the model's own tokenizer (the tokenizer package carries no chat template).
+    if not tokenizer and name != "auto" and not runs.is_run(path) and prepared_tokenizer(path) == "deepseek":
+        tokenizer = "deepseek"
+    loaded = _tokenizer(tokenizer, root, trusted=False) if tokenizer else _tokenizer(cfg.model.name_or_path, root, True)
     if name not in TEMPLATE_CHOICES:
         raise DsftError(f"template {name}: choose one of {', '.join(TEMPLATE_CHOICES)}")
     if name == "auto":
