@@ -74,20 +74,21 @@ def _marker_block(text: str) -> tuple[str, str] | None:
     return text[:start], block
 
 
-def parse_v3(text: str) -> tuple[str, list[ToolCall]]:
+def _parse_marker_calls(text: str, call: re.Pattern[str], separator: str) -> tuple[str, list[ToolCall]]:
+    """A ``<｜tool▁calls▁begin｜>`` block of ``call`` matches (``separator`` between them) at the end of ``text``."""
     found = _marker_block(text)
-    matches = _whole(_V3_CALL, found[1], "\n") if found else None
+    matches = _whole(call, found[1], separator) if found else None
     if not found or matches is None:
         return text, []
     return found[0], [openai_call(m["name"], m["args"]) for m in matches]
+
+
+def parse_v3(text: str) -> tuple[str, list[ToolCall]]:
+    return _parse_marker_calls(text, _V3_CALL, "\n")
 
 
 def parse_v31(text: str) -> tuple[str, list[ToolCall]]:
-    found = _marker_block(text)
-    matches = _whole(_V31_CALL, found[1], "") if found else None
-    if not found or matches is None:
-        return text, []
-    return found[0], [openai_call(m["name"], m["args"]) for m in matches]
+    return _parse_marker_calls(text, _V31_CALL, "")
 
 
 def _dsml_arguments(body: str) -> str | None:

@@ -257,31 +257,9 @@ def _scope(path: str, body: bytes) -> dict[str, Any]:
 
 async def call_asgi(app: Any, path: str, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """POST ``payload`` as JSON to ``app`` in process (no socket, no HTTP client): (status, JSON body)."""
-    body = json.dumps(payload).encode()
-    scope = _scope(path, body)
-    delivered = asyncio.Event()
-    done = asyncio.Event()
-
-    async def receive() -> dict[str, Any]:
-        if not delivered.is_set():
-            delivered.set()
-            return {"type": "http.request", "body": body, "more_body": False}
-        await done.wait()
-        return {"type": "http.disconnect"}
-
     status, chunks = 500, []
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-        elif message["type"] == "http.response.body":
-            chunks.append(message.get("body", b""))
-
-    try:
-        await app(scope, receive, send)
-    finally:
-        done.set()
+    async for status, chunk in stream_asgi(app, path, payload):
+        chunks.append(chunk)
     try:
         return status, json.loads(b"".join(chunks) or b"{}")
     except json.JSONDecodeError:
