@@ -152,3 +152,25 @@ def test_dsft_data_prepare_reads_preference_records(tmp_path: Path, run_cli) -> 
     assert (report["read"], report["kept"], report["rejected"], report["kind"]) == (2, 1, 1, "pair")
     again = load_prepared_preference(tmp_path / "prep", "dpo")
     assert again.splits["train"][0].chosen.content == "a"
+
+
+def test_report_ledger_fields_and_removed_rows(tmp_path: Path) -> None:
+    """The ledger's part of the report (forms, rejections quoted, removals per step) and removed.jsonl, exactly."""
+    rows = [{"prompt": f"q{i}", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(3)]
+    rows += [rows[1], {"prompt": "k", "completion": "fine", "label": True}, {"prompt": "q", "completion": "x"}, "{no"]
+    source = _write(tmp_path / "mixed.jsonl", rows)
+    cfg = DsftConfig.model_validate({"data": {"train": [str(source)], "val_ratio": 0}})
+    report = prepare_preference(cfg, tmp_path / "out", "kto").report
+    assert {key: report[key] for key in ("read", "kept", "rejected", "removed", "splits", "forms")} == {
+        "read": 7, "kept": 7, "rejected": 2, "removed": {"exact_dedup": 1},
+        "splits": {"train": 7, "val": 0, "test": 0}, "forms": {"pair": 4, "labeled": 1},
+    }
+    assert report["rejected_examples"] == [f"{source}:6: labeled completion: missing field label (true = desirable, false = undesirable)",
+                                           f"{source}:7: malformed JSON: Expecting property name enclosed in double "
+                                           "quotes (column 2)"]
+    removed = (tmp_path / "out" / "removed.jsonl").read_text(encoding="utf-8").splitlines()
+    assert removed == [json.dumps({"step": "exact_dedup", "where": f"{source}:4",
+                                   "reason": f"exact duplicate of {source}:2"})]
+    nothing_removed = prepare_preference(cfg.model_copy(update={"data": cfg.data.model_copy(
+        update={"train": [str(_write(tmp_path / "one.jsonl", rows[:1]))]})}), tmp_path / "one", "dpo").report
+    assert nothing_removed["removed"] == {} and nothing_removed["rejected_examples"] == []

@@ -24,15 +24,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dsft.config.schema import DsftConfig
 from dsft.data import augment, clean, mix, near_dedup, relevance, semantic
 from dsft.data.conversation import Conversation
-from dsft.data.ingest import Rejection, ingest, rejection_error, write_rejections
+from dsft.data.ingest import ingest, rejection_error, write_rejections
+from dsft.data.ledger import Ledger
 from dsft.data.readers import expand_inputs
 from dsft.data.reasoning_policy import apply_reasoning_policy, length_stats, reasoning_stats
 from dsft.data.report import (
@@ -53,23 +53,6 @@ class Prepared:
     splits: dict[str, list[Conversation]]
     report: dict[str, Any]
     out_dir: Path | None = None
-
-
-@dataclass
-class _Ledger:
-    """Running accounts: what was read, rejected, removed per step and added by oversampling."""
-
-    read: int = 0
-    rejections: list[Rejection] = field(default_factory=list)
-    removed: dict[str, list[clean.Removed]] = field(default_factory=dict)
-    added: dict[str, int] = field(default_factory=dict)
-    formats: Counter[str] = field(default_factory=Counter)
-    scores: dict[str, dict[str, Any]] = field(default_factory=dict)  # score name -> distribution
-    augment_skipped: Counter[str] = field(default_factory=Counter)  # attempts that generated nothing, by reason
-
-    def record(self, step: str, result: clean.StepResult) -> list[Conversation]:
-        self.removed.setdefault(step, []).extend(result.removed)
-        return result.kept
 
 
 def prepare(
@@ -94,7 +77,7 @@ def prepare(
     scorers = semantic.score_steps(cfg.data.clean.semantic, ifd_scorer)  # before reading: a missing model or package fails fast
     augment.check_synonym_sources(cfg.data.augment)
     templated = augment.template_records(cfg.data.augment)  # a bad table fails before the inputs are read
-    ledger = _Ledger()
+    ledger = Ledger()
     clock = _Stopwatch()
     pools = clock("read_validate", _ingest_pools, sources, cfg, ledger, out)
     if templated:
@@ -150,7 +133,7 @@ def input_problems(cfg: DsftConfig) -> list[str]:
     return problems
 
 
-def _ingest_pools(sources: dict[str, list[str]], cfg: DsftConfig, ledger: _Ledger, out: Path) -> dict[str, list[Conversation]]:
+def _ingest_pools(sources: dict[str, list[str]], cfg: DsftConfig, ledger: Ledger, out: Path) -> dict[str, list[Conversation]]:
     pools: dict[str, list[Conversation]] = {}
     for name in SPLITS:
         if not sources[name]:
@@ -177,7 +160,7 @@ def _ingest_pools(sources: dict[str, list[str]], cfg: DsftConfig, ledger: _Ledge
     return pools
 
 
-def _rewrite(pools: dict[str, list[Conversation]], cfg: DsftConfig, ledger: _Ledger) -> dict[str, list[Conversation]]:
+def _rewrite(pools: dict[str, list[Conversation]], cfg: DsftConfig, ledger: Ledger) -> dict[str, list[Conversation]]:
     steps = [("strip_html", clean.strip_html, cfg.data.clean.strip_html),
              ("normalize_unicode", clean.normalize_unicode, cfg.data.clean.normalize_unicode)]
     for step, function, enabled in steps:
@@ -186,7 +169,7 @@ def _rewrite(pools: dict[str, list[Conversation]], cfg: DsftConfig, ledger: _Led
     return pools
 
 
-def _across_pools(pools: dict[str, list[Conversation]], step: str, function: Any, ledger: _Ledger) -> dict[str, list[Conversation]]:
+def _across_pools(pools: dict[str, list[Conversation]], step: str, function: Any, ledger: Ledger) -> dict[str, list[Conversation]]:
     """Run a whole-dataset step over evaluation pools first, then train, and split the result back."""
     order = [*EVAL_SPLITS, "train"]
     owner = {id(c): name for name in order for c in pools[name]}
@@ -197,7 +180,7 @@ def _across_pools(pools: dict[str, list[Conversation]], step: str, function: Any
     return out
 
 
-def _deduplicate(pools: dict[str, list[Conversation]], cfg: DsftConfig, ledger: _Ledger) -> dict[str, list[Conversation]]:
+def _deduplicate(pools: dict[str, list[Conversation]], cfg: DsftConfig, ledger: Ledger) -> dict[str, list[Conversation]]:
     settings = cfg.data.clean
     if settings.exact_dedup:
         pools = _across_pools(pools, "exact_dedup", clean.exact_dedup, ledger)
@@ -216,7 +199,7 @@ def _count(pools: dict[str, list[Conversation]], tokenizer: Any, cfg: DsftConfig
     return {id(c): (c, n) for c, n in zip(everything, counts)}
 
 
-def _filter(pools: dict[str, list[Conversation]], tokens: _Tokens, cfg: DsftConfig, ledger: _Ledger) -> dict[str, list[Conversation]]:
+def _filter(pools: dict[str, list[Conversation]], tokens: _Tokens, cfg: DsftConfig, ledger: Ledger) -> dict[str, list[Conversation]]:
     settings = cfg.data.clean
     if settings.min_tokens is not None or settings.max_tokens is not None or settings.max_tokens_per_role:
         for name in SPLITS:
@@ -235,7 +218,7 @@ def _filter(pools: dict[str, list[Conversation]], tokens: _Tokens, cfg: DsftConf
 
 
 def _semantic(
-    pools: dict[str, list[Conversation]], tokens: _Tokens, steps: list[semantic.ScoreStep], ledger: _Ledger,
+    pools: dict[str, list[Conversation]], tokens: _Tokens, steps: list[semantic.ScoreStep], ledger: Ledger,
 ) -> dict[str, list[Conversation]]:
     """Score every pool, record the score distribution (before any cut) and drop what fails the cut-offs."""
     for step in steps:
@@ -275,7 +258,7 @@ def _split(pools: dict[str, list[Conversation]], sources: dict[str, list[str]], 
 
 
 def _augment(
-    splits: dict[str, list[Conversation]], tokens: _Tokens, tokenizer: Any, cfg: DsftConfig, ledger: _Ledger, out: Path,
+    splits: dict[str, list[Conversation]], tokens: _Tokens, tokenizer: Any, cfg: DsftConfig, ledger: Ledger, out: Path,
 ) -> list[Conversation]:
     """Children of train records (never of val/test), checked against every split for near copies."""
     settings = cfg.data.augment
@@ -293,7 +276,7 @@ def _augment(
     return train + made.kept
 
 
-def _balance(train: list[Conversation], cfg: DsftConfig, ledger: _Ledger) -> list[Conversation]:
+def _balance(train: list[Conversation], cfg: DsftConfig, ledger: Ledger) -> list[Conversation]:
     settings = cfg.data.clean
     if not settings.balance_by or not train:
         return train
@@ -305,7 +288,7 @@ def _balance(train: list[Conversation], cfg: DsftConfig, ledger: _Ledger) -> lis
 
 
 def _mix(
-    train: list[Conversation], mixed: dict[int, list[Conversation]], cfg: DsftConfig, ledger: _Ledger,
+    train: list[Conversation], mixed: dict[int, list[Conversation]], cfg: DsftConfig, ledger: Ledger,
 ) -> tuple[list[Conversation], list[dict[str, Any]]]:
     """The train split with each ``data.mix`` source drawn in at its ratio, and what was drawn from each."""
     sources = cfg.data.mix
@@ -328,7 +311,7 @@ def _mix(
     return train + added, summary
 
 
-def _contamination(splits: dict[str, list[Conversation]], cfg: DsftConfig, ledger: _Ledger) -> dict[str, Any] | None:
+def _contamination(splits: dict[str, list[Conversation]], cfg: DsftConfig, ledger: Ledger) -> dict[str, Any] | None:
     evaluation = splits["val"] + splits["test"]
     if not evaluation or not splits["train"]:
         return None
@@ -352,15 +335,11 @@ def _reasoning(splits: dict[str, list[Conversation]], tokens: _Tokens, cfg: Dsft
 
 
 def _report(
-    sources: dict[str, list[str]], splits: dict[str, list[Conversation]], tokens: _Tokens, ledger: _Ledger,
+    sources: dict[str, list[str]], splits: dict[str, list[Conversation]], tokens: _Tokens, ledger: Ledger,
     contamination: dict[str, Any] | None, before_policy: dict[str, Any], cfg: DsftConfig, out: Path,
 ) -> dict[str, Any]:
-    removed = {step: len(items) for step, items in ledger.removed.items()}
-    added = dict(ledger.added)
     kept = sum(len(part) for part in splits.values())
-    # The accounting identity: every record read or generated is kept, rejected or removed by exactly one step.
-    assert ledger.read + sum(added.values()) == kept + len(ledger.rejections) + sum(removed.values()), (
-        ledger.read, added, kept, removed)
+    ledger.check_identity(kept)
     totals = {name: [tokens[id(c)][1].total for c in part] for name, part in splits.items()}
     thinking = {name: [tokens[id(c)][1].reasoning for c in part if tokens[id(c)][1].reasoning] for name, part in splits.items()}
     histograms = []
@@ -373,12 +352,13 @@ def _report(
         for role, count in tokens[id(conversation)][1].by_role().items():
             by_role.setdefault(role, []).append(count)
     return {
-        "read": ledger.read, "kept": kept, "rejected": len(ledger.rejections), "removed": removed, "added": added,
+        "read": ledger.read, "kept": kept, "rejected": len(ledger.rejections), "removed": ledger.removed_counts(),
+        "added": dict(ledger.added),
         "augment_skipped": dict(ledger.augment_skipped),
         "splits": {name: len(part) for name, part in splits.items()},
         "inputs": sources,
         "formats": dict(ledger.formats),
-        "rejected_examples": [f"{r.where}: {'; '.join(r.reasons)}" for r in ledger.rejections[:10]],
+        "rejected_examples": ledger.rejected_examples(),
         "tokens": {name: length_stats(values) for name, values in totals.items()},
         "train_tokens_by_role": {role: length_stats(values) for role, values in sorted(by_role.items())},
         "reasoning": {
@@ -409,7 +389,7 @@ class _Stopwatch:
             self.seconds[name] = round(time.perf_counter() - started, 3)
 
 
-def _write(out: Path, splits: dict[str, list[Conversation]], ledger: _Ledger) -> None:
+def _write(out: Path, splits: dict[str, list[Conversation]], ledger: Ledger) -> None:
     for name in SPLITS:
         write_jsonl(splits[name], out / f"{name}.jsonl")
     write_rejections(ledger.rejections, out / "rejects.jsonl")

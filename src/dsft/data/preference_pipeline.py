@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dsft.config.schema import DsftConfig
-from dsft.data.clean import dedup_key
+from dsft.data.clean import Removed, dedup_key, source_of
 from dsft.data.conversation import Conversation
 from dsft.data.ingest import Rejection, rejection_error, write_rejections
+from dsft.data.ledger import Ledger
 from dsft.data.preference import (
     OBJECTIVE_KINDS, PreferenceProblem, PreferenceRecord, is_pair, parse_preference, split_pair_for_kto,
 )
@@ -41,14 +41,6 @@ class PreparedPreference:
     splits: dict[str, list[PreferenceRecord]]
     report: dict[str, Any]
     out_dir: Path | None = None
-
-
-@dataclass
-class _Ledger:
-    read: int = 0
-    rejections: list[Rejection] = field(default_factory=list)
-    removed: list[dict[str, Any]] = field(default_factory=list)
-    forms: Counter[str] = field(default_factory=Counter)
 
 
 def parse_raw(raw: RawRecord, kind: str, columns: dict[str, str] | None = None) -> list[PreferenceRecord] | Rejection:
@@ -81,7 +73,7 @@ def prepare_preference(cfg: DsftConfig, out_dir: str | Path, objective: str) -> 
     sources = {"train": list(data.train), "val": list(data.val), "test": list(data.test)}
     if not sources["train"]:
         raise DataError("no training data: set data.train")
-    ledger = _Ledger()
+    ledger = Ledger()
     pools = {name: _read(sources[name], kind, cfg, ledger) for name in SPLITS}
     if ledger.rejections and data.on_error == "fail":
         write_rejections(ledger.rejections, out / "rejects.jsonl")
@@ -90,17 +82,15 @@ def prepare_preference(cfg: DsftConfig, out_dir: str | Path, objective: str) -> 
         pools = _deduplicate(pools, ledger)
     grouped = _split(pools, sources, cfg)
     # The accounting identity, in records read (a pair read as KTO data is one record read, two kept).
-    kept_read = sum(len(part) for part in grouped.values())
-    assert ledger.read == kept_read + len(ledger.rejections) + len(ledger.removed), (
-        ledger.read, kept_read, len(ledger.rejections), len(ledger.removed))
+    ledger.check_identity(kept=sum(len(part) for part in grouped.values()))
     splits = {name: [r for group in part for r in group] for name, part in grouped.items()}
     kept = sum(len(part) for part in splits.values())
     report = {
         "objective": objective, "kind": kind, "read": ledger.read, "kept": kept,
-        "rejected": len(ledger.rejections), "removed": {"exact_dedup": len(ledger.removed)} if ledger.removed else {},
+        "rejected": len(ledger.rejections), "removed": ledger.removed_counts(),
         "splits": {name: len(part) for name, part in splits.items()},
-        "inputs": sources, "forms": dict(ledger.forms),
-        "rejected_examples": [f"{r.where}: {'; '.join(r.reasons)}" for r in ledger.rejections[:10]],
+        "inputs": sources, "forms": dict(ledger.formats),
+        "rejected_examples": ledger.rejected_examples(),
         "reasoning": reasoning_report(splits["train"]),
         "seed": cfg.train.seed,
         "data_config": data.model_dump(mode="json"),
@@ -108,13 +98,14 @@ def prepare_preference(cfg: DsftConfig, out_dir: str | Path, objective: str) -> 
     for name in SPLITS:
         _write_jsonl([r.to_dict() for r in splits[name]], out / f"{name}.jsonl")
     write_rejections(ledger.rejections, out / "rejects.jsonl")
-    _write_jsonl(ledger.removed, out / "removed.jsonl")
+    _write_jsonl([{"step": step, "where": source_of(item.conversation), "reason": item.reason}
+                  for step, items in ledger.removed.items() for item in items], out / "removed.jsonl")
     report["seconds"] = round(time.perf_counter() - started, 2)
     (out / REPORT_FILE).write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     if not splits["train"]:
         raise DataError(
             f"no {kind} records left to train on: read {ledger.read}, rejected {len(ledger.rejections)}, "
-            f"removed {len(ledger.removed)} (see {out / REPORT_FILE} and {out / 'rejects.jsonl'})"
+            f"removed {sum(ledger.removed_counts().values())} (see {out / REPORT_FILE} and {out / 'rejects.jsonl'})"
         )
     return PreparedPreference(kind, splits, report, out)
 
@@ -165,7 +156,7 @@ def reasoning_report(records: list[PreferenceRecord]) -> dict[str, Any]:
 _Group = list[PreferenceRecord]  # the records one raw record became (two for a pair read as KTO data)
 
 
-def _read(patterns: list[str], kind: str, cfg: DsftConfig, ledger: _Ledger) -> list[_Group]:
+def _read(patterns: list[str], kind: str, cfg: DsftConfig, ledger: Ledger) -> list[_Group]:
     if not patterns:
         return []
     out: list[_Group] = []
@@ -175,9 +166,16 @@ def _read(patterns: list[str], kind: str, cfg: DsftConfig, ledger: _Ledger) -> l
         if isinstance(parsed, Rejection):
             ledger.rejections.append(parsed)
             continue
-        ledger.forms["pair" if is_pair(raw.data) else kind] += 1
+        ledger.formats["pair" if is_pair(raw.data) else kind] += 1
         out.append(parsed)
     return out
+
+
+def _as_conversation(group: _Group) -> Conversation:
+    """One conversation standing for a group: its prompt, then every record's completions (as ledger entry
+    and as the unit the split orders and stratifies)."""
+    first = group[0]
+    return Conversation([*first.prompt, *(m for r in group for m in r.completions())], first.tools, first.meta)
 
 
 def _key(group: _Group) -> str:
@@ -188,7 +186,7 @@ def _key(group: _Group) -> str:
     return "\x1b".join(keys)
 
 
-def _deduplicate(pools: dict[str, list[_Group]], ledger: _Ledger) -> dict[str, list[_Group]]:
+def _deduplicate(pools: dict[str, list[_Group]], ledger: Ledger) -> dict[str, list[_Group]]:
     """Exact duplicates (prompt and completions, normalised as for SFT) are removed; eval splits keep theirs first."""
     seen: dict[str, str] = {}
     out: dict[str, list[_Group]] = {name: [] for name in SPLITS}
@@ -196,7 +194,7 @@ def _deduplicate(pools: dict[str, list[_Group]], ledger: _Ledger) -> dict[str, l
         for group in pools[name]:
             key, origin = _key(group), str(group[0].meta.get("origin"))
             if key in seen:
-                ledger.removed.append({"step": "exact_dedup", "where": origin, "reason": f"exact duplicate of {seen[key]}"})
+                ledger.remove("exact_dedup", Removed(_as_conversation(group), f"exact duplicate of {seen[key]}"))
                 continue
             seen[key] = origin
             out[name].append(group)
@@ -209,9 +207,7 @@ def _split(pools: dict[str, list[_Group]], sources: dict[str, list[str]], cfg: D
     val_ratio = 0.0 if sources["val"] else data.val_ratio
     test_ratio = 0.0 if sources["test"] else data.test_ratio
     pool = pools["train"]
-    stand_ins = [
-        Conversation([*g[0].prompt, *(m for r in g for m in r.completions())], g[0].tools, g[0].meta) for g in pool
-    ]
+    stand_ins = [_as_conversation(g) for g in pool]
     parts = split_conversations(stand_ins, val_ratio, test_ratio, cfg.train.seed, data.stratify_by)
     owner = {id(c): g for c, g in zip(stand_ins, pool)}
     splits = {name: [owner[id(c)] for c in parts[name]] for name in SPLITS}

@@ -1,0 +1,58 @@
+"""The running account of one data preparation (SFT or preference): what was read, rejected, removed per
+step and added, so that ``read + sum(added) == kept + rejected + sum(removed)`` can be checked before
+anything is written.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from dsft.data.clean import Removed, StepResult
+from dsft.data.conversation import Conversation
+from dsft.data.ingest import Rejection
+
+REJECTED_EXAMPLES = 10  # rejections quoted in the report (all of them are in rejects.jsonl)
+
+
+@dataclass
+class Ledger:
+    """Running accounts: what was read, rejected, removed per step and added by oversampling.
+
+    >>> ledger = Ledger(read=3, rejections=[Rejection("a.jsonl:2", ["empty"])])
+    >>> ledger.remove("exact_dedup", Removed(Conversation([]), "exact duplicate of a.jsonl:1"))
+    >>> ledger.removed_counts(), ledger.rejected_examples()
+    ({'exact_dedup': 1}, ['a.jsonl:2: empty'])
+    >>> ledger.check_identity(kept=1)
+    """
+
+    read: int = 0
+    rejections: list[Rejection] = field(default_factory=list)
+    removed: dict[str, list[Removed]] = field(default_factory=dict)  # step -> what it removed, in order
+    added: dict[str, int] = field(default_factory=dict)  # step -> records it generated
+    formats: Counter[str] = field(default_factory=Counter)  # input form -> records read in it
+    scores: dict[str, dict[str, Any]] = field(default_factory=dict)  # score name -> distribution
+    augment_skipped: Counter[str] = field(default_factory=Counter)  # attempts that generated nothing, by reason
+
+    def record(self, step: str, result: StepResult) -> list[Conversation]:
+        """Book what ``step`` removed (the step is listed even when it removed nothing); return what it kept."""
+        self.removed.setdefault(step, []).extend(result.removed)
+        return result.kept
+
+    def remove(self, step: str, item: Removed) -> None:
+        """Book one record ``step`` removed."""
+        self.removed.setdefault(step, []).append(item)
+
+    def removed_counts(self) -> dict[str, int]:
+        return {step: len(items) for step, items in self.removed.items()}
+
+    def rejected_examples(self) -> list[str]:
+        return [f"{r.where}: {'; '.join(r.reasons)}" for r in self.rejections[:REJECTED_EXAMPLES]]
+
+    def check_identity(self, kept: int) -> None:
+        """Every record read or generated is kept, rejected or removed by exactly one step (``kept`` counted
+        in the same unit as ``read``)."""
+        removed = self.removed_counts()
+        assert self.read + sum(self.added.values()) == kept + len(self.rejections) + sum(removed.values()), (
+            self.read, self.added, kept, len(self.rejections), removed)
