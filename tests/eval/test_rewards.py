@@ -123,11 +123,16 @@ def test_the_template_familys_answer_beats_the_prompt_text() -> None:
     assert rewards.accuracy([V3_PROMPT], [completion], answer=["42"], prompt_opens_think=[True]) == [1.0]
 
 
-def test_reward_problems_for_preflight() -> None:
+def test_reward_check_for_preflight() -> None:
     from dsft.config import load_config
 
-    assert rewards.reward_problems(load_config(None, ["train.objective=grpo"])) == []
-    assert rewards.reward_problems(load_config(None, ["grpo.rewards=[{name: nope}]"])) == []  # not a GRPO run
-    problems = rewards.reward_problems(load_config(None, ["train.objective=grpo", "grpo.rewards=[{name: nope}]"]))
-    assert problems == ["grpo.rewards[0].name: unknown reward 'nope'; use one of accuracy, think_format, length, "
-                        "language or module:function"]
+    grpo = rewards.check_rewards(load_config(None, ["train.objective=grpo"]))
+    assert grpo.problems == ()
+    assert grpo.eval_metrics == ("eval_reward", *(f"eval_rewards/{f.__name__}/mean" for f in grpo.functions))
+    assert len(grpo.functions) >= 1
+    other = rewards.check_rewards(load_config(None, ["grpo.rewards=[{name: nope}]"]))  # not a GRPO run
+    assert (other.problems, other.eval_metrics) == ((), ())
+    bad = rewards.check_rewards(load_config(None, ["train.objective=grpo", "grpo.rewards=[{name: nope}]"]))
+    assert bad.problems == ("grpo.rewards[0].name: unknown reward 'nope'; use one of accuracy, think_format, "
+                            "length, language or module:function",)
+    assert bad.eval_metrics == ("eval_reward",)

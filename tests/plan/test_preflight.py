@@ -161,3 +161,27 @@ def test_a_launch_resolves_auto_for_the_gpu_cluster_not_this_machine(run_cli, tm
     # On this machine itself (two CPU processes) the same config is refused: auto means DDP here.
     local = Environment(world_size=2, cuda=False)
     assert any("offload needs" in p for p in preflight_problems(load_config(config), local))
+
+
+def test_grpo_rewards_are_built_once_per_preflight(tmp_path, monkeypatch) -> None:
+    """A custom reward module's reward is looked up (here: constructed on access) once per preflight, not once
+    for the reward check and again for the metrics ``eval.metric`` may name."""
+    (tmp_path / "counted_rewards.py").write_text(
+        "BUILT = 0\n\n\n"
+        "def __getattr__(name):\n"
+        "    global BUILT\n"
+        "    if name != 'brevity':\n"
+        "        raise AttributeError(name)\n"
+        "    BUILT += 1\n\n"
+        "    def brevity(prompts, completions, **kwargs):\n"
+        "        return [-len(c) for c in completions]\n"
+        "    return brevity\n",
+        encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = load_config(None, ["train.objective=grpo", "grpo.rewards=[{name: 'counted_rewards:brevity'}]",
+                             "eval.metric=eval_rewards/brevity/mean", "grpo.num_generations=2",
+                             "train.micro_batch_size=2", "grpo.max_completion_len=64"])
+    counted = pytest.importorskip("counted_rewards")
+    assert counted.BUILT == 0
+    assert preflight_problems(cfg, Environment()) == []
+    assert counted.BUILT == 1

@@ -29,6 +29,7 @@ import functools
 import importlib
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from dsft.errors import ConfigError
@@ -231,24 +232,31 @@ def _import_reward(name: str, where: str) -> RewardFn:
     return function
 
 
-def reward_eval_metrics(cfg: Any) -> tuple[str, ...]:
-    """The metrics a GRPO evaluation logs that ``eval.metric`` may name: the mean reward of the completions
-    sampled for the validation prompts (``eval_reward``) and each reward's mean, under its function's name."""
+@dataclass(frozen=True)
+class RewardCheck:
+    """``grpo.rewards`` checked for preflight by building them (once: a custom reward module is imported and
+    its function looked up here, not again for every check that needs the reward names)."""
+
+    grpo: bool  # train.objective is grpo; every field below is empty otherwise
+    functions: tuple[RewardFn, ...] = ()
+    problems: tuple[str, ...] = ()
+
+    @property
+    def eval_metrics(self) -> tuple[str, ...]:
+        """The metrics a GRPO evaluation logs that ``eval.metric`` may name: the mean reward of the completions
+        sampled for the validation prompts (``eval_reward``) and each reward's mean, under its function's name
+        (only ``eval_reward`` when the rewards do not build: :attr:`problems` says why)."""
+        if not self.grpo:
+            return ()
+        return ("eval_reward", *(f"eval_rewards/{function.__name__}/mean" for function in self.functions))
+
+
+def check_rewards(cfg: Any) -> RewardCheck:
+    """Build ``grpo.rewards`` once for preflight: the functions, or the problem (nothing unless a GRPO run)."""
     if cfg.train.objective != "grpo":
-        return ()
+        return RewardCheck(grpo=False)
     try:
         functions, _ = build_rewards(cfg.grpo.rewards, cfg.grpo.max_completion_len)
-    except ConfigError:  # reported by reward_problems
-        return ("eval_reward",)
-    return ("eval_reward", *(f"eval_rewards/{function.__name__}/mean" for function in functions))
-
-
-def reward_problems(cfg: Any) -> list[str]:
-    """The problems of ``grpo.rewards`` for preflight (empty unless ``train.objective`` is grpo)."""
-    if cfg.train.objective != "grpo":
-        return []
-    try:
-        build_rewards(cfg.grpo.rewards, cfg.grpo.max_completion_len)
     except ConfigError as exc:
-        return [str(exc)]
-    return []
+        return RewardCheck(grpo=True, problems=(str(exc),))
+    return RewardCheck(grpo=True, functions=tuple(functions))

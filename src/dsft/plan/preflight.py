@@ -10,7 +10,7 @@ naming its key, in about a second. The checks belong to the stages that own the 
 * evaluation (:mod:`dsft.eval.selection`): ``eval.metric`` against the metrics the run will log,
   ``eval.metrics`` against the known metrics;
 * export: ``export.format`` with ``export.verify`` against the verifier that format needs;
-* preference / RL objectives (:mod:`dsft.training.objective_checks`, :func:`dsft.eval.rewards.reward_problems`):
+* preference / RL objectives (:mod:`dsft.training.objective_checks`, :func:`dsft.eval.rewards.check_rewards`):
   the data and loss keys an objective does not use, GRPO's group size, completion room and rewards.
 """
 
@@ -20,7 +20,7 @@ import importlib.util
 
 from dsft.config import DsftConfig
 from dsft.errors import ConfigError
-from dsft.eval.rewards import reward_eval_metrics, reward_problems
+from dsft.eval.rewards import check_rewards
 from dsft.eval.selection import eval_config_problems, generation_world_problems
 from dsft.training.environment import Environment
 from dsft.training.objective_checks import named_template_opens_think, objective_problems
@@ -43,8 +43,9 @@ def export_problems(cfg: DsftConfig, env: Environment) -> list[str]:
 
 def preflight_problems(cfg: DsftConfig, env: Environment) -> list[str]:
     """Every problem :func:`preflight` would report, one line each."""
-    objective = objective_problems(cfg, named_template_opens_think(cfg), env.world_size or 1) + reward_problems(cfg)
-    return (training_problems(cfg, env) + eval_config_problems(cfg.eval, reward_eval_metrics(cfg))
+    rewards = check_rewards(cfg)  # built once: the reward problems and the reward metrics eval.metric may name
+    objective = objective_problems(cfg, named_template_opens_think(cfg), env.world_size or 1) + list(rewards.problems)
+    return (training_problems(cfg, env) + eval_config_problems(cfg.eval, rewards.eval_metrics)
             + generation_world_problems(cfg.eval, env.world_size) + export_problems(cfg, env) + objective)
 
 
