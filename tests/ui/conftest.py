@@ -1,4 +1,5 @@
-"""Run directories as ``dsft train`` leaves them, written directly (no training) for the dashboard tests."""
+"""What the dashboard tests share: run directories as ``dsft train`` leaves them (written directly, no
+training), data files, an HTTP client over a runs root, and the browser with the dashboard served for it."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ui_browser import CHROMIUM_FLAGS, missing_browser
+from fastapi.testclient import TestClient
+from ui_browser import CHROMIUM_FLAGS, missing_browser, serve
+from ui_data import write_data
 
+from dsft.ui.app import create_app
 from dsft.ui.runs import pid_alive
 
 
@@ -55,6 +59,21 @@ def runs_root(tmp_path: Path) -> Iterator[Path]:
         pid = json.loads(record.read_text(encoding="utf-8"))["pid"]
         if pid != os.getpid() and pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def client(runs_root: Path) -> TestClient:
+    """The dashboard over ``runs_root`` holding ``d.jsonl`` (12 records, a duplicate, a reject); beside the
+    root, outside it, ``secret.jsonl`` that no request may reach."""
+    write_data(runs_root / "d.jsonl", n=12, flawed=True)
+    (runs_root.parent / "secret.jsonl").write_text("SECRET\n", encoding="utf-8")
+    return TestClient(create_app(runs_root), base_url="http://127.0.0.1")
+
+
+@pytest.fixture
+def dashboard(runs_root: Path) -> Iterator[str]:
+    """The dashboard over ``runs_root`` served on a free loopback port, for the browser tests."""
+    yield from serve(create_app(runs_root, poll_s=0.2))
 
 
 @pytest.fixture

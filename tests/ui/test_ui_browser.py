@@ -6,31 +6,16 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from dsft.ui.app import create_app
 
-from ui_browser import serve, wait_for
+from ui_browser import fill, serve, text, wait_for
+from ui_data import write_data
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-@pytest.fixture
-def dashboard(runs_root: Path) -> Iterator[str]:
-    yield from serve(create_app(runs_root, poll_s=0.2))
-
-
-def text_of(driver, element_id: str) -> str:
-    """The element's text, or "" while the page is (re)loading."""
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-
-    try:
-        return driver.find_element("id", element_id).text
-    except (NoSuchElementException, StaleElementReferenceException):
-        return ""
 
 
 def points(driver, chart: str) -> int:
@@ -46,17 +31,10 @@ def test_runs_page_then_a_run_with_its_charts(browser, dashboard: str, shots: Pa
     browser.find_element("link text", "alpha").click()
     wait_for(lambda: points(browser, "loss") == 5, 20, "the loss chart's 4 train + 1 eval points")
     assert points(browser, "lr") == 4 and points(browser, "tokens_per_s") == 4
-    assert text_of(browser, "status") == "finished"
+    assert text(browser, "#status") == "finished"
     lines = browser.find_elements("css selector", "#chart-loss polyline")
     assert [line.get_attribute("data-column") for line in lines] == ["loss", "eval_loss"]
     browser.save_screenshot(str(shots / "run-page.png"))
-
-
-def write_data(path: Path, n: int = 24) -> Path:
-    rows = [{"messages": [{"role": "user", "content": f"Reservoir R{i} was completed in which year?"},
-                          {"role": "assistant", "content": f"R{i} was completed in {1950 + i}."}]} for i in range(n)]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
 
 
 @pytest.mark.slow
@@ -80,7 +58,7 @@ def test_the_loss_chart_gains_points_while_a_run_trains(browser, runs_root: Path
             first = wait_for(lambda: points(browser, "loss"), 30, "the first loss point")
             browser.save_screenshot(str(shots / "live-early.png"))
             wait_for(lambda: points(browser, "loss") > first, 120, "more loss points as training writes them")
-            wait_for(lambda: text_of(browser, "status") == "finished", 180, "the run to finish")
+            wait_for(lambda: text(browser, "#status") == "finished", 180, "the run to finish")
             assert points(browser, "loss") == 40
             browser.save_screenshot(str(shots / "live-finished.png"))
             # Chat with what it trained, base beside it.
@@ -140,20 +118,17 @@ def test_start_a_run_from_the_form_and_see_it_finish(browser, dashboard: str, ru
     browser.get(dashboard + "/new")
     fields = {"name": "from-form", "model": "tiny-deepseek-v3", "data": "d.jsonl", "max_steps": "6",
               "max_seq_len": "64", "micro_batch_size": "2", "lora_r": "4", "val_ratio": "0", "save_steps": "3"}
-    for field, value in fields.items():
-        element = browser.find_element("id", field)
-        element.clear()
-        element.send_keys(value)
+    fill(browser, fields)
     browser.find_element("id", "lr").clear()
     browser.find_element("id", "lr").send_keys("fast")  # a wrong value first: refused, nothing started
     browser.find_element("css selector", "#new-form button").click()
-    wait_for(lambda: "train.lr" in text_of(browser, "new-error"), 30, "the refusal")
+    wait_for(lambda: "train.lr" in text(browser, "#new-error"), 30, "the refusal")
     assert not (runs_root / "from-form").exists()
     browser.find_element("id", "lr").clear()
     browser.find_element("id", "lr").send_keys("5e-3")
     browser.find_element("css selector", "#new-form button").click()
     wait_for(lambda: browser.current_url.endswith("/run/from-form"), 30, "the run page")
-    wait_for(lambda: text_of(browser, "status") == "finished", 240, "the run to finish")
+    wait_for(lambda: text(browser, "#status") == "finished", 240, "the run to finish")
     assert points(browser, "loss") == 6
     browser.save_screenshot(str(shots / "from-form.png"))
     info = json.loads((runs_root / "from-form" / "run.json").read_text())
@@ -170,7 +145,7 @@ def test_signed_in_with_a_key_the_page_scripts_upload_and_refresh(browser, runs_
         wait_for(lambda: browser.current_url.endswith("/prepare"), 20, "the prepare page after signing in")
         browser.find_element("id", "upload").send_keys(str(data))
         browser.find_element("css selector", "#upload-form button").click()
-        wait_for(lambda: "uploaded uploads/mine.jsonl" in text_of(browser, "upload-state"), 20, "the upload")
+        wait_for(lambda: "uploaded uploads/mine.jsonl" in text(browser, "#upload-state"), 20, "the upload")
         assert (runs_root / "uploads" / "mine.jsonl").read_bytes() == data.read_bytes()
         browser.get(base + "/")
         wait_for(lambda: browser.find_element("id", "runs").get_attribute("data-refreshed"), 20,

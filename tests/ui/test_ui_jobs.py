@@ -21,21 +21,6 @@ POST = {"x-dsft-ui": "1"}
 HTML = {"accept": "text/html"}
 
 
-def write_data(path: Path, n: int = 12) -> Path:
-    rows = [{"messages": [{"role": "user", "content": f"Reservoir R{i} was completed in which year?"},
-                          {"role": "assistant", "content": f"R{i} was completed in {1950 + i}."}]} for i in range(n)]
-    rows += [rows[0], {"messages": [{"role": "user", "content": "an unanswered question"}]}]  # a duplicate, a reject
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
-@pytest.fixture
-def client(runs_root: Path) -> TestClient:
-    write_data(runs_root / "d.jsonl")
-    (runs_root.parent / "secret.jsonl").write_text("SECRET\n", encoding="utf-8")
-    return TestClient(create_app(runs_root), base_url="http://127.0.0.1")
-
-
 def wait_job(root: Path, job_id: str, timeout: float = 180) -> jobs.Job:
     deadline = time.monotonic() + timeout
     while (job := jobs.read_job(root, job_id)).status == "running":

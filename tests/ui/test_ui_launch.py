@@ -11,22 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from dsft.ui import launch, runs
-from dsft.ui.app import create_app
 
 POST = {"x-dsft-ui": "1"}
-
-
-def write_data(path: Path, n: int = 24) -> None:
-    path.write_text("".join(json.dumps({"messages": [
-        {"role": "user", "content": f"Reservoir R{i} was completed in which year?"},
-        {"role": "assistant", "content": f"R{i} was completed in {1950 + i}."}]}) + "\n" for i in range(n)),
-        encoding="utf-8")
-
-
-@pytest.fixture
-def client(runs_root: Path) -> TestClient:
-    write_data(runs_root / "d.jsonl")
-    return TestClient(create_app(runs_root), base_url="http://127.0.0.1")
 
 
 FORM = {"name": "new", "model": "tiny-deepseek-v3", "data": "d.jsonl", "method": "lora", "max_steps": "4",

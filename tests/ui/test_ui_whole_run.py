@@ -11,48 +11,16 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from dsft.ui.app import create_app
 from dsft.ui.run_jobs import export_formats
 
-from ui_browser import serve, wait_for
+from ui_data import write_data
+from ui_browser import fill, text, wait_for
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-@pytest.fixture
-def dashboard(runs_root: Path) -> Iterator[str]:
-    yield from serve(create_app(runs_root, poll_s=0.2))
-
-
-def text(driver, css: str) -> str:
-    """The text of the first element matching ``css``, or "" while the page is (re)loading."""
-    from selenium.common.exceptions import StaleElementReferenceException
-
-    try:
-        found = driver.find_elements("css selector", css)
-        return found[0].text if found else ""
-    except StaleElementReferenceException:
-        return ""
-
-
-def fill(driver, fields: dict[str, str]) -> None:
-    for field, value in fields.items():
-        element = driver.find_element("id", field)
-        element.clear()
-        element.send_keys(value)
-
-
-def write_data(path: Path, n: int = 24) -> Path:
-    rows = [{"messages": [{"role": "user", "content": f"Reservoir R{i} was completed in which year?"},
-                          {"role": "assistant", "content": f"R{i} was completed in {1950 + i}."}]} for i in range(n)]
-    rows += [rows[3], {"messages": [{"role": "user", "content": "a question nobody answered"}]}]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
 
 
 def prepare_data(browser, base: str, data: Path, shots: Path) -> None:
@@ -169,7 +137,7 @@ def test_a_whole_fine_tune_from_the_browser(browser, dashboard: str, runs_root: 
                                             tiny_model_dir) -> None:
     tiny_model_dir("tiny-deepseek-v3")
     shutil.rmtree(runs_root / "sweep")  # only the run made here, and alpha
-    data = write_data(tmp_path / "reservoirs.jsonl")
+    data = write_data(tmp_path / "reservoirs.jsonl", flawed=True)
     prepare_data(browser, dashboard, data, shots)
     train(browser, dashboard, runs_root, shots)
     compare(browser, dashboard, shots)

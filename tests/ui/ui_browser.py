@@ -56,3 +56,22 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
             return value
         time.sleep(0.2)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def text(driver: Any, css: str) -> str:
+    """The text of the first element matching ``css``, or "" while the page is (re)loading."""
+    from selenium.common.exceptions import StaleElementReferenceException  # optional test dependency
+
+    try:
+        found = driver.find_elements("css selector", css)
+        return found[0].text if found else ""
+    except StaleElementReferenceException:
+        return ""
+
+
+def fill(driver: Any, fields: dict[str, str]) -> None:
+    """Type ``value`` into each form field ``id`` (cleared first)."""
+    for field, value in fields.items():
+        element = driver.find_element("id", field)
+        element.clear()
+        element.send_keys(value)
