@@ -17,7 +17,7 @@ from ui_browser import CHROMIUM_FLAGS, missing_browser, serve
 from ui_data import write_data
 
 from dsft.ui.app import create_app
-from dsft.ui.runs import pid_alive
+from dsft.ui import processes
 
 
 def write_run(root: Path, name: str, status: str = "finished", steps: int = 4) -> Path:
@@ -55,10 +55,10 @@ def runs_root(tmp_path: Path) -> Iterator[Path]:
     write_run(root, "sweep/trial-0", status="running", steps=2)
     yield root
     # A training process the test started from the dashboard must not outlive the test.
-    for record in (root / ".dsft-ui").glob("*.json"):
-        pid = json.loads(record.read_text(encoding="utf-8"))["pid"]
-        if pid != os.getpid() and pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
+    for path in (root / ".dsft-ui").glob("*.json"):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if record["pid"] != os.getpid() and processes.alive(record):
+            os.kill(record["pid"], signal.SIGKILL)
 
 
 @pytest.fixture

@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from dsft.ui import jobs, launch
+from dsft.ui import jobs, launch, processes
 from dsft.ui.app import create_app
+
+from ui_browser import free_port
 
 POST = {"x-dsft-ui": "1"}
 HTML = {"accept": "text/html"}
@@ -145,7 +150,8 @@ def test_job_routes_need_the_key_and_the_header(runs_root: Path) -> None:
     for url in ("/api/jobs", "/api/job?id=x", "/api/prepared?name=alpha"):
         assert c.get(url).status_code == 401, url
     assert c.get("/prepare", headers=HTML, follow_redirects=False).status_code == 303
-    for url in ("/api/prepare", "/api/compare", "/api/export", "/api/data/upload?name=a.jsonl", "/api/chat/stream"):
+    for url in ("/api/prepare", "/api/compare", "/api/export", "/api/data/upload?name=a.jsonl", "/api/chat/stream",
+                "/api/job/stop?id=x"):
         assert c.post(url, json={}, headers={"authorization": "Bearer k3y"}).status_code == 403, url  # no header
         assert c.post(url, json={}, headers=POST).status_code == 401, url  # no key
     assert not (runs_root / "uploads").exists()
@@ -243,3 +249,77 @@ def test_compare_defaults_to_the_prepared_test_split_inside_the_root_only(client
     assert response.json()["out"] == "done/compare"
     assert commands == [["compare", "--tuned", str(runs_root / "done"), "--data", str(runs_root / "prep" / "test.jsonl"),
                          "--out", str(runs_root / "done" / "compare"), "--limit", "2"]]
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live (not zombie) processes of process group ``pgid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_stop_ends_a_running_job_and_its_record_says_stopped(client: TestClient, runs_root: Path) -> None:
+    # A dsft command that runs until stopped: the dashboard itself, over another root.
+    job_id = jobs.start_job(runs_root, "export", "alpha", "alpha/export/hf",
+                            ["ui", "--runs", str(runs_root.parent / "other"), "--port", str(free_port())])
+    pid = json.loads((jobs.jobs_dir(runs_root) / f"{job_id}.json").read_text())["pid"]
+    try:
+        assert client.get("/api/job", params={"id": job_id}).json()["status"] == "running"
+        page = client.get("/run/alpha").text
+        assert f"class='stop-job' data-job='{job_id}'" in page
+        stopped = client.post("/api/job/stop", params={"id": job_id}, headers=POST)
+        assert stopped.status_code == 200 and stopped.json()["status"] == "stopped", stopped.text
+        assert stopped.json()["stopped"] and stopped.json()["error"] is None
+        time.sleep(0.5)
+        assert group_members(pid) == []  # the wrapper and the command, both ended
+        again = client.post("/api/job/stop", params={"id": job_id}, headers=POST)
+        assert again.status_code == 409 and again.json()["error"] == f"job {job_id}: already stopped; nothing to stop"
+        fresh = TestClient(create_app(runs_root), base_url="http://127.0.0.1")  # as after a restart
+        assert fresh.get("/api/job", params={"id": job_id}).json()["status"] == "stopped"
+        page = fresh.get("/run/alpha").text
+        assert f"data-job='{job_id}' data-status='stopped'" in page and "stopped at" in page
+        assert "stop-job" not in page
+    finally:
+        for member in group_members(pid):
+            os.kill(member, signal.SIGKILL)
+
+
+def test_stop_answers_409_for_an_ended_job_and_404_for_an_unknown_one(client: TestClient, runs_root: Path) -> None:
+    done = jobs.start_job(runs_root, "export", "alpha", "alpha/export/hf", ["--version"])
+    assert wait_job(runs_root, done).status == "finished"
+    response = client.post("/api/job/stop", params={"id": done}, headers=POST)
+    assert response.status_code == 409 and response.json() == {"error": f"job {done}: already finished; nothing to stop"}
+    assert jobs.read_job(runs_root, done).status == "finished"
+    (runs_root.parent / "outside.json").write_text(json.dumps({"id": "x", "pid": os.getpid()}), encoding="utf-8")
+    for job_id in ("nope", "../../outside", "..%2F..%2Foutside", ".hidden"):
+        response = client.post("/api/job/stop", params={"id": job_id}, headers=POST)
+        assert response.status_code == 404 and "no such job" in response.json()["error"], job_id
+    assert client.post("/api/job/stop", params={"id": done}).status_code == 403  # no X-Dsft-Ui header
+
+
+def live_child() -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+
+def test_a_job_whose_pid_now_belongs_to_another_process_is_not_running(client: TestClient, runs_root: Path) -> None:
+    other = live_child()  # holds the recorded pid, but started at another time than the job recorded
+    try:
+        record = processes.record(other.pid)
+        jobs.jobs_dir(runs_root).mkdir(parents=True)
+        (jobs.jobs_dir(runs_root) / "prepare-1.json").write_text(json.dumps(
+            {"id": "prepare-1", "kind": "prepare", "target": "p", "out": "p", "command": [], **record,
+             "start_ticks": record["start_ticks"] - 1, "started": "then"}), encoding="utf-8")
+        job = jobs.read_job(runs_root, "prepare-1")
+        assert job.status == "failed" and "without an exit status" in job.error
+        response = client.post("/api/job/stop", params={"id": "prepare-1"}, headers=POST)
+        assert response.status_code == 409 and "already failed" in response.json()["error"]
+        assert other.poll() is None  # the process that now has the pid was not signalled
+    finally:
+        other.kill()
+        other.wait()

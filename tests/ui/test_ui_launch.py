@@ -4,13 +4,16 @@ gracefully (SIGTERM -> checkpoint -> run.json says stopped)."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from dsft.ui import launch, runs
+from dsft.ui import launch, processes, runs
 
 POST = {"x-dsft-ui": "1"}
 
@@ -49,6 +52,30 @@ def test_stop_refuses_a_run_it_did_not_start(client: TestClient) -> None:
     assert response.status_code == 400 and "not started from this dashboard" in response.json()["error"]
 
 
+def test_a_launched_run_whose_pid_now_belongs_to_another_process_is_not_stopped(client: TestClient,
+                                                                               runs_root: Path) -> None:
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        record = processes.record(other.pid)  # the pid, now another process's: it started at another time
+        runs.write_launch(runs_root, "sweep/trial-0", {**record, "start_ticks": record["start_ticks"] - 1,
+                                                       "started": "then", "log": "none"})
+        assert runs.summarize(runs_root, runs_root / "sweep" / "trial-0").status == "failed"
+        response = client.post("/api/run/stop", params={"run": "sweep/trial-0"}, headers=POST)
+        assert response.status_code == 409 and response.json() == {
+            "error": "sweep/trial-0: its process has already ended"}
+        assert other.poll() is None  # not signalled
+        runs.write_launch(runs_root, "sweep/trial-0", {**record, "started": "now", "log": "none"})  # the real one
+        assert runs.summarize(runs_root, runs_root / "sweep" / "trial-0").status == "running"
+        assert "id=\"stop\"" in client.get("/run/sweep/trial-0").text
+        assert client.post("/api/run/stop", params={"run": "sweep/trial-0"}, headers=POST).json() == {
+            "stopping": "sweep/trial-0"}
+        assert other.wait(timeout=10) == -signal.SIGTERM
+        assert runs.summarize(runs_root, runs_root / "sweep" / "trial-0").status == "stopped"
+    finally:
+        other.kill()
+        other.wait()
+
+
 def wait_until(check, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -70,8 +97,8 @@ def test_start_then_stop_gracefully_writes_a_checkpoint(client: TestClient, runs
     assert (run / "config.yaml").is_file() and runs.summarize(runs_root, run).status in ("starting", "running")
     wait_until(lambda: len(runs.read_metrics_from(run)[0]) >= 2, 300, "two metrics rows")
     assert client.post("/api/run/stop", params={"run": "new"}, headers=POST).json() == {"stopping": "new"}
-    pid = runs.read_launch(runs_root, "new")["pid"]
-    wait_until(lambda: not runs.pid_alive(pid), 180, "the training process to end")
+    launched = runs.read_launch(runs_root, "new")
+    wait_until(lambda: not processes.alive(launched), 180, "the training process to end")
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "stopped"
     step = info["global_step"]

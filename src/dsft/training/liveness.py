@@ -1,9 +1,9 @@
 """Whether the process that wrote a run is still alive, so a killed run is not shown as running for ever.
 
-A training process records itself in ``run.json`` (:func:`process_record`) when it starts its steps.
-Later readers ask :func:`process_alive`: ``False`` when that process has ended on this host (or its pid
-now belongs to a process started at another time), ``None`` when it cannot be told (another host, a
-system without ``/proc``).
+A training process records itself in ``run.json`` (:func:`process_record`) when it starts its steps; the
+dashboard records the processes it starts the same way. Later readers ask :func:`process_alive`: ``False``
+when that process has ended on this host (or its pid now belongs to a process started at another time),
+``None`` when it cannot be told (another host, a system without ``/proc``).
 """
 
 from __future__ import annotations
@@ -49,10 +49,13 @@ def _launch_id() -> str | None:
     return os.environ.get("TORCHELASTIC_RUN_ID") or f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
 
 
-def process_record() -> dict[str, Any]:
-    """This process, as recorded in ``run.json``: pid, host, start time and distributed launch."""
-    pid = os.getpid()
-    return {"pid": pid, "host": socket.gethostname(), "start_ticks": _start_ticks(pid), "launch": _launch_id()}
+def process_record(pid: int | None = None) -> dict[str, Any]:
+    """A process as recorded for :func:`process_alive`: pid, host, start time and (this process only) its
+    distributed launch. This process by default (``run.json``); ``pid``: a child this process started (the
+    dashboard's launch and job records)."""
+    if pid is None:
+        return {**process_record(os.getpid()), "launch": _launch_id()}
+    return {"pid": pid, "host": socket.gethostname(), "start_ticks": _start_ticks(pid), "launch": None}
 
 
 def another_live_process(record: dict[str, Any] | None) -> bool:

@@ -30,6 +30,7 @@ from dsft.ui import job_pages, jobs, launch, mask, pages, run_jobs, runs
 from dsft.ui.chat import ChatEngines, sources
 from dsft.ui.job_routes import add_job_routes
 from dsft.ui.paths import OutsideRoot, inside_root
+from dsft.ui.processes import CannotStop
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "dsft_ui_key"
@@ -76,7 +77,7 @@ def create_app(root: Path, api_key: str | None = None, allowed_hosts: list[str] 
 
     @app.exception_handler(DsftError)
     async def dsft_error(request: Request, exc: DsftError) -> Response:
-        status = 404 if isinstance(exc, OutsideRoot) else 400
+        status = 404 if isinstance(exc, OutsideRoot) else 409 if isinstance(exc, CannotStop) else 400
         return _error(request, status, str(exc))
 
     @app.get("/", response_class=HTMLResponse)

@@ -16,13 +16,23 @@ def _datalist(list_id: str, values: list[str]) -> str:
     return f"<datalist id='{list_id}'>" + "".join(f"<option value='{escape(v)}'>" for v in values) + "</datalist>"
 
 
+def stop_button(job_id: str) -> str:
+    """The Stop button of a running job (``dashboard.js`` posts ``/api/job/stop``)."""
+    return f"<button type='button' class='stop-job' data-job='{escape(job_id)}'>Stop</button>"
+
+
 def jobs_table(jobs: list[Job]) -> str:
-    """Jobs with status, output and (failed) the command's message; the log folded below each."""
+    """Jobs with status, output and (failed) the command's message, (running) a Stop button, (stopped) when;
+    the log folded below each."""
     if not jobs:
         return "<p class='hint'>None yet.</p>"
     rows = []
     for job in jobs:
         message = f"<div class='error'>{escape(job.error)}</div>" if job.error else ""
+        if job.status == "running":
+            message += stop_button(job.id)
+        elif job.status == "stopped":
+            message += f"<div class='hint'>stopped at {escape(job.stopped or '')}</div>"
         log = f"<details><summary>log</summary><pre>{escape(job.log)}</pre></details>" if job.log else ""
         rows.append(f"<tr data-job='{escape(job.id)}' data-status='{escape(job.status)}'><td>{escape(job.kind)}</td>"
                     f"<td class='status {escape(job.status)}'>{escape(job.status)}</td><td>{escape(job.out)}</td>"
@@ -105,8 +115,10 @@ def prepared_page(view: dict[str, Any]) -> str:
     state = ""
     if job:
         error = f"<p class='error' id='prepare-message'>{escape(job['error'])}</p>" if job["error"] else ""
+        when = f", stopped at {escape(job['stopped'])}" if job["status"] == "stopped" else ""
+        stop = f" {stop_button(job['id'])}" if job["status"] == "running" else ""
         state = (f"<p>Preparation <span id='prepare-status' class='status {escape(job['status'])}'>"
-                 f"{escape(job['status'])}</span> (started {escape(job['started'])})</p>{error}"
+                 f"{escape(job['status'])}</span> (started {escape(job['started'])}{when}){stop}</p>{error}"
                  f"<details{' open' if job['status'] != 'finished' else ''}><summary>log</summary>"
                  f"<pre id='prepare-log'>{escape(job['log'])}</pre></details>")
     links = ""

@@ -1,5 +1,5 @@
 """The dashboard's routes for jobs: upload and prepare data, a prepared directory, compare and export a run,
-and the jobs' status. Errors are :class:`dsft.errors.DsftError` (400, or 404 for a path outside the root),
+the jobs' status and their stop. Errors are :class:`dsft.errors.DsftError` (400, or 404 for a path outside the root),
 turned into responses by the app's handlers."""
 
 from __future__ import annotations
@@ -53,6 +53,13 @@ def add_job_routes(app: FastAPI, root: Path) -> None:
     @app.get("/api/job", response_model=None)
     def job_json(id: str) -> dict[str, Any] | JSONResponse:  # noqa: A002 - the query name
         job = jobs.read_job(root, id)
+        if job is None:
+            return JSONResponse({"error": f"job {id}: no such job"}, status_code=404)
+        return job.as_dict()
+
+    @app.post("/api/job/stop", response_model=None)
+    def stop_job(id: str) -> dict[str, Any] | JSONResponse:
+        job = jobs.stop_job(root, id)  # one that has already ended: CannotStop, answered 409
         if job is None:
             return JSONResponse({"error": f"job {id}: no such job"}, status_code=404)
         return job.as_dict()

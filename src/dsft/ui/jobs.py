@@ -3,9 +3,10 @@
 Each job is the CLI command itself (``dsft data prepare``, ``dsft compare``, ``dsft export``) run in its own
 process session, so it does exactly what the terminal does and keeps going if the dashboard stops or
 restarts. Everything about a job lives in files under the root's ``.dsft-ui/jobs/``: ``ID.json`` (kind,
-target, command, pid, start time), ``ID.log`` (its output) and ``ID.rc`` (its exit status, written by the
-small shell wrapper it runs under), so a restarted dashboard reads the same status as the one that
-started it. A failed command's message is the CLI's one ``error:`` line.
+target, command, process record, start time, and the time of a stop), ``ID.log`` (its output) and ``ID.rc``
+(its exit status, written by the small shell wrapper it runs under), so a restarted dashboard reads the same
+status as the one that started it. A failed command's message is the CLI's one ``error:`` line. A stop
+sends SIGTERM to the job's process group (the wrapper and the command).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from dsft.ui import runs
+from dsft.ui import processes, runs
 
 JOBS = "jobs"  # under runs.LAUNCHES
 # Runs ARGS, then records their exit status in RC (written whole: a reader never sees half a number).
@@ -36,9 +37,10 @@ class Job:
     target: str  # the run (compare, export) or the prepared directory (prepare), root-relative
     out: str  # what it writes, root-relative
     started: str
-    status: str  # running | finished | failed
+    status: str  # running | finished | failed | stopped
     error: str | None = None
     log: str = ""
+    stopped: str | None = None  # when a stop was asked
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,10 +64,17 @@ def start_job(root: Path, kind: str, target: str, out: str, args: list[str]) -> 
                                    env={**os.environ, "COLUMNS": "160"})
     # Reap it when it ends while the dashboard runs (after a dashboard restart, init does).
     threading.Thread(target=process.wait, daemon=True).start()
-    record = {"id": job_id, "kind": kind, "target": target, "out": out, "command": command, "pid": process.pid,
-              "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-    (directory / f"{job_id}.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    record = {"id": job_id, "kind": kind, "target": target, "out": out, "command": command,
+              **processes.record(process.pid), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    _write_record(directory / f"{job_id}.json", record)
     return job_id
+
+
+def _write_record(path: Path, record: dict[str, Any]) -> None:
+    """Written whole (a reader never sees half a record)."""
+    partial = path.with_name(f".{path.name}.tmp")
+    partial.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    partial.replace(path)
 
 
 def _error_line(log: str) -> str | None:
@@ -77,27 +86,53 @@ def _error_line(log: str) -> str | None:
     return lines[-1].strip() if lines else None
 
 
-def read_job(root: Path, job_id: str) -> Job | None:
-    directory = jobs_dir(root)
-    if "/" in job_id or job_id.startswith("."):
+def _read_record(root: Path, job_id: str) -> dict[str, Any] | None:
+    if "/" in job_id or "\\" in job_id or job_id.startswith("."):
         return None
     try:
-        record = json.loads((directory / f"{job_id}.json").read_text(encoding="utf-8"))
+        return json.loads((jobs_dir(root) / f"{job_id}.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
+        return None
+
+
+def read_job(root: Path, job_id: str) -> Job | None:
+    directory = jobs_dir(root)
+    record = _read_record(root, job_id)
+    if record is None:
         return None
     log_path, rc_path = directory / f"{job_id}.log", directory / f"{job_id}.rc"
     text = log_path.read_text(encoding="utf-8", errors="replace") if log_path.is_file() else ""
     tail = "\n".join(text.splitlines()[-LOG_LINES:])
     rc = rc_path.read_text().strip() if rc_path.is_file() else None
-    if rc is None and runs.pid_alive(int(record["pid"])):
+    stopped = record.get("stopped")
+    if rc is None and processes.alive(record) is not False:  # None: on another host; its exit status will tell
         status, error = "running", None
     elif rc == "0":
         status, error = "finished", None
+    elif stopped:
+        status, error = "stopped", None
     elif rc is None:
         status, error = "failed", "the process ended without an exit status (killed?)"
     else:
         status, error = "failed", _error_line(text) or f"exit status {rc}"
-    return Job(record["id"], record["kind"], record["target"], record["out"], record["started"], status, error, tail)
+    return Job(record["id"], record["kind"], record["target"], record["out"], record["started"], status, error, tail,
+               stopped)
+
+
+def stop_job(root: Path, job_id: str, wait_s: float = 5.0) -> Job | None:
+    """SIGTERM to a running job's process group, recorded with the time; waits up to ``wait_s`` for it to
+    end. None for an unknown job; :class:`dsft.ui.processes.CannotStop` when it has already ended."""
+    record, job = _read_record(root, job_id), read_job(root, job_id)
+    if record is None or job is None:
+        return None
+    if job.status != "running":
+        raise processes.CannotStop(f"job {job_id}: already {job.status}; nothing to stop")
+    processes.stop(record, f"job {job_id}", group=True)
+    _write_record(jobs_dir(root) / f"{job_id}.json", {**record, "stopped": time.strftime("%Y-%m-%d %H:%M:%S")})
+    deadline = time.monotonic() + wait_s
+    while processes.alive(record) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return read_job(root, job_id)
 
 
 def list_jobs(root: Path, target: str | None = None, kind: str | None = None) -> list[Job]:
@@ -109,6 +144,7 @@ def list_jobs(root: Path, target: str | None = None, kind: str | None = None) ->
         job = read_job(root, path.stem)
         if job and (target is None or job.target == target) and (kind is None or job.kind == kind):
             found.append(job)
+    found.sort(key=lambda j: j.started, reverse=True)  # a stop rewrites the record: its time is no start
     return found
 
 

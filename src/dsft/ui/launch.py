@@ -11,9 +11,7 @@ ending as ``stopped`` (:mod:`dsft.training.stop`).
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -26,7 +24,7 @@ from dsft.errors import DsftError
 from dsft.models.gguf_source import OLLAMA_PREFIX, ollama_models, resolve_ollama
 from dsft.models.tiny import TINY_PRESETS
 from dsft.training.environment import environment_problems
-from dsft.ui import runs
+from dsft.ui import processes, runs
 from dsft.ui.paths import config_paths_inside, inside_root, relative_name
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}(/[A-Za-z0-9][A-Za-z0-9._-]{0,63}){0,2}$")
@@ -129,19 +127,19 @@ def start_run(root: Path, form: dict[str, Any]) -> str:
                                    start_new_session=True, cwd=str(root))
     # Reap it when it ends while the dashboard runs (after a dashboard restart, init does).
     threading.Thread(target=process.wait, daemon=True).start()
-    runs.write_launch(root, name, {"pid": process.pid, "command": command, "log": str(log),
+    runs.write_launch(root, name, {**processes.record(process.pid), "command": command, "log": str(log),
                                    "started": time.strftime("%Y-%m-%d %H:%M:%S")})
     return name
 
 
 def stop_run(root: Path, name: str) -> dict[str, Any]:
-    """SIGTERM to a run this dashboard started (training then checkpoints and stops)."""
+    """SIGTERM to a run this dashboard started (training then checkpoints and stops); :class:`CannotStop`
+    when its process has ended."""
     launch = runs.read_launch(root, name)
     if launch is None:
         raise DsftError(f"{name}: not started from this dashboard; stop it where it runs (kill -TERM PID)")
-    if not runs.pid_alive(int(launch["pid"])):
-        raise DsftError(f"{name}: its process has already ended")
-    os.kill(int(launch["pid"]), signal.SIGTERM)
+    # The training process alone: it stops its ranks and data workers itself, after the step.
+    processes.stop(launch, name, group=False)
     runs.write_launch(root, name, {**launch, "stop_requested": time.strftime("%Y-%m-%d %H:%M:%S")})
     return {"stopping": name}
 

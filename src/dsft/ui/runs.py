@@ -19,8 +19,8 @@ from typing import Any
 
 from dsft.config import dump_config
 from dsft.errors import DsftError
-from dsft.training.liveness import pid_alive
 from dsft.training.rundir import INTERRUPTED, NOT_STARTED, RunDir
+from dsft.ui import processes
 from dsft.ui.paths import relative_name
 
 MAX_DEPTH = 3
@@ -138,9 +138,9 @@ def run_status(written: str, launch: dict[str, Any] | None) -> str:
     """running / finished / stalled / failed / stopped early / stopped / interrupted / starting / not started.
 
     ``run.json`` says what training last wrote; a run this dashboard launched is also checked against
-    its process, so a run killed mid-way does not show as running for ever.
+    its process (its pid and start time), so a run killed mid-way does not show as running for ever.
     """
-    alive = bool(launch) and pid_alive(int(launch["pid"]))
+    alive = bool(launch) and processes.alive(launch) is not False  # None: on another host, cannot be told
     if written in ("finished", "stalled", "failed", INTERRUPTED):  # stalled: finished, but the gradients stayed at 0
         return written
     if written == "stopped":

@@ -269,6 +269,14 @@ function jobForms() {
       });
     });
   }
+  // A running job's Stop: SIGTERM to its process group; the page then shows it stopped.
+  for (const button of document.querySelectorAll("button.stop-job")) button.addEventListener("click", () => {
+    button.disabled = true; button.textContent = "stopping…";
+    postJson("/api/job/stop?id=" + encodeURIComponent(button.dataset.job)).then(r => {
+      if (r.ok || r.data.error.includes("already")) { location.reload(); return; }
+      button.textContent = r.data.error;
+    });
+  });
   const holder = document.getElementById("jobs-holder");
   if (holder && +holder.dataset.running > 0)
     reloadWhenJobsEnd("/api/jobs?target=" + encodeURIComponent(holder.dataset.target),
