@@ -16,7 +16,8 @@ from dsft.models.loading import load_tokenizer
 from dsft.templates import get_template
 from dsft.training.monitoring import TokenCounter
 from dsft.training.objectives import build_objective_trainer
-from dsft.training.preference_examples import PreferenceSplit, render_split
+from dsft.training.examples import TokenizedSplit
+from dsft.training.preference_examples import render_split
 from dsft.training.setup import build_model
 
 MODEL = "tiny-r1-distill-qwen"
@@ -73,7 +74,7 @@ def test_dpo_loss_equals_independent_computation(tmp_path: Path, tiny_model_dir)
     assert len(split.examples) == 4
     torch.manual_seed(0)
     model = build_model(cfg, model_dir, tokenizer, adapter=False)
-    trainer = build_objective_trainer(cfg, tmp_path, model, tokenizer, {"train": split, "val": PreferenceSplit([])},
+    trainer = build_objective_trainer(cfg, tmp_path, model, tokenizer, {"train": split, "val": TokenizedSplit([])},
                                       [], TokenCounter())
     # A policy that differs from the reference (as after some training): random LoRA B matrices.
     policy = trainer.model

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 
 from dsft.data.conversation import Conversation, Message
+from dsft.data.preference import parse_preference
 from dsft.models.loading import load_tokenizer
 from dsft.templates import get_template
 from dsft.training.examples import tokenize_conversations
+from dsft.training.preference_examples import render_split
 
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
 CALL = {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
@@ -30,3 +32,20 @@ def test_unrendered_tool_definitions_are_counted_and_warned(tiny_model_dir, capl
     with caplog.at_level(logging.WARNING, logger="dsft.training.examples"):
         rendered = tokenize_conversations(conversations(), get_template("deepseek-v3.2"), tokenizer)
     assert rendered.tools_not_rendered == 0 and "tool definitions" not in caplog.text
+
+
+def test_preference_records_count_unrendered_tool_definitions_as_sft_does(tiny_model_dir, caplog) -> None:
+    """Preference splits have the SFT split's shape: DPO pairs, KTO completions and GRPO prompts whose tools the
+    template drops are counted (run.json ``tools_not_rendered``) and warned about."""
+    tokenizer = load_tokenizer(tiny_model_dir("tiny-deepseek-v3"))
+    rows = [({"prompt": "Weather in Paris?", "chosen": "Sunny.", "rejected": "No idea.", "tools": TOOLS}, "pair"),
+            ({"prompt": "Weather?", "completion": "Sunny.", "label": True, "tools": TOOLS}, "labeled"),
+            ({"prompt": "Weather in Paris?", "answer": "sunny", "tools": TOOLS}, "prompt")]
+    for row, kind in rows:
+        records = [parse_preference(row, kind), parse_preference({k: v for k, v in row.items() if k != "tools"}, kind)]
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="dsft.training.examples"):
+            split = render_split(records, get_template("deepseek-v3"), tokenizer, None, None)
+        assert (split.tools_not_rendered, len(split.examples)) == (1, 2), kind
+        assert "1 conversation(s) carry tool definitions" in caplog.text
+        assert render_split(records, get_template("deepseek-v3.2"), tokenizer, None, None).tools_not_rendered == 0

@@ -40,7 +40,7 @@ def test_dpo_run_from_config_to_export_and_serving(tmp_path: Path, tiny_model_di
     run = tmp_path / "run"
     info = json.loads((run / "run.json").read_text())
     assert (info["objective"], info["template"], info["status"]) == ("dpo", "deepseek-r1", "finished")
-    assert info["examples"] == {"train": 6, "val": 2}
+    assert info["examples"] == {"train": 6, "val": 2} and info["tools_not_rendered"] == {}
     report = json.loads((run / "data_report.json").read_text())
     assert (report["read"], report["kept"], report["rejected"]) == (8, 8, 0)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

@@ -8,7 +8,7 @@ for what could not become a training example (no supervised token, or longer tha
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,12 +19,25 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TokenizedSplit:
-    """Tokenized examples plus what was dropped and why (counts by reason)."""
+    """One split's rendered examples plus what was dropped and why (counts by reason): SFT rows here,
+    preference pairs, labelled completions and GRPO prompts in :mod:`dsft.training.preference_examples`."""
 
-    examples: list[dict[str, list[int]]]
+    examples: list[dict[str, Any]]
     dropped: dict[str, int] = field(default_factory=dict)
-    # Conversations whose ``tools`` definitions the template has no place for (trained without them).
+    # Records whose ``tools`` definitions the template has no place for (trained without them).
     tools_not_rendered: int = 0
+
+
+def unrendered_tools(records: Sequence[Any], template: ChatTemplate) -> int:
+    """How many ``records`` (conversations or preference records) carry ``tools`` the template does not
+    render; said once as a warning, since the model then learns the calls without the definitions."""
+    unrendered = 0 if template.renders_tool_definitions else sum(1 for record in records if record.tools)
+    if unrendered:
+        log.warning("%d conversation(s) carry tool definitions (`tools`), which the %s template does not render: "
+                    "the model is trained on their calls without seeing the definitions. Describe the tools in "
+                    "the system message (as at inference), or use a template that renders them (deepseek-v3.2)",
+                    unrendered, template.name)
+    return unrendered
 
 
 def tokenize_conversations(
@@ -41,14 +54,9 @@ def tokenize_conversations(
     than ``max_len`` tokens are dropped rather than cut, since cutting would silently remove the EOS the
     model must learn (the count is reported; filter by length in data preparation to avoid it).
     """
-    out: list[dict[str, list[int]]] = []
+    out: list[dict[str, Any]] = []
     dropped: dict[str, int] = {}
-    unrendered = 0 if template.renders_tool_definitions else sum(1 for c in conversations if c.tools)
-    if unrendered:
-        log.warning("%d conversation(s) carry tool definitions (`tools`), which the %s template does not render: "
-                    "the model is trained on their calls without seeing the definitions. Describe the tools in "
-                    "the system message (as at inference), or use a template that renders them (deepseek-v3.2)",
-                    unrendered, template.name)
+    unrendered = unrendered_tools(conversations, template)
     for rendered in _render_all(conversations, template, tokenizer, masking, thinking):
         if rendered.num_supervised == 0:
             dropped["no_supervised_tokens"] = dropped.get("no_supervised_tokens", 0) + 1

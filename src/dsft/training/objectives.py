@@ -32,15 +32,16 @@ from dsft.config import DsftConfig
 from dsft.data.preference_pipeline import load_prepared_preference, prepare_preference
 from dsft.errors import DsftError
 from dsft.models.lora import build_lora_config, native_v5_targets
+from dsft.training.examples import TokenizedSplit
 from dsft.training.guards import RunGuards
-from dsft.training.preference_examples import PreferenceSplit, render_split
+from dsft.training.preference_examples import render_split
 from dsft.training.setup import build_training_arguments, write_data_report
 from dsft.training.trl_hooks import PretokenizedCompletionsHooks, PretokenizedPairsHooks, RenderedPromptHooks
 
 log = logging.getLogger(__name__)
 
 
-def load_preference_splits(cfg: DsftConfig, tokenizer: Any, template: Any, run_dir: Path) -> dict[str, PreferenceSplit]:
+def load_preference_splits(cfg: DsftConfig, tokenizer: Any, template: Any, run_dir: Path) -> dict[str, TokenizedSplit]:
     """Prepare (or reuse) preference data, then render train/val into the examples the TRL trainer takes."""
     objective = cfg.train.objective
     if cfg.data.prepared_dir:
@@ -187,7 +188,7 @@ def _grpo_class() -> type:
 
 
 def build_objective_trainer(
-    cfg: DsftConfig, run_dir: Path, model: Any, tokenizer: Any, splits: dict[str, PreferenceSplit],
+    cfg: DsftConfig, run_dir: Path, model: Any, tokenizer: Any, splits: dict[str, TokenizedSplit],
     callbacks: list[Any], counter: Any, reward_funcs: list[Callable[..., Any]] | None = None,
 ) -> Any:
     """The TRL trainer of ``train.objective`` with dsft's guards, data and callbacks.

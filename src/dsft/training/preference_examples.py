@@ -14,25 +14,18 @@ inference prompt's exact tokens, ``<think>\\n`` included for R1), the completion
   tokenizes without added special tokens (``grpo.GuardedGRPO``), so its ids equal the render's.
 
 Records longer than ``max_len`` tokens (prompt + longest completion) are dropped, not cut (a cut
-completion loses its EOS or its answer), and counted by reason as SFT examples are.
+completion loses its EOS or its answer), and counted by reason as SFT examples are; a split has the SFT
+split's shape (:class:`dsft.training.examples.TokenizedSplit`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from dsft.data.conversation import Message
 from dsft.data.preference import PreferenceRecord
 from dsft.errors import DsftError
-
-
-@dataclass
-class PreferenceSplit:
-    """Examples of one split plus what was dropped and why (counts by reason)."""
-
-    examples: list[dict[str, Any]]
-    dropped: dict[str, int] = field(default_factory=dict)
+from dsft.training.examples import TokenizedSplit, unrendered_tools
 
 
 def render_completion(template: Any, tokenizer: Any, record: PreferenceRecord, completion: Message,
@@ -90,9 +83,10 @@ def render_rl_prompt(template: Any, record: PreferenceRecord, thinking: bool | N
 
 
 def render_split(records: list[PreferenceRecord], template: Any, tokenizer: Any, thinking: bool | None,
-                 max_len: int | None) -> PreferenceSplit:
-    """Render every record of a split; over-long records are dropped and counted."""
-    out = PreferenceSplit([])
+                 max_len: int | None) -> TokenizedSplit:
+    """Render every record of a split; over-long records are dropped and counted, as are records whose tool
+    definitions the template does not render."""
+    out = TokenizedSplit([], tools_not_rendered=unrendered_tools(records, template))
     for record in records:
         if record.kind == "pair":
             example = render_pair(template, tokenizer, record, thinking)

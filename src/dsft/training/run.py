@@ -152,8 +152,7 @@ def run_training(
         "resumed_from": str(checkpoint) if checkpoint else None, "resume_skipped": point.describe_skipped(),
         "examples": {k: len(v.examples) for k, v in splits.items()},
         "dropped": {k: v.dropped for k, v in splits.items() if v.dropped},
-        # SFT splits only: preference records render their own prompts (TRL objectives).
-        "tools_not_rendered": {k: n for k, v in splits.items() if (n := getattr(v, "tools_not_rendered", 0))},
+        "tools_not_rendered": {k: v.tools_not_rendered for k, v in splits.items() if v.tools_not_rendered},
         "data_fingerprint": fingerprint, "data_files": files,
         "data_mix": mixed_sources(run_dir) if sft else [],
     }
