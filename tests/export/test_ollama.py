@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from dsft.errors import UnsupportedError
@@ -59,6 +61,9 @@ def test_ollama_export_directory(lora_run, tmp_path, capsys) -> None:
     assert (out / "Modelfile").read_text().startswith("FROM ./model.gguf\n")
     assert "ollama create tiny-r1 -f Modelfile" in (out / "README.md").read_text()
     assert "ollama create tiny-r1 -f Modelfile" in capsys.readouterr().out
+    record = json.loads((out / "export.json").read_text())  # what the dashboard shows of it
+    assert record["format"] == "ollama" and record["verification"]["top1_agreement"] > 0.9
+    assert record["ollama"] == {"name": "tiny-r1", "modelfile": "Modelfile", "create": "ollama create tiny-r1 -f Modelfile"}
 
 
 CONVERSATIONS = [

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from dsft.ui import jobs, launch, processes
+from dsft.ui import jobs, launch, processes, run_jobs
 from dsft.ui.app import create_app
 
 from ui_browser import free_port
@@ -131,7 +132,8 @@ def test_upload_lands_under_the_root_only(client: TestClient, runs_root: Path) -
     ("/api/compare", {"run": "done", "max_new_tokens": "0"}, "max_new_tokens: a whole number"),
     ("/api/export", {"run": "alpha"}, "no final/"),
     ("/api/export", {"run": "/etc"}, "relative to the runs root"),
-    ("/api/export", {"run": "done", "format": "ollama"}, "format ollama: choose one of hf, adapter"),
+    ("/api/export", {"run": "done", "format": "safetensors"}, "format safetensors: choose one of hf, adapter"),
+    ("/api/export", {"run": "done", "name": "mine"}, "name mine: the Ollama model name; only for the ollama format"),
     ("/api/export", {"run": "done", "dtype": "int3"}, "dtype int3"),
 ])
 def test_compare_and_export_refusals_start_nothing(client: TestClient, runs_root: Path, url: str, body: dict,
@@ -323,3 +325,78 @@ def test_a_job_whose_pid_now_belongs_to_another_process_is_not_running(client: T
     finally:
         other.kill()
         other.wait()
+
+
+def done_run(root: Path, name: str = "done") -> Path:
+    """A run that has finished with ``final/`` (its files copied from ``alpha``)."""
+    (root / name / "final").mkdir(parents=True)
+    for file in ("config.yaml", "run.json"):
+        (root / name / file).write_bytes((root / "alpha" / file).read_bytes())
+    return root / name
+
+
+def test_ollama_export_runs_the_cli_command_with_the_model_name(client: TestClient, runs_root: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    if "ollama" not in run_jobs.export_formats("lora"):
+        pytest.skip("the gguf package is not installed: no gguf or ollama export is offered")
+    done_run(runs_root)
+    assert "<option>ollama</option>" in client.get("/run/done").text and "name='name'" in client.get("/run/done").text
+    commands = []
+    monkeypatch.setattr(jobs, "start_job", lambda root, kind, target, out, args: commands.append(args) or "job-1")
+    got = client.post("/api/export", headers=POST, json={"run": "done", "format": "ollama", "dtype": "q8_0",
+                                                          "name": "reservoirs-r1"})
+    assert got.json() == {"job": "job-1", "out": "done/export/ollama-q8_0"}
+    assert client.post("/api/export", headers=POST, json={"run": "done", "format": "ollama"}).json()["out"] == \
+        "done/export/ollama"
+    assert commands == [
+        ["export", str(runs_root / "done"), "--out", str(runs_root / "done" / "export" / "ollama-q8_0"), "--format",
+         "ollama", "--dtype", "q8_0", "--name", "reservoirs-r1"],
+        ["export", str(runs_root / "done"), "--out", str(runs_root / "done" / "export" / "ollama"), "--format",
+         "ollama"]]  # no name: the CLI names the model after the run
+    for name in ("-rf", "a b", "../x", "x" * 65):
+        response = client.post("/api/export", headers=POST, json={"run": "done", "format": "ollama", "name": name})
+        assert response.status_code == 400 and "the Ollama model name: letters" in response.json()["error"], name
+    assert len(commands) == 2
+
+
+def test_an_ollama_export_shows_its_model_name_commands_and_modelfile(client: TestClient, runs_root: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    out = runs_root / "alpha" / "export" / "ollama"
+    out.mkdir(parents=True)
+    (out / "Modelfile").write_text('FROM ./model.gguf\nTEMPLATE """<x>"""\n', encoding="utf-8")
+    (out / "export.json").write_text(json.dumps(  # as dsft export --format ollama --name r1-mine writes it
+        {"format": "ollama", "dtype": "q8_0", "verification": {"max_abs_logit_diff": 0.02, "top1_agreement": 1.0},
+         "ollama": {"name": "r1-mine", "modelfile": "Modelfile", "create": "ollama create r1-mine -f Modelfile"}}),
+        encoding="utf-8")
+    monkeypatch.setattr(shutil, "which", lambda command, *a, **k: None)  # no ollama on this machine
+    page = client.get("/run/alpha").text
+    assert "<td>export/ollama/export.json</td><td>ollama</td><td>q8_0</td>" in page
+    assert "max_abs_logit_diff 0.02" in page
+    assert "Ollama model <code>r1-mine</code>" in page
+    assert f"cd {out}\nollama create r1-mine -f Modelfile\nollama run r1-mine" in page
+    assert "FROM ./model.gguf\nTEMPLATE &quot;&quot;&quot;&lt;x&gt;&quot;&quot;&quot;" in page
+    assert "is not installed on this machine" in page
+    monkeypatch.setattr(shutil, "which", lambda command, *a, **k: "/usr/bin/" + command)
+    assert "is not installed on this machine" not in client.get("/run/alpha").text
+
+
+@pytest.mark.slow
+def test_an_ollama_export_from_the_dashboard_end_to_end(client: TestClient, runs_root: Path, tiny_model_dir) -> None:
+    """A real ``dsft export --format ollama`` job on a full run of the tiny V3 preset: verified GGUF, Modelfile,
+    model name and commands on the run page, on a machine without Ollama as with it."""
+    if "ollama" not in run_jobs.export_formats("full"):
+        pytest.skip("the gguf package is not installed: no ollama export is offered")
+    run = runs_root / "full-run"
+    shutil.copytree(tiny_model_dir("tiny-deepseek-v3"), run / "final")
+    (run / "run.json").write_text(json.dumps({"status": "finished", "method": "full", "template": "deepseek-r1",
+                                              "model_name_or_path": "tiny-deepseek-v3"}), encoding="utf-8")
+    got = client.post("/api/export", headers=POST, json={"run": "full-run", "format": "ollama", "name": "tiny-r1"})
+    job = wait_job(runs_root, got.json()["job"], timeout=300)
+    assert job.status == "finished", job.log
+    assert "ollama create tiny-r1 -f Modelfile" in job.log
+    record = json.loads((run / "export" / "ollama" / "export.json").read_text(encoding="utf-8"))
+    assert record["format"] == "ollama" and record["ollama"]["name"] == "tiny-r1"
+    assert record["verification"]["top1_agreement"] == 1.0
+    page = client.get("/run/full-run").text
+    assert "Ollama model <code>tiny-r1</code>" in page and "FROM ./model.gguf" in page
+    assert "<td>export/ollama/export.json</td><td>ollama</td>" in page and "max_abs_logit_diff" in page

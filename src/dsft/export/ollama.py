@@ -73,5 +73,15 @@ def export_ollama(source: ExportSource, out_dir: Path, dtype: str = "auto", veri
         f"ollama run {model_name}\n```\n",
         encoding="utf-8",
     )
+    _record_ollama(out_dir, model_name, command)
     echo(f"ollama: cd {out_dir} && {command}")
     return result
+
+
+def _record_ollama(out_dir: Path, model_name: str, command: str) -> None:
+    """``export.json`` (written by the GGUF export) says ``ollama``, with the model name, the Modelfile and
+    the command that registers it."""
+    path = out_dir / "export.json"
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    meta.update(format="ollama", ollama={"name": model_name, "modelfile": "Modelfile", "create": command})
+    path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")

@@ -73,7 +73,9 @@ def run_sections(name: str, finished: bool, comparisons: list[dict[str, Any]], f
         f"<label>format <select name='format'>{options_html(formats)}</select></label>"
         f"<label>dtype <select name='dtype'>{options_html(list(EXPORT_DTYPES))}</select></label>"
         "<label>verify <input name='verify' type='checkbox' checked></label>"
-        "<button type='submit'>Export</button></form>")
+        + ("<label>Ollama name <input name='name' placeholder='the run name' title='for the ollama format: the "
+           "model name of ollama create'></label>" if "ollama" in formats else "")
+        + "<button type='submit'>Export</button></form>")
     return {
         "compare": f"<h2>Compare</h2>{compare_form if finished else later}{_comparisons_html(comparisons)}",
         "export": export_form if finished else later,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from html import escape
 from typing import Any
 from urllib.parse import quote
@@ -71,9 +72,9 @@ def data_report_html(report: dict[str, Any] | None, listed: dict[str, list[str]]
 
 def run_page(summary: RunSummary, config: str, report: dict[str, Any] | None, listed: dict[str, list[str]],
              checkpoints: list[str], reports: list[str], exports: list[dict[str, Any]], can_stop: bool,
-             log: str = "", sections: dict[str, str] | None = None) -> str:
+             log: str = "", sections: dict[str, str] | None = None, ollama_installed: bool = True) -> str:
     """The run's page; ``sections`` (``compare``, ``export``, ``jobs``: HTML from :mod:`dsft.ui.job_pages`)
-    are placed under their headings."""
+    are placed under their headings; ``ollama_installed``: whether this machine has the ``ollama`` command."""
     sections = sections or {}
     name = summary.name
     facts = "".join(f"<tr><th>{k}</th>{_cell(v)}</tr>" for k, v in (
@@ -96,6 +97,7 @@ def run_page(summary: RunSummary, config: str, report: dict[str, Any] | None, li
     exports_html = (f"<table id='exports'><tr><th>file</th><th>format</th><th>dtype</th><th>verification "
                     f"(reloaded export vs trained model)</th></tr>{export_rows}</table>") if exports else \
         "<p class='hint'>No exports yet.</p>"
+    exports_html += "".join(_ollama_html(e, ollama_installed) for e in exports if isinstance(e.get("ollama"), dict))
     body = (f'<div class="actions">{" ".join(actions)}</div><table class="facts">{facts}</table>'
             f'<h2>Metrics</h2><p class="hint">live: new rows of metrics.jsonl arrive as the run writes them</p>'
             f'<div id="charts" data-run="{escape(name)}"></div>{sections.get("compare", "")}'
@@ -106,6 +108,19 @@ def run_page(summary: RunSummary, config: str, report: dict[str, Any] | None, li
             f"<h2>Resolved config</h2><pre id='config'>{escape(config)}</pre>"
             + (f"<h2>Log (last lines)</h2><pre id='log'>{escape(log)}</pre>" if log else ""))
     return page(name, body)
+
+
+def _ollama_html(export: dict[str, Any], installed: bool) -> str:
+    """An Ollama export: its model name, the commands that register and run it, and its Modelfile."""
+    ollama = export["ollama"]
+    name, where = str(ollama.get("name", "")), str(export.get("dir", ""))
+    missing = "" if installed else (" <span class='hint'>(the <code>ollama</code> command is not installed on this "
+                                    "machine: run them where it is, with this directory)</span>")
+    return (f"<div class='ollama' data-export='{escape(export.get('path', ''))}'><h3>Ollama model "
+            f"<code>{escape(name)}</code></h3><p>Register and run it{missing}:</p>"
+            f"<pre class='ollama-commands'>cd {escape(shlex.quote(where))}\n{escape(str(ollama.get('create', '')))}\n"
+            f"ollama run {escape(name)}</pre><details><summary>{escape(str(ollama.get('modelfile', '')))}</summary>"
+            f"<pre class='modelfile'>{escape(export.get('modelfile_text', ''))}</pre></details></div>")
 
 
 def _verification(figures: dict[str, Any] | None) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +23,17 @@ from dsft.ui import jobs, runs
 from dsft.ui.paths import inside_root, relative_name
 
 BUSY = ("running", "starting")
+OLLAMA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def export_formats(method: str | None) -> list[str]:
-    """The formats the run page offers: hf always, the adapter for LoRA runs, gguf where ``gguf`` is installed."""
+    """The formats the run page offers: hf always, the adapter for LoRA runs, gguf and ollama (a GGUF with its
+    Modelfile) where ``gguf`` is installed."""
     found = ["hf"]
     if method in ADAPTER_METHODS:
         found.append("adapter")
     if importlib.util.find_spec("gguf") is not None:  # optional: only checking that it is installed
-        found.append("gguf")
+        found += ["gguf", "ollama"]
     return found
 
 
@@ -112,8 +115,8 @@ def start_compare(root: Path, form: dict[str, Any]) -> dict[str, str]:
 
 
 def start_export(root: Path, form: dict[str, Any]) -> dict[str, str]:
-    """``dsft export RUN --out RUN/export/FORMAT[-N] --format F [--dtype D] [--no-verify]`` detached; verified
-    unless the form's ``verify`` is off."""
+    """``dsft export RUN --out RUN/export/FORMAT[-N] --format F [--dtype D] [--name N] [--no-verify]`` detached;
+    verified unless the form's ``verify`` is off; ``name`` (ollama) is the Ollama model name."""
     run_dir, summary = finished_run(root, str(form.get("run") or ""))
     offered = export_formats(summary.method)
     fmt_name = str(form.get("format") or "hf")
@@ -122,10 +125,17 @@ def start_export(root: Path, form: dict[str, Any]) -> dict[str, str]:
     dtype = str(form.get("dtype") or "auto")
     if dtype not in EXPORT_DTYPES:
         raise DsftError(f"dtype {dtype}: choose one of {', '.join(EXPORT_DTYPES)}")
+    name = str(form.get("name") or "").strip()
+    if name and fmt_name != "ollama":
+        raise DsftError(f"name {name}: the Ollama model name; only for the ollama format")
+    if name and not OLLAMA_NAME.match(name):
+        raise DsftError(f"name {name!r}: the Ollama model name: letters, digits, . _ - (up to 64)")
     out = _free_dir(run_dir / "export", fmt_name if dtype == "auto" else f"{fmt_name}-{dtype}")
     args = ["export", str(run_dir), "--out", str(out), "--format", fmt_name]
     if dtype != "auto":
         args += ["--dtype", dtype]
+    if name:
+        args += ["--name", name]  # else the CLI names it after the run
     if str(form.get("verify", "on")).lower() in ("", "off", "false", "0"):
         args.append("--no-verify")  # e.g. gguf where llama-cpp-python, which verifies it, is missing
     return _start(root, "export", summary.name, out, args)

@@ -28,6 +28,7 @@ LAUNCHES = ".dsft-ui"  # under the root: what this dashboard started (pid, comma
 METRIC_COLUMNS = ("loss", "eval_loss", "lr", "grad_norm", "tokens_per_s")
 REPORT_SUFFIXES = (".md", ".html")
 MAX_LISTED = 20  # rejects / removals shown per file
+MAX_MODELFILE = 20_000  # characters of an Ollama export's Modelfile shown
 
 
 @dataclass
@@ -256,12 +257,19 @@ def reports(root: Path, run_dir: Path) -> list[str]:
 
 
 def export_records(run_dir: Path) -> list[dict[str, Any]]:
-    """``export.json`` files inside the run (what was exported, with its verification figures)."""
+    """``export.json`` files inside the run (what was exported, with its verification figures); an Ollama
+    export's also with its directory and its Modelfile's text."""
     records = []
     for path in sorted(run_dir.rglob("export.json")):
         try:
-            records.append({"path": path.relative_to(run_dir).as_posix(),
-                            **json.loads(path.read_text(encoding="utf-8"))})
+            record = {"path": path.relative_to(run_dir).as_posix(), **json.loads(path.read_text(encoding="utf-8"))}
         except (OSError, json.JSONDecodeError):
             continue
+        ollama = record.get("ollama")
+        if isinstance(ollama, dict):
+            modelfile = path.parent / Path(str(ollama.get("modelfile", ""))).name  # a name in that directory only
+            record["dir"] = str(path.parent.resolve())
+            record["modelfile_text"] = (modelfile.read_text(encoding="utf-8", errors="replace")[:MAX_MODELFILE]
+                                        if modelfile.is_file() else "")
+        records.append(record)
     return records
