@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from dsft.ui import jobs
 from dsft.ui.app import create_app
 
-from ui_browser import fill, serve, text, wait_for
+from ui_browser import fill, free_port, serve, text, wait_for
 from ui_data import write_data
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -150,3 +152,21 @@ def test_signed_in_with_a_key_the_page_scripts_upload_and_refresh(browser, runs_
         browser.get(base + "/")
         wait_for(lambda: browser.find_element("id", "runs").get_attribute("data-refreshed"), 20,
                  "the runs page refreshing through the API")
+
+
+def test_a_running_job_stops_from_its_button(browser, dashboard: str, runs_root: Path, shots: Path) -> None:
+    # A dsft command that runs until stopped: the dashboard itself, over another root.
+    job_id = jobs.start_job(runs_root, "export", "alpha", "alpha/export/hf",
+                            ["ui", "--runs", str(runs_root.parent / "other"), "--port", str(free_port())])
+    pid = json.loads((jobs.jobs_dir(runs_root) / f"{job_id}.json").read_text())["pid"]
+    try:
+        browser.get(dashboard + "/run/alpha")
+        browser.find_element("css selector", f"button.stop-job[data-job='{job_id}']").click()
+        row = f"#jobs tr[data-job='{job_id}']"
+        wait_for(lambda: "stopped at" in text(browser, row), 20, "the job to read stopped")
+        assert browser.find_element("css selector", row).get_attribute("data-status") == "stopped"
+        assert not browser.find_elements("css selector", "button.stop-job")
+        browser.save_screenshot(str(shots / "job-stopped.png"))
+    finally:
+        if jobs.read_job(runs_root, job_id).status == "running":
+            os.killpg(pid, signal.SIGKILL)

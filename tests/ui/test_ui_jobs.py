@@ -200,6 +200,25 @@ def test_a_second_compare_of_a_run_waits_for_the_first(client: TestClient, runs_
     assert response.status_code == 400 and "a compare is already running (compare-1)" in response.json()["error"]
     assert started(runs_root) == ["compare-1.json"]
     assert "data-running='1'" in client.get("/run/done").text  # the page follows it until it ends
+    assert "class='stop-job' data-job='compare-1'" in client.get("/run/done").text
+
+
+def test_a_running_preparation_has_a_stop_button(client: TestClient, runs_root: Path) -> None:
+    jobs.jobs_dir(runs_root).mkdir(parents=True)
+    record = {"id": "prepare-1", "kind": "prepare", "target": "p", "out": "p", "command": [],
+              **processes.record(os.getpid()), "started": "now"}  # still running (this process)
+    (jobs.jobs_dir(runs_root) / "prepare-1.json").write_text(json.dumps(record), encoding="utf-8")
+    assert "class='stop-job' data-job='prepare-1'" in client.get("/prepared/p").text
+    (jobs.jobs_dir(runs_root) / "prepare-1.json").write_text(json.dumps(  # as a stop leaves it once ended
+        {**record, "pid": ended_pid(), "stopped": "2026-01-02 03:04:05"}), encoding="utf-8")
+    page = client.get("/prepared/p").text
+    assert "stopped</span> (started now, stopped at 2026-01-02 03:04:05)" in page and "stop-job" not in page
+
+
+def ended_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
 
 
 @pytest.mark.parametrize("url, kwargs, message", [
