@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dsft.errors import DsftError
-from dsft.models.resolve import resolve_model
+from dsft.models.resolve import check_model_name, resolve_model
 
 
 def test_preset_is_written_once_and_reused(tmp_path: Path) -> None:
@@ -55,3 +55,24 @@ def test_hub_id_offline_gives_a_clear_error(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DsftError, match="could not download from the hub"):
         resolve_model("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", cache_dir=tmp_path)
+
+
+def test_a_mistyped_run_directory_is_named_as_a_missing_directory(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """`runs/my-rnu` has the shape of a hub id; when runs/ exists here, the user meant a local directory."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "my-run").mkdir(parents=True)
+    with pytest.raises(DsftError) as err:
+        resolve_model("runs/my-rnu", cache_dir=tmp_path / "cache")
+    assert str(err.value).startswith("runs/my-rnu: no such directory (runs/ holds my-run)")
+
+
+def test_check_model_name_refuses_what_resolve_would_without_writing(tmp_path: Path) -> None:
+    check_model_name("tiny-deepseek-v3")                 # a preset: written later, by resolve_model
+    check_model_name("deepseek-ai/DeepSeek-R1")          # a hub id: downloaded later
+    assert not (tmp_path / "tiny").exists()
+    for name, message in [("./absent", "not a local directory"), (str(tmp_path / "m.gguf"), "no such GGUF file"),
+                          ("r1-distill-qwen-7b", "real-model config preset")]:
+        with pytest.raises(DsftError, match=message):
+            check_model_name(name)

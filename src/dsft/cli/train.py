@@ -24,13 +24,19 @@ def train(
     from rich.console import Console
 
     from dsft.config import load_config
-    from dsft.eval.callbacks import training_eval_callbacks
+    from dsft.data.pipeline import check_inputs
+    from dsft.models.resolve import check_model_name
     from dsft.plan.preflight import preflight
     from dsft.training.environment import Environment
-    from dsft.training.run import run_training
 
     cfg = load_config(config, set_, preset=preset)
     preflight(cfg, Environment.this_machine(), str(config))  # before any data or model is read
+    check_inputs(cfg)
+    check_model_name(cfg.model.name_or_path)
+    # torch, transformers and peft load only once the config, data paths and model name are known good.
+    from dsft.eval.callbacks import training_eval_callbacks
+    from dsft.training.run import run_training
+
     reward_funcs = None
     if cfg.train.objective == "grpo":
         from dsft.eval.rewards import build_rewards

@@ -119,9 +119,12 @@ def prepare(
 
 def input_problems(cfg: DsftConfig) -> list[str]:
     """Every data input the config names that cannot be read (missing, unsupported, a glob matching nothing),
-    one line each naming its key: checked before a model is resolved, so a typo costs no model load."""
+    one line each naming its key, or the absence of any training input: checked before a model is resolved,
+    so a typo costs no model load."""
     if cfg.data.prepared_dir:
         return []  # load_prepared names a directory that is not one
+    if not cfg.data.train:
+        return ["data.train: no training data; list files in data.train or set data.prepared_dir"]
     named = [(f"data.{split}", pattern) for split in SPLITS for pattern in getattr(cfg.data, split)]
     named += [(f"data.mix.{position}.path", source.path) for position, source in enumerate(cfg.data.mix)]
     problems = []
@@ -131,6 +134,13 @@ def input_problems(cfg: DsftConfig) -> list[str]:
         except DataError as exc:
             problems.append(f"{key}: {exc}")
     return problems
+
+
+def check_inputs(cfg: DsftConfig) -> None:
+    """Raise one :class:`DataError` listing :func:`input_problems`, if any."""
+    problems = input_problems(cfg)
+    if problems:
+        raise DataError(f"{len(problems)} data input(s) cannot be read", problems)
 
 
 def _ingest_pools(sources: dict[str, list[str]], cfg: DsftConfig, ledger: Ledger, out: Path) -> dict[str, list[Conversation]]:

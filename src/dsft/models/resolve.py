@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dsft.errors import DsftError
-from dsft.models.gguf_source import is_gguf_source, materialise_gguf
+from dsft.models.gguf_source import gguf_file_of, is_gguf_source, materialise_gguf
 from dsft.models.loading import hide_local_weight_bars
 from dsft.models.presets import REAL_MODEL_FACTS, REAL_MODEL_PRESETS
 from dsft.models.tiny import TINY_PRESETS, write_tiny
@@ -87,16 +87,44 @@ def resolve_model(name_or_path: str | Path, cache_dir: str | Path | None = None,
         return materialise_tiny(name, cache_dir)
     if is_gguf_source(name):
         return materialise_gguf(name, Path(cache_dir).expanduser() if cache_dir else default_cache_dir()).model_dir
+    check_model_name(name)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    try:
+        return download_from_hub(name, cache_dir, revision)
+    except DsftError as exc:
+        if path.parent.is_dir() and path.parent != Path("."):
+            # `runs/my-rnu` where runs/ exists: a mistyped local path far more often than a hub id.
+            siblings = sorted(p.name for p in path.parent.iterdir() if p.is_dir() and not p.name.startswith("."))
+            shown = ", ".join(siblings[:8]) + (", ..." if len(siblings) > 8 else "") if siblings else "no directories"
+            raise DsftError(f"{name}: no such directory ({path.parent}/ holds {shown}); as a hub id: {exc}") from exc
+        raise
+
+
+def _is_hub_id(name: str) -> bool:
+    return bool(HUB_ID.match(name)) and not name.startswith((".", "/", "~"))
+
+
+def check_model_name(name_or_path: str | Path) -> None:
+    """Raise the error :func:`resolve_model` would raise for a name that is none of its four kinds, without
+    writing, converting or downloading anything (commands call it before importing torch)."""
+    name = str(name_or_path)
+    if name in TINY_PRESETS:
+        return
+    if is_gguf_source(name):
+        gguf_file_of(name)  # the file, or the Ollama model's blob, exists
+        return
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise DsftError(f"{path}: not a Hugging Face model directory (no config.json)")
-        return path
+        return
     if path.exists():
         raise DsftError(f"{path}: is a file; model.name_or_path needs a model directory, a .gguf file, "
                         "ollama:NAME[:TAG], a hub id or a preset")
-    if HUB_ID.match(name) and not name.startswith((".", "/", "~")):
-        return download_from_hub(name, cache_dir, revision)
+    if _is_hub_id(name):
+        return
     if name in REAL_MODEL_FACTS:
         raise DsftError(f"model {name!r} is a real-model config preset (numbers only, for planning); "
                         f"to fine-tune it use its hub id {REAL_MODEL_FACTS[name].hub_id!r} or a local copy")

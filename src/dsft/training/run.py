@@ -20,8 +20,8 @@ from transformers.trainer_callback import PrinterCallback
 
 from dsft.config import DsftConfig
 from dsft.disk import USER_FILESYSTEM_ERRORS, disk_error, tree_bytes
-from dsft.data.pipeline import input_problems
-from dsft.errors import ConfigError, DataError, DsftError, UnsupportedError
+from dsft.data.pipeline import check_inputs
+from dsft.errors import ConfigError, DsftError, UnsupportedError
 from dsft.models.gguf_source import dequantisation_note, read_import_record
 from dsft.models.loading import load_tokenizer
 from dsft.models.resolve import resolve_model
@@ -87,9 +87,7 @@ def run_training(
     problems = environment_problems(cfg)
     if problems:
         raise UnsupportedError(f"{len(problems)} problem(s) with this machine", problems)
-    problems = input_problems(cfg)  # before the run directory is written or a model resolved
-    if problems:
-        raise DataError(f"{len(problems)} data input(s) cannot be read", problems)
+    check_inputs(cfg)  # before the run directory is written or a model resolved
     run = RunDir(run_dir)
     previous = run.recorded_info()  # before this start rewrites it: what the resumed run recorded
     run.prepare(cfg, resuming=resume is not None)
