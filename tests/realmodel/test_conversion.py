@@ -44,7 +44,7 @@ def test_models_import_of_an_ollama_name_says_only_what_matters(realmodel_env, t
     # warning from the libraries underneath (DeepSpeed's "Setting accelerator to CPU" on a CPU machine).
     out = tmp_path / "smollm2"
     done = subprocess.run([sys.executable, "-m", "dsft", "models", "import", "ollama:smollm2:135m", "--out", str(out)],
-                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                          capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert read_import_record(out)["source"] == "ollama:smollm2:135m" and (out / "model.safetensors").is_file()
     said = done.stdout + done.stderr
@@ -112,3 +112,8 @@ def test_step0_validation_loss_equals_plain_transformers(smollm2_dir, smollm2, f
         count += int(labels.ne(-100).sum())
     print(f"step-0 validation loss: dsft {step0:.6f}, plain transformers {total / count:.6f} over {count} tokens")
     assert step0 == pytest.approx(total / count, abs=1e-4)
+
+
+def test_the_tier_runs_its_torch_work_on_one_thread() -> None:
+    """conftest.py: one intra-op thread in this process, OMP_NUM_THREADS=1 for the processes a test starts."""
+    assert torch.get_num_threads() == 1 and os.environ["OMP_NUM_THREADS"] == "1"

@@ -8,7 +8,6 @@ saw: the answer must hold the completion month and year. General questions it an
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -128,9 +127,8 @@ def test_dsft_serve_answers_through_the_openai_client(full_run, full_answers, fa
 
 
     port = _free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     server = subprocess.Popen([sys.executable, "-m", "dsft", "serve", str(full_run), "--port", str(port),
-                               "--served-model-name", "reservoirs"], env=env,
+                               "--served-model-name", "reservoirs"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         _wait_ready(f"http://127.0.0.1:{port}", server)
