@@ -21,6 +21,7 @@ from dsft.training.environment import check_qlora, resolve_precision
 from dsft.training.environment import environment_problems  # noqa: F401  (re-exported: setup's checks)
 from dsft.training.examples import TokenizedSplit, tokenize_conversations
 from dsft.training.ifd import IfdScorer
+from dsft.training.lean_activations import use_lean_activations
 from dsft.training.segment_attention import select_segment_attention
 from dsft.training.preflight import evaluation_problems
 from dsft.training.rundir import RunDir
@@ -143,6 +144,8 @@ def build_model(cfg: DsftConfig, model_dir: Path, tokenizer: Any, config_overrid
     model.config.use_cache = False
     # Packed rows without flash-attn: attention within each example only, on sdpa's fast kernels.
     select_segment_attention(model, cfg.train.packing, cfg.model.attn_implementation, cfg.train.sequence_parallel)
+    # Exact blocks that save fewer activations for backward (each falls back to its module where it cannot).
+    use_lean_activations(model)
     if cfg.train.liger:
         if not apply_liger_kernels(model):
             log.warning("train.liger: Liger kernels need CUDA and the liger-kernel package; training without them")

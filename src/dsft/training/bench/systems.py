@@ -32,6 +32,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments, default_da
 from dsft.templates.base import IGNORE_INDEX
 from dsft.training.bench.synthetic import VERBATIM_CHAT_TEMPLATE, supervised_count
 from dsft.training.collators import make_collator, make_train_dataset
+from dsft.training.lean_activations import use_lean_activations
 from dsft.training.packing import pack_best_fit
 from dsft.training.segment_attention import select_segment_attention
 from dsft.training.trainer import DsftTrainer
@@ -147,6 +148,7 @@ def build_dsft(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[
         torch_compile="compile" in options, **common_args(spec, model.device.type),
     )
     select_segment_attention(model, packing=True)  # as dsft train does with attn_implementation: auto
+    use_lean_activations(model)  # as dsft train does
     collator = make_collator(train_cfg, tokenizer, model.config._attn_implementation)
     trainer_cls = metered(DsftTrainer, meter, None)
     return trainer_cls(model=model, args=args, train_dataset=dataset, data_collator=collator,

@@ -1,0 +1,42 @@
+"""Switch a model's blocks to exact implementations that keep fewer activations for backward.
+
+At seq 2,048 on a 30-layer model, the peak memory of a LoRA step is the tensors autograd saves in the
+forward (``benchmarks/bench_activation_memory.py`` breaks them down). Each lean block computes the same
+forward as the stock module and the same gradients to rounding, saving less:
+
+* dense SwiGLU MLPs (:mod:`dsft.training.lean_swiglu`): two intermediate-wide tensors per token instead
+  of four;
+* attention within packed examples on CPU (:class:`dsft.training.segment_attention.SegmentFlashAttentionFunction`,
+  used by the ``dsft_segments`` kernel itself): keys and values unrepeated, one output.
+
+Each block checks at every call that it can reproduce its module exactly as configured then (peft LoRA
+with one vanilla adapter, no dropout, no autocast, ...; see each module) and otherwise runs the module's
+own forward, so the switch is safe to make before or after wrapping the model with LoRA.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import torch
+from torch import nn
+
+from dsft.training.lean_swiglu import SWIGLU_MLP_CLASSES, lean_swiglu_forward
+
+
+def _lean_mlp_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    out = lean_swiglu_forward(self, x)
+    return type(self).forward(self, x) if out is None else out
+
+
+def use_lean_activations(model: Any) -> list[str]:
+    """Install the lean blocks in ``model`` (a transformers model, possibly inside a peft wrapper); returns
+    what was switched, e.g. ``["swiglu_mlp x30"]`` (empty for an architecture none applies to)."""
+    mlps = 0
+    for module in model.modules():
+        if type(module).__name__ in SWIGLU_MLP_CLASSES and "forward" not in vars(module):
+            # A bound method (not a closure) so deep copies (a reference model) call their own modules.
+            module.forward = types.MethodType(_lean_mlp_forward, module)
+            mlps += 1
+    return [f"swiglu_mlp x{mlps}"] if mlps else []

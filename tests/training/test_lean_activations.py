@@ -1,0 +1,142 @@
+"""Lean activation blocks: the same outputs and parameter gradients as the stock modules, fewer saved bytes."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import (
+    DeepseekV3Config,
+    DeepseekV3ForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
+
+from dsft.config.schema import LoraConfig
+from dsft.models.lora import apply_lora
+from dsft.training.collators import PackedCollator, pack_row
+from dsft.training.lean_activations import use_lean_activations
+from dsft.training.lean_swiglu import lean_swiglu_forward
+from dsft.training.loss import supervised_cross_entropy
+from dsft.training.segment_attention import SEGMENT_ATTENTION, SegmentFlashAttentionFunction
+from dsft.training.trainer import forward_hidden_states
+
+VOCAB = 256
+MODEL_INPUTS = ("input_ids", "position_ids", "cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
+
+
+def _tiny(arch: str) -> torch.nn.Module:
+    """Tiny seeded models of three real architectures, grouped-query attention where they have it."""
+    torch.manual_seed(0)
+    common = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                  num_attention_heads=4, max_position_embeddings=256, tie_word_embeddings=False)
+    if arch == "llama":
+        model = LlamaForCausalLM(LlamaConfig(num_key_value_heads=2, **common))
+    elif arch == "qwen2":
+        model = Qwen2ForCausalLM(Qwen2Config(num_key_value_heads=1, **common))
+    else:  # first layer dense, second MoE with a shared expert (a dense SwiGLU MLP too)
+        model = DeepseekV3ForCausalLM(DeepseekV3Config(
+            **common, num_key_value_heads=4, moe_intermediate_size=16, first_k_dense_replace=1,
+            n_shared_experts=1, n_routed_experts=4, num_experts_per_tok=2, n_group=2, topk_group=1,
+            q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=8, v_head_dim=8,
+        ))
+    model.config._attn_implementation = SEGMENT_ATTENTION
+    model.config.use_cache = False
+    return model
+
+
+def _packed_batch() -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    examples = []
+    for n in (11, 17, 6, 23):
+        ids = torch.randint(3, VOCAB, (n,), generator=generator).tolist()
+        examples.append({"input_ids": ids, "labels": [-100] * (n // 3) + ids[n // 3:]})
+    return PackedCollator(pad_id=0, flatten=True)([pack_row(examples[:2]), pack_row(examples[2:])])
+
+
+def _prepare(arch: str, method: str, lean: bool) -> torch.nn.Module:
+    model = _tiny(arch)
+    if method == "lora":
+        model = apply_lora(model, LoraConfig())
+        torch.manual_seed(2)
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:  # peft starts B at zero, which would zero every A gradient
+                parameter.data.normal_(0, 0.1)
+    if lean:
+        assert use_lean_activations(model), "no block was switched"
+    return model.train()
+
+
+def _step(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    """Hidden states after one forward + dsft's loss + backward, and the bytes autograd saved."""
+    inputs = {k: batch[k] for k in MODEL_INPUTS}
+    storages: dict[int, int] = {}
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in weights:
+            storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        hidden, _ = forward_hidden_states(model, inputs)
+    head = model.get_output_embeddings().weight
+    supervised_cross_entropy(hidden, head, batch["labels"], None, chunk_size=16).backward()
+    return hidden.detach(), sum(storages.values())
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "deepseek_v3"])
+def test_lean_blocks_match_stock_outputs_and_every_gradient_on_packed_rows(arch: str, method: str) -> None:
+    batch = _packed_batch()
+    stock, lean = _prepare(arch, method, lean=False), _prepare(arch, method, lean=True)
+    stock_hidden, stock_saved = _step(stock, batch)
+    lean_hidden, lean_saved = _step(lean, batch)
+    torch.testing.assert_close(lean_hidden, stock_hidden, rtol=1e-5, atol=1e-6)
+    lean_grads = dict(lean.named_parameters())
+    compared = 0
+    for name, parameter in stock.named_parameters():
+        if parameter.grad is None:
+            assert lean_grads[name].grad is None, name
+            continue
+        got = lean_grads[name].grad
+        scale = parameter.grad.abs().max().item()
+        torch.testing.assert_close(got, parameter.grad, rtol=1e-5, atol=1e-5 * max(scale, 1e-12), msg=name)
+        compared += 1
+    assert compared >= (14 if method == "lora" else 20)
+    assert lean_saved < stock_saved  # the point of the blocks
+
+
+def test_lean_mlp_falls_back_to_the_module_where_it_cannot_reproduce_it() -> None:
+    model = apply_lora(_tiny("llama"), LoraConfig(dropout=0.1))
+    use_lean_activations(model)
+    mlp = model.get_base_model().model.layers[0].mlp
+    x = torch.randn(1, 5, 32)
+    assert lean_swiglu_forward(mlp, x) is None  # LoRA dropout: the module's own forward runs
+    mlp.eval()
+    torch.testing.assert_close(mlp(x), type(mlp).forward(mlp, x))
+    plain = apply_lora(_tiny("llama"), LoraConfig())
+    assert lean_swiglu_forward(plain.get_base_model().model.layers[0].mlp, x.double()) is None  # dtype mismatch
+
+
+def test_segment_flash_attention_equals_per_segment_sdpa_with_grouped_heads() -> None:
+    torch.manual_seed(3)
+    edges = (0, 7, 7, 20, 32)  # an empty segment included
+    query = torch.randn(1, 6, 32, 16, requires_grad=True)
+    key = torch.randn(1, 2, 32, 16, requires_grad=True)
+    value = torch.randn(1, 2, 32, 16, requires_grad=True)
+    out = SegmentFlashAttentionFunction.apply(query, key, value, edges, 0.3)
+    grad = torch.randn_like(out)
+    got = torch.autograd.grad(out, (query, key, value), grad)
+    parts = [F.scaled_dot_product_attention(query[:, :, a:b], key.repeat_interleave(3, 1)[:, :, a:b],
+                                            value.repeat_interleave(3, 1)[:, :, a:b], is_causal=True, scale=0.3)
+             for a, b in zip(edges[:-1], edges[1:]) if b > a]
+    expected = torch.cat(parts, dim=2).transpose(1, 2)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+    for g, e in zip(got, torch.autograd.grad(expected, (query, key, value), grad)):
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-6)
