@@ -67,3 +67,33 @@ def test_train_refuses_before_torch(tmp_path: Path, sections, expected: str) -> 
     assert code == 2 and expected in err and "Traceback" not in err, err
     assert not torch_loaded, "the refusal came after torch was imported"
     assert not (tmp_path / "run").exists(), "a refused run must not leave a run directory"
+
+
+def _run_dir(tmp: Path, export: dict) -> str:
+    """A run directory as far as export's defaults are concerned: run.json and the run's config.yaml."""
+    run = tmp / "run"
+    run.mkdir()
+    (run / "run.json").write_text("{}")
+    (run / "config.yaml").write_text(json.dumps({"export": export}))
+    return str(run)
+
+
+EXPORT_CASES = [
+    ("format", lambda t: ["no-such-model", "--format", "zip"], "--format zip: unknown"),
+    ("dtype", lambda t: ["no-such-model", "--dtype", "int3"], "--dtype int3: unknown"),
+    ("hf-q8", lambda t: ["no-such-model", "--format", "hf", "--dtype", "q8_0"], "q8_0 applies to --format gguf/ollama"),
+    ("adapter-dtype", lambda t: ["no-such-model", "--format", "adapter", "--dtype", "float16"],
+     "an adapter is copied as trained"),
+    ("tolerance", lambda t: ["no-such-model", "--tolerance", "-1"], "--tolerance must be > 0"),
+    ("shard-size", lambda t: ["no-such-model", "--max-shard-size", "lots"], "--max-shard-size lots"),
+    ("run-config-format-with-dtype", lambda t: [_run_dir(t, {"format": "adapter"}), "--dtype", "bfloat16"],
+     "an adapter is copied as trained"),
+]
+
+
+@pytest.mark.parametrize("args, expected", [c[1:] for c in EXPORT_CASES], ids=[c[0] for c in EXPORT_CASES])
+def test_export_refuses_bad_options_before_torch(tmp_path: Path, args, expected: str) -> None:
+    code, torch_loaded, err = _refuse(["export", *args(tmp_path), "--out", str(tmp_path / "out")], tmp_path)
+    assert code == 2 and expected in err and "Traceback" not in err, err
+    assert not torch_loaded, "the refusal came after torch was imported"
+    assert not (tmp_path / "out").exists()

@@ -45,16 +45,20 @@ def export(
     """
     from rich.console import Console
 
-    from dsft.export.api import export as run_export
+    from dsft.export.options import check_export_options
 
     defaults = export_defaults(run_or_model, config)
+    options = {"fmt": fmt or defaults.format, "dtype": dtype or defaults.dtype,
+               "tolerance": defaults.tolerance if tolerance is None else tolerance,
+               "max_shard_size": max_shard_size or defaults.max_shard_size}
+    check_export_options(**options)
+    # torch, transformers and peft load only once the options are known good.
+    from dsft.export.api import export as run_export
+
     console = Console(highlight=False, soft_wrap=True)
     result = run_export(
-        run_or_model, fmt or defaults.format, out, dtype=dtype or defaults.dtype,
-        verify=defaults.verify if verify is None else verify,
-        tolerance=defaults.tolerance if tolerance is None else tolerance, overwrite=overwrite,
-        max_shard_size=max_shard_size or defaults.max_shard_size, name=name, base_model=base_model,
-        echo=lambda line: console.print(line, markup=False),
+        run_or_model, out_dir=out, verify=defaults.verify if verify is None else verify, overwrite=overwrite, name=name,
+        base_model=base_model, echo=lambda line: console.print(line, markup=False), **options,
     )
     status = "verified" if result.comparison is not None else "not verified"
     console.print(f"[bold green]done[/] {result.format} export in {result.out_dir} ({status}): "

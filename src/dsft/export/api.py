@@ -6,24 +6,20 @@ ExportResult(format='gguf', out_dir=PosixPath('exports/r1-q8'), ...)
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 import shutil
 from pathlib import Path
 
 from dsft.disk import partial_output_removed, tree_bytes
-from dsft.errors import DsftError, UnsupportedError
+from dsft.errors import DsftError
 from dsft.export.gguf_export import export_gguf
 from dsft.export.hf import export_adapter, export_hf
 from dsft.export.ollama import export_ollama
+# EXPORT_DTYPES / EXPORT_FORMATS are re-exported for callers that list the choices (the dashboard).
+from dsft.export.options import EXPORT_DTYPES, EXPORT_FORMATS, check_export_options  # noqa: F401
 from dsft.export.source import ExportSource, resolve_source
 from dsft.export.verify import LogitComparison, VerificationError
-
-EXPORT_FORMATS = ("hf", "adapter", "gguf", "ollama")
-EXPORT_DTYPES = ("auto", "float32", "float16", "bfloat16", "q8_0")
-# What transformers' save_pretrained(max_shard_size=...) parses: an integer and a unit.
-_SHARD_SIZE = re.compile(r"\s*([0-9]+)\s*(GIB|MIB|KIB|GB|MB|KB)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -65,16 +61,7 @@ def export(run_or_model: str | Path, fmt: str, out_dir: str | Path, dtype: str =
     can still be inspected; any other failure removes what the export had written. ``base_model`` overrides
     where a LoRA run's base model is found.
     """
-    if fmt not in EXPORT_FORMATS:
-        raise UnsupportedError(f"--format {fmt}: unknown; choose one of {', '.join(EXPORT_FORMATS)}")
-    if dtype not in EXPORT_DTYPES:
-        raise UnsupportedError(f"--dtype {dtype}: unknown; choose one of {', '.join(EXPORT_DTYPES)}")
-    if tolerance is not None and not tolerance > 0:
-        raise DsftError(f"--tolerance must be > 0, got {tolerance}")
-    shard = _SHARD_SIZE.fullmatch(max_shard_size)
-    if shard is None or int(shard.group(1)) == 0:
-        raise DsftError(f"--max-shard-size {max_shard_size}: expected a positive whole number and a unit, "
-                        "e.g. 5GB, 500MB or 2GiB")
+    check_export_options(fmt, dtype, tolerance, max_shard_size)
     out = Path(out_dir)
     _check_out_dir(out, overwrite)
     source = resolve_source(run_or_model, base_model)
@@ -101,8 +88,6 @@ def _dispatch(source: ExportSource, fmt: str, out: Path, dtype: str, verify: boo
     if fmt == "hf":
         return export_hf(source, out, dtype, verify, tolerance, max_shard_size, echo)
     if fmt == "adapter":
-        if dtype != "auto":
-            raise UnsupportedError(f"--dtype {dtype}: an adapter is copied as trained; drop --dtype")
         return export_adapter(source, out, verify, tolerance, echo)
     if fmt == "gguf":
         return export_gguf(source, out, dtype, verify, tolerance, echo).comparison

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from dsft.errors import DsftError, UnsupportedError
+from dsft.export.options import HF_DTYPES
 from dsft.export.source import ExportSource, load_trained_model, stored_dtype
 from dsft.export.verify import LogitComparison, check_tolerance, compare_logits, hf_logits, verification_prompts
 from dsft.models.loading import load_model, load_tokenizer
 from dsft.models.lora import load_lora_adapter
 from dsft.templates import get_template
 
-HF_DTYPES = ("float32", "float16", "bfloat16")
 # Max |logit difference| accepted by default, per stored dtype. float32 only reorders sums; the
 # half-precision figures bound the rounding of each merged weight (2^-11 relative for fp16, 2^-8 for
 # bf16) accumulated through the layers. Override with --tolerance.

@@ -6,8 +6,8 @@ A resumed run must continue the run it resumes, bit for bit where nothing was ch
   warmup), gradient clipping, save/log/eval cadence, early stopping, evaluation settings, how a step is
   computed without changing what it computes (gradient checkpointing, activation offload, loss chunking,
   compile, Liger kernels, attention kernel), trackers, data-loader workers, export and serve defaults.
-  Each takes effect from the first resumed step (see :func:`apply_resumed_learning_rate` for the lr,
-  which the checkpoint's optimizer and scheduler state would otherwise override).
+  Each takes effect from the first resumed step (see :mod:`dsft.training.resume_lr` for the lr, which the
+  checkpoint's optimizer and scheduler state would otherwise override).
 * **Refused with the diff**: everything else, i.e. whatever changes the data order or what a step is
   (model, data preparation, template and masking, LoRA, method, seed, sequence length, packing,
   micro-batch size, gradient accumulation, optimizer and its hyperparameters, weight decay, label
@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 import xxhash
-from transformers import TrainerCallback
 
 from dsft.config import DsftConfig
 from dsft.data.readers import expand_inputs
@@ -125,40 +124,6 @@ def check_same_data(previous: dict[str, Any], fingerprint: str, files: dict[str,
         "the same examples in the same order); restore the data or start a new --out directory",
         changed or ["the tokenized examples differ (a cleaning, template or tokenizer change)"],
     )
-
-
-def apply_resumed_learning_rate(optimizer: Any, scheduler: Any, lr: float) -> bool:
-    """Make ``lr`` the peak learning rate of a resumed run; returns whether it changed anything.
-
-    A checkpoint's optimizer and scheduler state carry the learning rate the run started with
-    (``initial_lr`` of each parameter group, the scheduler's ``base_lrs``), and loading them silently
-    undoes a ``--set train.lr=...``. The schedule's shape and position are kept; only its peak changes.
-    """
-    base_lrs = list(getattr(scheduler, "base_lrs", []))
-    if not base_lrs or all(base == lr for base in base_lrs):
-        return False
-    scheduler.base_lrs = [lr] * len(base_lrs)
-    lambdas = getattr(scheduler, "lr_lambdas", None)
-    for index, group in enumerate(optimizer.param_groups):
-        group["initial_lr"] = lr
-        if lambdas is not None:  # LambdaLR (every schedule the Trainer builds): lr = peak * factor(step)
-            group["lr"] = lr * lambdas[index](scheduler.last_epoch)
-        else:
-            group["lr"] = group["lr"] * lr / base_lrs[index]
-    if hasattr(scheduler, "_last_lr"):
-        scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
-    return True
-
-
-class ResumedLearningRate(TrainerCallback):
-    """On a resumed run, make the configured ``train.lr`` the schedule's peak (see
-    :func:`apply_resumed_learning_rate`); the Trainer has loaded the checkpoint's optimizer and scheduler
-    state by the time ``on_train_begin`` runs."""
-
-    def on_train_begin(self, args: Any, state: Any, control: Any, optimizer: Any = None, lr_scheduler: Any = None,
-                       **kw: Any) -> None:
-        if state.global_step > 0 and optimizer is not None and lr_scheduler is not None:
-            apply_resumed_learning_rate(optimizer, lr_scheduler, args.learning_rate)
 
 
 def planned_steps(trainer: Any) -> int:

@@ -34,7 +34,8 @@ from dsft.training.guards import RunGuards
 from dsft.training.monitoring import RichProgressCallback, TokenCounter, monitoring_callbacks, rebuild_metrics
 from dsft.training.objective_checks import objective_problems, prompt_opens_think
 from dsft.training.objectives import build_objective_trainer, load_preference_splits
-from dsft.training.resume import ResumedLearningRate, check_same_data, data_files, data_fingerprint, planned_steps
+from dsft.training.resume import check_same_data, data_files, data_fingerprint, planned_steps
+from dsft.training.resume_lr import ResumedLearningRate
 from dsft.training.rundir import FINAL_DIR, RunDir
 from dsft.training.setup import (
     build_model,

@@ -1,0 +1,44 @@
+"""The export options every format shares, checked before anything heavy is imported.
+
+``dsft export`` calls :func:`check_export_options` on what the user typed before it imports torch, so a
+wrong ``--format``, ``--dtype``, ``--tolerance`` or ``--max-shard-size`` (or a dtype the format cannot
+store) is refused in about a second; :func:`dsft.export.api.export` runs the same check for library callers.
+
+>>> check_export_options("gguf", "q8_0", None, "5GB")
+>>> check_export_options("hf", "q8_0", None, "5GB")
+Traceback (most recent call last):
+...
+dsft.errors.UnsupportedError: --dtype q8_0: Hugging Face exports are stored as one of float32, float16, bfloat16; q8_0 applies to --format gguf/ollama only
+"""
+
+from __future__ import annotations
+
+import re
+
+from dsft.errors import DsftError, UnsupportedError
+
+EXPORT_FORMATS = ("hf", "adapter", "gguf", "ollama")
+EXPORT_DTYPES = ("auto", "float32", "float16", "bfloat16", "q8_0")
+HF_DTYPES = ("float32", "float16", "bfloat16")
+# What transformers' save_pretrained(max_shard_size=...) parses: an integer and a unit.
+_SHARD_SIZE = re.compile(r"\s*([0-9]+)\s*(GIB|MIB|KIB|GB|MB|KB)", re.IGNORECASE)
+
+
+def check_export_options(fmt: str, dtype: str, tolerance: float | None, max_shard_size: str) -> None:
+    """Raise a :class:`DsftError` naming the first option that is unknown, out of range, or that the format
+    cannot take."""
+    if fmt not in EXPORT_FORMATS:
+        raise UnsupportedError(f"--format {fmt}: unknown; choose one of {', '.join(EXPORT_FORMATS)}")
+    if dtype not in EXPORT_DTYPES:
+        raise UnsupportedError(f"--dtype {dtype}: unknown; choose one of {', '.join(EXPORT_DTYPES)}")
+    if fmt == "hf" and dtype not in ("auto", *HF_DTYPES):
+        raise UnsupportedError(f"--dtype {dtype}: Hugging Face exports are stored as one of "
+                               f"{', '.join(HF_DTYPES)}; q8_0 applies to --format gguf/ollama only")
+    if fmt == "adapter" and dtype != "auto":
+        raise UnsupportedError(f"--dtype {dtype}: an adapter is copied as trained; drop --dtype")
+    if tolerance is not None and not tolerance > 0:
+        raise DsftError(f"--tolerance must be > 0, got {tolerance}")
+    shard = _SHARD_SIZE.fullmatch(max_shard_size)
+    if shard is None or int(shard.group(1)) == 0:
+        raise DsftError(f"--max-shard-size {max_shard_size}: expected a positive whole number and a unit, "
+                        "e.g. 5GB, 500MB or 2GiB")
