@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import typer
@@ -13,7 +14,10 @@ from typer.testing import CliRunner
 from dsft.cli import bench as bench_cli
 from dsft.training.bench.runner import add_ratios
 from dsft.training.bench.synthetic import make_examples, supervised_count
-from dsft.training.bench.systems import packed_real_tokens, useful_flops
+from dsft.training.bench.systems import dsft_counts, useful_flops
+from dsft.training.collators import make_collator
+from dsft.training.guards import count_real_tokens
+from dsft.training.segment_attention import SEGMENT_ATTENTION
 
 
 def _app() -> typer.Typer:
@@ -55,11 +59,21 @@ def test_short_mix_has_no_reasoning_and_a_long_tail_of_prompts(tiny_model_dir) -
     assert sorted(prompts)[len(prompts) // 2] < 450 and max(answers) > 100
 
 
-def test_packed_real_tokens_and_useful_flops() -> None:
-    import torch
+@pytest.mark.parametrize("attention", ["sdpa", SEGMENT_ATTENTION])
+def test_the_bench_counts_real_tokens_as_training_does(attention: str) -> None:
+    """Real tokens are the collator's exact count (what training logs), also where an example's last tokens
+    are unsupervised (ChatML's newline after the EOS), which a count from the labels would miss."""
+    examples = [{"input_ids": [1, 2, 3, 4, 5], "labels": [-100, 2, 3, -100, 5]},
+                {"input_ids": [6, 7, 8, 9], "labels": [-100, 7, 8, -100]}]
+    collator = make_collator(SimpleNamespace(packing=True, max_seq_len=16), SimpleNamespace(pad_token_id=0),
+                             attention)
+    batch = collator(examples)
+    real, supervised = dsft_counts(batch)
+    assert real == count_real_tokens(batch) == 9
+    assert supervised == 3 + 2  # next-token targets: position 0 of a row never is one
 
-    labels = torch.tensor([[-100, 4, 5, -100, 7, -100, -100], [-100, 1, 2, 3, 4, 5, 6]])
-    assert packed_real_tokens(labels) == 5 + 7
+
+def test_useful_flops() -> None:
     assert useful_flops(10.0, 3, real_tokens=2, supervised_tokens=1, full=False) == 4 * (20 + 3)
 
 

@@ -32,6 +32,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments, default_da
 from dsft.templates.base import IGNORE_INDEX
 from dsft.training.bench.synthetic import VERBATIM_CHAT_TEMPLATE, supervised_count
 from dsft.training.collators import make_collator, make_train_dataset
+from dsft.training.guards import count_real_tokens
 from dsft.training.lean_activations import use_lean_activations
 from dsft.training.packing import pack_best_fit
 from dsft.training.segment_attention import select_segment_attention
@@ -74,11 +75,12 @@ class Meter(TrainerCallback):
             self.supervised_tokens += supervised
 
 
-def packed_real_tokens(labels: torch.Tensor) -> int:
-    """Real tokens of packed rows: every example ends with a supervised EOS, so a row ends at its last label."""
-    positions = torch.arange(labels.shape[-1]).expand_as(labels)
-    last = torch.where(labels.ne(IGNORE_INDEX), positions, torch.full_like(positions, -1)).amax(dim=-1)
-    return int((last + 1).sum())
+def dsft_counts(inputs: dict[str, Any]) -> tuple[int, int]:
+    """(real tokens, supervised targets) of one dsft micro-batch: real tokens exactly as training counts them
+    (:func:`dsft.training.guards.count_real_tokens`: the collator's count), targets as the credit table counts
+    them (position 0 of a row never is one)."""
+    labels = inputs["labels"].detach().cpu()
+    return int(count_real_tokens(inputs)), int(labels[:, 1:].ne(IGNORE_INDEX).sum())
 
 
 def padding_free_counts(inputs: dict[str, Any]) -> tuple[int, int]:
@@ -102,8 +104,7 @@ def metered(trainer_cls: type, meter: Meter, credit: dict[tuple[int, ...], int] 
             if credit == "padding_free":
                 real, supervised = padding_free_counts(inputs)
             elif credit is None:
-                labels = inputs["labels"].detach().cpu()
-                real, supervised = packed_real_tokens(labels), int(labels[:, 1:].ne(IGNORE_INDEX).sum())
+                real, supervised = dsft_counts(inputs)
             else:
                 mask = inputs["attention_mask"].detach().cpu().bool()
                 real, supervised = int(mask.sum()), 0
