@@ -99,9 +99,15 @@ def test_balance_oversampling_and_reasoning_mix(tmp_path: Path, tokenizer) -> No
 
 def test_nothing_left_is_an_error_after_the_report(tmp_path: Path, tokenizer, write_jsonl) -> None:
     path = write_jsonl(tmp_path / "in.jsonl", [{"foo": 1}, {"bar": 2}])
-    with pytest.raises(DataError, match="no records left to train on: read 2, rejected 2"):
+    with pytest.raises(DataError, match="no records left to train on: read 2, rejected 2") as err:
         prepare(load_config(), tokenizer, tmp_path / "out", [str(path)])
     assert (tmp_path / "out" / "data_report.json").is_file()
+    # The message says why, not only where to look: the first rejection, with its place and reason.
+    assert f"; first rejection: {path}:1: unknown format (keys: foo)" in str(err.value)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(DataError, match="read 0, .*: the inputs hold no records"):
+        prepare(load_config(), tokenizer, tmp_path / "out4", [str(empty)])
     same = write_jsonl(tmp_path / "same.jsonl", [{"prompt": "p", "completion": "c"}])
     with pytest.raises(DataError, match="no records left to train on: .* kept 1 \\(splits \\{'train': 0, 'val': 1"):
         prepare(load_config(None, [f"data.val=[{same}]"]), tokenizer, tmp_path / "out3", [str(same)])

@@ -109,10 +109,16 @@ def prepare(
         raise DataError(f"data.mix: {', '.join(empty)}: no records left to mix in after reading and cleaning "
                         f"(see {out / REPORT_FILE} and {out / 'rejects.jsonl'})")
     if not splits["train"]:
+        why = ""  # the first reason on screen: often one wrong field name rejected every record
+        if ledger.rejections:
+            first = ledger.rejections[0]
+            why = f"; first rejection: {first.where}: {'; '.join(first.reasons)}"
+        elif not report["read"]:
+            why = ": the inputs hold no records"
         raise DataError(
             f"no records left to train on: read {report['read']}, rejected {report['rejected']}, "
             f"removed {sum(report['removed'].values())}, kept {report['kept']} "
-            f"(splits {report['splits']}; see {out / REPORT_FILE} and {out / 'rejects.jsonl'})"
+            f"(splits {report['splits']}; see {out / REPORT_FILE} and {out / 'rejects.jsonl'}){why}"
         )
     return Prepared(splits, report, out)
 
