@@ -41,6 +41,18 @@ def test_every_problem_named_at_once(tmp_path: Path) -> None:
     assert len(info.value.problems) == 4
 
 
+def test_a_misspelt_key_names_the_nearest_one() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["train.methd=lora", "lora.rank=8", "trian.lr=1", "data.mix=[{path: a.jsonl, ratoi: 0.2}]",
+                           "train.zzz=1"])
+    problems = info.value.problems
+    assert "train.methd: unknown key; did you mean 'method'?" in problems
+    assert "trian: unknown key; did you mean 'train'?" in problems
+    assert "data.mix.0.ratoi: unknown key; did you mean 'ratio'?" in problems
+    assert "train.zzz: unknown key" in problems  # nothing close: no guess
+    assert any(p.startswith("lora.rank: unknown key") for p in problems)
+
+
 def test_missing_and_malformed_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "absent.yaml")
@@ -49,9 +61,12 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
     # A device or pipe is readable: /dev/null is an empty config (defaults), not "not found".
     assert load_config("/dev/null", ["data.train=[x.jsonl]"]).data.train == ["x.jsonl"]
     bad = tmp_path / "bad.yaml"
-    bad.write_text("train: [unclosed")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    bad.write_text("model:\n  name_or_path: x\ntrain: [unclosed")
+    with pytest.raises(ConfigError) as info:
         load_config(bad)
+    # One line naming the place, lines counted from 1 as editors do (not PyYAML's "<unicode string>" dump).
+    assert str(info.value) == (f"{bad}: not valid YAML at line 3, column 17: expected ',' or ']', but got "
+                               "'<stream end>' (while parsing a flow sequence at line 3, column 8)")
     listy = tmp_path / "list.yaml"
     listy.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="top level must be a mapping"):

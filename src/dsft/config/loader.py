@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from dsft.config.presets import get_preset
 from dsft.config.schema import DsftConfig
@@ -57,6 +58,34 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model a field holds: itself, or inside ``list[...]`` / ``X | None``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((m for arg in get_args(annotation) if (m := _model_in(arg)) is not None), None)
+
+
+def _keys_at(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the config accepts beside the key at ``loc`` (empty when the place is not a section)."""
+    model: type[BaseModel] | None = DsftConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue  # a list item: its model was found at the list's key
+        field = model.model_fields.get(part) if model is not None else None
+        model = _model_in(field.annotation) if field is not None else None
+    return list(model.model_fields) if model is not None else []
+
+
+def unknown_key_message(loc: tuple[Any, ...]) -> str:
+    """``unknown key``, with the nearest accepted key when one is close (a misspelling).
+
+    >>> unknown_key_message(("train", "methd"))
+    "unknown key; did you mean 'method'?"
+    """
+    close = difflib.get_close_matches(str(loc[-1]), _keys_at(loc), n=1, cutoff=0.6)
+    return f"unknown key; did you mean {close[0]!r}?" if close else "unknown key"
+
+
 def format_validation_error(exc: ValidationError) -> list[str]:
     """One line per problem, ``section.key: message, got VALUE``."""
     problems = []
@@ -64,7 +93,7 @@ def format_validation_error(exc: ValidationError) -> list[str]:
         key = ".".join(str(p) for p in err["loc"]) or "(root)"
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            message = "unknown key"
+            message = unknown_key_message(tuple(err["loc"]))
         elif err["type"] != "missing" and "input" in err:
             message = f"{message}, got {err['input']!r}"
         problems.append(f"{key}: {message}")
@@ -79,6 +108,18 @@ def validate_config(raw: dict[str, Any], source: str = "config") -> DsftConfig:
         raise ConfigError(f"{source}: {len(problems)} problem(s)", problems) from None
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """`` at line L, column C: PROBLEM (CONTEXT at line L, column C)``: one line, lines counted from 1."""
+    mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
+    if mark is None or not problem:
+        return f": {' '.join(str(exc).split())}"
+    text = f" at line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and context_mark is not None:
+        text += f" ({context} at line {context_mark.line + 1}, column {context_mark.column + 1})"
+    return text
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
@@ -90,7 +131,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read as a config file ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML{_yaml_problem(exc)}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     if raw is None:
