@@ -57,13 +57,13 @@ def test_python_dash_m() -> None:
 
 def test_error_message_is_not_rich_markup(tmp_path, capsys) -> None:
     """Brackets in a message (pip extras, YAML errors, file names) are printed as written."""
-    bad = tmp_path / "bad.yaml"
+    bad = tmp_path / "bad[1].yaml"
     bad.write_text("train: [1, 2\n")
     with pytest.raises(SystemExit) as info:
         main(["config", "show", str(bad)])
     assert info.value.code == 2
     err = capsys.readouterr().err
-    assert "[" in err.split("error:", 1)[1]
+    assert "bad[1].yaml: not valid YAML" in err.split("error:", 1)[1]
     from dsft.errors import DsftError
 
     def boom() -> None:
