@@ -397,6 +397,10 @@ def test_an_ollama_export_shows_its_model_name_commands_and_modelfile(client: Te
     assert "is not installed on this machine" in page
     monkeypatch.setattr(shutil, "which", lambda command, *a, **k: "/usr/bin/" + command)
     assert "is not installed on this machine" not in client.get("/run/alpha").text
+    (out / "Modelfile").unlink()
+    (out / "Modelfile").symlink_to(runs_root.parent / "secret.jsonl")  # a Modelfile leaving the root: not shown
+    page = client.get("/run/alpha").text
+    assert "Ollama model <code>r1-mine</code>" in page and "SECRET" not in page
 
 
 @pytest.mark.slow

@@ -267,9 +267,10 @@ def export_records(run_dir: Path) -> list[dict[str, Any]]:
             continue
         ollama = record.get("ollama")
         if isinstance(ollama, dict):
-            modelfile = path.parent / Path(str(ollama.get("modelfile", ""))).name  # a name in that directory only
-            record["dir"] = str(path.parent.resolve())
+            where = path.parent.resolve()
+            modelfile = (where / Path(str(ollama.get("modelfile", ""))).name).resolve()  # a file there, no symlink out
+            record["dir"] = str(where)
             record["modelfile_text"] = (modelfile.read_text(encoding="utf-8", errors="replace")[:MAX_MODELFILE]
-                                        if modelfile.is_file() else "")
+                                        if modelfile.parent == where and modelfile.is_file() else "")
         records.append(record)
     return records
