@@ -5,6 +5,7 @@ import yaml
 
 from dsft.config import DsftConfig, dump_config, load_config
 from dsft.config.loader import parse_override
+from dsft.data.pipeline import input_problems
 from dsft.errors import ConfigError
 
 
@@ -110,3 +111,10 @@ def test_config_show_describe_keeps_whole_keys_when_piped(run_cli) -> None:
     assert code == 0
     keys = {line.split("\t", 1)[0] for line in out.splitlines()}
     assert {key for key, _, _ in describe_config(load_config(None))} <= keys
+
+
+def test_the_runs_anywhere_example_names_data_that_ships(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`dsft train examples/tiny-cpu.yaml --out runs/tiny` from the repository root trains as written."""
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    assert input_problems(load_config(root / "examples" / "tiny-cpu.yaml")) == []
