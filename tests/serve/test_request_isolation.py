@@ -83,6 +83,10 @@ def test_a_poisoned_request_shares_a_batch_with_good_ones(tokenizer: Any, monkey
     (_ask(seed=-(2**63) - 1), "seed"),
     (_ask(top_p=0), "top_p"),
     (_ask(temperature=-1), "temperature"),
+    (_ask(stream="yes"), "stream"),                       # wrong JSON types are refused, not coerced
+    (_ask(max_tokens=True), "max_tokens"),
+    (_ask(temperature="0.5"), "temperature"),
+    (_ask(stream_options={"include_usage": 1}), "stream_options.include_usage"),
     ({"model": "m", "messages": [{"role": "user", "content": "\ud800"}]}, "messages.0.content"),
     ({"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "a\udfffb"}]}]},
      "messages.0.content.0.text"),

@@ -42,7 +42,9 @@ def lone_surrogate_path(value: Any, path: str = "") -> str | None:
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # strict: a wrong JSON type is a 400, not a guess ("stream": "yes" is not true, "max_tokens": true is not 1);
+    # integers are still accepted where a number is expected.
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     @model_validator(mode="before")
     @classmethod
