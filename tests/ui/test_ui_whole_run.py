@@ -95,6 +95,11 @@ def export(browser, base: str, runs_root: Path, shots: Path) -> None:
     from selenium.webdriver.support.ui import Select  # optional test dependency, like the browser fixture
 
     formats = [f for f in export_formats("lora") if f in ("hf", "gguf")]
+    if "ollama" in export_formats("lora"):  # the Ollama model name: a field of the ollama format only
+        name = browser.find_element("css selector", "#export-form input[name=name]")
+        assert not name.is_enabled()
+        Select(browser.find_element("css selector", "#export-form select[name=format]")).select_by_visible_text("ollama")
+        assert name.is_enabled()
     for fmt in formats:
         Select(browser.find_element("css selector", "#export-form select[name=format]")).select_by_visible_text(fmt)
         if fmt == "gguf":

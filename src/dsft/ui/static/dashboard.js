@@ -269,6 +269,13 @@ function jobForms() {
       });
     });
   }
+  // The Ollama model name applies to the ollama format only: the field is off (and not sent) for the others.
+  const exportForm = document.getElementById("export-form");
+  if (exportForm && exportForm.elements.name) {
+    const toggle = () => { exportForm.elements.name.disabled = exportForm.elements.format.value !== "ollama"; };
+    exportForm.elements.format.addEventListener("change", toggle);
+    toggle();
+  }
   // A running job's Stop: SIGTERM to its process group; the page then shows it stopped.
   for (const button of document.querySelectorAll("button.stop-job")) button.addEventListener("click", () => {
     button.disabled = true; button.textContent = "stopping…";
