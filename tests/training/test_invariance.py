@@ -17,7 +17,7 @@ from transformers import (
     TrainingArguments,
 )
 
-from dsft.training.collators import PackedCollator, pack_row
+from dsft.training.collators import PackedCollator, PaddingCollator, pack_row
 from dsft.training.trainer import DsftTrainer, forward_hidden_states
 
 VOCAB = 512
@@ -170,3 +170,48 @@ def test_segment_attention_on_flattened_rows_equals_separate_forwards_and_their_
     for name, parameter in reference.named_parameters():
         if parameter.grad is not None:
             torch.testing.assert_close(got_grads[name], parameter.grad, atol=1e-5, rtol=1e-4)
+
+
+def _recording_attention(monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor | None]:
+    """The ``attention_mask`` every layer's dsft_segments call receives, in order."""
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    from dsft.training.segment_attention import SEGMENT_ATTENTION, segment_attention_forward
+
+    received: list[torch.Tensor | None] = []
+
+    def recording(module, query, key, value, attention_mask, **kwargs):  # noqa: ANN001, ANN202 - transformers' signature
+        received.append(attention_mask)
+        return segment_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+    monkeypatch.setitem(ALL_ATTENTION_FUNCTIONS._global_mapping, SEGMENT_ATTENTION, recording)
+    return received
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_segment_attention_gets_no_mask_for_a_packed_row(arch: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """transformers builds no block-causal mask for dsft_segments' packed row (the examples' offsets come from
+    the collator, or else from the restarting position ids); a padded batch still gets sdpa's mask."""
+    from dsft.training.segment_attention import SEGMENT_ATTENTION
+
+    received = _recording_attention(monkeypatch)
+    model, reference = _tiny(arch, SEGMENT_ATTENTION), _tiny(arch, "sdpa")
+    examples = _examples([9, 14, 5, 20, 7])
+    separate = _separate_logits(reference, examples)
+    batch = PackedCollator(pad_id=0, flatten=True)([pack_row(examples)])
+    with_offsets = {k: batch[k] for k in ("input_ids", "position_ids", "cu_seq_lens_q", "cu_seq_lens_k",
+                                          "max_length_q", "max_length_k")}
+    for inputs in (with_offsets, {k: batch[k] for k in ("input_ids", "position_ids")}):
+        received.clear()
+        with torch.no_grad():
+            packed = model(**inputs, use_cache=False).logits[0]
+        assert received and all(mask is None for mask in received)
+        torch.testing.assert_close(packed, torch.cat(separate), atol=1e-5, rtol=1e-5)
+    # Two rows, one padded: the fallback is transformers' masked sdpa.
+    padded = PaddingCollator(pad_id=0)(examples[:2])
+    received.clear()
+    with torch.no_grad():
+        logits = model(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"], use_cache=False).logits
+    assert received and all(mask is not None and mask.dim() == 4 for mask in received)
+    torch.testing.assert_close(logits[0, :9], separate[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(logits[1], separate[1], atol=1e-5, rtol=1e-5)

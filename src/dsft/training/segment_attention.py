@@ -18,7 +18,10 @@ MLA's value heads are narrower than its query/key heads (DeepSeek-V3: 128 vs 192
 math kernel; values are zero-padded to the query/key width and the output sliced back (exact: the padded
 columns of the output are zeros).
 
-Without boundaries (evaluation with padding, generation with a KV cache, a batch of several rows) it is
+transformers builds no attention mask for one row without padding or cache (:func:`segment_mask`, the mask
+function registered with this implementation): the segments come from ``cu_seq_lens_q``, or else, as
+transformers' own flash-attention path finds them, from where the row's ``position_ids`` restart. Without
+boundaries (evaluation with padding, generation with a KV cache, a batch of several rows) it is
 transformers' own sdpa with the mask transformers built, so the same model serves every path.
 """
 
@@ -116,6 +119,9 @@ def segment_attention_forward(
     ``value [1, Hkv, T, Dv]`` -> ``(output [1, T, H, Dv], None)``, causal within each example of
     ``kwargs["cu_seq_lens_q"]`` (offsets of the examples in the flattened row, length examples + 1)."""
     bounds = kwargs.get("cu_seq_lens_q")
+    if bounds is None and attention_mask is None and query.shape[0] == 1 and query.shape[2] == key.shape[2]:
+        # segment_mask built no mask for this row: if it is packed, its position ids say where examples start.
+        bounds = segment_offsets(kwargs.get("position_ids"), query.shape[2])
     if bounds is None or query.shape[0] != 1 or query.shape[2] != key.shape[2]:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, **kwargs)
@@ -152,9 +158,46 @@ def segment_attention_forward(
     return out.contiguous(), None
 
 
-# The mask transformers builds for this implementation is sdpa's: used only by the fallback above.
+def segment_offsets(position_ids: torch.Tensor | None, length: int) -> torch.Tensor | None:
+    """Offsets of the sequences packed in one row of ``length`` tokens, read from where its position ids do
+    not go up by one (as transformers reads a packed row); None when the row holds one sequence or the ids
+    are not given.
+
+    >>> segment_offsets(torch.tensor([[0, 1, 2, 0, 1, 0]]), 6).tolist()
+    [0, 3, 5, 6]
+    >>> segment_offsets(torch.tensor([[0, 1, 2]]), 3) is None
+    True
+    """
+    if position_ids is None or position_ids.shape[-1] != length:
+        return None
+    positions = position_ids.reshape(-1, length)[0]
+    starts = torch.nonzero(positions[1:] != positions[:-1] + 1).flatten() + 1
+    if starts.numel() == 0:
+        return None
+    edges = [torch.zeros(1, dtype=starts.dtype, device=starts.device), starts,
+             torch.full((1,), length, dtype=starts.dtype, device=starts.device)]
+    return torch.cat(edges).to(torch.int32)
+
+
+def segment_mask(batch_size: int, q_length: int, kv_length: int, q_offset: Any = 0, kv_offset: int = 0,
+                 attention_mask: torch.Tensor | None = None, local_size: int | None = None, use_vmap: bool = False,
+                 **kwargs: Any) -> torch.Tensor | None:
+    """The mask transformers builds for ``dsft_segments`` (its mask-interface signature): none for one
+    causal row without padding or cache, which :func:`segment_attention_forward` splits into its examples
+    itself; sdpa's mask, for the fallback, in every other case (padding, a KV cache, several rows, sliding
+    windows, extra mask functions, bidirectional attention)."""
+    one_causal_row = (batch_size == 1 and q_length == kv_length and attention_mask is None and local_size is None
+                      and not use_vmap and "allow_is_bidirectional_skip" not in kwargs
+                      and isinstance(q_offset, int) and q_offset == 0 and kv_offset == 0)
+    if one_causal_row:
+        return None
+    return sdpa_mask(batch_size=batch_size, q_length=q_length, kv_length=kv_length, q_offset=q_offset,
+                     kv_offset=kv_offset, attention_mask=attention_mask, local_size=local_size, use_vmap=use_vmap,
+                     **kwargs)
+
+
 AttentionInterface.register(SEGMENT_ATTENTION, segment_attention_forward)
-AttentionMaskInterface.register(SEGMENT_ATTENTION, sdpa_mask)
+AttentionMaskInterface.register(SEGMENT_ATTENTION, segment_mask)
 
 
 def select_segment_attention(model: Any, packing: bool, requested: str = "auto", sequence_parallel: int = 1) -> bool:
