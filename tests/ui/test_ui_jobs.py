@@ -423,3 +423,16 @@ def test_an_ollama_export_from_the_dashboard_end_to_end(client: TestClient, runs
     page = client.get("/run/full-run").text
     assert "Ollama model <code>tiny-r1</code>" in page and "FROM ./model.gguf" in page
     assert "<td>export/ollama/export.json</td><td>ollama</td>" in page and "max_abs_logit_diff" in page
+
+
+def test_a_job_started_on_another_host_is_stopped_there(client: TestClient, runs_root: Path) -> None:
+    jobs.jobs_dir(runs_root).mkdir(parents=True)
+    record = {"id": "export-1", "kind": "export", "target": "alpha", "out": "alpha/export/hf", "command": [],
+              **processes.record(os.getpid()), "host": "elsewhere", "started": "now"}  # a root shared between hosts
+    (jobs.jobs_dir(runs_root) / "export-1.json").write_text(json.dumps(record), encoding="utf-8")
+    assert jobs.read_job(runs_root, "export-1").status == "running"  # not told from here; its .rc file tells
+    response = client.post("/api/job/stop", params={"id": "export-1"}, headers=POST)
+    assert response.status_code == 409 and response.json() == {"error": "job export-1: runs on host elsewhere; stop it "
+                                                                         "there"}
+    (jobs.jobs_dir(runs_root) / "export-1.rc").write_text("0\n", encoding="utf-8")
+    assert jobs.read_job(runs_root, "export-1").status == "finished"
