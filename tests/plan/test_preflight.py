@@ -165,7 +165,7 @@ def test_a_launch_resolves_auto_for_the_gpu_cluster_not_this_machine(run_cli, tm
 
 def test_grpo_rewards_are_built_once_per_preflight(tmp_path, monkeypatch) -> None:
     """A custom reward module's reward is looked up (here: constructed on access) once per preflight, not once
-    for the reward check and again for the metrics ``eval.metric`` may name."""
+    for the reward check and again for the metrics ``eval.metric`` may name; preflight hands it on to training."""
     (tmp_path / "counted_rewards.py").write_text(
         "BUILT = 0\n\n\n"
         "def __getattr__(name):\n"
@@ -185,3 +185,6 @@ def test_grpo_rewards_are_built_once_per_preflight(tmp_path, monkeypatch) -> Non
     assert counted.BUILT == 0
     assert preflight_problems(cfg, Environment()) == []
     assert counted.BUILT == 1
+    # `dsft train` trains with the functions preflight built: none is built again.
+    rewards = preflight_module.preflight(cfg, Environment())
+    assert counted.BUILT == 2 and [function.__name__ for function in rewards.functions] == ["brevity"]

@@ -30,18 +30,14 @@ def train(
     from dsft.training.environment import Environment
 
     cfg = load_config(config, set_, preset=preset)
-    preflight(cfg, Environment.this_machine(), str(config))  # before any data or model is read
+    rewards = preflight(cfg, Environment.this_machine(), str(config))  # before any data or model is read
     check_inputs(cfg)
     check_model_name(cfg.model.name_or_path)
     # torch, transformers and peft load only once the config, data paths and model name are known good.
     from dsft.eval.callbacks import training_eval_callbacks
     from dsft.training.run import run_training
 
-    reward_funcs = None
-    if cfg.train.objective == "grpo":
-        from dsft.eval.rewards import build_rewards
-
-        reward_funcs, _ = build_rewards(cfg.grpo.rewards, cfg.grpo.max_completion_len)  # weights: in the config
+    reward_funcs = list(rewards.functions) or None  # GRPO's, as preflight built them; weights: in the config
     result = run_training(cfg, out, resume=resume, extra_callbacks=training_eval_callbacks(cfg, out),
                           reward_funcs=reward_funcs)
     console = Console()

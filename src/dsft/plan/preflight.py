@@ -20,7 +20,7 @@ import importlib.util
 
 from dsft.config import DsftConfig
 from dsft.errors import ConfigError
-from dsft.eval.rewards import check_rewards
+from dsft.eval.rewards import RewardCheck, check_rewards
 from dsft.eval.selection import eval_config_problems, generation_world_problems
 from dsft.training.environment import Environment
 from dsft.training.objective_checks import named_template_opens_think, objective_problems
@@ -41,16 +41,24 @@ def export_problems(cfg: DsftConfig, env: Environment) -> list[str]:
     return []
 
 
-def preflight_problems(cfg: DsftConfig, env: Environment) -> list[str]:
-    """Every problem :func:`preflight` would report, one line each."""
-    rewards = check_rewards(cfg)  # built once: the reward problems and the reward metrics eval.metric may name
+def preflight_problems(cfg: DsftConfig, env: Environment, rewards: RewardCheck | None = None) -> list[str]:
+    """Every problem :func:`preflight` would report, one line each (``rewards``: ``grpo.rewards`` already
+    built by :func:`check_rewards`, else built here)."""
+    if rewards is None:
+        rewards = check_rewards(cfg)  # built once: the reward problems and the reward metrics eval.metric may name
     objective = objective_problems(cfg, named_template_opens_think(cfg), env.world_size or 1) + list(rewards.problems)
     return (training_problems(cfg, env) + eval_config_problems(cfg.eval, rewards.eval_metrics)
             + generation_world_problems(cfg.eval, env.world_size) + export_problems(cfg, env) + objective)
 
 
-def preflight(cfg: DsftConfig, env: Environment, source: str = "config") -> None:
-    """Raise one :class:`ConfigError` listing every problem of ``cfg`` on ``env`` (nothing loaded yet)."""
-    problems = preflight_problems(cfg, env)
+def preflight(cfg: DsftConfig, env: Environment, source: str = "config") -> RewardCheck:
+    """Raise one :class:`ConfigError` listing every problem of ``cfg`` on ``env`` (nothing loaded yet).
+
+    Returns the GRPO reward functions it built to check ``grpo.rewards`` (none for other objectives), for the
+    training run to use as they are.
+    """
+    rewards = check_rewards(cfg)
+    problems = preflight_problems(cfg, env, rewards)
     if problems:
         raise ConfigError(f"{source}: {len(problems)} problem(s)", problems)
+    return rewards
