@@ -104,6 +104,26 @@ def test_out_of_range_values_are_400_naming_the_field(tokenizer: Any, body: dict
     assert health.status_code == 200
 
 
+WRONG_TYPES = [
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": 5}]},
+     "messages.0.content: must be a string, a list of content parts or null, got int"),
+    ("/v1/chat/completions", _ask(stop=7), "stop: must be a string or a list of strings, got int"),
+    ("/v1/completions", {"prompt": 5}, "prompt: must be a string or a list of one string, got int"),
+    ("/v1/chat/completions", _ask(n=2), "n: only n=1 is supported"),
+]
+
+
+def test_a_wrong_type_is_one_problem_naming_the_field(tokenizer: Any) -> None:
+    """A union field's wrong type is one problem (not one per member of the union, named `content.str`)."""
+    engine, settings = _engine(tokenizer)
+    with run_live(engine, settings) as server:
+        answers = [httpx.post(server.base_url + path, json=body, timeout=60) for path, body, _ in WRONG_TYPES]
+    for answer, (_, _, message) in zip(answers, WRONG_TYPES):
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]["message"] == message
+        assert answer.json()["error"]["param"] == message.split(":")[0]
+
+
 def test_a_body_over_the_cap_is_413_and_a_long_prompt_does_not_stall_health(tokenizer: Any) -> None:
     release = threading.Event()
 

@@ -65,7 +65,7 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
         loc = [str(part) for part in err.get("loc", ()) if part != "body"]
         where = ".".join(loc) or "body"
         first_param = first_param or (where if loc else None)
-        problems.append(f"{where}: {err.get('msg', 'invalid')}")
+        problems.append(f"{where}: {str(err.get('msg', 'invalid')).removeprefix('Value error, ')}")
     return "; ".join(problems) or "invalid request", first_param
 
 

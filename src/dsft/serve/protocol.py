@@ -55,6 +55,14 @@ class _Request(BaseModel):
         return data
 
 
+def one_of_types(value: Any, accepted: tuple[type, ...], described: str) -> Any:
+    """``value`` if it has one of the JSON types a union field takes, else one error naming them all (pydantic would
+    report each member of the union apart, under names such as ``content.str``)."""
+    if value is not None and not isinstance(value, accepted):
+        raise ValueError(f"must be {described}, got {type(value).__name__}")
+    return value
+
+
 class SamplingFields(_Request):
     """Sampling fields shared by every generation endpoint."""
 
@@ -65,6 +73,11 @@ class SamplingFields(_Request):
     stop: str | list[str] | None = Field(None, description="Up to 4 strings that end generation (not returned).")
     seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX, description="Makes sampling repeatable.")
     n: int = Field(1, description="Number of choices; only 1 is supported.")
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_type(cls, value: Any) -> Any:
+        return one_of_types(value, (str, list), "a string or a list of strings")
 
     @field_validator("stop")
     @classmethod
@@ -92,6 +105,11 @@ class ChatMessageIn(_Request):
     name: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: str | None = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _content_type(cls, value: Any) -> Any:
+        return one_of_types(value, (str, list), "a string, a list of content parts or null")
 
     def text(self) -> str:
         """The content as plain text (text parts joined; other part types are refused)."""
@@ -172,6 +190,11 @@ class CompletionRequest(SamplingFields):
     prompt: str | list[str]
     stream: bool = False
     stream_options: StreamOptions | None = None
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _prompt_type(cls, value: Any) -> Any:
+        return one_of_types(value, (str, list), "a string or a list of one string")
 
     def prompt_text(self) -> str:
         if isinstance(self.prompt, str):
