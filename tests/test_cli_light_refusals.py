@@ -97,3 +97,20 @@ def test_export_refuses_bad_options_before_torch(tmp_path: Path, args, expected:
     assert code == 2 and expected in err and "Traceback" not in err, err
     assert not torch_loaded, "the refusal came after torch was imported"
     assert not (tmp_path / "out").exists()
+
+
+EVAL_CASES = [
+    ("eval-missing-data", lambda t: ["eval", "tiny-deepseek-v3", "--data", str(t / "absent.jsonl")], "absent.jsonl"),
+    ("eval-missing-model", lambda t: ["eval", "./no-such-model", "--data", _data(t)], "not a local directory"),
+    ("compare-missing-data", lambda t: ["compare", "--tuned", "tiny-deepseek-v3", "--data", str(t / "absent.jsonl")],
+     "absent.jsonl"),
+    ("compare-missing-base", lambda t: ["compare", "--tuned", "tiny-deepseek-v3", "--base", "./no-base",
+                                        "--data", _data(t)], "'./no-base': not a local directory"),
+]
+
+
+@pytest.mark.parametrize("args, expected", [c[1:] for c in EVAL_CASES], ids=[c[0] for c in EVAL_CASES])
+def test_eval_and_compare_refuse_missing_inputs_before_torch(tmp_path: Path, args, expected: str) -> None:
+    code, torch_loaded, err = _refuse([*args(tmp_path), "--out", str(tmp_path / "out")], tmp_path)
+    assert code == 2 and expected in err and "Traceback" not in err, err
+    assert not torch_loaded, "the refusal came after torch was imported"

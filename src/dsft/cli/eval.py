@@ -66,6 +66,19 @@ def metrics_command(
         print_metrics_table(result, f"metrics: {predictions}")
 
 
+def check_inputs(data: str, models: list[str]) -> None:
+    """Refuse a missing data file or an unresolvable model name before torch is imported (a run directory is
+    opened later, by the command)."""
+    from dsft.data.readers import expand_inputs
+    from dsft.models.resolve import check_model_name
+    from dsft.training.rundir import RunDir
+
+    expand_inputs([data])
+    for name in models:
+        if not RunDir.is_run(name):
+            check_model_name(name)
+
+
 def eval_defaults(model_or_run: str, config: Optional[Path]) -> Any:
     """The `eval:` section that supplies defaults: --config's, else a run directory's config.yaml's, else the
     schema's (max_new_tokens 256, batch_size 8, temperature 0, top_p 1, every metric)."""
@@ -137,7 +150,7 @@ def eval_command(
     output_dir(out)
     if device is not None:
         check_device(device)
-
+    check_inputs(data, [model_or_run])  # before a model loads
     defaults = eval_defaults(model_or_run, config)
     result = evaluate_model(model_or_run, data, out, _options(defaults, max_new_tokens, batch_size, temperature,
                                                               top_p, seed),
@@ -172,7 +185,7 @@ def compare_command(
     output_dir(out)
     if device is not None:
         check_device(device)
-
+    check_inputs(data, [tuned] + ([base] if base else []))  # before either model loads
     defaults = eval_defaults(tuned, config)
     result = compare_models(base, tuned, data, out, _options(defaults, max_new_tokens, batch_size, temperature,
                                                              top_p, seed),
