@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 from ui_browser import CHROMIUM_FLAGS, missing_browser, serve
 from ui_data import write_data
 
-from dsft.ui.app import create_app
 from dsft.ui import processes
+from dsft.ui.app import create_app
 
 
 def write_run(root: Path, name: str, status: str = "finished", steps: int = 4) -> Path:

@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from ui_browser import free_port
 
 from dsft.ui import jobs, launch, processes, run_jobs
 from dsft.ui.app import create_app
-
-from ui_browser import free_port
 
 POST = {"x-dsft-ui": "1"}
 HTML = {"accept": "text/html"}
