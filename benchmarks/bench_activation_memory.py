@@ -19,16 +19,20 @@ builds it), one thread, one warm-up step (forward, dsft's chunked loss, backward
   peak), and after backward; against the process's resident set (``VmRSS``) and its peak during the
   measured step (``VmHWM``, reset through ``/proc/self/clear_refs`` before the step).
 
-``--stock`` runs transformers' and peft's own modules (dsft's lean-activation modules off).
+``--stock`` runs transformers' and peft's own modules and per-segment sdpa (dsft's lean blocks off) without
+the saved-activation pool and the heap release; ``--no-pool`` the lean blocks without them (what
+``DsftTrainer`` does on a GPU).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import json
 import re
 import time
+import weakref
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -42,9 +46,11 @@ from dsft.models.resolve import resolve_model
 from dsft.training.bench.synthetic import make_examples
 from dsft.training.collators import PackedCollator, pack_row
 from dsft.training.lean_activations import use_lean_activations
+from dsft.training.heap_release import HeapRelease
 from dsft.training.loss import auto_chunk_size, resolve_loss_dtype, supervised_cross_entropy
 from dsft.training.packing import pack_best_fit
 from dsft.training import segment_attention
+from dsft.training.saved_activation_pool import SavedActivationPool
 from dsft.training.segment_attention import select_segment_attention
 from dsft.training.trainer import forward_hidden_states
 
@@ -105,7 +111,11 @@ def weight_bytes(model: torch.nn.Module) -> dict[str, int]:
 class SavedTensorLedger:
     """Storages autograd saved during a forward, with the module that was running when each was saved."""
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: torch.nn.Module, pool: SavedActivationPool | None) -> None:
+        self.pool = pool
+        self.by_copy: dict[int, dict[str, Any]] = {}
+        self.live: dict[int, tuple[Any, int]] = {}
+        self.live_keys: list[int] = []
         self.stack: list[str] = []
         self.saved: dict[int, dict[str, Any]] = {}
         self.weights = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
@@ -117,14 +127,39 @@ class SavedTensorLedger:
     def _leave(self, _module: Any, _args: Any, _output: Any) -> None:
         self.stack.pop()  # a forward hook that returned a value would replace the module's output
 
-    def pack(self, tensor: torch.Tensor) -> torch.Tensor:
+    def pack(self, tensor: torch.Tensor) -> Any:
         storage = tensor.untyped_storage()
-        key = storage.data_ptr()
-        if key not in self.weights and key not in self.saved and storage.nbytes() > 0:
+        address = storage.data_ptr()
+        # An address can be freed and reused within the forward (the pool frees originals): a storage is
+        # the same one only while a weak reference to it is alive.
+        known = self.live.get(address)
+        if known is not None and known[0]() is storage:
+            key = known[1]
+        else:
+            key = len(self.live_keys)
+            self.live_keys.append(address)
+            self.live[address] = (weakref.ref(storage), key)
+        if address not in self.weights and key not in self.saved and storage.nbytes() > 0:
             self.saved[key] = {"module": self.stack[-1] if self.stack else "(outside modules)",
                                "bytes": storage.nbytes(), "shape": list(tensor.shape), "dtype": str(tensor.dtype),
                                "ops": set()}
-        return tensor
+        if self.pool is None:
+            return tensor
+        packed = self.pool.pack(tensor)
+        if not isinstance(packed, torch.Tensor) and key in self.saved:
+            self.by_copy[packed[1].data_ptr()] = self.saved[key]  # backward will see the pool's copy
+        return packed
+
+    def unpack(self, packed: Any) -> torch.Tensor:
+        return packed if self.pool is None else self.pool.unpack(packed)
+
+    def _entry(self, tensor: torch.Tensor) -> dict[str, Any] | None:
+        storage = tensor.untyped_storage()
+        known = self.live.get(storage.data_ptr())
+        entry = self.saved.get(known[1]) if known is not None and known[0]() is storage else None
+        if entry is None:
+            entry = self.by_copy.get(tensor.data_ptr() - tensor.storage_offset() * tensor.element_size())
+        return entry
 
     def attribute_ops(self, root: Any) -> None:
         """Walk the autograd graph from ``root`` and name, for each saved storage, the nodes holding it."""
@@ -144,13 +179,13 @@ class SavedTensorLedger:
                 values = value if isinstance(value, (tuple, list)) else [value]
                 for tensor in values:
                     if isinstance(tensor, torch.Tensor):
-                        entry = self.saved.get(tensor.untyped_storage().data_ptr())
+                        entry = self._entry(tensor)
                         if entry is not None:
                             entry["ops"].add(node.name())
             if hasattr(node, "saved_tensors") and not node.name().endswith("Backward0"):
                 try:
                     for tensor in node.saved_tensors:
-                        entry = self.saved.get(tensor.untyped_storage().data_ptr()) if tensor is not None else None
+                        entry = self._entry(tensor) if tensor is not None else None
                         if entry is not None:
                             entry["ops"].add(node.name())
                 except RuntimeError:
@@ -191,13 +226,19 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     select_segment_attention(model, packing=True)
     if args.method == "lora":
         model = apply_lora(model, LoraConfig())
-    lean = [] if args.stock else [*use_lean_activations(model), "segment_flash_attention"]
+    lean = [] if args.stock else [*use_lean_activations(model), "segment_flash_attention", "saved_activation_pool"]
     if args.stock:  # per-segment sdpa, as before SegmentFlashAttentionFunction
         segment_attention._cpu_flash_usable = lambda query, dropout: False
     if args.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if args.method == "lora":
             model.enable_input_require_grads()
+    pool = None if args.stock or args.no_pool else SavedActivationPool()
+    if pool is None and not args.stock:
+        lean.remove("saved_activation_pool")
+    elif pool is not None:  # as DsftTrainer does on CPU
+        HeapRelease((model.get_base_model() if args.method == "lora" else model).get_decoder().layers)
+        lean.append("heap_release")
     model.train()
     batch = one_row(tokenizer, args.seq_len)
     inputs = {key: value for key, value in batch.items() if key in MODEL_INPUTS}
@@ -208,11 +249,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     layers = body.get_decoder().layers
 
     def step(ledger: SavedTensorLedger | None, marks: dict[str, int], backward_heap: list[int]) -> None:
-        if ledger is None:
-            hidden, _ = forward_hidden_states(model, inputs)
-        else:
-            with torch.autograd.graph.saved_tensors_hooks(ledger.pack, lambda t: t):
+        with pool.saving(model) if pool is not None else contextlib.nullcontext():
+            if ledger is None:
                 hidden, _ = forward_hidden_states(model, inputs)
+            else:
+                with torch.autograd.graph.saved_tensors_hooks(ledger.pack, ledger.unpack):
+                    hidden, _ = forward_hidden_states(model, inputs)
         marks["after_body_forward"] = heap_in_use()
         loss = supervised_cross_entropy(hidden, weight, batch["labels"], None, chunk_size=chunk,
                                         compute_dtype=loss_dtype)
@@ -234,7 +276,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     state_loaded = {"malloc": malloc_state(), "rss": rss_parts()}
     step(None, {}, [])  # warm-up: allocator and kernels in their steady state
     backward_heap.clear()
-    ledger = SavedTensorLedger(model)
+    ledger = SavedTensorLedger(model, pool)
     marks: dict[str, int] = {"before_step": heap_in_use()}
     rss_before = proc_status("VmRSS")
     state_before = {"malloc": malloc_state(), "rss": rss_parts()}
@@ -269,6 +311,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "layer_detail": {"layer": middle, "tensors": layer_breakdown(ledger.saved, middle, tokens)},
         "heap_in_use": marks | {"peak_in_backward": max(backward_heap) if backward_heap else None},
         "heap_peak_above_before_step": peak_heap - marks["before_step"],
+        "pool_bytes": pool.pooled_bytes if pool is not None else 0,
         "step_cpu_seconds": step_cpu_seconds, "rss_before_step": rss_before,
         "state_after_load": state_loaded, "state_before_step": state_before, "state_after_step": state_after,
         "peak_rss_in_step": peak_rss,
@@ -296,7 +339,8 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"peak RSS in the step {report['peak_rss_in_step'] / MIB:,.0f} MiB (RSS before it "
           f"{report['rss_before_step'] / MIB:,.0f}); peak RSS - peak heap in use "
           f"{report['peak_rss_minus_peak_heap'] / MIB:,.0f} MiB")
-    print(f"measured step: {report['step_cpu_seconds']:.1f} CPU s (with the ledger's hooks)")
+    print(f"measured step: {report['step_cpu_seconds']:.1f} CPU s (with the ledger's hooks); saved-activation "
+          f"pool {report['pool_bytes'] / MIB:,.0f} MiB (outside the heap)")
     for when in ("after_load", "before_step", "after_step"):
         state = report[f"state_{when}"]
         print(f"{when} (MiB): " + ", ".join(f"{k} {v / MIB:,.0f}" for part in state.values()
@@ -309,6 +353,7 @@ def main() -> None:
     parser.add_argument("--method", default="lora", choices=["lora", "full"])
     parser.add_argument("--seq-len", type=int, default=2048)
     parser.add_argument("--stock", action="store_true", help="transformers' and peft's modules as shipped")
+    parser.add_argument("--no-pool", action="store_true", help="lean blocks without the saved-activation pool")
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args()

@@ -14,6 +14,10 @@ differs from the stock one in three ways:
   batch, which the Trainer computes before the accumulation window (summed over the window's
   micro-batches and gathered across ranks when ``average_tokens_across_devices`` is on, the default).
 
+On CPU the tensors autograd saves in the training forward go to a reusable pool
+(:mod:`dsft.training.saved_activation_pool`) and glibc's free heap pages are given back a few times per
+pass (:mod:`dsft.training.heap_release`): both keep the resident memory near what is in use.
+
 MoE models with a router auxiliary loss (``config.output_router_logits``, e.g. Mixtral/Qwen-MoE) add
 ``router_aux_loss_coef * aux_loss``. DeepSeek-V3 has none: it balances experts with a bias on the routing
 scores (``e_score_correction_bias``), which transformers keeps fixed at its loaded value during training.
@@ -30,12 +34,14 @@ from transformers import Trainer, TrainingArguments
 
 from dsft.templates.base import IGNORE_INDEX
 from dsft.training.collators import REAL_TOKENS_KEY
+from dsft.training.heap_release import HeapRelease
 from dsft.training.loss import (
     auto_chunk_size,
     resolve_loss_dtype,
     supervised_cross_entropy,
     supervised_cross_entropy_via_module,
 )
+from dsft.training.saved_activation_pool import SavedActivationPool
 from dsft.training.trainer_hooks import ShardedLabelCountHooks, declare_supervised_token_loss, prepare_inputs
 
 # Inputs that go to the model; everything else the collator adds (labels) stays with the loss.
@@ -119,6 +125,12 @@ class DsftTrainer(ShardedLabelCountHooks, Trainer):
         # With gradient checkpointing the tensors autograd saves are the layers' inputs; keeping them in
         # (pinned) CPU memory until backward trades a copy per layer for their GPU memory.
         self.offload_activations = offload_activations
+        # CPU: what autograd saves goes to a reusable pool instead of fragmenting glibc's heap (see the module).
+        self.activation_pool = (SavedActivationPool() if self.args.device.type == "cpu" and not offload_activations
+                                else None)
+        # CPU: glibc's heap fragments around a forward's temporaries; give its free pages back a few times a pass.
+        if self.args.device.type == "cpu":
+            HeapRelease(getattr(causal_lm.get_decoder(), "layers", []))
         # Make the Trainer count supervised labels over the accumulation window (and ranks) and pass
         # the count as num_items_in_batch, whatever the model's forward signature says.
         declare_supervised_token_loss(self)
@@ -171,6 +183,17 @@ class DsftTrainer(ShardedLabelCountHooks, Trainer):
             output.metrics[f"{metric_key_prefix}_loss"] = float(totals[0] / totals[1])
         return output
 
+    def _saving_activations(self, model: torch.nn.Module) -> Any:
+        """Where the training forward's saved tensors go: pinned CPU memory (``offload_activations``), the
+        CPU pool, or wherever autograd puts them (evaluation, no gradient)."""
+        if not model.training or not torch.is_grad_enabled():
+            return contextlib.nullcontext()
+        if self.offload_activations:
+            return torch.autograd.graph.save_on_cpu(pin_memory=torch.cuda.is_available())
+        if self.activation_pool is not None:
+            return self.activation_pool.saving(model)
+        return contextlib.nullcontext()
+
     def compute_loss(
         self,
         model: torch.nn.Module,
@@ -183,11 +206,7 @@ class DsftTrainer(ShardedLabelCountHooks, Trainer):
         model_inputs = {k: v for k, v in inputs.items() if k not in _LOSS_ONLY_KEYS}
         if self._router_aux_coef:
             model_inputs["output_router_logits"] = True
-        offload = (
-            torch.autograd.graph.save_on_cpu(pin_memory=torch.cuda.is_available())
-            if self.offload_activations and model.training else contextlib.nullcontext()
-        )
-        with offload:
+        with self._saving_activations(model):
             hidden, outputs = forward_hidden_states(model, model_inputs)
         lm_head = unwrap_causal_lm(model).get_output_embeddings()
         smoothing = self.label_smoothing if model.training else 0.0
