@@ -114,3 +114,23 @@ def test_eval_and_compare_refuse_missing_inputs_before_torch(tmp_path: Path, arg
     code, torch_loaded, err = _refuse([*args(tmp_path), "--out", str(tmp_path / "out")], tmp_path)
     assert code == 2 and expected in err and "Traceback" not in err, err
     assert not torch_loaded, "the refusal came after torch was imported"
+
+
+def _demo_done(tmp: Path) -> str:
+    (tmp / "demo" / "run").mkdir(parents=True)
+    return str(tmp / "demo")
+
+
+DEMO_CASES = [
+    ("demo-already-run", lambda t: ["--out", _demo_done(t)], "already holds a demo run"),
+    ("demo-model", lambda t: ["--out", str(t / "d"), "--model", "gpt5"], "--model gpt5: choose one of"),
+    ("demo-set-key", lambda t: ["--out", str(t / "d"), "--set", "train.methd=full"],
+     "train.methd: unknown key; did you mean 'method'?"),
+]
+
+
+@pytest.mark.parametrize("args, expected", [c[1:] for c in DEMO_CASES], ids=[c[0] for c in DEMO_CASES])
+def test_demo_refuses_before_torch(tmp_path: Path, args, expected: str) -> None:
+    code, torch_loaded, err = _refuse(["demo", *args(tmp_path)], tmp_path)
+    assert code == 2 and expected in err and "Traceback" not in err, err
+    assert not torch_loaded, "the refusal came after torch was imported"

@@ -99,7 +99,6 @@ def demo(
 
     from dsft.config import load_config
     from dsft.disk import output_dir
-    from dsft.training.run import run_training
 
     console = Console()
     out = output_dir(out.resolve())
@@ -108,6 +107,8 @@ def demo(
         raise _error(f"--out {out}: already holds a demo run; remove it or pass another --out")
     overrides, what = demo_overrides(model, out)
     cfg = load_config(None, [*overrides, *set_])
+    from dsft.training.run import run_training  # torch: only once --out and --set are known good
+
     console.rule(f"[bold]dsft demo: {what}" if model == "smollm2" else f"[bold]dsft demo: {cfg.train.method} {what}")
     result = run_training(cfg, run_dir)
     console.print(f"[bold green]trained[/] {result.global_step} steps in {result.elapsed_s:.1f}s")
