@@ -24,8 +24,10 @@ from transformers import TrainerCallback
 
 from dsft.config import DsftConfig, load_config, save_config
 from dsft.data.pipeline import prepare
+from dsft.data.preference_pipeline import prepare_preference
 from dsft.errors import ConfigError, DsftError, UnsupportedError
 from dsft.eval.callbacks import training_eval_callbacks
+from dsft.eval.rewards import build_rewards
 from dsft.models.loading import load_tokenizer
 from dsft.models.resolve import resolve_model
 from dsft.sweep.report import SWEEP_FILE, Sweep, Trial, best_evaluation, choose_best, write_report
@@ -102,6 +104,9 @@ def prepare_sweep_data(base: DsftConfig, out: Path) -> Path:
     """Run the data pipeline once for every trial (or reuse ``data.prepared_dir``); refuse an empty val split."""
     if base.data.prepared_dir:
         prepared = Path(base.data.prepared_dir)
+    elif base.train.objective != "sft":  # preference pairs, labelled completions or RL prompts: no tokenizer
+        prepared = out / DATA_DIR
+        prepare_preference(base, prepared, base.train.objective)
     else:
         model_dir = resolve_model(base.model.name_or_path, cache_dir=base.model.cache_dir, revision=base.model.revision)
         prepared = out / DATA_DIR
@@ -146,8 +151,11 @@ def _run_trial(request: SweepRequest, sweep: Sweep, number: int, params: dict[st
     run_dir = request.out / f"trial-{number:03d}"
     trial = Trial(number, params, str(run_dir))
     cfg = request.trial_config(params, prepared)
+    rewards = None
     try:
-        result = run_training(cfg, run_dir, progress=request.progress, split_cache=cache,
+        if cfg.train.objective == "grpo":  # weights: in the config
+            rewards, _ = build_rewards(cfg.grpo.rewards, cfg.grpo.max_completion_len)
+        result = run_training(cfg, run_dir, progress=request.progress, split_cache=cache, reward_funcs=rewards,
                               extra_callbacks=training_eval_callbacks(cfg, run_dir) + list(extra or []))
         trial.status = "finished"
         trial.steps = result.global_step
