@@ -90,8 +90,8 @@ def test_step0_validation_loss_equals_plain_transformers(smollm2_dir, smollm2, f
         f"model.name_or_path={smollm2_dir}", f"data.train=[{facts['train']}]", f"data.val=[{facts['paraphrased']}]",
         "train.method=full", "train.max_steps=1", "train.micro_batch_size=4", "train.max_seq_len=128",
         "train.save_steps=1", "eval.steps=1", "train.report_to=[]",
-        # The loss definition is under test, not the bf16 lm_head that loss_dtype=auto picks on CPUs with bf16
-        # instructions (it moved this loss by 1.1e-3: 1.657218 against 1.656152).
+        # The loss definition is under test, whatever the default lm_head dtype (a bf16 head moved this loss
+        # by 1.1e-3: 1.657218 against 1.656152).
         "train.loss_dtype=fp32",
     ])
     result = run_training(cfg, tmp_path / "run", progress=False)

@@ -19,9 +19,8 @@ from dsft.config.loader import parse_override
 
 from test_finetune import FULL, TRAIN
 
-# Settings the demo may choose for itself: display (what is printed, not what is learned), and the loss's
-# lm_head dtype, which the demo leaves at the user's default (its own figures in the README come from it).
-DISPLAY_KEYS = {"train.logging_steps", "train.report_to", "train.loss_dtype"}
+# Settings the demo may choose for itself: display (what is printed, not what is learned).
+DISPLAY_KEYS = {"train.logging_steps", "train.report_to"}
 
 
 def _settings(overrides: list[str]) -> dict[str, object]:

@@ -338,8 +338,8 @@ class TrainConfig(Section):
     )
     loss_dtype: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="dtype of the loss's lm_head matmuls (softmax, log-sum-exp and loss stay fp32); "
-        "auto = the weights' dtype on GPU; on CPU bf16 where the CPU has bf16 instructions (AVX512-BF16, AMX) "
-        "and the head has at least 524,288 parameters (vocab x hidden), else fp32.",
+        "auto = the weights' dtype; bf16 for fp32 weights speeds the loss up on CPUs with bf16 instructions "
+        "(AVX512-BF16, AMX) at some cost in precision.",
     )
     compile: bool = Field(False, description="torch.compile the model.")
     liger: bool = Field(False, description="Use Liger kernels when installed (GPU).")

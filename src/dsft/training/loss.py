@@ -6,7 +6,8 @@ of it is spent on prompt and padding positions whose labels are -100 anyway. Her
 
 1. labels are shifted (position t predicts label t+1) and only positions with a label are kept;
 2. lm_head + softmax run over ``chunk_size`` of those positions at a time: the matmuls in
-   ``train.loss_dtype`` (bf16 on CPUs with bf16 matrix instructions, fp32 kept as an option), softmax,
+   ``train.loss_dtype`` (the weights' dtype by default; bf16 as an option, faster on CPUs with bf16
+   matrix instructions), softmax,
    log-sum-exp and the loss in fp32, one fused softmax pass per chunk;
 3. each chunk's gradient (softmax - one_hot) is pushed through lm_head right away, so backward needs
    no recomputation and no chunk's logits outlive its loop iteration (peak: one chunk of logits);
@@ -34,9 +35,6 @@ CPU_CHUNK_BYTES = 32 * 2**20
 GPU_CHUNK_ROWS = 256
 # ``train.loss_dtype``: the dtype of the lm_head matmuls; softmax, log-sum-exp and the loss stay fp32.
 LOSS_DTYPES = {"auto": None, "fp32": torch.float32, "bf16": torch.bfloat16}
-# CPU ``auto``: bf16 lm_head matmuls from this many head parameters (vocab x hidden) up: measured 1.45x faster
-# at 64 x 8,000, no faster at a unit test's 32 x 600 (docs/performance.md).
-CPU_BF16_MIN_HEAD_PARAMS = 2**19
 
 
 def auto_chunk_size(vocab_size: int, device_type: str) -> int:
@@ -51,22 +49,19 @@ def cpu_multiplies_bf16() -> bool:
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
-def resolve_loss_dtype(setting: str, device_type: str, weight: torch.Tensor) -> torch.dtype:
+def resolve_loss_dtype(setting: str, weight: torch.Tensor) -> torch.dtype:
     """The dtype of the lm_head matmuls for ``train.loss_dtype`` (softmax and loss are fp32 in every case).
 
-    ``auto``: on accelerators the lm_head weight's own dtype (bf16 under bf16 training); on CPU bf16 when
-    the CPU multiplies bf16 natively and the head is large enough for it to pay (measured in
-    docs/performance.md), else fp32.
+    ``auto``: the lm_head weight's own dtype, on every device (bf16 under bf16 training, fp32 for fp32
+    weights). bf16 for fp32 weights on a CPU is an option, not the default: it speeds the loss up 1.5-2x
+    on CPUs with bf16 instructions, but a real model's LoRA fine-tune learned less with it on average
+    over seeds (docs/performance.md), and on real shapes the head is a small share of the step.
     """
     if setting not in LOSS_DTYPES:
         raise ValueError(f"loss_dtype must be one of {', '.join(LOSS_DTYPES)}, got {setting!r}")
     if setting != "auto":
         return LOSS_DTYPES[setting]
-    if device_type != "cpu":
-        return weight.dtype
-    shape = getattr(weight, "ds_shape", weight.shape)
-    large = shape[0] * shape[1] >= CPU_BF16_MIN_HEAD_PARAMS
-    return torch.bfloat16 if large and cpu_multiplies_bf16() else torch.float32
+    return weight.dtype
 
 
 def _project(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor,

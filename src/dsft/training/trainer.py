@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 from typing import Any
 
 import torch
@@ -37,6 +38,7 @@ from dsft.training.collators import REAL_TOKENS_KEY
 from dsft.training.heap_release import HeapRelease
 from dsft.training.loss import (
     auto_chunk_size,
+    cpu_multiplies_bf16,
     resolve_loss_dtype,
     supervised_cross_entropy,
     supervised_cross_entropy_via_module,
@@ -47,6 +49,8 @@ from dsft.training.trainer_hooks import ShardedLabelCountHooks, declare_supervis
 # Inputs that go to the model; everything else the collator adds (labels) stays with the loss.
 # Under sequence parallelism the dataloader hands out pre-shifted ``shift_labels`` instead of labels.
 _LOSS_ONLY_KEYS = ("labels", "shift_labels", REAL_TOKENS_KEY)
+
+log = logging.getLogger(__name__)
 
 
 def unwrap_causal_lm(model: torch.nn.Module) -> torch.nn.Module:
@@ -120,8 +124,10 @@ class DsftTrainer(ShardedLabelCountHooks, Trainer):
             loss_chunk_size = auto_chunk_size(vocab, self.args.device.type)
         self.loss_chunk_size = int(loss_chunk_size)
         # The dtype of the loss's lm_head matmuls (train.loss_dtype), resolved once for this device and head.
-        self.loss_compute_dtype = resolve_loss_dtype(loss_dtype, self.args.device.type,
-                                                     causal_lm.get_output_embeddings().weight)
+        self.loss_compute_dtype = resolve_loss_dtype(loss_dtype, causal_lm.get_output_embeddings().weight)
+        if self.loss_compute_dtype == torch.bfloat16 and self.args.device.type == "cpu" and not cpu_multiplies_bf16():
+            log.warning("train.loss_dtype=bf16: this CPU has no bf16 matrix instructions (AVX512-BF16, AMX), so "
+                        "the bf16 lm_head matmuls are emulated and slower than fp32")
         # With gradient checkpointing the tensors autograd saves are the layers' inputs; keeping them in
         # (pinned) CPU memory until backward trades a copy per layer for their GPU memory.
         self.offload_activations = offload_activations
