@@ -86,6 +86,8 @@ EXPORT_CASES = [
      "an adapter is copied as trained"),
     ("tolerance", lambda t: ["no-such-model", "--tolerance", "-1"], "--tolerance must be > 0"),
     ("shard-size", lambda t: ["no-such-model", "--max-shard-size", "lots"], "--max-shard-size lots"),
+    ("no-verify-tolerance", lambda t: ["no-such-model", "--no-verify", "--tolerance", "0.1"],
+     "--tolerance applies to the verification that --no-verify turns off"),
     ("run-config-format-with-dtype", lambda t: [_run_dir(t, {"format": "adapter"}), "--dtype", "bfloat16"],
      "an adapter is copied as trained"),
 ]

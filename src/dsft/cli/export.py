@@ -45,8 +45,11 @@ def export(
     """
     from rich.console import Console
 
+    from dsft.errors import DsftError
     from dsft.export.options import check_export_options
 
+    if verify is False and tolerance is not None:
+        raise DsftError("--tolerance applies to the verification that --no-verify turns off; drop one of them")
     defaults = export_defaults(run_or_model, config)
     options = {"fmt": fmt or defaults.format, "dtype": dtype or defaults.dtype,
                "tolerance": defaults.tolerance if tolerance is None else tolerance,
