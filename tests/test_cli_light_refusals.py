@@ -136,3 +136,22 @@ def test_demo_refuses_before_torch(tmp_path: Path, args, expected: str) -> None:
     code, torch_loaded, err = _refuse(["demo", *args(tmp_path)], tmp_path)
     assert code == 2 and expected in err and "Traceback" not in err, err
     assert not torch_loaded, "the refusal came after torch was imported"
+
+
+SWEEP_CASES = [
+    ("sweep-no-data", lambda t: {"model": {"name_or_path": "tiny-deepseek-v3"}}, ["--grid", "train.lr=1e-5,3e-5"],
+     "data.train: no training data"),
+    ("sweep-bad-grid-value", lambda t: {"data": {"train": [_data(t)]}}, ["--grid", "train.lr=abc,1e-3"],
+     "train.lr: Input should be a valid number"),
+    ("sweep-missing-data-file", lambda t: {"data": {"train": [str(t / "absent.jsonl")]}},
+     ["--grid", "train.lr=1e-5"], "absent.jsonl"),
+]
+
+
+@pytest.mark.parametrize("sections, args, expected", [c[1:] for c in SWEEP_CASES], ids=[c[0] for c in SWEEP_CASES])
+def test_sweep_refuses_before_torch(tmp_path: Path, sections, args: list[str], expected: str) -> None:
+    code, torch_loaded, err = _refuse(["sweep", _config(tmp_path, **sections(tmp_path)), "--out",
+                                       str(tmp_path / "s"), *args], tmp_path)
+    assert code == 2 and expected in err and "Traceback" not in err, err
+    assert not torch_loaded, "the refusal came after torch was imported"
+    assert not (tmp_path / "s").exists()

@@ -29,11 +29,13 @@ def sweep(
     from rich.console import Console
 
     from dsft.errors import ConfigError
-    from dsft.sweep.runner import SweepRequest, collect_sweep, run_sweep
+    from dsft.sweep.request import SweepRequest, check_request
     from dsft.sweep.space import build_space
 
     console = Console()
     if collect:
+        from dsft.sweep.runner import collect_sweep
+
         result = collect_sweep(out)
     else:
         if config is None:
@@ -45,6 +47,9 @@ def sweep(
         request = SweepRequest(config, set_, preset, build_space(grid, range_), out, sampler, trials, prune,
                                launch, seed, progress=False,
                                check=lambda cfg: preflight(cfg, environment, str(config)))
+        check_request(request)
+        from dsft.sweep.runner import run_sweep  # torch: only once the request and every trial config are good
+
         result = run_sweep(request)
         if launch != "local":
             console.print(f"wrote {len(result.trials)} trial configs; run {out / 'launch.sh'} or "

@@ -16,88 +16,25 @@ and ``collect_sweep`` reads the finished trials back into the report.
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from transformers import TrainerCallback
 
-from dsft.config import DsftConfig, load_config, save_config
+from dsft.config import DsftConfig, save_config
 from dsft.data.pipeline import prepare
 from dsft.data.preference_pipeline import prepare_preference
-from dsft.errors import ConfigError, DsftError, UnsupportedError
+from dsft.errors import DsftError
 from dsft.eval.callbacks import training_eval_callbacks
 from dsft.eval.rewards import build_rewards
 from dsft.models.loading import load_tokenizer
 from dsft.models.resolve import resolve_model
 from dsft.sweep.report import SWEEP_FILE, Sweep, Trial, best_evaluation, choose_best, write_report
-from dsft.sweep.space import SearchSpace, overrides_of
+from dsft.sweep.request import SweepRequest, check_request
 from dsft.training.run import run_training
 from dsft.training.rundir import RunDir
-from dsft.training.setup import environment_problems
 
-SAMPLERS = ("grid", "random", "tpe")
-LAUNCHES = ("local", "script", "slurm")
 DATA_DIR = "data"
-
-
-@dataclass
-class SweepRequest:
-    """What ``dsft sweep`` was asked: the base config (file + preset + --set) and the search."""
-
-    config: Path | None
-    overrides: list[str]
-    preset: str | None
-    space: SearchSpace
-    out: Path
-    sampler: str = "grid"
-    trials: int | None = None
-    prune: bool = False
-    launch: str = "local"
-    seed: int = 0
-    progress: bool = False
-    # Checks a trial's config before anything runs (the CLI passes dsft.plan.preflight: the sweep package
-    # sits below plan in the layers); the default checks only this machine's optimizer and trackers.
-    check: Callable[[DsftConfig], None] | None = None
-
-    def trial_config(self, params: dict[str, Any], prepared: Path | None) -> DsftConfig:
-        data = [f"data.prepared_dir={prepared}"] if prepared is not None else []
-        return load_config(self.config, [*self.overrides, *data, *overrides_of(params)], preset=self.preset)
-
-
-def _check_request(request: SweepRequest, base: DsftConfig) -> None:
-    if request.sampler not in SAMPLERS:
-        raise ConfigError(f"--sampler {request.sampler}: choose one of {', '.join(SAMPLERS)}")
-    if request.launch not in LAUNCHES:
-        raise ConfigError(f"--launch {request.launch}: choose one of {', '.join(LAUNCHES)}")
-    if request.sampler == "grid":
-        if request.prune:
-            raise ConfigError("--prune needs a sampler that compares trials as they run (--sampler random or tpe)")
-        request.space.grid()  # refuses --range axes
-    elif not request.trials:
-        raise ConfigError(f"--sampler {request.sampler}: give the trial budget with --trials N")
-    if request.launch != "local" and request.sampler != "grid":
-        raise ConfigError(f"--launch {request.launch}: separate launches run a --grid sweep; random/TPE trials "
-                          "depend on earlier results and run in this process")
-    fixed = [k for k in request.space.keys if k.startswith(("data.", "model.name_or_path", "model.revision"))]
-    if fixed:
-        raise ConfigError(f"{', '.join(fixed)}: the data is prepared once for every trial of a sweep, so data and "
-                          "model keys cannot be swept; run one sweep per dataset or model")
-    if not base.data.prepared_dir and not base.data.train:
-        raise ConfigError("data.train: no training data; list files in data.train or set data.prepared_dir")
-    if not base.data.prepared_dir and not base.data.val and base.data.val_ratio == 0:
-        raise ConfigError("a sweep chooses on validation data: set data.val files or data.val_ratio > 0")
-    if request.check is not None:
-        request.check(base)
-    else:
-        problems = environment_problems(base)
-        if problems:
-            raise UnsupportedError(f"{len(problems)} problem(s) with this machine", problems)
-    out = request.out
-    if out.exists() and any(out.iterdir()) and not (out / SWEEP_FILE).is_file():
-        raise DsftError(f"--out {out}: exists, is not empty and holds no sweep; choose a new directory")
-    if (out / SWEEP_FILE).is_file():
-        raise DsftError(f"--out {out}: already holds a sweep; choose a new directory (or --collect its results)")
 
 
 def prepare_sweep_data(base: DsftConfig, out: Path) -> Path:
@@ -120,14 +57,8 @@ def prepare_sweep_data(base: DsftConfig, out: Path) -> Path:
 
 def run_sweep(request: SweepRequest) -> Sweep:
     """Run (or, for separate launches, write) every trial; write and return the report."""
-    base = load_config(request.config, request.overrides, preset=request.preset)
-    _check_request(request, base)
+    base = check_request(request)
     points = request.space.grid() if request.sampler == "grid" else []
-    # Every grid point is validated before any data is read or any model loaded.
-    for params in points:
-        trial_cfg = request.trial_config(params, None)
-        if request.check is not None:
-            request.check(trial_cfg)
     sweep = Sweep(base.eval.metric_key(), base.eval.higher_is_better(), request.sampler)
     request.out.mkdir(parents=True, exist_ok=True)
     prepared = prepare_sweep_data(base, request.out)

@@ -1,0 +1,86 @@
+"""What ``dsft sweep`` is asked (:class:`SweepRequest`) and its checks, which import nothing heavy: a wrong flag,
+config or grid value is refused before the runner (:mod:`dsft.sweep.runner`) imports torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from dsft.config import DsftConfig, load_config
+from dsft.data.pipeline import check_inputs
+from dsft.errors import ConfigError, DsftError, UnsupportedError
+from dsft.sweep.report import SWEEP_FILE
+from dsft.sweep.space import SearchSpace, overrides_of
+from dsft.training.environment import environment_problems
+
+SAMPLERS = ("grid", "random", "tpe")
+LAUNCHES = ("local", "script", "slurm")
+
+
+@dataclass
+class SweepRequest:
+    """What ``dsft sweep`` was asked: the base config (file + preset + --set) and the search."""
+
+    config: Path | None
+    overrides: list[str]
+    preset: str | None
+    space: SearchSpace
+    out: Path
+    sampler: str = "grid"
+    trials: int | None = None
+    prune: bool = False
+    launch: str = "local"
+    seed: int = 0
+    progress: bool = False
+    # Checks a trial's config before anything runs (the CLI passes dsft.plan.preflight: the sweep package
+    # sits below plan in the layers); the default checks only this machine's optimizer and trackers.
+    check: Callable[[DsftConfig], None] | None = None
+
+    def trial_config(self, params: dict[str, Any], prepared: Path | None) -> DsftConfig:
+        data = [f"data.prepared_dir={prepared}"] if prepared is not None else []
+        return load_config(self.config, [*self.overrides, *data, *overrides_of(params)], preset=self.preset)
+
+
+def check_request(request: SweepRequest) -> DsftConfig:
+    """Every check of a sweep that needs neither data nor model (the flags, the base config and each grid point's
+    config, the output directory); returns the base config. ``dsft sweep`` runs it before torch is imported."""
+    base = load_config(request.config, request.overrides, preset=request.preset)
+    if request.sampler not in SAMPLERS:
+        raise ConfigError(f"--sampler {request.sampler}: choose one of {', '.join(SAMPLERS)}")
+    if request.launch not in LAUNCHES:
+        raise ConfigError(f"--launch {request.launch}: choose one of {', '.join(LAUNCHES)}")
+    if request.sampler == "grid":
+        if request.prune:
+            raise ConfigError("--prune needs a sampler that compares trials as they run (--sampler random or tpe)")
+        request.space.grid()  # refuses --range axes
+    elif not request.trials:
+        raise ConfigError(f"--sampler {request.sampler}: give the trial budget with --trials N")
+    if request.launch != "local" and request.sampler != "grid":
+        raise ConfigError(f"--launch {request.launch}: separate launches run a --grid sweep; random/TPE trials "
+                          "depend on earlier results and run in this process")
+    fixed = [k for k in request.space.keys if k.startswith(("data.", "model.name_or_path", "model.revision"))]
+    if fixed:
+        raise ConfigError(f"{', '.join(fixed)}: the data is prepared once for every trial of a sweep, so data and "
+                          "model keys cannot be swept; run one sweep per dataset or model")
+    check_inputs(base)  # no training data, or a data file that is not there
+    if not base.data.prepared_dir and not base.data.val and base.data.val_ratio == 0:
+        raise ConfigError("a sweep chooses on validation data: set data.val files or data.val_ratio > 0")
+    if request.check is not None:
+        request.check(base)
+    else:
+        problems = environment_problems(base)
+        if problems:
+            raise UnsupportedError(f"{len(problems)} problem(s) with this machine", problems)
+    out = request.out
+    if out.exists() and any(out.iterdir()) and not (out / SWEEP_FILE).is_file():
+        raise DsftError(f"--out {out}: exists, is not empty and holds no sweep; choose a new directory")
+    if (out / SWEEP_FILE).is_file():
+        raise DsftError(f"--out {out}: already holds a sweep; choose a new directory (or --collect its results)")
+    # Every grid point is validated before any data is read or any model loaded.
+    for params in request.space.grid() if request.sampler == "grid" else []:
+        trial_cfg = request.trial_config(params, None)
+        if request.check is not None:
+            request.check(trial_cfg)
+    return base
