@@ -108,6 +108,10 @@ def test_nothing_left_is_an_error_after_the_report(tmp_path: Path, tokenizer, wr
     empty.write_text("")
     with pytest.raises(DataError, match="read 0, .*: the inputs hold no records"):
         prepare(load_config(), tokenizer, tmp_path / "out4", [str(empty)])
+    with pytest.raises(DataError, match="removed 2, kept 0 .*; removed by length_filter 2$"):
+        prepare(load_config(None, ["data.clean.max_tokens=1"]), tokenizer, tmp_path / "out5",
+                [str(write_jsonl(tmp_path / "two.jsonl", [{"prompt": "a b c d e", "completion": "f g h i j"},
+                                                          {"prompt": "k l m n o", "completion": "p q r s t"}]))])
     same = write_jsonl(tmp_path / "same.jsonl", [{"prompt": "p", "completion": "c"}])
     with pytest.raises(DataError, match="no records left to train on: .* kept 1 \\(splits \\{'train': 0, 'val': 1"):
         prepare(load_config(None, [f"data.val=[{same}]"]), tokenizer, tmp_path / "out3", [str(same)])

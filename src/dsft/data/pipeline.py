@@ -109,12 +109,15 @@ def prepare(
         raise DataError(f"data.mix: {', '.join(empty)}: no records left to mix in after reading and cleaning "
                         f"(see {out / REPORT_FILE} and {out / 'rejects.jsonl'})")
     if not splits["train"]:
-        why = ""  # the first reason on screen: often one wrong field name rejected every record
+        why = ""  # the reason on screen: often one wrong field name rejected every record, or one filter
         if ledger.rejections:
             first = ledger.rejections[0]
             why = f"; first rejection: {first.where}: {'; '.join(first.reasons)}"
         elif not report["read"]:
             why = ": the inputs hold no records"
+        removed = [f"{step} {count}" for step, count in report["removed"].items() if count]
+        if removed:
+            why += f"; removed by {', '.join(removed)}"
         raise DataError(
             f"no records left to train on: read {report['read']}, rejected {report['rejected']}, "
             f"removed {sum(report['removed'].values())}, kept {report['kept']} "
