@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from dsft.config import dump_config, load_config
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = """
 import json, sys
@@ -155,3 +157,23 @@ def test_sweep_refuses_before_torch(tmp_path: Path, sections, args: list[str], e
     assert code == 2 and expected in err and "Traceback" not in err, err
     assert not torch_loaded, "the refusal came after torch was imported"
     assert not (tmp_path / "s").exists()
+
+
+def _other_run(tmp: Path) -> Path:
+    """A run directory that trained a LoRA of rank 8 on the same data."""
+    run = tmp / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(dump_config(load_config(None, [f"data.train=[{_data(tmp)}]", "lora.r=8"])))
+    (run / "run.json").write_text("{}")
+    return run
+
+
+def test_train_refuses_an_out_directory_holding_another_run_before_torch(tmp_path: Path) -> None:
+    run = _other_run(tmp_path)
+    config = _config(tmp_path, data={"train": [_data(tmp_path)]}, lora={"r": 16})
+    code, torch_loaded, err = _refuse(["train", config, "--out", str(run)], tmp_path)
+    assert code == 2 and "already holds a different run (config differs in: lora.r)" in err, err
+    assert not torch_loaded, "the refusal came after torch was imported"
+    assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "run.json"], "nothing written"
+    code, torch_loaded, err = _refuse(["train", config, "--out", _data(tmp_path)], tmp_path)
+    assert code == 2 and "exists and is not a directory" in err and not torch_loaded, err

@@ -28,12 +28,14 @@ def train(
     from dsft.models.resolve import check_model_name
     from dsft.plan.preflight import preflight
     from dsft.training.environment import Environment
+    from dsft.training.rundir import RunDir
 
     cfg = load_config(config, set_, preset=preset)
     rewards = preflight(cfg, Environment.this_machine(), str(config))  # before any data or model is read
     check_inputs(cfg)
     check_model_name(cfg.model.name_or_path)
-    # torch, transformers and peft load only once the config, data paths and model name are known good.
+    RunDir(out).check(cfg, resuming=resume is not None)  # another run there, a refused change on --resume
+    # torch, transformers and peft load only once the config, data paths, model name and --out are known good.
     from dsft.eval.callbacks import training_eval_callbacks
     from dsft.training.run import run_training
 

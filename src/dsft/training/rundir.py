@@ -251,6 +251,17 @@ class RunDir:
         the resume contract does not apply, with the diff (see :mod:`dsft.training.resume`).
         """
         run_dir, saved = self.path, self.config_path
+        diffs = self.check(cfg, resuming)
+        if diffs:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            (run_dir / f"config.before-{stamp}.yaml").write_text(saved.read_text(encoding="utf-8"), encoding="utf-8")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        saved.write_text(dump_config(cfg), encoding="utf-8")
+
+    def check(self, cfg: DsftConfig, resuming: bool) -> list[str]:
+        """The refusals of :meth:`prepare`, writing nothing (``dsft train`` runs them before torch loads);
+        returns the keys in which ``cfg`` differs from the directory's saved config."""
+        run_dir, saved = self.path, self.config_path
         if run_dir.exists() and not run_dir.is_dir():
             raise DsftError(f"--out {run_dir}: exists and is not a directory")
         if run_dir.is_dir() and any(run_dir.iterdir()) and not saved.is_file():
@@ -270,7 +281,7 @@ class RunDir:
                         and not any(d == k or d.startswith(k + ".") for k in DATA_LOCATION_KEYS)]
             has_checkpoints = bool(self.checkpoints())
             # A run that stopped during setup (a config or data error) never wrote run.json: nothing of it
-            # is worth keeping but its config, which is backed up below; the corrected config may take over.
+            # is worth keeping but its config, which prepare backs up; the corrected config may take over.
             started = self.info_path.is_file() or has_checkpoints or self.final_path.exists()
             refused = refused_changes(old, new)
             if refused and resuming and (has_checkpoints or self.final_path.exists()):
@@ -287,12 +298,8 @@ class RunDir:
             if has_checkpoints and not resuming:
                 raise DsftError(f"--out {run_dir}: already holds checkpoints of this run; pass --resume auto to "
                                 "continue it, or choose a new --out directory")
-            if diffs:
-                stamp = time.strftime("%Y%m%d-%H%M%S")
-                (run_dir / f"config.before-{stamp}.yaml").write_text(saved.read_text(encoding="utf-8"),
-                                                                     encoding="utf-8")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        saved.write_text(dump_config(cfg), encoding="utf-8")
+            return diffs
+        return []
 
     def recorded_info(self) -> dict[str, Any]:
         """``run.json`` as recorded, or an empty dict when there is none or it is unreadable."""
