@@ -7,9 +7,10 @@ and ``up(x)`` and recomputes ``silu`` and the product in backward, an elementwis
 (no matmul is recomputed). Besides those it keeps ``x`` and the rank-``r`` LoRA intermediates, as the
 modules do. On SmolLM2-135M's shape (intermediate 1,536) that is 12 KiB less per token per layer.
 
-The forward runs the same operations in the same order as transformers' MLP and peft's LoRA layer
-(``base(x) + lora_B(lora_A(x)) * scaling``), so its output is bitwise the same; gradients match to
-rounding (tests/training/test_lean_activations.py checks 1e-5 relative on tiny real architectures).
+The forward computes what transformers' MLP and peft's LoRA layer compute (``base(x) + lora_B(lora_A(x)) *
+scaling``, the LoRA term added in place, the product formed in place), and the backward the same gradients,
+with fewer temporaries; outputs and gradients match the modules' to rounding
+(tests/training/test_lean_activations.py checks 1e-5 relative on tiny real architectures).
 
 The fused path covers what it can compute exactly: each projection a plain ``nn.Linear`` without bias
 (frozen or trained: LoRA or full fine-tuning), or a peft LoRA ``Linear`` over one with a single active
@@ -62,29 +63,30 @@ def projection_of(module: Any) -> Projection | None:
 
 
 def _project(x: torch.Tensor, p: Projection) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``base(x) + lora_B(lora_A(x)) * scaling`` as peft computes it; also the rank-r ``lora_A(x)``."""
+    """``base(x) + lora_B(lora_A(x)) * scaling`` for 2-D ``x`` (the LoRA term added in place); also the rank-r
+    ``lora_A(x)``."""
     weight, lora_a, lora_b, scaling = p
     out = F.linear(x, weight)
     if lora_a is None:
         return out, None
     low = F.linear(x, lora_a)
-    return out + F.linear(low, lora_b) * scaling, low
+    return out.addmm_(low, lora_b.t(), alpha=scaling), low
 
 
 def _project_backward(grad: torch.Tensor, source: torch.Tensor, low: torch.Tensor | None, p: Projection,
-                      needs: tuple[bool, bool, bool]) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
-    """Gradient of :func:`_project` for its input and (weight, A, B); ``grad`` and ``source`` are 2-D."""
+                      needs: tuple[bool, bool, bool], into: torch.Tensor | None = None,
+                      ) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+    """Gradient of :func:`_project` for its input (added into ``into`` when given) and (weight, A, B)."""
     weight, lora_a, lora_b, scaling = p
     grads: list[torch.Tensor | None] = [grad.t() @ source if needs[0] else None, None, None]
-    grad_input = grad @ weight
+    grad_input = grad @ weight if into is None else into.addmm_(grad, weight)
     if lora_a is not None:
-        scaled = grad * scaling
+        grad_low = (grad @ lora_b).mul_(scaling)
         if needs[2]:
-            grads[2] = scaled.t() @ low
-        grad_low = scaled @ lora_b
+            grads[2] = (grad.t() @ low).mul_(scaling)
         if needs[1]:
             grads[1] = grad_low.t() @ source
-        grad_input = grad_input + grad_low @ lora_a
+        grad_input.addmm_(grad_low, lora_a)
     return grad_input, grads
 
 
@@ -96,31 +98,29 @@ class LoraSwiGLUFunction(torch.autograd.Function):
     def forward(ctx: Any, x: torch.Tensor, *args: Any) -> torch.Tensor:
         tensors, scalings = args[:9], args[9:]
         gate_p, up_p, down_p = (tuple(tensors[i:i + 3]) + (scalings[i // 3],) for i in (0, 3, 6))
-        gate, gate_low = _project(x, gate_p)
-        up, up_low = _project(x, up_p)
-        out, down_low = _project(F.silu(gate) * up, down_p)
-        ctx.save_for_backward(x, gate, up, gate_low, up_low, down_low, *tensors)
+        x2 = x.reshape(-1, x.shape[-1])
+        gate, gate_low = _project(x2, gate_p)
+        up, up_low = _project(x2, up_p)
+        out, down_low = _project(F.silu(gate).mul_(up), down_p)
+        ctx.save_for_backward(x2, gate, up, gate_low, up_low, down_low, *tensors)
         ctx.scalings = scalings
-        return out
+        return out.reshape(*x.shape[:-1], out.shape[-1])
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, gate, up, gate_low, up_low, down_low, *tensors = ctx.saved_tensors
         gate_p, up_p, down_p = (tuple(tensors[i:i + 3]) + (ctx.scalings[i // 3],) for i in (0, 3, 6))
         needs = ctx.needs_input_grad[1:10]
-        width = x.shape[-1]
-        x2, gate2, up2 = x.reshape(-1, width), gate.reshape(-1, gate.shape[-1]), up.reshape(-1, up.shape[-1])
-        flat = [t.reshape(-1, t.shape[-1]) if t is not None else None for t in (gate_low, up_low, down_low)]
-        activated = F.silu(gate2)  # recomputed: elementwise, from what was kept
+        activated = F.silu(gate)  # recomputed: elementwise, from what was kept
         grad_product, down_grads = _project_backward(grad_out.reshape(-1, grad_out.shape[-1]),
-                                                     activated * up2, flat[2], down_p, needs[6:9])
+                                                     activated * up, down_low, down_p, needs[6:9])
         grad_up = grad_product * activated
         del activated
-        grad_gate = torch.ops.aten.silu_backward(grad_product * up2, gate2)
+        grad_gate = torch.ops.aten.silu_backward(grad_product.mul_(up), gate)
         del grad_product
-        grad_x_gate, gate_grads = _project_backward(grad_gate, x2, flat[0], gate_p, needs[0:3])
-        grad_x_up, up_grads = _project_backward(grad_up, x2, flat[1], up_p, needs[3:6])
-        grad_x = (grad_x_gate + grad_x_up).reshape(x.shape) if ctx.needs_input_grad[0] else None
+        grad_x, gate_grads = _project_backward(grad_gate, x, gate_low, gate_p, needs[0:3])
+        grad_x, up_grads = _project_backward(grad_up, x, up_low, up_p, needs[3:6], into=grad_x)
+        grad_x = grad_x.reshape(*grad_out.shape[:-1], x.shape[-1]) if ctx.needs_input_grad[0] else None
         return (grad_x, *gate_grads, *up_grads, *down_grads, None, None, None)
 
 
