@@ -7,6 +7,9 @@
 * :func:`partial_output_removed` wraps a write into an output directory: when the disk fills up (or
   the file system is read-only) what the write left is removed and the error names the path and the
   space needed.
+* :func:`removed_when_stopped` wraps a whole command that writes into an output directory: stopped
+  (SIGTERM, Ctrl-C), what it had written is removed, so the same command (or the dashboard, with the same
+  name) can simply be run again.
 * :func:`describe_os_error` is the one line the CLI prints for any file-system error that reaches it.
 """
 
@@ -19,7 +22,7 @@ import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from dsft.errors import DsftError
+from dsft.errors import STOPS, DsftError
 
 # errno values that mean "the place you chose to write cannot take it": the user's to fix.
 NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
@@ -121,7 +124,21 @@ def partial_output_removed(out: Path, needed: int | None = None, what: str = "th
         raise disk_error(exc, out, needed) from None
 
 
+@contextlib.contextmanager
+def removed_when_stopped(out: Path) -> Iterator[None]:
+    """Run a command writing into directory ``out``; a stop (SIGTERM, Ctrl-C) removes the files it created
+    there (``out`` itself too when it held nothing before), then lets the stop go on. Errors leave them."""
+    before = set(out.rglob("*")) if out.is_dir() else None
+    try:
+        yield
+    except STOPS:
+        _remove_new_files(out, before)
+        raise
+
+
 def _remove_new_files(out: Path, before: set[Path] | None) -> None:
+    if not out.is_dir():
+        return
     if not before:
         shutil.rmtree(out, ignore_errors=True)
         return

@@ -34,3 +34,19 @@ class DataError(DsftError):
 
 class UnsupportedError(DsftError):
     """The request is valid but this machine or library version cannot do it; the message says how."""
+
+
+class Stopped(BaseException):
+    """The command was asked to stop by a signal (SIGTERM: ``kill``, the dashboard's Stop, a scheduler).
+
+    Raised by the CLI's handler wherever the command happens to be, like Ctrl-C's KeyboardInterrupt, and, like
+    it, not an :class:`Exception`, so no ``except Exception`` swallows it: cleanup paths catch :data:`STOPS`.
+    """
+
+    def __init__(self, signum: int, name: str) -> None:
+        self.signum = signum
+        super().__init__(name)
+
+
+# What a cleanup that must also run when the user stops a command catches (Ctrl-C, SIGTERM).
+STOPS = (KeyboardInterrupt, Stopped)

@@ -424,6 +424,34 @@ def test_an_ollama_export_from_the_dashboard_end_to_end(client: TestClient, runs
     assert "<td>export/ollama/export.json</td><td>ollama</td>" in page and "max_abs_logit_diff" in page
 
 
+@pytest.mark.slow
+def test_a_stopped_export_job_reads_stopped_leaves_no_partial_export_and_its_name_is_free_again(
+        client: TestClient, runs_root: Path, tiny_model_dir) -> None:
+    """Stop a real ``dsft export`` job once it has written its first files: the command removes them before it
+    ends (exit status 143, its one line in the log), so the next export of the run goes to the same place."""
+    run = runs_root / "full-run"
+    shutil.copytree(tiny_model_dir("tiny-deepseek-v3"), run / "final")
+    (run / "run.json").write_text(json.dumps({"status": "finished", "method": "full", "template": "deepseek-r1",
+                                              "model_name_or_path": "tiny-deepseek-v3"}), encoding="utf-8")
+    out = run / "export" / "hf"
+    job_id = client.post("/api/export", headers=POST, json={"run": "full-run", "format": "hf"}).json()["job"]
+    deadline = time.monotonic() + 300
+    while not (out.is_dir() and any(out.iterdir())):  # mid-way: files written, verification to come
+        assert jobs.read_job(runs_root, job_id).status == "running", jobs.read_job(runs_root, job_id).log
+        assert time.monotonic() < deadline, "no export file in 300 s"
+        time.sleep(0.01)
+    assert client.post("/api/job/stop", params={"id": job_id}, headers=POST).status_code == 200
+    job = wait_job(runs_root, job_id)
+    assert job.status == "stopped" and job.stopped and job.error is None, job.log
+    assert (jobs.jobs_dir(runs_root) / f"{job_id}.rc").read_text().strip() == "143"
+    assert job.log.splitlines()[-1] == "stopped (SIGTERM)" and "Traceback" not in job.log, job.log
+    assert not out.exists()
+    again = client.post("/api/export", headers=POST, json={"run": "full-run", "format": "hf"}).json()
+    assert again["out"] == "full-run/export/hf"
+    assert wait_job(runs_root, again["job"], timeout=300).status == "finished"
+    assert (out / "export.json").is_file()
+
+
 def test_a_job_started_on_another_host_is_stopped_there(client: TestClient, runs_root: Path) -> None:
     jobs.jobs_dir(runs_root).mkdir(parents=True)
     record = {"id": "export-1", "kind": "export", "target": "alpha", "out": "alpha/export/hf", "command": [],

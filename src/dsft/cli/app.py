@@ -2,7 +2,8 @@
 
 Command modules import only typer/rich at module level (heavy imports go inside the command
 functions) so ``dsft --help`` stays instant. Library errors (:class:`dsft.errors.DsftError`)
-become a short message and exit code 2; ``--debug`` shows the traceback.
+become a short message and exit code 2; ``--debug`` shows the traceback. A stop (SIGTERM, Ctrl-C) runs the
+command's cleanup and ends with one ``stopped`` line and exit status 128+signal (:mod:`dsft.cli.stopping`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import sys
 import typer
 
 from dsft import __version__
+from dsft.cli import stopping
+from dsft.errors import Stopped
 
 # Each module defines ``register(app: typer.Typer) -> None``.
 COMMAND_MODULES = (
@@ -50,7 +53,16 @@ for _name in COMMAND_MODULES:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app, turning user errors into one message and exit code 2."""
+    """Entry point: run the app, turning user errors into one message and exit code 2 and a stop (SIGTERM,
+    Ctrl-C) into one line and 128+signal, after the command's own cleanup."""
+    stopping.install()
+    try:
+        _run(argv)
+    finally:
+        stopping.restore()
+
+
+def _run(argv: list[str] | None) -> None:
     from dsft.errors import DsftError
 
     debug = "--debug" in (argv if argv is not None else sys.argv[1:]) or os.environ.get("DSFT_DEBUG") == "1"
@@ -64,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         # Without standalone mode click returns (not raises) the code of typer.Exit(n).
         code = app(args=argv, standalone_mode=False)
         if isinstance(code, int) and code:
+            _exit_stopped()  # typer turns Ctrl-C into the code 130
             sys.exit(code)
     except DsftError as exc:
         if debug:
@@ -88,9 +101,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.exit(130)
-    except KeyboardInterrupt:
+    except (typer.Abort, KeyboardInterrupt, Stopped):
+        _exit_stopped()
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - usage errors from typer's bundled click land here
         if type(exc).__name__ in {"UsageError", "BadParameter", "MissingParameter", "NoSuchOption",
@@ -98,3 +110,11 @@ def main(argv: list[str] | None = None) -> None:
             exc.show()  # type: ignore[attr-defined]
             sys.exit(getattr(exc, "exit_code", 2) or 2)
         raise
+
+
+def _exit_stopped() -> None:
+    """After a stop signal: its one line and 128+signal."""
+    stopped = stopping.stopped_line()
+    if stopped is not None:
+        print(stopped[0], file=sys.stderr, flush=True)
+        sys.exit(stopped[1])

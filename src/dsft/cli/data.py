@@ -44,11 +44,18 @@ def prepare_command(
     With train.objective dpo, orpo, kto or grpo (in --config or --set) the inputs are preference pairs,
     labelled completions or prompts (docs/preference.md)."""
     from dsft.config import load_config
+    from dsft.disk import removed_when_stopped
+
+    cfg = load_config(config, set_)
+    with removed_when_stopped(out):  # a stopped preparation leaves no half-written directory
+        _prepare(cfg, inputs, out, tokenizer)
+
+
+def _prepare(cfg: Any, inputs: list[str] | None, out: Path, tokenizer: str | None) -> None:
     from dsft.data.pipeline import prepare
     from dsft.data.readers import expand_inputs
     from dsft.disk import output_dir, partial_output_removed, tree_bytes
 
-    cfg = load_config(config, set_)
     output_dir(out)
     if cfg.train.objective != "sft":  # preference pairs, labelled completions or RL prompts
         from dsft.data.preference_pipeline import prepare_preference

@@ -143,19 +143,20 @@ def eval_command(
     config: Optional[Path] = CONFIG,
 ) -> None:
     """Generate answers with the model's own template and score them (LoRA runs: adapter not merged)."""
-    from dsft.disk import output_dir
+    from dsft.disk import output_dir, removed_when_stopped
     from dsft.eval.evaluate import evaluate_model
     from dsft.models.loading import check_device
 
-    output_dir(out)
-    if device is not None:
-        check_device(device)
-    check_inputs(data, [model_or_run])  # before a model loads
-    defaults = eval_defaults(model_or_run, config)
-    result = evaluate_model(model_or_run, data, out, _options(defaults, max_new_tokens, batch_size, temperature,
-                                                              top_p, seed),
-                            limit=limit, template=template, metrics=_metrics(defaults, metrics), device=device,
-                            thinking=thinking, base_model=base_model)
+    with removed_when_stopped(out):  # stopped: no half-written predictions left
+        output_dir(out)
+        if device is not None:
+            check_device(device)
+        check_inputs(data, [model_or_run])  # before a model loads
+        defaults = eval_defaults(model_or_run, config)
+        result = evaluate_model(model_or_run, data, out, _options(defaults, max_new_tokens, batch_size, temperature,
+                                                                  top_p, seed),
+                                limit=limit, template=template, metrics=_metrics(defaults, metrics), device=device,
+                                thinking=thinking, base_model=base_model)
     print_metrics_table(result, f"eval: {model_or_run}")
     gen = result["generation"]
     typer.echo(f"{gen['generated_tokens']} tokens in {gen['elapsed_s']:.1f}s ({gen['tokens_per_s']:.1f} tok/s); "
@@ -177,20 +178,21 @@ def compare_command(
     """Base vs tuned on the same prompts: report.md and a self-contained report.html with deltas."""
     from rich.console import Console
 
-    from dsft.disk import output_dir
+    from dsft.disk import output_dir, removed_when_stopped
     from dsft.eval.compare import compare_models
     from dsft.eval.report import comparison_table
     from dsft.models.loading import check_device
 
-    output_dir(out)
-    if device is not None:
-        check_device(device)
-    check_inputs(data, [tuned] + ([base] if base else []))  # before either model loads
-    defaults = eval_defaults(tuned, config)
-    result = compare_models(base, tuned, data, out, _options(defaults, max_new_tokens, batch_size, temperature,
-                                                             top_p, seed),
-                            limit=limit, template=template, metrics=_metrics(defaults, metrics), sample_count=samples,
-                            device=device, thinking=thinking)
+    with removed_when_stopped(out):  # stopped: no half-written report left
+        output_dir(out)
+        if device is not None:
+            check_device(device)
+        check_inputs(data, [tuned] + ([base] if base else []))  # before either model loads
+        defaults = eval_defaults(tuned, config)
+        result = compare_models(base, tuned, data, out, _options(defaults, max_new_tokens, batch_size, temperature,
+                                                                 top_p, seed),
+                                limit=limit, template=template, metrics=_metrics(defaults, metrics),
+                                sample_count=samples, device=device, thinking=thinking)
     Console().print(comparison_table(result))
     typer.echo(f"wrote {result['report_md']} and {result['report_html']}")
 

@@ -49,9 +49,11 @@ def write_tiny_model(
     seed: int = typer.Option(0, "--seed", help="Seed for the random weights."),
 ) -> None:
     """Write a tiny preset as an ordinary Hugging Face checkpoint directory."""
+    from dsft.disk import removed_when_stopped
     from dsft.models.tiny import write_tiny
 
-    path = write_tiny(name, out, seed=seed)
+    with removed_when_stopped(out):  # stopped: the directory is empty or absent again, as the rerun needs
+        path = write_tiny(name, out, seed=seed)
     typer.echo(f"wrote {name} to {path}")
 
 
@@ -66,6 +68,7 @@ def write_random(
     """Write a full-size model with random weights from a real-model config preset (benchmarks, no hub)."""
     import yaml
 
+    from dsft.disk import removed_when_stopped
     from dsft.errors import DsftError
     from dsft.models.random_init import write_random_model
 
@@ -75,7 +78,8 @@ def write_random(
         if not sep or not key:
             raise DsftError(f"--set {item!r}: expected KEY=VALUE")
         fields[key] = yaml.safe_load(value)
-    path = write_random_model(preset, out, dtype=dtype, seed=seed, overrides=fields)
+    with removed_when_stopped(out):  # stopped: the directory is empty or absent again, as the rerun needs
+        path = write_random_model(preset, out, dtype=dtype, seed=seed, overrides=fields)
     typer.echo(f"wrote a random-weight {preset} to {path}")
 
 

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from dsft.cli import stopping
+
 if TYPE_CHECKING:
     from dsft.serve.settings import ServeSettings
 
@@ -48,6 +50,7 @@ def serve(
     base_model: str | None = typer.Option(None, "--base-model", help="Where a moved LoRA run finds its base model (directory, hub id or tiny preset) [default: as recorded in run.json]."),
 ) -> None:
     """Serve an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models, /generate, /health)."""
+    stopping.restore()  # SIGTERM: uvicorn shuts the server down
     from dsft.config import load_config
     from dsft.errors import DsftError
     from dsft.serve.settings import ServeSettings

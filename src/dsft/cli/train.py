@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from dsft.cli import stopping
+
 
 def train(
     config: Path = typer.Argument(..., help="YAML config (see `dsft config show`)."),
@@ -21,6 +23,7 @@ def train(
 ) -> None:
     """Fine-tune a model: prepare the data, train (SFT, DPO, ORPO, KTO or GRPO; LoRA, QLoRA or full) and save
     the run."""
+    stopping.restore()  # SIGTERM: finishes the step and saves a checkpoint (dsft.training.stop)
     from rich.console import Console
 
     from dsft.config import load_config

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from dsft.cli import stopping
+
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -17,6 +19,7 @@ def ui(
                                        help="Require this key (sign-in page, or `Authorization: Bearer KEY`)."),
 ) -> None:
     """Web dashboard over run directories: prepare data, start runs, live metrics, data masks, compare, chat, export."""
+    stopping.restore()  # SIGTERM: uvicorn shuts the server down
     import uvicorn
 
     from dsft.errors import DsftError

@@ -6,7 +6,8 @@ restarts. Everything about a job lives in files under the root's ``.dsft-ui/jobs
 target, command, process record, start time, and the time of a stop), ``ID.log`` (its output) and ``ID.rc``
 (its exit status, written by the small shell wrapper it runs under), so a restarted dashboard reads the same
 status as the one that started it. A failed command's message is the CLI's one ``error:`` line. A stop
-sends SIGTERM to the job's process group (the wrapper and the command).
+sends SIGTERM to the job's process group (the wrapper and the command): the command removes what it had
+written and exits 143 (:mod:`dsft.cli.stopping`), the wrapper records that, and the job reads ``stopped``.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from typing import Any
 from dsft.ui import processes, runs
 
 JOBS = "jobs"  # under runs.LAUNCHES
-# Runs ARGS, then records their exit status in RC (written whole: a reader never sees half a number).
-WRAPPER = 'rc="$1"; shift; "$@"; status=$?; echo "$status" > "$rc.tmp" && mv "$rc.tmp" "$rc"'
+# Runs ARGS, then records their exit status in RC (written whole: a reader never sees half a number). A stop
+# signals the whole group: the trap keeps the shell waiting while the command cleans up and ends (143), so the
+# job reads `running` until its partial output is gone, then `stopped` with the command's status.
+WRAPPER = 'trap : TERM; rc="$1"; shift; "$@"; status=$?; echo "$status" > "$rc.tmp" && mv "$rc.tmp" "$rc"'
 LOG_LINES = 40
 
 

@@ -1,0 +1,108 @@
+"""A stopped command (SIGTERM: ``kill``, the dashboard's Stop; SIGINT: Ctrl-C) cleans up after itself.
+
+Each test starts the real command, waits until it has demonstrably begun writing its output, stops it, and
+checks what a user sees: one ``stopped`` line, exit status 128+signal, no partial output, and the same
+command then succeeding.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from dsft.data.samples import sample_path
+
+EXPECTED = {signal.SIGTERM: (143, "stopped (SIGTERM)"), signal.SIGINT: (130, "stopped (Ctrl-C)")}
+
+
+def dsft(*args: str) -> list[str]:
+    return [sys.executable, "-m", "dsft", *args]
+
+
+def _signals_as_in_a_terminal() -> None:
+    # A child of a shell's background job starts with SIGINT ignored; a terminal's foreground command does not.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def stop_midway(command: list[str], midway: Callable[[], bool], signum: int, timeout: float = 300) -> tuple[int, str]:
+    """Start ``command``, send ``signum`` once ``midway()`` holds; (exit status, stderr)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+                               preexec_fn=_signals_as_in_a_terminal)  # noqa: PLW1509 - only sets a handler
+    try:
+        deadline = time.monotonic() + timeout
+        while not midway():
+            assert process.poll() is None, f"ended ({process.returncode}) before it was stopped: " \
+                                           f"{process.stderr.read()[-2000:]}"
+            assert time.monotonic() < deadline, f"not mid-way after {timeout} s"
+            time.sleep(0.01)
+        process.send_signal(signum)
+        stderr = process.communicate(timeout=timeout)[1]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return process.returncode, stderr
+
+
+def assert_stopped(code: int, stderr: str, signum: int) -> None:
+    status, line = EXPECTED[signum]
+    assert code == status, stderr[-2000:]
+    assert stderr.strip().splitlines()[-1] == line and "Traceback" not in stderr, stderr[-2000:]
+
+
+def rerun(command: list[str]) -> subprocess.CompletedProcess:
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_a_stopped_data_prepare_leaves_no_directory_and_the_name_can_be_used_again(tmp_path: Path,
+                                                                                   signum: int) -> None:
+    out = tmp_path / "prepared"
+    command = dsft("data", "prepare", str(sample_path("reservoirs")), "--out", str(out), "--tokenizer", "deepseek")
+    code, stderr = stop_midway(command, out.is_dir, signum)  # created before the tokenizer and the data load
+    assert_stopped(code, stderr, signum)
+    assert not out.exists()  # what the dashboard needs to offer the name again
+    rerun(command)
+    assert json.loads((out / "data_report.json").read_text(encoding="utf-8"))["read"] == 200
+
+
+@pytest.mark.slow
+def test_a_stopped_hf_export_removes_the_partial_export_and_the_rerun_succeeds(tmp_path: Path,
+                                                                              tiny_model_dir) -> None:
+    model = tiny_model_dir("tiny-deepseek-v3")
+    out = tmp_path / "export" / "hf"
+    command = dsft("export", str(model), "--format", "hf", "--out", str(out))
+    # Mid-way: the first files are written; the rest, export.json and the verification are still to come.
+    code, stderr = stop_midway(command, lambda: out.is_dir() and any(out.iterdir()), signal.SIGTERM)
+    assert_stopped(code, stderr, signal.SIGTERM)
+    assert not out.exists()
+    done = rerun(command)
+    assert "verify hf export" in done.stdout and (out / "export.json").is_file()
+
+
+def test_models_tiny_stopped_leaves_the_directory_absent(tmp_path: Path) -> None:
+    out = tmp_path / "tiny"
+    command = dsft("models", "tiny", "tiny-deepseek-v3", "--out", str(out))
+    code, stderr = stop_midway(command, out.is_dir, signal.SIGTERM)
+    assert_stopped(code, stderr, signal.SIGTERM)
+    assert not out.exists()  # "must be empty or absent": the rerun is not refused
+    rerun(command)
+    assert (out / "config.json").is_file()
+
+
+def test_the_cli_run_in_process_leaves_the_signal_handlers_as_they_were(run_cli) -> None:
+    before = {signum: signal.getsignal(signum) for signum in EXPECTED}
+    assert run_cli(["--version"])[0] == 0
+    assert {signum: signal.getsignal(signum) for signum in EXPECTED} == before
