@@ -78,6 +78,20 @@ def test_a_stopped_data_prepare_leaves_no_directory_and_the_name_can_be_used_aga
     assert json.loads((out / "data_report.json").read_text(encoding="utf-8"))["read"] == 200
 
 
+def test_a_signal_the_command_was_started_to_ignore_stays_ignored(tmp_path: Path) -> None:
+    out = tmp_path / "prepared"
+    command = dsft("data", "prepare", str(sample_path("reservoirs")), "--out", str(out), "--tokenizer", "deepseek")
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # noqa: PLW1509
+    deadline = time.monotonic() + 300
+    while not out.is_dir() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)  # as `nohup` or `cmd &` in a script leave it: ignored
+    stderr = process.communicate(timeout=300)[1]
+    assert process.returncode == 0, stderr[-2000:]
+    assert (out / "data_report.json").is_file()
+
+
 @pytest.mark.slow
 def test_a_stopped_hf_export_removes_the_partial_export_and_the_rerun_succeeds(tmp_path: Path,
                                                                               tiny_model_dir) -> None:

@@ -34,6 +34,8 @@ def install() -> None:
     :func:`restore` (only the main thread may set handlers)."""
     if threading.current_thread() is threading.main_thread():
         for signum in HANDLED:
+            if signal.getsignal(signum) == signal.SIG_IGN:  # started to ignore it (nohup, `cmd &` in a script)
+                continue
             previous = signal.signal(signum, _on_signal)
             if previous is not _on_signal:
                 _before[signum] = previous
