@@ -66,6 +66,15 @@ def test_config_show_refuses(overrides: list[str], message: str, run_cli) -> Non
     assert out == ""  # nothing printed as if the config were fine
 
 
+@pytest.mark.skipif(Environment().has_cuda(), reason="checks the refusal a CPU-only machine gives")
+def test_fsdp_on_cpu_names_the_fix_that_runs_here(run_cli) -> None:
+    code, out, err = run_cli(["config", "show", "--set", "train.distributed=fsdp"])
+    assert code == 2 and out == ""
+    line = next(line for line in err.splitlines() if "train.distributed=fsdp" in line)
+    assert "train.distributed=auto" in line  # what runs on this machine (ddp/deepspeed need a launcher here)
+    assert "deepspeed" not in line.split(";", 1)[1]
+
+
 def test_world_size_refusals_come_from_the_launcher_or_the_job(run_cli, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("WORLD_SIZE", "3")  # as torchrun sets it: sp 2 cannot divide 3 processes
     code, _, err = run_cli(["config", "show", "--set", "train.sequence_parallel=2", *sum((["--set", o] for o in SP_OK), [])])

@@ -38,6 +38,7 @@ def test_guide_004_clean_train_eval_serve_int8(at_repo_root: Path, dsft, run_cli
     run = tmp_path / "run"
     code, _, err = run_cli(["train", str(CONFIG), "--out", str(run), *FEW_STEPS])
     assert code == 2 and "train.distributed=fsdp" in err and "Traceback" not in err
+    assert "train.distributed=auto" in err  # the fix this README gives
     launch = tmp_path / "launch"
     dsft("launch", CONFIG, "--nodes", "1", "--gpus-per-node", "4", "--launcher", "torchrun", "--out", launch)
     assert "--nnodes 1 --nproc-per-node 4" in (launch / "torchrun_node.sh").read_text()

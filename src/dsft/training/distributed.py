@@ -27,6 +27,9 @@ from dsft.training.environment import resolve_precision
 
 DEEPSPEED_FILE = "deepspeed.json"
 FSDP_FILE = "fsdp.json"
+# The refusal of FSDP without CUDA, with the setting that does run here (preflight says it first).
+FSDP_NEEDS_CUDA = ("train.distributed=fsdp needs CUDA GPUs (accelerate runs FSDP on GPUs only); on this machine "
+                   "use train.distributed=auto, which picks what the machine can run")
 # Large enough that DeepSpeed does not print its own step logs (the Trainer logs).
 _STEPS_PER_PRINT = 10**9
 
@@ -315,8 +318,7 @@ def distributed_training_args(
     if not _cuda_available():
         # accelerate engages its FSDP plugin only for GPU-class process groups; a CPU (gloo) run would
         # silently train with plain DDP instead.
-        raise UnsupportedError("train.distributed=fsdp needs CUDA GPUs (accelerate runs FSDP on GPUs only); "
-                               "on CPU use train.distributed=ddp or deepspeed")
+        raise UnsupportedError(FSDP_NEEDS_CUDA)
     settings = fsdp_settings(train_cfg, model_config)
     (run_dir / FSDP_FILE).write_text(json.dumps(settings["fsdp_config"], indent=2) + "\n", encoding="utf-8")
     if not _cuda_available():

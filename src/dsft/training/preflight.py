@@ -18,7 +18,7 @@ from typing import Any
 from dsft.config import DsftConfig
 from dsft.errors import DsftError
 from dsft.models.resolve import peek_model_config
-from dsft.training.distributed import check_sequence_parallel, resolve_strategy, zero_optimization
+from dsft.training.distributed import FSDP_NEEDS_CUDA, check_sequence_parallel, resolve_strategy, zero_optimization
 from dsft.training.environment import Environment, check_qlora, environment_problems
 
 # What a run logs at every evaluation (MetricsCallback adds the perplexity), so eval.metric may name them.
@@ -68,8 +68,7 @@ def _strategy_problems(cfg: DsftConfig, env: Environment, problems: list[str]) -
         _collect(problems, zero_optimization, t)
     if strategy == "fsdp":
         if not env.has_cuda():
-            problems.append("train.distributed=fsdp needs CUDA GPUs (accelerate runs FSDP on GPUs only); "
-                            "on CPU use train.distributed=ddp or deepspeed")
+            problems.append(FSDP_NEEDS_CUDA)
         if t.offload == "optimizer":
             problems.append("train.offload=optimizer: FSDP offloads parameters and gradients together; "
                             "use train.offload=optimizer+param with fsdp, or train.distributed=deepspeed")
