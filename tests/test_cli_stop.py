@@ -120,3 +120,30 @@ def test_the_cli_run_in_process_leaves_the_signal_handlers_as_they_were(run_cli)
     before = {signum: signal.getsignal(signum) for signum in EXPECTED}
     assert run_cli(["--version"])[0] == 0
     assert {signum: signal.getsignal(signum) for signum in EXPECTED} == before
+
+
+@pytest.mark.slow
+def test_a_stopped_sweep_ends_after_the_trial_in_flight(tmp_path: Path, tiny_model_dir) -> None:
+    """Training stops the trial gracefully (checkpoint, status stopped); the sweep then ends instead of going
+    on to the next trial (it did: the stop was caught by the trial's training)."""
+    import yaml
+
+    tiny_model_dir("tiny-deepseek-llm")
+    config = tmp_path / "sweep.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": {"name_or_path": "tiny-deepseek-llm"},
+        "data": {"train": [str(sample_path("reservoirs"))], "val_ratio": 0.1},
+        "train": {"max_steps": 500, "micro_batch_size": 4, "max_seq_len": 128, "save_steps": 1000,
+                  "report_to": [], "logging_steps": 1},
+        "lora": {"r": 4}, "eval": {"steps": 1000, "load_best": False},
+    }), encoding="utf-8")
+    out = tmp_path / "sweep"
+    metrics = out / "trial-000" / "metrics.jsonl"
+    command = dsft("sweep", str(config), "--grid", "train.lr=1e-4,3e-4", "--out", str(out))
+    code, stderr = stop_midway(command, lambda: metrics.is_file() and '"loss"' in metrics.read_text(), signal.SIGTERM)
+    assert_stopped(code, stderr, signal.SIGTERM)
+    report = json.loads((out / "sweep.json").read_text(encoding="utf-8"))
+    assert [t["status"] for t in report["trials"]] == ["stopped"], report["trials"]
+    run = json.loads((out / "trial-000" / "run.json").read_text(encoding="utf-8"))
+    assert run["status"] == "stopped" and run["global_step"] < 500
+    assert not (out / "trial-001").exists()

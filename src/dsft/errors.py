@@ -7,6 +7,8 @@ with code 2; no traceback unless ``--debug``. Internal invariants use ``assert``
 
 from __future__ import annotations
 
+import signal
+
 
 class DsftError(Exception):
     """A problem the user can fix. ``problems`` lists every issue found, each naming what and where."""
@@ -43,9 +45,9 @@ class Stopped(BaseException):
     it, not an :class:`Exception`, so no ``except Exception`` swallows it: cleanup paths catch :data:`STOPS`.
     """
 
-    def __init__(self, signum: int, name: str) -> None:
+    def __init__(self, signum: int, name: str | None = None) -> None:
         self.signum = signum
-        super().__init__(name)
+        super().__init__(name or ("Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name))
 
 
 # What a cleanup that must also run when the user stops a command catches (Ctrl-C, SIGTERM).

@@ -101,7 +101,12 @@ def _run(argv: list[str] | None) -> None:
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt, Stopped):
+    except Stopped as exc:
+        _exit_stopped()  # the CLI's own handler saw the signal
+        # Raised by a command after a stop its training handled (a sweep's trial, the demo's run).
+        print(f"stopped ({exc})", file=sys.stderr, flush=True)
+        sys.exit(128 + exc.signum)
+    except (typer.Abort, KeyboardInterrupt):
         _exit_stopped()
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - usage errors from typer's bundled click land here

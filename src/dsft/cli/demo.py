@@ -18,6 +18,8 @@ from pathlib import Path
 
 import typer
 
+from dsft.errors import Stopped
+
 # The embedded default. Tuned so a 2-core CPU finishes in a few minutes and validation loss falls clearly.
 DEMO_OVERRIDES = [
     "model.name_or_path=tiny-deepseek-v3",
@@ -111,6 +113,8 @@ def demo(
 
     console.rule(f"[bold]dsft demo: {what}" if model == "smollm2" else f"[bold]dsft demo: {cfg.train.method} {what}")
     result = run_training(cfg, run_dir)
+    if result.stopped_by_signal:  # training stopped with a checkpoint (--resume auto continues); no comparison
+        raise Stopped(result.stopped_by_signal)
     console.print(f"[bold green]trained[/] {result.global_step} steps in {result.elapsed_s:.1f}s")
     if result.first_eval_loss is not None:
         console.print(f"validation loss: {result.first_eval_loss:.4f} (before) -> {result.last_eval_loss:.4f} "

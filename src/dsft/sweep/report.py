@@ -24,7 +24,7 @@ class Trial:
     number: int
     params: dict[str, Any]
     run_dir: str
-    status: str = "pending"  # pending | finished | pruned | failed
+    status: str = "pending"  # pending | finished | pruned | failed | stopped (a stop signal ended the sweep)
     value: float | None = None  # the best validation value of the selection metric
     best_step: int | None = None
     steps: int | None = None

@@ -24,7 +24,7 @@ from transformers import TrainerCallback
 from dsft.config import DsftConfig, save_config
 from dsft.data.pipeline import prepare
 from dsft.data.preference_pipeline import prepare_preference
-from dsft.errors import DsftError
+from dsft.errors import DsftError, Stopped
 from dsft.eval.callbacks import training_eval_callbacks
 from dsft.eval.rewards import build_rewards
 from dsft.models.loading import load_tokenizer
@@ -82,18 +82,23 @@ def _run_trial(request: SweepRequest, sweep: Sweep, number: int, params: dict[st
     run_dir = request.out / f"trial-{number:03d}"
     trial = Trial(number, params, str(run_dir))
     cfg = request.trial_config(params, prepared)
-    rewards = None
+    rewards, stop = None, None
     try:
         if cfg.train.objective == "grpo":  # weights: in the config
             rewards, _ = build_rewards(cfg.grpo.rewards, cfg.grpo.max_completion_len)
         result = run_training(cfg, run_dir, progress=request.progress, split_cache=cache, reward_funcs=rewards,
                               extra_callbacks=training_eval_callbacks(cfg, run_dir) + list(extra or []))
-        trial.status = "finished"
+        trial.status = "stopped" if result.stopped_by_signal else "finished"
         trial.steps = result.global_step
+        stop = result.stopped_by_signal
     except DsftError as exc:  # e.g. a NaN loss at a high learning rate: the other trials still run
         trial.status, trial.error = "failed", str(exc).splitlines()[0]
     trial.value, trial.best_step, last = best_evaluation(run_dir, sweep.metric, sweep.greater_is_better)
     trial.steps = trial.steps or last
+    if stop is not None:  # SIGTERM / Ctrl-C: training stopped this trial with a checkpoint; no next trial
+        sweep.trials.append(trial)
+        write_report(sweep, request.out)
+        raise Stopped(stop)
     return trial
 
 

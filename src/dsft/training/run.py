@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,9 @@ class RunResult:
     last_eval_loss: float | None
     best_eval_loss: float | None
     elapsed_s: float
+    # The stop signal (SIGTERM, SIGINT) the run ended early for, so a caller running several (a sweep, the
+    # demo) stops too instead of going on; None when nothing asked.
+    stopped_by_signal: int | None = None
 
 
 def run_training(
@@ -195,6 +199,7 @@ def run_training(
         first_eval_loss=evals[0] if evals else None, last_eval_loss=evals[-1] if evals else None,
         best_eval_loss=best if best is not None else (min(evals) if evals else None),
         elapsed_s=time.perf_counter() - started,
+        stopped_by_signal=(stopper.signum or signal.SIGTERM) if stopper.requested else None,
     )
 
 

@@ -32,6 +32,7 @@ class StopOnSignal(TrainerCallback):
 
     def __init__(self) -> None:
         self.requested = False
+        self.signum: int | None = None  # the signal that asked (None on a rank that only agreed to another's)
         self._previous: dict[int, Any] = {}
 
     def install(self) -> None:
@@ -48,7 +49,7 @@ class StopOnSignal(TrainerCallback):
             self.restore()
             signal.raise_signal(signum)
             return
-        self.requested = True
+        self.requested, self.signum = True, signum
         # os.write, not logging: a handler may interrupt a logging call that holds its lock.
         os.write(2, f"\n{_NAMES.get(signum, signum)}: stopping after this step with a checkpoint "
                     f"(again to stop at once)\n".encode())
