@@ -4,7 +4,8 @@ that saved them), the loss, and the gap between what is allocated and the proces
 Not a test: run it by hand and quote the figures with the machine they ran on.
 
     python benchmarks/bench_activation_memory.py --model PATH.gguf [--method lora|full] [--seq-len 2048]
-                                                 [--stock] [--gradient-checkpointing] [--json OUT.json]
+                                                 [--stock] [--no-pool] [--gradient-checkpointing]
+                                                 [--timing-steps N] [--json OUT.json]
 
 One packed row of ``--seq-len`` tokens of the benchmark's short-answer data (as ``dsft bench train``
 builds it), one thread, one warm-up step (forward, dsft's chunked loss, backward), then one measured step:
@@ -46,7 +47,7 @@ from dsft.models.resolve import resolve_model
 from dsft.training.bench.synthetic import make_examples
 from dsft.training.collators import PackedCollator, pack_row
 from dsft.training.lean_activations import use_lean_activations
-from dsft.training.heap_release import HeapRelease
+from dsft.training.heap_release import RELEASES_PER_PASS, HeapRelease
 from dsft.training.loss import auto_chunk_size, resolve_loss_dtype, supervised_cross_entropy
 from dsft.training.packing import pack_best_fit
 from dsft.training import segment_attention
@@ -237,14 +238,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     if pool is None and not args.stock:
         lean.remove("saved_activation_pool")
     elif pool is not None:  # as DsftTrainer does on CPU
-        HeapRelease((model.get_base_model() if args.method == "lora" else model).get_decoder().layers)
+        HeapRelease((model.get_base_model() if args.method == "lora" else model).get_decoder().layers,
+                    passes=args.releases_per_pass)
         lean.append("heap_release")
     model.train()
     batch = one_row(tokenizer, args.seq_len)
     inputs = {key: value for key, value in batch.items() if key in MODEL_INPUTS}
     tokens = int(batch["input_ids"].numel())
     weight = model.get_output_embeddings().weight
-    chunk, loss_dtype = auto_chunk_size(weight.shape[0], "cpu"), resolve_loss_dtype("auto", "cpu", weight)
+    chunk, loss_dtype = auto_chunk_size(weight.shape[0], "cpu"), resolve_loss_dtype("auto", weight)
     body = model.get_base_model() if hasattr(model, "get_base_model") else model
     layers = body.get_decoder().layers
 
@@ -289,6 +291,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     ledger.close()
     for handle in handles:
         handle.remove()
+    timed: list[float] = []
+    reset_peak_rss()
+    for _ in range(args.timing_steps):  # no ledger, no sampling: the step as training runs it
+        started = time.process_time()
+        step(None, {}, [])
+        timed.append(time.process_time() - started)
+    timed_peak_rss = proc_status("VmHWM") if timed else None
 
     saved_total = sum(e["bytes"] for e in ledger.saved.values())
     per_layer: dict[int, int] = defaultdict(int)
@@ -313,6 +322,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "heap_peak_above_before_step": peak_heap - marks["before_step"],
         "pool_bytes": pool.pooled_bytes if pool is not None else 0,
         "step_cpu_seconds": step_cpu_seconds, "rss_before_step": rss_before,
+        "timed_steps_cpu_seconds": timed, "timed_steps_peak_rss": timed_peak_rss,
         "state_after_load": state_loaded, "state_before_step": state_before, "state_after_step": state_after,
         "peak_rss_in_step": peak_rss,
         "peak_rss_minus_peak_heap": peak_rss - peak_heap,
@@ -341,6 +351,10 @@ def print_report(report: dict[str, Any]) -> None:
           f"{report['peak_rss_minus_peak_heap'] / MIB:,.0f} MiB")
     print(f"measured step: {report['step_cpu_seconds']:.1f} CPU s (with the ledger's hooks); saved-activation "
           f"pool {report['pool_bytes'] / MIB:,.0f} MiB (outside the heap)")
+    if report["timed_steps_cpu_seconds"]:
+        print(f"{len(report['timed_steps_cpu_seconds'])} further steps without the ledger: CPU s "
+              f"{', '.join(f'{t:.2f}' for t in report['timed_steps_cpu_seconds'])}; their peak RSS "
+              f"{report['timed_steps_peak_rss'] / MIB:,.0f} MiB")
     for when in ("after_load", "before_step", "after_step"):
         state = report[f"state_{when}"]
         print(f"{when} (MiB): " + ", ".join(f"{k} {v / MIB:,.0f}" for part in state.values()
@@ -355,6 +369,10 @@ def main() -> None:
     parser.add_argument("--stock", action="store_true", help="transformers' and peft's modules as shipped")
     parser.add_argument("--no-pool", action="store_true", help="lean blocks without the saved-activation pool")
     parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument("--releases-per-pass", type=int, default=RELEASES_PER_PASS,
+                        help="heap releases per forward and per backward (DsftTrainer's default)")
+    parser.add_argument("--timing-steps", type=int, default=0,
+                        help="then time this many steps without the ledger (CPU seconds each, their peak RSS)")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args()
     report = measure(args)
