@@ -345,6 +345,20 @@ def test_a_job_whose_pid_now_belongs_to_another_process_is_not_running(client: T
         other.wait()
 
 
+@pytest.mark.parametrize("rc", ["143", "130"])
+def test_a_job_stopped_outside_the_dashboard_reads_stopped(runs_root: Path, rc: str) -> None:
+    """``kill PID`` or Ctrl-C in a terminal: the command cleans up and exits 128+signal; that is a stop, not a
+    failure, though the dashboard recorded no stop of its own."""
+    jobs.jobs_dir(runs_root).mkdir(parents=True)
+    (jobs.jobs_dir(runs_root) / "export-1.json").write_text(json.dumps(
+        {"id": "export-1", "kind": "export", "target": "r", "out": "r/export/hf", "command": [], "pid": 2**22 + 7,
+         "started": "then"}), encoding="utf-8")
+    (jobs.jobs_dir(runs_root) / "export-1.log").write_text("writing...\nstopped (SIGTERM)\n", encoding="utf-8")
+    (jobs.jobs_dir(runs_root) / "export-1.rc").write_text(rc + "\n", encoding="utf-8")
+    job = jobs.read_job(runs_root, "export-1")
+    assert (job.status, job.error) == ("stopped", None)
+
+
 def done_run(root: Path, name: str = "done") -> Path:
     """A run that has finished with ``final/`` (its files copied from ``alpha``)."""
     (root / name / "final").mkdir(parents=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import threading
@@ -25,6 +26,8 @@ from typing import Any
 
 from dsft.ui import processes, runs
 
+# A CLI command ended by a stop signal cleans up and exits 128 + the signal (SIGTERM, Ctrl-C).
+STOPPED_EXIT_STATUSES = {str(128 + signal.SIGTERM), str(128 + signal.SIGINT)}
 JOBS = "jobs"  # under runs.LAUNCHES
 # Runs ARGS, then records their exit status in RC (written whole: a reader never sees half a number). A stop
 # signals the whole group: the trap keeps the shell waiting while the command cleans up and ends (143), so the
@@ -112,7 +115,7 @@ def read_job(root: Path, job_id: str) -> Job | None:
         status, error = "running", None
     elif rc == "0":
         status, error = "finished", None
-    elif stopped:
+    elif stopped or rc in STOPPED_EXIT_STATUSES:  # stopped here, or by kill / Ctrl-C elsewhere
         status, error = "stopped", None
     elif rc is None:
         status, error = "failed", "the process ended without an exit status (killed?)"
