@@ -32,6 +32,7 @@ from typing import Any
 
 from dsft.errors import DsftError, UnsupportedError
 from dsft.models.gguf_tokenizer import with_gguf_special_tokens
+from dsft.models.loading import use_cpu_accelerator_without_cuda
 
 log = logging.getLogger(__name__)
 
@@ -277,8 +278,7 @@ def _write_checkpoint(path: Path, info: GGUFInfo, out_dir: Path) -> None:
     """Dequantise, rebuild without quantization_config, save weights + tokenizer (+ chat template)."""
     import torch
 
-    if not torch.cuda.is_available():
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")  # transformers' GGUF loading imports DeepSpeed: no GPU probe warning
+    use_cpu_accelerator_without_cuda()  # transformers' GGUF loading imports DeepSpeed
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:

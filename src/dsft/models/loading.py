@@ -160,6 +160,20 @@ def quantization_config(quantization: str | None, compute_dtype: "torch.dtype") 
     )
 
 
+def use_cpu_accelerator_without_cuda() -> None:
+    """On a machine without CUDA, name the CPU as DeepSpeed's accelerator (``DS_ACCELERATOR``) unless set.
+
+    accelerate imports DeepSpeed (when installed) as soon as a model is saved, wrapped or trained; with
+    nothing named, DeepSpeed probes for a GPU, picks the CPU anyway and logs "Setting accelerator to CPU
+    ... unable to detect it" on every command. Call this before building, loading or training a model.
+    A machine with CUDA is left to DeepSpeed's own detection.
+    """
+    import torch  # heavy: only where a model is about to be built anyway
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+
+
 # transformers' per-tensor bars over local files: seconds long, no information, and they bury dsft's own
 # output on every command. Download bars (huggingface_hub) are left alone.
 LOCAL_WEIGHT_BARS = ("Loading weights", "Writing model shards")
@@ -298,6 +312,7 @@ def load_model(
     """
     from transformers import AutoModelForCausalLM
 
+    use_cpu_accelerator_without_cuda()
     hide_local_weight_bars()
     target = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, target)

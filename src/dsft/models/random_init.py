@@ -9,7 +9,6 @@ there is one. ``overrides`` change config fields (e.g. fewer layers for a quick 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -65,8 +64,6 @@ def write_random_model(preset: str, out_dir: str | Path, dtype: str = "bfloat16"
         raise DsftError(f"--out {out}: directory is not empty; choose a new directory")
     out.mkdir(parents=True, exist_ok=True)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cpu":
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")  # transformers may import DeepSpeed; no GPU probe warning
     write_random_checkpoint(out, config, generation, seed, dtype=dtype, device=device)
     tokenizers.write_tokenizer_files(*files(), out)
     return out

@@ -17,6 +17,7 @@ from typing import Any
 
 from dsft.errors import DsftError
 from dsft.models import tokenizers
+from dsft.models.loading import use_cpu_accelerator_without_cuda
 
 
 # Weight init std (config.initializer_range), as in the real configs. At hidden size 64 it bounds every
@@ -152,6 +153,7 @@ def write_random_checkpoint(out_dir: Path, config: dict[str, Any], generation: d
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
+    use_cpu_accelerator_without_cuda()
     model_type = config["model_type"]
     hf_config = AutoConfig.for_model(model_type, **{k: v for k, v in config.items() if k != "model_type"})
     torch.manual_seed(seed)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
 from transformers import EarlyStoppingCallback, TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
@@ -24,7 +23,7 @@ from dsft.disk import USER_FILESYSTEM_ERRORS, disk_error, tree_bytes
 from dsft.data.pipeline import check_inputs
 from dsft.errors import ConfigError, DsftError, UnsupportedError
 from dsft.models.gguf_source import dequantisation_note, read_import_record
-from dsft.models.loading import load_tokenizer
+from dsft.models.loading import load_tokenizer, use_cpu_accelerator_without_cuda
 from dsft.models.resolve import resolve_model
 from dsft.training.checkpointing import checkpoint_step, resolve_resume
 from dsft.training.collators import make_collator, make_train_dataset
@@ -85,9 +84,7 @@ def run_training(
     rewards (built from ``grpo.rewards`` by the caller: they score with dsft.eval's metrics).
     """
     started = time.perf_counter()
-    if not torch.cuda.is_available():
-        # What DeepSpeed (imported by accelerate) picks anyway on a CPU machine, without its warning.
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    use_cpu_accelerator_without_cuda()
     run_dir = Path(run_dir)
     problems = environment_problems(cfg)
     if problems:
