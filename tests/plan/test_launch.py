@@ -140,3 +140,17 @@ def test_sbatch_finds_its_nccl_settings_from_any_submit_directory(config: Path, 
     done = subprocess.run(["bash", str(spooled)], capture_output=True, text=True, env=env, cwd=elsewhere)
     assert done.returncode == 0, done.stderr
     assert "NCCL SETTINGS SOURCED" in done.stdout and "gpu-node-7:29500" in done.stdout
+
+
+def test_earlier_launch_files_are_kept_unless_overwrite_is_passed(config: Path, tmp_path: Path,
+                                                                  run_cli: RunCli) -> None:
+    out = tmp_path / "launch"
+    argv = ["launch", str(config), "--nodes", "1", "--gpus-per-node", "2", "--out", str(out)]
+    assert run_cli(argv)[0] == 0
+    (out / "nccl_env.sh").write_text("export NCCL_SOCKET_IFNAME=eth7  # edited by hand\n")
+    code, stdout, err = run_cli(argv)
+    assert code == 2 and stdout == "" and "Traceback" not in err
+    assert str(out) in err and "nccl_env.sh" in err and "--overwrite" in err
+    assert "eth7" in (out / "nccl_env.sh").read_text()  # nothing lost
+    assert run_cli([*argv, "--overwrite"])[0] == 0
+    assert "eth7" not in (out / "nccl_env.sh").read_text()

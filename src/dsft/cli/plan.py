@@ -157,6 +157,7 @@ def launch(
         None, "--master-addr", help="Host of node 0, overridable by MASTER_ADDR [default: 127.0.0.1 on one node; "
         "several nodes need it here or in MASTER_ADDR]."),
     master_port: int = typer.Option(29500, "--master-port", min=1, max=65535, help="Rendezvous port."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the files of an earlier launch in --out."),
 ) -> None:
     """Write runnable per-node launch scripts (with documented NCCL settings) for a training config."""
     from dsft.config import load_config
@@ -172,7 +173,7 @@ def launch(
     output_dir(out)
     plan_ = LaunchPlan(config=config.resolve(), run_dir=(run_dir or out / "run").resolve(), nodes=nodes,
                        gpus_per_node=gpus_per_node, master_addr=master_addr, master_port=master_port)
-    for path in write_launch_files(plan_, launcher, out):
+    for path in write_launch_files(plan_, launcher, out, overwrite=overwrite):
         typer.echo(str(path))
 
 

@@ -184,15 +184,24 @@ def launch_files(plan: LaunchPlan, launcher: str) -> dict[str, str]:
     return files
 
 
-def write_launch_files(plan: LaunchPlan, launcher: str, out_dir: str | Path) -> list[Path]:
-    """Write the launcher's files into ``out_dir`` (scripts executable); returns their paths."""
+def write_launch_files(plan: LaunchPlan, launcher: str, out_dir: str | Path, overwrite: bool = False) -> list[Path]:
+    """Write the launcher's files into ``out_dir`` (scripts executable); returns their paths.
+
+    Files of an earlier launch there (``nccl_env.sh`` is often edited by hand) are refused, all before
+    anything is written, unless ``overwrite``.
+    """
     if not plan.config.is_file():
         raise DsftError(f"{plan.config}: config file not found")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plan = dataclasses.replace(plan, script_dir=out.resolve())
+    files = launch_files(plan, launcher)
+    earlier = sorted(name for name in files if (out / name).exists())
+    if earlier and not overwrite:
+        raise DsftError(f"--out {out}: holds launch files of an earlier dsft launch ({', '.join(earlier)}); "
+                        "choose a new directory or pass --overwrite to replace them")
     written = []
-    for name, content in launch_files(plan, launcher).items():
+    for name, content in files.items():
         path = out / name
         path.write_text(content, encoding="utf-8")
         if name.endswith((".sh", ".sbatch")):
