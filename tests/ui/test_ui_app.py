@@ -141,14 +141,33 @@ def test_cli_refuses_empty_key_and_open_bind_without_key(run_cli, tmp_path: Path
     assert code == 2 and "needs --api-key" in err
 
 
+def test_cli_refuses_a_runs_root_that_does_not_exist(run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mistyped --runs must not become a new, empty dashboard; only the default runs/ is created on first use."""
+    import uvicorn
+
+    served = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.update(app=app, **kw))
+    code, out, err = run_cli(["ui", "--runs", str(tmp_path / "nowhere"), "--port", "7861"])
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert f"--runs {tmp_path / 'nowhere'}: no such directory" in err
+    assert not (tmp_path / "nowhere").exists() and not served  # refused before any server
+    (tmp_path / "file").write_text("x")
+    code, _, err = run_cli(["ui", "--runs", str(tmp_path / "file"), "--port", "7861"])
+    assert code == 2 and "is not a directory" in err and not served
+    monkeypatch.chdir(tmp_path)
+    code, _, _ = run_cli(["ui", "--port", "7861"])
+    assert code == 0 and (tmp_path / "runs").is_dir() and served
+
+
 def test_cli_serves_the_dashboard_on_loopback(run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import uvicorn
 
     served = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.update(app=app, **kw))
+    (tmp_path / "runs").mkdir()
     code, out, _ = run_cli(["ui", "--runs", str(tmp_path / "runs"), "--port", "7861"])
     assert code == 0 and served["host"] == "127.0.0.1" and served["port"] == 7861
-    assert (tmp_path / "runs").is_dir() and "http://127.0.0.1:7861/" in out
+    assert "http://127.0.0.1:7861/" in out
     client = TestClient(served["app"], base_url="http://127.0.0.1")
     assert client.get("/").status_code == 200
     assert client.get("/", headers={"host": "attacker.example"}).status_code == 400  # no DNS rebinding

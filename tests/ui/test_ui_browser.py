@@ -156,6 +156,7 @@ def test_signed_in_with_a_key_the_page_scripts_upload_and_refresh(browser, runs_
 
 def test_a_running_job_stops_from_its_button(browser, dashboard: str, runs_root: Path, shots: Path) -> None:
     # A dsft command that runs until stopped: the dashboard itself, over another root.
+    (runs_root.parent / "other").mkdir(exist_ok=True)
     job_id = jobs.start_job(runs_root, "export", "alpha", "alpha/export/hf",
                             ["ui", "--runs", str(runs_root.parent / "other"), "--port", str(free_port())])
     pid = json.loads((jobs.jobs_dir(runs_root) / f"{job_id}.json").read_text())["pid"]

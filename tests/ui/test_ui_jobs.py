@@ -286,6 +286,7 @@ def group_members(pgid: int) -> list[int]:
 
 def test_stop_ends_a_running_job_and_its_record_says_stopped(client: TestClient, runs_root: Path) -> None:
     # A dsft command that runs until stopped: the dashboard itself, over another root.
+    (runs_root.parent / "other").mkdir(exist_ok=True)
     job_id = jobs.start_job(runs_root, "export", "alpha", "alpha/export/hf",
                             ["ui", "--runs", str(runs_root.parent / "other"), "--port", str(free_port())])
     pid = json.loads((jobs.jobs_dir(runs_root) / f"{job_id}.json").read_text())["pid"]

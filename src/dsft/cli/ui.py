@@ -9,10 +9,13 @@ import typer
 from dsft.cli import stopping
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+DEFAULT_RUNS = Path("runs")  # created on first use; a --runs given by hand must exist
 
 
 def ui(
-    runs: Path = typer.Option(Path("runs"), "--runs", help="Directory holding run directories (created if missing)."),
+    runs: Path | None = typer.Option(
+        None, "--runs", show_default=False,
+        help="Existing directory holding run directories (default: runs/, created on first use)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Bind address [loopback]; another needs --api-key."),
     port: int = typer.Option(7860, "--port", help="Port."),
     api_key: str | None = typer.Option(None, "--api-key", envvar="DSFT_UI_API_KEY",
@@ -33,7 +36,14 @@ def ui(
         raise DsftError(f"--port: must be 1..65535, got {port}")
     if host not in LOOPBACK and api_key is None:
         raise DsftError(f"--host {host}: the dashboard can start training runs; off loopback it needs --api-key")
-    runs.mkdir(parents=True, exist_ok=True)
+    if runs is None:
+        runs = DEFAULT_RUNS
+        runs.mkdir(parents=True, exist_ok=True)
+    elif not runs.exists():  # a mistyped root would otherwise become a new, empty dashboard
+        raise DsftError(f"--runs {runs}: no such directory; give an existing runs root, or create it first "
+                        f"(mkdir -p {runs})")
+    elif not runs.is_dir():
+        raise DsftError(f"--runs {runs}: is not a directory; give the directory that holds the run directories")
     check_port_free(host, port)
     allowed = ["127.0.0.1", "localhost"] if host in ("127.0.0.1", "localhost") else None  # DNS rebinding
     app = create_app(runs, api_key=api_key, allowed_hosts=allowed)
