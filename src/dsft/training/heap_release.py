@@ -4,12 +4,12 @@ torch allocates CPU tensors with ``posix_memalign``; glibc cannot put a new alig
 of the same size, so a forward's temporaries leave holes the next layers do not fill and the heap grows
 well past what is in use. The pages of those holes stay resident (counted in RSS) until something gives
 them back: ``malloc_trim(0)`` does, without moving any live allocation. Measured on SmolLM2-135M at seq
-2,048 with the lean blocks and the saved-activation pool (``benchmarks/bench_activation_memory.py``): a
-1.4-1.7 GiB heap with about 0.2 GiB in use; released every fifth layer, peak RSS 4.2-4.4 GiB -> 3.0 GiB.
+2,048 (``benchmarks/bench_activation_memory.py``, one step): the lean blocks alone peak at 4.1 GiB RSS,
+with the saved-activation pool and a release after every fifth layer at 3.1 GiB (docs/performance.md).
 
 Each release costs the page faults of re-touching what is reused afterwards, so :class:`HeapRelease`
 releases about ``passes`` times per forward and per backward (after every ``layers // passes``-th decoder
-layer), not after every layer (+25% CPU time measured there, without the pool).
+layer), not after every layer (about 25% more CPU time per step, measured once by hand without the pool).
 """
 
 from __future__ import annotations

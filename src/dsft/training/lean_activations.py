@@ -9,6 +9,11 @@ forward as the stock module and the same gradients to rounding, saving less:
 * attention within packed examples on CPU (:class:`dsft.training.segment_attention.SegmentFlashAttentionFunction`,
   used by the ``dsft_segments`` kernel itself): keys and values unrepeated, one output.
 
+On CPU, ``DsftTrainer`` also keeps the saved tensors in a reusable pool and returns the heap's free pages
+a few times per pass (:mod:`dsft.training.saved_activation_pool`, :mod:`dsft.training.heap_release`):
+without them glibc's heap fragments around the saved tensors and the resident set stays near twice what
+is in use.
+
 Each block checks at every call that it can reproduce its module exactly as configured then (peft LoRA
 with one vanilla adapter, no dropout, no autocast, ...; see each module) and otherwise runs the module's
 own forward, so the switch is safe to make before or after wrapping the model with LoRA.
