@@ -86,3 +86,23 @@ def test_valid_conversations_pass() -> None:
 @pytest.mark.parametrize(("text", "expected"), [("ok", None), ("a\udcffb", "not valid UTF-8 (byte 0xFF at character 1)")])
 def test_find_bad_unicode(text: str, expected: str | None) -> None:
     assert find_bad_unicode(text) == expected
+
+
+def test_rejects_file_keeps_the_raw_text_of_lines_that_do_not_parse(tmp_path: Path) -> None:
+    from dsft.data.ingest import write_rejections
+    from dsft.data.readers import MAX_RAW_CHARS
+
+    path = tmp_path / "broken.jsonl"
+    long_line = '{"text": "' + "x" * (MAX_RAW_CHARS + 500) + '"'  # the closing brace was lost
+    path.write_bytes(b'{"messages": [{"role": "user", "content": "q"}, oops]}\n' + b'{"text": "caf\xe9"\n'
+                     + long_line.encode() + b"\n" + b'{"text": 1}\n')
+    result = ingest([str(path)])
+    write_rejections(result.rejections, tmp_path / "rejects.jsonl")
+    rows = {r["where"]: r for r in map(json.loads, (tmp_path / "rejects.jsonl").read_text().splitlines())}
+    first = rows[f"{path}:1"]
+    assert first["record"] is None and first["raw"] == '{"messages": [{"role": "user", "content": "q"}, oops]}'
+    assert first["raw_cut"] is False
+    assert rows[f"{path}:2"]["raw"] == '{"text": "caf\udce9"'  # the undecodable byte kept, as read_json keeps it
+    long = rows[f"{path}:3"]
+    assert long["raw"] == long_line[:MAX_RAW_CHARS] and long["raw_cut"] is True
+    assert "raw" not in rows[f"{path}:4"] and rows[f"{path}:4"]["record"] == {"text": 1}  # parsed: the record is there

@@ -101,7 +101,7 @@ def read_questions(inputs: list[str]) -> tuple[list[Question], list[Rejection]]:
     for raw in read_records(inputs):
         parsed = question_from_record(raw.data) if raw.error is None else raw.error
         if isinstance(parsed, str):
-            rejections.append(Rejection(raw.where, [parsed], raw.data))
+            rejections.append(Rejection(raw.where, [parsed], raw.data, raw=raw.raw, raw_cut=raw.raw_cut))
             continue
         meta = {k: v for k, v in raw.data.items() if isinstance(v, (str, int, float, bool)) and k not in
                 (*QUESTION_FIELDS, *REFERENCE_FIELDS)}

@@ -24,14 +24,20 @@ MAX_LISTED_PROBLEMS = 20  # problems spelled out in a DataError; the rest are co
 
 @dataclass
 class Rejection:
-    """A record that could not be used: where it is, every reason, and the record as read."""
+    """A record that could not be used: where it is, every reason, and the record as read (or, when it did
+    not parse, the start of its source text: ``raw``, with ``raw_cut`` when it was longer)."""
 
     where: str
     reasons: list[str]
     record: Any = None
+    raw: str | None = None
+    raw_cut: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {"where": self.where, "reasons": self.reasons, "record": self.record}
+        row = {"where": self.where, "reasons": self.reasons, "record": self.record}
+        if self.raw is not None:
+            row.update(raw=self.raw, raw_cut=self.raw_cut)
+        return row
 
 
 @dataclass
@@ -48,7 +54,7 @@ class Ingested:
 def parse_record(raw: RawRecord, fmt: str = "auto", columns: dict[str, str] | None = None) -> tuple[str, Conversation] | Rejection:
     """One raw record -> (format name, valid conversation) or a :class:`Rejection`."""
     if raw.error is not None:
-        return Rejection(raw.where, [raw.error])
+        return Rejection(raw.where, [raw.error], raw=raw.raw, raw_cut=raw.raw_cut)
     try:
         name, conversation = convert(raw.data, fmt, columns)
     except FormatProblem as exc:

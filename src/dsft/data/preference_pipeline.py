@@ -46,7 +46,7 @@ class PreparedPreference:
 def parse_raw(raw: RawRecord, kind: str, columns: dict[str, str] | None = None) -> list[PreferenceRecord] | Rejection:
     """One raw record -> its preference records (a pair read as KTO data gives two), or a rejection."""
     if raw.error is not None:
-        return Rejection(raw.where, [raw.error])
+        return Rejection(raw.where, [raw.error], raw=raw.raw, raw_cut=raw.raw_cut)
     try:
         if kind == "labeled" and is_pair(raw.data):
             records = split_pair_for_kto(raw.data, columns)

@@ -32,16 +32,24 @@ from dsft.errors import DataError
 
 SUPPORTED_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 _PARQUET_BATCH_ROWS = 1024  # rows per pyarrow batch: bounded memory whatever the file size
+# Characters of an unparsable record's source text kept for rejects.jsonl (``raw``; ``raw_cut`` says cut).
+MAX_RAW_CHARS = 2000
 
 
 @dataclass
 class RawRecord:
-    """One record as read: the parsed value (``data``) or the reason it could not be read (``error``)."""
+    """One record as read: the parsed value (``data``) or the reason it could not be read (``error``).
+
+    A record that could not be parsed keeps its source text in ``raw`` (at most :data:`MAX_RAW_CHARS`
+    characters; ``raw_cut`` when there was more; undecodable bytes as lone surrogates).
+    """
 
     source: str
     location: str
     data: Any = None
     error: str | None = None
+    raw: str | None = None
+    raw_cut: bool = False
 
     @property
     def where(self) -> str:
@@ -119,18 +127,24 @@ def read_path(path: Path) -> Iterator[RawRecord]:
     raise DataError(f"{path}: unsupported file type {suffix or '(none)'}")
 
 
+def _unparsed(source: str, location: str, error: str, text: str) -> RawRecord:
+    """A record that could not be parsed, with the start of its source text."""
+    return RawRecord(source, location, error=error, raw=text[:MAX_RAW_CHARS], raw_cut=len(text) > MAX_RAW_CHARS)
+
+
 def _parse_json_line(raw: bytes, source: str, number: int) -> RawRecord:
     location = f"line {number}"
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return RawRecord(source, location, error=f"not valid UTF-8 (bad byte at offset {exc.start})")
+        return _unparsed(source, location, f"not valid UTF-8 (bad byte at offset {exc.start})",
+                         raw.decode("utf-8", errors="surrogateescape"))
     try:
         return RawRecord(source, location, data=json.loads(text))
     except json.JSONDecodeError as exc:
-        return RawRecord(source, location, error=f"malformed JSON: {exc.msg} (column {exc.colno})")
+        return _unparsed(source, location, f"malformed JSON: {exc.msg} (column {exc.colno})", text)
     except RecursionError:
-        return RawRecord(source, location, error="malformed JSON: nested too deeply")
+        return _unparsed(source, location, "malformed JSON: nested too deeply", text)
 
 
 def read_jsonl(path: Path) -> Iterator[RawRecord]:
@@ -210,9 +224,9 @@ def _recover_json(path: Path, text: str, exc: json.JSONDecodeError) -> Iterator[
         try:
             yield RawRecord(source, location, data=json.loads(item))
         except json.JSONDecodeError as item_exc:
-            yield RawRecord(source, location, error=f"malformed JSON in array item: {item_exc.msg}")
+            yield _unparsed(source, location, f"malformed JSON in array item: {item_exc.msg}", item.strip())
         except RecursionError:
-            yield RawRecord(source, location, error="malformed JSON: nested too deeply")
+            yield _unparsed(source, location, "malformed JSON: nested too deeply", item.strip())
 
 
 _ARRAY_START = re.compile(r'\s*(\{\s*"data"\s*:\s*)?\[')
