@@ -58,7 +58,8 @@ def objective_problems(cfg: DsftConfig, template_opens_think: bool | None = None
         problems.append(f"train.label_smoothing: smooths the SFT loss only; for DPO use preference.label_smoothing")
     sft_loss_keys = [name for name, on in (("offload_activations", t.offload_activations),
                                            ("loss_chunk_size", t.loss_chunk_size != "auto"),
-                                           ("loss_dtype", t.loss_dtype != "auto")) if on]
+                                           ("loss_dtype", t.loss_dtype != "auto"),
+                                           ("compact_cpu_memory", not t.compact_cpu_memory)) if on]
     if sft_loss_keys:
         problems.append(f"train.{sft_loss_keys[0]}: belongs to dsft's SFT loss; {objective} computes its loss in TRL")
     if t.sequence_parallel > 1:

@@ -41,7 +41,8 @@ APPLIED_ON_RESUME: tuple[str, ...] = (
     "train.lr", "train.epochs", "train.max_steps", "train.lr_scheduler", "train.lr_cycles", "train.warmup_ratio",
     "train.max_grad_norm", "train.zero_grad_steps", "train.save_steps", "train.save_total_limit",
     "train.logging_steps", "train.report_to", "train.num_workers", "train.gradient_checkpointing",
-    "train.offload_activations", "train.loss_chunk_size", "train.compile", "train.liger", "eval", "export", "serve",
+    "train.offload_activations", "train.compact_cpu_memory", "train.loss_chunk_size", "train.compile",
+    "train.liger", "eval", "export", "serve",
     "model.cache_dir", "model.attn_implementation", "data.num_proc",
 )
 # Where the data comes from: compared by content (see data_fingerprint), not by path.

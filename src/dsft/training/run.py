@@ -286,6 +286,7 @@ def _build_trainer(
         loss_chunk_size=cfg.train.loss_chunk_size,
         loss_dtype=cfg.train.loss_dtype,
         offload_activations=cfg.train.offload_activations,
+        compact_cpu_memory=cfg.train.compact_cpu_memory,
         label_smoothing=cfg.train.label_smoothing,
         token_counter=counter,
         zero_grad_steps=cfg.train.zero_grad_steps,

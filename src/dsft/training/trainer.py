@@ -111,7 +111,7 @@ class DsftTrainer(ShardedLabelCountHooks, Trainer):
 
     def __init__(
         self, *args: Any, loss_chunk_size: int | str = "auto", offload_activations: bool = False,
-        label_smoothing: float = 0.0, loss_dtype: str = "auto", **kwargs: Any,
+        label_smoothing: float = 0.0, loss_dtype: str = "auto", compact_cpu_memory: bool = True, **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         # Applied to the training loss only: evaluation loss (and the perplexity derived from it) stays the
@@ -131,12 +131,11 @@ class DsftTrainer(ShardedLabelCountHooks, Trainer):
         # With gradient checkpointing the tensors autograd saves are the layers' inputs; keeping them in
         # (pinned) CPU memory until backward trades a copy per layer for their GPU memory.
         self.offload_activations = offload_activations
-        # CPU: what autograd saves goes to a reusable pool instead of fragmenting glibc's heap (see the module).
-        self.activation_pool = (SavedActivationPool() if self.args.device.type == "cpu" and not offload_activations
-                                else None)
-        # CPU: glibc's heap fragments around a forward's temporaries; give its free pages back a few times a pass.
-        if self.args.device.type == "cpu":
-            HeapRelease(getattr(causal_lm.get_decoder(), "layers", []))
+        # CPU (train.compact_cpu_memory): what autograd saves goes to a reusable pool instead of fragmenting
+        # glibc's heap, and the heap's free pages are given back a few times a pass (see the two modules).
+        compact = compact_cpu_memory and self.args.device.type == "cpu"
+        self.activation_pool = SavedActivationPool() if compact and not offload_activations else None
+        self.heap_release = HeapRelease(getattr(causal_lm.get_decoder(), "layers", [])) if compact else None
         # Make the Trainer count supervised labels over the accumulation window (and ranks) and pass
         # the count as num_items_in_batch, whatever the model's forward signature says.
         declare_supervised_token_loss(self)
