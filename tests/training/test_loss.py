@@ -361,7 +361,10 @@ def test_trainer_runs_the_loss_in_the_configured_dtype(tmp_path) -> None:
     assert losses["bf16"].item() != losses["fp32"].item()
 
 
-def test_train_loss_dtype_key_reaches_the_run_trainer(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+@pytest.mark.parametrize(("key", "values"), [("loss_dtype", ("fp32", "bf16", "auto")),
+                                             ("compact_cpu_memory", (True, False))])
+def test_train_step_keys_reach_the_run_trainer(monkeypatch: pytest.MonkeyPatch, tmp_path, key: str,
+                                               values: tuple) -> None:
     from types import SimpleNamespace
 
     from dsft.config import load_config
@@ -379,10 +382,10 @@ def test_train_loss_dtype_key_reaches_the_run_trainer(monkeypatch: pytest.Monkey
     monkeypatch.setattr(run_module, "RunTrainer", Recorder)
     splits = {"train": SimpleNamespace(examples=[]), "val": SimpleNamespace(examples=[])}
     tokenizer = SimpleNamespace(pad_token_id=0, eos_token_id=0)
-    for setting in ("fp32", "bf16", "auto"):
-        cfg = load_config(None, [f"train.loss_dtype={setting}"])
+    for value in values:
+        cfg = load_config(None, [f"train.{key}={str(value).lower()}"])
         run_module._build_trainer(cfg, tmp_path, _qwen(), tokenizer, splits, [], counter=None)
-        assert seen["loss_dtype"] == setting
+        assert seen[key] == value
 
 
 def test_loss_dtype_is_refused_for_objectives_whose_loss_trl_computes() -> None:

@@ -131,30 +131,6 @@ def test_train_compact_cpu_memory_switches_the_pool_and_the_heap_release(tmp_pat
     assert load_config(None, ["train.compact_cpu_memory=false"]).train.compact_cpu_memory is False
 
 
-def test_train_compact_cpu_memory_reaches_the_run_trainer(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    from types import SimpleNamespace
-
-    from dsft.config import load_config
-    from dsft.training import run as run_module
-
-    seen: dict = {}
-
-    class Recorder:
-        def __init__(self, **kwargs) -> None:  # noqa: ANN003
-            seen.update(kwargs)
-
-        def remove_callback(self, callback) -> None:  # noqa: ANN001
-            pass
-
-    monkeypatch.setattr(run_module, "RunTrainer", Recorder)
-    splits = {"train": SimpleNamespace(examples=[]), "val": SimpleNamespace(examples=[])}
-    tokenizer = SimpleNamespace(pad_token_id=0, eos_token_id=0)
-    for setting in (True, False):
-        cfg = load_config(None, [f"train.compact_cpu_memory={str(setting).lower()}"])
-        run_module._build_trainer(cfg, tmp_path, _model(lean=False), tokenizer, splits, [], counter=None)
-        assert seen["compact_cpu_memory"] is setting
-
-
 def test_compact_cpu_memory_off_is_refused_for_objectives_whose_loss_trl_computes() -> None:
     from dsft.config import load_config
     from dsft.training.objective_checks import objective_problems
