@@ -177,3 +177,17 @@ def test_train_refuses_an_out_directory_holding_another_run_before_torch(tmp_pat
     assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "run.json"], "nothing written"
     code, torch_loaded, err = _refuse(["train", config, "--out", _data(tmp_path)], tmp_path)
     assert code == 2 and "exists and is not a directory" in err and not torch_loaded, err
+
+
+SERVE_CASES = [
+    ("quantize", ["--quantize", "nf4"], "--quantize nf4: only int8"),
+    ("dtype", ["--dtype", "fp8"], "--dtype fp8: choose one of"),
+    ("adapter", ["--adapter", "sql"], "--adapter 'sql': expected NAME=PATH"),
+]
+
+
+@pytest.mark.parametrize("args, expected", [c[1:] for c in SERVE_CASES], ids=[c[0] for c in SERVE_CASES])
+def test_serve_refuses_bad_flags_before_torch(tmp_path: Path, args: list[str], expected: str) -> None:
+    code, torch_loaded, err = _refuse(["serve", "tiny-deepseek-llm", *args], tmp_path)
+    assert code == 2 and expected in err and "Traceback" not in err, err
+    assert not torch_loaded, "the refusal came after torch was imported"

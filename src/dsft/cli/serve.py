@@ -75,6 +75,10 @@ def serve(
     if parallel != (1, 1) or extra:
         raise DsftError("--tensor-parallel-size/--pipeline-parallel-size/--engine-args (serve.tensor_parallel_size, "
                         "pipeline_parallel_size, engine_args) apply to --engine vllm only")
+    from dsft.serve.load_options import check_load_options, parse_adapter_args
+
+    check_load_options(quantize, dtype)  # before the server's imports (torch): a bad flag answers at once
+    parse_adapter_args(adapter)
     from dsft.serve.server import build_engine, run_server
 
     run_server(build_engine(model_or_run, adapter, settings, quantize=quantize, dtype=dtype,
@@ -86,7 +90,7 @@ def _serve_vllm(model_or_run: str, adapter: list[str], settings: "ServeSettings"
     """Build the equivalent ``vllm serve`` command; print it (--dry-run) or run it."""
     from dsft.export.source import resolve_source
     from dsft.models.resolve import default_cache_dir
-    from dsft.serve.serving_model import parse_adapter_args
+    from dsft.serve.load_options import parse_adapter_args
     from dsft.serve.vllm import build_vllm_command, chat_template_path, printable, run_vllm
 
     source = resolve_source(model_or_run, base_model)
@@ -113,7 +117,8 @@ def chat(
     from rich.console import Console
 
     from dsft.serve.chat import ChatSession, run_chat
-    from dsft.serve.serving_model import check_load_options, load_serving_model
+    from dsft.serve.load_options import check_load_options
+    from dsft.serve.serving_model import load_serving_model
 
     check_load_options(quantize, "auto")
     console = Console(highlight=False)

@@ -14,7 +14,8 @@ from dsft.errors import DsftError
 from dsft.export.source import resolve_source
 from dsft.serve.app import create_app
 from dsft.serve.engine import TransformersEngine
-from dsft.serve.serving_model import check_load_options, load_serving_model, parse_adapter_args
+from dsft.serve.load_options import check_load_options, parse_adapter_args
+from dsft.serve.serving_model import load_serving_model
 from dsft.serve.settings import ServeSettings
 
 log = logging.getLogger(__name__)

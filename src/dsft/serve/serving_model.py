@@ -16,11 +16,10 @@ from typing import TYPE_CHECKING, Any, Iterator
 from dsft.errors import DsftError
 from dsft.export.quantize import quantize_dynamic_int8
 from dsft.export.source import resolve_source
-from dsft.models.loading import DTYPES
 from dsft.models.loading import align_special_tokens, load_model, load_tokenizer
 from dsft.models.lora import load_lora_adapter
+from dsft.serve.load_options import check_load_options
 from dsft.serve.sampling import SamplingParams
-from dsft.training.rundir import RunDir
 
 if TYPE_CHECKING:
     from dsft.export.source import ExportSource
@@ -70,40 +69,6 @@ class ServingModel:
             return
         self.model.set_adapter(name)
         yield
-
-
-QUANTIZE_CHOICES = ("int8",)
-
-
-def check_load_options(quantize: str | None, dtype: str) -> None:
-    """Refuse an unknown ``--quantize`` or ``--dtype`` before anything loads."""
-    problems = []
-    if quantize is not None and quantize not in QUANTIZE_CHOICES:
-        problems.append(f"--quantize {quantize}: only int8 (dynamic, CPU) is supported for serving; 4-bit needs a "
-                        "GPU engine (`--engine vllm`) or a GGUF export (`dsft export --format gguf`)")
-    if dtype not in DTYPES:
-        problems.append(f"--dtype {dtype}: choose one of {', '.join(DTYPES)}")
-    if problems:
-        raise DsftError("invalid model options", problems) if len(problems) > 1 else DsftError(problems[0])
-
-
-def parse_adapter_args(specs: list[str]) -> dict[str, Path]:
-    """``["sql=runs/a/final", ...]`` -> ``{"sql": Path(...)}``; each must hold an adapter_config.json."""
-    adapters: dict[str, Path] = {}
-    for spec in specs:
-        name, sep, path = spec.partition("=")
-        if not sep or not name or not path:
-            raise DsftError(f"--adapter {spec!r}: expected NAME=PATH")
-        if name in adapters:
-            raise DsftError(f"--adapter {name}: given twice")
-        adapter_dir = Path(path).expanduser()
-        if RunDir.is_run(adapter_dir):
-            adapter_dir = RunDir(adapter_dir).final_path  # a run directory: its adapter lives in final/
-        if not (adapter_dir / "adapter_config.json").is_file():
-            raise DsftError(f"--adapter {name}={path}: no adapter_config.json there (a PEFT adapter directory "
-                            "or a LoRA run directory is needed)")
-        adapters[name] = adapter_dir
-    return adapters
 
 
 def adapter_rank(adapter_dir: Path) -> int:
