@@ -30,6 +30,22 @@ def test_help(path) -> None:
     assert "Usage" in result.output
 
 
+@pytest.mark.parametrize("path", sorted(_commands(app)))
+def test_help_keeps_bracketed_words(path) -> None:
+    """Rich reads ``[word]`` in help text as markup and drops it: an option's help must say it another way."""
+    import re
+
+    import typer.main
+
+    command = typer.main.get_command(app)
+    for name in path:
+        command = command.commands[name]
+    output = runner.invoke(app, [*path, "--help"], terminal_width=200).output
+    for param in command.params:
+        for word in re.findall(r"\[([^\]\s]+)\]", getattr(param, "help", None) or ""):
+            assert word in output, f"{' '.join(path)} {param.name}: '[{word}]' is lost from --help"
+
+
 def test_top_level_help_is_fast_and_light() -> None:
     code = "import sys; from dsft.cli.app import app; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

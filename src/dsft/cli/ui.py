@@ -16,7 +16,7 @@ def ui(
     runs: Path | None = typer.Option(
         None, "--runs", show_default=False,
         help="Existing directory holding run directories (default: runs/, created on first use)."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Bind address [loopback]; another needs --api-key."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Bind address (loopback by default); another needs --api-key."),
     port: int = typer.Option(7860, "--port", help="Port."),
     api_key: str | None = typer.Option(None, "--api-key", envvar="DSFT_UI_API_KEY",
                                        help="Require this key (sign-in page, or `Authorization: Bearer KEY`)."),
