@@ -18,7 +18,7 @@ import pytest
 from dsft.ui.run_jobs import export_formats
 
 from ui_data import write_data
-from ui_browser import fill, text, wait_for
+from ui_browser import fill, left_the_page, text, wait_for
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -82,12 +82,14 @@ def compare(browser, base: str, shots: Path) -> None:
 
 def exports_shown(driver) -> dict[str, str]:
     """Format -> row text of the run page's exports table ({} while the page reloads)."""
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import WebDriverException
 
     try:
         rows = [r.find_elements("css selector", "td") for r in driver.find_elements("css selector", "#exports tr")]
         return {cells[1].text: " ".join(c.text for c in cells) for cells in rows if cells}
-    except StaleElementReferenceException:
+    except WebDriverException as exc:
+        if not left_the_page(exc):
+            raise
         return {}
 
 

@@ -58,14 +58,24 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def left_the_page(exc: Exception) -> bool:
+    """Whether a WebDriver error only says the element went away with a page reload (the runs and run pages
+    refresh themselves): a stale reference, or Chrome's inspector saying the node left the document."""
+    from selenium.common.exceptions import StaleElementReferenceException  # optional test dependency
+
+    return isinstance(exc, StaleElementReferenceException) or "does not belong to the document" in str(exc)
+
+
 def text(driver: Any, css: str) -> str:
     """The text of the first element matching ``css``, or "" while the page is (re)loading."""
-    from selenium.common.exceptions import StaleElementReferenceException  # optional test dependency
+    from selenium.common.exceptions import WebDriverException  # optional test dependency
 
     try:
         found = driver.find_elements("css selector", css)
         return found[0].text if found else ""
-    except StaleElementReferenceException:
+    except WebDriverException as exc:
+        if not left_the_page(exc):
+            raise
         return ""
 
 
