@@ -43,7 +43,8 @@ def train(
     seq_len: int = typer.Option(2048, "--seq-len", help="Maximum tokens per example (dsft: per packed row)."),
     compare: str = typer.Option(
         "trl-expert,trl,seed", "--compare",
-        help="Systems to compare with dsft: trl-expert (TRL configured for speed), trl (TRL defaults), seed."),
+        help="Systems to compare with dsft: trl-expert (TRL configured for speed), trl-expert-varlen (the same on a "
+        "varlen flash kernel where flash-attn is absent), trl (TRL defaults), seed."),
     out: Path = typer.Option(..., "--out", help="Where to write the JSON report."),
     examples_per_step: int = typer.Option(8, "--examples-per-step", help="Conversations per optimizer step."),
     method: str = typer.Option("lora", "--method", help="lora (dsft's default adapter) or full."),
@@ -53,7 +54,7 @@ def train(
     ),
     dsft_option: list[str] = typer.Option(
         [], "--dsft-option", help="Measure dsft with an optional acceleration on (repeatable): compile, "
-        "gradient_checkpointing, offload_activations (implies checkpointing).",
+        "gradient_checkpointing, offload_activations (implies checkpointing), liger (CUDA).",
     ),
     loss_dtype: str = typer.Option(
         "auto", "--loss-dtype", help="dsft's lm_head matmul dtype: auto, fp32 or bf16 (train.loss_dtype)."),
@@ -61,6 +62,9 @@ def train(
         "short", "--lengths", help="Synthetic length mix: short (short answers, long-tailed prompts) or "
         "reasoning (long <think> reasoning)."),
     length_scale: float = typer.Option(1.0, "--length-scale", hidden=True, help="Shrink lengths (smoke tests)."),
+    profile: Path | None = typer.Option(
+        None, "--profile", help="Also profile each system's timed steps into DIR/<system>.txt (device busy share, "
+        "time by kernel kind, top kernels); the profiled speed figures are slower than unprofiled ones."),
 ) -> None:
     """Train the same model on the same synthetic reasoning data with dsft, TRL and the seeds' recipe."""
     from rich.console import Console
@@ -80,7 +84,7 @@ def train(
     report = run_bench(model=model, steps=steps, seq_len=seq_len, compare=systems,
                        examples_per_step=examples_per_step, method=method, threads=threads,
                        length_scale=length_scale, loss_chunk_size=chunk, dsft_options=tuple(dsft_option),
-                       lengths=lengths, loss_dtype=loss_dtype,
+                       lengths=lengths, loss_dtype=loss_dtype, profile_dir=str(profile) if profile else None,
                        progress=lambda msg: console.print(f"[dim]{msg}[/]"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2), encoding="utf-8")

@@ -38,9 +38,9 @@ from dsft.models.resolve import resolve_model
 from dsft.training.bench.synthetic import LENGTH_MIXES, make_examples
 from dsft.training.loss import LOSS_DTYPES
 
-SYSTEMS = ("dsft", "trl-expert", "trl", "seed")
+SYSTEMS = ("dsft", "trl-expert", "trl-expert-varlen", "trl", "seed")
 # Optional accelerations the dsft system can be measured with (train.<name> in a config): off by default.
-DSFT_OPTIONS = ("compile", "gradient_checkpointing", "offload_activations")
+DSFT_OPTIONS = ("compile", "gradient_checkpointing", "offload_activations", "liger")
 DEFINITIONS = {
     "supervised_tokens": "next-token targets under dsft's assistant-only mask, the same for every system",
     "tokens_per_s": "real (non-padding) input tokens per second",
@@ -115,6 +115,7 @@ def run_bench(
     examples_per_step: int = 8, method: str = "lora", seed: int = 0, threads: int | None = None,
     lr: float = 2e-4, length_scale: float = 1.0, loss_chunk_size: int | str | None = None, progress: Any = None,
     dsft_options: tuple[str, ...] = (), lengths: str = "short", loss_dtype: str = "auto",
+    profile_dir: str | None = None,
 ) -> dict[str, Any]:
     """Run dsft and each system in ``compare`` in turn; return the report (see module docstring)."""
     bad_options = [name for name in dsft_options if name not in DSFT_OPTIONS]
@@ -132,6 +133,8 @@ def run_bench(
     if steps < 1 or seq_len < 64 or examples_per_step < 1:
         raise DsftError("bench: --steps must be >= 1, --seq-len >= 64 and --examples-per-step >= 1")
     threads = threads or torch.get_num_threads()
+    if "liger" in dsft_options and not torch.cuda.is_available():
+        raise DsftError("bench --dsft-option liger: Liger's kernels are Triton kernels for CUDA; this machine has no GPU")
     loss_chunk_size = loss_chunk_size or TrainConfig().loss_chunk_size
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model_dir = resolve_model(model)
@@ -152,7 +155,7 @@ def run_bench(
                      "examples_per_step": examples_per_step, "method": method, "seed": seed, "lr": lr,
                      "examples": count, "lengths": lengths, "length_scale": length_scale,
                      "loss_chunk_size": loss_chunk_size, "loss_dtype": loss_dtype,
-                     "dsft_options": sorted(dsft_options)},
+                     "dsft_options": sorted(dsft_options), "profile_dir": profile_dir},
         "definitions": DEFINITIONS, "systems": {},
     }
     with tempfile.TemporaryDirectory(prefix="dsft-bench-") as tmp:
@@ -167,7 +170,7 @@ def run_bench(
                     "seq_len": seq_len, "examples_per_step": examples_per_step, "method": method, "seed": seed,
                     "lr": lr, "threads": threads, "work_dir": str(work / system),
                     "loss_chunk_size": loss_chunk_size, "loss_dtype": loss_dtype,
-                    "dsft_options": sorted(dsft_options)}
+                    "dsft_options": sorted(dsft_options), "profile_dir": profile_dir}
             load_before = list(os.getloadavg())
             try:
                 result = _run_worker(spec, work)

@@ -35,8 +35,8 @@ from dsft.training.collators import make_collator, make_train_dataset
 from dsft.training.guards import count_real_tokens
 from dsft.training.lean_activations import use_lean_activations
 from dsft.training.packing import pack_best_fit
-from dsft.training.segment_attention import select_segment_attention
-from dsft.training.trainer import DsftTrainer
+from dsft.training.segment_attention import SEGMENT_ATTENTION, select_segment_attention
+from dsft.training.trainer import DsftTrainer, apply_liger_kernels
 
 
 @dataclass
@@ -149,13 +149,19 @@ def build_dsft(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[
         torch_compile="compile" in options, **common_args(spec, model.device.type),
     )
     select_segment_attention(model, packing=True)  # as dsft train does with attn_implementation: auto
-    use_lean_activations(model)  # as dsft train does
+    accelerations = use_lean_activations(model)  # as dsft train does, Liger after it (train.liger)
+    if "liger" in options:
+        if not apply_liger_kernels(model):
+            raise ValueError("--dsft-option liger: Liger kernels need CUDA and the liger-kernel package")
+        accelerations.append("liger")
     collator = make_collator(train_cfg, tokenizer, model.config._attn_implementation)
     trainer_cls = metered(DsftTrainer, meter, None)
-    return trainer_cls(model=model, args=args, train_dataset=dataset, data_collator=collator,
-                       callbacks=[meter], loss_chunk_size=spec["loss_chunk_size"],
-                       offload_activations="offload_activations" in options,
-                       loss_dtype=spec.get("loss_dtype", "auto"))
+    trainer = trainer_cls(model=model, args=args, train_dataset=dataset, data_collator=collator,
+                          callbacks=[meter], loss_chunk_size=spec["loss_chunk_size"],
+                          offload_activations="offload_activations" in options,
+                          loss_dtype=spec.get("loss_dtype", "auto"))
+    trainer.dsft_accelerations = [model.config._attn_implementation, *accelerations]
+    return trainer
 
 
 def credit_table(examples: list[dict], seq_len: int) -> list[int]:
@@ -203,6 +209,19 @@ def build_trl_expert(spec: dict[str, Any], model: Any, tokenizer: Any, examples:
     return trainer_cls(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=[meter])
 
 
+def build_trl_expert_varlen(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[dict],
+                            meter: Meter) -> Any:
+    """trl-expert with its attention on a varlen flash kernel where flash-attn is not installed: the packed
+    row's examples found from TRL's restarting ``position_ids`` (as transformers' flash-attention path finds
+    them) and attended on torch's varlen flash kernel, dsft's ``dsft_segments``. With flash-attn installed
+    the model already runs ``flash_attention_2`` and this is trl-expert itself."""
+    if getattr(model.config, "_attn_implementation", None) == "sdpa":
+        model.config._attn_implementation = SEGMENT_ATTENTION
+    trainer = build_trl_expert(spec, model, tokenizer, examples, meter)
+    trainer.dsft_accelerations = [model.config._attn_implementation]
+    return trainer
+
+
 def build_seed(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[dict], meter: Meter) -> Any:
     seq_len, eos = spec["seq_len"], tokenizer.eos_token_id
     rows = []
@@ -220,7 +239,8 @@ def build_seed(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[
                        callbacks=[meter])
 
 
-BUILDERS = {"dsft": build_dsft, "trl": build_trl, "trl-expert": build_trl_expert, "seed": build_seed}
+BUILDERS = {"dsft": build_dsft, "trl": build_trl, "trl-expert": build_trl_expert,
+            "trl-expert-varlen": build_trl_expert_varlen, "seed": build_seed}
 
 
 def body_and_head_parameters(model: Any) -> tuple[float, int]:

@@ -18,6 +18,7 @@ from transformers import set_seed
 from dsft.config.schema import LoraConfig
 from dsft.models.loading import load_model, load_tokenizer
 from dsft.models.lora import apply_lora
+from dsft.training.bench.profiling import StepProfiler
 from dsft.training.bench.systems import BUILDERS, Meter, summarize
 
 
@@ -45,11 +46,18 @@ def run_system(spec: dict[str, Any]) -> dict[str, Any]:
     memory_before = peak_memory_bytes(device)
     meter = Meter()
     trainer = BUILDERS[spec["system"]](spec, model, tokenizer, examples, meter)
+    profiler = StepProfiler(spec["profile_dir"], spec["system"]) if spec.get("profile_dir") else None
+    if profiler is not None:
+        trainer.add_callback(profiler)
     trainer.train()
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     result = summarize(meter, base, peak_memory_bytes(device), full)
     result["memory_before_train_bytes"] = memory_before
     result["optimizer_steps_timed"] = spec["steps"]
+    if profiler is not None:
+        result["profiled"], result["profile"] = True, profiler.summary
+    if hasattr(trainer, "dsft_accelerations"):
+        result["dsft_accelerations"] = trainer.dsft_accelerations  # what build_dsft switched on
     result["gradient_accumulation_steps"] = trainer.args.gradient_accumulation_steps
     result["per_device_train_batch_size"] = trainer.args.per_device_train_batch_size
     result["gradient_checkpointing"] = bool(trainer.args.gradient_checkpointing)
