@@ -160,7 +160,8 @@ def build_dsft(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[
                           callbacks=[meter], loss_chunk_size=spec["loss_chunk_size"],
                           offload_activations="offload_activations" in options,
                           loss_dtype=spec.get("loss_dtype", "auto"))
-    trainer.dsft_accelerations = [model.config._attn_implementation, *accelerations]
+    trainer.dsft_accelerations = [model.config._attn_implementation, *accelerations,
+                                  f"lora_cast_skips x{trainer.lora_cast_skips}"]
     return trainer
 
 
