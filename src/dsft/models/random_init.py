@@ -57,6 +57,8 @@ def write_random_model(preset: str, out_dir: str | Path, dtype: str = "bfloat16"
         raise DsftError(f"--set {', '.join(unknown)}: not a field of the {preset} config "
                         f"(fields: {', '.join(sorted(config))})")
     config.update(overrides or {})
+    # The tokenizer first: a missing tokenizer package must stop the command before gigabytes of weights.
+    tokenizer_files = files()
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise DsftError(f"--out {out}: exists and is not a directory; choose a new directory")
@@ -65,5 +67,5 @@ def write_random_model(preset: str, out_dir: str | Path, dtype: str = "bfloat16"
     out.mkdir(parents=True, exist_ok=True)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     write_random_checkpoint(out, config, generation, seed, dtype=dtype, device=device)
-    tokenizers.write_tokenizer_files(*files(), out)
+    tokenizers.write_tokenizer_files(*tokenizer_files, out)
     return out
