@@ -78,6 +78,9 @@ def test_dpo_loss_equals_independent_computation(tmp_path: Path, tiny_model_dir)
                                       [], TokenCounter())
     # A policy that differs from the reference (as after some training): random LoRA B matrices.
     policy = trainer.model
+    # TRL wrapped it with LoRA; every adapted layer skips peft's redundant input cast under autocast.
+    adapted = [m for m in policy.modules() if hasattr(m, "lora_A") and hasattr(m, "_cast_input_dtype")]
+    assert adapted and all("_cast_input_dtype" in vars(m) for m in adapted)
     with torch.no_grad():
         for name, param in policy.named_parameters():
             if "lora_B" in name:
