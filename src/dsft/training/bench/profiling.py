@@ -74,8 +74,8 @@ def summarize_profile(events: list[Any], wall_seconds: float, on_device: bool) -
 
 def format_profile(system: str, summary: dict[str, Any], on_device: bool) -> str:
     unit = "device kernels" if on_device else "operators' own CPU time"
-    lines = [f"{system}: {summary['recorded_wall_seconds']:.3f} s recorded, {summary['busy_seconds']:.3f} s busy "
-             f"({unit}; {summary['busy_share_of_wall'] or 0:.1%} of wall)", "",
+    lines = [(f"{system}: {summary['recorded_wall_seconds']:.3f} s recorded, {summary['busy_seconds']:.3f} s busy "
+              f"({unit}; {summary['busy_share_of_wall'] or 0:.1%} of wall)"), "",
              "share by kind: " + ", ".join(f"{k} {v:.1%}" for k, v in summary["share_by_kind"].items()), "",
              f"{'seconds':>9} {'calls':>7}  kind       name"]
     lines += [f"{row['seconds']:9.4f} {row['calls']:7d}  {row['kind']:<10} {row['name']}" for row in summary["top"]]
