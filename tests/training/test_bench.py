@@ -232,6 +232,7 @@ def test_dsft_system_measures_an_optional_acceleration(tiny_model_dir, tmp_path:
     (["--loss-chunk-size", "0"], "--loss-chunk-size: expected a positive integer or auto"),
     (["--loss-dtype", "fp16"], "--loss-dtype: expected one of auto, fp32, bf16"),
     (["--dsft-option", "liger"], "Liger's kernels are Triton kernels for CUDA"),
+    (["--profile", "/dev/null/prof"], "bench --profile /dev/null/prof: cannot create that directory"),
 ])
 def test_bench_train_rejects_bad_options(run_cli, tmp_path: Path, args: list[str], message: str) -> None:
     code, out, err = run_cli(["bench", "train", "--out", str(tmp_path / "x.json"), *args])

@@ -133,6 +133,11 @@ def run_bench(
     if steps < 1 or seq_len < 64 or examples_per_step < 1:
         raise DsftError("bench: --steps must be >= 1, --seq-len >= 64 and --examples-per-step >= 1")
     threads = threads or torch.get_num_threads()
+    if profile_dir is not None:
+        try:
+            Path(profile_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise DsftError(f"bench --profile {profile_dir}: cannot create that directory ({error.strerror})") from None
     if "liger" in dsft_options and not torch.cuda.is_available():
         raise DsftError("bench --dsft-option liger: Liger's kernels are Triton kernels for CUDA; this machine has no GPU")
     loss_chunk_size = loss_chunk_size or TrainConfig().loss_chunk_size
