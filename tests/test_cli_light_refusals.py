@@ -191,3 +191,60 @@ def test_serve_refuses_bad_flags_before_torch(tmp_path: Path, args: list[str], e
     code, torch_loaded, err = _refuse(["serve", "tiny-deepseek-llm", *args], tmp_path)
     assert code == 2 and expected in err and "Traceback" not in err, err
     assert not torch_loaded, "the refusal came after torch was imported"
+
+
+MODEL_CASES = [
+    ("serve-relative", lambda t: ["serve", "./no-such-model"], "'./no-such-model': not a local directory"),
+    ("serve-absolute", lambda t: ["serve", str(t / "absent")], "absent'"),
+    ("serve-file", lambda t: ["serve", _data(t)], "is a file"),
+    ("chat-relative", lambda t: ["chat", "./no-such-model"], "'./no-such-model': not a local directory"),
+]
+
+
+@pytest.mark.parametrize("args, expected", [c[1:] for c in MODEL_CASES], ids=[c[0] for c in MODEL_CASES])
+def test_serve_and_chat_refuse_a_missing_model_before_torch(tmp_path: Path, args, expected: str) -> None:
+    code, torch_loaded, err = _refuse(args(tmp_path), tmp_path)
+    assert code == 2 and expected in err and "Traceback" not in err, err
+    assert not torch_loaded, "the refusal came after torch was imported"
+
+
+CHAT_CASES = [
+    ("quantize-nf4", ["--quantize", "nf4"], "--quantize nf4: only int8"),
+    ("quantize-4bit", ["--quantize", "4bit"], "--quantize 4bit: only int8"),
+    ("quantize-empty", ["--quantize", ""], "--quantize : only int8"),
+]
+
+
+@pytest.mark.parametrize("args, expected", [c[1:] for c in CHAT_CASES], ids=[c[0] for c in CHAT_CASES])
+def test_chat_refuses_bad_flags_before_torch(tmp_path: Path, args: list[str], expected: str) -> None:
+    code, torch_loaded, err = _refuse(["chat", "tiny-deepseek-llm", *args], tmp_path)
+    assert code == 2 and expected in err and "Traceback" not in err, err
+    assert not torch_loaded, "the refusal came after torch was imported"
+
+
+OPEN_BIND_CASES = [
+    ("any-interface", ["--host", "0.0.0.0"], "--host 0.0.0.0: "),
+    ("lan-address", ["--host", "192.168.1.20"], "--host 192.168.1.20: "),
+    ("vllm", ["--host", "0.0.0.0", "--engine", "vllm"], "--host 0.0.0.0: "),
+]
+
+
+@pytest.mark.parametrize("args, expected", [c[1:] for c in OPEN_BIND_CASES], ids=[c[0] for c in OPEN_BIND_CASES])
+def test_serve_refuses_an_open_bind_without_a_key_before_torch(tmp_path: Path, args: list[str], expected: str) -> None:
+    code, torch_loaded, err = _refuse(["serve", "tiny-deepseek-llm", *args], tmp_path)
+    assert code == 2 and expected in err and "Traceback" not in err, err
+    assert "--api-key" in err and "DSFT_API_KEY" in err and "--allow-unauthenticated" in err, err
+    assert not torch_loaded, "the refusal came after torch was imported"
+
+
+def test_serve_binds_off_loopback_with_a_key_or_on_purpose(tmp_path: Path) -> None:
+    """A key (flag, environment or config) or --allow-unauthenticated passes the bind check: the next check
+    (a bad --dtype) answers instead. Loopback needs neither."""
+    config = _config(tmp_path, serve={"host": "0.0.0.0", "api_key": "k"})
+    for extra in (["--host", "0.0.0.0", "--api-key", "k"], ["--host", "0.0.0.0", "--allow-unauthenticated"],
+                  ["--config", config], ["--host", "127.0.0.2"], ["--host", "::1"], ["--host", "localhost"]):
+        code, torch_loaded, err = _refuse(["serve", "tiny-deepseek-llm", *extra, "--dtype", "fp8"], tmp_path)
+        assert code == 2 and "--dtype fp8: choose one of" in err and not torch_loaded, (extra, err)
+    code, _, err = _refuse(["serve", "tiny-deepseek-llm", "--config", _config(tmp_path, serve={"host": "0.0.0.0"})],
+                           tmp_path)
+    assert code == 2 and "--host 0.0.0.0 (serve.host)" in err, err

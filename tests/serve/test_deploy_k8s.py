@@ -35,6 +35,7 @@ def test_gpu_deployment_service_and_dockerfile(serve_model_dir: Path, tmp_path: 
     dockerfile = (out / "Dockerfile").read_text()
     assert "COPY model/ /models/model/" in dockerfile
     assert '"dsft", "serve", "/models/model", "--host", "0.0.0.0", "--port", "8000"' in dockerfile
+    assert "--allow-unauthenticated" not in dockerfile  # the key comes from the Secret
 
 
 def test_cpu_deployment_has_no_gpu_limit(tmp_path: Path) -> None:
@@ -44,6 +45,8 @@ def test_cpu_deployment_has_no_gpu_limit(tmp_path: Path) -> None:
     assert "nvidia.com/gpu" not in container["resources"]["limits"]
     dockerfile = (out / "Dockerfile").read_text()
     assert "COPY model/" not in dockerfile and '"tiny-deepseek-llm"' in dockerfile
+    # No --api-key-secret: serving without a key off loopback is said on purpose, or dsft serve refuses it.
+    assert dockerfile.rstrip().endswith('"--allow-unauthenticated"]')
 
 
 def test_lora_run_must_be_merged_first(lora_run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

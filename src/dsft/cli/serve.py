@@ -48,12 +48,16 @@ def serve(
     config: Path | None = typer.Option(None, "--config", help="YAML whose `serve:` section gives the defaults."),
     dry_run: bool = typer.Option(False, "--dry-run", help="vllm engine: print the command instead of running it."),
     base_model: str | None = typer.Option(None, "--base-model", help="Where a moved LoRA run finds its base model (directory, hub id or tiny preset) [default: as recorded in run.json]."),
+    allow_unauthenticated: bool = typer.Option(
+        False, "--allow-unauthenticated", help="Serve off loopback without an API key, on purpose (e.g. behind a "
+        "gateway that authenticates); otherwise a --host other than loopback needs --api-key."),
 ) -> None:
     """Serve an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models, /generate, /health)."""
     stopping.restore()  # SIGTERM: uvicorn shuts the server down
     from dsft.config import load_config
     from dsft.errors import DsftError
-    from dsft.serve.settings import ServeSettings
+    from dsft.export.source import check_source
+    from dsft.serve.settings import ServeSettings, check_open_bind
 
     serve_cfg = load_config(config).serve  # the schema's defaults when no file is given
     engine = engine or serve_cfg.engine
@@ -67,6 +71,11 @@ def serve(
     parallel = (tensor_parallel_size or serve_cfg.tensor_parallel_size,
                 pipeline_parallel_size or serve_cfg.pipeline_parallel_size)
     extra = shlex.split(engine_args) if engine_args is not None else list(serve_cfg.engine_args)
+    if not (allow_unauthenticated or dry_run):  # a dry run binds nothing
+        check_open_bind(settings.host, settings.api_key, exposes="anyone who reaches it can use the model",
+                        key_from="DSFT_API_KEY, serve.api_key", source="" if host else "serve.host",
+                        opt_out="--allow-unauthenticated")
+    check_source(model_or_run, base_model)  # a path that names nothing answers before anything loads
     if engine == "vllm":
         _serve_vllm(model_or_run, adapter, settings, parallel, extra, dry_run, base_model)
         return
@@ -116,11 +125,15 @@ def chat(
     """Chat in the terminal (streamed; reasoning dimmed). /reset, /system TEXT, /exit. Reads piped stdin too."""
     from rich.console import Console
 
-    from dsft.serve.chat import ChatSession, run_chat
+    from dsft.export.source import check_source
     from dsft.serve.load_options import check_load_options
-    from dsft.serve.serving_model import load_serving_model
 
     check_load_options(quantize, "auto")
+    check_source(model_or_run)
+    # torch and transformers load only once the flags and the model path are known good.
+    from dsft.serve.chat import ChatSession, run_chat
+    from dsft.serve.serving_model import load_serving_model
+
     console = Console(highlight=False)
     serving = load_serving_model(model_or_run, quantize=quantize)
     session = ChatSession(serving, max_tokens=max_tokens, temperature=temperature, thinking=thinking, seed=seed,

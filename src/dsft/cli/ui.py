@@ -8,7 +8,6 @@ import typer
 
 from dsft.cli import stopping
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 DEFAULT_RUNS = Path("runs")  # created on first use; a --runs given by hand must exist
 
 
@@ -27,6 +26,7 @@ def ui(
 
     from dsft.errors import DsftError
     from dsft.serve.server import check_port_free
+    from dsft.serve.settings import check_open_bind
     from dsft.ui.app import create_app
 
     if api_key is not None and (not api_key or api_key != api_key.strip()):
@@ -34,8 +34,7 @@ def ui(
                         "to run on loopback without a key")
     if not 1 <= port <= 65535:
         raise DsftError(f"--port: must be 1..65535, got {port}")
-    if host not in LOOPBACK and api_key is None:
-        raise DsftError(f"--host {host}: the dashboard can start training runs; off loopback it needs --api-key")
+    check_open_bind(host, api_key, exposes="the dashboard can start training runs", key_from="DSFT_UI_API_KEY")
     if runs is None:
         runs = DEFAULT_RUNS
         runs.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ from typing import Any
 from dsft.errors import DsftError
 from dsft.models.loading import align_special_tokens, load_model, load_tokenizer
 from dsft.models.lora import load_lora_adapter
-from dsft.models.resolve import resolve_model
+from dsft.models.resolve import check_model_name, resolve_model
 from dsft.templates import detect_template
 from dsft.training.rundir import FULL_METHODS, RunDir
 
@@ -59,12 +59,16 @@ def _tokenizer_dir(directory: Path) -> Path:
     raise DsftError(f"no tokenizer files in {directory}")
 
 
-def _source_from_model(model_dir: Path) -> ExportSource:
+def _check_model_dir(model_dir: Path) -> None:
     if (model_dir / "adapter_config.json").is_file() and not (model_dir / "config.json").is_file():
         raise DsftError(f"{model_dir}: a bare adapter; export its run directory (with run.json) instead, "
                         "so the base model and template are known")
     if not (model_dir / "config.json").is_file():
         raise DsftError(f"{model_dir}: neither a run directory (run.json) nor a model directory (config.json)")
+
+
+def _source_from_model(model_dir: Path) -> ExportSource:
+    _check_model_dir(model_dir)
     template = detect_template(str(model_dir))
     return ExportSource("full", template, model_dir, _tokenizer_dir(model_dir))
 
@@ -82,6 +86,22 @@ def resolve_source(run_or_model: str | Path, base_model: str | Path | None = Non
         return _source_from_model(path)
     # Not a directory: a tiny preset or a hub id; resolve_model names what it could not resolve.
     return _source_from_model(Path(resolve_model(str(run_or_model))))
+
+
+def check_source(run_or_model: str | Path, base_model: str | Path | None = None) -> None:
+    """Raise the error :func:`resolve_source` would raise for an input that names nothing (a missing path, a
+    file, an unknown name, a directory holding no model) or a ``base_model`` that does, without loading,
+    converting or downloading anything: commands call it before torch loads. A run directory's own files are
+    checked when it is opened."""
+    path = Path(run_or_model)
+    if base_model is not None:
+        check_model_name(base_model)
+    if RunDir.is_run(path):
+        return
+    if path.is_dir():
+        _check_model_dir(path)
+    else:
+        check_model_name(run_or_model)
 
 
 def load_trained_model(source: ExportSource) -> Any:

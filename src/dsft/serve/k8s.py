@@ -108,6 +108,8 @@ def dockerfile(spec: DeploySpec) -> str:
     the build context as ``dsft-source/`` (see :func:`write_dsft_source`).
     """
     model_arg = MODEL_IN_IMAGE if spec.model_is_local else spec.model_ref
+    # Without --api-key-secret the pod serves without a key: said on purpose, or dsft serve refuses the bind.
+    open_bind = "" if spec.api_key_secret else ', "--allow-unauthenticated"'
     copy_model = f"COPY model/ {MODEL_IN_IMAGE}/\n" if spec.model_is_local else ""
     base = GPU_BASE_IMAGE if spec.gpus > 0 else CPU_BASE_IMAGE
     # The CPU image takes torch's CPU build (the default PyPI wheel brings several GB of CUDA libraries).
@@ -125,7 +127,7 @@ def dockerfile(spec: DeploySpec) -> str:
         f"EXPOSE {CONTAINER_PORT}\n"
         "# 0.0.0.0: the pod network, not the world; put the API key in the Secret the Deployment names.\n"
         f'CMD ["dsft", "serve", "{model_arg}", "--host", "0.0.0.0", "--port", "{CONTAINER_PORT}", '
-        f'"--served-model-name", "{spec.served_model_name}"]\n'
+        f'"--served-model-name", "{spec.served_model_name}"{open_bind}]\n'
     )
 
 

@@ -16,7 +16,7 @@ from dsft.serve.app import create_app
 from dsft.serve.engine import TransformersEngine
 from dsft.serve.load_options import check_load_options, parse_adapter_args
 from dsft.serve.serving_model import load_serving_model
-from dsft.serve.settings import ServeSettings
+from dsft.serve.settings import ServeSettings, is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def run_server(engine: TransformersEngine, settings: ServeSettings, log_level: s
     import uvicorn
 
     check_port_free(settings.host, settings.port)
-    if settings.host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:
+    if not is_loopback(settings.host) and settings.api_key is None:  # dsft serve --allow-unauthenticated
         log.warning("serving on %s without --api-key: anyone who can reach this port can use the model",
                     settings.host)
     server = uvicorn.Server(uvicorn.Config(create_app(engine, settings), host=settings.host, port=settings.port,

@@ -6,11 +6,14 @@ built from the ``serve`` config section plus command-line flags.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
 from dsft.errors import DsftError
 
+# Host names that reach this machine only; any IP address ipaddress calls loopback does too (127.0.0.0/8, ::1).
+LOOPBACK_NAMES = ("localhost",)
 # Largest request body accepted (bytes): a 128k-token prompt is well under 2 MiB of JSON; a bigger body
 # is answered 413 before it is parsed.
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -65,3 +68,28 @@ class ServeSettings:
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps a server reachable from this machine only."""
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost: it may resolve to any interface
+
+
+def check_open_bind(host: str, api_key: str | None, *, exposes: str, key_from: str, source: str = "",
+                    opt_out: str | None = None) -> None:
+    """Refuse a bind off loopback without an API key (``dsft serve``, ``dsft ui``), before anything loads.
+
+    ``exposes`` says what anyone who reaches the address could do, ``key_from`` where else a key may come from,
+    ``source`` where the host came from when not ``--host`` (a config key), ``opt_out`` the flag that serves
+    without a key on purpose (the caller skips this check when it is given).
+    """
+    if api_key is not None or is_loopback(host):
+        return
+    allow = f", or pass {opt_out} to serve without one on purpose" if opt_out else ""
+    where = f" ({source})" if source else ""
+    raise DsftError(f"--host {host}{where}: {exposes}; off loopback it needs --api-key (or {key_from}){allow}")
