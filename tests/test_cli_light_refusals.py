@@ -222,6 +222,31 @@ def test_chat_refuses_bad_flags_before_torch(tmp_path: Path, args: list[str], ex
     assert not torch_loaded, "the refusal came after torch was imported"
 
 
+def _not_a_checkpoint(tmp: Path) -> str:
+    (tmp / "ckpt").mkdir()
+    (tmp / "ckpt" / "trainer_state.json").write_text(json.dumps({"global_step": 2}))
+    return str(tmp / "ckpt")
+
+
+RESUME_CASES = [
+    ("absent", lambda t: str(t / "absent"), "absent: no such checkpoint directory"),
+    ("a-file", lambda t: _data(t), "d.jsonl: no such checkpoint directory"),
+    ("empty-dir", lambda t: str((t / "e").mkdir() or t / "e"), "not a checkpoint a run can resume from"),
+    ("no-state", _not_a_checkpoint, "optimizer.pt is missing"),
+    ("run-dir", lambda t: str(_other_run(t)), "a run directory, not a checkpoint; pass --out"),
+]
+
+
+@pytest.mark.parametrize("resume, expected", [c[1:] for c in RESUME_CASES], ids=[c[0] for c in RESUME_CASES])
+def test_train_refuses_a_resume_path_that_is_no_checkpoint_before_torch(tmp_path: Path, resume, expected: str) -> None:
+    config = _config(tmp_path, model={"name_or_path": "tiny-deepseek-v3"}, data={"train": [_data(tmp_path)]})
+    code, torch_loaded, err = _refuse(["train", config, "--out", str(tmp_path / "new"), "--resume",
+                                       resume(tmp_path)], tmp_path)
+    assert code == 2 and f"--resume {tmp_path}" in err and expected in err and "Traceback" not in err, err
+    assert not torch_loaded, "the refusal came after torch was imported"
+    assert not (tmp_path / "new").exists(), "a refused run must not leave a run directory"
+
+
 OPEN_BIND_CASES = [
     ("any-interface", ["--host", "0.0.0.0"], "--host 0.0.0.0: "),
     ("lan-address", ["--host", "192.168.1.20"], "--host 192.168.1.20: "),

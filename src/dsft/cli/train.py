@@ -38,6 +38,7 @@ def train(
     check_inputs(cfg)
     check_model_name(cfg.model.name_or_path)
     RunDir(out).check(cfg, resuming=resume is not None)  # another run there, a refused change on --resume
+    check_resume_path(resume)
     # torch, transformers and peft load only once the config, data paths, model name and --out are known good.
     from dsft.eval.callbacks import training_eval_callbacks
     from dsft.training.run import run_training
@@ -51,6 +52,27 @@ def train(
         console.print(f"validation loss {result.first_eval_loss:.4f} -> {result.last_eval_loss:.4f} "
                       f"(best {result.best_eval_loss:.4f})")
     console.print(f"run directory: {result.run_dir}\nfinal weights: {result.final_dir}")
+
+
+def check_resume_path(resume: str | None) -> None:
+    """Refuse ``--resume PATH`` that is no checkpoint a run can resume from, before the model loads (its files
+    are verified against the checkpoint's manifest when the run opens it; ``auto`` is resolved there too)."""
+    from dsft.errors import DsftError
+    from dsft.training.checkpointing import missing_state_files
+    from dsft.training.rundir import RunDir
+
+    if resume is None or resume == "auto":
+        return
+    path = Path(resume)
+    if not path.is_dir():
+        raise DsftError(f"--resume {resume}: no such checkpoint directory; give a checkpoint-N directory of a run "
+                        "(RUN/checkpoints/checkpoint-N), or --resume auto to continue the newest one in --out")
+    if RunDir.is_run(path):
+        raise DsftError(f"--resume {resume}: a run directory, not a checkpoint; pass --out {resume} --resume auto "
+                        "to continue its newest checkpoint")
+    problems = missing_state_files(path)
+    if problems:
+        raise DsftError(f"--resume {resume}: not a checkpoint a run can resume from", problems)
 
 
 def register(app: typer.Typer) -> None:
