@@ -198,6 +198,8 @@ MODEL_CASES = [
     ("serve-absolute", lambda t: ["serve", str(t / "absent")], "absent'"),
     ("serve-file", lambda t: ["serve", _data(t)], "is a file"),
     ("chat-relative", lambda t: ["chat", "./no-such-model"], "'./no-such-model': not a local directory"),
+    ("serve-base-model", lambda t: ["serve", "tiny-deepseek-llm", "--base-model", "./no-base"],
+     "--base-model: model './no-base': not a local directory"),
 ]
 
 

@@ -173,6 +173,21 @@ def test_cli_serves_the_dashboard_on_loopback(run_cli, tmp_path: Path, monkeypat
     assert client.get("/", headers={"host": "attacker.example"}).status_code == 400  # no DNS rebinding
 
 
+
+def test_cli_guards_any_ipv4_loopback_bind_against_dns_rebinding(run_cli, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """127.0.0.0/8 is loopback, so it needs no key, and gets the same Host-header guard as 127.0.0.1."""
+    import uvicorn
+
+    served = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.update(app=app, **kw))
+    code, _, err = run_cli(["ui", "--runs", str(tmp_path), "--host", "127.0.0.2", "--port", "7862"])
+    assert code == 0 and served["host"] == "127.0.0.2", err
+    client = TestClient(served["app"], base_url="http://127.0.0.2")
+    assert client.get("/").status_code == 200
+    assert client.get("/", headers={"host": "attacker.example"}).status_code == 400
+
+
 def test_a_run_on_a_prepared_directory_lists_its_rejects_inside_the_root_only(runs_root: Path) -> None:
     for where in (runs_root / "prep", runs_root.parent / "outside-prep"):
         where.mkdir()

@@ -26,7 +26,7 @@ def ui(
 
     from dsft.errors import DsftError
     from dsft.serve.server import check_port_free
-    from dsft.serve.settings import check_open_bind
+    from dsft.serve.settings import check_open_bind, is_loopback
     from dsft.ui.app import create_app
 
     if api_key is not None and (not api_key or api_key != api_key.strip()):
@@ -44,7 +44,8 @@ def ui(
     elif not runs.is_dir():
         raise DsftError(f"--runs {runs}: is not a directory; give the directory that holds the run directories")
     check_port_free(host, port)
-    allowed = ["127.0.0.1", "localhost"] if host in ("127.0.0.1", "localhost") else None  # DNS rebinding
+    # DNS rebinding: on loopback only its own names are answered (starlette cannot parse an IPv6 Host header).
+    allowed = sorted({"127.0.0.1", "localhost", host}) if is_loopback(host) and ":" not in host else None
     app = create_app(runs, api_key=api_key, allowed_hosts=allowed)
     typer.echo(f"dsft ui: http://{host}:{port}/  (runs under {runs.resolve()})")
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -95,7 +95,10 @@ def check_source(run_or_model: str | Path, base_model: str | Path | None = None)
     checked when it is opened."""
     path = Path(run_or_model)
     if base_model is not None:
-        check_model_name(base_model)
+        try:
+            check_model_name(base_model)
+        except DsftError as exc:
+            raise DsftError(f"--base-model: {exc}") from exc
     if RunDir.is_run(path):
         return
     if path.is_dir():
