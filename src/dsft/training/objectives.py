@@ -34,6 +34,7 @@ from dsft.errors import DsftError
 from dsft.models.lora import build_lora_config, native_v5_targets
 from dsft.training.examples import TokenizedSplit
 from dsft.training.guards import RunGuards
+from dsft.training.lean_lora import use_lean_lora
 from dsft.training.lora_casts import skip_redundant_lora_casts
 from dsft.training.preference_examples import render_split
 from dsft.training.setup import build_training_arguments, write_data_report
@@ -230,7 +231,8 @@ def build_objective_trainer(
         raise DsftError(f"train.objective={objective}: not a preference objective")
     with native_v5_targets():  # dsft's LoRA targets are discovered on the v5 model: no peft rewriting
         trainer = trainer_class(**kwargs)
-    # TRL wrapped the model with LoRA: under mixed precision its layers skip peft's redundant input casts.
+    # TRL wrapped the model with LoRA: dsft's lean LoRA forward, and no redundant input casts under autocast.
+    use_lean_lora(trainer.model)
     skip_redundant_lora_casts(trainer.model)
     # dsft logs through metrics.jsonl and its own progress line; the Trainer's dict printer is noise.
     trainer.remove_callback(PrinterCallback)

@@ -161,7 +161,7 @@ def build_dsft(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[
                           offload_activations="offload_activations" in options,
                           loss_dtype=spec.get("loss_dtype", "auto"))
     trainer.dsft_accelerations = [model.config._attn_implementation, *accelerations,
-                                  f"lora_cast_skips x{trainer.lora_cast_skips}"]
+                                  f"lean_lora x{trainer.lean_lora_layers}", f"lora_cast_skips x{trainer.lora_cast_skips}"]
     return trainer
 
 
