@@ -75,7 +75,6 @@ def serve(
         check_open_bind(settings.host, settings.api_key, exposes="anyone who reaches it can use the model",
                         key_from="DSFT_API_KEY, serve.api_key", source="" if host else "serve.host",
                         opt_out="--allow-unauthenticated")
-    check_source(model_or_run, base_model)  # a path that names nothing answers before anything loads
     if engine == "vllm":
         _serve_vllm(model_or_run, adapter, settings, parallel, extra, dry_run, base_model)
         return
@@ -88,6 +87,7 @@ def serve(
 
     check_load_options(quantize, dtype)  # before the server's imports (torch): a bad flag answers at once
     parse_adapter_args(adapter)
+    check_source(model_or_run, base_model)  # the flags first, then the model they apply to
     from dsft.serve.server import build_engine, run_server
 
     run_server(build_engine(model_or_run, adapter, settings, quantize=quantize, dtype=dtype,
