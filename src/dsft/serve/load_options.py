@@ -17,7 +17,7 @@ def check_load_options(quantize: str | None, dtype: str) -> None:
     problems = []
     if quantize is not None and quantize not in QUANTIZE_CHOICES:
         problems.append(f"--quantize {quantize}: only int8 (dynamic, CPU) is supported for serving; 4-bit needs a "
-                        "GPU engine (`--engine vllm`) or a GGUF export (`dsft export --format gguf`)")
+                        "GPU engine (`dsft serve --engine vllm`) or a GGUF export (`dsft export --format gguf`)")
     if dtype not in DTYPES:
         problems.append(f"--dtype {dtype}: choose one of {', '.join(DTYPES)}")
     if problems:
