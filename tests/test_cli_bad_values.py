@@ -40,6 +40,8 @@ CASES = [
     ("eval-out-is-file", lambda t: ["eval", MISSING, "--data", _data(t), "--out", _file(t)], "not a directory"),
     ("launch-out-is-file", lambda t: ["launch", _config(t), "--out", _file(t)], "not a directory"),
     ("deploy-out-is-file", lambda t: ["deploy", "k8s", MISSING, "--out", _file(t)], "not a directory"),
+    ("deploy-out-under-a-file", lambda t: ["deploy", "k8s", MISSING, "--out", _file(t) + "/k8s"],
+     "taken is not a directory"),
     ("tiny-out-is-file", lambda t: ["models", "tiny", "tiny-deepseek-v3", "--out", _file(t)], "not a directory"),
     ("demo-out-is-file", lambda t: ["demo", "--out", _file(t)], "not a directory"),
     ("set-bad-yaml", lambda t: ["config", "show", "--set", "train.lr=[1e-4"], "not valid YAML"),

@@ -275,3 +275,16 @@ def test_serve_binds_off_loopback_with_a_key_or_on_purpose(tmp_path: Path) -> No
     code, _, err = _refuse(["serve", "tiny-deepseek-llm", "--config", _config(tmp_path, serve={"host": "0.0.0.0"})],
                            tmp_path)
     assert code == 2 and "--host 0.0.0.0 (serve.host)" in err, err
+
+
+def test_deploy_refuses_a_missing_model_without_creating_out(tmp_path: Path) -> None:
+    """The model is checked before --out is created: a refusal leaves no empty directory, and a directory the
+    user made beforehand is left as it was."""
+    code, torch_loaded, err = _refuse(["deploy", "k8s", "./nope", "--out", str(tmp_path / "k8s")], tmp_path)
+    assert code == 2 and "'./nope': not a local directory" in err and "Traceback" not in err, err
+    assert not torch_loaded, "the refusal came after torch was imported"
+    assert not (tmp_path / "k8s").exists(), "a refused deploy must not leave its --out directory"
+    (tmp_path / "mine").mkdir()
+    code, _, err = _refuse(["deploy", "k8s", "./nope", "--out", str(tmp_path / "mine")], tmp_path)
+    assert code == 2 and "'./nope': not a local directory" in err, err
+    assert (tmp_path / "mine").is_dir() and not any((tmp_path / "mine").iterdir())

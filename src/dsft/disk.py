@@ -1,7 +1,8 @@
 """Output directories and disk space: problems with where output goes become one message naming the path.
 
 * :func:`output_dir` checks an ``--out`` directory before any work (a file of that name, an
-  unwritable parent) and creates it.
+  unwritable parent) and creates it; :func:`check_output_dir` checks alone, for commands that check
+  their other inputs before creating anything.
 * :func:`require_free_space` refuses to start a write the file system has no room for, saying how much
   is needed and how much is free.
 * :func:`partial_output_removed` wraps a write into an output directory: when the disk fills up (or
@@ -45,10 +46,25 @@ def human_bytes(count: float) -> str:
     raise AssertionError("unreachable")
 
 
-def output_dir(path: Path, flag: str = "--out") -> Path:
-    """Create output directory ``path`` (and parents); a clear error when it cannot be one."""
+def check_output_dir(path: Path, flag: str = "--out") -> None:
+    """Raise the error :func:`output_dir` would raise for ``path`` that cannot be made an output directory,
+    creating nothing: commands that check other inputs before writing call this first and
+    :func:`output_dir` after, so a refused command leaves no empty directory behind."""
     if path.exists() and not path.is_dir():
         raise DsftError(f"{flag} {path}: exists and is not a directory; choose a directory path")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise DsftError(f"{flag} {path}: cannot create the directory ({existing} is not a directory)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise DsftError(f"{flag} {path}: " + ("the directory is not writable" if existing == path
+                                              else f"cannot create the directory ({existing} is not writable)"))
+
+
+def output_dir(path: Path, flag: str = "--out") -> Path:
+    """Create output directory ``path`` (and parents); a clear error when it cannot be one."""
+    check_output_dir(path, flag)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

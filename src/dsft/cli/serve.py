@@ -153,12 +153,13 @@ def deploy_k8s(
                                               help="Secret (key `api-key`) whose value becomes the server's API key."),
 ) -> None:
     """Write a Kubernetes Deployment + Service (GPU limits, /health probes) and a Dockerfile."""
-    from dsft.disk import output_dir
+    from dsft.disk import check_output_dir, output_dir
     from dsft.serve.k8s import deploy_spec_for, write_k8s
 
-    output_dir(out)
+    check_output_dir(out)  # --out and the model are checked before the directory is created
     spec = deploy_spec_for(model_or_run, name=name, image=image, gpus=gpus, replicas=replicas,
                            served_model_name=served_model_name, api_key_secret=api_key_secret)
+    output_dir(out)
     for path in write_k8s(spec, out):
         typer.echo(f"wrote {path}")
     if spec.model_is_local:
