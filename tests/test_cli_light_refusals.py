@@ -59,6 +59,8 @@ TRAIN_CASES = [
      "no such GGUF file"),
     ("model-is-a-file", lambda t: {"model": {"name_or_path": _data(t)}, "data": {"train": [_data(t)]}},
      "is a file"),
+    ("data-is-a-device", lambda t: {"data": {"train": ["/dev/null"]}},
+     "data.train: /dev/null: exists but is not a regular file or a directory"),
 ]
 
 
@@ -106,6 +108,8 @@ def test_export_refuses_bad_options_before_torch(tmp_path: Path, args, expected:
 EVAL_CASES = [
     ("eval-missing-data", lambda t: ["eval", "tiny-deepseek-v3", "--data", str(t / "absent.jsonl")], "absent.jsonl"),
     ("eval-missing-model", lambda t: ["eval", "./no-such-model", "--data", _data(t)], "not a local directory"),
+    ("eval-data-is-a-device", lambda t: ["eval", "tiny-deepseek-v3", "--data", "/dev/null"],
+     "/dev/null: exists but is not a regular file or a directory"),
     ("compare-missing-data", lambda t: ["compare", "--tuned", "tiny-deepseek-v3", "--data", str(t / "absent.jsonl")],
      "absent.jsonl"),
     ("compare-missing-base", lambda t: ["compare", "--tuned", "tiny-deepseek-v3", "--base", "./no-base",
@@ -118,6 +122,7 @@ def test_eval_and_compare_refuse_missing_inputs_before_torch(tmp_path: Path, arg
     code, torch_loaded, err = _refuse([*args(tmp_path), "--out", str(tmp_path / "out")], tmp_path)
     assert code == 2 and expected in err and "Traceback" not in err, err
     assert not torch_loaded, "the refusal came after torch was imported"
+    assert not (tmp_path / "out").exists(), "a refused command must not leave its --out directory"
 
 
 def _demo_done(tmp: Path) -> str:
@@ -147,6 +152,8 @@ SWEEP_CASES = [
      "train.lr: Input should be a valid number"),
     ("sweep-missing-data-file", lambda t: {"data": {"train": [str(t / "absent.jsonl")]}},
      ["--grid", "train.lr=1e-5"], "absent.jsonl"),
+    ("sweep-data-is-a-device", lambda t: {"data": {"train": ["/dev/null"]}}, ["--grid", "train.lr=1e-5"],
+     "data.train: /dev/null: exists but is not a regular file or a directory"),
 ]
 
 
@@ -288,3 +295,19 @@ def test_deploy_refuses_a_missing_model_without_creating_out(tmp_path: Path) -> 
     code, _, err = _refuse(["deploy", "k8s", "./nope", "--out", str(tmp_path / "mine")], tmp_path)
     assert code == 2 and "'./nope': not a local directory" in err, err
     assert (tmp_path / "mine").is_dir() and not any((tmp_path / "mine").iterdir())
+
+
+PREPARE_CASES = [
+    ("missing", lambda t: str(t / "absent.jsonl"), "absent.jsonl: no such file or directory"),
+    ("device", lambda t: "/dev/null", "/dev/null: exists but is not a regular file or a directory"),
+    ("dangling-link", lambda t: str((t / "gone.jsonl").symlink_to(t / "moved.jsonl") or t / "gone.jsonl"),
+     "gone.jsonl: a symbolic link to"),
+]
+
+
+@pytest.mark.parametrize("source, expected", [c[1:] for c in PREPARE_CASES], ids=[c[0] for c in PREPARE_CASES])
+def test_prepare_refuses_an_unreadable_input_without_creating_out(tmp_path: Path, source, expected: str) -> None:
+    code, torch_loaded, err = _refuse(["data", "prepare", source(tmp_path), "--out", str(tmp_path / "p")], tmp_path)
+    assert code == 2 and expected in err and "Traceback" not in err, err
+    assert not torch_loaded, "the refusal came after torch was imported"
+    assert not (tmp_path / "p").exists(), "a refused preparation must not leave its --out directory"

@@ -143,16 +143,17 @@ def eval_command(
     config: Optional[Path] = CONFIG,
 ) -> None:
     """Generate answers with the model's own template and score them (LoRA runs: adapter not merged)."""
-    from dsft.disk import output_dir, removed_when_stopped
+    from dsft.disk import check_output_dir, output_dir, removed_when_stopped
     from dsft.eval.evaluate import evaluate_model
     from dsft.models.loading import check_device
 
     with removed_when_stopped(out):  # stopped: no half-written predictions left
-        output_dir(out)
+        check_output_dir(out)  # every input is checked before --out is created
         if device is not None:
             check_device(device)
         check_inputs(data, [model_or_run])  # before a model loads
         defaults = eval_defaults(model_or_run, config)
+        output_dir(out)
         result = evaluate_model(model_or_run, data, out, _options(defaults, max_new_tokens, batch_size, temperature,
                                                                   top_p, seed),
                                 limit=limit, template=template, metrics=_metrics(defaults, metrics), device=device,
@@ -178,17 +179,18 @@ def compare_command(
     """Base vs tuned on the same prompts: report.md and a self-contained report.html with deltas."""
     from rich.console import Console
 
-    from dsft.disk import output_dir, removed_when_stopped
+    from dsft.disk import check_output_dir, output_dir, removed_when_stopped
     from dsft.eval.compare import compare_models
     from dsft.eval.report import comparison_table
     from dsft.models.loading import check_device
 
     with removed_when_stopped(out):  # stopped: no half-written report left
-        output_dir(out)
+        check_output_dir(out)  # every input is checked before --out is created
         if device is not None:
             check_device(device)
         check_inputs(data, [tuned] + ([base] if base else []))  # before either model loads
         defaults = eval_defaults(tuned, config)
+        output_dir(out)
         result = compare_models(base, tuned, data, out, _options(defaults, max_new_tokens, batch_size, temperature,
                                                                  top_p, seed),
                                 limit=limit, template=template, metrics=_metrics(defaults, metrics),
