@@ -44,6 +44,15 @@ def _data(tmp: Path) -> str:
     return str(path)
 
 
+def _runs(tmp: Path) -> str:
+    """A local runs/ directory holding one run, so that `runs/typo` is a mistyped path, not a hub id."""
+    (tmp / "runs" / "my-run").mkdir(parents=True, exist_ok=True)
+    return "runs/typo"
+
+
+MISTYPED = "runs/typo: no such directory (runs/ holds my-run); runs/ is a local directory"
+
+
 def _config(tmp: Path, **sections: dict) -> str:
     path = tmp / "c.yaml"
     path.write_text(json.dumps(sections))
@@ -59,6 +68,8 @@ TRAIN_CASES = [
      "no such GGUF file"),
     ("model-is-a-file", lambda t: {"model": {"name_or_path": _data(t)}, "data": {"train": [_data(t)]}},
      "is a file"),
+    ("mistyped-local-model", lambda t: {"model": {"name_or_path": _runs(t)}, "data": {"train": [_data(t)]}},
+     MISTYPED),
     ("data-is-a-device", lambda t: {"data": {"train": ["/dev/null"]}},
      "data.train: /dev/null: exists but is not a regular file or a directory"),
 ]
@@ -108,6 +119,7 @@ def test_export_refuses_bad_options_before_torch(tmp_path: Path, args, expected:
 EVAL_CASES = [
     ("eval-missing-data", lambda t: ["eval", "tiny-deepseek-v3", "--data", str(t / "absent.jsonl")], "absent.jsonl"),
     ("eval-missing-model", lambda t: ["eval", "./no-such-model", "--data", _data(t)], "not a local directory"),
+    ("eval-mistyped-local-model", lambda t: ["eval", _runs(t), "--data", _data(t)], MISTYPED),
     ("eval-data-is-a-device", lambda t: ["eval", "tiny-deepseek-v3", "--data", "/dev/null"],
      "/dev/null: exists but is not a regular file or a directory"),
     ("compare-missing-data", lambda t: ["compare", "--tuned", "tiny-deepseek-v3", "--data", str(t / "absent.jsonl")],
@@ -204,6 +216,7 @@ MODEL_CASES = [
     ("serve-relative", lambda t: ["serve", "./no-such-model"], "'./no-such-model': not a local directory"),
     ("serve-absolute", lambda t: ["serve", str(t / "absent")], "absent'"),
     ("serve-file", lambda t: ["serve", _data(t)], "is a file"),
+    ("serve-mistyped-local-model", lambda t: ["serve", _runs(t)], MISTYPED),
     ("chat-relative", lambda t: ["chat", "./no-such-model"], "'./no-such-model': not a local directory"),
     ("serve-base-model", lambda t: ["serve", "tiny-deepseek-llm", "--base-model", "./no-base"],
      "--base-model: model './no-base': not a local directory"),

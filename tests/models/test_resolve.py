@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from dsft.errors import DsftError
+from dsft.models import resolve
 from dsft.models.resolve import check_model_name, resolve_model
 
 
@@ -66,6 +68,25 @@ def test_a_mistyped_run_directory_is_named_as_a_missing_directory(tmp_path: Path
     with pytest.raises(DsftError) as err:
         resolve_model("runs/my-rnu", cache_dir=tmp_path / "cache")
     assert str(err.value).startswith("runs/my-rnu: no such directory (runs/ holds my-run)")
+
+
+def test_a_mistyped_path_is_refused_without_a_download_and_a_hub_id_still_downloads(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where runs/ exists locally, `runs/typo` is refused before any download is tried (check_model_name says
+    so too, for the commands' light checks); `org/name` with no local org/ goes to the hub as before."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "my-run").mkdir(parents=True)
+    downloads: list[str] = []
+    monkeypatch.setattr(resolve, "download_from_hub",
+                        lambda name, *_: downloads.append(name) or tmp_path / "runs" / "my-run")
+    expected = "runs/typo: no such directory (runs/ holds my-run); runs/ is a local directory"
+    for refuse in (check_model_name, resolve_model):
+        with pytest.raises(DsftError, match=re.escape(expected)):
+            refuse("runs/typo")
+    assert downloads == []
+    check_model_name("deepseek-ai/DeepSeek-R1")
+    assert resolve_model("deepseek-ai/DeepSeek-R1") == tmp_path / "runs" / "my-run"
+    assert downloads == ["deepseek-ai/DeepSeek-R1"]
 
 
 def test_check_model_name_refuses_what_resolve_would_without_writing(tmp_path: Path) -> None:

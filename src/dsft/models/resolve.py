@@ -9,7 +9,8 @@ Four kinds of names, tried in this order:
    :mod:`dsft.models.gguf_source`);
 3. a local directory holding ``config.json``: used as is;
 4. a hub id ``org/name``: downloaded with ``huggingface_hub.snapshot_download`` (weights, config,
-   tokenizer; no other files).
+   tokenizer; no other files). Where ``org/`` is a local directory the name is a mistyped local path
+   (``runs/my-rnu``) and is refused without a download.
 """
 
 from __future__ import annotations
@@ -91,19 +92,23 @@ def resolve_model(name_or_path: str | Path, cache_dir: str | Path | None = None,
     path = Path(name).expanduser()
     if path.is_dir():
         return path
-    try:
-        return download_from_hub(name, cache_dir, revision)
-    except DsftError as exc:
-        if path.parent.is_dir() and path.parent != Path("."):
-            # `runs/my-rnu` where runs/ exists: a mistyped local path far more often than a hub id.
-            siblings = sorted(p.name for p in path.parent.iterdir() if p.is_dir() and not p.name.startswith("."))
-            shown = ", ".join(siblings[:8]) + (", ..." if len(siblings) > 8 else "") if siblings else "no directories"
-            raise DsftError(f"{name}: no such directory ({path.parent}/ holds {shown}); as a hub id: {exc}") from exc
-        raise
+    return download_from_hub(name, cache_dir, revision)
 
 
 def _is_hub_id(name: str) -> bool:
     return bool(HUB_ID.match(name)) and not name.startswith((".", "/", "~"))
+
+
+def _check_not_a_mistyped_path(name: str) -> None:
+    """Refuse ``runs/my-rnu`` (the shape of a hub id) where ``runs/`` is a local directory: a mistyped local
+    path far more often than a hub id, and refused here rather than after a failed download."""
+    org = Path(name.split("/", 1)[0])
+    if not org.is_dir():
+        return
+    children = sorted(p.name for p in org.iterdir() if p.is_dir() and not p.name.startswith("."))
+    shown = ", ".join(children[:8]) + (", ..." if len(children) > 8 else "") if children else "no directories"
+    raise DsftError(f"{name}: no such directory ({org}/ holds {shown}); {org}/ is a local directory, so this is "
+                    f"not read as a hub id (org/name)")
 
 
 def check_model_name(name_or_path: str | Path) -> None:
@@ -124,6 +129,7 @@ def check_model_name(name_or_path: str | Path) -> None:
         raise DsftError(f"{path}: is a file; model.name_or_path needs a model directory, a .gguf file, "
                         "ollama:NAME[:TAG], a hub id or a preset")
     if _is_hub_id(name):
+        _check_not_a_mistyped_path(name)
         return
     if name in REAL_MODEL_FACTS:
         raise DsftError(f"model {name!r} is a real-model config preset (numbers only, for planning); "
