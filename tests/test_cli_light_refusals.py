@@ -324,3 +324,18 @@ def test_prepare_refuses_an_unreadable_input_without_creating_out(tmp_path: Path
     assert code == 2 and expected in err and "Traceback" not in err, err
     assert not torch_loaded, "the refusal came after torch was imported"
     assert not (tmp_path / "p").exists(), "a refused preparation must not leave its --out directory"
+
+
+def test_deploy_refuses_a_lora_run_from_its_run_json_before_torch(tmp_path: Path, monkeypatch) -> None:
+    """A LoRA run is refused without resolving its base model (a tiny preset would be built, a hub id
+    downloaded) and without creating --out."""
+    run = tmp_path / "run"
+    (run / "final").mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"method": "lora", "template": "deepseek-r1",
+                                              "model_name_or_path": "tiny-deepseek-v3"}))
+    (run / "final" / "adapter_config.json").write_text("{}")
+    monkeypatch.setenv("DSFT_CACHE", str(tmp_path / "cache"))
+    code, torch_loaded, err = _refuse(["deploy", "k8s", str(run), "--out", str(tmp_path / "k8s")], tmp_path)
+    assert code == 2 and "a LoRA run; merge it first" in err and "Traceback" not in err, err
+    assert not torch_loaded, "the refusal came after torch was imported"
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "k8s").exists()

@@ -19,6 +19,7 @@ import yaml
 
 from dsft.errors import DsftError
 from dsft.export.source import resolve_source
+from dsft.training.rundir import FULL_METHODS, RunDir
 
 CONTAINER_PORT = 8000
 MODEL_IN_IMAGE = "/models/model"
@@ -213,10 +214,11 @@ def _toml(table: dict[str, Any], prefix: str = "") -> str:
 def deploy_spec_for(model_or_run: str, **options: Any) -> DeploySpec:
     """A :class:`DeploySpec` for ``MODEL_OR_RUN``; a LoRA run must be merged first (one self-contained model)."""
     check_deploy_options(options.get("name", "dsft"), options.get("replicas", 1), options.get("gpus", 1))
-    source = resolve_source(model_or_run)
-    if source.adapter_dir is not None:
+    # A LoRA run is refused from its run.json, before its base model is resolved (built, or downloaded).
+    if RunDir.is_run(model_or_run) and RunDir(model_or_run).method not in FULL_METHODS:
         raise DsftError(f"{model_or_run}: a LoRA run; merge it first with `dsft export {model_or_run} --format hf "
                         "--out MERGED` and deploy MERGED (the image then holds one self-contained model)")
+    source = resolve_source(model_or_run)
     path = Path(model_or_run)
     model_ref = str(source.model_dir) if path.is_dir() else model_or_run
     return DeploySpec(model_ref=model_ref, **options)
