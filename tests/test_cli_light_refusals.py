@@ -339,3 +339,18 @@ def test_deploy_refuses_a_lora_run_from_its_run_json_before_torch(tmp_path: Path
     assert code == 2 and "a LoRA run; merge it first" in err and "Traceback" not in err, err
     assert not torch_loaded, "the refusal came after torch was imported"
     assert not (tmp_path / "cache").exists() and not (tmp_path / "k8s").exists()
+
+
+LAUNCH_CASES = [
+    ("missing-config", lambda t: [str(t / "absent.yaml")], "absent.yaml: config file not found"),
+    ("launcher", lambda t: [_config(t, data={"train": [_data(t)]}), "--launcher", "mpirun"],
+     "--launcher mpirun: choose one of"),
+]
+
+
+@pytest.mark.parametrize("args, expected", [c[1:] for c in LAUNCH_CASES], ids=[c[0] for c in LAUNCH_CASES])
+def test_launch_refuses_without_creating_out(tmp_path: Path, args, expected: str) -> None:
+    code, torch_loaded, err = _refuse(["launch", *args(tmp_path), "--out", str(tmp_path / "l")], tmp_path)
+    assert code == 2 and expected in err and "Traceback" not in err, err
+    assert not torch_loaded, "the refusal came after torch was imported"
+    assert not (tmp_path / "l").exists(), "a refused launch must not leave its --out directory"

@@ -161,7 +161,7 @@ def launch(
 ) -> None:
     """Write runnable per-node launch scripts (with documented NCCL settings) for a training config."""
     from dsft.config import load_config
-    from dsft.disk import output_dir
+    from dsft.disk import check_output_dir
     from dsft.plan.launch import LaunchPlan, write_launch_files
     from dsft.plan.preflight import preflight
     from dsft.training.environment import Environment
@@ -170,7 +170,7 @@ def launch(
         # The job's GPUs, not this machine's: the scripts run there with nodes x gpus_per_node processes.
         preflight(load_config(config), Environment.gpu_cluster(max(nodes, 1) * max(gpus_per_node, 1)), str(config))
 
-    output_dir(out)
+    check_output_dir(out)  # created by write_launch_files once the config and launcher are checked
     plan_ = LaunchPlan(config=config.resolve(), run_dir=(run_dir or out / "run").resolve(), nodes=nodes,
                        gpus_per_node=gpus_per_node, master_addr=master_addr, master_port=master_port)
     for path in write_launch_files(plan_, launcher, out, overwrite=overwrite):

@@ -193,13 +193,13 @@ def write_launch_files(plan: LaunchPlan, launcher: str, out_dir: str | Path, ove
     if not plan.config.is_file():
         raise DsftError(f"{plan.config}: config file not found")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     plan = dataclasses.replace(plan, script_dir=out.resolve())
     files = launch_files(plan, launcher)
     earlier = sorted(name for name in files if (out / name).exists())
     if earlier and not overwrite:
         raise DsftError(f"--out {out}: holds launch files of an earlier dsft launch ({', '.join(earlier)}); "
                         "choose a new directory or pass --overwrite to replace them")
+    out.mkdir(parents=True, exist_ok=True)  # after every check: a refused launch leaves no directory
     written = []
     for name, content in files.items():
         path = out / name
