@@ -155,6 +155,8 @@ def test_demo_refuses_before_torch(tmp_path: Path, args, expected: str) -> None:
     code, torch_loaded, err = _refuse(["demo", *args(tmp_path)], tmp_path)
     assert code == 2 and expected in err and "Traceback" not in err, err
     assert not torch_loaded, "the refusal came after torch was imported"
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["demo"] if "already" in expected else []), \
+        "a refused demo must not leave its --out directory"
 
 
 SWEEP_CASES = [

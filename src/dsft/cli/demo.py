@@ -100,15 +100,17 @@ def demo(
     from rich.console import Console
 
     from dsft.config import load_config
-    from dsft.disk import output_dir
+    from dsft.disk import check_output_dir, output_dir
 
     console = Console()
-    out = output_dir(out.resolve())
+    out = out.resolve()
+    check_output_dir(out)  # --out, --model and --set are checked before --out is created
     run_dir = out / "run"
     if run_dir.exists():
         raise _error(f"--out {out}: already holds a demo run; remove it or pass another --out")
     overrides, what = demo_overrides(model, out)
     cfg = load_config(None, [*overrides, *set_])
+    output_dir(out)
     from dsft.training.run import run_training  # torch: only once --out and --set are known good
 
     console.rule(f"[bold]dsft demo: {what}" if model == "smollm2" else f"[bold]dsft demo: {cfg.train.method} {what}")
