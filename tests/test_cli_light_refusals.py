@@ -356,3 +356,17 @@ def test_launch_refuses_without_creating_out(tmp_path: Path, args, expected: str
     assert code == 2 and expected in err and "Traceback" not in err, err
     assert not torch_loaded, "the refusal came after torch was imported"
     assert not (tmp_path / "l").exists(), "a refused launch must not leave its --out directory"
+
+
+DATAGEN_CASES = [
+    ("augment", lambda t: ["augment", str(t / "absent.jsonl"), "--set", "data.augment.synonym_copies=1"]),
+    ("distill", lambda t: ["distill", str(t / "absent.jsonl"), "--base-url", "http://127.0.0.1:9", "--model", "m"]),
+]
+
+
+@pytest.mark.parametrize("args", [c[1] for c in DATAGEN_CASES], ids=[c[0] for c in DATAGEN_CASES])
+def test_augment_and_distill_refuse_a_missing_input_without_creating_out(tmp_path: Path, args) -> None:
+    code, torch_loaded, err = _refuse(["data", *args(tmp_path), "--out", str(tmp_path / "g")], tmp_path)
+    assert code == 2 and "absent.jsonl: no such file or directory" in err and "Traceback" not in err, err
+    assert not torch_loaded, "the refusal came after torch was imported"
+    assert not (tmp_path / "g").exists(), "a refused command must not leave its --out directory"

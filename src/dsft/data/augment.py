@@ -223,10 +223,10 @@ def augment_files(cfg: DsftConfig, inputs: list[str], out_dir: str | Path) -> di
         raise DataError("data.augment: nothing to do; set templates, synonym_copies, paraphrase_copies or "
                         "back_translation (--set data.augment.synonym_copies=1)")
     check_synonym_sources(settings)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     templated = template_records(settings)
     ingested = ingest(inputs, cfg.data.format, cfg.data.columns) if inputs else None
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)  # once the inputs are read: a missing one leaves no directory
     originals = (ingested.conversations if ingested else []) + templated
     result = augment_records(originals, originals, settings, cfg.train.seed, out)
     added = ({"augment_template": len(templated)} if templated else {}) | {

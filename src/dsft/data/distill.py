@@ -169,9 +169,9 @@ def distill_files(cfg_distill: DistillConfig, inputs: list[str], out_dir: str | 
     if not endpoint.configured():
         raise DataError("data.distill.endpoint: set base_url and model "
                         "(--set data.distill.endpoint.base_url=http://... --set data.distill.endpoint.model=NAME)")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     questions, rejections = read_questions(inputs)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)  # once the inputs are read: a missing one leaves no directory
     params = {k: v for k, v in (("temperature", endpoint.temperature), ("max_tokens", endpoint.max_tokens)) if v is not None}
     cache = ResponseCache(Path(cfg_distill.cache) if cfg_distill.cache else out / "distill_cache.jsonl")
     cached_before = len(cache)
