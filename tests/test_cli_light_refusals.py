@@ -65,13 +65,16 @@ TRAIN_CASES = [
     ("missing-model-dir", lambda t: {"model": {"name_or_path": "./no-such-model"}, "data": {"train": [_data(t)]}},
      "'./no-such-model': not a local directory"),
     ("missing-gguf", lambda t: {"model": {"name_or_path": str(t / "m.gguf")}, "data": {"train": [_data(t)]}},
-     "no such GGUF file"),
+     "m.gguf: no such file or directory (a GGUF file was expected)"),
+    ("gguf-is-a-directory", lambda t: {"model": {"name_or_path": str((t / "m.gguf").mkdir() or t / "m.gguf")},
+                                       "data": {"train": [_data(t)]}},
+     "m.gguf: is a directory, not a file (a GGUF file was expected)"),
     ("model-is-a-file", lambda t: {"model": {"name_or_path": _data(t)}, "data": {"train": [_data(t)]}},
      "is a file"),
     ("mistyped-local-model", lambda t: {"model": {"name_or_path": _runs(t)}, "data": {"train": [_data(t)]}},
      MISTYPED),
     ("data-is-a-device", lambda t: {"data": {"train": ["/dev/null"]}},
-     "data.train: /dev/null: exists but is not a regular file or a directory"),
+     "data.train: /dev/null: exists but is not a regular file (a device, pipe or socket)"),
 ]
 
 
@@ -121,7 +124,7 @@ EVAL_CASES = [
     ("eval-missing-model", lambda t: ["eval", "./no-such-model", "--data", _data(t)], "not a local directory"),
     ("eval-mistyped-local-model", lambda t: ["eval", _runs(t), "--data", _data(t)], MISTYPED),
     ("eval-data-is-a-device", lambda t: ["eval", "tiny-deepseek-v3", "--data", "/dev/null"],
-     "/dev/null: exists but is not a regular file or a directory"),
+     "/dev/null: exists but is not a regular file (a device, pipe or socket)"),
     ("compare-missing-data", lambda t: ["compare", "--tuned", "tiny-deepseek-v3", "--data", str(t / "absent.jsonl")],
      "absent.jsonl"),
     ("compare-missing-base", lambda t: ["compare", "--tuned", "tiny-deepseek-v3", "--base", "./no-base",
@@ -167,7 +170,7 @@ SWEEP_CASES = [
     ("sweep-missing-data-file", lambda t: {"data": {"train": [str(t / "absent.jsonl")]}},
      ["--grid", "train.lr=1e-5"], "absent.jsonl"),
     ("sweep-data-is-a-device", lambda t: {"data": {"train": ["/dev/null"]}}, ["--grid", "train.lr=1e-5"],
-     "data.train: /dev/null: exists but is not a regular file or a directory"),
+     "data.train: /dev/null: exists but is not a regular file (a device, pipe or socket)"),
 ]
 
 
@@ -314,7 +317,7 @@ def test_deploy_refuses_a_missing_model_without_creating_out(tmp_path: Path) -> 
 
 PREPARE_CASES = [
     ("missing", lambda t: str(t / "absent.jsonl"), "absent.jsonl: no such file or directory"),
-    ("device", lambda t: "/dev/null", "/dev/null: exists but is not a regular file or a directory"),
+    ("device", lambda t: "/dev/null", "/dev/null: exists but is not a regular file (a device, pipe or socket)"),
     ("dangling-link", lambda t: str((t / "gone.jsonl").symlink_to(t / "moved.jsonl") or t / "gone.jsonl"),
      "gone.jsonl: a symbolic link to"),
 ]

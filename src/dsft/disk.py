@@ -12,6 +12,8 @@
   (SIGTERM, Ctrl-C), what it had written is removed, so the same command (or the dashboard, with the same
   name) can simply be run again.
 * :func:`describe_os_error` is the one line the CLI prints for any file-system error that reaches it.
+* :func:`not_a_file_reason` says why an input path is not a file that can be read (missing, a directory,
+  a device or pipe, a dangling link), for the messages that refuse it.
 """
 
 from __future__ import annotations
@@ -72,6 +74,21 @@ def output_dir(path: Path, flag: str = "--out") -> Path:
     if not os.access(path, os.W_OK | os.X_OK):
         raise DsftError(f"{flag} {path}: the directory is not writable")
     return path
+
+
+def not_a_file_reason(path: Path) -> str:
+    """Why ``path``, which is not a regular file, cannot be read as one; the message names the path first.
+
+    >>> not_a_file_reason(Path("/dev/null"))
+    'exists but is not a regular file (a device, pipe or socket)'
+    """
+    if path.is_dir():
+        return "is a directory, not a file"
+    if path.exists():
+        return "exists but is not a regular file (a device, pipe or socket)"
+    if path.is_symlink():
+        return f"a symbolic link to {os.readlink(path)}, which does not exist"
+    return "no such file or directory"
 
 
 def free_bytes(path: Path) -> int:

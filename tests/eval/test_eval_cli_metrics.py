@@ -59,7 +59,9 @@ def test_metrics_table_output(tmp_path: Path, run_cli) -> None:
 
 def test_metrics_missing_file_and_unknown_metric(tmp_path: Path, run_cli) -> None:
     code, _, err = run_cli(["metrics", "-p", str(tmp_path / "absent.jsonl"), "--json"])
-    assert code == 2 and "predictions file not found" in err and "Traceback" not in err
+    assert code == 2 and "absent.jsonl: no such file or directory" in err and "Traceback" not in err
+    code, _, err = run_cli(["metrics", "-p", "/dev/null"])
+    assert code == 2 and "predictions file /dev/null: exists but is not a regular file" in err, err
     path = write_lines(tmp_path / "p.jsonl", [{"prediction": "a", "reference": "b"}])
     code, _, err = run_cli(["metrics", "-p", str(path), "-m", "bleurt"])
     assert code == 2 and "unknown metric(s) 'bleurt'" in err

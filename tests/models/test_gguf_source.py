@@ -101,8 +101,11 @@ def test_ollama_errors_name_the_store_and_the_fix(tmp_path: Path, monkeypatch: p
                                                 "digest": "sha256:" + "0" * 64}]}))
     with pytest.raises(DsftError, match="no model layer"):
         resolve_ollama("smollm2:135m")
-    with pytest.raises(DsftError, match="no such GGUF file"):
+    with pytest.raises(DsftError, match=r"missing.gguf: no such file or directory \(a GGUF file was expected\)"):
         resolve_model(str(tmp_path / "missing.gguf"), cache_dir=tmp_path / "cache")
+    (tmp_path / "folder.gguf").mkdir()
+    with pytest.raises(DsftError, match="folder.gguf: is a directory, not a file"):
+        resolve_model(str(tmp_path / "folder.gguf"), cache_dir=tmp_path / "cache")
 
 
 def test_header_facts_are_read_without_loading(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dsft.disk import not_a_file_reason
 from dsft.errors import DataError
 
 SUPPORTED_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
@@ -97,17 +98,8 @@ def expand_inputs(patterns: list[str]) -> list[Path]:
                 )
             found.append(path)
         else:
-            raise DataError(f"{pattern}: {_why_unreadable(path)}")
+            raise DataError(f"{pattern}: {not_a_file_reason(path)}")
     return found
-
-
-def _why_unreadable(path: Path) -> str:
-    """Why ``path``, neither a regular file nor a directory, cannot be an input."""
-    if path.exists():
-        return "exists but is not a regular file or a directory (a device, pipe or socket); name a data file"
-    if path.is_symlink():
-        return f"a symbolic link to {path.readlink()}, which does not exist"
-    return "no such file or directory"
 
 
 def _is_readable_input(path: Path) -> bool:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from dsft.disk import not_a_file_reason
 from dsft.errors import DsftError
 from dsft.eval.scoring import Sample, score_samples
 
@@ -74,7 +75,7 @@ def read_predictions(path: str | Path) -> tuple[list[Sample], Counter[str]]:
     """Samples from a JSONL file and a count of skipped lines per reason. Missing file -> DsftError."""
     path = Path(path)
     if not path.is_file():
-        raise DsftError(f"predictions file not found: {path}")
+        raise DsftError(f"predictions file {path}: {not_a_file_reason(path)}")
     samples: list[Sample] = []
     skipped: Counter[str] = Counter()
     with path.open(encoding="utf-8", errors="replace") as handle:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dsft.disk import not_a_file_reason
 from dsft.errors import DsftError, UnsupportedError
 from dsft.models.gguf_tokenizer import with_gguf_special_tokens
 from dsft.models.loading import use_cpu_accelerator_without_cuda
@@ -144,7 +145,7 @@ def gguf_file_of(name: str) -> Path:
         return resolve_ollama(name[len(OLLAMA_PREFIX):])
     path = Path(name).expanduser()
     if not path.is_file():
-        raise DsftError(f"model.name_or_path: {path}: no such GGUF file")
+        raise DsftError(f"model.name_or_path: {path}: {not_a_file_reason(path)} (a GGUF file was expected)")
     return path
 
 
