@@ -373,3 +373,20 @@ def test_augment_and_distill_refuse_a_missing_input_without_creating_out(tmp_pat
     assert code == 2 and "absent.jsonl: no such file or directory" in err and "Traceback" not in err, err
     assert not torch_loaded, "the refusal came after torch was imported"
     assert not (tmp_path / "g").exists(), "a refused command must not leave its --out directory"
+
+
+PREPARE_CONFIG_CASES = [
+    ("no-data", lambda t: {}, "no training data: pass input files"),
+    ("val-is-a-device", lambda t: {"data": {"train": [_data(t)], "val": ["/dev/null"]}},
+     "data.val: /dev/null: exists but is not a regular file"),
+]
+
+
+@pytest.mark.parametrize("sections, expected", [c[1:] for c in PREPARE_CONFIG_CASES],
+                         ids=[c[0] for c in PREPARE_CONFIG_CASES])
+def test_prepare_refuses_the_configs_inputs_without_creating_out(tmp_path: Path, sections, expected: str) -> None:
+    code, torch_loaded, err = _refuse(["data", "prepare", "--config", _config(tmp_path, **sections(tmp_path)),
+                                       "--out", str(tmp_path / "p")], tmp_path)
+    assert code == 2 and expected in err and "Traceback" not in err, err
+    assert not torch_loaded, "the refusal came after torch was imported"
+    assert not (tmp_path / "p").exists(), "a refused preparation must not leave its --out directory"

@@ -52,12 +52,16 @@ def prepare_command(
 
 
 def _prepare(cfg: Any, inputs: list[str] | None, out: Path, tokenizer: str | None) -> None:
-    from dsft.data.pipeline import prepare
+    from dsft.data.pipeline import check_inputs, prepare, training_sources
     from dsft.data.readers import expand_inputs
     from dsft.disk import check_output_dir, output_dir, partial_output_removed, tree_bytes
 
     check_output_dir(out)
-    named = expand_inputs(list(inputs or cfg.data.train))  # a missing input is named before --out is created
+    # No input, or a missing or unreadable one, is named before --out is created: the config's by their keys.
+    train_sources = training_sources(cfg, inputs)
+    if not inputs:
+        check_inputs(cfg)
+    named = expand_inputs(train_sources)
     output_dir(out)
     if cfg.train.objective != "sft":  # preference pairs, labelled completions or RL prompts
         from dsft.data.preference_pipeline import prepare_preference
@@ -68,7 +72,7 @@ def _prepare(cfg: Any, inputs: list[str] | None, out: Path, tokenizer: str | Non
         return
     sources = list(inputs) if inputs else None
     # The splits and rejects together are about the size of the input.
-    needed = tree_bytes(named) if named else None
+    needed = tree_bytes(named)
     loaded = load_tokenizer_for(tokenizer, cfg)
     with partial_output_removed(out, needed, "the prepared data"):
         prepared = prepare(cfg, loaded, out, sources, ifd_scorer=ifd_scorer_for(cfg), tokenizer_source=tokenizer)

@@ -69,11 +69,9 @@ def prepare(
     """
     started = time.perf_counter()
     data = cfg.data
+    sources = {"train": training_sources(cfg, inputs), "val": list(data.val), "test": list(data.test)}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    sources = {"train": list(inputs) if inputs else list(data.train), "val": list(data.val), "test": list(data.test)}
-    if not sources["train"]:
-        raise DataError("no training data: pass input files (dsft data prepare INPUT...) or set data.train")
     scorers = semantic.score_steps(cfg.data.clean.semantic, ifd_scorer)  # before reading: a missing model or package fails fast
     augment.check_synonym_sources(cfg.data.augment)
     templated = augment.template_records(cfg.data.augment)  # a bad table fails before the inputs are read
@@ -124,6 +122,15 @@ def prepare(
             f"(splits {report['splits']}; see {out / REPORT_FILE} and {out / 'rejects.jsonl'}){why}"
         )
     return Prepared(splits, report, out)
+
+
+def training_sources(cfg: DsftConfig, inputs: list[str] | None = None) -> list[str]:
+    """What ``dsft data prepare`` reads as training data: ``inputs`` when given, else ``data.train``; an error
+    when there is neither."""
+    sources = list(inputs) if inputs else list(cfg.data.train)
+    if not sources:
+        raise DataError("no training data: pass input files (dsft data prepare INPUT...) or set data.train")
+    return sources
 
 
 def input_problems(cfg: DsftConfig) -> list[str]:
