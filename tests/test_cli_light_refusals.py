@@ -123,6 +123,8 @@ EVAL_CASES = [
     ("eval-missing-data", lambda t: ["eval", "tiny-deepseek-v3", "--data", str(t / "absent.jsonl")], "absent.jsonl"),
     ("eval-missing-model", lambda t: ["eval", "./no-such-model", "--data", _data(t)], "not a local directory"),
     ("eval-mistyped-local-model", lambda t: ["eval", _runs(t), "--data", _data(t)], MISTYPED),
+    ("eval-missing-base-model", lambda t: ["eval", "tiny-deepseek-v3", "--data", _data(t), "--base-model", "./no-base"],
+     "--base-model: model './no-base': not a local directory"),
     ("eval-data-is-a-device", lambda t: ["eval", "tiny-deepseek-v3", "--data", "/dev/null"],
      "/dev/null: exists but is not a regular file (a device, pipe or socket)"),
     ("compare-missing-data", lambda t: ["compare", "--tuned", "tiny-deepseek-v3", "--data", str(t / "absent.jsonl")],
@@ -316,16 +318,17 @@ def test_deploy_refuses_a_missing_model_without_creating_out(tmp_path: Path) -> 
 
 
 PREPARE_CASES = [
-    ("missing", lambda t: str(t / "absent.jsonl"), "absent.jsonl: no such file or directory"),
-    ("device", lambda t: "/dev/null", "/dev/null: exists but is not a regular file (a device, pipe or socket)"),
-    ("dangling-link", lambda t: str((t / "gone.jsonl").symlink_to(t / "moved.jsonl") or t / "gone.jsonl"),
+    ("missing", lambda t: [str(t / "absent.jsonl")], "absent.jsonl: no such file or directory"),
+    ("device", lambda t: ["/dev/null"], "/dev/null: exists but is not a regular file (a device, pipe or socket)"),
+    ("dangling-link", lambda t: [str((t / "gone.jsonl").symlink_to(t / "moved.jsonl") or t / "gone.jsonl")],
      "gone.jsonl: a symbolic link to"),
+    ("tokenizer", lambda t: [_data(t), "--tokenizer", "./no-tok"], "--tokenizer: model './no-tok': not a local"),
 ]
 
 
-@pytest.mark.parametrize("source, expected", [c[1:] for c in PREPARE_CASES], ids=[c[0] for c in PREPARE_CASES])
-def test_prepare_refuses_an_unreadable_input_without_creating_out(tmp_path: Path, source, expected: str) -> None:
-    code, torch_loaded, err = _refuse(["data", "prepare", source(tmp_path), "--out", str(tmp_path / "p")], tmp_path)
+@pytest.mark.parametrize("args, expected", [c[1:] for c in PREPARE_CASES], ids=[c[0] for c in PREPARE_CASES])
+def test_prepare_refuses_an_unreadable_input_without_creating_out(tmp_path: Path, args, expected: str) -> None:
+    code, torch_loaded, err = _refuse(["data", "prepare", *args(tmp_path), "--out", str(tmp_path / "p")], tmp_path)
     assert code == 2 and expected in err and "Traceback" not in err, err
     assert not torch_loaded, "the refusal came after torch was imported"
     assert not (tmp_path / "p").exists(), "a refused preparation must not leave its --out directory"

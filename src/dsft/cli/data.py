@@ -31,6 +31,17 @@ def load_tokenizer_for(spec: str | None, cfg: Any) -> Any:
     return load_tokenizer(path, cfg.model.trust_remote_code)
 
 
+def _check_tokenizer_name(spec: str | None, cfg: Any) -> None:
+    """Refuse the model :func:`load_tokenizer_for` would resolve when it names nothing, before anything loads."""
+    from dsft.errors import DsftError
+    from dsft.models.resolve import check_model_name
+
+    try:
+        check_model_name(spec or cfg.model.name_or_path)
+    except DsftError as exc:
+        raise DsftError(f"{'--tokenizer' if spec else 'model.name_or_path'}: {exc}") from None
+
+
 @data_app.command("prepare")
 def prepare_command(
     inputs: list[str] = typer.Argument(None, help="Input files, directories or globs (default: data.train)."),
@@ -62,6 +73,8 @@ def _prepare(cfg: Any, inputs: list[str] | None, out: Path, tokenizer: str | Non
     if not inputs:
         check_inputs(cfg)
     named = expand_inputs(train_sources)
+    if cfg.train.objective == "sft" and tokenizer != "deepseek":
+        _check_tokenizer_name(tokenizer, cfg)
     output_dir(out)
     if cfg.train.objective != "sft":  # preference pairs, labelled completions or RL prompts
         from dsft.data.preference_pipeline import prepare_preference

@@ -66,17 +66,15 @@ def metrics_command(
         print_metrics_table(result, f"metrics: {predictions}")
 
 
-def check_inputs(data: str, models: list[str]) -> None:
-    """Refuse a missing data file or an unresolvable model name before torch is imported (a run directory is
-    opened later, by the command)."""
+def check_inputs(data: str, models: list[str], base_model: str | None = None) -> None:
+    """Refuse a missing data file, an unresolvable model name or ``--base-model`` before torch is imported (a
+    run directory is opened later, by the command)."""
     from dsft.data.readers import expand_inputs
-    from dsft.models.resolve import check_model_name
-    from dsft.training.rundir import RunDir
+    from dsft.export.source import check_source
 
     expand_inputs([data])
     for name in models:
-        if not RunDir.is_run(name):
-            check_model_name(name)
+        check_source(name, base_model)
 
 
 def eval_defaults(model_or_run: str, config: Optional[Path]) -> Any:
@@ -151,7 +149,7 @@ def eval_command(
         check_output_dir(out)  # every input is checked before --out is created
         if device is not None:
             check_device(device)
-        check_inputs(data, [model_or_run])  # before a model loads
+        check_inputs(data, [model_or_run], base_model)  # before a model loads
         defaults = eval_defaults(model_or_run, config)
         output_dir(out)
         result = evaluate_model(model_or_run, data, out, _options(defaults, max_new_tokens, batch_size, temperature,
