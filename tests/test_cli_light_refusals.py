@@ -96,6 +96,16 @@ def _run_dir(tmp: Path, export: dict) -> str:
     return str(run)
 
 
+def _lora_run(tmp: Path) -> str:
+    """A LoRA run directory as far as finding its base model is concerned (run.json and an adapter)."""
+    run = tmp / "lora-run"
+    (run / "final").mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"method": "lora", "template": "deepseek-r1",
+                                              "model_name_or_path": "tiny-deepseek-v3"}))
+    (run / "final" / "adapter_config.json").write_text("{}")
+    return str(run)
+
+
 EXPORT_CASES = [
     ("format", lambda t: ["no-such-model", "--format", "zip"], "--format zip: unknown"),
     ("dtype", lambda t: ["no-such-model", "--dtype", "int3"], "--dtype int3: unknown"),
@@ -106,6 +116,8 @@ EXPORT_CASES = [
     ("shard-size", lambda t: ["no-such-model", "--max-shard-size", "lots"], "--max-shard-size lots"),
     ("no-verify-tolerance", lambda t: ["no-such-model", "--no-verify", "--tolerance", "0.1"],
      "--tolerance applies to the verification that --no-verify turns off"),
+    ("base-model", lambda t: [_lora_run(t), "--base-model", "./no-base"],
+     "--base-model: model './no-base': not a local directory"),
     ("run-config-format-with-dtype", lambda t: [_run_dir(t, {"format": "adapter"}), "--dtype", "bfloat16"],
      "an adapter is copied as trained"),
 ]
@@ -337,13 +349,8 @@ def test_prepare_refuses_an_unreadable_input_without_creating_out(tmp_path: Path
 def test_deploy_refuses_a_lora_run_from_its_run_json_before_torch(tmp_path: Path, monkeypatch) -> None:
     """A LoRA run is refused without resolving its base model (a tiny preset would be built, a hub id
     downloaded) and without creating --out."""
-    run = tmp_path / "run"
-    (run / "final").mkdir(parents=True)
-    (run / "run.json").write_text(json.dumps({"method": "lora", "template": "deepseek-r1",
-                                              "model_name_or_path": "tiny-deepseek-v3"}))
-    (run / "final" / "adapter_config.json").write_text("{}")
     monkeypatch.setenv("DSFT_CACHE", str(tmp_path / "cache"))
-    code, torch_loaded, err = _refuse(["deploy", "k8s", str(run), "--out", str(tmp_path / "k8s")], tmp_path)
+    code, torch_loaded, err = _refuse(["deploy", "k8s", _lora_run(tmp_path), "--out", str(tmp_path / "k8s")], tmp_path)
     assert code == 2 and "a LoRA run; merge it first" in err and "Traceback" not in err, err
     assert not torch_loaded, "the refusal came after torch was imported"
     assert not (tmp_path / "cache").exists() and not (tmp_path / "k8s").exists()
