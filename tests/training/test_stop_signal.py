@@ -29,7 +29,9 @@ def test_a_signal_sets_save_and_stop_at_the_next_step_end_and_restores_the_handl
     try:
         control = stopper.on_step_end(None, None, TrainerControl())
         assert not control.should_save and not control.should_training_stop  # nothing asked yet
-        os.kill(os.getpid(), signum)  # the process survives: the handler only records it
+        # raise_signal delivers to this thread before it returns; a process-directed os.kill may land on
+        # another thread (torch's, a server's) and be handled after the next line ran.
+        signal.raise_signal(signum)  # the process survives: the handler only records it
         assert stopper.requested
         control = stopper.on_step_end(None, None, TrainerControl())
         assert control.should_save and control.should_training_stop
@@ -42,9 +44,9 @@ def test_ctrl_c_twice_interrupts_at_once() -> None:
     stopper = StopOnSignal()
     stopper.install()
     try:
-        os.kill(os.getpid(), signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)  # to this thread, handled before the next statement
         with pytest.raises(KeyboardInterrupt):
-            os.kill(os.getpid(), signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
     finally:
         stopper.restore()
 
