@@ -118,6 +118,8 @@ EXPORT_CASES = [
      "--tolerance applies to the verification that --no-verify turns off"),
     ("base-model", lambda t: [_lora_run(t), "--base-model", "./no-base"],
      "--base-model: model './no-base': not a local directory"),
+    ("base-model-of-a-model", lambda t: ["tiny-deepseek-v3", "--base-model", "tiny-deepseek-v3"],
+     "--base-model applies to a run directory"),
     ("run-config-format-with-dtype", lambda t: [_run_dir(t, {"format": "adapter"}), "--dtype", "bfloat16"],
      "an adapter is copied as trained"),
 ]
@@ -135,8 +137,10 @@ EVAL_CASES = [
     ("eval-missing-data", lambda t: ["eval", "tiny-deepseek-v3", "--data", str(t / "absent.jsonl")], "absent.jsonl"),
     ("eval-missing-model", lambda t: ["eval", "./no-such-model", "--data", _data(t)], "not a local directory"),
     ("eval-mistyped-local-model", lambda t: ["eval", _runs(t), "--data", _data(t)], MISTYPED),
-    ("eval-missing-base-model", lambda t: ["eval", "tiny-deepseek-v3", "--data", _data(t), "--base-model", "./no-base"],
+    ("eval-missing-base-model", lambda t: ["eval", _lora_run(t), "--data", _data(t), "--base-model", "./no-base"],
      "--base-model: model './no-base': not a local directory"),
+    ("eval-base-model-of-a-model", lambda t: ["eval", "tiny-deepseek-v3", "--data", _data(t), "--base-model",
+                                              "tiny-deepseek-v3"], "--base-model applies to a run directory"),
     ("eval-data-is-a-device", lambda t: ["eval", "tiny-deepseek-v3", "--data", "/dev/null"],
      "/dev/null: exists but is not a regular file (a device, pipe or socket)"),
     ("compare-missing-data", lambda t: ["compare", "--tuned", "tiny-deepseek-v3", "--data", str(t / "absent.jsonl")],
@@ -237,8 +241,10 @@ MODEL_CASES = [
     ("serve-file", lambda t: ["serve", _data(t)], "is a file"),
     ("serve-mistyped-local-model", lambda t: ["serve", _runs(t)], MISTYPED),
     ("chat-relative", lambda t: ["chat", "./no-such-model"], "'./no-such-model': not a local directory"),
-    ("serve-base-model", lambda t: ["serve", "tiny-deepseek-llm", "--base-model", "./no-base"],
+    ("serve-base-model", lambda t: ["serve", _lora_run(t), "--base-model", "./no-base"],
      "--base-model: model './no-base': not a local directory"),
+    ("serve-base-model-of-a-model", lambda t: ["serve", "tiny-deepseek-llm", "--base-model", "tiny-deepseek-v3"],
+     "--base-model applies to a run directory"),
 ]
 
 

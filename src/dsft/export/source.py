@@ -95,6 +95,9 @@ def check_source(run_or_model: str | Path, base_model: str | Path | None = None)
     checked when it is opened."""
     path = Path(run_or_model)
     if base_model is not None:
+        if not RunDir.is_run(path):
+            raise DsftError(f"--base-model applies to a run directory (where a moved run finds its base model); "
+                            f"{run_or_model} is not one (no run.json): drop --base-model")
         try:
             check_model_name(base_model)
         except DsftError as exc:
