@@ -225,6 +225,8 @@ SERVE_CASES = [
     ("quantize", ["--quantize", "nf4"], "--quantize nf4: only int8"),
     ("dtype", ["--dtype", "fp8"], "--dtype fp8: choose one of"),
     ("adapter", ["--adapter", "sql"], "--adapter 'sql': expected NAME=PATH"),
+    ("adapter-missing", ["--adapter", "sql=runs/typo"], "--adapter sql=runs/typo: no such directory"),
+    ("adapter-empty-dir", ["--adapter", "sql=."], "--adapter sql=.: no adapter_config.json there"),
 ]
 
 

@@ -36,6 +36,10 @@ def parse_adapter_args(specs: list[str]) -> dict[str, Path]:
         adapter_dir = Path(path).expanduser()
         if RunDir.is_run(adapter_dir):
             adapter_dir = RunDir(adapter_dir).final_path  # a run directory: its adapter lives in final/
+        if not adapter_dir.is_dir():
+            reason = "not a directory" if adapter_dir.exists() else "no such directory"
+            raise DsftError(f"--adapter {name}={path}: {reason} (a PEFT adapter directory or a LoRA run directory "
+                            "is needed)")
         if not (adapter_dir / "adapter_config.json").is_file():
             raise DsftError(f"--adapter {name}={path}: no adapter_config.json there (a PEFT adapter directory "
                             "or a LoRA run directory is needed)")
