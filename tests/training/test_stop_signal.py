@@ -21,16 +21,25 @@ from dsft.training.rundir import RunDir
 from dsft.training.stop import StopOnSignal
 
 
+@pytest.fixture
+def terminal_signals():
+    """Python's handlers of a terminal's foreground process (a test run started in the background by a
+    non-interactive shell inherits SIGINT ignored)."""
+    before = {signum: signal.signal(signum, handler)
+              for signum, handler in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL))}
+    yield
+    for signum, handler in before.items():
+        signal.signal(signum, handler)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_sets_save_and_stop_at_the_next_step_end_and_restores_the_handler(signum: int) -> None:
+def test_a_signal_sets_save_and_stop_at_the_next_step_end_and_restores_the_handler(signum: int, terminal_signals) -> None:
     before = signal.getsignal(signum)
     stopper = StopOnSignal()
     stopper.install()
     try:
         control = stopper.on_step_end(None, None, TrainerControl())
         assert not control.should_save and not control.should_training_stop  # nothing asked yet
-        # raise_signal delivers to this thread before it returns; a process-directed os.kill may land on
-        # another thread (torch's, a server's) and be handled after the next line ran.
         signal.raise_signal(signum)  # the process survives: the handler only records it
         assert stopper.requested
         control = stopper.on_step_end(None, None, TrainerControl())
@@ -40,7 +49,7 @@ def test_a_signal_sets_save_and_stop_at_the_next_step_end_and_restores_the_handl
     assert signal.getsignal(signum) == before
 
 
-def test_ctrl_c_twice_interrupts_at_once() -> None:
+def test_ctrl_c_twice_interrupts_at_once(terminal_signals) -> None:
     stopper = StopOnSignal()
     stopper.install()
     try:
@@ -49,6 +58,22 @@ def test_ctrl_c_twice_interrupts_at_once() -> None:
             signal.raise_signal(signal.SIGINT)
     finally:
         stopper.restore()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_the_process_ignores_stays_ignored(signum: int) -> None:
+    """Started ignoring it (nohup, `dsft train ... &` in a script): training does not start answering it."""
+    before = signal.signal(signum, signal.SIG_IGN)
+    try:
+        stopper = StopOnSignal()
+        stopper.install()
+        assert signal.getsignal(signum) == signal.SIG_IGN
+        signal.raise_signal(signum)
+        assert not stopper.requested
+        stopper.restore()
+        assert signal.getsignal(signum) == signal.SIG_IGN
+    finally:
+        signal.signal(signum, before)
 
 
 def _rank(rank: int, port: int, seen: dict) -> None:

@@ -37,7 +37,10 @@ class StopOnSignal(TrainerCallback):
 
     def install(self) -> None:
         if threading.current_thread() is threading.main_thread():
-            self._previous = {signum: signal.signal(signum, self._handle) for signum in SIGNALS}
+            # A signal the process was started ignoring (nohup, `dsft train ... &` in a script) stays ignored,
+            # as the CLI's own handlers leave it (dsft.cli.stopping).
+            self._previous = {signum: signal.signal(signum, self._handle) for signum in SIGNALS
+                              if signal.getsignal(signum) != signal.SIG_IGN}
 
     def restore(self) -> None:
         for signum, previous in self._previous.items():
