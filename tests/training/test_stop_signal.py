@@ -110,7 +110,9 @@ def test_ctrl_c_during_dsft_train_ends_stopped_with_a_checkpoint(tmp_path: Path,
                "--set", "train.max_seq_len=128", "--set", "train.logging_steps=1", "--set", "eval.steps=0",
                "--set", "train.report_to=[]"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # As a terminal's foreground command (a test run started in the background would pass SIGINT ignored on).
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
     try:
         metrics = run / "metrics.jsonl"
         deadline = time.monotonic() + 300
