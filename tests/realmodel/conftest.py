@@ -129,10 +129,6 @@ def smollm2(smollm2_dir: Path) -> tuple[Any, Any]:
     return load_model(smollm2_dir, dtype="float32", device="cpu"), load_tokenizer(smollm2_dir)
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 @pytest.fixture(scope="session")
 def facts() -> dict[str, Path]:
     """The fact samples: ``train``, ``paraphrased`` (held out) and ``general`` questions."""

@@ -17,7 +17,7 @@ from dsft.export.verify import compare_logits, hf_logits
 from dsft.models.gguf_source import read_import_record, tokenization_mismatches
 
 from factcheck import prompts_for
-from conftest import read_jsonl
+from jsonl_files import read_jsonl
 
 ANSWER_TOKENS = 12
 

@@ -19,8 +19,8 @@ import pytest
 
 from dsft.eval.target import load_eval_target
 
-from conftest import read_jsonl
 from factcheck import ask, prompts_for, score
+from jsonl_files import read_jsonl
 
 pytestmark = pytest.mark.slow
 

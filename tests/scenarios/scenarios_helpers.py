@@ -7,7 +7,6 @@ test cache (``tiny_model_dir``).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -57,10 +56,6 @@ def guide(name: str) -> Path:
     """The directory of one guide (``000`` .. ``004``)."""
     (found,) = GUIDES.glob(f"{name}-*")
     return found
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def assert_every_record_accounted(report: dict[str, Any]) -> None:

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from jsonl_files import read_jsonl
 from safetensors.torch import load_file
 from scenarios_helpers import (
     FEW_STEPS,
     assert_every_record_accounted,
     guide,
-    read_jsonl,
     serve_once,
     supervised_text,
 )

@@ -11,7 +11,8 @@ import pytest
 
 import yaml
 
-from scenarios_helpers import FEW_STEPS, assert_every_record_accounted, guide, read_jsonl, serve_once
+from jsonl_files import read_jsonl
+from scenarios_helpers import FEW_STEPS, assert_every_record_accounted, guide, serve_once
 
 GUIDE = guide("001")
 CONFIG = GUIDE / "config.yaml"

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from scenarios_helpers import FEW_STEPS, assert_every_record_accounted, guide, read_jsonl, serve_once, supervised_text
+from jsonl_files import read_jsonl
+from scenarios_helpers import FEW_STEPS, assert_every_record_accounted, guide, serve_once, supervised_text
 
 GUIDE = guide("002")
 CONFIG = GUIDE / "config.yaml"
