@@ -104,6 +104,22 @@ def test_full_disk_during_prepare_names_the_path_and_cleans_up(run_cli, tmp_path
     assert not (tmp_path / "out").exists(), "the partial output must be removed"
 
 
+def test_full_disk_during_prepare_keeps_an_out_directory_the_user_made(run_cli, tmp_path: Path, monkeypatch) -> None:
+    import dsft.data.pipeline as pipeline
+
+    mine = tmp_path / "mine"
+    mine.mkdir()  # made by the user, empty, before the command began
+
+    def disk_full(*_args, **_kwargs):
+        (mine / "train.jsonl").write_text("partial")
+        raise OSError(errno.ENOSPC, "No space left on device", str(mine / "train.jsonl"))
+
+    monkeypatch.setattr(pipeline, "prepare", disk_full)
+    code, _, err = run_cli(["data", "prepare", _data(tmp_path), "--out", str(mine), "--tokenizer", "deepseek"])
+    assert code == 2 and "no space left" in err and "Traceback" not in err
+    assert mine.is_dir() and not any(mine.iterdir()), "the user's directory stays; only the partial output goes"
+
+
 def test_too_little_free_space_is_refused_before_writing(run_cli, tmp_path: Path, monkeypatch) -> None:
     import shutil
     from collections import namedtuple

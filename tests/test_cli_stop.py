@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from dsft.data.samples import sample_path
+from dsft.errors import Stopped
 
 EXPECTED = {signal.SIGTERM: (143, "stopped (SIGTERM)"), signal.SIGINT: (130, "stopped (Ctrl-C)")}
 
@@ -147,3 +148,43 @@ def test_a_stopped_sweep_ends_after_the_trial_in_flight(tmp_path: Path, tiny_mod
     run = json.loads((out / "trial-000" / "run.json").read_text(encoding="utf-8"))
     assert run["status"] == "stopped" and run["global_step"] < 500
     assert not (out / "trial-001").exists()
+
+
+def _writes_then_stops(out: Path) -> Callable[..., None]:
+    """A stand-in for a command's work: it writes into ``out`` (creating it, as the real one would), then the
+    user stops it (SIGTERM)."""
+    def work(*_args, **_kwargs) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "half-written.jsonl").write_text("partial")
+        (out / "sub").mkdir(exist_ok=True)
+        (out / "sub" / "part").write_text("partial")
+        raise Stopped(signal.SIGTERM)
+    return work
+
+
+# (id, the function the command's work goes through, argv before --out)
+STOPPED_WITH_A_USERS_DIRECTORY = [
+    ("data-prepare", "dsft.data.pipeline.prepare",
+     lambda t, _model: ["data", "prepare", str(sample_path("reservoirs")), "--tokenizer", "deepseek"]),
+    ("models-tiny", "dsft.models.tiny.write_tiny", lambda t, _model: ["models", "tiny", "tiny-deepseek-v3"]),
+    ("export", "dsft.export.api._dispatch",
+     lambda t, model: ["export", str(model("tiny-deepseek-v3")), "--format", "hf", "--no-verify"]),
+]
+
+
+@pytest.mark.parametrize("target, args", [c[1:] for c in STOPPED_WITH_A_USERS_DIRECTORY],
+                         ids=[c[0] for c in STOPPED_WITH_A_USERS_DIRECTORY])
+def test_a_stop_keeps_an_out_directory_the_user_made_and_removes_what_the_command_wrote(
+        run_cli, tmp_path: Path, monkeypatch, tiny_model_dir, target: str, args) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()  # made by the user, empty, before the command began
+    monkeypatch.setattr(target, _writes_then_stops(mine))
+    code, _, err = run_cli([*args(tmp_path, tiny_model_dir), "--out", str(mine)])
+    assert (code, err.strip().splitlines()[-1]) == (143, "stopped (SIGTERM)"), err
+    assert mine.is_dir(), "a directory the user made must survive the stop"
+    assert not any(mine.iterdir()), "what the stopped command wrote must be removed"
+    # A directory the command made itself still goes, so the name can be used again.
+    new = tmp_path / "new"
+    monkeypatch.setattr(target, _writes_then_stops(new))
+    code, _, err = run_cli([*args(tmp_path, tiny_model_dir), "--out", str(new)])
+    assert code == 143 and not new.exists(), err

@@ -11,6 +11,9 @@
 * :func:`removed_when_stopped` wraps a whole command that writes into an output directory: stopped
   (SIGTERM, Ctrl-C), what it had written is removed, so the same command (or the dashboard, with the same
   name) can simply be run again.
+* :func:`contents` and :func:`remove_new_files` are the two halves of both: what a directory held before a
+  write, and removing what the write added. Only what the command created goes: a directory that existed
+  before it (even empty, made by the user for the output) stays.
 * :func:`describe_os_error` is the one line the CLI prints for any file-system error that reaches it.
 * :func:`not_a_file_reason` says why an input path is not a file that can be read (missing, a directory,
   a device or pipe, a dangling link), for the messages that refuse it.
@@ -137,42 +140,53 @@ def describe_os_error(exc: OSError) -> str:
 
 
 @contextlib.contextmanager
-def partial_output_removed(out: Path, needed: int | None = None, what: str = "the output") -> Iterator[None]:
+def partial_output_removed(out: Path, needed: int | None = None, what: str = "the output", *,
+                           created: bool = False) -> Iterator[None]:
     """Run a write into directory ``out``; a file-system error removes what it wrote and names the path.
 
     ``needed`` (bytes, an estimate) is checked against the free space first. On a full disk, a
     read-only file system or a permission error the files created inside ``out`` during the block are
-    deleted (``out`` itself too when it held nothing before) and a :class:`DsftError` names ``out`` and,
-    for a full disk, the space needed. Other errors leave what was written, so it can be inspected.
+    deleted, and ``out`` itself when the command created it (absent as the block began, or ``created``: made
+    by the command just before); a directory that existed before the command stays. The :class:`DsftError`
+    raised names ``out`` and, for a full disk, the space needed. Other errors leave what was written, so it
+    can be inspected.
     """
     if needed:
         require_free_space(out, needed, what)
-    before = set(out.rglob("*")) if out.is_dir() else None
+    before = None if created else contents(out)
     try:
         yield
     except OSError as exc:
         if exc.errno not in USER_FILESYSTEM_ERRORS:
             raise
-        _remove_new_files(out, before)
+        remove_new_files(out, before)
         raise disk_error(exc, out, needed) from None
 
 
 @contextlib.contextmanager
 def removed_when_stopped(out: Path) -> Iterator[None]:
     """Run a command writing into directory ``out``; a stop (SIGTERM, Ctrl-C) removes the files it created
-    there (``out`` itself too when it held nothing before), then lets the stop go on. Errors leave them."""
-    before = set(out.rglob("*")) if out.is_dir() else None
+    there (``out`` itself too when it did not exist before), then lets the stop go on. Errors leave them."""
+    before = contents(out)
     try:
         yield
     except STOPS:
-        _remove_new_files(out, before)
+        remove_new_files(out, before)
         raise
 
 
-def _remove_new_files(out: Path, before: set[Path] | None) -> None:
+def contents(out: Path) -> set[Path] | None:
+    """Every path under directory ``out`` now, or None when ``out`` is no directory (yet): the ``before`` of
+    :func:`remove_new_files`."""
+    return set(out.rglob("*")) if out.is_dir() else None
+
+
+def remove_new_files(out: Path, before: set[Path] | None) -> None:
+    """Remove what was added under ``out`` since :func:`contents` returned ``before``; ``out`` itself when it
+    did not exist then (``before`` is None). A directory that existed stays, even when it was empty."""
     if not out.is_dir():
         return
-    if not before:
+    if before is None:
         shutil.rmtree(out, ignore_errors=True)
         return
     for path in sorted(set(out.rglob("*")) - before, key=lambda p: len(p.parts), reverse=True):

@@ -75,6 +75,7 @@ def _prepare(cfg: Any, inputs: list[str] | None, out: Path, tokenizer: str | Non
     named = expand_inputs(train_sources)
     if cfg.train.objective == "sft" and tokenizer != "deepseek":
         _check_tokenizer_name(tokenizer, cfg)
+    created = not out.exists()  # a full disk removes --out only where this command made it
     output_dir(out)
     if cfg.train.objective != "sft":  # preference pairs, labelled completions or RL prompts
         from dsft.data.preference_pipeline import prepare_preference
@@ -87,7 +88,7 @@ def _prepare(cfg: Any, inputs: list[str] | None, out: Path, tokenizer: str | Non
     # The splits and rejects together are about the size of the input.
     needed = tree_bytes(named)
     loaded = load_tokenizer_for(tokenizer, cfg)
-    with partial_output_removed(out, needed, "the prepared data"):
+    with partial_output_removed(out, needed, "the prepared data", created=created):
         prepared = prepare(cfg, loaded, out, sources, ifd_scorer=ifd_scorer_for(cfg), tokenizer_source=tokenizer)
     print_summary(prepared.report, out)
 

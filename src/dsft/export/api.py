@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-import shutil
 from pathlib import Path
 
-from dsft.disk import partial_output_removed, tree_bytes
+from dsft.disk import contents, partial_output_removed, remove_new_files, tree_bytes
 from dsft.errors import DsftError
 from dsft.export.gguf_export import export_gguf
 from dsft.export.hf import export_adapter, export_hf
@@ -40,16 +39,6 @@ def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
         raise DsftError(f"--out {out_dir}: directory is not empty; choose a new one or pass --overwrite")
 
 
-def _remove_new_files(out: Path, before: set[Path]) -> None:
-    """Delete what a failed export wrote into ``out`` (and ``out`` itself if it created it)."""
-    if not out.is_dir():
-        return
-    for path in set(out.iterdir()) - before:
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
-    if not before and not any(out.iterdir()):
-        out.rmdir()
-
-
 def export(run_or_model: str | Path, fmt: str, out_dir: str | Path, dtype: str = "auto", verify: bool = True,
            tolerance: float | None = None, overwrite: bool = False, max_shard_size: str = "5GB",
            name: str | None = None, echo: Callable[[str], None] = print,
@@ -70,14 +59,14 @@ def export(run_or_model: str | Path, fmt: str, out_dir: str | Path, dtype: str =
     # About the size of the weights read; a full disk midway removes the partial export.
     needed = tree_bytes(p for d in (source.model_dir, source.adapter_dir) if d is not None
                         for p in d.glob("*.safetensors"))
-    before = set(out.iterdir()) if out.is_dir() else set()
+    before = contents(out)  # None: absent, so a failed export removes --out itself; else only what it added
     try:
         with partial_output_removed(out, needed, f"the {fmt} export"):
             comparison = _dispatch(source, fmt, out, dtype, verify, tolerance, max_shard_size, name, echo)
     except VerificationError:
         raise  # the files are complete and kept, so the mismatch can be inspected
     except BaseException:
-        _remove_new_files(out, before)  # a half-written export must not block the rerun
+        remove_new_files(out, before)  # a half-written export must not block the rerun
         raise
     files = tuple(sorted(p.name for p in out.iterdir())) if out.is_dir() else ()
     return ExportResult(fmt, out, source, comparison, files)
