@@ -44,12 +44,10 @@ from dsft.config.schema import LoraConfig
 from dsft.models.loading import load_model, load_tokenizer
 from dsft.models.lora import apply_lora
 from dsft.models.resolve import resolve_model
-from dsft.training.bench.synthetic import make_examples
-from dsft.training.collators import PackedCollator, pack_row
+from dsft.training.bench.synthetic import first_packed_row
 from dsft.training.lean_activations import use_lean_activations
 from dsft.training.heap_release import RELEASES_PER_PASS, HeapRelease
 from dsft.training.loss import auto_chunk_size, resolve_loss_dtype, supervised_cross_entropy
-from dsft.training.packing import pack_best_fit
 from dsft.training import segment_attention
 from dsft.training.saved_activation_pool import SavedActivationPool
 from dsft.training.segment_attention import select_segment_attention
@@ -209,14 +207,6 @@ def layer_breakdown(saved: dict[int, dict[str, Any]], layer: int, tokens: int) -
     return sorted(rows, key=lambda r: -r["bytes_per_token"])
 
 
-def one_row(tokenizer: Any, seq_len: int) -> dict[str, Any]:
-    """The first packed row of the bench's short-answer data, collated as dsft's segment attention reads it."""
-    examples = [e for e in make_examples(tokenizer, 60, seed=0) if len(e.input_ids) <= seq_len]
-    packed = pack_best_fit([len(e.input_ids) for e in examples], seq_len)
-    row = pack_row([{"input_ids": examples[i].input_ids, "labels": examples[i].labels} for i in packed[0]])
-    return PackedCollator(pad_id=0, flatten=True)([row])
-
-
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -242,7 +232,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     passes=args.releases_per_pass)
         lean.append("heap_release")
     model.train()
-    batch = one_row(tokenizer, args.seq_len)
+    batch = first_packed_row(tokenizer, args.seq_len, candidates=60)
     inputs = {key: value for key, value in batch.items() if key in MODEL_INPUTS}
     tokens = int(batch["input_ids"].numel())
     weight = model.get_output_embeddings().weight

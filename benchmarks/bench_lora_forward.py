@@ -1,4 +1,4 @@
-"""peft's LoRA forward against dsft's (``dsft.training.lean_lora`` and ``lora_casts``), paired in one process.
+"""peft's LoRA forward against dsft's (``dsft.training.lean_lora``: the fused sum and the cast skip), paired in one process.
 
 Not a test: run it by hand and quote the figures with the machine they ran on.
 
@@ -19,8 +19,6 @@ import argparse
 import contextlib
 import statistics
 import time
-import types
-from typing import Any
 
 import torch
 
@@ -28,25 +26,14 @@ from dsft.config.schema import LoraConfig
 from dsft.models.loading import load_model, load_tokenizer
 from dsft.models.lora import apply_lora
 from dsft.models.resolve import resolve_model
-from dsft.training.bench.synthetic import make_examples
-from dsft.training.collators import PackedCollator, pack_row
+from dsft.training.bench.synthetic import first_packed_row
 from dsft.training.lean_activations import use_lean_activations
 from dsft.training.lean_lora import use_lean_lora
-from dsft.training.lora_casts import skip_redundant_lora_casts
 from dsft.training.loss import auto_chunk_size, resolve_loss_dtype, supervised_cross_entropy
-from dsft.training.packing import pack_best_fit
 from dsft.training.segment_attention import select_segment_attention
 from dsft.training.trainer import forward_hidden_states
 
 MODEL_INPUTS = ("input_ids", "position_ids", "cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
-
-
-def one_row(tokenizer: Any, seq_len: int, device: str) -> dict[str, Any]:
-    examples = [e for e in make_examples(tokenizer, 200, seed=0) if len(e.input_ids) <= seq_len]
-    packed = pack_best_fit([len(e.input_ids) for e in examples], seq_len)
-    row = pack_row([{"input_ids": examples[i].input_ids, "labels": examples[i].labels} for i in packed[0]])
-    batch = PackedCollator(pad_id=0, flatten=True)([row])
-    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
 def set_variant(model: torch.nn.Module, lean: bool) -> None:
@@ -57,7 +44,6 @@ def set_variant(model: torch.nn.Module, lean: bool) -> None:
             vars(module).pop("_cast_input_dtype", None)
     if lean:
         use_lean_lora(model)
-        skip_redundant_lora_casts(model)
 
 
 def main() -> None:
@@ -79,7 +65,8 @@ def main() -> None:
     use_lean_activations(model)
     model = apply_lora(model, LoraConfig())
     model.train()
-    batch = one_row(tokenizer, args.seq_len, device)
+    batch = {k: v.to(device) if torch.is_tensor(v) else v
+             for k, v in first_packed_row(tokenizer, args.seq_len, candidates=200).items()}
     inputs = {key: value for key, value in batch.items() if key in MODEL_INPUTS}
     weight = model.get_output_embeddings().weight
     chunk, loss_dtype = auto_chunk_size(weight.shape[0], device), resolve_loss_dtype("auto", weight)

@@ -45,7 +45,7 @@ def _error(values: list[torch.Tensor], reference: list[torch.Tensor]) -> float:
 
 
 def test_installs_on_every_lora_linear() -> None:
-    assert use_lean_lora(_lora_model(torch.float32)) == 2 * 7  # q, k, v, o, gate, up, down per layer
+    assert use_lean_lora(_lora_model(torch.float32)) == (2 * 7, 2 * 7)  # q, k, v, o, gate, up, down per layer
 
 
 def test_fp32_matches_peft_and_the_fp64_sum() -> None:
@@ -75,7 +75,7 @@ def test_other_configurations_run_peft_forward_bit_for_bit(case: str) -> None:
     stock = _lora_model(torch.bfloat16 if case == "cast" else torch.float32, dropout=0.1 if case == "dropout" else 0.0)
     stock.eval()  # dropout off: the outputs are deterministic, the layer still not the plain one
     lean = copy.deepcopy(stock)
-    assert use_lean_lora(lean) == 14
+    assert use_lean_lora(lean).fused_layers == 14
     ids = torch.arange(TOKENS).remainder(128)[None]
 
     def run(model: torch.nn.Module) -> torch.Tensor:

@@ -11,7 +11,7 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from dsft.config.schema import LoraConfig
 from dsft.models.lora import apply_lora
-from dsft.training.lora_casts import skip_redundant_lora_casts
+from dsft.training.lean_lora import skip_redundant_lora_casts
 
 TOKENS, HIDDEN = 24, 32
 

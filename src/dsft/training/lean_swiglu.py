@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dsft.training.lean_lora import plain_linear_weight, single_plain_adapter
+
 # MLP classes whose forward is ``down_proj(act_fn(gate_proj(x)) * up_proj(x))``.
 SWIGLU_MLP_CLASSES = frozenset({"LlamaMLP", "MistralMLP", "Qwen2MLP", "Qwen3MLP", "DeepseekV3MLP"})
 _SILU_CLASSES = frozenset({"SiLU", "SiLUActivation"})
@@ -34,32 +36,18 @@ _SILU_CLASSES = frozenset({"SiLU", "SiLUActivation"})
 Projection = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, float]
 
 
-def _plain_weight(linear: Any) -> torch.Tensor | None:
-    if type(linear) is not nn.Linear or linear.bias is not None or hasattr(linear.weight, "ds_id"):
-        return None
-    return linear.weight
-
-
 def projection_of(module: Any) -> Projection | None:
     """``module`` as (weight, lora A, lora B, scaling), or None when the fused path cannot reproduce it."""
-    weight = _plain_weight(module)
+    weight = plain_linear_weight(module)
     if weight is not None:
         return weight, None, None, 0.0
     base = getattr(module, "base_layer", None)
-    if base is None or not hasattr(module, "lora_A"):
+    if base is None or not hasattr(module, "lora_A") or plain_linear_weight(base) is None:
         return None
-    weight = _plain_weight(base)
-    adapters = [name for name in module.active_adapters if name in module.lora_A]
-    if (weight is None or len(adapters) != 1 or module.merged or module.disable_adapters
-            or getattr(module, "lora_variant", {}).get(adapters[0]) is not None):
+    name = single_plain_adapter(module)
+    if name is None:
         return None
-    name = adapters[0]
-    if not isinstance(module.lora_dropout[name], nn.Identity):
-        return None
-    lora_a, lora_b = module.lora_A[name], module.lora_B[name]
-    if _plain_weight(lora_a) is None or _plain_weight(lora_b) is None:
-        return None
-    return weight, lora_a.weight, lora_b.weight, float(module.scaling[name])
+    return base.weight, module.lora_A[name].weight, module.lora_B[name].weight, float(module.scaling[name])
 
 
 def _project(x: torch.Tensor, p: Projection) -> tuple[torch.Tensor, torch.Tensor | None]:

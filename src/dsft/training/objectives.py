@@ -35,7 +35,6 @@ from dsft.models.lora import build_lora_config, native_v5_targets
 from dsft.training.examples import TokenizedSplit
 from dsft.training.guards import RunGuards
 from dsft.training.lean_lora import use_lean_lora
-from dsft.training.lora_casts import skip_redundant_lora_casts
 from dsft.training.preference_examples import render_split
 from dsft.training.setup import build_training_arguments, write_data_report
 from dsft.training.trl_hooks import PretokenizedCompletionsHooks, PretokenizedPairsHooks, RenderedPromptHooks
@@ -233,7 +232,6 @@ def build_objective_trainer(
         trainer = trainer_class(**kwargs)
     # TRL wrapped the model with LoRA: dsft's lean LoRA forward, and no redundant input casts under autocast.
     use_lean_lora(trainer.model)
-    skip_redundant_lora_casts(trainer.model)
     # dsft logs through metrics.jsonl and its own progress line; the Trainer's dict printer is noise.
     trainer.remove_callback(PrinterCallback)
     return trainer

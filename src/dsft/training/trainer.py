@@ -44,7 +44,6 @@ from dsft.training.loss import (
     supervised_cross_entropy_via_module,
 )
 from dsft.training.lean_lora import use_lean_lora
-from dsft.training.lora_casts import skip_redundant_lora_casts
 from dsft.training.saved_activation_pool import SavedActivationPool
 from dsft.training.trainer_hooks import ShardedLabelCountHooks, declare_supervised_token_loss, prepare_inputs
 
@@ -138,10 +137,9 @@ class DsftTrainer(ShardedLabelCountHooks, Trainer):
         compact = compact_cpu_memory and self.args.device.type == "cpu"
         self.activation_pool = SavedActivationPool() if compact and not offload_activations else None
         self.heap_release = HeapRelease(getattr(causal_lm.get_decoder(), "layers", [])) if compact else None
-        # LoRA layers: the scaling and sum in the second matmul (lean_lora), and under mixed precision no fp32
-        # copy of their input that autocast casts straight back (lora_casts, for what lean_lora leaves to peft).
-        self.lean_lora_layers = use_lean_lora(self.model)
-        self.lora_cast_skips = skip_redundant_lora_casts(self.model)
+        # LoRA layers: the scaling and sum in the second matmul, and under mixed precision no fp32 copy of their
+        # input that autocast casts straight back (lean_lora).
+        self.lean_lora = use_lean_lora(self.model)
         # Make the Trainer count supervised labels over the accumulation window (and ranks) and pass
         # the count as num_items_in_batch, whatever the model's forward signature says.
         declare_supervised_token_loss(self)

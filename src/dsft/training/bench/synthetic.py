@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from dsft.templates.base import IGNORE_INDEX
+from dsft.training.collators import PackedCollator, pack_row
+from dsft.training.packing import pack_best_fit
 
 PROMPT_TOKENS = (30, 300)
 REASONING_TOKENS = (100, 1500)
@@ -156,3 +158,12 @@ def make_examples(tokenizer: Any, count: int, seed: int = 0, length_scale: float
 def supervised_count(labels: list[int], max_len: int) -> int:
     """Supervised next-token targets of an example cut at ``max_len`` tokens (position 0 never is one)."""
     return sum(1 for label in labels[1:max_len] if label != IGNORE_INDEX)
+
+
+def first_packed_row(tokenizer: Any, seq_len: int, candidates: int) -> dict[str, Any]:
+    """The first best-fit packed row of ``seq_len`` tokens from the first ``candidates`` short-answer examples,
+    collated as dsft's segment attention reads it (one flattened row): the benchmarks' single-step input."""
+    examples = [e for e in make_examples(tokenizer, candidates, seed=0) if len(e.input_ids) <= seq_len]
+    packed = pack_best_fit([len(e.input_ids) for e in examples], seq_len)
+    row = pack_row([{"input_ids": examples[i].input_ids, "labels": examples[i].labels} for i in packed[0]])
+    return PackedCollator(pad_id=0, flatten=True)([row])

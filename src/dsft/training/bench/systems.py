@@ -24,7 +24,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments, default_data_collator
@@ -37,6 +37,13 @@ from dsft.training.lean_activations import use_lean_activations
 from dsft.training.packing import pack_best_fit
 from dsft.training.segment_attention import SEGMENT_ATTENTION, select_segment_attention
 from dsft.training.trainer import DsftTrainer, apply_liger_kernels
+
+
+class Built(NamedTuple):
+    """A system ready to train: its trainer, and for the systems dsft accelerates, what was switched on."""
+
+    trainer: Any
+    accelerations: list[str] | None = None
 
 
 @dataclass
@@ -130,7 +137,7 @@ def common_args(spec: dict[str, Any], device: str) -> dict[str, Any]:
     }
 
 
-def build_dsft(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[dict], meter: Meter) -> Any:
+def build_dsft(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[dict], meter: Meter) -> Built:
     train_cfg = SimpleNamespace(packing=True, max_seq_len=spec["seq_len"])
     dataset = make_train_dataset([{"input_ids": e["input_ids"], "labels": e["labels"]} for e in examples],
                                  train_cfg, spec["seed"])
@@ -160,9 +167,8 @@ def build_dsft(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[
                           callbacks=[meter], loss_chunk_size=spec["loss_chunk_size"],
                           offload_activations="offload_activations" in options,
                           loss_dtype=spec.get("loss_dtype", "auto"))
-    trainer.dsft_accelerations = [model.config._attn_implementation, *accelerations,
-                                  f"lean_lora x{trainer.lean_lora_layers}", f"lora_cast_skips x{trainer.lora_cast_skips}"]
-    return trainer
+    return Built(trainer, [model.config._attn_implementation, *accelerations,
+                           f"lean_lora x{trainer.lean_lora.fused_layers}", f"lora_cast_skips x{trainer.lean_lora.cast_skips}"])
 
 
 def credit_table(examples: list[dict], seq_len: int) -> list[int]:
@@ -170,7 +176,7 @@ def credit_table(examples: list[dict], seq_len: int) -> list[int]:
     return [supervised_count(e["labels"], seq_len) for e in examples]
 
 
-def build_trl(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[dict], meter: Meter) -> Any:
+def build_trl(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[dict], meter: Meter) -> Built:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer  # optional: the bench / test extras install TRL
 
@@ -188,10 +194,10 @@ def build_trl(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[d
     if len(processed) != len(credits):
         raise RuntimeError(f"TRL kept {len(processed)} of {len(credits)} conversations; cannot credit rows")
     credit.update({tuple(ids): c for ids, c in zip(processed, credits)})
-    return trainer
+    return Built(trainer)
 
 
-def build_trl_expert(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[dict], meter: Meter) -> Any:
+def build_trl_expert(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[dict], meter: Meter) -> Built:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer  # optional: the bench / test extras install TRL
 
@@ -207,23 +213,23 @@ def build_trl_expert(spec: dict[str, Any], model: Any, tokenizer: Any, examples:
         per_device_train_batch_size=1, gradient_accumulation_steps=accumulation, **common_args(spec, model.device.type),
     )
     trainer_cls = metered(SFTTrainer, meter, "padding_free")
-    return trainer_cls(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=[meter])
+    return Built(trainer_cls(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                             callbacks=[meter]))
 
 
 def build_trl_expert_varlen(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[dict],
-                            meter: Meter) -> Any:
+                            meter: Meter) -> Built:
     """trl-expert with its attention on a varlen flash kernel where flash-attn is not installed: the packed
     row's examples found from TRL's restarting ``position_ids`` (as transformers' flash-attention path finds
     them) and attended on torch's varlen flash kernel, dsft's ``dsft_segments``. With flash-attn installed
     the model already runs ``flash_attention_2`` and this is trl-expert itself."""
     if getattr(model.config, "_attn_implementation", None) == "sdpa":
         model.config._attn_implementation = SEGMENT_ATTENTION
-    trainer = build_trl_expert(spec, model, tokenizer, examples, meter)
-    trainer.dsft_accelerations = [model.config._attn_implementation]
-    return trainer
+    return Built(build_trl_expert(spec, model, tokenizer, examples, meter).trainer,
+                 [model.config._attn_implementation])
 
 
-def build_seed(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[dict], meter: Meter) -> Any:
+def build_seed(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[dict], meter: Meter) -> Built:
     seq_len, eos = spec["seq_len"], tokenizer.eos_token_id
     rows = []
     for e in examples:
@@ -236,8 +242,8 @@ def build_seed(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[
     args = TrainingArguments(per_device_train_batch_size=1, gradient_accumulation_steps=spec["examples_per_step"],
                              **common_args(spec, model.device.type))
     trainer_cls = metered(Trainer, meter, credit)
-    return trainer_cls(model=model, args=args, train_dataset=rows, data_collator=default_data_collator,
-                       callbacks=[meter])
+    return Built(trainer_cls(model=model, args=args, train_dataset=rows, data_collator=default_data_collator,
+                             callbacks=[meter]))
 
 
 BUILDERS = {"dsft": build_dsft, "trl": build_trl, "trl-expert": build_trl_expert,

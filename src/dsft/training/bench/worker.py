@@ -45,7 +45,7 @@ def run_system(spec: dict[str, Any]) -> dict[str, Any]:
         torch.cuda.reset_peak_memory_stats()
     memory_before = peak_memory_bytes(device)
     meter = Meter()
-    trainer = BUILDERS[spec["system"]](spec, model, tokenizer, examples, meter)
+    trainer, accelerations = BUILDERS[spec["system"]](spec, model, tokenizer, examples, meter)
     profiler = StepProfiler(spec["profile_dir"], spec["system"]) if spec.get("profile_dir") else None
     if profiler is not None:
         trainer.add_callback(profiler)
@@ -56,8 +56,8 @@ def run_system(spec: dict[str, Any]) -> dict[str, Any]:
     result["optimizer_steps_timed"] = spec["steps"]
     if profiler is not None:
         result["profiled"], result["profile"] = True, profiler.summary
-    if hasattr(trainer, "dsft_accelerations"):
-        result["dsft_accelerations"] = trainer.dsft_accelerations  # what build_dsft switched on
+    if accelerations is not None:
+        result["dsft_accelerations"] = accelerations  # what dsft switched on in this system
     result["gradient_accumulation_steps"] = trainer.args.gradient_accumulation_steps
     result["per_device_train_batch_size"] = trainer.args.per_device_train_batch_size
     result["gradient_checkpointing"] = bool(trainer.args.gradient_checkpointing)
