@@ -164,6 +164,8 @@ def first_packed_row(tokenizer: Any, seq_len: int, candidates: int) -> dict[str,
     """The first best-fit packed row of ``seq_len`` tokens from the first ``candidates`` short-answer examples,
     collated as dsft's segment attention reads it (one flattened row): the benchmarks' single-step input."""
     examples = [e for e in make_examples(tokenizer, candidates, seed=0) if len(e.input_ids) <= seq_len]
+    if not examples:
+        raise ValueError(f"none of the {candidates} examples fits in seq_len={seq_len}")
     packed = pack_best_fit([len(e.input_ids) for e in examples], seq_len)
     row = pack_row([{"input_ids": examples[i].input_ids, "labels": examples[i].labels} for i in packed[0]])
     return PackedCollator(pad_id=0, flatten=True)([row])
