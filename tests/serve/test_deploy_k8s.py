@@ -73,3 +73,49 @@ def test_image_installs_dsft_from_the_copied_source_not_an_index(tmp_path: Path)
     (wheel,) = wheels.glob("dsft-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"dsft/cli/app.py", "dsft/models/chat_templates/deepseek-r1.jinja"} <= names
+
+
+def _not_a_distribution(_name: str) -> list[str]:
+    import importlib.metadata
+
+    raise importlib.metadata.PackageNotFoundError("dsft")
+
+
+def test_dsft_not_installed_as_a_distribution_is_refused_before_anything_is_written(
+        serve_model_dir: Path, tmp_path: Path, monkeypatch, run_cli) -> None:
+    """The image's dsft needs its installed dependencies; without them the command is refused before it writes
+    a file: no half-made build context (yaml files without dsft-source/), no --out it created, a directory the
+    user made left as it was."""
+    import importlib.metadata
+
+    monkeypatch.setattr(importlib.metadata, "requires", _not_a_distribution)
+    for out, made_by_user in ((tmp_path / "k8s", False), (tmp_path / "mine", True)):
+        if made_by_user:
+            out.mkdir()
+        code, stdout, err = run_cli(["deploy", "k8s", str(serve_model_dir), "--out", str(out)])
+        assert code == 2 and "Traceback" not in err + stdout, err
+        assert err.lower().count("error:") == 1, err
+        assert "not installed as a distribution" in " ".join(err.split()), err
+        assert "wrote" not in stdout, stdout
+        if made_by_user:
+            assert out.is_dir() and not any(out.iterdir()), sorted(p.name for p in out.rglob("*"))
+        else:
+            assert not out.exists(), sorted(p.name for p in out.rglob("*"))
+
+
+def test_a_full_disk_while_writing_leaves_no_half_made_build_context(serve_model_dir: Path, tmp_path: Path,
+                                                                     monkeypatch, run_cli) -> None:
+    import errno
+
+    from dsft.serve import k8s
+
+    def disk_full(_source, target, **_kwargs):
+        Path(target).mkdir(parents=True)
+        (Path(target) / "cli.py").write_text("partial")
+        raise OSError(errno.ENOSPC, "No space left on device", str(target))
+
+    monkeypatch.setattr(k8s.shutil, "copytree", disk_full)
+    out = tmp_path / "k8s"
+    code, _, err = run_cli(["deploy", "k8s", str(serve_model_dir), "--out", str(out)])
+    assert code == 2 and "no space left" in err and "Traceback" not in err, err
+    assert not out.exists()

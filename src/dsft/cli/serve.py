@@ -153,14 +153,18 @@ def deploy_k8s(
                                               help="Secret (key `api-key`) whose value becomes the server's API key."),
 ) -> None:
     """Write a Kubernetes Deployment + Service (GPU limits, /health probes) and a Dockerfile."""
-    from dsft.disk import check_output_dir, output_dir
-    from dsft.serve.k8s import deploy_spec_for, write_k8s
+    from dsft.disk import check_output_dir, output_dir, partial_output_removed
+    from dsft.serve.k8s import deploy_spec_for, k8s_files, write_k8s
 
-    check_output_dir(out)  # --out and the model are checked before the directory is created
+    check_output_dir(out)  # --out, the model and every file's text come before the directory is created
     spec = deploy_spec_for(model_or_run, name=name, image=image, gpus=gpus, replicas=replicas,
                            served_model_name=served_model_name, api_key_secret=api_key_secret)
+    files = k8s_files(spec)
+    created = not out.exists()
     output_dir(out)
-    for path in write_k8s(spec, out):
+    with partial_output_removed(out, what="the deployment files", created=created):  # a full disk leaves none
+        written = write_k8s(files, out)
+    for path in written:
         typer.echo(f"wrote {path}")
     if spec.model_is_local:
         typer.echo(f"next: cp -r {spec.model_ref} {out / 'model'} && docker build -t {image} {out} "

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+import dsft
 from dsft.errors import DsftError
 from dsft.export.source import resolve_source
 from dsft.training.rundir import FULL_METHODS, RunDir
@@ -106,7 +107,7 @@ def dockerfile(spec: DeploySpec) -> str:
     """A Dockerfile whose container runs ``dsft serve`` on all interfaces, with dsft installed from its source.
 
     dsft is not on a package index: the image installs the very dsft that wrote this file, copied into
-    the build context as ``dsft-source/`` (see :func:`write_dsft_source`).
+    the build context as ``dsft-source/`` (see :func:`dsft_source_pyproject`).
     """
     model_arg = MODEL_IN_IMAGE if spec.model_is_local else spec.model_ref
     # Without --api-key-secret the pod serves without a key: said on purpose, or dsft serve refuses the bind.
@@ -132,23 +133,35 @@ def dockerfile(spec: DeploySpec) -> str:
     )
 
 
-def write_k8s(spec: DeploySpec, out_dir: Path) -> list[Path]:
-    """Write ``deployment.yaml``, ``service.yaml`` and ``Dockerfile`` into ``out_dir``; return the paths."""
+def k8s_files(spec: DeploySpec) -> dict[str, str]:
+    """The text of every file ``dsft deploy k8s`` writes, by path under ``--out``: the manifests, the
+    Dockerfile and ``dsft-source/pyproject.toml`` (the package itself is copied as it is).
+
+    Everything that can fail is here, before anything is written: a refusal leaves no half-made build context.
+    """
     if spec.gpus < 0:
         raise DsftError(f"--gpus {spec.gpus}: must be 0 or more")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = {
+    return {
         "deployment.yaml": yaml.safe_dump(deployment_manifest(spec), sort_keys=False),
         "service.yaml": yaml.safe_dump(service_manifest(spec), sort_keys=False),
         "Dockerfile": dockerfile(spec),
+        f"{DSFT_SOURCE_DIR}/pyproject.toml": dsft_source_pyproject(),
     }
+
+
+def write_k8s(files: dict[str, str], out_dir: Path) -> list[Path]:
+    """Write :func:`k8s_files` and a copy of the running dsft package into ``out_dir``; return the paths
+    (the manifests, the Dockerfile, then the ``dsft-source/`` directory)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    source = out_dir / DSFT_SOURCE_DIR
+    copy_dsft_package(source)
     written = []
     for name, text in files.items():
         path = out_dir / name
         path.write_text(text, encoding="utf-8")
-        written.append(path)
-    written.append(write_dsft_source(out_dir / DSFT_SOURCE_DIR))
-    return written
+        if path.parent == out_dir:
+            written.append(path)
+    return [*written, source]
 
 
 # Kubernetes object names: DNS-1123 labels (lower-case alphanumerics and '-', 63 at most).
@@ -169,23 +182,15 @@ def check_deploy_options(name: str, replicas: int, gpus: int) -> None:
         raise DsftError(problems[0]) if len(problems) == 1 else DsftError("invalid deploy options", problems)
 
 
-def write_dsft_source(target: Path) -> Path:
-    """Copy the running dsft package plus a ``pyproject.toml`` from its installed metadata into ``target``.
-
-    Works for editable and wheel installs alike: the package directory is the one imported, and the
-    dependencies are the installed distribution's own ``Requires-Dist`` (extras left out).
-    """
-    import dsft
-
-    if target.exists():
-        shutil.rmtree(target)
-    package = Path(dsft.__file__).parent
-    shutil.copytree(package, target / "src" / "dsft", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+def dsft_source_pyproject() -> str:
+    """A ``pyproject.toml`` that builds the running dsft package, from its installed metadata: the dependencies
+    are the installed distribution's own ``Requires-Dist`` (extras left out). Works for editable and wheel
+    installs alike; an error when dsft is not installed as a distribution (its dependencies are unknown)."""
     try:
         requires = importlib.metadata.requires("dsft") or []
-    except importlib.metadata.PackageNotFoundError as exc:
+    except importlib.metadata.PackageNotFoundError:
         raise DsftError("dsft is not installed as a distribution (pip install -e . in its source tree), so its "
-                        "dependencies are unknown; install it, then rerun `dsft deploy k8s`") from exc
+                        "dependencies are unknown; install it, then rerun `dsft deploy k8s`") from None
     runtime = [req for req in requires if "extra ==" not in req]
     pyproject = {
         "build-system": {"requires": ["setuptools>=68"], "build-backend": "setuptools.build_meta"},
@@ -194,8 +199,15 @@ def write_dsft_source(target: Path) -> Path:
         "tool": {"setuptools": {"packages": {"find": {"where": ["src"]}},
                                 "package-data": {"dsft": ["**/*.jsonl", "**/*.json", "**/*.yaml", "**/*.jinja"]}}},
     }
-    (target / "pyproject.toml").write_text(_toml(pyproject), encoding="utf-8")
-    return target
+    return _toml(pyproject)
+
+
+def copy_dsft_package(target: Path) -> None:
+    """Copy the running dsft package (the directory imported) to ``target/src/dsft``, replacing ``target``."""
+    if target.exists():
+        shutil.rmtree(target)
+    package = Path(dsft.__file__).parent
+    shutil.copytree(package, target / "src" / "dsft", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
 
 
 def _toml(table: dict[str, Any], prefix: str = "") -> str:
