@@ -124,11 +124,60 @@ def test_train_compact_cpu_memory_switches_the_pool_and_the_heap_release(tmp_pat
 
     args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[])
     on = DsftTrainer(model=_model(lean=True), args=args)  # the default, as train.compact_cpu_memory's
-    assert on.activation_pool is not None and on.heap_release is not None and on.heap_release.handles
+    assert on.activation_pool is not None and on.release_heap
     off = DsftTrainer(model=_model(lean=True), args=args, compact_cpu_memory=False)
-    assert off.activation_pool is None and off.heap_release is None
+    assert off.activation_pool is None and not off.release_heap
     assert load_config(None, []).train.compact_cpu_memory is True
     assert load_config(None, ["train.compact_cpu_memory=false"]).train.compact_cpu_memory is False
+
+
+@pytest.mark.parametrize("compact", [True, False])
+def test_heap_release_hooks_exist_only_while_a_trainer_trains(tmp_path, monkeypatch, compact: bool) -> None:
+    """Two trainers on one model (built before either trains) each train with one set of release hooks, and
+    none stays on the model after; with compact_cpu_memory off there are none at all."""
+    from transformers import TrainerCallback, TrainingArguments
+
+    from dsft.training import heap_release
+    from dsft.training.trainer import DsftTrainer
+
+    calls: list[int] = []
+    monkeypatch.setattr(heap_release, "release_free_heap", lambda: calls.append(1) or True)
+    model = _model(lean=True)
+    layers = model.get_base_model().model.layers
+    assert len(layers) < heap_release.RELEASES_PER_PASS  # so one set of hooks is one per layer
+
+    def hooks_on_the_model() -> int:
+        return sum(hook is heap_release.HeapRelease._after_forward
+                   for layer in layers for hook in layer._forward_hooks.values())
+
+    seen: list[tuple[int, int]] = []  # (hooks, releases so far) at each step's start and end
+
+    class Watch(TrainerCallback):
+        def on_step_begin(self, *args, **kwargs) -> None:
+            seen.append((hooks_on_the_model(), len(calls)))
+
+        def on_step_end(self, *args, **kwargs) -> None:
+            seen.append((hooks_on_the_model(), len(calls)))
+
+    ids = list(range(3, 23))
+    rows = [pack_row([{"input_ids": ids, "labels": [-100] * 3 + ids[3:]}])]  # one row, one step
+
+    def trainer(name: str) -> DsftTrainer:
+        args = TrainingArguments(output_dir=str(tmp_path / name), use_cpu=True, report_to=[], max_steps=1,
+                                 per_device_train_batch_size=1, save_strategy="no", disable_tqdm=True)
+        return DsftTrainer(model=model, args=args, train_dataset=rows, callbacks=[Watch()],
+                           data_collator=PackedCollator(pad_id=0, flatten=True), compact_cpu_memory=compact)
+
+    first, second = trainer("first"), trainer("second")
+    assert hooks_on_the_model() == 0
+    for each in (first, second):
+        seen.clear()
+        calls.clear()
+        each.train()
+        one_set = len(layers) if compact else 0
+        # One release after each hooked layer's forward and one after its backward.
+        assert seen == [(one_set, 0), (one_set, 2 * one_set)]
+        assert hooks_on_the_model() == 0
 
 
 def test_compact_cpu_memory_off_is_refused_for_objectives_whose_loss_trl_computes() -> None:

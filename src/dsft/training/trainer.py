@@ -133,10 +133,12 @@ class DsftTrainer(ShardedLabelCountHooks, Trainer):
         # (pinned) CPU memory until backward trades a copy per layer for their GPU memory.
         self.offload_activations = offload_activations
         # CPU (train.compact_cpu_memory): what autograd saves goes to a reusable pool instead of fragmenting
-        # glibc's heap, and the heap's free pages are given back a few times a pass (see the two modules).
+        # glibc's heap, and the heap's free pages are given back a few times a pass (see the two modules) by
+        # hooks on the decoder layers that exist while this trainer trains (:meth:`train`).
         compact = compact_cpu_memory and self.args.device.type == "cpu"
         self.activation_pool = SavedActivationPool() if compact and not offload_activations else None
-        self.heap_release = HeapRelease(getattr(causal_lm.get_decoder(), "layers", [])) if compact else None
+        self.release_heap = compact
+        self.heap_release: HeapRelease | None = None
         # LoRA layers: the scaling and sum in the second matmul, and under mixed precision no fp32 copy of their
         # input that autocast casts straight back (lean_lora).
         self.lean_lora = use_lean_lora(self.model)
@@ -153,6 +155,21 @@ class DsftTrainer(ShardedLabelCountHooks, Trainer):
             if getattr(causal_lm.config, "output_router_logits", False) else 0.0
         )
 
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        """Trainer.train, with the heap-release hooks on the decoder layers for its duration only.
+
+        Registered here and removed after (also when training raises), not in ``__init__``: hooks added per
+        trainer would stay on the model, and a second trainer on the same model would release twice as often.
+        """
+        if self.release_heap:
+            layers = getattr(unwrap_causal_lm(self.model).get_decoder(), "layers", [])
+            self.heap_release = HeapRelease(layers)
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            if self.heap_release is not None:
+                self.heap_release.remove()
+                self.heap_release = None
 
     def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
         loss = super().training_step(model, inputs, num_items_in_batch)
