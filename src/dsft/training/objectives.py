@@ -21,8 +21,9 @@ import dataclasses
 import logging
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from transformers import TrainerCallback, TrainingArguments
@@ -277,8 +278,8 @@ class DegenerateBatchGuard(TrainerCallback):
             raise DegenerateGrpoError(
                 f"grpo: stopped after {self.streak} consecutive steps in which {problem}",
                 ["raise grpo.max_completion_len (reasoning models need thousands of tokens)",
-                 "check the rewards on a few completions (grpo.rewards; a reward that is always 0 or 1 gives no "
-                 "signal), or raise grpo.num_generations / grpo.temperature for more varied completions",
+                 ("check the rewards on a few completions (grpo.rewards; a reward that is always 0 or 1 gives no "
+                  "signal), or raise grpo.num_generations / grpo.temperature for more varied completions"),
                  "grpo.stop_after_degenerate_steps: 0 to only warn"],
             )
 

@@ -49,19 +49,22 @@ LENGTH_MIXES = {
     "short": LengthMix(prompt=(20, 400), answer=(5, 150), tail=0.1, prompt_tail_high=1600, answer_tail_high=600),
 }
 
-_ENGLISH = (
-    "the model reads each step of the problem and checks the result before it writes an answer so we "
-    "compute sum product ratio value number prime factor equation line angle triangle area volume because "
-    "therefore however first second then next finally consider assume suppose given let rate time distance "
-    "speed price cost profit percent total average median variance probability train data loss gradient "
-    "layer token sequence memory kernel matrix vector weight bias update city river market school garden "
-    "library museum doctor teacher student farmer engineer writer"
-).split()
-_CHINESE = (
-    "我们 首先 考虑 这个 问题 然后 计算 结果 因此 答案 是 但是 需要 检查 每一步 推理 是否 正确 如果 假设 "
-    "已知 条件 可以 得到 方程 三角形 面积 体积 速度 时间 距离 价格 成本 利润 百分比 平均 概率 数据 模型 "
-    "训练 损失 梯度 矩阵 向量 城市 河流 市场 学校 图书馆 医生 老师 学生 工程师"
-).split()
+_ENGLISH = [
+    "the", "model", "reads", "each", "step", "of", "the", "problem", "and", "checks", "the", "result", "before",
+    "it", "writes", "an", "answer", "so", "we", "compute", "sum", "product", "ratio", "value", "number", "prime",
+    "factor", "equation", "line", "angle", "triangle", "area", "volume", "because", "therefore", "however", "first",
+    "second", "then", "next", "finally", "consider", "assume", "suppose", "given", "let", "rate", "time",
+    "distance", "speed", "price", "cost", "profit", "percent", "total", "average", "median", "variance",
+    "probability", "train", "data", "loss", "gradient", "layer", "token", "sequence", "memory", "kernel", "matrix",
+    "vector", "weight", "bias", "update", "city", "river", "market", "school", "garden", "library", "museum",
+    "doctor", "teacher", "student", "farmer", "engineer", "writer",
+]
+_CHINESE = [
+    "我们", "首先", "考虑", "这个", "问题", "然后", "计算", "结果", "因此", "答案", "是", "但是", "需要", "检查",
+    "每一步", "推理", "是否", "正确", "如果", "假设", "已知", "条件", "可以", "得到", "方程", "三角形", "面积",
+    "体积", "速度", "时间", "距离", "价格", "成本", "利润", "百分比", "平均", "概率", "数据", "模型", "训练",
+    "损失", "梯度", "矩阵", "向量", "城市", "河流", "市场", "学校", "图书馆", "医生", "老师", "学生", "工程师",
+]
 
 # The V3 chat layout as a Jinja template: it renders assistant content verbatim (the R1 template would
 # delete the reasoning from it), so a trainer that applies the tokenizer's chat template to the
