@@ -1,7 +1,8 @@
 #!/bin/bash
 # The GPU figures of docs/performance.md, in one script: a 7B-shaped model with random bf16 weights (no hub
-# needed), then peft's LoRA forward against dsft's (paired, one process), dsft against TRL configured for
-# speed, a profile of dsft's step, and the optional accelerations, each a separate `dsft bench train` run.
+# needed), then peft's LoRA forward and the stock RMSNorm against dsft's (paired, one process), dsft
+# against TRL configured for speed, a profile of dsft's step, and the optional accelerations, each a
+# separate `dsft bench train` run.
 # Not a test: run it by hand on one GPU and quote the figures with the card, the date and the torch version.
 #
 #   bash benchmarks/bench_gpu_7b.sh OUT_DIR [SECONDS_PER_RUN]
@@ -27,8 +28,8 @@ run() {
     say "$name"
     timeout "$limit" "${bench[@]}" "$@" --out "$out/$name.json" 2>&1 | tail -12
 }
-say "peft's LoRA forward against dsft's, paired in one process"
-timeout "$limit" python "$(dirname "$0")/bench_lora_forward.py" --model "$model" --seq-len 4096 --rounds 5 2>&1 | tail -4
+say "peft's LoRA forward and the stock RMSNorm against dsft's, paired in one process"
+timeout "$limit" python "$(dirname "$0")/bench_lora_forward.py" --model "$model" --seq-len 4096 --rounds 5 2>&1 | tail -6
 run against-trl --compare trl-expert,trl-expert-varlen
 run profiled --compare "" --profile "$out/profile"
 run liger --compare "" --dsft-option liger

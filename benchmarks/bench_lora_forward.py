@@ -1,4 +1,4 @@
-"""peft's LoRA forward against dsft's (``dsft.training.lean_lora``: the fused sum and the cast skip), paired in one process.
+"""peft's LoRA forward and the stock RMSNorm against dsft's (``lean_lora``, ``lean_rmsnorm``), paired in one process.
 
 Not a test: run it by hand and quote the figures with the machine they ran on.
 
@@ -6,11 +6,13 @@ Not a test: run it by hand and quote the figures with the machine they ran on.
 
 One packed row of ``--seq-len`` tokens of the benchmark's short-answer data, one LoRA training step
 (forward, dsft's chunked loss, backward) per variant, alternated for ``--rounds`` rounds after one warm-up
-step each, so both variants see the same load. Variants: ``peft`` (peft's own forward), ``lean`` (the
-fused scaling and sum, and the cast skip; what ``DsftTrainer`` installs). On CPU the weights are fp32 and
+step each, so the variants see the same load. Variants: ``peft`` (peft's own forward, the stock RMSNorm),
+``lean`` (the fused scaling and sum, and the cast skip), ``lean+norm`` (and RMSNorm on torch's fused kernel,
+which exists on CUDA only: on CPU this variant runs the stock norm, a null check of the pairing); the last
+is what ``dsft train`` installs. On CPU the weights are fp32 and
 the step is timed in process CPU seconds; on a GPU the base is bf16 under bf16 autocast (as the Trainer
 runs mixed precision) and the step is timed in wall seconds after a synchronize. dsft's other lean blocks
-(the SwiGLU MLP on CPU, segment attention) are on in both variants.
+(the SwiGLU MLP on CPU, segment attention) are on in every variant.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from dsft.models.resolve import resolve_model
 from dsft.training.bench.synthetic import first_packed_row
 from dsft.training.lean_activations import use_lean_activations
 from dsft.training.lean_lora import use_lean_lora
+from dsft.training.lean_rmsnorm import RMS_NORM_CLASSES, use_lean_rms_norm
 from dsft.training.loss import auto_chunk_size, resolve_loss_dtype, supervised_cross_entropy
 from dsft.training.segment_attention import select_segment_attention
 from dsft.training.trainer import forward_hidden_states
@@ -36,14 +39,19 @@ from dsft.training.trainer import forward_hidden_states
 MODEL_INPUTS = ("input_ids", "position_ids", "cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
 
 
-def set_variant(model: torch.nn.Module, lean: bool) -> None:
-    """Install dsft's LoRA forward and cast skip, or remove them (peft's own methods again)."""
+def set_variant(model: torch.nn.Module, lean_lora: bool, fused_norm: bool) -> None:
+    """Install dsft's LoRA forward and cast skip and its RMSNorm, or remove them (the stock methods again)."""
     for module in model.modules():
-        if hasattr(module, "lora_A"):
+        if hasattr(module, "lora_A") or type(module).__name__ in RMS_NORM_CLASSES:
             vars(module).pop("forward", None)
             vars(module).pop("_cast_input_dtype", None)
-    if lean:
+    if lean_lora:
         use_lean_lora(model)
+    if fused_norm:
+        use_lean_rms_norm(model)
+
+
+VARIANTS = {"peft": (False, False), "lean": (True, False), "lean+norm": (True, True)}
 
 
 def main() -> None:
@@ -86,22 +94,24 @@ def main() -> None:
             torch.cuda.synchronize()
         return (time.perf_counter() if cuda else time.process_time()) - start
 
-    times: dict[str, list[float]] = {"peft": [], "lean": []}
+    times: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
     for variant in times:
-        set_variant(model, variant == "lean")
+        set_variant(model, *VARIANTS[variant])
         step()  # warm-up
     for _ in range(args.rounds):
         for variant in times:
-            set_variant(model, variant == "lean")
+            set_variant(model, *VARIANTS[variant])
             times[variant].append(step())
     unit = "wall s" if cuda else "CPU s"
     tokens = int(batch["input_ids"].numel())
     print(f"{model_dir.name}: one packed row of {tokens} tokens, LoRA r=16 on all linear layers, "
           f"{'bf16 autocast on ' + torch.cuda.get_device_name() if cuda else 'fp32 CPU, ' + str(args.threads) + ' thread(s)'}")
     for variant, values in times.items():
-        print(f"  {variant:5s} {unit} per step: median {statistics.median(values):.4f} "
+        print(f"  {variant:9s} {unit} per step: median {statistics.median(values):.4f} "
               f"({', '.join(f'{v:.4f}' for v in values)})")
-    print(f"  peft / lean: {statistics.median(times['peft']) / statistics.median(times['lean']):.3f}x")
+    peft = statistics.median(times["peft"])
+    for variant in ("lean", "lean+norm"):
+        print(f"  peft / {variant}: {peft / statistics.median(times[variant]):.3f}x")
 
 
 if __name__ == "__main__":
