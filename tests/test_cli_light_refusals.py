@@ -408,3 +408,27 @@ def test_prepare_refuses_the_configs_inputs_without_creating_out(tmp_path: Path,
     assert code == 2 and expected in err and "Traceback" not in err, err
     assert not torch_loaded, "the refusal came after torch was imported"
     assert not (tmp_path / "p").exists(), "a refused preparation must not leave its --out directory"
+
+
+PREPARE_INPUTS_WITH_CONFIG_CASES = [
+    ("val-is-a-device", lambda t: {"val": ["/dev/null"]},
+     "data.val: /dev/null: exists but is not a regular file (a device, pipe or socket)"),
+    ("test-missing", lambda t: {"test": [str(t / "absent.jsonl")]}, "absent.jsonl: no such file or directory"),
+    ("mix-matches-nothing", lambda t: {"mix": [{"path": str(t / "none-*.jsonl"), "ratio": 0.2}]},
+     "none-*.jsonl: the glob matches no"),
+]
+
+
+@pytest.mark.parametrize("data, expected", [c[1:] for c in PREPARE_INPUTS_WITH_CONFIG_CASES],
+                         ids=[c[0] for c in PREPARE_INPUTS_WITH_CONFIG_CASES])
+def test_prepare_with_inputs_refuses_the_configs_other_inputs_without_creating_out(tmp_path: Path, data,
+                                                                                   expected: str) -> None:
+    """INPUT... replace data.train only: data.val, data.test and data.mix are still read, so they are checked
+    (named by key) before --out is created."""
+    sections = data(tmp_path)
+    key = "data.mix.0.path" if "mix" in sections else f"data.{next(iter(sections))}"
+    code, torch_loaded, err = _refuse(["data", "prepare", _data(tmp_path), "--config", _config(tmp_path, data=sections),
+                                       "--tokenizer", "deepseek", "--out", str(tmp_path / "p")], tmp_path)
+    assert code == 2 and f"{key}: " in err and expected in err and "Traceback" not in err, err
+    assert not torch_loaded, "the refusal came after torch was imported"
+    assert not (tmp_path / "p").exists(), "a refused preparation must not leave its --out directory"

@@ -68,10 +68,10 @@ def _prepare(cfg: Any, inputs: list[str] | None, out: Path, tokenizer: str | Non
     from dsft.disk import check_output_dir, output_dir, partial_output_removed, tree_bytes
 
     check_output_dir(out)
-    # No input, or a missing or unreadable one, is named before --out is created: the config's by their keys.
+    # No input, or a missing or unreadable one, is named before --out is created: the config's by their keys
+    # (data.val, data.test and data.mix too when INPUT... replace data.train).
     train_sources = training_sources(cfg, inputs)
-    if not inputs:
-        check_inputs(cfg)
+    check_inputs(cfg, inputs)
     named = expand_inputs(train_sources)
     if cfg.train.objective == "sft" and tokenizer != "deepseek":
         _check_tokenizer_name(tokenizer, cfg)

@@ -133,28 +133,35 @@ def training_sources(cfg: DsftConfig, inputs: list[str] | None = None) -> list[s
     return sources
 
 
-def input_problems(cfg: DsftConfig) -> list[str]:
+def input_problems(cfg: DsftConfig, inputs: list[str] | None = None) -> list[str]:
     """Every data input the config names that cannot be read (missing, unsupported, a glob matching nothing),
     one line each naming its key, or the absence of any training input: checked before a model is resolved,
-    so a typo costs no model load."""
-    if cfg.data.prepared_dir:
+    so a typo costs no model load.
+
+    ``inputs`` (``dsft data prepare INPUT...``) replace ``data.train``; they are named by their path alone,
+    and the config's ``data.val``, ``data.test`` and ``data.mix``, still read, by their keys."""
+    if inputs:
+        named = [(None, pattern) for pattern in inputs]
+    elif cfg.data.prepared_dir:
         return []  # load_prepared names a directory that is not one
-    if not cfg.data.train:
+    elif not cfg.data.train:
         return ["data.train: no training data; list files in data.train or set data.prepared_dir"]
-    named = [(f"data.{split}", pattern) for split in SPLITS for pattern in getattr(cfg.data, split)]
+    else:
+        named = [("data.train", pattern) for pattern in cfg.data.train]
+    named += [(f"data.{split}", pattern) for split in ("val", "test") for pattern in getattr(cfg.data, split)]
     named += [(f"data.mix.{position}.path", source.path) for position, source in enumerate(cfg.data.mix)]
     problems = []
     for key, pattern in named:
         try:
             expand_inputs([pattern])
         except DataError as exc:
-            problems.append(f"{key}: {exc}")
+            problems.append(f"{key}: {exc}" if key else str(exc))
     return problems
 
 
-def check_inputs(cfg: DsftConfig) -> None:
+def check_inputs(cfg: DsftConfig, inputs: list[str] | None = None) -> None:
     """Raise one :class:`DataError` listing :func:`input_problems`, if any."""
-    problems = input_problems(cfg)
+    problems = input_problems(cfg, inputs)
     if problems:
         raise DataError(f"{len(problems)} data input(s) cannot be read", problems)
 
