@@ -14,6 +14,9 @@ from dsft.sweep.runner import OptunaPruning
 from dsft.sweep.space import build_space, parse_grid
 from dsft.training import setup
 
+from grpo_toy_task import write_toy_grpo_config
+from jsonl_files import read_jsonl
+
 
 def write_config(tmp_path: Path, **eval_keys: object) -> Path:
     rows = []
@@ -174,31 +177,10 @@ def test_pruning_reports_each_evaluation_and_stops_the_trial() -> None:
 def test_grpo_sweep_trials_train_with_the_configured_rewards(tmp_path: Path, tiny_model_dir, run_cli,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Each GRPO trial is scored by ``grpo.rewards`` (the trials used to fail: no reward functions reached them)."""
-    import textwrap
-
     model = "tiny-r1-distill-qwen"
     tiny_model_dir(model)
-    (tmp_path / "sweep_rewards.py").write_text(
-        "def even_tokens(prompts, completions, completion_ids, **kwargs):\n"
-        "    return [sum(1 for t in ids if t % 2 == 0) / max(len(ids), 1) for ids in completion_ids]\n",
-        encoding="utf-8")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps({"prompt": f"Say something about {i}.", "answer": str(i)}) + "\n"
-                               for i in range(8)), encoding="utf-8")
-    val = tmp_path / "val.jsonl"
-    val.write_text("".join(json.dumps({"prompt": f"Name the colour {c}.", "answer": c}) + "\n"
-                           for c in ("red", "blue", "green", "amber")), encoding="utf-8")
-    config = tmp_path / "grpo.yaml"
-    config.write_text(textwrap.dedent(f"""
-        model: {{name_or_path: {model}}}
-        data: {{train: ["{prompts}"], val: ["{val}"]}}
-        train: {{objective: grpo, method: full, max_steps: 2, micro_batch_size: 4, warmup_ratio: 0,
-                 lr_scheduler: constant, max_seq_len: 128, save_steps: 100}}
-        eval: {{steps: 2, load_best: false}}
-        grpo: {{num_generations: 4, max_completion_len: 8, allow_short_completions: true,
-                stop_after_degenerate_steps: 0, rewards: [{{name: "sweep_rewards:even_tokens"}}]}}
-    """), encoding="utf-8")
+    config = write_toy_grpo_config(tmp_path, monkeypatch, model, train={"max_steps": 2, "save_steps": 100},
+                                   evaluation={"steps": 2, "load_best": False})
     out = tmp_path / "sweep"
     code, stdout, stderr = run_cli(["sweep", str(config), "--grid", "train.lr=1e-3,5e-3", "--out", str(out)])
     assert code == 0, stdout + stderr
@@ -206,6 +188,6 @@ def test_grpo_sweep_trials_train_with_the_configured_rewards(tmp_path: Path, tin
     assert report["metric"] == "eval_reward" and report["greater_is_better"] is True, report
     for trial in report["trials"]:
         assert trial["status"] == "finished", trial
-        rows = [json.loads(line) for line in (Path(trial["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+        rows = read_jsonl(Path(trial["run_dir"]) / "metrics.jsonl")
         assert any("rewards/even_tokens/mean" in r for r in rows)
         assert trial["value"] is not None and 0.0 <= trial["value"] <= 1.0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -14,21 +13,10 @@ from dsft.models.loading import load_tokenizer
 from dsft.templates import get_template
 from dsft.training.objectives import DegenerateBatchGuard, DegenerateGrpoError, _grpo_class
 
+from grpo_toy_task import COMPLETION_TOKENS, write_toy_grpo_config
+from jsonl_files import read_jsonl
+
 MODEL = "tiny-r1-distill-qwen"
-
-# A reward a tiny random model can learn in a few steps: the share of sampled tokens with an even id. Its base
-# rate is ~0.5, so every group has reward variance from the first step; sampling at a low temperature makes
-# the same few candidate tokens recur, so pushing up the even ones generalises within a dozen steps.
-REWARD_MODULE = textwrap.dedent("""
-    def even_tokens(prompts, completions, completion_ids, **kwargs):
-        return [sum(1 for t in ids if t % 2 == 0) / max(len(ids), 1) for ids in completion_ids]
-""")
-
-
-def write_prompts(path: Path, n: int = 8) -> Path:
-    rows = [{"prompt": f"Say something about the number {i}.", "answer": str(i)} for i in range(n)]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
 
 
 @pytest.mark.slow
@@ -36,31 +24,16 @@ def test_grpo_raises_mean_reward_and_warns_about_clipped_completions(
     tmp_path: Path, tiny_model_dir, run_cli, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     tiny_model_dir(MODEL)
-    (tmp_path / "toy_rewards.py").write_text(REWARD_MODULE, encoding="utf-8")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    data = write_prompts(tmp_path / "prompts.jsonl")
-    val = tmp_path / "val.jsonl"
-    val.write_text("".join(json.dumps({"prompt": f"Tell me about the colour {c}.", "answer": c}) + "\n"
-                           for c in ("red", "blue", "green", "amber")), encoding="utf-8")
-    config = tmp_path / "grpo.yaml"
-    config.write_text(textwrap.dedent(f"""
-        model: {{name_or_path: {MODEL}}}
-        data: {{train: ["{data}"], val: ["{val}"]}}
-        train: {{objective: grpo, method: full, max_steps: 12, micro_batch_size: 4, lr: 0.005, warmup_ratio: 0,
-                 lr_scheduler: constant, max_seq_len: 128, save_steps: 6}}
-        eval: {{steps: 6}}
-        grpo:
-          num_generations: 4
-          temperature: 0.1
-          max_completion_len: 8           # far too short for reasoning: allowed on purpose, and warned about
-          allow_short_completions: true
-          mask_truncated_completions: false
-          stop_after_degenerate_steps: 0
-          rewards: [{{name: "toy_rewards:even_tokens"}}]
-    """), encoding="utf-8")
+    config = write_toy_grpo_config(
+        tmp_path, monkeypatch, MODEL,
+        train={"max_steps": 12, "lr": 0.005, "save_steps": 6}, evaluation={"steps": 6},
+        # Sampling at a low temperature, for the reward to rise within 12 steps (see the task's reward); every
+        # completion is cut at the task's length, so none may be left out of the loss.
+        grpo={"temperature": 0.1, "mask_truncated_completions": False},
+    )
     code, out, err = run_cli(["train", str(config), "--out", str(tmp_path / "run")])
     assert code == 0, out + err
-    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rows = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     # Validation prompts are sampled and scored before the first step and every 6 steps; the best checkpoint is
     # chosen by their mean reward (the GRPO default eval.metric), and no perplexity is made of the policy loss.
     evals = [r for r in rows if "eval_reward" in r]
@@ -73,9 +46,9 @@ def test_grpo_raises_mean_reward_and_warns_about_clipped_completions(
     first, last = sum(rewards[:3]) / 3, sum(rewards[-3:]) / 3
     assert last > first + 0.2, rewards
     assert "rewards/even_tokens/mean" in rows[0]
-    # Every completion hit the 8-token limit: each step says so in metrics.jsonl.
+    # Every completion hit the task's 8-token limit: each step says so in metrics.jsonl.
     assert all(r["completions/clipped_ratio"] == 1.0 for r in rows)
-    assert all("cut at grpo.max_completion_len=8" in r["warning"] for r in rows)
+    assert all(f"cut at grpo.max_completion_len={COMPLETION_TOKENS}" in r["warning"] for r in rows)
     assert all(r["supervised_tokens"] > 0 for r in rows)
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert (info["objective"], info["status"]) == ("grpo", "finished")
