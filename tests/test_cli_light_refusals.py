@@ -432,3 +432,33 @@ def test_prepare_with_inputs_refuses_the_configs_other_inputs_without_creating_o
     assert code == 2 and f"{key}: " in err and expected in err and "Traceback" not in err, err
     assert not torch_loaded, "the refusal came after torch was imported"
     assert not (tmp_path / "p").exists(), "a refused preparation must not leave its --out directory"
+
+
+CLEAN_AND_AUGMENT_FILE_CASES = [
+    ("relevance-reference", lambda t: {"clean": {"relevance_references": [str(t / "refs.txt")], "relevance_min": 0.1}},
+     "data.clean.relevance_references: {t}/refs.txt: no such file or directory"),
+    ("cilin-is-a-directory", lambda t: {"augment": {"synonym_copies": 1, "synonyms_zh": str(t)}},
+     "data.augment.synonyms_zh: {t}: is a directory, not a file (a Cilin synonym file was expected)"),
+    ("template-table", lambda t: {"augment": {"templates": [{"table": str(t / "absent.csv"), "questions": ["{a}"],
+                                                             "answer": "{b}"}]}},
+     "data.augment.templates[0].table: {t}/absent.csv: no such file or directory"),
+]
+
+
+@pytest.mark.parametrize("command", ["train", "prepare"])
+@pytest.mark.parametrize("data, expected", [c[1:] for c in CLEAN_AND_AUGMENT_FILE_CASES],
+                         ids=[c[0] for c in CLEAN_AND_AUGMENT_FILE_CASES])
+def test_files_the_cleaning_and_augmentation_read_are_checked_with_the_inputs(tmp_path: Path, command: str, data,
+                                                                             expected: str) -> None:
+    """A relevance reference, a synonym list or a template table that cannot be read is refused with the data
+    inputs: before torch, a model or --out (it was found once the data was being prepared, in training after
+    the model's tokenizer had loaded and the run directory had been written)."""
+    config = _config(tmp_path, model={"name_or_path": "tiny-deepseek-v3"},
+                     data={"train": [_data(tmp_path)], **data(tmp_path)})
+    out = tmp_path / "out"
+    args = (["train", config, "--out", str(out)] if command == "train" else
+            ["data", "prepare", "--config", config, "--tokenizer", "deepseek", "--out", str(out)])
+    code, torch_loaded, err = _refuse(args, tmp_path)
+    assert code == 2 and expected.format(t=tmp_path) in err and "Traceback" not in err, err
+    assert not torch_loaded, "the refusal came after torch was imported"
+    assert not out.exists(), "a refused command must not leave its --out directory"

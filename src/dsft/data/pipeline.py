@@ -40,7 +40,7 @@ from dsft.data.report import (
 )
 from dsft.data.split import SPLITS, split_conversations, with_families
 from dsft.data.tokens import ConversationTokens, count_tokens
-from dsft.errors import DataError
+from dsft.errors import DataError, DsftError
 
 REPORT_FILE = "data_report.json"
 EVAL_SPLITS = ("test", "val")
@@ -136,7 +136,8 @@ def training_sources(cfg: DsftConfig, inputs: list[str] | None = None) -> list[s
 def input_problems(cfg: DsftConfig, inputs: list[str] | None = None) -> list[str]:
     """Every data input the config names that cannot be read (missing, unsupported, a glob matching nothing),
     one line each naming its key, or the absence of any training input: checked before a model is resolved,
-    so a typo costs no model load.
+    so a typo costs no model load. The files SFT cleaning and augmentation read (relevance references,
+    synonym lists, template tables) count as inputs.
 
     ``inputs`` (``dsft data prepare INPUT...``) replace ``data.train``; they are named by their path alone,
     and the config's ``data.val``, ``data.test`` and ``data.mix``, still read, by their keys."""
@@ -156,6 +157,26 @@ def input_problems(cfg: DsftConfig, inputs: list[str] | None = None) -> list[str
             expand_inputs([pattern])
         except DataError as exc:
             problems.append(f"{key}: {exc}" if key else str(exc))
+    if cfg.train.objective == "sft":  # other objectives read neither (and refuse these keys)
+        problems += _cleaning_and_augment_file_problems(cfg)
+    return problems
+
+
+def _cleaning_and_augment_file_problems(cfg: DsftConfig) -> list[str]:
+    """The files cleaning and augmentation read: relevance references, synonym lists, template tables."""
+    settings = cfg.data.clean
+    problems = []
+    if settings.relevance_references and settings.relevance_min > 0:
+        problems += relevance.reference_problems(settings.relevance_references)
+    try:
+        augment.check_synonym_sources(cfg.data.augment)
+    except DsftError as exc:
+        problems.append(str(exc))
+    for number, template in enumerate(cfg.data.augment.templates):
+        try:
+            expand_inputs([template.table])
+        except DataError as exc:
+            problems.append(f"data.augment.templates[{number}].table: {exc}")
     return problems
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from dsft.data.clean import Removed, StepResult, source_of
 from dsft.data.conversation import Conversation
 from dsft.data.formats import FormatProblem, to_conversation
-from dsft.data.readers import expand_inputs, read_path
+from dsft.data.readers import expand_inputs, read_records
 from dsft.disk import not_a_file_reason
 from dsft.errors import DataError
 
@@ -39,23 +39,39 @@ def conversation_text(conversation: Conversation) -> str:
 
 
 REFERENCES_KEY = "data.clean.relevance_references"
+TEXT_SUFFIXES = (".txt", ".md")  # read as plain text split on blank lines; any other file is read as data
+
+
+def reference_problems(paths: Sequence[str]) -> list[str]:
+    """Every reference in ``paths`` that cannot be read, one line each naming the key: a ``.txt``/``.md`` path
+    that is not a regular file, or a data path dsft cannot read (checked before any data is read)."""
+    problems = []
+    for name in paths:
+        path = Path(name)
+        if path.suffix.lower() in TEXT_SUFFIXES:
+            if not path.is_file():
+                problems.append(f"{REFERENCES_KEY}: {name}: {not_a_file_reason(path)}")
+            continue
+        try:
+            expand_inputs([name])
+        except DataError as exc:
+            problems.append(f"{REFERENCES_KEY}: {exc}")
+    return problems
 
 
 def read_reference_texts(paths: Sequence[str]) -> list[str]:
     """Reference texts: ``.txt``/``.md`` files split on blank lines, or any dataset file dsft reads."""
+    problems = reference_problems(paths)
+    if problems:
+        raise DataError(problems[0]) if len(problems) == 1 else DataError(
+            f"{len(problems)} relevance reference(s) cannot be read", problems)
     texts: list[str] = []
     for name in paths:
         path = Path(name)
-        if path.suffix.lower() in (".txt", ".md"):
-            if not path.is_file():
-                raise DataError(f"{REFERENCES_KEY}: {name}: {not_a_file_reason(path)}")
+        if path.suffix.lower() in TEXT_SUFFIXES:
             texts += [p.strip() for p in re.split(r"\n\s*\n", path.read_text(encoding="utf-8", errors="replace")) if p.strip()]
             continue
-        try:
-            files = expand_inputs([name])
-        except DataError as exc:
-            raise DataError(f"{REFERENCES_KEY}: {exc}") from None
-        for record in chain.from_iterable(read_path(file) for file in files):
+        for record in read_records([name]):
             try:
                 texts.append(conversation_text(to_conversation(record.data)))
             except FormatProblem:
