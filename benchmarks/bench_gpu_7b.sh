@@ -31,6 +31,8 @@ run() {
 say "peft's LoRA forward and the stock RMSNorm against dsft's, paired in one process"
 timeout "$limit" python "$(dirname "$0")/bench_lora_forward.py" --model "$model" --seq-len 4096 --rounds 5 2>&1 | tail -6
 run against-trl --compare trl-expert,trl-expert-varlen
+# Two packed rows per forward for both (half the kernel launches per token: the step was partly launch-bound).
+run against-trl-micro-batch-2 --compare trl-expert-varlen --micro-batch-size 2
 run profiled --compare "" --profile "$out/profile"
 run liger --compare "" --dsft-option liger
 run compile --compare "" --dsft-option compile

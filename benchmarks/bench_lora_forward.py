@@ -99,9 +99,9 @@ def main() -> None:
         set_variant(model, *VARIANTS[variant])
         step()  # warm-up
     for _ in range(args.rounds):
-        for variant in times:
+        for variant, values in times.items():
             set_variant(model, *VARIANTS[variant])
-            times[variant].append(step())
+            values.append(step())
     unit = "wall s" if cuda else "CPU s"
     tokens = int(batch["input_ids"].numel())
     print(f"{model_dir.name}: one packed row of {tokens} tokens, LoRA r=16 on all linear layers, "

@@ -227,12 +227,28 @@ def test_dsft_system_measures_an_optional_acceleration(tiny_model_dir, tmp_path:
     assert math.isfinite(row["final_loss"]) and row["supervised_tokens"] > 0
 
 
+def test_dsft_and_trl_expert_take_the_same_micro_batch_of_packed_rows(tiny_model_dir, tmp_path: Path) -> None:
+    """--micro-batch-size N: both feed N packed rows per forward (more tokens than one row holds), with the
+    accumulation that keeps a step near examples_per_step conversations (here at least one micro-batch)."""
+    from dsft.training.bench.worker import run_system
+
+    model_dir = tiny_model_dir("tiny-deepseek-v3")
+    for system in ("dsft", "trl-expert"):
+        (tmp_path / system).mkdir()
+        spec = _tiny_spec(system, model_dir, tmp_path / system) | {"micro_batch_size": 2}  # 4 rows of <= 256
+        row = run_system(spec)
+        assert (row["per_device_train_batch_size"], row["gradient_accumulation_steps"]) == (2, 1), system
+        assert row["real_tokens"] > 256, system  # the timed step's one micro-batch held two packed rows
+        assert math.isfinite(row["final_loss"]), system
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--dsft-option", "turbo"], "unknown option(s) turbo"),
     (["--loss-chunk-size", "0"], "--loss-chunk-size: expected a positive integer or auto"),
     (["--loss-dtype", "fp16"], "--loss-dtype: expected one of auto, fp32, bf16"),
     (["--dsft-option", "liger"], "Liger's kernels are Triton kernels for CUDA"),
     (["--profile", "/dev/null/prof"], "bench --profile /dev/null/prof: cannot create that directory"),
+    (["--micro-batch-size", "0"], "--micro-batch-size >= 1"),
 ])
 def test_bench_train_rejects_bad_options(run_cli, tmp_path: Path, args: list[str], message: str) -> None:
     code, out, err = run_cli(["bench", "train", "--out", str(tmp_path / "x.json"), *args])

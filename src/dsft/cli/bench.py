@@ -47,6 +47,9 @@ def train(
         "varlen flash kernel where flash-attn is absent), trl (TRL defaults), seed."),
     out: Path = typer.Option(..., "--out", help="Where to write the JSON report."),
     examples_per_step: int = typer.Option(8, "--examples-per-step", help="Conversations per optimizer step."),
+    micro_batch_size: int = typer.Option(
+        1, "--micro-batch-size", help="Packed rows per forward for dsft and trl-expert (train.micro_batch_size); "
+        "a step holds at least one micro-batch."),
     method: str = typer.Option("lora", "--method", help="lora (dsft's default adapter) or full."),
     threads: int | None = typer.Option(None, "--threads", help="torch threads per system (default: torch's)."),
     loss_chunk_size: str | None = typer.Option(
@@ -85,6 +88,7 @@ def train(
                        examples_per_step=examples_per_step, method=method, threads=threads,
                        length_scale=length_scale, loss_chunk_size=chunk, dsft_options=tuple(dsft_option),
                        lengths=lengths, loss_dtype=loss_dtype, profile_dir=str(profile) if profile else None,
+                       micro_batch_size=micro_batch_size,
                        progress=lambda msg: console.print(f"[dim]{msg}[/]"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2), encoding="utf-8")

@@ -115,7 +115,7 @@ def run_bench(
     examples_per_step: int = 8, method: str = "lora", seed: int = 0, threads: int | None = None,
     lr: float = 2e-4, length_scale: float = 1.0, loss_chunk_size: int | str | None = None, progress: Any = None,
     dsft_options: tuple[str, ...] = (), lengths: str = "short", loss_dtype: str = "auto",
-    profile_dir: str | None = None,
+    profile_dir: str | None = None, micro_batch_size: int = 1,
 ) -> dict[str, Any]:
     """Run dsft and each system in ``compare`` in turn; return the report (see module docstring)."""
     bad_options = [name for name in dsft_options if name not in DSFT_OPTIONS]
@@ -130,8 +130,9 @@ def run_bench(
         raise DsftError(f"bench --lengths: expected one of {', '.join(LENGTH_MIXES)}, got {lengths!r}")
     if loss_dtype not in LOSS_DTYPES:
         raise DsftError(f"bench --loss-dtype: expected one of {', '.join(LOSS_DTYPES)}, got {loss_dtype!r}")
-    if steps < 1 or seq_len < 64 or examples_per_step < 1:
-        raise DsftError("bench: --steps must be >= 1, --seq-len >= 64 and --examples-per-step >= 1")
+    if steps < 1 or seq_len < 64 or examples_per_step < 1 or micro_batch_size < 1:
+        raise DsftError("bench: --steps must be >= 1, --seq-len >= 64, --examples-per-step >= 1 and "
+                        "--micro-batch-size >= 1")
     threads = threads or torch.get_num_threads()
     if profile_dir is not None:
         try:
@@ -144,7 +145,9 @@ def run_bench(
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model_dir = resolve_model(model)
     tokenizer = load_tokenizer(model_dir)
-    count = int((steps + 2) * examples_per_step * 1.25)
+    # Enough conversations for every timed step, even where one micro-batch of packed rows holds more than
+    # examples_per_step of them.
+    count = int((steps + 2) * examples_per_step * micro_batch_size * 1.25)
     examples = make_examples(tokenizer, count, seed, length_scale, mix=lengths)
     # Peak FLOP/s by dtype name, as the systems report the dtypes their body and lm_head run in.
     peaks = {name: measure_matmul_peak(threads, device, dtype)
@@ -160,7 +163,8 @@ def run_bench(
                      "examples_per_step": examples_per_step, "method": method, "seed": seed, "lr": lr,
                      "examples": count, "lengths": lengths, "length_scale": length_scale,
                      "loss_chunk_size": loss_chunk_size, "loss_dtype": loss_dtype,
-                     "dsft_options": sorted(dsft_options), "profile_dir": profile_dir},
+                     "dsft_options": sorted(dsft_options), "profile_dir": profile_dir,
+                     "micro_batch_size": micro_batch_size},
         "definitions": DEFINITIONS, "systems": {},
     }
     with tempfile.TemporaryDirectory(prefix="dsft-bench-") as tmp:
@@ -175,7 +179,8 @@ def run_bench(
                     "seq_len": seq_len, "examples_per_step": examples_per_step, "method": method, "seed": seed,
                     "lr": lr, "threads": threads, "work_dir": str(work / system),
                     "loss_chunk_size": loss_chunk_size, "loss_dtype": loss_dtype,
-                    "dsft_options": sorted(dsft_options), "profile_dir": profile_dir}
+                    "dsft_options": sorted(dsft_options), "profile_dir": profile_dir,
+                    "micro_batch_size": micro_batch_size}
             load_before = list(os.getloadavg())
             try:
                 result = _run_worker(spec, work)

@@ -1,7 +1,8 @@
 """The three training systems the benchmark compares, each run in its own process by ``worker.py``.
 
-* ``dsft``: dsft defaults: BFD-packed rows of ``seq_len`` tokens (micro-batch 1 row, accumulation chosen
-  so a step holds about ``examples_per_step`` examples), chunked loss on supervised tokens only.
+* ``dsft``: dsft defaults: BFD-packed rows of ``seq_len`` tokens (micro-batch ``micro_batch_size`` rows,
+  default 1, as ``train.micro_batch_size``; accumulation chosen so a step holds about ``examples_per_step``
+  examples, at least one micro-batch), chunked loss on supervised tokens only.
 * ``trl``: TRL ``SFTTrainer`` with its defaults on the ``messages`` data (no packing, padding to the
   longest in the batch, loss on every token, gradient checkpointing on); batch ``examples_per_step``.
 * ``trl-expert``: TRL ``SFTTrainer`` as a careful engineer configures it for speed on this data: the
@@ -9,8 +10,8 @@
   EOS only, the tokens dsft supervises), ``packing=True`` with TRL's best-fit-decreasing strategy (which
   turns on its padding-free collator: one flattened row with restarting ``position_ids``, no padding),
   gradient checkpointing off, and TRL's own chunked fused lm_head (its default; it also computes entropy and
-  top-1 accuracy for logging, which cannot be turned off). Micro-batch one packed row, accumulation chosen
-  like dsft's so a step holds about ``examples_per_step`` examples.
+  top-1 accuracy for logging, which cannot be turned off). Micro-batch ``micro_batch_size`` packed rows
+  (dsft's; its collator flattens them into one row), accumulation chosen like dsft's.
 * ``seed``: the seeds' recipe: transformers ``Trainer``, every example padded to ``seq_len`` with EOS,
   ``labels = input_ids`` (prompt and padding included), micro-batch 1 x accumulation ``examples_per_step``.
 
@@ -144,13 +145,14 @@ def build_dsft(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[
     if len(dataset) == 0:
         raise ValueError(f"every example is longer than seq_len={spec['seq_len']}")
     examples_per_row = (dataset.examples - dataset.dropped_overlong) / max(1, len(dataset))
-    accumulation = max(1, round(spec["examples_per_step"] / examples_per_row))
+    rows_per_micro_batch = spec.get("micro_batch_size", 1)
+    accumulation = max(1, round(spec["examples_per_step"] / (examples_per_row * rows_per_micro_batch)))
     options = set(spec.get("dsft_options", ()))
     checkpointing = "gradient_checkpointing" in options or "offload_activations" in options
     if checkpointing and hasattr(model, "enable_input_require_grads"):
         model.enable_input_require_grads()  # LoRA: the frozen embeddings' output must carry a gradient
     args = TrainingArguments(
-        per_device_train_batch_size=1, gradient_accumulation_steps=accumulation,
+        per_device_train_batch_size=rows_per_micro_batch, gradient_accumulation_steps=accumulation,
         gradient_checkpointing=checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None,
         torch_compile="compile" in options, **common_args(spec, model.device.type),
@@ -206,11 +208,14 @@ def build_trl_expert(spec: dict[str, Any], model: Any, tokenizer: Any, examples:
     # Accumulation as dsft's: TRL packs best-fit decreasing too, so dsft's packer predicts its row count.
     lengths = [min(len(e["input_ids"]), spec["seq_len"]) for e in examples]
     rows = len(pack_best_fit(lengths, spec["seq_len"]))
-    accumulation = max(1, round(spec["examples_per_step"] / (len(examples) / max(1, rows))))
+    rows_per_micro_batch = spec.get("micro_batch_size", 1)
+    examples_per_row = len(examples) / max(1, rows)
+    accumulation = max(1, round(spec["examples_per_step"] / (examples_per_row * rows_per_micro_batch)))
     args = SFTConfig(
         max_length=spec["seq_len"], packing=True, packing_strategy="bfd", padding_free=True,
         completion_only_loss=True, gradient_checkpointing=False,
-        per_device_train_batch_size=1, gradient_accumulation_steps=accumulation, **common_args(spec, model.device.type),
+        per_device_train_batch_size=rows_per_micro_batch, gradient_accumulation_steps=accumulation,
+        **common_args(spec, model.device.type),
     )
     trainer_cls = metered(SFTTrainer, meter, "padding_free")
     return Built(trainer_cls(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
