@@ -105,7 +105,7 @@ def test_full_disk_during_prepare_names_the_path_and_cleans_up(run_cli, tmp_path
 
 
 def test_full_disk_during_prepare_keeps_an_out_directory_the_user_made(run_cli, tmp_path: Path, monkeypatch) -> None:
-    import dsft.data.pipeline as pipeline
+    from dsft.data import pipeline
 
     mine = tmp_path / "mine"
     mine.mkdir()  # made by the user, empty, before the command began
