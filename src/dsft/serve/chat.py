@@ -7,8 +7,8 @@ training template's rendering, as in ``dsft serve``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from rich.console import Console
 

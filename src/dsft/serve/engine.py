@@ -14,8 +14,8 @@ import collections
 import contextlib
 import dataclasses
 import logging
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import AsyncIterator, Callable, Iterator
 
 from dsft.serve.generation import GenerationRequest, RowResult, generate_batch
 from dsft.serve.serving_model import ServingModel

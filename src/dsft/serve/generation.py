@@ -9,8 +9,9 @@ that belongs to one row (its generator, its sampling, its decoding) ends that ro
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 

@@ -14,8 +14,9 @@ not a whole block.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any
 
 from dsft.serve.engine import RequestStream
 from dsft.serve.generation import RowResult

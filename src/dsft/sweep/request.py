@@ -4,9 +4,10 @@ config or grid value is refused before the runner (:mod:`dsft.sweep.runner`) imp
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from dsft.config import DsftConfig, load_config
 from dsft.data.pipeline import check_inputs

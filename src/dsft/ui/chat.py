@@ -14,8 +14,9 @@ import asyncio
 import functools
 import json
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 from dsft.errors import DsftError
 from dsft.export.source import ExportSource
