@@ -337,6 +337,21 @@ def test_deploy_refuses_a_missing_model_without_creating_out(tmp_path: Path) -> 
     assert (tmp_path / "mine").is_dir() and not any((tmp_path / "mine").iterdir())
 
 
+
+def test_deploy_refuses_a_non_empty_out_before_torch_and_writes_nothing(tmp_path: Path) -> None:
+    """A directory holding the user's own files is refused (its Dockerfile would be replaced) before the preset
+    is built, naming the directory and --overwrite; nothing in it changes."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "Dockerfile").write_text("FROM my-own-image\n")
+    code, torch_loaded, err = _refuse(["deploy", "k8s", "tiny-deepseek-llm", "--out", str(mine)], tmp_path)
+    assert code == 2 and f"--out {mine}: directory is not empty" in err and "--overwrite" in err, err
+    assert "Traceback" not in err and err.lower().count("error:") == 1, err
+    assert not torch_loaded, "the refusal came after torch was imported"
+    assert sorted(p.name for p in mine.rglob("*")) == ["Dockerfile"]
+    assert (mine / "Dockerfile").read_text() == "FROM my-own-image\n"
+
+
 PREPARE_CASES = [
     ("missing", lambda t: [str(t / "absent.jsonl")], "absent.jsonl: no such file or directory"),
     ("device", lambda t: ["/dev/null"], "/dev/null: exists but is not a regular file (a device, pipe or socket)"),

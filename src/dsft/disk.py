@@ -2,7 +2,8 @@
 
 * :func:`output_dir` checks an ``--out`` directory before any work (a file of that name, an
   unwritable parent) and creates it; :func:`check_output_dir` checks alone, for commands that check
-  their other inputs before creating anything.
+  their other inputs before creating anything; :func:`check_fresh_output_dir` also refuses a directory
+  that already holds files unless ``--overwrite`` is given, for commands whose files would replace the user's.
 * :func:`require_free_space` refuses to start a write the file system has no room for, saying how much
   is needed and how much is free.
 * :func:`partial_output_removed` wraps a write into an output directory: when the disk fills up (or
@@ -65,6 +66,15 @@ def check_output_dir(path: Path, flag: str = "--out") -> None:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise DsftError(f"{flag} {path}: " + ("the directory is not writable" if existing == path
                                               else f"cannot create the directory ({existing} is not writable)"))
+
+
+def check_fresh_output_dir(path: Path, overwrite: bool, flag: str = "--out") -> None:
+    """:func:`check_output_dir`, and a directory that already holds files is refused unless ``overwrite``:
+    commands that write fixed file names (``Dockerfile``, ``model.safetensors``) would silently replace a file
+    of the user's. With ``overwrite`` the command replaces its own files and leaves the others there."""
+    check_output_dir(path, flag)
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise DsftError(f"{flag} {path}: directory is not empty; choose a new one or pass --overwrite")
 
 
 def output_dir(path: Path, flag: str = "--out") -> Path:

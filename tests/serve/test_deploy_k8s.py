@@ -49,6 +49,24 @@ def test_cpu_deployment_has_no_gpu_limit(tmp_path: Path) -> None:
     assert dockerfile.rstrip().endswith('"--allow-unauthenticated"]')
 
 
+
+def test_overwrite_replaces_dsft_files_and_leaves_the_users_others(tmp_path: Path) -> None:
+    """A second deploy into the same --out needs --overwrite; it rewrites dsft's files and keeps the user's."""
+    out = deploy(tmp_path, "tiny-deepseek-llm", "--gpus", "0")
+    (out / "model").mkdir()
+    (out / "model" / "config.json").write_text("{}")
+    (out / "notes.md").write_text("mine")
+    (out / "dsft-source" / "stale.py").write_text("left from an older dsft")
+    deploy(tmp_path, "tiny-deepseek-llm", "--gpus", "1", "--replicas", "3", "--overwrite")
+    deployment = yaml.safe_load((out / "deployment.yaml").read_text())
+    assert deployment["spec"]["replicas"] == 3
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert "--allow-unauthenticated" in (out / "Dockerfile").read_text()
+    assert (out / "notes.md").read_text() == "mine" and (out / "model" / "config.json").read_text() == "{}"
+    assert not (out / "dsft-source" / "stale.py").exists()  # dsft-source/ is dsft's: replaced whole
+    assert (out / "dsft-source" / "pyproject.toml").is_file()
+
+
 def test_lora_run_must_be_merged_first(lora_run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["deploy", "k8s", str(lora_run_dir), "--out", str(tmp_path / "k8s")])

@@ -143,7 +143,8 @@ def chat(
 
 def deploy_k8s(
     model_or_run: str = typer.Argument(..., help="Model directory, tiny preset or hub id (merge LoRA runs first)."),
-    out: Path = typer.Option(..., "--out", help="Directory for deployment.yaml, service.yaml and Dockerfile."),
+    out: Path = typer.Option(..., "--out",
+                          help="Directory for deployment.yaml, service.yaml and Dockerfile (must be empty or absent)."),
     image: str = typer.Option("dsft-serve:latest", "--image", help="Image the Deployment runs (build it from the Dockerfile)."),
     gpus: int = typer.Option(1, "--gpus", help="GPUs per pod (0 = CPU)."),
     replicas: int = typer.Option(1, "--replicas", help="Pods."),
@@ -151,12 +152,16 @@ def deploy_k8s(
     served_model_name: str = typer.Option("dsft", "--served-model-name", help="Name clients use as `model`."),
     api_key_secret: str | None = typer.Option(None, "--api-key-secret",
                                               help="Secret (key `api-key`) whose value becomes the server's API key."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Allow a non-empty --out: dsft's own files there (the manifests, Dockerfile and "
+        "dsft-source/) are replaced, other files are left alone."),
 ) -> None:
     """Write a Kubernetes Deployment + Service (GPU limits, /health probes) and a Dockerfile."""
-    from dsft.disk import check_output_dir, output_dir, partial_output_removed
+    from dsft.disk import check_fresh_output_dir, output_dir, partial_output_removed
     from dsft.serve.k8s import deploy_spec_for, k8s_files, write_k8s
 
-    check_output_dir(out)  # --out, the model and every file's text come before the directory is created
+    # --out (empty, or --overwrite), the model and every file's text come before the directory is created.
+    check_fresh_output_dir(out, overwrite)
     spec = deploy_spec_for(model_or_run, name=name, image=image, gpus=gpus, replicas=replicas,
                            served_model_name=served_model_name, api_key_secret=api_key_secret)
     files = k8s_files(spec)

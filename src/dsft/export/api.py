@@ -10,8 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from dsft.disk import contents, partial_output_removed, remove_new_files, tree_bytes
-from dsft.errors import DsftError
+from dsft.disk import check_fresh_output_dir, contents, partial_output_removed, remove_new_files, tree_bytes
 from dsft.export.gguf_export import export_gguf
 from dsft.export.hf import export_adapter, export_hf
 from dsft.export.ollama import export_ollama
@@ -32,13 +31,6 @@ class ExportResult:
     files: tuple[str, ...]
 
 
-def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DsftError(f"--out {out_dir}: exists and is not a directory")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise DsftError(f"--out {out_dir}: directory is not empty; choose a new one or pass --overwrite")
-
-
 def export(run_or_model: str | Path, fmt: str, out_dir: str | Path, dtype: str = "auto", verify: bool = True,
            tolerance: float | None = None, overwrite: bool = False, max_shard_size: str = "5GB",
            name: str | None = None, echo: Callable[[str], None] = print,
@@ -52,7 +44,7 @@ def export(run_or_model: str | Path, fmt: str, out_dir: str | Path, dtype: str =
     """
     check_export_options(fmt, dtype, tolerance, max_shard_size)
     out = Path(out_dir)
-    _check_out_dir(out, overwrite)
+    check_fresh_output_dir(out, overwrite)
     source = resolve_source(run_or_model, base_model)
     echo(f"exporting {source.run_dir or source.model_dir} ({source.method}, template {source.template}) "
          f"as {fmt} to {out}")
