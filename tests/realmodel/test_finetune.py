@@ -21,15 +21,9 @@ from dsft.eval.target import load_eval_target
 
 from factcheck import ask, prompts_for, score
 from jsonl_files import read_jsonl
+from smollm2_recipe import FULL, LORA, TRAIN
 
 pytestmark = pytest.mark.slow
-
-# The bounded recipe: measured on the 2-core machine (see docs/models.md for the figures).
-TRAIN = ["train.epochs=4", "train.micro_batch_size=4", "train.max_seq_len=128", "train.lr_scheduler=constant",
-         "train.warmup_ratio=0.0", "train.save_steps=1000", "eval.steps=10", "eval.load_best=false",
-         "train.report_to=[]", "train.logging_steps=10"]
-FULL = ["train.method=full", "train.lr=3e-4"]
-LORA = ["train.method=lora", "train.lr=2e-3", "lora.r=16", "lora.alpha=32"]
 
 
 def train(source: str, facts: dict[str, Path], cache: Path, out: Path, method: list[str]) -> Path:
