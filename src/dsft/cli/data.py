@@ -64,6 +64,7 @@ def prepare_command(
 
 def _prepare(cfg: Any, inputs: list[str] | None, out: Path, tokenizer: str | None) -> None:
     from dsft.data.pipeline import check_inputs, prepare, training_sources
+    from dsft.data.prepared_output import check_prepared_output
     from dsft.data.readers import expand_inputs
     from dsft.disk import check_output_dir, output_dir, partial_output_removed, tree_bytes
 
@@ -72,6 +73,7 @@ def _prepare(cfg: Any, inputs: list[str] | None, out: Path, tokenizer: str | Non
     # (data.val, data.test and data.mix too when INPUT... replace data.train).
     train_sources = training_sources(cfg, inputs)
     check_inputs(cfg, inputs)
+    check_prepared_output(cfg, out, inputs, f"--out {out}")  # the user's own files are never overwritten
     named = expand_inputs(train_sources)
     if cfg.train.objective == "sft" and tokenizer != "deepseek":
         _check_tokenizer_name(tokenizer, cfg)

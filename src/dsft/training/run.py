@@ -22,6 +22,7 @@ from transformers.trainer_callback import PrinterCallback
 from dsft.config import DsftConfig
 from dsft.disk import USER_FILESYSTEM_ERRORS, disk_error, tree_bytes
 from dsft.data.pipeline import check_inputs
+from dsft.data.prepared_output import check_prepared_output
 from dsft.errors import ConfigError, DsftError, UnsupportedError
 from dsft.models.gguf_source import dequantisation_note, read_import_record
 from dsft.models.loading import load_tokenizer, use_cpu_accelerator_without_cuda
@@ -91,6 +92,8 @@ def run_training(
     if problems:
         raise UnsupportedError(f"{len(problems)} problem(s) with this machine", problems)
     check_inputs(cfg)  # before the run directory is written or a model resolved
+    if not cfg.data.prepared_dir:  # the data is prepared into RUN/data, never over the user's files
+        check_prepared_output(cfg, run_dir / "data", None, f"--out {run_dir}")
     run = RunDir(run_dir)
     previous = run.recorded_info()  # before this start rewrites it: what the resumed run recorded
     run.prepare(cfg, resuming=resume is not None)

@@ -1,0 +1,48 @@
+"""Where a preparation may write: never over the user's own files.
+
+``dsft data prepare`` writes fixed names (``train.jsonl``, ``val.jsonl``, ``test.jsonl``, ``rejects.jsonl``,
+``removed.jsonl``, the report and its histograms) into ``--out``, and ``dsft train`` into ``RUN/data``. A
+directory holding the user's data under those names (``dsft data prepare data/train.jsonl --out data``,
+``dsft train config.yaml --out .`` beside ``data/train.jsonl``) would have them replaced by the prepared
+splits. :func:`check_prepared_output` refuses that before anything is created or loaded; rewriting an earlier
+preparation (its ``data_report.json`` is there) stays allowed, so the same command can be rerun.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dsft.config.schema import DsftConfig
+from dsft.data.pipeline import REPORT_FILE
+from dsft.data.readers import expand_inputs
+from dsft.data.report import HISTOGRAM_FILE, REASONING_HISTOGRAM_FILE
+from dsft.data.split import SPLITS
+from dsft.errors import DataError
+
+PREPARED_FILES = (*(f"{split}.jsonl" for split in SPLITS), "rejects.jsonl", "removed.jsonl", REPORT_FILE,
+                  "data_report.md", HISTOGRAM_FILE, REASONING_HISTOGRAM_FILE)
+
+
+def check_prepared_output(cfg: DsftConfig, out: Path, inputs: list[str] | None, flag: str) -> None:
+    """Raise a :class:`DataError` when preparing into ``out`` would overwrite a data input, or files of the
+    prepared names that no preparation wrote (``out`` holds no ``data_report.json``).
+
+    ``inputs`` are ``dsft data prepare INPUT...`` (else ``data.train``); ``data.val``, ``data.test`` and
+    ``data.mix`` count too. ``flag`` says how the user named ``out`` (``--out DIR``). Inputs are assumed
+    readable (:func:`dsft.data.pipeline.check_inputs` runs first)."""
+    if not out.is_dir():
+        return
+    targets = {(out / name).resolve(): name for name in PREPARED_FILES}
+    patterns = list(inputs) if inputs else list(cfg.data.train)
+    patterns += [*cfg.data.val, *cfg.data.test, *(source.path for source in cfg.data.mix)]
+    for path in expand_inputs(patterns):
+        name = targets.get(Path(path).resolve())
+        if name is not None:
+            raise DataError(f"{flag}: would overwrite the input {path} with the prepared {name}; choose another "
+                            "output directory")
+    if (out / REPORT_FILE).is_file():
+        return  # an earlier preparation: rewriting it is the rerun
+    held = [str(out / name) for name in PREPARED_FILES if (out / name).exists()]
+    if held:
+        raise DataError(f"{flag}: would overwrite {', '.join(held)}, not written by a preparation (no {REPORT_FILE} "
+                        "beside them); choose a new or empty output directory")

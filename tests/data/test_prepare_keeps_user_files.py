@@ -1,0 +1,82 @@
+"""A preparation never writes over the user's own files: an --out (or a run's data/ directory) holding the
+input, or files of the prepared names that no preparation wrote, is refused before anything is written,
+and the files are left as they were. Rewriting an earlier preparation is still the rerun."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RECORDS = [{"prompt": f"水库{i}的总库容是多少？", "completion": f"{i}亿立方米"} for i in range(12)]
+
+
+def _user_data(directory: Path) -> dict[Path, bytes]:
+    """``directory`` with the user's own train.jsonl and val.jsonl; their bytes by path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "train.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in RECORDS[:10]))
+    (directory / "val.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in RECORDS[10:]))
+    return {path: path.read_bytes() for path in directory.iterdir()}
+
+
+def _unchanged(before: dict[Path, bytes], directory: Path) -> None:
+    assert {path: path.read_bytes() for path in directory.rglob("*") if path.is_file()} == before
+
+
+def test_prepare_refuses_an_out_that_holds_its_input(tmp_path: Path, run_cli) -> None:
+    data = tmp_path / "mydata"
+    before = _user_data(data)
+    code, _, err = run_cli(["data", "prepare", str(data / "train.jsonl"), "--out", str(data), "--tokenizer", "deepseek"])
+    message = " ".join(err.split())
+    assert code == 2 and "Traceback" not in err, err
+    assert f"--out {data}: would overwrite the input {data / 'train.jsonl'} with the prepared train.jsonl" \
+           in message, message
+    _unchanged(before, data)
+
+
+def test_prepare_refuses_an_out_holding_the_users_files(tmp_path: Path, run_cli) -> None:
+    data = tmp_path / "mydata"
+    before = _user_data(data)
+    elsewhere = tmp_path / "input.jsonl"
+    elsewhere.write_text(json.dumps(RECORDS[0], ensure_ascii=False) + "\n")
+    code, _, err = run_cli(["data", "prepare", str(elsewhere), "--out", str(data), "--tokenizer", "deepseek"])
+    message = " ".join(err.split())
+    assert code == 2 and "Traceback" not in err, err
+    assert f"--out {data}: would overwrite {data / 'train.jsonl'}, {data / 'val.jsonl'}, not written by a " \
+           "preparation" in message, message
+    _unchanged(before, data)
+
+
+def test_prepare_refuses_rereading_its_own_output_below_an_input_directory(tmp_path: Path, run_cli) -> None:
+    data = tmp_path / "mydata"
+    _user_data(data)
+    out = data / "prepared"
+    assert run_cli(["data", "prepare", str(data), "--out", str(out), "--tokenizer", "deepseek"])[0] == 0
+    before = {path: path.read_bytes() for path in data.rglob("*") if path.is_file()}
+    code, _, err = run_cli(["data", "prepare", str(data), "--out", str(out), "--tokenizer", "deepseek"])
+    assert code == 2 and "would overwrite the input" in " ".join(err.split()), err
+    _unchanged(before, data)
+
+
+def test_rerunning_a_preparation_into_its_own_directory_still_works(tmp_path: Path, run_cli) -> None:
+    data = tmp_path / "mydata"
+    _user_data(data)
+    out = tmp_path / "prepared"
+    for _ in range(2):
+        code, _, err = run_cli(["data", "prepare", str(data / "train.jsonl"), "--out", str(out),
+                                "--tokenizer", "deepseek"])
+        assert code == 0, err
+    assert (out / "train.jsonl").is_file() and (out / "data_report.json").is_file()
+
+
+def test_train_refuses_a_run_directory_whose_data_holds_the_input(tmp_path: Path, run_cli) -> None:
+    project = tmp_path / "project"
+    before = _user_data(project / "data")
+    config = project / "config.yaml"
+    config.write_text(f"model: {{name_or_path: tiny-deepseek-v3}}\ndata: {{train: [{project / 'data' / 'train.jsonl'}]}}\n")
+    before[config] = config.read_bytes()
+    code, _, err = run_cli(["train", str(config), "--out", str(project)])
+    message = " ".join(err.split())
+    assert code == 2 and "Traceback" not in err, err
+    assert f"--out {project}: would overwrite the input {project / 'data' / 'train.jsonl'} with the prepared " \
+           "train.jsonl" in message, message
+    _unchanged(before, project)
