@@ -32,7 +32,7 @@ def test_help(path) -> None:
 
 @pytest.mark.parametrize("path", sorted(_commands(app)))
 def test_help_keeps_bracketed_words(path) -> None:
-    """Rich reads ``[word]`` in help text as markup and drops it: an option's help must say it another way."""
+    """Rich reads ``[word]`` and ``[default: x]`` in help text as markup and drops it: help is printed as written."""
     import re
 
     import typer.main
@@ -40,10 +40,23 @@ def test_help_keeps_bracketed_words(path) -> None:
     command = typer.main.get_command(app)
     for name in path:
         command = command.commands[name]
-    output = runner.invoke(app, [*path, "--help"], terminal_width=200).output
+    output = " ".join(runner.invoke(app, [*path, "--help"], env={"COLUMNS": "2000"}, terminal_width=2000).output.split())
     for param in command.params:
-        for word in re.findall(r"\[([^\]\s]+)\]", getattr(param, "help", None) or ""):
-            assert word in output, f"{' '.join(path)} {param.name}: '[{word}]' is lost from --help"
+        for words in re.findall(r"\[[^\]]+\]", getattr(param, "help", None) or ""):
+            assert " ".join(words.split()) in output, f"{' '.join(path)} {param.name}: '{words}' is lost from --help"
+
+
+@pytest.mark.parametrize("path", sorted(p for p in _commands(app) if p))
+def test_command_summary_is_one_sentence_line(path) -> None:
+    """The group's command list shows a command's first help paragraph as written: a line break inside it
+    breaks the sentence in `dsft --help`."""
+    import typer.main
+
+    command = typer.main.get_command(app)
+    for name in path:
+        command = command.commands[name]
+    summary = (command.help or "").strip().split("\n\n")[0]
+    assert "\n" not in summary, f"dsft {' '.join(path)}: its first help paragraph spans lines: {summary!r}"
 
 
 def test_top_level_help_is_fast_and_light() -> None:

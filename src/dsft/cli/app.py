@@ -48,8 +48,27 @@ def root(
         os.environ["DSFT_DEBUG"] = "1"
 
 
+def _help_as_written(group: typer.Typer, escaped: set[int]) -> None:
+    """Escape rich markup in every option's and argument's help: typer prints help through rich, which reads
+    ``[default: 8000]`` or ``[word]`` as a style tag and drops it from ``--help``. ``escaped`` holds the ids of
+    the options done (one option object may serve several commands)."""
+    import inspect
+
+    from rich.markup import escape
+
+    for command in group.registered_commands:
+        for parameter in inspect.signature(command.callback).parameters.values():
+            info = parameter.default
+            if isinstance(info, typer.models.ParameterInfo) and info.help and id(info) not in escaped:
+                info.help = escape(info.help)
+                escaped.add(id(info))
+    for subgroup in group.registered_groups:
+        _help_as_written(subgroup.typer_instance, escaped)
+
+
 for _name in COMMAND_MODULES:
     importlib.import_module(f"dsft.cli.{_name}").register(app)
+_help_as_written(app, set())
 
 
 def main(argv: list[str] | None = None) -> None:

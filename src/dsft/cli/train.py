@@ -21,8 +21,7 @@ def train(
         "`dsft config preset`.",
     ),
 ) -> None:
-    """Fine-tune a model: prepare the data, train (SFT, DPO, ORPO, KTO or GRPO; LoRA, QLoRA or full) and save
-    the run."""
+    """Fine-tune a model: prepare the data, train (SFT, DPO, ORPO, KTO or GRPO; LoRA, QLoRA or full), save the run."""
     stopping.restore()  # SIGTERM: finishes the step and saves a checkpoint (dsft.training.stop)
     from rich.console import Console
 
