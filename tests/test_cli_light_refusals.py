@@ -352,6 +352,34 @@ def test_deploy_refuses_a_non_empty_out_before_torch_and_writes_nothing(tmp_path
     assert (mine / "Dockerfile").read_text() == "FROM my-own-image\n"
 
 
+
+# Commands that write fixed file names into --out, and a file of the user's each would have replaced (data prepare
+# refuses only files of its names that no preparation wrote, so that it can be rerun: tests/data).
+NON_EMPTY_OUT_CASES = [
+    ("eval", lambda t: ["eval", "tiny-deepseek-llm", "--data", _data(t), "--limit", "1", "--max-new-tokens", "2"],
+     "metrics.json"),
+    ("compare", lambda t: ["compare", "--base", "tiny-deepseek-llm", "--tuned", "tiny-deepseek-llm", "--data", _data(t),
+                           "--limit", "1", "--max-new-tokens", "2"], "report.md"),
+]
+
+
+@pytest.mark.parametrize("args, mine", [c[1:] for c in NON_EMPTY_OUT_CASES], ids=[c[0] for c in NON_EMPTY_OUT_CASES])
+def test_a_non_empty_out_is_refused_before_torch_unless_overwrite(tmp_path: Path, args, mine: str) -> None:
+    """A directory holding files is refused, naming it and --overwrite, before torch loads; its files stay as they
+    were. With --overwrite the directory passes and the next check (the data, here missing) speaks."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / mine).write_text("the user's own\n")
+    code, torch_loaded, err = _refuse([*args(tmp_path), "--out", str(out)], tmp_path)
+    assert code == 2 and f"--out {out}: directory is not empty" in err and "--overwrite" in err, err
+    assert "Traceback" not in err and err.lower().count("error:") == 1, err
+    assert not torch_loaded, "the refusal came after torch was imported"
+    assert sorted(p.name for p in out.rglob("*")) == [mine] and (out / mine).read_text() == "the user's own\n"
+    missing = [str(tmp_path / "absent.jsonl") if arg == _data(tmp_path) else arg for arg in args(tmp_path)]
+    code, _, err = _refuse([*missing, "--out", str(out), "--overwrite"], tmp_path)
+    assert code == 2 and "absent.jsonl: no such file" in err and "not empty" not in err, err
+
+
 PREPARE_CASES = [
     ("missing", lambda t: [str(t / "absent.jsonl")], "absent.jsonl: no such file or directory"),
     ("device", lambda t: ["/dev/null"], "/dev/null: exists but is not a regular file (a device, pipe or socket)"),

@@ -126,6 +126,8 @@ SEED = typer.Option(0, "--seed", help="Sampling seed.")
 METRICS = typer.Option(None, "--metrics", "-m", help="Comma-separated metrics [default: eval.metrics, else all].")
 DEVICE = typer.Option(None, "--device", help="cpu or cuda:N (default: GPU if available).")
 BASE_MODEL = typer.Option(None, "--base-model", help="Where a moved LoRA run finds its base model (directory, hub id or tiny preset) [default: as recorded in run.json].")
+OVERWRITE = typer.Option(False, "--overwrite", help="Allow a non-empty --out: the files this command writes there "
+                         "are replaced, other files are left alone.")
 THINKING = typer.Option(None, "--thinking/--no-thinking",
                         help="Thinking mode of hybrid templates (default: the run's, else the template's).")
 
@@ -133,20 +135,20 @@ THINKING = typer.Option(None, "--thinking/--no-thinking",
 def eval_command(
     model_or_run: str = typer.Argument(..., help="Model directory, tiny preset, hub id, or a dsft run directory."),
     data: str = typer.Option(..., "--data", help="Eval data (any format dsft reads); the last assistant turn is the reference."),
-    out: Path = typer.Option(..., "--out", help="Directory for predictions.jsonl and metrics.json."),
+    out: Path = typer.Option(..., "--out", help="Directory for predictions.jsonl and metrics.json (new or empty)."),
     max_new_tokens: Optional[int] = MAX_NEW_TOKENS, batch_size: Optional[int] = BATCH_SIZE,
     limit: Optional[int] = LIMIT, template: Optional[str] = TEMPLATE, temperature: Optional[float] = TEMPERATURE,
     top_p: Optional[float] = TOP_P, seed: int = SEED, metrics: Optional[str] = METRICS,
     device: Optional[str] = DEVICE, thinking: Optional[bool] = THINKING, base_model: Optional[str] = BASE_MODEL,
-    config: Optional[Path] = CONFIG,
+    config: Optional[Path] = CONFIG, overwrite: bool = OVERWRITE,
 ) -> None:
     """Generate answers with the model's own template and score them (LoRA runs: adapter not merged)."""
-    from dsft.disk import check_output_dir, output_dir, removed_when_stopped
+    from dsft.disk import check_fresh_output_dir, output_dir, removed_when_stopped
     from dsft.eval.evaluate import evaluate_model
     from dsft.models.loading import check_device
 
     with removed_when_stopped(out):  # stopped: no half-written predictions left
-        check_output_dir(out)  # every input is checked before --out is created
+        check_fresh_output_dir(out, overwrite)  # every input is checked before --out is created
         if device is not None:
             check_device(device)
         check_inputs(data, [model_or_run], base_model)  # before a model loads
@@ -165,25 +167,26 @@ def eval_command(
 def compare_command(
     tuned: str = typer.Option(..., "--tuned", help="The tuned run directory (or a model)."),
     data: str = typer.Option(..., "--data", help="Eval data; the same prompts go through both models."),
-    out: Path = typer.Option(..., "--out", help="Directory for the reports and both models' predictions."),
+    out: Path = typer.Option(..., "--out", help="Directory for the reports and both models' predictions (new or "
+                             "empty)."),
     base: Optional[str] = typer.Option(None, "--base", help="Base model (default: the run's base model)."),
     max_new_tokens: Optional[int] = MAX_NEW_TOKENS, batch_size: Optional[int] = BATCH_SIZE,
     limit: Optional[int] = LIMIT, template: Optional[str] = TEMPLATE, temperature: Optional[float] = TEMPERATURE,
     top_p: Optional[float] = TOP_P, seed: int = SEED, metrics: Optional[str] = METRICS,
     device: Optional[str] = DEVICE, thinking: Optional[bool] = THINKING,
     samples: int = typer.Option(5, "--samples", help="Side-by-side answers shown in the report."),
-    config: Optional[Path] = CONFIG,
+    config: Optional[Path] = CONFIG, overwrite: bool = OVERWRITE,
 ) -> None:
     """Base vs tuned on the same prompts: report.md and a self-contained report.html with deltas."""
     from rich.console import Console
 
-    from dsft.disk import check_output_dir, output_dir, removed_when_stopped
+    from dsft.disk import check_fresh_output_dir, output_dir, removed_when_stopped
     from dsft.eval.compare import compare_models
     from dsft.eval.report import comparison_table
     from dsft.models.loading import check_device
 
     with removed_when_stopped(out):  # stopped: no half-written report left
-        check_output_dir(out)  # every input is checked before --out is created
+        check_fresh_output_dir(out, overwrite)  # every input is checked before --out is created
         if device is not None:
             check_device(device)
         check_inputs(data, [tuned] + ([base] if base else []))  # before either model loads
