@@ -67,6 +67,20 @@ def test_overwrite_replaces_dsft_files_and_leaves_the_users_others(tmp_path: Pat
     assert (out / "dsft-source" / "pyproject.toml").is_file()
 
 
+
+def test_redeploying_a_local_model_does_not_ask_to_copy_it_into_its_earlier_copy(serve_model_dir: Path, tmp_path: Path,
+                                                                                run_cli) -> None:
+    """`cp -r MODEL OUT/model` into an existing OUT/model nests the model one level down, where the image's
+    `dsft serve /models/model` finds no config.json: the second deploy's next steps leave the copy out."""
+    out = tmp_path / "k8s"
+    code, stdout, err = run_cli(["deploy", "k8s", str(serve_model_dir), "--out", str(out)])
+    assert code == 0 and f"next: cp -r {serve_model_dir} {out / 'model'} && docker build" in stdout, err
+    (out / "model").mkdir()
+    code, stdout, err = run_cli(["deploy", "k8s", str(serve_model_dir), "--out", str(out), "--overwrite"])
+    assert code == 0, err
+    assert "cp -r" not in stdout and f"{out / 'model'} is already there" in " ".join(stdout.split()), stdout
+
+
 def test_lora_run_must_be_merged_first(lora_run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["deploy", "k8s", str(lora_run_dir), "--out", str(tmp_path / "k8s")])

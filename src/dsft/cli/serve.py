@@ -171,11 +171,15 @@ def deploy_k8s(
         written = write_k8s(files, out)
     for path in written:
         typer.echo(f"wrote {path}")
-    if spec.model_is_local:
-        typer.echo(f"next: cp -r {spec.model_ref} {out / 'model'} && docker build -t {image} {out} "
-                   f"&& docker push {image} && kubectl apply -f {out}")
+    build = f"docker build -t {image} {out} && docker push {image} && kubectl apply -f {out}"
+    model_copy = out / "model"
+    if spec.model_is_local and model_copy.exists():  # an earlier deploy's copy: `cp -r` would nest a second one in it
+        typer.echo(f"next: {build} ({model_copy} is already there and goes into the image as it is; replace it if "
+                   f"{spec.model_ref} changed)")
+    elif spec.model_is_local:
+        typer.echo(f"next: cp -r {spec.model_ref} {model_copy} && {build}")
     else:
-        typer.echo(f"next: docker build -t {image} {out} && docker push {image} && kubectl apply -f {out}")
+        typer.echo(f"next: {build}")
 
 
 def register(app: typer.Typer) -> None:
