@@ -124,6 +124,35 @@ def test_a_wrong_type_is_one_problem_naming_the_field(tokenizer: Any) -> None:
         assert answer.json()["error"]["param"] == message.split(":")[0]
 
 
+MISTAKES = [
+    # a misspelt field would otherwise be ignored: max_token left max_tokens unset (2,048 tokens generated)
+    ("/v1/chat/completions", _ask(max_token=5), "max_token: unknown field; did you mean 'max_tokens'?"),
+    ("/v1/chat/completions", _ask(max_new_tokens=5), "max_new_tokens: unknown field; did you mean 'max_tokens'?"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "contnet": "hi"}]},
+     "messages.0.contnet: unknown field; did you mean 'content'?"),
+    ("/v1/completions", {"promt": "hi"}, "promt: unknown field; did you mean 'prompt'?"),
+    # a user turn without content was rendered as an empty turn
+    ("/v1/chat/completions", {"messages": [{"role": "user", "text": "hi"}]},
+     "messages.0.content: a user message needs content"),
+    ("/v1/chat/completions", {"messages": [{"role": "system", "content": None}, {"role": "user", "content": "hi"}]},
+     "messages.0.content: a system message needs content"),
+]
+
+
+def test_a_misspelt_field_or_a_turn_without_content_is_400_naming_it(tokenizer: Any) -> None:
+    engine, settings = _engine(tokenizer)
+    with run_live(engine, settings) as server:
+        answers = [httpx.post(server.base_url + path, json=body, timeout=60) for path, body, _ in MISTAKES]
+        # other OpenAI and vLLM parameters dsft does not act on are still accepted, as vLLM accepts them
+        tolerated = httpx.post(server.base_url + "/v1/chat/completions", timeout=60,
+                               json=_ask(user="u1", presence_penalty=0.1, top_k=5, logprobs=False, store=False))
+    for answer, (_, _, message) in zip(answers, MISTAKES):
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]["message"] == message
+        assert answer.json()["error"]["param"] == message.split(":")[0]
+    assert tolerated.status_code == 200, tolerated.text
+
+
 def test_a_body_over_the_cap_is_413_and_a_long_prompt_does_not_stall_health(tokenizer: Any) -> None:
     release = threading.Event()
 

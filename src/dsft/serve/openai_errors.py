@@ -27,6 +27,11 @@ _ERROR_TYPES = {
 }
 
 
+# The pydantic error type of a misspelt request field (dsft.serve.protocol); its ctx names the field, which
+# the model holding it cannot put in loc.
+UNKNOWN_FIELD = "unknown_field"
+
+
 class ApiError(Exception):
     """An error answered to the client with ``status`` and OpenAI's error body."""
 
@@ -63,6 +68,8 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
             continue
         # loc starts with "body"; the rest names the field, e.g. ("body", "messages", 0, "role").
         loc = [str(part) for part in err.get("loc", ()) if part != "body"]
+        if err.get("type") == UNKNOWN_FIELD:  # raised by the model holding the field: name the field itself
+            loc.append(str((err.get("ctx") or {}).get("field")))
         where = ".".join(loc) or "body"
         first_param = first_param or (where if loc else None)
         problems.append(f"{where}: {str(err.get('msg', 'invalid')).removeprefix('Value error, ')}")

@@ -24,6 +24,9 @@ def conversation_from_messages(messages: list[ChatMessageIn], tools: list[dict[s
         role = "system" if message.role == "developer" else message.role
         if role == "tool" and not message.text():
             raise ApiError(400, f"messages.{index}: a tool message needs content", f"messages.{index}.content")
+        if message.role != "assistant" and message.content is None:  # missing, null, or sent as another field
+            raise ApiError(400, f"messages.{index}.content: a {message.role} message needs content",
+                           f"messages.{index}.content")
         converted.append(Message(
             role=role, content=message.text(), reasoning=message.reasoning_content or message.reasoning,
             tool_calls=message.tool_calls, name=message.name, tool_call_id=message.tool_call_id,

@@ -1,23 +1,37 @@
 """Request bodies of the OpenAI-compatible API (pydantic) and the JSON answers built from results.
 
-Only the fields dsft acts on are declared; unknown fields are ignored, as vLLM does, so clients that
-send ``user``, ``presence_penalty`` and the like still work.
+Only the fields dsft acts on are declared; other fields are ignored, as vLLM does, so clients that send
+``user``, ``presence_penalty`` and the like still work, except a name that looks like a misspelt declared
+field (``max_token``, ``max_new_tokens``, ``contnet``): ignoring it would silently drop what the client
+meant, so it is a 400 naming the field it resembles (:data:`UNKNOWN_FIELD`).
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 import time
 import uuid
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
-from dsft.serve.openai_errors import ApiError
+from dsft.serve.openai_errors import UNKNOWN_FIELD, ApiError
 
 # torch.Generator.manual_seed accepts exactly this range; a seed outside it cannot be honoured.
 SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# Request fields of OpenAI's API and vLLM's extensions that dsft accepts and ignores, never taken for a typo
+# of a field it reads (top_k is as close to top_p as a misspelling).
+TOLERATED_FIELDS = frozenset({
+    "frequency_penalty", "presence_penalty", "logit_bias", "logprobs", "top_logprobs", "user", "store", "metadata",
+    "service_tier", "response_format", "parallel_tool_calls", "modalities", "audio", "prediction",
+    "reasoning_effort", "functions", "function_call", "suffix", "echo", "best_of", "top_k", "min_p",
+    "repetition_penalty", "length_penalty", "min_tokens", "ignore_eos", "stop_token_ids", "skip_special_tokens",
+    "spaces_between_special_tokens", "include_stop_str_in_output", "add_generation_prompt",
+    "continue_final_message", "use_beam_search", "priority", "request_id",
+})
 
 
 def lone_surrogate_path(value: Any, path: str = "") -> str | None:
@@ -52,6 +66,20 @@ class _Request(BaseModel):
         where = lone_surrogate_path(data)
         if where is not None:
             raise ValueError(f"{where}: holds a lone UTF-16 surrogate (e.g. \\ud800), which is not valid Unicode")
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_misspelt_fields(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or cls.model_config.get("extra") == "allow":
+            return data
+        for key in data:
+            if not isinstance(key, str) or key in cls.model_fields or key in TOLERATED_FIELDS:
+                continue
+            meant = difflib.get_close_matches(key, list(cls.model_fields), n=1, cutoff=0.8)
+            if meant:
+                raise PydanticCustomError(UNKNOWN_FIELD, "unknown field; did you mean '{meant}'?",
+                                          {"field": key, "meant": meant[0]})
         return data
 
 
