@@ -133,6 +133,17 @@ def test_export_refuses_bad_options_before_torch(tmp_path: Path, args, expected:
     assert not (tmp_path / "out").exists()
 
 
+def _prepared(tmp: Path) -> str:
+    """A directory as `dsft data prepare` leaves it (the splits and the report)."""
+    prepared = tmp / "prepared"
+    prepared.mkdir()
+    for name in ("train.jsonl", "val.jsonl"):
+        (prepared / name).write_text(json.dumps({"messages": [{"role": "user", "content": "q"},
+                                                             {"role": "assistant", "content": "a"}]}) + "\n")
+    (prepared / "data_report.json").write_text("{}")
+    return str(prepared)
+
+
 EVAL_CASES = [
     ("eval-missing-data", lambda t: ["eval", "tiny-deepseek-v3", "--data", str(t / "absent.jsonl")], "absent.jsonl"),
     ("eval-missing-model", lambda t: ["eval", "./no-such-model", "--data", _data(t)], "not a local directory"),
@@ -143,6 +154,16 @@ EVAL_CASES = [
                                               "tiny-deepseek-v3"], "--base-model applies to a run directory"),
     ("eval-data-is-a-device", lambda t: ["eval", "tiny-deepseek-v3", "--data", "/dev/null"],
      "/dev/null: exists but is not a regular file (a device, pipe or socket)"),
+    ("eval-unknown-metric", lambda t: ["eval", "tiny-deepseek-v3", "--data", _data(t), "--metrics", "f1,blue"],
+     "unknown metric(s) 'blue'"),
+    ("eval-data-is-a-prepared-directory", lambda t: ["eval", "tiny-deepseek-v3", "--data", _prepared(t)],
+     "prepared: a directory written by dsft data prepare; reading all of it would score its train split too: "
+     "pass one split, e.g. --data "),
+    ("eval-data-is-a-run-directory", lambda t: ["eval", "tiny-deepseek-v3", "--data", _lora_run(t)],
+     "lora-run: a run directory, not data"),
+    ("compare-unknown-metric", lambda t: ["compare", "--tuned", "tiny-deepseek-v3", "--base", "tiny-deepseek-v3",
+                                          "--data", _data(t), "-m", "bleu4"],
+     "unknown metric(s) 'bleu4'"),
     ("compare-missing-data", lambda t: ["compare", "--tuned", "tiny-deepseek-v3", "--data", str(t / "absent.jsonl")],
      "absent.jsonl"),
     ("compare-missing-base", lambda t: ["compare", "--tuned", "tiny-deepseek-v3", "--base", "./no-base",

@@ -69,9 +69,19 @@ def metrics_command(
 def check_inputs(data: str, models: list[str], base_model: str | None = None) -> None:
     """Refuse a missing data file, an unresolvable model name or ``--base-model`` before torch is imported (a
     run directory is opened later, by the command)."""
+    from dsft.data.pipeline import REPORT_FILE
     from dsft.data.readers import expand_inputs
+    from dsft.errors import DataError
     from dsft.export.source import check_source
+    from dsft.training.rundir import RunDir
 
+    # A directory is read whole: a prepared one would score its train split with the rest, a run its metrics.
+    if RunDir.is_run(data):
+        raise DataError(f"--data {data}: a run directory, not data; pass a data file, e.g. its "
+                        f"{Path(data) / 'data' / 'val.jsonl'}")
+    if (Path(data) / REPORT_FILE).is_file():
+        raise DataError(f"--data {data}: a directory written by dsft data prepare; reading all of it would score its "
+                        f"train split too: pass one split, e.g. --data {Path(data) / 'val.jsonl'}")
     expand_inputs([data])
     for name in models:
         check_source(name, base_model)
@@ -110,7 +120,12 @@ def _options(defaults: Any, max_new_tokens: Optional[int], batch_size: Optional[
 
 
 def _metrics(defaults: Any, flag: Optional[str]) -> Optional[list[str]]:
-    return _split_list(flag) if flag else (list(defaults.metrics) or None)
+    """The metrics to score (None: all); an unknown name is refused here, before a model loads."""
+    from dsft.eval.scoring import resolve_metrics
+
+    names = _split_list(flag) if flag else (list(defaults.metrics) or None)
+    resolve_metrics(names)
+    return names
 
 
 CONFIG = typer.Option(None, "--config", help="YAML whose `eval:` section gives the defaults of the generation options "
@@ -153,10 +168,11 @@ def eval_command(
             check_device(device)
         check_inputs(data, [model_or_run], base_model)  # before a model loads
         defaults = eval_defaults(model_or_run, config)
+        wanted = _metrics(defaults, metrics)
         output_dir(out)
         result = evaluate_model(model_or_run, data, out, _options(defaults, max_new_tokens, batch_size, temperature,
                                                                   top_p, seed),
-                                limit=limit, template=template, metrics=_metrics(defaults, metrics), device=device,
+                                limit=limit, template=template, metrics=wanted, device=device,
                                 thinking=thinking, base_model=base_model)
     print_metrics_table(result, f"eval: {model_or_run}")
     gen = result["generation"]
@@ -191,10 +207,11 @@ def compare_command(
             check_device(device)
         check_inputs(data, [tuned] + ([base] if base else []))  # before either model loads
         defaults = eval_defaults(tuned, config)
+        wanted = _metrics(defaults, metrics)
         output_dir(out)
         result = compare_models(base, tuned, data, out, _options(defaults, max_new_tokens, batch_size, temperature,
                                                                  top_p, seed),
-                                limit=limit, template=template, metrics=_metrics(defaults, metrics),
+                                limit=limit, template=template, metrics=wanted,
                                 sample_count=samples, device=device, thinking=thinking)
     Console().print(comparison_table(result))
     typer.echo(f"wrote {result['report_md']} and {result['report_html']}")
