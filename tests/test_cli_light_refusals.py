@@ -157,8 +157,8 @@ EVAL_CASES = [
     ("eval-unknown-metric", lambda t: ["eval", "tiny-deepseek-v3", "--data", _data(t), "--metrics", "f1,blue"],
      "unknown metric(s) 'blue'"),
     ("eval-data-is-a-prepared-directory", lambda t: ["eval", "tiny-deepseek-v3", "--data", _prepared(t)],
-     "prepared: a directory written by dsft data prepare; reading all of it would score its train split too: "
-     "pass one split, e.g. --data "),
+     ("prepared: a directory written by dsft data prepare; reading all of it would score its train split too: "
+      "pass one split, e.g. --data ")),
     ("eval-data-is-a-run-directory", lambda t: ["eval", "tiny-deepseek-v3", "--data", _lora_run(t)],
      "lora-run: a run directory, not data"),
     ("compare-unknown-metric", lambda t: ["compare", "--tuned", "tiny-deepseek-v3", "--base", "tiny-deepseek-v3",
@@ -526,3 +526,30 @@ def test_files_the_cleaning_and_augmentation_read_are_checked_with_the_inputs(tm
     assert code == 2 and expected.format(t=tmp_path) in err and "Traceback" not in err, err
     assert not torch_loaded, "the refusal came after torch was imported"
     assert not out.exists(), "a refused command must not leave its --out directory"
+
+
+UI_CASES = [
+    ("ui-missing-runs", lambda t: ["--runs", str(t / "nope")], "no such directory"),
+    ("ui-runs-is-a-file", lambda t: ["--runs", _data(t)], "is not a directory"),
+    ("ui-open-bind-without-key", lambda t: ["--runs", str(t), "--host", "0.0.0.0"], "off loopback it needs --api-key"),
+    ("ui-port-out-of-range", lambda t: ["--runs", str(t), "--port", "70000"], "--port: must be 1..65535"),
+]
+
+
+@pytest.mark.parametrize("args, expected", [c[1:] for c in UI_CASES], ids=[c[0] for c in UI_CASES])
+def test_ui_refuses_before_torch(tmp_path: Path, args, expected: str) -> None:
+    code, torch_loaded, err = _refuse(["ui", *args(tmp_path)], tmp_path)
+    assert code == 2 and expected in err and "Traceback" not in err, err
+    assert not torch_loaded, "the refusal came after torch was imported"
+
+
+def test_ui_refuses_a_port_in_use_before_torch(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        code, torch_loaded, err = _refuse(["ui", "--runs", str(tmp_path), "--port", str(port)], tmp_path)
+    assert code == 2 and f"cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err, err
+    assert not torch_loaded, "the refusal came after torch was imported"

@@ -22,12 +22,8 @@ def ui(
 ) -> None:
     """Web dashboard over run directories: prepare data, start runs, live metrics, data masks, compare, chat, export."""
     stopping.restore()  # SIGTERM: uvicorn shuts the server down
-    import uvicorn
-
     from dsft.errors import DsftError
-    from dsft.serve.server import check_port_free
-    from dsft.serve.settings import check_open_bind, is_loopback
-    from dsft.ui.app import create_app
+    from dsft.serve.settings import check_open_bind, check_port_free, is_loopback
 
     if api_key is not None and (not api_key or api_key != api_key.strip()):
         raise DsftError("--api-key (DSFT_UI_API_KEY): must be a non-empty key without surrounding spaces; omit it "
@@ -44,6 +40,10 @@ def ui(
     elif not runs.is_dir():
         raise DsftError(f"--runs {runs}: is not a directory; give the directory that holds the run directories")
     check_port_free(host, port)
+    import uvicorn  # the server and the app (torch, through the chat engine) load once everything is checked
+
+    from dsft.ui.app import create_app
+
     # DNS rebinding: on loopback only its own names are answered (starlette cannot parse an IPv6 Host header).
     allowed = sorted({"127.0.0.1", "localhost", host}) if is_loopback(host) and ":" not in host else None
     app = create_app(runs, api_key=api_key, allowed_hosts=allowed)

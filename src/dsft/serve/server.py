@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import socket
 
 from dsft.errors import DsftError
 from dsft.export.source import resolve_source
@@ -16,7 +15,7 @@ from dsft.serve.app import create_app
 from dsft.serve.engine import TransformersEngine
 from dsft.serve.load_options import check_load_options, parse_adapter_args
 from dsft.serve.serving_model import load_serving_model
-from dsft.serve.settings import ServeSettings, is_loopback
+from dsft.serve.settings import ServeSettings, check_port_free, is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +36,6 @@ def build_engine(
         max_model_len=settings.max_model_len,
     )
     return TransformersEngine(load, max_queue=settings.max_queue, max_batch=settings.max_batch)
-
-
-def check_port_free(host: str, port: int) -> None:
-    """Refuse a bind address that is already taken, naming it, before the model loads."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise DsftError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror}); "
-                            "another server may be running there, pick another with --port") from exc
 
 
 def run_server(engine: TransformersEngine, settings: ServeSettings, log_level: str = "info") -> None:

@@ -7,6 +7,7 @@ built from the ``serve`` config section plus command-line flags.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,3 +94,15 @@ def check_open_bind(host: str, api_key: str | None, *, exposes: str, key_from: s
     allow = f", or pass {opt_out} to serve without one on purpose" if opt_out else ""
     where = f" ({source})" if source else ""
     raise DsftError(f"--host {host}{where}: {exposes}; off loopback it needs --api-key (or {key_from}){allow}")
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a bind address that is already taken, naming it, before the model loads."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise DsftError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror}); "
+                            "another server may be running there, pick another with --port") from exc
