@@ -164,6 +164,11 @@ EVAL_CASES = [
     ("compare-unknown-metric", lambda t: ["compare", "--tuned", "tiny-deepseek-v3", "--base", "tiny-deepseek-v3",
                                           "--data", _data(t), "-m", "bleu4"],
      "unknown metric(s) 'bleu4'"),
+    ("eval-unknown-template", lambda t: ["eval", "tiny-deepseek-v3", "--data", _data(t), "--template", "deepseek-r9"],
+     "--template: unknown template 'deepseek-r9'; choose one of"),
+    ("compare-unknown-template", lambda t: ["compare", "--tuned", "tiny-deepseek-v3", "--base", "tiny-deepseek-v3",
+                                            "--data", _data(t), "--template", "deepseek-r9"],
+     "--template: unknown template 'deepseek-r9'; choose one of"),
     ("compare-missing-data", lambda t: ["compare", "--tuned", "tiny-deepseek-v3", "--data", str(t / "absent.jsonl")],
      "absent.jsonl"),
     ("compare-missing-base", lambda t: ["compare", "--tuned", "tiny-deepseek-v3", "--base", "./no-base",
@@ -552,4 +557,25 @@ def test_ui_refuses_a_port_in_use_before_torch(tmp_path: Path) -> None:
         port = holder.getsockname()[1]
         code, torch_loaded, err = _refuse(["ui", "--runs", str(tmp_path), "--port", str(port)], tmp_path)
     assert code == 2 and f"cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err, err
+    assert not torch_loaded, "the refusal came after torch was imported"
+
+
+def _messages(tmp: Path) -> str:
+    path = tmp / "m.json"
+    path.write_text(json.dumps([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]))
+    return str(path)
+
+
+TEMPLATE_FLAG_CASES = [
+    ("data-inspect", lambda t: ["data", "inspect", _data(t), "--template", "deepseek-r9"]),
+    ("template-render", lambda t: ["template", "render", "--template", "deepseek-r9", "--messages", _messages(t),
+                                   "--mode", "train"]),
+]
+
+
+@pytest.mark.parametrize("args", [c[1] for c in TEMPLATE_FLAG_CASES], ids=[c[0] for c in TEMPLATE_FLAG_CASES])
+def test_an_unknown_template_flag_is_refused_before_a_tokenizer_loads(tmp_path: Path, args) -> None:
+    code, torch_loaded, err = _refuse(args(tmp_path), tmp_path)
+    assert code == 2 and "--template: unknown template 'deepseek-r9'; choose one of" in err, err
+    assert "Traceback" not in err and "template.name" not in err, err
     assert not torch_loaded, "the refusal came after torch was imported"

@@ -174,7 +174,10 @@ def inspect_command(
     from dsft.data.inspect_source import pick_conversation, prepared_defaults, prepared_tokenizer
     from dsft.templates import detect_template, get_template
     from dsft.templates.inspect import print_rendered
+    from dsft.templates.registry import check_template_name
 
+    if template is not None:
+        check_template_name(template, "--template")  # before the tokenizer loads
     cfg = load_config(config, prepared_defaults(source) + list(set_) if config is None else set_)
     conversation = pick_conversation(source, index, cfg)
     name = template or cfg.template.name

@@ -161,12 +161,15 @@ def eval_command(
     from dsft.disk import check_fresh_output_dir, output_dir, removed_when_stopped
     from dsft.eval.evaluate import evaluate_model
     from dsft.models.loading import check_device
+    from dsft.templates.registry import check_template_name
 
     with removed_when_stopped(out):  # stopped: no half-written predictions left
         check_fresh_output_dir(out, overwrite)  # every input is checked before --out is created
         if device is not None:
             check_device(device)
         check_inputs(data, [model_or_run], base_model)  # before a model loads
+        if template is not None:
+            check_template_name(template, "--template")
         defaults = eval_defaults(model_or_run, config)
         wanted = _metrics(defaults, metrics)
         output_dir(out)
@@ -200,12 +203,15 @@ def compare_command(
     from dsft.eval.compare import compare_models
     from dsft.eval.report import comparison_table
     from dsft.models.loading import check_device
+    from dsft.templates.registry import check_template_name
 
     with removed_when_stopped(out):  # stopped: no half-written report left
         check_fresh_output_dir(out, overwrite)  # every input is checked before --out is created
         if device is not None:
             check_device(device)
         check_inputs(data, [tuned] + ([base] if base else []))  # before either model loads
+        if template is not None:
+            check_template_name(template, "--template")
         defaults = eval_defaults(tuned, config)
         wanted = _metrics(defaults, metrics)
         output_dir(out)

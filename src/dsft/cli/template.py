@@ -78,9 +78,11 @@ def render(
     from dsft.templates import detect_template, get_template
     from dsft.templates.base import check_masking
     from dsft.templates.conversation_io import load_messages_file
+    from dsft.templates.registry import check_template_name
 
     if mode not in MODES:
         raise DsftError(f"--mode: must be prompt or train, got {mode!r}")
+    check_template_name(template, "--template")  # before the tokenizer loads
     check_masking(masking)
     conv = load_messages_file(messages)
     needs_tokenizer = mode == "train" or template in ("hf", "auto")

@@ -20,11 +20,22 @@ if TYPE_CHECKING:
 
 
 
+def check_template_name(name: str, where: str = "template.name") -> None:
+    """Refuse ``name`` when it is neither a registered family nor ``auto``, naming ``where`` it was given
+    (``template.name``, ``--template``); imports no family, so a command can check it before loading anything."""
+    if name != "auto" and name not in FAMILIES:
+        raise _unknown_template(name, where)
+
+
+def _unknown_template(name: str, where: str) -> DsftError:
+    return DsftError(f"{where}: unknown template {name!r}; choose one of: {', '.join(TEMPLATE_NAMES)}, or auto")
+
+
 @lru_cache(maxsize=None)
 def load_family(name: str) -> ChatTemplate:
     """The family spec registered as ``name`` (imported on first use)."""
     if name not in FAMILIES:
-        raise DsftError(f"template.name: unknown template {name!r}; choose one of: {', '.join(TEMPLATE_NAMES)}, or auto")
+        raise _unknown_template(name, "template.name")
     module, attribute = FAMILIES[name].split(":")
     return getattr(import_module(module), attribute)
 
