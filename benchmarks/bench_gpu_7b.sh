@@ -7,22 +7,22 @@
 #
 #   bash benchmarks/bench_gpu_7b.sh OUT_DIR [SECONDS_PER_RUN] [PARTS]
 #
-# PARTS (default all, in this order): pair trl micro-batch-2 profile liger compile. Each run is cut after
-# SECONDS_PER_RUN (default 300): compiling the 28-layer model took longer than 150 s on an H200. A run that
-# is cut writes no report; the others still do. The model is written once per OUT_DIR, so a session with a
+# PARTS (default all, in this order): pair trl micro-batch-2 profile liger compile-layers compile. Each run
+# is cut after SECONDS_PER_RUN (default 300): compiling the 28-layer model took longer than 150 s on an H200.
+# A run that is cut writes no report; the others still do. The model is written once per OUT_DIR, so a session with a
 # limit per command can run the parts in several calls, e.g. "pair trl micro-batch-2", then "profile liger".
 # MODEL_DIR=DIR uses that model instead (a dry run of the script on a small model, e.g. on a CPU).
 set -u
 out=${1:?usage: bench_gpu_7b.sh OUT_DIR [SECONDS_PER_RUN] [PARTS]}
 limit=${2:-300}
-parts=${3:-pair trl micro-batch-2 profile liger compile}
+parts=${3:-pair trl micro-batch-2 profile liger compile-layers compile}
 started=$(date +%s)
 say() { echo "[$(( $(date +%s) - started )) s] $*"; }
 wanted() { [[ " $parts " == *" $1 "* ]]; }
 
 for part in $parts; do
-    case $part in pair|trl|micro-batch-2|profile|liger|compile) ;;
-        *) echo "bench_gpu_7b.sh: unknown part '$part' (choose from: pair trl micro-batch-2 profile liger compile)" >&2
+    case $part in pair|trl|micro-batch-2|profile|liger|compile-layers|compile) ;;
+        *) echo "bench_gpu_7b.sh: unknown part '$part' (choose from: pair trl micro-batch-2 profile liger compile-layers compile)" >&2
            exit 2 ;;
     esac
 done
@@ -50,5 +50,6 @@ wanted trl && run against-trl --compare trl-expert,trl-expert-varlen
 wanted micro-batch-2 && run against-trl-micro-batch-2 --compare trl-expert-varlen --micro-batch-size 2
 wanted profile && run profiled --compare "" --profile "$out/profile"
 wanted liger && run liger --compare "" --dsft-option liger
+wanted compile-layers && run compile-layers --compare "" --dsft-option compile_layers
 wanted compile && run compile --compare "" --dsft-option compile
 say "done: reports in $out"

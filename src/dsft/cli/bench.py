@@ -56,8 +56,9 @@ def train(
         None, "--loss-chunk-size", help="dsft's lm_head + CE chunk: rows or auto (default: train.loss_chunk_size's)."
     ),
     dsft_option: list[str] = typer.Option(
-        [], "--dsft-option", help="Measure dsft with an optional acceleration on (repeatable): compile, "
-        "gradient_checkpointing, offload_activations (implies checkpointing), liger (CUDA).",
+        [], "--dsft-option", help="Measure dsft with an optional acceleration on (repeatable): compile (the "
+        "whole model), compile_layers (each decoder layer), gradient_checkpointing, offload_activations (implies "
+        "checkpointing), liger (CUDA).",
     ),
     loss_dtype: str = typer.Option(
         "auto", "--loss-dtype", help="dsft's lm_head matmul dtype: auto, fp32 or bf16 (train.loss_dtype)."),

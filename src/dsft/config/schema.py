@@ -346,7 +346,10 @@ class TrainConfig(Section):
         "auto = the weights' dtype; bf16 for fp32 weights speeds the loss up on CPUs with bf16 instructions "
         "(AVX512-BF16, AMX) at some cost in precision.",
     )
-    compile: bool = Field(False, description="torch.compile the model.")
+    compile: bool | Literal["layers"] = Field(
+        False, description="torch.compile: true compiles the whole model (the Trainer's torch_compile); layers "
+        "compiles each decoder layer on its own (one layer's compile time, reused by every layer; SFT only).",
+    )
     liger: bool = Field(False, description="Use Liger kernels when installed (GPU).")
     save_steps: int = Field(100, ge=1, description="Write a checkpoint every N optimizer steps.")
     save_total_limit: int = Field(2, ge=1, description="Keep only the newest K checkpoints (plus the best).")

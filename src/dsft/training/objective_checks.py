@@ -64,6 +64,9 @@ def objective_problems(cfg: DsftConfig, template_opens_think: bool | None = None
         problems.append(f"train.{sft_loss_keys[0]}: belongs to dsft's SFT loss; {objective} computes its loss in TRL")
     if t.sequence_parallel > 1:
         problems.append(f"train.sequence_parallel: not supported with train.objective={objective}")
+    if t.compile == "layers":
+        problems.append(f"train.compile=layers: for SFT runs; with train.objective={objective} use true (the whole "
+                        "model) or false")
     if cfg.eval.generation_steps:
         problems.append(f"eval.generation_steps: generation eval during training is for SFT runs; evaluate the "
                         f"{objective} run afterwards with `dsft eval`")

@@ -25,7 +25,7 @@ from dsft.training.lean_activations import use_lean_activations
 from dsft.training.segment_attention import select_segment_attention
 from dsft.training.preflight import evaluation_problems
 from dsft.training.rundir import RunDir
-from dsft.training.trainer import DsftTrainingArguments, apply_liger_kernels
+from dsft.training.trainer import DsftTrainingArguments, apply_liger_kernels, compile_decoder_layers
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,8 @@ def build_model(cfg: DsftConfig, model_dir: Path, tokenizer: Any, config_overrid
     if cfg.train.liger:
         if not apply_liger_kernels(model):
             log.warning("train.liger: Liger kernels need CUDA and the liger-kernel package; training without them")
+    if cfg.train.compile == "layers":  # each decoder layer compiled on its own, at its first forward
+        compile_decoder_layers(model)
     # Under ZeRO-3 each MoE block is gathered as one unit (its experts are used together).
     apply_zero3_leaf_modules(model, cfg.train, int(os.environ.get("WORLD_SIZE", "1")))
     if method == "full":
@@ -205,7 +207,7 @@ def build_training_arguments(cfg: DsftConfig, run_dir: Path, has_eval: bool, mod
         use_cpu=not torch.cuda.is_available(),
         gradient_checkpointing=t.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
-        torch_compile=t.compile,
+        torch_compile=t.compile is True,  # the whole model; "layers" is compiled in build_model
         logging_strategy="steps",
         logging_steps=t.logging_steps,
         logging_first_step=True,

@@ -40,7 +40,7 @@ from dsft.training.loss import LOSS_DTYPES
 
 SYSTEMS = ("dsft", "trl-expert", "trl-expert-varlen", "trl", "seed")
 # Optional accelerations the dsft system can be measured with (train.<name> in a config): off by default.
-DSFT_OPTIONS = ("compile", "gradient_checkpointing", "offload_activations", "liger")
+DSFT_OPTIONS = ("compile", "compile_layers", "gradient_checkpointing", "offload_activations", "liger")
 DEFINITIONS = {
     "supervised_tokens": "next-token targets under dsft's assistant-only mask, the same for every system",
     "tokens_per_s": "real (non-padding) input tokens per second",

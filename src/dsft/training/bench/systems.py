@@ -37,7 +37,7 @@ from dsft.training.guards import count_real_tokens
 from dsft.training.lean_activations import use_lean_activations
 from dsft.training.packing import pack_best_fit
 from dsft.training.segment_attention import SEGMENT_ATTENTION, select_segment_attention
-from dsft.training.trainer import DsftTrainer, apply_liger_kernels
+from dsft.training.trainer import DsftTrainer, apply_liger_kernels, compile_decoder_layers
 
 
 class Built(NamedTuple):
@@ -163,6 +163,8 @@ def build_dsft(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[
         if not apply_liger_kernels(model):
             raise ValueError("--dsft-option liger: Liger kernels need CUDA and the liger-kernel package")
         accelerations.append("liger")
+    if "compile_layers" in options:  # as train.compile: layers
+        accelerations.append(f"compile_layers x{compile_decoder_layers(model)}")
     collator = make_collator(train_cfg, tokenizer, model.config._attn_implementation)
     trainer_cls = metered(DsftTrainer, meter, None)
     trainer = trainer_cls(model=model, args=args, train_dataset=dataset, data_collator=collator,
