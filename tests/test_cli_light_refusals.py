@@ -125,6 +125,20 @@ EXPORT_CASES = [
 ]
 
 
+def test_export_refuses_to_write_over_the_model_it_reads(tmp_path: Path) -> None:
+    """`--out RUN/final --overwrite` replaced the trained weights' files with the export (or failed on a copy
+    of a file onto itself, with a traceback, for --format adapter)."""
+    run = Path(_lora_run(tmp_path))
+    before = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
+    for fmt in ("adapter", "hf"):
+        code, torch_loaded, err = _refuse(["export", str(run), "--format", fmt, "--out", str(run / "final"),
+                                           "--overwrite"], tmp_path)
+        assert code == 2 and "Traceback" not in err, err
+        assert f"--out {run / 'final'}: the model is read from there" in err, err
+        assert not torch_loaded, "the refusal came after torch was imported"
+    assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == before
+
+
 @pytest.mark.parametrize("args, expected", [c[1:] for c in EXPORT_CASES], ids=[c[0] for c in EXPORT_CASES])
 def test_export_refuses_bad_options_before_torch(tmp_path: Path, args, expected: str) -> None:
     code, torch_loaded, err = _refuse(["export", *args(tmp_path), "--out", str(tmp_path / "out")], tmp_path)

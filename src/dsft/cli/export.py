@@ -47,7 +47,7 @@ def export(
 
     from dsft.errors import DsftError
     from dsft.export.options import check_export_options
-    from dsft.export.source import check_source
+    from dsft.export.source import check_out_is_not_the_source, check_source
 
     if verify is False and tolerance is not None:
         raise DsftError("--tolerance applies to the verification that --no-verify turns off; drop one of them")
@@ -57,6 +57,7 @@ def export(
                "max_shard_size": max_shard_size or defaults.max_shard_size}
     check_export_options(**options)
     check_source(run_or_model, base_model)  # the options first, then the model (and --base-model) they apply to
+    check_out_is_not_the_source(run_or_model, out)
     # torch, transformers and peft load only once the options and the model are known good.
     from dsft.export.api import export as run_export
 

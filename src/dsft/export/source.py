@@ -110,6 +110,17 @@ def check_source(run_or_model: str | Path, base_model: str | Path | None = None)
         check_model_name(run_or_model)
 
 
+def check_out_is_not_the_source(run_or_model: str | Path, out: Path) -> None:
+    """Refuse an ``--out`` that is the directory the model is read from (a run's ``final/``, a model directory):
+    the export's files (``model.safetensors``, ``config.json``, the adapter, the tokenizer) would replace the
+    ones being exported, even with ``--overwrite``."""
+    path = Path(run_or_model)
+    read = RunDir(path).final_path if RunDir.is_run(path) else path if path.is_dir() else None
+    if read is not None and out.resolve() == read.resolve():
+        raise DsftError(f"--out {out}: the model is read from there; an export into it would overwrite the files it "
+                        "exports; choose another directory")
+
+
 def load_trained_model(source: ExportSource) -> Any:
     """The model as training left it, in float32 on CPU: the base with the adapter applied (not merged),
     or the full weights.
