@@ -593,3 +593,35 @@ def test_an_unknown_template_flag_is_refused_before_a_tokenizer_loads(tmp_path: 
     assert code == 2 and "--template: unknown template 'deepseek-r9'; choose one of" in err, err
     assert "Traceback" not in err and "template.name" not in err, err
     assert not torch_loaded, "the refusal came after torch was imported"
+
+
+GGUF_LABEL_CASES = [
+    # (id, command, what the message starts with after "error: ")
+    ("train-config-key", lambda t: ["train", _config(t, model={"name_or_path": str(t / "m.gguf")},
+                                                     data={"train": [_data(t)]}), "--out", str(t / "o")],
+     "model.name_or_path: {t}/m.gguf: no such file or directory"),
+    ("prepare-config-key", lambda t: ["data", "prepare", _data(t), "--out", str(t / "o"),
+                                      "--set", f"model.name_or_path={t / 'm.gguf'}"],
+     "model.name_or_path: {t}/m.gguf: no such file or directory"),
+    ("prepare-tokenizer-flag", lambda t: ["data", "prepare", _data(t), "--out", str(t / "o"),
+                                          "--tokenizer", "ollama:no-such-model"],
+     "--tokenizer: ollama:no-such-model: not in the Ollama store"),
+    ("eval-argument", lambda t: ["eval", str(t / "m.gguf"), "--data", _data(t), "--out", str(t / "o")],
+     "{t}/m.gguf: no such file or directory"),
+    ("import-argument", lambda t: ["models", "import", str(t / "m.gguf"), "--out", str(t / "o")],
+     "{t}/m.gguf: no such file or directory"),
+]
+
+
+@pytest.mark.parametrize("args, expected", [c[1:] for c in GGUF_LABEL_CASES], ids=[c[0] for c in GGUF_LABEL_CASES])
+def test_a_missing_gguf_or_ollama_model_is_named_by_what_the_user_typed(tmp_path: Path, monkeypatch, args,
+                                                                        expected: str) -> None:
+    """The message names the config key, the flag or nothing (a positional argument), once: it said
+    `model.name_or_path: model.name_or_path: ...`, `--tokenizer: model.name_or_path: ...`, and named the key for
+    `dsft eval X.gguf` and `dsft models import X.gguf`, where the user typed no key."""
+    monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "ollama"))
+    code, torch_loaded, err = _refuse(args(tmp_path), tmp_path)
+    assert code == 2 and "Traceback" not in err, err
+    assert err.startswith("error: " + expected.format(t=tmp_path)), err
+    assert err.count("model.name_or_path") == expected.count("model.name_or_path"), err
+    assert not torch_loaded, "the refusal came after torch was imported"

@@ -27,6 +27,7 @@ def train(
 
     from dsft.config import load_config
     from dsft.data.pipeline import check_inputs
+    from dsft.errors import DsftError
     from dsft.models.resolve import check_model_name
     from dsft.plan.preflight import preflight
     from dsft.training.environment import Environment
@@ -35,7 +36,10 @@ def train(
     cfg = load_config(config, set_, preset=preset)
     rewards = preflight(cfg, Environment.this_machine(), str(config))  # before any data or model is read
     check_inputs(cfg)
-    check_model_name(cfg.model.name_or_path)
+    try:
+        check_model_name(cfg.model.name_or_path)
+    except DsftError as exc:
+        raise DsftError(f"model.name_or_path: {exc}") from None
     RunDir(out).check(cfg, resuming=resume is not None)  # another run there, a refused change on --resume
     check_resume_path(resume)
     # torch, transformers and peft load only once the config, data paths, model name and --out are known good.

@@ -93,7 +93,7 @@ def _manifest_path(store: Path, name: str) -> Path:
         base, tag = name, "latest"
     parts = [p for p in base.split("/") if p]
     if not parts or any(p in (".", "..") for p in parts) or not tag or len(parts) > 3:
-        raise DsftError(f"model.name_or_path: {OLLAMA_PREFIX}{name!r} is not an Ollama name (NAME[:TAG])")
+        raise DsftError(f"{OLLAMA_PREFIX}{name!r} is not an Ollama name (NAME[:TAG])")
     if len(parts) == 1:
         parts = [OLLAMA_DEFAULT_HOST, OLLAMA_DEFAULT_NAMESPACE, *parts]
     elif len(parts) == 2:
@@ -107,7 +107,7 @@ def resolve_ollama(name: str, store: Path | None = None) -> Path:
     manifest = _manifest_path(store, name)
     if not manifest.is_file():
         raise DsftError(
-            f"model.name_or_path: {OLLAMA_PREFIX}{name}: not in the Ollama store {store} (no {manifest}); "
+            f"{OLLAMA_PREFIX}{name}: not in the Ollama store {store} (no {manifest}); "
             f"`ollama pull {name}` first, or set OLLAMA_MODELS to the store's directory"
         )
     try:
@@ -140,12 +140,13 @@ def ollama_models(store: Path | None = None) -> list[str]:
 
 
 def gguf_file_of(name: str) -> Path:
-    """The GGUF file a ``model.name_or_path`` names (an Ollama name resolved to its blob)."""
+    """The GGUF file a ``model.name_or_path`` names (an Ollama name resolved to its blob). Errors name the path or
+    the Ollama name, not where it was given (a config key, a flag, an argument): the caller adds that."""
     if name.startswith(OLLAMA_PREFIX):
         return resolve_ollama(name[len(OLLAMA_PREFIX):])
     path = Path(name).expanduser()
     if not path.is_file():
-        raise DsftError(f"model.name_or_path: {path}: {not_a_file_reason(path)} (a GGUF file was expected)")
+        raise DsftError(f"{path}: {not_a_file_reason(path)} (a GGUF file was expected)")
     return path
 
 
