@@ -9,6 +9,7 @@ that belongs to one row (its generator, its sampling, its decoding) ends that ro
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,13 +83,13 @@ def generate_batch(
 
     generators = [_row_generator(row, p, fail) for row, p in enumerate(params)]
     decoders = [RowDecoder(tokenizer, p.stop) for p in params]
-    past = None
+    past, cache_name = None, cache_argument(model)
     for _ in range(max(p.max_tokens for p in params)):
         out = model(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-            past_key_values=past, use_cache=True,
+            use_cache=True, **{cache_name: past},
         )
-        past = out.past_key_values
+        past = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
         next_tokens = sample_next_tokens(out.logits[:, -1, :], params, generators, on_row_error=fail)
         for row, token in enumerate(next_tokens.tolist()):
             if results[row].finish_reason is None:
@@ -102,6 +103,13 @@ def generate_batch(
         attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(requests), 1))], dim=-1)
         position_ids = position_ids[:, -1:] + 1
     return results
+
+
+def cache_argument(model: Any) -> str:
+    """The name ``model.forward`` takes the KV cache under: ``cache`` since transformers 5.24 (the old
+    ``past_key_values`` still works there but warns on every call), ``past_key_values`` in remote-code models."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft model: its base
+    return "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
 
 
 def _row_generator(row: int, params: SamplingParams, fail: Callable[[int, Exception], None]) -> torch.Generator:
