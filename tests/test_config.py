@@ -23,6 +23,16 @@ def test_overrides_are_typed() -> None:
     assert cfg.train.packing is False
 
 
+def test_lora_targets_given_as_comma_separated_names_are_a_list(tmp_path: Path) -> None:
+    """`--set lora.targets=q_proj,v_proj` (as --grid writes values) was one module name, 'q_proj,v_proj', refused
+    only once the model had loaded; a module name never holds a comma."""
+    assert load_config(None, ["lora.targets=q_proj,v_proj"]).lora.targets == ["q_proj", "v_proj"]
+    assert load_config(None, ["lora.targets=q_proj, v_proj,"]).lora.targets == ["q_proj", "v_proj"]
+    assert load_config(None, ["lora.targets=q_proj"]).lora.targets == "q_proj"
+    assert load_config(None, ["lora.targets=[q_proj, v_proj]"]).lora.targets == ["q_proj", "v_proj"]
+    assert load_config(None).lora.targets == "all-linear"
+
+
 def test_a_learning_rate_beyond_float32_is_refused_by_key() -> None:
     with pytest.raises(ConfigError) as info:
         load_config(None, ["train.lr=1e39"])

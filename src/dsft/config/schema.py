@@ -419,13 +419,22 @@ class LoraConfig(Section):
     alpha: int = Field(32, ge=1, description="LoRA alpha (scale = alpha / r, or alpha / sqrt(r) with rslora).")
     dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout.")
     targets: str | list[str] = Field(
-        "all-linear", description="all-linear (discovered per architecture, router excluded) or module names."
+        "all-linear", description="all-linear (discovered per architecture, router excluded) or module names "
+        "([q_proj, v_proj], or q_proj,v_proj)."
     )
     target_experts: bool = Field(
         True, description="Also adapt fused routed experts (peft target_parameters) in MoE models."
     )
     use_rslora: bool = Field(False, description="Rank-stabilised scaling.")
     use_dora: bool = Field(False, description="Weight-decomposed LoRA.")
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _comma_separated_names(cls, value: Any) -> Any:
+        """``q_proj,v_proj`` (as ``--grid`` writes values) is a list: a module name never holds a comma."""
+        if isinstance(value, str) and "," in value:
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
 
 
 class EvalConfig(Section):
