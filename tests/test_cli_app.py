@@ -44,6 +44,7 @@ def test_help_keeps_bracketed_words(path) -> None:
     for param in command.params:
         for words in re.findall(r"\[[^\]]+\]", getattr(param, "help", None) or ""):
             assert " ".join(words.split()) in output, f"{' '.join(path)} {param.name}: '{words}' is lost from --help"
+    assert "\\[" not in output, f"{' '.join(path)}: markup escaped twice (an option shared by two commands)"
 
 
 @pytest.mark.parametrize("path", sorted(p for p in _commands(app) if p))
