@@ -625,3 +625,11 @@ def test_a_missing_gguf_or_ollama_model_is_named_by_what_the_user_typed(tmp_path
     assert err.startswith("error: " + expected.format(t=tmp_path)), err
     assert err.count("model.name_or_path") == expected.count("model.name_or_path"), err
     assert not torch_loaded, "the refusal came after torch was imported"
+
+
+def test_convert_refuses_a_missing_source_before_torch(tmp_path: Path) -> None:
+    code, torch_loaded, err = _refuse(["convert", "fp8-to-bf16", str(tmp_path / "nope"), str(tmp_path / "out")],
+                                      tmp_path)
+    assert code == 2 and f"{tmp_path / 'nope'}: not a directory" in err and "Traceback" not in err, err
+    assert not torch_loaded, "the refusal came after torch was imported"
+    assert not (tmp_path / "out").exists()

@@ -131,8 +131,6 @@ def convert_fp8_to_bf16(src: str | Path, dst: str | Path) -> ConversionReport:
     ``model.safetensors.index.json``, and copies config (without ``quantization_config``) and
     tokenizer files.
     """
-    from safetensors.torch import save_file
-
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
         raise DsftError(f"{src}: not a directory")
@@ -141,6 +139,8 @@ def convert_fp8_to_bf16(src: str | Path, dst: str | Path) -> ConversionReport:
     config, block = _read_config(src)
     num_layers = int(config["num_hidden_layers"])
     weight_map = _weight_map(src)
+    from safetensors.torch import save_file  # torch: once the source is known to be a checkpoint
+
     dst.mkdir(parents=True, exist_ok=True)
     report = ConversionReport()
     by_shard: dict[str, list[str]] = {}
