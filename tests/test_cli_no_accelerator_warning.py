@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="the warning i
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "sweep"))
-from test_sweep import write_config  # the sweep tests' tiny config
+from tiny_sweep_config import write_config  # the sweep tests' tiny config
 
 WARNING = "Setting accelerator to CPU"
 

@@ -10,18 +10,6 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
 
-# Imports of test files that predate this check, "FILE: MODULE"; none may be added, and each is better moved
-# into a helper module (then dropped from here).
-EARLIER = {
-    "test_cli_no_accelerator_warning.py: test_sweep",
-    "training/test_eval_metric_selection.py: test_train_run",
-    "training/test_gpu_telemetry.py: test_train_run",
-    "training/test_orpo_kto.py: test_dpo",
-    "training/test_orpo_kto.py: test_train_run",
-    "training/test_preference_runs.py: test_dpo",
-    "training/test_preference_runs.py: test_train_run",
-    "training/test_train_early_stop.py: test_train_run",
-}
 
 
 def _imported_test_modules(path: Path) -> set[str]:
@@ -41,5 +29,4 @@ def _imported_test_modules(path: Path) -> set[str]:
 def test_no_test_file_imports_another_test_file() -> None:
     imports = {f"{path.relative_to(TESTS).as_posix()}: {module}"
                for path in TESTS.rglob("*.py") for module in _imported_test_modules(path)}
-    added = sorted(imports - EARLIER)
-    assert not added, f"move what these share into a helper module: {added}"
+    assert not imports, f"move what these share into a helper module: {sorted(imports)}"

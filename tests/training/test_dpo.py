@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -20,25 +19,9 @@ from dsft.training.examples import TokenizedSplit
 from dsft.training.preference_examples import render_split
 from dsft.training.setup import build_model
 
+from preference_pairs import pair_rows
+
 MODEL = "tiny-r1-distill-qwen"
-
-
-def pair_rows(n: int = 4) -> list[dict]:
-    rows = []
-    for i in range(n):
-        rows.append({
-            "messages": [{"role": "user", "content": f"What is {i} + {i}?"}],
-            "chosen": [{"role": "assistant", "content": f"It is {2 * i}.", "reasoning_content": f"{i} + {i} = {2 * i}"}],
-            # Every other rejected side has no reasoning: both sides still render in the same think format.
-            "rejected": [{"role": "assistant", "content": f"It is {2 * i + 1}.",
-                          **({"reasoning_content": "a guess"} if i % 2 else {})}],
-        })
-    return rows
-
-
-def write_pairs(path: Path, n: int = 4) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in pair_rows(n)), encoding="utf-8")
-    return path
 
 
 def sequence_logp(model: torch.nn.Module, ids: list[int], supervised: list[bool]) -> torch.Tensor:

@@ -13,7 +13,7 @@ import pytest
 from dsft.eval.callbacks import GenerationEvalCallback
 from dsft.training.run import run_training
 
-from test_train_run import make_cfg, write_data
+from tiny_runs import make_cfg, write_data
 
 pytestmark = pytest.mark.slow  # two short training runs
 

@@ -13,7 +13,7 @@ import torch
 from dsft.training import gpu_telemetry
 from dsft.training.gpu_telemetry import GpuTelemetry, gpu_columns
 
-from test_train_run import make_cfg, write_data
+from tiny_runs import make_cfg, write_data
 
 
 class FakeNvmlError(Exception):

@@ -14,8 +14,9 @@ from dsft.templates import get_template
 from dsft.training.objectives import _orpo_class
 from dsft.training.preference_examples import render_pair
 from dsft.training.run import run_training
-from test_dpo import pair_rows, write_pairs
-from test_train_run import trainable_snapshot
+
+from preference_pairs import pair_rows, write_pairs
+from tiny_runs import trainable_snapshot
 
 MODEL = "tiny-r1-distill-qwen"
 

@@ -11,8 +11,9 @@ import torch
 from dsft.config import load_config
 from dsft.errors import ConfigError, DsftError
 from dsft.training.run import run_training
-from test_dpo import write_pairs
-from test_train_run import CHECKPOINT_FILES, trainable_snapshot
+
+from preference_pairs import write_pairs
+from tiny_runs import CHECKPOINT_FILES, trainable_snapshot
 
 MODEL = "tiny-r1-distill-qwen"
 

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from dsft.training.run import run_training
 
-from test_train_run import make_cfg, write_data
+from tiny_runs import make_cfg, write_data
 
 
 def evals_by_step(run: Path) -> dict[int, float]:

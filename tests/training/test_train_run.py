@@ -14,36 +14,7 @@ from dsft.config import load_config
 from dsft.errors import DsftError
 from dsft.training.run import run_training
 
-CHECKPOINT_FILES = {"optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json"}
-
-
-def write_data(path: Path, n: int = 48) -> Path:
-    rows = []
-    for i in range(n):
-        year = 1950 + (i * 7) % 50
-        rows.append({"messages": [
-            {"role": "user", "content": f"Reservoir R{i} was completed in which year?"},
-            {"role": "assistant", "content": f"R{i} was completed in {year}.",
-             "reasoning_content": f"R{i} -> {year}."},
-        ]})
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
-def make_cfg(data: Path, model: str = "tiny-deepseek-v3", *extra: str):
-    return load_config(None, [
-        f"model.name_or_path={model}", f"data.train=[{data}]", "data.val_ratio=0.125",
-        "train.max_steps=8", "train.save_steps=4", "train.micro_batch_size=2", "train.max_seq_len=128",
-        "train.lr=5e-3", "train.warmup_ratio=0", "train.lr_scheduler=constant", "eval.steps=4",
-        "eval.load_best=false", "lora.r=8", *extra,
-    ])
-
-
-def trainable_snapshot(final_dir: Path) -> dict[str, torch.Tensor]:
-    for name in ("adapter_model.safetensors", "model.safetensors"):
-        if (final_dir / name).is_file():
-            return load_file(str(final_dir / name))
-    raise AssertionError(f"no weights in {final_dir}")
+from tiny_runs import CHECKPOINT_FILES, make_cfg, trainable_snapshot, write_data
 
 
 @pytest.mark.parametrize("model", ["tiny-deepseek-v3", "tiny-r1-distill-qwen"])
@@ -156,8 +127,6 @@ def test_run_dir_holding_another_run_is_refused(tmp_path: Path, tiny_model_dir) 
     (tmp_path / "junk" / "file.txt").write_text("x")
     with pytest.raises(DsftError, match="holds no dsft run"):
         run_training(cfg, tmp_path / "junk", progress=False)
-
-
 
 
 def test_qlora_refused_without_cuda(tmp_path: Path, tiny_model_dir) -> None:
