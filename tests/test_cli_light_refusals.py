@@ -633,3 +633,18 @@ def test_convert_refuses_a_missing_source_before_torch(tmp_path: Path) -> None:
     assert code == 2 and f"{tmp_path / 'nope'}: not a directory" in err and "Traceback" not in err, err
     assert not torch_loaded, "the refusal came after torch was imported"
     assert not (tmp_path / "out").exists()
+
+
+RANDOM_MODEL_CASES = [
+    ("no-offline-tokenizer", ["deepseek-v3"], "no offline tokenizer for real-model preset 'deepseek-v3'"),
+    ("dtype", ["r1-distill-qwen-1.5b", "--dtype", "fp8"], "--dtype fp8: choose one of"),
+    ("set-field", ["r1-distill-qwen-1.5b", "--set", "num_layerz=2"], "--set num_layerz: not a field"),
+]
+
+
+@pytest.mark.parametrize("args, expected", [c[1:] for c in RANDOM_MODEL_CASES], ids=[c[0] for c in RANDOM_MODEL_CASES])
+def test_models_random_refuses_before_torch(tmp_path: Path, args: list[str], expected: str) -> None:
+    code, torch_loaded, err = _refuse(["models", "random", *args, "--out", str(tmp_path / "m")], tmp_path)
+    assert code == 2 and expected in err and "Traceback" not in err, err
+    assert not torch_loaded, "the refusal came after torch was imported"
+    assert not (tmp_path / "m").exists()

@@ -46,8 +46,6 @@ def _family(preset: str) -> tuple[Callable[[], tuple[dict[str, Any], dict[str, A
 def write_random_model(preset: str, out_dir: str | Path, dtype: str = "bfloat16", seed: int = 0,
                        overrides: dict[str, Any] | None = None, device: str | None = None) -> Path:
     """Write ``preset``'s architecture with seeded random weights to ``out_dir`` (empty or absent)."""
-    import torch
-
     if dtype not in DTYPES:
         raise DsftError(f"--dtype {dtype}: choose one of {', '.join(DTYPES)}")
     config = real_model_config(preset)
@@ -64,6 +62,8 @@ def write_random_model(preset: str, out_dir: str | Path, dtype: str = "bfloat16"
         raise DsftError(f"--out {out}: exists and is not a directory; choose a new directory")
     if out.exists() and any(out.iterdir()):
         raise DsftError(f"--out {out}: directory is not empty; choose a new directory")
+    import torch  # once every argument is checked: a refusal costs no torch import
+
     out.mkdir(parents=True, exist_ok=True)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     write_random_checkpoint(out, config, generation, seed, dtype=dtype, device=device)
