@@ -96,6 +96,13 @@ def test_bad_override_syntax() -> None:
         parse_override("train.lr")
 
 
+@pytest.mark.parametrize("key", ["train..lr", ".train.lr", "train.lr.", "."])
+def test_an_override_key_with_an_empty_part_is_refused(key: str) -> None:
+    """train..lr was read as train.lr: a doubled or stray dot is a typo to show, not to guess past."""
+    with pytest.raises(ConfigError, match="empty part"):
+        parse_override(f"{key}=1")
+
+
 def test_shipped_example_configs_parse() -> None:
     root = Path(__file__).resolve().parents[1] / "examples"
     examples = sorted(root.rglob("*.yaml"))

@@ -25,9 +25,12 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. train.lr=1e-4")
     key, raw = text.split("=", 1)
-    path = [part for part in key.strip().split(".") if part]
-    if not path:
+    path = key.strip().split(".")
+    if not key.strip():
         raise ConfigError(f"--set {text!r}: empty key")
+    if not all(path):
+        raise ConfigError(f"--set {text!r}: the key {key.strip()!r} has an empty part (a doubled or stray dot); "
+                          "write it as SECTION.KEY, e.g. train.lr=1e-4")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
