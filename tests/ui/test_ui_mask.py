@@ -57,7 +57,9 @@ def test_data_page_lists_sources(client: TestClient) -> None:
     ({"source": "chat.jsonl", "tokenizer": "deepseek", "template": "nope"}, "template nope"),
     ({"source": "chat.jsonl", "tokenizer": "deepseek", "index": 5}, "no record at --index 5"),
     ({"source": "chat.jsonl", "tokenizer": "deepseek", "index": "x"}, "index: expected a whole number"),
-    ({"source": ""}, "empty path"),
+    ({"source": ""}, "source: missing; name a data file"),
+    ({}, "source: missing; name a data file"),
+    ({"messages": [{"role": "user", "content": "hi"}]}, "source: missing; name a data file"),
 ])
 def test_bad_requests_name_what_is_wrong(client: TestClient, runs_root: Path, body: dict, message: str) -> None:
     (runs_root.parent / "outside.jsonl").write_text(json.dumps(CONVERSATION) + "\n", encoding="utf-8")

@@ -60,6 +60,9 @@ def _run_sets(source: Path) -> list[str]:
 def mask_view(root: Path, source: str, index: int = 0, template: str | None = None, tokenizer: str | None = None,
               masking: str | None = None, thinking: bool | None = None) -> dict[str, Any]:
     """Tokens of record ``index`` of ``source`` with their supervision, and the counts."""
+    if not source.strip():
+        raise DsftError("source: missing; name a data file, prepared directory or run under the runs root "
+                        "(e.g. uploads/train.jsonl)")
     path = inside_root(root, source)
     sets = _run_sets(path) if path.is_dir() and runs.is_run(path) else prepared_defaults(path)
     if masking:
