@@ -65,6 +65,7 @@ def test_a_bad_preparation_starts_nothing_and_names_the_field(client: TestClient
     assert response.status_code in (400, 404) and message in response.json()["error"], response.text
     assert "SECRET" not in response.text and started(runs_root) == []
     assert not (runs_root / "prepared").exists()
+    assert str(runs_root.resolve()) not in response.text  # paths as the dashboard names them: under the root
 
 
 def test_prepare_from_the_browser_writes_the_report_rejects_and_removals(client: TestClient, runs_root: Path) -> None:

@@ -80,7 +80,8 @@ def create_app(root: Path, api_key: str | None = None, allowed_hosts: list[str] 
     @app.exception_handler(DsftError)
     async def dsft_error(request: Request, exc: DsftError) -> Response:
         status = 404 if isinstance(exc, OutsideRoot) else 409 if isinstance(exc, CannotStop) else 400
-        return _error(request, status, str(exc))
+        # Paths relative to the runs root, as the dashboard names them everywhere (the readers say absolute ones).
+        return _error(request, status, str(exc).replace(f"{root.resolve()}/", ""))
 
     @app.get("/", response_class=HTMLResponse)
     async def runs_page() -> str:
