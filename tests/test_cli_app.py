@@ -31,7 +31,7 @@ def test_help(path) -> None:
 
 
 @pytest.mark.parametrize("path", sorted(_commands(app)))
-def test_help_keeps_bracketed_words(path) -> None:
+def test_help_keeps_bracketed_words(path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Rich reads ``[word]`` and ``[default: x]`` in help text as markup and drops it: help is printed as written."""
     import re
 
@@ -40,7 +40,14 @@ def test_help_keeps_bracketed_words(path) -> None:
     command = typer.main.get_command(app)
     for name in path:
         command = command.commands[name]
-    output = " ".join(runner.invoke(app, [*path, "--help"], env={"COLUMNS": "2000"}, terminal_width=2000).output.split())
+    # A help console 2,000 columns wide and no terminal, whatever the process's environment says: rich falls
+    # back to 80 columns on a (forced) dumb terminal, and the help would wrap mid-phrase.
+    import typer.rich_utils
+
+    monkeypatch.setattr(typer.rich_utils, "MAX_WIDTH", 2000)
+    monkeypatch.setattr(typer.rich_utils, "FORCE_TERMINAL", False)
+    env = {"COLUMNS": "2000", "LINES": "50"}
+    output = " ".join(runner.invoke(app, [*path, "--help"], env=env, terminal_width=2000).output.split())
     for param in command.params:
         for words in re.findall(r"\[[^\]]+\]", getattr(param, "help", None) or ""):
             assert " ".join(words.split()) in output, f"{' '.join(path)} {param.name}: '{words}' is lost from --help"
