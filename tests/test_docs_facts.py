@@ -1,0 +1,119 @@
+"""What README.md, docs/ and the example guides name exists: every `dsft` command and flag in their code, every
+config key they write in backticks or in a YAML block, and every YAML block they show loads as a config."""
+
+import re
+from pathlib import Path
+
+import pytest
+import typer.main
+import yaml
+
+from dsft.cli.app import app
+from dsft.config import DsftConfig
+from dsft.config.loader import parse_override
+from dsft.config.schema import Section
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "examples").rglob("*.md")])
+WORD = re.compile(r"[a-z][a-z0-9-]*")
+FILES = (".md", ".yaml", ".json", ".jsonl", ".gguf", ".py", ".safetensors")
+NOT_CONFIG = {"model.layers", "model.generate"}  # a Hugging Face model's attributes, named in prose
+
+
+def _code(text: str) -> list[tuple[int, str]]:
+    """(line, code) for every fenced block and inline code span, a shell line continuation joined."""
+    found = [(m.start(), m.group(1)) for m in re.finditer(r"```[a-z]*\n(.*?)```", text, re.S)]
+    found += [(m.start(), m.group(1)) for m in re.finditer(r"(?<!`)`([^`\n]+)`(?!`)", text)]
+    return [(text.count("\n", 0, start) + 1, code.replace("\\\n", " ")) for start, code in found]
+
+
+def _keys(model: type[Section], prefix: str = "") -> set[str]:
+    keys = set()
+    for name, field in model.model_fields.items():
+        keys.add(prefix + name)
+        annotation = field.annotation
+        inner = [annotation, *getattr(annotation, "__args__", ())]
+        inner += [arg for outer in inner[1:] for arg in getattr(outer, "__args__", ())]
+        for kind in inner:
+            if isinstance(kind, type) and issubclass(kind, Section):
+                keys |= _keys(kind, f"{prefix}{name}.")
+    return keys
+
+
+def _dsft_commands():
+    """(doc:line, command path, the words after it) for every `dsft ...` written in a doc's code."""
+    for doc in DOCS:
+        for line, code in _code(doc.read_text(encoding="utf-8")):
+            for match in re.finditer(r"(?<![\w/.-])dsft((?: +[^\s`|;&)\]'\"]+)+)", code):
+                words = [w for w in match.group(1).split() if w != "--debug"]
+                yield f"{doc.relative_to(ROOT)}:{line}", words
+
+
+def test_every_dsft_command_and_flag_the_docs_name_exists() -> None:
+    root = typer.main.get_command(app)
+    problems = []
+    for where, words in _dsft_commands():
+        command, path = root, []
+        while words and words[0] in getattr(command, "commands", {}):
+            command = command.commands[words[0]]
+            path.append(words.pop(0))
+        if hasattr(command, "commands"):  # a group: the next plain word must be one of its commands
+            if words and WORD.fullmatch(words[0]) and (command is not root or not path):
+                if command is not root:
+                    problems.append(f"{where}: dsft {' '.join(path)} has no command {words[0]!r}")
+            continue
+        options = {"--help"} | {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+        for word in words:
+            flag = word.split("=", 1)[0].rstrip(",.:")
+            if re.fullmatch(r"--?[a-z][a-z0-9-]*", flag) and flag not in options:
+                problems.append(f"{where}: dsft {' '.join(path)} has no option {flag}")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_dsft_commands_the_readme_table_names_exist() -> None:
+    """A prose sentence may start with 'dsft'; a command in the README's pipeline table may not be a typo."""
+    root = typer.main.get_command(app)
+    table = [line for line in (ROOT / "README.md").read_text(encoding="utf-8").splitlines() if line.startswith("| ")]
+    named = {m.group(1) for line in table for m in re.finditer(r"`dsft ([a-z][a-z0-9-]*)", line)}
+    assert named and named <= set(root.commands), named - set(root.commands)
+
+
+def test_every_config_key_the_docs_name_exists() -> None:
+    keys = _keys(DsftConfig)
+    sections = "|".join(DsftConfig.model_fields)
+    pattern = re.compile(rf"(?<![\w./-])((?:{sections})\.[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*)(\*?)(?![\w(/-])")
+    problems = []
+    for doc in DOCS:
+        for line, code in _code(doc.read_text(encoding="utf-8")):
+            if code.lstrip().startswith(("from ", "import ")) or "(" in code:  # Python, not keys
+                continue
+            for match in pattern.finditer(code):
+                key, wildcard = match.groups()
+                parts = key.split(".")  # dsft.eval.numbers or a name in it is a module, not a key
+                modules = [ROOT / "src" / "dsft" / Path(*parts[:n]) for n in range(2, len(parts) + 1)]
+                if (key in keys or key in NOT_CONFIG or key.endswith(FILES) or (wildcard and any(k.startswith(key) for k in keys))
+                        or any(m.with_suffix(".py").exists() or m.is_dir() for m in modules)):
+                    continue
+                problems.append(f"{doc.relative_to(ROOT)}:{line}: {key}")
+    assert not problems, "no such config key:\n" + "\n".join(problems)
+
+
+def test_every_set_override_the_docs_show_parses_to_a_config_key() -> None:
+    keys = _keys(DsftConfig)
+    problems = []
+    for where, words in _dsft_commands():
+        for flag, value in zip(words, words[1:]):
+            if flag in ("--set", "--grid", "--range") and "=" in value:
+                key, _ = parse_override(value)
+                if ".".join(key) not in keys:
+                    problems.append(f"{where}: {flag} {value}")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_yaml_config_the_docs_show_loads(doc: Path) -> None:
+    text = doc.read_text(encoding="utf-8")
+    for match in re.finditer(r"```ya?ml\n(.*?)```", text, re.S):
+        shown = yaml.safe_load(match.group(1))
+        if isinstance(shown, dict) and set(shown) <= set(DsftConfig.model_fields):
+            DsftConfig.model_validate(shown)
