@@ -1,6 +1,7 @@
 """What README.md, docs/ and the example guides name exists: every `dsft` command and flag in their code, every
 config key they write in backticks or in a YAML block, and every YAML block they show loads as a config."""
 
+import json
 import re
 from pathlib import Path
 
@@ -117,3 +118,22 @@ def test_every_yaml_config_the_docs_show_loads(doc: Path) -> None:
         shown = yaml.safe_load(match.group(1))
         if isinstance(shown, dict) and set(shown) <= set(DsftConfig.model_fields):
             DsftConfig.model_validate(shown)
+
+
+def test_the_metrics_example_in_docs_eval_is_what_dsft_metrics_prints(tmp_path: Path, run_cli) -> None:
+    """docs/eval.md shows a predictions file and the JSON `dsft metrics --json` prints for it: every key, every
+    count and every value (to the digits shown)."""
+    text = (ROOT / "docs" / "eval.md").read_text(encoding="utf-8")
+    section = text[text.index("## Scoring a predictions file"):]
+    lines, shown = re.search(r"```\n(\{\"prediction\".*?)```.*?```json\n(.*?)```", section, re.S).groups()
+    (tmp_path / "preds.jsonl").write_text(lines, encoding="utf-8")
+    code, out, _ = run_cli(["metrics", "--predictions", str(tmp_path / "preds.jsonl"), "--json"])
+    assert code == 0
+    printed, expected = json.loads(out), json.loads(shown)
+    assert printed.keys() == expected.keys()
+    for key, value in expected.items():
+        if isinstance(value, float):
+            digits = len(repr(value).split(".")[1])
+            assert round(printed[key], digits) == value, key
+        else:
+            assert printed[key] == value, key

@@ -1,5 +1,6 @@
 """The bounded fine-tuning recipe of the real-model tier (``--set`` overrides), measured on a 2-core machine
-(see docs/models.md for the figures): 4 epochs of 10 steps, rows of 128 tokens.
+(see docs/models.md for the figures): 4 epochs of 7 steps (the 40 records pack into 28 rows of at most 128
+tokens, 4 rows a step).
 
 Used by test_finetune.py, which measures what it learns, and by test_demo.py, which checks that ``dsft demo
 --model smollm2`` trains with it. A module of its own, imported by name: a test file never imports another

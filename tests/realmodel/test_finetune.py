@@ -3,7 +3,8 @@
 SmolLM2-135M-Instruct cannot know when the (fictional) reservoirs were completed. It is trained on 40
 questions (8 facts, 3 English and 2 Chinese phrasings each) and asked 24 paraphrased questions it never
 saw: the answer must hold the completion month and year. General questions it answered right before
-(never trained on) measure what it keeps. Bounded for a CPU: 4 epochs of 10 steps, rows of 128 tokens.
+(never trained on) measure what it keeps. Bounded for a CPU: 4 epochs of 7 steps (the 40 records pack into 28
+rows of at most 128 tokens, 4 rows a step).
 """
 
 from __future__ import annotations
