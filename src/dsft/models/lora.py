@@ -10,6 +10,7 @@ correction buffer must stay untouched by LoRA), ``lm_head`` and embeddings.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -122,13 +123,14 @@ def discover_lora_targets(model: "nn.Module", targets: str | list[str] = "all-li
                  for p in experts):
             parameters.append(entry)
         else:
+            close = difflib.get_close_matches(entry, sorted(leaves) + experts, n=2)
             problems.append(f"lora.targets: {entry!r} matches no adaptable Linear or expert parameter "
-                            "(routers, lm_head and embeddings are never targets)")
+                            "(routers, lm_head and embeddings are never targets)"
+                            + (f"; did you mean {' or '.join(map(repr, close))}?" if close else ""))
     if problems:
-        raise DsftError("invalid LoRA targets", problems + [
-            f"adaptable modules: {', '.join(sorted(leaves))}",
-            f"expert parameters: {', '.join(experts) or 'none'}",
-        ])
+        raise DsftError(f"lora.targets: {len(problems)} name(s) match no module of {type(model).__name__}",
+                        problems + [f"adaptable modules: {', '.join(sorted(leaves))}",
+                                    f"expert parameters: {', '.join(experts) or 'none'}"])
     return LoraTargets(modules=modules, parameters=parameters)
 
 

@@ -160,6 +160,14 @@ def peek_model_config(name_or_path: str | Path) -> dict[str, Any] | None:
     return None
 
 
+def hub_cache_dir(cache_dir: str | Path | None = None) -> str | None:
+    """Where hub downloads go: ``CACHE/hub`` for an explicit cache (argument or ``$DSFT_CACHE``); otherwise
+    None, the standard Hugging Face cache, so models other tools already downloaded are not fetched twice."""
+    if cache_dir or os.environ.get("DSFT_CACHE"):
+        return str((Path(cache_dir).expanduser() if cache_dir else default_cache_dir()) / "hub")
+    return None
+
+
 def download_from_hub(repo_id: str, cache_dir: str | Path | None = None, revision: str | None = None) -> Path:
     """Download a hub model's config, tokenizer and safetensors weights; return the snapshot directory."""
     from huggingface_hub import snapshot_download
@@ -170,12 +178,7 @@ def download_from_hub(repo_id: str, cache_dir: str | Path | None = None, revisio
         RevisionNotFoundError,
     )
 
-    # An explicit cache (argument or $DSFT_CACHE) gets the download under hub/; otherwise the standard
-    # Hugging Face cache is used, so models other tools already downloaded are not fetched twice.
-    if cache_dir or os.environ.get("DSFT_CACHE"):
-        hub_cache: str | None = str((Path(cache_dir).expanduser() if cache_dir else default_cache_dir()) / "hub")
-    else:
-        hub_cache = None
+    hub_cache = hub_cache_dir(cache_dir)
     try:
         return Path(snapshot_download(repo_id, revision=revision, cache_dir=hub_cache, allow_patterns=HUB_PATTERNS))
     except GatedRepoError as exc:

@@ -43,6 +43,7 @@ from dsft.training.setup import (
     build_model,
     build_training_arguments,
     check_dropout,
+    check_lora_targets,
     load_splits,
     mixed_sources,
     resolve_template,
@@ -92,6 +93,7 @@ def run_training(
     if problems:
         raise UnsupportedError(f"{len(problems)} problem(s) with this machine", problems)
     check_inputs(cfg)  # before the run directory is written or a model resolved
+    check_lora_targets(cfg)  # on the model's weightless skeleton: a typo costs no data preparation
     if not cfg.data.prepared_dir:  # the data is prepared into RUN/data, never over the user's files
         check_prepared_output(cfg, run_dir / "data", None, f"--out {run_dir}")
     run = RunDir(run_dir)

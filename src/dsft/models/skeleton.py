@@ -1,0 +1,71 @@
+"""The model dsft will train, without its weights: module names and shapes from the config alone.
+
+Checks that depend on the architecture's modules (``lora.targets``) run on this skeleton before the run
+directory is written, the data prepared or the weights downloaded. The skeleton is built by the class the
+load builds (``AutoModelForCausalLM`` over the checkpoint's own config, remote code where
+``model.trust_remote_code`` allows it) on the ``meta`` device: no memory, no weights. It is never a
+look-alike: a remote-code DeepSeek-MoE is not built as Qwen2-MoE here (the planner's stand-in), since its
+module names differ. Where the exact config cannot be had without the weights, or the class cannot be built
+on the meta device, there is no skeleton (None) and the check runs on the loaded model instead.
+
+Where the config comes from, for each kind of ``model.name_or_path`` (see :mod:`dsft.models.resolve`):
+
+* a tiny preset: the config dict its writer builds the model from;
+* a GGUF file or Ollama name: the converted checkpoint's ``config.json`` once converted, else the GGUF
+  header (the conversion builds the model from that same config);
+* a local directory: its ``config.json``;
+* a hub id: its ``config.json`` once downloaded (the cache only: a machine without the hub would retry for
+  half a minute); a model not downloaded yet is checked once it is.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from dsft.models.gguf_source import gguf_file_of, imported_dir, is_gguf_source
+from dsft.models.resolve import default_cache_dir, hub_cache_dir
+from dsft.models.tiny import TINY_PRESETS
+
+log = logging.getLogger(__name__)
+
+
+def _model_config(name: str, cache_dir: str | Path | None, revision: str | None, trust_remote_code: bool) -> Any:
+    """The transformers config the load will build ``name`` from (raises what transformers raises)."""
+    from transformers import AutoConfig  # heavy: only once a check needs the architecture
+
+    if name in TINY_PRESETS:
+        values = dict(TINY_PRESETS[name].config())
+        return AutoConfig.for_model(values.pop("model_type"), **values)
+    if is_gguf_source(name):
+        path = gguf_file_of(name)
+        converted = imported_dir(path, Path(cache_dir).expanduser() if cache_dir else default_cache_dir())
+        if (converted / "config.json").is_file():
+            return AutoConfig.from_pretrained(str(converted))
+        config = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config  # as the conversion does: the checkpoint is a float one
+        return config
+    local = Path(name).expanduser()
+    if local.is_dir():
+        return AutoConfig.from_pretrained(str(local), trust_remote_code=trust_remote_code)
+    return AutoConfig.from_pretrained(name, revision=revision, cache_dir=hub_cache_dir(cache_dir),
+                                      trust_remote_code=trust_remote_code, local_files_only=True)
+
+
+def model_skeleton(name_or_path: str | Path, cache_dir: str | Path | None = None, revision: str | None = None,
+                   trust_remote_code: bool = False) -> Any | None:
+    """The causal LM dsft will load for ``name_or_path``, built on the ``meta`` device; None where it cannot
+    be known without the weights (the loaded model is then the one checked)."""
+    import torch  # heavy: only once a check needs the architecture
+    from transformers import AutoModelForCausalLM
+
+    name = str(name_or_path)
+    try:
+        config = _model_config(name, cache_dir, revision, trust_remote_code)
+        with torch.device("meta"):
+            return AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    except Exception as exc:  # noqa: BLE001 - any failure only means "not knowable early"; the load reports it
+        log.debug("%s: no skeleton before loading (%s: %s)", name, type(exc).__name__, exc)
+        return None

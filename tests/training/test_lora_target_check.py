@@ -1,0 +1,72 @@
+"""A wrong ``lora.targets`` is refused before the run directory is written or the data prepared: one message
+naming the key, the bad name and the names the model has, checked on the model's weightless skeleton."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dsft.config import load_config
+from dsft.errors import DsftError
+from dsft.training.setup import check_lora_targets
+
+from preference_pairs import write_pairs
+from tiny_runs import write_data
+
+V3_MODULES = "down_proj, gate_proj, kv_a_proj_with_mqa, kv_b_proj, o_proj, q_a_proj, q_b_proj, up_proj"
+
+
+def _train(run_cli, tmp_path: Path, *sets: str) -> tuple[int, str, Path]:
+    config = tmp_path / "config.yaml"
+    config.write_text("{}\n", encoding="utf-8")
+    run = tmp_path / "run"
+    args = ["train", str(config), "--out", str(run), "--set", "train.max_steps=1", "--set", "train.max_seq_len=128"]
+    for override in sets:
+        args += ["--set", override]
+    code, out, err = run_cli(args)
+    return code, out + err, run
+
+
+def test_train_refuses_a_mistyped_target_before_the_run_directory(run_cli, tmp_path: Path, tiny_model_dir) -> None:
+    tiny_model_dir("tiny-deepseek-v3")  # the session cache (DSFT_CACHE)
+    data = write_data(tmp_path / "train.jsonl", 8)
+    code, said, run = _train(run_cli, tmp_path, "model.name_or_path=tiny-deepseek-v3", f"data.train=[{data}]",
+                             "lora.targets=[q_a_proj, kv_b_prj]")
+    assert code == 2, said
+    assert "lora.targets: 'kv_b_prj' matches no adaptable Linear" in said and "did you mean 'kv_b_proj'" in said
+    assert f"adaptable modules: {V3_MODULES}" in said and "DeepseekV3ForCausalLM" in said
+    assert "Traceback" not in said
+    assert not run.exists()  # no config.yaml, no prepared data left behind
+
+
+def test_dpo_refuses_a_mistyped_target_before_the_run_directory(run_cli, tmp_path: Path, tiny_model_dir) -> None:
+    tiny_model_dir("tiny-r1-distill-qwen")
+    data = write_pairs(tmp_path / "pairs.jsonl", 4)
+    code, said, run = _train(run_cli, tmp_path, "model.name_or_path=tiny-r1-distill-qwen", "train.objective=dpo",
+                             f"data.train=[{data}]", "lora.targets=q_proj,v_prj")
+    assert code == 2, said
+    assert "lora.targets: 'v_prj' matches no adaptable Linear" in said and "Qwen2ForCausalLM" in said
+    assert not run.exists()
+
+
+@pytest.mark.parametrize("method", ["lora", "qlora"])
+@pytest.mark.parametrize("objective", ["sft", "grpo"])
+def test_lora_and_qlora_targets_are_checked_on_the_skeleton(method: str, objective: str) -> None:
+    base = ["model.name_or_path=tiny-r1-distill-qwen", f"train.method={method}", f"train.objective={objective}"]
+    with pytest.raises(DsftError) as refused:
+        check_lora_targets(load_config(None, [*base, "lora.targets=[q_proj, vproj]"]))
+    message = str(refused.value)
+    assert "lora.targets: 'vproj' matches no adaptable Linear" in message and "did you mean 'v_proj'" in message
+    assert "adaptable modules: down_proj, gate_proj, k_proj, o_proj, q_proj, up_proj, v_proj" in message
+    check_lora_targets(load_config(None, [*base, "lora.targets=[q_proj, v_proj]"]))
+
+
+def test_a_full_fine_tune_reads_no_lora_key() -> None:
+    check_lora_targets(load_config(None, ["model.name_or_path=tiny-r1-distill-qwen", "train.method=full",
+                                          "lora.targets=[vproj]"]))
+
+
+def test_expert_targets_with_dropout_are_refused_on_the_skeleton() -> None:
+    with pytest.raises(DsftError, match="lora.dropout: 0"):
+        check_lora_targets(load_config(None, ["model.name_or_path=tiny-deepseek-v3", "lora.dropout=0.1"]))
