@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -14,7 +18,7 @@ from dsft.errors import ConfigError, UnsupportedError
 from dsft.training import distributed
 from dsft.training.distributed import (
     apply_zero3_leaf_modules, deepspeed_config, distributed_training_args, fsdp_settings, moe_block_classes,
-    resolve_strategy,
+    resolve_strategy, unapplied_settings_notice,
 )
 
 STAGES = [(0, "none"), (1, "none"), (1, "optimizer"), (2, "none"), (2, "optimizer"), (3, "none"),
@@ -160,11 +164,41 @@ def test_sequence_parallel_with_validation_data_is_refused(tmp_path: Path) -> No
 
 
 def test_single_process_zero_and_offload_are_applied_or_said_aloud(monkeypatch) -> None:
-    """One process with train.zero_stage/offload set: DeepSpeed on CUDA, a warning (not silence) elsewhere."""
+    """One process with train.zero_stage/offload set: DeepSpeed on CUDA, a one-line notice (not silence, and no
+    Python warning with a source line) elsewhere."""
     asked = TrainConfig(zero_stage=3, offload="optimizer+param")
     monkeypatch.setattr(distributed, "_cuda_available", lambda: False)
-    with pytest.warns(UserWarning, match="train.zero_stage=3, train.offload=optimizer\\+param: not applied"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         assert resolve_strategy(asked, world_size=1) == "none"
+    notice = unapplied_settings_notice(asked, world_size=1)
+    assert notice.startswith("train.zero_stage=3, train.offload=optimizer+param: not applied; one process without "
+                             "CUDA and DeepSpeed trains on a single device") and "\n" not in notice
+    assert unapplied_settings_notice(TrainConfig(offload="optimizer"), world_size=1).startswith(
+        "train.offload=optimizer: not applied")
+    assert unapplied_settings_notice(asked, world_size=2) is None  # several processes: DDP/DeepSpeed apply them
     monkeypatch.setattr(distributed, "_cuda_available", lambda: True)
     assert resolve_strategy(asked, world_size=1) == "deepspeed"
+    assert unapplied_settings_notice(asked, world_size=1, deepspeed=True) is None
     assert resolve_strategy(TrainConfig(), world_size=1) == "none"  # defaults ask for nothing
+    assert unapplied_settings_notice(TrainConfig(), world_size=1) is None
+
+
+def test_the_unapplied_settings_notice_is_one_clean_line_in_the_terminal(tmp_path: Path, tiny_model_dir) -> None:
+    """`dsft train` as a user runs it: the notice is one plain line on stderr, no source path or code line."""
+    tiny_model_dir("tiny-r1-distill-qwen")  # DSFT_CACHE
+    data = tmp_path / "train.jsonl"
+    data.write_text(json.dumps({"messages": [{"role": "user", "content": "Hi"},
+                                             {"role": "assistant", "content": "Hello."}]}) + "\n")
+    config = tmp_path / "config.yaml"
+    config.write_text("model: {name_or_path: tiny-r1-distill-qwen}\ntrain: {zero_stage: 3}\n"
+                      f"data: {{train: [{data}]}}\nlora: {{targets: [q_proj, vproj]}}\n")  # stops it after the notice
+    done = subprocess.run([sys.executable, "-m", "dsft", "train", str(config), "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[0] == ("train.zero_stage=3: not applied; one process without CUDA and DeepSpeed trains on a single "
+                        "device with no ZeRO partitioning or offload (set train.distributed=deepspeed on a CUDA "
+                        "machine, or remove the keys)")
+    assert lines[1].startswith("error: lora.targets:")
+    assert "Warning" not in done.stderr and ".py:" not in done.stderr

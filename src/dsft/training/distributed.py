@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -40,22 +39,32 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def _single_process_strategy(train_cfg: TrainConfig, cuda: bool, deepspeed: bool) -> str:
-    """``auto`` in one process: DeepSpeed when ZeRO/offload was asked for and can run, else none (said aloud).
+def _asked_zero_or_offload(train_cfg: TrainConfig) -> list[str]:
+    """``train.zero_stage`` / ``train.offload`` as the config set them (``train.zero_stage=3``), unless off."""
+    return [f"train.{key}={getattr(train_cfg, key)}" for key in ("zero_stage", "offload")
+            if key in train_cfg.model_fields_set and getattr(train_cfg, key) not in (0, "none")]
 
-    One GPU with ZeRO-3 offload is a real recipe (frozen base and optimizer states in host RAM); asking
-    for it and silently getting plain single-device training would hide an out-of-memory cause.
+
+def _single_process_strategy(train_cfg: TrainConfig, cuda: bool, deepspeed: bool) -> str:
+    """``auto`` in one process: DeepSpeed when ZeRO/offload was asked for and can run, else none (said aloud
+    by :func:`unapplied_settings_notice`)."""
+    return "deepspeed" if _asked_zero_or_offload(train_cfg) and cuda and deepspeed else "none"
+
+
+def unapplied_settings_notice(train_cfg: TrainConfig, world_size: int, cuda: bool | None = None,
+                              deepspeed: bool | None = None) -> str | None:
+    """One line saying which of ``train.zero_stage`` / ``train.offload`` this run will not apply and why; None
+    when every one applies (or none was set).
+
+    One GPU with ZeRO-3 offload is a real recipe (frozen base and optimizer states in host RAM); asking for it
+    and silently getting plain single-device training would hide an out-of-memory cause.
     """
-    asked = [f"train.{key}={getattr(train_cfg, key)}" for key in ("zero_stage", "offload")
-             if key in train_cfg.model_fields_set and getattr(train_cfg, key) not in (0, "none")]
-    if not asked:
-        return "none"
-    if cuda and deepspeed:
-        return "deepspeed"
-    warnings.warn(f"{', '.join(asked)}: not applied; one process without CUDA and DeepSpeed trains on a "
-                  "single device with no ZeRO partitioning or offload (set train.distributed=deepspeed on a "
-                  "CUDA machine, or remove the keys)", UserWarning, stacklevel=2)
-    return "none"
+    asked = _asked_zero_or_offload(train_cfg)
+    if not asked or world_size > 1 or resolve_strategy(train_cfg, world_size, cuda, deepspeed) != "none":
+        return None
+    return (f"{', '.join(asked)}: not applied; one process without CUDA and DeepSpeed trains on a single device "
+            "with no ZeRO partitioning or offload (set train.distributed=deepspeed on a CUDA machine, or remove "
+            "the keys)")
 
 
 def resolve_strategy(train_cfg: TrainConfig, world_size: int, cuda: bool | None = None,

@@ -29,6 +29,7 @@ from dsft.models.loading import load_tokenizer, use_cpu_accelerator_without_cuda
 from dsft.models.resolve import resolve_model
 from dsft.training.checkpointing import checkpoint_step, resolve_resume
 from dsft.training.collators import make_collator, make_train_dataset
+from dsft.training.distributed import unapplied_settings_notice
 from dsft.training.environment import environment_problems
 from dsft.training.gpu_telemetry import GpuTelemetry
 from dsft.training.liveness import process_record
@@ -92,6 +93,9 @@ def run_training(
     problems = environment_problems(cfg)
     if problems:
         raise UnsupportedError(f"{len(problems)} problem(s) with this machine", problems)
+    notice = unapplied_settings_notice(cfg.train, int(os.environ.get("WORLD_SIZE", "1")))
+    if notice:  # said once, before anything is read: a setting asked for and not applied is no secret
+        log.warning(notice)
     check_inputs(cfg)  # before the run directory is written or a model resolved
     check_lora_targets(cfg)  # on the model's weightless skeleton: a typo costs no data preparation
     if not cfg.data.prepared_dir:  # the data is prepared into RUN/data, never over the user's files
