@@ -40,3 +40,25 @@ def test_user_errors_exit_2_without_traceback(run_cli) -> None:
     assert [code for code, _, _ in results] == [2, 2, 2]
     err = "".join(err for _, _, err in results)
     assert "Traceback" not in err and "--sp 3" in err
+
+
+def test_the_loss_chunk_sized_is_the_one_training_uses(run_cli, tmp_path) -> None:
+    """The planner sized a 1,024-row loss chunk while `train.loss_chunk_size: auto` trains with 256 rows on a GPU
+    (0.7 GiB of phantom logits for a 152k vocabulary); a config's own chunk size is sized as given."""
+    from dsft.plan.memory import PlanRequest
+    from dsft.training.loss import GPU_CHUNK_ROWS
+
+    assert PlanRequest().loss_chunk == GPU_CHUNK_ROWS
+    code, out, _ = run_cli(["plan", "--model", "deepseek-r1-distill-qwen-7b", "--method", "lora", "--json"])
+    assert code == 0
+    payload = json.loads(out)
+    assert payload["request"]["loss_chunk"] == GPU_CHUNK_ROWS
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps({"model": {"name_or_path": "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"},
+                                  "train": {"loss_chunk_size": 512}}))
+    code, out, _ = run_cli(["plan", "--config", str(config), "--json"])
+    assert code == 0
+    chunked = json.loads(out)
+    assert chunked["request"]["loss_chunk"] == 512
+    vocab, width = 152_064, 2 + 4  # the logits chunk in bf16 and in fp32
+    assert chunked["breakdown"]["logits_loss"] - payload["breakdown"]["logits_loss"] == (512 - GPU_CHUNK_ROWS) * vocab * width

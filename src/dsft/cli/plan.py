@@ -70,7 +70,8 @@ def _plan_options(config: Path | None, world_size: int, given: dict[str, Any]) -
                        "micro_batch": t.micro_batch_size, "grad_accum": t.grad_accum,
                        "zero": t.zero_stage if t.distributed == "deepspeed" else 0, "offload": t.offload,
                        "sp": t.sequence_parallel, "grad_checkpointing": t.gradient_checkpointing,
-                       "lora_rank": cfg.lora.r}
+                       "lora_rank": cfg.lora.r,
+                       "loss_chunk": t.loss_chunk_size if isinstance(t.loss_chunk_size, int) else None}
     return {key: value if value is not None else from_config.get(key, PLAN_DEFAULTS.get(key))
             for key, value in given.items()}
 
@@ -106,13 +107,15 @@ def plan(
     from dsft.plan.memory import PlanRequest, request_dict
     from dsft.plan.planner import estimate_memory, load_profile
     from dsft.plan.recommend import recommend
+    from dsft.training.loss import GPU_CHUNK_ROWS  # torch: imported once the command runs, not for --help
 
     options = _plan_options(config, nodes * gpus_per_node, {
         "model": model, "method": method, "seq_len": seq_len, "micro_batch": micro_batch, "grad_accum": grad_accum,
-        "zero": zero, "offload": offload, "sp": sp, "grad_checkpointing": grad_checkpointing, "lora_rank": lora_rank})
-    model, method, seq_len, micro_batch, grad_accum, zero, offload, sp, grad_checkpointing, lora_rank = (
+        "zero": zero, "offload": offload, "sp": sp, "grad_checkpointing": grad_checkpointing, "lora_rank": lora_rank,
+        "loss_chunk": None})
+    model, method, seq_len, micro_batch, grad_accum, zero, offload, sp, grad_checkpointing, lora_rank, chunk = (
         options[key] for key in ("model", "method", "seq_len", "micro_batch", "grad_accum", "zero", "offload", "sp",
-                                 "grad_checkpointing", "lora_rank"))
+                                 "grad_checkpointing", "lora_rank", "loss_chunk"))
     if model is None:
         raise DsftError("--model: name the model to plan (or give --config with model.name_or_path)")
     if method not in ("full", "lora", "qlora"):
@@ -129,7 +132,9 @@ def plan(
                       host_mem_gib=host_mem,
                       seq_len=seq_len, micro_batch=micro_batch, grad_accum=grad_accum, zero=zero,
                       offload=offload, sp=sp, grad_checkpointing=grad_checkpointing,  # type: ignore[arg-type]
-                      lora_rank=lora_rank, loss_chunk=None if full_logits else 1024,
+                      lora_rank=lora_rank,
+                      # train.loss_chunk_size: auto trains with GPU_CHUNK_ROWS rows per chunk on a GPU
+                      loss_chunk=None if full_logits else (chunk or GPU_CHUNK_ROWS),
                       per_expert_modules=per_expert_modules)
     # Libraries imported on the way (DeepSpeed's accelerator probe) log to stdout; keep stdout for the JSON.
     with contextlib.redirect_stdout(sys.stderr):

@@ -47,7 +47,9 @@ class PlanRequest:
     grad_checkpointing: bool = False
     lora_rank: int = 16
     grad_accum: int = 1  # > 1 keeps gradients alive through the forward of later micro-batches
-    loss_chunk: int | None = 1024  # supervised tokens per lm_head + CE chunk; None = full logits
+    # supervised tokens per lm_head + CE chunk (dsft.training.loss.GPU_CHUNK_ROWS, train.loss_chunk_size: auto on a
+    # GPU; a test holds them equal); None = full logits
+    loss_chunk: int | None = 256
     precision: Literal["bf16", "fp32"] = "bf16"
     per_expert_modules: bool = False  # routed experts as separate modules (remote-code DeepSeek) vs fused
     device: Literal["gpu", "cpu"] = "gpu"
