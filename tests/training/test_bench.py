@@ -8,16 +8,19 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 import typer
 from typer.testing import CliRunner
 
 from dsft.cli import bench as bench_cli
 from dsft.training.bench.runner import add_ratios
 from dsft.training.bench.synthetic import make_examples, supervised_count
-from dsft.training.bench.systems import dsft_counts, useful_flops
+from dsft.training.bench.systems import Meter, dsft_counts, padding_free_counts, useful_flops
 from dsft.training.collators import make_collator
 from dsft.training.guards import count_real_tokens
 from dsft.training.segment_attention import SEGMENT_ATTENTION
+
+from host_reads import HostReads
 
 
 def _app() -> typer.Typer:
@@ -68,9 +71,23 @@ def test_the_bench_counts_real_tokens_as_training_does(attention: str) -> None:
     collator = make_collator(SimpleNamespace(packing=True, max_seq_len=16), SimpleNamespace(pad_token_id=0),
                              attention)
     batch = collator(examples)
-    real, supervised = dsft_counts(batch)
+    with HostReads() as reads:  # counted on the device: a read per micro-batch would stall a GPU's queue
+        real, supervised = dsft_counts(batch)
+    assert reads.names == []
     assert real == count_real_tokens(batch) == 9
     assert supervised == 3 + 2  # next-token targets: position 0 of a row never is one
+
+
+def test_the_bench_counts_a_padding_free_batch_on_the_device() -> None:
+    batch = {"input_ids": torch.ones(1, 7, dtype=torch.long), "labels": torch.tensor([[-100, 2, 3, -100, -100, 6, 7]])}
+    meter = Meter(warmup_steps=0)
+    with HostReads() as reads:
+        real, supervised = padding_free_counts(batch)
+        meter.count(0, real, batch["input_ids"].numel(), supervised)
+    assert reads.names == []
+    meter.on_train_end(None, None, None)
+    assert (meter.real_tokens, meter.padded_tokens, meter.supervised_tokens) == (7, 7, 4)
+    assert all(type(n) is int for n in (meter.real_tokens, meter.padded_tokens, meter.supervised_tokens))
 
 
 def test_useful_flops() -> None:

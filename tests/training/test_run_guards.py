@@ -4,15 +4,20 @@ checkpoints, token counting. What a DPO/GRPO trainer gets by mixing in :class:`R
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM, Trainer, TrainingArguments
 
+from dsft.config import load_config
 from dsft.training.checkpointing import list_checkpoints, resolve_resume
 from dsft.training.guards import NonFiniteLossError, RunGuards, with_run_guards
 from dsft.training.monitoring import TokenCounter, monitoring_callbacks, read_metrics
+from dsft.training.setup import build_training_arguments
 from dsft.training.trainer import DsftTrainer
+
+from host_reads import HostReads
 
 
 class PlainLossTrainer(Trainer):
@@ -127,3 +132,63 @@ def test_tokens_are_counted_and_logged_through_the_monitoring_callbacks(tmp_path
     rows = read_metrics(tmp_path / "metrics.jsonl")
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5] and rows[-1]["tokens"] == counter.tokens
     assert (tmp_path / "loss.png").is_file() and list((tmp_path / "tb").iterdir())
+
+
+class _StubStep:
+    """The Trainer's part the guards wrap: a micro-batch's loss is the batch's ``loss`` entry."""
+
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        self.state = SimpleNamespace(global_step=0)
+        self.args = SimpleNamespace(world_size=1, device=torch.device("cpu"))
+        self.logged: list[dict] = []
+
+    def training_step(self, model, inputs, num_items_in_batch=None):  # noqa: ANN001, ANN201
+        return inputs["loss"]
+
+    def log(self, logs, *args, **kwargs) -> None:  # noqa: ANN001, ANN002, ANN003
+        self.logged.append(logs)
+
+
+class _GuardedStub(RunGuards, _StubStep):
+    pass
+
+
+def _micro_batches(losses: list[float]) -> list[dict]:
+    packed = {"input_ids": torch.ones(1, 6, dtype=torch.long), "num_real_tokens": 5,
+              "labels": torch.tensor([[-100, -100, 3, 4, 5, -100]])}
+    padded = {"input_ids": torch.ones(2, 3, dtype=torch.long), "attention_mask": torch.tensor([[1, 1, 1], [1, 1, 0]]),
+              "labels": torch.tensor([[-100, 2, 3], [-100, 5, -100]])}
+    return [{**(packed if i % 2 == 0 else padded), "loss": torch.tensor(loss, requires_grad=True) * 1.0}
+            for i, loss in enumerate(losses)]
+
+
+def test_a_micro_batch_reads_nothing_back_and_the_step_reads_its_counts_and_losses_once() -> None:
+    """On a GPU a read per micro-batch (the loss, a token count) makes the host wait for the backward before
+    it can queue the next micro-batch; the guards read the losses back once per step, before the optimizer
+    step, and the token counts once per log."""
+    counter = TokenCounter()
+    trainer = _GuardedStub(token_counter=counter)
+    with HostReads() as reads:
+        for inputs in _micro_batches([1.0, 2.0, 3.0]):
+            trainer.training_step(None, inputs)
+    assert reads.names == []
+    trainer.check_grad_norm(torch.tensor(1.5))
+    trainer.log({"loss": 2.0})
+    assert (counter.tokens, counter.supervised_tokens) == (5 + 5 + 5, 3 + 3 + 3)
+    assert trainer.logged[-1]["supervised_tokens"] == 9
+
+
+def test_a_non_finite_micro_batch_loss_stops_the_run_before_the_optimizer_step() -> None:
+    trainer = _GuardedStub(token_counter=TokenCounter())
+    for inputs in _micro_batches([1.0, float("nan"), 2.0]):
+        trainer.training_step(None, inputs)  # the losses are not read back here
+    with pytest.raises(NonFiniteLossError, match="training loss became nan at optimizer step 1"):
+        trainer.check_grad_norm(torch.tensor(1.0))
+    trainer.check_grad_norm(torch.tensor(1.0))  # the next step starts with no losses of its own
+
+
+def test_training_turns_off_the_trainers_per_micro_batch_nan_filter(tmp_path: Path) -> None:
+    """transformers' ``logging_nan_inf_filter`` reads every micro-batch's loss back; the guards stop on a
+    non-finite loss anyway."""
+    args = build_training_arguments(load_config(None, []), tmp_path, has_eval=False, model=_model())
+    assert args.logging_nan_inf_filter is False

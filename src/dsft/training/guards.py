@@ -9,6 +9,9 @@
 
 1. **NaN stop**: a non-finite loss, or a non-finite gradient norm (the norm the clipper computes anyway),
    raises :class:`NonFiniteLossError` *before* the optimizer step that would spread it into the weights.
+   The micro-batches' losses stay on the device and are read back once, with the gradient norm, before
+   that step: a read per micro-batch would make the host wait for the GPU after every backward, and the
+   next micro-batch's kernels could not be queued while the last one's still run.
 2. **Finite checkpoints**: the trainable weights are checked before every checkpoint (and, in the
    recipe, before ``final/``); an update that left a NaN or an infinity is never written, so the newest
    checkpoint on disk is always a finite, last good state.
@@ -16,7 +19,8 @@
    dead weights) is recorded in :attr:`RunGuards.flags` and logged; the run reports ``stalled``.
 4. **Atomic checkpoints**: each ``checkpoint-N`` is written under ``.staging/`` with a manifest and
    renamed into place (see checkpointing.py), so a run killed mid-save never leaves a half-written one.
-5. **Token counting**: non-pad and supervised tokens per micro-batch, summed over ranks once per log,
+5. **Token counting**: non-pad and supervised tokens per micro-batch (kept on the device like the losses),
+   summed over ranks once per log,
    and logged with the loss (``tokens``, ``supervised_tokens``, ``tokens_per_s``, ``elapsed_s``), so the
    trainer state's log_history can rebuild metrics.jsonl. Batches without ``labels`` (e.g. preference
    pairs) are counted by overriding :meth:`RunGuards.count_batch_tokens`.
@@ -58,8 +62,8 @@ def non_finite_parameters(model: Any) -> list[str]:
     return [name for name, p in model.named_parameters() if p.requires_grad and not bool(torch.isfinite(p).all())]
 
 
-def count_real_tokens(batch: dict[str, Any], sequence_parallel: int = 1) -> float:
-    """Non-padding tokens in a batch.
+def count_real_tokens(batch: dict[str, Any], sequence_parallel: int = 1) -> float | torch.Tensor:
+    """Non-padding tokens in a batch (a 0-d tensor on the batch's device where a mask is summed: not read back).
 
     Padded batches carry an attention mask; packed ones carry their count (``num_real_tokens``) from the
     collator; anything else counts every input id. Under sequence parallelism every rank of a group sees
@@ -67,7 +71,7 @@ def count_real_tokens(batch: dict[str, Any], sequence_parallel: int = 1) -> floa
     (the sum over ranks is exact).
     """
     if "attention_mask" in batch:
-        return int(batch["attention_mask"].sum())
+        return batch["attention_mask"].sum()
     if REAL_TOKENS_KEY in batch:
         return int(batch[REAL_TOKENS_KEY]) / sequence_parallel
     return int(batch["input_ids"].numel())
@@ -85,30 +89,42 @@ class RunGuards(AtomicCheckpointHooks, GradNormHooks):
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.token_counter = token_counter or TokenCounter()
-        # This rank's (real, supervised) tokens since the last log; summed over ranks when logging.
-        self._unlogged_tokens = [0.0, 0.0]
+        # This rank's (real, supervised) tokens since the last log (numbers or 0-d device tensors, read back
+        # once per log); summed over ranks when logging.
+        self._unlogged_tokens: list[Any] = [0, 0]
+        # This optimizer step's micro-batch losses, on the device until check_grad_norm reads them.
+        self._step_losses: list[torch.Tensor] = []
         self.zero_grad_steps = zero_grad_steps
         self._zero_grad_streak = 0
         self.flags: list[str] = []  # problems that did not stop the run but must be reported (run.json)
 
-    def count_batch_tokens(self, inputs: dict[str, Any]) -> tuple[float, int] | None:
-        """``(non-pad tokens, supervised tokens)`` of one micro-batch on this rank; None: not countable."""
+    def count_batch_tokens(self, inputs: dict[str, Any]) -> tuple[Any, Any] | None:
+        """``(non-pad tokens, supervised tokens)`` of one micro-batch on this rank, as numbers or 0-d tensors
+        on the batch's device (summed, never read back here); None: not countable."""
         labels = inputs.get("labels", inputs.get("shift_labels"))
         if labels is None:
             return None
         sequence_parallel = getattr(self, "sequence_parallel", 1)
-        return count_real_tokens(inputs, sequence_parallel), int(labels.ne(IGNORE_INDEX).sum())
+        return count_real_tokens(inputs, sequence_parallel), labels.ne(IGNORE_INDEX).sum()
+
+    def add_unlogged_tokens(self, real: Any, supervised: Any) -> None:
+        """Add one micro-batch's counts (numbers or 0-d device tensors; not in place, so an integer tensor
+        may meet a fractional sequence-parallel share)."""
+        self._unlogged_tokens = [self._unlogged_tokens[0] + real, self._unlogged_tokens[1] + supervised]
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
         """Add every rank's token counts to the counter, then log (the Trainer logs on all ranks at once)."""
-        counts = self._unlogged_tokens
         if self.args.world_size > 1:  # type: ignore[attr-defined]
             # One collective per log: exact global counts, also when ranks' batches differ (SP shards).
-            summed = torch.tensor(counts, dtype=torch.float64, device=self.args.device)  # type: ignore[attr-defined]
+            device = self.args.device  # type: ignore[attr-defined]
+            summed = torch.stack([torch.as_tensor(c, dtype=torch.float64, device=device)
+                                  for c in self._unlogged_tokens])
             torch.distributed.all_reduce(summed)
             counts = summed.tolist()
+        else:
+            counts = [float(c) for c in self._unlogged_tokens]  # the counts' one read back per log
         self.token_counter.add(round(counts[0]), round(counts[1]))
-        self._unlogged_tokens = [0.0, 0.0]
+        self._unlogged_tokens = [0, 0]
         if "loss" in logs:  # in the log itself, so the checkpoint's log_history can rebuild metrics.jsonl
             logs = {**logs, **self.token_counter.totals()}
         super().log(logs, *args, **kwargs)  # type: ignore[misc]
@@ -116,21 +132,30 @@ class RunGuards(AtomicCheckpointHooks, GradNormHooks):
     def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
         counted = self.count_batch_tokens(inputs)
         if counted is not None:
-            self._unlogged_tokens[0] += counted[0]
-            self._unlogged_tokens[1] += counted[1]
+            self.add_unlogged_tokens(*counted)
         loss = super().training_step(model, inputs, num_items_in_batch)  # type: ignore[misc]
-        value = float(loss.detach())
-        if not math.isfinite(value):
+        self._step_losses.append(loss.detach())
+        return loss
+
+    def check_step_losses(self) -> None:
+        """Stop on a non-finite loss among this step's micro-batches (one read back for all of them)."""
+        losses, self._step_losses = self._step_losses, []
+        if not losses:
+            return
+        values = torch.stack([loss.float().reshape(()) for loss in losses]).tolist()
+        bad = next((v for v in values if not math.isfinite(v)), None)
+        if bad is not None:
             step = self.state.global_step + 1  # type: ignore[attr-defined]
             raise NonFiniteLossError(
-                f"training loss became {value} at optimizer step {step}; the run stopped before that step "
+                f"training loss became {bad} at optimizer step {step}; the run stopped before that step "
                 "changed any weight, so the newest checkpoint is the last good one",
                 NAN_ADVICE,
             )
-        return loss
 
     def check_grad_norm(self, grad_norm: Any) -> None:
-        """Stop on a non-finite gradient norm (before the optimizer step); count steps with a zero norm."""
+        """Stop on a non-finite loss or gradient norm (before the optimizer step); count steps with a zero
+        norm."""
+        self.check_step_losses()
         if grad_norm is None:
             return
         value = float(grad_norm)

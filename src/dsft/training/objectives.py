@@ -107,11 +107,12 @@ def _config(config_class: type, base: TrainingArguments, **own: Any) -> Any:
 # ------------------------------------------------------------------------------------------ trainers
 
 
-def pair_token_counts(inputs: dict[str, Any]) -> tuple[float, int] | None:
-    """Tokens of a padded preference batch: non-pad tokens and completion (trained) tokens."""
+def pair_token_counts(inputs: dict[str, Any]) -> tuple[Any, Any] | None:
+    """Tokens of a padded preference batch: non-pad tokens and completion (trained) tokens (0-d tensors on
+    the batch's device, read back once per log)."""
     if "attention_mask" not in inputs or "completion_mask" not in inputs:
         return None
-    return int(inputs["attention_mask"].sum()), int(inputs["completion_mask"].sum())
+    return inputs["attention_mask"].sum(), inputs["completion_mask"].sum()
 
 
 def _dpo_class() -> type:
@@ -120,7 +121,7 @@ def _dpo_class() -> type:
     class GuardedDPO(RunGuards, PretokenizedPairsHooks, DPOTrainer):
         """DPO on dsft-rendered pairs with the run guards."""
 
-        def count_batch_tokens(self, inputs: dict[str, Any]) -> tuple[float, int] | None:
+        def count_batch_tokens(self, inputs: dict[str, Any]) -> tuple[Any, Any] | None:
             return pair_token_counts(inputs)
 
     return GuardedDPO
@@ -132,7 +133,7 @@ def _kto_class() -> type:
     class GuardedKTO(RunGuards, PretokenizedCompletionsHooks, KTOTrainer):
         """KTO on dsft-rendered labelled completions with the run guards."""
 
-        def count_batch_tokens(self, inputs: dict[str, Any]) -> tuple[float, int] | None:
+        def count_batch_tokens(self, inputs: dict[str, Any]) -> tuple[Any, Any] | None:
             return pair_token_counts(inputs)
 
     return GuardedKTO
@@ -160,12 +161,12 @@ def _orpo_class() -> type:
                 row[f"{side}_labels"] = [-100] * len(prompt) + completion
             return row
 
-        def count_batch_tokens(self, inputs: dict[str, Any]) -> tuple[float, int] | None:
+        def count_batch_tokens(self, inputs: dict[str, Any]) -> tuple[Any, Any] | None:
             sides = ("chosen", "rejected")
             if any(f"{side}_labels" not in inputs for side in sides):
                 return None
-            real = sum(int(inputs[f"{side}_attention_mask"].sum()) for side in sides)
-            return real, sum(int(inputs[f"{side}_labels"].ne(-100).sum()) for side in sides)
+            real = sum(inputs[f"{side}_attention_mask"].sum() for side in sides)
+            return real, sum(inputs[f"{side}_labels"].ne(-100).sum() for side in sides)
 
     return GuardedORPO
 
@@ -176,14 +177,13 @@ def _grpo_class() -> type:
     class GuardedGRPO(RunGuards, RenderedPromptHooks, GRPOTrainer):
         """GRPO sampling from dsft-rendered prompts, with the run guards."""
 
-        def count_batch_tokens(self, inputs: Any) -> tuple[float, int] | None:
+        def count_batch_tokens(self, inputs: Any) -> tuple[Any, Any] | None:
             return None  # the step's inputs are prompts; the sampled tokens are counted in compute_loss
 
         def compute_loss(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> torch.Tensor:
             if model.training:
-                completion = int(inputs["completion_mask"].sum())
-                self._unlogged_tokens[0] += int(inputs["prompt_mask"].sum()) + completion
-                self._unlogged_tokens[1] += completion
+                completion = inputs["completion_mask"].sum()
+                self.add_unlogged_tokens(inputs["prompt_mask"].sum() + completion, completion)
             return super().compute_loss(model, inputs, *args, **kwargs)
 
     return GuardedGRPO

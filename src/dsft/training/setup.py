@@ -225,6 +225,10 @@ def build_training_arguments(cfg: DsftConfig, run_dir: Path, has_eval: bool, mod
         logging_strategy="steps",
         logging_steps=t.logging_steps,
         logging_first_step=True,
+        # The Trainer's filter reads every micro-batch's loss back to replace a NaN with the running mean; the
+        # run guards stop on a non-finite loss before the optimizer step instead, reading the step's losses
+        # back once (a read per micro-batch stalls a GPU's queue after every backward).
+        logging_nan_inf_filter=False,
         # Restoring the best checkpoint needs one at every evaluation: per-epoch evaluation saves per epoch.
         save_strategy="epoch" if keep_best and per_epoch else "steps",
         save_steps=t.save_steps,

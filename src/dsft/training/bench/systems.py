@@ -56,9 +56,11 @@ class Meter(TrainerCallback):
     end: float | None = None
     cpu_start: float = 0.0
     cpu_end: float = 0.0
-    real_tokens: int = 0
-    padded_tokens: int = 0
-    supervised_tokens: int = 0
+    # Numbers, or 0-d tensors on the training device until the run ends (on_train_end reads them back once:
+    # a read per micro-batch would make the host wait for the GPU after every backward).
+    real_tokens: Any = 0
+    padded_tokens: Any = 0
+    supervised_tokens: Any = 0
     uncredited_rows: int = 0
     losses: list[float] = field(default_factory=list)
 
@@ -72,30 +74,34 @@ class Meter(TrainerCallback):
             self.start, self.cpu_start = self._now(), time.process_time()
         self.end, self.cpu_end = self._now(), time.process_time()
 
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.real_tokens, self.padded_tokens, self.supervised_tokens = (
+            int(n) for n in (self.real_tokens, self.padded_tokens, self.supervised_tokens))
+
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
         if logs and "loss" in logs:
             self.losses.append(float(logs["loss"]))
 
-    def count(self, global_step: int, real: int, padded: int, supervised: int) -> None:
+    def count(self, global_step: int, real: Any, padded: int, supervised: Any) -> None:
         if global_step >= self.warmup_steps:  # micro-batches of the timed optimizer steps only
-            self.real_tokens += real
-            self.padded_tokens += padded
-            self.supervised_tokens += supervised
+            self.real_tokens = self.real_tokens + real
+            self.padded_tokens = self.padded_tokens + padded
+            self.supervised_tokens = self.supervised_tokens + supervised
 
 
-def dsft_counts(inputs: dict[str, Any]) -> tuple[int, int]:
+def dsft_counts(inputs: dict[str, Any]) -> tuple[Any, torch.Tensor]:
     """(real tokens, supervised targets) of one dsft micro-batch: real tokens exactly as training counts them
     (:func:`dsft.training.guards.count_real_tokens`: the collator's count), targets as the credit table counts
-    them (position 0 of a row never is one)."""
-    labels = inputs["labels"].detach().cpu()
-    return int(count_real_tokens(inputs)), int(labels[:, 1:].ne(IGNORE_INDEX).sum())
+    them (position 0 of a row never is one), a 0-d tensor on the batch's device."""
+    return count_real_tokens(inputs), inputs["labels"][:, 1:].ne(IGNORE_INDEX).sum()
 
 
-def padding_free_counts(inputs: dict[str, Any]) -> tuple[int, int]:
+def padding_free_counts(inputs: dict[str, Any]) -> tuple[int, torch.Tensor]:
     """(real tokens, supervised targets) of a padding-free batch: every position is a real token, and a label
-    other than -100 is a target (the collator already masks each sequence's first position)."""
-    labels = inputs["labels"].detach().cpu()
-    return labels.numel(), int(labels.ne(IGNORE_INDEX).sum())
+    other than -100 is a target (the collator already masks each sequence's first position); the targets a
+    0-d tensor on the batch's device."""
+    labels = inputs["labels"]
+    return labels.numel(), labels.ne(IGNORE_INDEX).sum()
 
 
 def metered(trainer_cls: type, meter: Meter, credit: dict[tuple[int, ...], int] | str | None) -> type:
@@ -108,12 +114,14 @@ def metered(trainer_cls: type, meter: Meter, credit: dict[tuple[int, ...], int] 
 
     class MeteredTrainer(trainer_cls):  # type: ignore[misc, valid-type]
         def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
-            ids = inputs["input_ids"].detach().cpu()
+            # dsft and trl-expert are counted on the device (no read back per micro-batch, as in training);
+            # the padded systems' rows are looked up in the credit table, on the host.
             if credit == "padding_free":
                 real, supervised = padding_free_counts(inputs)
             elif credit is None:
                 real, supervised = dsft_counts(inputs)
             else:
+                ids = inputs["input_ids"].detach().cpu()
                 mask = inputs["attention_mask"].detach().cpu().bool()
                 real, supervised = int(mask.sum()), 0
                 for row, row_mask in zip(ids, mask):
@@ -122,7 +130,7 @@ def metered(trainer_cls: type, meter: Meter, credit: dict[tuple[int, ...], int] 
                         supervised += credit[key]
                     else:
                         meter.uncredited_rows += 1
-            meter.count(self.state.global_step, real, ids.numel(), supervised)
+            meter.count(self.state.global_step, real, inputs["input_ids"].numel(), supervised)
             return super().training_step(model, inputs, num_items_in_batch)
 
     return MeteredTrainer
@@ -135,6 +143,9 @@ def common_args(spec: dict[str, Any], device: str) -> dict[str, Any]:
         "lr_scheduler_type": "constant", "warmup_steps": 0, "logging_steps": 1, "save_strategy": "no",
         "report_to": [], "seed": spec["seed"], "disable_tqdm": True, "use_cpu": device == "cpu",
         "bf16": device != "cpu", "dataloader_num_workers": 0,
+        # Off for every system, as dsft train sets it: on, the Trainer reads each micro-batch's loss back
+        # (a host-device sync after every backward) to replace a NaN with the running mean.
+        "logging_nan_inf_filter": False,
     }
 
 
