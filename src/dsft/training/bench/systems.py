@@ -16,7 +16,9 @@
   ``labels = input_ids`` (prompt and padding included), micro-batch 1 x accumulation ``examples_per_step``.
 
 Shared by all three: the same model, LoRA adapter (dsft's default ``lora`` section: all linear layers,
-r=16), learning rate, number of optimizer steps, maximum length and precision (fp32 on CPU, bf16 on GPU).
+r=16), learning rate, number of optimizer steps, maximum length and precision (fp32 on CPU, bf16 on GPU),
+and the Trainer's ``logging_nan_inf_filter`` off (dsft train's setting; on, it reads every micro-batch's
+loss back to the host).
 """
 
 from __future__ import annotations
