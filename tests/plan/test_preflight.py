@@ -197,3 +197,22 @@ def test_grpo_rewards_are_built_once_per_preflight(tmp_path, monkeypatch) -> Non
     # `dsft train` trains with the functions preflight built: none is built again.
     rewards = preflight_module.preflight(cfg, Environment())
     assert counted.BUILT == 2 and [function.__name__ for function in rewards.functions] == ["brevity"]
+
+
+@pytest.mark.skipif(Environment().has_cuda(), reason="checks the refusal a CPU-only machine gives")
+def test_train_with_deepspeed_as_a_plain_command_on_cpu_is_refused_before_the_data(tmp_path, run_cli,
+                                                                                   monkeypatch) -> None:
+    """Guide 003's config as written (ZeRO-3) run by `dsft train` on a CPU: DeepSpeed, started by no launcher,
+    failed in MPI discovery after the data and the model had loaded."""
+    from dsft.training.preflight import unlaunched_problems
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    run = tmp_path / "run"
+    code, out, err = run_cli(["train", str(ROOT / "examples/guides/003-671b-full-sft/config.yaml"), "--out", str(run)])
+    assert code == 2 and "Traceback" not in err, err
+    assert "train.distributed=deepspeed: DeepSpeed runs in a launcher's processes" in err
+    assert "set train.distributed=auto" in err
+    assert not run.exists()
+    cfg = load_config(None, ["train.distributed=deepspeed"])
+    assert unlaunched_problems(cfg, Environment(world_size=2, cuda=False)) == []  # under torchrun / deepspeed
+    assert unlaunched_problems(load_config(None), Environment(cuda=False)) == []

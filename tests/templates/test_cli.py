@@ -96,6 +96,12 @@ def test_list_and_help(run_cli) -> None:
         ('[{"role": "user", "content": "x"}]', ["--template", "deepseek-r1", "--mode", "both"], "--mode"),
         ('[{"role": "user", "content": "x"}]', ["--template", "deepseek-r1", "--masking", "most"], "template.masking"),
         ('[{"role": "tool", "content": "x"}]', ["--template", "deepseek-llm"], "role 'tool'"),
+        # a data file given for one conversation (guide 003's train_example.json, a JSONL split): one line, not
+        # an 'unknown role None' per message of every record
+        ('[{"messages": [{"role": "user", "content": "用户问题"}]}, {"messages": []}]', ["--template", "deepseek-r1"],
+         "a list of 2 records (each with messages), not one conversation"),
+        ('{"messages": [{"role": "user", "content": "q"}]}\n{"messages": [{"role": "user", "content": "r"}]}\n',
+         ["--template", "deepseek-r1"], "JSON Lines (one record per line), not one conversation"),
     ],
 )
 def test_bad_input_is_one_clear_message_and_exit_2(
@@ -107,3 +113,4 @@ def test_bad_input_is_one_clear_message_and_exit_2(
     code, out, err = run_cli(["template", "render", "--messages", str(path), *args])
     assert code == 2
     assert message in err and "Traceback" not in err + out
+    assert len(err.strip().splitlines()) <= 2, err  # one message (and at most one problem under it)

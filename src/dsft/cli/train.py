@@ -27,17 +27,23 @@ def train(
 
     from dsft.config import load_config
     from dsft.data.pipeline import check_inputs
-    from dsft.errors import DsftError
-    from dsft.models.resolve import check_model_name
+    from dsft.errors import ConfigError, DsftError
+    from dsft.models.resolve import check_model_files, check_model_name
     from dsft.plan.preflight import preflight
     from dsft.training.environment import Environment
+    from dsft.training.preflight import unlaunched_problems
     from dsft.training.rundir import RunDir
 
     cfg = load_config(config, set_, preset=preset)
-    rewards = preflight(cfg, Environment.this_machine(), str(config))  # before any data or model is read
+    env = Environment.this_machine()
+    rewards = preflight(cfg, env, str(config))  # before any data or model is read
+    unlaunched = unlaunched_problems(cfg, env)
+    if unlaunched:
+        raise ConfigError(f"{config}: {len(unlaunched)} problem(s)", unlaunched)
     check_inputs(cfg)
     try:
         check_model_name(cfg.model.name_or_path)
+        check_model_files(cfg.model.name_or_path)  # a local directory's weights and tokenizer, before the data
     except DsftError as exc:
         raise DsftError(f"model.name_or_path: {exc}") from None
     RunDir(out).check(cfg, resuming=resume is not None)  # another run there, a refused change on --resume

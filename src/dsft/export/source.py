@@ -20,7 +20,7 @@ from typing import Any
 from dsft.errors import DsftError
 from dsft.models.loading import align_special_tokens, load_model, load_tokenizer
 from dsft.models.lora import load_lora_adapter
-from dsft.models.resolve import check_model_name, resolve_model
+from dsft.models.resolve import check_model_files, check_model_name, resolve_model
 from dsft.templates import detect_template
 from dsft.training.rundir import FULL_METHODS, RunDir
 
@@ -65,6 +65,7 @@ def _check_model_dir(model_dir: Path) -> None:
                         "so the base model and template are known")
     if not (model_dir / "config.json").is_file():
         raise DsftError(f"{model_dir}: neither a run directory (run.json) nor a model directory (config.json)")
+    check_model_files(model_dir)
 
 
 def _source_from_model(model_dir: Path) -> ExportSource:

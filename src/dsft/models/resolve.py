@@ -25,7 +25,7 @@ from typing import Any
 
 from dsft.errors import DsftError
 from dsft.models.gguf_source import gguf_file_of, is_gguf_source, materialise_gguf
-from dsft.models.loading import hide_local_weight_bars
+from dsft.models.loading import TOKENIZER_VOCAB_FILES, hide_local_weight_bars
 from dsft.models.presets import REAL_MODEL_FACTS, REAL_MODEL_PRESETS
 from dsft.models.tiny import TINY_PRESETS, write_tiny
 
@@ -139,6 +139,46 @@ def check_model_name(name_or_path: str | Path) -> None:
         f"tiny preset; "
         f"tiny presets: {', '.join(TINY_PRESETS)} (`dsft models list` shows real-model presets too)"
     )
+
+
+# A checkpoint's weights: one file, or an index naming its shards (transformers' own names).
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+WEIGHT_INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def check_model_files(model_dir: str | Path) -> None:
+    """Refuse a local model directory that cannot load: no weights, a shard its index names but the directory
+    lacks, no tokenizer vocabulary. Cheap (file names only), so commands call it before the data is prepared
+    and before torch loads; otherwise the gap shows only once the model loads, after everything before it.
+    Names that are no local directory (presets, hub ids, .gguf) are left to :func:`check_model_name`."""
+    path = Path(model_dir).expanduser()
+    if not (path / "config.json").is_file():
+        return
+    problems = []
+    indexes = [path / name for name in WEIGHT_INDEX_FILES if (path / name).is_file()]
+    if indexes:
+        problems += _missing_shards(indexes[0])
+    elif not any((path / name).is_file() for name in WEIGHT_FILES):
+        problems.append(f"no weights ({', '.join(WEIGHT_FILES + WEIGHT_INDEX_FILES)})")
+    if not any((path / name).is_file() for name in TOKENIZER_VOCAB_FILES):
+        problems.append(f"no tokenizer files ({', '.join(TOKENIZER_VOCAB_FILES[:3])}, ...)")
+    if problems:
+        raise DsftError(f"{path}: model directory is incomplete; copy the missing files from where the model came "
+                        "from", problems)
+
+
+def _missing_shards(index: Path) -> list[str]:
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map")
+    except (OSError, ValueError, AttributeError):
+        return [f"{index.name}: not a JSON weight index"]
+    if not isinstance(weight_map, dict):
+        return [f"{index.name}: no weight_map"]
+    missing = sorted({str(shard) for shard in weight_map.values() if not (index.parent / str(shard)).is_file()})
+    if not missing:
+        return []
+    shown = ", ".join(missing[:5]) + (f", ... ({len(missing)} in all)" if len(missing) > 5 else "")
+    return [f"{index.name} names shard(s) not in the directory: {shown}"]
 
 
 def peek_model_config(name_or_path: str | Path) -> dict[str, Any] | None:

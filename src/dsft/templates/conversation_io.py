@@ -45,6 +45,10 @@ def conversation_from_openai(data: Any, source: str = "messages") -> Conversatio
     tools = None
     if isinstance(data, dict) and "messages" in data:
         data, tools = data["messages"], data.get("tools")
+    elif isinstance(data, list) and data and all(isinstance(r, dict) and "messages" in r for r in data):
+        raise DsftError(f"{source}: a list of {len(data)} records (each with messages), not one conversation; "
+                        "give one record's messages, or see any record rendered with `dsft data inspect "
+                        f"{source} --index N`")
     if not isinstance(data, list) or not data:
         raise DsftError(f"{source}: expected a non-empty JSON list of messages")
     messages, problems = [], []
@@ -68,6 +72,10 @@ def load_messages_file(path: str | Path) -> Conversation:
     except UnicodeDecodeError as exc:
         raise DsftError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data" and exc.colno == 1:  # a second JSON value on its own line
+            raise DsftError(f"{file}: JSON Lines (one record per line), not one conversation; give one record's "
+                            f"messages as a JSON file, or see any record rendered with `dsft data inspect {file} "
+                            "--index N`") from None
         raise DsftError(f"{file}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except OSError as exc:
         raise DsftError(f"--messages: cannot read {file}: {exc.strerror}") from None

@@ -122,6 +122,21 @@ def evaluation_problems(cfg: DsftConfig, has_eval: bool) -> list[str]:
     return problems
 
 
+def unlaunched_problems(cfg: DsftConfig, env: Environment) -> list[str]:
+    """What ``dsft train`` cannot run as a plain command (no launcher set ``WORLD_SIZE``: one process).
+
+    DeepSpeed forms its process group from a launcher's environment; in a process no launcher started it falls
+    back to MPI discovery (mpi4py), and on a machine without CUDA it fails there, after the data is prepared
+    and the model loaded.
+    """
+    if env.world_size is not None or cfg.train.distributed != "deepspeed" or env.has_cuda():
+        return []
+    return ["train.distributed=deepspeed: DeepSpeed runs in a launcher's processes, and this `dsft train` is one "
+            "plain process on a machine without CUDA; to train here set train.distributed=auto (ZeRO settings "
+            "are then not applied), or write the cluster's launch scripts with `dsft launch CONFIG --launcher "
+            "deepspeed|torchrun|slurm ...`"]
+
+
 def training_problems(cfg: DsftConfig, env: Environment) -> list[str]:
     """Every problem of ``cfg``'s training settings on ``env``, one line each naming its key."""
     problems: list[str] = []
