@@ -71,7 +71,8 @@ def resolve_strategy(train_cfg: TrainConfig, world_size: int, cuda: bool | None 
                      deepspeed: bool | None = None) -> str:
     """``none`` | ``ddp`` | ``fsdp`` | ``deepspeed`` for this config and process count.
 
-    ``auto``: one process -> none; several -> DeepSpeed ZeRO (``train.zero_stage``) on CUDA when
+    ``auto``: one process -> none, or DeepSpeed when the config set ZeRO/offload and CUDA and DeepSpeed are
+    there (:func:`_single_process_strategy`); several -> DeepSpeed ZeRO (``train.zero_stage``) on CUDA when
     DeepSpeed is installed, else DDP (CPU/gloo runs, or no DeepSpeed). ``cuda`` and ``deepspeed`` describe
     the machines the run will use (default: this one), e.g. a GPU cluster a launch script is written for.
     """
