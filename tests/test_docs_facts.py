@@ -137,3 +137,28 @@ def test_the_metrics_example_in_docs_eval_is_what_dsft_metrics_prints(tmp_path: 
             assert round(printed[key], digits) == value, key
         else:
             assert printed[key] == value, key
+
+
+def _anchors(doc: Path) -> set[str]:
+    """The heading anchors GitHub gives a Markdown file: lower case, punctuation dropped, spaces as hyphens."""
+    text = re.sub(r"```.*?```", "", doc.read_text(encoding="utf-8"), flags=re.S)
+    return {re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-")
+            for m in re.finditer(r"^#+ (.*)$", text, re.M)}
+
+
+def test_every_relative_link_in_the_docs_reaches_its_file_and_heading() -> None:
+    problems = []
+    for doc in DOCS:
+        text = doc.read_text(encoding="utf-8")
+        for match in re.finditer(r"\]\(([^)\s]+)\)", text):
+            link = match.group(1)
+            if link.startswith(("http://", "https://", "mailto:")):
+                continue
+            path, _, fragment = link.partition("#")
+            target = (doc.parent / path).resolve() if path else doc
+            where = f"{doc.relative_to(ROOT)}:{text.count(chr(10), 0, match.start()) + 1}"
+            if not target.exists():
+                problems.append(f"{where}: {link}: no such file")
+            elif fragment and target.suffix == ".md" and fragment not in _anchors(target):
+                problems.append(f"{where}: {link}: no such heading")
+    assert not problems, "\n".join(problems)
