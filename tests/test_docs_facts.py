@@ -1,6 +1,7 @@
 """What README.md, docs/ and the example guides name exists: every `dsft` command and flag in their code, every
 config key they write in backticks or in a YAML block, and every YAML block they show loads as a config."""
 
+import ast
 import json
 import re
 from pathlib import Path
@@ -162,3 +163,18 @@ def test_every_relative_link_in_the_docs_reaches_its_file_and_heading() -> None:
             elif fragment and target.suffix == ".md" and fragment not in _anchors(target):
                 problems.append(f"{where}: {link}: no such heading")
     assert not problems, "\n".join(problems)
+
+
+def test_the_config_sections_and_the_layers_the_docs_list_are_the_real_ones() -> None:
+    # The order tests/test_layering.py enforces (read, not imported: test files do not import each other).
+    layering = (ROOT / "tests" / "test_layering.py").read_text(encoding="utf-8")
+    order = ast.literal_eval(re.search(r"^ORDER = (\[.*?\])$", layering, re.M).group(1))
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    sections = re.search(r"One YAML file with sections (.*?)\.\n", readme, re.S).group(1)
+    assert re.findall(r"`(\w+)`", sections) == list(DsftConfig.model_fields)
+    internals = (ROOT / "docs" / "internals.md").read_text(encoding="utf-8")
+    assert re.search(r"sections `([a-z \n]+)`", internals).group(1).split() == list(DsftConfig.model_fields)
+    layout = re.search(r"one package per stage under `src/dsft/` \((.*?)\)", readme, re.S).group(1)
+    assert re.findall(r"`(\w+)`", layout) == order
+    chain = re.search(r"Layers import only downward: (.*?)\. ", internals, re.S).group(1)
+    assert re.findall(r"`(\w+)`", chain) == order
