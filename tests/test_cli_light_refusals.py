@@ -393,13 +393,17 @@ def test_deploy_refuses_a_non_empty_out_before_torch_and_writes_nothing(tmp_path
 
 
 
-# Commands that write fixed file names into --out, and a file of the user's each would have replaced (data prepare
-# refuses only files of its names that no preparation wrote, so that it can be rerun: tests/data).
+# Commands that write fixed file names into --out, and a file of the user's each would have replaced (data prepare,
+# augment and distill rewrite their own earlier output without --overwrite, so that they can be rerun: tests/data).
 NON_EMPTY_OUT_CASES = [
     ("eval", lambda t: ["eval", "tiny-deepseek-llm", "--data", _data(t), "--limit", "1", "--max-new-tokens", "2"],
      "metrics.json"),
     ("compare", lambda t: ["compare", "--base", "tiny-deepseek-llm", "--tuned", "tiny-deepseek-llm", "--data", _data(t),
                            "--limit", "1", "--max-new-tokens", "2"], "report.md"),
+    ("prepare", lambda t: ["data", "prepare", _data(t), "--tokenizer", "deepseek"], "notes.txt"),
+    ("augment", lambda t: ["data", "augment", _data(t), "--set", "data.augment.synonym_copies=1"], "rejects.jsonl"),
+    ("distill", lambda t: ["data", "distill", _data(t), "--base-url", "http://127.0.0.1:9/v1", "--model", "m"],
+     "removed.jsonl"),
 ]
 
 

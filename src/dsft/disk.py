@@ -68,13 +68,26 @@ def check_output_dir(path: Path, flag: str = "--out") -> None:
                                               else f"cannot create the directory ({existing} is not writable)"))
 
 
-def check_fresh_output_dir(path: Path, overwrite: bool, flag: str = "--out") -> None:
-    """:func:`check_output_dir`, and a directory that already holds files is refused unless ``overwrite``:
-    commands that write fixed file names (``Dockerfile``, ``model.safetensors``) would silently replace a file
-    of the user's. With ``overwrite`` the command replaces its own files and leaves the others there."""
+def check_fresh_output_dir(path: Path, overwrite: bool, flag: str = "--out", rerun_markers: tuple[str, ...] = ()) -> None:
+    """The output-directory rule of every command that writes into a user-named ``--out`` (README, "Output
+    directories"): :func:`check_output_dir`, and a directory that already holds files is refused unless
+    ``overwrite``, since commands write fixed file names (``Dockerfile``, ``rejects.jsonl``) that would silently
+    replace a file of the user's. With ``overwrite`` the command replaces its own files and leaves the others.
+
+    ``rerun_markers``: only for the commands whose everyday workflow is a rerun into their own output (``data
+    prepare`` after changing a setting, ``data distill`` / ``data augment`` resuming from their response cache):
+    the files only that command writes there; a directory holding one is its earlier output, rewritten without
+    ``--overwrite``."""
     check_output_dir(path, flag)
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise DsftError(f"{flag} {path}: directory is not empty; choose a new one or pass --overwrite")
+    if not path.is_dir() or overwrite or not any(path.iterdir()):
+        return
+    if any((path / marker).is_file() for marker in rerun_markers):
+        return
+    own = f" and holds no {' or '.join(rerun_markers)} (not an earlier output of this command)" if rerun_markers else ""
+    names = sorted(p.name for p in path.iterdir())
+    held = ", ".join(names[:5]) + (f", ... ({len(names)} entries)" if len(names) > 5 else "")
+    raise DsftError(f"{flag} {path}: directory is not empty{own}; it holds {held}; choose a new one or pass "
+                    "--overwrite (which replaces only the files this command writes)")
 
 
 def output_dir(path: Path, flag: str = "--out") -> Path:

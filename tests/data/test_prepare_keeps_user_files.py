@@ -80,3 +80,37 @@ def test_train_refuses_a_run_directory_whose_data_holds_the_input(tmp_path: Path
     assert f"--out {project}: would overwrite the input {project / 'data' / 'train.jsonl'} with the prepared " \
            "train.jsonl" in message, message
     _unchanged(before, project)
+
+
+def test_prepare_refuses_a_non_empty_out_of_the_users_unless_overwrite(tmp_path: Path, run_cli) -> None:
+    """The output-directory rule: a non-empty --out holding no earlier preparation (here only the user's notes) is
+    refused before anything loads; with --overwrite the preparation is written and the notes stay."""
+    data = tmp_path / "mydata"
+    _user_data(data)
+    out = tmp_path / "project"
+    out.mkdir()
+    (out / "notes.txt").write_text("my notes\n")
+    args = ["data", "prepare", str(data / "train.jsonl"), "--out", str(out), "--tokenizer", "deepseek"]
+    code, _, err = run_cli(args)
+    message = " ".join(err.split())
+    assert code == 2 and "Traceback" not in err, err
+    assert f"--out {out}: directory is not empty and holds no data_report.json" in message and "--overwrite" in message
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    code, _, err = run_cli([*args, "--overwrite"])
+    assert code == 0, err
+    assert (out / "data_report.json").is_file() and (out / "notes.txt").read_text() == "my notes\n"
+
+
+def test_overwrite_replaces_files_of_the_prepared_names_but_never_an_input(tmp_path: Path, run_cli) -> None:
+    data = tmp_path / "mydata"
+    before = _user_data(data)
+    elsewhere = tmp_path / "input.jsonl"
+    elsewhere.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in RECORDS))
+    code, _, err = run_cli(["data", "prepare", str(data / "train.jsonl"), "--out", str(data), "--tokenizer", "deepseek",
+                            "--overwrite"])
+    assert code == 2 and "would overwrite the input" in " ".join(err.split()), err
+    _unchanged(before, data)
+    code, _, err = run_cli(["data", "prepare", str(elsewhere), "--out", str(data), "--tokenizer", "deepseek",
+                            "--overwrite"])
+    assert code == 0, err  # the user's train.jsonl / val.jsonl of the prepared names: replaced, as asked
+    assert (data / "data_report.json").is_file()

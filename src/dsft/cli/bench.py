@@ -45,7 +45,8 @@ def train(
         "trl-expert,trl,seed", "--compare",
         help="Systems to compare with dsft: trl-expert (TRL configured for speed), trl-expert-varlen (the same on a "
         "varlen flash kernel where flash-attn is absent), trl (TRL defaults), seed."),
-    out: Path = typer.Option(..., "--out", help="Where to write the JSON report."),
+    out: Path = typer.Option(..., "--out", help="Where to write the JSON report (a new file, or an earlier bench "
+                             "report, which a rerun replaces; see --overwrite)."),
     examples_per_step: int = typer.Option(8, "--examples-per-step", help="Conversations per optimizer step."),
     micro_batch_size: int = typer.Option(
         1, "--micro-batch-size", help="Packed rows per forward for dsft and trl-expert (train.micro_batch_size); "
@@ -69,6 +70,8 @@ def train(
     profile: Path | None = typer.Option(
         None, "--profile", help="Also profile each system's timed steps into DIR/<system>.txt (device busy share, "
         "time by kernel kind, top kernels); the profiled speed figures are slower than unprofiled ones."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file that is no bench "
+                                   "report."),
 ) -> None:
     """Train the same model on the same synthetic reasoning data with dsft, TRL and the seeds' recipe."""
     from rich.console import Console
@@ -78,6 +81,7 @@ def train(
 
     if method not in ("lora", "full"):
         raise DsftError(f"bench --method: expected lora or full, got {method!r}")
+    check_report_file(out, overwrite)  # before the benchmark: a measurement is never lost to a bad --out
     chunk: int | str | None = loss_chunk_size
     if loss_chunk_size is not None and loss_chunk_size != "auto":
         if not loss_chunk_size.isdigit() or int(loss_chunk_size) < 1:
@@ -95,6 +99,26 @@ def train(
     out.write_text(json.dumps(report, indent=2), encoding="utf-8")
     console.print(_table(report))
     console.print(f"report: {out}")
+
+
+def check_report_file(out: Path, overwrite: bool) -> None:
+    """The output rule for a report file (README, "Output directories"): a new file, or an earlier bench report
+    (reruns of a benchmark replace their own report, as benchmarks/bench_gpu_7b.sh does part by part); another
+    existing file only with ``overwrite``; a directory, or a parent that cannot be created, never."""
+    from dsft.disk import check_output_dir
+    from dsft.errors import DsftError
+
+    if out.is_dir():
+        raise DsftError(f"--out {out}: is a directory; name the report file, e.g. {out / 'bench.json'}")
+    check_output_dir(out.parent, "--out")
+    if not out.exists() or overwrite:
+        return
+    try:
+        earlier = json.loads(out.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        earlier = None
+    if not (isinstance(earlier, dict) and {"settings", "systems"} <= set(earlier)):
+        raise DsftError(f"--out {out}: exists and is no bench report; choose a new file name or pass --overwrite")
 
 
 def register(app: typer.Typer) -> None:

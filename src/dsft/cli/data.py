@@ -45,10 +45,13 @@ def _check_tokenizer_name(spec: str | None, cfg: Any) -> None:
 @data_app.command("prepare")
 def prepare_command(
     inputs: list[str] = typer.Argument(None, help="Input files, directories or globs (default: data.train)."),
-    out: Path = typer.Option(..., "--out", help="Directory for the splits, rejects and the report."),
+    out: Path = typer.Option(..., "--out", help="Directory for the splits, rejects and the report (new, empty, or "
+                             "an earlier preparation, which a rerun replaces; never one of the inputs)."),
     config: Path | None = typer.Option(None, "--config", help="YAML config (omit for the defaults)."),
     set_: list[str] = typer.Option([], "--set", help="Override a key: --set data.val_ratio=0.05 (repeatable)."),
     tokenizer: str | None = typer.Option(None, "--tokenizer", help=TOKENIZER_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty --out that holds no earlier "
+                                   "preparation, replacing only the files a preparation writes (others stay)."),
 ) -> None:
     """Read, validate, clean, deduplicate and split data; write train/val/test.jsonl and data_report.*.
 
@@ -59,21 +62,22 @@ def prepare_command(
 
     cfg = load_config(config, set_)
     with removed_when_stopped(out):  # a stopped preparation leaves no half-written directory
-        _prepare(cfg, inputs, out, tokenizer)
+        _prepare(cfg, inputs, out, tokenizer, overwrite)
 
 
-def _prepare(cfg: Any, inputs: list[str] | None, out: Path, tokenizer: str | None) -> None:
-    from dsft.data.pipeline import check_inputs, prepare, training_sources
+def _prepare(cfg: Any, inputs: list[str] | None, out: Path, tokenizer: str | None, overwrite: bool = False) -> None:
+    from dsft.data.pipeline import REPORT_FILE, check_inputs, prepare, training_sources
     from dsft.data.prepared_output import check_prepared_output
     from dsft.data.readers import expand_inputs
-    from dsft.disk import check_output_dir, output_dir, partial_output_removed, tree_bytes
+    from dsft.disk import check_fresh_output_dir, check_output_dir, output_dir, partial_output_removed, tree_bytes
 
     check_output_dir(out)
     # No input, or a missing or unreadable one, is named before --out is created: the config's by their keys
     # (data.val, data.test and data.mix too when INPUT... replace data.train).
     train_sources = training_sources(cfg, inputs)
     check_inputs(cfg, inputs)
-    check_prepared_output(cfg, out, inputs, f"--out {out}")  # the user's own files are never overwritten
+    check_prepared_output(cfg, out, inputs, f"--out {out}", overwrite)  # the user's own files are never overwritten
+    check_fresh_output_dir(out, overwrite, rerun_markers=(REPORT_FILE,))  # rerunning a preparation replaces it
     named = expand_inputs(train_sources)
     if cfg.train.objective == "sft" and tokenizer != "deepseek":
         _check_tokenizer_name(tokenizer, cfg)

@@ -7,29 +7,36 @@ from typing import Any
 
 import typer
 
+# The output-directory rule (README, "Output directories") as --overwrite says it.
+OVERWRITE_HELP = ("Write into a non-empty --out that holds no earlier output of this command, replacing only the "
+                  "files it writes (others stay).")
 
 def augment_command(
     inputs: list[str] = typer.Argument(None, help="Seed data files, directories or globs (may be empty with templates)."),
-    out: Path = typer.Option(..., "--out", help="Directory for augmented.jsonl, removed.jsonl and augment_report.json."),
+    out: Path = typer.Option(..., "--out", help="Directory for augmented.jsonl, removed.jsonl and augment_report.json "
+                             "(new, empty, or an earlier augment output: a rerun asks only what its cache lacks)."),
     config: Path | None = typer.Option(None, "--config", help="YAML config with a data.augment section."),
     set_: list[str] = typer.Option([], "--set", help="Override a key: --set data.augment.synonym_copies=2 (repeatable)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Fill table templates, add synonym / paraphrase / back-translated copies; write the originals + copies."""
     from dsft.config import load_config
     from dsft.data.augment import augment_files
 
     cfg = load_config(config, set_)
-    report = augment_files(cfg, list(inputs or cfg.data.train), out)
+    report = augment_files(cfg, list(inputs or cfg.data.train), out, overwrite=overwrite)
     _print_ledger("dsft data augment", report, out / "augment_report.json")
 
 
 def distill_command(
     inputs: list[str] = typer.Argument(..., help="Question files, directories or globs (any format with a question)."),
-    out: Path = typer.Option(..., "--out", help="Directory for distilled.jsonl, removed.jsonl and distill_report.json."),
+    out: Path = typer.Option(..., "--out", help="Directory for distilled.jsonl, removed.jsonl and distill_report.json "
+                             "(new, empty, or an earlier distill output: a rerun resumes from its cache)."),
     config: Path | None = typer.Option(None, "--config", help="YAML config with a data.distill section."),
     set_: list[str] = typer.Option([], "--set", help="Override a key: --set data.distill.samples=4 (repeatable)."),
     base_url: str | None = typer.Option(None, "--base-url", help="Teacher endpoint (data.distill.endpoint.base_url)."),
     model: str | None = typer.Option(None, "--model", help="Teacher model name (data.distill.endpoint.model)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Ask a teacher model every question; keep reasoning + answer as messages records (resumable)."""
     from dsft.config import load_config
@@ -39,7 +46,8 @@ def distill_command(
     flags = [f"data.distill.endpoint.{key}={value}" for key, value in (("base_url", base_url), ("model", model)) if value]
     cfg = load_config(config, [*set_, *flags])
     settings = cfg.data.distill
-    report = distill_files(settings, list(inputs), out, answer_checker(settings.verify, settings.f1_min))
+    report = distill_files(settings, list(inputs), out, answer_checker(settings.verify, settings.f1_min),
+                           overwrite=overwrite)
     _print_ledger("dsft data distill", report, out / "distill_report.json")
 
 

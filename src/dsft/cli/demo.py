@@ -88,7 +88,8 @@ def demo_overrides(model: str, out: Path) -> tuple[list[str], str]:
 
 
 def demo(
-    out: Path = typer.Option(Path("dsft-demo"), "--out", help="Where the demo writes its run, model and report."),
+    out: Path = typer.Option(Path("dsft-demo"), "--out", help="Where the demo writes its run, model and report "
+                             "(new or empty; an earlier demo's run is never replaced)."),
     model: str = typer.Option(
         "tiny-deepseek-v3", "--model",
         help="tiny-deepseek-v3 (random MLA + MoE model, R1 template: the DeepSeek path in a few minutes on CPU) or "
@@ -96,19 +97,21 @@ def demo(
     ),
     set_: list[str] = typer.Option([], "--set", help="Override a demo setting: --set train.max_steps=20."),
     compare: bool = typer.Option(True, "--compare/--no-compare", help="Compare base and tuned answers at the end."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Allow a non-empty --out that holds no demo run: the "
+                                   "demo adds run/, models/ and compare/, other files are left alone."),
 ) -> None:
     """Fine-tune a model on the shipped sample data, then compare it with the base model."""
     from rich.console import Console
 
     from dsft.config import load_config
-    from dsft.disk import check_output_dir, output_dir
+    from dsft.disk import check_fresh_output_dir, output_dir
 
     console = Console()
     out = out.resolve()
-    check_output_dir(out)  # --out, --model and --set are checked before --out is created
     run_dir = out / "run"
-    if run_dir.exists():
+    if run_dir.exists():  # a run directory is continued or kept, never replaced (as `dsft train` does)
         raise _error(f"--out {out}: already holds a demo run; remove it or pass another --out")
+    check_fresh_output_dir(out, overwrite)  # --out, --model and --set are checked before --out is created
     overrides, what = demo_overrides(model, out)
     cfg = load_config(None, [*overrides, *set_])
     output_dir(out)

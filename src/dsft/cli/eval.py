@@ -150,7 +150,8 @@ THINKING = typer.Option(None, "--thinking/--no-thinking",
 def eval_command(
     model_or_run: str = typer.Argument(..., help="Model directory, tiny preset, hub id, or a dsft run directory."),
     data: str = typer.Option(..., "--data", help="Eval data (any format dsft reads); the last assistant turn is the reference."),
-    out: Path = typer.Option(..., "--out", help="Directory for predictions.jsonl and metrics.json (new or empty)."),
+    out: Path = typer.Option(..., "--out", help="Directory for predictions.jsonl and metrics.json (new or empty; "
+                             "see --overwrite)."),
     max_new_tokens: Optional[int] = MAX_NEW_TOKENS, batch_size: Optional[int] = BATCH_SIZE,
     limit: Optional[int] = LIMIT, template: Optional[str] = TEMPLATE, temperature: Optional[float] = TEMPERATURE,
     top_p: Optional[float] = TOP_P, seed: int = SEED, metrics: Optional[str] = METRICS,
@@ -187,7 +188,7 @@ def compare_command(
     tuned: str = typer.Option(..., "--tuned", help="The tuned run directory (or a model)."),
     data: str = typer.Option(..., "--data", help="Eval data; the same prompts go through both models."),
     out: Path = typer.Option(..., "--out", help="Directory for the reports and both models' predictions (new or "
-                             "empty)."),
+                             "empty; see --overwrite)."),
     base: Optional[str] = typer.Option(None, "--base", help="Base model (default: the run's base model)."),
     max_new_tokens: Optional[int] = MAX_NEW_TOKENS, batch_size: Optional[int] = BATCH_SIZE,
     limit: Optional[int] = LIMIT, template: Optional[str] = TEMPLATE, temperature: Optional[float] = TEMPERATURE,

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 def export(
     run_or_model: str = typer.Argument(..., help="Run directory (with run.json), model directory or tiny preset."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output directory (created; must be empty)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory (new or empty; see --overwrite)."),
     fmt: str | None = typer.Option(
         None, "--format", "-f", help="hf (merged safetensors), adapter (PEFT only), gguf, ollama [default: export.format]."
     ),
@@ -27,7 +27,8 @@ def export(
     tolerance: float | None = typer.Option(
         None, "--tolerance", help="Max |logit difference| accepted [default: export.tolerance, else per dtype]."
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Allow a non-empty --out directory."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Allow a non-empty --out (an earlier export's too): the files "
+                                   "the export writes are replaced, other files are left alone."),
     max_shard_size: str | None = typer.Option(
         None, "--max-shard-size", help="Safetensors shard size (hf) [default: export.max_shard_size]."
     ),

@@ -156,13 +156,14 @@ def launch(
     nodes: int = typer.Option(1, "--nodes", min=1, help="Nodes."),
     gpus_per_node: int = typer.Option(8, "--gpus-per-node", min=1, help="GPUs (processes) per node."),
     launcher: str = typer.Option("torchrun", "--launcher", help="torchrun | deepspeed | accelerate | slurm."),
-    out: Path = typer.Option(..., "--out", help="Directory for the launch files."),
+    out: Path = typer.Option(..., "--out", help="Directory for the launch files (new or empty; see --overwrite)."),
     run_dir: Path | None = typer.Option(None, "--run-dir", help="Run directory the job trains into (default OUT/run)."),
     master_addr: str | None = typer.Option(
         None, "--master-addr", help="Host of node 0, overridable by MASTER_ADDR [default: 127.0.0.1 on one node; "
         "several nodes need it here or in MASTER_ADDR]."),
     master_port: int = typer.Option(29500, "--master-port", min=1, max=65535, help="Rendezvous port."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the files of an earlier launch in --out."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Allow a non-empty --out (an earlier launch's too): the "
+                                   "launch files are replaced, other files are left alone."),
 ) -> None:
     """Write runnable per-node launch scripts (with documented NCCL settings) for a training config."""
     from dsft.config import load_config

@@ -144,7 +144,8 @@ def chat(
 def deploy_k8s(
     model_or_run: str = typer.Argument(..., help="Model directory, tiny preset or hub id (merge LoRA runs first)."),
     out: Path = typer.Option(..., "--out",
-                          help="Directory for deployment.yaml, service.yaml and Dockerfile (must be empty or absent)."),
+                          help="Directory for deployment.yaml, service.yaml and Dockerfile (new or empty; "
+                          "see --overwrite)."),
     image: str = typer.Option("dsft-serve:latest", "--image", help="Image the Deployment runs (build it from the Dockerfile)."),
     gpus: int = typer.Option(1, "--gpus", help="GPUs per pod (0 = CPU)."),
     replicas: int = typer.Option(1, "--replicas", help="Pods."),

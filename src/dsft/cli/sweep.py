@@ -9,7 +9,8 @@ import typer
 
 def sweep(
     config: Path | None = typer.Argument(None, help="YAML config every trial starts from (omit with --collect)."),
-    out: Path = typer.Option(..., "--out", help="Sweep directory: data/, trial-NNN/ run directories, the report."),
+    out: Path = typer.Option(..., "--out", help="Sweep directory: data/, trial-NNN/ run directories, the report (new or empty; "
+                             "an earlier sweep is read with --collect, never replaced)."),
     grid: list[str] = typer.Option([], "--grid", help="Values to try: --grid train.lr=1e-5,3e-5 (repeatable)."),
     range_: list[str] = typer.Option(
         [], "--range", help="A range for random/TPE: --range train.lr=log:1e-5:1e-3 (float|log|int; repeatable)."

@@ -33,11 +33,13 @@ from dsft.data.endpoint import ChatClient, EndpointSettings, RequestFailed, Resp
 from dsft.data.formats import split_inline_think
 from dsft.data.ingest import ingest, write_rejections
 from dsft.data.near_dedup import drop_near_copies
+from dsft.data.readers import check_outputs_spare_inputs
 from dsft.data.report import write_jsonl, write_removed
 from dsft.data.split import family_of
 from dsft.data.synonyms import is_chinese, load_thesaurus, replace_synonyms, synonym_source
 from dsft.data.table_templates import fill_rows, read_table
 from dsft.data.validate import validate_conversation
+from dsft.disk import check_fresh_output_dir
 from dsft.errors import DataError
 
 NEAR_DUPLICATE_STEP = "augment_near_duplicate"
@@ -174,7 +176,7 @@ def augment_records(
     if settings.synonym_copies:
         generated += synonym_children(train, settings, seed, result)
     if settings.paraphrase_copies or settings.back_translation:
-        cache = Path(settings.cache) if settings.cache else out_dir / "augment_cache.jsonl"
+        cache = Path(settings.cache) if settings.cache else out_dir / AUGMENT_CACHE_FILE
         generated += endpoint_children(train, settings, cache, result)
     valid = []
     for conversation in generated:
@@ -209,23 +211,31 @@ def template_records(settings: AugmentConfig) -> list[Conversation]:
 
 AUGMENTED_FILE = "augmented.jsonl"
 AUGMENT_REPORT_FILE = "augment_report.json"
+AUGMENT_CACHE_FILE = "augment_cache.jsonl"
+# Every file `dsft data augment` writes into --out (the cache only where no data.augment.cache names another).
+AUGMENT_FILES = (AUGMENTED_FILE, "removed.jsonl", "rejects.jsonl", AUGMENT_REPORT_FILE, AUGMENT_CACHE_FILE)
 
 
-def augment_files(cfg: DsftConfig, inputs: list[str], out_dir: str | Path) -> dict[str, Any]:
+def augment_files(cfg: DsftConfig, inputs: list[str], out_dir: str | Path, overwrite: bool = False) -> dict[str, Any]:
     """``dsft data augment``: read ``inputs``, fill ``data.augment.templates``, generate children of every
     record, and write ``augmented.jsonl`` (originals, then kept children), ``removed.jsonl``,
     ``rejects.jsonl`` and ``augment_report.json`` (the ledger). Returns the report.
 
-    The output can go straight into ``dsft data prepare``: the split keeps each family on one side.
+    The output can go straight into ``dsft data prepare``: the split keeps each family on one side. ``out_dir``
+    follows the output-directory rule (:func:`dsft.disk.check_fresh_output_dir`): an earlier augment output is
+    rewritten (a rerun asks the endpoint only what its cache lacks), another non-empty directory only with
+    ``overwrite``, and never over one of the inputs.
     """
     settings = cfg.data.augment
     if not settings.enabled():
         raise DataError("data.augment: nothing to do; set templates, synonym_copies, paraphrase_copies or "
                         "back_translation (--set data.augment.synonym_copies=1)")
     check_synonym_sources(settings)
+    out = Path(out_dir)
+    check_fresh_output_dir(out, overwrite, rerun_markers=(AUGMENT_REPORT_FILE, AUGMENT_CACHE_FILE))
+    check_outputs_spare_inputs(inputs, out, AUGMENT_FILES, f"--out {out}")
     templated = template_records(settings)
     ingested = ingest(inputs, cfg.data.format, cfg.data.columns) if inputs else None
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)  # once the inputs are read: a missing one leaves no directory
     originals = (ingested.conversations if ingested else []) + templated
     result = augment_records(originals, originals, settings, cfg.train.seed, out)

@@ -36,9 +36,10 @@ from dsft.data.conversation import Conversation, Message
 from dsft.data.endpoint import ChatClient, Completion, EndpointSettings, RequestFailed, ResponseCache
 from dsft.data.formats import split_inline_think
 from dsft.data.ingest import Rejection, write_rejections
-from dsft.data.readers import read_records
+from dsft.data.readers import check_outputs_spare_inputs, read_records
 from dsft.data.report import write_jsonl, write_removed
 from dsft.data.validate import validate_conversation
+from dsft.disk import check_fresh_output_dir
 from dsft.errors import DataError
 
 AnswerCheck = Callable[[str, str], str | None]  # (answer, reference) -> None if right, else why not
@@ -46,6 +47,9 @@ QUESTION_FIELDS = ("question", "Question", "prompt", "instruction", "query", "pr
 REFERENCE_FIELDS = ("answer", "Response", "reference", "output", "solution", "completion", "response")
 DISTILLED_FILE = "distilled.jsonl"
 DISTILL_REPORT_FILE = "distill_report.json"
+DISTILL_CACHE_FILE = "distill_cache.jsonl"
+# Every file `dsft data distill` writes into --out (the cache only where no data.distill.cache names another).
+DISTILL_FILES = (DISTILLED_FILE, "removed.jsonl", "rejects.jsonl", DISTILL_REPORT_FILE, DISTILL_CACHE_FILE)
 
 
 @dataclass
@@ -162,18 +166,24 @@ def distill_one(question: Question, client: ChatClient, settings: DistillConfig,
 
 
 def distill_files(cfg_distill: DistillConfig, inputs: list[str], out_dir: str | Path,
-                  check: AnswerCheck | None) -> dict[str, Any]:
+                  check: AnswerCheck | None, overwrite: bool = False) -> dict[str, Any]:
     """``dsft data distill``: answer every question of ``inputs``; write ``distilled.jsonl``,
-    ``removed.jsonl``, ``rejects.jsonl`` and ``distill_report.json`` (the ledger). Returns the report."""
+    ``removed.jsonl``, ``rejects.jsonl`` and ``distill_report.json`` (the ledger). Returns the report.
+
+    ``out_dir`` follows the output-directory rule (:func:`dsft.disk.check_fresh_output_dir`): an earlier
+    distill output (its report or response cache) is rewritten, which is how an interrupted run resumes;
+    another non-empty directory only with ``overwrite``; never over one of the inputs."""
     endpoint = cfg_distill.endpoint
     if not endpoint.configured():
         raise DataError("data.distill.endpoint: set base_url and model "
                         "(--set data.distill.endpoint.base_url=http://... --set data.distill.endpoint.model=NAME)")
-    questions, rejections = read_questions(inputs)
     out = Path(out_dir)
+    check_fresh_output_dir(out, overwrite, rerun_markers=(DISTILL_REPORT_FILE, DISTILL_CACHE_FILE))
+    check_outputs_spare_inputs(inputs, out, DISTILL_FILES, f"--out {out}")
+    questions, rejections = read_questions(inputs)
     out.mkdir(parents=True, exist_ok=True)  # once the inputs are read: a missing one leaves no directory
     params = {k: v for k, v in (("temperature", endpoint.temperature), ("max_tokens", endpoint.max_tokens)) if v is not None}
-    cache = ResponseCache(Path(cfg_distill.cache) if cfg_distill.cache else out / "distill_cache.jsonl")
+    cache = ResponseCache(Path(cfg_distill.cache) if cfg_distill.cache else out / DISTILL_CACHE_FILE)
     cached_before = len(cache)
     client = ChatClient(EndpointSettings(
         endpoint.base_url or "", endpoint.model or "", endpoint.api_key_env, endpoint.concurrency,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from dsft.config.schema import DsftConfig
 from dsft.data.pipeline import REPORT_FILE
-from dsft.data.readers import expand_inputs
+from dsft.data.readers import check_outputs_spare_inputs
 from dsft.data.report import HISTOGRAM_FILE, REASONING_HISTOGRAM_FILE
 from dsft.data.split import SPLITS
 from dsft.errors import DataError
@@ -23,24 +23,20 @@ PREPARED_FILES = (*(f"{split}.jsonl" for split in SPLITS), "rejects.jsonl", "rem
                   "data_report.md", HISTOGRAM_FILE, REASONING_HISTOGRAM_FILE)
 
 
-def check_prepared_output(cfg: DsftConfig, out: Path, inputs: list[str] | None, flag: str) -> None:
-    """Raise a :class:`DataError` when preparing into ``out`` would overwrite a data input, or files of the
-    prepared names that no preparation wrote (``out`` holds no ``data_report.json``).
+def check_prepared_output(cfg: DsftConfig, out: Path, inputs: list[str] | None, flag: str,
+                          overwrite: bool = False) -> None:
+    """Raise a :class:`DataError` when preparing into ``out`` would overwrite a data input, or (unless
+    ``overwrite``) files of the prepared names that no preparation wrote (``out`` holds no ``data_report.json``).
 
     ``inputs`` are ``dsft data prepare INPUT...`` (else ``data.train``); ``data.val``, ``data.test`` and
     ``data.mix`` count too. ``flag`` says how the user named ``out`` (``--out DIR``). Inputs are assumed
     readable (:func:`dsft.data.pipeline.check_inputs` runs first)."""
     if not out.is_dir():
         return
-    targets = {(out / name).resolve(): name for name in PREPARED_FILES}
     patterns = list(inputs) if inputs else list(cfg.data.train)
     patterns += [*cfg.data.val, *cfg.data.test, *(source.path for source in cfg.data.mix)]
-    for path in expand_inputs(patterns):
-        name = targets.get(Path(path).resolve())
-        if name is not None:
-            raise DataError(f"{flag}: would overwrite the input {path} with the prepared {name}; choose another "
-                            "output directory")
-    if (out / REPORT_FILE).is_file():
+    check_outputs_spare_inputs(patterns, out, PREPARED_FILES, flag, "prepared")
+    if overwrite or (out / REPORT_FILE).is_file():
         return  # an earlier preparation: rewriting it is the rerun
     held = [str(out / name) for name in PREPARED_FILES if (out / name).exists()]
     if held:

@@ -67,6 +67,20 @@ def is_saved_dataset(path: Path) -> bool:
     )
 
 
+def check_outputs_spare_inputs(patterns: list[str], out: Path, names: tuple[str, ...], flag: str,
+                               label: str = "output") -> None:
+    """Raise a :class:`DataError` when writing the files ``names`` into ``out`` would replace one of the inputs
+    ``patterns`` (paths, directories, globs): never allowed, ``--overwrite`` or not."""
+    if not out.is_dir():
+        return
+    targets = {(out / name).resolve(): name for name in names}
+    for path in expand_inputs(patterns):
+        name = targets.get(Path(path).resolve())
+        if name is not None:
+            raise DataError(f"{flag}: would overwrite the input {path} with the {label} {name}; choose another "
+                            "output directory")
+
+
 def expand_inputs(patterns: list[str]) -> list[Path]:
     """Files (and saved dataset directories) named by paths, directories and globs, in a stable order.
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from dsft.disk import check_fresh_output_dir
 from dsft.errors import DsftError
 
 Launcher = Literal["torchrun", "deepspeed", "accelerate", "slurm"]
@@ -187,18 +188,16 @@ def launch_files(plan: LaunchPlan, launcher: str) -> dict[str, str]:
 def write_launch_files(plan: LaunchPlan, launcher: str, out_dir: str | Path, overwrite: bool = False) -> list[Path]:
     """Write the launcher's files into ``out_dir`` (scripts executable); returns their paths.
 
-    Files of an earlier launch there (``nccl_env.sh`` is often edited by hand) are refused, all before
-    anything is written, unless ``overwrite``.
+    ``out_dir`` follows the output-directory rule (:func:`dsft.disk.check_fresh_output_dir`): a non-empty one,
+    an earlier launch's included (``nccl_env.sh`` is often edited by hand), is refused before anything is
+    written unless ``overwrite``, which replaces only the launch files.
     """
     if not plan.config.is_file():
         raise DsftError(f"{plan.config}: config file not found")
     out = Path(out_dir)
     plan = dataclasses.replace(plan, script_dir=out.resolve())
     files = launch_files(plan, launcher)
-    earlier = sorted(name for name in files if (out / name).exists())
-    if earlier and not overwrite:
-        raise DsftError(f"--out {out}: holds launch files of an earlier dsft launch ({', '.join(earlier)}); "
-                        "choose a new directory or pass --overwrite to replace them")
+    check_fresh_output_dir(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)  # after every check: a refused launch leaves no directory
     written = []
     for name, content in files.items():
