@@ -64,6 +64,39 @@ def test_a_misspelt_key_names_the_nearest_one() -> None:
     assert any(p.startswith("lora.rank: unknown key") for p in problems)
 
 
+def test_a_key_in_the_wrong_section_names_the_section_that_has_it() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["lr=1e-4", "lora.lr=1e-4", "train.r=8", "format=context_qa"])
+    problems = info.value.problems
+    assert "lr: unknown key; did you mean 'train.lr'?" in problems  # was: did you mean 'lora'?
+    assert "lora.lr: unknown key; did you mean 'train.lr'?" in problems  # was: did you mean 'r'?
+    assert "train.r: unknown key; did you mean 'lora.r'?" in problems
+    assert "format: unknown key; did you mean 'data.format' or 'export.format'?" in problems
+
+
+def test_guide_001_training_arguments_are_translated_key_by_key(tmp_path: Path) -> None:
+    """Guide 001's config dict (transformers TrainingArguments names under training_args/data_args) as YAML."""
+    path = tmp_path / "guide.yaml"
+    path.write_text(yaml.safe_dump({
+        "model_name": "DeepSeek-13B",
+        "training_args": {"output_dir": "./output", "num_train_epochs": 3, "per_device_train_batch_size": 8,
+                          "gradient_accumulation_steps": 4, "learning_rate": 2e-5, "save_steps": 500, "fp16": True},
+        "data_args": {"dataset_path": "./data/train.json", "test_size": 0.1, "max_seq_length": 512},
+        "train": {"warmup_steps": 500}}, sort_keys=False))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    problems = info.value.problems
+    assert "model_name: unknown key; use model.name_or_path" in problems
+    assert "train.warmup_steps: unknown key; use train.warmup_ratio (a share of the steps, not a count)" in problems
+    (training,) = [p for p in problems if p.startswith("training_args:")]
+    for pair in ("num_train_epochs -> train.epochs", "per_device_train_batch_size -> train.micro_batch_size",
+                 "gradient_accumulation_steps -> train.grad_accum", "learning_rate -> train.lr",
+                 "save_steps -> train.save_steps", "output_dir -> the --out option of dsft train"):
+        assert pair in training
+    (data,) = [p for p in problems if p.startswith("data_args:")]
+    assert "test_size -> data.val_ratio" in data and "max_seq_length -> train.max_seq_len" in data  # not test_ratio
+
+
 def test_missing_and_malformed_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "absent.yaml")

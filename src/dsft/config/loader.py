@@ -9,6 +9,7 @@ from typing import Any, get_args
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from dsft.config.foreign_keys import foreign_key_hint, foreign_section_hint
 from dsft.config.presets import get_preset
 from dsft.config.schema import DsftConfig
 from dsft.errors import ConfigError
@@ -79,12 +80,37 @@ def _keys_at(loc: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields) if model is not None else []
 
 
+def _sections_holding(key: str, besides: str | None) -> list[str]:
+    """``section.key`` for every top-level section (other than ``besides``) that accepts ``key``."""
+    found = []
+    for section, field in DsftConfig.model_fields.items():
+        model = _model_in(field.annotation)
+        if section != besides and model is not None and key in model.model_fields:
+            found.append(f"{section}.{key}")
+    return found
+
+
+def key_home(key: str) -> str | None:
+    """``section.key`` where the config has ``key`` (the first section that has it), else None."""
+    return next(iter(_sections_holding(key, None)), None)
+
+
 def unknown_key_message(loc: tuple[Any, ...]) -> str:
-    """``unknown key``, with the nearest accepted key when one is close (a misspelling).
+    """``unknown key``, with the key meant: the same key in the section that has it (a key put at the top level
+    or in the wrong section), else the nearest accepted key when one is close (a misspelling).
 
     >>> unknown_key_message(("train", "methd"))
     "unknown key; did you mean 'method'?"
+    >>> unknown_key_message(("lr",))
+    "unknown key; did you mean 'train.lr'?"
     """
+    if len(loc) <= 2:
+        elsewhere = _sections_holding(str(loc[-1]), str(loc[0]) if len(loc) == 2 else None)
+        if elsewhere:
+            return "unknown key; did you mean " + " or ".join(repr(k) for k in elsewhere) + "?"
+    foreign = foreign_key_hint(str(loc[-1]))
+    if foreign is not None:
+        return foreign
     close = difflib.get_close_matches(str(loc[-1]), _keys_at(loc), n=1, cutoff=0.6)
     return f"unknown key; did you mean {close[0]!r}?" if close else "unknown key"
 
@@ -96,7 +122,8 @@ def format_validation_error(exc: ValidationError) -> list[str]:
         key = ".".join(str(p) for p in err["loc"]) or "(root)"
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            message = unknown_key_message(tuple(err["loc"]))
+            loc = tuple(err["loc"])
+            message = (len(loc) == 1 and foreign_section_hint(err.get("input"), key_home)) or unknown_key_message(loc)
         elif err["type"] != "missing" and "input" in err:
             message = f"{message}, got {err['input']!r}"
         problems.append(f"{key}: {message}")

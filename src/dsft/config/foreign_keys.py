@@ -1,0 +1,77 @@
+"""Keys of other fine-tuning setups (transformers' ``TrainingArguments``, peft's ``LoraConfig``, the guides' own
+``data_args``) and what does their job in a dsft config, for the unknown-key message.
+
+A config written from a guide (``training_args: {num_train_epochs: 3, per_device_train_batch_size: 8, ...}``)
+then gets, for each key, the dsft key to use instead of ``unknown key``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+FOREIGN_KEYS: dict[str, str] = {
+    # transformers TrainingArguments
+    "num_train_epochs": "train.epochs",
+    "per_device_train_batch_size": "train.micro_batch_size",
+    "gradient_accumulation_steps": "train.grad_accum",
+    "learning_rate": "train.lr",
+    "lr_scheduler_type": "train.lr_scheduler",
+    "warmup_steps": "train.warmup_ratio (a share of the steps, not a count)",
+    "fp16": "train.precision: fp16 (or auto: bf16 where the GPU has it)",
+    "bf16": "train.precision: bf16",
+    "optim": "train.optimizer",
+    "adam_beta1": "train.adam_betas: [beta1, beta2]",
+    "adam_beta2": "train.adam_betas: [beta1, beta2]",
+    "label_smoothing_factor": "train.label_smoothing",
+    "dataloader_num_workers": "train.num_workers",
+    "output_dir": "the --out option of dsft train (the run directory)",
+    "logging_dir": "nothing: TensorBoard events go to the run directory's tb/",
+    "evaluation_strategy": "eval.steps (0: at every epoch end)",
+    "eval_strategy": "eval.steps (0: at every epoch end)",
+    "eval_steps": "eval.steps",
+    "save_strategy": "train.save_steps",
+    "load_best_model_at_end": "eval.load_best",
+    "metric_for_best_model": "eval.metric",
+    "resume_from_checkpoint": "the --resume auto option of dsft train",
+    "deepspeed": "train.distributed: deepspeed with train.zero_stage",
+    "per_device_eval_batch_size": "eval.batch_size",
+    # model and data arguments of training scripts and the guides
+    "model_name": "model.name_or_path",
+    "model_name_or_path": "model.name_or_path",
+    "dataset_path": "data.train",
+    "train_file": "data.train",
+    "validation_file": "data.val",
+    "test_size": "data.val_ratio",
+    "max_seq_length": "train.max_seq_len",
+    "max_length": "train.max_seq_len",
+    # peft LoraConfig
+    "lora_r": "lora.r",
+    "lora_rank": "lora.r",
+    "lora_alpha": "lora.alpha",
+    "lora_dropout": "lora.dropout",
+    "target_modules": "lora.targets",
+}
+
+
+def foreign_key_hint(key: str) -> str | None:
+    """``use KEY`` for a key another setup names differently, else None.
+
+    >>> foreign_key_hint("per_device_train_batch_size")
+    'unknown key; use train.micro_batch_size'
+    """
+    meant = FOREIGN_KEYS.get(key)
+    return f"unknown key; use {meant}" if meant is not None else None
+
+
+def foreign_section_hint(value: Any, home: Callable[[str], str | None]) -> str | None:
+    """For an unknown top-level section holding other setups' keys (``training_args: {...}``): where each goes
+    (``home(key)`` names the section of a key dsft has under the same name).
+
+    >>> foreign_section_hint({"learning_rate": 2e-5, "save_steps": 500, "colour": 1}, {"save_steps": "train.save_steps"}.get)
+    'unknown section; its keys: learning_rate -> train.lr, save_steps -> train.save_steps, colour -> (no dsft key)'
+    """
+    if not isinstance(value, dict) or not any(str(k) in FOREIGN_KEYS for k in value):
+        return None
+    parts = [f"{key} -> {FOREIGN_KEYS.get(str(key)) or home(str(key)) or '(no dsft key)'}" for key in value]
+    return "unknown section; its keys: " + ", ".join(parts)
