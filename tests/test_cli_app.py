@@ -120,3 +120,25 @@ def test_error_message_is_not_rich_markup(tmp_path, capsys) -> None:
     finally:
         app_module.app = original
     assert 'pip install "dsft[distributed]"' in capsys.readouterr().err
+
+
+def test_debug_after_the_command_is_dsft_s_own_flag(tmp_path, monkeypatch) -> None:
+    """`dsft train c.yaml --out r --debug` (README: `dsft --debug ...`) shows the traceback; it was refused as
+    'No such option: --debug' of train."""
+    monkeypatch.setenv("DSFT_DEBUG", "0")  # the root callback sets it to 1: restored (removed) after the test
+    from dsft.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="config file not found"):  # --debug: the error is raised, not printed
+        main(["train", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "run"), "--debug"])
+
+
+@pytest.mark.parametrize(("args", "key"), [
+    (["train", "c.yaml", "--out", "r", "--max-steps", "3"], "train.max_steps"),
+    (["data", "prepare", "qa.jsonl", "--out", "p", "--format", "context_qa"], "data.format"),
+])
+def test_an_unknown_option_that_is_a_config_key_says_how_to_set_it(args, key, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and f"is a config key: --set {key}=VALUE" in err
+    assert "Possible options" not in err  # data prepare suggested --out for --format

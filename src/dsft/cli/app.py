@@ -81,10 +81,37 @@ def main(argv: list[str] | None = None) -> None:
         stopping.restore()
 
 
+def _debug_first(args: list[str]) -> list[str]:
+    """``--debug`` belongs to ``dsft`` itself; typed after the command (``dsft train c.yaml --debug``) it is
+    moved in front of it rather than refused as an unknown option of the command."""
+    end = args.index("--") if "--" in args else len(args)
+    if "--debug" not in args[1:end]:
+        return args
+    return ["--debug"] + [a for a in args[:end] if a != "--debug"] + args[end:]
+
+
+def _config_key_hint(exc: Exception) -> None:
+    """An unknown option that is a config key (``dsft train c.yaml --max-steps 3``), on a command that takes
+    ``--set``: the message says how to set it, instead of suggesting an unrelated option."""
+    name = getattr(exc, "option_name", None)
+    ctx = getattr(exc, "ctx", None)
+    if not name or not name.startswith("--") or ctx is None:
+        return
+    if not any("--set" in getattr(param, "opts", ()) for param in ctx.command.params):
+        return
+    from dsft.config.loader import key_home  # pydantic: only on this error path, so `dsft --help` stays instant
+
+    key = key_home(name[2:].replace("-", "_"))
+    if key is not None:
+        exc.message = f"No such option: {name}; {key} is a config key: --set {key}=VALUE"  # type: ignore[attr-defined]
+        exc.possibilities = []  # type: ignore[attr-defined]
+
+
 def _run(argv: list[str] | None) -> None:
     from dsft.errors import DsftError
 
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:]) or os.environ.get("DSFT_DEBUG") == "1"
+    argv = _debug_first(list(argv if argv is not None else sys.argv[1:]))
+    debug = "--debug" in argv or os.environ.get("DSFT_DEBUG") == "1"
     if not debug:
         import warnings
 
@@ -131,6 +158,7 @@ def _run(argv: list[str] | None) -> None:
     except Exception as exc:  # noqa: BLE001 - usage errors from typer's bundled click land here
         if type(exc).__name__ in {"UsageError", "BadParameter", "MissingParameter", "NoSuchOption",
                                   "BadOptionUsage", "BadArgumentUsage", "FileError", "ClickException"}:
+            _config_key_hint(exc)
             exc.show()  # type: ignore[attr-defined]
             sys.exit(getattr(exc, "exit_code", 2) or 2)
         raise
