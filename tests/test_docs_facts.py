@@ -178,3 +178,20 @@ def test_the_config_sections_and_the_layers_the_docs_list_are_the_real_ones() ->
     assert re.findall(r"`(\w+)`", layout) == order
     chain = re.search(r"Layers import only downward: (.*?)\. ", internals, re.S).group(1)
     assert re.findall(r"`(\w+)`", chain) == order
+
+
+def test_the_tiny_preset_sizes_in_docs_models_are_the_presets(tiny_model_dir) -> None:
+    """docs/models.md's preset table (and the README's "13-20M") give each preset's parameter count."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    table = (ROOT / "docs" / "models.md").read_text(encoding="utf-8")
+    stated = {m.group(1): int(m.group(2).replace(",", ""))
+              for m in re.finditer(r"^\| `(tiny-[a-z0-9-]+)` \| `\w+` \|.*\| ([\d,]+) \|$", table, re.M)}
+    assert set(stated) == {"tiny-deepseek-v3", "tiny-r1-distill-qwen", "tiny-deepseek-llm"}
+    for name, count in stated.items():
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(tiny_model_dir(name)))
+        assert sum(p.numel() for p in model.parameters()) == count, name
+    assert "13–20M-parameter" in (ROOT / "README.md").read_text(encoding="utf-8")
+    assert 13e6 <= min(stated.values()) and max(stated.values()) < 20e6
