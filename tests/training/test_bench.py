@@ -180,6 +180,23 @@ def test_profile_records_the_timed_steps(tiny_model_dir, tmp_path: Path) -> None
     assert profile["share_by_kind"]["matmul"] > 0.1  # the LoRA step's matmuls are found by name
     assert 0 < profile["busy_seconds"] and profile["top"][0]["calls"] >= 1
     assert row["dsft_accelerations"][0] == SEGMENT_ATTENTION
+    # The timed step and its micro-batches are what was recorded; its host reads are counted.
+    assert profile["steps"] == 1 and profile["micro_batches"] == row["gradient_accumulation_steps"]
+    assert profile["host_reads"] >= 1 and "host reads" in (tmp_path / "prof" / "dsft.txt").read_text()
+
+
+def test_the_profile_counts_host_reads() -> None:
+    """``float``, ``int``, ``bool`` and ``item`` of a tensor are one host read each (on a GPU each waits for
+    every kernel queued before it)."""
+    from dsft.training.bench.profiling import summarize_profile
+
+    t = torch.arange(4.0)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+        float(t.sum()), int(t.sum()), bool(t.any()), t.max().item()
+        t.sum() + 1  # no read
+    summary = summarize_profile(list(profiler.events()), 1.0, on_device=False, steps=1, micro_batches=2)
+    assert summary["host_reads"] == 4 and summary["host_reads_per_micro_batch"] == 2.0
+    assert summary["device_to_host_copies"] is None  # only counted on a GPU
 
 
 def test_busy_time_is_the_union_of_kernel_intervals() -> None:

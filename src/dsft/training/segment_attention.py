@@ -23,6 +23,14 @@ function registered with this implementation): the segments come from ``cu_seq_l
 transformers' own flash-attention path finds them, from where the row's ``position_ids`` restart. Without
 boundaries (evaluation with padding, generation with a KV cache, a batch of several rows) it is
 transformers' own sdpa with the mask transformers built, so the same model serves every path.
+
+Before building a mask, transformers looks for packed rows in the ``position_ids`` and asks whether it found
+any (``find_packed_sequence_indices``: ``bool(tensor.all())``). That reads a value back to the host once per
+forward, and on a GPU the host then waits for every kernel queued before it: the previous micro-batch's whole
+backward. For ``dsft_segments`` models, :func:`_mask_arguments_without_host_read` hands transformers the
+same packed-sequence ids without asking. The mask is then built as before (none for one causal row; with
+the packed ids otherwise, e.g. under a sliding window). The only difference is that transformers no longer
+knows when a row holds a single example, so the sdpa fallback builds its mask instead of skipping it.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+from transformers import masking_utils
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 try:  # torch >= 2.10 ships a varlen flash-attention kernel for CUDA
@@ -196,8 +205,41 @@ def segment_mask(batch_size: int, q_length: int, kv_length: int, q_offset: Any =
                      **kwargs)
 
 
+def packed_sequence_ids(position_ids: torch.Tensor) -> torch.Tensor:
+    """Which example of its row each position belongs to (0, 0, 1, 1, 1, 2, ...): a new example wherever the
+    position does not follow the previous one by 1. This is transformers' ``find_packed_sequence_indices``
+    without its check for "no packing", which reads a value back to the host."""
+    previous = position_ids[:, :1] - 1
+    return (torch.diff(position_ids, prepend=previous, dim=-1) != 1).cumsum(-1)
+
+
+_transformers_mask_arguments = getattr(masking_utils._preprocess_mask_arguments, "wrapped",
+                                       masking_utils._preprocess_mask_arguments)
+
+
+def _mask_arguments_without_host_read(config: Any, inputs_embeds: torch.Tensor, attention_mask: Any, cache: Any,
+                                      position_ids: torch.Tensor | None, layer_idx: int | None,
+                                      *args: Any) -> tuple:
+    """transformers' ``_preprocess_mask_arguments``; for ``dsft_segments`` with ``position_ids`` and no mask
+    or cache (training on packed rows), the packed-sequence ids come from :func:`packed_sequence_ids`,
+    computed on the device and never read back."""
+    if (getattr(config, "_attn_implementation", None) != SEGMENT_ATTENTION or position_ids is None
+            or attention_mask is not None or cache is not None):
+        return _transformers_mask_arguments(config, inputs_embeds, attention_mask, cache, position_ids, layer_idx,
+                                            *args)
+    early_exit, mask, _, q_length, kv_length, q_offset, kv_offset = _transformers_mask_arguments(
+        config, inputs_embeds, attention_mask, cache, None, layer_idx, *args)
+    packed = None if early_exit else packed_sequence_ids(position_ids.expand(inputs_embeds.shape[0], -1))
+    return early_exit, mask, packed, q_length, kv_length, q_offset, kv_offset
+
+
+_mask_arguments_without_host_read.wrapped = _transformers_mask_arguments  # type: ignore[attr-defined]
+
 AttentionInterface.register(SEGMENT_ATTENTION, segment_attention_forward)
 AttentionMaskInterface.register(SEGMENT_ATTENTION, segment_mask)
+# transformers looks the function up in its module at every call (create_causal_mask and its sliding-window
+# and chunked variants); other models' modules that imported it by name keep the original.
+masking_utils._preprocess_mask_arguments = _mask_arguments_without_host_read
 
 
 def select_segment_attention(model: Any, packing: bool, requested: str = "auto", sequence_parallel: int = 1) -> bool:
