@@ -48,7 +48,11 @@ fi
 wanted trl && run against-trl --compare trl-expert,trl-expert-varlen
 # Two packed rows per forward for both (half the kernel launches per token: the step was partly launch-bound).
 wanted micro-batch-2 && run against-trl-micro-batch-2 --compare trl-expert-varlen --micro-batch-size 2
-wanted profile && run profiled --compare "" --profile "$out/profile"
+if wanted profile; then
+    run profiled --compare "" --profile "$out/profile"
+    # The busy share, the time by kind and the host reads per micro-batch (each one waits for the GPU).
+    [ -f "$out/profile/dsft.txt" ] && head -4 "$out/profile/dsft.txt"
+fi
 wanted liger && run liger --compare "" --dsft-option liger
 wanted compile-layers && run compile-layers --compare "" --dsft-option compile_layers
 wanted compile && run compile --compare "" --dsft-option compile
