@@ -75,6 +75,7 @@ def test_unknown_template_names_template_name(tmp_path: Path, eval_data: Path, t
     bare.mkdir()
     shutil.copy(source / "config.json", bare / "config.json")
     shutil.copy(source / "tokenizer.json", bare / "tokenizer.json")  # a tokenizer, but no chat template
+    (bare / "model.safetensors").symlink_to(source / "model.safetensors")  # weights: the directory is complete
     config = json.loads((source / "tokenizer_config.json").read_text())
     config.pop("chat_template", None)
     (bare / "tokenizer_config.json").write_text(json.dumps(config))
@@ -198,3 +199,34 @@ def test_eval_cleans_references_as_the_run_cleaned_its_training_data(tmp_path: P
     assert item.reference == "Paris" and item.prompt.messages[-1].content == "Capital of France?"
     [raw], _ = load_eval_set(data, clean=run_text_cleaner(tiny_dir := tmp_path / "model-only"))
     assert raw.reference == "<p>Paris</p>" and not tiny_dir.exists()
+
+
+def test_eval_reads_raw_records_with_the_run_s_or_the_config_s_columns(tmp_path: Path) -> None:
+    """Guide 001-shaped records under the user's own column names: the run was prepared with data.columns, so
+    `dsft eval RUN --data raw.jsonl` reads them the same way (it skipped every record, saying to 'set
+    data.format and data.columns', which eval did not read); a prepared split still reads as messages."""
+    from dsft.config import load_config
+    from dsft.eval.eval_set import data_reading, load_eval_set
+
+    raw = tmp_path / "raw.jsonl"
+    raw.write_text(json.dumps({"病历": "患者主诉持续发热3天", "问题": "可能病因有哪些?", "回答": "上呼吸道感染"},
+                              ensure_ascii=False) + "\n", encoding="utf-8")
+    prepared = tmp_path / "val.jsonl"
+    prepared.write_text(json.dumps({"messages": [{"role": "user", "content": "发热怎么办?"},
+                                                 {"role": "assistant", "content": "多喝水"}]}, ensure_ascii=False)
+                        + "\n", encoding="utf-8")
+    columns = "data:\n  format: context_qa\n  columns: {context: 病历, question: 问题, answer: 回答}\n"
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(columns, encoding="utf-8")
+    [item], _ = load_eval_set(raw, None, *data_reading(run))
+    assert item.reference == "上呼吸道感染" and "可能病因有哪些?" in item.prompt.messages[-1].content
+    [split_item], _ = load_eval_set(prepared, None, *data_reading(run))
+    assert split_item.reference == "多喝水"
+    config = tmp_path / "c.yaml"
+    config.write_text(columns, encoding="utf-8")
+    [item], _ = load_eval_set(raw, None, *data_reading("tiny-deepseek-llm", load_config(config).data))
+    assert item.reference == "上呼吸道感染"
+    assert data_reading(tmp_path / "model-only") == ("auto", None)
+    with pytest.raises(DsftError, match="no usable evaluation records"):
+        load_eval_set(raw, None, *data_reading(tmp_path / "model-only"))

@@ -108,6 +108,13 @@ def eval_defaults(model_or_run: str, config: Optional[Path]) -> Any:
     return section
 
 
+def config_data(config: Optional[Path]) -> Any:
+    """--config's data section (its data.format and data.columns read --data), or None without --config."""
+    from dsft.config import load_config
+
+    return load_config(config).data if config is not None else None
+
+
 def _options(defaults: Any, max_new_tokens: Optional[int], batch_size: Optional[int], temperature: Optional[float],
              top_p: Optional[float], seed: int) -> Any:
     """Decoding options: each flag given on the command line, else the `eval:` section's value."""
@@ -129,7 +136,8 @@ def _metrics(defaults: Any, flag: Optional[str]) -> Optional[list[str]]:
 
 
 CONFIG = typer.Option(None, "--config", help="YAML whose `eval:` section gives the defaults of the generation options "
-                      "and metrics [default: a run directory's own config.yaml, else the schema's defaults].")
+                      "and metrics, and whose data.format / data.columns read --data [default: a run directory's own "
+                      "config.yaml, else the schema's defaults].")
 MAX_NEW_TOKENS = typer.Option(None, "--max-new-tokens", min=1, help="Generation length limit (tokens) "
                               "[default: eval.max_new_tokens, 256].")
 BATCH_SIZE = typer.Option(None, "--batch-size", min=1, help="Prompts per generation batch [default: eval.batch_size, 8].")
@@ -177,7 +185,7 @@ def eval_command(
         result = evaluate_model(model_or_run, data, out, _options(defaults, max_new_tokens, batch_size, temperature,
                                                                   top_p, seed),
                                 limit=limit, template=template, metrics=wanted, device=device,
-                                thinking=thinking, base_model=base_model)
+                                thinking=thinking, base_model=base_model, data_config=config_data(config))
     print_metrics_table(result, f"eval: {model_or_run}")
     gen = result["generation"]
     typer.echo(f"{gen['generated_tokens']} tokens in {gen['elapsed_s']:.1f}s ({gen['tokens_per_s']:.1f} tok/s); "
@@ -219,7 +227,8 @@ def compare_command(
         result = compare_models(base, tuned, data, out, _options(defaults, max_new_tokens, batch_size, temperature,
                                                                  top_p, seed),
                                 limit=limit, template=template, metrics=wanted,
-                                sample_count=samples, device=device, thinking=thinking)
+                                sample_count=samples, device=device, thinking=thinking,
+                                data_config=config_data(config))
     Console().print(comparison_table(result))
     typer.echo(f"wrote {result['report_md']} and {result['report_html']}")
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from dsft.errors import DsftError
 from dsft.eval.charts import loss_chart_svg, loss_summary, read_loss_curves
-from dsft.eval.eval_set import load_eval_set, run_text_cleaner
+from dsft.eval.eval_set import data_reading, load_eval_set, run_text_cleaner
 from dsft.eval.evaluate import EvalRun, evaluate_target, write_eval_outputs
 from dsft.eval.generate import DecodingOptions, with_overrides
 from dsft.eval.report import TASK_KEYS, THINK_KEYS, delta, render_html, render_markdown
@@ -76,6 +76,7 @@ def compare_models(
     batch_size: int | None = None,
     cache_dir: str | Path | None = None,
     thinking: bool | None = None,
+    data_config: Any = None,
 ) -> dict[str, Any]:
     """Evaluate ``base`` (default: the run's base model) and ``tuned_run`` on the same prompts.
 
@@ -90,7 +91,8 @@ def compare_models(
     options = with_overrides(options, max_new_tokens=max_new_tokens, batch_size=batch_size)
     out = Path(out_dir)
     base_name = _base_name(base, tuned_run, cache_dir)
-    items, skipped = load_eval_set(data, limit, clean=run_text_cleaner(tuned_run))
+    fmt, columns = data_reading(tuned_run, data_config)  # --config's data.format/columns, else the run's
+    items, skipped = load_eval_set(data, limit, fmt, columns, clean=run_text_cleaner(tuned_run))
 
     tuned_target = load_eval_target(tuned_run, template, device=device, dtype=dtype, cache_dir=cache_dir)
     if thinking is not None:

@@ -75,10 +75,40 @@ def run_text_cleaner(model_or_run: str | Path) -> Callable[[str], str] | None:
     return text_cleaner(clean_cfg.strip_html, clean_cfg.normalize_unicode)
 
 
+def data_reading(model_or_run: str | Path, data_config: Any = None) -> tuple[str, dict[str, str] | None]:
+    """``(data.format, data.columns)`` that read the eval records: ``data_config``'s (a ``--config``'s data
+    section), else the run directory's own config (raw files in the format the run was trained on need no
+    repeating), else auto-detection with no renaming."""
+    if data_config is None:
+        run = RunDir(model_or_run)
+        if not run.config_path.is_file():
+            return "auto", None
+        data_config = run.config.data
+    return data_config.format, dict(data_config.columns) or None
+
+
+def _read(record: Any, fmt: str, columns: dict[str, str] | None) -> Conversation:
+    """The record in the configured format; a record that is not in it but reads by itself (a prepared split's
+    messages, where the run was trained from raw context/question/answer records) is read as detected."""
+    try:
+        return to_conversation(record, fmt, columns)
+    except FormatProblem:
+        if fmt == "auto" and not columns:
+            raise
+        try:
+            return to_conversation(record)
+        except FormatProblem:
+            pass
+        raise
+
+
 def load_eval_set(data: str | Path | list[str], limit: int | None = None, fmt: str = "auto",
                   columns: dict[str, str] | None = None,
                   clean: Callable[[str], str] | None = None) -> tuple[list[EvalItem], Counter[str]]:
     """Items from files / globs / directories (first ``limit`` usable ones) and skip counts per reason.
+
+    ``fmt`` and ``columns`` read the records as data preparation does (a record they do not fit is read as
+    detected, so a prepared split evaluates whatever format its run was trained from).
 
     ``clean`` rewrites every message text (prompt and reference) first, as data preparation did.
 
@@ -95,7 +125,7 @@ def load_eval_set(data: str | Path | list[str], limit: int | None = None, fmt: s
             skipped[raw.error.split(":")[0]] += 1
             continue
         try:
-            conversation = to_conversation(raw.data, fmt, columns)
+            conversation = _read(raw.data, fmt, columns)
         except FormatProblem as exc:
             skipped[str(exc)] += 1
             continue

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from dsft.eval.eval_set import EvalItem, item_from_conversation, load_eval_set, run_text_cleaner
+from dsft.eval.eval_set import EvalItem, data_reading, item_from_conversation, load_eval_set, run_text_cleaner
 from dsft.eval.generate import DecodingOptions, Generation, GenerationStats, generate_batched, with_overrides
 from dsft.eval.reasoning import ParsedOutput
 from dsft.eval.scoring import Sample, score_samples
@@ -140,16 +140,19 @@ def evaluate_model(
     cache_dir: str | Path | None = None,
     thinking: bool | None = None,
     base_model: str | Path | None = None,
+    data_config: Any = None,
 ) -> dict[str, Any]:
     """Evaluate a model directory / preset / hub id or a run directory on ``data``; write the outputs
     into ``out_dir`` and return the metrics (the content of ``metrics.json``).
 
     ``max_new_tokens`` / ``batch_size`` override the same fields of ``options``; ``thinking`` overrides
     the thinking mode of hybrid templates (default: the run's, else the template's own default);
-    ``base_model`` overrides where a run's base model is found.
+    ``base_model`` overrides where a run's base model is found; ``data_config`` (a config's data section)
+    gives the data.format and data.columns that read ``data`` (default: the run's, else detected).
     """
     options = with_overrides(options, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    items, skipped = load_eval_set(data, limit, clean=run_text_cleaner(model_or_run))
+    fmt, columns = data_reading(model_or_run, data_config)
+    items, skipped = load_eval_set(data, limit, fmt, columns, clean=run_text_cleaner(model_or_run))
     target = load_eval_target(model_or_run, template, device=device, dtype=dtype, cache_dir=cache_dir,
                               base_model=base_model)
     if thinking is not None:
