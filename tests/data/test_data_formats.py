@@ -89,11 +89,11 @@ def test_column_mapping_and_forced_format() -> None:
 @pytest.mark.parametrize(
     ("record", "message"),
     [({"messages": [{"role": "bot", "content": "x"}]}, "unknown role 'bot'"),
-     ({"messages": [{"role": "user", "content": 5}]}, "messages\\[0\\].content is a int"),
+     ({"messages": [{"role": "user", "content": 5}]}, "messages\\[0\\].content is an integer"),
      ({"messages": "hello"}, "messages is a string"),
      ({"messages": [{"role": "user", "content": "x", "loss": "yes"}]}, "loss is a string"),
      ({"conversations": [{"from": "robot", "value": "x"}]}, "unknown role 'robot'"),
-     ({"instruction": 3, "output": "x"}, "instruction is a int"),
+     ({"instruction": 3, "output": "x"}, "instruction is an integer"),
      ({"prompt": "p", "completion": None}, "completion is null"),
      ({"instruction": "a", "output": "b", "history": [["only one"]]}, "history\\[0\\] is not a"),
      ({"nothing": "here"}, "unknown format")],

@@ -25,7 +25,7 @@ BAD_RECORDS = [
     ({"messages": [U, {"role": "assistant", "content": "bad \ud800 text"}]}, "lone surrogate U+D800"),
     ({"messages": [{"role": "wizard", "content": "q"}, A]}, "unknown role 'wizard'"),
     ({"messages": [U, {"role": "assistant", "content": ["not", "parts"]}]}, "is not a text part"),
-    ({"instruction": "q", "output": 42}, "output is a int"),
+    ({"instruction": "q", "output": 42}, "output is an integer"),
     ("just a string", "record is a string"),
     ({"messages": [U, {"role": "assistant", "content": "", "tool_calls": [{"function": {"arguments": "{}"}}]}]},
      "tool_calls[0].function.name: expected a non-empty string"),

@@ -32,6 +32,11 @@ def test_run_json_without_final_directory(tmp_path, run_cli) -> None:
     (tmp_path / "run.json").write_text(json.dumps({"template": "deepseek-r1", "base_model": "x", "method": "lora"}))
     code, text = run_cli(["export", str(tmp_path), "--format", "hf", "--out", str(tmp_path / "o")])
     assert code == 2 and "no final/ directory" in text
+    # a finished run whose final/ was removed (said 'the run has not finished (status: finished)')
+    (tmp_path / "run.json").write_text(json.dumps({"template": "deepseek-r1", "base_model": "x", "method": "lora",
+                                                   "status": "finished"}))
+    code, text = run_cli(["export", str(tmp_path), "--format", "hf", "--out", str(tmp_path / "o")])
+    assert code == 2 and "the run finished, but it was removed (status: finished)" in text, text
 
 
 @pytest.mark.parametrize(("content", "message"), [

@@ -138,9 +138,8 @@ def _is_scalar(value: Any) -> bool:
 
 
 def _type_name(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", type(None): "null", bool: "a boolean"}.get(
-        type(value), f"a {type(value).__name__}"
-    )
+    return {dict: "an object", list: "a list", str: "a string", type(None): "null", bool: "a boolean",
+            int: "an integer", float: "a number"}.get(type(value), f"a {type(value).__name__}")
 
 
 def _text(value: Any, where: str, optional: bool = False) -> str:

@@ -182,8 +182,9 @@ class RunDir:
         """The finished run's weights (adapter or full); an error naming the status if there are none."""
         final = self.final_path
         if not final.is_dir():
+            why = ("the run has not finished" if self.status != "finished" else "the run finished, but it was removed")
             raise DsftError(
-                f"{self.path}: no {final.name}/ directory; the run has not finished (status: {self.status}); "
+                f"{self.path}: no {final.name}/ directory; {why} (status: {self.status}); "
                 f"use a checkpoint under {self.checkpoint_root} as a model directory, or finish training"
             )
         return final
