@@ -49,3 +49,25 @@ def test_targets_of_a_real_preset_without_weights(run_cli) -> None:
 def test_targets_unknown_model_exit_2(run_cli) -> None:
     code, _, err = run_cli(["models", "targets", "no-such-model"])
     assert code == 2 and "tiny presets" in err
+
+
+def test_targets_of_a_local_model_are_those_training_checks(run_cli, tmp_path: Path) -> None:
+    """From config.json alone (no weights there), with the class dsft builds: a remote-code DeepSeek-MoE is not
+    shown as the planner's Qwen2-MoE look-alike (fused experts it does not have), it is refused with the reason."""
+    from dsft.models.presets import real_model_config
+
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    small = {"hidden_size": 64, "intermediate_size": 128, "moe_intermediate_size": 32, "num_hidden_layers": 2,
+             "num_attention_heads": 4, "num_key_value_heads": 4, "n_routed_experts": 4, "num_experts_per_tok": 2,
+             "first_k_dense_replace": 1, "vocab_size": 512}
+    (v2 / "config.json").write_text(json.dumps({**real_model_config("deepseek-v2-lite"), **small, "kv_lora_rank": 16,
+                                                 "qk_nope_head_dim": 16, "qk_rope_head_dim": 8, "v_head_dim": 16}))
+    code, out, err = run_cli(["models", "targets", str(v2)])
+    assert code == 0, err
+    assert "q_proj" in json.loads(out)["target_modules"] and "q_a_proj" not in json.loads(out)["target_modules"]
+    moe = tmp_path / "moe"
+    moe.mkdir()
+    (moe / "config.json").write_text(json.dumps({**real_model_config("deepseek-moe-16b"), **small}))
+    code, out, err = run_cli(["models", "targets", str(moe)])
+    assert code == 2 and "no native transformers class (remote code)" in err and "target_parameters" not in out

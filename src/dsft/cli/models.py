@@ -107,15 +107,24 @@ def show_targets(
     include_experts: bool = typer.Option(True, "--experts/--no-experts", help="Include fused routed experts."),
 ) -> None:
     """Show the LoRA targets `all-linear` discovers for a model (built from its config; no weights loaded)."""
+    from dsft.errors import DsftError
     from dsft.models.lora import discover_lora_targets
     from dsft.models.presets import REAL_MODEL_PRESETS, build_on_meta
-    from dsft.models.resolve import resolve_model
+    from dsft.models.resolve import check_model_name, resolve_model
+    from dsft.models.skeleton import model_skeleton
 
-    if name in REAL_MODEL_PRESETS:
-        config = REAL_MODEL_PRESETS[name]
+    if name in REAL_MODEL_PRESETS:  # numbers only: remote-code DeepSeek-MoE is shown as its Qwen2-MoE look-alike
+        model = build_on_meta(REAL_MODEL_PRESETS[name])
     else:
-        config = json.loads((resolve_model(name) / "config.json").read_text(encoding="utf-8"))
-    targets = discover_lora_targets(build_on_meta(config), include_experts=include_experts)
+        check_model_name(name)
+        # The model `dsft train` builds (never a look-alike): what lora.targets is checked against.
+        model = model_skeleton(name)
+        if model is None:  # a hub id not downloaded yet: its files fetched first
+            model = model_skeleton(resolve_model(name))
+        if model is None:
+            raise DsftError(f"{name}: its architecture has no native transformers class (remote code), so its "
+                            "modules are known only once `dsft train` loads it (model.trust_remote_code: true)")
+    targets = discover_lora_targets(model, include_experts=include_experts)
     typer.echo(json.dumps({"target_modules": targets.modules, "target_parameters": targets.parameters}, indent=2))
 
 
