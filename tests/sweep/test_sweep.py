@@ -114,6 +114,18 @@ def test_bad_sweep_requests_are_one_message(tmp_path: Path, run_cli, args: list[
     assert not (tmp_path / "s").exists(), "refused before anything was written"
 
 
+def test_a_mistyped_lora_target_is_refused_before_the_sweep_prepares_data(tmp_path: Path, tiny_model_dir,
+                                                                          run_cli) -> None:
+    """In the base config or in one grid point: refused on the model's skeleton, before --out is written."""
+    tiny_model_dir("tiny-deepseek-llm")
+    for args in (["--set", "lora.targets=[q_prj]", "--grid", "train.lr=1e-4,2e-4"],
+                 ["--grid", "lora.targets=q_proj,v_prj"]):
+        code, stdout, stderr = run_cli(["sweep", str(write_config(tmp_path)), "--out", str(tmp_path / "s"), *args])
+        said = stdout + stderr
+        assert code == 2 and "matches no adaptable Linear" in said and "LlamaForCausalLM" in said, said
+        assert not (tmp_path / "s").exists(), "refused before anything was written"
+
+
 def test_grid_values_are_typed_like_set_values() -> None:
     assert parse_grid("train.lr=1e-5, 3e-5") == ("train.lr", [1e-5, 3e-5])
     assert parse_grid("train.packing=true,false") == ("train.packing", [True, False])

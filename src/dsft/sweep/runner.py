@@ -33,6 +33,7 @@ from dsft.sweep.report import SWEEP_FILE, Sweep, Trial, best_evaluation, choose_
 from dsft.sweep.request import SweepRequest, check_request
 from dsft.training.run import run_training
 from dsft.training.rundir import RunDir
+from dsft.training.setup import check_lora_targets
 
 DATA_DIR = "data"
 
@@ -60,6 +61,12 @@ def run_sweep(request: SweepRequest) -> Sweep:
     base = check_request(request)
     points = request.space.grid() if request.sampler == "grid" else []
     sweep = Sweep(base.eval.metric_key(), base.eval.higher_is_better(), request.sampler)
+    checked = set()
+    for cfg in [base, *(request.trial_config(params, None) for params in points)]:
+        key = (cfg.train.method, cfg.lora.model_dump_json())
+        if key not in checked:  # on the model's weightless skeleton: a typo costs no data preparation
+            check_lora_targets(cfg)
+            checked.add(key)
     request.out.mkdir(parents=True, exist_ok=True)
     prepared = prepare_sweep_data(base, request.out)
     if request.launch != "local":
