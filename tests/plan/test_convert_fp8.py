@@ -139,6 +139,13 @@ def test_refuses_non_empty_destination_and_missing_scales(fp8_checkpoint: Path, 
     convert_fp8_to_bf16(fp8_checkpoint, dst)
     with pytest.raises(DsftError, match="already holds"):
         convert_fp8_to_bf16(fp8_checkpoint, dst)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "tokenizer.json").write_text("my own tokenizer\n")  # the conversion would copy the source's over it
+    with pytest.raises(DsftError, match="is not empty; choose a new or empty output directory"):
+        convert_fp8_to_bf16(fp8_checkpoint, mine)
+    assert [p.name for p in mine.iterdir()] == ["tokenizer.json"]
+    assert (mine / "tokenizer.json").read_text() == "my own tokenizer\n"
     index_path = fp8_checkpoint / "model.safetensors.index.json"
     index = json.loads(index_path.read_text())
     dropped = next(n for n in index["weight_map"] if n.endswith("o_proj.weight_scale_inv"))

@@ -185,7 +185,7 @@ def launch(
 
 def fp8_to_bf16(
     src: Path = typer.Argument(..., help="FP8 checkpoint directory (DeepSeek V3/R1 release layout)."),
-    dst: Path = typer.Argument(..., help="Output directory for the BF16 checkpoint."),
+    dst: Path = typer.Argument(..., help="Output directory for the BF16 checkpoint (new or empty)."),
 ) -> None:
     """Dequantise FP8 block-scaled weights to BF16 shard by shard, dropping the MTP layer and scales."""
     from dsft.models.convert_fp8 import convert_fp8_to_bf16

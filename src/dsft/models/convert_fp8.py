@@ -134,8 +134,12 @@ def convert_fp8_to_bf16(src: str | Path, dst: str | Path) -> ConversionReport:
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
         raise DsftError(f"{src}: not a directory")
-    if dst.exists() and any(dst.glob("*.safetensors")):
-        raise DsftError(f"{dst}: already holds safetensors files; choose an empty output directory")
+    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
+        # A checkpoint directory is loaded whole: the tokenizer and config copied in would replace the user's
+        # files, and a stale shard beside the new ones would be read with them (README, "Output directories").
+        held = "is not a directory" if not dst.is_dir() else (
+            "already holds safetensors files" if any(dst.glob("*.safetensors")) else "is not empty")
+        raise DsftError(f"{dst}: {held}; choose a new or empty output directory")
     config, block = _read_config(src)
     num_layers = int(config["num_hidden_layers"])
     weight_map = _weight_map(src)
