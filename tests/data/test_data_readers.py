@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from dsft.data.formats import to_conversation
 from dsft.data.readers import expand_inputs, read_records
+from dsft.data.validate import validate_conversation
 from dsft.errors import DataError
 
 
@@ -23,6 +25,22 @@ def test_jsonl_lines_numbered_and_bad_lines_reported(tmp_path: Path) -> None:
     assert records[1].error.startswith("malformed JSON")
     assert records[2].error.startswith("not valid UTF-8")
     assert records[3].data == [1, 2] and records[3].error is None
+
+
+def test_gbk_encoded_chinese_is_named_with_the_conversion(tmp_path: Path) -> None:
+    """Guide 001's records saved by a Chinese-locale editor (GBK): each rejection says so and how to convert,
+    where it said only 'bad byte at offset 13'; undecodable bytes that are not Chinese get no such guess."""
+    record = {"context": "患者主诉持续发热3天", "question": "可能病因有哪些?", "answer": "需考虑上呼吸道感染"}
+    jsonl = tmp_path / "gbk.jsonl"
+    jsonl.write_bytes((json.dumps(record, ensure_ascii=False) + "\n").encode("gb18030") + b'{"text": "\xff"}\n')
+    gbk, other = read_records([str(jsonl)])
+    assert "it reads as GBK/GB18030 Chinese: save the file as UTF-8 (e.g. iconv -f GB18030 -t UTF-8" in gbk.error
+    assert other.error.startswith("not valid UTF-8") and "GBK" not in other.error
+    csv_file = tmp_path / "gbk.csv"
+    csv_file.write_bytes(("context,question,answer\n" + ",".join(record.values()) + "\n").encode("gb18030"))
+    [row] = read_records([str(csv_file)])  # CSV keeps undecodable bytes; validation names them
+    problems = validate_conversation(to_conversation(row.data))
+    assert problems and "it reads as GBK/GB18030 Chinese" in problems[0]
 
 
 def test_jsonl_with_byte_order_mark_and_crlf(tmp_path: Path) -> None:

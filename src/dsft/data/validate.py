@@ -29,6 +29,27 @@ from dsft.data.conversation import ROLES, Conversation, Message
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+_CJK = re.compile("[\u4e00-\u9fff]")
+
+
+def gbk_hint(raw: bytes) -> str:
+    """``; it reads as GBK/GB18030 ...`` when bytes that are not UTF-8 decode as Chinese in GB18030 (text saved
+    by a Chinese-locale Windows editor or Excel), else nothing.
+
+    >>> gbk_hint("发热".encode("gb18030"))
+    '; it reads as GBK/GB18030 Chinese: save the file as UTF-8 (e.g. iconv -f GB18030 -t UTF-8 IN > OUT)'
+    >>> gbk_hint("café".encode("latin-1"))  # Latin-1, not Chinese
+    ''
+    """
+    try:
+        text = raw.decode("gb18030")
+    except UnicodeDecodeError:
+        return ""
+    if not _CJK.search(text):
+        return ""
+    return "; it reads as GBK/GB18030 Chinese: save the file as UTF-8 (e.g. iconv -f GB18030 -t UTF-8 IN > OUT)"
+
+
 def find_bad_unicode(text: str) -> str | None:
     """A description of the first lone surrogate in ``text`` (undecodable input bytes), or None."""
     match = _SURROGATE.search(text)
@@ -36,7 +57,8 @@ def find_bad_unicode(text: str) -> str | None:
         return None
     code = ord(match.group())
     if 0xDC80 <= code <= 0xDCFF:  # surrogateescape maps an undecodable byte 0xNN to U+DCNN
-        return f"not valid UTF-8 (byte 0x{code - 0xDC00:02X} at character {match.start()})"
+        hint = gbk_hint(text.encode("utf-8", errors="surrogateescape"))
+        return f"not valid UTF-8 (byte 0x{code - 0xDC00:02X} at character {match.start()}){hint}"
     return f"invalid Unicode (lone surrogate U+{code:04X} at character {match.start()})"
 
 
