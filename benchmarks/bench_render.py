@@ -31,8 +31,6 @@ def main() -> None:
 
     tokenizer = load_deepseek_tokenizer()
     template = get_template(args.template)
-    if args.one_by_one:  # hide the batched path: tokenize_conversations falls back to render_train
-        template = type("OneByOne", (), {"render_train": template.render_train})()
     rng = random.Random(0)
     words = "the model learns to reason step by step about numbers and 我们 学习 推理 问题 答案".split()
 
@@ -43,9 +41,12 @@ def main() -> None:
                            Message("assistant", text(rng.randint(20, 100)), reasoning=text(rng.randint(50, 300)))])
              for _ in range(args.conversations)]
     start = time.perf_counter()
-    split = tokenize_conversations(convs, template, tokenizer, max_len=100_000)
+    if args.one_by_one:  # render_train per conversation, as training rendered before the batched path
+        tokens = sum(len(template.render_train(conv, tokenizer).input_ids) for conv in convs)
+    else:
+        split = tokenize_conversations(convs, template, tokenizer, max_len=100_000)
+        tokens = sum(len(e["input_ids"]) for e in split.examples)
     seconds = time.perf_counter() - start
-    tokens = sum(len(e["input_ids"]) for e in split.examples)
     print(f"{len(convs)} conversations, {tokens} tokens in {seconds:.2f} s: "
           f"{len(convs) / seconds:,.0f} conversations/s, {tokens / seconds:,.0f} tokens/s "
           f"({'one by one' if args.one_by_one else 'batched'})")

@@ -73,7 +73,7 @@ def train(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file that is no bench "
                                    "report."),
 ) -> None:
-    """Train the same model on the same synthetic reasoning data with dsft, TRL and the seeds' recipe."""
+    """Train the same model on the same synthetic conversations with dsft, TRL and the seeds' recipe."""
     from rich.console import Console
 
     from dsft.errors import DsftError
