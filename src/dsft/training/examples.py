@@ -28,6 +28,28 @@ class TokenizedSplit:
     tools_not_rendered: int = 0
 
 
+# What each drop reason means to the user, and the key that changes it.
+DROP_REASONS = {
+    "longer_than_max_seq_len": "longer than train.max_seq_len ({max_len} tokens, rendered with the template; raise it, "
+                               "or filter by length with data.clean.max_tokens)",
+    "no_supervised_tokens": "with no supervised token (template.masking, or every assistant turn has loss: false)",
+}
+
+
+def describe_dropped(split: TokenizedSplit, name: str, max_len: int) -> str | None:
+    """``N of M train examples are not trained on: K longer than ...`` for a split that dropped any, else None.
+
+    >>> describe_dropped(TokenizedSplit([{}], {"longer_than_max_seq_len": 3}), "train", 128)
+    '3 of 4 train examples are not trained on: 3 longer than train.max_seq_len (128 tokens, rendered with the template; raise it, or filter by length with data.clean.max_tokens)'
+    """
+    if not split.dropped:
+        return None
+    total = len(split.examples) + sum(split.dropped.values())
+    parts = [f"{count} {DROP_REASONS.get(reason, reason).format(max_len=max_len)}"
+             for reason, count in split.dropped.items()]
+    return f"{sum(split.dropped.values())} of {total} {name} examples are not trained on: " + "; ".join(parts)
+
+
 def unrendered_tools(records: Sequence[Any], template: ChatTemplate) -> int:
     """How many ``records`` (conversations or preference records) carry ``tools`` the template does not
     render; said once as a warning, since the model then learns the calls without the definitions."""

@@ -31,6 +31,7 @@ from dsft.training.checkpointing import checkpoint_step, resolve_resume
 from dsft.training.collators import make_collator, make_train_dataset
 from dsft.training.distributed import unapplied_settings_notice
 from dsft.training.environment import environment_problems
+from dsft.training.examples import describe_dropped
 from dsft.training.gpu_telemetry import GpuTelemetry
 from dsft.training.liveness import process_record
 from dsft.training.guards import RunGuards
@@ -129,8 +130,12 @@ def run_training(
         splits = load_splits(cfg, tokenizer, template, run_dir, split_cache)
     else:
         splits = load_preference_splits(cfg, tokenizer, template, run_dir)
+    dropped = describe_dropped(splits["train"], "train", cfg.train.max_seq_len) if sft else None
     if not splits["train"].examples:
-        raise DsftError("no training examples left after preparation; see data_report.json in the run directory")
+        raise DsftError("no training examples left after preparation; "
+                        + (dropped or "see data_report.json in the run directory"))
+    if dropped:
+        log.warning(dropped)  # also in run.json's "dropped"
     fingerprint, files = data_fingerprint(splits), data_files(cfg)
     if checkpoint is not None:
         check_same_data(previous, fingerprint, files)  # data edited in place would change every later step
