@@ -106,6 +106,12 @@ def validate_request(req: PlanRequest) -> None:
         raise DsftError("invalid plan request", problems)
 
 
+def supports_sequence_parallel(profile: ModelProfile) -> bool:
+    """Whether dsft can train this model with sequence parallelism: DeepSpeed-Ulysses needs one head size for
+    queries, keys and values, which multi-head latent attention (DeepSeek-V2/V3/R1) does not have."""
+    return not getattr(profile.hf_config, "kv_lora_rank", None)
+
+
 def estimate_memory(profile: ModelProfile, req: PlanRequest) -> MemoryEstimate:
     """Per-GPU bytes by category, host RAM per node and checkpoint size for ``req``."""
     validate_request(req)
@@ -128,7 +134,7 @@ def estimate_memory(profile: ModelProfile, req: PlanRequest) -> MemoryEstimate:
             f"ZeRO-3 gathers each layer's fused routed experts whole ({shapes.largest_layer_params / 1e9:.2f}B "
             "parameters); a per-expert module layout gathers one expert matrix at a time"
         )
-    if req.sp > 1 and getattr(profile.hf_config, "kv_lora_rank", None):
+    if req.sp > 1 and not supports_sequence_parallel(profile):
         notes.append(
             "sizing only: dsft trains with DeepSpeed-Ulysses sequence parallelism, which does not support this "
             "model's multi-head latent attention (train.sequence_parallel is refused for it)"

@@ -17,7 +17,7 @@ from typing import Any
 
 from dsft.errors import DsftError
 from dsft.plan.memory import MemoryEstimate, PlanRequest
-from dsft.plan.planner import ModelProfile, estimate_memory, with_changes
+from dsft.plan.planner import ModelProfile, estimate_memory, supports_sequence_parallel, with_changes
 
 COST_CHECKPOINTING = 1.0
 COST_HALVE_MICRO_BATCH = 0.5
@@ -87,14 +87,15 @@ def _halvings(original: int, smaller: int) -> int:
     return (original // smaller).bit_length() - 1
 
 
-def _candidates(req: PlanRequest) -> Any:
-    """(cost, request) for every combination of moves from ``req`` that can run as stated."""
+def _candidates(req: PlanRequest, raise_sp: bool = True) -> Any:
+    """(cost, request) for every combination of moves from ``req`` that can run as stated (``raise_sp``: whether
+    more sequence parallelism is one of the moves)."""
     methods = {"full": ["full", "lora", "qlora"], "lora": ["lora", "qlora"], "qlora": ["qlora"]}[req.method]
     micro = sorted({req.micro_batch >> k for k in range(8) if req.micro_batch >> k >= 1}, reverse=True)
     zeros = [z for z in (0, 1, 2, 3) if z >= req.zero]
     offloads = ["none", "optimizer", "optimizer+param"]
     for method, (gpus, nodes, doublings), zero, offload, mb, sp_exp, ckpt in itertools.product(
-        methods, _gpu_layouts(req), zeros, offloads, micro, range(5), (req.grad_checkpointing, True)
+        methods, _gpu_layouts(req), zeros, offloads, micro, range(5 if raise_sp else 1), (req.grad_checkpointing, True)
     ):
         sp = req.sp * 2**sp_exp
         new = with_changes(req, method=method, gpus_per_node=gpus, nodes=nodes, zero=zero, offload=offload,
@@ -114,7 +115,8 @@ def _candidates(req: PlanRequest) -> Any:
 def recommend(profile: ModelProfile, req: PlanRequest) -> Recommendation | None:
     """The lowest-cost configuration that fits ``req.gpu_mem_gib``; None when nothing in reach fits."""
     best: tuple[float, int, PlanRequest, MemoryEstimate] | None = None
-    for cost, candidate in sorted(_candidates(req), key=lambda pair: pair[0]):
+    # A change dsft could not train (sequence parallelism on an MLA model) is never the recommendation.
+    for cost, candidate in sorted(_candidates(req, supports_sequence_parallel(profile)), key=lambda pair: pair[0]):
         if best is not None and cost > best[0]:
             break
         try:
