@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -154,3 +155,37 @@ def test_earlier_launch_files_are_kept_unless_overwrite_is_passed(config: Path, 
     assert "eth7" in (out / "nccl_env.sh").read_text()  # nothing lost
     assert run_cli([*argv, "--overwrite"])[0] == 0
     assert "eth7" not in (out / "nccl_env.sh").read_text()
+
+
+@pytest.mark.parametrize(("launcher", "script", "command"), [
+    ("torchrun", "torchrun_node.sh", "torchrun"), ("deepspeed", "deepspeed_launch.sh", "deepspeed"),
+    ("accelerate", "accelerate_node.sh", "accelerate"), ("slurm", "dsft.sbatch", "srun"),
+])
+def test_training_runs_from_where_launch_checked_the_config_s_relative_paths(
+        launcher: str, script: str, command: str, tmp_path: Path, run_cli: RunCli, monkeypatch) -> None:
+    """The guide configs name their data relative to the project (data.train: examples/guides/...). The
+    scripts ran the training from wherever they were started (ssh lands in $HOME; the DeepSpeed script moved
+    into the launch directory), where those paths name nothing."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "train.yaml").write_text("data:\n  train: data/qa.jsonl\n")
+    monkeypatch.chdir(project)
+    code, _, err = run_cli(["launch", "train.yaml", "--nodes", "1", "--gpus-per-node", "2", "--launcher", launcher,
+                            "--out", str(tmp_path / "launch")])
+    assert code == 0, err
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in (command, "scontrol"):
+        (bin_dir / name).write_text('#!/usr/bin/env bash\nif [ "$1" = show ]; then echo gpu-node-7; exit 0; fi\n'
+                                    'echo "RAN IN $PWD ENV ${DS_ENV_FILE:-}"\n')
+        (bin_dir / name).chmod(0o755)
+    elsewhere = tmp_path / "home"
+    elsewhere.mkdir()
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_NODELIST": "gpu-node-7",
+           "SLURM_JOB_NUM_NODES": "1", "SLURM_JOB_ID": "1"}
+    done = subprocess.run(["bash", str(tmp_path / "launch" / script)], capture_output=True, text=True, env=env,
+                          cwd=elsewhere)
+    assert done.returncode == 0, done.stderr
+    assert f"RAN IN {project.resolve()} " in done.stdout
+    if launcher == "deepspeed":  # its environment file stays beside the launch files
+        assert f"ENV {(tmp_path / 'launch').resolve()}/.deepspeed_env" in done.stdout

@@ -54,6 +54,9 @@ class LaunchPlan:
     master_addr: str | None = None  # None: 127.0.0.1 on one node; several nodes need MASTER_ADDR at launch
     master_port: int = DEFAULT_PORT
     script_dir: Path | None = None  # where the files are written (absolute): sbatch runs a spooled copy
+    # The directory `dsft launch` ran in: the config's relative paths (data files, a local model) were checked
+    # from there, so every script runs the training from there too (not from wherever it is started or ssh lands).
+    workdir: Path | None = None
 
     @property
     def default_master_addr(self) -> str | None:
@@ -64,6 +67,13 @@ class LaunchPlan:
         return f"-m dsft train {shlex.quote(str(self.config))} --out {shlex.quote(str(self.run_dir))}"
 
 
+def _workdir_line(plan: LaunchPlan) -> str:
+    if plan.workdir is None:
+        return ""
+    return ("# The config's relative paths (data, model) are read from where `dsft launch` checked them.\n"
+            f"cd {shlex.quote(str(plan.workdir))}\n")
+
+
 def _header(plan: LaunchPlan, what: str, usage: str) -> str:
     return (
         "#!/usr/bin/env bash\n"
@@ -72,6 +82,7 @@ def _header(plan: LaunchPlan, what: str, usage: str) -> str:
         "# Paths must be the same on every node (shared filesystem).\n"
         "set -euo pipefail\n"
         'HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"\n'
+        + _workdir_line(plan) +
         '# shellcheck disable=SC1091\nsource "$HERE/nccl_env.sh"\n'
         + _master_addr_line(plan)
         + f'MASTER_PORT="${{MASTER_PORT:-{plan.master_port}}}"\n'
@@ -110,7 +121,7 @@ def deepspeed_files(plan: LaunchPlan) -> dict[str, str]:
     script = _header(plan, "DeepSpeed launch", "run ./deepspeed_launch.sh on node0 (passwordless ssh to the others)") + (
         "# Exported NCCL_* variables reach the other nodes through .deepspeed_env in this directory.\n"
         'env | grep -E "^(NCCL|GLOO|TORCH_NCCL|OMP)_" > "$HERE/.deepspeed_env" || true\n'
-        'cd "$HERE"\n'
+        'export DS_ENV_FILE="$HERE/.deepspeed_env"  # read from here, not from the working directory\n'
         f'exec deepspeed --hostfile "$HERE/hostfile" --num_nodes {plan.nodes} --num_gpus {plan.gpus_per_node} '
         '--master_addr "$MASTER_ADDR" --master_port "$MASTER_PORT" --no_local_rank --module '
         f"dsft train {shlex.quote(str(plan.config))} --out {shlex.quote(str(plan.run_dir))} "
@@ -156,6 +167,7 @@ def slurm_script(plan: LaunchPlan) -> str:
         "set -euo pipefail\n"
         # sbatch runs a spooled copy of this file, so its own location says nothing: name the directory.
         + (f"HERE={shlex.quote(str(plan.script_dir))}\n" if plan.script_dir else 'HERE="${SLURM_SUBMIT_DIR:-$(pwd)}"\n')
+        + _workdir_line(plan)
         + '# shellcheck disable=SC1091\nsource "$HERE/nccl_env.sh"\n'
         'MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"\n'
         f'MASTER_PORT="${{MASTER_PORT:-{plan.master_port}}}"\n'
@@ -195,7 +207,7 @@ def write_launch_files(plan: LaunchPlan, launcher: str, out_dir: str | Path, ove
     if not plan.config.is_file():
         raise DsftError(f"{plan.config}: config file not found")
     out = Path(out_dir)
-    plan = dataclasses.replace(plan, script_dir=out.resolve())
+    plan = dataclasses.replace(plan, script_dir=out.resolve(), workdir=plan.workdir or Path.cwd().resolve())
     files = launch_files(plan, launcher)
     check_fresh_output_dir(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)  # after every check: a refused launch leaves no directory
