@@ -113,3 +113,39 @@ def test_bad_export_section_is_named(tiny_model_dir, tmp_path, run_cli) -> None:
     code, text = run_cli(["export", str(tiny_model_dir("tiny-deepseek-llm")), "--config", str(config),
                           "--out", str(tmp_path / "o")])
     assert code == 2 and "export.format" in text and "Traceback" not in text
+
+
+def test_overwrite_replaces_the_earlier_export_whole(tiny_model_dir, tmp_path, run_cli) -> None:
+    """An export of one model in one file, then --overwrite with another, sharded: no earlier file is left
+    for transformers to load instead (a stale model.safetensors beside the new shards was loaded and the
+    export's own check failed with a traceback); the user's own file stays."""
+    from safetensors import safe_open
+
+    out = tmp_path / "o"
+    first = ["export", str(tiny_model_dir("tiny-r1-distill-qwen")), "--format", "hf", "--out", str(out)]
+    assert run_cli(first)[0] == 0 and (out / "model.safetensors").is_file()
+    (out / "notes.txt").write_text("mine")
+    code, text = run_cli(["export", str(tiny_model_dir("tiny-deepseek-v3")), "--format", "hf", "--out", str(out),
+                          "--overwrite", "--max-shard-size", "20MB"])
+    assert code == 0, text
+    assert not (out / "model.safetensors").exists() and len(list(out.glob("model-*.safetensors"))) > 1
+    assert (out / "notes.txt").read_text() == "mine" and not (out / ".dsft-previous-export").exists()
+    with safe_open(str(sorted(out.glob("model-*.safetensors"))[0]), "pt") as handle:
+        assert not any("q_proj" in key for key in handle.keys())  # DeepSeek-V3's MLA, not the Qwen2 export
+
+
+def test_a_failed_overwrite_puts_the_earlier_export_back(tiny_model_dir, tmp_path, run_cli, monkeypatch) -> None:
+    from dsft.export import api
+
+    out = tmp_path / "o"
+    assert run_cli(["export", str(tiny_model_dir("tiny-r1-distill-qwen")), "--format", "hf", "--out", str(out)])[0] == 0
+    earlier = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def write_then_fail(source, fmt, out_dir, *args):  # noqa: ANN001, ANN002, ANN202
+        (out_dir / "model-00001-of-00002.safetensors").write_bytes(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "_dispatch", write_then_fail)
+    with pytest.raises(KeyboardInterrupt):
+        api.export(tiny_model_dir("tiny-deepseek-v3"), "hf", out, overwrite=True, echo=lambda _: None)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == earlier

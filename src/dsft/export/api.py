@@ -6,6 +6,7 @@ ExportResult(format='gguf', out_dir=PosixPath('exports/r1-q8'), ...)
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,39 @@ class ExportResult:
     files: tuple[str, ...]
 
 
+# What an export writes into --out (any format): with --overwrite these are the earlier export's files, set
+# aside before the new one is written. Left in place, an earlier single model.safetensors next to a new
+# sharded export (or old shards of another count) would be what transformers loads.
+_EXPORT_SUFFIXES = (".safetensors", ".gguf")
+_EXPORT_NAMES = frozenset({
+    "model.safetensors.index.json", "config.json", "generation_config.json", "export.json", "tokenizer.json",
+    "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "tokenizer.model",
+    "chat_template.jinja", "adapter_config.json", "Modelfile",
+})
+_SET_ASIDE = ".dsft-previous-export"
+
+
+def _set_aside_previous_export(out: Path) -> Path | None:
+    """Move the files an earlier export left in ``out`` into ``out/.dsft-previous-export``; None: none."""
+    if not out.is_dir():
+        return None
+    earlier = [p for p in out.iterdir() if p.is_file() and (p.name in _EXPORT_NAMES or p.name.endswith(_EXPORT_SUFFIXES))]
+    if not earlier:
+        return None
+    aside = out / _SET_ASIDE
+    shutil.rmtree(aside, ignore_errors=True)
+    aside.mkdir()
+    for path in earlier:
+        path.rename(aside / path.name)
+    return aside
+
+
+def _restore_previous_export(out: Path, aside: Path) -> None:
+    for path in aside.iterdir():
+        path.replace(out / path.name)
+    aside.rmdir()
+
+
 def export(run_or_model: str | Path, fmt: str, out_dir: str | Path, dtype: str = "auto", verify: bool = True,
            tolerance: float | None = None, overwrite: bool = False, max_shard_size: str = "5GB",
            name: str | None = None, echo: Callable[[str], None] = print,
@@ -51,15 +85,24 @@ def export(run_or_model: str | Path, fmt: str, out_dir: str | Path, dtype: str =
     # About the size of the weights read; a full disk midway removes the partial export.
     needed = tree_bytes(p for d in (source.model_dir, source.adapter_dir) if d is not None
                         for p in d.glob("*.safetensors"))
+    # --overwrite: the earlier export's files wait aside, removed once the new export is written, put back if
+    # it fails.
+    aside = _set_aside_previous_export(out) if overwrite else None
     before = contents(out)  # None: absent, so a failed export removes --out itself; else only what it added
     try:
         with partial_output_removed(out, needed, f"the {fmt} export"):
             comparison = _dispatch(source, fmt, out, dtype, verify, tolerance, max_shard_size, name, echo)
     except VerificationError:
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
         raise  # the files are complete and kept, so the mismatch can be inspected
     except BaseException:
         remove_new_files(out, before)  # a half-written export must not block the rerun
+        if aside is not None:
+            _restore_previous_export(out, aside)
         raise
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
     files = tuple(sorted(p.name for p in out.iterdir())) if out.is_dir() else ()
     return ExportResult(fmt, out, source, comparison, files)
 
