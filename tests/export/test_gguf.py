@@ -15,7 +15,8 @@ import pytest
 import llama_cpp  # noqa: E402,F401
 
 # (preset, dtype, bound, min top-1 agreement). float32 bounds are absolute |logit| differences; the
-# rounded dtypes are bounded relative to the largest reference logit (the tiny presets' logits reach ~5).
+# rounded dtypes are bounded relative to the largest reference logit (tiny-deepseek-llm's reach 0.82 with
+# this adapter: nearly uniform distributions; test_gguf_defects.py checks q8_0 on peaked ones).
 CASES = [
     ("tiny-r1-distill-qwen", "float32", 1e-4, 1.0),
     ("tiny-deepseek-llm", "float32", 1e-4, 1.0),

@@ -40,3 +40,12 @@ def test_q8_0_default_accepts_rounding_noise_and_refuses_a_broken_export() -> No
     # An explicit --tolerance still bounds the max |logit difference|.
     with pytest.raises(DsftError, match="exceeds tolerance 1"):
         check_tolerance(comparison, 1.0, "q8_0 export")
+
+
+def test_q8_0_default_refuses_on_the_kl_alone() -> None:
+    """Same argmax everywhere, flattened distributions: only the mean-KL half of the bound can refuse it."""
+    ref = _real_like_logits(3)
+    flattened = compare_logits([ref], [ref / 5])
+    assert flattened.top1_agreement == 1.0 and flattened.mean_kl > 0.05
+    with pytest.raises(DsftError, match="top-1 agreement >= 85% and mean KL"):
+        check_tolerance(flattened, DEFAULT_GGUF_TOLERANCE["q8_0"], "q8_0 export")
