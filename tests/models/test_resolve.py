@@ -94,6 +94,7 @@ def test_check_model_name_refuses_what_resolve_would_without_writing(tmp_path: P
     check_model_name("deepseek-ai/DeepSeek-R1")          # a hub id: downloaded later
     assert not (tmp_path / "tiny").exists()
     for name, message in [("./absent", "not a local directory"), (str(tmp_path / "m.gguf"), "no such file"),
+                          ("", "empty; name a model"), ("  ", "empty; name a model"),  # was '.: no config.json'
                           ("r1-distill-qwen-7b", "real-model config preset")]:
         with pytest.raises(DsftError, match=message):
             check_model_name(name)

@@ -105,7 +105,7 @@ def check_source(run_or_model: str | Path, base_model: str | Path | None = None)
             raise DsftError(f"--base-model: {exc}") from exc
     if RunDir.is_run(path):
         return
-    if path.is_dir():
+    if path.is_dir() and str(run_or_model).strip():  # "" would read as the current directory
         _check_model_dir(path)
     else:
         check_model_name(run_or_model)

@@ -117,6 +117,9 @@ def check_model_name(name_or_path: str | Path) -> None:
     name = str(name_or_path)
     if name in TINY_PRESETS:
         return
+    if not name.strip():
+        raise DsftError("empty; name a model: a local directory, a .gguf file, ollama:NAME[:TAG], a hub id (org/name) "
+                        f"or a tiny preset ({', '.join(TINY_PRESETS)})")
     if is_gguf_source(name):
         gguf_file_of(name)  # the file, or the Ollama model's blob, exists
         return
