@@ -38,6 +38,14 @@ def test_unknown_preset_exit_2(tmp_path: Path, run_cli) -> None:
     assert not (tmp_path / "x").exists()
 
 
+def test_a_preset_of_the_other_kind_names_the_command_that_writes_it(tmp_path: Path, run_cli) -> None:
+    code, _, err = run_cli(["models", "random", "tiny-deepseek-v3", "--out", str(tmp_path / "x")])
+    assert code == 2 and "write it with `dsft models tiny tiny-deepseek-v3 --out DIR`" in err, err
+    code, _, err = run_cli(["models", "tiny", "deepseek-v3", "--out", str(tmp_path / "x")])
+    assert code == 2 and "`dsft models random deepseek-v3 --out DIR`" in err, err
+    assert not (tmp_path / "x").exists()
+
+
 def test_targets_of_a_real_preset_without_weights(run_cli) -> None:
     code, out, _ = run_cli(["models", "targets", "deepseek-v3"])
     assert code == 0

@@ -99,6 +99,8 @@ def _config_key_hint(exc: Exception) -> None:
         return
     if not any("--set" in getattr(param, "opts", ()) for param in ctx.command.params):
         return
+    if ctx.command_path.split()[1:2] == ["models"]:  # `models random --set` changes the model's config.json
+        return
     from dsft.config.loader import key_home  # pydantic: only on this error path, so `dsft --help` stays instant
 
     key = key_home(name[2:].replace("-", "_"))

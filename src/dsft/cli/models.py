@@ -50,8 +50,13 @@ def write_tiny_model(
 ) -> None:
     """Write a tiny preset as an ordinary Hugging Face checkpoint directory."""
     from dsft.disk import removed_when_stopped
+    from dsft.errors import DsftError
+    from dsft.models.presets import REAL_MODEL_PRESETS
     from dsft.models.tiny import write_tiny
 
+    if name in REAL_MODEL_PRESETS:
+        raise DsftError(f"{name!r} is a real-model preset, not a tiny one: `dsft models random {name} --out DIR` "
+                        "writes it full-size with random weights")
     with removed_when_stopped(out):  # stopped: the directory is empty or absent again, as the rerun needs
         path = write_tiny(name, out, seed=seed)
     typer.echo(f"wrote {name} to {path}")
@@ -71,7 +76,11 @@ def write_random(
     from dsft.disk import removed_when_stopped
     from dsft.errors import DsftError
     from dsft.models.random_init import write_random_model
+    from dsft.models.tiny import TINY_PRESETS
 
+    if preset in TINY_PRESETS:
+        raise DsftError(f"{preset!r} is a tiny preset, not a real-model one: write it with `dsft models tiny {preset} "
+                        "--out DIR`")
     fields = {}
     for item in overrides:
         key, sep, value = item.partition("=")
