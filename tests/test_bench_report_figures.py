@@ -2,8 +2,8 @@
 
 A report written by ``dsft bench train`` (``dsft.training.bench.runner``) holds, per system under
 ``systems.<name>``: ``supervised_tokens_per_s``, ``tokens_per_s``, ``supervised_tokens_per_cpu_s``,
-``peak_memory_bytes`` (peak RSS on CPU, ``torch.cuda.max_memory_allocated`` on GPU) and ``mfu`` (a
-fraction); and dsft against each other system X: ``ratios.vs_X`` (supervised tokens/s),
+``peak_memory_bytes`` (peak RSS on CPU, ``torch.cuda.max_memory_allocated`` on GPU; the docs give MiB
+or GiB, 2**20 or 2**30 bytes), ``mfu`` and on CPU ``mfu_cpu`` (fractions), ``cpu_seconds``; and dsft against each other system X: ``ratios.vs_X`` (supervised tokens/s),
 ``memory_ratios.vs_X`` (peak memory) and ``cpu_time_ratios.vs_X`` (supervised tokens per CPU-second).
 
 Tables: every markdown table row of docs/performance.md that links a report (or follows a row that does)
@@ -47,6 +47,10 @@ def rss_mib(name: str) -> Callable[[dict, str], list[Figure]]:
     return lambda r, _: [(f"systems.{name}.peak_memory_bytes / MiB", system(r, name)["peak_memory_bytes"] / MIB)]
 
 
+def mfu_cpu(name: str) -> Callable[[dict, str], list[Figure]]:
+    return lambda r, _: [(f"systems.{name}.mfu_cpu in %", 100 * system(r, name)["mfu_cpu"])]
+
+
 def ratio(kind: str, other: str) -> Callable[[dict, str], list[Figure]]:
     return lambda r, _: [(f"{kind}.vs_{other}", r[kind][f"vs_{other}"])]
 
@@ -76,7 +80,17 @@ COLUMNS: dict[str, Callable[[dict, str], list[Figure]]] = {
     "TRL-expert peak RSS": rss_mib("trl-expert"),
     "dsft / TRL-expert per CPU-s": ratio("cpu_time_ratios", "trl-expert"),
     "memory": ratio("memory_ratios", "trl-expert"),
+    "sup. tok / CPU-s": lambda r, s: sup_cpu(s)(r, s),
+    "CPU-s": lambda r, s: [(f"systems.{s}.cpu_seconds", system(r, s)["cpu_seconds"])],
+    "sup. tok/s (wall)": lambda r, s: sup(s)(r, s),
+    "peak RSS": lambda r, s: rss_mib(s)(r, s),
+    "dsft / system per CPU-s (wall)": lambda r, s: then(ratio("cpu_time_ratios", s), ratio("ratios", s))(r, s),
+    "memory dsft / system": lambda r, s: ratio("memory_ratios", s)(r, s),
 }
+
+# First words of "system" cells that are not the report's system names; and rows the doc says no report holds.
+SYSTEM_NAMES = {"TRL": "trl", "seeds'": "seed"}
+NO_REPORT = {"LLaMA-Factory"}
 
 GPU = "bench/gpu/h200-7b-lora-"
 # Figures stated in prose: (file, the exact phrase, report, figures the phrase's numbers state in order).
@@ -118,6 +132,22 @@ FIGURES: list[tuple[Path, str, str, Callable[[dict, str], list[Figure]]]] = [
           ratio("ratios", "trl-expert"), ratio("ratios", "seed"))),
     (PERFORMANCE, "memory **0.25x** and 0.19x", "bench/train-cpu-2026-11-26-reasoning-rerun.json",
      then(ratio("memory_ratios", "trl-expert"), ratio("memory_ratios", "seed"))),
+    (PERFORMANCE, "| 33.8 | **65.3%** | 6,922 MiB |", "bench/shapes/smollm2-short-dsft-bf16-loss.json",
+     then(sup_cpu("dsft"), mfu_cpu("dsft"), rss_mib("dsft"))),
+    (PERFORMANCE, "| 32.6 | 64.1% | 6,962 MiB |", "bench/shapes/smollm2-short-dsft-fp32-loss.json",
+     then(sup_cpu("dsft"), mfu_cpu("dsft"), rss_mib("dsft"))),
+    (PERFORMANCE, "37.0 supervised tokens per CPU-s, `mfu_cpu` **71.0%**, 4,527 MiB",
+     "bench/shapes/qwen2-h1024-short-dsft.json", then(sup_cpu("dsft"), mfu_cpu("dsft"), rss_mib("dsft"))),
+    (PERFORMANCE, "dsft 37.3 supervised tokens per\nCPU-s (`mfu_cpu` 73.1%, 4,655 MiB), TRL-expert 9.3 (`mfu_cpu` 22.3%, "
+     "6,301 MiB): **4.0x TRL-expert per\nCPU-second at 0.74x its memory**", "bench/shapes/qwen2-h1024-short-2026-11-26.json",
+     then(sup_cpu("dsft"), mfu_cpu("dsft"), rss_mib("dsft"), sup_cpu("trl-expert"), mfu_cpu("trl-expert"),
+          rss_mib("trl-expert"), ratio("cpu_time_ratios", "trl-expert"), ratio("memory_ratios", "trl-expert"))),
+    (PERFORMANCE, "dsft\n85.4 supervised tokens per CPU-s (`mfu_cpu` 66.9%, 4,346 MiB), TRL-expert 33.3 (`mfu_cpu` 40.1%,\n"
+     "5,793 MiB): **2.56x per CPU-second** (3.17x wall) at 0.75x its memory",
+     "bench/shapes/qwen2-h1024-reasoning-small-2026-11-26.json",
+     then(sup_cpu("dsft"), mfu_cpu("dsft"), rss_mib("dsft"), sup_cpu("trl-expert"), mfu_cpu("trl-expert"),
+          rss_mib("trl-expert"), ratio("cpu_time_ratios", "trl-expert"), ratio("ratios", "trl-expert"),
+          ratio("memory_ratios", "trl-expert"))),
 ]
 
 
@@ -141,15 +171,22 @@ def load(link: str) -> dict:
 
 
 def table_cells() -> list[tuple[str, str, str, str, str]]:
-    """(row label, header, cell, report link, system) for every checked cell of docs/performance.md."""
-    cells, header, link = [], None, None
+    """(row label, header, cell, report link, system) for every checked cell of docs/performance.md.
+
+    A row's report is the one it links, else the previous row's (an empty first cell continues a run),
+    else the one report the text between the previous heading or table and this table links.
+    """
+    cells, header, link, above = [], None, None, set()
     for line in PERFORMANCE.read_text(encoding="utf-8").splitlines():
         if not line.startswith("|"):
+            if header is not None or line.startswith("#"):
+                above = set()
+            above |= set(REPORT_LINK.findall(line))
             header, link = None, None
             continue
         row = [cell.strip() for cell in line.strip().strip("|").split("|")]
         if header is None:
-            header = row
+            header, table_report = row, (next(iter(above)) if len(above) == 1 else None)
             continue
         if set("".join(row)) <= set("-: "):
             continue
@@ -157,11 +194,14 @@ def table_cells() -> list[tuple[str, str, str, str, str]]:
         if found:
             link = found.group(1)
         elif row[0]:  # a new run without a report of its own ends the previous report's rows
-            link = None
+            link = table_report
         if link is None:
             continue
         named = dict(zip(header, row))
         system_name = plain(named.get("system", "dsft")).split()[0]
+        if system_name in NO_REPORT:
+            continue
+        system_name = SYSTEM_NAMES.get(system_name, system_name)
         cells += [(plain(row[0]) or system_name, column, cell, link, system_name)
                   for column, cell in named.items() if column in COLUMNS]
     return cells
