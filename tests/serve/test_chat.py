@@ -29,7 +29,8 @@ def test_piped_chat_answers_like_generate(serve_model_dir: Path, capsys: pytest.
     from dsft.models.loading import load_model, load_tokenizer
 
     monkeypatch.setattr("sys.stdin", io.StringIO("What is 2+2?\n/system Answer briefly.\n/reset\n/bogus\n/exit\nnot read\n"))
-    main(["chat", str(serve_model_dir), "--max-tokens", "6", "--temperature", "0"])
+    # --max-new-tokens: eval's and compare's name for it, accepted beside --max-tokens (was 'No such option')
+    main(["chat", str(serve_model_dir), "--max-new-tokens", "6", "--temperature", "0"])
     out = capsys.readouterr().out
     model, tok = load_model(serve_model_dir, dtype="float32", device="cpu"), load_tokenizer(serve_model_dir)
     prompt = tok.apply_chat_template([{"role": "user", "content": "What is 2+2?"}], add_generation_prompt=True,

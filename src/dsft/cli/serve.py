@@ -115,7 +115,7 @@ def _serve_vllm(model_or_run: str, adapter: list[str], settings: "ServeSettings"
 def chat(
     model_or_run: str = typer.Argument(..., help="Model directory, tiny preset, hub id, or a run directory."),
     system: str | None = typer.Option(None, "--system", help="System prompt."),
-    max_tokens: int = typer.Option(512, "--max-tokens", min=1, help="Most tokens per reply."),
+    max_tokens: int = typer.Option(512, "--max-tokens", "--max-new-tokens", min=1, help="Most tokens per reply."),
     temperature: float | None = typer.Option(None, "--temperature", min=0.0, max=2.0,
                                              help="0 = greedy. Default: the model's recommended."),
     thinking: bool | None = typer.Option(None, "--thinking/--no-thinking", help="Hybrid-thinking families only."),
