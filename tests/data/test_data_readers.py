@@ -145,3 +145,21 @@ def test_memory_does_not_grow_with_file_size(tmp_path: Path, suffix: str) -> Non
     tracemalloc.stop()
     assert count == 20_000
     assert peak < 2_000_000, peak  # the whole file as Python objects would be over 12 MB
+
+
+@pytest.mark.parametrize(("name", "content", "encoding", "hint"), [
+    ("qa.csv", "问题,回答\n发热怎么办,多喝水\n", "gb18030", "it reads as GBK/GB18030 Chinese"),  # Excel's save
+    ("qa.json", '[{"问题": "发热怎么办", "回答": "多喝水"}]', "gb18030", "it reads as GBK/GB18030 Chinese"),
+    ("qa.csv", "question,answer\n发热怎么办,多喝水\n", "utf-16", "it is UTF-16 text"),  # Notepad's "Unicode"
+])
+def test_field_names_in_another_encoding_are_one_message_not_a_traceback(
+        tmp_path: Path, run_cli, name: str, content: str, encoding: str, hint: str) -> None:
+    """Undecodable column names reached data_report.json, whose write crashed (UnicodeEncodeError traceback)."""
+    data = tmp_path / name
+    data.write_bytes(content.encode(encoding))
+    out = tmp_path / "prepared"
+    code, _, err = run_cli(["data", "prepare", str(data), "--out", str(out), "--tokenizer", "deepseek"])
+    assert code == 2 and "Traceback" not in err, err
+    assert "field names are not valid UTF-8" in err and hint in err
+    report = json.loads((out / "data_report.json").read_text(encoding="utf-8"))  # written, and valid JSON
+    assert report["kept"] == 0 and report["rejected"] >= 1

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dsft.data.conversation import ROLES, Conversation, Message
+from dsft.data.validate import find_bad_unicode
 
 # Canonical field names each format reads (the keys of ``data.columns``).
 FORMAT_FIELDS: dict[str, tuple[str, ...]] = {
@@ -99,6 +100,9 @@ def convert(record: Any, fmt: str = "auto", columns: dict[str, str] | None = Non
     name = detect_format(view) if fmt == "auto" else fmt
     if name is None:
         keys = ", ".join(sorted(map(str, record))[:12]) or "none"
+        bad = find_bad_unicode("".join(map(str, record)))
+        if bad is not None:  # the field names themselves are unreadable: no mapping can name them
+            raise FormatProblem(f"field names are {bad}")
         raise FormatProblem(f"unknown format (keys: {keys}); set data.format and data.columns")
     missing = [field for field in REQUIRED_FIELDS[name] if field not in view]
     if missing:

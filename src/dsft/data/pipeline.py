@@ -451,8 +451,11 @@ def _write(out: Path, splits: dict[str, list[Conversation]], ledger: Ledger) -> 
 
 
 def _write_report(out: Path, report: dict[str, Any]) -> None:
-    (out / REPORT_FILE).write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    (out / "data_report.md").write_text(render_markdown(report), encoding="utf-8")
+    # Rejection reasons may quote input bytes that are not UTF-8 (lone surrogates, e.g. a GBK column name): written
+    # as \\udcXX escapes, which JSON reads back as the same characters, instead of failing the whole write.
+    (out / REPORT_FILE).write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8",
+                                   errors="backslashreplace")
+    (out / "data_report.md").write_text(render_markdown(report), encoding="utf-8", errors="backslashreplace")
 
 
 def load_prepared(directory: str | Path) -> Prepared:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dsft.data.validate import gbk_hint
+from dsft.data.validate import encoding_hint
 from dsft.disk import not_a_file_reason
 from dsft.errors import DataError
 
@@ -153,7 +153,7 @@ def _parse_json_line(raw: bytes, source: str, number: int) -> RawRecord:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return _unparsed(source, location, f"not valid UTF-8 (bad byte at offset {exc.start}){gbk_hint(raw)}",
+        return _unparsed(source, location, f"not valid UTF-8 (bad byte at offset {exc.start}){encoding_hint(raw)}",
                          raw.decode("utf-8", errors="surrogateescape"))
     try:
         return RawRecord(source, location, data=json.loads(text))

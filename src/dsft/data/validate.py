@@ -32,15 +32,20 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _CJK = re.compile("[\u4e00-\u9fff]")
 
 
-def gbk_hint(raw: bytes) -> str:
-    """``; it reads as GBK/GB18030 ...`` when bytes that are not UTF-8 decode as Chinese in GB18030 (text saved
-    by a Chinese-locale Windows editor or Excel), else nothing.
+def encoding_hint(raw: bytes) -> str:
+    """What bytes that are not UTF-8 are, when that is clear: UTF-16 (a byte-order mark: Windows Notepad's
+    "Unicode"), or GBK/GB18030 Chinese (a Chinese-locale Windows editor's or Excel's save); else nothing.
 
-    >>> gbk_hint("发热".encode("gb18030"))
+    >>> encoding_hint("发热".encode("gb18030"))
     '; it reads as GBK/GB18030 Chinese: save the file as UTF-8 (e.g. iconv -f GB18030 -t UTF-8 IN > OUT)'
-    >>> gbk_hint("café".encode("latin-1"))  # Latin-1, not Chinese
+    >>> encoding_hint("question".encode("utf-16"))
+    '; it is UTF-16 text (byte-order mark FF FE): save the file as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8 IN > OUT)'
+    >>> encoding_hint("café".encode("latin-1"))  # Latin-1, not Chinese
     ''
     """
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return (f"; it is UTF-16 text (byte-order mark {raw[0]:02X} {raw[1]:02X}): save the file as UTF-8 "
+                "(e.g. iconv -f UTF-16 -t UTF-8 IN > OUT)")
     try:
         text = raw.decode("gb18030")
     except UnicodeDecodeError:
@@ -57,7 +62,7 @@ def find_bad_unicode(text: str) -> str | None:
         return None
     code = ord(match.group())
     if 0xDC80 <= code <= 0xDCFF:  # surrogateescape maps an undecodable byte 0xNN to U+DCNN
-        hint = gbk_hint(text.encode("utf-8", errors="surrogateescape"))
+        hint = encoding_hint(text.encode("utf-8", errors="surrogateescape"))
         return f"not valid UTF-8 (byte 0x{code - 0xDC00:02X} at character {match.start()}){hint}"
     return f"invalid Unicode (lone surrogate U+{code:04X} at character {match.start()})"
 
