@@ -115,3 +115,23 @@ def test_a_tokenizer_carrying_the_training_template_needs_no_template_file(
     (exported / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
     argv = vllm_argv(capsys, str(exported))
     assert "--chat-template" not in argv and option(argv, "--reasoning-parser") == "deepseek_r1"
+
+
+def test_a_vllm_config_served_here_with_engine_transformers_leaves_its_vllm_settings_aside(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Guide 003's config (serve.engine vllm, TP 8, PP 4, --trust-remote-code) tried locally with --engine
+    transformers was refused for the config's own vLLM settings; it now gets as far as the model (here: a name
+    that names nothing, so no server starts). The same settings with serve.engine: transformers in the file
+    are still a contradiction."""
+    cluster = tmp_path / "cluster.yaml"
+    cluster.write_text("serve:\n  engine: vllm\n  tensor_parallel_size: 8\n  pipeline_parallel_size: 4\n"
+                       "  engine_args: [--trust-remote-code]\n")
+    with pytest.raises(SystemExit) as info:
+        main(["serve", str(tmp_path / "absent-model"), "--config", str(cluster), "--engine", "transformers"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "absent-model" in err and "vllm only" not in err, err
+    contradictory = tmp_path / "local.yaml"
+    contradictory.write_text("serve:\n  engine: transformers\n  tensor_parallel_size: 2\n")
+    with pytest.raises(SystemExit) as info:
+        main(["serve", str(tmp_path / "absent-model"), "--config", str(contradictory)])
+    assert info.value.code == 2 and "apply to serve.engine: vllm only" in capsys.readouterr().err

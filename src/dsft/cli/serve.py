@@ -60,6 +60,7 @@ def serve(
     from dsft.serve.settings import ServeSettings, check_open_bind
 
     serve_cfg = load_config(config).serve  # the schema's defaults when no file is given
+    engine_from_flag = engine is not None
     engine = engine or serve_cfg.engine
     if engine not in ("transformers", "vllm"):
         raise DsftError(f"--engine {engine}: choose transformers or vllm")
@@ -80,9 +81,14 @@ def serve(
         return
     if dry_run:
         raise DsftError("--dry-run applies to --engine vllm only")
-    if parallel != (1, 1) or extra:
-        raise DsftError("--tensor-parallel-size/--pipeline-parallel-size/--engine-args (serve.tensor_parallel_size, "
-                        "pipeline_parallel_size, engine_args) apply to --engine vllm only")
+    if tensor_parallel_size or pipeline_parallel_size or engine_args is not None:
+        raise DsftError("--tensor-parallel-size/--pipeline-parallel-size/--engine-args apply to --engine vllm only")
+    # The config's vLLM deployment settings are not this server's: --engine transformers on the command line
+    # serves the same config's model here (a local check of guide 003's cluster config); asked for by the config
+    # itself (serve.engine: transformers), they are a contradiction within it.
+    if (parallel != (1, 1) or extra) and not engine_from_flag:
+        raise DsftError("serve.tensor_parallel_size/pipeline_parallel_size/engine_args apply to serve.engine: vllm "
+                        "only")
     from dsft.serve.load_options import check_load_options, parse_adapter_args
 
     check_load_options(quantize, dtype)  # before the server's imports (torch): a bad flag answers at once
