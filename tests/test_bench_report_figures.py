@@ -138,12 +138,13 @@ FIGURES: list[tuple[Path, str, str, Callable[[dict, str], list[Figure]]]] = [
      then(sup_cpu("dsft"), mfu_cpu("dsft"), rss_mib("dsft"))),
     (PERFORMANCE, "37.0 supervised tokens per CPU-s, `mfu_cpu` **71.0%**, 4,527 MiB",
      "bench/shapes/qwen2-h1024-short-dsft.json", then(sup_cpu("dsft"), mfu_cpu("dsft"), rss_mib("dsft"))),
-    (PERFORMANCE, "dsft 37.3 supervised tokens per\nCPU-s (`mfu_cpu` 73.1%, 4,655 MiB), TRL-expert 9.3 (`mfu_cpu` 22.3%, "
-     "6,301 MiB): **4.0x TRL-expert per\nCPU-second at 0.74x its memory**", "bench/shapes/qwen2-h1024-short-2026-11-26.json",
+    (PERFORMANCE, ("dsft 37.3 supervised tokens per\nCPU-s (`mfu_cpu` 73.1%, 4,655 MiB), TRL-expert 9.3 (`mfu_cpu` "
+                   "22.3%, 6,301 MiB): **4.0x TRL-expert per\nCPU-second at 0.74x its memory**"),
+     "bench/shapes/qwen2-h1024-short-2026-11-26.json",
      then(sup_cpu("dsft"), mfu_cpu("dsft"), rss_mib("dsft"), sup_cpu("trl-expert"), mfu_cpu("trl-expert"),
           rss_mib("trl-expert"), ratio("cpu_time_ratios", "trl-expert"), ratio("memory_ratios", "trl-expert"))),
-    (PERFORMANCE, "dsft\n85.4 supervised tokens per CPU-s (`mfu_cpu` 66.9%, 4,346 MiB), TRL-expert 33.3 (`mfu_cpu` 40.1%,\n"
-     "5,793 MiB): **2.56x per CPU-second** (3.17x wall) at 0.75x its memory",
+    (PERFORMANCE, ("dsft\n85.4 supervised tokens per CPU-s (`mfu_cpu` 66.9%, 4,346 MiB), TRL-expert 33.3 (`mfu_cpu` "
+                   "40.1%,\n5,793 MiB): **2.56x per CPU-second** (3.17x wall) at 0.75x its memory"),
      "bench/shapes/qwen2-h1024-reasoning-small-2026-11-26.json",
      then(sup_cpu("dsft"), mfu_cpu("dsft"), rss_mib("dsft"), sup_cpu("trl-expert"), mfu_cpu("trl-expert"),
           rss_mib("trl-expert"), ratio("cpu_time_ratios", "trl-expert"), ratio("ratios", "trl-expert"),
