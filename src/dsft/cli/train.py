@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -56,11 +57,26 @@ def train(
     result = run_training(cfg, out, resume=resume, extra_callbacks=training_eval_callbacks(cfg, out),
                           reward_funcs=reward_funcs)
     console = Console()
-    console.print(f"[bold green]done[/] {result.global_step} steps in {result.elapsed_s:.1f}s")
+    for line in summary_lines(result):
+        console.print(line)
+
+
+def summary_lines(result: Any) -> list[str]:
+    """What a finished (or stopped) run prints: steps, validation loss, where its files are; a stopped run says
+    so and how to continue, rather than 'done'."""
+    import signal
+
+    if result.stopped_by_signal is not None:
+        name = "Ctrl-C" if result.stopped_by_signal == signal.SIGINT else signal.Signals(result.stopped_by_signal).name
+        lines = [f"[bold yellow]stopped[/] ({name}) after {result.global_step} steps in {result.elapsed_s:.1f}s, "
+                 "checkpoint saved; to continue, run the same command with --resume auto"]
+    else:
+        lines = [f"[bold green]done[/] {result.global_step} steps in {result.elapsed_s:.1f}s"]
     if result.first_eval_loss is not None:
-        console.print(f"validation loss {result.first_eval_loss:.4f} -> {result.last_eval_loss:.4f} "
-                      f"(best {result.best_eval_loss:.4f})")
-    console.print(f"run directory: {result.run_dir}\nfinal weights: {result.final_dir}")
+        lines.append(f"validation loss {result.first_eval_loss:.4f} -> {result.last_eval_loss:.4f} "
+                     f"(best {result.best_eval_loss:.4f})")
+    lines.append(f"run directory: {result.run_dir}\nfinal weights: {result.final_dir}")
+    return lines
 
 
 def check_resume_path(resume: str | None) -> None:
