@@ -9,6 +9,7 @@ with the uninterrupted run's: they must be identical (0.0 difference on CPU).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -348,3 +349,13 @@ def test_a_full_disk_during_the_final_save_is_one_message_and_leaves_no_staging(
     assert not (run / ".final.staging").exists() and not (run / "final").exists()
     assert json.loads((run / "run.json").read_text())["status"] == "failed"
     assert checkpoint_names(run) == ["checkpoint-2"], "the last checkpoint stays, for --resume auto"
+
+
+def test_resume_auto_without_a_checkpoint_says_training_starts_from_step_0(tmp_path: Path, tiny_model_dir,
+                                                                           caplog) -> None:
+    """A mistyped --out with --resume auto trained from scratch without a word."""
+    tiny_model_dir(MODEL)
+    data = write_data(tmp_path / "d.jsonl", n=8)
+    with caplog.at_level(logging.WARNING, logger="dsft.training.run"):
+        run_training(make_cfg(data, "train.max_steps=1"), tmp_path / "runs-typo", resume="auto", progress=False)
+    assert "--resume auto: no checkpoint in" in caplog.text and "starts from step 0" in caplog.text

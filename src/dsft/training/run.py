@@ -106,6 +106,8 @@ def run_training(
     run.prepare(cfg, resuming=resume is not None)
     point = resolve_resume(resume, run.checkpoint_root)  # damaged checkpoints skipped, and named
     checkpoint = point.checkpoint
+    if resume == "auto" and checkpoint is None:  # said: a mistyped --out would otherwise train from scratch silently
+        log.warning("--resume auto: no checkpoint in %s yet; training starts from step 0", run_dir)
 
     # Order matters: the template needs the tokenizer; data length filters need the tokenizer;
     # the model is loaded last so a data error costs no model load.
