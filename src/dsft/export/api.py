@@ -93,16 +93,15 @@ def export(run_or_model: str | Path, fmt: str, out_dir: str | Path, dtype: str =
         with partial_output_removed(out, needed, f"the {fmt} export"):
             comparison = _dispatch(source, fmt, out, dtype, verify, tolerance, max_shard_size, name, echo)
     except VerificationError:
-        if aside is not None:
-            shutil.rmtree(aside, ignore_errors=True)
         raise  # the files are complete and kept, so the mismatch can be inspected
     except BaseException:
         remove_new_files(out, before)  # a half-written export must not block the rerun
         if aside is not None:
             _restore_previous_export(out, aside)
         raise
-    if aside is not None:
-        shutil.rmtree(aside, ignore_errors=True)
+    finally:
+        if aside is not None:  # gone once restored; else the new export replaced it
+            shutil.rmtree(aside, ignore_errors=True)
     files = tuple(sorted(p.name for p in out.iterdir())) if out.is_dir() else ()
     return ExportResult(fmt, out, source, comparison, files)
 

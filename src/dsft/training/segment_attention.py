@@ -213,8 +213,7 @@ def packed_sequence_ids(position_ids: torch.Tensor) -> torch.Tensor:
     return (torch.diff(position_ids, prepend=previous, dim=-1) != 1).cumsum(-1)
 
 
-_transformers_mask_arguments = getattr(masking_utils._preprocess_mask_arguments, "wrapped",
-                                       masking_utils._preprocess_mask_arguments)
+_transformers_mask_arguments = masking_utils._preprocess_mask_arguments
 
 
 def _mask_arguments_without_host_read(config: Any, inputs_embeds: torch.Tensor, attention_mask: Any, cache: Any,
@@ -232,8 +231,6 @@ def _mask_arguments_without_host_read(config: Any, inputs_embeds: torch.Tensor, 
     packed = None if early_exit else packed_sequence_ids(position_ids.expand(inputs_embeds.shape[0], -1))
     return early_exit, mask, packed, q_length, kv_length, q_offset, kv_offset
 
-
-_mask_arguments_without_host_read.wrapped = _transformers_mask_arguments  # type: ignore[attr-defined]
 
 AttentionInterface.register(SEGMENT_ATTENTION, segment_attention_forward)
 AttentionMaskInterface.register(SEGMENT_ATTENTION, segment_mask)

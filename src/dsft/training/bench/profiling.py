@@ -4,7 +4,8 @@
 ``DIR/<system>.txt``: how busy the device was over the recorded wall time, the device time by kind of
 kernel (matmul, attention, everything else), the top kernels and operators, and the host reads per
 micro-batch (a tensor's value read on the host, e.g. ``float(loss)``: on a GPU each waits for every kernel
-queued before it, so the host cannot queue ahead). On CPU the same figures are taken from operator CPU time. The recorded steps are the timed ones and profiling slows them down,
+queued before it, so the host cannot queue ahead). On CPU the same figures are taken from operator CPU
+time. The recorded steps are the timed ones and profiling slows them down,
 so a profiled report says ``"profiled": true`` and its speed figures are not comparable with others.
 """
 
