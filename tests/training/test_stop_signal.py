@@ -125,8 +125,8 @@ def test_ctrl_c_during_dsft_train_ends_stopped_with_a_checkpoint(tmp_path: Path,
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 0, stderr[-3000:]
-    assert "Ctrl-C: stopping after this step" in stderr
+    assert process.returncode == 130, stderr[-3000:]  # 128 + SIGINT: not finished, `&& dsft export` stops there
+    assert "Ctrl-C: stopping after this step" in stderr and "Traceback" not in stderr
     info = RunDir(run).info
     assert info["status"] == "stopped" and 0 < info["global_step"] < 400
     assert [c.name for c in RunDir(run).checkpoints()] == [f"checkpoint-{info['global_step']}"]

@@ -9,7 +9,8 @@ which the handler only notes).
 A second SIGTERM while the first one's cleanup runs ends the process at once.
 
 Commands that stop gracefully on their own keep Python's defaults (:func:`restore`): ``dsft train``
-(which finishes the step and saves a checkpoint, :mod:`dsft.training.stop`) and the servers ``dsft serve``
+(which finishes the step, saves a checkpoint, :mod:`dsft.training.stop`, and exits 128+signal too) and the
+servers ``dsft serve``
 and ``dsft ui`` (uvicorn shuts down and re-raises the signal).
 """
 

@@ -59,6 +59,8 @@ def train(
     console = Console()
     for line in summary_lines(result):
         console.print(line)
+    if result.stopped_by_signal is not None:  # not finished: `dsft train ... && dsft export ...` must not go on
+        raise typer.Exit(128 + result.stopped_by_signal)  # 130 for Ctrl-C, 143 for SIGTERM, as every command
 
 
 def summary_lines(result: Any) -> list[str]:
