@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dsft.sweep import runner
 from dsft.sweep.report import Sweep, Trial, choose_best
 from dsft.sweep.runner import OptunaPruning
 from dsft.sweep.space import build_space, parse_grid
 from dsft.training import setup
+from dsft.training.environment import Environment
 
 from grpo_toy_task import write_toy_grpo_config
 from jsonl_files import read_jsonl
@@ -124,6 +126,37 @@ def test_a_mistyped_lora_target_is_refused_before_the_sweep_prepares_data(tmp_pa
         said = stdout + stderr
         assert code == 2 and "matches no adaptable Linear" in said and "LlamaForCausalLM" in said, said
         assert not (tmp_path / "s").exists(), "refused before anything was written"
+
+
+@pytest.mark.skipif(Environment().has_cuda(), reason="checks the refusal a CPU-only machine gives")
+@pytest.mark.parametrize("args", [["--set", "train.distributed=deepspeed", "--grid", "train.lr=1e-4,2e-4"],
+                                  ["--grid", "train.distributed=auto,deepspeed"]], ids=["base", "grid-point"])
+def test_deepspeed_without_a_launcher_is_refused_as_dsft_train_refuses_it(tmp_path: Path, run_cli, monkeypatch,
+                                                                          args: list[str]) -> None:
+    """A sweep's local trials train in its own plain process: DeepSpeed failed in its MPI discovery there after
+    the data had been prepared and the first trial's model loaded (`dsft train` refuses this config up front)."""
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+
+    def no_trial(*a: object, **kw: object) -> None:
+        raise AssertionError("the sweep started; it should have been refused before")
+
+    monkeypatch.setattr(runner, "run_sweep", no_trial)
+    code, stdout, stderr = run_cli(["sweep", str(write_config(tmp_path)), "--out", str(tmp_path / "s"), *args])
+    said = stdout + stderr
+    assert code == 2 and "Traceback" not in said, said
+    assert said.count("train.distributed=deepspeed: DeepSpeed runs in a launcher's processes, and this `dsft sweep` "
+                      "is one plain process") == 1, said
+    assert not (tmp_path / "s").exists(), "refused before anything was written"
+
+
+def test_a_sweep_written_for_launchers_is_not_refused_deepspeed_here(tmp_path: Path, run_cli, monkeypatch) -> None:
+    """--launch script|slurm trains nowhere here: the refusal is for trials this process would train."""
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    calls: list[object] = []
+    monkeypatch.setattr(runner, "run_sweep", lambda request: calls.append(request) or Sweep("eval_loss", False, "grid"))
+    code, stdout, stderr = run_cli(["sweep", str(write_config(tmp_path)), "--out", str(tmp_path / "s"), "--set",
+                                    "train.distributed=deepspeed", "--grid", "train.lr=1e-4,2e-4", "--launch", "script"])
+    assert code == 0 and len(calls) == 1, stdout + stderr
 
 
 def test_grid_values_are_typed_like_set_values() -> None:

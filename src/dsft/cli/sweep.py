@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:  # pydantic: a type only, so `dsft --help` stays instant
+    from dsft.config import DsftConfig
 
 
 def sweep(
@@ -43,11 +47,17 @@ def sweep(
             raise ConfigError("dsft sweep: give the CONFIG every trial starts from (or --collect --out DIR)")
         from dsft.plan.preflight import preflight
         from dsft.training.environment import Environment
+        from dsft.training.preflight import check_launched
 
         environment = Environment.this_machine()
+
+        def check(cfg: DsftConfig) -> None:
+            preflight(cfg, environment, str(config))
+            if launch == "local":  # trials train in this process, as `dsft train` would (launched ones: elsewhere)
+                check_launched(cfg, environment, str(config), "dsft sweep")
+
         request = SweepRequest(config, set_, preset, build_space(grid, range_), out, sampler, trials, prune,
-                               launch, seed, progress=False,
-                               check=lambda cfg: preflight(cfg, environment, str(config)))
+                               launch, seed, progress=False, check=check)
         check_request(request)
         from dsft.sweep.runner import run_sweep  # torch: only once the request and every trial config are good
 

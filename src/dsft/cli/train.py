@@ -28,19 +28,17 @@ def train(
 
     from dsft.config import load_config
     from dsft.data.pipeline import check_inputs
-    from dsft.errors import ConfigError, DsftError
+    from dsft.errors import DsftError
     from dsft.models.resolve import check_model_files, check_model_name
     from dsft.plan.preflight import preflight
     from dsft.training.environment import Environment
-    from dsft.training.preflight import unlaunched_problems
+    from dsft.training.preflight import check_launched
     from dsft.training.rundir import RunDir
 
     cfg = load_config(config, set_, preset=preset)
     env = Environment.this_machine()
     rewards = preflight(cfg, env, str(config))  # before any data or model is read
-    unlaunched = unlaunched_problems(cfg, env)
-    if unlaunched:
-        raise ConfigError(f"{config}: {len(unlaunched)} problem(s)", unlaunched)
+    check_launched(cfg, env, str(config))
     check_inputs(cfg)
     try:
         check_model_name(cfg.model.name_or_path)

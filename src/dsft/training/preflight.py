@@ -16,7 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from dsft.config import DsftConfig
-from dsft.errors import DsftError
+from dsft.errors import ConfigError, DsftError
 from dsft.models.resolve import peek_model_config
 from dsft.training.distributed import FSDP_NEEDS_CUDA, check_sequence_parallel, resolve_strategy, zero_optimization
 from dsft.training.environment import Environment, check_qlora, environment_problems
@@ -122,8 +122,9 @@ def evaluation_problems(cfg: DsftConfig, has_eval: bool) -> list[str]:
     return problems
 
 
-def unlaunched_problems(cfg: DsftConfig, env: Environment) -> list[str]:
-    """What ``dsft train`` cannot run as a plain command (no launcher set ``WORLD_SIZE``: one process).
+def unlaunched_problems(cfg: DsftConfig, env: Environment, command: str = "dsft train") -> list[str]:
+    """What ``command`` (``dsft train``, a ``dsft sweep`` training its trials here) cannot run as a plain
+    command (no launcher set ``WORLD_SIZE``: one process).
 
     DeepSpeed forms its process group from a launcher's environment; in a process no launcher started it falls
     back to MPI discovery (mpi4py), and on a machine without CUDA it fails there, after the data is prepared
@@ -131,10 +132,18 @@ def unlaunched_problems(cfg: DsftConfig, env: Environment) -> list[str]:
     """
     if env.world_size is not None or cfg.train.distributed != "deepspeed" or env.has_cuda():
         return []
-    return ["train.distributed=deepspeed: DeepSpeed runs in a launcher's processes, and this `dsft train` is one "
+    return [f"train.distributed=deepspeed: DeepSpeed runs in a launcher's processes, and this `{command}` is one "
             "plain process on a machine without CUDA; to train here set train.distributed=auto (ZeRO settings "
             "are then not applied), or write the cluster's launch scripts with `dsft launch CONFIG --launcher "
             "deepspeed|torchrun|slurm ...`"]
+
+
+def check_launched(cfg: DsftConfig, env: Environment, source: str, command: str = "dsft train") -> None:
+    """Raise one :class:`ConfigError` when ``command`` would train ``cfg`` here without the launcher it needs
+    (:func:`unlaunched_problems`); for what trains in this process, after :func:`dsft.plan.preflight.preflight`."""
+    problems = unlaunched_problems(cfg, env, command)
+    if problems:
+        raise ConfigError(f"{source}: {len(problems)} problem(s)", problems)
 
 
 def training_problems(cfg: DsftConfig, env: Environment) -> list[str]:
