@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from dsft.sweep import runner
 from dsft.sweep.report import Sweep, Trial, choose_best
 from dsft.sweep.runner import OptunaPruning
 from dsft.sweep.space import build_space, parse_grid
-from dsft.training import setup
+from dsft.training import distributed, setup
 from dsft.training.environment import Environment
 
 from grpo_toy_task import write_toy_grpo_config
@@ -95,6 +96,23 @@ def test_separate_launches_write_configs_and_collect_reads_finished_trials(tmp_p
     report = json.loads((out / "sweep.json").read_text())
     assert [t["status"] for t in report["trials"]] == ["finished", "pending"]
     assert report["best"] == 0 and math.isclose(report["trials"][0]["value"], own_best(Path(run_dir)))
+
+
+def test_a_settings_not_applied_notice_is_logged_once_per_sweep(tmp_path: Path, tiny_model_dir, run_cli,
+                                                               monkeypatch, caplog) -> None:
+    """train.zero_stage in one process without CUDA: the notice that it is not applied came once per trial."""
+    tiny_model_dir("tiny-deepseek-llm")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr(distributed, "_cuda_available", lambda: False)
+    config = write_config(tmp_path)
+    config.write_text(config.read_text().replace("max_steps: 2", "max_steps: 1"))
+    with caplog.at_level(logging.WARNING, logger="dsft"):
+        code, stdout, stderr = run_cli(["sweep", str(config), "--set", "train.zero_stage=2",
+                                        "--grid", "train.lr=1e-4,2e-4,3e-4", "--out", str(tmp_path / "s")])
+    assert code == 0, stdout + stderr
+    assert [t["status"] for t in json.loads((tmp_path / "s" / "sweep.json").read_text())["trials"]] == ["finished"] * 3
+    notices = [r.getMessage() for r in caplog.records if "not applied" in r.getMessage()]
+    assert len(notices) == 1 and notices[0].startswith("train.zero_stage=2: not applied"), notices
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -16,6 +16,7 @@ and ``collect_sweep`` reads the finished trials back into the report.
 from __future__ import annotations
 
 import shlex
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,19 +74,28 @@ def run_sweep(request: SweepRequest) -> Sweep:
         _write_launch_files(request, sweep, points, prepared)
         write_report(sweep, request.out)
         return sweep
-    cache: dict[Any, Any] = {}
+    shared = TrialsShared()
     if request.sampler == "grid":
         for number, params in enumerate(points):
-            sweep.trials.append(_run_trial(request, sweep, number, params, prepared, cache))
+            sweep.trials.append(_run_trial(request, sweep, number, params, prepared, shared))
             write_report(sweep, request.out)  # the report is current after every trial
     else:
-        _run_optuna(request, sweep, prepared, cache)
+        _run_optuna(request, sweep, prepared, shared)
     write_report(sweep, request.out)
     return sweep
 
 
+@dataclass
+class TrialsShared:
+    """What the trials of one sweep, run in this process, share: the tokenized splits (tokenized once) and the
+    notices about the config already logged (said once per sweep, not once per trial)."""
+
+    splits: dict[Any, Any] = field(default_factory=dict)
+    notices: set[str] = field(default_factory=set)
+
+
 def _run_trial(request: SweepRequest, sweep: Sweep, number: int, params: dict[str, Any], prepared: Path,
-               cache: dict[Any, Any], extra: list[TrainerCallback] | None = None) -> Trial:
+               shared: TrialsShared, extra: list[TrainerCallback] | None = None) -> Trial:
     run_dir = request.out / f"trial-{number:03d}"
     trial = Trial(number, params, str(run_dir))
     cfg = request.trial_config(params, prepared)
@@ -93,7 +103,8 @@ def _run_trial(request: SweepRequest, sweep: Sweep, number: int, params: dict[st
     try:
         if cfg.train.objective == "grpo":  # weights: in the config
             rewards, _ = build_rewards(cfg.grpo.rewards, cfg.grpo.max_completion_len)
-        result = run_training(cfg, run_dir, progress=request.progress, split_cache=cache, reward_funcs=rewards,
+        result = run_training(cfg, run_dir, progress=request.progress, split_cache=shared.splits,
+                              reward_funcs=rewards, said_notices=shared.notices,
                               extra_callbacks=training_eval_callbacks(cfg, run_dir) + list(extra or []))
         trial.status = "stopped" if result.stopped_by_signal else "finished"
         trial.steps = result.global_step
@@ -128,7 +139,7 @@ class OptunaPruning(TrainerCallback):
             control.should_training_stop = True
 
 
-def _run_optuna(request: SweepRequest, sweep: Sweep, prepared: Path, cache: dict[Any, Any]) -> None:
+def _run_optuna(request: SweepRequest, sweep: Sweep, prepared: Path, shared: TrialsShared) -> None:
     try:
         import optuna  # optional dependency (dsft[sweep]): only random/TPE sweeps need it
     except ImportError:
@@ -151,7 +162,7 @@ def _run_optuna(request: SweepRequest, sweep: Sweep, prepared: Path, cache: dict
             else:
                 params[key] = optuna_trial.suggest_float(key, axis.low, axis.high, log=axis.kind == "log")
         pruning = OptunaPruning(optuna_trial, sweep.metric)
-        trial = _run_trial(request, sweep, optuna_trial.number, params, prepared, cache, [pruning])
+        trial = _run_trial(request, sweep, optuna_trial.number, params, prepared, shared, [pruning])
         if pruning.pruned and trial.status == "finished":
             trial.status = "pruned"
         sweep.trials.append(trial)

@@ -81,12 +81,15 @@ def run_training(
     should_stop: Callable[[int], bool] | None = None,
     split_cache: dict[Any, Any] | None = None,
     reward_funcs: list[Callable[..., Any]] | None = None,
+    said_notices: set[str] | None = None,
 ) -> RunResult:
     """Fine-tune ``cfg.model`` on ``cfg.data`` into ``run_dir``; ``resume`` is ``auto`` or a checkpoint path.
 
     ``should_stop(step)`` lets tests stop a run after a given step, as a kill would. ``split_cache`` keeps
     tokenized prepared data across runs (a sweep's trials tokenize once). ``reward_funcs`` are GRPO's
     rewards (built from ``grpo.rewards`` by the caller: they score with dsft.eval's metrics).
+    ``said_notices`` holds the notices about the config already logged by a caller running several runs (a
+    sweep's trials: once per sweep, not once per trial); those this run logs are added to it.
     """
     started = time.perf_counter()
     use_cpu_accelerator_without_cuda()
@@ -95,8 +98,10 @@ def run_training(
     if problems:
         raise UnsupportedError(f"{len(problems)} problem(s) with this machine", problems)
     notice = unapplied_settings_notice(cfg.train, int(os.environ.get("WORLD_SIZE", "1")))
-    if notice:  # said once, before anything is read: a setting asked for and not applied is no secret
-        log.warning(notice)
+    if notice and notice not in (said_notices or ()):  # said once, before anything is read: a setting asked for
+        log.warning(notice)                             # and not applied is no secret
+        if said_notices is not None:
+            said_notices.add(notice)
     check_inputs(cfg)  # before the run directory is written or a model resolved
     check_lora_targets(cfg)  # on the model's weightless skeleton: a typo costs no data preparation
     if not cfg.data.prepared_dir:  # the data is prepared into RUN/data, never over the user's files
