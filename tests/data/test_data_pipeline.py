@@ -1,6 +1,7 @@
 """prepare(): accounting identity, outputs, explicit eval files, policies, errors, load_prepared."""
 
 import json
+import logging
 import random
 from pathlib import Path
 
@@ -95,6 +96,37 @@ def test_balance_oversampling_and_reasoning_mix(tmp_path: Path, tokenizer) -> No
     after = report["reasoning"]["splits"]["train"]["with_reasoning"]
     assert before > 0 and after == round(before * 0.5)
     assert report["reasoning"]["splits"]["train"]["reasoning_tokens"]["max"] > 0
+
+
+def test_records_without_the_balance_field_are_a_class_and_a_warning_says_how_many_were_dropped(
+        tmp_path: Path, tokenizer, qa, write_jsonl, caplog) -> None:
+    """balance_by=domain, 12 records with no domain: undersampling to the smallest class (6) cut half of them
+    without a word (the report counted them, the log said nothing)."""
+    rows = [qa(f"question {i} about reservoir {i * 7}", f"answer {i}", **({"domain": "a"} if i < 12 else {}))
+            for i in range(24)]
+    rows += [qa(f"question {i} about dam {i * 11}", f"answer {i}", domain="b") for i in range(24, 30)]
+    path = write_jsonl(tmp_path / "in.jsonl", rows)
+    cfg = load_config(None, ["data.clean.balance_by=domain", "data.val_ratio=0", "data.clean.near_dedup=false"])
+    with caplog.at_level(logging.WARNING, logger="dsft"):
+        report = prepare(cfg, tokenizer, tmp_path / "out", [str(path)]).report
+    _identity(report)
+    dropped = [r for r in _lines(tmp_path / "out" / "removed.jsonl") if "domain=(missing)" in r["reason"]]
+    assert report["removed"]["balance"] == 12 and len(dropped) == 6  # the report's figures, as before
+    notes = [r.getMessage() for r in caplog.records if "domain" in r.getMessage()]
+    assert notes == ["data.clean.balance_by=domain: 12 of 30 train records have no 'domain' and were balanced as "
+                     "one class '(missing)'; undersampling dropped 6 of them (each in removed.jsonl)"], notes
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dsft"):
+        prepare(load_config(None, ["data.clean.balance_by=domain", "data.clean.balance_mode=over", "data.val_ratio=0",
+                                   "data.clean.near_dedup=false"]), tokenizer, tmp_path / "over", [str(path)])
+    assert [r.getMessage() for r in caplog.records if "domain" in r.getMessage()] == [
+        "data.clean.balance_by=domain: 12 of 30 train records have no 'domain' and were balanced as one class "
+        "'(missing)'; oversampling added 0 copies of them"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dsft"):
+        prepare(load_config(None, ["data.clean.balance_by=domain", "data.val_ratio=0"]), tokenizer, tmp_path / "all",
+                [str(write_jsonl(tmp_path / "all.jsonl", rows[:12] + rows[24:]))])
+    assert not [r for r in caplog.records if "balance_by" in r.getMessage()]  # every record has the field
 
 
 def test_nothing_left_is_an_error_after_the_report(tmp_path: Path, tokenizer, write_jsonl) -> None:

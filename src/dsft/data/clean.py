@@ -272,6 +272,33 @@ def balance_classes(
     return result, []
 
 
+def missing_class_note(
+    conversations: Sequence[Conversation], result: StepResult, added: Sequence[Conversation], field_name: str,
+    mode: str = "under",
+) -> str | None:
+    """What :func:`balance_classes` did to the records that lack ``field_name`` (balanced as one class,
+    ``(missing)``): how many lack it and how many of them undersampling dropped (or oversampling copied); None
+    when every record has the field.
+
+    >>> from dsft.data.conversation import Message
+    >>> rows = [Conversation([Message("user", str(i)), Message("assistant", "a")], meta=meta)
+    ...         for i, meta in enumerate([{"domain": "x"}, {}, {}, {}])]
+    >>> result, added = balance_classes(rows, "domain", "under", seed=0)
+    >>> missing_class_note(rows, result, added, "domain")
+    "data.clean.balance_by=domain: 3 of 4 train records have no 'domain' and were balanced as one class '(missing)'; undersampling dropped 2 of them (each in removed.jsonl)"
+    """
+    lacking = sum(1 for conversation in conversations if conversation.meta.get(field_name) is None)
+    if not lacking:
+        return None
+    head = (f"data.clean.balance_by={field_name}: {lacking} of {len(conversations)} train records have no "
+            f"'{field_name}' and were balanced as one class '{MISSING_CLASS}'; ")
+    if mode == "over":
+        copies = sum(1 for conversation in added if conversation.meta.get(field_name) is None)
+        return head + f"oversampling added {copies} copies of them"
+    dropped = sum(1 for removed in result.removed if removed.conversation.meta.get(field_name) is None)
+    return head + f"undersampling dropped {dropped} of them (each in removed.jsonl)"
+
+
 def _draw(rng: random.Random, members: list[int], count: int) -> list[int]:
     """``count`` members drawn with replacement, cycling through a shuffle so copies spread evenly."""
     order = list(members)

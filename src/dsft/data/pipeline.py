@@ -23,6 +23,7 @@ is asserted before anything is written.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,8 @@ from dsft.data.report import (
 from dsft.data.split import SPLITS, split_conversations, with_families
 from dsft.data.tokens import ConversationTokens, count_tokens
 from dsft.errors import DataError, DsftError
+
+log = logging.getLogger(__name__)
 
 REPORT_FILE = "data_report.json"
 EVAL_SPLITS = ("test", "val")
@@ -335,6 +338,9 @@ def _balance(train: list[Conversation], cfg: DsftConfig, ledger: Ledger) -> list
     if not settings.balance_by or not train:
         return train
     result, added = clean.balance_classes(train, settings.balance_by, settings.balance_mode, cfg.train.seed)
+    note = clean.missing_class_note(train, result, added, settings.balance_by, settings.balance_mode)
+    if note:  # the report counts them among the class's removals; the log says they were records without the field
+        log.warning(note)
     kept = ledger.record("balance", result)
     if settings.balance_mode == "over":
         ledger.added["balance_oversample"] = len(added)
