@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from dsft.config import dump_config, load_config
+from dsft.training.environment import Environment
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = """
@@ -204,14 +205,22 @@ def _demo_done(tmp: Path) -> str:
 
 
 DEMO_CASES = [
-    ("demo-already-run", lambda t: ["--out", _demo_done(t)], "already holds a demo run"),
-    ("demo-model", lambda t: ["--out", str(t / "d"), "--model", "gpt5"], "--model gpt5: choose one of"),
-    ("demo-set-key", lambda t: ["--out", str(t / "d"), "--set", "train.methd=full"],
-     "train.methd: unknown key; did you mean 'method'?"),
+    pytest.param(lambda t: ["--out", _demo_done(t)], "already holds a demo run", id="demo-already-run"),
+    pytest.param(lambda t: ["--out", str(t / "d"), "--model", "gpt5"], "--model gpt5: choose one of", id="demo-model"),
+    pytest.param(lambda t: ["--out", str(t / "d"), "--set", "train.methd=full"],
+                 "train.methd: unknown key; did you mean 'method'?", id="demo-set-key"),
+    # The preflight and the launcher refusal `dsft train` runs (the demo failed after loading the model).
+    pytest.param(lambda t: ["--out", str(t / "d"), "--set", "eval.metric=nope"],
+                 "dsft demo: 1 problem(s) - eval.metric: unknown metric 'nope'", id="demo-preflight"),
+    pytest.param(lambda t: ["--out", str(t / "d"), "--set", "train.distributed=deepspeed"],
+                 "DeepSpeed runs in a launcher's processes, and this `dsft demo` is one plain process",
+                 id="demo-deepspeed-unlaunched",
+                 marks=pytest.mark.skipif(Environment().has_cuda() or bool(os.environ.get("WORLD_SIZE")),
+                                          reason="checks the refusal a CPU-only machine gives a plain command")),
 ]
 
 
-@pytest.mark.parametrize("args, expected", [c[1:] for c in DEMO_CASES], ids=[c[0] for c in DEMO_CASES])
+@pytest.mark.parametrize("args, expected", DEMO_CASES)
 def test_demo_refuses_before_torch(tmp_path: Path, args, expected: str) -> None:
     code, torch_loaded, err = _refuse(["demo", *args(tmp_path)], tmp_path)
     assert code == 2 and expected in err and "Traceback" not in err, err

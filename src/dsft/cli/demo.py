@@ -105,6 +105,9 @@ def demo(
 
     from dsft.config import load_config
     from dsft.disk import check_fresh_output_dir, output_dir
+    from dsft.plan.preflight import preflight
+    from dsft.training.environment import Environment
+    from dsft.training.preflight import check_launched
 
     console = Console()
     out = out.resolve()
@@ -114,6 +117,9 @@ def demo(
     check_fresh_output_dir(out, overwrite)  # --out, --model and --set are checked before --out is created
     overrides, what = demo_overrides(model, out)
     cfg = load_config(None, [*overrides, *set_])
+    environment = Environment.this_machine()
+    preflight(cfg, environment, "dsft demo")  # as `dsft train`: a contradictory --set fails before anything loads
+    check_launched(cfg, environment, "dsft demo", "dsft demo")
     output_dir(out)
     from dsft.training.run import run_training  # torch: only once --out and --set are known good
 
