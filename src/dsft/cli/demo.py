@@ -125,8 +125,11 @@ def demo(
 
     console.rule(f"[bold]dsft demo: {what}" if model == "smollm2" else f"[bold]dsft demo: {cfg.train.method} {what}")
     result = run_training(cfg, run_dir)
-    if result.stopped_by_signal:  # training stopped with a checkpoint (--resume auto continues); no comparison
-        raise Stopped(result.stopped_by_signal)
+    # Training stopped with a checkpoint (--resume auto continues), or a signal came during its last step:
+    # either way no comparison starts after a stop signal (one that let training finish, with --no-compare,
+    # cut nothing short: the demo is done).
+    if result.stopped_by_signal or (result.signal_received and compare):
+        raise Stopped(result.signal_received)
     console.print(f"[bold green]trained[/] {result.global_step} steps in {result.elapsed_s:.1f}s")
     if result.first_eval_loss is not None:
         console.print(f"validation loss: {result.first_eval_loss:.4f} (before) -> {result.last_eval_loss:.4f} "

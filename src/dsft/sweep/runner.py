@@ -77,7 +77,8 @@ def run_sweep(request: SweepRequest) -> Sweep:
     shared = TrialsShared()
     if request.sampler == "grid":
         for number, params in enumerate(points):
-            sweep.trials.append(_run_trial(request, sweep, number, params, prepared, shared))
+            sweep.trials.append(_run_trial(request, sweep, number, params, prepared, shared,
+                                           last_trial=number == len(points) - 1))
             write_report(sweep, request.out)  # the report is current after every trial
     else:
         _run_optuna(request, sweep, prepared, shared)
@@ -95,7 +96,9 @@ class TrialsShared:
 
 
 def _run_trial(request: SweepRequest, sweep: Sweep, number: int, params: dict[str, Any], prepared: Path,
-               shared: TrialsShared, extra: list[TrainerCallback] | None = None) -> Trial:
+               shared: TrialsShared, last_trial: bool, extra: list[TrainerCallback] | None = None) -> Trial:
+    """Train one trial; a stop signal ends the sweep after it (:class:`Stopped`) unless it was the last trial
+    and the signal let it finish (it came during the final step: the sweep is complete)."""
     run_dir = request.out / f"trial-{number:03d}"
     trial = Trial(number, params, str(run_dir))
     cfg = request.trial_config(params, prepared)
@@ -108,7 +111,8 @@ def _run_trial(request: SweepRequest, sweep: Sweep, number: int, params: dict[st
                               extra_callbacks=training_eval_callbacks(cfg, run_dir) + list(extra or []))
         trial.status = "stopped" if result.stopped_by_signal else "finished"
         trial.steps = result.global_step
-        stop = result.stopped_by_signal
+        # A signal that only came during the trial's last step still means: start no next trial.
+        stop = result.signal_received if result.stopped_by_signal or not last_trial else None
     except DsftError as exc:  # e.g. a NaN loss at a high learning rate: the other trials still run
         trial.status, trial.error = "failed", str(exc).splitlines()[0]
     trial.value, trial.best_step, last = best_evaluation(run_dir, sweep.metric, sweep.greater_is_better)
@@ -162,7 +166,8 @@ def _run_optuna(request: SweepRequest, sweep: Sweep, prepared: Path, shared: Tri
             else:
                 params[key] = optuna_trial.suggest_float(key, axis.low, axis.high, log=axis.kind == "log")
         pruning = OptunaPruning(optuna_trial, sweep.metric)
-        trial = _run_trial(request, sweep, optuna_trial.number, params, prepared, shared, [pruning])
+        trial = _run_trial(request, sweep, optuna_trial.number, params, prepared, shared,
+                           last_trial=optuna_trial.number == request.trials - 1, extra=[pruning])
         if pruning.pruned and trial.status == "finished":
             trial.status = "pruned"
         sweep.trials.append(trial)

@@ -67,9 +67,12 @@ class RunResult:
     last_eval_loss: float | None
     best_eval_loss: float | None
     elapsed_s: float
-    # The stop signal (SIGTERM, SIGINT) the run ended early for, so a caller running several (a sweep, the
-    # demo) stops too instead of going on; None when nothing asked.
+    # The stop signal (SIGTERM, SIGINT) that cut the run short (steps asked for were left); None when every
+    # step ran, even if a signal came during the last one: the run is finished, and `dsft train` says so.
     stopped_by_signal: int | None = None
+    # The stop signal that came during the run, whether or not it cut it short, so a caller running several
+    # (a sweep's trials, the demo's stages) stops instead of going on to the next; None when none came.
+    signal_received: int | None = None
 
 
 def run_training(
@@ -206,6 +209,7 @@ def run_training(
     best = trainer.state.best_metric if cfg.eval.metric == "eval_loss" else None
     stopped_early = ((should_stop is not None or stopper.requested)
                      and trainer.state.global_step < trainer.state.max_steps)
+    signal_received = (stopper.signum or signal.SIGTERM) if stopper.requested else None
     run.write_info(
         **info, status="stopped" if stopped_early else "stalled" if trainer.flags else "finished",
         global_step=trainer.state.global_step, best_checkpoint=trainer.state.best_model_checkpoint,
@@ -218,7 +222,8 @@ def run_training(
         first_eval_loss=evals[0] if evals else None, last_eval_loss=evals[-1] if evals else None,
         best_eval_loss=best if best is not None else (min(evals) if evals else None),
         elapsed_s=time.perf_counter() - started,
-        stopped_by_signal=(stopper.signum or signal.SIGTERM) if stopper.requested else None,
+        stopped_by_signal=signal_received if stopped_early else None,
+        signal_received=signal_received,
     )
 
 
