@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from dsft.training.environment import Environment
 from dsft.ui import launch, processes, runs
 
 POST = {"x-dsft-ui": "1"}
@@ -45,6 +46,25 @@ def test_a_bad_form_starts_nothing_and_names_the_field(client: TestClient, runs_
     response = client.post("/api/runs", headers=POST, json={**FORM, **change})
     assert response.status_code in (400, 404) and message in response.json()["error"], response.text
     assert sorted(p.name for p in runs_root.iterdir()) == before
+
+
+@pytest.mark.skipif(Environment().has_cuda(), reason="checks the launcher refusal a CPU-only machine gives")
+def test_a_config_dsft_train_would_refuse_starts_nothing_and_lists_every_problem(client: TestClient, runs_root: Path,
+                                                                                 monkeypatch) -> None:
+    """The form checked only this machine's problems; `dsft train`'s preflight then refused the config in the
+    started process, the message only in its log, and the dashboard listed a run that had failed at once."""
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    before = sorted(p.name for p in runs_root.iterdir())
+    extra = "eval.metric=nope\neval.early_stopping_patience=2\ntrain.distributed=deepspeed"
+    response = client.post("/api/runs", headers=POST, json={**FORM, "extra": extra})  # FORM: val_ratio 0
+    error = response.json()["error"]
+    assert response.status_code == 400, response.text
+    for problem in ("eval.metric: unknown metric 'nope'",
+                    "eval.early_stopping_patience needs validation data",
+                    "DeepSpeed runs in a launcher's processes, and this `dsft train` is one plain process"):
+        assert problem in error, error
+    assert sorted(p.name for p in runs_root.iterdir()) == before
+    assert not (runs_root / ".dsft-ui").exists() or not list((runs_root / ".dsft-ui").iterdir())
 
 
 def test_stop_refuses_a_run_it_did_not_start(client: TestClient) -> None:

@@ -1,9 +1,10 @@
 """New runs from the dashboard: a form's fields -> a validated config -> a detached ``dsft train`` process.
 
 The config is built from ``--set`` style overrides and loaded by :func:`dsft.config.load_config` (the CLI's
-loader, one error listing every problem), then checked against this machine by
-:func:`dsft.training.environment.environment_problems` (what ``dsft train`` refuses first), all before anything
-starts. The run directory gets the resolved ``config.yaml`` and ``dsft train`` is started on it in a new
+loader, one error listing every problem), then by the preflight ``dsft train`` runs before it reads data
+(:func:`dsft.plan.preflight.preflight_problems`: settings that contradict each other or this machine) and its
+refusal of what needs a launcher (:func:`dsft.training.preflight.unlaunched_problems`), all before anything
+starts: a config the started ``dsft train`` would refuse is refused in the form, its problems listed there. The run directory gets the resolved ``config.yaml`` and ``dsft train`` is started on it in a new
 session (its own process group), so it outlives the dashboard; its pid and log live under the root's
 ``.dsft-ui/``. Stop sends SIGTERM, which training answers by finishing the step, writing a checkpoint and
 ending as ``stopped`` (:mod:`dsft.training.stop`).
@@ -20,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from dsft.config import dump_config, load_config
-from dsft.errors import DsftError
+from dsft.errors import ConfigError, DsftError
 from dsft.models.gguf_source import OLLAMA_PREFIX, ollama_models, resolve_ollama
 from dsft.models.tiny import TINY_PRESETS
-from dsft.training.environment import environment_problems
+from dsft.plan.preflight import preflight_problems
+from dsft.training.environment import Environment
+from dsft.training.preflight import unlaunched_problems
 from dsft.ui import processes, runs
 from dsft.ui.paths import config_paths_inside, inside_root, relative_name
 
@@ -106,9 +109,11 @@ def build_config(root: Path, form: dict[str, Any]) -> tuple[str, Any]:
     sets += [line.strip() for line in str(form.get("extra") or "").splitlines() if line.strip()]
     cfg = load_config(None, sets)
     config_paths_inside(root, cfg, load_config(None, []))  # `key=value` lines included
-    problems = environment_problems(cfg)
+    # What the started `dsft train` checks before anything loads, on the machine (and environment) it inherits.
+    env = Environment.this_machine()
+    problems = preflight_problems(cfg, env) + unlaunched_problems(cfg, env)
     if problems:
-        raise DsftError(f"{len(problems)} problem(s) with this machine", problems)
+        raise ConfigError(f"{len(problems)} problem(s) with this config on this machine", problems)
     return name, cfg
 
 
