@@ -1,9 +1,17 @@
-"""The default q8_0 verification refuses a GGUF whose tensors are misplaced, on a model where that shows.
+"""GGUF verification refuses a file whose tensors are misplaced, on a model where that shows.
 
 On the tiny presets as initialised, such defects are invisible or nearly so (see
-``write_trained_like_base``: measured on tiny-deepseek-llm), so these exports start from a base with a trained model's features: norms
-that differ from 1, SwiGLU in its non-linear range and peaked next-token distributions. Each defect
-renames or replaces tensors on their way into the file, as a converter bug would.
+``write_trained_like_base``), so these exports start from a base with a trained model's features: norms
+that differ from 1, SwiGLU in its non-linear range, non-zero attention biases (Qwen2) and router bias
+(DeepSeek-V3), and peaked next-token distributions. Each defect renames or replaces tensors on their way
+into the file, as a converter bug would.
+
+Llama (tiny-deepseek-llm) is checked with the default q8_0 verification. DeepSeek-V3 (llama.cpp's
+``deepseek2``: MLA + MoE) and Qwen2 are checked on float16 files against the default float16 tolerance,
+because on these tiny models q8_0's own rounding moves the logits as much as some defects do (measured
+with the default q8_0 check: a correct V3 file fails it, top-1 83.5%, mean KL 0.12 nats, as rounding flips
+expert choices; with Qwen2 zeroed q or k biases reach top-1 96.5%, mean KL 0.0035, like the correct file's
+97.6%, 0.0027). The float16 files are also read back with the ``gguf`` package, tensor by tensor.
 """
 
 from __future__ import annotations
@@ -13,6 +21,8 @@ import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import gguf
 
 # llama-cpp-python is a test dependency: a missing install fails here instead of skipping.
 import llama_cpp  # noqa: F401
@@ -32,11 +42,13 @@ def write_trained_like_base(preset_dir: Path, out_dir: Path, seed: int = 0) -> P
     """The tiny preset with weights shaped like a trained model's, for checks that must see every tensor.
 
     A preset straight from its init has every RMSNorm weight 1, SwiGLU pre-activations of std ~0.16 (where
-    silu is nearly linear, so silu(gate) * up ~ silu(up) * gate) and logits within +-1 (nearly uniform
-    next-token distributions). There a GGUF with swapped norms is bit-identical to a correct one, and one
-    with block 1's ffn_gate and ffn_up swapped passes the default q8_0 check (measured: top-1 91.7%, mean
-    KL 8e-6). Here the norms are drawn from [0.5, 1.5), gate and up are scaled 8x and lm_head 20x (logits
-    reach ~19).
+    silu is nearly linear, so silu(gate) * up ~ silu(up) * gate), zero attention biases and router bias, and
+    logits within +-1 (nearly uniform next-token distributions). There a GGUF with swapped norms is
+    bit-identical to a correct one, one without its biases is too, and one with tiny-deepseek-llm's block 1
+    ffn_gate and ffn_up swapped passes the default q8_0 check (measured: top-1 91.7%, mean KL 8e-6). Here
+    the norms are drawn from [0.5, 1.5), gate and up (dense, shared and routed experts) are scaled 8x,
+    attention biases drawn from N(0, 0.5^2), the V3 router bias from [0, 0.5) and lm_head scaled 20x
+    (logits reach ~18).
     """
     model = load_model(preset_dir, dtype="float32", device="cpu")
     generator = torch.Generator().manual_seed(seed)
@@ -44,8 +56,13 @@ def write_trained_like_base(preset_dir: Path, out_dir: Path, seed: int = 0) -> P
         for name, param in model.named_parameters():
             if name.endswith("norm.weight"):
                 param.copy_(0.5 + torch.rand(param.shape, generator=generator))
-            elif name.endswith(("mlp.gate_proj.weight", "mlp.up_proj.weight")):
+            elif name.endswith(("gate_proj.weight", "up_proj.weight", "experts.gate_up_proj")):
                 param.mul_(8.0)
+            elif name.endswith(("q_proj.bias", "k_proj.bias", "v_proj.bias")):
+                param.copy_(0.5 * torch.randn(param.shape, generator=generator))
+        for name, buffer in model.named_buffers():
+            if name.endswith("e_score_correction_bias"):
+                buffer.copy_(0.5 * torch.rand(buffer.shape, generator=generator))
         model.lm_head.weight.mul_(20.0)
     model.save_pretrained(str(out_dir))
     for path in preset_dir.iterdir():
@@ -60,8 +77,38 @@ def swap_names(first: str, second: str) -> Callable[[str, Any], tuple[str, Any]]
     return lambda name, array: (pattern.sub(lambda m: (second if m.group(1) == first else first) + ".", name), array)
 
 
+def replace(pattern: str, change: Callable[[Any], Any]) -> Callable[[str, Any], tuple[str, Any]]:
+    """Write every tensor whose name matches ``pattern`` (a full-match regex) as ``change(array)``."""
+    compiled = re.compile(pattern)
+    return lambda name, array: (name, change(array) if compiled.fullmatch(name) else array)
+
+
 def ones(target: str) -> Callable[[str, Any], tuple[str, Any]]:
-    return lambda name, array: (name, np.ones_like(array) if name == target else array)
+    return replace(re.escape(target), np.ones_like)
+
+
+def experts_0_and_1_swapped(array: Any) -> Any:
+    swapped = array.copy()
+    swapped[[0, 1]] = array[[1, 0]]
+    return swapped
+
+
+def reshaped_instead_of_transposed(k_b: Any) -> Any:
+    """attn_k_b ``[heads, kv_lora, nope]`` as a converter that reshapes kv_b's k rows instead of transposing."""
+    return np.ascontiguousarray(k_b.transpose(0, 2, 1)).reshape(k_b.shape)
+
+
+def rope_rows_first(kv_a: Any) -> Any:
+    """attn_kv_a_mqa with its 8 rope rows (tiny V3's qk_rope_head_dim) before the 32 latent rows, not after."""
+    return np.roll(kv_a, 8, axis=0)
+
+
+def permuted_for_llama_rope(name: str, array: Any) -> tuple[str, Any]:
+    """q/k rows reordered for llama's interleaved rope, wrong for qwen2 (NeoX rope); tiny Qwen2 has 4/2 heads."""
+    projection = re.fullmatch(r"blk\.\d+\.(attn_q|attn_k)\.(weight|bias)", name)
+    if projection is None:
+        return name, array
+    return name, gguf_arch._permute_for_llama_rope(array, {"attn_q": 4, "attn_k": 2}[projection.group(1)])
 
 
 DEFECTS = {
@@ -70,14 +117,54 @@ DEFECTS = {
     "output_norm written as ones": ones("output_norm.weight"),
 }
 
+# Checked on float16 files (see the module docstring). Measured on the correct files: max |logit diff| 0.034
+# (V3) and 0.016 (Qwen2) on logits reaching 18; each defect below moves them by 0.33 (Qwen2's q/k layout)
+# to 24, against the default float16 tolerance of 0.1.
+FLOAT16_DEFECTS = {
+    "tiny-deepseek-v3": {
+        "experts 0 and 1 of block 1 swapped, router unchanged":
+            replace(r"blk\.1\.ffn_(gate|up|down)_exps\.weight", experts_0_and_1_swapped),
+        "ffn_gate_exps and ffn_up_exps of block 1 swapped": swap_names("blk.1.ffn_gate_exps", "blk.1.ffn_up_exps"),
+        "exp_probs_b (router bias) of block 1 written as zeros": replace(r"blk\.1\.exp_probs_b\.bias", np.zeros_like),
+        "attn_k_b of block 0 reshaped instead of transposed":
+            replace(r"blk\.0\.attn_k_b\.weight", reshaped_instead_of_transposed),
+        "attn_kv_a_mqa of block 0 with rope rows first": replace(r"blk\.0\.attn_kv_a_mqa\.weight", rope_rows_first),
+    },
+    "tiny-r1-distill-qwen": {
+        "attn_q biases written as zeros": replace(r"blk\.\d+\.attn_q\.bias", np.zeros_like),
+        "attn_k biases written as zeros": replace(r"blk\.\d+\.attn_k\.bias", np.zeros_like),
+        "q/k rows permuted for llama's rope": permuted_for_llama_rope,
+    },
+}
+
 
 @pytest.fixture(scope="module")
 def trained_like_base(tiny_model_dir, tmp_path_factory):
-    return write_trained_like_base(tiny_model_dir("tiny-deepseek-llm"), tmp_path_factory.mktemp("trained-like"))
+    """``preset -> directory`` of its trained-like base, written once per module."""
+    written: dict[str, Path] = {}
+
+    def get(preset: str) -> Path:
+        if preset not in written:
+            written[preset] = write_trained_like_base(tiny_model_dir(preset), tmp_path_factory.mktemp(preset))
+        return written[preset]
+
+    return get
+
+
+def export_with(defect: Callable[[str, Any], tuple[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the exports of this test pass every tensor through ``defect`` on its way into the file."""
+    correct = gguf_arch.iter_gguf_tensors
+
+    def defective(model: Any, arch: str) -> Tensors:
+        for name, array in correct(model, arch):
+            yield defect(name, array)
+
+    monkeypatch.setattr(gguf_export, "iter_gguf_tensors", defective)
 
 
 def test_q8_0_export_of_a_trained_like_model_passes(trained_like_base, tmp_path) -> None:
-    result = gguf_export.export_gguf(resolve_source(trained_like_base), tmp_path, dtype="q8_0", echo=print)
+    result = gguf_export.export_gguf(resolve_source(trained_like_base("tiny-deepseek-llm")), tmp_path,
+                                     dtype="q8_0", echo=print)
     comparison = result.comparison
     assert comparison.max_abs_logit > 10  # peaked distributions: the KL bound has something to measure
     assert comparison.top1_agreement >= 0.85 and 0 < comparison.mean_kl <= 0.05
@@ -85,12 +172,82 @@ def test_q8_0_export_of_a_trained_like_model_passes(trained_like_base, tmp_path)
 
 @pytest.mark.parametrize("defect", list(DEFECTS))
 def test_q8_0_verification_refuses_misplaced_tensors(trained_like_base, tmp_path, monkeypatch, defect) -> None:
-    correct = gguf_arch.iter_gguf_tensors
-
-    def defective(model: Any, arch: str) -> Tensors:
-        for name, array in correct(model, arch):
-            yield DEFECTS[defect](name, array)
-
-    monkeypatch.setattr(gguf_export, "iter_gguf_tensors", defective)
+    export_with(DEFECTS[defect], monkeypatch)
     with pytest.raises(DsftError, match="verification failed"):
-        gguf_export.export_gguf(resolve_source(trained_like_base), tmp_path, dtype="q8_0", echo=print)
+        gguf_export.export_gguf(resolve_source(trained_like_base("tiny-deepseek-llm")), tmp_path, dtype="q8_0",
+                                echo=print)
+
+
+@pytest.fixture(scope="module")
+def float16_export(trained_like_base, tmp_path_factory):
+    """``preset -> GGUFExport`` of its trained-like base as float16, verified by export_gguf with the default
+    tolerance, written once per module."""
+    done: dict[str, gguf_export.GGUFExport] = {}
+
+    def get(preset: str) -> gguf_export.GGUFExport:
+        if preset not in done:
+            done[preset] = gguf_export.export_gguf(resolve_source(trained_like_base(preset)),
+                                                   tmp_path_factory.mktemp(f"{preset}-f16"), dtype="float16",
+                                                   echo=print)
+        return done[preset]
+
+    return get
+
+
+@pytest.mark.parametrize("preset", list(FLOAT16_DEFECTS))
+def test_float16_export_of_a_trained_like_model_passes(float16_export, preset) -> None:
+    comparison = float16_export(preset).comparison
+    assert comparison.max_abs_logit > 10  # peaked distributions: the tolerance is small against the logits
+    assert comparison.top1_agreement == 1.0 and comparison.max_abs_diff <= 0.1
+
+
+def file_tensors(path: Path) -> dict[str, Any]:
+    """Every tensor of a GGUF file as numpy (shapes in numpy order), read with the ``gguf`` package."""
+    return {tensor.name: np.asarray(tensor.data) for tensor in gguf.GGUFReader(str(path)).tensors}
+
+
+def test_float16_v3_file_holds_the_experts_mla_and_router_bias(float16_export, trained_like_base) -> None:
+    """Read back: routed experts split from transformers' fused [E, 2I, H] (gate rows first), kv_b split into
+    k_b (transposed) and v_b per head, router weight and bias in float32 exactly."""
+    model = load_model(trained_like_base("tiny-deepseek-v3"), dtype="float32", device="cpu")
+    tensors = file_tensors(float16_export("tiny-deepseek-v3").path)
+    config = model.config
+    heads, nope, v_dim = config.num_attention_heads, config.qk_nope_head_dim, config.v_head_dim
+    inter = config.moe_intermediate_size
+    for index, layer in enumerate(model.model.layers):
+        kv_b = layer.self_attn.kv_b_proj.weight.detach().numpy().reshape(heads, nope + v_dim, -1)
+        expected = {"attn_k_b.weight": kv_b[:, :nope].transpose(0, 2, 1), "attn_v_b.weight": kv_b[:, nope:],
+                    "attn_kv_a_mqa.weight": layer.self_attn.kv_a_proj_with_mqa.weight.detach().numpy()}
+        if index >= config.first_k_dense_replace:
+            gate_up = layer.mlp.experts.gate_up_proj.detach().numpy()
+            expected |= {"ffn_gate_exps.weight": gate_up[:, :inter], "ffn_up_exps.weight": gate_up[:, inter:],
+                         "ffn_down_exps.weight": layer.mlp.experts.down_proj.detach().numpy()}
+            router_bias = layer.mlp.gate.e_score_correction_bias.numpy()
+            assert router_bias.min() > 0  # as written by write_trained_like_base
+            np.testing.assert_array_equal(tensors[f"blk.{index}.exp_probs_b.bias"], router_bias)
+            np.testing.assert_array_equal(tensors[f"blk.{index}.ffn_gate_inp.weight"],
+                                          layer.mlp.gate.weight.detach().numpy())
+        for name, array in expected.items():
+            np.testing.assert_array_equal(tensors[f"blk.{index}.{name}"], array.astype(np.float16), err_msg=name)
+
+
+def test_float16_qwen2_file_holds_the_attention_biases(float16_export, trained_like_base) -> None:
+    """Read back: every q/k/v bias in float32 exactly. Block 1's k biases alone written as zeros move the
+    logits by less than the float16 tolerance; this test catches that (and dropped v biases, which move the
+    logits by 29)."""
+    model = load_model(trained_like_base("tiny-r1-distill-qwen"), dtype="float32", device="cpu")
+    tensors = file_tensors(float16_export("tiny-r1-distill-qwen").path)
+    for index, layer in enumerate(model.model.layers):
+        for gguf_name, projection in (("attn_q", "q_proj"), ("attn_k", "k_proj"), ("attn_v", "v_proj")):
+            bias = getattr(layer.self_attn, projection).bias.detach().numpy()
+            assert np.abs(bias).max() > 0.1  # as written by write_trained_like_base
+            np.testing.assert_array_equal(tensors[f"blk.{index}.{gguf_name}.bias"], bias)  # float32, as trained
+
+
+@pytest.mark.parametrize(("preset", "defect"),
+                         [(preset, defect) for preset, defects in FLOAT16_DEFECTS.items() for defect in defects])
+def test_float16_verification_refuses_misplaced_tensors(trained_like_base, tmp_path, monkeypatch, preset,
+                                                        defect) -> None:
+    export_with(FLOAT16_DEFECTS[preset][defect], monkeypatch)
+    with pytest.raises(DsftError, match="verification failed"):
+        gguf_export.export_gguf(resolve_source(trained_like_base(preset)), tmp_path, dtype="float16", echo=print)
