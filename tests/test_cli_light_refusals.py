@@ -211,7 +211,7 @@ DEMO_CASES = [
                  "train.methd: unknown key; did you mean 'method'?", id="demo-set-key"),
     # The preflight and the launcher refusal `dsft train` runs (the demo failed after loading the model).
     pytest.param(lambda t: ["--out", str(t / "d"), "--set", "eval.metric=nope"],
-                 "dsft demo: 1 problem(s) - eval.metric: unknown metric 'nope'", id="demo-preflight"),
+                 "--set eval.metric=nope: 1 problem(s) - eval.metric: unknown metric 'nope'", id="demo-preflight"),
     pytest.param(lambda t: ["--out", str(t / "d"), "--set", "train.distributed=deepspeed"],
                  "DeepSpeed runs in a launcher's processes, and this `dsft demo` is one plain process",
                  id="demo-deepspeed-unlaunched",

@@ -70,7 +70,7 @@ def test_config_show_refuses(overrides: list[str], message: str, run_cli) -> Non
 def test_fsdp_on_cpu_names_the_fix_that_runs_here(run_cli) -> None:
     code, out, err = run_cli(["config", "show", "--set", "train.distributed=fsdp"])
     assert code == 2 and out == ""
-    line = next(line for line in err.splitlines() if "train.distributed=fsdp" in line)
+    line = next(line for line in err.splitlines() if line.startswith("  - train.distributed=fsdp"))  # the problem
     assert "train.distributed=auto" in line  # what runs on this machine (ddp/deepspeed need a launcher here)
     assert "deepspeed" not in line.split(";", 1)[1]
 

@@ -28,7 +28,7 @@ def show(
     from dsft.training.environment import Environment
 
     resolved = load_config(config, set_, preset=preset)
-    preflight(resolved, Environment.this_machine(), str(config) if config else "config")
+    preflight(resolved, Environment.this_machine(), str(config) if config else "config", set_)
     if not describe:
         typer.echo(dump_config(resolved), nl=False)
         return

@@ -118,8 +118,8 @@ def demo(
     overrides, what = demo_overrides(model, out)
     cfg = load_config(None, [*overrides, *set_])
     environment = Environment.this_machine()
-    preflight(cfg, environment, "dsft demo")  # as `dsft train`: a contradictory --set fails before anything loads
-    check_launched(cfg, environment, "dsft demo", "dsft demo")
+    preflight(cfg, environment, "dsft demo", set_)  # as `dsft train`: a contradictory --set fails before anything loads
+    check_launched(cfg, environment, "dsft demo", "dsft demo", set_)
     output_dir(out)
     from dsft.training.run import run_training  # torch: only once --out and --set are known good
 

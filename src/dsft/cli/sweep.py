@@ -52,9 +52,9 @@ def sweep(
         environment = Environment.this_machine()
 
         def check(cfg: DsftConfig) -> None:
-            preflight(cfg, environment, str(config))
+            preflight(cfg, environment, str(config), set_)
             if launch == "local":  # trials train in this process, as `dsft train` would (launched ones: elsewhere)
-                check_launched(cfg, environment, str(config), "dsft sweep")
+                check_launched(cfg, environment, str(config), "dsft sweep", set_)
 
         request = SweepRequest(config, set_, preset, build_space(grid, range_), out, sampler, trials, prune,
                                launch, seed, progress=False, check=check)

@@ -37,8 +37,8 @@ def train(
 
     cfg = load_config(config, set_, preset=preset)
     env = Environment.this_machine()
-    rewards = preflight(cfg, env, str(config))  # before any data or model is read
-    check_launched(cfg, env, str(config))
+    rewards = preflight(cfg, env, str(config), set_)  # before any data or model is read
+    check_launched(cfg, env, str(config), overrides=set_)
     check_inputs(cfg)
     try:
         check_model_name(cfg.model.name_or_path)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, get_args
 
@@ -45,6 +47,33 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         except ValueError:
             pass
     return path, value
+
+
+def problems_source(source: str, overrides: Sequence[str], problems: Sequence[str]) -> str:
+    """What a config's problems are labelled with: the ``--set`` overrides they name (so the flag that caused them
+    is the one pointed at), after ``source`` (the config file, or the command whose built-in config it is) when
+    some of the problems name none. Of a key set twice, the later ``--set`` (the value the config has) counts.
+
+    >>> problems_source("c.yaml", ["eval.metric=nope", "train.lr=1e-4"], ["eval.metric: unknown metric 'nope'"])
+    '--set eval.metric=nope'
+    >>> problems_source("c.yaml", ["eval.metric=nope"], ["eval.metric: unknown metric", "eval.metrics: unknown"])
+    'c.yaml and --set eval.metric=nope'
+    >>> problems_source("c.yaml", ["train.lr=1e-4"], ["eval.metric: unknown metric 'nope'"])
+    'c.yaml'
+    """
+    effective: dict[str, str] = {}
+    for text in overrides:
+        key = text.split("=", 1)[0].strip()
+        effective.pop(key, None)  # the later one took effect: keep it, in the order typed
+        effective[key] = text.strip()
+    # A problem names a key as a whole dotted name: eval.metric is not named by eval.metrics or eval.metric_key.
+    pattern = {key: re.compile(rf"(?<![\w.]){re.escape(key)}(?!\w)") for key in effective}
+    named = [text for key, text in effective.items() if any(pattern[key].search(p) for p in problems)]
+    if not named:
+        return source
+    sets = ", ".join(f"--set {text}" for text in named)
+    unexplained = any(not any(pattern[key].search(p) for key in effective) for p in problems)
+    return f"{source} and {sets}" if unexplained else sets
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

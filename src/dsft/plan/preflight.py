@@ -17,8 +17,10 @@ naming its key, in about a second. The checks belong to the stages that own the 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 
 from dsft.config import DsftConfig
+from dsft.config.loader import problems_source
 from dsft.errors import ConfigError
 from dsft.eval.rewards import RewardCheck, check_rewards
 from dsft.eval.selection import eval_config_problems, generation_world_problems
@@ -51,8 +53,10 @@ def preflight_problems(cfg: DsftConfig, env: Environment, rewards: RewardCheck |
             + generation_world_problems(cfg.eval, env.world_size) + export_problems(cfg, env) + objective)
 
 
-def preflight(cfg: DsftConfig, env: Environment, source: str = "config") -> RewardCheck:
-    """Raise one :class:`ConfigError` listing every problem of ``cfg`` on ``env`` (nothing loaded yet).
+def preflight(cfg: DsftConfig, env: Environment, source: str = "config", overrides: Sequence[str] = ()) -> RewardCheck:
+    """Raise one :class:`ConfigError` listing every problem of ``cfg`` on ``env`` (nothing loaded yet), labelled
+    with ``source`` (the config file) or the ``--set`` among ``overrides`` that caused them
+    (:func:`dsft.config.loader.problems_source`).
 
     Returns the GRPO reward functions it built to check ``grpo.rewards`` (none for other objectives), for the
     training run to use as they are.
@@ -60,5 +64,5 @@ def preflight(cfg: DsftConfig, env: Environment, source: str = "config") -> Rewa
     rewards = check_rewards(cfg)
     problems = preflight_problems(cfg, env, rewards)
     if problems:
-        raise ConfigError(f"{source}: {len(problems)} problem(s)", problems)
+        raise ConfigError(f"{problems_source(source, overrides, problems)}: {len(problems)} problem(s)", problems)
     return rewards

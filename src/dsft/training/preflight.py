@@ -11,11 +11,13 @@ This module stays light to import (no torch, no transformers): it is on the path
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 from dsft.config import DsftConfig
+from dsft.config.loader import problems_source
 from dsft.errors import ConfigError, DsftError
 from dsft.models.resolve import peek_model_config
 from dsft.training.distributed import FSDP_NEEDS_CUDA, check_sequence_parallel, resolve_strategy, zero_optimization
@@ -138,12 +140,14 @@ def unlaunched_problems(cfg: DsftConfig, env: Environment, command: str = "dsft 
             "deepspeed|torchrun|slurm ...`"]
 
 
-def check_launched(cfg: DsftConfig, env: Environment, source: str, command: str = "dsft train") -> None:
+def check_launched(cfg: DsftConfig, env: Environment, source: str, command: str = "dsft train",
+                   overrides: Sequence[str] = ()) -> None:
     """Raise one :class:`ConfigError` when ``command`` would train ``cfg`` here without the launcher it needs
-    (:func:`unlaunched_problems`); for what trains in this process, after :func:`dsft.plan.preflight.preflight`."""
+    (:func:`unlaunched_problems`); for what trains in this process, after :func:`dsft.plan.preflight.preflight`,
+    labelled as it labels its problems (``source``, or the ``--set`` among ``overrides`` that caused them)."""
     problems = unlaunched_problems(cfg, env, command)
     if problems:
-        raise ConfigError(f"{source}: {len(problems)} problem(s)", problems)
+        raise ConfigError(f"{problems_source(source, overrides, problems)}: {len(problems)} problem(s)", problems)
 
 
 def training_problems(cfg: DsftConfig, env: Environment) -> list[str]:

@@ -1,0 +1,76 @@
+"""Preflight problems that a ``--set`` caused name that ``--set``, in ``dsft train``, ``dsft sweep``, ``dsft demo`` and
+``dsft config show`` alike (sweep labelled them with the config file's name, the demo with ``dsft demo``)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from dsft.config.loader import problems_source
+from dsft.training.environment import Environment
+
+PLAIN_CPU = pytest.mark.skipif(Environment().has_cuda() or bool(os.environ.get("WORLD_SIZE")),
+                               reason="checks the refusal a CPU-only machine gives a plain command")
+
+
+def _config(tmp: Path, **eval_keys: object) -> str:
+    data = tmp / "d.jsonl"
+    data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"Q{i}?"},
+                                                     {"role": "assistant", "content": f"A{i}."}]}) + "\n"
+                            for i in range(10)), encoding="utf-8")
+    path = tmp / "c.yaml"
+    path.write_text(json.dumps({"model": {"name_or_path": "tiny-deepseek-v3"},
+                                "data": {"train": [str(data)], "val_ratio": 0.2}, "eval": eval_keys}),
+                    encoding="utf-8")
+    return str(path)
+
+
+def _command(name: str, tmp: Path, config: str) -> list[str]:
+    return {"train": ["train", config, "--out", str(tmp / "run")],
+            "sweep": ["sweep", config, "--grid", "train.lr=1e-5,2e-5", "--out", str(tmp / "sweep")],
+            "demo": ["demo", "--out", str(tmp / "demo")],
+            "config-show": ["config", "show", config]}[name]
+
+
+CASES = [pytest.param(command, "eval.metric=nope", "eval.metric: unknown metric 'nope'", id=f"preflight-{command}")
+         for command in ("train", "sweep", "demo", "config-show")] + [
+    # The launcher refusal of what trains in this process (config show trains nothing).
+    pytest.param(command, "train.distributed=deepspeed", "DeepSpeed runs in a launcher's processes", marks=PLAIN_CPU,
+                 id=f"launcher-{command}") for command in ("train", "sweep", "demo")]
+
+
+@pytest.mark.parametrize("command, override, problem", CASES)
+def test_a_problem_a_set_caused_names_that_set(tmp_path: Path, run_cli, command: str, override: str,
+                                               problem: str) -> None:
+    code, out, err = run_cli([*_command(command, tmp_path, _config(tmp_path)), "--set", "train.lr=1e-4",
+                              "--set", override])
+    said = " ".join((out + err).split())
+    assert code == 2 and f"--set {override}: 1 problem(s) - " in said and problem in said, said
+    assert "c.yaml: " not in said and "dsft demo: " not in said, said
+    assert not [p for p in tmp_path.iterdir() if p.name not in ("c.yaml", "d.jsonl")], "refused before any output"
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_problems_of_the_file_and_of_a_set_name_both(tmp_path: Path, run_cli, command: str) -> None:
+    config = _config(tmp_path, metrics=["nope"])  # eval.metrics, a key no --set names
+    code, out, err = run_cli([*_command(command, tmp_path, config), "--set", "train.lr=1e-4",
+                              "--set", "eval.metric=nope"])
+    said = " ".join((out + err).split())
+    assert code == 2 and f"{config} and --set eval.metric=nope: 2 problem(s)" in said, said
+    code, out, err = run_cli([*_command(command, tmp_path, _config(tmp_path, metric="nope")),
+                              "--set", "train.lr=1e-4"])
+    said = " ".join((out + err).split())
+    assert code == 2 and f"{config}: 1 problem(s) - eval.metric: unknown metric 'nope'" in said, said
+
+
+def test_the_set_that_took_effect_is_named() -> None:
+    """A key set twice (the demo's own value, then the user's): the later one is the value the config has."""
+    overrides = ["eval.steps=10", "train.lr=1e-4", "eval.steps=7"]
+    problems = ["train.save_steps (20) must be a multiple of eval.steps (7) so the best checkpoint is saved"]
+    assert problems_source("dsft demo", overrides, problems) == "--set eval.steps=7"
+    assert problems_source("c.yaml", overrides, ["eval.metrics: unknown metric 'x'"]) == "c.yaml"  # not eval.metric
+    assert problems_source("c.yaml", ["eval.steps=7"], [*problems, "train.lr: must be > 0"]) == \
+        "c.yaml and --set eval.steps=7"
