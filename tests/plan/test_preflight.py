@@ -23,7 +23,7 @@ SP_OK = ["train.distributed=deepspeed", "train.packing=false", "data.val_ratio=0
          "model.name_or_path=tiny-r1-distill-qwen"]
 
 REFUSALS = [
-    pytest.param(["train.precision=fp16"], "train.precision=fp16: mixed precision needs a CUDA GPU", marks=CPU_ONLY,
+    pytest.param(["train.precision=fp16"], "train.precision=fp16: fp16 mixed precision (loss scaling) needs a CUDA GPU", marks=CPU_ONLY,
                  id="fp16-cpu"),
     pytest.param(["train.optimizer=adamw_8bit"], "train.optimizer: adamw_8bit needs a CUDA GPU", marks=CPU_ONLY,
                  id="adamw8bit-cpu"),

@@ -17,6 +17,7 @@ from dsft.training.bench.runner import add_ratios
 from dsft.training.bench.synthetic import make_examples, supervised_count
 from dsft.training.bench.systems import Meter, dsft_counts, padding_free_counts, useful_flops
 from dsft.training.collators import make_collator
+from dsft.training.environment import cpu_multiplies_bf16
 from dsft.training.guards import count_real_tokens
 from dsft.training.segment_attention import SEGMENT_ATTENTION
 
@@ -261,6 +262,19 @@ def test_dsft_system_measures_an_optional_acceleration(tiny_model_dir, tmp_path:
     assert math.isfinite(row["final_loss"]) and row["supervised_tokens"] > 0
 
 
+@pytest.mark.skipif(torch.cuda.is_available() or not cpu_multiplies_bf16(),
+                    reason="--precision bf16 on CPU needs bf16 matrix instructions (AVX512-BF16 or AMX)")
+@pytest.mark.parametrize("system", ["dsft", "trl-expert"])
+def test_precision_bf16_runs_every_system_on_a_bf16_base_under_autocast(
+    tiny_model_dir, tmp_path: Path, system: str,
+) -> None:
+    from dsft.training.bench.worker import run_system
+
+    row = run_system(_tiny_spec(system, tiny_model_dir("tiny-deepseek-v3"), tmp_path) | {"precision": "bf16"})
+    assert (row["body_dtype"], row["lm_head_dtype"]) == ("bf16", "bf16")
+    assert math.isfinite(row["final_loss"]) and row["supervised_tokens"] > 0
+
+
 def test_dsft_and_trl_expert_take_the_same_micro_batch_of_packed_rows(tiny_model_dir, tmp_path: Path) -> None:
     """--micro-batch-size N: both feed N packed rows per forward (more tokens than one row holds), with the
     accumulation that keeps a step near examples_per_step conversations (here at least one micro-batch)."""
@@ -283,6 +297,7 @@ def test_dsft_and_trl_expert_take_the_same_micro_batch_of_packed_rows(tiny_model
     (["--dsft-option", "liger"], "Liger's kernels are Triton kernels for CUDA"),
     (["--profile", "/dev/null/prof"], "bench --profile /dev/null/prof: cannot create that directory"),
     (["--micro-batch-size", "0"], "--micro-batch-size >= 1"),
+    (["--precision", "fp16"], "--precision: expected one of auto, fp32, bf16"),
 ])
 def test_bench_train_rejects_bad_options(run_cli, tmp_path: Path, args: list[str], message: str) -> None:
     code, out, err = run_cli(["bench", "train", "--out", str(tmp_path / "x.json"), *args])

@@ -7,6 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from dsft.config import load_config
+from dsft.training import environment
 from dsft.training.monitoring import RichProgressCallback, TokenCounter, rebuild_metrics
 from dsft.training.setup import build_training_arguments, environment_problems
 
@@ -19,11 +20,28 @@ def test_warmup_ratio_rounds_down_so_a_short_run_starts_learning_at_step_one(tmp
     assert args.get_warmup_steps(100) == 3
 
 
-def test_bf16_on_cpu_is_refused_before_anything_loads() -> None:
+def test_bf16_on_a_cpu_without_bf16_instructions_is_refused_before_anything_loads(monkeypatch) -> None:
     cfg = load_config(None, ["train.precision=bf16"])
+    monkeypatch.setattr(environment, "cpu_multiplies_bf16", lambda: False)
     [problem] = environment_problems(cfg, cuda=False, installed=lambda package: True)
-    assert problem.startswith("train.precision=bf16: mixed precision needs a CUDA GPU")
+    assert problem.startswith("train.precision=bf16: needs a CUDA GPU or a CPU with bf16 matrix instructions")
     assert environment_problems(cfg, cuda=True, installed=lambda package: True) == []
+    monkeypatch.setattr(environment, "cpu_multiplies_bf16", lambda: True)
+    assert environment_problems(cfg, cuda=False, installed=lambda package: True) == []
+    fp16 = load_config(None, ["train.precision=fp16"])
+    [problem] = environment_problems(fp16, cuda=False, installed=lambda package: True)
+    assert problem.startswith("train.precision=fp16: fp16 mixed precision (loss scaling) needs a CUDA GPU")
+
+
+def test_cpu_bf16_instructions_are_read_from_the_cpu_flags(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16 avx512_vnni\n")
+    assert environment.cpu_multiplies_bf16(cpuinfo)
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse amx_tile amx_bf16\n")
+    assert environment.cpu_multiplies_bf16(cpuinfo)
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f\n")  # bf16 would be emulated
+    assert not environment.cpu_multiplies_bf16(cpuinfo)
+    assert not environment.cpu_multiplies_bf16(tmp_path / "absent")  # not Linux: unknown, so no
 
 
 def test_fresh_start_in_a_crashed_run_dir_does_not_repeat_step_zero(tmp_path: Path) -> None:

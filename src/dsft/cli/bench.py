@@ -63,6 +63,9 @@ def train(
     ),
     loss_dtype: str = typer.Option(
         "auto", "--loss-dtype", help="dsft's lm_head matmul dtype: auto, fp32 or bf16 (train.loss_dtype)."),
+    precision: str = typer.Option(
+        "auto", "--precision", help="What every system computes in: auto (fp32 on CPU, bf16 on GPU), fp32, or bf16 "
+        "(on CPU: where it has bf16 matrix instructions), as train.precision."),
     lengths: str = typer.Option(
         "short", "--lengths", help="Synthetic length mix: short (short answers, long-tailed prompts) or "
         "reasoning (long <think> reasoning)."),
@@ -93,7 +96,7 @@ def train(
                        examples_per_step=examples_per_step, method=method, threads=threads,
                        length_scale=length_scale, loss_chunk_size=chunk, dsft_options=tuple(dsft_option),
                        lengths=lengths, loss_dtype=loss_dtype, profile_dir=str(profile) if profile else None,
-                       micro_batch_size=micro_batch_size,
+                       micro_batch_size=micro_batch_size, precision=precision,
                        progress=lambda msg: console.print(f"[dim]{msg}[/]"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2), encoding="utf-8")

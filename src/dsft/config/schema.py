@@ -326,7 +326,8 @@ class TrainConfig(Section):
                                  "is exactly 0 for this many optimizer steps in a row (0 disables).")
     seed: int = Field(42, description="Seed for init, data order and dropout.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="auto = bf16 where the GPU supports it, fp32 on CPU."
+        "auto", description="auto = bf16 where the GPU supports it, fp32 on CPU; bf16 also on CPUs with bf16 "
+        "matrix instructions (AVX512-BF16, AMX); fp16 needs CUDA."
     )
     max_seq_len: int = Field(2048, ge=16, description="Tokens per packed row (or truncation length).")
     packing: bool = Field(True, description="Best-fit-decreasing packing, padding-free; false = dynamic padding.")

@@ -18,6 +18,7 @@ from dsft.doctor.checks import (
     check_torch,
     default_disk_paths,
 )
+from dsft.training.environment import cpu_multiplies_bf16
 
 __all__ = ["Check", "DoctorReport", "run_doctor"]
 
@@ -66,11 +67,14 @@ def _capabilities(checks: list[Check], gpus: int, bf16: bool) -> tuple[list[str]
         cannot.append("verified GGUF/Ollama export (llama-cpp-python does not load; --no-verify skips the check)")
     exports = "export (HF, GGUF, Ollama)" if usable("llama-cpp-python") else "export (HF; GGUF unverified)"
     if gpus == 0:
-        can += ["LoRA and full fine-tuning of tiny presets and small models on CPU (fp32)",
+        cpu_bf16 = cpu_multiplies_bf16()
+        can += ["LoRA and full fine-tuning of tiny presets and small models on CPU (fp32"
+                + (", or bf16 with train.precision: bf16: this CPU has bf16 matrix instructions)" if cpu_bf16 else ")"),
                 f"data preparation, template rendering, evaluation, {exports} and serving on CPU"]
         cannot += ["QLoRA (needs a CUDA GPU and bitsandbytes)", "flash-attention (CUDA only)",
-                   "bf16/fp16 mixed precision (GPU only)", "multi-GPU training (DDP/FSDP/DeepSpeed)",
-                   "fine-tuning 7B+ models in reasonable time"]
+                   "fp16 mixed precision (GPU only)" if cpu_bf16 else
+                   "bf16/fp16 mixed precision (a GPU, or for bf16 a CPU with AVX512-BF16 or AMX)",
+                   "multi-GPU training (DDP/FSDP/DeepSpeed)", "fine-tuning 7B+ models in reasonable time"]
         return can, cannot
     can.append(f"LoRA and full fine-tuning on {gpus} GPU(s) in {'bf16' if bf16 else 'fp16'}")
     (can if usable("bitsandbytes") else cannot).append("QLoRA (4-bit, bitsandbytes)")

@@ -10,6 +10,7 @@ import importlib.util
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from dsft.config import DsftConfig
 from dsft.errors import UnsupportedError
@@ -30,6 +31,22 @@ def _detect_cuda() -> bool:
     import torch  # heavy: imported only where a GPU driver exists
 
     return bool(torch.cuda.is_available())
+
+
+# /proc/cpuinfo flags of the x86 instructions that multiply bf16 natively (AVX512-BF16; AMX's tiles).
+BF16_MATRIX_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_multiplies_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU has bf16 matrix instructions (AVX512-BF16 or AMX), where bf16 GEMMs run natively
+    (oneDNN's kernels); without them torch emulates bf16 and it is slower than fp32. Read from the kernel's
+    CPU flags, without torch; False where they cannot be read (not Linux)."""
+    try:
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return any(flag in flags for flag in BF16_MATRIX_FLAGS)
 
 
 @dataclass
@@ -83,11 +100,20 @@ def resolve_precision(precision: str, env: Environment | None = None) -> str:
 
 
 def precision_problem(precision: str, cuda: bool) -> str | None:
-    """Mixed precision is a GPU feature here (`dsft doctor` says so): bf16/fp16 on CPU is refused, not ignored."""
-    if precision in ("bf16", "fp16") and not cuda:
-        return (f"train.precision={precision}: mixed precision needs a CUDA GPU; use auto (bf16 on GPUs that "
+    """What the device lacks for ``train.precision`` (``dsft doctor`` says the same), or None.
+
+    fp16 (loss scaling) is a GPU feature. bf16 runs on CUDA GPUs, and on CPUs with bf16 matrix instructions
+    (the frozen base in bf16, autocast for the rest); elsewhere it is refused, not emulated slower than fp32.
+    """
+    if cuda or precision not in ("bf16", "fp16"):
+        return None
+    if precision == "fp16":
+        return ("train.precision=fp16: fp16 mixed precision (loss scaling) needs a CUDA GPU; use auto (bf16 on GPUs that "
                 "support it, fp32 here) or fp32 on this machine")
-    return None
+    if cpu_multiplies_bf16():
+        return None
+    return ("train.precision=bf16: needs a CUDA GPU or a CPU with bf16 matrix instructions (AVX512-BF16, AMX), "
+            "and this machine has neither; use auto (fp32 here) or fp32")
 
 
 def check_qlora(env: Environment | None = None) -> None:

@@ -44,11 +44,6 @@ def auto_chunk_size(vocab_size: int, device_type: str) -> int:
     return max(8, min(1024, CPU_CHUNK_BYTES // (4 * vocab_size)))
 
 
-def cpu_multiplies_bf16() -> bool:
-    """Whether this CPU has bf16 matrix instructions (AVX512-BF16 or AMX), where bf16 GEMMs are native."""
-    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-
-
 def resolve_loss_dtype(setting: str, weight: torch.Tensor) -> torch.dtype:
     """The dtype of the lm_head matmuls for ``train.loss_dtype`` (softmax and loss are fp32 in every case).
 

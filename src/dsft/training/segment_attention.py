@@ -134,6 +134,12 @@ def segment_attention_forward(
     if bounds is None or query.shape[0] != 1 or query.shape[2] != key.shape[2]:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, **kwargs)
+    device = query.device.type
+    if torch.is_autocast_enabled(device):
+        # As autocast casts sdpa's inputs: under mixed precision with fp32 weights (full fine-tuning) RoPE
+        # leaves the query and key in fp32 beside a bf16 value, which the flash kernels do not take.
+        dtype = torch.get_autocast_dtype(device)
+        query, key, value = query.to(dtype), key.to(dtype), value.to(dtype)
     value_width, query_width = value.shape[-1], query.shape[-1]
     if value_width < query_width:
         value = F.pad(value, (0, query_width - value_width))

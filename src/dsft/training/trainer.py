@@ -35,10 +35,10 @@ from transformers import Trainer, TrainingArguments
 
 from dsft.templates.base import IGNORE_INDEX
 from dsft.training.collators import REAL_TOKENS_KEY
+from dsft.training.environment import cpu_multiplies_bf16
 from dsft.training.heap_release import HeapRelease
 from dsft.training.loss import (
     auto_chunk_size,
-    cpu_multiplies_bf16,
     resolve_loss_dtype,
     supervised_cross_entropy,
     supervised_cross_entropy_via_module,

@@ -10,9 +10,9 @@ Definitions (the JSON repeats them under ``definitions``):
   also counts padding positions.
 * **MFU**: the time the useful matmul FLOPs (body weights on real tokens, lm_head on supervised tokens;
   see ``systems.useful_flops``) would take at the machine's measured matmul peak of the dtype each runs
-  in, over the time they took. On CPU the body runs in fp32 and the lm_head in fp32, or in bf16 for dsft
-  under ``train.loss_dtype`` bf16: both peaks (2,048-square matmuls) are measured in the same run. On GPU
-  everything is bf16 (an 8,192-square bf16 matmul).
+  in, over the time they took. On CPU the body runs in fp32 (or bf16 under ``--precision bf16``, every
+  system) and the lm_head in the body's dtype, or in bf16 for dsft under ``train.loss_dtype`` bf16: both peaks
+  (2,048-square matmuls) are measured in the same run. On GPU everything is bf16 (an 8,192-square bf16 matmul).
 * Timing covers every optimizer step after the first (warm-up).
 """
 
@@ -36,8 +36,11 @@ from dsft.errors import DsftError
 from dsft.models.loading import load_tokenizer
 from dsft.models.resolve import resolve_model
 from dsft.training.bench.synthetic import LENGTH_MIXES, make_examples
+from dsft.training.environment import cpu_multiplies_bf16
 from dsft.training.loss import LOSS_DTYPES
 
+# --precision: what every system's body computes in (auto: fp32 on CPU, bf16 on GPU).
+PRECISIONS = ("auto", "fp32", "bf16")
 SYSTEMS = ("dsft", "trl-expert", "trl-expert-varlen", "trl", "seed")
 # Optional accelerations the dsft system can be measured with (train.<name> in a config): off by default.
 DSFT_OPTIONS = ("compile", "compile_layers", "gradient_checkpointing", "offload_activations", "liger")
@@ -115,7 +118,7 @@ def run_bench(
     examples_per_step: int = 8, method: str = "lora", seed: int = 0, threads: int | None = None,
     lr: float = 2e-4, length_scale: float = 1.0, loss_chunk_size: int | str | None = None, progress: Any = None,
     dsft_options: tuple[str, ...] = (), lengths: str = "short", loss_dtype: str = "auto",
-    profile_dir: str | None = None, micro_batch_size: int = 1,
+    profile_dir: str | None = None, micro_batch_size: int = 1, precision: str = "auto",
 ) -> dict[str, Any]:
     """Run dsft and each system in ``compare`` in turn; return the report (see module docstring)."""
     bad_options = [name for name in dsft_options if name not in DSFT_OPTIONS]
@@ -130,6 +133,8 @@ def run_bench(
         raise DsftError(f"bench --lengths: expected one of {', '.join(LENGTH_MIXES)}, got {lengths!r}")
     if loss_dtype not in LOSS_DTYPES:
         raise DsftError(f"bench --loss-dtype: expected one of {', '.join(LOSS_DTYPES)}, got {loss_dtype!r}")
+    if precision not in PRECISIONS:
+        raise DsftError(f"bench --precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
     if steps < 1 or seq_len < 64 or examples_per_step < 1 or micro_batch_size < 1:
         raise DsftError("bench: --steps must be >= 1, --seq-len >= 64, --examples-per-step >= 1 and "
                         "--micro-batch-size >= 1")
@@ -143,6 +148,11 @@ def run_bench(
         raise DsftError("bench --dsft-option liger: Liger's kernels are Triton kernels for CUDA; this machine has no GPU")
     loss_chunk_size = loss_chunk_size or TrainConfig().loss_chunk_size
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if precision == "auto":
+        precision = "fp32" if device == "cpu" else "bf16"
+    elif precision == "bf16" and device == "cpu" and not cpu_multiplies_bf16():
+        raise DsftError("bench --precision bf16: this CPU has no bf16 matrix instructions (AVX512-BF16 or AMX); "
+                        "use fp32")
     model_dir = resolve_model(model)
     tokenizer = load_tokenizer(model_dir)
     # Enough conversations for every timed step, even where one micro-batch of packed rows holds more than
@@ -164,7 +174,7 @@ def run_bench(
                      "examples": count, "lengths": lengths, "length_scale": length_scale,
                      "loss_chunk_size": loss_chunk_size, "loss_dtype": loss_dtype,
                      "dsft_options": sorted(dsft_options), "profile_dir": profile_dir,
-                     "micro_batch_size": micro_batch_size},
+                     "micro_batch_size": micro_batch_size, "precision": precision},
         "definitions": DEFINITIONS, "systems": {},
     }
     with tempfile.TemporaryDirectory(prefix="dsft-bench-") as tmp:
@@ -180,7 +190,7 @@ def run_bench(
                     "lr": lr, "threads": threads, "work_dir": str(work / system),
                     "loss_chunk_size": loss_chunk_size, "loss_dtype": loss_dtype,
                     "dsft_options": sorted(dsft_options), "profile_dir": profile_dir,
-                    "micro_batch_size": micro_batch_size}
+                    "micro_batch_size": micro_batch_size, "precision": precision}
             load_before = list(os.getloadavg())
             try:
                 result = _run_worker(spec, work)

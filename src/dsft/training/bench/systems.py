@@ -16,7 +16,8 @@
   ``labels = input_ids`` (prompt and padding included), micro-batch 1 x accumulation ``examples_per_step``.
 
 Shared by all three: the same model, LoRA adapter (dsft's default ``lora`` section: all linear layers,
-r=16), learning rate, number of optimizer steps, maximum length and precision (fp32 on CPU, bf16 on GPU),
+r=16), learning rate, number of optimizer steps, maximum length and precision (``--precision``: fp32 on CPU
+and bf16 on GPU by default; bf16 is the frozen base's weights and autocast, as ``train.precision``),
 and the Trainer's ``logging_nan_inf_filter`` off (dsft train's setting; on, it reads every micro-batch's
 loss back to the host).
 """
@@ -144,7 +145,7 @@ def common_args(spec: dict[str, Any], device: str) -> dict[str, Any]:
         "output_dir": spec["work_dir"], "max_steps": spec["steps"] + 1, "learning_rate": spec["lr"],
         "lr_scheduler_type": "constant", "warmup_steps": 0, "logging_steps": 1, "save_strategy": "no",
         "report_to": [], "seed": spec["seed"], "disable_tqdm": True, "use_cpu": device == "cpu",
-        "bf16": device != "cpu", "dataloader_num_workers": 0,
+        "bf16": spec.get("precision", "fp32" if device == "cpu" else "bf16") == "bf16", "dataloader_num_workers": 0,
         # Off for every system, as dsft train sets it: on, the Trainer reads each micro-batch's loss back
         # (a host-device sync after every backward) to replace a NaN with the running mean.
         "logging_nan_inf_filter": False,

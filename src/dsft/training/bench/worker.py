@@ -35,9 +35,11 @@ def run_system(spec: dict[str, Any]) -> dict[str, Any]:
     set_seed(spec["seed"])
     examples = [json.loads(line) for line in Path(spec["data"]).read_text(encoding="utf-8").splitlines()]
     tokenizer = load_tokenizer(spec["model_dir"])
-    model = load_model(spec["model_dir"])
-    model.config.use_cache = False
     full = spec["method"] == "full"
+    # As dsft train: LoRA keeps the frozen base in the training precision, a full fine-tune fp32 master weights.
+    bf16_base = spec.get("precision") == "bf16" and not full
+    model = load_model(spec["model_dir"], dtype="bfloat16" if bf16_base else "auto")
+    model.config.use_cache = False
     if not full:
         model = apply_lora(model, LoraConfig())
     device = next(model.parameters()).device.type
