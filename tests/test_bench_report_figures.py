@@ -86,6 +86,7 @@ COLUMNS: dict[str, Callable[[dict, str], list[Figure]]] = {
     "peak RSS": lambda r, s: rss_mib(s)(r, s),
     "dsft / system per CPU-s (wall)": lambda r, s: then(ratio("cpu_time_ratios", s), ratio("ratios", s))(r, s),
     "memory dsft / system": lambda r, s: ratio("memory_ratios", s)(r, s),
+    "`mfu_cpu`": lambda r, s: mfu_cpu(s)(r, s),
 }
 
 # First words of "system" cells that are not the report's system names; and rows the doc says no report holds.
@@ -132,6 +133,8 @@ FIGURES: list[tuple[Path, str, str, Callable[[dict, str], list[Figure]]]] = [
           ratio("ratios", "trl-expert"), ratio("ratios", "seed"))),
     (PERFORMANCE, "memory **0.25x** and 0.19x", "bench/train-cpu-2026-11-26-reasoning-rerun.json",
      then(ratio("memory_ratios", "trl-expert"), ratio("memory_ratios", "seed"))),
+    (PERFORMANCE, "its 21.7 supervised tokens per CPU-second here", "bench/shapes/smollm2-short-bf16-2026-11-26.json",
+     sup_cpu("trl-expert")),
     (PERFORMANCE, "| 33.8 | **65.3%** | 6,922 MiB |", "bench/shapes/smollm2-short-dsft-bf16-loss.json",
      then(sup_cpu("dsft"), mfu_cpu("dsft"), rss_mib("dsft"))),
     (PERFORMANCE, "| 32.6 | 64.1% | 6,962 MiB |", "bench/shapes/smollm2-short-dsft-fp32-loss.json",
