@@ -258,6 +258,7 @@ def test_dsft_system_measures_an_optional_acceleration(tiny_model_dir, tmp_path:
     row = run_system(spec | {"loss_chunk_size": "auto", "dsft_options": ["offload_activations"], "loss_dtype": "bf16"})
     assert row["gradient_checkpointing"] and row["loss_chunk_size"] == 64  # auto at the 129k vocabulary, CPU
     assert (row["body_dtype"], row["lm_head_dtype"]) == ("fp32", "bf16")  # --loss-dtype reached the loss
+    assert row["base_weights_dtype"] == "fp32"
     assert row["lm_head_flops"] > 0 and row["body_flops"] > 0
     assert math.isfinite(row["final_loss"]) and row["supervised_tokens"] > 0
 
@@ -271,7 +272,7 @@ def test_precision_bf16_runs_every_system_on_a_bf16_base_under_autocast(
     from dsft.training.bench.worker import run_system
 
     row = run_system(_tiny_spec(system, tiny_model_dir("tiny-deepseek-v3"), tmp_path) | {"precision": "bf16"})
-    assert (row["body_dtype"], row["lm_head_dtype"]) == ("bf16", "bf16")
+    assert (row["body_dtype"], row["lm_head_dtype"], row["base_weights_dtype"]) == ("bf16", "bf16", "bf16")
     assert math.isfinite(row["final_loss"]) and row["supervised_tokens"] > 0
 
 

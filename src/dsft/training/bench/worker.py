@@ -37,8 +37,8 @@ def run_system(spec: dict[str, Any]) -> dict[str, Any]:
     tokenizer = load_tokenizer(spec["model_dir"])
     full = spec["method"] == "full"
     # As dsft train: LoRA keeps the frozen base in the training precision, a full fine-tune fp32 master weights.
-    bf16_base = spec.get("precision") == "bf16" and not full
-    model = load_model(spec["model_dir"], dtype="bfloat16" if bf16_base else "auto")
+    bf16_base = spec.get("precision", "fp32" if not torch.cuda.is_available() else "bf16") == "bf16" and not full
+    model = load_model(spec["model_dir"], dtype="bfloat16" if bf16_base else "float32")
     model.config.use_cache = False
     if not full:
         model = apply_lora(model, LoraConfig())
@@ -71,6 +71,7 @@ def run_system(spec: dict[str, Any]) -> dict[str, Any]:
     body_dtype = torch.bfloat16 if trainer.args.bf16 else torch.float32
     head_dtype = getattr(trainer, "loss_compute_dtype", body_dtype)
     result["body_dtype"], result["lm_head_dtype"] = names[body_dtype], names.get(head_dtype, "bf16")
+    result["base_weights_dtype"] = names.get(base.get_input_embeddings().weight.dtype, "other")  # as loaded
     return result
 
 
