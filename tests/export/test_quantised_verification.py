@@ -1,4 +1,5 @@
-"""Quantised exports are verified on next-token distributions (top-1 agreement, KL), not a raw logit bound."""
+"""Quantised exports are verified on next-token distributions (top-1 agreement, KL), not a raw logit bound;
+half-precision ones on a logit bound relative to the logits' scale."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 
 from dsft.errors import DsftError
 from dsft.export.gguf_export import DEFAULT_GGUF_TOLERANCE
+from dsft.export.hf import DEFAULT_TOLERANCE
 from dsft.export.verify import check_tolerance, compare_logits
 
 
@@ -49,3 +51,35 @@ def test_q8_0_default_refuses_on_the_kl_alone() -> None:
     assert flattened.top1_agreement == 1.0 and flattened.mean_kl > 0.05
     with pytest.raises(DsftError, match="top-1 agreement >= 85% and mean KL"):
         check_tolerance(flattened, DEFAULT_GGUF_TOLERANCE["q8_0"], "q8_0 export")
+
+
+def test_half_precision_defaults_grow_with_the_logits() -> None:
+    """Rounding noise of a real model's size (SmolLM2 as bfloat16: 0.30 on logits up to 40.9) passes the bfloat16
+    defaults, which the former absolute 0.25 refused; on a tiny model's logits the former bounds remain the floor."""
+    ref = _real_like_logits(4)
+    noise = np.random.default_rng(5).uniform(-0.3, 0.3, ref.shape).astype(np.float32)
+    comparison = compare_logits([ref], [ref + noise])
+    assert comparison.max_abs_diff > 0.25 and comparison.max_abs_logit > 30
+    check_tolerance(comparison, DEFAULT_TOLERANCE["bfloat16"], "bf16 export")
+    check_tolerance(comparison, DEFAULT_GGUF_TOLERANCE["bfloat16"], "bf16 gguf export")
+    with pytest.raises(DsftError, match=r"the larger of 0.05 and 0.39% of the largest reference logit"):
+        check_tolerance(comparison, DEFAULT_TOLERANCE["float16"], "fp16 export")  # 0.39% of ~40: 0.16 < 0.3
+    # A tiny MoE model's rounding changed one token's experts: 0.054 on logits of 0.92 (5.8%), under the floor.
+    tiny = compare_logits([ref / 45], [ref / 45 + noise / 6])
+    assert tiny.max_abs_diff / tiny.max_abs_logit > 8 * 2**-8
+    check_tolerance(tiny, DEFAULT_TOLERANCE["bfloat16"], "bf16 export")
+    broken = compare_logits([ref], [np.roll(ref, 1, axis=0)])
+    with pytest.raises(DsftError, match="verification failed"):
+        check_tolerance(broken, DEFAULT_GGUF_TOLERANCE["bfloat16"], "bf16 gguf export")
+
+
+def test_nan_logits_fail_every_bound() -> None:
+    """An export whose logits are NaN (say, a float16 overflow) compared as max |diff| 0 and passed."""
+    ref = _real_like_logits(6)
+    for position in (0, 7):  # NaN at the first position compared, and after finite ones
+        candidate = ref.copy()
+        candidate[position] = np.nan
+        comparison = compare_logits([ref[:5], ref], [ref[:5], candidate])
+        for bound in (1e-3, 100.0, DEFAULT_TOLERANCE["float16"], DEFAULT_GGUF_TOLERANCE["q8_0"]):
+            with pytest.raises(DsftError, match="verification failed"):
+                check_tolerance(comparison, bound, "export")

@@ -19,18 +19,22 @@ from dsft.export.gguf_verify import require_llama_cpp, verify_gguf  # they impor
 from dsft.export.gguf_vocab import build_vocab, check_gguf_tokenizer, write_vocab
 from dsft.export.hf import load_export_tokenizer, merge_adapter, write_export_metadata
 from dsft.export.source import ExportSource, load_trained_model, stored_dtype
-from dsft.export.verify import DistributionBound, LogitComparison, hf_logits, verification_prompts
+from dsft.export.verify import DistributionBound, LogitComparison, RelativeBound, hf_logits, verification_prompts
 
 GGUF_DTYPES = ("float32", "float16", "bfloat16", "q8_0")
 GGUF_FILE_NAME = "model.gguf"
 # Accepted by default against the float32 trained model (llama.cpp runs with a float32 KV cache during
-# verification): a max |logit difference| for the float dtypes, loose for the rounded ones (real models have
-# logits of magnitude 10-30, while the bugs this catches, a wrong rope permutation, misplaced experts or
-# router bias, a wrong tokenizer, move logits by their whole scale). q8_0 moves single logits of a real
-# model by several units, so it is held to the next-token distributions instead. The measured figures are
-# printed either way; --tolerance X bounds the max |logit difference| for any dtype.
-DEFAULT_GGUF_TOLERANCE: dict[str, float | DistributionBound] = {
-    "float32": 1e-3, "float16": 1e-1, "bfloat16": 2.5e-1, "q8_0": DistributionBound(min_top1=0.85, max_mean_kl=0.05),
+# verification): a max |logit difference| for float32; for float16 / bfloat16 16 units of their rounding
+# (2^-11, 2^-8) of the largest logit, twice the HF exports' 8 as llama.cpp also rounds the activations to
+# the weights' type (measured on SmolLM2-135M: 6 and 3.5 units, see RelativeBound), and never less than the
+# former absolute bounds (0.1, 0.25). The bugs this catches, a wrong rope permutation, misplaced experts or
+# router bias, a wrong tokenizer, move logits by their whole scale. q8_0 moves single logits of a real model
+# by several units, so it is held to the next-token distributions instead. The measured figures are printed
+# either way; --tolerance X bounds the max |logit difference| for any dtype.
+DEFAULT_GGUF_TOLERANCE: dict[str, float | RelativeBound | DistributionBound] = {
+    "float32": 1e-3, "float16": RelativeBound(16 * 2**-11, floor=1e-1),
+    "bfloat16": RelativeBound(16 * 2**-8, floor=2.5e-1),
+    "q8_0": DistributionBound(min_top1=0.85, max_mean_kl=0.05),
 }
 
 

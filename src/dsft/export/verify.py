@@ -94,6 +94,35 @@ class DistributionBound:
         return comparison.top1_agreement >= self.min_top1 and comparison.mean_kl <= self.max_mean_kl
 
 
+@dataclass(frozen=True)
+class RelativeBound:
+    """Pass criterion for half-precision exports: a max |logit difference| that grows with the logits' scale,
+    ``max(floor, max_fraction * largest reference logit)``.
+
+    Rounding every weight to ``p`` significant bits moves each logit by a few units of 2^-p of the logits'
+    scale, so an absolute bound that fits a tiny model refuses a real one. Measured on SmolLM2-135M-Instruct
+    (max |logit| 40.9), correct exports: HF float16 0.055 (0.13%, 2.8 units of 2^-11), HF bfloat16 0.30
+    (0.73%, 1.9 units of 2^-8), GGUF float16 0.12 (0.29%, 6 units), GGUF bfloat16 0.55 (1.35%, 3.5 units;
+    llama.cpp also rounds the activations to the weights' type); the former absolute bounds (HF 0.05 / 0.25,
+    GGUF 0.1 / 0.25) refused all four. They stay as the floor: on a tiny MoE model a token whose expert
+    choice the rounding changes moves its logits far more than the rest (a full fine-tune of tiny V3 as
+    bfloat16: 0.054 on logits of 0.92, 5.8%).
+    """
+
+    max_fraction: float
+    floor: float
+
+    def limit(self, comparison: LogitComparison) -> float:
+        return max(self.floor, self.max_fraction * comparison.max_abs_logit)
+
+    def describe(self, comparison: LogitComparison) -> str:
+        return (f"max |logit diff| <= {self.limit(comparison):.3g} (the larger of {self.floor:g} and "
+                f"{self.max_fraction:.2%} of the largest reference logit)")
+
+    def accepts(self, comparison: LogitComparison) -> bool:
+        return comparison.max_abs_diff <= self.limit(comparison)  # NaN fails
+
+
 def compare_logits(reference: Sequence[Any], candidate: Sequence[Any]) -> LogitComparison:
     """Compare per-prompt logits arrays (``[positions, vocab]``, numpy or torch) of two models.
 
@@ -108,7 +137,9 @@ def compare_logits(reference: Sequence[Any], candidate: Sequence[Any]) -> LogitC
         cand_arr = np.asarray(cand, dtype=np.float32)
         if ref_arr.shape != cand_arr.shape:
             raise DsftError(f"logits shapes differ: reference {ref_arr.shape}, export {cand_arr.shape}")
-        worst = max(worst, float(np.abs(ref_arr - cand_arr).max()))
+        # np.max, not max(): NaN logits must make the difference NaN (which every bound refuses); Python's
+        # max(0.0, nan) is 0.0, which reported an export of NaN logits as a perfect match.
+        worst = float(np.max([worst, np.abs(ref_arr - cand_arr).max()]))
         scale = max(scale, float(np.abs(ref_arr).max()))
         agree += int((ref_arr.argmax(-1) == cand_arr.argmax(-1)).sum())
         kl_sum += float(_kl_rows(ref_arr, cand_arr).sum())
@@ -146,10 +177,20 @@ def hf_logits(model: Any, prompts: Sequence[Sequence[int]]) -> list[Any]:
     return out
 
 
-def check_tolerance(comparison: LogitComparison, tolerance: float | DistributionBound, what: str,
+def check_tolerance(comparison: LogitComparison, tolerance: float | DistributionBound | RelativeBound, what: str,
                     echo: Callable[[str], None] | None = None) -> LogitComparison:
     """Report the comparison and raise :class:`DsftError` if it fails ``tolerance``: a max |logit difference|,
-    or a :class:`DistributionBound` (quantised exports)."""
+    a :class:`RelativeBound` (half-precision defaults) or a :class:`DistributionBound` (quantised exports)."""
+    if isinstance(tolerance, RelativeBound):
+        if echo is not None:
+            echo(f"verify {what}: {comparison.summary()} (needs {tolerance.describe(comparison)})")
+        if not tolerance.accepts(comparison):
+            raise VerificationError(
+                f"verification failed for {what}: {comparison.summary()}; needs {tolerance.describe(comparison)}: "
+                "the export does not reproduce the trained model (rerun with --tolerance X to bound the max "
+                "|logit difference| instead, or --no-verify to skip)"
+            )
+        return comparison
     if isinstance(tolerance, DistributionBound):
         if echo is not None:
             echo(f"verify {what}: {comparison.summary()} (needs {tolerance.describe()})")
