@@ -1,5 +1,6 @@
 """One fixture file per input format, normalised to Conversation; detection and column mapping."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,30 @@ def test_split_inline_think_leaves_malformed_blocks_for_validation() -> None:
     assert split_inline_think("<think>a</think>b") == ("a", "b")
     assert split_inline_think("<think>unclosed") == (None, "<think>unclosed")
     assert split_inline_think("<think>a<think>b</think>c") == (None, "<think>a<think>b</think>c")
+
+
+@pytest.mark.parametrize(
+    ("record", "fmt", "message"),
+    [  # medical-o1 with a miscapitalised chain-of-thought column: read as metadata, the CoT was silently lost
+     ({"Question": "Q", "Complex_COT": "think", "Response": "A"}, "cot",
+      "format cot: field 'Complex_COT' is not read; did you mean 'Complex_CoT'"),
+     ({"Question": "Q", "Complex_COT": "think", "Response": "A"}, "auto", "did you mean 'Complex_CoT'"),
+     ({"instruction": "Add", "inputs": "1+1", "output": "2"}, "alpaca", "field 'inputs' is not read; did you mean 'input'"),
+     # a required field under another case: named, not only "missing"
+     ({"Input": "q", "Output": "a"}, "input_output",
+      "format input_output: missing field(s) input, output; did you mean 'input' for 'Input', 'output' for 'Output'"),
+     # nothing like the format's fields (a {"Data": [...]} wrapper read as one record): the record's keys are named
+     ({"Data": [{"input": "q", "output": "a"}]}, "input_output",
+      "format input_output: missing field(s) input, output (the record has: Data)")],
+)
+def test_a_field_name_slip_is_named_not_dropped(record: dict, fmt: str, message: str) -> None:
+    with pytest.raises(FormatProblem, match=re.escape(message)):
+        convert(record, fmt)
+
+
+def test_a_misnamed_field_is_read_through_data_columns_and_unrelated_fields_stay_metadata() -> None:
+    record = {"Question": "Q", "Complex_COT": "think", "Response": "A", "domain": "cardio", "source_id": 7}
+    _, conv = convert(record, "cot", {"Complex_CoT": "Complex_COT"})
+    assert conv.messages[1].reasoning == "think" and conv.meta == {"domain": "cardio", "source_id": 7}
+    _, conv = convert({"Question": "Q", "Response": "A", "domain": "cardio"}, "cot")  # no CoT at all is allowed
+    assert conv.messages[1].reasoning is None and conv.meta == {"domain": "cardio"}

@@ -17,6 +17,7 @@ True
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -105,11 +106,39 @@ def convert(record: Any, fmt: str = "auto", columns: dict[str, str] | None = Non
             raise FormatProblem(f"field names are {bad}")
         raise FormatProblem(f"unknown format (keys: {keys}); set data.format and data.columns")
     missing = [field for field in REQUIRED_FIELDS[name] if field not in view]
+    slips = misnamed_fields(view, name)
     if missing:
-        raise FormatProblem(f"format {name}: missing field(s) {', '.join(missing)}")
+        hint = (f"; did you mean {', '.join(f'{field!r} for {key!r}' for key, field in slips)}" if slips
+                else f" (the record has: {', '.join(sorted(map(str, view))[:12]) or 'no fields'})")
+        raise FormatProblem(f"format {name}: missing field(s) {', '.join(missing)}{hint}; rename the field(s) or map "
+                            "them with data.columns")
+    if slips:  # read as metadata it would be dropped from the training text without a word
+        key, field = slips[0]
+        raise FormatProblem(f"format {name}: field {key!r} is not read; did you mean {field!r}? Rename it, or set "
+                            f"data.columns: {{{field}: {key}}}")
     conversation = CONVERTERS[name](view)
     conversation.meta = {**_extra_meta(view, name), **conversation.meta}
     return name, conversation
+
+
+def misnamed_fields(view: dict[str, Any], fmt: str) -> list[tuple[str, str]]:
+    """``(key, field)`` for each field of ``fmt`` the record lacks while a key it does not read resembles it
+    (the same name in another case, or a close spelling): a slip that would otherwise lose the field.
+
+    >>> misnamed_fields({"Question": "Q", "Complex_COT": "t", "Response": "A", "domain": "x"}, "cot")
+    [('Complex_COT', 'Complex_CoT')]
+    """
+    fields = FORMAT_FIELDS[fmt]
+    unread = [key for key in view if isinstance(key, str) and key not in fields and key not in META_KEYS_SKIPPED]
+    slips = []
+    for field in fields:
+        if field in view:
+            continue
+        same_name = [key for key in unread if key.lower() == field.lower()]
+        close = same_name or difflib.get_close_matches(field, unread, n=1, cutoff=0.8)
+        if close:
+            slips.append((close[0], field))
+    return slips
 
 
 def apply_columns(record: dict[str, Any], columns: dict[str, str]) -> dict[str, Any]:
