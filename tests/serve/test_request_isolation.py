@@ -131,6 +131,11 @@ MISTAKES = [
     ("/v1/chat/completions", {"messages": [{"role": "user", "contnet": "hi"}]},
      "messages.0.contnet: unknown field; did you mean 'content'?"),
     ("/v1/completions", {"promt": "hi"}, "promt: unknown field; did you mean 'prompt'?"),
+    # transformers' generate() names (guide 004's /generate passed max_length=200): ignored, the answer ran to 2,048
+    ("/generate", {"prompt": "hi", "max_length": 200},
+     "max_length: unknown field; use 'max_tokens' (tokens generated, the prompt not counted)"),
+    ("/generate", {"prompt": "hi", "do_sample": False}, "do_sample: unknown field; use 'temperature' (0 = greedy)"),
+    ("/v1/chat/completions", _ask(num_return_sequences=1), "num_return_sequences: unknown field; use 'n'"),
     # a user turn without content was rendered as an empty turn
     ("/v1/chat/completions", {"messages": [{"role": "user", "text": "hi"}]},
      "messages.0.content: a user message needs content"),

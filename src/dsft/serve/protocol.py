@@ -2,8 +2,9 @@
 
 Only the fields dsft acts on are declared; other fields are ignored, as vLLM does, so clients that send
 ``user``, ``presence_penalty`` and the like still work, except a name that looks like a misspelt declared
-field (``max_token``, ``max_new_tokens``, ``contnet``): ignoring it would silently drop what the client
-meant, so it is a 400 naming the field it resembles (:data:`UNKNOWN_FIELD`).
+field (``max_token``, ``max_new_tokens``, ``contnet``) or transformers' name for one (``max_length``,
+``do_sample``): ignoring it would silently drop what the client meant, so it is a 400 naming the field it
+resembles or the one to use (:data:`UNKNOWN_FIELD`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,13 @@ TOLERATED_FIELDS = frozenset({
     "spaces_between_special_tokens", "include_stop_str_in_output", "add_generation_prompt",
     "continue_final_message", "use_beam_search", "priority", "request_id",
 })
+# transformers' generate() names for what a field of this API does: ignoring one would drop what the client meant
+# (max_length=200 ran to the 2,048-token default), so each is a 400 naming the field to use.
+FOREIGN_FIELDS = {
+    "max_length": "'max_tokens' (tokens generated, the prompt not counted)",
+    "do_sample": "'temperature' (0 = greedy)",
+    "num_return_sequences": "'n'",
+}
 
 
 def lone_surrogate_path(value: Any, path: str = "") -> str | None:
@@ -76,6 +84,9 @@ class _Request(BaseModel):
         for key in data:
             if not isinstance(key, str) or key in cls.model_fields or key in TOLERATED_FIELDS:
                 continue
+            if key in FOREIGN_FIELDS:
+                raise PydanticCustomError(UNKNOWN_FIELD, "unknown field; use {use}",
+                                          {"field": key, "use": FOREIGN_FIELDS[key]})
             meant = difflib.get_close_matches(key, list(cls.model_fields), n=1, cutoff=0.8)
             if meant:
                 raise PydanticCustomError(UNKNOWN_FIELD, "unknown field; did you mean '{meant}'?",
