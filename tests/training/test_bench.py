@@ -296,7 +296,7 @@ def test_dsft_and_trl_expert_take_the_same_micro_batch_of_packed_rows(tiny_model
     (["--loss-chunk-size", "0"], "--loss-chunk-size: expected a positive integer or auto"),
     (["--loss-dtype", "fp16"], "--loss-dtype: expected one of auto, fp32, bf16"),
     (["--dsft-option", "liger"], "Liger's kernels are Triton kernels for CUDA"),
-    (["--profile", "/dev/null/prof"], "bench --profile /dev/null/prof: cannot create that directory"),
+    (["--profile", "/dev/null/prof"], "--profile /dev/null/prof: cannot create the directory"),
     (["--micro-batch-size", "0"], "--micro-batch-size >= 1"),
     (["--precision", "fp16"], "--precision: expected one of auto, fp32, bf16"),
 ])
@@ -304,3 +304,39 @@ def test_bench_train_rejects_bad_options(run_cli, tmp_path: Path, args: list[str
     code, out, err = run_cli(["bench", "train", "--out", str(tmp_path / "x.json"), *args])
     assert code != 0 and message in out + err and "Traceback" not in out + err
     assert not (tmp_path / "x.json").exists()
+
+
+def test_bench_train_refuses_a_profile_dir_holding_files_before_measuring(
+    run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--profile DIR follows the output rule: an earlier profile is not replaced by another benchmark's."""
+    from dsft.training.bench import runner
+
+    def measured(**_: object) -> None:
+        raise AssertionError("the benchmark ran before --profile was checked")
+
+    monkeypatch.setattr(runner, "run_bench", measured)
+    profile = tmp_path / "prof"
+    profile.mkdir()
+    (profile / "dsft.txt").write_text("an earlier profile")
+    code, out, err = run_cli(["bench", "train", "--out", str(tmp_path / "new.json"), "--profile", str(profile)])
+    assert code == 2 and "Traceback" not in out + err
+    assert f"--profile {profile}: directory is not empty" in out + err and "dsft.txt" in out + err
+    assert (profile / "dsft.txt").read_text() == "an earlier profile" and not (tmp_path / "new.json").exists()
+
+
+def test_a_rerun_into_its_own_report_rewrites_its_profile(tmp_path: Path) -> None:
+    """The rerun exception: --out an earlier report profiled into DIR (bench_gpu_7b.sh's profile part, rerun)
+    rewrites DIR without a flag; a report profiled elsewhere, or no report, needs --overwrite."""
+    from dsft.errors import DsftError
+
+    profile, out = tmp_path / "prof", tmp_path / "profiled.json"
+    profile.mkdir()
+    (profile / "dsft.txt").write_text("dsft: earlier")
+    out.write_text(json.dumps({"settings": {"profile_dir": str(profile)}, "systems": {}}))
+    bench_cli.check_profile_dir(profile, out, overwrite=False)
+    out.write_text(json.dumps({"settings": {"profile_dir": str(tmp_path / "elsewhere")}, "systems": {}}))
+    with pytest.raises(DsftError, match="directory is not empty"):
+        bench_cli.check_profile_dir(profile, out, overwrite=False)
+    bench_cli.check_profile_dir(profile, tmp_path / "new.json", overwrite=True)
+    bench_cli.check_profile_dir(tmp_path / "empty-or-new", tmp_path / "new.json", overwrite=False)

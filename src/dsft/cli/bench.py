@@ -72,9 +72,10 @@ def train(
     length_scale: float = typer.Option(1.0, "--length-scale", hidden=True, help="Shrink lengths (smoke tests)."),
     profile: Path | None = typer.Option(
         None, "--profile", help="Also profile each system's timed steps into DIR/<system>.txt (device busy share, "
-        "time by kernel kind, top kernels); the profiled speed figures are slower than unprofiled ones."),
+        "time by kernel kind, top kernels); the profiled speed figures are slower than unprofiled ones. A new or "
+        "empty DIR, the profile of the earlier report --out replaces, or any other with --overwrite."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file that is no bench "
-                                   "report."),
+                                   "report, and write into a non-empty --profile DIR."),
 ) -> None:
     """Train the same model on the same synthetic conversations with dsft, TRL and the seeds' recipe."""
     from rich.console import Console
@@ -84,7 +85,10 @@ def train(
 
     if method not in ("lora", "full"):
         raise DsftError(f"bench --method: expected lora or full, got {method!r}")
-    check_report_file(out, overwrite)  # before the benchmark: a measurement is never lost to a bad --out
+    # Before the benchmark: a measurement is never lost to a bad --out or --profile.
+    check_report_file(out, overwrite)
+    if profile is not None:
+        check_profile_dir(profile, out, overwrite)
     chunk: int | str | None = loss_chunk_size
     if loss_chunk_size is not None and loss_chunk_size != "auto":
         if not loss_chunk_size.isdigit() or int(loss_chunk_size) < 1:
@@ -104,6 +108,15 @@ def train(
     console.print(f"report: {out}")
 
 
+def _earlier_report(out: Path) -> dict[str, Any] | None:
+    """The bench report already at ``out``, or None when there is none (or the file is something else)."""
+    try:
+        earlier = json.loads(out.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return earlier if isinstance(earlier, dict) and {"settings", "systems"} <= set(earlier) else None
+
+
 def check_report_file(out: Path, overwrite: bool) -> None:
     """The output rule for a report file (README, "Output directories"): a new file, or an earlier bench report
     (reruns of a benchmark replace their own report, as benchmarks/bench_gpu_7b.sh does part by part); another
@@ -116,12 +129,24 @@ def check_report_file(out: Path, overwrite: bool) -> None:
     check_output_dir(out.parent, "--out")
     if not out.exists() or overwrite:
         return
-    try:
-        earlier = json.loads(out.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        earlier = None
-    if not (isinstance(earlier, dict) and {"settings", "systems"} <= set(earlier)):
+    if _earlier_report(out) is None:
         raise DsftError(f"--out {out}: exists and is no bench report; choose a new file name or pass --overwrite")
+
+
+def check_profile_dir(profile: Path, out: Path, overwrite: bool) -> None:
+    """The output rule for ``--profile DIR`` (README, "Output directories"): a new or empty directory, or, with
+    ``overwrite``, any directory (only the ``<system>.txt`` files of this run are replaced). The rerun exception
+    follows the report's: when ``out`` is an earlier bench report that was profiled into this same directory,
+    the rerun replaces that report and its profile together, without a flag (benchmarks/bench_gpu_7b.sh
+    reruns its profile part into the same folder)."""
+    from dsft.disk import check_fresh_output_dir, check_output_dir
+
+    earlier = _earlier_report(out) if out.is_file() else None
+    profiled_into = (earlier or {}).get("settings", {}).get("profile_dir")
+    if profiled_into and Path(profiled_into).resolve() == profile.resolve():
+        check_output_dir(profile, "--profile")
+        return
+    check_fresh_output_dir(profile, overwrite, "--profile")
 
 
 def register(app: typer.Typer) -> None:
