@@ -39,7 +39,13 @@ CASES = [pytest.param(command, "eval.metric=nope", "eval.metric: unknown metric 
          for command in ("train", "sweep", "demo", "config-show")] + [
     # The launcher refusal of what trains in this process (config show trains nothing).
     pytest.param(command, "train.distributed=deepspeed", "DeepSpeed runs in a launcher's processes", marks=PLAIN_CPU,
-                 id=f"launcher-{command}") for command in ("train", "sweep", "demo")]
+                 id=f"launcher-{command}") for command in ("train", "sweep", "demo")] + [
+    # A schema problem (a wrong value, an unknown key) a --set caused: it was labelled with the config file's name,
+    # which holds no such value.
+    pytest.param(command, override, problem, id=f"schema-{command}-{override.split('=')[0]}")
+    for command in ("train", "sweep", "config-show")
+    for override, problem in (("data.format=conversation", "data.format: Input should be 'auto'"),
+                              ("train.learning_rate=1e-5", "train.learning_rate: unknown key; use train.lr"))]
 
 
 @pytest.mark.parametrize("command, override, problem", CASES)

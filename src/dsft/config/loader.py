@@ -212,7 +212,12 @@ def load_config(
     if preset is not None:
         raw = apply_overrides(raw, get_preset(preset).overrides())
     raw = apply_overrides(raw, overrides or [])
-    return validate_config(raw, source=str(path) if path else "config")
+    source = str(path) if path else "config"
+    try:
+        return validate_config(raw, source=source)
+    except ConfigError as exc:  # a problem a --set caused names that --set, not a file that holds no such value
+        raise ConfigError(f"{problems_source(source, overrides or [], exc.problems)}: {len(exc.problems)} problem(s)",
+                          exc.problems) from None
 
 
 def dump_config(config: DsftConfig) -> str:
