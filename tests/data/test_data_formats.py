@@ -135,3 +135,21 @@ def test_a_misnamed_field_is_read_through_data_columns_and_unrelated_fields_stay
     assert conv.messages[1].reasoning == "think" and conv.meta == {"domain": "cardio", "source_id": 7}
     _, conv = convert({"Question": "Q", "Response": "A", "domain": "cardio"}, "cot")  # no CoT at all is allowed
     assert conv.messages[1].reasoning is None and conv.meta == {"domain": "cardio"}
+
+
+@pytest.mark.parametrize(
+    ("message", "problem"),
+    [({"role": "assistant", "content": "A", "reasoning_contents": "think"},
+      "messages[1]: field 'reasoning_contents' is not read; did you mean 'reasoning_content'"),
+     ({"role": "assistant", "contents": "A"}, "messages[1]: field 'contents' is not read; did you mean 'content'"),
+     ({"role": "assistant", "Content": "A"}, "messages[1]: field 'Content' is not read; did you mean 'content'")],
+)
+def test_a_message_field_name_slip_is_named_not_dropped(message: dict, problem: str) -> None:
+    """The reasoning (or the answer) under a misspelt key was dropped: trained without it, or rejected as empty."""
+    for record in ({"messages": [{"role": "user", "content": "Q"}, message]},
+                   {"conversations": [{"role": "user", "content": "Q"}, message]}):
+        with pytest.raises(FormatProblem, match=re.escape(problem.replace("messages", next(iter(record))))):
+            convert(record)
+    _, conv = convert({"messages": [{"role": "user", "content": "Q", "refusal": None, "weight": 1},
+                                    {"role": "assistant", "content": "A", "reasoning": "think"}]})
+    assert conv.messages[1].reasoning == "think"  # other keys and the alternative name are not slips

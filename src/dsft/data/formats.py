@@ -54,6 +54,8 @@ SHAREGPT_ROLES = {
     "bing": "assistant", "bard": "assistant", "model": "assistant", "system": "system",
     "function_call": "assistant", "observation": "tool", "tool": "tool", "function": "tool",
 }
+# The keys of one OpenAI-style message (``messages`` and role/content ``conversations``) that are read.
+MESSAGE_FIELDS = ("role", "content", "reasoning_content", "reasoning", "loss", "tool_calls", "name", "tool_call_id")
 META_KEYS_SKIPPED = ("meta",)  # a record's own "meta" mapping is merged instead
 
 
@@ -128,11 +130,14 @@ def misnamed_fields(view: dict[str, Any], fmt: str) -> list[tuple[str, str]]:
     >>> misnamed_fields({"Question": "Q", "Complex_COT": "t", "Response": "A", "domain": "x"}, "cot")
     [('Complex_COT', 'Complex_CoT')]
     """
-    fields = FORMAT_FIELDS[fmt]
-    unread = [key for key in view if isinstance(key, str) and key not in fields and key not in META_KEYS_SKIPPED]
+    return _resembling(view, FORMAT_FIELDS[fmt])
+
+
+def _resembling(mapping: dict[str, Any], fields: tuple[str, ...]) -> list[tuple[str, str]]:
+    unread = [key for key in mapping if isinstance(key, str) and key not in fields and key not in META_KEYS_SKIPPED]
     slips = []
     for field in fields:
-        if field in view:
+        if field in mapping:
             continue
         same_name = [key for key in unread if key.lower() == field.lower()]
         close = same_name or difflib.get_close_matches(field, unread, n=1, cutoff=0.8)
@@ -258,6 +263,10 @@ def _openai_message(raw: Any, where: str) -> Message:
     role = raw.get("role")
     if not isinstance(role, str) or role not in ROLES:
         raise FormatProblem(f"{where}.role: unknown role {role!r} (expected one of {', '.join(ROLES)})")
+    slips = _resembling(raw, MESSAGE_FIELDS)
+    if slips:  # the answer or its reasoning under a misspelt key would be dropped without a word
+        key, field = slips[0]
+        raise FormatProblem(f"{where}: field {key!r} is not read; did you mean {field!r}?")
     content = _content(raw.get("content"), f"{where}.content")
     reasoning_raw = raw.get("reasoning_content", raw.get("reasoning"))
     reasoning = None if reasoning_raw is None else _text(reasoning_raw, f"{where}.reasoning_content")
