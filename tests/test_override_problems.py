@@ -1,5 +1,6 @@
 """Preflight problems that a ``--set`` caused name that ``--set``, in ``dsft train``, ``dsft sweep``, ``dsft demo`` and
-``dsft config show`` alike (sweep labelled them with the config file's name, the demo with ``dsft demo``)."""
+``dsft config show`` alike (sweep labelled them with the config file's name, the demo with ``dsft demo``), and so
+do the problems found when the config loads (labelled with the config file's name, or ``config``)."""
 
 from __future__ import annotations
 
@@ -80,3 +81,32 @@ def test_the_set_that_took_effect_is_named() -> None:
     assert problems_source("c.yaml", overrides, ["eval.metrics: unknown metric 'x'"]) == "c.yaml"  # not eval.metric
     assert problems_source("c.yaml", ["eval.steps=7"], [*problems, "train.lr: must be > 0"]) == \
         "c.yaml and --set eval.steps=7"
+
+
+@pytest.mark.parametrize("command", ["train", "sweep", "demo", "config-show"])
+def test_a_value_a_set_made_invalid_names_that_set(tmp_path: Path, run_cli, command: str) -> None:
+    """Load-time problems (the schema's own checks) are labelled as preflight ones: the --set that caused them."""
+    code, out, err = run_cli([*_command(command, tmp_path, _config(tmp_path)), "--set", "eval.steps=5",
+                              "--set", "train.lr=-1"])
+    said = " ".join((out + err).split())
+    assert code == 2 and "--set train.lr=-1: 1 problem(s) - train.lr: " in said, said
+    assert "c.yaml" not in said and "config: " not in said and "--set eval.steps" not in said, said
+    assert not [p for p in tmp_path.iterdir() if p.name not in ("c.yaml", "d.jsonl")], "refused before any output"
+
+
+def test_a_value_the_file_made_invalid_names_the_file(tmp_path: Path, run_cli) -> None:
+    config = _config(tmp_path, steps=-1)  # eval.steps, a key no --set names
+    code, out, err = run_cli(["config", "show", config, "--set", "train.lr=-1"])
+    said = " ".join((out + err).split())
+    assert code == 2 and f"{config} and --set train.lr=-1: 2 problem(s)" in said, said
+
+
+def test_load_time_labels_are_opt_in() -> None:
+    """Overrides a program adds (the dashboard's form, the demo's own settings) are no --set the user typed."""
+    from dsft.config import load_config
+    from dsft.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^config: 1 problem\(s\)"):
+        load_config(None, ["train.lr=-1"])
+    with pytest.raises(ConfigError, match=r"^--set train.lr=-1: 1 problem\(s\)"):
+        load_config(None, ["data.train=[a.jsonl]", "train.lr=-1"], set_flags=["train.lr=-1"])

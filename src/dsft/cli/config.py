@@ -27,7 +27,7 @@ def show(
     from dsft.plan.preflight import preflight
     from dsft.training.environment import Environment
 
-    resolved = load_config(config, set_, preset=preset)
+    resolved = load_config(config, set_, preset=preset, set_flags=set_)
     preflight(resolved, Environment.this_machine(), str(config) if config else "config", set_)
     if not describe:
         typer.echo(dump_config(resolved), nl=False)

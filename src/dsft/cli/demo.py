@@ -116,7 +116,7 @@ def demo(
         raise _error(f"--out {out}: already holds a demo run; remove it or pass another --out")
     check_fresh_output_dir(out, overwrite)  # --out, --model and --set are checked before --out is created
     overrides, what = demo_overrides(model, out)
-    cfg = load_config(None, [*overrides, *set_])
+    cfg = load_config(None, [*overrides, *set_], set_flags=set_)  # only the user's are --set
     environment = Environment.this_machine()
     preflight(cfg, environment, "dsft demo", set_)  # as `dsft train`: a contradictory --set fails before anything loads
     check_launched(cfg, environment, "dsft demo", "dsft demo", set_)

@@ -35,7 +35,7 @@ def train(
     from dsft.training.preflight import check_launched
     from dsft.training.rundir import RunDir
 
-    cfg = load_config(config, set_, preset=preset)
+    cfg = load_config(config, set_, preset=preset, set_flags=set_)
     env = Environment.this_machine()
     rewards = preflight(cfg, env, str(config), set_)  # before any data or model is read
     check_launched(cfg, env, str(config), overrides=set_)

@@ -159,12 +159,15 @@ def format_validation_error(exc: ValidationError) -> list[str]:
     return problems
 
 
-def validate_config(raw: dict[str, Any], source: str = "config") -> DsftConfig:
+def validate_config(raw: dict[str, Any], source: str = "config", set_flags: Sequence[str] = ()) -> DsftConfig:
+    """``raw`` as a config, or one :class:`ConfigError` listing every problem, labelled by
+    :func:`problems_source` (``source``, or the ``set_flags`` that caused them)."""
     try:
         return DsftConfig.model_validate(raw)
     except ValidationError as exc:
         problems = format_validation_error(exc)
-        raise ConfigError(f"{source}: {len(problems)} problem(s)", problems) from None
+        raise ConfigError(f"{problems_source(source, set_flags, problems)}: {len(problems)} problem(s)",
+                          problems) from None
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
@@ -201,10 +204,16 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def load_config(
-    path: str | Path | None = None, overrides: list[str] | None = None, preset: str | None = None
+    path: str | Path | None = None, overrides: list[str] | None = None, preset: str | None = None,
+    set_flags: Sequence[str] = (),
 ) -> DsftConfig:
     """Read YAML (or start from defaults), apply a size ``preset``, then ``--set`` overrides, and validate
     everything at once.
+
+    ``set_flags`` (opt-in): those of ``overrides`` the user typed as ``--set``; problems they caused are
+    labelled with them, as preflight's are (:func:`problems_source`). Overrides a program adds (the dashboard's
+    form, the demo's own settings) are left out: the user typed no such flag. Problems nothing in
+    ``set_flags`` names are labelled with the file (``config`` without one).
 
     Relative data paths stay relative to the current directory, as a user typed them.
     """
@@ -212,12 +221,7 @@ def load_config(
     if preset is not None:
         raw = apply_overrides(raw, get_preset(preset).overrides())
     raw = apply_overrides(raw, overrides or [])
-    source = str(path) if path else "config"
-    try:
-        return validate_config(raw, source=source)
-    except ConfigError as exc:  # a problem a --set caused names that --set, not a file that holds no such value
-        raise ConfigError(f"{problems_source(source, overrides or [], exc.problems)}: {len(exc.problems)} problem(s)",
-                          exc.problems) from None
+    return validate_config(raw, str(path) if path else "config", set_flags)
 
 
 def dump_config(config: DsftConfig) -> str:

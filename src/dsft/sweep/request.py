@@ -41,13 +41,14 @@ class SweepRequest:
 
     def trial_config(self, params: dict[str, Any], prepared: Path | None) -> DsftConfig:
         data = [f"data.prepared_dir={prepared}"] if prepared is not None else []
-        return load_config(self.config, [*self.overrides, *data, *overrides_of(params)], preset=self.preset)
+        return load_config(self.config, [*self.overrides, *data, *overrides_of(params)], preset=self.preset,
+                           set_flags=self.overrides)
 
 
 def check_request(request: SweepRequest) -> DsftConfig:
     """Every check of a sweep that needs neither data nor model (the flags, the base config and each grid point's
     config, the output directory); returns the base config. ``dsft sweep`` runs it before torch is imported."""
-    base = load_config(request.config, request.overrides, preset=request.preset)
+    base = load_config(request.config, request.overrides, preset=request.preset, set_flags=request.overrides)
     if request.sampler not in SAMPLERS:
         raise ConfigError(f"--sampler {request.sampler}: choose one of {', '.join(SAMPLERS)}")
     if request.launch not in LAUNCHES:
