@@ -97,3 +97,20 @@ def test_inspect_a_prepared_dir_uses_the_tokenizer_its_counts_came_from(tiny_mod
     assert code == 0, err
     code, stdout, err = run_cli(["data", "inspect", str(auto)])
     assert code == 0 and "template: deepseek" in stdout, err
+
+
+def test_a_relative_path_missing_from_the_current_directory_says_where_it_was_looked_for(
+        tmp_path: Path, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A guide's config names its data from the repository root; run from the guide's own folder, the path misses."""
+    guide = tmp_path / "guide"
+    (guide / "data").mkdir(parents=True)
+    (guide / "data" / "train.jsonl").write_text('{"prompt": "p", "completion": "c"}\n')
+    (guide / "config.yaml").write_text("data:\n  train: guide/data/train.jsonl\n")
+    monkeypatch.chdir(guide)
+    code, stdout, err = run_cli(["data", "prepare", "--config", "config.yaml", "--out", str(tmp_path / "o"),
+                                 "--tokenizer", "deepseek"])
+    said = " ".join(err.split())
+    assert code == 2 and "Traceback" not in err, (stdout, err)
+    assert f"relative paths are read from the current directory, {guide}" in said, said
+    assert "data.train: guide/data/train.jsonl: no such file or directory" in said, said
+    assert not (tmp_path / "o").exists()

@@ -187,7 +187,18 @@ def check_inputs(cfg: DsftConfig, inputs: list[str] | None = None) -> None:
     """Raise one :class:`DataError` listing :func:`input_problems`, if any."""
     problems = input_problems(cfg, inputs)
     if problems:
-        raise DataError(f"{len(problems)} data input(s) cannot be read", problems)
+        head = f"{len(problems)} data input(s) cannot be read"
+        if any(_missing_relative_path(problem) for problem in problems):  # e.g. a guide's config run from its folder
+            head += f" (relative paths are read from the current directory, {Path.cwd()})"
+        raise DataError(head, problems)
+
+
+def _missing_relative_path(problem: str) -> bool:
+    """Whether ``problem`` (``[key: ]path: no such file or directory``) is about a relative path."""
+    missing = ": no such file or directory"  # dsft.disk.not_a_file_reason's words for a missing path
+    if not problem.endswith(missing):
+        return False
+    return not Path(problem.removesuffix(missing).split(": ")[-1]).is_absolute()
 
 
 def _ingest_pools(sources: dict[str, list[str]], cfg: DsftConfig, ledger: Ledger, out: Path) -> dict[str, list[Conversation]]:
