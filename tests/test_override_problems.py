@@ -110,3 +110,26 @@ def test_load_time_labels_are_opt_in() -> None:
         load_config(None, ["train.lr=-1"])
     with pytest.raises(ConfigError, match=r"^--set train.lr=-1: 1 problem\(s\)"):
         load_config(None, ["data.train=[a.jsonl]", "train.lr=-1"], set_flags=["train.lr=-1"])
+
+
+@pytest.mark.parametrize("grid, label, problem", [
+    ("train.lr=1e-5,-1", "--grid train.lr=-1 (trial-001)", "train.lr: Input should be greater than 0"),  # load time
+    ("eval.metric=eval_loss,nope", "--grid eval.metric=nope (trial-001)", "eval.metric: unknown metric 'nope'"),
+])
+def test_a_problem_a_grid_value_caused_names_that_value_and_its_trial(
+    tmp_path: Path, run_cli, grid: str, label: str, problem: str,
+) -> None:
+    config = _config(tmp_path)
+    code, out, err = run_cli(["sweep", config, "--grid", grid, "--set", "train.lr=1e-4", "--out", str(tmp_path / "s")])
+    said = " ".join((out + err).split())
+    assert code == 2 and f"error: {label}: 1 problem(s) - {problem}" in said, said
+    assert not (tmp_path / "s").exists(), "refused before any output"
+
+
+def test_a_grid_point_labels_the_file_and_sets_beside_the_grid_value() -> None:
+    assert problems_source("c.yaml", ["eval.steps=7"], ["eval.steps: x", "train.lr: y", "lora.r: z"],
+                           grid=["train.lr=-1"], trial="trial-002") == \
+        "c.yaml and --set eval.steps=7, --grid train.lr=-1 (trial-002)"
+    # A --grid key also given with --set: the grid's value is the one the trial has.
+    assert problems_source("c.yaml", ["train.lr=1e-4"], ["train.lr: y"], grid=["train.lr=-1"], trial="trial-000") == \
+        "--grid train.lr=-1 (trial-000)"

@@ -49,10 +49,12 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return path, value
 
 
-def problems_source(source: str, overrides: Sequence[str], problems: Sequence[str]) -> str:
+def problems_source(source: str, overrides: Sequence[str], problems: Sequence[str], grid: Sequence[str] = (),
+                    trial: str | None = None) -> str:
     """What a config's problems are labelled with: the ``--set`` overrides they name (so the flag that caused them
     is the one pointed at), after ``source`` (the config file, or the command whose built-in config it is) when
     some of the problems name none. Of a key set twice, the later ``--set`` (the value the config has) counts.
+    ``grid``: a sweep trial's ``--grid`` values, applied after ``overrides``, named with the ``trial``.
 
     >>> problems_source("c.yaml", ["eval.metric=nope", "train.lr=1e-4"], ["eval.metric: unknown metric 'nope'"])
     '--set eval.metric=nope'
@@ -60,20 +62,25 @@ def problems_source(source: str, overrides: Sequence[str], problems: Sequence[st
     'c.yaml and --set eval.metric=nope'
     >>> problems_source("c.yaml", ["train.lr=1e-4"], ["eval.metric: unknown metric 'nope'"])
     'c.yaml'
+    >>> problems_source("c.yaml", ["train.lr=1e-4"], ["train.lr: must be > 0"], ["train.lr=-1"], "trial-001")
+    '--grid train.lr=-1 (trial-001)'
     """
     effective: dict[str, str] = {}
-    for text in overrides:
-        key = text.split("=", 1)[0].strip()
-        effective.pop(key, None)  # the later one took effect: keep it, in the order typed
-        effective[key] = text.strip()
+    for flag, texts in (("--set", overrides), ("--grid", grid)):
+        for text in texts:
+            key = text.split("=", 1)[0].strip()
+            effective.pop(key, None)  # the later one took effect: keep it, in the order typed
+            effective[key] = f"{flag} {text.strip()}"
     # A problem names a key as a whole dotted name: eval.metric is not named by eval.metrics or eval.metric_key.
     pattern = {key: re.compile(rf"(?<![\w.]){re.escape(key)}(?!\w)") for key in effective}
-    named = [text for key, text in effective.items() if any(pattern[key].search(p) for p in problems)]
+    named = [label for key, label in effective.items() if any(pattern[key].search(p) for p in problems)]
     if not named:
         return source
-    sets = ", ".join(f"--set {text}" for text in named)
+    flags = ", ".join(named)
+    if trial is not None and any(label.startswith("--grid ") for label in named):
+        flags += f" ({trial})"
     unexplained = any(not any(pattern[key].search(p) for key in effective) for p in problems)
-    return f"{source} and {sets}" if unexplained else sets
+    return f"{source} and {flags}" if unexplained else flags
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

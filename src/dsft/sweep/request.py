@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from dsft.config import DsftConfig, load_config
+from dsft.config.loader import problems_source
 from dsft.data.pipeline import check_inputs
 from dsft.errors import ConfigError, DsftError, UnsupportedError
 from dsft.sweep.report import SWEEP_FILE
@@ -81,8 +82,20 @@ def check_request(request: SweepRequest) -> DsftConfig:
     if (out / SWEEP_FILE).is_file():
         raise DsftError(f"--out {out}: already holds a sweep; choose a new directory (or --collect its results)")
     # Every grid point is validated before any data is read or any model loaded.
-    for params in request.space.grid() if request.sampler == "grid" else []:
-        trial_cfg = request.trial_config(params, None)
-        if request.check is not None:
-            request.check(trial_cfg)
+    for number, params in enumerate(request.space.grid() if request.sampler == "grid" else []):
+        try:
+            trial_cfg = request.trial_config(params, None)
+            if request.check is not None:
+                request.check(trial_cfg)
+        except ConfigError as error:  # labelled with the --grid value (and trial) that caused it, if one did
+            if not error.problems:
+                raise
+            source = problems_source(str(request.config or "config"), request.overrides, error.problems,
+                                     overrides_of(params), trial_name(number))
+            raise ConfigError(f"{source}: {len(error.problems)} problem(s)", error.problems) from None
     return base
+
+
+def trial_name(number: int) -> str:
+    """A trial's run directory name inside the sweep directory: ``trial_name(3) == 'trial-003'``."""
+    return f"trial-{number:03d}"

@@ -31,7 +31,7 @@ from dsft.eval.rewards import build_rewards
 from dsft.models.loading import load_tokenizer
 from dsft.models.resolve import resolve_model
 from dsft.sweep.report import SWEEP_FILE, Sweep, Trial, best_evaluation, choose_best, write_report
-from dsft.sweep.request import SweepRequest, check_request
+from dsft.sweep.request import SweepRequest, check_request, trial_name
 from dsft.training.run import run_training
 from dsft.training.rundir import RunDir
 from dsft.training.setup import check_lora_targets
@@ -99,7 +99,7 @@ def _run_trial(request: SweepRequest, sweep: Sweep, number: int, params: dict[st
                shared: TrialsShared, last_trial: bool, extra: list[TrainerCallback] | None = None) -> Trial:
     """Train one trial; a stop signal ends the sweep after it (:class:`Stopped`) unless it was the last trial
     and the signal let it finish (it came during the final step: the sweep is complete)."""
-    run_dir = request.out / f"trial-{number:03d}"
+    run_dir = request.out / trial_name(number)
     trial = Trial(number, params, str(run_dir))
     cfg = request.trial_config(params, prepared)
     rewards, stop = None, None
@@ -188,7 +188,7 @@ def _write_launch_files(request: SweepRequest, sweep: Sweep, points: list[dict[s
     out = request.out.resolve()
     commands = []
     for number, params in enumerate(points):
-        name = f"trial-{number:03d}"
+        name = trial_name(number)
         save_config(request.trial_config(params, prepared), configs / f"{name}.yaml")
         sweep.trials.append(Trial(number, params, str(out / name)))
         commands.append(f"dsft train {shlex.quote(str(configs.resolve() / (name + '.yaml')))} "
