@@ -63,6 +63,23 @@ def test_json_array_wrapper_single_object_and_jsonl_named_json(tmp_path: Path) -
     assert bad.data is None and "malformed JSON" in bad.error
 
 
+def test_a_json_array_or_wrapper_under_a_jsonl_name_is_read_as_json(tmp_path: Path) -> None:
+    """A pretty-printed array saved as .jsonl (datasets' json loader reads it): every line was a malformed record."""
+    records = [{"conversations": [{"role": "user", "content": f"Q{i}"}, {"role": "assistant", "content": f"A{i}"}]}
+               for i in range(3)]
+    array = tmp_path / "val.jsonl"
+    array.write_text(json.dumps(records, ensure_ascii=False, indent=1), encoding="utf-8")
+    wrapper = tmp_path / "train.jsonl"
+    wrapper.write_text(json.dumps({"data": records}, indent=2), encoding="utf-8")
+    for path in (array, wrapper):
+        read = list(read_records([str(path)]))
+        assert [(r.location, r.error, r.data) for r in read] == [(f"item {i}", None, records[i - 1]) for i in (1, 2, 3)]
+    broken_first_line = tmp_path / "lines.jsonl"  # JSON lines with a damaged first line stay line by line
+    broken_first_line.write_text('{"text": oops}\n{"text": "b"}\n', encoding="utf-8")
+    read = list(read_records([str(broken_first_line)]))
+    assert [r.location for r in read] == ["line 1", "line 2"] and read[0].error and read[1].data == {"text": "b"}
+
+
 def test_csv_rows_and_undecodable_bytes_survive_as_surrogates(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     path.write_bytes(b'question,answer\nq1,"a, with comma"\nq\xff2,a2\n')

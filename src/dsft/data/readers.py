@@ -133,7 +133,7 @@ def read_path(path: Path) -> Iterator[RawRecord]:
         return read_saved_dataset(path)
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        return read_jsonl(path)
+        return read_json(path) if _holds_one_json_document(path) else read_jsonl(path)
     if suffix == ".json":
         return read_json(path)
     if suffix == ".csv":
@@ -175,6 +175,21 @@ def read_jsonl(path: Path) -> Iterator[RawRecord]:
                 raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark some editors write
             if raw.strip():
                 yield _parse_json_line(raw.rstrip(b"\r\n"), source, number)
+
+
+def _holds_one_json_document(path: Path) -> bool:
+    """Whether a ``.jsonl`` file is one JSON array (or ``{"data": [...]}``) spread over lines, as an editor or
+    ``json.dump(..., indent=1)`` writes it: its first non-blank line does not parse alone, and the file opens as an
+    array does. Reading it line by line would reject every line; datasets' json loader reads it whole.
+    """
+    with open(path, "rb") as handle:
+        first = next((line for line in handle if line.strip()), b"").removeprefix(b"\xef\xbb\xbf")
+        head = first + handle.read(256)
+    try:
+        json.loads(first)
+        return False
+    except (ValueError, RecursionError):
+        return _ARRAY_START.match(head.decode("utf-8", errors="replace")) is not None
 
 
 def read_json(path: Path) -> Iterator[RawRecord]:
