@@ -114,3 +114,20 @@ def test_a_relative_path_missing_from_the_current_directory_says_where_it_was_lo
     assert f"relative paths are read from the current directory, {guide}" in said, said
     assert "data.train: guide/data/train.jsonl: no such file or directory" in said, said
     assert not (tmp_path / "o").exists()
+
+
+def test_a_named_validation_file_that_yields_no_record_is_an_error_not_a_run_without_validation(
+        tmp_path: Path, run_cli) -> None:
+    """Every record of data.val rejected (here saved as GBK): training went on with no validation at all, exit 0."""
+    train, val = tmp_path / "train.jsonl", tmp_path / "val.jsonl"
+    train.write_text("".join(json.dumps({"prompt": f"问题{i}", "completion": f"答案{i}"}) + "\n" for i in range(6)),
+                     encoding="utf-8")
+    val.write_bytes("".join(json.dumps({"prompt": f"验证{i}", "completion": f"答案{i}"}, ensure_ascii=False) + "\n"
+                            for i in range(3)).encode("gb18030"))
+    code, stdout, err = run_cli(["data", "prepare", str(train), "--out", str(tmp_path / "o"), "--tokenizer", "deepseek",
+                                 "--set", f"data.val=[{val}]"])
+    said = " ".join(err.split())
+    assert code == 2 and "Traceback" not in err, (stdout, err)
+    assert f"data.val: no records left to validate on: read 3, rejected 3" in said, said
+    assert f"first rejection: {val}:1: not valid UTF-8" in said, said
+    assert (tmp_path / "o" / "rejects.jsonl").is_file()  # written first: it says why

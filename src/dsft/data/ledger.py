@@ -34,6 +34,9 @@ class Ledger:
     formats: Counter[str] = field(default_factory=Counter)  # input form -> records read in it
     scores: dict[str, dict[str, Any]] = field(default_factory=dict)  # score name -> distribution
     augment_skipped: Counter[str] = field(default_factory=Counter)  # attempts that generated nothing, by reason
+    # What each split's own files (data.train or the inputs, data.val, data.test) gave: records read, rejections.
+    read_by_split: Counter[str] = field(default_factory=Counter)
+    rejected_by_split: dict[str, list[Rejection]] = field(default_factory=dict)
 
     def record(self, step: str, result: StepResult) -> list[Conversation]:
         """Book what ``step`` removed (the step is listed even when it removed nothing); return what it kept."""

@@ -124,7 +124,22 @@ def prepare(
             f"removed {sum(report['removed'].values())}, kept {report['kept']} "
             f"(splits {report['splits']}; see {out / REPORT_FILE} and {out / 'rejects.jsonl'}){why}"
         )
+    for name in ("val", "test"):
+        if sources[name] and not splits[name]:  # asked for by name: an empty one would go unnoticed (no eval, no test)
+            raise _named_split_left_empty(name, sources[name], ledger, out)
     return Prepared(splits, report, out)
+
+
+def _named_split_left_empty(name: str, files: list[str], ledger: Ledger, out: Path) -> DataError:
+    """``data.val`` / ``data.test`` named files and none of their records is left: why, as the train check says."""
+    purpose = {"val": "validate on", "test": "test on"}[name]
+    rejected = ledger.rejected_by_split.get(name, [])
+    why = f"; first rejection: {rejected[0].where}: {'; '.join(rejected[0].reasons)}" if rejected else ""
+    if not why:
+        why = "; removed by cleaning (deduplicated against train, or filtered)" if ledger.read_by_split[name] else \
+            ": the files hold no records"
+    return DataError(f"data.{name}: no records left to {purpose}: read {ledger.read_by_split[name]}, rejected "
+                     f"{len(rejected)} ({', '.join(files)}; see {out / REPORT_FILE} and {out / 'rejects.jsonl'}){why}")
 
 
 def training_sources(cfg: DsftConfig, inputs: list[str] | None = None) -> list[str]:
@@ -210,6 +225,8 @@ def _ingest_pools(sources: dict[str, list[str]], cfg: DsftConfig, ledger: Ledger
         ingested = ingest(sources[name], cfg.data.format, cfg.data.columns)
         ledger.read += ingested.read
         ledger.rejections += ingested.rejections
+        ledger.read_by_split[name] += ingested.read
+        ledger.rejected_by_split[name] = ingested.rejections
         ledger.formats.update(ingested.formats)
         pools[name] = ingested.conversations
     for conversation in pools["train"]:
