@@ -67,6 +67,47 @@ def test_a_config_dsft_train_would_refuse_starts_nothing_and_lists_every_problem
     assert not (runs_root / ".dsft-ui").exists() or not list((runs_root / ".dsft-ui").iterdir())
 
 
+@pytest.fixture
+def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The dashboard's own current directory, outside the runs root (where `dsft train` runs)."""
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    return cwd
+
+
+def test_a_relative_prepared_dir_in_an_extra_line_is_read_under_the_runs_root(
+    client: TestClient, runs_root: Path, elsewhere: Path,
+) -> None:
+    """`dsft train` runs in the runs root: the form checked `data.prepared_dir=prep` in the dashboard's current
+    directory, found no validation split there and refused early stopping that the run would have had."""
+    prep = runs_root / "prep"
+    prep.mkdir()
+    for split in ("train", "val"):
+        (prep / f"{split}.jsonl").write_text((runs_root / "d.jsonl").read_text(encoding="utf-8"), encoding="utf-8")
+    (prep / "data_report.json").write_text("{}", encoding="utf-8")
+    extra = "data.prepared_dir=prep\neval.early_stopping_patience=2\neval.metric=nope"  # the last: nothing starts
+    response = client.post("/api/runs", headers=POST, json={**FORM, "extra": extra})
+    error = response.json()["error"]
+    assert response.status_code == 400 and "eval.metric: unknown metric 'nope'" in error, response.text
+    assert "needs validation data" not in error and "1 problem(s)" in error, error
+
+
+def test_relative_data_files_in_extra_lines_are_checked_under_the_runs_root(
+    client: TestClient, runs_root: Path, elsewhere: Path,
+) -> None:
+    """A data file the run would not find is refused in the form (it was accepted, and `dsft train` failed in its
+    log); one under the runs root is found, wherever the dashboard was started."""
+    (runs_root / "v.jsonl").write_text((runs_root / "d.jsonl").read_text(encoding="utf-8"), encoding="utf-8")
+    (elsewhere / "w.jsonl").write_text((runs_root / "d.jsonl").read_text(encoding="utf-8"), encoding="utf-8")
+    before = sorted(p.name for p in runs_root.iterdir())
+    response = client.post("/api/runs", headers=POST, json={**FORM, "extra": "data.val=[v.jsonl, w.jsonl]"})
+    error = response.json()["error"]
+    assert response.status_code == 400 and "data.val: " in error and "w.jsonl: no such file" in error, response.text
+    assert error.count("no such file") == 1, error  # v.jsonl, under the root, is found
+    assert sorted(p.name for p in runs_root.iterdir()) == before
+
+
 def test_stop_refuses_a_run_it_did_not_start(client: TestClient) -> None:
     response = client.post("/api/run/stop", params={"run": "alpha"}, headers=POST)
     assert response.status_code == 400 and "not started from this dashboard" in response.json()["error"]
@@ -177,4 +218,16 @@ def test_a_prepared_directory_trains_alone(client: TestClient, runs_root: Path) 
 
 def test_key_value_lines_may_name_paths_inside_the_root(client: TestClient, runs_root: Path) -> None:
     _, cfg = launch.build_config(runs_root, {**FORM, "extra": "data.val=[d.jsonl]\ntrain.warmup_ratio=0"})
-    assert cfg.data.val == ["d.jsonl"] and cfg.train.warmup_ratio == 0
+    assert cfg.data.val == [str(runs_root.resolve() / "d.jsonl")] and cfg.train.warmup_ratio == 0  # where the run reads it
+
+
+def test_every_path_key_the_dashboard_resolves_is_a_config_key() -> None:
+    from dsft.config import DsftConfig
+    from dsft.config.loader import _model_in
+    from dsft.ui.paths import PATH_KEYS
+
+    for key in PATH_KEYS:
+        model = DsftConfig
+        for part in (p for p in key.split(".") if p != "*"):
+            assert model is not None and part in model.model_fields, key
+            model = _model_in(model.model_fields[part].annotation)

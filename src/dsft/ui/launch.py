@@ -1,7 +1,9 @@
 """New runs from the dashboard: a form's fields -> a validated config -> a detached ``dsft train`` process.
 
 The config is built from ``--set`` style overrides and loaded by :func:`dsft.config.load_config` (the CLI's
-loader, one error listing every problem), then by the preflight ``dsft train`` runs before it reads data
+loader, one error listing every problem), its relative paths made absolute under the runs root (where
+``dsft train`` runs: :func:`dsft.ui.paths.paths_under_root`), then by the data-input check and the preflight
+``dsft train`` runs before it reads data
 (:func:`dsft.plan.preflight.preflight_problems`: settings that contradict each other or this machine) and its
 refusal of what needs a launcher (:func:`dsft.training.preflight.unlaunched_problems`), all before anything
 starts: a config the started ``dsft train`` would refuse is refused in the form, its problems listed there. The run directory gets the resolved ``config.yaml`` and ``dsft train`` is started on it in a new
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dsft.config import dump_config, load_config
+from dsft.data.pipeline import input_problems
 from dsft.errors import ConfigError, DsftError
 from dsft.models.gguf_source import OLLAMA_PREFIX, ollama_models, resolve_ollama
 from dsft.models.tiny import TINY_PRESETS
@@ -28,7 +31,7 @@ from dsft.plan.preflight import preflight_problems
 from dsft.training.environment import Environment
 from dsft.training.preflight import unlaunched_problems
 from dsft.ui import processes, runs
-from dsft.ui.paths import config_paths_inside, inside_root, relative_name
+from dsft.ui.paths import config_paths_inside, inside_root, paths_under_root, relative_name
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}(/[A-Za-z0-9][A-Za-z0-9._-]{0,63}){0,2}$")
 FIELDS = {  # form field -> config key
@@ -109,9 +112,10 @@ def build_config(root: Path, form: dict[str, Any]) -> tuple[str, Any]:
     sets += [line.strip() for line in str(form.get("extra") or "").splitlines() if line.strip()]
     cfg = load_config(None, sets)
     config_paths_inside(root, cfg, load_config(None, []))  # `key=value` lines included
+    cfg = paths_under_root(root, cfg)  # `dsft train` runs in the root: a relative path is checked (and kept) there
     # What the started `dsft train` checks before anything loads, on the machine (and environment) it inherits.
     env = Environment.this_machine()
-    problems = preflight_problems(cfg, env) + unlaunched_problems(cfg, env)
+    problems = input_problems(cfg) + preflight_problems(cfg, env) + unlaunched_problems(cfg, env)
     if problems:
         raise ConfigError(f"{len(problems)} problem(s) with this config on this machine", problems)
     return name, cfg

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from dsft.config import DsftConfig
+from dsft.config.loader import validate_config
 from dsft.errors import DsftError
 
 
@@ -69,3 +71,36 @@ def config_paths_inside(root: Path, cfg: Any, defaults: Any) -> None:
             if resolved != base and base not in resolved.parents:
                 raise OutsideRoot(f"{key}: {item} is outside the runs root; the dashboard reads and writes only "
                                   "under it")
+
+
+# The config keys a run reads as paths of this machine, relative ones from its current directory (``*``: every
+# item of a list). model.name_or_path is not among them: a relative-looking value there is a hub id.
+PATH_KEYS = ("model.cache_dir", "data.train", "data.val", "data.test", "data.mix.*.path", "data.prepared_dir",
+             "data.clean.relevance_references", "data.augment.synonyms_zh", "data.augment.synonyms_en",
+             "data.augment.cache", "data.augment.templates.*.table", "data.distill.cache")
+
+
+def _absolute_under(base: Path, node: Any, parts: list[str]) -> Any:
+    """``node`` with the relative paths at the dotted ``parts`` below it made absolute under ``base``."""
+    if not parts:
+        if isinstance(node, list):
+            return [_absolute_under(base, item, []) for item in node]
+        if isinstance(node, str) and node and not Path(node).expanduser().is_absolute():
+            return str(base / node)
+        return node
+    if parts[0] == "*":
+        return [_absolute_under(base, item, parts[1:]) for item in node] if isinstance(node, list) else node
+    if isinstance(node, dict) and parts[0] in node:
+        node[parts[0]] = _absolute_under(base, node[parts[0]], parts[1:])
+    return node
+
+
+def paths_under_root(root: Path, cfg: DsftConfig) -> DsftConfig:
+    """``cfg`` with every relative path (:data:`PATH_KEYS`) made absolute under ``root``: the dashboard's runs
+    run there, so that is where a relative path typed in a form means; resolved before the form's checks, which
+    would otherwise look for it in the dashboard's own current directory."""
+    raw = cfg.model_dump(mode="json")
+    base = root.resolve()
+    for key in PATH_KEYS:
+        _absolute_under(base, raw, key.split("."))
+    return validate_config(raw)
