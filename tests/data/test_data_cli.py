@@ -131,3 +131,23 @@ def test_a_named_validation_file_that_yields_no_record_is_an_error_not_a_run_wit
     assert f"data.val: no records left to validate on: read 3, rejected 3" in said, said
     assert f"first rejection: {val}:1: not valid UTF-8" in said, said
     assert (tmp_path / "o" / "rejects.jsonl").is_file()  # written first: it says why
+
+
+def test_a_prepared_directory_given_as_input_is_refused_naming_data_prepared_dir(tmp_path: Path, run_cli) -> None:
+    """Read whole, its val and test splits joined the training data (and its report was one rejected record), exit 0."""
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    for split in ("train", "val"):
+        (prepared / f"{split}.jsonl").write_text(json.dumps({"messages": [
+            {"role": "user", "content": f"{split} q"}, {"role": "assistant", "content": "a"}]}) + "\n")
+    (prepared / "data_report.json").write_text('{"read": 2}')
+    config = tmp_path / "c.yaml"
+    config.write_text(f"data:\n  train: [{tmp_path / 'raw.jsonl'}]\n  val: [{prepared}]\n")
+    (tmp_path / "raw.jsonl").write_text('{"prompt": "p", "completion": "c"}\n')
+    for argv, key in ((["data", "prepare", str(prepared)], f"{prepared}:"),
+                      (["data", "prepare", "--config", str(config)], f"data.val: {prepared}:")):
+        code, stdout, err = run_cli([*argv, "--out", str(tmp_path / "o"), "--tokenizer", "deepseek"])
+        said = " ".join(err.split())
+        assert code == 2 and "Traceback" not in err, (stdout, err)
+        assert f"{key} a directory written by dsft data prepare" in said and "data.prepared_dir" in said, said
+        assert not (tmp_path / "o").exists()

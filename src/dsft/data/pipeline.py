@@ -173,11 +173,21 @@ def input_problems(cfg: DsftConfig, inputs: list[str] | None = None) -> list[str
     for key, pattern in named:
         try:
             expand_inputs([pattern])
+            _refuse_prepared_dir(pattern)
         except DataError as exc:
             problems.append(f"{key}: {exc}" if key else str(exc))
     if cfg.train.objective == "sft":  # other objectives read neither (and refuse these keys)
         problems += _cleaning_and_augment_file_problems(cfg)
     return problems
+
+
+def _refuse_prepared_dir(pattern: str) -> None:
+    """A directory ``dsft data prepare`` wrote, named as input: read whole, its train, val and test splits would be
+    merged and split again (validation records trained on) and its report read as a record."""
+    if (Path(pattern) / REPORT_FILE).is_file():
+        raise DataError(f"{pattern}: a directory written by dsft data prepare; reading all of it would mix its train, "
+                        f"val and test splits: train on it as prepared with data.prepared_dir: {pattern}, or name one "
+                        f"split file, e.g. {Path(pattern) / 'train.jsonl'}")
 
 
 def _cleaning_and_augment_file_problems(cfg: DsftConfig) -> list[str]:
