@@ -133,3 +133,14 @@ def test_a_grid_point_labels_the_file_and_sets_beside_the_grid_value() -> None:
     # A --grid key also given with --set: the grid's value is the one the trial has.
     assert problems_source("c.yaml", ["train.lr=1e-4"], ["train.lr: y"], grid=["train.lr=-1"], trial="trial-000") == \
         "--grid train.lr=-1 (trial-000)"
+
+
+@pytest.mark.parametrize("command", [["data", "prepare"], ["data", "augment"], ["data", "distill"]])
+def test_the_data_commands_name_the_set_too(tmp_path: Path, run_cli, command: list[str]) -> None:
+    config = _config(tmp_path)
+    data = str(tmp_path / "d.jsonl")
+    code, out, err = run_cli([*command, data, "--config", config, "--out", str(tmp_path / "out"),
+                              "--set", "data.val_ratio=2"])
+    said = " ".join((out + err).split())
+    assert code == 2 and "--set data.val_ratio=2: 1 problem(s) - data.val_ratio: " in said, said
+    assert not (tmp_path / "out").exists()

@@ -60,7 +60,7 @@ def prepare_command(
     from dsft.config import load_config
     from dsft.disk import removed_when_stopped
 
-    cfg = load_config(config, set_)
+    cfg = load_config(config, set_, set_flags=set_)
     with removed_when_stopped(out):  # a stopped preparation leaves no half-written directory
         _prepare(cfg, inputs, out, tokenizer, overwrite)
 
@@ -182,7 +182,7 @@ def inspect_command(
 
     if template is not None:
         check_template_name(template, "--template")  # before the tokenizer loads
-    cfg = load_config(config, prepared_defaults(source) + list(set_) if config is None else set_)
+    cfg = load_config(config, prepared_defaults(source) + list(set_) if config is None else set_, set_flags=set_)
     conversation = pick_conversation(source, index, cfg)
     name = template or cfg.template.name
     # A prepared directory renders with the tokenizer that counted its tokens, unless told otherwise; with

@@ -23,7 +23,7 @@ def augment_command(
     from dsft.config import load_config
     from dsft.data.augment import augment_files
 
-    cfg = load_config(config, set_)
+    cfg = load_config(config, set_, set_flags=set_)
     report = augment_files(cfg, list(inputs or cfg.data.train), out, overwrite=overwrite)
     _print_ledger("dsft data augment", report, out / "augment_report.json")
 
@@ -44,7 +44,7 @@ def distill_command(
     from dsft.eval.answer_check import answer_checker
 
     flags = [f"data.distill.endpoint.{key}={value}" for key, value in (("base_url", base_url), ("model", model)) if value]
-    cfg = load_config(config, [*set_, *flags])
+    cfg = load_config(config, [*set_, *flags], set_flags=set_)  # the flags' own values are named by their keys
     settings = cfg.data.distill
     report = distill_files(settings, list(inputs), out, answer_checker(settings.verify, settings.f1_min),
                            overwrite=overwrite)
