@@ -135,3 +135,21 @@ def test_a_vllm_config_served_here_with_engine_transformers_leaves_its_vllm_sett
     with pytest.raises(SystemExit) as info:
         main(["serve", str(tmp_path / "absent-model"), "--config", str(contradictory)])
     assert info.value.code == 2 and "apply to serve.engine: vllm only" in capsys.readouterr().err
+
+
+def test_a_run_is_served_with_its_own_config_serve_section(lora_run_dir: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """A guide's `serve: {served_model_name: reservoir-qa}` went unread by `dsft serve RUN` (served as the directory's
+    name) unless --config named the file again; export reads the run's own config, and so does serve now."""
+    import shutil
+
+    run = tmp_path / "000"
+    shutil.copytree(lora_run_dir, run)
+    (run / "config.yaml").write_text("serve:\n  served_model_name: reservoir-qa\n  port: 8123\n", encoding="utf-8")
+    argv = vllm_argv(capsys, str(run))
+    assert option(argv, "--served-model-name") == "reservoir-qa-base" and option(argv, "--port") == "8123"
+    assert f"reservoir-qa={run / 'final'}" in argv
+    other = tmp_path / "other.yaml"
+    other.write_text("serve:\n  served_model_name: other\n", encoding="utf-8")
+    argv = vllm_argv(capsys, str(run), "--config", str(other), "--port", "9002")  # --config, then flags, win
+    assert option(argv, "--served-model-name") == "other-base" and option(argv, "--port") == "9002"

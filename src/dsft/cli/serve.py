@@ -12,6 +12,7 @@ import typer
 from dsft.cli import stopping
 
 if TYPE_CHECKING:
+    from dsft.config.schema import ServeConfig
     from dsft.serve.settings import ServeSettings
 
 ADAPTER_HELP = "A named LoRA adapter, NAME=PATH (an adapter directory or a LoRA run); repeatable."
@@ -45,7 +46,8 @@ def serve(
     max_batch: int | None = typer.Option(None, "--max-batch", help="Requests generated together in one batch."),
     quantize: str | None = typer.Option(None, "--quantize", help="int8: dynamic int8 weights for CPU serving."),
     dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16."),
-    config: Path | None = typer.Option(None, "--config", help="YAML whose `serve:` section gives the defaults."),
+    config: Path | None = typer.Option(None, "--config", help="YAML whose `serve:` section gives the defaults "
+                                       "[default: a run directory's own config.yaml, else the schema's]."),
     dry_run: bool = typer.Option(False, "--dry-run", help="vllm engine: print the command instead of running it."),
     base_model: str | None = typer.Option(None, "--base-model", help="Where a moved LoRA run finds its base model (directory, hub id or tiny preset) [default: as recorded in run.json]."),
     allow_unauthenticated: bool = typer.Option(
@@ -54,12 +56,11 @@ def serve(
 ) -> None:
     """Serve an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models, /generate, /health)."""
     stopping.restore()  # SIGTERM: uvicorn shuts the server down
-    from dsft.config import load_config
     from dsft.errors import DsftError
     from dsft.export.source import check_source
     from dsft.serve.settings import ServeSettings, check_open_bind
 
-    serve_cfg = load_config(config).serve  # the schema's defaults when no file is given
+    serve_cfg = serve_defaults(model_or_run, config)
     engine_from_flag = engine is not None
     engine = engine or serve_cfg.engine
     if engine not in ("transformers", "vllm"):
@@ -98,6 +99,19 @@ def serve(
 
     run_server(build_engine(model_or_run, adapter, settings, quantize=quantize, dtype=dtype,
                             base_model=base_model), settings)
+
+
+def serve_defaults(model_or_run: str, config: Path | None) -> "ServeConfig":
+    """The `serve:` section that supplies defaults: --config's, else a run directory's own config.yaml's (as
+    `dsft export` takes its `export:` section), else the schema's."""
+    from dsft.config import load_config
+    from dsft.training.rundir import RunDir
+
+    if config is not None:
+        return load_config(config).serve
+    if RunDir.is_run(model_or_run) and RunDir(model_or_run).config_path.is_file():
+        return RunDir(model_or_run).config.serve
+    return load_config(None).serve
 
 
 def _serve_vllm(model_or_run: str, adapter: list[str], settings: "ServeSettings", parallel: tuple[int, int],
