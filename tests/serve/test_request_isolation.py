@@ -151,11 +151,16 @@ def test_a_misspelt_field_or_a_turn_without_content_is_400_naming_it(tokenizer: 
         # other OpenAI and vLLM parameters dsft does not act on are still accepted, as vLLM accepts them
         tolerated = httpx.post(server.base_url + "/v1/chat/completions", timeout=60,
                                json=_ask(user="u1", presence_penalty=0.1, top_k=5, logprobs=False, store=False))
+        # guide 004's FastAPI endpoint read `prompt` from the query string; here the body is JSON, and it says so
+        in_query = httpx.post(server.base_url + "/generate", params={"prompt": "hi", "max_tokens": 4}, timeout=60)
     for answer, (_, _, message) in zip(answers, MISTAKES):
         assert answer.status_code == 400, answer.text
         assert answer.json()["error"]["message"] == message
         assert answer.json()["error"]["param"] == message.split(":")[0]
     assert tolerated.status_code == 200, tolerated.text
+    assert in_query.status_code == 400 and in_query.json()["error"]["message"] == (
+        "body: missing; send the fields as a JSON body (content-type: application/json), e.g. {\"prompt\": \"...\"}; "
+        "query parameters (prompt, max_tokens) are not read"), in_query.text
 
 
 def test_a_body_over_the_cap_is_413_and_a_long_prompt_does_not_stall_health(tokenizer: Any) -> None:

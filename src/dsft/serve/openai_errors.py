@@ -76,6 +76,20 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     return "; ".join(problems) or "invalid request", first_param
 
 
+def _body_missing(exc: RequestValidationError) -> bool:
+    return any(err.get("type") == "missing" and tuple(err.get("loc", ())) == ("body",) for err in exc.errors())
+
+
+def _missing_body_message(request: Request) -> str:
+    """No body at all: say the fields go in a JSON body, and that query parameters sent instead are not read
+    (a FastAPI handler such as ``def generate(prompt: str)`` takes them from the query string)."""
+    example = '{"messages": [...]}' if request.url.path.endswith("/chat/completions") else '{"prompt": "..."}'
+    message = f"body: missing; send the fields as a JSON body (content-type: application/json), e.g. {example}"
+    if request.query_params:
+        message += f"; query parameters ({', '.join(dict.fromkeys(request.query_params.keys()))}) are not read"
+    return message
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Answer every error (ours, FastAPI's validation, HTTP errors) in OpenAI's shape."""
 
@@ -84,8 +98,10 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status, exc.message, exc.param, exc.code)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         # OpenAI and vLLM answer malformed bodies with 400, not FastAPI's default 422.
+        if _body_missing(exc):
+            return error_response(400, _missing_body_message(request), None, "invalid_request")
         message, param = _validation_message(exc)
         return error_response(400, message, param, "invalid_request")
 
