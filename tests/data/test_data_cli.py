@@ -151,3 +151,15 @@ def test_a_prepared_directory_given_as_input_is_refused_naming_data_prepared_dir
         assert code == 2 and "Traceback" not in err, (stdout, err)
         assert f"{key} a directory written by dsft data prepare" in said and "data.prepared_dir" in said, said
         assert not (tmp_path / "o").exists()
+
+
+def test_an_embedding_model_that_is_none_is_refused_before_out_is_created(tmp_path: Path, run_cli) -> None:
+    """guide 002's BERT check with the guide's `bert-base-chinese`: refused, but only after --out was made."""
+    data = tmp_path / "qa.jsonl"
+    data.write_text('{"Question": "q", "Complex_CoT": "t", "Response": "a"}\n', encoding="utf-8")
+    code, stdout, err = run_cli(["data", "prepare", str(data), "--out", str(tmp_path / "o"), "--tokenizer", "deepseek",
+                                 "--set", "data.clean.semantic.embedding_model=bert-base-chinese"])
+    said = " ".join(err.split())
+    assert code == 2 and "Traceback" not in err, (stdout, err)
+    assert "data.clean.semantic.embedding_model: 'bert-base-chinese' is neither 'multilingual-e5-small'" in said, said
+    assert not (tmp_path / "o").exists()

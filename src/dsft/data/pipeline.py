@@ -196,6 +196,10 @@ def _cleaning_and_augment_file_problems(cfg: DsftConfig) -> list[str]:
     problems = []
     if settings.relevance_references and settings.relevance_min > 0:
         problems += relevance.reference_problems(settings.relevance_references)
+    model = settings.semantic.embedding_model
+    model_problem = semantic.embedding_model_problem(model) if model else None
+    if model_problem:
+        problems.append(model_problem)
     try:
         augment.check_synonym_sources(cfg.data.augment)
     except DsftError as exc:

