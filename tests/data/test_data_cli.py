@@ -213,3 +213,17 @@ def test_a_prepared_dir_from_other_inputs_than_data_train_is_refused_before_the_
 
     assert input_problems(load_config(config, [f"data.prepared_dir={same}"])) == []  # prepared from data.train
     assert input_problems(load_config(config, [f"data.prepared_dir={other}", "data.train=[]"])) == []
+
+
+def test_no_training_record_left_names_the_first_removal_too(tmp_path: Path, run_cli) -> None:
+    """The training file given again as data.val: deduplication keeps the validation copies, and the error said only
+    'removed by exact_dedup 6', not of what."""
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps({"prompt": f"q{i}", "completion": f"a{i}"}) + "\n" for i in range(6)))
+    val = tmp_path / "val.jsonl"
+    val.write_text(train.read_text())
+    code, stdout, err = run_cli(["data", "prepare", str(train), "--out", str(tmp_path / "o"), "--tokenizer", "deepseek",
+                                 "--set", f"data.val=[{val}]"])
+    said = " ".join(err.split())
+    assert code == 2 and "removed by exact_dedup 6" in said, said
+    assert f"first removed: {train}:1: exact duplicate of {val}:1" in said, said

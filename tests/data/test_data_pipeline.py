@@ -140,7 +140,7 @@ def test_nothing_left_is_an_error_after_the_report(tmp_path: Path, tokenizer, wr
     empty.write_text("")
     with pytest.raises(DataError, match="read 0, .*: the inputs hold no records"):
         prepare(load_config(), tokenizer, tmp_path / "out4", [str(empty)])
-    with pytest.raises(DataError, match="removed 2, kept 0 .*; removed by length_filter 2$"):
+    with pytest.raises(DataError, match="removed 2, kept 0 .*; removed by length_filter 2; first removed: .*two.jsonl:1: "):
         prepare(load_config(None, ["data.clean.max_tokens=1"]), tokenizer, tmp_path / "out5",
                 [str(write_jsonl(tmp_path / "two.jsonl", [{"prompt": "a b c d e", "completion": "f g h i j"},
                                                           {"prompt": "k l m n o", "completion": "p q r s t"}]))])

@@ -120,6 +120,8 @@ def prepare(
         removed = [f"{step} {count}" for step, count in report["removed"].items() if count]
         if removed:
             why += f"; removed by {', '.join(removed)}"
+            first_removed = next(item for items in ledger.removed.values() for item in items)
+            why += f"; first removed: {first_removed.conversation.meta.get('origin', '?')}: {first_removed.reason}"
         raise DataError(
             f"no records left to train on: read {report['read']}, rejected {report['rejected']}, "
             f"removed {sum(report['removed'].values())}, kept {report['kept']} "
