@@ -42,7 +42,8 @@ def test_inspect_any_format_file_with_a_tiny_model_tokenizer(tiny_model_dir, fix
      (["data", "inspect", "{bad}", "--index", "5", "--tokenizer", "deepseek", "--template", "deepseek-v3"],
       "no record at --index 5"),
      (["data", "inspect", "{bad}", "--index", "1", "--tokenizer", "deepseek", "--template", "deepseek-v3"],
-      "record 1 is invalid"),
+      # the place (line 2) and the --index that picked it, not a second, 0-based "record 1"
+      "bad.jsonl:2: the record at --index 1 is invalid (another: --index N)"),
      (["data", "inspect", "{bad}", "--tokenizer", "deepseek", "--template", "nope"], "unknown template")],
 )
 def test_user_errors_exit_2_without_traceback(tmp_path: Path, run_cli, argv: list[str], message: str) -> None:

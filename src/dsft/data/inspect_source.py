@@ -47,6 +47,6 @@ def pick_conversation(source: Path, index: int, cfg: Any) -> Conversation:
             continue
         parsed = parse_record(raw, cfg.data.format, cfg.data.columns)
         if isinstance(parsed, Rejection):
-            raise DataError(f"{raw.where}: record {index} is invalid", parsed.reasons)
+            raise DataError(f"{raw.where}: the record at --index {index} is invalid (another: --index N)", parsed.reasons)
         return parsed[1]
     raise DataError(f"{target}: no record at --index {index} (indices start at 0)")
