@@ -33,27 +33,27 @@ def test_a_finished_run_says_done() -> None:
     assert lines[0].startswith("[bold green]done[/] 11 steps") and "validation loss 2.0000 -> 1.5000" in lines[1]
 
 
-@pytest.mark.parametrize(("signum", "status", "name"), [(signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")])
-def test_a_stopped_run_exits_128_plus_the_signal_after_its_summary(tmp_path: Path, run_cli, monkeypatch,
-                                                                   signum: int, status: int, name: str) -> None:
+def _train(tmp_path: Path, run_cli, monkeypatch, result) -> tuple[int, str, str]:  # noqa: ANN001
+    """``dsft train`` on one conversation, with run_training returning ``result``: the training itself is
+    tests/training/test_stop_signal.py's; here, what the command makes of its result."""
     data = tmp_path / "d.jsonl"
     data.write_text(json.dumps({"messages": [{"role": "user", "content": "Q?"},
                                              {"role": "assistant", "content": "A."}]}) + "\n", encoding="utf-8")
-    # The training itself is tests/training/test_stop_signal.py's; here: what the command makes of its result.
-    monkeypatch.setattr(dsft.training.run, "run_training", lambda *a, **kw: _result(signum))
-    code, out, err = run_cli(["train", "/dev/null", "--out", str(tmp_path / "run"), "--set",
-                              "model.name_or_path=tiny-deepseek-v3", "--set", f"data.train=[{data}]"])
+    monkeypatch.setattr(dsft.training.run, "run_training", lambda *a, **kw: result)
+    return run_cli(["train", "/dev/null", "--out", str(tmp_path / "run"), "--set",
+                    "model.name_or_path=tiny-deepseek-v3", "--set", f"data.train=[{data}]"])
+
+
+@pytest.mark.parametrize(("signum", "status", "name"), [(signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")])
+def test_a_stopped_run_exits_128_plus_the_signal_after_its_summary(tmp_path: Path, run_cli, monkeypatch,
+                                                                   signum: int, status: int, name: str) -> None:
+    code, out, err = _train(tmp_path, run_cli, monkeypatch, _result(signum))
     assert code == status, err
     assert f"stopped ({name}) after 11 steps" in out and "--resume auto" in out
     assert "Traceback" not in out + err and "error" not in err
 
 
 def test_a_finished_run_exits_0(tmp_path: Path, run_cli, monkeypatch) -> None:
-    data = tmp_path / "d.jsonl"
-    data.write_text(json.dumps({"messages": [{"role": "user", "content": "Q?"},
-                                             {"role": "assistant", "content": "A."}]}) + "\n", encoding="utf-8")
-    monkeypatch.setattr(dsft.training.run, "run_training", lambda *a, **kw: _result(None))
-    code, out, err = run_cli(["train", "/dev/null", "--out", str(tmp_path / "run"), "--set",
-                              "model.name_or_path=tiny-deepseek-v3", "--set", f"data.train=[{data}]"])
+    code, out, err = _train(tmp_path, run_cli, monkeypatch, _result(None))
     assert code == 0, err
     assert "done 11 steps" in out

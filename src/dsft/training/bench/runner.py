@@ -36,6 +36,7 @@ from dsft.errors import DsftError
 from dsft.models.loading import load_tokenizer
 from dsft.models.resolve import resolve_model
 from dsft.training.bench.synthetic import LENGTH_MIXES, make_examples
+from dsft.training.bench.systems import bench_precision
 from dsft.training.environment import cpu_multiplies_bf16
 from dsft.training.loss import LOSS_DTYPES
 
@@ -148,9 +149,8 @@ def run_bench(
         raise DsftError("bench --dsft-option liger: Liger's kernels are Triton kernels for CUDA; this machine has no GPU")
     loss_chunk_size = loss_chunk_size or TrainConfig().loss_chunk_size
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    if precision == "auto":
-        precision = "fp32" if device == "cpu" else "bf16"
-    elif precision == "bf16" and device == "cpu" and not cpu_multiplies_bf16():
+    precision = bench_precision(precision, device)
+    if precision == "bf16" and device == "cpu" and not cpu_multiplies_bf16():
         raise DsftError("bench --precision bf16: this CPU has no bf16 matrix instructions (AVX512-BF16 or AMX); "
                         "use fp32")
     model_dir = resolve_model(model)

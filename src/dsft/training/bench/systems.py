@@ -139,13 +139,20 @@ def metered(trainer_cls: type, meter: Meter, credit: dict[tuple[int, ...], int] 
     return MeteredTrainer
 
 
+def bench_precision(precision: str, device: str) -> str:
+    """``--precision`` for ``device``: ``auto`` is fp32 on CPU and bf16 on GPU; fp32 and bf16 stay as named."""
+    if precision == "auto":
+        return "fp32" if device == "cpu" else "bf16"
+    return precision
+
+
 def common_args(spec: dict[str, Any], device: str) -> dict[str, Any]:
     """TrainingArguments every system shares."""
     return {
         "output_dir": spec["work_dir"], "max_steps": spec["steps"] + 1, "learning_rate": spec["lr"],
         "lr_scheduler_type": "constant", "warmup_steps": 0, "logging_steps": 1, "save_strategy": "no",
         "report_to": [], "seed": spec["seed"], "disable_tqdm": True, "use_cpu": device == "cpu",
-        "bf16": spec.get("precision", "fp32" if device == "cpu" else "bf16") == "bf16", "dataloader_num_workers": 0,
+        "bf16": bench_precision(spec.get("precision", "auto"), device) == "bf16", "dataloader_num_workers": 0,
         # Off for every system, as dsft train sets it: on, the Trainer reads each micro-batch's loss back
         # (a host-device sync after every backward) to replace a NaN with the running mean.
         "logging_nan_inf_filter": False,

@@ -19,7 +19,7 @@ from dsft.config.schema import LoraConfig
 from dsft.models.loading import load_model, load_tokenizer
 from dsft.models.lora import apply_lora
 from dsft.training.bench.profiling import StepProfiler
-from dsft.training.bench.systems import BUILDERS, Meter, summarize
+from dsft.training.bench.systems import BUILDERS, Meter, bench_precision, summarize
 
 
 def peak_memory_bytes(device: str) -> int:
@@ -37,7 +37,8 @@ def run_system(spec: dict[str, Any]) -> dict[str, Any]:
     tokenizer = load_tokenizer(spec["model_dir"])
     full = spec["method"] == "full"
     # As dsft train: LoRA keeps the frozen base in the training precision, a full fine-tune fp32 master weights.
-    bf16_base = spec.get("precision", "fp32" if not torch.cuda.is_available() else "bf16") == "bf16" and not full
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    bf16_base = bench_precision(spec.get("precision", "auto"), device) == "bf16" and not full
     model = load_model(spec["model_dir"], dtype="bfloat16" if bf16_base else "float32")
     model.config.use_cache = False
     if not full:
