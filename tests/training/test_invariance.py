@@ -215,3 +215,45 @@ def test_segment_attention_gets_no_mask_for_a_packed_row(arch: str, monkeypatch:
     assert received and all(mask is not None and mask.dim() == 4 for mask in received)
     torch.testing.assert_close(logits[0, :9], separate[0], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(logits[1], separate[1], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("window", [6, 30])
+def test_segment_attention_keeps_a_sliding_window(window: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sliding-window layer on a packed row attends only within its window: logits and gradients equal
+    separate forwards. With a window shorter than the longest example (20 tokens) that takes sdpa with the
+    window's mask (the segment path ignored it: logits 0.15 off); with a window no example exceeds, the
+    window excludes nothing and the segment path runs."""
+    from dsft.training import segment_attention
+
+    def sliding_qwen2(attn: str) -> torch.nn.Module:
+        torch.manual_seed(0)
+        model = Qwen2ForCausalLM(Qwen2Config(
+            vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=False,
+            use_sliding_window=True, sliding_window=window, max_window_layers=0))
+        model.config._attn_implementation = attn
+        return model.eval()
+
+    fallbacks: list[int] = []
+    stock_sdpa = segment_attention.sdpa_attention_forward
+
+    def counting_sdpa(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - transformers' signature
+        fallbacks.append(1)
+        return stock_sdpa(*args, **kwargs)
+
+    monkeypatch.setattr(segment_attention, "sdpa_attention_forward", counting_sdpa)
+    model, reference = sliding_qwen2(segment_attention.SEGMENT_ATTENTION), sliding_qwen2("sdpa")
+    assert model.config.layer_types == ["sliding_attention"] * 2
+    examples = _examples([9, 14, 5, 20, 7])
+    batch = PackedCollator(pad_id=0, flatten=True)([pack_row(examples)])
+    inputs = {k: batch[k] for k in ("input_ids", "position_ids", "cu_seq_lens_q", "cu_seq_lens_k",
+                                    "max_length_q", "max_length_k")}
+    packed = model(**inputs, use_cache=False).logits[0]
+    packed.pow(2).mean().backward()
+    assert len(fallbacks) == (2 if window < 20 else 0)
+    separate = [reference(torch.tensor([e["input_ids"]]), use_cache=False).logits[0] for e in examples]
+    torch.cat(separate).pow(2).mean().backward()
+    torch.testing.assert_close(packed, torch.cat(separate), atol=1e-5, rtol=1e-5)
+    got = dict(model.named_parameters())
+    for name, parameter in reference.named_parameters():
+        torch.testing.assert_close(got[name].grad, parameter.grad, atol=1e-5, rtol=1e-4)

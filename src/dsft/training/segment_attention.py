@@ -22,7 +22,9 @@ transformers builds no attention mask for one row without padding or cache (:fun
 function registered with this implementation): the segments come from ``cu_seq_lens_q``, or else, as
 transformers' own flash-attention path finds them, from where the row's ``position_ids`` restart. Without
 boundaries (evaluation with padding, generation with a KV cache, a batch of several rows) it is
-transformers' own sdpa with the mask transformers built, so the same model serves every path.
+transformers' own sdpa with the mask transformers built, so the same model serves every path. A
+sliding-window layer gets a mask for its packed row too (the window); sdpa uses it unless no example is longer
+than the window, which then excludes nothing.
 
 Before building a mask, transformers looks for packed rows in the ``position_ids`` and asks whether it found
 any (``find_packed_sequence_indices``: ``bool(tensor.all())``). That reads a value back to the host once per
@@ -131,7 +133,9 @@ def segment_attention_forward(
     if bounds is None and attention_mask is None and query.shape[0] == 1 and query.shape[2] == key.shape[2]:
         # segment_mask built no mask for this row: if it is packed, its position ids say where examples start.
         bounds = segment_offsets(kwargs.get("position_ids"), query.shape[2])
-    if bounds is None or query.shape[0] != 1 or query.shape[2] != key.shape[2]:
+    if (bounds is None or query.shape[0] != 1 or query.shape[2] != key.shape[2]
+            or (attention_mask is not None and not _window_spans_every_segment(kwargs.get("sliding_window"),
+                                                                               bounds))):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, **kwargs)
     device = query.device.type
@@ -171,6 +175,16 @@ def segment_attention_forward(
     if value_width < query_width:
         out = out[..., :value_width]
     return out.contiguous(), None
+
+
+def _window_spans_every_segment(sliding_window: int | None, bounds: torch.Tensor) -> bool:
+    """Whether a sliding-window layer's mask (the only mask transformers builds for one packed causal row,
+    :func:`segment_mask`) excludes nothing within any segment: a query sees the ``sliding_window`` keys up to
+    itself, so a segment no longer than the window attends as under plain causal attention. False for any
+    other mask, which the caller then hands to sdpa as it is."""
+    if sliding_window is None:
+        return False
+    return int((bounds[1:] - bounds[:-1]).max()) <= sliding_window
 
 
 def segment_offsets(position_ids: torch.Tensor | None, length: int) -> torch.Tensor | None:
