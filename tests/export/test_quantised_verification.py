@@ -9,7 +9,7 @@ import pytest
 from dsft.errors import DsftError
 from dsft.export.gguf_export import DEFAULT_GGUF_TOLERANCE
 from dsft.export.hf import DEFAULT_TOLERANCE
-from dsft.export.verify import check_tolerance, compare_logits
+from dsft.export.verify import VerificationError, check_tolerance, compare_logits
 
 
 def _real_like_logits(seed: int, positions: int = 40, vocab: int = 500) -> np.ndarray:
@@ -83,3 +83,13 @@ def test_nan_logits_fail_every_bound() -> None:
         for bound in (1e-3, 100.0, DEFAULT_TOLERANCE["float16"], DEFAULT_GGUF_TOLERANCE["q8_0"]):
             with pytest.raises(DsftError, match="verification failed"):
                 check_tolerance(comparison, bound, "export")
+
+
+def test_every_bound_refuses_with_a_verification_error() -> None:
+    """A failed check of any kind raises VerificationError, which export() lets through with the files kept; the
+    q8_0 default raised a plain DsftError, so a refused q8_0 export was deleted before it could be inspected."""
+    ref = _real_like_logits(7)
+    broken = compare_logits([ref], [np.roll(ref, 1, axis=0)])
+    for bound in (1e-3, DEFAULT_TOLERANCE["bfloat16"], DEFAULT_GGUF_TOLERANCE["float32"], DEFAULT_GGUF_TOLERANCE["q8_0"]):
+        with pytest.raises(VerificationError, match="verification failed for export: "):
+            check_tolerance(broken, bound, "export")

@@ -19,7 +19,9 @@ from dsft.export.gguf_verify import require_llama_cpp, verify_gguf  # they impor
 from dsft.export.gguf_vocab import build_vocab, check_gguf_tokenizer, write_vocab
 from dsft.export.hf import load_export_tokenizer, merge_adapter, write_export_metadata
 from dsft.export.source import ExportSource, load_trained_model, stored_dtype
-from dsft.export.verify import DistributionBound, LogitComparison, RelativeBound, hf_logits, verification_prompts
+from dsft.export.verify import (
+    AbsoluteBound, DistributionBound, LogitBound, LogitComparison, RelativeBound, hf_logits, verification_prompts,
+)
 
 GGUF_DTYPES = ("float32", "float16", "bfloat16", "q8_0")
 GGUF_FILE_NAME = "model.gguf"
@@ -31,8 +33,8 @@ GGUF_FILE_NAME = "model.gguf"
 # router bias, a wrong tokenizer, move logits by their whole scale. q8_0 moves single logits of a real model
 # by several units, so it is held to the next-token distributions instead. The measured figures are printed
 # either way; --tolerance X bounds the max |logit difference| for any dtype.
-DEFAULT_GGUF_TOLERANCE: dict[str, float | RelativeBound | DistributionBound] = {
-    "float32": 1e-3, "float16": RelativeBound(16 * 2**-11, floor=1e-1),
+DEFAULT_GGUF_TOLERANCE: dict[str, LogitBound] = {
+    "float32": AbsoluteBound(1e-3), "float16": RelativeBound(16 * 2**-11, floor=1e-1),
     "bfloat16": RelativeBound(16 * 2**-8, floor=2.5e-1),
     "q8_0": DistributionBound(min_top1=0.85, max_mean_kl=0.05),
 }

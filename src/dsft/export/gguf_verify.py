@@ -13,7 +13,7 @@ from typing import Any
 
 from dsft.errors import DsftError, UnsupportedError
 from dsft.export.verify import (
-    RAW_TEXTS, DistributionBound, LogitComparison, RelativeBound, VerificationError, check_tolerance,
+    RAW_TEXTS, LogitBound, LogitComparison, VerificationError, check_tolerance,
     compare_logits, verification_conversations,
 )
 from dsft.templates import get_template
@@ -100,7 +100,7 @@ def probe_texts(template_name: str, tokenizer: Any) -> list[str]:
 
 
 def verify_gguf(path: Path, tokenizer: Any, template_name: str, prompts: Sequence[Sequence[int]],
-                reference: Sequence[Any], tolerance: float | RelativeBound | DistributionBound,
+                reference: Sequence[Any], tolerance: float | LogitBound,
                 echo: Callable[[str], None] = print) -> tuple[LogitComparison, list[str]]:
     """Tokenizer parity and logit parity of a GGUF file; :class:`DsftError` if either fails."""
     llm = load_llama(path, n_ctx=max(64, max(len(p) for p in prompts) + 8))

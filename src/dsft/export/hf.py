@@ -18,7 +18,8 @@ from dsft.errors import DsftError, UnsupportedError
 from dsft.export.options import HF_DTYPES
 from dsft.export.source import ExportSource, load_trained_model, stored_dtype
 from dsft.export.verify import (
-    LogitComparison, RelativeBound, check_tolerance, compare_logits, hf_logits, verification_prompts,
+    AbsoluteBound, LogitBound, LogitComparison, RelativeBound, check_tolerance, compare_logits, hf_logits,
+    verification_prompts,
 )
 from dsft.models.loading import load_model, load_tokenizer
 from dsft.models.lora import load_lora_adapter
@@ -28,8 +29,8 @@ from dsft.templates import get_template
 # rounds each merged weight (2^-11 relative for fp16, 2^-8 for bf16), which moves the logits in proportion to
 # their scale: 8 units of that rounding of the largest logit (measured 1.9-2.8 units, see RelativeBound), and
 # never less than the former absolute bounds. --tolerance X bounds the max |logit difference| instead.
-DEFAULT_TOLERANCE: dict[str, float | RelativeBound] = {
-    "float32": 1e-3, "float16": RelativeBound(8 * 2**-11, floor=5e-2),
+DEFAULT_TOLERANCE: dict[str, LogitBound] = {
+    "float32": AbsoluteBound(1e-3), "float16": RelativeBound(8 * 2**-11, floor=5e-2),
     "bfloat16": RelativeBound(8 * 2**-8, floor=2.5e-1),
 }
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
@@ -166,12 +167,12 @@ def export_adapter(source: ExportSource, out_dir: Path, verify: bool = True, tol
         echo(f"note (vLLM): {note}")
     comparison = None
     if verify:
-        comparison = _verify_adapter(source, out_dir, tolerance if tolerance is not None else 1e-5, echo)
+        comparison = _verify_adapter(source, out_dir, AbsoluteBound(1e-5) if tolerance is None else tolerance, echo)
     write_export_metadata(out_dir, source, "adapter", "adapter", comparison, vllm_notes=vllm_adapter_notes(config))
     return comparison
 
 
-def _verify_adapter(source: ExportSource, out_dir: Path, tolerance: float,
+def _verify_adapter(source: ExportSource, out_dir: Path, tolerance: float | LogitBound,
                     echo: Callable[[str], None]) -> LogitComparison:
     tokenizer = load_export_tokenizer(source)
     prompts = verification_prompts(tokenizer, source.template)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from dsft.data.conversation import Conversation, Message
 from dsft.errors import DsftError
@@ -74,6 +74,38 @@ class LogitComparison:
                 f"positions in {self.prompts} prompts")
 
 
+class LogitBound(Protocol):
+    """A pass criterion on a :class:`LogitComparison`; each kind states what it needs and judges for itself."""
+
+    def accepts(self, comparison: LogitComparison) -> bool:
+        """Whether the export passes (NaN figures must fail)."""
+        ...
+
+    def describe(self, comparison: LogitComparison) -> str:
+        """What the bound needs, as printed after the measured figures, e.g. ``max |logit diff| <= 0.001``."""
+        ...
+
+    def refusal(self, comparison: LogitComparison) -> str:
+        """Why a comparison it does not accept fails, for the error message."""
+        ...
+
+
+@dataclass(frozen=True)
+class AbsoluteBound:
+    """Pass criterion ``max |logit difference| <= max_abs_diff`` (float32 exports, adapters, ``--tolerance X``)."""
+
+    max_abs_diff: float
+
+    def describe(self, comparison: LogitComparison) -> str:
+        return f"tolerance {self.max_abs_diff:g}"
+
+    def refusal(self, comparison: LogitComparison) -> str:
+        return f"max |logit diff| exceeds tolerance {self.max_abs_diff:g}"
+
+    def accepts(self, comparison: LogitComparison) -> bool:
+        return comparison.max_abs_diff <= self.max_abs_diff  # NaN fails
+
+
 @dataclass(frozen=True)
 class DistributionBound:
     """Pass criteria for quantised exports, on the next-token distributions rather than raw logits.
@@ -87,11 +119,14 @@ class DistributionBound:
     min_top1: float
     max_mean_kl: float
 
-    def describe(self) -> str:
-        return f"top-1 agreement >= {self.min_top1:.0%} and mean KL <= {self.max_mean_kl:g} nats"
+    def describe(self, comparison: LogitComparison) -> str:
+        return f"needs top-1 agreement >= {self.min_top1:.0%} and mean KL <= {self.max_mean_kl:g} nats"
 
-    def accepts(self, comparison: "LogitComparison") -> bool:
-        return comparison.top1_agreement >= self.min_top1 and comparison.mean_kl <= self.max_mean_kl
+    def refusal(self, comparison: LogitComparison) -> str:
+        return self.describe(comparison)
+
+    def accepts(self, comparison: LogitComparison) -> bool:
+        return comparison.top1_agreement >= self.min_top1 and comparison.mean_kl <= self.max_mean_kl  # NaN fails
 
 
 @dataclass(frozen=True)
@@ -116,11 +151,19 @@ class RelativeBound:
         return max(self.floor, self.max_fraction * comparison.max_abs_logit)
 
     def describe(self, comparison: LogitComparison) -> str:
-        return (f"max |logit diff| <= {self.limit(comparison):.3g} (the larger of {self.floor:g} and "
+        return (f"needs max |logit diff| <= {self.limit(comparison):.3g} (the larger of {self.floor:g} and "
                 f"{self.max_fraction:.2%} of the largest reference logit)")
+
+    def refusal(self, comparison: LogitComparison) -> str:
+        return self.describe(comparison)
 
     def accepts(self, comparison: LogitComparison) -> bool:
         return comparison.max_abs_diff <= self.limit(comparison)  # NaN fails
+
+
+def as_bound(tolerance: float | LogitBound) -> LogitBound:
+    """A bare number is a max |logit difference| (what ``--tolerance X`` and library callers pass)."""
+    return AbsoluteBound(float(tolerance)) if isinstance(tolerance, (int, float)) else tolerance
 
 
 def compare_logits(reference: Sequence[Any], candidate: Sequence[Any]) -> LogitComparison:
@@ -177,36 +220,18 @@ def hf_logits(model: Any, prompts: Sequence[Sequence[int]]) -> list[Any]:
     return out
 
 
-def check_tolerance(comparison: LogitComparison, tolerance: float | DistributionBound | RelativeBound, what: str,
+def check_tolerance(comparison: LogitComparison, tolerance: float | LogitBound, what: str,
                     echo: Callable[[str], None] | None = None) -> LogitComparison:
-    """Report the comparison and raise :class:`DsftError` if it fails ``tolerance``: a max |logit difference|,
-    a :class:`RelativeBound` (half-precision defaults) or a :class:`DistributionBound` (quantised exports)."""
-    if isinstance(tolerance, RelativeBound):
-        if echo is not None:
-            echo(f"verify {what}: {comparison.summary()} (needs {tolerance.describe(comparison)})")
-        if not tolerance.accepts(comparison):
-            raise VerificationError(
-                f"verification failed for {what}: {comparison.summary()}; needs {tolerance.describe(comparison)}: "
-                "the export does not reproduce the trained model (rerun with --tolerance X to bound the max "
-                "|logit difference| instead, or --no-verify to skip)"
-            )
-        return comparison
-    if isinstance(tolerance, DistributionBound):
-        if echo is not None:
-            echo(f"verify {what}: {comparison.summary()} (needs {tolerance.describe()})")
-        if not tolerance.accepts(comparison):  # NaN fails both comparisons
-            raise DsftError(
-                f"verification failed for {what}: {comparison.summary()}; needs {tolerance.describe()}: the "
-                "export does not reproduce the trained model (rerun with --tolerance X to bound the max "
-                "|logit difference| instead, or --no-verify to skip)"
-            )
-        return comparison
+    """Report the comparison and raise :class:`VerificationError` if ``tolerance`` does not accept it: a bare
+    number bounds the max |logit difference|; else a :class:`LogitBound` (:class:`RelativeBound` for
+    half-precision defaults, :class:`DistributionBound` for quantised exports)."""
+    bound = as_bound(tolerance)
     if echo is not None:
-        echo(f"verify {what}: {comparison.summary()} (tolerance {tolerance:g})")
-    if not comparison.max_abs_diff <= tolerance:  # also catches NaN
+        echo(f"verify {what}: {comparison.summary()} ({bound.describe(comparison)})")
+    if not bound.accepts(comparison):
         raise VerificationError(
-            f"verification failed for {what}: {comparison.summary()} exceeds tolerance {tolerance:g}; "
-            "the export does not reproduce the trained model (rerun with --tolerance to accept, "
-            "or --no-verify to skip)"
+            f"verification failed for {what}: {comparison.summary()}; {bound.refusal(comparison)}: the export "
+            "does not reproduce the trained model (rerun with --tolerance X to bound the max |logit difference| "
+            "instead, or --no-verify to skip)"
         )
     return comparison
