@@ -16,11 +16,17 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from dsft.config import DsftConfig
+from dsft.config import DsftConfig, LoraConfig
 from dsft.config.loader import problems_source
 from dsft.errors import ConfigError, DsftError
 from dsft.models.resolve import peek_model_config
-from dsft.training.distributed import FSDP_NEEDS_CUDA, check_sequence_parallel, resolve_strategy, zero_optimization
+from dsft.training.distributed import (
+    FSDP_NEEDS_CUDA,
+    check_sequence_parallel,
+    resolve_strategy,
+    unapplied_settings_notice,
+    zero_optimization,
+)
 from dsft.training.environment import Environment, check_qlora, environment_problems
 
 # What a run logs at every evaluation (MetricsCallback adds the perplexity), so eval.metric may name them.
@@ -33,6 +39,41 @@ def may_have_validation_data(cfg: DsftConfig) -> bool:
         val = Path(cfg.data.prepared_dir) / "val.jsonl"
         return val.is_file() and val.stat().st_size > 0
     return bool(cfg.data.val) or cfg.data.val_ratio > 0
+
+
+def unused_lora_notice(cfg: DsftConfig) -> str | None:
+    """One line naming the ``lora.*`` keys a ``train.method=full`` run does not apply; None when there are none.
+
+    Compared with the defaults (not "was the key written"): a saved config.yaml lists every key. A LoRA config
+    switched with ``--set train.method=full`` keeps its lora section, and is told that it is not used.
+
+    >>> unused_lora_notice(DsftConfig.model_validate({"train": {"method": "full"}, "lora": {"r": 8}}))
+    'lora.r=8: not applied; train.method=full trains every weight, with no adapter (set train.method=lora or qlora to use it, or remove the key)'
+    """
+    if cfg.train.method != "full":
+        return None
+    defaults = LoraConfig()
+    changed = [f"lora.{key}={_setting(getattr(cfg.lora, key))}" for key in LoraConfig.model_fields
+               if getattr(cfg.lora, key) != getattr(defaults, key)]
+    if not changed:
+        return None
+    them = "them, or remove the keys" if len(changed) > 1 else "it, or remove the key"
+    return (f"{', '.join(changed)}: not applied; train.method=full trains every weight, with no adapter "
+            f"(set train.method=lora or qlora to use {them})")
+
+
+def _setting(value: Any) -> str:
+    """A value as ``--set`` takes it: ``[q_proj, v_proj]``, ``true``, ``8``."""
+    if isinstance(value, list):
+        return "[" + ", ".join(str(v) for v in value) + "]"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def config_notices(cfg: DsftConfig, world_size: int) -> list[str]:
+    """The settings ``cfg`` asks for that a run with ``world_size`` processes will not apply, one line each: a
+    run says them once, before anything is read (a setting asked for and not applied is no secret)."""
+    notices = (unapplied_settings_notice(cfg.train, world_size), unused_lora_notice(cfg))
+    return [notice for notice in notices if notice]
 
 
 def uses_distributed_setup(cfg: DsftConfig, world_size: int) -> bool:

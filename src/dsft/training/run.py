@@ -29,7 +29,6 @@ from dsft.models.loading import load_tokenizer, use_cpu_accelerator_without_cuda
 from dsft.models.resolve import resolve_model
 from dsft.training.checkpointing import checkpoint_step, resolve_resume
 from dsft.training.collators import make_collator, make_train_dataset
-from dsft.training.distributed import unapplied_settings_notice
 from dsft.training.environment import environment_problems
 from dsft.training.examples import describe_dropped
 from dsft.training.gpu_telemetry import GpuTelemetry
@@ -37,6 +36,7 @@ from dsft.training.liveness import process_record
 from dsft.training.guards import RunGuards
 from dsft.training.monitoring import RichProgressCallback, TokenCounter, monitoring_callbacks, rebuild_metrics
 from dsft.training.objective_checks import objective_problems, prompt_opens_think
+from dsft.training.preflight import config_notices
 from dsft.training.objectives import build_objective_trainer, load_preference_splits
 from dsft.training.resume import check_same_data, data_files, data_fingerprint, planned_steps
 from dsft.training.resume_lr import ResumedLearningRate
@@ -100,11 +100,11 @@ def run_training(
     problems = environment_problems(cfg)
     if problems:
         raise UnsupportedError(f"{len(problems)} problem(s) with this machine", problems)
-    notice = unapplied_settings_notice(cfg.train, int(os.environ.get("WORLD_SIZE", "1")))
-    if notice and notice not in (said_notices or ()):  # said once, before anything is read: a setting asked for
-        log.warning(notice)                             # and not applied is no secret
-        if said_notices is not None:
-            said_notices.add(notice)
+    for notice in config_notices(cfg, int(os.environ.get("WORLD_SIZE", "1"))):
+        if notice not in (said_notices or ()):  # said once, before anything is read
+            log.warning(notice)
+            if said_notices is not None:
+                said_notices.add(notice)
     check_inputs(cfg)  # before the run directory is written or a model resolved
     check_lora_targets(cfg)  # on the model's weightless skeleton: a typo costs no data preparation
     if not cfg.data.prepared_dir:  # the data is prepared into RUN/data, never over the user's files
