@@ -13,8 +13,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from dsft.config import DsftConfig
+from dsft.config.loader import PATH_KEYS
 from dsft.training.environment import Environment
 from dsft.ui import launch, processes, runs
+from dsft.ui.paths import paths_under_root
 
 POST = {"x-dsft-ui": "1"}
 
@@ -221,13 +224,32 @@ def test_key_value_lines_may_name_paths_inside_the_root(client: TestClient, runs
     assert cfg.data.val == [str(runs_root.resolve() / "d.jsonl")] and cfg.train.warmup_ratio == 0  # where the run reads it
 
 
-def test_every_path_key_the_dashboard_resolves_is_a_config_key() -> None:
-    from dsft.config import DsftConfig
-    from dsft.config.loader import _model_in
-    from dsft.ui.paths import PATH_KEYS
+def _values_at(node: object, parts: list[str]) -> list[object]:
+    """The values at a dotted key (``*``: every item of a list), lists of paths flattened."""
+    if not parts:
+        return list(node) if isinstance(node, list) else [node]
+    items = node if parts[0] == "*" else [node[parts[0]]]  # type: ignore[index]
+    return [value for item in items for value in _values_at(item, parts[1:])]
 
-    for key in PATH_KEYS:
-        model = DsftConfig
-        for part in (p for p in key.split(".") if p != "*"):
-            assert model is not None and part in model.model_fields, key
-            model = _model_in(model.model_fields[part].annotation)
+
+def test_every_path_key_of_the_schema_is_made_absolute_under_the_root(runs_root: Path) -> None:
+    """The dashboard resolves the keys the schema marks as paths (one owner): each, relative, becomes absolute
+    under the runs root; a hub id in model.name_or_path stays as typed."""
+    data = {"train": ["t.jsonl"], "val": ["v.jsonl"], "test": ["x.jsonl"],
+            "clean": {"relevance_references": ["refs.txt"]},
+            "augment": {"templates": [{"table": "rows.csv", "questions": ["{a}?"], "answer": "{a}"}],
+                        "synonyms_zh": "cilin.txt", "synonyms_en": "wordnet", "cache": "a.jsonl"},
+            "distill": {"cache": "d.jsonl"}}
+    model = {"name_or_path": "deepseek-ai/DeepSeek-R1", "cache_dir": "cache"}
+    covered = set()
+    # data.mix and data.prepared_dir exclude each other: one config each.
+    for extra in ({"mix": [{"path": "m.jsonl", "ratio": 0.2}]}, {"prepared_dir": "prep"}):
+        cfg = DsftConfig.model_validate({"model": model, "data": {**data, **extra}})
+        resolved = paths_under_root(runs_root, cfg)
+        before, after = cfg.model_dump(mode="json"), resolved.model_dump(mode="json")
+        for key in PATH_KEYS:
+            typed = [v for v in _values_at(before, key.split(".")) if v is not None]
+            covered.update([key] if typed else [])
+            assert _values_at(after, key.split(".")) == [str(runs_root.resolve() / v) for v in typed] or not typed, key
+        assert resolved.model.name_or_path == "deepseek-ai/DeepSeek-R1"
+    assert covered == set(PATH_KEYS), "the test sets a value at every path key"

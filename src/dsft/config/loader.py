@@ -6,14 +6,14 @@ import difflib
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from dsft.config.foreign_keys import foreign_key_hint, foreign_section_hint
 from dsft.config.presets import get_preset
-from dsft.config.schema import DsftConfig
+from dsft.config.schema import DsftConfig, PathMark
 from dsft.errors import ConfigError
 
 
@@ -103,6 +103,34 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     return next((m for arg in get_args(annotation) if (m := _model_in(arg)) is not None), None)
+
+
+def _marks_path(annotation: Any, metadata: Sequence[Any] = ()) -> bool:
+    """Whether a field's type carries :class:`PathMark`: ``LocalPath``, ``LocalPath | None``, ``list[LocalPath]``."""
+    if any(isinstance(m, PathMark) for m in (*metadata, *getattr(annotation, "__metadata__", ()))):
+        return True
+    return any(_marks_path(arg) for arg in get_args(annotation))
+
+
+def path_keys(model: type[BaseModel] = DsftConfig, prefix: str = "") -> tuple[str, ...]:
+    """The dotted keys of the fields the schema marks as paths (``LocalPath``); ``*`` stands for every item of a
+    list of sections.
+
+    >>> path_keys()[:2], "data.mix.*.path" in path_keys()
+    (('model.cache_dir', 'data.train'), True)
+    """
+    keys: list[str] = []
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{name}"
+        if _marks_path(field.annotation, field.metadata):
+            keys.append(key)
+        elif (inner := _model_in(field.annotation)) is not None:
+            keys += path_keys(inner, f"{key}.*." if get_origin(field.annotation) is list else f"{key}.")
+    return tuple(keys)
+
+
+# The config keys a run reads as paths of this machine, relative ones from its current directory.
+PATH_KEYS: tuple[str, ...] = path_keys()
 
 
 def _keys_at(loc: tuple[Any, ...]) -> list[str]:

@@ -17,6 +17,16 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class PathMark:
+    """Marks a config value as a path of this machine (a file, directory or glob; relative ones are read from the
+    current directory). The config's path keys (:data:`dsft.config.loader.PATH_KEYS`) are derived from the marks."""
+
+
+# A path-valued field: ``LocalPath``, ``LocalPath | None`` or ``list[LocalPath]``. Not model.name_or_path or an
+# embedding model: a name there (a hub id, a bundled model) may look like a relative path.
+LocalPath = Annotated[str, PathMark()]
+
+
 class ModelConfig(Section):
     name_or_path: str = Field(
         "tiny-deepseek-v3",
@@ -34,7 +44,7 @@ class ModelConfig(Section):
     trust_remote_code: bool = Field(
         False, description="Allow model code from the hub (only needed for old deepseek-moe checkpoints)."
     )
-    cache_dir: str | None = Field(
+    cache_dir: LocalPath | None = Field(
         None, description="Where tiny presets, converted GGUF/Ollama models and hub downloads are stored."
     )
     attention_dropout: float | None = Field(
@@ -93,7 +103,7 @@ class CleanConfig(Section):
     )
     balance_by: str | None = Field(None, description="Meta field to balance classes by (e.g. domain).")
     balance_mode: Literal["under", "over"] = Field("under", description="Under- or over-sample when balancing.")
-    relevance_references: list[str] = Field(
+    relevance_references: list[LocalPath] = Field(
         default_factory=list, description="Files of in-domain reference texts for TF-IDF relevance filtering."
     )
     relevance_min: float = Field(0.0, ge=0, le=1, description="Minimum TF-IDF cosine to a reference text.")
@@ -124,7 +134,7 @@ class EndpointConfig(Section):
 
 
 class TableTemplateConfig(Section):
-    table: str = Field(..., description="CSV, JSON or JSONL table; each row fills the templates.")
+    table: LocalPath = Field(..., description="CSV, JSON or JSONL table; each row fills the templates.")
     questions: list[str] = Field(..., min_length=1, description="Question phrasings, format strings over the "
                                  "columns, e.g. '{name}水库是哪年建成的？'.")
     answer: str = Field(..., description="Answer template, e.g. '{name}水库于{year}年建成。'.")
@@ -140,15 +150,15 @@ class AugmentConfig(Section):
     synonym_copies: int = Field(0, ge=0, description="Synonym-replaced copies of each train question "
                                 "(Chinese: jieba + Cilin; English: WordNet).")
     synonym_rate: float = Field(0.2, gt=0, le=1, description="Share of replaceable words replaced per copy.")
-    synonyms_zh: str | None = Field(None, description="Cilin-format synonym file; null = the bundled list (dsft[datagen]).")
-    synonyms_en: str | None = Field(None, description="WordNet dict directory; null = the bundled WordNet 3.0 (dsft[datagen]).")
+    synonyms_zh: LocalPath | None = Field(None, description="Cilin-format synonym file; null = the bundled list (dsft[datagen]).")
+    synonyms_en: LocalPath | None = Field(None, description="WordNet dict directory; null = the bundled WordNet 3.0 (dsft[datagen]).")
     paraphrase_copies: int = Field(0, ge=0, description="Paraphrases of each train question through augment.endpoint.")
     back_translation: bool = Field(
         False, description="Back-translate each train question (Chinese <-> English) through augment.endpoint.",
     )
     endpoint: EndpointConfig = Field(default_factory=EndpointConfig, description="Endpoint for paraphrase and "
                                      "back-translation.")
-    cache: str | None = Field(None, description="Response cache file (resume without asking again); null = "
+    cache: LocalPath | None = Field(None, description="Response cache file (resume without asking again); null = "
                               "augment_cache.jsonl in the output directory.")
     near_duplicate_threshold: float = Field(
         0.95, gt=0, le=1, description="Generated records this similar (MinHash Jaccard) to an existing or earlier "
@@ -176,12 +186,12 @@ class DistillConfig(Section):
     f1_min: float = Field(0.8, ge=0, le=1, description="With verify f1 (or auto on text): the lowest token F1 accepted.")
     require_reasoning: bool = Field(True, description="Reject answers without a chain of thought.")
     system: str | None = Field(None, description="System prompt sent before each question that has none.")
-    cache: str | None = Field(None, description="Response cache file (resume without asking again); null = "
+    cache: LocalPath | None = Field(None, description="Response cache file (resume without asking again); null = "
                               "distill_cache.jsonl in the output directory.")
 
 
 class MixSource(Section):
-    path: str = Field(description="A file, directory or glob of conversations (any format data.train reads).")
+    path: LocalPath = Field(description="A file, directory or glob of conversations (any format data.train reads).")
     ratio: float = Field(
         gt=0, lt=1, description="Share of the train split's records drawn from it (0.2 = one record in five), "
         "sampled with train.seed; repeated when the file holds fewer.",
@@ -189,7 +199,7 @@ class MixSource(Section):
 
 
 class DataConfig(Section):
-    train: list[str] = Field(
+    train: list[LocalPath] = Field(
         default_factory=list, description="Training files, directories or globs (.json/.jsonl/.csv/.parquet)."
     )
     mix: list[MixSource] = Field(
@@ -198,9 +208,9 @@ class DataConfig(Section):
         "0.2}] to keep general ability: cleaned like data.train, never split into val/test, sampled after "
         "augmentation so each source makes up its ratio of the final train split.",
     )
-    val: list[str] = Field(default_factory=list, description="Explicit validation files (else split from train).")
-    test: list[str] = Field(default_factory=list, description="Explicit test files (else split from train).")
-    prepared_dir: str | None = Field(None, description="Reuse a directory written by `dsft data prepare`.")
+    val: list[LocalPath] = Field(default_factory=list, description="Explicit validation files (else split from train).")
+    test: list[LocalPath] = Field(default_factory=list, description="Explicit test files (else split from train).")
+    prepared_dir: LocalPath | None = Field(None, description="Reuse a directory written by `dsft data prepare`.")
     format: Literal[
         "auto", "messages", "conversations", "sharegpt", "alpaca", "input_output", "context_qa",
         "cot", "prompt_completion", "text",

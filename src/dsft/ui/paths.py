@@ -6,7 +6,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from dsft.config import DsftConfig
-from dsft.config.loader import validate_config
+from dsft.config.loader import PATH_KEYS, validate_config
 from dsft.errors import DsftError
 
 
@@ -73,13 +73,6 @@ def config_paths_inside(root: Path, cfg: Any, defaults: Any) -> None:
                                   "under it")
 
 
-# The config keys a run reads as paths of this machine, relative ones from its current directory (``*``: every
-# item of a list). model.name_or_path is not among them: a relative-looking value there is a hub id.
-PATH_KEYS = ("model.cache_dir", "data.train", "data.val", "data.test", "data.mix.*.path", "data.prepared_dir",
-             "data.clean.relevance_references", "data.augment.synonyms_zh", "data.augment.synonyms_en",
-             "data.augment.cache", "data.augment.templates.*.table", "data.distill.cache")
-
-
 def _absolute_under(base: Path, node: Any, parts: list[str]) -> Any:
     """``node`` with the relative paths at the dotted ``parts`` below it made absolute under ``base``."""
     if not parts:
@@ -96,9 +89,10 @@ def _absolute_under(base: Path, node: Any, parts: list[str]) -> Any:
 
 
 def paths_under_root(root: Path, cfg: DsftConfig) -> DsftConfig:
-    """``cfg`` with every relative path (:data:`PATH_KEYS`) made absolute under ``root``: the dashboard's runs
-    run there, so that is where a relative path typed in a form means; resolved before the form's checks, which
-    would otherwise look for it in the dashboard's own current directory."""
+    """``cfg`` with every relative path (the schema's path keys, :data:`dsft.config.loader.PATH_KEYS`) made
+    absolute under ``root``: the dashboard's runs run there, so that is where a relative path typed in a form
+    means; resolved before the form's checks, which would otherwise look for it in the dashboard's own current
+    directory."""
     raw = cfg.model_dump(mode="json")
     base = root.resolve()
     for key in PATH_KEYS:
