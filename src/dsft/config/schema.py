@@ -6,15 +6,37 @@ Every section forbids unknown keys so a typo is an error that names the key, not
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import types
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from dsft.template_families import TEMPLATE_CHOICES
 
 
+def _empty_for_null(annotation: Any) -> Any:
+    """What YAML's null (``val:`` with nothing after it, ``--set data.val=null``) means for a key of this type:
+    None for a key that may be unset (kept as it is), ``[]`` / ``{}`` for a list or mapping, ``{}`` (the
+    defaults) for a section; None again for any other key, which then needs a value and says so."""
+    if get_origin(annotation) in (Union, types.UnionType) and type(None) in get_args(annotation):
+        return None
+    if get_origin(annotation) is list:
+        return []
+    if get_origin(annotation) is dict or (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        return {}
+    return None
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _null_means_empty(cls, value: Any, info: ValidationInfo) -> Any:
+        """null is nothing: an empty list or mapping, a section's defaults (see :func:`_empty_for_null`)."""
+        if value is None and info.field_name is not None:
+            return _empty_for_null(cls.model_fields[info.field_name].annotation)
+        return value
 
 
 class PathMark:
