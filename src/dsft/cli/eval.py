@@ -59,7 +59,7 @@ def metrics_command(
     """Score a predictions file on the answers after </think>; bad lines are counted, not fatal."""
     from dsft.eval.predictions import score_predictions_file
 
-    result = score_predictions_file(predictions, _split_list(metrics))
+    result = score_predictions_file(predictions, metrics_flag(metrics))
     if as_json:
         typer.echo(json.dumps(result, ensure_ascii=False))
     else:
@@ -115,24 +115,53 @@ def config_data(config: Optional[Path]) -> Any:
     return load_config(config).data if config is not None else None
 
 
+# The flag of each decoding option, so that a wrong value is refused naming what the user typed.
+DECODING_FLAGS = {"max_new_tokens": "--max-new-tokens", "batch_size": "--batch-size", "temperature": "--temperature",
+                  "top_p": "--top-p"}
+
+
 def _options(defaults: Any, max_new_tokens: Optional[int], batch_size: Optional[int], temperature: Optional[float],
              top_p: Optional[float], seed: int) -> Any:
-    """Decoding options: each flag given on the command line, else the `eval:` section's value."""
+    """Decoding options: each flag given on the command line, else the `eval:` section's value (checked with the
+    config); a wrong flag value is refused naming the flag."""
+    from dataclasses import replace
+
+    from dsft.errors import DsftError
     from dsft.eval.generate import DecodingOptions, with_overrides
 
     base = DecodingOptions(max_new_tokens=defaults.max_new_tokens, batch_size=defaults.batch_size,
                            temperature=defaults.temperature, top_p=defaults.top_p, seed=seed)
-    return with_overrides(base, max_new_tokens=max_new_tokens, batch_size=batch_size, temperature=temperature,
-                          top_p=top_p)
+    given = {"max_new_tokens": max_new_tokens, "batch_size": batch_size, "temperature": temperature, "top_p": top_p}
+    flagged = {name: value for name, value in given.items() if value is not None}
+    wrong = [f"{DECODING_FLAGS[name]} {flagged[name]:g}: {why}"
+             for name, why in replace(base, **flagged).problems().items() if name in flagged]
+    if wrong:
+        raise DsftError(wrong[0]) if len(wrong) == 1 else DsftError(f"{len(wrong)} wrong generation flags", wrong)
+    return with_overrides(base, **flagged)
+
+
+def metrics_flag(flag: Optional[str]) -> Optional[list[str]]:
+    """``--metrics`` as a list of names (None when the flag was not given); a name that is no metric, or a value
+    that names none, is refused naming the flag and the known metrics, before anything loads."""
+    from dsft.errors import DsftError
+    from dsft.eval.scoring import METRICS, resolve_metrics
+
+    if flag is None:
+        return None
+    names = _split_list(flag)
+    if not names:
+        raise DsftError(f"--metrics {flag!r}: names no metric; choose from {', '.join(METRICS)} (or leave the flag "
+                        "out to score them all)")
+    try:
+        resolve_metrics(names)
+    except DsftError as exc:
+        raise DsftError(f"--metrics {flag}: {exc}") from None
+    return names
 
 
 def _metrics(defaults: Any, flag: Optional[str]) -> Optional[list[str]]:
-    """The metrics to score (None: all); an unknown name is refused here, before a model loads."""
-    from dsft.eval.scoring import resolve_metrics
-
-    names = _split_list(flag) if flag else (list(defaults.metrics) or None)
-    resolve_metrics(names)
-    return names
+    """The metrics to score (None: all): --metrics, else eval.metrics (checked with the config)."""
+    return metrics_flag(flag) if flag is not None else (list(defaults.metrics) or None)
 
 
 CONFIG = typer.Option(None, "--config", help="YAML whose `eval:` section gives the defaults of the generation options "
@@ -181,11 +210,11 @@ def eval_command(
             check_template_name(template, "--template")
         defaults = eval_defaults(model_or_run, config)
         wanted = _metrics(defaults, metrics)
+        options = _options(defaults, max_new_tokens, batch_size, temperature, top_p, seed)
         output_dir(out)
-        result = evaluate_model(model_or_run, data, out, _options(defaults, max_new_tokens, batch_size, temperature,
-                                                                  top_p, seed),
-                                limit=limit, template=template, metrics=wanted, device=device,
-                                thinking=thinking, base_model=base_model, data_config=config_data(config))
+        result = evaluate_model(model_or_run, data, out, options, limit=limit, template=template, metrics=wanted,
+                                device=device, thinking=thinking, base_model=base_model,
+                                data_config=config_data(config))
     print_metrics_table(result, f"eval: {model_or_run}")
     gen = result["generation"]
     typer.echo(f"{gen['generated_tokens']} tokens in {gen['elapsed_s']:.1f}s ({gen['tokens_per_s']:.1f} tok/s); "
@@ -202,7 +231,7 @@ def compare_command(
     limit: Optional[int] = LIMIT, template: Optional[str] = TEMPLATE, temperature: Optional[float] = TEMPERATURE,
     top_p: Optional[float] = TOP_P, seed: int = SEED, metrics: Optional[str] = METRICS,
     device: Optional[str] = DEVICE, thinking: Optional[bool] = THINKING,
-    samples: int = typer.Option(5, "--samples", help="Side-by-side answers shown in the report."),
+    samples: int = typer.Option(5, "--samples", min=0, help="Side-by-side answers shown in the report."),
     config: Optional[Path] = CONFIG, overwrite: bool = OVERWRITE,
 ) -> None:
     """Base vs tuned on the same prompts: report.md and a self-contained report.html with deltas."""
@@ -223,10 +252,9 @@ def compare_command(
             check_template_name(template, "--template")
         defaults = eval_defaults(tuned, config)
         wanted = _metrics(defaults, metrics)
+        options = _options(defaults, max_new_tokens, batch_size, temperature, top_p, seed)
         output_dir(out)
-        result = compare_models(base, tuned, data, out, _options(defaults, max_new_tokens, batch_size, temperature,
-                                                                 top_p, seed),
-                                limit=limit, template=template, metrics=wanted,
+        result = compare_models(base, tuned, data, out, options, limit=limit, template=template, metrics=wanted,
                                 sample_count=samples, device=device, thinking=thinking,
                                 data_config=config_data(config))
     Console().print(comparison_table(result))

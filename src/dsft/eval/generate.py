@@ -27,18 +27,24 @@ class DecodingOptions:
     top_p: float = 1.0
     seed: int = 0
 
-    def check(self) -> None:
-        problems = []
+    def problems(self) -> dict[str, str]:
+        """What is wrong, by field name (``{"top_p": "must be in (0, 1]"}``); empty when nothing is."""
+        problems = {}
         if self.max_new_tokens < 1:
-            problems.append(f"max_new_tokens: must be >= 1, got {self.max_new_tokens}")
+            problems["max_new_tokens"] = "must be >= 1"
         if self.batch_size < 1:
-            problems.append(f"batch_size: must be >= 1, got {self.batch_size}")
+            problems["batch_size"] = "must be >= 1"
         if self.temperature < 0:
-            problems.append(f"temperature: must be >= 0, got {self.temperature}")
+            problems["temperature"] = "must be >= 0 (0 = greedy decoding)"
         if not 0 < self.top_p <= 1:
-            problems.append(f"top_p: must be in (0, 1], got {self.top_p}")
+            problems["top_p"] = "must be in (0, 1]"
+        return problems
+
+    def check(self) -> None:
+        problems = self.problems()
         if problems:
-            raise DsftError("invalid generation settings", problems)
+            raise DsftError("invalid generation settings",
+                            [f"{name}: {why}, got {getattr(self, name)}" for name, why in problems.items()])
 
 
 def with_overrides(options: DecodingOptions | None, **fields: Any) -> DecodingOptions:
