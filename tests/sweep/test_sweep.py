@@ -13,7 +13,8 @@ import yaml
 from dsft.sweep import runner
 from dsft.sweep.report import Sweep, Trial, choose_best
 from dsft.sweep.runner import OptunaPruning
-from dsft.sweep.space import build_space, parse_grid
+from dsft.sweep.request import SweepRequest, check_request
+from dsft.sweep.space import MAX_CORNERS, build_space, parse_grid
 from dsft.training import distributed, setup
 from dsft.training.environment import Environment
 
@@ -134,12 +135,71 @@ def test_bad_sweep_requests_are_one_message(tmp_path: Path, run_cli, args: list[
     assert not (tmp_path / "s").exists(), "refused before anything was written"
 
 
+@pytest.mark.parametrize(("args", "label", "problem"), [
+    (["--sampler", "random", "--range", "train.lr=float:-1:0.001"], "--range train.lr=float:-1:0.001 (at train.lr=-1.0)",
+     "train.lr: Input should be greater than 0"),
+    (["--sampler", "tpe", "--range", "train.warmup_ratio=float:0:1.5"],
+     "--range train.warmup_ratio=float:0:1.5 (at train.warmup_ratio=1.5)", "train.warmup_ratio: Input should be less than 1"),
+    (["--sampler", "random", "--grid", "lora.r=4,8", "--range", "lora.alpha=int:0:16"],
+     "--range lora.alpha=int:0:16 (at lora.alpha=0)", "lora.alpha: Input should be greater than or equal to 1"),
+    (["--sampler", "tpe", "--grid", "train.lr_scheduler=constant,cosin", "--range", "train.lr=log:1e-5:1e-3"],
+     "--grid train.lr_scheduler=cosin", "train.lr_scheduler: Input should be"),
+    (["--sampler", "random", "--grid", "eval.metric=loss,nope"], "--grid eval.metric=nope", "eval.metric: unknown metric"),
+    # Each value is good on its own; together (a corner of the space) they are not.
+    (["--sampler", "tpe", "--set", "train.lr_scheduler=cosine_with_restarts", "--grid",
+      "train.lr_scheduler=constant,cosine_with_restarts", "--range", "train.lr_cycles=int:2:8"],
+     "--range train.lr_cycles=int:2:8 (at train.lr_scheduler=constant, train.lr_cycles=2)",
+     "train.lr_cycles: applies to lr_scheduler cosine_with_restarts, not constant"),
+], ids=["range-low", "range-high", "int-range", "choice", "choice-preflight", "corner"])
+def test_a_random_or_tpe_search_space_is_checked_before_the_first_trial(tmp_path: Path, run_cli, monkeypatch,
+                                                                       args: list[str], label: str,
+                                                                       problem: str) -> None:
+    """A grid sweep checked every grid point up front; random/TPE trial configs were checked only as each trial
+    ran, so a bad bound or choice showed up after hours of earlier trials. Now each choice, each range bound
+    and every corner of the space is checked before anything runs, refused like a grid point."""
+    def no_trial(*a: object, **kw: object) -> None:
+        raise AssertionError("the sweep started; it should have been refused before")
+
+    monkeypatch.setattr(runner, "run_sweep", no_trial)
+    code, stdout, stderr = run_cli(["sweep", str(write_config(tmp_path)), "--out", str(tmp_path / "s"),
+                                    "--trials", "3", *args])
+    said = stdout + stderr
+    assert code == 2 and "Traceback" not in said, said
+    assert f"{label}: 1 problem(s)" in said and problem in said, said
+    assert not (tmp_path / "s").exists(), "refused before anything was written"
+
+
+def test_a_search_space_probes_each_value_then_every_corner() -> None:
+    space = build_space(["lora.r=4,8"], ["train.lr=log:1e-5:1e-3", "lora.alpha=int:8.5:32"])
+    probes = space.probes()
+    assert probes[:6] == [{"lora.r": 4}, {"lora.r": 8}, {"train.lr": 1e-5}, {"train.lr": 1e-3},
+                          {"lora.alpha": 8}, {"lora.alpha": 32}]  # int ranges: the whole numbers a sampler draws
+    assert len(probes) == 6 + 2 * 2 * 2 and {"lora.r": 8, "train.lr": 1e-3, "lora.alpha": 8} in probes[6:]
+    assert build_space([], ["train.lr=float:0.1:0.2"]).probes() == [{"train.lr": 0.1}, {"train.lr": 0.2}]
+
+
+def test_a_space_with_too_many_corners_checks_each_value_and_says_so(tmp_path: Path, caplog) -> None:
+    keys = ["train.lr", "train.warmup_ratio", "train.weight_decay", "train.max_grad_norm", "lora.dropout",
+            "eval.early_stopping_min_delta", "train.label_smoothing", "preference.beta"]
+    space = build_space(["lora.r=4,8,16,32", "train.lr_scheduler=constant,linear,cosine,cosine_with_restarts"],
+                        [f"{key}=float:0.01:0.1" for key in keys] + ["lora.alpha=int:8:64"])
+    assert space.corners() == 16 * 2 ** 9 > MAX_CORNERS and not space.corners_checked()
+    probes = space.probes()
+    assert len(probes) == 4 + 4 + 2 * 9 and all(len(params) == 1 for params in probes)  # each value on its own
+    request = SweepRequest(write_config(tmp_path), [], None, space, tmp_path / "s", "random", 2)
+    with caplog.at_level(logging.WARNING, logger="dsft"):
+        check_request(request)
+    assert any("8192 corners, too many to check each" in r.getMessage() for r in caplog.records), caplog.text
+
+
 def test_a_mistyped_lora_target_is_refused_before_the_sweep_prepares_data(tmp_path: Path, tiny_model_dir,
                                                                           run_cli) -> None:
-    """In the base config or in one grid point: refused on the model's skeleton, before --out is written."""
+    """In the base config, in one grid point or in one random/TPE choice: refused on the model's skeleton,
+    before --out is written."""
     tiny_model_dir("tiny-deepseek-llm")
     for args in (["--set", "lora.targets=[q_prj]", "--grid", "train.lr=1e-4,2e-4"],
-                 ["--grid", "lora.targets=q_proj,v_prj"]):
+                 ["--grid", "lora.targets=q_proj,v_prj"],
+                 ["--grid", "lora.targets=q_proj,v_prj", "--sampler", "random", "--trials", "2"]):
         code, stdout, stderr = run_cli(["sweep", str(write_config(tmp_path)), "--out", str(tmp_path / "s"), *args])
         said = stdout + stderr
         assert code == 2 and "matches no adaptable Linear" in said and "LlamaForCausalLM" in said, said

@@ -132,8 +132,9 @@ def _run(argv: list[str] | None) -> None:
         from rich.console import Console
         from rich.markup import escape
 
-        Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {escape(str(exc))}", markup=True,
-                                                    soft_wrap=True)
+        # emoji=False: a message quotes what the user typed, and rich reads `float:-1:0.001` as the :-1: emoji.
+        Console(stderr=True, highlight=False, emoji=False).print(f"[bold red]error:[/] {escape(str(exc))}",
+                                                                 markup=True, soft_wrap=True)
         sys.exit(exc.exit_code)
     except OSError as exc:
         from dsft.disk import USER_FILESYSTEM_ERRORS, describe_os_error
@@ -144,8 +145,8 @@ def _run(argv: list[str] | None) -> None:
         from rich.console import Console
         from rich.markup import escape
 
-        Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {escape(describe_os_error(exc))}",
-                                                    markup=True, soft_wrap=True)
+        Console(stderr=True, highlight=False, emoji=False).print(
+            f"[bold red]error:[/] {escape(describe_os_error(exc))}", markup=True, soft_wrap=True)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

@@ -50,11 +50,12 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def problems_source(source: str, overrides: Sequence[str], problems: Sequence[str], grid: Sequence[str] = (),
-                    trial: str | None = None) -> str:
+                    trial: str | None = None, ranges: Sequence[str] = ()) -> str:
     """What a config's problems are labelled with: the ``--set`` overrides they name (so the flag that caused them
     is the one pointed at), after ``source`` (the config file, or the command whose built-in config it is) when
     some of the problems name none. Of a key set twice, the later ``--set`` (the value the config has) counts.
-    ``grid``: a sweep trial's ``--grid`` values, applied after ``overrides``, named with the ``trial``.
+    ``grid``: a sweep trial's ``--grid`` values, applied after ``overrides``, named with the ``trial``;
+    ``ranges``: the ``--range`` axes (``KEY=KIND:LOW:HIGH``) whose values the config holds, named likewise.
 
     >>> problems_source("c.yaml", ["eval.metric=nope", "train.lr=1e-4"], ["eval.metric: unknown metric 'nope'"])
     '--set eval.metric=nope'
@@ -64,9 +65,11 @@ def problems_source(source: str, overrides: Sequence[str], problems: Sequence[st
     'c.yaml'
     >>> problems_source("c.yaml", ["train.lr=1e-4"], ["train.lr: must be > 0"], ["train.lr=-1"], "trial-001")
     '--grid train.lr=-1 (trial-001)'
+    >>> problems_source("c.yaml", [], ["train.lr: must be > 0"], [], "at train.lr=-1", ["train.lr=float:-1:1"])
+    '--range train.lr=float:-1:1 (at train.lr=-1)'
     """
     effective: dict[str, str] = {}
-    for flag, texts in (("--set", overrides), ("--grid", grid)):
+    for flag, texts in (("--set", overrides), ("--grid", grid), ("--range", ranges)):
         for text in texts:
             key = text.split("=", 1)[0].strip()
             effective.pop(key, None)  # the later one took effect: keep it, in the order typed
@@ -77,7 +80,7 @@ def problems_source(source: str, overrides: Sequence[str], problems: Sequence[st
     if not named:
         return source
     flags = ", ".join(named)
-    if trial is not None and any(label.startswith("--grid ") for label in named):
+    if trial is not None and any(label.startswith(("--grid ", "--range ")) for label in named):
         flags += f" ({trial})"
     unexplained = any(not any(pattern[key].search(p) for key in effective) for p in problems)
     return f"{source} and {flags}" if unexplained else flags

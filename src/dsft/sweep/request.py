@@ -4,6 +4,7 @@ config or grid value is refused before the runner (:mod:`dsft.sweep.runner`) imp
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +15,10 @@ from dsft.config.loader import problems_source
 from dsft.data.pipeline import check_inputs
 from dsft.errors import ConfigError, DsftError, UnsupportedError
 from dsft.sweep.report import SWEEP_FILE
-from dsft.sweep.space import SearchSpace, overrides_of
+from dsft.sweep.space import MAX_CORNERS, SearchSpace, overrides_of
 from dsft.training.environment import environment_problems
+
+log = logging.getLogger(__name__)
 
 SAMPLERS = ("grid", "random", "tpe")
 LAUNCHES = ("local", "script", "slurm")
@@ -81,19 +84,37 @@ def check_request(request: SweepRequest) -> DsftConfig:
         raise DsftError(f"--out {out}: exists, is not empty and holds no sweep; choose a new directory")
     if (out / SWEEP_FILE).is_file():
         raise DsftError(f"--out {out}: already holds a sweep; choose a new directory (or --collect its results)")
-    # Every grid point is validated before any data is read or any model loaded.
-    for number, params in enumerate(request.space.grid() if request.sampler == "grid" else []):
+    # Every trial config is validated before any data is read or any model loaded: each grid point, or each
+    # value and corner of the space a random/TPE sampler draws from (else a bad one fails hours into the sweep).
+    if request.sampler != "grid" and not request.space.corners_checked():
+        log.warning("the search space has %d corners, too many to check each (at most %d): each --grid value and "
+                    "--range bound was checked on its own, so values that are wrong only together fail in their "
+                    "trial", request.space.corners(), MAX_CORNERS)
+    for params, place in checked_points(request):
         try:
             trial_cfg = request.trial_config(params, None)
             if request.check is not None:
                 request.check(trial_cfg)
-        except ConfigError as error:  # labelled with the --grid value (and trial) that caused it, if one did
+        except ConfigError as error:  # labelled with the --grid value or --range (and where) that caused it
             if not error.problems:
                 raise
-            source = problems_source(str(request.config or "config"), request.overrides, error.problems,
-                                     overrides_of(params), trial_name(number))
+            axes = request.space.ranges
+            choices = overrides_of({key: value for key, value in params.items() if key not in axes})
+            ranges = [axes[key].text(key) for key in params if key in axes]
+            source = problems_source(str(request.config or "config"), request.overrides, error.problems, choices,
+                                     place, ranges)
             raise ConfigError(f"{source}: {len(error.problems)} problem(s)", error.problems) from None
     return base
+
+
+def checked_points(request: SweepRequest) -> list[tuple[dict[str, Any], str | None]]:
+    """The trial parameters checked before anything runs, each with what places it in a refusal: every grid point
+    (its trial), or what a random/TPE sampler draws from (:meth:`SearchSpace.probes`; a range bound or a corner
+    by its values, a choice alone by its ``--grid`` value only)."""
+    if request.sampler == "grid":
+        return [(params, trial_name(number)) for number, params in enumerate(request.space.grid())]
+    return [(params, None if len(params) == 1 and not set(params) & set(request.space.ranges)
+             else "at " + ", ".join(overrides_of(params))) for params in request.space.probes()]
 
 
 def trial_name(number: int) -> str:

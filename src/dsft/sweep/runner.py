@@ -31,7 +31,7 @@ from dsft.eval.rewards import build_rewards
 from dsft.models.loading import load_tokenizer
 from dsft.models.resolve import resolve_model
 from dsft.sweep.report import SWEEP_FILE, Sweep, Trial, best_evaluation, choose_best, write_report
-from dsft.sweep.request import SweepRequest, check_request, trial_name
+from dsft.sweep.request import SweepRequest, check_request, checked_points, trial_name
 from dsft.training.run import run_training
 from dsft.training.rundir import RunDir
 from dsft.training.setup import check_lora_targets
@@ -63,7 +63,7 @@ def run_sweep(request: SweepRequest) -> Sweep:
     points = request.space.grid() if request.sampler == "grid" else []
     sweep = Sweep(base.eval.metric_key(), base.eval.higher_is_better(), request.sampler)
     checked = set()
-    for cfg in [base, *(request.trial_config(params, None) for params in points)]:
+    for cfg in [base, *(request.trial_config(params, None) for params, _ in checked_points(request))]:
         key = (cfg.train.method, cfg.lora.model_dump_json())
         if key not in checked:  # on the model's weightless skeleton: a typo costs no data preparation
             check_lora_targets(cfg)
@@ -161,10 +161,11 @@ def _run_optuna(request: SweepRequest, sweep: Sweep, prepared: Path, shared: Tri
         for key, values in request.space.choices.items():
             params[key] = optuna_trial.suggest_categorical(key, values)
         for key, axis in request.space.ranges.items():
+            low, high = axis.bounds()  # the bounds checked before the first trial (check_request)
             if axis.kind == "int":
-                params[key] = optuna_trial.suggest_int(key, int(axis.low), int(axis.high))
+                params[key] = optuna_trial.suggest_int(key, int(low), int(high))
             else:
-                params[key] = optuna_trial.suggest_float(key, axis.low, axis.high, log=axis.kind == "log")
+                params[key] = optuna_trial.suggest_float(key, low, high, log=axis.kind == "log")
         pruning = OptunaPruning(optuna_trial, sweep.metric)
         trial = _run_trial(request, sweep, optuna_trial.number, params, prepared, shared,
                            last_trial=optuna_trial.number == request.trials - 1, extra=[pruning])
