@@ -12,8 +12,8 @@ import yaml
 
 from dsft.sweep import runner
 from dsft.sweep.report import Sweep, Trial, choose_best
-from dsft.sweep.runner import OptunaPruning
 from dsft.sweep.request import SweepRequest, check_request
+from dsft.sweep.runner import OptunaPruning
 from dsft.sweep.space import MAX_CORNERS, build_space, parse_grid
 from dsft.training import distributed, setup
 from dsft.training.environment import Environment
@@ -136,21 +136,26 @@ def test_bad_sweep_requests_are_one_message(tmp_path: Path, run_cli, args: list[
 
 
 @pytest.mark.parametrize(("args", "label", "problem"), [
-    (["--sampler", "random", "--range", "train.lr=float:-1:0.001"], "--range train.lr=float:-1:0.001 (at train.lr=-1.0)",
-     "train.lr: Input should be greater than 0"),
+    (["--sampler", "random", "--range", "train.lr=float:-1:0.001"],
+     "--range train.lr=float:-1:0.001 (at train.lr=-1.0)", "train.lr: Input should be greater than 0"),
     (["--sampler", "tpe", "--range", "train.warmup_ratio=float:0:1.5"],
-     "--range train.warmup_ratio=float:0:1.5 (at train.warmup_ratio=1.5)", "train.warmup_ratio: Input should be less than 1"),
+     "--range train.warmup_ratio=float:0:1.5 (at train.warmup_ratio=1.5)",
+     "train.warmup_ratio: Input should be less than 1"),
     (["--sampler", "random", "--grid", "lora.r=4,8", "--range", "lora.alpha=int:0:16"],
      "--range lora.alpha=int:0:16 (at lora.alpha=0)", "lora.alpha: Input should be greater than or equal to 1"),
+    # Whole-number bounds pass on an integer key; nearly every value drawn between them does not.
+    (["--sampler", "random", "--range", "lora.r=float:8:64"], "--range lora.r=float:8:64 (at lora.r=28.6",
+     "lora.r: Input should be a valid integer"),
     (["--sampler", "tpe", "--grid", "train.lr_scheduler=constant,cosin", "--range", "train.lr=log:1e-5:1e-3"],
      "--grid train.lr_scheduler=cosin", "train.lr_scheduler: Input should be"),
-    (["--sampler", "random", "--grid", "eval.metric=loss,nope"], "--grid eval.metric=nope", "eval.metric: unknown metric"),
+    (["--sampler", "random", "--grid", "eval.metric=loss,nope"], "--grid eval.metric=nope",
+     "eval.metric: unknown metric"),
     # Each value is good on its own; together (a corner of the space) they are not.
     (["--sampler", "tpe", "--set", "train.lr_scheduler=cosine_with_restarts", "--grid",
       "train.lr_scheduler=constant,cosine_with_restarts", "--range", "train.lr_cycles=int:2:8"],
      "--range train.lr_cycles=int:2:8 (at train.lr_scheduler=constant, train.lr_cycles=2)",
      "train.lr_cycles: applies to lr_scheduler cosine_with_restarts, not constant"),
-], ids=["range-low", "range-high", "int-range", "choice", "choice-preflight", "corner"])
+], ids=["range-low", "range-high", "int-range", "float-range-on-int", "choice", "choice-preflight", "corner"])
 def test_a_random_or_tpe_search_space_is_checked_before_the_first_trial(tmp_path: Path, run_cli, monkeypatch,
                                                                        args: list[str], label: str,
                                                                        problem: str) -> None:
@@ -165,17 +170,19 @@ def test_a_random_or_tpe_search_space_is_checked_before_the_first_trial(tmp_path
                                     "--trials", "3", *args])
     said = stdout + stderr
     assert code == 2 and "Traceback" not in said, said
-    assert f"{label}: 1 problem(s)" in said and problem in said, said
+    assert label in said and "1 problem(s)" in said and problem in said, said
     assert not (tmp_path / "s").exists(), "refused before anything was written"
 
 
 def test_a_search_space_probes_each_value_then_every_corner() -> None:
     space = build_space(["lora.r=4,8"], ["train.lr=log:1e-5:1e-3", "lora.alpha=int:8.5:32"])
     probes = space.probes()
-    assert probes[:6] == [{"lora.r": 4}, {"lora.r": 8}, {"train.lr": 1e-5}, {"train.lr": 1e-3},
+    inner = 1e-5 * 100 ** (1 / math.e)  # 1/e of the way in log space: not a round number
+    assert probes[:7] == [{"lora.r": 4}, {"lora.r": 8}, {"train.lr": 1e-5}, {"train.lr": 1e-3}, {"train.lr": inner},
                           {"lora.alpha": 8}, {"lora.alpha": 32}]  # int ranges: the whole numbers a sampler draws
-    assert len(probes) == 6 + 2 * 2 * 2 and {"lora.r": 8, "train.lr": 1e-3, "lora.alpha": 8} in probes[6:]
-    assert build_space([], ["train.lr=float:0.1:0.2"]).probes() == [{"train.lr": 0.1}, {"train.lr": 0.2}]
+    assert len(probes) == 7 + 2 * 2 * 2 and {"lora.r": 8, "train.lr": 1e-3, "lora.alpha": 8} in probes[7:]
+    assert build_space([], ["train.lr=float:0.1:0.2"]).probes() == [{"train.lr": 0.1}, {"train.lr": 0.2},
+                                                                     {"train.lr": 0.1 + 0.1 / math.e}]
 
 
 def test_a_space_with_too_many_corners_checks_each_value_and_says_so(tmp_path: Path, caplog) -> None:
@@ -185,7 +192,7 @@ def test_a_space_with_too_many_corners_checks_each_value_and_says_so(tmp_path: P
                         [f"{key}=float:0.01:0.1" for key in keys] + ["lora.alpha=int:8:64"])
     assert space.corners() == 16 * 2 ** 9 > MAX_CORNERS and not space.corners_checked()
     probes = space.probes()
-    assert len(probes) == 4 + 4 + 2 * 9 and all(len(params) == 1 for params in probes)  # each value on its own
+    assert len(probes) == 4 + 4 + 3 * 8 + 2 and all(len(params) == 1 for params in probes)  # each on its own
     request = SweepRequest(write_config(tmp_path), [], None, space, tmp_path / "s", "random", 2)
     with caplog.at_level(logging.WARNING, logger="dsft"):
         check_request(request)

@@ -34,6 +34,20 @@ class Range:
         """The lowest and highest value a sampler draws: whole numbers for ``int``, ``(int(low), int(high))``."""
         return (int(self.low), int(self.high)) if self.kind == "int" else (self.low, self.high)
 
+    def inner(self) -> float | None:
+        """A value a ``float`` or ``log`` sampler draws between the bounds that is not a whole number, checked with
+        them (a float range on an integer key holds good bounds, 8 and 64, and fails at nearly every draw); None
+        for ``int``. It lies 1/e of the way in (in log space for ``log``): not a whole number for typed bounds.
+
+        >>> round(Range("float", 4, 8).inner(), 3), Range("int", 4, 8).inner()
+        (5.472, None)
+        """
+        if self.kind == "int":
+            return None
+        if self.kind == "log":
+            return self.low * (self.high / self.low) ** (1 / math.e)
+        return self.low + (self.high - self.low) / math.e
+
     def text(self, key: str) -> str:
         """The ``--range`` value that gives this axis: ``train.lr=log:1e-05:0.001``."""
         return f"{key}={self.kind}:{self.low:g}:{self.high:g}"
@@ -64,17 +78,18 @@ class SearchSpace:
 
 
     def probes(self) -> list[dict[str, Any]]:
-        """The trial parameters a random or TPE sweep checks before its first trial: each choice and each bound of
-        each range on its own, then, with several axes, every corner of the space (every combination of the
-        choices and the bounds), where values that are good on their own may not be together.
+        """The trial parameters a random or TPE sweep checks before its first trial: each choice and each bound
+        (and :meth:`Range.inner` value) of each range on its own, then, with several axes, every corner of the
+        space (every combination of the choices and the bounds), where values good on their own may not be together.
 
-        >>> SearchSpace({"lora.r": [8, 16]}, {"train.lr": Range("log", 1e-5, 1e-3)}).probes()[:4]
-        [{'lora.r': 8}, {'lora.r': 16}, {'train.lr': 1e-05}, {'train.lr': 0.001}]
-        >>> len(SearchSpace({"lora.r": [8, 16]}, {"train.lr": Range("log", 1e-5, 1e-3)}).probes())
-        8
+        >>> SearchSpace({"lora.r": [8, 16]}, {"lora.alpha": Range("int", 8, 64)}).probes()[:4]
+        [{'lora.r': 8}, {'lora.r': 16}, {'lora.alpha': 8}, {'lora.alpha': 64}]
+        >>> len(SearchSpace({"lora.r": [8, 16]}, {"train.lr": Range("log", 1e-5, 1e-3)}).probes())  # 2 + 3 + 2x2
+        9
         """
         axes = {**self.choices, **{key: list(axis.bounds()) for key, axis in self.ranges.items()}}
-        alone = [{key: value} for key, values in axes.items() for value in values]
+        inner = {key: [] if axis.inner() is None else [axis.inner()] for key, axis in self.ranges.items()}
+        alone = [{key: value} for key, values in axes.items() for value in values + inner.get(key, [])]
         if len(axes) < 2 or not self.corners_checked():
             return alone
         return alone + [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
