@@ -114,6 +114,8 @@ EXPORT_CASES = [
     ("adapter-dtype", lambda t: ["no-such-model", "--format", "adapter", "--dtype", "float16"],
      "an adapter is copied as trained"),
     ("tolerance", lambda t: ["no-such-model", "--tolerance", "-1"], "--tolerance must be > 0"),
+    ("tolerance-syntax", lambda t: ["no-such-model", "--tolerance", "diff=5%,outlier=10%"],
+     "--tolerance 'diff=5%,outlier=10%': cannot read 'outlier=10%'; expected a number"),
     ("shard-size", lambda t: ["no-such-model", "--max-shard-size", "lots"], "--max-shard-size lots"),
     ("no-verify-tolerance", lambda t: ["no-such-model", "--no-verify", "--tolerance", "0.1"],
      "--tolerance applies to the verification that --no-verify turns off"),

@@ -9,9 +9,10 @@ into the file, as a converter bug would.
 Llama (tiny-deepseek-llm) is checked with the default q8_0 verification. DeepSeek-V3 (llama.cpp's
 ``deepseek2``: MLA + MoE) and Qwen2 are checked on float16 files against the default float16 tolerance (0.78%
 of the largest logit, at least 0.1), because on these tiny models q8_0's own rounding moves the logits as much
-as some defects do (measured with the default q8_0 check: a correct V3 file fails it, top-1 83.5%, mean KL
+as some defects do (measured with the dense q8_0 check: a correct V3 file fails it, top-1 83.5%, mean KL
 0.12 nats, as rounding changes which experts a token is routed to (q8_0-rounding only the embeddings, in
-transformers, changes 1 of 158 routings and moves logits by up to 9.6); with Qwen2 zeroed q or k biases reach
+transformers, changes 1 of 158 routings and moves logits by up to 9.6); test_moe_q8_0.py checks the MoE q8_0
+default, which bounds the share of such outlying positions, on the same model; with Qwen2 zeroed q or k biases reach
 top-1 96.5%, mean KL 0.0035, like the correct file's 97.6%, 0.0027). The float16 files are also read back with
 the ``gguf`` package, tensor by tensor.
 """

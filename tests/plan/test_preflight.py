@@ -216,3 +216,10 @@ def test_train_with_deepspeed_as_a_plain_command_on_cpu_is_refused_before_the_da
     cfg = load_config(None, ["train.distributed=deepspeed"])
     assert unlaunched_problems(cfg, Environment(world_size=2, cuda=False)) == []  # under torchrun / deepspeed
     assert unlaunched_problems(load_config(None), Environment(cuda=False)) == []
+
+
+def test_export_tolerance_is_read_as_a_bound_before_anything_loads(run_cli) -> None:
+    code, _, err = run_cli(["config", "show", "--set", "export.tolerance=top1=120%"])
+    assert code == 2 and "export.tolerance 'top1=120%': top1= must be a percentage in (0%, 100%]" in err
+    code, _, err = run_cli(["config", "show", "--set", "export.tolerance=diff=10%,outliers=10%"])
+    assert code == 0, err

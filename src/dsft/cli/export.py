@@ -24,8 +24,9 @@ def export(
     verify: bool | None = typer.Option(
         None, "--verify/--no-verify", help="Reload the export and compare logits [default: export.verify]."
     ),
-    tolerance: float | None = typer.Option(
-        None, "--tolerance", help="Max |logit difference| accepted [default: export.tolerance, else per dtype]."
+    tolerance: str | None = typer.Option(
+        None, "--tolerance", help="Pass criterion of verification: X (max |logit difference|), or key=value pairs "
+        "'diff=X|P%,outliers=P%,top1=P%,kl=X' (see docs/export.md) [default: export.tolerance, else per dtype].",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Allow a non-empty --out (an earlier export's too): the files "
                                    "the export writes are replaced, other files are left alone."),

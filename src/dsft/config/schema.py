@@ -572,8 +572,9 @@ class ExportConfig(Section):
         "auto", description="Export dtype (auto = the base model's dtype; q8_0 for GGUF only)."
     )
     verify: bool = Field(True, description="Reload the export and compare logits with the trained model.")
-    tolerance: float | None = Field(
-        None, gt=0, description="Max absolute logit difference accepted by verification; null = the dtype's default."
+    tolerance: float | str | None = Field(
+        None, description="Pass criterion of verification: a number (max absolute logit difference) or key=value "
+        "pairs such as 'diff=10%,outliers=10%' or 'top1=80%,kl=0.1' (docs/export.md); null = the dtype's default."
     )
     max_shard_size: str = Field("5GB", description="Safetensors shard size.")
 

@@ -18,7 +18,8 @@ from dsft.export.ollama import export_ollama
 # EXPORT_DTYPES / EXPORT_FORMATS are re-exported for callers that list the choices (the dashboard).
 from dsft.export.options import EXPORT_DTYPES, EXPORT_FORMATS, check_export_options  # noqa: F401
 from dsft.export.source import ExportSource, resolve_source
-from dsft.export.verify import LogitComparison, VerificationError
+from dsft.export.bounds import LogitBound, LogitComparison, parse_tolerance
+from dsft.export.verify import VerificationError
 
 
 @dataclass(frozen=True)
@@ -66,17 +67,19 @@ def _restore_previous_export(out: Path, aside: Path) -> None:
 
 
 def export(run_or_model: str | Path, fmt: str, out_dir: str | Path, dtype: str = "auto", verify: bool = True,
-           tolerance: float | None = None, overwrite: bool = False, max_shard_size: str = "5GB",
+           tolerance: str | float | LogitBound | None = None, overwrite: bool = False, max_shard_size: str = "5GB",
            name: str | None = None, echo: Callable[[str], None] = print,
            base_model: str | Path | None = None) -> ExportResult:
     """Export a run directory (or a model) as ``hf``, ``adapter``, ``gguf`` or ``ollama`` into ``out_dir``.
 
-    Every format is verified against the trained model unless ``verify`` is False; a difference above
-    ``tolerance`` (default per dtype) raises :class:`VerificationError` after the files are written, so they
-    can still be inspected; any other failure removes what the export had written. ``base_model`` overrides
-    where a LoRA run's base model is found.
+    Every format is verified against the trained model unless ``verify`` is False; a comparison that
+    ``tolerance`` refuses (default per dtype; a number, a :class:`~dsft.export.bounds.LogitBound` or the
+    ``--tolerance`` text of :func:`~dsft.export.bounds.parse_tolerance`) raises :class:`VerificationError`
+    after the files are written, so they can still be inspected; any other failure removes what the export had
+    written. ``base_model`` overrides where a LoRA run's base model is found.
     """
     check_export_options(fmt, dtype, tolerance, max_shard_size)
+    bound = parse_tolerance(tolerance) if isinstance(tolerance, (str, int, float)) else tolerance
     out = Path(out_dir)
     check_fresh_output_dir(out, overwrite)
     source = resolve_source(run_or_model, base_model)
@@ -91,7 +94,7 @@ def export(run_or_model: str | Path, fmt: str, out_dir: str | Path, dtype: str =
     before = contents(out)  # None: absent, so a failed export removes --out itself; else only what it added
     try:
         with partial_output_removed(out, needed, f"the {fmt} export"):
-            comparison = _dispatch(source, fmt, out, dtype, verify, tolerance, max_shard_size, name, echo)
+            comparison = _dispatch(source, fmt, out, dtype, verify, bound, max_shard_size, name, echo)
     except VerificationError:
         raise  # the files are complete and kept, so the mismatch can be inspected
     except BaseException:
@@ -106,7 +109,7 @@ def export(run_or_model: str | Path, fmt: str, out_dir: str | Path, dtype: str =
     return ExportResult(fmt, out, source, comparison, files)
 
 
-def _dispatch(source: ExportSource, fmt: str, out: Path, dtype: str, verify: bool, tolerance: float | None,
+def _dispatch(source: ExportSource, fmt: str, out: Path, dtype: str, verify: bool, tolerance: LogitBound | None,
               max_shard_size: str, name: str | None, echo: Callable[[str], None]) -> LogitComparison | None:
     if fmt == "hf":
         return export_hf(source, out, dtype, verify, tolerance, max_shard_size, echo)

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from dsft.errors import DsftError, UnsupportedError
+from dsft.export.bounds import LogitBound, LogitComparison
 from dsft.export.verify import (
-    RAW_TEXTS, LogitBound, LogitComparison, VerificationError, check_tolerance,
-    compare_logits, verification_conversations,
+    RAW_TEXTS, VerificationError, check_tolerance, compare_logits, verification_conversations,
 )
 from dsft.templates import get_template
 

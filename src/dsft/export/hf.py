@@ -17,10 +17,8 @@ from typing import Any
 from dsft.errors import DsftError, UnsupportedError
 from dsft.export.options import HF_DTYPES
 from dsft.export.source import ExportSource, load_trained_model, stored_dtype
-from dsft.export.verify import (
-    AbsoluteBound, LogitBound, LogitComparison, RelativeBound, check_tolerance, compare_logits, hf_logits,
-    verification_prompts,
-)
+from dsft.export.bounds import AbsoluteBound, LogitBound, LogitComparison, RelativeBound
+from dsft.export.verify import check_tolerance, compare_logits, hf_logits, verification_prompts
 from dsft.models.loading import load_model, load_tokenizer
 from dsft.models.lora import load_lora_adapter
 from dsft.templates import get_template
@@ -28,7 +26,7 @@ from dsft.templates import get_template
 # Accepted by default, per stored dtype. float32 only reorders sums: a max |logit difference|. Half precision
 # rounds each merged weight (2^-11 relative for fp16, 2^-8 for bf16), which moves the logits in proportion to
 # their scale: 8 units of that rounding of the largest logit (measured 1.9-2.8 units, see RelativeBound), and
-# never less than the former absolute bounds. --tolerance X bounds the max |logit difference| instead.
+# never less than the former absolute bounds. --tolerance sets another bound (dsft.export.bounds).
 DEFAULT_TOLERANCE: dict[str, LogitBound] = {
     "float32": AbsoluteBound(1e-3), "float16": RelativeBound(8 * 2**-11, floor=5e-2),
     "bfloat16": RelativeBound(8 * 2**-8, floor=2.5e-1),
@@ -96,7 +94,7 @@ def merge_adapter(model: Any) -> Any:
 
 
 def export_hf(source: ExportSource, out_dir: Path, dtype: str = "auto", verify: bool = True,
-              tolerance: float | None = None, max_shard_size: str = "5GB",
+              tolerance: float | LogitBound | None = None, max_shard_size: str = "5GB",
               echo: Callable[[str], None] = print) -> LogitComparison | None:
     """Save the merged (LoRA) or full model as sharded safetensors + tokenizer + generation config.
 
@@ -146,7 +144,8 @@ def vllm_adapter_notes(adapter_config: dict[str, Any]) -> list[str]:
     return notes
 
 
-def export_adapter(source: ExportSource, out_dir: Path, verify: bool = True, tolerance: float | None = None,
+def export_adapter(source: ExportSource, out_dir: Path, verify: bool = True,
+                   tolerance: float | LogitBound | None = None,
                    echo: Callable[[str], None] = print) -> LogitComparison | None:
     """Copy the PEFT adapter alone (adapter_config.json + adapter_model.safetensors) and check it loads.
 

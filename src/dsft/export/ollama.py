@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from dsft.export.bounds import LogitBound
 from dsft.export.gguf_export import GGUF_FILE_NAME, GGUFExport, export_gguf
 from dsft.export.source import ExportSource
 from dsft.models.loading import load_tokenizer
@@ -56,7 +57,7 @@ def create_command(name: str) -> str:
 
 
 def export_ollama(source: ExportSource, out_dir: Path, dtype: str = "auto", verify: bool = True,
-                  tolerance: float | None = None, name: str | None = None,
+                  tolerance: float | LogitBound | None = None, name: str | None = None,
                   echo: Callable[[str], None] = print) -> GGUFExport:
     """GGUF export (verified like ``--format gguf``) plus Modelfile and README with the ``ollama create`` command."""
     tokenizer = load_tokenizer(source.tokenizer_dir)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 
 from dsft.errors import DsftError, UnsupportedError
+from dsft.export.bounds import LogitBound, parse_tolerance
 
 EXPORT_FORMATS = ("hf", "adapter", "gguf", "ollama")
 EXPORT_DTYPES = ("auto", "float32", "float16", "bfloat16", "q8_0")
@@ -24,7 +25,7 @@ HF_DTYPES = ("float32", "float16", "bfloat16")
 _SHARD_SIZE = re.compile(r"\s*([0-9]+)\s*(GIB|MIB|KIB|GB|MB|KB)", re.IGNORECASE)
 
 
-def check_export_options(fmt: str, dtype: str, tolerance: float | None, max_shard_size: str) -> None:
+def check_export_options(fmt: str, dtype: str, tolerance: str | float | LogitBound | None, max_shard_size: str) -> None:
     """Raise a :class:`DsftError` naming the first option that is unknown, out of range, or that the format
     cannot take."""
     if fmt not in EXPORT_FORMATS:
@@ -36,8 +37,8 @@ def check_export_options(fmt: str, dtype: str, tolerance: float | None, max_shar
                                f"{', '.join(HF_DTYPES)}; q8_0 applies to --format gguf/ollama only")
     if fmt == "adapter" and dtype != "auto":
         raise UnsupportedError(f"--dtype {dtype}: an adapter is copied as trained; drop --dtype")
-    if tolerance is not None and not tolerance > 0:
-        raise DsftError(f"--tolerance must be > 0, got {tolerance}")
+    if isinstance(tolerance, (str, int, float)):
+        parse_tolerance(tolerance)  # names --tolerance and the syntax when it cannot be read
     shard = _SHARD_SIZE.fullmatch(max_shard_size)
     if shard is None or int(shard.group(1)) == 0:
         raise DsftError(f"--max-shard-size {max_shard_size}: expected a positive whole number and a unit, "

@@ -9,7 +9,8 @@ naming its key, in about a second. The checks belong to the stages that own the 
   the evaluation schedule (best checkpoint, early stopping) against the data's validation split;
 * evaluation (:mod:`dsft.eval.selection`): ``eval.metric`` against the metrics the run will log,
   ``eval.metrics`` against the known metrics;
-* export: ``export.format`` with ``export.verify`` against the verifier that format needs;
+* export: ``export.tolerance`` as a bound (:func:`dsft.export.bounds.parse_tolerance`), ``export.format`` with
+  ``export.verify`` against the verifier that format needs;
 * preference / RL objectives (:mod:`dsft.training.objective_checks`, :func:`dsft.eval.rewards.check_rewards`):
   the data and loss keys an objective does not use, GRPO's group size, completion room and rewards.
 """
@@ -21,9 +22,10 @@ from collections.abc import Sequence
 
 from dsft.config import DsftConfig
 from dsft.config.loader import problems_source
-from dsft.errors import ConfigError
+from dsft.errors import ConfigError, DsftError
 from dsft.eval.rewards import RewardCheck, check_rewards
 from dsft.eval.selection import eval_config_problems, generation_world_problems
+from dsft.export.bounds import parse_tolerance
 from dsft.training.environment import Environment
 from dsft.training.objective_checks import named_template_opens_think, objective_problems
 from dsft.training.preflight import training_problems
@@ -34,13 +36,19 @@ LLAMA_CPP_MODULE = "llama_cpp"
 
 
 def export_problems(cfg: DsftConfig, env: Environment) -> list[str]:
-    """``export.format`` + ``export.verify`` against the verifier installed here."""
+    """``export.tolerance`` as a bound; ``export.format`` + ``export.verify`` against the verifier installed here."""
     e = cfg.export
+    problems = []
+    if e.tolerance is not None:
+        try:
+            parse_tolerance(e.tolerance, name="export.tolerance")
+        except DsftError as exc:
+            problems.append(str(exc))
     if e.verify and e.format in LLAMA_CPP_FORMATS and env.inspect_packages \
             and importlib.util.find_spec(LLAMA_CPP_MODULE) is None:
-        return [f"export.format={e.format} with export.verify: true needs llama-cpp-python to verify the GGUF file "
-                "(pip install llama-cpp-python, or dsft[gguf-verify]); or set export.verify: false"]
-    return []
+        problems.append(f"export.format={e.format} with export.verify: true needs llama-cpp-python to verify the GGUF "
+                        "file (pip install llama-cpp-python, or dsft[gguf-verify]); or set export.verify: false")
+    return problems
 
 
 def preflight_problems(cfg: DsftConfig, env: Environment, rewards: RewardCheck | None = None) -> list[str]:

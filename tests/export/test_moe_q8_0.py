@@ -1,0 +1,116 @@
+"""q8_0 GGUF verification of a MoE model: a correct file passes, a converter defect is refused.
+
+On tiny DeepSeek-V3 with trained-like weights (``write_trained_like_base``: logits reaching 18), q8_0
+rounding changes which experts a few tokens are routed to, and those positions' logits move by the logits'
+whole scale: the correct file measured max |logit diff| 13.0, top-1 agreement 83.5% and mean KL 0.12 nats
+over 79 positions, refused by the dense q8_0 default (top-1 >= 85%, mean KL <= 0.05). Only 3 of the 79
+positions moved by more than 1 (9.4, 10.3, 13.0); every other one stayed under 0.92, 5% of the largest
+logit. The MoE q8_0 default therefore bounds the share of outlying positions: at most 10% of them may
+exceed 10% of the largest reference logit (1.82 here).
+
+Measured with that bound (positions over 1.82 of 79; ``pytest tests/export/test_moe_q8_0.py -s``,
+llama-cpp-python 0.3.36, 2026-11-27):
+
+| file | over the limit | top-1 | mean KL |
+|---|---|---|---|
+| correct | 3 (3.8%), passes | 83.5% | 0.12 |
+| experts 0 and 1 of block 1 swapped, router unchanged | 26 (32.9%) | 58.2% | 1.1 |
+| ffn_gate_exps and ffn_up_exps of block 1 swapped | 79 (100%) | 8.9% | 2.5 |
+| exp_probs_b (router bias) of block 1 written as zeros | 73 (92.4%) | 8.9% | 4.0 |
+| attn_kv_a_mqa of block 0 with rope rows first | 79 (100%) | 3.8% | 5.3 |
+| kv_b split with k and v swapped in block 0 | 79 (100%) | 5.1% | 5.1 |
+
+Not caught at q8_0: ``attn_k_b`` of block 0 reshaped instead of transposed moves these logits by 1.2 at
+most outside the routing outliers (correct file: 0.92), within q8_0's noise by every figure measured (3
+positions over the limit, top-1 82.3%, mean KL 0.13); the float16 check refuses it
+(test_gguf_defects.py), so check a new converter as float16 first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+# llama-cpp-python is a test dependency: a missing install fails here instead of skipping.
+import llama_cpp  # noqa: F401
+import numpy as np
+import pytest
+from test_gguf_defects import FLOAT16_DEFECTS, write_trained_like_base
+
+from dsft.errors import DsftError
+from dsft.export import gguf_arch, gguf_export
+from dsft.export.bounds import OutlierBound, parse_tolerance
+from dsft.export.gguf_export import DEFAULT_GGUF_TOLERANCE, MOE_Q8_0_TOLERANCE
+from dsft.export.source import resolve_source
+from dsft.export.verify import check_tolerance, compare_logits
+
+Tensors = dict[str, Any]
+
+
+def kv_b_split_swapped(tensors: Tensors) -> Tensors:
+    """Block 0's kv_b split with its k and v rows taken from each other (tiny V3: qk_nope_head_dim = v_head_dim
+    = 16), as a converter that splits at the wrong end would write it."""
+    k_b, v_b = tensors["blk.0.attn_k_b.weight"], tensors["blk.0.attn_v_b.weight"]
+    return tensors | {"blk.0.attn_k_b.weight": np.ascontiguousarray(v_b.transpose(0, 2, 1)),
+                      "blk.0.attn_v_b.weight": np.ascontiguousarray(k_b.transpose(0, 2, 1))}
+
+
+def per_tensor(defect: Callable[[str, Any], tuple[str, Any]]) -> Callable[[Tensors], Tensors]:
+    return lambda tensors: dict(defect(name, array) for name, array in tensors.items())
+
+
+_V3 = FLOAT16_DEFECTS["tiny-deepseek-v3"]
+DEFECTS = {name: per_tensor(_V3[name]) for name in (
+    "experts 0 and 1 of block 1 swapped, router unchanged", "ffn_gate_exps and ffn_up_exps of block 1 swapped",
+    "exp_probs_b (router bias) of block 1 written as zeros", "attn_kv_a_mqa of block 0 with rope rows first")}
+DEFECTS["kv_b split with k and v swapped in block 0"] = kv_b_split_swapped
+
+
+def export_with(change: Callable[[Tensors], Tensors], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make this test's exports write every tensor through ``change`` (all of them at once)."""
+    correct = gguf_arch.iter_gguf_tensors
+
+    def defective(model: Any, arch: str) -> Iterator[tuple[str, Any]]:
+        yield from change(dict(correct(model, arch))).items()
+
+    monkeypatch.setattr(gguf_export, "iter_gguf_tensors", defective)
+
+
+@pytest.fixture(scope="module")
+def trained_like_v3(tiny_model_dir, tmp_path_factory):
+    return write_trained_like_base(tiny_model_dir("tiny-deepseek-v3"), tmp_path_factory.mktemp("v3-trained-like"))
+
+
+def test_correct_q8_0_moe_file_passes_the_moe_default(trained_like_v3, tmp_path) -> None:
+    source = resolve_source(trained_like_v3)
+    assert gguf_export.default_gguf_tolerance("q8_0", source) == MOE_Q8_0_TOLERANCE
+    comparison = gguf_export.export_gguf(source, tmp_path, dtype="q8_0", echo=print).comparison
+    assert comparison.max_abs_logit > 10  # peaked distributions, as a trained model's
+    # What the dense q8_0 default refused (it was the default for every model): routing flips at a few positions.
+    assert not DEFAULT_GGUF_TOLERANCE["q8_0"].accepts(comparison)
+    assert 0 < MOE_Q8_0_TOLERANCE.over(comparison) <= 0.05 * comparison.positions  # measured 3 of 79
+    # A user can ask for the same kind of bound, or loosen it, with --tolerance.
+    check_tolerance(comparison, parse_tolerance("diff=10%,outliers=10%"), "q8_0 export", print)
+
+
+@pytest.mark.parametrize("defect", list(DEFECTS))
+def test_q8_0_moe_verification_refuses_converter_defects(trained_like_v3, tmp_path, monkeypatch, defect) -> None:
+    export_with(DEFECTS[defect], monkeypatch)
+    with pytest.raises(DsftError, match=r"verification failed.*at most 10% of positions") as refused:
+        gguf_export.export_gguf(resolve_source(trained_like_v3), tmp_path, dtype="q8_0", echo=print)
+    print(f"{defect}: {refused.value}")
+
+
+def test_outlier_bound_counts_positions_over_the_limit_and_refuses_nan() -> None:
+    rng = np.random.default_rng(0)
+    ref = rng.normal(0.0, 4.0, (20, 50)).astype(np.float32)
+    ref[:, 0] += 20.0  # largest |logit| about 30: the 10% limit is about 3
+    candidate = ref + rng.uniform(-0.5, 0.5, ref.shape).astype(np.float32)
+    candidate[[3, 11]] += 10.0  # two positions routed elsewhere
+    comparison = compare_logits([ref[:8], ref[8:]], [candidate[:8], candidate[8:]])
+    assert MOE_Q8_0_TOLERANCE.over(comparison) == 2 and MOE_Q8_0_TOLERANCE.accepts(comparison)  # 2 of 20 = 10%
+    candidate[5] += 10.0
+    assert not MOE_Q8_0_TOLERANCE.accepts(compare_logits([ref], [candidate]))  # 3 of 20
+    candidate[5] = np.nan
+    candidate[3] -= 10.0
+    assert not OutlierBound(MOE_Q8_0_TOLERANCE.per_position, max_share=0.5).accepts(compare_logits([ref], [candidate]))
