@@ -133,10 +133,23 @@ def test_sequence_parallel_args_build_accelerates_ulysses_config() -> None:
         sequence_parallel_args(TrainConfig(distributed="deepspeed", micro_batch_size=2), 2, 2, flash)
     with pytest.raises(ConfigError, match="needs sdpa or flash-attention"):
         sequence_parallel_args(cfg, 2, 2, SimpleNamespace(model_type="qwen2", _attn_implementation="eager"))
+    # dsft's segment attention splits each gathered row where its position_ids restart.
+    segments = SimpleNamespace(model_type="qwen2", _attn_implementation="dsft_segments")
+    packed = sequence_parallel_args(TrainConfig(distributed="deepspeed"), 2, 2, segments)["parallelism_config"]
+    assert packed.sp_handler.sp_attn_implementation == "dsft_segments"
+    # Multi-head latent attention trains under SP (its values are padded around Ulysses: sequence_parallel_mla).
     mla = SimpleNamespace(model_type="deepseek_v3", _attn_implementation="sdpa", kv_lora_rank=512,
-                          qk_head_dim=192, v_head_dim=128)
-    with pytest.raises(UnsupportedError, match="multi-head latent attention"):
-        sequence_parallel_args(cfg, 2, 2, mla)
+                          qk_head_dim=192, v_head_dim=128, num_attention_heads=128, num_key_value_heads=128)
+    assert sequence_parallel_args(cfg, 2, 2, mla)["parallelism_config"].sp_size == 2
+    # Ulysses gives each rank 1/sp of the heads.
+    with pytest.raises(ConfigError, match=r"must divide the model's attention heads \(128\)"):
+        sequence_parallel_args(TrainConfig(distributed="deepspeed", max_seq_len=3072, packing=False), 3, 3, mla)
+    gqa = SimpleNamespace(model_type="qwen2", _attn_implementation="sdpa", num_attention_heads=12,
+                          num_key_value_heads=3)
+    with pytest.raises(ConfigError, match=r"must divide the model's key/value heads \(3\) or be a multiple"):
+        sequence_parallel_args(cfg, 2, 2, gqa)
+    assert sequence_parallel_args(TrainConfig(distributed="deepspeed", max_seq_len=3072, packing=False), 6, 6,
+                                  gqa)["parallelism_config"].sp_size == 6
 
 
 def test_sequence_parallel_json_leaves_the_batch_to_accelerate_and_one_process_is_refused(tmp_path: Path) -> None:

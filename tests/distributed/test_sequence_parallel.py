@@ -1,5 +1,7 @@
 """DeepSpeed-Ulysses sequence parallelism: `dsft train` with `train.sequence_parallel: 2` on two CPU
-processes (gloo) equals a one-process run without it.
+processes (gloo) equals a one-process run without it: a Qwen2 model on rows of one example, and a DeepSeek-V3
+model (multi-head latent attention, whose values are narrower than its queries and keys) on packed rows
+(dsft's segment attention, which finds the examples from the gathered position_ids).
 
 Every prompt is longer than half a row, so each row's tokens are split over the two ranks, the supervised
 tokens sit mostly in the second half, and the loss there is right only if attention reaches the keys on
@@ -33,13 +35,14 @@ def _write_data(path: Path, n: int = 40) -> Path:
     return path
 
 
-def _write_config(path: Path, data: Path, sequence_parallel: bool) -> Path:
+def _write_config(path: Path, data: Path, sequence_parallel: bool, case: dict) -> Path:
     sp = "  distributed: deepspeed\n  zero_stage: 1\n  sequence_parallel: 2\n" if sequence_parallel else ""
     path.write_text(
-        "model:\n  name_or_path: tiny-r1-distill-qwen\n  attn_implementation: sdpa\n"
+        f"model:\n  name_or_path: {case['model']}\n  attn_implementation: {case['attn']}\n"
         f"data:\n  train: [{data}]\n  val_ratio: 0.0\n"
         f"train:\n  method: lora\n  max_steps: {STEPS}\n  micro_batch_size: 1\n  grad_accum: 2\n"
-        "  max_seq_len: 96\n  packing: false\n  lr: 0.005\n  warmup_ratio: 0.0\n  lr_scheduler: constant\n"
+        f"  max_seq_len: {case['max_seq_len']}\n  packing: {case['packing']}\n  lr: 0.005\n  warmup_ratio: 0.0\n"
+        "  lr_scheduler: constant\n"
         f"  save_steps: 100\n  logging_steps: 1\n  seed: 3\n{sp}"
         "eval:\n  load_best: false\n",
         encoding="utf-8",
@@ -52,14 +55,23 @@ def _logged(run: Path) -> dict[int, dict]:
     return {r["step"]: r for r in rows if "loss" in r}
 
 
+CASES = {
+    "qwen2-rows": {"model": "tiny-r1-distill-qwen", "attn": "sdpa", "packing": "false", "max_seq_len": 96},
+    "mla-packed": {"model": "tiny-deepseek-v3", "attn": "auto", "packing": "true", "max_seq_len": 192},
+}
+
+
 @pytest.mark.slow
-def test_two_rank_sequence_parallel_equals_one_process(tmp_path: Path, tiny_model_dir, train_run) -> None:
+@pytest.mark.parametrize("name", CASES)
+def test_two_rank_sequence_parallel_equals_one_process(name: str, tmp_path: Path, tiny_model_dir, train_run) -> None:
     pytest.importorskip("deepspeed")
-    tiny_model_dir("tiny-r1-distill-qwen")  # materialised once, shared through DSFT_CACHE
+    case = CASES[name]
+    tiny_model_dir(case["model"])  # materialised once, shared through DSFT_CACHE
 
     data = _write_data(tmp_path / "data.jsonl")
-    train_run([str(_write_config(tmp_path / "one.yaml", data, False)), "--out", str(tmp_path / "one")], 1, tmp_path)
-    train_run([str(_write_config(tmp_path / "sp.yaml", data, True)), "--out", str(tmp_path / "sp")], 2, tmp_path)
+    train_run([str(_write_config(tmp_path / "one.yaml", data, False, case)), "--out", str(tmp_path / "one")], 1,
+              tmp_path)
+    train_run([str(_write_config(tmp_path / "sp.yaml", data, True, case)), "--out", str(tmp_path / "sp")], 2, tmp_path)
     one, sp = _logged(tmp_path / "one"), _logged(tmp_path / "sp")
     assert sorted(one) == sorted(sp) == list(range(1, STEPS + 1))
     for step in one:
@@ -69,8 +81,10 @@ def test_two_rank_sequence_parallel_equals_one_process(tmp_path: Path, tiny_mode
         assert one[step]["tokens"] == sp[step]["tokens"]  # real tokens, summed over both shards of each row
     written = json.loads((tmp_path / "sp" / "deepspeed.json").read_text())
     assert written["train_batch_size"] == "auto" and written["gradient_accumulation_steps"] == 2
-    # Rows really are longer than half of max_seq_len (96 -> 48 per rank): two rows per step, each > 48 tokens.
+    # Rows really are longer than half of max_seq_len: two rows per step, each with tokens on both ranks. Packed,
+    # every example is shorter than half a row, so a row that long holds several examples.
+    half = case["max_seq_len"] // 2
     previous = 0
     for step in sorted(one):
-        assert one[step]["tokens"] - previous > 2 * 48
+        assert one[step]["tokens"] - previous > 2 * half
         previous = one[step]["tokens"]

@@ -35,15 +35,16 @@ REFUSALS = [
                  "train.offload: offload needs train.zero_stage >= 1", id="offload-zero0"),
     pytest.param(["train.distributed=ddp", "train.offload=optimizer"],
                  "train.offload=optimizer: offload needs train.distributed=deepspeed or fsdp", id="offload-ddp"),
-    pytest.param(["train.sequence_parallel=2", *SP_OK[:-1], "model.name_or_path=tiny-deepseek-v3"],
-                 "does not support multi-head latent attention", id="sp-mla"),
+    pytest.param(["train.sequence_parallel=8", *SP_OK[:-1], "model.name_or_path=tiny-deepseek-v3"],
+                 "train.sequence_parallel=8: must divide the model's attention heads (4)", id="sp-heads"),
     pytest.param(["train.sequence_parallel=2", *SP_OK[:-2]], "evaluation during training is not supported",
                  id="sp-eval"),
     pytest.param(["train.sequence_parallel=2", "train.distributed=ddp", *SP_OK[1:]],
                  "train.sequence_parallel=2: needs train.distributed=deepspeed", id="sp-strategy"),
     pytest.param(["train.sequence_parallel=3", *SP_OK], "must divide train.max_seq_len", id="sp-seq-len"),
     pytest.param(["train.sequence_parallel=2", "train.distributed=deepspeed", "data.val_ratio=0",
-                  "model.name_or_path=tiny-r1-distill-qwen"], "cannot keep packed examples apart", id="sp-packing"),
+                  "model.name_or_path=tiny-r1-distill-qwen", "model.attn_implementation=sdpa"],
+                 "cannot keep packed examples apart", id="sp-packing-sdpa"),
     pytest.param(["eval.metric=accuracy"], "eval.metric: unknown metric 'accuracy'; choose one of loss, perplexity",
                  id="metric-unknown"),
     pytest.param(["eval.metric=numeric_accuracy"], "a generation-eval metric; set eval.generation_steps > 0",
@@ -64,6 +65,21 @@ def test_config_show_refuses(overrides: list[str], message: str, run_cli) -> Non
     assert code == 2, out + err
     assert message in err and "Traceback" not in err
     assert out == ""  # nothing printed as if the config were fine
+
+
+@pytest.mark.parametrize("overrides", [
+    pytest.param([*SP_OK[:-1], "model.name_or_path=tiny-deepseek-v3"], id="mla"),
+    pytest.param([SP_OK[0], *SP_OK[2:]], id="packing-auto-attention"),
+    pytest.param([SP_OK[0], SP_OK[2], "model.name_or_path=tiny-deepseek-v3"], id="mla-packing"),
+])
+def test_config_show_accepts_sequence_parallel(overrides: list[str], run_cli) -> None:
+    """Multi-head latent attention (its values padded around Ulysses) and packed rows on dsft's segment attention
+    (``model.attn_implementation: auto`` without flash-attn) train under sequence parallelism; the two-process
+    runs are in tests/distributed/test_sequence_parallel.py."""
+    code, out, err = run_cli(["config", "show", "--set", "train.sequence_parallel=2",
+                              *[a for o in overrides for a in ("--set", o)]])
+    assert code == 0, err
+    assert "sequence_parallel: 2" in out
 
 
 @pytest.mark.skipif(Environment().has_cuda(), reason="checks the refusal a CPU-only machine gives")
@@ -142,9 +158,11 @@ def test_plan_takes_a_training_config_after_the_same_checks(run_cli, tmp_path) -
     config = tmp_path / "c.yaml"
     config.write_text(json.dumps({"model": {"name_or_path": "deepseek-ai/DeepSeek-V3"},
                                   "data": {"val_ratio": 0},
-                                  "train": {"sequence_parallel": 4, "distributed": "deepspeed", "packing": False}}))
-    code, _, err = run_cli(["plan", "--config", str(config), "--gpus-per-node", "8"])
-    assert code == 2 and "does not support multi-head latent attention" in err  # what `dsft train` would say
+                                  "train": {"sequence_parallel": 3, "distributed": "deepspeed", "packing": False,
+                                            "max_seq_len": 3072}}))
+    code, _, err = run_cli(["plan", "--config", str(config), "--gpus-per-node", "6"])
+    # what `dsft train` would say
+    assert code == 2 and "train.sequence_parallel=3: must divide the model's attention heads (128)" in err
     config.write_text(json.dumps({"model": {"name_or_path": "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"},
                                   "train": {"max_seq_len": 4096, "gradient_checkpointing": True, "grad_accum": 8},
                                   "lora": {"r": 32}}))

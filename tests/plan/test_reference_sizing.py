@@ -116,11 +116,15 @@ def test_recommendation_respects_host_ram() -> None:
     assert limited.request.method == "full" and limited.request.world_size > 1
 
 
-def test_sp_on_an_mla_model_is_marked_sizing_only(v3) -> None:
-    with_sp = estimate_memory(v3, _v3_request(32, 4, "optimizer+param", 2))
-    without = estimate_memory(v3, _v3_request(32, 1, "optimizer+param", 1))
-    assert any("sizing only" in note for note in with_sp.notes)
-    assert not any("sizing only" in note for note in without.notes)
+def test_sp_is_marked_sizing_only_where_ulysses_cannot_split_the_heads(v3) -> None:
+    """DeepSeek-V3's 128 MLA heads split over 4 ranks (dsft trains it); R1-Distill-Qwen-1.5B's 12 query heads
+    do not split over 8 (``dsft train`` refuses it)."""
+    for sp in (1, 4):
+        assert not any("sizing only" in note for note in estimate_memory(v3, _v3_request(32, sp, "optimizer+param", 2)).notes)
+    small = load_profile("deepseek-r1-distill-qwen-1.5b")
+    request = PlanRequest(method="lora", gpus_per_node=8, seq_len=32768, sp=8, zero=1)  # type: ignore[arg-type]
+    notes = [note for note in estimate_memory(small, request).notes if "sizing only" in note]
+    assert notes and "must divide the model's attention heads (12)" in notes[0]
 
 
 @pytest.mark.parametrize(("model", "nodes", "base_gib"), [("deepseek-r1-distill-qwen-32b", 1, 61),

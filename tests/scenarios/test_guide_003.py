@@ -28,7 +28,8 @@ def test_guide_003_loss_flags_full_sft_export_vllm(at_repo_root: Path, dsft, tmp
     from dsft.models.loading import load_tokenizer
     from dsft.models.resolve import resolve_model
     from dsft.templates import get_template
-    from dsft.training.distributed import deepspeed_config
+    from dsft.plan.planner import load_profile
+    from dsft.training.distributed import check_sequence_parallel, deepspeed_config
 
     records = read_jsonl(DATA)
     prepared = tmp_path / "prepared"
@@ -70,6 +71,10 @@ def test_guide_003_loss_flags_full_sft_export_vllm(at_repo_root: Path, dsft, tmp
     cluster = load_config(CONFIG, ["train.sequence_parallel=8", "train.max_seq_len=32768"]).train
     ds = deepspeed_config(cluster, world_size=256)
     assert ds["zero_optimization"]["stage"] == 3 and ds["train_micro_batch_size_per_gpu"] == 1
+    # the guide's SP 8 for DeepSeek-V3's MLA (128 heads), packed, on flash-attention or dsft's segment attention
+    v3 = load_profile("deepseek-v3").hf_config
+    for attention in ("flash_attention_2", "dsft_segments"):
+        check_sequence_parallel(cluster, 8, 256, v3, attention)
     plan = json.loads(dsft("plan", "--model", "deepseek-v3", "--method", "full", "--nodes", "32", "--gpus-per-node", "8",
                            "--gpu-mem", "80", "--seq-len", "32768", "--zero", "3", "--offload", "optimizer+param",
                            "--sp", "4", "--micro-batch", "2", "--grad-checkpointing", "--json"))

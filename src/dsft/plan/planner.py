@@ -22,6 +22,7 @@ from dsft.plan.memory import (
 )
 from dsft.plan.model_source import resolve_planner_config
 from dsft.plan.shapes import ModelShapes, build_meta_model, model_shapes
+from dsft.training.distributed import sequence_parallel_heads_problem
 
 REFERENCE_TOKENS = 1024  # tokens per GPU the layers are traced at; results scale linearly
 
@@ -106,10 +107,10 @@ def validate_request(req: PlanRequest) -> None:
         raise DsftError("invalid plan request", problems)
 
 
-def supports_sequence_parallel(profile: ModelProfile) -> bool:
-    """Whether dsft can train this model with sequence parallelism: DeepSpeed-Ulysses needs one head size for
-    queries, keys and values, which multi-head latent attention (DeepSeek-V2/V3/R1) does not have."""
-    return not getattr(profile.hf_config, "kv_lora_rank", None)
+def supports_sequence_parallel(profile: ModelProfile, sp: int) -> bool:
+    """Whether dsft can train this model with sequence parallelism over ``sp`` ranks: DeepSpeed-Ulysses splits
+    its attention heads between them (``dsft train`` refuses the same)."""
+    return sequence_parallel_heads_problem(profile.hf_config, sp) is None
 
 
 def estimate_memory(profile: ModelProfile, req: PlanRequest) -> MemoryEstimate:
@@ -134,10 +135,11 @@ def estimate_memory(profile: ModelProfile, req: PlanRequest) -> MemoryEstimate:
             f"ZeRO-3 gathers each layer's fused routed experts whole ({shapes.largest_layer_params / 1e9:.2f}B "
             "parameters); a per-expert module layout gathers one expert matrix at a time"
         )
-    if req.sp > 1 and not supports_sequence_parallel(profile):
+    if not supports_sequence_parallel(profile, req.sp):
         notes.append(
-            "sizing only: dsft trains with DeepSpeed-Ulysses sequence parallelism, which does not support this "
-            "model's multi-head latent attention (train.sequence_parallel is refused for it)"
+            f"sizing only: dsft trains with DeepSpeed-Ulysses sequence parallelism, which cannot split this "
+            f"model's attention over {req.sp} ranks (train.sequence_parallel={req.sp}: "
+            f"{sequence_parallel_heads_problem(profile.hf_config, req.sp)})"
         )
     return MemoryEstimate(
         breakdown=breakdown, phases=phase_peaks(breakdown, acts, loss, req), host_breakdown=host_breakdown(shapes, req),

@@ -5,7 +5,7 @@
 naming its key, in about a second. The checks belong to the stages that own the settings:
 
 * training (:mod:`dsft.training.preflight`): precision and QLoRA against the device, strategy against
-  device and world size, sequence parallelism against world size, architecture (MLA) and attention,
+  device and world size, sequence parallelism against world size, attention heads and attention kernel,
   the evaluation schedule (best checkpoint, early stopping) against the data's validation split;
 * evaluation (:mod:`dsft.eval.selection`): ``eval.metric`` against the metrics the run will log,
   ``eval.metrics`` against the known metrics;

@@ -87,15 +87,14 @@ def _halvings(original: int, smaller: int) -> int:
     return (original // smaller).bit_length() - 1
 
 
-def _candidates(req: PlanRequest, raise_sp: bool = True) -> Any:
-    """(cost, request) for every combination of moves from ``req`` that can run as stated (``raise_sp``: whether
-    more sequence parallelism is one of the moves)."""
+def _candidates(req: PlanRequest) -> Any:
+    """(cost, request) for every combination of moves from ``req`` that can run as stated."""
     methods = {"full": ["full", "lora", "qlora"], "lora": ["lora", "qlora"], "qlora": ["qlora"]}[req.method]
     micro = sorted({req.micro_batch >> k for k in range(8) if req.micro_batch >> k >= 1}, reverse=True)
     zeros = [z for z in (0, 1, 2, 3) if z >= req.zero]
     offloads = ["none", "optimizer", "optimizer+param"]
     for method, (gpus, nodes, doublings), zero, offload, mb, sp_exp, ckpt in itertools.product(
-        methods, _gpu_layouts(req), zeros, offloads, micro, range(5 if raise_sp else 1), (req.grad_checkpointing, True)
+        methods, _gpu_layouts(req), zeros, offloads, micro, range(5), (req.grad_checkpointing, True)
     ):
         sp = req.sp * 2**sp_exp
         new = with_changes(req, method=method, gpus_per_node=gpus, nodes=nodes, zero=zero, offload=offload,
@@ -115,10 +114,11 @@ def _candidates(req: PlanRequest, raise_sp: bool = True) -> Any:
 def recommend(profile: ModelProfile, req: PlanRequest) -> Recommendation | None:
     """The lowest-cost configuration that fits ``req.gpu_mem_gib``; None when nothing in reach fits."""
     best: tuple[float, int, PlanRequest, MemoryEstimate] | None = None
-    # A change dsft could not train (sequence parallelism on an MLA model) is never the recommendation.
-    for cost, candidate in sorted(_candidates(req, supports_sequence_parallel(profile)), key=lambda pair: pair[0]):
+    for cost, candidate in sorted(_candidates(req), key=lambda pair: pair[0]):
         if best is not None and cost > best[0]:
             break
+        if candidate.sp != req.sp and not supports_sequence_parallel(profile, candidate.sp):
+            continue  # a change dsft could not train is never the recommendation
         try:
             estimate = estimate_memory(profile, candidate)
         except DsftError:

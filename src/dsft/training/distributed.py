@@ -21,6 +21,7 @@ from typing import Any
 
 from dsft.config.schema import TrainConfig
 from dsft.errors import ConfigError, UnsupportedError
+from dsft.training.attention_choice import SEGMENT_ATTENTION
 from dsft.training.build_locks import remove_stale_locks
 from dsft.training.environment import resolve_precision
 
@@ -239,10 +240,31 @@ def sequence_parallel_args(
     from accelerate.parallelism_config import ParallelismConfig
     from accelerate.utils import DeepSpeedSequenceParallelConfig
 
-    handler = DeepSpeedSequenceParallelConfig(sp_seq_length_is_variable=True, sp_attn_implementation=attn)
+    handler = DeepSpeedSequenceParallelConfig(sp_seq_length_is_variable=True,
+                                              sp_attn_implementation="sdpa" if attn == SEGMENT_ATTENTION else attn)
+    # accelerate accepts only the kernel names it knows; DeepSpeed wraps any registered attention function.
+    handler.sp_attn_implementation = attn
     config = ParallelismConfig(sp_size=sp_size, sp_backend="deepspeed", sp_handler=handler,
                                dp_replicate_size=world_size // sp_size)
     return {"parallelism_config": config}
+
+
+def sequence_parallel_heads_problem(model_config: Any, sp_size: int) -> str | None:
+    """Why DeepSpeed-Ulysses cannot split ``model_config``'s heads over ``sp_size`` ranks, or None.
+
+    Each rank attends with 1/sp of the query heads; key/value heads are split the same way or, when there are
+    fewer of them than ranks, replicated. DeepSpeed raises the same, but only once the model has loaded.
+    Multi-head latent attention (DeepSeek-V2/V3/R1) has as many key/value heads as query heads.
+    """
+    heads = getattr(model_config, "num_attention_heads", None) if model_config is not None else None
+    if sp_size <= 1 or not heads:
+        return None
+    kv_heads = getattr(model_config, "num_key_value_heads", None) or heads
+    if heads % sp_size:
+        return f"must divide the model's attention heads ({heads})"
+    if kv_heads % sp_size and sp_size % kv_heads:
+        return f"must divide the model's key/value heads ({kv_heads}) or be a multiple of them"
+    return None
 
 
 def check_sequence_parallel(train_cfg: TrainConfig, sp_size: int, world_size: int | None, model_config: Any,
@@ -261,29 +283,25 @@ def check_sequence_parallel(train_cfg: TrainConfig, sp_size: int, world_size: in
         raise ConfigError(f"train.sequence_parallel={sp_size}: must divide the number of processes ({world_size})")
     if train_cfg.max_seq_len % sp_size:
         raise ConfigError(f"train.sequence_parallel={sp_size}: must divide train.max_seq_len ({train_cfg.max_seq_len})")
-    if model_config is not None and getattr(model_config, "kv_lora_rank", None):
-        # MLA (DeepSeek-V2/V3/R1): queries and keys are qk_nope + qk_rope wide, values v_head_dim wide, and
-        # DeepSpeed's Ulysses wrapper requires one head size for query, key and value (it asserts).
-        raise UnsupportedError(
-            f"train.sequence_parallel={sp_size}: DeepSpeed-Ulysses does not support multi-head latent attention "
-            f"({model_config.model_type}: key heads {getattr(model_config, 'qk_head_dim', '?')} wide, value heads "
-            f"{getattr(model_config, 'v_head_dim', '?')}); train this model with train.sequence_parallel: 1"
-        )
+    heads = sequence_parallel_heads_problem(model_config, sp_size)
+    if heads:
+        raise ConfigError(f"train.sequence_parallel={sp_size}: {heads}")
     if attn is None:
         return
     flash = attn.startswith("flash_attention")
-    if not flash and attn != "sdpa":
+    if not flash and attn not in ("sdpa", SEGMENT_ATTENTION):
         raise ConfigError(f"train.sequence_parallel={sp_size}: needs sdpa or flash-attention, the model uses {attn!r} "
                           "(set model.attn_implementation)")
-    if train_cfg.packing and not flash:
+    if train_cfg.packing and attn == "sdpa":
         # Ulysses drops the attention mask and, with sdpa, attends causally over the whole gathered row:
-        # packed examples would see each other. Only flash-attention splits a row at position_ids resets.
-        raise ConfigError(f"train.sequence_parallel={sp_size} with {attn} attention cannot keep packed examples apart "
-                          "(DeepSpeed-Ulysses discards the mask); set train.packing: false, or use "
-                          "model.attn_implementation: flash_attention_2")
+        # packed examples would see each other. flash-attention and dsft's segment attention split the row
+        # where the gathered position_ids restart.
+        raise ConfigError(f"train.sequence_parallel={sp_size} with sdpa attention cannot keep packed examples apart "
+                          "(DeepSpeed-Ulysses discards the mask); set model.attn_implementation: auto (dsft's "
+                          "segment attention, or flash-attention where installed), or train.packing: false")
     if train_cfg.packing and train_cfg.micro_batch_size > 1:
-        # flash-attention finds packed examples from position_ids only in a batch of one row, and under
-        # SP the batch cannot be flattened into one row (the shards are cut along each row).
+        # Both find packed examples from position_ids only in a batch of one row, and under SP the batch
+        # cannot be flattened into one row (the shards are cut along each row).
         raise ConfigError(f"train.sequence_parallel={sp_size} with packing needs train.micro_batch_size: 1 "
                           f"(got {train_cfg.micro_batch_size}); raise train.grad_accum instead")
 

@@ -20,6 +20,7 @@ from dsft.config import DsftConfig, LoraConfig
 from dsft.config.loader import problems_source
 from dsft.errors import ConfigError, DsftError
 from dsft.models.resolve import peek_model_config
+from dsft.training.attention_choice import SEGMENT_ATTENTION, uses_segment_attention
 from dsft.training.distributed import (
     FSDP_NEEDS_CUDA,
     check_sequence_parallel,
@@ -120,14 +121,15 @@ def _strategy_problems(cfg: DsftConfig, env: Environment, problems: list[str]) -
 
 
 def _attention(cfg: DsftConfig, env: Environment) -> str | None:
-    """The attention kernel the model will load with; None where that depends on the target machine."""
+    """The attention kernel the model will train with; None where that depends on the target machine."""
     chosen = cfg.model.attn_implementation
     if chosen != "auto":
         return chosen
     if not env.inspect_packages:
         return None
     flash = env.has_cuda() and importlib.util.find_spec("flash_attn") is not None
-    return "flash_attention_2" if flash else "sdpa"
+    loaded = "flash_attention_2" if flash else "sdpa"
+    return SEGMENT_ATTENTION if uses_segment_attention(cfg.train.packing, chosen, loaded) else loaded
 
 
 def _sequence_parallel_problems(cfg: DsftConfig, env: Environment, problems: list[str]) -> None:

@@ -47,6 +47,8 @@ from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_f
 from transformers import masking_utils
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from dsft.training.attention_choice import SEGMENT_ATTENTION, uses_segment_attention
+
 try:  # torch >= 2.10 ships a varlen flash-attention kernel for CUDA
     from torch.nn.attention.varlen import varlen_attn
 except ImportError:  # pragma: no cover - depends on the torch build
@@ -60,8 +62,6 @@ elif "is_causal" in _VARLEN_PARAMETERS:
     _VARLEN_CAUSAL = {"is_causal": True}
 else:  # pragma: no cover - no causal varlen in this torch
     _VARLEN_CAUSAL = None
-
-SEGMENT_ATTENTION = "dsft_segments"
 
 
 def _varlen_usable(query: torch.Tensor, dropout: float) -> bool:
@@ -259,16 +259,10 @@ AttentionMaskInterface.register(SEGMENT_ATTENTION, segment_mask)
 masking_utils._preprocess_mask_arguments = _mask_arguments_without_host_read
 
 
-def select_segment_attention(model: Any, packing: bool, requested: str = "auto", sequence_parallel: int = 1) -> bool:
-    """Switch ``model`` from sdpa to ``dsft_segments`` for packed training; True when switched.
-
-    Only where the choice was left to dsft (``model.attn_implementation: auto`` resolved to sdpa because
-    flash-attn is absent): an explicit ``sdpa`` keeps transformers' masked sdpa, and sequence parallelism
-    keeps the kernel its all-to-all wraps.
-    """
-    if not packing or requested != "auto" or sequence_parallel > 1:
-        return False
-    if getattr(model.config, "_attn_implementation", None) != "sdpa":
+def select_segment_attention(model: Any, packing: bool, requested: str = "auto") -> bool:
+    """Switch ``model`` from sdpa to ``dsft_segments`` for packed training where
+    :func:`uses_segment_attention` says so; True when switched."""
+    if not uses_segment_attention(packing, requested, getattr(model.config, "_attn_implementation", None)):
         return False
     model.config._attn_implementation = SEGMENT_ATTENTION
     return True

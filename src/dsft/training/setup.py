@@ -157,7 +157,7 @@ def build_model(cfg: DsftConfig, model_dir: Path, tokenizer: Any, config_overrid
     # A KV cache object disables the packed block-causal mask in sdpa/eager (see training/collators.py).
     model.config.use_cache = False
     # Packed rows without flash-attn: attention within each example only, on sdpa's fast kernels.
-    select_segment_attention(model, cfg.train.packing, cfg.model.attn_implementation, cfg.train.sequence_parallel)
+    select_segment_attention(model, cfg.train.packing, cfg.model.attn_implementation)
     # Exact blocks that save fewer activations for backward (each falls back to its module where it cannot).
     use_lean_activations(model)
     if cfg.train.liger:

@@ -45,6 +45,7 @@ from dsft.training.loss import (
 )
 from dsft.training.lean_lora import use_lean_lora
 from dsft.training.saved_activation_pool import SavedActivationPool
+from dsft.training.sequence_parallel_mla import ulysses_for_mla
 from dsft.training.trainer_hooks import ShardedLabelCountHooks, declare_supervised_token_loss, prepare_inputs
 
 # Inputs that go to the model; everything else the collator adds (labels) stays with the loss.
@@ -170,6 +171,12 @@ class DsftTrainer(ShardedLabelCountHooks, Trainer):
             if self.heap_release is not None:
                 self.heap_release.remove()
                 self.heap_release = None
+
+    def _prepare_for_training(self, *args: Any, **kwargs: Any) -> Any:
+        """Trainer's, where accelerate registers DeepSpeed-Ulysses; for an MLA model under sequence parallelism,
+        registered so that it takes MLA's narrower values (:func:`ulysses_for_mla`)."""
+        with ulysses_for_mla(unwrap_causal_lm(self.model).config, self.sequence_parallel):
+            return super()._prepare_for_training(*args, **kwargs)
 
     def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
         loss = super().training_step(model, inputs, num_items_in_batch)
