@@ -301,3 +301,21 @@ def test_grpo_sweep_trials_train_with_the_configured_rewards(tmp_path: Path, tin
         rows = read_jsonl(Path(trial["run_dir"]) / "metrics.jsonl")
         assert any("rewards/even_tokens/mean" in r for r in rows)
         assert trial["value"] is not None and 0.0 <= trial["value"] <= 1.0
+
+
+def test_a_trial_whose_config_is_refused_is_recorded_as_failed(tmp_path: Path) -> None:
+    """A config error for one trial's values fails that trial, with its message, and the sweep goes on (Optuna
+    catches DsftError): the trial is in sweep.json. Before, the error came from outside the trial's error
+    handling, and a random/TPE sweep lost the trial from its report."""
+    from types import SimpleNamespace
+
+    from dsft.errors import ConfigError
+
+    def refused(params: dict, prepared: Path) -> None:
+        raise ConfigError("train.lr: must be > 0 (got -1.0)")
+
+    request = SimpleNamespace(out=tmp_path, trial_config=refused, progress=False)
+    sweep = Sweep("eval_loss", False, "random")
+    trial = runner._run_trial(request, sweep, 3, {"train.lr": -1.0}, tmp_path / "data", runner.TrialsShared(),
+                              last_trial=False)
+    assert (trial.status, trial.error, trial.value) == ("failed", "train.lr: must be > 0 (got -1.0)", None)

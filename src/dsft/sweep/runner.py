@@ -101,9 +101,10 @@ def _run_trial(request: SweepRequest, sweep: Sweep, number: int, params: dict[st
     and the signal let it finish (it came during the final step: the sweep is complete)."""
     run_dir = request.out / trial_name(number)
     trial = Trial(number, params, str(run_dir))
-    cfg = request.trial_config(params, prepared)
     rewards, stop = None, None
     try:
+        # Inside: a drawn value the search-space check did not probe fails this trial, which sweep.json keeps.
+        cfg = request.trial_config(params, prepared)
         if cfg.train.objective == "grpo":  # weights: in the config
             rewards, _ = build_rewards(cfg.grpo.rewards, cfg.grpo.max_completion_len)
         result = run_training(cfg, run_dir, progress=request.progress, split_cache=shared.splits,
