@@ -104,27 +104,42 @@ def demo(
     from rich.console import Console
 
     from dsft.config import load_config
-    from dsft.disk import check_fresh_output_dir, output_dir
+    from dsft.disk import check_fresh_output_dir, check_output_dir, contents, remove_new_files
+    from dsft.errors import STOPS
     from dsft.plan.preflight import preflight
     from dsft.training.environment import Environment
     from dsft.training.preflight import check_launched
+    from dsft.training.rundir import CONFIG_FILE, RunDir
 
     console = Console()
     out = out.resolve()
     run_dir = out / "run"
-    if run_dir.exists():  # a run directory is continued or kept, never replaced (as `dsft train` does)
+    # An earlier demo that stopped before training (its data left nothing to train on, say) wrote only the run's
+    # config and data: this demo starts over there, as `dsft train` does. A run that trained is never replaced.
+    stopped_in_setup = (run_dir / CONFIG_FILE).is_file() and not RunDir(run_dir).started
+    if run_dir.exists() and not stopped_in_setup:
         raise _error(f"--out {out}: already holds a demo run; remove it or pass another --out")
-    check_fresh_output_dir(out, overwrite)  # --out, --model and --set are checked before --out is created
+    if stopped_in_setup:
+        check_output_dir(out)
+    else:
+        check_fresh_output_dir(out, overwrite)  # --out, --model and --set are checked before --out is created
     overrides, what = demo_overrides(model, out)
     cfg = load_config(None, [*overrides, *set_], set_flags=set_)  # only the user's are --set
     environment = Environment.this_machine()
     preflight(cfg, environment, "dsft demo", set_)  # as `dsft train`: a contradictory --set fails before anything loads
     check_launched(cfg, environment, "dsft demo", "dsft demo", set_)
-    output_dir(out)
     from dsft.training.run import run_training  # torch: only once --out and --set are known good
 
     console.rule(f"[bold]dsft demo: {what}" if model == "smollm2" else f"[bold]dsft demo: {cfg.train.method} {what}")
-    result = run_training(cfg, run_dir)
+    before = contents(out)
+    try:
+        result = run_training(cfg, run_dir)
+    except (Exception, *STOPS):
+        # Stopped before the run was written (a model that cannot be fetched or does not fit the config): what
+        # this demo added (its model cache, --out itself when new) goes, so the same command can run again.
+        if not (run_dir / CONFIG_FILE).is_file():
+            remove_new_files(out, before)
+        raise
     # Training stopped with a checkpoint (--resume auto continues), or a signal came during its last step:
     # either way no comparison starts after a stop signal (one that let training finish, with --no-compare,
     # cut nothing short: the demo is done).

@@ -23,6 +23,12 @@ PREPARED_FILES = (*(f"{split}.jsonl" for split in SPLITS), "rejects.jsonl", "rem
                   "data_report.md", HISTOGRAM_FILE, REASONING_HISTOGRAM_FILE)
 
 
+def holds_only_prepared_output(path: Path) -> bool:
+    """Whether directory ``path`` holds nothing but files a preparation writes (or nothing at all): what a
+    preparation that stopped, or whose data left nothing to train on, leaves."""
+    return path.is_dir() and all(p.is_file() and p.name in PREPARED_FILES for p in path.iterdir())
+
+
 def check_prepared_output(cfg: DsftConfig, out: Path, inputs: list[str] | None, flag: str,
                           overwrite: bool = False) -> None:
     """Raise a :class:`DataError` when preparing into ``out`` would overwrite a data input, or (unless

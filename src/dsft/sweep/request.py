@@ -13,6 +13,7 @@ from typing import Any
 from dsft.config import DsftConfig, load_config
 from dsft.config.loader import problems_source
 from dsft.data.pipeline import check_inputs
+from dsft.data.prepared_output import holds_only_prepared_output
 from dsft.errors import ConfigError, DsftError, UnsupportedError
 from dsft.sweep.report import SWEEP_FILE
 from dsft.sweep.space import MAX_CORNERS, SearchSpace, overrides_of
@@ -21,6 +22,7 @@ from dsft.training.environment import environment_problems
 log = logging.getLogger(__name__)
 
 SAMPLERS = ("grid", "random", "tpe")
+DATA_DIR = "data"  # SWEEP/data: the data prepared once for every trial
 LAUNCHES = ("local", "script", "slurm")
 
 
@@ -80,7 +82,11 @@ def check_request(request: SweepRequest) -> DsftConfig:
         if problems:
             raise UnsupportedError(f"{len(problems)} problem(s) with this machine", problems)
     out = request.out
-    if out.exists() and any(out.iterdir()) and not (out / SWEEP_FILE).is_file():
+    # A sweep that stopped while preparing its data (the error points at its report) left only data/: the same
+    # command prepares it again there.
+    stopped_preparing = out.is_dir() and [p.name for p in out.iterdir()] == [DATA_DIR] \
+        and holds_only_prepared_output(out / DATA_DIR)
+    if out.exists() and any(out.iterdir()) and not (out / SWEEP_FILE).is_file() and not stopped_preparing:
         raise DsftError(f"--out {out}: exists, is not empty and holds no sweep; choose a new directory")
     if (out / SWEEP_FILE).is_file():
         raise DsftError(f"--out {out}: already holds a sweep; choose a new directory (or --collect its results)")

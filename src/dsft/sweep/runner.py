@@ -31,13 +31,10 @@ from dsft.eval.rewards import build_rewards
 from dsft.models.loading import load_tokenizer
 from dsft.models.resolve import resolve_model
 from dsft.sweep.report import SWEEP_FILE, Sweep, Trial, best_evaluation, choose_best, write_report
-from dsft.sweep.request import SweepRequest, check_request, checked_points, trial_name
+from dsft.sweep.request import DATA_DIR, SweepRequest, check_request, checked_points, trial_name
 from dsft.training.run import run_training
 from dsft.training.rundir import RunDir
 from dsft.training.setup import check_lora_targets
-
-DATA_DIR = "data"
-
 
 def prepare_sweep_data(base: DsftConfig, out: Path) -> Path:
     """Run the data pipeline once for every trial (or reuse ``data.prepared_dir``); refuse an empty val split."""
@@ -68,8 +65,8 @@ def run_sweep(request: SweepRequest) -> Sweep:
         if key not in checked:  # on the model's weightless skeleton: a typo costs no data preparation
             check_lora_targets(cfg)
             checked.add(key)
+    prepared = prepare_sweep_data(base, request.out)  # a model that cannot be fetched leaves no --out behind
     request.out.mkdir(parents=True, exist_ok=True)
-    prepared = prepare_sweep_data(base, request.out)
     if request.launch != "local":
         _write_launch_files(request, sweep, points, prepared)
         write_report(sweep, request.out)

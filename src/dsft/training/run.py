@@ -1,6 +1,6 @@
 """``dsft train``: the recipe, top to bottom.
 
-config -> run directory -> tokenizer + template -> data -> tokenized examples -> model (+ LoRA)
+config -> tokenizer + template -> run directory -> data -> tokenized examples -> model (+ LoRA)
 -> Trainer -> train (or resume) -> final weights + tokenizer with the training template -> run.json.
 """
 
@@ -111,7 +111,7 @@ def run_training(
         check_prepared_output(cfg, run_dir / "data", None, f"--out {run_dir}")
     run = RunDir(run_dir)
     previous = run.recorded_info()  # before this start rewrites it: what the resumed run recorded
-    run.prepare(cfg, resuming=resume is not None)
+    run.check(cfg, resuming=resume is not None)  # writes nothing: see run.prepare below
     point = resolve_resume(resume, run.checkpoint_root)  # damaged checkpoints skipped, and named
     checkpoint = point.checkpoint
     if resume == "auto" and checkpoint is None:  # said: a mistyped --out would otherwise train from scratch silently
@@ -136,6 +136,10 @@ def run_training(
                                   int(os.environ.get("WORLD_SIZE", "1")))
     if problems:
         raise ConfigError(f"train.objective={cfg.train.objective}: the config does not fit it", problems)
+    # Written only now: a model that cannot be fetched, or a template or objective that does not fit, leaves
+    # --out as it was. From here a failure leaves config.yaml and data/ (its report is what the error points
+    # at), and the same command starts over there: a run that never trained is no run (RunDir.started).
+    run.prepare(cfg, resuming=resume is not None)
     if sft:
         splits = load_splits(cfg, tokenizer, template, run_dir, split_cache)
     else:

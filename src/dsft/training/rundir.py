@@ -167,6 +167,13 @@ class RunDir:
         """``template.thinking`` of the run (None: the family's default)."""
         return self.info.get("thinking")
 
+    @property
+    def started(self) -> bool:
+        """Whether a run trained here (run.json, a checkpoint or final/). One that stopped during setup (a data
+        error, a model that does not load) never wrote run.json: nothing of it is worth keeping but its config,
+        which :meth:`prepare` backs up; the same or a corrected command may take the directory over."""
+        return self.info_path.is_file() or bool(self.checkpoints()) or self.final_path.exists()
+
     def checkpoints(self) -> list[Path]:
         """Complete ``checkpoint-N`` directories, oldest first."""
         return list_checkpoints(self.checkpoint_root)
@@ -281,9 +288,7 @@ class RunDir:
             identity = [d for d in diffs if any(d == k or d.startswith(k + ".") for k in IDENTITY_KEYS)
                         and not any(d == k or d.startswith(k + ".") for k in DATA_LOCATION_KEYS)]
             has_checkpoints = bool(self.checkpoints())
-            # A run that stopped during setup (a config or data error) never wrote run.json: nothing of it
-            # is worth keeping but its config, which prepare backs up; the corrected config may take over.
-            started = self.info_path.is_file() or has_checkpoints or self.final_path.exists()
+            started = self.started
             refused = refused_changes(old, new)
             if refused and resuming and (has_checkpoints or self.final_path.exists()):
                 raise DsftError(
