@@ -39,8 +39,9 @@ def tokenizer(serve_model_dir: Path) -> Any:
 
 
 @contextmanager
-def scripted_server(tokenizer: Any, text: str, template: str) -> Iterator[LiveServer]:
-    with run_live(TransformersEngine(lambda: scripted_serving(tokenizer, text, template)),
+def scripted_server(tokenizer: Any, text: str, template: str,
+                    prompts: list[list[int]] | None = None) -> Iterator[LiveServer]:
+    with run_live(TransformersEngine(lambda: scripted_serving(tokenizer, text, template, prompts)),
                   ServeSettings(served_model_name="scripted")) as server:
         yield server
 
@@ -103,3 +104,23 @@ def test_v32_renders_the_tools_and_reads_dsml_calls(tokenizer: Any) -> None:
     assert answer.choices[0].message.content == "Let me look." and answer.choices[0].finish_reason == "tool_calls"
     assert json.loads(call.function.arguments) == {"city": "Paris", "days": 2}
     assert content == "Let me look." and finish == "tool_calls" and calls[0].function.name == "get_weather"
+
+
+def test_v4_renders_the_request_tools_and_reads_dsml_calls(tokenizer: Any) -> None:
+    """A V4 request's ``tools`` reach the model's prompt after the system prompt, as DeepSeek's V4 encoding lists
+    them (vLLM attaches them to the first system message); the reply's DSML calls come back as ``tool_calls``."""
+    prompts: list[list[int]] = []
+    reply = "Let me look." + dsml_tool_calls(Message("assistant", "", tool_calls=[CALL]), 1, "tool_calls")
+    ask = [{"role": "system", "content": "Be brief."}, *ASK]
+    with scripted_server(tokenizer, reply, "deepseek-v4", prompts) as server:
+        answer = server.client().chat.completions.create(model="scripted", messages=ask, tools=TOOLS, max_tokens=300)
+    (prompt,) = (tokenizer.decode(ids, skip_special_tokens=False) for ids in prompts)
+    schema = ('{"name": "get_weather", "description": "Weather by city", '
+              '"parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}')
+    assert prompt.startswith("<｜begin▁of▁sentence｜>Be brief.\n\n## Tools\n\nYou have access to a set of tools")
+    assert prompt.endswith(f"### Available Tool Schemas\n\n{schema}\n\nYou MUST strictly follow the above defined "
+                           "tool name and parameter schemas to invoke tool calls.\n"
+                           "<｜User｜>Weather in Paris?<｜Assistant｜></think>")
+    (call,) = answer.choices[0].message.tool_calls
+    assert answer.choices[0].message.content == "Let me look." and answer.choices[0].finish_reason == "tool_calls"
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Paris", "days": 2}

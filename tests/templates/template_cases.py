@@ -7,6 +7,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from dsft.data.conversation import Conversation, Message
+from dsft.templates.hf import openai_messages
 
 SYSTEM = "You are a helpful assistant."
 
@@ -19,6 +20,15 @@ def reference_conversation(assistant: Message | None = None) -> Conversation:
         assistant or Message("assistant", "Hello!"),
         Message("user", "What is 2+2?"),
     ])
+
+
+def jinja_render(tokenizer: Any, template: str, conv: Conversation, add_generation_prompt: bool,
+                 **kwargs: Any) -> str:
+    """``conv`` rendered by a Jinja chat template through transformers' ``apply_chat_template``."""
+    return tokenizer.apply_chat_template(
+        openai_messages(conv), chat_template=template, tools=conv.tools, tokenize=False,
+        add_generation_prompt=add_generation_prompt, **kwargs,
+    )
 
 
 def supervised_spans(rendered: Any, tokenizer: Any) -> list[str]:
@@ -51,6 +61,18 @@ OBJECT_CALL = st.builds(
     st.dictionaries(st.sampled_from(["city", "q", "n"]), JSON_VALUE, max_size=3),
 )
 
+# Tool definitions (OpenAI form) with the same edge pieces in descriptions and non-ASCII keys, so the families
+# that render them are compared on how the JSON is written (json.dumps in Python, tojson in Jinja).
+TOOL_DEFINITION = st.builds(
+    lambda name, description, properties: {"type": "function", "function": {
+        "name": name, "description": description, "parameters": {"type": "object", "properties": properties}}},
+    st.sampled_from(["get_weather", "search"]),
+    text,
+    st.dictionaries(st.sampled_from(["city", "中", "n"]),
+                    st.fixed_dictionaries({"type": st.sampled_from(["string", "integer"])}), max_size=2),
+)
+TOOL_DEFINITIONS = st.one_of(st.none(), st.lists(TOOL_DEFINITION, min_size=1, max_size=2))
+
 
 @st.composite
 def conversations(draw: Any, tools: bool = True, tool_calls: bool = True, object_arguments: bool = False) -> Conversation:
@@ -64,8 +86,7 @@ def conversations(draw: Any, tools: bool = True, tool_calls: bool = True, object
             if tool_calls and draw(st.booleans()):
                 message.tool_calls = draw(st.lists(OBJECT_CALL if object_arguments else CALL, min_size=1, max_size=2))
         messages.append(message)
-    defined = [{"type": "function", "function": {"name": "get_weather"}}] if tools and draw(st.booleans()) else None
-    return Conversation(messages, tools=defined)
+    return Conversation(messages, tools=draw(TOOL_DEFINITIONS) if tools else None)
 
 
 @st.composite
@@ -81,8 +102,7 @@ def paired_tool_conversations(draw: Any) -> Conversation:
         calls = draw(st.lists(OBJECT_CALL, min_size=1, max_size=2)) if kind == "tool_round" else None
         messages.append(Message("assistant", draw(text), reasoning=draw(st.one_of(st.none(), text)), tool_calls=calls))
         messages += [Message("tool", draw(text)) for _ in calls or []]
-    defined = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
-    return Conversation(messages, tools=defined if draw(st.booleans()) else None)
+    return Conversation(messages, tools=draw(TOOL_DEFINITIONS))
 
 
 # Per family, the conversations its template tests draw from (only what that family's template renders).

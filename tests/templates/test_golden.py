@@ -6,12 +6,14 @@ examples written out, not outputs of the code under test.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from dsft.data.conversation import Conversation, Message
 from dsft.templates import get_template
 
-from template_cases import SYSTEM, reference_conversation
+from template_cases import SYSTEM, jinja_render, reference_conversation
 
 BOS, EOS = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"
 U, A = "<｜User｜>", "<｜Assistant｜>"
@@ -304,3 +306,127 @@ def test_deepseek_v32_rejects_unpaired_tool_results() -> None:
                           (early, "message 3 comes before every tool call")):
         with pytest.raises(DsftError, match=message):
             get_template("deepseek-v3.2").render_prompt(conv)
+
+
+# DeepSeek-V4 tool definitions: DeepSeek's published encoding (encoding_dsv4.encode_messages), with a request's
+# tools on the first system message as vLLM's V4 adapter passes them (it adds an empty system message when there
+# is none). The conversation and its thinking-mode string are the encoding's own test case (encoding/tests/
+# test_input_1.json and test_output_1.txt, shipped with the V4 models); the other strings were written out by
+# that encoding. Each is checked on the Python renderer and on the Jinja twin.
+V4_TOOLS_PROMPT = """## Tools
+
+You have access to a set of tools to help answer the user's question. You can invoke tools by writing a "<｜DSML｜tool_calls>" block like the following:
+
+<｜DSML｜tool_calls>
+<｜DSML｜invoke name="$TOOL_NAME">
+<｜DSML｜parameter name="$PARAMETER_NAME" string="true|false">$PARAMETER_VALUE</｜DSML｜parameter>
+...
+</｜DSML｜invoke>
+<｜DSML｜invoke name="$TOOL_NAME2">
+...
+</｜DSML｜invoke>
+</｜DSML｜tool_calls>
+
+String parameters should be specified as is and set `string="true"`. For all other types (numbers, booleans, arrays, objects), pass the value in JSON format and set `string="false"`.
+
+If thinking_mode is enabled (triggered by <think>), you MUST output your complete reasoning inside <think>...</think> BEFORE any tool calls or final response.
+
+Otherwise, output directly after </think> with tool calls or final response.
+
+### Available Tool Schemas
+
+"""
+V4_TOOLS_OUTRO = "\n\nYou MUST strictly follow the above defined tool name and parameter schemas to invoke tool calls.\n"
+V4_PUBLISHED_TOOLS = [
+    {"type": "function", "function": {
+        "name": "get_weather", "description": "Get the weather for a specific location",
+        "parameters": {"type": "object", "properties": {
+            "location": {"type": "string", "description": "The city name"},
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"], "description": "Temperature unit"}},
+            "required": ["location"]}}},
+    {"type": "function", "function": {
+        "name": "search", "description": "Search the web for information",
+        "parameters": {"type": "object", "properties": {
+            "query": {"type": "string", "description": "Search query"},
+            "num_results": {"type": "integer", "description": "Number of results to return"}},
+            "required": ["query"]}}},
+]
+V4_PUBLISHED_SCHEMAS = (
+    '{"name": "get_weather", "description": "Get the weather for a specific location", "parameters": {"type": '
+    '"object", "properties": {"location": {"type": "string", "description": "The city name"}, "unit": {"type": '
+    '"string", "enum": ["celsius", "fahrenheit"], "description": "Temperature unit"}}, "required": ["location"]}}\n'
+    '{"name": "search", "description": "Search the web for information", "parameters": {"type": "object", '
+    '"properties": {"query": {"type": "string", "description": "Search query"}, "num_results": {"type": "integer", '
+    '"description": "Number of results to return"}}, "required": ["query"]}}'
+)
+V4_TOOLS_TEXT = f"\n\n{V4_TOOLS_PROMPT}{V4_PUBLISHED_SCHEMAS}{V4_TOOLS_OUTRO}"
+V4_PUBLISHED_CALLS = ('\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name="get_weather">\n'
+                      '<｜DSML｜parameter name="location" string="true">Beijing</｜DSML｜parameter>\n'
+                      '<｜DSML｜parameter name="unit" string="true">celsius</｜DSML｜parameter>\n'
+                      '</｜DSML｜invoke>\n</｜DSML｜tool_calls>')
+V4_WEATHER = '{"temperature": 22, "condition": "sunny", "humidity": 45}'
+V4_ANSWER = "The weather in Beijing is currently sunny with a temperature of 22°C and 45% humidity."
+
+
+def v4_published_tool_conversation(system: bool = True) -> Conversation:
+    """encoding/tests/test_input_1.json (call arguments as an object: the Jinja twin needs one)."""
+    call = {"id": "call_001", "type": "function",
+            "function": {"name": "get_weather", "arguments": {"location": "Beijing", "unit": "celsius"}}}
+    messages = [
+        Message("user", "What's the weather in Beijing?"),
+        Message("assistant", "", tool_calls=[call],
+                reasoning="The user wants to know the weather in Beijing. I should use the get_weather tool."),
+        Message("tool", V4_WEATHER, tool_call_id="call_001"),
+        Message("assistant", V4_ANSWER, reasoning="Got the weather data. Let me format a nice response."),
+    ]
+    return Conversation(([Message("system", SYSTEM)] if system else []) + messages, tools=V4_PUBLISHED_TOOLS)
+
+
+def v4_renderings(tokenizer: Any, conv: Conversation, thinking: bool, add_generation_prompt: bool) -> list[str]:
+    """The Python renderer's prompt and the Jinja twin's, for one conversation."""
+    template = get_template("deepseek-v4")
+    python = template.render_prompt(conv, thinking=thinking, add_generation_prompt=add_generation_prompt)
+    return [python, jinja_render(tokenizer, template.chat_template, conv, add_generation_prompt,
+                                 **template.jinja_kwargs(thinking))]
+
+
+def test_v4_published_tool_example_thinking_mode(tokenizer: Any) -> None:
+    """System message + tools, thinking mode: the encoding's own golden output (test_output_1.txt). With tools,
+    every turn keeps its reasoning (the encoding turns drop_thinking off when any message carries tools)."""
+    expected = (
+        f"{BOS}{SYSTEM}{V4_TOOLS_TEXT}{U}What's the weather in Beijing?{A}<think>The user wants to know the weather "
+        f"in Beijing. I should use the get_weather tool.</think>{V4_PUBLISHED_CALLS}{EOS}"
+        f"{U}<tool_result>{V4_WEATHER}</tool_result>{A}<think>Got the weather data. Let me format a nice response."
+        f"</think>{V4_ANSWER}{EOS}"
+    )
+    assert v4_renderings(tokenizer, v4_published_tool_conversation(), True, False) == [expected, expected]
+
+
+def test_v4_tool_definitions_chat_mode(tokenizer: Any) -> None:
+    expected = (f"{BOS}{SYSTEM}{V4_TOOLS_TEXT}{U}What's the weather in Beijing?{A}</think>{V4_PUBLISHED_CALLS}{EOS}"
+                f"{U}<tool_result>{V4_WEATHER}</tool_result>{A}</think>{V4_ANSWER}{EOS}")
+    assert v4_renderings(tokenizer, v4_published_tool_conversation(), False, False) == [expected, expected]
+
+
+@pytest.mark.parametrize("thinking", [True, False])
+def test_v4_tool_definitions_without_a_system_message(tokenizer: Any, thinking: bool) -> None:
+    """No system message: vLLM's V4 adapter adds an empty one for the tools, so the prompt opens with BOS and the
+    tools text's own leading blank line. Prompts after the question and after the tool result."""
+    conv = v4_published_tool_conversation(system=False)
+    mark = "<think>" if thinking else "</think>"
+    asked = f"{BOS}{V4_TOOLS_TEXT}{U}What's the weather in Beijing?{A}{mark}"
+    question = Conversation(conv.messages[:1], tools=conv.tools)
+    assert v4_renderings(tokenizer, question, thinking, True) == [asked, asked]
+    reasoning = "The user wants to know the weather in Beijing. I should use the get_weather tool.</think>"
+    reasoning = reasoning if thinking else ""
+    answered = f"{asked}{reasoning}{V4_PUBLISHED_CALLS}{EOS}{U}<tool_result>{V4_WEATHER}</tool_result>{A}{mark}"
+    after_result = Conversation(conv.messages[:3], tools=conv.tools)
+    assert v4_renderings(tokenizer, after_result, thinking, True) == [answered, answered]
+
+
+def test_v4_rejects_malformed_tool_definitions() -> None:
+    from dsft.errors import DsftError
+
+    conv = Conversation([Message("user", "q")], tools=[{"name": "get_weather"}])
+    with pytest.raises(DsftError, match=r"tools\[0\]: must look like"):
+        get_template("deepseek-v4").render_prompt(conv)

@@ -16,15 +16,7 @@ from dsft.models.tokenizers import chat_template as released_template
 from dsft.templates import get_template
 from dsft.templates.hf import openai_messages
 
-from template_cases import FAMILY_STRATEGIES, text
-
-def jinja_render(tokenizer: Any, template: str, conv: Conversation, add_generation_prompt: bool,
-                 **kwargs: Any) -> str:
-    return tokenizer.apply_chat_template(
-        openai_messages(conv), chat_template=template, tools=conv.tools, tokenize=False,
-        add_generation_prompt=add_generation_prompt, **kwargs,
-    )
-
+from template_cases import FAMILY_STRATEGIES, jinja_render, text
 
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -28,10 +28,12 @@ def test_unrendered_tool_definitions_are_counted_and_warned(tiny_model_dir, capl
         split = tokenize_conversations(conversations(), get_template("deepseek-v3"), tokenizer)
     assert split.tools_not_rendered == 1 and len(split.examples) == 2
     assert "1 conversation(s) carry tool definitions" in caplog.text and "deepseek-v3 template" in caplog.text
-    caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="dsft.training.examples"):
-        rendered = tokenize_conversations(conversations(), get_template("deepseek-v3.2"), tokenizer)
-    assert rendered.tools_not_rendered == 0 and "tool definitions" not in caplog.text
+    for name in ("deepseek-v3.2", "deepseek-v4"):  # they render the definitions
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="dsft.training.examples"):
+            rendered = tokenize_conversations(conversations(), get_template(name), tokenizer)
+        assert rendered.tools_not_rendered == 0 and "tool definitions" not in caplog.text, name
+        assert "## Tools" in tokenizer.decode(rendered.examples[0]["input_ids"]), name
 
 
 def test_preference_records_count_unrendered_tool_definitions_as_sft_does(tiny_model_dir, caplog) -> None:

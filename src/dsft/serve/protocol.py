@@ -193,7 +193,8 @@ class ChatCompletionRequest(SamplingFields):
     stream_options: StreamOptions | None = None
     chat_template_kwargs: dict[str, Any] | None = Field(None, description="e.g. {'thinking': true}.")
     tools: list[ToolDefinition] | None = Field(None, description="Function definitions, rendered into the prompt "
-                                               "by templates that render them (deepseek-v3.2, hf templates that read them).")
+                                               "by templates that render them (deepseek-v3.2, deepseek-v4, hf "
+                                               "templates that read them).")
     tool_choice: Literal["auto", "none"] | None = Field(
         None, description="auto (default): the model may call a tool; none: no tools, replies are not parsed for calls.")
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dsft.data.conversation import Conversation, Message
 from dsft.errors import DsftError
 from dsft.templates.base import Segment, split_think_content
-from dsft.templates.dsml import dsml_tool_calls, to_json
+from dsft.templates.dsml import dsml_tool_calls, tool_schemas
 from dsft.templates.family import TemplateFamily
 from dsft.markers import ASSISTANT, BOS, DSML, END_THINK, EOS, THINK, USER
 from dsft.templates.ollama_go import MARKER_STOPS
@@ -72,12 +72,7 @@ Here are the functions available in JSONSchema format:
 
 def tools_prompt(tools: list) -> str:
     """The leading system text for OpenAI-form tool definitions (``{"type": "function", "function": {...}}``)."""
-    schemas = []
-    for k, tool in enumerate(tools):
-        if not isinstance(tool, dict) or not isinstance(tool.get("function"), dict):
-            raise DsftError(f"tools[{k}]: must look like {{\"type\": \"function\", \"function\": {{...}}}}")
-        schemas.append(to_json(tool["function"]))
-    return "\n\n" + TOOLS_PROMPT.replace("{schemas}", "\n".join(schemas))
+    return "\n\n" + TOOLS_PROMPT.replace("{schemas}", tool_schemas(tools))
 
 
 def _thinking_modes(conv: Conversation, trained: frozenset[int], thinking: bool | None) -> dict[int, bool]:

@@ -1,6 +1,9 @@
-"""DeepSeek-V4 renderer (modes ``chat`` and ``thinking``).
+"""DeepSeek-V4 renderer (modes ``chat`` and ``thinking``), after DeepSeek's published ``encoding_dsv4``.
 
-Rendering: BOS, system messages joined by ``\\n\\n``; users as ``<｜User｜>content``; each assistant
+Rendering: BOS, system messages joined by ``\\n\\n``, then the tool definitions (OpenAI ``tools``) when
+there are any: ``\\n\\n## Tools…`` with one JSON schema per line (:data:`TOOLS_PROMPT`), as the
+encoding appends them to the system message that carries them and vLLM attaches a request's ``tools``
+to the first system message (or to an empty one it adds); users as ``<｜User｜>content``; each assistant
 turn opens with ``<｜Assistant｜>`` then ``<think>`` when its reasoning is shown (thinking mode, after
 the last user turn; or every turn when tools are defined) or ``</think>`` otherwise, then
 ``reasoning</think>content`` (think open) or ``content``, then EOS. History turns take reasoning from
@@ -18,12 +21,46 @@ from __future__ import annotations
 from dsft.data.conversation import Conversation, Message
 from dsft.templates.base import Segment, split_think_content
 from dsft.templates.deepseek_v3 import system_segments
-from dsft.templates.dsml import dsml_tool_calls
+from dsft.templates.dsml import dsml_tool_calls, tool_schemas
 from dsft.templates.family import TemplateFamily
-from dsft.markers import ASSISTANT, BOS, END_THINK, EOS, THINK, USER
+from dsft.markers import ASSISTANT, BOS, DSML, END_THINK, EOS, THINK, USER
 from dsft.templates.ollama_go import v3_layout
 
 V4_SPECIAL_TOKENS = (BOS, EOS, USER, ASSISTANT, THINK, END_THINK)
+
+# The tool-definition text of the published encoding (its TOOLS_TEMPLATE): DSML ``tool_calls`` format,
+# the thinking-mode rule, then one JSON schema per line. Written after the system prompt as "\n\n" + this.
+TOOLS_PROMPT = f"""## Tools
+
+You have access to a set of tools to help answer the user's question. You can invoke tools by writing a "<{DSML}tool_calls>" block like the following:
+
+<{DSML}tool_calls>
+<{DSML}invoke name="$TOOL_NAME">
+<{DSML}parameter name="$PARAMETER_NAME" string="true|false">$PARAMETER_VALUE</{DSML}parameter>
+...
+</{DSML}invoke>
+<{DSML}invoke name="$TOOL_NAME2">
+...
+</{DSML}invoke>
+</{DSML}tool_calls>
+
+String parameters should be specified as is and set `string="true"`. For all other types (numbers, booleans, arrays, objects), pass the value in JSON format and set `string="false"`.
+
+If thinking_mode is enabled (triggered by {THINK}), you MUST output your complete reasoning inside {THINK}...{END_THINK} BEFORE any tool calls or final response.
+
+Otherwise, output directly after {END_THINK} with tool calls or final response.
+
+### Available Tool Schemas
+
+{{schemas}}
+
+You MUST strictly follow the above defined tool name and parameter schemas to invoke tool calls.
+"""
+
+
+def tools_prompt(tools: list) -> str:
+    """The text OpenAI-form tool definitions add after the system prompt (``\\n\\n## Tools…``)."""
+    return "\n\n" + TOOLS_PROMPT.replace("{schemas}", tool_schemas(tools))
 
 
 def _assistant_segments(message: Message, index: int, trained: bool, show_reasoning: bool,
@@ -50,6 +87,8 @@ def render_deepseek_v4(
     ``<｜Assistant｜></think>`` + ``answer`` + EOS in chat mode; with ``thinking=None`` each trained
     turn is in thinking mode iff it has reasoning."""
     segments = [Segment(BOS), *system_segments(conv)]
+    if conv.tools:
+        segments.append(Segment(tools_prompt(conv.tools)))
     user_turns = [i for i, m in enumerate(conv.messages) if m.role in ("user", "tool")]
     last_user = user_turns[-1] if user_turns else -1
     previous = None  # role of the previous non-system message
@@ -72,8 +111,8 @@ def render_deepseek_v4(
 
 FAMILY = TemplateFamily(
     "deepseek-v4", render_deepseek_v4, V4_SPECIAL_TOKENS,
-    description="DeepSeek-V4: chat or thinking mode",
-    thinking_flag="thinking", reasoning="hybrid", tool_call_format="dsml",
+    description="DeepSeek-V4: chat or thinking mode, tool definitions and DSML tool calls",
+    thinking_flag="thinking", reasoning="hybrid", tool_call_format="dsml", renders_tool_definitions=True,
     # Ollama gets chat mode (the default here): every assistant turn opens with </think>.
     ollama=v3_layout(ASSISTANT + END_THINK, END_THINK),
     model_types=("deepseek_v4",),  # V4 ships no Jinja template: its config is the signature

@@ -36,6 +36,21 @@ def to_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def tool_schemas(tools: list) -> str:
+    """OpenAI-form tool definitions (``{"type": "function", "function": {...}}``) as the encodings list them:
+    each ``function`` object as JSON, one per line.
+
+    >>> tool_schemas([{"type": "function", "function": {"name": "get_weather", "description": "Météo"}}])
+    '{"name": "get_weather", "description": "Météo"}'
+    """
+    schemas = []
+    for k, tool in enumerate(tools):
+        if not isinstance(tool, dict) or not isinstance(tool.get("function"), dict):
+            raise DsftError(f"tools[{k}]: must look like {{\"type\": \"function\", \"function\": {{...}}}}")
+        schemas.append(to_json(tool["function"]))
+    return "\n".join(schemas)
+
+
 def call_name_and_arguments(call: Any, index: int, k: int) -> tuple[str, dict[str, Any]]:
     """``(name, arguments object)`` of an OpenAI-form tool call, validated (message ``index``, call ``k``)."""
     function = call.get("function") if isinstance(call, dict) else None

@@ -57,7 +57,8 @@ def unrendered_tools(records: Sequence[Any], template: ChatTemplate) -> int:
     if unrendered:
         log.warning("%d conversation(s) carry tool definitions (`tools`), which the %s template does not render: "
                     "the model is trained on their calls without seeing the definitions. Describe the tools in "
-                    "the system message (as at inference), or use a template that renders them (deepseek-v3.2)",
+                    "the system message (as at inference), or use a template that renders them "
+                    "(deepseek-v3.2, deepseek-v4)",
                     unrendered, template.name)
     return unrendered
 
