@@ -50,4 +50,5 @@ def test_preference_records_count_unrendered_tool_definitions_as_sft_does(tiny_m
             split = render_split(records, get_template("deepseek-v3"), tokenizer, None, None)
         assert (split.tools_not_rendered, len(split.examples)) == (1, 2), kind
         assert "1 conversation(s) carry tool definitions" in caplog.text
-        assert render_split(records, get_template("deepseek-v3.2"), tokenizer, None, None).tools_not_rendered == 0
+        for name in ("deepseek-v3.2", "deepseek-v4"):  # they render the definitions
+            assert render_split(records, get_template(name), tokenizer, None, None).tools_not_rendered == 0, (kind, name)
