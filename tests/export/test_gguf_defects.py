@@ -11,8 +11,8 @@ Llama (tiny-deepseek-llm) is checked with the default q8_0 verification. DeepSee
 of the largest logit, at least 0.1), because on these tiny models q8_0's own rounding moves the logits as much
 as some defects do (measured with the dense q8_0 check: a correct V3 file fails it, top-1 83.5%, mean KL
 0.12 nats, as rounding changes which experts a token is routed to (q8_0-rounding only the embeddings, in
-transformers, changes 1 of 158 routings and moves logits by up to 9.6); test_moe_q8_0.py checks the MoE q8_0
-default, which bounds the share of such outlying positions, on the same model; with Qwen2 zeroed q or k biases reach
+transformers, changes 1 of 158 routings and moves logits by up to 9.6); test_moe_verification.py checks the MoE
+defaults, which bounds the share of such outlying positions, on the same model; with Qwen2 zeroed q or k biases reach
 top-1 96.5%, mean KL 0.0035, like the correct file's 97.6%, 0.0027). The float16 files are also read back with
 the ``gguf`` package, tensor by tensor.
 """
@@ -122,7 +122,9 @@ DEFECTS = {
 
 # Checked on float16 files (see the module docstring). Measured on the correct files: max |logit diff| 0.034
 # (V3) and 0.016 (Qwen2) on logits reaching 18; each defect below moves them by 0.33 (Qwen2's q/k layout)
-# to 24, against the default float16 tolerance, 0.78% of the largest logit (0.14 here) and at least 0.1.
+# to 24, against the default float16 tolerance, 0.78% of the largest logit (0.14 here) and at least 0.1. V3, a
+# MoE model, meets its MoE default, which lets up to 10% of the positions exceed that limit (rerouted tokens):
+# the correct file has 0 of 79 over it, the defects below 32, 79, 77, 74 and 79 (in this order).
 FLOAT16_DEFECTS = {
     "tiny-deepseek-v3": {
         "experts 0 and 1 of block 1 swapped, router unchanged":

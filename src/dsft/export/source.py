@@ -137,6 +137,16 @@ def load_trained_model(source: ExportSource) -> Any:
     return model.eval()
 
 
+# config.json keys that count routed experts (DeepSeek V2/V3, Mixtral, Qwen MoE).
+_EXPERT_COUNT_KEYS = ("n_routed_experts", "num_local_experts", "num_experts")
+
+
+def routes_to_experts(model_dir: Path) -> bool:
+    """Whether the checkpoint is a mixture of experts (its config.json counts routed experts)."""
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    return any(config.get(key) for key in _EXPERT_COUNT_KEYS)
+
+
 def stored_dtype(model_dir: Path) -> str:
     """The dtype the checkpoint was saved in (config.json ``dtype``/``torch_dtype``), ``float32`` if unstated."""
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
