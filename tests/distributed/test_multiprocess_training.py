@@ -8,7 +8,8 @@ rounding (1e-4). A checkpoint the two-process run writes at step 5 is then resum
 steps 6-10 must reproduce the one-process run's.
 
 The same comparison runs with DeepSpeed ZeRO-2 and ZeRO-3 (DeepSpeed's CPU accelerator, gloo); under
-ZeRO-3 the loss calls the lm_head module per chunk so DeepSpeed gathers its partitioned weight. FSDP: accelerate 1.15 engages its FSDP plugin only for GPU-class
+ZeRO-3 the loss runs inside one call of the lm_head module so DeepSpeed gathers its partitioned weight (a full
+fine-tune too, whose lm_head trains: its gradient must be accumulated once per backward). FSDP: accelerate 1.15 engages its FSDP plugin only for GPU-class
 process groups (a CPU run silently trains with DDP), so dsft refuses fsdp on CPU and the FSDP
 equivalence test is GPU-only.
 """
@@ -41,11 +42,11 @@ def _write_data(path: Path, n: int = 120) -> Path:
     return path
 
 
-def _write_config(path: Path, data: Path, grad_accum: int, distributed: str = "ddp") -> Path:
+def _write_config(path: Path, data: Path, grad_accum: int, distributed: str = "ddp", method: str = "lora") -> Path:
     path.write_text(
         "model:\n  name_or_path: tiny-deepseek-v3\n"
         f"data:\n  train: [{data}]\n  val_ratio: 0.0\n"
-        f"train:\n  method: lora\n  max_steps: {STEPS}\n  micro_batch_size: 2\n  grad_accum: {grad_accum}\n"
+        f"train:\n  method: {method}\n  max_steps: {STEPS}\n  micro_batch_size: 2\n  grad_accum: {grad_accum}\n"
         "  max_seq_len: 96\n  lr: 0.005\n  warmup_ratio: 0.0\n  lr_scheduler: constant\n  save_steps: 5\n"
         f"  logging_steps: 1\n  seed: 3\n  distributed: {distributed}\n"
         # fp32 lm_head: these runs are compared at 1e-4, and bf16 matmuls (the CPU default where the CPU has bf16
@@ -112,6 +113,25 @@ def test_deepspeed_zero3_two_process_trains(runs: dict[str, Path], tmp_path: Pat
     train_run([str(zero3), "--out", str(tmp_path / "zero3")], 2, tmp_path)
     one, three = _losses(runs["one"]), _losses(tmp_path / "zero3")
     assert all(abs(one[step] - three[step]) <= TOLERANCE for step in one)
+
+
+@pytest.mark.slow
+def test_deepspeed_zero3_full_fine_tune_two_process_equals_one_process(runs: dict[str, Path], tmp_path: Path,
+                                                                        train_run) -> None:
+    """Guide 003's setting: every weight trains under ZeRO-3, the lm_head and the MoE experts included. The loss
+    used to accumulate the lm_head gradient once per chunk, and DeepSpeed stopped the first step
+    (``assert len(set(p.ds_id for p in params_in_bucket)) == len(params_in_bucket)``)."""
+    data = runs["one"].parent / "data.jsonl"
+    one = _write_config(tmp_path / "one.yaml", data, grad_accum=2, method="full")
+    zero3 = _write_config(tmp_path / "zero3.yaml", data, grad_accum=1, distributed="deepspeed\n  zero_stage: 3",
+                          method="full")
+    train_run([str(one), "--out", str(tmp_path / "one")], 1, tmp_path)
+    train_run([str(zero3), "--out", str(tmp_path / "zero3")], 2, tmp_path)
+    single, three = _losses(tmp_path / "one"), _losses(tmp_path / "zero3")
+    assert sorted(three) == list(range(1, STEPS + 1))
+    for step in single:
+        assert abs(single[step] - three[step]) <= TOLERANCE, (step, single[step], three[step])
+    assert single[STEPS] < single[1]  # it trained
 
 
 def _launcher_command(launcher: str, args: list[str]) -> list[str]:

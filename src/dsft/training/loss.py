@@ -236,13 +236,6 @@ def supervised_cross_entropy(
     return total / denominator
 
 
-def _chunk_loss_through_module(
-    lm_head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0
-) -> torch.Tensor:
-    logits = lm_head(hidden).float()
-    return torch.nn.functional.cross_entropy(logits, targets, reduction="sum", label_smoothing=label_smoothing)
-
-
 def supervised_cross_entropy_via_module(
     hidden_states: torch.Tensor,
     lm_head: torch.nn.Module,
@@ -251,25 +244,39 @@ def supervised_cross_entropy_via_module(
     chunk_size: int = 1024,
     shifted: bool = False,
     label_smoothing: float = 0.0,
+    compute_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """The same loss, calling the ``lm_head`` module once per chunk under activation checkpointing.
+    """The same loss, computed inside one call of the ``lm_head`` module.
 
     For DeepSpeed ZeRO-3, whose partitioned lm_head weight exists in full only inside the module's own
-    forward (DeepSpeed gathers it there, also when backward recomputes a chunk). Costs one extra lm_head
-    forward per chunk; peak memory is still one chunk of logits.
-    """
-    from torch.utils.checkpoint import checkpoint
+    forward: DeepSpeed gathers it around the call, and again before backward. The chunked loss runs as that
+    call's forward, so the weight's gradient comes out of one backward node, once per micro-batch.
 
+    Calling the module once per chunk under reentrant checkpointing (before 2026-11-27) ran one inner
+    backward per chunk, each accumulating into the weight's gradient; ZeRO-3 reduces a gradient when it is
+    accumulated and refused the second one (DeepSpeed's ``assert len(set(p.ds_id ...))``): every full
+    fine-tune under ZeRO-3, whose lm_head trains, failed at its first step.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     hidden, targets = select_supervised(hidden_states, labels, shifted)
     if targets.numel() == 0:
         return hidden_states.sum() * 0.0
-    # Reentrant: the recompute re-enters lm_head's forward, where DeepSpeed gathers the weight again; the
-    # non-reentrant variant rejects it because the saved weight's metadata differs (gathered vs partitioned).
-    total = sum(
-        checkpoint(_chunk_loss_through_module, lm_head, hidden[start : start + chunk_size],
-                   targets[start : start + chunk_size], label_smoothing, use_reentrant=True)
-        for start in range(0, hidden.shape[0], chunk_size)
-    )
+    grad_enabled = torch.is_grad_enabled()
+
+    def chunked_loss(rows: torch.Tensor) -> torch.Tensor:  # lm_head's forward for this one call
+        return _ChunkedLinearCrossEntropy.apply(rows, lm_head.weight, getattr(lm_head, "bias", None), targets,
+                                                chunk_size, grad_enabled, float(label_smoothing), compute_dtype)
+
+    own_forward = lm_head.__dict__.get("forward")  # an instance-level forward someone else set, kept
+    lm_head.forward = chunked_loss  # the module's hooks (DeepSpeed's gather and release) run around it
+    try:
+        total = lm_head(hidden)
+    finally:
+        if own_forward is None:
+            del lm_head.forward
+        else:
+            lm_head.forward = own_forward
     denominator = targets.numel() if num_items_in_batch is None else num_items_in_batch
     if isinstance(denominator, torch.Tensor):
         denominator = denominator.to(total.device, torch.float32)

@@ -247,7 +247,7 @@ class DsftTrainer(ShardedLabelCountHooks, Trainer):
             # DeepSpeed ZeRO-3 partitions the weight; it is whole only inside lm_head's own forward.
             loss = supervised_cross_entropy_via_module(
                 hidden, lm_head, labels, num_items_in_batch, self.loss_chunk_size, shifted=shifted,
-                label_smoothing=smoothing,
+                label_smoothing=smoothing, compute_dtype=self.loss_compute_dtype,
             )
         else:
             loss = supervised_cross_entropy(
