@@ -125,6 +125,8 @@ EXPORT_CASES = [
      "--base-model applies to a run directory"),
     ("run-config-format-with-dtype", lambda t: [_run_dir(t, {"format": "adapter"}), "--dtype", "bfloat16"],
      "an adapter is copied as trained"),
+    ("run-config-tolerance", lambda t: [_run_dir(t, {"tolerance": "top1=85"})],
+     "export.tolerance 'top1=85': top1= must be a percentage"),
 ]
 
 

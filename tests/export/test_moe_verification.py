@@ -30,6 +30,7 @@ where the V3 defects meet the MoE float16 default), so check a new converter as 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -89,6 +90,8 @@ def test_correct_q8_0_moe_file_passes_the_moe_default(trained_like_v3, tmp_path)
     source = resolve_source(trained_like_v3)
     assert gguf_export.default_gguf_tolerance("q8_0", source) == MOE_Q8_0
     comparison = gguf_export.export_gguf(source, tmp_path, dtype="q8_0", echo=print).comparison
+    recorded = json.loads((tmp_path / "export.json").read_text())["verification"]["needs"]
+    assert recorded.startswith("at most 10% of positions with max |logit diff| > 1.8") and "got 3/79" in recorded
     assert comparison.max_abs_logit > 10  # peaked distributions, as a trained model's
     # What the dense q8_0 default refused (it was the default for every model): routing flips at a few positions.
     assert not DEFAULT_GGUF_TOLERANCE["q8_0"].accepts(comparison)

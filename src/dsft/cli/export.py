@@ -48,12 +48,15 @@ def export(
     from rich.console import Console
 
     from dsft.errors import DsftError
+    from dsft.export.bounds import parse_tolerance
     from dsft.export.options import check_export_options
     from dsft.export.source import check_out_is_not_the_source, check_source
 
     if verify is False and tolerance is not None:
         raise DsftError("--tolerance applies to the verification that --no-verify turns off; drop one of them")
     defaults = export_defaults(run_or_model, config)
+    if tolerance is None and defaults.tolerance is not None:
+        parse_tolerance(defaults.tolerance, name="export.tolerance")  # named as the config key it came from
     options = {"fmt": fmt or defaults.format, "dtype": dtype or defaults.dtype,
                "tolerance": defaults.tolerance if tolerance is None else tolerance,
                "max_shard_size": max_shard_size or defaults.max_shard_size}

@@ -161,6 +161,6 @@ def export_gguf(source: ExportSource, out_dir: Path, dtype: str = "auto", verify
     if verify:
         comparison, mismatches = verify_gguf(path, tokenizer, source.template, prompts, reference,
                                              tolerance, echo)
-    write_export_metadata(out_dir, source, "gguf", dtype_name, comparison, architecture=arch,
+    write_export_metadata(out_dir, source, "gguf", dtype_name, comparison, tolerance, architecture=arch,
                           gguf_file=GGUF_FILE_NAME)
     return GGUFExport(path, arch, dtype_name, comparison, mismatches)

@@ -17,7 +17,9 @@ from typing import Any
 from dsft.errors import DsftError, UnsupportedError
 from dsft.export.options import HF_DTYPES
 from dsft.export.source import ExportSource, load_trained_model, routes_to_experts, stored_dtype
-from dsft.export.bounds import AbsoluteBound, LogitBound, LogitComparison, RelativeBound, tolerating_rerouted_tokens
+from dsft.export.bounds import (
+    AbsoluteBound, LogitBound, LogitComparison, RelativeBound, as_bound, tolerating_rerouted_tokens,
+)
 from dsft.export.verify import check_tolerance, compare_logits, hf_logits, verification_prompts
 from dsft.models.loading import load_model, load_tokenizer
 from dsft.models.lora import load_lora_adapter
@@ -78,8 +80,10 @@ def write_generation_config(out_dir: Path, source: ExportSource, tokenizer: Any)
 
 
 def write_export_metadata(out_dir: Path, source: ExportSource, fmt: str, dtype: str,
-                          comparison: LogitComparison | None, **extra: Any) -> None:
-    """export.json: what was exported from where, with the measured verification figures."""
+                          comparison: LogitComparison | None, bound: float | LogitBound | None = None,
+                          **extra: Any) -> None:
+    """export.json: what was exported from where, with the measured verification figures and what ``bound``
+    (the verification's pass criterion) needed of them."""
     meta: dict[str, Any] = {
         "format": fmt, "dtype": dtype, "template": source.template, "method": source.method,
         "source": str(source.run_dir or source.model_dir), "base_model": str(source.model_dir),
@@ -87,6 +91,7 @@ def write_export_metadata(out_dir: Path, source: ExportSource, fmt: str, dtype: 
             "max_abs_logit_diff": comparison.max_abs_diff, "max_abs_reference_logit": comparison.max_abs_logit,
             "top1_agreement": comparison.top1_agreement, "mean_kl": comparison.mean_kl,
             "positions": comparison.positions, "prompts": comparison.prompts,
+            "needs": None if bound is None else as_bound(bound).describe(comparison),
         },
     }
     meta.update(extra)
@@ -131,7 +136,7 @@ def export_hf(source: ExportSource, out_dir: Path, dtype: str = "auto", verify: 
     if verify:
         reloaded = load_model(out_dir, dtype="float32", device="cpu")
         comparison = compare_logits(reference, hf_logits(reloaded, prompts))
-        write_export_metadata(out_dir, source, "hf", dtype_name, comparison)
+        write_export_metadata(out_dir, source, "hf", dtype_name, comparison, tolerance)
         check_tolerance(comparison, tolerance, f"hf export {out_dir}", echo)
     else:
         write_export_metadata(out_dir, source, "hf", dtype_name, None)
@@ -175,8 +180,9 @@ def export_adapter(source: ExportSource, out_dir: Path, verify: bool = True,
         echo(f"note (vLLM): {note}")
     comparison = None
     if verify:
-        comparison = _verify_adapter(source, out_dir, AbsoluteBound(1e-5) if tolerance is None else tolerance, echo)
-    write_export_metadata(out_dir, source, "adapter", "adapter", comparison, vllm_notes=vllm_adapter_notes(config))
+        tolerance = AbsoluteBound(1e-5) if tolerance is None else tolerance
+        comparison = _verify_adapter(source, out_dir, tolerance, echo)
+    write_export_metadata(out_dir, source, "adapter", "adapter", comparison, tolerance, vllm_notes=vllm_adapter_notes(config))
     return comparison
 
 
