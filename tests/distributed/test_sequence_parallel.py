@@ -88,3 +88,26 @@ def test_two_rank_sequence_parallel_equals_one_process(name: str, tmp_path: Path
     for step in sorted(one):
         assert one[step]["tokens"] - previous > 2 * half
         previous = one[step]["tokens"]
+
+
+@pytest.mark.slow
+def test_a_sequence_parallel_run_resumes_mid_epoch(tmp_path: Path, tiny_model_dir, train_run) -> None:
+    """A two-rank SP run resumed from its step-3 checkpoint trains steps 4-6 as the uninterrupted run did.
+    One micro-batch per step, so the 3 trained micro-batches are one whole batch of the Ulysses adapter's own
+    loader (2 rows, one per rank) plus one of its micro-batches. Resuming used to stop in accelerate's
+    ``skip_first_batches`` ('UlyssesSPDataLoaderAdapter' object has no attribute 'dataset')."""
+    pytest.importorskip("deepspeed")
+    case = CASES["qwen2-rows"]
+    tiny_model_dir(case["model"])
+    data = _write_data(tmp_path / "data.jsonl")
+    config = str(_write_config(tmp_path / "sp.yaml", data, True, case))
+    settings = ["--set", "train.grad_accum=1", "--set", "train.save_steps=3"]
+    train_run([config, "--out", str(tmp_path / "whole"), *settings], 2, tmp_path)
+    checkpoint = tmp_path / "whole" / "checkpoints" / "checkpoint-3"
+    train_run([config, "--out", str(tmp_path / "resumed"), "--resume", str(checkpoint), *settings], 2, tmp_path)
+    whole, resumed = _logged(tmp_path / "whole"), _logged(tmp_path / "resumed")
+    assert sorted(resumed) == list(range(1, STEPS + 1))
+    for step in range(4, STEPS + 1):
+        assert abs(whole[step]["loss"] - resumed[step]["loss"]) <= TOLERANCE, (step, whole[step], resumed[step])
+        assert whole[step]["tokens"] == resumed[step]["tokens"]
+    assert len({whole[step]["loss"] for step in range(4, STEPS + 1)}) == 3  # the steps saw different rows

@@ -46,6 +46,7 @@ from dsft.training.loss import (
 from dsft.training.lean_lora import use_lean_lora
 from dsft.training.saved_activation_pool import SavedActivationPool
 from dsft.training.sequence_parallel_mla import ulysses_for_mla
+from dsft.training.sequence_parallel_resume import skipping_sequence_parallel
 from dsft.training.trainer_hooks import ShardedLabelCountHooks, declare_supervised_token_loss, prepare_inputs
 
 # Inputs that go to the model; everything else the collator adds (labels) stays with the loss.
@@ -177,6 +178,14 @@ class DsftTrainer(ShardedLabelCountHooks, Trainer):
         registered so that it takes MLA's narrower values (:func:`ulysses_for_mla`)."""
         with ulysses_for_mla(unwrap_causal_lm(self.model).config, self.sequence_parallel):
             return super()._prepare_for_training(*args, **kwargs)
+
+    def _run_epoch(self, *args: Any, **kwargs: Any) -> Any:
+        """Trainer's; under sequence parallelism its resume skip takes DeepSpeed's Ulysses loader
+        (:func:`skipping_sequence_parallel`)."""
+        if self.sequence_parallel <= 1:
+            return super()._run_epoch(*args, **kwargs)
+        with skipping_sequence_parallel():
+            return super()._run_epoch(*args, **kwargs)
 
     def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
         loss = super().training_step(model, inputs, num_items_in_batch)
