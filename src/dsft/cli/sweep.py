@@ -69,7 +69,8 @@ def sweep(
     best = next((t for t in result.trials if t.number == result.best), None)
     for trial in result.trials:
         value = "-" if trial.value is None else f"{trial.value:.6g}"
-        console.print(f"{trial.name}  {trial.params}  {trial.status}  {result.metric}={value}", markup=False)
+        console.print(f"{trial.name}  {trial.params}  {trial.status}  {result.metric}={value}", markup=False,
+                      emoji=False)
     if best is None:
         console.print("no trial logged the selection metric yet", markup=False)
     else:

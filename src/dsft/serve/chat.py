@@ -67,10 +67,11 @@ class ChatSession:
                 reasoning, content = reasoning + tail[0], content + tail[1]
             if reasoning:
                 reasoning_parts.append(reasoning)
-                console.print(reasoning, style="dim", end="", markup=False, highlight=False, soft_wrap=True)
+                console.print(reasoning, style="dim", end="", markup=False, emoji=False, highlight=False,
+                              soft_wrap=True)
             if content:
                 content_parts.append(content)
-                console.print(content, end="", markup=False, highlight=False, soft_wrap=True)
+                console.print(content, end="", markup=False, emoji=False, highlight=False, soft_wrap=True)
 
         def emit(_: int, piece: str, result: RowResult | None) -> None:
             show(piece, result is not None)
