@@ -63,14 +63,3 @@ def test_reasoning_is_dimmed_and_history_keeps_the_turns(tokenizer: Any) -> None
     run_chat(session, ["/system Be brief.", "Hi"], console, interactive=False)
     assert session.system == "Be brief." and [m.role for m in session.history] == ["user", "assistant"]
 
-
-def test_the_reply_is_printed_as_the_model_wrote_it(tokenizer: Any) -> None:
-    """Markup and emoji codes in a reply are text: rich printed ':smile:' as an emoji even without markup."""
-    from dsft.serve.chat import ChatSession, run_chat
-
-    reply = "Use :smile: here.\n</think>\n\nWrite [bold]x[/bold] and :thumbs_up:."
-    session = ChatSession(scripted_serving(tokenizer, reply, "deepseek-r1"), max_tokens=60)
-    screen = io.StringIO()
-    run_chat(session, ["Hi"], Console(file=screen, width=200), interactive=False)
-    assert "Use :smile: here." in screen.getvalue()
-    assert "Write [bold]x[/bold] and :thumbs_up:." in screen.getvalue()
