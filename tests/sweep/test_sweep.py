@@ -101,7 +101,8 @@ def test_separate_launches_write_configs_and_collect_reads_finished_trials(tmp_p
 
 def test_a_settings_not_applied_notice_is_logged_once_per_sweep(tmp_path: Path, tiny_model_dir, run_cli,
                                                                monkeypatch, caplog) -> None:
-    """train.zero_stage in one process without CUDA: the notice that it is not applied came once per trial."""
+    """train.zero_stage in one process without CUDA, preference.beta under SFT: the notices that they are not
+    applied came once per trial."""
     tiny_model_dir("tiny-deepseek-llm")
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.setattr(distributed, "_cuda_available", lambda: False)
@@ -109,11 +110,12 @@ def test_a_settings_not_applied_notice_is_logged_once_per_sweep(tmp_path: Path, 
     config.write_text(config.read_text().replace("max_steps: 2", "max_steps: 1"))
     with caplog.at_level(logging.WARNING, logger="dsft"):
         code, stdout, stderr = run_cli(["sweep", str(config), "--set", "train.zero_stage=2",
-                                        "--grid", "train.lr=1e-4,2e-4,3e-4", "--out", str(tmp_path / "s")])
+                                        "--set", "preference.beta=0.2", "--grid", "train.lr=1e-4,2e-4,3e-4", "--out", str(tmp_path / "s")])
     assert code == 0, stdout + stderr
     assert [t["status"] for t in json.loads((tmp_path / "s" / "sweep.json").read_text())["trials"]] == ["finished"] * 3
     notices = [r.getMessage() for r in caplog.records if "not applied" in r.getMessage()]
-    assert len(notices) == 1 and notices[0].startswith("train.zero_stage=2: not applied"), notices
+    assert len(notices) == 2 and notices[0].startswith("train.zero_stage=2: not applied"), notices
+    assert notices[1].startswith("preference.beta=0.2 (read by dpo, kto, orpo): not applied"), notices
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -14,6 +14,7 @@ from dsft.config import DsftConfig
 from dsft.config.schema import CleanConfig
 from dsft.data.conversation import Conversation, Message
 from dsft.templates import get_template
+from dsft.training.objective_settings import objective_settings
 from dsft.training.preflight import may_have_validation_data
 
 MIN_REASONING_COMPLETION = 1024  # tokens; R1-style reasoning rarely fits in fewer
@@ -79,7 +80,7 @@ def objective_problems(cfg: DsftConfig, template_opens_think: bool | None = None
 
 
 def _grpo_problems(cfg: DsftConfig, template_opens_think: bool | None, world_size: int) -> list[str]:
-    t, g = cfg.train, cfg.grpo
+    t, g = cfg.train, objective_settings(cfg)
     problems: list[str] = []
     completions_per_step = t.micro_batch_size * t.grad_accum * world_size
     if completions_per_step % g.num_generations:

@@ -8,7 +8,8 @@
 * the run guards (NaN stop, atomic checkpoints, token counts) mixed into the TRL trainer class, and the
   monitoring callbacks (metrics.jsonl, TensorBoard, loss.png, progress line);
 * the arguments: the same TrainingArguments as SFT (one place: :func:`build_training_arguments`) plus the
-  objective's own settings from the ``preference`` / ``grpo`` config sections.
+  objective's own settings from the ``preference`` / ``grpo`` config sections, read through
+  :func:`dsft.training.objective_settings.objective_settings` (which owns which objective reads which key).
 
 Reference models only where the algorithm needs one: DPO and KTO (LoRA: the base model with the adapter
 disabled, so no second copy; full: TRL loads a frozen copy of the starting weights); GRPO only when
@@ -36,6 +37,7 @@ from dsft.models.lora import build_lora_config, native_v5_targets
 from dsft.training.examples import TokenizedSplit
 from dsft.training.guards import RunGuards
 from dsft.training.lean_lora import use_lean_lora
+from dsft.training.objective_settings import objective_settings
 from dsft.training.preference_examples import render_split
 from dsft.training.setup import build_training_arguments, write_data_report
 from dsft.training.trl_hooks import PretokenizedCompletionsHooks, PretokenizedPairsHooks, RenderedPromptHooks
@@ -53,7 +55,7 @@ def load_preference_splits(cfg: DsftConfig, tokenizer: Any, template: Any, run_d
     write_data_report(run_dir, prepared.report)
     max_len = cfg.train.max_seq_len
     if objective == "grpo":  # the prompt must leave room for a whole completion
-        max_len -= cfg.grpo.max_completion_len
+        max_len -= objective_settings(cfg).max_completion_len
     splits = {name: render_split(prepared.splits.get(name, []), template, tokenizer, cfg.template.thinking, max_len)
               for name in ("train", "val")}
     return splits
@@ -65,30 +67,31 @@ def load_preference_splits(cfg: DsftConfig, tokenizer: Any, template: Any, run_d
 def trl_arguments(cfg: DsftConfig, run_dir: Path, has_eval: bool, model: Any) -> Any:
     """The objective's TRL config: dsft's TrainingArguments (one place) plus the objective's own settings."""
     base = build_training_arguments(cfg, run_dir, has_eval, model)
-    p, g, objective = cfg.preference, cfg.grpo, cfg.train.objective
+    own, objective = objective_settings(cfg), cfg.train.objective
     if objective == "dpo":
         from trl import DPOConfig
 
-        return _config(DPOConfig, base, beta=p.beta, loss_type=[p.loss_type], label_smoothing=p.label_smoothing,
+        return _config(DPOConfig, base, beta=own.beta, loss_type=[own.loss_type], label_smoothing=own.label_smoothing,
                        max_length=None)
     if objective == "kto":
         from trl import KTOConfig
 
         # TRL pairs each completion with its neighbour's prompt for the KL estimate: batches in a fixed order
         # (dsft shuffles the examples once, with train.seed).
-        return _config(KTOConfig, base, beta=p.beta, desirable_weight=p.desirable_weight,
-                       undesirable_weight=p.undesirable_weight, max_length=None, train_sampling_strategy="sequential")
+        return _config(KTOConfig, base, beta=own.beta, desirable_weight=own.desirable_weight,
+                       undesirable_weight=own.undesirable_weight, max_length=None, train_sampling_strategy="sequential")
     if objective == "orpo":
         os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # see _orpo_class
         from trl.experimental.orpo import ORPOConfig
 
-        return _config(ORPOConfig, base, beta=p.beta, max_length=cfg.train.max_seq_len)
+        return _config(ORPOConfig, base, beta=own.beta, max_length=cfg.train.max_seq_len)
     from trl import GRPOConfig
 
     return _config(
-        GRPOConfig, base, num_generations=g.num_generations, max_completion_length=g.max_completion_len,
-        temperature=g.temperature, top_p=g.top_p, beta=g.beta, epsilon=g.epsilon, num_iterations=g.num_iterations,
-        mask_truncated_completions=g.mask_truncated_completions, reward_weights=[s.weight for s in g.rewards],
+        GRPOConfig, base, num_generations=own.num_generations, max_completion_length=own.max_completion_len,
+        temperature=own.temperature, top_p=own.top_p, beta=own.beta, epsilon=own.epsilon,
+        num_iterations=own.num_iterations, mask_truncated_completions=own.mask_truncated_completions,
+        reward_weights=[s.weight for s in own.rewards],
     )
 
 
@@ -225,8 +228,8 @@ def build_objective_trainer(
             raise DsftError("train.objective=grpo needs reward functions (grpo.rewards)")
         trainer_class = _grpo_class()
         kwargs["reward_funcs"] = reward_funcs
-        kwargs["callbacks"] = [DegenerateBatchGuard(cfg.grpo.stop_after_degenerate_steps, cfg.grpo.max_completion_len),
-                               *callbacks]
+        g = objective_settings(cfg)
+        kwargs["callbacks"] = [DegenerateBatchGuard(g.stop_after_degenerate_steps, g.max_completion_len), *callbacks]
     else:
         raise DsftError(f"train.objective={objective}: not a preference objective")
     with native_v5_targets():  # dsft's LoRA targets are discovered on the v5 model: no peft rewriting

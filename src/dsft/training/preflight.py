@@ -29,6 +29,7 @@ from dsft.training.distributed import (
     zero_optimization,
 )
 from dsft.training.environment import Environment, check_qlora, environment_problems
+from dsft.training.objective_settings import settings_read_by, unread_objective_settings
 
 # What a run logs at every evaluation (MetricsCallback adds the perplexity), so eval.metric may name them.
 TRAINING_EVAL_METRICS = ("eval_loss", "eval_perplexity")
@@ -63,17 +64,39 @@ def unused_lora_notice(cfg: DsftConfig) -> str | None:
             f"(set train.method=lora or qlora to use {them})")
 
 
+def unused_objective_notice(cfg: DsftConfig) -> str | None:
+    """One line naming the ``preference.*`` / ``grpo.*`` settings ``train.objective`` does not read, and which
+    objectives do (:mod:`dsft.training.objective_settings` owns that); None when there are none.
+
+    A DPO config switched with ``--set train.objective=sft`` keeps its preference section, and is told.
+
+    >>> unused_objective_notice(DsftConfig.model_validate({"preference": {"beta": 0.2}}))
+    'preference.beta=0.2 (read by dpo, kto, orpo): not applied; train.objective=sft does not read it (set train.objective to one that does to use it, or remove the key)'
+    """
+    unread = unread_objective_settings(cfg)
+    if not unread:
+        return None
+    groups: dict[tuple[str, ...], list[str]] = {}  # the objectives that read them -> settings, in config order
+    for name, value in unread:
+        groups.setdefault(tuple(settings_read_by(*name.split("."))), []).append(f"{name}={_setting(value)}")
+    listed = ", ".join(f"{', '.join(settings)} (read by {', '.join(readers)})" for readers, settings in groups.items())
+    it, key = ("them", "keys") if len(unread) > 1 else ("it", "key")
+    return (f"{listed}: not applied; train.objective={cfg.train.objective} does not read {it} (set train.objective "
+            f"to one that does to use {it}, or remove the {key})")
+
+
 def _setting(value: Any) -> str:
-    """A value as ``--set`` takes it: ``[q_proj, v_proj]``, ``true``, ``8``."""
+    """A value as ``--set`` takes it: ``[q_proj, v_proj]``, ``true``, ``8``; a list of entries by their names
+    (``[accuracy, length]``)."""
     if isinstance(value, list):
-        return "[" + ", ".join(str(v) for v in value) + "]"
+        return "[" + ", ".join(str(getattr(v, "name", v)) for v in value) + "]"
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def config_notices(cfg: DsftConfig, world_size: int) -> list[str]:
     """The settings ``cfg`` asks for that a run with ``world_size`` processes will not apply, one line each: a
     run says them once, before anything is read (a setting asked for and not applied is no secret)."""
-    notices = (unapplied_settings_notice(cfg.train, world_size), unused_lora_notice(cfg))
+    notices = (unapplied_settings_notice(cfg.train, world_size), unused_lora_notice(cfg), unused_objective_notice(cfg))
     return [notice for notice in notices if notice]
 
 
