@@ -16,7 +16,7 @@ OutlierBound(per_position=RelativeBound(max_fraction=0.1, floor=0.0), max_share=
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from dsft.errors import DsftError
@@ -38,7 +38,8 @@ class LogitComparison:
     prompts: int
     max_abs_logit: float = 0.0  # scale of the reference logits, to read max_abs_diff against
     mean_kl: float = 0.0  # mean over positions of KL(reference || export) of the next-token distributions, nats
-    position_diffs: tuple[float, ...] = ()  # max |logit difference| at each position, prompt by prompt
+    # max |logit difference| at each position, prompt by prompt (left out of the repr: one number per token)
+    position_diffs: tuple[float, ...] = field(default=(), repr=False)
 
     @property
     def relative_diff(self) -> float:
