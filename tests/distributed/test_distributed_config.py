@@ -197,6 +197,19 @@ def test_single_process_zero_and_offload_are_applied_or_said_aloud(monkeypatch) 
     assert unapplied_settings_notice(TrainConfig(), world_size=1) is None
 
 
+def test_a_saved_config_listing_the_default_zero_stage_is_trained_as_the_first_run_was() -> None:
+    """A run's config.yaml lists every key, train.zero_stage: 2 among them: trained again in one process it picks
+    the strategy the first run picked, and says nothing is unapplied (compared with the defaults, not "written")."""
+    saved = TrainConfig.model_validate(json.loads(TrainConfig().model_dump_json()))
+    assert "zero_stage" in saved.model_fields_set
+    assert resolve_strategy(saved, world_size=1, cuda=True, deepspeed=True) == "none"
+    assert unapplied_settings_notice(saved, world_size=1, cuda=False, deepspeed=False) is None
+    changed = TrainConfig.model_validate({**json.loads(TrainConfig().model_dump_json()), "zero_stage": 3})
+    assert resolve_strategy(changed, world_size=1, cuda=True, deepspeed=True) == "deepspeed"
+    assert unapplied_settings_notice(changed, world_size=1, cuda=False, deepspeed=False).startswith(
+        "train.zero_stage=3: not applied")
+
+
 def test_the_unapplied_settings_notice_is_one_clean_line_in_the_terminal(tmp_path: Path, tiny_model_dir) -> None:
     """`dsft train` as a user runs it: the notice is one plain line on stderr, no source path or code line."""
     tiny_model_dir("tiny-r1-distill-qwen")  # DSFT_CACHE

@@ -109,12 +109,13 @@ def test_a_settings_not_applied_notice_is_logged_once_per_sweep(tmp_path: Path, 
     config = write_config(tmp_path)
     config.write_text(config.read_text().replace("max_steps: 2", "max_steps: 1"))
     with caplog.at_level(logging.WARNING, logger="dsft"):
-        code, stdout, stderr = run_cli(["sweep", str(config), "--set", "train.zero_stage=2",
-                                        "--set", "preference.beta=0.2", "--grid", "train.lr=1e-4,2e-4,3e-4", "--out", str(tmp_path / "s")])
+        code, stdout, stderr = run_cli(["sweep", str(config), "--set", "train.zero_stage=3",
+                                        "--set", "preference.beta=0.2", "--grid", "train.lr=1e-4,2e-4,3e-4",
+                                        "--out", str(tmp_path / "s")])
     assert code == 0, stdout + stderr
     assert [t["status"] for t in json.loads((tmp_path / "s" / "sweep.json").read_text())["trials"]] == ["finished"] * 3
     notices = [r.getMessage() for r in caplog.records if "not applied" in r.getMessage()]
-    assert len(notices) == 2 and notices[0].startswith("train.zero_stage=2: not applied"), notices
+    assert len(notices) == 2 and notices[0].startswith("train.zero_stage=3: not applied"), notices
     assert notices[1].startswith("preference.beta=0.2 (read by dpo, kto, orpo): not applied"), notices
 
 

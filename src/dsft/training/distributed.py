@@ -41,9 +41,15 @@ def _cuda_available() -> bool:
 
 
 def _asked_zero_or_offload(train_cfg: TrainConfig) -> list[str]:
-    """``train.zero_stage`` / ``train.offload`` as the config set them (``train.zero_stage=3``), unless off."""
+    """``train.zero_stage`` / ``train.offload`` where the config changes them from the defaults
+    (``train.zero_stage=3``), unless off.
+
+    Compared with the defaults, not "was the key written": a saved config.yaml lists every key, and training it
+    again must choose what the first run chose (the default ZeRO-2 without offload partitions nothing in one
+    process)."""
+    defaults = TrainConfig()
     return [f"train.{key}={getattr(train_cfg, key)}" for key in ("zero_stage", "offload")
-            if key in train_cfg.model_fields_set and getattr(train_cfg, key) not in (0, "none")]
+            if getattr(train_cfg, key) != getattr(defaults, key) and getattr(train_cfg, key) not in (0, "none")]
 
 
 def _single_process_strategy(train_cfg: TrainConfig, cuda: bool, deepspeed: bool) -> str:
