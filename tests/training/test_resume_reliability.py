@@ -164,6 +164,17 @@ def test_a_changed_lr_and_schedule_length_are_applied_on_resume(finished: Path, 
     assert [rows[s]["lr"] for s in (5, 6)] == pytest.approx([1e-3, 1e-3], rel=1e-9)
 
 
+def test_a_longer_cosine_schedule_trains_its_first_resumed_step(tmp_path: Path) -> None:
+    """A cosine run stopped at its last step (lr 0 next) resumed with a larger train.max_steps trains step 3 at
+    the rebuilt schedule's lr (a quarter of the peak), not at the old schedule's 0: the weights move."""
+    data = write_data(tmp_path / "d.jsonl")
+    cosine = ("train.lr_scheduler=cosine", "train.save_steps=2")
+    run_training(make_cfg(data, "train.max_steps=2", *cosine), tmp_path / "run", progress=False)
+    run_training(make_cfg(data, "train.max_steps=3", *cosine), tmp_path / "run", resume="auto", progress=False)
+    assert max_difference(weights(tmp_path / "run" / "checkpoints" / "checkpoint-2"),
+                          weights(tmp_path / "run" / "final")) > 0.0
+
+
 @pytest.mark.parametrize("change, named", [
     ("train.grad_accum=2", "train.grad_accum: 1 -> 2"),
     ("train.micro_batch_size=1", "train.micro_batch_size: 2 -> 1"),
