@@ -21,14 +21,18 @@ def show(
     """Print the resolved config (file + preset + overrides + defaults) as YAML, once every check has passed.
 
     The checks are those `dsft train` runs before loading anything, against this machine (its device
-    and installed packages; the number of processes only when a launcher set WORLD_SIZE).
+    and installed packages; the number of processes only when a launcher set WORLD_SIZE). Settings the run
+    would not apply are named on stderr, one line each, as `dsft train` names them.
     """
     from dsft.config import describe_config, dump_config, load_config
-    from dsft.plan.preflight import preflight
+    from dsft.plan.preflight import preflight, preflight_notices
     from dsft.training.environment import Environment
 
     resolved = load_config(config, set_, preset=preset, set_flags=set_)
-    preflight(resolved, Environment.this_machine(), str(config) if config else "config", set_)
+    env = Environment.this_machine()
+    preflight(resolved, env, str(config) if config else "config", set_)
+    for notice in preflight_notices(resolved, env):  # on stderr: stdout stays the config
+        typer.echo(notice, err=True)
     if not describe:
         typer.echo(dump_config(resolved), nl=False)
         return

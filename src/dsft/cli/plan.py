@@ -60,11 +60,13 @@ def _plan_options(config: Path | None, world_size: int, given: dict[str, Any]) -
     from_config: dict[str, Any] = {}
     if config is not None:
         from dsft.config import load_config
-        from dsft.plan.preflight import preflight
+        from dsft.plan.preflight import preflight, preflight_notices
         from dsft.training.environment import Environment
 
-        cfg = load_config(config)
-        preflight(cfg, Environment.gpu_cluster(world_size), str(config))
+        cfg, cluster = load_config(config), Environment.gpu_cluster(world_size)
+        preflight(cfg, cluster, str(config))
+        for notice in preflight_notices(cfg, cluster):  # on stderr: stdout stays the plan (or its JSON)
+            typer.echo(notice, err=True)
         t = cfg.train
         from_config = {"model": cfg.model.name_or_path, "method": t.method, "seq_len": t.max_seq_len,
                        "micro_batch": t.micro_batch_size, "grad_accum": t.grad_accum,
@@ -169,18 +171,23 @@ def launch(
     from dsft.config import load_config
     from dsft.disk import check_output_dir
     from dsft.plan.launch import LaunchPlan, write_launch_files
-    from dsft.plan.preflight import preflight
+    from dsft.plan.preflight import preflight, preflight_notices
     from dsft.training.environment import Environment
 
+    notices: list[str] = []
     if config.is_file():  # a missing file is reported by write_launch_files, as before
         # The job's GPUs, not this machine's: the scripts run there with nodes x gpus_per_node processes.
-        preflight(load_config(config), Environment.gpu_cluster(max(nodes, 1) * max(gpus_per_node, 1)), str(config))
+        cfg, cluster = load_config(config), Environment.gpu_cluster(max(nodes, 1) * max(gpus_per_node, 1))
+        preflight(cfg, cluster, str(config))
+        notices = preflight_notices(cfg, cluster)
 
     check_output_dir(out)  # created by write_launch_files once the config and launcher are checked
     plan_ = LaunchPlan(config=config.resolve(), run_dir=(run_dir or out / "run").resolve(), nodes=nodes,
                        gpus_per_node=gpus_per_node, master_addr=master_addr, master_port=master_port)
     for path in write_launch_files(plan_, launcher, out, overwrite=overwrite):
         typer.echo(str(path))
+    for notice in notices:  # what the job's runs will say first, said now (stdout stays the files written)
+        typer.echo(notice, err=True)
 
 
 def fp8_to_bf16(

@@ -2,7 +2,8 @@
 
 ``dsft config show``, ``dsft train`` and ``dsft launch`` call :func:`preflight` right after
 :func:`dsft.config.load_config` (which checks each key on its own): one error lists every problem, each
-naming its key, in about a second. The checks belong to the stages that own the settings:
+naming its key, in about a second. Settings that are valid but will not be applied are no problem: they are
+said in one line each (:func:`preflight_notices`). The checks belong to the stages that own the settings:
 
 * training (:mod:`dsft.training.preflight`): precision and QLoRA against the device, strategy against
   device and world size, sequence parallelism against world size, attention heads and attention kernel,
@@ -28,7 +29,7 @@ from dsft.eval.selection import eval_config_problems, generation_world_problems
 from dsft.export.bounds import parse_tolerance
 from dsft.training.environment import Environment
 from dsft.training.objective_checks import named_template_opens_think, objective_problems
-from dsft.training.preflight import training_problems
+from dsft.training.preflight import config_notices, training_problems
 
 # Export formats whose verification runs the file in llama.cpp (module name of llama-cpp-python).
 LLAMA_CPP_FORMATS = ("gguf", "ollama")
@@ -59,6 +60,14 @@ def preflight_problems(cfg: DsftConfig, env: Environment, rewards: RewardCheck |
     objective = objective_problems(cfg, named_template_opens_think(cfg), env.world_size or 1) + list(rewards.problems)
     return (training_problems(cfg, env) + eval_config_problems(cfg.eval, rewards.eval_metrics)
             + generation_world_problems(cfg.eval, env.world_size) + export_problems(cfg, env) + objective)
+
+
+def preflight_notices(cfg: DsftConfig, env: Environment) -> list[str]:
+    """The settings of ``cfg`` a run on ``env`` will not apply, one line each
+    (:func:`dsft.training.preflight.config_notices`): what ``dsft train`` says before it reads anything, for
+    ``dsft config show`` and ``dsft launch`` to say too. No launcher's number of processes: one, as ``dsft train``
+    here; a cluster's packages, unknown here, are taken to be there (as the checks take them)."""
+    return config_notices(cfg, env.world_size or 1, env.cuda, None if env.inspect_packages else True)
 
 
 def preflight(cfg: DsftConfig, env: Environment, source: str = "config", overrides: Sequence[str] = ()) -> RewardCheck:

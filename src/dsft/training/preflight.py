@@ -93,10 +93,14 @@ def _setting(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def config_notices(cfg: DsftConfig, world_size: int) -> list[str]:
+def config_notices(cfg: DsftConfig, world_size: int, cuda: bool | None = None,
+                   deepspeed: bool | None = None) -> list[str]:
     """The settings ``cfg`` asks for that a run with ``world_size`` processes will not apply, one line each: a
-    run says them once, before anything is read (a setting asked for and not applied is no secret)."""
-    notices = (unapplied_settings_notice(cfg.train, world_size), unused_lora_notice(cfg), unused_objective_notice(cfg))
+    run says them once, before anything is read (a setting asked for and not applied is no secret), and
+    ``dsft config show`` / ``dsft launch`` say them too. ``cuda`` and ``deepspeed`` describe the machines the run
+    will use (default: this one)."""
+    notices = (unapplied_settings_notice(cfg.train, world_size, cuda, deepspeed), unused_lora_notice(cfg),
+               unused_objective_notice(cfg))
     return [notice for notice in notices if notice]
 
 
