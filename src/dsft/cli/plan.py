@@ -17,12 +17,17 @@ def _gib(value: int) -> str:
     return f"{value / 1024**3:,.2f} GiB"
 
 
-def _print_plan(name: str, req: Any, estimate: Any, recommendation: Any) -> None:
+def _targets_text(targets: str | list[str]) -> str:
+    return targets if isinstance(targets, str) else ", ".join(targets)
+
+
+def _print_plan(name: str, req: Any, estimate: Any, recommendation: Any, lora_targets: str | list[str]) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
-    table = Table(title=f"{name}: {req.method}, {req.nodes} x {req.gpus_per_node} GPU(s), seq {req.seq_len}, "
+    method = req.method if req.method == "full" else f"{req.method} (rank {req.lora_rank} on {_targets_text(lora_targets)})"
+    table = Table(title=f"{name}: {method}, {req.nodes} x {req.gpus_per_node} GPU(s), seq {req.seq_len}, "
                         f"micro-batch {req.micro_batch}, ZeRO {req.zero}, offload {req.offload}, sp {req.sp}, "
                         f"checkpointing {'on' if req.grad_checkpointing else 'off'}")
     table.add_column("per GPU")
@@ -51,7 +56,8 @@ def _print_plan(name: str, req: Any, estimate: Any, recommendation: Any) -> None
 
 # The planner's defaults for what neither a flag nor --config gives.
 PLAN_DEFAULTS: dict[str, Any] = {"method": "lora", "seq_len": 2048, "micro_batch": 1, "grad_accum": 1, "zero": 0,
-                                 "offload": "none", "sp": 1, "grad_checkpointing": False, "lora_rank": 16}
+                                 "offload": "none", "sp": 1, "grad_checkpointing": False, "lora_rank": 16,
+                                 "lora_targets": "all-linear", "lora_experts": True}
 
 
 def _plan_options(config: Path | None, world_size: int, given: dict[str, Any]) -> dict[str, Any]:
@@ -72,7 +78,7 @@ def _plan_options(config: Path | None, world_size: int, given: dict[str, Any]) -
                        "micro_batch": t.micro_batch_size, "grad_accum": t.grad_accum,
                        "zero": t.zero_stage if t.distributed == "deepspeed" else 0, "offload": t.offload,
                        "sp": t.sequence_parallel, "grad_checkpointing": t.gradient_checkpointing,
-                       "lora_rank": cfg.lora.r,
+                       "lora_rank": cfg.lora.r, "lora_targets": cfg.lora.targets, "lora_experts": cfg.lora.target_experts,
                        "loss_chunk": t.loss_chunk_size if isinstance(t.loss_chunk_size, int) else None}
     return {key: value if value is not None else from_config.get(key, PLAN_DEFAULTS.get(key))
             for key, value in given.items()}
@@ -82,7 +88,7 @@ def plan(
     model: str | None = typer.Option(None, "--model", help="Preset (e.g. deepseek-r1-distill-qwen-7b, deepseek-v3), "
                                      "hub id, or config.json path [default: --config's model.name_or_path]."),
     config: Path | None = typer.Option(None, "--config", help="Training config: its model, method, batch, sequence "
-                                       "length, ZeRO/offload/SP, checkpointing and LoRA rank fill the options not "
+                                       "length, ZeRO/offload/SP, checkpointing, LoRA rank and targets fill the options not "
                                        "given, after the same checks as `dsft launch`."),
     method: str | None = typer.Option(None, "--method", help="full | lora | qlora [default: lora]."),
     gpus_per_node: int = typer.Option(1, "--gpus-per-node", min=1, help="GPUs per node."),
@@ -100,11 +106,14 @@ def plan(
     grad_checkpointing: bool | None = typer.Option(None, "--grad-checkpointing/--no-grad-checkpointing",
                                                    help="Recompute activations in backward [default: off]."),
     lora_rank: int | None = typer.Option(None, "--lora-rank", min=1, help="LoRA rank [default: 16]."),
+    lora_targets: str | None = typer.Option(None, "--lora-targets", help="Modules LoRA adapts, as lora.targets: "
+                                            "all-linear, or names such as q_proj,v_proj [default: all-linear]."),
     full_logits: bool = typer.Option(False, "--full-logits", help="Size the stock full-logits loss instead of dsft's chunked loss."),
     per_expert_modules: bool = typer.Option(False, "--per-expert-modules", help="Routed experts as separate modules (remote-code DeepSeek) rather than transformers' fused experts."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Will it fit? Per-GPU memory by category, host RAM, checkpoint size, and the cheapest fix."""
+    from dsft.config import LoraConfig
     from dsft.errors import DsftError
     from dsft.plan.memory import PlanRequest, request_dict
     from dsft.plan.planner import estimate_memory, load_profile
@@ -114,7 +123,9 @@ def plan(
     options = _plan_options(config, nodes * gpus_per_node, {
         "model": model, "method": method, "seq_len": seq_len, "micro_batch": micro_batch, "grad_accum": grad_accum,
         "zero": zero, "offload": offload, "sp": sp, "grad_checkpointing": grad_checkpointing, "lora_rank": lora_rank,
-        "loss_chunk": None})
+        "loss_chunk": None, "lora_experts": None,
+        # read as lora.targets reads it (q_proj,v_proj is a list)
+        "lora_targets": None if lora_targets is None else LoraConfig(targets=lora_targets).targets})
     model, method, seq_len, micro_batch, grad_accum, zero, offload, sp, grad_checkpointing, lora_rank, chunk = (
         options[key] for key in ("model", "method", "seq_len", "micro_batch", "grad_accum", "zero", "offload", "sp",
                                  "grad_checkpointing", "lora_rank", "loss_chunk"))
@@ -139,18 +150,19 @@ def plan(
                       loss_chunk=None if full_logits else (chunk or GPU_CHUNK_ROWS),
                       per_expert_modules=per_expert_modules)
     # Libraries imported on the way (DeepSpeed's accelerator probe) log to stdout; keep stdout for the JSON.
+    targets = options["lora_targets"]
     with contextlib.redirect_stdout(sys.stderr):
-        profile = load_profile(model)
+        profile = load_profile(model, targets, options["lora_experts"])
         estimate = estimate_memory(profile, req)
         recommendation = None if estimate.fits else recommend(profile, req)
     if as_json:
         payload = {"model": profile.name, "request": request_dict(req), **estimate.to_dict(),
                    "recommendation": recommendation.to_dict() if recommendation else None,
                    "params": {"total": profile.shapes.total_params, "active": profile.shapes.active_params,
-                              "lora": profile.shapes.lora_params(lora_rank)}}
+                              "lora": profile.shapes.lora_params(lora_rank), "lora_targets": targets}}
         typer.echo(json.dumps(payload, indent=2))
         return
-    _print_plan(profile.name, req, estimate, recommendation)
+    _print_plan(profile.name, req, estimate, recommendation, targets)
 
 
 def launch(

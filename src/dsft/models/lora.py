@@ -134,6 +134,38 @@ def discover_lora_targets(model: "nn.Module", targets: str | list[str] = "all-li
     return LoraTargets(modules=modules, parameters=parameters)
 
 
+def _named_by(name: str, entries: list[str]) -> bool:
+    """Whether ``name`` is what one of ``entries`` names, as peft matches ``target_modules`` and
+    ``target_parameters``: the whole name, or its ending after a dot."""
+    return any(name == entry or name.endswith("." + entry) for entry in entries)
+
+
+def adapted_weight_shapes(model: "nn.Module", targets: str | list[str] = "all-linear",
+                          include_experts: bool = True) -> list[tuple[int, int, int]]:
+    """``(in features, out features, matrices)`` of every weight LoRA adapts in ``model`` for ``targets`` (the
+    ``lora.targets`` / ``lora.target_experts`` settings, resolved by :func:`discover_lora_targets` as training
+    resolves them), one entry per distinct shape. A stacked expert weight ``[E, out, in]`` counts E matrices.
+
+    A rank-r adapter adds ``r * (in + out)`` parameters per matrix; the planner sizes adapters from this (on a
+    meta-device model: nothing is allocated, and nothing is wrapped).
+    """
+    from torch import nn
+
+    found = discover_lora_targets(model, targets, include_experts=include_experts)
+    counts: dict[tuple[int, int], int] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            if _named_by(name, found.modules):
+                key = (module.in_features, module.out_features)
+                counts[key] = counts.get(key, 0) + 1
+            continue
+        for param_name, param in module.named_parameters(recurse=False):
+            if param.ndim == 3 and _named_by(f"{name}.{param_name}", found.parameters):
+                experts, fan_out, fan_in = param.shape
+                counts[(fan_in, fan_out)] = counts.get((fan_in, fan_out), 0) + experts
+    return [(fan_in, fan_out, matrices) for (fan_in, fan_out), matrices in counts.items()]
+
+
 def build_lora_config(lora_cfg: "LoraConfig", model: "nn.Module") -> Any:
     """A ``peft.LoraConfig`` for ``model`` from the ``lora`` config section (targets discovered here)."""
     from peft import LoraConfig as PeftLoraConfig

@@ -50,15 +50,17 @@ class ModelProfile:
         return self._traced[precision]
 
 
-def load_profile(model: str) -> ModelProfile:
-    """Build the planner's profile of ``model`` (preset name, hub id, tiny preset or config.json path)."""
+def load_profile(model: str, lora_targets: str | list[str] = "all-linear", lora_experts: bool = True) -> ModelProfile:
+    """Build the planner's profile of ``model`` (preset name, hub id, tiny preset or config.json path), its LoRA
+    adapters on ``lora_targets`` (``lora.targets``; stacked experts with ``lora_experts``)."""
     name, hf_config = resolve_planner_config(model)
-    return ModelProfile(name=name, shapes=model_shapes(hf_config), hf_config=hf_config)
+    return ModelProfile(name=name, shapes=model_shapes(hf_config, lora_targets, lora_experts), hf_config=hf_config)
 
 
-def profile_from_config(hf_config: Any, name: str = "model") -> ModelProfile:
+def profile_from_config(hf_config: Any, name: str = "model", lora_targets: str | list[str] = "all-linear",
+                        lora_experts: bool = True) -> ModelProfile:
     """A profile for an already-built transformers config (tests, callers holding a model)."""
-    return ModelProfile(name=name, shapes=model_shapes(hf_config), hf_config=hf_config)
+    return ModelProfile(name=name, shapes=model_shapes(hf_config, lora_targets, lora_experts), hf_config=hf_config)
 
 
 def tokens_per_gpu(req: PlanRequest) -> int:

@@ -2,8 +2,9 @@
 
 Everything the memory model needs is read off the real module tree that transformers builds for the
 config (so MLA projections, fused MoE experts, shared experts, SwiGLU and untied heads are counted
-as they are, not from a formula): parameter totals, the largest ZeRO-3 gather unit, the Linear
-layers LoRA would adapt, and the parameters that stay in 16 bits under 4-bit quantisation.
+as they are, not from a formula): parameter totals, the largest ZeRO-3 gather unit, the weights LoRA
+adapts for the run's ``lora.targets`` (resolved by :mod:`dsft.models.lora`, as training resolves them), and
+the parameters that stay in 16 bits under 4-bit quantisation.
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dsft.errors import DsftError
+from dsft.models.lora import adapted_weight_shapes
 
-# Modules that LoRA never adapts ("all-linear" in dsft.models.lora excludes the router and the head).
-_LORA_EXCLUDED = ("lm_head", "mlp.gate")
 _FUSED_EXPERT_PARAMS = ("gate_up_proj", "down_proj")
 
 
@@ -32,16 +32,13 @@ class ModelShapes:
     num_layers: int
     hidden_size: int
     vocab_size: int
-    lora_linear_shapes: list[tuple[int, int, int]] = field(default_factory=list)  # (in, out, count)
+    # (in, out, matrices) of the weights LoRA adapts for lora_targets (dsft.models.lora.adapted_weight_shapes)
+    lora_linear_shapes: list[tuple[int, int, int]] = field(default_factory=list)
+    lora_targets: str | list[str] = "all-linear"  # as lora.targets names them
 
-    def lora_params(self, rank: int, include_experts: bool = True) -> int:
+    def lora_params(self, rank: int) -> int:
         """Adapter parameters for rank ``rank`` on every LoRA target: r * (in + out) per adapted matrix."""
-        total = 0
-        for fan_in, fan_out, count in self.lora_linear_shapes:
-            if count > 1 and not include_experts:
-                continue
-            total += rank * (fan_in + fan_out) * count
-        return total
+        return sum(rank * (fan_in + fan_out) * count for fan_in, fan_out, count in self.lora_linear_shapes)
 
 
 def build_meta_model(hf_config: Any) -> Any:
@@ -67,27 +64,6 @@ def _is_fused_experts(module: Any) -> bool:
     return any(getattr(getattr(module, name, None), "dim", lambda: 0)() == 3 for name in _FUSED_EXPERT_PARAMS)
 
 
-def _lora_shapes(model: Any) -> list[tuple[int, int, int]]:
-    """(in, out, matrices) of every LoRA target: Linear layers and fused routed-expert parameters."""
-    import torch
-
-    shapes: dict[tuple[int, int, int], int] = {}
-    for name, module in model.named_modules():
-        if any(name == ex or name.endswith("." + ex) for ex in _LORA_EXCLUDED):
-            continue
-        if isinstance(module, torch.nn.Linear):
-            key = (module.in_features, module.out_features, 1)
-            shapes[key] = shapes.get(key, 0) + 1
-            continue
-        for pname in _FUSED_EXPERT_PARAMS:
-            param = getattr(module, pname, None)
-            if isinstance(param, torch.nn.Parameter) and param.dim() == 3:
-                experts, fan_out, fan_in = param.shape
-                key = (fan_in, fan_out, experts)
-                shapes[key] = shapes.get(key, 0) + 1
-    return [(i, o, e * n) for (i, o, e), n in shapes.items()]
-
-
 def _routed_experts(model: Any) -> tuple[int, int]:
     """(parameters in all routed experts, the largest single expert matrix)."""
     import torch
@@ -104,8 +80,10 @@ def _routed_experts(model: Any) -> tuple[int, int]:
     return total, largest
 
 
-def model_shapes(hf_config: Any) -> ModelShapes:
-    """Read every count the planner needs from a meta-device instance of ``hf_config``."""
+def model_shapes(hf_config: Any, lora_targets: str | list[str] = "all-linear",
+                 lora_experts: bool = True) -> ModelShapes:
+    """Read every count the planner needs from a meta-device instance of ``hf_config``; the LoRA adapters for
+    ``lora_targets`` and ``lora_experts`` (``lora.targets``, ``lora.target_experts``)."""
     model = build_meta_model(hf_config)
     # DeepSpeed counts shared (tied) parameters once; so do we.
     unique = {id(p): p.numel() for p in model.parameters()}
@@ -134,5 +112,6 @@ def model_shapes(hf_config: Any) -> ModelShapes:
         num_layers=hf_config.num_hidden_layers,
         hidden_size=hf_config.hidden_size,
         vocab_size=hf_config.vocab_size,
-        lora_linear_shapes=_lora_shapes(model),
+        lora_linear_shapes=adapted_weight_shapes(model, lora_targets, include_experts=lora_experts),
+        lora_targets=lora_targets,
     )
