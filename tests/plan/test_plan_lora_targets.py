@@ -60,3 +60,14 @@ def test_plan_refuses_targets_the_model_does_not_have(tmp_path: Path, run_cli) -
     code, _, err = run_cli(["plan", "--model", "deepseek-r1-distill-qwen-7b", "--lora-targets", "q_proj,vproj"])
     assert code == 2
     assert "lora.targets: 'vproj' matches no adaptable Linear" in err and "Traceback" not in err
+
+
+def test_a_full_fine_tune_is_planned_whatever_its_unused_lora_targets_say(tmp_path: Path, run_cli) -> None:
+    """train.method: full reads no lora key (dsft train does not check them; it names them as not applied)."""
+    config = tmp_path / "full.yaml"
+    config.write_text("model: {name_or_path: deepseek-r1-distill-qwen-7b}\ntrain: {method: full}\n"
+                      "lora: {targets: [q_proj, vproj]}\n")
+    code, out, err = run_cli(["plan", "--config", str(config), "--json"])
+    assert code == 0, err
+    assert json.loads(out)["request"]["method"] == "full"
+    assert err.startswith("lora.targets=[q_proj, vproj]: not applied; train.method=full")

@@ -150,9 +150,13 @@ def plan(
                       loss_chunk=None if full_logits else (chunk or GPU_CHUNK_ROWS),
                       per_expert_modules=per_expert_modules)
     # Libraries imported on the way (DeepSpeed's accelerator probe) log to stdout; keep stdout for the JSON.
-    targets = options["lora_targets"]
+    targets, experts = options["lora_targets"], options["lora_experts"]
+    if method == "full" and lora_targets is None:
+        # A full fine-tune reads no lora key (dsft train does not check them): the LoRA moves the recommender
+        # may try are sized for the defaults.
+        targets, experts = PLAN_DEFAULTS["lora_targets"], PLAN_DEFAULTS["lora_experts"]
     with contextlib.redirect_stdout(sys.stderr):
-        profile = load_profile(model, targets, options["lora_experts"])
+        profile = load_profile(model, targets, experts)
         estimate = estimate_memory(profile, req)
         recommendation = None if estimate.fits else recommend(profile, req)
     if as_json:
