@@ -6,9 +6,13 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+import torch
+
 from dsft.config import load_config
 from dsft.training import environment
 from dsft.training.monitoring import RichProgressCallback, TokenCounter, rebuild_metrics
+from dsft.training.objectives import trl_arguments
 from dsft.training.setup import build_training_arguments, environment_problems
 
 
@@ -18,6 +22,21 @@ def test_warmup_ratio_rounds_down_so_a_short_run_starts_learning_at_step_one(tmp
                                     model=None)
     assert args.get_warmup_steps(3) == 0
     assert args.get_warmup_steps(100) == 3
+
+
+@pytest.mark.parametrize("objective", ["dpo", "kto", "orpo", "grpo"])
+def test_preference_and_grpo_runs_round_warmup_down_too(tmp_path: Path, objective: str) -> None:
+    """TRL's configs are TrainingArguments of their own: built from dsft's, they rounded 0.03 x 3 steps up to one
+    warmup step, so every short DPO/KTO/ORPO/GRPO run trained its first step at lr 0 (its step-2 loss was
+    step 1's, ln 2 for DPO)."""
+    own = ["grpo.num_generations=2"] if objective == "grpo" else []
+    cfg = load_config(None, ["train.warmup_ratio=0.03", f"train.objective={objective}", "train.micro_batch_size=2", *own])
+    args = trl_arguments(cfg, tmp_path, has_eval=False, model=None)
+    assert args.get_warmup_steps(3) == 0
+    assert args.get_warmup_steps(100) == 3
+    torch.save(args, tmp_path / "training_args.bin")  # what every checkpoint holds
+    saved = torch.load(tmp_path / "training_args.bin", weights_only=False)
+    assert type(saved) is type(args).__mro__[2] and saved.to_dict() == args.to_dict()  # TRL's own class
 
 
 def test_bf16_on_a_cpu_without_bf16_instructions_is_refused_before_anything_loads(monkeypatch) -> None:

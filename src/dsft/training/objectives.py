@@ -18,6 +18,7 @@ disabled, so no second copy; full: TRL loads a frozen copy of the starting weigh
 
 from __future__ import annotations
 
+import copyreg
 import dataclasses
 import logging
 import os
@@ -40,6 +41,7 @@ from dsft.training.lean_lora import use_lean_lora
 from dsft.training.objective_settings import objective_settings
 from dsft.training.preference_examples import render_split
 from dsft.training.setup import build_training_arguments, write_data_report
+from dsft.training.trainer import WholeWarmupSteps
 from dsft.training.trl_hooks import PretokenizedCompletionsHooks, PretokenizedPairsHooks, RenderedPromptHooks
 
 log = logging.getLogger(__name__)
@@ -104,7 +106,19 @@ def _config(config_class: type, base: TrainingArguments, **own: Any) -> Any:
     (TRL's configs have defaults of their own, e.g. a lr of 1e-6: every value is passed explicitly)."""
     common = {f.name: getattr(base, f.name) for f in dataclasses.fields(TrainingArguments)
               if f.init and f.name not in _ALIASES}
-    return config_class(**{**common, **own})
+    return _with_whole_warmup_steps(config_class)(**{**common, **own})
+
+
+def _with_whole_warmup_steps(config_class: type) -> type:
+    """``config_class`` with dsft's warmup rounding (TRL's configs are TrainingArguments of their own and would round
+    a 3-step run's 0.03 up to one warmup step at lr 0, the first step of every short DPO/KTO/ORPO/GRPO run)."""
+
+    def __reduce_ex__(self: Any, protocol: Any) -> Any:
+        # Pickled (a checkpoint's training_args.bin) as TRL's own class: this one is made per run, and pickle finds
+        # classes by their module's attribute.
+        return copyreg._reconstructor, (config_class, object, None), self.__dict__
+
+    return type(config_class.__name__, (WholeWarmupSteps, config_class), {"__reduce_ex__": __reduce_ex__})
 
 
 # ------------------------------------------------------------------------------------------ trainers

@@ -91,18 +91,24 @@ def forward_hidden_states(model: torch.nn.Module, inputs: dict[str, Any]) -> tup
     return captured["hidden"], outputs
 
 
-class DsftTrainingArguments(TrainingArguments):
-    """TrainingArguments whose warmup ratio rounds down to whole steps.
+class WholeWarmupSteps:
+    """Training arguments (transformers' or a TRL objective's config) whose warmup ratio rounds down to whole steps.
 
     transformers rounds ``ratio * steps`` up, so any ratio gives at least one warmup step, and with linear
     warmup the first optimizer step then runs at lr 0: a 3-step run at ratio 0.03 wastes a third of its
     steps. Rounding down keeps warmup for runs long enough to have it (100 steps at 0.03: 3 steps).
     """
 
+    warmup_steps: float
+
     def get_warmup_steps(self, num_training_steps: int) -> int:
         if self.warmup_steps >= 1:
             return int(self.warmup_steps)
         return int(num_training_steps * self.warmup_steps)
+
+
+class DsftTrainingArguments(WholeWarmupSteps, TrainingArguments):
+    """TrainingArguments with dsft's warmup rounding (:class:`WholeWarmupSteps`)."""
 
 
 class DsftTrainer(ShardedLabelCountHooks, Trainer):
