@@ -316,7 +316,10 @@ def init_deepspeed_comm() -> None:
     """Make DeepSpeed's communication layer adopt the process group the Trainer created.
 
     Ulysses builds its sequence-parallel groups through ``deepspeed.comm`` before ``deepspeed.initialize``
-    runs; on GPUs accelerate has initialised it already, on CPU (gloo) nothing has.
+    runs, and a model loaded once the TrainingArguments exist (TRL's DPO/KTO reference model of a full
+    fine-tune) is built under ZeRO-3's ``zero.Init``, whose config check reads the world size from
+    ``deepspeed.comm`` (1 when uninitialised: ``train_batch_size ... 4 != 2 * 1 * 1``). On GPUs accelerate has
+    initialised it already, on CPU (gloo) nothing has.
     """
     import deepspeed
     import torch.distributed as dist

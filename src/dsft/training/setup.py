@@ -249,6 +249,6 @@ def build_training_arguments(cfg: DsftConfig, run_dir: Path, has_eval: bool, mod
         use_cache=False,
         **kwargs,
     )
-    if t.sequence_parallel > 1:
+    if args.deepspeed:
         init_deepspeed_comm()
     return args
