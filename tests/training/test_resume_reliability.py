@@ -21,11 +21,13 @@ from typing import Any
 
 import pytest
 import torch
+from accelerate.utils.deepspeed import DeepSpeedOptimizerWrapper, DeepSpeedSchedulerWrapper
 from safetensors.torch import load_file
 
 from dsft.config import load_config
 from dsft.errors import DsftError
 from dsft.training.run import run_training
+from dsft.training.resume_lr import apply_resumed_learning_rate
 from dsft.training.rundir import RunDir
 
 MODEL = "tiny-r1-distill-qwen"
@@ -173,6 +175,25 @@ def test_a_longer_cosine_schedule_trains_its_first_resumed_step(tmp_path: Path) 
     run_training(make_cfg(data, "train.max_steps=3", *cosine), tmp_path / "run", resume="auto", progress=False)
     assert max_difference(weights(tmp_path / "run" / "checkpoints" / "checkpoint-2"),
                           weights(tmp_path / "run" / "final")) > 0.0
+
+
+def test_the_rebuilt_schedule_reaches_deepspeeds_optimizer_through_accelerates_wrappers() -> None:
+    """Under DeepSpeed the Trainer's scheduler and optimizer are accelerate's wrappers: a DeepSpeed run resumed with
+    a larger train.max_steps trained its first resumed step at the old schedule's lr (two-process ZeRO-2: the
+    final weights equalled the checkpoint's)."""
+    weight = torch.nn.Parameter(torch.zeros(2))
+    optimizer = torch.optim.AdamW([weight], lr=1.0)
+    old = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / 2)  # 2 steps: lr 0 at step 2
+    optimizer.step(), old.step(), optimizer.step(), old.step()
+    saved_optimizer, saved_scheduler = optimizer.state_dict(), old.state_dict()
+    optimizer = torch.optim.AdamW([weight], lr=1.0)
+    longer = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / 4)  # resumed with 4 steps
+    optimizer.load_state_dict(saved_optimizer)
+    longer.load_state_dict(saved_scheduler)
+    assert optimizer.param_groups[0]["lr"] == 0.0  # what the checkpoint restored
+    wrapped = DeepSpeedOptimizerWrapper(optimizer)
+    assert apply_resumed_learning_rate(wrapped, DeepSpeedSchedulerWrapper(longer, [wrapped]), 1.0)
+    assert optimizer.param_groups[0]["lr"] == 0.5 and longer.get_last_lr() == [0.5]
 
 
 @pytest.mark.parametrize("change, named", [

@@ -21,6 +21,9 @@ def apply_resumed_learning_rate(optimizer: Any, scheduler: Any, lr: float) -> bo
     ``train.max_steps`` trained its first resumed step at the old schedule's final lr, 0. The peak becomes
     ``lr`` and each group's current lr the rebuilt schedule's value at the checkpoint's step.
     """
+    # Under DeepSpeed the Trainer holds accelerate's wrappers: the scheduler's own state is its .scheduler's (the
+    # optimizer wrapper hands param_groups through). Without unwrapping, no DeepSpeed resume got the new schedule.
+    scheduler = getattr(scheduler, "scheduler", scheduler)
     base_lrs = list(getattr(scheduler, "base_lrs", []))
     if not base_lrs:
         return False
