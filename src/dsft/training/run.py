@@ -261,20 +261,26 @@ def save_final_weights(trainer: Any, tokenizer: Any, template: Any, run: RunDir)
     """
     final = run.path / FINAL_DIR
     staging = run.path / f".{FINAL_DIR}.staging"
-    if staging.exists():
+    main = trainer.args.should_save
+    if main and staging.exists():  # a killed save's leftovers
         shutil.rmtree(staging)
+    # Every rank takes part in the save (ZeRO-3 gathers the shards); only the main process writes and removes files,
+    # and none starts before the leftovers are gone. A rank arriving late removed the main process's half-written
+    # staging directory: DDP full fine-tunes failed at their final save ("No such file or directory").
+    trainer.accelerator.wait_for_everyone()
     checkpoints = run.checkpoints()
     needed = tree_bytes(checkpoints[-1].glob("*.safetensors")) if checkpoints else None
     try:
         trainer.save_model(str(staging))
-        if trainer.args.should_save:
+        if main:
             tokenizer.chat_template = template.chat_template
             tokenizer.save_pretrained(str(staging))
             if final.exists():
                 shutil.rmtree(final)
             staging.rename(final)
     except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
+        if main:
+            shutil.rmtree(staging, ignore_errors=True)
         if exc.errno in USER_FILESYSTEM_ERRORS:
             raise disk_error(exc, final, needed) from None
         raise
