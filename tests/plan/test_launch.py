@@ -65,6 +65,16 @@ def test_deepspeed_hostfile_and_command(config: Path, tmp_path: Path, run_cli: R
     assert "--set train.distributed=deepspeed" in script
 
 
+def test_deepspeed_on_one_node_has_no_hostfile_to_ssh_to(config: Path, tmp_path: Path, run_cli: RunCli) -> None:
+    """The launcher ssh-checks a hostfile's first host even when it is the only one: the one-node script stopped
+    with 'host=node0 was not reachable via ssh'. Without a hostfile it starts the local processes."""
+    files = _launch(run_cli, config, tmp_path / "d", "deepspeed", nodes=1, gpus=2)
+    assert "hostfile" not in files
+    script = files["deepspeed_launch.sh"]
+    assert "--hostfile" not in script and "exec deepspeed --num_gpus 2 " in script
+    assert "--no_local_rank --module dsft train" in script and "--set train.distributed=deepspeed" in script
+
+
 def test_accelerate_config_counts_processes(config: Path, tmp_path: Path, run_cli: RunCli) -> None:
     import yaml
 

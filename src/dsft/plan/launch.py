@@ -114,20 +114,27 @@ def torchrun_script(plan: LaunchPlan) -> str:
 
 
 def deepspeed_files(plan: LaunchPlan) -> dict[str, str]:
-    """A hostfile (one line per node, ``slots`` = GPUs) and the launcher command, run on node 0 only."""
+    """A hostfile (one line per node, ``slots`` = GPUs) and the launcher command, run on node 0 only.
+
+    One node gets no hostfile: the launcher ssh-checks a hostfile's first host even when it is the only one, and
+    the one-node script stopped with "host=node0 was not reachable via ssh"; without one it starts local processes.
+    """
+    several = plan.nodes > 1
     hosts = "".join(f"node{rank} slots={plan.gpus_per_node}\n" for rank in range(plan.nodes))
     hostfile = ("# One line per node: <ssh-reachable hostname> slots=<GPUs>. Replace node0.. with real hosts;\n"
                 "# the deepspeed launcher reaches them with pdsh/ssh. node0 is the master.\n" + hosts)
-    script = _header(plan, "DeepSpeed launch", "run ./deepspeed_launch.sh on node0 (passwordless ssh to the others)") + (
+    usage = "run ./deepspeed_launch.sh on node0 (passwordless ssh to the others)" if several else "./deepspeed_launch.sh"
+    topology = f'--hostfile "$HERE/hostfile" --num_nodes {plan.nodes} ' if several else ""
+    script = _header(plan, "DeepSpeed launch", usage) + (
         "# Exported NCCL_* variables reach the other nodes through .deepspeed_env in this directory.\n"
         'env | grep -E "^(NCCL|GLOO|TORCH_NCCL|OMP)_" > "$HERE/.deepspeed_env" || true\n'
         'export DS_ENV_FILE="$HERE/.deepspeed_env"  # read from here, not from the working directory\n'
-        f'exec deepspeed --hostfile "$HERE/hostfile" --num_nodes {plan.nodes} --num_gpus {plan.gpus_per_node} '
+        f'exec deepspeed {topology}--num_gpus {plan.gpus_per_node} '
         '--master_addr "$MASTER_ADDR" --master_port "$MASTER_PORT" --no_local_rank --module '
         f"dsft train {shlex.quote(str(plan.config))} --out {shlex.quote(str(plan.run_dir))} "
         "--set train.distributed=deepspeed\n"
     )
-    return {"hostfile": hostfile, "deepspeed_launch.sh": script}
+    return {"hostfile": hostfile, "deepspeed_launch.sh": script} if several else {"deepspeed_launch.sh": script}
 
 
 def accelerate_files(plan: LaunchPlan) -> dict[str, str]:
