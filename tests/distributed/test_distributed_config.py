@@ -228,3 +228,14 @@ def test_the_unapplied_settings_notice_is_one_clean_line_in_the_terminal(tmp_pat
                         "machine, or remove the keys)")
     assert lines[1].startswith("error: lora.targets:")
     assert "Warning" not in done.stderr and ".py:" not in done.stderr
+
+
+def test_an_optimizer_deepspeed_cannot_offload_is_refused_before_the_data_is_read(tmp_path: Path, run_cli) -> None:
+    """DeepSpeed's optimizer offload runs its own CPU AdamW. The refusal came from the DeepSpeed JSON, written once
+    the data was read and the model loaded (a two-process run stopped there); `dsft config show` passed it."""
+    config = tmp_path / "c.yaml"
+    config.write_text("model:\n  name_or_path: tiny-deepseek-v3\ntrain:\n  distributed: deepspeed\n  zero_stage: 2\n"
+                      "  offload: optimizer\n  optimizer: adafactor\n", encoding="utf-8")
+    code, _, err = run_cli(["config", "show", str(config)])
+    assert code == 2
+    assert "train.optimizer=adafactor: DeepSpeed's optimizer offload runs its own CPU AdamW" in err

@@ -111,6 +111,10 @@ def zero_optimization(train_cfg: TrainConfig) -> dict[str, Any]:
         raise ConfigError(f"train.offload=optimizer+param: parameter offload needs train.zero_stage=3, got {stage}")
     if train_cfg.offload != "none" and stage == 0:
         raise ConfigError("train.offload: offload needs train.zero_stage >= 1")
+    if train_cfg.optimizer != "adamw_torch" and train_cfg.offload != "none":
+        # Here, not in deepspeed_config, so the preflight refuses it before the data is read and the model loads.
+        raise ConfigError(f"train.optimizer={train_cfg.optimizer}: DeepSpeed's optimizer offload runs its own CPU "
+                          "AdamW; use train.optimizer=adamw_torch or train.offload=none")
     block: dict[str, Any] = {"stage": stage}
     if stage == 0:
         return block
@@ -143,9 +147,6 @@ def deepspeed_config(train_cfg: TrainConfig, world_size: int) -> dict[str, Any]:
     """
     if world_size < 1:
         raise ConfigError(f"world size must be >= 1, got {world_size}")
-    if train_cfg.optimizer != "adamw_torch" and train_cfg.offload != "none":
-        raise ConfigError(f"train.optimizer={train_cfg.optimizer}: DeepSpeed's optimizer offload runs its own CPU "
-                          "AdamW; use train.optimizer=adamw_torch or train.offload=none")
     bf16, fp16 = _precision_flags(train_cfg)
     micro, accum = train_cfg.micro_batch_size, train_cfg.grad_accum
     sp = train_cfg.sequence_parallel
