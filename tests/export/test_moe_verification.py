@@ -38,7 +38,7 @@ from typing import Any
 import llama_cpp  # noqa: F401
 import numpy as np
 import pytest
-from test_gguf_defects import FLOAT16_DEFECTS, write_trained_like_base
+from gguf_defect_cases import FLOAT16_DEFECTS, write_trained_like_base
 
 from dsft.errors import DsftError
 from dsft.export import gguf_arch, gguf_export
