@@ -241,3 +241,31 @@ def test_export_tolerance_is_read_as_a_bound_before_anything_loads(run_cli) -> N
     assert code == 2 and "export.tolerance 'top1=120%': top1= must be a percentage in (0%, 100%]" in err
     code, _, err = run_cli(["config", "show", "--set", "export.tolerance=diff=10%,outliers=10%"])
     assert code == 0, err
+
+
+def test_grpo_group_size_is_checked_against_the_processes_the_run_will_have(run_cli, tmp_path, monkeypatch) -> None:
+    """A GRPO config for two processes (2 completions per process and step, groups of 4) was refused by `dsft config
+    show` as if it ran on one; it is checked where the number of processes is known: a launcher's WORLD_SIZE, a
+    launch script's job, or the one process of a plain `dsft train`."""
+    config = tmp_path / "grpo.yaml"
+    config.write_text(json.dumps({"train": {"objective": "grpo", "micro_batch_size": 2, "grad_accum": 1},
+                                  "grpo": {"num_generations": 4, "max_completion_len": 64}}))
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    code, out, err = run_cli(["config", "show", str(config)])
+    assert code == 0, err
+    assert "num_generations: 4" in out
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert run_cli(["config", "show", str(config)])[0] == 0
+    monkeypatch.setenv("WORLD_SIZE", "3")  # 2 x 1 x 3 = 6 completions per step: not whole groups of 4
+    code, _, err = run_cli(["config", "show", str(config)])
+    assert code == 2 and "must divide the completions per optimizer step" in err and "processes = 6" in err
+    monkeypatch.delenv("WORLD_SIZE")
+    for gpus, expected in (("2", 0), ("3", 2)):
+        out_dir = tmp_path / f"launch{gpus}"
+        code, _, err = run_cli(["launch", str(config), "--nodes", "1", "--gpus-per-node", gpus, "--out", str(out_dir)])
+        assert code == expected, err
+    run = tmp_path / "run"
+    code, _, err = run_cli(["train", str(config), "--out", str(run)])  # no launcher: one process, 2 completions
+    assert code == 2 and "Traceback" not in err
+    assert "processes = 2); each prompt's group" in err and "this `dsft train` is one process" in err
+    assert not run.exists()

@@ -16,11 +16,21 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Sequence
+from pathlib import Path
 
+from dsft.config.schema import DsftConfig
 from dsft.data.clean import class_of, dedup_key
 from dsft.data.conversation import Conversation
 
 SPLITS = ("train", "val", "test")
+
+
+def may_have_validation_data(cfg: DsftConfig) -> bool:
+    """Whether the run will (or may) have a validation split: explicit files, a ratio, or a prepared val file."""
+    if cfg.data.prepared_dir:
+        val = Path(cfg.data.prepared_dir) / "val.jsonl"
+        return val.is_file() and val.stat().st_size > 0
+    return bool(cfg.data.val) or cfg.data.val_ratio > 0
 
 
 def split_conversations(

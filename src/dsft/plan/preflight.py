@@ -57,7 +57,7 @@ def preflight_problems(cfg: DsftConfig, env: Environment, rewards: RewardCheck |
     built by :func:`check_rewards`, else built here)."""
     if rewards is None:
         rewards = check_rewards(cfg)  # built once: the reward problems and the reward metrics eval.metric may name
-    objective = objective_problems(cfg, named_template_opens_think(cfg), env.world_size or 1) + list(rewards.problems)
+    objective = objective_problems(cfg, named_template_opens_think(cfg), env.world_size) + list(rewards.problems)
     return (training_problems(cfg, env) + eval_config_problems(cfg.eval, rewards.eval_metrics)
             + generation_world_problems(cfg.eval, env.world_size) + export_problems(cfg, env) + objective)
 

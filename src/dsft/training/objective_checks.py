@@ -13,9 +13,9 @@ from typing import Any
 from dsft.config import DsftConfig
 from dsft.config.schema import CleanConfig
 from dsft.data.conversation import Conversation, Message
+from dsft.data.split import may_have_validation_data
 from dsft.templates import get_template
 from dsft.training.objective_settings import objective_settings
-from dsft.training.preflight import may_have_validation_data
 
 MIN_REASONING_COMPLETION = 1024  # tokens; R1-style reasoning rarely fits in fewer
 
@@ -35,8 +35,11 @@ def named_template_opens_think(cfg: DsftConfig) -> bool | None:
     return prompt_opens_think(get_template(cfg.template.name), cfg.template.thinking)
 
 
-def objective_problems(cfg: DsftConfig, template_opens_think: bool | None = None, world_size: int = 1) -> list[str]:
-    """Every problem of ``cfg`` specific to ``train.objective`` (empty for sft)."""
+def objective_problems(cfg: DsftConfig, template_opens_think: bool | None = None,
+                       world_size: int | None = 1) -> list[str]:
+    """Every problem of ``cfg`` specific to ``train.objective`` (empty for sft), for a run of ``world_size``
+    processes; None where that number is not known yet (``dsft config show`` with no launcher's ``WORLD_SIZE``):
+    the checks that depend on it (:func:`group_size_problems`) are then left to whoever knows it."""
     t, objective = cfg.train, cfg.train.objective
     if objective == "sft":
         return []
@@ -79,7 +82,12 @@ def objective_problems(cfg: DsftConfig, template_opens_think: bool | None = None
     return problems
 
 
-def _grpo_problems(cfg: DsftConfig, template_opens_think: bool | None, world_size: int) -> list[str]:
+def group_size_problems(cfg: DsftConfig, world_size: int) -> list[str]:
+    """GRPO's group size against the completions ``world_size`` processes sample together (empty for other
+    objectives). Any config passes for some number of processes, so this is checked only where that number is
+    known: a launcher's ``WORLD_SIZE``, a launch script's nodes x GPUs, or one for a plain ``dsft train``."""
+    if cfg.train.objective != "grpo":
+        return []
     t, g = cfg.train, objective_settings(cfg)
     problems: list[str] = []
     completions_per_step = t.micro_batch_size * t.grad_accum * world_size
@@ -89,6 +97,17 @@ def _grpo_problems(cfg: DsftConfig, template_opens_think: bool | None, world_siz
             f"(train.micro_batch_size x train.grad_accum x processes = {completions_per_step}); each prompt's "
             "group of completions is scored together"
         )
+    if may_have_validation_data(cfg) and (t.micro_batch_size * world_size) % g.num_generations:
+        problems.append(
+            f"grpo.num_generations={g.num_generations}: must divide the validation completions per evaluation batch "
+            f"(train.micro_batch_size x processes = {t.micro_batch_size * world_size}); each validation prompt's "
+            "group is sampled and scored together (or set data.val_ratio: 0 to evaluate afterwards)")
+    return problems
+
+
+def _grpo_problems(cfg: DsftConfig, template_opens_think: bool | None, world_size: int | None) -> list[str]:
+    t, g = cfg.train, objective_settings(cfg)
+    problems = group_size_problems(cfg, world_size) if world_size is not None else []
     if g.max_completion_len >= t.max_seq_len:
         problems.append(f"grpo.max_completion_len={g.max_completion_len}: must be below train.max_seq_len="
                         f"{t.max_seq_len} (the prompt needs room too)")
@@ -98,11 +117,6 @@ def _grpo_problems(cfg: DsftConfig, template_opens_think: bool | None, world_siz
             f"completion starts with reasoning; fewer than {MIN_REASONING_COMPLETION} tokens cuts most of them "
             "before </think> (zero reward, zero loss). Raise it, or set grpo.allow_short_completions: true"
         )
-    if may_have_validation_data(cfg) and (t.micro_batch_size * world_size) % g.num_generations:
-        problems.append(
-            f"grpo.num_generations={g.num_generations}: must divide the validation completions per evaluation batch "
-            f"(train.micro_batch_size x processes = {t.micro_batch_size * world_size}); each validation prompt's "
-            "group is sampled and scored together (or set data.val_ratio: 0 to evaluate afterwards)")
     if cfg.eval.metric_key() in ("eval_loss", "eval_perplexity"):
         problems.append(f"eval.metric={cfg.eval.metric}: GRPO's eval_loss is the policy loss of its own sampled "
                         "completions (about 0 by construction), not a measure of quality; select by the validation "

@@ -18,6 +18,7 @@ from typing import Any
 
 from dsft.config import DsftConfig, LoraConfig
 from dsft.config.loader import problems_source
+from dsft.data.split import may_have_validation_data
 from dsft.errors import ConfigError, DsftError
 from dsft.models.resolve import peek_model_config
 from dsft.training.attention_choice import SEGMENT_ATTENTION, uses_segment_attention
@@ -29,18 +30,11 @@ from dsft.training.distributed import (
     zero_optimization,
 )
 from dsft.training.environment import Environment, check_qlora, environment_problems
+from dsft.training.objective_checks import group_size_problems
 from dsft.training.objective_settings import settings_read_by, unread_objective_settings
 
 # What a run logs at every evaluation (MetricsCallback adds the perplexity), so eval.metric may name them.
 TRAINING_EVAL_METRICS = ("eval_loss", "eval_perplexity")
-
-
-def may_have_validation_data(cfg: DsftConfig) -> bool:
-    """Whether the run will (or may) have a validation split: explicit files, a ratio, or a prepared val file."""
-    if cfg.data.prepared_dir:
-        val = Path(cfg.data.prepared_dir) / "val.jsonl"
-        return val.is_file() and val.stat().st_size > 0
-    return bool(cfg.data.val) or cfg.data.val_ratio > 0
 
 
 def unused_lora_notice(cfg: DsftConfig) -> str | None:
@@ -200,14 +194,20 @@ def unlaunched_problems(cfg: DsftConfig, env: Environment, command: str = "dsft 
 
     DeepSpeed forms its process group from a launcher's environment; in a process no launcher started it falls
     back to MPI discovery (mpi4py), and on a machine without CUDA it fails there, after the data is prepared
-    and the model loaded.
+    and the model loaded. GRPO's group size is checked against the one process here
+    (:func:`dsft.training.objective_checks.group_size_problems`): ``dsft config show`` cannot know it.
     """
-    if env.world_size is not None or cfg.train.distributed != "deepspeed" or env.has_cuda():
+    if env.world_size is not None:
         return []
+    one_process = [f"{problem}; this `{command}` is one process (no launcher set WORLD_SIZE): change the sizes, or "
+                   "start it with several processes (torchrun, or the scripts of `dsft launch`)"
+                   for problem in group_size_problems(cfg, 1)]
+    if cfg.train.distributed != "deepspeed" or env.has_cuda():
+        return one_process
     return [f"train.distributed=deepspeed: DeepSpeed runs in a launcher's processes, and this `{command}` is one "
             "plain process on a machine without CUDA; to train here set train.distributed=auto (ZeRO settings "
             "are then not applied), or write the cluster's launch scripts with `dsft launch CONFIG --launcher "
-            "deepspeed|torchrun|slurm ...`"]
+            "deepspeed|torchrun|slurm ...`", *one_process]
 
 
 def check_launched(cfg: DsftConfig, env: Environment, source: str, command: str = "dsft train",
