@@ -269,3 +269,17 @@ def test_grpo_group_size_is_checked_against_the_processes_the_run_will_have(run_
     assert code == 2 and "Traceback" not in err
     assert "processes = 2); each prompt's group" in err and "this `dsft train` is one process" in err
     assert not run.exists()
+
+
+@pytest.mark.parametrize("objective", ["dpo", "grpo"])
+def test_sequence_parallel_with_a_preference_objective_names_no_packing_problem(objective: str, run_cli) -> None:
+    """Packing applies to SFT only (TRL's trainers pad each batch): refusing sequence parallelism for DPO/GRPO
+    named two packing problems (sdpa, micro-batch of 2) the objective never has."""
+    sets = ["train.sequence_parallel=2", *SP_OK, "train.packing=true", "model.attn_implementation=sdpa",
+            "train.micro_batch_size=2", "grpo.num_generations=2", "grpo.max_completion_len=64"]
+    code, _, err = run_cli(["config", "show", *[a for s in [f"train.objective={objective}", *sets]
+                                                  for a in ("--set", s)]])
+    assert code == 2 and f"train.sequence_parallel: not supported with train.objective={objective}" in err
+    assert "1 problem(s)" in err and "pack" not in err
+    code, _, err = run_cli(["config", "show", *[a for s in sets for a in ("--set", s)]])  # SFT packs: told
+    assert code == 2 and "cannot keep packed examples apart" in err

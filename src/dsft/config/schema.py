@@ -405,6 +405,11 @@ class TrainConfig(Section):
         "swanlab through transformers' integrations when that package is installed; [] = metrics.jsonl only.",
     )
 
+    def packs(self) -> bool:
+        """Whether training packs examples into rows: ``packing`` for SFT. TRL's preference and RL trainers pad
+        each batch, so the key does not apply to them."""
+        return self.packing and self.objective == "sft"
+
     @field_validator("lr")
     @classmethod
     def _lr(cls, value: float) -> float:

@@ -299,14 +299,15 @@ def check_sequence_parallel(train_cfg: TrainConfig, sp_size: int, world_size: in
     if not flash and attn not in ("sdpa", SEGMENT_ATTENTION):
         raise ConfigError(f"train.sequence_parallel={sp_size}: needs sdpa or flash-attention, the model uses {attn!r} "
                           "(set model.attn_implementation)")
-    if train_cfg.packing and attn == "sdpa":
+    # Packing applies to SFT only (TrainConfig.packs): a preference objective is told only what applies to it.
+    if train_cfg.packs() and attn == "sdpa":
         # Ulysses drops the attention mask and, with sdpa, attends causally over the whole gathered row:
         # packed examples would see each other. flash-attention and dsft's segment attention split the row
         # where the gathered position_ids restart.
         raise ConfigError(f"train.sequence_parallel={sp_size} with sdpa attention cannot keep packed examples apart "
                           "(DeepSpeed-Ulysses discards the mask); set model.attn_implementation: auto (dsft's "
                           "segment attention, or flash-attention where installed), or train.packing: false")
-    if train_cfg.packing and train_cfg.micro_batch_size > 1:
+    if train_cfg.packs() and train_cfg.micro_batch_size > 1:
         # Both find packed examples from position_ids only in a batch of one row, and under SP the batch
         # cannot be flattened into one row (the shards are cut along each row).
         raise ConfigError(f"train.sequence_parallel={sp_size} with packing needs train.micro_batch_size: 1 "
