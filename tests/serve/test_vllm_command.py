@@ -153,3 +153,42 @@ def test_a_run_is_served_with_its_own_config_serve_section(lora_run_dir: Path, t
     other.write_text("serve:\n  served_model_name: other\n", encoding="utf-8")
     argv = vllm_argv(capsys, str(run), "--config", str(other), "--port", "9002")  # --config, then flags, win
     assert option(argv, "--served-model-name") == "other-base" and option(argv, "--port") == "9002"
+
+
+def family_argv(template: str, tmp_path: Path, engine_args: tuple[str, ...] = ()) -> list[str]:
+    """The vllm argv for a bare model directory whose template family is ``template``."""
+    from dsft.export.source import ExportSource
+    from dsft.serve.settings import ServeSettings
+    from dsft.serve.vllm import build_vllm_command
+
+    source = ExportSource("full", template, tmp_path, tmp_path)
+    return build_vllm_command(source, {}, ServeSettings(), tmp_path / "chat_template.jinja", engine_args=engine_args)
+
+
+@pytest.mark.parametrize(("template", "reasoning", "tools", "tokenizer_mode"), [
+    ("deepseek-v3", None, "deepseek_v3", None),
+    ("deepseek-r1", "deepseek_r1", "deepseek_v3", None),
+    ("deepseek-v3.1", "deepseek_v3", "deepseek_v31", None),
+    ("deepseek-v3.2", "deepseek_v3", "deepseek_v32", "hf"),
+    ("deepseek-v4", "deepseek_v4", "deepseek_v4", "hf"),
+    ("deepseek-llm", None, None, None),
+])
+def test_each_family_gets_vllm_parsers_and_a_tokenizer_mode_that_keeps_the_training_template(
+        template: str, reasoning: str | None, tools: str | None, tokenizer_mode: str | None, tmp_path: Path) -> None:
+    """vLLM renders DeepSeek-V3.2 and V4 with its own encoder (tokenizer modes deepseek_v32/deepseek_v4, its
+    default for those architectures) and ignores --chat-template there: the served prompt would not be the
+    training one. Tool calls need vLLM's parser for the family's format, or they arrive as raw text in
+    `content`; V4 had no reasoning parser, so its reasoning did too."""
+    argv = family_argv(template, tmp_path)
+    assert option(argv, "--chat-template") == str(tmp_path / "chat_template.jinja")
+    assert (option(argv, "--reasoning-parser") if "--reasoning-parser" in argv else None) == reasoning
+    assert (option(argv, "--tool-call-parser") if "--tool-call-parser" in argv else None) == tools
+    assert ("--enable-auto-tool-choice" in argv) == (tools is not None)
+    assert (option(argv, "--tokenizer-mode") if "--tokenizer-mode" in argv else None) == tokenizer_mode
+
+
+def test_engine_args_come_last_so_a_user_can_override_the_tokenizer_mode(tmp_path: Path) -> None:
+    """argparse keeps an option's last value: `--engine-args "--tokenizer-mode deepseek_v32"` wins (a user
+    who wants DeepSeek's own encoder, or a vLLM too old to know `hf`)."""
+    argv = family_argv("deepseek-v3.2", tmp_path, ("--tokenizer-mode", "deepseek_v32"))
+    assert argv.index("--tokenizer-mode") < len(argv) - 2 and argv[-2:] == ["--tokenizer-mode", "deepseek_v32"]

@@ -1,10 +1,15 @@
 """The vLLM engine: build (and run) the ``vllm serve`` command equivalent to a ``dsft serve`` call.
 
-For GPU production dsft hands over to vLLM with the same model, adapters, chat template and reasoning
-parser that ``dsft serve`` would use. Facts (vLLM 0.9+): the template family names its
+For GPU production dsft hands over to vLLM with the same model, adapters, chat template, reasoning
+parser and tool-call parser that ``dsft serve`` would use. Facts (vLLM 0.9+): the template family names its
 ``--reasoning-parser`` (``deepseek_r1`` for R1, ``deepseek_v3`` for the hybrid-thinking V3.1/V3.2 families,
-thinking via the ``chat_template_kwargs`` flag); LoRA needs ``--enable-lora --lora-modules NAME=PATH`` and a
-``--max-lora-rank`` at least the adapters' rank. vLLM itself is not a dsft dependency.
+``deepseek_v4`` for V4, thinking via the ``chat_template_kwargs`` flag) and its ``--tool-call-parser``
+(needs ``--enable-auto-tool-choice``); LoRA needs ``--enable-lora --lora-modules NAME=PATH`` and a
+``--max-lora-rank`` at least the adapters' rank. Releases that know DeepSeek-V3.2's and V4's architectures
+default them to their own tokenizer modes (``deepseek_v32``, ``deepseek_v4``), which render prompts with
+DeepSeek's encoder and ignore ``--chat-template``; ``--tokenizer-mode hf`` keeps the training template.
+Arguments given through ``engine_args`` come last, so they win (argparse keeps an option's last value).
+vLLM itself is not a dsft dependency.
 """
 
 from __future__ import annotations
@@ -99,11 +104,17 @@ def build_vllm_command(
                "--host", settings.host, "--port", str(settings.port)]
     if source.tokenizer_dir != source.model_dir:
         command += ["--tokenizer", str(source.tokenizer_dir)]
+    family = get_template(source.template)
+    if family.vllm_tokenizer_mode:
+        # Without it vLLM renders V3.2/V4 prompts with its own encoder, whatever template it is given.
+        command += ["--tokenizer-mode", family.vllm_tokenizer_mode]
     if chat_template is not None:
         command += ["--chat-template", str(chat_template)]
-    parser = reasoning_parser_for(source.template)
-    if parser:
-        command += ["--reasoning-parser", parser]
+    if family.vllm_reasoning_parser:
+        command += ["--reasoning-parser", family.vllm_reasoning_parser]
+    if family.vllm_tool_parser:
+        # Requests with `tools` get parsed `tool_calls`, as from `dsft serve`.
+        command += ["--enable-auto-tool-choice", "--tool-call-parser", family.vllm_tool_parser]
     if tensor_parallel_size > 1:
         command += ["--tensor-parallel-size", str(tensor_parallel_size)]
     if pipeline_parallel_size > 1:

@@ -159,7 +159,7 @@ def _has_r1_generation_prompt(chat_template: str) -> bool:
 V3 = TemplateFamily(
     "deepseek-v3", render_deepseek_v3, V3_SPECIAL_TOKENS,
     description="DeepSeek-V2.5, V3, V3-0324: <｜User｜>/<｜Assistant｜>, no thinking",
-    tool_call_format="deepseek-v3",
+    tool_call_format="deepseek-v3", vllm_tool_parser="deepseek_v3",
     ollama=v3_layout(ASSISTANT),
     # V3's template has <｜Assistant｜> and no think handling at all.
     signature=lambda t: ASSISTANT in t and END_THINK not in t,
@@ -169,6 +169,7 @@ R1 = TemplateFamily(
     "deepseek-r1", render_deepseek_r1, R1_SPECIAL_TOKENS,
     description="DeepSeek-R1 and every R1-Distill: prompt ends <｜Assistant｜><think>\\n",
     reasoning="always", vllm_reasoning_parser="deepseek_r1", tool_call_format="deepseek-v3",
+    vllm_tool_parser="deepseek_v3",
     # DeepSeek's recommended sampling for R1 and every R1 distill (model cards).
     sampling={"temperature": 0.6, "top_p": 0.95},
     # The generation prompt is the one training used, so the reply starts inside the reasoning block.

@@ -87,7 +87,7 @@ FAMILY = TemplateFamily(
     "deepseek-v3.1", render_deepseek_v31, V31_SPECIAL_TOKENS,
     description="DeepSeek-V3.1 hybrid: thinking (<think>) or not (</think>)",
     thinking_flag="thinking", reasoning="hybrid", vllm_reasoning_parser="deepseek_v3",
-    tool_call_format="deepseek-v3.1",
+    tool_call_format="deepseek-v3.1", vllm_tool_parser="deepseek_v31",
     # Ollama gets the non-thinking mode (the official default): every assistant turn opens with </think>.
     ollama=v3_layout(ASSISTANT + END_THINK, END_THINK),
     signature=lambda t: ASSISTANT + END_THINK in t,  # the history header <｜Assistant｜></think>

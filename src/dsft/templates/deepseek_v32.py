@@ -166,7 +166,7 @@ FAMILY = TemplateFamily(
     "deepseek-v3.2", render_deepseek_v32, V32_SPECIAL_TOKENS, hoists_system=False,
     description="DeepSeek-V3.2: the official encoding, thinking or chat, DSML tool calls",
     thinking_flag="thinking", reasoning="hybrid", vllm_reasoning_parser="deepseek_v3", tool_call_format="dsml",
-    renders_tool_definitions=True,
+    renders_tool_definitions=True, vllm_tool_parser="deepseek_v32", vllm_tokenizer_mode="hf",
     ollama=_OLLAMA,
     model_types=("deepseek_v32",),  # V3.2 ships no Jinja template: its config is the signature
 )

@@ -113,6 +113,7 @@ FAMILY = TemplateFamily(
     "deepseek-v4", render_deepseek_v4, V4_SPECIAL_TOKENS,
     description="DeepSeek-V4: chat or thinking mode, tool definitions and DSML tool calls",
     thinking_flag="thinking", reasoning="hybrid", tool_call_format="dsml", renders_tool_definitions=True,
+    vllm_reasoning_parser="deepseek_v4", vllm_tool_parser="deepseek_v4", vllm_tokenizer_mode="hf",
     # Ollama gets chat mode (the default here): every assistant turn opens with </think>.
     ollama=v3_layout(ASSISTANT + END_THINK, END_THINK),
     model_types=("deepseek_v4",),  # V4 ships no Jinja template: its config is the signature

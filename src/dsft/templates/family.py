@@ -71,6 +71,13 @@ class TemplateFamily:
     reasoning: Literal["none", "always", "hybrid"] = "none"
     vllm_reasoning_parser: str | None = None
     tool_call_format: str = "none"
+    # vLLM's ``--tool-call-parser`` for the calls this family writes (None: it writes none vLLM reads).
+    vllm_tool_parser: str | None = None
+    # The ``--tokenizer-mode`` vLLM must be given so that it renders prompts with the chat template it is
+    # passed; None where its default already does. vLLM picks its own mode for some architectures (V3.2:
+    # ``deepseek_v32``, V4: ``deepseek_v4``) that renders with DeepSeek's encoder and ignores
+    # ``--chat-template`` and the tokenizer's template alike.
+    vllm_tokenizer_mode: str | None = None
     # Whether OpenAI ``tools`` (definitions) are rendered into the prompt; the others need them described
     # in the system message.
     renders_tool_definitions: bool = False

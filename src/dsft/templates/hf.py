@@ -63,6 +63,8 @@ class HFChatTemplate:
     thinking_flag = "enable_thinking"
     vllm_reasoning_parser = None  # vLLM serves the model's own template as is
     tool_call_format = "model"  # whatever the model's template writes
+    vllm_tool_parser = None  # unknown format: vLLM gets no tool parser
+    vllm_tokenizer_mode = None  # vLLM's default for the architecture renders as the model was released
 
     def __init__(self, tokenizer: Any = None) -> None:
         self.tokenizer = tokenizer

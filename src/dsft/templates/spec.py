@@ -51,6 +51,10 @@ class ChatTemplate(Protocol):
     vllm_reasoning_parser: str | None
     # How assistant tool calls are written: "none", "deepseek-v3", "deepseek-v3.1", "dsml" or "model".
     tool_call_format: str
+    # vLLM's ``--tool-call-parser`` for those calls (None: vLLM gets no tool parser).
+    vllm_tool_parser: str | None
+    # The ``--tokenizer-mode`` that makes vLLM render with the template it is given (None: its default).
+    vllm_tokenizer_mode: str | None
     # Whether OpenAI ``tools`` definitions are rendered into the prompt (else: describe them in the system
     # message; a server refuses ``tools`` rather than drop them silently).
     renders_tool_definitions: bool
