@@ -63,3 +63,25 @@ def test_reasoning_is_dimmed_and_history_keeps_the_turns(tokenizer: Any) -> None
     run_chat(session, ["/system Be brief.", "Hi"], console, interactive=False)
     assert session.system == "Be brief." and [m.role for m in session.history] == ["user", "assistant"]
 
+
+
+def test_replies_are_printed_as_written_not_as_rich_emoji(tokenizer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A piece of a reply that holds a whole emoji code (`:smile:`, `:+1:`) is printed as the model wrote it;
+    rich would turn it into 😄 and the terminal would show text the model did not write. The generation loop
+    is replaced by one that delivers the reply as one piece, as a tokenizer with such tokens could."""
+    from dsft.serve import chat
+    from dsft.serve.generation import RowResult
+
+    reply = "Nice :smile: and :+1: day"
+
+    def one_piece(model: Any, tok: Any, requests: list[Any], eos_ids: set[int], emit: Any) -> list[RowResult]:
+        result = RowResult(text=reply, completion_tokens=1, finish_reason="stop")
+        emit(0, reply, result)
+        return [result]
+
+    monkeypatch.setattr(chat, "generate_batch", one_piece)
+    session = chat.ChatSession(scripted_serving(tokenizer, "unused", "deepseek-v3"), max_tokens=8)
+    screen = io.StringIO()
+    answered = chat.run_chat(session, ["Hi"], Console(file=screen, width=200), interactive=False)
+    assert answered == 1 and reply in screen.getvalue()
+    assert session.history[-1].content == reply
