@@ -12,12 +12,19 @@ from pathlib import Path
 
 def train_in_processes(args: list[str], processes: int, cwd: Path) -> None:
     """``dsft train ARGS`` in one process, or under ``torchrun --nproc_per_node PROCESSES`` (CPU, gloo)."""
+    code, stdout, stderr = dsft_in_processes(["train", *args], processes, cwd)
+    assert code == 0, stdout[-3000:] + stderr[-6000:]
+
+
+def dsft_in_processes(args: list[str], processes: int, cwd: Path) -> tuple[int, str, str]:
+    """``dsft ARGS`` in one process, or under ``torchrun --nproc_per_node PROCESSES`` (CPU, gloo):
+    ``(exit code, stdout, stderr)``, every process's output together."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     if processes == 1:
-        command = [sys.executable, "-m", "dsft", "train", *args]
+        command = [sys.executable, "-m", "dsft", *args]
     else:
         torchrun = shutil.which("torchrun") or f"{Path(sys.executable).parent}/torchrun"
-        command = [torchrun, "--standalone", f"--nproc_per_node={processes}", "-m", "dsft", "train", *args]
+        command = [torchrun, "--standalone", f"--nproc_per_node={processes}", "-m", "dsft", *args]
     # Its own process group, so a timeout ends torchrun's ranks too instead of leaving them running.
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                cwd=cwd, start_new_session=True)
@@ -27,4 +34,4 @@ def train_in_processes(args: list[str], processes: int, cwd: Path) -> None:
         os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
         raise
-    assert process.returncode == 0, stdout[-3000:] + stderr[-6000:]
+    return process.returncode, stdout, stderr

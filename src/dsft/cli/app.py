@@ -132,9 +132,12 @@ def _run(argv: list[str] | None) -> None:
         from rich.console import Console
         from rich.markup import escape
 
-        # emoji=False: a message quotes what the user typed, and rich reads `float:-1:0.001` as the :-1: emoji.
-        Console(stderr=True, highlight=False, emoji=False).print(f"[bold red]error:[/] {escape(str(exc))}",
-                                                                 markup=True, soft_wrap=True)
+        from dsft.training.ranks import says_error
+
+        if says_error(exc):  # under a launcher, a config error every process found is said once
+            # emoji=False: a message quotes what the user typed, and rich reads `float:-1:0.001` as the :-1: emoji.
+            Console(stderr=True, highlight=False, emoji=False).print(f"[bold red]error:[/] {escape(str(exc))}",
+                                                                     markup=True, soft_wrap=True)
         sys.exit(exc.exit_code)
     except OSError as exc:
         from dsft.disk import USER_FILESYSTEM_ERRORS, describe_os_error

@@ -33,6 +33,7 @@ def train(
     from dsft.plan.preflight import preflight
     from dsft.training.environment import Environment
     from dsft.training.preflight import check_launched
+    from dsft.training.ranks import is_main_process
     from dsft.training.rundir import RunDir
 
     cfg = load_config(config, set_, preset=preset, set_flags=set_)
@@ -54,9 +55,10 @@ def train(
     reward_funcs = list(rewards.functions) or None  # GRPO's, as preflight built them; weights: in the config
     result = run_training(cfg, out, resume=resume, extra_callbacks=training_eval_callbacks(cfg, out),
                           reward_funcs=reward_funcs)
-    console = Console()
-    for line in summary_lines(result):
-        console.print(line)
+    if is_main_process():  # every process of a launched job returns here; the job's summary is said once
+        console = Console()
+        for line in summary_lines(result):
+            console.print(line)
     if result.stopped_by_signal is not None:  # not finished: `dsft train ... && dsft export ...` must not go on
         raise typer.Exit(128 + result.stopped_by_signal)  # 130 for Ctrl-C, 143 for SIGTERM, as every command
 

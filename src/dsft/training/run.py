@@ -37,6 +37,7 @@ from dsft.training.guards import RunGuards
 from dsft.training.monitoring import RichProgressCallback, TokenCounter, monitoring_callbacks, rebuild_metrics
 from dsft.training.objective_checks import objective_problems, prompt_opens_think
 from dsft.training.preflight import config_notices
+from dsft.training.ranks import is_main_process
 from dsft.training.objectives import build_objective_trainer, load_preference_splits
 from dsft.training.resume import check_same_data, data_files, data_fingerprint, planned_steps
 from dsft.training.resume_lr import ResumedLearningRate
@@ -100,8 +101,9 @@ def run_training(
     problems = environment_problems(cfg)
     if problems:
         raise UnsupportedError(f"{len(problems)} problem(s) with this machine", problems)
-    for notice in config_notices(cfg, int(os.environ.get("WORLD_SIZE", "1"))):
-        if notice not in (said_notices or ()):  # said once, before anything is read
+    notices = config_notices(cfg, int(os.environ.get("WORLD_SIZE", "1"))) if is_main_process() else []
+    for notice in notices:
+        if notice not in (said_notices or ()):  # said once (by a launched job's main process), before anything is read
             log.warning(notice)
             if said_notices is not None:
                 said_notices.add(notice)
@@ -159,7 +161,7 @@ def run_training(
     set_seed(cfg.train.seed)  # before the adapter is created: LoRA A matrices are drawn from this RNG
     model = build_model(cfg, model_dir, tokenizer, config_overrides, adapter=sft)  # TRL adds the adapter
     # Only the main process logs; it samples every visible GPU.
-    telemetry = GpuTelemetry.open() if int(os.environ.get("RANK", "0")) == 0 else None
+    telemetry = GpuTelemetry.open() if is_main_process() else None
     counter = TokenCounter()
     callbacks = _callbacks(cfg, run_dir, counter, bool(splits["val"].examples), progress, should_stop,
                            extra_callbacks, telemetry)

@@ -1,0 +1,54 @@
+"""Under torchrun every process runs `dsft train`; the job's summary, its notices and a config error every process
+finds are said once, not once per process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from torchrun_helpers import dsft_in_processes
+
+from dsft.errors import ConfigError, DataError
+from dsft.training.ranks import is_main_process, says_error
+
+NOTICE = "lora.r=8: not applied"  # the one notice of the config below (train.method=full)
+
+
+def test_only_rank_zero_speaks_for_the_job_and_one_process_per_node_says_a_config_error() -> None:
+    assert is_main_process({}) and is_main_process({"RANK": "0", "LOCAL_RANK": "0"})
+    assert not is_main_process({"RANK": "1", "LOCAL_RANK": "1"})
+    assert not is_main_process({"RANK": "8", "LOCAL_RANK": "0"})  # node 1's first process
+    error = ConfigError("c.yaml: 1 problem(s)", ["eval.metric: unknown metric"])
+    assert says_error(error, {}) and says_error(error, {"RANK": "8", "LOCAL_RANK": "0"})
+    assert not says_error(error, {"RANK": "1", "LOCAL_RANK": "1"})
+    assert says_error(DataError("rank 1's disk is full"), {"RANK": "1", "LOCAL_RANK": "1"})  # its own failure
+
+
+def _config(tmp_path: Path, extra: str = "") -> Path:
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"What is {i}?"},
+                                                     {"role": "assistant", "content": f"It is {i}."}]}) + "\n"
+                            for i in range(16)), encoding="utf-8")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"model:\n  name_or_path: tiny-r1-distill-qwen\ndata:\n  train: [{data}]\n  val_ratio: 0.0\n"
+                      "train:\n  method: full\n  max_steps: 1\n  micro_batch_size: 2\n  max_seq_len: 64\n"
+                      f"  distributed: ddp\n  save_steps: 100\nlora:\n  r: 8\n{extra}", encoding="utf-8")
+    return config
+
+
+@pytest.mark.slow
+def test_two_processes_say_the_summary_and_the_notice_once(tmp_path: Path, tiny_model_dir) -> None:
+    tiny_model_dir("tiny-r1-distill-qwen")  # materialised once, shared through DSFT_CACHE
+    code, out, err = dsft_in_processes(["train", str(_config(tmp_path)), "--out", str(tmp_path / "run")], 2, tmp_path)
+    assert code == 0, out[-3000:] + err[-6000:]
+    assert out.count("done 1 steps") == 1 and out.count("final weights:") == 1, out
+    assert (out + err).count(NOTICE) == 1, out + err
+
+
+@pytest.mark.slow
+def test_two_processes_say_a_config_error_once(tmp_path: Path) -> None:
+    config = _config(tmp_path, "eval:\n  metric: acc\n")
+    code, out, err = dsft_in_processes(["train", str(config), "--out", str(tmp_path / "run")], 2, tmp_path)
+    assert code != 0
+    assert err.count("eval.metric: unknown metric 'acc'") == 1, err  # (torchrun's own report of the exit follows)
