@@ -115,3 +115,25 @@ def test_full_run_uses_the_template_from_run_json(tiny_model_dir, tmp_path) -> N
     assert saved == get_template("deepseek-v3").chat_template != get_template("deepseek-r1").chat_template
     generation = json.loads((tmp_path / "out" / "generation_config.json").read_text())
     assert generation["bos_token_id"] == 151646
+
+
+@pytest.mark.parametrize(("template", "noted"), [("deepseek-v3.2", True), ("deepseek-v3", False)])
+def test_a_v32_export_says_vllm_needs_the_hf_tokenizer_mode(tiny_model_dir, tmp_path, template, noted) -> None:
+    """vLLM renders DeepSeek-V3.2/V4 prompts with its own encoder and ignores the exported template unless
+    given --tokenizer-mode hf: the export says so (printed and in export.json), as it says vLLM's LoRA limits."""
+    import os
+
+    from dsft.export.api import export
+
+    run = tmp_path / "run"
+    final = run / "final"
+    final.mkdir(parents=True)
+    for path in tiny_model_dir("tiny-deepseek-v3").iterdir():
+        os.symlink(path, final / path.name)
+    (run / "run.json").write_text(json.dumps({"template": template, "base_model": "tiny-deepseek-v3",
+                                              "method": "full"}))
+    printed: list[str] = []
+    export(run, "hf", tmp_path / "out", echo=printed.append)
+    notes = json.loads((tmp_path / "out" / "export.json").read_text())["vllm_notes"]
+    assert [line for line in printed if line.startswith("note (vLLM)")] == [f"note (vLLM): {n}" for n in notes]
+    assert (len(notes) == 1 and "--tokenizer-mode hf" in notes[0]) == noted and len(notes) == int(noted)

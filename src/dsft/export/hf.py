@@ -2,7 +2,8 @@
 
 The merged checkpoint is what vLLM, TGI, llama.cpp's converter and ``transformers`` load without
 dsft: sharded safetensors, the tokenizer carrying the chat template that training used (so
-``apply_chat_template`` and ``vllm serve`` build the same prompt as training), and a
+``apply_chat_template`` and ``vllm serve`` build the same prompt as training; for V3.2/V4 vLLM needs
+``--tokenizer-mode hf`` for that, see :func:`vllm_template_notes`), and a
 generation_config.json with DeepSeek's recommended sampling.
 """
 
@@ -132,15 +133,27 @@ def export_hf(source: ExportSource, out_dir: Path, dtype: str = "auto", verify: 
     tokenizer.save_pretrained(str(out_dir), save_jinja_files=False)
     write_generation_config(out_dir, source, tokenizer)
     del merged, trained
+    notes = vllm_template_notes(source.template)
+    for note in notes:
+        echo(f"note (vLLM): {note}")
     comparison = None
     if verify:
         reloaded = load_model(out_dir, dtype="float32", device="cpu")
         comparison = compare_logits(reference, hf_logits(reloaded, prompts))
-        write_export_metadata(out_dir, source, "hf", dtype_name, comparison, tolerance)
+        write_export_metadata(out_dir, source, "hf", dtype_name, comparison, tolerance, vllm_notes=notes)
         check_tolerance(comparison, tolerance, f"hf export {out_dir}", echo)
     else:
-        write_export_metadata(out_dir, source, "hf", dtype_name, None)
+        write_export_metadata(out_dir, source, "hf", dtype_name, None, vllm_notes=notes)
     return comparison
+
+
+def vllm_template_notes(template_name: str) -> list[str]:
+    """What ``vllm serve`` needs to render this family's prompts with the exported template (empty: nothing)."""
+    mode = get_template(template_name).vllm_tokenizer_mode
+    if not mode:
+        return []
+    return [f"vLLM renders {template_name} prompts with its own DeepSeek encoder and ignores this export's chat "
+            f"template unless given --tokenizer-mode {mode} (`dsft serve DIR --engine vllm` passes it)"]
 
 
 def vllm_adapter_notes(adapter_config: dict[str, Any]) -> list[str]:
@@ -176,13 +189,14 @@ def export_adapter(source: ExportSource, out_dir: Path, verify: bool = True,
     for name in ADAPTER_FILES:
         shutil.copy2(source.adapter_dir / name, out_dir / name)
     config = json.loads((out_dir / "adapter_config.json").read_text(encoding="utf-8"))
-    for note in vllm_adapter_notes(config):
+    notes = vllm_adapter_notes(config) + vllm_template_notes(source.template)
+    for note in notes:
         echo(f"note (vLLM): {note}")
     comparison = None
     if verify:
         tolerance = AbsoluteBound(1e-5) if tolerance is None else tolerance
         comparison = _verify_adapter(source, out_dir, tolerance, echo)
-    write_export_metadata(out_dir, source, "adapter", "adapter", comparison, tolerance, vllm_notes=vllm_adapter_notes(config))
+    write_export_metadata(out_dir, source, "adapter", "adapter", comparison, tolerance, vllm_notes=notes)
     return comparison
 
 
