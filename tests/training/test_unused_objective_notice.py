@@ -6,6 +6,7 @@ their settings through it, and the notice asks it.
 
 from __future__ import annotations
 
+import ast
 import json
 import typing
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from dsft.config import DsftConfig
 from dsft.config.schema import TrainConfig
+from dsft.eval.rewards import check_rewards
 from dsft.training.objective_settings import OBJECTIVE_SECTIONS, OBJECTIVE_SETTINGS, objective_settings
 from dsft.training.preflight import config_notices, unused_objective_notice
 
@@ -58,6 +60,27 @@ def test_every_objective_declares_what_it_reads_and_reads_nothing_else() -> None
         assert sorted(vars(objective_settings(_config(objective)))) == sorted(keys)
     with pytest.raises(AttributeError):  # a trainer asking for a key its objective does not declare
         objective_settings(_config("kto")).loss_type  # noqa: B018
+
+
+def test_only_objective_settings_reads_the_objective_sections() -> None:
+    """``cfg.grpo.rewards`` read beside the table (preflight's reward check, a sweep's trials) answered "which
+    objective reads it" a second time; every reader goes through :func:`objective_settings`."""
+    src = Path(__file__).resolve().parents[2] / "src" / "dsft"
+    owner = src / "training" / "objective_settings.py"
+    readers = [f"{path.relative_to(src)}:{node.lineno}" for path in sorted(src.rglob("*.py")) if path != owner
+               for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+               if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
+               and node.value.attr in OBJECTIVE_SECTIONS]
+    assert readers == []
+
+
+def test_the_rewards_are_built_for_the_objectives_the_table_says_read_them(monkeypatch) -> None:
+    rewards = [{"name": "accuracy"}]
+    assert check_rewards(_config("grpo", grpo={"rewards": rewards})).functions
+    assert not check_rewards(_config("dpo", grpo={"rewards": rewards})).grpo
+    # The table decides: an objective it did not let read grpo.rewards builds none.
+    monkeypatch.setitem(OBJECTIVE_SETTINGS, "grpo", ("grpo", ("max_completion_len",)))
+    assert not check_rewards(_config("grpo", grpo={"rewards": rewards})).grpo
 
 
 def test_dsft_train_says_it_once_before_anything_loads(tmp_path: Path, run_cli, monkeypatch, caplog) -> None:

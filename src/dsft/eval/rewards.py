@@ -32,11 +32,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dsft.config import DsftConfig
 from dsft.errors import ConfigError
 from dsft.eval.metrics import exact_match, token_f1
 from dsft.eval.numbers import numeric_match
 from dsft.eval.reasoning import END_THINK, THINK, parse_output, prompt_opens_think
 from dsft.eval.text import split_tokens
+from dsft.training.objective_settings import objective_settings, settings_read_by
 
 RewardFn = Callable[..., list[float | None]]
 _CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
@@ -251,12 +253,22 @@ class RewardCheck:
         return ("eval_reward", *(f"eval_rewards/{function.__name__}/mean" for function in self.functions))
 
 
-def check_rewards(cfg: Any) -> RewardCheck:
+def objective_rewards(cfg: DsftConfig) -> list[RewardFn] | None:
+    """The reward functions ``cfg``'s objective trains with, built from ``grpo.rewards`` (their weights stay in the
+    config); None for an objective that reads no rewards (:mod:`dsft.training.objective_settings` says which).
+    Raises :class:`ConfigError` for a reward that cannot be built."""
+    if cfg.train.objective not in settings_read_by("grpo", "rewards"):
+        return None
+    own = objective_settings(cfg)
+    return build_rewards(own.rewards, own.max_completion_len)[0]
+
+
+def check_rewards(cfg: DsftConfig) -> RewardCheck:
     """Build ``grpo.rewards`` once for preflight: the functions, or the problem (nothing unless a GRPO run)."""
-    if cfg.train.objective != "grpo":
-        return RewardCheck(grpo=False)
     try:
-        functions, _ = build_rewards(cfg.grpo.rewards, cfg.grpo.max_completion_len)
+        functions = objective_rewards(cfg)
     except ConfigError as exc:
         return RewardCheck(grpo=True, problems=(str(exc),))
+    if functions is None:
+        return RewardCheck(grpo=False)
     return RewardCheck(grpo=True, functions=tuple(functions))

@@ -27,7 +27,7 @@ from dsft.data.pipeline import prepare
 from dsft.data.preference_pipeline import prepare_preference
 from dsft.errors import DsftError, Stopped
 from dsft.eval.callbacks import training_eval_callbacks
-from dsft.eval.rewards import build_rewards
+from dsft.eval.rewards import objective_rewards
 from dsft.models.loading import load_tokenizer
 from dsft.models.resolve import resolve_model
 from dsft.sweep.report import SWEEP_FILE, Sweep, Trial, best_evaluation, choose_best, write_report
@@ -102,8 +102,7 @@ def _run_trial(request: SweepRequest, sweep: Sweep, number: int, params: dict[st
     try:
         # Inside: a drawn value the search-space check did not probe fails this trial, which sweep.json keeps.
         cfg = request.trial_config(params, prepared)
-        if cfg.train.objective == "grpo":  # weights: in the config
-            rewards, _ = build_rewards(cfg.grpo.rewards, cfg.grpo.max_completion_len)
+        rewards = objective_rewards(cfg)  # GRPO's; weights: in the config
         result = run_training(cfg, run_dir, progress=request.progress, split_cache=shared.splits,
                               reward_funcs=rewards, said_notices=shared.notices,
                               extra_callbacks=training_eval_callbacks(cfg, run_dir) + list(extra or []))

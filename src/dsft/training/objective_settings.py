@@ -1,7 +1,8 @@
 """Which ``train.objective`` reads which settings of the objective sections (``preference``, ``grpo``).
 
 One table, :data:`OBJECTIVE_SETTINGS`, says it; the trainers read an objective's settings only through
-:func:`objective_settings` (a key an objective does not declare is not there to read), and the notice that
+:func:`objective_settings` (a key an objective does not declare is not there to read), so do the GRPO reward
+builders (:func:`dsft.eval.rewards.objective_rewards`, for preflight and a sweep's trials), and the notice that
 names the settings a run does not apply (:func:`dsft.training.preflight.unused_objective_notice`) asks
 :func:`settings_read_by` which objectives would.
 
