@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from offline_train_config import MODEL_ERROR, write_offline_train_config
+
 from dsft.config import DsftConfig
 from dsft.training.preflight import config_notices, unused_lora_notice
 
@@ -37,13 +39,9 @@ def test_dsft_train_says_it_once_before_anything_loads(tmp_path: Path, run_cli, 
     """`dsft train LORA_CONFIG --set train.method=full`: the notice is the first line, said once, before the model
     is fetched (here a hub id this offline machine cannot fetch, which stops the run right after)."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    data = tmp_path / "train.jsonl"
-    data.write_text(json.dumps({"messages": [{"role": "user", "content": "Hi"},
-                                             {"role": "assistant", "content": "Hello."}]}) + "\n")
-    config = tmp_path / "config.yaml"
-    config.write_text("model: {name_or_path: no-such-org/no-such-model}\ntrain: {method: lora}\n"
-                      f"data: {{train: [{data}]}}\nlora: {{r: 8, alpha: 16, targets: [q_proj, v_proj]}}\n")
+    config = write_offline_train_config(tmp_path, "train: {method: lora}\n"
+                                                  "lora: {r: 8, alpha: 16, targets: [q_proj, v_proj]}\n")
     code, _, err = run_cli(["train", str(config), "--out", str(tmp_path / "run"), "--set", "train.method=full"])
     assert code == 2, err
-    assert err.startswith("error: model 'no-such-org/no-such-model'"), err
+    assert err.startswith(MODEL_ERROR), err
     assert [r.getMessage() for r in caplog.records if "not applied" in r.getMessage()] == [NOTICE]

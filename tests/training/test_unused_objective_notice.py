@@ -12,6 +12,7 @@ import typing
 from pathlib import Path
 
 import pytest
+from offline_train_config import MODEL_ERROR, write_offline_train_config
 
 from dsft.config import DsftConfig
 from dsft.config.schema import TrainConfig
@@ -87,14 +88,9 @@ def test_dsft_train_says_it_once_before_anything_loads(tmp_path: Path, run_cli, 
     """`dsft train DPO_CONFIG --set train.objective=sft`: the notice comes first, once, before the model is
     fetched (a hub id this offline machine cannot fetch, which stops the run right after)."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    data = tmp_path / "train.jsonl"
-    data.write_text(json.dumps({"messages": [{"role": "user", "content": "Hi"},
-                                             {"role": "assistant", "content": "Hello."}]}) + "\n")
-    config = tmp_path / "config.yaml"
-    config.write_text("model: {name_or_path: no-such-org/no-such-model}\ntrain: {objective: dpo}\n"
-                      f"data: {{train: [{data}]}}\npreference: {{beta: 0.2}}\n")
+    config = write_offline_train_config(tmp_path, "train: {objective: dpo}\npreference: {beta: 0.2}\n")
     code, _, err = run_cli(["train", str(config), "--out", str(tmp_path / "run"), "--set", "train.objective=sft"])
     assert code == 2, err
-    assert err.startswith("error: model 'no-such-org/no-such-model'"), err
+    assert err.startswith(MODEL_ERROR), err
     said = [r.getMessage() for r in caplog.records if "not applied" in r.getMessage()]
     assert said == [unused_objective_notice(_config("sft", preference={"beta": 0.2}))]
