@@ -59,6 +59,21 @@ def write_histograms(lengths: dict[str, list[int]], path: Path, title: str, xlab
     return True
 
 
+def rejection_notice(report: dict[str, Any], out: Path) -> str | None:
+    """The line a run prints when its data preparation rejected records (None when it rejected none): the
+    count, the first with its place and reason, and where every one is.
+
+    >>> rejection_notice({"read": 7, "rejected": 6, "rejected_examples": ["bad.jsonl:2: malformed JSON"]}, Path("d"))
+    'data: 6 of 7 records rejected (first: bad.jsonl:2: malformed JSON); each one and why: d/rejects.jsonl'
+    """
+    if not report.get("rejected"):
+        return None
+    examples = report.get("rejected_examples") or []
+    first = f" (first: {examples[0]})" if examples else ""
+    return (f"data: {report['rejected']} of {report['read']} records rejected{first}; each one and why: "
+            f"{out / 'rejects.jsonl'}")
+
+
 def _table(rows: list[tuple[str, Any]], head: tuple[str, str]) -> list[str]:
     lines = [f"| {head[0]} | {head[1]} |", "|---|---|"]
     lines += [f"| {key} | {value} |" for key, value in rows]

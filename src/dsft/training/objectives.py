@@ -33,6 +33,7 @@ from transformers.trainer_callback import PrinterCallback
 
 from dsft.config import DsftConfig
 from dsft.data.preference_pipeline import load_prepared_preference, prepare_preference
+from dsft.data.report import rejection_notice
 from dsft.errors import DsftError
 from dsft.models.lora import build_lora_config, native_v5_targets
 from dsft.training.examples import TokenizedSplit
@@ -54,6 +55,8 @@ def load_preference_splits(cfg: DsftConfig, tokenizer: Any, template: Any, run_d
         prepared = load_prepared_preference(cfg.data.prepared_dir, objective)
     else:
         prepared = prepare_preference(cfg, run_dir / "data", objective)
+        if notice := rejection_notice(prepared.report, run_dir / "data"):  # said, not only in the report
+            log.warning(notice)
     write_data_report(run_dir, prepared.report)
     max_len = cfg.train.max_seq_len
     if objective == "grpo":  # the prompt must leave room for a whole completion

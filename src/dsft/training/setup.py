@@ -12,6 +12,7 @@ import torch
 
 from dsft.config import DsftConfig
 from dsft.data.pipeline import load_prepared, prepare
+from dsft.data.report import rejection_notice
 from dsft.errors import ConfigError
 from dsft.models.loading import align_special_tokens, load_model
 from dsft.models.lora import apply_lora, build_lora_config
@@ -63,6 +64,8 @@ def load_splits(cfg: DsftConfig, tokenizer: Any, template: Any, run_dir: Path,
     elif cfg.data.train:
         scorer = IfdScorer(cfg, tokenizer, template) if cfg.data.clean.semantic.ifd else None
         prepared = prepare(cfg, tokenizer, run_dir / "data", ifd_scorer=scorer)
+        if notice := rejection_notice(prepared.report, run_dir / "data"):  # said, not only in the report
+            log.warning(notice)
     else:
         raise ConfigError("data.train: no training data; list files in data.train or set data.prepared_dir")
     write_data_report(run_dir, prepared.report)
