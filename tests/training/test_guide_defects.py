@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
+from rich.console import Console
 
 from dsft.config import load_config
 from dsft.training import environment
@@ -72,7 +74,7 @@ def test_fresh_start_in_a_crashed_run_dir_does_not_repeat_step_zero(tmp_path: Pa
 
 
 def test_progress_bar_shows_the_eval_loss_logged_after_the_last_step() -> None:
-    bar = RichProgressCallback(TokenCounter())
+    bar = RichProgressCallback(TokenCounter(), console=Console(file=io.StringIO(), force_terminal=True))
     state = SimpleNamespace(is_world_process_zero=True, max_steps=2, global_step=0)
     bar.on_train_begin(None, state, None)
     try:
@@ -83,3 +85,20 @@ def test_progress_bar_shows_the_eval_loss_logged_after_the_last_step() -> None:
         assert "eval 0.2500" in bar.progress.tasks[0].fields["stats"]
     finally:
         bar.close()
+
+
+def test_progress_in_a_log_file_is_one_line_per_logged_step_as_the_run_goes() -> None:
+    """Not a terminal (nohup, SLURM's --output): a bar would be drawn only when the run stops, leaving the log
+    empty for the whole run."""
+    out = io.StringIO()
+    bar = RichProgressCallback(TokenCounter(), console=Console(file=out, force_terminal=False, width=200))
+    state = SimpleNamespace(is_world_process_zero=True, max_steps=20, global_step=0)
+    bar.on_train_begin(None, state, None)
+    state.global_step = 10
+    bar.on_log(None, state, None, logs={"loss": 1.5, "learning_rate": 1e-4, "grad_norm": 0.5})
+    assert out.getvalue().startswith("step 10/20  loss 1.5000  lr 1.00e-04  0 tok/s")  # before the run ends
+    bar.on_step_end(None, state, None)
+    bar.on_log(None, state, None, logs={"eval_loss": 0.25})
+    bar.on_train_end(None, state, None)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("step 10/20  eval 0.2500") and "━" not in out.getvalue()

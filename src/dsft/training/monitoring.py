@@ -290,23 +290,33 @@ def monitoring_callbacks(run_dir: Path, counter: TokenCounter, progress: bool = 
 
 
 class RichProgressCallback(TrainerCallback):
-    """A progress bar with loss, lr, tokens/s and ETA (main process only; quiet when not a terminal)."""
+    """A progress bar with loss, lr, tokens/s and ETA (main process only). Where the output is no terminal (a
+    log file: ``nohup``, SLURM's ``--output``, a CI log) a bar is drawn only once it stops, so there it prints
+    one plain line per logged step instead: a run of days shows its progress in its log as it goes."""
 
-    def __init__(self, counter: TokenCounter) -> None:
+    def __init__(self, counter: TokenCounter, console: Any = None) -> None:
         self.counter = counter
+        self.console = console  # None: a rich Console on stdout
         self.progress: Any = None
         self.task: Any = None
+        self.plain: Any = None  # the console plain lines go to, when it is no terminal
+        self.max_steps = 0
         self.last: dict[str, float] = {}
         self.warning: str | None = None  # a guard's warning about the last logged step
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
         if not state.is_world_process_zero:
             return
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+        console = self.console if self.console is not None else Console()
+        if not console.is_terminal:
+            self.plain, self.max_steps = console, state.max_steps
+            return
         self.progress = Progress(
             TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            TextColumn("{task.fields[stats]}"), transient=False,
+            TextColumn("{task.fields[stats]}"), transient=False, console=console,
         )
         self.progress.start()
         self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, stats="")
@@ -315,6 +325,8 @@ class RichProgressCallback(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
         logs: dict[str, float] | None = None, **kw: Any,
     ) -> None:
+        if self.plain is not None and logs:
+            self._print_line(state, logs)
         if self.progress is not None and logs:
             self.last.update({k: v for k, v in logs.items() if isinstance(v, (int, float))})
             if "loss" in logs:
@@ -325,19 +337,39 @@ class RichProgressCallback(TrainerCallback):
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
         self._refresh(state)
 
+    def _print_line(self, state: TrainerState, logs: dict[str, Any]) -> None:
+        """``step 10/100  loss 1.2345  lr 2.00e-04  1,234 tok/s  12s``: the values this log call carries (the
+        Trainer logs a step's training values and its evaluation in two calls, so an evaluated step has two)."""
+        values = {k: v for k, v in logs.items() if isinstance(v, (int, float))}
+        parts = self._stats(values)
+        if not parts:
+            return
+        if "loss" in values or "reward" in values:
+            parts.append(f"{self.counter.tokens / max(self.counter.elapsed_s, 1e-9):,.0f} tok/s")
+        parts.append(f"{self.counter.elapsed_s:.0f}s")
+        if logs.get("warning"):
+            parts.append(f"warning: {logs['warning']}")
+        self.plain.print(f"step {state.global_step}/{self.max_steps}  " + "  ".join(parts), markup=False,
+                         highlight=False, soft_wrap=True)
+
+    @staticmethod
+    def _stats(values: dict[str, float]) -> list[str]:
+        parts = []
+        if "loss" in values:
+            parts.append(f"loss {values['loss']:.4f}")
+        if "eval_loss" in values:
+            parts.append(f"eval {values['eval_loss']:.4f}")
+        if "reward" in values:
+            parts.append(f"reward {values['reward']:.3f}")
+        if "learning_rate" in values:
+            parts.append(f"lr {values['learning_rate']:.2e}")
+        return parts
+
     def _refresh(self, state: TrainerState) -> None:
         if self.progress is None:
             return
         tps = self.counter.tokens / max(self.counter.elapsed_s, 1e-9)
-        parts = []
-        if "loss" in self.last:
-            parts.append(f"loss {self.last['loss']:.4f}")
-        if "eval_loss" in self.last:
-            parts.append(f"eval {self.last['eval_loss']:.4f}")
-        if "reward" in self.last:
-            parts.append(f"reward {self.last['reward']:.3f}")
-        if "learning_rate" in self.last:
-            parts.append(f"lr {self.last['learning_rate']:.2e}")
+        parts = self._stats(self.last)
         parts.append(f"{tps:,.0f} tok/s")
         if self.warning:
             parts.append(f"[bold yellow]warning: {self.warning}[/]")
