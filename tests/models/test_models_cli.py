@@ -79,3 +79,15 @@ def test_targets_of_a_local_model_are_those_training_checks(run_cli, tmp_path: P
     (moe / "config.json").write_text(json.dumps({**real_model_config("deepseek-moe-16b"), **small}))
     code, out, err = run_cli(["models", "targets", str(moe)])
     assert code == 2 and "no native transformers class (remote code)" in err and "target_parameters" not in out
+
+
+def test_list_table_shows_every_name_and_hub_id_whole_at_80_columns(run_cli, monkeypatch) -> None:
+    """The names are what a user types into model.name_or_path or `dsft plan --model`: cut to
+    `tiny-r1-distill-…` or `deepseek-ai/de…` they cannot be read off the table."""
+    from dsft.models.presets import REAL_MODEL_FACTS
+
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, _ = run_cli(["models", "list"])
+    assert code == 0 and "…" not in out
+    for name in [*TINY_PRESETS, *REAL_MODEL_PRESETS, *(f.hub_id for f in REAL_MODEL_FACTS.values())]:
+        assert name in out, name

@@ -26,19 +26,24 @@ def list_presets(
     if as_json:
         typer.echo(json.dumps({"tiny": tiny, "real": real}, ensure_ascii=False, indent=2))
         return
+    from rich import box
     from rich.console import Console
-    from rich.table import Table
+    from rich.table import Column, Table
 
     console = Console()
-    table = Table("tiny preset", "architecture", "mimics", "tokenizer", title="Tiny presets (model.name_or_path)")
+    # The names are what a user types (model.name_or_path, `dsft plan --model`): never cut, at 80 columns too.
+    table = Table(Column("tiny preset", no_wrap=True), *(Column(head, overflow="fold") for head in
+                  ("architecture", "mimics", "tokenizer")), title="Tiny presets (model.name_or_path)")
     for row in tiny:
         table.add_row(row["name"], row["architecture"], row["mimics"], row["tokenizer"])
     console.print(table)
-    table = Table("real preset", "architecture", "hub id", "params (B)", "active (B)",
-                  title="Real-model configs (numbers only; `dsft plan`)")
+    table = Table(Column("real preset", no_wrap=True), Column("hub id", no_wrap=True),
+                  Column("total", justify="right", no_wrap=True), Column("active", justify="right", no_wrap=True),
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+                  title="Real-model configs (numbers only, for `dsft plan`; parameters in billions; architectures: "
+                        "--json)")
     for row in real:
-        table.add_row(row["name"], row["architecture"], row["hub_id"], f"{row['params_b']:g}",
-                      f"{row['active_params_b']:g}")
+        table.add_row(row["name"], row["hub_id"], f"{row['params_b']:g}", f"{row['active_params_b']:g}")
     console.print(table)
 
 
