@@ -30,7 +30,12 @@ def test_config_json_path_and_sequence_parallel(tmp_path, run_cli, tiny_model_di
         # DeepSpeed, imported earlier in this test process (with its log handler bound to stdout), logs
         # an accelerator warning on first use; a fresh `dsft plan --json` process keeps stdout clean.
         sizes.append(json.loads(out[out.index("{\n"):])["breakdown"]["activations"])
-    assert sizes[1] * 2 == sizes[0]  # Ulysses: each rank holds seq/sp tokens of activations
+    # Ulysses: each rank holds seq/sp tokens of activations; MLA's values padded to the query/key width around
+    # its all-to-all keep nope + 2 rope - v more elements per token and head in each layer (bf16)
+    c = json.loads(config.read_text())
+    padding = c["num_hidden_layers"] * 2048 * c["num_attention_heads"] * 2 * (
+        c["qk_nope_head_dim"] + 2 * c["qk_rope_head_dim"] - c["v_head_dim"])
+    assert sizes[1] * 2 == sizes[0] + 2 * padding
 
 
 def test_user_errors_exit_2_without_traceback(run_cli) -> None:

@@ -8,7 +8,10 @@ intermediate tensors, fp32 upcasts in RMSNorm and the router, and the top-k rout
 as transformers computes them; meta tensors cost no memory, so this runs at the real sequence length.
 
 Attention is traced with a stand-in that saves what FlashAttention (and PyTorch's flash SDPA kernels)
-keep: q, k, v, the output and one fp32 log-sum-exp per head and token, never the s x s score matrix.
+keep: q, k, v, the output and one fp32 log-sum-exp per head and token, never the s x s score matrix. Under
+sequence parallelism on multi-head latent attention the stand-in is wrapped as training wraps Ulysses
+(:func:`dsft.training.sequence_parallel_mla.pad_values_around`): values zero-padded to the query/key width, so
+the kernel saves 1.5x wide values and outputs (V3), and the sliced output is copied for ``o_proj``.
 Routed experts use transformers' ``grouped_mm`` path (tokens * top_k rows, a perfectly balanced router)
 with the grouped matmul itself replaced by a stand-in that saves what its autograd saves (the input
 rows), because the meta kernel accepts only bf16.
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 ATTENTION_STAND_IN = "dsft_planner_flash"
+PADDED_VALUES_STAND_IN = "dsft_planner_flash_padded_values"  # the stand-in as MLA trains under Ulysses
 
 
 @dataclass(frozen=True)
@@ -31,9 +35,12 @@ class LayerActivations:
     largest_tensor_bytes: int  # the biggest single saved tensor (sizes the backward working set)
 
 
-def _register_attention_stand_in() -> None:
+def _register_attention_stand_ins() -> None:
     import torch
     from transformers import AttentionInterface
+
+    # dsft's own module, imported here with torch (which it imports): this module stays light to import.
+    from dsft.training.sequence_parallel_mla import pad_values_around
 
     class _FlashLikeAttention(torch.autograd.Function):
         """Saves exactly what a flash kernel saves; only ever run on meta tensors."""
@@ -55,6 +62,7 @@ def _register_attention_stand_in() -> None:
         return _FlashLikeAttention.apply(query, key, value), None
 
     AttentionInterface.register(ATTENTION_STAND_IN, flash_like)
+    AttentionInterface.register(PADDED_VALUES_STAND_IN, pad_values_around(flash_like))
 
 
 class _GroupedMatmulStandIn:
@@ -122,14 +130,16 @@ def trace_layer(model: Any, layer: Any, batch: int, tokens: int, dtype: Any) -> 
     )
 
 
-def trace_model_layers(model: Any, batch: int, tokens: int, dtype: Any) -> list[tuple[LayerActivations, int]]:
-    """Trace every distinct decoder layer of a meta ``model``; returns (activations, layer count) pairs."""
+def trace_model_layers(model: Any, batch: int, tokens: int, dtype: Any,
+                       pad_values: bool = False) -> list[tuple[LayerActivations, int]]:
+    """Trace every distinct decoder layer of a meta ``model``; returns (activations, layer count) pairs.
+    ``pad_values``: attention with values padded to the query/key width (MLA under sequence parallelism)."""
     import torch
 
-    _register_attention_stand_in()
+    _register_attention_stand_ins()
     config = model.config
     previous = (config._attn_implementation, getattr(config, "_experts_implementation", None))
-    config._attn_implementation = ATTENTION_STAND_IN
+    config._attn_implementation = PADDED_VALUES_STAND_IN if pad_values else ATTENTION_STAND_IN
     if previous[1] is not None:
         config._experts_implementation = "grouped_mm"
     model.train()

@@ -186,13 +186,16 @@ def activation_memory(layers: list[tuple[LayerActivations, int]], req: PlanReque
     return ActivationMemory(kept=sum(a.saved_bytes * count for a, count in layers), recompute=0, working=working)
 
 
-def phase_peaks(breakdown: dict[str, int], acts: ActivationMemory, loss: int, req: PlanRequest) -> dict[str, int]:
+def phase_peaks(breakdown: dict[str, int], acts: ActivationMemory, loss: int, req: PlanRequest,
+                loss_backward: int = 0) -> dict[str, int]:
     """Peak bytes in each phase of a step; the GPU must hold the largest.
 
     Weights, adapters and optimizer states persist. Gradients exist from backward to the optimizer step
     (and through the forward when gradients accumulate over micro-batches). The loss buffers live at
-    the end of the forward, when every kept activation is still alive. Plain torch AdamW (ZeRO 0)
-    allocates temporaries about the size of the trainable parameters during its step.
+    the end of the forward, when every kept activation is still alive; what the loss's forward computed for
+    backward (``loss_backward``, :func:`loss_backward_bytes`) is still alive when backward starts, at the loss's
+    own node, before any layer is recomputed. Plain torch AdamW (ZeRO 0) allocates temporaries about the size
+    of the trainable parameters during its step.
     """
     persistent = (breakdown["weights"] + breakdown["lora_weights"] + breakdown["optimizer_states"]
                   + breakdown["framework_overhead"])
@@ -202,6 +205,7 @@ def phase_peaks(breakdown: dict[str, int], acts: ActivationMemory, loss: int, re
     step_temp = trainable if req.zero == 0 else 0
     return {
         "forward_and_loss": persistent + held_grads + acts.kept + loss,
+        "loss_backward": persistent + grads + acts.kept + loss_backward,
         "backward": persistent + grads + acts.kept + acts.recompute + acts.working,
         "optimizer_step": persistent + grads + step_temp,
     }
@@ -223,6 +227,28 @@ def loss_bytes(shapes: ModelShapes, req: PlanRequest, tokens: int) -> int:
     head_grad = 4 * shapes.vocab_size * shapes.hidden_size if req.method == "full" else 0
     logits = chunk * shapes.vocab_size * (4 if width == 4 else width + 4)
     return 2 * tokens * shapes.hidden_size * width + logits + head_grad
+
+
+def loss_backward_bytes(shapes: ModelShapes, req: PlanRequest, tokens: int) -> int:
+    """What dsft's chunked loss holds from its forward into backward, and adds while its backward node runs, for
+    ``tokens`` supervised positions on one GPU (0 for the stock full-logits loss, sized in :func:`loss_bytes`).
+
+    Its forward computes the gradients (dsft.training.loss._ChunkedLinearCrossEntropy) and saves them: the hidden
+    states' ([tokens, hidden], weight dtype) and, when lm_head trains, the weight's in fp32 ([vocab, hidden]:
+    3.5 GiB on V3); under ZeRO-3 the whole loss is one lm_head module call, whose gradient DeepSpeed takes in that
+    backward node. The node returns each saved gradient times the incoming scalar: a copy of the hidden one and,
+    for a 16-bit lm_head (DeepSpeed's bf16 weights), an fp32 [vocab, hidden] product before its cast to bf16 (the
+    cast is the lm_head gradient, under ``gradients``; for an fp32 lm_head the product is that gradient itself).
+    """
+    if req.loss_chunk is None:
+        return 0
+    width = 4 if req.precision == "fp32" else 2
+    hidden = 2 * tokens * shapes.hidden_size * width
+    if req.method != "full":
+        return hidden
+    head = shapes.vocab_size * shapes.hidden_size
+    sixteen_bit_head = req.zero > 0 and width == 2  # DeepSpeed trains bf16 module weights; ZeRO 0 keeps fp32
+    return hidden + 4 * head + (4 * head if sixteen_bit_head else 0)
 
 
 def host_breakdown(shapes: ModelShapes, req: PlanRequest) -> dict[str, int]:

@@ -18,11 +18,12 @@ from dsft.errors import DsftError
 from dsft.plan.activations import LayerActivations, trace_model_layers
 from dsft.plan.memory import (
     GIB, GPU_FRAMEWORK_BYTES, MemoryEstimate, PlanRequest, activation_memory, adapter_model_states,
-    checkpoint_bytes, full_model_states, host_breakdown, loss_bytes, phase_peaks,
+    checkpoint_bytes, full_model_states, host_breakdown, loss_backward_bytes, loss_bytes, phase_peaks,
 )
 from dsft.plan.model_source import resolve_planner_config
 from dsft.plan.shapes import ModelShapes, build_meta_model, model_shapes
 from dsft.training.distributed import sequence_parallel_heads_problem
+from dsft.training.sequence_parallel_mla import is_mla
 
 REFERENCE_TOKENS = 1024  # tokens per GPU the layers are traced at; results scale linearly
 
@@ -35,19 +36,22 @@ class ModelProfile:
     shapes: ModelShapes
     hf_config: Any
     _meta_model: Any = None
-    _traced: dict[str, list[tuple[LayerActivations, int]]] = field(default_factory=dict)
+    _traced: dict[tuple[str, bool], list[tuple[LayerActivations, int]]] = field(default_factory=dict)
 
-    def layer_activations(self, precision: str) -> list[tuple[LayerActivations, int]]:
-        """Traced activations at REFERENCE_TOKENS for ``precision`` (bf16 or fp32), computed once."""
+    def layer_activations(self, precision: str, sp: int = 1) -> list[tuple[LayerActivations, int]]:
+        """Traced activations at REFERENCE_TOKENS for ``precision`` (bf16 or fp32) under sequence parallelism
+        over ``sp`` ranks, computed once: multi-head latent attention pads its values around Ulysses's
+        all-to-all (:func:`dsft.training.sequence_parallel_mla.ulysses_for_mla`), and is traced so."""
         import torch
 
-        if precision not in self._traced:
+        key = (precision, sp > 1 and is_mla(self.hf_config))
+        if key not in self._traced:
             if self._meta_model is None:
                 self._meta_model = build_meta_model(self.hf_config)
             dtype = torch.float32 if precision == "fp32" else torch.bfloat16
             self._meta_model.to(dtype)
-            self._traced[precision] = trace_model_layers(self._meta_model, 1, REFERENCE_TOKENS, dtype)
-        return self._traced[precision]
+            self._traced[key] = trace_model_layers(self._meta_model, 1, REFERENCE_TOKENS, dtype, pad_values=key[1])
+        return self._traced[key]
 
 
 def load_profile(model: str, lora_targets: str | list[str] = "all-linear", lora_experts: bool = True) -> ModelProfile:
@@ -125,7 +129,7 @@ def estimate_memory(profile: ModelProfile, req: PlanRequest) -> MemoryEstimate:
                  "gradients": states["gradients"], "optimizer_states": states["optimizer_states"]}
     scores = attention_score_bytes(profile, req)
     layers = [(LayerActivations(a.saved_bytes + scores, a.input_bytes, max(a.largest_tensor_bytes, scores)), n)
-              for a, n in _scaled(profile.layer_activations(req.precision), tokens)]
+              for a, n in _scaled(profile.layer_activations(req.precision, req.sp), tokens)]
     acts = activation_memory(layers, req)
     loss = loss_bytes(shapes, req, tokens)
     breakdown["activations"] = acts.kept + acts.recompute + acts.working
@@ -144,7 +148,8 @@ def estimate_memory(profile: ModelProfile, req: PlanRequest) -> MemoryEstimate:
             f"{sequence_parallel_heads_problem(profile.hf_config, req.sp)})"
         )
     return MemoryEstimate(
-        breakdown=breakdown, phases=phase_peaks(breakdown, acts, loss, req), host_breakdown=host_breakdown(shapes, req),
+        breakdown=breakdown, phases=phase_peaks(breakdown, acts, loss, req, loss_backward_bytes(shapes, req, tokens)),
+        host_breakdown=host_breakdown(shapes, req),
         checkpoint_bytes=checkpoint_bytes(shapes, req), gpu_mem_bytes=int(req.gpu_mem_gib * GIB),
         host_mem_bytes=None if req.host_mem_gib is None else int(req.host_mem_gib * GIB), notes=notes,
     )
