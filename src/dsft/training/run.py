@@ -27,7 +27,7 @@ from dsft.errors import ConfigError, DsftError, UnsupportedError
 from dsft.models.gguf_source import dequantisation_note, read_import_record
 from dsft.models.loading import load_tokenizer, use_cpu_accelerator_without_cuda
 from dsft.models.resolve import resolve_model
-from dsft.training.checkpointing import checkpoint_step, resolve_resume
+from dsft.training.checkpointing import SaveEveryNSteps, checkpoint_step, resolve_resume
 from dsft.training.collators import make_collator, make_train_dataset
 from dsft.training.environment import environment_problems
 from dsft.training.examples import describe_dropped
@@ -300,7 +300,7 @@ def _callbacks(
     generation metric) that early stopping and the best-checkpoint choice then read.
     """
     callbacks: list[Any] = monitoring_callbacks(run_dir, counter, progress, "tensorboard" in cfg.train.report_to,
-                                                telemetry) + [ResumedLearningRate()] + list(extra or [])
+                                                telemetry) + [ResumedLearningRate(), SaveEveryNSteps()] + list(extra or [])
     if cfg.eval.early_stopping_patience and has_eval:
         callbacks.append(EarlyStoppingCallback(cfg.eval.early_stopping_patience, cfg.eval.early_stopping_min_delta))
     if should_stop is not None:
