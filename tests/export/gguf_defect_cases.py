@@ -1,5 +1,13 @@
 """Trained-like tiny bases and the tensor defects a converter bug would write, shared by the GGUF
-verification tests (test_gguf_defects.py, test_moe_verification.py)."""
+verification tests (test_gguf_defects.py, test_moe_verification.py, test_gguf_readback.py).
+
+Each defect changes tensors after the converter's transform, on their way into the file. Two checks can
+refuse such a file: the tensor check (:mod:`dsft.export.gguf_readback`), which reads every tensor back and
+runs first, and the logit comparison in llama.cpp. The defect tests measure the logit comparison with the
+tensor check set aside (:func:`without_tensor_check`): the converter bugs the logit comparison exists for sit in
+the transform itself, where the tensor check, which takes its expected tensors from that transform, cannot
+see them. Then they read the same file back (:func:`refused_tensors`).
+"""
 
 from __future__ import annotations
 
@@ -12,10 +20,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from dsft.export import gguf_arch
+from dsft.export import gguf_arch, gguf_export
+from dsft.export.gguf_readback import TensorDeviation, tensor_deviations
 from dsft.models.loading import load_model
 
 Tensors = Iterator[tuple[str, Any]]
+TensorChange = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 def write_trained_like_base(preset_dir: Path, out_dir: Path, seed: int = 0) -> Path:
@@ -118,3 +128,31 @@ FLOAT16_DEFECTS = {
         "q/k rows permuted for llama's rope": permuted_for_llama_rope,
     },
 }
+
+
+def per_tensor(defect: Callable[[str, Any], tuple[str, Any]]) -> TensorChange:
+    """A per-tensor defect as a change of the whole ``{gguf name: array}`` set."""
+    return lambda tensors: dict(defect(name, array) for name, array in tensors.items())
+
+
+def without_tensor_check(monkeypatch: Any) -> None:
+    """Set this test's exports' tensor check aside, so the logit comparison alone judges the file."""
+    monkeypatch.setattr(gguf_export, "check_gguf_tensors", lambda *args, **kwargs: {})
+
+
+def read_back(path: Path, model_dir: Path, change: TensorChange) -> tuple[dict[str, float], set[str]]:
+    """What the tensor check makes of the GGUF at ``path``, exported from the model in ``model_dir`` (no adapter)
+    through ``change``: ``({refused tensor: relative RMS error}, {tensor that change alters})``. The two name
+    the same tensors when the check refuses what the defect wrote and nothing else."""
+    model = load_model(model_dir, dtype="float32", device="cpu")
+    arch = gguf_arch.gguf_architecture(model.config.model_type)
+    converted = dict(gguf_arch.iter_gguf_tensors(model, arch))
+    written = change(dict(converted))
+    changed = {name for name, array in written.items()
+               if array.shape != converted[name].shape or not np.array_equal(array, converted[name])}
+    del converted, written
+    found = list(tensor_deviations(path, model, arch))
+    assert not [line for line in found if isinstance(line, str)]  # every tensor present, in its shape
+    refused = {deviation.name: deviation.relative for deviation in found
+               if isinstance(deviation, TensorDeviation) and not deviation.accepted()}
+    return refused, changed

@@ -15,6 +15,9 @@ transformers, changes 1 of 158 routings and moves logits by up to 9.6); test_moe
 defaults, which bounds the share of such outlying positions, on the same model; with Qwen2 zeroed q or k biases reach
 top-1 96.5%, mean KL 0.0035, like the correct file's 97.6%, 0.0027). The float16 files are also read back with
 the ``gguf`` package, tensor by tensor.
+
+Each defect is measured against the logit comparison alone (the tensor check set aside, see gguf_defect_cases),
+then the same file is read back: the tensor check refuses exactly the tensors the defect changed.
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ from dsft.errors import DsftError
 from dsft.export import gguf_arch, gguf_export
 from dsft.export.source import resolve_source
 from dsft.models.loading import load_model
-from gguf_defect_cases import DEFECTS, FLOAT16_DEFECTS, Tensors, write_trained_like_base
+from gguf_defect_cases import (
+    DEFECTS, FLOAT16_DEFECTS, Tensors, per_tensor, read_back, without_tensor_check, write_trained_like_base,
+)
 
 
 @pytest.fixture(scope="module")
@@ -69,12 +74,22 @@ def test_q8_0_export_of_a_trained_like_model_passes(trained_like_base, tmp_path)
     assert comparison.top1_agreement >= 0.85 and 0 < comparison.mean_kl <= 0.05
 
 
+def refused_by_both_checks(base: Path, out: Path, dtype: str, defect: Callable[[str, Any], tuple[str, Any]],
+                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The logit comparison alone refuses the defective export; read back, the tensor check refuses exactly the
+    tensors the defect changed."""
+    export_with(defect, monkeypatch)
+    without_tensor_check(monkeypatch)
+    with pytest.raises(DsftError, match="verification failed"):
+        gguf_export.export_gguf(resolve_source(base), out, dtype=dtype, echo=print)
+    refused, changed = read_back(out / gguf_export.GGUF_FILE_NAME, base, per_tensor(defect))
+    print(f"tensor check refuses {', '.join(f'{name} ({error:.0%})' for name, error in refused.items())}")
+    assert set(refused) == changed and changed
+
+
 @pytest.mark.parametrize("defect", list(DEFECTS))
 def test_q8_0_verification_refuses_misplaced_tensors(trained_like_base, tmp_path, monkeypatch, defect) -> None:
-    export_with(DEFECTS[defect], monkeypatch)
-    with pytest.raises(DsftError, match="verification failed"):
-        gguf_export.export_gguf(resolve_source(trained_like_base("tiny-deepseek-llm")), tmp_path, dtype="q8_0",
-                                echo=print)
+    refused_by_both_checks(trained_like_base("tiny-deepseek-llm"), tmp_path, "q8_0", DEFECTS[defect], monkeypatch)
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +162,5 @@ def test_float16_qwen2_file_holds_the_attention_biases(float16_export, trained_l
                          [(preset, defect) for preset, defects in FLOAT16_DEFECTS.items() for defect in defects])
 def test_float16_verification_refuses_misplaced_tensors(trained_like_base, tmp_path, monkeypatch, preset,
                                                         defect) -> None:
-    export_with(FLOAT16_DEFECTS[preset][defect], monkeypatch)
-    with pytest.raises(DsftError, match="verification failed"):
-        gguf_export.export_gguf(resolve_source(trained_like_base(preset)), tmp_path, dtype="float16", echo=print)
+    refused_by_both_checks(trained_like_base(preset), tmp_path, "float16", FLOAT16_DEFECTS[preset][defect],
+                           monkeypatch)

@@ -22,23 +22,27 @@ llama-cpp-python 0.3.36, 2026-11-27):
 | attn_kv_a_mqa of block 0 with rope rows first | 79 (100%) | 3.8% | 5.3 |
 | kv_b split with k and v swapped in block 0 | 79 (100%) | 5.1% | 5.1 |
 
-Not caught at q8_0: ``attn_k_b`` of block 0 reshaped instead of transposed moves these logits by 1.2 at
-most outside the routing outliers (correct file: 0.92), within q8_0's noise by every figure measured (3
-positions over the limit, top-1 82.3%, mean KL 0.13); the float16 check refuses it (test_gguf_defects.py,
-where the V3 defects meet the MoE float16 default), so check a new converter as float16 first.
+Not caught by the logit comparison at q8_0: ``attn_k_b`` of block 0 reshaped instead of transposed moves these
+logits by 1.2 at most outside the routing outliers (correct file: 0.92), within q8_0's noise by every figure
+measured (3 positions over the limit, top-1 82.3%, mean KL 0.13). The tensor check (dsft.export.gguf_readback),
+which reads every tensor back before llama.cpp runs the file, refuses it by name; it refuses each defect above
+too, and only the tensors each one changed (the defects are measured against the logit comparison alone, the
+tensor check set aside, then the same file is read back).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 # llama-cpp-python is a test dependency: a missing install fails here instead of skipping.
 import llama_cpp  # noqa: F401
 import numpy as np
 import pytest
-from gguf_defect_cases import FLOAT16_DEFECTS, write_trained_like_base
+from gguf_defect_cases import (
+    FLOAT16_DEFECTS, TensorChange, per_tensor, read_back, without_tensor_check, write_trained_like_base,
+)
 
 from dsft.errors import DsftError
 from dsft.export import gguf_arch, gguf_export
@@ -60,18 +64,17 @@ def kv_b_split_swapped(tensors: Tensors) -> Tensors:
                       "blk.0.attn_v_b.weight": np.ascontiguousarray(k_b.transpose(0, 2, 1))}
 
 
-def per_tensor(defect: Callable[[str, Any], tuple[str, Any]]) -> Callable[[Tensors], Tensors]:
-    return lambda tensors: dict(defect(name, array) for name, array in tensors.items())
-
-
 _V3 = FLOAT16_DEFECTS["tiny-deepseek-v3"]
-DEFECTS = {name: per_tensor(_V3[name]) for name in (
+# The defects the q8_0 logit comparison refuses by itself.
+DEFECTS: dict[str, TensorChange] = {name: per_tensor(_V3[name]) for name in (
     "experts 0 and 1 of block 1 swapped, router unchanged", "ffn_gate_exps and ffn_up_exps of block 1 swapped",
     "exp_probs_b (router bias) of block 1 written as zeros", "attn_kv_a_mqa of block 0 with rope rows first")}
 DEFECTS["kv_b split with k and v swapped in block 0"] = kv_b_split_swapped
+# The one it does not (3 positions over the limit, as the correct file): only the tensor check refuses it.
+RESHAPED_K_B = per_tensor(_V3["attn_k_b of block 0 reshaped instead of transposed"])
 
 
-def export_with(change: Callable[[Tensors], Tensors], monkeypatch: pytest.MonkeyPatch) -> None:
+def export_with(change: TensorChange, monkeypatch: pytest.MonkeyPatch) -> None:
     """Make this test's exports write every tensor through ``change`` (all of them at once)."""
     correct = gguf_arch.iter_gguf_tensors
 
@@ -103,9 +106,40 @@ def test_correct_q8_0_moe_file_passes_the_moe_default(trained_like_v3, tmp_path)
 @pytest.mark.parametrize("defect", list(DEFECTS))
 def test_q8_0_moe_verification_refuses_converter_defects(trained_like_v3, tmp_path, monkeypatch, defect) -> None:
     export_with(DEFECTS[defect], monkeypatch)
+    without_tensor_check(monkeypatch)
     with pytest.raises(DsftError, match=r"verification failed.*at most 10% of positions") as refused:
         gguf_export.export_gguf(resolve_source(trained_like_v3), tmp_path, dtype="q8_0", echo=print)
     print(f"{defect}: {refused.value}")
+    tensors, changed = read_back(tmp_path / gguf_export.GGUF_FILE_NAME, trained_like_v3, DEFECTS[defect])
+    print(f"tensor check refuses {', '.join(f'{name} ({error:.0%})' for name, error in tensors.items())}")
+    assert set(tensors) == changed and changed
+
+
+def test_q8_0_moe_export_refuses_a_reshaped_attn_k_b_by_name(trained_like_v3, tmp_path, monkeypatch,
+                                                             run_cli) -> None:
+    """The layout defect the q8_0 logit comparison cannot see (next test) is refused by the tensor check, in one
+    message naming the tensor and the transformers tensor it comes from; the file stays to inspect."""
+    export_with(RESHAPED_K_B, monkeypatch)
+    out = tmp_path / "out"
+    code, text = run_cli(["export", str(trained_like_v3), "--format", "gguf", "--dtype", "q8_0", "--out", str(out)])
+    print(text)
+    assert code == 2 and "Traceback" not in text and text.count("error:") == 1
+    assert ("verification failed for gguf export" in text and "tensor blk.0.attn_k_b.weight (F16, from "
+            "model.layers.0.self_attn.kv_b_proj.weight) differs from the converted tensor by" in text)
+    assert "more:" not in text and "verify gguf tokenizer" not in text  # that tensor alone; before llama.cpp ran
+    assert (out / gguf_export.GGUF_FILE_NAME).is_file() and not (out / "export.json").exists()
+
+
+def test_q8_0_moe_logit_comparison_alone_passes_a_reshaped_attn_k_b(trained_like_v3, tmp_path, monkeypatch) -> None:
+    """Why the tensor check exists: the logit comparison at q8_0 passes this file (measured 3 of 79 positions over
+    the limit, as the correct file; the float16 comparison refuses it, test_gguf_defects.py)."""
+    export_with(RESHAPED_K_B, monkeypatch)
+    without_tensor_check(monkeypatch)
+    comparison = gguf_export.export_gguf(resolve_source(trained_like_v3), tmp_path, dtype="q8_0", echo=print).comparison
+    assert MOE_Q8_0.accepts(comparison)
+    tensors, changed = read_back(tmp_path / gguf_export.GGUF_FILE_NAME, trained_like_v3, RESHAPED_K_B)
+    print(f"tensor check refuses {tensors}")
+    assert set(tensors) == changed == {"blk.0.attn_k_b.weight"} and tensors["blk.0.attn_k_b.weight"] > 1.0
 
 
 def test_outlier_bound_counts_positions_over_the_limit_and_refuses_nan() -> None:
@@ -137,5 +171,6 @@ def test_correct_bfloat16_gguf_of_a_moe_model_passes_and_misplaced_experts_are_r
     comparison = gguf_export.export_gguf(source, tmp_path / "correct", dtype="bfloat16", echo=print).comparison
     assert not DEFAULT_GGUF_TOLERANCE["bfloat16"].accepts(comparison)  # measured: 7.7 at one position, limit 1.13
     export_with(DEFECTS["experts 0 and 1 of block 1 swapped, router unchanged"], monkeypatch)
+    without_tensor_check(monkeypatch)  # which refuses it too (test_q8_0_moe_verification_refuses_converter_defects)
     with pytest.raises(DsftError, match=r"verification failed.*at most 10% of positions"):
         gguf_export.export_gguf(source, tmp_path / "defect", dtype="bfloat16", echo=print)

@@ -139,13 +139,24 @@ def llama3_rope_factors(config: Any) -> Any | None:
 
 def iter_gguf_tensors(model: Any, arch: str) -> Iterator[tuple[str, Any]]:
     """Yield ``(gguf_name, float32 numpy array)`` for every tensor llama.cpp needs, in a stable order."""
+    for name, _source, array in converted_tensors(model, arch):
+        yield name, array
+
+
+def converted_tensors(model: Any, arch: str) -> Iterator[tuple[str, str, Any]]:
+    """Yield ``(gguf_name, source, float32 numpy array)``: each tensor :func:`iter_gguf_tensors` writes, with the
+    transformers tensor it is converted from (``source``; for ``rope_freqs`` the config's rope scaling).
+
+    The one place that knows which GGUF tensor comes from which transformers tensor and how: the writer and
+    the read-back check (:mod:`dsft.export.gguf_readback`) both take their tensors from here.
+    """
     import gguf
 
     config = model.config
     name_map = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], int(config.num_hidden_layers))
     factors = llama3_rope_factors(config) if arch == "llama" else None
     if factors is not None:
-        yield "rope_freqs.weight", factors
+        yield "rope_freqs.weight", "config.rope_scaling (llama3)", factors
     for hf_name, tensor in model.state_dict().items():
         if getattr(config, "tie_word_embeddings", False) and hf_name == "lm_head.weight":
             continue  # llama.cpp reuses token_embd when output is absent
@@ -154,7 +165,7 @@ def iter_gguf_tensors(model: Any, arch: str) -> Iterator[tuple[str, Any]]:
             mapped = name_map.get_name(name, try_suffixes=(".weight", ".bias"))
             if mapped is None:
                 raise UnsupportedError(f"GGUF export ({arch}): no llama.cpp tensor for {hf_name!r}")
-            yield mapped, data
+            yield mapped, hf_name, data
 
 
 def _transform(hf_name: str, array: Any, arch: str, config: Any) -> Iterator[tuple[str, Any]]:

@@ -1,4 +1,5 @@
-"""GGUF export for llama.cpp and Ollama, written with the ``gguf`` package, verified with llama-cpp-python.
+"""GGUF export for llama.cpp and Ollama, written with the ``gguf`` package, verified by reading every tensor back
+(:mod:`dsft.export.gguf_readback`) and with llama-cpp-python.
 
 The converter works from the loaded (merged) transformers model rather than the checkpoint files, so
 whatever layout transformers uses on disk (fused experts, renamed keys) the tensors are the ones that
@@ -15,6 +16,7 @@ from typing import Any
 
 from dsft.errors import UnsupportedError
 from dsft.export.gguf_arch import gguf_architecture, iter_gguf_tensors, write_hparams
+from dsft.export.gguf_readback import check_gguf_tensors
 from dsft.export.gguf_verify import require_llama_cpp, verify_gguf  # they import llama_cpp when called
 from dsft.export.gguf_vocab import build_vocab, check_gguf_tokenizer, write_vocab
 from dsft.export.hf import load_export_tokenizer, merge_adapter, write_export_metadata
@@ -137,9 +139,10 @@ def export_gguf(source: ExportSource, out_dir: Path, dtype: str = "auto", verify
                 tolerance: float | LogitBound | None = None, echo: Callable[[str], None] = print) -> GGUFExport:
     """Merge, convert to ``out_dir/model.gguf`` and (by default) check it with llama-cpp-python.
 
-    Verification runs llama.cpp on the fixed prompts and compares every position's logits with the
-    trained model (adapter on base, float32), and checks llama.cpp tokenizes the prompt texts exactly as
-    the transformers tokenizer does.
+    Verification reads the file back and compares each tensor with the converter's tensor of the merged model,
+    within what rounding to its type can do (:mod:`dsft.export.gguf_readback`); then runs llama.cpp on the
+    fixed prompts and compares every position's logits with the trained model (adapter on base, float32), and
+    checks llama.cpp tokenizes the prompt texts exactly as the transformers tokenizer does.
     """
     dtype_name = gguf_dtype_name(dtype, source)
     gguf_architecture(source_model_type(source))  # refuse unsupported architectures before any work
@@ -155,8 +158,10 @@ def export_gguf(source: ExportSource, out_dir: Path, dtype: str = "auto", verify
     path = out_dir / GGUF_FILE_NAME
     name = (source.run_dir or source.model_dir).name
     arch = write_gguf(merged, tokenizer, source.tokenizer_dir, path, dtype_name, name)
-    del merged, trained
     echo(f"wrote {path} ({arch}, {dtype_name}, {path.stat().st_size / 2**20:.1f} MiB)")
+    if verify:  # the file's tensors against the converter's, before llama.cpp runs it (dsft.export.gguf_readback)
+        check_gguf_tensors(path, merged, arch, echo)
+    del merged, trained
     comparison, mismatches = None, []
     if verify:
         comparison, mismatches = verify_gguf(path, tokenizer, source.template, prompts, reference,
