@@ -149,3 +149,21 @@ def test_a_failed_overwrite_puts_the_earlier_export_back(tiny_model_dir, tmp_pat
     with pytest.raises(KeyboardInterrupt):
         api.export(tiny_model_dir("tiny-deepseek-v3"), "hf", out, overwrite=True, echo=lambda _: None)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == earlier
+
+
+def test_a_format_on_the_command_line_does_not_take_a_config_dtype_it_cannot_store(tiny_model_dir, tmp_path,
+                                                                                  run_cli) -> None:
+    """Guide 000's run says `export: {format: ollama, dtype: q8_0}`; `dsft export RUN --format hf` was refused with
+    '--dtype q8_0: ...', an option the user never typed. The section's dtype goes with its format: another
+    --format takes it where that format can store it, else auto."""
+    config = tmp_path / "export.yaml"
+    config.write_text("export:\n  format: ollama\n  dtype: q8_0\n  verify: false\n")
+    model = str(tiny_model_dir("tiny-deepseek-llm"))
+    code, text = run_cli(["export", model, "--config", str(config), "--format", "hf", "--out", str(tmp_path / "o")])
+    assert code == 0, text
+    assert (tmp_path / "o" / "model.safetensors").is_file()
+    # Both from the section: the section's key is named, not an option that was not given.
+    config.write_text("export:\n  format: hf\n  dtype: q8_0\n")
+    code, text = run_cli(["export", model, "--config", str(config), "--out", str(tmp_path / "o2")])
+    assert code == 2 and text.startswith("error: export.dtype q8_0: Hugging Face exports") and "--dtype" not in \
+        text.split("only")[0], text

@@ -49,7 +49,7 @@ def export(
 
     from dsft.errors import DsftError
     from dsft.export.bounds import parse_tolerance
-    from dsft.export.options import check_export_options
+    from dsft.export.options import check_export_options, dtype_fits
     from dsft.export.source import check_out_is_not_the_source, check_source
 
     if verify is False and tolerance is not None:
@@ -57,10 +57,13 @@ def export(
     defaults = export_defaults(run_or_model, config)
     if tolerance is None and defaults.tolerance is not None:
         parse_tolerance(defaults.tolerance, name="export.tolerance")  # named as the config key it came from
-    options = {"fmt": fmt or defaults.format, "dtype": dtype or defaults.dtype,
+    chosen = fmt or defaults.format
+    if dtype is None and fmt is not None and not dtype_fits(fmt, defaults.dtype):
+        dtype = "auto"  # the section's dtype goes with its format (q8_0 with ollama): not with another --format
+    options = {"fmt": chosen, "dtype": dtype or defaults.dtype,
                "tolerance": defaults.tolerance if tolerance is None else tolerance,
                "max_shard_size": max_shard_size or defaults.max_shard_size}
-    check_export_options(**options)
+    check_export_options(**options, dtype_source="--dtype" if dtype else "export.dtype")
     check_source(run_or_model, base_model)  # the options first, then the model (and --base-model) they apply to
     check_out_is_not_the_source(run_or_model, out)
     # torch, transformers and peft load only once the options and the model are known good.

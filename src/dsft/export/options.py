@@ -25,18 +25,32 @@ HF_DTYPES = ("float32", "float16", "bfloat16")
 _SHARD_SIZE = re.compile(r"\s*([0-9]+)\s*(GIB|MIB|KIB|GB|MB|KB)", re.IGNORECASE)
 
 
-def check_export_options(fmt: str, dtype: str, tolerance: str | float | LogitBound | None, max_shard_size: str) -> None:
+def dtype_fits(fmt: str, dtype: str) -> bool:
+    """Whether format ``fmt`` can store ``dtype`` (``auto`` fits every format; an adapter is copied as trained).
+
+    >>> dtype_fits("gguf", "q8_0"), dtype_fits("hf", "q8_0"), dtype_fits("adapter", "bfloat16")
+    (True, False, False)
+    """
+    if fmt == "hf":
+        return dtype in ("auto", *HF_DTYPES)
+    if fmt == "adapter":
+        return dtype == "auto"
+    return True
+
+
+def check_export_options(fmt: str, dtype: str, tolerance: str | float | LogitBound | None, max_shard_size: str,
+                         dtype_source: str = "--dtype") -> None:
     """Raise a :class:`DsftError` naming the first option that is unknown, out of range, or that the format
-    cannot take."""
+    cannot take; ``dtype_source`` is where the dtype came from (``export.dtype`` for a config's)."""
     if fmt not in EXPORT_FORMATS:
         raise UnsupportedError(f"--format {fmt}: unknown; choose one of {', '.join(EXPORT_FORMATS)}")
     if dtype not in EXPORT_DTYPES:
-        raise UnsupportedError(f"--dtype {dtype}: unknown; choose one of {', '.join(EXPORT_DTYPES)}")
-    if fmt == "hf" and dtype not in ("auto", *HF_DTYPES):
-        raise UnsupportedError(f"--dtype {dtype}: Hugging Face exports are stored as one of "
+        raise UnsupportedError(f"{dtype_source} {dtype}: unknown; choose one of {', '.join(EXPORT_DTYPES)}")
+    if not dtype_fits(fmt, dtype) and fmt == "hf":
+        raise UnsupportedError(f"{dtype_source} {dtype}: Hugging Face exports are stored as one of "
                                f"{', '.join(HF_DTYPES)}; q8_0 applies to --format gguf/ollama only")
-    if fmt == "adapter" and dtype != "auto":
-        raise UnsupportedError(f"--dtype {dtype}: an adapter is copied as trained; drop --dtype")
+    if not dtype_fits(fmt, dtype):
+        raise UnsupportedError(f"{dtype_source} {dtype}: an adapter is copied as trained; drop it")
     if isinstance(tolerance, (str, int, float)):
         parse_tolerance(tolerance)  # names --tolerance and the syntax when it cannot be read
     shard = _SHARD_SIZE.fullmatch(max_shard_size)
