@@ -236,9 +236,9 @@ def loss_backward_bytes(shapes: ModelShapes, req: PlanRequest, tokens: int) -> i
     Its forward computes the gradients (dsft.training.loss._ChunkedLinearCrossEntropy) and saves them: the hidden
     states' ([tokens, hidden], weight dtype) and, when lm_head trains, the weight's in fp32 ([vocab, hidden]:
     3.5 GiB on V3); under ZeRO-3 the whole loss is one lm_head module call, whose gradient DeepSpeed takes in that
-    backward node. The node returns each saved gradient times the incoming scalar: a copy of the hidden one and,
-    for a 16-bit lm_head (DeepSpeed's bf16 weights), an fp32 [vocab, hidden] product before its cast to bf16 (the
-    cast is the lm_head gradient, under ``gradients``; for an fp32 lm_head the product is that gradient itself).
+    backward node. The node returns each saved gradient times the incoming scalar: a copy of the hidden one and
+    the lm_head's, cast to its dtype (under ``gradients``); for a 16-bit lm_head (DeepSpeed's bf16 weights) the
+    product is formed 64 MiB of rows at a time (``SCALE_CAST_BLOCK_BYTES``), not counted here.
     """
     if req.loss_chunk is None:
         return 0
@@ -246,9 +246,7 @@ def loss_backward_bytes(shapes: ModelShapes, req: PlanRequest, tokens: int) -> i
     hidden = 2 * tokens * shapes.hidden_size * width
     if req.method != "full":
         return hidden
-    head = shapes.vocab_size * shapes.hidden_size
-    sixteen_bit_head = req.zero > 0 and width == 2  # DeepSpeed trains bf16 module weights; ZeRO 0 keeps fp32
-    return hidden + 4 * head + (4 * head if sixteen_bit_head else 0)
+    return hidden + 4 * shapes.vocab_size * shapes.hidden_size
 
 
 def host_breakdown(shapes: ModelShapes, req: PlanRequest) -> dict[str, int]:
