@@ -192,3 +192,20 @@ def test_training_turns_off_the_trainers_per_micro_batch_nan_filter(tmp_path: Pa
     non-finite loss anyway."""
     args = build_training_arguments(load_config(None, []), tmp_path, has_eval=False, model=_model())
     assert args.logging_nan_inf_filter is False
+
+
+def test_the_nan_message_names_the_last_good_checkpoint_or_says_there_is_none(tmp_path: Path) -> None:
+    """A learning rate typed as 3e5 blows up at step 2, long before the first checkpoint: 'the newest checkpoint
+    is the last good one' sent the user looking for a checkpoint that was never written."""
+    trainer = _trainer(GuardedPlainTrainer, tmp_path / "a")
+    trainer.nan_from_step = 3
+    with pytest.raises(NonFiniteLossError) as stopped:
+        trainer.train()
+    assert "checkpoint-2 (the newest checkpoint) is the last good one" in str(stopped.value)
+    trainer = _trainer(GuardedPlainTrainer, tmp_path / "b")
+    trainer.args.save_steps = 100
+    trainer.nan_from_step = 3
+    with pytest.raises(NonFiniteLossError) as stopped:
+        trainer.train()
+    text = str(stopped.value)
+    assert "no checkpoint had been written yet" in text and "last good one" not in text and "--resume" not in text

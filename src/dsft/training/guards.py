@@ -33,11 +33,13 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from dsft.errors import DsftError
+from dsft.training.checkpointing import list_checkpoints
 from dsft.training.collators import REAL_TOKENS_KEY
 from dsft.training.loss import IGNORE_INDEX
 from dsft.training.monitoring import TokenCounter
@@ -148,8 +150,7 @@ class RunGuards(AtomicCheckpointHooks, GradNormHooks):
             step = self.state.global_step + 1  # type: ignore[attr-defined]
             raise NonFiniteLossError(
                 f"training loss became {bad} at optimizer step {step}; the run stopped before that step "
-                "changed any weight, so the newest checkpoint is the last good one",
-                NAN_ADVICE,
+                f"changed any weight, so {self._last_good()}", self._nan_advice(),
             )
 
     def check_grad_norm(self, grad_norm: Any) -> None:
@@ -163,7 +164,7 @@ class RunGuards(AtomicCheckpointHooks, GradNormHooks):
         if not math.isfinite(value):
             raise NonFiniteLossError(
                 f"gradient norm became {value} at optimizer step {step}; the run stopped before that step "
-                "changed any weight, so the newest checkpoint is the last good one", NAN_ADVICE,
+                f"changed any weight, so {self._last_good()}", self._nan_advice(),
             )
         self._zero_grad_streak = self._zero_grad_streak + 1 if value == 0.0 else 0
         if self.zero_grad_steps and self._zero_grad_streak == self.zero_grad_steps:
@@ -184,8 +185,25 @@ class RunGuards(AtomicCheckpointHooks, GradNormHooks):
             raise NonFiniteLossError(
                 f"weights became non-finite by optimizer step {self.state.global_step} "  # type: ignore[attr-defined]
                 f"({int(count.item())} tensors, e.g. {shown or 'on another rank'}); {what} was not written, so "
-                "the newest checkpoint on disk is the last good one", NAN_ADVICE,
+                f"{self._last_good()}", self._nan_advice(),
             )
+
+    def _checkpoints(self) -> list[Any]:
+        output_dir = getattr(self.args, "output_dir", None)  # type: ignore[attr-defined]
+        return list_checkpoints(Path(output_dir)) if output_dir else []
+
+    def _last_good(self) -> str:
+        """Which checkpoint a stopped run can go back to: the newest on disk, or none yet (a run that blows up
+        in its first steps, before the first save)."""
+        saved = self._checkpoints()
+        if saved:
+            return f"{saved[-1].name} (the newest checkpoint) is the last good one"
+        return "no checkpoint had been written yet: nothing of the run is worth keeping"
+
+    def _nan_advice(self) -> list[str]:
+        if self._checkpoints():
+            return NAN_ADVICE
+        return NAN_ADVICE[:-1] + ["then run the same command again: with no checkpoint, the run starts over"]
 
 
 def with_run_guards(trainer_class: type) -> type:
