@@ -98,3 +98,15 @@ def test_check_model_name_refuses_what_resolve_would_without_writing(tmp_path: P
                           ("r1-distill-qwen-7b", "real-model config preset")]:
         with pytest.raises(DsftError, match=message):
             check_model_name(name)
+
+
+def test_a_name_that_is_neither_a_local_directory_nor_reachable_on_the_hub_says_both(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`dsft export runs/002` run from the wrong directory (no runs/ here) read as a hub id and said only
+    'could not download from the hub': the user meant a local run directory, and is told where it was looked for."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DsftError) as err:
+        resolve_model("runs/002", cache_dir=tmp_path / "cache")
+    assert str(err.value).startswith(f"model 'runs/002': no local directory runs/002 (in {tmp_path}), and "
+                                     "could not download from the hub"), str(err.value)

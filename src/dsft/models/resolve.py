@@ -222,6 +222,8 @@ def download_from_hub(repo_id: str, cache_dir: str | Path | None = None, revisio
     )
 
     hub_cache = hub_cache_dir(cache_dir)
+    # A hub id has the shape of a relative path (runs/002): say it was looked for here too.
+    local = f"no local directory {repo_id} (in {Path.cwd()}), and "
     try:
         return Path(snapshot_download(repo_id, revision=revision, cache_dir=hub_cache, allow_patterns=HUB_PATTERNS))
     except GatedRepoError as exc:
@@ -229,10 +231,10 @@ def download_from_hub(repo_id: str, cache_dir: str | Path | None = None, revisio
     except RevisionNotFoundError as exc:
         raise DsftError(f"model {repo_id!r}: revision {revision!r} not found on the hub") from exc
     except RepositoryNotFoundError as exc:
-        raise DsftError(f"model {repo_id!r}: no such repository on the hub (or it is private: log in)") from exc
+        raise DsftError(f"model {repo_id!r}: {local}no such repository on the hub (or it is private: log in)") from exc
     except LocalEntryNotFoundError as exc:
         raise DsftError(
-            f"model {repo_id!r}: could not download from the hub and it is not in the cache "
+            f"model {repo_id!r}: {local}could not download from the hub and it is not in the cache "
             f"{hub_cache or 'of huggingface_hub (HF_HOME)'} "
             "(offline, or HF_HUB_OFFLINE=1? download it where the hub is reachable and point "
             "model.name_or_path at the directory)"
