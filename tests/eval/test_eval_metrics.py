@@ -6,7 +6,7 @@ import pytest
 
 from dsft.eval import metrics as m
 from dsft.eval.numbers import Quantity, extract_quantities, numeric_match
-from dsft.eval.text import normalize_answer, segment_words, split_tokens
+from dsft.eval.text import contains_cjk, normalize_answer, segment_words, split_tokens
 
 
 @pytest.mark.parametrize(
@@ -86,6 +86,18 @@ def test_rouge_chinese_segmented_with_jieba() -> None:
     # rougeL: LCS 3 -> 6/7
     scores = m.rouge_scores("我爱北京天安门", "我爱北京")
     assert scores == pytest.approx({"rouge1": 6 / 7, "rouge2": 0.8, "rougeL": 6 / 7})
+
+
+def test_rouge_tokenises_a_number_alike_in_chinese_and_english_text() -> None:
+    # The same figure in an English prediction and a Chinese reference is the same tokens: pred [3 5],
+    # ref [答案 3 5]. rouge1: overlap 2, P = 1, R = 2/3 -> 0.8; rouge2: (3, 5) shared, P = 1, R = 1/2
+    # -> 2/3; rougeL: LCS 2 -> 0.8. (rouge-score, ASCII only, gives 1.0 after dropping 答案 and "."; jieba
+    # alone kept "3.5" whole on the Chinese side only, so dsft scored 0, 0, 0.)
+    assert m.rouge_scores("3.5", "答案3.5") == pytest.approx({"rouge1": 0.8, "rouge2": 2 / 3, "rougeL": 0.8})
+    # Outside the CJK runs, words are the F1 words whatever the rest of the text is.
+    for text in ("café很好", "x_y是1,200个", "gpt-4很好", "state-of-the-art模型"):
+        assert [w for w in segment_words(text) if not contains_cjk(w)] == [
+            t for t in split_tokens(text) if not contains_cjk(t)], text
 
 
 def test_rouge_empty_side_scores_zero() -> None:

@@ -10,8 +10,9 @@ Conventions (every metric in :mod:`dsft.eval.metrics` follows them):
 * **Tokens for F1 and reasoning length** (:func:`split_tokens`): each CJK character is one token; any
   other run of letters/digits is one token (a word); punctuation is dropped. Mixed text mixes both:
   ``我用Python写代码`` -> ``我 用 python 写 代 码``.
-* **Words for ROUGE** (:func:`segment_words`): text with CJK characters is segmented with jieba;
-  other text is split into words as above.
+* **Words for ROUGE** (:func:`segment_words`): runs of CJK characters are segmented with jieba; the
+  text between them is split into words as above, so a number or an English word is the same token
+  whether or not the text around it is Chinese (``答案3.5`` -> ``答案 3 5``, as ``3.5`` -> ``3 5``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ _CJK_PUNCTUATION = str.maketrans({
 _CJK_CLASS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
 _CJK_CHAR = re.compile(f"[{_CJK_CLASS}]")
 _SPACE_NEXT_TO_CJK = re.compile(f"(?<=[{_CJK_CLASS}])\\s+|\\s+(?=[{_CJK_CLASS}])")
+_CJK_RUN = re.compile(f"[{_CJK_CLASS}]+")
 _TOKEN = re.compile(f"[{_CJK_CLASS}]|[^\\W{_CJK_CLASS}]+")
 _TRAILING_PUNCTUATION = re.compile(r"[\s.!?,;:。！？，；：]+$")
 
@@ -80,17 +82,24 @@ def _jieba():  # noqa: ANN202 - the jieba module
 
 
 def segment_words(text: str) -> list[str]:
-    """Words for ROUGE: jieba segmentation when the text has CJK characters, else :func:`split_tokens`.
+    """Words for ROUGE: jieba's words for each run of CJK characters, :func:`split_tokens` for the rest.
 
-    Punctuation and whitespace segments are dropped; case is folded.
+    Only the CJK runs go through jieba: jieba splits ``3.5`` -> ``3.5`` and ``café`` -> ``caf é``, which
+    would tokenise a Chinese reference differently from an English prediction holding the same number
+    or word. Punctuation and whitespace are dropped; case is folded.
 
     >>> segment_words("我爱北京天安门。")
     ['我', '爱', '北京', '天安门']
+    >>> segment_words("答案是3.5米"), segment_words("3.5")
+    (['答案', '是', '3', '5', '米'], ['3', '5'])
     """
-    if not contains_cjk(text):
-        return split_tokens(text)
-    words = _jieba().lcut(to_half_width(text).casefold())
-    return [w for w in words if _TOKEN.search(w)]
+    text = to_half_width(text).casefold()
+    words: list[str] = []
+    start = 0
+    for run in _CJK_RUN.finditer(text):
+        words += split_tokens(text[start:run.start()]) + _jieba().lcut(run.group())
+        start = run.end()
+    return words + split_tokens(text[start:])
 
 
 def count_tokens(text: str, tokenizer: object | None = None) -> int:
