@@ -1,18 +1,21 @@
-"""Under torchrun every process runs `dsft train`; the job's summary, its notices and a config error every process
-finds are said once, not once per process."""
+"""Under torchrun every process runs `dsft train`; the job's summary, its notices, its warnings (rejected records,
+--resume auto with no checkpoint) and a config error every process finds are said once, not once per process."""
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
 from torchrun_helpers import dsft_in_processes
 
 from dsft.errors import ConfigError, DataError
-from dsft.training.ranks import is_main_process, says_error
+from dsft.training.ranks import is_main_process, says_error, warn_for_job, warn_for_node
 
 NOTICE = "lora.r=8: not applied"  # the one notice of the config below (train.method=full)
+REJECTED = "data: 1 of 17 records rejected"  # its data's malformed line, found by every process's preparation
+NO_CHECKPOINT = "--resume auto: no checkpoint in"  # run.py's warning for a new --out, found by every process
 
 
 def test_only_rank_zero_speaks_for_the_job_and_one_process_per_node_says_a_config_error() -> None:
@@ -29,7 +32,7 @@ def _config(tmp_path: Path, extra: str = "") -> Path:
     data = tmp_path / "data.jsonl"
     data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"What is {i}?"},
                                                      {"role": "assistant", "content": f"It is {i}."}]}) + "\n"
-                            for i in range(16)), encoding="utf-8")
+                            for i in range(16)) + "{not json\n", encoding="utf-8")
     config = tmp_path / "c.yaml"
     config.write_text(f"model:\n  name_or_path: tiny-r1-distill-qwen\ndata:\n  train: [{data}]\n  val_ratio: 0.0\n"
                       "train:\n  method: full\n  max_steps: 1\n  micro_batch_size: 2\n  max_seq_len: 64\n"
@@ -40,10 +43,12 @@ def _config(tmp_path: Path, extra: str = "") -> Path:
 @pytest.mark.slow
 def test_two_processes_say_the_summary_and_the_notice_once(tmp_path: Path, tiny_model_dir) -> None:
     tiny_model_dir("tiny-r1-distill-qwen")  # materialised once, shared through DSFT_CACHE
-    code, out, err = dsft_in_processes(["train", str(_config(tmp_path)), "--out", str(tmp_path / "run")], 2, tmp_path)
+    code, out, err = dsft_in_processes(["train", str(_config(tmp_path)), "--out", str(tmp_path / "run"),
+                                        "--resume", "auto"], 2, tmp_path)
     assert code == 0, out[-3000:] + err[-6000:]
     assert out.count("done 1 steps") == 1 and out.count("final weights:") == 1, out
-    assert (out + err).count(NOTICE) == 1, out + err
+    for warning in (NOTICE, REJECTED, NO_CHECKPOINT):
+        assert (out + err).count(warning) == 1, (warning, out + err)
 
 
 @pytest.mark.slow
@@ -52,3 +57,16 @@ def test_two_processes_say_a_config_error_once(tmp_path: Path) -> None:
     code, out, err = dsft_in_processes(["train", str(config), "--out", str(tmp_path / "run")], 2, tmp_path)
     assert code != 0
     assert err.count("eval.metric: unknown metric 'acc'") == 1, err  # (torchrun's own report of the exit follows)
+
+
+def test_a_job_warning_comes_from_rank_zero_and_a_machine_warning_from_each_node(monkeypatch, caplog) -> None:
+    log = logging.getLogger("dsft.test_rank_output")
+    for rank, local_rank, job, node in (("0", "0", 1, 1), ("1", "1", 0, 0), ("8", "0", 0, 1)):
+        monkeypatch.setenv("RANK", rank)
+        monkeypatch.setenv("LOCAL_RANK", local_rank)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger=log.name):
+            warn_for_job(log, "data: %d of %d records rejected", 1, 17)
+            warn_for_node(log, "train.liger: not installed")
+        said = [r.getMessage() for r in caplog.records]
+        assert said.count("data: 1 of 17 records rejected") == job and said.count("train.liger: not installed") == node

@@ -41,6 +41,7 @@ from dsft.training.guards import RunGuards
 from dsft.training.lean_lora import use_lean_lora
 from dsft.training.objective_settings import objective_settings
 from dsft.training.preference_examples import render_split
+from dsft.training.ranks import warn_for_job
 from dsft.training.setup import build_training_arguments, write_data_report
 from dsft.training.trainer import WholeWarmupSteps
 from dsft.training.trl_hooks import PretokenizedCompletionsHooks, PretokenizedPairsHooks, RenderedPromptHooks
@@ -56,7 +57,7 @@ def load_preference_splits(cfg: DsftConfig, tokenizer: Any, template: Any, run_d
     else:
         prepared = prepare_preference(cfg, run_dir / "data", objective)
         if notice := rejection_notice(prepared.report, run_dir / "data"):  # said, not only in the report
-            log.warning(notice)
+            warn_for_job(log, notice)  # every process prepared the same data
     write_data_report(run_dir, prepared.report)
     max_len = cfg.train.max_seq_len
     if objective == "grpo":  # the prompt must leave room for a whole completion
@@ -293,7 +294,7 @@ class DegenerateBatchGuard(TrainerCallback):
             return
         self.streak += 1
         logs["warning"] = problem
-        log.warning("grpo step %d: %s", state.global_step, problem)
+        warn_for_job(log, "grpo step %d: %s", state.global_step, problem)  # every rank logs the gathered metrics
         if self.stop_after and self.streak >= self.stop_after:
             raise DegenerateGrpoError(
                 f"grpo: stopped after {self.streak} consecutive steps in which {problem}",

@@ -37,7 +37,7 @@ from dsft.training.guards import RunGuards
 from dsft.training.monitoring import RichProgressCallback, TokenCounter, monitoring_callbacks, rebuild_metrics
 from dsft.training.objective_checks import objective_problems, prompt_opens_think
 from dsft.training.preflight import config_notices
-from dsft.training.ranks import is_main_process
+from dsft.training.ranks import is_main_process, warn_for_job
 from dsft.training.objectives import build_objective_trainer, load_preference_splits
 from dsft.training.resume import check_same_data, data_files, data_fingerprint, planned_steps
 from dsft.training.resume_lr import ResumedLearningRate
@@ -117,7 +117,7 @@ def run_training(
     point = resolve_resume(resume, run.checkpoint_root)  # damaged checkpoints skipped, and named
     checkpoint = point.checkpoint
     if resume == "auto" and checkpoint is None:  # said: a mistyped --out would otherwise train from scratch silently
-        log.warning("--resume auto: no checkpoint in %s yet; training starts from step 0", run_dir)
+        warn_for_job(log, "--resume auto: no checkpoint in %s yet; training starts from step 0", run_dir)
 
     # Order matters: the template needs the tokenizer; data length filters need the tokenizer;
     # the model is loaded last so a data error costs no model load.
@@ -130,7 +130,7 @@ def run_training(
     )
     imported = read_import_record(model_dir)  # a GGUF/Ollama source: say what the weights are
     if imported is not None:
-        log.warning(dequantisation_note(imported))
+        warn_for_job(log, dequantisation_note(imported))
     tokenizer = load_tokenizer(model_dir)
     template_name, template = resolve_template(cfg, model_dir, tokenizer)
     sft = cfg.train.objective == "sft"
@@ -151,7 +151,7 @@ def run_training(
         raise DsftError("no training examples left after preparation; "
                         + (dropped or "see data_report.json in the run directory"))
     if dropped:
-        log.warning(dropped)  # also in run.json's "dropped"
+        warn_for_job(log, dropped)  # also in run.json's "dropped"
     fingerprint, files = data_fingerprint(splits), data_files(cfg)
     if checkpoint is not None:
         check_same_data(previous, fingerprint, files)  # data edited in place would change every later step
@@ -190,7 +190,7 @@ def run_training(
     if checkpoint is not None and checkpoint_step(checkpoint) >= (total := planned_steps(trainer)):
         # Nothing left to train (a kill during the final save, or a finished run resumed): the Trainer
         # would still take one more step, so final/ comes from the checkpoint itself.
-        log.warning("%s is at or after the last step (%d): nothing to train", checkpoint.name, total)
+        warn_for_job(log, "%s is at or after the last step (%d): nothing to train", checkpoint.name, total)
         result = _finish_from_checkpoint(trainer, tokenizer, template, run, checkpoint, info, previous, started)
         metrics.close()
         return result

@@ -26,6 +26,7 @@ from dsft.training.ifd import IfdScorer
 from dsft.training.lean_activations import use_lean_activations
 from dsft.training.segment_attention import select_segment_attention
 from dsft.training.preflight import evaluation_problems
+from dsft.training.ranks import warn_for_job, warn_for_node
 from dsft.training.rundir import RunDir
 from dsft.training.trainer import DsftTrainingArguments, apply_liger_kernels, compile_decoder_layers
 
@@ -65,7 +66,7 @@ def load_splits(cfg: DsftConfig, tokenizer: Any, template: Any, run_dir: Path,
         scorer = IfdScorer(cfg, tokenizer, template) if cfg.data.clean.semantic.ifd else None
         prepared = prepare(cfg, tokenizer, run_dir / "data", ifd_scorer=scorer)
         if notice := rejection_notice(prepared.report, run_dir / "data"):  # said, not only in the report
-            log.warning(notice)
+            warn_for_job(log, notice)  # every process prepared the same data
     else:
         raise ConfigError("data.train: no training data; list files in data.train or set data.prepared_dir")
     write_data_report(run_dir, prepared.report)
@@ -165,7 +166,8 @@ def build_model(cfg: DsftConfig, model_dir: Path, tokenizer: Any, config_overrid
     use_lean_activations(model)
     if cfg.train.liger:
         if not apply_liger_kernels(model):
-            log.warning("train.liger: Liger kernels need CUDA and the liger-kernel package; training without them")
+            warn_for_node(log, "train.liger: Liger kernels need CUDA and the liger-kernel package; "
+                          "training without them")
     if cfg.train.compile == "layers":  # each decoder layer compiled on its own, at its first forward
         compile_decoder_layers(model)
     # Under ZeRO-3 each MoE block is gathered as one unit (its experts are used together).
