@@ -167,3 +167,14 @@ def test_a_format_on_the_command_line_does_not_take_a_config_dtype_it_cannot_sto
     code, text = run_cli(["export", model, "--config", str(config), "--out", str(tmp_path / "o2")])
     assert code == 2 and text.startswith("error: export.dtype q8_0: Hugging Face exports") and "--dtype" not in \
         text.split("only")[0], text
+
+
+def test_an_export_into_the_run_directory_itself_is_refused(tmp_path, run_cli) -> None:
+    """`--out RUN --overwrite` wrote config.json, model.safetensors and the tokenizer beside run.json: the run
+    directory then reads as a model directory too, and an hf export of a full run sits beside its checkpoints."""
+    run = tmp_path / "run"
+    (run / "final").mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"template": "deepseek-r1", "base_model": "x", "method": "lora"}))
+    code, text = run_cli(["export", str(run), "--format", "hf", "--out", str(run), "--overwrite"])
+    assert code == 2 and f"--out {run}: the run directory itself" in text, text
+    assert sorted(p.name for p in run.iterdir()) == ["final", "run.json"]

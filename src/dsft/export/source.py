@@ -114,8 +114,13 @@ def check_source(run_or_model: str | Path, base_model: str | Path | None = None)
 def check_out_is_not_the_source(run_or_model: str | Path, out: Path) -> None:
     """Refuse an ``--out`` that is the directory the model is read from (a run's ``final/``, a model directory):
     the export's files (``model.safetensors``, ``config.json``, the adapter, the tokenizer) would replace the
-    ones being exported, even with ``--overwrite``."""
+    ones being exported, even with ``--overwrite``. Refuse the run directory itself too (its run.json,
+    config.yaml and checkpoints would sit beside a model's config.json and weights)."""
     path = Path(run_or_model)
+    if RunDir.is_run(path) and out.resolve() == path.resolve():
+        raise DsftError(f"--out {out}: the run directory itself; its files (run.json, config.yaml, checkpoints) are "
+                        f"read from there, and a model written beside them makes it a model directory too; export "
+                        f"into a directory of its own, e.g. --out {path / 'export'}")
     read = RunDir(path).final_path if RunDir.is_run(path) else path if path.is_dir() else None
     if read is not None and out.resolve() == read.resolve():
         raise DsftError(f"--out {out}: the model is read from there; an export into it would overwrite the files it "
