@@ -140,6 +140,34 @@ def test_a_launched_run_whose_pid_now_belongs_to_another_process_is_not_stopped(
         other.wait()
 
 
+def test_a_second_stop_sends_no_second_sigterm(client: TestClient, runs_root: Path, tmp_path: Path) -> None:
+    """Training takes a second SIGTERM as "stop at once, no checkpoint": Stop pressed in a second tab (or again after
+    a reload, where the page offered the button anew) killed the run mid-step, without final/, instead of letting
+    it finish the step. The second request is refused (409) and nothing more is signalled; the page no longer
+    offers Stop once it has been asked for."""
+    signals = tmp_path / "signals"
+    code = ("import signal, sys, time\n"
+            f"signal.signal(signal.SIGTERM, lambda *_: open({str(signals)!r}, 'a').write('TERM\\n'))\n"
+            "print('ready', flush=True)\ntime.sleep(60)\n")
+    training = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert training.stdout.readline() == "ready\n"  # its handler is installed
+        runs.write_launch(runs_root, "sweep/trial-0", {**processes.record(training.pid), "started": "now",
+                                                       "log": "none"})
+        assert client.post("/api/run/stop", params={"run": "sweep/trial-0"}, headers=POST).json() == {
+            "stopping": "sweep/trial-0"}
+        wait_until(signals.is_file, 10, "the first SIGTERM to arrive")
+        second = client.post("/api/run/stop", params={"run": "sweep/trial-0"}, headers=POST)
+        assert second.status_code == 409 and "already asked to stop" in second.json()["error"], second.text
+        page = client.get("/run/sweep/trial-0").text
+        assert "Stop (graceful)" not in page and "stopping after the current step" in page, page
+        time.sleep(0.5)  # a second signal, had one been sent, would have been handled by now
+        assert signals.read_text() == "TERM\n" and training.poll() is None
+    finally:
+        training.kill()
+        training.wait()
+
+
 def wait_until(check, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

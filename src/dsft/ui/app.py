@@ -105,7 +105,8 @@ def create_app(root: Path, api_key: str | None = None, allowed_hosts: list[str] 
             summary, runs.config_text(run_dir), runs.data_report(run_dir), runs.run_records(root, run_dir),
             runs.checkpoints(run_dir), runs.reports(root, run_dir), runs.export_records(run_dir),
             can_stop=bool(started) and summary.status in LIVE, log=launch.log_tail(root, summary.name),
-            sections=sections, ollama_installed=shutil.which("ollama") is not None)
+            sections=sections, ollama_installed=shutil.which("ollama") is not None,
+            stop_requested=(started or {}).get("stop_requested", ""))
 
     @app.get("/api/run")
     async def run_json(run: str) -> dict[str, Any]:

@@ -143,10 +143,15 @@ def start_run(root: Path, form: dict[str, Any]) -> str:
 
 def stop_run(root: Path, name: str) -> dict[str, Any]:
     """SIGTERM to a run this dashboard started (training then checkpoints and stops); :class:`CannotStop`
-    when its process has ended."""
+    when its process has ended, or when a stop was already asked for while it still runs (a second SIGTERM
+    would stop training at once, without its checkpoint)."""
     launch = runs.read_launch(root, name)
     if launch is None:
         raise DsftError(f"{name}: not started from this dashboard; stop it where it runs (kill -TERM PID)")
+    if launch.get("stop_requested") and processes.alive(launch) is not False:
+        # Training takes a second SIGTERM as "stop at once": no checkpoint, no final/. Never sent from here.
+        raise processes.CannotStop(f"{name}: already asked to stop at {launch['stop_requested']}; training "
+                                   "stops after the current step, with a checkpoint")
     # The training process alone: it stops its ranks and data workers itself, after the step.
     processes.stop(launch, name, group=False)
     runs.write_launch(root, name, {**launch, "stop_requested": time.strftime("%Y-%m-%d %H:%M:%S")})

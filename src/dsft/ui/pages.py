@@ -72,9 +72,11 @@ def data_report_html(report: dict[str, Any] | None, listed: dict[str, list[str]]
 
 def run_page(summary: RunSummary, config: str, report: dict[str, Any] | None, listed: dict[str, list[str]],
              checkpoints: list[str], reports: list[str], exports: list[dict[str, Any]], can_stop: bool,
-             log: str = "", sections: dict[str, str] | None = None, ollama_installed: bool = True) -> str:
+             log: str = "", sections: dict[str, str] | None = None, ollama_installed: bool = True,
+             stop_requested: str = "") -> str:
     """The run's page; ``sections`` (``compare``, ``export``, ``jobs``: HTML from :mod:`dsft.ui.job_pages`)
-    are placed under their headings; ``ollama_installed``: whether this machine has the ``ollama`` command."""
+    are placed under their headings; ``ollama_installed``: whether this machine has the ``ollama`` command;
+    ``stop_requested``: when Stop was asked for (the button then only says so)."""
     sections = sections or {}
     name = summary.name
     facts = "".join(f"<tr><th>{k}</th>{_cell(v)}</tr>" for k, v in (
@@ -85,7 +87,10 @@ def run_page(summary: RunSummary, config: str, report: dict[str, Any] | None, li
     actions = []
     if summary.has_final or checkpoints:
         actions.append(f'<a class="button" href="/chat/{quote(name)}">Chat with this run</a>')
-    if can_stop:
+    if can_stop and stop_requested:  # a second SIGTERM would stop training at once: not offered again
+        actions.append(f'<button id="stop" type="button" disabled>stopping after the current step (asked '
+                       f'{escape(stop_requested)})</button>')
+    elif can_stop:
         actions.append('<button id="stop" type="button">Stop (graceful)</button>')
     ckpts = "".join(f"<li>{escape(c)} <a href='/chat/{quote(name)}?checkpoint={quote(c)}'>chat</a></li>"
                     for c in checkpoints) or "<li>none yet</li>"
