@@ -144,6 +144,25 @@ def test_numeric_match(prediction: str, reference: str, expected: bool | None) -
 
 
 @pytest.mark.parametrize(
+    ("prediction", "reference", "expected"),
+    [
+        ("1/2", "0.5", True),  # a fraction is its value, both ways
+        ("0.5", "1/2", True),
+        ("3/4", "4", False),  # not the denominator: read as 3 and 4 it was a false match
+        ("the answer is 3/4", "3", False),
+        (r"\boxed{\frac{3}{4}}", "0.75", True),  # R1's LaTeX answers
+        (r"$-\dfrac{1}{3}$", "-1/3", True),
+        ("-1/2", "0.5", False),
+        ("on 2024/5/1", "1", True),  # a date is three numbers, the last is 1
+        ("1/0", "0", True),  # no fraction with a zero denominator: 1 and 0
+        ("1.5 millions", "1,500,000", True),  # a plural scale word scales too
+    ],
+)
+def test_numeric_match_fractions_and_plural_scales(prediction: str, reference: str, expected: bool) -> None:
+    assert numeric_match(prediction, reference) is expected
+
+
+@pytest.mark.parametrize(
     ("answer", "choices", "expected"),
     [
         ("答案是B", None, "B"),

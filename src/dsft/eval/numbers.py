@@ -5,8 +5,10 @@ Conventions:
 * Text is folded to half-width first, so ``１２３`` is ``123`` and ``５０％`` is ``50%``.
 * Thousands separators: ``1,200`` is 1200 (groups of exactly three digits after a comma); ``1,2`` is
   two numbers. A ``-``/``+`` right after a digit or letter is not a sign (``3-5`` is 3 and 5).
+* Fractions: ``3/4`` and LaTeX ``\\frac{3}{4}`` (``\\dfrac``, ``\\tfrac``) are 0.75; ``a/b/c`` (a date) is
+  three numbers, and so is a zero denominator. Scientific notation (``1e-3``) is not read.
 * Scale words multiply the value: 千 (1e3), 万 (1e4), 百万 (1e6), 千万 (1e7), 亿 (1e8), 万亿 (1e12),
-  ``k``/``thousand`` (1e3), ``million`` (1e6), ``billion`` (1e9). So ``1.2万`` == ``12,000`` == ``12k``.
+  ``k``/``thousand`` (1e3), ``million`` (1e6), ``billion`` (1e9), plurals alike. So ``1.2万`` == ``12,000`` == ``12k``.
 * Units after the number are recorded, not converted: ``%`` and ``‰`` (``50%`` is 50 with unit ``%``),
   年 月 (个月 == 月) 周 日 天 小时 分钟 秒 岁 元 (块 == 元) 人 次 个 倍. Two quantities are equal when their
   values agree within the tolerance and their units agree or one side has none (``3`` matches ``3年``;
@@ -33,11 +35,23 @@ _UNITS = ("%", "‰", "个月", "年", "月", "周", "日", "天", "小时", "�
 
 _NUMBER = re.compile(
     r"(?P<sign>(?<![0-9A-Za-z)])[-+\u2212])?"
-    r"(?P<digits>\d{1,3}(?:,\d{3})+(?!\d)(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
-    r"\s*(?P<scale>万亿|千万|百万|亿|万|千(?![米克])|(?:thousand|million|billion|k)(?![A-Za-z]))?"
+    r"(?:\\[dt]?frac\{\s*(?P<tex_num>\d+)\s*\}\{\s*(?P<tex_den>0*[1-9]\d*)\s*\}"
+    # a/b is a fraction unless it is part of a longer a/b/c (a date) or a decimal
+    r"|(?<![\d/.,])(?P<num>\d+)/(?P<den>0*[1-9]\d*)(?![\d/]|[.,]\d)"
+    r"|(?P<digits>\d{1,3}(?:,\d{3})+(?!\d)(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+))"
+    r"\s*(?P<scale>万亿|千万|百万|亿|万|千(?![米克])|(?:(?:thousand|million|billion)s?|k)(?![A-Za-z]))?"
     r"\s*(?P<unit>" + "|".join(map(re.escape, _UNITS)) + r")?",
     re.IGNORECASE,
 )
+
+
+def _value(match: re.Match[str]) -> float:
+    """The number a match spells, before scale words and sign."""
+    if match["tex_num"] is not None:
+        return int(match["tex_num"]) / int(match["tex_den"])
+    if match["num"] is not None:
+        return int(match["num"]) / int(match["den"])
+    return float(match["digits"].replace(",", ""))
 
 
 @dataclass(frozen=True)
@@ -55,12 +69,14 @@ def extract_quantities(text: str) -> list[Quantity]:
     [Quantity(value=12000.0, unit='元'), Quantity(value=50.0, unit='%'), Quantity(value=3.0, unit='月')]
     >>> extract_quantities("from 1,200 to -3.5k")
     [Quantity(value=1200.0, unit=None), Quantity(value=-3500.0, unit=None)]
+    >>> extract_quantities("3/4 = \\\\frac{3}{4}, on 2024/5/1")
+    [Quantity(value=0.75, unit=None), Quantity(value=0.75, unit=None), Quantity(value=2024.0, unit=None), Quantity(value=5.0, unit=None), Quantity(value=1.0, unit=None)]
     """
     quantities = []
     for match in _NUMBER.finditer(to_half_width(text)):
-        value = float(match["digits"].replace(",", ""))
+        value = _value(match)
         if match["scale"]:
-            value *= SCALES[match["scale"].lower()]
+            value *= SCALES[match["scale"].lower().removesuffix("s")]
         if match["sign"] in ("-", "\u2212"):
             value = -value
         unit = match["unit"]
