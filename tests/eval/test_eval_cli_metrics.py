@@ -3,6 +3,9 @@
 import json
 from pathlib import Path
 
+from dsft.eval.predictions import score_predictions_file
+from dsft.eval.scoring import Sample, score_samples
+
 
 def write_lines(path: Path, lines: list[object]) -> Path:
     path.write_text("\n".join(x if isinstance(x, str) else json.dumps(x, ensure_ascii=False) for x in lines) + "\n")
@@ -34,7 +37,7 @@ def test_metrics_bad_lines_counted_per_reason(tmp_path: Path, run_cli) -> None:
         "[1, 2]",
         {"reference": "x"},
         {"prediction": "x"},
-        {"prediction": "   ", "reference": "x"},
+        {"prediction": "4", "reference": "   "},
         {"prediction": ["a"], "reference": "x"},
         {"prediction": "A", "reference": "A", "choices": "ABCD"},
         "",
@@ -46,8 +49,27 @@ def test_metrics_bad_lines_counted_per_reason(tmp_path: Path, run_cli) -> None:
     assert "f1" not in result and "bleu" not in result  # only the chosen metrics
     assert result["skipped"] == {
         "malformed JSON": 1, "not a JSON object": 1, "missing prediction": 1, "missing reference": 1,
-        "empty prediction": 1, "prediction is not text": 1, "choices is not a list": 1,
+        "empty reference": 1, "prediction is not text": 1, "choices is not a list": 1,
     }
+
+
+def test_an_empty_answer_scores_zero_as_dsft_eval_scores_it(tmp_path: Path) -> None:
+    # dsft eval scores every generation, the empty ones too (a model that stops at once answered
+    # nothing: 0), so its predictions.jsonl rescored by dsft metrics must give its metrics.json figures.
+    # A reference with nothing outside its think block has nothing to score against: skipped.
+    records = [
+        {"prediction": "Paris", "reference": "Paris"},
+        {"prediction": "", "reference": "Paris"},
+        {"prediction": " \n", "reference": "Paris"},
+        {"prediction": "<think>Rome?</think>", "reference": "Paris"},
+    ]
+    path = write_lines(tmp_path / "p.jsonl", records + [{"prediction": "Paris", "reference": "<think>x</think>\n"}])
+    from_file = score_predictions_file(path)
+    as_eval = score_samples([Sample(r["prediction"], r["reference"]) for r in records]).aggregate
+    assert from_file["count"] == as_eval["count"] == 4
+    assert from_file["exact_match"] == as_eval["exact_match"] == 0.25  # 1 right of 4
+    assert {k: from_file[k] for k in as_eval} == as_eval
+    assert from_file["skipped"] == {"empty reference": 1, "numeric_accuracy: reference has no number": 4}
 
 
 def test_metrics_table_output(tmp_path: Path, run_cli) -> None:

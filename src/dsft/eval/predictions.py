@@ -7,7 +7,9 @@ R1 models). The ``predictions.jsonl`` that ``dsft eval`` writes is such a file.
 
 Bad lines never stop scoring: each is skipped and counted under its reason (``malformed JSON``,
 ``not a JSON object``, ``missing prediction``, ``missing reference``, ``prediction is not text``,
-``empty prediction``, ``choices is not a list``, ...). Blank lines are not records and are ignored.
+``empty reference`` (blank, or nothing outside its ``<think>`` block), ``choices is not a list``, ...).
+Blank lines are not records and are ignored. An empty or blank prediction is scored, as an empty
+answer, the way ``dsft eval`` scores a generation that said nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 from dsft.disk import not_a_file_reason
 from dsft.errors import DsftError
+from dsft.eval.reasoning import parse_output
 from dsft.eval.scoring import Sample, score_samples
 
 
@@ -54,9 +57,9 @@ def sample_from_record(record: Any) -> tuple[Sample | None, str | None]:
     if reason:
         return None, reason
     assert prediction is not None and reference is not None
-    if not prediction.strip():
-        return None, "empty prediction"
-    if not reference.strip():
+    # An empty prediction is an answer (the model said nothing) and scores 0, as in dsft eval; a
+    # reference with nothing outside its think block leaves nothing to score against.
+    if not parse_output(reference).answer:
         return None, "empty reference"
     choices, reason = _choices(record.get("choices"))
     if reason:
