@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 from dsft.eval.predictions import score_predictions_file
+from dsft.eval.report import fmt, metric_label
 from dsft.eval.scoring import Sample, score_samples
 
 
@@ -77,6 +78,22 @@ def test_metrics_table_output(tmp_path: Path, run_cli) -> None:
     code, out, _ = run_cli(["metrics", "-p", str(path)])
     assert code == 0
     assert "exact_match" in out and "skipped 1: malformed JSON" in out
+
+
+def test_the_table_shows_every_number_of_the_json_under_the_reports_names(tmp_path: Path, run_cli) -> None:
+    # Both BLEUs, named as the reports name them: corpus BLEU 0 for a right 1-token answer, sentence 100.
+    path = write_lines(tmp_path / "p.jsonl", [{"prediction": "Red", "reference": "Red"},
+                                              {"prediction": "the cat sat on the mat", "reference": "the cat sat on a mat"}])
+    _, shown, _ = run_cli(["metrics", "-p", str(path), "--json"])
+    code, out, _ = run_cli(["metrics", "-p", str(path)])
+    assert code == 0
+    rows = {cells[0]: cells[1] for line in out.splitlines()
+            if len(cells := [c.strip() for c in line.strip("│┃ ").split("│")]) == 2}
+    result = json.loads(shown)
+    for key, value in result.items():
+        if isinstance(value, float):
+            assert rows[metric_label(key)] == fmt(value), key
+    assert rows["bleu (per-sample mean)"] != rows["bleu (corpus)"]
 
 
 def test_metrics_missing_file_and_unknown_metric(tmp_path: Path, run_cli) -> None:

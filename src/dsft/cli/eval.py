@@ -14,8 +14,8 @@ import typer
 
 # Metrics shown in terminal tables, in this order (fractions unless named bleu).
 TABLE_KEYS = (
-    "exact_match", "f1", "numeric_accuracy", "bleu", "rouge1", "rouge2", "rougeL", "choice_accuracy",
-    "macro_f1", "think_rate", "unclosed_think_rate", "mean_reasoning_tokens", "count",
+    "exact_match", "f1", "numeric_accuracy", "bleu", "sentence_bleu", "rouge1", "rouge2", "rougeL",
+    "choice_accuracy", "macro_f1", "think_rate", "unclosed_think_rate", "mean_reasoning_tokens", "count",
 )
 
 
@@ -36,12 +36,14 @@ def print_metrics_table(metrics: dict[str, Any], title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from dsft.eval.report import metric_label
+
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key in TABLE_KEYS:
         if key in metrics:
-            table.add_row(key, _format(metrics[key]))
+            table.add_row(metric_label(key), _format(metrics[key]))
     console = Console()
     console.print(table)
     for reason, count in (metrics.get("skipped") or {}).items():
