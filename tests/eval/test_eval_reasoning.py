@@ -22,6 +22,19 @@ def test_parse_output_cases() -> None:
     assert parse_output("还在想", prompt_opened_think=True).unclosed
 
 
+def test_a_think_block_after_the_answer_is_not_scored() -> None:
+    # vLLM's split puts everything after the first </think> in the content, a second think block too;
+    # the scored answer holds none of it (no block, no stray tag), and the block still counts as closed.
+    for output, answer in [("<think>a</think>Paris<think>b</think>", "Paris"),
+                           ("<think>a</think>\n<think>b</think>\nParis", "Paris"),
+                           ("<think>a</think>Paris<think>not closed again", "Paris"),
+                           ("a</think>Paris</think>", "Paris")]:
+        parsed = parse_output(output, prompt_opened_think=not output.startswith("<think>"))
+        assert (parsed.answer, parsed.unclosed) == (answer, False), output
+        scores = score_samples([Sample(output, "Paris")]).per_sample[0]
+        assert scores["exact_match"] == scores["f1"] == 1.0, output
+
+
 def test_prompt_opens_think() -> None:
     assert prompt_opens_think("<｜User｜>hi<｜Assistant｜><think>\n")
     assert not prompt_opens_think("<｜User｜>hi<｜Assistant｜></think>")

@@ -5,12 +5,14 @@ vLLM's ``deepseek_r1`` parser (:func:`dsft.templates.reasoning.split_reasoning`)
 output is in a think block: when it contains ``<think>`` or ``</think>``, or when the template family
 says the reply starts inside one (:meth:`dsft.templates.spec.ChatTemplate.prompt_opens_think`: R1
 prompts end with ``<think>\\n``, so the model writes ``reasoning</think>answer``), the rule serving uses too.
-Any other output is all answer, so a non-reasoning model (V3, DeepSeek-LLM) is not counted as "reasoning
+A think block opened again after the first ``</think>`` is removed from the answer as well. Any other
+output is all answer, so a non-reasoning model (V3, DeepSeek-LLM) is not counted as "reasoning
 without closing".
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,6 +21,10 @@ from dsft.markers import END_THINK, THINK
 from dsft.templates.reasoning import prompt_opens_think, split_reasoning
 
 __all__ = ["ParsedOutput", "parse_output", "prompt_opens_think", "reasoning_stats"]
+
+# What of a think block is left after the first </think>: another block (closed or running to the end)
+# or a stray closing tag. The scored answer holds none of it.
+_LATER_THINK = re.compile(f"{re.escape(THINK)}.*?(?:{re.escape(END_THINK)}|$)|{re.escape(END_THINK)}", re.S)
 
 
 @dataclass(frozen=True)
@@ -51,12 +57,18 @@ def parse_output(text: str, prompt_opened_think: bool = False) -> ParsedOutput:
     ParsedOutput(reasoning='still thinking', answer='', unclosed=True)
     >>> parse_output("Paris.")
     ParsedOutput(reasoning=None, answer='Paris.', unclosed=False)
+
+    The split is vLLM's (the reasoning is the first block); a think block or a stray ``</think>`` after
+    it is chain of thought too and is removed from the answer:
+
+    >>> parse_output("<think>a</think>Paris<think>b</think>").answer
+    'Paris'
     """
     in_think = prompt_opened_think or THINK in text or END_THINK in text
     if not in_think:
         return ParsedOutput(None, text.strip(), False)
     reasoning, content = split_reasoning(text)
-    return ParsedOutput(reasoning, (content or "").strip(), END_THINK not in text)
+    return ParsedOutput(reasoning, _LATER_THINK.sub("", content or "").strip(), END_THINK not in text)
 
 
 def reasoning_stats(outputs: Sequence[ParsedOutput], tokenizer: object | None = None) -> dict[str, float | None]:
