@@ -1,6 +1,9 @@
 """Metric unit tests: every expected value is worked out by hand in the comment beside it."""
 
 import math
+import re
+import string
+from collections import Counter
 
 import pytest
 
@@ -46,6 +49,37 @@ def test_token_f1_mixed_text() -> None:
     assert split_tokens("我用Python写") == ["我", "用", "python", "写"]
     # pred [我 用 python], ref [我 用 python 写]: overlap 3, P = 1, R = 3/4, F1 = 6/7
     assert m.token_f1("我用Python", "我用python写") == pytest.approx(6 / 7)
+
+
+def _squad_tokens(text: str) -> list[str]:
+    # SQuAD v1.1's official normalize_answer: lower, delete punctuation, drop articles, split on spaces.
+    text = "".join(c for c in text.lower() if c not in set(string.punctuation))
+    return re.sub(r"\b(a|an|the)\b", " ", text).split()
+
+
+def _squad_f1(prediction: str, reference: str) -> float:
+    predicted, expected = _squad_tokens(prediction), _squad_tokens(reference)
+    if not predicted or not expected:
+        return float(predicted == expected)
+    overlap = sum((Counter(predicted) & Counter(expected)).values())
+    return 0.0 if overlap == 0 else 2 * overlap / (len(predicted) + len(expected))
+
+
+@pytest.mark.parametrize(
+    ("prediction", "reference", "dsft", "squad"),
+    [
+        ("Paris", "paris.", 1.0, 1.0),  # the same where neither articles nor inner punctuation occur
+        ("The answer is Paris", "Paris", 0.4, 0.5),  # articles kept (docs/eval.md says so)
+        ("the cat sat on the mat", "the cat is on the mat", 5 / 6, 0.75),
+        ("state-of-the-art model", "state of the art model", 1.0, 1 / 3),  # punctuation separates words
+        ("1,200 people", "1200 people", 0.4, 1.0),
+        ("", "Paris", 0.0, 0.0),
+    ],
+)
+def test_token_f1_against_squad_differs_only_as_documented(prediction: str, reference: str, dsft: float,
+                                                            squad: float) -> None:
+    assert m.token_f1(prediction, reference) == pytest.approx(dsft)
+    assert _squad_f1(prediction, reference) == pytest.approx(squad)
 
 
 def test_token_f1_empty() -> None:
