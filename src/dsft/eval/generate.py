@@ -177,12 +177,41 @@ def generate_batched(
     return [r for r in results if r is not None], stats
 
 
-def _progress_bar(enabled: bool) -> Any:
+def _progress_bar(enabled: bool, console: Any = None) -> Any:
+    """A rich progress bar on a terminal; where the output is no terminal (a log file: nohup, SLURM's --output)
+    a bar is drawn only once it stops, so there :class:`_LineProgress` prints as the prompts are answered."""
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    console = console if console is not None else Console()
+    if enabled and not console.is_terminal:
+        return _LineProgress(console)
     bar = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(), disable=not enabled, transient=False,
+        TimeElapsedColumn(), disable=not enabled, transient=False, console=console,
     )
     bar.start()
     return bar
+
+
+class _LineProgress:
+    """The part of rich's Progress that :func:`generate_batched` uses, as one line per tenth of the prompts."""
+
+    def __init__(self, console: Any) -> None:
+        self.console = console
+        self.description, self.total, self.done, self.tenths = "", 0, 0, 0
+
+    def add_task(self, description: str, total: int, rate: str) -> int:
+        self.description, self.total = description, total
+        return 0
+
+    def update(self, task: int, advance: int, rate: str) -> None:
+        self.done += advance
+        tenths = self.done * 10 // max(self.total, 1)
+        if tenths > self.tenths:
+            self.tenths = tenths
+            self.console.print(f"{self.description} {self.done}/{self.total}  {rate}", markup=False, highlight=False,
+                               soft_wrap=True)
+
+    def stop(self) -> None:
+        pass
