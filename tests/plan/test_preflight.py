@@ -283,3 +283,20 @@ def test_sequence_parallel_with_a_preference_objective_names_no_packing_problem(
     assert "1 problem(s)" in err and "pack" not in err
     code, _, err = run_cli(["config", "show", *[a for s in sets for a in ("--set", s)]])  # SFT packs: told
     assert code == 2 and "cannot keep packed examples apart" in err
+
+
+@pytest.mark.parametrize("objective", ["dpo", "kto", "orpo", "grpo"])
+def test_sequence_parallel_with_a_preference_objective_names_only_that_refusal(objective: str, run_cli) -> None:
+    """A preference objective refuses sequence parallelism outright: the SP checks that hold only for a run that
+    splits its rows (evaluation, the strategy, dividing max_seq_len) are beside the point and not listed. Before,
+    DPO with validation data also listed 'evaluation during training is not supported with sequence parallelism'."""
+    sets = ["train.sequence_parallel=3", "train.distributed=ddp", "data.val_ratio=0.1",
+            "model.name_or_path=tiny-r1-distill-qwen", "train.micro_batch_size=2", "grpo.num_generations=2",
+            "grpo.max_completion_len=64"]
+    code, _, err = run_cli(["config", "show", *[a for s in [f"train.objective={objective}", *sets]
+                                                  for a in ("--set", s)]])
+    assert code == 2 and f"train.sequence_parallel: not supported with train.objective={objective}" in err
+    assert "1 problem(s)" in err, err
+    code, _, err = run_cli(["config", "show", *[a for s in sets for a in ("--set", s)]])  # SFT splits its rows: told
+    assert code == 2 and "evaluation during training is not supported" in err
+    assert "needs train.distributed=deepspeed" in err and "must divide train.max_seq_len" in err

@@ -410,6 +410,12 @@ class TrainConfig(Section):
         each batch, so the key does not apply to them."""
         return self.packing and self.objective == "sft"
 
+    def splits_sequences(self) -> bool:
+        """Whether training splits each row's tokens over ``sequence_parallel`` ranks: SFT only. A preference or
+        RL objective refuses the key outright (dsft.training.objective_checks), so the checks of a run that
+        splits its rows (strategy, evaluation, kernels) are not its problems."""
+        return self.sequence_parallel > 1 and self.objective == "sft"
+
     @field_validator("lr")
     @classmethod
     def _lr(cls, value: float) -> float:

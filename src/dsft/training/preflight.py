@@ -137,7 +137,7 @@ def _strategy_problems(cfg: DsftConfig, env: Environment, problems: list[str]) -
         if t.offload == "optimizer":
             problems.append("train.offload=optimizer: FSDP offloads parameters and gradients together; "
                             "use train.offload=optimizer+param with fsdp, or train.distributed=deepspeed")
-    if t.sequence_parallel > 1 and strategy != "deepspeed":
+    if t.splits_sequences() and strategy != "deepspeed":
         problems.append(f"train.sequence_parallel={t.sequence_parallel}: needs train.distributed=deepspeed")
 
 
@@ -155,7 +155,7 @@ def _attention(cfg: DsftConfig, env: Environment) -> str | None:
 
 def _sequence_parallel_problems(cfg: DsftConfig, env: Environment, problems: list[str]) -> None:
     sp = cfg.train.sequence_parallel
-    if sp <= 1:
+    if not cfg.train.splits_sequences():  # off, or refused by the objective (which says so alone)
         return
     values = peek_model_config(cfg.model.name_or_path)
     model_config = SimpleNamespace(**values) if values else None
@@ -175,7 +175,7 @@ def evaluation_problems(cfg: DsftConfig, has_eval: bool) -> list[str]:
             f"train.save_steps ({t.save_steps}) must be a multiple of eval.steps ({e.steps}) so the best "
             "checkpoint is saved; change one of them or set eval.load_best=false"
         )
-    if t.sequence_parallel > 1 and has_eval:
+    if t.splits_sequences() and has_eval:  # a preference objective's refusal of SP says all there is
         # transformers splits only training batches over the SP group; evaluation forwards would run the
         # all-to-all attention on whole rows as if they were shards.
         problems.append(
