@@ -197,6 +197,21 @@ def test_numeric_match_fractions_and_plural_scales(prediction: str, reference: s
 
 
 @pytest.mark.parametrize(
+    ("prediction", "reference", "expected"),
+    [
+        ("The total is 123457", "123456", False),  # off by one: within rel_tol 1e-4, but a wrong count
+        ("10001", "10,000", False),
+        ("12k", "12,000", True),  # integers as written, scaled: equal exactly
+        ("1.2万", "12000", True),  # a decimal as written: compared within the tolerance
+        ("3.0", "3", True),
+        ("123456.00001", "123456", True),
+    ],
+)
+def test_numeric_match_integers_are_equal_exactly(prediction: str, reference: str, expected: bool) -> None:
+    assert numeric_match(prediction, reference) is expected
+
+
+@pytest.mark.parametrize(
     ("answer", "choices", "expected"),
     [
         ("答案是B", None, "B"),

@@ -14,6 +14,8 @@ Conventions:
   values agree within the tolerance and their units agree or one side has none (``3`` matches ``3年``;
   ``3年`` does not match ``3月``).
 * Numbers written in Chinese numerals (三, 十二) are not recognised.
+* Whole numbers as written (``123``, ``1,200``, ``12k``) are compared exactly; any other pair within
+  ``rel_tol`` (1e-4) / ``abs_tol`` (1e-6), the rounding of a written decimal.
 * :func:`numeric_match` compares the LAST number of the prediction's answer with the LAST number of the
   reference (answers usually end with the result: "共需 3 年", "so the total is 1,200").
 """
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dsft.eval.text import to_half_width
 
@@ -56,10 +58,14 @@ def _value(match: re.Match[str]) -> float:
 
 @dataclass(frozen=True)
 class Quantity:
-    """A number found in text: its value after scale words, and its unit (None when absent)."""
+    """A number found in text: its value after scale words, and its unit (None when absent).
+
+    ``integer``: written as a whole number (``123``, ``1,200``, ``12k``; not ``1.2万``, ``3/4``), which
+    compares exactly, not within the tolerance meant for rounded decimals."""
 
     value: float
     unit: str | None = None
+    integer: bool = field(default=False, compare=False, repr=False)
 
 
 def extract_quantities(text: str) -> list[Quantity]:
@@ -80,14 +86,18 @@ def extract_quantities(text: str) -> list[Quantity]:
         if match["sign"] in ("-", "\u2212"):
             value = -value
         unit = match["unit"]
-        quantities.append(Quantity(value, UNIT_ALIASES.get(unit, unit) if unit else None))
+        integer = match["digits"] is not None and "." not in match["digits"]
+        quantities.append(Quantity(value, UNIT_ALIASES.get(unit, unit) if unit else None, integer))
     return quantities
 
 
 def quantities_equal(a: Quantity, b: Quantity, rel_tol: float = 1e-4, abs_tol: float = 1e-6) -> bool:
-    """Values within tolerance and units compatible (equal, or missing on one side)."""
+    """Units compatible (equal, or missing on one side) and values equal: exactly when both are written
+    as whole numbers (123457 is not 123456, though within 1e-4 of it), else within the tolerance."""
     if a.unit and b.unit and a.unit != b.unit:
         return False
+    if a.integer and b.integer:
+        return a.value == b.value
     return math.isclose(a.value, b.value, rel_tol=rel_tol, abs_tol=abs_tol)
 
 
