@@ -230,6 +230,21 @@ def test_extract_choice(answer: str, choices: list[str] | None, expected: str | 
     assert m.extract_choice(answer, choices) == expected
 
 
+@pytest.mark.parametrize(
+    ("answer", "choices", "expected"),
+    [
+        ("100", ["1", "10", "100"], "C"),  # "1" and "10" are inside "100": the answer names only "100"
+        ("The answer is 12", ["2", "12"], "B"),
+        ("北京大学", ["北京", "北京大学"], "B"),
+        ("北京", ["北京", "北京大学"], "A"),
+        ("10 or 2", ["2", "10"], None),  # two choices named: no pick
+    ],
+)
+def test_extract_choice_a_choice_inside_another_is_not_a_second_hit(answer: str, choices: list[str],
+                                                                   expected: str | None) -> None:
+    assert m.extract_choice(answer, choices) == expected
+
+
 def test_match_label() -> None:
     assert m.match_label("正面", ["正面", "负面"]) == "正面"
     assert m.match_label("情感是负面的", ["正面", "负面"]) == "负面"

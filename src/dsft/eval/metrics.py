@@ -138,7 +138,8 @@ def extract_choice(answer: str, choices: Sequence[str] | None = None) -> str | N
     """The option letter an answer picked, or None.
 
     In order: an explicit "答案是X" / "answer is X" / "选X"; a leading letter ("B.", "(B)"); the text of
-    exactly one choice appearing in the answer; the last standalone letter among the valid ones.
+    exactly one choice appearing in the answer (a choice inside another that appears, "1" in "100", does
+    not count); the last standalone letter among the valid ones.
     Valid letters are the first ``len(choices)`` of A-J (A-D without choices).
 
     >>> extract_choice("答案是：C"), extract_choice("(b) because"), extract_choice("It is Paris", ["Rome", "Paris"])
@@ -152,7 +153,10 @@ def extract_choice(answer: str, choices: Sequence[str] | None = None) -> str | N
             return found.group(1).upper()
     if choices:
         normalised = normalize_answer(text)
-        hits = [i for i, c in enumerate(choices) if normalize_answer(str(c)) and normalize_answer(str(c)) in normalised]
+        texts = [normalize_answer(str(c)) for c in choices]
+        hits = [i for i, t in enumerate(texts) if t and t in normalised]
+        # A choice found only as part of another found choice ("1" inside "100") is not a second hit.
+        hits = [i for i in hits if not any(j != i and texts[i] in texts[j] and texts[i] != texts[j] for j in hits)]
         if len(hits) == 1:
             return letters[hits[0]]
     standalone = re.findall(rf"(?<![A-Za-z])([{letters}])(?![A-Za-z])", text)
