@@ -250,6 +250,9 @@ def test_match_label() -> None:
     assert m.match_label("情感是负面的", ["正面", "负面"]) == "负面"
     assert m.match_label("Positive!", ["positive", "negative"]) == "positive"
     assert m.match_label("neither", ["positive", "negative"]) is None
+    # "正面" inside "非正面" is not a second label named (it was: no label, a miss for a right answer).
+    assert m.match_label("情感是非正面的", ["正面", "非正面"]) == "非正面"
+    assert m.match_label("情感是正面的", ["正面", "非正面"]) == "正面"
 
 
 def test_macro_f1_hand_computed_and_against_sklearn() -> None:

@@ -165,7 +165,7 @@ def extract_choice(answer: str, choices: Sequence[str] | None = None) -> str | N
 
 def match_label(answer: str, labels: Sequence[str]) -> str | None:
     """The label an answer names: the one equal to it after normalisation, else the only label it
-    contains, else None.
+    contains (a label inside another contained label, "正面" in "非正面", does not count), else None.
 
     >>> match_label("情感：正面", ["正面", "负面"]), match_label("Positive.", ["positive", "negative"])
     ('正面', 'positive')
@@ -174,7 +174,10 @@ def match_label(answer: str, labels: Sequence[str]) -> str | None:
     for label in labels:
         if normalize_answer(label) == normalised:
             return label
-    contained = [label for label in labels if normalize_answer(label) and normalize_answer(label) in normalised]
+    forms = {label: normalize_answer(label) for label in labels}
+    contained = [label for label in labels if forms[label] and forms[label] in normalised]
+    # A label found only inside another found label ("正面" in "非正面") is not a second hit.
+    contained = [a for a in contained if not any(forms[a] != forms[b] and forms[a] in forms[b] for b in contained)]
     return contained[0] if len(contained) == 1 else None
 
 
