@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -230,6 +231,59 @@ def test_malformed_requests_get_one_message(client: TestClient, url: str, kwargs
     headers = {**POST, **kwargs.pop("headers", {})}
     response = client.post(url, headers=headers, **kwargs)
     assert response.status_code == 400 and message in response.json()["error"], response.text
+
+
+class _SayWhenWaited:
+    """A lock that sets ``waited`` when a thread finds it held (the second request waiting for the first)."""
+
+    def __init__(self, waited: threading.Event) -> None:
+        self.lock, self.waited = threading.Lock(), waited
+
+    def __enter__(self) -> None:
+        if not self.lock.acquire(blocking=False):
+            self.waited.set()
+            self.lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+def test_a_double_click_on_export_starts_one_export(client: TestClient, runs_root: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two starts at once (a double-click on Export, or the form sent from two tabs) both passed the "is an export
+    running?" check before either had started, and two `dsft export` wrote into the same RUN/export/gguf-q8_0. The
+    second request, arriving while the first is starting its job, is now refused and one export runs."""
+    (runs_root / "done" / "final").mkdir(parents=True)
+    for name in ("config.yaml", "run.json"):
+        (runs_root / "done" / name).write_bytes((runs_root / "alpha" / name).read_bytes())
+    second_arrived, answers, outs = threading.Event(), {}, []
+    monkeypatch.setattr(jobs, "STARTING", _SayWhenWaited(second_arrived), raising=False)
+
+    def start_job(root: Path, kind: str, target: str, out: str, args: list[str]) -> str:
+        outs.append(out)
+        if len(outs) == 1:  # the first start: the second click arrives now
+            second.start()
+            assert second_arrived.wait(timeout=60), "the second request never reached the start"
+        else:
+            second_arrived.set()  # it got past the check, as the first had
+        job_id = f"export-{len(outs)}"
+        jobs.jobs_dir(root).mkdir(parents=True, exist_ok=True)
+        (jobs.jobs_dir(root) / f"{job_id}.json").write_text(json.dumps(  # running: this process
+            {"id": job_id, "kind": kind, "target": target, "out": out, "command": args,
+             **processes.record(os.getpid()), "started": "now"}), encoding="utf-8")
+        return job_id
+
+    def post(which: str) -> None:
+        answers[which] = client.post("/api/export", headers=POST, json={"run": "done", "format": "hf"})
+
+    second = threading.Thread(target=post, args=("second",))
+    monkeypatch.setattr(jobs, "start_job", start_job)
+    post("first")
+    second.join(timeout=60)
+    assert answers["first"].json() == {"job": "export-1", "out": "done/export/hf"}
+    assert answers["second"].status_code == 400, answers["second"].text
+    assert "an export is already running (export-1)" in answers["second"].json()["error"]
+    assert outs == ["done/export/hf"]
 
 
 def test_export_runs_the_cli_command_verified_unless_unticked(client: TestClient, runs_root: Path,

@@ -111,6 +111,24 @@ def test_relative_data_files_in_extra_lines_are_checked_under_the_runs_root(
     assert sorted(p.name for p in runs_root.iterdir()) == before
 
 
+def test_a_name_taken_while_the_form_was_checked_is_refused_by_name(client: TestClient, runs_root: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start training pressed twice (or in two tabs): both requests checked the name while it was free, the
+    second then failed creating the directory with a server traceback and 500 Internal Server Error."""
+    checked = launch.build_config
+
+    def taken_meanwhile(root: Path, form: dict) -> tuple:
+        name, cfg = checked(root, form)
+        (root / name).mkdir()  # the other request's run, created while this one was being checked
+        return name, cfg
+
+    monkeypatch.setattr(launch, "build_config", taken_meanwhile)
+    response = client.post("/api/runs", headers=POST, json=FORM)
+    assert response.status_code == 400, response.text
+    assert response.json() == {"error": "name new: new already exists under the runs root; choose a new name"}
+    assert not runs.read_launch(runs_root, "new")  # nothing started
+
+
 def test_stop_refuses_a_run_it_did_not_start(client: TestClient) -> None:
     response = client.post("/api/run/stop", params={"run": "alpha"}, headers=POST)
     assert response.status_code == 400 and "not started from this dashboard" in response.json()["error"]

@@ -34,6 +34,9 @@ JOBS = "jobs"  # under runs.LAUNCHES
 # job reads `running` until its partial output is gone, then `stopped` with the command's status.
 WRAPPER = 'trap : TERM; rc="$1"; shift; "$@"; status=$?; echo "$status" > "$rc.tmp" && mv "$rc.tmp" "$rc"'
 LOG_LINES = 40
+# One start at a time: a start checks that no job of its kind runs into its output, then starts one. Two
+# requests at once (a double-click, two tabs) would both pass the check and write the same directory.
+STARTING = threading.Lock()
 
 
 @dataclass

@@ -125,7 +125,10 @@ def start_run(root: Path, form: dict[str, Any]) -> str:
     """Validate, write ``NAME/config.yaml``, start ``dsft train`` detached; returns the run name."""
     name, cfg = build_config(root, form)
     run_dir = root / name
-    run_dir.mkdir(parents=True)
+    try:
+        run_dir.mkdir(parents=True)
+    except FileExistsError:  # taken since the check: the same form sent twice (a double-click, two tabs)
+        raise DsftError(f"name {name}: {run_dir.name} already exists under the runs root; choose a new name") from None
     config = run_dir / "config.yaml"
     config.write_text(dump_config(cfg), encoding="utf-8")
     log = runs.launch_path(root, name).with_suffix(".log")

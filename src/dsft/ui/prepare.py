@@ -68,10 +68,11 @@ def prepare_args(root: Path, form: dict[str, Any]) -> tuple[str, list[str]]:
 
 
 def start_prepare(root: Path, form: dict[str, Any]) -> dict[str, str]:
-    name, args = prepare_args(root, form)
-    if jobs.running_for(root, name, "prepare"):
-        raise DsftError(f"name {name}: a preparation into it is already running")
-    return {"job": jobs.start_job(root, "prepare", name, name, args), "out": name, "url": f"/prepared/{name}"}
+    with jobs.STARTING:  # the check below and the start, one request at a time
+        name, args = prepare_args(root, form)
+        if jobs.running_for(root, name, "prepare"):
+            raise DsftError(f"name {name}: a preparation into it is already running")
+        return {"job": jobs.start_job(root, "prepare", name, name, args), "out": name, "url": f"/prepared/{name}"}
 
 
 def upload_target(root: Path, filename: str) -> Path:

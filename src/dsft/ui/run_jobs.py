@@ -97,6 +97,11 @@ def shown_path(root: Path, path: str | None) -> str | None:
 
 def start_compare(root: Path, form: dict[str, Any]) -> dict[str, str]:
     """``dsft compare --tuned RUN --data D --out RUN/compare[-N]`` detached: base vs tuned on the same prompts."""
+    with jobs.STARTING:
+        return _start_compare(root, form)
+
+
+def _start_compare(root: Path, form: dict[str, Any]) -> dict[str, str]:
     run_dir, summary = finished_run(root, str(form.get("run") or ""))
     flags = []
     for field, flag in (("limit", "--limit"), ("max_new_tokens", "--max-new-tokens")):
@@ -117,6 +122,11 @@ def start_compare(root: Path, form: dict[str, Any]) -> dict[str, str]:
 def start_export(root: Path, form: dict[str, Any]) -> dict[str, str]:
     """``dsft export RUN --out RUN/export/FORMAT[-N] --format F [--dtype D] [--name N] [--no-verify]`` detached;
     verified unless the form's ``verify`` is off; ``name`` (ollama) is the Ollama model name."""
+    with jobs.STARTING:
+        return _start_export(root, form)
+
+
+def _start_export(root: Path, form: dict[str, Any]) -> dict[str, str]:
     run_dir, summary = finished_run(root, str(form.get("run") or ""))
     offered = export_formats(summary.method)
     fmt_name = str(form.get("format") or "hf")
@@ -144,7 +154,8 @@ def start_export(root: Path, form: dict[str, Any]) -> dict[str, str]:
 def _start(root: Path, kind: str, run: str, out: Path, args: list[str]) -> dict[str, str]:
     busy = jobs.running_for(root, run, kind)
     if busy:
-        raise DsftError(f"{run}: a {kind} is already running ({busy.id}); wait for it to end")
+        raise DsftError(f"{run}: {'an' if kind[0] in 'aeiou' else 'a'} {kind} is already running ({busy.id}); wait "
+                        "for it to end")
     return {"job": jobs.start_job(root, kind, run, relative_name(root, out), args), "out": relative_name(root, out)}
 
 

@@ -210,8 +210,12 @@ function newRunForm(form) {
     e.preventDefault();
     const error = document.getElementById("new-error");
     error.textContent = "checking…";
+    const button = form.querySelector("button[type=submit]"); button.disabled = true;  // one run per click
     postJson("/api/runs", Object.fromEntries(new FormData(form).entries())).then(r => {
-      if (!r.ok) { error.textContent = r.data.error + (r.data.problems ? ": " + r.data.problems.join("; ") : ""); return; }
+      if (!r.ok) {
+        error.textContent = r.data.error + (r.data.problems ? ": " + r.data.problems.join("; ") : "");
+        button.disabled = false; return;
+      }
       window.location = r.data.url;
     });
   });
@@ -263,8 +267,9 @@ function jobForms() {
     form.addEventListener("submit", e => {
       e.preventDefault();
       error.textContent = "starting…";
+      const button = form.querySelector("button"); button.disabled = true;  // one job per click
       postJson(url, {run: form.dataset.run, ...formFields(form)}).then(r => {
-        if (!r.ok) { error.textContent = r.data.error; return; }
+        if (!r.ok) { error.textContent = r.data.error; button.disabled = false; return; }
         location.reload();
       });
     });
@@ -309,8 +314,9 @@ function prepareForms() {
     e.preventDefault();
     const error = document.getElementById("prepare-error");
     error.textContent = "checking…";
+    const button = prepare.querySelector("button[type=submit]"); button.disabled = true;  // one job per click
     postJson("/api/prepare", formFields(prepare)).then(r => {
-      if (!r.ok) { error.textContent = r.data.error; return; }
+      if (!r.ok) { error.textContent = r.data.error; button.disabled = false; return; }
       window.location = r.data.url;
     });
   });
