@@ -9,7 +9,7 @@ import pytest
 
 from dsft.eval import metrics as m
 from dsft.eval.numbers import Quantity, extract_quantities, numeric_match
-from dsft.eval.text import contains_cjk, normalize_answer, segment_words, split_tokens
+from dsft.eval.text import answer_tokens, contains_cjk, normalize_answer, segment_words, split_tokens
 
 
 @pytest.mark.parametrize(
@@ -72,7 +72,8 @@ def _squad_f1(prediction: str, reference: str) -> float:
         ("The answer is Paris", "Paris", 0.4, 0.5),  # articles kept (docs/eval.md says so)
         ("the cat sat on the mat", "the cat is on the mat", 5 / 6, 0.75),
         ("state-of-the-art model", "state of the art model", 1.0, 1 / 3),  # punctuation separates words
-        ("1,200 people", "1200 people", 0.4, 1.0),
+        ("1,200 people", "1200 people", 1.0, 1.0),  # a number is one token, its separators dropped
+        ("3.5", "5.3", 0.0, 0.0),  # different numbers: split at the point they were the same bag
         ("", "Paris", 0.0, 0.0),
     ],
 )
@@ -80,6 +81,12 @@ def test_token_f1_against_squad_differs_only_as_documented(prediction: str, refe
                                                             squad: float) -> None:
     assert m.token_f1(prediction, reference) == pytest.approx(dsft)
     assert _squad_f1(prediction, reference) == pytest.approx(squad)
+
+
+def test_f1_tokens_keep_a_number_whole() -> None:
+    assert answer_tokens("共1,200元, 3.5 km, gpt-4o 1,2") == ["共", "1200", "元", "3.5", "km", "gpt", "4o", "1", "2"]
+    # pred [3.5 米], ref [3.5]: P = 1/2, R = 1 -> 2/3 (split at the point, 3 and 5 matched 2 of 3: 0.8)
+    assert m.token_f1("3.5米", "3.5") == pytest.approx(2 / 3)
 
 
 def test_token_f1_empty() -> None:

@@ -5,7 +5,7 @@ Tokenisation and normalisation conventions are in :mod:`dsft.eval.text`; number 
 is in [0, 100].
 
 * :func:`exact_match` - normalised strings equal.
-* :func:`token_f1` - SQuAD-style bag-of-tokens F1 (CJK characters, other words).
+* :func:`token_f1` - SQuAD-style bag-of-tokens F1 (CJK characters, numbers, other words).
 * :func:`dsft.eval.numbers.numeric_match` - last number equal within tolerance.
 * :func:`corpus_bleu` / :func:`sentence_bleu` - sacrebleu, ``zh`` tokenizer when a reference is Chinese.
 * :func:`rouge_n` / :func:`rouge_l` - F-measure over jieba words (Chinese) or words (other text).
@@ -19,7 +19,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
-from dsft.eval.text import contains_cjk, normalize_answer, segment_words, split_tokens, to_half_width
+from dsft.eval.text import answer_tokens, contains_cjk, normalize_answer, segment_words, to_half_width
 
 
 def exact_match(prediction: str, reference: str) -> float:
@@ -44,7 +44,7 @@ def token_f1(prediction: str, reference: str) -> float:
     >>> round(token_f1("北京市", "北京"), 4)  # 2 shared chars: P = 2/3, R = 1
     0.8
     """
-    predicted, expected = split_tokens(prediction), split_tokens(reference)
+    predicted, expected = answer_tokens(prediction), answer_tokens(reference)
     if not predicted or not expected:
         return float(predicted == expected)
     overlap = sum((Counter(predicted) & Counter(expected)).values())

@@ -7,9 +7,12 @@ Conventions (every metric in :mod:`dsft.eval.metrics` follows them):
   mapped to its ASCII counterpart (``。`` -> ``.``, ``、`` -> ``,``, ``「」`` -> ``""``), case folded,
   whitespace collapsed to one space and removed next to CJK characters (Chinese does not use spaces),
   and trailing sentence punctuation dropped (``北京。`` == ``北京``).
-* **Tokens for F1 and reasoning length** (:func:`split_tokens`): each CJK character is one token; any
+* **Tokens for reasoning length** (:func:`split_tokens`): each CJK character is one token; any
   other run of letters/digits is one token (a word); punctuation is dropped. Mixed text mixes both:
   ``我用Python写代码`` -> ``我 用 python 写 代 码``.
+* **Tokens for F1** (:func:`answer_tokens`): the same, except that a number written with a decimal
+  point or thousands separators is one token, separators dropped (``3.5``, ``1,200`` == ``1200``), so
+  ``3.5`` and ``5.3`` share no token.
 * **Words for ROUGE** (:func:`segment_words`): runs of CJK characters are segmented with jieba; the
   text between them is split into words as above, so a number or an English word is the same token
   whether or not the text around it is Chinese (``答案3.5`` -> ``答案 3 5``, as ``3.5`` -> ``3 5``).
@@ -36,6 +39,10 @@ _CJK_CHAR = re.compile(f"[{_CJK_CLASS}]")
 _SPACE_NEXT_TO_CJK = re.compile(f"(?<=[{_CJK_CLASS}])\\s+|\\s+(?=[{_CJK_CLASS}])")
 _CJK_RUN = re.compile(f"[{_CJK_CLASS}]+")
 _TOKEN = re.compile(f"[{_CJK_CLASS}]|[^\\W{_CJK_CLASS}]+")
+# A number with a decimal point or thousands separators (numbers.py's rule: groups of exactly 3 digits),
+# not glued to a following letter/digit; tried before a plain word.
+_NUMBER_TOKEN = f"(?:\\d{{1,3}}(?:,\\d{{3}})+(?:\\.\\d+)?|\\d+\\.\\d+)(?![^\\W{_CJK_CLASS}])"
+_ANSWER_TOKEN = re.compile(f"[{_CJK_CLASS}]|{_NUMBER_TOKEN}|[^\\W{_CJK_CLASS}]+")
 _TRAILING_PUNCTUATION = re.compile(r"[\s.!?,;:。！？，；：]+$")
 
 
@@ -70,6 +77,16 @@ def split_tokens(text: str) -> list[str]:
     ['我', '用', 'python', '写', '代', '码', 'fast']
     """
     return _TOKEN.findall(to_half_width(text).casefold())
+
+
+def answer_tokens(text: str) -> list[str]:
+    """Tokens for F1: :func:`split_tokens`, but a number with a decimal point or thousands separators is
+    one token, separators dropped.
+
+    >>> answer_tokens("共1,200元, 约3.5 km")
+    ['共', '1200', '元', '约', '3.5', 'km']
+    """
+    return [t.replace(",", "") for t in _ANSWER_TOKEN.findall(to_half_width(text).casefold())]
 
 
 @lru_cache(maxsize=1)
