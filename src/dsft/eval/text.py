@@ -14,7 +14,8 @@ Conventions (every metric in :mod:`dsft.eval.metrics` follows them):
   point or thousands separators is one token, separators dropped (``3.5``, ``1,200`` == ``1200``), so
   ``3.5`` and ``5.3`` share no token.
 * **Words for ROUGE** (:func:`segment_words`): runs of CJK characters are segmented with jieba; the
-  text between them is split into words as above, so a number or an English word is the same token
+  text between them is split as :func:`split_tokens` splits it (at every punctuation mark, ``3.5`` ->
+  ``3 5``, as ``rouge-score`` does), so a number or an English word is the same token
   whether or not the text around it is Chinese (``答案3.5`` -> ``答案 3 5``, as ``3.5`` -> ``3 5``).
 """
 
