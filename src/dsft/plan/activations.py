@@ -9,7 +9,10 @@ as transformers computes them; meta tensors cost no memory, so this runs at the 
 
 Attention is traced with a stand-in that saves what FlashAttention (and PyTorch's flash SDPA kernels)
 keep: q, k, v, the output and one fp32 log-sum-exp per head and token, never the s x s score matrix. Under
-sequence parallelism on multi-head latent attention the stand-in is wrapped as training wraps Ulysses
+sequence parallelism (DeepSpeed-Ulysses) the kernel runs on every token of heads / K heads and saves that
+output, and an all-to-all hands the rank's tokens of every head back as a new tensor, which ``o_proj`` saves:
+the stand-in returns a copy of its output, so every model's attention output is counted twice (the same bytes
+either side of the exchange). Multi-head latent attention is also wrapped as training wraps Ulysses
 (:func:`dsft.training.sequence_parallel_mla.pad_values_around`): values zero-padded to the query/key width, so
 the kernel saves 1.5x wide values and outputs (V3), and the sliced output is copied for ``o_proj``.
 Routed experts use transformers' ``grouped_mm`` path (tokens * top_k rows, a perfectly balanced router)
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 ATTENTION_STAND_IN = "dsft_planner_flash"
+ULYSSES_STAND_IN = "dsft_planner_flash_ulysses"  # the stand-in as every model trains under Ulysses
 PADDED_VALUES_STAND_IN = "dsft_planner_flash_padded_values"  # the stand-in as MLA trains under Ulysses
 
 
@@ -61,8 +65,14 @@ def _register_attention_stand_ins() -> None:
     def flash_like(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, **kwargs: Any) -> Any:
         return _FlashLikeAttention.apply(query, key, value), None
 
+    def exchanged(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, **kwargs: Any) -> Any:
+        # Ulysses's all-to-all returns a new tensor, not the one the kernel saved; it saves nothing itself.
+        out, weights = flash_like(module, query, key, value, attention_mask, **kwargs)
+        return out.clone(), weights
+
     AttentionInterface.register(ATTENTION_STAND_IN, flash_like)
-    AttentionInterface.register(PADDED_VALUES_STAND_IN, pad_values_around(flash_like))
+    AttentionInterface.register(ULYSSES_STAND_IN, exchanged)
+    AttentionInterface.register(PADDED_VALUES_STAND_IN, pad_values_around(exchanged))
 
 
 class _GroupedMatmulStandIn:
@@ -131,15 +141,20 @@ def trace_layer(model: Any, layer: Any, batch: int, tokens: int, dtype: Any) -> 
 
 
 def trace_model_layers(model: Any, batch: int, tokens: int, dtype: Any,
-                       pad_values: bool = False) -> list[tuple[LayerActivations, int]]:
+                       ulysses: bool = False) -> list[tuple[LayerActivations, int]]:
     """Trace every distinct decoder layer of a meta ``model``; returns (activations, layer count) pairs.
-    ``pad_values``: attention with values padded to the query/key width (MLA under sequence parallelism)."""
+    ``ulysses``: attention as DeepSpeed-Ulysses runs it (sequence parallelism; ``tokens`` per rank): its output
+    exchanged into a new tensor, and multi-head latent attention's values padded to the query/key width."""
     import torch
+
+    # dsft's own module, imported here with torch (which it imports): this module stays light to import.
+    from dsft.training.sequence_parallel_mla import is_mla
 
     _register_attention_stand_ins()
     config = model.config
     previous = (config._attn_implementation, getattr(config, "_experts_implementation", None))
-    config._attn_implementation = PADDED_VALUES_STAND_IN if pad_values else ATTENTION_STAND_IN
+    config._attn_implementation = (ATTENTION_STAND_IN if not ulysses
+                                   else PADDED_VALUES_STAND_IN if is_mla(config) else ULYSSES_STAND_IN)
     if previous[1] is not None:
         config._experts_implementation = "grouped_mm"
     model.train()

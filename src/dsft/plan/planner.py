@@ -23,7 +23,6 @@ from dsft.plan.memory import (
 from dsft.plan.model_source import resolve_planner_config
 from dsft.plan.shapes import ModelShapes, build_meta_model, model_shapes
 from dsft.training.distributed import sequence_parallel_heads_problem
-from dsft.training.sequence_parallel_mla import is_mla
 
 REFERENCE_TOKENS = 1024  # tokens per GPU the layers are traced at; results scale linearly
 
@@ -40,17 +39,18 @@ class ModelProfile:
 
     def layer_activations(self, precision: str, sp: int = 1) -> list[tuple[LayerActivations, int]]:
         """Traced activations at REFERENCE_TOKENS for ``precision`` (bf16 or fp32) under sequence parallelism
-        over ``sp`` ranks, computed once: multi-head latent attention pads its values around Ulysses's
-        all-to-all (:func:`dsft.training.sequence_parallel_mla.ulysses_for_mla`), and is traced so."""
+        over ``sp`` ranks, computed once: Ulysses's all-to-all gives o_proj a second copy of the attention
+        output, and multi-head latent attention pads its values around it
+        (:func:`dsft.training.sequence_parallel_mla.ulysses_for_mla`); both are traced so."""
         import torch
 
-        key = (precision, sp > 1 and is_mla(self.hf_config))
+        key = (precision, sp > 1)
         if key not in self._traced:
             if self._meta_model is None:
                 self._meta_model = build_meta_model(self.hf_config)
             dtype = torch.float32 if precision == "fp32" else torch.bfloat16
             self._meta_model.to(dtype)
-            self._traced[key] = trace_model_layers(self._meta_model, 1, REFERENCE_TOKENS, dtype, pad_values=key[1])
+            self._traced[key] = trace_model_layers(self._meta_model, 1, REFERENCE_TOKENS, dtype, ulysses=key[1])
         return self._traced[key]
 
 
