@@ -202,3 +202,12 @@ def test_a_run_on_a_prepared_directory_lists_its_rejects_inside_the_root_only(ru
     (run / "config.yaml").write_text(config + f"data:\n  prepared_dir: {runs_root.parent / 'outside-prep'}\n",
                                      encoding="utf-8")
     assert "from outside-prep" not in client(runs_root).get("/run/alpha").text
+
+
+def test_a_body_that_is_not_json_is_named_as_such(runs_root: Path) -> None:
+    """It said 'body.1: JSON decode error' (a character offset read as a field), where dsft serve names the fault."""
+    c = client(runs_root)
+    answer = c.post("/api/runs", content=b"{x", headers={"x-dsft-ui": "1", "content-type": "application/json"})
+    assert answer.status_code == 400
+    assert answer.json()["error"].startswith("the request body is not valid JSON (Expecting property name"), \
+        answer.json()

@@ -55,7 +55,7 @@ def error_response(status: int, message: str, param: str | None = None, code: st
     return JSONResponse(error_body(status, message, param, code), status_code=status, headers=headers)
 
 
-def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+def validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     """One readable line per pydantic problem, and the first offending field as ``param``."""
     problems = []
     first_param: str | None = None
@@ -102,7 +102,7 @@ def install_error_handlers(app: FastAPI) -> None:
         # OpenAI and vLLM answer malformed bodies with 400, not FastAPI's default 422.
         if _body_missing(exc):
             return error_response(400, _missing_body_message(request), None, "invalid_request")
-        message, param = _validation_message(exc)
+        message, param = validation_message(exc)
         return error_response(400, message, param, "invalid_request")
 
     @app.exception_handler(Exception)

@@ -27,6 +27,7 @@ from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from dsft.errors import DsftError
+from dsft.serve.openai_errors import validation_message
 from dsft.templates import TEMPLATE_CHOICES
 from dsft.ui import job_pages, jobs, launch, mask, pages, run_jobs, runs
 from dsft.ui.chat import ChatEngines, sources
@@ -74,8 +75,7 @@ def create_app(root: Path, api_key: str | None = None, allowed_hosts: list[str] 
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> Response:
-        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        return _error(request, 400, "; ".join(problems))
+        return _error(request, 400, validation_message(exc)[0])  # as dsft serve says it (invalid JSON named)
 
     @app.exception_handler(DsftError)
     async def dsft_error(request: Request, exc: DsftError) -> Response:
