@@ -136,3 +136,12 @@ def test_reward_check_for_preflight() -> None:
     assert bad.problems == ("grpo.rewards[0].name: unknown reward 'nope'; use one of accuracy, think_format, "
                             "length, language or module:function",)
     assert bad.eval_metrics == ("eval_reward",)
+
+
+def test_accuracy_scores_against_the_reference_answer_not_its_reasoning() -> None:
+    # A solution column written R1-style: its think block is not part of what the answer must equal,
+    # as in dsft eval and the distill answer check; a reference that is only a think block is none.
+    solution = "<think>6*7 is 42; 41 would be wrong</think>\n\n42"
+    for metric in ("numeric", "exact", "f1"):
+        assert rewards.answer_accuracy(False, "42", solution, metric) == 1.0, metric
+    assert rewards.answer_accuracy(False, "42", "<think>6*7=42</think>", "exact") is None

@@ -10,7 +10,8 @@ chain of thought.
 Built-ins (``grpo.rewards[].name``; ``options`` are their keyword arguments):
 
 * ``accuracy`` (``metric``: numeric | exact | f1, ``reference``: answer | solution): the answer after
-  ``</think>`` against the record's reference, with dsft's eval metrics. An unclosed think block scores 0.
+  ``</think>`` against the record's reference (its answer after its own ``</think>``, if any), with
+  dsft's eval metrics. An unclosed think block scores 0.
 * ``think_format``: 1 when the completion has exactly the think structure the prompt calls for (closes the
   block the prompt opened, or opens and closes its own), with non-empty reasoning and answer; else 0.
 * ``length`` (``max_tokens``, ``buffer``): DAPO's soft over-long punishment: 0 up to ``max_tokens - buffer``
@@ -68,7 +69,8 @@ def _opened(prompts: Sequence[Any], columns: dict[str, Any]) -> list[bool]:
 def answer_accuracy(
     opened: bool, completion: str, reference: str | None, metric: str = "numeric"
 ) -> float | None:
-    """Score of the answer after ``</think>`` against ``reference`` (None when there is no reference);
+    """Score of the answer after ``</think>`` against the answer of ``reference`` (after its own
+    ``</think>``, if any; None when there is none);
     ``opened``: the prompt left the model inside a think block.
 
     >>> answer_accuracy(True, "7*6=42, so 41?\\n</think>\\n\\n42", "42")
@@ -76,7 +78,9 @@ def answer_accuracy(
     >>> answer_accuracy(True, "the answer is 42 but I keep thinking", "42")
     0.0
     """
-    if reference is None or reference == "":
+    # The reference's own think block (an R1-style solution column) is not what the answer must equal.
+    reference = parse_output(reference).answer if reference is not None else ""
+    if not reference:
         return None
     parsed = parse_output(completion, prompt_opened_think=opened)
     if parsed.unclosed or not parsed.answer:
