@@ -51,8 +51,9 @@ def test_data_page_lists_sources(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("body, message", [
-    ({"source": "../outside.jsonl", "tokenizer": "deepseek"}, "outside the runs root"),
-    ({"source": "chat.jsonl", "tokenizer": "../outside"}, "outside the runs root"),
+    ({"source": "../outside.jsonl", "tokenizer": "deepseek"}, "source ../outside.jsonl: outside the runs root"),
+    ({"source": "chat.jsonl", "tokenizer": "../outside"}, "tokenizer ../outside: outside the runs root"),
+    ({"source": "chat.jsonl", "tokenizer": "garbage"}, "tokenizer garbage: no such file"),
     ({"source": "chat.jsonl", "tokenizer": "alpha"}, "tokenizer alpha"),
     ({"source": "chat.jsonl", "tokenizer": "deepseek", "template": "nope"}, "template nope"),
     ({"source": "chat.jsonl", "tokenizer": "deepseek", "index": 5}, "no record at --index 5"),

@@ -55,7 +55,7 @@ def model_choice(root: Path, value: str) -> str:
             raise DsftError(f"model {value}: not an Ollama name (ollama:NAME[:TAG])")
         resolve_ollama(name)  # in the store, with its model blob: else one message naming the fix
         return value
-    path = inside_root(root, value)
+    path = inside_root(root, value, field="model")
     if path.is_file() and path.suffix.lower() == ".gguf":
         return str(path)
     if not (path / "config.json").is_file():
@@ -75,7 +75,7 @@ def model_options(root: Path, limit: int = 200) -> list[str]:
 def _data_sets(root: Path, value: str) -> list[str]:
     """``data.train`` for files and directories under the root, or ``data.prepared_dir`` for one directory
     written by ``dsft data prepare`` (trained as it was prepared)."""
-    paths = [inside_root(root, d.strip()) for d in value.replace("\n", ",").split(",") if d.strip()]
+    paths = [inside_root(root, d.strip(), field="data") for d in value.replace("\n", ",").split(",") if d.strip()]
     if not paths:
         raise DsftError("data: name at least one data file (or directory) under the runs root")
     prepared = [p for p in paths if is_prepared_dir(p)]

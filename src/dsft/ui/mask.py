@@ -39,7 +39,7 @@ def _tokenizer(spec: str, root: Path, trusted: bool) -> Any:
         elif spec in TINY_PRESETS or trusted:
             loaded = load_tokenizer(resolve_model(spec))
         else:
-            directory = inside_root(root, spec)
+            directory = inside_root(root, spec, field="tokenizer")
             if not (directory / "tokenizer_config.json").is_file() and not (directory / "tokenizer.json").is_file():
                 raise DsftError(f"tokenizer {spec}: give 'deepseek', a tiny preset ({', '.join(TINY_PRESETS)}) "
                                 "or a model directory under the runs root")
@@ -63,7 +63,7 @@ def mask_view(root: Path, source: str, index: int = 0, template: str | None = No
     if not source.strip():
         raise DsftError("source: missing; name a data file, prepared directory or run under the runs root "
                         "(e.g. uploads/train.jsonl)")
-    path = inside_root(root, source)
+    path = inside_root(root, source, field="source")
     sets = _run_sets(path) if path.is_dir() and runs.is_run(path) else prepared_defaults(path)
     if masking:
         sets.append(f"template.masking={masking}")

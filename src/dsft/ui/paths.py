@@ -14,20 +14,22 @@ class OutsideRoot(DsftError):
     """A request named a path that is not inside the runs root (or does not exist there)."""
 
 
-def inside_root(root: Path, relative: str, must_exist: bool = True) -> Path:
+def inside_root(root: Path, relative: str, must_exist: bool = True, field: str = "") -> Path:
     """``root / relative`` resolved; refused when absolute, empty, or resolving (through ``..`` or a
-    symlink) to anywhere outside ``root``."""
+    symlink) to anywhere outside ``root``. ``field``: the form field that named it, which the refusal names
+    first (``model nope: no such file ...``)."""
     if not relative or "\x00" in relative:
-        raise OutsideRoot("empty path")
+        raise OutsideRoot(f"{field}: empty path" if field else "empty path")
+    named = f"{field} {relative}" if field else relative
     pure = PurePosixPath(relative.replace("\\", "/"))
     if pure.is_absolute() or (pure.parts and ":" in pure.parts[0]):
-        raise OutsideRoot(f"{relative}: give a path relative to the runs root")
+        raise OutsideRoot(f"{named}: give a path relative to the runs root")
     base = root.resolve()
     target = (base / pure).resolve()
     if target != base and base not in target.parents:
-        raise OutsideRoot(f"{relative}: outside the runs root")
+        raise OutsideRoot(f"{named}: outside the runs root")
     if must_exist and not target.exists():
-        raise OutsideRoot(f"{relative}: no such file or directory under the runs root")
+        raise OutsideRoot(f"{named}: no such file or directory under the runs root")
     return target
 
 

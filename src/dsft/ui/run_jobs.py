@@ -109,7 +109,7 @@ def _start_compare(root: Path, form: dict[str, Any]) -> dict[str, str]:
         if value is not None:
             flags += [flag, str(value)]
     data_field = str(form.get("data") or "").strip()
-    data = str(inside_root(root, data_field)) if data_field else default_eval_data(root, run_dir)
+    data = str(inside_root(root, data_field, field="data")) if data_field else default_eval_data(root, run_dir)
     if data is None:
         raise DsftError(f"data: {summary.name} has no test or validation split; name an eval file under the root")
     if Path(data).is_dir():
