@@ -23,6 +23,10 @@ from dsft.eval.text import answer_tokens, contains_cjk, normalize_answer, segmen
         ("「是」", '"是"', 1.0),  # CJK quotes == ASCII quotes
         ("4", "four", 0.0),
         ("北京", "上海", 0.0),
+        ("**Paris**", "Paris", 1.0),  # Markdown emphasis around an answer (chat models bold it)
+        ("**答案：42。**", "答案：42", 1.0),
+        ("`x_1`", "x_1", 1.0),
+        ("a*b", "ab", 0.0),  # only at the ends
     ],
 )
 def test_exact_match(prediction: str, reference: str, expected: float) -> None:

@@ -6,7 +6,8 @@ Conventions (every metric in :mod:`dsft.eval.metrics` follows them):
   punctuation become half-width: ``ＡＢＣ，１２`` -> ``ABC,12``), the CJK punctuation NFKC leaves alone
   mapped to its ASCII counterpart (``。`` -> ``.``, ``、`` -> ``,``, ``「」`` -> ``""``), case folded,
   whitespace collapsed to one space and removed next to CJK characters (Chinese does not use spaces),
-  and trailing sentence punctuation dropped (``北京。`` == ``北京``).
+  trailing sentence punctuation dropped (``北京。`` == ``北京``), and Markdown emphasis or code marks
+  (``*``, ``_``, backticks) at either end dropped (``**Paris**`` == ``Paris``).
 * **Tokens for reasoning length** (:func:`split_tokens`): each CJK character is one token; any
   other run of letters/digits is one token (a word); punctuation is dropped. Mixed text mixes both:
   ``我用Python写代码`` -> ``我 用 python 写 代 码``.
@@ -44,7 +45,9 @@ _TOKEN = re.compile(f"[{_CJK_CLASS}]|[^\\W{_CJK_CLASS}]+")
 # not glued to a following letter/digit; tried before a plain word.
 _NUMBER_TOKEN = f"(?:\\d{{1,3}}(?:,\\d{{3}})+(?:\\.\\d+)?|\\d+\\.\\d+)(?![^\\W{_CJK_CLASS}])"
 _ANSWER_TOKEN = re.compile(f"[{_CJK_CLASS}]|{_NUMBER_TOKEN}|[^\\W{_CJK_CLASS}]+")
-_TRAILING_PUNCTUATION = re.compile(r"[\s.!?,;:。！？，；：]+$")
+# Trailing sentence punctuation, and Markdown emphasis / code marks at either end ("**Paris.**").
+_TRAILING_PUNCTUATION = re.compile(r"[\s.!?,;:。！？，；：*_`]+$")
+_LEADING_MARKUP = re.compile(r"^[\s*_`]+")
 
 
 def contains_cjk(text: str) -> bool:
@@ -68,7 +71,7 @@ def normalize_answer(text: str) -> str:
     text = to_half_width(text).casefold()
     text = " ".join(text.split())
     text = _SPACE_NEXT_TO_CJK.sub("", text)
-    return _TRAILING_PUNCTUATION.sub("", text)
+    return _TRAILING_PUNCTUATION.sub("", _LEADING_MARKUP.sub("", text))
 
 
 def split_tokens(text: str) -> list[str]:
