@@ -39,6 +39,17 @@ def test_a_learning_rate_beyond_float32_is_refused_by_key() -> None:
     assert "train.lr: must be at most 1e30 (float32's range), got 1e+39" in str(info.value)
 
 
+@pytest.mark.parametrize("override, problem", [
+    ("train.max_steps=-5", "train.max_steps: must be -1 (use epochs) or > 0, got -5"),
+    ("train.lr=1e31", "train.lr: must be at most 1e30 (float32's range), got 1e+31"),
+])
+def test_a_value_the_rule_already_quotes_is_not_quoted_again(override: str, problem: str) -> None:
+    """The dashboard's form showed 'train.max_steps: must be -1 (use epochs) or > 0, got -5, got -5'."""
+    with pytest.raises(ConfigError) as refused:
+        load_config(None, [override])
+    assert refused.value.problems == [problem]
+
+
 def test_every_problem_named_at_once(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({"train": {"lr": -1, "bogus": 1}, "lora": {"r": "x"}, "nosuch": {}}))

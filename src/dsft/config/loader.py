@@ -191,7 +191,7 @@ def format_validation_error(exc: ValidationError) -> list[str]:
         if err["type"] == "extra_forbidden":
             loc = tuple(err["loc"])
             message = (len(loc) == 1 and foreign_section_hint(err.get("input"), key_home)) or unknown_key_message(loc)
-        elif err["type"] != "missing" and "input" in err:
+        elif err["type"] != "missing" and "input" in err and ", got " not in message:  # a rule may quote it itself
             message = f"{message}, got {'null' if err['input'] is None else repr(err['input'])}"
         problems.append(f"{key}: {message}")
     return problems
