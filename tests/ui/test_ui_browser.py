@@ -112,6 +112,26 @@ def test_mask_view_colours_the_known_supervised_tokens(browser, dashboard: str, 
     browser.save_screenshot(str(shots / "mask.png"))
 
 
+def test_the_new_run_forms_problems_are_listed_one_a_line(browser, dashboard: str, runs_root: Path,
+                                                          shots: Path) -> None:
+    """Every problem was run into one paragraph ('config: 3 problem(s) - train.lr: ... - train.max_steps: ...'),
+    hard to read with eight of them; each is now on its own line, as the CLI prints them."""
+    write_data(runs_root / "d.jsonl")
+    browser.get(dashboard + "/new")
+    fill(browser, {"name": "bad", "model": "tiny-deepseek-v3", "data": "d.jsonl", "max_steps": "-5", "lr": "fast",
+                   "max_seq_len": "0"})
+    browser.find_element("css selector", "#new-form button").click()
+    shown = wait_for(lambda: "problem(s)" in text(browser, "#new-error") and text(browser, "#new-error"), 60,
+                     "the refusal")
+    browser.save_screenshot(str(shots / "new-run-problems.png"))
+    lines = [line.strip() for line in shown.splitlines()]
+    assert lines[0] == "config: 3 problem(s)", shown
+    assert sorted(lines[1:]) == ["- train.lr: Input should be a valid number, unable to parse string as a number, "
+                                 "got 'fast'", "- train.max_seq_len: Input should be greater than or equal to 16, got 0",
+                                 "- train.max_steps: must be -1 (use epochs) or > 0, got -5"], shown
+    assert not (runs_root / "bad").exists()
+
+
 @pytest.mark.slow
 def test_start_a_run_from_the_form_and_see_it_finish(browser, dashboard: str, runs_root: Path, tmp_path: Path,
                                                      tiny_model_dir, shots: Path) -> None:
