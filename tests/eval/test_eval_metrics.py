@@ -235,6 +235,9 @@ def test_numeric_match_integers_are_equal_exactly(prediction: str, reference: st
         ("E", None, None),  # only A-D without choices
         ("E", ["1", "2", "3", "4", "5"], "E"),
         ("I don't know", None, None),
+        ("答案是b", None, "B"),  # after a Chinese keyword a lower-case letter is an option too
+        ("我选c。", None, "C"),
+        ("The answer is a dog", None, None),  # in English "a" is a word
     ],
 )
 def test_extract_choice(answer: str, choices: list[str] | None, expected: str | None) -> None:

@@ -124,11 +124,14 @@ CHOICE_LETTERS = "ABCDEFGHIJ"
 
 
 def _choice_patterns(letters: str) -> list[re.Pattern[str]]:
-    group = f"([{letters}])"
+    group, lower = f"([{letters}])", f"([{letters.lower()}])"
     return [
         # "答案是 B", "answer: (C)", "the correct option is D", "选 A"
         re.compile(rf"(?i:答案|选项|answer|option|choice)\s*(?i:is|为|是|应该是|应为)?\s*:?\s*[(\[]?{group}(?![A-Za-z])"),
         re.compile(rf"(?i:选|选择|choose|pick)\s*[(\[]?{group}(?![A-Za-z])"),
+        # after a Chinese keyword a lower-case letter is an option too ("答案是b", "选c"); in English "a" is a word
+        re.compile(rf"(?:答案|选项)\s*(?:为|是|应该是|应为)?\s*:?\s*[(\[]?{lower}(?![A-Za-z])"),
+        re.compile(rf"(?:选|选择)\s*[(\[]?{lower}(?![A-Za-z])"),
         # the answer starts with the letter: "B", "B.", "(B) ...", "B、...", "B: ..."
         re.compile(rf"^\s*[(\[]?{group}(?:$|[).:、,\]]|\s*$)"),
     ]
