@@ -535,3 +535,16 @@ def test_a_job_started_on_another_host_is_stopped_there(client: TestClient, runs
                                                                          "there"}
     (jobs.jobs_dir(runs_root) / "export-1.rc").write_text("0\n", encoding="utf-8")
     assert jobs.read_job(runs_root, "export-1").status == "finished"
+
+
+def test_files_may_be_a_json_list_as_well_as_the_forms_text(client: TestClient, runs_root: Path) -> None:
+    """A script posting {"files": ["d.jsonl"]} was refused with "['d.jsonl']: no such file or directory": the
+    list's Python text read as one path."""
+    from dsft.errors import DsftError
+    from dsft.ui.prepare import prepare_args
+
+    _, args = prepare_args(runs_root, {**PREPARE, "files": ["d.jsonl"]})
+    assert str((runs_root / "d.jsonl").resolve()) in args
+    with pytest.raises(DsftError) as refused:
+        prepare_args(runs_root, {**PREPARE, "files": ["d.jsonl", "nope.jsonl"]})
+    assert str(refused.value) == "files nope.jsonl: no such file or directory under the runs root"

@@ -42,8 +42,10 @@ def prepare_args(root: Path, form: dict[str, Any]) -> tuple[str, list[str]]:
     out = root.resolve() / name
     if out.exists():
         raise DsftError(f"name {name}: already exists under the runs root; choose a new name")
-    files = [inside_root(root, f.strip(), field="files")
-             for f in str(form.get("files") or "").replace("\n", ",").split(",") if f.strip()]
+    given = form.get("files") or ""
+    # The form's text (comma or line separated), or a JSON list from a script.
+    names = [str(f) for f in given] if isinstance(given, list) else str(given).replace("\n", ",").split(",")
+    files = [inside_root(root, f.strip(), field="files") for f in names if f.strip()]
     if not files:
         raise DsftError("files: name at least one data file (or directory) under the runs root")
     for path in files:
