@@ -134,6 +134,18 @@ def test_missing_runs_and_bad_roots(runs_root: Path, tmp_path: Path) -> None:
         create_app(tmp_path / "missing")
 
 
+def test_an_unknown_address_is_answered_as_the_dashboard_answers(runs_root: Path) -> None:
+    """A mistyped page showed the bare JSON '{"detail":"Not Found"}' in the browser, without the dashboard's page
+    around it, and the API answered in another shape than its {"error"} everywhere else."""
+    c = client(runs_root)
+    page = c.get("/runs/alpha", headers=HTML)
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+    assert "/runs/alpha: no such page" in page.text and '<a href="/new">New run</a>' in page.text
+    assert c.get("/api/nothing").json() == {"error": "/api/nothing: no such page"}
+    wrong = c.get("/api/export")
+    assert wrong.status_code == 405 and wrong.json() == {"error": "GET /api/export: Method Not Allowed"}
+
+
 def test_cli_refuses_empty_key_and_open_bind_without_key(run_cli, tmp_path: Path) -> None:
     code, _, err = run_cli(["ui", "--runs", str(tmp_path), "--api-key", ""])
     assert code == 2 and "--api-key" in err

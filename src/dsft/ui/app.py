@@ -23,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.responses import StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
@@ -72,6 +73,13 @@ def create_app(root: Path, api_key: str | None = None, allowed_hosts: list[str] 
     @app.exception_handler(UiError)
     async def ui_error(request: Request, exc: UiError) -> Response:
         return _error(request, exc.status, exc.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def no_route(request: Request, exc: StarletteHTTPException) -> Response:
+        # An address no route serves: the dashboard's error page (or its {"error"}), not the bare {"detail"}.
+        message = (f"{request.url.path}: no such page" if exc.status_code == 404 else
+                   f"{request.method} {request.url.path}: {exc.detail}")
+        return _error(request, exc.status_code, message)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> Response:
