@@ -49,3 +49,21 @@ def test_the_plan_of_a_ulysses_run_counts_the_second_output_in_every_layer() -> 
     extra = estimate_memory(profile, ulysses).breakdown["activations"] - estimate_memory(profile, plain).breakdown[
         "activations"]
     assert extra == config.num_hidden_layers * tokens * config.hidden_size * BF16
+
+
+def test_key_value_heads_fewer_than_the_sp_ranks_are_replicated_to_one_per_rank() -> None:
+    """Ulysses gives each rank heads / K query heads and, where K exceeds the key/value heads, repeats those
+    heads until each rank has one (deepspeed's UlyssesSPAttentionHF: kv_replication_factor = K // kv heads,
+    one local kv head): the kernel then saves key and value over every token of the row, tokens per GPU x K x
+    head_dim elements each, where K <= kv heads saves tokens per GPU x kv heads x head_dim. Same tokens per
+    GPU at K = 4 and K = 2 (2 kv heads): 2 x 2,048 x 24 x (4 - 2) bf16 elements more in each of the 2 layers."""
+    config = Qwen2Config(**{**SHAPE, "num_attention_heads": 8, "hidden_size": 192})  # 8 heads of 24, 2 kv heads
+    profile = profile_from_config(config)
+    four = PlanRequest(method="full", gpus_per_node=4, zero=3, seq_len=8192, sp=4)  # type: ignore[arg-type]
+    two = PlanRequest(method="full", gpus_per_node=4, zero=3, seq_len=4096, sp=2)  # type: ignore[arg-type]
+    tokens = tokens_per_gpu(four)
+    assert tokens == tokens_per_gpu(two) == 2048
+    extra = estimate_memory(profile, four).breakdown["activations"] - estimate_memory(profile, two).breakdown[
+        "activations"]
+    head_dim = config.hidden_size // config.num_attention_heads
+    assert extra == config.num_hidden_layers * 2 * tokens * head_dim * (4 - 2) * BF16

@@ -93,6 +93,23 @@ def attention_score_bytes(profile: ModelProfile, req: PlanRequest) -> int:
     return req.micro_batch * heads * req.seq_len * req.seq_len * width
 
 
+def replicated_key_value_bytes(profile: ModelProfile, req: PlanRequest) -> int:
+    """Per layer: what the attention kernel saves beyond the trace when Ulysses repeats key/value heads.
+
+    With more sequence-parallel ranks than key/value heads, DeepSpeed-Ulysses repeats them until each rank has
+    one (``kv_replication_factor``), so the kernel saves key and value over all ``seq_len`` tokens of the row:
+    ``sp`` x tokens per GPU x head_dim each, where the trace saved ``kv heads`` x tokens per GPU x head_dim.
+    """
+    config = profile.hf_config
+    heads = config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    if req.sp <= kv_heads or getattr(config, "kv_lora_rank", None):  # MLA: one key/value head per query head
+        return 0
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    width = 4 if req.precision == "fp32" else 2
+    return 2 * tokens_per_gpu(req) * head_dim * (req.sp - kv_heads) * width
+
+
 def validate_request(req: PlanRequest) -> None:
     """Reject requests that cannot be run as stated, naming the option."""
     problems = []
@@ -128,7 +145,8 @@ def estimate_memory(profile: ModelProfile, req: PlanRequest) -> MemoryEstimate:
     breakdown = {"weights": states["weights"], "lora_weights": states.get("lora_weights", 0),
                  "gradients": states["gradients"], "optimizer_states": states["optimizer_states"]}
     scores = attention_score_bytes(profile, req)
-    layers = [(LayerActivations(a.saved_bytes + scores, a.input_bytes, max(a.largest_tensor_bytes, scores)), n)
+    extra = scores + replicated_key_value_bytes(profile, req)
+    layers = [(LayerActivations(a.saved_bytes + extra, a.input_bytes, max(a.largest_tensor_bytes, scores)), n)
               for a, n in _scaled(profile.layer_activations(req.precision, req.sp), tokens)]
     acts = activation_memory(layers, req)
     loss = loss_bytes(shapes, req, tokens)
