@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from ui_browser import free_port
 
 from dsft.ui import runs
 from dsft.ui.app import create_app
@@ -159,15 +160,16 @@ def test_cli_refuses_a_runs_root_that_does_not_exist(run_cli, tmp_path: Path, mo
 
     served = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.update(app=app, **kw))
-    code, out, err = run_cli(["ui", "--runs", str(tmp_path / "nowhere"), "--port", "7861"])
+    port = str(free_port())  # the CLI refuses a port in use, and a dashboard may run on this machine's 7861
+    code, out, err = run_cli(["ui", "--runs", str(tmp_path / "nowhere"), "--port", port])
     assert code == 2 and out == "" and "Traceback" not in err
     assert f"--runs {tmp_path / 'nowhere'}: no such directory" in err
     assert not (tmp_path / "nowhere").exists() and not served  # refused before any server
     (tmp_path / "file").write_text("x")
-    code, _, err = run_cli(["ui", "--runs", str(tmp_path / "file"), "--port", "7861"])
+    code, _, err = run_cli(["ui", "--runs", str(tmp_path / "file"), "--port", port])
     assert code == 2 and "is not a directory" in err and not served
     monkeypatch.chdir(tmp_path)
-    code, _, _ = run_cli(["ui", "--port", "7861"])
+    code, _, _ = run_cli(["ui", "--port", port])
     assert code == 0 and (tmp_path / "runs").is_dir() and served
 
 
@@ -177,9 +179,10 @@ def test_cli_serves_the_dashboard_on_loopback(run_cli, tmp_path: Path, monkeypat
     served = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.update(app=app, **kw))
     (tmp_path / "runs").mkdir()
-    code, out, _ = run_cli(["ui", "--runs", str(tmp_path / "runs"), "--port", "7861"])
-    assert code == 0 and served["host"] == "127.0.0.1" and served["port"] == 7861
-    assert "http://127.0.0.1:7861/" in out
+    port = free_port()
+    code, out, _ = run_cli(["ui", "--runs", str(tmp_path / "runs"), "--port", str(port)])
+    assert code == 0 and served["host"] == "127.0.0.1" and served["port"] == port
+    assert f"http://127.0.0.1:{port}/" in out
     client = TestClient(served["app"], base_url="http://127.0.0.1")
     assert client.get("/").status_code == 200
     assert client.get("/", headers={"host": "attacker.example"}).status_code == 400  # no DNS rebinding
@@ -193,7 +196,7 @@ def test_cli_guards_any_ipv4_loopback_bind_against_dns_rebinding(run_cli, tmp_pa
 
     served = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.update(app=app, **kw))
-    code, _, err = run_cli(["ui", "--runs", str(tmp_path), "--host", "127.0.0.2", "--port", "7862"])
+    code, _, err = run_cli(["ui", "--runs", str(tmp_path), "--host", "127.0.0.2", "--port", str(free_port())])
     assert code == 0 and served["host"] == "127.0.0.2", err
     client = TestClient(served["app"], base_url="http://127.0.0.2")
     assert client.get("/").status_code == 200
