@@ -58,6 +58,7 @@ PREPARE = {"name": "prepared/reservoirs", "files": "d.jsonl", "model": "deepseek
     ({"model": "../outside"}, "model ../outside: outside the runs root"),
     ({"model": "nonsense"}, "model nonsense: no such file"),
     ({"extra": "data.no_such_key=1"}, "no_such_key"),
+    ({"extra": "junk", "val_ratio": "0"}, "more keys, line 1: 'junk': expected KEY=VALUE"),
     ({"extra": "data.test=[/etc/hosts.jsonl]"}, "data.test: /etc/hosts.jsonl is outside the runs root"),
     ({"extra": "data.prepared_dir=.."}, "data.prepared_dir: .. is outside the runs root"),
 ])

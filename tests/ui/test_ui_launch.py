@@ -40,6 +40,7 @@ FORM = {"name": "new", "model": "tiny-deepseek-v3", "data": "d.jsonl", "method":
     ({"max_steps": "many"}, "train.max_steps"),
     ({"extra": "train.optimizer=adamw_8bit"}, "train.optimizer: adamw_8bit needs"),
     ({"extra": "train.no_such_key=1"}, "no_such_key"),
+    ({"extra": "train.warmup_ratio=0\njunk"}, "more keys, line 2: 'junk': expected KEY=VALUE"),
     ({"extra": "data.val=[/etc/hosts.jsonl]"}, "data.val: /etc/hosts.jsonl is outside the runs root"),
     ({"extra": "data.test=[../secret.jsonl]"}, "data.test: ../secret.jsonl is outside the runs root"),
     ({"extra": "model.cache_dir=~/elsewhere"}, "model.cache_dir: ~/elsewhere is outside the runs root"),

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dsft.config import dump_config, load_config
+from dsft.config.loader import parse_override
 from dsft.data.pipeline import input_problems
 from dsft.errors import ConfigError, DsftError
 from dsft.models.gguf_source import OLLAMA_PREFIX, ollama_models, resolve_ollama
@@ -90,6 +91,19 @@ def _data_sets(root: Path, value: str) -> list[str]:
     return [f"data.train=[{','.join(str(p) for p in paths)}]"]
 
 
+def extra_lines(form: dict[str, Any]) -> list[str]:
+    """The form's ``more keys`` lines (``key=value`` each); a malformed one is refused naming the field and the line,
+    where the CLI's own message would name ``--set``, a flag the form does not have."""
+    lines = [line.strip() for line in str(form.get("extra") or "").splitlines()]
+    for number, line in enumerate(lines, 1):
+        if line:
+            try:
+                parse_override(line)
+            except ConfigError as exc:
+                raise ConfigError(str(exc).replace("--set ", f"more keys, line {number}: ", 1)) from None
+    return [line for line in lines if line]
+
+
 def is_prepared_dir(path: Path) -> bool:
     """A directory written by ``dsft data prepare`` (its report and train split)."""
     return path.is_dir() and (path / "data_report.json").is_file() and (path / "train.jsonl").is_file()
@@ -109,7 +123,7 @@ def build_config(root: Path, form: dict[str, Any]) -> tuple[str, Any]:
     fields = {f: k for f, k in FIELDS.items() if not (f == "val_ratio" and data[0].startswith("data.prepared_dir"))}
     sets = [f"model.name_or_path={model}", *data]
     sets += [f"{key}={form[field]}" for field, key in fields.items() if str(form.get(field, "")).strip()]
-    sets += [line.strip() for line in str(form.get("extra") or "").splitlines() if line.strip()]
+    sets += extra_lines(form)
     cfg = load_config(None, sets)
     config_paths_inside(root, cfg, load_config(None, []))  # `key=value` lines included
     cfg = paths_under_root(root, cfg)  # `dsft train` runs in the root: a relative path is checked (and kept) there

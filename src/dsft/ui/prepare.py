@@ -21,7 +21,7 @@ from dsft.config import DataConfig, load_config
 from dsft.data.readers import SUPPORTED_SUFFIXES, expand_inputs
 from dsft.errors import DsftError
 from dsft.ui import jobs, runs
-from dsft.ui.launch import NAME, is_prepared_dir, model_choice
+from dsft.ui.launch import NAME, extra_lines, is_prepared_dir, model_choice
 from dsft.ui.paths import config_paths_inside, inside_root, relative_name
 
 UPLOADS = "uploads"
@@ -60,7 +60,7 @@ def prepare_args(root: Path, form: dict[str, Any]) -> tuple[str, list[str]]:
         tokenizer = ["--tokenizer", "deepseek"]  # the tokenizer package; nothing to download
     elif model:
         sets.append(f"model.name_or_path={model_choice(root, model)}")
-    sets += [line.strip() for line in str(form.get("extra") or "").splitlines() if line.strip()]
+    sets += extra_lines(form)
     cfg = load_config(None, sets)  # every wrong key named at once, before anything starts
     config_paths_inside(root, cfg, load_config(None, []))  # `key=value` lines included
     args = ["data", "prepare", *(str(p) for p in files), "--out", str(out), *tokenizer]
