@@ -33,15 +33,21 @@ def test_lora_targets_given_as_comma_separated_names_are_a_list(tmp_path: Path) 
     assert load_config(None).lora.targets == "all-linear"
 
 
-def test_a_learning_rate_beyond_float32_is_refused_by_key() -> None:
+def test_a_learning_rate_above_1_is_refused_by_key_before_anything_loads() -> None:
+    """`train.lr=3e5` (3e-5 with its minus lost) loaded the model and stopped at step 2 on a NaN loss."""
     with pytest.raises(ConfigError) as info:
-        load_config(None, ["train.lr=1e39"])
-    assert "train.lr: must be at most 1e30 (float32's range), got 1e+39" in str(info.value)
+        load_config(None, ["train.lr=3e5"])
+    assert info.value.problems == ["train.lr: must be at most 1, got 300000 (AdamW and Adafactor diverge at the "
+                                   "first step far below that; did you mean 3e-5?)"]
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["train.lr=1e39"])  # beyond float32's range too: torch's Adam failed inside its step
+    assert "train.lr: must be at most 1, got 1e+39 (AdamW" in str(info.value)
+    assert load_config(None, ["train.lr=1"]).train.lr == 1.0
 
 
 @pytest.mark.parametrize("override, problem", [
     ("train.max_steps=-5", "train.max_steps: must be -1 (use epochs) or > 0, got -5"),
-    ("train.lr=1e31", "train.lr: must be at most 1e30 (float32's range), got 1e+31"),
+    ("train.lr=2", "train.lr: must be at most 1, got 2 (AdamW and Adafactor diverge at the first step far below that)"),
 ])
 def test_a_value_the_rule_already_quotes_is_not_quoted_again(override: str, problem: str) -> None:
     """The dashboard's form showed 'train.max_steps: must be -1 (use epochs) or > 0, got -5, got -5'."""

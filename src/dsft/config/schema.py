@@ -330,7 +330,7 @@ class TrainConfig(Section):
     max_steps: int = Field(-1, description="Optimizer steps to run; -1 = derive from epochs.")
     micro_batch_size: int = Field(1, ge=1, description="Rows per device per forward (packed rows when packing).")
     grad_accum: int = Field(1, ge=1, description="Micro-batches accumulated per optimizer step.")
-    lr: float = Field(2e-4, gt=0, description="Peak learning rate.")
+    lr: float = Field(2e-4, gt=0, description="Peak learning rate (at most 1).")
     lr_scheduler: Literal["cosine", "cosine_with_restarts", "linear", "constant"] = Field(
         "cosine", description="Learning-rate schedule after warmup; cosine_with_restarts runs train.lr_cycles "
         "cosine cycles, each restarting at the peak lr.",
@@ -416,20 +416,24 @@ class TrainConfig(Section):
         splits its rows (strategy, evaluation, kernels) are not its problems."""
         return self.sequence_parallel > 1 and self.objective == "sft"
 
-    @field_validator("lr")
-    @classmethod
-    def _lr(cls, value: float) -> float:
-        # Optimizers keep the lr in fp32 state: torch's Adam fails deep inside its step beyond float32's
-        # range (3.4e38). No useful learning rate comes near the bound.
-        if value > 1e30:
-            raise ValueError(f"must be at most 1e30 (float32's range), got {value:g}")
-        return value
-
     @field_validator("max_steps")
     @classmethod
     def _max_steps(cls, value: int) -> int:
         if value == 0 or value < -1:
             raise ValueError(f"must be -1 (use epochs) or > 0, got {value}")
+        return value
+
+    @field_validator("lr")
+    @classmethod
+    def _lr(cls, value: float) -> float:
+        # Checked before the model loads: a mistyped exponent (3e5 for 3e-5) otherwise loads the model, then
+        # diverges at its first step (and beyond float32's range, 3.4e38, torch's Adam fails inside its step).
+        if value > 1:
+            mantissa, exponent = f"{value:e}".split("e")
+            # A learning rate between 1e-8 and 0.1 with its exponent's sign lost.
+            hint = f"; did you mean {float(mantissa):g}e-{int(exponent)}?" if 10 <= value < 1e9 else ""
+            raise ValueError(f"must be at most 1, got {value:g} (AdamW and Adafactor diverge at the first step far "
+                             f"below that{hint})")
         return value
 
     @field_validator("adam_betas")
