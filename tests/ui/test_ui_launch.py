@@ -4,6 +4,7 @@ gracefully (SIGTERM -> checkpoint -> run.json says stopped)."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from fastapi.testclient import TestClient
 from dsft.config import DsftConfig
 from dsft.config.loader import PATH_KEYS
 from dsft.training.environment import Environment
-from dsft.ui import launch, processes, runs
+from dsft.ui import jobs, launch, processes, runs
 from dsft.ui.paths import paths_under_root
 
 POST = {"x-dsft-ui": "1"}
@@ -186,6 +187,22 @@ def test_a_second_stop_sends_no_second_sigterm(client: TestClient, runs_root: Pa
     finally:
         training.kill()
         training.wait()
+
+
+def test_the_log_shows_a_progress_bar_as_a_terminal_does(client: TestClient, runs_root: Path) -> None:
+    """A progress bar redrawn with carriage returns (a GGUF model's conversion: 272 tensors) filled the run
+    page's last 40 log lines with its every redraw, pushing the training lines out; a terminal shows the last."""
+    log = runs_root / "train.log"
+    bar = "".join(f"converting: {n}/272\r" for n in range(0, 273, 4)) + "converting: 272/272\n"
+    log.write_text("model from m.gguf\n" + bar + "step 1/3  loss 1.2480\n", encoding="utf-8")
+    runs.write_launch(runs_root, "alpha", {**processes.record(os.getpid()), "started": "now", "log": str(log)})
+    assert launch.log_tail(runs_root, "alpha") == "model from m.gguf\nconverting: 272/272\nstep 1/3  loss 1.2480"
+    jobs.jobs_dir(runs_root).mkdir(parents=True)
+    (jobs.jobs_dir(runs_root) / "export-1.log").write_text(bar, encoding="utf-8")
+    (jobs.jobs_dir(runs_root) / "export-1.json").write_text(json.dumps(
+        {"id": "export-1", "kind": "export", "target": "alpha", "out": "alpha/export/hf", "command": [],
+         **processes.record(os.getpid()), "started": "now"}), encoding="utf-8")
+    assert jobs.read_job(runs_root, "export-1").log == "converting: 272/272"
 
 
 def wait_until(check, timeout: float, what: str):

@@ -110,8 +110,9 @@ def read_job(root: Path, job_id: str) -> Job | None:
     if record is None:
         return None
     log_path, rc_path = directory / f"{job_id}.log", directory / f"{job_id}.rc"
-    text = log_path.read_text(encoding="utf-8", errors="replace") if log_path.is_file() else ""
-    tail = "\n".join(text.splitlines()[-LOG_LINES:])
+    # As bytes: a text read would make each carriage return of a progress bar a line of its own.
+    text = log_path.read_bytes().decode("utf-8", errors="replace") if log_path.is_file() else ""
+    tail = "\n".join(processes.terminal_lines(text)[-LOG_LINES:])
     rc = rc_path.read_text().strip() if rc_path.is_file() else None
     stopped = record.get("stopped")
     if rc is None and processes.alive(record) is not False:  # None: on another host; its exit status will tell

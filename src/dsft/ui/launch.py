@@ -180,4 +180,5 @@ def log_tail(root: Path, name: str, lines: int = 40) -> str:
     path = Path(launch["log"]) if launch else None
     if path is None or not path.is_file():
         return ""
-    return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    text = path.read_bytes().decode("utf-8", errors="replace")  # carriage returns kept (read_text makes them lines)
+    return "\n".join(processes.terminal_lines(text)[-lines:])

@@ -32,6 +32,15 @@ def alive(recorded: dict[str, Any]) -> bool | None:
     return process_alive({"host": socket.gethostname(), **recorded})
 
 
+def terminal_lines(text: str) -> list[str]:
+    """The lines of a process's log as a terminal shows them: a line redrawn with carriage returns (a progress
+    bar) is its last drawing, not one line per redraw."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.rstrip("\r").rsplit("\r", 1)[-1] for line in lines]
+
+
 def stop(recorded: dict[str, Any], what: str, group: bool) -> None:
     """SIGTERM to the recorded process (``group``: to its whole process group, the session it leads);
     :class:`CannotStop` when it has already ended or runs elsewhere."""
