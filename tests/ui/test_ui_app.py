@@ -135,6 +135,18 @@ def test_missing_runs_and_bad_roots(runs_root: Path, tmp_path: Path) -> None:
         create_app(tmp_path / "missing")
 
 
+def test_a_run_that_ended_without_final_says_so_and_how_to_continue(runs_root: Path) -> None:
+    """A run stopped at once (a second Ctrl-C, a killed process) reads `interrupted`, has checkpoints and no final/;
+    its page said compare and export would come 'once the run has finished', which it never will."""
+    info = json.loads((runs_root / "alpha" / "run.json").read_text(encoding="utf-8"))
+    (runs_root / "alpha" / "run.json").write_text(json.dumps({**info, "status": "interrupted"}), encoding="utf-8")
+    page = client(runs_root).get("/run/alpha").text
+    assert "Once the run has finished" not in page, page
+    assert "This run ended (interrupted) without final/" in page
+    assert "dsft train alpha/config.yaml --out alpha --resume auto" in page
+    assert "Once the run has finished" in client(runs_root).get("/run/sweep/trial-0").text  # running: it will
+
+
 def test_an_unknown_address_is_answered_as_the_dashboard_answers(runs_root: Path) -> None:
     """A mistyped page showed the bare JSON '{"detail":"Not Found"}' in the browser, without the dashboard's page
     around it, and the API answered in another shape than its {"error"} everywhere else."""

@@ -108,7 +108,8 @@ def create_app(root: Path, api_key: str | None = None, allowed_hosts: list[str] 
         sections = job_pages.run_sections(
             summary.name, finished, run_jobs.comparisons(root, run_dir), run_jobs.export_formats(summary.method),
             run_jobs.shown_path(root, run_jobs.default_eval_data(root, run_dir)), mask.data_files(root),
-            jobs.list_jobs(root, summary.name))
+            jobs.list_jobs(root, summary.name),
+            ended="" if summary.has_final or summary.status in LIVE else summary.status)
         return pages.run_page(
             summary, runs.config_text(run_dir), runs.data_report(run_dir), runs.run_records(root, run_dir),
             runs.checkpoints(run_dir), runs.reports(root, run_dir), runs.export_records(run_dir),

@@ -56,10 +56,15 @@ def _comparisons_html(comparisons: list[dict[str, Any]]) -> str:
 
 
 def run_sections(name: str, finished: bool, comparisons: list[dict[str, Any]], formats: list[str],
-                 eval_default: str | None, sources: list[str], jobs: list[Job]) -> dict[str, str]:
-    """The run page's compare and export forms (once the run has ``final/``), comparisons and jobs."""
+                 eval_default: str | None, sources: list[str], jobs: list[Job], ended: str = "") -> dict[str, str]:
+    """The run page's compare and export forms (once the run has ``final/``), comparisons and jobs; ``ended``: the
+    status of a run that has ended without ``final/`` (it never will have one unless it is resumed)."""
     running = sum(1 for j in jobs if j.status == "running")
     later = "<p class='hint'>Once the run has finished (with final/).</p>"
+    if ended:
+        later = (f"<p class='hint'>This run ended ({escape(ended)}) without final/: nothing to compare or export. "
+                 f"Continue it from its last checkpoint in the runs root: <code>dsft train {escape(name)}/config.yaml "
+                 f"--out {escape(name)} --resume auto</code></p>")
     hint = escape(eval_default or "an eval file under the root")
     compare_form = (
         f"<form id='compare-form' class='inline' data-run='{escape(name)}'>"
