@@ -48,6 +48,9 @@ def test_a_learning_rate_above_1_is_refused_by_key_before_anything_loads() -> No
 @pytest.mark.parametrize("override, problem", [
     ("train.max_steps=-5", "train.max_steps: must be -1 (use epochs) or > 0, got -5"),
     ("train.lr=2", "train.lr: must be at most 1, got 2 (AdamW and Adafactor diverge at the first step far below that)"),
+    # The dashboard's form showed "train.lr: not enough values to unpack (expected 2, got 1)" for inf.
+    ("train.lr=inf", "train.lr: must be at most 1, got inf (AdamW and Adafactor diverge at the first step far below "
+                     "that)"),
 ])
 def test_a_value_the_rule_already_quotes_is_not_quoted_again(override: str, problem: str) -> None:
     """The dashboard's form showed 'train.max_steps: must be -1 (use epochs) or > 0, got -5, got -5'."""

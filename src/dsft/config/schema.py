@@ -429,9 +429,10 @@ class TrainConfig(Section):
         # Checked before the model loads: a mistyped exponent (3e5 for 3e-5) otherwise loads the model, then
         # diverges at its first step (and beyond float32's range, 3.4e38, torch's Adam fails inside its step).
         if value > 1:
-            mantissa, exponent = f"{value:e}".split("e")
-            # A learning rate between 1e-8 and 0.1 with its exponent's sign lost.
-            hint = f"; did you mean {float(mantissa):g}e-{int(exponent)}?" if 10 <= value < 1e9 else ""
+            hint = ""
+            if 10 <= value < 1e9:  # a learning rate between 1e-8 and 0.1 with its exponent's sign lost
+                mantissa, exponent = f"{value:e}".split("e")  # (inf has no exponent to split)
+                hint = f"; did you mean {float(mantissa):g}e-{int(exponent)}?"
             raise ValueError(f"must be at most 1, got {value:g} (AdamW and Adafactor diverge at the first step far "
                              f"below that{hint})")
         return value
