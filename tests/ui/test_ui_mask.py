@@ -56,7 +56,7 @@ def test_data_page_lists_sources(client: TestClient) -> None:
     ({"source": "chat.jsonl", "tokenizer": "garbage"}, "tokenizer garbage: no such file"),
     ({"source": "chat.jsonl", "tokenizer": "alpha"}, "tokenizer alpha"),
     ({"source": "chat.jsonl", "tokenizer": "deepseek", "template": "nope"}, "template nope"),
-    ({"source": "chat.jsonl", "tokenizer": "deepseek", "index": 5}, "no record at --index 5"),
+    ({"source": "chat.jsonl", "tokenizer": "deepseek", "index": 5}, "chat.jsonl: no record 5 (it holds 1; the first is 0)"),
     ({"source": "chat.jsonl", "tokenizer": "deepseek", "index": "x"}, "index: expected a whole number"),
     ({"source": ""}, "source: missing; name a data file"),
     ({}, "source: missing; name a data file"),

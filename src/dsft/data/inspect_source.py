@@ -38,15 +38,22 @@ def prepared_tokenizer(source: Path) -> str | None:
     return str(value) if value else None
 
 
-def pick_conversation(source: Path, index: int, cfg: Any) -> Conversation:
-    """Conversation ``index`` of a prepared directory (its train.jsonl) or any readable data file."""
+def pick_conversation(source: Path, index: int, cfg: Any, field: str = "") -> Conversation:
+    """Conversation ``index`` of a prepared directory (its train.jsonl) or any readable data file. ``field``: the
+    form field that chose it, which a refusal names (``record 5``) where the CLI names ``--index``."""
     candidates = [source / "train.jsonl", source / "data" / "train.jsonl"] if source.is_dir() else []
     target = next((path for path in candidates if path.is_file()), source)
+    count = 0
     for position, raw in enumerate(read_records([str(target)])):
+        count = position + 1
         if position < index:
             continue
         parsed = parse_record(raw, cfg.data.format, cfg.data.columns)
         if isinstance(parsed, Rejection):
-            raise DataError(f"{raw.where}: the record at --index {index} is invalid (another: --index N)", parsed.reasons)
+            another = f"choose another {field}" if field else "another: --index N"
+            at = f"{field} {index}" if field else f"the record at --index {index}"
+            raise DataError(f"{raw.where}: {at} is invalid ({another})", parsed.reasons)
         return parsed[1]
+    if field:
+        raise DataError(f"{target}: no {field} {index} (it holds {count}; the first is 0)")
     raise DataError(f"{target}: no record at --index {index} (indices start at 0)")

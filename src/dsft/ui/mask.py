@@ -68,7 +68,7 @@ def mask_view(root: Path, source: str, index: int = 0, template: str | None = No
     if masking:
         sets.append(f"template.masking={masking}")
     cfg = load_config(None, sets)
-    conversation = pick_conversation(path, index, cfg)
+    conversation = pick_conversation(path, index, cfg, field="record")
     name = template or cfg.template.name
     # The tokenizer the prepared directory's counts came from; with template auto the family is detected from
     # the model's own tokenizer (the tokenizer package carries no chat template).
