@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import xxhash
-from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from dsft.disk import USER_FILESYSTEM_ERRORS, disk_error, require_free_space, tree_bytes
 from dsft.errors import DsftError
@@ -39,19 +38,6 @@ _HASH_CHUNK = 8 * 1024 * 1024  # bytes read at a time while hashing
 # Weight files, one of which a checkpoint must hold (DeepSpeed and FSDP keep theirs in subdirectories).
 WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json",
                 "adapter_model.bin", "pytorch_model.bin", "pytorch_model.bin.index.json")
-
-
-class SaveEveryNSteps(TrainerCallback):
-    """``train.save_steps`` where the Trainer saves per epoch: evaluation at every epoch end with
-    ``eval.load_best`` makes transformers save per epoch (the best checkpoint needs the save and evaluation
-    strategies to match), which would leave a long epoch with no checkpoint to resume from. The epoch-end
-    saves stay; these come beside them."""
-
-    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                    **kw: Any) -> TrainerControl:
-        if args.save_strategy == "epoch" and args.save_steps >= 1 and state.global_step % int(args.save_steps) == 0:
-            control.should_save = True
-        return control
 
 
 def list_checkpoints(checkpoint_root: Path) -> list[Path]:

@@ -27,7 +27,7 @@ from dsft.errors import ConfigError, DsftError, UnsupportedError
 from dsft.models.gguf_source import dequantisation_note, read_import_record
 from dsft.models.loading import load_tokenizer, use_cpu_accelerator_without_cuda
 from dsft.models.resolve import resolve_model
-from dsft.training.checkpointing import SaveEveryNSteps, checkpoint_step, resolve_resume
+from dsft.training.checkpointing import checkpoint_step, resolve_resume
 from dsft.training.collators import make_collator, make_train_dataset
 from dsft.training.environment import environment_problems
 from dsft.training.examples import describe_dropped
@@ -51,6 +51,7 @@ from dsft.training.setup import (
     mixed_sources,
     resolve_template,
 )
+from dsft.training.step_saves import SaveEveryNSteps
 from dsft.training.stop import StopOnSignal
 from dsft.training.trainer import DsftTrainer
 from dsft.training.trainer_hooks import load_checkpoint_weights
