@@ -36,18 +36,24 @@ def test_ulysses_saves_one_more_attention_output_per_layer(config_class, precisi
     assert profile.layer_activations(precision, sp=4) is ulysses  # one trace, whatever the degree
 
 
+def _extra_activations(config: Qwen2Config, more_sp: int, fewer_sp: int) -> tuple[int, int]:
+    """Tokens per GPU and the activation bytes SP ``more_sp`` keeps beyond SP ``fewer_sp`` at those same tokens
+    per GPU (rows of 2,048 x SP tokens, full fine-tuning, ZeRO-3, 4 GPUs)."""
+    profile = profile_from_config(config)
+    more, fewer = (PlanRequest(method="full", gpus_per_node=4, zero=3, seq_len=2048 * sp, sp=sp)  # type: ignore[arg-type]
+                   for sp in (more_sp, fewer_sp))
+    tokens = tokens_per_gpu(more)
+    assert tokens == tokens_per_gpu(fewer) == 2048
+    return tokens, (estimate_memory(profile, more).breakdown["activations"]
+                    - estimate_memory(profile, fewer).breakdown["activations"])
+
+
 def test_the_plan_of_a_ulysses_run_counts_the_second_output_in_every_layer() -> None:
     """Without checkpointing every layer keeps its saved tensors until backward: 4,096-token rows at K = 2 hold
     num_hidden_layers x 2,048 tokens x hidden bytes more activations than 2,048-token rows without Ulysses,
     the same tokens per GPU (heads x head_dim = hidden here)."""
     config = Qwen2Config(**SHAPE)
-    profile = profile_from_config(config)
-    ulysses = PlanRequest(method="full", gpus_per_node=4, zero=3, seq_len=4096, sp=2)  # type: ignore[arg-type]
-    plain = PlanRequest(method="full", gpus_per_node=4, zero=3, seq_len=2048, sp=1)  # type: ignore[arg-type]
-    tokens = tokens_per_gpu(ulysses)
-    assert tokens == tokens_per_gpu(plain) == 2048
-    extra = estimate_memory(profile, ulysses).breakdown["activations"] - estimate_memory(profile, plain).breakdown[
-        "activations"]
+    tokens, extra = _extra_activations(config, 2, 1)
     assert extra == config.num_hidden_layers * tokens * config.hidden_size * BF16
 
 
@@ -58,12 +64,6 @@ def test_key_value_heads_fewer_than_the_sp_ranks_are_replicated_to_one_per_rank(
     head_dim elements each, where K <= kv heads saves tokens per GPU x kv heads x head_dim. Same tokens per
     GPU at K = 4 and K = 2 (2 kv heads): 2 x 2,048 x 24 x (4 - 2) bf16 elements more in each of the 2 layers."""
     config = Qwen2Config(**{**SHAPE, "num_attention_heads": 8, "hidden_size": 192})  # 8 heads of 24, 2 kv heads
-    profile = profile_from_config(config)
-    four = PlanRequest(method="full", gpus_per_node=4, zero=3, seq_len=8192, sp=4)  # type: ignore[arg-type]
-    two = PlanRequest(method="full", gpus_per_node=4, zero=3, seq_len=4096, sp=2)  # type: ignore[arg-type]
-    tokens = tokens_per_gpu(four)
-    assert tokens == tokens_per_gpu(two) == 2048
-    extra = estimate_memory(profile, four).breakdown["activations"] - estimate_memory(profile, two).breakdown[
-        "activations"]
+    tokens, extra = _extra_activations(config, 4, 2)
     head_dim = config.hidden_size // config.num_attention_heads
     assert extra == config.num_hidden_layers * 2 * tokens * head_dim * (4 - 2) * BF16
