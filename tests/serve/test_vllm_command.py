@@ -50,13 +50,6 @@ def test_lora_run_serves_base_plus_adapters_with_enough_rank(
     assert option(argv, "--max-lora-rank") == "32", "rank 24 needs vLLM's next allowed rank, 32"
 
 
-def test_reasoning_parser_per_family() -> None:
-    from dsft.serve.vllm import reasoning_parser_for
-
-    assert [reasoning_parser_for(name) for name in ("deepseek-r1", "deepseek-v3.1", "deepseek-v3", "deepseek-llm")] \
-        == ["deepseek_r1", "deepseek_v3", None, None]
-
-
 def test_missing_vllm_is_a_clear_error(serve_model_dir: Path, capsys: pytest.CaptureFixture[str],
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")

@@ -20,7 +20,6 @@ from dsft.eval.reasoning import prompt_opens_think as eval_rule
 from dsft.export.ollama import render_modelfile, sampling_parameters
 from dsft.models.tokenizers import chat_template as released_template
 from dsft.serve.prompts import generation_starts_in_reasoning
-from dsft.serve.vllm import reasoning_parser_for
 from dsft.templates import TEMPLATE_NAMES, ChatTemplate, get_template
 from dsft import markers
 from dsft.template_families import FAMILIES
@@ -50,8 +49,6 @@ def test_config_choices_are_the_registry() -> None:
 
 
 def test_family_facts_reach_export_serve_and_eval() -> None:
-    assert {n: reasoning_parser_for(n) for n in TEMPLATE_NAMES} == {
-        n: get_template(n).vllm_reasoning_parser for n in TEMPLATE_NAMES}
     assert sampling_parameters("deepseek-r1", None) == {"temperature": 0.6, "top_p": 0.95}
     assert sampling_parameters("hf", None) == {}
 

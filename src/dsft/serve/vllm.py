@@ -32,11 +32,6 @@ VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
 
 
-def reasoning_parser_for(template_name: str) -> str | None:
-    """vLLM's reasoning parser for a dsft template family (None: the family does not think)."""
-    return get_template(template_name).vllm_reasoning_parser
-
-
 def vllm_lora_rank(rank: int) -> int:
     """The smallest rank vLLM accepts that holds ``rank``."""
     for allowed in VLLM_LORA_RANKS:
