@@ -191,3 +191,25 @@ def test_a_running_job_stops_from_its_button(browser, dashboard: str, runs_root:
     finally:
         if jobs.read_job(runs_root, job_id).status == "running":
             os.killpg(pid, signal.SIGKILL)
+
+
+def test_letters_in_the_compare_forms_prompts_are_refused_naming_the_field(browser, dashboard: str, runs_root: Path,
+                                                                          shots: Path) -> None:
+    """Chromium drops letters typed into a number field: the form sent prompts "" and the comparison ran on every
+    prompt of the eval file. The form now refuses it in its message line, naming the field, and starts nothing."""
+    run = runs_root / "done"
+    (run / "final").mkdir(parents=True)
+    (run / "data").mkdir()
+    for name in ("config.yaml", "run.json"):
+        (run / name).write_bytes((runs_root / "alpha" / name).read_bytes())
+    write_data(run / "data" / "test.jsonl", n=3)
+    browser.get(dashboard + "/run/done")
+    prompts = browser.find_element("css selector", "#compare-form input[name=limit]")
+    for typed, message in (("abc", "prompts: a whole number is needed (at least 1)"),
+                           ("0", "prompts: must be at least 1, got 0")):
+        prompts.clear()
+        prompts.send_keys(typed)
+        browser.find_element("css selector", "#compare-form button").click()
+        wait_for(lambda: text(browser, "#job-error") == message, 10, f"the refusal of {typed!r}")
+    browser.save_screenshot(str(shots / "compare-prompts-refused.png"))
+    assert jobs.list_jobs(runs_root) == [] and browser.find_element("css selector", "#compare-form button").is_enabled()

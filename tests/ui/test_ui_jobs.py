@@ -132,8 +132,11 @@ def test_upload_lands_under_the_root_only(client: TestClient, runs_root: Path) -
     ("/api/compare", {"run": "done", "data": "nope.jsonl"}, "data nope.jsonl: no such file"),
     ("/api/compare", {"run": "done", "data": "alpha"}, "is a directory"),
     ("/api/compare", {"run": "done"}, "done has no test or validation split"),
-    ("/api/compare", {"run": "done", "limit": "many"}, "limit: a whole number"),
-    ("/api/compare", {"run": "done", "max_new_tokens": "0"}, "max_new_tokens: a whole number"),
+    # Named as the form labels them; 0 was read as "not given" (every prompt), as the form's "" still is.
+    ("/api/compare", {"run": "done", "limit": "many"}, "prompts: a whole number >= 1, got 'many'"),
+    ("/api/compare", {"run": "done", "limit": 0}, "prompts: a whole number >= 1, got 0"),
+    ("/api/compare", {"run": "done", "limit": 2.5}, "prompts: a whole number >= 1, got 2.5"),
+    ("/api/compare", {"run": "done", "max_new_tokens": "0"}, "max new tokens: a whole number >= 1, got '0'"),
     ("/api/export", {"run": "alpha"}, "no final/"),
     ("/api/export", {"run": "/etc"}, "relative to the runs root"),
     ("/api/export", {"run": "done", "format": "safetensors"}, "format safetensors: choose one of hf, adapter"),

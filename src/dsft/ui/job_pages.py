@@ -67,14 +67,14 @@ def run_sections(name: str, finished: bool, comparisons: list[dict[str, Any]], f
                  f"--out {escape(name)} --resume auto</code></p>")
     hint = escape(eval_default or "an eval file under the root")
     compare_form = (
-        f"<form id='compare-form' class='inline' data-run='{escape(name)}'>"
+        f"<form id='compare-form' novalidate class='inline' data-run='{escape(name)}'>"
         f"<label>eval data <input name='data' list='eval-files' placeholder='{hint}'></label>"
         f"{_datalist('eval-files', sources)}"
-        "<label>prompts <input name='limit' type='number' min='1' value='20'></label>"
-        "<label>max new tokens <input name='max_new_tokens' type='number' min='1' value='64'></label>"
+        "<label>prompts <input name='limit' type='number' required min='1' value='20'></label>"
+        "<label>max new tokens <input name='max_new_tokens' type='number' required min='1' value='64'></label>"
         "<button type='submit'>Compare base vs tuned</button></form>")
     export_form = (
-        f"<form id='export-form' class='inline' data-run='{escape(name)}'>"
+        f"<form id='export-form' novalidate class='inline' data-run='{escape(name)}'>"
         f"<label>format <select name='format'>{options_html(formats)}</select></label>"
         f"<label>dtype <select name='dtype'>{options_html(list(EXPORT_DTYPES))}</select></label>"
         "<label>verify <input name='verify' type='checkbox' checked></label>"
@@ -94,10 +94,10 @@ def prepare_page(files: list[str], models: list[str], templates: list[str], form
         "<p>Runs <code>dsft data prepare</code> on files under the runs root (upload one first if it is elsewhere): "
         "the same reading, validation, cleaning, deduplication and split as in a terminal. The prepared directory "
         "is then a data choice of <a href='/new'>New run</a>.</p>"
-        "<form id='upload-form' class='inline'><label>upload a data file <input id='upload' type='file' "
+        "<form id='upload-form' novalidate class='inline'><label>upload a data file <input id='upload' type='file' "
         "accept='.jsonl,.json,.csv,.parquet'></label><button type='submit'>Upload</button>"
         "<span id='upload-state' class='hint'></span></form>"
-        "<form id='prepare-form' class='grid'>"
+        "<form id='prepare-form' novalidate class='grid'>"
         "<label for='name'>output name</label><input id='name' name='name' required placeholder='prepared/my-data'>"
         "<label for='files'>data files</label><input id='files' name='files' list='files-list' required "
         f"placeholder='paths under the runs root, comma-separated'>{_datalist('files-list', files)}"

@@ -59,13 +59,19 @@ def _free_dir(parent: Path, stem: str) -> Path:
     return candidate
 
 
-def _whole(form: dict[str, Any], field: str) -> int | None:
-    value = str(form.get(field) or "").strip()
-    if not value:
+# The compare form's whole-number fields: request field -> (the CLI's flag, the form's label, which refusals name).
+COMPARE_NUMBERS = {"limit": ("--limit", "prompts"), "max_new_tokens": ("--max-new-tokens", "max new tokens")}
+
+
+def _whole(form: dict[str, Any], field: str, label: str) -> int | None:
+    """The field as a whole number >= 1; None when not given (the command's default: every prompt, its length)."""
+    value = form.get(field)
+    if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    if not value.isdigit() or int(value) < 1:
-        raise DsftError(f"{field}: a whole number >= 1, got {value!r}")
-    return int(value)
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
+        raise DsftError(f"{label}: a whole number >= 1, got {value!r}")
+    return int(text)
 
 
 def default_eval_data(root: Path, run_dir: Path) -> str | None:
@@ -104,8 +110,8 @@ def start_compare(root: Path, form: dict[str, Any]) -> dict[str, str]:
 def _start_compare(root: Path, form: dict[str, Any]) -> dict[str, str]:
     run_dir, summary = finished_run(root, str(form.get("run") or ""))
     flags = []
-    for field, flag in (("limit", "--limit"), ("max_new_tokens", "--max-new-tokens")):
-        value = _whole(form, field)
+    for field, (flag, label) in COMPARE_NUMBERS.items():
+        value = _whole(form, field, label)
         if value is not None:
             flags += [flag, str(value)]
     data_field = str(form.get("data") or "").strip()

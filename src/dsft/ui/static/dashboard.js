@@ -11,6 +11,25 @@ function postJson(url, body) {
     .then(r => r.json().then(data => ({ok: r.ok, data})));
 }
 
+// The first number field the browser holds as wrong, as one message naming the field (its label), or null.
+// Chromium drops letters typed into a number field (its value is then ""), so an empty required one is refused
+// here rather than sent as "" (which the server would read as "not given"); the forms are novalidate so that
+// this message, in the form's own message line, says what is wrong instead of a browser bubble naming nothing.
+function fieldProblem(form) {
+  for (const el of form.elements) {
+    if (el.type !== "number" || el.disabled || el.validity.valid) continue;
+    const label = el.labels.length ? el.labels[0].childNodes[0].textContent.trim() : el.name;
+    const v = el.validity, whole = !el.step || el.step === "1";
+    const rule = whole ? "a whole number" : "a number";
+    if (v.valueMissing || v.badInput) return `${label}: ${rule} is needed` + (el.min ? ` (at least ${el.min})` : "");
+    if (v.rangeUnderflow) return `${label}: must be at least ${el.min}, got ${el.value}`;
+    if (v.rangeOverflow) return `${label}: must be at most ${el.max}, got ${el.value}`;
+    if (v.stepMismatch) return `${label}: ${rule}, got ${el.value}`;
+    return `${label}: ${el.validationMessage}`;
+  }
+  return null;
+}
+
 function fmt(v) { return Math.abs(v) >= 1000 || (Math.abs(v) < 0.01 && v !== 0) ? v.toExponential(2) : (+v.toFixed(4)).toString(); }
 
 function LiveCharts(holder) {
@@ -110,7 +129,9 @@ function maskForm(form) {
     e.preventDefault();
     const body = Object.fromEntries(new FormData(form).entries());
     const out = document.getElementById("mask"), counts = document.getElementById("mask-counts");
-    counts.textContent = "rendering…"; out.replaceChildren();
+    const problem = fieldProblem(form);
+    if (problem) { counts.textContent = problem; counts.className = "error"; return; }
+    counts.className = "hint"; counts.textContent = "rendering…"; out.replaceChildren();
     postJson("/api/mask", body).then(r => {
       if (!r.ok) { counts.textContent = r.data.error; counts.className = "error"; return; }
       counts.className = "hint";
@@ -174,7 +195,8 @@ function chatForm(form) {
   form.addEventListener("submit", e => {
     e.preventDefault();
     const text = form.message.value.trim();
-    if (!text) return;
+    const problem = fieldProblem(form) || (text ? null : "message: empty; type a message");
+    if (problem) { state.textContent = problem; state.className = "error"; return; }
     const side = form.side_by_side.checked;
     document.getElementById("base-column").style.display = side ? "" : "none";
     history.push({role: "user", content: text});
@@ -209,7 +231,9 @@ function newRunForm(form) {
   form.addEventListener("submit", e => {
     e.preventDefault();
     const error = document.getElementById("new-error");
-    error.textContent = "checking…";
+    const problem = fieldProblem(form);  // a number field the browser holds as wrong: said, nothing sent
+    error.textContent = problem || "checking…";
+    if (problem) return;
     const button = form.querySelector("button[type=submit]"); button.disabled = true;  // one run per click
     postJson("/api/runs", Object.fromEntries(new FormData(form).entries())).then(r => {
       if (!r.ok) {
@@ -266,7 +290,9 @@ function jobForms() {
     if (!form) continue;
     form.addEventListener("submit", e => {
       e.preventDefault();
-      error.textContent = "starting…";
+      const problem = fieldProblem(form);  // a number field the browser holds as wrong: said, nothing sent
+      error.textContent = problem || "starting…";
+      if (problem) return;
       const button = form.querySelector("button"); button.disabled = true;  // one job per click
       postJson(url, {run: form.dataset.run, ...formFields(form)}).then(r => {
         if (!r.ok) { error.textContent = r.data.error; button.disabled = false; return; }
