@@ -353,6 +353,8 @@ OPEN_BIND_CASES = [
     ("any-interface", ["--host", "0.0.0.0"], "--host 0.0.0.0: "),
     ("lan-address", ["--host", "192.168.1.20"], "--host 192.168.1.20: "),
     ("vllm", ["--host", "0.0.0.0", "--engine", "vllm"], "--host 0.0.0.0: "),
+    # It printed a `vllm serve --host 0.0.0.0` command without --api-key that a real start refuses.
+    ("vllm-dry-run", ["--host", "0.0.0.0", "--engine", "vllm", "--dry-run"], "--host 0.0.0.0: "),
 ]
 
 

@@ -73,7 +73,8 @@ def serve(
     parallel = (tensor_parallel_size or serve_cfg.tensor_parallel_size,
                 pipeline_parallel_size or serve_cfg.pipeline_parallel_size)
     extra = shlex.split(engine_args) if engine_args is not None else list(serve_cfg.engine_args)
-    if not (allow_unauthenticated or dry_run):  # a dry run binds nothing
+    # A dry run binds nothing, but the command it prints must be one a real start accepts: refused the same way.
+    if not allow_unauthenticated:
         check_open_bind(settings.host, settings.api_key, exposes="anyone who reaches it can use the model",
                         key_from="DSFT_API_KEY, serve.api_key", source="" if host else "serve.host",
                         opt_out="--allow-unauthenticated")
