@@ -137,6 +137,28 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
         load_config(listy)
 
 
+def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path: Path) -> None:
+    """A second `train:` section (two pasted snippets) silently replaced the first: lr 1e-4 was lost. YAML
+    merge keys still let a later key override a merged one."""
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("train:\n  lr: 1.0e-4\nmodel:\n  name_or_path: x\ntrain:\n  method: full\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(twice)
+    assert str(info.value) == (f"{twice}: not valid YAML at line 5, column 1: the key 'train' is given twice in "
+                               "one mapping (first at line 1); YAML would keep only the last, so merge them")
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("train:\n  lr: 1.0e-4\n  method: lora\n  lr: 2.0e-4\n")
+    with pytest.raises(ConfigError, match="line 4, column 3: the key 'lr' is given twice in one mapping"):
+        load_config(nested)
+    with pytest.raises(ConfigError, match="the key 'lr' is given twice"):
+        parse_override("train={lr: 1, lr: 2}")
+    merged = tmp_path / "merged.yaml"
+    merged.write_text("train: &t\n  lr: 1.0e-4\n  method: full\n"
+                      "lora:\n  r: 8\neval: {<<: {steps: 5, max_new_tokens: 8}, steps: 7}\n")
+    config = load_config(merged)
+    assert (config.train.lr, config.eval.steps, config.eval.max_new_tokens) == (1.0e-4, 7, 8)
+
+
 def test_cross_field_rules() -> None:
     with pytest.raises(ConfigError, match="data: val_ratio \\+ test_ratio must be < 1"):
         load_config(None, ["data.val_ratio=0.6", "data.test_ratio=0.5"])

@@ -17,6 +17,33 @@ from dsft.config.schema import DsftConfig, PathMark
 from dsft.errors import ConfigError
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping: YAML's loaders keep the last silently, so a
+    second `train:` section (two pasted snippets) would drop every key of the first."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` then a key that overrides it is meant
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:  # an unhashable key: SafeLoader's own error names it
+                continue
+            if first is not key_node:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice in one mapping (first at line "
+                    f"{first.start_mark.line + 1}); YAML would keep only the last, so merge them",
+                    key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that refuses a key given twice in one mapping (see :class:`_UniqueKeyLoader`)."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """Split ``a.b=value`` into a key path and a YAML-parsed value.
 
@@ -35,7 +62,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"--set {text!r}: the key {key.strip()!r} has an empty part (a doubled or stray dot); "
                           "write it as SECTION.KEY, e.g. train.lr=1e-4")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
         problem = str(getattr(exc, "problem", None) or exc).strip()
         raise ConfigError(f"--set {text!r}: the value is not valid YAML ({problem}); quote it, e.g. "
@@ -227,7 +254,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if path.is_dir():
         raise ConfigError(f"{path}: is a directory, not a config file (a YAML file such as examples/tiny-cpu.yaml)")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read as a config file ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
