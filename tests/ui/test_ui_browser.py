@@ -213,3 +213,14 @@ def test_letters_in_the_compare_forms_prompts_are_refused_naming_the_field(brows
         wait_for(lambda: text(browser, "#job-error") == message, 10, f"the refusal of {typed!r}")
     browser.save_screenshot(str(shots / "compare-prompts-refused.png"))
     assert jobs.list_jobs(runs_root) == [] and browser.find_element("css selector", "#compare-form button").is_enabled()
+
+
+def test_the_chat_forms_max_tokens_is_bounded_by_the_runs_serve_limit(browser, dashboard: str, shots: Path) -> None:
+    """The field had no max: any number was sent (and the model loaded before the serve app refused it)."""
+    browser.get(dashboard + "/chat/alpha?checkpoint=checkpoint-4")
+    fill(browser, {"max_tokens": "100000", "message": "Which river is longest?"})
+    browser.find_element("css selector", "#chat-form button").click()
+    wait_for(lambda: text(browser, "#chat-state") == "max tokens: must be at most 2048, got 100000", 10, "the refusal")
+    assert browser.find_element("id", "message").get_attribute("value") == "Which river is longest?"  # nothing lost
+    assert not browser.find_elements("css selector", ".turn")
+    browser.save_screenshot(str(shots / "chat-max-tokens-refused.png"))

@@ -80,7 +80,12 @@ def test_chat_answers_as_dsft_serve_does(trained_root: Path) -> None:
     ({"run": "lora", "messages": []}, "messages"),
     ({"run": "lora", "messages": MESSAGES, "checkpoint": "checkpoint-99"}, "checkpoint checkpoint-99"),
     ({"run": "lora", "messages": MESSAGES, "temperature": 9}, "temperature"),
-    ({"run": "lora", "messages": MESSAGES, "max_tokens": "many"}, "max_tokens"),
+    ({"run": "lora", "messages": MESSAGES, "max_tokens": "many"}, "max tokens: a whole number in 1..2048"),
+    # Refused before any model loads, as `dsft serve RUN` would refuse it (0 was read as 1, 10**6 loaded the model
+    # and the run's serve app refused it inside the stream, naming the API's field).
+    ({"run": "lora", "messages": MESSAGES, "max_tokens": 0}, "max tokens: a whole number in 1..2048 (this run's "
+                                                             "serve.max_tokens), got 0"),
+    ({"run": "lora", "messages": MESSAGES, "max_tokens": 10**6}, "max tokens: a whole number in 1..2048"),
     ({"run": "../lora", "messages": MESSAGES}, "outside the runs root"),
     ({"run": "nope", "messages": MESSAGES}, "no such file"),
 ])
@@ -89,6 +94,18 @@ def test_bad_chat_requests(runs_root: Path, body: dict, message: str) -> None:
     client = TestClient(create_app(runs_root), base_url="http://127.0.0.1")
     response = client.post("/api/chat", headers=POST, json=body)
     assert response.status_code in (400, 404) and message in response.json()["error"], response.text
+
+
+def test_the_chat_pages_max_tokens_is_the_runs_serve_limit(runs_root: Path) -> None:
+    """The field had no max and the dashboard allowed 512 whatever the run's serve.max_tokens (dsft serve RUN's limit)."""
+    run = shutil.copytree(runs_root / "alpha", runs_root / "lora")
+    (run / "config.yaml").write_text((run / "config.yaml").read_text() + "serve:\n  max_tokens: 64\n")
+    client = TestClient(create_app(runs_root), base_url="http://127.0.0.1")
+    assert "name='max_tokens' type='number' required min='1' max='64' value='64'" in client.get("/chat/lora").text
+    assert "max='2048' value='128'" in client.get("/chat/alpha").text  # the schema's serve.max_tokens
+    response = client.post("/api/chat", headers=POST, json={"run": "lora", "messages": MESSAGES, "max_tokens": 65})
+    assert response.status_code == 400
+    assert response.json()["error"] == "max tokens: a whole number in 1..64 (this run's serve.max_tokens), got 65"
 
 
 def test_a_run_without_final_says_so(runs_root: Path) -> None:

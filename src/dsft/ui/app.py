@@ -31,7 +31,7 @@ from dsft.errors import DsftError
 from dsft.serve.openai_errors import validation_message
 from dsft.templates import TEMPLATE_CHOICES
 from dsft.ui import job_pages, jobs, launch, mask, pages, run_jobs, runs
-from dsft.ui.chat import ChatEngines, sources
+from dsft.ui.chat import ChatEngines, serve_settings, sources
 from dsft.ui.job_routes import add_job_routes
 from dsft.ui.paths import OutsideRoot, inside_root
 from dsft.ui.processes import CannotStop
@@ -176,7 +176,7 @@ def create_app(root: Path, api_key: str | None = None, allowed_hosts: list[str] 
     async def chat_page(name: str, checkpoint: str = "") -> str:
         run_dir = _run_dir(root, name)
         summary = runs.summarize(root, run_dir)
-        return pages.chat_page(summary, runs.checkpoints(run_dir), checkpoint)
+        return pages.chat_page(summary, runs.checkpoints(run_dir), checkpoint, serve_settings(run_dir).max_tokens)
 
     @app.post("/api/chat")
     async def chat(body: dict[str, Any]) -> dict[str, Any]:
@@ -232,9 +232,13 @@ def _chat_request(root: Path, body: dict[str, Any]) -> tuple[Any, ...]:
     temperature = body.get("temperature", 0.0)
     if not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2:
         raise UiError(400, f"temperature: a number in 0..2, got {temperature!r}")
+    # Bounded as `dsft serve RUN` bounds it (the run's serve.max_tokens), before any model loads.
+    limit, max_tokens = serve_settings(run_dir).max_tokens, body.get("max_tokens", 128)
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= limit:
+        raise UiError(400, f"max tokens: a whole number in 1..{limit} (this run's serve.max_tokens), got {max_tokens!r}")
     thinking = body.get("thinking")
-    return (run_dir, body.get("checkpoint") or None, messages, max(1, _int(body.get("max_tokens", 128), "max_tokens")),
-            float(temperature), None if thinking in (None, "") else bool(thinking), bool(body.get("side_by_side")))
+    return (run_dir, body.get("checkpoint") or None, messages, max_tokens, float(temperature),
+            None if thinking in (None, "") else bool(thinking), bool(body.get("side_by_side")))
 
 
 def _run_dir(root: Path, name: str) -> Path:

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from dsft.config import load_config
 from dsft.errors import DsftError
 from dsft.export.source import ExportSource
 from dsft.serve.app import create_app
@@ -49,6 +50,16 @@ def weights_dir(run_dir: Path, checkpoint: str | None) -> Path:
     return final
 
 
+def serve_settings(run_dir: Path) -> ServeSettings:
+    """The limits ``dsft serve RUN`` applies to this run: its config's ``serve:`` section (the schema's where it has
+    no config), as the CLI reads it; served as ``base``, without a key (in process). The one owner of the chat's
+    bounds: the page's ``max`` and the request check read ``max_tokens`` here, the serve app enforces it."""
+    run = RunDir(run_dir)
+    serve = (run.config if run.config_path.is_file() else load_config(None)).serve
+    return ServeSettings(served_model_name=BASE, max_tokens=serve.max_tokens, max_queue=serve.max_queue,
+                         max_batch=serve.max_batch)
+
+
 def sources(run_dir: Path, checkpoint: str | None, with_base: bool) -> list[tuple[str, ExportSource, dict[str, Path]]]:
     """(engine key, source, extra adapters) for the chosen weights (and the base for a full run)."""
     weights = weights_dir(run_dir, checkpoint)
@@ -74,9 +85,8 @@ def sources(run_dir: Path, checkpoint: str | None, with_base: bool) -> list[tupl
 class ChatEngines:
     """Loaded engines and their serve apps, at most :data:`MAX_ENGINES` at a time."""
 
-    def __init__(self, max_tokens: int = 512) -> None:
+    def __init__(self) -> None:
         self.apps: OrderedDict[str, tuple[TransformersEngine, Any]] = OrderedDict()
-        self.settings = ServeSettings(served_model_name=BASE, max_tokens=max_tokens)
         self.lock = asyncio.Lock()
 
     async def app_for(self, key: str, source: ExportSource, adapters: dict[str, Path]) -> Any:
@@ -88,8 +98,10 @@ class ChatEngines:
                     _, (old, _) = self.apps.popitem(last=False)
                     await old.stop()
                 load = functools.partial(load_serving_model, source, adapters)
-                engine = TransformersEngine(load, max_queue=self.settings.max_queue, max_batch=self.settings.max_batch)
-                self.apps[key] = (engine, create_app(engine, self.settings))
+                assert source.run_dir is not None  # sources() names the run of every source it gives
+                settings = serve_settings(source.run_dir)
+                engine = TransformersEngine(load, max_queue=settings.max_queue, max_batch=settings.max_batch)
+                self.apps[key] = (engine, create_app(engine, settings))
                 await engine.start()
             engine, app = self.apps[key]
         waited = 0.0

@@ -172,7 +172,8 @@ def data_page(sources: list[str], templates: list[str], source: str) -> str:
     return page("Data: the loss mask", body)
 
 
-def chat_page(summary: RunSummary, checkpoints: list[str], chosen: str) -> str:
+def chat_page(summary: RunSummary, checkpoints: list[str], chosen: str, max_tokens: int) -> str:
+    """``max_tokens``: the most a reply may ask for (the run's ``serve.max_tokens``, as ``dsft serve RUN`` allows)."""
     weights = ([("", "final")] if summary.has_final else []) + [(c, c) for c in checkpoints]
     options = "".join(f"<option value='{escape(v)}'{' selected' if v == chosen else ''}>{escape(label)}</option>"
                       for v, label in weights)
@@ -183,7 +184,7 @@ def chat_page(summary: RunSummary, checkpoints: list[str], chosen: str) -> str:
         f"<form id='chat-form' novalidate class='grid' data-run='{escape(summary.name)}'>"
         f"<label for='weights'>weights</label><select id='weights' name='checkpoint'>{options}</select>"
         "<label for='max_tokens'>max tokens</label><input id='max_tokens' name='max_tokens' type='number' required "
-        "min='1' value='128'><label for='temperature'>temperature</label><input id='temperature' name='temperature' "
+        f"min='1' max='{max_tokens}' value='{min(128, max_tokens)}'><label for='temperature'>temperature</label><input id='temperature' name='temperature' "
         "type='number' required min='0' max='2' step='any' value='0'>"
         "<label for='side'>base side by side</label><input id='side' name='side_by_side' type='checkbox'>"
         "<label for='message'>message</label><textarea id='message' name='message' rows='3' required></textarea>"
