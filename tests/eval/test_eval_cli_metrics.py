@@ -104,3 +104,27 @@ def test_metrics_missing_file_and_unknown_metric(tmp_path: Path, run_cli) -> Non
     path = write_lines(tmp_path / "p.jsonl", [{"prediction": "a", "reference": "b"}])
     code, _, err = run_cli(["metrics", "-p", str(path), "-m", "bleurt"])
     assert code == 2 and "unknown metric(s) 'bleurt'" in err
+
+
+def test_a_file_with_nothing_to_score_is_refused_naming_why(tmp_path: Path, run_cli) -> None:
+    """A data file given by mistake, an empty file or a GBK/UTF-16 save printed a table of dashes and exit code 0
+    (a GBK file was scored as replacement characters); each is now one message and exit code 2."""
+    data = write_lines(tmp_path / "train.jsonl", [{"prompt": "q", "completion": "a"}] * 3)
+    code, out, err = run_cli(["metrics", "-p", str(data), "--json"])
+    assert code == 2 and out == "" and "Traceback" not in err, err
+    assert f"predictions file {data}: no line can be scored (missing prediction 3); each line needs a prediction " \
+           "and a reference" in err, err
+    empty = write_lines(tmp_path / "empty.jsonl", ["", "  "])
+    code, _, err = run_cli(["metrics", "-p", str(empty)])
+    assert code == 2 and f"predictions file {empty}: holds no lines to score" in err, err
+    gbk = tmp_path / "gbk.jsonl"
+    gbk.write_bytes(json.dumps({"prediction": "发热", "reference": "发热"}, ensure_ascii=False).encode("gb18030"))
+    code, _, err = run_cli(["metrics", "-p", str(gbk)])
+    assert code == 2 and "(not UTF-8 text 1)" in err and "it reads as GBK/GB18030 Chinese" in err, err
+    # One such line among good ones is counted, not scored as replacement characters; a byte-order mark is no line.
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_bytes(b"\xef\xbb\xbf" + json.dumps({"prediction": "a", "reference": "a"}).encode() + b"\n"
+                      + gbk.read_bytes() + b"\n")
+    code, out, err = run_cli(["metrics", "-p", str(mixed), "--json"])
+    result = json.loads(out)
+    assert code == 0 and result["count"] == 1 and result["skipped"]["not UTF-8 text"] == 1, (out, err)

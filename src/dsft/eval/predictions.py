@@ -7,7 +7,8 @@ R1 models). The ``predictions.jsonl`` that ``dsft eval`` writes is such a file.
 
 Bad lines never stop scoring: each is skipped and counted under its reason (``malformed JSON``,
 ``not a JSON object``, ``missing prediction``, ``missing reference``, ``prediction is not text``,
-``empty reference`` (blank, or nothing outside its ``<think>`` block), ``choices is not a list``, ...).
+``empty reference`` (blank, or nothing outside its ``<think>`` block), ``choices is not a list``, ``not UTF-8
+text``, ...); a file in which no line can be scored is refused.
 Blank lines are not records and are ignored. An empty or blank prediction is scored, as an empty
 answer, the way ``dsft eval`` scores a generation that said nothing.
 """
@@ -21,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from dsft.disk import not_a_file_reason
-from dsft.errors import DsftError
+from dsft.data.validate import encoding_hint
+from dsft.errors import DataError, DsftError
 from dsft.eval.reasoning import parse_output
 from dsft.eval.scoring import Sample, score_samples
 
@@ -81,8 +83,13 @@ def read_predictions(path: str | Path) -> tuple[list[Sample], Counter[str]]:
         raise DsftError(f"predictions file {path}: {not_a_file_reason(path)}")
     samples: list[Sample] = []
     skipped: Counter[str] = Counter()
-    with path.open(encoding="utf-8", errors="replace") as handle:
-        for line in handle:
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle):
+            try:  # decoded strictly: replacement characters would be scored as if they were the answer's text
+                line = raw.decode("utf-8-sig" if number == 0 else "utf-8")
+            except UnicodeDecodeError:
+                skipped["not UTF-8 text"] += 1
+                continue
             if not line.strip():
                 continue
             try:
@@ -100,9 +107,24 @@ def read_predictions(path: str | Path) -> tuple[list[Sample], Counter[str]]:
 
 def score_predictions_file(path: str | Path, metrics: Sequence[str] | None = None) -> dict[str, Any]:
     """The ``dsft metrics`` result: aggregate metrics plus ``skipped`` ({reason: count}, lines and
-    per-metric exclusions together)."""
+    per-metric exclusions together). A file with no line that can be scored is refused: it is not a
+    predictions file (a data file given by mistake, another encoding), and a table of dashes would pass for a
+    result."""
     samples, skipped = read_predictions(path)
+    if not samples:
+        raise DataError(_nothing_to_score(Path(path), skipped))
     result = score_samples(samples, metrics)
     out = dict(result.aggregate)
     out["skipped"] = dict(sorted((skipped + result.skipped).items()))
     return out
+
+
+def _nothing_to_score(path: Path, skipped: Counter[str]) -> str:
+    """Why ``path`` gave no sample: empty, or every line skipped (the reasons, and the encoding if not UTF-8)."""
+    needs = "each line needs a prediction and a reference, as in the predictions.jsonl dsft eval writes"
+    if not skipped:
+        return f"predictions file {path}: holds no lines to score; {needs}"
+    reasons = ", ".join(f"{reason} {count}" for reason, count in skipped.most_common())
+    with path.open("rb") as handle:
+        hint = encoding_hint(handle.read(65536)) if "not UTF-8 text" in skipped or "malformed JSON" in skipped else ""
+    return f"predictions file {path}: no line can be scored ({reasons}); {needs}{hint}"
