@@ -39,6 +39,29 @@ def test_runs_page_lists_every_run(runs_root: Path) -> None:
     assert listed["alpha"]["started"]
 
 
+def test_a_running_runs_best_metric_is_its_best_evaluation_so_far(runs_root: Path) -> None:
+    """run.json gets best_metric only when the run ends: a run being watched showed none while its evaluations
+    were already in metrics.jsonl. Step 0's evaluation measures the base model and is no candidate."""
+    run = runs_root / "sweep" / "trial-0"
+    info = json.loads((run / "run.json").read_text())
+    del info["best_metric"]
+    (run / "run.json").write_text(json.dumps(info))
+    evals = [{"step": 0, "eval_loss": 0.5}, {"step": 1, "eval_loss": 2.5}, {"step": 2, "eval_loss": 2.25}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in evals))
+    c = client(runs_root)
+    listed = {r["name"]: r for r in c.get("/api/runs").json()}
+    assert listed["sweep/trial-0"]["status"] == "running"
+    assert listed["sweep/trial-0"]["best_metric"] == {"eval_loss": 2.25}
+    assert listed["alpha"]["best_metric"] == {"eval_loss": 1.25}  # a finished run: run.json's
+    assert '<td data-col="best_metric">eval_loss 2.25</td>' in c.get("/").text
+    assert "<th>best metric</th><td>eval_loss 2.25</td>" in c.get("/run/sweep/trial-0").text
+    # The run's eval.metric, higher better: its best is the highest.
+    (run / "config.yaml").write_text((run / "config.yaml").read_text() + "eval:\n  metric: eval_accuracy\n")
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [
+        {"step": 1, "eval_accuracy": 0.25}, {"step": 2, "eval_accuracy": 0.75}, {"step": 3, "eval_accuracy": 0.5}]))
+    assert {r["name"]: r for r in c.get("/api/runs").json()}["sweep/trial-0"]["best_metric"] == {"eval_accuracy": 0.75}
+
+
 def test_run_page_shows_config_data_checkpoints_reports_exports(runs_root: Path) -> None:
     page = client(runs_root).get("/run/alpha").text
     assert "name_or_path: tiny-deepseek-v3" in page

@@ -56,7 +56,17 @@ class Sweep:
 
 def best_evaluation(run_dir: str | Path, key: str, greater_is_better: bool) -> tuple[float | None, int | None, int | None]:
     """(best value, its step, last logged step) of ``key`` in a run's metrics.jsonl, steps > 0 only."""
-    rows = RunDir(run_dir).metrics()
+    return best_in_rows(RunDir(run_dir).metrics(), key, greater_is_better)
+
+
+def best_in_rows(rows: list[dict[str, Any]], key: str,
+                 greater_is_better: bool) -> tuple[float | None, int | None, int | None]:
+    """:func:`best_evaluation` of metrics rows already read (the dashboard follows a live run's rows).
+
+    >>> best_in_rows([{"step": 0, "eval_loss": 0.1}, {"step": 5, "eval_loss": 2.0}, {"step": 10, "eval_loss": 1.5}],
+    ...              "eval_loss", False)
+    (1.5, 10, 10)
+    """
     points = [(float(r[key]), int(r["step"])) for r in rows
               if r.get("step", 0) > 0 and isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
     last = max((int(r.get("step", 0)) for r in rows), default=None)

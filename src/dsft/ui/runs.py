@@ -17,8 +17,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dsft.config import dump_config
+from dsft.config import EvalConfig, dump_config
 from dsft.errors import DsftError
+from dsft.sweep.report import best_in_rows
 from dsft.training.rundir import INTERRUPTED, NOT_STARTED, RunDir
 from dsft.ui import processes
 from dsft.ui.paths import relative_name
@@ -162,6 +163,17 @@ def live_status(root: Path, run_dir: Path) -> str:
     return run_status(written, read_launch(root, relative_name(root, run_dir)))
 
 
+def best_so_far(evaluation: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, float] | None:
+    """``{key: value}``: the best evaluation of the run's ``eval.metric`` (``evaluation``: its config's ``eval:``
+    section) among its metrics ``rows``, steps > 0 (step 0 measures the base model), read as a sweep reads a trial's.
+    ``run.json`` gets the best only when the run ends; a run being watched has these rows from its first
+    evaluation on."""
+    settings = EvalConfig.model_validate(evaluation)
+    key = settings.metric_key()
+    value, _, _ = best_in_rows(rows, key, settings.higher_is_better())
+    return {key: value} if value is not None else None
+
+
 def summarize(root: Path, run_dir: Path) -> RunSummary:
     name = relative_name(root, run_dir)
     notes: list[str] = []
@@ -197,7 +209,10 @@ def summarize(root: Path, run_dir: Path) -> RunSummary:
         model=info.get("model_name_or_path") or (cfg.get("model") or {}).get("name_or_path"),
         step=info.get("global_step") or (max(steps) if steps else None),
         max_steps=train.get("max_steps") if (train.get("max_steps") or 0) > 0 else None,
-        best_metric=info.get("best_metric"), started=started, template=info.get("template"),
+        # A live run's run.json has no best yet (or a resumed run's old one): the best of its evaluations so far.
+        best_metric=(info.get("best_metric") if written != "running" else None)
+        or best_so_far(cfg.get("eval") or {}, rows),
+        started=started, template=info.get("template"),
         has_final=has_final, notes=notes,
     )
 
