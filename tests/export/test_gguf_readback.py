@@ -154,3 +154,22 @@ def test_zeroed_qwen2_biases_are_refused_at_q8_0(tiny_model_dir, tmp_path, monke
     assert re.search(r"tensor blk\.0\.attn_k\.bias \(F32, from model\.layers\.0\.self_attn\.k_proj\.bias\) differs "
                      r"from the converted tensor by 100\.000% of its norm .*, where F32 stores the converted "
                      r"values exactly \(and 1 more: blk\.1\.attn_k\.bias ", str(refused.value))
+
+
+def test_bytes_changed_on_disk_are_refused_by_tensor_name(merged, tmp_path) -> None:
+    """The check reads the file's own bytes: a run of zeros written into one tensor, or a file cut short, is
+    refused, naming the tensor or what the header lacks (dsft.export.gguf_layout reads it, not GGUFReader)."""
+    path = tmp_path / "model.gguf"
+    arch = write(merged("tiny-deepseek-llm"), path, "q8_0")
+    model = merged("tiny-deepseek-llm")[0]
+    embd = next(tensor for tensor in gguf.GGUFReader(str(path)).tensors if tensor.name == "token_embd.weight")
+    content = path.read_bytes()
+    middle = embd.data_offset + embd.n_bytes // 2
+    path.write_bytes(content[:middle] + bytes(4096) + content[middle + 4096:])
+    with pytest.raises(VerificationError, match=r"verification failed for gguf export .*: tensor token_embd\.weight "
+                                                r"\(Q8_0, from model\.embed_tokens\.weight\) differs from the converted"):
+        check_gguf_tensors(path, model, arch)
+    path.write_bytes(content[:-len(content) // 3])
+    with pytest.raises(VerificationError, match=r"its header cannot be read: tensor '.*' runs to byte \d+, past the "
+                                                r"end of the file"):
+        check_gguf_tensors(path, model, arch)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from dsft.export.gguf_arch import converted_tensors
+from dsft.export.gguf_layout import GGUFLayoutError, read_tensors
 from dsft.export.verify import VerificationError
 
 # Elements compared at a time: a tensor is dequantised in slices along its first axis, so the check holds the
@@ -93,7 +94,7 @@ class TensorDeviation:
 
 
 def _deviation(name: str, source: str, stored: Any, converted: Any) -> TensorDeviation:
-    """Compare a file tensor (reader entry) with the converter's array, slice by slice along the first axis."""
+    """Compare a file tensor (:class:`dsft.export.gguf_layout.StoredTensor`) with the converter's array, slice by slice along the first axis."""
     import numpy as np
     from gguf.quants import dequantize
 
@@ -114,18 +115,25 @@ def _deviation(name: str, source: str, stored: Any, converted: Any) -> TensorDev
 
 def tensor_deviations(path: Path, model: Any, arch: str) -> Iterator[TensorDeviation | str]:
     """Each converted tensor's :class:`TensorDeviation` from the file, or a line saying why it cannot be compared
-    (missing, another shape, a type without a bound, a tensor the converter does not write)."""
-    import gguf
+    (missing, another shape, a type without a bound, a tensor the converter does not write).
 
-    stored = {tensor.name: tensor for tensor in gguf.GGUFReader(str(path)).tensors}  # memory-mapped, not read
+    The file's header is read by :func:`dsft.export.gguf_layout.read_tensors` (its tensors, as GGUFReader reads
+    them, without building the tokenizer's metadata values); a header it cannot read is a
+    :class:`VerificationError` naming what is wrong.
+    """
+    try:
+        stored = {tensor.name: tensor for tensor in read_tensors(path)}  # memory-mapped, not read
+    except GGUFLayoutError as error:
+        raise VerificationError(f"verification failed for gguf export {path}: its header cannot be read: {error} "
+                                "(a write defect; --no-verify skips this check)") from None
     for name, source, converted in converted_tensors(model, arch):
         tensor = stored.pop(name, None)
         if tensor is None:
             yield f"{name} (from {source}) is missing from the file"
             continue
-        shape = tuple(int(d) for d in reversed(tensor.shape.tolist()))  # ggml lists dimensions innermost first
-        if shape != tuple(converted.shape):
-            yield f"{name} (from {source}) has shape {list(shape)} in the file, the converter's {list(converted.shape)}"
+        if tensor.shape != tuple(converted.shape):
+            yield (f"{name} (from {source}) has shape {list(tensor.shape)} in the file, the converter's "
+                   f"{list(converted.shape)}")
         elif tensor.tensor_type.name not in ROUNDING_BOUNDS:
             yield f"{name} (from {source}) is stored as {tensor.tensor_type.name}, which the writer never writes"
         else:
