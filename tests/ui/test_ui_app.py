@@ -254,6 +254,24 @@ def test_a_run_on_a_prepared_directory_lists_its_rejects_inside_the_root_only(ru
     assert "from outside-prep" not in client(runs_root).get("/run/alpha").text
 
 
+def test_paths_under_the_root_are_shown_relative_to_it(runs_root: Path) -> None:
+    """The dashboard hands the commands it starts absolute paths, so the runs table showed a model directory under
+    the root as /.../runs/models/tiny and the rejected records named /.../runs/uploads/d.jsonl:3, where the forms
+    take (and the CLI run in the root names) models/tiny and uploads/d.jsonl:3."""
+    root = runs_root.resolve()
+    run = runs_root / "alpha"
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "model_name_or_path": f"{root}/models/tiny"}))
+    (run / "data" / "rejects.jsonl").write_text(json.dumps({"where": f"{root}/uploads/d.jsonl:3",
+                                                            "reasons": ["empty answer"]}) + "\n")
+    c = client(runs_root)
+    assert {r["name"]: r for r in c.get("/api/runs").json()}["alpha"]["model"] == "models/tiny"
+    assert "<td>models/tiny</td>" in c.get("/").text
+    page = c.get("/run/alpha").text
+    assert "<th>model</th><td>models/tiny</td>" in page and "uploads/d.jsonl:3" in page
+    assert f"{root}/" not in page
+
+
 def test_a_body_that_is_not_json_is_named_as_such(runs_root: Path) -> None:
     """It said 'body.1: JSON decode error' (a character offset read as a field), where dsft serve names the fault."""
     c = client(runs_root)

@@ -81,6 +81,8 @@ def test_prepare_from_the_browser_writes_the_report_rejects_and_removals(client:
     assert view["report"]["removed"]["exact_dedup"] == 1 and view["report"]["kept"] == 12
     page = client.get("/prepared/prepared/reservoirs").text
     assert "removed: exact_dedup" in page and "the last message must be an assistant turn" in page
+    # Records, messages and log name the files as the form did (and the CLI run in the root does): d.jsonl:14.
+    assert "d.jsonl:14" in page and f"{runs_root.resolve()}/" not in page
     assert "/new?data=prepared/reservoirs" in page
     # The prepared directory is a data choice of the new-run form, trained as prepared.
     assert "<option value='prepared/reservoirs'>" in client.get("/new").text
@@ -101,7 +103,7 @@ def test_bad_data_fails_the_job_with_the_clis_one_message(client: TestClient, ru
     got = client.post("/api/prepare", headers=POST, json={**PREPARE, **change}).json()
     job = wait_job(runs_root, got["job"])
     assert job.status == "failed" and message in job.error, job.log
-    assert "Traceback" not in job.log
+    assert "Traceback" not in job.log and f"{runs_root.resolve()}/" not in job.error + job.log
     page = client.get("/prepared/prepared/reservoirs").text
     assert "id='prepare-message'" in page and "Train on it" not in page
 

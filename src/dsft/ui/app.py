@@ -33,7 +33,7 @@ from dsft.templates import TEMPLATE_CHOICES
 from dsft.ui import job_pages, jobs, launch, mask, pages, run_jobs, runs
 from dsft.ui.chat import ChatEngines, serve_settings, sources
 from dsft.ui.job_routes import add_job_routes
-from dsft.ui.paths import OutsideRoot, inside_root
+from dsft.ui.paths import OutsideRoot, inside_root, shown
 from dsft.ui.processes import CannotStop
 
 STATIC = Path(__file__).parent / "static"
@@ -89,7 +89,7 @@ def create_app(root: Path, api_key: str | None = None, allowed_hosts: list[str] 
     async def dsft_error(request: Request, exc: DsftError) -> Response:
         status = 404 if isinstance(exc, OutsideRoot) else 409 if isinstance(exc, CannotStop) else 400
         # Paths relative to the runs root, as the dashboard names them everywhere (the readers say absolute ones).
-        return _error(request, status, str(exc).replace(f"{root.resolve()}/", ""))
+        return _error(request, status, shown(root, str(exc)))
 
     @app.get("/", response_class=HTMLResponse)
     async def runs_page() -> str:
@@ -192,7 +192,7 @@ def create_app(root: Path, api_key: str | None = None, allowed_hosts: list[str] 
                 async for event in engines.stream(*request):
                     yield f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
             except DsftError as exc:  # the model failed to load: said in the stream (the status line is sent)
-                yield f"data: {json.dumps({'side': 'tuned', 'error': str(exc)})}\n\n"
+                yield f"data: {json.dumps({'side': 'tuned', 'error': shown(root, str(exc))})}\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
@@ -235,7 +235,8 @@ def _chat_request(root: Path, body: dict[str, Any]) -> tuple[Any, ...]:
     # Bounded as `dsft serve RUN` bounds it (the run's serve.max_tokens), before any model loads.
     limit, max_tokens = serve_settings(run_dir).max_tokens, body.get("max_tokens", 128)
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= limit:
-        raise UiError(400, f"max tokens: a whole number in 1..{limit} (this run's serve.max_tokens), got {max_tokens!r}")
+        raise UiError(400, f"max tokens: a whole number in 1..{limit} (this run's serve.max_tokens), "
+                           f"got {max_tokens!r}")
     thinking = body.get("thinking")
     return (run_dir, body.get("checkpoint") or None, messages, max_tokens, float(temperature),
             None if thinking in (None, "") else bool(thinking), bool(body.get("side_by_side")))

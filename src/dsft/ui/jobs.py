@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from dsft.ui import processes, runs
+from dsft.ui.paths import shown
 
 # A CLI command ended by a stop signal cleans up and exits 128 + the signal (SIGTERM, Ctrl-C).
 STOPPED_EXIT_STATUSES = {str(128 + signal.SIGTERM), str(128 + signal.SIGINT)}
@@ -112,7 +113,7 @@ def read_job(root: Path, job_id: str) -> Job | None:
     log_path, rc_path = directory / f"{job_id}.log", directory / f"{job_id}.rc"
     # As bytes: a text read would make each carriage return of a progress bar a line of its own.
     text = log_path.read_bytes().decode("utf-8", errors="replace") if log_path.is_file() else ""
-    tail = "\n".join(processes.terminal_lines(text)[-LOG_LINES:])
+    tail = shown(root, "\n".join(processes.terminal_lines(text)[-LOG_LINES:]))
     rc = rc_path.read_text().strip() if rc_path.is_file() else None
     stopped = record.get("stopped")
     if rc is None and processes.alive(record) is not False:  # None: on another host; its exit status will tell
@@ -125,8 +126,9 @@ def read_job(root: Path, job_id: str) -> Job | None:
         status, error = "failed", "the process ended without an exit status (killed?)"
     else:
         status, error = "failed", _error_line(text) or f"exit status {rc}"
-    return Job(record["id"], record["kind"], record["target"], record["out"], record["started"], status, error, tail,
-               stopped)
+    # The command got absolute paths: its message names them relative to the root, as the forms do.
+    return Job(record["id"], record["kind"], record["target"], record["out"], record["started"], status,
+               shown(root, error) if error else None, tail, stopped)
 
 
 def stop_job(root: Path, job_id: str, wait_s: float = 5.0) -> Job | None:

@@ -32,7 +32,7 @@ from dsft.plan.preflight import preflight_problems
 from dsft.training.environment import Environment
 from dsft.training.preflight import unlaunched_problems
 from dsft.ui import processes, runs
-from dsft.ui.paths import config_paths_inside, inside_root, paths_under_root, relative_name
+from dsft.ui.paths import config_paths_inside, inside_root, paths_under_root, relative_name, shown
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}(/[A-Za-z0-9][A-Za-z0-9._-]{0,63}){0,2}$")
 FIELDS = {  # form field -> config key
@@ -181,4 +181,4 @@ def log_tail(root: Path, name: str, lines: int = 40) -> str:
     if path is None or not path.is_file():
         return ""
     text = path.read_bytes().decode("utf-8", errors="replace")  # carriage returns kept (read_text makes them lines)
-    return "\n".join(processes.terminal_lines(text)[-lines:])
+    return shown(root, "\n".join(processes.terminal_lines(text)[-lines:]))

@@ -38,6 +38,15 @@ def relative_name(root: Path, path: Path) -> str:
     return path.resolve().relative_to(root.resolve()).as_posix()
 
 
+def shown(root: Path, text: str) -> str:
+    """``text`` with every path under the runs root written relative to it, as the forms take them and as the CLI
+    names them run in the root (``/srv/runs/uploads/d.jsonl:3`` -> ``uploads/d.jsonl:3``): the commands the
+    dashboard starts get absolute paths, so what they write and say (rejects, errors, run.json) holds those."""
+    for prefix in {f"{root.resolve()}/", f"{Path(root).absolute()}/"}:
+        text = text.replace(prefix, "")
+    return text
+
+
 def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
     """``{"data.val": [...], ...}``: the config's values by dotted key."""
     if isinstance(tree, dict):

@@ -115,5 +115,5 @@ def prepared_view(root: Path, name: str) -> dict[str, Any]:
     job = next(iter(jobs.list_jobs(root, name, "prepare")), None)
     path = inside_root(root, name, must_exist=job is None)
     report = runs.data_report(path) if is_prepared_dir(path) else None
-    listed = runs.listed_records(path, "") if report else {}
+    listed = runs.listed_records(root, path, "") if report else {}
     return {"name": name, "job": job.as_dict() if job else None, "report": report, "listed": listed}

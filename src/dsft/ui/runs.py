@@ -22,7 +22,7 @@ from dsft.errors import DsftError
 from dsft.sweep.report import best_in_rows
 from dsft.training.rundir import INTERRUPTED, NOT_STARTED, RunDir
 from dsft.ui import processes
-from dsft.ui.paths import relative_name
+from dsft.ui.paths import relative_name, shown
 
 MAX_DEPTH = 3
 LAUNCHES = ".dsft-ui"  # under the root: what this dashboard started (pid, command, log)
@@ -202,18 +202,20 @@ def summarize(root: Path, run_dir: Path) -> RunSummary:
         has_final = run.final_path.is_dir()
     except DsftError:
         has_final = False
+    # A model directory under the root is recorded absolute (the dashboard writes it so): shown relative to the root.
+    model = info.get("model_name_or_path") or (cfg.get("model") or {}).get("name_or_path")
     return RunSummary(
         name=name, status=run_status(written, launch),
         method=info.get("method") or train.get("method"),
         objective=info.get("objective") or train.get("objective"),
-        model=info.get("model_name_or_path") or (cfg.get("model") or {}).get("name_or_path"),
+        model=shown(root, model) if model else None,
         step=info.get("global_step") or (max(steps) if steps else None),
         max_steps=train.get("max_steps") if (train.get("max_steps") or 0) > 0 else None,
         # A live run's run.json has no best yet (or a resumed run's old one): the best of its evaluations so far.
         best_metric=(info.get("best_metric") if written != "running" else None)
         or best_so_far(cfg.get("eval") or {}, rows),
         started=started, template=info.get("template"),
-        has_final=has_final, notes=notes,
+        has_final=has_final, notes=[shown(root, note) for note in notes],
     )
 
 
@@ -236,25 +238,26 @@ def data_report(run_dir: Path) -> dict[str, Any] | None:
         raise DsftError(f"{path}: unreadable ({exc})") from exc
 
 
-def listed_records(run_dir: Path, sub: str = "data") -> dict[str, list[str]]:
-    """The first :data:`MAX_LISTED` lines of the rejects and removal files in ``run_dir/sub``, per file."""
+def listed_records(root: Path, run_dir: Path, sub: str = "data") -> dict[str, list[str]]:
+    """The first :data:`MAX_LISTED` lines of the rejects and removal files in ``run_dir/sub``, per file, their
+    paths under ``root`` relative to it (:func:`dsft.ui.paths.shown`)."""
     out: dict[str, list[str]] = {}
     for path in sorted((run_dir / sub).glob("*.jsonl")):
         if path.name.startswith(("rejects", "removed")):
             with path.open(encoding="utf-8", errors="replace") as handle:
-                out[path.name] = [line.rstrip("\n") for _, line in zip(range(MAX_LISTED), handle)]
+                out[path.name] = [shown(root, line.rstrip("\n")) for _, line in zip(range(MAX_LISTED), handle)]
     return out
 
 
 def run_records(root: Path, run_dir: Path) -> dict[str, list[str]]:
     """:func:`listed_records` of the run's own ``data/``, else of the prepared directory it trained on
     (``data.prepared_dir``, as the dashboard writes it: absolute) where that lies inside the root."""
-    listed = listed_records(run_dir)
+    listed = listed_records(root, run_dir)
     prepared = (read_config(run_dir).get("data") or {}).get("prepared_dir") if not listed else None
     if prepared and Path(prepared).is_absolute():  # a relative one was relative to a working directory unknown here
         path = Path(prepared).resolve()
         if root.resolve() in path.parents and path.is_dir():
-            return listed_records(path, "")
+            return listed_records(root, path, "")
     return listed
 
 
