@@ -49,14 +49,23 @@ def test_a_learning_rate_above_1_is_refused_by_key_before_anything_loads() -> No
     ("train.max_steps=-5", "train.max_steps: must be -1 (use epochs) or > 0, got -5"),
     ("train.lr=2", "train.lr: must be at most 1, got 2 (AdamW and Adafactor diverge at the first step far below that)"),
     # The dashboard's form showed "train.lr: not enough values to unpack (expected 2, got 1)" for inf.
-    ("train.lr=inf", "train.lr: must be at most 1, got inf (AdamW and Adafactor diverge at the first step far below "
-                     "that)"),
+    ("train.lr=inf", "train.lr: Input should be a finite number, got 'inf'"),
 ])
 def test_a_value_the_rule_already_quotes_is_not_quoted_again(override: str, problem: str) -> None:
     """The dashboard's form showed 'train.max_steps: must be -1 (use epochs) or > 0, got -5, got -5'."""
     with pytest.raises(ConfigError) as refused:
         load_config(None, [override])
     assert refused.value.problems == [problem]
+
+
+@pytest.mark.parametrize("override", ["train.weight_decay=inf", "preference.beta=.inf", "grpo.beta=1e999",
+                                      "train.max_grad_norm=.nan", "eval.temperature=-.inf"])
+def test_a_float_key_is_a_finite_number(override: str) -> None:
+    """train.weight_decay, preference.beta and grpo.beta (bounded below only) took inf, and the run trained on it."""
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError) as refused:
+        load_config(None, [override])
+    assert [p.split(", got")[0] for p in refused.value.problems] == [f"{key}: Input should be a finite number"]
 
 
 def test_every_problem_named_at_once(tmp_path: Path) -> None:

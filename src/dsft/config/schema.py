@@ -28,7 +28,9 @@ def _empty_for_null(annotation: Any) -> Any:
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: a float key with only a lower bound (train.weight_decay, preference.beta) took inf and
+    # trained on it; every setting is a finite number.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     @field_validator("*", mode="before")
     @classmethod
