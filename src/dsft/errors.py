@@ -3,6 +3,11 @@
 Library code raises :class:`DsftError` (or a subclass) for anything a user can fix: bad config,
 missing file, unsupported hardware. The CLI prints its message on one line per problem and exits
 with code 2; no traceback unless ``--debug``. Internal invariants use ``assert``.
+
+Under a launcher (torchrun, deepspeed) every process runs the same command. An error that every one of them
+meets alike, from the same config, data, model or run directory, or from values gathered from every rank, is
+*job-wide* (:attr:`DsftError.job_wide`): the first process of each node says it, not every process
+(``dsft.training.ranks.says_error``). The raise that knows the decision was the same everywhere says so.
 """
 
 from __future__ import annotations
@@ -11,12 +16,19 @@ import signal
 
 
 class DsftError(Exception):
-    """A problem the user can fix. ``problems`` lists every issue found, each naming what and where."""
+    """A problem the user can fix. ``problems`` lists every issue found, each naming what and where.
+
+    ``job_wide=True``: every process of a launched job meets this error alike (see the module docstring); a
+    class whose every raise is such sets the class attribute instead.
+    """
 
     exit_code = 2
+    job_wide = False  # may be this process's alone (its disk, its GPU): every process it stops says it
 
-    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+    def __init__(self, message: str, problems: list[str] | None = None, *, job_wide: bool | None = None) -> None:
         self.problems = list(problems or [])
+        if job_wide is not None:
+            self.job_wide = job_wide
         super().__init__(message)
 
     def __str__(self) -> str:
@@ -28,6 +40,8 @@ class DsftError(Exception):
 
 class ConfigError(DsftError):
     """The config (file or ``--set`` overrides) is invalid."""
+
+    job_wide = True  # every process reads the same config (and WORLD_SIZE)
 
 
 class DataError(DsftError):

@@ -1,17 +1,28 @@
 """Under torchrun every process runs `dsft train`; the job's summary, its notices, its warnings (rejected records,
---resume auto with no checkpoint) and a config error every process finds are said once, not once per process."""
+--resume auto with no checkpoint) are said once, and an error every process meets alike (a config error, data
+that leaves nothing to train on, a non-finite loss, ...) once per node, not once per process."""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from torchrun_helpers import dsft_in_processes
 
-from dsft.errors import ConfigError, DataError
+from dsft.config import load_config
+from dsft.data.ingest import Rejection, rejection_error
+from dsft.data.pipeline import check_inputs, load_prepared
+from dsft.errors import ConfigError, DataError, DsftError
+from dsft.training.checkpointing import resolve_resume
+from dsft.training.guards import NonFiniteLossError
+from dsft.training.objectives import DegenerateBatchGuard
 from dsft.training.ranks import is_main_process, says_error, warn_for_job, warn_for_node
+from dsft.training.resume import check_same_data
+from dsft.training.rundir import RunDir
 
 NOTICE = "lora.r=8: not applied"  # the one notice of the config below (train.method=full)
 REJECTED = "data: 1 of 17 records rejected"  # its data's malformed line, found by every process's preparation
@@ -26,6 +37,43 @@ def test_only_rank_zero_speaks_for_the_job_and_one_process_per_node_says_a_confi
     assert says_error(error, {}) and says_error(error, {"RANK": "8", "LOCAL_RANK": "0"})
     assert not says_error(error, {"RANK": "1", "LOCAL_RANK": "1"})
     assert says_error(DataError("rank 1's disk is full"), {"RANK": "1", "LOCAL_RANK": "1"})  # its own failure
+
+
+def _raised(action: Callable[[], object]) -> DsftError:
+    with pytest.raises(DsftError) as raised:
+        action()
+    return raised.value
+
+
+def _degenerate_grpo() -> None:
+    guard = DegenerateBatchGuard(stop_after=1, max_completion_len=64)
+    guard.on_log(None, SimpleNamespace(global_step=3), None, logs={"loss": 0.0, "frac_reward_zero_std": 1.0})
+
+
+# Each raised after a decision every process of a launched job makes alike (the same config, data, run directory,
+# or metrics gathered from every rank); the loss guard's gathering is tested in tests/training/test_run_guards.py.
+JOB_WIDE = {
+    "a non-finite loss, gradient norm or weight": lambda tmp: NonFiniteLossError("training loss became nan"),
+    "a GRPO run with nothing to learn from": lambda tmp: _raised(_degenerate_grpo),
+    "data inputs that cannot be read": lambda tmp: _raised(
+        lambda: check_inputs(load_config(None, [f"data.train=[{tmp / 'missing.jsonl'}]"]))),
+    "invalid records under data.on_error: fail": lambda tmp: rejection_error([Rejection("d.jsonl:3", ["not JSON"])]),
+    "a prepared directory that is not one": lambda tmp: _raised(lambda: load_prepared(tmp)),
+    "resumed data that differs": lambda tmp: _raised(lambda: check_same_data({"data_fingerprint": "a"}, "b", {})),
+    "a --resume checkpoint that is not one": lambda tmp: _raised(lambda: resolve_resume(str(tmp), tmp)),
+    "an --out that is a file": lambda tmp: _raised(lambda: RunDir(tmp / "c.yaml").check(load_config(None, []), False)),
+}
+
+
+@pytest.mark.parametrize("name", JOB_WIDE)
+def test_an_error_every_process_meets_alike_is_said_by_each_nodes_first_process(name: str, tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text("{}\n", encoding="utf-8")
+    error = JOB_WIDE[name](tmp_path)
+    assert error.exit_code == 2
+    assert says_error(error, {}) and says_error(error, {"RANK": "0", "LOCAL_RANK": "0"})
+    assert says_error(error, {"RANK": "8", "LOCAL_RANK": "0"})  # node 1's log says it too
+    assert not says_error(error, {"RANK": "1", "LOCAL_RANK": "1"})
+    assert not says_error(error, {"RANK": "9", "LOCAL_RANK": "1"})
 
 
 def _config(tmp_path: Path, extra: str = "") -> Path:
@@ -49,6 +97,21 @@ def test_two_processes_say_the_summary_and_the_notice_once(tmp_path: Path, tiny_
     assert out.count("done 1 steps") == 1 and out.count("final weights:") == 1, out
     for warning in (NOTICE, REJECTED, NO_CHECKPOINT):
         assert (out + err).count(warning) == 1, (warning, out + err)
+
+
+@pytest.mark.slow
+def test_two_processes_say_that_no_example_is_left_once(tmp_path: Path, tiny_model_dir) -> None:
+    """Every process prepares the same data and finds every example longer than train.max_seq_len."""
+    tiny_model_dir("tiny-r1-distill-qwen")
+    config = _config(tmp_path)
+    long_answer = " ".join(f"word{i}" for i in range(120))  # well over max_seq_len (64 tokens)
+    (tmp_path / "data.jsonl").write_text("".join(
+        json.dumps({"messages": [{"role": "user", "content": f"What is {i}?"},
+                                 {"role": "assistant", "content": long_answer}]}) + "\n" for i in range(4)),
+        encoding="utf-8")
+    code, out, err = dsft_in_processes(["train", str(config), "--out", str(tmp_path / "run")], 2, tmp_path)
+    assert code != 0
+    assert err.count("no training examples left after preparation") == 1, err
 
 
 @pytest.mark.slow

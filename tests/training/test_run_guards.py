@@ -187,6 +187,35 @@ def test_a_non_finite_micro_batch_loss_stops_the_run_before_the_optimizer_step()
     trainer.check_grad_norm(torch.tensor(1.0))  # the next step starts with no losses of its own
 
 
+def _rank_of_two(rank: int, losses: list[float], other_rank_verdicts: list[float], monkeypatch) -> str:
+    """Rank ``rank`` of a two-process job checks its step's ``losses``; the collective adds what the other rank put
+    in (its first non-finite loss in its slot, 0 elsewhere). The error it stops with, or ``""``."""
+    trainer = _GuardedStub(token_counter=TokenCounter())
+    trainer.args = SimpleNamespace(world_size=2, process_index=rank, device=torch.device("cpu"))
+    monkeypatch.setattr(torch.distributed, "all_reduce", lambda tensor: tensor.add_(torch.tensor(other_rank_verdicts)))
+    for inputs in _micro_batches(losses):
+        trainer.training_step(None, inputs)
+    try:
+        trainer.check_grad_norm(torch.tensor(1.0))
+    except NonFiniteLossError as exc:
+        return str(exc)
+    return ""
+
+
+def test_a_non_finite_loss_on_one_rank_stops_every_rank_with_the_same_message(monkeypatch) -> None:
+    """A rank's loss is its own (the Trainer does not reduce it): rank 0's finite losses would let it go on to
+    the optimizer step while rank 1 stopped, each saying what it saw; the ranks' verdicts are gathered, so every
+    rank stops at the same step and the error is said once per node."""
+    rank_0 = _rank_of_two(0, [1.0, 2.0], [0.0, float("nan")], monkeypatch)
+    rank_1 = _rank_of_two(1, [1.0, float("nan")], [0.0, 0.0], monkeypatch)
+    assert rank_0.startswith("training loss became nan on rank 1 at optimizer step 1;"), rank_0
+    assert rank_0 == rank_1
+    both = _rank_of_two(0, [float("inf")], [0.0, float("nan")], monkeypatch)
+    assert both.startswith("training loss became inf on ranks 0, 1 at optimizer step 1;"), both
+    assert _rank_of_two(0, [1.0], [0.0, 0.0], monkeypatch) == ""
+    assert NonFiniteLossError.job_wide
+
+
 def test_training_turns_off_the_trainers_per_micro_batch_nan_filter(tmp_path: Path) -> None:
     """transformers' ``logging_nan_inf_filter`` reads every micro-batch's loss back; the guards stop on a
     non-finite loss anyway."""

@@ -134,7 +134,7 @@ def _run(argv: list[str] | None) -> None:
 
         from dsft.training.ranks import says_error
 
-        if says_error(exc):  # under a launcher, a config error every process found is said once
+        if says_error(exc):  # under a launcher, an error every process met alike is said once per node
             # emoji=False: a message quotes what the user typed, and rich reads `float:-1:0.001` as the :-1: emoji.
             Console(stderr=True, highlight=False, emoji=False).print(f"[bold red]error:[/] {escape(str(exc))}",
                                                                      markup=True, soft_wrap=True)

@@ -92,7 +92,7 @@ def rejection_error(rejections: list[Rejection], rejects_path: Path | None = Non
     where = f" (all listed in {rejects_path})" if rejects_path else ""
     return DataError(
         f"{len(rejections)} invalid record(s){where}; fix them or set data.on_error=skip to drop and report them",
-        listed,
+        listed, job_wide=True,  # every process of a launched job reads the same records
     )
 
 

@@ -109,7 +109,7 @@ def prepare(
     empty = [m["path"] for m in mixing if not m["available"]]
     if empty:  # after the report and rejects are written: they say why
         raise DataError(f"data.mix: {', '.join(empty)}: no records left to mix in after reading and cleaning "
-                        f"(see {out / REPORT_FILE} and {out / 'rejects.jsonl'})")
+                        f"(see {out / REPORT_FILE} and {out / 'rejects.jsonl'})", job_wide=True)
     if not splits["train"]:
         why = ""  # the reason on screen: often one wrong field name rejected every record, or one filter
         if ledger.rejections:
@@ -125,7 +125,8 @@ def prepare(
         raise DataError(
             f"no records left to train on: read {report['read']}, rejected {report['rejected']}, "
             f"removed {sum(report['removed'].values())}, kept {report['kept']} "
-            f"(splits {report['splits']}; see {out / REPORT_FILE} and {out / 'rejects.jsonl'}){why}"
+            f"(splits {report['splits']}; see {out / REPORT_FILE} and {out / 'rejects.jsonl'}){why}",
+            job_wide=True,  # every process of a launched job prepares the same data
         )
     for name in ("val", "test"):
         if sources[name] and not splits[name]:  # asked for by name: an empty one would go unnoticed (no eval, no test)
@@ -142,7 +143,8 @@ def _named_split_left_empty(name: str, files: list[str], ledger: Ledger, out: Pa
         why = "; removed by cleaning (deduplicated against train, or filtered)" if ledger.read_by_split[name] else \
             ": the files hold no records"
     return DataError(f"data.{name}: no records left to {purpose}: read {ledger.read_by_split[name]}, rejected "
-                     f"{len(rejected)} ({', '.join(files)}; see {out / REPORT_FILE} and {out / 'rejects.jsonl'}){why}")
+                     f"{len(rejected)} ({', '.join(files)}; see {out / REPORT_FILE} and {out / 'rejects.jsonl'}){why}",
+                     job_wide=True)
 
 
 def training_sources(cfg: DsftConfig, inputs: list[str] | None = None) -> list[str]:
@@ -244,7 +246,7 @@ def check_inputs(cfg: DsftConfig, inputs: list[str] | None = None) -> None:
         head = f"{len(problems)} data input(s) cannot be read"
         if any(_missing_relative_path(problem) for problem in problems):  # e.g. a guide's config run from its folder
             head += f" (relative paths are read from the current directory, {Path.cwd()})"
-        raise DataError(head, problems)
+        raise DataError(head, problems, job_wide=True)  # every process reads the same paths
 
 
 def _missing_relative_path(problem: str) -> bool:
@@ -535,7 +537,8 @@ def load_prepared(directory: str | Path) -> Prepared:
     """Read a directory written by :func:`prepare` (``dsft data prepare``) back into a :class:`Prepared`."""
     path = Path(directory)
     if not (path / "train.jsonl").is_file():
-        raise DataError(f"{path}: not a prepared data directory (no train.jsonl); run `dsft data prepare` first")
+        raise DataError(f"{path}: not a prepared data directory (no train.jsonl); run `dsft data prepare` first",
+                        job_wide=True)
     splits: dict[str, list[Conversation]] = {}
     for name in SPLITS:
         file = path / f"{name}.jsonl"
@@ -549,7 +552,7 @@ def load_prepared(directory: str | Path) -> Prepared:
                 try:
                     splits[name].append(Conversation.from_dict(json.loads(line)))
                 except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                    raise DataError(f"{file}:{number}: not a prepared conversation ({exc})") from None
+                    raise DataError(f"{file}:{number}: not a prepared conversation ({exc})", job_wide=True) from None
     report_path = path / REPORT_FILE
     report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.is_file() else {}
     return Prepared(splits, report, path)

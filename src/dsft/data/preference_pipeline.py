@@ -105,7 +105,8 @@ def prepare_preference(cfg: DsftConfig, out_dir: str | Path, objective: str) -> 
     if not splits["train"]:
         raise DataError(
             f"no {kind} records left to train on: read {ledger.read}, rejected {len(ledger.rejections)}, "
-            f"removed {sum(ledger.removed_counts().values())} (see {out / REPORT_FILE} and {out / 'rejects.jsonl'})"
+            f"removed {sum(ledger.removed_counts().values())} (see {out / REPORT_FILE} and {out / 'rejects.jsonl'})",
+            job_wide=True,  # every process of a launched job prepares the same data
         )
     return PreparedPreference(kind, splits, report, out)
 
@@ -114,7 +115,7 @@ def load_prepared_preference(directory: str | Path, objective: str) -> PreparedP
     """Read a directory written by :func:`prepare_preference` back (its files are ordinary input)."""
     path = Path(directory)
     if not (path / "train.jsonl").is_file():
-        raise DataError(f"{path}: not a prepared data directory (no train.jsonl)")
+        raise DataError(f"{path}: not a prepared data directory (no train.jsonl)", job_wide=True)
     kind = OBJECTIVE_KINDS[objective]
     splits: dict[str, list[PreferenceRecord]] = {}
     for name in SPLITS:
@@ -125,7 +126,8 @@ def load_prepared_preference(directory: str | Path, objective: str) -> PreparedP
         for raw in read_records([str(file)]):
             parsed = parse_raw(raw, kind)
             if isinstance(parsed, Rejection):
-                raise DataError(f"{parsed.where}: not a prepared {kind} record ({'; '.join(parsed.reasons)})")
+                raise DataError(f"{parsed.where}: not a prepared {kind} record ({'; '.join(parsed.reasons)})",
+                                job_wide=True)
             splits[name] += parsed
     report_path = path / REPORT_FILE
     report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.is_file() else {}

@@ -172,17 +172,18 @@ def resolve_resume(resume: str | None, checkpoint_root: Path) -> ResumePoint:
             point.skipped.append((checkpoint, problems))
         if point.skipped:
             if point.checkpoint is None:
-                raise DsftError(f"--resume auto: no intact checkpoint in {checkpoint_root}", point.describe_skipped())
+                raise DsftError(f"--resume auto: no intact checkpoint in {checkpoint_root}", point.describe_skipped(),
+                                job_wide=True)  # every process checks the same checkpoints
             for line in point.describe_skipped():
                 log.warning("skipping damaged checkpoint %s; resuming from %s", line, point.checkpoint.name)
         return point
     path = Path(resume)
     if not (path / "trainer_state.json").is_file():
-        raise DsftError(f"--resume {resume}: not a complete checkpoint (no trainer_state.json in it)")
+        raise DsftError(f"--resume {resume}: not a complete checkpoint (no trainer_state.json in it)", job_wide=True)
     problems = verify_checkpoint(path)
     if problems:
         raise DsftError(f"--resume {resume}: the checkpoint is damaged; resume from another one (or --resume auto)",
-                        problems)
+                        problems, job_wide=True)
     return ResumePoint(path)
 
 

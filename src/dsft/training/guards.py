@@ -11,7 +11,12 @@
    raises :class:`NonFiniteLossError` *before* the optimizer step that would spread it into the weights.
    The micro-batches' losses stay on the device and are read back once, with the gradient norm, before
    that step: a read per micro-batch would make the host wait for the GPU after every backward, and the
-   next micro-batch's kernels could not be queued while the last one's still run.
+   next micro-batch's kernels could not be queued while the last one's still run. Each rank's loss is its
+   own (the Trainer does not reduce it), so under a launcher every rank's verdict is gathered with that read
+   (one collective of ``WORLD_SIZE`` numbers per step): every rank stops at the same step with the same
+   message, which names the ranks, and none goes on to an optimizer step the others refused. The gradient
+   norm is the whole job's already (gradients are all-reduced, or the norm of sharded ones is), and so is the
+   weights check below: the error is job-wide, said once per node.
 2. **Finite checkpoints**: the trainable weights are checked before every checkpoint (and, in the
    recipe, before ``final/``); an update that left a NaN or an infinity is never written, so the newest
    checkpoint on disk is always a finite, last good state.
@@ -56,12 +61,25 @@ NAN_ADVICE = [
 
 
 class NonFiniteLossError(DsftError):
-    """The training loss, the gradient norm or a weight became NaN or infinite."""
+    """The training loss, the gradient norm or a weight became NaN or infinite (on any rank: every rank stops)."""
+
+    job_wide = True  # each check below gathers its verdict from every rank before raising
 
 
 def non_finite_parameters(model: Any) -> list[str]:
     """Names of trainable parameters holding a NaN or an infinity (on this rank)."""
     return [name for name, p in model.named_parameters() if p.requires_grad and not bool(torch.isfinite(p).all())]
+
+
+def first_non_finite(values: torch.Tensor) -> torch.Tensor:
+    """The first NaN or infinity in a 1-d tensor, or 0 where every value is finite: a 0-d tensor on its device,
+    not read back.
+
+    >>> first_non_finite(torch.tensor([1.0, float("inf"), float("nan")])), first_non_finite(torch.tensor([2.0]))
+    (tensor(inf), tensor(0.))
+    """
+    bad = ~torch.isfinite(values)
+    return torch.where(bad.any(), values[bad.int().argmax()], torch.zeros((), dtype=values.dtype, device=values.device))
 
 
 def count_real_tokens(batch: dict[str, Any], sequence_parallel: int = 1) -> float | torch.Tensor:
@@ -140,17 +158,28 @@ class RunGuards(AtomicCheckpointHooks, GradNormHooks):
         return loss
 
     def check_step_losses(self) -> None:
-        """Stop on a non-finite loss among this step's micro-batches (one read back for all of them)."""
+        """Stop on a non-finite loss among this step's micro-batches on any rank (one read back for all of them)."""
         losses, self._step_losses = self._step_losses, []
-        if not losses:
+        world_size = self.args.world_size  # type: ignore[attr-defined]
+        if not losses and world_size == 1:
             return
-        values = torch.stack([loss.float().reshape(()) for loss in losses]).tolist()
-        bad = next((v for v in values if not math.isfinite(v)), None)
-        if bad is not None:
+        # Each rank puts its first non-finite loss (0: none) in its own slot; the sum over ranks holds them all.
+        verdicts = torch.zeros(world_size, device=self.args.device)  # type: ignore[attr-defined]
+        if losses:
+            rank = self.args.process_index if world_size > 1 else 0  # type: ignore[attr-defined]
+            stacked = torch.stack([loss.float().reshape(()) for loss in losses])
+            verdicts[rank] = first_non_finite(stacked).to(verdicts.device)
+        if world_size > 1:  # every rank calls this once per optimizer step, so every rank meets here
+            torch.distributed.all_reduce(verdicts)
+        bad = [(rank, value) for rank, value in enumerate(verdicts.tolist()) if not math.isfinite(value)]
+        if bad:
             step = self.state.global_step + 1  # type: ignore[attr-defined]
+            where = ""
+            if world_size > 1:
+                where = f" on rank{'s' if len(bad) > 1 else ''} {', '.join(str(rank) for rank, _ in bad)}"
             raise NonFiniteLossError(
-                f"training loss became {bad} at optimizer step {step}; the run stopped before that step "
-                f"changed any weight, so {self._last_good()}", self._nan_advice(),
+                f"training loss became {bad[0][1]}{where} at optimizer step {step}; the run stopped before that "
+                f"step changed any weight, so {self._last_good()}", self._nan_advice(),
             )
 
     def check_grad_norm(self, grad_norm: Any) -> None:

@@ -243,7 +243,7 @@ def build_objective_trainer(
         trainer_class = _orpo_class()
     elif objective == "grpo":
         if not reward_funcs:
-            raise DsftError("train.objective=grpo needs reward functions (grpo.rewards)")
+            raise DsftError("train.objective=grpo needs reward functions (grpo.rewards)", job_wide=True)
         trainer_class = _grpo_class()
         kwargs["reward_funcs"] = reward_funcs
         g = objective_settings(cfg)
@@ -307,3 +307,5 @@ class DegenerateBatchGuard(TrainerCallback):
 
 class DegenerateGrpoError(DsftError):
     """GRPO made no progress for several steps (clipped completions or flat rewards)."""
+
+    job_wide = True  # decided from metrics TRL gathers from every rank (rewards, truncation), alike on each

@@ -38,12 +38,14 @@ def render_completion(template: Any, tokenizer: Any, record: PreferenceRecord, c
     rendered = template.render_train(record.conversation(completion), tokenizer, masking="last", thinking=thinking)
     mask = rendered.supervised
     if True not in mask:
-        raise DsftError(f"{record.meta.get('origin', 'a record')}: the completion renders to no supervised token")
+        raise DsftError(f"{record.meta.get('origin', 'a record')}: the completion renders to no supervised token",
+                        job_wide=True)  # every process renders the same records
     start = mask.index(True)
     end = len(mask) - mask[::-1].index(True)
     if not all(mask[start:end]):
         # Only the last turn is trained, so supervision is one run; anything else is a renderer bug.
-        raise DsftError(f"template {template.name!r}: the trained completion is not one contiguous run of tokens")
+        raise DsftError(f"template {template.name!r}: the trained completion is not one contiguous run of tokens",
+                        job_wide=True)
     return rendered.input_ids[:start], rendered.input_ids[start:end]
 
 
@@ -62,7 +64,7 @@ def render_pair(template: Any, tokenizer: Any, record: PreferenceRecord, thinkin
     if prompt != prompt_r:
         raise DsftError(
             f"{record.meta.get('origin', 'a pair')}: chosen and rejected render different prompts with template "
-            f"{template.name!r}; set template.thinking to render both sides in one mode"
+            f"{template.name!r}; set template.thinking to render both sides in one mode", job_wide=True,
         )
     return {"prompt_ids": prompt, "chosen_ids": chosen, "rejected_ids": rejected}
 

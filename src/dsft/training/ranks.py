@@ -4,10 +4,16 @@ Under torchrun (or the deepspeed launcher) every process runs the same ``dsft tr
 once (the run summary, the notices about settings the run does not apply, the warnings about its data, model
 and checkpoints: :func:`warn_for_job`) comes from its main process: global rank 0, or the one process no
 launcher started. What each machine finds of itself (a missing package) comes from the first process of each
-node (:func:`warn_for_node`). A config error is found before the processes meet, by every
-one of them alike (the same config, machine and ``WORLD_SIZE``): the first process of each node says it (one
-line per node's log; a node whose packages differ still says its own). Any other error is said by each rank it
-stops, since it may be that rank's alone (its disk, its GPU).
+node (:func:`warn_for_node`).
+
+An error that stops the job is said once per node, by its first process (``LOCAL_RANK`` 0), when every process
+meets it alike: a job-wide error (:attr:`dsft.errors.DsftError.job_wide`), such as a config error (the same
+config, machine and ``WORLD_SIZE``), data that leaves no example to train on (every process prepares the same
+data), a non-finite loss (the ranks' losses are gathered before any stops) or a GRPO run with nothing to learn
+from (its rewards are gathered from every rank). Once per node, not once per job: a node's log is all its
+operator may see, and without the line it would show only the launcher's report of an exit code; a node whose
+packages or files differ still says its own. Any other error is said by each rank it stops, since it may be
+that rank's alone (its disk, its GPU). The exit code is the error's on every rank.
 
 Light to import (no torch): the CLI asks it when it prints an error.
 """
@@ -18,7 +24,7 @@ import logging
 import os
 from collections.abc import Mapping
 
-from dsft.errors import ConfigError
+from dsft.errors import DsftError
 
 
 def is_main_process(environ: Mapping[str, str] | None = None) -> bool:
@@ -31,13 +37,17 @@ def is_main_process(environ: Mapping[str, str] | None = None) -> bool:
 
 
 def says_error(exc: BaseException, environ: Mapping[str, str] | None = None) -> bool:
-    """Whether this process prints ``exc``: a :class:`ConfigError` once per node (``LOCAL_RANK`` 0), anything
-    else on every rank it stops.
+    """Whether this process prints ``exc``: a job-wide error once per node (``LOCAL_RANK`` 0), anything else on
+    every rank it stops.
 
-    >>> says_error(ConfigError("x"), {"RANK": "1", "LOCAL_RANK": "1"}), says_error(OSError(), {"LOCAL_RANK": "1"})
+    >>> rank_1 = {"RANK": "1", "LOCAL_RANK": "1"}
+    >>> says_error(DsftError("x", job_wide=True), rank_1), says_error(DsftError("x"), rank_1)
     (False, True)
+    >>> says_error(OSError(), rank_1)
+    True
     """
-    return not isinstance(exc, ConfigError) or _rank(environ, "LOCAL_RANK") == 0
+    job_wide = isinstance(exc, DsftError) and exc.job_wide
+    return not job_wide or _rank(environ, "LOCAL_RANK") == 0
 
 
 def warn_for_job(log: logging.Logger, message: str, *args: object) -> None:

@@ -124,6 +124,7 @@ def check_same_data(previous: dict[str, Any], fingerprint: str, files: dict[str,
         "--resume: the training data differs from the data this run started with (a resumed run must see "
         "the same examples in the same order); restore the data or start a new --out directory",
         changed or ["the tokenized examples differ (a cleaning, template or tokenizer change)"],
+        job_wide=True,  # every process compares the same data with the same run.json
     )
 
 

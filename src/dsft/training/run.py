@@ -149,8 +149,8 @@ def run_training(
         splits = load_preference_splits(cfg, tokenizer, template, run_dir)
     dropped = describe_dropped(splits["train"], "train", cfg.train.max_seq_len) if sft else None
     if not splits["train"].examples:
-        raise DsftError("no training examples left after preparation; "
-                        + (dropped or "see data_report.json in the run directory"))
+        raise DsftError("no training examples left after preparation; "  # every process prepared the same data
+                        + (dropped or "see data_report.json in the run directory"), job_wide=True)
     if dropped:
         warn_for_job(log, dropped)  # also in run.json's "dropped"
     fingerprint, files = data_fingerprint(splits), data_files(cfg)

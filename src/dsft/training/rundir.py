@@ -271,10 +271,10 @@ class RunDir:
         returns the keys in which ``cfg`` differs from the directory's saved config."""
         run_dir, saved = self.path, self.config_path
         if run_dir.exists() and not run_dir.is_dir():
-            raise DsftError(f"--out {run_dir}: exists and is not a directory")
+            raise DsftError(f"--out {run_dir}: exists and is not a directory", job_wide=True)
         if run_dir.is_dir() and any(run_dir.iterdir()) and not saved.is_file():
             raise DsftError(f"--out {run_dir}: exists, is not empty and holds no dsft run (no {CONFIG_FILE}); "
-                            "choose a new directory")
+                            "choose a new directory", job_wide=True)
         recorded = self.recorded_info()
         if recorded.get("status") == "running" and another_live_process(recorded.get("process")):
             raise DsftError(f"--out {run_dir}: is being trained right now by process {recorded['process']['pid']}; "
@@ -294,16 +294,16 @@ class RunDir:
                 raise DsftError(
                     f"--resume: {run_dir} cannot continue with these changes (a resumed run must see the same "
                     "data in the same steps; see the resume contract in docs/training.md); undo them or start a "
-                    "new --out directory", refused,
+                    "new --out directory", refused, job_wide=True,
                 )
             if identity and started:
                 raise DsftError(
                     f"--out {run_dir}: already holds a different run (config differs in: {', '.join(identity)}); "
-                    "choose a new --out directory"
+                    "choose a new --out directory", job_wide=True,
                 )
             if has_checkpoints and not resuming:
                 raise DsftError(f"--out {run_dir}: already holds checkpoints of this run; pass --resume auto to "
-                                "continue it, or choose a new --out directory")
+                                "continue it, or choose a new --out directory", job_wide=True)
             return diffs
         return []
 
