@@ -53,6 +53,7 @@ PREPARE = {"name": "prepared/reservoirs", "files": "d.jsonl", "model": "deepseek
     ({"files": "alpha/config.yaml"}, "unsupported file type .yaml"),
     ({"files": "nope.jsonl"}, "files nope.jsonl: no such file"),
     ({"format": "nope"}, "data.format"),
+    ({"val_ratio": ""}, "data.val_ratio: Input should be a valid number"),  # was dropped: the default share
     ({"template": "nope"}, "template.name"),
     ({"val_ratio": "0.7", "test_ratio": "0.5"}, "val_ratio + test_ratio"),
     ({"model": "../outside"}, "model ../outside: outside the runs root"),

@@ -39,6 +39,9 @@ FORM = {"name": "new", "model": "tiny-deepseek-v3", "data": "d.jsonl", "method":
     ({"data": "d.jsonl, nope.jsonl"}, "data nope.jsonl: no such file"),
     ({"method": "dora"}, "train.method"),
     ({"max_steps": "many"}, "train.max_steps"),
+    # An emptied field was dropped: the run started on the config's default learning rate without a word.
+    ({"lr": ""}, "train.lr: Input should be a valid number, unable to parse string as a number, got ''"),
+    ({"val_ratio": " "}, "data.val_ratio: Input should be a valid number"),
     ({"extra": "train.optimizer=adamw_8bit"}, "train.optimizer: adamw_8bit needs"),
     ({"extra": "train.no_such_key=1"}, "no_such_key"),
     ({"extra": "train.warmup_ratio=0\njunk"}, "more keys, line 2: 'junk': expected KEY=VALUE"),

@@ -57,7 +57,9 @@ def test_data_page_lists_sources(client: TestClient) -> None:
     ({"source": "chat.jsonl", "tokenizer": "alpha"}, "tokenizer alpha"),
     ({"source": "chat.jsonl", "tokenizer": "deepseek", "template": "nope"}, "template nope"),
     ({"source": "chat.jsonl", "tokenizer": "deepseek", "index": 5}, "chat.jsonl: no record 5 (it holds 1; the first is 0)"),
-    ({"source": "chat.jsonl", "tokenizer": "deepseek", "index": "x"}, "index: expected a whole number"),
+    # Named by the form's label, as the other refusals of the record number; 2.5 was read as record 2.
+    ({"source": "chat.jsonl", "tokenizer": "deepseek", "index": "x"}, "record: expected a whole number, got 'x'"),
+    ({"source": "chat.jsonl", "tokenizer": "deepseek", "index": 2.5}, "record: expected a whole number, got 2.5"),
     ({"source": ""}, "source: missing; name a data file"),
     ({}, "source: missing; name a data file"),
     ({"messages": [{"role": "user", "content": "hi"}]}, "source: missing; name a data file"),

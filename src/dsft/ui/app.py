@@ -154,7 +154,7 @@ def create_app(root: Path, api_key: str | None = None, allowed_hosts: list[str] 
     def mask_json(body: dict[str, Any]) -> dict[str, Any]:
         thinking = body.get("thinking")
         return mask.mask_view(
-            root, str(body.get("source") or ""), index=_int(body.get("index", 0), "index"),
+            root, str(body.get("source") or ""), index=_int(body.get("index", 0), "record"),
             template=body.get("template") or None, tokenizer=body.get("tokenizer") or None,
             masking=body.get("masking") or None, thinking=None if thinking in (None, "") else bool(thinking))
 
@@ -250,10 +250,11 @@ def _run_dir(root: Path, name: str) -> Path:
 
 
 def _int(value: Any, name: str) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise UiError(400, f"{name}: expected a whole number, got {value!r}") from None
+    """A whole number (JSON integer or its digits), never a float cut down (2.5 is not record 2) or a boolean."""
+    text = str(value).strip() if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
+    if not text.removeprefix("-").isdigit():
+        raise UiError(400, f"{name}: expected a whole number, got {value!r}")
+    number = int(text)
     if number < 0:
         raise UiError(400, f"{name}: must be >= 0, got {number}")
     return number

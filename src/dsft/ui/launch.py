@@ -91,6 +91,14 @@ def _data_sets(root: Path, value: str) -> list[str]:
     return [f"data.train=[{','.join(str(p) for p in paths)}]"]
 
 
+def field_sets(form: dict[str, Any], fields: dict[str, str]) -> list[str]:
+    """``key=value`` for each of the form's ``fields`` (form field -> config key) that the request has. One left empty
+    is passed on as such, for the config loader to name with the other problems (``train.lr: Input should be a valid
+    number, ... got ''``): it used to be dropped, and the run started on the config's default without a word. A
+    field the request leaves out (a script) keeps the default."""
+    return [f"{key}={str(form[field]).strip()}" for field, key in fields.items() if form.get(field) is not None]
+
+
 def extra_lines(form: dict[str, Any]) -> list[str]:
     """The form's ``more keys`` lines (``key=value`` each); a malformed one is refused naming the field and the line,
     where the CLI's own message would name ``--set``, a flag the form does not have."""
@@ -122,7 +130,7 @@ def build_config(root: Path, form: dict[str, Any]) -> tuple[str, Any]:
     # A prepared directory keeps the split it was prepared with: the form's validation share does not apply.
     fields = {f: k for f, k in FIELDS.items() if not (f == "val_ratio" and data[0].startswith("data.prepared_dir"))}
     sets = [f"model.name_or_path={model}", *data]
-    sets += [f"{key}={form[field]}" for field, key in fields.items() if str(form.get(field, "")).strip()]
+    sets += field_sets(form, fields)
     sets += extra_lines(form)
     cfg = load_config(None, sets)
     config_paths_inside(root, cfg, load_config(None, []))  # `key=value` lines included

@@ -21,7 +21,7 @@ from dsft.config import DataConfig, load_config
 from dsft.data.readers import SUPPORTED_SUFFIXES, expand_inputs
 from dsft.errors import DsftError
 from dsft.ui import jobs, runs
-from dsft.ui.launch import NAME, extra_lines, is_prepared_dir, model_choice
+from dsft.ui.launch import NAME, extra_lines, field_sets, is_prepared_dir, model_choice
 from dsft.ui.paths import config_paths_inside, inside_root, relative_name
 
 UPLOADS = "uploads"
@@ -53,7 +53,7 @@ def prepare_args(root: Path, form: dict[str, Any]) -> tuple[str, list[str]]:
             raise DsftError(f"files: {relative_name(root, path)} is the root, a run or a prepared directory; "
                             "name the raw data files")
     expand_inputs([str(p) for p in files])  # the reader's own refusals: unsupported types, empty directories
-    sets = [f"{key}={form[field]}" for field, key in FIELDS.items() if str(form.get(field, "")).strip()]
+    sets = field_sets(form, FIELDS)
     model = str(form.get("model") or "").strip()
     tokenizer = []
     if model == "deepseek":
