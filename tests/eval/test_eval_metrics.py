@@ -208,6 +208,65 @@ def test_numeric_match_fractions_and_plural_scales(prediction: str, reference: s
 
 
 @pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # scientific notation, and the same written as a power of ten (MATH answers)
+        ("1e-3", [Quantity(0.001)]),
+        ("2.5E+3 cells", [Quantity(2500.0)]),
+        ("k = 1e−3", [Quantity(0.001)]),  # unicode minus in the exponent
+        (r"$1.2 \times 10^{5}$", [Quantity(120000.0)]),
+        ("3×10^-2 m", [Quantity(0.03)]),
+        ("0x1e5f", [Quantity(0.0), Quantity(1.0), Quantity(5.0)]),  # not an exponent when a letter follows
+        # spaces (and no-break, narrow and thin spaces) as thousands separators: groups of exactly three digits
+        ("1 000", [Quantity(1000.0)]),
+        ("12 345 678.5 元", [Quantity(12345678.5, "元")]),
+        ("1\u00a0000 000", [Quantity(1000000.0)]),
+        ("5\u202f000 people", [Quantity(5000.0)]),
+        ("1\u2009000", [Quantity(1000.0)]),
+        ("１　０００", [Quantity(1000.0)]),  # full-width digits and an ideographic space
+        ("1 2 3", [Quantity(1.0), Quantity(2.0), Quantity(3.0)]),  # not groups of three: three numbers
+        ("1 0001", [Quantity(1.0), Quantity(1.0)]),
+        ("1, 2", [Quantity(1.0), Quantity(2.0)]),  # a comma and a space: a list
+        # a sign before a currency symbol
+        ("-$5", [Quantity(-5.0)]),
+        ("$-5", [Quantity(-5.0)]),
+        ("−$1,200.50", [Quantity(-1200.5)]),
+        (r"-\$5", [Quantity(-5.0)]),
+        ("-€ 3", [Quantity(-3.0)]),
+        ("－￥５", [Quantity(-5.0)]),  # full-width minus, yen sign and digit
+        ("US-$5", [Quantity(5.0)]),  # a dash after a letter is no sign, with or without the symbol
+        ("–5", [Quantity(-5.0)]),  # an en dash counts as "-" (a sign here, a range dash in 3–5)
+        ("3–5", [Quantity(3.0), Quantity(5.0)]),
+        ("10^{-3}", [Quantity(10.0), Quantity(-3.0)]),  # a bare power is not read as one
+        ("1,5", [Quantity(1.0), Quantity(5.0)]),  # a decimal comma is not read
+        # already read; kept so they stay read
+        ("−5", [Quantity(-5.0)]),
+        ("５", [Quantity(5.0)]),
+        ("１，０００", [Quantity(1000.0)]),
+        ("1.5万", [Quantity(15000.0)]),
+    ],
+)
+def test_extract_quantities_reads_notations_graders_see(text: str, expected: list[Quantity]) -> None:
+    assert extract_quantities(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("prediction", "reference", "expected"),
+    [
+        ("so the rate is 1e-3", "0.001", True),
+        (r"\boxed{1.2 \times 10^{5}}", "120000", True),
+        ("The answer is 1 000 000.", "1,000,000", True),
+        ("He lost -$5.", "-5", True),
+        ("He lost -$5.", "5", False),  # the sign is kept: -5 is not 5
+        ("答案是－５", "-5", True),
+        ("1.5万人", "15000", True),
+    ],
+)
+def test_numeric_match_reads_notations_graders_see(prediction: str, reference: str, expected: bool) -> None:
+    assert numeric_match(prediction, reference) is expected
+
+
+@pytest.mark.parametrize(
     ("prediction", "reference", "expected"),
     [
         ("The total is 123457", "123456", False),  # off by one: within rel_tol 1e-4, but a wrong count

@@ -2,11 +2,15 @@
 
 Conventions:
 
-* Text is folded to half-width first, so ``１２３`` is ``123`` and ``５０％`` is ``50%``.
-* Thousands separators: ``1,200`` is 1200 (groups of exactly three digits after a comma); ``1,2`` is
-  two numbers. A ``-``/``+`` right after a digit or letter is not a sign (``3-5`` is 3 and 5).
+* Text is folded to half-width first, so ``１２３`` is ``123``, ``５０％`` is ``50%`` and no-break, narrow and
+  thin spaces are spaces.
+* Thousands separators: ``1,200`` and ``1 200`` are 1200 (groups of exactly three digits after a comma, or
+  after a space; not mixed); ``1,2`` and ``1, 2`` are two numbers (a decimal comma is not read), and so is
+  ``1 2``, but ``3 100`` is one. A ``-``/``+``/``−`` (en and em dashes are ``-``) right after a digit or letter is
+  not a sign (``3-5`` is 3 and 5); one before a currency symbol is (``-$5`` is -5, as ``$-5``).
 * Fractions: ``3/4`` and LaTeX ``\\frac{3}{4}`` (``\\dfrac``, ``\\tfrac``) are 0.75; ``a/b/c`` (a date) is
-  three numbers, and so is a zero denominator. Scientific notation (``1e-3``) is not read.
+  three numbers, and so is a zero denominator. Powers of ten: ``1e-3``, ``2.5E+3``, ``1.2 \\times 10^{5}``,
+  ``3×10^-2`` (a bare ``10^{-3}`` is 10 and -3).
 * Scale words multiply the value: 千 (1e3), 万 (1e4), 百万 (1e6), 千万 (1e7), 亿 (1e8), 万亿 (1e12),
   ``k``/``thousand`` (1e3), ``million`` (1e6), ``billion`` (1e9), plurals alike. So ``1.2万`` == ``12,000`` == ``12k``.
 * Units after the number are recorded, not converted: ``%`` and ``‰`` (``50%`` is 50 with unit ``%``),
@@ -35,12 +39,19 @@ SCALES: dict[str, float] = {
 UNIT_ALIASES: dict[str, str] = {"个月": "月", "块": "元"}
 _UNITS = ("%", "‰", "个月", "年", "月", "周", "日", "天", "小时", "分钟", "秒", "岁", "元", "块", "人", "次", "个", "倍")
 
+_MINUS = "-\u2212"  # hyphen-minus and the unicode minus sign (NFKC folds the full-width one to "-")
 _NUMBER = re.compile(
-    r"(?P<sign>(?<![0-9A-Za-z)])[-+\u2212])?"
+    # a sign, unless right after a digit, letter or ")" (a range dash: 3-5); then perhaps a currency symbol
+    r"(?P<sign>(?<![0-9A-Za-z)])[-+\u2212])?(?:(?:\\?\$|[€£¥])\s*)?"
     r"(?:\\[dt]?frac\{\s*(?P<tex_num>\d+)\s*\}\{\s*(?P<tex_den>0*[1-9]\d*)\s*\}"
     # a/b is a fraction unless it is part of a longer a/b/c (a date) or a decimal
     r"|(?<![\d/.,])(?P<num>\d+)/(?P<den>0*[1-9]\d*)(?![\d/]|[.,]\d)"
-    r"|(?P<digits>\d{1,3}(?:,\d{3})+(?!\d)(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+))"
+    # thousands in groups of exactly three digits after a comma, or after a space (NFKC folds no-break, narrow
+    # and thin spaces to one), not mixed
+    r"|(?P<digits>(?:\d{1,3}(?:,\d{3})+|\d{1,3}(?: \d{3})+)(?!\d)(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
+    # a power of ten: 1e-3, 2.5E+3, 1.2 \times 10^{5}, 3×10^-2 (not 0x1e5f: no letter or digit may follow)
+    r"(?:[eE](?P<exponent>[-+\u2212]?\d+)(?![0-9A-Za-z])"
+    r"|\s*(?:\\times|\\cdot|×|\*)\s*10\^(?:\{\s*(?P<tex_exponent>[-+\u2212]?\d+)\s*\}|(?P<power>[-+\u2212]?\d+)))?)"
     r"\s*(?P<scale>万亿|千万|百万|亿|万|千(?![米克])|(?:(?:thousand|million|billion)s?|k)(?![A-Za-z]))?"
     r"\s*(?P<unit>" + "|".join(map(re.escape, _UNITS)) + r")?",
     re.IGNORECASE,
@@ -53,14 +64,18 @@ def _value(match: re.Match[str]) -> float:
         return int(match["tex_num"]) / int(match["tex_den"])
     if match["num"] is not None:
         return int(match["num"]) / int(match["den"])
-    return float(match["digits"].replace(",", ""))
+    mantissa = match["digits"].replace(",", "").replace(" ", "")
+    exponent = match["exponent"] or match["tex_exponent"] or match["power"]
+    if exponent is None:
+        return float(mantissa)
+    return float(f"{mantissa}e{exponent.replace(chr(0x2212), '-')}")
 
 
 @dataclass(frozen=True)
 class Quantity:
     """A number found in text: its value after scale words, and its unit (None when absent).
 
-    ``integer``: written as a whole number (``123``, ``1,200``, ``12k``; not ``1.2万``, ``3/4``), which
+    ``integer``: written as a whole number (``123``, ``1,200``, ``12k``; not ``1.2万``, ``3/4``, ``1e3``), which
     compares exactly, not within the tolerance meant for rounded decimals."""
 
     value: float
@@ -83,10 +98,11 @@ def extract_quantities(text: str) -> list[Quantity]:
         value = _value(match)
         if match["scale"]:
             value *= SCALES[match["scale"].lower().removesuffix("s")]
-        if match["sign"] in ("-", "\u2212"):
+        if match["sign"] and match["sign"] in _MINUS:
             value = -value
         unit = match["unit"]
-        integer = match["digits"] is not None and "." not in match["digits"]
+        written_whole = match["digits"] is not None and "." not in match["digits"]
+        integer = written_whole and not (match["exponent"] or match["tex_exponent"] or match["power"])
         quantities.append(Quantity(value, UNIT_ALIASES.get(unit, unit) if unit else None, integer))
     return quantities
 
