@@ -76,6 +76,14 @@ TRAIN_CASES = [
      MISTYPED),
     ("data-is-a-device", lambda t: {"data": {"train": ["/dev/null"]}},
      "data.train: /dev/null: exists but is not a regular file (a device, pipe or socket)"),
+    # Sizes the model's config.json bounds (lora.r=99999999999 died in torch allocating 25 TB after the model loaded).
+    ("lora-rank-above-hidden-size", lambda t: {"data": {"train": [_data(t)]}, "lora": {"r": 99999999999}},
+     "lora.r=99999999999: above the hidden size of tiny-deepseek-v3 (64, hidden_size in its config)"),
+    ("seq-len-beyond-positions", lambda t: {"model": {"name_or_path": "tiny-deepseek-llm"}, "data": {"train": [_data(t)]},
+                                            "train": {"max_seq_len": 2**63}},
+     f"train.max_seq_len={2**63}: above the 4096 positions tiny-deepseek-llm places"),
+    ("lora-scale-diverges", lambda t: {"data": {"train": [_data(t)]}, "lora": {"r": 8, "alpha": 99999999999}},
+     "lora.alpha=99999999999: scales each adapter update by alpha / r = 1.25e+10"),
 ]
 
 

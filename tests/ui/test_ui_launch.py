@@ -48,6 +48,9 @@ FORM = {"name": "new", "model": "tiny-deepseek-v3", "data": "d.jsonl", "method":
     ({"extra": "data.val=[/etc/hosts.jsonl]"}, "data.val: /etc/hosts.jsonl is outside the runs root"),
     ({"extra": "data.test=[../secret.jsonl]"}, "data.test: ../secret.jsonl is outside the runs root"),
     ({"extra": "model.cache_dir=~/elsewhere"}, "model.cache_dir: ~/elsewhere is outside the runs root"),
+    # Sizes the model's config bounds: the started `dsft train` died in torch allocating 25 TB.
+    ({"lora_r": "99999999999"}, "lora.r=99999999999: above the hidden size of tiny-deepseek-v3 (64"),
+    ({"max_seq_len": str(2**63)}, f"train.max_seq_len={2**63}: above the 163840 positions tiny-deepseek-v3 places"),
 ])
 def test_a_bad_form_starts_nothing_and_names_the_field(client: TestClient, runs_root: Path, change: dict,
                                                         message: str) -> None:

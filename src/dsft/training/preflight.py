@@ -1,5 +1,6 @@
-"""Training checks that need neither data nor model: precision, method, strategy and world size,
-sequence parallelism against the architecture, and the evaluation schedule.
+"""Training checks that need neither data nor model weights: precision, method, strategy and world size,
+sequence parallelism against the architecture, sizes against the model's config (:mod:`dsft.training.model_limits`),
+and the evaluation schedule.
 
 They run in a second, before anything heavy loads (``dsft config show``, ``dsft train``, ``dsft launch``
 call them through :func:`dsft.plan.preflight.preflight`), and again where the training recipe uses the
@@ -30,6 +31,7 @@ from dsft.training.distributed import (
     zero_optimization,
 )
 from dsft.training.environment import Environment, check_qlora, environment_problems
+from dsft.training.model_limits import model_size_problems
 from dsft.training.objective_checks import group_size_problems
 from dsft.training.objective_settings import settings_read_by, unread_objective_settings
 
@@ -231,4 +233,5 @@ def training_problems(cfg: DsftConfig, env: Environment) -> list[str]:
         _collect(problems, check_qlora, env)
     _strategy_problems(cfg, env, problems)
     _sequence_parallel_problems(cfg, env, problems)
+    problems += model_size_problems(cfg)  # lora.r, train.max_seq_len against the model's config.json
     return problems + evaluation_problems(cfg, may_have_validation_data(cfg))
