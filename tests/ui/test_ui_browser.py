@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
+from dsft.ui import app as ui_app
 from dsft.ui import jobs
 from dsft.ui.app import create_app
+from dsft.ui.chat import ChatEngines
 
 from ui_browser import fill, free_port, serve, text, wait_for
 from ui_data import write_data
@@ -224,3 +228,35 @@ def test_the_chat_forms_max_tokens_is_bounded_by_the_runs_serve_limit(browser, d
     assert browser.find_element("id", "message").get_attribute("value") == "Which river is longest?"  # nothing lost
     assert not browser.find_elements("css selector", ".turn")
     browser.save_screenshot(str(shots / "chat-max-tokens-refused.png"))
+
+
+def test_send_is_off_while_a_reply_streams(browser, dashboard: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second Send while a reply streamed sent the question again: the history then held two questions before
+    their answers. The reply here comes from a stand-in engine that holds its end until the test releases it."""
+    release = threading.Event()
+
+    async def held_reply(self, *args):
+        yield {"side": "tuned", "content": "thinking of it"}
+        await asyncio.to_thread(release.wait, 60)
+        yield {"side": "tuned", "done": True, "finish_reason": "stop", "usage": {}}
+
+    monkeypatch.setattr(ChatEngines, "stream", held_reply)
+    monkeypatch.setattr(ui_app, "sources", lambda *args: [])  # no weights to find: the stand-in answers
+    browser.get(dashboard + "/chat/alpha")
+    browser.find_element("id", "message").send_keys("Which river is longest?")
+    send = browser.find_element("css selector", "#chat-form button")
+    send.click()
+    wait_for(lambda: "thinking of it" in text(browser, "#chat-tuned"), 20, "the first piece of the reply")
+    assert not send.is_enabled()
+    browser.find_element("id", "message").send_keys("again")
+    browser.execute_script("document.getElementById('chat-form').requestSubmit()")  # Enter, a script: still one
+    release.set()
+    wait_for(lambda: browser.find_element("id", "chat-form").get_attribute("data-turns") == "2", 20, "the reply's end")
+    assert len(browser.find_elements("css selector", "#chat-tuned .turn.user")) == 1 and send.is_enabled()
+    assert browser.find_element("id", "message").get_attribute("value") == "again"  # kept for the next Send
+
+
+def test_upload_without_a_file_names_the_field(browser, dashboard: str) -> None:
+    browser.get(dashboard + "/prepare")
+    browser.find_element("css selector", "#upload-form button").click()
+    assert text(browser, "#upload-state") == "upload a data file: none chosen; choose one first"

@@ -158,7 +158,7 @@ document.addEventListener("DOMContentLoaded", () => {
 
 function chatForm(form) {
   const history = [];
-  const state = document.getElementById("chat-state");
+  const state = document.getElementById("chat-state"), send = form.querySelector("button[type=submit]");
   function turn(where, role, text) {
     const log = document.getElementById("chat-" + where);
     const div = document.createElement("div");
@@ -194,6 +194,8 @@ function chatForm(form) {
   }
   form.addEventListener("submit", e => {
     e.preventDefault();
+    // One reply at a time: a second Send while one streams put two questions before their answers in the history.
+    if (form.dataset.streaming === "1") return;
     const text = form.message.value.trim();
     const problem = fieldProblem(form) || (text ? null : "message: empty; type a message");
     if (problem) { state.textContent = problem; state.className = "error"; return; }
@@ -205,7 +207,7 @@ function chatForm(form) {
     if (side) answers.base = turn("base", "assistant");
     form.message.value = ""; state.className = "hint";
     state.textContent = "generating… (the first message loads the model)";
-    form.dataset.streaming = "1";
+    form.dataset.streaming = "1"; send.disabled = true;
     const body = {run: form.dataset.run, checkpoint: form.checkpoint.value, messages: history,
                   max_tokens: +form.max_tokens.value, temperature: +form.temperature.value, side_by_side: side};
     stream(body, event => { state.textContent = "generating…"; apply(answers[event.side], event); })
@@ -218,7 +220,7 @@ function chatForm(form) {
         state.textContent = err.message; state.className = "error"; history.pop();
         for (const div of Object.values(answers)) div.remove();
       })
-      .finally(() => { form.dataset.streaming = ""; form.dataset.turns = String(history.length); });
+      .finally(() => { form.dataset.streaming = ""; send.disabled = false; form.dataset.turns = String(history.length); });
   });
 }
 
@@ -326,7 +328,7 @@ function prepareForms() {
   if (upload) upload.addEventListener("submit", e => {
     e.preventDefault();
     const file = document.getElementById("upload").files[0], state = document.getElementById("upload-state");
-    if (!file) { state.textContent = "choose a file first"; return; }
+    if (!file) { state.className = "error"; state.textContent = "upload a data file: none chosen; choose one first"; return; }
     state.className = "hint"; state.textContent = "uploading…";
     fetch("/api/data/upload?name=" + encodeURIComponent(file.name), {method: "POST", headers: {"X-Dsft-Ui": "1"}, body: file})
       .then(r => r.json().then(data => ({ok: r.ok, data}))).then(r => {
