@@ -78,6 +78,10 @@ def test_chat_answers_as_dsft_serve_does(trained_root: Path) -> None:
 
 @pytest.mark.parametrize("body, message", [
     ({"run": "lora", "messages": []}, "messages"),
+    # Checked as dsft serve checks them, before any model loads (they were answered 200, the error inside, after).
+    ({"run": "lora", "messages": [{"role": "x", "content": "hi"}]}, "messages.0.role: Input should be 'system'"),
+    ({"run": "lora", "messages": [{"content": 5}]}, "messages.0.role: Field required; messages.0.content: must be"),
+    ({"run": "lora", "messages": [1]}, "messages.0: Input should be a valid dictionary"),
     ({"run": "lora", "messages": MESSAGES, "checkpoint": "checkpoint-99"}, "checkpoint checkpoint-99"),
     ({"run": "lora", "messages": MESSAGES, "temperature": 9}, "temperature"),
     ({"run": "lora", "messages": MESSAGES, "max_tokens": "many"}, "max tokens: a whole number in 1..2048"),

@@ -23,12 +23,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from dsft.errors import DsftError
 from dsft.serve.openai_errors import validation_message
+from dsft.serve.protocol import ChatCompletionRequest
 from dsft.templates import TEMPLATE_CHOICES
 from dsft.ui import job_pages, jobs, launch, mask, pages, run_jobs, runs
 from dsft.ui.chat import ChatEngines, serve_settings, sources
@@ -229,6 +231,10 @@ def _chat_request(root: Path, body: dict[str, Any]) -> tuple[Any, ...]:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise UiError(400, "messages: a non-empty list of {role, content}")
+    try:  # as dsft serve's app checks them, but before any model loads (it answered 200 with the error after)
+        ChatCompletionRequest.model_validate({"messages": messages})
+    except ValidationError as exc:
+        raise UiError(400, validation_message(RequestValidationError(exc.errors()))[0]) from None
     temperature = body.get("temperature", 0.0)
     if not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2:
         raise UiError(400, f"temperature: a number in 0..2, got {temperature!r}")
