@@ -32,6 +32,7 @@ from typing import Any
 
 from dsft.config.schema import DsftConfig
 from dsft.data import augment, clean, mix, near_dedup, relevance, semantic
+from dsft.data.control_tokens import reject_control_tokens
 from dsft.data.conversation import Conversation
 from dsft.data.ingest import ingest, rejection_error, write_rejections
 from dsft.data.ledger import Ledger
@@ -86,6 +87,7 @@ def prepare(
         pools["train"] += templated
         ledger.added["augment_template"] = len(templated)
     pools = clock("rewrite", _rewrite, pools, cfg, ledger)
+    pools = clock("control_tokens", _reject_control_tokens, pools, tokenizer, cfg, ledger, out)  # after NFKC, which defuses some
     pools = clock("dedup", _deduplicate, pools, cfg, ledger)
     tokens = clock("tokenize", _count, pools, tokenizer, cfg)
     pools = clock("filter", _filter, pools, tokens, cfg, ledger)
@@ -292,6 +294,21 @@ def _rewrite(pools: dict[str, list[Conversation]], cfg: DsftConfig, ledger: Ledg
     for step, function, enabled in steps:
         if enabled:
             pools = {name: ledger.record(step, function(pool)) for name, pool in pools.items()}
+    return pools
+
+
+def _reject_control_tokens(pools: dict[str, list[Conversation]], tokenizer: Any, cfg: DsftConfig, ledger: Ledger,
+                           out: Path) -> dict[str, list[Conversation]]:
+    """Reject records whose text holds a tokenizer control token (see :mod:`dsft.data.control_tokens`)."""
+    found = []
+    for name in SPLITS:
+        pools[name], rejected = reject_control_tokens(pools[name], tokenizer)
+        ledger.rejected_by_split.setdefault(name, []).extend(rejected)
+        found += rejected
+    ledger.rejections += found
+    if found and cfg.data.on_error == "fail":
+        write_rejections(ledger.rejections, out / "rejects.jsonl")
+        raise rejection_error(ledger.rejections, out / "rejects.jsonl")
     return pools
 
 
