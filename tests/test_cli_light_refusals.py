@@ -84,6 +84,10 @@ TRAIN_CASES = [
      f"train.max_seq_len={2**63}: above the 4096 positions tiny-deepseek-llm places"),
     ("lora-scale-diverges", lambda t: {"data": {"train": [_data(t)]}, "lora": {"r": 8, "alpha": 99999999999}},
      "lora.alpha=99999999999: scales each adapter update by alpha / r = 1.25e+10"),
+    ("micro-batch-beyond-int32-tokens", lambda t: {"data": {"train": [_data(t)]}, "train": {"micro_batch_size": 2**63}},
+     f"train.micro_batch_size={2**63}: with train.max_seq_len=2048, a forward of"),
+    ("seed-below-numpy", lambda t: {"data": {"train": [_data(t)]}, "train": {"seed": -1}},
+     "train.seed: Input should be greater than or equal to 0, got -1"),
 ]
 
 

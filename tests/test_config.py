@@ -58,6 +58,26 @@ def test_a_value_the_rule_already_quotes_is_not_quoted_again(override: str, prob
     assert refused.value.problems == [problem]
 
 
+@pytest.mark.parametrize("override, problem", [
+    # transformers' set_seed failed on them once the model had loaded (numpy takes 0 to 2**32 - 1).
+    ("train.seed=-1", "train.seed: Input should be greater than or equal to 0, got -1"),
+    (f"train.seed={2**32}", "train.seed: Input should be less than or equal to 4294967295, got 4294967296"),
+    # A run that never ended, its learning rate about 1e-21 (warmup: train.warmup_ratio of the steps).
+    (f"train.max_steps={2**63}", "train.max_steps: must be at most 1,000,000,000 (32 years at a step a second"),
+    ("train.epochs=1e11", "train.epochs: Input should be less than or equal to 1000000000, got 100000000000.0"),
+])
+def test_a_size_no_run_can_take_is_refused_by_key(override: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_config(None, [override])
+    assert len(refused.value.problems) == 1 and refused.value.problems[0].startswith(problem), refused.value.problems
+
+
+def test_the_largest_sizes_a_run_can_take_are_accepted() -> None:
+    t = load_config(None, ["train.seed=0", f"train.max_steps={10**9}", f"train.epochs={10**9}"]).train
+    assert (t.seed, t.max_steps, t.epochs) == (0, 10**9, 10**9)
+    assert load_config(None, [f"train.seed={2**32 - 1}"]).train.seed == 2**32 - 1
+
+
 @pytest.mark.parametrize("override", ["train.weight_decay=inf", "preference.beta=.inf", "grpo.beta=1e999",
                                       "train.max_grad_norm=.nan", "eval.temperature=-.inf"])
 def test_a_float_key_is_a_finite_number(override: str) -> None:

@@ -56,6 +56,12 @@ REFUSALS = [
                  id="best-needs-save"),
     pytest.param(["eval.early_stopping_patience=2", "eval.steps=5", "data.val_ratio=0", "train.save_steps=5"],
                  "eval.early_stopping_patience needs validation data", id="patience-needs-val"),
+    # Died in transformers' evaluation loop allocating 400 GB, after the model loaded.
+    pytest.param(["train.micro_batch_size=99999999999", "train.max_seq_len=512"],
+                 "train.micro_batch_size=99999999999: with train.max_seq_len=512, a forward of 51,199,999,999,488 "
+                 "tokens; attention kernels index a forward's tokens with int32 (at most 2,147,483,647): lower "
+                 "train.micro_batch_size to at most 4194303", id="tokens-per-forward"),
+    pytest.param(["lora.r=65"], "lora.r=65: above the hidden size of tiny-deepseek-v3 (64", id="lora-rank"),
 ]
 
 

@@ -322,13 +322,20 @@ class TemplateConfig(Section):
     )
 
 
+# More optimizer steps than a run can take (a billion: 32 years at one step a second). An epoch is at least one
+# step, so train.epochs has the same bound. Beyond it a run trained on at a learning rate of about 1e-21 (its
+# warmup being train.warmup_ratio of the steps), and never ended.
+MAX_STEPS = 10**9
+
+
 class TrainConfig(Section):
     objective: Literal["sft", "dpo", "orpo", "kto", "grpo"] = Field(
         "sft", description="Training objective: supervised fine-tuning, or a preference / RL objective on TRL's "
         "trainers (dpo, orpo, kto: see the preference section; grpo: see the grpo section).",
     )
     method: Literal["lora", "qlora", "full"] = Field("lora", description="Fine-tuning method.")
-    epochs: float = Field(1.0, gt=0, description="Passes over the training data (ignored if max_steps > 0).")
+    epochs: float = Field(1.0, gt=0, le=MAX_STEPS, description="Passes over the training data (ignored if "
+                          "max_steps > 0).")
     max_steps: int = Field(-1, description="Optimizer steps to run; -1 = derive from epochs.")
     micro_batch_size: int = Field(1, ge=1, description="Rows per device per forward (packed rows when packing).")
     grad_accum: int = Field(1, ge=1, description="Micro-batches accumulated per optimizer step.")
@@ -358,7 +365,8 @@ class TrainConfig(Section):
     max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping norm (0 disables).")
     zero_grad_steps: int = Field(10, ge=0, description="Flag the run (status `stalled`) when the gradient norm "
                                  "is exactly 0 for this many optimizer steps in a row (0 disables).")
-    seed: int = Field(42, description="Seed for init, data order and dropout.")
+    # transformers' set_seed seeds numpy too, which takes 0 to 2**32 - 1 (it failed once the model had loaded).
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="Seed for init, data order and dropout (0 to 2**32 - 1).")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto = bf16 where the GPU supports it, fp32 on CPU; bf16 also on CPUs with bf16 "
         "matrix instructions (AVX512-BF16, AMX); fp16 needs CUDA."
@@ -423,6 +431,9 @@ class TrainConfig(Section):
     def _max_steps(cls, value: int) -> int:
         if value == 0 or value < -1:
             raise ValueError(f"must be -1 (use epochs) or > 0, got {value}")
+        if value > MAX_STEPS:
+            raise ValueError(f"must be at most {MAX_STEPS:,} (32 years at a step a second; the warmup alone, "
+                             f"train.warmup_ratio of the steps, would keep the learning rate near 0), got {value}")
         return value
 
     @field_validator("lr")

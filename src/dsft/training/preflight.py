@@ -167,6 +167,30 @@ def _sequence_parallel_problems(cfg: DsftConfig, env: Environment, problems: lis
     _collect(problems, check_sequence_parallel, cfg.train, sp, env.world_size, model_config, _attention(cfg, env))
 
 
+# Tokens one forward may hold: the attention kernels index a micro-batch's packed examples by int32 offsets into
+# it (flash-attn's cu_seqlens, dsft's segment attention).
+MAX_TOKENS_PER_FORWARD = 2**31 - 1
+
+
+def tokens_per_forward_problems(cfg: DsftConfig) -> list[str]:
+    """``train.micro_batch_size`` rows of ``train.max_seq_len`` tokens beyond :data:`MAX_TOKENS_PER_FORWARD`.
+
+    ``micro_batch_size=99999999999`` passed, and died in transformers' evaluation loop allocating 400 GB (it
+    repeats each batch's loss once per row); 2**63 in the data loader's batching, both after the model loaded.
+
+    >>> print(*tokens_per_forward_problems(DsftConfig.model_validate({"train": {"micro_batch_size": 2**27}})))
+    train.micro_batch_size=134217728: with train.max_seq_len=2048, a forward of 274,877,906,944 tokens; attention kernels index a forward's tokens with int32 (at most 2,147,483,647): lower train.micro_batch_size to at most 1048575 (raise train.grad_accum for a larger batch)
+    """
+    t = cfg.train
+    tokens = t.micro_batch_size * t.max_seq_len
+    if tokens <= MAX_TOKENS_PER_FORWARD:
+        return []
+    return [f"train.micro_batch_size={t.micro_batch_size}: with train.max_seq_len={t.max_seq_len}, a forward of "
+            f"{tokens:,} tokens; attention kernels index a forward's tokens with int32 (at most "
+            f"{MAX_TOKENS_PER_FORWARD:,}): lower train.micro_batch_size to at most "
+            f"{MAX_TOKENS_PER_FORWARD // t.max_seq_len} (raise train.grad_accum for a larger batch)"]
+
+
 def evaluation_problems(cfg: DsftConfig, has_eval: bool) -> list[str]:
     """The evaluation schedule against the training settings, given whether there is validation data."""
     t, e = cfg.train, cfg.eval
@@ -234,4 +258,5 @@ def training_problems(cfg: DsftConfig, env: Environment) -> list[str]:
     _strategy_problems(cfg, env, problems)
     _sequence_parallel_problems(cfg, env, problems)
     problems += model_size_problems(cfg)  # lora.r, train.max_seq_len against the model's config.json
+    problems += tokens_per_forward_problems(cfg)
     return problems + evaluation_problems(cfg, may_have_validation_data(cfg))
