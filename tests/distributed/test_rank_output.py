@@ -17,7 +17,10 @@ from dsft.config import load_config
 from dsft.data.ingest import Rejection, rejection_error
 from dsft.data.pipeline import check_inputs, load_prepared
 from dsft.errors import ConfigError, DataError, DsftError
+from dsft.eval.callbacks import GenerationEvalCallback
 from dsft.training.checkpointing import resolve_resume
+from dsft.training.collators import make_train_dataset
+from dsft.training.examples import unrendered_tools
 from dsft.training.guards import NonFiniteLossError
 from dsft.training.objectives import DegenerateBatchGuard
 from dsft.training.ranks import is_main_process, says_error, warn_for_job, warn_for_node
@@ -27,6 +30,8 @@ from dsft.training.rundir import RunDir
 NOTICE = "lora.r=8: not applied"  # the one notice of the config below (train.method=full)
 REJECTED = "data: 1 of 17 records rejected"  # its data's malformed line, found by every process's preparation
 NO_CHECKPOINT = "--resume auto: no checkpoint in"  # run.py's warning for a new --out, found by every process
+TOOLS = "1 conversation(s) carry tool definitions"  # its data's one record with tools, rendered by every process
+NO_GENERATION_EVAL = "generation eval runs in single-process training only"  # every process finds WORLD_SIZE 2
 
 
 def test_only_rank_zero_speaks_for_the_job_and_one_process_per_node_says_a_config_error() -> None:
@@ -78,9 +83,10 @@ def test_an_error_every_process_meets_alike_is_said_by_each_nodes_first_process(
 
 def _config(tmp_path: Path, extra: str = "") -> Path:
     data = tmp_path / "data.jsonl"
-    data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"What is {i}?"},
-                                                     {"role": "assistant", "content": f"It is {i}."}]}) + "\n"
-                            for i in range(16)) + "{not json\n", encoding="utf-8")
+    records = [{"messages": [{"role": "user", "content": f"What is {i}?"},
+                             {"role": "assistant", "content": f"It is {i}."}]} for i in range(16)]
+    records[0]["tools"] = [{"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}]
+    data.write_text("".join(json.dumps(record) + "\n" for record in records) + "{not json\n", encoding="utf-8")
     config = tmp_path / "c.yaml"
     config.write_text(f"model:\n  name_or_path: tiny-r1-distill-qwen\ndata:\n  train: [{data}]\n  val_ratio: 0.0\n"
                       "train:\n  method: full\n  max_steps: 1\n  micro_batch_size: 2\n  max_seq_len: 64\n"
@@ -91,11 +97,12 @@ def _config(tmp_path: Path, extra: str = "") -> Path:
 @pytest.mark.slow
 def test_two_processes_say_the_summary_and_the_notice_once(tmp_path: Path, tiny_model_dir) -> None:
     tiny_model_dir("tiny-r1-distill-qwen")  # materialised once, shared through DSFT_CACHE
-    code, out, err = dsft_in_processes(["train", str(_config(tmp_path)), "--out", str(tmp_path / "run"),
-                                        "--resume", "auto"], 2, tmp_path)
+    config = _config(tmp_path, "eval:\n  generation_steps: 1\n")
+    code, out, err = dsft_in_processes(["train", str(config), "--out", str(tmp_path / "run"), "--resume", "auto"],
+                                       2, tmp_path)
     assert code == 0, out[-3000:] + err[-6000:]
     assert out.count("done 1 steps") == 1 and out.count("final weights:") == 1, out
-    for warning in (NOTICE, REJECTED, NO_CHECKPOINT):
+    for warning in (NOTICE, REJECTED, NO_CHECKPOINT, TOOLS, NO_GENERATION_EVAL):
         assert (out + err).count(warning) == 1, (warning, out + err)
 
 
@@ -133,3 +140,53 @@ def test_a_job_warning_comes_from_rank_zero_and_a_machine_warning_from_each_node
             warn_for_node(log, "train.liger: not installed")
         said = [r.getMessage() for r in caplog.records]
         assert said.count("data: 1 of 17 records rejected") == job and said.count("train.liger: not installed") == node
+
+
+def _checkpoint(root: Path, step: int, files: tuple[str, ...]) -> None:
+    checkpoint = root / f"checkpoint-{step}"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": step}), encoding="utf-8")
+    for name in files:
+        (checkpoint / name).write_bytes(b"x")
+
+
+def _skips_a_damaged_checkpoint(tmp: Path) -> None:
+    _checkpoint(tmp / "checkpoints", 1, ("model.safetensors", "optimizer.pt", "scheduler.pt"))
+    _checkpoint(tmp / "checkpoints", 2, ("model.safetensors", "optimizer.pt"))  # no scheduler.pt
+    assert resolve_resume("auto", tmp / "checkpoints").checkpoint == tmp / "checkpoints" / "checkpoint-1"
+
+
+def _drops_an_overlong_example(tmp: Path) -> None:
+    examples = [{"input_ids": [1] * n, "labels": [1] * n} for n in (4, 40)]
+    assert make_train_dataset(examples, SimpleNamespace(max_seq_len=16, packing=False), seed=0).dropped_overlong == 1
+
+
+def _skips_generation_eval_under_a_launcher(tmp: Path) -> None:
+    GenerationEvalCallback(tmp, every=1, samples=2, max_new_tokens=8).on_train_begin(
+        SimpleNamespace(world_size=2), SimpleNamespace(), SimpleNamespace())
+
+
+def _finds_unrendered_tools(tmp: Path) -> None:
+    template = SimpleNamespace(renders_tool_definitions=False, name="deepseek-r1")
+    assert unrendered_tools([SimpleNamespace(tools=[{"type": "function"}]), SimpleNamespace(tools=None)], template) == 1
+
+
+# What every process of a launched job finds alike, said as a warning: from the main process only.
+JOB_WARNINGS = {
+    "skipping damaged checkpoint checkpoint-2": _skips_a_damaged_checkpoint,
+    "1 of 2 examples are longer than train.max_seq_len=16": _drops_an_overlong_example,
+    NO_GENERATION_EVAL: _skips_generation_eval_under_a_launcher,
+    TOOLS: _finds_unrendered_tools,
+}
+
+
+@pytest.mark.parametrize("warning", JOB_WARNINGS)
+def test_a_warning_every_process_finds_alike_comes_from_rank_zero(warning: str, tmp_path: Path, monkeypatch,
+                                                                   caplog) -> None:
+    for rank, local_rank, says in (("0", "0", 1), ("1", "1", 0), ("8", "0", 0)):
+        monkeypatch.setenv("RANK", rank)
+        monkeypatch.setenv("LOCAL_RANK", local_rank)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            JOB_WARNINGS[warning](tmp_path / rank)
+        assert sum(warning in r.getMessage() for r in caplog.records) == says, (rank, caplog.records)

@@ -3,6 +3,7 @@ checkpoints, token counting. What a DPO/GRPO trainer gets by mixing in :class:`R
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -214,6 +215,19 @@ def test_a_non_finite_loss_on_one_rank_stops_every_rank_with_the_same_message(mo
     assert both.startswith("training loss became inf on ranks 0, 1 at optimizer step 1;"), both
     assert _rank_of_two(0, [1.0], [0.0, 0.0], monkeypatch) == ""
     assert NonFiniteLossError.job_wide
+
+
+def test_the_stall_flag_is_said_by_the_main_process_and_recorded_by_every_rank(monkeypatch, caplog) -> None:
+    """The gradient norm is the whole job's (gradients are all-reduced), so every rank counts the same streak."""
+    for rank, says in (("0", 1), ("1", 0)):
+        monkeypatch.setenv("RANK", rank)
+        trainer = _GuardedStub(token_counter=TokenCounter(), zero_grad_steps=2)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="dsft.training.guards"):
+            trainer.check_grad_norm(torch.tensor(0.0))
+            trainer.check_grad_norm(torch.tensor(0.0))
+        assert len(trainer.flags) == 1 and "the gradient norm was 0 for 2 steps" in trainer.flags[0]
+        assert sum("the gradient norm was 0" in r.getMessage() for r in caplog.records) == says
 
 
 def test_training_turns_off_the_trainers_per_micro_batch_nan_filter(tmp_path: Path) -> None:

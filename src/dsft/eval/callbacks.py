@@ -19,6 +19,7 @@ from dsft.config import DsftConfig
 from dsft.data.conversation import Conversation
 from dsft.eval.evaluate import generation_eval
 from dsft.eval.selection import generation_metric, metric_key
+from dsft.training.ranks import warn_for_job
 from dsft.training.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -64,12 +65,12 @@ class GenerationEvalCallback(TrainerCallback):
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         if args.world_size > 1:
-            log.warning("eval.generation_steps: generation eval runs in single-process training only; skipped")
+            warn_for_job(log, "eval.generation_steps: generation eval runs in single-process training only; skipped")
             self.every = 0
             return
         val = self.val_file or self.run_dir / "data" / "val.jsonl"
         if not val.is_file():
-            log.warning("eval.generation_steps: no validation file at %s; generation eval skipped", val)
+            warn_for_job(log, "eval.generation_steps: no validation file at %s; generation eval skipped", val)
             self.every = 0
             return
         with val.open(encoding="utf-8") as fh:

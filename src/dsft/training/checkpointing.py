@@ -28,6 +28,7 @@ import xxhash
 
 from dsft.disk import USER_FILESYSTEM_ERRORS, disk_error, require_free_space, tree_bytes
 from dsft.errors import DsftError
+from dsft.training.ranks import warn_for_job
 
 log = logging.getLogger(__name__)
 
@@ -174,8 +175,8 @@ def resolve_resume(resume: str | None, checkpoint_root: Path) -> ResumePoint:
             if point.checkpoint is None:
                 raise DsftError(f"--resume auto: no intact checkpoint in {checkpoint_root}", point.describe_skipped(),
                                 job_wide=True)  # every process checks the same checkpoints
-            for line in point.describe_skipped():
-                log.warning("skipping damaged checkpoint %s; resuming from %s", line, point.checkpoint.name)
+            for line in point.describe_skipped():  # every process checks the same checkpoints
+                warn_for_job(log, "skipping damaged checkpoint %s; resuming from %s", line, point.checkpoint.name)
         return point
     path = Path(resume)
     if not (path / "trainer_state.json").is_file():

@@ -30,6 +30,7 @@ from torch.utils.data import Dataset
 
 from dsft.templates.base import IGNORE_INDEX
 from dsft.training.packing import overlong_indices, pack_best_fit
+from dsft.training.ranks import warn_for_job
 from dsft.training.segment_attention import SEGMENT_ATTENTION
 
 Example = dict[str, list[int]]
@@ -84,8 +85,8 @@ def make_train_dataset(examples: Sequence[Example], train_cfg: Any, seed: int) -
     lengths = [len(e["input_ids"]) for e in examples]
     dropped = len(overlong_indices(lengths, max_len))
     if dropped:
-        logger.warning("%d of %d examples are longer than train.max_seq_len=%d tokens and were dropped",
-                       dropped, len(examples), max_len)
+        warn_for_job(logger, "%d of %d examples are longer than train.max_seq_len=%d tokens and were dropped",
+                     dropped, len(examples), max_len)  # every process builds the same rows
     if train_cfg.packing:
         rows = [pack_row([examples[i] for i in row]) for row in pack_best_fit(lengths, max_len)]
     else:

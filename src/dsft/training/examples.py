@@ -14,6 +14,7 @@ from typing import Any
 
 from dsft.data.conversation import Conversation
 from dsft.templates import ChatTemplate
+from dsft.training.ranks import warn_for_job
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +56,12 @@ def unrendered_tools(records: Sequence[Any], template: ChatTemplate) -> int:
     render; said once as a warning, since the model then learns the calls without the definitions."""
     unrendered = 0 if template.renders_tool_definitions else sum(1 for record in records if record.tools)
     if unrendered:
-        log.warning("%d conversation(s) carry tool definitions (`tools`), which the %s template does not render: "
-                    "the model is trained on their calls without seeing the definitions. Describe the tools in "
-                    "the system message (as at inference), or use a template that renders them "
-                    "(deepseek-v3.2, deepseek-v4)",
-                    unrendered, template.name)
+        # Every process of a launched job renders the same records: said once, by the main process.
+        warn_for_job(log, "%d conversation(s) carry tool definitions (`tools`), which the %s template does not "
+                     "render: the model is trained on their calls without seeing the definitions. Describe the "
+                     "tools in the system message (as at inference), or use a template that renders them "
+                     "(deepseek-v3.2, deepseek-v4)",
+                     unrendered, template.name)
     return unrendered
 
 

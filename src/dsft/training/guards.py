@@ -48,6 +48,7 @@ from dsft.training.checkpointing import list_checkpoints
 from dsft.training.collators import REAL_TOKENS_KEY
 from dsft.training.loss import IGNORE_INDEX
 from dsft.training.monitoring import TokenCounter
+from dsft.training.ranks import warn_for_job
 from dsft.training.trainer_hooks import AtomicCheckpointHooks, GradNormHooks
 
 log = logging.getLogger(__name__)
@@ -201,7 +202,7 @@ class RunGuards(AtomicCheckpointHooks, GradNormHooks):
                     f"{step - self.zero_grad_steps + 1}-{step}): the run is not learning (saturated or dead "
                     "weights, e.g. a learning rate far too high); lower train.lr and start again")
             self.flags.append(flag)
-            log.warning(flag)
+            warn_for_job(log, flag)  # the norm is the whole job's: every rank counts the same streak
 
     def check_finite_weights(self, what: str) -> None:
         """Refuse to write ``what`` when a trainable weight is NaN or infinite (every rank checks its own)."""
