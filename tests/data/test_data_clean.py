@@ -26,6 +26,19 @@ def test_strip_html_unescapes_keeps_think_and_removes_emptied() -> None:
     assert kept_think.kept[0].messages[1].reasoning == "r"
 
 
+def test_a_rewrite_that_empties_reasoning_removes_the_record() -> None:
+    """Validation refuses empty reasoning; reasoning a rewrite leaves empty must not slip past it (it trained an
+    empty think block: thinking mode for V3.1/V3.2/V4, whose turns with reasoning train in it)."""
+    def with_reasoning(reasoning: str) -> Conversation:
+        return Conversation([Message("user", "q"), Message("assistant", "a", reasoning=reasoning)], meta={"origin": "f:1"})
+
+    assert [r.reason for r in strip_html([with_reasoning("<p></p>")]).removed] == \
+        ["messages[1].reasoning_content empty after HTML stripping"]
+    assert [r.reason for r in normalize_unicode([with_reasoning("\x07\x08")]).removed] == \
+        ["messages[1].reasoning_content empty after Unicode normalisation"]
+    assert normalize_unicode([conv("q", "\u200dok")]).kept  # a joiner beside text is text
+
+
 def test_strip_html_drops_script_style_and_comments_and_keeps_paragraph_breaks() -> None:
     page = ("<style>p {color: red}</style><p>First</p>\n\n<p>Second</p><script type='x'>alert('hi')</script>"
             "<!-- note -->")

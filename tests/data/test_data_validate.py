@@ -15,6 +15,10 @@ BAD_RECORDS = [
     ({"messages": [A]}, "first turn after system messages must be a user turn"),
     ({"messages": [U, {"role": "assistant", "content": "   "}]}, "messages[1].content: empty assistant message"),
     ({"messages": [{"role": "user", "content": ""}, A]}, "messages[0].content: empty user message"),
+    # Invisible characters only (zero-width space, joiner, left-to-right mark): nothing for the model to read or write.
+    ({"messages": [U, {"role": "assistant", "content": "\u200b\u200d"}]}, "messages[1].content: empty assistant message"),
+    ({"messages": [{"role": "user", "content": "\u200e \u200d"}, A]}, "messages[0].content: empty user message"),
+    ({"messages": [U, {"role": "assistant", "content": "a", "reasoning_content": "\u200b"}]}, "empty reasoning"),
     ({"messages": [U, {"role": "assistant", "content": "<think>never closed"}]}, "unclosed <think> block"),
     ({"messages": [U, {"role": "assistant", "content": "<think>\n\n</think>\n\nok"}]}, "empty reasoning"),
     ({"messages": [U, {"role": "assistant", "content": "ok</think>"}]}, "</think> without an opening <think>"),

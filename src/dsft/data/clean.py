@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 
 from dsft.data.conversation import Conversation
 from dsft.data.tokens import ConversationTokens
+from dsft.data.validate import is_blank
 
 
 @dataclass
@@ -55,11 +56,13 @@ def _rewrite_step(conversations: Sequence[Conversation], transform: Callable[[st
     for conversation in conversations:
         cleaned = map_texts(conversation, transform)
         emptied = [
-            i for i, (before, after) in enumerate(zip(conversation.messages, cleaned.messages))
-            if before.content.strip() and not after.content.strip()
+            (i, field) for i, (before, after) in enumerate(zip(conversation.messages, cleaned.messages))
+            for field, old, new in (("", before.content, after.content), (".reasoning_content", before.reasoning, after.reasoning))
+            if old is not None and not is_blank(old) and is_blank(new or "")
         ]
-        if emptied:
-            result.removed.append(Removed(conversation, f"messages[{emptied[0]}] empty after {what}"))
+        if emptied:  # reasoning too: an emptied one would train an empty think block, which validation refuses
+            index, field = emptied[0]
+            result.removed.append(Removed(conversation, f"messages[{index}]{field} empty after {what}"))
         else:
             result.kept.append(cleaned)
     return result

@@ -22,6 +22,7 @@ Rules (a conversation passes when :func:`validate_conversation` returns no probl
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 from dsft.data.conversation import ROLES, Conversation, Message
@@ -67,6 +68,16 @@ def find_bad_unicode(text: str) -> str | None:
     return f"invalid Unicode (lone surrogate U+{code:04X} at character {match.start()})"
 
 
+def is_blank(text: str) -> bool:
+    """Whether ``text`` shows nothing: only whitespace and invisible format characters (zero-width space
+    and joiners, direction marks, soft hyphen, byte-order mark: Unicode category Cf).
+
+    >>> is_blank(" \\n\u200b\u200d\u200e"), is_blank("\u200dok")
+    (True, False)
+    """
+    return all(char.isspace() or unicodedata.category(char) == "Cf" for char in text)
+
+
 def validate_conversation(conversation: Conversation) -> list[str]:
     """Every problem found, ``messages[i].field: reason``; an empty list means valid."""
     messages = conversation.messages
@@ -101,7 +112,7 @@ def _message_problems(message: Message, where: str) -> list[str]:
     if problems:
         return problems
     problems += _think_problems(message, where)
-    if not message.content.strip() and not (message.role == "assistant" and message.tool_calls):
+    if is_blank(message.content) and not (message.role == "assistant" and message.tool_calls):
         problems.append(f"{where}.content: empty {message.role} message")
     if message.tool_calls and message.role != "assistant":
         problems.append(f"{where}.tool_calls: only assistant messages may call tools")
@@ -134,7 +145,7 @@ def _think_problems(message: Message, where: str) -> list[str]:
         return []
     if message.role != "assistant":
         return [f"{where}.reasoning_content: reasoning is only allowed on assistant messages"]
-    if not message.reasoning.strip():
+    if is_blank(message.reasoning):
         return [f"{where}.reasoning_content: empty reasoning (<think> block); drop it for a no-think sample"]
     if "<think>" in message.reasoning or "</think>" in message.reasoning:
         return [f"{where}.reasoning_content: contains <think>/</think> tags"]
