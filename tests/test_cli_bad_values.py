@@ -61,6 +61,16 @@ CASES = [
     ("chat-max-tokens", lambda t: ["chat", MISSING, "--max-tokens", "-1"], "--max-tokens"),
     ("chat-temperature", lambda t: ["chat", MISSING, "--temperature", "-5"], "--temperature"),
     ("plan-gpu-mem", lambda t: ["plan", "--model", "deepseek-r1-distill-qwen-7b", "--gpu-mem", "-1"], "--gpu-mem"),
+    # inf (and 1e300, inf in bytes) ended in an OverflowError traceback.
+    ("plan-gpu-mem-inf", lambda t: ["plan", "--model", "deepseek-r1-distill-qwen-7b", "--gpu-mem", "inf"],
+     "--gpu-mem: must be > 0 and at most 1,048,576 GiB, got inf"),
+    ("plan-gpu-mem-huge", lambda t: ["plan", "--model", "deepseek-r1-distill-qwen-7b", "--gpu-mem", "1e300"],
+     "--gpu-mem: must be > 0 and at most"),
+    ("plan-host-mem-inf", lambda t: ["plan", "--model", "deepseek-r1-distill-qwen-7b", "--host-mem", "inf"],
+     "--host-mem: must be > 0 and at most"),
+    # A traceback from torch.set_num_threads, after the benchmark's model had been built.
+    ("bench-threads", lambda t: ["bench", "train", "--out", str(t / "b.json"), "--threads", "-1"],
+     "bench --threads: must be >= 1, got -1"),
     ("launch-master-port", lambda t: ["launch", _config(t), "--out", str(t / "o"), "--master-port", "99999"],
      "--master-port"),
     ("deploy-replicas", lambda t: ["deploy", "k8s", MISSING, "--out", str(t / "o"), "--replicas", "0"], "--replicas"),

@@ -81,10 +81,11 @@ def train(
     from rich.console import Console
 
     from dsft.errors import DsftError
-    from dsft.training.bench.runner import run_bench
 
     if method not in ("lora", "full"):
         raise DsftError(f"bench --method: expected lora or full, got {method!r}")
+    if threads is not None and threads < 1:  # torch.set_num_threads failed on it, after a model had been built
+        raise DsftError(f"bench --threads: must be >= 1, got {threads} (leave it out for torch's default)")
     # Before the benchmark: a measurement is never lost to a bad --out or --profile.
     check_report_file(out, overwrite)
     if profile is not None:
@@ -94,6 +95,8 @@ def train(
         if not loss_chunk_size.isdigit() or int(loss_chunk_size) < 1:
             raise DsftError(f"bench --loss-chunk-size: expected a positive integer or auto, got {loss_chunk_size!r}")
         chunk = int(loss_chunk_size)
+    from dsft.training.bench.runner import run_bench  # torch: after the flags that need none are checked
+
     console = Console()
     systems = tuple(s.strip() for s in compare.split(",") if s.strip())
     report = run_bench(model=model, steps=steps, seq_len=seq_len, compare=systems,

@@ -84,6 +84,10 @@ def _plan_options(config: Path | None, world_size: int, given: dict[str, Any]) -
             for key, value in given.items()}
 
 
+# The largest --gpu-mem / --host-mem taken, in GiB (a pebibyte): far above any machine, finite in bytes.
+MAX_MEMORY_GIB = 2**20
+
+
 def plan(
     model: str | None = typer.Option(None, "--model", help="Preset (e.g. deepseek-r1-distill-qwen-7b, deepseek-v3), "
                                      "hub id, or config.json path [default: --config's model.name_or_path]."),
@@ -137,10 +141,10 @@ def plan(
         raise DsftError(f"--offload {offload}: choose none, optimizer or optimizer+param")
     if zero not in (0, 1, 2, 3):
         raise DsftError(f"--zero {zero}: choose 0, 1, 2 or 3")
-    if not gpu_mem > 0:
-        raise DsftError(f"--gpu-mem: must be > 0 GiB, got {gpu_mem:g}")
-    if host_mem is not None and not host_mem > 0:
-        raise DsftError(f"--host-mem: must be > 0 GiB, got {host_mem:g}")
+    for flag, gib in (("--gpu-mem", gpu_mem), ("--host-mem", host_mem)):
+        # Bounded above too: inf (or 1e300, inf once in bytes) failed converting to an integer byte count.
+        if gib is not None and not 0 < gib <= MAX_MEMORY_GIB:
+            raise DsftError(f"{flag}: must be > 0 and at most {MAX_MEMORY_GIB:,} GiB, got {gib:g}")
     req = PlanRequest(method=method, gpus_per_node=gpus_per_node, nodes=nodes, gpu_mem_gib=gpu_mem,  # type: ignore[arg-type]
                       host_mem_gib=host_mem,
                       seq_len=seq_len, micro_batch=micro_batch, grad_accum=grad_accum, zero=zero,
