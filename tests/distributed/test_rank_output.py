@@ -25,7 +25,9 @@ from dsft.training.guards import NonFiniteLossError
 from dsft.training.objectives import DegenerateBatchGuard
 from dsft.training.ranks import is_main_process, says_error, warn_for_job, warn_for_node
 from dsft.training.resume import check_same_data
+from dsft.models.loading import load_tokenizer
 from dsft.training.rundir import RunDir
+from dsft.training.setup import load_splits, resolve_template
 
 NOTICE = "lora.r=8: not applied"  # the one notice of the config below (train.method=full)
 REJECTED = "data: 1 of 17 records rejected"  # its data's malformed line, found by every process's preparation
@@ -190,3 +192,25 @@ def test_a_warning_every_process_finds_alike_comes_from_rank_zero(warning: str, 
         with caplog.at_level(logging.WARNING):
             JOB_WARNINGS[warning](tmp_path / rank)
         assert sum(warning in r.getMessage() for r in caplog.records) == says, (rank, caplog.records)
+
+
+def test_training_says_the_data_preparations_warnings_from_rank_zero_only(tmp_path: Path, tiny_model_dir,
+                                                                           monkeypatch, caplog) -> None:
+    """Every process prepares the same data; records balanced without their balance_by field were said by each."""
+    model_dir = tiny_model_dir("tiny-deepseek-llm")
+    tokenizer = load_tokenizer(model_dir)
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"Question {i} about dam {i * 7}?"},
+                                                     {"role": "assistant", "content": f"Answer {i}."}],
+                                        **({"domain": "ab"[i % 2]} if i < 8 else {})}) + "\n" for i in range(10)),
+                    encoding="utf-8")
+    cfg = load_config(None, [f"data.train=[{data}]", "data.clean.balance_by=domain", "data.val_ratio=0",
+                             "data.clean.near_dedup=false"])
+    template = resolve_template(cfg, model_dir, tokenizer)[1]
+    for rank, says in (("0", 1), ("1", 0)):
+        monkeypatch.setenv("RANK", rank)
+        (tmp_path / rank).mkdir()
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            load_splits(cfg, tokenizer, template, tmp_path / rank)
+        assert sum("data.clean.balance_by=domain: 2 of 10" in r.getMessage() for r in caplog.records) == says, rank

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from dsft.config import load_config
 from dsft.errors import ConfigError
 from dsft.training.collators import PackedCollator
 from dsft.training.setup import build_training_arguments, check_dropout, environment_problems
+from dsft.training import trainer as trainer_module
 from dsft.training.trainer import DsftTrainer
 
 
@@ -141,3 +143,17 @@ def test_deepspeed_runs_the_configured_optimizer() -> None:
     assert "optimizer" not in deepspeed_config(TrainConfig(optimizer="adafactor"), 2)
     with pytest.raises(ConfigError, match="train.optimizer=adafactor: DeepSpeed's optimizer offload"):
         deepspeed_config(TrainConfig(optimizer="adafactor", offload="optimizer"), 2)
+
+
+def test_emulated_bf16_loss_matmuls_are_said_once_per_machine(tmp_path: Path, monkeypatch, caplog) -> None:
+    """A fact of the CPU: under a launcher the first process of each node says it, not every process."""
+    monkeypatch.setattr(trainer_module, "cpu_multiplies_bf16", lambda: False)
+    model = _model()
+    args = build_training_arguments(load_config(None, []), tmp_path, has_eval=False, model=model)
+    for rank, local_rank, says in (("0", "0", 1), ("1", "1", 0), ("8", "0", 1)):
+        monkeypatch.setenv("RANK", rank)
+        monkeypatch.setenv("LOCAL_RANK", local_rank)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="dsft.training.trainer"):
+            DsftTrainer(model=model, args=args, loss_chunk_size=8, loss_dtype="bf16")
+        assert sum("emulated" in r.getMessage() for r in caplog.records) == says, rank

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,12 +63,15 @@ class Prepared:
 def prepare(
     cfg: DsftConfig, tokenizer: Any, out_dir: str | Path, inputs: list[str] | None = None,
     ifd_scorer: semantic.Scorer | None = None, tokenizer_source: str | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Prepared:
     """Run the whole data pipeline and write its outputs to ``out_dir``.
 
     ``inputs`` (files, directories, globs) replace ``cfg.data.train`` when given. ``ifd_scorer`` scores
     conversations with the model being fine-tuned (:class:`dsft.training.ifd.IfdScorer`); it is needed
-    only when ``data.clean.semantic.ifd`` is on. Writes
+    only when ``data.clean.semantic.ifd`` is on. ``warn`` says what the preparation warns of (default: logged);
+    ``dsft train`` passes one that says it once for a launched job, whose every process prepares the same data.
+    Writes
     ``train.jsonl``/``val.jsonl``/``test.jsonl`` (OpenAI messages form), ``rejects.jsonl``,
     ``removed.jsonl``, ``data_report.json``, ``data_report.md`` and token-length histograms.
     """
@@ -95,7 +98,7 @@ def prepare(
     pools["train"], mixed = mix.take_mixed(pools["train"])  # data.mix records skip the split and augmentation
     splits = clock("split", _split, pools, sources, cfg)
     splits["train"] = clock("augment", _augment, splits, tokens, tokenizer, cfg, ledger, out)
-    splits["train"] = clock("balance", _balance, splits["train"], cfg, ledger)
+    splits["train"] = clock("balance", _balance, splits["train"], cfg, ledger, warn or log.warning)
     splits["train"], mixing = clock("mix", _mix, splits["train"], mixed, cfg, ledger)
     contamination = clock("contamination", _contamination, splits, cfg, ledger)
     before_policy = reasoning_stats(splits["train"], [tokens[id(c)][1].reasoning for c in splits["train"]])
@@ -419,14 +422,16 @@ def _augment(
     return train + made.kept
 
 
-def _balance(train: list[Conversation], cfg: DsftConfig, ledger: Ledger) -> list[Conversation]:
+def _balance(
+    train: list[Conversation], cfg: DsftConfig, ledger: Ledger, warn: Callable[[str], None],
+) -> list[Conversation]:
     settings = cfg.data.clean
     if not settings.balance_by or not train:
         return train
     result, added = clean.balance_classes(train, settings.balance_by, settings.balance_mode, cfg.train.seed)
     note = clean.missing_class_note(train, result, added, settings.balance_by, settings.balance_mode)
     if note:  # the report counts them among the class's removals; the log says they were records without the field
-        log.warning(note)
+        warn(note)
     kept = ledger.record("balance", result)
     if settings.balance_mode == "over":
         ledger.added["balance_oversample"] = len(added)

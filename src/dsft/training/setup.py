@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,8 @@ def load_splits(cfg: DsftConfig, tokenizer: Any, template: Any, run_dir: Path,
         prepared = load_prepared(cfg.data.prepared_dir)
     elif cfg.data.train:
         scorer = IfdScorer(cfg, tokenizer, template) if cfg.data.clean.semantic.ifd else None
-        prepared = prepare(cfg, tokenizer, run_dir / "data", ifd_scorer=scorer)
+        # Every process of a launched job prepares the same data: its warnings are the job's, said once.
+        prepared = prepare(cfg, tokenizer, run_dir / "data", ifd_scorer=scorer, warn=partial(warn_for_job, log))
         if notice := rejection_notice(prepared.report, run_dir / "data"):  # said, not only in the report
             warn_for_job(log, notice)  # every process prepared the same data
     else:

@@ -44,6 +44,7 @@ from dsft.training.loss import (
     supervised_cross_entropy_via_module,
 )
 from dsft.training.lean_lora import use_lean_lora
+from dsft.training.ranks import warn_for_node
 from dsft.training.saved_activation_pool import SavedActivationPool
 from dsft.training.sequence_parallel_mla import ulysses_for_mla
 from dsft.training.sequence_parallel_resume import skipping_sequence_parallel
@@ -135,8 +136,8 @@ class DsftTrainer(ShardedLabelCountHooks, Trainer):
         # The dtype of the loss's lm_head matmuls (train.loss_dtype), resolved once for this device and head.
         self.loss_compute_dtype = resolve_loss_dtype(loss_dtype, causal_lm.get_output_embeddings().weight)
         if self.loss_compute_dtype == torch.bfloat16 and self.args.device.type == "cpu" and not cpu_multiplies_bf16():
-            log.warning("train.loss_dtype=bf16: this CPU has no bf16 matrix instructions (AVX512-BF16, AMX), so "
-                        "the bf16 lm_head matmuls are emulated and slower than fp32")
+            warn_for_node(log, "train.loss_dtype=bf16: this CPU has no bf16 matrix instructions (AVX512-BF16, AMX), "
+                          "so the bf16 lm_head matmuls are emulated and slower than fp32")  # a fact of the machine
         # With gradient checkpointing the tensors autograd saves are the layers' inputs; keeping them in
         # (pinned) CPU memory until backward trades a copy per layer for their GPU memory.
         self.offload_activations = offload_activations
