@@ -150,6 +150,45 @@ def test_a_message_field_name_slip_is_named_not_dropped(message: dict, problem: 
                    {"conversations": [{"role": "user", "content": "Q"}, message]}):
         with pytest.raises(FormatProblem, match=re.escape(problem.replace("messages", next(iter(record))))):
             convert(record)
-    _, conv = convert({"messages": [{"role": "user", "content": "Q", "refusal": None, "weight": 1},
-                                    {"role": "assistant", "content": "A", "reasoning": "think"}]})
+    _, conv = convert({"messages": [{"role": "user", "content": "Q", "refusal": None, "id": 1},
+                                    {"role": "assistant", "content": "A", "reasoning": "think", "weight": 1}]})
     assert conv.messages[1].reasoning == "think"  # other keys and the alternative name are not slips
+
+
+@pytest.mark.parametrize("record", [
+    {"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A", "weight": 0},
+                  {"role": "user", "content": "Q2"}, {"role": "assistant", "content": "B"}]},
+    {"conversations": [{"from": "human", "value": "Q"}, {"from": "gpt", "value": "A", "loss": False},
+                       {"from": "human", "value": "Q2"}, {"from": "gpt", "value": "B"}]},
+    {"conversations": [{"from": "human", "value": "Q"}, {"from": "gpt", "value": "A", "weight": 0},
+                       {"from": "human", "value": "Q2"}, {"from": "gpt", "value": "B", "weight": 1}]},
+])
+def test_a_turn_marked_untrained_stays_untrained(record: dict) -> None:
+    """OpenAI fine-tuning's per-message ``weight`` (0/1), and ``loss`` / ``weight`` on ShareGPT turns, were
+    dropped without a word: the turn the data marks as not to be learned was trained."""
+    _, conv = convert(record)
+    assert [m.loss for m in conv.messages if m.role == "assistant"][0] is False
+    assert conv.messages[-1].loss in (None, True)
+
+
+@pytest.mark.parametrize(("message", "problem"), [
+    ({"role": "assistant", "content": "A", "weight": 0.5}, "messages[1].weight is 0.5, expected 0 (not trained) or 1"),
+    ({"role": "assistant", "content": "A", "weight": 1, "loss": False}, "messages[1]: loss false and weight 1 disagree"),
+    ({"role": "assistant", "content": "A", "reasoning": "r1", "reasoning_content": "r2"},
+     "messages[1]: reasoning_content and reasoning differ"),
+])
+def test_conflicting_or_bad_turn_fields_are_refused(message: dict, problem: str) -> None:
+    with pytest.raises(FormatProblem, match=re.escape(problem)):
+        convert({"messages": [{"role": "user", "content": "Q"}, message]})
+    with pytest.raises(FormatProblem, match=re.escape("messages[0].weight: only assistant turns take a weight")):
+        convert({"messages": [{"role": "user", "content": "Q", "weight": 1}, {"role": "assistant", "content": "A"}]})
+
+
+def test_a_top_level_system_opens_a_messages_record_and_blank_alpaca_input_is_none() -> None:
+    """LLaMA-Factory keeps the system prompt in a ``system`` column beside ``messages``: it went to meta, and
+    the model was trained without its system prompt. An Alpaca ``input`` of spaces left them in the prompt."""
+    _, conv = convert({"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}],
+                       "system": "Be brief."})
+    assert [(m.role, m.content) for m in conv.messages][0] == ("system", "Be brief.") and "system" not in conv.meta
+    _, conv = convert({"instruction": "Say hi", "input": "  \n", "output": "hi"})
+    assert conv.messages[0].content == "Say hi"

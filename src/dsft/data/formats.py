@@ -23,11 +23,11 @@ from collections.abc import Callable
 from typing import Any
 
 from dsft.data.conversation import ROLES, Conversation, Message
-from dsft.data.validate import find_bad_unicode
+from dsft.data.validate import find_bad_unicode, is_blank
 
 # Canonical field names each format reads (the keys of ``data.columns``).
 FORMAT_FIELDS: dict[str, tuple[str, ...]] = {
-    "messages": ("messages", "tools"),
+    "messages": ("messages", "system", "tools"),
     "conversations": ("conversations", "system", "tools"),
     "sharegpt": ("conversations", "system", "tools"),
     "alpaca": ("instruction", "input", "output", "system", "history"),
@@ -55,7 +55,8 @@ SHAREGPT_ROLES = {
     "function_call": "assistant", "observation": "tool", "tool": "tool", "function": "tool",
 }
 # The keys of one OpenAI-style message (``messages`` and role/content ``conversations``) that are read.
-MESSAGE_FIELDS = ("role", "content", "reasoning_content", "reasoning", "loss", "tool_calls", "name", "tool_call_id")
+MESSAGE_FIELDS = ("role", "content", "reasoning_content", "reasoning", "loss", "weight", "tool_calls", "name",
+                  "tool_call_id")
 META_KEYS_SKIPPED = ("meta",)  # a record's own "meta" mapping is merged instead
 
 
@@ -250,11 +251,13 @@ def _tools(view: dict[str, Any]) -> list[dict[str, Any]] | None:
 
 
 def from_messages(view: dict[str, Any]) -> Conversation:
-    """OpenAI ``messages`` (roles system/user/assistant/tool; ``reasoning_content``, ``loss``, ``tool_calls``)."""
+    """OpenAI ``messages`` (roles system/user/assistant/tool; ``reasoning_content``, ``loss`` or OpenAI's
+    ``weight``, ``tool_calls``); a top-level ``system`` string (LLaMA-Factory's system column) opens it."""
     raw_messages = view["messages"]
     if not isinstance(raw_messages, list):
         raise FormatProblem(f"messages is {_type_name(raw_messages)}, expected a list")
-    return Conversation([_openai_message(m, f"messages[{i}]") for i, m in enumerate(raw_messages)], _tools(view))
+    messages = [_openai_message(m, f"messages[{i}]") for i, m in enumerate(raw_messages)]
+    return Conversation(_system_prefix(view) + messages, _tools(view))
 
 
 def _openai_message(raw: Any, where: str) -> Message:
@@ -269,10 +272,10 @@ def _openai_message(raw: Any, where: str) -> Message:
         raise FormatProblem(f"{where}: field {key!r} is not read; did you mean {field!r}?")
     content = _content(raw.get("content"), f"{where}.content")
     reasoning_raw = raw.get("reasoning_content", raw.get("reasoning"))
+    if raw.get("reasoning") is not None and raw.get("reasoning_content") not in (None, raw["reasoning"]):
+        raise FormatProblem(f"{where}: reasoning_content and reasoning differ; give the chain of thought once")
     reasoning = None if reasoning_raw is None else _text(reasoning_raw, f"{where}.reasoning_content")
-    loss = raw.get("loss")
-    if loss is not None and not isinstance(loss, bool):
-        raise FormatProblem(f"{where}.loss is {_type_name(loss)}, expected true/false")
+    loss = _loss_flag(raw, role, where)
     tool_calls = raw.get("tool_calls")
     if tool_calls is not None and not (isinstance(tool_calls, list) and all(isinstance(c, dict) for c in tool_calls)):
         raise FormatProblem(f"{where}.tool_calls must be a list of objects")
@@ -285,6 +288,27 @@ def _openai_message(raw: Any, where: str) -> Message:
     if role == "assistant":
         return _assistant(content, reasoning, **extra)
     return Message(role, content, reasoning=reasoning, **extra)  # type: ignore[arg-type]
+
+
+def _loss_flag(turn: dict[str, Any], role: str, where: str) -> bool | None:
+    """A turn's ``loss`` (true/false), or OpenAI fine-tuning's ``weight`` (0/1, assistant turns only).
+
+    >>> _loss_flag({"weight": 0}, "assistant", "messages[1]"), _loss_flag({"loss": True}, "user", "messages[0]")
+    (False, True)
+    """
+    loss = turn.get("loss")
+    if loss is not None and not isinstance(loss, bool):
+        raise FormatProblem(f"{where}.loss is {_type_name(loss)}, expected true/false")
+    weight = turn.get("weight")
+    if weight is None:
+        return loss
+    if isinstance(weight, str) or weight not in (0, 1):
+        raise FormatProblem(f"{where}.weight is {weight!r}, expected 0 (not trained) or 1 (trained)")
+    if role != "assistant":
+        raise FormatProblem(f"{where}.weight: only assistant turns take a weight (use loss: true to train a {role} turn)")
+    if loss is not None and loss != bool(weight):
+        raise FormatProblem(f"{where}: loss {str(loss).lower()} and weight {weight} disagree")
+    return bool(weight)
 
 
 def from_conversations(view: dict[str, Any]) -> Conversation:
@@ -311,12 +335,13 @@ def from_sharegpt(view: dict[str, Any]) -> Conversation:
         if role is None:
             raise FormatProblem(f"{where}.from: unknown role {speaker!r} (expected {', '.join(SHAREGPT_ROLES)})")
         value = _text(turn.get("value"), f"{where}.value")
+        loss = _loss_flag(turn, role, where)  # read, not dropped: a turn marked untrained must stay untrained
         if speaker == "function_call":
-            messages.append(Message("assistant", "", tool_calls=[_sharegpt_call(value, where)]))
+            messages.append(Message("assistant", "", tool_calls=[_sharegpt_call(value, where)], loss=loss))
         elif role == "assistant":
-            messages.append(_assistant(value))
+            messages.append(_assistant(value, loss=loss))
         else:
-            messages.append(Message(role, value))  # type: ignore[arg-type]
+            messages.append(Message(role, value, loss=loss))  # type: ignore[arg-type]
     return Conversation(messages, _tools(view))
 
 
@@ -345,7 +370,7 @@ def from_alpaca(view: dict[str, Any]) -> Conversation:
         if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
             raise FormatProblem(f"history[{index}] is not a [question, answer] pair")
         messages += [Message("user", _text(pair[0], f"history[{index}][0]")), _assistant(_text(pair[1], f"history[{index}][1]"))]
-    user = f"{instruction}\n\n{extra_input}" if extra_input else instruction
+    user = f"{instruction}\n\n{extra_input}" if not is_blank(extra_input) else instruction  # "input": " " is none
     messages += [Message("user", user), _assistant(_text(view["output"], "output"))]
     return Conversation(messages)
 
