@@ -166,6 +166,21 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
         load_config(listy)
 
 
+def test_a_config_in_another_encoding_names_the_line_and_the_encoding(tmp_path: Path) -> None:
+    """A config saved as GBK (a Chinese comment from a Chinese-locale Windows editor) or UTF-16 said only 'not
+    UTF-8 text'."""
+    gbk = tmp_path / "gbk.yaml"
+    gbk.write_bytes("train:\n  lr: 1.0e-4  # 学习率\n".encode("gb18030"))
+    with pytest.raises(ConfigError) as info:
+        load_config(gbk)
+    assert str(info.value) == (f"{gbk}: not UTF-8 text (line 2); it reads as GBK/GB18030 Chinese: save the file as "
+                               "UTF-8 (e.g. iconv -f GB18030 -t UTF-8 IN > OUT)")
+    utf16 = tmp_path / "utf16.yaml"
+    utf16.write_text("train:\n  lr: 1.0e-4\n", encoding="utf-16")
+    with pytest.raises(ConfigError, match="line 1\\); it is UTF-16 text"):
+        load_config(utf16)
+
+
 def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path: Path) -> None:
     """A second `train:` section (two pasted snippets) silently replaced the first: lr 1e-4 was lost. YAML
     merge keys still let a later key override a merged one."""

@@ -85,6 +85,23 @@ def test_list_and_help(run_cli) -> None:
     assert code == 0 and "--messages" in out and "--masking" in out
 
 
+def test_a_messages_file_from_a_windows_editor_renders_or_names_its_encoding(messages_file: Path, run_cli) -> None:
+    """A byte-order mark (Notepad's UTF-8) was refused as 'Unexpected UTF-8 BOM', though data files and configs take
+    it; a UTF-16 or GBK save is named with the iconv command that fixes it."""
+    expected = get_template("deepseek-r1").render_prompt(
+        Conversation([Message(m["role"], m["content"], reasoning=m.get("reasoning_content")) for m in MESSAGES]))
+    bom = messages_file.with_name("bom.json")
+    bom.write_bytes(b"\xef\xbb\xbf" + messages_file.read_bytes())
+    code, out, err = run_cli(["template", "render", "--template", "deepseek-r1", "--messages", str(bom),
+                              "--mode", "prompt", "--json"])
+    assert code == 0 and json.loads(out) == {"text": expected}, err
+    for encoding, named in (("utf-16", "it is UTF-16 text"), ("gb18030", "it reads as GBK/GB18030 Chinese")):
+        other = messages_file.with_name(f"{encoding}.json")
+        other.write_bytes(json.dumps([{"role": "user", "content": "发热怎么办"}], ensure_ascii=False).encode(encoding))
+        code, _, err = run_cli(["template", "render", "--template", "deepseek-r1", "--messages", str(other)])
+        assert code == 2 and f"{other}: not UTF-8 text" in err and named in err and "Traceback" not in err, err
+
+
 @pytest.mark.parametrize(
     ("content", "args", "message"),
     [

@@ -15,6 +15,7 @@ from dsft.config.foreign_keys import foreign_key_hint, foreign_section_hint
 from dsft.config.presets import get_preset
 from dsft.config.schema import DsftConfig, PathMark
 from dsft.errors import ConfigError
+from dsft.text_encoding import encoding_hint
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -254,13 +255,15 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if path.is_dir():
         raise ConfigError(f"{path}: is a directory, not a config file (a YAML file such as examples/tiny-cpu.yaml)")
     try:
-        raw = load_yaml(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
+        raw = load_yaml(data.decode("utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read as a config file ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML{_yaml_problem(exc)}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{path}: not UTF-8 text (line {line}){encoding_hint(data)}") from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dsft.data.validate import encoding_hint
 from dsft.disk import not_a_file_reason
 from dsft.errors import DataError
+from dsft.text_encoding import encoding_hint
 
 SUPPORTED_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 _PARQUET_BATCH_ROWS = 1024  # rows per pyarrow batch: bounded memory whatever the file size

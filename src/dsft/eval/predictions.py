@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from dsft.disk import not_a_file_reason
-from dsft.data.validate import encoding_hint
 from dsft.errors import DataError, DsftError
 from dsft.eval.reasoning import parse_output
 from dsft.eval.scoring import Sample, score_samples
+from dsft.text_encoding import encoding_hint
 
 
 def _text_field(record: dict[str, Any], key: str) -> tuple[str | None, str | None]:

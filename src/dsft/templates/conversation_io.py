@@ -13,6 +13,7 @@ from typing import Any
 
 from dsft.data.conversation import ROLES, Conversation, Message
 from dsft.errors import DsftError
+from dsft.text_encoding import encoding_hint
 
 _OPTIONAL_TYPES: dict[str, type | tuple[type, ...]] = {
     "reasoning_content": str, "loss": bool, "tool_calls": list, "name": str, "tool_call_id": str,
@@ -66,11 +67,12 @@ def load_messages_file(path: str | Path) -> Conversation:
     """Read and validate a JSON messages file."""
     file = Path(path)
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
+        raw = file.read_bytes()
+        data = json.loads(raw.decode("utf-8-sig"))  # -sig: the byte-order mark Windows editors write is no JSON
     except FileNotFoundError:
         raise DsftError(f"--messages: file not found: {file}") from None
     except UnicodeDecodeError as exc:
-        raise DsftError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise DsftError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start}){encoding_hint(raw)}") from None
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data" and exc.colno == 1:  # a second JSON value on its own line
             raise DsftError(f"{file}: JSON Lines (one record per line), not one conversation; give one record's "
