@@ -54,7 +54,7 @@ def test_a_running_runs_best_metric_is_its_best_evaluation_so_far(runs_root: Pat
     assert listed["sweep/trial-0"]["best_metric"] == {"eval_loss": 2.25}
     assert listed["alpha"]["best_metric"] == {"eval_loss": 1.25}  # a finished run: run.json's
     assert '<td data-col="best_metric">eval_loss 2.25</td>' in c.get("/").text
-    assert "<th>best metric</th><td>eval_loss 2.25</td>" in c.get("/run/sweep/trial-0").text
+    assert '<th>best metric</th><td data-col="best_metric">eval_loss 2.25</td>' in c.get("/run/sweep/trial-0").text
     # The run's eval.metric, higher better: its best is the highest.
     (run / "config.yaml").write_text((run / "config.yaml").read_text() + "eval:\n  metric: eval_accuracy\n")
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [
@@ -82,8 +82,9 @@ def test_run_json_and_report_file(runs_root: Path) -> None:
 
 def test_events_stream_rows_then_done_for_a_finished_run(runs_root: Path) -> None:
     got = events(client(runs_root).get("/api/run/events", params={"run": "alpha"}).text)
-    assert [name for name, _ in got] == ["rows", "status", "done"]
+    assert [name for name, _ in got] == ["rows", "status", "best", "done"]
     assert len(json.loads(got[0][1])) == 5 and json.loads(got[1][1]) == "finished"
+    assert json.loads(got[2][1]) == {"eval_loss": 1.25}
 
 
 def test_events_resume_from_last_event_id(runs_root: Path) -> None:

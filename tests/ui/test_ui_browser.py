@@ -260,3 +260,23 @@ def test_upload_without_a_file_names_the_field(browser, dashboard: str) -> None:
     browser.get(dashboard + "/prepare")
     browser.find_element("css selector", "#upload-form button").click()
     assert text(browser, "#upload-state") == "upload a data file: none chosen; choose one first"
+
+
+def test_the_run_page_follows_the_best_evaluation_so_far(browser, dashboard: str, runs_root: Path) -> None:
+    """The run page's best metric was the one of the page load: it showed '-' all through a run's training."""
+    run = runs_root / "sweep" / "trial-0"
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({k: v for k, v in info.items() if k != "best_metric"}))
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 3.0}) + "\n")
+    browser.get(dashboard + "/run/sweep/trial-0")
+    cell = ".facts [data-col=best_metric]"
+    wait_for(lambda: points(browser, "loss") == 1, 20, "the first loss point")
+    assert text(browser, cell) == "–"
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps({"step": 2, "eval_loss": 2.5}) + "\n")
+    wait_for(lambda: text(browser, cell) == "eval_loss 2.5", 20, "the first evaluation as the best so far")
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps({"step": 4, "eval_loss": 2.25}) + "\n")
+    wait_for(lambda: text(browser, cell) == "eval_loss 2.25", 20, "a better evaluation")
+    (run / "run.json").write_text(json.dumps({**info, "status": "finished"}))  # run.json's best, once it has ended
+    wait_for(lambda: text(browser, cell) == "eval_loss 1.25", 20, "the best run.json records")

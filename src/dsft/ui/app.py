@@ -284,18 +284,24 @@ def _error(request: Request, status: int, message: str) -> Response:
 
 async def _metric_events(request: Request, root: Path, run_dir: Path, offset: int,
                          poll_s: float) -> AsyncIterator[str]:
-    """Server-sent events: ``rows`` (new metrics lines, id = byte offset), ``status`` when it changes,
+    """Server-sent events: ``rows`` (new metrics lines, id = byte offset), ``status`` when it changes, ``best``
+    (the run's best metric, as the runs table has it) when an evaluation or the status may have changed it,
     ``done`` once the run is no longer live and every row has been sent."""
-    status = None
+    status, best = None, None
     while not await request.is_disconnected():
         rows, offset_after = runs.read_metrics_from(run_dir, offset)
         if rows:
             yield f"id: {offset_after}\nevent: rows\ndata: {json.dumps(rows)}\n\n"
         offset = offset_after
-        now = runs.live_status(root, run_dir)
+        now, was = runs.live_status(root, run_dir), status
         if now != status:
             status = now
             yield f"event: status\ndata: {json.dumps(status)}\n\n"
+        if now != was or any(key.startswith("eval_") for row in rows for key in row):  # else it cannot have moved
+            found = runs.summarize(root, run_dir).best_metric
+            if found != best:
+                best = found
+                yield f"event: best\ndata: {json.dumps(best)}\n\n"
         if status not in LIVE and not rows:
             yield "event: done\ndata: {}\n\n"
             return

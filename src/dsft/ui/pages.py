@@ -79,7 +79,7 @@ def run_page(summary: RunSummary, config: str, report: dict[str, Any] | None, li
     ``stop_requested``: when Stop was asked for (the button then only says so)."""
     sections = sections or {}
     name = summary.name
-    facts = "".join(f"<tr><th>{k}</th>{_cell(v)}</tr>" for k, v in (
+    facts = "".join(f"<tr><th>{k}</th>{_cell(v, 'best_metric' if k == 'best metric' else '')}</tr>" for k, v in (
         ("status", None), ("model", summary.model), ("method", summary.method), ("objective", summary.objective),
         ("template", summary.template), ("best metric", summary.best_metric), ("started", summary.started)))
     facts = facts.replace("<th>status</th><td>–</td>",

@@ -110,6 +110,10 @@ function watchRun(holder) {
     const cell = document.getElementById("status");
     if (cell) { cell.textContent = JSON.parse(e.data); cell.className = "status " + cell.textContent.replace(/ /g, "-"); }
   });
+  source.addEventListener("best", e => {  // the best evaluation so far, as the runs table shows it
+    const cell = document.querySelector(".facts [data-col=best_metric]");
+    if (cell) cell.textContent = best(JSON.parse(e.data));
+  });
   source.addEventListener("done", () => { source.close(); holder.dataset.done = "1"; });
   const stop = document.getElementById("stop");
   if (stop) stop.addEventListener("click", () => {
