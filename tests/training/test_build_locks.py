@@ -3,6 +3,7 @@ ever); a lock a live build holds, or a young one, is kept."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -27,6 +28,25 @@ def test_an_old_lock_no_process_holds_is_removed(tmp_path: Path) -> None:
     lock = make_lock(tmp_path, "fused_adam", STALE_AFTER_S + 60)
     assert remove_stale_locks(tmp_path) == [lock]
     assert not lock.exists()
+
+
+def test_a_lock_that_cannot_be_removed_is_said_by_the_first_process_of_each_node(tmp_path: Path, monkeypatch,
+                                                                                  caplog) -> None:
+    """Every process of a node looks at the same extension directory: one line per node, not one per GPU."""
+    lock = make_lock(tmp_path, "fused_adam", STALE_AFTER_S + 60)
+
+    def refuse(self: Path, missing_ok: bool = False) -> None:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    for rank, local_rank, says in (("0", "0", 1), ("1", "1", 0), ("8", "0", 1)):
+        monkeypatch.setenv("RANK", rank)
+        monkeypatch.setenv("LOCAL_RANK", local_rank)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="dsft.training.build_locks"):
+            assert remove_stale_locks(tmp_path) == []
+        assert sum("DeepSpeed will wait on it for ever" in r.getMessage() for r in caplog.records) == says, rank
+    assert lock.exists()
 
 
 def test_a_young_lock_is_kept(tmp_path: Path) -> None:

@@ -18,6 +18,8 @@ import os
 import time
 from pathlib import Path
 
+from dsft.training.ranks import warn_for_node
+
 log = logging.getLogger(__name__)
 
 # Far longer than any DeepSpeed op build takes (a few minutes on two cores).
@@ -80,9 +82,9 @@ def remove_stale_locks(root: Path | None = None) -> list[Path]:
             lock.unlink()
         except FileNotFoundError:
             continue
-        except OSError as exc:
-            log.warning("%s: a build lock left by a killed build; DeepSpeed will wait on it for ever; "
-                        "remove it (%s)", lock, exc)
+        except OSError as exc:  # every process of this node finds it alike (its disk): its first one says it
+            warn_for_node(log, "%s: a build lock left by a killed build; DeepSpeed will wait on it for ever; "
+                          "remove it (%s)", lock, exc)
             continue
         log.warning("removed %s: a build lock left by a killed build (no process holds it), on which "
                     "DeepSpeed would have waited for ever", lock)
