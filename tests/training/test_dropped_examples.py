@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from dsft.training.examples import TokenizedSplit, describe_dropped
 
 
@@ -30,3 +32,42 @@ def test_a_run_whose_examples_are_all_too_long_says_so(tmp_path: Path, run_cli, 
     assert code == 2 and "Traceback" not in err, err
     assert "no training examples left after preparation; 6 of 6 train examples are not trained on: 6 longer than " \
            "train.max_seq_len (16 tokens" in err
+
+
+def test_a_record_the_template_cannot_render_is_dropped_naming_it_not_fatal() -> None:
+    """A tool turn for deepseek-llm, or DSML arguments that are not a JSON object, passed preparation and then
+    stopped the whole run at render time with a message naming no record ('message 1: tool_calls[0]...')."""
+    from dsft.data.conversation import Conversation, Message
+    from dsft.models.tokenizers import load_deepseek_tokenizer
+    from dsft.templates import get_template
+    from dsft.training.examples import tokenize_conversations
+
+    tokenizer = load_deepseek_tokenizer()
+    call = {"type": "function", "function": {"name": "f", "arguments": "not json"}}
+    good = Conversation([Message("user", "Q"), Message("assistant", "A")], meta={"origin": "d.jsonl:1"})
+    bad = Conversation([Message("user", "Q"), Message("assistant", "", tool_calls=[call]), Message("tool", "r"),
+                        Message("assistant", "A")], meta={"origin": "d.jsonl:2"})
+    split = tokenize_conversations([good, bad, good], get_template("deepseek-v3.2"), tokenizer)
+    assert len(split.examples) == 2 and split.dropped == {"template_cannot_render": 1}
+    ids = get_template("deepseek-v3.2").render_train(good, tokenizer).input_ids
+    assert [e["input_ids"] for e in split.examples] == [ids, ids]  # the others render as in a batch
+    assert describe_dropped(split, "train", 64) == (
+        "1 of 3 train examples are not trained on: 1 the template cannot render (first: d.jsonl:2: message 1: "
+        "tool_calls[0].function.arguments is not valid JSON (Expecting value); DSML writes each argument as a "
+        "parameter, so it must be a JSON object)")
+    llm = tokenize_conversations([bad, good], get_template("deepseek-llm"), tokenizer)
+    assert llm.dropped == {"template_cannot_render": 1} and "d.jsonl:2: template 'deepseek-llm'" in llm.first_unrenderable
+
+
+def test_a_template_the_tokenizer_cannot_write_still_stops_at_once() -> None:
+    from dsft.data.conversation import Conversation, Message
+    from dsft.errors import ConfigError
+    from dsft.models.tokenizers import qwen2_tokenizer_dir
+    from dsft.templates import get_template
+    from dsft.training.examples import tokenize_conversations
+    from transformers import PreTrainedTokenizerFast
+
+    qwen = PreTrainedTokenizerFast.from_pretrained(str(qwen2_tokenizer_dir()))
+    conv = Conversation([Message("user", "Q"), Message("assistant", "A")])
+    with pytest.raises(ConfigError, match="writes special tokens this tokenizer does not have"):
+        tokenize_conversations([conv], get_template("deepseek-v3"), qwen)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from dsft.data.conversation import Conversation, Message
-from dsft.errors import DsftError
+from dsft.errors import ConfigError, DsftError
 from dsft.templates.reasoning import split_reasoning
 
 Masking = Literal["assistant", "last", "all"]
@@ -180,7 +180,7 @@ def require_tokens(tokenizer: Any, tokens: Iterable[str], template: str) -> None
     unk = getattr(tokenizer, "unk_token_id", None)
     missing = [t for t, i in zip(tokens, ids) if i is None or (unk is not None and i == unk)]
     if missing:
-        raise DsftError(
+        raise ConfigError(  # the config's template and model disagree: no record could render, say it once
             f"template.name={template!r} writes special tokens this tokenizer does not have: "
             f"{', '.join(missing)}; pick the template of the model's family (or template.name: hf)"
         )

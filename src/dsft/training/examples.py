@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dsft.data.conversation import Conversation
-from dsft.templates import ChatTemplate
+from dsft.errors import ConfigError, DsftError
+from dsft.templates import ChatTemplate, Rendered
 from dsft.training.ranks import warn_for_job
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,8 @@ class TokenizedSplit:
     dropped: dict[str, int] = field(default_factory=dict)
     # Records whose ``tools`` definitions the template has no place for (trained without them).
     tools_not_rendered: int = 0
+    # The first record the template could not render: its origin and the template's reason.
+    first_unrenderable: str = ""
 
 
 # What each drop reason means to the user, and the key that changes it.
@@ -34,6 +37,7 @@ DROP_REASONS = {
     "longer_than_max_seq_len": "longer than train.max_seq_len ({max_len} tokens, rendered with the template; raise it, "
                                "or filter by length with data.clean.max_tokens)",
     "no_supervised_tokens": "with no supervised token (template.masking, or every assistant turn has loss: false)",
+    "template_cannot_render": "the template cannot render (first: {first})",
 }
 
 
@@ -46,7 +50,7 @@ def describe_dropped(split: TokenizedSplit, name: str, max_len: int) -> str | No
     if not split.dropped:
         return None
     total = len(split.examples) + sum(split.dropped.values())
-    parts = [f"{count} {DROP_REASONS.get(reason, reason).format(max_len=max_len)}"
+    parts = [f"{count} {DROP_REASONS.get(reason, reason).format(max_len=max_len, first=split.first_unrenderable)}"
              for reason, count in split.dropped.items()]
     return f"{sum(split.dropped.values())} of {total} {name} examples are not trained on: " + "; ".join(parts)
 
@@ -77,27 +81,46 @@ def tokenize_conversations(
 
     Examples with no supervised token are dropped (they would add nothing but compute); examples longer
     than ``max_len`` tokens are dropped rather than cut, since cutting would silently remove the EOS the
-    model must learn (the count is reported; filter by length in data preparation to avoid it).
+    model must learn (the count is reported; filter by length in data preparation to avoid it). A record
+    the template cannot render (a tool turn for deepseek-llm, DSML tool arguments that are not a JSON
+    object) is dropped and counted with the first one's origin and reason, rather than stopping the run
+    with a message that names no record.
     """
     out: list[dict[str, Any]] = []
     dropped: dict[str, int] = {}
+    first_unrenderable = ""
     unrendered = unrendered_tools(conversations, template)
-    for rendered in _render_all(conversations, template, tokenizer, masking, thinking):
-        if rendered.num_supervised == 0:
+    for conversation, rendered in _render_all(conversations, template, tokenizer, masking, thinking):
+        if isinstance(rendered, DsftError):
+            dropped["template_cannot_render"] = dropped.get("template_cannot_render", 0) + 1
+            first_unrenderable = first_unrenderable or f"{conversation.meta.get('origin', '?')}: {rendered}"
+        elif rendered.num_supervised == 0:
             dropped["no_supervised_tokens"] = dropped.get("no_supervised_tokens", 0) + 1
         elif max_len is not None and len(rendered.input_ids) > max_len:
             dropped["longer_than_max_seq_len"] = dropped.get("longer_than_max_seq_len", 0) + 1
         else:
             out.append(rendered.to_example())
-    return TokenizedSplit(out, dropped, unrendered)
+    return TokenizedSplit(out, dropped, unrendered, first_unrenderable)
 
 
 BATCH = 512  # conversations per batched tokenizer call
 
 
 def _render_all(conversations: list[Conversation], template: ChatTemplate, tokenizer: Any, masking: str,
-                thinking: bool | None) -> Iterator[Any]:
-    """Rendered conversations in order, :data:`BATCH` at a time through the family's ``render_train_many``."""
+                thinking: bool | None) -> Iterator[tuple[Conversation, Rendered | DsftError]]:
+    """``(conversation, rendered)`` in order, :data:`BATCH` at a time through the family's ``render_train_many``;
+    a batch the template refuses is rendered one by one, each refusal yielded in place of its rendering."""
     for start in range(0, len(conversations), BATCH):
-        yield from template.render_train_many(conversations[start : start + BATCH], tokenizer, masking=masking,
-                                              thinking=thinking)
+        batch = conversations[start : start + BATCH]
+        try:
+            yield from zip(batch, template.render_train_many(batch, tokenizer, masking=masking, thinking=thinking))
+        except ConfigError:
+            raise  # the template does not fit the tokenizer: no record would render
+        except DsftError:
+            for conversation in batch:
+                try:
+                    yield conversation, template.render_train(conversation, tokenizer, masking, thinking)
+                except ConfigError:
+                    raise
+                except DsftError as exc:
+                    yield conversation, exc
