@@ -60,6 +60,17 @@ def test_a_bad_form_starts_nothing_and_names_the_field(client: TestClient, runs_
     assert sorted(p.name for p in runs_root.iterdir()) == before
 
 
+def test_an_empty_form_names_its_name_model_and_data_at_once(client: TestClient, runs_root: Path) -> None:
+    """It named the name alone, then (once given) the model, then the data: one send each."""
+    response = client.post("/api/runs", headers=POST, json={**FORM, "name": "", "model": "", "data": ""})
+    assert response.status_code == 400
+    assert response.json()["error"].splitlines() == [
+        "3 problem(s) with this form", "  - name '': letters, digits, . _ - (and up to two / for a sub-directory)",
+        "  - model: empty; give a tiny preset (tiny-deepseek-v3, tiny-r1-distill-qwen, tiny-deepseek-llm), "
+        "ollama:NAME[:TAG], a .gguf file or a model directory (with config.json) under the runs root",
+        "  - data: name at least one data file (or directory) under the runs root"]
+
+
 @pytest.mark.skipif(Environment().has_cuda(), reason="checks the launcher refusal a CPU-only machine gives")
 def test_a_config_dsft_train_would_refuse_starts_nothing_and_lists_every_problem(client: TestClient, runs_root: Path,
                                                                                  monkeypatch) -> None:

@@ -50,6 +50,9 @@ def model_choice(root: Path, value: str) -> str:
     local Ollama store), or a model directory (config.json) or ``.gguf`` file under the root (absolute path)."""
     if value in TINY_PRESETS:
         return value
+    if not value:
+        raise DsftError(f"model: empty; give a tiny preset ({', '.join(TINY_PRESETS)}), ollama:NAME[:TAG], a .gguf "
+                        "file or a model directory (with config.json) under the runs root")
     if value.startswith(OLLAMA_PREFIX):
         name = value[len(OLLAMA_PREFIX):]
         if not OLLAMA_NAME.match(name) or ".." in name:
@@ -117,16 +120,32 @@ def is_prepared_dir(path: Path) -> bool:
     return path.is_dir() and (path / "data_report.json").is_file() and (path / "train.jsonl").is_file()
 
 
-def build_config(root: Path, form: dict[str, Any]) -> tuple[str, Any]:
-    """(run name, validated config) from the form; raises :class:`DsftError` naming every wrong field."""
+def _run_name(root: Path, form: dict[str, Any]) -> str:
     name = str(form.get("name") or "").strip()
     if not NAME.match(name) or ".." in name.split("/"):
         raise DsftError(f"name {name!r}: letters, digits, . _ - (and up to two / for a sub-directory)")
-    run_dir = root / name
-    if run_dir.exists():
-        raise DsftError(f"name {name}: {run_dir.name} already exists under the runs root; choose a new name")
-    model = model_choice(root, str(form.get("model") or "").strip())
-    data = _data_sets(root, str(form.get("data") or ""))
+    if (root / name).exists():
+        raise DsftError(f"name {name}: {(root / name).name} already exists under the runs root; choose a new name")
+    return name
+
+
+def build_config(root: Path, form: dict[str, Any]) -> tuple[str, Any]:
+    """(run name, validated config) from the form; raises :class:`DsftError` naming every wrong field."""
+    # The name, model and data, each checked: all that is wrong with them said at once (an empty form named only
+    # its name, then its model, then its data, one send each). One alone keeps its own error (404 outside the root).
+    errors: list[DsftError] = []
+    checked: list[Any] = []
+    for check, value in ((_run_name, form), (model_choice, str(form.get("model") or "").strip()),
+                         (_data_sets, str(form.get("data") or ""))):
+        try:
+            checked.append(check(root, value))
+        except DsftError as exc:
+            errors.append(exc)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise DsftError(f"{len(errors)} problem(s) with this form", [str(exc) for exc in errors])
+    name, model, data = checked
     # A prepared directory keeps the split it was prepared with: the form's validation share does not apply.
     fields = {f: k for f, k in FIELDS.items() if not (f == "val_ratio" and data[0].startswith("data.prepared_dir"))}
     sets = [f"model.name_or_path={model}", *data]

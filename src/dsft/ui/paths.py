@@ -19,7 +19,7 @@ def inside_root(root: Path, relative: str, must_exist: bool = True, field: str =
     symlink) to anywhere outside ``root``. ``field``: the form field that named it, which the refusal names
     first (``model nope: no such file ...``)."""
     if not relative or "\x00" in relative:
-        raise OutsideRoot(f"{field}: empty path" if field else "empty path")
+        raise OutsideRoot(f"{field}: empty; name a path under the runs root" if field else "empty path")
     named = f"{field} {relative}" if field else relative
     pure = PurePosixPath(relative.replace("\\", "/"))
     if pure.is_absolute() or (pure.parts and ":" in pure.parts[0]):
