@@ -55,6 +55,15 @@ def test_a_row_longer_than_the_model_places_is_refused() -> None:
     assert _problems("train.max_seq_len=163840") == [] and _problems("train.max_seq_len=163841")
 
 
+def test_a_generation_longer_than_the_model_places_is_refused() -> None:
+    """A model that never emits EOS generated eval.max_new_tokens=2**63 tokens for ever during training."""
+    assert _problems("model.name_or_path=tiny-deepseek-llm", "eval.max_new_tokens=4096") == []
+    problems = _problems("model.name_or_path=tiny-deepseek-llm", f"eval.max_new_tokens={2**63}")
+    assert problems == [f"eval.max_new_tokens={2**63}: above the 4096 positions tiny-deepseek-llm places "
+                        "(max_position_embeddings and rope scaling in its config), which the prompt and the answer "
+                        "share: set it to at most 4096"], problems
+
+
 def test_rope_scaling_extends_the_context_and_dynamic_ntk_leaves_it_open() -> None:
     yarn = {"max_position_embeddings": 32768,
             "rope_scaling": {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}}

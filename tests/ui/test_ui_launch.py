@@ -51,6 +51,9 @@ FORM = {"name": "new", "model": "tiny-deepseek-v3", "data": "d.jsonl", "method":
     # Sizes the model's config bounds: the started `dsft train` died in torch allocating 25 TB.
     ({"lora_r": "99999999999"}, "lora.r=99999999999: above the hidden size of tiny-deepseek-v3 (64"),
     ({"max_seq_len": str(2**63)}, f"train.max_seq_len={2**63}: above the 163840 positions tiny-deepseek-v3 places"),
+    ({"extra": "eval.max_new_tokens=1e11"}, "eval.max_new_tokens=100000000000: above the 163840 positions"),
+    ({"micro_batch_size": str(2**63)}, f"train.micro_batch_size={2**63}: with train.max_seq_len=64, a forward of"),
+    ({"max_steps": str(2**63)}, "train.max_steps: must be at most 1,000,000,000"),
 ])
 def test_a_bad_form_starts_nothing_and_names_the_field(client: TestClient, runs_root: Path, change: dict,
                                                         message: str) -> None:

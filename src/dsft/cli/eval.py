@@ -117,6 +117,27 @@ def config_data(config: Optional[Path]) -> Any:
     return load_config(config).data if config is not None else None
 
 
+def check_generation_room(models: list[str], max_new_tokens: Optional[int], base_model: Optional[str] = None) -> None:
+    """Refuse ``--max-new-tokens`` beyond the positions a model places (its config.json, no weights; a run
+    directory's model is the one its config.yaml trained, or ``--base-model``), before anything loads: a model that
+    never emits EOS generated ``--max-new-tokens 9223372036854775808`` tokens for ever."""
+    from dsft.errors import DsftError
+    from dsft.models.resolve import peek_model_config
+    from dsft.training.model_limits import context_length, new_tokens_problem
+    from dsft.training.rundir import RunDir
+
+    if max_new_tokens is None:
+        return
+    for name in models:
+        model = name
+        if RunDir.is_run(name) and RunDir(name).config_path.is_file():
+            model = base_model or RunDir(name).config.model.name_or_path
+        values = peek_model_config(model)
+        positions = context_length(values) if values else None
+        if positions is not None and max_new_tokens > positions:
+            raise DsftError(new_tokens_problem(f"--max-new-tokens {max_new_tokens}", positions, model))
+
+
 # The flag of each decoding option, so that a wrong value is refused naming what the user typed.
 DECODING_FLAGS = {"max_new_tokens": "--max-new-tokens", "batch_size": "--batch-size", "temperature": "--temperature",
                   "top_p": "--top-p"}
@@ -213,6 +234,7 @@ def eval_command(
         defaults = eval_defaults(model_or_run, config)
         wanted = _metrics(defaults, metrics)
         options = _options(defaults, max_new_tokens, batch_size, temperature, top_p, seed)
+        check_generation_room([model_or_run], max_new_tokens, base_model)
         output_dir(out)
         result = evaluate_model(model_or_run, data, out, options, limit=limit, template=template, metrics=wanted,
                                 device=device, thinking=thinking, base_model=base_model,
@@ -255,6 +277,7 @@ def compare_command(
         defaults = eval_defaults(tuned, config)
         wanted = _metrics(defaults, metrics)
         options = _options(defaults, max_new_tokens, batch_size, temperature, top_p, seed)
+        check_generation_room([tuned] + ([base] if base else []), max_new_tokens)
         output_dir(out)
         result = compare_models(base, tuned, data, out, options, limit=limit, template=template, metrics=wanted,
                                 sample_count=samples, device=device, thinking=thinking,

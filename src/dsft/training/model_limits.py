@@ -1,5 +1,6 @@
 """Sizes the model's own config bounds, checked before anything loads: the LoRA rank against the widths of the
-matrices it adapts, the row length against the positions the model can place, and the LoRA scale.
+matrices it adapts, the row length and the generation length against the positions the model can place, and the
+LoRA scale.
 
 A value past these bounds cannot be meant: ``lora.r=99999999999`` died inside torch allocating 25 TB for the first
 adapter matrix, after the data was prepared and the model loaded; ``train.max_seq_len=1e11`` sized the packer's
@@ -87,9 +88,18 @@ def lora_scale_problem(cfg: DsftConfig) -> str | None:
             f"steps; the usual scale is 0.5 to 4 (alpha = r to 2r): set lora.alpha to at most {most} for lora.r={lora.r}")
 
 
+def new_tokens_problem(setting: str, positions: int, model: str) -> str:
+    """A generation length (``setting``: ``KEY=VALUE`` or ``--FLAG VALUE`` as the user wrote it) beyond the ``positions`` the model places: the prompt and
+    the answer share them. A model that never emits EOS (a barely trained one) generated ``eval.max_new_tokens=2**63``
+    tokens for ever, deaf to Ctrl-C (between steps only)."""
+    return (f"{setting}: above the {positions} positions {model} places (max_position_embeddings and rope "
+            f"scaling in its config), which the prompt and the answer share: set it to at most {positions}")
+
+
 def model_size_problems(cfg: DsftConfig) -> list[str]:
-    """``lora.r`` and ``train.max_seq_len`` against the model's config, and ``lora.alpha`` against ``lora.r``;
-    one line each naming its key. Nothing of the model is checked when its config cannot be known here."""
+    """``lora.r``, ``eval.max_new_tokens`` and ``train.max_seq_len`` against the model's config, and ``lora.alpha``
+    against ``lora.r``; one line each naming its key. Nothing of the model is checked when its config cannot be known
+    here."""
     problems = [problem for problem in (lora_scale_problem(cfg),) if problem]
     values = peek_model_config(cfg.model.name_or_path)
     if values is None:
@@ -101,6 +111,8 @@ def model_size_problems(cfg: DsftConfig) -> list[str]:
                         f"no matrix LoRA adapts there has a smaller side above {rank}, so a higher rank adds "
                         f"parameters and no capacity: set lora.r to at most {rank}")
     positions = context_length(values)
+    if positions is not None and cfg.eval.max_new_tokens > positions:
+        problems.append(new_tokens_problem(f"eval.max_new_tokens={cfg.eval.max_new_tokens}", positions, model))
     if positions is not None and cfg.train.max_seq_len > positions:
         problems.append(f"train.max_seq_len={cfg.train.max_seq_len}: above the {positions} positions {model} places "
                         "(max_position_embeddings and rope scaling in its config; dsft does not extend them), and "
