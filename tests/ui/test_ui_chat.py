@@ -116,6 +116,11 @@ def test_a_run_without_final_says_so(runs_root: Path) -> None:
     client = TestClient(create_app(runs_root), base_url="http://127.0.0.1")
     response = client.post("/api/chat", headers=POST, json={"run": "alpha", "messages": MESSAGES})
     assert response.status_code == 400 and "no final/" in response.json()["error"]
+    # Without a checkpoint either, it said "chat with a checkpoint" of none.
+    shutil.rmtree(runs_root / "alpha" / "checkpoints")
+    response = client.post("/api/chat", headers=POST, json={"run": "alpha", "messages": MESSAGES})
+    assert response.status_code == 400 and response.json()["error"] == (
+        "alpha: no final/ and no checkpoint yet; nothing to chat with until the run has saved one")
 
 
 def stream_events(client: TestClient, body: dict) -> list[dict]:

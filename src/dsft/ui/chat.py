@@ -46,6 +46,9 @@ def weights_dir(run_dir: Path, checkpoint: str | None) -> Path:
         return RunDir(run_dir).checkpoint_root / checkpoint
     final = RunDir(run_dir).final_path
     if not final.is_dir():
+        if not runs.checkpoints(run_dir):  # nothing else to offer: it said "chat with a checkpoint" of none
+            raise DsftError(f"{run_dir.name}: no final/ and no checkpoint yet; nothing to chat with until the run "
+                            "has saved one")
         raise DsftError(f"{run_dir.name}: no final/ yet (the run has not finished); chat with a checkpoint")
     return final
 
