@@ -228,3 +228,25 @@ def test_no_training_record_left_names_the_first_removal_too(tmp_path: Path, run
     said = " ".join(err.split())
     assert code == 2 and "removed by exact_dedup 6" in said, said
     assert f"first removed: {train}:1: exact duplicate of {val}:1" in said, said
+
+
+def test_inspect_a_data_file_shows_the_record_as_preparation_leaves_it(tmp_path: Path, run_cli) -> None:
+    """A raw file's record rendered as written, not as trained: a quoted <｜end▁of▁sentence｜> showed as the real
+    token (NFKC makes it text before training), and a record preparation rejects or removes rendered as if fine."""
+    eos = "<｜end▁of▁sentence｜>"
+    rows = [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": f"ends {eos} here"}]},
+            {"messages": [{"role": "user", "content": "What is <|EOT|>?"}, {"role": "assistant", "content": "old"}]},
+            {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "<p></p>"}]}]
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    base = ["data", "inspect", str(data), "--tokenizer", "deepseek", "--template", "deepseek-v3"]
+    code, stdout, err = run_cli(base)
+    assert code == 0, err
+    assert f"⟦ends <|end▁of▁sentence|> here{eos}⟧" in stdout
+    code, _, err = run_cli([*base, "--set", "data.clean.normalize_unicode=false"])
+    assert code == 2 and "d.jsonl:1: the record at --index 0 is invalid" in err
+    assert f"messages[1].content: holds the tokenizer's control token '{eos}'" in err
+    code, _, err = run_cli([*base, "--index", "1"])
+    assert code == 2 and "control token '<|EOT|>'" in err
+    code, _, err = run_cli([*base, "--index", "2", "--set", "data.clean.strip_html=true"])
+    assert code == 2 and "messages[1] empty after HTML stripping" in err

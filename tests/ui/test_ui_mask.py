@@ -72,3 +72,14 @@ def test_bad_requests_name_what_is_wrong(client: TestClient, runs_root: Path, bo
 
 def test_mask_needs_the_dashboard_header(client: TestClient) -> None:
     assert client.post("/api/mask", json={"source": "chat.jsonl"}).status_code == 403
+
+
+def test_a_record_holding_a_control_token_is_refused_by_its_record_number(client: TestClient, runs_root: Path) -> None:
+    """The view showed '<|EOT|>' typed in a question as the real token, a record preparation rejects."""
+    quoted = {"messages": [{"role": "user", "content": "What is <|EOT|>?"}, {"role": "assistant", "content": "A marker."}]}
+    (runs_root / "quoted.jsonl").write_text(json.dumps(CONVERSATION) + "\n" + json.dumps(quoted) + "\n", encoding="utf-8")
+    response = client.post("/api/mask", headers=POST, json={"source": "quoted.jsonl", "tokenizer": "deepseek",
+                                                            "template": "deepseek-v3", "index": 1})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert "quoted.jsonl:2: record 1 is invalid (choose another record)" in error and "'<|EOT|>'" in error

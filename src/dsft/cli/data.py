@@ -175,7 +175,7 @@ def inspect_command(
     from rich.console import Console
 
     from dsft.config import load_config
-    from dsft.data.inspect_source import pick_conversation, prepared_defaults, prepared_tokenizer
+    from dsft.data.inspect_source import check_control_tokens, pick_conversation, prepared_defaults, prepared_tokenizer
     from dsft.templates import detect_template, get_template
     from dsft.templates.inspect import print_rendered
     from dsft.templates.registry import check_template_name
@@ -190,6 +190,7 @@ def inspect_command(
     if tokenizer is None and config is None and name != "auto":
         tokenizer = prepared_tokenizer(source)
     loaded = load_tokenizer_for(tokenizer, cfg)
+    check_control_tokens(conversation, loaded, index)  # preparation rejects it: do not show the token as if typed
     if name == "auto":
         name = detect_template(loaded)
     rendered = get_template(name, loaded).render_train(conversation, loaded, cfg.template.masking, thinking)

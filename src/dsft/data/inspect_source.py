@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from dsft.data import clean
+from dsft.data.control_tokens import control_token_pattern, control_token_problems
 from dsft.data.conversation import Conversation
 from dsft.data.ingest import Rejection, parse_record
 from dsft.data.readers import read_records
@@ -40,7 +42,11 @@ def prepared_tokenizer(source: Path) -> str | None:
 
 def pick_conversation(source: Path, index: int, cfg: Any, field: str = "") -> Conversation:
     """Conversation ``index`` of a prepared directory (its train.jsonl) or any readable data file. ``field``: the
-    form field that chose it, which a refusal names (``record 5``) where the CLI names ``--index``."""
+    form field that chose it, which a refusal names (``record 5``) where the CLI names ``--index``.
+
+    A record of a data file goes through the text rewrites preparation would apply (``data.clean.strip_html``,
+    ``normalize_unicode``), so it renders as it would be trained; a prepared record already has.
+    """
     candidates = [source / "train.jsonl", source / "data" / "train.jsonl"] if source.is_dir() else []
     target = next((path for path in candidates if path.is_file()), source)
     count = 0
@@ -50,10 +56,31 @@ def pick_conversation(source: Path, index: int, cfg: Any, field: str = "") -> Co
             continue
         parsed = parse_record(raw, cfg.data.format, cfg.data.columns)
         if isinstance(parsed, Rejection):
-            another = f"choose another {field}" if field else "another: --index N"
-            at = f"{field} {index}" if field else f"the record at --index {index}"
-            raise DataError(f"{raw.where}: {at} is invalid ({another})", parsed.reasons)
-        return parsed[1]
+            raise invalid_record(raw.where, index, field, parsed.reasons)
+        conversation = parsed[1]
+        if target == source:
+            for step, enabled in ((clean.strip_html, cfg.data.clean.strip_html),
+                                  (clean.normalize_unicode, cfg.data.clean.normalize_unicode)):
+                result = step([conversation]) if enabled else None
+                if result is not None and result.removed:
+                    raise invalid_record(raw.where, index, field, [result.removed[0].reason])
+                conversation = result.kept[0] if result is not None else conversation
+        return conversation
     if field:
         raise DataError(f"{target}: no {field} {index} (it holds {count}; the first is 0)")
     raise DataError(f"{target}: no record at --index {index} (indices start at 0)")
+
+
+def invalid_record(where: str, index: int, field: str, reasons: list[str]) -> DataError:
+    """The refusal of a record preparation would reject or remove, naming the CLI's flag or the form's field."""
+    another = f"choose another {field}" if field else "another: --index N"
+    at = f"{field} {index}" if field else f"the record at --index {index}"
+    return DataError(f"{where}: {at} is invalid ({another})", reasons)
+
+
+def check_control_tokens(conversation: Conversation, tokenizer: Any, index: int, field: str = "") -> None:
+    """Refuse a record whose text holds one of ``tokenizer``'s control tokens (preparation rejects it; the view
+    would show the token where the data has characters)."""
+    problems = control_token_problems(conversation, control_token_pattern(tokenizer))
+    if problems:
+        raise invalid_record(str(conversation.meta.get("origin", "?")), index, field, problems)

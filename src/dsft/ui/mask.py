@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dsft.config import load_config
-from dsft.data.inspect_source import pick_conversation, prepared_defaults, prepared_tokenizer
+from dsft.data.inspect_source import check_control_tokens, pick_conversation, prepared_defaults, prepared_tokenizer
 from dsft.errors import DsftError
 from dsft.models.loading import load_tokenizer
 from dsft.models.resolve import resolve_model
@@ -77,6 +77,7 @@ def mask_view(root: Path, source: str, index: int = 0, template: str | None = No
     loaded = _tokenizer(tokenizer, root, trusted=False) if tokenizer else _tokenizer(cfg.model.name_or_path, root, True)
     if name not in TEMPLATE_CHOICES:
         raise DsftError(f"template {name}: choose one of {', '.join(TEMPLATE_CHOICES)}")
+    check_control_tokens(conversation, loaded, index, field="record")
     if name == "auto":
         name = detect_template(loaded)
     rendered = get_template(name, loaded).render_train(conversation, loaded, cfg.template.masking, thinking)
