@@ -62,6 +62,20 @@ def test_exact_dedup_ignores_case_and_spacing_but_not_reasoning() -> None:
     assert [r.reason for r in result.removed] == ["exact duplicate of f:1"]
 
 
+def test_copies_that_train_different_turns_are_not_duplicates() -> None:
+    """One conversation given once per turn, each copy with loss on one turn (every turn trained on exactly its
+    inference prompt): deduplication removed every copy but the first, so only the first turn was trained."""
+    def copy(trained: int, origin: str) -> Conversation:
+        turns = [Message("user", "q1"), Message("assistant", "a1"), Message("user", "q2"), Message("assistant", "a2")]
+        for index in (1, 3):
+            turns[index].loss = index == trained
+        return Conversation(turns, meta={"origin": origin})
+
+    copies = [copy(1, "f:1"), copy(3, "f:2"), copy(3, "f:3")]
+    assert [c.meta["origin"] for c in exact_dedup(copies).kept] == ["f:1", "f:2"]
+    assert [c.meta["origin"] for c in near_dedup(copies, 0.85).kept] == ["f:1", "f:2"]
+
+
 def test_near_dedup_chinese_and_english() -> None:
     base_zh = "青山水库于1958年10月建成，总库容1234万立方米，是当地最重要的灌溉水源之一，也承担防洪任务。"
     base_en = "The Qingshan Reservoir was completed in October 1958 and is the main source of irrigation water."

@@ -151,3 +151,26 @@ def test_nothing_left_is_an_error_after_the_report(tmp_path: Path, tokenizer, wr
         prepare(load_config(), tokenizer, tmp_path / "out2")
     with pytest.raises(DataError, match="not a prepared data directory"):
         load_prepared(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("near", ["false", "true"])
+def test_copies_that_train_different_turns_are_kept_on_one_side(tmp_path: Path, tokenizer, write_jsonl, near) -> None:
+    """Each conversation given twice, loss on its first turn then on its second: both copies are kept (they were
+    removed as exact duplicates) and land in the same split, so validation never holds a training conversation."""
+    rows = []
+    for i in range(30):
+        for trained in (1, 3):
+            turns = [{"role": "user", "content": f"river {i} length?"}, {"role": "assistant", "content": f"{i} km"},
+                     {"role": "user", "content": f"and dam {i}?"}, {"role": "assistant", "content": f"{i * 7} m high"}]
+            for index in (1, 3):
+                turns[index]["loss"] = index == trained
+            rows.append({"messages": turns})
+    path = write_jsonl(tmp_path / "in.jsonl", rows)
+    cfg = load_config(None, [f"data.clean.near_dedup={near}", "data.val_ratio=0.3"])
+    prepared = prepare(cfg, tokenizer, tmp_path / "out", [str(path)])
+    assert prepared.report["kept"] == 60
+    sides = {}
+    for name, part in prepared.splits.items():
+        for conversation in part:
+            sides.setdefault(conversation.messages[0].content, set()).add(name)
+    assert all(len(names) == 1 for names in sides.values()) and prepared.report["splits"]["val"] > 0

@@ -158,19 +158,31 @@ def dedup_key(conversation: Conversation) -> str:
     return "\x1d".join(parts)
 
 
+def loss_flags(conversation: Conversation) -> tuple[bool | None, ...]:
+    """Each message's ``loss`` flag: copies of one conversation that train different turns differ here.
+
+    Deduplication keeps such copies (one conversation repeated with ``loss`` on a different turn each time
+    trains every turn on exactly its inference prompt); they are not duplicates of one another.
+    """
+    return tuple(message.loss for message in conversation.messages)
+
+
 def exact_dedup(conversations: Sequence[Conversation]) -> StepResult:
-    """Keep the first of each group of exact duplicates (on :func:`dedup_key`).
+    """Keep the first of each group of exact duplicates (on :func:`dedup_key` and :func:`loss_flags`).
 
     >>> from dsft.data.conversation import Message
     >>> a = Conversation([Message("user", "Hi"), Message("assistant", "Yo")], meta={"origin": "a:1"})
     >>> b = Conversation([Message("user", " hi "), Message("assistant", "yo")], meta={"origin": "a:2"})
     >>> [r.reason for r in exact_dedup([a, b]).removed]
     ['exact duplicate of a:1']
+    >>> c = Conversation([Message("user", "Hi"), Message("assistant", "Yo", loss=False)], meta={"origin": "a:3"})
+    >>> len(exact_dedup([a, c]).kept)
+    2
     """
-    first_seen: dict[str, Conversation] = {}
+    first_seen: dict[tuple[str, tuple[bool | None, ...]], Conversation] = {}
     result = StepResult(kept=[])
     for conversation in conversations:
-        key = dedup_key(conversation)
+        key = (dedup_key(conversation), loss_flags(conversation))
         original = first_seen.get(key)
         if original is None:
             first_seen[key] = conversation

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from dsft.data.clean import Removed, StepResult, source_of
+from dsft.data.clean import Removed, StepResult, loss_flags, source_of
 from dsft.data.conversation import Conversation
 
 _MASK32 = np.uint64((1 << 32) - 1)
@@ -166,7 +166,8 @@ def near_dedup(
         match = None
         for candidate in index.query(minhash):
             similarity = estimated_jaccard(signature, kept_signatures[candidate])
-            if similarity >= threshold:
+            # A copy that trains other turns (its loss flags differ) is not a near-duplicate: see clean.loss_flags.
+            if similarity >= threshold and loss_flags(result.kept[candidate]) == loss_flags(conversation):
                 match = (candidate, similarity)
                 break
         if match is None:

@@ -391,9 +391,10 @@ def _split(pools: dict[str, list[Conversation]], sources: dict[str, list[str]], 
     test_ratio = 0.0 if sources["test"] else data.test_ratio
     pool = pools["train"]
     groups = None
-    # With near-dedup on, no two survivors are near-duplicates (same threshold), so grouping again
-    # would only repeat the MinHash work.
-    if data.group_near_duplicates and not data.clean.near_dedup and (val_ratio or test_ratio) and pool:
+    # With near-dedup on, no two survivors are near-duplicates (same threshold), so grouping again would only
+    # repeat the MinHash work; except copies that train different turns (loss flags), which dedup keeps.
+    copies_kept = data.clean.near_dedup and any(m.loss is not None for c in pool for m in c.messages)
+    if data.group_near_duplicates and (not data.clean.near_dedup or copies_kept) and (val_ratio or test_ratio) and pool:
         texts = [near_dedup.similarity_text(c) for c in pool]
         groups = near_dedup.near_duplicate_groups(texts, data.clean.near_dedup_threshold)
     groups = with_families(pool, groups)  # a table row's phrasings (and any generated family) stay together
