@@ -164,6 +164,12 @@ def test_export_refuses_bad_options_before_torch(tmp_path: Path, args, expected:
     assert not (tmp_path / "out").exists()
 
 
+def _empty_data(tmp: Path) -> str:
+    path = tmp / "empty.jsonl"
+    path.write_text("\n")
+    return str(path)
+
+
 def _prepared(tmp: Path) -> str:
     """A directory as `dsft data prepare` leaves it (the splits and the report)."""
     prepared = tmp / "prepared"
@@ -212,6 +218,11 @@ EVAL_CASES = [
      "absent.jsonl"),
     ("compare-missing-base", lambda t: ["compare", "--tuned", "tiny-deepseek-v3", "--base", "./no-base",
                                         "--data", _data(t)], "'./no-base': not a local directory"),
+    # Found once --out had been created: the refusal left an empty --out behind.
+    ("eval-no-usable-record", lambda t: ["eval", "tiny-deepseek-v3", "--data", _empty_data(t)],
+     "empty.jsonl: no usable evaluation records"),
+    ("compare-no-usable-record", lambda t: ["compare", "--tuned", "tiny-deepseek-v3", "--base", "tiny-deepseek-v3",
+                                            "--data", _empty_data(t)], "empty.jsonl: no usable evaluation records"),
 ]
 
 

@@ -198,6 +198,20 @@ def removed_when_stopped(out: Path) -> Iterator[None]:
         raise
 
 
+@contextlib.contextmanager
+def refused_output_removed(out: Path) -> Iterator[None]:
+    """Run a command writing into directory ``out``; a refusal (:class:`DsftError`) raised before anything was
+    written there removes ``out`` when the command created it, so a refused command leaves no empty ``--out`` behind
+    (``dsft eval`` with data holding no usable record did). What was written stays, to be inspected."""
+    existed = out.exists()
+    try:
+        yield
+    except DsftError:
+        if not existed and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
+
+
 def contents(out: Path) -> set[Path] | None:
     """Every path under directory ``out`` now, or None when ``out`` is no directory (yet): the ``before`` of
     :func:`remove_new_files`."""

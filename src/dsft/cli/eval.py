@@ -219,12 +219,14 @@ def eval_command(
     config: Optional[Path] = CONFIG, overwrite: bool = OVERWRITE,
 ) -> None:
     """Generate answers with the model's own template and score them (LoRA runs: adapter not merged)."""
-    from dsft.disk import check_fresh_output_dir, output_dir, removed_when_stopped
+    from dsft.disk import check_fresh_output_dir, output_dir, refused_output_removed, removed_when_stopped
     from dsft.eval.evaluate import evaluate_model
     from dsft.models.loading import check_device
     from dsft.templates.registry import check_template_name
 
-    with removed_when_stopped(out):  # stopped: no half-written predictions left
+    # Stopped: no half-written predictions left. Refused (data with no usable record is found once --out exists):
+    # no empty --out.
+    with removed_when_stopped(out), refused_output_removed(out):
         check_fresh_output_dir(out, overwrite)  # every input is checked before --out is created
         if device is not None:
             check_device(device)
@@ -261,13 +263,15 @@ def compare_command(
     """Base vs tuned on the same prompts: report.md and a self-contained report.html with deltas."""
     from rich.console import Console
 
-    from dsft.disk import check_fresh_output_dir, output_dir, removed_when_stopped
+    from dsft.disk import check_fresh_output_dir, output_dir, refused_output_removed, removed_when_stopped
     from dsft.eval.compare import compare_models
     from dsft.eval.report import comparison_table
     from dsft.models.loading import check_device
     from dsft.templates.registry import check_template_name
 
-    with removed_when_stopped(out):  # stopped: no half-written report left
+    # Stopped: no half-written report left. Refused (data with no usable record is found once --out exists):
+    # no empty --out.
+    with removed_when_stopped(out), refused_output_removed(out):
         check_fresh_output_dir(out, overwrite)  # every input is checked before --out is created
         if device is not None:
             check_device(device)
