@@ -90,7 +90,8 @@ def test_chat_answers_as_dsft_serve_does(trained_root: Path) -> None:
     ({"run": "lora", "messages": MESSAGES, "max_tokens": 0}, "max tokens: a whole number in 1..2048 (this run's "
                                                              "serve.max_tokens), got 0"),
     ({"run": "lora", "messages": MESSAGES, "max_tokens": 10**6}, "max tokens: a whole number in 1..2048"),
-    ({"run": "../lora", "messages": MESSAGES}, "outside the runs root"),
+    ({"run": "../lora", "messages": MESSAGES}, "run ../lora: outside the runs root"),
+    ({"messages": MESSAGES}, "run: empty; name a path under the runs root"),
     ({"run": "nope", "messages": MESSAGES}, "no such file"),
 ])
 def test_bad_chat_requests(runs_root: Path, body: dict, message: str) -> None:

@@ -130,7 +130,9 @@ def test_upload_lands_under_the_root_only(client: TestClient, runs_root: Path) -
 @pytest.mark.parametrize("url, body, message", [
     ("/api/compare", {"run": "alpha"}, "no final/"),
     ("/api/compare", {"run": "sweep/trial-0"}, "still running"),
-    ("/api/compare", {"run": "../outside"}, "outside the runs root"),
+    ("/api/compare", {"run": "../outside"}, "run ../outside: outside the runs root"),
+    ("/api/compare", {"run": ""}, "run: empty; name a path under the runs root"),  # was 'empty path': which?
+    ("/api/export", {}, "run: empty; name a path under the runs root"),
     ("/api/compare", {"run": "done", "data": "../secret.jsonl"}, "data ../secret.jsonl: outside the runs root"),
     ("/api/compare", {"run": "done", "data": "nope.jsonl"}, "data nope.jsonl: no such file"),
     ("/api/compare", {"run": "done", "data": "alpha"}, "is a directory"),

@@ -249,7 +249,7 @@ def _chat_request(root: Path, body: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def _run_dir(root: Path, name: str) -> Path:
-    run_dir = inside_root(root, name)
+    run_dir = inside_root(root, name, field="run")
     if not (run_dir.is_dir() and runs.is_run(run_dir)):
         raise UiError(404, f"{name}: not a run directory (no run.json or config.yaml)")
     return run_dir

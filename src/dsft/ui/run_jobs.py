@@ -39,7 +39,7 @@ def export_formats(method: str | None) -> list[str]:
 
 def finished_run(root: Path, name: str) -> tuple[Path, runs.RunSummary]:
     """The run directory of a run whose training has ended with ``final/`` written; else one message."""
-    run_dir = inside_root(root, name)
+    run_dir = inside_root(root, name, field="run")
     if not (run_dir.is_dir() and runs.is_run(run_dir)):
         raise DsftError(f"{name}: not a run directory (no run.json or config.yaml)")
     summary = runs.summarize(root, run_dir)
