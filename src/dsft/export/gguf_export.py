@@ -25,6 +25,7 @@ from dsft.export.bounds import (
     AbsoluteBound, DistributionBound, LogitBound, LogitComparison, RelativeBound, tolerating_rerouted_tokens,
 )
 from dsft.export.verify import hf_logits, verification_prompts
+from dsft.templates import get_template
 
 GGUF_DTYPES = ("float32", "float16", "bfloat16", "q8_0")
 GGUF_FILE_NAME = "model.gguf"
@@ -65,6 +66,22 @@ class GGUFExport:
     dtype: str
     comparison: LogitComparison | None
     tokenization_mismatches: list[str]
+
+
+def llama_server_notes(template_name: str) -> list[str]:
+    """What ``llama-server --jinja`` needs to build this family's prompts as dsft serve does (empty: nothing).
+
+    llama-server passes ``enable_thinking`` to every chat template, true by default (``--reasoning auto``) when
+    the template can think. The hybrid families' templates (flag ``thinking``) read ``enable_thinking`` as its
+    alias, so without a word from the client llama-server renders them in thinking mode, where dsft serve and
+    the official templates default to chat mode (measured with llama.cpp's llama-server, llama-cpp-python 0.3.36).
+    """
+    if get_template(template_name).thinking_flag != "thinking":
+        return []
+    return [f"llama-server renders {template_name} prompts in thinking mode by default (its --reasoning auto passes "
+            "enable_thinking=true, which this template reads); start it with --reasoning off for the chat mode "
+            "dsft serve defaults to, and select a mode per request with chat_template_kwargs "
+            '{"thinking": true} or {"thinking": false}']
 
 
 def source_model_type(source: ExportSource) -> str:
@@ -166,6 +183,9 @@ def export_gguf(source: ExportSource, out_dir: Path, dtype: str = "auto", verify
     if verify:
         comparison, mismatches = verify_gguf(path, tokenizer, source.template, prompts, reference,
                                              tolerance, echo)
+    notes = llama_server_notes(source.template)
+    for note in notes:
+        echo(f"note (llama.cpp): {note}")
     write_export_metadata(out_dir, source, "gguf", dtype_name, comparison, tolerance, architecture=arch,
-                          gguf_file=GGUF_FILE_NAME)
+                          gguf_file=GGUF_FILE_NAME, llama_server_notes=notes)
     return GGUFExport(path, arch, dtype_name, comparison, mismatches)
