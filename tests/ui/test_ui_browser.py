@@ -214,7 +214,8 @@ def test_letters_in_the_compare_forms_prompts_are_refused_naming_the_field(brows
         prompts.clear()
         prompts.send_keys(typed)
         browser.find_element("css selector", "#compare-form button").click()
-        wait_for(lambda: text(browser, "#job-error") == message, 10, f"the refusal of {typed!r}")
+        # Said right under the form (it was under the jobs list, below every comparison and export).
+        wait_for(lambda: text(browser, "#compare-form + .error") == message, 10, f"the refusal of {typed!r}")
     browser.save_screenshot(str(shots / "compare-prompts-refused.png"))
     assert jobs.list_jobs(runs_root) == [] and browser.find_element("css selector", "#compare-form button").is_enabled()
 

@@ -72,7 +72,7 @@ def run_sections(name: str, finished: bool, comparisons: list[dict[str, Any]], f
         f"{_datalist('eval-files', sources)}"
         "<label>prompts <input name='limit' type='number' required min='1' value='20'></label>"
         "<label>max new tokens <input name='max_new_tokens' type='number' required min='1' value='64'></label>"
-        "<button type='submit'>Compare base vs tuned</button></form>")
+        "<button type='submit'>Compare base vs tuned</button></form><div id='compare-error' class='error'></div>")
     export_form = (
         f"<form id='export-form' novalidate class='inline' data-run='{escape(name)}'>"
         f"<label>format <select name='format'>{options_html(formats)}</select></label>"
@@ -80,11 +80,11 @@ def run_sections(name: str, finished: bool, comparisons: list[dict[str, Any]], f
         "<label>verify <input name='verify' type='checkbox' checked></label>"
         + ("<label>Ollama name <input name='name' placeholder='the run name' title='for the ollama format: the "
            "model name of ollama create'></label>" if "ollama" in formats else "")
-        + "<button type='submit'>Export</button></form>")
+        + "<button type='submit'>Export</button></form><div id='export-error' class='error'></div>")
     return {
         "compare": f"<h2>Compare</h2>{compare_form if finished else later}{_comparisons_html(comparisons)}",
         "export": export_form if finished else later,
-        "jobs": (f"<h2>Jobs</h2><div id='job-error' class='error'></div><div id='jobs-holder' "
+        "jobs": (f"<h2>Jobs</h2><div id='jobs-holder' "
                  f"data-target='{escape(name)}' data-running='{running}'>{jobs_table(jobs)}</div>"),
     }
 

@@ -290,10 +290,11 @@ function reloadWhenJobsEnd(url, running) {
 }
 
 function jobForms() {
-  const error = document.getElementById("job-error");
   for (const [id, url] of [["compare-form", "/api/compare"], ["export-form", "/api/export"]]) {
     const form = document.getElementById(id);
     if (!form) continue;
+    // Each form's message right under it: under the jobs list it could be a screen away from the button pressed.
+    const error = document.getElementById(id.replace("-form", "-error"));
     form.addEventListener("submit", e => {
       e.preventDefault();
       const problem = fieldProblem(form);  // a number field the browser holds as wrong: said, nothing sent
