@@ -56,7 +56,7 @@ def test_a_record_the_template_cannot_render_is_dropped_naming_it_not_fatal() ->
         "tool_calls[0].function.arguments is not valid JSON (Expecting value); DSML writes each argument as a "
         "parameter, so it must be a JSON object)")
     llm = tokenize_conversations([bad, good], get_template("deepseek-llm"), tokenizer)
-    assert llm.dropped == {"template_cannot_render": 1} and "d.jsonl:2: template 'deepseek-llm'" in llm.first_unrenderable
+    assert llm.dropped == {"template_cannot_render": 1} and "d.jsonl:2: template 'deepseek-llm'" in llm.first["template_cannot_render"]
 
 
 def test_a_template_the_tokenizer_cannot_write_still_stops_at_once() -> None:
@@ -71,3 +71,24 @@ def test_a_template_the_tokenizer_cannot_write_still_stops_at_once() -> None:
     conv = Conversation([Message("user", "Q"), Message("assistant", "A")])
     with pytest.raises(ConfigError, match="writes special tokens this tokenizer does not have"):
         tokenize_conversations([conv], get_template("deepseek-v3"), qwen)
+
+
+def test_a_preference_record_holding_a_control_token_is_dropped_naming_it() -> None:
+    """Preference preparation has no tokenizer (nor NFKC): a chosen answer quoting <｜end▁of▁sentence｜> was
+    rendered with the real EOS in mid-answer, the pair's loss pushing the model to stop there."""
+    from dsft.data.preference import parse_preference
+    from dsft.models.tokenizers import load_deepseek_tokenizer
+    from dsft.templates import get_template
+    from dsft.training.preference_examples import render_split
+
+    tokenizer = load_deepseek_tokenizer()
+    good = parse_preference({"prompt": "hi?", "chosen": "yes", "rejected": "no"}, "pair")
+    quoted = parse_preference({"prompt": "how do replies end?", "chosen": "With <｜end▁of▁sentence｜> here.",
+                               "rejected": "no"}, "pair")
+    good.meta["origin"], quoted.meta["origin"] = "p.jsonl:1", "p.jsonl:2"
+    split = render_split([good, quoted], get_template("deepseek-r1"), tokenizer, None, None)
+    assert len(split.examples) == 1 and split.dropped == {"control_token_in_text": 1}
+    assert describe_dropped(split, "train", 64) == (
+        "1 of 2 train examples are not trained on: 1 holding a tokenizer control token written as text (first: "
+        "p.jsonl:2: messages[1].content: holds the tokenizer's control token '<｜end▁of▁sentence｜>' (at character "
+        "5) as text; it would be read as that token, not as the characters: remove or rewrite it)")

@@ -28,8 +28,14 @@ class TokenizedSplit:
     dropped: dict[str, int] = field(default_factory=dict)
     # Records whose ``tools`` definitions the template has no place for (trained without them).
     tools_not_rendered: int = 0
-    # The first record the template could not render: its origin and the template's reason.
-    first_unrenderable: str = ""
+    # For a drop reason that concerns the record itself: the first such record's origin and why.
+    first: dict[str, str] = field(default_factory=dict)
+
+    def drop(self, reason: str, first: str = "") -> None:
+        """Count one example dropped for ``reason``; ``first`` describes it when it is the first."""
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+        if first:
+            self.first.setdefault(reason, first)
 
 
 # What each drop reason means to the user, and the key that changes it.
@@ -38,6 +44,7 @@ DROP_REASONS = {
                                "or filter by length with data.clean.max_tokens)",
     "no_supervised_tokens": "with no supervised token (template.masking, or every assistant turn has loss: false)",
     "template_cannot_render": "the template cannot render (first: {first})",
+    "control_token_in_text": "holding a tokenizer control token written as text (first: {first})",
 }
 
 
@@ -50,7 +57,7 @@ def describe_dropped(split: TokenizedSplit, name: str, max_len: int) -> str | No
     if not split.dropped:
         return None
     total = len(split.examples) + sum(split.dropped.values())
-    parts = [f"{count} {DROP_REASONS.get(reason, reason).format(max_len=max_len, first=split.first_unrenderable)}"
+    parts = [f"{count} {DROP_REASONS.get(reason, reason).format(max_len=max_len, first=split.first.get(reason, ''))}"
              for reason, count in split.dropped.items()]
     return f"{sum(split.dropped.values())} of {total} {name} examples are not trained on: " + "; ".join(parts)
 
@@ -86,21 +93,17 @@ def tokenize_conversations(
     object) is dropped and counted with the first one's origin and reason, rather than stopping the run
     with a message that names no record.
     """
-    out: list[dict[str, Any]] = []
-    dropped: dict[str, int] = {}
-    first_unrenderable = ""
-    unrendered = unrendered_tools(conversations, template)
+    out = TokenizedSplit([], tools_not_rendered=unrendered_tools(conversations, template))
     for conversation, rendered in _render_all(conversations, template, tokenizer, masking, thinking):
         if isinstance(rendered, DsftError):
-            dropped["template_cannot_render"] = dropped.get("template_cannot_render", 0) + 1
-            first_unrenderable = first_unrenderable or f"{conversation.meta.get('origin', '?')}: {rendered}"
+            out.drop("template_cannot_render", f"{conversation.meta.get('origin', '?')}: {rendered}")
         elif rendered.num_supervised == 0:
-            dropped["no_supervised_tokens"] = dropped.get("no_supervised_tokens", 0) + 1
+            out.drop("no_supervised_tokens")
         elif max_len is not None and len(rendered.input_ids) > max_len:
-            dropped["longer_than_max_seq_len"] = dropped.get("longer_than_max_seq_len", 0) + 1
+            out.drop("longer_than_max_seq_len")
         else:
-            out.append(rendered.to_example())
-    return TokenizedSplit(out, dropped, unrendered, first_unrenderable)
+            out.examples.append(rendered.to_example())
+    return out
 
 
 BATCH = 512  # conversations per batched tokenizer call

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from dsft.data.conversation import Message
+from dsft.data.control_tokens import control_token_pattern, control_token_problems
+from dsft.data.conversation import Conversation, Message
 from dsft.data.preference import PreferenceRecord
 from dsft.errors import DsftError
 from dsft.training.examples import TokenizedSplit, unrendered_tools
@@ -89,7 +90,12 @@ def render_split(records: list[PreferenceRecord], template: Any, tokenizer: Any,
     """Render every record of a split; over-long records are dropped and counted, as are records whose tool
     definitions the template does not render."""
     out = TokenizedSplit([], tools_not_rendered=unrendered_tools(records, template))
+    pattern = control_token_pattern(tokenizer)  # preparation of preference data has no tokenizer: checked here
     for record in records:
+        problems = control_token_problems(Conversation([*record.prompt, *record.completions()], record.tools), pattern)
+        if problems:
+            out.drop("control_token_in_text", f"{record.meta.get('origin', '?')}: {problems[0]}")
+            continue
         if record.kind == "pair":
             example = render_pair(template, tokenizer, record, thinking)
             size = len(example["prompt_ids"]) + max(len(example["chosen_ids"]), len(example["rejected_ids"]))
@@ -100,7 +106,7 @@ def render_split(records: list[PreferenceRecord], template: Any, tokenizer: Any,
             example = render_rl_prompt(template, record, thinking)
             size = len(tokenizer.encode(example["prompt"], add_special_tokens=False))
         if max_len is not None and size > max_len:
-            out.dropped["longer_than_max_seq_len"] = out.dropped.get("longer_than_max_seq_len", 0) + 1
+            out.drop("longer_than_max_seq_len")
             continue
         out.examples.append(example)
     return out

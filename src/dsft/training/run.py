@@ -147,7 +147,7 @@ def run_training(
         splits = load_splits(cfg, tokenizer, template, run_dir, split_cache)
     else:
         splits = load_preference_splits(cfg, tokenizer, template, run_dir)
-    dropped = describe_dropped(splits["train"], "train", cfg.train.max_seq_len) if sft else None
+    dropped = describe_dropped(splits["train"], "train", cfg.train.max_seq_len)  # preference records too
     if not splits["train"].examples:
         raise DsftError("no training examples left after preparation; "  # every process prepared the same data
                         + (dropped or "see data_report.json in the run directory"), job_wide=True)
