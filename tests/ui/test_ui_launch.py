@@ -281,7 +281,8 @@ def test_gguf_files_and_ollama_models_are_model_choices(client: TestClient, runs
     assert cfg.model.name_or_path == str(runs_root / "models" / "small.gguf")
     _, cfg = launch.build_config(runs_root, {**FORM, "model": "ollama:smollm2:135m"})
     assert cfg.model.name_or_path == "ollama:smollm2:135m"
-    for model, message in [("ollama:qwen2:7b", "not in the Ollama store"), ("ollama:../../etc:x", "not an Ollama name"),
+    for model, message in [("ollama:qwen2:7b", "model ollama:qwen2:7b: not in the Ollama store"),
+                           ("ollama:../../etc:x", "not an Ollama name"),
                            ("../outside.gguf", "outside the runs root")]:
         response = client.post("/api/runs", headers=POST, json={**FORM, "model": model})
         assert response.status_code in (400, 404) and message in response.json()["error"], (model, response.text)

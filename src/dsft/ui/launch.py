@@ -57,7 +57,10 @@ def model_choice(root: Path, value: str) -> str:
         name = value[len(OLLAMA_PREFIX):]
         if not OLLAMA_NAME.match(name) or ".." in name:
             raise DsftError(f"model {value}: not an Ollama name (ollama:NAME[:TAG])")
-        resolve_ollama(name)  # in the store, with its model blob: else one message naming the fix
+        try:
+            resolve_ollama(name)  # in the store, with its model blob: else one message naming the fix
+        except DsftError as exc:  # named by the form's field first, as every other refusal of it
+            raise DsftError(f"model {exc}") from None
         return value
     path = inside_root(root, value, field="model")
     if path.is_file() and path.suffix.lower() == ".gguf":
