@@ -526,6 +526,23 @@ def test_augment_and_distill_refuse_a_missing_input_without_creating_out(tmp_pat
     assert not (tmp_path / "g").exists(), "a refused command must not leave its --out directory"
 
 
+ENDPOINT_CASES = [
+    ("augment", lambda t: ["augment", _data(t), "--set", "data.augment.paraphrase_copies=1",
+                           "--set", "data.augment.endpoint.base_url=http://127.0.0.1:9/v1",
+                           "--set", "data.augment.endpoint.model=m"]),
+    ("distill", lambda t: ["distill", _data(t), "--base-url", "http://127.0.0.1:9/v1", "--model", "m"]),
+]
+
+
+@pytest.mark.parametrize("args", [c[1] for c in ENDPOINT_CASES], ids=[c[0] for c in ENDPOINT_CASES])
+def test_augment_and_distill_refuse_an_endpoint_that_does_not_answer_without_leaving_out(tmp_path: Path, args) -> None:
+    """The endpoint is asked once --out exists (a rerun's cache lives there); the refusal left it empty behind."""
+    code, torch_loaded, err = _refuse(["data", *args(tmp_path), "--out", str(tmp_path / "g")], tmp_path)
+    assert code == 2 and "the endpoint does not answer" in err and "Traceback" not in err, err
+    assert not torch_loaded, "the refusal came after torch was imported"
+    assert not (tmp_path / "g").exists(), "a refused command must not leave its --out directory"
+
+
 PREPARE_CONFIG_CASES = [
     ("no-data", lambda t: {}, "no training data: pass input files"),
     ("val-is-a-device", lambda t: {"data": {"train": [_data(t)], "val": ["/dev/null"]}},

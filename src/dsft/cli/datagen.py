@@ -22,9 +22,11 @@ def augment_command(
     """Fill table templates, add synonym / paraphrase / back-translated copies; write the originals + copies."""
     from dsft.config import load_config
     from dsft.data.augment import augment_files
+    from dsft.disk import refused_output_removed
 
     cfg = load_config(config, set_, set_flags=set_)
-    report = augment_files(cfg, list(inputs or cfg.data.train), out, overwrite=overwrite)
+    with refused_output_removed(out):  # an endpoint that does not answer is found once --out exists
+        report = augment_files(cfg, list(inputs or cfg.data.train), out, overwrite=overwrite)
     _print_ledger("dsft data augment", report, out / "augment_report.json")
 
 
@@ -41,13 +43,15 @@ def distill_command(
     """Ask a teacher model every question; keep reasoning + answer as messages records (resumable)."""
     from dsft.config import load_config
     from dsft.data.distill import distill_files
+    from dsft.disk import refused_output_removed
     from dsft.eval.answer_check import answer_checker
 
     flags = [f"data.distill.endpoint.{key}={value}" for key, value in (("base_url", base_url), ("model", model)) if value]
     cfg = load_config(config, [*set_, *flags], set_flags=set_)  # the flags' own values are named by their keys
     settings = cfg.data.distill
-    report = distill_files(settings, list(inputs), out, answer_checker(settings.verify, settings.f1_min),
-                           overwrite=overwrite)
+    with refused_output_removed(out):  # an endpoint that does not answer is found once --out exists
+        report = distill_files(settings, list(inputs), out, answer_checker(settings.verify, settings.f1_min),
+                               overwrite=overwrite)
     _print_ledger("dsft data distill", report, out / "distill_report.json")
 
 
