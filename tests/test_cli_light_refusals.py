@@ -311,6 +311,9 @@ SERVE_CASES = [
     ("adapter", ["--adapter", "sql"], "--adapter 'sql': expected NAME=PATH"),
     ("adapter-missing", ["--adapter", "sql=runs/typo"], "--adapter sql=runs/typo: no such directory"),
     ("adapter-empty-dir", ["--adapter", "sql=."], "--adapter sql=.: no adapter_config.json there"),
+    # A ValueError traceback from shlex.
+    ("engine-args-unclosed-quote", ["--engine", "vllm", "--dry-run", "--engine-args", '--chat-template "a b'],
+     "--engine-args '--chat-template \"a b': cannot split it as a shell would (No closing quotation)"),
 ]
 
 

@@ -72,7 +72,7 @@ def serve(
     )
     parallel = (tensor_parallel_size or serve_cfg.tensor_parallel_size,
                 pipeline_parallel_size or serve_cfg.pipeline_parallel_size)
-    extra = shlex.split(engine_args) if engine_args is not None else list(serve_cfg.engine_args)
+    extra = _engine_args(engine_args) if engine_args is not None else list(serve_cfg.engine_args)
     # A dry run binds nothing, but the command it prints must be one a real start accepts: refused the same way.
     if not allow_unauthenticated:
         check_open_bind(settings.host, settings.api_key, exposes="anyone who reaches it can use the model",
@@ -100,6 +100,18 @@ def serve(
 
     run_server(build_engine(model_or_run, adapter, settings, quantize=quantize, dtype=dtype,
                             base_model=base_model), settings)
+
+
+def _engine_args(text: str) -> list[str]:
+    """``--engine-args`` split as a shell would; an unclosed quote is refused naming the flag (it was a
+    ValueError traceback)."""
+    from dsft.errors import DsftError
+
+    try:
+        return shlex.split(text)
+    except ValueError as exc:
+        raise DsftError(f"--engine-args {text!r}: cannot split it as a shell would ({exc}); quote it as one "
+                        "shell-quoted string, e.g. --engine-args \"--max-num-seqs 64\"") from None
 
 
 def serve_defaults(model_or_run: str, config: Path | None) -> "ServeConfig":
