@@ -6,6 +6,7 @@ reachable; a job's status outlives the dashboard that started it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -20,7 +21,8 @@ import pytest
 from fastapi.testclient import TestClient
 from ui_browser import free_port
 
-from dsft.ui import jobs, launch, processes, run_jobs
+from dsft.errors import DsftError
+from dsft.ui import jobs, launch, prepare, processes, run_jobs
 from dsft.ui.app import create_app
 
 POST = {"x-dsft-ui": "1"}
@@ -107,6 +109,34 @@ def test_bad_data_fails_the_job_with_the_clis_one_message(client: TestClient, ru
     assert "Traceback" not in job.log and f"{runs_root.resolve()}/" not in job.error + job.log
     page = client.get("/prepared/prepared/reservoirs").text
     assert "id='prepare-message'" in page and "Train on it" not in page
+
+
+def test_two_uploads_of_one_name_at_once_land_one_and_refuse_the_other(runs_root: Path) -> None:
+    """A double-click on Upload: both requests passed the name check, wrote one shared partial file (the second
+    truncating the first's) and the second then failed to rename it: a 500 with a traceback."""
+    both_started = asyncio.Event()
+    started = []
+
+    async def body(text: bytes):
+        yield text[:10]
+        started.append(text)
+        if len(started) == 2:
+            both_started.set()
+        await both_started.wait()  # each has opened its file before either ends
+        yield text[10:]
+
+    async def upload_twice():
+        return await asyncio.gather(*(prepare.save_upload(runs_root, "same.jsonl", body(text))
+                                      for text in (b"A" * 100 + b"\n", b"B" * 50 + b"\n")), return_exceptions=True)
+
+    results = asyncio.run(upload_twice())
+    landed = [r for r in results if isinstance(r, dict)]
+    refused = [r for r in results if isinstance(r, Exception)]
+    assert len(landed) == 1 and len(refused) == 1, results
+    assert isinstance(refused[0], DsftError) and str(refused[0]) == (
+        "uploads/same.jsonl: already uploaded; rename the file or use the one there")
+    assert (runs_root / "uploads" / "same.jsonl").stat().st_size == landed[0]["bytes"]  # one whole file
+    assert [p.name for p in (runs_root / "uploads").iterdir()] == ["same.jsonl"]  # no partial left
 
 
 def test_upload_lands_under_the_root_only(client: TestClient, runs_root: Path) -> None:

@@ -11,7 +11,9 @@ runs as a detached job (:mod:`dsft.ui.jobs`) writing ``ROOT/NAME/`` (splits, ``r
 
 from __future__ import annotations
 
+import os
 import re
+import secrets
 import typing
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -84,18 +86,26 @@ def upload_target(root: Path, filename: str) -> Path:
                         f"{', '.join(SUPPORTED_SUFFIXES)}")
     target = root.resolve() / UPLOADS / filename
     if target.exists():
-        raise DsftError(f"{UPLOADS}/{filename}: already uploaded; rename the file or use the one there")
+        raise _already_uploaded(filename)
     return target
 
 
+def _already_uploaded(filename: str) -> DsftError:
+    return DsftError(f"{UPLOADS}/{filename}: already uploaded; rename the file or use the one there")
+
+
 async def save_upload(root: Path, filename: str, body: AsyncIterator[bytes]) -> dict[str, Any]:
-    """Stream the request body into ``ROOT/uploads/FILENAME`` (removed again if it is too big)."""
+    """Stream the request body into ``ROOT/uploads/FILENAME`` (removed again if it is too big).
+
+    Each upload writes its own partial file and links it into place, which never replaces a file: of two uploads of
+    one name at once (a double-click), one lands and the other is refused as already uploaded. They shared one
+    partial file, so the second truncated the first's and then failed to rename it (a 500)."""
     target = upload_target(root, filename)
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial")
+    partial = target.with_name(f".{target.name}.{secrets.token_hex(4)}.partial")
     size = 0
     try:
-        with partial.open("wb") as handle:
+        with partial.open("xb") as handle:
             async for chunk in body:
                 size += len(chunk)
                 if size > MAX_UPLOAD_BYTES:
@@ -104,7 +114,10 @@ async def save_upload(root: Path, filename: str, body: AsyncIterator[bytes]) -> 
                 handle.write(chunk)
         if size == 0:
             raise DsftError(f"{filename}: the file is empty")
-        partial.rename(target)
+        try:
+            os.link(partial, target)
+        except FileExistsError:
+            raise _already_uploaded(filename) from None
     finally:
         partial.unlink(missing_ok=True)
     return {"path": relative_name(root, target), "bytes": size}

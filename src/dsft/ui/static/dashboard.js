@@ -335,8 +335,10 @@ function prepareForms() {
     const file = document.getElementById("upload").files[0], state = document.getElementById("upload-state");
     if (!file) { state.className = "error"; state.textContent = "upload a data file: none chosen; choose one first"; return; }
     state.className = "hint"; state.textContent = "uploading…";
+    const button = upload.querySelector("button"); button.disabled = true;  // one upload per click
     fetch("/api/data/upload?name=" + encodeURIComponent(file.name), {method: "POST", headers: {"X-Dsft-Ui": "1"}, body: file})
       .then(r => r.json().then(data => ({ok: r.ok, data}))).then(r => {
+        button.disabled = false;
         if (!r.ok) { state.className = "error"; state.textContent = r.data.error; return; }
         state.textContent = `uploaded ${r.data.path} (${r.data.bytes} bytes)`;
         const files = prepare.files;
