@@ -68,6 +68,12 @@ CASES = [
      "--gpu-mem: must be > 0 and at most"),
     ("plan-host-mem-inf", lambda t: ["plan", "--model", "deepseek-r1-distill-qwen-7b", "--host-mem", "inf"],
      "--host-mem: must be > 0 and at most"),
+    # Planned as a 'does not fit' with no fix, where no rank above the widest adapted matrix side adds capacity.
+    ("plan-lora-rank", lambda t: ["plan", "--model", "tiny-deepseek-v3", "--lora-rank", "99999999999"],
+     "--lora-rank 99999999999: above 64, the widest smaller side of the matrices LoRA adapts in tiny-deepseek-v3 "
+     "(all-linear); a higher rank adds parameters and no capacity: set --lora-rank to at most 64"),
+    ("plan-lora-rank-of-its-targets", lambda t: ["plan", "--model", "tiny-deepseek-v3", "--lora-targets", "q_a_proj",
+                                                 "--lora-rank", "49"], "set --lora-rank to at most 48"),
     # A traceback from torch.set_num_threads, after the benchmark's model had been built.
     ("bench-threads", lambda t: ["bench", "train", "--out", str(t / "b.json"), "--threads", "-1"],
      "bench --threads: must be >= 1, got -1"),

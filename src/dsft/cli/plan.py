@@ -124,6 +124,7 @@ def plan(
     from dsft.plan.recommend import recommend
     from dsft.training.loss import GPU_CHUNK_ROWS  # torch: imported once the command runs, not for --help
 
+    lora_rank_flag = lora_rank  # a rank from --config was checked by its preflight, naming lora.r
     options = _plan_options(config, nodes * gpus_per_node, {
         "model": model, "method": method, "seq_len": seq_len, "micro_batch": micro_batch, "grad_accum": grad_accum,
         "zero": zero, "offload": offload, "sp": sp, "grad_checkpointing": grad_checkpointing, "lora_rank": lora_rank,
@@ -161,6 +162,11 @@ def plan(
         targets, experts = PLAN_DEFAULTS["lora_targets"], PLAN_DEFAULTS["lora_experts"]
     with contextlib.redirect_stdout(sys.stderr):
         profile = load_profile(model, targets, experts)
+        widest = profile.shapes.largest_useful_rank()
+        if lora_rank_flag is not None and method != "full" and widest is not None and lora_rank > widest:
+            raise DsftError(f"--lora-rank {lora_rank}: above {widest}, the widest smaller side of the matrices LoRA "
+                            f"adapts in {profile.name} ({_targets_text(targets)}); a higher rank adds parameters and "
+                            f"no capacity: set --lora-rank to at most {widest}")
         estimate = estimate_memory(profile, req)
         recommendation = None if estimate.fits else recommend(profile, req)
     if as_json:

@@ -36,6 +36,11 @@ class ModelShapes:
     lora_linear_shapes: list[tuple[int, int, int]] = field(default_factory=list)
     lora_targets: str | list[str] = "all-linear"  # as lora.targets names them
 
+    def largest_useful_rank(self) -> int | None:
+        """The widest smaller side of the matrices LoRA adapts: a rank above it adds parameters, no capacity (a
+        rank-r adapter on an (in x out) matrix adds a matrix of rank min(r, in, out)). None with no target."""
+        return max((min(fan_in, fan_out) for fan_in, fan_out, _ in self.lora_linear_shapes), default=None)
+
     def lora_params(self, rank: int) -> int:
         """Adapter parameters for rank ``rank`` on every LoRA target: r * (in + out) per adapted matrix."""
         return sum(rank * (fan_in + fan_out) * count for fan_in, fan_out, count in self.lora_linear_shapes)
