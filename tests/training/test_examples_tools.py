@@ -52,3 +52,29 @@ def test_preference_records_count_unrendered_tool_definitions_as_sft_does(tiny_m
         assert "1 conversation(s) carry tool definitions" in caplog.text
         for name in ("deepseek-v3.2", "deepseek-v4"):  # they render the definitions
             assert render_split(records, get_template(name), tokenizer, None, None).tools_not_rendered == 0, (kind, name)
+
+
+def test_reasoning_a_template_leaves_out_of_a_trained_turn_is_counted_and_warned(caplog) -> None:
+    """V3.1 has no thinking form for a turn that calls tools or follows tool results: the reasoning of such a
+    trained turn vanished from training without a word (the 'reasoning lost after SFT' trap)."""
+    from dsft.models.tokenizers import load_deepseek_tokenizer
+
+    tokenizer = load_deepseek_tokenizer()
+    tool_use = Conversation([Message("user", "Weather in Paris?"),
+                             Message("assistant", "", reasoning="I need the weather.", tool_calls=[CALL]),
+                             Message("tool", "sunny"), Message("assistant", "Sunny.", reasoning="It said sunny.")],
+                            meta={"origin": "t.jsonl:1"})
+    thought = Conversation([Message("user", "2+2?"), Message("assistant", "4", reasoning="Add.")], meta={"origin": "t.jsonl:2"})
+    with caplog.at_level(logging.WARNING, logger="dsft.training.examples"):
+        split = tokenize_conversations([tool_use, thought], get_template("deepseek-v3.1"), tokenizer)
+    assert split.reasoning_not_rendered == 1 and len(split.examples) == 2
+    assert "1 conversation(s) have reasoning on a trained turn that the deepseek-v3.1 template does not render " \
+           "(first: t.jsonl:1)" in caplog.text
+    for name in ("deepseek-r1", "deepseek-v3.2", "deepseek-v4", "deepseek-v3"):  # each has a place for it
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="dsft.training.examples"):
+            rendered = tokenize_conversations([tool_use, thought], get_template(name), tokenizer)
+        assert rendered.reasoning_not_rendered == 0 and "reasoning on a trained turn" not in caplog.text, name
+    forced = tokenize_conversations([thought], get_template("deepseek-v3.1"), tokenizer, thinking=False)
+    assert forced.reasoning_not_rendered == 1
+    assert tokenize_conversations([thought], get_template("deepseek-v3.1"), tokenizer, masking="last").reasoning_not_rendered == 0

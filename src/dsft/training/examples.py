@@ -15,6 +15,7 @@ from typing import Any
 from dsft.data.conversation import Conversation
 from dsft.errors import ConfigError, DsftError
 from dsft.templates import ChatTemplate, Rendered
+from dsft.templates.base import trained_turns
 from dsft.training.ranks import warn_for_job
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,8 @@ class TokenizedSplit:
     dropped: dict[str, int] = field(default_factory=dict)
     # Records whose ``tools`` definitions the template has no place for (trained without them).
     tools_not_rendered: int = 0
+    # Conversations trained without some of their trained turns' reasoning (the template has no place for it).
+    reasoning_not_rendered: int = 0
     # For a drop reason that concerns the record itself: the first such record's origin and why.
     first: dict[str, str] = field(default_factory=dict)
 
@@ -103,7 +106,30 @@ def tokenize_conversations(
             out.drop("longer_than_max_seq_len")
         else:
             out.examples.append(rendered.to_example())
+            if _reasoning_left_out(conversation, rendered, masking):
+                out.reasoning_not_rendered += 1
+                out.first.setdefault("reasoning_not_rendered", str(conversation.meta.get("origin", "?")))
+    if out.reasoning_not_rendered:
+        warn_for_job(log, "%d conversation(s) have reasoning on a trained turn that the %s template does not render "
+                     "(first: %s): the model is trained on those turns without it. %s",
+                     out.reasoning_not_rendered, template.name, out.first["reasoning_not_rendered"],
+                     REASONING_LEFT_OUT_HINT)
     return out
+
+
+REASONING_LEFT_OUT_HINT = ("In deepseek-v3.1 a turn that calls tools, or follows tool results, is a non-thinking "
+                           "turn; template.thinking=false renders every turn without reasoning. Set "
+                           "data.reasoning=drop to train without reasoning on purpose")
+
+
+def _reasoning_left_out(conversation: Conversation, rendered: Rendered, masking: str) -> bool:
+    """Whether the reasoning of a trained assistant turn is missing from the supervised text."""
+    reasonings = [conversation.messages[i].reasoning for i in trained_turns(conversation, masking)]
+    reasonings = [r.strip() for r in reasonings if r and r.strip()]
+    if not reasonings:
+        return False
+    supervised = "".join(text for text, sup in rendered.spans if sup)
+    return any(reasoning not in supervised for reasoning in reasonings)
 
 
 BATCH = 512  # conversations per batched tokenizer call

@@ -185,6 +185,7 @@ def run_training(
         "examples": {k: len(v.examples) for k, v in splits.items()},
         "dropped": {k: v.dropped for k, v in splits.items() if v.dropped},
         "tools_not_rendered": {k: v.tools_not_rendered for k, v in splits.items() if v.tools_not_rendered},
+        "reasoning_not_rendered": {k: v.reasoning_not_rendered for k, v in splits.items() if v.reasoning_not_rendered},
         "data_fingerprint": fingerprint, "data_files": files,
         "data_mix": mixed_sources(run_dir) if sft else [],
     }
