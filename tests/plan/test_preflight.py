@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -62,7 +63,21 @@ REFUSALS = [
                  "tokens; attention kernels index a forward's tokens with int32 (at most 2,147,483,647): lower "
                  "train.micro_batch_size to at most 4194303", id="tokens-per-forward"),
     pytest.param(["lora.r=65"], "lora.r=65: above the hidden size of tiny-deepseek-v3 (64", id="lora-rank"),
+    # The DataLoader would start processes until the machine ran out of them, after the model loaded.
+    pytest.param(["train.num_workers=99999999999"], "train.num_workers=99999999999: DataLoader worker processes, more "
+                 "than 4 for each of this machine's", id="data-workers"),
 ]
+
+
+def test_data_workers_are_bounded_by_this_machines_cpus_not_a_clusters(monkeypatch) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    cfg = load_config(None, ["train.num_workers=9"])
+    assert [p for p in preflight_problems(cfg, Environment(world_size=1)) if "num_workers" in p] == [
+        "train.num_workers=9: DataLoader worker processes, more than 4 for each of this machine's 2 CPUs; set at most 8 "
+        "(0, the default, loads in the training process: dsft's rows are tokenized before training starts)"]
+    assert not [p for p in preflight_problems(load_config(None, ["train.num_workers=8"]), Environment(world_size=1))
+                if "num_workers" in p]
+    assert not [p for p in preflight_problems(cfg, Environment.gpu_cluster(1)) if "num_workers" in p]
 
 
 @pytest.mark.parametrize(("overrides", "message"), REFUSALS)

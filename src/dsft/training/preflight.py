@@ -12,6 +12,7 @@ This module stays light to import (no torch, no transformers): it is on the path
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -191,6 +192,24 @@ def tokens_per_forward_problems(cfg: DsftConfig) -> list[str]:
             f"{MAX_TOKENS_PER_FORWARD // t.max_seq_len} (raise train.grad_accum for a larger batch)"]
 
 
+# DataLoader worker processes per CPU beyond which workers only wait for one another (each is a process with its
+# own copy of the loader's state).
+WORKERS_PER_CPU = 4
+
+
+def data_worker_problems(cfg: DsftConfig, env: Environment) -> list[str]:
+    """``train.num_workers`` against this machine's CPUs (not for a launch script's cluster, unknown here): the
+    DataLoader starts every worker at once, so ``num_workers=99999999999`` would start processes until the machine
+    ran out of them, after the model had loaded."""
+    cpus = os.cpu_count()
+    workers = cfg.train.num_workers
+    if not env.inspect_packages or not cpus or workers <= WORKERS_PER_CPU * cpus:
+        return []
+    return [f"train.num_workers={workers}: DataLoader worker processes, more than {WORKERS_PER_CPU} for each of this "
+            f"machine's {cpus} CPUs; set at most {WORKERS_PER_CPU * cpus} (0, the default, loads in the training "
+            "process: dsft's rows are tokenized before training starts)"]
+
+
 def evaluation_problems(cfg: DsftConfig, has_eval: bool) -> list[str]:
     """The evaluation schedule against the training settings, given whether there is validation data."""
     t, e = cfg.train, cfg.eval
@@ -258,5 +277,5 @@ def training_problems(cfg: DsftConfig, env: Environment) -> list[str]:
     _strategy_problems(cfg, env, problems)
     _sequence_parallel_problems(cfg, env, problems)
     problems += model_size_problems(cfg)  # lora.r, train.max_seq_len against the model's config.json
-    problems += tokens_per_forward_problems(cfg)
+    problems += tokens_per_forward_problems(cfg) + data_worker_problems(cfg, env)
     return problems + evaluation_problems(cfg, may_have_validation_data(cfg))
