@@ -96,6 +96,15 @@ def test_events_resume_from_last_event_id(runs_root: Path) -> None:
     assert json.loads(got[0][1]) == [{"step": 5, "loss": 2.0}]
 
 
+def test_an_event_id_past_the_end_of_the_metrics_reads_them_from_the_start(runs_root: Path) -> None:
+    """A Last-Event-ID past the file (a run written anew since the page connected, or a made-up id) ended the stream
+    with no event and a traceback ('cannot fit 'int' into an offset-sized integer') in the dashboard's log."""
+    for last in ("99999999999999999999", "100000"):
+        got = events(client(runs_root).get("/api/run/events", params={"run": "alpha"},
+                                           headers={"last-event-id": last}).text)
+        assert [name for name, _ in got] == ["rows", "status", "best", "done"] and len(json.loads(got[0][1])) == 5
+
+
 def test_a_launched_run_whose_process_is_gone_is_not_running(runs_root: Path) -> None:
     runs.write_launch(runs_root, "sweep/trial-0", {"pid": 2 ** 22 + 12345, "started": "now"})
     assert runs.summarize(runs_root, runs_root / "sweep" / "trial-0").status == "failed"

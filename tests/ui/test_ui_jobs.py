@@ -442,6 +442,13 @@ def test_a_job_whose_pid_now_belongs_to_another_process_is_not_running(client: T
         other.wait()
 
 
+def test_a_job_id_with_a_nul_byte_is_no_job(client: TestClient) -> None:
+    """It was a 500 (ValueError: embedded null byte, from opening the record)."""
+    for method, url in (("get", "/api/job"), ("post", "/api/job/stop")):
+        response = getattr(client, method)(url, params={"id": "x\x00y"}, headers=POST)
+        assert response.status_code == 404 and response.json() == {"error": "job x\x00y: no such job"}
+
+
 @pytest.mark.parametrize("rc", ["143", "130"])
 def test_a_job_stopped_outside_the_dashboard_reads_stopped(runs_root: Path, rc: str) -> None:
     """``kill PID`` or Ctrl-C in a terminal: the command cleans up and exits 128+signal; that is a stop, not a

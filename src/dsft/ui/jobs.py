@@ -97,7 +97,7 @@ def _error_line(log: str) -> str | None:
 
 
 def _read_record(root: Path, job_id: str) -> dict[str, Any] | None:
-    if "/" in job_id or "\\" in job_id or job_id.startswith("."):
+    if "/" in job_id or "\\" in job_id or "\x00" in job_id or job_id.startswith("."):  # a name, never a path
         return None
     try:
         return json.loads((jobs_dir(root) / f"{job_id}.json").read_text(encoding="utf-8"))

@@ -101,10 +101,13 @@ def config_text(run_dir: Path) -> str:
 
 def read_metrics_from(run_dir: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
     """Complete ``metrics.jsonl`` rows from byte ``offset`` on, and the offset after the last complete line
-    (a line still being written is left for the next read)."""
+    (a line still being written is left for the next read). An offset past the end (a file written anew since, or
+    a made-up event id) reads from the start."""
     path = RunDir(run_dir).metrics_path
     if not path.is_file():
         return [], offset
+    if offset > path.stat().st_size:
+        offset = 0
     with path.open("rb") as handle:
         handle.seek(offset)
         chunk = handle.read()
