@@ -78,6 +78,9 @@ def test_data_workers_are_bounded_by_this_machines_cpus_not_a_clusters(monkeypat
     assert not [p for p in preflight_problems(load_config(None, ["train.num_workers=8"]), Environment(world_size=1))
                 if "num_workers" in p]
     assert not [p for p in preflight_problems(cfg, Environment.gpu_cluster(1)) if "num_workers" in p]
+    problems = preflight_problems(load_config(None, ["data.num_proc=99999999999"]), Environment(world_size=1))
+    assert "data.num_proc=99999999999: tokenizing processes, more than 4 for each of this machine's 2 CPUs; set at " \
+           "most 8 (or leave it unset: see its description)" in problems, problems
 
 
 @pytest.mark.parametrize(("overrides", "message"), REFUSALS)

@@ -198,16 +198,22 @@ WORKERS_PER_CPU = 4
 
 
 def data_worker_problems(cfg: DsftConfig, env: Environment) -> list[str]:
-    """``train.num_workers`` against this machine's CPUs (not for a launch script's cluster, unknown here): the
-    DataLoader starts every worker at once, so ``num_workers=99999999999`` would start processes until the machine
-    ran out of them, after the model had loaded."""
+    """``train.num_workers`` and ``data.num_proc`` against this machine's CPUs (not for a launch script's cluster,
+    unknown here): the DataLoader starts every worker at once, datasets' map one process per record up to
+    ``num_proc``, so ``99999999999`` would start processes until the machine ran out of them."""
     cpus = os.cpu_count()
-    workers = cfg.train.num_workers
-    if not env.inspect_packages or not cpus or workers <= WORKERS_PER_CPU * cpus:
+    if not env.inspect_packages or not cpus:
         return []
-    return [f"train.num_workers={workers}: DataLoader worker processes, more than {WORKERS_PER_CPU} for each of this "
-            f"machine's {cpus} CPUs; set at most {WORKERS_PER_CPU * cpus} (0, the default, loads in the training "
-            "process: dsft's rows are tokenized before training starts)"]
+    most = WORKERS_PER_CPU * cpus
+    problems = []
+    if cfg.train.num_workers > most:
+        problems.append(f"train.num_workers={cfg.train.num_workers}: DataLoader worker processes, more than "
+                        f"{WORKERS_PER_CPU} for each of this machine's {cpus} CPUs; set at most {most} (0, the default, "
+                        "loads in the training process: dsft's rows are tokenized before training starts)")
+    if cfg.data.num_proc is not None and cfg.data.num_proc > most:
+        problems.append(f"data.num_proc={cfg.data.num_proc}: tokenizing processes, more than {WORKERS_PER_CPU} for each "
+                        f"of this machine's {cpus} CPUs; set at most {most} (or leave it unset: see its description)")
+    return problems
 
 
 def evaluation_problems(cfg: DsftConfig, has_eval: bool) -> list[str]:
