@@ -110,3 +110,20 @@ def test_rejects_file_keeps_the_raw_text_of_lines_that_do_not_parse(tmp_path: Pa
     long = rows[f"{path}:3"]
     assert long["raw"] == long_line[:MAX_RAW_CHARS] and long["raw_cut"] is True
     assert "raw" not in rows[f"{path}:4"] and rows[f"{path}:4"]["record"] == {"text": 1}  # parsed: the record is there
+
+
+@pytest.mark.parametrize("role", ["system", "user", "tool"])
+@pytest.mark.parametrize("text", ["<think>why", "why</think> so", "<think>why</think> so"])
+def test_a_think_tag_outside_an_assistant_message_is_named_as_such(role: str, text: str) -> None:
+    # A think block belongs to an assistant turn only; "unclosed <think> block" sent users hunting for a missing tag.
+    call = [{"type": "function", "function": {"name": "f", "arguments": "{}"}}]
+    before = {"system": [], "user": [], "tool": [Message("user", "q"), Message("assistant", "", tool_calls=call)]}[role]
+    after = [Message("user", "q")] if role == "system" else []
+    conversation = Conversation([*before, Message(role, text), *after, Message("assistant", "a")])
+    tag = "<think>" if "<think>" in text else "</think>"
+    assert validate_conversation(conversation) == [
+        f"messages[{len(before)}].content: {tag} is not allowed in a {role} message, only in an assistant message's "
+        "leading think block"
+    ]
+    unclosed = Conversation([Message("user", "q"), Message("assistant", "<think>why")])
+    assert validate_conversation(unclosed) == ["messages[1].content: unclosed <think> block"]

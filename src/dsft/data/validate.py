@@ -8,8 +8,8 @@ Rules (a conversation passes when :func:`validate_conversation` returns no probl
 - a tool message follows an assistant message with ``tool_calls`` (or another tool message);
 - the last message is an assistant turn, and at least one message is trained (``loss`` not all false);
 - no empty content (an assistant turn may be empty only when it carries tool calls);
-- no unclosed or stray ``<think>``/``</think>`` tags left in content, no empty reasoning, reasoning only on
-  assistant turns;
+- ``<think>``/``</think>`` only in assistant content (a system, user or tool message holding one is refused as
+  such), and there no unclosed or stray tags; no empty reasoning, reasoning only on assistant turns;
 - no lone surrogates (what undecodable bytes become) in any text.
 
 >>> from dsft.data.conversation import Conversation, Message
@@ -110,6 +110,10 @@ def _tool_call_problems(call: Any, where: str) -> list[str]:
 
 def _think_problems(message: Message, where: str) -> list[str]:
     content = message.content
+    if message.role != "assistant" and ("<think>" in content or "</think>" in content):
+        tag = "<think>" if "<think>" in content else "</think>"
+        return [f"{where}.content: {tag} is not allowed in a {message.role} message, only in an assistant "
+                "message's leading think block"]
     if "<think>" in content:
         if "</think>" not in content:
             return [f"{where}.content: unclosed <think> block"]
