@@ -157,7 +157,8 @@ def test_a_tokenizer_llama_cpp_splits_differently_is_refused_before_the_weights(
         resolve_model(str(path), cache_dir=tmp_path / "cache")
     # The stand-in DeepSeek-LLM tokenizer carries V3's regex (CJK runs and 1-3 digit groups split apart).
     assert "'deepseek-v3'" in str(err.value) and "1970" in str(err.value)
-    assert not any((tmp_path / "cache" / "gguf").iterdir())  # nothing half-written is left
+    left = [p.name for p in (tmp_path / "cache" / "gguf").iterdir() if not p.name.endswith(".lock")]
+    assert not left  # nothing half-written is left (the empty lock file of the conversion stays)
 
 
 def test_the_special_token_repair_examples_hold() -> None:
@@ -179,3 +180,54 @@ def test_the_import_record_names_the_gguf_file_absolutely(tmp_path: Path, monkey
     imported = gguf_source.convert_gguf(Path("m.gguf"), tmp_path / "out", source="./m.gguf")
     assert imported.source["gguf_file"] == str(tmp_path / "m.gguf") and imported.source["source"] == "./m.gguf"
     assert json.loads((tmp_path / "out" / "dsft_import.json").read_text())["gguf_file"] == str(tmp_path / "m.gguf")
+
+
+def test_processes_converting_the_same_gguf_at_once_convert_it_once(tmp_path: Path, monkeypatch, caplog) -> None:
+    """Every process of a launched job resolves the same GGUF into the same cache at once. The second one, finding
+    no conversion while the first is still writing it, used to convert again and replace the directory the
+    first was loading from; now it waits for the first's conversion and reads it."""
+    import threading
+
+    import dsft.models.gguf_source as gguf_source
+
+    path = write_header_only_gguf(tmp_path / "m.gguf", "llama")
+    first_converting, second_looked = threading.Event(), threading.Event()
+    conversions: list[str] = []
+    read_record = gguf_source.read_import_record
+
+    def write_checkpoint(path: Path, info: object, out_dir: Path) -> None:
+        conversions.append(threading.current_thread().name)
+        if threading.current_thread().name == "first":
+            first_converting.set()
+            second_looked.wait()  # the second process looks for the conversion while this one writes it
+        (out_dir / "config.json").write_text("{}", encoding="utf-8")
+
+    def looked_for_conversion(model_dir: Path) -> object:
+        if threading.current_thread().name == "second":
+            second_looked.set()
+        return read_record(model_dir)
+
+    monkeypatch.setattr(gguf_source, "_write_checkpoint", write_checkpoint)
+    monkeypatch.setattr(gguf_source, "read_import_record", looked_for_conversion)
+    results: dict[str, object] = {}
+
+    def resolve(name: str) -> None:
+        try:
+            results[name] = gguf_source.materialise_gguf(str(path), tmp_path / "cache").model_dir
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            results[name] = exc
+            first_converting.set()
+            second_looked.set()
+
+    first = threading.Thread(target=resolve, args=("first",), name="first")
+    first.start()
+    first_converting.wait()  # it waits in write_checkpoint until the second has looked for its conversion
+    second = threading.Thread(target=resolve, args=("second",), name="second")
+    second.start()
+    first.join()
+    second.join()
+    target = imported_dir(path, tmp_path / "cache")
+    assert results == {"first": target, "second": target}, results
+    assert conversions == ["first"]
+    assert caplog.text.count(": converting llama") == 1  # said by the process that converts
+    assert (target / "config.json").is_file() and (target / "dsft_import.json").is_file()

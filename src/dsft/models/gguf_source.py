@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
 from dsft.disk import not_a_file_reason
 from dsft.errors import DsftError, UnsupportedError
 from dsft.models.gguf_tokenizer import with_gguf_special_tokens
@@ -345,12 +347,32 @@ def read_import_record(model_dir: Path) -> dict[str, Any] | None:
 
 
 def materialise_gguf(name: str, cache_dir: Path) -> ImportedModel:
-    """The converted checkpoint of GGUF/Ollama source ``name`` under ``cache_dir`` (converted on first use)."""
+    """The converted checkpoint of GGUF/Ollama source ``name`` under ``cache_dir`` (converted on first use).
+
+    Under a launcher every process resolves the same model into the same cache at once. One converts, holding
+    ``CACHE/gguf/STEM-KEY.lock``; the others wait for it and then read its conversion (converting again would
+    replace the directory another process is already loading, and hold a float32 copy of the model per
+    process). The lock is the kernel's (flock), so a killed converter leaves none held.
+    """
     path = gguf_file_of(name)
     target = imported_dir(path, cache_dir)
+    converted = _converted(target)
+    if converted is not None:
+        return converted
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target.with_name(target.name + ".lock"))):
+        converted = _converted(target)  # converted by the process that held the lock before this one
+        return converted if converted is not None else _convert_announced(name, path, target)
+
+
+def _converted(target: Path) -> ImportedModel | None:
     record = read_import_record(target)
     if record is not None and (target / "config.json").is_file():
         return ImportedModel(target, record)
+    return None
+
+
+def _convert_announced(name: str, path: Path, target: Path) -> ImportedModel:
     info = read_gguf_info(path)
     check_architecture(info)
     log.warning("%s: converting %s %s GGUF to a float32 checkpoint in %s (once); training starts from these "
