@@ -39,6 +39,27 @@ def test_run_json_without_final_directory(tmp_path, run_cli) -> None:
     assert code == 2 and "the run finished, but it was removed (status: finished)" in text, text
 
 
+def test_an_unfinished_run_says_how_to_continue_not_to_use_an_adapter_checkpoint(tmp_path, run_cli) -> None:
+    """An interrupted LoRA run was sent to 'use a checkpoint under RUN/checkpoints as a model directory', and the
+    checkpoint (a bare adapter) back to 'export its run directory': a circle. It now gives the command that
+    continues the run; a full run's checkpoint, which is a model, is offered too."""
+    run = tmp_path / "run"
+    (run / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    for name in ("adapter_config.json", "trainer_state.json", "optimizer.pt", "scheduler.pt", "rng_state.pth"):
+        (run / "checkpoints" / "checkpoint-2" / name).write_text("{}")
+    info = {"template": "deepseek-r1", "base_model": "x", "method": "lora", "status": "interrupted"}
+    (run / "run.json").write_text(json.dumps(info))
+    code, text = run_cli(["export", str(run), "--format", "hf", "--out", str(tmp_path / "o")])
+    text = " ".join(text.split())
+    assert code == 2 and "the run has not finished (status: interrupted)" in text, text
+    assert f"continue it with `dsft train {run / 'config.yaml'} --out {run} --resume auto`" in text, text
+    assert "as a model directory" not in text, text
+    (run / "run.json").write_text(json.dumps(info | {"method": "full"}))
+    code, text = run_cli(["export", str(run), "--format", "hf", "--out", str(tmp_path / "o")])
+    assert code == 2 and f"or use a checkpoint under {run / 'checkpoints'} as a model directory" in " ".join(
+        text.split()), text
+
+
 @pytest.mark.parametrize(("content", "message"), [
     (json.dumps({"template": "deepseek-r1", "base_model": "x"}), "run.json: missing method"),
     ("{not json", "run.json: unreadable"),

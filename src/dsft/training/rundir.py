@@ -189,11 +189,16 @@ class RunDir:
         """The finished run's weights (adapter or full); an error naming the status if there are none."""
         final = self.final_path
         if not final.is_dir():
-            why = ("the run has not finished" if self.status != "finished" else "the run finished, but it was removed")
-            raise DsftError(
-                f"{self.path}: no {final.name}/ directory; {why} (status: {self.status}); "
-                f"use a checkpoint under {self.checkpoint_root} as a model directory, or finish training"
-            )
+            finished = self.status == "finished"
+            why = "the run finished, but it was removed" if finished else "the run has not finished"
+            # A LoRA checkpoint is a bare adapter, which export, eval and serve refuse (they need run.json's base
+            # model and template): pointing there sent the user in a circle. A full run's checkpoint is a model.
+            ways = [] if finished else [f"continue it with `dsft train {self.config_path} --out {self.path} "
+                                        "--resume auto`"]
+            if self.info.get("method") in FULL_METHODS and self.checkpoints():
+                ways.append(f"use a checkpoint under {self.checkpoint_root} as a model directory")
+            raise DsftError(f"{self.path}: no {final.name}/ directory; {why} (status: {self.status})"
+                            + (f"; {', or '.join(ways)}" if ways else "; train it again"))
         return final
 
     @property
