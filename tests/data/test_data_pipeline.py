@@ -174,3 +174,27 @@ def test_copies_that_train_different_turns_are_kept_on_one_side(tmp_path: Path, 
         for conversation in part:
             sides.setdefault(conversation.messages[0].content, set()).add(name)
     assert all(len(names) == 1 for names in sides.values()) and prepared.report["splits"]["val"] > 0
+
+
+def test_masking_last_removes_records_whose_last_turn_is_not_trained(tmp_path: Path, tokenizer, write_jsonl) -> None:
+    """template.masking=last trains only the last assistant turn: with loss false there it trains nothing. Such a
+    record was kept and counted, then dropped at training ("no supervised token"); it is removed here, with why."""
+    def turns(i: int, last_loss: bool | None, first_loss: bool | None = None) -> dict:
+        messages = [{"role": "user", "content": f"river {i}?"}, {"role": "assistant", "content": f"{i} km"},
+                    {"role": "user", "content": f"dam {i}?"}, {"role": "assistant", "content": f"{i * 7} m"}]
+        for index, loss in ((1, first_loss), (3, last_loss)):
+            if loss is not None:
+                messages[index]["loss"] = loss
+        return {"messages": messages}
+    rows = [turns(0, False), turns(1, None), turns(2, False, first_loss=True), turns(3, True), turns(4, False)]
+    path = write_jsonl(tmp_path / "in.jsonl", rows)
+    prepared = prepare(load_config(None, ["template.masking=last"]), tokenizer, tmp_path / "out", [str(path)])
+    _identity(prepared.report)
+    assert prepared.report["kept"] == 3 and prepared.report["removed"]["nothing_trained"] == 2
+    removed = [r for r in _lines(tmp_path / "out" / "removed.jsonl") if r["step"] == "nothing_trained"]
+    assert [r["where"] for r in removed] == [f"{path}:1", f"{path}:5"]
+    assert removed[0]["reason"] == ("template.masking=last trains only the last assistant turn, messages[3], "
+                                    "which has loss: false: nothing to train on")
+    # The default masking trains the first turn of those two: nothing is removed, and the step is not listed.
+    everything = prepare(load_config(), tokenizer, tmp_path / "out2", [str(path)])
+    assert everything.report["kept"] == 5 and "nothing_trained" not in everything.report["removed"]

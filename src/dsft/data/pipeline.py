@@ -2,7 +2,8 @@
 
 Order of steps (each optional step is configured under ``data.clean``):
 
-1. read + normalise + validate every input (train inputs, explicit val/test files) -> rejections;
+1. read + normalise + validate every input (train inputs, explicit val/test files) -> rejections; under
+   ``template.masking: last``, records whose last assistant turn has ``loss: false`` (nothing to train) removed;
 2. text rewrites per record: HTML stripping, Unicode NFKC + control characters;
 3. exact and near-duplicate removal across all inputs, evaluation files first (so the train copy of a
    record that is also in val/test is the one removed);
@@ -42,6 +43,7 @@ from dsft.data.report import (
     HISTOGRAM_FILE, REASONING_HISTOGRAM_FILE, render_markdown, write_histograms, write_jsonl, write_removed,
 )
 from dsft.data.split import SPLITS, split_conversations, with_families
+from dsft.data.validate import nothing_trained
 from dsft.data.tokens import ConversationTokens, count_tokens
 from dsft.errors import DataError, DsftError
 
@@ -89,6 +91,7 @@ def prepare(
     if templated:
         pools["train"] += templated
         ledger.added["augment_template"] = len(templated)
+    pools = clock("nothing_trained", _nothing_trained, pools, cfg, ledger)
     pools = clock("rewrite", _rewrite, pools, cfg, ledger)
     pools = clock("control_tokens", _reject_control_tokens, pools, tokenizer, cfg, ledger, out)  # after NFKC, which defuses some
     pools = clock("dedup", _deduplicate, pools, cfg, ledger)
@@ -288,6 +291,23 @@ def _ingest_pools(sources: dict[str, list[str]], cfg: DsftConfig, ledger: Ledger
     if ledger.rejections and cfg.data.on_error == "fail":
         write_rejections(ledger.rejections, out / "rejects.jsonl")
         raise rejection_error(ledger.rejections, out / "rejects.jsonl")
+    return pools
+
+
+def _nothing_trained(pools: dict[str, list[Conversation]], cfg: DsftConfig, ledger: Ledger) -> dict[str, list[Conversation]]:
+    """Remove records the configured masking trains nothing of (listed only under ``last``, the one it can remove
+    for): training would drop them anyway, and the report's counts would be untrue."""
+    if cfg.template.masking != "last":
+        return pools
+    for name in SPLITS:
+        result = clean.StepResult([])
+        for conversation in pools[name]:
+            reason = nothing_trained(conversation, cfg.template.masking)
+            if reason is None:
+                result.kept.append(conversation)
+            else:
+                result.removed.append(clean.Removed(conversation, reason))
+        pools[name] = ledger.record("nothing_trained", result)
     return pools
 
 

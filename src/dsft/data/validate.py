@@ -70,6 +70,29 @@ def validate_conversation(conversation: Conversation) -> list[str]:
     return problems
 
 
+def nothing_trained(conversation: Conversation, masking: str) -> str | None:
+    """Why a valid conversation trains no token under ``template.masking`` (None when it trains some).
+
+    Validation already refuses loss=false on every assistant turn; ``last`` trains only the last assistant
+    turn, unless another message has loss=true, so loss=false there leaves nothing either.
+
+    >>> last_off = Conversation([Message("user", "Q"), Message("assistant", "A"), Message("user", "Q2"),
+    ...                          Message("assistant", "A2", loss=False)])
+    >>> nothing_trained(last_off, "last")
+    'template.masking=last trains only the last assistant turn, messages[3], which has loss: false: nothing to train on'
+    >>> nothing_trained(last_off, "assistant") is None
+    True
+    """
+    messages = conversation.messages
+    if masking != "last" or any(m.loss is True for m in messages):
+        return None
+    last = max((i for i, m in enumerate(messages) if m.role == "assistant"), default=None)
+    if last is None or messages[last].loss is not False:
+        return None
+    return (f"template.masking=last trains only the last assistant turn, messages[{last}], which has loss: false: "
+            "nothing to train on")
+
+
 def _message_problems(message: Message, where: str) -> list[str]:
     if message.role not in ROLES:
         return [f"{where}.role: unknown role {message.role!r}"]
