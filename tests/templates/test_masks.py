@@ -293,3 +293,15 @@ def test_v32_trained_turn_before_the_last_user_keeps_its_reasoning(tokenizer: An
     conv.messages[2].loss = False
     rendered = get_template("deepseek-v3.2").render_train(conv, tokenizer, thinking=True)
     assert "<｜User｜>Hi<｜Assistant｜></think>Hello!<｜end▁of▁sentence｜>" in rendered.text
+
+
+@pytest.mark.parametrize(("name", "between"), [
+    ("deepseek-v3", "<｜Assistant｜>"), ("deepseek-r1", "<｜Assistant｜>"), ("deepseek-v4", "<｜Assistant｜></think>"),
+    ("deepseek-llm", "Assistant: "), ("deepseek-v3.1", ""), ("deepseek-v3.2", ""),
+])
+def test_two_assistant_turns_in_a_row_render_as_the_official_template_does(name: str, between: str) -> None:
+    # docs/templates.md: V3.1/V3.2 write the second answer right after the first's end-of-sentence token, with no
+    # header, as their official templates do; training it teaches text after that token. Pinned so it stays known.
+    conv = Conversation([Message("user", "q"), Message("assistant", "a1"), Message("assistant", "a2")])
+    text = get_template(name).render_prompt(conv, add_generation_prompt=False)
+    assert text.endswith(f"a1<｜end▁of▁sentence｜>{between}a2<｜end▁of▁sentence｜>")
