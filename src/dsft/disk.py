@@ -16,6 +16,8 @@
   write, and removing what the write added. Only what the command created goes: a directory that existed
   before it (even empty, made by the user for the output) stays.
 * :func:`describe_os_error` is the one line the CLI prints for any file-system error that reaches it.
+* :func:`replaced_atomically` writes a file through a temporary one renamed over it, so a reader (or another
+  process of a launched job writing the same file) never meets it half-written.
 * :func:`not_a_file_reason` says why an input path is not a file that can be read (missing, a directory,
   a device or pipe, a dangling link), for the messages that refuse it.
 """
@@ -27,6 +29,7 @@ import errno
 import os
 import shutil
 from collections.abc import Iterable, Iterator
+from typing import IO
 from pathlib import Path
 
 from dsft.errors import STOPS, DsftError
@@ -100,6 +103,25 @@ def output_dir(path: Path, flag: str = "--out") -> Path:
     if not os.access(path, os.W_OK | os.X_OK):
         raise DsftError(f"{flag} {path}: the directory is not writable")
     return path
+
+
+@contextlib.contextmanager
+def replaced_atomically(path: Path, errors: str = "strict") -> Iterator[IO[str]]:
+    """A UTF-8 text handle whose content replaces ``path`` in one rename when the block ends without error.
+
+    Every process of a launched job prepares the same run directory at once; with ``open(path, "w")`` one
+    process's truncation could meet another's read (a torn ``config.yaml`` or ``run.json``) or a write stopped
+    half-way could leave half a file. The temporary file is this process's own (its pid in the name), in the
+    same directory (one file system), and is removed when the block fails.
+    """
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "w", encoding="utf-8", errors=errors) as handle:
+            yield handle
+        os.replace(temporary, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
 
 
 def not_a_file_reason(path: Path) -> str:

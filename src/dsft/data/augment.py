@@ -39,7 +39,7 @@ from dsft.data.split import family_of
 from dsft.data.synonyms import is_chinese, load_thesaurus, replace_synonyms, synonym_source
 from dsft.data.table_templates import fill_rows, read_table
 from dsft.data.validate import validate_conversation
-from dsft.disk import check_fresh_output_dir
+from dsft.disk import check_fresh_output_dir, replaced_atomically
 from dsft.errors import DataError
 
 NEAR_DUPLICATE_STEP = "augment_near_duplicate"
@@ -250,5 +250,6 @@ def augment_files(cfg: DsftConfig, inputs: list[str], out_dir: str | Path, overw
     write_jsonl(written, out / AUGMENTED_FILE)
     write_removed({NEAR_DUPLICATE_STEP: result.removed}, out / "removed.jsonl")
     write_rejections(rejections, out / "rejects.jsonl")
-    (out / AUGMENT_REPORT_FILE).write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    with replaced_atomically(out / AUGMENT_REPORT_FILE) as handle:  # every process of a launched job writes it
+        handle.write(json.dumps(report, ensure_ascii=False, indent=2) + "\n")
     return report

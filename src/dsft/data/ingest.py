@@ -17,6 +17,7 @@ from dsft.data.conversation import Conversation
 from dsft.data.formats import FormatProblem, convert
 from dsft.data.readers import RawRecord, read_records
 from dsft.data.validate import validate_conversation
+from dsft.disk import replaced_atomically
 from dsft.errors import DataError
 
 MAX_LISTED_PROBLEMS = 20  # problems spelled out in a DataError; the rest are counted
@@ -98,6 +99,6 @@ def rejection_error(rejections: list[Rejection], rejects_path: Path | None = Non
 
 def write_rejections(rejections: list[Rejection], path: Path) -> None:
     """One JSON object per line; ASCII-escaped so undecodable input survives the round trip."""
-    with open(path, "w", encoding="utf-8") as handle:
+    with replaced_atomically(path) as handle:
         for rejection in rejections:
             handle.write(json.dumps(rejection.as_dict(), ensure_ascii=True, default=repr) + "\n")

@@ -45,6 +45,7 @@ from dsft.data.report import (
 from dsft.data.split import SPLITS, split_conversations, with_families
 from dsft.data.validate import nothing_trained
 from dsft.data.tokens import ConversationTokens, count_tokens
+from dsft.disk import replaced_atomically
 from dsft.errors import DataError, DsftError
 
 log = logging.getLogger(__name__)
@@ -571,9 +572,10 @@ def _write(out: Path, splits: dict[str, list[Conversation]], ledger: Ledger) -> 
 def _write_report(out: Path, report: dict[str, Any]) -> None:
     # Rejection reasons may quote input bytes that are not UTF-8 (lone surrogates, e.g. a GBK column name): written
     # as \\udcXX escapes, which JSON reads back as the same characters, instead of failing the whole write.
-    (out / REPORT_FILE).write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8",
-                                   errors="backslashreplace")
-    (out / "data_report.md").write_text(render_markdown(report), encoding="utf-8", errors="backslashreplace")
+    with replaced_atomically(out / REPORT_FILE, errors="backslashreplace") as handle:
+        handle.write(json.dumps(report, ensure_ascii=False, indent=2) + "\n")
+    with replaced_atomically(out / "data_report.md", errors="backslashreplace") as handle:
+        handle.write(render_markdown(report))
 
 
 def load_prepared(directory: str | Path) -> Prepared:

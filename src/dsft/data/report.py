@@ -9,6 +9,7 @@ from typing import Any
 
 from dsft.data.clean import Removed
 from dsft.data.conversation import Conversation
+from dsft.disk import replaced_atomically
 
 HISTOGRAM_FILE = "token_lengths.png"
 REASONING_HISTOGRAM_FILE = "reasoning_lengths.png"
@@ -16,7 +17,7 @@ REASONING_HISTOGRAM_FILE = "reasoning_lengths.png"
 
 def write_jsonl(conversations: Sequence[Conversation], path: Path) -> None:
     """Conversations in OpenAI messages form (:meth:`Conversation.to_dict`), one per line."""
-    with open(path, "w", encoding="utf-8") as handle:
+    with replaced_atomically(path) as handle:  # every process of a launched job writes it
         for conversation in conversations:
             handle.write(json.dumps(conversation.to_dict(), ensure_ascii=False) + "\n")
 
@@ -24,7 +25,7 @@ def write_jsonl(conversations: Sequence[Conversation], path: Path) -> None:
 def write_removed(removed: dict[str, list[Removed]], path: Path) -> None:
     """Every conversation a cleaning step dropped: the step, the reason, the score (scoring steps) and the
     conversation."""
-    with open(path, "w", encoding="utf-8") as handle:
+    with replaced_atomically(path) as handle:  # every process of a launched job writes it
         for step, items in removed.items():
             for item in items:
                 row: dict[str, Any] = {"step": step, "reason": item.reason, "where": item.conversation.meta.get("origin")}

@@ -28,6 +28,7 @@ import yaml
 
 from dsft import __version__
 from dsft.config import DsftConfig, dump_config, load_config
+from dsft.disk import replaced_atomically
 from dsft.errors import DsftError
 from dsft.models.resolve import resolve_model
 from dsft.training.checkpointing import list_checkpoints
@@ -264,16 +265,25 @@ class RunDir:
         the resume contract does not apply, with the diff (see :mod:`dsft.training.resume`).
         """
         run_dir, saved = self.path, self.config_path
-        diffs = self.check(cfg, resuming)
-        if diffs:
+        diffs, old_text = self._compared(cfg, resuming)
+        # Every process of a launched job prepares the directory at once, so each writes through a rename (none
+        # reads another's half-written config.yaml), and the kept config is the text this process compared: read
+        # again, it could be the new one another process has just written.
+        if diffs and old_text is not None:
             stamp = time.strftime("%Y%m%d-%H%M%S")
-            (run_dir / f"config.before-{stamp}.yaml").write_text(saved.read_text(encoding="utf-8"), encoding="utf-8")
+            with replaced_atomically(run_dir / f"config.before-{stamp}.yaml") as handle:
+                handle.write(old_text)
         run_dir.mkdir(parents=True, exist_ok=True)
-        saved.write_text(dump_config(cfg), encoding="utf-8")
+        with replaced_atomically(saved) as handle:
+            handle.write(dump_config(cfg))
 
     def check(self, cfg: DsftConfig, resuming: bool) -> list[str]:
         """The refusals of :meth:`prepare`, writing nothing (``dsft train`` runs them before torch loads);
         returns the keys in which ``cfg`` differs from the directory's saved config."""
+        return self._compared(cfg, resuming)[0]
+
+    def _compared(self, cfg: DsftConfig, resuming: bool) -> tuple[list[str], str | None]:
+        """:meth:`check`'s differences, and the saved config's text they were found in (None: none saved)."""
         run_dir, saved = self.path, self.config_path
         if run_dir.exists() and not run_dir.is_dir():
             raise DsftError(f"--out {run_dir}: exists and is not a directory", job_wide=True)
@@ -287,7 +297,8 @@ class RunDir:
                             "--out directory")
         new = cfg.model_dump(mode="json")
         if saved.is_file():
-            old = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
+            old_text = saved.read_text(encoding="utf-8")
+            old = yaml.safe_load(old_text) or {}
             diffs = config_differences(old, new)
             # Where the data lies may change (moved files); its content is compared on resume (resume.py).
             identity = [d for d in diffs if any(d == k or d.startswith(k + ".") for k in IDENTITY_KEYS)
@@ -309,8 +320,8 @@ class RunDir:
             if has_checkpoints and not resuming:
                 raise DsftError(f"--out {run_dir}: already holds checkpoints of this run; pass --resume auto to "
                                 "continue it, or choose a new --out directory", job_wide=True)
-            return diffs
-        return []
+            return diffs, old_text
+        return [], None
 
     def recorded_info(self) -> dict[str, Any]:
         """``run.json`` as recorded, or an empty dict when there is none or it is unreadable."""
@@ -322,7 +333,8 @@ class RunDir:
     def write_info(self, **info: Any) -> dict[str, Any]:
         """Write ``run.json``: what eval, export and serve need to reuse the run without guessing."""
         record = {"dsft_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **info}
-        self.info_path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        with replaced_atomically(self.info_path) as handle:  # every process of a launched job writes it
+            handle.write(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
         return record
 
     def base_model_record(self, cfg: DsftConfig, model_dir: Path) -> dict[str, Any]:

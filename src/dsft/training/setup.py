@@ -14,6 +14,7 @@ import torch
 from dsft.config import DsftConfig
 from dsft.data.pipeline import load_prepared, prepare
 from dsft.data.report import rejection_notice
+from dsft.disk import replaced_atomically
 from dsft.errors import ConfigError
 from dsft.models.loading import align_special_tokens, load_model
 from dsft.models.lora import apply_lora, build_lora_config
@@ -86,8 +87,9 @@ def load_splits(cfg: DsftConfig, tokenizer: Any, template: Any, run_dir: Path,
 
 
 def write_data_report(run_dir: Path, report: dict[str, Any]) -> None:
-    (run_dir / "data_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n",
-                                              encoding="utf-8")
+    # Every process of a launched job writes it, and reads it back (mixed_sources): never half-written.
+    with replaced_atomically(run_dir / "data_report.json") as handle:
+        handle.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
 
 
 def mixed_sources(run_dir: Path) -> list[dict[str, Any]]:

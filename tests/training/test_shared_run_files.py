@@ -1,0 +1,69 @@
+"""Files every process of a launched job writes alike, at once, into the same run directory: config.yaml and the
+config it replaces, run.json, data_report.json and the prepared data. Each is written through a rename, so no
+process reads another's half-written file, and the kept config is the one the process compared."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import yaml
+
+import dsft.training.rundir as rundir
+from dsft.config import load_config
+from dsft.data.conversation import Conversation
+from dsft.data.report import write_jsonl
+from dsft.training.rundir import RunDir
+
+
+def test_a_late_process_keeps_the_config_it_compared_not_the_one_another_process_wrote(tmp_path: Path,
+                                                                                      monkeypatch) -> None:
+    """Rank 1 compares the saved config (max_steps 5) while rank 0 replaces it (max_steps 9): rank 1's kept copy,
+    read again after rank 0's write, used to hold max_steps 9, and the only record of the old config was lost."""
+    run = RunDir(tmp_path / "run")
+    run.prepare(load_config(None, ["train.max_steps=5"]), resuming=False)
+    new = load_config(None, ["train.max_steps=9"])
+    late_compared, early_done = threading.Event(), threading.Event()
+
+    def safe_load(text: str) -> object:
+        parsed = yaml.safe_load(text)
+        if threading.current_thread().name == "late":
+            late_compared.set()
+            early_done.wait()  # the early process rewrites config.yaml between this read and this process's writes
+        return parsed
+
+    monkeypatch.setattr(rundir, "yaml", SimpleNamespace(safe_load=safe_load))
+    late = threading.Thread(target=run.prepare, args=(new, False), name="late")
+    late.start()
+    late_compared.wait()
+    run.prepare(new, resuming=False)
+    early_done.set()
+    late.join()
+    kept = sorted(run.path.glob("config.before-*.yaml"))
+    assert kept and all(yaml.safe_load(p.read_text(encoding="utf-8"))["train"]["max_steps"] == 5 for p in kept)
+    assert yaml.safe_load(run.config_path.read_text(encoding="utf-8"))["train"]["max_steps"] == 9
+    assert sorted(p.name for p in run.path.iterdir() if p.name.endswith(".tmp")) == []
+
+
+class _Unwritable(Conversation):
+    def to_dict(self) -> dict:  # type: ignore[override]
+        raise OSError(28, "No space left on device")
+
+
+def test_prepared_data_stopped_half_way_leaves_the_complete_file_it_replaced(tmp_path: Path) -> None:
+    """A reader (another process, a later run) meets either the old complete file or the new one, never a part."""
+    path = tmp_path / "train.jsonl"
+    record = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]}
+    write_jsonl([Conversation.from_dict(record)] * 2, path)
+    before = path.read_text(encoding="utf-8")
+    unwritable = _Unwritable.from_dict(record)
+    try:
+        write_jsonl([Conversation.from_dict({**record, "messages": record["messages"][:1] + [
+            {"role": "assistant", "content": "Changed."}]}), unwritable], path)
+    except OSError:
+        pass
+    assert path.read_text(encoding="utf-8") == before
+    assert [p.name for p in tmp_path.iterdir()] == ["train.jsonl"]  # no temporary file left
+    assert [json.loads(line) for line in before.splitlines()][0]["messages"][1]["content"] == "Hello."
