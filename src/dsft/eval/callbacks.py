@@ -18,9 +18,11 @@ from transformers import TrainerCallback
 from dsft.config import DsftConfig
 from dsft.data.conversation import Conversation
 from dsft.eval.evaluate import generation_eval
+from dsft.eval.generate import GenerationAbandoned
 from dsft.eval.selection import generation_metric, metric_key
 from dsft.training.ranks import warn_for_job
 from dsft.training.rundir import RunDir
+from dsft.training.stop import stop_requested
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +82,22 @@ class GenerationEvalCallback(TrainerCallback):
         self.template = RunDir(self.run_dir).template
 
     def _generate(self, state: Any, model: Any, tokenizer: Any) -> dict[str, Any]:
-        metrics, samples = generation_eval(model, tokenizer, self.template, self.conversations,
-                                           max_new_tokens=self.max_new_tokens, thinking=self.thinking,
-                                           batch_size=self.batch_size, metrics=self.metrics,
-                                           temperature=self.temperature, top_p=self.top_p)
+        """This step's generation eval, recorded in generation_eval.jsonl; nothing (an empty dict) where the run
+        was asked to stop (SIGTERM, Ctrl-C, the dashboard's Stop) before or while it generated: the stop then
+        comes at this step's end, as promised, not after every prompt's ``max_new_tokens``."""
+        if stop_requested():
+            log.warning("generation eval at step %d skipped: the run is stopping", state.global_step)
+            return {}
+        try:
+            metrics, samples = generation_eval(model, tokenizer, self.template, self.conversations,
+                                               max_new_tokens=self.max_new_tokens, thinking=self.thinking,
+                                               batch_size=self.batch_size, metrics=self.metrics,
+                                               temperature=self.temperature, top_p=self.top_p,
+                                               should_stop=stop_requested)
+        except GenerationAbandoned as stopped:
+            log.warning("generation eval at step %d abandoned (%s): the run is stopping; nothing recorded",
+                        state.global_step, stopped)
+            return {}
         record = {"step": state.global_step, "metrics": metrics, "samples": samples}
         with (self.run_dir / "generation_eval.jsonl").open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, ensure_ascii=False) + "\n")

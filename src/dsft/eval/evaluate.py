@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -61,11 +61,11 @@ def _question(item: EvalItem) -> str:
 
 def run_items(model: Any, tokenizer: Any, template: ChatTemplate, thinking: bool | None,
               items: Sequence[EvalItem], options: DecodingOptions, metrics: Sequence[str] | None = None, progress: bool = True,
-              description: str = "generating") -> EvalRun:
+              description: str = "generating", should_stop: Callable[[], bool] | None = None) -> EvalRun:
     """Render (``template`` in ``thinking`` mode), generate and score ``items``; the shared core of eval,
     compare and generation eval. Outputs are split where the family says the reply starts in a think block."""
     prompts = [template.render_prompt(item.prompt, thinking=thinking) for item in items]
-    generations, stats = generate_batched(model, tokenizer, prompts, options, progress, description)
+    generations, stats = generate_batched(model, tokenizer, prompts, options, progress, description, should_stop)
     opened = [template.prompt_opens_think(p) for p in prompts]
     samples = [
         Sample(g.text, item.reference, item.choices, item.label, prompt_opened_think=o)
@@ -165,13 +165,15 @@ def evaluate_model(
 def generation_eval(model: Any, tokenizer: Any, template: Any, conversations: Sequence[Any],
                     max_new_tokens: int = 256, thinking: bool | None = None, batch_size: int = 8,
                     metrics: Sequence[str] | None = None, sample_count: int = 3, temperature: float = 0.0,
-                    top_p: float = 1.0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                    top_p: float = 1.0, should_stop: Callable[[], bool] | None = None,
+                    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Generate and score answers for validation ``conversations`` with a model already in memory.
 
     ``template`` is a template object or name; each conversation's last assistant message is the
     reference. Returns the aggregate metrics and the first ``sample_count`` samples (question,
     reference, reasoning, answer). Greedy decoding unless ``temperature`` > 0, no progress bar; the
     model's train/eval mode is restored afterwards, so a training callback can call it every M steps.
+    Raises :class:`~dsft.eval.generate.GenerationAbandoned` once ``should_stop()`` says so.
     """
     if isinstance(template, str):
         template = get_template(template, tokenizer)  # the hf family renders with the tokenizer's template
@@ -184,6 +186,6 @@ def generation_eval(model: Any, tokenizer: Any, template: Any, conversations: Se
         return {"count": 0}, []
     run = run_items(model, tokenizer, template, thinking, items,
                     DecodingOptions(max_new_tokens=max_new_tokens, batch_size=batch_size, temperature=temperature,
-                                    top_p=top_p), metrics, progress=False)
+                                    top_p=top_p), metrics, progress=False, should_stop=should_stop)
     keys = ("question", "reference", "reasoning", "answer", "scores")
     return run.metrics, [{k: r[k] for k in keys} for r in run.records[:sample_count]]

@@ -10,7 +10,7 @@ temperature 0.6) is deliberately not used.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -91,6 +91,23 @@ def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
     return ids
 
 
+class GenerationAbandoned(Exception):
+    """Generation stopped before every prompt was answered because its caller asked (``should_stop``)."""
+
+
+def _stopping_criteria(should_stop: Callable[[], bool] | None) -> Any:
+    """``model.generate``'s stopping criteria that end every row at the next token once ``should_stop()``."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _StopWhenAsked(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            asked = should_stop is not None and should_stop()
+            return torch.full((input_ids.shape[0],), asked, dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([_StopWhenAsked()] if should_stop is not None else [])
+
+
 def _decode_new(tokenizer: Any, new_ids: list[int], stops: list[int]) -> Generation:
     # Cut at the first stop token; everything after it is padding. Special tokens are kept in the text
     # (skip_special_tokens would also drop <think> where a tokenizer marks it special).
@@ -102,7 +119,7 @@ def _decode_new(tokenizer: Any, new_ids: list[int], stops: list[int]) -> Generat
 
 
 def _generate_batch(model: Any, tokenizer: Any, prompts: Sequence[str], options: DecodingOptions,
-                    stops: list[int]) -> list[Generation]:
+                    stops: list[int], should_stop: Callable[[], bool] | None = None) -> list[Generation]:
     import torch
     from transformers import GenerationConfig
 
@@ -126,6 +143,7 @@ def _generate_batch(model: Any, tokenizer: Any, prompts: Sequence[str], options:
             input_ids=encoded["input_ids"].to(device),
             attention_mask=encoded["attention_mask"].to(device),
             generation_config=config,
+            stopping_criteria=_stopping_criteria(should_stop),
         )
     prompt_len = encoded["input_ids"].shape[1]
     return [_decode_new(tokenizer, row[prompt_len:].tolist(), stops) for row in output]
@@ -138,11 +156,14 @@ def generate_batched(
     options: DecodingOptions | None = None,
     progress: bool = True,
     description: str = "generating",
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[list[Generation], GenerationStats]:
     """Generate a completion for every prompt, ``options.batch_size`` at a time, in input order.
 
     Shows a rich progress bar with the running tokens/s when ``progress``. The model is put in eval
-    mode for the call and its previous mode restored (so a trainer can call this mid-training).
+    mode for the call and its previous mode restored (so a trainer can call this mid-training). Once
+    ``should_stop()`` says so (asked before each batch and after each new token), generation ends at the next
+    token and :class:`GenerationAbandoned` is raised: the answers so far are cut short, not results.
     """
     import torch
 
@@ -163,8 +184,13 @@ def generate_batched(
     try:
         task = bar.add_task(description, total=len(prompts), rate="")
         for start in range(0, len(order), options.batch_size):
+            if should_stop is not None and should_stop():
+                raise GenerationAbandoned(f"stopped after {start} of {len(prompts)} prompts")
             batch = order[start : start + options.batch_size]
-            for index, generation in zip(batch, _generate_batch(model, tokenizer, [prompts[i] for i in batch], options, stops)):
+            answers = _generate_batch(model, tokenizer, [prompts[i] for i in batch], options, stops, should_stop)
+            if should_stop is not None and should_stop():
+                raise GenerationAbandoned(f"stopped during prompts {start + 1}-{start + len(batch)} of {len(prompts)}")
+            for index, generation in zip(batch, answers):
                 results[index] = generation
                 generated += generation.new_tokens
             elapsed = time.perf_counter() - started

@@ -5,7 +5,8 @@ as stopped.
 (SIGINT) no longer lose the steps since the last checkpoint: the step in flight completes, the Trainer
 saves ``checkpoint-N`` as it does at ``save_steps``, ``final/`` is written and ``run.json`` says
 ``stopped``; ``--resume auto`` continues. The same signal a second time before the step ends stops the
-process at once, as before (Ctrl-C twice: KeyboardInterrupt).
+process at once, as before (Ctrl-C twice: KeyboardInterrupt). Work between steps that can be dropped asks
+:func:`stop_requested` and ends early (generation eval: at the next token, recording nothing).
 
 Under several processes every rank must stop after the same step, or the others wait for ever in the next
 step's collectives; a signal can reach the ranks on either side of a step end. The ranks therefore agree
@@ -25,6 +26,17 @@ from transformers import TrainerCallback
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "Ctrl-C"}
+_installed: list["StopOnSignal"] = []  # the handlers of the run in progress (install() to restore())
+
+
+def stop_requested() -> bool:
+    """Whether this process was asked to stop the run in progress (SIGTERM or Ctrl-C, once). Work done between
+    optimizer steps that can be dropped (generation eval) asks it, so a stop does not wait for that work.
+
+    >>> stop_requested()
+    False
+    """
+    return any(stopper.requested for stopper in _installed)
 
 
 class StopOnSignal(TrainerCallback):
@@ -41,11 +53,14 @@ class StopOnSignal(TrainerCallback):
             # as the CLI's own handlers leave it (dsft.cli.stopping).
             self._previous = {signum: signal.signal(signum, self._handle) for signum in SIGNALS
                               if signal.getsignal(signum) != signal.SIG_IGN}
+            _installed.append(self)
 
     def restore(self) -> None:
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
         self._previous = {}
+        if self in _installed:
+            _installed.remove(self)
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:  # asked twice: stop now
