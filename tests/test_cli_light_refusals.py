@@ -311,6 +311,12 @@ SERVE_CASES = [
     ("adapter", ["--adapter", "sql"], "--adapter 'sql': expected NAME=PATH"),
     ("adapter-missing", ["--adapter", "sql=runs/typo"], "--adapter sql=runs/typo: no such directory"),
     ("adapter-empty-dir", ["--adapter", "sql=."], "--adapter sql=.: no adapter_config.json there"),
+    # "" served the model under the directory's name without a word (the bad --dtype after it only keeps a
+    # command that skips the check from starting a server).
+    ("served-model-name-empty", ["--served-model-name", "", "--dtype", "fp8"],
+     "--served-model-name '': must be a non-empty name"),
+    ("served-model-name-spaces", ["--served-model-name", " r1", "--dtype", "fp8"],
+     "--served-model-name ' r1': must be a non-empty"),
     # A ValueError traceback from shlex.
     ("engine-args-unclosed-quote", ["--engine", "vllm", "--dry-run", "--engine-args", '--chat-template "a b'],
      "--engine-args '--chat-template \"a b': cannot split it as a shell would (No closing quotation)"),

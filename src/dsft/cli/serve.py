@@ -65,6 +65,10 @@ def serve(
     engine = engine or serve_cfg.engine
     if engine not in ("transformers", "vllm"):
         raise DsftError(f"--engine {engine}: choose transformers or vllm")
+    if served_model_name is not None and (not served_model_name or served_model_name != served_model_name.strip()):
+        # "" fell back to the directory's name without a word: clients asking for "" would get a 404.
+        raise DsftError(f"--served-model-name {served_model_name!r}: must be a non-empty name without surrounding "
+                        "spaces; omit it to use the directory's name")
     settings = ServeSettings.from_config(
         serve_cfg, host=host, port=port, api_key=api_key, max_queue=max_queue, max_batch=max_batch,
         max_tokens=max_tokens, max_model_len=max_model_len,
