@@ -188,7 +188,32 @@ def resolve_resume(resume: str | None, checkpoint_root: Path) -> ResumePoint:
     return ResumePoint(path)
 
 
+def check_same_checkpoint(checkpoint: Path | None) -> None:
+    """Refuse, on every rank, a launched job whose processes chose different checkpoints to resume from.
+
+    Every process resolves ``--resume`` itself, before the processes meet; on one filesystem they find the same
+    checkpoints. A run directory on each node's own disk holds checkpoints only where the main process renamed
+    them into place, so another node would start from step 0 beside a resumed one (and its collectives would
+    no longer match). Called once the Trainer's process group exists; one process alone has nothing to compare.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return
+    chosen: list[str | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(chosen, str(checkpoint) if checkpoint is not None else None)
+    if len(set(chosen)) > 1:
+        raise DsftError(
+            "the processes of this job would resume from different checkpoints; put the run directory on a "
+            "filesystem every node shares (see docs/distributed.md)",
+            [f"rank {rank}: {name or 'none (step 0)'}" for rank, name in enumerate(chosen)], job_wide=True,
+        )  # every rank gathered the same list
+
+
 def clean_staging(checkpoint_root: Path) -> None:
+    # Only leftovers of a killed save: no checkpoint is listed or resumed from .staging, and no process saves
+    # before every process has passed this point (the Trainer's process group forms first), so the processes
+    # of a job removing it at once harm none.
     staging = checkpoint_root / STAGING
     if staging.exists():
         shutil.rmtree(staging, ignore_errors=True)

@@ -27,7 +27,7 @@ from dsft.errors import ConfigError, DsftError, UnsupportedError
 from dsft.models.gguf_source import dequantisation_note, read_import_record
 from dsft.models.loading import load_tokenizer, use_cpu_accelerator_without_cuda
 from dsft.models.resolve import resolve_model
-from dsft.training.checkpointing import checkpoint_step, resolve_resume
+from dsft.training.checkpointing import check_same_checkpoint, checkpoint_step, resolve_resume
 from dsft.training.collators import make_collator, make_train_dataset
 from dsft.training.environment import environment_problems
 from dsft.training.examples import describe_dropped
@@ -173,6 +173,7 @@ def run_training(
         trainer = _build_trainer(cfg, run_dir, model, tokenizer, splits, callbacks, counter)
     else:
         trainer = build_objective_trainer(cfg, run_dir, model, tokenizer, splits, callbacks, counter, reward_funcs)
+    check_same_checkpoint(checkpoint)  # the processes have met: each resolved --resume alone
     if checkpoint is not None:
         # The checkpoint's step was evaluated (and logged) by the run that wrote it: no second evaluation
         # of the same weights, and no second metrics.jsonl line for that step.
