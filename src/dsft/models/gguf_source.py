@@ -359,10 +359,12 @@ def materialise_gguf(name: str, cache_dir: Path) -> ImportedModel:
     converted = _converted(target)
     if converted is not None:
         return converted
+    info = read_gguf_info(path)
+    check_architecture(info)  # from the header: a refused file leaves the cache as it was
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target.with_name(target.name + ".lock"))):
         converted = _converted(target)  # converted by the process that held the lock before this one
-        return converted if converted is not None else _convert_announced(name, path, target)
+        return converted if converted is not None else _convert_announced(name, path, info, target)
 
 
 def _converted(target: Path) -> ImportedModel | None:
@@ -372,9 +374,7 @@ def _converted(target: Path) -> ImportedModel | None:
     return None
 
 
-def _convert_announced(name: str, path: Path, target: Path) -> ImportedModel:
-    info = read_gguf_info(path)
-    check_architecture(info)
+def _convert_announced(name: str, path: Path, info: GGUFInfo, target: Path) -> ImportedModel:
     log.warning("%s: converting %s %s GGUF to a float32 checkpoint in %s (once); training starts from these "
                 "dequantised weights, which carry the file's %s rounding", name, info.architecture,
                 info.quantization, target, info.quantization)
