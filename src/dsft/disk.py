@@ -28,6 +28,7 @@ import contextlib
 import errno
 import os
 import shutil
+import threading
 from collections.abc import Iterable, Iterator
 from typing import IO
 from pathlib import Path
@@ -111,10 +112,10 @@ def replaced_atomically(path: Path, errors: str = "strict") -> Iterator[IO[str]]
 
     Every process of a launched job prepares the same run directory at once; with ``open(path, "w")`` one
     process's truncation could meet another's read (a torn ``config.yaml`` or ``run.json``) or a write stopped
-    half-way could leave half a file. The temporary file is this process's own (its pid in the name), in the
-    same directory (one file system), and is removed when the block fails.
+    half-way could leave half a file. The temporary file is this process's and thread's own (both in the name),
+    in the same directory (one file system), and is removed when the block fails.
     """
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     try:
         with open(temporary, "w", encoding="utf-8", errors=errors) as handle:
             yield handle

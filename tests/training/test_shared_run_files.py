@@ -67,3 +67,42 @@ def test_prepared_data_stopped_half_way_leaves_the_complete_file_it_replaced(tmp
     assert path.read_text(encoding="utf-8") == before
     assert [p.name for p in tmp_path.iterdir()] == ["train.jsonl"]  # no temporary file left
     assert [json.loads(line) for line in before.splitlines()][0]["messages"][1]["content"] == "Hello."
+
+
+def test_two_processes_rebuilding_the_metrics_at_once_both_finish(tmp_path: Path, monkeypatch) -> None:
+    """Every process of a launched job resumed with no step left rebuilds metrics.jsonl. With one shared temporary
+    name, the first to rename took the second's file away: FileNotFoundError on the second."""
+    import os
+
+    from dsft.training.monitoring import rebuild_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    history = [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}]
+    late_written, early_done = threading.Event(), threading.Event()
+    replace = os.replace
+
+    def replace_late(source: object, target: object) -> None:
+        if threading.current_thread().name == "late":
+            late_written.set()
+            early_done.wait()  # the early process writes and renames its copy between the late one's two steps
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", replace_late)
+    failures: list[BaseException] = []
+
+    def late_rebuild() -> None:
+        try:
+            rebuild_metrics(path, history, 2)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            failures.append(exc)
+            late_written.set()
+
+    late = threading.Thread(target=late_rebuild, name="late")
+    late.start()
+    late_written.wait()
+    rebuild_metrics(path, history, 2)
+    early_done.set()
+    late.join()
+    assert failures == []
+    assert [json.loads(line)["step"] for line in path.read_text(encoding="utf-8").splitlines()] == [1, 2]
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.jsonl"]

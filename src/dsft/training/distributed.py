@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dsft.config.schema import TrainConfig
+from dsft.disk import replaced_atomically
 from dsft.errors import ConfigError, UnsupportedError
 from dsft.training.attention_choice import SEGMENT_ATTENTION
 from dsft.training.build_locks import remove_stale_locks
@@ -350,7 +351,8 @@ def distributed_training_args(
         remove_stale_locks()
         config = deepspeed_config(train_cfg, world_size)
         path = run_dir / DEEPSPEED_FILE
-        path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        with replaced_atomically(path) as handle:  # every process writes it and DeepSpeed reads it back at once
+            handle.write(json.dumps(config, indent=2) + "\n")
         kwargs["deepspeed"] = str(path)
         kwargs.update(sequence_parallel_args(train_cfg, train_cfg.sequence_parallel, world_size, model_config))
         return kwargs
@@ -359,7 +361,8 @@ def distributed_training_args(
         # silently train with plain DDP instead.
         raise UnsupportedError(FSDP_NEEDS_CUDA)
     settings = fsdp_settings(train_cfg, model_config)
-    (run_dir / FSDP_FILE).write_text(json.dumps(settings["fsdp_config"], indent=2) + "\n", encoding="utf-8")
+    with replaced_atomically(run_dir / FSDP_FILE) as handle:  # every process writes it
+        handle.write(json.dumps(settings["fsdp_config"], indent=2) + "\n")
     if not _cuda_available():
         kwargs["ddp_backend"] = "gloo"
     kwargs.update(settings)

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from dsft.disk import replaced_atomically
 from dsft.training.gpu_telemetry import GPU_KEY, GpuTelemetry, plot_gpu
 
 TRAIN_KEYS = {"loss": "loss", "learning_rate": "lr", "grad_norm": "grad_norm"}
@@ -138,9 +138,10 @@ def rebuild_metrics(path: Path, log_history: list[dict[str, Any]], last_step: in
             rows[row["step"]] = {**rows.get(row["step"], {}), **row}
     ordered = [rows[step] for step in sorted(rows)]
     if path.is_file() or ordered:
-        temporary = path.with_name(path.name + ".tmp")
-        temporary.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ordered), encoding="utf-8")
-        os.replace(temporary, path)
+        # Through a temporary file of this process's own: every process of a launched job finishing a resume with
+        # no step left rebuilds it at once, and with one shared name a process renamed away another's file.
+        with replaced_atomically(path) as handle:
+            handle.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ordered))
     return ordered
 
 
