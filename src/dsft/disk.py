@@ -106,6 +106,22 @@ def output_dir(path: Path, flag: str = "--out") -> Path:
     return path
 
 
+REPLACEMENT_SUFFIX = ".tmp"
+
+
+def is_replacement_in_flight(path: Path) -> bool:
+    """Whether ``path`` is the temporary file of a :func:`replaced_atomically` write (another process's, maybe,
+    renamed in a moment): something a check of a directory's contents must not count as the user's.
+
+    >>> is_replacement_in_flight(Path("run/.config.yaml.4711-140234.tmp")), is_replacement_in_flight(Path("notes.tmp"))
+    (True, False)
+    """
+    stem, _, ids = path.name.removesuffix(REPLACEMENT_SUFFIX).rpartition(".")
+    pid, _, thread = ids.partition("-")
+    return (path.name.endswith(REPLACEMENT_SUFFIX) and path.name.startswith(".") and len(stem) > 1
+            and pid.isdigit() and thread.isdigit())
+
+
 @contextlib.contextmanager
 def replaced_atomically(path: Path, errors: str = "strict") -> Iterator[IO[str]]:
     """A UTF-8 text handle whose content replaces ``path`` in one rename when the block ends without error.
@@ -115,7 +131,7 @@ def replaced_atomically(path: Path, errors: str = "strict") -> Iterator[IO[str]]
     half-way could leave half a file. The temporary file is this process's and thread's own (both in the name),
     in the same directory (one file system), and is removed when the block fails.
     """
-    temporary = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}{REPLACEMENT_SUFFIX}")
     try:
         with open(temporary, "w", encoding="utf-8", errors=errors) as handle:
             yield handle

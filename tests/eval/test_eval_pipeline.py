@@ -175,7 +175,7 @@ def test_reasoning_tokens_count_what_was_generated(monkeypatch, tiny_model_dir: 
     ids = (x,) * 5 + (end,) + tuple(tokenizer.encode("yes", add_special_tokens=False))
     assert len(tokenizer.encode("xxxxx", add_special_tokens=False)) != 5  # the old re-tokenizing count differs
 
-    def fake_generate(model, tok, prompts, options, progress, description):
+    def fake_generate(model, tok, prompts, options, progress, description, should_stop=None):
         text = tokenizer.decode(list(ids), skip_special_tokens=False)
         return [Generation(text, len(ids) + 1, True, ids) for _ in prompts], GenerationStats(len(prompts), 0, 1.0)
 

@@ -84,7 +84,9 @@ def test_guide_003_loss_flags_full_sft_export_vllm(at_repo_root: Path, dsft, tmp
     export = tmp_path / "hf"
     dsft("export", run, "--format", "hf", "--dtype", "bfloat16", "--out", export)
     assert json.loads((export / "config.json").read_text())["dtype"] == "bfloat16"
-    argv = shlex.split(dsft("serve", export, "--config", CONFIG, "--max-model-len", "32768", "--dry-run").strip())
+    # as the guide's README runs it: host 0.0.0.0 (the config's) needs a key, which the printed line hides
+    argv = shlex.split(dsft("serve", export, "--config", CONFIG, "--max-model-len", "32768", "--api-key",
+                            "guide-key", "--dry-run").strip())
 
     def option(flag: str) -> str:
         return argv[argv.index(flag) + 1]
@@ -93,6 +95,7 @@ def test_guide_003_loss_flags_full_sft_export_vllm(at_repo_root: Path, dsft, tmp
     assert (option("--tensor-parallel-size"), option("--pipeline-parallel-size")) == ("8", "4")
     assert (option("--served-model-name"), option("--reasoning-parser")) == ("deepseek-r1-sft", "deepseek_r1")
     assert option("--host") == "0.0.0.0" and "--trust-remote-code" in argv and "--chat-template" not in argv
+    assert "guide-key" not in argv and "--api-key" in argv
 
     # the guide's curl request, answered by dsft's own server on the export
     answer = serve_once(export, "/v1/chat/completions", {"model": "guide", "max_tokens": 6,

@@ -9,12 +9,14 @@ import threading
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 import yaml
 
 import dsft.training.rundir as rundir
 from dsft.config import load_config
 from dsft.data.conversation import Conversation
 from dsft.data.report import write_jsonl
+from dsft.errors import DsftError
 from dsft.training.rundir import RunDir
 
 
@@ -106,3 +108,19 @@ def test_two_processes_rebuilding_the_metrics_at_once_both_finish(tmp_path: Path
     assert failures == []
     assert [json.loads(line)["step"] for line in path.read_text(encoding="utf-8").splitlines()] == [1, 2]
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.jsonl"]
+
+
+def test_a_new_run_directory_holding_another_process_config_being_written_is_still_new(tmp_path: Path) -> None:
+    """Under torchrun rank 1 may be between creating its temporary config.yaml and renaming it when rank 0
+    checks --out: rank 0 read the directory as 'not empty and holds no dsft run' and the job stopped (guide
+    000's two-process test, once in a CI run). A file that is not dsft's is still refused."""
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    (run.path / ".config.yaml.4711-140234.tmp").write_text("train: {}\n", encoding="utf-8")
+    run.prepare(load_config(None, ["train.max_steps=5"]), resuming=False)
+    assert yaml.safe_load(run.config_path.read_text(encoding="utf-8"))["train"]["max_steps"] == 5
+    other = RunDir(tmp_path / "other")
+    other.path.mkdir()
+    (other.path / "notes.tmp").write_text("mine", encoding="utf-8")
+    with pytest.raises(DsftError, match="holds no dsft run"):
+        other.prepare(load_config(None, []), resuming=False)

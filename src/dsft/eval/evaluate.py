@@ -65,7 +65,8 @@ def run_items(model: Any, tokenizer: Any, template: ChatTemplate, thinking: bool
     """Render (``template`` in ``thinking`` mode), generate and score ``items``; the shared core of eval,
     compare and generation eval. Outputs are split where the family says the reply starts in a think block."""
     prompts = [template.render_prompt(item.prompt, thinking=thinking) for item in items]
-    generations, stats = generate_batched(model, tokenizer, prompts, options, progress, description, should_stop)
+    generations, stats = generate_batched(model, tokenizer, prompts, options, progress, description,
+                                          should_stop=should_stop)
     opened = [template.prompt_opens_think(p) for p in prompts]
     samples = [
         Sample(g.text, item.reference, item.choices, item.label, prompt_opened_think=o)

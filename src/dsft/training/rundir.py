@@ -28,7 +28,7 @@ import yaml
 
 from dsft import __version__
 from dsft.config import DsftConfig, dump_config, load_config
-from dsft.disk import replaced_atomically
+from dsft.disk import is_replacement_in_flight, replaced_atomically
 from dsft.errors import DsftError
 from dsft.models.resolve import resolve_model
 from dsft.training.checkpointing import list_checkpoints
@@ -287,7 +287,9 @@ class RunDir:
         run_dir, saved = self.path, self.config_path
         if run_dir.exists() and not run_dir.is_dir():
             raise DsftError(f"--out {run_dir}: exists and is not a directory", job_wide=True)
-        if run_dir.is_dir() and any(run_dir.iterdir()) and not saved.is_file():
+        # Another process of the job may be writing config.yaml this moment: its temporary file is not the user's.
+        if (run_dir.is_dir() and any(not is_replacement_in_flight(p) for p in run_dir.iterdir())
+                and not saved.is_file()):
             raise DsftError(f"--out {run_dir}: exists, is not empty and holds no dsft run (no {CONFIG_FILE}); "
                             "choose a new directory", job_wide=True)
         recorded = self.recorded_info()
