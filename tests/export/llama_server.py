@@ -12,7 +12,6 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from http_ready import wait_until_healthy
 
 ENV_VAR = "DSFT_LLAMA_SERVER"
 MISSING_REASON = (f"llama-server not found: set {ENV_VAR}=/path/to/llama-server or put it on PATH (build it from "
@@ -77,18 +78,7 @@ def serve_gguf(binary: str, gguf: Path, log: Path, *extra: str) -> Iterator[Llam
             [binary, "-m", str(gguf), "--jinja", "--host", "127.0.0.1", "--port", str(port), "-c", "512",
              "-t", "1", "--no-warmup", *extra], stdout=out, stderr=subprocess.STDOUT)
         try:
-            deadline = time.time() + 120
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"llama-server exited with {process.returncode}: {log.read_text()[-2000:]}")
-                try:
-                    if httpx.get(base_url + "/health", timeout=5).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.time() > deadline:
-                    raise RuntimeError(f"llama-server did not become ready in 120 s: {log.read_text()[-2000:]}")
-                time.sleep(0.05)
+            wait_until_healthy(base_url, process, log.read_text, "llama-server", 120)
             yield LlamaServer(base_url)
         finally:
             process.terminate()

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
 from dsft.eval.target import load_eval_target
 
 from factcheck import ask, prompts_for, score
+from http_ready import wait_until_healthy
 from jsonl_files import read_jsonl
 from smollm2_recipe import FULL, LORA, TRAIN
 
@@ -123,7 +121,7 @@ def test_dsft_serve_answers_through_the_openai_client(full_run, full_answers, fa
                                "--served-model-name", "reservoirs"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_ready(f"http://127.0.0.1:{port}", server)
+        wait_until_healthy(f"http://127.0.0.1:{port}", server, server.stderr.read, "dsft serve", 300, poll_s=0.5)
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=120)
         records = read_jsonl(facts["paraphrased"])[:3]
         for record, expected in zip(records, full_answers["paraphrased"]):
@@ -143,15 +141,3 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait_ready(base_url: str, server: Any, timeout_s: float = 300) -> None:
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"dsft serve exited with {server.returncode}: {server.stderr.read()[-2000:]}")
-        try:
-            if httpx.get(base_url + "/health", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError("dsft serve did not become ready")
