@@ -12,6 +12,7 @@
 # A run that is cut writes no report; the others still do. The model is written once per OUT_DIR, so a session with a
 # limit per command can run the parts in several calls, e.g. "pair trl micro-batch-2", then "profile liger".
 # MODEL_DIR=DIR uses that model instead (a dry run of the script on a small model, e.g. on a CPU).
+# TRL_SYSTEMS=LIST changes the systems part trl compares dsft with (default trl-expert,trl-expert-varlen).
 set -u
 out=${1:?usage: bench_gpu_7b.sh OUT_DIR [SECONDS_PER_RUN] [PARTS]}
 limit=${2:-300}
@@ -45,7 +46,7 @@ if wanted pair; then
     timeout "$limit" python "$(dirname "$0")/bench_lora_forward.py" --model "$model" --seq-len 4096 --rounds 5 2>&1 | tail -6
     if [ "${PIPESTATUS[0]}" = 124 ]; then say "pair: cut after $limit s"; fi
 fi
-wanted trl && run against-trl --compare trl-expert,trl-expert-varlen
+wanted trl && run against-trl --compare "${TRL_SYSTEMS:-trl-expert,trl-expert-varlen}"
 # Two packed rows per forward for both (half the kernel launches per token: the step was partly launch-bound).
 wanted micro-batch-2 && run against-trl-micro-batch-2 --compare trl-expert-varlen --micro-batch-size 2
 if wanted profile; then
