@@ -724,3 +724,26 @@ def test_models_random_refuses_before_torch(tmp_path: Path, args: list[str], exp
     assert code == 2 and expected in err and "Traceback" not in err, err
     assert not torch_loaded, "the refusal came after torch was imported"
     assert not (tmp_path / "m").exists()
+
+
+BENCH_CASES = [
+    ("lengths", ["--lengths", "long"], "bench --lengths: expected one of reasoning, short, got 'long'"),
+    ("seq-len", ["--seq-len", "0"], "bench --seq-len 0: must be >= 64"),
+    ("steps", ["--steps", "0"], "bench --steps 0: must be >= 1"),
+    ("micro-batch-size", ["--micro-batch-size", "0"], "bench --micro-batch-size 0: must be >= 1"),
+    ("examples-per-step", ["--examples-per-step", "0"], "bench --examples-per-step 0: must be >= 1"),
+    ("compare", ["--compare", "trl,axolotl"], "bench --compare: unknown system(s) axolotl; choose from"),
+    ("dsft-option", ["--dsft-option", "unknown"], "bench --dsft-option: unknown option(s) unknown; choose from"),
+    ("loss-dtype", ["--loss-dtype", "fp8"], "bench --loss-dtype: expected one of auto, fp32, bf16, got 'fp8'"),
+    ("precision", ["--precision", "fp16"], "bench --precision: expected one of auto, fp32, bf16, got 'fp16'"),
+    ("two-at-once", ["--steps", "0", "--seq-len", "3"], "bench --steps 0: must be >= 1; bench --seq-len 3: must be"),
+]
+
+
+@pytest.mark.parametrize("args, expected", [c[1:] for c in BENCH_CASES], ids=[c[0] for c in BENCH_CASES])
+def test_bench_train_refuses_bad_flags_before_torch(tmp_path: Path, args: list[str], expected: str) -> None:
+    """They were checked by the runner, after torch had been imported (six seconds on a quiet machine)."""
+    code, torch_loaded, err = _refuse(["bench", "train", "--out", str(tmp_path / "b.json"), *args], tmp_path)
+    assert code == 2 and expected in err and "Traceback" not in err, err
+    assert not torch_loaded, "the refusal came after torch was imported"
+    assert not (tmp_path / "b.json").exists()

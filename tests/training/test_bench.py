@@ -297,7 +297,7 @@ def test_dsft_and_trl_expert_take_the_same_micro_batch_of_packed_rows(tiny_model
     (["--loss-dtype", "fp16"], "--loss-dtype: expected one of auto, fp32, bf16"),
     (["--dsft-option", "liger"], "Liger's kernels are Triton kernels for CUDA"),
     (["--profile", "/dev/null/prof"], "--profile /dev/null/prof: cannot create the directory"),
-    (["--micro-batch-size", "0"], "--micro-batch-size >= 1"),
+    (["--micro-batch-size", "0"], "--micro-batch-size 0: must be >= 1"),
     (["--precision", "fp16"], "--precision: expected one of auto, fp32, bf16"),
 ])
 def test_bench_train_rejects_bad_options(run_cli, tmp_path: Path, args: list[str], message: str) -> None:

@@ -81,6 +81,7 @@ def train(
     from rich.console import Console
 
     from dsft.errors import DsftError
+    from dsft.training.bench.settings import check_bench_settings, parse_systems
 
     if method not in ("lora", "full"):
         raise DsftError(f"bench --method: expected lora or full, got {method!r}")
@@ -90,6 +91,10 @@ def train(
     check_report_file(out, overwrite)
     if profile is not None:
         check_profile_dir(profile, out, overwrite)
+    systems = parse_systems(compare)
+    check_bench_settings(steps=steps, seq_len=seq_len, examples_per_step=examples_per_step,
+                         micro_batch_size=micro_batch_size, compare=systems, dsft_options=tuple(dsft_option),
+                         lengths=lengths, loss_dtype=loss_dtype, precision=precision)
     chunk: int | str | None = loss_chunk_size
     if loss_chunk_size is not None and loss_chunk_size != "auto":
         if not loss_chunk_size.isdigit() or int(loss_chunk_size) < 1:
@@ -98,7 +103,6 @@ def train(
     from dsft.training.bench.runner import run_bench  # torch: after the flags that need none are checked
 
     console = Console()
-    systems = tuple(s.strip() for s in compare.split(",") if s.strip())
     report = run_bench(model=model, steps=steps, seq_len=seq_len, compare=systems,
                        examples_per_step=examples_per_step, method=method, threads=threads,
                        length_scale=length_scale, loss_chunk_size=chunk, dsft_options=tuple(dsft_option),

@@ -35,16 +35,11 @@ from dsft.config.schema import TrainConfig
 from dsft.errors import DsftError
 from dsft.models.loading import load_tokenizer
 from dsft.models.resolve import resolve_model
-from dsft.training.bench.synthetic import LENGTH_MIXES, make_examples
+from dsft.training.bench.settings import check_bench_settings
+from dsft.training.bench.synthetic import make_examples
 from dsft.training.bench.systems import bench_precision
 from dsft.training.environment import cpu_multiplies_bf16
-from dsft.training.loss import LOSS_DTYPES
 
-# --precision: what every system's body computes in (auto: fp32 on CPU, bf16 on GPU).
-PRECISIONS = ("auto", "fp32", "bf16")
-SYSTEMS = ("dsft", "trl-expert", "trl-expert-varlen", "trl", "seed")
-# Optional accelerations the dsft system can be measured with (train.<name> in a config): off by default.
-DSFT_OPTIONS = ("compile", "compile_layers", "gradient_checkpointing", "offload_activations", "liger")
 DEFINITIONS = {
     "supervised_tokens": "next-token targets under dsft's assistant-only mask, the same for every system",
     "tokens_per_s": "real (non-padding) input tokens per second",
@@ -122,23 +117,9 @@ def run_bench(
     profile_dir: str | None = None, micro_batch_size: int = 1, precision: str = "auto",
 ) -> dict[str, Any]:
     """Run dsft and each system in ``compare`` in turn; return the report (see module docstring)."""
-    bad_options = [name for name in dsft_options if name not in DSFT_OPTIONS]
-    if bad_options:
-        raise DsftError(f"bench --dsft-option: unknown option(s) {', '.join(bad_options)}; "
-                        f"choose from {', '.join(DSFT_OPTIONS)}")
-    unknown = [name for name in compare if name not in SYSTEMS or name == "dsft"]
-    if unknown:
-        raise DsftError(f"bench --compare: unknown system(s) {', '.join(unknown)}; "
-                        f"choose from {', '.join(SYSTEMS[1:])}")
-    if lengths not in LENGTH_MIXES:
-        raise DsftError(f"bench --lengths: expected one of {', '.join(LENGTH_MIXES)}, got {lengths!r}")
-    if loss_dtype not in LOSS_DTYPES:
-        raise DsftError(f"bench --loss-dtype: expected one of {', '.join(LOSS_DTYPES)}, got {loss_dtype!r}")
-    if precision not in PRECISIONS:
-        raise DsftError(f"bench --precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if steps < 1 or seq_len < 64 or examples_per_step < 1 or micro_batch_size < 1:
-        raise DsftError("bench: --steps must be >= 1, --seq-len >= 64, --examples-per-step >= 1 and "
-                        "--micro-batch-size >= 1")
+    check_bench_settings(steps=steps, seq_len=seq_len, examples_per_step=examples_per_step,
+                         micro_batch_size=micro_batch_size, compare=compare, dsft_options=dsft_options,
+                         lengths=lengths, loss_dtype=loss_dtype, precision=precision)
     threads = threads or torch.get_num_threads()
     if profile_dir is not None:
         try:

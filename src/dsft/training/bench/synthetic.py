@@ -1,6 +1,6 @@
 """Synthetic SFT datasets with a fixed seed: the benchmark's one input for every system.
 
-Two length mixes (``LENGTH_MIXES``), half Chinese and half English conversations in each:
+Two length mixes (``settings.LENGTH_MIXES``), half Chinese and half English conversations in each:
 
 * ``reasoning``: a user prompt of 30-300 tokens and an assistant turn with reasoning of 100-1,500 tokens
   (in ``<think>``) and an answer of 20-400 tokens, uniform in each range;
@@ -23,31 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from dsft.templates.base import IGNORE_INDEX
+from dsft.training.bench.settings import LENGTH_MIXES
 from dsft.training.collators import PackedCollator, pack_row
 from dsft.training.packing import pack_best_fit
-
-PROMPT_TOKENS = (30, 300)
-REASONING_TOKENS = (100, 1500)
-ANSWER_TOKENS = (20, 400)
-
-
-@dataclass(frozen=True)
-class LengthMix:
-    """Token ranges of one synthetic conversation: ``(low, high)`` uniform, and with probability ``tail``
-    a draw from ``(high, tail_high)`` instead (a long tail). ``reasoning`` None: no ``<think>`` block."""
-
-    prompt: tuple[int, int]
-    answer: tuple[int, int]
-    reasoning: tuple[int, int] | None = None
-    tail: float = 0.0
-    prompt_tail_high: int = 0
-    answer_tail_high: int = 0
-
-
-LENGTH_MIXES = {
-    "reasoning": LengthMix(prompt=PROMPT_TOKENS, answer=ANSWER_TOKENS, reasoning=REASONING_TOKENS),
-    "short": LengthMix(prompt=(20, 400), answer=(5, 150), tail=0.1, prompt_tail_high=1600, answer_tail_high=600),
-}
 
 _ENGLISH = [
     "the", "model", "reads", "each", "step", "of", "the", "problem", "and", "checks", "the", "result", "before",

@@ -1,0 +1,82 @@
+"""What ``dsft bench train`` accepts: the systems, options, length mixes and precisions, and the check of a
+benchmark's settings. Nothing here imports torch, so the CLI refuses a bad flag in about a second, before
+torch and a model load (the runner checks the same settings again for callers of ``run_bench``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import get_args
+
+from dsft.config.schema import TrainConfig
+from dsft.errors import DsftError
+
+# --precision: what every system's body computes in (auto: fp32 on CPU, bf16 on GPU).
+PRECISIONS = ("auto", "fp32", "bf16")
+SYSTEMS = ("dsft", "trl-expert", "trl-expert-varlen", "trl", "seed")
+# Optional accelerations the dsft system can be measured with (train.<name> in a config): off by default.
+DSFT_OPTIONS = ("compile", "compile_layers", "gradient_checkpointing", "offload_activations", "liger")
+# --loss-dtype is train.loss_dtype: the config schema owns its values.
+LOSS_DTYPE_NAMES = get_args(TrainConfig.model_fields["loss_dtype"].annotation)
+# The shortest --seq-len: below it hardly any synthetic conversation fits a row.
+MIN_SEQ_LEN = 64
+
+PROMPT_TOKENS = (30, 300)
+REASONING_TOKENS = (100, 1500)
+ANSWER_TOKENS = (20, 400)
+
+
+@dataclass(frozen=True)
+class LengthMix:
+    """Token ranges of one synthetic conversation: ``(low, high)`` uniform, and with probability ``tail``
+    a draw from ``(high, tail_high)`` instead (a long tail). ``reasoning`` None: no ``<think>`` block."""
+
+    prompt: tuple[int, int]
+    answer: tuple[int, int]
+    reasoning: tuple[int, int] | None = None
+    tail: float = 0.0
+    prompt_tail_high: int = 0
+    answer_tail_high: int = 0
+
+
+LENGTH_MIXES = {
+    "reasoning": LengthMix(prompt=PROMPT_TOKENS, answer=ANSWER_TOKENS, reasoning=REASONING_TOKENS),
+    "short": LengthMix(prompt=(20, 400), answer=(5, 150), tail=0.1, prompt_tail_high=1600, answer_tail_high=600),
+}
+
+
+def parse_systems(compare: str) -> tuple[str, ...]:
+    """``--compare "trl-expert, seed"`` -> ``("trl-expert", "seed")``; ``""`` -> ``()`` (dsft alone)."""
+    return tuple(name.strip() for name in compare.split(",") if name.strip())
+
+
+def check_bench_settings(*, steps: int, seq_len: int, examples_per_step: int, micro_batch_size: int,
+                         compare: tuple[str, ...], dsft_options: tuple[str, ...], lengths: str, loss_dtype: str,
+                         precision: str) -> None:
+    """Raise one DsftError naming every flag whose value the benchmark cannot run with.
+
+    >>> check_bench_settings(steps=0, seq_len=2048, examples_per_step=8, micro_batch_size=1, compare=(),
+    ...                      dsft_options=(), lengths="short", loss_dtype="auto", precision="auto")
+    Traceback (most recent call last):
+    dsft.errors.DsftError: bench --steps 0: must be >= 1
+    """
+    problems = []
+    bad_options = [name for name in dsft_options if name not in DSFT_OPTIONS]
+    if bad_options:
+        problems.append(f"bench --dsft-option: unknown option(s) {', '.join(bad_options)}; "
+                        f"choose from {', '.join(DSFT_OPTIONS)}")
+    unknown = [name for name in compare if name not in SYSTEMS or name == "dsft"]
+    if unknown:
+        problems.append(f"bench --compare: unknown system(s) {', '.join(unknown)}; "
+                        f"choose from {', '.join(SYSTEMS[1:])}")
+    for flag, value, allowed in (("--lengths", lengths, tuple(LENGTH_MIXES)), ("--loss-dtype", loss_dtype,
+                                 LOSS_DTYPE_NAMES), ("--precision", precision, PRECISIONS)):
+        if value not in allowed:
+            problems.append(f"bench {flag}: expected one of {', '.join(allowed)}, got {value!r}")
+    for flag, value, least in (("--steps", steps, 1), ("--seq-len", seq_len, MIN_SEQ_LEN),
+                               ("--examples-per-step", examples_per_step, 1),
+                               ("--micro-batch-size", micro_batch_size, 1)):
+        if value < least:
+            problems.append(f"bench {flag} {value}: must be >= {least}")
+    if problems:
+        raise DsftError("; ".join(problems))
