@@ -174,3 +174,36 @@ def test_report_ledger_fields_and_removed_rows(tmp_path: Path) -> None:
     nothing_removed = prepare_preference(cfg.model_copy(update={"data": cfg.data.model_copy(
         update={"train": [str(_write(tmp_path / "one.jsonl", rows[:1]))]})}), tmp_path / "one", "dpo").report
     assert nothing_removed["removed"] == {} and nothing_removed["rejected_examples"] == []
+
+
+def test_preference_text_is_cleaned_as_sft_text_is(tmp_path: Path, tokenizer) -> None:
+    """The SFT rewrites and control-token rejection apply to prompts and completions: NFKC (fullwidth letters,
+    zero-width spaces, CRLF), a pair NFKC makes identical removed, a control token written as text rejected
+    naming its side, and strip_html when it is on."""
+    rows = [{"prompt": "Ｗhat is 2+2?\u200b", "chosen": "4\r\nsure", "rejected": "5"},
+            {"prompt": "What is <|EOT|>?", "chosen": "A marker.", "rejected": "No idea."},
+            {"prompt": "q", "chosen": "Stop at <|EOT|> here.", "rejected": "No."},
+            {"prompt": "w", "chosen": "ｗide", "rejected": "wide"},
+            {"prompt": "h", "chosen": "<p>bold</p>", "rejected": "plain"}]
+    source = _write(tmp_path / "p.jsonl", [json.dumps(row, ensure_ascii=False) for row in rows])
+    cfg = DsftConfig.model_validate({"data": {"train": [str(source)], "val_ratio": 0, "clean": {"strip_html": True}}})
+    prepared = prepare_preference(cfg, tmp_path / "out", "dpo", tokenizer)
+    report = prepared.report
+    assert (report["read"], report["kept"], report["rejected"]) == (5, 2, 2)
+    assert report["removed"] == {"normalize_unicode": 1}
+    first, html = prepared.splits["train"]
+    assert (first.prompt[0].content, first.chosen.content) == ("What is 2+2?", "4\nsure")
+    assert html.chosen.content == "bold"
+    reasons = {row["where"]: row["reasons"] for row in map(json.loads, (tmp_path / "out" / "rejects.jsonl").open())}
+    assert reasons[f"{source}:2"][0].startswith("messages[0].content: holds the tokenizer's control token '<|EOT|>'")
+    assert reasons[f"{source}:3"][0].startswith("chosen.content: holds the tokenizer's control token '<|EOT|>'")
+
+
+def test_sft_cleaning_keys_preference_preparation_runs_are_accepted() -> None:
+    from dsft.training.objective_checks import objective_problems
+
+    cfg = DsftConfig.model_validate({"train": {"objective": "dpo"},
+                                     "data": {"clean": {"strip_html": True, "normalize_unicode": False}}})
+    assert objective_problems(cfg) == []
+    refused = DsftConfig.model_validate({"train": {"objective": "dpo"}, "data": {"clean": {"near_dedup": True}}})
+    assert "data.clean.near_dedup: only data.clean.strip_html, normalize_unicode" in "\n".join(objective_problems(refused))

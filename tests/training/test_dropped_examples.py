@@ -74,8 +74,8 @@ def test_a_template_the_tokenizer_cannot_write_still_stops_at_once() -> None:
 
 
 def test_a_preference_record_holding_a_control_token_is_dropped_naming_it() -> None:
-    """Preference preparation has no tokenizer (nor NFKC): a chosen answer quoting <｜end▁of▁sentence｜> was
-    rendered with the real EOS in mid-answer, the pair's loss pushing the model to stop there."""
+    """A chosen answer quoting <｜end▁of▁sentence｜> was rendered with the real EOS in mid-answer, the pair's loss
+    pushing the model to stop there. Preparation rejects it; a data.prepared_dir from elsewhere meets this check."""
     from dsft.data.preference import parse_preference
     from dsft.models.tokenizers import load_deepseek_tokenizer
     from dsft.templates import get_template
@@ -90,5 +90,5 @@ def test_a_preference_record_holding_a_control_token_is_dropped_naming_it() -> N
     assert len(split.examples) == 1 and split.dropped == {"control_token_in_text": 1}
     assert describe_dropped(split, "train", 64) == (
         "1 of 2 train examples are not trained on: 1 holding a tokenizer control token written as text (first: "
-        "p.jsonl:2: messages[1].content: holds the tokenizer's control token '<｜end▁of▁sentence｜>' (at character "
+        "p.jsonl:2: chosen.content: holds the tokenizer's control token '<｜end▁of▁sentence｜>' (at character "
         "5) as text; it would be read as that token, not as the characters: remove or rewrite it)")

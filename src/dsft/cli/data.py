@@ -79,7 +79,7 @@ def _prepare(cfg: Any, inputs: list[str] | None, out: Path, tokenizer: str | Non
     check_prepared_output(cfg, out, inputs, f"--out {out}", overwrite)  # the user's own files are never overwritten
     check_fresh_output_dir(out, overwrite, rerun_markers=(REPORT_FILE,))  # rerunning a preparation replaces it
     named = expand_inputs(train_sources)
-    if cfg.train.objective == "sft" and tokenizer != "deepseek":
+    if tokenizer != "deepseek":
         _check_tokenizer_name(tokenizer, cfg)
     created = not out.exists()  # a full disk removes --out only where this command made it
     output_dir(out)
@@ -88,7 +88,8 @@ def _prepare(cfg: Any, inputs: list[str] | None, out: Path, tokenizer: str | Non
 
         if inputs:
             cfg.data.train = list(inputs)
-        print_preference_summary(prepare_preference(cfg, out, cfg.train.objective).report, out)
+        loaded = load_tokenizer_for(tokenizer, cfg)  # control tokens written as text are rejected, as for SFT
+        print_preference_summary(prepare_preference(cfg, out, cfg.train.objective, loaded).report, out)
         return
     sources = list(inputs) if inputs else None
     # The splits and rejects together are about the size of the input.

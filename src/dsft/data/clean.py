@@ -111,6 +111,18 @@ def text_cleaner(strip_html_enabled: bool, normalize_unicode_enabled: bool) -> C
     return clean
 
 
+def rewrite_steps(strip_html_enabled: bool, normalize_unicode_enabled: bool) -> list[tuple[str, Callable[[Sequence[Conversation]], StepResult]]]:
+    """The text-rewriting steps of data preparation that are on, ``(step name, step)`` in their order: SFT and
+    preference preparation both rewrite with these (``data.clean.strip_html``, ``data.clean.normalize_unicode``).
+
+    >>> [name for name, _ in rewrite_steps(False, True)]
+    ['normalize_unicode']
+    """
+    steps = (("strip_html", strip_html, strip_html_enabled), ("normalize_unicode", normalize_unicode,
+                                                               normalize_unicode_enabled))
+    return [(name, step) for name, step, on in steps if on]
+
+
 def strip_html(conversations: Sequence[Conversation]) -> StepResult:
     """HTML tag stripping + entity unescaping in every message."""
     return _rewrite_step(conversations, strip_html_text, "HTML stripping")

@@ -313,11 +313,8 @@ def _nothing_trained(pools: dict[str, list[Conversation]], cfg: DsftConfig, ledg
 
 
 def _rewrite(pools: dict[str, list[Conversation]], cfg: DsftConfig, ledger: Ledger) -> dict[str, list[Conversation]]:
-    steps = [("strip_html", clean.strip_html, cfg.data.clean.strip_html),
-             ("normalize_unicode", clean.normalize_unicode, cfg.data.clean.normalize_unicode)]
-    for step, function, enabled in steps:
-        if enabled:
-            pools = {name: ledger.record(step, function(pool)) for name, pool in pools.items()}
+    for step, function in clean.rewrite_steps(cfg.data.clean.strip_html, cfg.data.clean.normalize_unicode):
+        pools = {name: ledger.record(step, function(pool)) for name, pool in pools.items()}
     return pools
 
 

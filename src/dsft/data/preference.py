@@ -33,9 +33,12 @@ dsft.data.preference.PreferenceProblem: chosen and rejected are identical
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from dsft.data.control_tokens import control_token_problems
 from dsft.data.conversation import Conversation, Message
 from dsft.data.formats import SHAREGPT_ROLES, FormatProblem, apply_columns, from_messages, split_inline_think
 from dsft.data.validate import validate_conversation
@@ -45,6 +48,7 @@ Kind = Literal["pair", "labeled", "prompt"]
 OBJECTIVE_KINDS: dict[str, Kind] = {"dpo": "pair", "orpo": "pair", "kto": "labeled", "grpo": "prompt"}
 REFERENCE_FIELDS = ("answer", "solution")
 PROMPT_FIELDS = ("prompt", "messages", "conversations", "question", "problem")
+SIDES = ("chosen", "rejected", "completion")  # the completion fields of a record, in the order they are kept
 _USED = {*PROMPT_FIELDS, "chosen", "rejected", "completion", "label", "kto_tag", "system", "tools", "meta",
          *REFERENCE_FIELDS}
 
@@ -77,6 +81,16 @@ class PreferenceRecord:
     def completions(self) -> list[Message]:
         return [m for m in (self.chosen, self.rejected, self.completion) if m is not None]
 
+    def texts(self) -> Conversation:
+        """The prompt then every completion as one conversation: what text rewrites read (see :meth:`with_texts`)."""
+        return Conversation([*self.prompt, *self.completions()], self.tools, dict(self.meta))
+
+    def with_texts(self, rewritten: Conversation) -> "PreferenceRecord":
+        """A copy whose prompt and completions are the messages of ``rewritten``, a rewrite of :meth:`texts`."""
+        messages = iter(rewritten.messages[len(self.prompt):])
+        sides = {name: next(messages) for name in SIDES if getattr(self, name) is not None}
+        return replace(self, prompt=list(rewritten.messages[:len(self.prompt)]), meta=dict(self.meta), **sides)
+
     def to_dict(self) -> dict[str, Any]:
         """The canonical JSON form; :func:`parse_preference` reads it back unchanged."""
         out: dict[str, Any] = {"prompt": [m.to_openai() for m in self.prompt]}
@@ -105,7 +119,7 @@ def parse_preference(record: Any, kind: Kind, columns: dict[str, str] | None = N
     tools = _tools(view)
     if kind == "pair":
         prompt, chosen, rejected = _pair_parts(view)
-        if _same(chosen, rejected):
+        if same_message(chosen, rejected):
             raise PreferenceProblem("chosen and rejected are identical")
         parsed = PreferenceRecord("pair", prompt, chosen=chosen, rejected=rejected, tools=tools)
     elif kind == "labeled":
@@ -139,19 +153,34 @@ def validate_record(record: PreferenceRecord) -> list[str]:
     last = record.prompt[-1].role
     if last not in ("user", "tool"):
         return [f"prompt: must end with a user (or tool) turn, got {last}"]
-    sides = {"chosen": record.chosen, "rejected": record.rejected, "completion": record.completion}
-    problems: list[str] = []
     if record.kind == "prompt":
         probe = Conversation([*record.prompt, Message("assistant", "x")], record.tools)
-        problems += [p for p in validate_conversation(probe) if not p.startswith(f"messages[{len(record.prompt)}]")]
-        return problems
-    for name, message in sides.items():
+        return [p for p in validate_conversation(probe) if not p.startswith(f"messages[{len(record.prompt)}]")]
+    return _side_problems(record, validate_conversation, prefix_all=True)
+
+
+def control_token_problems_of(record: PreferenceRecord, pattern: re.Pattern[str] | None) -> list[str]:
+    """The SFT control-token check (:func:`dsft.data.control_tokens.control_token_problems`) on the prompt and each
+    completion, a completion's problems named by its side (``chosen.content: holds ...``)."""
+    return _side_problems(record, lambda conversation: control_token_problems(conversation, pattern))
+
+
+def _side_problems(record: PreferenceRecord, check: Callable[[Conversation], list[str]],
+                   prefix_all: bool = False) -> list[str]:
+    """``check`` on prompt + each completion (the prompt alone for a GRPO prompt), ``messages[i]`` of a completion
+    renamed to its side; with ``prefix_all`` every other problem is prefixed with the side too."""
+    if record.kind == "prompt":
+        return check(record.conversation())
+    at = f"messages[{len(record.prompt)}]"
+    problems: list[str] = []
+    for name in SIDES:
+        message = getattr(record, name)
         if message is None:
             continue
-        for problem in validate_conversation(record.conversation(message)):
-            if problem.startswith(f"messages[{len(record.prompt)}]"):
-                problem = name + problem[len(f"messages[{len(record.prompt)}]"):]
-            problems.append(problem if problem.startswith(name) else f"{name}: {problem}")
+        for problem in check(record.conversation(message)):
+            if problem.startswith(at):
+                problem = name + problem[len(at):]
+            problems.append(problem if problem.startswith(name) or not prefix_all else f"{name}: {problem}")
     return list(dict.fromkeys(problems))
 
 
@@ -230,7 +259,7 @@ def _pair_parts(view: dict[str, Any]) -> tuple[list[Message], Message, Message]:
     # Implicit prompt (TRL's form): both sides are whole conversations sharing their leading messages.
     chosen, rejected = _messages(view["chosen"], "chosen"), _messages(view["rejected"], "rejected")
     shared = 0
-    while shared < min(len(chosen), len(rejected)) - 1 and _same(chosen[shared], rejected[shared]):
+    while shared < min(len(chosen), len(rejected)) - 1 and same_message(chosen[shared], rejected[shared]):
         shared += 1
     if shared == 0:
         raise PreferenceProblem("pair: no prompt field and chosen/rejected share no leading messages")
@@ -290,5 +319,6 @@ def _meta(view: dict[str, Any]) -> dict[str, Any]:
     return meta
 
 
-def _same(a: Message, b: Message) -> bool:
+def same_message(a: Message, b: Message) -> bool:
+    """Whether two messages are the same in every field."""
     return a.to_openai() == b.to_openai()

@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from dsft.config.schema import DsftConfig
-from dsft.data.clean import Removed, dedup_key, source_of
+from dsft.data.clean import Removed, dedup_key, rewrite_steps, source_of
+from dsft.data.control_tokens import control_token_pattern
 from dsft.data.conversation import Conversation
 from dsft.data.ingest import Rejection, rejection_error, write_rejections
 from dsft.data.ledger import Ledger
 from dsft.data.preference import (
-    OBJECTIVE_KINDS, PreferenceProblem, PreferenceRecord, is_pair, parse_preference, split_pair_for_kto,
+    OBJECTIVE_KINDS, PreferenceProblem, PreferenceRecord, control_token_problems_of, is_pair, parse_preference,
+    same_message, split_pair_for_kto,
 )
 from dsft.data.readers import RawRecord, read_records
 from dsft.data.split import SPLITS, split_conversations
@@ -59,8 +61,13 @@ def parse_raw(raw: RawRecord, kind: str, columns: dict[str, str] | None = None) 
     return records
 
 
-def prepare_preference(cfg: DsftConfig, out_dir: str | Path, objective: str) -> PreparedPreference:
-    """Read, validate, deduplicate and split ``cfg.data`` for ``objective`` (dpo, orpo, kto, grpo); write the results.
+def prepare_preference(cfg: DsftConfig, out_dir: str | Path, objective: str, tokenizer: Any = None) -> PreparedPreference:
+    """Read, validate, clean, deduplicate and split ``cfg.data`` for ``objective`` (dpo, orpo, kto, grpo); write the
+    results.
+
+    Text is cleaned as SFT data is: the same rewrites (``data.clean.strip_html``, ``normalize_unicode``;
+    :func:`dsft.data.clean.rewrite_steps`) and, given the ``tokenizer`` of the model, the same rejection of control
+    tokens written as text (:mod:`dsft.data.control_tokens`).
 
     Writes ``train.jsonl``/``val.jsonl``/``test.jsonl`` (the canonical form, readable again as input),
     ``rejects.jsonl``, ``removed.jsonl`` and ``data_report.json`` into ``out_dir``.
@@ -75,6 +82,8 @@ def prepare_preference(cfg: DsftConfig, out_dir: str | Path, objective: str) -> 
         raise DataError("no training data: set data.train")
     ledger = Ledger()
     pools = {name: _read(sources[name], kind, cfg, ledger) for name in SPLITS}
+    pools = {name: _rewrite(pool, cfg, ledger) for name, pool in pools.items()}
+    pools = {name: _reject_control_tokens(pool, tokenizer, ledger) for name, pool in pools.items()}  # after NFKC
     if ledger.rejections and data.on_error == "fail":
         write_rejections(ledger.rejections, out / "rejects.jsonl")
         raise rejection_error(ledger.rejections, out / "rejects.jsonl")
@@ -171,6 +180,42 @@ def _read(patterns: list[str], kind: str, cfg: DsftConfig, ledger: Ledger) -> li
         ledger.formats["pair" if is_pair(raw.data) else kind] += 1
         out.append(parsed)
     return out
+
+
+def _rewrite(pool: list[_Group], cfg: DsftConfig, ledger: Ledger) -> list[_Group]:
+    """The SFT text rewrites on every prompt and completion; a record one of them empties is removed, as SFT's is,
+    and so is a pair whose two sides it makes identical (nothing left to prefer)."""
+    for step, function in rewrite_steps(cfg.data.clean.strip_html, cfg.data.clean.normalize_unicode):
+        kept: list[_Group] = []
+        for group in pool:
+            result = function([record.texts() for record in group])
+            if result.removed:
+                ledger.remove(step, Removed(_as_conversation(group), result.removed[0].reason))
+                continue
+            rewritten = [record.with_texts(texts) for record, texts in zip(group, result.kept)]
+            if any(r.chosen is not None and r.rejected is not None and same_message(r.chosen, r.rejected)
+                   for r in rewritten):
+                ledger.remove(step, Removed(_as_conversation(group), f"chosen and rejected identical after {step}"))
+                continue
+            kept.append(rewritten)
+        pool = kept
+    return pool
+
+
+def _reject_control_tokens(pool: list[_Group], tokenizer: Any, ledger: Ledger) -> list[_Group]:
+    """Records holding a control token of ``tokenizer`` written as text, rejected as SFT data's are (no tokenizer:
+    left to the run, which drops them when it renders)."""
+    pattern = control_token_pattern(tokenizer) if tokenizer is not None else None
+    if pattern is None:
+        return pool
+    kept: list[_Group] = []
+    for group in pool:
+        problems = list(dict.fromkeys(p for record in group for p in control_token_problems_of(record, pattern)))
+        if problems:
+            ledger.rejections.append(Rejection(str(group[0].meta.get("origin", "?")), problems, group[0].to_dict()))
+        else:
+            kept.append(group)
+    return kept
 
 
 def _as_conversation(group: _Group) -> Conversation:

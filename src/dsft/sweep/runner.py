@@ -40,13 +40,13 @@ def prepare_sweep_data(base: DsftConfig, out: Path) -> Path:
     """Run the data pipeline once for every trial (or reuse ``data.prepared_dir``); refuse an empty val split."""
     if base.data.prepared_dir:
         prepared = Path(base.data.prepared_dir)
-    elif base.train.objective != "sft":  # preference pairs, labelled completions or RL prompts: no tokenizer
-        prepared = out / DATA_DIR
-        prepare_preference(base, prepared, base.train.objective)
     else:
         model_dir = resolve_model(base.model.name_or_path, cache_dir=base.model.cache_dir, revision=base.model.revision)
         prepared = out / DATA_DIR
-        prepare(base, load_tokenizer(model_dir), prepared)
+        if base.train.objective != "sft":  # preference pairs, labelled completions or RL prompts
+            prepare_preference(base, prepared, base.train.objective, load_tokenizer(model_dir))
+        else:
+            prepare(base, load_tokenizer(model_dir), prepared)
     val = prepared / "val.jsonl"
     if not val.is_file() or not val.read_text(encoding="utf-8").strip():
         raise DsftError(f"{prepared}: no validation records; a sweep chooses on validation data (data.val or "

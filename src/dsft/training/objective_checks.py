@@ -17,6 +17,8 @@ from dsft.data.split import may_have_validation_data
 from dsft.templates import get_template
 from dsft.training.objective_settings import objective_settings
 
+# The data.clean steps preference preparation runs (dsft.data.preference_pipeline); the others are SFT's only.
+PREFERENCE_CLEAN_KEYS = ("strip_html", "normalize_unicode", "exact_dedup")
 MIN_REASONING_COMPLETION = 1024  # tokens; R1-style reasoning rarely fits in fewer
 
 
@@ -52,9 +54,10 @@ def objective_problems(cfg: DsftConfig, template_opens_think: bool | None = None
     if cfg.data.mix:
         problems.append(f"data.mix: mixing applies to SFT data only; list {objective} records in data.train")
     defaults = CleanConfig().model_dump()
-    changed = [k for k, v in cfg.data.clean.model_dump().items() if k != "exact_dedup" and v != defaults[k]]
+    changed = [k for k, v in cfg.data.clean.model_dump().items() if k not in PREFERENCE_CLEAN_KEYS and v != defaults[k]]
     if changed:
-        problems.append(f"data.clean.{changed[0]}: only data.clean.exact_dedup applies to {objective} data")
+        problems.append(f"data.clean.{changed[0]}: only data.clean.{', '.join(PREFERENCE_CLEAN_KEYS)} apply to "
+                        f"{objective} data")
     if cfg.template.masking != "assistant":
         problems.append(f"template.masking={cfg.template.masking}: {objective} trains exactly the completion; "
                         "leave template.masking at its default")

@@ -55,7 +55,7 @@ def load_preference_splits(cfg: DsftConfig, tokenizer: Any, template: Any, run_d
     if cfg.data.prepared_dir:
         prepared = load_prepared_preference(cfg.data.prepared_dir, objective)
     else:
-        prepared = prepare_preference(cfg, run_dir / "data", objective)
+        prepared = prepare_preference(cfg, run_dir / "data", objective, tokenizer)
         if notice := rejection_notice(prepared.report, run_dir / "data"):  # said, not only in the report
             warn_for_job(log, notice)  # every process prepared the same data
     write_data_report(run_dir, prepared.report)

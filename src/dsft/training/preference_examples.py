@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from dsft.data.control_tokens import control_token_pattern, control_token_problems
-from dsft.data.conversation import Conversation, Message
-from dsft.data.preference import PreferenceRecord
+from dsft.data.control_tokens import control_token_pattern
+from dsft.data.conversation import Message
+from dsft.data.preference import PreferenceRecord, control_token_problems_of
 from dsft.errors import DsftError
 from dsft.training.examples import TokenizedSplit, unrendered_tools
 
@@ -90,9 +90,10 @@ def render_split(records: list[PreferenceRecord], template: Any, tokenizer: Any,
     """Render every record of a split; over-long records are dropped and counted, as are records whose tool
     definitions the template does not render."""
     out = TokenizedSplit([], tools_not_rendered=unrendered_tools(records, template))
-    pattern = control_token_pattern(tokenizer)  # preparation of preference data has no tokenizer: checked here
+    # Preparation rejects these already (given the tokenizer); a data.prepared_dir may come from elsewhere.
+    pattern = control_token_pattern(tokenizer)
     for record in records:
-        problems = control_token_problems(Conversation([*record.prompt, *record.completions()], record.tools), pattern)
+        problems = control_token_problems_of(record, pattern)
         if problems:
             out.drop("control_token_in_text", f"{record.meta.get('origin', '?')}: {problems[0]}")
             continue
