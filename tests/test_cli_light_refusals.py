@@ -218,6 +218,12 @@ EVAL_CASES = [
      "absent.jsonl"),
     ("compare-missing-base", lambda t: ["compare", "--tuned", "tiny-deepseek-v3", "--base", "./no-base",
                                         "--data", _data(t)], "'./no-base': not a local directory"),
+    # NaN decoded greedily and infinity uniformly at random, without a word.
+    ("eval-temperature-nan", lambda t: ["eval", "tiny-deepseek-v3", "--data", _data(t), "--temperature", "nan"],
+     "--temperature nan: must be a finite number >= 0 (0 = greedy decoding)"),
+    ("compare-temperature-inf", lambda t: ["compare", "--tuned", "tiny-deepseek-v3", "--base", "tiny-deepseek-v3",
+                                           "--data", _data(t), "--temperature", "inf"],
+     "--temperature inf: must be a finite number >= 0 (0 = greedy decoding)"),
     # Found once --out had been created: the refusal left an empty --out behind.
     ("eval-no-usable-record", lambda t: ["eval", "tiny-deepseek-v3", "--data", _empty_data(t)],
      "empty.jsonl: no usable evaluation records"),
@@ -354,6 +360,11 @@ CHAT_CASES = [
     ("quantize-nf4", ["--quantize", "nf4"], "--quantize nf4: only int8"),
     ("quantize-4bit", ["--quantize", "4bit"], "--quantize 4bit: only int8"),
     ("quantize-empty", ["--quantize", ""], "--quantize : only int8"),
+    # typer's range check said "nan: should be less than or equal to 2".
+    ("temperature-nan", ["--temperature", "nan"], "--temperature nan: must be a number from 0 (greedy) to 2"),
+    ("temperature-inf", ["--temperature", "inf"], "--temperature inf: must be a number from 0 (greedy) to 2"),
+    ("temperature-negative", ["--temperature=-1"], "--temperature -1: must be a number from 0 (greedy) to 2"),
+    ("temperature-above-2", ["--temperature", "2.5"], "--temperature 2.5: must be a number from 0 (greedy) to 2"),
 ]
 
 

@@ -43,10 +43,10 @@ CASES = [
      f"--metrics bleu4: unknown metric(s) 'bleu4'; {KNOWN}"),
     ("metrics-unknown-metric", lambda t: ["metrics", "-p", _predictions(t), "--metrics", "num_acc"],
      f"--metrics num_acc: unknown metric(s) 'num_acc'; {KNOWN}"),
-    ("eval-temperature", lambda t: _eval(t, "--temperature", "-1"), "--temperature -1: must be >= 0"),
+    ("eval-temperature", lambda t: _eval(t, "--temperature", "-1"), "--temperature -1: must be a finite number >= 0"),
     ("eval-top-p-high", lambda t: _eval(t, "--top-p", "1.5"), "--top-p 1.5: must be in (0, 1]"),
     ("eval-top-p-zero", lambda t: _eval(t, "--top-p", "0"), "--top-p 0: must be in (0, 1]"),
-    ("compare-temperature", lambda t: _compare(t, "--temperature", "-0.5"), "--temperature -0.5: must be >= 0"),
+    ("compare-temperature", lambda t: _compare(t, "--temperature", "-0.5"), "--temperature -0.5: must be a finite number >= 0"),
     ("compare-samples", lambda t: _compare(t, "--samples", "-1"), "--samples"),
 ]
 

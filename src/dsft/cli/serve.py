@@ -153,8 +153,8 @@ def chat(
     model_or_run: str = typer.Argument(..., help="Model directory, tiny preset, hub id, or a run directory."),
     system: str | None = typer.Option(None, "--system", help="System prompt."),
     max_tokens: int = typer.Option(512, "--max-tokens", "--max-new-tokens", min=1, help="Most tokens per reply."),
-    temperature: float | None = typer.Option(None, "--temperature", min=0.0, max=2.0,
-                                             help="0 = greedy. Default: the model's recommended."),
+    temperature: float | None = typer.Option(None, "--temperature",
+                                             help="0 (greedy) to 2. Default: the model's recommended."),
     thinking: bool | None = typer.Option(None, "--thinking/--no-thinking", help="Hybrid-thinking families only."),
     seed: int | None = typer.Option(None, "--seed", help="Repeatable sampling."),
     quantize: str | None = typer.Option(None, "--quantize", help="int8: dynamic int8 weights on CPU."),
@@ -163,9 +163,10 @@ def chat(
     from rich.console import Console
 
     from dsft.export.source import check_source
-    from dsft.serve.load_options import check_load_options
+    from dsft.serve.load_options import check_load_options, check_temperature
 
     check_load_options(quantize, "auto")
+    check_temperature(temperature)
     check_source(model_or_run)
     # torch and transformers load only once the flags and the model path are known good.
     from dsft.serve.chat import ChatSession, run_chat

@@ -9,6 +9,7 @@ temperature 0.6) is deliberately not used.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -34,8 +35,8 @@ class DecodingOptions:
             problems["max_new_tokens"] = "must be >= 1"
         if self.batch_size < 1:
             problems["batch_size"] = "must be >= 1"
-        if self.temperature < 0:
-            problems["temperature"] = "must be >= 0 (0 = greedy decoding)"
+        if not 0 <= self.temperature < math.inf:  # NaN decoded greedily, infinity uniformly at random
+            problems["temperature"] = "must be a finite number >= 0 (0 = greedy decoding)"
         if not 0 < self.top_p <= 1:
             problems["top_p"] = "must be in (0, 1]"
         return problems

@@ -1,5 +1,6 @@
 """Checks of the model-loading flags of ``dsft serve`` and ``dsft chat`` (``--quantize``, ``--dtype``,
-``--adapter``). Light to import (no torch): the commands call them before anything heavy loads."""
+``--adapter``) and of ``dsft chat --temperature``. Light to import (no torch): the commands call them before
+anything heavy loads."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 from dsft.errors import DsftError
 from dsft.models.loading import DTYPES
+from dsft.serve.protocol import TEMPERATURE_MAX
 from dsft.training.rundir import RunDir
 
 QUANTIZE_CHOICES = ("int8",)
@@ -22,6 +24,13 @@ def check_load_options(quantize: str | None, dtype: str) -> None:
         problems.append(f"--dtype {dtype}: choose one of {', '.join(DTYPES)}")
     if problems:
         raise DsftError("invalid model options", problems) if len(problems) > 1 else DsftError(problems[0])
+
+
+def check_temperature(temperature: float | None) -> None:
+    """Refuse a ``--temperature`` outside 0..2 (the API's range), NaN and infinity included: typer's own range
+    check called NaN "not less than or equal to 2"."""
+    if temperature is not None and not 0.0 <= temperature <= TEMPERATURE_MAX:  # False for NaN
+        raise DsftError(f"--temperature {temperature:g}: must be a number from 0 (greedy) to {TEMPERATURE_MAX:g}")
 
 
 def parse_adapter_args(specs: list[str]) -> dict[str, Path]:

@@ -22,6 +22,8 @@ from dsft.serve.openai_errors import UNKNOWN_FIELD, ApiError
 
 # torch.Generator.manual_seed accepts exactly this range; a seed outside it cannot be honoured.
 SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
+# OpenAI's range for temperature: 0 (greedy) to 2.
+TEMPERATURE_MAX = 2.0
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # Request fields of OpenAI's API and vLLM's extensions that dsft accepts and ignores, never taken for a typo
 # of a field it reads (top_k is as close to top_p as a misspelling).
@@ -107,7 +109,7 @@ class SamplingFields(_Request):
 
     model: str | None = Field(None, description="Served model name or the name of an adapter given at start.")
     max_tokens: int | None = Field(None, ge=1, description="Most tokens to generate.")
-    temperature: float | None = Field(None, ge=0.0, le=2.0, description="0 = greedy.")
+    temperature: float | None = Field(None, ge=0.0, le=TEMPERATURE_MAX, description="0 = greedy.")
     top_p: float | None = Field(None, gt=0.0, le=1.0, description="Nucleus sampling mass.")
     stop: str | list[str] | None = Field(None, description="Up to 4 strings that end generation (not returned).")
     seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX, description="Makes sampling repeatable.")
