@@ -114,3 +114,17 @@ def test_overwrite_replaces_files_of_the_prepared_names_but_never_an_input(tmp_p
                             "--overwrite"])
     assert code == 0, err  # the user's train.jsonl / val.jsonl of the prepared names: replaced, as asked
     assert (data / "data_report.json").is_file()
+
+
+def test_a_preparation_that_failed_on_a_bad_record_can_be_rerun(tmp_path: Path, run_cli) -> None:
+    """data.on_error=fail writes rejects.jsonl and stops before the report: the rerun (the record fixed, or skipped)
+    was refused as 'would overwrite OUT/rejects.jsonl, not written by a preparation'."""
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in [*RECORDS, {"prompt": "no answer"}]))
+    out = tmp_path / "prep"
+    command = ["data", "prepare", str(source), "--out", str(out), "--tokenizer", "deepseek"]
+    code, _, err = run_cli([*command, "--set", "data.on_error=fail"])
+    assert code == 2 and (out / "rejects.jsonl").is_file(), err
+    code, _, err = run_cli(command)
+    assert code == 0, err
+    assert json.loads((out / "data_report.json").read_text(encoding="utf-8"))["rejected"] == 1

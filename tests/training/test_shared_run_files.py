@@ -124,3 +124,55 @@ def test_a_new_run_directory_holding_another_process_config_being_written_is_sti
     (other.path / "notes.tmp").write_text("mine", encoding="utf-8")
     with pytest.raises(DsftError, match="holds no dsft run"):
         other.prepare(load_config(None, []), resuming=False)
+
+
+@pytest.mark.parametrize("objective", ["sft", "dpo"])
+def test_a_process_checking_run_data_while_another_prepares_it_sees_a_preparation(tmp_path: Path, monkeypatch,
+                                                                                   objective: str) -> None:
+    """Every process of a launched job checks RUN/data (check_prepared_output) and then prepares into it. A process
+    still checking while another had written its splits and histogram, not yet their report, read the folder as the
+    user's files ('would overwrite RUN/data/train.jsonl, ... not written by a preparation') and stopped the job. The
+    check runs here after every file the preparation writes, as the slower process would."""
+    import os
+
+    from dsft.data import pipeline
+    from dsft.data.prepared_output import check_prepared_output
+    from dsft.data.preference_pipeline import prepare_preference
+    from dsft.models.tokenizers import load_deepseek_tokenizer
+
+    source = tmp_path / "in.jsonl"
+    rows = [{"prompt": f"q{i}", "chosen": f"good {i}", "rejected": f"bad {i}"} if objective == "dpo" else
+            {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
+            for i in range(4)]
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    cfg = load_config(None, [f"train.objective={objective}", f"data.train=[{source}]", "data.val_ratio=0"])
+    data = tmp_path / "run" / "data"
+    refusals: list[str] = []
+    checks = []
+
+    def check_as_another_process() -> None:
+        checks.append(sorted(p.name for p in data.iterdir()))
+        try:
+            check_prepared_output(cfg, data, None, f"--out {data.parent}")
+        except DsftError as exc:
+            refusals.append(str(exc))
+
+    real_replace, real_histograms = os.replace, pipeline.write_histograms
+
+    def replace(*args: object) -> None:
+        real_replace(*args)
+        check_as_another_process()
+
+    def write_histograms(*args: object) -> bool:
+        written = real_histograms(*args)
+        check_as_another_process()
+        return written
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(pipeline, "write_histograms", write_histograms)
+    if objective == "dpo":
+        prepare_preference(cfg, data, objective)
+    else:
+        pipeline.prepare(cfg, load_deepseek_tokenizer(), data)
+    assert refusals == []
+    assert any("train.jsonl" in names for names in checks)  # the check did run while the splits were there

@@ -83,6 +83,7 @@ def prepare(
     sources = {"train": training_sources(cfg, inputs), "val": list(data.val), "test": list(data.test)}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    mark_preparing(out)  # before any other file is written into out
     scorers = semantic.score_steps(cfg.data.clean.semantic, ifd_scorer)  # before reading: a missing model or package fails fast
     augment.check_synonym_sources(cfg.data.augment)
     templated = augment.template_records(cfg.data.augment)  # a bad table fails before the inputs are read
@@ -564,6 +565,20 @@ def _write(out: Path, splits: dict[str, list[Conversation]], ledger: Ledger) -> 
         write_jsonl(splits[name], out / f"{name}.jsonl")
     write_rejections(ledger.rejections, out / "rejects.jsonl")
     write_removed(ledger.removed, out / "removed.jsonl")
+
+
+def mark_preparing(out: Path) -> None:
+    """Make ``out`` hold a data report from the start of a preparation (a placeholder, which the real report replaces).
+
+    Every process of a launched job prepares the same data into ``RUN/data`` at once, and a process that is still
+    checking that folder before its own preparation (:func:`dsft.data.prepared_output.check_prepared_output`) took
+    another's splits, written before their report, for the user's files and stopped the job. A preparation that
+    fails before its report (``data.on_error: fail`` writes rejects.jsonl only) is known for one too, so the same
+    command can be rerun over it.
+    """
+    if not (out / REPORT_FILE).is_file():
+        with replaced_atomically(out / REPORT_FILE) as handle:
+            handle.write(json.dumps({"preparing": True}) + "\n")
 
 
 def _write_report(out: Path, report: dict[str, Any]) -> None:

@@ -24,15 +24,16 @@ from dsft.data.control_tokens import control_token_pattern
 from dsft.data.conversation import Conversation
 from dsft.data.ingest import Rejection, rejection_error, write_rejections
 from dsft.data.ledger import Ledger
+from dsft.data.pipeline import REPORT_FILE, mark_preparing
 from dsft.data.preference import (
     OBJECTIVE_KINDS, PreferenceProblem, PreferenceRecord, control_token_problems_of, is_pair, parse_preference,
     same_message, split_pair_for_kto,
 )
 from dsft.data.readers import RawRecord, read_records
 from dsft.data.split import SPLITS, split_conversations
+from dsft.disk import replaced_atomically
 from dsft.errors import DataError
 
-REPORT_FILE = "data_report.json"
 
 
 @dataclass
@@ -77,6 +78,7 @@ def prepare_preference(cfg: DsftConfig, out_dir: str | Path, objective: str, tok
     data = cfg.data
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    mark_preparing(out)  # before any other file is written into out
     sources = {"train": list(data.train), "val": list(data.val), "test": list(data.test)}
     if not sources["train"]:
         raise DataError("no training data: set data.train")
@@ -110,7 +112,7 @@ def prepare_preference(cfg: DsftConfig, out_dir: str | Path, objective: str, tok
     _write_jsonl([{"step": step, "where": source_of(item.conversation), "reason": item.reason}
                   for step, items in ledger.removed.items() for item in items], out / "removed.jsonl")
     report["seconds"] = round(time.perf_counter() - started, 2)
-    (out / REPORT_FILE).write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    _write_jsonl([report], out / REPORT_FILE, indent=2)
     if not splits["train"]:
         raise DataError(
             f"no {kind} records left to train on: read {ledger.read}, rejected {len(ledger.rejections)}, "
@@ -263,7 +265,7 @@ def _split(pools: dict[str, list[_Group]], sources: dict[str, list[str]], cfg: D
     return splits
 
 
-def _write_jsonl(rows: list[dict[str, Any]], path: Path) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
+def _write_jsonl(rows: list[dict[str, Any]], path: Path, indent: int | None = None) -> None:
+    with replaced_atomically(path) as handle:  # every process of a launched job writes it
         for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            handle.write(json.dumps(row, ensure_ascii=False, indent=indent) + "\n")
