@@ -521,6 +521,12 @@ LAUNCH_CASES = [
     ("missing-config", lambda t: [str(t / "absent.yaml")], "absent.yaml: config file not found"),
     ("launcher", lambda t: [_config(t, data={"train": [_data(t)]}), "--launcher", "mpirun"],
      "--launcher mpirun: choose one of"),
+    # "" fell back to 127.0.0.1 (or to MASTER_ADDR on several nodes) without a word.
+    ("master-addr-empty", lambda t: [_config(t, data={"train": [_data(t)]}), "--master-addr", ""],
+     "--master-addr '': empty; name the host of node 0"),
+    # Written into the scripts as it came: the quote ended the shell string.
+    ("master-addr-not-a-host", lambda t: [_config(t, data={"train": [_data(t)]}), "--nodes", "2", "--master-addr",
+                                          'node0"; echo'], "--master-addr 'node0\"; echo': not a hostname or an IP"),
 ]
 
 

@@ -196,10 +196,11 @@ def launch(
     """Write runnable per-node launch scripts (with documented NCCL settings) for a training config."""
     from dsft.config import load_config
     from dsft.disk import check_output_dir
-    from dsft.plan.launch import LaunchPlan, write_launch_files
+    from dsft.plan.launch import LaunchPlan, check_master_addr, write_launch_files
     from dsft.plan.preflight import preflight, preflight_notices
     from dsft.training.environment import Environment
 
+    check_master_addr(master_addr)
     notices: list[str] = []
     if config.is_file():  # a missing file is reported by write_launch_files, as before
         # The job's GPUs, not this machine's: the scripts run there with nodes x gpus_per_node processes.

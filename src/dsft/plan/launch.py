@@ -9,6 +9,7 @@ real clusters are written, commented, into ``nccl_env.sh``, which every script s
 from __future__ import annotations
 
 import dataclasses
+import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ from dsft.errors import DsftError
 Launcher = Literal["torchrun", "deepspeed", "accelerate", "slurm"]
 LAUNCHERS: tuple[str, ...] = ("torchrun", "deepspeed", "accelerate", "slurm")
 DEFAULT_PORT = 29500
+# A hostname (letters, digits, '-', '_', '.') or an IPv4 / IPv6 address: what the scripts can write unquoted.
+_HOST = re.compile(r"[A-Za-z0-9._\-:\[\]]+")
 
 NCCL_ENV = """#!/usr/bin/env bash
 # NCCL / torch.distributed settings, sourced by every dsft launch script.
@@ -58,6 +61,9 @@ class LaunchPlan:
     # from there, so every script runs the training from there too (not from wherever it is started or ssh lands).
     workdir: Path | None = None
 
+    def __post_init__(self) -> None:
+        check_master_addr(self.master_addr)
+
     @property
     def default_master_addr(self) -> str | None:
         return self.master_addr or ("127.0.0.1" if self.nodes == 1 else None)
@@ -65,6 +71,19 @@ class LaunchPlan:
     @property
     def train_command(self) -> str:
         return f"-m dsft train {shlex.quote(str(self.config))} --out {shlex.quote(str(self.run_dir))}"
+
+
+def check_master_addr(master_addr: str | None) -> None:
+    """Refuse a ``--master-addr`` that names no host: an empty one fell back to 127.0.0.1 (one node) or to
+    MASTER_ADDR without a word, and a space or a quote was written into the scripts as it came."""
+    if master_addr is None or _HOST.fullmatch(master_addr):
+        return
+    fallback = "leave the flag out for 127.0.0.1 on one node or MASTER_ADDR at launch on several"
+    if not master_addr.strip():
+        raise DsftError(f"--master-addr {master_addr!r}: empty; name the host of node 0 (a hostname or an IP "
+                        f"address), or {fallback}")
+    raise DsftError(f"--master-addr {master_addr!r}: not a hostname or an IP address (letters, digits, '.', '-', "
+                    "'_' and ':' only); name the host of node 0")
 
 
 def _workdir_line(plan: LaunchPlan) -> str:
