@@ -305,3 +305,4 @@ def test_two_assistant_turns_in_a_row_render_as_the_official_template_does(name:
     conv = Conversation([Message("user", "q"), Message("assistant", "a1"), Message("assistant", "a2")])
     text = get_template(name).render_prompt(conv, add_generation_prompt=False)
     assert text.endswith(f"a1<｜end▁of▁sentence｜>{between}a2<｜end▁of▁sentence｜>")
+    assert get_template(name).heads_every_assistant_turn == bool(between)  # what training warns by

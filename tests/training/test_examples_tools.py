@@ -78,3 +78,35 @@ def test_reasoning_a_template_leaves_out_of_a_trained_turn_is_counted_and_warned
     forced = tokenize_conversations([thought], get_template("deepseek-v3.1"), tokenizer, thinking=False)
     assert forced.reasoning_not_rendered == 1
     assert tokenize_conversations([thought], get_template("deepseek-v3.1"), tokenizer, masking="last").reasoning_not_rendered == 0
+
+
+def test_two_assistant_turns_in_a_row_written_without_a_header_are_counted_and_warned(caplog) -> None:
+    """V3.1 and V3.2 write an assistant turn that follows another straight after its end-of-sentence token, with no
+    header (as their official templates do): such data trained on a layout the model never saw without a word.
+    V3, R1 and V4 write the header, so nothing is said for them; a preference prompt is checked alike."""
+    from dsft.models.tokenizers import load_deepseek_tokenizer
+
+    tokenizer = load_deepseek_tokenizer()
+    twice = Conversation([Message("user", "Hi"), Message("assistant", "Hello."), Message("assistant", "How are you?")],
+                         meta={"origin": "t.jsonl:1"})
+    after_tool = Conversation([Message("user", "Weather?"), Message("assistant", "", tool_calls=[CALL]),
+                               Message("tool", "sunny"), Message("assistant", "Sunny.")], meta={"origin": "t.jsonl:2"})
+    pair = parse_preference({"prompt": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."},
+                                        {"role": "assistant", "content": "Anything else?"}, {"role": "user", "content": "No"}],
+                             "chosen": "Bye.", "rejected": "What?"}, "pair")
+    pair.meta["origin"] = "p.jsonl:1"
+    for name in ("deepseek-v3.1", "deepseek-v3.2"):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="dsft.training.examples"):
+            split = tokenize_conversations([twice, after_tool], get_template(name), tokenizer)
+            pairs = render_split([pair], get_template(name), tokenizer, None, None)
+        assert (split.assistant_turns_run_together, len(split.examples)) == (1, 2), name  # trained as written
+        assert pairs.assistant_turns_run_together == 1, name
+        assert (f"1 conversation(s) have two assistant turns in a row (first: t.jsonl:1: messages[2]), which the {name} "
+                "template writes with no assistant header between them") in caplog.text
+        assert "(first: p.jsonl:1: messages[2])" in caplog.text
+    for name in ("deepseek-v3", "deepseek-r1", "deepseek-v4"):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="dsft.training.examples"):
+            split = tokenize_conversations([twice], get_template(name), tokenizer)
+        assert split.assistant_turns_run_together == 0 and "two assistant turns" not in caplog.text, name

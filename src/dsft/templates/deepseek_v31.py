@@ -84,7 +84,7 @@ def render_deepseek_v31(
 
 
 FAMILY = TemplateFamily(
-    "deepseek-v3.1", render_deepseek_v31, V31_SPECIAL_TOKENS,
+    "deepseek-v3.1", render_deepseek_v31, V31_SPECIAL_TOKENS, heads_every_assistant_turn=False,
     description="DeepSeek-V3.1 hybrid: thinking (<think>) or not (</think>)",
     thinking_flag="thinking", reasoning="hybrid", vllm_reasoning_parser="deepseek_v3",
     tool_call_format="deepseek-v3.1", vllm_tool_parser="deepseek_v31",

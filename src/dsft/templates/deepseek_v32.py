@@ -163,7 +163,7 @@ _OLLAMA = OllamaTemplate(
 )
 
 FAMILY = TemplateFamily(
-    "deepseek-v3.2", render_deepseek_v32, V32_SPECIAL_TOKENS, hoists_system=False,
+    "deepseek-v3.2", render_deepseek_v32, V32_SPECIAL_TOKENS, hoists_system=False, heads_every_assistant_turn=False,
     description="DeepSeek-V3.2: the official encoding, thinking or chat, DSML tool calls",
     thinking_flag="thinking", reasoning="hybrid", vllm_reasoning_parser="deepseek_v3", tool_call_format="dsml",
     renders_tool_definitions=True, vllm_tool_parser="deepseek_v32", vllm_tokenizer_mode="hf",

@@ -60,6 +60,7 @@ class TemplateFamily:
     template and ``model_types`` its ``config.json`` model types (detection, see
     :func:`dsft.templates.detect.detect_template`). ``hoists_system``: the template gathers every system
     message at the start, wherever it stands (so a later one cannot be rendered where it was sent).
+    ``heads_every_assistant_turn``: two assistant turns in a row each open with the assistant header.
     """
 
     name: str
@@ -86,6 +87,10 @@ class TemplateFamily:
     signature: Callable[[str], bool] | None = None
     model_types: tuple[str, ...] = ()
     hoists_system: bool = True
+    # Whether an assistant turn right after another assistant turn opens with the assistant header. V3.1 and V3.2
+    # (as their official templates do) write it straight after the first turn's EOS, which no trained model has
+    # seen: training counts such conversations and warns (dsft.training.examples).
+    heads_every_assistant_turn: bool = True
 
     def prompt_problems(self, conv: Conversation) -> list[tuple[int | None, str]]:
         """Role orders this family's inference prompt cannot render faithfully (see :func:`prompt_order_problems`)."""

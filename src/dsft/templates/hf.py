@@ -79,6 +79,9 @@ class HFChatTemplate:
     def prompt_opens_think(self, prompt: str) -> bool:
         return prompt_opens_think(prompt)
 
+    # The model's own template renders two assistant turns in a row as it does; dsft cannot tell how.
+    heads_every_assistant_turn = True
+
     @property
     def renders_tool_definitions(self) -> bool:
         """Whether the model's own template reads ``tools`` (transformers passes them to it)."""

@@ -58,6 +58,9 @@ class ChatTemplate(Protocol):
     # Whether OpenAI ``tools`` definitions are rendered into the prompt (else: describe them in the system
     # message; a server refuses ``tools`` rather than drop them silently).
     renders_tool_definitions: bool
+    # Whether an assistant turn right after another assistant turn opens with the assistant header (False: it is
+    # written straight after the first turn's end-of-sentence token, a layout no trained model has seen).
+    heads_every_assistant_turn: bool
 
     @property
     def chat_template(self) -> str:

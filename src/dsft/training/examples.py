@@ -31,6 +31,8 @@ class TokenizedSplit:
     tools_not_rendered: int = 0
     # Conversations trained without some of their trained turns' reasoning (the template has no place for it).
     reasoning_not_rendered: int = 0
+    # Conversations with two assistant turns in a row that the template writes with no header between them.
+    assistant_turns_run_together: int = 0
     # For a drop reason that concerns the record itself: the first such record's origin and why.
     first: dict[str, str] = field(default_factory=dict)
 
@@ -79,6 +81,29 @@ def unrendered_tools(records: Sequence[Any], template: ChatTemplate) -> int:
     return unrendered
 
 
+def assistant_turns_run_together(conversations: Sequence[Conversation], template: ChatTemplate,
+                                 out: TokenizedSplit) -> None:
+    """Count (into ``out``) and warn of the conversations holding an assistant turn right after another, where the
+    template writes the second straight after the first's end-of-sentence token (V3.1, V3.2, as their official
+    templates do): a layout the model never saw, whose second turn trains text after EOS. Trained as written."""
+    if template.heads_every_assistant_turn:
+        return
+    for conversation in conversations:
+        roles = [m.role for m in conversation.messages]
+        index = next((i for i in range(1, len(roles)) if roles[i - 1] == roles[i] == "assistant"), None)
+        if index is not None:
+            out.assistant_turns_run_together += 1
+            out.first.setdefault("assistant_turns_run_together",
+                                 f"{conversation.meta.get('origin', '?')}: messages[{index}]")
+    if out.assistant_turns_run_together:
+        # Every process of a launched job renders the same records: said once, by the main process.
+        warn_for_job(log, "%d conversation(s) have two assistant turns in a row (first: %s), which the %s template "
+                     "writes with no assistant header between them, straight after the first turn's "
+                     "end-of-sentence token: the model never saw that layout, and the second turn trains text after "
+                     "the end of a reply. Merge such turns into one, or put the user turn between them",
+                     out.assistant_turns_run_together, out.first["assistant_turns_run_together"], template.name)
+
+
 def tokenize_conversations(
     conversations: list[Conversation],
     template: ChatTemplate,
@@ -97,6 +122,7 @@ def tokenize_conversations(
     with a message that names no record.
     """
     out = TokenizedSplit([], tools_not_rendered=unrendered_tools(conversations, template))
+    assistant_turns_run_together(conversations, template, out)
     for conversation, rendered in _render_all(conversations, template, tokenizer, masking, thinking):
         if isinstance(rendered, DsftError):
             out.drop("template_cannot_render", f"{conversation.meta.get('origin', '?')}: {rendered}")

@@ -26,7 +26,7 @@ from dsft.data.control_tokens import control_token_pattern
 from dsft.data.conversation import Message
 from dsft.data.preference import PreferenceRecord, control_token_problems_of
 from dsft.errors import DsftError
-from dsft.training.examples import TokenizedSplit, unrendered_tools
+from dsft.training.examples import TokenizedSplit, assistant_turns_run_together, unrendered_tools
 
 
 def render_completion(template: Any, tokenizer: Any, record: PreferenceRecord, completion: Message,
@@ -90,6 +90,7 @@ def render_split(records: list[PreferenceRecord], template: Any, tokenizer: Any,
     """Render every record of a split; over-long records are dropped and counted, as are records whose tool
     definitions the template does not render."""
     out = TokenizedSplit([], tools_not_rendered=unrendered_tools(records, template))
+    assistant_turns_run_together([record.conversation() for record in records], template, out)  # in a prompt
     # Preparation rejects these already (given the tokenizer); a data.prepared_dir may come from elsewhere.
     pattern = control_token_pattern(tokenizer)
     for record in records:

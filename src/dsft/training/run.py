@@ -187,6 +187,8 @@ def run_training(
         "dropped": {k: v.dropped for k, v in splits.items() if v.dropped},
         "tools_not_rendered": {k: v.tools_not_rendered for k, v in splits.items() if v.tools_not_rendered},
         "reasoning_not_rendered": {k: v.reasoning_not_rendered for k, v in splits.items() if v.reasoning_not_rendered},
+        "assistant_turns_run_together": {k: v.assistant_turns_run_together for k, v in splits.items()
+                                         if v.assistant_turns_run_together},
         "data_fingerprint": fingerprint, "data_files": files,
         "data_mix": mixed_sources(run_dir) if sft else [],
     }
