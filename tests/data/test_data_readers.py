@@ -89,6 +89,30 @@ def test_csv_rows_and_undecodable_bytes_survive_as_surrogates(tmp_path: Path) ->
     assert "\udcff" in records[1].data["question"]  # rejected later by validation, not here
 
 
+@pytest.mark.parametrize(("text", "where", "lines"), [
+    ('prompt,completion\nhi,there\n"stray quote,a\nnext,row\nlast,one\n', 3, "lines 3-5"),
+    ('prompt,completion\nhi,"two\nlines"\nq,"never closed\nmore', 4, "lines 4-5"),  # no final newline
+    ('prompt,completion\r\nhi,there\r\nq,"open\r\n', 3, "line 3"),
+    ('"prompt,completion\nhi,there\n', 1, "lines 1-2"),  # in the header
+])
+def test_a_csv_quote_never_closed_is_one_reject_where_it_opens(tmp_path: Path, text: str, where: int,
+                                                               lines: str) -> None:
+    """The csv module read the rest of the file into the quoted field without a word: the rows after it vanished
+    into one cell (kept as data when that cell was the completion)."""
+    path = tmp_path / "t.csv"
+    path.write_bytes(text.encode())
+    *rows, last = read_records([str(path)])
+    assert all(row.error is None for row in rows) and last.data is None
+    assert last.where == f"{path}:{where}", last.where
+    assert f"opens a quoted field on line {where} that is never closed, so {lines} (the rest" in last.error
+
+
+def test_a_csv_quote_closed_at_the_end_of_the_file_is_a_row(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_bytes(b'prompt,completion\nq,"a\nb"')
+    assert [(r.data, r.error) for r in read_records([str(path)])] == [({"prompt": "q", "completion": "a\nb"}, None)]
+
+
 def test_parquet_and_saved_dataset(tmp_path: Path) -> None:
     import datasets
     import pyarrow as pa

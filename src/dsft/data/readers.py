@@ -308,18 +308,58 @@ def split_json_array(text: str) -> list[str] | None:
     return [item for item in items if item.strip()]
 
 
+class _Lines:
+    """A text file's lines for ``csv.reader``, noting when the end of the file was reached."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle, self.ended = handle, False
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        try:
+            return next(self.handle)
+        except StopIteration:
+            self.ended = True
+            raise
+
+
+def _unclosed_quote(source: str, what: str, cells: list[str | None], end_line: int) -> RawRecord:
+    """The row (or header) that ran into the end of the file: a field opened a quote that never closed, and the
+    csv module (not strict) read the rest of the file into it. That field is the row's last; its value is the text
+    after the quote, so its newlines count the lines from the quote to the end."""
+    swallowed = next((cell for cell in reversed(cells) if cell is not None), "")
+    start = end_line - swallowed.count("\n") + swallowed.endswith("\n")
+    lines = f"line {start}" if start == end_line else f"lines {start}-{end_line}"
+    return _unparsed(source, f"line {start}", f"malformed CSV: {what} opens a quoted field on line {start} that is "
+                     f"never closed, so {lines} (the rest of the file) would be one cell; close the quote, or double "
+                     'it ("") to keep it as text', swallowed)
+
+
 def read_csv(path: Path) -> Iterator[RawRecord]:
     """One record per CSV row (header = column names), streamed.
 
     Bytes that are not UTF-8 are kept as lone surrogates (``surrogateescape``) so validation can
-    reject exactly the rows that hold them instead of failing the whole file.
+    reject exactly the rows that hold them instead of failing the whole file. A quoted field that is never
+    closed is one rejected record located where the quote opens (the csv module read the rest of the file
+    into that field without a word).
     """
     source = str(path)
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # long documents are legitimate cells
     with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
-        reader = csv.DictReader(handle)
+        lines = _Lines(handle)
+        reader = csv.DictReader(lines)
         try:
+            # A complete row ends at the end of its line; only an open quote reads on past the file's last line.
+            if reader.fieldnames and lines.ended:
+                yield _unclosed_quote(source, "the header", list(reader.fieldnames), reader.line_num)
+                return
             for number, row in enumerate(reader, start=1):
+                if lines.ended:
+                    cells = [cell for key, value in row.items() for cell in (value if key is None else [value])]
+                    yield _unclosed_quote(source, f"row {number}", cells, reader.line_num)
+                    return
                 location = f"row {number} (line {reader.line_num})"
                 if None in row:
                     yield RawRecord(source, location, error="more cells than header columns")
