@@ -184,13 +184,17 @@ def test_preference_text_is_cleaned_as_sft_text_is(tmp_path: Path, tokenizer) ->
             {"prompt": "What is <|EOT|>?", "chosen": "A marker.", "rejected": "No idea."},
             {"prompt": "q", "chosen": "Stop at <|EOT|> here.", "rejected": "No."},
             {"prompt": "w", "chosen": "ｗide", "rejected": "wide"},
-            {"prompt": "h", "chosen": "<p>bold</p>", "rejected": "plain"}]
+            {"prompt": "h", "chosen": "<p>bold</p>", "rejected": "plain"},
+            {"prompt": "z", "chosen": "fine", "rejected": "\x07"}]
     source = _write(tmp_path / "p.jsonl", [json.dumps(row, ensure_ascii=False) for row in rows])
     cfg = DsftConfig.model_validate({"data": {"train": [str(source)], "val_ratio": 0, "clean": {"strip_html": True}}})
     prepared = prepare_preference(cfg, tmp_path / "out", "dpo", tokenizer)
     report = prepared.report
-    assert (report["read"], report["kept"], report["rejected"]) == (5, 2, 2)
-    assert report["removed"] == {"normalize_unicode": 1}
+    assert (report["read"], report["kept"], report["rejected"]) == (6, 2, 2)
+    assert report["removed"] == {"normalize_unicode": 2}
+    removed = [json.loads(line)["reason"] for line in (tmp_path / "out" / "removed.jsonl").open(encoding="utf-8")]
+    assert removed == ["chosen and rejected identical after normalize_unicode",
+                       "rejected empty after Unicode normalisation"]
     first, html = prepared.splits["train"]
     assert (first.prompt[0].content, first.chosen.content) == ("What is 2+2?", "4\nsure")
     assert html.chosen.content == "bold"

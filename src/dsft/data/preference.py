@@ -85,6 +85,20 @@ class PreferenceRecord:
         """The prompt then every completion as one conversation: what text rewrites read (see :meth:`with_texts`)."""
         return Conversation([*self.prompt, *self.completions()], self.tools, dict(self.meta))
 
+    def named(self, problem: str) -> str:
+        """``problem`` (about :meth:`texts`) with a completion's ``messages[i]`` written as its side.
+
+        >>> PreferenceRecord("pair", [Message("user", "q")], chosen=Message("assistant", "a"),
+        ...                  rejected=Message("assistant", "b")).named("messages[2] empty after Unicode normalisation")
+        'rejected empty after Unicode normalisation'
+        """
+        present = [name for name in SIDES if getattr(self, name) is not None]
+        for offset, name in enumerate(present):
+            at = f"messages[{len(self.prompt) + offset}]"
+            if problem.startswith(at):
+                return name + problem[len(at):]
+        return problem
+
     def with_texts(self, rewritten: Conversation) -> "PreferenceRecord":
         """A copy whose prompt and completions are the messages of ``rewritten``, a rewrite of :meth:`texts`."""
         messages = iter(rewritten.messages[len(self.prompt):])

@@ -190,11 +190,14 @@ def _rewrite(pool: list[_Group], cfg: DsftConfig, ledger: Ledger) -> list[_Group
     for step, function in rewrite_steps(cfg.data.clean.strip_html, cfg.data.clean.normalize_unicode):
         kept: list[_Group] = []
         for group in pool:
-            result = function([record.texts() for record in group])
+            texts = [record.texts() for record in group]
+            result = function(texts)
             if result.removed:
-                ledger.remove(step, Removed(_as_conversation(group), result.removed[0].reason))
+                first = result.removed[0]
+                record = group[next(i for i, text in enumerate(texts) if text is first.conversation)]
+                ledger.remove(step, Removed(_as_conversation(group), record.named(first.reason)))
                 continue
-            rewritten = [record.with_texts(texts) for record, texts in zip(group, result.kept)]
+            rewritten = [record.with_texts(cleaned) for record, cleaned in zip(group, result.kept)]
             if any(r.chosen is not None and r.rejected is not None and same_message(r.chosen, r.rejected)
                    for r in rewritten):
                 ledger.remove(step, Removed(_as_conversation(group), f"chosen and rejected identical after {step}"))
