@@ -51,6 +51,18 @@ def _runs(tmp: Path) -> str:
     return "runs/typo"
 
 
+def _model_dir(tmp: Path) -> str:
+    """A model directory as far as its file names go (config.json beside weights)."""
+    model = tmp / "my-model"
+    model.mkdir(exist_ok=True)
+    (model / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    (model / "tokenizer_config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"")
+    return str(model)
+
+
+# Its config.json and tokenizer files were read as records, every one rejected as of an unknown format.
+MODEL_AS_DATA = "my-model: looks like a model directory (config.json beside weights), not data"
 MISTYPED = "runs/typo: no such directory (runs/ holds my-run); runs/ is a local directory"
 
 
@@ -76,6 +88,7 @@ TRAIN_CASES = [
      MISTYPED),
     ("data-is-a-device", lambda t: {"data": {"train": ["/dev/null"]}},
      "data.train: /dev/null: exists but is not a regular file (a device, pipe or socket)"),
+    ("data-is-a-model-directory", lambda t: {"data": {"train": [_model_dir(t)]}}, MODEL_AS_DATA),
     # Sizes the model's config.json bounds (lora.r=99999999999 died in torch allocating 25 TB after the model loaded).
     ("lora-rank-above-hidden-size", lambda t: {"data": {"train": [_data(t)]}, "lora": {"r": 99999999999}},
      "lora.r=99999999999: above the hidden size of tiny-deepseek-v3 (64, hidden_size in its config)"),
@@ -198,6 +211,7 @@ EVAL_CASES = [
       "pass one split, e.g. --data ")),
     ("eval-data-is-a-run-directory", lambda t: ["eval", "tiny-deepseek-v3", "--data", _lora_run(t)],
      "lora-run: a run directory, not data"),
+    ("eval-data-is-a-model-directory", lambda t: ["eval", "tiny-deepseek-v3", "--data", _model_dir(t)], MODEL_AS_DATA),
     ("compare-unknown-metric", lambda t: ["compare", "--tuned", "tiny-deepseek-v3", "--base", "tiny-deepseek-v3",
                                           "--data", _data(t), "-m", "bleu4"],
      "unknown metric(s) 'bleu4'"),
@@ -496,6 +510,7 @@ PREPARE_CASES = [
     ("dangling-link", lambda t: [str((t / "gone.jsonl").symlink_to(t / "moved.jsonl") or t / "gone.jsonl")],
      "gone.jsonl: a symbolic link to"),
     ("tokenizer", lambda t: [_data(t), "--tokenizer", "./no-tok"], "--tokenizer: model './no-tok': not a local"),
+    ("model-directory", lambda t: [_model_dir(t)], MODEL_AS_DATA),
 ]
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from dsft.disk import not_a_file_reason
 from dsft.errors import DataError
+from dsft.models.resolve import is_model_dir
 from dsft.text_encoding import encoding_hint
 
 SUPPORTED_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
@@ -101,6 +102,9 @@ def expand_inputs(patterns: list[str]) -> list[Path]:
         elif is_saved_dataset(path):
             found.append(path)
         elif path.is_dir():
+            if is_model_dir(path):  # its config.json and tokenizer files were read as records, all rejected
+                raise DataError(f"{pattern}: looks like a model directory (config.json beside weights), not data; "
+                                f"name {'/'.join(SUPPORTED_SUFFIXES)} files, a directory of them or a saved dataset")
             files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES)
             if not files:
                 raise DataError(f"{pattern}: the directory holds no {'/'.join(SUPPORTED_SUFFIXES)} file")

@@ -149,6 +149,12 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 WEIGHT_INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 
 
+def is_model_dir(path: Path) -> bool:
+    """A directory holding a checkpoint: ``config.json`` beside weights (one file, an index, or shards)."""
+    return (path / "config.json").is_file() and (
+        any((path / name).is_file() for name in WEIGHT_FILES + WEIGHT_INDEX_FILES) or any(path.glob("*.safetensors")))
+
+
 def check_model_files(model_dir: str | Path) -> None:
     """Refuse a local model directory that cannot load: no weights, a shard its index names but the directory
     lacks, no tokenizer vocabulary. Cheap (file names only), so commands call it before the data is prepared
