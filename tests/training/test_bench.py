@@ -167,6 +167,10 @@ def test_trl_expert_varlen_is_trl_expert_on_the_segment_kernel(tiny_model_dir, t
     assert rows["trl-expert-varlen"]["dsft_accelerations"] == [SEGMENT_ATTENTION]
     assert "dsft_accelerations" not in rows["trl-expert"]
     assert rows["trl-expert-varlen"]["final_loss"] == pytest.approx(rows["trl-expert"]["final_loss"], rel=1e-5)
+    # Every optimizer step's loss (the warm-up step and the timed one), the last of them the final loss.
+    for row in rows.values():
+        assert len(row["losses"]) == 2 and row["losses"][-1] == row["final_loss"]
+    assert rows["trl-expert-varlen"]["losses"] == pytest.approx(rows["trl-expert"]["losses"], rel=1e-5)
     assert rows["trl-expert-varlen"]["supervised_tokens"] == rows["trl-expert"]["supervised_tokens"]
 
 

@@ -49,6 +49,8 @@ DEFINITIONS = {
            "params x supervised tokens; mfu_cpu: the same per second of process CPU time, against peaks "
            "measured per CPU-second (CPU)",
     "timing": "optimizer steps after the first (warm-up)",
+    "losses": "the logged training loss of every optimizer step, the warm-up step first; each system packs "
+              "and orders the conversations its own way, so the same step holds different conversations",
     "peak_memory_bytes": "peak RSS of the process on CPU; torch.cuda.max_memory_allocated on GPU",
 }
 

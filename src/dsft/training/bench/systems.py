@@ -326,5 +326,6 @@ def summarize(meter: Meter, model: Any, peak_memory: int, full: bool) -> dict[st
         "lm_head_flops": head_flops,
         "peak_memory_bytes": peak_memory,
         "final_loss": meter.losses[-1] if meter.losses else math.nan,
+        "losses": list(meter.losses),
         "uncredited_rows": meter.uncredited_rows,
     }
