@@ -370,6 +370,60 @@ def test_serve_and_chat_refuse_a_missing_model_before_torch(tmp_path: Path, args
     assert not torch_loaded, "the refusal came after torch was imported"
 
 
+def _lora_checkpoint(tmp: Path, base: Path) -> Path:
+    """A LoRA run's checkpoint as training leaves it (the adapter beside the trainer state), the run's run.json
+    recording ``base`` as training records a local base model."""
+    run = tmp / "runs" / "lora"
+    checkpoint = run / "checkpoints" / "checkpoint-3"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(base),
+                                                                "peft_type": "LORA"}))
+    for name in ("adapter_model.safetensors", "trainer_state.json", "optimizer.pt", "scheduler.pt"):
+        (checkpoint / name).write_text("{}")
+    (run / "run.json").write_text(json.dumps({
+        "template": "deepseek-r1", "method": "lora", "status": "finished", "base_model": str(base),
+        "base_model_relative": "../../base", "model_name_or_path": str(base), "model_revision": None}))
+    return checkpoint
+
+
+CHECKPOINT_COMMANDS = {
+    "eval": lambda t: ["--data", _data(t), "--out", str(t / "eval")],
+    "export": lambda t: ["--format", "hf", "--out", str(t / "export")],
+    "serve": lambda t: [],
+    "chat": lambda t: [],
+}
+
+
+@pytest.mark.parametrize("command", list(CHECKPOINT_COMMANDS))
+def test_a_lora_checkpoint_whose_base_model_is_gone_is_refused_before_torch(tmp_path: Path, command: str) -> None:
+    """A LoRA checkpoint is evaluated, exported, served and chatted with as its run is; where the run's base model
+    is gone (deleted, or the run copied to a machine without it) the checkpoint is named, with what was looked for
+    and the flag that supplies it. (It was refused as 'a bare adapter; export its run directory instead'.)"""
+    base = tmp_path / "base"
+    checkpoint = _lora_checkpoint(tmp_path, base)
+    code, torch_loaded, err = _refuse([command, str(checkpoint), *CHECKPOINT_COMMANDS[command](tmp_path)], tmp_path)
+    assert code == 2 and "Traceback" not in err, err
+    assert (f"{checkpoint}: a checkpoint of run {checkpoint.parents[1].resolve()}, whose base model was not found "
+            f"on this machine; tried: {base} - pass the base model with --base-model PATH_OR_ID") in err, err
+    assert not torch_loaded, "the refusal came after torch was imported"
+    assert not (tmp_path / command).exists()
+
+
+@pytest.mark.parametrize("command", list(CHECKPOINT_COMMANDS))
+def test_a_lora_checkpoint_copied_out_of_its_run_is_refused_before_torch(tmp_path: Path, command: str) -> None:
+    """Outside its run nothing says a checkpoint's chat template, and its adapter_config.json's base path is the
+    one of training time: refused naming the checkpoint, that path and where to point instead."""
+    checkpoint = _lora_checkpoint(tmp_path, tmp_path / "base")
+    copied = checkpoint.rename(tmp_path / "best")
+    code, torch_loaded, err = _refuse([command, str(copied), *CHECKPOINT_COMMANDS[command](tmp_path)], tmp_path)
+    assert code == 2 and "Traceback" not in err, err
+    assert (f"{copied}: a LoRA adapter outside its run directory: no run.json in {tmp_path.resolve()} or "
+            f"{tmp_path.resolve().parent} names its base model and chat template (adapter_config.json records "
+            f"the base {tmp_path / 'base'}, which no longer exists); point at it inside its run (RUN, RUN/final or "
+            "RUN/checkpoints/checkpoint-N)") in err, err
+    assert not torch_loaded, "the refusal came after torch was imported"
+
+
 CHAT_CASES = [
     ("quantize-nf4", ["--quantize", "nf4"], "--quantize nf4: only int8"),
     ("quantize-4bit", ["--quantize", "4bit"], "--quantize 4bit: only int8"),
@@ -530,6 +584,11 @@ def test_deploy_refuses_a_lora_run_from_its_run_json_before_torch(tmp_path: Path
     assert code == 2 and "a LoRA run; merge it first" in err and "Traceback" not in err, err
     assert not torch_loaded, "the refusal came after torch was imported"
     assert not (tmp_path / "cache").exists() and not (tmp_path / "k8s").exists()
+    # One of its checkpoints, as the run (it was refused as a bare adapter, sent to 'export its run directory').
+    checkpoint = _lora_checkpoint(tmp_path, tmp_path / "base")
+    code, torch_loaded, err = _refuse(["deploy", "k8s", str(checkpoint), "--out", str(tmp_path / "k8s")], tmp_path)
+    assert code == 2 and f"{checkpoint}: a LoRA run; merge it first with `dsft export {checkpoint} --format hf" in err, err
+    assert not torch_loaded and not (tmp_path / "k8s").exists()
 
 
 LAUNCH_CASES = [

@@ -39,10 +39,10 @@ def test_run_json_without_final_directory(tmp_path, run_cli) -> None:
     assert code == 2 and "the run finished, but it was removed (status: finished)" in text, text
 
 
-def test_an_unfinished_run_says_how_to_continue_not_to_use_an_adapter_checkpoint(tmp_path, run_cli) -> None:
+def test_an_unfinished_run_says_how_to_continue_or_which_checkpoint_to_use(tmp_path, run_cli) -> None:
     """An interrupted LoRA run was sent to 'use a checkpoint under RUN/checkpoints as a model directory', and the
     checkpoint (a bare adapter) back to 'export its run directory': a circle. It now gives the command that
-    continues the run; a full run's checkpoint, which is a model, is offered too."""
+    continues the run, and its newest checkpoint, which export takes as it takes the run (LoRA or full)."""
     run = tmp_path / "run"
     (run / "checkpoints" / "checkpoint-2").mkdir(parents=True)
     for name in ("adapter_config.json", "trainer_state.json", "optimizer.pt", "scheduler.pt", "rng_state.pth"):
@@ -53,10 +53,10 @@ def test_an_unfinished_run_says_how_to_continue_not_to_use_an_adapter_checkpoint
     text = " ".join(text.split())
     assert code == 2 and "the run has not finished (status: interrupted)" in text, text
     assert f"continue it with `dsft train {run / 'config.yaml'} --out {run} --resume auto`" in text, text
-    assert "as a model directory" not in text, text
+    assert f"or use one of its checkpoints, e.g. {run / 'checkpoints' / 'checkpoint-2'}" in text, text
     (run / "run.json").write_text(json.dumps(info | {"method": "full"}))
     code, text = run_cli(["export", str(run), "--format", "hf", "--out", str(tmp_path / "o")])
-    assert code == 2 and f"or use a checkpoint under {run / 'checkpoints'} as a model directory" in " ".join(
+    assert code == 2 and f"or use one of its checkpoints, e.g. {run / 'checkpoints' / 'checkpoint-2'}" in " ".join(
         text.split()), text
 
 

@@ -98,8 +98,8 @@ def eval_defaults(model_or_run: str, config: Optional[Path]) -> Any:
 
     if config is not None:
         section = load_config(config).eval
-    elif RunDir.is_run(model_or_run) and RunDir(model_or_run).config_path.is_file():
-        section = RunDir(model_or_run).config.eval
+    elif (run := RunDir.find(model_or_run)) is not None and run.config_path.is_file():
+        section = run.config.eval  # a checkpoint's run's too
     else:
         return EvalConfig()
     metric_problems = [p for p in eval_config_problems(section) if p.startswith("eval.metrics")]
@@ -130,8 +130,9 @@ def check_generation_room(models: list[str], max_new_tokens: Optional[int], base
         return
     for name in models:
         model = name
-        if RunDir.is_run(name) and RunDir(name).config_path.is_file():
-            model = base_model or RunDir(name).config.model.name_or_path
+        run = RunDir.find(name)
+        if run is not None and run.config_path.is_file():
+            model = base_model or run.config.model.name_or_path
         values = peek_model_config(model)
         positions = context_length(values) if values else None
         if positions is not None and max_new_tokens > positions:
@@ -208,7 +209,7 @@ THINKING = typer.Option(None, "--thinking/--no-thinking",
 
 
 def eval_command(
-    model_or_run: str = typer.Argument(..., help="Model directory, tiny preset, hub id, or a dsft run directory."),
+    model_or_run: str = typer.Argument(..., help="Model directory, tiny preset, hub id, or a dsft run directory (or its final/ or one of its checkpoints)."),
     data: str = typer.Option(..., "--data", help="Eval data (any format dsft reads); the last assistant turn is the reference."),
     out: Path = typer.Option(..., "--out", help="Directory for predictions.jsonl and metrics.json (new or empty; "
                              "see --overwrite)."),

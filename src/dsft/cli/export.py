@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 
 def export(
-    run_or_model: str = typer.Argument(..., help="Run directory (with run.json), model directory or tiny preset."),
+    run_or_model: str = typer.Argument(..., help="Run directory (with run.json; or its final/ or one of its checkpoints), model directory or tiny preset."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (new or empty; see --overwrite)."),
     fmt: str | None = typer.Option(
         None, "--format", "-f", help="hf (merged safetensors), adapter (PEFT only), gguf, ollama [default: export.format]."
@@ -64,8 +64,8 @@ def export(
                "tolerance": defaults.tolerance if tolerance is None else tolerance,
                "max_shard_size": max_shard_size or defaults.max_shard_size}
     check_export_options(**options, dtype_source="--dtype" if dtype else "export.dtype")
+    check_out_is_not_the_source(run_or_model, out)  # paths only: before a run's base model is looked for
     check_source(run_or_model, base_model)  # the options first, then the model (and --base-model) they apply to
-    check_out_is_not_the_source(run_or_model, out)
     # torch, transformers and peft load only once the options and the model are known good.
     from dsft.export.api import export as run_export
 
@@ -87,8 +87,8 @@ def export_defaults(run_or_model: str, config: Path | None) -> ExportConfig:
         return load_config(config).export
     from dsft.training.rundir import RunDir
 
-    run = RunDir(run_or_model)
-    if RunDir.is_run(run_or_model) and run.config_path.is_file():
+    run = RunDir.find(run_or_model)  # a run directory, its final/ or one of its checkpoints
+    if run is not None and run.config_path.is_file():
         return run.config.export
     return ExportConfig()
 

@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from dsft.serve.settings import ServeSettings
 
 ADAPTER_HELP = "A named LoRA adapter, NAME=PATH (an adapter directory or a LoRA run); repeatable."
+MODEL_OR_RUN_HELP = "Model directory, tiny preset, hub id, or a run directory (or its final/ or one of its checkpoints)."
+BASE_MODEL_HELP = ("Where a moved LoRA run finds its base model (directory, hub id or tiny preset) [default: as "
+                   "recorded in run.json].")
 
 
 def _default_served_name(model_or_run: str) -> str:
@@ -23,7 +26,7 @@ def _default_served_name(model_or_run: str) -> str:
 
 
 def serve(
-    model_or_run: str = typer.Argument(..., help="Model directory, tiny preset, hub id, or a run directory."),
+    model_or_run: str = typer.Argument(..., help=MODEL_OR_RUN_HELP),
     adapter: list[str] = typer.Option([], "--adapter", help=ADAPTER_HELP),
     host: str | None = typer.Option(None, "--host", help="Bind address [default: 127.0.0.1, loopback]."),
     port: int | None = typer.Option(None, "--port", help="Port [default: 8000]."),
@@ -49,7 +52,7 @@ def serve(
     config: Path | None = typer.Option(None, "--config", help="YAML whose `serve:` section gives the defaults "
                                        "[default: a run directory's own config.yaml, else the schema's]."),
     dry_run: bool = typer.Option(False, "--dry-run", help="vllm engine: print the command instead of running it."),
-    base_model: str | None = typer.Option(None, "--base-model", help="Where a moved LoRA run finds its base model (directory, hub id or tiny preset) [default: as recorded in run.json]."),
+    base_model: str | None = typer.Option(None, "--base-model", help=BASE_MODEL_HELP),
     allow_unauthenticated: bool = typer.Option(
         False, "--allow-unauthenticated", help="Serve off loopback without an API key, on purpose (e.g. behind a "
         "gateway that authenticates); otherwise a --host other than loopback needs --api-key."),
@@ -126,8 +129,9 @@ def serve_defaults(model_or_run: str, config: Path | None) -> "ServeConfig":
 
     if config is not None:
         return load_config(config).serve
-    if RunDir.is_run(model_or_run) and RunDir(model_or_run).config_path.is_file():
-        return RunDir(model_or_run).config.serve
+    run = RunDir.find(model_or_run)  # a run directory, its final/ or one of its checkpoints
+    if run is not None and run.config_path.is_file():
+        return run.config.serve
     return load_config(None).serve
 
 
@@ -150,7 +154,7 @@ def _serve_vllm(model_or_run: str, adapter: list[str], settings: "ServeSettings"
 
 
 def chat(
-    model_or_run: str = typer.Argument(..., help="Model directory, tiny preset, hub id, or a run directory."),
+    model_or_run: str = typer.Argument(..., help=MODEL_OR_RUN_HELP),
     system: str | None = typer.Option(None, "--system", help="System prompt."),
     max_tokens: int = typer.Option(512, "--max-tokens", "--max-new-tokens", min=1, help="Most tokens per reply."),
     temperature: float | None = typer.Option(None, "--temperature",
@@ -158,6 +162,7 @@ def chat(
     thinking: bool | None = typer.Option(None, "--thinking/--no-thinking", help="Hybrid-thinking families only."),
     seed: int | None = typer.Option(None, "--seed", help="Repeatable sampling."),
     quantize: str | None = typer.Option(None, "--quantize", help="int8: dynamic int8 weights on CPU."),
+    base_model: str | None = typer.Option(None, "--base-model", help=BASE_MODEL_HELP),
 ) -> None:
     """Chat in the terminal (streamed; reasoning dimmed). /reset, /system TEXT, /exit. Reads piped stdin too."""
     from rich.console import Console
@@ -167,13 +172,14 @@ def chat(
 
     check_load_options(quantize, "auto")
     check_temperature(temperature)
-    check_source(model_or_run)
+    check_source(model_or_run, base_model)
     # torch and transformers load only once the flags and the model path are known good.
+    from dsft.export.source import resolve_source
     from dsft.serve.chat import ChatSession, run_chat
     from dsft.serve.serving_model import load_serving_model
 
     console = Console(highlight=False)
-    serving = load_serving_model(model_or_run, quantize=quantize)
+    serving = load_serving_model(resolve_source(model_or_run, base_model), quantize=quantize)
     session = ChatSession(serving, max_tokens=max_tokens, temperature=temperature, thinking=thinking, seed=seed,
                           system=system)
     run_chat(session, sys.stdin, console, interactive=sys.stdin.isatty())

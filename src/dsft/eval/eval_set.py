@@ -68,7 +68,7 @@ def run_text_cleaner(model_or_run: str | Path) -> Callable[[str], str] | None:
     References must be cleaned as the training targets were: a model trained on stripped text is
     otherwise scored against HTML it was never shown.
     """
-    run = RunDir(model_or_run)
+    run = RunDir.find(model_or_run) or RunDir(model_or_run)  # a checkpoint's run, or the directory's own config
     if not run.config_path.is_file():
         return None
     clean_cfg = run.config.data.clean
@@ -80,7 +80,7 @@ def data_reading(model_or_run: str | Path, data_config: Any = None) -> tuple[str
     section), else the run directory's own config (raw files in the format the run was trained on need no
     repeating), else auto-detection with no renaming."""
     if data_config is None:
-        run = RunDir(model_or_run)
+        run = RunDir.find(model_or_run) or RunDir(model_or_run)  # a checkpoint's run, or the directory's own
         if not run.config_path.is_file():
             return "auto", None
         data_config = run.config.data

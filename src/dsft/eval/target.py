@@ -1,7 +1,8 @@
 """What to evaluate: a model (directory, tiny preset, hub id) or a dsft run directory.
 
-A run directory is recognised by its ``run.json``. Its template and thinking mode come from there (never
-guessed); its ``final/`` holds either a LoRA adapter, which is loaded with peft on top of the base model
+A run is recognised by its ``run.json`` (:meth:`RunDir.find`: the run directory, its ``final/`` or one of its
+checkpoints). Its template and thinking mode come from there (never guessed); its ``final/`` (or the
+checkpoint) holds either a LoRA adapter, which is loaded with peft on top of the base model
 WITHOUT merging (what was trained is what is measured), or full weights. A plain model gets the template
 named by ``--template`` or detected from its config and tokenizer.
 """
@@ -56,19 +57,20 @@ def resolve_template(model_dir: Path, name: str | None, label: str, tokenizer: A
 
 def _load_run(run: RunDir, template_name: str | None, device: str | None, dtype: str,
               cache_dir: str | Path | None, base_model: str | Path | None) -> EvalTarget:
-    final = run.final
+    weights = run.weights  # final/, or the checkpoint the command was pointed at
     adapter = run.has_adapter
-    # A full fine-tune is complete in final/; only an adapter (or a final/ without tokenizer) needs the base.
+    # A full fine-tune is complete in its weights; only an adapter (or weights without tokenizer) needs the base.
     base_dir = run.base_model(base_model, cache_dir=cache_dir) if adapter or base_model else None
     tokenizer = load_tokenizer(run.tokenizer_dir(base_dir))
-    name, template = resolve_template(final, template_name or run.template, str(run.path), tokenizer)
+    label = str(weights if run.is_checkpoint else run.path)
+    name, template = resolve_template(weights, template_name or run.template, label, tokenizer)
     if adapter:
         # Loaded as trained (fused MoE expert targets included); never merged into the base weights.
-        model = load_lora_adapter(load_model(base_dir, dtype=dtype, device=device), str(final))
+        model = load_lora_adapter(load_model(base_dir, dtype=dtype, device=device), str(weights))
         model.eval()
     else:
-        model = load_model(final, dtype=dtype, device=device)
-    return EvalTarget(str(run.path), model, tokenizer, name, template, run.thinking, run.path, adapter)
+        model = load_model(weights, dtype=dtype, device=device)
+    return EvalTarget(label, model, tokenizer, name, template, run.thinking, run.path, adapter)
 
 
 def load_eval_target(model_or_run: str | Path, template_name: str | None = None, device: str | None = None,
@@ -78,8 +80,9 @@ def load_eval_target(model_or_run: str | Path, template_name: str | None = None,
 
     ``base_model`` overrides where a run directory's base model is found (see :meth:`RunDir.base_model`).
     """
-    if RunDir.is_run(model_or_run):
-        return _load_run(RunDir(model_or_run), template_name, device, dtype, cache_dir, base_model)
+    run = RunDir.find(model_or_run)
+    if run is not None:
+        return _load_run(run, template_name, device, dtype, cache_dir, base_model)
     model_dir = resolve_model(model_or_run, cache_dir=cache_dir)
     tokenizer = load_tokenizer(model_dir)
     name, template = resolve_template(model_dir, template_name, str(model_or_run), tokenizer)

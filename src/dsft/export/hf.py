@@ -88,6 +88,8 @@ def write_export_metadata(out_dir: Path, source: ExportSource, fmt: str, dtype: 
     meta: dict[str, Any] = {
         "format": fmt, "dtype": dtype, "template": source.template, "method": source.method,
         "source": str(source.run_dir or source.model_dir), "base_model": str(source.model_dir),
+        # Which of a run's weights: its final/ or the checkpoint the export was pointed at.
+        **({"weights": str(source.adapter_dir or source.model_dir)} if source.run_dir is not None else {}),
         "verification": None if comparison is None else {
             "max_abs_logit_diff": comparison.max_abs_diff, "max_abs_reference_logit": comparison.max_abs_logit,
             "top1_agreement": comparison.top1_agreement, "mean_kl": comparison.mean_kl,

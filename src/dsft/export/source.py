@@ -1,9 +1,11 @@
-"""What is being exported: a training run directory or a plain model directory.
+"""What is being exported, evaluated or served: a training run (its directory, its ``final/`` or one of its
+checkpoints) or a plain model directory.
 
 A run directory says everything in its ``run.json`` (template name, base model, method), so export
-never guesses the chat template of a trained model. A plain model directory (a merged export, a
-downloaded checkpoint, a tiny preset) has its template detected from its tokenizer by
-:func:`dsft.templates.detect_template`.
+never guesses the chat template of a trained model; a LoRA checkpoint (``RUN/checkpoints/checkpoint-N``,
+adapter only) is found in its run by :meth:`RunDir.find` and gets the run's base model and template. A plain
+model directory (a merged export, a downloaded checkpoint, a tiny preset) has its template detected from its
+tokenizer by :func:`dsft.templates.detect_template`.
 
 >>> src = resolve_source("runs/r1-lora")  # doctest: +SKIP
 >>> (src.method, src.template, src.adapter_dir.name)  # doctest: +SKIP
@@ -43,14 +45,15 @@ class ExportSource:
 
 
 def _source_from_run(run: RunDir, base_model: str | Path | None = None) -> ExportSource:
-    """A run's final weights; a LoRA/QLoRA run's base model is found by :meth:`RunDir.base_model`."""
-    method, template, final = run.method, run.template, run.final
+    """A run's weights (``final/`` or the checkpoint it was found from); a LoRA/QLoRA run's base model is found by
+    :meth:`RunDir.base_model`."""
+    method, template, weights = run.method, run.template, run.weights
     if method in FULL_METHODS:
-        return ExportSource(method, template, final, run.tokenizer_dir(final), run_dir=run.path)
+        return ExportSource(method, template, weights, run.tokenizer_dir(weights), run_dir=run.path)
     if not run.has_adapter:
-        raise DsftError(f"{final}: run.json says method {method!r} but there is no adapter_config.json")
+        raise DsftError(f"{weights}: run.json says method {method!r} but there is no adapter_config.json")
     base = run.base_model(base_model)
-    return ExportSource(method, template, base, run.tokenizer_dir(base), adapter_dir=final, run_dir=run.path)
+    return ExportSource(method, template, base, run.tokenizer_dir(base), adapter_dir=weights, run_dir=run.path)
 
 
 def _tokenizer_dir(directory: Path) -> Path:
@@ -61,11 +64,32 @@ def _tokenizer_dir(directory: Path) -> Path:
 
 def _check_model_dir(model_dir: Path) -> None:
     if (model_dir / "adapter_config.json").is_file() and not (model_dir / "config.json").is_file():
-        raise DsftError(f"{model_dir}: a bare adapter; export its run directory (with run.json) instead, "
-                        "so the base model and template are known")
+        raise DsftError(_bare_adapter_problem(model_dir))
     if not (model_dir / "config.json").is_file():
         raise DsftError(f"{model_dir}: neither a run directory (run.json) nor a model directory (config.json)")
     check_model_files(model_dir)
+
+
+def _bare_adapter_problem(adapter_dir: Path) -> str:
+    """Why an adapter outside any run directory is refused, naming the base it records and the fix.
+
+    Its run's ``run.json`` owns the base model (found again after a move) and the chat template; the adapter's own
+    ``base_model_name_or_path`` is the absolute path at training time and says nothing of the template, so it is
+    shown, never loaded (a template guessed for a trained model is what dsft never does).
+    """
+    try:
+        recorded = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
+        base = str(recorded.get("base_model_name_or_path") or "") if isinstance(recorded, dict) else ""
+    except (OSError, ValueError):
+        base = ""
+    gone = "" if not base or Path(base).is_dir() or not Path(base).is_absolute() else ", which no longer exists"
+    looked = (f"adapter_config.json records the base {base}{gone}" if base
+              else "adapter_config.json records no base model")
+    here = adapter_dir.resolve()
+    return (f"{adapter_dir}: a LoRA adapter outside its run directory: no run.json in {here.parent} or "
+            f"{here.parent.parent} names its base model and chat template ({looked}); point at it inside "
+            "its run (RUN, RUN/final or RUN/checkpoints/checkpoint-N), or copy it back there; a merged model "
+            "(`dsft export RUN --format hf`) needs no run")
 
 
 def _source_from_model(model_dir: Path) -> ExportSource:
@@ -77,12 +101,14 @@ def _source_from_model(model_dir: Path) -> ExportSource:
 def resolve_source(run_or_model: str | Path, base_model: str | Path | None = None) -> ExportSource:
     """Resolve a run directory, a model directory, a tiny preset name or a hub id into an :class:`ExportSource`.
 
-    Run directories are recognised by ``run.json``; their template comes from it, never from guessing.
-    ``base_model`` overrides where a LoRA run's base model is found (``--base-model``).
+    Runs are recognised by ``run.json`` (in the directory, or above its ``final/`` or checkpoint: see
+    :meth:`RunDir.find`); their template comes from it, never from guessing. ``base_model`` overrides where a LoRA
+    run's base model is found (``--base-model``).
     """
     path = Path(run_or_model)
-    if RunDir.is_run(path):
-        return _source_from_run(RunDir(path), base_model)
+    run = RunDir.find(path)
+    if run is not None:
+        return _source_from_run(run, base_model)
     if path.is_dir():
         return _source_from_model(path)
     # Not a directory: a tiny preset or a hub id; resolve_model names what it could not resolve.
@@ -92,18 +118,23 @@ def resolve_source(run_or_model: str | Path, base_model: str | Path | None = Non
 def check_source(run_or_model: str | Path, base_model: str | Path | None = None) -> None:
     """Raise the error :func:`resolve_source` would raise for an input that names nothing (a missing path, a
     file, an unknown name, a directory holding no model) or a ``base_model`` that does, without loading,
-    converting or downloading anything: commands call it before torch loads. A run directory's own files are
-    checked when it is opened."""
+    converting or downloading anything: commands call it before torch loads. A LoRA run's (or checkpoint's) base
+    model must be found; the run's weights are checked when they are opened."""
     path = Path(run_or_model)
+    run = RunDir.find(path) if str(run_or_model).strip() else None
     if base_model is not None:
-        if not RunDir.is_run(path):
+        if run is None:
             raise DsftError(f"--base-model applies to a run directory (where a moved run finds its base model); "
                             f"{run_or_model} is not one (no run.json): drop --base-model")
         try:
             check_model_name(base_model)
         except DsftError as exc:
             raise DsftError(f"--base-model: {exc}") from exc
-    if RunDir.is_run(path):
+    if run is not None:
+        # An adapter's base model is looked for now; anything else amiss (run.json's keys, no final/) is said when
+        # the run is opened, as before.
+        if base_model is None and run.weights_path.is_dir() and run.has_adapter:
+            run.check_base_model()
         return
     if path.is_dir() and str(run_or_model).strip():  # "" would read as the current directory
         _check_model_dir(path)
@@ -117,11 +148,12 @@ def check_out_is_not_the_source(run_or_model: str | Path, out: Path) -> None:
     ones being exported, even with ``--overwrite``. Refuse the run directory itself too (its run.json,
     config.yaml and checkpoints would sit beside a model's config.json and weights)."""
     path = Path(run_or_model)
-    if RunDir.is_run(path) and out.resolve() == path.resolve():
+    run = RunDir.find(path)
+    if run is not None and out.resolve() == run.path.resolve():
         raise DsftError(f"--out {out}: the run directory itself; its files (run.json, config.yaml, checkpoints) are "
                         f"read from there, and a model written beside them makes it a model directory too; export "
-                        f"into a directory of its own, e.g. --out {path / 'export'}")
-    read = RunDir(path).final_path if RunDir.is_run(path) else path if path.is_dir() else None
+                        f"into a directory of its own, e.g. --out {run.path / 'export'}")
+    read = run.weights_path if run is not None else path if path.is_dir() else None
     if read is not None and out.resolve() == read.resolve():
         raise DsftError(f"--out {out}: the model is read from there; an export into it would overwrite the files it "
                         "exports; choose another directory")

@@ -227,7 +227,8 @@ def deploy_spec_for(model_or_run: str, **options: Any) -> DeploySpec:
     """A :class:`DeploySpec` for ``MODEL_OR_RUN``; a LoRA run must be merged first (one self-contained model)."""
     check_deploy_options(options.get("name", "dsft"), options.get("replicas", 1), options.get("gpus", 1))
     # A LoRA run is refused from its run.json, before its base model is resolved (built, or downloaded).
-    if RunDir.is_run(model_or_run) and RunDir(model_or_run).method not in FULL_METHODS:
+    run = RunDir.find(model_or_run)  # a LoRA checkpoint is refused as its run is
+    if run is not None and run.method not in FULL_METHODS:
         raise DsftError(f"{model_or_run}: a LoRA run; merge it first with `dsft export {model_or_run} --format hf "
                         "--out MERGED` and deploy MERGED (the image then holds one self-contained model)")
     source = resolve_source(model_or_run)

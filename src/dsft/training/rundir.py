@@ -12,6 +12,13 @@ with :class:`RunDir` and ask it, never the files:
 >>> run.base_model()                                   # doctest: +SKIP
 PosixPath('/home/me/.cache/dsft/tiny/tiny-deepseek-v3')
 
+A command given a model argument asks :meth:`RunDir.find` whether it names a run: the run directory itself,
+its ``final/``, or one of its checkpoints (``RUN/checkpoints/checkpoint-N``). The run then answers for those
+weights: the base model and chat template of a LoRA checkpoint are the run's (run.json), as for ``final/``:
+
+>>> RunDir.find("runs/r1-lora/checkpoints/checkpoint-20").weights   # doctest: +SKIP
+PosixPath('runs/r1-lora/checkpoints/checkpoint-20')
+
 A run directory can be moved or copied to another machine. Everything inside it is found relative to
 the directory itself; the base model of a LoRA run is found by :meth:`RunDir.base_model` (see there).
 """
@@ -30,8 +37,8 @@ from dsft import __version__
 from dsft.config import DsftConfig, dump_config, load_config
 from dsft.disk import is_replacement_in_flight, replaced_atomically
 from dsft.errors import DsftError
-from dsft.models.resolve import resolve_model
-from dsft.training.checkpointing import list_checkpoints
+from dsft.models.resolve import check_model_name, resolve_model
+from dsft.training.checkpointing import CHECKPOINT_RE, list_checkpoints
 from dsft.training.liveness import another_live_process, process_alive
 from dsft.training.resume import DATA_LOCATION_KEYS, refused_changes
 
@@ -71,6 +78,13 @@ def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
+def _failed_name(name: str, exc: DsftError, tried: list[str]) -> str:
+    """How ``model.name_or_path`` failed, for the tried list; empty where it is a path the list already names."""
+    if str(Path(name).expanduser().resolve()) in tried:
+        return ""
+    return f"{name} ({exc})"
+
+
 def _has_tokenizer(directory: Path) -> bool:
     return any((directory / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
 
@@ -78,8 +92,10 @@ def _has_tokenizer(directory: Path) -> bool:
 class RunDir:
     """A dsft run directory (see the module docstring). Cheap to create: nothing is read until asked."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, weights: str | Path | None = None) -> None:
         self.path = Path(path)
+        # The weights a command was pointed at (final/ or a checkpoint, see find); None: final/.
+        self._weights = Path(weights) if weights is not None else None
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -89,6 +105,24 @@ class RunDir:
     def is_run(path: str | Path) -> bool:
         """Whether ``path`` is a run directory that training has started (it holds ``run.json``)."""
         return (Path(path) / RUN_INFO_FILE).is_file()
+
+    @classmethod
+    def find(cls, path: str | Path) -> "RunDir | None":
+        """The run that ``path`` names, with the weights it names: the run directory itself (its ``final/``),
+        its ``final/``, or one of its ``checkpoints/checkpoint-N``. None for anything else: a model directory,
+        a name, or an adapter copied out of its run (which has nothing saying its base model and template)."""
+        path = Path(path)
+        if cls.is_run(path):
+            return cls(path)
+        if not path.is_dir():
+            return None
+        here = path.resolve()
+        if cls.is_run(here.parent) and cls(here.parent).final_path.resolve() == here:
+            return cls(here.parent, weights=path)
+        run = here.parent.parent
+        if CHECKPOINT_RE.match(here.name) and cls.is_run(run) and cls(run).checkpoint_root.resolve() == here.parent:
+            return cls(run, weights=path)
+        return None
 
     @property
     def info_path(self) -> Path:
@@ -192,20 +226,37 @@ class RunDir:
         if not final.is_dir():
             finished = self.status == "finished"
             why = "the run finished, but it was removed" if finished else "the run has not finished"
-            # A LoRA checkpoint is a bare adapter, which export, eval and serve refuse (they need run.json's base
-            # model and template): pointing there sent the user in a circle. A full run's checkpoint is a model.
             ways = [] if finished else [f"continue it with `dsft train {self.config_path} --out {self.path} "
                                         "--resume auto`"]
-            if self.info.get("method") in FULL_METHODS and self.checkpoints():
-                ways.append(f"use a checkpoint under {self.checkpoint_root} as a model directory")
+            if self.checkpoints():  # eval, export, serve and chat take a checkpoint of the run as they take the run
+                ways.append(f"use one of its checkpoints, e.g. {self.checkpoints()[-1]}")
             raise DsftError(f"{self.path}: no {final.name}/ directory; {why} (status: {self.status})"
                             + (f"; {', or '.join(ways)}" if ways else "; train it again"))
         return final
 
     @property
+    def weights_path(self) -> Path:
+        """Where the weights a command was pointed at are (see :meth:`find`): a checkpoint, else ``final/``."""
+        return self._weights if self._weights is not None else self.final_path
+
+    @property
+    def weights(self) -> Path:
+        """:attr:`weights_path`, which must exist: :attr:`final`'s error names the run's status if it is final/."""
+        if self._weights is None or self._weights.resolve() == self.final_path.resolve():
+            return self.final
+        if not self._weights.is_dir():
+            raise DsftError(f"{self._weights}: no such checkpoint of run {self.path}")
+        return self._weights
+
+    @property
+    def is_checkpoint(self) -> bool:
+        """Whether the weights are one of the run's checkpoints rather than ``final/``."""
+        return self._weights is not None and self._weights.resolve() != self.final_path.resolve()
+
+    @property
     def has_adapter(self) -> bool:
-        """Whether ``final/`` holds a PEFT adapter (LoRA/QLoRA) rather than full weights."""
-        return (self.final / "adapter_config.json").is_file()
+        """Whether the weights (``final/`` or the checkpoint) are a PEFT adapter (LoRA/QLoRA), not full weights."""
+        return (self.weights / "adapter_config.json").is_file()
 
     def metrics(self) -> list[dict[str, Any]]:
         """The rows of ``metrics.jsonl`` (one per logged optimizer step), oldest first."""
@@ -225,21 +276,51 @@ class RunDir:
         """
         if override is not None:
             return resolve_model(override, cache_dir=cache_dir)
-        info = self.info
-        tried: list[str] = []
+        found, tried = self._recorded_base()
+        if found is not None:
+            return found
+        name = self.info.get("model_name_or_path")
+        if name:
+            try:
+                return resolve_model(name, cache_dir=cache_dir, revision=self.info.get("model_revision"))
+            except DsftError as exc:
+                tried.append(_failed_name(name, exc, tried))
+        raise self._base_not_found(tried)
+
+    def check_base_model(self, override: str | Path | None = None) -> None:
+        """Raise the error :meth:`base_model` would raise, without writing a preset or downloading anything (commands
+        call it before torch loads). A hub id is taken as found: only the download can tell."""
+        if override is not None:
+            check_model_name(override)
+            return
+        found, tried = self._recorded_base()
+        if found is not None:
+            return
+        name = self.info.get("model_name_or_path")
+        if name:
+            try:
+                check_model_name(name)
+                return
+            except DsftError as exc:
+                tried.append(_failed_name(name, exc, tried))
+        raise self._base_not_found(tried)
+
+    def _recorded_base(self) -> tuple[Path | None, list[str]]:
+        """The recorded base directory (absolute, then relative to the run) that exists, and those that do not."""
+        info, tried = self.info, []
         for recorded in (info.get("base_model"), self._relative(info.get("base_model_relative"))):
             if recorded:
                 if (Path(recorded) / "config.json").is_file():
-                    return Path(recorded)
-                tried.append(str(recorded))
-        name = info.get("model_name_or_path")
-        if name:
-            try:
-                return resolve_model(name, cache_dir=cache_dir, revision=info.get("model_revision"))
-            except DsftError as exc:
-                tried.append(f"{name} ({exc})")
-        raise DsftError(
-            f"{self.path}: the run's base model was not found on this machine; tried: {'; '.join(tried) or 'nothing recorded'}",
+                    return Path(recorded), tried
+                if str(recorded) not in tried:  # the relative path of a run that has not moved is the same one
+                    tried.append(str(recorded))
+        return None, tried
+
+    def _base_not_found(self, tried: list[str]) -> DsftError:
+        what = (f"{self._weights}: a checkpoint of run {self.path}, whose base model" if self.is_checkpoint
+                else f"{self.path}: the run's base model")
+        return DsftError(
+            f"{what} was not found on this machine; tried: {'; '.join(t for t in tried if t) or 'nothing recorded'}",
             ["pass the base model with --base-model PATH_OR_ID (a model directory, hub id or tiny preset)"],
         )
 
@@ -247,8 +328,9 @@ class RunDir:
         return str((self.path / relative).resolve()) if relative else None
 
     def tokenizer_dir(self, base_model: Path | None = None) -> Path:
-        """``final/`` (a run saves the tokenizer with the chat template it trained with), else the base's."""
-        final = self.final
+        """The weights' directory (a run saves the tokenizer with the chat template it trained with into final/ and
+        every checkpoint), else the base's."""
+        final = self.weights
         if _has_tokenizer(final):
             return final
         base = base_model or self.base_model()
