@@ -90,6 +90,18 @@ def test_eval_of_a_checkpoint_measures_its_adapter(lora_run, tmp_path, run_cli) 
     assert _same(get_peft_model_state_dict(target.model), _lora_tensors(checkpoint))
 
 
+def test_compare_of_a_checkpoint_takes_the_run_base_and_curves(lora_run, tmp_path, run_cli, tiny_model_dir) -> None:
+    """`dsft compare --tuned CHECKPOINT` said '--base is required when --tuned is not a dsft run directory'."""
+    run, data = lora_run
+    checkpoint = _checkpoint(run)
+    code, out, err = run_cli(["compare", "--tuned", str(checkpoint), "--data", str(data), "--out",
+                              str(tmp_path / "cmp"), "--limit", "1", "--max-new-tokens", "2"])
+    assert code == 0, out + err
+    result = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    assert result["base_name"] == str(tiny_model_dir(PRESET)) and result["tuned_name"] == str(checkpoint)
+    assert result["loss"] and result["loss_png"] == "loss.png"
+
+
 def test_export_of_a_checkpoint_writes_its_adapter(lora_run, tmp_path, run_cli) -> None:
     run, _ = lora_run
     checkpoint = _checkpoint(run)

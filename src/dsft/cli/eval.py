@@ -249,7 +249,8 @@ def eval_command(
 
 
 def compare_command(
-    tuned: str = typer.Option(..., "--tuned", help="The tuned run directory (or a model)."),
+    tuned: str = typer.Option(..., "--tuned", help="The tuned run directory (its final/ or one of its checkpoints; "
+                              "or a model)."),
     data: str = typer.Option(..., "--data", help="Eval data; the same prompts go through both models."),
     out: Path = typer.Option(..., "--out", help="Directory for the reports and both models' predictions (new or "
                              "empty; see --overwrite)."),

@@ -54,9 +54,10 @@ def _base_name(base: str | Path | None, tuned_run: str | Path, cache_dir: str | 
     """``base`` as given, else the run's base model (:meth:`RunDir.base_model`: found where it is now)."""
     if base is not None:
         return str(base)
-    if not RunDir.is_run(tuned_run):
+    run = RunDir.find(tuned_run)  # the run directory, its final/ or one of its checkpoints
+    if run is None:
         raise DsftError("--base is required when --tuned is not a dsft run directory")
-    return str(RunDir(tuned_run).base_model(cache_dir=cache_dir))
+    return str(run.base_model(cache_dir=cache_dir))
 
 
 def compare_models(
@@ -110,11 +111,10 @@ def compare_models(
     _free(base_target)
     assert [r["prompt"] for r in base_run.records] == [r["prompt"] for r in tuned.records], "same prompts"
 
-    tuned_is_run = RunDir.is_run(tuned_run)
-    curves = read_loss_curves(RunDir(tuned_run).metrics_path) if tuned_is_run else {}
-    loss_png = Path(tuned_run) / "loss.png"
-    if tuned_is_run and loss_png.is_file():
-        shutil.copyfile(loss_png, out / "loss.png")
+    run = RunDir.find(tuned_run)  # a checkpoint's run's curves too
+    curves = read_loss_curves(run.metrics_path) if run is not None else {}
+    if run is not None and (run.path / "loss.png").is_file():
+        shutil.copyfile(run.path / "loss.png", out / "loss.png")
     result: dict[str, Any] = {
         "base_name": base_name, "tuned_name": str(tuned_run), "data": str(data), "template": template_name,
         "thinking": thinking, "base": base_run.metrics, "tuned": tuned.metrics,
