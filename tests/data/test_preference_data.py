@@ -203,6 +203,25 @@ def test_preference_text_is_cleaned_as_sft_text_is(tmp_path: Path, tokenizer) ->
     assert reasons[f"{source}:3"][0].startswith("chosen.content: holds the tokenizer's control token '<|EOT|>'")
 
 
+def test_grpo_references_are_cleaned_as_the_prompts_are(tmp_path: Path) -> None:
+    """A GRPO reference goes through the same rewrites as its prompt (and as ``dsft eval``'s references): a fullwidth
+    answer becomes ASCII, so an exact reward matches the answer of a model trained on normalised text; a reference a
+    rewrite empties removes its record, named."""
+    from dsft.eval.rewards import answer_accuracy
+
+    rows = [{"prompt": "Ｗhat is 6×7?", "answer": "４２", "solution": "<p>6×7 = ４２</p>"},
+            {"prompt": "blank", "answer": "\x07"}]
+    source = _write(tmp_path / "g.jsonl", [json.dumps(row, ensure_ascii=False) for row in rows])
+    cfg = DsftConfig.model_validate({"data": {"train": [str(source)], "val_ratio": 0, "clean": {"strip_html": True}}})
+    prepared = prepare_preference(cfg, tmp_path / "out", "grpo")
+    [record] = prepared.splits["train"]
+    assert record.references == {"answer": "42", "solution": "6×7 = 42"}
+    assert answer_accuracy(False, "42", record.references["answer"], "exact") == 1.0
+    assert json.loads((tmp_path / "out" / "train.jsonl").read_text(encoding="utf-8"))["answer"] == "42"
+    removed = [json.loads(line)["reason"] for line in (tmp_path / "out" / "removed.jsonl").open(encoding="utf-8")]
+    assert removed == ["answer empty after Unicode normalisation"]
+
+
 def test_sft_cleaning_keys_preference_preparation_runs_are_accepted() -> None:
     from dsft.training.objective_checks import objective_problems
 

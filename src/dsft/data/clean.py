@@ -153,6 +153,14 @@ def normalize_unicode(conversations: Sequence[Conversation]) -> StepResult:
     return _rewrite_step(conversations, normalize_unicode_text, "Unicode normalisation")
 
 
+# Each rewrite step's per-text function and how a removal names it, by step name: what the steps above apply to
+# messages, for text kept beside them (GRPO references: ``answer``, ``solution``).
+TEXT_REWRITES: dict[str, tuple[Callable[[str], str], str]] = {
+    "strip_html": (strip_html_text, "HTML stripping"),
+    "normalize_unicode": (normalize_unicode_text, "Unicode normalisation"),
+}
+
+
 _SPACES = re.compile(r"\s+")
 
 

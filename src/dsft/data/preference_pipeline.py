@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dsft.config.schema import DsftConfig
-from dsft.data.clean import Removed, dedup_key, rewrite_steps, source_of
+from dsft.data.clean import TEXT_REWRITES, Removed, dedup_key, rewrite_steps, source_of
 from dsft.data.control_tokens import control_token_pattern
 from dsft.data.conversation import Conversation
 from dsft.data.ingest import Rejection, rejection_error, write_rejections
@@ -31,6 +31,7 @@ from dsft.data.preference import (
 )
 from dsft.data.readers import RawRecord, read_records
 from dsft.data.split import SPLITS, split_conversations
+from dsft.data.validate import is_blank
 from dsft.disk import replaced_atomically
 from dsft.errors import DataError
 
@@ -185,8 +186,8 @@ def _read(patterns: list[str], kind: str, cfg: DsftConfig, ledger: Ledger) -> li
 
 
 def _rewrite(pool: list[_Group], cfg: DsftConfig, ledger: Ledger) -> list[_Group]:
-    """The SFT text rewrites on every prompt and completion; a record one of them empties is removed, as SFT's is,
-    and so is a pair whose two sides it makes identical (nothing left to prefer)."""
+    """The SFT text rewrites on every prompt, completion and GRPO reference; a record one of them empties is removed,
+    as SFT's is, and so is a pair whose two sides it makes identical (nothing left to prefer)."""
     for step, function in rewrite_steps(cfg.data.clean.strip_html, cfg.data.clean.normalize_unicode):
         kept: list[_Group] = []
         for group in pool:
@@ -198,6 +199,10 @@ def _rewrite(pool: list[_Group], cfg: DsftConfig, ledger: Ledger) -> list[_Group
                 ledger.remove(step, Removed(_as_conversation(group), record.named(first.reason)))
                 continue
             rewritten = [record.with_texts(cleaned) for record, cleaned in zip(group, result.kept)]
+            emptied = _rewrite_references(rewritten, step)
+            if emptied is not None:
+                ledger.remove(step, Removed(_as_conversation(group), emptied))
+                continue
             if any(r.chosen is not None and r.rejected is not None and same_message(r.chosen, r.rejected)
                    for r in rewritten):
                 ledger.remove(step, Removed(_as_conversation(group), f"chosen and rejected identical after {step}"))
@@ -205,6 +210,20 @@ def _rewrite(pool: list[_Group], cfg: DsftConfig, ledger: Ledger) -> list[_Group
             kept.append(rewritten)
         pool = kept
     return pool
+
+
+def _rewrite_references(records: list[PreferenceRecord], step: str) -> str | None:
+    """``step``'s text rewrite on each record's references (``answer``, ``solution``), as on its prompt: a reward
+    compares them with completions of a model trained on cleaned text, and ``dsft eval`` cleans its references so
+    too. Replaces each record's references; returns the reason to remove the group when one is emptied."""
+    transform, what = TEXT_REWRITES[step]
+    for record in records:
+        cleaned = {name: transform(value) for name, value in record.references.items()}
+        for name, value in record.references.items():
+            if not is_blank(value) and is_blank(cleaned[name]):
+                return f"{name} empty after {what}"
+        record.references = cleaned
+    return None
 
 
 def _reject_control_tokens(pool: list[_Group], tokenizer: Any, ledger: Ledger) -> list[_Group]:
