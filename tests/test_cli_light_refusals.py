@@ -601,6 +601,8 @@ LAUNCH_CASES = [
     # Written into the scripts as it came: the quote ended the shell string.
     ("master-addr-not-a-host", lambda t: [_config(t, data={"train": [_data(t)]}), "--nodes", "2", "--master-addr",
                                           'node0"; echo'], "--master-addr 'node0\"; echo': not a hostname or an IP"),
+    ("nodes-beyond-int32-ranks", lambda t: [_config(t, data={"train": [_data(t)]}), "--nodes", str(10**12)],
+     "--nodes 1000000000000 x --gpus-per-node 8 = 8,000,000,000,000 processes: torch.distributed numbers"),
 ]
 
 
@@ -838,3 +840,20 @@ def test_bench_train_refuses_bad_flags_before_torch(tmp_path: Path, args: list[s
     assert code == 2 and expected in err and "Traceback" not in err, err
     assert not torch_loaded, "the refusal came after torch was imported"
     assert not (tmp_path / "b.json").exists()
+
+
+PLAN_CASES = [
+    # A plan for 10**12 nodes "fit"; for 10**400 a full fine-tune's host-RAM sizing overflowed a float (traceback).
+    ("nodes", ["--nodes", str(10**12)], "--nodes 1000000000000 x --gpus-per-node 1 = 1,000,000,000,000 processes: "
+     "torch.distributed numbers a job's processes with 32-bit integers, so at most 2,147,483,647: set --nodes to at most"),
+    ("nodes-overflowing-a-float", ["--method", "full", "--nodes", str(10**400)], "processes: torch.distributed"),
+    ("gpus-per-node", ["--gpus-per-node", str(2**31)], "set --gpus-per-node to at most 2,147,483,647"),
+]
+
+
+@pytest.mark.parametrize("args, expected", [c[1:] for c in PLAN_CASES], ids=[c[0] for c in PLAN_CASES])
+def test_plan_refuses_a_job_beyond_torch_distributed_before_torch(tmp_path: Path, args: list[str],
+                                                                  expected: str) -> None:
+    code, torch_loaded, err = _refuse(["plan", "--model", "tiny-deepseek-v3", *args], tmp_path)
+    assert code == 2 and expected in err and "Traceback" not in err, err
+    assert not torch_loaded, "the refusal came after torch was imported"

@@ -122,6 +122,11 @@ def plan(
     from dsft.plan.memory import PlanRequest, request_dict
     from dsft.plan.planner import estimate_memory, load_profile
     from dsft.plan.recommend import recommend
+    from dsft.training.environment import job_size_problem
+
+    job_problem = job_size_problem(nodes, gpus_per_node)
+    if job_problem:  # before torch loads
+        raise DsftError(job_problem)
     from dsft.training.loss import GPU_CHUNK_ROWS  # torch: imported once the command runs, not for --help
 
     lora_rank_flag = lora_rank  # a rank from --config was checked by its preflight, naming lora.r
@@ -198,9 +203,13 @@ def launch(
     from dsft.disk import check_output_dir
     from dsft.plan.launch import LaunchPlan, check_master_addr, write_launch_files
     from dsft.plan.preflight import preflight, preflight_notices
-    from dsft.training.environment import Environment
+    from dsft.errors import DsftError
+    from dsft.training.environment import Environment, job_size_problem
 
     check_master_addr(master_addr)
+    job_problem = job_size_problem(nodes, gpus_per_node)
+    if job_problem:
+        raise DsftError(job_problem)
     notices: list[str] = []
     if config.is_file():  # a missing file is reported by write_launch_files, as before
         # The job's GPUs, not this machine's: the scripts run there with nodes x gpus_per_node processes.

@@ -49,6 +49,27 @@ def cpu_multiplies_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     return any(flag in flags for flag in BF16_MATRIX_FLAGS)
 
 
+# The most processes one job can have: torch.distributed numbers them with 32-bit ints (c10d's rank and world size,
+# NCCL's nranks).
+MAX_WORLD_SIZE = 2**31 - 1
+
+
+def job_size_problem(nodes: int, gpus_per_node: int) -> str | None:
+    """``--nodes`` x ``--gpus-per-node`` beyond :data:`MAX_WORLD_SIZE` (``dsft plan`` sized a job of 10**400
+    processes until a float overflowed, with a traceback; ``dsft launch`` wrote its scripts).
+
+    >>> print(job_size_problem(10**12, 8))
+    --nodes 1000000000000 x --gpus-per-node 8 = 8,000,000,000,000 processes: torch.distributed numbers a job's processes with 32-bit integers, so at most 2,147,483,647: set --nodes to at most 268,435,455
+    """
+    processes = nodes * gpus_per_node
+    if processes <= MAX_WORLD_SIZE:
+        return None
+    fix = (f"set --nodes to at most {MAX_WORLD_SIZE // gpus_per_node:,}" if gpus_per_node <= MAX_WORLD_SIZE
+           else f"set --gpus-per-node to at most {MAX_WORLD_SIZE:,}")
+    return (f"--nodes {nodes} x --gpus-per-node {gpus_per_node} = {processes:,} processes: torch.distributed numbers "
+            f"a job's processes with 32-bit integers, so at most {MAX_WORLD_SIZE:,}: {fix}")
+
+
 @dataclass
 class Environment:
     """Where the run will happen. ``None`` means unknown, and the checks that need it are skipped.
