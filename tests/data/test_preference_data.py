@@ -126,6 +126,20 @@ def test_pairs_read_as_kto_data_keep_both_halves_in_one_split(tmp_path: Path) ->
         assert sorted(r.label for r in part) == [False] * (len(part) // 2) + [True] * (len(part) // 2)
 
 
+def test_a_pair_read_as_kto_data_that_cleaning_makes_identical_is_removed(tmp_path: Path) -> None:
+    """As for DPO: a pair whose sides NFKC makes the same text would otherwise be kept labelled both desirable and
+    undesirable."""
+    rows = [{"prompt": "w", "chosen": "ｗide", "rejected": "wide"}, {"prompt": "q", "chosen": "good", "rejected": "bad"}]
+    source = _write(tmp_path / "pairs.jsonl", [json.dumps(row, ensure_ascii=False) for row in rows])
+    cfg = DsftConfig.model_validate({"data": {"train": [str(source)], "val_ratio": 0}})
+    prepared = prepare_preference(cfg, tmp_path / "out", "kto")
+    assert (prepared.report["read"], prepared.report["kept"]) == (2, 2)
+    assert [r.completion.content for r in prepared.splits["train"]] == ["good", "bad"]
+    assert prepared.report["removed"] == {"normalize_unicode": 1}
+    [row] = [json.loads(line) for line in (tmp_path / "out" / "removed.jsonl").open(encoding="utf-8")]
+    assert (row["where"], row["reason"]) == (f"{source}:1", "chosen and rejected identical after normalize_unicode")
+
+
 def test_on_error_fail_lists_problems(tmp_path: Path) -> None:
     source = _write(tmp_path / "p.jsonl", [{"prompt": "q", "chosen": "a", "rejected": "a"}])
     cfg = DsftConfig.model_validate({"data": {"train": [str(source)], "on_error": "fail"}})

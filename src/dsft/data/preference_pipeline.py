@@ -187,7 +187,7 @@ def _read(patterns: list[str], kind: str, cfg: DsftConfig, ledger: Ledger) -> li
 
 def _rewrite(pool: list[_Group], cfg: DsftConfig, ledger: Ledger) -> list[_Group]:
     """The SFT text rewrites on every prompt, completion and GRPO reference; a record one of them empties is removed,
-    as SFT's is, and so is a pair whose two sides it makes identical (nothing left to prefer)."""
+    as SFT's is, and so is a pair whose two sides it makes identical (read as DPO/ORPO or as KTO data)."""
     for step, function in rewrite_steps(cfg.data.clean.strip_html, cfg.data.clean.normalize_unicode):
         kept: list[_Group] = []
         for group in pool:
@@ -203,13 +203,22 @@ def _rewrite(pool: list[_Group], cfg: DsftConfig, ledger: Ledger) -> list[_Group
             if emptied is not None:
                 ledger.remove(step, Removed(_as_conversation(group), emptied))
                 continue
-            if any(r.chosen is not None and r.rejected is not None and same_message(r.chosen, r.rejected)
-                   for r in rewritten):
+            if _sides_identical(rewritten):
                 ledger.remove(step, Removed(_as_conversation(group), f"chosen and rejected identical after {step}"))
                 continue
             kept.append(rewritten)
         pool = kept
     return pool
+
+
+def _sides_identical(group: _Group) -> bool:
+    """Whether a pair, or a pair read as KTO data (its two halves, one desirable and one undesirable), has the same
+    completion on both sides: nothing left to prefer, and as KTO data the same text labelled both ways."""
+    if len(group) == 2:  # only a pair read as KTO data becomes two records
+        first, second = (record.completion for record in group)
+        return first is not None and second is not None and same_message(first, second)
+    record = group[0]
+    return record.chosen is not None and record.rejected is not None and same_message(record.chosen, record.rejected)
 
 
 def _rewrite_references(records: list[PreferenceRecord], step: str) -> str | None:
