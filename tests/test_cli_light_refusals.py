@@ -857,3 +857,11 @@ def test_plan_refuses_a_job_beyond_torch_distributed_before_torch(tmp_path: Path
     code, torch_loaded, err = _refuse(["plan", "--model", "tiny-deepseek-v3", *args], tmp_path)
     assert code == 2 and expected in err and "Traceback" not in err, err
     assert not torch_loaded, "the refusal came after torch was imported"
+
+
+def test_augment_refuses_more_copies_than_the_bound_before_torch_and_out(tmp_path: Path) -> None:
+    """data.augment.synonym_copies=10**12 drew rewrites for ever (1,001 ran, and is refused as well)."""
+    code, torch_loaded, err = _refuse(["data", "augment", _data(tmp_path), "--set", "data.augment.synonym_copies=1001",
+                                       "--out", str(tmp_path / "g")], tmp_path)
+    assert code == 2 and "data.augment.synonym_copies: must be at most 1,000 copies" in err, err
+    assert "Traceback" not in err and not torch_loaded and not (tmp_path / "g").exists(), err

@@ -65,6 +65,11 @@ def test_a_value_the_rule_already_quotes_is_not_quoted_again(override: str, prob
     # A run that never ended, its learning rate about 1e-21 (warmup: train.warmup_ratio of the steps).
     (f"train.max_steps={2**63}", "train.max_steps: must be at most 1,000,000,000 (32 years at a step a second"),
     ("train.epochs=1e11", "train.epochs: Input should be less than or equal to 1000000000, got 100000000000.0"),
+    # Drew synonym rewrites for ever once a question's were used up.
+    (f"data.augment.synonym_copies={10**12}",
+     "data.augment.synonym_copies: must be at most 1,000 copies of each train question (1 to 10 is usual), got 10"),
+    # Queued one endpoint request per copy in memory before asking.
+    (f"data.augment.paraphrase_copies={10**12}", "data.augment.paraphrase_copies: must be at most 1,000 copies"),
 ])
 def test_a_size_no_run_can_take_is_refused_by_key(override: str, problem: str) -> None:
     with pytest.raises(ConfigError) as refused:
@@ -76,6 +81,7 @@ def test_the_largest_sizes_a_run_can_take_are_accepted() -> None:
     t = load_config(None, ["train.seed=0", f"train.max_steps={10**9}", f"train.epochs={10**9}"]).train
     assert (t.seed, t.max_steps, t.epochs) == (0, 10**9, 10**9)
     assert load_config(None, [f"train.seed={2**32 - 1}"]).train.seed == 2**32 - 1
+    assert load_config(None, ["data.augment.synonym_copies=1000"]).data.augment.synonym_copies == 1000
 
 
 @pytest.mark.parametrize("override", ["train.weight_decay=inf", "preference.beta=.inf", "grpo.beta=1e999",

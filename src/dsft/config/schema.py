@@ -166,6 +166,12 @@ class TableTemplateConfig(Section):
     system: str | None = Field(None, description="Optional system prompt template.")
 
 
+# Copies of each train question that data.augment makes at most (1 to 10 is usual). Beyond it nothing is gained and
+# runs did not end: synonym_copies=10**12 drew rewrites for ever once a question's were used up, and
+# paraphrase_copies=10**12 queued one request per copy in memory before asking the endpoint.
+MAX_AUGMENT_COPIES = 1000
+
+
 class AugmentConfig(Section):
     templates: list[TableTemplateConfig] = Field(
         default_factory=list, description="Template filling: every table row x every question phrasing becomes a "
@@ -188,6 +194,14 @@ class AugmentConfig(Section):
         0.95, gt=0, le=1, description="Generated records this similar (MinHash Jaccard) to an existing or earlier "
         "generated one are dropped and counted.",
     )
+
+    @field_validator("synonym_copies", "paraphrase_copies")
+    @classmethod
+    def _copies(cls, value: int) -> int:
+        if value > MAX_AUGMENT_COPIES:
+            raise ValueError(f"must be at most {MAX_AUGMENT_COPIES:,} copies of each train question (1 to 10 is usual), "
+                             f"got {value}")
+        return value
 
     @model_validator(mode="after")
     def _endpoint_when_needed(self) -> "AugmentConfig":
