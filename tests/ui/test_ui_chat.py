@@ -152,3 +152,46 @@ def test_a_bad_streamed_chat_is_refused_before_the_stream(trained_root: Path) ->
     assert response.status_code == 400 and "checkpoint checkpoint-99" in response.json()["error"]
     assert client.post("/api/chat/stream", json={"run": "lora", "messages": MESSAGES}).status_code == 403
     assert client.post("/api/chat/stream", headers=POST, json={"run": "../x", "messages": MESSAGES}).status_code == 404
+
+
+def _weights_run(root: Path, method: str, base: Path) -> Path:
+    """A run directory as training leaves it (no weights worth loading: only what chooses them): ``final/`` and
+    ``checkpoint-1``, a LoRA run's checkpoint saved without the tokenizer."""
+    run = root / method
+    adapter = {"adapter_config.json": "{}"} if method == "lora" else {"config.json": "{}"}
+    for where, files in (("final", {**adapter, "tokenizer_config.json": "{}"}),
+                         ("checkpoints/checkpoint-1", adapter if method == "lora" else {**adapter,
+                                                                                        "tokenizer_config.json": "{}"})):
+        (run / where).mkdir(parents=True)
+        for name, text in files.items():
+            (run / where / name).write_text(text, encoding="utf-8")
+    (run / "run.json").write_text(json.dumps({"status": "finished", "method": method, "template": "deepseek-r1",
+                                              "base_model": str(base), "model_name_or_path": str(base),
+                                              "final": "final"}), encoding="utf-8")
+    return run
+
+
+@pytest.mark.parametrize("method, base_present", [("lora", True), ("full", False)])
+@pytest.mark.parametrize("checkpoint", [None, "checkpoint-1"])
+def test_the_dashboard_chats_with_what_dsft_chat_loads(tmp_path: Path, method: str, base_present: bool,
+                                                       checkpoint: str | None) -> None:
+    """The dashboard picked a run's weights, tokenizer and base model its own way: a full run whose base model is gone
+    (moved to a machine without it) was refused ('base model was not found') though `dsft chat RUN` chats with its
+    final/, and a LoRA checkpoint saved without the tokenizer took final/'s where `dsft chat` takes the base's. Both
+    now ask resolve_source, given the same weights."""
+    from dsft.export.source import resolve_source
+    from dsft.ui.chat import TUNED, sources
+
+    base = tmp_path / "base"
+    if base_present:
+        base.mkdir()
+        (base / "config.json").write_text("{}", encoding="utf-8")
+        (base / "tokenizer_config.json").write_text("{}", encoding="utf-8")
+    run = _weights_run(tmp_path, method, base)
+    weights = run / "checkpoints" / checkpoint if checkpoint else run
+    cli = resolve_source(weights)
+    (_, dashboard, adapters), = sources(run, checkpoint, with_base=False)
+    assert (dashboard.template, dashboard.model_dir, dashboard.tokenizer_dir) == (
+        cli.template, cli.model_dir, cli.tokenizer_dir)
+    # A LoRA run's adapter is served by name (`tuned`) beside the base, in one engine.
+    assert (dashboard.adapter_dir, adapters.get(TUNED)) == (None, cli.adapter_dir)

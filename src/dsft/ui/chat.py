@@ -15,26 +15,23 @@ import functools
 import json
 from collections import OrderedDict
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from dsft.config import load_config
 from dsft.errors import DsftError
-from dsft.export.source import ExportSource
+from dsft.export.source import ExportSource, resolve_source
 from dsft.serve.app import create_app
 from dsft.serve.engine import TransformersEngine
 from dsft.serve.serving_model import load_serving_model
 from dsft.serve.settings import ServeSettings
-from dsft.training.rundir import ADAPTER_METHODS, RunDir
+from dsft.training.rundir import RunDir
 from dsft.ui import runs
 
 BASE, TUNED = "base", "tuned"
 MAX_ENGINES = 2  # loaded models kept at once; the least recently used one is stopped
 LOAD_TIMEOUT_S = 600
-
-
-def _has_tokenizer(directory: Path) -> bool:
-    return (directory / "tokenizer.json").is_file() or (directory / "tokenizer_config.json").is_file()
 
 
 def weights_dir(run_dir: Path, checkpoint: str | None) -> Path:
@@ -64,24 +61,20 @@ def serve_settings(run_dir: Path) -> ServeSettings:
 
 
 def sources(run_dir: Path, checkpoint: str | None, with_base: bool) -> list[tuple[str, ExportSource, dict[str, Path]]]:
-    """(engine key, source, extra adapters) for the chosen weights (and the base for a full run)."""
+    """(engine key, source, extra adapters) for the chosen weights (and the base for a full run).
+
+    What those weights load as (base model, tokenizer, template, adapter) is asked of :func:`resolve_source`, as
+    ``dsft chat`` and ``dsft serve`` ask it given the same ``final/`` or checkpoint: the dashboard chooses only which
+    weights. A LoRA run's adapter is served by name (``tuned``) in the base's engine, so base answers beside it."""
     weights = weights_dir(run_dir, checkpoint)
-    info = runs.read_info(run_dir) or {}
-    missing = [k for k in ("template", "base_model", "method") if not info.get(k)]
-    if missing:
-        raise DsftError(f"{run_dir.name}: run.json lacks {', '.join(missing)} (the run has not started training)")
-    base = RunDir(run_dir).base_model()  # found where it is now, also for a moved run
-    template, method = str(info["template"]), str(info["method"])
-    final = RunDir(run_dir).final_path
-    tokenizer = next(d for d in (weights, final, base) if d == base or _has_tokenizer(d))
-    if method in ADAPTER_METHODS:
-        if not (weights / "adapter_config.json").is_file():
-            raise DsftError(f"{weights}: no adapter_config.json")
-        source = ExportSource(method, template, base, tokenizer, adapter_dir=None, run_dir=run_dir)
-        return [(f"{run_dir}|{weights}", source, {TUNED: weights})]
-    found = [(f"{run_dir}|{weights}", ExportSource(method, template, weights, tokenizer, run_dir=run_dir), {})]
-    if with_base:
-        found.append((f"base|{base}|{template}", ExportSource("full", template, base, tokenizer, run_dir=run_dir), {}))
+    source = resolve_source(weights)
+    key = f"{run_dir}|{weights}"
+    if source.adapter_dir is not None:
+        return [(key, replace(source, adapter_dir=None), {TUNED: source.adapter_dir})]
+    found = [(key, source, {})]
+    if with_base:  # a full run's base is looked for only when asked: a run moved without it still chats
+        base = RunDir(run_dir).base_model()
+        found.append((f"base|{base}|{source.template}", replace(source, model_dir=base), {}))
     return found
 
 
