@@ -198,3 +198,35 @@ def test_masking_last_removes_records_whose_last_turn_is_not_trained(tmp_path: P
     # The default masking trains the first turn of those two: nothing is removed, and the step is not listed.
     everything = prepare(load_config(), tokenizer, tmp_path / "out2", [str(path)])
     assert everything.report["kept"] == 5 and "nothing_trained" not in everything.report["removed"]
+
+
+def test_a_folder_whose_preparation_did_not_finish_is_not_read_as_prepared_data(tmp_path: Path, run_cli) -> None:
+    """A preparation writes a placeholder report first, which stays when it stops before its real report (a bad
+    record under data.on_error: fail; a process killed after writing its splits). Every reader that knows prepared
+    data by its report took such a folder for a finished one: dsft eval --data pointed at its splits, data.train
+    called it a preparation to train on, the dashboard offered it, and data.prepared_dir trained on its splits."""
+    from dsft.config import DsftConfig
+    from dsft.data.pipeline import input_problems
+    from dsft.data.preference_pipeline import load_prepared_preference
+    from dsft.ui.launch import is_prepared_dir
+
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps({"prompt": "p", "completion": "c"}) + "\n" + json.dumps({"prompt": "no answer"}) + "\n")
+    out = tmp_path / "prep"
+    code, _, err = run_cli(["data", "prepare", str(source), "--out", str(out), "--tokenizer", "deepseek",
+                            "--set", "data.on_error=fail"])
+    assert code == 2 and (out / "rejects.jsonl").is_file(), err
+    (out / "train.jsonl").write_text(source.read_text().splitlines()[0] + "\n")  # as a stop after the splits leaves it
+    code, _, err = run_cli(["eval", "tiny-deepseek-v3", "--data", str(out), "--out", str(tmp_path / "eval")])
+    said = " ".join(err.split())
+    assert code == 2 and "Traceback" not in err and f"--data {out}: a preparation that did not finish" in said, said
+    [problem] = input_problems(DsftConfig.model_validate({"data": {"prepared_dir": str(out)}}))
+    assert problem.startswith(f"data.prepared_dir: {out}: a preparation that did not finish (its data_report.json is "
+                              "still the placeholder"), problem
+    [problem] = input_problems(DsftConfig.model_validate({"data": {"train": [str(out)]}}))
+    assert problem.startswith(f"data.train: {out}: a preparation that did not finish"), problem
+    assert problem.endswith(f"rerun the preparation into it, then train on it with data.prepared_dir: {out}"), problem
+    for load in (load_prepared, lambda path: load_prepared_preference(path, "dpo")):
+        with pytest.raises(DataError, match="a preparation that did not finish"):
+            load(out)
+    assert not is_prepared_dir(out)

@@ -71,7 +71,7 @@ def metrics_command(
 def check_inputs(data: str, models: list[str], base_model: str | None = None) -> None:
     """Refuse a missing data file, an unresolvable model name or ``--base-model`` before torch is imported (a
     run directory is opened later, by the command)."""
-    from dsft.data.pipeline import REPORT_FILE
+    from dsft.data.pipeline import UNFINISHED_PREPARATION, preparation_state
     from dsft.data.readers import expand_inputs
     from dsft.errors import DataError
     from dsft.export.source import check_source
@@ -81,7 +81,11 @@ def check_inputs(data: str, models: list[str], base_model: str | None = None) ->
     if RunDir.is_run(data):
         raise DataError(f"--data {data}: a run directory, not data; pass a data file, e.g. its "
                         f"{Path(data) / 'data' / 'val.jsonl'}")
-    if (Path(data) / REPORT_FILE).is_file():
+    state = preparation_state(data)
+    if state == "unfinished":  # its files are no finished split, and reading it whole would read its rejects
+        raise DataError(f"--data {data}: {UNFINISHED_PREPARATION}, then pass one of its splits, e.g. "
+                        f"--data {Path(data) / 'val.jsonl'}")
+    if state == "finished":
         raise DataError(f"--data {data}: a directory written by dsft data prepare; reading all of it would score its "
                         f"train split too: pass one split, e.g. --data {Path(data) / 'val.jsonl'}")
     expand_inputs([data])

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from dsft.config.schema import DsftConfig
 from dsft.data import augment, clean, mix, near_dedup, relevance, semantic
@@ -51,6 +51,11 @@ from dsft.errors import DataError, DsftError
 log = logging.getLogger(__name__)
 
 REPORT_FILE = "data_report.json"
+PLACEHOLDER_REPORT = {"preparing": True}  # the report of a preparation under way (see mark_preparing)
+# What a reader says of a folder whose report is still the placeholder, after naming the folder.
+UNFINISHED_PREPARATION = (f"a preparation that did not finish (its {REPORT_FILE} is still the placeholder a preparation "
+                          "writes first; its rejects.jsonl or the error it stopped with says why): rerun the "
+                          "preparation into it")
 EVAL_SPLITS = ("test", "val")
 
 
@@ -200,6 +205,8 @@ def _prepared_dir_problems(directory: str, train: list[str]) -> list[str]:
     """``data.prepared_dir`` is read as it is, and ``data.train`` is not read: a directory prepared from other inputs
     than the ``data.train`` beside it (another guide's, an older preparation) would be trained on without a word."""
     path = Path(directory)
+    if preparation_state(path) == "unfinished":
+        return [f"data.prepared_dir: {path}: {UNFINISHED_PREPARATION}"]
     if not (path / "train.jsonl").is_file():
         return [f"data.prepared_dir: {path}: not a prepared data directory (no train.jsonl); run `dsft data prepare` "
                 "first"]
@@ -221,7 +228,10 @@ def _resolved(paths: Iterable[str]) -> set[Path]:
 def _refuse_prepared_dir(pattern: str) -> None:
     """A directory ``dsft data prepare`` wrote, named as input: read whole, its train, val and test splits would be
     merged and split again (validation records trained on) and its report read as a record."""
-    if (Path(pattern) / REPORT_FILE).is_file():
+    state = preparation_state(pattern)
+    if state == "unfinished":  # read whole, its splits (if any) would be mixed with its rejects
+        raise DataError(f"{pattern}: {UNFINISHED_PREPARATION}, then train on it with data.prepared_dir: {pattern}")
+    if state == "finished":
         raise DataError(f"{pattern}: a directory written by dsft data prepare; reading all of it would mix its train, "
                         f"val and test splits: train on it as prepared with data.prepared_dir: {pattern}, or name one "
                         f"split file, e.g. {Path(pattern) / 'train.jsonl'}")
@@ -578,7 +588,34 @@ def mark_preparing(out: Path) -> None:
     """
     if not (out / REPORT_FILE).is_file():
         with replaced_atomically(out / REPORT_FILE) as handle:
-            handle.write(json.dumps({"preparing": True}) + "\n")
+            handle.write(json.dumps(PLACEHOLDER_REPORT) + "\n")
+
+
+def preparation_state(directory: str | Path) -> Literal["finished", "unfinished"] | None:
+    """What ``directory``'s data report says of it: None (no report: no preparation wrote it), ``"unfinished"`` (the
+    placeholder of :func:`mark_preparing`: a preparation under way, or one that stopped before its report) or
+    ``"finished"``. Every reader that takes a folder for prepared data by its report asks this, never the file alone.
+
+    >>> preparation_state("/nonexistent")
+    """
+    path = Path(directory) / REPORT_FILE
+    if not path.is_file():
+        return None
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "finished"  # written whole or not at all (a rename): a report someone edited; its readers say more
+    return "unfinished" if report == PLACEHOLDER_REPORT else "finished"
+
+
+def check_finished_preparation(path: Path) -> None:
+    """Refuse to read ``path`` as prepared data unless a preparation finished writing it (its splits, then its
+    report): :class:`DataError` naming what is missing."""
+    if preparation_state(path) == "unfinished":
+        raise DataError(f"{path}: {UNFINISHED_PREPARATION}", job_wide=True)
+    if not (path / "train.jsonl").is_file():
+        raise DataError(f"{path}: not a prepared data directory (no train.jsonl); run `dsft data prepare` first",
+                        job_wide=True)
 
 
 def _write_report(out: Path, report: dict[str, Any]) -> None:
@@ -593,9 +630,7 @@ def _write_report(out: Path, report: dict[str, Any]) -> None:
 def load_prepared(directory: str | Path) -> Prepared:
     """Read a directory written by :func:`prepare` (``dsft data prepare``) back into a :class:`Prepared`."""
     path = Path(directory)
-    if not (path / "train.jsonl").is_file():
-        raise DataError(f"{path}: not a prepared data directory (no train.jsonl); run `dsft data prepare` first",
-                        job_wide=True)
+    check_finished_preparation(path)
     splits: dict[str, list[Conversation]] = {}
     for name in SPLITS:
         file = path / f"{name}.jsonl"

@@ -24,7 +24,7 @@ from dsft.data.control_tokens import control_token_pattern
 from dsft.data.conversation import Conversation
 from dsft.data.ingest import Rejection, rejection_error, write_rejections
 from dsft.data.ledger import Ledger
-from dsft.data.pipeline import REPORT_FILE, mark_preparing
+from dsft.data.pipeline import REPORT_FILE, check_finished_preparation, mark_preparing
 from dsft.data.preference import (
     OBJECTIVE_KINDS, PreferenceProblem, PreferenceRecord, control_token_problems_of, is_pair, parse_preference,
     same_message, split_pair_for_kto,
@@ -126,8 +126,7 @@ def prepare_preference(cfg: DsftConfig, out_dir: str | Path, objective: str, tok
 def load_prepared_preference(directory: str | Path, objective: str) -> PreparedPreference:
     """Read a directory written by :func:`prepare_preference` back (its files are ordinary input)."""
     path = Path(directory)
-    if not (path / "train.jsonl").is_file():
-        raise DataError(f"{path}: not a prepared data directory (no train.jsonl)", job_wide=True)
+    check_finished_preparation(path)
     kind = OBJECTIVE_KINDS[objective]
     splits: dict[str, list[PreferenceRecord]] = {}
     for name in SPLITS:

@@ -24,7 +24,7 @@ from typing import Any
 
 from dsft.config import dump_config, load_config
 from dsft.config.loader import parse_override
-from dsft.data.pipeline import input_problems
+from dsft.data.pipeline import input_problems, preparation_state
 from dsft.errors import ConfigError, DsftError
 from dsft.models.gguf_source import OLLAMA_PREFIX, ollama_models, resolve_ollama
 from dsft.models.tiny import TINY_PRESETS
@@ -119,8 +119,8 @@ def extra_lines(form: dict[str, Any]) -> list[str]:
 
 
 def is_prepared_dir(path: Path) -> bool:
-    """A directory written by ``dsft data prepare`` (its report and train split)."""
-    return path.is_dir() and (path / "data_report.json").is_file() and (path / "train.jsonl").is_file()
+    """A directory written by ``dsft data prepare`` (its train split and its finished report, not the placeholder of one under way)."""
+    return path.is_dir() and preparation_state(path) == "finished" and (path / "train.jsonl").is_file()
 
 
 def _run_name(root: Path, form: dict[str, Any]) -> str:
