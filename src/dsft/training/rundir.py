@@ -26,7 +26,6 @@ the directory itself; the base model of a LoRA run is found by :meth:`RunDir.bas
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from dsft.config import DsftConfig, dump_config, load_config
 from dsft.disk import is_replacement_in_flight, replaced_atomically
 from dsft.errors import DsftError
 from dsft.models.resolve import check_model_name, resolve_model
+from dsft.training.base_model import BaseModelRecord, base_model_record
 from dsft.training.checkpointing import CHECKPOINT_RE, list_checkpoints
 from dsft.training.liveness import another_live_process, process_alive
 from dsft.training.resume import DATA_LOCATION_KEYS, refused_changes
@@ -76,13 +76,6 @@ def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Dotted keys whose values differ between two resolved configs."""
     a, b = _flatten(old), _flatten(new)
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-
-
-def _failed_name(name: str, exc: DsftError, tried: list[str]) -> str:
-    """How ``model.name_or_path`` failed, for the tried list; empty where it is a path the list already names."""
-    if str(Path(name).expanduser().resolve()) in tried:
-        return ""
-    return f"{name} ({exc})"
 
 
 def _has_tokenizer(directory: Path) -> bool:
@@ -266,26 +259,12 @@ class RunDir:
                 if line.strip()]
 
     def base_model(self, override: str | Path | None = None, cache_dir: str | Path | None = None) -> Path:
-        """The base model's directory, on this machine, for a run directory that may have moved.
-
-        Tried in order: ``override`` (a path, tiny preset or hub id: the ``--base-model`` flag); the
-        absolute path recorded at training time; the same directory found relative to the run directory
-        (a run and its base copied together keep their relative layout); ``model.name_or_path`` as the
-        config gave it (a tiny preset is rebuilt, a hub id is downloaded or found in the cache, a
-        relative path is taken from the current directory).
-        """
+        """The base model's directory, on this machine, for a run directory that may have moved: ``override`` (a
+        path, tiny preset or hub id: the ``--base-model`` flag), else what run.json records, found again as
+        :class:`~dsft.training.base_model.BaseModelRecord` says."""
         if override is not None:
             return resolve_model(override, cache_dir=cache_dir)
-        found, tried = self._recorded_base()
-        if found is not None:
-            return found
-        name = self.info.get("model_name_or_path")
-        if name:
-            try:
-                return resolve_model(name, cache_dir=cache_dir, revision=self.info.get("model_revision"))
-            except DsftError as exc:
-                tried.append(_failed_name(name, exc, tried))
-        raise self._base_not_found(tried)
+        return BaseModelRecord.of(self.path, self.info).find(self._whose_base(), cache_dir)
 
     def check_base_model(self, override: str | Path | None = None) -> None:
         """Raise the error :meth:`base_model` would raise, without writing a preset or downloading anything (commands
@@ -293,39 +272,12 @@ class RunDir:
         if override is not None:
             check_model_name(override)
             return
-        found, tried = self._recorded_base()
-        if found is not None:
-            return
-        name = self.info.get("model_name_or_path")
-        if name:
-            try:
-                check_model_name(name)
-                return
-            except DsftError as exc:
-                tried.append(_failed_name(name, exc, tried))
-        raise self._base_not_found(tried)
+        BaseModelRecord.of(self.path, self.info).check(self._whose_base())
 
-    def _recorded_base(self) -> tuple[Path | None, list[str]]:
-        """The recorded base directory (absolute, then relative to the run) that exists, and those that do not."""
-        info, tried = self.info, []
-        for recorded in (info.get("base_model"), self._relative(info.get("base_model_relative"))):
-            if recorded:
-                if (Path(recorded) / "config.json").is_file():
-                    return Path(recorded), tried
-                if str(recorded) not in tried:  # the relative path of a run that has not moved is the same one
-                    tried.append(str(recorded))
-        return None, tried
-
-    def _base_not_found(self, tried: list[str]) -> DsftError:
-        what = (f"{self._weights}: a checkpoint of run {self.path}, whose base model" if self.is_checkpoint
+    def _whose_base(self) -> str:
+        """The start of the error when the base model is not found: the checkpoint pointed at, or the run."""
+        return (f"{self._weights}: a checkpoint of run {self.path}, whose base model" if self.is_checkpoint
                 else f"{self.path}: the run's base model")
-        return DsftError(
-            f"{what} was not found on this machine; tried: {'; '.join(t for t in tried if t) or 'nothing recorded'}",
-            ["pass the base model with --base-model PATH_OR_ID (a model directory, hub id or tiny preset)"],
-        )
-
-    def _relative(self, relative: str | None) -> str | None:
-        return str((self.path / relative).resolve()) if relative else None
 
     def tokenizer_dir(self, base_model: Path | None = None) -> Path:
         """The weights' directory (a run saves the tokenizer with the chat template it trained with into final/ and
@@ -423,12 +375,7 @@ class RunDir:
 
     def base_model_record(self, cfg: DsftConfig, model_dir: Path) -> dict[str, Any]:
         """The run.json keys :meth:`base_model` resolves a moved run's base model from."""
-        try:
-            relative: str | None = os.path.relpath(Path(model_dir).resolve(), self.path.resolve())
-        except ValueError:  # another drive (Windows): no relative path exists
-            relative = None
-        return {"base_model": str(Path(model_dir).resolve()), "base_model_relative": relative,
-                "model_name_or_path": cfg.model.name_or_path, "model_revision": cfg.model.revision}
+        return base_model_record(self.path, cfg, model_dir)
 
 
 def prepare_run_dir(run_dir: Path, cfg: DsftConfig, resuming: bool) -> None:
