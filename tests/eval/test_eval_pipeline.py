@@ -234,3 +234,33 @@ def test_eval_reads_raw_records_with_the_run_s_or_the_config_s_columns(tmp_path:
     assert data_reading(tmp_path / "model-only") == ("auto", None)
     with pytest.raises(DsftError, match="no usable evaluation records"):
         load_eval_set(raw, None, *data_reading(tmp_path / "model-only"))
+
+
+def test_prompts_the_template_cannot_render_as_written_are_skipped_and_counted(
+        tmp_path: Path, tiny_model_dir: Callable[[str], Path]) -> None:
+    """Under V3.1 / V3.2 an assistant turn right after another is written with no header after the first's
+    end-of-sentence token: the eval prompt was rendered so and scored without a word. It is skipped and counted,
+    as dsft serve answers such a request 400 (the same check, ChatTemplate.prompt_problems)."""
+    def record(*turns: tuple[str, str]) -> str:
+        return json.dumps({"messages": [{"role": role, "content": content} for role, content in turns]})
+
+    fine = record(("user", "2+2?"), ("assistant", "4"))
+    ends_with_assistant = record(("user", "q"), ("assistant", "a"), ("assistant", "b"))
+    together_in_history = record(("user", "q"), ("assistant", "a"), ("assistant", "b"), ("user", "u"), ("assistant", "c"))
+    data = tmp_path / "eval.jsonl"
+    data.write_text("\n".join([fine, ends_with_assistant, together_in_history]) + "\n")
+    model = tiny_model_dir("tiny-deepseek-v3")
+    metrics = evaluate_model(model, data, tmp_path / "v31", template="deepseek-v3.1", max_new_tokens=2,
+                             progress=False)
+    assert metrics["count"] == 1
+    skipped = {reason.split(":")[1].strip(): count for reason, count in metrics["skipped"].items()
+               if reason.startswith("prompt: ")}
+    assert skipped == {"the prompt ends with an assistant turn, which the reply would follow": 1,
+                       "an assistant turn right after another": 1}, metrics["skipped"]
+    assert evaluate_model(model, data, tmp_path / "v3", template="deepseek-v3", max_new_tokens=2,
+                          progress=False)["count"] == 3  # V3 opens each turn with its header
+    only_together = tmp_path / "together.jsonl"
+    only_together.write_text(together_in_history + "\n")
+    with pytest.raises(DsftError, match="no usable evaluation records: the deepseek-v3.2 template cannot render any"):
+        evaluate_model(model, only_together, tmp_path / "v32", template="deepseek-v3.2", max_new_tokens=2,
+                       progress=False)

@@ -243,6 +243,31 @@ def test_role_orders_the_template_cannot_render_are_400_naming_the_message(
     assert answer.json()["error"]["code"] == "invalid_role_order"
 
 
+@pytest.mark.parametrize("family", ["deepseek-v3.1", "deepseek-v3.2"])
+def test_two_assistant_turns_in_a_row_are_400_where_the_family_writes_no_header_between_them(
+    tokenizer: Any, family: str,
+) -> None:
+    """V3.1 and V3.2 write the second turn straight after the first's end-of-sentence token: the request was
+    rendered that way without a word (training counts and warns of such conversations)."""
+    from dsft.data.conversation import Conversation, Message
+    from dsft.templates import get_template
+
+    messages = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
+                {"role": "assistant", "content": "c"}, {"role": "user", "content": "d"}]
+    engine, settings = _engine(tokenizer, scripted_serving(tokenizer, ANSWER, family))
+    with run_live(engine, settings) as server:
+        answer = httpx.post(server.base_url + "/v1/chat/completions", json={"model": "m", "messages": messages})
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["message"].startswith("messages.2: an assistant turn right after another: this family's template "
+                                       "writes the next assistant turn with no assistant header"), error
+    assert error["message"].endswith(f"(template {family})") and error["param"] == "messages.2"
+    assert error["code"] == "invalid_role_order"
+    together = Conversation([Message(m["role"], m["content"]) for m in messages])
+    assert [get_template(name).prompt_problems(together) for name in ("deepseek-v3", "deepseek-r1", "deepseek-v4",
+                                                                       "deepseek-llm")] == [[]] * 4  # a header each
+
+
 def test_orders_each_family_renders_faithfully_are_accepted() -> None:
     from dsft.data.conversation import Conversation, Message
     from dsft.templates import get_template

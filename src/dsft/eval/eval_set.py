@@ -10,7 +10,7 @@ level. Records that cannot be used are skipped and counted per reason, never fat
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from dsft.data.conversation import Conversation
 from dsft.data.formats import FormatProblem, to_conversation
 from dsft.data.readers import read_records
 from dsft.errors import DsftError
+from dsft.templates import ChatTemplate
 from dsft.training.rundir import RunDir
 
 
@@ -60,6 +61,24 @@ def item_from_conversation(conversation: Conversation, record: dict[str, Any] | 
     prompt = Conversation(messages[:-1], tools=conversation.tools, meta=dict(conversation.meta))
     return EvalItem(prompt, answer.content, answer.reasoning, choices or None,
                     None if label is None else str(label), source, dict(conversation.meta)), None
+
+
+def renderable_items(items: Sequence[EvalItem], template: ChatTemplate) -> tuple[list[EvalItem], Counter[str]]:
+    """The items whose prompt ``template`` can render as written, and the others counted per reason
+    (``prompt: REASON``): the role orders :meth:`~dsft.templates.spec.ChatTemplate.prompt_problems` names, which
+    ``dsft serve`` answers with a 400. Under V3.1 or V3.2 a prompt holding two assistant turns in a row, or ending
+    with the assistant turn before the reference, would be scored on a reply written straight after an
+    end-of-sentence token with no header.
+    """
+    kept: list[EvalItem] = []
+    refused: Counter[str] = Counter()
+    for item in items:
+        problems = template.prompt_problems(item.prompt)
+        if problems:
+            refused[f"prompt: {problems[0][1]}"] += 1
+        else:
+            kept.append(item)
+    return kept, refused
 
 
 def run_text_cleaner(model_or_run: str | Path) -> Callable[[str], str] | None:

@@ -21,12 +21,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from dsft.eval.eval_set import EvalItem, data_reading, item_from_conversation, load_eval_set, run_text_cleaner
+from dsft.eval.eval_set import (
+    EvalItem, data_reading, item_from_conversation, load_eval_set, renderable_items, run_text_cleaner,
+)
 from dsft.eval.generate import DecodingOptions, Generation, GenerationStats, generate_batched, with_overrides
 from dsft.eval.reasoning import ParsedOutput
 from dsft.eval.scoring import Sample, score_samples
 from dsft.eval.target import load_eval_target
 from dsft.eval.text import count_tokens
+from dsft.errors import DsftError
 from dsft.templates import ChatTemplate, get_template
 from dsft.markers import END_THINK, THINK
 
@@ -64,6 +67,10 @@ def run_items(model: Any, tokenizer: Any, template: ChatTemplate, thinking: bool
               description: str = "generating", should_stop: Callable[[], bool] | None = None) -> EvalRun:
     """Render (``template`` in ``thinking`` mode), generate and score ``items``; the shared core of eval,
     compare and generation eval. Outputs are split where the family says the reply starts in a think block."""
+    items, refused = renderable_items(items, template)
+    if not items:
+        raise DsftError(f"no usable evaluation records: the {template.name} template cannot render any prompt as "
+                        "written", [f"{reason}: {count}" for reason, count in refused.items()])
     prompts = [template.render_prompt(item.prompt, thinking=thinking) for item in items]
     generations, stats = generate_batched(model, tokenizer, prompts, options, progress, description,
                                           should_stop=should_stop)
@@ -90,7 +97,7 @@ def run_items(model: Any, tokenizer: Any, template: ChatTemplate, thinking: bool
     reasoned = [r["reasoning_tokens"] for r, parsed in zip(records, scored.parsed) if parsed.reasoned]
     # Generated tokens, not the reasoning text re-tokenized (which can exceed max_new_tokens).
     aggregate["mean_reasoning_tokens"] = sum(reasoned) / len(reasoned) if reasoned else None
-    aggregate["skipped"] = dict(sorted(scored.skipped.items()))
+    aggregate["skipped"] = dict(sorted((scored.skipped + refused).items()))
     aggregate["generation"] = {
         **asdict(options), "generated_tokens": stats.generated_tokens, "elapsed_s": round(stats.elapsed_s, 3),
         "tokens_per_s": round(stats.tokens_per_s, 2),
@@ -183,8 +190,9 @@ def generation_eval(model: Any, tokenizer: Any, template: Any, conversations: Se
         item, _ = item_from_conversation(conversation)
         if item is not None:
             items.append(item)
+    items, refused = renderable_items(items, template)
     if not items:
-        return {"count": 0}, []
+        return {"count": 0, "skipped": dict(refused)}, []
     run = run_items(model, tokenizer, template, thinking, items,
                     DecodingOptions(max_new_tokens=max_new_tokens, batch_size=batch_size, temperature=temperature,
                                     top_p=top_p), metrics, progress=False, should_stop=should_stop)

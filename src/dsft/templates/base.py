@@ -229,20 +229,33 @@ def check_messages(conv: Conversation, template: str, roles: Sequence[str]) -> N
             raise DsftError(f"template {template!r}: message {i} content must be a string")
 
 
-def prompt_order_problems(conv: Conversation, hoists_system: bool) -> list[tuple[int | None, str]]:
+# Why a family that writes no header between two assistant turns (V3.1, V3.2) refuses them in a prompt.
+RUN_TOGETHER = ("this family's template writes the next assistant turn with no assistant header, straight after the "
+                "previous turn's end-of-sentence token, a layout the model never saw; merge the two turns into one, "
+                "or put a user turn between them")
+
+
+def prompt_order_problems(conv: Conversation, hoists_system: bool,
+                          heads_every_assistant_turn: bool = True) -> list[tuple[int | None, str]]:
     """Role orders an inference prompt cannot faithfully carry: ``(message index or None, reason)``.
 
     Every family: at least one non-system turn, the first of them a user turn, and a tool message
     only after an assistant message with ``tool_calls`` (or another tool message), the orders
     training accepts. Families whose template gathers every system message at the start
     (``hoists_system``) also refuse a system message after the first turn, which they would move.
-    Consecutive user turns render as two turns in every family and are accepted.
+    Families that write an assistant turn right after another with no header (not
+    ``heads_every_assistant_turn``: V3.1, V3.2) refuse such a turn, and a prompt that ends with an assistant
+    turn, which the reply would follow so. Consecutive user turns render as two turns in every family and are
+    accepted.
 
     >>> from dsft.data.conversation import Message as M
     >>> prompt_order_problems(Conversation([M("assistant", "a"), M("user", "b")]), hoists_system=True)
     [(0, 'the first turn after system messages must be a user turn, got assistant')]
     >>> prompt_order_problems(Conversation([M("user", "a"), M("system", "b"), M("user", "c")]), hoists_system=False)
     []
+    >>> [i for i, _ in prompt_order_problems(Conversation([M("user", "a"), M("assistant", "b"), M("assistant", "c"),
+    ...                                                    M("user", "d")]), True, heads_every_assistant_turn=False)]
+    [2]
     """
     messages = conv.messages
     first = next((i for i, m in enumerate(messages) if m.role != "system"), None)
@@ -261,4 +274,10 @@ def prompt_order_problems(conv: Conversation, hoists_system: bool) -> list[tuple
         if message.role == "system" and hoists_system and index > first:
             problems.append((index, "a system message after the first turn: this family's template moves every "
                                     "system message to the start; put it there"))
+        if message.role == "assistant" and previous is not None and previous.role == "assistant" \
+                and not heads_every_assistant_turn:
+            problems.append((index, f"an assistant turn right after another: {RUN_TOGETHER}"))
+    if messages[-1].role == "assistant" and not heads_every_assistant_turn:
+        problems.append((len(messages) - 1, f"the prompt ends with an assistant turn, which the reply would follow: "
+                                            f"{RUN_TOGETHER}"))
     return problems

@@ -94,7 +94,7 @@ class TemplateFamily:
 
     def prompt_problems(self, conv: Conversation) -> list[tuple[int | None, str]]:
         """Role orders this family's inference prompt cannot render faithfully (see :func:`prompt_order_problems`)."""
-        return prompt_order_problems(conv, self.hoists_system)
+        return prompt_order_problems(conv, self.hoists_system, self.heads_every_assistant_turn)
 
     @property
     def chat_template(self) -> str:
