@@ -158,13 +158,11 @@ def _weights_run(root: Path, method: str, base: Path) -> Path:
     """A run directory as training leaves it (no weights worth loading: only what chooses them): ``final/`` and
     ``checkpoint-1``, a LoRA run's checkpoint saved without the tokenizer."""
     run = root / method
-    adapter = {"adapter_config.json": "{}"} if method == "lora" else {"config.json": "{}"}
-    for where, files in (("final", {**adapter, "tokenizer_config.json": "{}"}),
-                         ("checkpoints/checkpoint-1", adapter if method == "lora" else {**adapter,
-                                                                                        "tokenizer_config.json": "{}"})):
+    weights = ["adapter_config.json"] if method == "lora" else ["config.json", "tokenizer_config.json"]
+    for where, files in (("final", [*weights, "tokenizer_config.json"]), ("checkpoints/checkpoint-1", weights)):
         (run / where).mkdir(parents=True)
-        for name, text in files.items():
-            (run / where / name).write_text(text, encoding="utf-8")
+        for name in files:
+            (run / where / name).write_text("{}", encoding="utf-8")
     (run / "run.json").write_text(json.dumps({"status": "finished", "method": method, "template": "deepseek-r1",
                                               "base_model": str(base), "model_name_or_path": str(base),
                                               "final": "final"}), encoding="utf-8")

@@ -57,19 +57,16 @@ def resolve_template(model_dir: Path, name: str | None, label: str, tokenizer: A
 
 def _load_run(run: RunDir, template_name: str | None, device: str | None, dtype: str,
               cache_dir: str | Path | None, base_model: str | Path | None) -> EvalTarget:
-    weights = run.weights  # final/, or the checkpoint the command was pointed at
-    adapter = run.has_adapter
-    # A full fine-tune is complete in its weights; only an adapter (or weights without tokenizer) needs the base.
-    base_dir = run.base_model(base_model, cache_dir=cache_dir) if adapter or base_model else None
-    tokenizer = load_tokenizer(run.tokenizer_dir(base_dir))
+    weights, found = run.weights, run.to_load(base_model, cache_dir)  # final/, or the checkpoint pointed at
+    tokenizer = load_tokenizer(found.tokenizer_dir)
     label = str(weights if run.is_checkpoint else run.path)
     name, template = resolve_template(weights, template_name or run.template, label, tokenizer)
+    model = load_model(found.model_dir, dtype=dtype, device=device)
+    adapter = found.adapter_dir is not None
     if adapter:
         # Loaded as trained (fused MoE expert targets included); never merged into the base weights.
-        model = load_lora_adapter(load_model(base_dir, dtype=dtype, device=device), str(weights))
+        model = load_lora_adapter(model, str(found.adapter_dir))
         model.eval()
-    else:
-        model = load_model(weights, dtype=dtype, device=device)
     return EvalTarget(label, model, tokenizer, name, template, run.thinking, run.path, adapter)
 
 

@@ -24,7 +24,7 @@ from dsft.models.loading import align_special_tokens, load_model, load_tokenizer
 from dsft.models.lora import load_lora_adapter
 from dsft.models.resolve import check_model_files, check_model_name, resolve_model
 from dsft.templates import detect_template
-from dsft.training.rundir import FULL_METHODS, RunDir
+from dsft.training.rundir import RunDir
 
 
 @dataclass(frozen=True)
@@ -45,15 +45,10 @@ class ExportSource:
 
 
 def _source_from_run(run: RunDir, base_model: str | Path | None = None) -> ExportSource:
-    """A run's weights (``final/`` or the checkpoint it was found from); a LoRA/QLoRA run's base model is found by
-    :meth:`RunDir.base_model`."""
-    method, template, weights = run.method, run.template, run.weights
-    if method in FULL_METHODS:
-        return ExportSource(method, template, weights, run.tokenizer_dir(weights), run_dir=run.path)
-    if not run.has_adapter:
-        raise DsftError(f"{weights}: run.json says method {method!r} but there is no adapter_config.json")
-    base = run.base_model(base_model)
-    return ExportSource(method, template, base, run.tokenizer_dir(base), adapter_dir=weights, run_dir=run.path)
+    """A run's weights (``final/`` or the checkpoint it was found from), as :meth:`RunDir.to_load` finds them."""
+    found = run.to_load(base_model)
+    return ExportSource(run.method, run.template, found.model_dir, found.tokenizer_dir, adapter_dir=found.adapter_dir,
+                        run_dir=run.path)
 
 
 def _tokenizer_dir(directory: Path) -> Path:

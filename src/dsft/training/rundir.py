@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,16 @@ def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 def _has_tokenizer(directory: Path) -> bool:
     return any((directory / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
+
+
+@dataclass(frozen=True)
+class WeightsToLoad:
+    """The directories a run's weights load from (:meth:`RunDir.to_load`): full weights or the base model in
+    ``model_dir``, the tokenizer in ``tokenizer_dir``, and a LoRA/QLoRA adapter in ``adapter_dir`` (None: none)."""
+
+    model_dir: Path
+    tokenizer_dir: Path
+    adapter_dir: Path | None = None
 
 
 class RunDir:
@@ -279,16 +290,25 @@ class RunDir:
         return (f"{self._weights}: a checkpoint of run {self.path}, whose base model" if self.is_checkpoint
                 else f"{self.path}: the run's base model")
 
-    def tokenizer_dir(self, base_model: Path | None = None) -> Path:
-        """The weights' directory (a run saves the tokenizer with the chat template it trained with into final/ and
-        every checkpoint), else the base's."""
-        final = self.weights
-        if _has_tokenizer(final):
-            return final
-        base = base_model or self.base_model()
-        if _has_tokenizer(base):
-            return base
-        raise DsftError(f"no tokenizer files in {final} or {base}")
+    def to_load(self, base_model: str | Path | None = None, cache_dir: str | Path | None = None) -> WeightsToLoad:
+        """What the weights load as, for eval, export, serve and chat alike: a LoRA/QLoRA run's adapter on its base
+        model (``base_model``: the ``--base-model`` override), or a full run's weights, complete without the base.
+
+        The tokenizer is the weights' own (a run saves the one it trained with, chat template included, into final/
+        and every checkpoint), else the base's."""
+        method, weights = self.method, self.weights
+        if method in FULL_METHODS:  # the base is looked for only for a tokenizer the weights lack
+            base = None if _has_tokenizer(weights) else self.base_model(base_model, cache_dir)
+            return WeightsToLoad(weights, weights if base is None else self._base_tokenizer(base))
+        if not self.has_adapter:
+            raise DsftError(f"{weights}: run.json says method {method!r} but there is no adapter_config.json")
+        base = self.base_model(base_model, cache_dir)
+        return WeightsToLoad(base, weights if _has_tokenizer(weights) else self._base_tokenizer(base), weights)
+
+    def _base_tokenizer(self, base: Path) -> Path:
+        if not _has_tokenizer(base):
+            raise DsftError(f"no tokenizer files in {self.weights} or {base}")
+        return base
 
     # -- writing ----------------------------------------------------------------------------------
     def prepare(self, cfg: DsftConfig, resuming: bool) -> None:
