@@ -830,6 +830,17 @@ BENCH_CASES = [
     ("loss-dtype", ["--loss-dtype", "fp8"], "bench --loss-dtype: expected one of auto, fp32, bf16, got 'fp8'"),
     ("precision", ["--precision", "fp16"], "bench --precision: expected one of auto, fp32, bf16, got 'fp16'"),
     ("two-at-once", ["--steps", "0", "--seq-len", "3"], "bench --steps 0: must be >= 1; bench --seq-len 3: must be"),
+    # Each generated (steps + 2) x examples-per-step x micro-batch-size x 1.25 conversations in memory after torch
+    # had loaded: until memory ran out, or (10**400) a float overflow's traceback.
+    ("steps-beyond-the-conversations", ["--steps", str(10**9)], "bench --steps 1000000000 --examples-per-step 8 "
+     "--micro-batch-size 1: 10,000,000,020 synthetic conversations ((steps + 2) x examples-per-step x "
+     "micro-batch-size x 1.25), more than the 50,000 a benchmark holds in memory; set --steps to at most 4,998"),
+    ("examples-per-step-beyond-the-conversations", ["--examples-per-step", str(10**400)],
+     "more than the 50,000 a benchmark holds in memory; set --examples-per-step to at most 4,000"),
+    ("micro-batch-size-beyond-the-conversations", ["--micro-batch-size", "10000"], "bench --steps 8 "
+     "--examples-per-step 8 --micro-batch-size 10000: 1,000,000 synthetic conversations ((steps + 2) x "
+     "examples-per-step x micro-batch-size x 1.25), more than the 50,000 a benchmark holds in memory; set "
+     "--micro-batch-size to at most 500"),
 ]
 
 

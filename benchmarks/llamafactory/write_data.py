@@ -25,6 +25,7 @@ from pathlib import Path
 
 from dsft.models.loading import load_tokenizer
 from dsft.models.resolve import resolve_model
+from dsft.training.bench.settings import conversation_count
 from dsft.training.bench.synthetic import make_examples
 
 CONFIG = """model_name_or_path: {model}
@@ -67,7 +68,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     model_dir = resolve_model(args.model)
-    count = int((args.steps + 2) * args.examples_per_step * 1.25)  # as dsft bench train
+    count = conversation_count(args.steps, args.examples_per_step, 1)  # as dsft bench train
     examples = make_examples(load_tokenizer(model_dir), count, 0, 1.0, mix=args.lengths)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench.json").write_text(json.dumps([{"messages": e.messages} for e in examples], ensure_ascii=False),

@@ -35,7 +35,7 @@ from dsft.config.schema import TrainConfig
 from dsft.errors import DsftError
 from dsft.models.loading import load_tokenizer
 from dsft.models.resolve import resolve_model
-from dsft.training.bench.settings import check_bench_settings
+from dsft.training.bench.settings import check_bench_settings, conversation_count
 from dsft.training.bench.synthetic import make_examples
 from dsft.training.bench.systems import bench_precision
 from dsft.training.environment import cpu_multiplies_bf16
@@ -138,9 +138,7 @@ def run_bench(
                         "use fp32")
     model_dir = resolve_model(model)
     tokenizer = load_tokenizer(model_dir)
-    # Enough conversations for every timed step, even where one micro-batch of packed rows holds more than
-    # examples_per_step of them.
-    count = int((steps + 2) * examples_per_step * micro_batch_size * 1.25)
+    count = conversation_count(steps, examples_per_step, micro_batch_size)
     examples = make_examples(tokenizer, count, seed, length_scale, mix=lengths)
     # Peak FLOP/s by dtype name, as the systems report the dtypes their body and lm_head run in.
     peaks = {name: measure_matmul_peak(threads, device, dtype)

@@ -20,6 +20,12 @@ DSFT_OPTIONS = ("compile", "compile_layers", "gradient_checkpointing", "offload_
 LOSS_DTYPE_NAMES = get_args(TrainConfig.model_fields["loss_dtype"].annotation)
 # The shortest --seq-len: below it hardly any synthetic conversation fits a row.
 MIN_SEQ_LEN = 64
+# The most synthetic conversations one benchmark generates (conversation_count). They are all held in memory,
+# in the bench process and again in each system's: about 23 KiB and 1.8 ms of one CPU core each in the short
+# mix, 67 KiB and 4 ms in the reasoning mix (tiny-deepseek-v3's tokenizer, 2026-11-27), so 50,000 are about
+# 3.2 GiB and 3.5 minutes before the first step. The GPU runs of docs/performance.md generated 80 (6 to 14
+# steps of 8); --steps 10**9 asked for ten billion and generated until memory ran out.
+MAX_CONVERSATIONS = 50_000
 
 PROMPT_TOKENS = (30, 300)
 REASONING_TOKENS = (100, 1500)
@@ -50,6 +56,44 @@ def parse_systems(compare: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in compare.split(",") if name.strip())
 
 
+def conversation_count(steps: int, examples_per_step: int, micro_batch_size: int) -> int:
+    """The synthetic conversations a benchmark generates: enough for the timed steps and the warm-up (+ 2), even
+    where one micro-batch of packed rows holds more than ``examples_per_step`` of them (x 1.25). In integers: a
+    flag of 10**400 overflows a float.
+
+    >>> conversation_count(8, 8, 1)
+    100
+    """
+    return (steps + 2) * examples_per_step * micro_batch_size * 5 // 4
+
+
+def _largest(flag: str, steps: int, examples_per_step: int, micro_batch_size: int) -> int:
+    """The largest value of ``flag`` whose conversation_count, the other two flags as given, is within the bound."""
+    most = MAX_CONVERSATIONS * 4 + 3  # conversation_count <= MAX_CONVERSATIONS  <=>  product x 5 <= most
+    if flag == "--steps":
+        return most // (5 * examples_per_step * micro_batch_size) - 2
+    others = (steps + 2) * (micro_batch_size if flag == "--examples-per-step" else examples_per_step)
+    return most // (5 * others)
+
+
+def _too_many_conversations(steps: int, examples_per_step: int, micro_batch_size: int) -> str | None:
+    """The problem of flags that ask for more than MAX_CONVERSATIONS synthetic conversations, or None.
+
+    >>> print(_too_many_conversations(10**9, 8, 1))
+    bench --steps 1000000000 --examples-per-step 8 --micro-batch-size 1: 10,000,000,020 synthetic conversations ((steps + 2) x examples-per-step x micro-batch-size x 1.25), more than the 50,000 a benchmark holds in memory; set --steps to at most 4,998
+    """
+    count = conversation_count(steps, examples_per_step, micro_batch_size)
+    if count <= MAX_CONVERSATIONS:
+        return None
+    values = {"--steps": steps, "--examples-per-step": examples_per_step, "--micro-batch-size": micro_batch_size}
+    fixes = [f"{flag} to at most {most:,}" for flag in values
+             if (most := _largest(flag, steps, examples_per_step, micro_batch_size)) >= 1]
+    fix = f"set {' or '.join(fixes)}" if fixes else "lower them"
+    return (f"bench {' '.join(f'{flag} {value}' for flag, value in values.items())}: {count:,} synthetic conversations "
+            f"((steps + 2) x examples-per-step x micro-batch-size x 1.25), more than the {MAX_CONVERSATIONS:,} a "
+            f"benchmark holds in memory; {fix}")
+
+
 def check_bench_settings(*, steps: int, seq_len: int, examples_per_step: int, micro_batch_size: int,
                          compare: tuple[str, ...], dsft_options: tuple[str, ...], lengths: str, loss_dtype: str,
                          precision: str) -> None:
@@ -78,5 +122,8 @@ def check_bench_settings(*, steps: int, seq_len: int, examples_per_step: int, mi
                                ("--micro-batch-size", micro_batch_size, 1)):
         if value < least:
             problems.append(f"bench {flag} {value}: must be >= {least}")
+    if min(steps, examples_per_step, micro_batch_size) >= 1 and (
+            too_many := _too_many_conversations(steps, examples_per_step, micro_batch_size)):
+        problems.append(too_many)
     if problems:
         raise DsftError("; ".join(problems))
