@@ -64,10 +64,21 @@ def _matches(key: str, prefixes: Iterable[str]) -> bool:
     return any(key == p or key.startswith(p + ".") for p in prefixes)
 
 
+def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Dotted keys whose values differ between two resolved configs (an emptied or filled mapping is its key too).
+
+    >>> config_differences({"train": {"lr": 1e-4, "seed": 1}, "data": {"columns": {}}},
+    ...                    {"train": {"lr": 5e-5, "seed": 1}, "data": {"columns": {"q": "prompt"}}})
+    ['data.columns', 'data.columns.q', 'train.lr']
+    """
+    a, b = _flatten(old), _flatten(new)
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
 def refused_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """``key: old -> new`` for each changed key a resumed run may not change (see the module doc)."""
     a, b = _flatten(old), _flatten(new)
-    changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    changed = config_differences(old, new)
     refused = [f"{k}: {a.get(k)!r} -> {b.get(k)!r}".replace("'", "") for k in changed
                if not _matches(k, APPLIED_ON_RESUME + DATA_LOCATION_KEYS)]
     # data.mix paths may move like data.train's; its ratios decide which records the steps are made of.

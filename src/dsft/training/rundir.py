@@ -41,7 +41,7 @@ from dsft.models.resolve import check_model_name, resolve_model
 from dsft.training.base_model import BaseModelRecord, base_model_record
 from dsft.training.checkpointing import CHECKPOINT_RE, list_checkpoints
 from dsft.training.liveness import another_live_process, process_alive
-from dsft.training.resume import DATA_LOCATION_KEYS, refused_changes
+from dsft.training.resume import DATA_LOCATION_KEYS, config_differences, refused_changes
 
 RUN_INFO_FILE = "run.json"
 CONFIG_FILE = "config.yaml"
@@ -60,23 +60,6 @@ INTERRUPTED = "interrupted"
 # may change on --resume, e.g. to extend a run or to lower the lr after a NaN stop.
 IDENTITY_KEYS = ("model", "data", "template", "lora", "train.objective", "train.method", "train.max_seq_len",
                  "train.packing", "train.seed")
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, name + "."))
-        else:
-            flat[name] = value
-    return flat
-
-
-def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Dotted keys whose values differ between two resolved configs."""
-    a, b = _flatten(old), _flatten(new)
-    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
 def _has_tokenizer(directory: Path) -> bool:
