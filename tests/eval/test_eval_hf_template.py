@@ -36,7 +36,8 @@ def test_hf_template_models_and_runs_render_prompts(tiny_model_dir, tmp_path: Pa
     # A full fine-tune's run directory whose run.json names the hf template.
     run = tmp_path / "run"
     shutil.copytree(model, run / "final")
-    (run / "run.json").write_text(json.dumps({"template": "hf", "base_model": str(model), "final": "final"}))
+    (run / "run.json").write_text(json.dumps({"template": "hf", "method": "full", "base_model": str(model),
+                                              "final": "final"}))
     run_target = load_eval_target(run)
     assert run_target.render_prompt(Conversation([Message("user", "Hi")])).endswith("<|im_start|>assistant\n")
     metrics, samples = generation_eval(target.model, target.tokenizer, "hf", [conv], max_new_tokens=2)
