@@ -250,3 +250,42 @@ def test_inspect_a_data_file_shows_the_record_as_preparation_leaves_it(tmp_path:
     assert code == 2 and "control token '<|EOT|>'" in err
     code, _, err = run_cli([*base, "--index", "2", "--set", "data.clean.strip_html=true"])
     assert code == 2 and "messages[1] empty after HTML stripping" in err
+
+
+def _turns(*contents: str) -> dict:
+    return {"messages": [{"role": "user" if i % 2 == 0 else "assistant", "content": c} for i, c in enumerate(contents)]}
+
+
+# Records of each objective, rejected for three reasons twice, once and once (rows 2-7 of the file): two malformed
+# lines at different columns and two empty answers at different places count as one reason each.
+REJECTED_RECORDS = {
+    "sft": ([_turns("q", "a"), '{"messages" [', ' {"messages" [', _turns("q", ""), {"question": "q", "answr": "a"},
+             _turns("q", "a", "q2", ""), "[1,", _turns("q3", "a3")],
+            ["malformed JSON: Expecting ':' delimiter (column N)", "messages[N].content: empty assistant message",
+             "unknown format (keys: answr, question); set data.format and data.columns"]),
+    "dpo": ([{"prompt": "q", "chosen": "a", "rejected": "b"}, '{"prompt" "q"}', ' {"prompt" "q"}',
+             {"prompt": "q2", "chosen": "a", "rejected": ""}, {"prompt": "q3", "chosen": "a"},
+             {"prompt": "q4", "chosen": "a", "rejected": " "}, "[1,", {"prompt": "q5", "chosen": "a", "rejected": "c"}],
+            ["malformed JSON: Expecting ':' delimiter (column N)", "rejected.content: empty assistant message",
+             "pair: missing field(s) rejected"]),
+}
+
+
+@pytest.mark.parametrize("objective", list(REJECTED_RECORDS))
+def test_prepare_says_the_most_frequent_reasons_of_its_rejections(tmp_path: Path, run_cli, objective: str) -> None:
+    """It said only how many records it rejected: why was in data_report.md and rejects.jsonl alone."""
+    rows, reasons = REJECTED_RECORDS[objective]
+    source = tmp_path / "qa.jsonl"
+    source.write_text("".join((row if isinstance(row, str) else json.dumps(row)) + "\n" for row in rows))
+    out = tmp_path / "prepared"
+    code, stdout, err = run_cli(["data", "prepare", str(source), "--out", str(out), "--tokenizer", "deepseek",
+                                 "--set", f"train.objective={objective}", "--set", "data.val_ratio=0"])
+    assert code == 0, err
+    said = [f"data: 6 of 8 records rejected; each one and why: {out / 'rejects.jsonl'}",
+            f"  2 x {reasons[0]} (first: {source}:2)", f"  2 x {reasons[1]} (first: {source}:4)",
+            f"  1 x {reasons[2]} (first: {source}:5)", "  and other, less frequent reasons"]
+    assert "\n".join(said) in stdout, stdout
+    report = json.loads((out / "data_report.json").read_text())
+    assert [(r["reason"], r["records"]) for r in report["rejected_reasons"]][:3] == list(zip(reasons, (2, 2, 1)))
+    if objective == "sft":  # the Markdown report (SFT data has one) counts them too
+        assert f"| 2 | {reasons[0]} | {source}:2 |" in (out / "data_report.md").read_text()

@@ -1,6 +1,7 @@
-"""`dsft train` prepares its data itself; records it rejected are said on the terminal (count, the first with its
-place and reason, where the rest are), not only written into the run's data report: a file that is mostly
-malformed must not train on what is left without a word."""
+"""`dsft train` prepares its data itself; records it rejected are said on the terminal (count, where each one is
+with why, the most frequent reasons with the place of the first of each), not only written into the run's data
+report: a file that is mostly malformed must not train on what is left without a word. `dsft data prepare` says
+the same (tests/data/test_data_cli.py)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,16 @@ from pathlib import Path
 from dsft.data.report import rejection_notice
 
 
-def test_rejection_notice_counts_and_names_the_first() -> None:
-    report = {"read": 7, "rejected": 6, "rejected_examples": ["bad.jsonl:2: malformed JSON", "bad.jsonl:3: x"]}
-    assert rejection_notice(report, Path("run/data")) == (
-        "data: 6 of 7 records rejected (first: bad.jsonl:2: malformed JSON); each one and why: "
-        f"{Path('run/data/rejects.jsonl')}")
-    assert rejection_notice({"read": 7, "rejected": 0, "rejected_examples": []}, Path("run/data")) is None
+def test_rejection_notice_counts_and_names_the_most_frequent_reasons() -> None:
+    reasons = [{"reason": f"reason {n}", "records": 5 - n, "first": f"bad.jsonl:{n + 2}"} for n in range(4)]
+    report = {"read": 17, "rejected": 14, "rejected_reasons": reasons}
+    assert rejection_notice(report, Path("run/data")).splitlines() == [
+        f"data: 14 of 17 records rejected; each one and why: {Path('run/data/rejects.jsonl')}",
+        "  5 x reason 0 (first: bad.jsonl:2)", "  4 x reason 1 (first: bad.jsonl:3)",
+        "  3 x reason 2 (first: bad.jsonl:4)", "  and other, less frequent reasons"]
+    long = {"read": 1, "rejected": 1, "rejected_reasons": [{"reason": "x" * 500, "records": 1, "first": "a:1"}]}
+    assert rejection_notice(long, Path("d")).splitlines()[1] == f"  1 x {'x' * 157}... (first: a:1)"
+    assert rejection_notice({"read": 7, "rejected": 0, "rejected_reasons": []}, Path("run/data")) is None
 
 
 def test_dsft_train_says_how_many_records_it_rejected(tmp_path: Path, run_cli, tiny_model_dir, caplog) -> None:
@@ -29,5 +34,6 @@ def test_dsft_train_says_how_many_records_it_rejected(tmp_path: Path, run_cli, t
                             "--set", "train.max_steps=1", "--set", "train.report_to=[]"])
     assert code == 0, err
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("data: ")]
-    assert len(said) == 1 and said[0].startswith(f"data: 1 of 3 records rejected (first: {data}:2: malformed JSON")
-    assert said[0].endswith(str(tmp_path / "run" / "data" / "rejects.jsonl"))
+    assert len(said) == 1 and said[0].splitlines() == [
+        f"data: 1 of 3 records rejected; each one and why: {tmp_path / 'run' / 'data' / 'rejects.jsonl'}",
+        f"  1 x malformed JSON: Expecting property name enclosed in double quotes (column N) (first: {data}:2)"]

@@ -132,8 +132,10 @@ def print_preference_summary(report: dict[str, Any], out: Path) -> None:
         table.add_row(name, str(count))
     for key, count in report["reasoning"].items():
         table.add_row(key.replace("_", " "), str(count))
-    Console().print(table)
-    Console().print(f"wrote {out} ({report['seconds']} s); details in {out / 'data_report.json'}")
+    console = Console()
+    console.print(table)
+    print_rejection_notice(report, out, console)
+    console.print(f"wrote {out} ({report['seconds']} s); details in {out / 'data_report.json'}")
 
 
 def print_summary(report: dict[str, Any], out: Path) -> None:
@@ -159,7 +161,16 @@ def print_summary(report: dict[str, Any], out: Path) -> None:
             table.add_row(f"score {name}", f"p10 {dist['p10']}, p50 {dist['p50']}, p90 {dist['p90']} ({dist['count']} scored)")
     console = Console()
     console.print(table)
+    print_rejection_notice(report, out, console)
     console.print(f"wrote {out} ({report['seconds']} s); details in {out / 'data_report.md'}")
+
+
+def print_rejection_notice(report: dict[str, Any], out: Path, console: Any) -> None:
+    """The most frequent reasons of the records rejected, as dsft train says them (nothing when none was)."""
+    from dsft.data.report import rejection_notice
+
+    if notice := rejection_notice(report, out):
+        console.print(notice, markup=False, highlight=False, soft_wrap=True)  # reasons hold [...]: not markup
 
 
 @data_app.command("inspect")

@@ -5,7 +5,9 @@ anything is written.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +16,29 @@ from dsft.data.conversation import Conversation
 from dsft.data.ingest import Rejection
 
 REJECTED_EXAMPLES = 10  # rejections quoted in the report (all of them are in rejects.jsonl)
+REJECTED_REASONS = 10  # the most frequent reasons the report counts
+# A number standing alone in a reason (a column, a message's index, a byte offset), written N so that reasons
+# that differ only there are counted as one; a number inside a word (a field named q1) stays.
+_NUMBER = re.compile(r"\b\d+\b")
+
+
+def rejected_reasons(rejections: Sequence[Rejection], limit: int = REJECTED_REASONS) -> list[dict[str, object]]:
+    """The ``limit`` most frequent reasons of ``rejections``, most frequent first (ties: the one met first):
+    each with the records it rejected and where the first of them is. A record counts once for each of
+    its reasons.
+
+    >>> rejected_reasons([Rejection("a.jsonl:2", ["malformed JSON (column 1)"]), Rejection("a.jsonl:3", ["empty"]),
+    ...                   Rejection("a.jsonl:5", ["malformed JSON (column 7)"])])
+    [{'reason': 'malformed JSON (column N)', 'records': 2, 'first': 'a.jsonl:2'}, \
+{'reason': 'empty', 'records': 1, 'first': 'a.jsonl:3'}]
+    """
+    counts: Counter[str] = Counter()
+    first: dict[str, str] = {}
+    for rejection in rejections:
+        for reason in dict.fromkeys(_NUMBER.sub("N", reason) for reason in rejection.reasons):
+            counts[reason] += 1
+            first.setdefault(reason, rejection.where)
+    return [{"reason": reason, "records": count, "first": first[reason]} for reason, count in counts.most_common(limit)]
 
 
 @dataclass
@@ -52,6 +77,9 @@ class Ledger:
 
     def rejected_examples(self) -> list[str]:
         return [f"{r.where}: {'; '.join(r.reasons)}" for r in self.rejections[:REJECTED_EXAMPLES]]
+
+    def rejected_reasons(self) -> list[dict[str, object]]:
+        return rejected_reasons(self.rejections)
 
     def check_identity(self, kept: int) -> None:
         """Every record read or generated is kept, rejected or removed by exactly one step (``kept`` counted

@@ -539,7 +539,7 @@ def _report(
         "splits": {name: len(part) for name, part in splits.items()},
         "inputs": sources,
         "formats": dict(ledger.formats),
-        "rejected_examples": ledger.rejected_examples(),
+        "rejected_examples": ledger.rejected_examples(), "rejected_reasons": ledger.rejected_reasons(),
         "tokens": {name: length_stats(values) for name, values in totals.items()},
         "train_tokens_by_role": {role: length_stats(values) for role, values in sorted(by_role.items())},
         "reasoning": {

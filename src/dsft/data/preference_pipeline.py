@@ -102,7 +102,7 @@ def prepare_preference(cfg: DsftConfig, out_dir: str | Path, objective: str, tok
         "rejected": len(ledger.rejections), "removed": ledger.removed_counts(),
         "splits": {name: len(part) for name, part in splits.items()},
         "inputs": sources, "forms": dict(ledger.formats),
-        "rejected_examples": ledger.rejected_examples(),
+        "rejected_examples": ledger.rejected_examples(), "rejected_reasons": ledger.rejected_reasons(),
         "reasoning": reasoning_report(splits["train"]),
         "seed": cfg.train.seed,
         "data_config": data.model_dump(mode="json"),

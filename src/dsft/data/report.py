@@ -60,19 +60,35 @@ def write_histograms(lengths: dict[str, list[int]], path: Path, title: str, xlab
     return True
 
 
-def rejection_notice(report: dict[str, Any], out: Path) -> str | None:
-    """The line a run prints when its data preparation rejected records (None when it rejected none): the
-    count, the first with its place and reason, and where every one is.
+REASONS_SAID = 3  # the most frequent reasons a preparation says on the terminal (the report counts more)
+REASON_CHARS = 160  # a reason said longer is cut (an unknown format lists every key it met)
 
-    >>> rejection_notice({"read": 7, "rejected": 6, "rejected_examples": ["bad.jsonl:2: malformed JSON"]}, Path("d"))
-    'data: 6 of 7 records rejected (first: bad.jsonl:2: malformed JSON); each one and why: d/rejects.jsonl'
+
+def rejection_notice(report: dict[str, Any], out: Path) -> str | None:
+    """What a preparation says on the terminal when it rejected records (None when it rejected none): the
+    count, where every one is with why, and the most frequent reasons, each with its count and the place of
+    its first record. ``dsft data prepare`` and ``dsft train`` (which prepares its data itself) say the same.
+
+    >>> print(rejection_notice({"read": 7, "rejected": 6, "rejected_reasons": [
+    ...     {"reason": "malformed JSON: Expecting value (column N)", "records": 5, "first": "bad.jsonl:2"},
+    ...     {"reason": "messages[N].content: empty assistant message", "records": 1, "first": "bad.jsonl:7"}]},
+    ...     Path("d")))
+    data: 6 of 7 records rejected; each one and why: d/rejects.jsonl
+      5 x malformed JSON: Expecting value (column N) (first: bad.jsonl:2)
+      1 x messages[N].content: empty assistant message (first: bad.jsonl:7)
     """
     if not report.get("rejected"):
         return None
-    examples = report.get("rejected_examples") or []
-    first = f" (first: {examples[0]})" if examples else ""
-    return (f"data: {report['rejected']} of {report['read']} records rejected{first}; each one and why: "
-            f"{out / 'rejects.jsonl'}")
+    lines = [f"data: {report['rejected']} of {report['read']} records rejected; each one and why: "
+             f"{out / 'rejects.jsonl'}"]
+    reasons = report.get("rejected_reasons") or []
+    for reason in reasons[:REASONS_SAID]:
+        text = reason["reason"]
+        text = text if len(text) <= REASON_CHARS else text[:REASON_CHARS - 3] + "..."
+        lines.append(f"  {reason['records']} x {text} (first: {reason['first']})")
+    if len(reasons) > REASONS_SAID:
+        lines.append("  and other, less frequent reasons")
+    return "\n".join(lines)
 
 
 def _table(rows: list[tuple[str, Any]], head: tuple[str, str]) -> list[str]:
@@ -135,6 +151,10 @@ def render_markdown(report: dict[str, Any]) -> str:
                   f"{contamination['contaminated']} train conversation(s) share a {contamination['ngram']}-gram "
                   f"with val/test ({'dropped' if contamination['dropped'] else 'kept'})."]
         lines += [f"- {example}" for example in contamination["examples"]]
+    if report.get("rejected_reasons"):  # numbers standing alone in a reason are written N (dsft.data.ledger)
+        lines += ["", "## Rejected, by reason (the 10 most frequent)", "", "| records | reason | first |", "|---|---|---|"]
+        lines += ["| {} | {} | {} |".format(r["records"], r["reason"].replace("|", "\\|"), r["first"])
+                  for r in report["rejected_reasons"]]
     if report["rejected"]:
         lines += ["", "## Rejected (first 10; all in rejects.jsonl)", ""]
         lines += [f"- {example}" for example in report["rejected_examples"]]
