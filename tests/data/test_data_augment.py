@@ -168,3 +168,17 @@ def test_dsft_data_augment_user_errors_name_the_key_before_reading(tmp_path: Pat
     code, _, err = run_cli(["data", "augment", "--out", str(tmp_path / "o"), "--set",
                             'data.augment.templates=[{table: absent.csv, questions: ["{a}"], answer: "{b}"}]'])
     assert code == 2 and "data.augment.templates[0].table: absent.csv: no such file" in err
+
+
+def test_dsft_data_augment_says_the_most_frequent_reasons_of_its_rejections(tmp_path: Path, run_cli) -> None:
+    """It said only how many seed records it rejected, as dsft data prepare did: now the reasons, as prepare says them."""
+    turns = [{"role": "user", "content": "How many dams?"}, {"role": "assistant", "content": "Three dams."}]
+    source = tmp_path / "seed.jsonl"
+    source.write_text("\n".join([json.dumps({"messages": turns}), "{bad", " {bad", json.dumps({"answr": "a"})]) + "\n")
+    out = tmp_path / "aug"
+    code, stdout, err = run_cli(["data", "augment", str(source), "--out", str(out), "--set", "data.augment.synonym_copies=1"])
+    assert code == 0, err
+    assert "\n".join([f"data: 3 of 4 records rejected; each one and why: {out / 'rejects.jsonl'}",
+                      "  2 x malformed JSON: Expecting property name enclosed in double quotes (column N) "
+                      f"(first: {source}:2)", "  1 x unknown format (keys: answr); set data.format and data.columns "
+                      f"(first: {source}:4)"]) in stdout, stdout

@@ -95,6 +95,8 @@ def test_every_question_is_answered_rejected_or_failed_and_a_rerun_asks_only_the
     assert removed["3"]["step"] == "request_failed" and "HTTP 500" in removed["3"]["reason"]
     assert "timed out" in removed["4"]["reason"] and "malformed response" in removed["10"]["reason"]
     assert "no question field" in (out / "rejects.jsonl").read_text()
+    # dsft data distill says the most frequent reasons of its rejections from here, as dsft data prepare does.
+    assert [(r["records"], r["first"]) for r in report["rejected_reasons"]] == [(1, report["rejected_examples"][0].split(": ")[0])]
 
 
 def test_the_cache_survives_a_torn_last_line(tmp_path: Path) -> None:

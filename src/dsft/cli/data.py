@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from dsft.cli.datagen import add_commands
+from dsft.cli.datagen import add_commands, print_rejection_notice
 
 data_app = typer.Typer(help="Prepare and inspect training data.", no_args_is_help=True)
 
@@ -163,14 +163,6 @@ def print_summary(report: dict[str, Any], out: Path) -> None:
     console.print(table)
     print_rejection_notice(report, out, console)
     console.print(f"wrote {out} ({report['seconds']} s); details in {out / 'data_report.md'}")
-
-
-def print_rejection_notice(report: dict[str, Any], out: Path, console: Any) -> None:
-    """The most frequent reasons of the records rejected, as dsft train says them (nothing when none was)."""
-    from dsft.data.report import rejection_notice
-
-    if notice := rejection_notice(report, out):
-        console.print(notice, markup=False, highlight=False, soft_wrap=True)  # reasons hold [...]: not markup
 
 
 @data_app.command("inspect")

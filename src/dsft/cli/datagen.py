@@ -55,6 +55,15 @@ def distill_command(
     _print_ledger("dsft data distill", report, out / "distill_report.json")
 
 
+def print_rejection_notice(report: dict[str, Any], out: Path, console: Any) -> None:
+    """How many records a data command (prepare, augment, distill) rejected, the most frequent reasons and where
+    each one is, as dsft train says it (nothing when none was)."""
+    from dsft.data.report import rejection_notice
+
+    if notice := rejection_notice(report, out):
+        console.print(notice, markup=False, highlight=False, soft_wrap=True)  # reasons hold [...]: not markup
+
+
 def _print_ledger(title: str, report: dict[str, Any], path: Path) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -71,6 +80,7 @@ def _print_ledger(title: str, report: dict[str, Any], path: Path) -> None:
         table.add_row(f"skipped: {reason}", str(count))
     console = Console()
     console.print(table)
+    print_rejection_notice(report, path.parent, console)  # why, as dsft data prepare says it
     console.print(f"wrote {path.parent}; ledger in {path}")
 
 

@@ -32,6 +32,7 @@ from dsft.data.conversation import Conversation
 from dsft.data.endpoint import ChatClient, EndpointSettings, RequestFailed, ResponseCache
 from dsft.data.formats import split_inline_think
 from dsft.data.ingest import ingest, write_rejections
+from dsft.data.ledger import rejected_reasons
 from dsft.data.near_dedup import drop_near_copies
 from dsft.data.readers import check_outputs_spare_inputs
 from dsft.data.report import write_jsonl, write_removed
@@ -244,6 +245,7 @@ def augment_files(cfg: DsftConfig, inputs: list[str], out_dir: str | Path, overw
     rejections = ingested.rejections if ingested else []
     written = originals + result.kept
     report = {"read": ingested.read if ingested else 0, "added": added, "rejected": len(rejections),
+              "rejected_reasons": rejected_reasons(rejections),
               "removed": {NEAR_DUPLICATE_STEP: len(result.removed)}, "kept": len(written),
               "skipped": dict(result.skipped), "inputs": inputs, "augment_config": settings.model_dump(mode="json")}
     assert report["read"] + sum(added.values()) == report["kept"] + report["rejected"] + len(result.removed), report

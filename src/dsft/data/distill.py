@@ -36,6 +36,7 @@ from dsft.data.conversation import Conversation, Message
 from dsft.data.endpoint import ChatClient, Completion, EndpointSettings, RequestFailed, ResponseCache
 from dsft.data.formats import split_inline_think
 from dsft.data.ingest import Rejection, write_rejections
+from dsft.data.ledger import rejected_reasons
 from dsft.data.readers import check_outputs_spare_inputs, read_records
 from dsft.data.report import write_jsonl, write_removed
 from dsft.data.validate import validate_conversation
@@ -231,6 +232,7 @@ def _report(
         "verified": sum(bool(c.meta.get("verified")) for c in kept),
         "last_reasons": dict(reasons.most_common(20)),
         "rejected_examples": [f"{r.where}: {'; '.join(r.reasons)}" for r in rejections[:10]],
+        "rejected_reasons": rejected_reasons(rejections),
         "requests": stats["requests"], "retries": stats["retries"], "from_cache": stats["cached"],
         "cache_entries_before": cached_before, "seconds": round(seconds, 2),
         "questions_per_second": round(len(questions) / seconds, 2) if seconds else None,
