@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
+from jsonl_files import write_reservoir_chats
 from live_server import run_live
 from safetensors.torch import load_file
 
@@ -24,20 +25,13 @@ pytestmark = pytest.mark.slow  # one real training run (about 15 s on a shared C
 PRESET = "tiny-r1-distill-qwen"
 
 
-def _write_data(path: Path) -> Path:
-    rows = [{"messages": [{"role": "user", "content": f"Which reservoir is R{i}?"},
-                          {"role": "assistant", "content": f"R{i} is on river {i % 5}."}]} for i in range(8)]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
 @pytest.fixture(scope="module")
 def lora_run(tiny_model_dir, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """``(run, data)``: a LoRA run of two steps with a checkpoint at each."""
     from dsft.training.run import run_training
 
     root = tmp_path_factory.mktemp("checkpoint-run")
-    data = _write_data(root / "data.jsonl")
+    data = write_reservoir_chats(root / "data.jsonl")
     cfg = load_config(None, [f"model.name_or_path={tiny_model_dir(PRESET)}", f"data.train=[{data}]",
                              "data.val_ratio=0", "train.max_steps=2", "train.save_steps=1",
                              "train.micro_batch_size=2", "train.max_seq_len=64", "train.lr=1e-2", "lora.r=4",

@@ -6,11 +6,11 @@ local base model) is copied elsewhere and the original deleted: nothing may stil
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import pytest
+from jsonl_files import write_reservoir_chats
 from live_server import run_live
 
 from dsft.config import load_config
@@ -23,13 +23,6 @@ PRESET = "tiny-r1-distill-qwen"
 QUESTION = [{"role": "user", "content": "Which reservoir is R1?"}]
 
 
-def _write_data(path: Path) -> Path:
-    rows = [{"messages": [{"role": "user", "content": f"Which reservoir is R{i}?"},
-                          {"role": "assistant", "content": f"R{i} is on river {i % 5}."}]} for i in range(8)]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
 @pytest.fixture(scope="module")
 def moved_run(tiny_model_dir, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """``(run, data)``: a LoRA run trained on a local base in ``old/``, copied to ``new/``, ``old/`` deleted."""
@@ -38,7 +31,7 @@ def moved_run(tiny_model_dir, tmp_path_factory: pytest.TempPathFactory) -> tuple
     root = tmp_path_factory.mktemp("moved")
     old = root / "old"
     shutil.copytree(tiny_model_dir(PRESET), old / "base")
-    data = _write_data(root / "data.jsonl")
+    data = write_reservoir_chats(root / "data.jsonl")
     cfg = load_config(None, [f"model.name_or_path={old / 'base'}", f"data.train=[{data}]", "data.val_ratio=0",
                              "train.max_steps=2", "train.save_steps=2", "train.micro_batch_size=2",
                              "train.max_seq_len=64", "train.lr=1e-2", "lora.r=4"])
