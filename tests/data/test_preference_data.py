@@ -140,6 +140,38 @@ def test_a_pair_read_as_kto_data_that_cleaning_makes_identical_is_removed(tmp_pa
     assert (row["where"], row["reason"]) == (f"{source}:1", "chosen and rejected identical after normalize_unicode")
 
 
+def test_kto_records_labelled_both_ways_are_removed_naming_each_other(tmp_path: Path) -> None:
+    """The same prompt and completion marked desirable in one record and undesirable in another (also when they
+    differ only before NFKC, and when one is a pair's side) would push the model towards and away from one text:
+    both go, each naming the other; same-label copies are still only deduplicated, and conflicts go without
+    exact_dedup too."""
+    rows = [{"prompt": "Capital of France?", "completion": "Paris.", "label": True},
+            {"prompt": "Capital of France?", "completion": "Ｐaris.", "label": False},
+            {"prompt": "2+2?", "completion": "4", "label": True},
+            {"prompt": "2+2?", "completion": "4", "label": True},
+            {"prompt": "2+2?", "completion": "5", "label": False},
+            {"prompt": "Capital of Italy?", "chosen": "Rome.", "rejected": "Milan."},
+            {"prompt": "Capital of Italy?", "completion": "Milan.", "label": True}]
+    source = _write(tmp_path / "kto.jsonl", [json.dumps(row, ensure_ascii=False) for row in rows])
+    cfg = DsftConfig.model_validate({"data": {"train": [str(source)], "val_ratio": 0}})
+    prepared = prepare_preference(cfg, tmp_path / "out", "kto")
+    report = prepared.report
+    assert (report["read"], report["kept"], report["rejected"]) == (7, 2, 0)
+    assert report["removed"] == {"label_conflict": 4, "exact_dedup": 1}
+    assert [(r.completion.content, r.label) for r in prepared.splits["train"]] == [("4", True), ("5", False)]
+    conflict = "label conflicts with {}: same prompt and completion marked {} there"
+    removed = [(row["step"], row["where"], row["reason"]) for row in
+               map(json.loads, (tmp_path / "out" / "removed.jsonl").open(encoding="utf-8"))]
+    assert removed == [("label_conflict", f"{source}:1", conflict.format(f"{source}:2", "undesirable")),
+                       ("label_conflict", f"{source}:2", conflict.format(f"{source}:1", "desirable")),
+                       ("label_conflict", f"{source}:6", conflict.format(f"{source}:7", "desirable")),
+                       ("label_conflict", f"{source}:7", conflict.format(f"{source}:6", "undesirable")),
+                       ("exact_dedup", f"{source}:4", f"exact duplicate of {source}:3")]
+    no_dedup = cfg.model_copy(update={"data": cfg.data.model_copy(
+        update={"clean": cfg.data.clean.model_copy(update={"exact_dedup": False})})})
+    assert prepare_preference(no_dedup, tmp_path / "kept", "kto").report["removed"] == {"label_conflict": 4}
+
+
 def test_on_error_fail_lists_problems(tmp_path: Path) -> None:
     source = _write(tmp_path / "p.jsonl", [{"prompt": "q", "chosen": "a", "rejected": "a"}])
     cfg = DsftConfig.model_validate({"data": {"train": [str(source)], "on_error": "fail"}})

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,8 +91,7 @@ def prepare_preference(cfg: DsftConfig, out_dir: str | Path, objective: str, tok
     if ledger.rejections and data.on_error == "fail":
         write_rejections(ledger.rejections, out / "rejects.jsonl")
         raise rejection_error(ledger.rejections, out / "rejects.jsonl")
-    if data.clean.exact_dedup:
-        pools = _deduplicate(pools, ledger)
+    pools = _deduplicate(pools, ledger, exact=data.clean.exact_dedup)
     grouped = _split(pools, sources, cfg)
     # The accounting identity, in records read (a pair read as KTO data is one record read, two kept).
     ledger.check_identity(kept=sum(len(part) for part in grouped.values()))
@@ -257,22 +257,57 @@ def _as_conversation(group: _Group) -> Conversation:
     return Conversation([*first.prompt, *(m for r in group for m in r.completions())], first.tools, first.meta)
 
 
+def _text_key(record: PreferenceRecord) -> str:
+    """The normalised prompt and completions of ``record`` (:func:`dsft.data.clean.dedup_key`)."""
+    return dedup_key(Conversation([*record.prompt, *record.completions()], record.tools))
+
+
 def _key(group: _Group) -> str:
-    keys = []
+    return "\x1b".join(f"{_text_key(record)}\x1c{record.label}\x1c{json.dumps(record.references, sort_keys=True)}"
+                        for record in group)
+
+
+_LABEL_WORD = {True: "desirable", False: "undesirable"}
+
+
+def _label_conflict(group: _Group, labelled: dict[tuple[str, bool], list[tuple[int, str]]]) -> str | None:
+    """Why ``group`` is removed when another record read marks one of its completions the other way (KTO: the same
+    prompt and completion labelled desirable and undesirable), else None. ``labelled``: (text key, label) -> the
+    groups (id, origin) holding it, in reading order."""
     for record in group:
-        text = dedup_key(Conversation([*record.prompt, *record.completions()], record.tools))
-        keys.append(f"{text}\x1c{record.label}\x1c{json.dumps(record.references, sort_keys=True)}")
-    return "\x1b".join(keys)
+        if record.label is None:
+            continue
+        others = [origin for owner, origin in labelled[(_text_key(record), not record.label)] if owner != id(group)]
+        if others:
+            marked = _LABEL_WORD[not record.label]
+            return f"label conflicts with {others[0]}: same prompt and completion marked {marked} there"
+    return None
 
 
-def _deduplicate(pools: dict[str, list[_Group]], ledger: Ledger) -> dict[str, list[_Group]]:
-    """Exact duplicates (prompt and completions, normalised as for SFT) are removed; eval splits keep theirs first."""
+def _deduplicate(pools: dict[str, list[_Group]], ledger: Ledger, exact: bool = True) -> dict[str, list[_Group]]:
+    """Records that contradict each other, then exact duplicates (prompt and completions, normalised as for SFT).
+
+    A completion labelled desirable in one record and undesirable in another with the same prompt (KTO) removes
+    every record holding it (``label_conflict``, naming the other record), whatever ``exact``: trained, it would
+    push the model towards and away from the same text. With ``exact`` (``data.clean.exact_dedup``), a copy of a
+    kept record is removed (``exact_dedup``); eval splits keep theirs first."""
+    order = ("test", "val", "train")
+    labelled: dict[tuple[str, bool], list[tuple[int, str]]] = defaultdict(list)
+    for name in order:
+        for group in pools[name]:
+            for record in group:
+                if record.label is not None:
+                    labelled[(_text_key(record), record.label)].append((id(group), str(group[0].meta.get("origin"))))
     seen: dict[str, str] = {}
     out: dict[str, list[_Group]] = {name: [] for name in SPLITS}
-    for name in ("test", "val", "train"):
+    for name in order:
         for group in pools[name]:
+            conflict = _label_conflict(group, labelled)
+            if conflict is not None:
+                ledger.remove("label_conflict", Removed(_as_conversation(group), conflict))
+                continue
             key, origin = _key(group), str(group[0].meta.get("origin"))
-            if key in seen:
+            if exact and key in seen:
                 ledger.remove("exact_dedup", Removed(_as_conversation(group), f"exact duplicate of {seen[key]}"))
                 continue
             seen[key] = origin
