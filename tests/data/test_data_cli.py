@@ -289,3 +289,32 @@ def test_prepare_says_the_most_frequent_reasons_of_its_rejections(tmp_path: Path
     assert [(r["reason"], r["records"]) for r in report["rejected_reasons"]][:3] == list(zip(reasons, (2, 2, 1)))
     if objective == "sft":  # the Markdown report (SFT data has one) counts them too
         assert f"| 2 | {reasons[0]} | {source}:2 |" in (out / "data_report.md").read_text()
+
+
+# Every record bad, in two ways (rows 1, 3 and 5 malformed at different columns; rows 2 and 4 of an unknown form).
+ALL_REJECTED = {
+    "sft": (['{"messages" [', {"question": "q", "answr": "a"}, ' {"messages" [', {"question": "q2", "answr": "a"},
+             '  {"messages" ['],
+            ["malformed JSON: Expecting ':' delimiter (column N)",
+             "unknown format (keys: answr, question); set data.format and data.columns"]),
+    "dpo": (['{"prompt" "q"}', {"prompt": "q", "chosen": "a"}, ' {"prompt" "q"}', {"prompt": "q2", "chosen": "a"},
+             '  {"prompt" "q"}'],
+            ["malformed JSON: Expecting ':' delimiter (column N)", "pair: missing field(s) rejected"]),
+}
+
+
+@pytest.mark.parametrize("objective", list(ALL_REJECTED))
+def test_nothing_left_to_train_on_says_the_most_frequent_reasons(tmp_path: Path, run_cli, objective: str) -> None:
+    """Every record rejected: the error named only the first rejection (SFT) or none (preference data), while a
+    preparation that kept some records says the most frequent reasons."""
+    rows, reasons = ALL_REJECTED[objective]
+    source = tmp_path / "qa.jsonl"
+    source.write_text("".join((row if isinstance(row, str) else json.dumps(row)) + "\n" for row in rows))
+    out = tmp_path / "prepared"
+    code, stdout, err = run_cli(["data", "prepare", str(source), "--out", str(out), "--tokenizer", "deepseek",
+                                 "--set", f"train.objective={objective}"])
+    assert code == 2 and "Traceback" not in err, err
+    lines = err.splitlines()
+    assert "records left to train on: read 5, rejected 5" in lines[0] and str(out / "data_report.json") in lines[0]
+    assert lines[1:] == [f"data: 5 of 5 records rejected; each one and why: {out / 'rejects.jsonl'}",
+                         f"  3 x {reasons[0]} (first: {source}:1)", f"  2 x {reasons[1]} (first: {source}:2)"], err

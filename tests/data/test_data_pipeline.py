@@ -134,8 +134,8 @@ def test_nothing_left_is_an_error_after_the_report(tmp_path: Path, tokenizer, wr
     with pytest.raises(DataError, match="no records left to train on: read 2, rejected 2") as err:
         prepare(load_config(), tokenizer, tmp_path / "out", [str(path)])
     assert (tmp_path / "out" / "data_report.json").is_file()
-    # The message says why, not only where to look: the first rejection, with its place and reason.
-    assert f"; first rejection: {path}:1: unknown format (keys: foo)" in str(err.value)
+    # The message says why, not only where to look: the most frequent reasons, each with its first place.
+    assert f"\n  1 x unknown format (keys: foo); set data.format and data.columns (first: {path}:1)" in str(err.value)
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     with pytest.raises(DataError, match="read 0, .*: the inputs hold no records"):

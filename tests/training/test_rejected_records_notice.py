@@ -37,3 +37,20 @@ def test_dsft_train_says_how_many_records_it_rejected(tmp_path: Path, run_cli, t
     assert len(said) == 1 and said[0].splitlines() == [
         f"data: 1 of 3 records rejected; each one and why: {tmp_path / 'run' / 'data' / 'rejects.jsonl'}",
         f"  1 x malformed JSON: Expecting property name enclosed in double quotes (column N) (first: {data}:2)"]
+
+
+def test_dsft_train_with_every_record_rejected_says_the_most_frequent_reasons(tmp_path: Path, run_cli,
+                                                                               tiny_model_dir) -> None:
+    """Nothing left to train on: the error named only the first rejection, not the reasons that rejected most."""
+    data = tmp_path / "qa.jsonl"
+    data.write_text('{bad json\n{"question": "q", "answr": "a"}\n {bad json\n', encoding="utf-8")
+    code, _, err = run_cli(["train", "/dev/null", "--out", str(tmp_path / "run"),
+                            "--set", f"model.name_or_path={tiny_model_dir('tiny-deepseek-llm')}",
+                            "--set", f"data.train=[{data}]", "--set", "train.report_to=[]"])
+    assert code == 2 and "Traceback" not in err, err
+    lines = err.splitlines()
+    assert lines[0].startswith("error: no records left to train on: read 3, rejected 3, removed 0, kept 0"), err
+    assert lines[1:] == [
+        f"data: 3 of 3 records rejected; each one and why: {tmp_path / 'run' / 'data' / 'rejects.jsonl'}",
+        f"  2 x malformed JSON: Expecting property name enclosed in double quotes (column N) (first: {data}:1)",
+        f"  1 x unknown format (keys: answr, question); set data.format and data.columns (first: {data}:2)"], err

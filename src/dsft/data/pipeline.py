@@ -40,7 +40,8 @@ from dsft.data.ledger import Ledger
 from dsft.data.readers import expand_inputs
 from dsft.data.reasoning_policy import apply_reasoning_policy, length_stats, reasoning_stats
 from dsft.data.report import (
-    HISTOGRAM_FILE, REASONING_HISTOGRAM_FILE, render_markdown, write_histograms, write_jsonl, write_removed,
+    HISTOGRAM_FILE, REASONING_HISTOGRAM_FILE, rejection_notice, render_markdown, write_histograms, write_jsonl,
+    write_removed,
 )
 from dsft.data.split import SPLITS, split_conversations, with_families
 from dsft.data.validate import nothing_trained
@@ -126,21 +127,17 @@ def prepare(
         raise DataError(f"data.mix: {', '.join(empty)}: no records left to mix in after reading and cleaning "
                         f"(see {out / REPORT_FILE} and {out / 'rejects.jsonl'})", job_wide=True)
     if not splits["train"]:
-        why = ""  # the reason on screen: often one wrong field name rejected every record, or one filter
-        if ledger.rejections:
-            first = ledger.rejections[0]
-            why = f"; first rejection: {first.where}: {'; '.join(first.reasons)}"
-        elif not report["read"]:
-            why = ": the inputs hold no records"
+        why = ": the inputs hold no records" if not report["read"] else ""  # often one wrong field name, or one filter
         removed = [f"{step} {count}" for step, count in report["removed"].items() if count]
         if removed:
             why += f"; removed by {', '.join(removed)}"
             first_removed = next(item for items in ledger.removed.values() for item in items)
             why += f"; first removed: {first_removed.conversation.meta.get('origin', '?')}: {first_removed.reason}"
+        notice = rejection_notice(report, out)  # the most frequent reasons, as a preparation that kept some says them
         raise DataError(
             f"no records left to train on: read {report['read']}, rejected {report['rejected']}, "
             f"removed {sum(report['removed'].values())}, kept {report['kept']} "
-            f"(splits {report['splits']}; see {out / REPORT_FILE} and {out / 'rejects.jsonl'}){why}",
+            f"(splits {report['splits']}; see {out / REPORT_FILE}){why}" + (f"\n{notice}" if notice else ""),
             job_wide=True,  # every process of a launched job prepares the same data
         )
     for name in ("val", "test"):

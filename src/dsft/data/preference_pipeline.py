@@ -31,6 +31,7 @@ from dsft.data.preference import (
     same_message, split_pair_for_kto,
 )
 from dsft.data.readers import RawRecord, read_records
+from dsft.data.report import rejection_notice
 from dsft.data.split import SPLITS, split_conversations
 from dsft.data.validate import is_blank
 from dsft.disk import replaced_atomically
@@ -115,9 +116,11 @@ def prepare_preference(cfg: DsftConfig, out_dir: str | Path, objective: str, tok
     report["seconds"] = round(time.perf_counter() - started, 2)
     _write_jsonl([report], out / REPORT_FILE, indent=2)
     if not splits["train"]:
+        notice = rejection_notice(report, out)  # the most frequent reasons, as a preparation that kept some says them
         raise DataError(
             f"no {kind} records left to train on: read {ledger.read}, rejected {len(ledger.rejections)}, "
-            f"removed {sum(ledger.removed_counts().values())} (see {out / REPORT_FILE} and {out / 'rejects.jsonl'})",
+            f"removed {sum(ledger.removed_counts().values())} (see {out / REPORT_FILE})"
+            + (f"\n{notice}" if notice else ""),
             job_wide=True,  # every process of a launched job prepares the same data
         )
     return PreparedPreference(kind, splits, report, out)
