@@ -172,6 +172,35 @@ def test_kto_records_labelled_both_ways_are_removed_naming_each_other(tmp_path: 
     assert prepare_preference(no_dedup, tmp_path / "kept", "kto").report["removed"] == {"label_conflict": 4}
 
 
+def test_pairs_preferring_opposite_sides_are_removed_naming_each_other(tmp_path: Path) -> None:
+    """A pair preferring A over B and another preferring B over A on the same prompt (also when they differ only in
+    case or whitespace) would push the model both ways: both go, each naming the other; same-direction copies are
+    still only deduplicated, and conflicts go without exact_dedup too."""
+    rows = [{"prompt": "Capital of France?", "chosen": "Paris.", "rejected": "Lyon."},
+            {"prompt": "capital of  France?", "chosen": "lyon.", "rejected": "Paris."},
+            {"prompt": "2+2?", "chosen": "4", "rejected": "5"},
+            {"prompt": "2+2?", "chosen": "4", "rejected": "5"},
+            {"prompt": "3+3?", "chosen": "5", "rejected": "4"}]
+    source = _write(tmp_path / "pairs.jsonl", [json.dumps(row) for row in rows])
+    cfg = DsftConfig.model_validate({"data": {"train": [str(source)], "val_ratio": 0}})
+    for objective in ("dpo", "orpo"):
+        prepared = prepare_preference(cfg, tmp_path / objective, objective)
+        report = prepared.report
+        assert (report["read"], report["kept"], report["rejected"]) == (5, 2, 0)
+        assert report["removed"] == {"preference_conflict": 2, "exact_dedup": 1}
+        assert [r.meta["origin"] for r in prepared.splits["train"]] == [f"{source}:3", f"{source}:5"]
+        conflict = ("preference conflicts with {}: same prompt and completions, chosen and rejected the other way round"
+                    " there")
+        removed = [(row["step"], row["where"], row["reason"]) for row in
+                   map(json.loads, (tmp_path / objective / "removed.jsonl").open(encoding="utf-8"))]
+        assert removed == [("preference_conflict", f"{source}:1", conflict.format(f"{source}:2")),
+                           ("preference_conflict", f"{source}:2", conflict.format(f"{source}:1")),
+                           ("exact_dedup", f"{source}:4", f"exact duplicate of {source}:3")]
+    no_dedup = cfg.model_copy(update={"data": cfg.data.model_copy(
+        update={"clean": cfg.data.clean.model_copy(update={"exact_dedup": False})})})
+    assert prepare_preference(no_dedup, tmp_path / "kept", "dpo").report["removed"] == {"preference_conflict": 2}
+
+
 def test_on_error_fail_lists_problems(tmp_path: Path) -> None:
     source = _write(tmp_path / "p.jsonl", [{"prompt": "q", "chosen": "a", "rejected": "a"}])
     cfg = DsftConfig.model_validate({"data": {"train": [str(source)], "on_error": "fail"}})

@@ -273,17 +273,32 @@ def _key(group: _Group) -> str:
 _LABEL_WORD = {True: "desirable", False: "undesirable"}
 
 
-def _label_conflict(group: _Group, labelled: dict[tuple[str, bool], list[tuple[int, str]]]) -> str | None:
-    """Why ``group`` is removed when another record read marks one of its completions the other way (KTO: the same
-    prompt and completion labelled desirable and undesirable), else None. ``labelled``: (text key, label) -> the
-    groups (id, origin) holding it, in reading order."""
+def _claim(record: PreferenceRecord, flipped: bool = False) -> tuple[str, str] | None:
+    """What ``record`` teaches, as a key on :func:`dsft.data.clean.dedup_key` (``flipped``: the opposite lesson): a
+    KTO record its completion's label, a pair its chosen side over its rejected one; None for a prompt (GRPO)."""
+    if record.label is not None:
+        return _text_key(record), _LABEL_WORD[record.label != flipped]
+    if record.chosen is None or record.rejected is None:
+        return None
+    first, second = (record.rejected, record.chosen) if flipped else (record.chosen, record.rejected)
+    return dedup_key(Conversation([*record.prompt, first, second], record.tools)), "pair"
+
+
+def _conflict(group: _Group, claims: dict[tuple[str, str], list[tuple[int, str]]]) -> tuple[str, str] | None:
+    """The step and reason removing ``group`` when another record read teaches the opposite of one of its records
+    (KTO: the same prompt and completion labelled desirable and undesirable; DPO/ORPO: the same prompt preferring B
+    over A where this prefers A over B), else None. ``claims``: claim -> the groups (id, origin) making it, in
+    reading order."""
     for record in group:
-        if record.label is None:
+        opposite = _claim(record, flipped=True)
+        others = [origin for owner, origin in claims.get(opposite, []) if owner != id(group)] if opposite else []
+        if not others:
             continue
-        others = [origin for owner, origin in labelled[(_text_key(record), not record.label)] if owner != id(group)]
-        if others:
-            marked = _LABEL_WORD[not record.label]
-            return f"label conflicts with {others[0]}: same prompt and completion marked {marked} there"
+        if record.label is not None:
+            return "label_conflict", (f"label conflicts with {others[0]}: same prompt and completion marked "
+                                      f"{opposite[1]} there")
+        return "preference_conflict", (f"preference conflicts with {others[0]}: same prompt and completions, chosen "
+                                       f"and rejected the other way round there")
     return None
 
 
@@ -291,23 +306,25 @@ def _deduplicate(pools: dict[str, list[_Group]], ledger: Ledger, exact: bool = T
     """Records that contradict each other, then exact duplicates (prompt and completions, normalised as for SFT).
 
     A completion labelled desirable in one record and undesirable in another with the same prompt (KTO) removes
-    every record holding it (``label_conflict``, naming the other record), whatever ``exact``: trained, it would
+    every record holding it (``label_conflict``, naming the other record), and so does a pair preferring A over B
+    where another prefers B over A (DPO/ORPO, ``preference_conflict``), whatever ``exact``: trained, they would
     push the model towards and away from the same text. With ``exact`` (``data.clean.exact_dedup``), a copy of a
     kept record is removed (``exact_dedup``); eval splits keep theirs first."""
     order = ("test", "val", "train")
-    labelled: dict[tuple[str, bool], list[tuple[int, str]]] = defaultdict(list)
+    claims: dict[tuple[str, str], list[tuple[int, str]]] = defaultdict(list)
     for name in order:
         for group in pools[name]:
             for record in group:
-                if record.label is not None:
-                    labelled[(_text_key(record), record.label)].append((id(group), str(group[0].meta.get("origin"))))
+                claim = _claim(record)
+                if claim is not None:
+                    claims[claim].append((id(group), str(group[0].meta.get("origin"))))
     seen: dict[str, str] = {}
     out: dict[str, list[_Group]] = {name: [] for name in SPLITS}
     for name in order:
         for group in pools[name]:
-            conflict = _label_conflict(group, labelled)
+            conflict = _conflict(group, claims)
             if conflict is not None:
-                ledger.remove("label_conflict", Removed(_as_conversation(group), conflict))
+                ledger.remove(conflict[0], Removed(_as_conversation(group), conflict[1]))
                 continue
             key, origin = _key(group), str(group[0].meta.get("origin"))
             if exact and key in seen:
