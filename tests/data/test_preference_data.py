@@ -201,6 +201,28 @@ def test_pairs_preferring_opposite_sides_are_removed_naming_each_other(tmp_path:
     assert prepare_preference(no_dedup, tmp_path / "kept", "dpo").report["removed"] == {"preference_conflict": 2}
 
 
+@pytest.mark.parametrize("objective, step, lesson", [
+    ("dpo", "preference_conflict", "nothing to prefer"), ("orpo", "preference_conflict", "nothing to prefer"),
+    ("kto", "label_conflict", "the same text marked desirable and undesirable"),
+])
+def test_a_pair_whose_sides_differ_only_in_case_or_whitespace_is_removed(tmp_path: Path, objective: str, step: str,
+                                                                        lesson: str) -> None:
+    """Chosen "Rome", rejected "rome" are the same text as deduplication compares it: nothing to prefer (DPO/ORPO),
+    and read as KTO data the same text labelled both ways. Only exactly identical sides were refused."""
+    rows = [{"prompt": "Capital of Italy?", "chosen": "Rome", "rejected": "rome"},
+            {"prompt": "Capital of Spain?", "chosen": "Madrid", "rejected": " Madrid  "},
+            {"prompt": "Capital of France?", "chosen": "Paris", "rejected": "Lyon"}]
+    source = _write(tmp_path / "pairs.jsonl", [json.dumps(row) for row in rows])
+    cfg = DsftConfig.model_validate({"data": {"train": [str(source)], "val_ratio": 0}})
+    report = prepare_preference(cfg, tmp_path / "out", objective).report
+    assert (report["read"], report["rejected"], report["removed"]) == (3, 0, {step: 2})
+    assert report["kept"] == (2 if objective == "kto" else 1)
+    reason = f"chosen and rejected differ only in case, Unicode form or whitespace: {lesson}"
+    removed = [(row["step"], row["where"], row["reason"]) for row in
+               map(json.loads, (tmp_path / "out" / "removed.jsonl").open(encoding="utf-8"))]
+    assert removed == [(step, f"{source}:1", reason), (step, f"{source}:2", reason)]
+
+
 def test_on_error_fail_lists_problems(tmp_path: Path) -> None:
     source = _write(tmp_path / "p.jsonl", [{"prompt": "q", "chosen": "a", "rejected": "a"}])
     cfg = DsftConfig.model_validate({"data": {"train": [str(source)], "on_error": "fail"}})

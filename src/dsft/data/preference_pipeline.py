@@ -288,7 +288,14 @@ def _conflict(group: _Group, claims: dict[tuple[str, str], list[tuple[int, str]]
     """The step and reason removing ``group`` when another record read teaches the opposite of one of its records
     (KTO: the same prompt and completion labelled desirable and undesirable; DPO/ORPO: the same prompt preferring B
     over A where this prefers A over B), else None. ``claims``: claim -> the groups (id, origin) making it, in
-    reading order."""
+    reading order. A pair whose chosen and rejected sides are the same text as dedup_key compares them (``Paris`` and
+    ``paris``; exactly identical sides are rejected when read) conflicts with itself, read as DPO/ORPO or KTO data.
+    """
+    own = [claim for claim in map(_claim, group) if claim is not None]
+    if any(_claim(record, flipped=True) in own for record in group):
+        step = "preference_conflict" if group[0].label is None else "label_conflict"
+        lesson = "nothing to prefer" if group[0].label is None else "the same text marked desirable and undesirable"
+        return step, f"chosen and rejected differ only in case, Unicode form or whitespace: {lesson}"
     for record in group:
         opposite = _claim(record, flipped=True)
         others = [origin for owner, origin in claims.get(opposite, []) if owner != id(group)] if opposite else []
