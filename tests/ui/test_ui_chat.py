@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from dsft.config import load_config
+from dsft.errors import DsftError
 from dsft.serve.app import create_app as create_serve_app
 from dsft.serve.server import build_engine
 from dsft.serve.settings import ServeSettings
@@ -193,3 +194,36 @@ def test_the_dashboard_chats_with_what_dsft_chat_loads(tmp_path: Path, method: s
         cli.template, cli.model_dir, cli.tokenizer_dir)
     # A LoRA run's adapter is served by name (`tuned`) beside the base, in one engine.
     assert (dashboard.adapter_dir, adapters.get(TUNED)) == (None, cli.adapter_dir)
+
+
+@pytest.mark.parametrize("checkpoint", [None, "checkpoint-1"])
+def test_a_lora_run_whose_base_model_is_gone_says_what_to_do_in_the_dashboard(tmp_path: Path,
+                                                                              checkpoint: str | None) -> None:
+    """The chat said the CLI's 'pass the base model with --base-model PATH_OR_ID', a field the dashboard has none of.
+    The rest of the message (whose base, the paths tried) is the CLI's own."""
+    from dsft.training.rundir import RunDir
+    from dsft.ui.chat import sources
+    from dsft.ui.paths import shown
+
+    root = tmp_path / "runs"
+    base = tmp_path / "gone"
+    run = _weights_run(root, "lora", base)
+    weights = run / "checkpoints" / checkpoint if checkpoint else run / "final"
+    client = TestClient(create_app(root), base_url="http://127.0.0.1")
+    body = {"run": "lora", "messages": MESSAGES, **({"checkpoint": checkpoint} if checkpoint else {})}
+    response = client.post("/api/chat", headers=POST, json=body)
+    said = response.json()["error"]
+    with pytest.raises(DsftError) as cli:  # what the command line says of the same weights
+        RunDir.find(weights).to_load()
+    head = str(cli.value).splitlines()[0]
+    assert response.status_code == 400 and f"tried: {base}" in head and said.splitlines()[0] == shown(root, head), said
+    assert "--base-model PATH_OR_ID" in str(cli.value)
+    # Paths under the runs root relative to it, as the dashboard names them (and the CLI run there takes them).
+    assert said.splitlines()[1:] == [f"  - put the base model back where the first path tried says, or chat from a "
+                                     f"terminal: dsft chat {weights.relative_to(root)} --base-model PATH_OR_ID"], said
+    # A full run asked for its base side by side: the dashboard's own way out, untick it.
+    full = _weights_run(root, "full", base)
+    with pytest.raises(DsftError) as side:
+        sources(full, checkpoint, with_base=True)
+    assert str(side.value).splitlines()[1:] == ["  - put the base model back where the first path tried says, or "
+                                                "untick base side by side to chat with the tuned model alone"]

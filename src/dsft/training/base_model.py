@@ -97,8 +97,23 @@ class BaseModelRecord:
         return f"{self.name} ({exc})"
 
 
-def _not_found(whose: str, tried: list[str]) -> DsftError:
-    return DsftError(
-        f"{whose} was not found on this machine; tried: {'; '.join(t for t in tried if t) or 'nothing recorded'}",
-        ["pass the base model with --base-model PATH_OR_ID (a model directory, hub id or tiny preset)"],
-    )
+CLI_HINT = "pass the base model with --base-model PATH_OR_ID (a model directory, hub id or tiny preset)"
+
+
+class BaseModelNotFound(DsftError):
+    """A run's base model is found nowhere its record says: the error names whose base it is and every place tried.
+    What to do about it is the front end's to say (``hint``): the command line's ``--base-model`` by default; the
+    dashboard, which has no such field, says its own (:meth:`with_hint`)."""
+
+    def __init__(self, whose: str, tried: list[str], hint: str = CLI_HINT) -> None:
+        self.whose, self.tried = whose, [t for t in tried if t]
+        super().__init__(f"{whose} was not found on this machine; tried: {'; '.join(self.tried) or 'nothing recorded'}",
+                         [hint])
+
+    def with_hint(self, hint: str) -> BaseModelNotFound:
+        """The same error (whose base, the places tried) with another front end's hint."""
+        return BaseModelNotFound(self.whose, self.tried, hint)
+
+
+def _not_found(whose: str, tried: list[str]) -> BaseModelNotFound:
+    return BaseModelNotFound(whose, tried)

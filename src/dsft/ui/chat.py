@@ -26,6 +26,7 @@ from dsft.serve.app import create_app
 from dsft.serve.engine import TransformersEngine
 from dsft.serve.serving_model import load_serving_model
 from dsft.serve.settings import ServeSettings
+from dsft.training.base_model import BaseModelNotFound
 from dsft.training.rundir import RunDir
 from dsft.ui import runs
 
@@ -67,13 +68,21 @@ def sources(run_dir: Path, checkpoint: str | None, with_base: bool) -> list[tupl
     ``dsft chat`` and ``dsft serve`` ask it given the same ``final/`` or checkpoint: the dashboard chooses only which
     weights. A LoRA run's adapter is served by name (``tuned``) in the base's engine, so base answers beside it."""
     weights = weights_dir(run_dir, checkpoint)
-    source = resolve_source(weights)
+    try:
+        source = resolve_source(weights)
+    except BaseModelNotFound as exc:  # the CLI's hint names --base-model, a flag the dashboard has no field for
+        raise exc.with_hint("put the base model back where the first path tried says, or chat from a terminal: "
+                            f"dsft chat {weights} --base-model PATH_OR_ID") from None
     key = f"{run_dir}|{weights}"
     if source.adapter_dir is not None:
         return [(key, replace(source, adapter_dir=None), {TUNED: source.adapter_dir})]
     found = [(key, source, {})]
     if with_base:  # a full run's base is looked for only when asked: a run moved without it still chats
-        base = RunDir(run_dir).base_model()
+        try:
+            base = RunDir(run_dir).base_model()
+        except BaseModelNotFound as exc:
+            raise exc.with_hint("put the base model back where the first path tried says, or untick base side by "
+                                "side to chat with the tuned model alone") from None
         found.append((f"base|{base}|{source.template}", replace(source, model_dir=base), {}))
     return found
 
