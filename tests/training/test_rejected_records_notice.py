@@ -36,7 +36,7 @@ def test_dsft_train_says_how_many_records_it_rejected(tmp_path: Path, run_cli, t
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("data: ")]
     assert len(said) == 1 and said[0].splitlines() == [
         f"data: 1 of 3 records rejected; each one and why: {tmp_path / 'run' / 'data' / 'rejects.jsonl'}",
-        f"  1 x malformed JSON: Expecting property name enclosed in double quotes (column N) (first: {data}:2)"]
+        f"  1 x malformed JSON: Expecting property name enclosed in double quotes (column 2) (first: {data}:2)"]
 
 
 def test_dsft_train_with_every_record_rejected_says_the_most_frequent_reasons(tmp_path: Path, run_cli,

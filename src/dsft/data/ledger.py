@@ -17,8 +17,9 @@ from dsft.data.ingest import Rejection
 
 REJECTED_EXAMPLES = 10  # rejections quoted in the report (all of them are in rejects.jsonl)
 REJECTED_REASONS = 10  # the most frequent reasons the report counts
-# A number standing alone in a reason (a column, a message's index, a byte offset), written N so that reasons
-# that differ only there are counted as one; a number inside a word (a field named q1) stays.
+# A number standing alone in a reason (a column, a message's index, a byte offset): reasons that differ only
+# there are counted as one, and a number that differs between them is written N; a number they share
+# (UTF-8, a limit) and a number inside a word (a field named q1) stay.
 _NUMBER = re.compile(r"\b\d+\b")
 
 
@@ -31,14 +32,33 @@ def rejected_reasons(rejections: Sequence[Rejection], limit: int = REJECTED_REAS
     ...                   Rejection("a.jsonl:5", ["malformed JSON (column 7)"])])
     [{'reason': 'malformed JSON (column N)', 'records': 2, 'first': 'a.jsonl:2'}, \
 {'reason': 'empty', 'records': 1, 'first': 'a.jsonl:3'}]
+    >>> rejected_reasons([Rejection("a.csv:2", ["not valid UTF-8 at byte 3"]),
+    ...                   Rejection("b.csv:2", ["not valid UTF-8 at byte 9"])])[0]["reason"]
+    'not valid UTF-8 at byte N'
     """
     counts: Counter[str] = Counter()
-    first: dict[str, str] = {}
+    first: dict[str, tuple[str, str]] = {}  # key -> (where, the reason as first written)
+    differs: dict[str, list[bool]] = {}  # key -> whether each of its numbers differs between the records
     for rejection in rejections:
-        for reason in dict.fromkeys(_NUMBER.sub("N", reason) for reason in rejection.reasons):
-            counts[reason] += 1
-            first.setdefault(reason, rejection.where)
-    return [{"reason": reason, "records": count, "first": first[reason]} for reason, count in counts.most_common(limit)]
+        own: dict[str, str] = {}  # this record's reasons by key, each key once, the first as written
+        for reason in rejection.reasons:
+            own.setdefault(_NUMBER.sub("N", reason), reason)
+        for key, reason in own.items():
+            counts[key] += 1
+            numbers = _NUMBER.findall(reason)
+            if key not in first:
+                first[key], differs[key] = (rejection.where, reason), [False] * len(numbers)
+            else:
+                firsts = _NUMBER.findall(first[key][1])
+                differs[key] = [d or a != b for d, a, b in zip(differs[key], firsts, numbers)]
+    return [{"reason": _said(first[key][1], differs[key]), "records": count, "first": first[key][0]}
+            for key, count in counts.most_common(limit)]
+
+
+def _said(reason: str, differs: list[bool]) -> str:
+    """``reason`` with each number that ``differs`` written N."""
+    flags = iter(differs)
+    return _NUMBER.sub(lambda number: "N" if next(flags) else number.group(), reason)
 
 
 @dataclass
