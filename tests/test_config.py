@@ -5,7 +5,7 @@ import yaml
 
 from dsft.config import DsftConfig, dump_config, load_config
 from dsft.config.loader import parse_override
-from dsft.data.pipeline import input_problems
+from dsft.data.input_checks import input_problems
 from dsft.errors import ConfigError
 
 

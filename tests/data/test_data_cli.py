@@ -210,7 +210,7 @@ def test_a_prepared_dir_from_other_inputs_than_data_train_is_refused_before_the_
         assert code == 2 and "Traceback" not in err and message in said, said
         assert not (tmp_path / "run").exists()
     from dsft.config import load_config
-    from dsft.data.pipeline import input_problems
+    from dsft.data.input_checks import input_problems
 
     assert input_problems(load_config(config, [f"data.prepared_dir={same}"])) == []  # prepared from data.train
     assert input_problems(load_config(config, [f"data.prepared_dir={other}", "data.train=[]"])) == []

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from dsft.config import load_config
-from dsft.data.pipeline import load_prepared, prepare
+from dsft.data.pipeline import prepare
+from dsft.data.prepared_folder import load_prepared
 from dsft.data.samples import sample_path
 from dsft.errors import DataError
 
@@ -206,7 +207,7 @@ def test_a_folder_whose_preparation_did_not_finish_is_not_read_as_prepared_data(
     data by its report took such a folder for a finished one: dsft eval --data pointed at its splits, data.train
     called it a preparation to train on, the dashboard offered it, and data.prepared_dir trained on its splits."""
     from dsft.config import DsftConfig
-    from dsft.data.pipeline import input_problems
+    from dsft.data.input_checks import input_problems
     from dsft.data.preference_pipeline import load_prepared_preference
     from dsft.ui.launch import is_prepared_dir
 

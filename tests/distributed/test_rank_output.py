@@ -15,7 +15,8 @@ from torchrun_helpers import dsft_in_processes
 
 from dsft.config import load_config
 from dsft.data.ingest import Rejection, rejection_error
-from dsft.data.pipeline import check_inputs, load_prepared
+from dsft.data.input_checks import check_inputs
+from dsft.data.prepared_folder import load_prepared
 from dsft.errors import ConfigError, DataError, DsftError
 from dsft.eval.callbacks import GenerationEvalCallback
 from dsft.training.checkpointing import resolve_resume

@@ -26,7 +26,7 @@ CONFIG = GUIDE / "config.yaml"
 
 @pytest.mark.slow
 def test_guide_000_prepare_train_eval_export_serve(at_repo_root: Path, dsft, tmp_path: Path, caplog) -> None:
-    from dsft.data.pipeline import load_prepared
+    from dsft.data.prepared_folder import load_prepared
     from dsft.models.gguf_source import read_gguf_info
     from dsft.models.loading import load_tokenizer
     from dsft.models.resolve import resolve_model

@@ -21,7 +21,7 @@ DATA = GUIDE / "data" / "medical_qa.jsonl"
 
 @pytest.mark.slow
 def test_guide_001_clean_train_compare_deploy(at_repo_root: Path, dsft, tmp_path: Path) -> None:
-    from dsft.data.pipeline import load_prepared
+    from dsft.data.prepared_folder import load_prepared
 
     records = read_jsonl(DATA)
     prepared = tmp_path / "prepared"

@@ -20,7 +20,7 @@ DATA = GUIDE / "data" / "medical_o1_sample.json"
 
 @pytest.mark.slow
 def test_guide_002_cot_prepare_train_export_serve(at_repo_root: Path, dsft, tmp_path: Path) -> None:
-    from dsft.data.pipeline import load_prepared
+    from dsft.data.prepared_folder import load_prepared
     from dsft.models.loading import load_tokenizer
     from dsft.models.resolve import resolve_model
     from dsft.templates import get_template

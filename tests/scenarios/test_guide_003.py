@@ -24,7 +24,7 @@ ON_CPU = ["--set", "train.distributed=auto"]
 @pytest.mark.slow
 def test_guide_003_loss_flags_full_sft_export_vllm(at_repo_root: Path, dsft, tmp_path: Path, caplog) -> None:
     from dsft.config import load_config
-    from dsft.data.pipeline import load_prepared
+    from dsft.data.prepared_folder import load_prepared
     from dsft.models.loading import load_tokenizer
     from dsft.models.resolve import resolve_model
     from dsft.templates import get_template

@@ -20,7 +20,7 @@ ON_CPU = ["--set", "train.distributed=auto"]
 
 @pytest.mark.slow
 def test_guide_004_clean_train_eval_serve_int8(at_repo_root: Path, dsft, run_cli, tmp_path: Path) -> None:
-    from dsft.data.pipeline import load_prepared
+    from dsft.data.prepared_folder import load_prepared
 
     rows = json.loads(DATA.read_text(encoding="utf-8"))["data"]
     prepared = tmp_path / "prepared"

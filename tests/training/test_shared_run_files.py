@@ -135,7 +135,7 @@ def test_a_process_checking_run_data_while_another_prepares_it_sees_a_preparatio
     check runs here after every file the preparation writes, as the slower process would."""
     import os
 
-    from dsft.data import pipeline
+    from dsft.data import pipeline, report
     from dsft.data.prepared_output import check_prepared_output
     from dsft.data.preference_pipeline import prepare_preference
     from dsft.models.tokenizers import load_deepseek_tokenizer
@@ -157,7 +157,7 @@ def test_a_process_checking_run_data_while_another_prepares_it_sees_a_preparatio
         except DsftError as exc:
             refusals.append(str(exc))
 
-    real_replace, real_histograms = os.replace, pipeline.write_histograms
+    real_replace, real_histograms = os.replace, report.write_histograms
 
     def replace(*args: object) -> None:
         real_replace(*args)
@@ -169,7 +169,7 @@ def test_a_process_checking_run_data_while_another_prepares_it_sees_a_preparatio
         return written
 
     monkeypatch.setattr(os, "replace", replace)
-    monkeypatch.setattr(pipeline, "write_histograms", write_histograms)
+    monkeypatch.setattr(report, "write_histograms", write_histograms)
     if objective == "dpo":
         prepare_preference(cfg, data, objective)
     else:

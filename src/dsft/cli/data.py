@@ -66,7 +66,9 @@ def prepare_command(
 
 
 def _prepare(cfg: Any, inputs: list[str] | None, out: Path, tokenizer: str | None, overwrite: bool = False) -> None:
-    from dsft.data.pipeline import REPORT_FILE, check_inputs, prepare, training_sources
+    from dsft.data.input_checks import check_inputs, training_sources
+    from dsft.data.pipeline import prepare
+    from dsft.data.prepared_folder import REPORT_FILE
     from dsft.data.prepared_output import check_prepared_output
     from dsft.data.readers import expand_inputs
     from dsft.disk import check_fresh_output_dir, check_output_dir, output_dir, partial_output_removed, tree_bytes

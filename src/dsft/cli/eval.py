@@ -71,7 +71,7 @@ def metrics_command(
 def check_inputs(data: str, models: list[str], base_model: str | None = None) -> None:
     """Refuse a missing data file, an unresolvable model name or ``--base-model`` before torch is imported (a
     run directory is opened later, by the command)."""
-    from dsft.data.pipeline import UNFINISHED_PREPARATION, preparation_state
+    from dsft.data.prepared_folder import UNFINISHED_PREPARATION, preparation_state
     from dsft.data.readers import expand_inputs
     from dsft.errors import DataError
     from dsft.export.source import check_source

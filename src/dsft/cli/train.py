@@ -27,7 +27,7 @@ def train(
     from rich.console import Console
 
     from dsft.config import load_config
-    from dsft.data.pipeline import check_inputs
+    from dsft.data.input_checks import check_inputs
     from dsft.errors import DsftError
     from dsft.models.resolve import check_model_files, check_model_name
     from dsft.plan.preflight import preflight

@@ -25,11 +25,11 @@ from dsft.data.control_tokens import control_token_pattern
 from dsft.data.conversation import Conversation
 from dsft.data.ingest import Rejection, rejection_error, write_rejections
 from dsft.data.ledger import Ledger
-from dsft.data.pipeline import REPORT_FILE, check_finished_preparation, mark_preparing
 from dsft.data.preference import (
     OBJECTIVE_KINDS, PreferenceProblem, PreferenceRecord, control_token_problems_of, is_pair, parse_preference,
     same_message, split_pair_for_kto,
 )
+from dsft.data.prepared_folder import REPORT_FILE, check_finished_preparation, mark_preparing
 from dsft.data.readers import RawRecord, read_records
 from dsft.data.report import rejection_notice
 from dsft.data.split import SPLITS, split_conversations

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dsft.config.schema import DsftConfig
-from dsft.data.pipeline import REPORT_FILE
+from dsft.data.prepared_folder import REPORT_FILE
 from dsft.data.readers import check_outputs_spare_inputs
 from dsft.data.report import HISTOGRAM_FILE, REASONING_HISTOGRAM_FILE
 from dsft.data.split import SPLITS
@@ -36,7 +36,7 @@ def check_prepared_output(cfg: DsftConfig, out: Path, inputs: list[str] | None, 
 
     ``inputs`` are ``dsft data prepare INPUT...`` (else ``data.train``); ``data.val``, ``data.test`` and
     ``data.mix`` count too. ``flag`` says how the user named ``out`` (``--out DIR``). Inputs are assumed
-    readable (:func:`dsft.data.pipeline.check_inputs` runs first)."""
+    readable (:func:`dsft.data.input_checks.check_inputs` runs first)."""
     if not out.is_dir():
         return
     patterns = list(inputs) if inputs else list(cfg.data.train)

@@ -7,8 +7,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from dsft.config.schema import DsftConfig
 from dsft.data.clean import Removed
 from dsft.data.conversation import Conversation
+from dsft.data.ledger import Ledger
+from dsft.data.reasoning_policy import length_stats, reasoning_stats
+from dsft.data.tokens import TokenCounts
 from dsft.disk import replaced_atomically
 
 HISTOGRAM_FILE = "token_lengths.png"
@@ -58,6 +62,49 @@ def write_histograms(lengths: dict[str, list[int]], path: Path, title: str, xlab
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return True
+
+
+def build_report(
+    sources: dict[str, list[str]], splits: dict[str, list[Conversation]], tokens: TokenCounts, ledger: Ledger,
+    contamination: dict[str, Any] | None, before_policy: dict[str, Any], cfg: DsftConfig, out: Path,
+) -> dict[str, Any]:
+    """The data report (``data_report.json``) of an SFT preparation, after checking that every record read is
+    accounted for; writes the token-length histograms beside it into ``out``."""
+    kept = sum(len(part) for part in splits.values())
+    ledger.check_identity(kept)
+    totals = {name: [tokens[id(c)][1].total for c in part] for name, part in splits.items()}
+    thinking = {name: [tokens[id(c)][1].reasoning for c in part if tokens[id(c)][1].reasoning] for name, part in splits.items()}
+    histograms = []
+    if write_histograms(totals, out / HISTOGRAM_FILE, "Tokens per conversation", "tokens (text, no template)"):
+        histograms.append(HISTOGRAM_FILE)
+    if write_histograms(thinking, out / REASONING_HISTOGRAM_FILE, "Reasoning tokens per conversation", "reasoning tokens"):
+        histograms.append(REASONING_HISTOGRAM_FILE)
+    by_role: dict[str, list[int]] = {}
+    for conversation in splits["train"]:
+        for role, count in tokens[id(conversation)][1].by_role().items():
+            by_role.setdefault(role, []).append(count)
+    return {
+        "read": ledger.read, "kept": kept, "rejected": len(ledger.rejections), "removed": ledger.removed_counts(),
+        "added": dict(ledger.added),
+        "augment_skipped": dict(ledger.augment_skipped),
+        "splits": {name: len(part) for name, part in splits.items()},
+        "inputs": sources,
+        "formats": dict(ledger.formats),
+        "rejected_examples": ledger.rejected_examples(), "rejected_reasons": ledger.rejected_reasons(),
+        "tokens": {name: length_stats(values) for name, values in totals.items()},
+        "train_tokens_by_role": {role: length_stats(values) for role, values in sorted(by_role.items())},
+        "reasoning": {
+            "policy": cfg.data.reasoning, "think_ratio": cfg.data.think_ratio, "train_before_policy": before_policy,
+            "splits": {name: reasoning_stats(part, [tokens[id(c)][1].reasoning for c in part]) for name, part in splits.items()},
+        },
+        "contamination": contamination,
+        "histograms": histograms,
+        "seed": cfg.train.seed,
+        "data_config": cfg.data.model_dump(mode="json"),
+        # What the token counts above were measured with, and what `dsft data inspect DIR` renders with.
+        "prepared_for": {"model": cfg.model.name_or_path, "template": cfg.template.name,
+                         "masking": cfg.template.masking},
+    }
 
 
 REASONS_SAID = 3  # the most frequent reasons a preparation says on the terminal (the report counts more)

@@ -23,6 +23,7 @@ from dsft.data.clean import class_of, dedup_key
 from dsft.data.conversation import Conversation
 
 SPLITS = ("train", "val", "test")
+EVAL_SPLITS = ("test", "val")  # the order whole-dataset steps see them in, before train
 
 
 def may_have_validation_data(cfg: DsftConfig) -> bool:

@@ -43,6 +43,9 @@ class ConversationTokens:
         return ConversationTokens(tuple((role, content, 0) for role, content, _ in self.messages))
 
 
+TokenCounts = dict[int, tuple[Conversation, ConversationTokens]]  # id(conversation) -> (it, kept alive; its counts)
+
+
 def resolve_num_proc(num_proc: int | None, tokenizer: Any) -> int:
     """Worker processes for tokenization.
 

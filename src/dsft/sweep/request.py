@@ -12,7 +12,7 @@ from typing import Any
 
 from dsft.config import DsftConfig, load_config
 from dsft.config.loader import problems_source
-from dsft.data.pipeline import check_inputs
+from dsft.data.input_checks import check_inputs
 from dsft.data.prepared_output import holds_only_prepared_output
 from dsft.errors import ConfigError, DsftError, UnsupportedError
 from dsft.sweep.report import SWEEP_FILE

@@ -21,7 +21,7 @@ from transformers.trainer_callback import PrinterCallback
 
 from dsft.config import DsftConfig
 from dsft.disk import USER_FILESYSTEM_ERRORS, disk_error, tree_bytes
-from dsft.data.pipeline import check_inputs
+from dsft.data.input_checks import check_inputs
 from dsft.data.prepared_output import check_prepared_output
 from dsft.errors import ConfigError, DsftError, UnsupportedError
 from dsft.models.gguf_source import dequantisation_note, read_import_record

@@ -12,7 +12,8 @@ from typing import Any
 import torch
 
 from dsft.config import DsftConfig
-from dsft.data.pipeline import load_prepared, prepare
+from dsft.data.pipeline import prepare
+from dsft.data.prepared_folder import load_prepared
 from dsft.data.report import rejection_notice
 from dsft.disk import replaced_atomically
 from dsft.errors import ConfigError

@@ -24,7 +24,8 @@ from typing import Any
 
 from dsft.config import dump_config, load_config
 from dsft.config.loader import parse_override
-from dsft.data.pipeline import input_problems, preparation_state
+from dsft.data.input_checks import input_problems
+from dsft.data.prepared_folder import preparation_state
 from dsft.errors import ConfigError, DsftError
 from dsft.models.gguf_source import OLLAMA_PREFIX, ollama_models, resolve_ollama
 from dsft.models.tiny import TINY_PRESETS

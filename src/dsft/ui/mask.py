@@ -13,7 +13,7 @@ from typing import Any
 
 from dsft.config import load_config
 from dsft.data.inspect_source import check_control_tokens, pick_conversation, prepared_defaults, prepared_tokenizer
-from dsft.data.pipeline import preparation_state
+from dsft.data.prepared_folder import preparation_state
 from dsft.errors import DsftError
 from dsft.models.loading import load_tokenizer
 from dsft.models.resolve import resolve_model

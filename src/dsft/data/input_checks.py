@@ -1,0 +1,133 @@
+"""Checks of the data inputs a config names, before anything heavy loads: every file readable, no prepared
+folder read as raw input, ``data.prepared_dir`` prepared from the ``data.train`` beside it.
+
+A typo in a path costs a second, not a model load: ``dsft data prepare``, ``dsft train``, sweeps and the
+dashboard's new-run form ask :func:`input_problems` (or :func:`check_inputs`) first.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+from dsft.config.schema import DsftConfig
+from dsft.data import augment, relevance, semantic
+from dsft.data.prepared_folder import REPORT_FILE, UNFINISHED_PREPARATION, preparation_state
+from dsft.data.readers import expand_inputs
+from dsft.errors import DataError, DsftError
+
+
+def training_sources(cfg: DsftConfig, inputs: list[str] | None = None) -> list[str]:
+    """What ``dsft data prepare`` reads as training data: ``inputs`` when given, else ``data.train``; an error
+    when there is neither."""
+    sources = list(inputs) if inputs else list(cfg.data.train)
+    if not sources:
+        raise DataError("no training data: pass input files (dsft data prepare INPUT...) or set data.train")
+    return sources
+
+
+def input_problems(cfg: DsftConfig, inputs: list[str] | None = None) -> list[str]:
+    """Every data input the config names that cannot be read (missing, unsupported, a glob matching nothing),
+    one line each naming its key, or the absence of any training input: checked before a model is resolved,
+    so a typo costs no model load. The files SFT cleaning and augmentation read (relevance references,
+    synonym lists, template tables) count as inputs.
+
+    ``inputs`` (``dsft data prepare INPUT...``) replace ``data.train``; they are named by their path alone,
+    and the config's ``data.val``, ``data.test`` and ``data.mix``, still read, by their keys."""
+    if inputs:
+        named = [(None, pattern) for pattern in inputs]
+    elif cfg.data.prepared_dir:
+        return _prepared_dir_problems(cfg.data.prepared_dir, cfg.data.train)
+    elif not cfg.data.train:
+        return ["data.train: no training data; list files in data.train or set data.prepared_dir"]
+    else:
+        named = [("data.train", pattern) for pattern in cfg.data.train]
+    named += [(f"data.{split}", pattern) for split in ("val", "test") for pattern in getattr(cfg.data, split)]
+    named += [(f"data.mix.{position}.path", source.path) for position, source in enumerate(cfg.data.mix)]
+    problems = []
+    for key, pattern in named:
+        try:
+            expand_inputs([pattern])
+            _refuse_prepared_dir(pattern)
+        except DataError as exc:
+            problems.append(f"{key}: {exc}" if key else str(exc))
+    if cfg.train.objective == "sft":  # other objectives read neither (and refuse these keys)
+        problems += _cleaning_and_augment_file_problems(cfg)
+    return problems
+
+
+def _prepared_dir_problems(directory: str, train: list[str]) -> list[str]:
+    """``data.prepared_dir`` is read as it is, and ``data.train`` is not read: a directory prepared from other inputs
+    than the ``data.train`` beside it (another guide's, an older preparation) would be trained on without a word."""
+    path = Path(directory)
+    if preparation_state(path) == "unfinished":
+        return [f"data.prepared_dir: {path}: {UNFINISHED_PREPARATION}"]
+    if not (path / "train.jsonl").is_file():
+        return [f"data.prepared_dir: {path}: not a prepared data directory (no train.jsonl); run `dsft data prepare` "
+                "first"]
+    try:
+        inputs = json.loads((path / REPORT_FILE).read_text(encoding="utf-8"))["inputs"]["train"]
+    except (OSError, ValueError, KeyError, TypeError):
+        inputs = None  # no report (an older or hand-made directory): nothing to compare with
+    if not train or not isinstance(inputs, list) or not inputs or _resolved(train) == _resolved(map(str, inputs)):
+        return []
+    return [f"data.prepared_dir: {path} was prepared from {', '.join(inputs)}, not data.train ({', '.join(train)}); "
+            "a prepared directory is trained on as it is: prepare data.train again, or leave data.train out "
+            "(--set data.train=[])"]
+
+
+def _resolved(paths: Iterable[str]) -> set[Path]:
+    return {Path(p).expanduser().resolve() for p in paths}
+
+
+def _refuse_prepared_dir(pattern: str) -> None:
+    """A directory ``dsft data prepare`` wrote, named as input: read whole, its train, val and test splits would be
+    merged and split again (validation records trained on) and its report read as a record."""
+    state = preparation_state(pattern)
+    if state == "unfinished":  # read whole, its splits (if any) would be mixed with its rejects
+        raise DataError(f"{pattern}: {UNFINISHED_PREPARATION}, then train on it with data.prepared_dir: {pattern}")
+    if state == "finished":
+        raise DataError(f"{pattern}: a directory written by dsft data prepare; reading all of it would mix its train, "
+                        f"val and test splits: train on it as prepared with data.prepared_dir: {pattern}, or name one "
+                        f"split file, e.g. {Path(pattern) / 'train.jsonl'}")
+
+
+def _cleaning_and_augment_file_problems(cfg: DsftConfig) -> list[str]:
+    """The files cleaning and augmentation read: relevance references, synonym lists, template tables."""
+    settings = cfg.data.clean
+    problems = []
+    if settings.relevance_references and settings.relevance_min > 0:
+        problems += relevance.reference_problems(settings.relevance_references)
+    model = settings.semantic.embedding_model
+    model_problem = semantic.embedding_model_problem(model) if model else None
+    if model_problem:
+        problems.append(model_problem)
+    try:
+        augment.check_synonym_sources(cfg.data.augment)
+    except DsftError as exc:
+        problems.append(str(exc))
+    for number, template in enumerate(cfg.data.augment.templates):
+        try:
+            expand_inputs([template.table])
+        except DataError as exc:
+            problems.append(f"data.augment.templates[{number}].table: {exc}")
+    return problems
+
+
+def check_inputs(cfg: DsftConfig, inputs: list[str] | None = None) -> None:
+    """Raise one :class:`DataError` listing :func:`input_problems`, if any."""
+    problems = input_problems(cfg, inputs)
+    if problems:
+        head = f"{len(problems)} data input(s) cannot be read"
+        if any(_missing_relative_path(problem) for problem in problems):  # e.g. a guide's config run from its folder
+            head += f" (relative paths are read from the current directory, {Path.cwd()})"
+        raise DataError(head, problems, job_wide=True)  # every process reads the same paths
+
+
+def _missing_relative_path(problem: str) -> bool:
+    """Whether ``problem`` (``[key: ]path: no such file or directory``) is about a relative path."""
+    missing = ": no such file or directory"  # dsft.disk.not_a_file_reason's words for a missing path
+    if not problem.endswith(missing):
+        return False
+    return not Path(problem.removesuffix(missing).split(": ")[-1]).is_absolute()
