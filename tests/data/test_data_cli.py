@@ -130,8 +130,29 @@ def test_a_named_validation_file_that_yields_no_record_is_an_error_not_a_run_wit
     said = " ".join(err.split())
     assert code == 2 and "Traceback" not in err, (stdout, err)
     assert f"data.val: no records left to validate on: read 3, rejected 3" in said, said
-    assert f"first rejection: {val}:1: not valid UTF-8" in said, said
+    assert f"data.val: 3 of 3 records rejected; each one and why: {tmp_path / 'o' / 'rejects.jsonl'}" in said, said
+    assert "3 x not valid UTF-8" in said and f"(first: {val}:1)" in said, said
     assert (tmp_path / "o" / "rejects.jsonl").is_file()  # written first: it says why
+
+
+def test_a_named_split_left_empty_says_the_most_frequent_reasons(tmp_path: Path, run_cli) -> None:
+    """Every record of data.val rejected, most for one reason and the first for another: the error named only the
+    first rejection, whatever most records were rejected for; it now says the most frequent reasons as the
+    'nothing left to train on' error does."""
+    train, val = tmp_path / "train.jsonl", tmp_path / "val.jsonl"
+    train.write_text("".join(json.dumps({"prompt": f"q{i}", "completion": f"a{i}"}) + "\n" for i in range(6)))
+    val.write_text(json.dumps({"question": "q", "answr": "a"}) + "\n" + '{"prompt" "q"}\n' * 3)
+    out = tmp_path / "o"
+    code, stdout, err = run_cli(["data", "prepare", str(train), "--out", str(out), "--tokenizer", "deepseek",
+                                 "--set", f"data.val=[{val}]"])
+    assert code == 2 and "Traceback" not in err, (stdout, err)
+    lines = err.splitlines()
+    assert lines[0].startswith("error: data.val: no records left to validate on: read 4, rejected 4"), err
+    assert str(out / "data_report.json") in lines[0], err
+    assert lines[1:] == [f"data.val: 4 of 4 records rejected; each one and why: {out / 'rejects.jsonl'}",
+                         f"  3 x malformed JSON: Expecting ':' delimiter (column 11) (first: {val}:2)",
+                         "  1 x unknown format (keys: answr, question); set data.format and data.columns "
+                         f"(first: {val}:1)"], err
 
 
 def test_a_prepared_directory_given_as_input_is_refused_naming_data_prepared_dir(tmp_path: Path, run_cli) -> None:

@@ -154,6 +154,19 @@ def test_nothing_left_is_an_error_after_the_report(tmp_path: Path, tokenizer, wr
         load_prepared(tmp_path / "nowhere")
 
 
+def test_a_named_split_partly_rejected_and_partly_filtered_says_both(tmp_path: Path, tokenizer, write_jsonl) -> None:
+    """data.val: one record rejected, the other removed by a length filter; the error said only the rejection, so
+    the record that was read and kept by the reader went unexplained."""
+    train = write_jsonl(tmp_path / "train.jsonl", [{"prompt": f"q{i}", "completion": f"a{i}"} for i in range(4)])
+    val = write_jsonl(tmp_path / "val.jsonl", [{"prompt": "long " * 50, "completion": "x"}, {"foo": 1}])
+    with pytest.raises(DataError, match="data.val: no records left to validate on: read 2, rejected 1 ") as err:
+        prepare(load_config(None, [f"data.val=[{val}]", "data.clean.max_tokens=20"]), tokenizer, tmp_path / "out",
+                [str(train)])
+    said = str(err.value)
+    assert "; removed by cleaning (deduplicated against train, or filtered)" in said, said
+    assert said.endswith(f"\n  1 x unknown format (keys: foo); set data.format and data.columns (first: {val}:2)"), said
+
+
 @pytest.mark.parametrize("near", ["false", "true"])
 def test_copies_that_train_different_turns_are_kept_on_one_side(tmp_path: Path, tokenizer, write_jsonl, near) -> None:
     """Each conversation given twice, loss on its first turn then on its second: both copies are kept (they were

@@ -37,7 +37,7 @@ from typing import Any
 from dsft.config.schema import DsftConfig
 from dsft.data import augment, mix, semantic
 from dsft.data.input_checks import training_sources
-from dsft.data.ledger import Ledger
+from dsft.data.ledger import Ledger, rejected_reasons
 from dsft.data.pool_cleaning import (
     count_pool_tokens, deduplicate_pools, filter_pools, read_pools, reject_control_tokens_in_pools,
     remove_nothing_trained, rewrite_pools, score_pools,
@@ -138,15 +138,17 @@ def _nothing_left_to_train_on(report: dict[str, Any], ledger: Ledger, out: Path)
 
 
 def _named_split_left_empty(name: str, files: list[str], ledger: Ledger, out: Path) -> DataError:
-    """``data.val`` / ``data.test`` named files and none of their records is left: why, as the train check says."""
+    """``data.val`` / ``data.test`` named files and none of their records is left: why, as the train check says
+    (the most frequent reasons of the split's own rejections, and whether cleaning removed the rest)."""
     purpose = {"val": "validate on", "test": "test on"}[name]
-    rejected = ledger.rejected_by_split.get(name, [])
-    why = f"; first rejection: {rejected[0].where}: {'; '.join(rejected[0].reasons)}" if rejected else ""
-    if not why:
-        why = "; removed by cleaning (deduplicated against train, or filtered)" if ledger.read_by_split[name] else \
-            ": the files hold no records"
-    return DataError(f"data.{name}: no records left to {purpose}: read {ledger.read_by_split[name]}, rejected "
-                     f"{len(rejected)} ({', '.join(files)}; see {out / REPORT_FILE} and {out / 'rejects.jsonl'}){why}",
+    read, rejected = ledger.read_by_split[name], ledger.rejected_by_split.get(name, [])
+    why = ": the files hold no records" if not read else ""
+    if len(rejected) < read:
+        why += "; removed by cleaning (deduplicated against train, or filtered)"
+    notice = rejection_notice({"read": read, "rejected": len(rejected), "rejected_reasons": rejected_reasons(rejected)},
+                              out, f"data.{name}")
+    return DataError(f"data.{name}: no records left to {purpose}: read {read}, rejected {len(rejected)} "
+                     f"({', '.join(files)}; see {out / REPORT_FILE}){why}" + (f"\n{notice}" if notice else ""),
                      job_wide=True)
 
 

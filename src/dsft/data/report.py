@@ -111,10 +111,11 @@ REASONS_SAID = 3  # the most frequent reasons a preparation says on the terminal
 REASON_CHARS = 160  # a reason said longer is cut (an unknown format lists every key it met)
 
 
-def rejection_notice(report: dict[str, Any], out: Path) -> str | None:
+def rejection_notice(report: dict[str, Any], out: Path, source: str = "data") -> str | None:
     """What a preparation says on the terminal when it rejected records (None when it rejected none): the
     count, where every one is with why, and the most frequent reasons, each with its count and the place of
     its first record. ``dsft data prepare`` and ``dsft train`` (which prepares its data itself) say the same.
+    ``source`` names the records counted (``data.val``: a split's own files, see ``report``'s keys below).
 
     >>> print(rejection_notice({"read": 7, "rejected": 6, "rejected_reasons": [
     ...     {"reason": "malformed JSON: Expecting value (column N)", "records": 5, "first": "bad.jsonl:2"},
@@ -126,7 +127,7 @@ def rejection_notice(report: dict[str, Any], out: Path) -> str | None:
     """
     if not report.get("rejected"):
         return None
-    lines = [f"data: {report['rejected']} of {report['read']} records rejected; each one and why: "
+    lines = [f"{source}: {report['rejected']} of {report['read']} records rejected; each one and why: "
              f"{out / 'rejects.jsonl'}"]
     reasons = report.get("rejected_reasons") or []
     for reason in reasons[:REASONS_SAID]:
