@@ -137,7 +137,8 @@ def test_a_pair_read_as_kto_data_that_cleaning_makes_identical_is_removed(tmp_pa
     assert [r.completion.content for r in prepared.splits["train"]] == ["good", "bad"]
     assert prepared.report["removed"] == {"normalize_unicode": 1}
     [row] = [json.loads(line) for line in (tmp_path / "out" / "removed.jsonl").open(encoding="utf-8")]
-    assert (row["where"], row["reason"]) == (f"{source}:1", "chosen and rejected identical after normalize_unicode")
+    assert (row["where"], row["reason"]) == (f"{source}:1", "chosen and rejected are identical after normalize_unicode: "
+                                                            "the same text marked desirable and undesirable")
 
 
 def test_kto_records_labelled_both_ways_are_removed_naming_each_other(tmp_path: Path) -> None:
@@ -223,6 +224,27 @@ def test_a_pair_whose_sides_differ_only_in_case_or_whitespace_is_removed(tmp_pat
     assert removed == [(step, f"{source}:1", reason), (step, f"{source}:2", reason)]
 
 
+@pytest.mark.parametrize("objective, lesson", [
+    ("dpo", "nothing to prefer"), ("kto", "the same text marked desirable and undesirable"),
+])
+def test_sides_that_are_the_same_are_said_in_one_family_however_found(tmp_path: Path, objective: str,
+                                                                     lesson: str) -> None:
+    """Identical as written (rejected when read), identical after NFKC (removed by the rewrite), differing only in
+    case (removed by deduplication): three places found it with three wordings, one of them without what it meant
+    for KTO data. One function says all three (dsft.data.preference.same_sides_problem), each with its lesson."""
+    rows = [{"prompt": "a", "chosen": "same", "rejected": "same"}, {"prompt": "w", "chosen": "ｗide", "rejected": "wide"},
+            {"prompt": "r", "chosen": "Rome", "rejected": "rome"}, {"prompt": "q", "chosen": "good", "rejected": "bad"}]
+    source = _write(tmp_path / "pairs.jsonl", [json.dumps(row, ensure_ascii=False) for row in rows])
+    cfg = DsftConfig.model_validate({"data": {"train": [str(source)], "val_ratio": 0}})
+    prepare_preference(cfg, tmp_path / "out", objective)
+    [rejected] = [json.loads(line) for line in (tmp_path / "out" / "rejects.jsonl").open(encoding="utf-8")]
+    removed = [json.loads(line) for line in (tmp_path / "out" / "removed.jsonl").open(encoding="utf-8")]
+    said = [(rejected["where"], rejected["reasons"])] + [(row["where"], [row["reason"]]) for row in removed]
+    assert said == [(f"{source}:1", [f"chosen and rejected are identical: {lesson}"]),
+                    (f"{source}:2", [f"chosen and rejected are identical after normalize_unicode: {lesson}"]),
+                    (f"{source}:3", [f"chosen and rejected differ only in case, Unicode form or whitespace: {lesson}"])]
+
+
 def test_on_error_fail_lists_problems(tmp_path: Path) -> None:
     source = _write(tmp_path / "p.jsonl", [{"prompt": "q", "chosen": "a", "rejected": "a"}])
     cfg = DsftConfig.model_validate({"data": {"train": [str(source)], "on_error": "fail"}})
@@ -290,7 +312,7 @@ def test_preference_text_is_cleaned_as_sft_text_is(tmp_path: Path, tokenizer) ->
     assert (report["read"], report["kept"], report["rejected"]) == (6, 2, 2)
     assert report["removed"] == {"normalize_unicode": 2}
     removed = [json.loads(line)["reason"] for line in (tmp_path / "out" / "removed.jsonl").open(encoding="utf-8")]
-    assert removed == ["chosen and rejected identical after normalize_unicode",
+    assert removed == ["chosen and rejected are identical after normalize_unicode: nothing to prefer",
                        "rejected empty after Unicode normalisation"]
     first, html = prepared.splits["train"]
     assert (first.prompt[0].content, first.chosen.content) == ("What is 2+2?", "4\nsure")

@@ -27,7 +27,7 @@ prompt + completion, so the same think-tag, role-order and encoding problems are
 >>> parse_preference({"prompt": "2+2?", "chosen": "4", "rejected": "4"}, "pair")
 Traceback (most recent call last):
 ...
-dsft.data.preference.PreferenceProblem: chosen and rejected are identical
+dsft.data.preference.PreferenceProblem: chosen and rejected are identical: nothing to prefer
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from dsft.data.clean import dedup_key
 from dsft.data.control_tokens import control_token_problems
 from dsft.data.conversation import Conversation, Message
 from dsft.data.formats import SHAREGPT_ROLES, FormatProblem, apply_columns, from_messages, split_inline_think
@@ -127,14 +128,20 @@ def parse_preference(record: Any, kind: Kind, columns: dict[str, str] | None = N
 
     KTO (``labeled``) also accepts a pair: parse it with :func:`split_pair_for_kto` instead.
     """
+    return _parse(record, kind, columns, labelled=False)
+
+
+def _parse(record: Any, kind: Kind, columns: dict[str, str] | None, labelled: bool) -> PreferenceRecord:
+    """:func:`parse_preference`; ``labelled``: a pair read as KTO data, which its refusals say."""
     if not isinstance(record, dict):
         raise PreferenceProblem(f"record is {type(record).__name__}, expected a JSON object")
     view = _rename(record, columns or {})
     tools = _tools(view)
     if kind == "pair":
         prompt, chosen, rejected = _pair_parts(view)
-        if same_message(chosen, rejected):
-            raise PreferenceProblem("chosen and rejected are identical")
+        problem = same_sides_problem(chosen, rejected, labelled)
+        if problem:
+            raise PreferenceProblem(problem)
         parsed = PreferenceRecord("pair", prompt, chosen=chosen, rejected=rejected, tools=tools)
     elif kind == "labeled":
         parsed = _labeled(view, tools)
@@ -149,11 +156,43 @@ def parse_preference(record: Any, kind: Kind, columns: dict[str, str] | None = N
 
 def split_pair_for_kto(record: Any, columns: dict[str, str] | None = None) -> list[PreferenceRecord]:
     """A pair as KTO data: its chosen side labelled desirable, its rejected side undesirable."""
-    pair = parse_preference(record, "pair", columns)
+    pair = _parse(record, "pair", columns, labelled=True)
     return [
         PreferenceRecord("labeled", pair.prompt, completion=side, label=label, tools=pair.tools, meta=dict(pair.meta))
         for side, label in ((pair.chosen, True), (pair.rejected, False))
     ]
+
+
+# What a pair whose sides are the same would teach: as DPO/ORPO data, read as KTO data (``labelled``).
+_SAME_SIDES_LESSON = {False: "nothing to prefer", True: "the same text marked desirable and undesirable"}
+
+
+def same_sides_problem(first: Message, second: Message, labelled: bool, after: str | None = None,
+                       as_text: bool = False) -> str | None:
+    """Why a pair's two sides (chosen, rejected; read as KTO data, ``labelled``: its desirable and its undesirable
+    completion) teach nothing, else None. The one owner of "chosen and rejected are the same", and of its words,
+    wherever it is found: when read, after a text rewrite (``after``: the step's name), or by deduplication.
+
+    Identical in every field, or, with ``as_text``, the same text as deduplication compares it
+    (:func:`dsft.data.clean.dedup_key`: only case, Unicode form or whitespace differ).
+
+    >>> rome, lower = Message("assistant", "Rome"), Message("assistant", "rome")
+    >>> same_sides_problem(rome, rome, labelled=False)
+    'chosen and rejected are identical: nothing to prefer'
+    >>> same_sides_problem(rome, rome, labelled=True, after="normalize_unicode")
+    'chosen and rejected are identical after normalize_unicode: the same text marked desirable and undesirable'
+    >>> same_sides_problem(rome, lower, labelled=False) is None
+    True
+    >>> same_sides_problem(rome, lower, labelled=False, as_text=True)
+    'chosen and rejected differ only in case, Unicode form or whitespace: nothing to prefer'
+    """
+    if same_message(first, second):
+        how = "are identical" + (f" after {after}" if after else "")
+    elif as_text and dedup_key(Conversation([first])) == dedup_key(Conversation([second])):
+        how = "differ only in case, Unicode form or whitespace"
+    else:
+        return None
+    return f"chosen and rejected {how}: {_SAME_SIDES_LESSON[labelled]}"
 
 
 def is_pair(record: Any) -> bool:

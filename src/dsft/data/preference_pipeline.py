@@ -27,7 +27,7 @@ from dsft.data.ingest import Rejection, rejection_error, write_rejections
 from dsft.data.ledger import Ledger
 from dsft.data.preference import (
     OBJECTIVE_KINDS, PreferenceProblem, PreferenceRecord, control_token_problems_of, is_pair, parse_preference,
-    same_message, split_pair_for_kto,
+    same_sides_problem, split_pair_for_kto,
 )
 from dsft.data.prepared_folder import REPORT_FILE, check_finished_preparation, mark_preparing
 from dsft.data.readers import RawRecord, read_records
@@ -205,22 +205,26 @@ def _rewrite(pool: list[_Group], cfg: DsftConfig, ledger: Ledger) -> list[_Group
             if emptied is not None:
                 ledger.remove(step, Removed(_as_conversation(group), emptied))
                 continue
-            if _sides_identical(rewritten):
-                ledger.remove(step, Removed(_as_conversation(group), f"chosen and rejected identical after {step}"))
+            same = _same_sides(rewritten, after=step)
+            if same:
+                ledger.remove(step, Removed(_as_conversation(group), same))
                 continue
             kept.append(rewritten)
         pool = kept
     return pool
 
 
-def _sides_identical(group: _Group) -> bool:
-    """Whether a pair, or a pair read as KTO data (its two halves, one desirable and one undesirable), has the same
-    completion on both sides: nothing left to prefer, and as KTO data the same text labelled both ways."""
+def _same_sides(group: _Group, after: str | None = None, as_text: bool = False) -> str | None:
+    """:func:`dsft.data.preference.same_sides_problem` on a pair, or on a pair read as KTO data (its two halves,
+    one desirable and one undesirable); None for any other group."""
     if len(group) == 2:  # only a pair read as KTO data becomes two records
         first, second = (record.completion for record in group)
-        return first is not None and second is not None and same_message(first, second)
-    record = group[0]
-    return record.chosen is not None and record.rejected is not None and same_message(record.chosen, record.rejected)
+        labelled = True
+    else:
+        first, second, labelled = group[0].chosen, group[0].rejected, False
+    if first is None or second is None:
+        return None
+    return same_sides_problem(first, second, labelled, after, as_text)
 
 
 def _rewrite_references(records: list[PreferenceRecord], step: str) -> str | None:
@@ -291,11 +295,9 @@ def _conflict(group: _Group, claims: dict[tuple[str, str], list[tuple[int, str]]
     reading order. A pair whose chosen and rejected sides are the same text as dedup_key compares them (``Paris`` and
     ``paris``; exactly identical sides are rejected when read) conflicts with itself, read as DPO/ORPO or KTO data.
     """
-    own = [claim for claim in map(_claim, group) if claim is not None]
-    if any(_claim(record, flipped=True) in own for record in group):
-        step = "preference_conflict" if group[0].label is None else "label_conflict"
-        lesson = "nothing to prefer" if group[0].label is None else "the same text marked desirable and undesirable"
-        return step, f"chosen and rejected differ only in case, Unicode form or whitespace: {lesson}"
+    same = _same_sides(group, as_text=True)
+    if same:
+        return ("preference_conflict" if group[0].label is None else "label_conflict"), same
     for record in group:
         opposite = _claim(record, flipped=True)
         others = [origin for owner, origin in claims.get(opposite, []) if owner != id(group)] if opposite else []
