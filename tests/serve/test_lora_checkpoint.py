@@ -107,13 +107,12 @@ def test_export_of_a_checkpoint_writes_its_adapter(lora_run, tmp_path, run_cli) 
 
 
 def test_serve_of_a_checkpoint_answers_with_the_run_settings(lora_run) -> None:
-    from dsft.cli.serve import serve_defaults
     from dsft.serve.server import build_engine
-    from dsft.serve.settings import ServeSettings
+    from dsft.serve.settings import ServeSettings, serve_defaults
 
     run, _ = lora_run
     checkpoint = _checkpoint(run)
-    assert serve_defaults(str(checkpoint), None).served_model_name == "reservoirs"  # the run's config.yaml
+    assert serve_defaults(checkpoint).served_model_name == "reservoirs"  # the run's config.yaml
     settings = ServeSettings(served_model_name="reservoirs")
     engine = build_engine(str(checkpoint), [], settings)
     with run_live(engine, settings) as server:

@@ -227,3 +227,40 @@ def test_a_lora_run_whose_base_model_is_gone_says_what_to_do_in_the_dashboard(tm
         sources(full, checkpoint, with_base=True)
     assert str(side.value).splitlines()[1:] == ["  - put the base model back where the first path tried says, or "
                                                 "untick base side by side to chat with the tuned model alone"]
+
+
+def test_a_run_with_only_its_config_is_listed_as_unusable_and_refused_saying_why(runs_root: Path) -> None:
+    """A directory holding config.yaml but no run.json (training never started there, or stopped during setup) is
+    listed, but no command opens it (RunDir.find takes only run.json's directories): chatting with its final/ was a 500
+    (an AssertionError: the weights resolved as a plain model of no run) and compare/export started a job that could
+    only fail. It is listed as not started, with the reason, offers no chat, and every chat or job says the reason."""
+    run = shutil.copytree(runs_root / "alpha", runs_root / "lonely")
+    (run / "run.json").unlink()
+    (run / "final").mkdir()
+    (run / "final" / "config.json").write_text("{}", encoding="utf-8")
+    (run / "final" / "tokenizer_config.json").write_text("{}", encoding="utf-8")
+    reason = ("lonely: no run.json, only config.yaml (training has not started here, or stopped during setup); "
+              "nothing to chat with, compare or export")
+    client = TestClient(create_app(runs_root), base_url="http://127.0.0.1", raise_server_exceptions=False)
+    listed, = (r for r in client.get("/api/runs").json() if r["name"] == "lonely")
+    assert (listed["status"], listed["unusable"], listed["has_final"]) == ("not started", reason, False)
+    page = client.get("/run/lonely").text
+    assert reason in page and "/chat/lonely" not in page
+    for body in ({"run": "lonely", "messages": MESSAGES}, {"run": "lonely", "messages": MESSAGES,
+                                                          "checkpoint": "checkpoint-2"}):
+        response = client.post("/api/chat", headers=POST, json=body)
+        assert (response.status_code, response.json()) == (400, {"error": reason})
+        response = client.post("/api/chat/stream", headers=POST, json=body)
+        assert (response.status_code, response.json()) == (400, {"error": reason})
+    assert client.get("/chat/lonely", headers={"accept": "application/json"}).json() == {"error": reason}
+    response = client.post("/api/compare", headers=POST, json={"run": "lonely", "data": "d.jsonl"})
+    assert (response.status_code, response.json()) == (400, {"error": reason})
+    response = client.post("/api/export", headers=POST, json={"run": "lonely", "format": "hf"})
+    assert (response.status_code, response.json()) == (400, {"error": reason})
+    # The one owner of a run's serve defaults, as `dsft serve` reads them: the schema's for a directory it takes as no run.
+    from dsft.serve.settings import serve_defaults
+
+    (run / "config.yaml").write_text((run / "config.yaml").read_text() + "serve:\n  max_tokens: 64\n")
+    assert serve_defaults(run).max_tokens == 2048 and serve_defaults(runs_root / "alpha").max_tokens == 2048
+    (runs_root / "alpha" / "config.yaml").write_text((run / "config.yaml").read_text())
+    assert serve_defaults(runs_root / "alpha" / "checkpoints" / "checkpoint-2").max_tokens == 64

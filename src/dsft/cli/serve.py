@@ -12,7 +12,6 @@ import typer
 from dsft.cli import stopping
 
 if TYPE_CHECKING:
-    from dsft.config.schema import ServeConfig
     from dsft.serve.settings import ServeSettings
 
 ADAPTER_HELP = "A named LoRA adapter, NAME=PATH (an adapter directory or a LoRA run); repeatable."
@@ -61,7 +60,7 @@ def serve(
     stopping.restore()  # SIGTERM: uvicorn shuts the server down
     from dsft.errors import DsftError
     from dsft.export.source import check_source
-    from dsft.serve.settings import ServeSettings, check_open_bind
+    from dsft.serve.settings import ServeSettings, check_open_bind, serve_defaults
 
     serve_cfg = serve_defaults(model_or_run, config)
     engine_from_flag = engine is not None
@@ -119,20 +118,6 @@ def _engine_args(text: str) -> list[str]:
     except ValueError as exc:
         raise DsftError(f"--engine-args {text!r}: cannot split it as a shell would ({exc}); quote it as one "
                         "shell-quoted string, e.g. --engine-args \"--max-num-seqs 64\"") from None
-
-
-def serve_defaults(model_or_run: str, config: Path | None) -> "ServeConfig":
-    """The `serve:` section that supplies defaults: --config's, else a run directory's own config.yaml's (as
-    `dsft export` takes its `export:` section), else the schema's."""
-    from dsft.config import load_config
-    from dsft.training.rundir import RunDir
-
-    if config is not None:
-        return load_config(config).serve
-    run = RunDir.find(model_or_run)  # a run directory, its final/ or one of its checkpoints
-    if run is not None and run.config_path.is_file():
-        return run.config.serve
-    return load_config(None).serve
 
 
 def _serve_vllm(model_or_run: str, adapter: list[str], settings: "ServeSettings", parallel: tuple[int, int],

@@ -1,7 +1,8 @@
 """Server settings: what ``dsft serve`` was started with.
 
 One frozen dataclass shared by the app (auth, names, limits) and the engine (queue and batch sizes),
-built from the ``serve`` config section plus command-line flags.
+built from the ``serve`` config section plus command-line flags. Which ``serve`` section that is, for a model or a
+run, is :func:`serve_defaults`'s to say (``dsft serve`` and the dashboard's chat both ask it).
 """
 
 from __future__ import annotations
@@ -9,9 +10,12 @@ from __future__ import annotations
 import ipaddress
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from dsft.config import ServeConfig, load_config
 from dsft.errors import DsftError
+from dsft.training.rundir import RunDir
 
 # Host names that reach this machine only; any IP address ipaddress calls loopback does too (127.0.0.0/8, ::1).
 LOOPBACK_NAMES = ("localhost",)
@@ -69,6 +73,19 @@ class ServeSettings:
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)
+
+
+def serve_defaults(model_or_run: str | Path, config: Path | None = None) -> ServeConfig:
+    """The ``serve:`` section that gives serving ``model_or_run`` its defaults: ``config``'s (``--config``), else the
+    run's own config.yaml's where ``model_or_run`` names a run (:meth:`RunDir.find`: the run directory, its ``final/``
+    or one of its checkpoints; as ``dsft export`` takes its ``export:`` section), else the schema's. A directory
+    holding only config.yaml is no run :meth:`RunDir.find` takes (training has not written run.json): the schema's."""
+    if config is not None:
+        return load_config(config).serve
+    run = RunDir.find(model_or_run)
+    if run is not None and run.config_path.is_file():
+        return run.config.serve
+    return load_config(None).serve
 
 
 def is_loopback(host: str) -> bool:

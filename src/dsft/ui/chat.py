@@ -19,13 +19,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from dsft.config import load_config
 from dsft.errors import DsftError
 from dsft.export.source import ExportSource, resolve_source
 from dsft.serve.app import create_app
 from dsft.serve.engine import TransformersEngine
 from dsft.serve.serving_model import load_serving_model
-from dsft.serve.settings import ServeSettings
+from dsft.serve.settings import ServeSettings, serve_defaults
 from dsft.training.base_model import BaseModelNotFound
 from dsft.training.rundir import RunDir
 from dsft.ui import runs
@@ -36,7 +35,9 @@ LOAD_TIMEOUT_S = 600
 
 
 def weights_dir(run_dir: Path, checkpoint: str | None) -> Path:
-    """``final/`` or ``checkpoints/NAME``; a missing one is a user error naming what exists."""
+    """``final/`` or ``checkpoints/NAME``; a missing one is a user error naming what exists, as is a run that has not
+    started (:func:`dsft.ui.runs.check_usable`)."""
+    runs.check_usable(run_dir)
     if checkpoint:
         if checkpoint not in runs.checkpoints(run_dir):
             raise DsftError(f"checkpoint {checkpoint}: not in {run_dir.name}/checkpoints "
@@ -52,11 +53,12 @@ def weights_dir(run_dir: Path, checkpoint: str | None) -> Path:
 
 
 def serve_settings(run_dir: Path) -> ServeSettings:
-    """The limits ``dsft serve RUN`` applies to this run: its config's ``serve:`` section (the schema's where it has
-    no config), as the CLI reads it; served as ``base``, without a key (in process). The one owner of the chat's
-    bounds: the page's ``max`` and the request check read ``max_tokens`` here, the serve app enforces it."""
-    run = RunDir(run_dir)
-    serve = (run.config if run.config_path.is_file() else load_config(None)).serve
+    """The limits ``dsft serve RUN`` applies to this run (:func:`dsft.serve.settings.serve_defaults`, the one owner of
+    a run's ``serve:`` defaults), served as ``base``, without a key (in process). The one owner of the chat's bounds:
+    the page's ``max`` and the request check read ``max_tokens`` here, the serve app enforces it. A directory that
+    holds only config.yaml is refused, saying why (:func:`dsft.ui.runs.check_usable`)."""
+    runs.check_usable(run_dir)
+    serve = serve_defaults(run_dir)
     return ServeSettings(served_model_name=BASE, max_tokens=serve.max_tokens, max_queue=serve.max_queue,
                          max_batch=serve.max_batch)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 from html import escape
+from xml.sax.saxutils import quoteattr
 from typing import Any
 from urllib.parse import quote
 
@@ -44,7 +45,8 @@ def runs_page(runs: list[RunSummary], root: str) -> str:
         steps = f"{r.step or 0}" + (f" / {r.max_steps}" if r.max_steps else "")
         rows.append(
             f'<tr data-run="{escape(r.name)}"><td><a href="{run_link(r.name)}">{escape(r.name)}</a></td>'
-            f'<td class="status {escape(r.status.replace(" ", "-"))}" data-col="status">{escape(r.status)}</td>'
+            f'<td class="status {escape(r.status.replace(" ", "-"))}" data-col="status"'
+            f'{f" title={quoteattr(r.unusable)}" if r.unusable else ""}>{escape(r.status)}</td>'
             f"{_cell(r.method)}{_cell(r.objective)}{_cell(r.model)}{_cell(steps, 'steps')}"
             f"{_cell(r.best_metric, 'best_metric')}{_cell(r.started)}</tr>")
     head = "".join(f"<th>{h}</th>" for h in ("run", "status", "method", "objective", "model", "steps",
@@ -85,14 +87,17 @@ def run_page(summary: RunSummary, config: str, report: dict[str, Any] | None, li
     facts = facts.replace("<th>status</th><td>–</td>",
                           f'<th>status</th><td id="status" class="status">{escape(summary.status)}</td>')
     actions = []
-    if summary.has_final or checkpoints:
+    if summary.unusable:  # listed, but no command opens it: neither it nor its checkpoints (if any) offer a chat
+        actions.append(f'<p id="unusable" class="hint">{escape(summary.unusable)}</p>')
+    elif summary.has_final or checkpoints:
         actions.append(f'<a class="button" href="/chat/{quote(name)}">Chat with this run</a>')
     if can_stop and stop_requested:  # a second SIGTERM would stop training at once: not offered again
         actions.append(f'<button id="stop" type="button" disabled>stopping after the current step (asked '
                        f'{escape(stop_requested)})</button>')
     elif can_stop:
         actions.append('<button id="stop" type="button">Stop (graceful)</button>')
-    ckpts = "".join(f"<li>{escape(c)} <a href='/chat/{quote(name)}?checkpoint={quote(c)}'>chat</a></li>"
+    chat = "" if summary.unusable else " <a href='/chat/{run}?checkpoint={checkpoint}'>chat</a>"
+    ckpts = "".join(f"<li>{escape(c)}{chat.format(run=quote(name), checkpoint=quote(c))}</li>"
                     for c in checkpoints) or "<li>none yet</li>"
     links = "".join(f'<li><a href="/file?path={quote(p)}">{escape(p)}</a></li>' for p in reports) or "<li>none</li>"
     export_rows = "".join(

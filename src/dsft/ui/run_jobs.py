@@ -45,6 +45,8 @@ def finished_run(root: Path, name: str) -> tuple[Path, runs.RunSummary]:
     summary = runs.summarize(root, run_dir)
     if summary.status in BUSY:
         raise DsftError(f"{summary.name}: still {summary.status}; compare and export once it has finished")
+    if summary.unusable:  # config.yaml only: `dsft compare` and `dsft export` would refuse it once started
+        raise DsftError(summary.unusable)
     if not summary.has_final:
         raise DsftError(f"{summary.name}: no final/ (status {summary.status}); nothing to compare or export")
     return run_dir, summary

@@ -4,7 +4,10 @@ finding runs under a root, reading ``metrics.jsonl`` incrementally, the data rep
 and the records of runs the dashboard launched.
 
 A run is a directory holding ``run.json`` (written by ``dsft train``) or a ``config.yaml`` that a run
-started from this dashboard has not yet followed with ``run.json``. Runs are found at any depth up to
+started from this dashboard has not yet followed with ``run.json``. The latter is listed (its status, its launch's
+log) but is no run the commands open (:meth:`RunDir.find` takes only a directory holding ``run.json``): it is
+``unusable``, saying why, and chat, compare and export refuse it with that reason (:func:`check_usable`). Runs are
+found at any depth up to
 :data:`MAX_DEPTH` under the root (a sweep's trials sit one level down); a run's own sub-directories are
 never searched for more runs.
 """
@@ -44,8 +47,9 @@ class RunSummary:
     best_metric: dict[str, float] | None = None
     started: str | None = None
     template: str | None = None
-    has_final: bool = False
+    has_final: bool = False  # a final/ that chat, compare and export can open (never that of an unusable run)
     notes: list[str] = field(default_factory=list)
+    unusable: str | None = None  # why chat, compare and export refuse it (:func:`unusable_reason`); None: they do not
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,6 +57,23 @@ class RunSummary:
 
 def is_run(path: Path) -> bool:
     return RunDir.is_run(path) or RunDir(path).config_path.is_file()
+
+
+def unusable_reason(run_dir: Path) -> str | None:
+    """Why the commands cannot open ``run_dir`` (None: they can). A directory holding only config.yaml (a run this
+    dashboard started that has not written run.json yet, or one that stopped during setup) is no run for
+    :meth:`RunDir.find`, which ``dsft chat``, ``dsft compare`` and ``dsft export`` open a run with."""
+    if RunDir.find(run_dir) is not None:
+        return None
+    return (f"{run_dir}: no run.json, only {RunDir(run_dir).config_path.name} (training has not started here, or "
+            "stopped during setup); nothing to chat with, compare or export")
+
+
+def check_usable(run_dir: Path) -> None:
+    """Raise :func:`unusable_reason` as the error, where there is one."""
+    reason = unusable_reason(run_dir)
+    if reason is not None:
+        raise DsftError(reason)
 
 
 def find_runs(root: Path) -> list[Path]:
@@ -201,8 +222,9 @@ def summarize(root: Path, run_dir: Path) -> RunSummary:
     started = (launch or {}).get("started")
     if not started and run.config_path.is_file():
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.config_path.stat().st_mtime))
+    unusable = unusable_reason(run_dir)
     try:
-        has_final = run.final_path.is_dir()
+        has_final = unusable is None and run.final_path.is_dir()
     except DsftError:
         has_final = False
     # A model directory under the root is recorded absolute (the dashboard writes it so): shown relative to the root.
@@ -219,6 +241,7 @@ def summarize(root: Path, run_dir: Path) -> RunSummary:
         or best_so_far(cfg.get("eval") or {}, rows),
         started=started, template=info.get("template"),
         has_final=has_final, notes=[shown(root, note) for note in notes],
+        unusable=shown(root, unusable) if unusable else None,
     )
 
 
