@@ -6,7 +6,7 @@ import importlib
 import pytest
 
 MODULES = ["dsft.eval.text", "dsft.eval.numbers", "dsft.eval.metrics", "dsft.eval.reasoning", "dsft.eval.rewards",
-           "dsft.eval.answer_check"]
+           "dsft.eval.answer_check", "dsft.eval.eval_set"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -20,6 +20,7 @@ from dsft.data.clean import map_texts, text_cleaner
 from dsft.data.conversation import Conversation
 from dsft.data.formats import FormatProblem, to_conversation
 from dsft.data.readers import read_records
+from dsft.data.validate import find_bad_unicode
 from dsft.errors import DsftError
 from dsft.templates import ChatTemplate
 from dsft.training.rundir import RunDir
@@ -106,6 +107,22 @@ def data_reading(model_or_run: str | Path, data_config: Any = None) -> tuple[str
     return data_config.format, dict(data_config.columns) or None
 
 
+def undecodable_text(conversation: Conversation) -> str | None:
+    """``messages[i].FIELD: why`` for the first text holding bytes the file's encoding could not read (the lone
+    surrogates a GBK or UTF-16 file's bytes become), as data preparation's validation names it; None when all read.
+
+    >>> from dsft.data.conversation import Message
+    >>> undecodable_text(Conversation([Message("user", "Q"), Message("assistant", "\\udcb7\\udca2")]))[:49]
+    'messages[1].content: not valid UTF-8 (byte 0xB7 a'
+    """
+    for index, message in enumerate(conversation.messages):
+        for field in ("content", "reasoning"):
+            value = getattr(message, field)
+            if isinstance(value, str) and (bad := find_bad_unicode(value)):
+                return f"messages[{index}].{field}: {bad}"
+    return None
+
+
 def _read(record: Any, fmt: str, columns: dict[str, str] | None) -> Conversation:
     """The record in the configured format; a record that is not in it but reads by itself (a prepared split's
     messages, where the run was trained from raw context/question/answer records) is read as detected."""
@@ -147,6 +164,9 @@ def load_eval_set(data: str | Path | list[str], limit: int | None = None, fmt: s
             conversation = _read(raw.data, fmt, columns)
         except FormatProblem as exc:
             skipped[str(exc)] += 1
+            continue
+        if bad := undecodable_text(conversation):  # the tokenizer would fail on it with a TypeError
+            skipped[bad] += 1
             continue
         if clean is not None:
             conversation = map_texts(conversation, clean)

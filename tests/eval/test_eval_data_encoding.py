@@ -1,0 +1,47 @@
+"""Eval data that is not UTF-8 (a JSON file saved as GBK by a Chinese-locale editor) is refused record by record,
+as data preparation refuses it: the record is skipped naming the field and the encoding; with nothing usable left
+`dsft eval` / `dsft compare` end with one message, exit 2, no traceback, before a model loads or --out is made.
+Undecodable bytes reached the tokenizer as lone surrogates: a TypeError traceback, and an empty --out left."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dsft.eval.eval_set import load_eval_set
+
+CHINESE = {"Question": "儿童发热3天伴皮疹，诊断是？", "Complex_CoT": "Koplik斑是麻疹的特征。", "Response": "麻疹。"}
+ENGLISH = {"Question": "Low ferritin and fatigue?", "Complex_CoT": "Iron stores are low.", "Response": "Iron deficiency."}
+
+
+def _gbk_json(tmp: Path, records: list[dict[str, str]]) -> Path:
+    path = tmp / "medical.json"
+    path.write_bytes(json.dumps(records, ensure_ascii=False).encode("gbk"))
+    return path
+
+
+def test_a_record_in_gbk_is_skipped_naming_field_and_encoding(tmp_path: Path) -> None:
+    items, skipped = load_eval_set(_gbk_json(tmp_path, [CHINESE, ENGLISH]))
+    assert [item.reference for item in items] == ["Iron deficiency."]
+    [(reason, count)] = skipped.items()
+    assert count == 1
+    assert reason.startswith("messages[0].content: not valid UTF-8"), reason
+    assert "GBK/GB18030" in reason
+
+
+@pytest.mark.parametrize("command", ["eval", "compare"])
+def test_eval_data_all_in_gbk_is_one_message_not_a_traceback(run_cli, tmp_path: Path, command: str) -> None:
+    data = str(_gbk_json(tmp_path, [CHINESE, dict(CHINESE, Response="发热。")]))
+    out = tmp_path / "o"
+    args = (["eval", "tiny-deepseek-v3"] if command == "eval"
+            else ["compare", "--tuned", "tiny-deepseek-v3", "--base", "tiny-deepseek-v3"])
+    code, stdout, err = run_cli([*args, "--data", data, "--out", str(out)])
+    assert code == 2, (stdout, err)
+    assert "Traceback" not in stdout + err
+    text = " ".join(err.split())
+    assert text.count("error:") == 1, err
+    assert f"--data {data}: no usable evaluation records" in text
+    assert "not valid UTF-8" in text and "GBK/GB18030" in text
+    assert not out.exists()
