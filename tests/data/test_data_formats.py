@@ -155,6 +155,24 @@ def test_a_message_field_name_slip_is_named_not_dropped(message: dict, problem: 
     assert conv.messages[1].reasoning == "think"  # other keys and the alternative name are not slips
 
 
+@pytest.mark.parametrize(("turn", "key"), [({"role": "assistant", "text": "A"}, "text"),
+                                         ({"role": "assistant", "value": "A", "id": 3}, "value"),
+                                         ({"role": "assistant", "message": "A"}, "message")])
+def test_a_turn_whose_text_is_under_another_key_is_named_not_called_empty(turn: dict, key: str) -> None:
+    """{"role", "text"} turns (guide 000's hand-written data, or ShareGPT's "value" beside a role) were rejected as
+    'messages[1].content: empty assistant message': the text is there, under a key no format reads."""
+    for record in ({"messages": [{"role": "user", "content": "Q"}, turn]},
+                   {"conversations": [{"role": "user", "content": "Q"}, turn]}):
+        where = f"{next(iter(record))}[1]"
+        with pytest.raises(FormatProblem, match=re.escape(
+                f"{where}: no 'content' field; the text under {key!r} is not read: rename {key!r} to 'content'")):
+            convert(record)
+    _, conv = convert({"messages": [{"role": "user", "content": "Q"},  # a tool call needs no content
+                                    {"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{}"}}],
+                                     "id": "x"}]})
+    assert conv.messages[1].content == ""
+
+
 @pytest.mark.parametrize("record", [
     {"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A", "weight": 0},
                   {"role": "user", "content": "Q2"}, {"role": "assistant", "content": "B"}]},

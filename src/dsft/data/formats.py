@@ -270,6 +270,11 @@ def _openai_message(raw: Any, where: str) -> Message:
     if slips:  # the answer or its reasoning under a misspelt key would be dropped without a word
         key, field = slips[0]
         raise FormatProblem(f"{where}: field {key!r} is not read; did you mean {field!r}?")
+    if "content" not in raw and not raw.get("tool_calls"):  # else rejected as an empty message, the text unseen
+        texts = [key for key, value in raw.items() if key not in MESSAGE_FIELDS and isinstance(value, str) and value]
+        if texts:
+            raise FormatProblem(f"{where}: no 'content' field; the text under {texts[0]!r} is not read: rename "
+                                f"{texts[0]!r} to 'content'")
     content = _content(raw.get("content"), f"{where}.content")
     reasoning_raw = raw.get("reasoning_content", raw.get("reasoning"))
     if raw.get("reasoning") is not None and raw.get("reasoning_content") not in (None, raw["reasoning"]):
