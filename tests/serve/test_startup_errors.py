@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import socket
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from dsft.errors import DsftError
+from dsft.serve import openai_errors
 from dsft.serve.app import create_app
 from dsft.serve.engine import TransformersEngine
 from dsft.serve.server import run_server
@@ -66,3 +68,17 @@ def test_malformed_json_body_names_the_problem_not_a_position() -> None:
     assert reply.status_code == 400
     error = reply.json()["error"]
     assert "not valid JSON" in error["message"] and error["param"] is None
+
+
+def test_a_body_not_in_utf8_names_the_encoding() -> None:
+    """A Chinese-locale Windows curl sends GBK bytes; the answer was FastAPI's 'There was an error parsing the body'."""
+    client = TestClient(create_app(TransformersEngine(lambda: None), ServeSettings()))
+    body = '{"messages": [{"role": "user", "content": "发烧怎么办？"}]}'.encode("gbk")
+    reply = client.post("/v1/chat/completions", content=body, headers={"Content-Type": "application/json"})
+    assert reply.status_code == 400
+    error = reply.json()["error"]
+    start = body.index("发".encode("gbk"))
+    assert error["message"].startswith(f"the request body is not valid UTF-8 (byte 0x{body[start]:02X} at byte {start})")
+    assert "GBK/GB18030" in error["message"]
+    assert error["type"] == "invalid_request_error" and error["param"] is None
+    assert doctest.testmod(openai_errors).failed == 0  # undecodable_body_message's worked example

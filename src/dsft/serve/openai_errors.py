@@ -14,6 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from dsft.text_encoding import encoding_hint
+
 log = logging.getLogger(__name__)
 
 # HTTP status -> OpenAI error type (the names OpenAI's API itself uses).
@@ -90,6 +92,17 @@ def _missing_body_message(request: Request) -> str:
     return message
 
 
+def undecodable_body_message(error: UnicodeDecodeError) -> str:
+    """A JSON body that is not UTF-8 (a Chinese-locale Windows client sends GBK): where, and what it reads as.
+
+    >>> undecodable_body_message(UnicodeDecodeError("utf-8", "发".encode("gbk"), 0, 1, "invalid start byte"))[:63]
+    'the request body is not valid UTF-8 (byte 0xB7 at byte 0); it r'
+    """
+    raw = bytes(error.object)
+    hint = encoding_hint(raw) or "; send the JSON encoded as UTF-8"
+    return f"the request body is not valid UTF-8 (byte 0x{raw[error.start]:02X} at byte {error.start}){hint}"
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Answer every error (ours, FastAPI's validation, HTTP errors) in OpenAI's shape."""
 
@@ -113,4 +126,6 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc.__cause__, UnicodeDecodeError):  # FastAPI says only 'There was an error parsing the body'
+            return error_response(exc.status_code, undecodable_body_message(exc.__cause__), None, "invalid_request")
         return error_response(exc.status_code, str(exc.detail))
