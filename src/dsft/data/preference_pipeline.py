@@ -14,21 +14,20 @@ from __future__ import annotations
 
 import json
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dsft.config.schema import DsftConfig
-from dsft.data.clean import TEXT_REWRITES, Removed, dedup_key, rewrite_steps, source_of
+from dsft.data.clean import TEXT_REWRITES, Removed, rewrite_steps, source_of
 from dsft.data.control_tokens import control_token_pattern
-from dsft.data.conversation import Conversation
 from dsft.data.ingest import Rejection, rejection_error, write_rejections
 from dsft.data.ledger import Ledger
 from dsft.data.preference import (
     OBJECTIVE_KINDS, PreferenceProblem, PreferenceRecord, control_token_problems_of, is_pair, parse_preference,
-    same_sides_problem, split_pair_for_kto,
+    split_pair_for_kto,
 )
+from dsft.data.preference_dedup import Group, as_conversation, deduplicate, same_sides
 from dsft.data.prepared_folder import REPORT_FILE, check_finished_preparation, mark_preparing
 from dsft.data.readers import RawRecord, read_records
 from dsft.data.report import rejection_notice
@@ -36,7 +35,6 @@ from dsft.data.split import SPLITS, split_conversations
 from dsft.data.validate import is_blank
 from dsft.disk import replaced_atomically
 from dsft.errors import DataError
-
 
 
 @dataclass
@@ -92,7 +90,7 @@ def prepare_preference(cfg: DsftConfig, out_dir: str | Path, objective: str, tok
     if ledger.rejections and data.on_error == "fail":
         write_rejections(ledger.rejections, out / "rejects.jsonl")
         raise rejection_error(ledger.rejections, out / "rejects.jsonl")
-    pools = _deduplicate(pools, ledger, exact=data.clean.exact_dedup)
+    pools = deduplicate(pools, ledger, exact=data.clean.exact_dedup)
     grouped = _split(pools, sources, cfg)
     # The accounting identity, in records read (a pair read as KTO data is one record read, two kept).
     ledger.check_identity(kept=sum(len(part) for part in grouped.values()))
@@ -169,13 +167,10 @@ def reasoning_report(records: list[PreferenceRecord]) -> dict[str, Any]:
     return {**counts, "pairs_reasoning_on_one_side": one_sided}
 
 
-_Group = list[PreferenceRecord]  # the records one raw record became (two for a pair read as KTO data)
-
-
-def _read(patterns: list[str], kind: str, cfg: DsftConfig, ledger: Ledger) -> list[_Group]:
+def _read(patterns: list[str], kind: str, cfg: DsftConfig, ledger: Ledger) -> list[Group]:
     if not patterns:
         return []
-    out: list[_Group] = []
+    out: list[Group] = []
     for raw in read_records(patterns):
         ledger.read += 1
         parsed = parse_raw(raw, kind, cfg.data.columns)
@@ -187,44 +182,31 @@ def _read(patterns: list[str], kind: str, cfg: DsftConfig, ledger: Ledger) -> li
     return out
 
 
-def _rewrite(pool: list[_Group], cfg: DsftConfig, ledger: Ledger) -> list[_Group]:
+def _rewrite(pool: list[Group], cfg: DsftConfig, ledger: Ledger) -> list[Group]:
     """The SFT text rewrites on every prompt, completion and GRPO reference; a record one of them empties is removed,
     as SFT's is, and so is a pair whose two sides it makes identical (read as DPO/ORPO or as KTO data)."""
     for step, function in rewrite_steps(cfg.data.clean.strip_html, cfg.data.clean.normalize_unicode):
-        kept: list[_Group] = []
+        kept: list[Group] = []
         for group in pool:
             texts = [record.texts() for record in group]
             result = function(texts)
             if result.removed:
                 first = result.removed[0]
                 record = group[next(i for i, text in enumerate(texts) if text is first.conversation)]
-                ledger.remove(step, Removed(_as_conversation(group), record.named(first.reason)))
+                ledger.remove(step, Removed(as_conversation(group), record.named(first.reason)))
                 continue
             rewritten = [record.with_texts(cleaned) for record, cleaned in zip(group, result.kept)]
             emptied = _rewrite_references(rewritten, step)
             if emptied is not None:
-                ledger.remove(step, Removed(_as_conversation(group), emptied))
+                ledger.remove(step, Removed(as_conversation(group), emptied))
                 continue
-            same = _same_sides(rewritten, after=step)
+            same = same_sides(rewritten, after=step)
             if same:
-                ledger.remove(step, Removed(_as_conversation(group), same))
+                ledger.remove(step, Removed(as_conversation(group), same))
                 continue
             kept.append(rewritten)
         pool = kept
     return pool
-
-
-def _same_sides(group: _Group, after: str | None = None, as_text: bool = False) -> str | None:
-    """:func:`dsft.data.preference.same_sides_problem` on a pair, or on a pair read as KTO data (its two halves,
-    one desirable and one undesirable); None for any other group."""
-    if len(group) == 2:  # only a pair read as KTO data becomes two records
-        first, second = (record.completion for record in group)
-        labelled = True
-    else:
-        first, second, labelled = group[0].chosen, group[0].rejected, False
-    if first is None or second is None:
-        return None
-    return same_sides_problem(first, second, labelled, after, as_text)
 
 
 def _rewrite_references(records: list[PreferenceRecord], step: str) -> str | None:
@@ -241,13 +223,13 @@ def _rewrite_references(records: list[PreferenceRecord], step: str) -> str | Non
     return None
 
 
-def _reject_control_tokens(pool: list[_Group], tokenizer: Any, ledger: Ledger) -> list[_Group]:
+def _reject_control_tokens(pool: list[Group], tokenizer: Any, ledger: Ledger) -> list[Group]:
     """Records holding a control token of ``tokenizer`` written as text, rejected as SFT data's are (no tokenizer:
     left to the run, which drops them when it renders)."""
     pattern = control_token_pattern(tokenizer) if tokenizer is not None else None
     if pattern is None:
         return pool
-    kept: list[_Group] = []
+    kept: list[Group] = []
     for group in pool:
         problems = list(dict.fromkeys(p for record in group for p in control_token_problems_of(record, pattern)))
         if problems:
@@ -257,100 +239,13 @@ def _reject_control_tokens(pool: list[_Group], tokenizer: Any, ledger: Ledger) -
     return kept
 
 
-def _as_conversation(group: _Group) -> Conversation:
-    """One conversation standing for a group: its prompt, then every record's completions (as ledger entry
-    and as the unit the split orders and stratifies)."""
-    first = group[0]
-    return Conversation([*first.prompt, *(m for r in group for m in r.completions())], first.tools, first.meta)
-
-
-def _text_key(record: PreferenceRecord) -> str:
-    """The normalised prompt and completions of ``record`` (:func:`dsft.data.clean.dedup_key`)."""
-    return dedup_key(Conversation([*record.prompt, *record.completions()], record.tools))
-
-
-def _key(group: _Group) -> str:
-    return "\x1b".join(f"{_text_key(record)}\x1c{record.label}\x1c{json.dumps(record.references, sort_keys=True)}"
-                        for record in group)
-
-
-_LABEL_WORD = {True: "desirable", False: "undesirable"}
-
-
-def _claim(record: PreferenceRecord, flipped: bool = False) -> tuple[str, str] | None:
-    """What ``record`` teaches, as a key on :func:`dsft.data.clean.dedup_key` (``flipped``: the opposite lesson): a
-    KTO record its completion's label, a pair its chosen side over its rejected one; None for a prompt (GRPO)."""
-    if record.label is not None:
-        return _text_key(record), _LABEL_WORD[record.label != flipped]
-    if record.chosen is None or record.rejected is None:
-        return None
-    first, second = (record.rejected, record.chosen) if flipped else (record.chosen, record.rejected)
-    return dedup_key(Conversation([*record.prompt, first, second], record.tools)), "pair"
-
-
-def _conflict(group: _Group, claims: dict[tuple[str, str], list[tuple[int, str]]]) -> tuple[str, str] | None:
-    """The step and reason removing ``group`` when another record read teaches the opposite of one of its records
-    (KTO: the same prompt and completion labelled desirable and undesirable; DPO/ORPO: the same prompt preferring B
-    over A where this prefers A over B), else None. ``claims``: claim -> the groups (id, origin) making it, in
-    reading order. A pair whose chosen and rejected sides are the same text as dedup_key compares them (``Paris`` and
-    ``paris``; exactly identical sides are rejected when read) conflicts with itself, read as DPO/ORPO or KTO data.
-    """
-    same = _same_sides(group, as_text=True)
-    if same:
-        return ("preference_conflict" if group[0].label is None else "label_conflict"), same
-    for record in group:
-        opposite = _claim(record, flipped=True)
-        others = [origin for owner, origin in claims.get(opposite, []) if owner != id(group)] if opposite else []
-        if not others:
-            continue
-        if record.label is not None:
-            return "label_conflict", (f"label conflicts with {others[0]}: same prompt and completion marked "
-                                      f"{opposite[1]} there")
-        return "preference_conflict", (f"preference conflicts with {others[0]}: same prompt and completions, chosen "
-                                       f"and rejected the other way round there")
-    return None
-
-
-def _deduplicate(pools: dict[str, list[_Group]], ledger: Ledger, exact: bool = True) -> dict[str, list[_Group]]:
-    """Records that contradict each other, then exact duplicates (prompt and completions, normalised as for SFT).
-
-    A completion labelled desirable in one record and undesirable in another with the same prompt (KTO) removes
-    every record holding it (``label_conflict``, naming the other record), and so does a pair preferring A over B
-    where another prefers B over A (DPO/ORPO, ``preference_conflict``), whatever ``exact``: trained, they would
-    push the model towards and away from the same text. With ``exact`` (``data.clean.exact_dedup``), a copy of a
-    kept record is removed (``exact_dedup``); eval splits keep theirs first."""
-    order = ("test", "val", "train")
-    claims: dict[tuple[str, str], list[tuple[int, str]]] = defaultdict(list)
-    for name in order:
-        for group in pools[name]:
-            for record in group:
-                claim = _claim(record)
-                if claim is not None:
-                    claims[claim].append((id(group), str(group[0].meta.get("origin"))))
-    seen: dict[str, str] = {}
-    out: dict[str, list[_Group]] = {name: [] for name in SPLITS}
-    for name in order:
-        for group in pools[name]:
-            conflict = _conflict(group, claims)
-            if conflict is not None:
-                ledger.remove(conflict[0], Removed(_as_conversation(group), conflict[1]))
-                continue
-            key, origin = _key(group), str(group[0].meta.get("origin"))
-            if exact and key in seen:
-                ledger.remove("exact_dedup", Removed(_as_conversation(group), f"exact duplicate of {seen[key]}"))
-                continue
-            seen[key] = origin
-            out[name].append(group)
-    return out
-
-
-def _split(pools: dict[str, list[_Group]], sources: dict[str, list[str]], cfg: DsftConfig) -> dict[str, list[_Group]]:
+def _split(pools: dict[str, list[Group]], sources: dict[str, list[str]], cfg: DsftConfig) -> dict[str, list[Group]]:
     """The train pool split as SFT data is (seeded, content-ordered, optionally stratified by a meta field)."""
     data = cfg.data
     val_ratio = 0.0 if sources["val"] else data.val_ratio
     test_ratio = 0.0 if sources["test"] else data.test_ratio
     pool = pools["train"]
-    stand_ins = [_as_conversation(g) for g in pool]
+    stand_ins = [as_conversation(g) for g in pool]
     parts = split_conversations(stand_ins, val_ratio, test_ratio, cfg.train.seed, data.stratify_by)
     owner = {id(c): g for c, g in zip(stand_ins, pool)}
     splits = {name: [owner[id(c)] for c in parts[name]] for name in SPLITS}
