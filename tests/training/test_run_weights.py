@@ -76,3 +76,28 @@ def test_eval_and_export_load_the_same_directories_for_a_run(tmp_path: Path, mon
         assert by_eval == by_export
     else:
         assert by_eval == by_export == tuple(tmp_path / e if e else None for e in expected)
+
+
+def test_a_missing_base_model_says_what_to_do_in_no_front_ends_words(tmp_path: Path, run_cli) -> None:
+    """The library's error said the command line's 'pass the base model with --base-model PATH_OR_ID' to every caller
+    of RunDir: a program, the dashboard, and `dsft compare`, which has no --base-model. It says what to do in words
+    any caller can act on; the commands that take --base-model (eval, export, serve, chat) name it
+    (test_cli_light_refusals), the dashboard says its own (test_ui_chat)."""
+    from dsft.training.base_model import BaseModelNotFound
+    from dsft.training.rundir import RunDir
+
+    run = _run(tmp_path, "lora", ("adapter_config.json",))
+    base = tmp_path / "base"
+    for name in ("config.json", "tokenizer_config.json"):
+        (base / name).unlink()
+    expected = (f"{run}: the run's base model was not found on this machine; tried: {base}\n  - put the base model "
+                "back where the first path tried says, or give the run another base model (a model directory, hub id "
+                "or tiny preset)")
+    for call in (RunDir(run).base_model, RunDir(run).check_base_model, RunDir(run).to_load, lambda: resolve_source(run)):
+        with pytest.raises(BaseModelNotFound) as refused:
+            call()
+        assert str(refused.value) == expected
+    (tmp_path / "d.jsonl").write_text(json.dumps({"prompt": "p", "completion": "c"}) + "\n", encoding="utf-8")
+    code, out, err = run_cli(["compare", "--tuned", str(run), "--data", str(tmp_path / "d.jsonl"), "--out",
+                              str(tmp_path / "cmp")])
+    assert code == 2 and "--base-model" not in out + err and "give the run another base model" in err, out + err

@@ -12,6 +12,8 @@ from typing import Any, Optional
 
 import typer
 
+from dsft.cli import base_model as base_model_flag
+
 # Metrics shown in terminal tables, in this order (fractions unless named bleu).
 TABLE_KEYS = (
     "exact_match", "f1", "numeric_accuracy", "bleu", "sentence_bleu", "rouge1", "rouge2", "rougeL",
@@ -205,13 +207,14 @@ TOP_P = typer.Option(None, "--top-p", help="Nucleus sampling (with --temperature
 SEED = typer.Option(0, "--seed", help="Sampling seed.")
 METRICS = typer.Option(None, "--metrics", "-m", help="Comma-separated metrics [default: eval.metrics, else all].")
 DEVICE = typer.Option(None, "--device", help="cpu or cuda:N (default: GPU if available).")
-BASE_MODEL = typer.Option(None, "--base-model", help="Where a moved LoRA run finds its base model (directory, hub id or tiny preset) [default: as recorded in run.json].")
+BASE_MODEL = typer.Option(None, "--base-model", help=base_model_flag.HELP)
 OVERWRITE = typer.Option(False, "--overwrite", help="Allow a non-empty --out: the files this command writes there "
                          "are replaced, other files are left alone.")
 THINKING = typer.Option(None, "--thinking/--no-thinking",
                         help="Thinking mode of hybrid templates (default: the run's, else the template's).")
 
 
+@base_model_flag.names_the_flag
 def eval_command(
     model_or_run: str = typer.Argument(..., help="Model directory, tiny preset, hub id, or a dsft run directory (or its final/ or one of its checkpoints)."),
     data: str = typer.Option(..., "--data", help="Eval data (any format dsft reads); the last assistant turn is the reference."),

@@ -7,10 +7,13 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from dsft.cli import base_model as base_model_flag
+
 if TYPE_CHECKING:
     from dsft.config import ExportConfig
 
 
+@base_model_flag.names_the_flag
 def export(
     run_or_model: str = typer.Argument(..., help="Run directory (with run.json; or its final/ or one of its checkpoints), model directory or tiny preset."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (new or empty; see --overwrite)."),
@@ -34,7 +37,7 @@ def export(
         None, "--max-shard-size", help="Safetensors shard size (hf) [default: export.max_shard_size]."
     ),
     name: str | None = typer.Option(None, "--name", help="Model name for `ollama create` (ollama)."),
-    base_model: str | None = typer.Option(None, "--base-model", help="Where a moved LoRA run finds its base model (directory, hub id or tiny preset) [default: as recorded in run.json]."),
+    base_model: str | None = typer.Option(None, "--base-model", help=base_model_flag.HELP),
     config: Path | None = typer.Option(
         None, "--config", help="YAML whose `export:` section gives the defaults [default: a run directory's own "
         "config.yaml, else the schema's defaults].",

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from dsft.cli import base_model as base_model_flag
 from dsft.cli import stopping
 
 if TYPE_CHECKING:
@@ -16,14 +17,13 @@ if TYPE_CHECKING:
 
 ADAPTER_HELP = "A named LoRA adapter, NAME=PATH (an adapter directory or a LoRA run); repeatable."
 MODEL_OR_RUN_HELP = "Model directory, tiny preset, hub id, or a run directory (or its final/ or one of its checkpoints)."
-BASE_MODEL_HELP = ("Where a moved LoRA run finds its base model (directory, hub id or tiny preset) [default: as "
-                   "recorded in run.json].")
 
 
 def _default_served_name(model_or_run: str) -> str:
     return Path(model_or_run.rstrip("/")).name or "dsft"
 
 
+@base_model_flag.names_the_flag
 def serve(
     model_or_run: str = typer.Argument(..., help=MODEL_OR_RUN_HELP),
     adapter: list[str] = typer.Option([], "--adapter", help=ADAPTER_HELP),
@@ -51,7 +51,7 @@ def serve(
     config: Path | None = typer.Option(None, "--config", help="YAML whose `serve:` section gives the defaults "
                                        "[default: a run directory's own config.yaml, else the schema's]."),
     dry_run: bool = typer.Option(False, "--dry-run", help="vllm engine: print the command instead of running it."),
-    base_model: str | None = typer.Option(None, "--base-model", help=BASE_MODEL_HELP),
+    base_model: str | None = typer.Option(None, "--base-model", help=base_model_flag.HELP),
     allow_unauthenticated: bool = typer.Option(
         False, "--allow-unauthenticated", help="Serve off loopback without an API key, on purpose (e.g. behind a "
         "gateway that authenticates); otherwise a --host other than loopback needs --api-key."),
@@ -138,6 +138,7 @@ def _serve_vllm(model_or_run: str, adapter: list[str], settings: "ServeSettings"
     raise typer.Exit(run_vllm(command))
 
 
+@base_model_flag.names_the_flag
 def chat(
     model_or_run: str = typer.Argument(..., help=MODEL_OR_RUN_HELP),
     system: str | None = typer.Option(None, "--system", help="System prompt."),
@@ -147,7 +148,7 @@ def chat(
     thinking: bool | None = typer.Option(None, "--thinking/--no-thinking", help="Hybrid-thinking families only."),
     seed: int | None = typer.Option(None, "--seed", help="Repeatable sampling."),
     quantize: str | None = typer.Option(None, "--quantize", help="int8: dynamic int8 weights on CPU."),
-    base_model: str | None = typer.Option(None, "--base-model", help=BASE_MODEL_HELP),
+    base_model: str | None = typer.Option(None, "--base-model", help=base_model_flag.HELP),
 ) -> None:
     """Chat in the terminal (streamed; reasoning dimmed). /reset, /system TEXT, /exit. Reads piped stdin too."""
     from rich.console import Console

@@ -97,15 +97,18 @@ class BaseModelRecord:
         return f"{self.name} ({exc})"
 
 
-CLI_HINT = "pass the base model with --base-model PATH_OR_ID (a model directory, hub id or tiny preset)"
+# What to do, in words any caller can act on; a front end says it its own way (BaseModelNotFound.with_hint): the
+# command line names its --base-model flag (dsft.cli.base_model), the dashboard its page's ways out (dsft.ui.chat).
+HINT = ("put the base model back where the first path tried says, or give the run another base model (a model "
+        "directory, hub id or tiny preset)")
 
 
 class BaseModelNotFound(DsftError):
     """A run's base model is found nowhere its record says: the error names whose base it is and every place tried.
-    What to do about it is the front end's to say (``hint``): the command line's ``--base-model`` by default; the
-    dashboard, which has no such field, says its own (:meth:`with_hint`)."""
+    What to do about it says no front end's flag by default (:data:`HINT`); a front end says its own
+    (:meth:`with_hint`): the command line its ``--base-model``, the dashboard, which has no such field, its page's."""
 
-    def __init__(self, whose: str, tried: list[str], hint: str = CLI_HINT) -> None:
+    def __init__(self, whose: str, tried: list[str], hint: str = HINT) -> None:
         self.whose, self.tried = whose, [t for t in tried if t]
         super().__init__(f"{whose} was not found on this machine; tried: {'; '.join(self.tried) or 'nothing recorded'}",
                          [hint])
