@@ -160,10 +160,11 @@ def test_trl_expert_varlen_is_trl_expert_on_the_segment_kernel(tiny_model_dir, t
     from dsft.training.bench.worker import run_system
 
     model_dir = tiny_model_dir("tiny-deepseek-v3")
+    held_out, _ = _held_out_file(model_dir, tmp_path)
     rows = {}
     for system in ("trl-expert", "trl-expert-varlen"):
         (tmp_path / system).mkdir()
-        rows[system] = run_system(_tiny_spec(system, model_dir, tmp_path / system))
+        rows[system] = run_system(_tiny_spec(system, model_dir, tmp_path / system) | {"held_out": str(held_out)})
     assert rows["trl-expert-varlen"]["dsft_accelerations"] == [SEGMENT_ATTENTION]
     assert "dsft_accelerations" not in rows["trl-expert"]
     assert rows["trl-expert-varlen"]["final_loss"] == pytest.approx(rows["trl-expert"]["final_loss"], rel=1e-5)
@@ -172,6 +173,54 @@ def test_trl_expert_varlen_is_trl_expert_on_the_segment_kernel(tiny_model_dir, t
         assert len(row["losses"]) == 2 and row["losses"][-1] == row["final_loss"]
     assert rows["trl-expert-varlen"]["losses"] == pytest.approx(rows["trl-expert"]["losses"], rel=1e-5)
     assert rows["trl-expert-varlen"]["supervised_tokens"] == rows["trl-expert"]["supervised_tokens"]
+    # The learning check, measured on each one's trained weights, agrees too.
+    assert rows["trl-expert-varlen"]["held_out_loss"] == pytest.approx(rows["trl-expert"]["held_out_loss"], rel=1e-5)
+
+
+def test_held_out_loss_is_the_plain_cross_entropy_of_the_supervised_targets(tiny_model_dir) -> None:
+    """One forward per conversation, fp32 lm_head in chunks: the same mean as full logits and F.cross_entropy
+    over every conversation's supervised next-token targets together; the model's mode is kept."""
+    from dsft.models.loading import load_model, load_tokenizer
+    from dsft.training.bench.held_out import held_out_loss
+
+    model_dir = tiny_model_dir("tiny-deepseek-v3")
+    examples = [{"input_ids": e.input_ids, "labels": e.labels}
+                for e in make_examples(load_tokenizer(model_dir), 3, seed=5, length_scale=0.1)]
+    model = load_model(model_dir, dtype="float32")
+    model.train()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for e in examples:
+            logits = model(torch.tensor([e["input_ids"]])).logits[0, :-1].float()
+            targets = torch.tensor(e["labels"][1:])
+            total += float(torch.nn.functional.cross_entropy(logits, targets, ignore_index=-100, reduction="sum"))
+            count += int(targets.ne(-100).sum())
+    assert held_out_loss(model, examples, bf16=False, chunk_size=7) == pytest.approx(total / count, rel=1e-5)
+    assert model.training
+
+
+def _held_out_file(model_dir: Path, tmp_path: Path) -> tuple[Path, list[dict]]:
+    from dsft.models.loading import load_tokenizer
+
+    held_out = [{"input_ids": e.input_ids, "labels": e.labels}
+                for e in make_examples(load_tokenizer(model_dir), 2, seed=9, length_scale=0.1)]
+    path = tmp_path / "held_out.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in held_out), encoding="utf-8")
+    return path, held_out
+
+
+def test_dsft_measures_the_held_out_loss_on_its_trained_weights(tiny_model_dir, tmp_path: Path) -> None:
+    """After its steps: the loss differs from the untrained model's (LoRA's B starts at zero, so that is the
+    base model's), by a little after two steps."""
+    from dsft.models.loading import load_model
+    from dsft.training.bench.held_out import held_out_loss
+    from dsft.training.bench.worker import run_system
+
+    model_dir = tiny_model_dir("tiny-deepseek-v3")
+    path, held_out = _held_out_file(model_dir, tmp_path)
+    trained = run_system(_tiny_spec("dsft", model_dir, tmp_path) | {"held_out": str(path)})["held_out_loss"]
+    untrained = held_out_loss(load_model(model_dir, dtype="float32"), held_out, bf16=False)
+    assert trained != untrained and trained == pytest.approx(untrained, rel=0.05)
 
 
 def test_profile_records_the_timed_steps(tiny_model_dir, tmp_path: Path) -> None:
@@ -229,6 +278,7 @@ def test_bench_train_cli_writes_the_report(tiny_model_dir, tmp_path: Path) -> No
             assert isinstance(row[key], (int, float)) and math.isfinite(row[key]) and row[key] > 0, key
         assert row["uncredited_rows"] == 0
         assert row["supervised_tokens"] <= row["real_tokens"] <= row["padded_tokens"]
+        assert math.isfinite(row["held_out_loss"]) and row["held_out_loss"] > 0
     seed = report["systems"]["seed"]
     assert seed["padded_tokens"] == 2 * 256 * 1  # every example padded to --seq-len, 2 per step
     assert set(report["ratios"]) == {"vs_seed"} == set(report["memory_ratios"])

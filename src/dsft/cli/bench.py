@@ -21,17 +21,18 @@ def _table(report: dict[str, Any]) -> Any:
                         f"{report['machine']['device']}"
                         + (f"; dsft with {', '.join(options)}" if options else ""))
     for column in ("system", "supervised tok/s", "tok/s", "peak memory", "MFU", "final loss",
-                   "dsft speed-up", "dsft memory"):
+                   "held-out loss", "dsft speed-up", "dsft memory"):
         table.add_column(column, justify="left" if column == "system" else "right")
     for name, row in report["systems"].items():
         if "failed" in row:
-            table.add_row(name, "failed: " + row["failed"].splitlines()[0], *["-"] * 6)
+            table.add_row(name, "failed: " + row["failed"].splitlines()[0], *["-"] * 7)
             continue
         speed = report["ratios"].get(f"vs_{name}")
         memory = report["memory_ratios"].get(f"vs_{name}")
         table.add_row(
             name, f"{row['supervised_tokens_per_s']:,.0f}", f"{row['tokens_per_s']:,.0f}",
             f"{row['peak_memory_bytes'] / 2**20:,.0f} MiB", f"{row['mfu']:.1%}", f"{row['final_loss']:.3f}",
+            f"{row['held_out_loss']:.3f}" if "held_out_loss" in row else "-",
             f"{speed:.2f}x" if speed else "-", f"{memory:.2f}x" if memory else "-",
         )
     return table

@@ -35,6 +35,7 @@ from dsft.config.schema import TrainConfig
 from dsft.errors import DsftError
 from dsft.models.loading import load_tokenizer
 from dsft.models.resolve import resolve_model
+from dsft.training.bench.held_out import HELD_OUT_CONVERSATIONS, HELD_OUT_SEED_OFFSET
 from dsft.training.bench.settings import check_bench_settings, conversation_count
 from dsft.training.bench.synthetic import make_examples
 from dsft.training.bench.systems import bench_precision
@@ -51,6 +52,9 @@ DEFINITIONS = {
     "timing": "optimizer steps after the first (warm-up)",
     "losses": "the logged training loss of every optimizer step, the warm-up step first; each system packs "
               "and orders the conversations its own way, so the same step holds different conversations",
+    "held_out_loss": f"mean loss on the supervised targets of {HELD_OUT_CONVERSATIONS} conversations none of the "
+                     "systems trained on (drawn with another seed), measured the same way for every system after "
+                     "its steps (one forward per conversation, fp32 lm_head and loss): equal values, equal learning",
     "peak_memory_bytes": "peak RSS of the process on CPU; torch.cuda.max_memory_allocated on GPU",
 }
 
@@ -140,6 +144,9 @@ def run_bench(
     tokenizer = load_tokenizer(model_dir)
     count = conversation_count(steps, examples_per_step, micro_batch_size)
     examples = make_examples(tokenizer, count, seed, length_scale, mix=lengths)
+    held_out = [e for e in make_examples(tokenizer, HELD_OUT_CONVERSATIONS * 4, seed + HELD_OUT_SEED_OFFSET,
+                                         length_scale, mix=lengths)
+                if len(e.input_ids) <= seq_len][:HELD_OUT_CONVERSATIONS]
     # Peak FLOP/s by dtype name, as the systems report the dtypes their body and lm_head run in.
     peaks = {name: measure_matmul_peak(threads, device, dtype)
              for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
@@ -163,10 +170,14 @@ def run_bench(
         data = work / "examples.jsonl"
         data.write_text("".join(json.dumps({"messages": e.messages, "input_ids": e.input_ids,
                                             "labels": e.labels}) + "\n" for e in examples), encoding="utf-8")
+        held_out_data = work / "held_out.jsonl"
+        held_out_data.write_text("".join(json.dumps({"input_ids": e.input_ids, "labels": e.labels}) + "\n"
+                                         for e in held_out), encoding="utf-8")
         for system in ("dsft", *compare):
             if progress:
                 progress(f"running {system} ...")
-            spec = {"system": system, "model_dir": str(model_dir), "data": str(data), "steps": steps,
+            spec = {"system": system, "model_dir": str(model_dir), "data": str(data),
+                    "held_out": str(held_out_data) if held_out else None, "steps": steps,
                     "seq_len": seq_len, "examples_per_step": examples_per_step, "method": method, "seed": seed,
                     "lr": lr, "threads": threads, "work_dir": str(work / system),
                     "loss_chunk_size": loss_chunk_size, "loss_dtype": loss_dtype,

@@ -18,6 +18,7 @@ from transformers import set_seed
 from dsft.config.schema import LoraConfig
 from dsft.models.loading import load_model, load_tokenizer
 from dsft.models.lora import apply_lora
+from dsft.training.bench.held_out import held_out_loss
 from dsft.training.bench.profiling import StepProfiler
 from dsft.training.bench.systems import BUILDERS, Meter, bench_precision, summarize
 
@@ -56,6 +57,9 @@ def run_system(spec: dict[str, Any]) -> dict[str, Any]:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     result = summarize(meter, base, peak_memory_bytes(device), full)
     result["memory_before_train_bytes"] = memory_before
+    if spec.get("held_out"):  # after the peak memory is read: the check's forwards are no part of training
+        held_out = [json.loads(line) for line in Path(spec["held_out"]).read_text(encoding="utf-8").splitlines()]
+        result["held_out_loss"] = held_out_loss(model, held_out, bf16=bool(trainer.args.bf16))
     result["optimizer_steps_timed"] = spec["steps"]
     if profiler is not None:
         result["profiled"], result["profile"] = True, profiler.summary
