@@ -264,3 +264,33 @@ def test_a_run_with_only_its_config_is_listed_as_unusable_and_refused_saying_why
     assert serve_defaults(run).max_tokens == 2048 and serve_defaults(runs_root / "alpha").max_tokens == 2048
     (runs_root / "alpha" / "config.yaml").write_text((run / "config.yaml").read_text())
     assert serve_defaults(runs_root / "alpha" / "checkpoints" / "checkpoint-2").max_tokens == 64
+
+
+def test_a_full_runs_base_side_by_side_is_the_base_with_its_own_tokenizer(tmp_path: Path, tiny_model_dir) -> None:
+    """Base side by side of a full run loaded the base weights with the run's tokenizer. A run may have changed the
+    tokenizer (here: an added token, its embedding row grown in the trained weights only), so the base model was fed
+    ids its embeddings do not have and the base side failed; it is the base as `dsft compare` evaluates it and `dsft
+    chat BASE` loads it: its own tokenizer, prompted in the run's template."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from dsft.ui.chat import sources
+
+    base = shutil.copytree(tiny_model_dir("tiny-deepseek-v3"), tmp_path / "base")
+    root, added = tmp_path / "runs", "<reservoir>"
+    run = _weights_run(root, "full", base)
+    shutil.rmtree(run / "final")
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    tokenizer.add_tokens([added])
+    model = AutoModelForCausalLM.from_pretrained(base)
+    model.resize_token_embeddings(len(tokenizer))
+    model.save_pretrained(run / "final")
+    tokenizer.save_pretrained(run / "final")
+    (_, tuned, _), (_, beside, _) = sources(run, None, with_base=True)
+    assert (tuned.tokenizer_dir, beside.model_dir, beside.tokenizer_dir, beside.template) == (
+        run / "final", base, base, tuned.template)
+    with TestClient(create_app(root), base_url="http://127.0.0.1") as client:
+        got = client.post("/api/chat", headers=POST, json={
+            "run": "full", "messages": [{"role": "user", "content": f"Which {added} is deepest?"}], "max_tokens": 2,
+            "temperature": 0, "side_by_side": True}).json()
+    assert "error" not in got["base"] and "error" not in got["tuned"], got
+    assert got["base"]["usage"]["prompt_tokens"] > got["tuned"]["usage"]["prompt_tokens"]  # the token spelt out

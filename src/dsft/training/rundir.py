@@ -288,6 +288,14 @@ class RunDir:
         base = self.base_model(base_model, cache_dir)
         return WeightsToLoad(base, weights if _has_tokenizer(weights) else self._base_tokenizer(base), weights)
 
+    def base_to_load(self, base_model: str | Path | None = None, cache_dir: str | Path | None = None) -> WeightsToLoad:
+        """The run's base model as it loads on its own, beside the trained weights (the dashboard's base side by side
+        of a full run), as ``dsft compare`` evaluates it: the base directory with its own tokenizer, not the run's (a
+        run may have changed it: added tokens, whose ids the base's embeddings do not have, another chat template);
+        the tokenizer of the weights pointed at (final/ or a checkpoint) only where the base directory has none."""
+        base = self.base_model(base_model, cache_dir)
+        return WeightsToLoad(base, base if _has_tokenizer(base) else self.to_load(base_model, cache_dir).tokenizer_dir)
+
     def _base_tokenizer(self, base: Path) -> Path:
         if not _has_tokenizer(base):
             raise DsftError(f"no tokenizer files in {self.weights} or {base}")

@@ -80,12 +80,13 @@ def sources(run_dir: Path, checkpoint: str | None, with_base: bool) -> list[tupl
         return [(key, replace(source, adapter_dir=None), {TUNED: source.adapter_dir})]
     found = [(key, source, {})]
     if with_base:  # a full run's base is looked for only when asked: a run moved without it still chats
-        try:
-            base = RunDir(run_dir).base_model()
+        try:  # the base as it loads alone (its own tokenizer), prompted in the run's template, as dsft compare does
+            base = RunDir(run_dir, weights=weights).base_to_load()
         except BaseModelNotFound as exc:
             raise exc.with_hint("put the base model back where the first path tried says, or untick base side by "
                                 "side to chat with the tuned model alone") from None
-        found.append((f"base|{base}|{source.template}", replace(source, model_dir=base), {}))
+        found.append((f"base|{base.model_dir}|{base.tokenizer_dir}|{source.template}",
+                      replace(source, model_dir=base.model_dir, tokenizer_dir=base.tokenizer_dir), {}))
     return found
 
 
