@@ -85,3 +85,21 @@ def test_replies_are_printed_as_written_not_as_rich_emoji(tokenizer: Any, monkey
     answered = chat.run_chat(session, ["Hi"], Console(file=screen, width=200), interactive=False)
     assert answered == 1 and reply in screen.getvalue()
     assert session.history[-1].content == reply
+
+
+def test_a_line_that_is_not_utf8_is_refused_and_the_session_goes_on(tokenizer: Any) -> None:
+    """A GBK terminal (or piped GBK file) under a UTF-8 locale: the undecodable bytes reached the tokenizer as lone
+    surrogates, a TypeError traceback ended the chat and its history was lost."""
+    from dsft.serve.chat import ChatSession, run_chat
+
+    session = ChatSession(scripted_serving(tokenizer, ANSWER, "deepseek-r1"), max_tokens=40)
+    screen = io.StringIO()
+    gbk = "你好".encode("gbk").decode("utf-8", errors="surrogateescape")  # what sys.stdin reads
+    answered = run_chat(session, ["Hi", gbk, f"/system {gbk}", "And 3+3?"], Console(file=screen, width=300),
+                        interactive=False)
+    assert answered == 2
+    assert [m.role for m in session.history] == ["user", "assistant", "user", "assistant"]
+    assert session.system is None
+    text = " ".join(screen.getvalue().split())
+    assert text.count("line not sent: not valid UTF-8 (byte 0xC4 at character") == 2
+    assert "line not sent: not valid UTF-8 (byte 0xC4 at character 0); it reads as GBK/GB18030 Chinese" in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import shlex
 import sys
 from pathlib import Path
@@ -168,6 +169,8 @@ def chat(
     serving = load_serving_model(resolve_source(model_or_run, base_model), quantize=quantize)
     session = ChatSession(serving, max_tokens=max_tokens, temperature=temperature, thinking=thinking, seed=seed,
                           system=system)
+    if isinstance(sys.stdin, io.TextIOWrapper):  # undecodable bytes reach run_chat, which names them, not a traceback
+        sys.stdin.reconfigure(errors="surrogateescape")
     run_chat(session, sys.stdin, console, interactive=sys.stdin.isatty())
 
 

@@ -1,7 +1,8 @@
 """``dsft chat``: a terminal conversation with a model, streamed, reasoning shown dimmed.
 
 Lines come from any text stream (a terminal or a pipe); ``/reset`` clears the history, ``/system TEXT``
-sets the system prompt (and clears the history), ``/exit`` or end of input quits. The prompt is the
+sets the system prompt (and clears the history), ``/exit`` or end of input quits. A line that is not UTF-8 (a GBK
+terminal) is refused with the encoding it reads as; the session goes on. The prompt is the
 training template's rendering, as in ``dsft serve``.
 """
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from rich.console import Console
 
 from dsft.data.conversation import Conversation, Message
+from dsft.data.validate import find_bad_unicode
 from dsft.errors import DsftError
 from dsft.serve.generation import GenerationRequest, RowResult, generate_batch
 from dsft.serve.prompts import generation_starts_in_reasoning, render_chat_prompt, tokenize_prompt
@@ -97,6 +99,9 @@ def run_chat(session: ChatSession, lines: Iterable[str], console: Console, inter
             continue
         if line in ("/exit", "/quit"):
             break
+        if bad := find_bad_unicode(line):  # undecodable input bytes: the tokenizer would end the session
+            console.print(f"line not sent: {bad}", style="dim", markup=False)
+            continue
         if line == "/reset":
             session.reset()
             console.print("[dim](history cleared)[/dim]")
