@@ -259,6 +259,13 @@ def test_prompts_the_template_cannot_render_as_written_are_skipped_and_counted(
                        "an assistant turn right after another": 1}, metrics["skipped"]
     assert evaluate_model(model, data, tmp_path / "v3", template="deepseek-v3", max_new_tokens=2,
                           progress=False)["count"] == 3  # V3 opens each turn with its header
+    # A system message after the first turn is scored as training rendered it (V3 moves it to the start, as
+    # its official template does), though dsft serve refuses it from a client.
+    late_system = tmp_path / "late_system.jsonl"
+    late_system.write_text(record(("user", "q"), ("assistant", "a"), ("system", "be brief"), ("user", "u"),
+                                  ("assistant", "c")) + "\n")
+    assert evaluate_model(model, late_system, tmp_path / "v3-late", template="deepseek-v3", max_new_tokens=2,
+                          progress=False)["count"] == 1
     only_together = tmp_path / "together.jsonl"
     only_together.write_text(together_in_history + "\n")
     with pytest.raises(DsftError, match="no usable evaluation records: the deepseek-v3.2 template cannot render any"):

@@ -67,14 +67,17 @@ def item_from_conversation(conversation: Conversation, record: dict[str, Any] | 
 def renderable_items(items: Sequence[EvalItem], template: ChatTemplate) -> tuple[list[EvalItem], Counter[str]]:
     """The items whose prompt ``template`` can render as written, and the others counted per reason
     (``prompt: REASON``): the role orders :meth:`~dsft.templates.spec.ChatTemplate.prompt_problems` names, which
-    ``dsft serve`` answers with a 400. Under V3.1 or V3.2 a prompt holding two assistant turns in a row, or ending
+    ``dsft serve`` answers with a 400, except a system message after the first turn, which the families that move
+    it to the start render as training did. Under V3.1 or V3.2 a prompt holding two assistant turns in a row, or ending
     with the assistant turn before the reference, would be scored on a reply written straight after an
     end-of-sentence token with no header.
     """
     kept: list[EvalItem] = []
     refused: Counter[str] = Counter()
     for item in items:
-        problems = template.prompt_problems(item.prompt)
+        # A late system message is rendered as training rendered it (moved to the start where the family does);
+        # dsft serve refuses it only because a client who put it there may not expect the move.
+        problems = template.prompt_problems(item.prompt, system_may_move=True)
         if problems:
             refused[f"prompt: {problems[0][1]}"] += 1
         else:

@@ -92,9 +92,10 @@ class TemplateFamily:
     # seen: training counts such conversations and warns (dsft.training.examples).
     heads_every_assistant_turn: bool = True
 
-    def prompt_problems(self, conv: Conversation) -> list[tuple[int | None, str]]:
-        """Role orders this family's inference prompt cannot render faithfully (see :func:`prompt_order_problems`)."""
-        return prompt_order_problems(conv, self.hoists_system, self.heads_every_assistant_turn)
+    def prompt_problems(self, conv: Conversation, system_may_move: bool = False) -> list[tuple[int | None, str]]:
+        """Role orders this family's inference prompt cannot render faithfully (see :func:`prompt_order_problems`);
+        with ``system_may_move`` a late system message is not one (the template moves it, as training does)."""
+        return prompt_order_problems(conv, self.hoists_system and not system_may_move, self.heads_every_assistant_turn)
 
     @property
     def chat_template(self) -> str:

@@ -142,8 +142,9 @@ class HFChatTemplate:
         except Exception as exc:  # jinja2 errors, raise_exception() in the template
             raise DsftError(f"template.name=hf: the model's chat_template failed to render: {exc}") from exc
 
-    def prompt_problems(self, conv: Conversation) -> list[tuple[int | None, str]]:
-        """Role orders refused for a prompt: the rules every family shares (the model's own template may add more)."""
+    def prompt_problems(self, conv: Conversation, system_may_move: bool = False) -> list[tuple[int | None, str]]:
+        """Role orders refused for a prompt: the rules every family shares (the model's own template may add more;
+        it writes a late system message where it stands, so ``system_may_move`` changes nothing)."""
         return prompt_order_problems(conv, hoists_system=False)
 
     def render_prompt(self, conv: Conversation, thinking: bool | None = None, add_generation_prompt: bool = True) -> str:

@@ -81,9 +81,11 @@ class ChatTemplate(Protocol):
         """The inference prompt: byte-identical to the official template with the generation prompt."""
         ...
 
-    def prompt_problems(self, conv: Conversation) -> list[tuple[int | None, str]]:
+    def prompt_problems(self, conv: Conversation, system_may_move: bool = False) -> list[tuple[int | None, str]]:
         """Role orders the inference prompt cannot render faithfully: ``(message index or None, reason)``
-        (see :func:`dsft.templates.base.prompt_order_problems`); empty when the order is fine."""
+        (see :func:`dsft.templates.base.prompt_order_problems`); empty when the order is fine.
+        ``system_may_move``: a system message after the first turn is no problem where the family moves it to the
+        start (as training renders it: eval of the run's own data), only where a client put it there (serve)."""
         ...
 
     def render_train(self, conv: Conversation, tokenizer: Any, masking: str = "assistant",
