@@ -155,6 +155,29 @@ def test_a_named_split_left_empty_says_the_most_frequent_reasons(tmp_path: Path,
                          f"(first: {val}:1)"], err
 
 
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_a_named_preference_split_left_empty_is_refused_as_sfts_is(tmp_path: Path, run_cli, split: str) -> None:
+    """Every record of a DPO config's data.val (data.test) rejected: the preparation went on without validation
+    (test) data, exit 0, where SFT data is refused naming the most frequent reasons."""
+    train, named = tmp_path / "pairs.jsonl", tmp_path / f"{split}.jsonl"
+    train.write_text("".join(json.dumps({"prompt": f"q{i}", "chosen": f"good {i}", "rejected": f"bad {i}"}) + "\n"
+                             for i in range(6)))
+    named.write_text(json.dumps({"prompt": "q", "chosen": "a"}) + "\n" + '{"prompt" "q"}\n' * 2)
+    config = tmp_path / "dpo.yaml"
+    config.write_text(f"data: {{train: [{train}], {split}: [{named}]}}\ntrain: {{objective: dpo}}\n")
+    out = tmp_path / "o"
+    code, stdout, err = run_cli(["data", "prepare", "--config", str(config), "--out", str(out),
+                                 "--tokenizer", "deepseek"])
+    assert code == 2 and "Traceback" not in err, (stdout, err)
+    purpose = {"val": "validate on", "test": "test on"}[split]
+    lines = err.splitlines()
+    assert lines[0] == (f"error: data.{split}: no records left to {purpose}: read 3, rejected 3 "
+                        f"({named}; see {out / 'data_report.json'})"), err
+    assert lines[1:] == [f"data.{split}: 3 of 3 records rejected; each one and why: {out / 'rejects.jsonl'}",
+                         f"  2 x malformed JSON: Expecting ':' delimiter (column 11) (first: {named}:2)",
+                         f"  1 x pair: missing field(s) rejected (first: {named}:1)"], err
+
+
 def test_a_prepared_directory_given_as_input_is_refused_naming_data_prepared_dir(tmp_path: Path, run_cli) -> None:
     """Read whole, its val and test splits joined the training data (and its report was one rejected record), exit 0."""
     prepared = tmp_path / "prepared"

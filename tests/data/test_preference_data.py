@@ -349,3 +349,17 @@ def test_sft_cleaning_keys_preference_preparation_runs_are_accepted() -> None:
     assert objective_problems(cfg) == []
     refused = DsftConfig.model_validate({"train": {"objective": "dpo"}, "data": {"clean": {"near_dedup": True}}})
     assert "data.clean.near_dedup: only data.clean.strip_html, normalize_unicode" in "\n".join(objective_problems(refused))
+
+
+@pytest.mark.parametrize("objective", ["dpo", "kto"])
+def test_a_named_val_file_emptied_by_cleaning_is_refused(tmp_path: Path, objective: str) -> None:
+    """data.val's only pair contradicts a train pair (removed, both): the preparation went on without validation."""
+    train = _write(tmp_path / "train.jsonl", [{"prompt": f"q{i}", "chosen": f"good {i}", "rejected": f"bad {i}"}
+                                               for i in range(4)])
+    val = _write(tmp_path / "val.jsonl", [{"prompt": "q0", "chosen": "bad 0", "rejected": "good 0"}])
+    cfg = DsftConfig.model_validate({"data": {"train": [str(train)], "val": [str(val)]}})
+    with pytest.raises(DataError) as info:
+        prepare_preference(cfg, tmp_path / "out", objective)
+    assert str(info.value) == (f"data.val: no records left to validate on: read 1, rejected 0 ({val}; see "
+                               f"{tmp_path / 'out' / 'data_report.json'}); removed by cleaning (deduplicated against "
+                               "train, or filtered)")

@@ -20,10 +20,11 @@ Order of steps (each optional step is configured under ``data.clean``):
 The identity ``read + sum(added) == kept + rejected + sum(removed)`` (``kept`` = the records in the splits)
 is asserted before anything is written.
 
-This module runs the steps in that order and says what an empty result means; the steps themselves live in
+This module runs the steps in that order; the steps themselves live in
 :mod:`dsft.data.pool_cleaning` (1-4), :mod:`dsft.data.split_steps` (5-7), :mod:`dsft.data.report` (statistics) and
 :mod:`dsft.data.prepared_folder` (the files written, read back by ``load_prepared``). Inputs are checked before
-any of it by :mod:`dsft.data.input_checks`.
+any of it by :mod:`dsft.data.input_checks`; what an empty result means is said by :mod:`dsft.data.empty_splits`
+(shared with preference data).
 """
 
 from __future__ import annotations
@@ -37,14 +38,15 @@ from typing import Any
 from dsft.config.schema import DsftConfig
 from dsft.data import augment, mix, semantic
 from dsft.data.input_checks import training_sources
-from dsft.data.ledger import Ledger, rejected_reasons
+from dsft.data.empty_splits import check_splits_left
+from dsft.data.ledger import Ledger
 from dsft.data.pool_cleaning import (
     count_pool_tokens, deduplicate_pools, filter_pools, read_pools, reject_control_tokens_in_pools,
     remove_nothing_trained, rewrite_pools, score_pools,
 )
 from dsft.data.prepared_folder import REPORT_FILE, Prepared, mark_preparing, write_prepared, write_report
 from dsft.data.reasoning_policy import reasoning_stats
-from dsft.data.report import build_report, rejection_notice
+from dsft.data.report import build_report
 from dsft.data.split_steps import (
     apply_reasoning, augment_train, balance_train, check_contamination, mix_into_train, split_pools,
 )
@@ -111,45 +113,8 @@ def prepare(
     if empty:  # after the report and rejects are written: they say why
         raise DataError(f"data.mix: {', '.join(empty)}: no records left to mix in after reading and cleaning "
                         f"(see {out / REPORT_FILE} and {out / 'rejects.jsonl'})", job_wide=True)
-    if not splits["train"]:
-        raise _nothing_left_to_train_on(report, ledger, out)
-    for name in ("val", "test"):
-        if sources[name] and not splits[name]:  # asked for by name: an empty one would go unnoticed (no eval, no test)
-            raise _named_split_left_empty(name, sources[name], ledger, out)
+    check_splits_left(report, sources, ledger, out)
     return Prepared(splits, report, out)
-
-
-def _nothing_left_to_train_on(report: dict[str, Any], ledger: Ledger, out: Path) -> DataError:
-    """The train split is empty: the counts, where the report is, what removed records and why records were
-    rejected (the most frequent reasons)."""
-    why = ": the inputs hold no records" if not report["read"] else ""  # often one wrong field name, or one filter
-    removed = [f"{step} {count}" for step, count in report["removed"].items() if count]
-    if removed:
-        why += f"; removed by {', '.join(removed)}"
-        first_removed = next(item for items in ledger.removed.values() for item in items)
-        why += f"; first removed: {first_removed.conversation.meta.get('origin', '?')}: {first_removed.reason}"
-    notice = rejection_notice(report, out)  # the most frequent reasons, as a preparation that kept some says them
-    return DataError(
-        f"no records left to train on: read {report['read']}, rejected {report['rejected']}, "
-        f"removed {sum(report['removed'].values())}, kept {report['kept']} "
-        f"(splits {report['splits']}; see {out / REPORT_FILE}){why}" + (f"\n{notice}" if notice else ""),
-        job_wide=True,  # every process of a launched job prepares the same data
-    )
-
-
-def _named_split_left_empty(name: str, files: list[str], ledger: Ledger, out: Path) -> DataError:
-    """``data.val`` / ``data.test`` named files and none of their records is left: why, as the train check says
-    (the most frequent reasons of the split's own rejections, and whether cleaning removed the rest)."""
-    purpose = {"val": "validate on", "test": "test on"}[name]
-    read, rejected = ledger.read_by_split[name], ledger.rejected_by_split.get(name, [])
-    why = ": the files hold no records" if not read else ""
-    if len(rejected) < read:
-        why += "; removed by cleaning (deduplicated against train, or filtered)"
-    notice = rejection_notice({"read": read, "rejected": len(rejected), "rejected_reasons": rejected_reasons(rejected)},
-                              out, f"data.{name}")
-    return DataError(f"data.{name}: no records left to {purpose}: read {read}, rejected {len(rejected)} "
-                     f"({', '.join(files)}; see {out / REPORT_FILE}){why}" + (f"\n{notice}" if notice else ""),
-                     job_wide=True)
 
 
 class _Stopwatch:

@@ -21,6 +21,7 @@ from typing import Any
 from dsft.config.schema import DsftConfig
 from dsft.data.clean import TEXT_REWRITES, Removed, rewrite_steps, source_of
 from dsft.data.control_tokens import control_token_pattern
+from dsft.data.empty_splits import named_split_left_empty
 from dsft.data.ingest import Rejection, rejection_error, write_rejections
 from dsft.data.ledger import Ledger
 from dsft.data.preference import (
@@ -84,9 +85,9 @@ def prepare_preference(cfg: DsftConfig, out_dir: str | Path, objective: str, tok
     if not sources["train"]:
         raise DataError("no training data: set data.train")
     ledger = Ledger()
-    pools = {name: _read(sources[name], kind, cfg, ledger) for name in SPLITS}
+    pools = {name: _read(name, sources[name], kind, cfg, ledger) for name in SPLITS}
     pools = {name: _rewrite(pool, cfg, ledger) for name, pool in pools.items()}
-    pools = {name: _reject_control_tokens(pool, tokenizer, ledger) for name, pool in pools.items()}  # after NFKC
+    pools = {name: _reject_control_tokens(name, pool, tokenizer, ledger) for name, pool in pools.items()}  # after NFKC
     if ledger.rejections and data.on_error == "fail":
         write_rejections(ledger.rejections, out / "rejects.jsonl")
         raise rejection_error(ledger.rejections, out / "rejects.jsonl")
@@ -121,6 +122,9 @@ def prepare_preference(cfg: DsftConfig, out_dir: str | Path, objective: str, tok
             + (f"\n{notice}" if notice else ""),
             job_wide=True,  # every process of a launched job prepares the same data
         )
+    for name in ("val", "test"):
+        if sources[name] and not splits[name]:  # asked for by name: an empty one would go unnoticed (no eval, no test)
+            raise named_split_left_empty(name, sources[name], ledger, out)
     return PreparedPreference(kind, splits, report, out)
 
 
@@ -167,15 +171,18 @@ def reasoning_report(records: list[PreferenceRecord]) -> dict[str, Any]:
     return {**counts, "pairs_reasoning_on_one_side": one_sided}
 
 
-def _read(patterns: list[str], kind: str, cfg: DsftConfig, ledger: Ledger) -> list[Group]:
+def _read(split: str, patterns: list[str], kind: str, cfg: DsftConfig, ledger: Ledger) -> list[Group]:
+    """``split``'s files read and parsed, every record and rejection booked (for the split too)."""
     if not patterns:
         return []
     out: list[Group] = []
     for raw in read_records(patterns):
         ledger.read += 1
+        ledger.read_by_split[split] += 1
         parsed = parse_raw(raw, kind, cfg.data.columns)
         if isinstance(parsed, Rejection):
             ledger.rejections.append(parsed)
+            ledger.rejected_by_split.setdefault(split, []).append(parsed)
             continue
         ledger.formats["pair" if is_pair(raw.data) else kind] += 1
         out.append(parsed)
@@ -223,7 +230,7 @@ def _rewrite_references(records: list[PreferenceRecord], step: str) -> str | Non
     return None
 
 
-def _reject_control_tokens(pool: list[Group], tokenizer: Any, ledger: Ledger) -> list[Group]:
+def _reject_control_tokens(split: str, pool: list[Group], tokenizer: Any, ledger: Ledger) -> list[Group]:
     """Records holding a control token of ``tokenizer`` written as text, rejected as SFT data's are (no tokenizer:
     left to the run, which drops them when it renders)."""
     pattern = control_token_pattern(tokenizer) if tokenizer is not None else None
@@ -233,7 +240,9 @@ def _reject_control_tokens(pool: list[Group], tokenizer: Any, ledger: Ledger) ->
     for group in pool:
         problems = list(dict.fromkeys(p for record in group for p in control_token_problems_of(record, pattern)))
         if problems:
-            ledger.rejections.append(Rejection(str(group[0].meta.get("origin", "?")), problems, group[0].to_dict()))
+            rejection = Rejection(str(group[0].meta.get("origin", "?")), problems, group[0].to_dict())
+            ledger.rejections.append(rejection)
+            ledger.rejected_by_split.setdefault(split, []).append(rejection)
         else:
             kept.append(group)
     return kept

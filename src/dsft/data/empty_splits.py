@@ -1,0 +1,61 @@
+"""What a preparation (SFT or preference data) says when a split it needs came out empty: no records left to
+train on, or none left in the ``data.val`` / ``data.test`` files it was given by name.
+
+Both errors name the counts, where the report is and why (the most frequent rejection reasons, each with its
+count and first ``file:line``; what cleaning removed), in the words of :func:`dsft.data.report.rejection_notice`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dsft.data.ledger import Ledger, rejected_reasons
+from dsft.data.prepared_folder import REPORT_FILE
+from dsft.data.report import rejection_notice
+from dsft.errors import DataError
+
+
+def check_splits_left(report: dict[str, Any], sources: dict[str, list[str]], ledger: Ledger, out: Path,
+                      records: str = "records") -> None:
+    """Refuse a preparation whose train split is empty, or whose ``data.val`` / ``data.test`` files (named, so an
+    empty split would go unnoticed: no evaluation, no test) left no record; called once the report and rejects are
+    written, which the errors point at. ``records`` names what was read (``pair records``)."""
+    if not report["splits"]["train"]:
+        raise nothing_left_to_train_on(report, ledger, out, records)
+    for name in ("val", "test"):
+        if sources[name] and not report["splits"][name]:
+            raise named_split_left_empty(name, sources[name], ledger, out)
+
+
+def nothing_left_to_train_on(report: dict[str, Any], ledger: Ledger, out: Path, records: str = "records") -> DataError:
+    """The train split is empty: the counts, where the report is, what removed records and why records were
+    rejected (the most frequent reasons)."""
+    why = ": the inputs hold no records" if not report["read"] else ""  # often one wrong field name, or one filter
+    removed = [f"{step} {count}" for step, count in report["removed"].items() if count]
+    if removed:
+        why += f"; removed by {', '.join(removed)}"
+        first_removed = next(item for items in ledger.removed.values() for item in items)
+        why += f"; first removed: {first_removed.conversation.meta.get('origin', '?')}: {first_removed.reason}"
+    notice = rejection_notice(report, out)  # the most frequent reasons, as a preparation that kept some says them
+    return DataError(
+        f"no {records} left to train on: read {report['read']}, rejected {report['rejected']}, "
+        f"removed {sum(report['removed'].values())}, kept {report['kept']} "
+        f"(splits {report['splits']}; see {out / REPORT_FILE}){why}" + (f"\n{notice}" if notice else ""),
+        job_wide=True,  # every process of a launched job prepares the same data
+    )
+
+
+def named_split_left_empty(name: str, files: list[str], ledger: Ledger, out: Path) -> DataError:
+    """``data.val`` / ``data.test`` named files and none of their records is left: why, as the train check says
+    (the most frequent reasons of the split's own rejections, and whether cleaning removed the rest)."""
+    purpose = {"val": "validate on", "test": "test on"}[name]
+    read, rejected = ledger.read_by_split[name], ledger.rejected_by_split.get(name, [])
+    why = ": the files hold no records" if not read else ""
+    if len(rejected) < read:
+        why += "; removed by cleaning (deduplicated against train, or filtered)"
+    notice = rejection_notice({"read": read, "rejected": len(rejected), "rejected_reasons": rejected_reasons(rejected)},
+                              out, f"data.{name}")
+    return DataError(f"data.{name}: no records left to {purpose}: read {read}, rejected {len(rejected)} "
+                     f"({', '.join(files)}; see {out / REPORT_FILE}){why}" + (f"\n{notice}" if notice else ""),
+                     job_wide=True)
