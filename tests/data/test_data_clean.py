@@ -54,6 +54,14 @@ def test_normalize_unicode_nfkc_controls_and_chinese_punctuation() -> None:
     assert removed[0].reason == "messages[0] empty after Unicode normalisation"
 
 
+def test_the_chinese_ellipsis_is_kept() -> None:
+    """NFKC writes U+2026 as three ASCII dots: the medical data's "提示……" was trained as "提示......", so the tuned
+    model wrote an ellipsis no source text has (guide 002's Complex_CoT)."""
+    [row] = normalize_unicode([conv("然后呢……", "ST段抬高提示透壁性心肌缺血……")]).kept
+    assert row.messages[0].content == "然后呢……"
+    assert row.messages[1].content == "ST段抬高提示透壁性心肌缺血……"
+
+
 def test_exact_dedup_ignores_case_and_spacing_but_not_reasoning() -> None:
     a, b, c = conv("Hi  there", "Yo", "f:1"), conv("hi there", "yo", "f:2"), conv("Hi there", "Yo", "f:3")
     c.messages[1].reasoning = "think"

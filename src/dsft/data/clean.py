@@ -129,18 +129,20 @@ def strip_html(conversations: Sequence[Conversation]) -> StepResult:
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\ufeff]")
-# Fullwidth punctuation that Chinese text uses on purpose; NFKC would turn it into ASCII (，-> ,).
-CJK_PUNCTUATION = "，！？：；（）～"
+# Punctuation that Chinese text uses on purpose; NFKC would turn it into ASCII (，-> ,; the ellipsis …… -> ......).
+CJK_PUNCTUATION = "，！？：；（）～…"
 _NOT_CJK_PUNCTUATION = re.compile(f"[^{CJK_PUNCTUATION}]+")
 
 
 def normalize_unicode_text(text: str) -> str:
     """NFKC (sparing Chinese fullwidth punctuation), CRLF -> LF, control characters removed.
 
-    Tabs and newlines are kept. Fullwidth letters and digits become ASCII; ``，？`` stay as they are.
+    Tabs and newlines are kept. Fullwidth letters and digits become ASCII; ``，？`` and ``……`` stay as they are.
 
     >>> normalize_unicode_text("ｆｕｌｌ\\u200bwidth\\r\\nline\\x07，ok？")
     'fullwidth\\nline，ok？'
+    >>> normalize_unicode_text("缺血……")
+    '缺血……'
     """
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not unicodedata.is_normalized("NFKC", text):  # a C-speed check: most text needs no rewrite
