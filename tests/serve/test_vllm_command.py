@@ -185,3 +185,37 @@ def test_engine_args_come_last_so_a_user_can_override_the_tokenizer_mode(tmp_pat
     who wants DeepSeek's own encoder, or a vLLM too old to know `hf`)."""
     argv = family_argv("deepseek-v3.2", tmp_path, ("--tokenizer-mode", "deepseek_v32"))
     assert argv.index("--tokenizer-mode") < len(argv) - 2 and argv[-2:] == ["--tokenizer-mode", "deepseek_v32"]
+
+
+@pytest.mark.parametrize("flags", [("--max-tokens", "64"), ("--max-queue", "4"), ("--max-batch", "2"),
+                                   ("--quantize", "int8"), ("--dtype", "bfloat16")])
+def test_the_transformers_engines_own_options_are_refused_for_vllm(serve_model_dir: Path, flags: tuple[str, ...],
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """vLLM's server answers the requests itself (dsft only launches it), so dsft's request limits never see one and
+    vLLM loads the model its own way: `--engine vllm --max-tokens 64` printed and ran a command without any cap, in
+    silence. Refused naming the flag and where vLLM's own options go; --dtype auto (the default) is not a choice."""
+    with pytest.raises(SystemExit) as info:
+        main(["serve", str(serve_model_dir), "--engine", "vllm", "--dry-run", *flags])
+    captured = capsys.readouterr()
+    assert info.value.code == 2 and not captured.out, captured.out
+    assert f"{flags[0]}: apply to --engine transformers only; with --engine vllm, vLLM's own server answers" in \
+        captured.err and "--engine-args" in captured.err, captured.err
+    assert vllm_argv(capsys, str(serve_model_dir), "--dtype", "auto")[:2] == ["vllm", "serve"]
+
+
+def test_dsft_only_launches_vllm_so_its_request_checks_do_not_run_there(
+        serve_model_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The stated limitation (docs/serve.md, "What dsft does not check under vLLM") holds: `--engine vllm` hands the
+    process to `vllm serve` (here a fake one on PATH) and builds no dsft app or engine that a request could meet."""
+    import dsft.serve.app as serve_app
+    import dsft.serve.server as server
+    import dsft.serve.vllm as vllm
+
+    ran: list[list[str]] = []
+    monkeypatch.setattr(vllm.shutil, "which", lambda name: f"/fake/{name}")
+    monkeypatch.setattr(vllm.subprocess, "call", lambda command: ran.append(command) or 0)
+    monkeypatch.setattr(serve_app, "create_app", lambda *a, **k: pytest.fail("dsft's app was built for vllm"))
+    monkeypatch.setattr(server, "build_engine", lambda *a, **k: pytest.fail("dsft's engine was built for vllm"))
+    main(["serve", str(serve_model_dir), "--engine", "vllm"])  # vLLM's exit status 0: returns
+    assert [command[:2] for command in ran] == [["vllm", "serve"]]
+    assert "running: vllm serve" in capsys.readouterr().err

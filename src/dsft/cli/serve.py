@@ -86,6 +86,8 @@ def serve(
                         key_from="DSFT_API_KEY, serve.api_key", source="" if host else "serve.host",
                         opt_out="--allow-unauthenticated")
     if engine == "vllm":
+        _refuse_transformers_only(max_tokens=max_tokens, max_queue=max_queue, max_batch=max_batch, quantize=quantize,
+                                  dtype=None if dtype == "auto" else dtype)
         _serve_vllm(model_or_run, adapter, settings, parallel, extra, dry_run, base_model)
         return
     if dry_run:
@@ -107,6 +109,20 @@ def serve(
 
     run_server(build_engine(model_or_run, adapter, settings, quantize=quantize, dtype=dtype,
                             base_model=base_model), settings)
+
+
+def _refuse_transformers_only(**given: object) -> None:
+    """--engine vllm: the flags only dsft's own server applies are refused, naming them (they were ignored without a
+    word). vLLM's server answers the requests itself (docs/serve.md, "What dsft does not check under vLLM"), so dsft's
+    request limits never see a request, and vLLM loads the model its own way."""
+    from dsft.errors import DsftError
+
+    flags = [f"--{name.replace('_', '-')}" for name, value in given.items() if value is not None]
+    if flags:
+        raise DsftError(f"{'/'.join(flags)}: apply to --engine transformers only; with --engine vllm, vLLM's own "
+                        "server answers the requests and loads the model: give vLLM's options through --engine-args, "
+                        'e.g. "--max-num-seqs 64 --dtype bfloat16 --quantization fp8" (--max-model-len caps prompt '
+                        "plus completion)")
 
 
 def _engine_args(text: str) -> list[str]:
