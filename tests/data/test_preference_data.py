@@ -363,3 +363,27 @@ def test_a_named_val_file_emptied_by_cleaning_is_refused(tmp_path: Path, objecti
     assert str(info.value) == (f"data.val: no records left to validate on: read 1, rejected 0 ({val}; see "
                                f"{tmp_path / 'out' / 'data_report.json'}); removed by cleaning (deduplicated against "
                                "train, or filtered)")
+
+
+@pytest.mark.parametrize("objective, step", [("dpo", "preference_conflict"), ("kto", "label_conflict")])
+def test_nothing_left_to_train_on_names_what_removed_the_records(tmp_path: Path, objective: str, step: str) -> None:
+    """Every pair removed by cleaning: the error said 'removed 2' and no more, where SFT data's names the steps and
+    the first record removed, with why (one message for both, dsft.data.empty_splits)."""
+    source = _write(tmp_path / "pairs.jsonl", [{"prompt": "q", "chosen": "A", "rejected": "B"},
+                                               {"prompt": "q", "chosen": "B", "rejected": "A"}])
+    cfg = DsftConfig.model_validate({"data": {"train": [str(source)]}})
+    with pytest.raises(DataError) as info:
+        prepare_preference(cfg, tmp_path / "out", objective)
+    kind = {"dpo": "pair", "kto": "labeled"}[objective]
+    said = str(info.value)
+    assert said.startswith(f"no {kind} records left to train on: read 2, rejected 0, removed 2, kept 0 "), said
+    word = {"dpo": "preference", "kto": "label"}[objective]
+    assert f"; removed by {step} 2; first removed: {source}:1: {word} conflicts with {source}:2: " in said, said
+
+
+def test_an_empty_preference_file_says_it_holds_no_records(tmp_path: Path) -> None:
+    """An empty train file: the error gave the counts (read 0) but not that the input holds no records."""
+    source = _write(tmp_path / "pairs.jsonl", [])
+    cfg = DsftConfig.model_validate({"data": {"train": [str(source)]}})
+    with pytest.raises(DataError, match=r"no pair records left to train on: read 0, .*: the inputs hold no records$"):
+        prepare_preference(cfg, tmp_path / "out", "dpo")

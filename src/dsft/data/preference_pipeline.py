@@ -21,7 +21,7 @@ from typing import Any
 from dsft.config.schema import DsftConfig
 from dsft.data.clean import TEXT_REWRITES, Removed, rewrite_steps, source_of
 from dsft.data.control_tokens import control_token_pattern
-from dsft.data.empty_splits import named_split_left_empty
+from dsft.data.empty_splits import check_splits_left
 from dsft.data.ingest import Rejection, rejection_error, write_rejections
 from dsft.data.ledger import Ledger
 from dsft.data.preference import (
@@ -31,7 +31,6 @@ from dsft.data.preference import (
 from dsft.data.preference_dedup import Group, as_conversation, deduplicate, same_sides
 from dsft.data.prepared_folder import REPORT_FILE, check_finished_preparation, mark_preparing
 from dsft.data.readers import RawRecord, read_records
-from dsft.data.report import rejection_notice
 from dsft.data.split import SPLITS, split_conversations
 from dsft.data.validate import is_blank
 from dsft.disk import replaced_atomically
@@ -114,17 +113,7 @@ def prepare_preference(cfg: DsftConfig, out_dir: str | Path, objective: str, tok
                   for step, items in ledger.removed.items() for item in items], out / "removed.jsonl")
     report["seconds"] = round(time.perf_counter() - started, 2)
     _write_jsonl([report], out / REPORT_FILE, indent=2)
-    if not splits["train"]:
-        notice = rejection_notice(report, out)  # the most frequent reasons, as a preparation that kept some says them
-        raise DataError(
-            f"no {kind} records left to train on: read {ledger.read}, rejected {len(ledger.rejections)}, "
-            f"removed {sum(ledger.removed_counts().values())} (see {out / REPORT_FILE})"
-            + (f"\n{notice}" if notice else ""),
-            job_wide=True,  # every process of a launched job prepares the same data
-        )
-    for name in ("val", "test"):
-        if sources[name] and not splits[name]:  # asked for by name: an empty one would go unnoticed (no eval, no test)
-            raise named_split_left_empty(name, sources[name], ledger, out)
+    check_splits_left(report, sources, ledger, out, f"{kind} records")
     return PreparedPreference(kind, splits, report, out)
 
 
