@@ -129,6 +129,19 @@ def test_a_field_name_slip_is_named_not_dropped(record: dict, fmt: str, message:
         convert(record, fmt)
 
 
+def test_a_reversed_column_mapping_is_named_with_the_mapping_meant() -> None:
+    """data.columns maps the name dsft reads to the user's column; written the other way round ({问题: Question}
+    for a CSV headed 问题,思维链,回答) every record was rejected as "column 'Question' (mapped to 问题) is missing"."""
+    record = {"问题": "Q", "思维链": "think", "回答": "A"}
+    reversed_columns = {"问题": "Question", "思维链": "Complex_CoT", "回答": "Response"}
+    with pytest.raises(FormatProblem, match=re.escape(
+            "column 'Question' (mapped to 问题) is missing from the record, but the record has 问题: the mapping is "
+            "reversed; write data.columns: {Question: 问题, Complex_CoT: 思维链, Response: 回答}")):
+        convert(record, "auto", reversed_columns)
+    _, conv = convert(record, "auto", {value: key for key, value in reversed_columns.items()})
+    assert conv.messages[1].reasoning == "think"
+
+
 def test_a_misnamed_field_is_read_through_data_columns_and_unrelated_fields_stay_metadata() -> None:
     record = {"Question": "Q", "Complex_COT": "think", "Response": "A", "domain": "cardio", "source_id": 7}
     _, conv = convert(record, "cot", {"Complex_CoT": "Complex_COT"})

@@ -154,7 +154,8 @@ def apply_columns(record: dict[str, Any], columns: dict[str, str]) -> dict[str, 
     view = dict(record)
     for canonical, column in columns.items():
         if column not in record:
-            raise FormatProblem(f"column {column!r} (mapped to {canonical}) is missing from the record")
+            raise FormatProblem(f"column {column!r} (mapped to {canonical}) is missing from the record"
+                                f"{_reversed_mapping_hint(record, columns)}")
         view.pop(column)
         view[canonical] = record[column]
     return view
@@ -179,6 +180,20 @@ def _is_scalar(value: Any) -> bool:
 def _type_name(value: Any) -> str:
     return {dict: "an object", list: "a list", str: "a string", type(None): "null", bool: "a boolean",
             int: "an integer", float: "a number"}.get(type(value), f"a {type(value).__name__}")
+
+
+def _reversed_mapping_hint(record: dict[str, Any], columns: dict[str, str]) -> str:
+    """When ``columns`` is written your column -> name (the record has its keys, not its values): the mapping meant
+    (data.columns maps the name dsft reads to your column).
+
+    >>> _reversed_mapping_hint({"q": "Q"}, {"q": "question"})
+    ', but the record has q: the mapping is reversed; write data.columns: {question: q}'
+    """
+    swapped = {column: canonical for canonical, column in columns.items() if canonical in record and column not in record}
+    if not swapped:
+        return ""
+    meant = ", ".join(f"{name}: {column}" for name, column in swapped.items())
+    return f", but the record has {next(iter(swapped.values()))}: the mapping is reversed; write data.columns: {{{meant}}}"
 
 
 def _text(value: Any, where: str, optional: bool = False) -> str:
