@@ -140,3 +140,44 @@ def test_segment_flash_attention_equals_per_segment_sdpa_with_grouped_heads() ->
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
     for g, e in zip(got, torch.autograd.grad(expected, (query, key, value), grad)):
         torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-6)
+
+
+def _autocast_step(model: torch.nn.Module, batch: dict[str, torch.Tensor], autocast: bool) -> tuple[list[torch.Tensor], int]:
+    """:func:`_step` under bf16 autocast (or, for the fp64 reference, without): the hidden states and every
+    gradient as fp64, and the bytes autograd saved."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        hidden, saved = _step(model, batch)
+    grads = [p.grad.double() for _, p in sorted(model.named_parameters()) if p.grad is not None]
+    return [hidden.double(), *grads], saved
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_lean_mlp_under_bf16_autocast_is_as_close_to_the_exact_step_as_the_modules(method: str) -> None:
+    """bf16 training (autocast: every GPU run): the fused MLP runs, saving less than the modules (before
+    2026-11-27 autocast sent every MLP to the modules), and its outputs and every gradient are as close to an
+    fp64 step as the modules' are. LoRA: a bf16 base with fp32 adapters; full: fp32 master weights."""
+    def prepared(lean: bool) -> torch.nn.Module:
+        model = _tiny("llama")
+        if method == "lora":
+            model = apply_lora(model.to(torch.bfloat16), LoraConfig())  # peft keeps the adapters in fp32
+            torch.manual_seed(2)
+            for name, parameter in model.named_parameters():
+                if "lora_B" in name:
+                    parameter.data.normal_(0, 0.1)
+        if lean:
+            assert use_lean_activations(model)
+        return model.train()
+
+    batch = _packed_batch()
+    stock, lean = prepared(lean=False), prepared(lean=True)
+    reference, _ = _autocast_step(copy.deepcopy(stock).double(), batch, autocast=False)
+    stock_values, stock_saved = _autocast_step(stock, batch, autocast=True)
+    lean_values, lean_saved = _autocast_step(lean, batch, autocast=True)
+    assert len(lean_values) == len(stock_values) == len(reference)
+
+    def error(values: list[torch.Tensor]) -> float:
+        return max(float((v - r).norm() / r.norm()) for v, r in zip(values, reference, strict=True))
+
+    stock_error, lean_error = error(stock_values), error(lean_values)
+    assert 0 < lean_error <= 1.05 * stock_error and stock_error < 0.1
+    assert lean_saved < stock_saved

@@ -14,9 +14,14 @@ with fewer temporaries; outputs and gradients match the modules' to rounding
 
 The fused path covers what it can compute exactly: each projection a plain ``nn.Linear`` without bias
 (frozen or trained: LoRA or full fine-tuning), or a peft LoRA ``Linear`` over one with a single active
-vanilla adapter, no dropout, not merged; every weight in the input's dtype; no autocast (mixed precision
-casts per op, which the fused backward would not repeat); no ZeRO-3 partitioned weights. Anything else
-(QLoRA, DoRA, dropout, bf16 autocast on GPU, ...) runs the module's own forward.
+vanilla adapter, no dropout, not merged; no ZeRO-3 partitioned weights. Without autocast every weight must be
+in the input's dtype. Under autocast (bf16 training: always on a GPU) the input and the weights are cast to
+autocast's dtype once, before the function, as autocast would cast them for each matmul (the fp32 LoRA
+adapters, a full fine-tune's fp32 master weights), and the function runs with autocast off: every matmul and
+elementwise op in the dtype autocast gives it, each cast's backward returning the gradient in the weight's
+own dtype, as autocast's casts do. Before 2026-11-27 autocast sent every MLP to the module's own forward, so
+no GPU run (and no ``--precision bf16`` run on CPU) had the saving. Anything else (QLoRA, DoRA, dropout, ...)
+runs the module's own forward.
 """
 
 from __future__ import annotations
@@ -80,13 +85,18 @@ def _project_backward(grad: torch.Tensor, source: torch.Tensor, low: torch.Tenso
 
 class LoraSwiGLUFunction(torch.autograd.Function):
     """``down(silu(gate(x)) * up(x))``; arguments: ``x``, then (weight, A, B) for gate, up and down (A and
-    B None without LoRA), then the three scalings. Saves x, gate(x), up(x) and the rank-r intermediates."""
+    B None without LoRA), then the three scalings. Saves x, gate(x), up(x) and the rank-r intermediates.
+
+    Computes in the weights' dtype. An input in another dtype (under autocast, a full fine-tune's fp32 residual
+    stream) is cast to it, and its gradient is summed in the input's dtype: each projection's part cast first,
+    as autocast's per-matmul casts of the input do."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, *args: Any) -> torch.Tensor:
         tensors, scalings = args[:9], args[9:]
         gate_p, up_p, down_p = (tuple(tensors[i:i + 3]) + (scalings[i // 3],) for i in (0, 3, 6))
-        x2 = x.reshape(-1, x.shape[-1])
+        ctx.input_dtype = x.dtype
+        x2 = x.reshape(-1, x.shape[-1]).to(tensors[0].dtype)
         gate, gate_low = _project(x2, gate_p)
         up, up_low = _project(x2, up_p)
         out, down_low = _project(F.silu(gate).mul_(up), down_p)
@@ -106,21 +116,37 @@ class LoraSwiGLUFunction(torch.autograd.Function):
         del activated
         grad_gate = torch.ops.aten.silu_backward(grad_product.mul_(up), gate)
         del grad_product
-        grad_x, gate_grads = _project_backward(grad_gate, x, gate_low, gate_p, needs[0:3])
-        grad_x, up_grads = _project_backward(grad_up, x, up_low, up_p, needs[3:6], into=grad_x)
+        if ctx.input_dtype == x.dtype:
+            grad_x, gate_grads = _project_backward(grad_gate, x, gate_low, gate_p, needs[0:3])
+            grad_x, up_grads = _project_backward(grad_up, x, up_low, up_p, needs[3:6], into=grad_x)
+        else:
+            grad_x, gate_grads = _project_backward(grad_gate, x, gate_low, gate_p, needs[0:3])
+            grad_x = grad_x.to(ctx.input_dtype)
+            grad_up_x, up_grads = _project_backward(grad_up, x, up_low, up_p, needs[3:6])
+            grad_x.add_(grad_up_x.to(ctx.input_dtype))
+            del grad_up_x
         grad_x = grad_x.reshape(*grad_out.shape[:-1], x.shape[-1]) if ctx.needs_input_grad[0] else None
         return (grad_x, *gate_grads, *up_grads, *down_grads, None, None, None)
 
 
 def lean_swiglu_forward(mlp: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
     """The fused MLP for ``x``, or None when ``mlp`` (as it is now) is outside what it reproduces."""
-    if type(mlp.act_fn).__name__ not in _SILU_CLASSES or torch.is_autocast_enabled(x.device.type):
+    if type(mlp.act_fn).__name__ not in _SILU_CLASSES:
         return None
     projections = [projection_of(getattr(mlp, name)) for name in ("gate_proj", "up_proj", "down_proj")]
     if any(p is None for p in projections):
         return None
     tensors = [t for p in projections for t in p[:3]]  # type: ignore[index]
-    if any(t is not None and t.dtype != x.dtype for t in tensors):
-        return None
     scalings = [p[3] for p in projections]  # type: ignore[index]
-    return LoraSwiGLUFunction.apply(x, *tensors, *scalings)
+    device = x.device.type
+    if not torch.is_autocast_enabled(device):
+        if any(t is not None and t.dtype != x.dtype for t in tensors):
+            return None
+        return LoraSwiGLUFunction.apply(x, *tensors, *scalings)
+    dtype = torch.get_autocast_dtype(device)
+    # The weight casts autocast would make for each matmul, made once (differentiable: their backward returns
+    # each gradient in the weight's dtype); no-ops for what already is in that dtype (a LoRA run's frozen base).
+    # The input is cast inside the function (see its docstring).
+    cast = [None if t is None else t.to(dtype) for t in tensors]
+    with torch.autocast(device, enabled=False):
+        return LoraSwiGLUFunction.apply(x, *cast, *scalings)
