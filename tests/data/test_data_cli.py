@@ -362,3 +362,19 @@ def test_nothing_left_to_train_on_says_the_most_frequent_reasons(tmp_path: Path,
     assert "records left to train on: read 5, rejected 5" in lines[0] and str(out / "data_report.json") in lines[0]
     assert lines[1:] == [f"data: 5 of 5 records rejected; each one and why: {out / 'rejects.jsonl'}",
                          f"  3 x {reasons[0]} (first: {source}:1)", f"  2 x {reasons[1]} (first: {source}:2)"], err
+
+
+def test_a_gbk_csv_is_one_reason_however_its_rows_begin(tmp_path: Path, run_cli) -> None:
+    """A whole CSV saved as GBK: every row is rejected for the same reason, but each reason named the first
+    byte it could not decode (0xC8, 0xBD, ...), so the summary split it by the first character of each row and
+    said '1 x ...' three times and 'other, less frequent reasons', as if the rows had different problems."""
+    questions = ["如何优化训练效率?", "解释自注意力机制", "什么是梯度累积?", "为什么要做数据清洗?", "怎样降低显存?"]
+    source = tmp_path / "qa.csv"
+    source.write_bytes(("input,output\n" + "".join(f"{q},{a}\n" for q, a in zip(questions, reversed(questions)))
+                        ).encode("gbk"))
+    out = tmp_path / "prepared"
+    code, _, err = run_cli(["data", "prepare", str(source), "--out", str(out), "--tokenizer", "deepseek"])
+    assert code == 2 and "Traceback" not in err, err
+    counted = err.splitlines()[2:]
+    assert len(counted) == 1 and counted[0].startswith("  5 x messages[0].content: not valid UTF-8 (byte N at"), err
+    assert "it reads as GBK/GB18030 Chinese" in counted[0] and f"(first: {source} row 1 (line 2))" in counted[0], err

@@ -17,10 +17,10 @@ from dsft.data.ingest import Rejection
 
 REJECTED_EXAMPLES = 10  # rejections quoted in the report (all of them are in rejects.jsonl)
 REJECTED_REASONS = 10  # the most frequent reasons the report counts
-# A number standing alone in a reason (a column, a message's index, a byte offset): reasons that differ only
-# there are counted as one, and a number that differs between them is written N; a number they share
-# (UTF-8, a limit) and a number inside a word (a field named q1) stay.
-_NUMBER = re.compile(r"\b\d+\b")
+# A number standing alone in a reason (a column, a message's index, a byte offset, an undecodable byte written
+# 0xC8): reasons that differ only there are counted as one, and a number that differs between them is written
+# N; a number they share (UTF-8, a limit) and a number inside a word (a field named q1) stay.
+_NUMBER = re.compile(r"\b(?:0x[0-9A-Fa-f]+|\d+)\b")
 
 
 def rejected_reasons(rejections: Sequence[Rejection], limit: int = REJECTED_REASONS) -> list[dict[str, object]]:
@@ -35,6 +35,9 @@ def rejected_reasons(rejections: Sequence[Rejection], limit: int = REJECTED_REAS
     >>> rejected_reasons([Rejection("a.csv:2", ["not valid UTF-8 at byte 3"]),
     ...                   Rejection("b.csv:2", ["not valid UTF-8 at byte 9"])])[0]["reason"]
     'not valid UTF-8 at byte N'
+    >>> rejected_reasons([Rejection("a.csv:2", ["not valid UTF-8 (byte 0xC8 at character 0)"]),
+    ...                   Rejection("a.csv:3", ["not valid UTF-8 (byte 0xBD at character 0)"])])[0]["reason"]
+    'not valid UTF-8 (byte N at character 0)'
     """
     counts: Counter[str] = Counter()
     first: dict[str, tuple[str, str]] = {}  # key -> (where, the reason as first written)
