@@ -387,3 +387,24 @@ def test_an_empty_preference_file_says_it_holds_no_records(tmp_path: Path) -> No
     cfg = DsftConfig.model_validate({"data": {"train": [str(source)]}})
     with pytest.raises(DataError, match=r"no pair records left to train on: read 0, .*: the inputs hold no records$"):
         prepare_preference(cfg, tmp_path / "out", "dpo")
+
+
+def test_near_duplicate_pairs_stay_on_one_side_of_the_split(tmp_path: Path) -> None:
+    """data.group_near_duplicates (on by default) keeps near-duplicate clusters on one side of the split, as the
+    docs promise for preference splits too ("exactly like SFT splits"); the preference split ignored it, so a pair
+    and its near copy were dealt to train and val, and validation measured memory."""
+    rows = []
+    for i in range(20):
+        prompt = f"Question {i}: " + " ".join(f"word{i}x{j}" for j in range(12))
+        for copy in range(2):  # the copies differ in one word of the answers: near duplicates, not exact ones
+            rows.append({"prompt": prompt, "chosen": f"answer {i} is right and well explained {copy}",
+                         "rejected": f"answer {i} is wrong and badly explained {copy}"})
+    source = _write(tmp_path / "pairs.jsonl", rows)
+    cfg = DsftConfig.model_validate({"data": {"train": [str(source)], "val_ratio": 0.3}})
+    prepared = prepare_preference(cfg, tmp_path / "out", "dpo")
+    side = {}
+    for name, records in prepared.splits.items():
+        for record in records:
+            side.setdefault(record.prompt[-1].content, set()).add(name)
+    assert len(prepared.splits["val"]) >= 8
+    assert [prompt for prompt, names in side.items() if len(names) > 1] == []

@@ -3,7 +3,8 @@
 The same accounting as SFT data (:mod:`dsft.data.pipeline`): every record read is kept, rejected (with
 ``file:line`` and every reason, in ``rejects.jsonl``) or removed by one step (``removed.jsonl``), and
 ``read == kept + rejected + removed`` is asserted before anything is written. Splits are seeded and
-content-ordered exactly like SFT splits (:func:`dsft.data.split.split_conversations`).
+content-ordered exactly like SFT splits, by the same function
+(:func:`dsft.data.split_steps.split_pools`: near-duplicate clusters on one side).
 
 The report adds what matters for preference data: how many sides carry reasoning, and how many pairs have
 reasoning on one side only (a pair that differs in *whether* it reasons teaches "reason" / "don't reason"
@@ -31,7 +32,8 @@ from dsft.data.preference import (
 from dsft.data.preference_dedup import Group, as_conversation, deduplicate, same_sides
 from dsft.data.prepared_folder import REPORT_FILE, check_finished_preparation, mark_preparing
 from dsft.data.readers import RawRecord, read_records
-from dsft.data.split import SPLITS, split_conversations
+from dsft.data.split import SPLITS
+from dsft.data.split_steps import split_pools
 from dsft.data.validate import is_blank
 from dsft.disk import replaced_atomically
 from dsft.errors import DataError
@@ -238,18 +240,12 @@ def _reject_control_tokens(split: str, pool: list[Group], tokenizer: Any, ledger
 
 
 def _split(pools: dict[str, list[Group]], sources: dict[str, list[str]], cfg: DsftConfig) -> dict[str, list[Group]]:
-    """The train pool split as SFT data is (seeded, content-ordered, optionally stratified by a meta field)."""
-    data = cfg.data
-    val_ratio = 0.0 if sources["val"] else data.val_ratio
-    test_ratio = 0.0 if sources["test"] else data.test_ratio
-    pool = pools["train"]
-    stand_ins = [as_conversation(g) for g in pool]
-    parts = split_conversations(stand_ins, val_ratio, test_ratio, cfg.train.seed, data.stratify_by)
-    owner = {id(c): g for c, g in zip(stand_ins, pool)}
-    splits = {name: [owner[id(c)] for c in parts[name]] for name in SPLITS}
-    for name in ("val", "test"):
-        splits[name] = pools[name] + splits[name]
-    return splits
+    """The pools dealt as SFT data's are (:func:`dsft.data.split_steps.split_pools`: seeded, content-ordered,
+    optionally stratified by a meta field, near-duplicate clusters on one side, named val/test files in place of a
+    ratio), each group by one conversation standing for it (:func:`as_conversation`)."""
+    stand_ins = {name: [as_conversation(group) for group in pools[name]] for name in SPLITS}
+    owner = {id(c): group for name in SPLITS for c, group in zip(stand_ins[name], pools[name])}
+    return {name: [owner[id(c)] for c in part] for name, part in split_pools(stand_ins, sources, cfg).items()}
 
 
 def _write_jsonl(rows: list[dict[str, Any]], path: Path, indent: int | None = None) -> None:
