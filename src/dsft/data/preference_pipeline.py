@@ -30,12 +30,12 @@ from dsft.data.preference import (
     split_pair_for_kto,
 )
 from dsft.data.preference_dedup import Group, as_conversation, deduplicate, same_sides
-from dsft.data.prepared_folder import REPORT_FILE, check_finished_preparation, mark_preparing
+from dsft.data.prepared_folder import REPORT_FILE, check_finished_preparation, mark_preparing, write_report_json
 from dsft.data.readers import RawRecord, read_records
+from dsft.data.report import write_rows
 from dsft.data.split import SPLITS
 from dsft.data.split_steps import split_pools
 from dsft.data.validate import is_blank
-from dsft.disk import replaced_atomically
 from dsft.errors import DataError
 
 
@@ -109,12 +109,12 @@ def prepare_preference(cfg: DsftConfig, out_dir: str | Path, objective: str, tok
         "data_config": data.model_dump(mode="json"),
     }
     for name in SPLITS:
-        _write_jsonl([r.to_dict() for r in splits[name]], out / f"{name}.jsonl")
+        write_rows((r.to_dict() for r in splits[name]), out / f"{name}.jsonl")
     write_rejections(ledger.rejections, out / "rejects.jsonl")
-    _write_jsonl([{"step": step, "where": source_of(item.conversation), "reason": item.reason}
-                  for step, items in ledger.removed.items() for item in items], out / "removed.jsonl")
+    write_rows(({"step": step, "where": source_of(item.conversation), "reason": item.reason}
+                for step, items in ledger.removed.items() for item in items), out / "removed.jsonl")
     report["seconds"] = round(time.perf_counter() - started, 2)
-    _write_jsonl([report], out / REPORT_FILE, indent=2)
+    write_report_json(out, report)
     check_splits_left(report, sources, ledger, out, f"{kind} records")
     return PreparedPreference(kind, splits, report, out)
 
@@ -246,9 +246,3 @@ def _split(pools: dict[str, list[Group]], sources: dict[str, list[str]], cfg: Ds
     stand_ins = {name: [as_conversation(group) for group in pools[name]] for name in SPLITS}
     owner = {id(c): group for name in SPLITS for c, group in zip(stand_ins[name], pools[name])}
     return {name: [owner[id(c)] for c in part] for name, part in split_pools(stand_ins, sources, cfg).items()}
-
-
-def _write_jsonl(rows: list[dict[str, Any]], path: Path, indent: int | None = None) -> None:
-    with replaced_atomically(path) as handle:  # every process of a launched job writes it
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False, indent=indent) + "\n")

@@ -91,12 +91,17 @@ def write_prepared(out: Path, splits: dict[str, list[Conversation]], ledger: Led
 
 def write_report(out: Path, report: dict[str, Any]) -> None:
     """Replace the placeholder with the finished report, ``data_report.json`` and ``data_report.md``."""
+    write_report_json(out, report)
+    with replaced_atomically(out / "data_report.md", errors="backslashreplace") as handle:
+        handle.write(render_markdown(report))
+
+
+def write_report_json(out: Path, report: dict[str, Any]) -> None:
+    """Replace the placeholder with the finished ``data_report.json`` (SFT and preference data)."""
     # Rejection reasons may quote input bytes that are not UTF-8 (lone surrogates, e.g. a GBK column name): written
     # as \\udcXX escapes, which JSON reads back as the same characters, instead of failing the whole write.
     with replaced_atomically(out / REPORT_FILE, errors="backslashreplace") as handle:
         handle.write(json.dumps(report, ensure_ascii=False, indent=2) + "\n")
-    with replaced_atomically(out / "data_report.md", errors="backslashreplace") as handle:
-        handle.write(render_markdown(report))
 
 
 def load_prepared(directory: str | Path) -> Prepared:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,24 +19,32 @@ HISTOGRAM_FILE = "token_lengths.png"
 REASONING_HISTOGRAM_FILE = "reasoning_lengths.png"
 
 
+def write_rows(rows: Iterable[dict[str, Any]], path: Path, ensure_ascii: bool = False) -> None:
+    """One JSON object per line (``ensure_ascii``: characters beyond ASCII as ``\\u`` escapes, so that text holding
+    undecodable input survives), the file replaced whole: the splits, removals and reports of SFT and preference
+    preparations."""
+    with replaced_atomically(path) as handle:  # every process of a launched job writes it
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=ensure_ascii) + "\n")
+
+
 def write_jsonl(conversations: Sequence[Conversation], path: Path) -> None:
     """Conversations in OpenAI messages form (:meth:`Conversation.to_dict`), one per line."""
-    with replaced_atomically(path) as handle:  # every process of a launched job writes it
-        for conversation in conversations:
-            handle.write(json.dumps(conversation.to_dict(), ensure_ascii=False) + "\n")
+    write_rows((conversation.to_dict() for conversation in conversations), path)
 
 
 def write_removed(removed: dict[str, list[Removed]], path: Path) -> None:
     """Every conversation a cleaning step dropped: the step, the reason, the score (scoring steps) and the
     conversation."""
-    with replaced_atomically(path) as handle:  # every process of a launched job writes it
-        for step, items in removed.items():
-            for item in items:
-                row: dict[str, Any] = {"step": step, "reason": item.reason, "where": item.conversation.meta.get("origin")}
-                if item.score is not None:
-                    row["score"] = round(float(item.score), 6)
-                row["conversation"] = item.conversation.to_dict()
-                handle.write(json.dumps(row, ensure_ascii=True) + "\n")
+    write_rows((_removed_row(step, item) for step, items in removed.items() for item in items), path, ensure_ascii=True)
+
+
+def _removed_row(step: str, item: Removed) -> dict[str, Any]:
+    row: dict[str, Any] = {"step": step, "reason": item.reason, "where": item.conversation.meta.get("origin")}
+    if item.score is not None:
+        row["score"] = round(float(item.score), 6)
+    row["conversation"] = item.conversation.to_dict()
+    return row
 
 
 def write_histograms(lengths: dict[str, list[int]], path: Path, title: str, xlabel: str) -> bool:
