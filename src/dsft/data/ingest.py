@@ -97,6 +97,14 @@ def rejection_error(rejections: list[Rejection], rejects_path: Path | None = Non
     )
 
 
+def fail_on_rejections(rejections: list[Rejection], on_error: str, out: Path) -> None:
+    """Under ``data.on_error: fail`` a rejection stops the preparation: every one written to ``out/rejects.jsonl``
+    (which the error names), then :func:`rejection_error` raised. Under ``skip``, nothing."""
+    if rejections and on_error == "fail":
+        write_rejections(rejections, out / "rejects.jsonl")
+        raise rejection_error(rejections, out / "rejects.jsonl")
+
+
 def write_rejections(rejections: list[Rejection], path: Path) -> None:
     """One JSON object per line; ASCII-escaped so undecodable input survives the round trip."""
     with replaced_atomically(path) as handle:

@@ -13,7 +13,7 @@ from dsft.config.schema import DsftConfig
 from dsft.data import clean, mix, near_dedup, relevance, semantic
 from dsft.data.control_tokens import reject_control_tokens
 from dsft.data.conversation import Conversation
-from dsft.data.ingest import ingest, rejection_error, write_rejections
+from dsft.data.ingest import fail_on_rejections, ingest
 from dsft.data.ledger import Ledger
 from dsft.data.split import EVAL_SPLITS, SPLITS
 from dsft.data.tokens import TokenCounts, count_tokens
@@ -45,9 +45,7 @@ def read_pools(sources: dict[str, list[str]], cfg: DsftConfig, ledger: Ledger, o
         for conversation in ingested.conversations:
             conversation.meta[mix.MIX_SOURCE_KEY] = position
         pools["train"] += ingested.conversations
-    if ledger.rejections and cfg.data.on_error == "fail":
-        write_rejections(ledger.rejections, out / "rejects.jsonl")
-        raise rejection_error(ledger.rejections, out / "rejects.jsonl")
+    fail_on_rejections(ledger.rejections, cfg.data.on_error, out)
     return pools
 
 
@@ -84,9 +82,7 @@ def reject_control_tokens_in_pools(pools: dict[str, list[Conversation]], tokeniz
         ledger.rejected_by_split.setdefault(name, []).extend(rejected)
         found += rejected
     ledger.rejections += found
-    if found and cfg.data.on_error == "fail":
-        write_rejections(ledger.rejections, out / "rejects.jsonl")
-        raise rejection_error(ledger.rejections, out / "rejects.jsonl")
+    fail_on_rejections(ledger.rejections, cfg.data.on_error, out)
     return pools
 
 

@@ -23,7 +23,7 @@ from dsft.config.schema import DsftConfig
 from dsft.data.clean import TEXT_REWRITES, Removed, rewrite_steps, source_of
 from dsft.data.control_tokens import control_token_pattern
 from dsft.data.empty_splits import check_splits_left
-from dsft.data.ingest import Rejection, rejection_error, write_rejections
+from dsft.data.ingest import Rejection, fail_on_rejections, write_rejections
 from dsft.data.ledger import Ledger
 from dsft.data.preference import (
     OBJECTIVE_KINDS, PreferenceProblem, PreferenceRecord, control_token_problems_of, is_pair, parse_preference,
@@ -89,9 +89,7 @@ def prepare_preference(cfg: DsftConfig, out_dir: str | Path, objective: str, tok
     pools = {name: _read(name, sources[name], kind, cfg, ledger) for name in SPLITS}
     pools = {name: _rewrite(pool, cfg, ledger) for name, pool in pools.items()}
     pools = {name: _reject_control_tokens(name, pool, tokenizer, ledger) for name, pool in pools.items()}  # after NFKC
-    if ledger.rejections and data.on_error == "fail":
-        write_rejections(ledger.rejections, out / "rejects.jsonl")
-        raise rejection_error(ledger.rejections, out / "rejects.jsonl")
+    fail_on_rejections(ledger.rejections, data.on_error, out)
     pools = deduplicate(pools, ledger, exact=data.clean.exact_dedup)
     grouped = _split(pools, sources, cfg)
     # The accounting identity, in records read (a pair read as KTO data is one record read, two kept).
