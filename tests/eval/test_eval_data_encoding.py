@@ -45,3 +45,15 @@ def test_eval_data_all_in_gbk_is_one_message_not_a_traceback(run_cli, tmp_path: 
     assert f"--data {data}: no usable evaluation records" in text
     assert "not valid UTF-8" in text and "GBK/GB18030" in text
     assert not out.exists()
+
+
+def test_a_whole_file_in_gbk_is_one_skip_reason_however_its_records_begin(tmp_path: Path) -> None:
+    """Each skip reason named the first byte that is not UTF-8 and where it is, so a GBK file was counted under
+    as many reasons as its records have first characters ('byte 0xC8 ...: 1', 'byte 0xBD ...: 1', ...), in
+    metrics.json's skipped and in the 'no usable evaluation records' list alike."""
+    questions = ["如何优化训练效率?", "解释自注意力机制", "什么是梯度累积?", "为什么要做数据清洗?", "怎样降低显存?"]
+    records = [dict(CHINESE, Question=question) for question in questions]
+    _, skipped = load_eval_set(_gbk_json(tmp_path, [*records, ENGLISH]))
+    [(reason, count)] = skipped.items()
+    assert count == 5 and reason.startswith("messages[0].content: not valid UTF-8 (byte N at character"), reason
+    assert "GBK/GB18030" in reason

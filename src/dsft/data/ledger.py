@@ -23,10 +23,11 @@ REJECTED_REASONS = 10  # the most frequent reasons the report counts
 _NUMBER = re.compile(r"\b(?:0x[0-9A-Fa-f]+|\d+)\b")
 
 
-def rejected_reasons(rejections: Sequence[Rejection], limit: int = REJECTED_REASONS) -> list[dict[str, object]]:
-    """The ``limit`` most frequent reasons of ``rejections``, most frequent first (ties: the one met first):
-    each with the records it rejected and where the first of them is. A record counts once for each of
-    its reasons.
+def rejected_reasons(rejections: Sequence[Rejection],
+                     limit: int | None = REJECTED_REASONS) -> list[dict[str, object]]:
+    """The ``limit`` most frequent reasons of ``rejections`` (every one for None), most frequent first (ties: the
+    one met first): each with the records it rejected and where the first of them is. A record counts once for
+    each of its reasons.
 
     >>> rejected_reasons([Rejection("a.jsonl:2", ["malformed JSON (column 1)"]), Rejection("a.jsonl:3", ["empty"]),
     ...                   Rejection("a.jsonl:5", ["malformed JSON (column 7)"])])

@@ -19,6 +19,8 @@ from typing import Any
 from dsft.data.clean import map_texts, text_cleaner
 from dsft.data.conversation import Conversation
 from dsft.data.formats import FormatProblem, to_conversation
+from dsft.data.ingest import Rejection
+from dsft.data.ledger import rejected_reasons
 from dsft.data.readers import read_records
 from dsft.data.validate import find_bad_unicode
 from dsft.errors import DsftError
@@ -156,29 +158,33 @@ def load_eval_set(data: str | Path | list[str], limit: int | None = None, fmt: s
     """
     patterns = [str(p) for p in data] if isinstance(data, list) else [str(data)]
     items: list[EvalItem] = []
-    skipped: Counter[str] = Counter()
+    rejections: list[Rejection] = []
     for raw in read_records(patterns):
         if limit is not None and len(items) >= limit:
             break
         if raw.error is not None:
-            skipped[raw.error.split(":")[0]] += 1
+            rejections.append(Rejection(raw.where, [raw.error.split(":")[0]]))
             continue
         try:
             conversation = _read(raw.data, fmt, columns)
         except FormatProblem as exc:
-            skipped[str(exc)] += 1
+            rejections.append(Rejection(raw.where, [str(exc)]))
             continue
         if bad := undecodable_text(conversation):  # the tokenizer would fail on it with a TypeError
-            skipped[bad] += 1
+            rejections.append(Rejection(raw.where, [bad]))
             continue
         if clean is not None:
             conversation = map_texts(conversation, clean)
         item, reason = item_from_conversation(conversation, raw.data if isinstance(raw.data, dict) else None,
                                               raw.where)
         if item is None:
-            skipped[str(reason)] += 1
+            rejections.append(Rejection(raw.where, [str(reason)]))
         else:
             items.append(item)
+    # Counted as data preparation counts its rejections: reasons that differ only in a number (the byte a GBK
+    # record begins with, a message's index) are one reason.
+    skipped: Counter[str] = Counter({str(r["reason"]): int(str(r["records"]))
+                                     for r in rejected_reasons(rejections, limit=None)})
     if not items:
         problems = [f"{reason}: {count}" for reason, count in skipped.items()] or ["the input holds no records"]
         raise DsftError(f"--data {', '.join(patterns)}: no usable evaluation records", problems)
