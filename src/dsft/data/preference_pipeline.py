@@ -65,7 +65,9 @@ def parse_raw(raw: RawRecord, kind: str, columns: dict[str, str] | None = None) 
     return records
 
 
-def prepare_preference(cfg: DsftConfig, out_dir: str | Path, objective: str, tokenizer: Any = None) -> PreparedPreference:
+def prepare_preference(
+    cfg: DsftConfig, out_dir: str | Path, objective: str, tokenizer: Any = None,
+) -> PreparedPreference:
     """Read, validate, clean, deduplicate and split ``cfg.data`` for ``objective`` (dpo, orpo, kto, grpo); write the
     results.
 
@@ -145,8 +147,9 @@ def reasoning_report(records: list[PreferenceRecord]) -> dict[str, Any]:
     >>> from dsft.data.conversation import Message as M
     >>> pair = PreferenceRecord("pair", [M("user", "q")], chosen=M("assistant", "a", reasoning="r"),
     ...                         rejected=M("assistant", "b"))
-    >>> reasoning_report([pair])
-    {'chosen_with_reasoning': 1, 'rejected_with_reasoning': 0, 'completion_with_reasoning': 0, 'pairs_reasoning_on_one_side': 1}
+    >>> reasoning_report([pair])  # doctest: +NORMALIZE_WHITESPACE
+    {'chosen_with_reasoning': 1, 'rejected_with_reasoning': 0, 'completion_with_reasoning': 0,
+     'pairs_reasoning_on_one_side': 1}
     """
     counts = {f"{side}_with_reasoning": 0 for side in ("chosen", "rejected", "completion")}
     one_sided = 0
