@@ -130,6 +130,32 @@ def test_records_without_the_balance_field_are_a_class_and_a_warning_says_how_ma
     assert not [r for r in caplog.records if "balance_by" in r.getMessage()]  # every record has the field
 
 
+def test_a_stratify_field_the_records_lack_is_a_warning_naming_the_fields_they_have(
+        tmp_path: Path, tokenizer, qa, write_jsonl, caplog) -> None:
+    """data.stratify_by misspelt (guide 001's 'difficulty' typed 'difficuly'): every record lacked the field, so
+    all of them were one stratum and the split was not stratified, without a word (balance_by says so)."""
+    rows = [qa(f"question {i} about reservoir {i * 7}", f"answer {i}", difficulty=("basic", "advanced")[i % 2],
+               domain="medical") for i in range(20)]
+    path = write_jsonl(tmp_path / "in.jsonl", rows + [qa("question about a dam", "answer", domain="medical")])
+    with caplog.at_level(logging.WARNING, logger="dsft"):
+        prepare(load_config(None, ["data.stratify_by=difficuly", "data.val_ratio=0.2"]), tokenizer, tmp_path / "typo",
+                [str(path)])
+    notes = [r.getMessage() for r in caplog.records if "stratify_by" in r.getMessage()]
+    assert notes == ["data.stratify_by=difficuly: 21 of 21 records have no 'difficuly' and were split as one "
+                     "stratum '(missing)'; the records' meta fields are difficulty, domain, origin"], notes
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dsft"):
+        prepare(load_config(None, ["data.stratify_by=difficulty", "data.val_ratio=0.2"]), tokenizer,
+                tmp_path / "some", [str(path)])
+    assert [r.getMessage() for r in caplog.records if "stratify_by" in r.getMessage()] == [
+        "data.stratify_by=difficulty: 1 of 21 records have no 'difficulty' and were split as one stratum '(missing)'"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dsft"):
+        prepare(load_config(None, ["data.stratify_by=domain", "data.val_ratio=0.2"]), tokenizer, tmp_path / "all",
+                [str(path)])
+    assert not [r for r in caplog.records if "stratify_by" in r.getMessage()]  # every record has the field
+
+
 def test_nothing_left_is_an_error_after_the_report(tmp_path: Path, tokenizer, write_jsonl) -> None:
     path = write_jsonl(tmp_path / "in.jsonl", [{"foo": 1}, {"bar": 2}])
     with pytest.raises(DataError, match="no records left to train on: read 2, rejected 2") as err:

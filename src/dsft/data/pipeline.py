@@ -47,6 +47,7 @@ from dsft.data.pool_cleaning import (
 from dsft.data.prepared_folder import REPORT_FILE, Prepared, mark_preparing, write_prepared, write_report
 from dsft.data.reasoning_policy import reasoning_stats
 from dsft.data.report import build_report
+from dsft.data.split import missing_stratum_note
 from dsft.data.split_steps import (
     apply_reasoning, augment_train, balance_train, check_contamination, mix_into_train, split_pools,
 )
@@ -94,6 +95,9 @@ def prepare(
     pools = clock("filter", filter_pools, pools, tokens, cfg, ledger)
     pools = clock("semantic", score_pools, pools, tokens, scorers, ledger)
     pools["train"], mixed = mix.take_mixed(pools["train"])  # data.mix records skip the split and augmentation
+    dealt = (cfg.data.val_ratio and not sources["val"]) or (cfg.data.test_ratio and not sources["test"])
+    if dealt and (note := missing_stratum_note(pools["train"], cfg.data.stratify_by)):  # a misspelt field, say
+        (warn or log.warning)(note)
     splits = clock("split", split_pools, pools, sources, cfg)
     splits["train"] = clock("augment", augment_train, splits, tokens, tokenizer, cfg, ledger, out)
     splits["train"] = clock("balance", balance_train, splits["train"], cfg, ledger, warn or log.warning)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dsft.config.schema import DsftConfig
-from dsft.data.clean import class_of, dedup_key
+from dsft.data.clean import MISSING_CLASS, class_of, dedup_key
 from dsft.data.conversation import Conversation
 
 SPLITS = ("train", "val", "test")
@@ -66,6 +66,30 @@ def split_conversations(
     for conversation, split in zip(conversations, assignment):
         parts[split].append(conversation)  # input order is kept inside each split
     return parts
+
+
+def missing_stratum_note(conversations: Sequence[Conversation], stratify_by: str | None) -> str | None:
+    """What :func:`split_conversations` did with the records that lack ``stratify_by`` (split as one stratum,
+    ``(missing)``): how many lack it, and, when none has it (a misspelt field), the meta fields they do have;
+    None when every record has it.
+
+    >>> from dsft.data.conversation import Message
+    >>> rows = [Conversation([Message("user", "q"), Message("assistant", "a")], meta={"difficulty": "basic"})]
+    >>> missing_stratum_note(rows, "difficuly")
+    "data.stratify_by=difficuly: 1 of 1 records have no 'difficuly' and were split as one stratum '(missing)'; \
+the records' meta fields are difficulty"
+    """
+    if not stratify_by:
+        return None
+    lacking = sum(1 for conversation in conversations if conversation.meta.get(stratify_by) is None)
+    if not lacking:
+        return None
+    note = (f"data.stratify_by={stratify_by}: {lacking} of {len(conversations)} records have no '{stratify_by}' "
+            f"and were split as one stratum '{MISSING_CLASS}'")
+    if lacking == len(conversations):
+        fields = sorted({name for conversation in conversations for name in conversation.meta})
+        note += f"; the records' meta fields are {', '.join(fields)}" if fields else "; the records have no meta fields"
+    return note
 
 
 def content_hash(conversation: Conversation) -> str:
