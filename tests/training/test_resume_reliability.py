@@ -391,3 +391,23 @@ def test_resume_auto_without_a_checkpoint_says_training_starts_from_step_0(tmp_p
     with caplog.at_level(logging.WARNING, logger="dsft.training.run"):
         run_training(make_cfg(data, "train.max_steps=1"), tmp_path / "runs-typo", resume="auto", progress=False)
     assert "--resume auto: no checkpoint in" in caplog.text and "starts from step 0" in caplog.text
+
+
+def test_a_resume_with_changed_settings_names_each_change(tmp_path: Path, tiny_model_dir, caplog) -> None:
+    """A resume applies a changed schedule, cadence or eval setting (the resume contract) and said nothing: run
+    without the --set flags of the first start, a 40-step run ended at step 12, and only transformers' own
+    'arguments do not match the ones in the trainer_state.json' line hinted at it."""
+    tiny_model_dir(MODEL)
+    data = write_data(tmp_path / "d.jsonl", n=8)
+    run = tmp_path / "run"
+    run_training(make_cfg(data, "train.max_steps=2"), run, progress=False)
+    with caplog.at_level(logging.WARNING, logger="dsft.training.run"):
+        run_training(make_cfg(data, "train.max_steps=3", "train.save_steps=3"), run, resume="auto", progress=False)
+    notice = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("--resume"))
+    assert notice == ("--resume: continuing checkpoint-2 with 2 changed setting(s), applied from the next step: "
+                      "train.max_steps: 2 -> 3; train.save_steps: 2 -> 3 (the previous config is kept as "
+                      "config.before-TIME.yaml)")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dsft.training.run"):  # resumed as it is: nothing to say
+        run_training(make_cfg(data, "train.max_steps=3", "train.save_steps=3"), run, resume="auto", progress=False)
+    assert "changed setting" not in caplog.text

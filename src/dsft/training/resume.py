@@ -77,15 +77,27 @@ def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 def refused_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """``key: old -> new`` for each changed key a resumed run may not change (see the module doc)."""
-    a, b = _flatten(old), _flatten(new)
-    changed = config_differences(old, new)
-    refused = [f"{k}: {a.get(k)!r} -> {b.get(k)!r}".replace("'", "") for k in changed
-               if not _matches(k, APPLIED_ON_RESUME + DATA_LOCATION_KEYS)]
+    refused = _changes(old, new, applied=False)
     # data.mix paths may move like data.train's; its ratios decide which records the steps are made of.
     ratios = [[m.get("ratio") for m in (tree.get("data") or {}).get("mix") or []] for tree in (old, new)]
     if ratios[0] != ratios[1]:
         refused.append(f"data.mix ratios: {ratios[0]} -> {ratios[1]}")
     return sorted(refused)
+
+
+def applied_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``key: old -> new`` for each changed key a resumed run applies: what a resume says it continues with.
+
+    >>> applied_changes({"train": {"max_steps": 40, "seed": 1}}, {"train": {"max_steps": 12, "seed": 2}})
+    ['train.max_steps: 40 -> 12']
+    """
+    return _changes(old, new, applied=True)
+
+
+def _changes(old: dict[str, Any], new: dict[str, Any], applied: bool) -> list[str]:
+    a, b = _flatten(old), _flatten(new)
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}".replace("'", "") for k in config_differences(old, new)
+            if _matches(k, APPLIED_ON_RESUME + DATA_LOCATION_KEYS) == applied]
 
 
 def data_fingerprint(splits: dict[str, Any]) -> str:

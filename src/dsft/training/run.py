@@ -119,6 +119,11 @@ def run_training(
     checkpoint = point.checkpoint
     if resume == "auto" and checkpoint is None:  # said: a mistyped --out would otherwise train from scratch silently
         warn_for_job(log, "--resume auto: no checkpoint in %s yet; training starts from step 0", run_dir)
+    changes = run.applied_changes(cfg) if checkpoint is not None else []
+    if changes:  # said: a --set left off the resumed command changes the run without a word otherwise
+        warn_for_job(log, "--resume: continuing %s with %d changed setting(s), applied from the next step: %s (the "
+                     "previous config is kept as config.before-TIME.yaml)", checkpoint.name, len(changes),
+                     "; ".join(changes))
 
     # Order matters: the template needs the tokenizer; data length filters need the tokenizer;
     # the model is loaded last so a data error costs no model load.

@@ -41,7 +41,7 @@ from dsft.models.resolve import check_model_name, resolve_model
 from dsft.training.base_model import BaseModelRecord, base_model_record
 from dsft.training.checkpointing import CHECKPOINT_RE, list_checkpoints
 from dsft.training.liveness import another_live_process, process_alive
-from dsft.training.resume import DATA_LOCATION_KEYS, config_differences, refused_changes
+from dsft.training.resume import DATA_LOCATION_KEYS, applied_changes, config_differences, refused_changes
 
 RUN_INFO_FILE = "run.json"
 CONFIG_FILE = "config.yaml"
@@ -321,6 +321,13 @@ class RunDir:
         run_dir.mkdir(parents=True, exist_ok=True)
         with replaced_atomically(saved) as handle:
             handle.write(dump_config(cfg))
+
+    def applied_changes(self, cfg: DsftConfig) -> list[str]:
+        """``key: old -> new`` for each setting of ``cfg`` a resume applies that differs from the saved config."""
+        if not self.config_path.is_file():
+            return []
+        old = yaml.safe_load(self.config_path.read_text(encoding="utf-8")) or {}
+        return applied_changes(old, cfg.model_dump(mode="json"))
 
     def check(self, cfg: DsftConfig, resuming: bool) -> list[str]:
         """The refusals of :meth:`prepare`, writing nothing (``dsft train`` runs them before torch loads);
