@@ -77,7 +77,7 @@ def test_grpo_prompt_with_numeric_answer_reference() -> None:
     ({"prompt": "q", "chosen": [{"role": "assistant", "content": "a"}, {"role": "assistant", "content": "b"}],
       "rejected": "c"}, "pair", "chosen: expected exactly one assistant message"),
     ({"prompt": "q", "chosen": "", "rejected": "b"}, "pair", "chosen.content: empty assistant message"),
-    ({"prompt": "q", "completion": "a", "label": "yes"}, "labeled", "label: expected true/false"),
+    ({"prompt": "q", "completion": "a", "label": "maybe"}, "labeled", "label: expected true or false"),
     ({"prompt": "q", "completion": "a"}, "labeled", "missing field label"),
     ({"answer": "4"}, "prompt", "no prompt"),
     ({"prompt": "q", "answer": [4]}, "prompt", "answer: expected a string or a number"),

@@ -17,6 +17,7 @@ Input forms (detected per record; ``data.columns`` renames fields first):
   leading messages are the prompt.
 * ShareGPT pairs: ``{"conversations": [{"from", "value"}...], "chosen": {"from": "gpt", "value"}, "rejected": ...}``.
 * KTO: ``{"prompt" | "messages", "completion", "label": bool}``, or ``{"messages": [... assistant], "kto_tag": bool}``.
+  A label may also be written as a spreadsheet writes it (``TRUE``, ``no``, ``1``: :func:`read_label`).
 * GRPO: ``{"prompt" | "messages" | "question" | "problem", "answer"?, "solution"?}``.
 
 Each record is validated with the SFT rules (:func:`dsft.data.validate.validate_conversation`) on
@@ -326,9 +327,7 @@ def _labeled(view: dict[str, Any], tools: list[dict[str, Any]] | None) -> Prefer
     label_field = "label" if "label" in view else "kto_tag" if "kto_tag" in view else None
     if label_field is None:
         raise PreferenceProblem("labeled completion: missing field label (true = desirable, false = undesirable)")
-    label = view[label_field]
-    if not isinstance(label, bool):
-        raise PreferenceProblem(f"{label_field}: expected true/false, got {json.dumps(label)}")
+    label = read_label(view[label_field], label_field)
     if "completion" in view:
         prompt, completion = _prompt(view), _side(view["completion"], "completion")
     else:
@@ -338,6 +337,35 @@ def _labeled(view: dict[str, Any], tools: list[dict[str, Any]] | None) -> Prefer
                                     "assistant turn")
         prompt, completion = messages[:-1], messages[-1]
     return PreferenceRecord("labeled", prompt, completion=completion, label=label, tools=tools)
+
+
+# A KTO label as written in a spreadsheet cell (CSV text arrives as strings) or by a tool that wrote one: any case,
+# spaces around ignored. "1"/"0" and yes/no have one meaning as a label; anything else (t/f, "desirable", 2) is
+# refused rather than guessed.
+_LABEL_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+LABEL_SPELLINGS = "true or false (any case), yes or no, 1 or 0"
+
+
+def read_label(value: Any, where: str = "label") -> bool:
+    """A KTO label (true = desirable) from a boolean, the integer 1 or 0, or a string spelling one of them
+    (:data:`LABEL_SPELLINGS`): the same whatever format carries it, so a CSV cell ``TRUE``, a JSON ``"true"`` and a
+    JSON ``true`` are one label; :class:`PreferenceProblem` naming the accepted spellings otherwise.
+
+    >>> read_label(True), read_label("FALSE"), read_label(" yes "), read_label("0"), read_label(1)
+    (True, False, True, False, True)
+    >>> read_label("maybe")
+    Traceback (most recent call last):
+    ...
+    dsft.data.preference.PreferenceProblem: label: expected true or false (any case), yes or no, 1 or 0; got "maybe"
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _LABEL_WORDS:
+        return _LABEL_WORDS[value.strip().lower()]
+    written = json.dumps(value, ensure_ascii=False, default=str)
+    raise PreferenceProblem(f"{where}: expected {LABEL_SPELLINGS}; got {written}")
 
 
 def _references(view: dict[str, Any]) -> dict[str, str]:

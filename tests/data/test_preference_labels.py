@@ -1,0 +1,55 @@
+"""KTO labels as users write them: JSON booleans, and the words a spreadsheet cell holds (CSV text is all strings)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dsft.data.preference import PreferenceProblem, parse_preference
+
+ACCEPTED = "expected true or false (any case), yes or no, 1 or 0"
+
+
+def test_dsft_data_prepare_reads_kto_labels_from_a_csv_file(tmp_path: Path, run_cli) -> None:
+    """A KTO CSV as a spreadsheet writes it: every label a string, in the case the user typed it. One cell that is
+    not a label is rejected naming its row and line and the spellings accepted; the rest are kept."""
+    source = tmp_path / "kto.csv"
+    source.write_text("prompt,completion,label\n"
+                      "What is 2+2?,4,true\n"
+                      "What is 2+2?,5,false\n"
+                      "Capital of France?,Paris,TRUE\n"
+                      "Capital of France?,Rome,False\n"
+                      "Capital of Italy?,Rome, yes\n"
+                      "Capital of Italy?,Paris,0\n"
+                      "Capital of Spain?,Madrid,maybe\n", encoding="utf-8")
+    code, out, err = run_cli(["data", "prepare", str(source), "--out", str(tmp_path / "prep"),
+                              "--set", "train.objective=kto", "--set", "data.val_ratio=0"])
+    assert code == 0, out + err
+    report = json.loads((tmp_path / "prep" / "data_report.json").read_text(encoding="utf-8"))
+    assert (report["read"], report["kept"], report["rejected"]) == (7, 6, 1)
+    train = [json.loads(line) for line in (tmp_path / "prep" / "train.jsonl").open(encoding="utf-8")]
+    assert sorted((row["completion"][0]["content"], row["label"]) for row in train) == [
+        ("4", True), ("5", False), ("Paris", False), ("Paris", True), ("Rome", False), ("Rome", True)]
+    assert report["rejected_examples"] == [f'{source} row 7 (line 8): label: {ACCEPTED}; got "maybe"']
+
+
+@pytest.mark.parametrize(("label", "expected"), [
+    (True, True), (False, False), ("true", True), ("False", False), ("YES", True), ("no", False), ("1", True),
+    (0, False), (1, True),
+])
+def test_a_label_means_the_same_whatever_format_carries_it(label: object, expected: bool) -> None:
+    """A JSON string "true" is the CSV cell true: a JSON file exported from a spreadsheet (or a data frame that read
+    one) holds the same strings, and a file converted between formats must keep the same records."""
+    for field in ("label", "kto_tag"):
+        record = {"prompt": "q", "completion": "a", field: label} if field == "label" else {
+            "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], field: label}
+        assert parse_preference(record, "labeled").label is expected
+
+
+@pytest.mark.parametrize("label", ["maybe", "", "t", "desirable", 2, 1.0, None, [True]])
+def test_anything_else_is_refused_naming_the_spellings_accepted(label: object) -> None:
+    with pytest.raises(PreferenceProblem) as info:
+        parse_preference({"prompt": "q", "completion": "a", "label": label}, "labeled")
+    assert str(info.value) == f"label: {ACCEPTED}; got {json.dumps(label)}"
