@@ -99,6 +99,27 @@ def test_separate_launches_write_configs_and_collect_reads_finished_trials(tmp_p
     assert report["best"] == 0 and math.isclose(report["trials"][0]["value"], own_best(Path(run_dir)))
 
 
+def test_collect_says_a_stopped_or_killed_trial_is_not_running(tmp_path: Path) -> None:
+    """--collect read every trial status other than finished or failed as 'running': a stopped sweep's stopped
+    trial (its report said 'stopped' until collected), a SLURM task killed at its time limit (recorded running,
+    its process gone) and a stalled run all read 'running' for ever."""
+    import socket
+
+    out = tmp_path / "sweep"
+    recorded = {"trial-000": {"status": "stopped"}, "trial-001": {"status": "stalled"},
+                "trial-002": {"status": "running", "process": {"pid": 2**22 + 1, "host": socket.gethostname()}},
+                "trial-003": {"status": "finished"}}
+    trials = [Trial(n, {"train.lr": 10.0 ** -n}, str(out / name)) for n, name in enumerate([*recorded, "trial-004"])]
+    for trial, (name, info) in zip(trials, recorded.items()):
+        (out / name).mkdir(parents=True)
+        (out / name / "run.json").write_text(json.dumps(info))
+        (out / name / "metrics.jsonl").write_text(json.dumps({"step": 2, "eval_loss": 1.0 + trial.number}) + "\n")
+    (out / "sweep.json").write_text(json.dumps(Sweep("eval_loss", False, "grid", trials).to_json()))
+    collected = runner.collect_sweep(out)
+    assert [t.status for t in collected.trials] == ["stopped", "finished", "interrupted", "finished", "pending"]
+    assert collected.best == 0  # a stopped trial keeps the value it reached, as in the sweep that stopped
+
+
 def test_a_settings_not_applied_notice_is_logged_once_per_sweep(tmp_path: Path, tiny_model_dir, run_cli,
                                                                monkeypatch, caplog) -> None:
     """train.zero_stage in one process without CUDA, preference.beta under SFT: the notices that they are not

@@ -24,7 +24,8 @@ class Trial:
     number: int
     params: dict[str, Any]
     run_dir: str
-    status: str = "pending"  # pending | finished | pruned | failed | stopped (a stop signal ended the sweep)
+    # pending | finished | pruned | failed | stopped (a stop signal ended it) | running | interrupted (--collect)
+    status: str = "pending"
     value: float | None = None  # the best validation value of the selection metric
     best_step: int | None = None
     steps: int | None = None

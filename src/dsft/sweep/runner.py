@@ -33,7 +33,7 @@ from dsft.models.resolve import resolve_model
 from dsft.sweep.report import SWEEP_FILE, Sweep, Trial, best_evaluation, choose_best, write_report
 from dsft.sweep.request import DATA_DIR, SweepRequest, check_request, checked_points, trial_name
 from dsft.training.run import run_training
-from dsft.training.rundir import RunDir
+from dsft.training.rundir import NOT_STARTED, RunDir
 from dsft.training.setup import check_lora_targets
 
 def prepare_sweep_data(base: DsftConfig, out: Path) -> Path:
@@ -217,10 +217,11 @@ def collect_sweep(out: Path) -> Sweep:
     for trial in sweep.trials:
         if trial.status in ("finished", "pruned", "failed") and trial.value is not None:
             continue
-        run_dir = Path(trial.run_dir)
-        status = RunDir(run_dir).info.get("status") if RunDir.is_run(run_dir) else None
-        trial.status = {"finished": "finished", "failed": "failed", None: "pending"}.get(status, "running")
-        trial.value, trial.best_step, trial.steps = best_evaluation(run_dir, sweep.metric, sweep.greater_is_better)
+        # The run's own status (interrupted: recorded running, its process gone, a SLURM time limit, say); a
+        # stalled run finished its steps, as a trial run here would count it.
+        status = RunDir(trial.run_dir).status
+        trial.status = {NOT_STARTED: "pending", "stalled": "finished"}.get(status, status)
+        trial.value, trial.best_step, trial.steps = best_evaluation(trial.run_dir, sweep.metric, sweep.greater_is_better)
     choose_best(sweep)
     write_report(sweep, out)
     return sweep
