@@ -201,16 +201,22 @@ def is_pair(record: Any) -> bool:
 
 
 def validate_record(record: PreferenceRecord) -> list[str]:
-    """Every problem of a normalised record; prompt + each completion must pass the SFT validation."""
+    """Every problem of a normalised record; prompt + each completion must pass the SFT validation. Each is named
+    where it is: a completion's by its side, the prompt's and ``meta``'s once.
+
+    >>> validate_record(PreferenceRecord("pair", [Message("user", "q")], chosen=Message("assistant", "a"),
+    ...                                  rejected=Message("assistant", "<think>b"), meta={"source": "x\\udcc8"}))
+    ['meta.source: not valid UTF-8 (byte 0xC8 at character 1)', 'rejected.content: unclosed <think> block']
+    """
     if not record.prompt:
         return ["prompt: no messages"]
     last = record.prompt[-1].role
     if last not in ("user", "tool"):
         return [f"prompt: must end with a user (or tool) turn, got {last}"]
     if record.kind == "prompt":
-        probe = Conversation([*record.prompt, Message("assistant", "x")], record.tools)
+        probe = Conversation([*record.prompt, Message("assistant", "x")], record.tools, dict(record.meta))
         return [p for p in validate_conversation(probe) if not p.startswith(f"messages[{len(record.prompt)}]")]
-    return _side_problems(record, validate_conversation, prefix_all=True)
+    return _side_problems(record, validate_conversation)
 
 
 def control_token_problems_of(record: PreferenceRecord, pattern: re.Pattern[str] | None) -> list[str]:
@@ -219,10 +225,9 @@ def control_token_problems_of(record: PreferenceRecord, pattern: re.Pattern[str]
     return _side_problems(record, lambda conversation: control_token_problems(conversation, pattern))
 
 
-def _side_problems(record: PreferenceRecord, check: Callable[[Conversation], list[str]],
-                   prefix_all: bool = False) -> list[str]:
+def _side_problems(record: PreferenceRecord, check: Callable[[Conversation], list[str]]) -> list[str]:
     """``check`` on prompt + each completion (the prompt alone for a GRPO prompt), ``messages[i]`` of a completion
-    renamed to its side; with ``prefix_all`` every other problem is prefixed with the side too."""
+    renamed to its side; a problem of the prompt or of ``meta`` is named where it is, once, not under each side."""
     if record.kind == "prompt":
         return check(record.conversation())
     at = f"messages[{len(record.prompt)}]"
@@ -232,9 +237,7 @@ def _side_problems(record: PreferenceRecord, check: Callable[[Conversation], lis
         if message is None:
             continue
         for problem in check(record.conversation(message)):
-            if problem.startswith(at):
-                problem = name + problem[len(at):]
-            problems.append(problem if problem.startswith(name) or not prefix_all else f"{name}: {problem}")
+            problems.append(name + problem[len(at):] if problem.startswith(at) else problem)
     return list(dict.fromkeys(problems))
 
 
