@@ -117,6 +117,28 @@ def test_a_relative_path_missing_from_the_current_directory_says_where_it_was_lo
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("how", ["input", "config"])
+def test_a_file_named_as_training_and_as_validation_data_is_refused(tmp_path: Path, run_cli, how: str) -> None:
+    """`dsft data prepare val.jsonl --config c.yaml` with data.val: [val.jsonl] in c.yaml (or data.train and data.val
+    naming one file): every training record was removed as 'exact duplicate of val.jsonl:1', itself."""
+    (tmp_path / "data").mkdir()
+    val = tmp_path / "data" / "val.jsonl"
+    val.write_text("".join(json.dumps({"prompt": f"q{i}", "completion": f"a{i}"}) + "\n" for i in range(4)))
+    config = tmp_path / "c.yaml"
+    config.write_text(f"data:\n  train: [{val.parent}]\n  val: [{val}]\n" if how == "config"
+                      else f"data:\n  val: [{val}]\n")
+    inputs = [str(val)] if how == "input" else []
+    code, stdout, err = run_cli(["data", "prepare", *inputs, "--config", str(config), "--out", str(tmp_path / "o"),
+                                 "--tokenizer", "deepseek"])
+    said = " ".join(err.split())
+    assert code == 2 and "Traceback" not in err, (stdout, err)
+    assert said.count("error:") == 1, said
+    where = f"{val}" if how == "input" else f"data.train: {val.parent}: {val}"
+    assert (f"{where} is also data.val; each of its records would be removed from training as a "
+            "duplicate of itself: name a file as training data or as data.val, not both") in said, said
+    assert not (tmp_path / "o").exists()
+
+
 def test_a_named_validation_file_that_yields_no_record_is_an_error_not_a_run_without_validation(
         tmp_path: Path, run_cli) -> None:
     """Every record of data.val rejected (here saved as GBK): training went on with no validation at all, exit 0."""

@@ -52,8 +52,31 @@ def input_problems(cfg: DsftConfig, inputs: list[str] | None = None) -> list[str
             _refuse_prepared_dir(pattern)
         except DataError as exc:
             problems.append(f"{key}: {exc}" if key else str(exc))
+    if not problems:
+        problems += _files_named_twice(named)
     if cfg.train.objective == "sft":  # other objectives read neither (and refuse these keys)
         problems += _cleaning_and_augment_file_problems(cfg)
+    return problems
+
+
+_DUPLICATE_OF_ITSELF = "would be removed from training as a duplicate of itself"
+
+
+def _files_named_twice(named: list[tuple[str | None, str]]) -> list[str]:
+    """A file read as training data (``data.train`` or the inputs) and as ``data.val`` / ``data.test``: each of its
+    records would be removed from training as an exact duplicate of itself (and trained on with no split kept out)."""
+    held_out = {path.resolve(): key for key, pattern in named if key in ("data.val", "data.test")
+                for path in expand_inputs([pattern])}
+    problems = []
+    for key, pattern in named:
+        if key not in (None, "data.train"):
+            continue
+        for path in expand_inputs([pattern]):
+            if path.resolve() in held_out:
+                other = held_out[path.resolve()]
+                where = pattern if Path(pattern) == path else f"{pattern}: {path}"
+                problems.append(f"{f'{key}: ' if key else ''}{where} is also {other}; each of its records "
+                                f"{_DUPLICATE_OF_ITSELF}: name a file as training data or as {other}, not both")
     return problems
 
 
@@ -119,7 +142,8 @@ def check_inputs(cfg: DsftConfig, inputs: list[str] | None = None) -> None:
     """Raise one :class:`DataError` listing :func:`input_problems`, if any."""
     problems = input_problems(cfg, inputs)
     if problems:
-        head = f"{len(problems)} data input(s) cannot be read"
+        head = (f"{len(problems)} data input(s) named twice" if all(_DUPLICATE_OF_ITSELF in p for p in problems)
+                else f"{len(problems)} data input(s) cannot be read")
         if any(_missing_relative_path(problem) for problem in problems):  # e.g. a guide's config run from its folder
             head += f" (relative paths are read from the current directory, {Path.cwd()})"
         raise DataError(head, problems, job_wide=True)  # every process reads the same paths
