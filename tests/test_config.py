@@ -129,6 +129,26 @@ def test_a_key_in_the_wrong_section_names_the_section_that_has_it() -> None:
     assert "format: unknown key; did you mean 'data.format' or 'export.format'?" in problems
 
 
+def test_a_guide_word_for_a_key_is_not_sent_to_a_key_that_does_something_else() -> None:
+    """Guide 001's table says batch size and LoRA rank: train.batch_size was answered 'did you mean
+    eval.batch_size?' (the evaluation's batch: set, it left the training batch as it was, without an error),
+    train.steps 'did you mean eval.steps?' (the evaluation cadence), and lora.rank, model.path, data.path had no
+    hint at all."""
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["train.batch_size=16", "train.steps=100", "lora.rank=32", "model.path=m", "data.path=d.json",
+                           "eval.batch_size=8", "train.early_stopping_patience=3"])
+    problems = info.value.problems
+    assert ("train.batch_size: unknown key; use train.micro_batch_size (rows per device per forward; an optimizer "
+            "step takes micro_batch_size x grad_accum x devices)") in problems
+    assert "train.steps: unknown key; use train.max_steps" in problems
+    assert "lora.rank: unknown key; use lora.r" in problems
+    assert "model.path: unknown key; use model.name_or_path" in problems
+    assert "data.path: unknown key; use data.train" in problems
+    # A key that is the other section's indeed still says so.
+    assert "train.early_stopping_patience: unknown key; did you mean 'eval.early_stopping_patience'?" in problems
+    assert len(problems) == 6
+
+
 def test_guide_001_training_arguments_are_translated_key_by_key(tmp_path: Path) -> None:
     """Guide 001's config dict (transformers TrainingArguments names under training_args/data_args) as YAML."""
     path = tmp_path / "guide.yaml"

@@ -53,14 +53,30 @@ FOREIGN_KEYS: dict[str, str] = {
     "target_modules": "lora.targets",
 }
 
+# Words the guides use for a key, where the name alone would point elsewhere: another section has a key of
+# that name that does something else (eval.batch_size, eval.steps), or the word is too general to translate in
+# every section (path). Checked before the other sections' keys.
+FOREIGN_KEYS_IN_SECTION: dict[tuple[str, str], str] = {
+    ("train", "batch_size"): "train.micro_batch_size (rows per device per forward; an optimizer step takes "
+                             "micro_batch_size x grad_accum x devices)",
+    ("train", "steps"): "train.max_steps",
+    ("lora", "rank"): "lora.r",
+    ("model", "path"): "model.name_or_path",
+    ("model", "name"): "model.name_or_path",
+    ("data", "path"): "data.train",
+}
 
-def foreign_key_hint(key: str) -> str | None:
-    """``use KEY`` for a key another setup names differently, else None.
+
+def foreign_key_hint(key: str, section: str | None = None) -> str | None:
+    """``use KEY`` for a key another setup names differently, else None; with ``section``, only the words
+    :data:`FOREIGN_KEYS_IN_SECTION` translates there.
 
     >>> foreign_key_hint("per_device_train_batch_size")
     'unknown key; use train.micro_batch_size'
+    >>> foreign_key_hint("rank", "lora"), foreign_key_hint("rank", "train")
+    ('unknown key; use lora.r', None)
     """
-    meant = FOREIGN_KEYS.get(key)
+    meant = FOREIGN_KEYS_IN_SECTION.get((section, key)) if section is not None else FOREIGN_KEYS.get(key)
     return f"unknown key; use {meant}" if meant is not None else None
 
 

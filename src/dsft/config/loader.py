@@ -199,6 +199,8 @@ def unknown_key_message(loc: tuple[Any, ...]) -> str:
     >>> unknown_key_message(("lr",))
     "unknown key; did you mean 'train.lr'?"
     """
+    if len(loc) == 2 and (meant := foreign_key_hint(str(loc[1]), str(loc[0]))) is not None:
+        return meant  # a guide's word for a key that another section has under that name for something else
     if len(loc) <= 2:
         elsewhere = _sections_holding(str(loc[-1]), str(loc[0]) if len(loc) == 2 else None)
         if elsewhere:
