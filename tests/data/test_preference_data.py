@@ -289,7 +289,11 @@ def test_report_ledger_fields_and_removed_rows(tmp_path: Path) -> None:
                                            "quotes (column 2)"]
     removed = (tmp_path / "out" / "removed.jsonl").read_text(encoding="utf-8").splitlines()
     assert removed == [json.dumps({"step": "exact_dedup", "where": f"{source}:4",
-                                   "reason": f"exact duplicate of {source}:2"})]
+                                   "reason": f"exact duplicate of {source}:2",
+                                   "record": {"prompt": [{"role": "user", "content": "q1"}],
+                                              "chosen": [{"role": "assistant", "content": "good 1"}],
+                                              "rejected": [{"role": "assistant", "content": "bad 1"}],
+                                              "meta": {"origin": f"{source}:4"}}})]
     nothing_removed = prepare_preference(cfg.model_copy(update={"data": cfg.data.model_copy(
         update={"train": [str(_write(tmp_path / "one.jsonl", rows[:1]))]})}), tmp_path / "one", "dpo").report
     assert nothing_removed["removed"] == {} and nothing_removed["rejected_examples"] == []

@@ -15,6 +15,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from dsft.data.conversation import Conversation
 from dsft.data.tokens import ConversationTokens
@@ -23,11 +24,16 @@ from dsft.data.validate import is_blank
 
 @dataclass
 class Removed:
-    """A conversation a step dropped, why (e.g. ``"duplicate of data.jsonl:3"``), and its score if a scoring step dropped it."""
+    """A conversation a step dropped, why (e.g. ``"duplicate of data.jsonl:3"``), and its score if a scoring step dropped it.
+
+    ``record``: the dropped record in its own JSON form where a conversation only stands for it (a preference record,
+    whose ``removed.jsonl`` row shows it).
+    """
 
     conversation: Conversation
     reason: str
     score: float | None = None
+    record: dict[str, Any] | None = None
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from typing import Any
 
 from dsft.data.clean import Removed, dedup_key
 from dsft.data.conversation import Conversation
@@ -24,6 +25,29 @@ def as_conversation(group: Group) -> Conversation:
     and as the unit the split orders and stratifies)."""
     first = group[0]
     return Conversation([*first.prompt, *(m for r in group for m in r.completions())], first.tools, first.meta)
+
+
+def as_read(group: Group) -> dict[str, Any]:
+    """The record ``group`` was read as, in its canonical JSON form (:meth:`PreferenceRecord.to_dict`): a pair read as
+    KTO data is written back as the pair (``chosen`` its desirable completion, ``rejected`` its undesirable one).
+
+    >>> from dsft.data.conversation import Message as M
+    >>> halves = [PreferenceRecord("labeled", [M("user", "q")], completion=M("assistant", text), label=label)
+    ...           for text, label in (("good", True), ("bad", False))]
+    >>> as_read(halves)
+    {'prompt': [{'role': 'user', 'content': 'q'}], 'chosen': [{'role': 'assistant', 'content': 'good'}], \
+'rejected': [{'role': 'assistant', 'content': 'bad'}]}
+    """
+    if len(group) == 1:
+        return group[0].to_dict()
+    desirable, undesirable = group  # split_pair_for_kto's order
+    return PreferenceRecord("pair", desirable.prompt, chosen=desirable.completion, rejected=undesirable.completion,
+                            tools=desirable.tools, meta=dict(desirable.meta)).to_dict()
+
+
+def removal(group: Group, reason: str) -> Removed:
+    """``group`` removed for ``reason``: a ledger entry standing for it by one conversation, holding the record."""
+    return Removed(as_conversation(group), reason, record=as_read(group))
 
 
 def same_sides(group: Group, after: str | None = None, as_text: bool = False) -> str | None:
@@ -192,7 +216,7 @@ def deduplicate(pools: dict[str, list[Group]], ledger: Ledger, exact: bool = Tru
             key = _key(group)
             removed = _why_removed(group, key, claims, kept, exact)
             if removed is not None:
-                ledger.remove(removed[0], Removed(as_conversation(group), removed[1]))
+                ledger.remove(removed[0], removal(group, removed[1]))
                 continue
             kept.setdefault(key, _origin(group))
             out[name].append(group)

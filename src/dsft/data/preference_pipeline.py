@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dsft.config.schema import DsftConfig
-from dsft.data.clean import TEXT_REWRITES, Removed, rewrite_steps, source_of
+from dsft.data.clean import TEXT_REWRITES, rewrite_steps, source_of
 from dsft.data.control_tokens import control_token_pattern
 from dsft.data.empty_splits import check_splits_left
 from dsft.data.ingest import Rejection, fail_on_rejections, write_rejections
@@ -29,7 +29,7 @@ from dsft.data.preference import (
     OBJECTIVE_KINDS, PreferenceProblem, PreferenceRecord, control_token_problems_of, is_pair, parse_preference,
     split_pair_for_kto,
 )
-from dsft.data.preference_dedup import Group, as_conversation, deduplicate, same_sides
+from dsft.data.preference_dedup import Group, as_conversation, deduplicate, removal, same_sides
 from dsft.data.prepared_folder import REPORT_FILE, check_finished_preparation, mark_preparing, write_report_json
 from dsft.data.readers import RawRecord, read_records
 from dsft.data.report import write_rows
@@ -76,7 +76,8 @@ def prepare_preference(
     tokens written as text (:mod:`dsft.data.control_tokens`).
 
     Writes ``train.jsonl``/``val.jsonl``/``test.jsonl`` (the canonical form, readable again as input),
-    ``rejects.jsonl``, ``removed.jsonl`` and ``data_report.json`` into ``out_dir``.
+    ``rejects.jsonl``, ``removed.jsonl`` (each removed record in that form, :func:`dsft.data.preference_dedup.as_read`)
+    and ``data_report.json`` into ``out_dir``.
     """
     started = time.perf_counter()
     kind = OBJECTIVE_KINDS[objective]
@@ -111,8 +112,9 @@ def prepare_preference(
     for name in SPLITS:
         write_rows((r.to_dict() for r in splits[name]), out / f"{name}.jsonl")
     write_rejections(ledger.rejections, out / "rejects.jsonl")
-    write_rows(({"step": step, "where": source_of(item.conversation), "reason": item.reason}
-                for step, items in ledger.removed.items() for item in items), out / "removed.jsonl")
+    # Each removed record as the step saw it, in its own form; ASCII as SFT's removed.jsonl (undecodable text survives)
+    write_rows(({"step": step, "where": source_of(item.conversation), "reason": item.reason, "record": item.record}
+                for step, items in ledger.removed.items() for item in items), out / "removed.jsonl", ensure_ascii=True)
     report["seconds"] = round(time.perf_counter() - started, 2)
     write_report_json(out, report)
     check_splits_left(report, sources, ledger, out, f"{kind} records")
@@ -192,16 +194,16 @@ def _rewrite(pool: list[Group], cfg: DsftConfig, ledger: Ledger) -> list[Group]:
             if result.removed:
                 first = result.removed[0]
                 record = group[next(i for i, text in enumerate(texts) if text is first.conversation)]
-                ledger.remove(step, Removed(as_conversation(group), record.named(first.reason)))
+                ledger.remove(step, removal(group, record.named(first.reason)))
                 continue
             rewritten = [record.with_texts(cleaned) for record, cleaned in zip(group, result.kept)]
             emptied = _rewrite_references(rewritten, step)
             if emptied is not None:
-                ledger.remove(step, Removed(as_conversation(group), emptied))
+                ledger.remove(step, removal(group, emptied))
                 continue
             same = same_sides(rewritten, after=step)
             if same:
-                ledger.remove(step, Removed(as_conversation(group), same))
+                ledger.remove(step, removal(group, same))
                 continue
             kept.append(rewritten)
         pool = kept
