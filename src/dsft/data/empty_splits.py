@@ -20,7 +20,16 @@ def check_splits_left(report: dict[str, Any], sources: dict[str, list[str]], led
                       records: str = "records") -> None:
     """Refuse a preparation whose train split is empty, or whose ``data.val`` / ``data.test`` files (named, so an
     empty split would go unnoticed: no evaluation, no test) left no record; called once the report and rejects are
-    written, which the errors point at. ``records`` names what was read (``pair records``)."""
+    written, which the errors point at. ``records`` names what was read (``pair records``).
+
+    >>> report = {"read": 4, "rejected": 0, "removed": {}, "kept": 4, "splits": {"train": 3, "val": 1, "test": 0}}
+    >>> check_splits_left(report, {"train": ["t.jsonl"], "val": [], "test": []}, Ledger(read=4), Path("out"))
+    >>> check_splits_left(report, {"train": ["t.jsonl"], "val": [], "test": ["x.jsonl"]}, Ledger(read=4), Path("out"))
+    Traceback (most recent call last):
+    ...
+    dsft.errors.DataError: data.test: no records left to test on: read 0, rejected 0 (x.jsonl; see \
+out/data_report.json): the files hold no records
+    """
     if not report["splits"]["train"]:
         raise nothing_left_to_train_on(report, ledger, out, records)
     for name in ("val", "test"):
@@ -30,7 +39,24 @@ def check_splits_left(report: dict[str, Any], sources: dict[str, list[str]], led
 
 def nothing_left_to_train_on(report: dict[str, Any], ledger: Ledger, out: Path, records: str = "records") -> DataError:
     """The train split is empty: the counts, where the report is, what removed records and why records were
-    rejected (the most frequent reasons)."""
+    rejected (the most frequent reasons).
+
+    >>> from dsft.data.clean import Removed
+    >>> from dsft.data.conversation import Conversation
+    >>> from dsft.data.ingest import Rejection
+    >>> ledger = Ledger(read=3, rejections=[Rejection("p.jsonl:3", ["malformed JSON"])])
+    >>> for line, other in ((1, 2), (2, 1)):  # two pairs preferring opposite sides: both removed
+    ...     ledger.remove("preference_conflict", Removed(Conversation([], meta={"origin": f"p.jsonl:{line}"}),
+    ...                                                  f"preference conflicts with p.jsonl:{other}"))
+    >>> report = {"read": 3, "rejected": 1, "removed": {"preference_conflict": 2}, "kept": 0,
+    ...           "splits": {"train": 0, "val": 0, "test": 0}, "rejected_reasons": ledger.rejected_reasons()}
+    >>> print(nothing_left_to_train_on(report, ledger, Path("out"), "pair records"))
+    no pair records left to train on: read 3, rejected 1, removed 2, kept 0 (splits {'train': 0, 'val': 0, 'test': 0}; \
+see out/data_report.json); removed by preference_conflict 2; first removed: p.jsonl:1: preference conflicts with \
+p.jsonl:2
+    data: 1 of 3 records rejected; each one and why: out/rejects.jsonl
+      1 x malformed JSON (first: p.jsonl:3)
+    """
     why = ": the inputs hold no records" if not report["read"] else ""  # often one wrong field name, or one filter
     removed = [f"{step} {count}" for step, count in report["removed"].items() if count]
     if removed:
@@ -48,7 +74,17 @@ def nothing_left_to_train_on(report: dict[str, Any], ledger: Ledger, out: Path, 
 
 def named_split_left_empty(name: str, files: list[str], ledger: Ledger, out: Path) -> DataError:
     """``data.val`` / ``data.test`` named files and none of their records is left: why, as the train check says
-    (the most frequent reasons of the split's own rejections, and whether cleaning removed the rest)."""
+    (the most frequent reasons of the split's own rejections, and whether cleaning removed the rest).
+
+    >>> from dsft.data.ingest import Rejection
+    >>> ledger = Ledger(read=2, rejections=[Rejection("v.jsonl:1", ["empty"])])
+    >>> ledger.read_by_split["val"], ledger.rejected_by_split["val"] = 2, list(ledger.rejections)
+    >>> print(named_split_left_empty("val", ["v.jsonl"], ledger, Path("out")))
+    data.val: no records left to validate on: read 2, rejected 1 (v.jsonl; see out/data_report.json); removed by \
+cleaning (deduplicated against train, or filtered)
+    data.val: 1 of 2 records rejected; each one and why: out/rejects.jsonl
+      1 x empty (first: v.jsonl:1)
+    """
     purpose = {"val": "validate on", "test": "test on"}[name]
     read, rejected = ledger.read_by_split[name], ledger.rejected_by_split.get(name, [])
     why = ": the files hold no records" if not read else ""
