@@ -191,7 +191,6 @@ def test_memory_does_not_grow_with_file_size(tmp_path: Path, suffix: str) -> Non
 @pytest.mark.parametrize(("name", "content", "encoding", "hint"), [
     ("qa.csv", "问题,回答\n发热怎么办,多喝水\n", "gb18030", "it reads as GBK/GB18030 Chinese"),  # Excel's save
     ("qa.json", '[{"问题": "发热怎么办", "回答": "多喝水"}]', "gb18030", "it reads as GBK/GB18030 Chinese"),
-    ("qa.csv", "question,answer\n发热怎么办,多喝水\n", "utf-16", "it is UTF-16 text"),  # Notepad's "Unicode"
 ])
 def test_field_names_in_another_encoding_are_one_message_not_a_traceback(
         tmp_path: Path, run_cli, name: str, content: str, encoding: str, hint: str) -> None:
@@ -204,3 +203,29 @@ def test_field_names_in_another_encoding_are_one_message_not_a_traceback(
     assert "field names are not valid UTF-8" in err and hint in err
     report = json.loads((out / "data_report.json").read_text(encoding="utf-8"))  # written, and valid JSON
     assert report["kept"] == 0 and report["rejected"] >= 1
+
+
+@pytest.mark.parametrize("name", ["qa.json", "qa.jsonl", "qa.csv"])
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+def test_a_utf16_file_is_one_message_naming_it_before_anything_loads(tmp_path: Path, run_cli, name: str,
+                                                                     encoding: str) -> None:
+    """Guide 004's JSON saved by Windows Notepad as "Unicode" (UTF-16): a .json file was one 'malformed JSON:
+    Expecting value (line 1, column 1)' record with no word of its encoding; a .jsonl file was split at its
+    newline bytes into records, the second called GBK (iconv -f GB18030 would garble it), one more than it holds;
+    a CSV's every row was rejected. Now the file is refused whole, naming it and its encoding, exit 2."""
+    records = [{"input": "如何优化训练效率?", "output": "混合精度训练"}, {"input": "解释自注意力", "output": "加权和"}]
+    text = {"qa.json": json.dumps({"data": records}, ensure_ascii=False),
+            "qa.jsonl": "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
+            "qa.csv": "input,output\n" + "".join(f"{r['input']},{r['output']}\n" for r in records)}[name]
+    data = tmp_path / name
+    data.write_bytes(text.encode(encoding))
+    out = tmp_path / "prepared"
+    code, _, err = run_cli(["data", "prepare", str(data), "--out", str(out), "--tokenizer", "deepseek"])
+    assert code == 2 and "Traceback" not in err, err
+    family = "UTF-32" if encoding == "utf-32" else "UTF-16"
+    said = "is" if encoding in ("utf-16", "utf-32") else "reads as"  # a byte-order mark, or NUL bytes alone
+    assert f"{data}: not UTF-8 text; it {said} {family}" in err, err
+    assert f"iconv -f {family}" in err, err
+    assert "GB18030" not in err and not out.exists(), err
+    with pytest.raises(DataError, match=f"not UTF-8 text; it .* {family}"):  # eval reads through the same expansion
+        list(read_records([str(tmp_path)]))

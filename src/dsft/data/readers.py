@@ -31,7 +31,7 @@ from typing import Any
 from dsft.disk import not_a_file_reason
 from dsft.errors import DataError
 from dsft.models.resolve import is_model_dir
-from dsft.text_encoding import encoding_hint
+from dsft.text_encoding import encoding_hint, wide_text_hint
 
 SUPPORTED_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 _PARQUET_BATCH_ROWS = 1024  # rows per pyarrow batch: bounded memory whatever the file size
@@ -118,7 +118,20 @@ def expand_inputs(patterns: list[str]) -> list[Path]:
             found.append(path)
         else:
             raise DataError(f"{pattern}: {not_a_file_reason(path)}")
+    for path in found:
+        _refuse_wide_text(path)
     return found
+
+
+def _refuse_wide_text(path: Path) -> None:
+    """A UTF-16/UTF-32 text file (Windows Notepad's "Unicode" save) is refused whole: read as UTF-8 it was split
+    at stray newline bytes into records that each failed for another reason (a GBK one, say)."""
+    if path.suffix.lower() not in (".json", ".jsonl", ".csv") or not path.is_file():
+        return
+    with path.open("rb") as handle:
+        hint = wide_text_hint(handle.read(4096))
+    if hint:
+        raise DataError(f"{path}: not UTF-8 text{hint}")
 
 
 def _is_readable_input(path: Path) -> bool:
