@@ -229,3 +229,16 @@ def test_a_utf16_file_is_one_message_naming_it_before_anything_loads(tmp_path: P
     assert "GB18030" not in err and not out.exists(), err
     with pytest.raises(DataError, match=f"not UTF-8 text; it .* {family}"):  # eval reads through the same expansion
         list(read_records([str(tmp_path)]))
+
+
+@pytest.mark.parametrize("separator", ["\t", ";"])
+def test_a_csv_separated_by_tabs_or_semicolons_is_read_by_its_separator(tmp_path: Path, separator: str) -> None:
+    """Excel saves 'CSV' with semicolons in many locales and its text export with tabs: every row was one column
+    named 'input;output' and all were rejected as 'unknown format (keys: input;output)'."""
+    path = tmp_path / "qa.csv"
+    path.write_text(separator.join(["input", "output"]) + "\n" + separator.join(["如何优化, 简单说?", "混合精度"]) + "\n"
+                    + separator.join(["a", '"b; c"']) + "\n", encoding="utf-8")
+    assert _data(path) == [{"input": "如何优化, 简单说?", "output": "混合精度"}, {"input": "a", "output": "b; c"}]
+    commas = tmp_path / "commas.csv"  # a comma-separated header keeps commas, whatever its cells hold
+    commas.write_text("input,output\nq;1\tx,a;b\n", encoding="utf-8")
+    assert _data(commas) == [{"input": "q;1\tx", "output": "a;b"}]

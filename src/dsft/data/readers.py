@@ -354,8 +354,24 @@ def _unclosed_quote(source: str, what: str, cells: list[str | None], end_line: i
                      'it ("") to keep it as text', swallowed)
 
 
+def csv_separator(header: str) -> str:
+    r"""The character that separates a CSV's columns: a comma, unless the header line holds none and holds tabs
+    or semicolons instead (Excel's 'CSV' in locales whose decimal mark is a comma, its text export).
+
+    >>> csv_separator("input,output\n"), csv_separator("input;output\n"), csv_separator("input\toutput\n")
+    (',', ';', '\t')
+    >>> csv_separator("text\n")
+    ','
+    """
+    if "," in header:
+        return ","
+    found = [separator for separator in ("\t", ";") if separator in header]
+    return found[0] if len(found) == 1 else ","
+
+
 def read_csv(path: Path) -> Iterator[RawRecord]:
-    """One record per CSV row (header = column names), streamed.
+    """One record per CSV row (header = column names), streamed; columns separated by commas, or by the tabs or
+    semicolons of a header that holds no comma (:func:`csv_separator`).
 
     Bytes that are not UTF-8 are kept as lone surrogates (``surrogateescape``) so validation can
     reject exactly the rows that hold them instead of failing the whole file. A quoted field that is never
@@ -365,8 +381,10 @@ def read_csv(path: Path) -> Iterator[RawRecord]:
     source = str(path)
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # long documents are legitimate cells
     with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
+        separator = csv_separator(handle.readline())
+        handle.seek(0)
         lines = _Lines(handle)
-        reader = csv.DictReader(lines)
+        reader = csv.DictReader(lines, delimiter=separator)
         try:
             # A complete row ends at the end of its line; only an open quote reads on past the file's last line.
             if reader.fieldnames and lines.ended:
