@@ -139,6 +139,28 @@ def test_a_file_named_as_training_and_as_validation_data_is_refused(tmp_path: Pa
     assert not (tmp_path / "o").exists()
 
 
+def test_an_output_inside_the_data_train_directory_is_refused(tmp_path: Path, run_cli,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """data.train: [data] with --out data/prepared (or dsft train --out data/run): the directory is read whole, so the
+    preparation read its own report as a record, and every later run trained on the prepared splits (validation
+    records included), rejects.jsonl and the run's files, 114 records read from 24."""
+    monkeypatch.chdir(tmp_path)
+    Path("data").mkdir()
+    Path("data/train.jsonl").write_text("".join(json.dumps({"prompt": f"q{i}", "completion": f"a{i}"}) + "\n"
+                                                for i in range(6)))
+    Path("c.yaml").write_text("data:\n  train: [data]\n")
+    for args, out in ((["data", "prepare", "--config", "c.yaml", "--tokenizer", "deepseek"], "data/prepared"),
+                      (["train", "c.yaml", "--set", "model.name_or_path=tiny-deepseek-v3"], "data/run")):
+        code, stdout, err = run_cli([*args, "--out", out])
+        said = " ".join(err.split())
+        assert code == 2 and "Traceback" not in err, (stdout, err)
+        assert said.count("error:") == 1, said
+        assert (f"error: --out {out}: inside data, which data.train reads whole (every .jsonl, .json, .csv and "
+                f".parquet file under it): the next preparation would read this one's splits, rejects and report as "
+                f"training data; choose an --out outside data") in said, said
+        assert not Path(out).exists()
+
+
 def test_a_named_validation_file_that_yields_no_record_is_an_error_not_a_run_without_validation(
         tmp_path: Path, run_cli) -> None:
     """Every record of data.val rejected (here saved as GBK): training went on with no validation at all, exit 0."""

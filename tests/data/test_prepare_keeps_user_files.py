@@ -50,10 +50,10 @@ def test_prepare_refuses_rereading_its_own_output_below_an_input_directory(tmp_p
     data = tmp_path / "mydata"
     _user_data(data)
     out = data / "prepared"
-    assert run_cli(["data", "prepare", str(data), "--out", str(out), "--tokenizer", "deepseek"])[0] == 0
     before = {path: path.read_bytes() for path in data.rglob("*") if path.is_file()}
     code, _, err = run_cli(["data", "prepare", str(data), "--out", str(out), "--tokenizer", "deepseek"])
-    assert code == 2 and "would overwrite the input" in " ".join(err.split()), err
+    assert code == 2 and f"--out {out}: inside {data}, which the input reads whole" in " ".join(err.split()), err
+    assert not out.exists()
     _unchanged(before, data)
 
 

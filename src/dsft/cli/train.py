@@ -28,6 +28,7 @@ def train(
 
     from dsft.config import load_config
     from dsft.data.input_checks import check_inputs
+    from dsft.data.prepared_output import check_prepared_output
     from dsft.errors import DsftError
     from dsft.models.resolve import check_model_files, check_model_name
     from dsft.plan.preflight import preflight
@@ -46,6 +47,8 @@ def train(
         check_model_files(cfg.model.name_or_path)  # a local directory's weights and tokenizer, before the data
     except DsftError as exc:
         raise DsftError(f"model.name_or_path: {exc}") from None
+    if not cfg.data.prepared_dir:  # the data is prepared into RUN/data, never over or inside the inputs
+        check_prepared_output(cfg, out / "data", None, f"--out {out}")
     RunDir(out).check(cfg, resuming=resume is not None)  # another run there, a refused change on --resume
     check_resume_path(resume)
     # torch, transformers and peft load only once the config, data paths, model name and --out are known good.

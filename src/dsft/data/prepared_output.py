@@ -14,7 +14,7 @@ from pathlib import Path
 
 from dsft.config.schema import DsftConfig
 from dsft.data.prepared_folder import REPORT_FILE
-from dsft.data.readers import check_outputs_spare_inputs
+from dsft.data.readers import SUPPORTED_SUFFIXES, check_outputs_spare_inputs, is_saved_dataset
 from dsft.data.report import HISTOGRAM_FILE, REASONING_HISTOGRAM_FILE
 from dsft.data.split import SPLITS
 from dsft.errors import DataError
@@ -36,11 +36,21 @@ def check_prepared_output(cfg: DsftConfig, out: Path, inputs: list[str] | None, 
 
     ``inputs`` are ``dsft data prepare INPUT...`` (else ``data.train``); ``data.val``, ``data.test`` and
     ``data.mix`` count too. ``flag`` says how the user named ``out`` (``--out DIR``). Inputs are assumed
-    readable (:func:`dsft.data.input_checks.check_inputs` runs first)."""
+    readable (:func:`dsft.data.input_checks.check_inputs` runs first). An ``out`` inside an input directory is refused
+    too, created or not: a directory is read whole, so the splits written there would be read back as records."""
+    named = [("data.train", p) for p in cfg.data.train] if not inputs else [("the input", p) for p in inputs]
+    named += [(f"data.{split}", p) for split in ("val", "test") for p in getattr(cfg.data, split)]
+    named += [("data.mix", source.path) for source in cfg.data.mix]
+    for key, pattern in named:
+        directory = Path(pattern)
+        if directory.is_dir() and not is_saved_dataset(directory) and out.resolve().is_relative_to(directory.resolve()):
+            raise DataError(f"{flag}: inside {pattern}, which {key} reads whole (every "
+                            f"{', '.join(SUPPORTED_SUFFIXES[:-1])} and {SUPPORTED_SUFFIXES[-1]} file under it): the next "
+                            f"preparation would read this one's splits, rejects and report as training data; choose an "
+                            f"--out outside {pattern}")
     if not out.is_dir():
         return
-    patterns = list(inputs) if inputs else list(cfg.data.train)
-    patterns += [*cfg.data.val, *cfg.data.test, *(source.path for source in cfg.data.mix)]
+    patterns = [pattern for _, pattern in named]
     check_outputs_spare_inputs(patterns, out, PREPARED_FILES, flag, "prepared")
     if overwrite or (out / REPORT_FILE).is_file():
         return  # an earlier preparation: rewriting it is the rerun
