@@ -199,3 +199,26 @@ def test_an_export_into_the_run_directory_itself_is_refused(tmp_path, run_cli) -
     code, text = run_cli(["export", str(run), "--format", "hf", "--out", str(run), "--overwrite"])
     assert code == 2 and f"--out {run}: the run directory itself" in text, text
     assert sorted(p.name for p in run.iterdir()) == ["final", "run.json"]
+
+
+@pytest.mark.parametrize(("fmt", "name", "message"), [
+    ("ollama", "医疗模型", "--name 医疗模型: not an Ollama model name"),
+    ("ollama", "my model", "--name my model: not an Ollama model name"),
+    ("hf", "medical-qa", "--name medical-qa: the Ollama model name applies to --format ollama only"),
+])
+def test_a_name_ollama_cannot_take_or_a_format_without_one_is_refused(tiny_model_dir, tmp_path, run_cli, fmt, name,
+                                                                       message) -> None:
+    """--name was rewritten without a word (a Chinese name became 'dsft-model', 'medical-qa:v1' lost its tag as
+    'medical-qa-v1') and, with a format other than ollama, ignored without a word."""
+    model: Path = tiny_model_dir("tiny-deepseek-llm")
+    code, text = run_cli(["export", str(model), "--format", fmt, "--name", name, "--out", str(tmp_path / "o")])
+    assert code == 2 and message in text and "Traceback" not in text, text
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_ollama_name_given_is_kept_as_given() -> None:
+    from dsft.export.ollama import ollama_name_for
+
+    assert ollama_name_for("medical-qa:v1", "run") == "medical-qa:v1"  # a tag is Ollama's own syntax
+    assert ollama_name_for("team/Medical_QA.v2", "run") == "team/Medical_QA.v2"
+    assert ollama_name_for(None, "My Run (R1)") == "my-run-r1"  # made from the directory name when not given

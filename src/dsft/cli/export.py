@@ -66,7 +66,7 @@ def export(
     options = {"fmt": chosen, "dtype": dtype or defaults.dtype,
                "tolerance": defaults.tolerance if tolerance is None else tolerance,
                "max_shard_size": max_shard_size or defaults.max_shard_size}
-    check_export_options(**options, dtype_source="--dtype" if dtype else "export.dtype")
+    check_export_options(**options, dtype_source="--dtype" if dtype else "export.dtype", name=name)
     check_out_is_not_the_source(run_or_model, out)  # paths only: before a run's base model is looked for
     check_source(run_or_model, base_model)  # the options first, then the model (and --base-model) they apply to
     # torch, transformers and peft load only once the options and the model are known good.

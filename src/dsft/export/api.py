@@ -78,7 +78,7 @@ def export(run_or_model: str | Path, fmt: str, out_dir: str | Path, dtype: str =
     after the files are written, so they can still be inspected; any other failure removes what the export had
     written. ``base_model`` overrides where a LoRA run's base model is found.
     """
-    check_export_options(fmt, dtype, tolerance, max_shard_size)
+    check_export_options(fmt, dtype, tolerance, max_shard_size, name=name)
     bound = parse_tolerance(tolerance) if isinstance(tolerance, (str, int, float)) else tolerance
     out = Path(out_dir)
     check_fresh_output_dir(out, overwrite)

@@ -28,6 +28,12 @@ def ollama_model_name(text: str) -> str:
     return name or "dsft-model"
 
 
+def ollama_name_for(name: str | None, directory_name: str) -> str:
+    """The model name of an Ollama export: ``name`` as given (checked by
+    :func:`dsft.export.options.check_export_options`), else one made from the run or model directory's name."""
+    return name if name is not None else ollama_model_name(directory_name)
+
+
 def sampling_parameters(template_name: str, generation_config_path: Path | None) -> dict[str, float]:
     """The family's recommended sampling (R1: temperature 0.6 / top_p 0.95); for families without one,
     whatever the exported generation_config says."""
@@ -66,7 +72,7 @@ def export_ollama(source: ExportSource, out_dir: Path, dtype: str = "auto", veri
     sampling = sampling_parameters(source.template, source.model_dir / "generation_config.json")
     modelfile = render_modelfile(source.template, GGUF_FILE_NAME, sampling, tokenizer)
     (out_dir / "Modelfile").write_text(modelfile, encoding="utf-8")
-    model_name = ollama_model_name(name or (source.run_dir or source.model_dir).name)
+    model_name = ollama_name_for(name, (source.run_dir or source.model_dir).name)
     command = create_command(model_name)
     (out_dir / "README.md").write_text(
         f"# {model_name}\n\nExported by dsft (chat template `{source.template}`, {result.dtype}).\n\n"

@@ -25,6 +25,24 @@ HF_DTYPES = ("float32", "float16", "bfloat16")
 _SHARD_SIZE = re.compile(r"\s*([0-9]+)\s*(GIB|MIB|KIB|GB|MB|KB)", re.IGNORECASE)
 
 
+# What `ollama create` takes: [namespace/]model[:tag], each part letters, digits, '_', '-' and '.', starting with a
+# letter or digit.
+_OLLAMA_PART = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+OLLAMA_NAME = re.compile(rf"(?:{_OLLAMA_PART}/){{0,2}}{_OLLAMA_PART}(?::{_OLLAMA_PART})?")
+
+
+def ollama_name_problem(name: str) -> str | None:
+    """Why ``ollama create`` would refuse ``name`` (None: it takes it).
+
+    >>> ollama_name_problem("medical-qa:v1") is None, ollama_name_problem("医疗模型") is not None
+    (True, True)
+    """
+    if OLLAMA_NAME.fullmatch(name) and len(name) <= 350:
+        return None
+    return (f"--name {name}: not an Ollama model name; use [namespace/]model[:tag], each part letters, digits, '_', "
+            "'-' and '.' (e.g. medical-qa:v1)")
+
+
 def dtype_fits(fmt: str, dtype: str) -> bool:
     """Whether format ``fmt`` can store ``dtype`` (``auto`` fits every format; an adapter is copied as trained).
 
@@ -39,11 +57,16 @@ def dtype_fits(fmt: str, dtype: str) -> bool:
 
 
 def check_export_options(fmt: str, dtype: str, tolerance: str | float | LogitBound | None, max_shard_size: str,
-                         dtype_source: str = "--dtype") -> None:
+                         dtype_source: str = "--dtype", name: str | None = None) -> None:
     """Raise a :class:`DsftError` naming the first option that is unknown, out of range, or that the format
-    cannot take; ``dtype_source`` is where the dtype came from (``export.dtype`` for a config's)."""
+    cannot take; ``dtype_source`` is where the dtype came from (``export.dtype`` for a config's); ``name`` is the
+    Ollama model name (ollama only; kept as given, so one ``ollama create`` would refuse is refused here)."""
     if fmt not in EXPORT_FORMATS:
         raise UnsupportedError(f"--format {fmt}: unknown; choose one of {', '.join(EXPORT_FORMATS)}")
+    if name is not None and fmt != "ollama":
+        raise DsftError(f"--name {name}: the Ollama model name applies to --format ollama only; drop it")
+    if name is not None and (problem := ollama_name_problem(name)):
+        raise DsftError(problem)
     if dtype not in EXPORT_DTYPES:
         raise UnsupportedError(f"{dtype_source} {dtype}: unknown; choose one of {', '.join(EXPORT_DTYPES)}")
     if not dtype_fits(fmt, dtype) and fmt == "hf":
