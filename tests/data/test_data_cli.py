@@ -161,6 +161,29 @@ def test_an_output_inside_the_data_train_directory_is_refused(tmp_path: Path, ru
         assert not Path(out).exists()
 
 
+def test_a_data_train_directory_holding_dsft_outputs_is_refused(tmp_path: Path, run_cli,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A prepared folder or a run directory left inside the data.train directory (from before --out inside an input
+    was refused, or moved there) was read whole with it: its splits, rejects and reports trained on as records."""
+    monkeypatch.chdir(tmp_path)
+    for folder in ("data/prepared", "data/runs/a/data"):
+        Path(folder).mkdir(parents=True)
+    Path("data/train.jsonl").write_text(json.dumps({"prompt": "q", "completion": "a"}) + "\n")
+    Path("data/prepared/data_report.json").write_text("{}")
+    Path("data/prepared/val.jsonl").write_text(json.dumps({"prompt": "v", "completion": "a"}) + "\n")
+    Path("data/runs/a/run.json").write_text("{}")
+    Path("data/runs/a/data/data_report.json").write_text("{}")
+    Path("c.yaml").write_text("data:\n  train: [data]\n")
+    code, stdout, err = run_cli(["data", "prepare", "--config", "c.yaml", "--tokenizer", "deepseek", "--out", "o"])
+    said = " ".join(err.split())
+    assert code == 2 and "Traceback" not in err, (stdout, err)
+    assert said.count("error:") == 1, said
+    assert ("data.train: data: holds what dsft wrote, data/prepared (a data preparation), data/runs/a (a training run); "
+            "read whole, their splits, rejects and reports would be training records: move them out of data, or name "
+            "the data files") in said, said
+    assert not Path("o").exists()
+
+
 def test_a_named_validation_file_that_yields_no_record_is_an_error_not_a_run_without_validation(
         tmp_path: Path, run_cli) -> None:
     """Every record of data.val rejected (here saved as GBK): training went on with no validation at all, exit 0."""

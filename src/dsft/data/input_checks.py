@@ -14,7 +14,7 @@ from pathlib import Path
 from dsft.config.schema import DsftConfig
 from dsft.data import augment, relevance, semantic
 from dsft.data.prepared_folder import REPORT_FILE, UNFINISHED_PREPARATION, preparation_state
-from dsft.data.readers import expand_inputs
+from dsft.data.readers import expand_inputs, is_saved_dataset
 from dsft.errors import DataError, DsftError
 
 
@@ -50,6 +50,7 @@ def input_problems(cfg: DsftConfig, inputs: list[str] | None = None) -> list[str
         try:
             expand_inputs([pattern])
             _refuse_prepared_dir(pattern)
+            _refuse_outputs_inside(pattern)
         except DataError as exc:
             problems.append(f"{key}: {exc}" if key else str(exc))
     if not problems:
@@ -114,6 +115,29 @@ def _refuse_prepared_dir(pattern: str) -> None:
         raise DataError(f"{pattern}: a directory written by dsft data prepare; reading all of it would mix its train, "
                         f"val and test splits: train on it as prepared with data.prepared_dir: {pattern}, or name one "
                         f"split file, e.g. {Path(pattern) / 'train.jsonl'}")
+
+
+# What marks a directory dsft wrote: a preparation's report, a run's record (dsft.training.rundir.RUN_INFO_FILE, a
+# layer above this one).
+_OUTPUT_MARKERS = {REPORT_FILE: "a data preparation", "run.json": "a training run"}
+
+
+def _refuse_outputs_inside(pattern: str) -> None:
+    """An input directory holding a prepared folder or a run directory below it: read whole (every supported file
+    under it), their splits (validation records too), rejects and reports would be read as training records."""
+    directory = Path(pattern)
+    if not directory.is_dir() or is_saved_dataset(directory):
+        return
+    found: dict[Path, str] = {}
+    for marker, what in _OUTPUT_MARKERS.items():
+        for hit in directory.rglob(marker):
+            if hit.parent != directory:
+                found.setdefault(hit.parent, what)
+    outermost = sorted(p for p in found if not any(other in p.parents for other in found))
+    if outermost:
+        said = ", ".join(f"{p} ({found[p]})" for p in outermost)
+        raise DataError(f"{pattern}: holds what dsft wrote, {said}; read whole, their splits, rejects and reports "
+                        f"would be training records: move them out of {pattern}, or name the data files")
 
 
 def _cleaning_and_augment_file_problems(cfg: DsftConfig) -> list[str]:
