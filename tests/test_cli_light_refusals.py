@@ -352,7 +352,7 @@ def test_serve_refuses_bad_flags_before_torch(tmp_path: Path, args: list[str], e
 
 MODEL_CASES = [
     ("serve-relative", lambda t: ["serve", "./no-such-model"], "'./no-such-model': not a local directory"),
-    ("serve-absolute", lambda t: ["serve", str(t / "absent")], "absent'"),
+    ("serve-absolute", lambda t: ["serve", str(t / "absent")], "absent: no such directory ("),
     ("serve-file", lambda t: ["serve", _data(t)], "is a file"),
     ("serve-mistyped-local-model", lambda t: ["serve", _runs(t)], MISTYPED),
     ("chat-relative", lambda t: ["chat", "./no-such-model"], "'./no-such-model': not a local directory"),

@@ -110,3 +110,20 @@ def test_a_name_that_is_neither_a_local_directory_nor_reachable_on_the_hub_says_
         resolve_model("runs/002", cache_dir=tmp_path / "cache")
     assert str(err.value).startswith(f"model 'runs/002': no local directory runs/002 (in {tmp_path}), and "
                                      "could not download from the hub"), str(err.value)
+
+
+def test_a_missing_checkpoint_or_deep_path_names_what_its_nearest_directory_holds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`dsft serve runs/qa/checkpoints/checkpoint-99` (a step the run never saved): a path of more than two parts is
+    no hub id, so it got the catch-all 'not a local directory, a .gguf file, ollama:NAME[:TAG], a hub id (org/name)
+    or a tiny preset ...', where `runs/my-rnu` says which directories runs/ holds."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "qa" / "checkpoints" / "checkpoint-30").mkdir(parents=True)
+    (tmp_path / "runs" / "qa" / "checkpoints" / "checkpoint-100").mkdir()
+    with pytest.raises(DsftError) as err:
+        check_model_name("runs/qa/checkpoints/checkpoint-99")
+    assert str(err.value) == ("runs/qa/checkpoints/checkpoint-99: no such directory (runs/qa/checkpoints/ holds "
+                              "checkpoint-100, checkpoint-30)")
+    with pytest.raises(DsftError) as err:
+        check_model_name(str(tmp_path / "runs" / "nope" / "final"))
+    assert str(err.value) == f"{tmp_path / 'runs' / 'nope' / 'final'}: no such directory ({tmp_path / 'runs'}/ holds qa)"

@@ -99,16 +99,30 @@ def _is_hub_id(name: str) -> bool:
     return bool(HUB_ID.match(name)) and not name.startswith((".", "/", "~"))
 
 
+def _directories_in(directory: Path) -> str:
+    children = sorted(p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return ", ".join(children[:8]) + (", ..." if len(children) > 8 else "") if children else "no directories"
+
+
 def _check_not_a_mistyped_path(name: str) -> None:
     """Refuse ``runs/my-rnu`` (the shape of a hub id) where ``runs/`` is a local directory: a mistyped local
     path far more often than a hub id, and refused here rather than after a failed download."""
     org = Path(name.split("/", 1)[0])
     if not org.is_dir():
         return
-    children = sorted(p.name for p in org.iterdir() if p.is_dir() and not p.name.startswith("."))
-    shown = ", ".join(children[:8]) + (", ..." if len(children) > 8 else "") if children else "no directories"
-    raise DsftError(f"{name}: no such directory ({org}/ holds {shown}); {org}/ is a local directory, so this is "
-                    f"not read as a hub id (org/name)")
+    raise DsftError(f"{name}: no such directory ({org}/ holds {_directories_in(org)}); {org}/ is a local directory, "
+                    f"so this is not read as a hub id (org/name)")
+
+
+def _check_not_a_missing_deep_path(name: str) -> None:
+    """Refuse ``runs/qa/checkpoints/checkpoint-99`` (no hub id: more than two parts, or absolute) naming what its
+    nearest existing directory holds, when that is a directory named in the path (not the current one)."""
+    path = Path(name).expanduser()
+    for parent in path.parents:
+        if str(parent) in (".", parent.anchor):
+            return
+        if parent.is_dir():
+            raise DsftError(f"{name}: no such directory ({parent}/ holds {_directories_in(parent)})")
 
 
 def check_model_name(name_or_path: str | Path) -> None:
@@ -134,6 +148,7 @@ def check_model_name(name_or_path: str | Path) -> None:
     if _is_hub_id(name):
         _check_not_a_mistyped_path(name)
         return
+    _check_not_a_missing_deep_path(name)
     if name in REAL_MODEL_FACTS:
         raise DsftError(f"model {name!r} is a real-model config preset (numbers only, for planning); "
                         f"to fine-tune it use its hub id {REAL_MODEL_FACTS[name].hub_id!r} or a local copy")
