@@ -199,3 +199,40 @@ def test_training_runs_from_where_launch_checked_the_config_s_relative_paths(
     assert f"RAN IN {project.resolve()} " in done.stdout
     if launcher == "deepspeed":  # its environment file stays beside the launch files
         assert f"ENV {(tmp_path / 'launch').resolve()}/.deepspeed_env" in done.stdout
+
+
+@pytest.mark.parametrize("launcher,script,command", [("torchrun", "torchrun_node.sh", "torchrun"),
+                                                     ("deepspeed", "deepspeed_launch.sh", "deepspeed"),
+                                                     ("accelerate", "accelerate_node.sh", "accelerate"),
+                                                     ("slurm", "dsft.sbatch", "srun")])
+def test_set_overrides_are_checked_and_every_process_trains_with_them(
+        launcher: str, script: str, command: str, config: Path, tmp_path: Path, run_cli: RunCli) -> None:
+    """Guide 003's cluster values (32K rows, SP 8, the optimizer offloaded) are --set over the example config, as
+    for dsft train; dsft launch took no --set, so its scripts could only train the file as written. The overrides
+    are checked against the job's GPUs and reach every process's dsft train, quoted (a value with a space and a
+    quote arrives as one argument)."""
+    served = "guide 003's model"
+    code, _, err = run_cli(["launch", str(config), "--nodes", "1", "--gpus-per-node", "8", "--launcher", launcher,
+                            "--out", str(tmp_path / "launch"), "--set", "train.max_seq_len=4096",
+                            "--set", f"serve.served_model_name={served}"])
+    assert code == 0, err
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / command).write_text('#!/usr/bin/env bash\nfor a in "$@"; do echo "ARG $a"; done\n')
+    (bin_dir / command).chmod(0o755)
+    (bin_dir / "scontrol").write_text("#!/usr/bin/env bash\necho gpu-node-7\n")
+    (bin_dir / "scontrol").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_NODELIST": "gpu-node-7",
+           "SLURM_JOB_NUM_NODES": "1", "SLURM_JOB_ID": "1"}
+    done = subprocess.run(["bash", str(tmp_path / "launch" / script)], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    args = [line[4:] for line in done.stdout.splitlines() if line.startswith("ARG ")]
+    train = args[args.index("train"):]
+    assert train[train.index("--set") + 1] == "train.max_seq_len=4096"
+    assert f"serve.served_model_name={served}" in train
+
+    # A wrong value is refused before anything is written, naming the --set that caused it.
+    code, _, err = run_cli(["launch", str(config), "--launcher", launcher, "--out", str(tmp_path / "refused"),
+                            "--set", "train.lr=-1"])
+    assert code == 2 and "--set train.lr=-1" in err and "Traceback" not in err
+    assert not (tmp_path / "refused").exists()

@@ -197,6 +197,8 @@ def launch(
     master_port: int = typer.Option(29500, "--master-port", min=1, max=65535, help="Rendezvous port."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Allow a non-empty --out (an earlier launch's too): the "
                                    "launch files are replaced, other files are left alone."),
+    set_: list[str] = typer.Option([], "--set", help="Override a key for every process: --set train.max_seq_len=32768 "
+                                   "(repeatable; checked now, written into the scripts' dsft train command)."),
 ) -> None:
     """Write runnable per-node launch scripts (with documented NCCL settings) for a training config."""
     from dsft.config import load_config
@@ -213,13 +215,15 @@ def launch(
     notices: list[str] = []
     if config.is_file():  # a missing file is reported by write_launch_files, as before
         # The job's GPUs, not this machine's: the scripts run there with nodes x gpus_per_node processes.
-        cfg, cluster = load_config(config), Environment.gpu_cluster(max(nodes, 1) * max(gpus_per_node, 1))
-        preflight(cfg, cluster, str(config))
+        cfg = load_config(config, set_, set_flags=set_)
+        cluster = Environment.gpu_cluster(max(nodes, 1) * max(gpus_per_node, 1))
+        preflight(cfg, cluster, str(config), set_)
         notices = preflight_notices(cfg, cluster)
 
     check_output_dir(out)  # created by write_launch_files once the config and launcher are checked
     plan_ = LaunchPlan(config=config.resolve(), run_dir=(run_dir or out / "run").resolve(), nodes=nodes,
-                       gpus_per_node=gpus_per_node, master_addr=master_addr, master_port=master_port)
+                       gpus_per_node=gpus_per_node, master_addr=master_addr, master_port=master_port,
+                       overrides=tuple(set_))
     for path in write_launch_files(plan_, launcher, out, overwrite=overwrite):
         typer.echo(str(path))
     for notice in notices:  # what the job's runs will say first, said now (stdout stays the files written)

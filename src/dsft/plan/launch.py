@@ -1,6 +1,7 @@
 """`dsft launch`: runnable multi-node launch files for torchrun, DeepSpeed, accelerate and SLURM.
 
-Every launcher runs the same command on every process, ``python -m dsft train CONFIG --out RUN_DIR``;
+Every launcher runs the same command on every process, ``python -m dsft train CONFIG --out RUN_DIR`` (with the
+``--set KEY=VALUE`` overrides given to ``dsft launch``);
 the launcher provides WORLD_SIZE / RANK / LOCAL_RANK and dsft's TrainingArguments take the strategy
 (DDP, FSDP, DeepSpeed ZeRO) from ``train.distributed`` in the config. The NCCL settings people need on
 real clusters are written, commented, into ``nccl_env.sh``, which every script sources.
@@ -60,6 +61,7 @@ class LaunchPlan:
     # The directory `dsft launch` ran in: the config's relative paths (data files, a local model) were checked
     # from there, so every script runs the training from there too (not from wherever it is started or ssh lands).
     workdir: Path | None = None
+    overrides: tuple[str, ...] = ()  # the --set KEY=VALUE every process applies (checked by `dsft launch`)
 
     def __post_init__(self) -> None:
         check_master_addr(self.master_addr)
@@ -69,8 +71,14 @@ class LaunchPlan:
         return self.master_addr or ("127.0.0.1" if self.nodes == 1 else None)
 
     @property
+    def train_arguments(self) -> str:
+        """``CONFIG --out RUN_DIR [--set KEY=VALUE]...``, quoted for the shell."""
+        sets = "".join(f" --set {shlex.quote(override)}" for override in self.overrides)
+        return f"{shlex.quote(str(self.config))} --out {shlex.quote(str(self.run_dir))}{sets}"
+
+    @property
     def train_command(self) -> str:
-        return f"-m dsft train {shlex.quote(str(self.config))} --out {shlex.quote(str(self.run_dir))}"
+        return f"-m dsft train {self.train_arguments}"
 
 
 def check_master_addr(master_addr: str | None) -> None:
@@ -150,8 +158,7 @@ def deepspeed_files(plan: LaunchPlan) -> dict[str, str]:
         'export DS_ENV_FILE="$HERE/.deepspeed_env"  # read from here, not from the working directory\n'
         f'exec deepspeed {topology}--num_gpus {plan.gpus_per_node} '
         '--master_addr "$MASTER_ADDR" --master_port "$MASTER_PORT" --no_local_rank --module '
-        f"dsft train {shlex.quote(str(plan.config))} --out {shlex.quote(str(plan.run_dir))} "
-        "--set train.distributed=deepspeed\n"
+        f"dsft train {plan.train_arguments} --set train.distributed=deepspeed\n"
     )
     return {"hostfile": hostfile, "deepspeed_launch.sh": script} if several else {"deepspeed_launch.sh": script}
 
