@@ -322,7 +322,7 @@ def test_preference_text_is_cleaned_as_sft_text_is(tmp_path: Path, tokenizer) ->
     assert (first.prompt[0].content, first.chosen.content) == ("What is 2+2?", "4\nsure")
     assert html.chosen.content == "bold"
     reasons = {row["where"]: row["reasons"] for row in map(json.loads, (tmp_path / "out" / "rejects.jsonl").open())}
-    assert reasons[f"{source}:2"][0].startswith("messages[0].content: holds the tokenizer's control token '<|EOT|>'")
+    assert reasons[f"{source}:2"][0].startswith("prompt.content: holds the tokenizer's control token '<|EOT|>'")
     assert reasons[f"{source}:3"][0].startswith("chosen.content: holds the tokenizer's control token '<|EOT|>'")
 
 

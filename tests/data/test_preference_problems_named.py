@@ -30,8 +30,55 @@ def test_a_bad_meta_field_is_named_as_meta_once(record: dict, kind: str) -> None
 def test_a_problem_of_the_prompt_is_said_once_not_under_each_side() -> None:
     with pytest.raises(PreferenceProblem) as info:
         parse_preference({"prompt": "q <think>", "chosen": "a", "rejected": "<think>b"}, "pair")
-    assert str(info.value) == ("messages[0].content: <think> is not allowed in a user message, only in an assistant "
+    assert str(info.value) == ("prompt.content: <think> is not allowed in a user message, only in an assistant "
                                "message's leading think block; rejected.content: unclosed <think> block")
+
+
+THINK_IN_USER = "<think> is not allowed in a user message, only in an assistant message's leading think block"
+USER, BAD_USER = {"role": "user", "content": "hi"}, {"role": "user", "content": "<think>x"}
+EMPTY = {"role": "assistant", "content": ""}
+
+
+@pytest.mark.parametrize(("record", "kind", "columns", "said"), [
+    # A separate system field goes in front of the prompt: the bad turn is still the record's messages[1].
+    ({"system": "Be brief.", "messages": [USER, BAD_USER], "chosen": "a", "rejected": "b"}, "pair", None,
+     f"messages[1].content: {THINK_IN_USER}"),
+    ({"system": "Be brief.", "prompt": [USER, EMPTY, USER], "chosen": "a", "rejected": "b"}, "pair", None,
+     "prompt[1].content: empty assistant message"),
+    ({"system": "Be <think>", "prompt": "hi", "chosen": "a", "rejected": "b"}, "pair", None,
+     f"system.content: {THINK_IN_USER.replace('user', 'system')}"),
+    # The implicit prompt is the sides' shared turns: named in chosen, as written.
+    ({"system": "s", "chosen": [BAD_USER, {"role": "assistant", "content": "a"}],
+      "rejected": [BAD_USER, {"role": "assistant", "content": "b"}]}, "pair", None,
+     f"chosen[0].content: {THINK_IN_USER}"),
+    ({"system": "s", "messages": [USER, EMPTY, USER, {"role": "assistant", "content": "<think>a"}], "kto_tag": True},
+     "labeled", None, "messages[1].content: empty assistant message; messages[3].content: unclosed <think> block"),
+    ({"system": "s", "question": [USER, EMPTY, USER], "answer": "4"}, "prompt", None,
+     "question[1].content: empty assistant message"),
+    # A renamed column is named as the record writes it.
+    ({"sys": "s", "turns": [USER, BAD_USER], "good": "a", "bad": "<think>b"}, "pair",
+     {"system": "sys", "prompt": "turns", "chosen": "good", "rejected": "bad"},
+     f"turns[1].content: {THINK_IN_USER}; bad.content: unclosed <think> block"),
+])
+def test_a_problem_is_named_where_it_is_in_the_record_as_written(record: dict, kind: str, columns: dict | None,
+                                                                  said: str) -> None:
+    """The prompt was numbered as built, a separate system field in front: the record's messages[1] was called
+    messages[2], and a prompt field, a question or a side's shared turn was called messages[i] too."""
+    with pytest.raises(PreferenceProblem) as info:
+        parse_preference(record, kind, columns)  # type: ignore[arg-type]
+    assert str(info.value) == said
+
+
+def test_data_prepare_names_a_bad_turn_where_it_is_in_the_file(tmp_path: Path) -> None:
+    """A DPO file prepared for DPO and read as KTO data: the rejection says where the bad turn is in the file."""
+    source = tmp_path / "dpo.jsonl"
+    source.write_text(json.dumps({"system": "Be brief.", "messages": [USER, BAD_USER], "chosen": "a",
+                                  "rejected": "b"}) + "\n" + json.dumps({"prompt": "q", "chosen": "a", "rejected": "b"})
+                      + "\n", encoding="utf-8")
+    for objective in ("dpo", "kto"):
+        cfg = DsftConfig.model_validate({"data": {"train": [str(source)], "val_ratio": 0}})
+        report = prepare_preference(cfg, tmp_path / objective, objective).report
+        assert report["rejected_examples"] == [f"{source}:1: messages[1].content: {THINK_IN_USER}"]
 
 
 def test_a_grpo_csv_with_an_undecodable_extra_column_rejects_that_row(tmp_path: Path) -> None:
@@ -45,3 +92,15 @@ def test_a_grpo_csv_with_an_undecodable_extra_column_rejects_that_row(tmp_path: 
     assert report["rejected_examples"] == [f"{source} row 1 (line 2): {BAD_SOURCE}"]
     [kept] = [json.loads(line) for line in (tmp_path / "out" / "train.jsonl").open(encoding="utf-8")]
     assert kept["answer"] == "6"
+
+
+def test_a_side_of_a_pair_read_as_kto_data_is_named_as_its_side_when_a_rewrite_empties_it(tmp_path: Path) -> None:
+    """The KTO record made of a pair's rejected side was named by the field it became, ``completion``, which the
+    file does not have."""
+    source = tmp_path / "pairs.jsonl"
+    rows = [{"prompt": "z", "chosen": "fine", "rejected": "\x07"}, {"prompt": "q", "chosen": "a", "rejected": "b"}]
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    cfg = DsftConfig.model_validate({"data": {"train": [str(source)], "val_ratio": 0}})
+    prepare_preference(cfg, tmp_path / "out", "kto")
+    removed = [json.loads(line)["reason"] for line in (tmp_path / "out" / "removed.jsonl").open(encoding="utf-8")]
+    assert removed == ["rejected empty after Unicode normalisation"]

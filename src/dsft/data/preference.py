@@ -72,6 +72,9 @@ class PreferenceRecord:
     references: dict[str, str] = field(default_factory=dict)
     tools: list[dict[str, Any]] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    # Where each message of texts() is in the record as written (``system``, ``messages[1]``, ``chosen``), for
+    # naming a problem there; empty: the canonical form's (``prompt[i]``, then each side by its name).
+    where: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     def conversation(self, completion: Message | None = None) -> Conversation:
         """The prompt followed by ``completion`` (loss flags cleared: the objective decides what is trained)."""
@@ -87,19 +90,26 @@ class PreferenceRecord:
         """The prompt then every completion as one conversation: what text rewrites read (see :meth:`with_texts`)."""
         return Conversation([*self.prompt, *self.completions()], self.tools, dict(self.meta))
 
+    def locations(self) -> list[str]:
+        """Where each message of :meth:`texts` is in the record as it was written.
+
+        >>> PreferenceRecord("pair", [Message("user", "q")], chosen=Message("assistant", "a"),
+        ...                  rejected=Message("assistant", "b")).locations()
+        ['prompt[0]', 'chosen', 'rejected']
+        """
+        sides = [name for name in SIDES if getattr(self, name) is not None]
+        if len(self.where) == len(self.prompt) + len(sides):
+            return list(self.where)
+        return [f"prompt[{i}]" for i in range(len(self.prompt))] + sides
+
     def named(self, problem: str) -> str:
-        """``problem`` (about :meth:`texts`) with a completion's ``messages[i]`` written as its side.
+        """``problem`` (about :meth:`texts`) with its ``messages[i]`` written where that message is in the record.
 
         >>> PreferenceRecord("pair", [Message("user", "q")], chosen=Message("assistant", "a"),
         ...                  rejected=Message("assistant", "b")).named("messages[2] empty after Unicode normalisation")
         'rejected empty after Unicode normalisation'
         """
-        present = [name for name in SIDES if getattr(self, name) is not None]
-        for offset, name in enumerate(present):
-            at = f"messages[{len(self.prompt) + offset}]"
-            if problem.startswith(at):
-                return name + problem[len(at):]
-        return problem
+        return located(problem, self.locations())
 
     def with_texts(self, rewritten: Conversation) -> "PreferenceRecord":
         """A copy whose prompt and completions are the messages of ``rewritten``, a rewrite of :meth:`texts`."""
@@ -137,17 +147,19 @@ def _parse(record: Any, kind: Kind, columns: dict[str, str] | None, labelled: bo
     if not isinstance(record, dict):
         raise PreferenceProblem(f"record is {type(record).__name__}, expected a JSON object")
     view = _rename(record, columns or {})
+    spelled = {canonical: column for canonical, column in (columns or {}).items()}
     tools = _tools(view)
     if kind == "pair":
-        prompt, chosen, rejected = _pair_parts(view)
+        prompt, chosen, rejected, where = _pair_parts(view, spelled)
         problem = same_sides_problem(chosen, rejected, labelled)
         if problem:
             raise PreferenceProblem(problem)
-        parsed = PreferenceRecord("pair", prompt, chosen=chosen, rejected=rejected, tools=tools)
+        parsed = PreferenceRecord("pair", prompt, chosen=chosen, rejected=rejected, tools=tools, where=where)
     elif kind == "labeled":
-        parsed = _labeled(view, tools)
+        parsed = _labeled(view, tools, spelled)
     else:
-        parsed = PreferenceRecord("prompt", _prompt(view), references=_references(view), tools=tools)
+        prompt, where = _prompt(view, spelled)
+        parsed = PreferenceRecord("prompt", prompt, references=_references(view), tools=tools, where=tuple(where))
     parsed.meta = _meta(view)
     problems = validate_record(parsed)
     if problems:
@@ -158,9 +170,11 @@ def _parse(record: Any, kind: Kind, columns: dict[str, str] | None, labelled: bo
 def split_pair_for_kto(record: Any, columns: dict[str, str] | None = None) -> list[PreferenceRecord]:
     """A pair as KTO data: its chosen side labelled desirable, its rejected side undesirable."""
     pair = _parse(record, "pair", columns, labelled=True)
+    *prompt_where, chosen_where, rejected_where = pair.locations()
     return [
-        PreferenceRecord("labeled", pair.prompt, completion=side, label=label, tools=pair.tools, meta=dict(pair.meta))
-        for side, label in ((pair.chosen, True), (pair.rejected, False))
+        PreferenceRecord("labeled", pair.prompt, completion=side, label=label, tools=pair.tools, meta=dict(pair.meta),
+                         where=(*prompt_where, side_where))
+        for side, label, side_where in ((pair.chosen, True, chosen_where), (pair.rejected, False, rejected_where))
     ]
 
 
@@ -202,7 +216,8 @@ def is_pair(record: Any) -> bool:
 
 def validate_record(record: PreferenceRecord) -> list[str]:
     """Every problem of a normalised record; prompt + each completion must pass the SFT validation. Each is named
-    where it is: a completion's by its side, the prompt's and ``meta``'s once.
+    where it is in the record as written (:meth:`PreferenceRecord.locations`): a completion's by its side, the
+    prompt's by its message (``messages[1]``, ``system``), once, and ``meta``'s once.
 
     >>> validate_record(PreferenceRecord("pair", [Message("user", "q")], chosen=Message("assistant", "a"),
     ...                                  rejected=Message("assistant", "<think>b"), meta={"source": "x\\udcc8"}))
@@ -215,7 +230,8 @@ def validate_record(record: PreferenceRecord) -> list[str]:
         return [f"prompt: must end with a user (or tool) turn, got {last}"]
     if record.kind == "prompt":
         probe = Conversation([*record.prompt, Message("assistant", "x")], record.tools, dict(record.meta))
-        return [p for p in validate_conversation(probe) if not p.startswith(f"messages[{len(record.prompt)}]")]
+        return [located(p, record.locations()) for p in validate_conversation(probe)
+                if not p.startswith(f"messages[{len(record.prompt)}]")]
     return _side_problems(record, validate_conversation)
 
 
@@ -226,19 +242,39 @@ def control_token_problems_of(record: PreferenceRecord, pattern: re.Pattern[str]
 
 
 def _side_problems(record: PreferenceRecord, check: Callable[[Conversation], list[str]]) -> list[str]:
-    """``check`` on prompt + each completion (the prompt alone for a GRPO prompt), ``messages[i]`` of a completion
-    renamed to its side; a problem of the prompt or of ``meta`` is named where it is, once, not under each side."""
+    """``check`` on prompt + each completion (the prompt alone for a GRPO prompt), each ``messages[i]`` renamed to
+    where that message is in the record (a completion: its side); a problem of the prompt or of ``meta`` is named
+    where it is, once, not under each side."""
+    locations = record.locations()
+    prompt_locations = locations[:len(record.prompt)]
     if record.kind == "prompt":
-        return check(record.conversation())
-    at = f"messages[{len(record.prompt)}]"
+        return [located(problem, prompt_locations) for problem in check(record.conversation())]
+    sides = iter(locations[len(record.prompt):])
     problems: list[str] = []
     for name in SIDES:
         message = getattr(record, name)
         if message is None:
             continue
-        for problem in check(record.conversation(message)):
-            problems.append(name + problem[len(at):] if problem.startswith(at) else problem)
+        names = [*prompt_locations, next(sides)]
+        problems += [located(problem, names) for problem in check(record.conversation(message))]
     return list(dict.fromkeys(problems))
+
+
+_MESSAGE_AT = re.compile(r"messages\[(\d+)\]")
+
+
+def located(problem: str, locations: list[str]) -> str:
+    """``problem`` (about a conversation, opening ``messages[i]``) with ``messages[i]`` written as ``locations[i]``.
+
+    >>> located("messages[1].content: unclosed <think> block", ["system", "messages[0]"])
+    'messages[0].content: unclosed <think> block'
+    >>> located("meta.source: not valid UTF-8", ["prompt"])
+    'meta.source: not valid UTF-8'
+    """
+    match = _MESSAGE_AT.match(problem)
+    if match is None or int(match.group(1)) >= len(locations):
+        return problem
+    return locations[int(match.group(1))] + problem[match.end():]
 
 
 # ---------------------------------------------------------------------------------------------- parsing
@@ -265,6 +301,12 @@ def _messages(value: Any, where: str) -> list[Message]:
         return from_messages({"messages": value}).messages
     except FormatProblem as exc:
         raise PreferenceProblem(str(exc).replace("messages", where, 1)) from None
+
+
+def _places(value: Any, name: str) -> list[str]:
+    """Where each message :func:`_messages` read from ``value`` (the field ``name``) is: a string or a single
+    message is the field itself, a list's item ``name[i]``."""
+    return [f"{name}[{i}]" for i in range(len(value))] if isinstance(value, list) else [name]
 
 
 def _from_sharegpt(turn: Any, where: str) -> dict[str, Any]:
@@ -297,22 +339,30 @@ def _system(view: dict[str, Any]) -> list[Message]:
     return [Message("system", system)]
 
 
-def _prompt(view: dict[str, Any]) -> list[Message]:
+def _prompt(view: dict[str, Any], spelled: dict[str, str]) -> tuple[list[Message], list[str]]:
+    """The prompt's messages and where each is in the record (``spelled``: a field's name as the record writes it)."""
     name = next((f for f in PROMPT_FIELDS if f in view), None)
     if name is None:
         raise PreferenceProblem(f"no prompt: expected one of the fields {', '.join(PROMPT_FIELDS)}")
     messages = _messages(view[name], name)
+    places = _places(view[name], spelled.get(name, name))
     if messages and messages[0].role == "system":
-        return messages
-    return _system(view) + messages
+        return messages, places
+    system = _system(view)
+    return system + messages, [spelled.get("system", "system")] * len(system) + places
 
 
-def _pair_parts(view: dict[str, Any]) -> tuple[list[Message], Message, Message]:
+def _pair_parts(view: dict[str, Any],
+                spelled: dict[str, str]) -> tuple[list[Message], Message, Message, tuple[str, ...]]:
+    """Prompt, chosen, rejected, and where each of those messages is in the record."""
     missing = [f for f in ("chosen", "rejected") if f not in view]
     if missing:
         raise PreferenceProblem(f"pair: missing field(s) {', '.join(missing)}")
+    chosen_name, rejected_name = spelled.get("chosen", "chosen"), spelled.get("rejected", "rejected")
     if any(f in view for f in PROMPT_FIELDS):
-        return _prompt(view), _side(view["chosen"], "chosen"), _side(view["rejected"], "rejected")
+        prompt, places = _prompt(view, spelled)
+        return (prompt, _side(view["chosen"], "chosen"), _side(view["rejected"], "rejected"),
+                (*places, chosen_name, rejected_name))
     # Implicit prompt (TRL's form): both sides are whole conversations sharing their leading messages.
     chosen, rejected = _messages(view["chosen"], "chosen"), _messages(view["rejected"], "rejected")
     shared = 0
@@ -323,23 +373,27 @@ def _pair_parts(view: dict[str, Any]) -> tuple[list[Message], Message, Message]:
     tail_c, tail_r = chosen[shared:], rejected[shared:]
     if len(tail_c) != 1 or len(tail_r) != 1 or tail_c[0].role != "assistant" or tail_r[0].role != "assistant":
         raise PreferenceProblem("pair: chosen and rejected must differ only in their final assistant message")
-    return _system(view) + chosen[:shared], tail_c[0], tail_r[0]
+    system = _system(view)
+    places = [spelled.get("system", "system")] * len(system) + _places(view["chosen"], chosen_name)[:shared]
+    return (system + chosen[:shared], tail_c[0], tail_r[0],
+            (*places, f"{chosen_name}[{shared}]", f"{rejected_name}[{shared}]"))
 
 
-def _labeled(view: dict[str, Any], tools: list[dict[str, Any]] | None) -> PreferenceRecord:
+def _labeled(view: dict[str, Any], tools: list[dict[str, Any]] | None, spelled: dict[str, str]) -> PreferenceRecord:
     label_field = "label" if "label" in view else "kto_tag" if "kto_tag" in view else None
     if label_field is None:
         raise PreferenceProblem("labeled completion: missing field label (true = desirable, false = undesirable)")
     label = read_label(view[label_field], label_field)
+    messages, places = _prompt(view, spelled)
     if "completion" in view:
-        prompt, completion = _prompt(view), _side(view["completion"], "completion")
+        prompt, completion = messages, _side(view["completion"], "completion")
+        places.append(spelled.get("completion", "completion"))
     else:
-        messages = _prompt(view)
         if not messages or messages[-1].role != "assistant":
             raise PreferenceProblem("labeled completion: no completion field and the messages do not end with an "
                                     "assistant turn")
         prompt, completion = messages[:-1], messages[-1]
-    return PreferenceRecord("labeled", prompt, completion=completion, label=label, tools=tools)
+    return PreferenceRecord("labeled", prompt, completion=completion, label=label, tools=tools, where=tuple(places))
 
 
 # A KTO label as written in a spreadsheet cell (CSV text arrives as strings) or by a tool that wrote one: any case,
