@@ -386,6 +386,22 @@ def _lora_checkpoint(tmp: Path, base: Path) -> Path:
     return checkpoint
 
 
+@pytest.mark.parametrize("command", ["serve", "chat", "export", "eval"])
+def test_a_run_s_checkpoints_folder_or_a_folder_of_runs_names_what_to_pass(tmp_path: Path, command: str) -> None:
+    """RUN/checkpoints (where tab completion stops) and runs/ were 'neither a run directory (run.json) nor a model
+    directory (config.json)', which leaves the user to guess that a checkpoint-N inside, or the run, is wanted."""
+    checkpoint = _lora_checkpoint(tmp_path, tmp_path / "base")
+    (checkpoint.parent / "checkpoint-1").mkdir()
+    run = checkpoint.parent.parent
+    extra = CHECKPOINT_COMMANDS[command](tmp_path)
+    for given, expected in ((run / "checkpoints", f"{run / 'checkpoints'}: the checkpoints folder of the run {run}; "
+                             f"name the run, or one checkpoint, e.g. {checkpoint}"),
+                            (run.parent, f"{run.parent}: a folder of runs or models; name one, e.g. {run}")):
+        code, torch_loaded, err = _refuse([command, str(given), *extra], tmp_path)
+        assert code == 2 and expected in err and "Traceback" not in err, err
+        assert not torch_loaded
+
+
 CHECKPOINT_COMMANDS = {
     "eval": lambda t: ["--data", _data(t), "--out", str(t / "eval")],
     "export": lambda t: ["--format", "hf", "--out", str(t / "export")],

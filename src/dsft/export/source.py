@@ -24,6 +24,7 @@ from dsft.models.loading import align_special_tokens, load_model, load_tokenizer
 from dsft.models.lora import load_lora_adapter
 from dsft.models.resolve import check_model_files, check_model_name, resolve_model
 from dsft.templates import detect_template
+from dsft.training.checkpointing import list_checkpoints
 from dsft.training.rundir import RunDir
 
 
@@ -61,8 +62,21 @@ def _check_model_dir(model_dir: Path) -> None:
     if (model_dir / "adapter_config.json").is_file() and not (model_dir / "config.json").is_file():
         raise DsftError(_bare_adapter_problem(model_dir))
     if not (model_dir / "config.json").is_file():
-        raise DsftError(f"{model_dir}: neither a run directory (run.json) nor a model directory (config.json)")
+        raise DsftError(_not_a_model_dir(model_dir))
     check_model_files(model_dir)
+
+
+def _not_a_model_dir(directory: Path) -> str:
+    """Why ``directory`` loads nothing, naming what to pass where it is a run's checkpoints folder (where tab
+    completion stops) or a folder of runs or models."""
+    checkpoints = list_checkpoints(directory)
+    if checkpoints and RunDir.is_run(directory.parent):
+        return (f"{directory}: the checkpoints folder of the run {directory.parent}; name the run, or one checkpoint, "
+                f"e.g. {checkpoints[-1]}")
+    inside = sorted(p for p in directory.iterdir() if RunDir.is_run(p) or (p / "config.json").is_file())
+    if inside:
+        return f"{directory}: a folder of runs or models; name one, e.g. {inside[0]}"
+    return f"{directory}: neither a run directory (run.json) nor a model directory (config.json)"
 
 
 def _bare_adapter_problem(adapter_dir: Path) -> str:
