@@ -489,10 +489,15 @@ def test_ollama_export_runs_the_cli_command_with_the_model_name(client: TestClie
          "ollama", "--dtype", "q8_0", "--name", "reservoirs-r1"],
         ["export", str(runs_root / "done"), "--out", str(runs_root / "done" / "export" / "ollama"), "--format",
          "ollama"]]  # no name: the CLI names the model after the run
-    for name in ("-rf", "a b", "../x", "x" * 65):
+    for name in ("-rf", "a b", "../x", "x" * 81, "医疗模型"):
         response = client.post("/api/export", headers=POST, json={"run": "done", "format": "ollama", "name": name})
-        assert response.status_code == 400 and "the Ollama model name: letters" in response.json()["error"], name
+        assert response.status_code == 400 and f"name {name}: not an Ollama model name" in response.json()["error"], name
     assert len(commands) == 2
+    # The names dsft export --name takes, a tag included (the form refused 'medical-qa:v1', which the CLI keeps).
+    for name in ("medical-qa:v1", "team/medical-qa", "x" * 80):
+        assert client.post("/api/export", headers=POST, json={"run": "done", "format": "ollama", "name": name,
+                                                              "dtype": "q8_0"}).status_code == 200, name
+        assert commands[-1][-2:] == ["--name", name]
 
 
 def test_an_ollama_export_shows_its_model_name_commands_and_modelfile(client: TestClient, runs_root: Path,

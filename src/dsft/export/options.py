@@ -26,21 +26,21 @@ _SHARD_SIZE = re.compile(r"\s*([0-9]+)\s*(GIB|MIB|KIB|GB|MB|KB)", re.IGNORECASE)
 
 
 # What `ollama create` takes: [namespace/]model[:tag], each part letters, digits, '_', '-' and '.', starting with a
-# letter or digit.
-_OLLAMA_PART = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+# letter or digit, at most 80 characters.
+_OLLAMA_PART = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}"
 OLLAMA_NAME = re.compile(rf"(?:{_OLLAMA_PART}/){{0,2}}{_OLLAMA_PART}(?::{_OLLAMA_PART})?")
 
 
-def ollama_name_problem(name: str) -> str | None:
-    """Why ``ollama create`` would refuse ``name`` (None: it takes it).
+def ollama_name_problem(name: str, flag: str = "--name") -> str | None:
+    """Why ``ollama create`` would refuse ``name`` (None: it takes it), said of ``flag`` (the dashboard's field).
 
     >>> ollama_name_problem("medical-qa:v1") is None, ollama_name_problem("医疗模型") is not None
     (True, True)
     """
-    if OLLAMA_NAME.fullmatch(name) and len(name) <= 350:
+    if OLLAMA_NAME.fullmatch(name):
         return None
-    return (f"--name {name}: not an Ollama model name; use [namespace/]model[:tag], each part letters, digits, '_', "
-            "'-' and '.' (e.g. medical-qa:v1)")
+    return (f"{flag} {name}: not an Ollama model name; use [namespace/]model[:tag], each part letters, digits, '_', "
+            "'-' and '.', at most 80 of them (e.g. medical-qa:v1)")
 
 
 def dtype_fits(fmt: str, dtype: str) -> bool:

@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 from dsft.errors import DsftError
 from dsft.eval.report import comparison_rows, fmt, fmt_delta, metric_label
 from dsft.export.api import EXPORT_DTYPES
+from dsft.export.options import ollama_name_problem
 from dsft.training.rundir import ADAPTER_METHODS, RunDir
 from dsft.ui import jobs, runs
 from dsft.ui.paths import inside_root, relative_name
 
 BUSY = ("running", "starting")
-OLLAMA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def export_formats(method: str | None) -> list[str]:
@@ -146,8 +145,8 @@ def _start_export(root: Path, form: dict[str, Any]) -> dict[str, str]:
     name = str(form.get("name") or "").strip()
     if name and fmt_name != "ollama":
         raise DsftError(f"name {name}: the Ollama model name; only for the ollama format")
-    if name and not OLLAMA_NAME.match(name):
-        raise DsftError(f"name {name!r}: the Ollama model name: letters, digits, . _ - (up to 64)")
+    if name and (problem := ollama_name_problem(name, flag="name")):  # what dsft export --name takes
+        raise DsftError(problem)
     out = _free_dir(run_dir / "export", fmt_name if dtype == "auto" else f"{fmt_name}-{dtype}")
     args = ["export", str(run_dir), "--out", str(out), "--format", fmt_name]
     if dtype != "auto":
