@@ -53,3 +53,19 @@ def test_anything_else_is_refused_naming_the_spellings_accepted(label: object) -
     with pytest.raises(PreferenceProblem) as info:
         parse_preference({"prompt": "q", "completion": "a", "label": label}, "labeled")
     assert str(info.value) == f"label: {ACCEPTED}; got {json.dumps(label)}"
+
+
+def test_an_undecodable_label_cell_is_said_as_any_undecodable_field_is(tmp_path: Path, run_cli) -> None:
+    """A KTO CSV saved in GBK whose label cell is Chinese (是, 'yes'): the label was refused with the spellings
+    accepted and quoted as the replacement characters it became (got "��"), with no word of the encoding that every
+    other field's refusal names."""
+    source = tmp_path / "kto.csv"
+    source.write_bytes(b"prompt,completion,label\nWhat is 2+2?,4,true\nWhat is 2+2?,5,false\nCapital?,Rome,"
+                       + "是".encode("gbk") + b"\n")
+    code, out, err = run_cli(["data", "prepare", str(source), "--out", str(tmp_path / "prep"),
+                              "--set", "train.objective=kto", "--set", "data.val_ratio=0"])
+    assert code == 0, out + err
+    report = json.loads((tmp_path / "prep" / "data_report.json").read_text(encoding="utf-8"))
+    assert report["rejected_examples"] == [
+        f"{source} row 3 (line 4): label: not valid UTF-8 (byte 0xCA at character 0); it reads as GBK/GB18030 "
+        "Chinese: save the file as UTF-8 (e.g. iconv -f GB18030 -t UTF-8 IN > OUT)"]

@@ -43,7 +43,7 @@ from dsft.data.clean import dedup_key
 from dsft.data.control_tokens import control_token_problems
 from dsft.data.conversation import Conversation, Message
 from dsft.data.formats import SHAREGPT_ROLES, FormatProblem, apply_columns, from_messages, split_inline_think
-from dsft.data.validate import validate_conversation
+from dsft.data.validate import find_bad_unicode, validate_conversation
 
 Kind = Literal["pair", "labeled", "prompt"]
 # Which record kind each training objective consumes.
@@ -414,6 +414,14 @@ def read_label(value: Any, where: str = "label") -> bool:
     Traceback (most recent call last):
     ...
     dsft.data.preference.PreferenceProblem: label: expected true or false (any case), yes or no, 1 or 0; got "maybe"
+
+    Undecodable bytes (a cell of a GBK file) are said as in any other field, not quoted as what they became:
+
+    >>> read_label("\\udcca\\udcc7")
+    Traceback (most recent call last):
+    ...
+    dsft.data.preference.PreferenceProblem: label: not valid UTF-8 (byte 0xCA at character 0); it reads as GBK/GB18030 \
+Chinese: save the file as UTF-8 (e.g. iconv -f GB18030 -t UTF-8 IN > OUT)
     """
     if isinstance(value, bool):
         return value
@@ -421,6 +429,9 @@ def read_label(value: Any, where: str = "label") -> bool:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in _LABEL_WORDS:
         return _LABEL_WORDS[value.strip().lower()]
+    undecodable = find_bad_unicode(value) if isinstance(value, str) else None
+    if undecodable:
+        raise PreferenceProblem(f"{where}: {undecodable}")
     written = json.dumps(value, ensure_ascii=False, default=str)
     raise PreferenceProblem(f"{where}: expected {LABEL_SPELLINGS}; got {written}")
 
