@@ -103,3 +103,17 @@ def test_a_line_that_is_not_utf8_is_refused_and_the_session_goes_on(tokenizer: A
     text = " ".join(screen.getvalue().split())
     assert text.count("line not sent: not valid UTF-8 (byte 0xC4 at character") == 2
     assert "line not sent: not valid UTF-8 (byte 0xC4 at character 0); it reads as GBK/GB18030 Chinese" in text
+
+
+def test_help_lists_the_commands(tokenizer: Any) -> None:
+    """/help was answered 'unknown command /help' (which then listed the commands)."""
+    from dsft.serve.chat import HELP, ChatSession, run_chat
+
+    session = ChatSession(scripted_serving(tokenizer, ANSWER, "deepseek-r1"), max_tokens=40)
+    screen = io.StringIO()
+    answered = run_chat(session, ["/help", "/?"], Console(file=screen, width=300), interactive=False)
+    text = " ".join(screen.getvalue().split())
+    assert answered == 0
+    assert "unknown command /help" not in text
+    assert text.startswith(HELP) and "/help" in HELP
+    assert "unknown command /?" in text

@@ -167,7 +167,7 @@ def chat(
     quantize: str | None = typer.Option(None, "--quantize", help="int8: dynamic int8 weights on CPU."),
     base_model: str | None = typer.Option(None, "--base-model", help=base_model_flag.HELP),
 ) -> None:
-    """Chat in the terminal (streamed; reasoning dimmed). /reset, /system TEXT, /exit. Reads piped stdin too."""
+    """Chat in the terminal (streamed; reasoning dimmed). /reset, /system TEXT, /help, /exit. Reads piped stdin too."""
     from rich.console import Console
 
     from dsft.export.source import check_source

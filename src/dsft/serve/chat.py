@@ -1,7 +1,7 @@
 """``dsft chat``: a terminal conversation with a model, streamed, reasoning shown dimmed.
 
 Lines come from any text stream (a terminal or a pipe); ``/reset`` clears the history, ``/system TEXT``
-sets the system prompt (and clears the history), ``/exit`` or end of input quits. A line that is not UTF-8 (a GBK
+sets the system prompt (and clears the history), ``/help`` lists the commands, ``/exit`` or end of input quits. A line that is not UTF-8 (a GBK
 terminal) is refused with the encoding it reads as; the session goes on. The prompt is the
 training template's rendering, as in ``dsft serve``.
 """
@@ -21,7 +21,7 @@ from dsft.serve.prompts import generation_starts_in_reasoning, render_chat_promp
 from dsft.serve.serving_model import ServingModel
 from dsft.templates.reasoning import StreamingReasoningSplitter
 
-HELP = "commands: /reset (clear history), /system TEXT (set system prompt), /exit"
+HELP = "commands: /reset (clear history), /system TEXT (set system prompt), /help (this list), /exit"
 
 
 @dataclass
@@ -102,7 +102,9 @@ def run_chat(session: ChatSession, lines: Iterable[str], console: Console, inter
         if bad := find_bad_unicode(line):  # undecodable input bytes: the tokenizer would end the session
             console.print(f"line not sent: {bad}", style="dim", markup=False)
             continue
-        if line == "/reset":
+        if line == "/help":
+            console.print(f"[dim]{HELP}[/dim]")
+        elif line == "/reset":
             session.reset()
             console.print("[dim](history cleared)[/dim]")
         elif line == "/system" or line.startswith("/system "):
