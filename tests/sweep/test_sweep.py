@@ -142,7 +142,10 @@ def test_a_settings_not_applied_notice_is_logged_once_per_sweep(tmp_path: Path, 
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--grid", "train.lr"], "--grid 'train.lr': expected KEY=..."),
-    (["--grid", "lr=1e-5,2e-5"], "the key must name a section and a field"),
+    (["--grid", "lr=1e-5,2e-5"], "--grid 'lr=1e-5,2e-5': the key must name a section and a field; did you mean "
+                                 "'train.lr'?"),  # the key, as the config file names a key put outside its section
+    (["--range", "learning_rate=log:1e-5:1e-3"], "the key must name a section and a field; use train.lr"),
+    (["--grid", "r=8,16"], "the key must name a section and a field; did you mean 'lora.r'?"),
     (["--grid", "data.val_ratio=0.1,0.2"], "data and model keys cannot be swept"),
     (["--grid", "train.lr=1e-5", "--sampler", "tpe"], "give the trial budget with --trials N"),
     (["--range", "train.lr=log:1e-5:1e-3"], "--range axes need a sampler"),

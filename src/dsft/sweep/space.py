@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from dsft.config.loader import parse_override
+from dsft.config.loader import parse_override, unknown_key_message
 from dsft.errors import ConfigError
 
 RANGE_KINDS = ("float", "log", "int")
@@ -109,7 +109,11 @@ def _split_key(text: str, flag: str) -> tuple[str, str]:
     key, raw = text.split("=", 1)
     key = key.strip()
     if "." not in key:
-        raise ConfigError(f"{flag} {text!r}: the key must name a section and a field, e.g. train.lr")
+        # The key meant, as a config file names a key put outside its section ('; did you mean 'train.lr'?',
+        # '; use train.lr'); not a section the name is close to.
+        meant = unknown_key_message((key,)).removeprefix("unknown key")
+        raise ConfigError(f"{flag} {text!r}: the key must name a section and a field"
+                          f"{meant if '.' in meant else ', e.g. train.lr'}")
     return key, raw
 
 
