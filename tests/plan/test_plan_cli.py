@@ -80,3 +80,21 @@ def test_sequence_parallelism_is_recommended_for_an_mla_model(run_cli) -> None:
     assert payload["fits"] is False
     recommended = payload["recommendation"]
     assert recommended is not None and any(change.startswith("--sp") for change in recommended["changes"]), recommended
+
+
+def test_a_model_the_planner_cannot_size_is_refused_naming_what_it_takes(run_cli) -> None:
+    """'deepseek-32b' was refused as 'not a preset, tiny preset or path to a config.json' while --help said hub ids
+    work; the planner sizes a hub id only by its last part (a preset) and downloads nothing."""
+    code, _, err = run_cli(["plan", "--model", "deepseek-32b"])
+    text = " ".join(err.split())
+    assert code == 2 and "Traceback" not in err
+    assert ("--model deepseek-32b: not a preset, a tiny preset, a model directory, a config.json path or a hub id "
+            "whose last part is a preset") in text
+    assert "`dsft models list` shows the presets" in text and "r1-distill-qwen-32b" in text
+    code, _, err = run_cli(["plan", "--model", "Qwen/Qwen2-7B"])
+    text = " ".join(err.split())
+    assert code == 2
+    assert ("--model Qwen/Qwen2-7B: a hub id whose last part, 'qwen2-7b', is no preset (the planner downloads "
+            "nothing); pass the model's config.json or a directory holding it") in text
+    code, out, _ = run_cli(["plan", "--help"])
+    assert "whose last part is a preset" in " ".join(out.replace("│", " ").split())

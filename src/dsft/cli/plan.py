@@ -89,8 +89,10 @@ MAX_MEMORY_GIB = 2**20
 
 
 def plan(
-    model: str | None = typer.Option(None, "--model", help="Preset (e.g. deepseek-r1-distill-qwen-7b, deepseek-v3), "
-                                     "hub id, or config.json path [default: --config's model.name_or_path]."),
+    model: str | None = typer.Option(None, "--model", help="Preset (e.g. deepseek-r1-distill-qwen-7b, deepseek-v3; "
+                                     "`dsft models list`), tiny preset, model directory, config.json path, or a hub "
+                                     "id whose last part is a preset (nothing is downloaded) [default: --config's "
+                                     "model.name_or_path]."),
     config: Path | None = typer.Option(None, "--config", help="Training config: its model, method, batch, sequence "
                                        "length, ZeRO/offload/SP, checkpointing, LoRA rank and targets fill the options not "
                                        "given, after the same checks as `dsft launch`."),

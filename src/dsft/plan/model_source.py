@@ -80,7 +80,10 @@ def resolve_planner_config(model: str) -> tuple[str, Any]:
     if key.startswith("tiny-"):
         directory = resolve_model(key)
         return key, _config_from_dict(json.loads((directory / "config.json").read_text(encoding="utf-8")), key)
-    raise DsftError(
-        f"--model {model}: not a preset, tiny preset or path to a config.json",
-        [f"presets: {', '.join(sorted(table))}"],
-    )
+    if "/" in model.strip("/"):  # hub-id shaped: the planner downloads nothing, it reads the last part
+        what = (f"a hub id whose last part, {key!r}, is no preset (the planner downloads nothing); pass the "
+                f"model's config.json or a directory holding it")
+    else:
+        what = ("not a preset, a tiny preset, a model directory, a config.json path or a hub id whose last part is "
+                "a preset (e.g. deepseek-ai/DeepSeek-R1-Distill-Qwen-7B); `dsft models list` shows the presets")
+    raise DsftError(f"--model {model}: {what}", [f"presets: {', '.join(sorted(table))}"])

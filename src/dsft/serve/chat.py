@@ -1,9 +1,9 @@
 """``dsft chat``: a terminal conversation with a model, streamed, reasoning shown dimmed.
 
 Lines come from any text stream (a terminal or a pipe); ``/reset`` clears the history, ``/system TEXT``
-sets the system prompt (and clears the history), ``/help`` lists the commands, ``/exit`` or end of input quits. A line that is not UTF-8 (a GBK
-terminal) is refused with the encoding it reads as; the session goes on. The prompt is the
-training template's rendering, as in ``dsft serve``.
+sets the system prompt (and clears the history), ``/help`` lists the commands, ``/exit`` or end of input
+quits. A line that is not UTF-8 (a GBK terminal) is refused with the encoding it reads as; the session goes
+on. The prompt is the training template's rendering, as in ``dsft serve``.
 """
 
 from __future__ import annotations
