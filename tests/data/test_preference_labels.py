@@ -69,3 +69,32 @@ def test_an_undecodable_label_cell_is_said_as_any_undecodable_field_is(tmp_path:
     assert report["rejected_examples"] == [
         f"{source} row 3 (line 4): label: not valid UTF-8 (byte 0xCA at character 0); it reads as GBK/GB18030 "
         "Chinese: save the file as UTF-8 (e.g. iconv -f GB18030 -t UTF-8 IN > OUT)"]
+
+
+def test_labels_refused_for_different_words_are_one_reason_in_the_summary(tmp_path: Path, run_cli) -> None:
+    """The rejection summary merged reasons that differ only in a number, not in a quoted value: each word a label
+    column held was a reason of its own (got "maybe", got "nope"), crowding out the other reasons."""
+    source = tmp_path / "kto.csv"
+    source.write_text("prompt,completion,label\nWhat is 2+2?,4,true\nWhat is 2+2?,5,false\n"
+                      "Capital?,Rome,maybe\nCapital?,Paris,nope\nWhy?,Because,unsure\nWho?,Me,\"t\"\"\"\n"
+                      "Where?,Here,maybe\n", encoding="utf-8")
+    code, out, err = run_cli(["data", "prepare", str(source), "--out", str(tmp_path / "prep"),
+                              "--set", "train.objective=kto", "--set", "data.val_ratio=0"])
+    assert code == 0, out + err
+    report = json.loads((tmp_path / "prep" / "data_report.json").read_text(encoding="utf-8"))
+    assert report["rejected_reasons"] == [
+        {"reason": f'label: {ACCEPTED}; got "..."', "records": 5, "first": f"{source} row 3 (line 4)"}]
+    assert f'5 x label: {ACCEPTED}; got "..." (first: {source} row 3 (line 4))' in out + err
+    said = json.loads((tmp_path / "prep" / "rejects.jsonl").read_text(encoding="utf-8").splitlines()[3])["reasons"]
+    assert said == [f'label: {ACCEPTED}; got "t\\""']  # each one as written in rejects.jsonl
+
+
+def test_a_value_every_grouped_record_shares_stays_as_written(tmp_path: Path, run_cli) -> None:
+    source = tmp_path / "kto.csv"
+    source.write_text("prompt,completion,label\nWhat is 2+2?,4,true\nWhat is 2+2?,5,false\n"
+                      "Capital?,Rome,maybe\nWhy?,Because,maybe\n", encoding="utf-8")
+    code, out, err = run_cli(["data", "prepare", str(source), "--out", str(tmp_path / "prep"),
+                              "--set", "train.objective=kto", "--set", "data.val_ratio=0"])
+    assert code == 0, out + err
+    report = json.loads((tmp_path / "prep" / "data_report.json").read_text(encoding="utf-8"))
+    assert [(r["reason"], r["records"]) for r in report["rejected_reasons"]] == [(f'label: {ACCEPTED}; got "maybe"', 2)]

@@ -17,10 +17,16 @@ from dsft.data.ingest import Rejection
 
 REJECTED_EXAMPLES = 10  # rejections quoted in the report (all of them are in rejects.jsonl)
 REJECTED_REASONS = 10  # the most frequent reasons the report counts
-# A number standing alone in a reason (a column, a message's index, a byte offset, an undecodable byte written
-# 0xC8): reasons that differ only there are counted as one, and a number that differs between them is written
-# N; a number they share (UTF-8, a limit) and a number inside a word (a field named q1) stay.
-_NUMBER = re.compile(r"\b(?:0x[0-9A-Fa-f]+|\d+)\b")
+# What varies between reasons that are one reason: a number standing alone (a column, a message's index, a byte
+# offset, an undecodable byte written 0xC8) and a value quoted as JSON writes it (a KTO label's got "maybe"; a
+# number inside it is part of it). Reasons that differ only there are counted as one, and a part that differs
+# between them is written N or "..."; a part they share (UTF-8, a limit, the one value quoted) and a number inside
+# a word (a field named q1) stay. Single quotes are left alone: they are also apostrophes (the tokenizer's ...).
+_VARYING = re.compile(r'"(?:[^"\\]|\\.)*"|\b(?:0x[0-9A-Fa-f]+|\d+)\b')
+
+
+def _placeholder(part: str) -> str:
+    return '"..."' if part.startswith('"') else "N"
 
 
 def rejected_reasons(rejections: Sequence[Rejection],
@@ -39,30 +45,34 @@ def rejected_reasons(rejections: Sequence[Rejection],
     >>> rejected_reasons([Rejection("a.csv:2", ["not valid UTF-8 (byte 0xC8 at character 0)"]),
     ...                   Rejection("a.csv:3", ["not valid UTF-8 (byte 0xBD at character 0)"])])[0]["reason"]
     'not valid UTF-8 (byte N at character 0)'
+    >>> [r["reason"] for r in rejected_reasons([Rejection("k.csv:2", ['label: expected 1 or 0; got "maybe"']),
+    ...                                         Rejection("k.csv:3", ['label: expected 1 or 0; got "nope"']),
+    ...                                         Rejection("k.csv:4", ['kto_tag: expected 1 or 0; got "12"'])])]
+    ['label: expected 1 or 0; got "..."', 'kto_tag: expected 1 or 0; got "12"']
     """
     counts: Counter[str] = Counter()
     first: dict[str, tuple[str, str]] = {}  # key -> (where, the reason as first written)
-    differs: dict[str, list[bool]] = {}  # key -> whether each of its numbers differs between the records
+    differs: dict[str, list[bool]] = {}  # key -> whether each of its varying parts differs between the records
     for rejection in rejections:
         own: dict[str, str] = {}  # this record's reasons by key, each key once, the first as written
         for reason in rejection.reasons:
-            own.setdefault(_NUMBER.sub("N", reason), reason)
+            own.setdefault(_VARYING.sub(lambda part: _placeholder(part.group()), reason), reason)
         for key, reason in own.items():
             counts[key] += 1
-            numbers = _NUMBER.findall(reason)
+            parts = _VARYING.findall(reason)
             if key not in first:
-                first[key], differs[key] = (rejection.where, reason), [False] * len(numbers)
+                first[key], differs[key] = (rejection.where, reason), [False] * len(parts)
             else:
-                firsts = _NUMBER.findall(first[key][1])
-                differs[key] = [d or a != b for d, a, b in zip(differs[key], firsts, numbers)]
+                firsts = _VARYING.findall(first[key][1])
+                differs[key] = [d or a != b for d, a, b in zip(differs[key], firsts, parts)]
     return [{"reason": _said(first[key][1], differs[key]), "records": count, "first": first[key][0]}
             for key, count in counts.most_common(limit)]
 
 
 def _said(reason: str, differs: list[bool]) -> str:
-    """``reason`` with each number that ``differs`` written N."""
+    """``reason`` with each varying part that ``differs`` written as its placeholder (N, "...")."""
     flags = iter(differs)
-    return _NUMBER.sub(lambda number: "N" if next(flags) else number.group(), reason)
+    return _VARYING.sub(lambda part: _placeholder(part.group()) if next(flags) else part.group(), reason)
 
 
 @dataclass
