@@ -129,6 +129,24 @@ def test_a_field_name_slip_is_named_not_dropped(record: dict, fmt: str, message:
         convert(record, fmt)
 
 
+@pytest.mark.parametrize(
+    ("record", "columns", "message"),
+    [  # the file already has Question: the mapping renamed it away, and was answered "did you mean 'Question' for
+       # 'question'", a name the file does not have
+     ({"Question": "Q", "Complex_CoT": "think", "Response": "A"}, {"question": "Question"},
+      "format cot: data.columns maps question to 'Question', a column already named as format cot reads it; remove "
+      "question from data.columns (format cot reads Question, Complex_CoT, Response, system)"),
+     # another format's name for the column
+     ({"q": "Q", "Complex_CoT": "think", "Response": "A"}, {"question": "q"},
+      "format cot: data.columns maps question to 'q', a name format cot does not read; write data.columns: "
+      "{Question: q} (format cot reads Question, Complex_CoT, Response, system)")],
+)
+def test_a_column_mapped_to_a_name_the_format_does_not_read_says_so(record: dict, columns: dict, message: str) -> None:
+    with pytest.raises(FormatProblem) as caught:
+        convert(record, "cot", columns)
+    assert str(caught.value) == message
+
+
 def test_a_reversed_column_mapping_is_named_with_the_mapping_meant() -> None:
     """data.columns maps the name dsft reads to the user's column; written the other way round ({问题: Question}
     for a CSV headed 问题,思维链,回答) every record was rejected as "column 'Question' (mapped to 问题) is missing"."""

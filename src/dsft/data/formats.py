@@ -111,6 +111,8 @@ def convert(record: Any, fmt: str = "auto", columns: dict[str, str] | None = Non
     missing = [field for field in REQUIRED_FIELDS[name] if field not in view]
     slips = misnamed_fields(view, name)
     if missing:
+        if mapped := _mapped_to_an_unread_name(view, name, columns or {}, missing):
+            raise FormatProblem(mapped)
         hint = (f"; did you mean {', '.join(f'{field!r} for {key!r}' for key, field in slips)}" if slips
                 else f" (the record has: {', '.join(sorted(map(str, view))[:12]) or 'no fields'})")
         raise FormatProblem(f"format {name}: missing field(s) {', '.join(missing)}{hint}; rename the field(s) or map "
@@ -145,6 +147,30 @@ def _resembling(mapping: dict[str, Any], fields: tuple[str, ...]) -> list[tuple[
         if close:
             slips.append((close[0], field))
     return slips
+
+
+def _mapped_to_an_unread_name(view: dict[str, Any], fmt: str, columns: dict[str, str], missing: list[str]) -> str:
+    """When a record lacks a field because ``data.columns`` renamed a column to a name ``fmt`` does not read: what
+    to change ('' when that is not why).
+
+    >>> _mapped_to_an_unread_name({"question": "Q", "Response": "A"}, "cot", {"question": "Question"}, ["Question"])
+    "format cot: data.columns maps question to 'Question', a column already named as format cot reads it; remove question from data.columns (format cot reads Question, Complex_CoT, Response, system)"
+    >>> _mapped_to_an_unread_name({"question": "Q", "Response": "A"}, "cot", {"question": "q"}, ["Question"])
+    "format cot: data.columns maps question to 'q', a name format cot does not read; write data.columns: {Question: q} (format cot reads Question, Complex_CoT, Response, system)"
+    """
+    fields = FORMAT_FIELDS[fmt]
+    for canonical, column in columns.items():
+        if canonical in fields:
+            continue
+        reads = f"(format {fmt} reads {', '.join(fields)})"
+        if column in missing:
+            return (f"format {fmt}: data.columns maps {canonical} to {column!r}, a column already named as format "
+                    f"{fmt} reads it; remove {canonical} from data.columns {reads}")
+        meant = [field for key, field in _resembling(view, fields) if key == canonical and field in missing]
+        if meant:
+            return (f"format {fmt}: data.columns maps {canonical} to {column!r}, a name format {fmt} does not read; "
+                    f"write data.columns: {{{meant[0]}: {column}}} {reads}")
+    return ""
 
 
 def apply_columns(record: dict[str, Any], columns: dict[str, str]) -> dict[str, Any]:
