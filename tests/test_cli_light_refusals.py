@@ -194,6 +194,18 @@ def _prepared(tmp: Path) -> str:
     return str(prepared)
 
 
+def _data_holding_outputs(tmp: Path) -> str:
+    """A data directory that a preparation and a run were written into: read whole, their splits, rejects.jsonl,
+    removed.jsonl and metrics were scored as evaluation records."""
+    data = tmp / "data"
+    (data / "runs" / "a").mkdir(parents=True)
+    _data(data)
+    _prepared(data)
+    (data / "prepared" / "rejects.jsonl").write_text(json.dumps({"prompt": "refused", "completion": "c"}) + "\n")
+    (data / "runs" / "a" / "run.json").write_text("{}")
+    return str(data)
+
+
 EVAL_CASES = [
     ("eval-missing-data", lambda t: ["eval", "tiny-deepseek-v3", "--data", str(t / "absent.jsonl")], "absent.jsonl"),
     ("eval-missing-model", lambda t: ["eval", "./no-such-model", "--data", _data(t)], "not a local directory"),
@@ -211,6 +223,12 @@ EVAL_CASES = [
       "pass one split, e.g. --data ")),
     ("eval-data-is-a-run-directory", lambda t: ["eval", "tiny-deepseek-v3", "--data", _lora_run(t)],
      "lora-run: a run directory, not data"),
+    ("eval-data-holds-dsft-outputs", lambda t: ["eval", "tiny-deepseek-v3", "--data", _data_holding_outputs(t)],
+     "/data/runs/a (a training run); read whole, their splits, rejects and reports would be scored as evaluation "
+     "records: move them out of"),
+    ("compare-data-holds-dsft-outputs", lambda t: ["compare", "--tuned", "tiny-deepseek-v3", "--base",
+                                                   "tiny-deepseek-v3", "--data", _data_holding_outputs(t)],
+     "/data: holds what dsft wrote, "),
     ("eval-data-is-a-model-directory", lambda t: ["eval", "tiny-deepseek-v3", "--data", _model_dir(t)], MODEL_AS_DATA),
     ("compare-unknown-metric", lambda t: ["compare", "--tuned", "tiny-deepseek-v3", "--base", "tiny-deepseek-v3",
                                           "--data", _data(t), "-m", "bleu4"],

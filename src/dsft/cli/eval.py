@@ -73,6 +73,7 @@ def metrics_command(
 def check_inputs(data: str, models: list[str], base_model: str | None = None) -> None:
     """Refuse a missing data file, an unresolvable model name or ``--base-model`` before torch is imported (a
     run directory is opened later, by the command)."""
+    from dsft.data.input_checks import refuse_outputs_inside
     from dsft.data.prepared_folder import UNFINISHED_PREPARATION, preparation_state
     from dsft.data.readers import expand_inputs
     from dsft.errors import DataError
@@ -91,6 +92,7 @@ def check_inputs(data: str, models: list[str], base_model: str | None = None) ->
         raise DataError(f"--data {data}: a directory written by dsft data prepare; reading all of it would score its "
                         f"train split too: pass one split, e.g. --data {Path(data) / 'val.jsonl'}")
     expand_inputs([data])
+    refuse_outputs_inside(data, f"--data {data}", "scored as evaluation records")  # as data preparation refuses
     for name in models:
         check_source(name, base_model)
 

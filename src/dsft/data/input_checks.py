@@ -50,7 +50,7 @@ def input_problems(cfg: DsftConfig, inputs: list[str] | None = None) -> list[str
         try:
             expand_inputs([pattern])
             _refuse_prepared_dir(pattern)
-            _refuse_outputs_inside(pattern)
+            refuse_outputs_inside(pattern)
         except DataError as exc:
             problems.append(f"{key}: {exc}" if key else str(exc))
     if not problems:
@@ -122,9 +122,11 @@ def _refuse_prepared_dir(pattern: str) -> None:
 _OUTPUT_MARKERS = {REPORT_FILE: "a data preparation", "run.json": "a training run"}
 
 
-def _refuse_outputs_inside(pattern: str) -> None:
+def refuse_outputs_inside(pattern: str, named: str | None = None, read_as: str = "training records") -> None:
     """An input directory holding a prepared folder or a run directory below it: read whole (every supported file
-    under it), their splits (validation records too), rejects and reports would be read as training records."""
+    under it), their splits (validation records too), rejects and reports would be read as records. ``named`` is
+    how the message names the input (default: the path), ``read_as`` what its files would become (the data a
+    training reads; the records ``dsft eval --data`` scores)."""
     directory = Path(pattern)
     if not directory.is_dir() or is_saved_dataset(directory):
         return
@@ -136,8 +138,8 @@ def _refuse_outputs_inside(pattern: str) -> None:
     outermost = sorted(p for p in found if not any(other in p.parents for other in found))
     if outermost:
         said = ", ".join(f"{p} ({found[p]})" for p in outermost)
-        raise DataError(f"{pattern}: holds what dsft wrote, {said}; read whole, their splits, rejects and reports "
-                        f"would be training records: move them out of {pattern}, or name the data files")
+        raise DataError(f"{named or pattern}: holds what dsft wrote, {said}; read whole, their splits, rejects and "
+                        f"reports would be {read_as}: move them out of {pattern}, or name the data files")
 
 
 def _cleaning_and_augment_file_problems(cfg: DsftConfig) -> list[str]:
