@@ -106,10 +106,15 @@ def test_resume_at_max_steps_trains_nothing_and_keeps_final(finished: Path, tmp_
     assert json.loads((run / "run.json").read_text())["status"] == "finished"
 
 
-def test_resume_after_max_steps_was_lowered_trains_nothing(finished: Path, tmp_path: Path) -> None:
+def test_resume_after_max_steps_was_lowered_is_refused_and_the_checkpoint_step_ends_it(finished: Path,
+                                                                                      tmp_path: Path) -> None:
+    """Lowered below the checkpoint's step, max_steps trained nothing but was recorded as the run's: refused. The
+    checkpoint's own step ends the run there, final/ from the checkpoint."""
     run = copy_run(finished, tmp_path)
     as_if_killed_during_final_save(run)
-    result = run_training(make_cfg(data_of(run), "train.max_steps=3"), run, resume="auto", progress=False)
+    with pytest.raises(DsftError, match="checkpoint-4 is at step 4, past the train.max_steps 3 asked for"):
+        run_training(make_cfg(data_of(run), "train.max_steps=3"), run, resume="auto", progress=False)
+    result = run_training(make_cfg(data_of(run), "train.max_steps=4"), run, resume="auto", progress=False)
     assert result.global_step == 4 and checkpoint_names(run) == ["checkpoint-2", "checkpoint-4"]
     assert max_difference(weights(finished / "final"), weights(run / "final")) == 0.0
 
@@ -391,6 +396,24 @@ def test_resume_auto_without_a_checkpoint_says_training_starts_from_step_0(tmp_p
     with caplog.at_level(logging.WARNING, logger="dsft.training.run"):
         run_training(make_cfg(data, "train.max_steps=1"), tmp_path / "runs-typo", resume="auto", progress=False)
     assert "--resume auto: no checkpoint in" in caplog.text and "starts from step 0" in caplog.text
+
+
+def test_a_resume_below_the_checkpoint_step_is_refused_writing_nothing(tmp_path: Path, tiny_model_dir) -> None:
+    """--resume auto with train.max_steps below the checkpoint's step trained nothing, yet rewrote config.yaml
+    with the lower max_steps (the dashboard showed step 4 of 2, and the run no longer recorded what produced it)."""
+    tiny_model_dir(MODEL)
+    data = write_data(tmp_path / "d.jsonl", n=8)
+    run = tmp_path / "run"
+    run_training(make_cfg(data), run, progress=False)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    with pytest.raises(DsftError) as refused:
+        run_training(make_cfg(data, "train.max_steps=2"), run, resume="auto", progress=False)
+    assert str(refused.value).startswith("--resume: checkpoint-4 is at step 4, past the train.max_steps 2 asked "
+                                         "for"), refused.value
+    assert "pass train.max_steps=4 to end the run at this checkpoint" in str(refused.value)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    run_training(make_cfg(data), run, resume="auto", progress=False)  # the run's own max_steps: final/ as it was
+    assert RunDir(run).config.train.max_steps == 4
 
 
 def test_a_resume_with_changed_settings_names_each_change(tmp_path: Path, tiny_model_dir, caplog) -> None:

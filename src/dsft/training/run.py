@@ -39,7 +39,7 @@ from dsft.training.objective_checks import objective_problems, prompt_opens_thin
 from dsft.training.preflight import config_notices
 from dsft.training.ranks import is_main_process, warn_for_job
 from dsft.training.objectives import build_objective_trainer, load_preference_splits
-from dsft.training.resume import check_same_data, data_files, data_fingerprint, planned_steps
+from dsft.training.resume import check_same_data, check_steps_left, data_files, data_fingerprint, planned_steps
 from dsft.training.resume_lr import ResumedLearningRate
 from dsft.training.rundir import FINAL_DIR, RunDir
 from dsft.training.setup import (
@@ -117,6 +117,8 @@ def run_training(
     run.check(cfg, resuming=resume is not None)  # writes nothing: see run.prepare below
     point = resolve_resume(resume, run.checkpoint_root)  # damaged checkpoints skipped, and named
     checkpoint = point.checkpoint
+    if checkpoint is not None:  # before config.yaml is rewritten with a schedule the checkpoint is already past
+        check_steps_left(checkpoint, checkpoint_step(checkpoint), cfg.train.max_steps)
     if resume == "auto" and checkpoint is None:  # said: a mistyped --out would otherwise train from scratch silently
         warn_for_job(log, "--resume auto: no checkpoint in %s yet; training starts from step 0", run_dir)
     changes = run.applied_changes(cfg) if checkpoint is not None else []
