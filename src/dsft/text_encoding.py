@@ -34,6 +34,26 @@ def encoding_hint(raw: bytes) -> str:
     return "; it reads as GBK/GB18030 Chinese: save the file as UTF-8 (e.g. iconv -f GB18030 -t UTF-8 IN > OUT)"
 
 
+def _family(head: bytes, width: int) -> str:
+    """UTF-16 or UTF-32 (``width`` 2 or 4 bytes), little- or big-endian by where the NULs of ASCII characters sit."""
+    units = [head[i:i + width] for i in range(0, len(head) - width + 1, width)]
+    little = sum(1 for u in units if u[0] and not u[-1]) >= sum(1 for u in units if u[-1] and not u[0])
+    return f"UTF-{width * 8}{'LE' if little else 'BE'}"
+
+
+def _reads_as_text(head: bytes, family: str) -> bool:
+    """``head`` decoded as ``family`` (UTF-16LE, ...) reads as a data file's text: not blank, 95% of its characters
+    printable, tabs or line breaks (a character cut at the end of the sample counts against it, once), and a
+    quarter of them ASCII (JSON's and CSV's punctuation and keys, even around Chinese text; ASCII bytes read in
+    pairs as UTF-16 make CJK characters, which are printable too)."""
+    width = 4 if family.startswith("UTF-32") else 2
+    codec = family.replace("UTF", "utf").replace("LE", "-le").replace("BE", "-be")
+    text = head[:len(head) - len(head) % width].decode(codec, errors="replace")
+    readable = sum(1 for ch in text if (ch.isprintable() and ch != "\ufffd") or ch in "\t\r\n")
+    ascii_text = sum(1 for ch in text if ch.isascii() and (ch.isprintable() or ch in "\t\r\n"))
+    return bool(text.strip()) and readable >= 0.95 * len(text) and ascii_text >= 0.25 * len(text)
+
+
 def wide_text_hint(head: bytes) -> str:
     """What the first bytes of a text data file are when they are UTF-16 or UTF-32 (by a byte-order mark, or
     without one by the NUL bytes those encodings put beside every ASCII character, which UTF-8 JSON and CSV
@@ -46,16 +66,27 @@ def wide_text_hint(head: bytes) -> str:
 (e.g. iconv -f UTF-16LE -t UTF-8 IN > OUT)'
     >>> wide_text_hint('{"a": "发热"}'.encode("utf-8")), wide_text_hint("发热".encode("gb18030"))
     ('', '')
+
+    A byte-order mark before text that does not read so (a damaged first record's bytes FE FF) does not make it so
+    either, nor, without a byte-order mark, do NUL bytes alone: a UTF-8 file with a stray NUL in one damaged
+    record, or binary junk, is read record by record (each bad record rejected where it is). The bytes must
+    decode in the family found to text that reads as a data file's (see :func:`_reads_as_text`), with NULs at
+    least a tenth of the bytes (the high byte of every ASCII character):
+
+    >>> wide_text_hint(b'{"a": 1}' + bytes([0]) + b'{"b": 2}'), wide_text_hint(bytes([0, 7, 0, 1, 0, 2, 0, 3]))
+    ('', '')
+    >>> wide_text_hint(bytes([0xFE, 0xFF]) + b'{"a": 1}')
+    ''
     """
-    if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+    if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")) and _reads_as_text(
+            head[4:], "UTF-32LE" if head[0] else "UTF-32BE"):
         family, how = "UTF-32", f"byte-order mark {' '.join(f'{b:02X}' for b in head[:4])}"
-    elif head.startswith((b"\xff\xfe", b"\xfe\xff")):
+    elif head.startswith((b"\xff\xfe", b"\xfe\xff")) and _reads_as_text(head[2:], "UTF-16LE" if head[0] == 0xFF else "UTF-16BE"):
         family, how = "UTF-16", f"byte-order mark {head[0]:02X} {head[1]:02X}"
-    elif b"\x00" in head:
-        wide = 4 if head.count(0) * 4 >= len(head) * 3 * 0.8 else 2  # ASCII: 3 NULs in 4 bytes, or 1 in 2
-        units = [head[i:i + wide] for i in range(0, len(head) - wide + 1, wide)]
-        little = sum(1 for u in units if u[0] and not u[-1]) >= sum(1 for u in units if u[-1] and not u[0])
-        family = f"UTF-{wide * 8}{'LE' if little else 'BE'}"
+    elif head.count(0) * 10 >= len(head) > 0:
+        family = next((f for f in (_family(head, 4), _family(head, 2)) if _reads_as_text(head, f)), "")
+        if not family:
+            return ""
         return (f"; it reads as {family} text (NUL bytes between its characters, no byte-order mark): save the file "
                 f"as UTF-8 (e.g. iconv -f {family} -t UTF-8 IN > OUT)")
     else:

@@ -1,12 +1,15 @@
 """Readers: every file type, directories, globs, saved datasets, streaming, and input errors."""
 
+import doctest
 import json
 import tracemalloc
 from pathlib import Path
 
 import pytest
 
+from dsft import text_encoding
 from dsft.data.formats import to_conversation
+from dsft.data.ingest import ingest
 from dsft.data.readers import expand_inputs, read_records
 from dsft.data.validate import validate_conversation
 from dsft.errors import DataError
@@ -229,6 +232,22 @@ def test_a_utf16_file_is_one_message_naming_it_before_anything_loads(tmp_path: P
     assert "GB18030" not in err and not out.exists(), err
     with pytest.raises(DataError, match=f"not UTF-8 text; it .* {family}"):  # eval reads through the same expansion
         list(read_records([str(tmp_path)]))
+
+
+@pytest.mark.parametrize("damage", [b"\x00", b"\x00\x00\x00\x00", b"0\x00{\x00"])
+def test_a_stray_nul_in_a_utf8_file_costs_its_record_not_the_file(tmp_path: Path, damage: bytes) -> None:
+    """NUL bytes in one damaged record of a UTF-8 JSONL file: that record is rejected where it is, the others kept.
+    The whole file was refused as UTF-16 text (any NUL byte in the first 4 KiB did it); now the bytes must read
+    as UTF-16/32 text, as a Notepad "Unicode" save does (the test above), for the file to be refused whole."""
+    good = [json.dumps({"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]})
+            for i in range(3)]
+    path = tmp_path / "qa.jsonl"
+    path.write_bytes(b"\n".join([good[0].encode(), good[1].encode()[:20] + damage + good[1].encode()[20:],
+                                 good[2].encode()]) + b"\n")
+    result = ingest([str(path)])
+    assert (result.read, len(result.conversations), len(result.rejections)) == (3, 2, 1)
+    assert result.rejections[0].where == f"{path}:2"
+    assert doctest.testmod(text_encoding).failed == 0  # the rule's worked examples
 
 
 @pytest.mark.parametrize("separator", ["\t", ";"])
