@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from dsft.config import DsftConfig
 from dsft.config.loader import PATH_KEYS
+from dsft.errors import DsftError
 from dsft.training.environment import Environment
 from dsft.ui import jobs, launch, processes, runs
 from dsft.ui.paths import paths_under_root
@@ -306,8 +307,12 @@ def test_a_prepared_directory_trains_alone(client: TestClient, runs_root: Path) 
 
 
 def test_key_value_lines_may_name_paths_inside_the_root(client: TestClient, runs_root: Path) -> None:
-    _, cfg = launch.build_config(runs_root, {**FORM, "extra": "data.val=[d.jsonl]\ntrain.warmup_ratio=0"})
-    assert cfg.data.val == [str(runs_root.resolve() / "d.jsonl")] and cfg.train.warmup_ratio == 0  # where the run reads it
+    (runs_root / "v.jsonl").write_text((runs_root / "d.jsonl").read_text(encoding="utf-8"), encoding="utf-8")
+    _, cfg = launch.build_config(runs_root, {**FORM, "extra": "data.val=[v.jsonl]\ntrain.warmup_ratio=0"})
+    assert cfg.data.val == [str(runs_root.resolve() / "v.jsonl")] and cfg.train.warmup_ratio == 0  # where the run reads it
+    # The training file itself as data.val is refused, as dsft train refuses it (each record a duplicate of itself).
+    with pytest.raises(DsftError, match="is also data.val"):
+        launch.build_config(runs_root, {**FORM, "extra": "data.val=[d.jsonl]"})
 
 
 def _values_at(node: object, parts: list[str]) -> list[object]:
