@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from dsft.errors import DsftError
@@ -82,3 +83,29 @@ def test_a_body_not_in_utf8_names_the_encoding() -> None:
     assert "GBK/GB18030" in error["message"]
     assert error["type"] == "invalid_request_error" and error["param"] is None
     assert doctest.testmod(openai_errors).failed == 0  # undecodable_body_message's worked example
+
+
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", None])
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions", "/generate"])
+def test_a_body_not_sent_as_json_names_the_header_and_the_curl_flag(path: str, content_type: str | None) -> None:
+    """``curl -d '{...}'`` sends a form: the answer was pydantic's 'body: Input should be a valid dictionary'."""
+    client = TestClient(create_app(TransformersEngine(lambda: None), ServeSettings()))
+    headers = {"Content-Type": content_type} if content_type else {}
+    reply = client.post(path, content=b'{"messages": [{"role": "user", "content": "hi"}]}', headers=headers)
+    assert reply.status_code == 400
+    error = reply.json()["error"]
+    assert error["message"].startswith("the request body must be JSON sent with Content-Type: application/json; ")
+    assert (content_type or "no Content-Type header") in error["message"]
+    assert "-H 'Content-Type: application/json'" in error["message"]
+    assert error["type"] == "invalid_request_error" and error["code"] == "invalid_request"
+
+
+@pytest.mark.parametrize(("body", "kind"), [(b"[1, 2]", "an array"), (b'"hi"', "a string"), (b"3", "a number"),
+                                            (b"null", "null")])
+def test_a_json_body_that_is_not_an_object_says_what_it_is(body: bytes, kind: str) -> None:
+    client = TestClient(create_app(TransformersEngine(lambda: None), ServeSettings()))
+    reply = client.post("/v1/chat/completions", content=body, headers={"Content-Type": "application/json"})
+    assert reply.status_code == 400
+    message = reply.json()["error"]["message"]
+    assert message == f'the request body must be a JSON object, e.g. {{"messages": [...]}}; this one is {kind}'
+    assert doctest.testmod(openai_errors).failed == 0  # body_not_an_object_message's worked examples

@@ -82,14 +82,54 @@ def _body_missing(exc: RequestValidationError) -> bool:
     return any(err.get("type") == "missing" and tuple(err.get("loc", ())) == ("body",) for err in exc.errors())
 
 
+def _body_example(request: Request) -> str:
+    return '{"messages": [...]}' if request.url.path.endswith("/chat/completions") else '{"prompt": "..."}'
+
+
 def _missing_body_message(request: Request) -> str:
     """No body at all: say the fields go in a JSON body, and that query parameters sent instead are not read
     (a FastAPI handler such as ``def generate(prompt: str)`` takes them from the query string)."""
-    example = '{"messages": [...]}' if request.url.path.endswith("/chat/completions") else '{"prompt": "..."}'
-    message = f"body: missing; send the fields as a JSON body (content-type: application/json), e.g. {example}"
+    message = (f"body: missing; send the fields as a JSON body (content-type: application/json), "
+               f"e.g. {_body_example(request)}")
     if request.query_params:
         message += f"; query parameters ({', '.join(dict.fromkeys(request.query_params.keys()))}) are not read"
     return message
+
+
+# JSON's names for what a body parsed to, when it is not the object a request must be.
+_JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean",
+               type(None): "null"}
+
+
+def _body_not_an_object(exc: RequestValidationError) -> tuple[bool, Any]:
+    """Whether the body as a whole is not a JSON object, and what it was (bytes: FastAPI did not parse it)."""
+    for err in exc.errors():
+        if tuple(err.get("loc", ())) == ("body",) and err.get("type") in ("model_attributes_type", "dict_type"):
+            return True, err.get("input")
+    return False, None
+
+
+def body_not_an_object_message(body: Any, content_type: str | None, example: str) -> str:
+    """Why a body that is not a JSON object was refused, and what to send instead.
+
+    FastAPI parses a body as JSON only when its Content-Type says JSON; any other body reaches
+    validation as bytes, and pydantic's "Input should be a valid dictionary" says nothing of the header.
+    curl's ``-d`` sends ``application/x-www-form-urlencoded`` unless told otherwise.
+
+    >>> message = body_not_an_object_message(b"a=b", "application/x-www-form-urlencoded", "{...}")
+    >>> for part in message.split("; "): print(part)
+    the request body must be JSON sent with Content-Type: application/json
+    this one came as application/x-www-form-urlencoded
+    with curl, add -H 'Content-Type: application/json' (-d alone sends a form)
+    >>> print(body_not_an_object_message([1, 2], "application/json", '{"prompt": "..."}'))
+    the request body must be a JSON object, e.g. {"prompt": "..."}; this one is an array
+    """
+    if isinstance(body, (bytes, bytearray)):
+        came_as = f"came as {content_type}" if content_type else "came with no Content-Type header"
+        return (f"the request body must be JSON sent with Content-Type: application/json; this one {came_as}; "
+                "with curl, add -H 'Content-Type: application/json' (-d alone sends a form)")
+    kind = _JSON_KINDS.get(type(body), f"a {type(body).__name__}")
+    return f"the request body must be a JSON object, e.g. {example}; this one is {kind}"
 
 
 def undecodable_body_message(error: UnicodeDecodeError) -> str:
@@ -115,6 +155,10 @@ def install_error_handlers(app: FastAPI) -> None:
         # OpenAI and vLLM answer malformed bodies with 400, not FastAPI's default 422.
         if _body_missing(exc):
             return error_response(400, _missing_body_message(request), None, "invalid_request")
+        not_an_object, body = _body_not_an_object(exc)
+        if not_an_object:
+            message = body_not_an_object_message(body, request.headers.get("content-type"), _body_example(request))
+            return error_response(400, message, None, "invalid_request")
         message, param = validation_message(exc)
         return error_response(400, message, param, "invalid_request")
 
