@@ -13,7 +13,6 @@ as much as it teaches the answer; dsft renders both sides in the same think form
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from dsft.data.preference import (
     split_pair_for_kto,
 )
 from dsft.data.preference_dedup import Group, as_conversation, deduplicate, removal, same_sides
-from dsft.data.prepared_folder import REPORT_FILE, check_finished_preparation, mark_preparing, write_report_json
+from dsft.data.prepared_folder import mark_preparing, read_prepared_folder, write_report_json
 from dsft.data.readers import RawRecord, read_records
 from dsft.data.report import write_rows
 from dsft.data.split import SPLITS
@@ -123,24 +122,20 @@ def prepare_preference(
 
 def load_prepared_preference(directory: str | Path, objective: str) -> PreparedPreference:
     """Read a directory written by :func:`prepare_preference` back (its files are ordinary input)."""
-    path = Path(directory)
-    check_finished_preparation(path)
     kind = OBJECTIVE_KINDS[objective]
-    splits: dict[str, list[PreferenceRecord]] = {}
-    for name in SPLITS:
-        file = path / f"{name}.jsonl"
-        splits[name] = []
-        if not file.is_file():
-            continue
+
+    def read_split(file: Path) -> list[PreferenceRecord]:
+        records: list[PreferenceRecord] = []
         for raw in read_records([str(file)]):
             parsed = parse_raw(raw, kind)
             if isinstance(parsed, Rejection):
                 raise DataError(f"{parsed.where}: not a prepared {kind} record ({'; '.join(parsed.reasons)})",
                                 job_wide=True)
-            splits[name] += parsed
-    report_path = path / REPORT_FILE
-    report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.is_file() else {}
-    return PreparedPreference(kind, splits, report, path)
+            records += parsed
+        return records
+
+    splits, report = read_prepared_folder(directory, read_split)
+    return PreparedPreference(kind, splits, report, Path(directory))
 
 
 def reasoning_report(records: list[PreferenceRecord]) -> dict[str, Any]:

@@ -10,9 +10,10 @@ statistics (:func:`dsft.data.report.build_report`). Where a preparation may writ
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from dsft.data.conversation import Conversation
 from dsft.data.ingest import write_rejections
@@ -28,6 +29,7 @@ PLACEHOLDER_REPORT = {"preparing": True}  # the report of a preparation under wa
 UNFINISHED_PREPARATION = (f"a preparation that did not finish (its {REPORT_FILE} is still the placeholder a preparation "
                           "writes first; its rejects.jsonl or the error it stopped with says why): rerun the "
                           "preparation into it")
+Record = TypeVar("Record")  # what one line of a split file is read as: a conversation, a preference record
 
 
 @dataclass
@@ -104,25 +106,35 @@ def write_report_json(out: Path, report: dict[str, Any]) -> None:
         handle.write(json.dumps(report, ensure_ascii=False, indent=2) + "\n")
 
 
+def read_prepared_folder(directory: str | Path, read_split: Callable[[Path], list[Record]],
+                         ) -> tuple[dict[str, list[Record]], dict[str, Any]]:
+    """The splits and the report of the preparation that finished writing ``directory``, SFT or preference data
+    alike: each split's file read by ``read_split`` (a split without a file is empty), the report ``{}`` if there is
+    none. Refused, naming what is missing, as :func:`check_finished_preparation` refuses."""
+    path = Path(directory)
+    check_finished_preparation(path)
+    splits = {name: read_split(file) if (file := path / f"{name}.jsonl").is_file() else [] for name in SPLITS}
+    report_path = path / REPORT_FILE
+    report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.is_file() else {}
+    return splits, report
+
+
 def load_prepared(directory: str | Path) -> Prepared:
     """Read a directory written by :func:`dsft.data.pipeline.prepare` (``dsft data prepare``) back into a
     :class:`Prepared`."""
-    path = Path(directory)
-    check_finished_preparation(path)
-    splits: dict[str, list[Conversation]] = {}
-    for name in SPLITS:
-        file = path / f"{name}.jsonl"
-        splits[name] = []
-        if not file.is_file():
-            continue
-        with open(file, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    splits[name].append(Conversation.from_dict(json.loads(line)))
-                except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                    raise DataError(f"{file}:{number}: not a prepared conversation ({exc})", job_wide=True) from None
-    report_path = path / REPORT_FILE
-    report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.is_file() else {}
-    return Prepared(splits, report, path)
+    splits, report = read_prepared_folder(directory, _read_conversations)
+    return Prepared(splits, report, Path(directory))
+
+
+def _read_conversations(file: Path) -> list[Conversation]:
+    """A split file of SFT data: one conversation per line (blank lines skipped)."""
+    conversations: list[Conversation] = []
+    with open(file, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                conversations.append(Conversation.from_dict(json.loads(line)))
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise DataError(f"{file}:{number}: not a prepared conversation ({exc})", job_wide=True) from None
+    return conversations
