@@ -467,6 +467,13 @@ CHAT_CASES = [
     ("temperature-inf", ["--temperature", "inf"], "--temperature inf: must be a number from 0 (greedy) to 2"),
     ("temperature-negative", ["--temperature=-1"], "--temperature -1: must be a number from 0 (greedy) to 2"),
     ("temperature-above-2", ["--temperature", "2.5"], "--temperature 2.5: must be a number from 0 (greedy) to 2"),
+    # dsft serve caps a request's max_tokens at serve.max_tokens; chat generated any number asked for.
+    ("max-new-tokens-above-the-cap", ["--max-new-tokens", "2049"],
+     "--max-new-tokens 2049: above serve.max_tokens, 2048 (the schema's default), the most a reply may generate (as "
+     "`dsft serve` caps a request's max_tokens); ask for at most 2048, or raise serve.max_tokens in a YAML passed "
+     "with --config"),
+    ("max-tokens-above-the-cap", ["--max-tokens", "9223372036854775808"],
+     "--max-new-tokens 9223372036854775808: above serve.max_tokens, 2048 (the schema's default)"),
 ]
 
 
@@ -474,6 +481,23 @@ CHAT_CASES = [
 def test_chat_refuses_bad_flags_before_torch(tmp_path: Path, args: list[str], expected: str) -> None:
     code, torch_loaded, err = _refuse(["chat", "tiny-deepseek-llm", *args], tmp_path)
     assert code == 2 and expected in err and "Traceback" not in err, err
+    assert not torch_loaded, "the refusal came after torch was imported"
+
+
+@pytest.mark.parametrize("where", ["--config", "the run's config.yaml"])
+def test_chat_caps_a_reply_at_the_serve_max_tokens_it_is_given(tmp_path: Path, where: str) -> None:
+    """The cap is the serve.max_tokens `dsft serve` would apply to the same model: --config's, else the run's own."""
+    run = _other_run(tmp_path)
+    capped = dump_config(load_config(None, ["serve.max_tokens=64"]))
+    if where == "--config":
+        (tmp_path / "serve.yaml").write_text(capped)
+        source, args = "serve.yaml", ["tiny-deepseek-llm", "--config", "serve.yaml"]
+    else:
+        (run / "config.yaml").write_text(capped)
+        source, args = str(run / "config.yaml"), [str(run)]
+    code, torch_loaded, err = _refuse(["chat", *args, "--max-new-tokens", "65"], tmp_path)
+    assert code == 2 and "Traceback" not in err, err
+    assert f"--max-new-tokens 65: above serve.max_tokens, 64 ({source}), the most a reply may generate" in err, err
     assert not torch_loaded, "the refusal came after torch was imported"
 
 

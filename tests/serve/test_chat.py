@@ -117,3 +117,15 @@ def test_help_lists_the_commands(tokenizer: Any) -> None:
     assert "unknown command /help" not in text
     assert text.startswith(HELP) and "/help" in HELP
     assert "unknown command /?" in text
+
+
+def test_a_reply_without_max_new_tokens_stays_within_serve_max_tokens() -> None:
+    """The default (512 tokens) is lowered to a serve.max_tokens below it rather than refused: the user asked for
+    nothing out of bounds."""
+    from dsft.config import load_config
+    from dsft.serve.settings import check_reply_tokens
+
+    capped = load_config(None, ["serve.max_tokens=64"]).serve
+    assert check_reply_tokens(None, capped, "c.yaml", flag="--max-new-tokens", default=512) == 64
+    assert check_reply_tokens(64, capped, "c.yaml", flag="--max-new-tokens", default=512) == 64
+    assert check_reply_tokens(None, load_config(None).serve, "", flag="--max-new-tokens", default=512) == 512

@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from dsft.serve.settings import ServeSettings
 
 ADAPTER_HELP = "A named LoRA adapter, NAME=PATH (an adapter directory or a LoRA run); repeatable."
+CONFIG_HELP = ("YAML whose `serve:` section gives the defaults [default: a run directory's own config.yaml, else "
+               "the schema's].")
+# Tokens a chat reply may generate when --max-new-tokens is not given (lowered to serve.max_tokens).
+CHAT_REPLY_TOKENS = 512
 MODEL_OR_RUN_HELP = "Model directory, tiny preset, hub id, or a run directory (or its final/ or one of its checkpoints)."
 
 
@@ -49,8 +53,7 @@ def serve(
     max_batch: int | None = typer.Option(None, "--max-batch", help="Requests generated together in one batch."),
     quantize: str | None = typer.Option(None, "--quantize", help="int8: dynamic int8 weights for CPU serving."),
     dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16."),
-    config: Path | None = typer.Option(None, "--config", help="YAML whose `serve:` section gives the defaults "
-                                       "[default: a run directory's own config.yaml, else the schema's]."),
+    config: Path | None = typer.Option(None, "--config", help=CONFIG_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help="vllm engine: print the command instead of running it."),
     base_model: str | None = typer.Option(None, "--base-model", help=base_model_flag.HELP),
     allow_unauthenticated: bool = typer.Option(
@@ -159,22 +162,28 @@ def _serve_vllm(model_or_run: str, adapter: list[str], settings: "ServeSettings"
 def chat(
     model_or_run: str = typer.Argument(..., help=MODEL_OR_RUN_HELP),
     system: str | None = typer.Option(None, "--system", help="System prompt."),
-    max_tokens: int = typer.Option(512, "--max-tokens", "--max-new-tokens", min=1, help="Most tokens per reply."),
+    max_tokens: int | None = typer.Option(
+        None, "--max-tokens", "--max-new-tokens", min=1, help=f"Most tokens per reply, up to serve.max_tokens (the cap "
+        f"`dsft serve` puts on a request) [default: {CHAT_REPLY_TOKENS}, or serve.max_tokens if lower]."),
     temperature: float | None = typer.Option(None, "--temperature",
                                              help="0 (greedy) to 2. Default: the model's recommended."),
     thinking: bool | None = typer.Option(None, "--thinking/--no-thinking", help="Hybrid-thinking families only."),
     seed: int | None = typer.Option(None, "--seed", help="Repeatable sampling."),
     quantize: str | None = typer.Option(None, "--quantize", help="int8: dynamic int8 weights on CPU."),
     base_model: str | None = typer.Option(None, "--base-model", help=base_model_flag.HELP),
+    config: Path | None = typer.Option(None, "--config", help=CONFIG_HELP),
 ) -> None:
     """Chat in the terminal (streamed; reasoning dimmed). /reset, /system TEXT, /help, /exit. Reads piped stdin too."""
     from rich.console import Console
 
     from dsft.export.source import check_source
     from dsft.serve.load_options import check_load_options, check_temperature
+    from dsft.serve.settings import check_reply_tokens, serve_defaults_and_source
 
     check_load_options(quantize, "auto")
     check_temperature(temperature)
+    max_tokens = check_reply_tokens(max_tokens, *serve_defaults_and_source(model_or_run, config),
+                                    flag="--max-new-tokens", default=CHAT_REPLY_TOKENS)
     check_source(model_or_run, base_model)
     # torch and transformers load only once the flags and the model path are known good.
     from dsft.export.source import resolve_source

@@ -80,12 +80,33 @@ def serve_defaults(model_or_run: str | Path, config: Path | None = None) -> Serv
     run's own config.yaml's where ``model_or_run`` names a run (:meth:`RunDir.find`: the run directory, its ``final/``
     or one of its checkpoints; as ``dsft export`` takes its ``export:`` section), else the schema's. A directory
     holding only config.yaml is no run :meth:`RunDir.find` takes (training has not written run.json): the schema's."""
+    return serve_defaults_and_source(model_or_run, config)[0]
+
+
+def serve_defaults_and_source(model_or_run: str | Path, config: Path | None = None) -> tuple[ServeConfig, str]:
+    """:func:`serve_defaults`, and where they come from, for a message: the config file's path, or "the schema's
+    default" (``dsft chat`` names it where ``--max-new-tokens`` passes ``serve.max_tokens``)."""
     if config is not None:
-        return load_config(config).serve
+        return load_config(config).serve, str(config)
     run = RunDir.find(model_or_run)
     if run is not None and run.config_path.is_file():
-        return run.config.serve
-    return load_config(None).serve
+        return run.config.serve, str(run.config_path)
+    return load_config(None).serve, "the schema's default"
+
+
+def check_reply_tokens(max_tokens: int | None, serve_cfg: ServeConfig, source: str, *, flag: str,
+                       default: int) -> int:
+    """The tokens one reply may generate: ``max_tokens`` (``default`` when None, lowered to the cap), refused above
+    ``serve.max_tokens``, the cap ``dsft serve`` puts on a request's ``max_tokens``, so that a model answers a
+    terminal chat within the bound it answers its clients (``source``: where ``serve_cfg`` came from)."""
+    limit = serve_cfg.max_tokens
+    if max_tokens is None:
+        return min(default, limit)
+    if max_tokens > limit:
+        raise DsftError(f"{flag} {max_tokens}: above serve.max_tokens, {limit} ({source}), the most a reply may "
+                        f"generate (as `dsft serve` caps a request's max_tokens); ask for at most {limit}, or raise "
+                        "serve.max_tokens in a YAML passed with --config")
+    return max_tokens
 
 
 def is_loopback(host: str) -> bool:
