@@ -222,6 +222,22 @@ def test_a_named_split_left_empty_says_the_most_frequent_reasons(tmp_path: Path,
                          f"(first: {val}:1)"], err
 
 
+def test_a_rejection_said_on_the_terminal_keeps_its_hint(tmp_path: Path, run_cli) -> None:
+    """A CSV saved as GB18030 (a Chinese-locale Excel's save): the reason said for its records ends with the
+    iconv command that fixes the file, which the terminal's cut at 160 characters took off (161 here)."""
+    source = tmp_path / "qa.csv"
+    source.write_bytes("instruction,output\n患者发热三天，可能是什么？,多喝水休息。\n".encode("gb18030"))
+    out = tmp_path / "o"
+    code, stdout, err = run_cli(["data", "prepare", str(source), "--out", str(out), "--tokenizer", "deepseek"])
+    assert code == 2 and "Traceback" not in err, (stdout, err)
+    reason = ("messages[0].content: not valid UTF-8 (byte 0xBB at character 0); it reads as GBK/GB18030 Chinese: "
+              "save the file as UTF-8 (e.g. iconv -f GB18030 -t UTF-8 IN > OUT)")
+    assert err.splitlines()[1:] == [f"data: 1 of 1 records rejected; each one and why: {out / 'rejects.jsonl'}",
+                                    f"  1 x {reason} (first: {source} row 1 (line 2))"], err
+    report = json.loads((out / "data_report.json").read_text())
+    assert report["rejected_reasons"][0]["reason"] == reason  # the report keeps every reason whole
+
+
 @pytest.mark.parametrize("split", ["val", "test"])
 def test_a_named_preference_split_left_empty_is_refused_as_sfts_is(tmp_path: Path, run_cli, split: str) -> None:
     """Every record of a DPO config's data.val (data.test) rejected: the preparation went on without validation

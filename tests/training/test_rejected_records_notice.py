@@ -19,7 +19,14 @@ def test_rejection_notice_counts_and_names_the_most_frequent_reasons() -> None:
         "  5 x reason 0 (first: bad.jsonl:2)", "  4 x reason 1 (first: bad.jsonl:3)",
         "  3 x reason 2 (first: bad.jsonl:4)", "  and other, less frequent reasons"]
     long = {"read": 1, "rejected": 1, "rejected_reasons": [{"reason": "x" * 500, "records": 1, "first": "a:1"}]}
-    assert rejection_notice(long, Path("d")).splitlines()[1] == f"  1 x {'x' * 157}... (first: a:1)"
+    assert rejection_notice(long, Path("d")).splitlines()[1] == f"  1 x {'x' * 131}...{'x' * 66} (first: a:1)"
+    # Cut in its middle, a reason keeps its last clause: what to do about it.
+    hinted = {"read": 1, "rejected": 1, "rejected_reasons": [
+        {"reason": f"field names are {'x' * 300}; save the file as UTF-8 (e.g. iconv -f GB18030 -t UTF-8 IN > OUT)",
+         "records": 1, "first": "a.csv:1"}]}
+    assert rejection_notice(hinted, Path("d")).splitlines()[1] == (
+        f"  1 x field names are {'x' * 115}...; save the file as UTF-8 (e.g. iconv -f GB18030 -t UTF-8 IN > OUT)"
+        " (first: a.csv:1)")
     assert rejection_notice({"read": 7, "rejected": 0, "rejected_reasons": []}, Path("run/data")) is None
 
 

@@ -116,7 +116,31 @@ def build_report(
 
 
 REASONS_SAID = 3  # the most frequent reasons a preparation says on the terminal (the report counts more)
-REASON_CHARS = 160  # a reason said longer is cut (an unknown format lists every key it met)
+REASON_CHARS = 200  # a reason said longer is cut in its middle (an unknown format lists every key it met)
+
+
+def shortened_reason(reason: str, limit: int = REASON_CHARS) -> str:
+    """``reason`` in at most ``limit`` characters: whole when it fits, else its beginning and its end with
+    ``...`` where the middle was cut. The end kept is the reason's last clause (after its last ``"; "``: what to
+    do about it, such as the ``iconv`` command for a file in another encoding) when that takes at most two
+    thirds of the limit, else the last third of the limit's characters; the beginning ends at a word.
+
+    >>> keys = ", ".join(f"column_{n}" for n in range(12))
+    >>> shortened_reason(f"unknown format (keys: {keys}); set data.format and data.columns", limit=80).split("...")
+    ['unknown format (keys: column_0, column_1', '; set data.format and data.columns']
+    >>> shortened_reason("x" * 30, limit=20).split("...")
+    ['xxxxxxxxxxx', 'xxxxxx']
+    >>> shortened_reason("short; enough", limit=20)
+    'short; enough'
+    """
+    if len(reason) <= limit:
+        return reason
+    clause = reason.rpartition("; ")[2]
+    end = len(clause) + 2 if "; " in reason and len(clause) + 2 <= limit * 2 // 3 else limit // 3
+    head = reason[:limit - 3 - end]
+    if reason[len(head)] != " " and head.rfind(" ") > len(head) // 2:  # cut at the word's start, not inside it
+        head = head[:head.rfind(" ")]
+    return head.rstrip(" ,;") + "..." + reason[-end:]
 
 
 def rejection_notice(report: dict[str, Any], out: Path, source: str = "data") -> str | None:
@@ -139,9 +163,7 @@ def rejection_notice(report: dict[str, Any], out: Path, source: str = "data") ->
              f"{out / 'rejects.jsonl'}"]
     reasons = report.get("rejected_reasons") or []
     for reason in reasons[:REASONS_SAID]:
-        text = reason["reason"]
-        text = text if len(text) <= REASON_CHARS else text[:REASON_CHARS - 3] + "..."
-        lines.append(f"  {reason['records']} x {text} (first: {reason['first']})")
+        lines.append(f"  {reason['records']} x {shortened_reason(reason['reason'])} (first: {reason['first']})")
     if len(reasons) > REASONS_SAID:
         lines.append("  and other, less frequent reasons")
     return "\n".join(lines)
