@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 
 _CJK = re.compile("[\u4e00-\u9fff]")
+# Chinese text's characters: CJK punctuation, the ideographs, fullwidth forms (，！？：).
+_CHINESE_TEXT = re.compile("[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")
 
 
 def encoding_hint(raw: bytes) -> str:
@@ -43,15 +45,20 @@ def _family(head: bytes, width: int) -> str:
 
 def _reads_as_text(head: bytes, family: str) -> bool:
     """``head`` decoded as ``family`` (UTF-16LE, ...) reads as a data file's text: not blank, 95% of its characters
-    printable, tabs or line breaks (a character cut at the end of the sample counts against it, once), and a
-    quarter of them ASCII (JSON's and CSV's punctuation and keys, even around Chinese text; ASCII bytes read in
-    pairs as UTF-16 make CJK characters, which are printable too)."""
+    printable, tabs or line breaks (a character cut at the end of the sample counts against it, once), and either
+    a quarter of them ASCII (JSON's and CSV's punctuation and keys, even around Chinese text) or, for Chinese text
+    whose rows outweigh its punctuation (a CSV of long Chinese answers), 90% of them Chinese or ASCII with 1%
+    ASCII. ASCII bytes read in pairs as UTF-16 make CJK characters, which are printable too, but no ASCII ones:
+    in UTF-16/32 an ASCII character holds a NUL byte, which UTF-8 text does not."""
     width = 4 if family.startswith("UTF-32") else 2
     codec = family.replace("UTF", "utf").replace("LE", "-le").replace("BE", "-be")
     text = head[:len(head) - len(head) % width].decode(codec, errors="replace")
     readable = sum(1 for ch in text if (ch.isprintable() and ch != "\ufffd") or ch in "\t\r\n")
     ascii_text = sum(1 for ch in text if ch.isascii() and (ch.isprintable() or ch in "\t\r\n"))
-    return bool(text.strip()) and readable >= 0.95 * len(text) and ascii_text >= 0.25 * len(text)
+    chinese = len(_CHINESE_TEXT.findall(text))
+    structured = ascii_text >= 0.25 * len(text) or (ascii_text >= 0.01 * len(text)
+                                                     and chinese + ascii_text >= 0.9 * len(text))
+    return bool(text.strip()) and readable >= 0.95 * len(text) and structured
 
 
 def wide_text_hint(head: bytes) -> str:
@@ -66,6 +73,11 @@ def wide_text_hint(head: bytes) -> str:
 (e.g. iconv -f UTF-16LE -t UTF-8 IN > OUT)'
     >>> wide_text_hint('{"a": "发热"}'.encode("utf-8")), wide_text_hint("发热".encode("gb18030"))
     ('', '')
+
+    Chinese text whose ASCII is little more than its commas and line breaks (a CSV of long answers) is such text too:
+
+    >>> wide_text_hint(("问题,回答\\n" + "患者发热三天伴咳嗽，应该如何处理？,建议及时就医并查血常规和胸片\\n" * 40).encode("utf-16"))[:42]
+    '; it is UTF-16 text (byte-order mark FF FE'
 
     A byte-order mark before text that does not read so (a damaged first record's bytes FE FF) does not make it so
     either, nor, without a byte-order mark, do NUL bytes alone: a UTF-8 file with a stray NUL in one damaged

@@ -234,6 +234,21 @@ def test_a_utf16_file_is_one_message_naming_it_before_anything_loads(tmp_path: P
         list(read_records([str(tmp_path)]))
 
 
+@pytest.mark.parametrize(("encoding", "family"), [("utf-16", "UTF-16"), ("utf-32", "UTF-32")])
+def test_a_utf16_file_of_long_chinese_rows_is_refused_whole_too(tmp_path: Path, encoding: str, family: str) -> None:
+    """A Notepad "Unicode" save of a Chinese CSV whose rows are long answers: its ASCII is only the commas and line
+    breaks, under the quarter the rule asked of UTF-16 text, so the byte-order mark was not believed, the file was
+    read as UTF-8 and its every row rejected ('more cells than header columns'); now it is refused whole."""
+    rows = "问题,回答\n" + "".join(f"患者发热三天伴咳嗽第{i}例，应该如何处理？,建议及时就医并查血常规和胸片检查以明确诊断\n"
+                                  for i in range(60))
+    path = tmp_path / "qa.csv"
+    path.write_bytes(rows.encode(encoding))
+    with pytest.raises(DataError, match=f"qa.csv: not UTF-8 text; it is {family} text \\(byte-order mark"):
+        expand_inputs([str(path)])
+    path.write_bytes(rows.encode("utf-8"))  # the same rows in UTF-8 read, every one
+    assert len(_data(path)) == 60
+
+
 @pytest.mark.parametrize("damage", [b"\x00", b"\x00\x00\x00\x00", b"0\x00{\x00"])
 def test_a_stray_nul_in_a_utf8_file_costs_its_record_not_the_file(tmp_path: Path, damage: bytes) -> None:
     """NUL bytes in one damaged record of a UTF-8 JSONL file: that record is rejected where it is, the others kept.
