@@ -6,7 +6,7 @@ import importlib
 import pytest
 
 MODULES = ["clean", "conversation", "formats", "near_dedup", "readers", "reasoning_policy", "relevance", "semantic", "synonyms", "table_templates", "augment", "distill",
-           "split", "validate", "samples", "preference", "preference_pipeline", "mix", "ledger", "control_tokens", "report", "prepared_folder", "preference_dedup",
+           "split", "validate", "samples", "preference", "preference_fields", "preference_pipeline", "mix", "ledger", "control_tokens", "report", "prepared_folder", "preference_dedup",
            "empty_splits"]
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from dsft.config import DsftConfig
-from dsft.data.preference import PreferenceProblem, parse_preference, split_pair_for_kto
+from dsft.data.preference import parse_preference, split_pair_for_kto
+from dsft.data.preference_fields import PreferenceProblem
 from dsft.data.preference_pipeline import load_prepared_preference, prepare_preference
 from dsft.errors import DataError
 

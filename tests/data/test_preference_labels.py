@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from dsft.data.preference import PreferenceProblem, parse_preference
+from dsft.data.preference import parse_preference
+from dsft.data.preference_fields import PreferenceProblem
 
 ACCEPTED = "expected true or false (any case), yes or no, 1 or 0"
 RunCli = Callable[[list[str]], tuple[int, str, str]]

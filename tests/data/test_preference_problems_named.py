@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from dsft.config import DsftConfig
-from dsft.data.preference import PreferenceProblem, parse_preference
+from dsft.data.preference import parse_preference
+from dsft.data.preference_fields import PreferenceProblem
 from dsft.data.preference_pipeline import prepare_preference
 
 BAD_SOURCE = "meta.source: not valid UTF-8 (byte 0xC8 at character 2)"

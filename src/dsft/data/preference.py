@@ -17,7 +17,8 @@ Input forms (detected per record; ``data.columns`` renames fields first):
   leading messages are the prompt.
 * ShareGPT pairs: ``{"conversations": [{"from", "value"}...], "chosen": {"from": "gpt", "value"}, "rejected": ...}``.
 * KTO: ``{"prompt" | "messages", "completion", "label": bool}``, or ``{"messages": [... assistant], "kto_tag": bool}``.
-  A label may also be written as a spreadsheet writes it (``TRUE``, ``no``, ``1``: :func:`read_label`).
+  A label may also be written as a spreadsheet writes it (``TRUE``, ``no``, ``1``:
+  :func:`dsft.data.preference_fields.read_label`).
 * GRPO: ``{"prompt" | "messages" | "question" | "problem", "answer"?, "solution"?}``.
 
 Each record is validated with the SFT rules (:func:`dsft.data.validate.validate_conversation`) on
@@ -28,12 +29,11 @@ prompt + completion, so the same think-tag, role-order and encoding problems are
 >>> parse_preference({"prompt": "2+2?", "chosen": "4", "rejected": "4"}, "pair")
 Traceback (most recent call last):
 ...
-dsft.data.preference.PreferenceProblem: chosen and rejected are identical: nothing to prefer
+dsft.data.preference_fields.PreferenceProblem: chosen and rejected are identical: nothing to prefer
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -42,21 +42,16 @@ from typing import Any, Literal
 from dsft.data.clean import dedup_key
 from dsft.data.control_tokens import control_token_problems
 from dsft.data.conversation import Conversation, Message
-from dsft.data.formats import SHAREGPT_ROLES, FormatProblem, apply_columns, from_messages, split_inline_think
-from dsft.data.validate import find_bad_unicode, validate_conversation
+from dsft.data.preference_fields import (
+    PROMPT_FIELDS, PreferenceProblem, message_places, read_label, read_messages, read_meta, read_prompt,
+    read_references, read_side, read_system, read_tools, renamed,
+)
+from dsft.data.validate import validate_conversation
 
 Kind = Literal["pair", "labeled", "prompt"]
 # Which record kind each training objective consumes.
 OBJECTIVE_KINDS: dict[str, Kind] = {"dpo": "pair", "orpo": "pair", "kto": "labeled", "grpo": "prompt"}
-REFERENCE_FIELDS = ("answer", "solution")
-PROMPT_FIELDS = ("prompt", "messages", "conversations", "question", "problem")
 SIDES = ("chosen", "rejected", "completion")  # the completion fields of a record, in the order they are kept
-_USED = {*PROMPT_FIELDS, "chosen", "rejected", "completion", "label", "kto_tag", "system", "tools", "meta",
-         *REFERENCE_FIELDS}
-
-
-class PreferenceProblem(ValueError):
-    """A record that cannot become a preference record; the message names the field."""
 
 
 @dataclass
@@ -146,9 +141,9 @@ def _parse(record: Any, kind: Kind, columns: dict[str, str] | None, labelled: bo
     """:func:`parse_preference`; ``labelled``: a pair read as KTO data, which its refusals say."""
     if not isinstance(record, dict):
         raise PreferenceProblem(f"record is {type(record).__name__}, expected a JSON object")
-    view = _rename(record, columns or {})
+    view = renamed(record, columns or {})
     spelled = {canonical: column for canonical, column in (columns or {}).items()}
-    tools = _tools(view)
+    tools = read_tools(view)
     if kind == "pair":
         prompt, chosen, rejected, where = _pair_parts(view, spelled)
         problem = same_sides_problem(chosen, rejected, labelled)
@@ -158,9 +153,9 @@ def _parse(record: Any, kind: Kind, columns: dict[str, str] | None, labelled: bo
     elif kind == "labeled":
         parsed = _labeled(view, tools, spelled)
     else:
-        prompt, where = _prompt(view, spelled)
-        parsed = PreferenceRecord("prompt", prompt, references=_references(view), tools=tools, where=tuple(where))
-    parsed.meta = _meta(view)
+        prompt, where = read_prompt(view, spelled)
+        parsed = PreferenceRecord("prompt", prompt, references=read_references(view), tools=tools, where=tuple(where))
+    parsed.meta = read_meta(view)
     problems = validate_record(parsed)
     if problems:
         raise PreferenceProblem("; ".join(problems))
@@ -280,78 +275,6 @@ def located(problem: str, locations: list[str]) -> str:
 # ---------------------------------------------------------------------------------------------- parsing
 
 
-def _rename(record: dict[str, Any], columns: dict[str, str]) -> dict[str, Any]:
-    try:
-        return apply_columns(record, columns)
-    except FormatProblem as exc:
-        raise PreferenceProblem(str(exc)) from None
-
-
-def _messages(value: Any, where: str) -> list[Message]:
-    """OpenAI messages (a string is one user turn; ShareGPT ``from``/``value`` turns are accepted too)."""
-    if isinstance(value, str):
-        return [Message("user", value)]
-    if isinstance(value, dict):
-        value = [value]
-    if not isinstance(value, list):
-        raise PreferenceProblem(f"{where}: expected a string or a list of messages")
-    if value and isinstance(value[0], dict) and "from" in value[0]:
-        value = [_from_sharegpt(turn, f"{where}[{i}]") for i, turn in enumerate(value)]
-    try:
-        return from_messages({"messages": value}).messages
-    except FormatProblem as exc:
-        raise PreferenceProblem(str(exc).replace("messages", where, 1)) from None
-
-
-def _places(value: Any, name: str) -> list[str]:
-    """Where each message :func:`_messages` read from ``value`` (the field ``name``) is: a string or a single
-    message is the field itself, a list's item ``name[i]``."""
-    return [f"{name}[{i}]" for i in range(len(value))] if isinstance(value, list) else [name]
-
-
-def _from_sharegpt(turn: Any, where: str) -> dict[str, Any]:
-    if not isinstance(turn, dict) or not isinstance(turn.get("value"), str):
-        raise PreferenceProblem(f"{where}: expected {{'from', 'value'}} with a string value")
-    role = SHAREGPT_ROLES.get(turn.get("from"))  # type: ignore[arg-type]
-    if role is None:
-        raise PreferenceProblem(f"{where}.from: unknown role {turn.get('from')!r}")
-    return {"role": role, "content": turn["value"]}
-
-
-def _side(value: Any, where: str) -> Message:
-    """One completion: a string, an assistant message, or a list holding exactly one."""
-    if isinstance(value, str):
-        reasoning, content = split_inline_think(value)
-        return Message("assistant", content, reasoning=reasoning)
-    messages = _messages(value, where)
-    if len(messages) != 1 or messages[0].role != "assistant":
-        roles = ", ".join(m.role for m in messages) or "none"
-        raise PreferenceProblem(f"{where}: expected exactly one assistant message, got {roles}")
-    return messages[0]
-
-
-def _system(view: dict[str, Any]) -> list[Message]:
-    system = view.get("system")
-    if system is None or system == "":
-        return []
-    if not isinstance(system, str):
-        raise PreferenceProblem("system: expected a string")
-    return [Message("system", system)]
-
-
-def _prompt(view: dict[str, Any], spelled: dict[str, str]) -> tuple[list[Message], list[str]]:
-    """The prompt's messages and where each is in the record (``spelled``: a field's name as the record writes it)."""
-    name = next((f for f in PROMPT_FIELDS if f in view), None)
-    if name is None:
-        raise PreferenceProblem(f"no prompt: expected one of the fields {', '.join(PROMPT_FIELDS)}")
-    messages = _messages(view[name], name)
-    places = _places(view[name], spelled.get(name, name))
-    if messages and messages[0].role == "system":
-        return messages, places
-    system = _system(view)
-    return system + messages, [spelled.get("system", "system")] * len(system) + places
-
-
 def _pair_parts(view: dict[str, Any],
                 spelled: dict[str, str]) -> tuple[list[Message], Message, Message, tuple[str, ...]]:
     """Prompt, chosen, rejected, and where each of those messages is in the record."""
@@ -360,11 +283,11 @@ def _pair_parts(view: dict[str, Any],
         raise PreferenceProblem(f"pair: missing field(s) {', '.join(missing)}")
     chosen_name, rejected_name = spelled.get("chosen", "chosen"), spelled.get("rejected", "rejected")
     if any(f in view for f in PROMPT_FIELDS):
-        prompt, places = _prompt(view, spelled)
-        return (prompt, _side(view["chosen"], "chosen"), _side(view["rejected"], "rejected"),
+        prompt, places = read_prompt(view, spelled)
+        return (prompt, read_side(view["chosen"], "chosen"), read_side(view["rejected"], "rejected"),
                 (*places, chosen_name, rejected_name))
     # Implicit prompt (TRL's form): both sides are whole conversations sharing their leading messages.
-    chosen, rejected = _messages(view["chosen"], "chosen"), _messages(view["rejected"], "rejected")
+    chosen, rejected = read_messages(view["chosen"], "chosen"), read_messages(view["rejected"], "rejected")
     shared = 0
     while shared < min(len(chosen), len(rejected)) - 1 and same_message(chosen[shared], rejected[shared]):
         shared += 1
@@ -373,8 +296,8 @@ def _pair_parts(view: dict[str, Any],
     tail_c, tail_r = chosen[shared:], rejected[shared:]
     if len(tail_c) != 1 or len(tail_r) != 1 or tail_c[0].role != "assistant" or tail_r[0].role != "assistant":
         raise PreferenceProblem("pair: chosen and rejected must differ only in their final assistant message")
-    system = _system(view)
-    places = [spelled.get("system", "system")] * len(system) + _places(view["chosen"], chosen_name)[:shared]
+    system = read_system(view)
+    places = [spelled.get("system", "system")] * len(system) + message_places(view["chosen"], chosen_name)[:shared]
     return (system + chosen[:shared], tail_c[0], tail_r[0],
             (*places, f"{chosen_name}[{shared}]", f"{rejected_name}[{shared}]"))
 
@@ -384,9 +307,9 @@ def _labeled(view: dict[str, Any], tools: list[dict[str, Any]] | None, spelled: 
     if label_field is None:
         raise PreferenceProblem("labeled completion: missing field label (true = desirable, false = undesirable)")
     label = read_label(view[label_field], label_field)
-    messages, places = _prompt(view, spelled)
+    messages, places = read_prompt(view, spelled)
     if "completion" in view:
-        prompt, completion = messages, _side(view["completion"], "completion")
+        prompt, completion = messages, read_side(view["completion"], "completion")
         places.append(spelled.get("completion", "completion"))
     else:
         if not messages or messages[-1].role != "assistant":
@@ -394,78 +317,6 @@ def _labeled(view: dict[str, Any], tools: list[dict[str, Any]] | None, spelled: 
                                     "assistant turn")
         prompt, completion = messages[:-1], messages[-1]
     return PreferenceRecord("labeled", prompt, completion=completion, label=label, tools=tools, where=tuple(places))
-
-
-# A KTO label as written in a spreadsheet cell (CSV text arrives as strings) or by a tool that wrote one: any case,
-# spaces around ignored. "1"/"0" and yes/no have one meaning as a label; anything else (t/f, "desirable", 2) is
-# refused rather than guessed.
-_LABEL_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
-LABEL_SPELLINGS = "true or false (any case), yes or no, 1 or 0"
-
-
-def read_label(value: Any, where: str = "label") -> bool:
-    """A KTO label (true = desirable) from a boolean, the integer 1 or 0, or a string spelling one of them
-    (:data:`LABEL_SPELLINGS`): the same whatever format carries it, so a CSV cell ``TRUE``, a JSON ``"true"`` and a
-    JSON ``true`` are one label; :class:`PreferenceProblem` naming the accepted spellings otherwise.
-
-    >>> read_label(True), read_label("FALSE"), read_label(" yes "), read_label("0"), read_label(1)
-    (True, False, True, False, True)
-    >>> read_label("maybe")
-    Traceback (most recent call last):
-    ...
-    dsft.data.preference.PreferenceProblem: label: expected true or false (any case), yes or no, 1 or 0; got "maybe"
-
-    Undecodable bytes (a cell of a GBK file) are said as in any other field, not quoted as what they became:
-
-    >>> read_label("\\udcca\\udcc7")
-    Traceback (most recent call last):
-    ...
-    dsft.data.preference.PreferenceProblem: label: not valid UTF-8 (byte 0xCA at character 0); it reads as GBK/GB18030 \
-Chinese: save the file as UTF-8 (e.g. iconv -f GB18030 -t UTF-8 IN > OUT)
-    """
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in _LABEL_WORDS:
-        return _LABEL_WORDS[value.strip().lower()]
-    undecodable = find_bad_unicode(value) if isinstance(value, str) else None
-    if undecodable:
-        raise PreferenceProblem(f"{where}: {undecodable}")
-    written = json.dumps(value, ensure_ascii=False, default=str)
-    raise PreferenceProblem(f"{where}: expected {LABEL_SPELLINGS}; got {written}")
-
-
-def _references(view: dict[str, Any]) -> dict[str, str]:
-    out = {}
-    for name in REFERENCE_FIELDS:
-        value = view.get(name)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise PreferenceProblem(f"{name}: expected a string or a number")
-        out[name] = value if isinstance(value, str) else str(value)
-    return out
-
-
-def _tools(view: dict[str, Any]) -> list[dict[str, Any]] | None:
-    tools = view.get("tools")
-    if isinstance(tools, str):
-        try:
-            tools = json.loads(tools) if tools.strip() else None
-        except json.JSONDecodeError:
-            raise PreferenceProblem("tools is a string but not valid JSON") from None
-    if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
-        raise PreferenceProblem("tools must be a list of objects")
-    return tools or None
-
-
-def _meta(view: dict[str, Any]) -> dict[str, Any]:
-    scalar = (str, int, float, bool, type(None))
-    meta = {str(k): v for k, v in (view.get("meta") or {}).items() if isinstance(v, scalar)} \
-        if isinstance(view.get("meta"), dict) else {}
-    meta.update({str(k): v for k, v in view.items() if k not in _USED and isinstance(v, scalar)})
-    return meta
 
 
 def same_message(a: Message, b: Message) -> bool:

@@ -25,10 +25,10 @@ from dsft.data.empty_splits import check_splits_left
 from dsft.data.ingest import Rejection, fail_on_rejections, write_rejections
 from dsft.data.ledger import Ledger
 from dsft.data.preference import (
-    OBJECTIVE_KINDS, PreferenceProblem, PreferenceRecord, control_token_problems_of, is_pair, parse_preference,
-    split_pair_for_kto,
+    OBJECTIVE_KINDS, PreferenceRecord, control_token_problems_of, is_pair, parse_preference, split_pair_for_kto,
 )
 from dsft.data.preference_dedup import Group, as_conversation, deduplicate, removal, same_sides
+from dsft.data.preference_fields import PreferenceProblem
 from dsft.data.prepared_folder import mark_preparing, read_prepared_folder, write_report_json
 from dsft.data.readers import RawRecord, read_records
 from dsft.data.report import write_rows
