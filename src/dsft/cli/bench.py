@@ -8,6 +8,8 @@ from typing import Any
 
 import typer
 
+from dsft.cli.keywords import keyword
+
 bench_app = typer.Typer(help="Benchmarks, measured on this machine in one run.", no_args_is_help=True)
 
 
@@ -82,8 +84,12 @@ def train(
     from rich.console import Console
 
     from dsft.errors import DsftError
-    from dsft.training.bench.settings import check_bench_settings, parse_systems
+    from dsft.training.bench.settings import (
+        LENGTH_MIXES, LOSS_DTYPE_NAMES, PRECISIONS, check_bench_settings, parse_systems,
+    )
 
+    method, lengths = keyword(method, ("lora", "full")), keyword(lengths, LENGTH_MIXES)
+    loss_dtype, precision = keyword(loss_dtype, LOSS_DTYPE_NAMES), keyword(precision, PRECISIONS)
     if method not in ("lora", "full"):
         raise DsftError(f"bench --method: expected lora or full, got {method!r}")
     if threads is not None and threads < 1:  # torch.set_num_threads failed on it, after a model had been built

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from dsft.cli import base_model as base_model_flag
+from dsft.cli.keywords import keyword
 
 if TYPE_CHECKING:
     from dsft.config import ExportConfig
@@ -52,9 +53,10 @@ def export(
 
     from dsft.errors import DsftError
     from dsft.export.bounds import parse_tolerance
-    from dsft.export.options import check_export_options, dtype_fits
+    from dsft.export.options import EXPORT_DTYPES, EXPORT_FORMATS, check_export_options, dtype_fits
     from dsft.export.source import check_out_is_not_the_source, check_source
 
+    fmt, dtype = keyword(fmt, EXPORT_FORMATS), keyword(dtype, EXPORT_DTYPES)  # GGUF, Q8_0: as docs spell them
     if verify is False and tolerance is not None:
         raise DsftError("--tolerance applies to the verification that --no-verify turns off; drop one of them")
     defaults = export_defaults(run_or_model, config)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from dsft.cli.keywords import keyword
+
 models_app = typer.Typer(help="Model presets: tiny test models and real-model configs.", no_args_is_help=True)
 
 
@@ -80,7 +82,7 @@ def write_random(
 
     from dsft.disk import removed_when_stopped
     from dsft.errors import DsftError
-    from dsft.models.random_init import write_random_model
+    from dsft.models.random_init import DTYPES, write_random_model
     from dsft.models.tiny import TINY_PRESETS
 
     if preset in TINY_PRESETS:
@@ -93,7 +95,7 @@ def write_random(
             raise DsftError(f"--set {item!r}: expected KEY=VALUE")
         fields[key] = yaml.safe_load(value)
     with removed_when_stopped(out):  # stopped: the directory is empty or absent again, as the rerun needs
-        path = write_random_model(preset, out, dtype=dtype, seed=seed, overrides=fields)
+        path = write_random_model(preset, out, dtype=keyword(dtype, DTYPES), seed=seed, overrides=fields)
     typer.echo(f"wrote a random-weight {preset} to {path}")
 
 

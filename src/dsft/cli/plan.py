@@ -10,6 +10,8 @@ from typing import Any
 
 import typer
 
+from dsft.cli.keywords import keyword
+
 convert_app = typer.Typer(help="Checkpoint format conversions.", no_args_is_help=True)
 
 
@@ -121,7 +123,7 @@ def plan(
     """Will it fit? Per-GPU memory by category, host RAM, checkpoint size, and the cheapest fix."""
     from dsft.config import LoraConfig
     from dsft.errors import DsftError
-    from dsft.plan.memory import PlanRequest, request_dict
+    from dsft.plan.memory import METHODS, OFFLOADS, PlanRequest, request_dict
     from dsft.plan.planner import estimate_memory, load_profile
     from dsft.plan.recommend import recommend
     from dsft.training.environment import job_size_problem
@@ -132,6 +134,7 @@ def plan(
     from dsft.training.loss import GPU_CHUNK_ROWS  # torch: imported once the command runs, not for --help
 
     lora_rank_flag = lora_rank  # a rank from --config was checked by its preflight, naming lora.r
+    method, offload = keyword(method, METHODS), keyword(offload, OFFLOADS)
     options = _plan_options(config, nodes * gpus_per_node, {
         "model": model, "method": method, "seq_len": seq_len, "micro_batch": micro_batch, "grad_accum": grad_accum,
         "zero": zero, "offload": offload, "sp": sp, "grad_checkpointing": grad_checkpointing, "lora_rank": lora_rank,
@@ -143,9 +146,9 @@ def plan(
                                  "grad_checkpointing", "lora_rank", "loss_chunk"))
     if model is None:
         raise DsftError("--model: name the model to plan (or give --config with model.name_or_path)")
-    if method not in ("full", "lora", "qlora"):
+    if method not in METHODS:
         raise DsftError(f"--method {method}: choose full, lora or qlora")
-    if offload not in ("none", "optimizer", "optimizer+param"):
+    if offload not in OFFLOADS:
         raise DsftError(f"--offload {offload}: choose none, optimizer or optimizer+param")
     if zero not in (0, 1, 2, 3):
         raise DsftError(f"--zero {zero}: choose 0, 1, 2 or 3")
@@ -205,7 +208,7 @@ def launch(
     """Write runnable per-node launch scripts (with documented NCCL settings) for a training config."""
     from dsft.config import load_config
     from dsft.disk import check_output_dir
-    from dsft.plan.launch import LaunchPlan, check_master_addr, write_launch_files
+    from dsft.plan.launch import LAUNCHERS, LaunchPlan, check_master_addr, write_launch_files
     from dsft.plan.preflight import preflight, preflight_notices
     from dsft.errors import DsftError
     from dsft.training.environment import Environment, job_size_problem
@@ -226,7 +229,7 @@ def launch(
     plan_ = LaunchPlan(config=config.resolve(), run_dir=(run_dir or out / "run").resolve(), nodes=nodes,
                        gpus_per_node=gpus_per_node, master_addr=master_addr, master_port=master_port,
                        overrides=tuple(set_))
-    for path in write_launch_files(plan_, launcher, out, overwrite=overwrite):
+    for path in write_launch_files(plan_, keyword(launcher, LAUNCHERS), out, overwrite=overwrite):
         typer.echo(str(path))
     for notice in notices:  # what the job's runs will say first, said now (stdout stays the files written)
         typer.echo(notice, err=True)

@@ -12,6 +12,7 @@ import typer
 
 from dsft.cli import base_model as base_model_flag
 from dsft.cli import stopping
+from dsft.cli.keywords import keyword
 
 if TYPE_CHECKING:
     from dsft.serve.settings import ServeSettings
@@ -64,13 +65,16 @@ def serve(
     stopping.restore()  # SIGTERM: uvicorn shuts the server down
     from dsft.errors import DsftError
     from dsft.export.source import check_source
-    from dsft.serve.settings import ServeSettings, check_open_bind, serve_defaults
+    from dsft.models.loading import DTYPES
+    from dsft.serve.load_options import QUANTIZE_CHOICES
+    from dsft.serve.settings import ENGINES, ServeSettings, check_open_bind, serve_defaults
 
+    engine, quantize, dtype = keyword(engine, ENGINES), keyword(quantize, QUANTIZE_CHOICES), keyword(dtype, DTYPES)
     serve_cfg = serve_defaults(model_or_run, config)
     engine_from_flag = engine is not None
     engine = engine or serve_cfg.engine
-    if engine not in ("transformers", "vllm"):
-        raise DsftError(f"--engine {engine}: choose transformers or vllm")
+    if engine not in ENGINES:
+        raise DsftError(f"--engine {engine}: choose {' or '.join(ENGINES)}")
     if served_model_name is not None and (not served_model_name or served_model_name != served_model_name.strip()):
         # "" fell back to the directory's name without a word: clients asking for "" would get a 404.
         raise DsftError(f"--served-model-name {served_model_name!r}: must be a non-empty name without surrounding "
@@ -177,9 +181,10 @@ def chat(
     from rich.console import Console
 
     from dsft.export.source import check_source
-    from dsft.serve.load_options import check_load_options, check_temperature
+    from dsft.serve.load_options import QUANTIZE_CHOICES, check_load_options, check_temperature
     from dsft.serve.settings import check_reply_tokens, serve_defaults_and_source
 
+    quantize = keyword(quantize, QUANTIZE_CHOICES)
     check_load_options(quantize, "auto")
     check_temperature(temperature)
     max_tokens = check_reply_tokens(max_tokens, *serve_defaults_and_source(model_or_run, config),

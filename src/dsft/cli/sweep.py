@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from dsft.cli.keywords import keyword
+
 if TYPE_CHECKING:  # pydantic: a type only, so `dsft --help` stays instant
     from dsft.config import DsftConfig
 
@@ -34,9 +36,10 @@ def sweep(
     from rich.console import Console
 
     from dsft.errors import ConfigError
-    from dsft.sweep.request import SweepRequest, check_request
+    from dsft.sweep.request import LAUNCHES, SAMPLERS, SweepRequest, check_request
     from dsft.sweep.space import build_space
 
+    sampler, launch = keyword(sampler, SAMPLERS), keyword(launch, LAUNCHES)
     console = Console()
     if collect:
         from dsft.sweep.runner import collect_sweep

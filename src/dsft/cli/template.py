@@ -8,6 +8,8 @@ from typing import Any
 
 import typer
 
+from dsft.cli.keywords import keyword
+
 template_app = typer.Typer(help="Chat templates: list families, render conversations and masks.", no_args_is_help=True)
 
 MODES = ("prompt", "train")
@@ -76,10 +78,11 @@ def render(
     """Render a conversation with a template: the exact prompt text, or training ids and labels."""
     from dsft.errors import DsftError
     from dsft.templates import detect_template, get_template
-    from dsft.templates.base import check_masking
+    from dsft.templates.base import MASKING_STRATEGIES, check_masking
     from dsft.templates.conversation_io import load_messages_file
     from dsft.templates.registry import check_template_name
 
+    mode, masking = keyword(mode, MODES), keyword(masking, MASKING_STRATEGIES)
     if mode not in MODES:
         raise DsftError(f"--mode: must be prompt or train, got {mode!r}")
     check_template_name(template, "--template")  # before the tokenizer loads

@@ -11,7 +11,7 @@ have the parameters' dtype. Activations come from tracing the real layers (``dsf
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 from dsft.plan.activations import LayerActivations
 from dsft.plan.shapes import ModelShapes
@@ -19,6 +19,8 @@ from dsft.plan.shapes import ModelShapes
 GIB = 1024**3
 Method = Literal["full", "lora", "qlora"]
 Offload = Literal["none", "optimizer", "optimizer+param"]
+METHODS: tuple[str, ...] = get_args(Method)
+OFFLOADS: tuple[str, ...] = get_args(Offload)
 # bitsandbytes NF4 with double quantisation: 4 bits per weight plus 0.127 bits of block constants.
 NF4_BYTES_PER_PARAM = 4.127 / 8
 # peft keeps adapters in fp32 (autocast_adapter_dtype) even on a bf16 base.

@@ -11,12 +11,14 @@ import ipaddress
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from dsft.config import ServeConfig, load_config
 from dsft.errors import DsftError
 from dsft.training.rundir import RunDir
 
+# The serving engines, as serve.engine names them.
+ENGINES: tuple[str, ...] = get_args(ServeConfig.model_fields["engine"].annotation)
 # Host names that reach this machine only; any IP address ipaddress calls loopback does too (127.0.0.0/8, ::1).
 LOOPBACK_NAMES = ("localhost",)
 # Largest request body accepted (bytes): a 128k-token prompt is well under 2 MiB of JSON; a bigger body
