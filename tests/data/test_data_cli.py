@@ -230,10 +230,12 @@ def test_a_rejection_said_on_the_terminal_keeps_its_hint(tmp_path: Path, run_cli
     out = tmp_path / "o"
     code, stdout, err = run_cli(["data", "prepare", str(source), "--out", str(out), "--tokenizer", "deepseek"])
     assert code == 2 and "Traceback" not in err, (stdout, err)
-    reason = ("messages[0].content: not valid UTF-8 (byte 0xBB at character 0); it reads as GBK/GB18030 Chinese: "
-              "save the file as UTF-8 (e.g. iconv -f GB18030 -t UTF-8 IN > OUT)")
+    hint = "it reads as GBK/GB18030 Chinese: save the file as UTF-8 (e.g. iconv -f GB18030 -t UTF-8 IN > OUT)"
+    reason = f"instruction: not valid UTF-8 (byte 0xBB at character 0); {hint}"
     assert err.splitlines()[1:] == [f"data: 1 of 1 records rejected; each one and why: {out / 'rejects.jsonl'}",
-                                    f"  1 x {reason} (first: {source} row 1 (line 2))"], err
+                                    f"  1 x {reason} (first: {source} row 1 (line 2))",
+                                    f"  1 x output: not valid UTF-8 (byte 0xB6 at character 0); {hint} "
+                                    f"(first: {source} row 1 (line 2))"], err
     report = json.loads((out / "data_report.json").read_text())
     assert report["rejected_reasons"][0]["reason"] == reason  # the report keeps every reason whole
 
@@ -458,6 +460,8 @@ def test_a_gbk_csv_is_one_reason_however_its_rows_begin(tmp_path: Path, run_cli)
     out = tmp_path / "prepared"
     code, _, err = run_cli(["data", "prepare", str(source), "--out", str(out), "--tokenizer", "deepseek"])
     assert code == 2 and "Traceback" not in err, err
-    counted = err.splitlines()[2:]
-    assert len(counted) == 1 and counted[0].startswith("  5 x messages[0].content: not valid UTF-8 (byte N at"), err
-    assert "it reads as GBK/GB18030 Chinese" in counted[0] and f"(first: {source} row 1 (line 2))" in counted[0], err
+    counted = err.splitlines()[2:]  # one reason per column, each named as the file names it
+    assert [line[:40] for line in counted] == ["  5 x input: not valid UTF-8 (byte N at ",
+                                               "  5 x output: not valid UTF-8 (byte N at"], err
+    for line in counted:
+        assert "it reads as GBK/GB18030 Chinese" in line and f"(first: {source} row 1 (line 2))" in line, err

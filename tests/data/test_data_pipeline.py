@@ -270,3 +270,27 @@ def test_a_folder_whose_preparation_did_not_finish_is_not_read_as_prepared_data(
         with pytest.raises(DataError, match="a preparation that did not finish"):
             load(out)
     assert not is_prepared_dir(out)
+
+
+def test_prepare_names_a_removed_or_rejected_turn_where_it_is_in_the_file(tmp_path: Path, tokenizer,
+                                                                           write_jsonl) -> None:
+    """Cleaning and the control-token check named the messages dsft built: an Alpaca output emptied by HTML
+    stripping was 'messages[1] empty after HTML stripping', a turn after a system field one place off."""
+    rows = [{"instruction": "Say hi", "output": "<p></p>"},
+            {"system": "s", "messages": [{"role": "user", "content": "q<｜end▁of▁sentence｜>"},
+                                         {"role": "assistant", "content": "a"}]},
+            {"system": "s", "messages": [{"role": "user", "content": "river?"}, {"role": "assistant", "content": "a"},
+                                         {"role": "user", "content": "dam?"},
+                                         {"role": "assistant", "content": "b", "loss": False}]},
+            {"instruction": "What is deep?", "output": "The river."}]
+    path = write_jsonl(tmp_path / "in.jsonl", rows)
+    cfg = load_config(None, ["data.clean.strip_html=true", "data.clean.normalize_unicode=false",  # NFKC defuses the EOS
+                             "template.masking=last", "data.val_ratio=0"])
+    prepare(cfg, tokenizer, tmp_path / "out", [str(path)])
+    removed = {r["where"]: r["reason"] for r in _lines(tmp_path / "out" / "removed.jsonl")}
+    assert removed == {f"{path}:1": "output empty after HTML stripping",
+                       f"{path}:3": ("template.masking=last trains only the last assistant turn, messages[3], "
+                                     "which has loss: false: nothing to train on")}
+    [rejected] = _lines(tmp_path / "out" / "rejects.jsonl")
+    assert rejected["where"] == f"{path}:2"
+    assert rejected["reasons"][0].startswith("messages[0].content: holds the tokenizer's control token")

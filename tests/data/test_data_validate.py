@@ -127,3 +127,55 @@ def test_a_think_tag_outside_an_assistant_message_is_named_as_such(role: str, te
     ]
     unclosed = Conversation([Message("user", "q"), Message("assistant", "<think>why")])
     assert validate_conversation(unclosed) == ["messages[1].content: unclosed <think> block"]
+
+
+THINK_IN_USER = "<think> is not allowed in a user message, only in an assistant message's leading think block"
+
+
+@pytest.mark.parametrize(("record", "columns", "said"), [
+    # A separate system field goes in front of the messages: the bad turn is still the file's messages[1].
+    ({"system": "Be brief.", "messages": [U, {"role": "user", "content": "<think>x"}, A]}, None,
+     [f"messages[1].content: {THINK_IN_USER}"]),
+    ({"system": "Be brief.", "messages": [U, {"role": "assistant", "content": " "}]}, None,
+     ["messages[1].content: empty assistant message"]),
+    ({"system": "Be <think>", "messages": [U, A]}, None, [f"system: {THINK_IN_USER.replace('user', 'system')}"]),
+    ({"system": "s", "conversations": [U, U]}, None,
+     ["conversations[1]: the last message must be an assistant turn, got user"]),
+    # Alpaca has no messages: each problem names its field (a joined instruction + input, the one holding it).
+    ({"instruction": "Add", "input": "", "output": ""}, None, ["output: empty assistant message"]),
+    ({"system": "s", "instruction": "Add", "input": "1+<think>", "output": "2"}, None, [f"input: {THINK_IN_USER}"]),
+    ({"instruction": "Add", "input": "1+\udcc8", "output": "2"}, None,
+     ["input: not valid UTF-8 (byte 0xC8 at character 2)"]),
+    ({"instruction": "Add", "output": "2", "history": [["q", "<think>a"]]}, None,
+     ["history[0][1]: unclosed <think> block"]),
+    # A renamed column is named by its own name.
+    ({"q": "Add", "a": "<think>x"}, {"instruction": "q", "output": "a"}, ["a: unclosed <think> block"]),
+    ({"q": 5, "a": "x"}, {"instruction": "q", "output": "a"}, ["q is an integer, expected a string"]),
+    ({"dialog": [A]}, {"messages": "dialog"},
+     ["dialog[0]: the first turn after system messages must be a user turn, got assistant"]),
+    # ShareGPT: the text is value, the speaker from.
+    ({"system": "s", "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "<think>"}]}, None,
+     ["conversations[1].value: unclosed <think> block"]),
+    ({"conversations": [{"from": "human", "value": "hi"}, {"from": "function_call", "value": '{"name": " "}'},
+                        {"from": "observation", "value": "r"}, {"from": "gpt", "value": "a"}]}, None,
+     ["conversations[1].value: function_call name: expected a non-empty string"]),
+    ({"conversations": [{"from": "gpt", "value": "hi"}]}, None,
+     ["conversations[0]: the first turn after system messages must be a user turn, got assistant"]),
+    # CoT: the reasoning is Complex_CoT, the answer Response.
+    ({"Question": "q", "Complex_CoT": " ", "Response": "A"}, None,
+     ["Complex_CoT: empty reasoning (<think> block); drop it for a no-think sample"]),
+    ({"system": "s", "Question": "q", "Response": "<think>A"}, None, ["Response: unclosed <think> block"]),
+    ({"Question": "q", "Complex_CoT": "t\udcc8", "Response": "A"}, None,
+     ["Complex_CoT: not valid UTF-8 (byte 0xC8 at character 1)"]),
+    ({"context": "ctx <think>", "question": "q", "answer": "a"}, None, [f"context: {THINK_IN_USER}"]),
+    ({"prompt": "", "completion": "a"}, None, ["prompt: empty user message"]),
+    ({"text": " "}, None, ["text: empty assistant message"]),
+])
+def test_a_problem_is_named_where_it_is_in_the_record_as_written(tmp_path: Path, record: dict, columns: dict | None,
+                                                                  said: list[str]) -> None:
+    """The messages dsft built were numbered: a separate system field in front made the file's messages[1]
+    messages[2], and an Alpaca, ShareGPT or CoT record was named by messages[i] it does not have."""
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(record) + "\n", encoding="utf-8", errors="surrogateescape")
+    [rejection] = ingest([str(path)], columns=columns).rejections
+    assert rejection.reasons == said

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 
 from dsft.data.conversation import Conversation, Message
+from dsft.data.formats import to_conversation
 from dsft.data.preference import parse_preference
+from dsft.data.reasoning_policy import without_reasoning
 from dsft.models.loading import load_tokenizer
 from dsft.templates import get_template
 from dsft.training.examples import tokenize_conversations
@@ -110,3 +112,18 @@ def test_two_assistant_turns_in_a_row_written_without_a_header_are_counted_and_w
         with caplog.at_level(logging.WARNING, logger="dsft.training.examples"):
             split = tokenize_conversations([twice], get_template(name), tokenizer)
         assert split.assistant_turns_run_together == 0 and "two assistant turns" not in caplog.text, name
+
+
+def test_two_assistant_turns_in_a_row_are_named_where_they_are_in_the_file(caplog) -> None:
+    """A separate system field goes in front of the file's messages: the warning named the messages dsft built
+    (messages[3] for the file's messages[2]), also after the reasoning policy rebuilt the conversation."""
+    from dsft.models.tokenizers import load_deepseek_tokenizer
+
+    record = {"system": "Be brief.", "messages": [{"role": "user", "content": "Hi"},
+                                                  {"role": "assistant", "content": "Hello."},
+                                                  {"role": "assistant", "content": "<think>Ask.</think>How are you?"}]}
+    conversation = without_reasoning(to_conversation(record))
+    conversation.meta["origin"] = "t.jsonl:1"
+    with caplog.at_level(logging.WARNING, logger="dsft.training.examples"):
+        tokenize_conversations([conversation], get_template("deepseek-v3.1"), load_deepseek_tokenizer())
+    assert "(first: t.jsonl:1: messages[2])" in caplog.text

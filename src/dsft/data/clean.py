@@ -53,7 +53,7 @@ def map_texts(conversation: Conversation, transform: Callable[[str], str]) -> Co
         replace(m, content=transform(m.content), reasoning=None if m.reasoning is None else transform(m.reasoning))
         for m in conversation.messages
     ]
-    return Conversation(messages, conversation.tools, dict(conversation.meta))
+    return Conversation(messages, conversation.tools, dict(conversation.meta), conversation.where)
 
 
 def _rewrite_step(conversations: Sequence[Conversation], transform: Callable[[str], str], what: str) -> StepResult:
@@ -68,7 +68,7 @@ def _rewrite_step(conversations: Sequence[Conversation], transform: Callable[[st
         ]
         if emptied:  # reasoning too: an emptied one would train an empty think block, which validation refuses
             index, field = emptied[0]
-            result.removed.append(Removed(conversation, f"messages[{index}]{field} empty after {what}"))
+            result.removed.append(Removed(conversation, conversation.named(f"messages[{index}]{field} empty after {what}")))
         else:
             result.kept.append(cleaned)
     return result

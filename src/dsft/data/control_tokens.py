@@ -102,7 +102,7 @@ def reject_control_tokens(
     kept: list[Conversation] = []
     rejected: list[Rejection] = []
     for conversation in conversations:
-        problems = control_token_problems(conversation, pattern)
+        problems = [conversation.named(problem) for problem in control_token_problems(conversation, pattern)]
         if problems:
             rejected.append(Rejection(conversation.meta.get("origin", "?"), problems, conversation.to_dict()))
         else:

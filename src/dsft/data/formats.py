@@ -5,7 +5,10 @@
 does not use are kept in ``Conversation.meta`` when they are scalars (``domain``, ``difficulty``, ...).
 
 A record that cannot be converted raises :class:`FormatProblem` naming the field, which the pipeline
-turns into a rejection with the record's file and line.
+turns into a rejection with the record's file and line. A converted conversation records where each of its
+messages is in the record as written (``Conversation.where``), so that a problem found later is named there
+(the user's ``messages[1]`` after a separate ``system`` field, Alpaca's ``output``, ShareGPT's
+``conversations[0].value``, a renamed column by its own name), not by the messages dsft built.
 
 >>> to_conversation({"instruction": "Add", "input": "1+1", "output": "2"}).roles
 ['user', 'assistant']
@@ -19,10 +22,11 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
-from dsft.data.conversation import ROLES, Conversation, Message
+from dsft.data.conversation import ROLES, Conversation, Message, Place
 from dsft.data.validate import find_bad_unicode, is_blank
 
 # Canonical field names each format reads (the keys of ``data.columns``).
@@ -121,9 +125,39 @@ def convert(record: Any, fmt: str = "auto", columns: dict[str, str] | None = Non
         key, field = slips[0]
         raise FormatProblem(f"format {name}: field {key!r} is not read; did you mean {field!r}? Rename it, or set "
                             f"data.columns: {{{field}: {key}}}")
-    conversation = CONVERTERS[name](view)
+    spelled = {canonical: column for canonical, column in (columns or {}).items()}
+    try:
+        conversation = CONVERTERS[name](view)
+    except FormatProblem as exc:
+        raise FormatProblem(_respelled(str(exc), spelled)) from None
     conversation.meta = {**_extra_meta(view, name), **conversation.meta}
+    conversation.where = tuple(_respelled_place(place, spelled) for place in conversation.where)
     return name, conversation
+
+
+_FIELD_NAME = re.compile(r"[A-Za-z_]\w*")
+
+
+def _respelled(text: str, spelled: dict[str, str]) -> str:
+    """``text`` (opening with a canonical field name) with that name written as the record's column.
+
+    >>> _respelled("output is an integer, expected a string", {"output": "answer"})
+    'answer is an integer, expected a string'
+    >>> _respelled("conversations[0].value: empty", {"conversations": "dialog"})
+    'dialog[0].value: empty'
+    """
+    match = _FIELD_NAME.match(text)
+    if match is None or match.group() not in spelled:
+        return text
+    return spelled[match.group()] + text[match.end():]
+
+
+def _respelled_place(place: Place, spelled: dict[str, str]) -> Place:
+    if not spelled:
+        return place
+    parts = tuple((_respelled(name, spelled), start) for name, start in place.parts)
+    return Place(" and ".join(name for name, _ in parts) if parts else _respelled(place.at, spelled),
+                 tuple((key, _respelled(name, spelled)) for key, name in place.fields), parts)
 
 
 def misnamed_fields(view: dict[str, Any], fmt: str) -> list[tuple[str, str]]:
@@ -277,6 +311,25 @@ def _system_prefix(view: dict[str, Any]) -> list[Message]:
     return [Message("system", system)] if system else []
 
 
+def _opened(view: dict[str, Any], messages: list[Message], places: list[Place],
+            tools: list[dict[str, Any]] | None = None) -> Conversation:
+    """``messages`` (read from the places ``places``) opened by the record's ``system`` field, if any."""
+    system = _system_prefix(view)
+    return Conversation(system + messages, tools, where=(*[_text_place("system")] * len(system), *places))
+
+
+def _text_place(field: str, reasoning_field: str | None = None) -> Place:
+    """Where a message read from one string field is: every problem of its text is that field's (its reasoning
+    ``reasoning_field``'s, when read from a field of its own)."""
+    reasoning = reasoning_field or field  # validation says .reasoning_content, or .reasoning of its encoding
+    return Place(field, ((".content", field), (".reasoning_content", reasoning), (".reasoning", reasoning)))
+
+
+def _joined_place(first: str, first_text: str, second: str) -> Place:
+    """Where a content joined as ``first_text``, a blank line, then ``second``'s text is."""
+    return Place(f"{first} and {second}", parts=((first, 0), (second, len(first_text) + 2)))
+
+
 def _tools(view: dict[str, Any]) -> list[dict[str, Any]] | None:
     tools = view.get("tools")
     if tools is None:
@@ -298,7 +351,7 @@ def from_messages(view: dict[str, Any]) -> Conversation:
     if not isinstance(raw_messages, list):
         raise FormatProblem(f"messages is {_type_name(raw_messages)}, expected a list")
     messages = [_openai_message(m, f"messages[{i}]") for i, m in enumerate(raw_messages)]
-    return Conversation(_system_prefix(view) + messages, _tools(view))
+    return _opened(view, messages, [Place(f"messages[{i}]") for i in range(len(messages))], _tools(view))
 
 
 def _openai_message(raw: Any, where: str) -> Message:
@@ -362,8 +415,8 @@ def from_conversations(view: dict[str, Any]) -> Conversation:
     turns = view["conversations"]
     if not isinstance(turns, list):
         raise FormatProblem(f"conversations is {_type_name(turns)}, expected a list")
-    messages = _system_prefix(view) + [_openai_message(t, f"conversations[{i}]") for i, t in enumerate(turns)]
-    return Conversation(messages, _tools(view))
+    messages = [_openai_message(t, f"conversations[{i}]") for i, t in enumerate(turns)]
+    return _opened(view, messages, [Place(f"conversations[{i}]") for i in range(len(messages))], _tools(view))
 
 
 def from_sharegpt(view: dict[str, Any]) -> Conversation:
@@ -371,7 +424,7 @@ def from_sharegpt(view: dict[str, Any]) -> Conversation:
     turns = view["conversations"]
     if not isinstance(turns, list):
         raise FormatProblem(f"conversations is {_type_name(turns)}, expected a list")
-    messages = _system_prefix(view)
+    messages: list[Message] = []
     for index, turn in enumerate(turns):
         where = f"conversations[{index}]"
         if not isinstance(turn, dict):
@@ -388,7 +441,16 @@ def from_sharegpt(view: dict[str, Any]) -> Conversation:
             messages.append(_assistant(value, loss=loss))
         else:
             messages.append(Message(role, value, loss=loss))  # type: ignore[arg-type]
-    return Conversation(messages, _tools(view))
+    return _opened(view, messages, [_sharegpt_place(index) for index in range(len(messages))], _tools(view))
+
+
+def _sharegpt_place(index: int) -> Place:
+    """A ShareGPT turn: its text (answer, inline reasoning, a function call's JSON) is ``value``, its role ``from``."""
+    where = f"conversations[{index}]"
+    texts = tuple((key, f"{where}.value") for key in (".content", ".reasoning_content", ".reasoning", ".tool_calls"))
+    # A function_call turn's value is the call's JSON, read into tool_calls[0].
+    return Place(where, ((".tool_calls[0].function.name", f"{where}.value: function_call name"), *texts,
+                         (".role", f"{where}.from")))
 
 
 def _sharegpt_call(value: str, where: str) -> dict[str, Any]:
@@ -408,7 +470,8 @@ def from_alpaca(view: dict[str, Any]) -> Conversation:
     """Alpaca: user = instruction (+ blank line + input); optional system and ``history`` [[q, a], ...]."""
     instruction = _text(view["instruction"], "instruction")
     extra_input = _text(view.get("input"), "input", optional=True)
-    messages = _system_prefix(view)
+    messages: list[Message] = []
+    places: list[Place] = []
     history = view.get("history") or []
     if not isinstance(history, list):
         raise FormatProblem(f"history is {_type_name(history)}, expected a list of [question, answer] pairs")
@@ -416,24 +479,32 @@ def from_alpaca(view: dict[str, Any]) -> Conversation:
         if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
             raise FormatProblem(f"history[{index}] is not a [question, answer] pair")
         messages += [Message("user", _text(pair[0], f"history[{index}][0]")), _assistant(_text(pair[1], f"history[{index}][1]"))]
-    user = f"{instruction}\n\n{extra_input}" if not is_blank(extra_input) else instruction  # "input": " " is none
+        places += [_text_place(f"history[{index}][0]"), _text_place(f"history[{index}][1]")]
+    joined = not is_blank(extra_input)  # "input": " " is none
+    user = f"{instruction}\n\n{extra_input}" if joined else instruction
     messages += [Message("user", user), _assistant(_text(view["output"], "output"))]
-    return Conversation(messages)
+    places += [_joined_place("instruction", instruction, "input") if joined else _text_place("instruction"),
+               _text_place("output")]
+    return _opened(view, messages, places)
 
 
-def _pair(view: dict[str, Any], user_key: str, answer_key: str, reasoning_key: str | None = None) -> Conversation:
+def _pair(view: dict[str, Any], user_key: str, answer_key: str, reasoning_key: str | None = None,
+          user_place: Place | None = None) -> Conversation:
     reasoning = None
     if reasoning_key is not None and view.get(reasoning_key) is not None:
         reasoning = _text(view[reasoning_key], reasoning_key)
     answer = _assistant(_text(view[answer_key], answer_key), reasoning)
-    return Conversation(_system_prefix(view) + [Message("user", _text(view[user_key], user_key)), answer])
+    places = [user_place or _text_place(user_key), _text_place(answer_key, reasoning_key if reasoning is not None else None)]
+    return _opened(view, [Message("user", _text(view[user_key], user_key)), answer], places)
 
 
 def from_context_qa(view: dict[str, Any]) -> Conversation:
     """context/question/answer: the user turn is the context, a blank line, then the question."""
     context = _text(view.get("context"), "context", optional=True)
     question = _text(view["question"], "question")
-    return _pair({**view, "question": f"{context}\n\n{question}" if context else question}, "question", "answer")
+    place = _joined_place("context", context, "question") if context else None
+    return _pair({**view, "question": f"{context}\n\n{question}" if context else question}, "question", "answer",
+                 user_place=place)
 
 
 CONVERTERS: dict[str, Callable[[dict[str, Any]], Conversation]] = {
@@ -447,5 +518,6 @@ CONVERTERS: dict[str, Callable[[dict[str, Any]], Conversation]] = {
     "prompt_completion": lambda view: _pair(view, "prompt", "completion"),
     # Continued pre-training: the whole text is one supervised assistant message, marked kind=text so
     # templates render it raw (no chat markers) and validation allows it without a user turn.
-    "text": lambda view: Conversation([Message("assistant", _text(view["text"], "text"))], meta={"kind": "text"}),
+    "text": lambda view: Conversation([Message("assistant", _text(view["text"], "text"))], meta={"kind": "text"},
+                                      where=(_text_place("text"),)),
 }

@@ -61,8 +61,8 @@ def parse_record(raw: RawRecord, fmt: str = "auto", columns: dict[str, str] | No
     except FormatProblem as exc:
         return Rejection(raw.where, [str(exc)], raw.data)
     problems = validate_conversation(conversation)
-    if problems:
-        return Rejection(raw.where, problems, raw.data)
+    if problems:  # named where each is in the record as written, not in the messages built from it
+        return Rejection(raw.where, [conversation.named(problem) for problem in problems], raw.data)
     conversation.meta["origin"] = raw.where
     return name, conversation
 

@@ -81,6 +81,6 @@ def invalid_record(where: str, index: int, field: str, reasons: list[str]) -> Da
 def check_control_tokens(conversation: Conversation, tokenizer: Any, index: int, field: str = "") -> None:
     """Refuse a record whose text holds one of ``tokenizer``'s control tokens (preparation rejects it; the view
     would show the token where the data has characters)."""
-    problems = control_token_problems(conversation, control_token_pattern(tokenizer))
+    problems = [conversation.named(p) for p in control_token_problems(conversation, control_token_pattern(tokenizer))]
     if problems:
         raise invalid_record(str(conversation.meta.get("origin", "?")), index, field, problems)

@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 from dsft.data.clean import dedup_key
 from dsft.data.control_tokens import control_token_problems
-from dsft.data.conversation import Conversation, Message
+from dsft.data.conversation import Conversation, Message, located
 from dsft.data.preference_fields import (
     PROMPT_FIELDS, PreferenceProblem, message_places, read_label, read_messages, read_meta, read_prompt,
     read_references, read_side, read_system, read_tools, renamed,
@@ -253,23 +253,6 @@ def _side_problems(record: PreferenceRecord, check: Callable[[Conversation], lis
         names = [*prompt_locations, next(sides)]
         problems += [located(problem, names) for problem in check(record.conversation(message))]
     return list(dict.fromkeys(problems))
-
-
-_MESSAGE_AT = re.compile(r"messages\[(\d+)\]")
-
-
-def located(problem: str, locations: list[str]) -> str:
-    """``problem`` (about a conversation, opening ``messages[i]``) with ``messages[i]`` written as ``locations[i]``.
-
-    >>> located("messages[1].content: unclosed <think> block", ["system", "messages[0]"])
-    'messages[0].content: unclosed <think> block'
-    >>> located("meta.source: not valid UTF-8", ["prompt"])
-    'meta.source: not valid UTF-8'
-    """
-    match = _MESSAGE_AT.match(problem)
-    if match is None or int(match.group(1)) >= len(locations):
-        return problem
-    return locations[int(match.group(1))] + problem[match.end():]
 
 
 # ---------------------------------------------------------------------------------------------- parsing

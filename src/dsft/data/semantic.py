@@ -104,7 +104,7 @@ def filter_by_score(
         if score is not None:
             meta = dict(conversation.meta)
             meta["scores"] = {**meta.get("scores", {}), name: round(float(score), 4)}
-            conversation = Conversation(conversation.messages, conversation.tools, meta)
+            conversation = Conversation(conversation.messages, conversation.tools, meta, conversation.where)
         result.kept.append(conversation)
     return result
 

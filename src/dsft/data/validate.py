@@ -89,8 +89,8 @@ def nothing_trained(conversation: Conversation, masking: str) -> str | None:
     last = max((i for i, m in enumerate(messages) if m.role == "assistant"), default=None)
     if last is None or messages[last].loss is not False:
         return None
-    return (f"template.masking=last trains only the last assistant turn, messages[{last}], which has loss: false: "
-            "nothing to train on")
+    return (f"template.masking=last trains only the last assistant turn, {conversation.named(f'messages[{last}]')}, "
+            "which has loss: false: nothing to train on")
 
 
 def _message_problems(message: Message, where: str) -> list[str]:

@@ -94,7 +94,7 @@ def assistant_turns_run_together(conversations: Sequence[Conversation], template
         if index is not None:
             out.assistant_turns_run_together += 1
             out.first.setdefault("assistant_turns_run_together",
-                                 f"{conversation.meta.get('origin', '?')}: messages[{index}]")
+                                 f"{conversation.meta.get('origin', '?')}: {conversation.named(f'messages[{index}]')}")
     if out.assistant_turns_run_together:
         # Every process of a launched job renders the same records: said once, by the main process.
         warn_for_job(log, "%d conversation(s) have two assistant turns in a row (first: %s), which the %s template "
