@@ -105,3 +105,67 @@ def test_a_side_of_a_pair_read_as_kto_data_is_named_as_its_side_when_a_rewrite_e
     prepare_preference(cfg, tmp_path / "out", "kto")
     removed = [json.loads(line)["reason"] for line in (tmp_path / "out" / "removed.jsonl").open(encoding="utf-8")]
     assert removed == ["rejected empty after Unicode normalisation"]
+
+
+LABEL_WORDS = "expected true or false (any case), yes or no, 1 or 0"
+PAIR_COLUMNS = {"prompt": "question", "chosen": "good", "rejected": "bad"}
+TWO_ANSWERS = [{"role": "assistant", "content": "a"}, {"role": "assistant", "content": "b"}]
+
+
+@pytest.mark.parametrize(("record", "kind", "columns", "said"), [
+    ({"question": "q", "good": TWO_ANSWERS, "bad": "b"}, "pair", PAIR_COLUMNS,
+     "good: expected exactly one assistant message, got assistant, assistant"),
+    ({"question": "q", "good": "a", "bad": 5}, "pair", PAIR_COLUMNS, "bad: expected a string or a list of messages"),
+    ({"question": 5, "good": "a", "bad": "b"}, "pair", PAIR_COLUMNS,
+     "question: expected a string or a list of messages"),
+    ({"good": [{"from": "alien", "value": "q"}], "bad": [{"from": "alien", "value": "q"}]}, "pair",
+     {"chosen": "good", "rejected": "bad"}, "good[0].from: unknown role 'alien'; bad[0].from: unknown role 'alien'"),
+    ({"good": [USER, {"role": "assistant", "content": "a"}], "bad": [{"role": "user", "content": "other"},
+                                                                      {"role": "assistant", "content": "b"}]},
+     "pair", {"chosen": "good", "rejected": "bad"}, "pair: no prompt field and good/bad share no leading messages"),
+    ({"sys": 5, "question": "q", "good": "a", "bad": "b"}, "pair", {**PAIR_COLUMNS, "system": "sys"},
+     "sys: expected a string"),
+    ({"ask": "q", "reply": 5, "verdict": True}, "labeled", {"prompt": "ask", "completion": "reply", "label": "verdict"},
+     "reply: expected a string or a list of messages"),
+    ({"ask": "q", "reply": "a", "verdict": "maybe"}, "labeled",
+     {"prompt": "ask", "completion": "reply", "label": "verdict"}, f'verdict: {LABEL_WORDS}; got "maybe"'),
+    ({"ask": "2+2?", "gold": [4]}, "prompt", {"prompt": "ask", "answer": "gold"}, "gold: expected a string or a number"),
+])
+def test_a_renamed_field_is_named_as_the_file_writes_it(record: dict, kind: str, columns: dict, said: str) -> None:
+    """data.columns renames a file's fields to dsft's: a problem found reading one named dsft's field (chosen,
+    rejected, prompt, label), which the user's file does not have."""
+    with pytest.raises(PreferenceProblem) as info:
+        parse_preference(record, kind, columns)  # type: ignore[arg-type]
+    assert str(info.value) == said
+
+
+@pytest.mark.parametrize(("record", "said"), [
+    ({"prompt": "ab\udcc8", "completion": "a", "label": "maybe"},
+     f'prompt.content: not valid UTF-8 (byte 0xC8 at character 2); label: {LABEL_WORDS}; got "maybe"'),
+    ({"completion": "a", "label": "maybe"},
+     f'no prompt: expected one of the fields prompt, messages, conversations, question, problem; label: {LABEL_WORDS}; '
+     'got "maybe"'),
+    ({"prompt": 5, "completion": 6, "label": 2},
+     f"prompt: expected a string or a list of messages; completion: expected a string or a list of messages; "
+     f"label: {LABEL_WORDS}; got 2"),
+    ({"messages": [USER, {"role": "assistant", "content": "<think>a"}], "kto_tag": "maybe"},
+     f'messages[1].content: unclosed <think> block; kto_tag: {LABEL_WORDS}; got "maybe"'),
+    ({"prompt": "q", "completion": "a"},
+     "labeled completion: missing field label (true = desirable, false = undesirable)"),
+])
+def test_every_problem_of_a_kto_row_is_said_its_label_s_last(record: dict, said: str) -> None:
+    """The label was read first and its problem raised alone: a row whose prompt was also undecodable or missing was
+    refused for its label only, and fixing the label met the next refusal. Problems are said in the row's order."""
+    with pytest.raises(PreferenceProblem) as info:
+        parse_preference(record, "labeled")
+    assert str(info.value) == said
+
+
+def test_data_prepare_says_a_kto_csv_row_s_prompt_and_label_problems(tmp_path: Path) -> None:
+    source = tmp_path / "kto.csv"
+    source.write_bytes(b"prompt,completion,label\n2+2?,4,true\n3+3?,5,false\nab\xc8,6,maybe\n")
+    cfg = DsftConfig.model_validate({"data": {"train": [str(source)], "val_ratio": 0}})
+    report = prepare_preference(cfg, tmp_path / "out", "kto").report
+    assert report["rejected_examples"] == [
+        f'{source} row 3 (line 4): prompt.content: not valid UTF-8 (byte 0xC8 at character 2); label: {LABEL_WORDS}; '
+        'got "maybe"']

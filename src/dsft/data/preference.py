@@ -44,7 +44,7 @@ from dsft.data.control_tokens import control_token_problems
 from dsft.data.conversation import Conversation, Message, located
 from dsft.data.preference_fields import (
     PROMPT_FIELDS, PreferenceProblem, message_places, read_label, read_messages, read_meta, read_prompt,
-    read_references, read_side, read_system, read_tools, renamed,
+    read_references, read_side, read_system, read_tools, renamed, written,
 )
 from dsft.data.validate import validate_conversation
 
@@ -142,8 +142,11 @@ def _parse(record: Any, kind: Kind, columns: dict[str, str] | None, labelled: bo
     if not isinstance(record, dict):
         raise PreferenceProblem(f"record is {type(record).__name__}, expected a JSON object")
     view = renamed(record, columns or {})
-    spelled = {canonical: column for canonical, column in (columns or {}).items()}
-    tools = read_tools(view)
+    spelled = dict(columns or {})  # dsft's name of a field -> the record's, which its problems are said under
+    tools = read_tools(view, spelled)
+    # A label or a reference is read beside the conversation: its problem is said after the conversation's (a row
+    # reads prompt, completion, label), not instead of them, so one refusal names everything to fix in the row.
+    later: list[str] = []
     if kind == "pair":
         prompt, chosen, rejected, where = _pair_parts(view, spelled)
         problem = same_sides_problem(chosen, rejected, labelled)
@@ -151,12 +154,14 @@ def _parse(record: Any, kind: Kind, columns: dict[str, str] | None, labelled: bo
             raise PreferenceProblem(problem)
         parsed = PreferenceRecord("pair", prompt, chosen=chosen, rejected=rejected, tools=tools, where=where)
     elif kind == "labeled":
-        parsed = _labeled(view, tools, spelled)
+        label, later = _or_problem(lambda: _label(view, spelled))
+        parsed = _labeled(view, tools, spelled, label, later)
     else:
-        prompt, where = read_prompt(view, spelled)
-        parsed = PreferenceRecord("prompt", prompt, references=read_references(view), tools=tools, where=tuple(where))
+        references, later = _or_problem(lambda: read_references(view, spelled))
+        [(prompt, where)] = _read_all([lambda: read_prompt(view, spelled)], later)
+        parsed = PreferenceRecord("prompt", prompt, references=references or {}, tools=tools, where=tuple(where))
     parsed.meta = read_meta(view)
-    problems = validate_record(parsed)
+    problems = validate_record(parsed) + later
     if problems:
         raise PreferenceProblem("; ".join(problems))
     return parsed
@@ -258,48 +263,81 @@ def _side_problems(record: PreferenceRecord, check: Callable[[Conversation], lis
 # ---------------------------------------------------------------------------------------------- parsing
 
 
+def _read_all(reads: list[Callable[[], Any]], later: list[str]) -> list[Any]:
+    """What each of ``reads`` (each reads a field of the record) returns, or :class:`PreferenceProblem` saying every
+    one's problem, then ``later``'s: a record is refused for all its problems at once, not for the first found."""
+    values, problems = [], []
+    for read in reads:
+        try:
+            values.append(read())
+        except PreferenceProblem as exc:
+            problems.append(str(exc))
+    if problems:
+        raise PreferenceProblem("; ".join([*problems, *later]))
+    return values
+
+
+def _or_problem(read: Callable[[], Any]) -> tuple[Any, list[str]]:
+    """What ``read`` returns and no problem, or None and its problem."""
+    try:
+        return read(), []
+    except PreferenceProblem as exc:
+        return None, [str(exc)]
+
+
 def _pair_parts(view: dict[str, Any],
                 spelled: dict[str, str]) -> tuple[list[Message], Message, Message, tuple[str, ...]]:
     """Prompt, chosen, rejected, and where each of those messages is in the record."""
     missing = [f for f in ("chosen", "rejected") if f not in view]
     if missing:
         raise PreferenceProblem(f"pair: missing field(s) {', '.join(missing)}")
-    chosen_name, rejected_name = spelled.get("chosen", "chosen"), spelled.get("rejected", "rejected")
+    chosen_name, rejected_name = written(spelled, "chosen"), written(spelled, "rejected")
     if any(f in view for f in PROMPT_FIELDS):
-        prompt, places = read_prompt(view, spelled)
-        return (prompt, read_side(view["chosen"], "chosen"), read_side(view["rejected"], "rejected"),
-                (*places, chosen_name, rejected_name))
+        (prompt, places), chosen, rejected = _read_all([lambda: read_prompt(view, spelled),
+                                                        lambda: read_side(view["chosen"], chosen_name),
+                                                        lambda: read_side(view["rejected"], rejected_name)], [])
+        return prompt, chosen, rejected, (*places, chosen_name, rejected_name)
     # Implicit prompt (TRL's form): both sides are whole conversations sharing their leading messages.
-    chosen, rejected = read_messages(view["chosen"], "chosen"), read_messages(view["rejected"], "rejected")
+    chosen, rejected = _read_all([lambda: read_messages(view["chosen"], chosen_name),
+                                  lambda: read_messages(view["rejected"], rejected_name)], [])
     shared = 0
     while shared < min(len(chosen), len(rejected)) - 1 and same_message(chosen[shared], rejected[shared]):
         shared += 1
     if shared == 0:
-        raise PreferenceProblem("pair: no prompt field and chosen/rejected share no leading messages")
+        raise PreferenceProblem(f"pair: no prompt field and {chosen_name}/{rejected_name} share no leading messages")
     tail_c, tail_r = chosen[shared:], rejected[shared:]
     if len(tail_c) != 1 or len(tail_r) != 1 or tail_c[0].role != "assistant" or tail_r[0].role != "assistant":
-        raise PreferenceProblem("pair: chosen and rejected must differ only in their final assistant message")
-    system = read_system(view)
-    places = [spelled.get("system", "system")] * len(system) + message_places(view["chosen"], chosen_name)[:shared]
+        raise PreferenceProblem(f"pair: {chosen_name} and {rejected_name} must differ only in their final assistant "
+                                "message")
+    system = read_system(view, spelled)
+    places = [written(spelled, "system")] * len(system) + message_places(view["chosen"], chosen_name)[:shared]
     return (system + chosen[:shared], tail_c[0], tail_r[0],
             (*places, f"{chosen_name}[{shared}]", f"{rejected_name}[{shared}]"))
 
 
-def _labeled(view: dict[str, Any], tools: list[dict[str, Any]] | None, spelled: dict[str, str]) -> PreferenceRecord:
-    label_field = "label" if "label" in view else "kto_tag" if "kto_tag" in view else None
-    if label_field is None:
-        raise PreferenceProblem("labeled completion: missing field label (true = desirable, false = undesirable)")
-    label = read_label(view[label_field], label_field)
-    messages, places = read_prompt(view, spelled)
+def _labeled(view: dict[str, Any], tools: list[dict[str, Any]] | None, spelled: dict[str, str], label: bool | None,
+             later: list[str]) -> PreferenceRecord:
+    """A KTO record (``label`` None where its problem is in ``later``, said after any problem found here)."""
     if "completion" in view:
-        prompt, completion = messages, read_side(view["completion"], "completion")
-        places.append(spelled.get("completion", "completion"))
+        completion_name = written(spelled, "completion")
+        (prompt, places), completion = _read_all([lambda: read_prompt(view, spelled),
+                                                  lambda: read_side(view["completion"], completion_name)], later)
+        places.append(completion_name)
     else:
+        [(messages, places)] = _read_all([lambda: read_prompt(view, spelled)], later)
         if not messages or messages[-1].role != "assistant":
-            raise PreferenceProblem("labeled completion: no completion field and the messages do not end with an "
-                                    "assistant turn")
+            raise PreferenceProblem("; ".join(["labeled completion: no completion field and the messages do not end "
+                                               "with an assistant turn", *later]))
         prompt, completion = messages[:-1], messages[-1]
     return PreferenceRecord("labeled", prompt, completion=completion, label=label, tools=tools, where=tuple(places))
+
+
+def _label(view: dict[str, Any], spelled: dict[str, str]) -> bool:
+    """The KTO label, from ``label`` or LLaMA-Factory's ``kto_tag``."""
+    name = "label" if "label" in view else "kto_tag" if "kto_tag" in view else None
+    if name is None:
+        raise PreferenceProblem("labeled completion: missing field label (true = desirable, false = undesirable)")
+    return read_label(view[name], written(spelled, name))
 
 
 def same_message(a: Message, b: Message) -> bool:

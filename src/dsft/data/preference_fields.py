@@ -1,7 +1,7 @@
 """Reading the fields of one raw preference record: its prompt, a completion side, a KTO label, GRPO references,
 tools and meta. Each reader takes a field as the record holds it (after ``data.columns`` renamed it) and returns it
-in dsft's form, or raises :class:`PreferenceProblem` naming the field; :mod:`dsft.data.preference` builds records
-from them.
+in dsft's form, or raises :class:`PreferenceProblem` naming the field as the record writes it (:func:`written`);
+:mod:`dsft.data.preference` builds records from them.
 
 A prompt read from a file whose column ``ask`` ``data.columns`` renamed to ``prompt``, named where it is there:
 
@@ -34,6 +34,16 @@ _USED = {*PROMPT_FIELDS, "chosen", "rejected", "completion", "label", "kto_tag",
 
 class PreferenceProblem(ValueError):
     """A record that cannot become a preference record; the message names the field."""
+
+
+def written(spelled: dict[str, str], name: str) -> str:
+    """dsft's field ``name`` as the record writes it (``spelled``: ``data.columns``, dsft's name -> the record's), the
+    name a problem of that field is said under.
+
+    >>> written({"chosen": "good"}, "chosen"), written({"chosen": "good"}, "rejected")
+    ('good', 'rejected')
+    """
+    return spelled.get(name, name)
 
 
 def renamed(record: dict[str, Any], columns: dict[str, str]) -> dict[str, Any]:
@@ -87,13 +97,13 @@ def read_side(value: Any, where: str) -> Message:
     return messages[0]
 
 
-def read_system(view: dict[str, Any]) -> list[Message]:
+def read_system(view: dict[str, Any], spelled: dict[str, str]) -> list[Message]:
     """A separate ``system`` field as the prompt's first message; none if absent or empty."""
     system = view.get("system")
     if system is None or system == "":
         return []
     if not isinstance(system, str):
-        raise PreferenceProblem("system: expected a string")
+        raise PreferenceProblem(f"{written(spelled, 'system')}: expected a string")
     return [Message("system", system)]
 
 
@@ -102,12 +112,12 @@ def read_prompt(view: dict[str, Any], spelled: dict[str, str]) -> tuple[list[Mes
     name = next((f for f in PROMPT_FIELDS if f in view), None)
     if name is None:
         raise PreferenceProblem(f"no prompt: expected one of the fields {', '.join(PROMPT_FIELDS)}")
-    messages = read_messages(view[name], name)
-    places = message_places(view[name], spelled.get(name, name))
+    messages = read_messages(view[name], written(spelled, name))
+    places = message_places(view[name], written(spelled, name))
     if messages and messages[0].role == "system":
         return messages, places
-    system = read_system(view)
-    return system + messages, [spelled.get("system", "system")] * len(system) + places
+    system = read_system(view, spelled)
+    return system + messages, [written(spelled, "system")] * len(system) + places
 
 
 # A KTO label as written in a spreadsheet cell (CSV text arrives as strings) or by a tool that wrote one: any case,
@@ -151,7 +161,7 @@ Chinese: save the file as UTF-8 (e.g. iconv -f GB18030 -t UTF-8 IN > OUT)
     raise PreferenceProblem(f"{where}: expected {LABEL_SPELLINGS}; got {written}")
 
 
-def read_references(view: dict[str, Any]) -> dict[str, str]:
+def read_references(view: dict[str, Any], spelled: dict[str, str]) -> dict[str, str]:
     """A GRPO prompt's references for verifiable rewards (:data:`REFERENCE_FIELDS`), each as a string."""
     out = {}
     for name in REFERENCE_FIELDS:
@@ -159,21 +169,21 @@ def read_references(view: dict[str, Any]) -> dict[str, str]:
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise PreferenceProblem(f"{name}: expected a string or a number")
+            raise PreferenceProblem(f"{written(spelled, name)}: expected a string or a number")
         out[name] = value if isinstance(value, str) else str(value)
     return out
 
 
-def read_tools(view: dict[str, Any]) -> list[dict[str, Any]] | None:
+def read_tools(view: dict[str, Any], spelled: dict[str, str]) -> list[dict[str, Any]] | None:
     """The tool schemas offered with the prompt: a list of objects, or that list as a JSON string (a CSV cell)."""
     tools = view.get("tools")
     if isinstance(tools, str):
         try:
             tools = json.loads(tools) if tools.strip() else None
         except json.JSONDecodeError:
-            raise PreferenceProblem("tools is a string but not valid JSON") from None
+            raise PreferenceProblem(f"{written(spelled, 'tools')} is a string but not valid JSON") from None
     if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
-        raise PreferenceProblem("tools must be a list of objects")
+        raise PreferenceProblem(f"{written(spelled, 'tools')} must be a list of objects")
     return tools or None
 
 
