@@ -139,6 +139,36 @@ def test_a_file_named_as_training_and_as_validation_data_is_refused(tmp_path: Pa
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize(("sets", "said"), [
+    (["data.val=[SAME]", "data.test=[SAME]"], "data.val: SAME is also data.test; each of its records would be removed "
+     "from validation as a duplicate of itself: name a file as data.val or as data.test, not both"),
+    (["data.mix=[{path: TRAIN, ratio: 0.5}]"], "data.mix.0.path: TRAIN is also data.train; each of its records would be "
+     "removed from the mix as a duplicate of itself: name a file as data.mix.0.path or as data.train, not both"),
+])
+def test_a_file_named_in_two_other_roles_is_refused_before_anything_loads(tmp_path: Path, run_cli, sets: list[str],
+                                                                          said: str) -> None:
+    """One file as data.val and data.test (or a data.mix source that is the training file): deduplication, test
+    before val and the train pool before its mix, removed every record of the second copy, and the error came
+    after the tokenizer loaded: 'data.val: no records left to validate on ... removed by cleaning (deduplicated
+    against train, or filtered)' (data.mix: 'no records left to mix in'), neither naming the file named twice."""
+    train, same = tmp_path / "train.jsonl", tmp_path / "same.jsonl"
+    for path, offset in ((train, 0), (same, 100)):
+        path.write_text("".join(json.dumps({"prompt": f"q{i + offset}", "completion": f"a{i}"}) + "\n" for i in range(4)))
+    config = tmp_path / "c.yaml"
+    config.write_text(f"data:\n  train: [{train}]\n")
+    overrides = [part for override in sets for part in ("--set", override.replace("SAME", str(same))
+                                                                       .replace("TRAIN", str(train)))]
+    code, stdout, err = run_cli(["data", "prepare", "--config", str(config), "--out", str(tmp_path / "o"), *overrides])
+    text = " ".join(err.split())
+    assert code == 2 and "Traceback" not in err, (stdout, err)
+    assert "1 data input(s) named twice" in text, text
+    assert said.replace("SAME", str(same)).replace("TRAIN", str(train)) in text, text
+    assert not (tmp_path / "o").exists()  # refused before the tokenizer loads (no --tokenizer given: the model's)
+    code, _, err = run_cli(["data", "prepare", "--config", str(config), "--out", str(tmp_path / "o"), *overrides,
+                            "--set", "data.clean.exact_dedup=false", "--tokenizer", "deepseek"])
+    assert code == 0 and "named twice" not in err, err  # without deduplication nothing of either copy is lost
+
+
 def test_an_output_inside_the_data_train_directory_is_refused(tmp_path: Path, run_cli,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """data.train: [data] with --out data/prepared (or dsft train --out data/run): the directory is read whole, so the

@@ -54,30 +54,50 @@ def input_problems(cfg: DsftConfig, inputs: list[str] | None = None) -> list[str
         except DataError as exc:
             problems.append(f"{key}: {exc}" if key else str(exc))
     if not problems:
-        problems += _files_named_twice(named)
+        problems += _files_named_twice(named, cfg.data.clean.exact_dedup or cfg.data.clean.near_dedup)
     if cfg.train.objective == "sft":  # other objectives read neither (and refuse these keys)
         problems += _cleaning_and_augment_file_problems(cfg)
     return problems
 
 
-_DUPLICATE_OF_ITSELF = "would be removed from training as a duplicate of itself"
+_DUPLICATE_OF_ITSELF = "as a duplicate of itself"
+# The roles a file can be named in, in the order deduplication keeps copies (dsft.data.pool_cleaning and
+# dsft.data.preference_dedup: evaluation splits first, test before val; data.mix sources join the train pool last),
+# and what the records of a role are for.
+_KEPT_FIRST = ("data.test", "data.val", "data.train")
+_PURPOSE = {"data.val": "validation", "data.train": "training"}
 
 
-def _files_named_twice(named: list[tuple[str | None, str]]) -> list[str]:
-    """A file read as training data (``data.train`` or the inputs) and as ``data.val`` / ``data.test``: each of its
-    records would be removed from training as an exact duplicate of itself (and trained on with no split kept out)."""
-    held_out = {path.resolve(): key for key, pattern in named if key in ("data.val", "data.test")
-                for path in expand_inputs([pattern])}
+def _role(key: str | None) -> str:
+    """The role of an input named by ``key``: the inputs of ``dsft data prepare INPUT...`` are training data, and each
+    ``data.mix`` source is a role of its own."""
+    return "data.train" if key is None else key
+
+
+def _rank(key: str | None) -> int:
+    role = _role(key)
+    return _KEPT_FIRST.index(role) if role in _KEPT_FIRST else len(_KEPT_FIRST)  # mix sources, in their order
+
+
+def _files_named_twice(named: list[tuple[str | None, str]], deduplicated: bool = True) -> list[str]:
+    """A file named in two roles (``data.train`` or the inputs, ``data.val``, ``data.test``, a ``data.mix`` source):
+    the copy deduplication reads second (training's of a ``data.val`` file, validation's of a ``data.test`` one, a mix
+    source's of any) would lose each of its records as an exact duplicate of itself, leaving that role nothing of
+    the file (a file in training and held out is also trained on with no split kept out). Without deduplication
+    (not ``deduplicated``) only a file both trained on and held out is refused: a mix source may repeat another
+    input (drawn again at its ratio), and data.val may be data.test."""
+    first: dict[Path, str] = {}  # a file -> the role that keeps its records
     problems = []
-    for key, pattern in named:
-        if key not in (None, "data.train"):
-            continue
+    for key, pattern in sorted(named, key=lambda item: _rank(item[0])):  # stable: mix sources stay in order
         for path in expand_inputs([pattern]):
-            if path.resolve() in held_out:
-                other = held_out[path.resolve()]
-                where = pattern if Path(pattern) == path else f"{pattern}: {path}"
-                problems.append(f"{f'{key}: ' if key else ''}{where} is also {other}; each of its records "
-                                f"{_DUPLICATE_OF_ITSELF}: name a file as training data or as {other}, not both")
+            other = first.setdefault(path.resolve(), _role(key))
+            if other == _role(key) or (not deduplicated and _role(key) != "data.train"):
+                continue
+            where = pattern if Path(pattern) == path else f"{pattern}: {path}"
+            role = "training data" if _role(key) == "data.train" else _role(key)
+            purpose = _PURPOSE.get(_role(key), "the mix")
+            problems.append(f"{f'{key}: ' if key else ''}{where} is also {other}; each of its records would be removed "
+                            f"from {purpose} {_DUPLICATE_OF_ITSELF}: name a file as {role} or as {other}, not both")
     return problems
 
 
