@@ -17,6 +17,7 @@ import pytest
 
 from dsft.config import dump_config, load_config
 from dsft.training.environment import Environment
+from fake_checkpoints import fake_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = """
@@ -341,6 +342,32 @@ def test_train_refuses_an_out_directory_holding_another_run_before_torch(tmp_pat
     assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "run.json"], "nothing written"
     code, torch_loaded, err = _refuse(["train", config, "--out", _data(tmp_path)], tmp_path)
     assert code == 2 and "exists and is not a directory" in err and not torch_loaded, err
+
+
+def _run_at_step_4(tmp: Path, *settings: str) -> Path:
+    """A run directory whose newest checkpoint is at step 4 (its files arbitrary bytes, its manifest true)."""
+    run = tmp / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(dump_config(load_config(None, [f"data.train=[{_data(tmp)}]", *settings])))
+    (run / "run.json").write_text("{}")
+    for step in (2, 4):
+        fake_checkpoint(run / "checkpoints", step)
+    return run
+
+
+@pytest.mark.parametrize("resume", ["auto", "path"])
+def test_train_refuses_a_resume_below_the_checkpoint_step_before_torch(tmp_path: Path, resume: str) -> None:
+    """The refusal of a train.max_steps the checkpoint is already past came after torch, transformers and the
+    model stack were imported (run_training): ten seconds for a one-line user error."""
+    run = _run_at_step_4(tmp_path, "train.max_steps=4")
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    picked = "auto" if resume == "auto" else str(run / "checkpoints" / "checkpoint-4")
+    code, torch_loaded, err = _refuse(["train", str(run / "config.yaml"), "--out", str(run), "--resume", picked,
+                                       "--set", "train.max_steps=3"], tmp_path)
+    assert code == 2 and "--resume: checkpoint-4 is at step 4, past the train.max_steps 3 asked for" in err, err
+    assert "pass train.max_steps=4 to end the run at this checkpoint" in err and "Traceback" not in err, err
+    assert not torch_loaded, "the refusal came after torch was imported"
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before, "nothing written"
 
 
 SERVE_CASES = [

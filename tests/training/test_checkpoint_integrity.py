@@ -14,21 +14,8 @@ from pathlib import Path
 import pytest
 
 from dsft.errors import DsftError
-from dsft.training.checkpointing import MANIFEST, resolve_resume, verify_checkpoint, write_manifest
-
-
-def fake_checkpoint(root: Path, step: int, weights: str = "adapter_model.safetensors") -> Path:
-    """A checkpoint directory with the files a LoRA checkpoint holds (contents are arbitrary bytes)."""
-    path = root / f"checkpoint-{step}"
-    path.mkdir(parents=True)
-    (path / weights).write_bytes(bytes(range(256)) * 64)
-    (path / "adapter_config.json").write_text('{"r": 8}')
-    (path / "optimizer.pt").write_bytes(b"\x01" * 5000)
-    (path / "scheduler.pt").write_bytes(b"\x02" * 300)
-    (path / "rng_state.pth").write_bytes(b"\x03" * 100)
-    (path / "trainer_state.json").write_text(json.dumps({"global_step": step, "log_history": []}))
-    write_manifest(path)
-    return path
+from dsft.training.checkpointing import MANIFEST, resolve_resume, resumed_past, verify_checkpoint, write_manifest
+from fake_checkpoints import fake_checkpoint
 
 
 def _truncate(name: str) -> Callable[[Path], None]:
@@ -116,3 +103,17 @@ def test_staging_leftovers_are_cleaned_and_ignored(tmp_path: Path) -> None:
     (root / ".staging" / "checkpoint-4").mkdir(parents=True)
     assert resolve_resume("auto", root).checkpoint == intact
     assert not (root / ".staging").exists()
+
+
+def test_the_checkpoint_a_resume_picks_past_a_step_is_found_writing_nothing(tmp_path: Path) -> None:
+    """dsft train compares the checkpoint a resume would pick with the steps asked for before anything loads:
+    the same checkpoint resolve_resume picks, damaged ones passed over, the staging area left alone."""
+    root = tmp_path / "checkpoints"
+    older, newest = fake_checkpoint(root, 2), fake_checkpoint(root, 4)
+    (root / ".staging").mkdir()
+    assert resumed_past("auto", root, 3) == newest and resumed_past("auto", root, 4) is None
+    assert resumed_past(str(newest), root, 3) == newest and resumed_past(str(older), root, 3) is None
+    _truncate("optimizer.pt")(newest)
+    assert resumed_past("auto", root, 3) is None and resumed_past("auto", root, 1) == older  # as resolve_resume
+    assert resumed_past(str(newest), root, 3) is None  # damaged: resolve_resume says so
+    assert resumed_past("auto", tmp_path / "none", 0) is None and (root / ".staging").is_dir()

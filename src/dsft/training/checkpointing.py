@@ -188,6 +188,29 @@ def resolve_resume(resume: str | None, checkpoint_root: Path) -> ResumePoint:
     return ResumePoint(path)
 
 
+def resumed_past(resume: str, checkpoint_root: Path, step: int) -> Path | None:
+    """The checkpoint :func:`resolve_resume` would pick for ``resume``, when it is past ``step``; else None.
+
+    A check before anything loads: it writes nothing (the staging area is left to ``resolve_resume``) and
+    verifies only checkpoints past ``step``, so a resume that goes on hashes no checkpoint twice. A damaged one
+    past ``step`` is passed over as ``--resume auto`` would; one named by path is left to ``resolve_resume``
+    to name what is wrong with it.
+    """
+    if resume == "auto":
+        for checkpoint in reversed(list_checkpoints(checkpoint_root)):
+            if checkpoint_step(checkpoint) <= step:
+                return None  # the newest intact one is here or older: at or below step
+            if not verify_checkpoint(checkpoint):
+                return checkpoint
+        return None
+    path = Path(resume)
+    try:
+        past = checkpoint_step(path) > step
+    except (DsftError, OSError, ValueError, KeyError, TypeError):  # no or unreadable trainer_state.json
+        return None
+    return path if past and not verify_checkpoint(path) else None
+
+
 def check_same_checkpoint(checkpoint: Path | None) -> None:
     """Refuse, on every rank, a launched job whose processes chose different checkpoints to resume from.
 

@@ -100,24 +100,6 @@ def _changes(old: dict[str, Any], new: dict[str, Any], applied: bool) -> list[st
             if _matches(k, APPLIED_ON_RESUME + DATA_LOCATION_KEYS) == applied]
 
 
-def check_steps_left(checkpoint: Path, step: int, max_steps: int) -> None:
-    """Refuse a resume whose ``train.max_steps`` is below the step its checkpoint is at: nothing would train, yet
-    the run's config.yaml would record a schedule that did not produce it (step 400 of 30). Equal is allowed: it
-    ends the run at that checkpoint (final/ from it). ``max_steps`` <= 0 (derived from epochs) is not compared.
-
-    >>> check_steps_left(Path("checkpoint-400"), 400, 400)
-    >>> check_steps_left(Path("checkpoint-400"), 400, 30)
-    Traceback (most recent call last):
-    ...
-    dsft.errors.DsftError: --resume: checkpoint-400 is at step 400, past the train.max_steps 30 asked for: a resume cannot take steps back, and the run would record a schedule that did not produce it; pass train.max_steps=400 to end the run at this checkpoint, or more to go on, or start a new --out directory
-    """
-    if 0 < max_steps < step:
-        raise DsftError(f"--resume: {checkpoint.name} is at step {step}, past the train.max_steps {max_steps} asked "
-                        "for: a resume cannot take steps back, and the run would record a schedule that did not "
-                        f"produce it; pass train.max_steps={step} to end the run at this checkpoint, or more to go "
-                        "on, or start a new --out directory", job_wide=True)  # every process reads the same step
-
-
 def data_fingerprint(splits: dict[str, Any]) -> str:
     """A hash of the rendered examples of every split, in order: what the steps are made of.
 

@@ -39,8 +39,9 @@ from dsft.training.objective_checks import objective_problems, prompt_opens_thin
 from dsft.training.preflight import config_notices
 from dsft.training.ranks import is_main_process, warn_for_job
 from dsft.training.objectives import build_objective_trainer, load_preference_splits
-from dsft.training.resume import check_same_data, check_steps_left, data_files, data_fingerprint, planned_steps
+from dsft.training.resume import check_same_data, data_files, data_fingerprint, planned_steps
 from dsft.training.resume_lr import ResumedLearningRate
+from dsft.training.resume_steps import check_steps_left
 from dsft.training.rundir import FINAL_DIR, RunDir
 from dsft.training.setup import (
     build_model,
