@@ -27,7 +27,7 @@ def test_a_record_in_gbk_is_skipped_naming_field_and_encoding(tmp_path: Path) ->
     assert [item.reference for item in items] == ["Iron deficiency."]
     [(reason, count)] = skipped.items()
     assert count == 1
-    assert reason.startswith("messages[0].content: not valid UTF-8"), reason
+    assert reason.startswith("Question: not valid UTF-8"), reason  # named as the file names it
     assert "GBK/GB18030" in reason
 
 
@@ -55,5 +55,5 @@ def test_a_whole_file_in_gbk_is_one_skip_reason_however_its_records_begin(tmp_pa
     records = [dict(CHINESE, Question=question) for question in questions]
     _, skipped = load_eval_set(_gbk_json(tmp_path, [*records, ENGLISH]))
     [(reason, count)] = skipped.items()
-    assert count == 5 and reason.startswith("messages[0].content: not valid UTF-8 (byte N at character"), reason
+    assert count == 5 and reason.startswith("Question: not valid UTF-8 (byte N at character"), reason
     assert "GBK/GB18030" in reason

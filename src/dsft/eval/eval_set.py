@@ -114,7 +114,8 @@ def data_reading(model_or_run: str | Path, data_config: Any = None) -> tuple[str
 
 def undecodable_text(conversation: Conversation) -> str | None:
     """``messages[i].FIELD: why`` for the first text holding bytes the file's encoding could not read (the lone
-    surrogates a GBK or UTF-16 file's bytes become), as data preparation's validation names it; None when all read.
+    surrogates a GBK or UTF-16 file's bytes become), named where it is in the record as data preparation's
+    validation names it (a CoT record's ``Question``, an Alpaca record's ``output``); None when all read.
 
     >>> from dsft.data.conversation import Message
     >>> undecodable_text(Conversation([Message("user", "Q"), Message("assistant", "\\udcb7\\udca2")]))[:49]
@@ -124,7 +125,7 @@ def undecodable_text(conversation: Conversation) -> str | None:
         for field in ("content", "reasoning"):
             value = getattr(message, field)
             if isinstance(value, str) and (bad := find_bad_unicode(value)):
-                return f"messages[{index}].{field}: {bad}"
+                return conversation.named(f"messages[{index}].{field}: {bad}")  # where it is in the file
     return None
 
 
