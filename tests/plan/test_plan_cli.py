@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import pytest
 
 
 def test_json_output_has_the_documented_fields(run_cli) -> None:
@@ -98,3 +101,18 @@ def test_a_model_the_planner_cannot_size_is_refused_naming_what_it_takes(run_cli
             "nothing); pass the model's config.json or a directory holding it") in text
     code, out, _ = run_cli(["plan", "--help"])
     assert "whose last part is a preset" in " ".join(out.replace("│", " ").split())
+
+
+@pytest.mark.parametrize("name", ["./my-model", "{tmp}/my-model", "runs/my-modle"])
+def test_a_missing_model_path_is_not_called_a_hub_id(tmp_path: Path, run_cli, monkeypatch: pytest.MonkeyPatch,
+                                                      name: str) -> None:
+    """A local path that does not exist (./my-model, an absolute one, runs/my-modle beside a runs/ directory) was
+    refused as 'a hub id whose last part, 'my-model', is no preset', which it is not (model loading reads it as the
+    path it is); it is named as a missing model directory or config.json."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    model = name.format(tmp=tmp_path)
+    code, _, err = run_cli(["plan", "--model", model])
+    text = " ".join(err.split())
+    assert code == 2 and "Traceback" not in err, err
+    assert f"--model {model}: no such model directory or config.json" in text and "hub id whose" not in text, text

@@ -95,7 +95,12 @@ def resolve_model(name_or_path: str | Path, cache_dir: str | Path | None = None,
     return download_from_hub(name, cache_dir, revision)
 
 
-def _is_hub_id(name: str) -> bool:
+def is_hub_id(name: str) -> bool:
+    """Whether ``name`` has the shape of a hub id (``org/name``), not of a local path (``./x``, ``/x``, ``~/x``).
+
+    >>> is_hub_id("deepseek-ai/DeepSeek-R1"), is_hub_id("./models/x"), is_hub_id("runs/qa/final")
+    (True, False, False)
+    """
     return bool(HUB_ID.match(name)) and not name.startswith((".", "/", "~"))
 
 
@@ -145,7 +150,7 @@ def check_model_name(name_or_path: str | Path) -> None:
     if path.exists():
         raise DsftError(f"{path}: is a file; model.name_or_path needs a model directory, a .gguf file, "
                         "ollama:NAME[:TAG], a hub id or a preset")
-    if _is_hub_id(name):
+    if is_hub_id(name):
         _check_not_a_mistyped_path(name)
         return
     _check_not_a_missing_deep_path(name)

@@ -14,7 +14,7 @@ from typing import Any
 
 from dsft.errors import DsftError
 from dsft.models.presets import REAL_MODEL_PRESETS, native_equivalent
-from dsft.models.resolve import resolve_model
+from dsft.models.resolve import is_hub_id, resolve_model
 
 # Later releases with the architecture (and config) of a preset, under the names people plan them by.
 RELEASE_ALIASES = {"deepseek-v2.5": "deepseek-v2", "deepseek-v3-0324": "deepseek-v3", "deepseek-r1-0528": "deepseek-r1"}
@@ -80,9 +80,12 @@ def resolve_planner_config(model: str) -> tuple[str, Any]:
     if key.startswith("tiny-"):
         directory = resolve_model(key)
         return key, _config_from_dict(json.loads((directory / "config.json").read_text(encoding="utf-8")), key)
-    if "/" in model.strip("/"):  # hub-id shaped: the planner downloads nothing, it reads the last part
+    local_org = Path(model.split("/", 1)[0]).is_dir()  # runs/my-rnu: a mistyped local path, as resolve_model reads it
+    if is_hub_id(model.rstrip("/")) and not local_org:  # the planner downloads nothing, it reads the last part
         what = (f"a hub id whose last part, {key!r}, is no preset (the planner downloads nothing); pass the "
                 f"model's config.json or a directory holding it")
+    elif "/" in model or model.startswith("~"):  # a path: ./model, /abs/model, runs/typo
+        what = "no such model directory or config.json (a path, read as one: not a hub id, nothing is downloaded)"
     else:
         what = ("not a preset, a tiny preset, a model directory, a config.json path or a hub id whose last part is "
                 "a preset (e.g. deepseek-ai/DeepSeek-R1-Distill-Qwen-7B); `dsft models list` shows the presets")
