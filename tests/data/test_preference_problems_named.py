@@ -169,3 +169,21 @@ def test_data_prepare_says_a_kto_csv_row_s_prompt_and_label_problems(tmp_path: P
     assert report["rejected_examples"] == [
         f'{source} row 3 (line 4): prompt.content: not valid UTF-8 (byte 0xC8 at character 2); label: {LABEL_WORDS}; '
         'got "maybe"']
+
+
+def test_each_problem_of_a_refused_row_is_a_reason_of_its_own_as_sft_data_s_are(tmp_path: Path) -> None:
+    """A row's problems were joined into one reason: rows sharing the label problem but not the other were counted
+    under two reasons, neither of them the label's, and rejects.jsonl held one string where SFT data holds a list."""
+    source = tmp_path / "kto.csv"
+    source.write_bytes(b"prompt,completion,label\n2+2?,4,true\n3+3?,5,false\nab\xc8,6,maybe\nq,<think>a,maybe\n")
+    cfg = DsftConfig.model_validate({"data": {"train": [str(source)], "val_ratio": 0}})
+    report = prepare_preference(cfg, tmp_path / "out", "kto").report
+    label = f'label: {LABEL_WORDS}; got "maybe"'
+    undecodable = "prompt.content: not valid UTF-8 (byte 0xC8 at character 2)"
+    unclosed = "completion.content: unclosed <think> block"
+    assert report["rejected_reasons"] == [
+        {"reason": label, "records": 2, "first": f"{source} row 3 (line 4)"},
+        {"reason": undecodable, "records": 1, "first": f"{source} row 3 (line 4)"},
+        {"reason": unclosed, "records": 1, "first": f"{source} row 4 (line 5)"}]
+    rows = [json.loads(line) for line in (tmp_path / "out" / "rejects.jsonl").open(encoding="utf-8")]
+    assert [row["reasons"] for row in rows] == [[undecodable, label], [unclosed, label]]

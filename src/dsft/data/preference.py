@@ -163,7 +163,7 @@ def _parse(record: Any, kind: Kind, columns: dict[str, str] | None, labelled: bo
     parsed.meta = read_meta(view)
     problems = validate_record(parsed) + later
     if problems:
-        raise PreferenceProblem("; ".join(problems))
+        raise PreferenceProblem(*problems)
     return parsed
 
 
@@ -271,9 +271,9 @@ def _read_all(reads: list[Callable[[], Any]], later: list[str]) -> list[Any]:
         try:
             values.append(read())
         except PreferenceProblem as exc:
-            problems.append(str(exc))
+            problems += exc.problems
     if problems:
-        raise PreferenceProblem("; ".join([*problems, *later]))
+        raise PreferenceProblem(*problems, *later)
     return values
 
 
@@ -282,7 +282,7 @@ def _or_problem(read: Callable[[], Any]) -> tuple[Any, list[str]]:
     try:
         return read(), []
     except PreferenceProblem as exc:
-        return None, [str(exc)]
+        return None, exc.problems
 
 
 def _pair_parts(view: dict[str, Any],
@@ -326,8 +326,8 @@ def _labeled(view: dict[str, Any], tools: list[dict[str, Any]] | None, spelled: 
     else:
         [(messages, places)] = _read_all([lambda: read_prompt(view, spelled)], later)
         if not messages or messages[-1].role != "assistant":
-            raise PreferenceProblem("; ".join(["labeled completion: no completion field and the messages do not end "
-                                               "with an assistant turn", *later]))
+            raise PreferenceProblem("labeled completion: no completion field and the messages do not end with an "
+                                    "assistant turn", *later)
         prompt, completion = messages[:-1], messages[-1]
     return PreferenceRecord("labeled", prompt, completion=completion, label=label, tools=tools, where=tuple(places))
 

@@ -33,7 +33,19 @@ _USED = {*PROMPT_FIELDS, "chosen", "rejected", "completion", "label", "kto_tag",
 
 
 class PreferenceProblem(ValueError):
-    """A record that cannot become a preference record; the message names the field."""
+    """A record that cannot become a preference record: its ``problems``, each naming its field (a rejection lists
+    them as SFT data's does, so the summary counts each); the message says them all, joined by ``; ``.
+
+    >>> problem = PreferenceProblem("prompt: no messages", 'label: expected 1 or 0; got "maybe"')
+    >>> problem.problems
+    ['prompt: no messages', 'label: expected 1 or 0; got "maybe"']
+    >>> str(problem)
+    'prompt: no messages; label: expected 1 or 0; got "maybe"'
+    """
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = list(problems)
 
 
 def written(spelled: dict[str, str], name: str) -> str:

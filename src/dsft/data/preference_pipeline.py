@@ -58,7 +58,7 @@ def parse_raw(raw: RawRecord, kind: str, columns: dict[str, str] | None = None) 
         else:
             records = [parse_preference(raw.data, kind, columns)]  # type: ignore[arg-type]
     except PreferenceProblem as exc:
-        return Rejection(raw.where, [str(exc)], raw.data)
+        return Rejection(raw.where, exc.problems, raw.data)  # each problem a reason, as SFT data's
     for record in records:
         record.meta["origin"] = raw.where
     return records
