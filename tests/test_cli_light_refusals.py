@@ -470,6 +470,26 @@ def test_a_lora_checkpoint_whose_base_model_is_gone_is_refused_before_torch(tmp_
     assert not (tmp_path / command).exists()
 
 
+@pytest.mark.parametrize("base_model", [None, "no-such-base"])
+def test_compare_names_its_base_model_flag_for_a_run_whose_base_model_is_gone(tmp_path: Path,
+                                                                              base_model: str | None) -> None:
+    """dsft compare takes --base-model as eval, export, serve and chat do: the same hint, the same check of what it
+    names, before torch; before, it had no such flag, and a moved LoRA run could not be compared."""
+    base = tmp_path / "base"
+    checkpoint = _lora_checkpoint(tmp_path, base)
+    flag = ["--base-model", base_model] if base_model else []
+    code, torch_loaded, err = _refuse(["compare", "--tuned", str(checkpoint), "--data", _data(tmp_path), "--out",
+                                       str(tmp_path / "compare"), *flag], tmp_path)
+    assert code == 2 and "Traceback" not in err, err
+    if base_model is None:
+        assert (f"{checkpoint}: a checkpoint of run {checkpoint.parents[1].resolve()}, whose base model was not found "
+                f"on this machine; tried: {base} - pass the base model with --base-model PATH_OR_ID") in err, err
+    else:
+        assert "--base-model: model 'no-such-base': not a local directory" in err, err
+    assert not torch_loaded, "the refusal came after torch was imported"
+    assert not (tmp_path / "compare").exists()
+
+
 @pytest.mark.parametrize("command", list(CHECKPOINT_COMMANDS))
 def test_a_lora_checkpoint_copied_out_of_its_run_is_refused_before_torch(tmp_path: Path, command: str) -> None:
     """Outside its run nothing says a checkpoint's chat template, and its adapter_config.json's base path is the

@@ -271,3 +271,26 @@ def test_prompts_the_template_cannot_render_as_written_are_skipped_and_counted(
     with pytest.raises(DsftError, match="no usable evaluation records: the deepseek-v3.2 template cannot render any"):
         evaluate_model(model, only_together, tmp_path / "v32", template="deepseek-v3.2", max_new_tokens=2,
                        progress=False)
+
+
+def test_compare_a_moved_lora_run_with_base_model(tmp_path: Path, eval_data: Path, lora_run: Path,
+                                                  tiny_model_dir: Callable[[str], Path], run_cli) -> None:
+    """A LoRA run moved away from its base model: `dsft compare` had no --base-model (eval, export, serve and chat
+    do), so such a run could not be compared at all. With it, the adapter loads on that base, and the base side is
+    that base, as it is the run's base model."""
+    moved = tmp_path / "moved-run"
+    shutil.copytree(lora_run, moved)
+    info = json.loads((moved / "run.json").read_text())
+    info.update(base_model=str(tmp_path / "gone"), model_name_or_path=str(tmp_path / "gone"))
+    (moved / "run.json").write_text(json.dumps(info))
+    args = ["compare", "--tuned", str(moved), "--data", str(eval_data), "--max-new-tokens", "4", "--batch-size", "4"]
+    code, _, err = run_cli([*args, "--out", str(tmp_path / "refused")])
+    assert code == 2 and "pass the base model with --base-model PATH_OR_ID" in err, err
+    assert not (tmp_path / "refused").exists()
+
+    code, _, err = run_cli([*args, "--out", str(tmp_path / "cmp"), "--base-model", "tiny-deepseek-v3"])
+    assert code == 0, err
+    result = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    assert Path(result["base_name"]) == tiny_model_dir("tiny-deepseek-v3")
+    tuned = json.loads((tmp_path / "cmp" / "tuned" / "metrics.json").read_text())
+    assert tuned["evaluated"]["adapter"] is True

@@ -80,8 +80,8 @@ def test_eval_and_export_load_the_same_directories_for_a_run(tmp_path: Path, mon
 
 def test_a_missing_base_model_says_what_to_do_in_no_front_ends_words(tmp_path: Path, run_cli) -> None:
     """The library's error said the command line's 'pass the base model with --base-model PATH_OR_ID' to every caller
-    of RunDir: a program, the dashboard, and `dsft compare`, which has no --base-model. It says what to do in words
-    any caller can act on; the commands that take --base-model (eval, export, serve, chat) name it
+    of RunDir: a program, the dashboard, and `dsft compare`, which had no --base-model then. It says what to do in
+    words any caller can act on; the commands that take --base-model (eval, compare, export, serve, chat) name it
     (test_cli_light_refusals), the dashboard says its own (test_ui_chat)."""
     from dsft.training.base_model import BaseModelNotFound
     from dsft.training.rundir import RunDir
@@ -100,4 +100,4 @@ def test_a_missing_base_model_says_what_to_do_in_no_front_ends_words(tmp_path: P
     (tmp_path / "d.jsonl").write_text(json.dumps({"prompt": "p", "completion": "c"}) + "\n", encoding="utf-8")
     code, out, err = run_cli(["compare", "--tuned", str(run), "--data", str(tmp_path / "d.jsonl"), "--out",
                               str(tmp_path / "cmp")])
-    assert code == 2 and "--base-model" not in out + err and "give the run another base model" in err, out + err
+    assert code == 2 and "pass the base model with --base-model PATH_OR_ID" in err, out + err  # compare's flag now

@@ -257,6 +257,7 @@ def eval_command(
                f"wrote {out / 'predictions.jsonl'} and {out / 'metrics.json'}")
 
 
+@base_model_flag.names_the_flag
 def compare_command(
     tuned: str = typer.Option(..., "--tuned", help="The tuned run directory (its final/ or one of its checkpoints; "
                               "or a model)."),
@@ -269,13 +270,14 @@ def compare_command(
     top_p: Optional[float] = TOP_P, seed: int = SEED, metrics: Optional[str] = METRICS,
     device: Optional[str] = DEVICE, thinking: Optional[bool] = THINKING,
     samples: int = typer.Option(5, "--samples", min=0, help="Side-by-side answers shown in the report."),
-    config: Optional[Path] = CONFIG, overwrite: bool = OVERWRITE,
+    base_model: Optional[str] = BASE_MODEL, config: Optional[Path] = CONFIG, overwrite: bool = OVERWRITE,
 ) -> None:
     """Base vs tuned on the same prompts: report.md and a self-contained report.html with deltas."""
     from rich.console import Console
 
     from dsft.disk import check_fresh_output_dir, output_dir, refused_output_removed, removed_when_stopped
-    from dsft.eval.compare import compare_models
+    from dsft.eval.compare import compare_models, tuned_run_of
+    from dsft.export.source import check_source
     from dsft.eval.report import comparison_table
     from dsft.models.loading import check_device
     from dsft.templates.registry import check_template_name
@@ -286,17 +288,22 @@ def compare_command(
         check_fresh_output_dir(out, overwrite)  # every input is checked before --out is created
         if device is not None:
             check_device(device)
-        check_inputs(data, [tuned] + ([base] if base else []))  # before either model loads
+        check_inputs(data, [tuned], base_model)  # before either model loads
+        if base:
+            check_source(base)
+        else:  # the base side is the run's base model: found, or --base-model, as the adapter's is
+            tuned_run_of(tuned).check_base_model(base_model)
         if template is not None:
             check_template_name(template, "--template")
         defaults = eval_defaults(tuned, config)
         wanted = _metrics(defaults, metrics)
         options = _options(defaults, max_new_tokens, batch_size, temperature, top_p, seed)
-        check_generation_room([tuned] + ([base] if base else []), max_new_tokens)
+        check_generation_room([tuned], max_new_tokens, base_model)
+        check_generation_room([base] if base else [], max_new_tokens)
         output_dir(out)
         result = compare_models(base, tuned, data, out, options, limit=limit, template=template, metrics=wanted,
                                 sample_count=samples, device=device, thinking=thinking,
-                                data_config=config_data(config))
+                                data_config=config_data(config), base_model=base_model)
     Console().print(comparison_table(result))
     typer.echo(f"wrote {result['report_md']} and {result['report_html']}")
 

@@ -50,14 +50,21 @@ def _samples(base: EvalRun, tuned: EvalRun, count: int) -> list[dict[str, Any]]:
     return samples
 
 
-def _base_name(base: str | Path | None, tuned_run: str | Path, cache_dir: str | Path | None) -> str:
-    """``base`` as given, else the run's base model (:meth:`RunDir.base_model`: found where it is now)."""
+def _base_name(base: str | Path | None, tuned_run: str | Path, cache_dir: str | Path | None,
+               base_model: str | Path | None = None) -> str:
+    """``base`` as given, else the run's base model (:meth:`RunDir.base_model`: ``base_model`` where given, else
+    found where it is now)."""
     if base is not None:
         return str(base)
+    return str(tuned_run_of(tuned_run).base_model(base_model, cache_dir=cache_dir))
+
+
+def tuned_run_of(tuned_run: str | Path) -> RunDir:
+    """The run whose base model is the base side when no ``--base`` is given; refused when ``tuned_run`` is none."""
     run = RunDir.find(tuned_run)  # the run directory, its final/ or one of its checkpoints
     if run is None:
         raise DsftError("--base is required when --tuned is not a dsft run directory")
-    return str(run.base_model(cache_dir=cache_dir))
+    return run
 
 
 def compare_models(
@@ -78,12 +85,14 @@ def compare_models(
     cache_dir: str | Path | None = None,
     thinking: bool | None = None,
     data_config: Any = None,
+    base_model: str | Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``base`` (default: the run's base model) and ``tuned_run`` on the same prompts.
 
     ``max_new_tokens`` / ``batch_size`` override the same fields of ``options``; ``cache_dir`` is
     where a tiny preset or hub id named by ``base`` is resolved; ``thinking`` overrides the run's
-    thinking mode for both models.
+    thinking mode for both models; ``base_model`` overrides where the run's base model is found (a moved run:
+    the tuned adapter's base, and the base side unless ``base`` is given).
 
     Returns ``{"base": metrics, "tuned": metrics, "delta": {metric: tuned - base}, "loss": {...},
     "template", "data", "base_name", "tuned_name", "report_md", "report_html"}`` (also written to
@@ -91,11 +100,12 @@ def compare_models(
     """
     options = with_overrides(options, max_new_tokens=max_new_tokens, batch_size=batch_size)
     out = Path(out_dir)
-    base_name = _base_name(base, tuned_run, cache_dir)
+    base_name = _base_name(base, tuned_run, cache_dir, base_model)
     fmt, columns = data_reading(tuned_run, data_config)  # --config's data.format/columns, else the run's
     items, skipped = load_eval_set(data, limit, fmt, columns, clean=run_text_cleaner(tuned_run))
 
-    tuned_target = load_eval_target(tuned_run, template, device=device, dtype=dtype, cache_dir=cache_dir)
+    tuned_target = load_eval_target(tuned_run, template, device=device, dtype=dtype, cache_dir=cache_dir,
+                                    base_model=base_model)
     if thinking is not None:
         tuned_target.thinking = thinking
     tuned = evaluate_target(tuned_target, items, options, metrics, progress, skipped, str(data))
