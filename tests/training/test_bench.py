@@ -137,6 +137,23 @@ def test_trl_system_runs_and_is_credited_with_dsft_mask(tiny_model_dir, tmp_path
     assert 0 < row["supervised_tokens"] < row["real_tokens"] <= row["padded_tokens"]
 
 
+def test_dsft_lists_the_lean_blocks_that_ran_on_this_device(tiny_model_dir, tmp_path: Path) -> None:
+    """The fused RMSNorm is installed on every norm and runs on CUDA only: on a CPU the report listed
+    ``rms_norm_cuda x5`` as switched on all the same. Each lean block is listed with the modules it ran in."""
+    from dsft.training.bench.worker import run_system
+
+    row = run_system(_tiny_spec("dsft", tiny_model_dir("tiny-deepseek-v3"), tmp_path))
+    listed = {entry.split(" x")[0]: entry for entry in row["dsft_accelerations"]}
+    if torch.cuda.is_available():
+        assert listed["rms_norm_cuda"] == "rms_norm_cuda x13", row["dsft_accelerations"]
+        return
+    # Here: the fused MLP of the dense layers and the shared experts, and the fused LoRA forward of the
+    # attention's projections (those inside a fused MLP it computes itself); fp32 has no cast to skip.
+    assert row["dsft_accelerations"] == [
+        SEGMENT_ATTENTION, "lean_lora x15 of 24", "lora_cast_skips x28 installed, not used on cpu",
+        "rms_norm_cuda x13 installed, not used on cpu", "swiglu_mlp x3"]
+
+
 def test_trl_expert_system_packs_and_trains_on_dsfts_supervised_tokens(tiny_model_dir, tmp_path: Path) -> None:
     from dsft.training.bench.worker import run_system
 

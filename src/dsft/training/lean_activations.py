@@ -30,27 +30,37 @@ from typing import Any
 import torch
 from torch import nn
 
+from dsft.training.lean_blocks import note_installed, note_ran
+from dsft.training.lean_rmsnorm import BLOCK as RMS_NORM_BLOCK
 from dsft.training.lean_rmsnorm import use_lean_rms_norm
 from dsft.training.lean_swiglu import SWIGLU_MLP_CLASSES, lean_swiglu_forward
 
 
+SWIGLU_BLOCK = "swiglu_mlp"  # the name reports give it (dsft.training.lean_blocks)
+
+
 def _lean_mlp_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
     out = lean_swiglu_forward(self, x)
-    return type(self).forward(self, x) if out is None else out
+    if out is None:
+        return type(self).forward(self, x)
+    note_ran(self, SWIGLU_BLOCK)
+    return out
 
 
 def use_lean_activations(model: Any) -> list[str]:
     """Install the lean blocks in ``model`` (a transformers model, possibly inside a peft wrapper); returns
-    what was switched, e.g. ``["swiglu_mlp x30", "rms_norm_cuda x61"]`` (empty for an architecture none
-    applies to; ``rms_norm_cuda`` runs only on CUDA)."""
+    what was installed, e.g. ``["swiglu_mlp x30", "rms_norm_cuda x61"]`` (empty for an architecture none
+    applies to). Installed is not used (``rms_norm_cuda`` runs only on CUDA): what ran, once the model has run,
+    is :func:`dsft.training.lean_blocks.lean_blocks_used`'s."""
     mlps = 0
     for module in model.modules():
         if type(module).__name__ in SWIGLU_MLP_CLASSES and "forward" not in vars(module):
             # A bound method (not a closure) so deep copies (a reference model) call their own modules.
             module.forward = types.MethodType(_lean_mlp_forward, module)
+            note_installed(module, SWIGLU_BLOCK)
             mlps += 1
-    switched = [f"swiglu_mlp x{mlps}"] if mlps else []
+    switched = [f"{SWIGLU_BLOCK} x{mlps}"] if mlps else []
     norms = use_lean_rms_norm(model)
     if norms:
-        switched.append(f"rms_norm_cuda x{norms}")
+        switched.append(f"{RMS_NORM_BLOCK} x{norms}")
     return switched

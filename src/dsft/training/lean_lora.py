@@ -35,10 +35,15 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from dsft.training.lean_blocks import note_installed, note_ran
+
 try:  # peft is a core dependency; the class check keeps QLoRA's and other LoRA layer types on their own path
     from peft.tuners.lora.layer import Linear as PeftLoraLinear
 except ImportError:  # pragma: no cover - peft is installed with dsft
     PeftLoraLinear = None
+
+
+FUSED_BLOCK, CAST_SKIP_BLOCK = "lean_lora", "lora_cast_skips"  # the names reports give them (lean_blocks)
 
 
 class LeanLora(NamedTuple):
@@ -84,6 +89,7 @@ def lean_lora_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> 
         return type(self).forward(self, x, *args, **kwargs)
     result = self.base_layer(x)
     low = self.lora_A[name](x)
+    note_ran(self, FUSED_BLOCK)
     # Under autocast addmm casts its operands (the fp32 B, and the result if it is not yet in the compute dtype).
     total = torch.addmm(result.reshape(-1, result.shape[-1]), low.reshape(-1, low.shape[-1]),
                         self.lora_B[name].weight.t(), alpha=self.scaling[name])
@@ -92,6 +98,7 @@ def lean_lora_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> 
 
 def _cast_unless_autocast(self: Any, x: Any, dtype: torch.dtype) -> Any:
     if isinstance(x, torch.Tensor) and torch.is_autocast_enabled(x.device.type):
+        note_ran(self, CAST_SKIP_BLOCK)
         return x  # autocast casts it for the matmul anyway; the fp32 copy would be thrown away
     return type(self)._cast_input_dtype(self, x, dtype)
 
@@ -105,6 +112,7 @@ def skip_redundant_lora_casts(model: nn.Module) -> int:
                 and "_cast_input_dtype" not in vars(module)
                 and all(vanilla_adapter(module, name) for name in module.lora_A)):
             module._cast_input_dtype = types.MethodType(_cast_unless_autocast, module)
+            note_installed(module, CAST_SKIP_BLOCK)
             count += 1
     return count
 
@@ -117,5 +125,6 @@ def use_lean_lora(model: nn.Module) -> LeanLora:
         for module in model.modules():
             if type(module) is PeftLoraLinear and "forward" not in vars(module):
                 module.forward = types.MethodType(lean_lora_forward, module)  # bound: deep copies call their own
+                note_installed(module, FUSED_BLOCK)
                 fused += 1
     return LeanLora(fused, skip_redundant_lora_casts(model))

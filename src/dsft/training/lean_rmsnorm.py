@@ -28,9 +28,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dsft.training.lean_blocks import note_installed, note_ran
+
 # Norm classes whose forward is ``weight * (x.float() * rsqrt(mean(x.float()**2) + eps)).to(x.dtype)``.
 RMS_NORM_CLASSES = frozenset({"LlamaRMSNorm", "MistralRMSNorm", "Qwen2RMSNorm", "Qwen3RMSNorm",
                               "DeepseekV2RMSNorm", "DeepseekV3RMSNorm"})
+BLOCK = "rms_norm_cuda"  # the name reports give it (dsft.training.lean_blocks)
 
 
 def has_fused_rms_norm(x: torch.Tensor) -> bool:
@@ -49,7 +52,10 @@ def lean_rms_norm_forward(norm: nn.Module, x: torch.Tensor) -> torch.Tensor | No
 
 def _lean_norm_forward(self: nn.Module, hidden_states: torch.Tensor) -> torch.Tensor:
     out = lean_rms_norm_forward(self, hidden_states)
-    return type(self).forward(self, hidden_states) if out is None else out
+    if out is None:
+        return type(self).forward(self, hidden_states)
+    note_ran(self, BLOCK)
+    return out
 
 
 def use_lean_rms_norm(model: nn.Module) -> int:
@@ -59,6 +65,7 @@ def use_lean_rms_norm(model: nn.Module) -> int:
     for module in model.modules():
         if type(module).__name__ in RMS_NORM_CLASSES and "forward" not in vars(module):
             module.forward = types.MethodType(_lean_norm_forward, module)  # bound: deep copies call their own
+            note_installed(module, BLOCK)
             count += 1
     return count
 

@@ -179,7 +179,8 @@ def build_dsft(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[
         torch_compile="compile" in options, **common_args(spec, model.device.type),
     )
     select_segment_attention(model, packing=True)  # as dsft train does with attn_implementation: auto
-    accelerations = use_lean_activations(model)  # as dsft train does, Liger after it (train.liger)
+    use_lean_activations(model)  # as dsft train does, Liger after it (train.liger); the worker says what ran
+    accelerations = []
     if "liger" in options:
         if not apply_liger_kernels(model):
             raise ValueError("--dsft-option liger: Liger kernels need CUDA and the liger-kernel package")
@@ -192,8 +193,7 @@ def build_dsft(spec: dict[str, Any], model: Any, tokenizer: Any, examples: list[
                           callbacks=[meter], loss_chunk_size=spec["loss_chunk_size"],
                           offload_activations="offload_activations" in options,
                           loss_dtype=spec.get("loss_dtype", "auto"))
-    return Built(trainer, [model.config._attn_implementation, *accelerations,
-                           f"lean_lora x{trainer.lean_lora.fused_layers}", f"lora_cast_skips x{trainer.lean_lora.cast_skips}"])
+    return Built(trainer, [model.config._attn_implementation, *accelerations])
 
 
 def credit_table(examples: list[dict], seq_len: int) -> list[int]:

@@ -21,6 +21,7 @@ from dsft.models.lora import apply_lora
 from dsft.training.bench.held_out import held_out_loss
 from dsft.training.bench.profiling import StepProfiler
 from dsft.training.bench.systems import BUILDERS, Meter, bench_precision, summarize
+from dsft.training.lean_blocks import lean_blocks_used
 
 
 def peak_memory_bytes(device: str) -> int:
@@ -63,8 +64,8 @@ def run_system(spec: dict[str, Any]) -> dict[str, Any]:
     result["optimizer_steps_timed"] = spec["steps"]
     if profiler is not None:
         result["profiled"], result["profile"] = True, profiler.summary
-    if accelerations is not None:
-        result["dsft_accelerations"] = accelerations  # what dsft switched on in this system
+    if accelerations is not None:  # what dsft switched on in this system; of its lean blocks, what ran
+        result["dsft_accelerations"] = accelerations + lean_blocks_used(model, device)
     result["gradient_accumulation_steps"] = trainer.args.gradient_accumulation_steps
     result["per_device_train_batch_size"] = trainer.args.per_device_train_batch_size
     result["gradient_checkpointing"] = bool(trainer.args.gradient_checkpointing)
