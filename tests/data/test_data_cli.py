@@ -142,8 +142,8 @@ def test_a_file_named_as_training_and_as_validation_data_is_refused(tmp_path: Pa
 @pytest.mark.parametrize(("sets", "said"), [
     (["data.val=[SAME]", "data.test=[SAME]"], "data.val: SAME is also data.test; each of its records would be removed "
      "from validation as a duplicate of itself: name a file as data.val or as data.test, not both"),
-    (["data.mix=[{path: TRAIN, ratio: 0.5}]"], "data.mix.0.path: TRAIN is also data.train; each of its records would be "
-     "removed from the mix as a duplicate of itself: name a file as data.mix.0.path or as data.train, not both"),
+    (["data.mix=[{path: TRAIN, ratio: 0.5}]"], "data.mix.0.path: TRAIN is also data.train; each of its records would "
+     "be removed from the mix as a duplicate of itself: name a file as data.mix.0.path or as data.train, not both"),
 ])
 def test_a_file_named_in_two_other_roles_is_refused_before_anything_loads(tmp_path: Path, run_cli, sets: list[str],
                                                                           said: str) -> None:
@@ -153,7 +153,8 @@ def test_a_file_named_in_two_other_roles_is_refused_before_anything_loads(tmp_pa
     against train, or filtered)' (data.mix: 'no records left to mix in'), neither naming the file named twice."""
     train, same = tmp_path / "train.jsonl", tmp_path / "same.jsonl"
     for path, offset in ((train, 0), (same, 100)):
-        path.write_text("".join(json.dumps({"prompt": f"q{i + offset}", "completion": f"a{i}"}) + "\n" for i in range(4)))
+        path.write_text("".join(json.dumps({"prompt": f"q{i + offset}", "completion": f"a{i}"}) + "\n"
+                                for i in range(4)))
     config = tmp_path / "c.yaml"
     config.write_text(f"data:\n  train: [{train}]\n")
     overrides = [part for override in sets for part in ("--set", override.replace("SAME", str(same))
@@ -208,9 +209,9 @@ def test_a_data_train_directory_holding_dsft_outputs_is_refused(tmp_path: Path, 
     said = " ".join(err.split())
     assert code == 2 and "Traceback" not in err, (stdout, err)
     assert said.count("error:") == 1, said
-    assert ("data.train: data: holds what dsft wrote, data/prepared (a data preparation), data/runs/a (a training run); "
-            "read whole, their splits, rejects and reports would be training records: move them out of data, or name "
-            "the data files") in said, said
+    assert ("data.train: data: holds what dsft wrote, data/prepared (a data preparation), data/runs/a (a training "
+            "run); read whole, their splits, rejects and reports would be training records: move them out of data, "
+            "or name the data files") in said, said
     assert not Path("o").exists()
 
 

@@ -81,11 +81,13 @@ def build_report(
     kept = sum(len(part) for part in splits.values())
     ledger.check_identity(kept)
     totals = {name: [tokens[id(c)][1].total for c in part] for name, part in splits.items()}
-    thinking = {name: [tokens[id(c)][1].reasoning for c in part if tokens[id(c)][1].reasoning] for name, part in splits.items()}
+    thinking = {name: [tokens[id(c)][1].reasoning for c in part if tokens[id(c)][1].reasoning]
+                for name, part in splits.items()}
     histograms = []
     if write_histograms(totals, out / HISTOGRAM_FILE, "Tokens per conversation", "tokens (text, no template)"):
         histograms.append(HISTOGRAM_FILE)
-    if write_histograms(thinking, out / REASONING_HISTOGRAM_FILE, "Reasoning tokens per conversation", "reasoning tokens"):
+    if write_histograms(thinking, out / REASONING_HISTOGRAM_FILE, "Reasoning tokens per conversation",
+                        "reasoning tokens"):
         histograms.append(REASONING_HISTOGRAM_FILE)
     by_role: dict[str, list[int]] = {}
     for conversation in splits["train"]:
@@ -103,7 +105,8 @@ def build_report(
         "train_tokens_by_role": {role: length_stats(values) for role, values in sorted(by_role.items())},
         "reasoning": {
             "policy": cfg.data.reasoning, "think_ratio": cfg.data.think_ratio, "train_before_policy": before_policy,
-            "splits": {name: reasoning_stats(part, [tokens[id(c)][1].reasoning for c in part]) for name, part in splits.items()},
+            "splits": {name: reasoning_stats(part, [tokens[id(c)][1].reasoning for c in part])
+                       for name, part in splits.items()},
         },
         "contamination": contamination,
         "histograms": histograms,
@@ -203,8 +206,10 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += _table(list(report["splits"].items()), ("split", "conversations"))
     if report.get("mix"):
         lines += ["", "## Mixed into train (data.mix)", "",
-                  "| source | ratio | records after cleaning | drawn into train | of which repeats |", "|---|---|---|---|---|"]
-        lines += [f"| {m['path']} | {m['ratio']:g} | {m['available']} | {m['drawn']} | {m['repeats']} |" for m in report["mix"]]
+                  "| source | ratio | records after cleaning | drawn into train | of which repeats |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {m['path']} | {m['ratio']:g} | {m['available']} | {m['drawn']} | {m['repeats']} |"
+                  for m in report["mix"]]
     lines += ["", "## Formats", ""] + _table(list(report["formats"].items()), ("format", "records"))
     lines += ["", "## Tokens per conversation (text tokens, no template markers)", ""]
     lines += _stats_rows(report["tokens"])
@@ -213,13 +218,15 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += ["| split | samples | with reasoning | mean tokens | p50 | p90 | max |", "|---|---|---|---|---|---|---|"]
     for name, s in reasoning["splits"].items():
         r = s["reasoning_tokens"]
-        lines.append(f"| {name} | {s['samples']} | {s['with_reasoning']} | {r['mean']} | {r['p50']} | {r['p90']} | {r['max']} |")
+        lines.append(f"| {name} | {s['samples']} | {s['with_reasoning']} | {r['mean']} | {r['p50']} | {r['p90']} "
+                     f"| {r['max']} |")
     for name, dist in (report.get("semantic") or {}).items():
         lines += ["", f"## Semantic score: {name}", ""]
         lines += [f"{dist['count']} scored, {dist['unscored']} not scorable (no question)."]
         if dist["count"]:
             lines += ["", "| mean | min | p10 | p25 | p50 | p75 | p90 | max |", "|---|---|---|---|---|---|---|---|",
-                      "| " + " | ".join(str(dist[k]) for k in ("mean", "min", "p10", "p25", "p50", "p75", "p90", "max")) + " |",
+                      "| " + " | ".join(str(dist[k]) for k in ("mean", "min", "p10", "p25", "p50", "p75", "p90", "max"))
+                      + " |",
                       "", "| bin | pairs |", "|---|---|"]
             edges, counts = dist["histogram"]["edges"], dist["histogram"]["counts"]
             lines += [f"| {low} – {high} | {count} |" for low, high, count in zip(edges, edges[1:], counts)]
@@ -230,7 +237,8 @@ def render_markdown(report: dict[str, Any]) -> str:
                   f"with val/test ({'dropped' if contamination['dropped'] else 'kept'})."]
         lines += [f"- {example}" for example in contamination["examples"]]
     if report.get("rejected_reasons"):  # numbers standing alone in a reason are written N (dsft.data.ledger)
-        lines += ["", "## Rejected, by reason (the 10 most frequent)", "", "| records | reason | first |", "|---|---|---|"]
+        lines += ["", "## Rejected, by reason (the 10 most frequent)", "", "| records | reason | first |",
+                  "|---|---|---|"]
         lines += ["| {} | {} | {} |".format(r["records"], r["reason"].replace("|", "\\|"), r["first"])
                   for r in report["rejected_reasons"]]
     if report["rejected"]:
