@@ -599,3 +599,46 @@ def test_files_may_be_a_json_list_as_well_as_the_forms_text(client: TestClient, 
     with pytest.raises(DsftError) as refused:
         prepare_args(runs_root, {**PREPARE, "files": ["d.jsonl", "nope.jsonl"]})
     assert str(refused.value) == "files nope.jsonl: no such file or directory under the runs root"
+
+
+def _moved_run(root: Path, name: str, method: str, gone: Path) -> Path:
+    """A finished run whose recorded base model is nowhere on this machine (moved without it)."""
+    run = root / name
+    (run / "final").mkdir(parents=True)
+    (run / "final" / ("adapter_config.json" if method == "lora" else "config.json")).write_text("{}", encoding="utf-8")
+    (run / "config.yaml").write_bytes((root / "alpha" / "config.yaml").read_bytes())
+    (run / "run.json").write_text(json.dumps({"status": "finished", "method": method, "template": "deepseek-r1",
+                                              "base_model": str(gone), "model_name_or_path": str(gone),
+                                              "final": "final"}), encoding="utf-8")
+    return run
+
+
+def test_a_run_whose_base_model_is_gone_says_what_to_do_in_the_dashboard(client: TestClient, runs_root: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Export and compare started a job whose `dsft export`/`dsft compare` failed saying 'pass the base model with
+    --base-model PATH_OR_ID', a flag the form has no field for. Refused before a job starts, with the library's
+    message (whose base, the paths tried) and the dashboard's way out, as its chat says it."""
+    commands = []
+    monkeypatch.setattr(jobs, "start_job", lambda root, kind, target, out, args: commands.append(args) or "job-1")
+    gone = runs_root.parent / "gone"
+    _moved_run(runs_root, "lora", "lora", gone)
+    _moved_run(runs_root, "full", "full", gone)
+    for url, body, terminal in (
+            ("/api/export", {"run": "lora", "format": "hf"}, "export from a terminal: dsft export lora --base-model "
+             "PATH_OR_ID --out DIR --format hf"),
+            ("/api/compare", {"run": "lora", "data": "d.jsonl"}, "compare from a terminal: dsft compare --tuned lora "
+             "--base-model PATH_OR_ID --data FILE --out DIR"),
+            # A full run's weights export alone, but its base model is compare's base side.
+            ("/api/compare", {"run": "full", "data": "d.jsonl"}, "compare from a terminal: dsft compare --tuned full "
+             "--base-model PATH_OR_ID --data FILE --out DIR")):
+        response = client.post(url, headers=POST, json=body)
+        said = response.json()["error"]
+        assert response.status_code == 400, said
+        assert said.splitlines()[0] == (f"{body['run']}: the run's base model was not found on this machine; tried: "
+                                        f"{gone}"), said
+        assert said.splitlines()[1:] == [f"  - put the base model back where the first path tried says, then start it "
+                                         f"again here; or {terminal}"], said
+    assert commands == [] and started(runs_root) == []
+    assert client.post("/api/export", headers=POST, json={"run": "full", "format": "hf"}).status_code == 200
+    assert commands == [["export", str(runs_root / "full"), "--out", str(runs_root / "full" / "export" / "hf"),
+                         "--format", "hf"]]

@@ -2,7 +2,9 @@
 
 The form's fields become the commands' own flags, checked here only for what the dashboard owns (the run,
 paths inside the root, the output directory it picks, whole numbers); the command does the rest and says
-what is wrong in one line, as in a terminal. Outputs land inside the run (``RUN/compare``,
+what is wrong in one line, as in a terminal. One thing more is checked before a job starts: that the run's base
+model is found (as the command would look for it), since the command's way out, its ``--base-model`` flag, is no
+field of the form; the refusal says the dashboard's own way out instead. Outputs land inside the run (``RUN/compare``,
 ``RUN/export/FORMAT``, numbered when taken), where the run page shows them: the compare's metrics table
 from ``comparison.json`` and each export's ``export.json`` with its verification figures.
 """
@@ -15,9 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from dsft.errors import DsftError
+from dsft.eval.compare import tuned_run_of
 from dsft.eval.report import comparison_rows, fmt, fmt_delta, metric_label
 from dsft.export.api import EXPORT_DTYPES
 from dsft.export.options import ollama_name_problem
+from dsft.export.source import check_source
+from dsft.training.base_model import BaseModelNotFound
 from dsft.training.rundir import ADAPTER_METHODS, RunDir
 from dsft.ui import jobs, runs
 from dsft.ui.paths import inside_root, relative_name
@@ -121,6 +126,11 @@ def _start_compare(root: Path, form: dict[str, Any]) -> dict[str, str]:
         raise DsftError(f"data: {summary.name} has no test or validation split; name an eval file under the root")
     if Path(data).is_dir():
         raise DsftError(f"data: {data_field} is a directory; name one eval file")
+    try:  # the base side is the run's base model, whatever the method, as `dsft compare` finds it
+        tuned_run_of(run_dir).check_base_model()
+    except BaseModelNotFound as exc:
+        raise exc.with_hint(_base_model_hint(f"compare from a terminal: dsft compare --tuned {run_dir} --base-model "
+                                             "PATH_OR_ID --data FILE --out DIR")) from None
     out = _free_dir(run_dir, "compare")
     args = ["compare", "--tuned", str(run_dir), "--data", data, "--out", str(out), *flags]
     return _start(root, "compare", summary.name, out, args)
@@ -147,6 +157,11 @@ def _start_export(root: Path, form: dict[str, Any]) -> dict[str, str]:
         raise DsftError(f"name {name}: the Ollama model name; only for the ollama format")
     if name and (problem := ollama_name_problem(name, flag="name")):  # what dsft export --name takes
         raise DsftError(problem)
+    try:  # a LoRA run's adapter is merged into (or exported for) its base model: found, as `dsft export` checks
+        check_source(run_dir)
+    except BaseModelNotFound as exc:
+        raise exc.with_hint(_base_model_hint(f"export from a terminal: dsft export {run_dir} --base-model PATH_OR_ID "
+                                             f"--out DIR --format {fmt_name}")) from None
     out = _free_dir(run_dir / "export", fmt_name if dtype == "auto" else f"{fmt_name}-{dtype}")
     args = ["export", str(run_dir), "--out", str(out), "--format", fmt_name]
     if dtype != "auto":
@@ -156,6 +171,12 @@ def _start_export(root: Path, form: dict[str, Any]) -> dict[str, str]:
     if str(form.get("verify", "on")).lower() in ("", "off", "false", "0"):
         args.append("--no-verify")  # e.g. gguf where llama-cpp-python, which verifies it, is missing
     return _start(root, "export", summary.name, out, args)
+
+
+def _base_model_hint(terminal: str) -> str:
+    """What to do where a run's base model is not found, in the dashboard's words: the command's hint names its
+    --base-model flag, a field the form has none of (dsft.cli.base_model; the chat page says its own likewise)."""
+    return f"put the base model back where the first path tried says, then start it again here; or {terminal}"
 
 
 def _start(root: Path, kind: str, run: str, out: Path, args: list[str]) -> dict[str, str]:
