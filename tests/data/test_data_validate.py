@@ -170,6 +170,11 @@ THINK_IN_USER = "<think> is not allowed in a user message, only in an assistant 
     ({"context": "ctx <think>", "question": "q", "answer": "a"}, None, [f"context: {THINK_IN_USER}"]),
     ({"prompt": "", "completion": "a"}, None, ["prompt: empty user message"]),
     ({"text": " "}, None, ["text: empty assistant message"]),
+    # A problem of the whole list of turns names the record's list, not messages.
+    ({"conversations": []}, None, ["conversations: no messages"]),
+    ({"conversations": [{"from": "system", "value": "s"}]}, None,
+     ["conversations: only system messages, nothing to train on"]),
+    ({"dialog": []}, {"messages": "dialog"}, ["dialog: no messages"]),
 ])
 def test_a_problem_is_named_where_it_is_in_the_record_as_written(tmp_path: Path, record: dict, columns: dict | None,
                                                                   said: list[str]) -> None:

@@ -53,7 +53,7 @@ def map_texts(conversation: Conversation, transform: Callable[[str], str]) -> Co
         replace(m, content=transform(m.content), reasoning=None if m.reasoning is None else transform(m.reasoning))
         for m in conversation.messages
     ]
-    return Conversation(messages, conversation.tools, dict(conversation.meta), conversation.where)
+    return replace(conversation, messages=messages, meta=dict(conversation.meta))  # where it was read kept
 
 
 def _rewrite_step(conversations: Sequence[Conversation], transform: Callable[[str], str], what: str) -> StepResult:

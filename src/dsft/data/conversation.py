@@ -127,6 +127,9 @@ class Conversation:
     # Where each message is in the record as written (``system``, ``messages[0]``, ``output``), for naming a problem
     # there; empty: the canonical form's (``messages[i]``), as in a prepared split.
     where: tuple[Place, ...] = field(default=(), compare=False, repr=False)
+    # The record's field holding its list of turns (``conversations``, a renamed column), for naming a problem of
+    # the whole list (``conversations: no messages``).
+    turns_at: str = field(default="messages", compare=False, repr=False)
 
     @property
     def roles(self) -> list[str]:
@@ -139,7 +142,11 @@ class Conversation:
         >>> Conversation([Message("system", "s"), Message("user", "")],
         ...              where=(Place("system"), Place("messages[0]"))).named("messages[1].content: empty user message")
         'messages[0].content: empty user message'
+        >>> Conversation([], turns_at="conversations").named("messages: no messages")
+        'conversations: no messages'
         """
+        if problem.startswith("messages:"):
+            return self.turns_at + problem[len("messages"):]
         if len(self.where) != len(self.messages):  # canonical, or rebuilt since it was read
             return problem
         return located(problem, self.where, [m.content for m in self.messages])

@@ -132,6 +132,7 @@ def convert(record: Any, fmt: str = "auto", columns: dict[str, str] | None = Non
         raise FormatProblem(_respelled(str(exc), spelled)) from None
     conversation.meta = {**_extra_meta(view, name), **conversation.meta}
     conversation.where = tuple(_respelled_place(place, spelled) for place in conversation.where)
+    conversation.turns_at = _respelled(conversation.turns_at, spelled)
     return name, conversation
 
 
@@ -312,10 +313,12 @@ def _system_prefix(view: dict[str, Any]) -> list[Message]:
 
 
 def _opened(view: dict[str, Any], messages: list[Message], places: list[Place],
-            tools: list[dict[str, Any]] | None = None) -> Conversation:
-    """``messages`` (read from the places ``places``) opened by the record's ``system`` field, if any."""
+            tools: list[dict[str, Any]] | None = None, turns_at: str = "messages") -> Conversation:
+    """``messages`` (read from the places ``places``; from the list ``turns_at``, where there is one) opened by the
+    record's ``system`` field, if any."""
     system = _system_prefix(view)
-    return Conversation(system + messages, tools, where=(*[_text_place("system")] * len(system), *places))
+    return Conversation(system + messages, tools, where=(*[_text_place("system")] * len(system), *places),
+                        turns_at=turns_at)
 
 
 def _text_place(field: str, reasoning_field: str | None = None) -> Place:
@@ -416,7 +419,8 @@ def from_conversations(view: dict[str, Any]) -> Conversation:
     if not isinstance(turns, list):
         raise FormatProblem(f"conversations is {_type_name(turns)}, expected a list")
     messages = [_openai_message(t, f"conversations[{i}]") for i, t in enumerate(turns)]
-    return _opened(view, messages, [Place(f"conversations[{i}]") for i in range(len(messages))], _tools(view))
+    return _opened(view, messages, [Place(f"conversations[{i}]") for i in range(len(messages))], _tools(view),
+                   "conversations")
 
 
 def from_sharegpt(view: dict[str, Any]) -> Conversation:
@@ -441,7 +445,8 @@ def from_sharegpt(view: dict[str, Any]) -> Conversation:
             messages.append(_assistant(value, loss=loss))
         else:
             messages.append(Message(role, value, loss=loss))  # type: ignore[arg-type]
-    return _opened(view, messages, [_sharegpt_place(index) for index in range(len(messages))], _tools(view))
+    return _opened(view, messages, [_sharegpt_place(index) for index in range(len(messages))], _tools(view),
+                   "conversations")
 
 
 def _sharegpt_place(index: int) -> Place:

@@ -32,7 +32,7 @@ def has_reasoning(conversation: Conversation) -> bool:
 def without_reasoning(conversation: Conversation) -> Conversation:
     """A copy whose assistant turns carry no reasoning."""
     messages = [replace(m, reasoning=None) if m.role == "assistant" else m for m in conversation.messages]
-    return Conversation(messages, conversation.tools, dict(conversation.meta), conversation.where)
+    return replace(conversation, messages=messages, meta=dict(conversation.meta))
 
 
 def apply_reasoning_policy(

@@ -31,7 +31,7 @@ from __future__ import annotations
 import importlib.util
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +104,7 @@ def filter_by_score(
         if score is not None:
             meta = dict(conversation.meta)
             meta["scores"] = {**meta.get("scores", {}), name: round(float(score), 4)}
-            conversation = Conversation(conversation.messages, conversation.tools, meta, conversation.where)
+            conversation = replace(conversation, meta=meta)
         result.kept.append(conversation)
     return result
 
