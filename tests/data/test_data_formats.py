@@ -241,3 +241,19 @@ def test_a_top_level_system_opens_a_messages_record_and_blank_alpaca_input_is_no
     assert [(m.role, m.content) for m in conv.messages][0] == ("system", "Be brief.") and "system" not in conv.meta
     _, conv = convert({"instruction": "Say hi", "input": "  \n", "output": "hi"})
     assert conv.messages[0].content == "Say hi"
+
+
+@pytest.mark.parametrize(("turn", "said"), [
+    ({"from": "gpt", "text": "A"}, "conversations[1]: no 'value' field; the text under 'text' is not read: rename "
+                                   "'text' to 'value'"),
+    ({"from": "gpt", "Value": "A"}, "conversations[1]: field 'Value' is not read; did you mean 'value'?"),
+    ({"From": "gpt", "value": "A"}, "conversations[1]: field 'From' is not read; did you mean 'from'?"),
+])
+def test_a_sharegpt_turn_whose_text_or_speaker_is_under_another_key_is_named(turn: dict, said: str) -> None:
+    """A ShareGPT turn with its text under another key was rejected as 'conversations[1].value is null, expected a
+    string', and a misspelt 'from' as an unknown role None: the text and the speaker are there, under a key not read."""
+    with pytest.raises(FormatProblem) as info:
+        convert({"conversations": [{"from": "human", "value": "Q"}, turn]}, "sharegpt")
+    assert str(info.value) == said
+    _, conv = convert({"conversations": [{"from": "human", "value": "Q", "id": 3}, {"from": "gpt", "value": "A"}]})
+    assert conv.messages[1].content == "A"  # other keys are not slips

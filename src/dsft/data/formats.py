@@ -61,6 +61,7 @@ SHAREGPT_ROLES = {
 # The keys of one OpenAI-style message (``messages`` and role/content ``conversations``) that are read.
 MESSAGE_FIELDS = ("role", "content", "reasoning_content", "reasoning", "loss", "weight", "tool_calls", "name",
                   "tool_call_id")
+SHAREGPT_TURN_FIELDS = ("from", "value", "loss", "weight")  # the keys of one ShareGPT turn that are read
 META_KEYS_SKIPPED = ("meta",)  # a record's own "meta" mapping is merged instead
 
 
@@ -433,6 +434,7 @@ def from_sharegpt(view: dict[str, Any]) -> Conversation:
         where = f"conversations[{index}]"
         if not isinstance(turn, dict):
             raise FormatProblem(f"{where} is {_type_name(turn)}, expected an object")
+        _check_sharegpt_keys(turn, where)
         speaker = turn.get("from")
         role = SHAREGPT_ROLES.get(speaker) if isinstance(speaker, str) else None
         if role is None:
@@ -447,6 +449,26 @@ def from_sharegpt(view: dict[str, Any]) -> Conversation:
             messages.append(Message(role, value, loss=loss))  # type: ignore[arg-type]
     return _opened(view, messages, [_sharegpt_place(index) for index in range(len(messages))], _tools(view),
                    "conversations")
+
+
+def _check_sharegpt_keys(turn: dict[str, Any], where: str) -> None:
+    """Refuse a turn whose speaker or text is under a key ShareGPT does not read: a slip (``Value``), or the text
+    alone under another key (``text``), which would otherwise be called a missing value or dropped.
+
+    >>> _check_sharegpt_keys({"from": "gpt", "text": "A"}, "conversations[1]")
+    Traceback (most recent call last):
+    ...
+    dsft.data.formats.FormatProblem: conversations[1]: no 'value' field; the text under 'text' is not read: rename 'text' to 'value'
+    """
+    slips = _resembling(turn, SHAREGPT_TURN_FIELDS)
+    if slips:
+        key, field = slips[0]
+        raise FormatProblem(f"{where}: field {key!r} is not read; did you mean {field!r}?")
+    if "value" not in turn:
+        texts = [key for key, value in turn.items() if key not in SHAREGPT_TURN_FIELDS and isinstance(value, str) and value]
+        if texts:
+            raise FormatProblem(f"{where}: no 'value' field; the text under {texts[0]!r} is not read: rename "
+                                f"{texts[0]!r} to 'value'")
 
 
 def _sharegpt_place(index: int) -> Place:
