@@ -68,7 +68,8 @@ def _rewrite_step(conversations: Sequence[Conversation], transform: Callable[[st
         ]
         if emptied:  # reasoning too: an emptied one would train an empty think block, which validation refuses
             index, field = emptied[0]
-            result.removed.append(Removed(conversation, conversation.named(f"messages[{index}]{field} empty after {what}")))
+            reason = conversation.named(f"messages[{index}]{field} empty after {what}")  # as the record names it
+            result.removed.append(Removed(conversation, reason))
         else:
             result.kept.append(cleaned)
     return result

@@ -458,14 +458,15 @@ def _check_sharegpt_keys(turn: dict[str, Any], where: str) -> None:
     >>> _check_sharegpt_keys({"from": "gpt", "text": "A"}, "conversations[1]")
     Traceback (most recent call last):
     ...
-    dsft.data.formats.FormatProblem: conversations[1]: no 'value' field; the text under 'text' is not read: rename 'text' to 'value'
+    dsft.data.formats.FormatProblem: conversations[1]: no 'value' field; the text under 'text' is not read: rename ...
     """
     slips = _resembling(turn, SHAREGPT_TURN_FIELDS)
     if slips:
         key, field = slips[0]
         raise FormatProblem(f"{where}: field {key!r} is not read; did you mean {field!r}?")
     if "value" not in turn:
-        texts = [key for key, value in turn.items() if key not in SHAREGPT_TURN_FIELDS and isinstance(value, str) and value]
+        texts = [key for key, value in turn.items()
+                 if key not in SHAREGPT_TURN_FIELDS and isinstance(value, str) and value]
         if texts:
             raise FormatProblem(f"{where}: no 'value' field; the text under {texts[0]!r} is not read: rename "
                                 f"{texts[0]!r} to 'value'")
@@ -521,7 +522,8 @@ def _pair(view: dict[str, Any], user_key: str, answer_key: str, reasoning_key: s
     if reasoning_key is not None and view.get(reasoning_key) is not None:
         reasoning = _text(view[reasoning_key], reasoning_key)
     answer = _assistant(_text(view[answer_key], answer_key), reasoning)
-    places = [user_place or _text_place(user_key), _text_place(answer_key, reasoning_key if reasoning is not None else None)]
+    places = [user_place or _text_place(user_key),
+              _text_place(answer_key, reasoning_key if reasoning is not None else None)]
     return _opened(view, [Message("user", _text(view[user_key], user_key)), answer], places)
 
 
