@@ -1,6 +1,7 @@
 """The command line's ``--base-model`` flag, one owner for the commands that open a run's weights (``dsft eval``,
-``dsft compare``, ``dsft export``, ``dsft serve``, ``dsft chat``): its help, and what a run whose base model is not found tells the
-user to do there (the library's error says no front end's flag, :class:`dsft.training.base_model.BaseModelNotFound`).
+``dsft compare``, ``dsft export``, ``dsft serve``, ``dsft chat``): its help, and what a run whose base model is not
+found tells the user to do there (the library's error says no front end's flag,
+:class:`dsft.training.base_model.BaseModelNotFound`).
 """
 
 from __future__ import annotations
