@@ -215,6 +215,31 @@ def test_a_data_train_directory_holding_dsft_outputs_is_refused(tmp_path: Path, 
     assert not Path("o").exists()
 
 
+def test_a_data_train_glob_matching_dsft_outputs_is_refused_as_the_directory_is(tmp_path: Path, run_cli,
+                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """data.train: ['data/**/*.jsonl'] (the recursive glob docs/data.md shows) with a preparation and a run left in
+    data/: the directory form was refused, the glob read their splits (validation records too), rejects and
+    removed records as training data. A glob whose fixed part is the prepared folder itself (one split) still reads."""
+    monkeypatch.chdir(tmp_path)
+    for folder in ("data/prepared", "data/runs/a/data"):
+        Path(folder).mkdir(parents=True)
+    for path in ("data/train.jsonl", "data/prepared/val.jsonl", "data/prepared/train.jsonl", "data/runs/a/data/t.jsonl"):
+        Path(path).write_text(json.dumps({"prompt": f"q {path}", "completion": "a"}) + "\n")
+    Path("data/prepared/data_report.json").write_text("{}")
+    Path("data/runs/a/run.json").write_text("{}")
+    Path("c.yaml").write_text("data:\n  train: ['data/**/*.jsonl']\n")
+    code, stdout, err = run_cli(["data", "prepare", "--config", "c.yaml", "--tokenizer", "deepseek", "--out", "o"])
+    said = " ".join(err.split())
+    assert code == 2 and "Traceback" not in err, (stdout, err)
+    assert ("data.train: data/**/*.jsonl: matches files in what dsft wrote, data/prepared (a data preparation), "
+            "data/runs/a (a training run); read by the glob, their splits, rejects and reports would be training "
+            "records: move them out of data, or narrow the glob") in said, said
+    assert not Path("o").exists()
+    code, stdout, err = run_cli(["data", "prepare", "--config", "c.yaml", "--tokenizer", "deepseek", "--out", "o",
+                                 "--set", "data.train=['data/prepared/tr*.jsonl']"])
+    assert code == 0, (stdout, err)
+
+
 def test_a_named_validation_file_that_yields_no_record_is_an_error_not_a_run_without_validation(
         tmp_path: Path, run_cli) -> None:
     """Every record of data.val rejected (here saved as GBK): training went on with no validation at all, exit 0."""

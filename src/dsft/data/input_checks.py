@@ -143,23 +143,63 @@ _OUTPUT_MARKERS = {REPORT_FILE: "a data preparation", "run.json": "a training ru
 
 
 def refuse_outputs_inside(pattern: str, named: str | None = None, read_as: str = "training records") -> None:
-    """An input directory holding a prepared folder or a run directory below it: read whole (every supported file
-    under it), their splits (validation records too), rejects and reports would be read as records. ``named`` is
-    how the message names the input (default: the path), ``read_as`` what its files would become (the data a
-    training reads; the records ``dsft eval --data`` scores)."""
+    """An input directory holding a prepared folder or a run directory below it, or a glob matching files inside
+    one below its fixed part (``data/**/*.jsonl`` beside ``data/prepared/``): read whole (every supported file under
+    it), their splits (validation records too), rejects and reports would be read as records. ``named`` is how the
+    message names the input (default: the path), ``read_as`` what its files would become (the data a training
+    reads; the records ``dsft eval --data`` scores)."""
     directory = Path(pattern)
-    if not directory.is_dir() or is_saved_dataset(directory):
+    if _is_glob(pattern):
+        root = _glob_root(pattern)
+        found = {output: what for path in expand_inputs([pattern]) if (hit := _output_holding(path, root))
+                 for output, what in [hit]}
+        said, whole, fix = "matches files in", "read by the glob", f"move them out of {root}, or narrow the glob"
+    elif directory.is_dir() and not is_saved_dataset(directory):
+        found = {}
+        for marker, what in _OUTPUT_MARKERS.items():
+            for hit in directory.rglob(marker):
+                if hit.parent != directory:
+                    found.setdefault(hit.parent, what)
+        said, whole, fix = "holds", "read whole", f"move them out of {directory}, or name the data files"
+    else:
         return
-    found: dict[Path, str] = {}
-    for marker, what in _OUTPUT_MARKERS.items():
-        for hit in directory.rglob(marker):
-            if hit.parent != directory:
-                found.setdefault(hit.parent, what)
     outermost = sorted(p for p in found if not any(other in p.parents for other in found))
     if outermost:
-        said = ", ".join(f"{p} ({found[p]})" for p in outermost)
-        raise DataError(f"{named or pattern}: holds what dsft wrote, {said}; read whole, their splits, rejects and "
-                        f"reports would be {read_as}: move them out of {pattern}, or name the data files")
+        listed = ", ".join(f"{p} ({found[p]})" for p in outermost)
+        raise DataError(f"{named or pattern}: {said} what dsft wrote, {listed}; {whole}, their splits, rejects and "
+                        f"reports would be {read_as}: {fix}")
+
+
+def _is_glob(pattern: str) -> bool:
+    """Whether :func:`dsft.data.readers.expand_inputs` reads ``pattern`` as a glob (a path that exists is literal)."""
+    return not Path(pattern).exists() and any(ch in pattern for ch in "*?[")
+
+
+def _glob_root(pattern: str) -> Path:
+    """The directory a glob searches: its parts before the first holding a wildcard.
+
+    >>> _glob_root("data/**/*.jsonl"), _glob_root("*.jsonl")
+    (PosixPath('data'), PosixPath('.'))
+    """
+    parts = []
+    for part in Path(pattern).parts:
+        if any(ch in part for ch in "*?["):
+            break
+        parts.append(part)
+    return Path(*parts) if parts else Path(".")
+
+
+def _output_holding(path: Path, root: Path) -> tuple[Path, str] | None:
+    """The outermost directory below ``root`` that dsft wrote (a preparation, a run) and ``path`` lies in, with what
+    it is; None when there is none."""
+    held = None
+    for parent in path.parents:
+        if parent == root or root not in parent.parents:
+            break
+        what = next((what for marker, what in _OUTPUT_MARKERS.items() if (parent / marker).is_file()), None)
+        if what is not None:
+            held = (parent, what)
+    return held
 
 
 def _cleaning_and_augment_file_problems(cfg: DsftConfig) -> list[str]:
