@@ -345,27 +345,44 @@ def test_train_refuses_an_out_directory_holding_another_run_before_torch(tmp_pat
 
 
 def _run_at_step_4(tmp: Path, *settings: str) -> Path:
-    """A run directory whose newest checkpoint is at step 4 (its files arbitrary bytes, its manifest true)."""
+    """A run directory of 4 steps an epoch (as run.json records) whose newest checkpoint is at step 4 (its files
+    arbitrary bytes, its manifest true)."""
     run = tmp / "run"
     run.mkdir()
     (run / "config.yaml").write_text(dump_config(load_config(None, [f"data.train=[{_data(tmp)}]", *settings])))
-    (run / "run.json").write_text("{}")
+    (run / "run.json").write_text(json.dumps({"status": "stopped", "steps_per_epoch": 4}))
     for step in (2, 4):
         fake_checkpoint(run / "checkpoints", step)
     return run
 
 
-@pytest.mark.parametrize("resume", ["auto", "path"])
-def test_train_refuses_a_resume_below_the_checkpoint_step_before_torch(tmp_path: Path, resume: str) -> None:
-    """The refusal of a train.max_steps the checkpoint is already past came after torch, transformers and the
-    model stack were imported (run_training): ten seconds for a one-line user error."""
-    run = _run_at_step_4(tmp_path, "train.max_steps=4")
+BELOW_THE_CHECKPOINT = [
+    ("max-steps-auto", "auto", ["train.max_steps=3"],
+     ["--resume: checkpoint-4 is at step 4, past the train.max_steps 3 asked for",
+      "pass train.max_steps=4 to end the run at this checkpoint"]),
+    ("max-steps-path", "checkpoint-4", ["train.max_steps=3"],
+     ["--resume: checkpoint-4 is at step 4, past the train.max_steps 3 asked for"]),
+    # The steps an epoch come from run.json: the data is neither read nor tokenized to count them.
+    ("epochs-auto", "auto", ["train.epochs=0.5"],
+     ["--resume: checkpoint-4 is at step 4, past the 2 steps train.epochs 0.5 asks for (4 steps an epoch)",
+      "pass train.epochs=1 to end the run at this checkpoint, or more to go on"]),
+    ("epochs-path", "checkpoint-4", ["train.epochs=0.25"],
+     ["checkpoint-4 is at step 4, past the 1 step train.epochs 0.25 asks for"]),
+]
+
+
+@pytest.mark.parametrize("resume, settings, expected", [c[1:] for c in BELOW_THE_CHECKPOINT],
+                         ids=[c[0] for c in BELOW_THE_CHECKPOINT])
+def test_train_refuses_a_resume_below_the_checkpoint_step_before_torch(tmp_path: Path, resume: str,
+                                                                       settings: list[str], expected: list[str]) -> None:
+    """The refusal of a train.max_steps (or train.epochs) the checkpoint is already past came after torch,
+    transformers and the model stack were imported (run_training): ten seconds for a one-line user error."""
+    run = _run_at_step_4(tmp_path, "train.max_steps=4" if "max_steps" in settings[0] else "train.epochs=1")
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
-    picked = "auto" if resume == "auto" else str(run / "checkpoints" / "checkpoint-4")
+    picked = "auto" if resume == "auto" else str(run / "checkpoints" / resume)
     code, torch_loaded, err = _refuse(["train", str(run / "config.yaml"), "--out", str(run), "--resume", picked,
-                                       "--set", "train.max_steps=3"], tmp_path)
-    assert code == 2 and "--resume: checkpoint-4 is at step 4, past the train.max_steps 3 asked for" in err, err
-    assert "pass train.max_steps=4 to end the run at this checkpoint" in err and "Traceback" not in err, err
+                                       *[a for s in settings for a in ("--set", s)]], tmp_path)
+    assert code == 2 and all(e in err for e in expected) and "Traceback" not in err, err
     assert not torch_loaded, "the refusal came after torch was imported"
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before, "nothing written"
 

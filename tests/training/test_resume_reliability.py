@@ -416,6 +416,41 @@ def test_a_resume_below_the_checkpoint_step_is_refused_writing_nothing(tmp_path:
     assert RunDir(run).config.train.max_steps == 4
 
 
+def test_a_resume_whose_epochs_end_before_the_checkpoint_is_refused_writing_nothing(tmp_path: Path,
+                                                                                    tiny_model_dir) -> None:
+    """With max_steps from the epochs, lowering train.epochs on --resume was not compared: the run finished from a
+    checkpoint past the steps the epochs ask for, and config.yaml recorded a schedule that did not produce it."""
+    tiny_model_dir(MODEL)
+    data = write_data(tmp_path / "d.jsonl", n=8)
+    run = tmp_path / "run"
+    by_epochs = ("train.max_steps=-1", "train.packing=false")  # 8 examples, 2 a step: 4 steps an epoch
+    run_training(make_cfg(data, *by_epochs, "train.epochs=2", "train.save_steps=3"), run, progress=False)
+    assert checkpoint_names(run) == ["checkpoint-6", "checkpoint-8"]
+    assert json.loads((run / "run.json").read_text())["steps_per_epoch"] == 4
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    for epochs, advice in [("1", "pass train.epochs=2 to end the run at this checkpoint, or more to go on"),
+                           ("1.5", "pass train.epochs=2 to end the run at this checkpoint, or more to go on")]:
+        with pytest.raises(DsftError) as refused:
+            run_training(make_cfg(data, *by_epochs, f"train.epochs={epochs}"), run, resume="auto", progress=False)
+        steps = int(float(epochs) * 4)
+        assert str(refused.value).startswith(f"--resume: checkpoint-8 is at step 8, past the {steps} steps "
+                                             f"train.epochs {epochs} asks for (4 steps an epoch)"), refused.value
+        assert advice in str(refused.value)
+        assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    with pytest.raises(DsftError, match=r"checkpoint-6 is at step 6, past the 4 steps train.epochs 1 asks for .*"
+                                        r"pass train.epochs=2 or more to go on, or train.max_steps=6 to end"):
+        run_training(make_cfg(data, *by_epochs, "train.epochs=1"), run, resume=str(run / "checkpoints" /
+                                                                                  "checkpoint-6"), progress=False)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    # A run recorded before run.json held the steps an epoch is refused once the Trainer has counted them.
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({k: v for k, v in info.items() if k != "steps_per_epoch"}))
+    with pytest.raises(DsftError, match="checkpoint-8 is at step 8, past the 4 steps train.epochs 1 asks for"):
+        run_training(make_cfg(data, *by_epochs, "train.epochs=1"), run, resume="auto", progress=False)
+    result = run_training(make_cfg(data, *by_epochs, "train.epochs=2"), run, resume="auto", progress=False)
+    assert result.global_step == 8 and RunDir(run).config.train.epochs == 2
+
+
 def test_a_resume_with_changed_settings_names_each_change(tmp_path: Path, tiny_model_dir, caplog) -> None:
     """A resume applies a changed schedule, cadence or eval setting (the resume contract) and said nothing: run
     without the --set flags of the first start, a 40-step run ended at step 12, and only transformers' own

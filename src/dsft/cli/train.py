@@ -52,7 +52,7 @@ def train(
         check_prepared_output(cfg, out / "data", None, f"--out {out}")
     RunDir(out).check(cfg, resuming=resume is not None)  # another run there, a refused change on --resume
     check_resume_path(resume)
-    check_resume_steps(resume, out, cfg.train.max_steps)  # a schedule the checkpoint is already past
+    check_resume_steps(resume, out, cfg.train)  # a schedule the checkpoint is already past
     # torch, transformers and peft load only once the config, data paths, model name and --out are known good.
     from dsft.eval.callbacks import training_eval_callbacks
     from dsft.training.run import run_training

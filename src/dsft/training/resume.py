@@ -151,6 +151,8 @@ def check_same_data(previous: dict[str, Any], fingerprint: str, files: dict[str,
     )
 
 
-def planned_steps(trainer: Any) -> int:
-    """The optimizer steps this run trains in all (``train.max_steps``, or the epochs over the data)."""
-    return int(trainer.set_initial_training_values(trainer.args, trainer.get_train_dataloader())[-1])
+def planned_schedule(trainer: Any) -> tuple[int, int]:
+    """(optimizer steps an epoch, optimizer steps in all: ``train.max_steps``, or the epochs over the data), as
+    the Trainer counts them."""
+    values = trainer.set_initial_training_values(trainer.args, trainer.get_train_dataloader())
+    return int(values[1]), int(values[-1])

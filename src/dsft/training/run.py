@@ -39,9 +39,9 @@ from dsft.training.objective_checks import objective_problems, prompt_opens_thin
 from dsft.training.preflight import config_notices
 from dsft.training.ranks import is_main_process, warn_for_job
 from dsft.training.objectives import build_objective_trainer, load_preference_splits
-from dsft.training.resume import check_same_data, data_files, data_fingerprint, planned_steps
+from dsft.training.resume import check_same_data, data_files, data_fingerprint, planned_schedule
 from dsft.training.resume_lr import ResumedLearningRate
-from dsft.training.resume_steps import check_steps_left
+from dsft.training.resume_steps import check_steps_left, recorded_steps_per_epoch
 from dsft.training.rundir import FINAL_DIR, RunDir
 from dsft.training.setup import (
     build_model,
@@ -119,7 +119,7 @@ def run_training(
     point = resolve_resume(resume, run.checkpoint_root)  # damaged checkpoints skipped, and named
     checkpoint = point.checkpoint
     if checkpoint is not None:  # before config.yaml is rewritten with a schedule the checkpoint is already past
-        check_steps_left(checkpoint, checkpoint_step(checkpoint), cfg.train.max_steps)
+        check_steps_left(checkpoint, checkpoint_step(checkpoint), cfg.train, recorded_steps_per_epoch(checkpoint))
     if resume == "auto" and checkpoint is None:  # said: a mistyped --out would otherwise train from scratch silently
         warn_for_job(log, "--resume auto: no checkpoint in %s yet; training starts from step 0", run_dir)
     changes = run.applied_changes(cfg) if checkpoint is not None else []
@@ -182,7 +182,10 @@ def run_training(
     else:
         trainer = build_objective_trainer(cfg, run_dir, model, tokenizer, splits, callbacks, counter, reward_funcs)
     check_same_checkpoint(checkpoint)  # the processes have met: each resolved --resume alone
+    steps_per_epoch, total = planned_schedule(trainer)
     if checkpoint is not None:
+        # A run that recorded no steps an epoch (written before dsft recorded them) is compared only now.
+        check_steps_left(checkpoint, checkpoint_step(checkpoint), cfg.train, steps_per_epoch)
         # The checkpoint's step was evaluated (and logged) by the run that wrote it: no second evaluation
         # of the same weights, and no second metrics.jsonl line for that step.
         trainer.args.eval_on_start = False
@@ -199,8 +202,9 @@ def run_training(
                                          if v.assistant_turns_run_together},
         "data_fingerprint": fingerprint, "data_files": files,
         "data_mix": mixed_sources(run_dir) if sft else [],
+        "steps_per_epoch": steps_per_epoch,  # what a resume's train.epochs is counted in (dsft.training.resume_steps)
     }
-    if checkpoint is not None and checkpoint_step(checkpoint) >= (total := planned_steps(trainer)):
+    if checkpoint is not None and checkpoint_step(checkpoint) >= total:
         # Nothing left to train (a kill during the final save, or a finished run resumed): the Trainer
         # would still take one more step, so final/ comes from the checkpoint itself.
         warn_for_job(log, "%s is at or after the last step (%d): nothing to train", checkpoint.name, total)
