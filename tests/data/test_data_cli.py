@@ -274,7 +274,8 @@ def test_a_named_split_left_empty_says_the_most_frequent_reasons(tmp_path: Path,
     assert str(out / "data_report.json") in lines[0], err
     assert lines[1:] == [f"data.val: 4 of 4 records rejected; each one and why: {out / 'rejects.jsonl'}",
                          f"  3 x malformed JSON: Expecting ':' delimiter (column 11) (first: {val}:2)",
-                         "  1 x unknown format (keys: answr, question); set data.format and data.columns "
+                         "  1 x unknown format (keys: answr, question); it looks like format context_qa with 'answr' "
+                         "for 'answer': rename it, or set data.columns: {answer: answr} "
                          f"(first: {val}:1)"], err
 
 
@@ -443,11 +444,13 @@ def _turns(*contents: str) -> dict:
 
 # Records of each objective, rejected for three reasons twice, once and once (rows 2-7 of the file): two malformed
 # lines at different columns and two empty answers at different places count as one reason each.
+UNKNOWN_ANSWR = ("unknown format (keys: answr, question); it looks like format context_qa with 'answr' for 'answer': "
+                 "rename it, or set data.columns: {answer: answr}")
 REJECTED_RECORDS = {
     "sft": ([_turns("q", "a"), '{"messages" [', ' {"messages" [', _turns("q", ""), {"question": "q", "answr": "a"},
              _turns("q", "a", "q2", ""), "[1,", _turns("q3", "a3")],
             ["malformed JSON: Expecting ':' delimiter (column N)", "messages[N].content: empty assistant message",
-             "unknown format (keys: answr, question); set data.format and data.columns"]),
+             UNKNOWN_ANSWR]),
     "dpo": ([{"prompt": "q", "chosen": "a", "rejected": "b"}, '{"prompt" "q"}', ' {"prompt" "q"}',
              {"prompt": "q2", "chosen": "a", "rejected": ""}, {"prompt": "q3", "chosen": "a"},
              {"prompt": "q4", "chosen": "a", "rejected": " "}, "[1,", {"prompt": "q5", "chosen": "a", "rejected": "c"}],
@@ -481,7 +484,7 @@ ALL_REJECTED = {
     "sft": (['{"messages" [', {"question": "q", "answr": "a"}, ' {"messages" [', {"question": "q2", "answr": "a"},
              '  {"messages" ['],
             ["malformed JSON: Expecting ':' delimiter (column N)",
-             "unknown format (keys: answr, question); set data.format and data.columns"]),
+             UNKNOWN_ANSWR]),
     "dpo": (['{"prompt" "q"}', {"prompt": "q", "chosen": "a"}, ' {"prompt" "q"}', {"prompt": "q2", "chosen": "a"},
              '  {"prompt" "q"}'],
             ["malformed JSON: Expecting ':' delimiter (column N)", "pair: missing field(s) rejected"]),

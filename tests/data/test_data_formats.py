@@ -257,3 +257,20 @@ def test_a_sharegpt_turn_whose_text_or_speaker_is_under_another_key_is_named(tur
     assert str(info.value) == said
     _, conv = convert({"conversations": [{"from": "human", "value": "Q", "id": 3}, {"from": "gpt", "value": "A"}]})
     assert conv.messages[1].content == "A"  # other keys are not slips
+
+
+@pytest.mark.parametrize(("record", "hint"), [
+    ({"question": "Q", "Complex_CoT": "t", "Response": "A"},
+     "it looks like format cot with 'question' for 'Question': rename it, or set data.columns: {Question: question}"),
+    ({"Instruction": "I", "Output": "O"}, "it looks like format alpaca with 'Instruction' for 'instruction', 'Output' "
+     "for 'output': rename them, or set data.columns: {instruction: Instruction, output: Output}"),
+    ({"prompt": "P", "completions": "C"}, "it looks like format prompt_completion with 'completions' for "
+     "'completion': rename it, or set data.columns: {completion: completions}"),
+    ({"q": "Q", "a": "A"}, "set data.format and data.columns"),
+])
+def test_an_unrecognised_record_with_a_misspelt_field_is_told_which(record: dict, hint: str) -> None:
+    """A CoT record with 'question' in lower case (guide 002's dataset retyped) was 'unknown format ...; set
+    data.format and data.columns', though which field to rename is plain from the record."""
+    with pytest.raises(FormatProblem) as info:
+        convert(record)
+    assert str(info.value) == f"unknown format (keys: {', '.join(sorted(record))}); {hint}"

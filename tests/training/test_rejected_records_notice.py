@@ -60,4 +60,5 @@ def test_dsft_train_with_every_record_rejected_says_the_most_frequent_reasons(tm
     assert lines[1:] == [
         f"data: 3 of 3 records rejected; each one and why: {tmp_path / 'run' / 'data' / 'rejects.jsonl'}",
         f"  2 x malformed JSON: Expecting property name enclosed in double quotes (column N) (first: {data}:1)",
-        f"  1 x unknown format (keys: answr, question); set data.format and data.columns (first: {data}:2)"], err
+        "  1 x unknown format (keys: answr, question); it looks like format context_qa with 'answr' for 'answer': "
+        f"rename it, or set data.columns: {{answer: answr}} (first: {data}:2)"], err

@@ -112,7 +112,7 @@ def convert(record: Any, fmt: str = "auto", columns: dict[str, str] | None = Non
         bad = find_bad_unicode("".join(map(str, record)))
         if bad is not None:  # the field names themselves are unreadable: no mapping can name them
             raise FormatProblem(f"field names are {bad}")
-        raise FormatProblem(f"unknown format (keys: {keys}); set data.format and data.columns")
+        raise FormatProblem(f"unknown format (keys: {keys}); {_misnamed_format_hint(view)}")
     missing = [field for field in REQUIRED_FIELDS[name] if field not in view]
     slips = misnamed_fields(view, name)
     if missing:
@@ -160,6 +160,25 @@ def _respelled_place(place: Place, spelled: dict[str, str]) -> Place:
     parts = tuple((_respelled(name, spelled), start) for name, start in place.parts)
     return Place(" and ".join(name for name, _ in parts) if parts else _respelled(place.at, spelled),
                  tuple((key, _respelled(name, spelled)) for key, name in place.fields), parts)
+
+
+def _misnamed_format_hint(view: dict[str, Any]) -> str:
+    """What to do with a record no format is detected in: when a format's required fields are all there but some
+    spelt another way (``question`` for CoT's ``Question``, ``answr``), which to rename; else set the format.
+
+    >>> _misnamed_format_hint({"question": "Q", "Complex_CoT": "t", "Response": "A"})
+    "it looks like format cot with 'question' for 'Question': rename it, or set data.columns: {Question: question}"
+    >>> _misnamed_format_hint({"foo": 1})
+    'set data.format and data.columns'
+    """
+    for fmt, required in REQUIRED_FIELDS.items():
+        slips = [(key, field) for key, field in _resembling(view, FORMAT_FIELDS[fmt]) if field in required]
+        if slips and all(field in view or field in {meant for _, meant in slips} for field in required):
+            named = ", ".join(f"{key!r} for {field!r}" for key, field in slips)
+            mapping = ", ".join(f"{field}: {key}" for key, field in slips)
+            return (f"it looks like format {fmt} with {named}: rename {'them' if len(slips) > 1 else 'it'}, or set "
+                    f"data.columns: {{{mapping}}}")
+    return "set data.format and data.columns"
 
 
 def misnamed_fields(view: dict[str, Any], fmt: str) -> list[tuple[str, str]]:
