@@ -373,8 +373,8 @@ BELOW_THE_CHECKPOINT = [
 
 @pytest.mark.parametrize("resume, settings, expected", [c[1:] for c in BELOW_THE_CHECKPOINT],
                          ids=[c[0] for c in BELOW_THE_CHECKPOINT])
-def test_train_refuses_a_resume_below_the_checkpoint_step_before_torch(tmp_path: Path, resume: str,
-                                                                       settings: list[str], expected: list[str]) -> None:
+def test_train_refuses_a_resume_below_the_checkpoint_step_before_torch(tmp_path: Path, resume: str, settings: list[str],
+                                                                       expected: list[str]) -> None:
     """The refusal of a train.max_steps (or train.epochs) the checkpoint is already past came after torch,
     transformers and the model stack were imported (run_training): ten seconds for a one-line user error."""
     run = _run_at_step_4(tmp_path, "train.max_steps=4" if "max_steps" in settings[0] else "train.epochs=1")

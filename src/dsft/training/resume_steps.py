@@ -24,8 +24,10 @@ def last_step(train: TrainConfig, steps_per_epoch: int | None) -> int | None:
     """The step a run with these settings ends at: ``train.max_steps``, or the epochs times the steps an epoch,
     rounded up as transformers' Trainer rounds them; None when it comes from the epochs and those are not known.
 
-    >>> last_step(TrainConfig(max_steps=30), None), last_step(TrainConfig(epochs=1.5), 5), last_step(TrainConfig(), None)
-    (30, 8, None)
+    >>> last_step(TrainConfig(max_steps=30), None), last_step(TrainConfig(epochs=1.5), 5)
+    (30, 8)
+    >>> last_step(TrainConfig(), None) is None  # from the epochs, whose steps are not known
+    True
     """
     if train.max_steps > 0:
         return train.max_steps
