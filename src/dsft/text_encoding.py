@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 
 _CJK = re.compile("[\u4e00-\u9fff]")
-# Chinese text's characters: CJK punctuation, the ideographs, fullwidth forms (，！？：).
-_CHINESE_TEXT = re.compile("[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")
+# Chinese and Japanese text's characters: CJK punctuation, kana, the ideographs, fullwidth forms (，！？：).
+_CHINESE_TEXT = re.compile("[\u3000-\u30ff\u4e00-\u9fff\uff00-\uffef]")
 
 
 def encoding_hint(raw: bytes) -> str:
@@ -46,9 +46,9 @@ def _family(head: bytes, width: int) -> str:
 def _reads_as_text(head: bytes, family: str) -> bool:
     """``head`` decoded as ``family`` (UTF-16LE, ...) reads as a data file's text: not blank, 95% of its characters
     printable, tabs or line breaks (a character cut at the end of the sample counts against it, once), and either
-    a quarter of them ASCII (JSON's and CSV's punctuation and keys, even around Chinese text) or, for Chinese text
-    whose rows outweigh its punctuation (a CSV of long Chinese answers), 90% of them Chinese or ASCII with 1%
-    ASCII. ASCII bytes read in pairs as UTF-16 make CJK characters, which are printable too, but no ASCII ones:
+    a quarter of them ASCII (JSON's and CSV's punctuation and keys, even around Chinese text) or, for Chinese or
+    Japanese text whose rows outweigh its punctuation (a CSV of long Chinese answers), 90% of them Chinese, Japanese
+    or ASCII with 1% ASCII. ASCII bytes read in pairs as UTF-16 make CJK characters, which are printable too, but no ASCII ones:
     in UTF-16/32 an ASCII character holds a NUL byte, which UTF-8 text does not."""
     width = 4 if family.startswith("UTF-32") else 2
     codec = family.replace("UTF", "utf").replace("LE", "-le").replace("BE", "-be")

@@ -234,13 +234,17 @@ def test_a_utf16_file_is_one_message_naming_it_before_anything_loads(tmp_path: P
         list(read_records([str(tmp_path)]))
 
 
-@pytest.mark.parametrize(("encoding", "family"), [("utf-16", "UTF-16"), ("utf-32", "UTF-32")])
-def test_a_utf16_file_of_long_chinese_rows_is_refused_whole_too(tmp_path: Path, encoding: str, family: str) -> None:
-    """A Notepad "Unicode" save of a Chinese CSV whose rows are long answers: its ASCII is only the commas and line
-    breaks, under the quarter the rule asked of UTF-16 text, so the byte-order mark was not believed, the file was
-    read as UTF-8 and its every row rejected ('more cells than header columns'); now it is refused whole."""
-    rows = "问题,回答\n" + "".join(f"患者发热三天伴咳嗽第{i}例，应该如何处理？,建议及时就医并查血常规和胸片检查以明确诊断\n"
-                                  for i in range(60))
+@pytest.mark.parametrize(("encoding", "family", "row"), [
+    ("utf-16", "UTF-16", "患者发热三天伴咳嗽第{}例，应该如何处理？,建议及时就医并查血常规和胸片检查以明确诊断"),
+    ("utf-32", "UTF-32", "患者发热三天伴咳嗽第{}例，应该如何处理？,建议及时就医并查血常规和胸片检查以明确诊断"),
+    ("utf-16", "UTF-16", "この患者は{}日間発熱しています。どうすればよいですか,すぐに病院で血液検査を受けてください"),
+])
+def test_a_utf16_file_of_long_chinese_rows_is_refused_whole_too(tmp_path: Path, encoding: str, family: str,
+                                                                row: str) -> None:
+    """A Notepad "Unicode" save of a Chinese (or Japanese) CSV whose rows are long answers: its ASCII is only the
+    commas and line breaks, under the quarter the rule asked of UTF-16 text, so the byte-order mark was not believed,
+    the file was read as UTF-8 and its every row rejected ('more cells than header columns'); now it is refused."""
+    rows = "问题,回答\n" + "".join(row.format(i) + "\n" for i in range(60))
     path = tmp_path / "qa.csv"
     path.write_bytes(rows.encode(encoding))
     with pytest.raises(DataError, match=f"qa.csv: not UTF-8 text; it is {family} text \\(byte-order mark"):
