@@ -22,6 +22,14 @@ BAD_RECORDS = [
     ({"messages": [U, {"role": "assistant", "content": "<think>never closed"}]}, "unclosed <think> block"),
     ({"messages": [U, {"role": "assistant", "content": "<think>\n\n</think>\n\nok"}]}, "empty reasoning"),
     ({"messages": [U, {"role": "assistant", "content": "ok</think>"}]}, "</think> without an opening <think>"),
+    # The chain of thought twice: in a leading think block and in its own field (it was 'not at the start').
+    ({"messages": [U, {"role": "assistant", "content": "<think>r</think>a", "reasoning_content": "r"}]},
+     "messages[1].content: a leading <think> block, and the reasoning given in its own field too"),
+    ({"Question": "q", "Complex_CoT": "r", "Response": " <think>r</think>a"},
+     "Response: a leading <think> block, and the reasoning given in its own field too (reasoning_content, "
+     "Complex_CoT): give the chain of thought once"),
+    ({"messages": [U, {"role": "assistant", "content": "a <think>r</think>b", "reasoning_content": "r"}]},
+     "messages[1].content: <think> block not at the start of the message, or nested"),
     ({"messages": [U, A, U]}, "the last message must be an assistant turn"),
     ({"messages": [U, {"role": "tool", "content": "r"}, A]}, "tool message must follow an assistant message with tool_calls"),
     ({"messages": [U, {"role": "assistant", "content": "a", "loss": False}]}, "nothing to train on"),

@@ -140,6 +140,9 @@ def _think_problems(message: Message, where: str) -> list[str]:
     if "<think>" in content:
         if "</think>" not in content:
             return [f"{where}.content: unclosed <think> block"]
+        if message.reasoning is not None and content.lstrip().startswith("<think>"):  # else it would have been split
+            return [f"{where}.content: a leading <think> block, and the reasoning given in its own field too "
+                    "(reasoning_content, Complex_CoT): give the chain of thought once"]
         return [f"{where}.content: <think> block not at the start of the message, or nested"]
     if "</think>" in content:
         return [f"{where}.content: </think> without an opening <think>"]
