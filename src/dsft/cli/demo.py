@@ -151,9 +151,10 @@ def demo(
                       f"(last), best {result.best_eval_loss:.4f}")
     report = None
     if compare:
+        from dsft.data.split import split_file
         from dsft.eval.compare import compare_models
 
-        val = run_dir / "data" / "val.jsonl"
+        val = run_dir / "data" / split_file("val")
         report = compare_models(base=cfg.model.name_or_path, tuned_run=run_dir, data=val, out_dir=out / "compare",
                                 max_new_tokens=cfg.eval.max_new_tokens, cache_dir=cfg.model.cache_dir)
         from dsft.eval.report import comparison_table

@@ -76,6 +76,7 @@ def check_inputs(data: str, models: list[str], base_model: str | None = None) ->
     from dsft.data.input_checks import refuse_outputs_inside
     from dsft.data.prepared_folder import UNFINISHED_PREPARATION, preparation_state
     from dsft.data.readers import expand_inputs
+    from dsft.data.split import split_file
     from dsft.errors import DataError
     from dsft.export.source import check_source
     from dsft.training.rundir import RunDir
@@ -83,14 +84,14 @@ def check_inputs(data: str, models: list[str], base_model: str | None = None) ->
     # A directory is read whole: a prepared one would score its train split with the rest, a run its metrics.
     if RunDir.is_run(data):
         raise DataError(f"--data {data}: a run directory, not data; pass a data file, e.g. its "
-                        f"{Path(data) / 'data' / 'val.jsonl'}")
+                        f"{Path(data) / 'data' / split_file('val')}")
     state = preparation_state(data)
     if state == "unfinished":  # its files are no finished split, and reading it whole would read its rejects
         raise DataError(f"--data {data}: {UNFINISHED_PREPARATION}, then pass one of its splits, e.g. "
-                        f"--data {Path(data) / 'val.jsonl'}")
+                        f"--data {Path(data) / split_file('val')}")
     if state == "finished":
         raise DataError(f"--data {data}: a directory written by dsft data prepare; reading all of it would score its "
-                        f"train split too: pass one split, e.g. --data {Path(data) / 'val.jsonl'}")
+                        f"train split too: pass one split, e.g. --data {Path(data) / split_file('val')}")
     expand_inputs([data])
     refuse_outputs_inside(data, f"--data {data}", "scored as evaluation records")  # as data preparation refuses
     for name in models:

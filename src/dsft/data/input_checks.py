@@ -15,6 +15,7 @@ from dsft.config.schema import DsftConfig
 from dsft.data import augment, relevance, semantic
 from dsft.data.prepared_folder import REPORT_FILE, UNFINISHED_PREPARATION, preparation_state
 from dsft.data.readers import expand_inputs, is_saved_dataset
+from dsft.data.split import split_file
 from dsft.errors import DataError, DsftError
 
 
@@ -107,8 +108,9 @@ def _prepared_dir_problems(directory: str, train: list[str]) -> list[str]:
     path = Path(directory)
     if preparation_state(path) == "unfinished":
         return [f"data.prepared_dir: {path}: {UNFINISHED_PREPARATION}"]
-    if not (path / "train.jsonl").is_file():
-        return [f"data.prepared_dir: {path}: not a prepared data directory (no train.jsonl); run `dsft data prepare` "
+    train_file = split_file("train")
+    if not (path / train_file).is_file():
+        return [f"data.prepared_dir: {path}: not a prepared data directory (no {train_file}); run `dsft data prepare` "
                 "first"]
     try:
         inputs = json.loads((path / REPORT_FILE).read_text(encoding="utf-8"))["inputs"]["train"]
@@ -134,7 +136,7 @@ def _refuse_prepared_dir(pattern: str) -> None:
     if state == "finished":
         raise DataError(f"{pattern}: a directory written by dsft data prepare; reading all of it would mix its train, "
                         f"val and test splits: train on it as prepared with data.prepared_dir: {pattern}, or name one "
-                        f"split file, e.g. {Path(pattern) / 'train.jsonl'}")
+                        f"split file, e.g. {Path(pattern) / split_file('train')}")
 
 
 # What marks a directory dsft wrote: a preparation's report, a run's record (dsft.training.rundir.RUN_INFO_FILE, a

@@ -14,6 +14,7 @@ from dsft.data.control_tokens import control_token_pattern, control_token_proble
 from dsft.data.conversation import Conversation
 from dsft.data.ingest import Rejection, parse_record
 from dsft.data.readers import read_records
+from dsft.data.split import split_file
 from dsft.errors import DataError
 
 
@@ -47,7 +48,7 @@ def pick_conversation(source: Path, index: int, cfg: Any, field: str = "") -> Co
     A record of a data file goes through the text rewrites preparation would apply (``data.clean.strip_html``,
     ``normalize_unicode``), so it renders as it would be trained; a prepared record already has.
     """
-    candidates = [source / "train.jsonl", source / "data" / "train.jsonl"] if source.is_dir() else []
+    candidates = [source / split_file("train"), source / "data" / split_file("train")] if source.is_dir() else []
     target = next((path for path in candidates if path.is_file()), source)
     count = 0
     for position, raw in enumerate(read_records([str(target)])):

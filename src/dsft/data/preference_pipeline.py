@@ -32,7 +32,7 @@ from dsft.data.preference_fields import PreferenceProblem
 from dsft.data.prepared_folder import mark_preparing, read_prepared_folder, write_report_json
 from dsft.data.readers import RawRecord, read_records
 from dsft.data.report import write_rows
-from dsft.data.split import SPLITS
+from dsft.data.split import SPLITS, split_file
 from dsft.data.split_steps import split_pools
 from dsft.data.validate import is_blank
 from dsft.errors import DataError
@@ -109,7 +109,7 @@ def prepare_preference(
         "data_config": data.model_dump(mode="json"),
     }
     for name in SPLITS:
-        write_rows((r.to_dict() for r in splits[name]), out / f"{name}.jsonl")
+        write_rows((r.to_dict() for r in splits[name]), out / split_file(name))
     write_rejections(ledger.rejections, out / "rejects.jsonl")
     # Each removed record as the step saw it, in its own form; ASCII as SFT's removed.jsonl (undecodable text survives)
     write_rows(({"step": step, "where": source_of(item.conversation), "reason": item.reason, "record": item.record}

@@ -19,7 +19,7 @@ from dsft.data.conversation import Conversation
 from dsft.data.ingest import write_rejections
 from dsft.data.ledger import Ledger
 from dsft.data.report import render_markdown, write_jsonl, write_removed
-from dsft.data.split import SPLITS
+from dsft.data.split import SPLITS, split_file
 from dsft.disk import replaced_atomically
 from dsft.errors import DataError
 
@@ -77,8 +77,9 @@ def check_finished_preparation(path: Path) -> None:
     report): :class:`DataError` naming what is missing."""
     if preparation_state(path) == "unfinished":
         raise DataError(f"{path}: {UNFINISHED_PREPARATION}", job_wide=True)
-    if not (path / "train.jsonl").is_file():
-        raise DataError(f"{path}: not a prepared data directory (no train.jsonl); run `dsft data prepare` first",
+    train = split_file("train")
+    if not (path / train).is_file():
+        raise DataError(f"{path}: not a prepared data directory (no {train}); run `dsft data prepare` first",
                         job_wide=True)
 
 
@@ -86,7 +87,7 @@ def write_prepared(out: Path, splits: dict[str, list[Conversation]], ledger: Led
     """Write the splits, every rejection and every removal into ``out`` (the report comes last, see
     :func:`write_report`)."""
     for name in SPLITS:
-        write_jsonl(splits[name], out / f"{name}.jsonl")
+        write_jsonl(splits[name], out / split_file(name))
     write_rejections(ledger.rejections, out / "rejects.jsonl")
     write_removed(ledger.removed, out / "removed.jsonl")
 
@@ -113,7 +114,7 @@ def read_prepared_folder(directory: str | Path, read_split: Callable[[Path], lis
     none. Refused, naming what is missing, as :func:`check_finished_preparation` refuses."""
     path = Path(directory)
     check_finished_preparation(path)
-    splits = {name: read_split(file) if (file := path / f"{name}.jsonl").is_file() else [] for name in SPLITS}
+    splits = {name: read_split(file) if (file := path / split_file(name)).is_file() else [] for name in SPLITS}
     report_path = path / REPORT_FILE
     report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.is_file() else {}
     return splits, report

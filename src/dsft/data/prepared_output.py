@@ -16,10 +16,10 @@ from dsft.config.schema import DsftConfig
 from dsft.data.prepared_folder import REPORT_FILE
 from dsft.data.readers import SUPPORTED_SUFFIXES, check_outputs_spare_inputs, is_saved_dataset
 from dsft.data.report import HISTOGRAM_FILE, REASONING_HISTOGRAM_FILE
-from dsft.data.split import SPLITS
+from dsft.data.split import SPLITS, split_file
 from dsft.errors import DataError
 
-PREPARED_FILES = (*(f"{split}.jsonl" for split in SPLITS), "rejects.jsonl", "removed.jsonl", REPORT_FILE,
+PREPARED_FILES = (*(split_file(split) for split in SPLITS), "rejects.jsonl", "removed.jsonl", REPORT_FILE,
                   "data_report.md", HISTOGRAM_FILE, REASONING_HISTOGRAM_FILE)
 
 

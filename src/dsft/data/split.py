@@ -26,10 +26,20 @@ SPLITS = ("train", "val", "test")
 EVAL_SPLITS = ("test", "val")  # the order whole-dataset steps see them in, before train
 
 
+def split_file(split: str) -> str:
+    """The name of the file a prepared folder holds ``split`` in, SFT and preference data alike: what a preparation
+    writes and every reader of a prepared folder opens.
+
+    >>> [split_file(split) for split in SPLITS]
+    ['train.jsonl', 'val.jsonl', 'test.jsonl']
+    """
+    return f"{split}.jsonl"
+
+
 def may_have_validation_data(cfg: DsftConfig) -> bool:
     """Whether the run will (or may) have a validation split: explicit files, a ratio, or a prepared val file."""
     if cfg.data.prepared_dir:
-        val = Path(cfg.data.prepared_dir) / "val.jsonl"
+        val = Path(cfg.data.prepared_dir) / split_file("val")
         return val.is_file() and val.stat().st_size > 0
     return bool(cfg.data.val) or cfg.data.val_ratio > 0
 

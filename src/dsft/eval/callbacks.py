@@ -17,6 +17,7 @@ from transformers import TrainerCallback
 
 from dsft.config import DsftConfig
 from dsft.data.conversation import Conversation
+from dsft.data.split import split_file
 from dsft.eval.evaluate import generation_eval
 from dsft.eval.generate import GenerationAbandoned
 from dsft.eval.selection import generation_metric, metric_key
@@ -60,7 +61,7 @@ class GenerationEvalCallback(TrainerCallback):
     def from_config(cls, run_dir: Path, cfg: DsftConfig) -> "GenerationEvalCallback":
         """The callback ``cfg.eval`` describes (``generation_*``, ``max_new_tokens``, ``batch_size``, ...)."""
         e = cfg.eval
-        val = Path(cfg.data.prepared_dir) / "val.jsonl" if cfg.data.prepared_dir else None
+        val = Path(cfg.data.prepared_dir) / split_file("val") if cfg.data.prepared_dir else None
         return cls(run_dir, e.generation_steps, e.generation_samples, e.max_new_tokens, val, cfg.template.thinking,
                    batch_size=e.batch_size, temperature=e.temperature, top_p=e.top_p, metrics=e.metrics,
                    select_by=generation_metric(e.metric))
@@ -70,7 +71,7 @@ class GenerationEvalCallback(TrainerCallback):
             warn_for_job(log, "eval.generation_steps: generation eval runs in single-process training only; skipped")
             self.every = 0
             return
-        val = self.val_file or self.run_dir / "data" / "val.jsonl"
+        val = self.val_file or self.run_dir / "data" / split_file("val")
         if not val.is_file():
             warn_for_job(log, "eval.generation_steps: no validation file at %s; generation eval skipped", val)
             self.every = 0

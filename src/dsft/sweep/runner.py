@@ -25,6 +25,7 @@ from transformers import TrainerCallback
 from dsft.config import DsftConfig, save_config
 from dsft.data.pipeline import prepare
 from dsft.data.preference_pipeline import prepare_preference
+from dsft.data.split import split_file
 from dsft.errors import DsftError, Stopped
 from dsft.eval.callbacks import training_eval_callbacks
 from dsft.eval.rewards import objective_rewards
@@ -47,7 +48,7 @@ def prepare_sweep_data(base: DsftConfig, out: Path) -> Path:
             prepare_preference(base, prepared, base.train.objective, load_tokenizer(model_dir))
         else:
             prepare(base, load_tokenizer(model_dir), prepared)
-    val = prepared / "val.jsonl"
+    val = prepared / split_file("val")
     if not val.is_file() or not val.read_text(encoding="utf-8").strip():
         raise DsftError(f"{prepared}: no validation records; a sweep chooses on validation data (data.val or "
                         "data.val_ratio > 0)")

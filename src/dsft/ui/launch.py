@@ -26,6 +26,7 @@ from dsft.config import dump_config, load_config
 from dsft.config.loader import parse_override
 from dsft.data.input_checks import input_problems
 from dsft.data.prepared_folder import preparation_state
+from dsft.data.split import split_file
 from dsft.errors import ConfigError, DsftError
 from dsft.models.gguf_source import OLLAMA_PREFIX, ollama_models, resolve_ollama
 from dsft.models.tiny import TINY_PRESETS
@@ -91,7 +92,7 @@ def _data_sets(root: Path, value: str) -> list[str]:
         raise DsftError(f"data: {relative_name(root, prepared[0])} is a prepared directory; train on it alone "
                         "(or list raw files only)")
     if prepared:
-        if (prepared[0] / "train.jsonl").stat().st_size == 0:
+        if (prepared[0] / split_file("train")).stat().st_size == 0:
             raise DsftError(f"data: {relative_name(root, prepared[0])} has no training records (every record was "
                             "rejected or removed; see its data report)")
         return [f"data.prepared_dir={prepared[0]}"]
@@ -121,7 +122,7 @@ def extra_lines(form: dict[str, Any]) -> list[str]:
 
 def is_prepared_dir(path: Path) -> bool:
     """A directory written by ``dsft data prepare`` (its train split and its finished report, not the placeholder of one under way)."""
-    return path.is_dir() and preparation_state(path) == "finished" and (path / "train.jsonl").is_file()
+    return path.is_dir() and preparation_state(path) == "finished" and (path / split_file("train")).is_file()
 
 
 def _run_name(root: Path, form: dict[str, Any]) -> str:

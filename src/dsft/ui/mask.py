@@ -14,6 +14,7 @@ from typing import Any
 from dsft.config import load_config
 from dsft.data.inspect_source import check_control_tokens, pick_conversation, prepared_defaults, prepared_tokenizer
 from dsft.data.prepared_folder import preparation_state
+from dsft.data.split import split_file
 from dsft.errors import DsftError
 from dsft.models.loading import load_tokenizer
 from dsft.models.resolve import resolve_model
@@ -99,7 +100,7 @@ def mask_sources(root: Path, limit: int = 200) -> list[str]:
             continue  # through a symlink out of the root
         if any(part.startswith(".") or part in ("checkpoints", "final", "tb") for part in rel.parts) or len(rel.parts) > 4:
             continue
-        if path.is_dir() and preparation_state(path) == "finished" and (path / "train.jsonl").is_file():
+        if path.is_dir() and preparation_state(path) == "finished" and (path / split_file("train")).is_file():
             found.append(rel.as_posix())
         elif path.is_file() and path.suffix in (".jsonl", ".json", ".csv", ".parquet") and \
                 not path.name.startswith(SKIP_FILES) and path.name not in ("run.json", "data_report.json",

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from dsft.data.split import split_file
 from dsft.errors import DsftError
 from dsft.eval.compare import tuned_run_of
 from dsft.eval.report import comparison_rows, fmt, fmt_delta, metric_label
@@ -91,9 +92,10 @@ def default_eval_data(root: Path, run_dir: Path) -> str | None:
     if prepared and root.resolve() in Path(prepared).resolve().parents:
         places.append(Path(prepared))
     for place in places:
-        for split in ("test.jsonl", "val.jsonl"):
-            if (place / split).is_file() and (place / split).stat().st_size > 0:
-                return str(place / split)
+        for split in ("test", "val"):
+            file = place / split_file(split)
+            if file.is_file() and file.stat().st_size > 0:
+                return str(file)
     return None
 
 
