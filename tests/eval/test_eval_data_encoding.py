@@ -57,3 +57,16 @@ def test_a_whole_file_in_gbk_is_one_skip_reason_however_its_records_begin(tmp_pa
     [(reason, count)] = skipped.items()
     assert count == 5 and reason.startswith("Question: not valid UTF-8 (byte N at character"), reason
     assert "GBK/GB18030" in reason
+
+
+def test_a_gbk_jsonl_line_keeps_the_conversion_to_run(tmp_path: Path) -> None:
+    """A JSONL file saved as GBK fails in the reader (the line is not UTF-8), whose error was cut at its first colon:
+    'not valid UTF-8 (...); it reads as GBK/GB18030 Chinese', the conversion to run ('save the file as UTF-8 (e.g.
+    iconv -f GB18030 ...)') lost, where data preparation says it. A malformed line still counts by its kind."""
+    path = tmp_path / "medical.jsonl"
+    path.write_bytes(b"".join((json.dumps(r, ensure_ascii=False) + "\n").encode("gbk") for r in (CHINESE, CHINESE))
+                     + b'{"Question": \n' + (json.dumps(ENGLISH) + "\n").encode())
+    _, skipped = load_eval_set(path)
+    assert skipped["malformed JSON"] == 1, skipped
+    [gbk] = [reason for reason in skipped if "GBK" in reason]
+    assert skipped[gbk] == 2 and gbk.endswith("save the file as UTF-8 (e.g. iconv -f GB18030 -t UTF-8 IN > OUT)"), gbk

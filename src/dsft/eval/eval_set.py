@@ -129,6 +129,19 @@ def undecodable_text(conversation: Conversation) -> str | None:
     return None
 
 
+def reader_reason(error: str) -> str:
+    """A line the reader could not read, as eval counts it: a malformed line by its kind alone (the parser's detail
+    differs line by line), any other error whole (a GBK line's encoding and the conversion to run).
+
+    >>> reader_reason("malformed JSON: Expecting value (column 1)")
+    'malformed JSON'
+    >>> reader_reason("not valid UTF-8 (bad byte at offset 9); it reads as GBK/GB18030 Chinese: save the file as UTF-8 "
+    ...               "(e.g. iconv -f GB18030 -t UTF-8 IN > OUT)")[-64:]
+    'save the file as UTF-8 (e.g. iconv -f GB18030 -t UTF-8 IN > OUT)'
+    """
+    return error.split(":")[0] if error.startswith("malformed ") else error
+
+
 def _read(record: Any, fmt: str, columns: dict[str, str] | None) -> Conversation:
     """The record in the configured format; a record that is not in it but reads by itself (a prepared split's
     messages, where the run was trained from raw context/question/answer records) is read as detected."""
@@ -164,7 +177,7 @@ def load_eval_set(data: str | Path | list[str], limit: int | None = None, fmt: s
         if limit is not None and len(items) >= limit:
             break
         if raw.error is not None:
-            rejections.append(Rejection(raw.where, [raw.error.split(":")[0]]))
+            rejections.append(Rejection(raw.where, [reader_reason(raw.error)]))
             continue
         try:
             conversation = _read(raw.data, fmt, columns)
