@@ -274,3 +274,22 @@ def test_an_unrecognised_record_with_a_misspelt_field_is_told_which(record: dict
     with pytest.raises(FormatProblem) as info:
         convert(record)
     assert str(info.value) == f"unknown format (keys: {', '.join(sorted(record))}); {hint}"
+
+
+@pytest.mark.parametrize(("record", "said"), [
+    ({"conversations": [{"from": "human", "value": "Q"}, {"role": "assistant", "content": "A"}]},
+     "conversations[1]: a {role, content} turn in a ShareGPT list of {from, value} turns: write every turn as "
+     "{from, value}, or every one as {role, content}"),
+    ({"conversations": [{"role": "user", "content": "Q"}, {"from": "gpt", "value": "A"}]},
+     "conversations[1]: a ShareGPT {from, value} turn in a list of {role, content} turns: write every turn as "
+     "{role, content}, or every one as {from, value}"),
+    ({"messages": [{"role": "human", "content": "Q"}, {"role": "assistant", "content": "A"}]},
+     "messages[0].role: unknown role 'human' (expected one of system, user, assistant, tool; 'human' is ShareGPT's "
+     "name for 'user')"),
+])
+def test_turns_mixing_sharegpt_and_role_content_are_named_as_mixed(record: dict, said: str) -> None:
+    """A list mixing the two turn conventions (guide 000 writes {role, content}, ShareGPT data {from, value}) was
+    told 'unknown role None', or to rename 'role' to 'value'."""
+    with pytest.raises(FormatProblem) as info:
+        convert(record)
+    assert str(info.value) == said

@@ -380,9 +380,13 @@ def from_messages(view: dict[str, Any]) -> Conversation:
 def _openai_message(raw: Any, where: str) -> Message:
     if not isinstance(raw, dict):
         raise FormatProblem(f"{where} is {_type_name(raw)}, expected an object")
+    if "role" not in raw and "from" in raw:  # the two conventions mixed in one list
+        raise FormatProblem(f"{where}: a ShareGPT {{from, value}} turn in a list of {{role, content}} turns: write "
+                            "every turn as {role, content}, or every one as {from, value}")
     role = raw.get("role")
     if not isinstance(role, str) or role not in ROLES:
-        raise FormatProblem(f"{where}.role: unknown role {role!r} (expected one of {', '.join(ROLES)})")
+        sharegpt = f"; {role!r} is ShareGPT's name for {SHAREGPT_ROLES[role]!r}" if role in SHAREGPT_ROLES else ""
+        raise FormatProblem(f"{where}.role: unknown role {role!r} (expected one of {', '.join(ROLES)}{sharegpt})")
     slips = _resembling(raw, MESSAGE_FIELDS)
     if slips:  # the answer or its reasoning under a misspelt key would be dropped without a word
         key, field = slips[0]
@@ -471,14 +475,18 @@ def from_sharegpt(view: dict[str, Any]) -> Conversation:
 
 
 def _check_sharegpt_keys(turn: dict[str, Any], where: str) -> None:
-    """Refuse a turn whose speaker or text is under a key ShareGPT does not read: a slip (``Value``), or the text
-    alone under another key (``text``), which would otherwise be called a missing value or dropped.
+    """Refuse a turn whose speaker or text is under a key ShareGPT does not read: a ``{role, content}`` turn among
+    ShareGPT turns, a slip (``Value``), or the text alone under another key (``text``), which would otherwise be
+    called a missing value or dropped.
 
     >>> _check_sharegpt_keys({"from": "gpt", "text": "A"}, "conversations[1]")
     Traceback (most recent call last):
     ...
     dsft.data.formats.FormatProblem: conversations[1]: no 'value' field; the text under 'text' is not read: rename ...
     """
+    if "from" not in turn and "role" in turn:  # the two conventions mixed in one list
+        raise FormatProblem(f"{where}: a {{role, content}} turn in a ShareGPT list of {{from, value}} turns: write "
+                            "every turn as {from, value}, or every one as {role, content}")
     slips = _resembling(turn, SHAREGPT_TURN_FIELDS)
     if slips:
         key, field = slips[0]
