@@ -205,6 +205,12 @@ def test_a_config_in_another_encoding_names_the_line_and_the_encoding(tmp_path: 
     utf16.write_text("train:\n  lr: 1.0e-4\n", encoding="utf-16")
     with pytest.raises(ConfigError, match="line 1\\); it is UTF-16 text"):
         load_config(utf16)
+    # Without a byte-order mark (UTF-16LE, UTF-32) it decoded as UTF-8 full of NULs: 'not valid YAML: unacceptable
+    # character #x0000', no word of the encoding.
+    for encoding, family in (("utf-16-le", "UTF-16LE"), ("utf-32-le", "UTF-32LE")):
+        utf16.write_bytes("train:\n  lr: 1.0e-4\n".encode(encoding))
+        with pytest.raises(ConfigError, match=f"not UTF-8 text; it reads as {family} text .* iconv -f {family}"):
+            load_config(utf16)
 
 
 def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path: Path) -> None:

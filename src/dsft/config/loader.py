@@ -15,7 +15,7 @@ from dsft.config.foreign_keys import foreign_key_hint, foreign_section_hint
 from dsft.config.presets import get_preset
 from dsft.config.schema import DsftConfig, PathMark
 from dsft.errors import ConfigError
-from dsft.text_encoding import encoding_hint
+from dsft.text_encoding import encoding_hint, wide_text_hint
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -258,7 +258,12 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: is a directory, not a config file (a YAML file such as examples/tiny-cpu.yaml)")
     try:
         data = path.read_bytes()
-        raw = load_yaml(data.decode("utf-8"))
+        text = data.decode("utf-8")
+        # UTF-16/32 without a byte-order mark decodes as UTF-8, full of NULs, which YAML refuses saying nothing of it.
+        wide = wide_text_hint(data[:4096]) if "\x00" in text[:4096] else ""
+        if wide:
+            raise ConfigError(f"{path}: not UTF-8 text{wide}")
+        raw = load_yaml(text)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read as a config file ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
