@@ -210,8 +210,21 @@ def same_sides_problem(first: Message, second: Message, labelled: bool, after: s
     return f"chosen and rejected {how}: {_SAME_SIDES_LESSON[labelled]}"
 
 
-def is_pair(record: Any) -> bool:
-    return isinstance(record, dict) and "chosen" in record and "rejected" in record
+def is_pair(record: Any, columns: dict[str, str] | None = None) -> bool:
+    """Whether ``record`` has a chosen and a rejected side under the names ``data.columns`` (``columns``) gives its
+    fields; a record missing a renamed column is not (its reader says which column).
+
+    >>> is_pair({"q": "2+2?", "good": "4", "bad": "5"}), is_pair({"q": "2+2?", "good": "4", "bad": "5"},
+    ...                                                          {"chosen": "good", "rejected": "bad"})
+    (False, True)
+    """
+    if not isinstance(record, dict):
+        return False
+    try:
+        view = renamed(record, columns or {})
+    except PreferenceProblem:
+        return False
+    return "chosen" in view and "rejected" in view
 
 
 def validate_record(record: PreferenceRecord) -> list[str]:

@@ -53,7 +53,7 @@ def parse_raw(raw: RawRecord, kind: str, columns: dict[str, str] | None = None) 
     if raw.error is not None:
         return Rejection(raw.where, [raw.error], raw=raw.raw, raw_cut=raw.raw_cut)
     try:
-        if kind == "labeled" and is_pair(raw.data):
+        if kind == "labeled" and is_pair(raw.data, columns):
             records = split_pair_for_kto(raw.data, columns)
         else:
             records = [parse_preference(raw.data, kind, columns)]  # type: ignore[arg-type]
@@ -173,7 +173,7 @@ def _read(split: str, patterns: list[str], kind: str, cfg: DsftConfig, ledger: L
             ledger.rejections.append(parsed)
             ledger.rejected_by_split.setdefault(split, []).append(parsed)
             continue
-        ledger.formats["pair" if is_pair(raw.data) else kind] += 1
+        ledger.formats["pair" if is_pair(raw.data, cfg.data.columns) else kind] += 1
         out.append(parsed)
     return out
 
