@@ -1,5 +1,6 @@
 """One fixture file per input format, normalised to Conversation; detection and column mapping."""
 
+import json
 import re
 from pathlib import Path
 
@@ -293,3 +294,16 @@ def test_turns_mixing_sharegpt_and_role_content_are_named_as_mixed(record: dict,
     with pytest.raises(FormatProblem) as info:
         convert(record)
     assert str(info.value) == said
+
+
+def test_a_json_file_of_record_lists_by_split_is_told_to_give_each_a_file(tmp_path: Path) -> None:
+    """{"train": [...], "val": [...]} (a dataset's splits saved as one JSON object) was read as one record of an
+    'unknown format (keys: train, val); set data.format and data.columns': no format or column mapping reads it."""
+    path = tmp_path / "splits.json"
+    path.write_text(json.dumps({"train": [{"instruction": "a", "output": "b"}], "val": [{"instruction": "c",
+                                                                                       "output": "d"}]}))
+    [rejection] = ingest([str(path)]).rejections
+    assert rejection.where == f"{path} item 1"
+    assert rejection.reasons == ["unknown format (keys: train, val); it holds lists of records (under train, val), not "
+                                 "one record: write each list to a file of its own (JSON lines, or a JSON array) and "
+                                 "name them in data.train / data.val"]

@@ -112,7 +112,7 @@ def convert(record: Any, fmt: str = "auto", columns: dict[str, str] | None = Non
         bad = find_bad_unicode("".join(map(str, record)))
         if bad is not None:  # the field names themselves are unreadable: no mapping can name them
             raise FormatProblem(f"field names are {bad}")
-        raise FormatProblem(f"unknown format (keys: {keys}); {_misnamed_format_hint(view)}")
+        raise FormatProblem(f"unknown format (keys: {keys}); {_unknown_format_hint(view)}")
     missing = [field for field in REQUIRED_FIELDS[name] if field not in view]
     slips = misnamed_fields(view, name)
     if missing:
@@ -162,15 +162,23 @@ def _respelled_place(place: Place, spelled: dict[str, str]) -> Place:
                  tuple((key, _respelled(name, spelled)) for key, name in place.fields), parts)
 
 
-def _misnamed_format_hint(view: dict[str, Any]) -> str:
+def _unknown_format_hint(view: dict[str, Any]) -> str:
     """What to do with a record no format is detected in: when a format's required fields are all there but some
-    spelt another way (``question`` for CoT's ``Question``, ``answr``), which to rename; else set the format.
+    spelt another way (``question`` for CoT's ``Question``, ``answr``), which to rename; when it is a whole file's
+    lists of records by split (``{"train": [...], "val": [...]}``), to give each a file; else set the format.
 
-    >>> _misnamed_format_hint({"question": "Q", "Complex_CoT": "t", "Response": "A"})
+    >>> _unknown_format_hint({"question": "Q", "Complex_CoT": "t", "Response": "A"})
     "it looks like format cot with 'question' for 'Question': rename it, or set data.columns: {Question: question}"
-    >>> _misnamed_format_hint({"foo": 1})
+    >>> _unknown_format_hint({"train": [{"text": "a"}], "validation": [{"text": "b"}]})[:72]
+    'it holds lists of records (under train, validation), not one record: wri'
+    >>> _unknown_format_hint({"foo": 1})
     'set data.format and data.columns'
     """
+    lists = [key for key, value in view.items() if isinstance(value, list) and value
+             and all(isinstance(item, dict) for item in value)]
+    if lists and len(lists) == len(view):
+        return (f"it holds lists of records (under {', '.join(map(str, lists))}), not one record: write each list to a "
+                "file of its own (JSON lines, or a JSON array) and name them in data.train / data.val")
     for fmt, required in REQUIRED_FIELDS.items():
         slips = [(key, field) for key, field in _resembling(view, FORMAT_FIELDS[fmt]) if field in required]
         if slips and all(field in view or field in {meant for _, meant in slips} for field in required):
