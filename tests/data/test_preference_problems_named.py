@@ -187,3 +187,43 @@ def test_each_problem_of_a_refused_row_is_a_reason_of_its_own_as_sft_data_s_are(
         {"reason": unclosed, "records": 1, "first": f"{source} row 4 (line 5)"}]
     rows = [json.loads(line) for line in (tmp_path / "out" / "rejects.jsonl").open(encoding="utf-8")]
     assert [row["reasons"] for row in rows] == [[undecodable, label], [unclosed, label]]
+
+
+SIDES_COLUMNS = {"prompt": "question", "chosen": "good", "rejected": "bad"}
+
+
+@pytest.mark.parametrize(("record", "columns", "objective", "said"), [
+    ({"question": "q", "good": "4", "bad": "4"}, SIDES_COLUMNS, "dpo", "good and bad are identical: nothing to prefer"),
+    ({"question": "q", "good": "4", "bad": "4"}, SIDES_COLUMNS, "kto",
+     "good and bad are identical: the same text marked desirable and undesirable"),
+    # The implicit prompt's sides are their last turns, named so as any problem of theirs is (bad[1].content: ...).
+    ({"good": [USER, {"role": "assistant", "content": "4"}], "bad": [USER, {"role": "assistant", "content": "4"}]},
+     {"chosen": "good", "rejected": "bad"}, "dpo", "good[1] and bad[1] are identical: nothing to prefer"),
+])
+def test_identical_sides_are_named_as_the_file_writes_them(tmp_path: Path, record: dict, columns: dict, objective: str,
+                                                           said: str) -> None:
+    """data.columns renamed good and bad to chosen and rejected: every other problem of the row named the file's
+    fields, this one dsft's (chosen and rejected are identical), which the file does not have."""
+    source = tmp_path / "pairs.jsonl"
+    other = {columns.get("prompt", "prompt"): "q", "good": "a", "bad": "b"}
+    source.write_text(json.dumps(record) + "\n" + json.dumps(other) + "\n", encoding="utf-8")
+    cfg = DsftConfig.model_validate({"data": {"train": [str(source)], "val_ratio": 0, "columns": columns}})
+    report = prepare_preference(cfg, tmp_path / "out", objective).report
+    assert report["rejected_examples"] == [f"{source}:1: {said}"]
+
+
+@pytest.mark.parametrize("objective", ["dpo", "kto"])
+@pytest.mark.parametrize(("bad", "said"), [
+    ("Rome\u200b", "good and bad are identical after normalize_unicode: {}"),  # a text rewrite made them the same
+    ("rome", "good and bad differ only in case, Unicode form or whitespace: {}"),  # deduplication's comparison
+])
+def test_sides_made_the_same_are_named_as_the_file_writes_them(tmp_path: Path, objective: str, bad: str,
+                                                               said: str) -> None:
+    source = tmp_path / "pairs.jsonl"
+    source.write_text(json.dumps({"question": "q", "good": "Rome", "bad": bad}) + "\n"
+                      + json.dumps({"question": "q", "good": "a", "bad": "b"}) + "\n", encoding="utf-8")
+    cfg = DsftConfig.model_validate({"data": {"train": [str(source)], "val_ratio": 0, "columns": SIDES_COLUMNS}})
+    prepare_preference(cfg, tmp_path / "out", objective)
+    lesson = "nothing to prefer" if objective == "dpo" else "the same text marked desirable and undesirable"
+    removed = [json.loads(line)["reason"] for line in (tmp_path / "out" / "removed.jsonl").open(encoding="utf-8")]
+    assert removed == [said.format(lesson)]

@@ -35,7 +35,7 @@ dsft.data.preference_fields.PreferenceProblem: chosen and rejected are identical
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -97,6 +97,16 @@ class PreferenceRecord:
             return list(self.where)
         return [f"prompt[{i}]" for i in range(len(self.prompt))] + sides
 
+    def side_locations(self) -> list[str]:
+        """Where each completion (:data:`SIDES` order) is in the record as written: ``good`` for a ``chosen`` that
+        ``data.columns`` renamed from ``good``, ``chosen[1]`` for the last turn of TRL's implicit prompt form.
+
+        >>> PreferenceRecord("pair", [Message("user", "q")], chosen=Message("assistant", "a"),
+        ...                  rejected=Message("assistant", "b"), where=("ask", "good", "bad")).side_locations()
+        ['good', 'bad']
+        """
+        return self.locations()[len(self.prompt):]
+
     def named(self, problem: str) -> str:
         """``problem`` (about :meth:`texts`) with its ``messages[i]`` written where that message is in the record.
 
@@ -149,10 +159,10 @@ def _parse(record: Any, kind: Kind, columns: dict[str, str] | None, labelled: bo
     later: list[str] = []
     if kind == "pair":
         prompt, chosen, rejected, where = _pair_parts(view, spelled)
-        problem = same_sides_problem(chosen, rejected, labelled)
+        parsed = PreferenceRecord("pair", prompt, chosen=chosen, rejected=rejected, tools=tools, where=where)
+        problem = same_sides_problem(chosen, rejected, labelled, names=parsed.side_locations())
         if problem:
             raise PreferenceProblem(problem)
-        parsed = PreferenceRecord("pair", prompt, chosen=chosen, rejected=rejected, tools=tools, where=where)
     elif kind == "labeled":
         label, later = _or_problem(lambda: _label(view, spelled))
         parsed = _labeled(view, tools, spelled, label, later)
@@ -183,10 +193,12 @@ _SAME_SIDES_LESSON = {False: "nothing to prefer", True: "the same text marked de
 
 
 def same_sides_problem(first: Message, second: Message, labelled: bool, after: str | None = None,
-                       as_text: bool = False) -> str | None:
+                       as_text: bool = False, names: Sequence[str] = ("chosen", "rejected")) -> str | None:
     """Why a pair's two sides (chosen, rejected; read as KTO data, ``labelled``: its desirable and its undesirable
     completion) teach nothing, else None. The one owner of "chosen and rejected are the same", and of its words,
-    wherever it is found: when read, after a text rewrite (``after``: the step's name), or by deduplication.
+    wherever it is found: when read, after a text rewrite (``after``: the step's name), or by deduplication. The sides
+    are said by ``names``, where they are in the record as written (:meth:`PreferenceRecord.side_locations`: the
+    file's own names where ``data.columns`` renames them).
 
     Identical in every field, or, with ``as_text``, the same text as deduplication compares it
     (:func:`dsft.data.clean.dedup_key`: only case, Unicode form or whitespace differ).
@@ -198,8 +210,8 @@ def same_sides_problem(first: Message, second: Message, labelled: bool, after: s
     'chosen and rejected are identical after normalize_unicode: the same text marked desirable and undesirable'
     >>> same_sides_problem(rome, lower, labelled=False) is None
     True
-    >>> same_sides_problem(rome, lower, labelled=False, as_text=True)
-    'chosen and rejected differ only in case, Unicode form or whitespace: nothing to prefer'
+    >>> same_sides_problem(rome, lower, labelled=False, as_text=True, names=("good", "bad"))
+    'good and bad differ only in case, Unicode form or whitespace: nothing to prefer'
     """
     if same_message(first, second):
         how = "are identical" + (f" after {after}" if after else "")
@@ -207,7 +219,7 @@ def same_sides_problem(first: Message, second: Message, labelled: bool, after: s
         how = "differ only in case, Unicode form or whitespace"
     else:
         return None
-    return f"chosen and rejected {how}: {_SAME_SIDES_LESSON[labelled]}"
+    return f"{names[0]} and {names[1]} {how}: {_SAME_SIDES_LESSON[labelled]}"
 
 
 def is_pair(record: Any, columns: dict[str, str] | None = None) -> bool:

@@ -52,15 +52,17 @@ def removal(group: Group, reason: str) -> Removed:
 
 def same_sides(group: Group, after: str | None = None, as_text: bool = False) -> str | None:
     """:func:`dsft.data.preference.same_sides_problem` on a pair, or on a pair read as KTO data (its two halves,
-    one desirable and one undesirable); None for any other group."""
+    one desirable and one undesirable); None for any other group. The sides are named where they are in the record
+    as written."""
     if len(group) == 2:  # only a pair read as KTO data becomes two records
         first, second = (record.completion for record in group)
-        labelled = True
+        names, labelled = [location for record in group for location in record.side_locations()], True
     else:
         first, second, labelled = group[0].chosen, group[0].rejected, False
+        names = group[0].side_locations()
     if first is None or second is None:
         return None
-    return same_sides_problem(first, second, labelled, after, as_text)
+    return same_sides_problem(first, second, labelled, after, as_text, names)
 
 
 def _text_key(record: PreferenceRecord) -> str:
