@@ -142,7 +142,15 @@ def test_a_stratify_field_the_records_lack_is_a_warning_naming_the_fields_they_h
                 [str(path)])
     notes = [r.getMessage() for r in caplog.records if "stratify_by" in r.getMessage()]
     assert notes == ["data.stratify_by=difficuly: 21 of 21 records have no 'difficuly' and were split as one "
-                     "stratum '(missing)'; the records' meta fields are difficulty, domain, origin"], notes
+                     "stratum '(missing)'; the records' meta fields are difficulty, domain"], notes
+    caplog.clear()
+    plain = write_jsonl(tmp_path / "plain.jsonl", [qa(f"question {i} about reservoir {i}", f"answer {i}") for i in range(9)])
+    with caplog.at_level(logging.WARNING, logger="dsft"):  # named 'origin', where each record was read, as a field
+        prepare(load_config(None, ["data.stratify_by=difficulty", "data.val_ratio=0.2"]), tokenizer,
+                tmp_path / "plain", [str(plain)])
+    assert [r.getMessage() for r in caplog.records if "stratify_by" in r.getMessage()] == [
+        "data.stratify_by=difficulty: 9 of 9 records have no 'difficulty' and were split as one stratum '(missing)'; "
+        "the records have no meta fields"]
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="dsft"):
         prepare(load_config(None, ["data.stratify_by=difficulty", "data.val_ratio=0.2"]), tokenizer,

@@ -24,6 +24,9 @@ from dsft.data.conversation import Conversation
 
 SPLITS = ("train", "val", "test")
 EVAL_SPLITS = ("test", "val")  # the order whole-dataset steps see them in, before train
+# The meta keys dsft writes itself, no field of the records: where a record was read (dsft.data.ingest), its scores
+# (dsft.data.semantic), what generated it (dsft.data.augment), the data.mix source it came from (dsft.data.mix).
+BOOKKEEPING_META = frozenset({"origin", "scores", "augment_method", "augment_parent", "augment_family", "mix_source"})
 
 
 def split_file(split: str) -> str:
@@ -88,6 +91,11 @@ def missing_stratum_note(conversations: Sequence[Conversation], stratify_by: str
     >>> missing_stratum_note(rows, "difficuly")
     "data.stratify_by=difficuly: 1 of 1 records have no 'difficuly' and were split as one stratum '(missing)'; \
 the records' meta fields are difficulty"
+
+    What dsft notes itself (``origin``, where a record was read) is no field of the records:
+
+    >>> missing_stratum_note([Conversation(rows[0].messages, meta={"origin": "qa.jsonl:1"})], "difficulty")[-31:]
+    'the records have no meta fields'
     """
     if not stratify_by:
         return None
@@ -97,7 +105,7 @@ the records' meta fields are difficulty"
     note = (f"data.stratify_by={stratify_by}: {lacking} of {len(conversations)} records have no '{stratify_by}' "
             f"and were split as one stratum '{MISSING_CLASS}'")
     if lacking == len(conversations):
-        fields = sorted({name for conversation in conversations for name in conversation.meta})
+        fields = sorted({name for conversation in conversations for name in conversation.meta} - BOOKKEEPING_META)
         note += f"; the records' meta fields are {', '.join(fields)}" if fields else "; the records have no meta fields"
     return note
 
