@@ -14,7 +14,7 @@ from pathlib import Path
 from dsft.config.schema import DsftConfig
 from dsft.data import augment, relevance, semantic
 from dsft.data.prepared_folder import REPORT_FILE, UNFINISHED_PREPARATION, preparation_state
-from dsft.data.readers import expand_inputs, is_saved_dataset
+from dsft.data.readers import expand_inputs, is_glob, is_saved_dataset
 from dsft.data.split import split_file
 from dsft.errors import DataError, DsftError
 
@@ -151,7 +151,7 @@ def refuse_outputs_inside(pattern: str, named: str | None = None, read_as: str =
     message names the input (default: the path), ``read_as`` what its files would become (the data a training
     reads; the records ``dsft eval --data`` scores)."""
     directory = Path(pattern)
-    if _is_glob(pattern):
+    if is_glob(pattern):
         root = _glob_root(pattern)
         found = {output: what for path in expand_inputs([pattern]) if (hit := _output_holding(path, root))
                  for output, what in [hit]}
@@ -170,11 +170,6 @@ def refuse_outputs_inside(pattern: str, named: str | None = None, read_as: str =
         listed = ", ".join(f"{p} ({found[p]})" for p in outermost)
         raise DataError(f"{named or pattern}: {said} what dsft wrote, {listed}; {whole}, their splits, rejects and "
                         f"reports would be {read_as}: {fix}")
-
-
-def _is_glob(pattern: str) -> bool:
-    """Whether :func:`dsft.data.readers.expand_inputs` reads ``pattern`` as a glob (a path that exists is literal)."""
-    return not Path(pattern).exists() and any(ch in pattern for ch in "*?[")
 
 
 def _glob_root(pattern: str) -> Path:

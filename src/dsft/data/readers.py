@@ -83,6 +83,12 @@ def check_outputs_spare_inputs(patterns: list[str], out: Path, names: tuple[str,
                             "output directory")
 
 
+def is_glob(pattern: str) -> bool:
+    """Whether :func:`expand_inputs` reads ``pattern`` as a glob: it holds ``*?[`` and names no existing path (one is
+    taken literally, even where its name holds glob characters: ``data[v2].jsonl``)."""
+    return not Path(pattern).exists() and any(ch in pattern for ch in "*?[")
+
+
 def expand_inputs(patterns: list[str]) -> list[Path]:
     """Files (and saved dataset directories) named by paths, directories and globs, in a stable order.
 
@@ -92,8 +98,7 @@ def expand_inputs(patterns: list[str]) -> list[Path]:
     found: list[Path] = []
     for pattern in patterns:
         path = Path(pattern)
-        # An existing path is taken literally, even where its name holds glob characters (data[v2].jsonl).
-        if not path.exists() and any(ch in pattern for ch in "*?["):
+        if is_glob(pattern):
             matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True))
             files = [p for p in matches if _is_readable_input(p)]
             if not files:
