@@ -182,6 +182,7 @@ def inspect_command(
 
     from dsft.config import load_config
     from dsft.data.inspect_source import check_control_tokens, pick_conversation, prepared_defaults, prepared_tokenizer
+    from dsft.errors import DsftError
     from dsft.templates import detect_template, get_template
     from dsft.templates.inspect import print_rendered
     from dsft.templates.registry import check_template_name
@@ -191,6 +192,11 @@ def inspect_command(
     cfg = load_config(config, prepared_defaults(source) + list(set_) if config is None else set_, set_flags=set_)
     conversation = pick_conversation(source, index, cfg)
     name = template or cfg.template.name
+    if name != "auto":  # a role or tool call the family cannot render is refused before the tokenizer loads
+        try:
+            get_template(name).check_conversation(conversation, cfg.template.masking, thinking)
+        except DsftError as exc:
+            raise DsftError(f"{conversation.meta.get('origin', source)}: {exc}") from None
     # A prepared directory renders with the tokenizer that counted its tokens, unless told otherwise; with
     # template auto the family is detected from the model's own tokenizer (the tokenizer package has no template).
     if tokenizer is None and config is None and name != "auto":

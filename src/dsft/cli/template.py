@@ -88,6 +88,11 @@ def render(
     check_template_name(template, "--template")  # before the tokenizer loads
     check_masking(masking)
     conv = load_messages_file(messages)
+    if mode == "train" and template != "auto":  # what the family cannot render is refused before a tokenizer loads
+        try:
+            get_template(template).check_conversation(conv, masking, thinking)
+        except DsftError as exc:
+            raise DsftError(f"{messages}: {exc}") from None
     needs_tokenizer = mode == "train" or template in ("hf", "auto")
     if template == "auto" and tokenizer is None:
         raise DsftError("--template auto detects the family from --tokenizer DIR; give one, or name the template")
@@ -95,7 +100,10 @@ def render(
     tok = _load_tokenizer(tok_dir) if needs_tokenizer else None
     chosen = get_template(detect_template(tok_dir) if template == "auto" else template, tokenizer=tok)
     if mode == "prompt":
-        text = chosen.render_prompt(conv, thinking=thinking)
+        try:
+            text = chosen.render_prompt(conv, thinking=thinking)
+        except DsftError as exc:
+            raise DsftError(f"{messages}: {exc}") from None
         typer.echo(json.dumps({"text": text}, ensure_ascii=False) if as_json else text)
         return
     rendered = chosen.render_train(conv, tok, masking=masking, thinking=thinking)

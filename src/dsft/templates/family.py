@@ -142,6 +142,10 @@ class TemplateFamily:
         """
         return "".join(s.text for s in self.segments(conv, frozenset(), add_generation_prompt, thinking))
 
+    def check_conversation(self, conv: Conversation, masking: str = "assistant", thinking: bool | None = None) -> None:
+        """Build the training segments (the text, no tokens): what :meth:`render_train` refuses is refused here."""
+        self.segments(conv, trained_turns(conv, masking), False, thinking)
+
     def render_train(
         self, conv: Conversation, tokenizer: Any, masking: str = "assistant", thinking: bool | None = None
     ) -> Rendered:

@@ -147,6 +147,9 @@ class HFChatTemplate:
         it writes a late system message where it stands, so ``system_may_move`` changes nothing)."""
         return prompt_order_problems(conv, hoists_system=False)
 
+    def check_conversation(self, conv: Conversation, masking: str = "assistant", thinking: bool | None = None) -> None:
+        """Nothing to check without the tokenizer: what the model's own template refuses is known when it renders."""
+
     def render_prompt(self, conv: Conversation, thinking: bool | None = None, add_generation_prompt: bool = True) -> str:
         """The tokenizer's chat template with the generation prompt."""
         return self._apply(None, conv, len(conv.messages), add_generation_prompt, thinking)

@@ -88,6 +88,12 @@ class ChatTemplate(Protocol):
         start (as training renders it: eval of the run's own data), only where a client put it there (serve)."""
         ...
 
+    def check_conversation(self, conv: Conversation, masking: str = "assistant", thinking: bool | None = None) -> None:
+        """Raise what :meth:`render_train` would raise about ``conv`` itself (a role or tool call the family has no
+        place for), without a tokenizer: so that a command refuses it before one loads (``hf``: nothing; its
+        refusals are the model's template's)."""
+        ...
+
     def render_train(self, conv: Conversation, tokenizer: Any, masking: str = "assistant",
                      thinking: bool | None = None) -> Rendered:
         """Token ids and supervised mask for training."""

@@ -1,0 +1,84 @@
+"""A conversation the chat-template family cannot render is refused before a tokenizer loads, naming the file
+(and line) it came from: `dsft template render --mode train` and `dsft data inspect` loaded transformers and the
+tokenizer first (four to seven seconds), then said `template 'deepseek-llm': message 2 has role 'tool' ...`
+without saying which file.
+
+Each case runs ``dsft ...`` in a fresh interpreter and reports whether torch or transformers was imported by the
+time the command exited.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = """
+import json, sys
+from dsft.cli.app import main
+try:
+    main(json.loads(sys.argv[1]))
+    code = 0
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps({"code": code, "heavy": [m for m in ("torch", "transformers") if m in sys.modules]}))
+"""
+
+CALL = {"role": "assistant", "content": "", "tool_calls": [{"type": "function",
+                                                            "function": {"name": "f", "arguments": "{}"}}]}
+WITH_TOOL_TURN = [{"role": "user", "content": "hi"}, CALL, {"role": "tool", "content": "1"},
+                  {"role": "assistant", "content": "done"}]
+TOOL_ROLE = "template 'deepseek-llm': message 2 has role 'tool', which this family cannot render"
+TOOL_CALLS = "template 'deepseek-llm': message 1 has tool_calls, which this family has no format for"
+
+
+def _dsft(args: list[str], cwd: Path) -> tuple[int, list[str], str]:
+    """(exit code, heavy modules imported, stderr) of ``dsft ARGS`` in a fresh interpreter."""
+    result = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(args)], capture_output=True, text=True,
+                            timeout=300, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    return outcome["code"], outcome["heavy"], " ".join(result.stderr.split())
+
+
+def _messages(tmp: Path, messages: list[dict]) -> str:
+    (tmp / "m.json").write_text(json.dumps(messages))
+    return "m.json"
+
+
+def _records(tmp: Path, messages: list[dict]) -> str:
+    (tmp / "d.jsonl").write_text(json.dumps({"messages": [{"role": "user", "content": "a"},
+                                                          {"role": "assistant", "content": "b"}]}) + "\n"
+                                 + json.dumps({"messages": messages}) + "\n")
+    return "d.jsonl"
+
+
+CASES = [
+    ("render-tool-role", lambda t: ["template", "render", "--template", "deepseek-llm", "--mode", "train", "--json",
+                                    "--messages", _messages(t, WITH_TOOL_TURN)], f"m.json: {TOOL_ROLE}"),
+    ("render-tool-calls", lambda t: ["template", "render", "--template", "deepseek-llm", "--mode", "train",
+                                     "--messages", _messages(t, WITH_TOOL_TURN[:2])], f"m.json: {TOOL_CALLS}"),
+    ("inspect-tool-role", lambda t: ["data", "inspect", _records(t, WITH_TOOL_TURN), "--index", "1",
+                                     "--template", "deepseek-llm"], f"d.jsonl:2: {TOOL_ROLE}"),
+    ("inspect-tool-calls-config-key", lambda t: ["data", "inspect", _records(t, WITH_TOOL_TURN[:2] + [
+        {"role": "user", "content": "ok"}, {"role": "assistant", "content": "x"}]),
+        "--index", "1", "--set", "template.name=deepseek-llm"], f"d.jsonl:2: {TOOL_CALLS}"),
+]
+
+
+@pytest.mark.parametrize("args, expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_what_the_family_cannot_render_is_refused_before_a_tokenizer_loads(tmp_path: Path, args,
+                                                                           expected: str) -> None:
+    code, heavy, err = _dsft(args(tmp_path), tmp_path)
+    assert code == 2 and err.startswith(f"error: {expected}") and "Traceback" not in err, err
+    assert heavy == [], f"the refusal came after {heavy} was imported"
+
+
+def test_a_prompt_the_family_cannot_render_names_its_file(tmp_path: Path) -> None:
+    code, _, err = _dsft(["template", "render", "--template", "deepseek-llm", "--messages",
+                          _messages(tmp_path, WITH_TOOL_TURN[:2])], tmp_path)
+    assert code == 2 and err.startswith(f"error: m.json: {TOOL_CALLS}"), err
