@@ -307,3 +307,19 @@ def test_a_json_file_of_record_lists_by_split_is_told_to_give_each_a_file(tmp_pa
     assert rejection.reasons == ["unknown format (keys: train, val); it holds lists of records (under train, val), not "
                                  "one record: write each list to a file of its own (JSON lines, or a JSON array) and "
                                  "name them in data.train / data.val"]
+
+
+@pytest.mark.parametrize(("record", "said"), [
+    ({"messages": [{"role": "user", "content": "Q"}, {"role": "Assistant", "content": "A"}]},
+     "messages[1].role: unknown role 'Assistant' (expected one of system, user, assistant, tool); did you mean "
+     "'assistant'?"),
+    ({"conversations": [{"from": "Human", "value": "Q"}, {"from": "gpt", "value": "A"}]},
+     "conversations[0].from: unknown role 'Human' (expected human, user, gpt, assistant, chatgpt, bing, bard, model, "
+     "system, function_call, observation, tool, function); did you mean 'human'?"),
+])
+def test_a_role_in_another_case_is_told_the_role_meant(record: dict, said: str) -> None:
+    """'Assistant' or ShareGPT's 'Human' (a spreadsheet's capitalised cell) was an unknown role, the list of roles
+    left to be compared by eye."""
+    with pytest.raises(FormatProblem) as info:
+        convert(record)
+    assert str(info.value) == said

@@ -23,7 +23,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from dsft.data.conversation import ROLES, Conversation, Message, Place
@@ -394,7 +394,8 @@ def _openai_message(raw: Any, where: str) -> Message:
     role = raw.get("role")
     if not isinstance(role, str) or role not in ROLES:
         sharegpt = f"; {role!r} is ShareGPT's name for {SHAREGPT_ROLES[role]!r}" if role in SHAREGPT_ROLES else ""
-        raise FormatProblem(f"{where}.role: unknown role {role!r} (expected one of {', '.join(ROLES)}{sharegpt})")
+        raise FormatProblem(f"{where}.role: unknown role {role!r} (expected one of {', '.join(ROLES)}{sharegpt})"
+                            f"{_case_slip(role, ROLES)}")
     slips = _resembling(raw, MESSAGE_FIELDS)
     if slips:  # the answer or its reasoning under a misspelt key would be dropped without a word
         key, field = slips[0]
@@ -422,6 +423,16 @@ def _openai_message(raw: Any, where: str) -> Message:
     if role == "assistant":
         return _assistant(content, reasoning, **extra)
     return Message(role, content, reasoning=reasoning, **extra)  # type: ignore[arg-type]
+
+
+def _case_slip(name: Any, names: Iterable[str]) -> str:
+    """``; did you mean 'x'?`` when ``name`` is one of ``names`` in another case (roles are lower case), else ''.
+
+    >>> _case_slip("Assistant", ("user", "assistant")), _case_slip("bot", ("user",))
+    ("; did you mean 'assistant'?", '')
+    """
+    meant = next((known for known in names if isinstance(name, str) and name.lower() == known), None)
+    return f"; did you mean {meant!r}?" if meant else ""
 
 
 def _loss_flag(turn: dict[str, Any], role: str, where: str) -> bool | None:
@@ -469,7 +480,8 @@ def from_sharegpt(view: dict[str, Any]) -> Conversation:
         speaker = turn.get("from")
         role = SHAREGPT_ROLES.get(speaker) if isinstance(speaker, str) else None
         if role is None:
-            raise FormatProblem(f"{where}.from: unknown role {speaker!r} (expected {', '.join(SHAREGPT_ROLES)})")
+            raise FormatProblem(f"{where}.from: unknown role {speaker!r} (expected {', '.join(SHAREGPT_ROLES)})"
+                                f"{_case_slip(speaker, SHAREGPT_ROLES)}")
         value = _text(turn.get("value"), f"{where}.value")
         loss = _loss_flag(turn, role, where)  # read, not dropped: a turn marked untrained must stay untrained
         if speaker == "function_call":
