@@ -82,3 +82,24 @@ def test_a_prompt_the_family_cannot_render_names_its_file(tmp_path: Path) -> Non
     code, _, err = _dsft(["template", "render", "--template", "deepseek-llm", "--messages",
                           _messages(tmp_path, WITH_TOOL_TURN[:2])], tmp_path)
     assert code == 2 and err.startswith(f"error: m.json: {TOOL_CALLS}"), err
+
+
+NO_TEMPLATE_CASES = [
+    ("render-hf", lambda t: ["template", "render", "--template", "hf", "--messages", _messages(t, WITH_TOOL_TURN[-1:])],
+     "--template hf renders with a model's own chat template: give the model with --tokenizer DIR"),
+    ("inspect-hf", lambda t: ["data", "inspect", _records(t, []), "--tokenizer", "deepseek", "--template", "hf"],
+     "--tokenizer deepseek: the DeepSeek tokenizer package has no chat template to render with (template.name: hf)"),
+    ("inspect-auto", lambda t: ["data", "inspect", _records(t, []), "--tokenizer", "deepseek"],
+     "--tokenizer deepseek: the DeepSeek tokenizer package has no chat template to detect the family from"),
+]
+
+
+@pytest.mark.parametrize("args, expected", [c[1:] for c in NO_TEMPLATE_CASES], ids=[c[0] for c in NO_TEMPLATE_CASES])
+def test_the_tokenizer_package_is_refused_where_a_model_s_own_template_is_needed(tmp_path: Path, args,
+                                                                                 expected: str) -> None:
+    """The DeepSeek tokenizer package carries no chat template: `hf` failed after transformers loaded with
+    transformers' own 'tokenizer.chat_template is not set ...', and `auto` said it 'cannot detect the chat template
+    family of TokenizersBackend', naming neither the flag nor what to do."""
+    code, heavy, err = _dsft(args(tmp_path), tmp_path)
+    assert code == 2 and err.startswith(f"error: {expected}") and "Traceback" not in err, err
+    assert heavy == [], f"the refusal came after {heavy} was imported"

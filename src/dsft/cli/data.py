@@ -192,6 +192,10 @@ def inspect_command(
     cfg = load_config(config, prepared_defaults(source) + list(set_) if config is None else set_, set_flags=set_)
     conversation = pick_conversation(source, index, cfg)
     name = template or cfg.template.name
+    if tokenizer == "deepseek" and name in ("auto", "hf"):  # the tokenizer package carries no chat template
+        raise DsftError(f"--tokenizer deepseek: the DeepSeek tokenizer package has no chat template to "
+                        f"{'detect the family from' if name == 'auto' else 'render with'} (template.name: {name}); "
+                        "name a DeepSeek family with --template, or give a model directory with --tokenizer")
     if name != "auto":  # a role or tool call the family cannot render is refused before the tokenizer loads
         try:
             get_template(name).check_conversation(conversation, cfg.template.masking, thinking)

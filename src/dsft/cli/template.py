@@ -96,6 +96,9 @@ def render(
     needs_tokenizer = mode == "train" or template in ("hf", "auto")
     if template == "auto" and tokenizer is None:
         raise DsftError("--template auto detects the family from --tokenizer DIR; give one, or name the template")
+    if template == "hf" and tokenizer is None:  # the default, the DeepSeek tokenizer package, has no chat template
+        raise DsftError("--template hf renders with a model's own chat template: give the model with --tokenizer DIR, "
+                        "or name a DeepSeek family (`dsft template list`)")
     tok_dir = _tokenizer_dir(tokenizer) if tokenizer is not None else None
     tok = _load_tokenizer(tok_dir) if needs_tokenizer else None
     chosen = get_template(detect_template(tok_dir) if template == "auto" else template, tokenizer=tok)
