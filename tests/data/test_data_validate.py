@@ -178,6 +178,13 @@ THINK_IN_USER = "<think> is not allowed in a user message, only in an assistant 
     ({"context": "ctx <think>", "question": "q", "answer": "a"}, None, [f"context: {THINK_IN_USER}"]),
     ({"prompt": "", "completion": "a"}, None, ["prompt: empty user message"]),
     ({"text": " "}, None, ["text: empty assistant message"]),
+    # A character after a leading think block that was split off is counted as the record counts it.
+    ({"conversations": [{"from": "human", "value": "h"}, {"from": "gpt", "value": "<think>\nt\udcc8</think>\n\ng"}]},
+     None, ["conversations[1].value: not valid UTF-8 (byte 0xC8 at character 9)"]),
+    ({"messages": [U, {"role": "assistant", "content": "<think>t</think>\n\nab\udcc8"}]}, None,
+     ["messages[1].content: not valid UTF-8 (byte 0xC8 at character 20)"]),
+    ({"instruction": "i", "output": " <think>t</think>a\udcc8"}, None,
+     ["output: not valid UTF-8 (byte 0xC8 at character 18)"]),
     # A problem of the whole list of turns names the record's list, not messages.
     ({"conversations": []}, None, ["conversations: no messages"]),
     ({"conversations": [{"from": "system", "value": "s"}]}, None,

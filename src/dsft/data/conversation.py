@@ -53,27 +53,41 @@ class Place:
 
     ``at`` names the message (``messages[1]``, ``output``); ``fields`` names a field of it written under another
     name (``(".content", "conversations[1].value")`` for ShareGPT); ``parts`` splits a content joined from several
-    fields (``(("instruction", 0), ("input", 7))``: each field's name and where its text starts, in characters).
+    fields (``(("instruction", 0), ("input", 7))``: each field's name and where its text starts, in characters);
+    ``shifts`` says where a field's text starts in the record's (``(".content", 20)``: the answer after a leading
+    ``<think>`` block that was split off), so that a character it names is counted as the record counts it.
 
     >>> Place("output", ((".content", "output"),)).name(".content: empty assistant message", "")
     'output: empty assistant message'
     >>> Place("instruction and input", parts=(("instruction", 0), ("input", 4))).name(
     ...     ".content: not valid UTF-8 (byte 0xC8 at character 6)", "Add\\n\\n1+\\udcc8")
     'input: not valid UTF-8 (byte 0xC8 at character 2)'
+    >>> Place("output", ((".content", "output"),), shifts=((".content", 12),)).name(
+    ...     ".content: holds the tokenizer's control token '<|EOT|>' (at character 1) as text", "")
+    "output: holds the tokenizer's control token '<|EOT|>' (at character 13) as text"
     """
 
     at: str
     fields: tuple[tuple[str, str], ...] = ()
     parts: tuple[tuple[str, int], ...] = ()
+    shifts: tuple[tuple[str, int], ...] = ()
 
     def name(self, rest: str, content: str) -> str:
         """``rest`` (what follows ``messages[i]`` in a problem) named where it is; ``content``: the message's text."""
+        rest = self._shifted(rest)
         if self.parts and _opens_with_field(rest, ".content"):
             return self._part(rest[len(".content"):], content)
         for key, name in self.fields:
             if _opens_with_field(rest, key):
                 return name + rest[len(key):]
         return self.at + rest
+
+    def _shifted(self, rest: str) -> str:
+        """``rest`` with the character it names counted from where its field's text starts in the record."""
+        for key, shift in self.shifts:
+            if _opens_with_field(rest, key) and (offset := _AT_CHARACTER.search(rest)):
+                return f"{rest[:offset.start(1)]}{int(offset.group(1)) + shift}{rest[offset.end(1):]}"
+        return rest
 
     def _part(self, rest: str, content: str) -> str:
         """The part of a joined content that holds the problem: by the character it names, else by the tag."""

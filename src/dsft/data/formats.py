@@ -159,7 +159,7 @@ def _respelled_place(place: Place, spelled: dict[str, str]) -> Place:
         return place
     parts = tuple((_respelled(name, spelled), start) for name, start in place.parts)
     return Place(" and ".join(name for name, _ in parts) if parts else _respelled(place.at, spelled),
-                 tuple((key, _respelled(name, spelled)) for key, name in place.fields), parts)
+                 tuple((key, _respelled(name, spelled)) for key, name in place.fields), parts, place.shifts)
 
 
 def _unknown_format_hint(view: dict[str, Any]) -> str:
@@ -349,11 +349,38 @@ def _opened(view: dict[str, Any], messages: list[Message], places: list[Place],
                         turns_at=turns_at)
 
 
-def _text_place(field: str, reasoning_field: str | None = None) -> Place:
+def _text_place(field: str, reasoning_field: str | None = None, answer: Any = None) -> Place:
     """Where a message read from one string field is: every problem of its text is that field's (its reasoning
-    ``reasoning_field``'s, when read from a field of its own)."""
+    ``reasoning_field``'s, when read from a field of its own; ``answer``: the field's text, when a leading think
+    block may have been split from it)."""
     reasoning = reasoning_field or field  # validation says .reasoning_content, or .reasoning of its encoding
-    return Place(field, ((".content", field), (".reasoning_content", reasoning), (".reasoning", reasoning)))
+    return Place(field, ((".content", field), (".reasoning_content", reasoning), (".reasoning", reasoning)),
+                 shifts=_think_shifts(answer))
+
+
+def _think_shifts(answer: Any) -> tuple[tuple[str, int], ...]:
+    """Where the answer and the reasoning that :func:`split_inline_think` takes from ``answer`` start in it, in
+    characters (none when it splits nothing), for counting a character of theirs as the record does.
+
+    >>> _think_shifts("<think>\\nAdd.\\n</think>\\n\\n2")
+    (('.content', 23), ('.reasoning_content', 8), ('.reasoning', 8))
+    """
+    if not isinstance(answer, str):
+        return ()
+    reasoning, content = split_inline_think(answer)
+    if reasoning is None:
+        return ()
+    opened = answer.index("<think>") + len("<think>")
+    inner = answer[opened:]
+    at = opened + len(inner) - len(inner.lstrip())  # split_inline_think strips the reasoning
+    return ((".content", len(answer) - len(content)), (".reasoning_content", at), (".reasoning", at))
+
+
+def _turn_place(where: str, turn: Any) -> Place:
+    """Where a ``{role, content}`` turn is; an assistant's content may have had its leading think block split off."""
+    split = (isinstance(turn, dict) and turn.get("role") == "assistant"
+             and turn.get("reasoning_content", turn.get("reasoning")) is None)
+    return Place(where, shifts=_think_shifts(turn.get("content")) if split else ())
 
 
 def _joined_place(first: str, first_text: str, second: str) -> Place:
@@ -382,7 +409,8 @@ def from_messages(view: dict[str, Any]) -> Conversation:
     if not isinstance(raw_messages, list):
         raise FormatProblem(f"messages is {_type_name(raw_messages)}, expected a list")
     messages = [_openai_message(m, f"messages[{i}]") for i, m in enumerate(raw_messages)]
-    return _opened(view, messages, [Place(f"messages[{i}]") for i in range(len(messages))], _tools(view))
+    places = [_turn_place(f"messages[{i}]", turn) for i, turn in enumerate(raw_messages)]
+    return _opened(view, messages, places, _tools(view))
 
 
 def _openai_message(raw: Any, where: str) -> Message:
@@ -462,8 +490,8 @@ def from_conversations(view: dict[str, Any]) -> Conversation:
     if not isinstance(turns, list):
         raise FormatProblem(f"conversations is {_type_name(turns)}, expected a list")
     messages = [_openai_message(t, f"conversations[{i}]") for i, t in enumerate(turns)]
-    return _opened(view, messages, [Place(f"conversations[{i}]") for i in range(len(messages))], _tools(view),
-                   "conversations")
+    places = [_turn_place(f"conversations[{i}]", turn) for i, turn in enumerate(turns)]
+    return _opened(view, messages, places, _tools(view), "conversations")
 
 
 def from_sharegpt(view: dict[str, Any]) -> Conversation:
@@ -490,7 +518,7 @@ def from_sharegpt(view: dict[str, Any]) -> Conversation:
             messages.append(_assistant(value, loss=loss))
         else:
             messages.append(Message(role, value, loss=loss))  # type: ignore[arg-type]
-    return _opened(view, messages, [_sharegpt_place(index) for index in range(len(messages))], _tools(view),
+    return _opened(view, messages, [_sharegpt_place(index, turn) for index, turn in enumerate(turns)], _tools(view),
                    "conversations")
 
 
@@ -519,13 +547,14 @@ def _check_sharegpt_keys(turn: dict[str, Any], where: str) -> None:
                                 f"{texts[0]!r} to 'value'")
 
 
-def _sharegpt_place(index: int) -> Place:
+def _sharegpt_place(index: int, turn: dict[str, Any]) -> Place:
     """A ShareGPT turn: its text (answer, inline reasoning, a function call's JSON) is ``value``, its role ``from``."""
     where = f"conversations[{index}]"
     texts = tuple((key, f"{where}.value") for key in (".content", ".reasoning_content", ".reasoning", ".tool_calls"))
+    answer = SHAREGPT_ROLES[turn["from"]] == "assistant" and turn["from"] != "function_call"
     # A function_call turn's value is the call's JSON, read into tool_calls[0].
     return Place(where, ((".tool_calls[0].function.name", f"{where}.value: function_call name"), *texts,
-                         (".role", f"{where}.from")))
+                         (".role", f"{where}.from")), shifts=_think_shifts(turn["value"]) if answer else ())
 
 
 def _sharegpt_call(value: str, where: str) -> dict[str, Any]:
@@ -554,12 +583,12 @@ def from_alpaca(view: dict[str, Any]) -> Conversation:
         if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
             raise FormatProblem(f"history[{index}] is not a [question, answer] pair")
         messages += [Message("user", _text(pair[0], f"history[{index}][0]")), _assistant(_text(pair[1], f"history[{index}][1]"))]
-        places += [_text_place(f"history[{index}][0]"), _text_place(f"history[{index}][1]")]
+        places += [_text_place(f"history[{index}][0]"), _text_place(f"history[{index}][1]", answer=pair[1])]
     joined = not is_blank(extra_input)  # "input": " " is none
     user = f"{instruction}\n\n{extra_input}" if joined else instruction
     messages += [Message("user", user), _assistant(_text(view["output"], "output"))]
     places += [_joined_place("instruction", instruction, "input") if joined else _text_place("instruction"),
-               _text_place("output")]
+               _text_place("output", answer=view["output"])]
     return _opened(view, messages, places)
 
 
@@ -570,7 +599,8 @@ def _pair(view: dict[str, Any], user_key: str, answer_key: str, reasoning_key: s
         reasoning = _text(view[reasoning_key], reasoning_key)
     answer = _assistant(_text(view[answer_key], answer_key), reasoning)
     places = [user_place or _text_place(user_key),
-              _text_place(answer_key, reasoning_key if reasoning is not None else None)]
+              _text_place(answer_key, reasoning_key, None) if reasoning is not None
+              else _text_place(answer_key, answer=view[answer_key])]
     return _opened(view, [Message("user", _text(view[user_key], user_key)), answer], places)
 
 
