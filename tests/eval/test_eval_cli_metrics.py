@@ -128,3 +128,17 @@ def test_a_file_with_nothing_to_score_is_refused_naming_why(tmp_path: Path, run_
     code, out, err = run_cli(["metrics", "-p", str(mixed), "--json"])
     result = json.loads(out)
     assert code == 0 and result["count"] == 1 and result["skipped"]["not UTF-8 text"] == 1, (out, err)
+
+
+def test_a_nan_or_infinite_prediction_or_reference_is_skipped_not_scored_as_text(tmp_path: Path, run_cli) -> None:
+    """json.dumps writes a float NaN (pandas' missing value) as a bare NaN, which Python's json reads as a float: it was scored
+    as the text 'nan' (a reference 'nan' matched by a prediction 'nan': exact match 1.0 on no answer at all)."""
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"prediction": "4", "reference": "4"}\n{"prediction": "nan", "reference": NaN}\n'
+                    '{"prediction": NaN, "reference": "1"}\n{"prediction": "inf", "reference": Infinity}\n'
+                    '{"prediction": "1", "reference": -Infinity}\n')
+    code, out, _ = run_cli(["metrics", "--predictions", str(path), "--json"])
+    result = json.loads(out)
+    assert code == 0 and result["count"] == 1 and result["exact_match"] == 1.0, result
+    assert result["skipped"] == {"reference is NaN or infinite, not text": 3,
+                                 "prediction is NaN or infinite, not text": 1}, result

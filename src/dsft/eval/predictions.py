@@ -8,7 +8,8 @@ R1 models). The ``predictions.jsonl`` that ``dsft eval`` writes is such a file.
 Bad lines never stop scoring: each is skipped and counted under its reason (``malformed JSON``,
 ``not a JSON object``, ``missing prediction``, ``missing reference``, ``prediction is not text``,
 ``empty reference`` (blank, or nothing outside its ``<think>`` block), ``choices is not a list``, ``not UTF-8
-text``, ...); a file in which no line can be scored is refused.
+text``, ``reference is NaN or infinite, not text`` (the bare ``NaN`` that ``json.dumps`` writes for a float
+NaN, pandas' missing value, is no answer to score nor one to score against), ...); a file in which no line can be scored is refused.
 Blank lines are not records and are ignored. An empty or blank prediction is scored, as an empty
 answer, the way ``dsft eval`` scores a generation that said nothing.
 """
@@ -16,6 +17,7 @@ answer, the way ``dsft eval`` scores a generation that said nothing.
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +37,8 @@ def _text_field(record: dict[str, Any], key: str) -> tuple[str | None, str | Non
     value = record[key]
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         return None, f"{key} is not text"
+    if isinstance(value, float) and not math.isfinite(value):  # a bare NaN/Infinity: a missing value, not "nan"
+        return None, f"{key} is NaN or infinite, not text"
     return str(value), None
 
 
