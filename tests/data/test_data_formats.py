@@ -323,3 +323,12 @@ def test_a_role_in_another_case_is_told_the_role_meant(record: dict, said: str) 
     with pytest.raises(FormatProblem) as info:
         convert(record)
     assert str(info.value) == said
+
+
+@pytest.mark.parametrize("instruction", ["", " \n"])
+def test_an_alpaca_record_with_a_blank_instruction_asks_its_input(instruction: str) -> None:
+    """A blank instruction beside an input made the user turn two newlines and the input: trained on a prompt
+    opening with a blank line, which no inference prompt has."""
+    _, conv = convert({"instruction": instruction, "input": "What is 2+2?", "output": "4"})
+    assert conv.messages[0].content == "What is 2+2?"
+    assert conv.named("messages[0].content: bad") == "input: bad"

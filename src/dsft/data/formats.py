@@ -584,11 +584,14 @@ def from_alpaca(view: dict[str, Any]) -> Conversation:
             raise FormatProblem(f"history[{index}] is not a [question, answer] pair")
         messages += [Message("user", _text(pair[0], f"history[{index}][0]")), _assistant(_text(pair[1], f"history[{index}][1]"))]
         places += [_text_place(f"history[{index}][0]"), _text_place(f"history[{index}][1]", answer=pair[1])]
-    joined = not is_blank(extra_input)  # "input": " " is none
-    user = f"{instruction}\n\n{extra_input}" if joined else instruction
+    if is_blank(extra_input):  # "input": " " is none
+        user, user_place = instruction, _text_place("instruction")
+    elif is_blank(instruction):  # the input alone is the question, not two newlines and it
+        user, user_place = extra_input, _text_place("input")
+    else:
+        user, user_place = f"{instruction}\n\n{extra_input}", _joined_place("instruction", instruction, "input")
     messages += [Message("user", user), _assistant(_text(view["output"], "output"))]
-    places += [_joined_place("instruction", instruction, "input") if joined else _text_place("instruction"),
-               _text_place("output", answer=view["output"])]
+    places += [user_place, _text_place("output", answer=view["output"])]
     return _opened(view, messages, places)
 
 
