@@ -15,11 +15,11 @@ with fewer temporaries; outputs and gradients match the modules' to rounding
 The fused path covers what it can compute exactly: each projection a plain ``nn.Linear`` without bias
 (frozen or trained: LoRA or full fine-tuning), or a peft LoRA ``Linear`` over one with a single active
 vanilla adapter, no dropout, not merged; no ZeRO-3 partitioned weights. Without autocast every weight must be
-in the input's dtype. Under autocast (bf16 training: always on a GPU) the input and the weights are cast to
-autocast's dtype once, before the function, as autocast would cast them for each matmul (the fp32 LoRA
-adapters, a full fine-tune's fp32 master weights), and the function runs with autocast off: every matmul and
-elementwise op in the dtype autocast gives it, each cast's backward returning the gradient in the weight's
-own dtype, as autocast's casts do. Before 2026-11-27 autocast sent every MLP to the module's own forward, so
+in the input's dtype. Under autocast (bf16 training: always on a GPU) the weights are cast to autocast's dtype
+once, before the function, and the input once, inside it, as autocast would cast them for each matmul (the fp32
+LoRA adapters, a full fine-tune's fp32 master weights and residual stream), and the function runs with
+autocast off: every matmul and elementwise op in the dtype autocast gives it, each cast's backward returning
+the gradient in the weight's (or the input's) own dtype, as autocast's casts do. Before 2026-11-27 autocast sent every MLP to the module's own forward, so
 no GPU run (and no ``--precision bf16`` run on CPU) had the saving. Anything else (QLoRA, DoRA, dropout, ...)
 runs the module's own forward.
 """
