@@ -116,3 +116,12 @@ def test_doctor_tells_the_truth_about_the_gguf_verifier(monkeypatch: pytest.Monk
     report = run_doctor(disk_paths=[])
     assert any("GGUF" in line for line in report.cannot)
     assert not any("GGUF" in line and "unverified" not in line for line in report.can)
+
+
+def test_a_model_cache_that_is_a_file_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It said 'ok, 59.3 GiB free at CACHE' while every preset and download would fail there."""
+    (tmp_path / "f").write_text("")
+    monkeypatch.setenv("DSFT_CACHE", str(tmp_path / "f"))
+    (cache, *_) = checks.check_disk(checks.default_disk_paths())
+    assert cache.verdict == "fail" and cache.detail == f"{tmp_path / 'f'} is a file, not a directory", cache
+    assert cache.fix and "DSFT_CACHE" in cache.fix

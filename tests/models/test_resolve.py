@@ -127,3 +127,17 @@ def test_a_missing_checkpoint_or_deep_path_names_what_its_nearest_directory_hold
     with pytest.raises(DsftError) as err:
         check_model_name(str(tmp_path / "runs" / "nope" / "final"))
     assert str(err.value) == f"{tmp_path / 'runs' / 'nope' / 'final'}: no such directory ({tmp_path / 'runs'}/ holds qa)"
+
+
+@pytest.mark.parametrize("under", ["", "cache"])
+def test_a_model_cache_that_is_a_file_is_named_with_what_set_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                under: str) -> None:
+    """DSFT_CACHE pointing at a file (or below one) failed with a bare '.../tiny: Not a directory'."""
+    (tmp_path / "f").write_text("")
+    monkeypatch.setenv("DSFT_CACHE", str(tmp_path / "f" / under))
+    with pytest.raises(DsftError) as caught:
+        resolve_model("tiny-deepseek-llm")
+    where = f"{tmp_path / 'f'}" if not under else f"{tmp_path / 'f' / under}: {tmp_path / 'f'}"
+    assert str(caught.value).startswith(f"DSFT_CACHE: {where} is a file, not a directory"), caught.value
+    with pytest.raises(DsftError, match=r"^model.cache_dir: .* is a file, not a directory"):
+        resolve_model("tiny-deepseek-llm", cache_dir=tmp_path / "f")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-import os
 import platform
 import shutil
 import subprocess
@@ -17,6 +16,8 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from dsft.models.resolve import default_cache_dir, not_a_directory
 
 Verdict = Literal["ok", "info", "warn", "fail"]
 
@@ -209,6 +210,11 @@ def check_disk(paths: list[Path]) -> list[Check]:
     """Free space where models and runs are written."""
     checks = []
     for path in paths:
+        blocker = not_a_directory(path)
+        if blocker is not None:  # nothing can be written there: every model and run would fail
+            checks.append(Check(f"disk {path}", "fail", f"{blocker} is a file, not a directory",
+                                "point DSFT_CACHE at a directory, or move the file"))
+            continue
         existing = path
         while not existing.exists() and existing != existing.parent:
             existing = existing.parent
@@ -229,7 +235,6 @@ def check_disk(paths: list[Path]) -> list[Check]:
 
 def default_disk_paths() -> list[Path]:
     """The model cache (``$DSFT_CACHE`` or ``~/.cache/dsft``) and the current directory (runs)."""
-    cache = os.environ.get("DSFT_CACHE")
-    cache_dir = Path(cache).expanduser() if cache else Path.home() / ".cache" / "dsft"
+    cache_dir = default_cache_dir()
     cwd = Path.cwd()
     return [cache_dir] if cache_dir.resolve() == cwd.resolve() else [cache_dir, cwd]

@@ -40,6 +40,28 @@ def default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "dsft"
 
 
+def not_a_directory(path: Path) -> Path | None:
+    """The first part of ``path`` that exists and is not a directory (a file where a folder must be), else None:
+    for ``f/tiny`` where ``f`` is a file, ``f``; for ``new/tiny`` where neither exists, None."""
+    for part in [path, *path.parents]:
+        if part.exists():
+            return None if part.is_dir() else part
+    return None
+
+
+def check_cache_dir(base: Path, cache_dir: str | Path | None = None) -> None:
+    """Refuse a model cache that cannot hold directories, naming what set it (``model.cache_dir``, ``$DSFT_CACHE``
+    or the default): every preset and conversion failed with a bare ``CACHE/tiny: Not a directory``."""
+    blocker = not_a_directory(base)
+    if blocker is None:
+        return
+    source = ("model.cache_dir" if cache_dir else "DSFT_CACHE" if os.environ.get("DSFT_CACHE")
+              else "the default model cache (set DSFT_CACHE to move it)")
+    where = f"{base}" if blocker == base else f"{base}: {blocker}"
+    raise DsftError(f"{source}: {where} is a file, not a directory; the model cache must be a directory (point it "
+                    "elsewhere, or move the file)")
+
+
 def tiny_preset_dir(name: str, cache_dir: str | Path | None = None) -> Path:
     """Where tiny preset ``name`` lives once materialised: ``CACHE/tiny/NAME``."""
     base = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
@@ -55,6 +77,7 @@ def materialise_tiny(name: str, cache_dir: str | Path | None = None) -> Path:
     final = tiny_preset_dir(name, cache_dir)
     if _is_complete(final):
         return final
+    check_cache_dir(final.parent.parent, cache_dir)
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=final.parent))
     hide_local_weight_bars()
