@@ -332,3 +332,16 @@ def test_an_alpaca_record_with_a_blank_instruction_asks_its_input(instruction: s
     _, conv = convert({"instruction": instruction, "input": "What is 2+2?", "output": "4"})
     assert conv.messages[0].content == "What is 2+2?"
     assert conv.named("messages[0].content: bad") == "input: bad"
+
+
+@pytest.mark.parametrize(("context", "question", "user", "where"), [
+    (" ", "Why?", "Why?", "question"), ("Fever for 3 days.", "", "Fever for 3 days.", "context"),
+    ("Fever for 3 days.", "Why?", "Fever for 3 days.\n\nWhy?", "context"),
+])
+def test_a_context_qa_record_joins_only_the_parts_that_show(context: str, question: str, user: str,
+                                                            where: str) -> None:
+    """A context of spaces made the user turn '  \\n\\nWhy?', and an empty question 'Fever for 3 days.\\n\\n': prompts
+    with blank lines no inference prompt has, kept without a word."""
+    _, conv = convert({"context": context, "question": question, "answer": "A"})
+    assert conv.messages[0].content == user
+    assert conv.named("messages[0].content: unclosed <think> block").startswith(where)

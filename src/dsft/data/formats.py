@@ -611,9 +611,12 @@ def from_context_qa(view: dict[str, Any]) -> Conversation:
     """context/question/answer: the user turn is the context, a blank line, then the question."""
     context = _text(view.get("context"), "context", optional=True)
     question = _text(view["question"], "question")
-    place = _joined_place("context", context, "question") if context else None
-    return _pair({**view, "question": f"{context}\n\n{question}" if context else question}, "question", "answer",
-                 user_place=place)
+    if is_blank(context):  # "context": " " is none
+        return _pair(view, "question", "answer")
+    if is_blank(question):  # the context alone is the prompt, not it and two newlines
+        return _pair({**view, "question": context}, "question", "answer", user_place=_text_place("context"))
+    return _pair({**view, "question": f"{context}\n\n{question}"}, "question", "answer",
+                 user_place=_joined_place("context", context, "question"))
 
 
 CONVERTERS: dict[str, Callable[[dict[str, Any]], Conversation]] = {
