@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from ui_browser import free_port
 
 from dsft.ui import runs
 from dsft.ui.app import create_app
+from dsft.ui.request_bodies import MAX_BODY_BYTES
 
 HTML = {"accept": "text/html"}
 
@@ -289,3 +291,49 @@ def test_a_body_that_is_not_json_is_named_as_such(runs_root: Path) -> None:
     assert answer.status_code == 400
     assert answer.json()["error"].startswith("the request body is not valid JSON (Expecting property name"), \
         answer.json()
+
+
+JSON_ROUTES = ["/api/runs", "/api/chat", "/api/chat/stream", "/api/mask", "/api/prepare", "/api/compare", "/api/export"]
+
+
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", None])
+@pytest.mark.parametrize("path", JSON_ROUTES)
+def test_a_body_not_sent_as_json_names_the_header(runs_root: Path, path: str, content_type: str | None) -> None:
+    """``curl -d '{...}'`` sends a form: the answer was pydantic's 'body: Input should be a valid dictionary'."""
+    headers = {"x-dsft-ui": "1", **({"content-type": content_type} if content_type else {})}
+    answer = client(runs_root).post(path, content=b'{"run": "alpha"}', headers=headers)
+    assert answer.status_code == 400
+    message = answer.json()["error"]
+    assert message.startswith("the request body must be JSON sent with Content-Type: application/json; "), message
+    assert (content_type or "no Content-Type header") in message and "-H 'Content-Type: application/json'" in message
+
+
+@pytest.mark.parametrize(("body", "kind"), [(b"[1, 2]", "an array"), (b'"alpha"', "a string"), (b"null", "null")])
+@pytest.mark.parametrize("path", JSON_ROUTES)
+def test_a_json_body_that_is_not_an_object_says_what_it_is(runs_root: Path, path: str, body: bytes, kind: str) -> None:
+    answer = client(runs_root).post(path, content=body, headers={"x-dsft-ui": "1", "content-type": "application/json"})
+    assert answer.status_code == 400
+    assert re.fullmatch(r"the request body must be a JSON object, e\.g\. \{.*\}; this one is " + kind,
+                        answer.json()["error"]), answer.json()
+
+
+def test_an_empty_or_undecodable_or_huge_body_says_so(runs_root: Path) -> None:
+    """An empty body was 'body: Field required', GBK 'POST /api/chat: There was an error parsing the body', and a
+    body of any size was read whole (a run name of megabytes then failed the file system: a 500)."""
+    c = client(runs_root)
+    headers = {"x-dsft-ui": "1", "content-type": "application/json"}
+    answer = c.post("/api/chat", content=b"", headers=headers)
+    assert (answer.status_code, answer.json()["error"]) == (
+        400, 'the request body is empty; send the fields as a JSON object, e.g. {"run": "...", "messages": [...]}')
+    answer = c.post("/api/chat", content='{"run": "发"}'.encode("gbk"), headers=headers)
+    assert answer.status_code == 400
+    assert answer.json()["error"].startswith("the request body is not valid UTF-8 (byte 0xB7 at byte 9); it reads as "
+                                             "GBK/GB18030"), answer.json()
+    huge = b'{"run": "' + b"a" * MAX_BODY_BYTES + b'"}'
+    answer = c.post("/api/export", content=huge, headers=headers)
+    assert answer.status_code == 413
+    assert answer.json()["error"] == (f"the request body has {len(huge)} bytes; this server accepts at most "
+                                      f"{MAX_BODY_BYTES}; data files go through /api/data/upload")
+    # A data file is no JSON form: the upload takes one larger than the cap.
+    answer = c.post("/api/data/upload", params={"name": "big.jsonl"}, content=huge, headers={"x-dsft-ui": "1"})
+    assert answer.status_code == 200 and answer.json()["bytes"] == len(huge)

@@ -7,7 +7,10 @@ refused as soon as it passes the cap, before the route has seen any of it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+from starlette.responses import Response
 
 from dsft.serve.openai_errors import error_response
 
@@ -15,12 +18,18 @@ Scope = dict[str, Any]
 Message = dict[str, Any]
 
 
-class BodySizeLimit:
-    """Refuse HTTP request bodies larger than ``max_bytes`` with OpenAI's error shape and status 413."""
+def _openai_refusal(message: str) -> Response:
+    return error_response(413, message, code="request_too_large")
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
+
+class BodySizeLimit:
+    """Refuse HTTP request bodies larger than ``max_bytes`` with status 413, in OpenAI's error shape unless
+    ``refusal`` (message -> response) gives the app's own (the dashboard's ``{"error": MESSAGE}``)."""
+
+    def __init__(self, app: Any, max_bytes: int, refusal: Callable[[str], Response] = _openai_refusal) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.refusal = refusal
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -56,7 +65,7 @@ class BodySizeLimit:
     async def _refuse(self, scope: Scope, receive: Any, send: Any, size: int) -> None:
         message = (f"the request body has {'at least ' if _content_length(scope) is None else ''}{size} bytes; "
                    f"this server accepts at most {self.max_bytes}")
-        await error_response(413, message, code="request_too_large")(scope, receive, send)
+        await self.refusal(message)(scope, receive, send)
 
 
 def _content_length(scope: Scope) -> int | None:

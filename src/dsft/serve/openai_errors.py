@@ -78,7 +78,8 @@ def validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     return "; ".join(problems) or "invalid request", first_param
 
 
-def _body_missing(exc: RequestValidationError) -> bool:
+def body_missing(exc: RequestValidationError) -> bool:
+    """Whether the request came with no body at all (FastAPI's 'body: Field required')."""
     return any(err.get("type") == "missing" and tuple(err.get("loc", ())) == ("body",) for err in exc.errors())
 
 
@@ -101,7 +102,7 @@ _JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a num
                type(None): "null"}
 
 
-def _body_not_an_object(exc: RequestValidationError) -> tuple[bool, Any]:
+def body_not_an_object(exc: RequestValidationError) -> tuple[bool, Any]:
     """Whether the body as a whole is not a JSON object, and what it was (bytes: FastAPI did not parse it)."""
     for err in exc.errors():
         if tuple(err.get("loc", ())) == ("body",) and err.get("type") in ("model_attributes_type", "dict_type"):
@@ -153,9 +154,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         # OpenAI and vLLM answer malformed bodies with 400, not FastAPI's default 422.
-        if _body_missing(exc):
+        if body_missing(exc):
             return error_response(400, _missing_body_message(request), None, "invalid_request")
-        not_an_object, body = _body_not_an_object(exc)
+        not_an_object, body = body_not_an_object(exc)
         if not_an_object:
             message = body_not_an_object_message(body, request.headers.get("content-type"), _body_example(request))
             return error_response(400, message, None, "invalid_request")

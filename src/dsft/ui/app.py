@@ -37,6 +37,7 @@ from dsft.ui.chat import ChatEngines, serve_settings, sources
 from dsft.ui.job_routes import add_job_routes
 from dsft.ui.paths import OutsideRoot, inside_root, shown
 from dsft.ui.processes import CannotStop
+from dsft.ui.request_bodies import JsonBodyLimit, body_refusal, undecodable_refusal
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "dsft_ui_key"
@@ -68,6 +69,7 @@ def create_app(root: Path, api_key: str | None = None, allowed_hosts: list[str] 
     app.state.root = root
     app.state.chat = engines
     app.state.poll_s = poll_s
+    app.add_middleware(JsonBodyLimit)  # inside _Auth: a request without the key is refused before its size matters
     app.add_middleware(_Auth, api_key=api_key)
     if allowed_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
@@ -80,12 +82,12 @@ def create_app(root: Path, api_key: str | None = None, allowed_hosts: list[str] 
     async def no_route(request: Request, exc: StarletteHTTPException) -> Response:
         # An address no route serves: the dashboard's error page (or its {"error"}), not the bare {"detail"}.
         message = (f"{request.url.path}: no such page" if exc.status_code == 404 else
-                   f"{request.method} {request.url.path}: {exc.detail}")
+                   undecodable_refusal(exc) or f"{request.method} {request.url.path}: {exc.detail}")
         return _error(request, exc.status_code, message)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> Response:
-        return _error(request, 400, validation_message(exc)[0])  # as dsft serve says it (invalid JSON named)
+        return _error(request, 400, body_refusal(request, exc))  # as dsft serve says it (invalid JSON named)
 
     @app.exception_handler(DsftError)
     async def dsft_error(request: Request, exc: DsftError) -> Response:
