@@ -177,7 +177,7 @@ THINK_IN_USER = "<think> is not allowed in a user message, only in an assistant 
      ["Complex_CoT: not valid UTF-8 (byte 0xC8 at character 1)"]),
     ({"context": "ctx <think>", "question": "q", "answer": "a"}, None, [f"context: {THINK_IN_USER}"]),
     ({"prompt": "", "completion": "a"}, None, ["prompt: empty user message"]),
-    ({"text": " "}, None, ["text: empty assistant message"]),
+    ({"text": " "}, None, ["text: empty text"]),  # a pre-training text has no assistant message to speak of
     # A character after a leading think block that was split off is counted as the record counts it.
     ({"conversations": [{"from": "human", "value": "h"}, {"from": "gpt", "value": "<think>\nt\udcc8</think>\n\ng"}]},
      None, ["conversations[1].value: not valid UTF-8 (byte 0xC8 at character 9)"]),

@@ -59,8 +59,10 @@ def validate_conversation(conversation: Conversation) -> list[str]:
     if not isinstance(messages, list) or not messages:
         return ["messages: no messages"]
     problems: list[str] = []
+    # A plain-text record's one message is its text, not a turn of a chat: an empty one is said so.
+    empty = "empty text" if conversation.meta.get("kind") == "text" else None
     for index, message in enumerate(messages):
-        problems += _message_problems(message, f"messages[{index}]")
+        problems += _message_problems(message, f"messages[{index}]", empty)
     if problems:
         return problems  # order checks need sane messages
     problems += _order_problems(conversation)
@@ -93,7 +95,7 @@ def nothing_trained(conversation: Conversation, masking: str) -> str | None:
             "which has loss: false: nothing to train on")
 
 
-def _message_problems(message: Message, where: str) -> list[str]:
+def _message_problems(message: Message, where: str, empty: str | None = None) -> list[str]:
     if message.role not in ROLES:
         return [f"{where}.role: unknown role {message.role!r}"]
     problems: list[str] = []
@@ -111,7 +113,7 @@ def _message_problems(message: Message, where: str) -> list[str]:
         return problems
     problems += _think_problems(message, where)
     if is_blank(message.content) and not (message.role == "assistant" and message.tool_calls):
-        problems.append(f"{where}.content: empty {message.role} message")
+        problems.append(f"{where}.content: {empty or f'empty {message.role} message'}")
     if message.tool_calls and message.role != "assistant":
         problems.append(f"{where}.tool_calls: only assistant messages may call tools")
     for number, call in enumerate(message.tool_calls or []):
