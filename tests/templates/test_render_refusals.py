@@ -103,3 +103,19 @@ def test_the_tokenizer_package_is_refused_where_a_model_s_own_template_is_needed
     code, heavy, err = _dsft(args(tmp_path), tmp_path)
     assert code == 2 and err.startswith(f"error: {expected}") and "Traceback" not in err, err
     assert heavy == [], f"the refusal came after {heavy} was imported"
+
+
+NAMELESS_TOKENIZER_CASES = [
+    ("render", lambda t: ["template", "render", "--template", "deepseek-r1", "--mode", "train",
+                          "--messages", _messages(t, WITH_TOOL_TURN[-1:]), "--tokenizer", "tiny-deepsek-v3"]),
+    ("inspect", lambda t: ["data", "inspect", _records(t, []), "--tokenizer", "tiny-deepsek-v3"]),
+]
+
+
+@pytest.mark.parametrize("args", [c[1] for c in NAMELESS_TOKENIZER_CASES], ids=[c[0] for c in NAMELESS_TOKENIZER_CASES])
+def test_a_tokenizer_that_names_nothing_is_refused_under_its_flag(tmp_path: Path, args) -> None:
+    """It said `model 'tiny-deepsek-v3': not a local directory, ...`, naming no flag, where `dsft data prepare`
+    says `--tokenizer: model ...`."""
+    code, heavy, err = _dsft(args(tmp_path), tmp_path)
+    assert code == 2 and err.startswith("error: --tokenizer: model 'tiny-deepsek-v3': not a local directory"), err
+    assert heavy == [] and "Traceback" not in err, (heavy, err)

@@ -203,6 +203,8 @@ def inspect_command(
             raise DsftError(f"{conversation.meta.get('origin', source)}: {exc}") from None
     # A prepared directory renders with the tokenizer that counted its tokens, unless told otherwise; with
     # template auto the family is detected from the model's own tokenizer (the tokenizer package has no template).
+    if tokenizer not in (None, "deepseek"):
+        _check_tokenizer_name(tokenizer, cfg)  # a name that names nothing, under its flag, before anything loads
     if tokenizer is None and config is None and name != "auto":
         tokenizer = prepared_tokenizer(source)
     loaded = load_tokenizer_for(tokenizer, cfg)

@@ -39,9 +39,13 @@ def _tokenizer_dir(spec: str) -> Path:
     if path.is_dir():
         return path
     try:
-        from dsft.models.resolve import resolve_model
+        from dsft.models.resolve import check_model_name, resolve_model
     except ImportError:  # pragma: no cover - resolving presets ships with dsft.models
         raise DsftError(f"--tokenizer: {spec} is not a directory") from None
+    try:
+        check_model_name(spec)  # names nothing: said under the flag, before anything loads
+    except DsftError as exc:
+        raise DsftError(f"--tokenizer: {exc}") from None
     return resolve_model(spec)
 
 
