@@ -28,6 +28,8 @@ def sweep(
     launch: str = typer.Option("local", "--launch", help="local (trials one after another here), script "
                                "(launch.sh, one dsft train per trial) or slurm (a job array)."),
     collect: bool = typer.Option(False, "--collect", help="Read the trials of a launched sweep and write the report."),
+    resume: bool = typer.Option(False, "--resume", help="Continue a stopped sweep in --out (the command that started "
+                                "it): ended trials kept, the stopped one from its checkpoint, then the rest."),
     set_: list[str] = typer.Option([], "--set", help="Override a key for every trial (repeatable)."),
     preset: str | None = typer.Option(None, "--preset", help="Size preset for every trial (see `dsft config preset`)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random/TPE sampler."),
@@ -60,7 +62,7 @@ def sweep(
                 check_launched(cfg, environment, str(config), "dsft sweep", set_)
 
         request = SweepRequest(config, set_, preset, build_space(grid, range_), out, sampler, trials, prune,
-                               launch, seed, progress=False, check=check)
+                               launch, seed, progress=False, check=check, resume=resume)
         check_request(request)
         from dsft.sweep.runner import run_sweep  # torch: only once the request and every trial config are good
 

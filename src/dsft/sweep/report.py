@@ -43,16 +43,18 @@ class Sweep:
     sampler: str
     trials: list[Trial] = field(default_factory=list)
     best: int | None = None  # number of the best trial
+    # What the sweep was asked (SweepRequest.record), which --resume compares; None for a sweep written before.
+    request: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"metric": self.metric, "greater_is_better": self.greater_is_better, "sampler": self.sampler,
-                "best": self.best, "trials": [asdict(t) for t in self.trials]}
+                "best": self.best, "trials": [asdict(t) for t in self.trials], "request": self.request}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Sweep":
         trials = [Trial(**t) for t in data.get("trials", [])]
         return cls(data["metric"], bool(data["greater_is_better"]), data.get("sampler", "grid"), trials,
-                   data.get("best"))
+                   data.get("best"), data.get("request"))
 
 
 def best_evaluation(run_dir: str | Path, key: str, greater_is_better: bool) -> tuple[float | None, int | None, int | None]:

@@ -4,6 +4,7 @@ config or grid value is refused before the runner (:mod:`dsft.sweep.runner`) imp
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from dsft.errors import ConfigError, DsftError, UnsupportedError
 from dsft.sweep.report import SWEEP_FILE
 from dsft.sweep.space import MAX_CORNERS, SearchSpace, overrides_of
 from dsft.training.environment import environment_problems
+from dsft.training.resume import changed_settings
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +43,17 @@ class SweepRequest:
     launch: str = "local"
     seed: int = 0
     progress: bool = False
+    resume: bool = False  # continue the stopped sweep in ``out`` (see check_resumable)
     # Checks a trial's config before anything runs (the CLI passes dsft.plan.preflight: the sweep package
     # sits below plan in the layers); the default checks only this machine's optimizer and trackers.
     check: Callable[[DsftConfig], None] | None = None
+
+    def record(self, base: DsftConfig) -> dict[str, Any]:
+        """What decides the trials a sweep runs, kept in sweep.json so that ``--resume`` continues the same sweep
+        (the trial budget is not in it: a resumed random/TPE sweep may be given more trials)."""
+        return {"sampler": self.sampler, "seed": self.seed, "prune": self.prune,
+                "grid": dict(self.space.choices), "range": [axis.text(k) for k, axis in self.space.ranges.items()],
+                "config": base.model_dump(mode="json")}
 
     def trial_config(self, params: dict[str, Any], prepared: Path | None) -> DsftConfig:
         data = [f"data.prepared_dir={prepared}"] if prepared is not None else []
@@ -88,8 +98,11 @@ def check_request(request: SweepRequest) -> DsftConfig:
         and holds_only_prepared_output(out / DATA_DIR)
     if out.exists() and any(out.iterdir()) and not (out / SWEEP_FILE).is_file() and not stopped_preparing:
         raise DsftError(f"--out {out}: exists, is not empty and holds no sweep; choose a new directory")
-    if (out / SWEEP_FILE).is_file():
-        raise DsftError(f"--out {out}: already holds a sweep; choose a new directory (or --collect its results)")
+    if request.resume:
+        check_resumable(request, base)
+    elif (out / SWEEP_FILE).is_file():
+        raise DsftError(f"--out {out}: already holds a sweep; choose a new directory (or --collect its results, or "
+                        "--resume it if it stopped)")
     # Every trial config is validated before any data is read or any model loaded: each grid point, or each
     # value and corner of the space a random/TPE sampler draws from (else a bad one fails hours into the sweep).
     if request.sampler != "grid" and not request.space.corners_checked():
@@ -111,6 +124,29 @@ def check_request(request: SweepRequest) -> DsftConfig:
                                      place, ranges)
             raise ConfigError(f"{source}: {len(error.problems)} problem(s)", error.problems) from None
     return base
+
+
+def check_resumable(request: SweepRequest, base: DsftConfig) -> None:
+    """Refuse ``--resume`` where there is no sweep to continue, or one asked for something else (the differences
+    named): its finished trials would be mixed with trials of another search."""
+    out = request.out
+    if request.launch != "local":
+        raise ConfigError(f"--resume --launch {request.launch}: launched trials are continued one by one (dsft train "
+                          "TRIAL/config.yaml --out TRIAL --resume auto), then read with --collect")
+    if not (out / SWEEP_FILE).is_file():
+        raise DsftError(f"--resume: --out {out} holds no sweep ({SWEEP_FILE} missing); start it without --resume")
+    recorded = json.loads((out / SWEEP_FILE).read_text(encoding="utf-8")).get("request")
+    if recorded is None:
+        raise DsftError(f"--resume: {out / SWEEP_FILE} was written before sweeps recorded what they were asked, so "
+                        "this command cannot be checked against it; continue its stopped trial with dsft train "
+                        "TRIAL/config.yaml --out TRIAL --resume auto, then dsft sweep --collect")
+    asked = json.loads(json.dumps(request.record(base)))  # as sweep.json holds it
+    changed = [f"config {line}" for line in changed_settings(recorded.pop("config", {}), asked.pop("config"))]
+    changed += [f"--{key}: {recorded.get(key)} -> {value}" for key, value in asked.items()
+                if recorded.get(key) != value]
+    if changed:
+        raise DsftError(f"--resume: {out} holds a sweep asked for something else; run the command that started it "
+                        "(the trial budget may change), or start a new --out directory", changed)
 
 
 def checked_points(request: SweepRequest) -> list[tuple[dict[str, Any], str | None]]:

@@ -15,6 +15,7 @@ and ``collect_sweep`` reads the finished trials back into the report.
 
 from __future__ import annotations
 
+import json
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,9 +34,14 @@ from dsft.models.loading import load_tokenizer
 from dsft.models.resolve import resolve_model
 from dsft.sweep.report import SWEEP_FILE, Sweep, Trial, best_evaluation, choose_best, write_report
 from dsft.sweep.request import DATA_DIR, SweepRequest, check_request, checked_points, trial_name
+from dsft.training.checkpointing import checkpoint_step
 from dsft.training.run import run_training
 from dsft.training.rundir import NOT_STARTED, RunDir
 from dsft.training.setup import check_lora_targets
+
+# Trial statuses that a sweep's --resume keeps (a stopped trial runs again, from its checkpoint).
+ENDED = ("finished", "pruned", "failed")
+
 
 def prepare_sweep_data(base: DsftConfig, out: Path) -> Path:
     """Run the data pipeline once for every trial (or reuse ``data.prepared_dir``); refuse an empty val split."""
@@ -59,7 +65,8 @@ def run_sweep(request: SweepRequest) -> Sweep:
     """Run (or, for separate launches, write) every trial; write and return the report."""
     base = check_request(request)
     points = request.space.grid() if request.sampler == "grid" else []
-    sweep = Sweep(base.eval.metric_key(), base.eval.higher_is_better(), request.sampler)
+    sweep = Sweep(base.eval.metric_key(), base.eval.higher_is_better(), request.sampler, request=request.record(base))
+    kept = kept_trials(request.out) if request.resume else []
     checked = set()
     for cfg in [base, *(request.trial_config(params, None) for params, _ in checked_points(request))]:
         key = (cfg.train.method, cfg.lora.model_dump_json())
@@ -75,13 +82,25 @@ def run_sweep(request: SweepRequest) -> Sweep:
     shared = TrialsShared()
     if request.sampler == "grid":
         for number, params in enumerate(points):
+            if number < len(kept):  # --resume: ended before the stop, as recorded
+                sweep.trials.append(kept[number])
+                continue
             sweep.trials.append(_run_trial(request, sweep, number, params, prepared, shared,
                                            last_trial=number == len(points) - 1))
             write_report(sweep, request.out)  # the report is current after every trial
     else:
-        _run_optuna(request, sweep, prepared, shared)
+        _run_optuna(request, sweep, prepared, shared, kept)
     write_report(sweep, request.out)
     return sweep
+
+
+def kept_trials(out: Path) -> list[Trial]:
+    """The trials of the sweep in ``out`` that ``--resume`` keeps: those that ended (finished, pruned or failed)
+    before the stop, in order. The stopped trial, and any after it, run again: the stopped one from its newest
+    checkpoint (``_run_trial``)."""
+    recorded = Sweep.from_json(json.loads((out / SWEEP_FILE).read_text(encoding="utf-8"))).trials
+    ended = [trial.status in ENDED for trial in recorded]
+    return recorded[: ended.index(False) if False in ended else len(recorded)]
 
 
 @dataclass
@@ -104,7 +123,9 @@ def _run_trial(request: SweepRequest, sweep: Sweep, number: int, params: dict[st
         # Inside: a drawn value the search-space check did not probe fails this trial, which sweep.json keeps.
         cfg = request.trial_config(params, prepared)
         rewards = objective_rewards(cfg)  # GRPO's; weights: in the config
-        result = run_training(cfg, run_dir, progress=request.progress, split_cache=shared.splits,
+        # --resume: a trial the stop left with a checkpoint continues from it (one without starts over).
+        resume = "auto" if request.resume and RunDir(run_dir).checkpoints() else None
+        result = run_training(cfg, run_dir, resume=resume, progress=request.progress, split_cache=shared.splits,
                               reward_funcs=rewards, said_notices=shared.notices,
                               extra_callbacks=training_eval_callbacks(cfg, run_dir) + list(extra or []))
         trial.status = "stopped" if result.stopped_by_signal else "finished"
@@ -141,7 +162,17 @@ class OptunaPruning(TrainerCallback):
             control.should_training_stop = True
 
 
-def _run_optuna(request: SweepRequest, sweep: Sweep, prepared: Path, shared: TrialsShared) -> None:
+def report_evaluations(optuna_trial: Any, run_dir: Path, key: str, up_to: int | None = None) -> None:
+    """Report to ``optuna_trial`` each evaluation ``run_dir`` logged (steps after the start, up to ``up_to``), as
+    :class:`OptunaPruning` reported them while it trained: a resumed sweep's sampler and pruner see the trials
+    it keeps as they were."""
+    for row in RunDir(run_dir).metrics():
+        step, value = int(row.get("step", 0)), row.get(key)
+        if step > 0 and isinstance(value, (int, float)) and (up_to is None or step <= up_to):
+            optuna_trial.report(float(value), step)
+
+
+def _run_optuna(request: SweepRequest, sweep: Sweep, prepared: Path, shared: TrialsShared, kept: list[Trial]) -> None:
     try:
         import optuna  # optional dependency (dsft[sweep]): only random/TPE sweeps need it
     except ImportError:
@@ -154,7 +185,7 @@ def _run_optuna(request: SweepRequest, sweep: Sweep, prepared: Path, shared: Tri
     study = optuna.create_study(direction="maximize" if sweep.greater_is_better else "minimize",
                                 sampler=sampler, pruner=pruner)
 
-    def objective(optuna_trial: Any) -> float:
+    def suggest(optuna_trial: Any) -> dict[str, Any]:
         params: dict[str, Any] = {}
         for key, values in request.space.choices.items():
             params[key] = optuna_trial.suggest_categorical(key, values)
@@ -164,6 +195,31 @@ def _run_optuna(request: SweepRequest, sweep: Sweep, prepared: Path, shared: Tri
                 params[key] = optuna_trial.suggest_int(key, int(low), int(high))
             else:
                 params[key] = optuna_trial.suggest_float(key, low, high, log=axis.kind == "log")
+        return params
+
+    # --resume: the kept trials are asked and told again, in order, with what they reported, so the sampler and the
+    # pruner stand where they stood at the stop and draw the next trials as the sweep would have drawn them.
+    for trial in kept:
+        optuna_trial = study.ask()
+        params = suggest(optuna_trial)
+        if params != trial.params:  # a sampler that draws otherwise for the same seed and history (another Optuna)
+            raise DsftError(f"--resume: {trial.name} was drawn as {trial.params}, the sampler now draws {params} "
+                            "in its place; start a new --out directory")
+        report_evaluations(optuna_trial, Path(trial.run_dir), sweep.metric)
+        if trial.status == "pruned":
+            study.tell(optuna_trial, state=optuna.trial.TrialState.PRUNED)
+        elif trial.status == "finished" and trial.value is not None:
+            study.tell(optuna_trial, trial.value)
+        else:  # failed, or logged no value: the objective raised DsftError, which optimize records as failed
+            study.tell(optuna_trial, state=optuna.trial.TrialState.FAIL)
+        sweep.trials.append(trial)
+
+    def objective(optuna_trial: Any) -> float:
+        params = suggest(optuna_trial)
+        run_dir = request.out / trial_name(optuna_trial.number)
+        checkpoints = RunDir(run_dir).checkpoints() if request.resume else []
+        if checkpoints:  # the stopped trial: its evaluations up to the checkpoint it continues from
+            report_evaluations(optuna_trial, run_dir, sweep.metric, checkpoint_step(checkpoints[-1]))
         pruning = OptunaPruning(optuna_trial, sweep.metric)
         trial = _run_trial(request, sweep, optuna_trial.number, params, prepared, shared,
                            last_trial=optuna_trial.number == request.trials - 1, extra=[pruning])
@@ -177,7 +233,7 @@ def _run_optuna(request: SweepRequest, sweep: Sweep, prepared: Path, shared: Tri
             raise DsftError(f"{trial.name}: logged no {sweep.metric} ({trial.status}: {trial.error or 'no evaluation'})")
         return trial.value
 
-    study.optimize(objective, n_trials=request.trials, catch=(DsftError,))
+    study.optimize(objective, n_trials=max((request.trials or 0) - len(kept), 0), catch=(DsftError,))
 
 
 def _write_launch_files(request: SweepRequest, sweep: Sweep, points: list[dict[str, Any]], prepared: Path) -> None:
@@ -209,8 +265,6 @@ def _write_launch_files(request: SweepRequest, sweep: Sweep, points: list[dict[s
 
 def collect_sweep(out: Path) -> Sweep:
     """Read every trial of a sweep back from its run directory and rewrite the report."""
-    import json
-
     path = out / SWEEP_FILE
     if not path.is_file():
         raise DsftError(f"--out {out}: holds no sweep ({SWEEP_FILE} missing)")

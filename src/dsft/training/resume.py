@@ -94,6 +94,16 @@ def applied_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return _changes(old, new, applied=True)
 
 
+def changed_settings(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``key: old -> new`` for every key whose value differs between two resolved configs.
+
+    >>> changed_settings({"train": {"lr": 1e-4, "seed": 1}}, {"train": {"lr": 5e-5, "seed": 1}})
+    ['train.lr: 0.0001 -> 5e-05']
+    """
+    a, b = _flatten(old), _flatten(new)
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}".replace("'", "") for k in config_differences(old, new)]
+
+
 def _changes(old: dict[str, Any], new: dict[str, Any], applied: bool) -> list[str]:
     a, b = _flatten(old), _flatten(new)
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}".replace("'", "") for k in config_differences(old, new)
