@@ -112,7 +112,7 @@ def test_a_file_with_nothing_to_score_is_refused_naming_why(tmp_path: Path, run_
     data = write_lines(tmp_path / "train.jsonl", [{"prompt": "q", "completion": "a"}] * 3)
     code, out, err = run_cli(["metrics", "-p", str(data), "--json"])
     assert code == 2 and out == "" and "Traceback" not in err, err
-    assert f"predictions file {data}: no line can be scored (missing prediction 3); each line needs a prediction " \
+    assert f"predictions file {data}: no line can be scored (missing prediction 3, first at line 1); each line needs a prediction " \
            "and a reference" in err, err
     empty = write_lines(tmp_path / "empty.jsonl", ["", "  "])
     code, _, err = run_cli(["metrics", "-p", str(empty)])
@@ -120,7 +120,7 @@ def test_a_file_with_nothing_to_score_is_refused_naming_why(tmp_path: Path, run_
     gbk = tmp_path / "gbk.jsonl"
     gbk.write_bytes(json.dumps({"prediction": "发热", "reference": "发热"}, ensure_ascii=False).encode("gb18030"))
     code, _, err = run_cli(["metrics", "-p", str(gbk)])
-    assert code == 2 and "(not UTF-8 text 1)" in err and "it reads as GBK/GB18030 Chinese" in err, err
+    assert code == 2 and "(not UTF-8 text 1, first at line 1)" in err and "it reads as GBK/GB18030 Chinese" in err, err
     # One such line among good ones is counted, not scored as replacement characters; a byte-order mark is no line.
     mixed = tmp_path / "mixed.jsonl"
     mixed.write_bytes(b"\xef\xbb\xbf" + json.dumps({"prediction": "a", "reference": "a"}).encode() + b"\n"
@@ -131,8 +131,8 @@ def test_a_file_with_nothing_to_score_is_refused_naming_why(tmp_path: Path, run_
 
 
 def test_a_nan_or_infinite_prediction_or_reference_is_skipped_not_scored_as_text(tmp_path: Path, run_cli) -> None:
-    """json.dumps writes a float NaN (pandas' missing value) as a bare NaN, which Python's json reads as a float: it was scored
-    as the text 'nan' (a reference 'nan' matched by a prediction 'nan': exact match 1.0 on no answer at all)."""
+    """json.dumps writes a float NaN (pandas' missing value) as a bare NaN, which Python's json reads as a float: it
+    was scored as the text 'nan' (a reference 'nan' matched by a prediction 'nan': exact match 1.0 on no answer)."""
     path = tmp_path / "p.jsonl"
     path.write_text('{"prediction": "4", "reference": "4"}\n{"prediction": "nan", "reference": NaN}\n'
                     '{"prediction": NaN, "reference": "1"}\n{"prediction": "inf", "reference": Infinity}\n'
@@ -142,3 +142,11 @@ def test_a_nan_or_infinite_prediction_or_reference_is_skipped_not_scored_as_text
     assert code == 0 and result["count"] == 1 and result["exact_match"] == 1.0, result
     assert result["skipped"] == {"reference is NaN or infinite, not text": 3,
                                  "prediction is NaN or infinite, not text": 1}, result
+
+
+def test_a_file_with_nothing_to_score_names_the_first_line_of_each_reason(tmp_path: Path, run_cli) -> None:
+    """The refusal counted each reason ('missing reference 2, malformed JSON 1') without saying where a line is."""
+    path = write_lines(tmp_path / "p.jsonl", ["", {"prediction": "a"}, "{not json", {"prediction": "b"}])
+    code, _, err = run_cli(["metrics", "-p", str(path)])
+    assert code == 2 and f"predictions file {path}: no line can be scored (missing reference 2, first at line 2; " \
+        "malformed JSON 1, first at line 3); each line needs" in " ".join(err.split()), err

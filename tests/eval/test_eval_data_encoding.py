@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from dsft.errors import DsftError
 from dsft.eval.eval_set import load_eval_set
 
 CHINESE = {"Question": "儿童发热3天伴皮疹，诊断是？", "Complex_CoT": "Koplik斑是麻疹的特征。", "Response": "麻疹。"}
@@ -70,3 +71,17 @@ def test_a_gbk_jsonl_line_keeps_the_conversion_to_run(tmp_path: Path) -> None:
     assert skipped["malformed JSON"] == 1, skipped
     [gbk] = [reason for reason in skipped if "GBK" in reason]
     assert skipped[gbk] == 2 and gbk.endswith("save the file as UTF-8 (e.g. iconv -f GB18030 -t UTF-8 IN > OUT)"), gbk
+
+
+def test_data_with_no_usable_record_names_where_the_first_of_each_reason_is(tmp_path: Path) -> None:
+    """The refusal counted each reason ('malformed JSON: 1') without saying which line, where data preparation says
+    where the first of each is; the data is read before any model loads, so this is the whole message."""
+    path = tmp_path / "val.jsonl"
+    path.write_text('{"foo": 1}\n{not json\n{"foo": 2}\n' + json.dumps({"messages": [{"role": "user", "content": "q"}]})
+                    + "\n")
+    with pytest.raises(DsftError) as caught:
+        load_eval_set(path)
+    assert caught.value.problems == [
+        f"unknown format (keys: foo); set data.format and data.columns: 2 (first at {path}:1)",
+        f"malformed JSON: 1 (first at {path}:2)",
+        f"last message is not an assistant answer: 1 (first at {path}:4)"], caught.value.problems

@@ -197,9 +197,10 @@ def load_eval_set(data: str | Path | list[str], limit: int | None = None, fmt: s
             items.append(item)
     # Counted as data preparation counts its rejections: reasons that differ only in a number (the byte a GBK
     # record begins with, a message's index) are one reason.
-    skipped: Counter[str] = Counter({str(r["reason"]): int(str(r["records"]))
-                                     for r in rejected_reasons(rejections, limit=None)})
-    if not items:
-        problems = [f"{reason}: {count}" for reason, count in skipped.items()] or ["the input holds no records"]
-        raise DsftError(f"--data {', '.join(patterns)}: no usable evaluation records", problems)
+    reasons = rejected_reasons(rejections, limit=None)
+    skipped: Counter[str] = Counter({str(r["reason"]): int(str(r["records"])) for r in reasons})
+    if not items:  # each reason with where its first record is, as data preparation names them
+        problems = [f"{r['reason']}: {r['records']} (first at {r['first']})" for r in reasons]
+        raise DsftError(f"--data {', '.join(patterns)}: no usable evaluation records",
+                        problems or ["the input holds no records"])
     return items, skipped

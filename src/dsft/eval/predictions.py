@@ -82,31 +82,39 @@ def sample_from_record(record: Any) -> tuple[Sample | None, str | None]:
 
 def read_predictions(path: str | Path) -> tuple[list[Sample], Counter[str]]:
     """Samples from a JSONL file and a count of skipped lines per reason. Missing file -> DsftError."""
-    path = Path(path)
+    samples, skipped, _ = _read_predictions(Path(path))
+    return samples, skipped
+
+
+def _read_predictions(path: Path) -> tuple[list[Sample], Counter[str], dict[str, int]]:
+    """:func:`read_predictions`, and the line number (1-based) of the first line skipped for each reason."""
     if not path.is_file():
         raise DsftError(f"predictions file {path}: {not_a_file_reason(path)}")
     samples: list[Sample] = []
     skipped: Counter[str] = Counter()
+    first: dict[str, int] = {}
     with path.open("rb") as handle:
         for number, raw in enumerate(handle):
+            reason: str | None = None
             try:  # decoded strictly: replacement characters would be scored as if they were the answer's text
                 line = raw.decode("utf-8-sig" if number == 0 else "utf-8")
             except UnicodeDecodeError:
-                skipped["not UTF-8 text"] += 1
-                continue
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                skipped["malformed JSON"] += 1
-                continue
-            sample, reason = sample_from_record(record)
-            if sample is None:
-                skipped[str(reason)] += 1
+                reason = "not UTF-8 text"
             else:
-                samples.append(sample)
-    return samples, skipped
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    reason = "malformed JSON"
+                else:
+                    sample, reason = sample_from_record(record)
+                    if sample is not None:
+                        samples.append(sample)
+            if reason is not None:
+                skipped[reason] += 1
+                first.setdefault(reason, number + 1)
+    return samples, skipped, first
 
 
 def score_predictions_file(path: str | Path, metrics: Sequence[str] | None = None) -> dict[str, Any]:
@@ -114,21 +122,22 @@ def score_predictions_file(path: str | Path, metrics: Sequence[str] | None = Non
     per-metric exclusions together). A file with no line that can be scored is refused: it is not a
     predictions file (a data file given by mistake, another encoding), and a table of dashes would pass for a
     result."""
-    samples, skipped = read_predictions(path)
+    samples, skipped, first = _read_predictions(Path(path))
     if not samples:
-        raise DataError(_nothing_to_score(Path(path), skipped))
+        raise DataError(_nothing_to_score(Path(path), skipped, first))
     result = score_samples(samples, metrics)
     out = dict(result.aggregate)
     out["skipped"] = dict(sorted((skipped + result.skipped).items()))
     return out
 
 
-def _nothing_to_score(path: Path, skipped: Counter[str]) -> str:
-    """Why ``path`` gave no sample: empty, or every line skipped (the reasons, and the encoding if not UTF-8)."""
+def _nothing_to_score(path: Path, skipped: Counter[str], first: dict[str, int]) -> str:
+    """Why ``path`` gave no sample: empty, or every line skipped (the reasons, each with the line of its first, and
+    the encoding if not UTF-8)."""
     needs = "each line needs a prediction and a reference, as in the predictions.jsonl dsft eval writes"
     if not skipped:
         return f"predictions file {path}: holds no lines to score; {needs}"
-    reasons = ", ".join(f"{reason} {count}" for reason, count in skipped.most_common())
+    reasons = "; ".join(f"{reason} {count}, first at line {first[reason]}" for reason, count in skipped.most_common())
     with path.open("rb") as handle:
         hint = encoding_hint(handle.read(65536)) if "not UTF-8 text" in skipped or "malformed JSON" in skipped else ""
     return f"predictions file {path}: no line can be scored ({reasons}); {needs}{hint}"
