@@ -337,3 +337,24 @@ def test_an_empty_or_undecodable_or_huge_body_says_so(runs_root: Path) -> None:
     # A data file is no JSON form: the upload takes one larger than the cap.
     answer = c.post("/api/data/upload", params={"name": "big.jsonl"}, content=huge, headers={"x-dsft-ui": "1"})
     assert answer.status_code == 200 and answer.json()["bytes"] == len(huge)
+
+
+@pytest.mark.parametrize(("path", "body", "message"), [
+    ("/api/export", {"run": "a" * 300},
+     f"run {'a' * 60}... (300 chars): not a path this machine can hold (File name too long)"),
+    ("/api/compare", {"run": "a/" * 3000},
+     f"run {'a/' * 30}... (6000 chars): not a path this machine can hold (File name too long)"),
+    ("/api/mask", {"source": "up\ud800"}, "source up\\ud800: not a path: it holds a lone UTF-16 surrogate, half of a "
+                                          "character (at 2)"),
+    ("/api/prepare", {"name": "p", "files": "a\x00b"}, "files: holds a NUL character (at 1), which no path can"),
+    ("/api/chat", {"run": "alpha", "checkpoint": "\ud800", "messages": [{"role": "user", "content": "hi"}]},
+     "checkpoint \\ud800: not in alpha/checkpoints (have: checkpoint-2, checkpoint-4)"),
+])
+def test_a_name_no_file_system_holds_is_refused_naming_the_field(runs_root: Path, path: str, body: dict,
+                                                                 message: str) -> None:
+    """A part over 255 bytes and a lone surrogate ("\\ud800" in JSON) failed the file system's calls, and a refusal
+    quoting a surrogate failed to encode: 500s. A NUL was called 'empty'."""
+    answer = client(runs_root).post(path, content=json.dumps(body).encode(),
+                                    headers={"x-dsft-ui": "1", "content-type": "application/json"})
+    assert (answer.status_code, answer.json()["error"]) == (400, message)
+    assert client(runs_root).get("/api/run", params={"run": "b" * 300}).status_code == 400

@@ -279,6 +279,8 @@ def _wants_html(request: Request) -> bool:
 
 
 def _error(request: Request, status: int, message: str) -> Response:
+    # A refusal may quote a request's lone UTF-16 surrogate ("\ud800" in JSON), which UTF-8 cannot encode: escaped.
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
     if _wants_html(request):
         return HTMLResponse(pages.error_page(status, message), status_code=status)
     return JSONResponse({"error": message}, status_code=status)

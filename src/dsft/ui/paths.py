@@ -14,21 +14,37 @@ class OutsideRoot(DsftError):
     """A request named a path that is not inside the runs root (or does not exist there)."""
 
 
+# Longer names are cut in a refusal (characters): one may hold megabytes.
+_NAME_SHOWN = 60
+
+
 def inside_root(root: Path, relative: str, must_exist: bool = True, field: str = "") -> Path:
     """``root / relative`` resolved; refused when absolute, empty, or resolving (through ``..`` or a
     symlink) to anywhere outside ``root``. ``field``: the form field that named it, which the refusal names
-    first (``model nope: no such file ...``)."""
-    if not relative or "\x00" in relative:
+    first (``model nope: no such file ...``). A name no file system holds (a NUL, a part over 255 bytes, a lone
+    UTF-16 surrogate such as ``"\\ud800"`` from JSON) is refused as such, a :class:`DsftError`, not a 500."""
+    if not relative:
         raise OutsideRoot(f"{field}: empty; name a path under the runs root" if field else "empty path")
-    named = f"{field} {relative}" if field else relative
+    shown_name = relative if len(relative) <= _NAME_SHOWN else f"{relative[:_NAME_SHOWN]}... ({len(relative)} chars)"
+    named = f"{field} {shown_name}" if field else shown_name
+    if "\x00" in relative:
+        raise DsftError(f"{field or 'path'}: holds a NUL character (at {relative.index(chr(0))}), which no path can")
     pure = PurePosixPath(relative.replace("\\", "/"))
     if pure.is_absolute() or (pure.parts and ":" in pure.parts[0]):
         raise OutsideRoot(f"{named}: give a path relative to the runs root")
     base = root.resolve()
-    target = (base / pure).resolve()
+    try:
+        target = (base / pure).resolve()
+        exists = target.exists()
+    except UnicodeEncodeError:  # os.fsencode: a surrogate outside surrogateescape's range
+        at = next(i for i, char in enumerate(relative) if "\ud800" <= char <= "\udfff")
+        raise DsftError(f"{named}: not a path: it holds a lone UTF-16 surrogate, half of a character "
+                        f"(at {at})") from None
+    except OSError as exc:  # ENAMETOOLONG: a part over the file system's 255 bytes, or the whole over 4096
+        raise DsftError(f"{named}: not a path this machine can hold ({exc.strerror})") from None
     if target != base and base not in target.parents:
         raise OutsideRoot(f"{named}: outside the runs root")
-    if must_exist and not target.exists():
+    if must_exist and not exists:
         raise OutsideRoot(f"{named}: no such file or directory under the runs root")
     return target
 
