@@ -280,3 +280,19 @@ def test_a_csv_separated_by_tabs_or_semicolons_is_read_by_its_separator(tmp_path
     commas = tmp_path / "commas.csv"  # a comma-separated header keeps commas, whatever its cells hold
     commas.write_text("input,output\nq;1\tx,a;b\n", encoding="utf-8")
     assert _data(commas) == [{"input": "q;1\tx", "output": "a;b"}]
+
+
+@pytest.mark.parametrize("command", [["eval", "tiny-deepseek-v3", "--out", "o"], ["data", "prepare", "--out", "o"],
+                                     ["compare", "--tuned", "tiny-deepseek-v3", "--out", "o"]])
+def test_an_empty_data_path_is_refused_not_read_as_the_current_directory(tmp_path: Path, monkeypatch, run_cli,
+                                                                          command: list[str]) -> None:
+    """Path("") is '.': `dsft eval M --data "$VAL"` with VAL unset evaluated every data file under the current
+    directory (and data prepare said '--out o: inside , which the input reads whole ...')."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.jsonl").write_text(json.dumps({"prompt": "q", "completion": "a"}) + "\n")
+    with pytest.raises(DataError, match=r"^'': an empty path names no data; name a file, a directory \('.' for"):
+        expand_inputs([""])
+    args = [*command, ""] if command[0] == "data" else [*command, "--data", ""]
+    code, out, err = run_cli(args)
+    assert code == 2 and "'': an empty path names no data" in err and "Traceback" not in err, (out, err)
+    assert not (tmp_path / "o").exists()

@@ -98,6 +98,9 @@ def expand_inputs(patterns: list[str]) -> list[Path]:
     found: list[Path] = []
     for pattern in patterns:
         path = Path(pattern)
+        if pattern == "":  # Path("") is the current directory: an unset shell variable read all of it
+            raise DataError(f"{pattern!r}: an empty path names no data; name a file, a directory ('.' for the current "
+                            "one) or a glob")
         if is_glob(pattern):
             matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True))
             files = [p for p in matches if _is_readable_input(p)]
