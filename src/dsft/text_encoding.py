@@ -14,19 +14,24 @@ _CHINESE_TEXT = re.compile("[\u3000-\u30ff\u4e00-\u9fff\uff00-\uffef]")
 
 
 def encoding_hint(raw: bytes) -> str:
-    """What bytes that are not UTF-8 are, when that is clear: UTF-16 (a byte-order mark: Windows Notepad's
-    "Unicode"), or GBK/GB18030 Chinese (a Chinese-locale Windows editor's or Excel's save); else nothing.
+    """What bytes that are not UTF-8 are, when that is clear: UTF-16 or UTF-32 (a byte-order mark: Windows Notepad's
+    "Unicode"; or, without one, the NUL bytes beside ASCII characters, :func:`wide_text_hint`), or GBK/GB18030
+    Chinese (a Chinese-locale Windows editor's or Excel's save); else nothing.
 
     >>> encoding_hint("发热".encode("gb18030"))
     '; it reads as GBK/GB18030 Chinese: save the file as UTF-8 (e.g. iconv -f GB18030 -t UTF-8 IN > OUT)'
     >>> encoding_hint("question".encode("utf-16"))
     '; it is UTF-16 text (byte-order mark FF FE): save the file as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8 IN > OUT)'
+    >>> encoding_hint("question".encode("utf-32"))  # its mark begins as UTF-16's does
+    '; it is UTF-32 text (byte-order mark FF FE 00 00): save the file as UTF-8 (e.g. iconv -f UTF-32 -t UTF-8 IN > OUT)'
+    >>> encoding_hint("发热".encode("utf-16-le") + '{"q": "发热"}'.encode("utf-16-le"))[:32]  # not GBK
+    '; it reads as UTF-16LE text (NUL'
     >>> encoding_hint("café".encode("latin-1"))  # Latin-1, not Chinese
     ''
     """
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return (f"; it is UTF-16 text (byte-order mark {raw[0]:02X} {raw[1]:02X}): save the file as UTF-8 "
-                "(e.g. iconv -f UTF-16 -t UTF-8 IN > OUT)")
+    wide = wide_text_hint(raw[:4096]) or _byte_order_mark_hint(raw)
+    if wide:
+        return wide
     try:
         text = raw.decode("gb18030")
     except UnicodeDecodeError:
@@ -34,6 +39,20 @@ def encoding_hint(raw: bytes) -> str:
     if not _CJK.search(text):
         return ""
     return "; it reads as GBK/GB18030 Chinese: save the file as UTF-8 (e.g. iconv -f GB18030 -t UTF-8 IN > OUT)"
+
+
+# Byte-order marks, UTF-32's first: its little-endian mark begins with UTF-16's.
+_BYTE_ORDER_MARKS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"),
+                     (b"\xfe\xff", "UTF-16"))
+
+
+def _byte_order_mark_hint(raw: bytes) -> str:
+    """The encoding ``raw``'s byte-order mark names (a UTF-16 or UTF-32 one), read or not as text; else nothing."""
+    for mark, family in _BYTE_ORDER_MARKS:
+        if raw.startswith(mark):
+            return (f"; it is {family} text (byte-order mark {' '.join(f'{b:02X}' for b in mark)}): save the file as "
+                    f"UTF-8 (e.g. iconv -f {family} -t UTF-8 IN > OUT)")
+    return ""
 
 
 def _family(head: bytes, width: int) -> str:
@@ -90,17 +109,14 @@ def wide_text_hint(head: bytes) -> str:
     >>> wide_text_hint(bytes([0xFE, 0xFF]) + b'{"a": 1}')
     ''
     """
-    if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")) and _reads_as_text(
-            head[4:], "UTF-32LE" if head[0] else "UTF-32BE"):
-        family, how = "UTF-32", f"byte-order mark {' '.join(f'{b:02X}' for b in head[:4])}"
-    elif head.startswith((b"\xff\xfe", b"\xfe\xff")) and _reads_as_text(head[2:], "UTF-16LE" if head[0] == 0xFF else "UTF-16BE"):
-        family, how = "UTF-16", f"byte-order mark {head[0]:02X} {head[1]:02X}"
-    elif head.count(0) * 10 >= len(head) > 0:
-        family = next((f for f in (_family(head, 4), _family(head, 2)) if _reads_as_text(head, f)), "")
-        if not family:
-            return ""
-        return (f"; it reads as {family} text (NUL bytes between its characters, no byte-order mark): save the file "
-                f"as UTF-8 (e.g. iconv -f {family} -t UTF-8 IN > OUT)")
-    else:
+    for mark, family in _BYTE_ORDER_MARKS:
+        endian = "LE" if mark[0] == 0xFF else "BE"
+        if head.startswith(mark) and _reads_as_text(head[len(mark):], family + endian):
+            return _byte_order_mark_hint(mark)
+    if not (head.count(0) * 10 >= len(head) > 0):  # NULs beside ASCII characters: a tenth of the bytes at least
         return ""
-    return f"; it is {family} text ({how}): save the file as UTF-8 (e.g. iconv -f {family} -t UTF-8 IN > OUT)"
+    family = next((f for f in (_family(head, 4), _family(head, 2)) if _reads_as_text(head, f)), "")
+    if not family:
+        return ""
+    return (f"; it reads as {family} text (NUL bytes between its characters, no byte-order mark): save the file "
+            f"as UTF-8 (e.g. iconv -f {family} -t UTF-8 IN > OUT)")

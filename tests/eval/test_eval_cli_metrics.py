@@ -3,6 +3,8 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from dsft.eval.predictions import score_predictions_file
 from dsft.eval.report import fmt, metric_label
 from dsft.eval.scoring import Sample, score_samples
@@ -128,6 +130,23 @@ def test_a_file_with_nothing_to_score_is_refused_naming_why(tmp_path: Path, run_
     code, out, err = run_cli(["metrics", "-p", str(mixed), "--json"])
     result = json.loads(out)
     assert code == 0 and result["count"] == 1 and result["skipped"]["not UTF-8 text"] == 1, (out, err)
+
+
+@pytest.mark.parametrize(("encoding", "said"), [("utf-32", "it is UTF-32 text (byte-order mark FF FE 00 00)"),
+                                               ("utf-16-le", "it reads as UTF-16LE text")])
+def test_a_predictions_file_in_utf32_or_utf16_without_a_mark_names_its_encoding(tmp_path: Path, run_cli,
+                                                                                encoding: str, said: str) -> None:
+    """A UTF-32 save was called UTF-16 (its byte-order mark FF FE 00 00 begins as UTF-16's), so the conversion asked
+    for (iconv -f UTF-16) would garble it; a UTF-16 save without a mark read as UTF-8 full of NULs, every line
+    'malformed JSON', and no encoding was named."""
+    path = tmp_path / "predictions.jsonl"
+    path.write_bytes("".join(json.dumps({"prediction": f"a{i}", "reference": f"a{i}"}) + "\n"
+                             for i in range(4)).encode(encoding))
+    code, _, err = run_cli(["metrics", "-p", str(path)])
+    text = " ".join(err.split())
+    family = said.split(" text")[0].split()[-1]
+    assert code == 2 and "Traceback" not in err, err
+    assert f"; {said}" in text and f"iconv -f {family} -t UTF-8" in text, text
 
 
 def test_a_nan_or_infinite_prediction_or_reference_is_skipped_not_scored_as_text(tmp_path: Path, run_cli) -> None:
