@@ -111,7 +111,8 @@ def test_a_messages_file_from_a_windows_editor_renders_or_names_its_encoding(mes
         ('{"not": "a list"}', ["--template", "deepseek-r1"], "non-empty JSON list"),
         ('[{"role": "user", "content": "x"}]', ["--template", "deepseek-v9"], "unknown template 'deepseek-v9'"),
         ('[{"role": "user", "content": "x"}]', ["--template", "deepseek-r1", "--mode", "both"], "--mode"),
-        ('[{"role": "user", "content": "x"}]', ["--template", "deepseek-r1", "--masking", "most"], "template.masking"),
+        ('[{"role": "user", "content": "x"}]', ["--template", "deepseek-r1", "--masking", "most"],
+         "--masking: must be one of assistant, last, all, got 'most'"),  # the flag typed; it named template.masking
         ('[{"role": "tool", "content": "x"}]', ["--template", "deepseek-llm"], "role 'tool'"),
         # a data file given for one conversation (guide 003's train_example.json, a JSONL split): one line, not
         # an 'unknown role None' per message of every record

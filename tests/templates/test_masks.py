@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 
 from dsft.data.conversation import Conversation, Message
 from dsft.errors import DsftError
+from dsft.templates import base as templates_base
 from dsft.templates import get_template
 
 from template_cases import FAMILY_STRATEGIES, SYSTEM, supervised_spans
@@ -166,8 +168,9 @@ def test_tool_call_turn_target_includes_the_calls(tokenizer: Any) -> None:
 
 
 def test_unknown_masking_and_missing_special_tokens_are_user_errors(tokenizer: Any) -> None:
-    with pytest.raises(DsftError, match="template.masking"):
+    with pytest.raises(DsftError, match="^template.masking: must be one of"):  # the config key (the CLI names its flag)
         get_template("deepseek-v3").render_train(two_turns(), tokenizer, masking="some")
+    assert doctest.testmod(templates_base).failed == 0  # check_masking naming --masking
 
     class NoMarkers:
         unk_token_id = 3

@@ -90,7 +90,7 @@ def render(
     if mode not in MODES:
         raise DsftError(f"--mode: must be prompt or train, got {mode!r}")
     check_template_name(template, "--template")  # before the tokenizer loads
-    check_masking(masking)
+    check_masking(masking, "--masking")  # the flag the user typed, not the config key it stands for
     conv = load_messages_file(messages)
     if mode == "train" and template != "auto":  # what the family cannot render is refused before a tokenizer loads
         try:

@@ -75,9 +75,15 @@ class Rendered:
         return sum(self.supervised)
 
 
-def check_masking(masking: str) -> None:
+def check_masking(masking: str, where: str = "template.masking") -> None:
+    """Refuse an unknown masking strategy, naming ``where`` it was given (the config key, or a flag: ``--masking``).
+
+    >>> check_masking("most", "--masking")
+    Traceback (most recent call last):
+    dsft.errors.DsftError: --masking: must be one of assistant, last, all, got 'most'
+    """
     if masking not in MASKING_STRATEGIES:
-        raise DsftError(f"template.masking: must be one of {', '.join(MASKING_STRATEGIES)}, got {masking!r}")
+        raise DsftError(f"{where}: must be one of {', '.join(MASKING_STRATEGIES)}, got {masking!r}")
 
 
 def trained_turns(conv: Conversation, masking: str) -> frozenset[int]:
