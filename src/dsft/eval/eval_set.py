@@ -157,6 +157,16 @@ def _read(record: Any, fmt: str, columns: dict[str, str] | None) -> Conversation
         raise
 
 
+# A line of the predictions.jsonl dsft eval writes (and dsft metrics reads): read as data it is a question/answer
+# record whose reference is the earlier model's answer.
+PREDICTIONS_LINE = ("a predictions line (prediction and reference, as dsft eval writes), not evaluation data: score "
+                    "the file with `dsft metrics --predictions FILE`, or evaluate on the data it came from")
+
+
+def _is_predictions_line(record: Any) -> bool:
+    return isinstance(record, dict) and "prediction" in record and "reference" in record
+
+
 def load_eval_set(data: str | Path | list[str], limit: int | None = None, fmt: str = "auto",
                   columns: dict[str, str] | None = None,
                   clean: Callable[[str], str] | None = None) -> tuple[list[EvalItem], Counter[str]]:
@@ -178,6 +188,9 @@ def load_eval_set(data: str | Path | list[str], limit: int | None = None, fmt: s
             break
         if raw.error is not None:
             rejections.append(Rejection(raw.where, [reader_reason(raw.error)]))
+            continue
+        if fmt == "auto" and not columns and _is_predictions_line(raw.data):
+            rejections.append(Rejection(raw.where, [PREDICTIONS_LINE]))
             continue
         try:
             conversation = _read(raw.data, fmt, columns)
