@@ -47,7 +47,7 @@ class Message:
         return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per message of every record held in memory: kept small
 class Place:
     """Where one message is in a record as written, for naming a problem found in it there.
 

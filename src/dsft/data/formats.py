@@ -132,7 +132,7 @@ def convert(record: Any, fmt: str = "auto", columns: dict[str, str] | None = Non
     except FormatProblem as exc:
         raise FormatProblem(_respelled(str(exc), spelled)) from None
     conversation.meta = {**_extra_meta(view, name), **conversation.meta}
-    conversation.where = tuple(_respelled_place(place, spelled) for place in conversation.where)
+    conversation.where = tuple(_shared(_respelled_place(place, spelled)) for place in conversation.where)
     conversation.turns_at = _respelled(conversation.turns_at, spelled)
     return name, conversation
 
@@ -152,6 +152,18 @@ def _respelled(text: str, spelled: dict[str, str]) -> str:
     if match is None or match.group() not in spelled:
         return text
     return spelled[match.group()] + text[match.end():]
+
+
+_SHARED_PLACES: dict[Place, Place] = {}
+
+
+def _shared(place: Place) -> Place:
+    """One instance per distinct place without offsets (``messages[1]``, ``output``: the same in most records), so
+    that a million records held in memory do not each hold their own copies; a place with offsets is its record's.
+    """
+    if place.parts or place.shifts:
+        return place
+    return _SHARED_PLACES.setdefault(place, place)
 
 
 def _respelled_place(place: Place, spelled: dict[str, str]) -> Place:
