@@ -325,6 +325,15 @@ def test_a_role_in_another_case_is_told_the_role_meant(record: dict, said: str) 
     assert str(info.value) == said
 
 
+@pytest.mark.parametrize("role", [["user"], {"name": "user"}, 3])
+def test_a_role_that_is_no_string_is_an_unknown_role(role: object) -> None:
+    """A role that is a list or an object: the ShareGPT-name lookup beside the message hashed it, a TypeError
+    (unhashable type) that ended the whole preparation with a traceback (found by the garbage property tests)."""
+    with pytest.raises(FormatProblem) as info:
+        convert({"messages": [{"role": role, "content": "Q"}, {"role": "assistant", "content": "A"}]})
+    assert str(info.value).startswith(f"messages[0].role: unknown role {role!r} (expected one of ")
+
+
 @pytest.mark.parametrize("instruction", ["", " \n"])
 def test_an_alpaca_record_with_a_blank_instruction_asks_its_input(instruction: str) -> None:
     """A blank instruction beside an input made the user turn two newlines and the input: trained on a prompt

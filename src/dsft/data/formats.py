@@ -433,7 +433,8 @@ def _openai_message(raw: Any, where: str) -> Message:
                             "every turn as {role, content}, or every one as {from, value}")
     role = raw.get("role")
     if not isinstance(role, str) or role not in ROLES:
-        sharegpt = f"; {role!r} is ShareGPT's name for {SHAREGPT_ROLES[role]!r}" if role in SHAREGPT_ROLES else ""
+        known = isinstance(role, str) and role in SHAREGPT_ROLES  # a list or object role is unhashable
+        sharegpt = f"; {role!r} is ShareGPT's name for {SHAREGPT_ROLES[role]!r}" if known else ""
         raise FormatProblem(f"{where}.role: unknown role {role!r} (expected one of {', '.join(ROLES)}{sharegpt})"
                             f"{_case_slip(role, ROLES)}")
     slips = _resembling(raw, MESSAGE_FIELDS)
