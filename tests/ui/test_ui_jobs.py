@@ -7,6 +7,7 @@ reachable; a job's status outlives the dashboard that started it.
 from __future__ import annotations
 
 import asyncio
+import doctest
 import json
 import os
 import shutil
@@ -22,6 +23,7 @@ from fastapi.testclient import TestClient
 from ui_browser import free_port
 
 from dsft.errors import DsftError
+from dsft.training import base_model
 from dsft.ui import jobs, launch, prepare, processes, run_jobs
 from dsft.ui.app import create_app
 
@@ -300,7 +302,7 @@ def test_a_double_click_on_export_starts_one_export(client: TestClient, runs_roo
     second_arrived, answers, outs = threading.Event(), {}, []
     monkeypatch.setattr(jobs, "STARTING", _SayWhenWaited(second_arrived), raising=False)
 
-    def start_job(root: Path, kind: str, target: str, out: str, args: list[str]) -> str:
+    def start_job(root: Path, kind: str, target: str, out: str, args: list[str], *_: str) -> str:
         outs.append(out)
         if len(outs) == 1:  # the first start: the second click arrives now
             second.start()
@@ -333,7 +335,7 @@ def test_export_runs_the_cli_command_verified_unless_unticked(client: TestClient
     for name in ("config.yaml", "run.json"):
         (runs_root / "done" / name).write_bytes((runs_root / "alpha" / name).read_bytes())
     commands = []
-    monkeypatch.setattr(jobs, "start_job", lambda root, kind, target, out, args: commands.append(args) or "job-1")
+    monkeypatch.setattr(jobs, "start_job", lambda root, kind, target, out, args, *_: commands.append(args) or "job-1")
     first = client.post("/api/export", headers=POST, json={"run": "done", "format": "hf"}).json()
     assert first == {"job": "job-1", "out": "done/export/hf"}
     (runs_root / "done" / "export" / "hf").mkdir(parents=True)  # as the first export leaves it
@@ -350,7 +352,7 @@ def test_export_runs_the_cli_command_verified_unless_unticked(client: TestClient
 def test_compare_defaults_to_the_prepared_test_split_inside_the_root_only(client: TestClient, runs_root: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     commands = []
-    monkeypatch.setattr(jobs, "start_job", lambda root, kind, target, out, args: commands.append(args) or "job-1")
+    monkeypatch.setattr(jobs, "start_job", lambda root, kind, target, out, args, *_: commands.append(args) or "job-1")
     (runs_root / "done" / "final").mkdir(parents=True)
     (runs_root / "done" / "run.json").write_bytes((runs_root / "alpha" / "run.json").read_bytes())
     config = (runs_root / "alpha" / "config.yaml").read_text(encoding="utf-8")
@@ -478,7 +480,7 @@ def test_ollama_export_runs_the_cli_command_with_the_model_name(client: TestClie
     done_run(runs_root)
     assert "<option>ollama</option>" in client.get("/run/done").text and "name='name'" in client.get("/run/done").text
     commands = []
-    monkeypatch.setattr(jobs, "start_job", lambda root, kind, target, out, args: commands.append(args) or "job-1")
+    monkeypatch.setattr(jobs, "start_job", lambda root, kind, target, out, args, *_: commands.append(args) or "job-1")
     got = client.post("/api/export", headers=POST, json={"run": "done", "format": "ollama", "dtype": "q8_0",
                                                           "name": "reservoirs-r1"})
     assert got.json() == {"job": "job-1", "out": "done/export/ollama-q8_0"}
@@ -619,7 +621,7 @@ def test_a_run_whose_base_model_is_gone_says_what_to_do_in_the_dashboard(client:
     --base-model PATH_OR_ID', a flag the form has no field for. Refused before a job starts, with the library's
     message (whose base, the paths tried) and the dashboard's way out, as its chat says it."""
     commands = []
-    monkeypatch.setattr(jobs, "start_job", lambda root, kind, target, out, args: commands.append(args) or "job-1")
+    monkeypatch.setattr(jobs, "start_job", lambda root, kind, target, out, args, *_: commands.append(args) or "job-1")
     gone = runs_root.parent / "gone"
     _moved_run(runs_root, "lora", "lora", gone)
     _moved_run(runs_root, "full", "full", gone)
@@ -642,3 +644,28 @@ def test_a_run_whose_base_model_is_gone_says_what_to_do_in_the_dashboard(client:
     assert client.post("/api/export", headers=POST, json={"run": "full", "format": "hf"}).status_code == 200
     assert commands == [["export", str(runs_root / "full"), "--out", str(runs_root / "full" / "export" / "hf"),
                          "--format", "hf"]]
+
+
+@pytest.mark.parametrize(("url", "body", "terminal"), [
+    ("/api/export", {"run": "lora", "format": "hf"},
+     "export from a terminal: dsft export lora --base-model PATH_OR_ID --out DIR --format hf"),
+    ("/api/compare", {"run": "lora", "data": "d.jsonl"},
+     "compare from a terminal: dsft compare --tuned lora --base-model PATH_OR_ID --data FILE --out DIR"),
+])
+def test_a_base_model_gone_after_the_check_fails_the_job_with_the_dashboards_hint(
+        client: TestClient, runs_root: Path, monkeypatch: pytest.MonkeyPatch, url: str, body: dict, terminal: str) -> None:
+    """The check before a job starts passed (the base model was there), then the base went: the failed job said the
+    command's 'pass the base model with --base-model PATH_OR_ID', a field the form has none of."""
+    gone = runs_root.parent / "gone"
+    _moved_run(runs_root, "lora", "lora", gone)
+    monkeypatch.setattr(run_jobs, "check_source", lambda run_dir: None)  # found at the check ...
+    monkeypatch.setattr(run_jobs, "tuned_run_of", lambda run_dir: type("Found", (), {"check_base_model": lambda self: None})())
+    response = client.post(url, headers=POST, json=body)
+    assert response.status_code == 200, response.json()
+    job = wait_job(runs_root, response.json()["job"])  # ... gone when the command looks for it
+    assert job.status == "failed"
+    assert job.error.splitlines() == [
+        f"lora: the run's base model was not found on this machine; tried: {gone}",
+        f"  - put the base model back where the first path tried says, then start it again here; or {terminal}"], \
+        job.error
+    assert doctest.testmod(base_model).failed == 0  # printed_with_hint's worked examples

@@ -103,6 +103,9 @@ HINT = ("put the base model back where the first path tried says, or give the ru
         "directory, hub id or tiny preset)")
 
 
+_NOT_FOUND = " was not found on this machine; tried: "
+
+
 class BaseModelNotFound(DsftError):
     """A run's base model is found nowhere its record says: the error names whose base it is and every place tried.
     What to do about it says no front end's flag by default (:data:`HINT`); a front end says its own
@@ -110,12 +113,29 @@ class BaseModelNotFound(DsftError):
 
     def __init__(self, whose: str, tried: list[str], hint: str = HINT) -> None:
         self.whose, self.tried = whose, [t for t in tried if t]
-        super().__init__(f"{whose} was not found on this machine; tried: {'; '.join(self.tried) or 'nothing recorded'}",
-                         [hint])
+        super().__init__(f"{whose}{_NOT_FOUND}{'; '.join(self.tried) or 'nothing recorded'}", [hint])
 
     def with_hint(self, hint: str) -> BaseModelNotFound:
         """The same error (whose base, the places tried) with another front end's hint."""
         return BaseModelNotFound(self.whose, self.tried, hint)
+
+
+def printed_with_hint(printed: str, hint: str) -> str | None:
+    """A :class:`BaseModelNotFound` as a command printed it (its message, then its hint as a problem line) with
+    ``hint`` in its hint's place; None when ``printed`` is another error. For a front end that runs another: the
+    dashboard's jobs are CLI commands, whose hint names the ``--base-model`` flag.
+
+    >>> printed = str(BaseModelNotFound("run r's base model", ["/m"], "pass --base-model"))
+    >>> print(printed_with_hint(printed, "put it back"))
+    run r's base model was not found on this machine; tried: /m
+      - put it back
+    >>> printed_with_hint("data.train: no such file", "put it back") is None
+    True
+    """
+    head, _, hints = printed.partition("\n")
+    if _NOT_FOUND not in head or not all(line.startswith("  - ") for line in hints.splitlines()):
+        return None
+    return str(DsftError(head, [hint]))
 
 
 def _not_found(whose: str, tried: list[str]) -> BaseModelNotFound:

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from dsft.training.base_model import printed_with_hint
 from dsft.ui import processes, runs
 from dsft.ui.paths import shown
 
@@ -60,8 +61,11 @@ def jobs_dir(root: Path) -> Path:
     return root.resolve() / runs.LAUNCHES / JOBS
 
 
-def start_job(root: Path, kind: str, target: str, out: str, args: list[str]) -> str:
-    """Start ``dsft ARGS`` detached (cwd = the root); returns the job id."""
+def start_job(root: Path, kind: str, target: str, out: str, args: list[str],
+              base_model_hint: str | None = None) -> str:
+    """Start ``dsft ARGS`` detached (cwd = the root); returns the job id. ``base_model_hint``: what the dashboard
+    says to do where the run's base model is not found, said in place of the command's own (its ``--base-model``
+    flag) if the job fails so: the check before the start found the base, but it may go before the command looks."""
     directory = jobs_dir(root)
     directory.mkdir(parents=True, exist_ok=True)
     job_id = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
@@ -75,7 +79,8 @@ def start_job(root: Path, kind: str, target: str, out: str, args: list[str]) -> 
     # Reap it when it ends while the dashboard runs (after a dashboard restart, init does).
     threading.Thread(target=process.wait, daemon=True).start()
     record = {"id": job_id, "kind": kind, "target": target, "out": out, "command": command,
-              **processes.record(process.pid), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+              **processes.record(process.pid), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+              **({"base_model_hint": base_model_hint} if base_model_hint else {})}
     _write_record(directory / f"{job_id}.json", record)
     return job_id
 
@@ -126,6 +131,8 @@ def read_job(root: Path, job_id: str) -> Job | None:
         status, error = "failed", "the process ended without an exit status (killed?)"
     else:
         status, error = "failed", _error_line(text) or f"exit status {rc}"
+        if record.get("base_model_hint"):
+            error = printed_with_hint(error, record["base_model_hint"]) or error
     # The command got absolute paths: its message names them relative to the root, as the forms do.
     return Job(record["id"], record["kind"], record["target"], record["out"], record["started"], status,
                shown(root, error) if error else None, tail, stopped)

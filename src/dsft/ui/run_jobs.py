@@ -128,14 +128,15 @@ def _start_compare(root: Path, form: dict[str, Any]) -> dict[str, str]:
         raise DsftError(f"data: {summary.name} has no test or validation split; name an eval file under the root")
     if Path(data).is_dir():
         raise DsftError(f"data: {data_field} is a directory; name one eval file")
+    hint = _base_model_hint(f"compare from a terminal: dsft compare --tuned {run_dir} --base-model PATH_OR_ID "
+                            "--data FILE --out DIR")
     try:  # the base side is the run's base model, whatever the method, as `dsft compare` finds it
         tuned_run_of(run_dir).check_base_model()
     except BaseModelNotFound as exc:
-        raise exc.with_hint(_base_model_hint(f"compare from a terminal: dsft compare --tuned {run_dir} --base-model "
-                                             "PATH_OR_ID --data FILE --out DIR")) from None
+        raise exc.with_hint(hint) from None
     out = _free_dir(run_dir, "compare")
     args = ["compare", "--tuned", str(run_dir), "--data", data, "--out", str(out), *flags]
-    return _start(root, "compare", summary.name, out, args)
+    return _start(root, "compare", summary.name, out, args, hint)
 
 
 def start_export(root: Path, form: dict[str, Any]) -> dict[str, str]:
@@ -159,11 +160,12 @@ def _start_export(root: Path, form: dict[str, Any]) -> dict[str, str]:
         raise DsftError(f"name {name}: the Ollama model name; only for the ollama format")
     if name and (problem := ollama_name_problem(name, flag="name")):  # what dsft export --name takes
         raise DsftError(problem)
+    hint = _base_model_hint(f"export from a terminal: dsft export {run_dir} --base-model PATH_OR_ID --out DIR "
+                            f"--format {fmt_name}")
     try:  # a LoRA run's adapter is merged into (or exported for) its base model: found, as `dsft export` checks
         check_source(run_dir)
     except BaseModelNotFound as exc:
-        raise exc.with_hint(_base_model_hint(f"export from a terminal: dsft export {run_dir} --base-model PATH_OR_ID "
-                                             f"--out DIR --format {fmt_name}")) from None
+        raise exc.with_hint(hint) from None
     out = _free_dir(run_dir / "export", fmt_name if dtype == "auto" else f"{fmt_name}-{dtype}")
     args = ["export", str(run_dir), "--out", str(out), "--format", fmt_name]
     if dtype != "auto":
@@ -172,7 +174,7 @@ def _start_export(root: Path, form: dict[str, Any]) -> dict[str, str]:
         args += ["--name", name]  # else the CLI names it after the run
     if str(form.get("verify", "on")).lower() in ("", "off", "false", "0"):
         args.append("--no-verify")  # e.g. gguf where llama-cpp-python, which verifies it, is missing
-    return _start(root, "export", summary.name, out, args)
+    return _start(root, "export", summary.name, out, args, hint)
 
 
 def _base_model_hint(terminal: str) -> str:
@@ -181,12 +183,14 @@ def _base_model_hint(terminal: str) -> str:
     return f"put the base model back where the first path tried says, then start it again here; or {terminal}"
 
 
-def _start(root: Path, kind: str, run: str, out: Path, args: list[str]) -> dict[str, str]:
+def _start(root: Path, kind: str, run: str, out: Path, args: list[str], base_model_hint: str) -> dict[str, str]:
     busy = jobs.running_for(root, run, kind)
     if busy:
         raise DsftError(f"{run}: {'an' if kind[0] in 'aeiou' else 'a'} {kind} is already running ({busy.id}); wait "
                         "for it to end")
-    return {"job": jobs.start_job(root, kind, run, relative_name(root, out), args), "out": relative_name(root, out)}
+    # The hint again if the base model goes between the check and the command's own look (the job's error).
+    job = jobs.start_job(root, kind, run, relative_name(root, out), args, base_model_hint)
+    return {"job": job, "out": relative_name(root, out)}
 
 
 def comparisons(root: Path, run_dir: Path) -> list[dict[str, Any]]:
