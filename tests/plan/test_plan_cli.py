@@ -116,3 +116,23 @@ def test_a_missing_model_path_is_not_called_a_hub_id(tmp_path: Path, run_cli, mo
     text = " ".join(err.split())
     assert code == 2 and "Traceback" not in err, err
     assert f"--model {model}: no such model directory or config.json" in text and "hub id whose" not in text, text
+
+
+BROKEN_CONFIGS = [
+    ("invalid-json", b"{bad", "config.json: invalid JSON at line 1 column 2: Expecting property name"),
+    ("a-list", b"[]", "config.json: a JSON list, not the object of a model's config"),
+    ("utf-16", "{}".encode("utf-16"), "config.json: not UTF-8 text (invalid start byte at byte 0)"),
+]
+
+
+@pytest.mark.parametrize("command", [["plan", "--model"], ["models", "targets"]])
+@pytest.mark.parametrize("content, expected", [c[1:] for c in BROKEN_CONFIGS], ids=[c[0] for c in BROKEN_CONFIGS])
+def test_a_model_directory_whose_config_json_is_broken_is_named(tmp_path: Path, run_cli, command: list[str],
+                                                                content: bytes, expected: str) -> None:
+    """dsft plan printed the JSONDecodeError's traceback; dsft models targets imported torch and transformers and said
+    'its architecture has no native transformers class (remote code)'."""
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_bytes(content)
+    code, out, err = run_cli([*command, str(tmp_path / "m")])
+    assert code == 2 and "Traceback" not in err, (out, err)
+    assert " ".join(err.split()).startswith(f"error: {tmp_path / 'm'}/{expected}"), err

@@ -14,7 +14,7 @@ from typing import Any
 
 from dsft.errors import DsftError
 from dsft.models.presets import REAL_MODEL_PRESETS, native_equivalent
-from dsft.models.resolve import is_hub_id, resolve_model
+from dsft.models.resolve import is_hub_id, read_config_json, resolve_model
 
 # Later releases with the architecture (and config) of a preset, under the names people plan them by.
 RELEASE_ALIASES = {"deepseek-v2.5": "deepseek-v2", "deepseek-v3-0324": "deepseek-v3", "deepseek-r1-0528": "deepseek-r1"}
@@ -72,7 +72,7 @@ def resolve_planner_config(model: str) -> tuple[str, Any]:
     if path.suffix == ".json" or path.is_file():
         if not path.is_file():
             raise DsftError(f"--model {model}: no config.json at {path}")
-        return str(path), _config_from_dict(json.loads(path.read_text(encoding="utf-8")), str(path))
+        return str(path), _config_from_dict(read_config_json(path), str(path))
     table = preset_table()
     key = model.rstrip("/").split("/")[-1].lower()
     if key in table:
