@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import json
 from pathlib import Path
 from typing import Any
@@ -132,3 +133,30 @@ def test_bad_input_is_one_clear_message_and_exit_2(
     assert code == 2
     assert message in err and "Traceback" not in err + out
     assert len(err.strip().splitlines()) <= 2, err  # one message (and at most one problem under it)
+
+
+@pytest.mark.parametrize("template, flag", [("deepseek-v3", "--thinking"), ("deepseek-r1", "--no-thinking"),
+                                            ("deepseek-llm", "--thinking")])
+def test_a_thinking_flag_for_a_family_without_modes_is_named_not_silently_ignored(
+        messages_file: Path, run_cli, template: str, flag: str) -> None:
+    """The flag changed nothing and said nothing: the user who typed it probably meant a hybrid family."""
+    code, out, err = run_cli(["template", "render", "--template", template, "--messages", str(messages_file), flag])
+    assert code == 0 and out, err
+    assert f"notice: {flag}: template {template} has no thinking mode; the flag changes nothing" in err, err
+    code, _, err = run_cli(["template", "render", "--template", "deepseek-v3.1", "--messages", str(messages_file),
+                            flag])
+    assert code == 0 and "notice" not in err, err
+
+
+def test_data_inspect_names_a_thinking_flag_that_changes_nothing(tmp_path: Path, run_cli) -> None:
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"messages": MESSAGES[1:3]}) + "\n")
+    code, _, err = run_cli(["data", "inspect", str(data), "--template", "deepseek-v3", "--tokenizer", "deepseek",
+                            "--thinking"])
+    assert code == 0 and "notice: --thinking: template deepseek-v3 has no thinking mode" in err, err
+
+
+def test_the_registry_doctests() -> None:
+    from dsft.templates import registry
+
+    assert doctest.testmod(registry).failed == 0

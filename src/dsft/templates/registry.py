@@ -48,6 +48,20 @@ def get_template(name: str, tokenizer: Any = None) -> ChatTemplate:
     return load_family(name).with_tokenizer(tokenizer)
 
 
+def unused_thinking_notice(family: ChatTemplate, thinking: bool | None, flag: str = "--thinking") -> str | None:
+    """The notice for a thinking mode asked of a family that has none (V3, deepseek-llm, R1, which always reasons):
+    the flag changes nothing, so whoever gave it probably meant another template. None when it is no such case.
+
+    >>> unused_thinking_notice(get_template("deepseek-r1"), False, "--no-thinking")
+    'notice: --no-thinking: template deepseek-r1 has no thinking mode; the flag changes nothing'
+    >>> unused_thinking_notice(get_template("deepseek-v3.1"), False) is None
+    True
+    """
+    if thinking is None or family.thinking_flag is not None:
+        return None
+    return f"notice: {flag}: template {family.name} has no thinking mode; the flag changes nothing"
+
+
 def all_families() -> list[ChatTemplate]:
     """Every registered family, in registry order."""
     return [load_family(name) for name in FAMILIES]
