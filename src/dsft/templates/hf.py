@@ -38,7 +38,7 @@ def openai_messages(conv: Conversation) -> list[dict[str, Any]]:
 
 
 def split_after_eos(turn: str, eos: str | None) -> tuple[str, str]:
-    """Split an assistant turn's rendered text into what the model generates (up to and including the
+    r"""Split an assistant turn's rendered text into what the model generates (up to and including the
     first EOS) and what the template writes after it (e.g. ChatML's ``"\n"`` after ``<|im_end|>``).
 
     Generation stops at EOS, so text after it is never produced by the model and is not supervised: this
