@@ -136,3 +136,23 @@ def test_a_model_directory_whose_config_json_is_broken_is_named(tmp_path: Path, 
     code, out, err = run_cli([*command, str(tmp_path / "m")])
     assert code == 2 and "Traceback" not in err, (out, err)
     assert " ".join(err.split()).startswith(f"error: {tmp_path / 'm'}/{expected}"), err
+
+
+@pytest.mark.parametrize("name", ["./x/deepseek-v3", "{tmp}/x/deepseek-v3", "~/no-such-dir-dsft/deepseek-v3",
+                                  "runs/deepseek-v3", "a/b/deepseek-v3", "./x/tiny-qwen2"])
+def test_a_missing_path_ending_in_a_preset_name_is_no_preset(tmp_path: Path, run_cli, monkeypatch: pytest.MonkeyPatch,
+                                                              name: str) -> None:
+    """./x/deepseek-v3 (a path that names nothing, whose last part is a preset) was planned as the deepseek-v3
+    preset, silently: a path is read as the path it is, as model loading reads it, and refused when it is missing.
+    The preset name itself, and a hub id ending in one, still plan the preset."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    model = name.format(tmp=tmp_path)
+    code, out, err = run_cli(["plan", "--model", model, "--json"])
+    text = " ".join(err.split())
+    assert code == 2 and "Traceback" not in err and not out, (out, err)
+    assert f"--model {model}: no such model directory or config.json" in text, text
+    for preset in ("deepseek-v3", "deepseek-ai/DeepSeek-V3"):
+        code, out, err = run_cli(["plan", "--model", preset, "--json"])
+        assert code == 0, err
+        assert json.loads(out[out.index("{\n"):])["model"] == "deepseek-v3"

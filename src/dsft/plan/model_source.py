@@ -9,6 +9,7 @@ match by their last path component, case-insensitively (``deepseek-ai/DeepSeek-R
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,23 @@ def _transformers_version() -> str:
     return transformers.__version__
 
 
+def names_a_path(model: str) -> bool:
+    """Whether ``model`` is a local path, as model loading reads it, rather than a preset name or a hub id.
+
+    A path starts with ``./``, ``../``, ``/`` or ``~``, or holds a separator without the shape of a hub id
+    (``a/b/c``); ``runs/x`` beside a local ``runs/`` directory is a (mistyped) path too.
+
+    >>> [names_a_path(name) for name in ("deepseek-v3", "deepseek-ai/DeepSeek-V3", "./x/deepseek-v3", "a/b/c")]
+    [False, False, True, True]
+    """
+    name = model.rstrip("/")
+    if name.startswith("~"):
+        return True
+    if not any(sep in name for sep in ("/", os.sep, os.altsep) if sep):
+        return False  # a preset name (deepseek-v3, deepseek-v3/)
+    return not is_hub_id(name) or Path(name.split("/", 1)[0]).is_dir()
+
+
 def resolve_planner_config(model: str) -> tuple[str, Any]:
     """(display name, transformers config) for a preset name, hub id, tiny preset or config path."""
     path = Path(model).expanduser()
@@ -74,18 +92,18 @@ def resolve_planner_config(model: str) -> tuple[str, Any]:
             raise DsftError(f"--model {model}: no config.json at {path}")
         return str(path), _config_from_dict(read_config_json(path), str(path))
     table = preset_table()
+    if names_a_path(model):  # ./x/deepseek-v3 is a path that names nothing, not the preset its last part spells
+        raise DsftError(f"--model {model}: no such model directory or config.json (a path, read as one: not a preset "
+                        "or a hub id, nothing is downloaded)", [f"presets: {', '.join(sorted(table))}"])
     key = model.rstrip("/").split("/")[-1].lower()
     if key in table:
         return key, _config_from_dict(table[key], f"preset {key}")
     if key.startswith("tiny-"):
         directory = resolve_model(key)
         return key, _config_from_dict(json.loads((directory / "config.json").read_text(encoding="utf-8")), key)
-    local_org = Path(model.split("/", 1)[0]).is_dir()  # runs/my-rnu: a mistyped local path, as resolve_model reads it
-    if is_hub_id(model.rstrip("/")) and not local_org:  # the planner downloads nothing, it reads the last part
+    if is_hub_id(model.rstrip("/")):  # the planner downloads nothing, it reads the last part
         what = (f"a hub id whose last part, {key!r}, is no preset (the planner downloads nothing); pass the "
                 f"model's config.json or a directory holding it")
-    elif "/" in model or model.startswith("~"):  # a path: ./model, /abs/model, runs/typo
-        what = "no such model directory or config.json (a path, read as one: not a hub id, nothing is downloaded)"
     else:
         what = ("not a preset, a tiny preset, a model directory, a config.json path or a hub id whose last part is "
                 "a preset (e.g. deepseek-ai/DeepSeek-R1-Distill-Qwen-7B); `dsft models list` shows the presets")
