@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 RECORDS = [{"prompt": f"水库{i}的总库容是多少？", "completion": f"{i}亿立方米"} for i in range(12)]
 
 
@@ -55,6 +57,34 @@ def test_prepare_refuses_rereading_its_own_output_below_an_input_directory(tmp_p
     assert code == 2 and f"--out {out}: inside {data}, which the input reads whole" in " ".join(err.split()), err
     assert not out.exists()
     _unchanged(before, data)
+
+
+@pytest.mark.parametrize("glob", ["mydata/**/*.jsonl", "mydata/**", "*/**/train.jsonl"])
+def test_prepare_refuses_an_out_its_input_glob_would_read_back(tmp_path: Path, run_cli, monkeypatch, glob: str) -> None:
+    """Only an --out inside an input directory was refused: with a glob reaching it, the preparation went ahead,
+    and the next one with the same glob read its splits, rejects and report as training data."""
+    monkeypatch.chdir(tmp_path)
+    data = Path("mydata")
+    before = _user_data(data)
+    out = data / "prepared"
+    loads = []
+    monkeypatch.setattr("dsft.cli.data.load_tokenizer_for", lambda *args: loads.append(args))
+    code, _, err = run_cli(["data", "prepare", glob, "--out", str(out), "--tokenizer", "deepseek"])
+    message = " ".join(err.split())
+    assert code == 2 and "Traceback" not in err, err
+    assert f"--out {out}: within reach of {glob}, which the input reads (it would match {out / 'train.jsonl'})" \
+           in message, message
+    assert not out.exists() and not loads
+    _unchanged(before, data)
+
+
+def test_prepare_into_a_folder_its_input_glob_does_not_reach_still_works(tmp_path: Path, run_cli) -> None:
+    data = tmp_path / "mydata"
+    _user_data(data)
+    code, _, err = run_cli(["data", "prepare", f"{data}/*.jsonl", "--out", str(data / "prepared"), "--tokenizer",
+                            "deepseek"])
+    assert code == 0, err
+    assert (data / "prepared" / "train.jsonl").is_file()
 
 
 def test_rerunning_a_preparation_into_its_own_directory_still_works(tmp_path: Path, run_cli) -> None:

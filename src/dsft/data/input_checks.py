@@ -7,7 +7,9 @@ dashboard's new-run form ask :func:`input_problems` (or :func:`check_inputs`) fi
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -184,6 +186,35 @@ def _glob_root(pattern: str) -> Path:
             break
         parts.append(part)
     return Path(*parts) if parts else Path(".")
+
+
+def glob_reaches(pattern: str, path: Path) -> bool:
+    """Whether glob ``pattern`` (read as :func:`dsft.data.readers.expand_inputs` reads it: ``**`` any depth of
+    directories, wildcards passing over hidden names) would match the file ``path``, which need not exist yet.
+
+    >>> glob_reaches("data/**/*.jsonl", Path("data/prepared/train.jsonl")), glob_reaches("data/*.jsonl", Path("data/prepared/train.jsonl"))
+    (True, False)
+    >>> glob_reaches("data/**/*.jsonl", Path("data/.cache/train.jsonl")), glob_reaches("data/**", Path("data/a/b/val.jsonl"))
+    (False, True)
+    """
+    root = _glob_root(pattern)
+    parts = Path(pattern).parts[len(root.parts) if root != Path(".") else 0:]
+    try:
+        names = Path(os.path.abspath(path)).relative_to(os.path.abspath(root)).parts
+    except ValueError:
+        return False
+    return _parts_match(parts, names)
+
+
+def _parts_match(parts: tuple[str, ...], names: tuple[str, ...]) -> bool:
+    if not parts:
+        return not names
+    if parts[0] == "**":  # zero or more directories (or, last, files too), none of them hidden
+        return any(_parts_match(parts[1:], names[skip:]) for skip in range(len(names) + 1)
+                   if not any(name.startswith(".") for name in names[:skip]))
+    if not names or (names[0].startswith(".") and not parts[0].startswith(".")):
+        return False
+    return fnmatch.fnmatchcase(names[0], parts[0]) and _parts_match(parts[1:], names[1:])
 
 
 def _output_holding(path: Path, root: Path) -> tuple[Path, str] | None:

@@ -13,8 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from dsft.config.schema import DsftConfig
+from dsft.data.input_checks import glob_reaches
 from dsft.data.prepared_folder import REPORT_FILE
-from dsft.data.readers import SUPPORTED_SUFFIXES, check_outputs_spare_inputs, is_saved_dataset
+from dsft.data.readers import SUPPORTED_SUFFIXES, check_outputs_spare_inputs, is_glob, is_saved_dataset
 from dsft.data.report import HISTOGRAM_FILE, REASONING_HISTOGRAM_FILE
 from dsft.data.split import SPLITS, split_file
 from dsft.errors import DataError
@@ -37,7 +38,8 @@ def check_prepared_output(cfg: DsftConfig, out: Path, inputs: list[str] | None, 
     ``inputs`` are ``dsft data prepare INPUT...`` (else ``data.train``); ``data.val``, ``data.test`` and
     ``data.mix`` count too. ``flag`` says how the user named ``out`` (``--out DIR``). Inputs are assumed
     readable (:func:`dsft.data.input_checks.check_inputs` runs first). An ``out`` inside an input directory is refused
-    too, created or not: a directory is read whole, so the splits written there would be read back as records."""
+    too, created or not: a directory is read whole, so the splits written there would be read back as records; and so
+    is an ``out`` where an input glob would match what is written (``data/**/*.jsonl`` and ``--out data/prepared``)."""
     named = [("data.train", p) for p in cfg.data.train] if not inputs else [("the input", p) for p in inputs]
     named += [(f"data.{split}", p) for split in ("val", "test") for p in getattr(cfg.data, split)]
     named += [("data.mix", source.path) for source in cfg.data.mix]
@@ -48,6 +50,11 @@ def check_prepared_output(cfg: DsftConfig, out: Path, inputs: list[str] | None, 
                             f"{', '.join(SUPPORTED_SUFFIXES[:-1])} and {SUPPORTED_SUFFIXES[-1]} file under it): the next "
                             f"preparation would read this one's splits, rejects and report as training data; choose an "
                             f"--out outside {pattern}")
+        read_back = [out / name for name in PREPARED_FILES if Path(name).suffix in SUPPORTED_SUFFIXES]
+        if is_glob(pattern) and (hit := next((path for path in read_back if glob_reaches(pattern, path)), None)):
+            raise DataError(f"{flag}: within reach of {pattern}, which {key} reads (it would match {hit}): the next "
+                            f"preparation would read this one's splits, rejects and report as training data; choose "
+                            f"an --out the glob does not reach, or narrow the glob")
     if not out.is_dir():
         return
     patterns = [pattern for _, pattern in named]
