@@ -998,3 +998,14 @@ def test_augment_refuses_more_copies_than_the_bound_before_torch_and_out(tmp_pat
                                        "--out", str(tmp_path / "g")], tmp_path)
     assert code == 2 and "data.augment.synonym_copies: must be at most 1,000 copies" in err, err
     assert "Traceback" not in err and not torch_loaded and not (tmp_path / "g").exists(), err
+
+
+@pytest.mark.parametrize("command", [["eval", "tiny-deepseek-v3"], ["compare", "--tuned", "tiny-deepseek-v3",
+                                                                   "--base", "tiny-deepseek-v3"]])
+def test_a_wrong_input_beside_device_is_named_before_torch_is_imported(tmp_path: Path, command: list[str]) -> None:
+    """--device was checked first, and checking it imports torch: a missing data file given with --device cuda:999
+    (or --device banana) waited for torch and was then refused for the device alone."""
+    code, torch_loaded, err = _refuse([*command, "--data", str(tmp_path / "absent.jsonl"), "--out",
+                                       str(tmp_path / "o"), "--device", "cuda:999"], tmp_path)
+    assert code == 2 and "absent.jsonl: no such file or directory" in err and "Traceback" not in err, err
+    assert not torch_loaded, "the refusal came after torch was imported"

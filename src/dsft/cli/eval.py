@@ -239,8 +239,6 @@ def eval_command(
     # no empty --out.
     with removed_when_stopped(out), refused_output_removed(out):
         check_fresh_output_dir(out, overwrite)  # every input is checked before --out is created
-        if device is not None:
-            check_device(device)
         check_inputs(data, [model_or_run], base_model)  # before a model loads
         if template is not None:
             check_template_name(template, "--template")
@@ -248,6 +246,8 @@ def eval_command(
         wanted = _metrics(defaults, metrics)
         options = _options(defaults, max_new_tokens, batch_size, temperature, top_p, seed)
         check_generation_room([model_or_run], max_new_tokens, base_model)
+        if device is not None:  # imports torch: after every check that does not
+            check_device(device)
         output_dir(out)
         result = evaluate_model(model_or_run, data, out, options, limit=limit, template=template, metrics=wanted,
                                 device=device, thinking=thinking, base_model=base_model,
@@ -287,8 +287,6 @@ def compare_command(
     # no empty --out.
     with removed_when_stopped(out), refused_output_removed(out):
         check_fresh_output_dir(out, overwrite)  # every input is checked before --out is created
-        if device is not None:
-            check_device(device)
         check_inputs(data, [tuned], base_model)  # before either model loads
         if base:
             check_source(base)
@@ -301,6 +299,8 @@ def compare_command(
         options = _options(defaults, max_new_tokens, batch_size, temperature, top_p, seed)
         check_generation_room([tuned], max_new_tokens, base_model)
         check_generation_room([base] if base else [], max_new_tokens)
+        if device is not None:  # imports torch: after every check that does not
+            check_device(device)
         output_dir(out)
         result = compare_models(base, tuned, data, out, options, limit=limit, template=template, metrics=wanted,
                                 sample_count=samples, device=device, thinking=thinking,
