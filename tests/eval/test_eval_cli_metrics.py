@@ -169,3 +169,17 @@ def test_a_file_with_nothing_to_score_names_the_first_line_of_each_reason(tmp_pa
     code, _, err = run_cli(["metrics", "-p", str(path)])
     assert code == 2 and f"predictions file {path}: no line can be scored (missing reference 2, first at line 2; " \
         "malformed JSON 1, first at line 3); each line needs" in " ".join(err.split()), err
+
+
+def test_a_json_array_of_predictions_is_told_to_be_json_lines(tmp_path: Path, run_cli) -> None:
+    """dsft data reads a .json array, so one is easily given here: it was refused as 'not a JSON object 1' (or, pretty
+    printed, 'malformed JSON 10') without saying the file is one array."""
+    rows = [{"prediction": "a", "reference": "a"}, {"prediction": "b", "reference": "c"}]
+    for name, text in (("one-line.json", json.dumps(rows)), ("pretty.json", json.dumps(rows, indent=2))):
+        path = tmp_path / name
+        path.write_text(text)
+        code, _, err = run_cli(["metrics", "-p", str(path)])
+        assert code == 2 and "the file is one JSON array, not JSON Lines: write one object per line (e.g. jq -c " \
+            f"'.[]' {path} > predictions.jsonl)" in " ".join(err.split()), err
+    code, _, err = run_cli(["metrics", "-p", str(write_lines(tmp_path / "p.jsonl", [{"prediction": "a"}]))])
+    assert code == 2 and "JSON array" not in err, err

@@ -140,4 +140,19 @@ def _nothing_to_score(path: Path, skipped: Counter[str], first: dict[str, int]) 
     reasons = "; ".join(f"{reason} {count}, first at line {first[reason]}" for reason, count in skipped.most_common())
     with path.open("rb") as handle:
         hint = encoding_hint(handle.read(65536)) if "not UTF-8 text" in skipped or "malformed JSON" in skipped else ""
+    if not hint and _is_one_json_array(path):
+        hint = ("; the file is one JSON array, not JSON Lines: write one object per line (e.g. jq -c '.[]' "
+                f"{path} > predictions.jsonl)")
     return f"predictions file {path}: no line can be scored ({reasons}); {needs}{hint}"
+
+
+def _is_one_json_array(path: Path) -> bool:
+    """Whether the whole file is one JSON array (a .json export, one line or pretty-printed); read whole only when it
+    begins with ``[`` and no line could be scored."""
+    with path.open("rb") as handle:
+        if not handle.read(4096).decode("utf-8-sig", "replace").lstrip().startswith("["):
+            return False
+    try:
+        return isinstance(json.loads(path.read_bytes().decode("utf-8-sig")), list)
+    except (UnicodeDecodeError, json.JSONDecodeError, MemoryError):
+        return False
