@@ -120,6 +120,22 @@ def test_collect_says_a_stopped_or_killed_trial_is_not_running(tmp_path: Path) -
     assert collected.best == 0  # a stopped trial keeps the value it reached, as in the sweep that stopped
 
 
+def test_collect_with_resume_is_refused_not_half_done(tmp_path: Path, run_cli) -> None:
+    """--collect --resume read the sweep back and ignored --resume, silently (exit 0, the report rewritten, nothing
+    continued): the pair is refused, one message, exit 2, before the sweep is read."""
+    out = tmp_path / "sweep"
+    (out / "trial-000").mkdir(parents=True)
+    (out / "trial-000" / "run.json").write_text(json.dumps({"status": "stopped"}))
+    recorded = json.dumps(Sweep("eval_loss", False, "grid", [Trial(0, {"train.lr": 1e-4}, str(out / "trial-000"))])
+                          .to_json())
+    (out / "sweep.json").write_text(recorded)
+    code, stdout, err = run_cli(["sweep", "--collect", "--resume", "--out", str(out)])
+    assert code == 2 and "Traceback" not in err and not stdout, (stdout, err)
+    assert " ".join(err.split()) == ("error: dsft sweep: --collect reads a launched sweep's trials back and --resume "
+                                     "continues a stopped sweep here; give one of them"), err
+    assert (out / "sweep.json").read_text() == recorded and not (out / "report.md").exists()
+
+
 def test_a_settings_not_applied_notice_is_logged_once_per_sweep(tmp_path: Path, tiny_model_dir, run_cli,
                                                                monkeypatch, caplog) -> None:
     """train.zero_stage in one process without CUDA, preference.beta under SFT: the notices that they are not

@@ -38,6 +38,10 @@ def sweep(
     from rich.console import Console
 
     from dsft.errors import ConfigError
+
+    if collect and resume:  # --collect only reads a sweep back: a --resume beside it would be ignored, silently
+        raise ConfigError("dsft sweep: --collect reads a launched sweep's trials back and --resume continues a "
+                          "stopped sweep here; give one of them")
     from dsft.sweep.request import LAUNCHES, SAMPLERS, SweepRequest, check_request
     from dsft.sweep.space import build_space
 
