@@ -125,3 +125,15 @@ def test_a_model_cache_that_is_a_file_fails(tmp_path: Path, monkeypatch: pytest.
     (cache, *_) = checks.check_disk(checks.default_disk_paths())
     assert cache.verdict == "fail" and cache.detail == f"{tmp_path / 'f'} is a file, not a directory", cache
     assert cache.fix and "DSFT_CACHE" in cache.fix
+
+
+def test_a_model_cache_this_user_cannot_write_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read-only cache (or one under a directory owned by another user) was 'ok' with its free space."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = checks.os.access
+    monkeypatch.setattr(checks.os, "access", lambda p, mode: Path(p) != locked and real_access(p, mode))
+    (cache,) = checks.check_disk([locked / "dsft"])
+    assert cache.verdict == "fail" and cache.detail == f"{locked} is not writable by this user", cache
+    (fine,) = checks.check_disk([tmp_path / "dsft"])
+    assert fine.verdict in ("ok", "warn"), fine

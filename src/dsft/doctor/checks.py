@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import os
 import platform
 import shutil
 import subprocess
@@ -218,6 +219,10 @@ def check_disk(paths: list[Path]) -> list[Check]:
         existing = path
         while not existing.exists() and existing != existing.parent:
             existing = existing.parent
+        if not os.access(existing, os.W_OK | os.X_OK):  # what a model or run there would need first
+            checks.append(Check(f"disk {path}", "fail", f"{existing} is not writable by this user",
+                                "point DSFT_CACHE (or --out) at a directory you can write, or change its permissions"))
+            continue
         try:
             free = shutil.disk_usage(existing).free
         except OSError as exc:
