@@ -129,6 +129,25 @@ def test_a_missing_checkpoint_or_deep_path_names_what_its_nearest_directory_hold
     assert str(err.value) == f"{tmp_path / 'runs' / 'nope' / 'final'}: no such directory ({tmp_path / 'runs'}/ holds qa)"
 
 
+def test_a_directory_that_cannot_be_listed_leaves_the_message_without_suggestions(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The missing-path and mistyped-path messages list what the nearest directory holds; one the user may not
+    read raised PermissionError from Path.iterdir, a traceback in place of the message."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "qa").mkdir(parents=True)
+
+    def unreadable(self: Path):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "iterdir", unreadable)
+    with pytest.raises(DsftError) as err:
+        check_model_name("runs/qa/checkpoints/checkpoint-99")
+    assert str(err.value) == "runs/qa/checkpoints/checkpoint-99: no such directory"
+    with pytest.raises(DsftError) as err:
+        check_model_name("runs/my-rnu")
+    assert str(err.value).startswith("runs/my-rnu: no such directory; runs/ is a local directory, so this is not read")
+
+
 @pytest.mark.parametrize("under", ["", "cache"])
 def test_a_model_cache_that_is_a_file_is_named_with_what_set_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                 under: str) -> None:

@@ -127,9 +127,15 @@ def is_hub_id(name: str) -> bool:
     return bool(HUB_ID.match(name)) and not name.startswith((".", "/", "~"))
 
 
-def _directories_in(directory: Path) -> str:
-    children = sorted(p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
-    return ", ".join(children[:8]) + (", ..." if len(children) > 8 else "") if children else "no directories"
+def _what_it_holds(directory: Path) -> str:
+    """`` (runs/ holds my-run, qa)``, the suggestions a missing path's message carries; empty where ``directory``
+    cannot be listed (no permission to read it), which leaves the message without them rather than a traceback."""
+    try:
+        children = sorted(p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return ""
+    held = ", ".join(children[:8]) + (", ..." if len(children) > 8 else "") if children else "no directories"
+    return f" ({directory}/ holds {held})"
 
 
 def _check_not_a_mistyped_path(name: str) -> None:
@@ -138,7 +144,7 @@ def _check_not_a_mistyped_path(name: str) -> None:
     org = Path(name.split("/", 1)[0])
     if not org.is_dir():
         return
-    raise DsftError(f"{name}: no such directory ({org}/ holds {_directories_in(org)}); {org}/ is a local directory, "
+    raise DsftError(f"{name}: no such directory{_what_it_holds(org)}; {org}/ is a local directory, "
                     f"so this is not read as a hub id (org/name)")
 
 
@@ -150,7 +156,7 @@ def _check_not_a_missing_deep_path(name: str) -> None:
         if str(parent) in (".", parent.anchor):
             return
         if parent.is_dir():
-            raise DsftError(f"{name}: no such directory ({parent}/ holds {_directories_in(parent)})")
+            raise DsftError(f"{name}: no such directory{_what_it_holds(parent)}")
 
 
 def check_model_name(name_or_path: str | Path) -> None:
