@@ -723,6 +723,9 @@ LAUNCH_CASES = [
     # Written into the scripts as it came: the quote ended the shell string.
     ("master-addr-not-a-host", lambda t: [_config(t, data={"train": [_data(t)]}), "--nodes", "2", "--master-addr",
                                           'node0"; echo'], "--master-addr 'node0\"; echo': not a hostname or an IP"),
+    # The scripts said the data was checked, and the job found a missing file after it was queued.
+    ("missing-data-file", lambda t: [_config(t, data={"train": [_data(t)], "val": [str(t / "absent.jsonl")]})],
+     "data.val: " + "{tmp}/absent.jsonl: no such file or directory"),
     ("nodes-beyond-int32-ranks", lambda t: [_config(t, data={"train": [_data(t)]}), "--nodes", str(10**12)],
      "--nodes 1000000000000 x --gpus-per-node 8 = 8,000,000,000,000 processes: torch.distributed numbers"),
 ]
@@ -731,6 +734,7 @@ LAUNCH_CASES = [
 @pytest.mark.parametrize("args, expected", [c[1:] for c in LAUNCH_CASES], ids=[c[0] for c in LAUNCH_CASES])
 def test_launch_refuses_without_creating_out(tmp_path: Path, args, expected: str) -> None:
     code, torch_loaded, err = _refuse(["launch", *args(tmp_path), "--out", str(tmp_path / "l")], tmp_path)
+    expected = expected.replace("{tmp}", str(tmp_path))
     assert code == 2 and expected in err and "Traceback" not in err, err
     assert not torch_loaded, "the refusal came after torch was imported"
     assert not (tmp_path / "l").exists(), "a refused launch must not leave its --out directory"

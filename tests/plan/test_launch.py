@@ -179,6 +179,8 @@ def test_training_runs_from_where_launch_checked_the_config_s_relative_paths(
     project = tmp_path / "project"
     project.mkdir()
     (project / "train.yaml").write_text("data:\n  train: data/qa.jsonl\n")
+    (project / "data").mkdir()
+    (project / "data" / "qa.jsonl").write_text('{"prompt": "p", "completion": "c"}\n')
     monkeypatch.chdir(project)
     code, _, err = run_cli(["launch", "train.yaml", "--nodes", "1", "--gpus-per-node", "2", "--launcher", launcher,
                             "--out", str(tmp_path / "launch")])
@@ -236,3 +238,42 @@ def test_set_overrides_are_checked_and_every_process_trains_with_them(
                             "--set", "train.lr=-1"])
     assert code == 2 and "--set train.lr=-1" in err and "Traceback" not in err
     assert not (tmp_path / "refused").exists()
+
+
+@pytest.mark.parametrize("data, key", [("train: data/absent.jsonl", "data.train: data/absent.jsonl"),
+                                       ("train: data/qa.jsonl\n  val: [data/no-val.jsonl]",
+                                        "data.val: data/no-val.jsonl")])
+def test_the_data_a_config_names_is_checked_before_anything_is_written(
+        data: str, key: str, tmp_path: Path, run_cli: RunCli, monkeypatch) -> None:
+    """The scripts said the config's data paths were checked, and dsft launch never looked at them: a missing data
+    file was found by the job, on every node, after it was queued. It is refused as dsft train refuses it (the key
+    and the path, exit 2), nothing written; the scripts say what was checked."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "qa.jsonl").write_text('{"prompt": "p", "completion": "c"}\n')
+    (tmp_path / "train.yaml").write_text(f"data:\n  {data}\n")
+    code, out, err = run_cli(["launch", "train.yaml", "--gpus-per-node", "2", "--out", "launch"])
+    text = " ".join(err.split())
+    assert code == 2 and "Traceback" not in err and not out, (out, err)
+    assert "1 data input(s) cannot be read" in text and f"{key}: no such file or directory" in text, text
+    assert not (tmp_path / "launch").exists()
+
+    (tmp_path / "train.yaml").write_text("data:\n  train: data/qa.jsonl\n")
+    code, _, err = run_cli(["launch", "train.yaml", "--gpus-per-node", "2", "--out", "launch"])
+    assert code == 0, err
+    script = (tmp_path / "launch" / "torchrun_node.sh").read_text()
+    comments = " ".join(line[2:] for line in script.splitlines() if line.startswith("# "))
+    assert ("Relative paths in the config are read from the directory `dsft launch` ran in, where its data inputs "
+            "were checked; the model is not checked (it may be a cluster path): `dsft train` looks for it") in comments
+
+
+def test_a_config_that_names_no_data_is_launched_with_a_note(config: Path, tmp_path: Path, run_cli: RunCli) -> None:
+    """A config without data (data given later with --set, or written for the cluster) still gets its scripts; the
+    note says nothing was checked, and the scripts do not claim otherwise."""
+    code, out, err = run_cli(["launch", str(config), "--gpus-per-node", "2", "--out", str(tmp_path / "launch")])
+    assert code == 0, err
+    assert ("data: the config names none (data.train or data.prepared_dir), so no data was checked; the job's "
+            "`dsft train` refuses it until one is set (in the config or with --set)") in " ".join(err.split()), err
+    script = (tmp_path / "launch" / "torchrun_node.sh").read_text()
+    comments = " ".join(line[2:] for line in script.splitlines() if line.startswith("# "))
+    assert "were checked" not in comments and "ran in (no data was checked); the model is not checked" in comments

@@ -203,6 +203,8 @@ def test_a_launch_resolves_auto_for_the_gpu_cluster_not_this_machine(run_cli, tm
     """Written on a machine without CUDA, a launch for GPUs resolves train.distributed=auto to DeepSpeed there,
     so ZeRO offload (which DDP cannot do) is accepted, not refused as if the run were on this CPU."""
     monkeypatch.setattr(distributed, "_cuda_available", lambda: False)  # this machine: no GPU
+    monkeypatch.chdir(tmp_path)  # the data the config names is checked, from here
+    (tmp_path / "x.jsonl").write_text(json.dumps({"prompt": "p", "completion": "c"}) + "\n")
     config = tmp_path / "offload.yaml"
     config.write_text(json.dumps({"train": {"distributed": "auto", "offload": "optimizer"},
                                   "model": {"name_or_path": "tiny-deepseek-v3"}, "data": {"train": ["x.jsonl"]}}))

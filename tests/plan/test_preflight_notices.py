@@ -48,5 +48,8 @@ def test_launch_says_what_the_jobs_will_not_apply(tmp_path: Path, run_cli) -> No
                               "--gpus-per-node", "1"])
     assert code == 0, err
     # One GPU of a cluster with CUDA and DeepSpeed applies ZeRO-3: only the preference setting is not applied.
-    assert err.splitlines() == [BETA_UNDER_SFT]
+    assert err.splitlines()[0] == BETA_UNDER_SFT
+    assert err.splitlines()[1:] == ["data: the config names none (data.train or data.prepared_dir), so no data was "
+                                    "checked; the job's `dsft train` refuses it until one is set (in the config or "
+                                    "with --set)"]
     assert all(Path(line).is_file() for line in out.splitlines())

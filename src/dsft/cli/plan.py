@@ -207,6 +207,7 @@ def launch(
 ) -> None:
     """Write runnable per-node launch scripts (with documented NCCL settings) for a training config."""
     from dsft.config import load_config
+    from dsft.data.input_checks import check_inputs, names_data
     from dsft.disk import check_output_dir
     from dsft.plan.launch import LAUNCHERS, LaunchPlan, check_master_addr, write_launch_files
     from dsft.plan.preflight import preflight, preflight_notices
@@ -218,17 +219,24 @@ def launch(
     if job_problem:
         raise DsftError(job_problem)
     notices: list[str] = []
+    data_checked = False
     if config.is_file():  # a missing file is reported by write_launch_files, as before
         # The job's GPUs, not this machine's: the scripts run there with nodes x gpus_per_node processes.
         cfg = load_config(config, set_, set_flags=set_)
         cluster = Environment.gpu_cluster(max(nodes, 1) * max(gpus_per_node, 1))
         preflight(cfg, cluster, str(config), set_)
         notices = preflight_notices(cfg, cluster)
+        data_checked = names_data(cfg)
+        if data_checked:  # dsft train's early check, from here, where the scripts run it: a typo costs no queued job
+            check_inputs(cfg)
+        else:
+            notices.append("data: the config names none (data.train or data.prepared_dir), so no data was checked; "
+                           "the job's `dsft train` refuses it until one is set (in the config or with --set)")
 
     check_output_dir(out)  # created by write_launch_files once the config and launcher are checked
     plan_ = LaunchPlan(config=config.resolve(), run_dir=(run_dir or out / "run").resolve(), nodes=nodes,
                        gpus_per_node=gpus_per_node, master_addr=master_addr, master_port=master_port,
-                       overrides=tuple(set_))
+                       overrides=tuple(set_), data_checked=data_checked)
     for path in write_launch_files(plan_, keyword(launcher, LAUNCHERS), out, overwrite=overwrite):
         typer.echo(str(path))
     for notice in notices:  # what the job's runs will say first, said now (stdout stays the files written)

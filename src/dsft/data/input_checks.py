@@ -30,6 +30,13 @@ def training_sources(cfg: DsftConfig, inputs: list[str] | None = None) -> list[s
     return sources
 
 
+def names_data(cfg: DsftConfig) -> bool:
+    """Whether the config names any data input (``data.train``, ``val``, ``test``, ``mix`` or ``prepared_dir``):
+    ``dsft launch`` checks those, and says that a config naming none was not checked."""
+    data = cfg.data
+    return bool(data.train or data.val or data.test or data.mix or data.prepared_dir)
+
+
 def input_problems(cfg: DsftConfig, inputs: list[str] | None = None) -> list[str]:
     """Every data input the config names that cannot be read (missing, unsupported, a glob matching nothing),
     one line each naming its key, or the absence of any training input: checked before a model is resolved,

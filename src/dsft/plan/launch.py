@@ -58,10 +58,11 @@ class LaunchPlan:
     master_addr: str | None = None  # None: 127.0.0.1 on one node; several nodes need MASTER_ADDR at launch
     master_port: int = DEFAULT_PORT
     script_dir: Path | None = None  # where the files are written (absolute): sbatch runs a spooled copy
-    # The directory `dsft launch` ran in: the config's relative paths (data files, a local model) were checked
-    # from there, so every script runs the training from there too (not from wherever it is started or ssh lands).
+    # The directory `dsft launch` ran in: the config's relative paths (data files, a local model) name what they
+    # named there, so every script runs the training from there too (not from wherever it is started or ssh lands).
     workdir: Path | None = None
     overrides: tuple[str, ...] = ()  # the --set KEY=VALUE every process applies (checked by `dsft launch`)
+    data_checked: bool = False  # whether `dsft launch` checked the data inputs (from workdir); the model it never does
 
     def __post_init__(self) -> None:
         check_master_addr(self.master_addr)
@@ -97,7 +98,10 @@ def check_master_addr(master_addr: str | None) -> None:
 def _workdir_line(plan: LaunchPlan) -> str:
     if plan.workdir is None:
         return ""
-    return ("# The config's relative paths (data, model) are read from where `dsft launch` checked them.\n"
+    # Say what was looked for here: a model path may be the cluster's own (guide 003's /nfs/...), so it is not.
+    data = ", where its data inputs were checked;" if plan.data_checked else " (no data was checked);"
+    return (f"# Relative paths in the config are read from the directory `dsft launch` ran in{data}\n"
+            "# the model is not checked (it may be a cluster path): `dsft train` looks for it.\n"
             f"cd {shlex.quote(str(plan.workdir))}\n")
 
 
