@@ -17,6 +17,7 @@ import typer
 from dsft import __version__
 from dsft.cli import stopping
 from dsft.errors import Stopped
+from dsft.onednn_caches import bound_onednn_caches
 
 # Each module defines ``register(app: typer.Typer) -> None``.
 COMMAND_MODULES = (
@@ -74,6 +75,7 @@ _help_as_written(app, set())
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning user errors into one message and exit code 2 and a stop (SIGTERM,
     Ctrl-C) into one line and 128+signal, after the command's own cleanup."""
+    bound_onednn_caches()  # before any command's first bf16 CPU matmul (dsft.onednn_caches)
     stopping.install()
     try:
         _run(argv)

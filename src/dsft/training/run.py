@@ -27,6 +27,7 @@ from dsft.errors import ConfigError, DsftError, UnsupportedError
 from dsft.models.gguf_source import dequantisation_note, read_import_record
 from dsft.models.loading import load_tokenizer, use_cpu_accelerator_without_cuda
 from dsft.models.resolve import resolve_model
+from dsft.onednn_caches import bound_onednn_caches
 from dsft.training.checkpointing import check_same_checkpoint, checkpoint_step, resolve_resume
 from dsft.training.collators import make_collator, make_train_dataset
 from dsft.training.environment import environment_problems
@@ -98,6 +99,7 @@ def run_training(
     sweep's trials: once per sweep, not once per trial); those this run logs are added to it.
     """
     started = time.perf_counter()
+    bound_onednn_caches()  # the library's callers too (the command line has already), before the first bf16 matmul
     use_cpu_accelerator_without_cuda()
     run_dir = Path(run_dir)
     problems = environment_problems(cfg)

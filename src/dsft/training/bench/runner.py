@@ -35,6 +35,7 @@ from dsft.config.schema import TrainConfig
 from dsft.errors import DsftError
 from dsft.models.loading import load_tokenizer
 from dsft.models.resolve import resolve_model
+from dsft.onednn_caches import environment_without_bounds
 from dsft.training.bench.held_out import HELD_OUT_CONVERSATIONS, HELD_OUT_SEED_OFFSET
 from dsft.training.bench.settings import check_bench_settings, conversation_count
 from dsft.training.bench.synthetic import make_examples
@@ -103,7 +104,9 @@ def _run_worker(spec: dict[str, Any], work: Path) -> dict[str, Any]:
     spec_path, result_path = work / f"{spec['system']}.spec.json", work / f"{spec['system']}.result.json"
     spec_path.write_text(json.dumps(spec), encoding="utf-8")
     command = [sys.executable, "-m", "dsft.training.bench.worker", str(spec_path), str(result_path)]
-    done = subprocess.run(command, capture_output=True, text=True)
+    # A peer runs as it runs by itself: without the oneDNN cache bounds dsft sets for its own processes.
+    environment = None if spec["system"] == "dsft" else environment_without_bounds()
+    done = subprocess.run(command, capture_output=True, text=True, env=environment)
     if done.returncode != 0 or not result_path.exists():
         tail = "\n".join(done.stderr.strip().splitlines()[-15:])
         why = " (killed: out of memory?)" if done.returncode == -9 else ""

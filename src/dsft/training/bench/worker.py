@@ -18,6 +18,7 @@ from transformers import set_seed
 from dsft.config.schema import LoraConfig
 from dsft.models.loading import load_model, load_tokenizer
 from dsft.models.lora import apply_lora
+from dsft.onednn_caches import bound_onednn_caches
 from dsft.training.bench.held_out import held_out_loss
 from dsft.training.bench.profiling import StepProfiler
 from dsft.training.bench.systems import BUILDERS, Meter, bench_precision, summarize
@@ -83,6 +84,8 @@ def run_system(spec: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str]) -> None:
     spec = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    if spec["system"] == "dsft":  # as dsft's command line and run_training do (a peer runs as it runs by itself)
+        bound_onednn_caches()
     result = run_system(spec)
     Path(argv[1]).write_text(json.dumps(result, indent=2), encoding="utf-8")
 

@@ -1,0 +1,61 @@
+"""dsft bounds the CPU kernel caches PyTorch's bf16 matmuls fill one shape at a time (dsft.onednn_caches).
+
+Each case runs in a fresh interpreter: both caches read their capacity once, at the process's first oneDNN
+matmul, so the pytest process (which may have run one) cannot show it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from dsft.onednn_caches import VARIABLES
+
+# 600 bf16 matmuls, each with a number of rows not seen before (as packed rows and MoE routing give): how much
+# the resident memory grew, in MiB. The entry point runs first, as it would in the command (argv[1]).
+GROWTH = """
+import sys
+{entry}
+import torch
+torch.set_num_threads(1)
+def rss():
+    return int(open('/proc/self/statm').read().split()[1]) * 4096 >> 20
+weight = torch.randn(1536, 576, dtype=torch.bfloat16)
+(torch.randn(8, 576, dtype=torch.bfloat16) @ weight.t())
+start = rss()
+for rows in range(900, 1500):
+    torch.randn(rows, 576, dtype=torch.bfloat16) @ weight.t()
+print(rss() - start)
+"""
+
+ENTRIES = {
+    "none": "",
+    "command line": "from dsft.cli import app\ntry:\n    app.main(['--version'])\nexcept SystemExit:\n    pass",
+    "library": "from dsft.onednn_caches import bound_onednn_caches\nbound_onednn_caches()",
+}
+
+
+def _growth_mib(entry: str, **environment: str) -> int:
+    env = {name: value for name, value in os.environ.items() if name not in VARIABLES} | environment
+    done = subprocess.run([sys.executable, "-c", GROWTH.format(entry=ENTRIES[entry])], capture_output=True, text=True,
+                          env=env, check=True)
+    return int(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not (sys.platform == "linux" and torch.backends.mkldnn.is_available()),
+                    reason="the caches are oneDNN's (CPU bf16 matmuls through mkldnn), measured from Linux's /proc")
+def test_bf16_matmuls_of_new_shapes_no_longer_grow_memory_without_bound() -> None:
+    """Unbounded, each new shape kept its kernels (about 0.8 MiB here): a bf16 CPU run's memory grew by about
+    50 MiB a step. The command line and the library both bound the caches; a user's own setting is kept."""
+    unbounded = _growth_mib("none")
+    if unbounded < 240:  # another oneDNN or CPU that keeps less per shape: nothing to show here
+        pytest.skip(f"this torch/CPU grew {unbounded} MiB over 600 new shapes unbounded; the case needs >= 240")
+    # Bounded, the growth is the 64 entries' (plus where glibc's heap happens to put them: 60-130 MiB here);
+    # unbounded it is about 0.8 MiB a shape (about 480 MiB).
+    assert _growth_mib("command line") < unbounded / 2
+    assert _growth_mib("library") < unbounded / 2
+    assert _growth_mib("command line", ONEDNN_PRIMITIVE_CACHE_CAPACITY="1024", LRU_CACHE_CAPACITY="1024") > unbounded * 0.8
