@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from dsft.data.formats import FormatProblem, convert, detect_format, split_inline_think, to_conversation
+from dsft.data.formats import FormatProblem, convert, detect_format, to_conversation
 from dsft.data.ingest import ingest
+from dsft.data.inline_think import split_inline_think
 
 
 def _ingest(path: Path, **kwargs):

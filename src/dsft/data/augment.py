@@ -30,8 +30,8 @@ from dsft.config.schema import AugmentConfig, DsftConfig
 from dsft.data.clean import Removed
 from dsft.data.conversation import Conversation
 from dsft.data.endpoint import ChatClient, EndpointSettings, RequestFailed, ResponseCache
-from dsft.data.formats import split_inline_think
 from dsft.data.ingest import ingest, write_rejections
+from dsft.data.inline_think import split_inline_think
 from dsft.data.ledger import rejected_reasons
 from dsft.data.near_dedup import drop_near_copies
 from dsft.data.readers import check_outputs_spare_inputs

@@ -34,8 +34,8 @@ from dsft.config.schema import DistillConfig
 from dsft.data.clean import Removed
 from dsft.data.conversation import Conversation, Message
 from dsft.data.endpoint import ChatClient, Completion, EndpointSettings, RequestFailed, ResponseCache
-from dsft.data.formats import split_inline_think
 from dsft.data.ingest import Rejection, write_rejections
+from dsft.data.inline_think import split_inline_think
 from dsft.data.ledger import rejected_reasons
 from dsft.data.readers import check_outputs_spare_inputs, read_records
 from dsft.data.report import write_jsonl, write_removed

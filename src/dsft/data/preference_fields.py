@@ -22,7 +22,9 @@ import json
 from typing import Any
 
 from dsft.data.conversation import Message
-from dsft.data.formats import SHAREGPT_ROLES, FormatProblem, apply_columns, from_messages, split_inline_think
+from dsft.data.format_converters import SHAREGPT_ROLES, FormatProblem, from_messages
+from dsft.data.formats import apply_columns
+from dsft.data.inline_think import split_inline_think
 from dsft.data.validate import find_bad_unicode
 
 REFERENCE_FIELDS = ("answer", "solution")
