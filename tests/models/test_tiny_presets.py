@@ -124,3 +124,29 @@ def test_r1_think_tokens_are_not_special(tiny_model_dir) -> None:
     ids = tokenizer("<think>\nx\n</think>\n\ny", add_special_tokens=False)["input_ids"]
     assert ids[0] == 128798
     assert tokenizer.decode(ids, skip_special_tokens=True) == "<think>\nx\n</think>\n\ny"
+
+
+@pytest.mark.parametrize("name", sorted(TINY_PRESETS))
+def test_a_fresh_preset_tokenizer_loads_without_transformers_class_warning(name: str, tiny_model_dir) -> None:
+    """Every load of tiny-deepseek-v3 / -llm printed "`tokenizer_class` is `LlamaTokenizerFast` but
+    `tokenizer.json` is ByteLevel; loading `TokenizersBackend`..." (AutoTokenizer, as `dsft template render
+    --tokenizer` loads it): the files now name the class transformers loads, so the ids are the same."""
+    import logging
+
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # type: ignore[method-assign]
+    hf_logger = hf_logging.get_logger("transformers")
+    hf_logger.addHandler(handler)
+    hf_logging.warning_once.cache_clear()  # an earlier test's load would have used up the one warning
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir(name)))
+    finally:
+        hf_logger.removeHandler(handler)
+    assert [r.getMessage() for r in records if "tokenizer_class" in r.getMessage()] == []
+    expected_class = {"tiny-r1-distill-qwen": "Qwen2Tokenizer"}.get(name, "TokenizersBackend")
+    assert type(tokenizer).__name__ == expected_class
+    assert tokenizer("hi")["input_ids"][0] == EXPECTED_IDS[name]["<｜begin▁of▁sentence｜>"]  # BOS still added

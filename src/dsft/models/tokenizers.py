@@ -81,8 +81,14 @@ def _bos_post_processor(bos: str, bos_id: int) -> dict[str, Any]:
     }
 
 
-def _llama_style_config(template: str, pad: str | None, max_length: int) -> dict[str, Any]:
-    """tokenizer_config.json as DeepSeek ships it (class name included, so loaders take the real path)."""
+def _llama_style_config(template: str, pad: str | None, max_length: int,
+                        tokenizer_class: str = "TokenizersBackend") -> dict[str, Any]:
+    """tokenizer_config.json as DeepSeek ships it, but for the class name: the one transformers loads.
+
+    DeepSeek's files say ``LlamaTokenizerFast``; transformers 5 loads a ByteLevel tokenizer.json declared so
+    as ``TokenizersBackend`` anyway, and warns on every load that the file should say so. Naming the class it
+    loads takes the same path (same ids) without the warning.
+    """
     return {
         "add_bos_token": True,
         "add_eos_token": False,
@@ -95,7 +101,7 @@ def _llama_style_config(template: str, pad: str | None, max_length: int) -> dict
         "model_max_length": max_length,
         "sp_model_kwargs": {},
         "use_default_system_prompt": False,
-        "tokenizer_class": "LlamaTokenizerFast",
+        "tokenizer_class": tokenizer_class,
         "chat_template": chat_template(template),
     }
 
@@ -135,7 +141,9 @@ def r1_distill_qwen_tokenizer_files() -> tuple[dict[str, Any], dict[str, Any]]:
     tok = copy.deepcopy(_read_json(qwen2_tokenizer_dir() / "tokenizer.json"))
     tok["added_tokens"] = [_added(i, content, special) for i, content, special in DISTILL_QWEN_SPECIALS]
     tok["post_processor"] = _bos_post_processor(BOS, 151646)
-    return tok, _llama_style_config("deepseek-r1-distill", pad=EOS, max_length=16384)
+    # As released: transformers loads this one as Qwen2Tokenizer (its model type's class), without a warning.
+    return tok, _llama_style_config("deepseek-r1-distill", pad=EOS, max_length=16384,
+                                    tokenizer_class="LlamaTokenizerFast")
 
 
 LLM_REGULAR_TOKENS = 100_000  # DeepSeek-LLM: ids 0..99999 are BPE tokens; 100000+ special
