@@ -1013,3 +1013,18 @@ def test_a_wrong_input_beside_device_is_named_before_torch_is_imported(tmp_path:
                                        str(tmp_path / "o"), "--device", "cuda:999"], tmp_path)
     assert code == 2 and "absent.jsonl: no such file or directory" in err and "Traceback" not in err, err
     assert not torch_loaded, "the refusal came after torch was imported"
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["data", "inspect", ""], "SOURCE '': an empty path names no data; name a data file or a prepared directory"),
+    (["template", "render", "--template", "deepseek-r1", "--messages", ""],
+     "--messages '': an empty path names no file; name a JSON file of messages"),
+], ids=["data-inspect", "template-render"])
+def test_an_empty_path_is_refused_naming_its_argument_not_read_as_the_current_directory(
+        tmp_path: Path, args: list[str], expected: str) -> None:
+    """A Path argument turns '' (an unset shell variable) into '.': `dsft data inspect ""` rendered the first data
+    file in the current directory, and `template render --messages ""` said 'cannot read .: Is a directory'."""
+    _data(tmp_path)  # what '.' would have rendered
+    code, torch_loaded, err = _refuse(args, tmp_path)
+    assert (code, torch_loaded) == (2, False), err
+    assert expected in err and "Traceback" not in err, err
