@@ -524,3 +524,22 @@ def test_a_gbk_csv_is_one_reason_however_its_rows_begin(tmp_path: Path, run_cli)
                                                "  5 x output: not valid UTF-8 (byte N at"], err
     for line in counted:
         assert "it reads as GBK/GB18030 Chinese" in line and f"(first: {source} row 1 (line 2))" in line, err
+
+
+def test_prepare_says_which_files_of_an_input_directory_it_skipped_and_why(tmp_path: Path, run_cli) -> None:
+    """Named alone, a .txt file is refused; inside an input directory it and its like were skipped without a word."""
+    data = tmp_path / "data"
+    (data / "more").mkdir(parents=True)
+    (data / "qa.jsonl").write_text("".join(json.dumps({"question": f"q{i}", "answer": "a"}) + "\n" for i in range(4)))
+    for name in ("notes.txt", "rows.tsv", "more/sheet.xlsx", "more/old.jsonl.gz", ".DS_Store"):
+        (data / name).write_text("x")
+    out = tmp_path / "prepared"
+    code, _, err = run_cli(["data", "prepare", str(data), "--out", str(out), "--tokenizer", "deepseek",
+                            "--set", "data.val_ratio=0"])
+    assert code == 0, err
+    assert (f"warning: {data}: skipped 4 files of types dsft does not read (.gz, .tsv, .txt, .xlsx; it reads .jsonl, "
+            ".json, .csv, .parquet): more/old.jsonl.gz, more/sheet.xlsx, notes.txt, rows.tsv") in err, err
+    assert json.loads((out / "data_report.json").read_text())["read"] == 4
+    code, _, err = run_cli(["data", "prepare", str(data / "qa.jsonl"), "--out", str(tmp_path / "again"),
+                            "--tokenizer", "deepseek", "--set", "data.val_ratio=0"])
+    assert code == 0 and "warning" not in err, err

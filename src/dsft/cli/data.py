@@ -66,7 +66,7 @@ def prepare_command(
 
 
 def _prepare(cfg: Any, inputs: list[str] | None, out: Path, tokenizer: str | None, overwrite: bool = False) -> None:
-    from dsft.data.input_checks import check_inputs, training_sources
+    from dsft.data.input_checks import check_inputs, skipped_file_warnings, training_sources
     from dsft.data.pipeline import prepare
     from dsft.data.prepared_folder import REPORT_FILE
     from dsft.data.prepared_output import check_prepared_output
@@ -78,6 +78,8 @@ def _prepare(cfg: Any, inputs: list[str] | None, out: Path, tokenizer: str | Non
     # (data.val, data.test and data.mix too when INPUT... replace data.train).
     train_sources = training_sources(cfg, inputs)
     check_inputs(cfg, inputs)
+    for warning in skipped_file_warnings(cfg, inputs):  # named alone, such a file is refused
+        typer.echo(warning, err=True)
     check_prepared_output(cfg, out, inputs, f"--out {out}", overwrite)  # the user's own files are never overwritten
     check_fresh_output_dir(out, overwrite, rerun_markers=(REPORT_FILE,))  # rerunning a preparation replaces it
     named = expand_inputs(train_sources)

@@ -16,7 +16,7 @@ from pathlib import Path
 from dsft.config.schema import DsftConfig
 from dsft.data import augment, relevance, semantic
 from dsft.data.prepared_folder import REPORT_FILE, UNFINISHED_PREPARATION, preparation_state
-from dsft.data.readers import expand_inputs, is_glob, is_saved_dataset
+from dsft.data.readers import SUPPORTED_SUFFIXES, expand_inputs, is_glob, is_saved_dataset
 from dsft.data.split import split_file
 from dsft.errors import DataError, DsftError
 
@@ -45,16 +45,11 @@ def input_problems(cfg: DsftConfig, inputs: list[str] | None = None) -> list[str
 
     ``inputs`` (``dsft data prepare INPUT...``) replace ``data.train``; they are named by their path alone,
     and the config's ``data.val``, ``data.test`` and ``data.mix``, still read, by their keys."""
-    if inputs:
-        named = [(None, pattern) for pattern in inputs]
-    elif cfg.data.prepared_dir:
+    if not inputs and cfg.data.prepared_dir:
         return _prepared_dir_problems(cfg.data.prepared_dir, cfg.data.train)
-    elif not cfg.data.train:
+    if not inputs and not cfg.data.train:
         return ["data.train: no training data; list files in data.train or set data.prepared_dir"]
-    else:
-        named = [("data.train", pattern) for pattern in cfg.data.train]
-    named += [(f"data.{split}", pattern) for split in ("val", "test") for pattern in getattr(cfg.data, split)]
-    named += [(f"data.mix.{position}.path", source.path) for position, source in enumerate(cfg.data.mix)]
+    named = _named_inputs(cfg, inputs)
     problems = []
     for key, pattern in named:
         try:
@@ -70,6 +65,61 @@ def input_problems(cfg: DsftConfig, inputs: list[str] | None = None) -> list[str
     return problems
 
 
+def _named_inputs(cfg: DsftConfig, inputs: list[str] | None) -> list[tuple[str | None, str]]:
+    """Each raw data input read, with the key naming it: ``inputs`` (no key) or ``data.train``, then ``data.val``,
+    ``data.test`` and the ``data.mix`` sources."""
+    named: list[tuple[str | None, str]] = ([(None, pattern) for pattern in inputs] if inputs
+                                           else [("data.train", pattern) for pattern in cfg.data.train])
+    named += [(f"data.{split}", pattern) for split in ("val", "test") for pattern in getattr(cfg.data, split)]
+    named += [(f"data.mix.{position}.path", source.path) for position, source in enumerate(cfg.data.mix)]
+    return named
+
+
+def skipped_file_warnings(cfg: DsftConfig, inputs: list[str] | None = None) -> list[str]:
+    """A line for each input directory holding files of a type dsft does not read, naming them (a few) and their
+    types: named alone such a file is refused, and in a directory it was skipped without a word.
+
+    >>> import tempfile
+    >>> from dsft.config.schema import DsftConfig
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> for name in ("a.jsonl", "b.txt"): _ = (folder / name).write_text("x")
+    >>> skipped_file_warnings(DsftConfig(), [str(folder)])[0].split(": skipped ")[1]
+    '1 file of a type dsft does not read (.txt; it reads .jsonl, .json, .csv, .parquet): b.txt'
+    """
+    warnings = []
+    for key, pattern in _named_inputs(cfg, inputs):
+        path = Path(pattern)
+        if is_glob(pattern) or not path.is_dir() or is_saved_dataset(path):
+            continue
+        left = [str(file.relative_to(path)) for file in files_left_out(path)]
+        if not left:
+            continue
+        types = sorted({Path(name).suffix.lower() or "(none)" for name in left})
+        shown = ", ".join(left[:_NAMES_SHOWN]) + (f" and {len(left) - _NAMES_SHOWN} more" if len(left) > _NAMES_SHOWN
+                                                  else "")
+        files = f"{len(left)} file{'s' if len(left) > 1 else ''} of {'types' if len(types) > 1 else 'a type'}"
+        warnings.append(f"warning: {f'{key}: ' if key else ''}{pattern}: skipped {files} dsft does not read "
+                        f"({', '.join(types)}; it reads {', '.join(SUPPORTED_SUFFIXES)}): {shown}")
+    return warnings
+
+
+def files_left_out(directory: Path) -> list[Path]:
+    """The files below ``directory`` that :func:`~dsft.data.readers.expand_inputs` does not read, being of another
+    type than ``SUPPORTED_SUFFIXES`` (``notes.txt``, ``rows.tsv``, ``data.jsonl.gz``), sorted; hidden ones
+    (``.DS_Store``, a ``.git`` folder's) are no data and are not listed.
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> for name in ("a.jsonl", "b.txt", ".DS_Store"): _ = (folder / name).write_text("x")
+    >>> [path.name for path in files_left_out(folder)]
+    ['b.txt']
+    """
+    return sorted(path for path in directory.rglob("*")
+                  if path.is_file() and path.suffix.lower() not in SUPPORTED_SUFFIXES
+                  and not any(part.startswith(".") for part in path.relative_to(directory).parts))
+
+
+_NAMES_SHOWN = 8  # of the files an input directory holds and dsft does not read; the rest are counted
 _DUPLICATE_OF_ITSELF = "as a duplicate of itself"
 # The roles a file can be named in, in the order deduplication keeps copies (dsft.data.pool_cleaning and
 # dsft.data.preference_dedup: evaluation splits first, test before val; data.mix sources join the train pool last),
