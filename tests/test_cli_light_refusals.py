@@ -996,6 +996,37 @@ def test_plan_refuses_a_job_beyond_torch_distributed_before_torch(tmp_path: Path
     assert not torch_loaded, "the refusal came after torch was imported"
 
 
+def _broken_model_dir(tmp: Path) -> str:
+    """A model directory whose config.json is no JSON."""
+    model = tmp / "broken-model"
+    model.mkdir(exist_ok=True)
+    (model / "config.json").write_text("{model_type: llama")
+    return str(model)
+
+
+MODEL_READ_CASES = [
+    ("plan-missing-dir", lambda t: ["plan", "--model", str(t / "no-such-model") + "/"],
+     "no-such-model/: no such model directory or config.json"),
+    ("plan-broken-config", lambda t: ["plan", "--model", _broken_model_dir(t)],
+     "broken-model/config.json: invalid JSON at line 1 column 2"),
+    ("targets-unknown-hub-id-offline", lambda t: ["models", "targets", "nosuch-org/nosuch-model"],
+     "model 'nosuch-org/nosuch-model': no local directory nosuch-org/nosuch-model"),
+]
+
+
+@pytest.mark.parametrize("args, expected", [c[1:] for c in MODEL_READ_CASES], ids=[c[0] for c in MODEL_READ_CASES])
+def test_a_model_that_cannot_be_read_is_refused_before_torch(tmp_path: Path, monkeypatch, args, expected: str) -> None:
+    """dsft plan imported torch (dsft.training.loss) before reading --model's config.json, and dsft models targets
+    imported it (the skeleton) before looking the hub id up: each refusal came seconds late."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty hub cache: the id is nowhere here
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("DSFT_CACHE", raising=False)
+    code, torch_loaded, err = _refuse(args(tmp_path), tmp_path)
+    assert code == 2 and expected in err and "Traceback" not in err, err
+    assert not torch_loaded, "the refusal came after torch was imported"
+
+
 def test_augment_refuses_more_copies_than_the_bound_before_torch_and_out(tmp_path: Path) -> None:
     """data.augment.synonym_copies=10**12 drew rewrites for ever (1,001 ran, and is refused as well)."""
     code, torch_loaded, err = _refuse(["data", "augment", _data(tmp_path), "--set", "data.augment.synonym_copies=1001",

@@ -126,18 +126,23 @@ def show_targets(
     from dsft.errors import DsftError
     from dsft.models.lora import discover_lora_targets
     from dsft.models.presets import REAL_MODEL_PRESETS, build_on_meta
-    from dsft.models.resolve import check_model_name, read_config_json, resolve_model
+    from dsft.models.resolve import check_model_name, hub_config_cached, is_hub_id, read_config_json, resolve_model
     from dsft.models.skeleton import model_skeleton
 
     if name in REAL_MODEL_PRESETS:  # numbers only: remote-code DeepSeek-MoE is shown as its Qwen2-MoE look-alike
         model = build_on_meta(REAL_MODEL_PRESETS[name])
     else:
         check_model_name(name)
-        if (Path(name).expanduser() / "config.json").is_file():  # a broken one is named before torch is imported
-            read_config_json(Path(name).expanduser() / "config.json")
+        local, source = Path(name).expanduser(), name
+        if (local / "config.json").is_file():  # a broken one is named before torch is imported
+            read_config_json(local / "config.json")
+        elif not local.is_dir() and is_hub_id(name) and not hub_config_cached(name):
+            # A hub id not downloaded yet: its files fetched first, so an id the hub (or an offline machine)
+            # cannot give is named before torch is imported.
+            source = str(resolve_model(name))
         # The model `dsft train` builds (never a look-alike): what lora.targets is checked against.
-        model = model_skeleton(name)
-        if model is None:  # a hub id not downloaded yet: its files fetched first
+        model = model_skeleton(source)
+        if model is None and source == name:  # remote code needing the checkpoint's files: fetched, then tried
             model = model_skeleton(resolve_model(name))
         if model is None:
             raise DsftError(f"{name}: its architecture has no native transformers class (remote code), so its "

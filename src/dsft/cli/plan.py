@@ -131,8 +131,6 @@ def plan(
     job_problem = job_size_problem(nodes, gpus_per_node)
     if job_problem:  # before torch loads
         raise DsftError(job_problem)
-    from dsft.training.loss import GPU_CHUNK_ROWS  # torch: imported once the command runs, not for --help
-
     lora_rank_flag = lora_rank  # a rank from --config was checked by its preflight, naming lora.r
     method, offload = keyword(method, METHODS), keyword(offload, OFFLOADS)
     options = _plan_options(config, nodes * gpus_per_node, {
@@ -156,6 +154,17 @@ def plan(
         # Bounded above too: inf (or 1e300, inf once in bytes) failed converting to an integer byte count.
         if gib is not None and not 0 < gib <= MAX_MEMORY_GIB:
             raise DsftError(f"{flag}: must be > 0 and at most {MAX_MEMORY_GIB:,} GiB, got {gib:g}")
+    targets, experts = options["lora_targets"], options["lora_experts"]
+    if method == "full" and lora_targets is None:
+        # A full fine-tune reads no lora key (dsft train does not check them): the LoRA moves the recommender
+        # may try are sized for the defaults.
+        targets, experts = PLAN_DEFAULTS["lora_targets"], PLAN_DEFAULTS["lora_experts"]
+    # The model first: a missing directory or a broken config.json is named before torch is imported (below).
+    # Libraries imported on the way (DeepSpeed's accelerator probe) log to stdout; keep stdout for the JSON.
+    with contextlib.redirect_stdout(sys.stderr):
+        profile = load_profile(model, targets, experts)
+    from dsft.training.loss import GPU_CHUNK_ROWS  # torch: only once the flags and the model are known good
+
     req = PlanRequest(method=method, gpus_per_node=gpus_per_node, nodes=nodes, gpu_mem_gib=gpu_mem,  # type: ignore[arg-type]
                       host_mem_gib=host_mem,
                       seq_len=seq_len, micro_batch=micro_batch, grad_accum=grad_accum, zero=zero,
@@ -164,14 +173,7 @@ def plan(
                       # train.loss_chunk_size: auto trains with GPU_CHUNK_ROWS rows per chunk on a GPU
                       loss_chunk=None if full_logits else (chunk or GPU_CHUNK_ROWS),
                       per_expert_modules=per_expert_modules)
-    # Libraries imported on the way (DeepSpeed's accelerator probe) log to stdout; keep stdout for the JSON.
-    targets, experts = options["lora_targets"], options["lora_experts"]
-    if method == "full" and lora_targets is None:
-        # A full fine-tune reads no lora key (dsft train does not check them): the LoRA moves the recommender
-        # may try are sized for the defaults.
-        targets, experts = PLAN_DEFAULTS["lora_targets"], PLAN_DEFAULTS["lora_experts"]
     with contextlib.redirect_stdout(sys.stderr):
-        profile = load_profile(model, targets, experts)
         widest = profile.shapes.largest_useful_rank()
         if lora_rank_flag is not None and method != "full" and widest is not None and lora_rank > widest:
             raise DsftError(f"--lora-rank {lora_rank}: above {widest}, the widest smaller side of the matrices LoRA "

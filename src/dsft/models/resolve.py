@@ -282,6 +282,15 @@ def hub_cache_dir(cache_dir: str | Path | None = None) -> str | None:
     return None
 
 
+def hub_config_cached(repo_id: str, cache_dir: str | Path | None = None, revision: str | None = None) -> bool:
+    """Whether hub id ``repo_id``'s ``config.json`` is in the cache :func:`download_from_hub` fills (no network,
+    no torch): a check that needs only the config can then run before anything is fetched."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, "config.json", cache_dir=hub_cache_dir(cache_dir),
+                                             revision=revision), str)
+
+
 def download_from_hub(repo_id: str, cache_dir: str | Path | None = None, revision: str | None = None) -> Path:
     """Download a hub model's config, tokenizer and safetensors weights; return the snapshot directory."""
     from huggingface_hub import snapshot_download
