@@ -136,6 +136,36 @@ def test_collect_with_resume_is_refused_not_half_done(tmp_path: Path, run_cli) -
     assert (out / "sweep.json").read_text() == recorded and not (out / "report.md").exists()
 
 
+@pytest.mark.parametrize(("args", "named"), [
+    (["CONFIG"], "CONFIG"),
+    (["--grid", "train.lr=1e-5,3e-5", "--seed", "0"], "--grid, --seed"),
+    (["--sampler", "grid", "--prune", "--trials", "3"], "--sampler, --trials, --prune"),
+    (["--range", "train.lr=log:1e-5:1e-3", "--set", "train.max_steps=2", "--preset", "qlora-24gb", "--launch", "slurm"],
+     "--range, --set, --preset, --launch"),
+])
+def test_collect_with_what_only_a_new_sweep_reads_is_refused(tmp_path: Path, run_cli, args: list[str],
+                                                              named: str) -> None:
+    """--collect read the sweep in --out back and ignored a CONFIG, --grid, --range, --set, --preset, --sampler,
+    --trials, --prune, --seed or --launch beside it, silently (exit 0, the report rewritten from what the sweep
+    recorded): those given are named, exit 2, before the sweep is read (--sampler grid too: given, not read)."""
+    out = tmp_path / "sweep"
+    (out / "trial-000").mkdir(parents=True)
+    (out / "trial-000" / "run.json").write_text(json.dumps({"status": "finished"}))
+    recorded = json.dumps(Sweep("eval_loss", False, "grid", [Trial(0, {"train.lr": 1e-4}, str(out / "trial-000"))])
+                          .to_json())
+    (out / "sweep.json").write_text(recorded)
+    config = tmp_path / "other.yaml"
+    config.write_text("train: {lr: 1.0e-5}\n")
+    args = [str(config) if arg == "CONFIG" else arg for arg in args]
+    code, stdout, err = run_cli(["sweep", "--collect", *args, "--out", str(out)])
+    assert code == 2 and "Traceback" not in err and not stdout, (stdout, err)
+    assert " ".join(err.split()) == (f"error: dsft sweep: {named}: not read by --collect, which reads the sweep in "
+                                     "--out back as it was recorded (sweep.json, each trial's run); give them to "
+                                     "start a new sweep, without --collect"), err
+    assert (out / "sweep.json").read_text() == recorded and not (out / "report.md").exists()
+    assert run_cli(["sweep", "--collect", "--out", str(out)])[0] == 0  # alone, it reads the sweep back
+
+
 def test_a_settings_not_applied_notice_is_logged_once_per_sweep(tmp_path: Path, tiny_model_dir, run_cli,
                                                                monkeypatch, caplog) -> None:
     """train.zero_stage in one process without CUDA, preference.beta under SFT: the notices that they are not

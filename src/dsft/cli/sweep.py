@@ -14,7 +14,8 @@ if TYPE_CHECKING:  # pydantic: a type only, so `dsft --help` stays instant
 
 
 def sweep(
-    config: Path | None = typer.Argument(None, help="YAML config every trial starts from (omit with --collect)."),
+    ctx: typer.Context,
+    config: Path | None = typer.Argument(None, help="YAML config every trial starts from (not with --collect)."),
     out: Path = typer.Option(..., "--out", help="Sweep directory: data/, trial-NNN/ run directories, the report (new or empty; "
                              "an earlier sweep is read with --collect, never replaced)."),
     grid: list[str] = typer.Option([], "--grid", help="Values to try: --grid train.lr=1e-5,3e-5 (repeatable)."),
@@ -27,7 +28,7 @@ def sweep(
                                "than the median of earlier trials at the same step."),
     launch: str = typer.Option("local", "--launch", help="local (trials one after another here), script "
                                "(launch.sh, one dsft train per trial) or slurm (a job array)."),
-    collect: bool = typer.Option(False, "--collect", help="Read the trials of a launched sweep and write the report."),
+    collect: bool = typer.Option(False, "--collect", help="Read the trials of a launched sweep and write the report (with --out only)."),
     resume: bool = typer.Option(False, "--resume", help="Continue a stopped sweep in --out (the command that started "
                                 "it): ended trials kept, the stopped one from its checkpoint, then the rest."),
     set_: list[str] = typer.Option([], "--set", help="Override a key for every trial (repeatable)."),
@@ -42,6 +43,8 @@ def sweep(
     if collect and resume:  # --collect only reads a sweep back: a --resume beside it would be ignored, silently
         raise ConfigError("dsft sweep: --collect reads a launched sweep's trials back and --resume continues a "
                           "stopped sweep here; give one of them")
+    if collect:
+        _refuse_beside_collect(ctx)
     from dsft.sweep.request import LAUNCHES, SAMPLERS, SweepRequest, check_request
     from dsft.sweep.space import build_space
 
@@ -86,6 +89,27 @@ def sweep(
         console.print(f"best: {best.name} {best.params} {result.metric}={best.value:.6g} -> {best.run_dir}",
                       markup=False)
     console.print(f"report: {out / 'report.md'}", markup=False)
+
+
+# What a sweep that starts here is asked; --collect reads the sweep in --out back as it was recorded, so any of
+# these beside it would be ignored, silently. The parameter names as typer gives them to click, then as typed.
+_NOT_READ_BY_COLLECT = {"config": "CONFIG", "grid": "--grid", "range_": "--range", "set_": "--set",
+                        "preset": "--preset", "sampler": "--sampler", "trials": "--trials", "prune": "--prune",
+                        "seed": "--seed", "launch": "--launch"}
+
+
+def _refuse_beside_collect(ctx: typer.Context) -> None:
+    """--collect with CONFIG or a flag that only a sweep starting here reads: refused, naming those given (on the
+    command line, whatever their value: ``--sampler grid`` beside --collect is ignored as much as ``--sampler tpe``)."""
+    from dsft.errors import ConfigError
+
+    # By the enum's name: typer carries its own copy of click, whose ParameterSource is not click's.
+    given = [flag for name, flag in _NOT_READ_BY_COLLECT.items()
+             if getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"]
+    if given:
+        raise ConfigError(f"dsft sweep: {', '.join(given)}: not read by --collect, which reads the sweep in --out back "
+                          "as it was recorded (sweep.json, each trial's run); give them to start a new sweep, without "
+                          "--collect")
 
 
 def register(app: typer.Typer) -> None:
