@@ -9,35 +9,21 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from dsft.config import dump_config, load_config
 from dsft.training.environment import Environment
+from cli_in_subprocess import run_dsft
 from fake_checkpoints import fake_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = """
-import json, sys
-from dsft.cli.app import main
-try:
-    main(json.loads(sys.argv[1]))
-    code = 0
-except SystemExit as exc:
-    code = exc.code
-print(json.dumps({"code": code, "torch": "torch" in sys.modules}))
-"""
 
 
 def _refuse(args: list[str], cwd: Path) -> tuple[int, bool, str]:
     """(exit code, torch imported, stderr) of ``dsft ARGS`` run in a fresh interpreter in ``cwd``."""
-    result = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(args)], capture_output=True, text=True,
-                            timeout=300, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
-    outcome = json.loads(result.stdout.strip().splitlines()[-1])
-    return outcome["code"], outcome["torch"], " ".join(result.stderr.split())
+    code, heavy, stderr = run_dsft(args, cwd)
+    return code, "torch" in heavy, stderr
 
 
 def _data(tmp: Path) -> str:

@@ -10,24 +10,10 @@ time the command exited.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = """
-import json, sys
-from dsft.cli.app import main
-try:
-    main(json.loads(sys.argv[1]))
-    code = 0
-except SystemExit as exc:
-    code = exc.code
-print(json.dumps({"code": code, "heavy": [m for m in ("torch", "transformers") if m in sys.modules]}))
-"""
+from cli_in_subprocess import run_dsft
 
 CALL = {"role": "assistant", "content": "", "tool_calls": [{"type": "function",
                                                             "function": {"name": "f", "arguments": "{}"}}]}
@@ -39,10 +25,7 @@ TOOL_CALLS = "template 'deepseek-llm': message 1 has tool_calls, which this fami
 
 def _dsft(args: list[str], cwd: Path) -> tuple[int, list[str], str]:
     """(exit code, heavy modules imported, stderr) of ``dsft ARGS`` in a fresh interpreter."""
-    result = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(args)], capture_output=True, text=True,
-                            timeout=300, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
-    outcome = json.loads(result.stdout.strip().splitlines()[-1])
-    return outcome["code"], outcome["heavy"], " ".join(result.stderr.split())
+    return run_dsft(args, cwd)
 
 
 def _messages(tmp: Path, messages: list[dict]) -> str:

@@ -126,7 +126,8 @@ def show_targets(
     from dsft.errors import DsftError
     from dsft.models.lora import discover_lora_targets
     from dsft.models.presets import REAL_MODEL_PRESETS, build_on_meta
-    from dsft.models.resolve import check_model_name, hub_config_cached, is_hub_id, read_config_json, resolve_model
+    from dsft.models.loading import read_config_json
+    from dsft.models.resolve import check_model_name, hub_config_cached, is_hub_id, resolve_model
     from dsft.models.skeleton import model_skeleton
 
     if name in REAL_MODEL_PRESETS:  # numbers only: remote-code DeepSeek-MoE is shown as its Qwen2-MoE look-alike

@@ -47,15 +47,28 @@ class ModelInfo:
     vocab_size: int | None
 
 
+def read_config_json(path: Path) -> dict[str, Any]:
+    """A model's ``config.json`` as a dict; a file that is no JSON object is refused naming it and the fault (the
+    JSON error's line and column), where it surfaced as a traceback or as 'no native transformers class'."""
+    try:
+        values = json.loads(path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise DsftError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise DsftError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except OSError as exc:
+        raise DsftError(f"{path}: cannot read it ({exc.strerror})") from None
+    if not isinstance(values, dict):
+        raise DsftError(f"{path}: a JSON {type(values).__name__}, not the object of a model's config")
+    return values
+
+
 def model_family_info(path: str | Path) -> ModelInfo:
     """Read ``config.json``: model_type, first architecture, whether it is MoE and whether it uses MLA."""
     config_file = Path(path) / "config.json"
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise DsftError(f"{config_file}: missing; not a Hugging Face model directory") from exc
-    except json.JSONDecodeError as exc:
-        raise DsftError(f"{config_file}: invalid JSON ({exc})") from exc
+    if not config_file.is_file():
+        raise DsftError(f"{config_file}: missing; not a Hugging Face model directory")
+    config = read_config_json(config_file)
     experts = config.get("n_routed_experts") or config.get("num_experts") or config.get("num_local_experts")
     return ModelInfo(
         model_type=str(config.get("model_type", "unknown")),

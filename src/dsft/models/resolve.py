@@ -239,22 +239,6 @@ def _missing_shards(index: Path) -> list[str]:
     return [f"{index.name} names shard(s) not in the directory: {shown}"]
 
 
-def read_config_json(path: Path) -> dict[str, Any]:
-    """A model's ``config.json`` as a dict; a file that is no JSON object is refused naming it and the fault (the
-    JSON error's line and column), where it surfaced as a traceback or as 'no native transformers class'."""
-    try:
-        values = json.loads(path.read_text(encoding="utf-8-sig"))
-    except UnicodeDecodeError as exc:
-        raise DsftError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except json.JSONDecodeError as exc:
-        raise DsftError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    except OSError as exc:
-        raise DsftError(f"{path}: cannot read it ({exc.strerror})") from None
-    if not isinstance(values, dict):
-        raise DsftError(f"{path}: a JSON {type(values).__name__}, not the object of a model's config")
-    return values
-
-
 def peek_model_config(name_or_path: str | Path) -> dict[str, Any] | None:
     """The model's ``config.json`` values without loading weights or downloading anything, for checks that
     run before the model loads: a tiny preset's config, a local directory's config.json, or a real-model

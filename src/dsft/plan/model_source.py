@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from dsft.errors import DsftError
+from dsft.models.loading import read_config_json
 from dsft.models.presets import REAL_MODEL_PRESETS, native_equivalent
-from dsft.models.resolve import is_hub_id, read_config_json, resolve_model
+from dsft.models.resolve import is_hub_id, resolve_model
 
 # Later releases with the architecture (and config) of a preset, under the names people plan them by.
 RELEASE_ALIASES = {"deepseek-v2.5": "deepseek-v2", "deepseek-v3-0324": "deepseek-v3", "deepseek-r1-0528": "deepseek-r1"}
