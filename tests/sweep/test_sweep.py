@@ -120,15 +120,22 @@ def test_collect_says_a_stopped_or_killed_trial_is_not_running(tmp_path: Path) -
     assert collected.best == 0  # a stopped trial keeps the value it reached, as in the sweep that stopped
 
 
-def test_collect_with_resume_is_refused_not_half_done(tmp_path: Path, run_cli) -> None:
-    """--collect --resume read the sweep back and ignored --resume, silently (exit 0, the report rewritten, nothing
-    continued): the pair is refused, one message, exit 2, before the sweep is read."""
+def _recorded_sweep(tmp_path: Path, status: str) -> tuple[Path, str]:
+    """A sweep directory as a launched grid sweep leaves it: one trial whose run has ``status``, and sweep.json (its
+    text returned, to show a refusal left it as it was)."""
     out = tmp_path / "sweep"
     (out / "trial-000").mkdir(parents=True)
-    (out / "trial-000" / "run.json").write_text(json.dumps({"status": "stopped"}))
+    (out / "trial-000" / "run.json").write_text(json.dumps({"status": status}))
     recorded = json.dumps(Sweep("eval_loss", False, "grid", [Trial(0, {"train.lr": 1e-4}, str(out / "trial-000"))])
                           .to_json())
     (out / "sweep.json").write_text(recorded)
+    return out, recorded
+
+
+def test_collect_with_resume_is_refused_not_half_done(tmp_path: Path, run_cli) -> None:
+    """--collect --resume read the sweep back and ignored --resume, silently (exit 0, the report rewritten, nothing
+    continued): the pair is refused, one message, exit 2, before the sweep is read."""
+    out, recorded = _recorded_sweep(tmp_path, "stopped")
     code, stdout, err = run_cli(["sweep", "--collect", "--resume", "--out", str(out)])
     assert code == 2 and "Traceback" not in err and not stdout, (stdout, err)
     assert " ".join(err.split()) == ("error: dsft sweep: --collect reads a launched sweep's trials back and --resume "
@@ -148,12 +155,7 @@ def test_collect_with_what_only_a_new_sweep_reads_is_refused(tmp_path: Path, run
     """--collect read the sweep in --out back and ignored a CONFIG, --grid, --range, --set, --preset, --sampler,
     --trials, --prune, --seed or --launch beside it, silently (exit 0, the report rewritten from what the sweep
     recorded): those given are named, exit 2, before the sweep is read (--sampler grid too: given, not read)."""
-    out = tmp_path / "sweep"
-    (out / "trial-000").mkdir(parents=True)
-    (out / "trial-000" / "run.json").write_text(json.dumps({"status": "finished"}))
-    recorded = json.dumps(Sweep("eval_loss", False, "grid", [Trial(0, {"train.lr": 1e-4}, str(out / "trial-000"))])
-                          .to_json())
-    (out / "sweep.json").write_text(recorded)
+    out, recorded = _recorded_sweep(tmp_path, "finished")
     config = tmp_path / "other.yaml"
     config.write_text("train: {lr: 1.0e-5}\n")
     args = [str(config) if arg == "CONFIG" else arg for arg in args]
