@@ -29,6 +29,8 @@
    and logged with the loss (``tokens``, ``supervised_tokens``, ``tokens_per_s``, ``elapsed_s``), so the
    trainer state's log_history can rebuild metrics.jsonl. Batches without ``labels`` (e.g. preference
    pairs) are counted by overriding :meth:`RunGuards.count_batch_tokens`.
+6. **Tied weights on reload**: a resumed or best-restored checkpoint that holds a tied weight once (the
+   head of a model with tied embeddings) is not reported as missing it (:class:`TiedWeightLoadHooks`).
 
 metrics.jsonl, TensorBoard and loss.png come from the callbacks of
 :func:`dsft.training.monitoring.monitoring_callbacks`, which read the same token counter.
@@ -49,7 +51,11 @@ from dsft.training.collators import REAL_TOKENS_KEY
 from dsft.training.loss import IGNORE_INDEX
 from dsft.training.monitoring import TokenCounter
 from dsft.training.ranks import warn_for_job
-from dsft.training.trainer_hooks import AtomicCheckpointHooks, GradNormHooks
+from dsft.training.trainer_hooks import (
+    AtomicCheckpointHooks,
+    GradNormHooks,
+    TiedWeightLoadHooks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +104,7 @@ def count_real_tokens(batch: dict[str, Any], sequence_parallel: int = 1) -> floa
     return int(batch["input_ids"].numel())
 
 
-class RunGuards(AtomicCheckpointHooks, GradNormHooks):
+class RunGuards(AtomicCheckpointHooks, GradNormHooks, TiedWeightLoadHooks):
     """NaN stop, finite and atomic checkpoints, the stall flag and token counting for the Trainer class it is
     mixed into.
 

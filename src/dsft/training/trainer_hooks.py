@@ -36,6 +36,9 @@ PRIVATE_HOOKS: dict[str, str] = {
                       "reaches the weights, and to notice gradients that stay exactly zero",
     "_load_from_checkpoint": "called (not overridden) when a resume has no step left to train: the Trainer's "
                              "one loader for full weights, sharded files and PEFT adapters of a checkpoint",
+    "_issue_warnings_after_load": "the one place the Trainer reports a resumed or best checkpoint's missing keys; "
+                                  "it takes a tied weight that save_pretrained leaves out (lm_head.weight of "
+                                  "SmolLM2, Qwen2.5-0.5B..3B, Llama-3.2) for a missing one",
 }
 # Public Trainer attributes dsft sets that the documentation does not describe as settable.
 UNDOCUMENTED_ATTRIBUTES: dict[str, str] = {
@@ -68,6 +71,43 @@ class AtomicCheckpointHooks:
             check(f"checkpoint-{self.state.global_step}")  # type: ignore[attr-defined]
         with in_memory_key_layout(self.model):  # type: ignore[attr-defined]
             save_checkpoint_atomically(self, model, trial, super()._save_checkpoint)  # type: ignore[misc]
+
+
+def tied_missing_keys(model: torch.nn.Module, missing: list[str]) -> set[str]:
+    """The names in ``missing`` whose parameter (or buffer) is the same tensor as one that was loaded.
+
+    ``save_pretrained`` writes a tied weight once (``lm_head.weight`` is the input embedding's tensor when
+    ``tie_word_embeddings`` is set), so loading the checkpoint with ``strict=False`` lists the other name as
+    missing although loading the embedding filled it.
+
+    >>> from torch import nn
+    >>> model = nn.Sequential(nn.Embedding(4, 2), nn.Linear(2, 4, bias=False))
+    >>> model[1].weight = model[0].weight
+    >>> sorted(tied_missing_keys(model, ["1.weight"])), sorted(tied_missing_keys(model, ["0.weight", "1.weight"]))
+    (['1.weight'], [])
+    """
+    names_of: dict[int, list[str]] = {}
+    for name, tensor in [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]:
+        names_of.setdefault(id(tensor), []).append(name)
+    missing_names = set(missing)
+    return {name for names in names_of.values() if len(names) > 1 and not set(names) <= missing_names
+            for name in names if name in missing_names}
+
+
+class TiedWeightLoadHooks:
+    """Mixin: a resumed or best-restored checkpoint is not reported as missing a weight it holds under its tie.
+
+    Without this, every full fine-tune of a model with tied embeddings ended (``eval.load_best``) or resumed
+    with transformers' "There were missing keys in the checkpoint model loaded: ['lm_head.weight']", though
+    the head is the embedding, which was loaded. A key missing for real is still reported.
+    """
+
+    def _issue_warnings_after_load(self, load_result: Any) -> None:
+        tied = tied_missing_keys(self.model, list(load_result.missing_keys))  # type: ignore[attr-defined]
+        if tied:
+            kept = [key for key in load_result.missing_keys if key not in tied]
+            load_result = load_result._replace(missing_keys=kept)
+        super()._issue_warnings_after_load(load_result)  # type: ignore[misc]
 
 
 class GradNormHooks:
