@@ -1033,9 +1033,9 @@ def test_a_wrong_input_beside_device_is_named_before_torch_is_imported(tmp_path:
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["data", "inspect", ""], "SOURCE '': an empty path names no data; name a data file or a prepared directory"),
+    (["data", "inspect", ""], "SOURCE '': an empty path names nothing; give a path ('.' for the current directory)"),
     (["template", "render", "--template", "deepseek-r1", "--messages", ""],
-     "--messages '': an empty path names no file; name a JSON file of messages"),
+     "--messages '': an empty path names nothing; give a path ('.' for the current directory)"),
 ], ids=["data-inspect", "template-render"])
 def test_an_empty_path_is_refused_naming_its_argument_not_read_as_the_current_directory(
         tmp_path: Path, args: list[str], expected: str) -> None:

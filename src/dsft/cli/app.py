@@ -16,6 +16,7 @@ import typer
 
 from dsft import __version__
 from dsft.cli import stopping
+from dsft.cli.empty_paths import refuse_empty_paths
 from dsft.errors import Stopped
 from dsft.onednn_caches import bound_onednn_caches
 
@@ -70,6 +71,7 @@ def _help_as_written(group: typer.Typer, escaped: set[int]) -> None:
 for _name in COMMAND_MODULES:
     importlib.import_module(f"dsft.cli.{_name}").register(app)
 _help_as_written(app, set())
+refuse_empty_paths(app)  # '' is no path: typer would read it as the current directory
 
 
 def main(argv: list[str] | None = None) -> None:

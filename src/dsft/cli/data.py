@@ -171,8 +171,8 @@ def print_summary(report: dict[str, Any], out: Path) -> None:
 
 @data_app.command("inspect")
 def inspect_command(
-    source_arg: str = typer.Argument(..., metavar="SOURCE", show_default=False,
-                                     help="A data file, or a directory written by `dsft data prepare`."),
+    source: Path = typer.Argument(..., show_default=False, help="A data file, or a directory written by `dsft data "
+                                  "prepare`."),
     index: int = typer.Option(0, "--index", min=0, help="Which record (0-based)."),
     template: str | None = typer.Option(None, "--template", help="Template family (default: template.name)."),
     tokenizer: str | None = typer.Option(None, "--tokenizer", help=TOKENIZER_HELP),
@@ -190,10 +190,6 @@ def inspect_command(
     from dsft.templates.inspect import print_rendered
     from dsft.templates.registry import check_template_name, unused_thinking_notice
 
-    if source_arg == "":  # a Path would make it '.', and the first data file under it would render
-        raise DsftError("SOURCE '': an empty path names no data; name a data file or a prepared directory ('.' for "
-                        "the current one)")
-    source = Path(source_arg)
     if template is not None:
         check_template_name(template, "--template")  # before the tokenizer loads
     cfg = load_config(config, prepared_defaults(source) + list(set_) if config is None else set_, set_flags=set_)

@@ -69,9 +69,9 @@ def _load_tokenizer(path: Path | None) -> Any:
 def render(
     template: str = typer.Option(..., "--template", help="Template family (see `dsft template list`), or auto "
                                                           "to detect it from --tokenizer."),
-    messages: str = typer.Option(..., "--messages", show_default=False,
-                                 help="JSON file: a list of OpenAI-form messages (role, content, "
-                                      "optional reasoning_content, loss, tool_calls)."),
+    messages: Path = typer.Option(..., "--messages", show_default=False,
+                                  help="JSON file: a list of OpenAI-form messages (role, content, "
+                                       "optional reasoning_content, loss, tool_calls)."),
     mode: str = typer.Option("prompt", "--mode", help="prompt: the inference prompt; train: ids + labels."),
     thinking: bool | None = typer.Option(None, "--thinking/--no-thinking", help="Thinking mode (V3.1, V3.2, V4); "
                                          "default: official default for prompts, per-turn reasoning for training."),
@@ -87,8 +87,6 @@ def render(
     from dsft.templates.conversation_io import load_messages_file
     from dsft.templates.registry import check_template_name, unused_thinking_notice
 
-    if messages == "":  # a Path would make it '.': "cannot read .: Is a directory"
-        raise DsftError("--messages '': an empty path names no file; name a JSON file of messages")
     mode, masking = keyword(mode, MODES), keyword(masking, MASKING_STRATEGIES)
     if mode not in MODES:
         raise DsftError(f"--mode: must be prompt or train, got {mode!r}")

@@ -1,0 +1,77 @@
+"""'' given as a path (an unset shell variable) is refused naming the parameter, not read as the current directory."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any, get_args
+
+import pytest
+import typer.main
+
+from cli_in_subprocess import run_dsft
+from dsft.cli.app import app
+from dsft.errors import DsftError
+
+
+def _path_parameters() -> list[tuple[tuple[str, ...], Any, list[Any]]]:
+    """(command path, the Path parameter, every parameter) of each command, from the click tree typer builds."""
+    found = []
+    stack: list[tuple[tuple[str, ...], Any]] = [((), typer.main.get_command(app))]
+    while stack:
+        path, command = stack.pop()
+        if getattr(command, "commands", None):
+            stack.extend((path + (name,), sub) for name, sub in command.commands.items())
+            continue
+        annotations = {name: p.annotation for name, p in
+                       inspect.signature(command.callback, eval_str=True).parameters.items()}
+        for param in command.params:
+            annotation = annotations.get(param.name)
+            if annotation is Path or Path in get_args(annotation):
+                found.append((path, param, command.params))
+    return sorted(found, key=lambda case: (case[0], case[1].name))
+
+
+def _argv(path: tuple[str, ...], target: Any, params: list[Any]) -> tuple[list[str], str]:
+    """``dsft PATH ...`` with '' for ``target`` and a placeholder for every other required parameter; the name the
+    refusal must use."""
+    argv = list(path)
+    for param in params:
+        if param is not target and not param.required:
+            continue
+        value = "" if param is target else "x"
+        argv += [value] if param.param_type_name == "argument" else [param.opts[0], value]
+    name = target.opts[0] if target.param_type_name == "option" else target.name.upper()
+    return argv, name
+
+
+PATH_PARAMETERS = _path_parameters()
+
+
+def test_every_command_has_path_parameters_to_check() -> None:
+    names = {(path, param.name) for path, param, _ in PATH_PARAMETERS}
+    assert {(("train",), "config"), (("train",), "out"), (("ui",), "runs"), (("data", "inspect"), "source"),
+            (("template", "render"), "messages")} <= names, names
+
+
+@pytest.mark.parametrize("path, target, params", PATH_PARAMETERS,
+                         ids=[f"{' '.join(p)} {t.name}" for p, t, _ in PATH_PARAMETERS])
+def test_an_empty_path_is_refused_naming_its_parameter(path, target, params) -> None:
+    """typer reads '' as Path(''), the current directory: `dsft train ""` said '.: is a directory', `--out ""`
+    wrote into the current directory and `dsft ui --runs ""` served it. Parsed only (make_context runs no command),
+    so a command that would start a server or a training run never does."""
+    argv, name = _argv(path, target, params)
+    command = typer.main.get_command(app)
+    for word in path:
+        command = command.commands[word]
+    with pytest.raises(DsftError) as refused:
+        command.make_context(" ".join(path), argv[len(path):])
+    assert str(refused.value) == f"{name} '': an empty path names nothing; give a path ('.' for the current directory)"
+
+
+@pytest.mark.parametrize("args, name", [(["train", ""], "CONFIG"), (["config", "show", ""], "CONFIG")],
+                         ids=["train", "config-show"])
+def test_an_empty_path_is_refused_before_torch_is_imported(tmp_path: Path, args: list[str], name: str) -> None:
+    code, heavy, err = run_dsft(args, tmp_path)
+    assert (code, heavy) == (2, []), err
+    assert f"{name} '': an empty path names nothing" in err and "Traceback" not in err, err
