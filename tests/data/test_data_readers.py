@@ -92,6 +92,18 @@ def test_csv_rows_and_undecodable_bytes_survive_as_surrogates(tmp_path: Path) ->
     assert "\udcff" in records[1].data["question"]  # rejected later by validation, not here
 
 
+def test_a_csv_row_with_line_breaks_in_a_cell_is_located_from_its_first_line(tmp_path: Path) -> None:
+    """Excel writes a cell with Alt+Enter line breaks as a quoted field over several lines: the row was named by
+    its last line (csv's line_num), so a user sent to 'line 3' found the end of an answer, not the row."""
+    path = tmp_path / "t.csv"
+    path.write_bytes(b'question,answer\r\n"q1","first\r\nsecond\r\nthird"\r\n\r\nq2,a2\r\n"q3\nstill q3",a3,extra\r\n')
+    records = list(read_records([str(path)]))
+    assert [r.where for r in records] == [f"{path} row 1 (lines 2-4)", f"{path} row 2 (line 6)",
+                                          f"{path} row 3 (lines 7-8)"]  # the empty line 5 is skipped
+    assert records[0].data == {"question": "q1", "answer": "first\r\nsecond\r\nthird"}
+    assert records[2].error == "more cells than header columns"
+
+
 @pytest.mark.parametrize(("text", "where", "lines"), [
     ('prompt,completion\nhi,there\n"stray quote,a\nnext,row\nlast,one\n', 3, "lines 3-5"),
     ('prompt,completion\nhi,"two\nlines"\nq,"never closed\nmore', 4, "lines 4-5"),  # no final newline

@@ -334,20 +334,33 @@ def split_json_array(text: str) -> list[str] | None:
 
 
 class _Lines:
-    """A text file's lines for ``csv.reader``, noting when the end of the file was reached."""
+    """A text file's lines for ``csv.reader``, noting when the end of the file was reached and the line the row
+    being read began on (``csv.reader``'s ``line_num`` is the row's last line: a quoted cell with line breaks,
+    as Excel writes a cell with Alt+Enter, spans several)."""
 
     def __init__(self, handle: Any) -> None:
         self.handle, self.ended = handle, False
+        self.read = 0  # lines read, as csv.reader counts them
+        self.row_start: int | None = None  # first line of the row being read; None between rows
 
     def __iter__(self) -> _Lines:
         return self
 
     def __next__(self) -> str:
         try:
-            return next(self.handle)
+            line = next(self.handle)
         except StopIteration:
             self.ended = True
             raise
+        self.read += 1
+        if self.row_start is None and line.strip("\r\n"):  # csv.reader skips an empty line between rows
+            self.row_start = self.read
+        return line
+
+    def row_lines(self, end: int) -> str:
+        """``line L`` or ``lines S-L`` of the row just read (ending on line ``end``); the next row starts afresh."""
+        start, self.row_start = self.row_start or end, None
+        return f"line {end}" if start == end else f"lines {start}-{end}"
 
 
 def _unclosed_quote(source: str, what: str, cells: list[str | None], end_line: int) -> RawRecord:
@@ -398,12 +411,13 @@ def read_csv(path: Path) -> Iterator[RawRecord]:
             if reader.fieldnames and lines.ended:
                 yield _unclosed_quote(source, "the header", list(reader.fieldnames), reader.line_num)
                 return
+            lines.row_start = None  # the header's lines are read
             for number, row in enumerate(reader, start=1):
                 if lines.ended:
                     cells = [cell for key, value in row.items() for cell in (value if key is None else [value])]
                     yield _unclosed_quote(source, f"row {number}", cells, reader.line_num)
                     return
-                location = f"row {number} (line {reader.line_num})"
+                location = f"row {number} ({lines.row_lines(reader.line_num)})"
                 if None in row:
                     yield RawRecord(source, location, error="more cells than header columns")
                     continue
