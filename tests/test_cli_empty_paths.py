@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 from pathlib import Path
 from typing import Any, get_args
 
@@ -46,6 +47,7 @@ def _argv(path: tuple[str, ...], target: Any, params: list[Any]) -> tuple[list[s
 
 
 PATH_PARAMETERS = _path_parameters()
+MESSAGES = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
 
 
 def test_every_command_has_path_parameters_to_check() -> None:
@@ -75,3 +77,20 @@ def test_an_empty_path_is_refused_before_torch_is_imported(tmp_path: Path, args:
     code, heavy, err = run_dsft(args, tmp_path)
     assert (code, heavy) == (2, []), err
     assert f"{name} '': an empty path names nothing" in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("args, wanted", [
+    (["data", "inspect", "d.jsonl"], "a model directory, a tiny preset, a hub id or 'deepseek'"),
+    (["data", "prepare", "d.jsonl", "--out", "o"], "a model directory, a tiny preset, a hub id or 'deepseek'"),
+    (["template", "render", "--template", "deepseek-v3", "--messages", "m.json", "--mode", "train"],
+     "a tokenizer directory or a tiny preset"),
+], ids=["data-inspect", "data-prepare", "template-render"])
+def test_an_empty_tokenizer_is_refused_naming_the_flag(tmp_path: Path, args: list[str], wanted: str) -> None:
+    """`--tokenizer ""` read as no --tokenizer in the data commands (the config's model tokenized) and as the current
+    directory in template render (transformers' message about sentencepiece)."""
+    (tmp_path / "d.jsonl").write_text(json.dumps({"messages": MESSAGES}) + "\n")
+    (tmp_path / "m.json").write_text(json.dumps(MESSAGES))
+    code, heavy, err = run_dsft([*args, "--tokenizer", ""], tmp_path)
+    assert (code, heavy) == (2, []), err
+    assert f"--tokenizer '': an empty path names nothing; give {wanted}" in err and "Traceback" not in err, err
+    assert not (tmp_path / "o").exists()

@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from dsft.cli.datagen import add_commands, print_rejection_notice
+from dsft.cli.empty_paths import empty_refused
 
 data_app = typer.Typer(help="Prepare and inspect training data.", no_args_is_help=True)
 
@@ -15,6 +16,8 @@ TOKENIZER_HELP = (
     "Tokenizer: a model directory, a tiny preset, a hub id, or 'deepseek' (the DeepSeek tokenizer package). "
     "Default: the config's model.name_or_path."
 )
+# '' (an unset shell variable) is refused under the flag: it read as no --tokenizer, the config's model.
+TOKENIZER_GIVEN = empty_refused("--tokenizer", "a model directory, a tiny preset, a hub id or 'deepseek'")
 
 
 def load_tokenizer_for(spec: str | None, cfg: Any) -> Any:
@@ -49,7 +52,7 @@ def prepare_command(
                              "an earlier preparation, which a rerun replaces; never one of the inputs)."),
     config: Path | None = typer.Option(None, "--config", help="YAML config (omit for the defaults)."),
     set_: list[str] = typer.Option([], "--set", help="Override a key: --set data.val_ratio=0.05 (repeatable)."),
-    tokenizer: str | None = typer.Option(None, "--tokenizer", help=TOKENIZER_HELP),
+    tokenizer: str | None = typer.Option(None, "--tokenizer", parser=TOKENIZER_GIVEN, help=TOKENIZER_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty --out that holds no earlier "
                                    "preparation, replacing only the files a preparation writes (others stay)."),
 ) -> None:
@@ -175,7 +178,7 @@ def inspect_command(
                                   "prepare`."),
     index: int = typer.Option(0, "--index", min=0, help="Which record (0-based)."),
     template: str | None = typer.Option(None, "--template", help="Template family (default: template.name)."),
-    tokenizer: str | None = typer.Option(None, "--tokenizer", help=TOKENIZER_HELP),
+    tokenizer: str | None = typer.Option(None, "--tokenizer", parser=TOKENIZER_GIVEN, help=TOKENIZER_HELP),
     config: Path | None = typer.Option(None, "--config", help="YAML config (omit for the defaults)."),
     set_: list[str] = typer.Option([], "--set", help="Override a key (repeatable)."),
     thinking: bool | None = typer.Option(None, "--thinking/--no-thinking", help="Hybrid families: force a mode."),

@@ -8,11 +8,14 @@ from typing import Any
 
 import typer
 
+from dsft.cli.empty_paths import empty_refused
 from dsft.cli.keywords import keyword
 
 template_app = typer.Typer(help="Chat templates: list families, render conversations and masks.", no_args_is_help=True)
 
 MODES = ("prompt", "train")
+# '' (an unset shell variable) is refused under the flag: it read as the current directory.
+TOKENIZER_GIVEN = empty_refused("--tokenizer", "a tokenizer directory or a tiny preset")
 
 
 @template_app.command("list")
@@ -75,8 +78,9 @@ def render(
     mode: str = typer.Option("prompt", "--mode", help="prompt: the inference prompt; train: ids + labels."),
     thinking: bool | None = typer.Option(None, "--thinking/--no-thinking", help="Thinking mode (V3.1, V3.2, V4); "
                                          "default: official default for prompts, per-turn reasoning for training."),
-    tokenizer: str | None = typer.Option(None, "--tokenizer", help="Tokenizer directory or tiny preset name "
-                                         "(default: the DeepSeek tokenizer package)."),
+    tokenizer: str | None = typer.Option(None, "--tokenizer", parser=TOKENIZER_GIVEN,
+                                         help="Tokenizer directory or tiny preset name (default: the DeepSeek "
+                                              "tokenizer package)."),
     masking: str = typer.Option("assistant", "--masking", help="Supervised tokens in train mode: assistant, last, all."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object: text (+ input_ids, labels in train mode)."),
 ) -> None:
