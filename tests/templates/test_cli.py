@@ -160,3 +160,17 @@ def test_the_registry_doctests() -> None:
     from dsft.templates import registry
 
     assert doctest.testmod(registry).failed == 0
+
+
+def test_a_tokenizer_directory_loads_as_training_loads_it(tmp_path: Path, messages_file: Path, run_cli) -> None:
+    """--tokenizer DIR went to AutoTokenizer itself, not the loader training and `dsft data inspect` use: a model
+    directory without tokenizer files (weights saved alone) ended in transformers' note about sentencepiece,
+    where the loader names what is missing and how to fix it."""
+    model_dir = tmp_path / "weights-only"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text(json.dumps({"model_type": "deepseek_v3"}))
+    code, _, err = run_cli(["template", "render", "--template", "deepseek-v3", "--tokenizer", str(model_dir),
+                            "--messages", str(messages_file), "--mode", "train"])
+    assert code == 2, err
+    assert f"--tokenizer {model_dir}: no tokenizer files (tokenizer.json, tokenizer.model, vocab.json, ...); copy " \
+           "the base model's tokenizer files into this directory" in " ".join(err.split()), err

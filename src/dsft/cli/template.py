@@ -53,19 +53,18 @@ def _tokenizer_dir(spec: str) -> Path:
 
 
 def _load_tokenizer(path: Path | None) -> Any:
-    """The tokenizer in ``path``; the DeepSeek tokenizer package when None."""
+    """The tokenizer in ``path``, loaded as training and ``dsft data inspect`` load it (a directory without
+    tokenizer files refused, pad = EOS, ``add_bos_token`` honoured); the DeepSeek tokenizer package when None."""
     from dsft.errors import DsftError
+    from dsft.models.loading import load_tokenizer
+    from dsft.models.tokenizers import load_deepseek_tokenizer
 
     if path is None:
-        from dsft.models.tokenizers import load_deepseek_tokenizer
-
         return load_deepseek_tokenizer()
-    from transformers import AutoTokenizer
-
     try:
-        return AutoTokenizer.from_pretrained(str(path))
-    except (OSError, ValueError) as exc:
-        raise DsftError(f"--tokenizer: cannot load a tokenizer from {path}: {exc}") from None
+        return load_tokenizer(path)
+    except DsftError as exc:
+        raise DsftError(f"--tokenizer {exc}") from None
 
 
 @template_app.command("render")
