@@ -82,6 +82,25 @@ def test_reasoning_a_template_leaves_out_of_a_trained_turn_is_counted_and_warned
     assert tokenize_conversations([thought], get_template("deepseek-v3.1"), tokenizer, masking="last").reasoning_not_rendered == 0
 
 
+
+def test_reasoning_a_models_own_template_has_no_place_for_is_warned_with_what_applies(tiny_model_dir, caplog) -> None:
+    """Guide 002's CoT data on a model with a template of its own (SmolLM2, Qwen2.5: `hf`) trains without the chain
+    of thought; the warning's advice was about deepseek-v3.1's tool turns, which have nothing to do with it."""
+    tokenizer = load_tokenizer(tiny_model_dir("tiny-deepseek-llm"))
+    # A template that, like SmolLM2's and Qwen2.5's, writes role and content and never reasoning_content.
+    tokenizer.chat_template = ("{% for m in messages %}{{ m['role'] + ': ' + m['content'] }}{% if m['role'] == "
+                               "'assistant' %}{{ eos_token }}{% else %}{{ '\\n' }}{% endif %}{% endfor %}"
+                               "{% if add_generation_prompt %}{{ 'assistant: ' }}{% endif %}")
+    thought = Conversation([Message("user", "2+2?"), Message("assistant", "4", reasoning="Add two and two.")],
+                           meta={"origin": "cot.json item 1"})
+    with caplog.at_level(logging.WARNING, logger="dsft.training.examples"):
+        split = tokenize_conversations([thought], get_template("hf", tokenizer), tokenizer)
+    assert split.reasoning_not_rendered == 1 and len(split.examples) == 1
+    assert "1 conversation(s) have reasoning on a trained turn that the hf template does not render (first: cot.json " \
+           "item 1)" in caplog.text
+    assert "The model's own chat template (its tokenizer's chat_template) writes no reasoning_content" in caplog.text
+    assert "deepseek-v3.1" not in caplog.text and "data.reasoning=drop" in caplog.text
+
 def test_two_assistant_turns_in_a_row_written_without_a_header_are_counted_and_warned(caplog) -> None:
     """V3.1 and V3.2 write an assistant turn that follows another straight after its end-of-sentence token, with no
     header (as their official templates do): such data trained on a layout the model never saw without a word.

@@ -88,6 +88,8 @@ FAMILY = TemplateFamily(
     description="DeepSeek-V3.1 hybrid: thinking (<think>) or not (</think>)",
     thinking_flag="thinking", reasoning="hybrid", vllm_reasoning_parser="deepseek_v3",
     tool_call_format="deepseek-v3.1", vllm_tool_parser="deepseek_v31",
+    reasoning_left_out_hint="In deepseek-v3.1 a turn that calls tools, or follows tool results, is a non-thinking "
+                            "turn; template.thinking=false renders every turn without reasoning.",
     # Ollama gets the non-thinking mode (the official default): every assistant turn opens with </think>.
     ollama=v3_layout(ASSISTANT + END_THINK, END_THINK),
     signature=lambda t: ASSISTANT + END_THINK in t,  # the history header <｜Assistant｜></think>

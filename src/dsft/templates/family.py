@@ -91,6 +91,8 @@ class TemplateFamily:
     # (as their official templates do) write it straight after the first turn's EOS, which no trained model has
     # seen: training counts such conversations and warns (dsft.training.examples).
     heads_every_assistant_turn: bool = True
+    # Where a trained turn's reasoning has no place in this family, and what to do (training's warning ends with it).
+    reasoning_left_out_hint: str = "template.thinking=false renders every turn without reasoning."
 
     def prompt_problems(self, conv: Conversation, system_may_move: bool = False) -> list[tuple[int | None, str]]:
         """Role orders this family's inference prompt cannot render faithfully (see :func:`prompt_order_problems`);

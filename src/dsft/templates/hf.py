@@ -65,6 +65,9 @@ class HFChatTemplate:
     tool_call_format = "model"  # whatever the model's template writes
     vllm_tool_parser = None  # unknown format: vLLM gets no tool parser
     vllm_tokenizer_mode = None  # vLLM's default for the architecture renders as the model was released
+    reasoning_left_out_hint = ("The model's own chat template (its tokenizer's chat_template) writes no "
+                               "reasoning_content, so the chain of thought is not trained: it is trained where the "
+                               "template has a place for it (an R1 distill with template.name=deepseek-r1).")
 
     def __init__(self, tokenizer: Any = None) -> None:
         self.tokenizer = tokenizer

@@ -61,6 +61,8 @@ class ChatTemplate(Protocol):
     # Whether an assistant turn right after another assistant turn opens with the assistant header (False: it is
     # written straight after the first turn's end-of-sentence token, a layout no trained model has seen).
     heads_every_assistant_turn: bool
+    # What to do where this family leaves a trained turn's reasoning out (training's warning ends with it).
+    reasoning_left_out_hint: str
 
     @property
     def chat_template(self) -> str:

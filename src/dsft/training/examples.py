@@ -137,15 +137,13 @@ def tokenize_conversations(
                 out.first.setdefault("reasoning_not_rendered", str(conversation.meta.get("origin", "?")))
     if out.reasoning_not_rendered:
         warn_for_job(log, "%d conversation(s) have reasoning on a trained turn that the %s template does not render "
-                     "(first: %s): the model is trained on those turns without it. %s",
+                     "(first: %s): the model is trained on those turns without it. %s %s",
                      out.reasoning_not_rendered, template.name, out.first["reasoning_not_rendered"],
-                     REASONING_LEFT_OUT_HINT)
+                     template.reasoning_left_out_hint, REASONING_LEFT_OUT_HINT)
     return out
 
 
-REASONING_LEFT_OUT_HINT = ("In deepseek-v3.1 a turn that calls tools, or follows tool results, is a non-thinking "
-                           "turn; template.thinking=false renders every turn without reasoning. Set "
-                           "data.reasoning=drop to train without reasoning on purpose")
+REASONING_LEFT_OUT_HINT = "Set data.reasoning=drop to train without reasoning on purpose"  # after the family's hint
 
 
 def _reasoning_left_out(conversation: Conversation, rendered: Rendered, masking: str) -> bool:
