@@ -214,7 +214,19 @@ BASE_MODEL = typer.Option(None, "--base-model", help=base_model_flag.HELP)
 OVERWRITE = typer.Option(False, "--overwrite", help="Allow a non-empty --out: the files this command writes there "
                          "are replaced, other files are left alone.")
 THINKING = typer.Option(None, "--thinking/--no-thinking",
-                        help="Thinking mode of hybrid templates (default: the run's, else the template's).")
+                        help="Thinking mode of hybrid templates (default: the run's, else the template's); "
+                             "with a template that has none it changes nothing, and a notice says so.")
+
+
+def say_unused_thinking(template: str, thinking: bool | None) -> None:
+    """One stderr line where --thinking/--no-thinking changed nothing: the template the model was evaluated with
+    has no thinking mode (V3, deepseek-llm, R1), as `dsft template render` and `dsft data inspect` say it. The
+    family is known once the model (or the run) is opened, so it is said with the results."""
+    from dsft.templates import get_template
+    from dsft.templates.registry import unused_thinking_notice
+
+    if notice := unused_thinking_notice(get_template(template), thinking, "--thinking" if thinking else "--no-thinking"):
+        typer.echo(notice, err=True)
 
 
 @base_model_flag.names_the_flag
@@ -252,6 +264,7 @@ def eval_command(
         result = evaluate_model(model_or_run, data, out, options, limit=limit, template=template, metrics=wanted,
                                 device=device, thinking=thinking, base_model=base_model,
                                 data_config=config_data(config))
+    say_unused_thinking(result["evaluated"]["template"], thinking)
     print_metrics_table(result, f"eval: {model_or_run}")
     gen = result["generation"]
     typer.echo(f"{gen['generated_tokens']} tokens in {gen['elapsed_s']:.1f}s ({gen['tokens_per_s']:.1f} tok/s); "
@@ -305,6 +318,7 @@ def compare_command(
         result = compare_models(base, tuned, data, out, options, limit=limit, template=template, metrics=wanted,
                                 sample_count=samples, device=device, thinking=thinking,
                                 data_config=config_data(config), base_model=base_model)
+    say_unused_thinking(result["template"], thinking)
     Console().print(comparison_table(result))
     typer.echo(f"wrote {result['report_md']} and {result['report_html']}")
 
