@@ -163,6 +163,24 @@ def test_a_nan_or_infinite_prediction_or_reference_is_skipped_not_scored_as_text
                                  "prediction is NaN or infinite, not text": 1}, result
 
 
+def test_a_nan_label_or_choice_is_skipped_not_scored_as_text(tmp_path: Path, run_cli) -> None:
+    """A NaN label was its own class "nan" in macro-F1 (0.5 here where the one real label is right), and a NaN option
+    the option text "nan" (the line counted in choice accuracy); each is now skipped under its reason, as a NaN
+    reference is."""
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"prediction": "pos", "reference": "pos", "label": "pos"}\n'
+                    '{"prediction": "neg", "reference": "neg", "label": NaN}\n'
+                    '{"prediction": "A", "reference": "A", "choices": ["x", NaN]}\n'
+                    '{"prediction": "B", "reference": "B", "choices": {"A": "x", "B": Infinity}}\n')
+    code, out, _ = run_cli(["metrics", "--predictions", str(path), "--json"])
+    result = json.loads(out)
+    assert code == 0 and result["count"] == 1 and result["macro_f1"] == 1.0, result
+    assert result["choice_accuracy"] is None, result
+    assert result["skipped"] == {"label is NaN or infinite, not text": 1,
+                                 "choices: an option is NaN or infinite, not text": 2,
+                                 "numeric_accuracy: reference has no number": 1}, result
+
+
 def test_a_file_with_nothing_to_score_names_the_first_line_of_each_reason(tmp_path: Path, run_cli) -> None:
     """The refusal counted each reason ('missing reference 2, malformed JSON 1') without saying where a line is."""
     path = write_lines(tmp_path / "p.jsonl", ["", {"prediction": "a"}, "{not json", {"prediction": "b"}])

@@ -24,6 +24,7 @@ from dsft.data.ledger import rejected_reasons
 from dsft.data.readers import read_records
 from dsft.data.validate import find_bad_unicode
 from dsft.errors import DsftError
+from dsft.eval.scoring import missing_choice_or_label
 from dsft.templates import ChatTemplate
 from dsft.training.rundir import RunDir
 
@@ -53,6 +54,8 @@ def item_from_conversation(conversation: Conversation, record: dict[str, Any] | 
     if len(messages) < 2:
         return None, "no prompt before the answer"
     record = record or {}
+    if reason := missing_choice_or_label(record):  # a NaN label or option would be scored as the text "nan"
+        return None, reason
     choices = record.get("choices")
     if isinstance(choices, dict):
         choices = [str(choices[k]) for k in sorted(choices)]

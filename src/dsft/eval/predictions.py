@@ -9,7 +9,8 @@ Bad lines never stop scoring: each is skipped and counted under its reason (``ma
 ``not a JSON object``, ``missing prediction``, ``missing reference``, ``prediction is not text``,
 ``empty reference`` (blank, or nothing outside its ``<think>`` block), ``choices is not a list``, ``not UTF-8
 text``, ``reference is NaN or infinite, not text`` (the bare ``NaN`` that ``json.dumps`` writes for a float
-NaN, pandas' missing value, is no answer to score nor one to score against), ...); a file in which no line can be scored is refused.
+NaN, pandas' missing value, is no answer to score nor one to score against; so for ``label is NaN ...`` and
+``choices: an option is NaN ...``), ...); a file in which no line can be scored is refused.
 Blank lines are not records and are ignored. An empty or blank prediction is scored, as an empty
 answer, the way ``dsft eval`` scores a generation that said nothing.
 """
@@ -17,7 +18,6 @@ answer, the way ``dsft eval`` scores a generation that said nothing.
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +26,7 @@ from typing import Any
 from dsft.disk import not_a_file_reason
 from dsft.errors import DataError, DsftError
 from dsft.eval.reasoning import parse_output
-from dsft.eval.scoring import Sample, score_samples
+from dsft.eval.scoring import Sample, missing_choice_or_label, not_text_reason, score_samples
 from dsft.text_encoding import encoding_hint
 
 
@@ -37,8 +37,8 @@ def _text_field(record: dict[str, Any], key: str) -> tuple[str | None, str | Non
     value = record[key]
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         return None, f"{key} is not text"
-    if isinstance(value, float) and not math.isfinite(value):  # a bare NaN/Infinity: a missing value, not "nan"
-        return None, f"{key} is NaN or infinite, not text"
+    if reason := not_text_reason(value, key):  # a bare NaN/Infinity: a missing value, not "nan"
+        return None, reason
     return str(value), None
 
 
@@ -68,7 +68,7 @@ def sample_from_record(record: Any) -> tuple[Sample | None, str | None]:
     if not parse_output(reference).answer:
         return None, "empty reference"
     choices, reason = _choices(record.get("choices"))
-    if reason:
+    if reason := reason or missing_choice_or_label(record):
         return None, reason
     label = record.get("label")
     return Sample(

@@ -9,6 +9,7 @@ out of that metric's mean and counted in ``skipped`` under ``"<metric>: <reason>
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -49,6 +50,31 @@ class Sample:
     choices: list[str] | None = None
     label: str | None = None
     prompt_opened_think: bool = False
+
+
+def not_text_reason(value: Any, name: str) -> str | None:
+    """Why ``value`` given as ``name`` is no text to score: a bare NaN or Infinity (pandas' missing value, which
+    ``json.dumps`` writes as ``NaN``) would otherwise be scored as the text "nan". None for anything else.
+
+    >>> not_text_reason(float("nan"), "label")
+    'label is NaN or infinite, not text'
+    >>> not_text_reason(3.5, "label") is None
+    True
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{name} is NaN or infinite, not text"
+    return None
+
+
+def missing_choice_or_label(record: dict[str, Any]) -> str | None:
+    """Why a record's ``label`` or one of its ``choices`` (a list or an object of option texts) is no text to score
+    (:func:`not_text_reason`): a NaN label was its own class in macro-F1, a NaN option the option "nan"."""
+    choices = record.get("choices")
+    options = choices.values() if isinstance(choices, dict) else choices if isinstance(choices, list) else ()
+    for option in options:
+        if reason := not_text_reason(option, "choices: an option"):
+            return reason
+    return not_text_reason(record.get("label"), "label")
 
 
 @dataclass
