@@ -22,6 +22,7 @@ from dsft.training.collators import PackedCollator, pack_row
 from dsft.training.lean_activations import use_lean_activations
 from dsft.training.lean_swiglu import lean_swiglu_forward
 from dsft.training.loss import supervised_cross_entropy
+from dsft.training import segment_attention
 from dsft.training.segment_attention import SEGMENT_ATTENTION, SegmentFlashAttentionFunction
 from dsft.training.trainer import forward_hidden_states
 
@@ -181,3 +182,31 @@ def test_lean_mlp_under_bf16_autocast_is_as_close_to_the_exact_step_as_the_modul
     stock_error, lean_error = error(stock_values), error(lean_values)
     assert 0 < lean_error <= 1.05 * stock_error and stock_error < 0.1
     assert lean_saved < stock_saved
+
+
+def test_short_bf16_segments_attend_in_fp32_on_a_cpu_without_amx(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bf16 segment under 512 tokens runs the fp32 flash kernel (faster on such a CPU), forward and backward,
+    and comes back in bf16; a longer one stays on the bf16 kernel. Compared bit for bit with the kernels."""
+    monkeypatch.setattr(segment_attention, "_cpu_has_amx_tiles", lambda: False)
+    flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    flash_backward = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
+    torch.manual_seed(5)
+    edges = (0, 40, 40 + segment_attention.FP32_SEGMENT_TOKENS)
+    query = torch.randn(1, 4, edges[-1], 16).to(torch.bfloat16).requires_grad_()
+    key, value = (torch.randn(1, 2, edges[-1], 16).to(torch.bfloat16).requires_grad_() for _ in range(2))
+    out = SegmentFlashAttentionFunction.apply(query, key, value, edges, None)
+    grad = torch.randn_like(out)
+    got = torch.autograd.grad(out, (query, key, value), grad)
+    for (start, end), dtype in zip([(0, 40), (40, edges[-1])], [torch.float32, torch.bfloat16]):
+        q, k, v = (t.detach()[:, :, start:end].to(dtype) for t in (query, key, value))
+        part, lse = flash(q, k, v, 0.0, True)
+        assert torch.equal(out[:, start:end], part.transpose(1, 2).to(torch.bfloat16))
+        grad_part = grad[:, start:end].transpose(1, 2).to(dtype)
+        # The backward reads the output as the forward returned it, in bf16.
+        expected = flash_backward(grad_part, q, k, v, out.detach()[:, start:end].transpose(1, 2).to(dtype), lse,
+                                  0.0, True)
+        for g, e in zip(got, expected[:3]):
+            assert torch.equal(g[:, :, start:end], e.to(torch.bfloat16))
+    assert segment_attention.segment_compute_dtype(torch.bfloat16, 511) == torch.float32
+    monkeypatch.setattr(segment_attention, "_cpu_has_amx_tiles", lambda: True)
+    assert segment_attention.segment_compute_dtype(torch.bfloat16, 40) == torch.bfloat16

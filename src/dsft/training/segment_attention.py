@@ -11,8 +11,10 @@ flash-attn's varlen path reads) and attends causally within each example only:
 
 * on CUDA in bf16/fp16, through torch's varlen flash kernel (``torch.nn.attention.varlen``) when this torch
   has it: one call for the whole row;
-* elsewhere (CPU; older torch), one causal sdpa call per example, with no mask, which sdpa serves with
-  its flash kernels.
+* on CPU in fp32/bf16, one causal call per example of the CPU flash kernel sdpa itself picks, with no mask
+  (:class:`SegmentFlashAttentionFunction`); on a CPU without AMX tiles a bf16 example shorter than 512 tokens
+  attends in fp32, which is faster there (:func:`segment_compute_dtype`);
+* elsewhere (older torch on CUDA, dropout), one causal sdpa call per example, with no mask.
 
 MLA's value heads are narrower than its query/key heads (DeepSeek-V3: 128 vs 192), which sends sdpa to its
 math kernel; values are zero-padded to the query/key width and the output sliced back (exact: the padded
@@ -73,10 +75,40 @@ def _cpu_flash_usable(query: torch.Tensor, dropout: float) -> bool:
     return query.device.type == "cpu" and query.dtype in (torch.float32, torch.bfloat16) and dropout == 0.0
 
 
+# Below this many tokens a bf16 segment attends in fp32 on a CPU without AMX tiles. There the bf16 flash kernel's
+# forward runs no faster than the fp32 one and its backward slower, by a margin that grows as segments
+# shorten (benchmarks/bench_cpu_kernels.py, SmolLM2-135M's 9/3 heads of 64, one thread, forward + backward:
+# 3.2x at 32 tokens, 1.85x at 150, 1.15x at 300, even at 500-600; from 700 tokens bf16 is faster, 1.2x at
+# 1,200-2,000). On a CPU with AMX the bf16 kernel runs on the tiles, which no measurement here covers.
+FP32_SEGMENT_TOKENS = 512
+
+
+def segment_compute_dtype(dtype: torch.dtype, tokens: int) -> torch.dtype:
+    """The dtype one segment of ``tokens`` tokens attends in on the CPU flash kernel: fp32 for a bf16 segment
+    shorter than :data:`FP32_SEGMENT_TOKENS` on a CPU without AMX tiles (faster there, and the scores and
+    probabilities are then exact fp32), else ``dtype``. The output and the gradients are returned in
+    ``dtype`` either way.
+
+    >>> segment_compute_dtype(torch.float32, 100)
+    torch.float32
+    >>> segment_compute_dtype(torch.bfloat16, 4096)
+    torch.bfloat16
+    """
+    if dtype == torch.bfloat16 and tokens < FP32_SEGMENT_TOKENS and not _cpu_has_amx_tiles():
+        return torch.float32
+    return dtype
+
+
+def _cpu_has_amx_tiles() -> bool:
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(probe()) if probe is not None else False
+
+
 class SegmentFlashAttentionFunction(torch.autograd.Function):
     """Causal attention within each segment on the CPU flash kernel sdpa itself picks, saving each tensor
     once: ``query [1, H, T, D]``, ``key``/``value [1, Hkv, T, D]`` as given (grouped-query heads are not
-    repeated: the kernel takes them as they are) and one output ``[1, T, H, D]`` with its log-sum-exp.
+    repeated: the kernel takes them as they are) and one output ``[1, T, H, D]`` with its log-sum-exp. Each
+    segment runs in :func:`segment_compute_dtype` (short bf16 segments in fp32), forward and backward alike.
 
     Calling sdpa per segment instead keeps each segment's output plus the concatenated, transposed copy
     the output projection saves, and with grouped-query attention the repeated keys and values: on
@@ -92,10 +124,11 @@ class SegmentFlashAttentionFunction(torch.autograd.Function):
         log_sum_exp = query.new_empty(batch, heads, tokens, dtype=torch.float32)
         for start, end in zip(edges[:-1], edges[1:]):
             if end > start:
+                dtype = segment_compute_dtype(query.dtype, end - start)
                 part, part_lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-                    query[:, :, start:end], key[:, :, start:end], value[:, :, start:end], 0.0, True,
-                    scale=scaling)
-                out[:, start:end] = part.transpose(1, 2)
+                    query[:, :, start:end].to(dtype), key[:, :, start:end].to(dtype),
+                    value[:, :, start:end].to(dtype), 0.0, True, scale=scaling)
+                out[:, start:end] = part.transpose(1, 2)  # back to the query's dtype
                 log_sum_exp[:, :, start:end] = part_lse
         ctx.save_for_backward(query, key, value, out, log_sum_exp)
         ctx.edges, ctx.scaling = edges, scaling
@@ -107,10 +140,12 @@ class SegmentFlashAttentionFunction(torch.autograd.Function):
         grads = [torch.zeros_like(query), torch.zeros_like(key), torch.zeros_like(value)]
         for start, end in zip(ctx.edges[:-1], ctx.edges[1:]):
             if end > start:
+                dtype = segment_compute_dtype(query.dtype, end - start)
                 parts = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
-                    grad_out[:, start:end].transpose(1, 2), query[:, :, start:end], key[:, :, start:end],
-                    value[:, :, start:end], out[:, start:end].transpose(1, 2), log_sum_exp[:, :, start:end],
-                    0.0, True, scale=ctx.scaling)
+                    grad_out[:, start:end].transpose(1, 2).to(dtype), query[:, :, start:end].to(dtype),
+                    key[:, :, start:end].to(dtype), value[:, :, start:end].to(dtype),
+                    out[:, start:end].transpose(1, 2).to(dtype), log_sum_exp[:, :, start:end], 0.0, True,
+                    scale=ctx.scaling)
                 for grad, part in zip(grads, parts):
                     grad[:, :, start:end] = part
         return grads[0], grads[1], grads[2], None, None
