@@ -115,6 +115,13 @@ def test_a_messages_file_from_a_windows_editor_renders_or_names_its_encoding(mes
         ('[{"role": "user", "content": "x"}]', ["--template", "deepseek-r1", "--masking", "most"],
          "--masking: must be one of assistant, last, all, got 'most'"),  # the flag typed; it named template.masking
         ('[{"role": "tool", "content": "x"}]', ["--template", "deepseek-llm"], "role 'tool'"),
+        # a misspelt field was read as no field: 'content must be a string, got NoneType', and a misspelt
+        # reasoning_content rendered the turn without its reasoning, silently
+        ('[{"role": "user", "contnet": "x"}]', ["--template", "deepseek-r1"],
+         "message 0: unknown field 'contnet'; did you mean 'content'?"),
+        ('[{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "reasoning_contnet": "r"}]',
+         ["--template", "deepseek-r1"], "message 1: unknown field 'reasoning_contnet'; did you mean 'reasoning_content'?"),
+        ('[{"role": "user"}]', ["--template", "deepseek-r1"], "message 0: content is missing"),
         # a data file given for one conversation (guide 003's train_example.json, a JSONL split): one line, not
         # an 'unknown role None' per message of every record
         ('[{"messages": [{"role": "user", "content": "用户问题"}]}, {"messages": []}]', ["--template", "deepseek-r1"],

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dsft.data.conversation import ROLES, Conversation, Message
+from dsft.data.format_converters import MESSAGE_FIELDS, resembling, type_name
 from dsft.errors import DsftError
 from dsft.text_encoding import encoding_hint
 
@@ -29,8 +30,13 @@ def _message(record: Any, where: str) -> tuple[Message | None, list[str]]:
         problems.append(f"{where}: unknown role {role!r} (expected one of {', '.join(ROLES)})")
     if content is None and role == "assistant" and record.get("tool_calls"):
         content = ""  # OpenAI call-only turns carry content: null
-    if not isinstance(content, str):
-        problems.append(f"{where}: content must be a string, got {type(content).__name__}")
+    # A misspelt field ('contnet', 'reasoning_contnet') would render the message without it.
+    problems.extend(f"{where}: unknown field {key!r}; did you mean {field!r}?" for key, field in resembling(record, MESSAGE_FIELDS))
+    if "content" not in record:
+        if not any(field == "content" for _, field in resembling(record, MESSAGE_FIELDS)):
+            problems.append(f"{where}: content is missing")
+    elif not isinstance(content, str):
+        problems.append(f"{where}: content must be a string, got {type_name(content)}")
     for key, kind in _OPTIONAL_TYPES.items():
         if record.get(key) is not None and not isinstance(record[key], kind):
             problems.append(f"{where}: {key} must be a {getattr(kind, '__name__', kind)}")
