@@ -340,6 +340,28 @@ def test_a_prepared_directory_given_as_input_is_refused_naming_data_prepared_dir
         assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("objective", ["sft", "dpo"])
+def test_a_misspelt_data_columns_key_is_refused_naming_it_before_out_is_created(tmp_path: Path, run_cli,
+                                                                               objective: str) -> None:
+    """{instrution: q}: the column was renamed to a name no format reads, and every record was rejected with
+    'unknown format (keys: a, q); it looks like format alpaca with 'instrution' for 'instruction' ... set
+    data.columns: {instruction: instrution}', a hint about the records for a slip in the config. A key that
+    resembles no field (a metadata column) is left alone."""
+    data = tmp_path / "qa.csv"
+    data.write_text("q,a,dept\nhi,there,x\n", encoding="utf-8")
+    mapping = ("{instrution: q, output: a, department: dept}" if objective == "sft"
+               else "{prompt: q, chosen: a, rejeted: dept}")
+    code, stdout, err = run_cli(["data", "prepare", str(data), "--out", str(tmp_path / "o"), "--tokenizer", "deepseek",
+                                 "--set", f"train.objective={objective}", "--set", f"data.columns={mapping}"])
+    said = " ".join(err.split())
+    assert code == 2 and "Traceback" not in err, (stdout, err)
+    meant = ("'instrution' is no field a format reads; did you mean 'instruction'? (the keys are dsft's names, the "
+             "values your columns: {instruction: q})" if objective == "sft"
+             else "'rejeted' is no field a format reads; did you mean 'rejected'?")
+    assert f"error: 1 data.columns key(s) no format reads - data.columns: {meant}" in said, said
+    assert "department" not in said and not (tmp_path / "o").exists()
+
+
 def test_an_embedding_model_that_is_none_is_refused_before_out_is_created(tmp_path: Path, run_cli) -> None:
     """guide 002's BERT check with the guide's `bert-base-chinese`: refused, but only after --out was made."""
     data = tmp_path / "qa.jsonl"

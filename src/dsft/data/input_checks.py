@@ -7,6 +7,7 @@ dashboard's new-run form ask :func:`input_problems` (or :func:`check_inputs`) fi
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import json
 import os
@@ -15,6 +16,8 @@ from pathlib import Path
 
 from dsft.config.schema import DsftConfig
 from dsft.data import augment, relevance, semantic
+from dsft.data.formats import FORMAT_FIELDS
+from dsft.data.preference_fields import FIELDS_READ as PREFERENCE_FIELDS_READ
 from dsft.data.prepared_folder import REPORT_FILE, UNFINISHED_PREPARATION, preparation_state
 from dsft.data.readers import SUPPORTED_SUFFIXES, expand_inputs, is_glob, is_saved_dataset
 from dsft.data.split import split_file
@@ -62,6 +65,34 @@ def input_problems(cfg: DsftConfig, inputs: list[str] | None = None) -> list[str
         problems += _files_named_twice(named, cfg.data.clean.exact_dedup or cfg.data.clean.near_dedup)
     if cfg.train.objective == "sft":  # other objectives read neither (and refuse these keys)
         problems += _cleaning_and_augment_file_problems(cfg)
+    return problems + column_name_problems(cfg.data.columns)
+
+
+_COLUMNS_KEY = "data.columns: "  # how a problem of a data.columns key begins
+# Every field name a format (SFT or preference) reads: the keys data.columns may give.
+_FIELDS_READ = sorted({*(field for fields in FORMAT_FIELDS.values() for field in fields), *PREFERENCE_FIELDS_READ})
+
+
+def column_name_problems(columns: dict[str, str]) -> list[str]:
+    """``data.columns`` keys spelt like a field dsft reads but not as it is spelt: the mapping renames the user's
+    column to a name no format reads, so every record was rejected with a hint about the records, not the config
+    (or, for an optional field such as ``system``, the column was kept as metadata and trained without). A key that
+    resembles no field is left alone (it renames a metadata column, e.g. for ``data.stratify_by``).
+
+    >>> column_name_problems({"instrution": "q", "output": "a", "department": "科室"})
+    ["data.columns: 'instrution' is no field a format reads; did you mean 'instruction'? (the keys are dsft's names, the values your columns: {instruction: q})"]
+    >>> column_name_problems({"complex_cot": "cot", "Question": "q"})[0][:83]
+    "data.columns: 'complex_cot' is no field a format reads; did you mean 'Complex_CoT'?"
+    """
+    problems = []
+    for key, column in columns.items():
+        if key in _FIELDS_READ:
+            continue
+        meant = [field for field in _FIELDS_READ if field.lower() == key.lower()]
+        meant = meant or difflib.get_close_matches(key, _FIELDS_READ, n=1, cutoff=0.8)
+        if meant:
+            problems.append(f"{_COLUMNS_KEY}{key!r} is no field a format reads; did you mean {meant[0]!r}? (the keys "
+                            f"are dsft's names, the values your columns: {{{meant[0]}: {column}}})")
     return problems
 
 
@@ -313,10 +344,14 @@ def check_inputs(cfg: DsftConfig, inputs: list[str] | None = None) -> None:
     """Raise one :class:`DataError` listing :func:`input_problems`, if any."""
     problems = input_problems(cfg, inputs)
     if problems:
-        head = (f"{len(problems)} data input(s) named twice" if all(_DUPLICATE_OF_ITSELF in p for p in problems)
-                else f"{len(problems)} data input(s) cannot be read")
-        if any(_missing_relative_path(problem) for problem in problems):  # e.g. a guide's config run from its folder
+        inputs_named = [problem for problem in problems if not problem.startswith(_COLUMNS_KEY)]
+        head = (f"{len(inputs_named)} data input(s) named twice" if all(_DUPLICATE_OF_ITSELF in p for p in inputs_named)
+                else f"{len(inputs_named)} data input(s) cannot be read")
+        if any(_missing_relative_path(problem) for problem in inputs_named):  # e.g. a guide's config run from its folder
             head += f" (relative paths are read from the current directory, {Path.cwd()})"
+        if len(inputs_named) < len(problems):
+            mapped = f"{len(problems) - len(inputs_named)} data.columns key(s) no format reads"
+            head = f"{head}; {mapped}" if inputs_named else mapped
         raise DataError(head, problems, job_wide=True)  # every process reads the same paths
 
 

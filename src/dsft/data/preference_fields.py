@@ -30,7 +30,7 @@ from dsft.data.validate import find_bad_unicode
 REFERENCE_FIELDS = ("answer", "solution")
 PROMPT_FIELDS = ("prompt", "messages", "conversations", "question", "problem")
 # Every field a preference record's readers take; any other scalar field is kept as meta (see read_meta).
-_USED = {*PROMPT_FIELDS, "chosen", "rejected", "completion", "label", "kto_tag", "system", "tools", "meta",
+FIELDS_READ = {*PROMPT_FIELDS, "chosen", "rejected", "completion", "label", "kto_tag", "system", "tools", "meta",
          *REFERENCE_FIELDS}
 
 
@@ -206,6 +206,6 @@ def read_meta(view: dict[str, Any]) -> dict[str, Any]:
     scalar = (str, int, float, bool, type(None))
     meta = {str(k): v for k, v in (view.get("meta") or {}).items() if isinstance(v, scalar)} \
         if isinstance(view.get("meta"), dict) else {}
-    meta.update({str(k): v for k, v in view.items() if k not in _USED and isinstance(v, scalar)})
+    meta.update({str(k): v for k, v in view.items() if k not in FIELDS_READ and isinstance(v, scalar)})
     return meta
 
