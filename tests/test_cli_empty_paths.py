@@ -94,3 +94,38 @@ def test_an_empty_tokenizer_is_refused_naming_the_flag(tmp_path: Path, args: lis
     assert (code, heavy) == (2, []), err
     assert f"--tokenizer '': an empty path names nothing; give {wanted}" in err and "Traceback" not in err, err
     assert not (tmp_path / "o").exists()
+
+
+MODEL = "a model or run directory, a tiny preset or a hub id"
+TEXT_CASES = [
+    (["eval"], ["", "--data", "d", "--out", "o"], "MODEL_OR_RUN", MODEL),
+    (["eval"], ["m", "--data", "d", "--out", "o", "--base-model", ""], "--base-model",
+     "a model directory, a hub id or a tiny preset"),
+    (["compare"], ["--tuned", "", "--data", "d", "--out", "o"], "--tuned", MODEL),
+    (["compare"], ["--tuned", "t", "--base", "", "--data", "d", "--out", "o"], "--base", MODEL),
+    (["export"], ["", "--out", "o"], "RUN_OR_MODEL", MODEL),
+    (["export"], ["m", "--out", "o", "--base-model", ""], "--base-model", "a model directory, a hub id or a tiny preset"),
+    (["serve"], [""], "MODEL_OR_RUN", MODEL),
+    (["serve"], ["m", "--base-model", ""], "--base-model", "a model directory, a hub id or a tiny preset"),
+    (["chat"], [""], "MODEL_OR_RUN", MODEL),
+    (["deploy", "k8s"], ["", "--out", "o"], "MODEL_OR_RUN", MODEL),
+    (["train"], ["c.yaml", "--out", "o", "--resume", ""], "--resume", "auto or a checkpoint directory"),
+    (["plan"], ["--model", ""], "--model", "a preset, a model directory, a config.json or a hub id"),
+    (["bench", "train"], ["--out", "o", "--model", ""], "--model", MODEL),
+    (["models", "targets"], [""], "NAME", "a preset, a model directory or a hub id"),
+    (["models", "import"], ["", "--out", "o"], "SOURCE", "a .gguf file or ollama:NAME[:TAG]"),
+]
+
+
+@pytest.mark.parametrize("path, args, name, wanted", TEXT_CASES, ids=[f"{' '.join(c[0])} {c[2]}" for c in TEXT_CASES])
+def test_an_empty_model_name_is_refused_naming_its_parameter(path: list[str], args: list[str], name: str,
+                                                             wanted: str) -> None:
+    """A model or checkpoint given as '' was read as the current directory (`deploy k8s ""`: '.: a folder of runs or
+    models', `train --resume ""`: '.' checked as a checkpoint), as no value (`compare --base ""`: '--base is
+    required', `--base-model ""` ignored), or refused without its name ('empty; name a model ...')."""
+    command = typer.main.get_command(app)
+    for word in path:
+        command = command.commands[word]
+    with pytest.raises(DsftError) as refused:
+        command.make_context(" ".join(path), args)
+    assert str(refused.value) == f"{name} '': an empty path names nothing; give {wanted}"

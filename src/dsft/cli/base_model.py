@@ -10,11 +10,14 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from dsft.cli.empty_paths import empty_refused
 from dsft.errors import DsftError
 
 HELP = ("Where a moved LoRA run finds its base model (directory, hub id or tiny preset) [default: as recorded in "
         "run.json].")
 HINT = "pass the base model with --base-model PATH_OR_ID (a model directory, hub id or tiny preset)"
+# The flag's parser: '' (an unset shell variable) is refused under the flag, not read as no --base-model.
+GIVEN = empty_refused("--base-model", "a model directory, a hub id or a tiny preset")
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from dsft.cli.empty_paths import A_MODEL_OR_RUN, empty_refused
 from dsft.cli.keywords import keyword
 
 bench_app = typer.Typer(help="Benchmarks, measured on this machine in one run.", no_args_is_help=True)
@@ -41,7 +42,8 @@ def _table(report: dict[str, Any]) -> Any:
 
 
 def train(
-    model: str = typer.Option("tiny-deepseek-v3", "--model", help="Tiny preset, local directory or hub id."),
+    model: str = typer.Option("tiny-deepseek-v3", "--model", parser=empty_refused("--model", A_MODEL_OR_RUN),
+                              help="Tiny preset, local directory or hub id."),
     steps: int = typer.Option(8, "--steps", help="Timed optimizer steps per system (one warm-up step is added)."),
     seq_len: int = typer.Option(2048, "--seq-len", help="Maximum tokens per example (dsft: per packed row)."),
     compare: str = typer.Option(

@@ -19,6 +19,7 @@ import typer
 from dsft.errors import DsftError
 
 ANY_PATH = "a path ('.' for the current directory)"
+A_MODEL_OR_RUN = "a model or run directory, a tiny preset or a hub id"
 
 
 def refuse_empty(value: str, name: str, wanted: str = ANY_PATH) -> None:

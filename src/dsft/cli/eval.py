@@ -13,6 +13,7 @@ from typing import Any, Optional
 import typer
 
 from dsft.cli import base_model as base_model_flag
+from dsft.cli.empty_paths import A_MODEL_OR_RUN, empty_refused
 
 # Metrics shown in terminal tables, in this order (fractions unless named bleu).
 TABLE_KEYS = (
@@ -210,7 +211,7 @@ TOP_P = typer.Option(None, "--top-p", help="Nucleus sampling (with --temperature
 SEED = typer.Option(0, "--seed", help="Sampling seed.")
 METRICS = typer.Option(None, "--metrics", "-m", help="Comma-separated metrics [default: eval.metrics, else all].")
 DEVICE = typer.Option(None, "--device", help="cpu or cuda:N (default: GPU if available).")
-BASE_MODEL = typer.Option(None, "--base-model", help=base_model_flag.HELP)
+BASE_MODEL = typer.Option(None, "--base-model", parser=base_model_flag.GIVEN, help=base_model_flag.HELP)
 OVERWRITE = typer.Option(False, "--overwrite", help="Allow a non-empty --out: the files this command writes there "
                          "are replaced, other files are left alone.")
 THINKING = typer.Option(None, "--thinking/--no-thinking",
@@ -231,7 +232,9 @@ def say_unused_thinking(template: str, thinking: bool | None) -> None:
 
 @base_model_flag.names_the_flag
 def eval_command(
-    model_or_run: str = typer.Argument(..., help="Model directory, tiny preset, hub id, or a dsft run directory (or its final/ or one of its checkpoints)."),
+    model_or_run: str = typer.Argument(..., parser=empty_refused("MODEL_OR_RUN", A_MODEL_OR_RUN),
+                                       help="Model directory, tiny preset, hub id, or a dsft run directory (or its "
+                                            "final/ or one of its checkpoints)."),
     data: str = typer.Option(..., "--data", help="Eval data (any format dsft reads); the last assistant turn is the reference."),
     out: Path = typer.Option(..., "--out", help="Directory for predictions.jsonl and metrics.json (new or empty; "
                              "see --overwrite)."),
@@ -273,12 +276,14 @@ def eval_command(
 
 @base_model_flag.names_the_flag
 def compare_command(
-    tuned: str = typer.Option(..., "--tuned", help="The tuned run directory (its final/ or one of its checkpoints; "
+    tuned: str = typer.Option(..., "--tuned", parser=empty_refused("--tuned", A_MODEL_OR_RUN),
+                              help="The tuned run directory (its final/ or one of its checkpoints; "
                               "or a model)."),
     data: str = typer.Option(..., "--data", help="Eval data; the same prompts go through both models."),
     out: Path = typer.Option(..., "--out", help="Directory for the reports and both models' predictions (new or "
                              "empty; see --overwrite)."),
-    base: Optional[str] = typer.Option(None, "--base", help="Base model (default: the run's base model)."),
+    base: Optional[str] = typer.Option(None, "--base", parser=empty_refused("--base", A_MODEL_OR_RUN),
+                                       help="Base model (default: the run's base model)."),
     max_new_tokens: Optional[int] = MAX_NEW_TOKENS, batch_size: Optional[int] = BATCH_SIZE,
     limit: Optional[int] = LIMIT, template: Optional[str] = TEMPLATE, temperature: Optional[float] = TEMPERATURE,
     top_p: Optional[float] = TOP_P, seed: int = SEED, metrics: Optional[str] = METRICS,

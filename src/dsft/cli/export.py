@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from dsft.cli import base_model as base_model_flag
+from dsft.cli.empty_paths import A_MODEL_OR_RUN, empty_refused
 from dsft.cli.keywords import keyword
 
 if TYPE_CHECKING:
@@ -16,7 +17,9 @@ if TYPE_CHECKING:
 
 @base_model_flag.names_the_flag
 def export(
-    run_or_model: str = typer.Argument(..., help="Run directory (with run.json; or its final/ or one of its checkpoints), model directory or tiny preset."),
+    run_or_model: str = typer.Argument(..., parser=empty_refused("RUN_OR_MODEL", A_MODEL_OR_RUN),
+                                       help="Run directory (with run.json; or its final/ or one of its "
+                                            "checkpoints), model directory or tiny preset."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (new or empty; see --overwrite)."),
     fmt: str | None = typer.Option(
         None, "--format", "-f", help="hf (merged safetensors), adapter (PEFT only), gguf, ollama [default: export.format]."
@@ -38,7 +41,8 @@ def export(
         None, "--max-shard-size", help="Safetensors shard size (hf) [default: export.max_shard_size]."
     ),
     name: str | None = typer.Option(None, "--name", help="Model name for `ollama create` (ollama)."),
-    base_model: str | None = typer.Option(None, "--base-model", help=base_model_flag.HELP),
+    base_model: str | None = typer.Option(None, "--base-model", parser=base_model_flag.GIVEN,
+                                          help=base_model_flag.HELP),
     config: Path | None = typer.Option(
         None, "--config", help="YAML whose `export:` section gives the defaults [default: a run directory's own "
         "config.yaml, else the schema's defaults].",

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from dsft.cli.empty_paths import empty_refused
 from dsft.cli.keywords import keyword
 
 models_app = typer.Typer(help="Model presets: tiny test models and real-model configs.", no_args_is_help=True)
@@ -101,7 +102,8 @@ def write_random(
 
 @models_app.command("import")
 def import_gguf(
-    source: str = typer.Argument(..., help="A .gguf file or ollama:NAME[:TAG] (from the local Ollama store)."),
+    source: str = typer.Argument(..., parser=empty_refused("SOURCE", "a .gguf file or ollama:NAME[:TAG]"),
+                                 help="A .gguf file or ollama:NAME[:TAG] (from the local Ollama store)."),
     out: Path = typer.Option(..., "--out", help="Directory to write (must be empty or absent)."),
 ) -> None:
     """Convert a GGUF file or an Ollama model into a float32 Hugging Face checkpoint (dequantised)."""
@@ -119,7 +121,8 @@ def import_gguf(
 
 @models_app.command("targets")
 def show_targets(
-    name: str = typer.Argument(..., help="Real-model preset, tiny preset, local model directory or hub id."),
+    name: str = typer.Argument(..., parser=empty_refused("NAME", "a preset, a model directory or a hub id"),
+                              help="Real-model preset, tiny preset, local model directory or hub id."),
     include_experts: bool = typer.Option(True, "--experts/--no-experts", help="Include fused routed experts."),
 ) -> None:
     """Show the LoRA targets `all-linear` discovers for a model (built from its config; no weights loaded)."""

@@ -10,6 +10,7 @@ from typing import Any
 
 import typer
 
+from dsft.cli.empty_paths import empty_refused
 from dsft.cli.keywords import keyword
 
 convert_app = typer.Typer(help="Checkpoint format conversions.", no_args_is_help=True)
@@ -91,7 +92,10 @@ MAX_MEMORY_GIB = 2**20
 
 
 def plan(
-    model: str | None = typer.Option(None, "--model", help="Preset (e.g. deepseek-r1-distill-qwen-7b, deepseek-v3; "
+    model: str | None = typer.Option(None, "--model",
+                                     parser=empty_refused("--model", "a preset, a model directory, a config.json "
+                                                          "or a hub id"),
+                                     help="Preset (e.g. deepseek-r1-distill-qwen-7b, deepseek-v3; "
                                      "`dsft models list`), tiny preset, model directory, config.json path, or a hub "
                                      "id whose last part is a preset (nothing is downloaded) [default: --config's "
                                      "model.name_or_path]."),

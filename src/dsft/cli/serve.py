@@ -12,6 +12,7 @@ import typer
 
 from dsft.cli import base_model as base_model_flag
 from dsft.cli import stopping
+from dsft.cli.empty_paths import A_MODEL_OR_RUN, empty_refused
 from dsft.cli.keywords import keyword
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ CONFIG_HELP = ("YAML whose `serve:` section gives the defaults [default: a run d
 # Tokens a chat reply may generate when --max-new-tokens is not given (lowered to serve.max_tokens).
 CHAT_REPLY_TOKENS = 512
 MODEL_OR_RUN_HELP = "Model directory, tiny preset, hub id, or a run directory (or its final/ or one of its checkpoints)."
+MODEL_OR_RUN_GIVEN = empty_refused("MODEL_OR_RUN", A_MODEL_OR_RUN)  # '' is refused naming it
 
 
 def _default_served_name(model_or_run: str) -> str:
@@ -31,7 +33,7 @@ def _default_served_name(model_or_run: str) -> str:
 
 @base_model_flag.names_the_flag
 def serve(
-    model_or_run: str = typer.Argument(..., help=MODEL_OR_RUN_HELP),
+    model_or_run: str = typer.Argument(..., parser=MODEL_OR_RUN_GIVEN, help=MODEL_OR_RUN_HELP),
     adapter: list[str] = typer.Option([], "--adapter", help=ADAPTER_HELP),
     host: str | None = typer.Option(None, "--host", help="Bind address [default: 127.0.0.1, loopback]."),
     port: int | None = typer.Option(None, "--port", help="Port [default: 8000]."),
@@ -56,7 +58,8 @@ def serve(
     dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16."),
     config: Path | None = typer.Option(None, "--config", help=CONFIG_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help="vllm engine: print the command instead of running it."),
-    base_model: str | None = typer.Option(None, "--base-model", help=base_model_flag.HELP),
+    base_model: str | None = typer.Option(None, "--base-model", parser=base_model_flag.GIVEN,
+                                          help=base_model_flag.HELP),
     allow_unauthenticated: bool = typer.Option(
         False, "--allow-unauthenticated", help="Serve off loopback without an API key, on purpose (e.g. behind a "
         "gateway that authenticates); otherwise a --host other than loopback needs --api-key."),
@@ -164,7 +167,7 @@ def _serve_vllm(model_or_run: str, adapter: list[str], settings: "ServeSettings"
 
 @base_model_flag.names_the_flag
 def chat(
-    model_or_run: str = typer.Argument(..., help=MODEL_OR_RUN_HELP),
+    model_or_run: str = typer.Argument(..., parser=MODEL_OR_RUN_GIVEN, help=MODEL_OR_RUN_HELP),
     system: str | None = typer.Option(None, "--system", help="System prompt."),
     max_tokens: int | None = typer.Option(
         None, "--max-tokens", "--max-new-tokens", min=1, help=f"Most tokens per reply, up to serve.max_tokens (the cap "
@@ -174,7 +177,8 @@ def chat(
     thinking: bool | None = typer.Option(None, "--thinking/--no-thinking", help="Hybrid-thinking families only."),
     seed: int | None = typer.Option(None, "--seed", help="Repeatable sampling."),
     quantize: str | None = typer.Option(None, "--quantize", help="int8: dynamic int8 weights on CPU."),
-    base_model: str | None = typer.Option(None, "--base-model", help=base_model_flag.HELP),
+    base_model: str | None = typer.Option(None, "--base-model", parser=base_model_flag.GIVEN,
+                                          help=base_model_flag.HELP),
     config: Path | None = typer.Option(None, "--config", help=CONFIG_HELP),
 ) -> None:
     """Chat in the terminal (streamed; reasoning dimmed). /reset, /system TEXT, /help, /exit. Reads piped stdin too."""
@@ -205,7 +209,8 @@ def chat(
 
 
 def deploy_k8s(
-    model_or_run: str = typer.Argument(..., help="Model directory, tiny preset or hub id (merge LoRA runs first)."),
+    model_or_run: str = typer.Argument(..., parser=MODEL_OR_RUN_GIVEN,
+                                      help="Model directory, tiny preset or hub id (merge LoRA runs first)."),
     out: Path = typer.Option(..., "--out",
                           help="Directory for deployment.yaml, service.yaml and Dockerfile (new or empty; "
                           "see --overwrite)."),

@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from dsft.cli import stopping
+from dsft.cli.empty_paths import empty_refused
 
 
 def train(
@@ -15,7 +16,8 @@ def train(
     out: Path = typer.Option(..., "--out", help="Run directory (created; must not hold another run)."),
     set_: list[str] = typer.Option([], "--set", help="Override a key: --set train.lr=1e-4 (repeatable)."),
     resume: str | None = typer.Option(
-        None, "--resume", help="auto = newest complete checkpoint in the run directory, or a checkpoint path."
+        None, "--resume", parser=empty_refused("--resume", "auto or a checkpoint directory"),
+        help="auto = newest complete checkpoint in the run directory, or a checkpoint path."
     ),
     preset: str | None = typer.Option(
         None, "--preset", help="Size preset (7b, 13b, 34b) applied over the file and under --set; see "
