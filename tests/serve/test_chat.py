@@ -129,3 +129,13 @@ def test_a_reply_without_max_new_tokens_stays_within_serve_max_tokens() -> None:
     assert check_reply_tokens(None, capped, "c.yaml", flag="--max-new-tokens", default=512) == 64
     assert check_reply_tokens(64, capped, "c.yaml", flag="--max-new-tokens", default=512) == 64
     assert check_reply_tokens(None, load_config(None).serve, "", flag="--max-new-tokens", default=512) == 512
+
+
+def test_a_thinking_flag_the_template_has_no_mode_for_is_named(capsys: pytest.CaptureFixture[str],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """`dsft chat --thinking` with a family that has no thinking mode changed nothing, silently; one notice says so
+    before the first prompt, as eval, template render and data inspect say it."""
+    monkeypatch.setattr("sys.stdin", io.StringIO("/exit\n"))
+    main(["chat", "tiny-deepseek-v3", "--thinking"])
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.count("notice: --thinking: template deepseek-r1 has no thinking mode; the flag changes nothing") == 1, err

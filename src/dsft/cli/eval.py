@@ -220,9 +220,10 @@ THINKING = typer.Option(None, "--thinking/--no-thinking",
 
 
 def say_unused_thinking(template: str, thinking: bool | None) -> None:
-    """One stderr line where --thinking/--no-thinking changed nothing: the template the model was evaluated with
-    has no thinking mode (V3, deepseek-llm, R1), as `dsft template render` and `dsft data inspect` say it. The
-    family is known once the model (or the run) is opened, so it is said with the results."""
+    """One stderr line where --thinking/--no-thinking changed nothing: the template the model was evaluated (or
+    chats) with has no thinking mode (V3, deepseek-llm, R1), as `dsft template render` and `dsft data inspect` say
+    it. The family is known once the model (or the run) is opened: eval says it with the results, chat before the
+    first prompt."""
     from dsft.templates import get_template
     from dsft.templates.registry import unused_thinking_notice
 

@@ -174,7 +174,8 @@ def chat(
         f"`dsft serve` puts on a request) [default: {CHAT_REPLY_TOKENS}, or serve.max_tokens if lower]."),
     temperature: float | None = typer.Option(None, "--temperature",
                                              help="0 (greedy) to 2. Default: the model's recommended."),
-    thinking: bool | None = typer.Option(None, "--thinking/--no-thinking", help="Hybrid-thinking families only."),
+    thinking: bool | None = typer.Option(None, "--thinking/--no-thinking", help="Hybrid-thinking families only "
+                                         "(another template: a notice says it changes nothing)."),
     seed: int | None = typer.Option(None, "--seed", help="Repeatable sampling."),
     quantize: str | None = typer.Option(None, "--quantize", help="int8: dynamic int8 weights on CPU."),
     base_model: str | None = typer.Option(None, "--base-model", parser=base_model_flag.GIVEN,
@@ -195,12 +196,14 @@ def chat(
                                     flag="--max-new-tokens", default=CHAT_REPLY_TOKENS)
     check_source(model_or_run, base_model)
     # torch and transformers load only once the flags and the model path are known good.
+    from dsft.cli.eval import say_unused_thinking
     from dsft.export.source import resolve_source
     from dsft.serve.chat import ChatSession, run_chat
     from dsft.serve.serving_model import load_serving_model
 
     console = Console(highlight=False)
     serving = load_serving_model(resolve_source(model_or_run, base_model), quantize=quantize)
+    say_unused_thinking(serving.template_name, thinking)  # the family is known once the model is open
     session = ChatSession(serving, max_tokens=max_tokens, temperature=temperature, thinking=thinking, seed=seed,
                           system=system)
     if isinstance(sys.stdin, io.TextIOWrapper):  # undecodable bytes reach run_chat, which names them, not a traceback
