@@ -101,6 +101,28 @@ def test_a_value_the_file_made_invalid_names_the_file(tmp_path: Path, run_cli) -
     assert code == 2 and f"{config} and --set train.lr=-1: 2 problem(s)" in said, said
 
 
+@pytest.mark.parametrize("override, problem", [
+    ("data.test_ratio=0.95", "data: val_ratio + test_ratio must be < 1, got val_ratio=0.2, test_ratio=0.95"),
+    # guide 002 without the datagen extra: its min_similarity stays, so the --set is what is wrong
+    ("data.clean.semantic.embedding_model=null", ("data.clean.semantic: min_similarity / keep_top_similarity need "
+                                                  "embedding_model, got embedding_model=null, min_similarity=0.8")),
+    ("data.augment.paraphrase_copies=2", ("data.augment: paraphrase_copies / back_translation need endpoint.base_url "
+                                          "and endpoint.model, got paraphrase_copies=2")),
+])
+def test_a_rule_across_a_section_names_the_set_that_broke_it_and_the_values_it_read(
+        tmp_path: Path, run_cli, override: str, problem: str) -> None:
+    """A rule over several keys of a section was labelled with the config file, which held nothing wrong, and quoted
+    the whole section (every key the file wrote there: train paths, cleaning settings ...) as what it 'got'."""
+    config = _config(tmp_path)
+    edited = json.loads(Path(config).read_text(encoding="utf-8"))
+    edited["data"]["clean"] = {"semantic": {"embedding_model": "multilingual-e5-small", "min_similarity": 0.8}}
+    Path(config).write_text(json.dumps(edited), encoding="utf-8")
+    code, out, err = run_cli(["config", "show", config, "--set", override])
+    said = " ".join((out + err).split())
+    assert code == 2 and f"error: --set {override}: 1 problem(s) - {problem}" in said, said
+    assert "'train':" not in said and "Traceback" not in said, said
+
+
 def test_load_time_labels_are_opt_in() -> None:
     """Overrides a program adds (the dashboard's form, the demo's own settings) are no --set the user typed."""
     from dsft.config import load_config

@@ -77,6 +77,21 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return path, value
 
 
+def _in_section(key: str) -> str:
+    r"""A pattern for a problem of ``key``'s section that names ``key`` by the rest of its dotted name (a
+    section-level rule): ``data: val_ratio + test_ratio ...`` names ``data.test_ratio``.
+
+    >>> bool(re.search("^" + _in_section("data.test_ratio"), "data: val_ratio + test_ratio must be < 1"))
+    True
+    >>> bool(re.search("^" + _in_section("data.clean.semantic.embedding_model"), "data: val_ratio + test_ratio ..."))
+    False
+    """
+    parts = key.split(".")
+    options = [rf"{re.escape('.'.join(parts[:i]))}: .*(?<![\w.]){re.escape('.'.join(parts[i:]))}(?!\w)"
+               for i in range(1, len(parts))]
+    return "(?:" + "|".join(options) + ")" if options else "(?!)"
+
+
 def problems_source(source: str, overrides: Sequence[str], problems: Sequence[str], grid: Sequence[str] = (),
                     trial: str | None = None, ranges: Sequence[str] = ()) -> str:
     """What a config's problems are labelled with: the ``--set`` overrides they name (so the flag that caused them
@@ -102,8 +117,9 @@ def problems_source(source: str, overrides: Sequence[str], problems: Sequence[st
             key = text.split("=", 1)[0].strip()
             effective.pop(key, None)  # the later one took effect: keep it, in the order typed
             effective[key] = f"{flag} {text.strip()}"
-    # A problem names a key as a whole dotted name: eval.metric is not named by eval.metrics or eval.metric_key.
-    pattern = {key: re.compile(rf"(?<![\w.]){re.escape(key)}(?!\w)") for key in effective}
+    # A problem names a key as a whole dotted name: eval.metric is not named by eval.metrics or eval.metric_key; or,
+    # a rule across a section's keys, after the section (data.test_ratio in 'data: val_ratio + test_ratio ...').
+    pattern = {key: re.compile(rf"(?<![\w.]){re.escape(key)}(?!\w)|^{_in_section(key)}") for key in effective}
     named = [label for key, label in effective.items() if any(pattern[key].search(p) for p in problems)]
     if not named:
         return source
@@ -212,6 +228,21 @@ def unknown_key_message(loc: tuple[Any, ...]) -> str:
     return f"unknown key; did you mean {close[0]!r}?" if close else "unknown key"
 
 
+def _section_values_named(section: dict[str, Any], message: str) -> str:
+    """``, got KEY=VALUE, ...`` for the keys of ``section`` that a rule across them names (not the whole section,
+    which held every other key the file or the --set wrote there too).
+
+    >>> _section_values_named({"train": ["a.jsonl"], "val_ratio": 0.5, "test_ratio": 0.6},
+    ...                       "val_ratio + test_ratio must be < 1")
+    ', got val_ratio=0.5, test_ratio=0.6'
+    >>> _section_values_named({"embedding_model": None, "min_similarity": 0.8}, "min_similarity needs embedding_model")
+    ', got embedding_model=null, min_similarity=0.8'
+    """
+    named = [f"{key}={'null' if value is None else repr(value)}" for key, value in section.items()
+             if re.search(rf"(?<![\w.]){re.escape(str(key))}(?!\w)", message)]
+    return f", got {', '.join(named)}" if named else ""
+
+
 def format_validation_error(exc: ValidationError) -> list[str]:
     """One line per problem, ``section.key: message, got VALUE``."""
     problems = []
@@ -221,6 +252,8 @@ def format_validation_error(exc: ValidationError) -> list[str]:
         if err["type"] == "extra_forbidden":
             loc = tuple(err["loc"])
             message = (len(loc) == 1 and foreign_section_hint(err.get("input"), key_home)) or unknown_key_message(loc)
+        elif err["type"] != "missing" and isinstance(err.get("input"), dict) and ", got " not in message:
+            message += _section_values_named(err["input"], message)  # a rule across a section's keys
         elif err["type"] != "missing" and "input" in err and ", got " not in message:  # a rule may quote it itself
             message = f"{message}, got {'null' if err['input'] is None else repr(err['input'])}"
         problems.append(f"{key}: {message}")
