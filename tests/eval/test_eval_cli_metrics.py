@@ -181,6 +181,18 @@ def test_a_nan_label_or_choice_is_skipped_not_scored_as_text(tmp_path: Path, run
                                  "numeric_accuracy: reference has no number": 1}, result
 
 
+def test_a_blank_label_is_skipped_not_scored_as_a_class(tmp_path: Path, run_cli) -> None:
+    """A blank label (a CSV's empty cell, which the data readers give as '') was a class no answer names: macro-F1
+    0.5556 where both real labels are right."""
+    path = write_lines(tmp_path / "p.jsonl", [{"prediction": "pos", "reference": "pos", "label": "pos"},
+                                              {"prediction": "neg", "reference": "neg", "label": "neg"},
+                                              {"prediction": "neg", "reference": "x", "label": " "}])
+    code, out, _ = run_cli(["metrics", "--predictions", str(path), "--json"])
+    result = json.loads(out)
+    assert code == 0 and result["macro_f1"] == 1.0 and result["count"] == 2, result
+    assert result["skipped"]["empty label"] == 1, result
+
+
 def test_a_file_with_nothing_to_score_names_the_first_line_of_each_reason(tmp_path: Path, run_cli) -> None:
     """The refusal counted each reason ('missing reference 2, malformed JSON 1') without saying where a line is."""
     path = write_lines(tmp_path / "p.jsonl", ["", {"prediction": "a"}, "{not json", {"prediction": "b"}])

@@ -17,3 +17,11 @@ def test_a_nan_label_or_option_is_skipped_not_read_as_text(tmp_path: Path) -> No
     items, skipped = load_eval_set(path)
     assert [(item.label, item.choices) for item in items] == [("pos", None)]
     assert skipped == {"label is NaN or infinite, not text": 1, "choices: an option is NaN or infinite, not text": 2}
+
+
+def test_a_blank_label_from_a_csv_is_skipped_not_read_as_a_class(tmp_path: Path) -> None:
+    path = tmp_path / "eval.csv"
+    path.write_text("question,answer,label\nSentiment?,pos,pos\nSentiment?,neg,\n")
+    items, skipped = load_eval_set(path)
+    assert [item.label for item in items] == ["pos"]
+    assert skipped == {"empty label": 1}

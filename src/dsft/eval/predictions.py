@@ -10,7 +10,7 @@ Bad lines never stop scoring: each is skipped and counted under its reason (``ma
 ``empty reference`` (blank, or nothing outside its ``<think>`` block), ``choices is not a list``, ``not UTF-8
 text``, ``reference is NaN or infinite, not text`` (the bare ``NaN`` that ``json.dumps`` writes for a float
 NaN, pandas' missing value, is no answer to score nor one to score against; so for ``label is NaN ...`` and
-``choices: an option is NaN ...``), ...); a file in which no line can be scored is refused.
+``choices: an option is NaN ...``), ``empty label`` (blank, a CSV's empty cell), ...); a file in which no line can be scored is refused.
 Blank lines are not records and are ignored. An empty or blank prediction is scored, as an empty
 answer, the way ``dsft eval`` scores a generation that said nothing.
 """

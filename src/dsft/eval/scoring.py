@@ -68,13 +68,18 @@ def not_text_reason(value: Any, name: str) -> str | None:
 
 def missing_choice_or_label(record: dict[str, Any]) -> str | None:
     """Why a record's ``label`` or one of its ``choices`` (a list or an object of option texts) is no text to score
-    (:func:`not_text_reason`): a NaN label was its own class in macro-F1, a NaN option the option "nan"."""
+    (:func:`not_text_reason`): a NaN label was its own class in macro-F1, a NaN option the option "nan". A blank
+    label (a CSV's empty cell) is ``empty label``, as a blank reference is ``empty reference``: it was a class no
+    answer can name, which lowered macro-F1 for every other label."""
     choices = record.get("choices")
     options = choices.values() if isinstance(choices, dict) else choices if isinstance(choices, list) else ()
     for option in options:
         if reason := not_text_reason(option, "choices: an option"):
             return reason
-    return not_text_reason(record.get("label"), "label")
+    label = record.get("label")
+    if isinstance(label, str) and not label.strip():
+        return "empty label"
+    return not_text_reason(label, "label")
 
 
 @dataclass
