@@ -129,3 +129,25 @@ def test_an_empty_model_name_is_refused_naming_its_parameter(path: list[str], ar
     with pytest.raises(DsftError) as refused:
         command.make_context(" ".join(path), args)
     assert str(refused.value) == f"{name} '': an empty path names nothing; give {wanted}"
+
+
+DATA = "a data file, a directory ('.' for the current one) or a glob"
+DATA_CASES = [
+    (["eval"], ["m", "--data", "", "--out", "o"], "--data"),
+    (["compare"], ["--tuned", "t", "--data", "", "--out", "o"], "--data"),
+    (["data", "prepare"], ["a.jsonl", "", "--out", "o"], "INPUTS"),
+    (["data", "augment"], ["", "--out", "o"], "INPUTS"),
+    (["data", "distill"], ["", "--out", "o"], "INPUTS"),
+]
+
+
+@pytest.mark.parametrize("path, args, name", DATA_CASES, ids=[" ".join(c[0]) for c in DATA_CASES])
+def test_an_empty_data_input_is_refused_naming_its_parameter(path: list[str], args: list[str], name: str) -> None:
+    """'' as --data or an INPUT was refused by the reader without its parameter ("'': an empty path names no data"),
+    or, in data distill, only after the endpoint settings were found missing."""
+    command = typer.main.get_command(app)
+    for word in path:
+        command = command.commands[word]
+    with pytest.raises(DsftError) as refused:
+        command.make_context(" ".join(path), args)
+    assert str(refused.value) == f"{name} '': an empty path names nothing; give {DATA}"

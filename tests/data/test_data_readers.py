@@ -306,5 +306,7 @@ def test_an_empty_data_path_is_refused_not_read_as_the_current_directory(tmp_pat
         expand_inputs([""])
     args = [*command, ""] if command[0] == "data" else [*command, "--data", ""]
     code, out, err = run_cli(args)
-    assert code == 2 and "'': an empty path names no data" in err and "Traceback" not in err, (out, err)
+    named = "INPUTS" if command[0] == "data" else "--data"  # the command line names the parameter (dsft.cli.empty_paths)
+    assert code == 2 and f"{named} '': an empty path names nothing; give a data file" in err, (out, err)
+    assert "Traceback" not in err, err
     assert not (tmp_path / "o").exists()

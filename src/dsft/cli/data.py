@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from dsft.cli.datagen import add_commands, print_rejection_notice
-from dsft.cli.empty_paths import empty_refused
+from dsft.cli.empty_paths import SOME_DATA, empty_refused
 
 data_app = typer.Typer(help="Prepare and inspect training data.", no_args_is_help=True)
 
@@ -47,7 +47,8 @@ def _check_tokenizer_name(spec: str | None, cfg: Any) -> None:
 
 @data_app.command("prepare")
 def prepare_command(
-    inputs: list[str] = typer.Argument(None, help="Input files, directories or globs (default: data.train)."),
+    inputs: list[str] = typer.Argument(None, parser=empty_refused("INPUTS", SOME_DATA),
+                                       help="Input files, directories or globs (default: data.train)."),
     out: Path = typer.Option(..., "--out", help="Directory for the splits, rejects and the report (new, empty, or "
                              "an earlier preparation, which a rerun replaces; never one of the inputs)."),
     config: Path | None = typer.Option(None, "--config", help="YAML config (omit for the defaults)."),

@@ -7,12 +7,15 @@ from typing import Any
 
 import typer
 
+from dsft.cli.empty_paths import SOME_DATA, empty_refused
+
 # The output-directory rule (README, "Output directories") as --overwrite says it.
 OVERWRITE_HELP = ("Write into a non-empty --out that holds no earlier output of this command, replacing only the "
                   "files it writes (others stay).")
 
 def augment_command(
-    inputs: list[str] = typer.Argument(None, help="Seed data files, directories or globs (may be empty with templates)."),
+    inputs: list[str] = typer.Argument(None, parser=empty_refused("INPUTS", SOME_DATA),
+                                       help="Seed data files, directories or globs (may be empty with templates)."),
     out: Path = typer.Option(..., "--out", help="Directory for augmented.jsonl, removed.jsonl and augment_report.json "
                              "(new, empty, or an earlier augment output: a rerun asks only what its cache lacks)."),
     config: Path | None = typer.Option(None, "--config", help="YAML config with a data.augment section."),
@@ -31,7 +34,8 @@ def augment_command(
 
 
 def distill_command(
-    inputs: list[str] = typer.Argument(..., help="Question files, directories or globs (any format with a question)."),
+    inputs: list[str] = typer.Argument(..., parser=empty_refused("INPUTS", SOME_DATA),
+                                       help="Question files, directories or globs (any format with a question)."),
     out: Path = typer.Option(..., "--out", help="Directory for distilled.jsonl, removed.jsonl and distill_report.json "
                              "(new, empty, or an earlier distill output: a rerun resumes from its cache)."),
     config: Path | None = typer.Option(None, "--config", help="YAML config with a data.distill section."),

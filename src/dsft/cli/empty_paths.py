@@ -20,6 +20,7 @@ from dsft.errors import DsftError
 
 ANY_PATH = "a path ('.' for the current directory)"
 A_MODEL_OR_RUN = "a model or run directory, a tiny preset or a hub id"
+SOME_DATA = "a data file, a directory ('.' for the current one) or a glob"
 
 
 def refuse_empty(value: str, name: str, wanted: str = ANY_PATH) -> None:

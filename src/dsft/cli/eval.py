@@ -13,7 +13,7 @@ from typing import Any, Optional
 import typer
 
 from dsft.cli import base_model as base_model_flag
-from dsft.cli.empty_paths import A_MODEL_OR_RUN, empty_refused
+from dsft.cli.empty_paths import A_MODEL_OR_RUN, SOME_DATA, empty_refused
 
 # Metrics shown in terminal tables, in this order (fractions unless named bleu).
 TABLE_KEYS = (
@@ -236,7 +236,8 @@ def eval_command(
     model_or_run: str = typer.Argument(..., parser=empty_refused("MODEL_OR_RUN", A_MODEL_OR_RUN),
                                        help="Model directory, tiny preset, hub id, or a dsft run directory (or its "
                                             "final/ or one of its checkpoints)."),
-    data: str = typer.Option(..., "--data", help="Eval data (any format dsft reads); the last assistant turn is the reference."),
+    data: str = typer.Option(..., "--data", parser=empty_refused("--data", SOME_DATA),
+                             help="Eval data (any format dsft reads); the last assistant turn is the reference."),
     out: Path = typer.Option(..., "--out", help="Directory for predictions.jsonl and metrics.json (new or empty; "
                              "see --overwrite)."),
     max_new_tokens: Optional[int] = MAX_NEW_TOKENS, batch_size: Optional[int] = BATCH_SIZE,
@@ -280,7 +281,8 @@ def compare_command(
     tuned: str = typer.Option(..., "--tuned", parser=empty_refused("--tuned", A_MODEL_OR_RUN),
                               help="The tuned run directory (its final/ or one of its checkpoints; "
                               "or a model)."),
-    data: str = typer.Option(..., "--data", help="Eval data; the same prompts go through both models."),
+    data: str = typer.Option(..., "--data", parser=empty_refused("--data", SOME_DATA),
+                             help="Eval data; the same prompts go through both models."),
     out: Path = typer.Option(..., "--out", help="Directory for the reports and both models' predictions (new or "
                              "empty; see --overwrite)."),
     base: Optional[str] = typer.Option(None, "--base", parser=empty_refused("--base", A_MODEL_OR_RUN),
