@@ -92,6 +92,34 @@ def test_csv_rows_and_undecodable_bytes_survive_as_surrogates(tmp_path: Path) ->
     assert "\udcff" in records[1].data["question"]  # rejected later by validation, not here
 
 
+@pytest.mark.parametrize("orient", ["columns", "index", "split"])
+def test_a_pandas_table_written_by_to_json_is_refused_with_the_call_that_writes_records(tmp_path: Path,
+                                                                                          orient: str) -> None:
+    """df.to_json(path) (orient 'columns', pandas' default) was read as one record whose every column was 'an
+    object, expected a string'; orient 'split' went through the {"data": [...]} wrapper as rows that were lists."""
+    import pandas as pd
+
+    path = tmp_path / "qa.json"
+    pd.DataFrame({"input": ["什么是梯度检查点？", "q2"], "output": ["以计算换显存", "a2"]}).to_json(
+        path, orient=orient, force_ascii=False)
+    [record] = read_records([str(path)])
+    assert record.data is None and record.location == "item 1"
+    assert f"as pandas' DataFrame.to_json(orient='{orient}') writes it, not records; write df.to_json(PATH, " \
+           "orient='records', lines=True, force_ascii=False)" in record.error, record.error
+    pd.DataFrame({"input": ["q"], "output": ["a"]}).to_json(path, orient="records", lines=True)
+    assert _data(path) == [{"input": "q", "output": "a"}]
+
+
+def test_one_record_whose_fields_are_objects_is_no_pandas_table(tmp_path: Path) -> None:
+    path = tmp_path / "pair.json"
+    pair = {"prompt": "2+2?", "chosen": {"role": "assistant", "content": "4"},
+            "rejected": {"role": "assistant", "content": "5"}}
+    path.write_text(json.dumps(pair), encoding="utf-8")
+    assert _data(path) == [pair]
+    path.write_text(json.dumps({"chosen": pair["chosen"], "rejected": pair["rejected"]}), encoding="utf-8")
+    assert _data(path) == [{"chosen": pair["chosen"], "rejected": pair["rejected"]}]
+
+
 def test_a_csv_row_with_line_breaks_in_a_cell_is_located_from_its_first_line(tmp_path: Path) -> None:
     """Excel writes a cell with Alt+Enter line breaks as a quoted field over several lines: the row was named by
     its last line (csv's line_num), so a user sent to 'line 3' found the end of an answer, not the row."""

@@ -242,11 +242,50 @@ def read_json(path: Path) -> Iterator[RawRecord]:
     except RecursionError:
         yield RawRecord(source, "item 1", error="malformed JSON: nested too deeply")
         return
+    orient = pandas_table_orient(value)
+    if orient is not None:  # pandas' default to_json: read as one record, its every column was 'an object'
+        yield RawRecord(source, "item 1", error=f"{_PANDAS_SHAPES[orient]}, as pandas' DataFrame.to_json(orient="
+                        f"{orient!r}) writes it, not records; write df.to_json(PATH, orient='records', lines=True, "
+                        "force_ascii=False)")
+        return
     if isinstance(value, dict) and isinstance(value.get("data"), list):
         value = value["data"]
     items = value if isinstance(value, list) else [value]
     for number, item in enumerate(items, start=1):
         yield RawRecord(source, f"item {number}", data=item)
+
+
+_PANDAS_SHAPES = {"columns": "a table by column, {column: {row: value}}", "index": "a table by row, {row: {column: value}}",
+                  "split": "a table as {columns, index, data}"}
+
+
+def pandas_table_orient(value: Any) -> str | None:
+    """The ``orient`` pandas' ``DataFrame.to_json`` wrote ``value`` with, when it is a table and not records:
+    ``columns`` (its default), ``index`` or ``split``; None for anything else. Row labels must be pandas' default
+    row numbers, so one record whose fields are objects (``{"chosen": {"role": ...}, "rejected": {...}}``) is none.
+
+    >>> pandas_table_orient({"input": {"0": "q1", "1": "q2"}, "output": {"0": "a1", "1": "a2"}})
+    'columns'
+    >>> pandas_table_orient({"0": {"input": "q1", "output": "a1"}})
+    'index'
+    >>> pandas_table_orient({"columns": ["input", "output"], "index": [0], "data": [["q1", "a1"]]})
+    'split'
+    >>> [pandas_table_orient(v) for v in ({"data": [{"input": "q", "output": "a"}]}, {"chosen": {"role": "assistant"}})]
+    [None, None]
+    """
+    if not isinstance(value, dict) or not value:
+        return None
+    if ({"columns", "data"} <= value.keys() <= {"columns", "index", "data"} and isinstance(value["columns"], list)
+            and isinstance(value["data"], list) and all(isinstance(row, list) for row in value["data"])):
+        return "split"
+    if not all(isinstance(inner, dict) and inner for inner in value.values()):
+        return None
+    if all(isinstance(key, str) and key.isdigit() for key in value):
+        return "index"
+    rows = [set(inner) for inner in value.values()]
+    if all(keys == rows[0] for keys in rows) and all(key.isdigit() for key in rows[0]):
+        return "columns"
+    return None
 
 
 def _looks_like_json_lines(text: str) -> bool:
