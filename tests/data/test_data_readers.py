@@ -120,6 +120,19 @@ def test_one_record_whose_fields_are_objects_is_no_pandas_table(tmp_path: Path) 
     assert _data(path) == [{"chosen": pair["chosen"], "rejected": pair["rejected"]}]
 
 
+def test_a_csv_header_naming_a_column_twice_is_one_reject_not_rows_missing_a_cell(tmp_path: Path) -> None:
+    """csv.DictReader keeps the last cell of a name: 'input,output,input' trained every row on its third cell as the
+    question, the first lost without a word (a spreadsheet with two columns of one heading)."""
+    path = tmp_path / "qa.csv"
+    path.write_text("input,output,input\nq,a,b\n", encoding="utf-8")
+    [record] = read_records([str(path)])
+    assert record.data is None and record.where == f"{path}:1" and record.raw == "input,output,input"
+    assert record.error == ("malformed CSV: the header names column 'input' twice (columns 1 and 3), so every row "
+                            "would keep only the last of those cells; rename the columns apart")
+    path.write_text("input,output,,\nq,a,,\n", encoding="utf-8")  # empty trailing columns hold nothing
+    assert [r.error for r in read_records([str(path)])] == [None]
+
+
 def test_a_csv_row_with_line_breaks_in_a_cell_is_located_from_its_first_line(tmp_path: Path) -> None:
     """Excel writes a cell with Alt+Enter line breaks as a quoted field over several lines: the row was named by
     its last line (csv's line_num), so a user sent to 'line 3' found the end of an answer, not the row."""

@@ -429,6 +429,28 @@ def csv_separator(header: str) -> str:
     return found[0] if len(found) == 1 else ","
 
 
+def _named_twice(header: list[str]) -> str:
+    """The columns a CSV header names more than once (with their positions, from 1), or ''. Empty names (the
+    trailing separators of a spreadsheet export, pandas' index column) hold nothing and are left out.
+
+    >>> _named_twice(["input", "output", "input", "", ""])
+    "column 'input' twice (columns 1 and 3)"
+    >>> _named_twice(["a", "b", "a", "b", "a"]), _named_twice(["a", "b"])
+    ("column 'a' 3 times (columns 1, 3 and 5), column 'b' twice (columns 2 and 4)", '')
+    """
+    places: dict[str, list[int]] = {}
+    for number, name in enumerate(header, start=1):
+        if name.strip():
+            places.setdefault(name, []).append(number)
+    said = []
+    for name, numbers in places.items():
+        if len(numbers) > 1:
+            times = "twice" if len(numbers) == 2 else f"{len(numbers)} times"
+            columns = ", ".join(map(str, numbers[:-1])) + f" and {numbers[-1]}"
+            said.append(f"column {name!r} {times} (columns {columns})")
+    return ", ".join(said)
+
+
 def read_csv(path: Path) -> Iterator[RawRecord]:
     """One record per CSV row (header = column names), streamed; columns separated by commas, or by the tabs or
     semicolons of a header that holds no comma (:func:`csv_separator`).
@@ -451,6 +473,12 @@ def read_csv(path: Path) -> Iterator[RawRecord]:
                 yield _unclosed_quote(source, "the header", list(reader.fieldnames), reader.line_num)
                 return
             lines.row_start = None  # the header's lines are read
+            twice = _named_twice(list(reader.fieldnames or []))
+            if twice:  # csv.DictReader keeps the last column of a name: the others' cells would vanish
+                yield _unparsed(source, f"line {reader.line_num}", f"malformed CSV: the header names {twice}, so "
+                                "every row would keep only the last of those cells; rename the columns apart",
+                                separator.join(reader.fieldnames or []))
+                return
             for number, row in enumerate(reader, start=1):
                 if lines.ended:
                     cells = [cell for key, value in row.items() for cell in (value if key is None else [value])]
