@@ -159,6 +159,7 @@ def test_thinking_override_for_hybrid_template(tmp_path: Path, eval_data: Path,
     record = json.loads((tmp_path / "think" / "predictions.jsonl").read_text().splitlines()[0])
     assert record["prompt"].endswith("<｜Assistant｜><think>") and record["prompt_opened_think"]
     assert metrics["evaluated"]["thinking"] is True and metrics["evaluated"]["template"] == "deepseek-v3.1"
+    assert metrics["evaluated"]["thinking_unused"] is None
 
 
 def test_reasoning_tokens_count_what_was_generated(monkeypatch, tiny_model_dir: Callable[[str], Path]) -> None:

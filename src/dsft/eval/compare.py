@@ -95,8 +95,8 @@ def compare_models(
     the tuned adapter's base, and the base side unless ``base`` is given).
 
     Returns ``{"base": metrics, "tuned": metrics, "delta": {metric: tuned - base}, "loss": {...},
-    "template", "data", "base_name", "tuned_name", "report_md", "report_html"}`` (also written to
-    ``comparison.json``).
+    "template", "thinking", "thinking_unused", "data", "base_name", "tuned_name", "report_md", "report_html"}``
+    (also written to ``comparison.json``).
     """
     options = with_overrides(options, max_new_tokens=max_new_tokens, batch_size=batch_size)
     out = Path(out_dir)
@@ -127,7 +127,10 @@ def compare_models(
         shutil.copyfile(run.path / "loss.png", out / "loss.png")
     result: dict[str, Any] = {
         "base_name": base_name, "tuned_name": str(tuned_run), "data": str(data), "template": template_name,
-        "thinking": thinking, "base": base_run.metrics, "tuned": tuned.metrics,
+        # What the prompts were rendered in, as the tuned side recorded it (null where the template has no modes).
+        "thinking": tuned.metrics["evaluated"]["thinking"],
+        "thinking_unused": tuned.metrics["evaluated"]["thinking_unused"],
+        "base": base_run.metrics, "tuned": tuned.metrics,
         "delta": {k: delta(base_run.metrics.get(k), tuned.metrics.get(k)) for k in TASK_KEYS + THINK_KEYS
                   if k in base_run.metrics or k in tuned.metrics},
         "loss": loss_summary(curves) if curves else {},

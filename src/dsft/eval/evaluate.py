@@ -6,7 +6,8 @@ Outputs in ``out_dir``:
   reasoning and answer, generation facts and per-sample scores. It is also a valid input of
   ``dsft metrics`` (fields ``prediction`` / ``reference`` / ``prompt_opened_think``).
 * ``metrics.json``: the aggregate metrics (see :func:`dsft.eval.scoring.score_samples`), ``skipped``
-  counts, what was evaluated (model, template, thinking, data) and generation speed.
+  counts, what was evaluated (model, template, thinking mode (null where the template has none, with
+  ``thinking_unused`` saying why a flag changed nothing), data) and generation speed.
 
 :func:`generation_eval` is the same pipeline for a model already in memory (generation eval during
 training).
@@ -31,6 +32,7 @@ from dsft.eval.target import load_eval_target
 from dsft.eval.text import count_tokens
 from dsft.errors import DsftError
 from dsft.templates import ChatTemplate, get_template
+from dsft.templates.registry import unused_thinking
 from dsft.markers import END_THINK, THINK
 
 
@@ -125,9 +127,12 @@ def evaluate_target(target: Any, items: Sequence[EvalItem], options: DecodingOpt
                     progress, description=f"eval {Path(target.name).name}")
     skipped = Counter(run.metrics["skipped"]) + Counter({f"data: {k}": v for k, v in (skipped_records or {}).items()})
     run.metrics["skipped"] = dict(sorted(skipped.items()))
+    # The mode the prompts were rendered in: none where the template has no modes, and why (a --thinking given
+    # to an R1 model rendered nothing differently, so the record must not say it thought on request).
+    unused = unused_thinking(target.template, target.thinking)
     run.metrics["evaluated"] = {
-        "model": target.name, "template": target.template_name, "thinking": target.thinking,
-        "adapter": target.adapter, "data": data_label,
+        "model": target.name, "template": target.template_name, "thinking": None if unused else target.thinking,
+        "thinking_unused": unused, "adapter": target.adapter, "data": data_label,
     }
     return run
 

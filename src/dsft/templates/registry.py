@@ -48,18 +48,32 @@ def get_template(name: str, tokenizer: Any = None) -> ChatTemplate:
     return load_family(name).with_tokenizer(tokenizer)
 
 
+def unused_thinking(family: ChatTemplate, thinking: bool | None) -> str | None:
+    """Why a thinking mode asked of ``family`` changes nothing: it has none (V3, deepseek-llm, R1, which always
+    reasons). None where no mode was asked or the family has modes. The one test of that fact: the notice below
+    and what eval records as its thinking mode both ask it.
+
+    >>> unused_thinking(get_template("deepseek-r1"), True)
+    'template deepseek-r1 has no thinking mode'
+    >>> unused_thinking(get_template("deepseek-v3.1"), True) is None
+    True
+    """
+    if thinking is None or family.thinking_flag is not None:
+        return None
+    return f"template {family.name} has no thinking mode"
+
+
 def unused_thinking_notice(family: ChatTemplate, thinking: bool | None, flag: str = "--thinking") -> str | None:
-    """The notice for a thinking mode asked of a family that has none (V3, deepseek-llm, R1, which always reasons):
-    the flag changes nothing, so whoever gave it probably meant another template. None when it is no such case.
+    """The notice for a thinking mode asked of a family that has none (see :func:`unused_thinking`): the flag
+    changes nothing, so whoever gave it probably meant another template. None when it is no such case.
 
     >>> unused_thinking_notice(get_template("deepseek-r1"), False, "--no-thinking")
     'notice: --no-thinking: template deepseek-r1 has no thinking mode; the flag changes nothing'
     >>> unused_thinking_notice(get_template("deepseek-v3.1"), False) is None
     True
     """
-    if thinking is None or family.thinking_flag is not None:
-        return None
-    return f"notice: {flag}: template {family.name} has no thinking mode; the flag changes nothing"
+    reason = unused_thinking(family, thinking)
+    return None if reason is None else f"notice: {flag}: {reason}; the flag changes nothing"
 
 
 def all_families() -> list[ChatTemplate]:
