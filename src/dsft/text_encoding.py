@@ -1,7 +1,8 @@
-"""What a file that is not UTF-8 is, when that is clear, for the one message that refuses it.
+"""What a file that is not UTF-8 is, when that is clear, for the one message that refuses it; and the half
+character a generation cut inside a multi-byte character ends with (:func:`without_cut_character`).
 
 A root module (below every layer): configs, data files, messages files and predictions files all name the
-encoding the same way.
+encoding the same way, and evaluation and serving end a generation the same way.
 """
 
 from __future__ import annotations
@@ -11,6 +12,20 @@ import re
 _CJK = re.compile("[\u4e00-\u9fff]")
 # Chinese and Japanese text's characters: CJK punctuation, kana, the ideographs, fullwidth forms (，！？：).
 _CHINESE_TEXT = re.compile("[\u3000-\u30ff\u4e00-\u9fff\uff00-\uffef]")
+
+
+REPLACEMENT_CHAR = "\ufffd"  # what a tokenizer decodes the bytes of an unfinished UTF-8 character to
+
+
+def without_cut_character(text: str) -> str:
+    """``text`` without the U+FFFD a generation ends with when it stopped inside a multi-byte character (the
+    token limit reached after the first of a Chinese character's byte tokens): the client would keep a replacement
+    character for the half character, never completed. vLLM's detokenizer does not emit it either.
+
+    >>> without_cut_character("北京的历史: 北\ufffd"), without_cut_character("ok")
+    ('北京的历史: 北', 'ok')
+    """
+    return text.rstrip(REPLACEMENT_CHAR)
 
 
 def encoding_hint(raw: bytes) -> str:

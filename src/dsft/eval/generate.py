@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from dsft.errors import DsftError
+from dsft.text_encoding import without_cut_character
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,9 @@ def _decode_new(tokenizer: Any, new_ids: list[int], stops: list[int]) -> Generat
         if token in stops:
             text = tokenizer.decode(new_ids[:position], skip_special_tokens=False)
             return Generation(text, position + 1, True, tuple(new_ids[:position]))
-    return Generation(tokenizer.decode(new_ids, skip_special_tokens=False), len(new_ids), False, tuple(new_ids))
+    # Cut by the token limit, perhaps inside a multi-byte character: its half is no part of the answer scored.
+    text = without_cut_character(tokenizer.decode(new_ids, skip_special_tokens=False))
+    return Generation(text, len(new_ids), False, tuple(new_ids))
 
 
 def _generate_batch(model: Any, tokenizer: Any, prompts: Sequence[str], options: DecodingOptions,

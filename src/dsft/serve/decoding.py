@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-REPLACEMENT_CHAR = "\ufffd"
+from dsft.text_encoding import REPLACEMENT_CHAR, without_cut_character
 
 
 class RowDecoder:
@@ -43,10 +43,11 @@ class RowDecoder:
         return self._emit_up_to(full, safe_end)
 
     def flush(self) -> str:
-        """At the end of generation: release whatever was held back (no stop string matched)."""
+        """At the end of generation: release whatever was held back (no stop string matched), except the half of a
+        multi-byte character the generation ended inside (:func:`dsft.text_encoding.without_cut_character`)."""
         if self.stopped:
             return ""
-        full = self.tokenizer.decode(self.token_ids, skip_special_tokens=True)
+        full = without_cut_character(self.tokenizer.decode(self.token_ids, skip_special_tokens=True))
         return self._emit_up_to(full, len(full))
 
     def _find_stop(self, full: str) -> bool:
