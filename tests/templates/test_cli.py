@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import doctest
 import json
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 
+import dsft.cli
 from dsft.data.conversation import Conversation, Message
 from dsft.templates import get_template
 
@@ -181,3 +183,17 @@ def test_a_tokenizer_directory_loads_as_training_loads_it(tmp_path: Path, messag
     assert code == 2, err
     assert f"--tokenizer {model_dir}: no tokenizer files (tokenizer.json, tokenizer.model, vocab.json, ...); copy " \
            "the base model's tokenizer files into this directory" in " ".join(err.split()), err
+
+
+def test_the_unused_thinking_notice_is_said_by_one_cli_helper() -> None:
+    """Every command words the notice through dsft.cli.thinking_flag: render and inspect carried their own copy of
+    the two lines and chat borrowed eval's, copies that drift apart."""
+    callers = {}
+    for path in Path(dsft.cli.__file__).parent.glob("*.py"):
+        calls = [node.func for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                 if isinstance(node, ast.Call)]
+        names = {getattr(f, "id", getattr(f, "attr", None)) for f in calls}
+        imports_from_eval = "from dsft.cli.eval import say_unused_thinking" in path.read_text(encoding="utf-8")
+        if "unused_thinking_notice" in names or imports_from_eval:
+            callers[path.name] = sorted(n for n in names if n and "thinking" in n)
+    assert list(callers) == ["thinking_flag.py"], callers

@@ -9,6 +9,7 @@ import typer
 
 from dsft.cli.datagen import add_commands, print_rejection_notice
 from dsft.cli.empty_paths import SOME_DATA, empty_refused
+from dsft.cli.thinking_flag import say_unused_thinking
 
 data_app = typer.Typer(help="Prepare and inspect training data.", no_args_is_help=True)
 
@@ -192,7 +193,7 @@ def inspect_command(
     from dsft.errors import DsftError
     from dsft.templates import detect_template, get_template
     from dsft.templates.inspect import print_rendered
-    from dsft.templates.registry import check_template_name, unused_thinking_notice
+    from dsft.templates.registry import check_template_name
 
     if template is not None:
         check_template_name(template, "--template")  # before the tokenizer loads
@@ -218,8 +219,7 @@ def inspect_command(
     check_control_tokens(conversation, loaded, index)  # preparation rejects it: do not show the token as if typed
     if name == "auto":
         name = detect_template(loaded)
-    if notice := unused_thinking_notice(get_template(name), thinking, "--thinking" if thinking else "--no-thinking"):
-        typer.echo(notice, err=True)
+    say_unused_thinking(name, thinking)
     rendered = get_template(name, loaded).render_train(conversation, loaded, cfg.template.masking, thinking)
     console = Console()
     console.print(f"template: {name}   masking: {cfg.template.masking}   record: {conversation.meta.get('origin', index)}",

@@ -14,6 +14,7 @@ import typer
 
 from dsft.cli import base_model as base_model_flag
 from dsft.cli.empty_paths import A_MODEL_OR_RUN, SOME_DATA, empty_refused
+from dsft.cli.thinking_flag import say_unused_thinking
 
 # Metrics shown in terminal tables, in this order (fractions unless named bleu).
 TABLE_KEYS = (
@@ -217,18 +218,6 @@ OVERWRITE = typer.Option(False, "--overwrite", help="Allow a non-empty --out: th
 THINKING = typer.Option(None, "--thinking/--no-thinking",
                         help="Thinking mode of hybrid templates (default: the run's, else the template's); "
                              "with a template that has none it changes nothing, and a notice says so.")
-
-
-def say_unused_thinking(template: str, thinking: bool | None) -> None:
-    """One stderr line where --thinking/--no-thinking changed nothing: the template the model was evaluated (or
-    chats) with has no thinking mode (V3, deepseek-llm, R1), as `dsft template render` and `dsft data inspect` say
-    it. The family is known once the model (or the run) is opened: eval says it with the results, chat before the
-    first prompt."""
-    from dsft.templates import get_template
-    from dsft.templates.registry import unused_thinking_notice
-
-    if notice := unused_thinking_notice(get_template(template), thinking, "--thinking" if thinking else "--no-thinking"):
-        typer.echo(notice, err=True)
 
 
 @base_model_flag.names_the_flag

@@ -14,6 +14,7 @@ from dsft.cli import base_model as base_model_flag
 from dsft.cli import stopping
 from dsft.cli.empty_paths import A_MODEL_OR_RUN, empty_refused
 from dsft.cli.keywords import keyword
+from dsft.cli.thinking_flag import say_unused_thinking
 
 if TYPE_CHECKING:
     from dsft.serve.settings import ServeSettings
@@ -196,7 +197,6 @@ def chat(
                                     flag="--max-new-tokens", default=CHAT_REPLY_TOKENS)
     check_source(model_or_run, base_model)
     # torch and transformers load only once the flags and the model path are known good.
-    from dsft.cli.eval import say_unused_thinking
     from dsft.export.source import resolve_source
     from dsft.serve.chat import ChatSession, run_chat
     from dsft.serve.serving_model import load_serving_model

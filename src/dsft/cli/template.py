@@ -10,6 +10,7 @@ import typer
 
 from dsft.cli.empty_paths import empty_refused
 from dsft.cli.keywords import keyword
+from dsft.cli.thinking_flag import say_unused_thinking
 
 template_app = typer.Typer(help="Chat templates: list families, render conversations and masks.", no_args_is_help=True)
 
@@ -88,7 +89,7 @@ def render(
     from dsft.templates import detect_template, get_template
     from dsft.templates.base import MASKING_STRATEGIES, check_masking
     from dsft.templates.conversation_io import load_messages_file
-    from dsft.templates.registry import check_template_name, unused_thinking_notice
+    from dsft.templates.registry import check_template_name
 
     mode, masking = keyword(mode, MODES), keyword(masking, MASKING_STRATEGIES)
     if mode not in MODES:
@@ -110,8 +111,7 @@ def render(
     tok_dir = _tokenizer_dir(tokenizer) if tokenizer is not None else None
     tok = _load_tokenizer(tok_dir) if needs_tokenizer else None
     chosen = get_template(detect_template(tok_dir) if template == "auto" else template, tokenizer=tok)
-    if notice := unused_thinking_notice(chosen, thinking, "--thinking" if thinking else "--no-thinking"):
-        typer.echo(notice, err=True)
+    say_unused_thinking(chosen, thinking)
     if mode == "prompt":
         try:
             text = chosen.render_prompt(conv, thinking=thinking)
