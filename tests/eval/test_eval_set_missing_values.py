@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dsft.eval.eval_set import load_eval_set
+from dsft.eval.predictions import read_predictions
 
 QA = '"messages": [{"role": "user", "content": "Sentiment?"}, {"role": "assistant", "content": "pos"}]'
 
@@ -25,3 +26,20 @@ def test_a_blank_label_from_a_csv_is_skipped_not_read_as_a_class(tmp_path: Path)
     items, skipped = load_eval_set(path)
     assert [item.label for item in items] == ["pos"]
     assert skipped == {"empty label": 1}
+
+
+def test_choices_that_are_not_a_list_are_skipped_as_dsft_metrics_skips_them(tmp_path: Path) -> None:
+    """A string or number under `choices` was read as no choices, and the multiple-choice record scored as free
+    text; dsft metrics skips such a line as `choices is not a list`, and now eval does too. An empty list is no
+    choices in both."""
+    path = tmp_path / "eval.jsonl"
+    path.write_text(f'{{{QA}, "choices": "ABCD"}}\n{{{QA}, "choices": 3}}\n{{{QA}, "choices": ["pos", "neg"]}}\n'
+                    f'{{{QA}, "choices": []}}\n')
+    items, skipped = load_eval_set(path)
+    assert [item.choices for item in items] == [["pos", "neg"], None]
+    assert skipped == {"choices is not a list": 2}
+    predictions = tmp_path / "p.jsonl"
+    predictions.write_text('{"prediction": "A", "reference": "A", "choices": "ABCD"}\n'
+                           '{"prediction": "A", "reference": "A", "choices": []}\n')
+    samples, skipped = read_predictions(predictions)
+    assert [sample.choices for sample in samples] == [None] and skipped == {"choices is not a list": 1}

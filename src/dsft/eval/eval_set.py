@@ -4,7 +4,8 @@ Each record is read by :mod:`dsft.data.readers` and normalised by :func:`dsft.da
 (so every training format works: messages, ShareGPT, Alpaca, CoT, ...). The reference is the LAST
 assistant message's content (its reasoning is kept beside it, never scored); the prompt is every message
 before it. A record may also carry ``choices`` (multiple choice) and ``label`` (label task) at the top
-level. Records that cannot be used are skipped and counted per reason, never fatal.
+level (read as ``dsft metrics`` reads them, :func:`dsft.eval.scoring.record_choices`). Records that cannot be used
+are skipped and counted per reason, never fatal.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dsft.data.ledger import rejected_reasons
 from dsft.data.readers import read_records
 from dsft.data.validate import find_bad_unicode
 from dsft.errors import DsftError
-from dsft.eval.scoring import missing_choice_or_label
+from dsft.eval.scoring import missing_choice_or_label, record_choices
 from dsft.templates import ChatTemplate
 from dsft.training.rundir import RunDir
 
@@ -54,18 +55,13 @@ def item_from_conversation(conversation: Conversation, record: dict[str, Any] | 
     if len(messages) < 2:
         return None, "no prompt before the answer"
     record = record or {}
-    if reason := missing_choice_or_label(record):  # a NaN label or option would be scored as the text "nan"
+    choices, reason = record_choices(record)  # "ABCD" is no options: skipped, as dsft metrics skips it
+    # A NaN label or option would be scored as the text "nan".
+    if reason := reason or missing_choice_or_label(record):
         return None, reason
-    choices = record.get("choices")
-    if isinstance(choices, dict):
-        choices = [str(choices[k]) for k in sorted(choices)]
-    elif isinstance(choices, list):
-        choices = [str(c) for c in choices]
-    else:
-        choices = None
     label = record.get("label")
     prompt = Conversation(messages[:-1], tools=conversation.tools, meta=dict(conversation.meta))
-    return EvalItem(prompt, answer.content, answer.reasoning, choices or None,
+    return EvalItem(prompt, answer.content, answer.reasoning, choices,
                     None if label is None else str(label), source, dict(conversation.meta)), None
 
 

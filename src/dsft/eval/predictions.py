@@ -1,8 +1,8 @@
 """Read a predictions JSONL file and score it (``dsft metrics``).
 
 Each line is an object with ``prediction`` and ``reference`` (strings; numbers are accepted and written
-as text), optionally ``choices`` (a list of option texts, or an object ``{"A": text, ...}``), ``label``
-and ``prompt_opened_think`` (true when the prompt ended inside ``<think>``, as ``dsft eval`` records for
+as text), optionally ``choices`` (a list of option texts, or an object ``{"A": text, ...}``; an empty one is none),
+``label`` and ``prompt_opened_think`` (true when the prompt ended inside ``<think>``, as ``dsft eval`` records for
 R1 models). The ``predictions.jsonl`` that ``dsft eval`` writes is such a file.
 
 Bad lines never stop scoring: each is skipped and counted under its reason (``malformed JSON``,
@@ -26,7 +26,7 @@ from typing import Any
 from dsft.disk import not_a_file_reason
 from dsft.errors import DataError, DsftError
 from dsft.eval.reasoning import parse_output
-from dsft.eval.scoring import Sample, missing_choice_or_label, not_text_reason, score_samples
+from dsft.eval.scoring import Sample, missing_choice_or_label, not_text_reason, record_choices, score_samples
 from dsft.text_encoding import encoding_hint
 
 
@@ -40,16 +40,6 @@ def _text_field(record: dict[str, Any], key: str) -> tuple[str | None, str | Non
     if reason := not_text_reason(value, key):  # a bare NaN/Infinity: a missing value, not "nan"
         return None, reason
     return str(value), None
-
-
-def _choices(value: Any) -> tuple[list[str] | None, str | None]:
-    if value is None:
-        return None, None
-    if isinstance(value, dict):
-        return [str(value[k]) for k in sorted(value)], None
-    if isinstance(value, list) and value:
-        return [str(c) for c in value], None
-    return None, "choices is not a list"
 
 
 def sample_from_record(record: Any) -> tuple[Sample | None, str | None]:
@@ -67,7 +57,7 @@ def sample_from_record(record: Any) -> tuple[Sample | None, str | None]:
     # reference with nothing outside its think block leaves nothing to score against.
     if not parse_output(reference).answer:
         return None, "empty reference"
-    choices, reason = _choices(record.get("choices"))
+    choices, reason = record_choices(record)
     if reason := reason or missing_choice_or_label(record):
         return None, reason
     label = record.get("label")

@@ -66,6 +66,29 @@ def not_text_reason(value: Any, name: str) -> str | None:
     return None
 
 
+def record_choices(record: dict[str, Any]) -> tuple[list[str] | None, str | None]:
+    """A record's ``choices`` as option texts (a list, or an object ``{"A": text, ...}`` in key order), or why they
+    cannot be read: any other value is ``choices is not a list`` (a string "ABCD", a number), which ``dsft metrics``
+    and ``dsft eval`` both skip and count (eval read it as no choices at all, and scored a multiple-choice record
+    as free text). An absent or empty ``choices`` is no multiple choice.
+
+    >>> record_choices({"choices": {"B": "blue", "A": "red"}})
+    (['red', 'blue'], None)
+    >>> record_choices({"choices": "ABCD"})
+    (None, 'choices is not a list')
+    >>> record_choices({"choices": []})
+    (None, None)
+    """
+    value = record.get("choices")
+    if value is None:
+        return None, None
+    if isinstance(value, dict):
+        return [str(value[k]) for k in sorted(value)] or None, None
+    if isinstance(value, list):
+        return [str(c) for c in value] or None, None
+    return None, "choices is not a list"
+
+
 def missing_choice_or_label(record: dict[str, Any]) -> str | None:
     """Why a record's ``label`` or one of its ``choices`` (a list or an object of option texts) is no text to score
     (:func:`not_text_reason`): a NaN label was its own class in macro-F1, a NaN option the option "nan". A blank
