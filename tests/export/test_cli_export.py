@@ -93,6 +93,9 @@ def test_format_dtype_combinations_refused(tiny_model_dir, tmp_path, run_cli, fm
     model: Path = tiny_model_dir("tiny-deepseek-llm")
     code, text = run_cli(["export", str(model), "--format", fmt, "--dtype", dtype, "--out", str(tmp_path / "o")])
     assert code == 2 and message in text
+    # the refusal is all that is said: a full model's adapter export began 'exporting ... as adapter to o' first
+    assert "exporting" not in text and len(text.strip().splitlines()) == 1, text
+    assert not (tmp_path / "o").exists()
 
 
 def test_non_empty_out_directory_refused(tiny_model_dir, tmp_path, run_cli) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dsft.disk import check_fresh_output_dir, contents, partial_output_removed, remove_new_files, tree_bytes
 from dsft.export.gguf_export import export_gguf
-from dsft.export.hf import export_adapter, export_hf
+from dsft.export.hf import export_adapter, export_hf, require_adapter
 from dsft.export.ollama import export_ollama
 # EXPORT_DTYPES / EXPORT_FORMATS are re-exported for callers that list the choices (the dashboard).
 from dsft.export.options import EXPORT_DTYPES, EXPORT_FORMATS, check_export_options  # noqa: F401
@@ -83,6 +83,8 @@ def export(run_or_model: str | Path, fmt: str, out_dir: str | Path, dtype: str =
     out = Path(out_dir)
     check_fresh_output_dir(out, overwrite)
     source = resolve_source(run_or_model, base_model)
+    if fmt == "adapter":
+        require_adapter(source)  # a full run's refusal is the one line said, not after "exporting ..."
     echo(f"exporting {source.run_dir or source.model_dir} ({source.method}, template {source.template}) "
          f"as {fmt} to {out}")
     # About the size of the weights read; a full disk midway removes the partial export.

@@ -173,6 +173,14 @@ def vllm_adapter_notes(adapter_config: dict[str, Any]) -> list[str]:
     return notes
 
 
+def require_adapter(source: ExportSource) -> None:
+    """Refuse ``--format adapter`` for a model trained without one (a full fine-tune), before anything is said or
+    written."""
+    if source.adapter_dir is None:
+        raise UnsupportedError(f"{source.run_dir or source.model_dir}: a {source.method} model has no adapter; "
+                               "use --format hf (or gguf/ollama) to export full weights")
+
+
 def export_adapter(source: ExportSource, out_dir: Path, verify: bool = True,
                    tolerance: float | LogitBound | None = None,
                    echo: Callable[[str], None] = print) -> LogitComparison | None:
@@ -181,9 +189,7 @@ def export_adapter(source: ExportSource, out_dir: Path, verify: bool = True,
     Verification loads the exported files onto the base with peft and compares logits with the run's
     adapter on the same base: they must agree to float32 round-off.
     """
-    if source.adapter_dir is None:
-        raise UnsupportedError(f"{source.run_dir or source.model_dir}: a {source.method} model has no adapter; "
-                               "use --format hf (or gguf/ollama) to export full weights")
+    require_adapter(source)
     missing = [name for name in ADAPTER_FILES if not (source.adapter_dir / name).is_file()]
     if missing:
         raise DsftError(f"{source.adapter_dir}: missing {', '.join(missing)}")
