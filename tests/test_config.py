@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -190,6 +191,31 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
     listy.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         load_config(listy)
+
+
+@pytest.mark.parametrize("name, text, what", [
+    # guide 004's data: YAML read it as a config whose data section was the list, and the problem quoted every record
+    ("train.json", json.dumps({"data": [{"input": f"q{i}", "output": "a" * 50} for i in range(200)]}),
+     '{"data": [...]} with 200 records'),
+    ("train.jsonl", "".join(json.dumps({"messages": [{"role": "user", "content": "q"}]}) + "\n" for _ in range(3)),
+     "JSON lines, one record a line"),  # was: not valid YAML at line 2, column 1: expected '<document start>'
+    ("qa.json", json.dumps([{"Question": "q", "Response": "a"}] * 5), "a JSON array of 5 records"),
+])
+def test_a_data_file_given_as_the_config_is_named_as_data(tmp_path: Path, name: str, text: str, what: str) -> None:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == (f"{path}: data ({what}), not a config; give a YAML config that names it in data.train, "
+                               f"e.g. dsft train examples/tiny-cpu.yaml --out RUN --set data.train={path}")
+
+
+def test_a_value_quoted_back_is_cut_to_a_line() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [f"train.lr={list(range(500))}"])
+    [problem] = info.value.problems
+    assert problem.startswith("train.lr: Input should be a valid number, got [0, 1, 2,")
+    assert problem.endswith(", ... (a list of 500 items)") and len(problem) < 300, problem
 
 
 def test_a_config_in_another_encoding_names_the_line_and_the_encoding(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -228,6 +229,25 @@ def unknown_key_message(loc: tuple[Any, ...]) -> str:
     return f"unknown key; did you mean {close[0]!r}?" if close else "unknown key"
 
 
+QUOTED_CHARS = 200  # a value quoted back in a problem: longer ones are cut (a whole data set once filled a screen)
+
+
+def _quoted(value: Any) -> str:
+    """``repr(value)``, cut to :data:`QUOTED_CHARS` characters with how much there was.
+
+    >>> _quoted(0.5), _quoted(list(range(100)))[-36:], len(_quoted(list(range(100)))) <= QUOTED_CHARS
+    ('0.5', '9, 40, 41, ... (a list of 100 items)', True)
+    """
+    text = repr(value)
+    if len(text) <= QUOTED_CHARS:
+        return text
+    size = f"a list of {len(value)} items" if isinstance(value, list) else (
+        f"a mapping of {len(value)} keys" if isinstance(value, dict) else f"{len(text):,} characters")
+    head = text[:QUOTED_CHARS - 40]
+    head = head[:head.rfind(", ")] if ", " in head else head  # end at an item, not inside one
+    return f"{head}, ... ({size})"
+
+
 def _section_values_named(section: dict[str, Any], message: str) -> str:
     """``, got KEY=VALUE, ...`` for the keys of ``section`` that a rule across them names (not the whole section,
     which held every other key the file or the --set wrote there too).
@@ -255,7 +275,7 @@ def format_validation_error(exc: ValidationError) -> list[str]:
         elif err["type"] != "missing" and isinstance(err.get("input"), dict) and ", got " not in message:
             message += _section_values_named(err["input"], message)  # a rule across a section's keys
         elif err["type"] != "missing" and "input" in err and ", got " not in message:  # a rule may quote it itself
-            message = f"{message}, got {'null' if err['input'] is None else repr(err['input'])}"
+            message = f"{message}, got {'null' if err['input'] is None else _quoted(err['input'])}"
         problems.append(f"{key}: {message}")
     return problems
 
@@ -300,15 +320,36 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read as a config file ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
+        if _first_line_is_a_json_object(text):
+            raise ConfigError(_data_not_config(path, "JSON lines, one record a line")) from None
         raise ConfigError(f"{path}: not valid YAML{_yaml_problem(exc)}") from None
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise ConfigError(f"{path}: not UTF-8 text (line {line}){encoding_hint(data)}") from None
     if raw is None:
         return {}
+    if isinstance(raw, list) and raw and all(isinstance(item, dict) for item in raw):
+        raise ConfigError(_data_not_config(path, f"a JSON array of {len(raw)} records"))
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
+    if isinstance(raw.get("data"), list):  # guide 004's {"data": [{"input", "output"}, ...]}
+        raise ConfigError(_data_not_config(path, f'{{"data": [...]}} with {len(raw["data"])} records'))
     return raw
+
+
+def _first_line_is_a_json_object(text: str) -> bool:
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    try:
+        return isinstance(json.loads(first), dict)
+    except ValueError:
+        return False
+
+
+def _data_not_config(path: Path, what: str) -> str:
+    """The refusal of a data file given where a config goes (``dsft train data.json``), which YAML read as a config
+    whose ``data`` section held the whole data set (every record printed back as the value it 'got')."""
+    return (f"{path}: data ({what}), not a config; give a YAML config that names it in data.train, e.g. dsft train "
+            f"examples/tiny-cpu.yaml --out RUN --set data.train={path}")
 
 
 def load_config(
