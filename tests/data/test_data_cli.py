@@ -40,7 +40,7 @@ def test_inspect_any_format_file_with_a_tiny_model_tokenizer(tiny_model_dir, fix
      (["data", "prepare", "{bad}", "--out", "{tmp}/o", "--tokenizer", "deepseek", "--set", "data.format=nope"],
       "data.format"),
      (["data", "inspect", "{bad}", "--index", "5", "--tokenizer", "deepseek", "--template", "deepseek-v3"],
-      "no record at --index 5"),
+      "no record at --index 5; it holds 2 records, --index 0 to 1"),  # how many, not just where they start
      (["data", "inspect", "{bad}", "--index", "1", "--tokenizer", "deepseek", "--template", "deepseek-v3"],
       # the place (line 2) and the --index that picked it, not a second, 0-based "record 1"
       "bad.jsonl:2: the record at --index 1 is invalid (another: --index N)"),

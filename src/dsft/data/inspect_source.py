@@ -69,7 +69,8 @@ def pick_conversation(source: Path, index: int, cfg: Any, field: str = "") -> Co
         return conversation
     if field:
         raise DataError(f"{target}: no {field} {index} (it holds {count}; the first is 0)")
-    raise DataError(f"{target}: no record at --index {index} (indices start at 0)")
+    held = f"--index 0 to {count - 1}" if count > 1 else ("only --index 0" if count else "none")
+    raise DataError(f"{target}: no record at --index {index}; it holds {count} record{'s' * (count != 1)}, {held}")
 
 
 def invalid_record(where: str, index: int, field: str, reasons: list[str]) -> DataError:
