@@ -36,6 +36,29 @@ def test_env_cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_model("tiny-deepseek-llm") == tmp_path / "tiny" / "tiny-deepseek-llm"
 
 
+def test_a_file_of_a_model_directory_is_answered_with_the_directory(tmp_path: Path) -> None:
+    """model.safetensors or config.json (what a file browser or tab completion hands over) was told that
+    'model.name_or_path needs a model directory', whichever flag or argument named it."""
+    model = tmp_path / "smollm2"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"")
+    with pytest.raises(DsftError) as told:
+        check_model_name(str(model / "model.safetensors"))
+    assert str(told.value) == f"{model / 'model.safetensors'}: is a file of the model directory {model}; name the " \
+                              f"directory, {model}"
+    adapter = tmp_path / "run" / "final"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text("{}")
+    (adapter / "adapter_model.safetensors").write_bytes(b"")
+    with pytest.raises(DsftError, match=f"is a file of the adapter directory {re.escape(str(adapter))}; name the"):
+        check_model_name(str(adapter / "adapter_model.safetensors"))
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(DsftError) as told:
+        check_model_name(str(tmp_path / "notes.txt"))
+    assert "model.name_or_path" not in str(told.value) and "a model is a directory with config.json" in str(told.value)
+
+
 def test_local_directory_and_errors(tmp_path: Path) -> None:
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "config.json").write_text("{}")

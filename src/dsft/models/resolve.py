@@ -148,6 +148,17 @@ def _check_not_a_mistyped_path(name: str) -> None:
                     f"so this is not read as a hub id (org/name)")
 
 
+def _a_file_named_as_a_model(path: Path) -> str:
+    """What to name instead of a file given as a model: its directory when the file is one of a model directory's
+    (``model.safetensors``, ``config.json``: what a file browser or tab completion hands over), else what a model is."""
+    home = path.parent
+    if (home / "config.json").is_file():
+        return f"{path}: is a file of the model directory {home}; name the directory, {home}"
+    if (home / "adapter_config.json").is_file():  # a LoRA run's final/ or checkpoint
+        return f"{path}: is a file of the adapter directory {home}; name the directory, {home}"
+    return f"{path}: is a file; a model is a directory with config.json, a .gguf file, ollama:NAME[:TAG], a hub id or a preset"
+
+
 def _check_not_a_missing_deep_path(name: str) -> None:
     """Refuse ``runs/qa/checkpoints/checkpoint-99`` (no hub id: more than two parts, or absolute) naming what its
     nearest existing directory holds, when that is a directory named in the path (not the current one)."""
@@ -177,8 +188,7 @@ def check_model_name(name_or_path: str | Path) -> None:
             raise DsftError(f"{path}: not a Hugging Face model directory (no config.json)")
         return
     if path.exists():
-        raise DsftError(f"{path}: is a file; model.name_or_path needs a model directory, a .gguf file, "
-                        "ollama:NAME[:TAG], a hub id or a preset")
+        raise DsftError(_a_file_named_as_a_model(path))
     if is_hub_id(name):
         _check_not_a_mistyped_path(name)
         return
