@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 
@@ -37,3 +40,15 @@ def test_4bit_loading_needs_cuda() -> None:
         pytest.skip("this machine has CUDA: 4-bit loading is supported here")
     with pytest.raises(UnsupportedError, match="CUDA"):
         quantization_config("4bit", torch.bfloat16)
+
+
+def test_int8_quantisation_says_nothing_of_torchs_deprecations() -> None:
+    """`dsft serve/chat --quantize int8` printed torch's 'UserWarning: torch.quantize_per_tensor, ... are deprecated
+    and will be removed ... (Triggered internally at .../Quantizer.cpp)' to every user. torch says it once per
+    process, so a fresh interpreter looks."""
+    script = ("import torch\nfrom dsft.export.quantize import quantize_dynamic_int8, count_quantized_linears\n"
+              "model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 8))\n"
+              "print(count_quantized_linears(quantize_dynamic_int8(model)))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0 and done.stdout.strip() == "2", done.stderr
+    assert "Warning" not in done.stderr and "deprecated" not in done.stderr, done.stderr

@@ -16,6 +16,8 @@ from typing import Any
 from dsft.errors import UnsupportedError
 
 KEEP_FLOAT = ("lm_head",)
+# The start of torch's notice that quantised tensor creation (torch.quantize_per_tensor, ...) is deprecated.
+QUANTIZED_TENSORS_DEPRECATED = r"torch\.quantize_per_tensor, torch\.quantize_per_channel and other quantized tensor"
 
 
 def quantize_dynamic_int8(model: Any, keep_float: tuple[str, ...] = KEEP_FLOAT) -> Any:
@@ -46,6 +48,9 @@ def quantize_dynamic_int8(model: Any, keep_float: tuple[str, ...] = KEEP_FLOAT) 
         raise UnsupportedError("int8 dynamic quantisation: the model has no nn.Linear layers to quantise")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
+        # torch 2.10+ says, as a UserWarning with a link to its tracker, that the quantised tensors this makes are
+        # deprecated: `dsft serve/chat --quantize int8` printed it to every user; the eager API works (tested).
+        warnings.filterwarnings("ignore", QUANTIZED_TENSORS_DEPRECATED, UserWarning)
         # A set of module names quantises exactly those modules (a type set would include lm_head).
         return quantize_dynamic(model, targets, dtype=torch.qint8, inplace=True)
 
