@@ -268,7 +268,7 @@ def ended_pid() -> int:
 @pytest.mark.parametrize("url, kwargs, message", [
     ("/api/prepare", {"json": ["not", "an", "object"]}, "body"),
     ("/api/compare", {"content": b"{not json", "headers": {"content-type": "application/json"}}, "body"),
-    ("/api/data/upload", {"content": b"x"}, "query.name: Field required"),
+    ("/api/data/upload", {"content": b"x"}, "query parameter name: missing; give the data file's plain name"),
 ])
 def test_malformed_requests_get_one_message(client: TestClient, url: str, kwargs: dict, message: str) -> None:
     headers = {**POST, **kwargs.pop("headers", {})}

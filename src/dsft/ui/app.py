@@ -37,6 +37,7 @@ from dsft.ui.chat import ChatEngines, serve_settings, sources
 from dsft.ui.job_routes import add_job_routes
 from dsft.ui.paths import OutsideRoot, inside_root, shown
 from dsft.ui.processes import CannotStop
+from dsft.ui.query_params import query_refusal
 from dsft.ui.request_bodies import JsonBodyLimit, body_refusal, undecodable_refusal
 
 STATIC = Path(__file__).parent / "static"
@@ -87,7 +88,8 @@ def create_app(root: Path, api_key: str | None = None, allowed_hosts: list[str] 
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> Response:
-        return _error(request, 400, body_refusal(request, exc))  # as dsft serve says it (invalid JSON named)
+        # A query parameter named with what it takes; a body as dsft serve says it (invalid JSON named).
+        return _error(request, 400, query_refusal(request, exc) or body_refusal(request, exc))
 
     @app.exception_handler(DsftError)
     async def dsft_error(request: Request, exc: DsftError) -> Response:
