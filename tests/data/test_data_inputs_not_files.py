@@ -56,6 +56,25 @@ def test_relevance_references_that_are_not_files(tmp_path: Path, run_cli, make, 
     assert f"data.clean.relevance_references: {references}: {reason(references)}" in message, message
 
 
+@pytest.mark.parametrize("encoding, said", [
+    ("gb18030", "not UTF-8 text (byte 2); it reads as GBK/GB18030 Chinese: save the file as UTF-8"),  # Chinese Notepad
+    ("utf-16", "not UTF-8 text; it is UTF-16 text (byte-order mark FF FE)"),  # Notepad's "Unicode"
+])
+def test_a_relevance_reference_in_another_encoding_is_refused_not_read_as_garbage(tmp_path: Path, run_cli,
+                                                                                   encoding: str, said: str) -> None:
+    """It was read with its bytes replaced: every record was compared with garbage and removed as off-topic, the
+    run stopping at 'no records left to train on' with the first record removed for another reason."""
+    references = tmp_path / "refs.txt"
+    references.write_bytes("水库的总库容与防洪调度。\n\n水库大坝的安全监测。\n".encode(encoding))
+    code, _, err = run_cli(["data", "prepare", _data(tmp_path), "--out", str(tmp_path / "p"), "--tokenizer", "deepseek",
+                            "--set", f"data.clean.relevance_references=[{references}]",
+                            "--set", "data.clean.relevance_min=0.1"])
+    message = " ".join(err.split())
+    assert code == 2 and "Traceback" not in err, err
+    assert f"data.clean.relevance_references: {references}: {said}" in message, message
+    assert not (tmp_path / "p").exists()
+
+
 @pytest.mark.parametrize("make, reason", [c[1:] for c in NOT_FILES], ids=[c[0] for c in NOT_FILES])
 def test_a_cilin_synonym_file_that_is_not_a_file(tmp_path: Path, run_cli, make, reason) -> None:
     cilin = tmp_path / "cilin.txt"
