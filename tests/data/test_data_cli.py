@@ -252,7 +252,7 @@ def test_a_named_validation_file_that_yields_no_record_is_an_error_not_a_run_wit
                                  "--set", f"data.val=[{val}]"])
     said = " ".join(err.split())
     assert code == 2 and "Traceback" not in err, (stdout, err)
-    assert f"data.val: no records left to validate on: read 3, rejected 3" in said, said
+    assert "data.val: no records left to validate on: read 3, rejected 3" in said, said
     assert f"data.val: 3 of 3 records rejected; each one and why: {tmp_path / 'o' / 'rejects.jsonl'}" in said, said
     assert "3 x not valid UTF-8" in said and f"(first: {val}:1)" in said, said
     assert (tmp_path / "o" / "rejects.jsonl").is_file()  # written first: it says why

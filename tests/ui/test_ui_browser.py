@@ -63,7 +63,8 @@ def test_the_loss_chart_gains_points_while_a_run_trains(browser, runs_root: Path
             browser.get(f"{base}/run/live")
             first = wait_for(lambda: points(browser, "loss"), 30, "the first loss point")
             browser.save_screenshot(str(shots / "live-early.png"))
-            wait_for(lambda: points(browser, "loss") > first, 120, "more loss points as training writes them")
+            wait_for(lambda first=first: points(browser, "loss") > first, 120,
+                     "more loss points as training writes them")
             wait_for(lambda: text(browser, "#status") == "finished", 180, "the run to finish")
             assert points(browser, "loss") == 40
             browser.save_screenshot(str(shots / "live-finished.png"))
@@ -215,7 +216,8 @@ def test_letters_in_the_compare_forms_prompts_are_refused_naming_the_field(brows
         prompts.send_keys(typed)
         browser.find_element("css selector", "#compare-form button").click()
         # Said right under the form (it was under the jobs list, below every comparison and export).
-        wait_for(lambda: text(browser, "#compare-form + .error") == message, 10, f"the refusal of {typed!r}")
+        wait_for(lambda message=message: text(browser, "#compare-form + .error") == message, 10,
+                 f"the refusal of {typed!r}")
     browser.save_screenshot(str(shots / "compare-prompts-refused.png"))
     assert jobs.list_jobs(runs_root) == [] and browser.find_element("css selector", "#compare-form button").is_enabled()
 

@@ -302,7 +302,7 @@ class DataConfig(Section):
         if isinstance(value, dict):
             return [value]  # one source without the list brackets
         if isinstance(value, str) or (isinstance(value, list) and any(not isinstance(e, dict) for e in value)):
-            raise ValueError(f"each entry is {{path: FILE, ratio: SHARE}}, e.g. [{{path: general.jsonl, ratio: 0.2}}]")
+            raise ValueError("each entry is {path: FILE, ratio: SHARE}, e.g. [{path: general.jsonl, ratio: 0.2}]")
         return value
 
     @field_validator("mix")

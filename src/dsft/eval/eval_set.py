@@ -121,10 +121,10 @@ def undecodable_text(conversation: Conversation) -> str | None:
     'messages[1].content: not valid UTF-8 (byte 0xB7 a'
     """
     for index, message in enumerate(conversation.messages):
-        for field in ("content", "reasoning"):
-            value = getattr(message, field)
+        for name in ("content", "reasoning"):
+            value = getattr(message, name)
             if isinstance(value, str) and (bad := find_bad_unicode(value)):
-                return conversation.named(f"messages[{index}].{field}: {bad}")  # where it is in the file
+                return conversation.named(f"messages[{index}].{name}: {bad}")  # where it is in the file
     return None
 
 

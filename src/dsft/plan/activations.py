@@ -132,7 +132,8 @@ def trace_layer(model: Any, layer: Any, batch: int, tokens: int, dtype: Any) -> 
     position_embeddings = model.model.rotary_emb(x, positions) if hasattr(model.model, "rotary_emb") else None
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         output = layer(x, attention_mask=None, position_ids=positions, position_embeddings=position_embeddings)
-    del output, alive
+    del output
+    alive.clear()  # the saved tensors, counted: released (a `del` would leave pack's name unbound)
     return LayerActivations(
         saved_bytes=sum(saved.values()),
         input_bytes=x.numel() * x.element_size(),

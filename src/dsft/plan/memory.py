@@ -150,7 +150,7 @@ def frozen_base_bytes(shapes: ModelShapes, req: PlanRequest) -> int:
 
 def adapter_model_states(shapes: ModelShapes, req: PlanRequest) -> dict[str, int]:
     """Frozen base (16-bit or NF4) plus fp32 adapters, their gradients and Adam moments."""
-    psi, n = shapes.total_params, req.data_parallel
+    n = req.data_parallel
     width = 4 if req.precision == "fp32" else 2
     base = frozen_base_bytes(shapes, req)
     if req.zero == 3:

@@ -62,7 +62,7 @@ def objective_problems(cfg: DsftConfig, template_opens_think: bool | None = None
         problems.append(f"template.masking={cfg.template.masking}: {objective} trains exactly the completion; "
                         "leave template.masking at its default")
     if t.label_smoothing:
-        problems.append(f"train.label_smoothing: smooths the SFT loss only; for DPO use preference.label_smoothing")
+        problems.append("train.label_smoothing: smooths the SFT loss only; for DPO use preference.label_smoothing")
     sft_loss_keys = [name for name, on in (("offload_activations", t.offload_activations),
                                            ("loss_chunk_size", t.loss_chunk_size != "auto"),
                                            ("loss_dtype", t.loss_dtype != "auto"),

@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
