@@ -28,6 +28,23 @@ def without_cut_character(text: str) -> str:
     return text.rstrip(REPLACEMENT_CHAR)
 
 
+def not_utf8(raw: bytes) -> str | None:
+    """None when ``raw`` is UTF-8 text; else what follows "not UTF-8 text" in a refusal: where it fails and what the
+    text is (:func:`encoding_hint`), or that it is UTF-16/32 (which can decode as UTF-8 full of NULs).
+
+    >>> not_utf8("水库".encode()), not_utf8("水库".encode("gb18030"))[:40]
+    (None, ' (byte 2); it reads as GBK/GB18030 Chine')
+    """
+    wide = wide_text_hint(raw[:4096])
+    if wide:
+        return wide
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f" (byte {exc.start}){encoding_hint(raw)}"
+    return None
+
+
 def encoding_hint(raw: bytes) -> str:
     """What bytes that are not UTF-8 are, when that is clear: UTF-16 or UTF-32 (a byte-order mark: Windows Notepad's
     "Unicode"; or, without one, the NUL bytes beside ASCII characters, :func:`wide_text_hint`), or GBK/GB18030

