@@ -39,7 +39,7 @@ def test_a_missing_query_parameter_is_named_with_what_it_takes(runs_root: Path, 
     assert "Field required" not in message and "query." not in message
 
 
-@pytest.mark.parametrize("value", ["x", "1.5", ""])
+@pytest.mark.parametrize("value", ["x", "1.5", "", "2", "-1", "01"])
 def test_a_query_parameter_of_the_wrong_kind_is_named_with_what_it_takes_and_what_came(runs_root: Path,
                                                                                       value: str) -> None:
     answer = client(runs_root).get(f"/login?wrong={value}")
@@ -49,6 +49,12 @@ def test_a_query_parameter_of_the_wrong_kind_is_named_with_what_it_takes_and_wha
     page = client(runs_root).get(f"/login?wrong={value}", headers={"accept": "text/html"})
     assert page.status_code == 400 and "query parameter wrong: expected 0 or 1" in page.text
     assert "int_parsing" not in page.text and "valid integer" not in page.text
+
+
+@pytest.mark.parametrize("value, wrong_shown", [("0", False), ("1", True)])
+def test_the_login_page_takes_wrong_0_or_1(runs_root: Path, value: str, wrong_shown: bool) -> None:
+    page = client(runs_root).get(f"/login?wrong={value}", headers={"accept": "text/html"})
+    assert page.status_code == 200 and ("Wrong key." in page.text) == wrong_shown
 
 
 def test_every_required_or_typed_query_parameter_says_what_it_takes(runs_root: Path) -> None:

@@ -16,7 +16,7 @@ import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, quote
 
 from fastapi import FastAPI, Request
@@ -213,8 +213,9 @@ def create_app(root: Path, api_key: str | None = None, allowed_hosts: list[str] 
         return FileResponse(target, media_type=media)
 
     @app.get("/login", response_class=HTMLResponse)
-    async def login_form(next: str = "/", wrong: int = 0) -> str:  # noqa: A002 - the query name
-        return pages.login_page(_local(next), bool(wrong))
+    async def login_form(next: str = "/", wrong: Literal["0", "1"] = "0") -> str:  # noqa: A002 - the query name
+        # The text "0" or "1", not an int: an int took any whole number (?wrong=2 read as wrong).
+        return pages.login_page(_local(next), wrong == "1")
 
     @app.post("/login")
     async def login(request: Request) -> Response:
