@@ -120,6 +120,18 @@ def test_one_record_whose_fields_are_objects_is_no_pandas_table(tmp_path: Path) 
     assert _data(path) == [{"chosen": pair["chosen"], "rejected": pair["rejected"]}]
 
 
+def test_a_csv_written_with_a_space_after_each_comma_is_read_by_its_names(tmp_path: Path) -> None:
+    """'input, output' named the columns 'input' and ' output': every record was an unknown format, told to map
+    data.columns: {output:  output}, which YAML reads without the space; and 'q, "a, b"' split the quoted cell."""
+    path = tmp_path / "qa.csv"
+    path.write_text('input, output\nq1, "a1, with a comma"\nq2, a2\n', encoding="utf-8")
+    assert _data(path) == [{"input": "q1", "output": "a1, with a comma"}, {"input": "q2", "output": "a2"}]
+    path.write_text("input ,output \nq1,a1\n", encoding="utf-8")  # spaces before: the names alone are trimmed
+    assert _data(path) == [{"input": "q1", "output": "a1"}]
+    path.write_text("input,output\nq1, a1\n", encoding="utf-8")  # a plain header keeps a cell as written
+    assert _data(path) == [{"input": "q1", "output": " a1"}]
+
+
 def test_a_csv_header_naming_a_column_twice_is_one_reject_not_rows_missing_a_cell(tmp_path: Path) -> None:
     """csv.DictReader keeps the last cell of a name: 'input,output,input' trained every row on its third cell as the
     question, the first lost without a word (a spreadsheet with two columns of one heading)."""

@@ -463,16 +463,22 @@ def read_csv(path: Path) -> Iterator[RawRecord]:
     source = str(path)
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # long documents are legitimate cells
     with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
-        separator = csv_separator(handle.readline())
+        header = handle.readline()
+        separator = csv_separator(header)
         handle.seek(0)
         lines = _Lines(handle)
-        reader = csv.DictReader(lines, delimiter=separator)
+        # A header written 'input, output' (a space after each separator, by hand or by a script) writes its rows so
+        # too: the space is no part of a cell, and a quoted cell after it ('q, "a, b"') is still quoted.
+        spaced = separator != "\t" and f"{separator} " in header
+        reader = csv.DictReader(lines, delimiter=separator, skipinitialspace=spaced)
         try:
             # A complete row ends at the end of its line; only an open quote reads on past the file's last line.
             if reader.fieldnames and lines.ended:
                 yield _unclosed_quote(source, "the header", list(reader.fieldnames), reader.line_num)
                 return
             lines.row_start = None  # the header's lines are read
+            # ' output' or 'input ' is the column 'output' or 'input': no format reads a name with its spaces
+            reader.fieldnames = [name.strip() for name in reader.fieldnames or []]
             twice = _named_twice(list(reader.fieldnames or []))
             if twice:  # csv.DictReader keeps the last column of a name: the others' cells would vanish
                 yield _unparsed(source, f"line {reader.line_num}", f"malformed CSV: the header names {twice}, so "
