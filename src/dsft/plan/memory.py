@@ -117,6 +117,24 @@ def largest_gather_params(shapes: ModelShapes, req: PlanRequest) -> int:
     return shapes.largest_layer_params_per_expert if req.per_expert_modules else shapes.largest_layer_params
 
 
+def gathered_base_bytes(shapes: ModelShapes, req: PlanRequest) -> int:
+    """Bytes of the frozen base's largest module as ZeRO-3 gathers it whole, in the dtype it is stored in.
+
+    QLoRA's Linear4bit weights are gathered as their packed NF4 storage (``bnb_4bit_quant_storage`` only names
+    the element type that packs them), so a quantised module weighs NF4 bytes; the modules bitsandbytes leaves
+    alone (embeddings, lm_head, norms, fused 3-D experts) are gathered in 16 bits. The peak is the larger of
+    the two; ``NF4 x`` the largest module of all stands for the quantised one (when that module is not
+    quantised, its NF4 size is below its 16-bit one and drops out of the max).
+    """
+    width = 4 if req.precision == "fp32" else 2
+    largest = largest_gather_params(shapes, req)
+    if req.method != "qlora":
+        return width * largest
+    unquantized = (shapes.largest_unquantized_params_per_expert if req.per_expert_modules
+                   else shapes.largest_unquantized_params)
+    return max(width * unquantized, int(NF4_BYTES_PER_PARAM * largest))
+
+
 def full_model_states(shapes: ModelShapes, req: PlanRequest) -> dict[str, int]:
     """weights / gradients / optimizer bytes per GPU for full fine-tuning."""
     psi, n = shapes.total_params, req.data_parallel
@@ -151,10 +169,9 @@ def frozen_base_bytes(shapes: ModelShapes, req: PlanRequest) -> int:
 def adapter_model_states(shapes: ModelShapes, req: PlanRequest) -> dict[str, int]:
     """Frozen base (16-bit or NF4) plus fp32 adapters, their gradients and Adam moments."""
     n = req.data_parallel
-    width = 4 if req.precision == "fp32" else 2
     base = frozen_base_bytes(shapes, req)
     if req.zero == 3:
-        gathered = width * largest_gather_params(shapes, req)
+        gathered = gathered_base_bytes(shapes, req)
         base = gathered if req.offload == "optimizer+param" else base // n + gathered
     adapters = shapes.lora_params(req.lora_rank)
     grad_share = n if req.zero >= 2 else 1

@@ -27,6 +27,10 @@ class ModelShapes:
     embedding_params: int  # input embeddings + untied lm_head: never quantised, never LoRA targets
     largest_layer_params: int  # the largest module's own parameters (DeepSpeed's ZeRO-3 gather unit)
     largest_layer_params_per_expert: int  # the same if every routed expert were its own module
+    # The largest module QLoRA leaves in 16 bits (anything but a plain nn.Linear, and the lm_head: what
+    # bitsandbytes does not turn into Linear4bit), fused experts as one module / every expert its own Linear.
+    largest_unquantized_params: int
+    largest_unquantized_params_per_expert: int
     routed_expert_params: int  # all routed experts, all layers
     active_params: int  # parameters a token passes through (top-k of the routed experts)
     num_layers: int
@@ -69,6 +73,14 @@ def _is_fused_experts(module: Any) -> bool:
     return any(getattr(getattr(module, name, None), "dim", lambda: 0)() == 3 for name in _FUSED_EXPERT_PARAMS)
 
 
+def _is_quantized_by_bnb(module: Any, head: Any) -> bool:
+    """True for a module transformers' bitsandbytes integration turns into Linear4bit: a plain nn.Linear other
+    than the lm_head (``replace_with_bnb_linear``; fused 3-D experts are parameters of no Linear)."""
+    import torch
+
+    return type(module) is torch.nn.Linear and module is not head
+
+
 def _routed_experts(model: Any) -> tuple[int, int]:
     """(parameters in all routed experts, the largest single expert matrix)."""
     import torch
@@ -100,6 +112,9 @@ def model_shapes(hf_config: Any, lora_targets: str | list[str] = "all-linear",
     routed_total, largest_expert_matrix = _routed_experts(model)
     largest = max(_own_params(m) for m in model.modules())
     largest_non_expert = max(_own_params(m) for m in model.modules() if not _is_fused_experts(m))
+    unquantized = [m for m in model.modules() if not _is_quantized_by_bnb(m, head)]
+    largest_unquantized = max(_own_params(m) for m in unquantized)
+    largest_unquantized_per_expert = max(_own_params(m) for m in unquantized if not _is_fused_experts(m))
     experts = next((getattr(hf_config, k) for k in ("n_routed_experts", "num_local_experts", "num_experts")
                     if getattr(hf_config, k, None)), None)
     top_k = getattr(hf_config, "num_experts_per_tok", None)
@@ -112,6 +127,8 @@ def model_shapes(hf_config: Any, lora_targets: str | list[str] = "all-linear",
         embedding_params=embeddings,
         largest_layer_params=largest,
         largest_layer_params_per_expert=max(largest_non_expert, largest_expert_matrix),
+        largest_unquantized_params=largest_unquantized,
+        largest_unquantized_params_per_expert=largest_unquantized_per_expert,
         routed_expert_params=routed_total,
         active_params=active,
         num_layers=hf_config.num_hidden_layers,
