@@ -181,6 +181,23 @@ def test_a_csv_quote_closed_at_the_end_of_the_file_is_a_row(tmp_path: Path) -> N
     assert [(r.data, r.error) for r in read_records([str(path)])] == [({"prompt": "q", "completion": "a\nb"}, None)]
 
 
+def test_a_json_array_on_one_line_under_a_jsonl_name_is_read_as_json(tmp_path: Path) -> None:
+    """json.dump(records, f) into a .jsonl name writes the whole array on one line: read line by line, that line was
+    one record, rejected as 'record is a list, expected a JSON object', and nothing was left to train on."""
+    records = [{"input": f"q{i}", "output": f"a{i}"} for i in range(3)]
+    for name, value in (("one_line.jsonl", records), ("wrapped.jsonl", {"data": records})):
+        path = tmp_path / name
+        path.write_text(json.dumps(value) + "\n", encoding="utf-8")
+        assert [(r.location, r.error, r.data) for r in read_records([str(path)])] == [
+            (f"item {i}", None, records[i - 1]) for i in (1, 2, 3)], name
+    lines = tmp_path / "lines.jsonl"  # one record a line, a list among them, stays line by line
+    lines.write_text(json.dumps(records[0]) + "\n" + json.dumps(records) + "\n", encoding="utf-8")
+    assert [r.location for r in read_records([str(lines)])] == ["line 1", "line 2"]
+    single = tmp_path / "single.jsonl"  # one record on its one line is that record
+    single.write_text(json.dumps(records[0]) + "\n", encoding="utf-8")
+    assert [(r.location, r.data) for r in read_records([str(single)])] == [("line 1", records[0])]
+
+
 def test_parquet_and_saved_dataset(tmp_path: Path) -> None:
     import datasets
     import pyarrow as pa

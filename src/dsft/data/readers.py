@@ -205,16 +205,19 @@ def read_jsonl(path: Path) -> Iterator[RawRecord]:
 def _holds_one_json_document(path: Path) -> bool:
     """Whether a ``.jsonl`` file is one JSON array (or ``{"data": [...]}``) spread over lines, as an editor or
     ``json.dump(..., indent=1)`` writes it: its first non-blank line does not parse alone, and the file opens as an
-    array does. Reading it line by line would reject every line; datasets' json loader reads it whole.
+    array does; or on its one line, as ``json.dump(records, f)`` writes it (read line by line, that line was one
+    record that is 'a list'). Reading it line by line would reject every line; datasets' json loader reads it whole.
     """
     with open(path, "rb") as handle:
         first = next((line for line in handle if line.strip()), b"").removeprefix(b"\xef\xbb\xbf")
-        head = first + handle.read(256)
+        rest = handle.read(256)
     try:
-        json.loads(first)
-        return False
+        value = json.loads(first)
     except (ValueError, RecursionError):
-        return _ARRAY_START.match(head.decode("utf-8", errors="replace")) is not None
+        return _ARRAY_START.match((first + rest).decode("utf-8", errors="replace")) is not None
+    records = value.get("data") if isinstance(value, dict) else value
+    return (not rest.strip() and isinstance(records, list) and bool(records)
+            and all(isinstance(record, dict) for record in records))
 
 
 def read_json(path: Path) -> Iterator[RawRecord]:
