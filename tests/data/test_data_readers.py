@@ -198,6 +198,22 @@ def test_a_json_array_on_one_line_under_a_jsonl_name_is_read_as_json(tmp_path: P
     assert [(r.location, r.data) for r in read_records([str(single)])] == [("line 1", records[0])]
 
 
+def test_pretty_printed_records_one_after_another_under_a_jsonl_name_are_read_as_records(tmp_path: Path) -> None:
+    """json.dumps(record, indent=2) written record after record: every line was a malformed record (12 rejects for
+    3 records, 'Extra data', 'Expecting property name ...'), nothing read."""
+    records = [{"input": f"q{i}", "output": f"a{i}"} for i in range(3)]
+    path = tmp_path / "pretty.jsonl"
+    path.write_text("\n".join(json.dumps(r, indent=2, ensure_ascii=False) for r in records) + "\n", encoding="utf-8")
+    assert [(r.where, r.data) for r in read_records([str(path)])] == [
+        (f"{path}:{line}", record) for line, record in zip((1, 5, 9), records)]
+    path.write_text('{\n "input": "q1",\n "output": "a1"\n}\n{\n "input": "q2",\n "output": oops\n}\n{"input": "q3"}\n',
+                    encoding="utf-8")
+    first, rest = read_records([str(path)])
+    assert first.data == {"input": "q1", "output": "a1"} and rest.data is None and rest.where == f"{path}:5"
+    assert rest.error == ("malformed JSON: Expecting value; the rest of the file (from line 5) could not be split into "
+                          "records") and rest.raw.endswith('{"input": "q3"}\n')
+
+
 def test_parquet_and_saved_dataset(tmp_path: Path) -> None:
     import datasets
     import pyarrow as pa

@@ -158,7 +158,9 @@ def read_path(path: Path) -> Iterator[RawRecord]:
         return read_saved_dataset(path)
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        return read_json(path) if _holds_one_json_document(path) else read_jsonl(path)
+        if _holds_one_json_document(path):
+            return read_json(path)
+        return read_objects_over_lines(path) if _opens_with_an_object_over_lines(path) else read_jsonl(path)
     if suffix == ".json":
         return read_json(path)
     if suffix == ".csv":
@@ -218,6 +220,55 @@ def _holds_one_json_document(path: Path) -> bool:
     records = value.get("data") if isinstance(value, dict) else value
     return (not rest.strip() and isinstance(records, list) and bool(records)
             and all(isinstance(record, dict) for record in records))
+
+
+_HEAD_BYTES = 1 << 20  # what is read to see whether a .jsonl file's first record spans several lines
+
+
+def _opens_with_an_object_over_lines(path: Path) -> bool:
+    """Whether a ``.jsonl`` file's first record is a JSON object written over several lines (``json.dumps(record,
+    indent=2)`` a record, one after another): read line by line, every line of it was a malformed record."""
+    with open(path, "rb") as handle:
+        first = next((line for line in handle if line.strip()), b"").removeprefix(b"\xef\xbb\xbf")
+        if not first.lstrip().startswith(b"{") or _parses(first.decode("utf-8", errors="replace")):
+            return False  # JSON lines (or not JSON at all): nothing more is read here
+        text = (first + handle.read(_HEAD_BYTES)).decode("utf-8", errors="replace").lstrip()
+    try:
+        _, end = json.JSONDecoder().raw_decode(text)
+    except ValueError:
+        return False
+    return "\n" in text[:end]
+
+
+def _parses(text: str) -> bool:
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def read_objects_over_lines(path: Path) -> Iterator[RawRecord]:
+    """JSON objects one after another, each over several lines (see :func:`_opens_with_an_object_over_lines`), each
+    located at the line it begins on. From the first text that does not decode as an object, the rest of the file is
+    one rejected record, its reason naming where."""
+    source = str(path)
+    text = path.read_bytes().removeprefix(b"\xef\xbb\xbf").decode("utf-8", errors="surrogateescape")
+    decoder, position = json.JSONDecoder(), 0
+    while True:
+        while position < len(text) and text[position].isspace():
+            position += 1
+        if position >= len(text):
+            return
+        line = text.count("\n", 0, position) + 1
+        try:
+            value, position = decoder.raw_decode(text, position)
+        except (ValueError, RecursionError) as exc:
+            reason = getattr(exc, "msg", "nested too deeply")
+            yield _unparsed(source, f"line {line}", f"malformed JSON: {reason}; the rest of the file (from line {line}) "
+                            "could not be split into records", text[position:])
+            return
+        yield RawRecord(source, f"line {line}", data=value)
 
 
 def read_json(path: Path) -> Iterator[RawRecord]:
