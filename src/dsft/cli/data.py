@@ -189,7 +189,9 @@ def inspect_command(
     from rich.console import Console
 
     from dsft.config import load_config
+    from dsft.data.input_checks import directory_skip_warnings
     from dsft.data.inspect_source import check_control_tokens, pick_conversation, prepared_defaults, prepared_tokenizer
+    from dsft.data.inspect_source import records_read
     from dsft.errors import DsftError
     from dsft.templates import detect_template, get_template
     from dsft.templates.inspect import print_rendered
@@ -198,6 +200,9 @@ def inspect_command(
     if template is not None:
         check_template_name(template, "--template")  # before the tokenizer loads
     cfg = load_config(config, prepared_defaults(source) + list(set_) if config is None else set_, set_flags=set_)
+    if records_read(source).is_dir():  # a plain data directory, read whole
+        for warning in directory_skip_warnings([(None, str(source))]):  # named alone, such a file is refused
+            typer.echo(warning, err=True)
     conversation = pick_conversation(source, index, cfg)
     name = template or cfg.template.name
     if tokenizer == "deepseek" and name in ("auto", "hf"):  # the tokenizer package carries no chat template

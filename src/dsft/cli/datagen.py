@@ -28,6 +28,8 @@ def augment_command(
     from dsft.disk import refused_output_removed
 
     cfg = load_config(config, set_, set_flags=set_)
+    _say_skipped_files([(None, pattern) for pattern in inputs] if inputs
+                       else [("data.train", pattern) for pattern in cfg.data.train])
     with refused_output_removed(out):  # an endpoint that does not answer is found once --out exists
         report = augment_files(cfg, list(inputs or cfg.data.train), out, overwrite=overwrite)
     _print_ledger("dsft data augment", report, out / "augment_report.json")
@@ -53,10 +55,19 @@ def distill_command(
     flags = [f"data.distill.endpoint.{key}={value}" for key, value in (("base_url", base_url), ("model", model)) if value]
     cfg = load_config(config, [*set_, *flags], set_flags=set_)  # the flags' own values are named by their keys
     settings = cfg.data.distill
+    _say_skipped_files([(None, pattern) for pattern in inputs])
     with refused_output_removed(out):  # an endpoint that does not answer is found once --out exists
         report = distill_files(settings, list(inputs), out, answer_checker(settings.verify, settings.f1_min),
                                overwrite=overwrite)
     _print_ledger("dsft data distill", report, out / "distill_report.json")
+
+
+def _say_skipped_files(named: list[tuple[str | None, str]]) -> None:
+    """Warn of the files of unread types in each input directory, as `dsft data prepare` does."""
+    from dsft.data.input_checks import directory_skip_warnings
+
+    for warning in directory_skip_warnings(named):  # named alone, such a file is refused
+        typer.echo(warning, err=True)
 
 
 def print_rejection_notice(report: dict[str, Any], out: Path, console: Any) -> None:

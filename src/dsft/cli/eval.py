@@ -75,7 +75,7 @@ def metrics_command(
 def check_inputs(data: str, models: list[str], base_model: str | None = None) -> None:
     """Refuse a missing data file, an unresolvable model name or ``--base-model`` before torch is imported (a
     run directory is opened later, by the command)."""
-    from dsft.data.input_checks import refuse_outputs_inside
+    from dsft.data.input_checks import directory_skip_warnings, refuse_outputs_inside
     from dsft.data.prepared_folder import UNFINISHED_PREPARATION, preparation_state
     from dsft.data.readers import expand_inputs
     from dsft.data.split import split_file
@@ -96,6 +96,8 @@ def check_inputs(data: str, models: list[str], base_model: str | None = None) ->
                         f"train split too: pass one split, e.g. --data {Path(data) / split_file('val')}")
     expand_inputs([data])
     refuse_outputs_inside(data, f"--data {data}", "scored as evaluation records")  # as data preparation refuses
+    for warning in directory_skip_warnings([("--data", data)]):  # named alone, such a file is refused
+        typer.echo(warning, err=True)
     for name in models:
         check_source(name, base_model)
 

@@ -29,7 +29,7 @@ def train(
     from rich.console import Console
 
     from dsft.config import load_config
-    from dsft.data.input_checks import check_inputs
+    from dsft.data.input_checks import check_inputs, skipped_file_warnings
     from dsft.data.prepared_output import check_prepared_output
     from dsft.errors import DsftError
     from dsft.models.resolve import check_model_files, check_model_name
@@ -45,6 +45,9 @@ def train(
     rewards = preflight(cfg, env, str(config), set_)  # before any data or model is read
     check_launched(cfg, env, str(config), overrides=set_)
     check_inputs(cfg)
+    if not cfg.data.prepared_dir and is_main_process():  # the raw inputs are read (and prepared) by this run
+        for warning in skipped_file_warnings(cfg):  # named alone, such a file is refused
+            typer.echo(warning, err=True)
     try:
         check_model_name(cfg.model.name_or_path)
         check_model_files(cfg.model.name_or_path)  # a local directory's weights and tokenizer, before the data

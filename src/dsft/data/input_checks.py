@@ -107,8 +107,7 @@ def _named_inputs(cfg: DsftConfig, inputs: list[str] | None) -> list[tuple[str |
 
 
 def skipped_file_warnings(cfg: DsftConfig, inputs: list[str] | None = None) -> list[str]:
-    """A line for each input directory holding files of a type dsft does not read, naming them (a few) and their
-    types: named alone such a file is refused, and in a directory it was skipped without a word.
+    """:func:`directory_skip_warnings` for the data inputs a config names (``inputs`` in place of ``data.train``).
 
     >>> import tempfile
     >>> from dsft.config.schema import DsftConfig
@@ -117,8 +116,16 @@ def skipped_file_warnings(cfg: DsftConfig, inputs: list[str] | None = None) -> l
     >>> skipped_file_warnings(DsftConfig(), [str(folder)])[0].split(": skipped ")[1]
     '1 file of a type dsft does not read (.txt; it reads .jsonl, .json, .csv, .parquet): b.txt'
     """
+    return directory_skip_warnings(_named_inputs(cfg, inputs))
+
+
+def directory_skip_warnings(named: Iterable[tuple[str | None, str]]) -> list[str]:
+    """A line for each input directory of ``named`` ((the key or flag naming it, or None; the path)) holding files
+    of a type dsft does not read, naming them (a few) and their types: named alone such a file is refused, and in
+    a directory it was skipped without a word. Every command that reads a data directory says it in these words.
+    """
     warnings = []
-    for key, pattern in _named_inputs(cfg, inputs):
+    for key, pattern in named:
         path = Path(pattern)
         if is_glob(pattern) or not path.is_dir() or is_saved_dataset(path):
             continue

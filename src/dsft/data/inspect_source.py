@@ -41,6 +41,13 @@ def prepared_tokenizer(source: Path) -> str | None:
     return str(value) if value else None
 
 
+def records_read(source: Path) -> Path:
+    """What `dsft data inspect SOURCE` reads: a prepared directory's (or a run's) train split, else ``source``
+    itself, a file or a directory read whole."""
+    candidates = [source / split_file("train"), source / "data" / split_file("train")] if source.is_dir() else []
+    return next((path for path in candidates if path.is_file()), source)
+
+
 def pick_conversation(source: Path, index: int, cfg: Any, field: str = "") -> Conversation:
     """Conversation ``index`` of a prepared directory (its train.jsonl) or any readable data file. ``field``: the
     form field that chose it, which a refusal names (``record 5``) where the CLI names ``--index``.
@@ -48,8 +55,7 @@ def pick_conversation(source: Path, index: int, cfg: Any, field: str = "") -> Co
     A record of a data file goes through the text rewrites preparation would apply (``data.clean.strip_html``,
     ``normalize_unicode``), so it renders as it would be trained; a prepared record already has.
     """
-    candidates = [source / split_file("train"), source / "data" / split_file("train")] if source.is_dir() else []
-    target = next((path for path in candidates if path.is_file()), source)
+    target = records_read(source)
     count = 0
     for position, raw in enumerate(read_records([str(target)])):
         count = position + 1

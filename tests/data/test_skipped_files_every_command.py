@@ -1,0 +1,85 @@
+"""Every command that reads a data directory says which of its files it skips, being of a type dsft does not read,
+in the words of `dsft data prepare` (dsft.data.input_checks.directory_skip_warnings): inspect, eval --data,
+augment, distill and train read such a directory whole and skipped them without a word."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+SKIPPED = "skipped 2 files of types dsft does not read (.tsv, .txt; it reads .jsonl, .json, .csv, .parquet): " \
+          "notes.txt, rows.tsv"
+
+
+def _data_dir(tmp: Path) -> Path:
+    data = tmp / "data"
+    data.mkdir()
+    (data / "qa.jsonl").write_text("".join(json.dumps({"prompt": f"q{i}", "completion": "a"}) + "\n" for i in range(3)))
+    for name in ("notes.txt", "rows.tsv", ".DS_Store"):
+        (data / name).write_text("x")
+    return data
+
+
+def test_inspect_warns_of_the_files_of_a_directory_it_skips(tmp_path: Path, run_cli) -> None:
+    data = _data_dir(tmp_path)
+    code, _, err = run_cli(["data", "inspect", str(data), "--tokenizer", "deepseek", "--template", "deepseek-v3"])
+    assert code == 0, err
+    assert f"warning: {data}: {SKIPPED}" in err, err
+    code, _, err = run_cli(["data", "inspect", str(data / "qa.jsonl"), "--tokenizer", "deepseek",
+                            "--template", "deepseek-v3"])
+    assert code == 0 and "warning" not in err, err
+
+
+def test_inspect_of_a_prepared_directory_reads_its_train_split_and_warns_of_nothing(tmp_path: Path, run_cli) -> None:
+    data, out = _data_dir(tmp_path), tmp_path / "prepared"
+    code, _, err = run_cli(["data", "prepare", str(data), "--out", str(out), "--tokenizer", "deepseek",
+                            "--set", "data.val_ratio=0"])
+    assert code == 0, err
+    code, _, err = run_cli(["data", "inspect", str(out), "--tokenizer", "deepseek", "--template", "deepseek-v3"])
+    assert code == 0 and "warning" not in err, err  # data_report.md is the preparation's, not skipped data
+
+
+def test_eval_warns_of_the_files_of_its_data_directory_it_skips(tmp_path: Path, run_cli) -> None:
+    data = _data_dir(tmp_path)
+    code, _, err = run_cli(["eval", "./no-such-model", "--data", str(data), "--out", str(tmp_path / "eval")])
+    assert code == 2 and "Traceback" not in err, err  # the model is refused after the data is checked
+    assert f"warning: --data: {data}: {SKIPPED}" in err, err
+
+
+def test_augment_warns_of_the_files_of_an_input_directory_it_skips(tmp_path: Path, run_cli) -> None:
+    data = _data_dir(tmp_path)
+    code, _, err = run_cli(["data", "augment", str(data), "--out", str(tmp_path / "aug"),
+                            "--set", "data.augment.synonym_copies=1"])
+    assert code == 0, err
+    assert f"warning: {data}: {SKIPPED}" in err, err
+
+
+def test_augment_names_the_data_train_key_of_a_directory_from_the_config(tmp_path: Path, run_cli) -> None:
+    data = _data_dir(tmp_path)
+    code, _, err = run_cli(["data", "augment", "--out", str(tmp_path / "aug"), "--set", f"data.train=[{data}]",
+                            "--set", "data.augment.synonym_copies=1"])
+    assert code == 0, err
+    assert f"warning: data.train: {data}: {SKIPPED}" in err, err
+
+
+def test_distill_warns_of_the_files_of_an_input_directory_it_skips(tmp_path: Path, run_cli) -> None:
+    data = _data_dir(tmp_path)
+    code, _, err = run_cli(["data", "distill", str(data), "--out", str(tmp_path / "distilled"),
+                            "--base-url", "http://127.0.0.1:9/v1", "--model", "teacher"])
+    assert code != 0 and "Traceback" not in err, err  # no teacher answers there
+    assert f"warning: {data}: {SKIPPED}" in err, err
+
+
+@pytest.mark.parametrize("key", ["train", "val"])
+def test_train_warns_of_the_files_of_a_data_directory_its_config_names(tmp_path: Path, run_cli, key: str) -> None:
+    data = _data_dir(tmp_path)
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps({"prompt": "q", "completion": "a"}) + "\n")
+    train, val = (data, other) if key == "train" else (other, data)
+    config = tmp_path / "config.yaml"
+    config.write_text(f"model:\n  name_or_path: ./no-such-model\ndata:\n  train: [{train}]\n  val: [{val}]\n")
+    code, _, err = run_cli(["train", str(config), "--out", str(tmp_path / "run")])
+    assert code == 2 and "Traceback" not in err, err  # the model is refused after the data is checked
+    assert f"warning: data.{key}: {data}: {SKIPPED}" in err, err
