@@ -98,6 +98,19 @@ def test_format_dtype_combinations_refused(tiny_model_dir, tmp_path, run_cli, fm
     assert not (tmp_path / "o").exists()
 
 
+def test_a_run_that_stopped_before_it_trained_is_named_so(tmp_path, run_cli) -> None:
+    """dsft train whose data left nothing to train on leaves config.yaml and data/ (with the report) in --out; export,
+    serve, eval and chat called it 'neither a run directory (run.json) nor a model directory (config.json)'."""
+    run = tmp_path / "runs" / "r"
+    (run / "data").mkdir(parents=True)
+    (run / "config.yaml").write_text("model:\n  name_or_path: tiny-deepseek-llm\n")
+    (run / "data" / "data_report.json").write_text("{}")
+    code, text = run_cli(["export", str(run), "--format", "hf", "--out", str(tmp_path / "o")])
+    assert code == 2 and " ".join(text.split()) == (
+        f"error: {run}: a run that stopped before it trained (its config.yaml and data/, no run.json or weights; why: "
+        f"{run / 'data' / 'data_report.json'}); fix that and rerun dsft train with --out {run}"), text
+
+
 def test_non_empty_out_directory_refused(tiny_model_dir, tmp_path, run_cli) -> None:
     (tmp_path / "o").mkdir()
     (tmp_path / "o" / "keep.txt").write_text("x")

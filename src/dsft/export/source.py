@@ -76,6 +76,11 @@ def _not_a_model_dir(directory: Path) -> str:
     inside = sorted(p for p in directory.iterdir() if RunDir.is_run(p) or (p / "config.json").is_file())
     if inside:
         return f"{directory}: a folder of runs or models; name one, e.g. {inside[0]}"
+    if (directory / "config.yaml").is_file() and (directory / "data").is_dir():
+        # what `dsft train` leaves where the data left nothing to train on (its report beside the prepared data)
+        return (f"{directory}: a run that stopped before it trained (its config.yaml and data/, no run.json or "
+                f"weights; why: {directory / 'data' / 'data_report.json'}); fix that and rerun dsft train with --out "
+                f"{directory}")
     return f"{directory}: neither a run directory (run.json) nor a model directory (config.json)"
 
 
