@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 from transformers import Qwen2Config
 
-from dsft.plan.memory import NF4_BYTES_PER_PARAM, PlanRequest, adapter_model_states
-from dsft.plan.planner import profile_from_config
+from dsft.plan.memory import NF4_BYTES_PER_PARAM, PlanRequest, adapter_model_states, frozen_base_bytes
+from dsft.plan.planner import load_profile, profile_from_config
 
 
 def _shapes(vocab_size: int, intermediate_size: int):
@@ -44,6 +44,18 @@ def test_qlora_gathers_an_embedding_larger_than_any_linear_in_16_bits() -> None:
 def test_qlora_under_zero3_partitions_the_nf4_base_and_adds_the_gathered_module() -> None:
     shapes = _shapes(vocab_size=128, intermediate_size=1024)
     req = PlanRequest(method="qlora", zero=3, gpus_per_node=8)
-    embeddings = shapes.embedding_params
-    base = int((shapes.total_params - embeddings) * NF4_BYTES_PER_PARAM) + 2 * embeddings
+    quantized = shapes.quantized_params  # the Linear weights; embeddings, lm_head, biases and norms stay 16-bit
+    base = int(quantized * NF4_BYTES_PER_PARAM) + 2 * (shapes.total_params - quantized)
     assert adapter_model_states(shapes, req)["weights"] == base // 8 + int(NF4_BYTES_PER_PARAM * 64 * 1024)
+
+
+def test_qlora_keeps_fused_experts_in_16_bits_and_quantises_expert_linears() -> None:
+    """bitsandbytes replaces plain nn.Linear modules only: transformers' fused 3-D experts stay bf16 under QLoRA
+    (the planner counted them as NF4, a V3 base at about 1/4 of what it loads as); one Linear per expert is NF4."""
+    shapes = load_profile("deepseek-v2-lite").shapes
+    fused = frozen_base_bytes(shapes, PlanRequest(method="qlora"))
+    assert fused > 2 * shapes.routed_expert_params
+    per_expert = frozen_base_bytes(shapes, PlanRequest(method="qlora", per_expert_modules=True))
+    nf4 = shapes.quantized_params + shapes.routed_expert_params
+    assert per_expert == int(nf4 * NF4_BYTES_PER_PARAM) + 2 * (shapes.total_params - nf4)
+    assert per_expert < shapes.total_params  # about 4.1 bits a weight, not 16

@@ -161,8 +161,10 @@ def frozen_base_bytes(shapes: ModelShapes, req: PlanRequest) -> int:
     psi = shapes.total_params
     width = 4 if req.precision == "fp32" else 2
     if req.method == "qlora":
-        # Embeddings and lm_head stay in 16 bits; every other weight is NF4.
-        return int((psi - shapes.embedding_params) * NF4_BYTES_PER_PARAM) + width * shapes.embedding_params
+        # bitsandbytes quantises the weights of plain Linear modules (transformers' replace_with_bnb_linear);
+        # embeddings, lm_head, norms, biases and fused 3-D experts stay in 16 bits.
+        quantized = shapes.quantized_params + (shapes.routed_expert_params if req.per_expert_modules else 0)
+        return int(quantized * NF4_BYTES_PER_PARAM) + width * (psi - quantized)
     return width * psi
 
 

@@ -31,6 +31,9 @@ class ModelShapes:
     # bitsandbytes does not turn into Linear4bit), fused experts as one module / every expert its own Linear.
     largest_unquantized_params: int
     largest_unquantized_params_per_expert: int
+    # Weights QLoRA stores in NF4: those of the plain nn.Linear modules but the lm_head (biases, norms, embeddings
+    # and fused 3-D experts stay 16-bit); with every routed expert its own Linear, add routed_expert_params.
+    quantized_params: int
     routed_expert_params: int  # all routed experts, all layers
     active_params: int  # parameters a token passes through (top-k of the routed experts)
     num_layers: int
@@ -114,6 +117,7 @@ def model_shapes(hf_config: Any, lora_targets: str | list[str] = "all-linear",
     largest_non_expert = max(_own_params(m) for m in model.modules() if not _is_fused_experts(m))
     unquantized = [m for m in model.modules() if not _is_quantized_by_bnb(m, head)]
     largest_unquantized = max(_own_params(m) for m in unquantized)
+    quantized = sum(m.weight.numel() for m in model.modules() if _is_quantized_by_bnb(m, head))
     largest_unquantized_per_expert = max(_own_params(m) for m in unquantized if not _is_fused_experts(m))
     experts = next((getattr(hf_config, k) for k in ("n_routed_experts", "num_local_experts", "num_experts")
                     if getattr(hf_config, k, None)), None)
@@ -129,6 +133,7 @@ def model_shapes(hf_config: Any, lora_targets: str | list[str] = "all-linear",
         largest_layer_params_per_expert=max(largest_non_expert, largest_expert_matrix),
         largest_unquantized_params=largest_unquantized,
         largest_unquantized_params_per_expert=largest_unquantized_per_expert,
+        quantized_params=quantized,
         routed_expert_params=routed_total,
         active_params=active,
         num_layers=hf_config.num_hidden_layers,
