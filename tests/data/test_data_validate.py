@@ -102,7 +102,7 @@ def test_find_bad_unicode(text: str, expected: str | None) -> None:
 
 def test_rejects_file_keeps_the_raw_text_of_lines_that_do_not_parse(tmp_path: Path) -> None:
     from dsft.data.ingest import write_rejections
-    from dsft.data.readers import MAX_RAW_CHARS
+    from dsft.data.raw_record import MAX_RAW_CHARS
 
     path = tmp_path / "broken.jsonl"
     long_line = '{"text": "' + "x" * (MAX_RAW_CHARS + 500) + '"'  # the closing brace was lost

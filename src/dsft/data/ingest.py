@@ -15,7 +15,8 @@ from typing import Any
 
 from dsft.data.conversation import Conversation
 from dsft.data.formats import FormatProblem, convert
-from dsft.data.readers import RawRecord, read_records
+from dsft.data.raw_record import RawRecord
+from dsft.data.readers import read_records
 from dsft.data.validate import validate_conversation
 from dsft.disk import replaced_atomically
 from dsft.errors import DataError

@@ -30,7 +30,8 @@ from dsft.data.preference import (
 from dsft.data.preference_dedup import Group, as_conversation, deduplicate, removal, same_sides
 from dsft.data.preference_fields import PreferenceProblem
 from dsft.data.prepared_folder import mark_preparing, read_prepared_folder, write_report_json
-from dsft.data.readers import RawRecord, read_records
+from dsft.data.raw_record import RawRecord
+from dsft.data.readers import read_records
 from dsft.data.report import write_rows
 from dsft.data.split import SPLITS, split_file
 from dsft.data.split_steps import split_pools

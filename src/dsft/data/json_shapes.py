@@ -1,0 +1,283 @@
+"""JSON and JSON-lines files, read as the shape they hold: JSON lines, one array (or ``{"data": [...]}``) spread
+over lines or on one line, records pretty-printed one after another, a damaged array split item by item, and the
+pandas table layouts (``DataFrame.to_json``'s default) refused with the call that writes records.
+
+>>> import tempfile, pathlib
+>>> path = pathlib.Path(tempfile.mkdtemp()) / "pretty.jsonl"
+>>> _ = path.write_text('{\\n  "text": "a"\\n}\\n{\\n  "text": "b"\\n}\\n')
+>>> [(r.location, r.data) for r in read_jsonl_by_shape(path)]
+[('line 1', {'text': 'a'}), ('line 4', {'text': 'b'})]
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from dsft.data.raw_record import RawRecord, unparsed
+from dsft.text_encoding import encoding_hint
+
+
+def read_jsonl_by_shape(path: Path) -> Iterator[RawRecord]:
+    """The records of a ``.jsonl`` file, read as the shape it holds: one JSON document (see
+    :func:`_holds_one_json_document`) as :func:`read_json` reads it, objects over several lines one after another
+    (:func:`read_objects_over_lines`), else line by line (:func:`read_jsonl`). The shape is looked at now, the
+    records read as the iterator is."""
+    if _holds_one_json_document(path):
+        return read_json(path)
+    return read_objects_over_lines(path) if _opens_with_an_object_over_lines(path) else read_jsonl(path)
+
+
+def _parse_json_line(raw: bytes, source: str, number: int) -> RawRecord:
+    location = f"line {number}"
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return unparsed(source, location, f"not valid UTF-8 (bad byte at offset {exc.start}){encoding_hint(raw)}",
+                         raw.decode("utf-8", errors="surrogateescape"))
+    try:
+        return RawRecord(source, location, data=json.loads(text))
+    except json.JSONDecodeError as exc:
+        return unparsed(source, location, f"malformed JSON: {exc.msg} (column {exc.colno})", text)
+    except RecursionError:
+        return unparsed(source, location, "malformed JSON: nested too deeply", text)
+
+
+def read_jsonl(path: Path) -> Iterator[RawRecord]:
+    """One record per non-blank line; lines are decoded one at a time (binary mode, strict UTF-8).
+
+    Blank lines are separators, not records, so they are not counted.
+    """
+    source = str(path)
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if number == 1:
+                raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark some editors write
+            if raw.strip():
+                yield _parse_json_line(raw.rstrip(b"\r\n"), source, number)
+
+
+def _holds_one_json_document(path: Path) -> bool:
+    """Whether a ``.jsonl`` file is one JSON array (or ``{"data": [...]}``) spread over lines, as an editor or
+    ``json.dump(..., indent=1)`` writes it: its first non-blank line does not parse alone, and the file opens as an
+    array does; or on its one line, as ``json.dump(records, f)`` writes it (read line by line, that line was one
+    record that is 'a list'). Reading it line by line would reject every line; datasets' json loader reads it whole.
+    """
+    with open(path, "rb") as handle:
+        first = next((line for line in handle if line.strip()), b"").removeprefix(b"\xef\xbb\xbf")
+        rest = handle.read(256)
+    try:
+        value = json.loads(first)
+    except (ValueError, RecursionError):
+        return _ARRAY_START.match((first + rest).decode("utf-8", errors="replace")) is not None
+    records = value.get("data") if isinstance(value, dict) else value
+    return (not rest.strip() and isinstance(records, list) and bool(records)
+            and all(isinstance(record, dict) for record in records))
+
+
+_HEAD_BYTES = 1 << 20  # what is read to see whether a .jsonl file's first record spans several lines
+
+
+def _opens_with_an_object_over_lines(path: Path) -> bool:
+    """Whether a ``.jsonl`` file's first record is a JSON object written over several lines (``json.dumps(record,
+    indent=2)`` a record, one after another): read line by line, every line of it was a malformed record."""
+    with open(path, "rb") as handle:
+        first = next((line for line in handle if line.strip()), b"").removeprefix(b"\xef\xbb\xbf")
+        if not first.lstrip().startswith(b"{") or _parses(first.decode("utf-8", errors="replace")):
+            return False  # JSON lines (or not JSON at all): nothing more is read here
+        text = (first + handle.read(_HEAD_BYTES)).decode("utf-8", errors="replace").lstrip()
+    try:
+        _, end = json.JSONDecoder().raw_decode(text)
+    except ValueError:
+        return False
+    return "\n" in text[:end]
+
+
+def _parses(text: str) -> bool:
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def read_objects_over_lines(path: Path) -> Iterator[RawRecord]:
+    """JSON objects one after another, each over several lines (see :func:`_opens_with_an_object_over_lines`), each
+    located at the line it begins on. From the first text that does not decode as an object, the rest of the file is
+    one rejected record, its reason naming where."""
+    source = str(path)
+    text = path.read_bytes().removeprefix(b"\xef\xbb\xbf").decode("utf-8", errors="surrogateescape")
+    decoder, position = json.JSONDecoder(), 0
+    while True:
+        while position < len(text) and text[position].isspace():
+            position += 1
+        if position >= len(text):
+            return
+        line = text.count("\n", 0, position) + 1
+        try:
+            value, position = decoder.raw_decode(text, position)
+        except (ValueError, RecursionError) as exc:
+            reason = getattr(exc, "msg", "nested too deeply")
+            yield unparsed(source, f"line {line}", f"malformed JSON: {reason}; the rest of the file (from line {line}) "
+                            "could not be split into records", text[position:])
+            return
+        yield RawRecord(source, f"line {line}", data=value)
+
+
+def read_json(path: Path) -> Iterator[RawRecord]:
+    """A JSON array, a ``{"data": [...]}`` wrapper, or one object; JSON-lines content is accepted too.
+
+    Items are located as ``item N`` (1-based). Bytes that are not UTF-8 are kept as lone surrogates
+    (``surrogateescape``), so validation rejects exactly the items that hold them. A file that does not
+    parse is recovered record by record where its shape allows: JSON lines under a ``.json`` name are
+    read line by line, a damaged array item by item (see :func:`split_json_array`). Only a file with
+    no recoverable shape is one rejected record, and its reason says so.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "a.json"
+    >>> _ = path.write_bytes(b'[{"text": "ok"}, {"text": oops}, {"text": "fine"}]')
+    >>> [(r.location, r.error is None) for r in read_json(path)]
+    [('item 1', True), ('item 2', False), ('item 3', True)]
+    """
+    source = str(path)
+    text = path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        yield from _recover_json(path, text, exc)
+        return
+    except RecursionError:
+        yield RawRecord(source, "item 1", error="malformed JSON: nested too deeply")
+        return
+    orient = pandas_table_orient(value)
+    if orient is not None:  # pandas' default to_json: read as one record, its every column was 'an object'
+        yield RawRecord(source, "item 1", error=f"{_PANDAS_SHAPES[orient]}, as pandas' DataFrame.to_json(orient="
+                        f"{orient!r}) writes it, not records; write df.to_json(PATH, orient='records', lines=True, "
+                        "force_ascii=False)")
+        return
+    if isinstance(value, dict) and isinstance(value.get("data"), list):
+        value = value["data"]
+    items = value if isinstance(value, list) else [value]
+    for number, item in enumerate(items, start=1):
+        yield RawRecord(source, f"item {number}", data=item)
+
+
+_PANDAS_SHAPES = {"columns": "a table by column, {column: {row: value}}", "index": "a table by row, {row: {column: value}}",
+                  "split": "a table as {columns, index, data}"}
+
+
+def pandas_table_orient(value: Any) -> str | None:
+    """The ``orient`` pandas' ``DataFrame.to_json`` wrote ``value`` with, when it is a table and not records:
+    ``columns`` (its default), ``index`` or ``split``; None for anything else. Row labels must be pandas' default
+    row numbers, so one record whose fields are objects (``{"chosen": {"role": ...}, "rejected": {...}}``) is none.
+
+    >>> pandas_table_orient({"input": {"0": "q1", "1": "q2"}, "output": {"0": "a1", "1": "a2"}})
+    'columns'
+    >>> pandas_table_orient({"0": {"input": "q1", "output": "a1"}})
+    'index'
+    >>> pandas_table_orient({"columns": ["input", "output"], "index": [0], "data": [["q1", "a1"]]})
+    'split'
+    >>> [pandas_table_orient(v) for v in ({"data": [{"input": "q", "output": "a"}]}, {"chosen": {"role": "assistant"}})]
+    [None, None]
+    """
+    if not isinstance(value, dict) or not value:
+        return None
+    if ({"columns", "data"} <= value.keys() <= {"columns", "index", "data"} and isinstance(value["columns"], list)
+            and isinstance(value["data"], list) and all(isinstance(row, list) for row in value["data"])):
+        return "split"
+    if not all(isinstance(inner, dict) and inner for inner in value.values()):
+        return None
+    if all(isinstance(key, str) and key.isdigit() for key in value):
+        return "index"
+    rows = [set(inner) for inner in value.values()]
+    if all(keys == rows[0] for keys in rows) and all(key.isdigit() for key in rows[0]):
+        return "columns"
+    return None
+
+
+def _looks_like_json_lines(text: str) -> bool:
+    """Several lines, at least half of which parse alone as a JSON object: JSON lines, however damaged."""
+    lines = [line for line in text.split("\n") if line.strip()]  # "\n" only, as read_jsonl splits
+    if len(lines) < 2:
+        return False
+    whole = 0
+    for line in lines:
+        try:
+            whole += isinstance(json.loads(line), dict)
+        except (ValueError, RecursionError):
+            pass
+    return 2 * whole >= len(lines)
+
+
+def _recover_json(path: Path, text: str, exc: json.JSONDecodeError) -> Iterator[RawRecord]:
+    """Records of a ``.json`` file that does not parse whole (see :func:`read_json`)."""
+    source = str(path)
+    if _looks_like_json_lines(text) or (exc.msg == "Extra data" and _ARRAY_START.match(text) is None):
+        # Many datasets ship JSON lines under a .json name; read them as such.
+        yield from read_jsonl(path)
+        return
+    items = split_json_array(text)
+    if not items:  # not an array, or a damaged one with nothing in it
+        yield RawRecord(source, "item 1", error=f"malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}); "
+                                                "the file could not be split into records, so it counts as one")
+        return
+    for number, item in enumerate(items, start=1):
+        location = f"item {number}"
+        try:
+            yield RawRecord(source, location, data=json.loads(item))
+        except json.JSONDecodeError as item_exc:
+            yield unparsed(source, location, f"malformed JSON in array item: {item_exc.msg}", item.strip())
+        except RecursionError:
+            yield unparsed(source, location, "malformed JSON: nested too deeply", item.strip())
+
+
+_ARRAY_START = re.compile(r'\s*(\{\s*"data"\s*:\s*)?\[')
+
+
+def split_json_array(text: str) -> list[str] | None:
+    """The source text of each top-level item of a (possibly damaged) JSON array, or None if not an array.
+
+    Items end at top-level commas, tracked through strings and nesting; a raw newline inside a string
+    ends it (JSON strings hold none, so its closing quote was lost), which keeps one damaged item from
+    swallowing the next line's. A missing ``]`` (a truncated file) ends the last item at the end.
+
+    >>> split_json_array('[{"a": 1}, {"b": [2, 3]}, oops]')
+    ['{"a": 1}', ' {"b": [2, 3]}', ' oops']
+    >>> split_json_array('{"data": [1, "x, y"')
+    ['1', ' "x, y"']
+    >>> split_json_array('{"a": 1') is None
+    True
+    """
+    opened = _ARRAY_START.match(text)
+    if opened is None:
+        return None
+    items: list[str] = []
+    depth, in_string, escaped, start = 0, False, False, opened.end()
+    for index in range(start, len(text)):
+        char = text[index]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char in '"\n':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+        elif char in "]}" and depth > 0:
+            depth -= 1
+        elif char == "]":
+            items.append(text[start:index])
+            break
+        elif char == "," and depth == 0:
+            items.append(text[start:index])
+            start = index + 1
+    else:
+        items.append(text[start:])
+    return [item for item in items if item.strip()]
+
