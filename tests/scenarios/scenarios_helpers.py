@@ -8,7 +8,7 @@ test cache (``tiny_model_dir``).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +20,6 @@ GUIDES = REPO / "examples" / "guides"
 # Small enough for a CPU test: a few optimizer steps on short packed rows.
 FEW_STEPS = ["--set", "train.max_steps=3", "--set", "train.logging_steps=1", "--set", "train.max_seq_len=256",
              "--set", "train.warmup_ratio=0", "--set", "train.num_workers=0"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Tiny models do microseconds of work per op: one intra-op thread is faster on a shared CPU."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

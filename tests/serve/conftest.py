@@ -3,28 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 # The fastest tiny preset (Qwen2 body, R1-Distill tokenizer and template): keeps live tests quick.
 SERVE_PRESET = "tiny-r1-distill-qwen"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Run these tests with one intra-op thread, then restore the setting.
-
-    Tiny models do microseconds of work per op; with two threads on a busy shared CPU the OpenMP
-    hand-offs cost 100x the work itself (measured: logsumexp over 151,936 logits 0.1 ms -> 135 ms).
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
