@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, get_args
 
@@ -50,6 +51,16 @@ PATH_PARAMETERS = _path_parameters()
 MESSAGES = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
 
 
+def _parse_refusal(path: Sequence[str], args: list[str]) -> str:
+    """What parsing ``dsft PATH... ARGS`` refuses with (make_context runs no command); fails if it parses."""
+    command = typer.main.get_command(app)
+    for word in path:
+        command = command.commands[word]
+    with pytest.raises(DsftError) as refused:
+        command.make_context(" ".join(path), args)
+    return str(refused.value)
+
+
 def test_every_command_has_path_parameters_to_check() -> None:
     names = {(path, param.name) for path, param, _ in PATH_PARAMETERS}
     assert {(("train",), "config"), (("train",), "out"), (("ui",), "runs"), (("data", "inspect"), "source"),
@@ -63,12 +74,7 @@ def test_an_empty_path_is_refused_naming_its_parameter(path, target, params) -> 
     wrote into the current directory and `dsft ui --runs ""` served it. Parsed only (make_context runs no command),
     so a command that would start a server or a training run never does."""
     argv, name = _argv(path, target, params)
-    command = typer.main.get_command(app)
-    for word in path:
-        command = command.commands[word]
-    with pytest.raises(DsftError) as refused:
-        command.make_context(" ".join(path), argv[len(path):])
-    assert str(refused.value) == f"{name} '': an empty path names nothing; give a path ('.' for the current directory)"
+    assert _parse_refusal(path, argv[len(path):]) == f"{name} '': an empty path names nothing; give a path ('.' for the current directory)"
 
 
 @pytest.mark.parametrize("args, name", [(["train", ""], "CONFIG"), (["config", "show", ""], "CONFIG")],
@@ -123,12 +129,7 @@ def test_an_empty_model_name_is_refused_naming_its_parameter(path: list[str], ar
     """A model or checkpoint given as '' was read as the current directory (`deploy k8s ""`: '.: a folder of runs or
     models', `train --resume ""`: '.' checked as a checkpoint), as no value (`compare --base ""`: '--base is
     required', `--base-model ""` ignored), or refused without its name ('empty; name a model ...')."""
-    command = typer.main.get_command(app)
-    for word in path:
-        command = command.commands[word]
-    with pytest.raises(DsftError) as refused:
-        command.make_context(" ".join(path), args)
-    assert str(refused.value) == f"{name} '': an empty path names nothing; give {wanted}"
+    assert _parse_refusal(path, args) == f"{name} '': an empty path names nothing; give {wanted}"
 
 
 DATA = "a data file, a directory ('.' for the current one) or a glob"
@@ -145,9 +146,4 @@ DATA_CASES = [
 def test_an_empty_data_input_is_refused_naming_its_parameter(path: list[str], args: list[str], name: str) -> None:
     """'' as --data or an INPUT was refused by the reader without its parameter ("'': an empty path names no data"),
     or, in data distill, only after the endpoint settings were found missing."""
-    command = typer.main.get_command(app)
-    for word in path:
-        command = command.commands[word]
-    with pytest.raises(DsftError) as refused:
-        command.make_context(" ".join(path), args)
-    assert str(refused.value) == f"{name} '': an empty path names nothing; give {DATA}"
+    assert _parse_refusal(path, args) == f"{name} '': an empty path names nothing; give {DATA}"

@@ -44,15 +44,21 @@ def _data(tmp: Path) -> str:
     return str(path)
 
 
+def _prepare_refusal(tmp: Path, run_cli, references: Path) -> str:
+    """`dsft data prepare` with ``references`` as data.clean.relevance_references: exit 2 without a traceback, its
+    message on one line."""
+    code, _, err = run_cli(["data", "prepare", _data(tmp), "--out", str(tmp / "p"), "--tokenizer", "deepseek",
+                            "--set", f"data.clean.relevance_references=[{references}]",
+                            "--set", "data.clean.relevance_min=0.1"])
+    assert code == 2 and "Traceback" not in err, err
+    return " ".join(err.split())
+
+
 @pytest.mark.parametrize("make, reason", [c[1:] for c in NOT_FILES], ids=[c[0] for c in NOT_FILES])
 def test_relevance_references_that_are_not_files(tmp_path: Path, run_cli, make, reason) -> None:
     references = tmp_path / "refs.txt"
     make(references)
-    code, _, err = run_cli(["data", "prepare", _data(tmp_path), "--out", str(tmp_path / "p"), "--tokenizer", "deepseek",
-                            "--set", f"data.clean.relevance_references=[{references}]",
-                            "--set", "data.clean.relevance_min=0.1"])
-    message = " ".join(err.split())
-    assert code == 2 and "Traceback" not in err, err
+    message = _prepare_refusal(tmp_path, run_cli, references)
     assert f"data.clean.relevance_references: {references}: {reason(references)}" in message, message
 
 
@@ -66,11 +72,7 @@ def test_a_relevance_reference_in_another_encoding_is_refused_not_read_as_garbag
     run stopping at 'no records left to train on' with the first record removed for another reason."""
     references = tmp_path / "refs.txt"
     references.write_bytes("水库的总库容与防洪调度。\n\n水库大坝的安全监测。\n".encode(encoding))
-    code, _, err = run_cli(["data", "prepare", _data(tmp_path), "--out", str(tmp_path / "p"), "--tokenizer", "deepseek",
-                            "--set", f"data.clean.relevance_references=[{references}]",
-                            "--set", "data.clean.relevance_min=0.1"])
-    message = " ".join(err.split())
-    assert code == 2 and "Traceback" not in err, err
+    message = _prepare_refusal(tmp_path, run_cli, references)
     assert f"data.clean.relevance_references: {references}: {said}" in message, message
     assert not (tmp_path / "p").exists()
 

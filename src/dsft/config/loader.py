@@ -233,12 +233,13 @@ QUOTED_CHARS = 200  # a value quoted back in a problem: longer ones are cut (a w
 
 
 def _quoted(value: Any) -> str:
-    """``repr(value)``, cut to :data:`QUOTED_CHARS` characters with how much there was.
+    """``repr(value)`` (``null`` for None, as YAML writes it), cut to :data:`QUOTED_CHARS` characters with how much
+    there was.
 
-    >>> _quoted(0.5), _quoted(list(range(100)))[-36:], len(_quoted(list(range(100)))) <= QUOTED_CHARS
-    ('0.5', '9, 40, 41, ... (a list of 100 items)', True)
+    >>> _quoted(0.5), _quoted(None), _quoted(list(range(100)))[-36:], len(_quoted(list(range(100)))) <= QUOTED_CHARS
+    ('0.5', 'null', '9, 40, 41, ... (a list of 100 items)', True)
     """
-    text = repr(value)
+    text = "null" if value is None else repr(value)
     if len(text) <= QUOTED_CHARS:
         return text
     size = f"a list of {len(value)} items" if isinstance(value, list) else (
@@ -258,7 +259,7 @@ def _section_values_named(section: dict[str, Any], message: str) -> str:
     >>> _section_values_named({"embedding_model": None, "min_similarity": 0.8}, "min_similarity needs embedding_model")
     ', got embedding_model=null, min_similarity=0.8'
     """
-    named = [f"{key}={'null' if value is None else repr(value)}" for key, value in section.items()
+    named = [f"{key}={_quoted(value)}" for key, value in section.items()
              if re.search(rf"(?<![\w.]){re.escape(str(key))}(?!\w)", message)]
     return f", got {', '.join(named)}" if named else ""
 
@@ -275,7 +276,7 @@ def format_validation_error(exc: ValidationError) -> list[str]:
         elif err["type"] != "missing" and isinstance(err.get("input"), dict) and ", got " not in message:
             message += _section_values_named(err["input"], message)  # a rule across a section's keys
         elif err["type"] != "missing" and "input" in err and ", got " not in message:  # a rule may quote it itself
-            message = f"{message}, got {'null' if err['input'] is None else _quoted(err['input'])}"
+            message = f"{message}, got {_quoted(err['input'])}"
         problems.append(f"{key}: {message}")
     return problems
 

@@ -39,6 +39,7 @@ knows when a row holds a single example, so the sdpa fallback builds its mask in
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any
 
@@ -99,7 +100,8 @@ def segment_compute_dtype(dtype: torch.dtype, tokens: int) -> torch.dtype:
     return dtype
 
 
-def _cpu_has_amx_tiles() -> bool:
+@functools.cache
+def _cpu_has_amx_tiles() -> bool:  # asked once: it is read for every segment of every layer
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
     return bool(probe()) if probe is not None else False
 
