@@ -72,3 +72,31 @@ def test_a_word_that_is_none_of_the_flag_s_is_refused_as_typed(run_cli, args: li
     code, _, err = run_cli(args)
     assert code == 2 and expected in " ".join(err.split()), err
     assert doctest.testmod(keywords).failed == 0  # keyword()'s worked example
+
+
+# The dtype spellings README's "Flag values" lists beside dsft's own (torch's) names: train.precision's (fp16, bf16,
+# fp32), llama.cpp's (f16, f32) and torch's half. Before, every --dtype refused them ("--dtype fp16: unknown").
+DTYPE_SPELLINGS = [
+    ("export-fp16", lambda t: ["export", MISSING, "--dtype", "fp16", "--out", str(t / "o")], MISSING),
+    ("export-BF16", lambda t: ["export", MISSING, "--dtype", "BF16", "--out", str(t / "o")], MISSING),
+    ("export-fp32-hf", lambda t: ["export", MISSING, "--format", "hf", "--dtype", "fp32", "--out", str(t / "o")],
+     MISSING),
+    ("export-f16-gguf", lambda t: ["export", MISSING, "--format", "gguf", "--dtype", "f16", "--out", str(t / "o")],
+     MISSING),
+    ("serve-bf16", lambda t: ["serve", MISSING, "--dtype", "bf16"], MISSING),
+    ("serve-half", lambda t: ["serve", MISSING, "--dtype", "half"], MISSING),
+    ("models-random-fp16", lambda t: ["models", "random", "no-such-preset", "--dtype", "fp16", "--out", str(t / "o")],
+     "unknown real-model preset 'no-such-preset'"),
+]
+
+
+@pytest.mark.parametrize("build, expected", [c[1:] for c in DTYPE_SPELLINGS], ids=[c[0] for c in DTYPE_SPELLINGS])
+def test_every_dtype_flag_takes_the_usual_spellings(run_cli, tmp_path: Path, build, expected: str) -> None:
+    code, out, err = run_cli(build(tmp_path))
+    message = " ".join(err.split())
+    assert code == 2 and expected in message and "--dtype" not in message and "Traceback" not in err, (out, err)
+
+
+def test_a_dtype_that_is_none_of_them_is_refused_as_typed(run_cli, tmp_path: Path) -> None:
+    code, _, err = run_cli(["export", MISSING, "--dtype", "fp8", "--out", str(tmp_path / "o")])
+    assert code == 2 and "--dtype fp8: unknown; choose one of auto, float32, float16, bfloat16, q8_0" in err, err

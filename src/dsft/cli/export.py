@@ -10,6 +10,7 @@ import typer
 from dsft.cli import base_model as base_model_flag
 from dsft.cli.empty_paths import A_MODEL_OR_RUN, empty_refused
 from dsft.cli.keywords import keyword
+from dsft.dtype_names import dtype_name
 
 if TYPE_CHECKING:
     from dsft.config import ExportConfig
@@ -25,7 +26,8 @@ def export(
         None, "--format", "-f", help="hf (merged safetensors), adapter (PEFT only), gguf, ollama [default: export.format]."
     ),
     dtype: str | None = typer.Option(
-        None, "--dtype", help="auto (the base's dtype), float32, float16, bfloat16, or q8_0 (gguf/ollama) "
+        None, "--dtype", help="auto (the base's dtype), float32, float16, bfloat16 (or fp32, fp16, bf16), or q8_0 "
+        "(gguf/ollama) "
         "[default: export.dtype].",
     ),
     verify: bool | None = typer.Option(
@@ -60,7 +62,7 @@ def export(
     from dsft.export.options import EXPORT_DTYPES, EXPORT_FORMATS, check_export_options, dtype_fits
     from dsft.export.source import check_out_is_not_the_source, check_source
 
-    fmt, dtype = keyword(fmt, EXPORT_FORMATS), keyword(dtype, EXPORT_DTYPES)  # GGUF, Q8_0: as docs spell them
+    fmt, dtype = keyword(fmt, EXPORT_FORMATS), keyword(dtype_name(dtype), EXPORT_DTYPES)  # GGUF, Q8_0, bf16
     if verify is False and tolerance is not None:
         raise DsftError("--tolerance applies to the verification that --no-verify turns off; drop one of them")
     defaults = export_defaults(run_or_model, config)

@@ -9,6 +9,7 @@ import typer
 
 from dsft.cli.empty_paths import empty_refused
 from dsft.cli.keywords import keyword
+from dsft.dtype_names import dtype_name
 
 models_app = typer.Typer(help="Model presets: tiny test models and real-model configs.", no_args_is_help=True)
 
@@ -74,7 +75,7 @@ def write_tiny_model(
 def write_random(
     preset: str = typer.Argument(..., help="Real-model preset (see `dsft models list`), e.g. r1-distill-qwen-7b."),
     out: Path = typer.Option(..., "--out", help="Directory to write (must be empty or absent)."),
-    dtype: str = typer.Option("bfloat16", "--dtype", help="float32, bfloat16 or float16."),
+    dtype: str = typer.Option("bfloat16", "--dtype", help="float32, bfloat16 or float16 (or fp32, bf16, fp16)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the random weights."),
     overrides: list[str] = typer.Option([], "--set", help="Change a config field, KEY=VALUE (repeatable)."),
 ) -> None:
@@ -96,7 +97,7 @@ def write_random(
             raise DsftError(f"--set {item!r}: expected KEY=VALUE")
         fields[key] = yaml.safe_load(value)
     with removed_when_stopped(out):  # stopped: the directory is empty or absent again, as the rerun needs
-        path = write_random_model(preset, out, dtype=keyword(dtype, DTYPES), seed=seed, overrides=fields)
+        path = write_random_model(preset, out, dtype=keyword(dtype_name(dtype), DTYPES), seed=seed, overrides=fields)
     typer.echo(f"wrote a random-weight {preset} to {path}")
 
 

@@ -14,6 +14,7 @@ from dsft.cli import base_model as base_model_flag
 from dsft.cli import stopping
 from dsft.cli.empty_paths import A_MODEL_OR_RUN, empty_refused
 from dsft.cli.keywords import keyword
+from dsft.dtype_names import dtype_name
 from dsft.cli.thinking_flag import say_unused_thinking
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ def serve(
     max_queue: int | None = typer.Option(None, "--max-queue", help="Queued requests before answering 503."),
     max_batch: int | None = typer.Option(None, "--max-batch", help="Requests generated together in one batch."),
     quantize: str | None = typer.Option(None, "--quantize", help="int8: dynamic int8 weights for CPU serving."),
-    dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16 (or fp32, bf16, fp16)."),
     config: Path | None = typer.Option(None, "--config", help=CONFIG_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help="vllm engine: print the command instead of running it."),
     base_model: str | None = typer.Option(None, "--base-model", parser=base_model_flag.GIVEN,
@@ -73,7 +74,7 @@ def serve(
     from dsft.serve.load_options import QUANTIZE_CHOICES
     from dsft.serve.settings import ENGINES, ServeSettings, check_open_bind, serve_defaults
 
-    engine, quantize, dtype = keyword(engine, ENGINES), keyword(quantize, QUANTIZE_CHOICES), keyword(dtype, DTYPES)
+    engine, quantize, dtype = keyword(engine, ENGINES), keyword(quantize, QUANTIZE_CHOICES), keyword(dtype_name(dtype), DTYPES)
     serve_cfg = serve_defaults(model_or_run, config)
     engine_from_flag = engine is not None
     engine = engine or serve_cfg.engine

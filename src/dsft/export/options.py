@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import re
 
+from dsft.dtype_names import WEIGHT_DTYPES
 from dsft.errors import DsftError, UnsupportedError
 from dsft.export.bounds import LogitBound, parse_tolerance
 
 EXPORT_FORMATS = ("hf", "adapter", "gguf", "ollama")
-EXPORT_DTYPES = ("auto", "float32", "float16", "bfloat16", "q8_0")
-HF_DTYPES = ("float32", "float16", "bfloat16")
+EXPORT_DTYPES = ("auto", *WEIGHT_DTYPES, "q8_0")
+HF_DTYPES = WEIGHT_DTYPES
 # What transformers' save_pretrained(max_shard_size=...) parses: an integer and a unit.
 _SHARD_SIZE = re.compile(r"\s*([0-9]+)\s*(GIB|MIB|KIB|GB|MB|KB)", re.IGNORECASE)
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dsft.dtype_names import WEIGHT_DTYPES
 from dsft.errors import DsftError, UnsupportedError
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DTYPES = ("auto", "float32", "bfloat16", "float16")
+DTYPES = ("auto", *WEIGHT_DTYPES)
 QUANTIZATIONS = (None, "4bit", "8bit")
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from dsft.dtype_names import WEIGHT_DTYPES
 from dsft.errors import DsftError
 from dsft.models import tokenizers
 from dsft.models.presets import REAL_MODEL_PRESETS, real_model_config
@@ -23,7 +24,7 @@ from dsft.models.tiny import (
     write_random_checkpoint,
 )
 
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = WEIGHT_DTYPES
 
 # Preset-name prefix -> (tokenizer files, generation config) available offline.
 _FAMILIES: dict[str, tuple[Callable[[], tuple[dict[str, Any], dict[str, Any]]], dict[str, Any]]] = {

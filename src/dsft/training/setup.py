@@ -16,6 +16,7 @@ from dsft.data.pipeline import prepare
 from dsft.data.prepared_folder import load_prepared
 from dsft.data.report import rejection_notice
 from dsft.disk import replaced_atomically
+from dsft.dtype_names import PRECISION_DTYPES
 from dsft.errors import ConfigError
 from dsft.models.loading import align_special_tokens, load_model
 from dsft.models.lora import apply_lora, build_lora_config
@@ -156,7 +157,7 @@ def build_model(cfg: DsftConfig, model_dir: Path, tokenizer: Any, config_overrid
     precision = resolve_precision(cfg.train.precision)
     dtype = cfg.model.dtype
     if dtype == "auto":
-        dtype = "float32" if method == "full" or precision == "fp32" else {"bf16": "bfloat16", "fp16": "float16"}[precision]
+        dtype = "float32" if method == "full" or precision == "fp32" else PRECISION_DTYPES[precision]
     model = load_model(
         model_dir, dtype=dtype, attn_implementation=cfg.model.attn_implementation,
         quantization="4bit" if method == "qlora" else None, trust_remote_code=cfg.model.trust_remote_code,
