@@ -146,8 +146,37 @@ def resolve_attn_implementation(attn_implementation: str, device: str, dtype: "t
     return attn_implementation
 
 
-def quantization_config(quantization: str | None, compute_dtype: "torch.dtype") -> Any:
-    """A transformers ``BitsAndBytesConfig`` for ``4bit`` (NF4, QLoRA) / ``8bit``; None for no quantization."""
+def bnb_config_kwargs(quantization: str, compute_dtype: "torch.dtype", sharded: bool = False) -> dict[str, Any]:
+    """The ``BitsAndBytesConfig`` keyword arguments for ``4bit`` (NF4, double quant; QLoRA) or ``8bit``.
+
+    ``sharded``: the run shards parameters over its ranks (DeepSpeed ZeRO-3 or FSDP). The packed 4-bit weights
+    are then stored in ``compute_dtype`` (``bnb_4bit_quant_storage``), the dtype of the rest of the model, so
+    they are flattened and partitioned with the other parameters: FSDP shards floating-point parameters only
+    (accelerate leaves uint8 ``Params4bit`` whole on every rank) and ZeRO-3 partitions one dtype. The bytes are
+    the same either way: two 4-bit values per uint8, four per bf16 element.
+
+    >>> import torch
+    >>> bnb_config_kwargs("4bit", torch.bfloat16, sharded=True)["bnb_4bit_quant_storage"]
+    torch.bfloat16
+    >>> "bnb_4bit_quant_storage" in bnb_config_kwargs("4bit", torch.bfloat16)
+    False
+    """
+    if quantization not in ("4bit", "8bit"):
+        raise DsftError(f"quantization: must be 4bit or 8bit, got {quantization!r}")
+    if quantization == "8bit":
+        return {"load_in_8bit": True}
+    kwargs: dict[str, Any] = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True,
+                              "bnb_4bit_compute_dtype": compute_dtype}
+    if sharded:
+        kwargs["bnb_4bit_quant_storage"] = compute_dtype
+    return kwargs
+
+
+def quantization_config(quantization: str | None, compute_dtype: "torch.dtype", sharded: bool = False) -> Any:
+    """A transformers ``BitsAndBytesConfig`` for ``4bit`` (NF4, QLoRA) / ``8bit``; None for no quantization.
+
+    ``sharded``: see :func:`bnb_config_kwargs`.
+    """
     if quantization is None:
         return None
     if quantization not in QUANTIZATIONS:
@@ -165,14 +194,7 @@ def quantization_config(quantization: str | None, compute_dtype: "torch.dtype") 
         raise UnsupportedError(f"{quantization} quantization (QLoRA) needs bitsandbytes: pip install bitsandbytes")
     from transformers import BitsAndBytesConfig
 
-    if quantization == "8bit":
-        return BitsAndBytesConfig(load_in_8bit=True)
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=compute_dtype,
-    )
+    return BitsAndBytesConfig(**bnb_config_kwargs(quantization, compute_dtype, sharded))
 
 
 def use_cpu_accelerator_without_cuda() -> None:
@@ -316,6 +338,7 @@ def load_model(
     quantization: str | None = None,
     trust_remote_code: bool = False,
     config_overrides: dict[str, Any] | None = None,
+    sharded: bool = False,
 ) -> Any:
     """Load a causal LM from a checkpoint directory with the dtype, attention kernel and quantization resolved.
 
@@ -323,6 +346,8 @@ def load_model(
     are built, as ``from_pretrained(path, attention_dropout=0.1)`` does.
 
     ``device``: ``cpu`` or ``cuda:N``; None = ``cuda:LOCAL_RANK`` if CUDA else ``cpu``.
+    ``sharded``: the run partitions parameters over its ranks (ZeRO-3 or FSDP), which quantised weights must be
+    stored for (:func:`bnb_config_kwargs`).
     Returns the transformers model in eval mode (training code switches it to train mode).
     """
     from transformers import AutoModelForCausalLM
@@ -332,7 +357,7 @@ def load_model(
     target = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, target)
     attn = resolve_attn_implementation(attn_implementation, target, torch_dtype)
-    quant = quantization_config(quantization, torch_dtype)
+    quant = quantization_config(quantization, torch_dtype, sharded)
     kwargs: dict[str, Any] = {"dtype": torch_dtype, "attn_implementation": attn,
                               "trust_remote_code": trust_remote_code, **(config_overrides or {})}
     if quant is not None:

@@ -100,6 +100,12 @@ def resolve_strategy(train_cfg: TrainConfig, world_size: int, cuda: bool | None 
     return choice
 
 
+def shards_parameters(train_cfg: TrainConfig, world_size: int) -> bool:
+    """Whether the run partitions the model's parameters over its ranks: DeepSpeed ZeRO-3 or FSDP."""
+    strategy = resolve_strategy(train_cfg, world_size)
+    return strategy == "fsdp" or (strategy == "deepspeed" and train_cfg.zero_stage == 3)
+
+
 def _precision_flags(train_cfg: TrainConfig) -> tuple[bool, bool]:
     precision = resolve_precision(train_cfg.precision)
     return precision == "bf16", precision == "fp16"

@@ -22,7 +22,12 @@ from dsft.models.loading import align_special_tokens, load_model
 from dsft.models.lora import apply_lora, build_lora_config
 from dsft.models.skeleton import model_skeleton
 from dsft.templates import detect_template, get_template
-from dsft.training.distributed import apply_zero3_leaf_modules, distributed_training_args, init_deepspeed_comm
+from dsft.training.distributed import (
+    apply_zero3_leaf_modules,
+    distributed_training_args,
+    init_deepspeed_comm,
+    shards_parameters,
+)
 from dsft.training.environment import check_qlora, resolve_precision
 from dsft.training.environment import environment_problems  # noqa: F401  (re-exported: setup's checks)
 from dsft.training.examples import TokenizedSplit, tokenize_conversations
@@ -158,10 +163,12 @@ def build_model(cfg: DsftConfig, model_dir: Path, tokenizer: Any, config_overrid
     dtype = cfg.model.dtype
     if dtype == "auto":
         dtype = "float32" if method == "full" or precision == "fp32" else PRECISION_DTYPES[precision]
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    # ZeRO-3 / FSDP partition the 4-bit weights only when they are stored in the dtype of the rest of the model.
     model = load_model(
         model_dir, dtype=dtype, attn_implementation=cfg.model.attn_implementation,
         quantization="4bit" if method == "qlora" else None, trust_remote_code=cfg.model.trust_remote_code,
-        config_overrides=config_overrides,
+        config_overrides=config_overrides, sharded=method == "qlora" and shards_parameters(cfg.train, world_size),
     )
     align_special_tokens(model, tokenizer)  # e.g. R1-Distill-Qwen's config BOS is wrong
     # A KV cache object disables the packed block-causal mask in sdpa/eager (see training/collators.py).
@@ -177,7 +184,7 @@ def build_model(cfg: DsftConfig, model_dir: Path, tokenizer: Any, config_overrid
     if cfg.train.compile == "layers":  # each decoder layer compiled on its own, at its first forward
         compile_decoder_layers(model)
     # Under ZeRO-3 each MoE block is gathered as one unit (its experts are used together).
-    apply_zero3_leaf_modules(model, cfg.train, int(os.environ.get("WORLD_SIZE", "1")))
+    apply_zero3_leaf_modules(model, cfg.train, world_size)
     if method == "full":
         return model
     from peft import prepare_model_for_kbit_training
