@@ -557,9 +557,24 @@ def _not_a_checkpoint(tmp: Path) -> str:
     return str(tmp / "ckpt")
 
 
+def _checkpoint_file(tmp: Path) -> Path:
+    """A file of a checkpoint a run can resume from."""
+    return fake_checkpoint(tmp / "run" / "checkpoints", 2) / "trainer_state.json"
+
+
 RESUME_CASES = [
-    ("absent", lambda t: str(t / "absent"), "absent: no such checkpoint directory"),
-    ("a-file", lambda t: _data(t), "d.jsonl: no such checkpoint directory"),
+    ("absent", lambda t: str(t / "absent"), "absent: no such directory; give a checkpoint directory of a run "
+     "(RUN/checkpoints/checkpoint-N), or continue a run directory's newest checkpoint with --out RUN --resume auto"),
+    # A file was said to be no such directory (it is there), naming nothing of where it lies.
+    ("a-file", lambda t: _data(t), "d.jsonl: a file, not a checkpoint directory; give a checkpoint directory of a run "
+     "(RUN/checkpoints/checkpoint-N), or continue a run directory's newest checkpoint with --out RUN --resume auto"),
+    ("a-run-s-file", lambda t: str(_other_run(t) / "run.json"),
+     "run.json: a file, not a checkpoint directory; give a checkpoint directory of a run (RUN/checkpoints/checkpoint-N), "
+     "or continue a run directory's newest checkpoint with --out RUN --resume auto (it is in the run directory "),
+    ("a-checkpoint-s-file", lambda t: str(_checkpoint_file(t)),
+     "trainer_state.json: a file, not a checkpoint directory; give a checkpoint directory of a run "
+     "(RUN/checkpoints/checkpoint-N), or continue a run directory's newest checkpoint with --out RUN --resume auto "
+     "(it is in the checkpoint "),
     ("empty-dir", lambda t: str((t / "e").mkdir() or t / "e"), "not a checkpoint a run can resume from"),
     ("no-state", _not_a_checkpoint, "optimizer.pt is missing"),
     ("run-dir", lambda t: str(_other_run(t)), "a run directory, not a checkpoint; pass --out"),

@@ -101,15 +101,31 @@ def check_resume_path(resume: str | None) -> None:
     if resume is None or resume == "auto":
         return
     path = Path(resume)
+    expected = ("give a checkpoint directory of a run (RUN/checkpoints/checkpoint-N), or continue a run directory's "
+                "newest checkpoint with --out RUN --resume auto")
+    if path.is_file():  # e.g. a checkpoint's trainer_state.json or a run's run.json, picked by tab completion
+        raise DsftError(f"--resume {resume}: a file, not a checkpoint directory; {expected}{_holder_hint(path)}")
     if not path.is_dir():
-        raise DsftError(f"--resume {resume}: no such checkpoint directory; give a checkpoint-N directory of a run "
-                        "(RUN/checkpoints/checkpoint-N), or --resume auto to continue the newest one in --out")
+        raise DsftError(f"--resume {resume}: no such directory; {expected}")
     if RunDir.is_run(path):
         raise DsftError(f"--resume {resume}: a run directory, not a checkpoint; pass --out {resume} --resume auto "
                         "to continue its newest checkpoint")
     problems = missing_state_files(path)
     if problems:
         raise DsftError(f"--resume {resume}: not a checkpoint a run can resume from", problems)
+
+
+def _holder_hint(file: Path) -> str:
+    """What to pass instead of ``file`` when the directory it is in is a checkpoint or a run ('' otherwise)."""
+    from dsft.training.checkpointing import missing_state_files
+    from dsft.training.rundir import RunDir
+
+    holder = file.parent
+    if RunDir.is_run(holder):
+        return f" (it is in the run directory {holder}: --out {holder} --resume auto)"
+    if not missing_state_files(holder):
+        return f" (it is in the checkpoint {holder}: --resume {holder})"
+    return ""
 
 
 def register(app: typer.Typer) -> None:
