@@ -130,6 +130,31 @@ def test_records_without_the_balance_field_are_a_class_and_a_warning_says_how_ma
     assert not [r for r in caplog.records if "balance_by" in r.getMessage()]  # every record has the field
 
 
+def test_balance_classes_that_differ_only_in_case_are_named_with_what_undersampling_cut(
+        tmp_path: Path, tokenizer, qa, write_jsonl, caplog) -> None:
+    """Guide 001's difficulty labels with one typed 'Intermediate' among 'intermediate': a class of one record, so
+    undersampling cut every class to one record (14 of 18 train records gone) and the log said nothing."""
+    levels = ["basic"] * 8 + ["intermediate"] * 5 + ["advanced"] * 4
+    rows = [qa(f"question {i} about reservoir {i * 7}", f"answer {i}", difficulty=level) for i, level in enumerate(levels)]
+    rows.insert(3, qa("question about the dam", "answer", difficulty="Intermediate"))
+    path = write_jsonl(tmp_path / "in.jsonl", rows)
+    with caplog.at_level(logging.WARNING, logger="dsft"):
+        report = prepare(load_config(None, ["data.clean.balance_by=difficulty", "data.val_ratio=0"]), tokenizer,
+                         tmp_path / "out", [str(path)]).report
+    assert report["removed"]["balance"] == 14
+    notes = [r.getMessage() for r in caplog.records if "balance_by" in r.getMessage()]
+    assert notes == [f"data.clean.balance_by=difficulty: the classes 'Intermediate' (1 record, first at {path}:4) and "
+                     "'intermediate' (5) differ only in case or spaces and were balanced as separate classes; "
+                     "undersampling cut every class to 1 record, removing 14 of 18 train records (each in "
+                     "removed.jsonl): write each class one way"], notes
+    caplog.clear()
+    rows[3] = qa("question about the dam", "answer", difficulty="intermediate")
+    with caplog.at_level(logging.WARNING, logger="dsft"):
+        prepare(load_config(None, ["data.clean.balance_by=difficulty", "data.val_ratio=0"]), tokenizer,
+                tmp_path / "fixed", [str(write_jsonl(tmp_path / "fixed.jsonl", rows))])
+    assert not [r for r in caplog.records if "balance_by" in r.getMessage()]
+
+
 def test_a_stratify_field_the_records_lack_is_a_warning_naming_the_fields_they_have(
         tmp_path: Path, tokenizer, qa, write_jsonl, caplog) -> None:
     """data.stratify_by misspelt (guide 001's 'difficulty' typed 'difficuly'): every record lacked the field, so

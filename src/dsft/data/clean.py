@@ -343,6 +343,53 @@ def missing_class_note(
     return head + f"undersampling dropped {dropped} of them (each in removed.jsonl)"
 
 
+def look_alike_class_note(
+    conversations: Sequence[Conversation], result: StepResult, added: Sequence[Conversation], field_name: str,
+    mode: str = "under",
+) -> str | None:
+    """Class labels of ``field_name`` that differ only in case or surrounding spaces (``Intermediate`` beside
+    ``intermediate``, a hand-labelled slip), which :func:`balance_classes` balances as separate classes: one stray
+    label makes a class of one record, and undersampling cuts every class down to it. None when there are none.
+
+    >>> from dsft.data.conversation import Message
+    >>> rows = [Conversation([Message("user", str(i)), Message("assistant", "a")], meta={"level": level})
+    ...         for i, level in enumerate(["basic"] * 3 + ["hard"] * 3 + ["Hard "])]
+    >>> result, added = balance_classes(rows, "level", "under", seed=0)
+    >>> look_alike_class_note(rows, result, added, "level")
+    "data.clean.balance_by=level: the classes 'Hard ' (1 record) and 'hard' (3) differ only in case or spaces and \
+were balanced as separate classes; undersampling cut every class to 1 record, removing 4 of 7 train records (each \
+in removed.jsonl): write each class one way"
+    """
+    sizes: dict[str, int] = {}
+    first_at: dict[str, str] = {}
+    for conversation in conversations:
+        label = class_of(conversation, field_name)
+        sizes[label] = sizes.get(label, 0) + 1
+        first_at.setdefault(label, str(conversation.meta.get("origin", "")))
+    alike: dict[str, list[str]] = {}
+    for label in sorted(sizes):
+        alike.setdefault(" ".join(label.split()).casefold(), []).append(label)
+    groups = [labels for labels in alike.values() if len(labels) > 1]
+    if not groups:
+        return None
+    described = []
+    for labels in groups:
+        rarest = min(labels, key=lambda label: sizes[label])  # the slip, most likely: say where it is
+        counts = [f"{label!r} ({sizes[label]}{' record' + ('s' if sizes[label] != 1 else '') if i == 0 else ''}"
+                  f"{', first at ' + first_at[label] if label == rarest and first_at[label] else ''})"
+                  for i, label in enumerate(labels)]
+        described.append(", ".join(counts[:-1]) + " and " + counts[-1])
+    head = (f"data.clean.balance_by={field_name}: the classes {'; '.join(described)} differ only in case or spaces "
+            "and were balanced as separate classes; ")
+    if mode == "over":
+        done = f"oversampling added {len(added)} copies to bring every class to {max(sizes.values())} records"
+    else:
+        smallest = min(sizes.values())
+        done = (f"undersampling cut every class to {smallest} record{'s' if smallest != 1 else ''}, removing "
+                f"{len(result.removed)} of {len(conversations)} train records (each in removed.jsonl)")
+    return head + done + ": write each class one way"
+
+
 def _draw(rng: random.Random, members: list[int], count: int) -> list[int]:
     """``count`` members drawn with replacement, cycling through a shuffle so copies spread evenly."""
     order = list(members)

@@ -71,6 +71,9 @@ def balance_train(
     note = clean.missing_class_note(train, result, added, settings.balance_by, settings.balance_mode)
     if note:  # the report counts them among the class's removals; the log says they were records without the field
         warn(note)
+    alike = clean.look_alike_class_note(train, result, added, settings.balance_by, settings.balance_mode)
+    if alike:  # one mistyped label ('Intermediate') is a class of its own, and undersampling cuts every class to it
+        warn(alike)
     kept = ledger.record("balance", result)
     if settings.balance_mode == "over":
         ledger.added["balance_oversample"] = len(added)
