@@ -186,7 +186,7 @@ def _generation_request(
         raise ApiError(400, f"max_tokens ({max_tokens}) + prompt ({len(prompt_ids)} tokens) exceeds the context "
                             f"length of {serving.max_model_len} tokens", "max_tokens", "context_length_exceeded")
     chosen = max_tokens if max_tokens is not None else min(settings.max_tokens, room)
-    params = serving.sampling(chosen, body.temperature, body.top_p, body.stop, body.seed)
+    params = serving.sampling(chosen, body.temperature, body.top_p, body.stop, body.seed, **body.shaping())
     return GenerationRequest(prompt_ids=prompt_ids, params=params, adapter=adapter)
 
 

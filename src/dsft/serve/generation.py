@@ -83,6 +83,7 @@ def generate_batch(
 
     generators = [_row_generator(row, p, fail) for row, p in enumerate(params)]
     decoders = [RowDecoder(tokenizer, p.stop) for p in params]
+    seen = [(r.prompt_ids, result.token_ids) for r, result in zip(requests, results)]  # grows as rows generate
     past, cache_name = None, cache_argument(model)
     for _ in range(max(p.max_tokens for p in params)):
         out = model(
@@ -90,7 +91,7 @@ def generate_batch(
             use_cache=True, **{cache_name: past},
         )
         past = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
-        next_tokens = sample_next_tokens(out.logits[:, -1, :], params, generators, on_row_error=fail)
+        next_tokens = sample_next_tokens(out.logits[:, -1, :], params, generators, on_row_error=fail, seen=seen)
         for row, token in enumerate(next_tokens.tolist()):
             if results[row].finish_reason is None:
                 try:

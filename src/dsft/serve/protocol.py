@@ -30,8 +30,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 TOLERATED_FIELDS = frozenset({
     "frequency_penalty", "presence_penalty", "logit_bias", "logprobs", "top_logprobs", "user", "store", "metadata",
     "service_tier", "response_format", "parallel_tool_calls", "modalities", "audio", "prediction",
-    "reasoning_effort", "functions", "function_call", "suffix", "echo", "best_of", "top_k", "min_p",
-    "repetition_penalty", "length_penalty", "min_tokens", "ignore_eos", "stop_token_ids", "skip_special_tokens",
+    "reasoning_effort", "functions", "function_call", "suffix", "echo", "best_of", "length_penalty", "min_tokens", "ignore_eos", "stop_token_ids", "skip_special_tokens",
     "spaces_between_special_tokens", "include_stop_str_in_output", "add_generation_prompt",
     "continue_final_message", "use_beam_search", "priority", "request_id",
 })
@@ -114,6 +113,11 @@ class SamplingFields(_Request):
     stop: str | list[str] | None = Field(None, description="Up to 4 strings that end generation (not returned).")
     seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX, description="Makes sampling repeatable.")
     n: int = Field(1, description="Number of choices; only 1 is supported.")
+    top_k: int | None = Field(None, description="Sample among the k most likely tokens; 0 or -1: all (vLLM's rule).")
+    min_p: float | None = Field(None, ge=0.0, le=1.0, description="Drop tokens less likely than min_p times the "
+                                "most likely one (after temperature).")
+    repetition_penalty: float | None = Field(None, gt=0.0, description="> 1 makes tokens of the prompt and the "
+                                             "output so far less likely (greedy decoding too); 1: off.")
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -134,6 +138,19 @@ class SamplingFields(_Request):
         if value != 1:
             raise ValueError("only n=1 is supported")
         return value
+
+    @field_validator("top_k")
+    @classmethod
+    def _top_k_range(cls, value: int | None) -> int | None:
+        if value is not None and value < -1:
+            raise ValueError(f"must be 0 or -1 (all tokens) or at least 1, got {value}")
+        return value
+
+    def shaping(self) -> dict[str, float]:
+        """The :class:`~dsft.serve.sampling.SamplingParams` fields beyond temperature and top_p this request sets."""
+        given = {"top_k": max(self.top_k, 0) if self.top_k is not None else None, "min_p": self.min_p,
+                 "repetition_penalty": self.repetition_penalty}
+        return {name: value for name, value in given.items() if value is not None}
 
 
 class ChatMessageIn(_Request):

@@ -1,16 +1,19 @@
-"""Per-row sampling for a batch: each request keeps its own temperature, top_p and seed.
+"""Per-row sampling for a batch: each request keeps its own temperature, top_p, top_k, min_p, penalty and seed.
 
-Rows of one batch may ask for different settings, so the transforms are vectorised over the batch
+Rows of one batch may ask for different settings, so temperature and top_p are vectorised over the batch
 with one value per row, and each row draws from its own ``torch.Generator`` (a seeded request gives the
-same tokens whatever else shares its batch).
+same tokens whatever else shares its batch). A row that asks for ``top_k``, ``min_p`` or a repetition
+penalty has its logits shaped alone (:mod:`dsft.serve.logits_processing`, in vLLM's order).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
+
+from dsft.serve.logits_processing import apply_repetition_penalty, keep_min_p, keep_top_k
 
 # Below this temperature a row is decoded greedily (dividing by ~0 would overflow).
 GREEDY_TEMPERATURE = 1e-5
@@ -20,17 +23,28 @@ NUCLEUS_CANDIDATES = 1024
 
 @dataclass
 class SamplingParams:
-    """How one request samples. ``max_tokens`` counts generated tokens, the EOS included."""
+    """How one request samples. ``max_tokens`` counts generated tokens, the EOS included.
+
+    ``top_k`` 0 keeps every token; ``min_p`` 0 and ``repetition_penalty`` 1 change nothing.
+    """
 
     max_tokens: int
     temperature: float = 1.0
     top_p: float = 1.0
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
+    top_k: int = 0
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
 
     @property
     def greedy(self) -> bool:
         return self.temperature < GREEDY_TEMPERATURE
+
+    @property
+    def shapes_logits(self) -> bool:
+        """Whether this row's logits need more than temperature and top_p."""
+        return self.top_k > 0 or self.min_p > 0.0 or self.repetition_penalty != 1.0
 
     def make_generator(self) -> torch.Generator:
         """A CPU generator seeded from ``seed`` (or from fresh entropy when None)."""
@@ -79,19 +93,40 @@ def _sample_row(
     return order[choice[0]]
 
 
+def _sample_shaped_row(
+    logits: torch.Tensor, params: SamplingParams, seen: Sequence[Sequence[int]], generator: torch.Generator
+) -> torch.Tensor:
+    """Draw one token from one row of raw logits [vocab] with its penalty, temperature, min_p, top_k and top_p.
+
+    ``seen`` is the row's (prompt ids, generated ids).
+    """
+    prompt_ids, generated_ids = seen
+    logits = apply_repetition_penalty(logits, params.repetition_penalty, [*prompt_ids, *generated_ids])
+    if params.greedy:
+        return logits.argmax()
+    # A penalty near 0 can push a logit to +inf; the largest float keeps the softmax defined (inf - inf is NaN).
+    scaled = (logits / params.temperature).clamp(max=torch.finfo(logits.dtype).max)
+    scaled = keep_top_k(keep_min_p(scaled, params.min_p), params.top_k)
+    top_logits, top_ids = scaled.topk(min(NUCLEUS_CANDIDATES, scaled.shape[-1]))
+    top_probs = (top_logits - scaled.logsumexp(dim=-1)).exp()
+    return _sample_row(scaled, (top_probs, top_ids), params.top_p, generator)
+
+
 def sample_next_tokens(
     logits: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator],
     on_row_error: Callable[[int, Exception], None] | None = None,
+    seen: Sequence[Sequence[Sequence[int]]] | None = None,
 ) -> torch.Tensor:
     """Choose one token per row from last-position ``logits`` [batch, vocab]; returns [batch] ids.
 
+    ``seen`` holds each row's (prompt ids, generated ids), which a repetition penalty reads (none: empty).
     With ``on_row_error`` a row whose sampling raises is reported there (and given its greedy token)
     instead of failing the whole batch; the other rows draw exactly as they would otherwise.
     """
     # Sample on the CPU: the per-row generators live there, and one row of logits is small.
     logits = logits.float().cpu()
     greedy_choice = logits.argmax(dim=-1)
-    if all(p.greedy for p in params):
+    if all(p.greedy and not p.shapes_logits for p in params):
         return greedy_choice
     temperature = torch.tensor([max(p.temperature, GREEDY_TEMPERATURE) for p in params]).unsqueeze(-1)
     scaled = logits / temperature
@@ -99,11 +134,14 @@ def sample_next_tokens(
     top_probs = (top_logits - scaled.logsumexp(dim=-1, keepdim=True)).exp()
     chosen = []
     for row, p in enumerate(params):
-        if p.greedy:
+        if p.greedy and not p.shapes_logits:
             chosen.append(greedy_choice[row])
             continue
         try:
-            chosen.append(_sample_row(scaled[row], (top_probs[row], top_ids[row]), p.top_p, generators[row]))
+            if p.shapes_logits:
+                chosen.append(_sample_shaped_row(logits[row], p, seen[row] if seen else ((), ()), generators[row]))
+            else:
+                chosen.append(_sample_row(scaled[row], (top_probs[row], top_ids[row]), p.top_p, generators[row]))
         except Exception as exc:  # noqa: BLE001 - handed to the caller, which fails this row alone
             if on_row_error is None:
                 raise

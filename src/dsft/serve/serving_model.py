@@ -47,15 +47,18 @@ class ServingModel:
 
     def sampling(
         self, max_tokens: int, temperature: float | None = None, top_p: float | None = None,
-        stop: list[str] | None = None, seed: int | None = None,
+        stop: list[str] | None = None, seed: int | None = None, **shaping: float,
     ) -> SamplingParams:
-        """Sampling settings of a request, the checkpoint's recommended values filling what it left unset."""
+        """Sampling settings of a request, the checkpoint's recommended values filling what it left unset.
+
+        ``shaping`` passes the request's other :class:`SamplingParams` fields (``top_k``, ``min_p``, ...) as given.
+        """
         defaults = self.generation_defaults
         return SamplingParams(
             max_tokens=max_tokens,
             temperature=temperature if temperature is not None else defaults.get("temperature", 1.0),
             top_p=top_p if top_p is not None else defaults.get("top_p", 1.0),
-            stop=list(stop or []), seed=seed,
+            stop=list(stop or []), seed=seed, **shaping,  # type: ignore[arg-type]
         )
 
     @contextlib.contextmanager

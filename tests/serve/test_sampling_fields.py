@@ -1,0 +1,136 @@
+"""Request fields that change how tokens are drawn are honoured, not ignored: top_k, min_p and repetition_penalty
+on every generation endpoint, streamed or not, checked against transformers' own processors and ``generate``.
+
+A tiny random model sampled at temperature 1 almost never follows its greedy path, so ``top_k: 1`` (and
+``min_p: 1``, which keeps only the most likely token) must turn a seeded temperature-1 request into the greedy
+answer; the test also checks that the same request without the field does not give it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import torch
+
+from live_server import API_KEY, LiveServer, run_live
+
+HEADERS = {"Authorization": f"Bearer {API_KEY}"}
+MESSAGES = [{"role": "user", "content": "Tell me a story about a cat."}]
+PROMPT = "Once upon a time"
+TOKENS = 10
+
+
+@pytest.fixture(scope="module")
+def live(serve_model_dir: Path) -> Iterator[LiveServer]:
+    from dsft.serve.server import build_engine
+    from dsft.serve.settings import ServeSettings
+
+    settings = ServeSettings(served_model_name="m", api_key=API_KEY, max_batch=4, max_tokens=32, max_model_len=256)
+    with run_live(build_engine(str(serve_model_dir), [], settings), settings) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def reference(serve_model_dir: Path) -> Any:
+    from dsft.models.loading import load_model, load_tokenizer
+
+    return load_model(serve_model_dir, dtype="float32", device="cpu"), load_tokenizer(serve_model_dir)
+
+
+def _post(live: LiveServer, path: str, body: dict[str, Any]) -> httpx.Response:
+    return httpx.post(live.base_url + path, json=body, headers=HEADERS, timeout=60)
+
+
+def _body(path: str, **fields: Any) -> dict[str, Any]:
+    what = {"messages": MESSAGES} if path == "/v1/chat/completions" else {"prompt": PROMPT}
+    return {"model": "m", "max_tokens": TOKENS, **what, **fields}
+
+
+def _answer(live: LiveServer, path: str, **fields: Any) -> str:
+    """The whole generated text (reasoning and content as one), asked for in one piece or streamed."""
+    if fields.get("stream"):
+        with httpx.stream("POST", live.base_url + path, json=_body(path, **fields), headers=HEADERS, timeout=60) as r:
+            assert r.status_code == 200, r.read()
+            chunks = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+        pieces = [c["choices"][0].get("delta", c["choices"][0]) for c in chunks if c["choices"]]
+        return "".join((p.get("reasoning_content") or "") + (p.get("content") or p.get("text") or "") for p in pieces)
+    answer = _post(live, path, _body(path, **fields))
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    if path == "/generate":
+        return (body["reasoning"] or "") + body["text"]
+    choice = body["choices"][0]
+    if "message" in choice:
+        return (choice["message"]["reasoning_content"] or "") + (choice["message"]["content"] or "")
+    return choice["text"]
+
+
+ENDPOINTS = [("/v1/chat/completions", False), ("/v1/chat/completions", True), ("/v1/completions", False),
+             ("/v1/completions", True), ("/generate", False)]
+
+
+@pytest.mark.parametrize(("path", "stream"), ENDPOINTS)
+@pytest.mark.parametrize("keeps_only_the_top", [{"top_k": 1}, {"min_p": 1.0}])
+def test_keeping_only_the_most_likely_token_gives_the_greedy_answer(
+    live: LiveServer, path: str, stream: bool, keeps_only_the_top: dict[str, Any]
+) -> None:
+    """Both fields were ignored: the request sampled at temperature 1 and answered something else."""
+    stream_field = {"stream": True} if stream else {}
+    greedy = _answer(live, path, temperature=0, **stream_field)
+    sampled = _answer(live, path, temperature=1.0, seed=7, **stream_field)
+    assert sampled != greedy, "the test needs a seed whose temperature-1 answer leaves the greedy path"
+    assert _answer(live, path, temperature=1.0, seed=7, **keeps_only_the_top, **stream_field) == greedy
+
+
+def test_disabled_top_k_and_neutral_values_change_nothing(live: LiveServer) -> None:
+    path = "/v1/completions"
+    sampled = _answer(live, path, temperature=1.0, seed=7)
+    for neutral in ({"top_k": 0}, {"top_k": -1}, {"min_p": 0.0}, {"repetition_penalty": 1.0}):
+        assert _answer(live, path, temperature=1.0, seed=7, **neutral) == sampled, neutral
+
+
+def test_repetition_penalty_matches_transformers_generate(live: LiveServer, reference: Any) -> None:
+    """Greedy decoding with a penalty against ``model.generate(repetition_penalty=...)``, prompt tokens included."""
+    model, tokenizer = reference
+    prompt = tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=True, return_dict=False)
+
+    def generate(**penalty: float) -> str:
+        out = model.generate(torch.tensor([prompt]), max_new_tokens=TOKENS, do_sample=False, **penalty,
+                             attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                             pad_token_id=tokenizer.eos_token_id)
+        return tokenizer.decode(out[0, len(prompt):], skip_special_tokens=True)
+
+    expected = generate(repetition_penalty=0.5)  # below 1 favours repeats: a random model's answer visibly loops
+    assert expected != generate(), "the penalty must change this prompt's greedy answer for the test to mean anything"
+    assert _answer(live, "/v1/chat/completions", temperature=0, repetition_penalty=0.5) == expected
+
+
+@pytest.mark.parametrize(("field", "value"), [("top_k", -2), ("min_p", 1.5), ("min_p", -0.1),
+                                              ("repetition_penalty", 0), ("repetition_penalty", -1.0)])
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions", "/generate"])
+def test_out_of_range_values_are_400_naming_the_field(live: LiveServer, path: str, field: str, value: Any) -> None:
+    answer = _post(live, path, _body(path, **{field: value}))
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["param"] == field
+    assert answer.json()["error"]["message"].startswith(f"{field}: ")
+
+
+def test_shaping_agrees_with_transformers_processors() -> None:
+    """Each transform against transformers' own: TopK, MinP (on temperature-scaled logits), RepetitionPenalty."""
+    from transformers.generation.logits_process import (
+        MinPLogitsWarper, RepetitionPenaltyLogitsProcessor, TopKLogitsWarper,
+    )
+
+    from dsft.serve.logits_processing import apply_repetition_penalty, keep_min_p, keep_top_k
+
+    logits = torch.randn(1, 300, generator=torch.Generator().manual_seed(0)) * 3
+    seen = torch.tensor([[5, 17, 17, 299, 0]])
+    assert torch.equal(keep_top_k(logits[0], 7), TopKLogitsWarper(7)(seen, logits.clone())[0])
+    assert torch.equal(keep_min_p(logits[0] / 0.7, 0.05), MinPLogitsWarper(0.05)(seen, logits / 0.7)[0])
+    assert torch.equal(apply_repetition_penalty(logits[0], 1.3, seen[0].tolist()),
+                       RepetitionPenaltyLogitsProcessor(1.3)(seen, logits.clone())[0])
