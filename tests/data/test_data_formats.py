@@ -297,6 +297,28 @@ def test_turns_mixing_sharegpt_and_role_content_are_named_as_mixed(record: dict,
     assert str(info.value) == said
 
 
+@pytest.mark.parametrize(("record", "said"), [
+    ({"conversation": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]},
+     "unknown format (keys: conversation); it looks like format conversations with 'conversation' for "
+     "'conversations': rename it, or set data.columns: {conversations: conversation}"),
+    ({"dialog": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}], "id": 7},
+     "unknown format (keys: dialog, id); 'dialog' holds a list of chat turns (role/content): name it 'conversations', "
+     "or set data.columns: {conversations: dialog}"),
+    ({"turns": [{"from": "human", "value": "Q"}, {"from": "gpt", "value": "A"}]},
+     "unknown format (keys: turns); 'turns' holds a list of chat turns (from/value): name it 'conversations', or set "
+     "data.columns: {conversations: turns}"),
+])
+def test_a_list_of_turns_under_another_name_is_named_as_turns(record: dict, said: str) -> None:
+    """Guide 000's conversations written under 'conversation' (or another name) were told 'it holds lists of
+    records (under conversation), not one record: write each list to a file of its own', which splits one
+    conversation's turns into records."""
+    with pytest.raises(FormatProblem) as info:
+        convert(record)
+    assert str(info.value) == said
+    renamed = to_conversation(record, columns={"conversations": next(iter(record))})
+    assert [m.content for m in renamed.messages] == ["Q", "A"]  # the mapping the message gives reads it
+
+
 def test_a_json_file_of_record_lists_by_split_is_told_to_give_each_a_file(tmp_path: Path) -> None:
     """{"train": [...], "val": [...]} (a dataset's splits saved as one JSON object) was read as one record of an
     'unknown format (keys: train, val); set data.format and data.columns': no format or column mapping reads it."""

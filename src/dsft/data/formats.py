@@ -132,12 +132,14 @@ def _unknown_format_hint(view: dict[str, Any]) -> str:
     'it holds lists of records (under train, validation), not one record: wri'
     >>> _unknown_format_hint({"foo": 1})
     'set data.format and data.columns'
+
+    A list of chat turns under a name no format reads is one conversation, not a list of records:
+
+    >>> _unknown_format_hint({"conversation": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]})
+    "it looks like format conversations with 'conversation' for 'conversations': rename it, or set data.columns: {conversations: conversation}"
+    >>> _unknown_format_hint({"dialog": [{"from": "human", "value": "Q"}, {"from": "gpt", "value": "A"}]})
+    "'dialog' holds a list of chat turns (from/value): name it 'conversations', or set data.columns: {conversations: dialog}"
     """
-    lists = [key for key, value in view.items() if isinstance(value, list) and value
-             and all(isinstance(item, dict) for item in value)]
-    if lists and len(lists) == len(view):
-        return (f"it holds lists of records (under {', '.join(map(str, lists))}), not one record: write each list to a "
-                "file of its own (JSON lines, or a JSON array) and name them in data.train / data.val")
     for fmt, required in REQUIRED_FIELDS.items():
         slips = [(key, field) for key, field in resembling(view, FORMAT_FIELDS[fmt]) if field in required]
         if slips and all(field in view or field in {meant for _, meant in slips} for field in required):
@@ -145,7 +147,31 @@ def _unknown_format_hint(view: dict[str, Any]) -> str:
             mapping = ", ".join(f"{field}: {key}" for key, field in slips)
             return (f"it looks like format {fmt} with {named}: rename {'them' if len(slips) > 1 else 'it'}, or set "
                     f"data.columns: {{{mapping}}}")
+    for key, value in view.items():
+        spelling = _turn_spelling(value)
+        if spelling:
+            return (f"{key!r} holds a list of chat turns ({spelling}): name it 'conversations', or set "
+                    f"data.columns: {{conversations: {key}}}")
+    lists = [key for key, value in view.items() if isinstance(value, list) and value
+             and all(isinstance(item, dict) for item in value)]
+    if lists and len(lists) == len(view):
+        return (f"it holds lists of records (under {', '.join(map(str, lists))}), not one record: write each list to a "
+                "file of its own (JSON lines, or a JSON array) and name them in data.train / data.val")
     return "set data.format and data.columns"
+
+
+def _turn_spelling(value: Any) -> str:
+    """``role/content`` or ``from/value`` when ``value`` is a list of chat turns spelt that way, else ''.
+
+    >>> _turn_spelling([{"role": "user", "content": "Q"}]), _turn_spelling([{"text": "a"}])
+    ('role/content', '')
+    """
+    if not isinstance(value, list) or not value or not all(isinstance(turn, dict) for turn in value):
+        return ""
+    for speaker, text in (("role", "content"), ("from", "value")):
+        if all(speaker in turn and text in turn for turn in value):
+            return f"{speaker}/{text}"
+    return ""
 
 
 def misnamed_fields(view: dict[str, Any], fmt: str) -> list[tuple[str, str]]:
