@@ -1,9 +1,14 @@
 """Under ZeRO-3 the planner counts the module gathered whole in the dtype the frozen base stores it in.
 
-QLoRA's Linear4bit weights are gathered as their packed NF4 storage (peft's QLoRA + ZeRO-3 recipe; DeepSpeed
-gathers a parameter's storage, whatever ``bnb_4bit_quant_storage`` names as its element type), so a quantised
-module weighs 4.127 bits a weight; what bitsandbytes leaves in 16 bits (embeddings, lm_head, fused experts) is
-gathered in 16 bits. The planner counted every gathered module at 16 bits, QLoRA or not.
+QLoRA's Linear4bit weights are gathered as their packed 4-bit storage (peft's QLoRA + ZeRO-3 recipe; DeepSpeed
+gathers a parameter's storage, whatever ``bnb_4bit_quant_storage`` names as its element type); what bitsandbytes
+leaves in 16 bits (embeddings, lm_head, fused experts) is gathered in 16 bits. The planner counted every gathered
+module at 16 bits, QLoRA or not.
+
+The NF4 quantisation state (each 64-weight block's absmax, quantised to 8 bits, and one fp32 absmax per 256
+blocks) is no parameter: bitsandbytes keeps it on the weight's ``quant_state``, so ZeRO-3 neither partitions,
+gathers nor offloads it, and every GPU holds all of it. The planner divided it over the ranks with the weights and
+counted the gathered module's share of it a second time.
 """
 
 from __future__ import annotations
@@ -11,7 +16,10 @@ from __future__ import annotations
 import pytest
 from transformers import Qwen2Config
 
-from dsft.plan.memory import NF4_BYTES_PER_PARAM, PlanRequest, adapter_model_states, frozen_base_bytes
+from dsft.plan.memory import (
+    NF4_BYTES_PER_PARAM, NF4_STATE_BYTES_PER_PARAM, PlanRequest, adapter_model_states, frozen_base_bytes,
+    host_breakdown, nf4_state_bytes,
+)
 from dsft.plan.planner import load_profile, profile_from_config
 
 
@@ -29,24 +37,55 @@ def _gathered(shapes, method: str, per_expert_modules: bool = False) -> int:
 
 
 @pytest.mark.parametrize("per_expert_modules", [False, True])
-def test_qlora_gathers_its_largest_linear_as_nf4_not_16_bit(per_expert_modules: bool) -> None:
+def test_qlora_gathers_its_largest_linear_as_packed_4_bit_not_16_bit(per_expert_modules: bool) -> None:
     shapes = _shapes(vocab_size=128, intermediate_size=1024)  # an MLP matrix (64 x 1024) beats the embedding
     assert shapes.largest_layer_params == 64 * 1024 and shapes.largest_unquantized_params == 128 * 64
     assert _gathered(shapes, "lora", per_expert_modules) == 2 * 64 * 1024
-    assert _gathered(shapes, "qlora", per_expert_modules) == int(NF4_BYTES_PER_PARAM * 64 * 1024)
+    # The GPU keeps the whole base's quantisation state besides the gathered matrix's packed weights.
+    state = int(shapes.quantized_params * NF4_STATE_BYTES_PER_PARAM)
+    assert _gathered(shapes, "qlora", per_expert_modules) == state + 64 * 1024 // 2
 
 
 def test_qlora_gathers_an_embedding_larger_than_any_linear_in_16_bits() -> None:
     shapes = _shapes(vocab_size=4096, intermediate_size=128)  # the embedding (4096 x 64) is the largest module
-    assert _gathered(shapes, "qlora") == _gathered(shapes, "lora") == 2 * 4096 * 64
+    state = int(shapes.quantized_params * NF4_STATE_BYTES_PER_PARAM)
+    assert _gathered(shapes, "qlora") - state == _gathered(shapes, "lora") == 2 * 4096 * 64
 
 
-def test_qlora_under_zero3_partitions_the_nf4_base_and_adds_the_gathered_module() -> None:
+def test_qlora_under_zero3_partitions_the_packed_weights_and_keeps_the_quant_state_whole() -> None:
+    """Qwen2 layout, hidden 64, MLP 1024, 2 layers, 4 query and 2 key/value heads of 16, vocab 128, 8 GPUs.
+
+    Per layer the Linear weights are q 64x64 (4,096), k and v 64x32 (2,048 each), o 64x64 (4,096) and gate, up,
+    down 64x1024 (65,536 each): 208,896, so 417,792 NF4 weights in 2 layers. In 16 bits stay the embedding and the
+    untied lm_head (128x64 = 8,192 each), the final norm (64) and per layer the q/k/v biases (128) and two norms
+    (128): 16,960 parameters, 33,920 bytes.
+    - packed weights: 417,792 / 2 = 208,896 bytes, partitioned with the 16-bit rest:
+      (208,896 + 33,920) / 8 = 30,352 bytes per GPU;
+    - quantisation state: 417,792 / 64 = 6,528 blocks, one 8-bit absmax each (6,528 bytes), and one fp32 absmax
+      per 256 blocks (6,528 / 256 x 4 = 102 bytes): 6,630 bytes, whole on every GPU;
+    - gathered: the largest module, a 64x1024 MLP matrix, packed: 65,536 / 2 = 32,768 bytes (more than the
+      embedding's 8,192 x 2 = 16,384).
+    Per GPU: 30,352 + 6,630 + 32,768 = 69,750 bytes. The planner said 64,989: the state divided by 8 with the
+    weights, and the gathered matrix at 4.127 bits.
+    """
     shapes = _shapes(vocab_size=128, intermediate_size=1024)
     req = PlanRequest(method="qlora", zero=3, gpus_per_node=8)
-    quantized = shapes.quantized_params  # the Linear weights; embeddings, lm_head, biases and norms stay 16-bit
-    base = int(quantized * NF4_BYTES_PER_PARAM) + 2 * (shapes.total_params - quantized)
-    assert adapter_model_states(shapes, req)["weights"] == base // 8 + int(NF4_BYTES_PER_PARAM * 64 * 1024)
+    assert (shapes.total_params, shapes.quantized_params) == (434_752, 417_792)
+    assert nf4_state_bytes(shapes, req) == 6_630
+    assert frozen_base_bytes(shapes, req) == 208_896 + 6_630 + 33_920
+    assert adapter_model_states(shapes, req)["weights"] == 30_352 + 6_630 + 32_768
+
+
+def test_parameter_offload_moves_the_packed_weights_not_the_quant_state() -> None:
+    """The same model with ``offload: optimizer+param`` on one node: the host takes the partitioned parameters
+    (208,896 packed + 33,920 16-bit bytes), the GPU keeps the 6,630 bytes of quantisation state and the gathered
+    32,768-byte matrix."""
+    shapes = _shapes(vocab_size=128, intermediate_size=1024)
+    req = PlanRequest(method="qlora", zero=3, offload="optimizer+param", gpus_per_node=8)
+    assert adapter_model_states(shapes, req)["weights"] == 6_630 + 32_768
+    adapters = shapes.lora_params(req.lora_rank)
+    optimizer_states = int(adapters * 18 * 1.5)  # DeepSpeed's per-parameter host bytes and its buffer factor
+    assert host_breakdown(shapes, req)["offloaded_states"] == optimizer_states + 208_896 + 33_920
 
 
 def test_qlora_keeps_fused_experts_in_16_bits_and_quantises_expert_linears() -> None:

@@ -21,8 +21,14 @@ Method = Literal["full", "lora", "qlora"]
 Offload = Literal["none", "optimizer", "optimizer+param"]
 METHODS: tuple[str, ...] = get_args(Method)
 OFFLOADS: tuple[str, ...] = get_args(Offload)
-# bitsandbytes NF4 with double quantisation: 4 bits per weight plus 0.127 bits of block constants.
-NF4_BYTES_PER_PARAM = 4.127 / 8
+# bitsandbytes NF4 with double quantisation (QLoRA's): each weight packed in 4 bits, a parameter that ZeRO-3
+# partitions, and the quantisation state: one absmax per block of 64 weights, itself quantised to 8 bits, with one
+# fp32 absmax per 256 of those blocks (1/64 + 4/16384 bytes a weight, 0.127 bits). The state is no parameter or
+# buffer (bitsandbytes keeps it on the weight's quant_state), so ZeRO-3 leaves it whole on every GPU. Each matrix's
+# two code tables (16 and 256 fp32 values, about 1 KiB) are not counted.
+NF4_PACKED_BYTES_PER_PARAM = 4 / 8
+NF4_STATE_BYTES_PER_PARAM = 1 / 64 + 4 / (64 * 256)
+NF4_BYTES_PER_PARAM = NF4_PACKED_BYTES_PER_PARAM + NF4_STATE_BYTES_PER_PARAM  # 4.127 bits
 # peft keeps adapters in fp32 (autocast_adapter_dtype) even on a bf16 base.
 ADAPTER_BYTES = 4
 # CUDA context, cuBLAS/NCCL workspaces and allocator fragmentation seen on a GPU (bytes).
@@ -120,11 +126,12 @@ def largest_gather_params(shapes: ModelShapes, req: PlanRequest) -> int:
 def gathered_base_bytes(shapes: ModelShapes, req: PlanRequest) -> int:
     """Bytes of the frozen base's largest module as ZeRO-3 gathers it whole, in the dtype it is stored in.
 
-    QLoRA's Linear4bit weights are gathered as their packed NF4 storage (``bnb_4bit_quant_storage`` only names
-    the element type that packs them), so a quantised module weighs NF4 bytes; the modules bitsandbytes leaves
-    alone (embeddings, lm_head, norms, fused 3-D experts) are gathered in 16 bits. The peak is the larger of
-    the two; ``NF4 x`` the largest module of all stands for the quantised one (when that module is not
-    quantised, its NF4 size is below its 16-bit one and drops out of the max).
+    QLoRA's Linear4bit weights are gathered as their packed 4-bit storage (``bnb_4bit_quant_storage`` only names
+    the element type that packs them), without their quantisation state, which every GPU holds whole already
+    (:func:`nf4_state_bytes`); the modules bitsandbytes leaves alone (embeddings, lm_head, norms, fused 3-D
+    experts) are gathered in 16 bits. The peak is the larger of the two; ``4 bits x`` the largest module of all
+    stands for the quantised one (when that module is not quantised, its 4-bit size is below its 16-bit one and
+    drops out of the max).
     """
     width = 4 if req.precision == "fp32" else 2
     largest = largest_gather_params(shapes, req)
@@ -132,7 +139,7 @@ def gathered_base_bytes(shapes: ModelShapes, req: PlanRequest) -> int:
         return width * largest
     unquantized = (shapes.largest_unquantized_params_per_expert if req.per_expert_modules
                    else shapes.largest_unquantized_params)
-    return max(width * unquantized, int(NF4_BYTES_PER_PARAM * largest))
+    return max(width * unquantized, int(NF4_PACKED_BYTES_PER_PARAM * largest))
 
 
 def full_model_states(shapes: ModelShapes, req: PlanRequest) -> dict[str, int]:
@@ -156,16 +163,32 @@ def full_model_states(shapes: ModelShapes, req: PlanRequest) -> dict[str, int]:
             "optimizer_states": 12 * psi // n}
 
 
+def quantized_params(shapes: ModelShapes, req: PlanRequest) -> int:
+    """Weights a QLoRA base holds in NF4 (0 for LoRA and full fine-tuning).
+
+    bitsandbytes quantises the weights of plain Linear modules (transformers' replace_with_bnb_linear);
+    embeddings, lm_head, norms, biases and fused 3-D experts stay in 16 bits.
+    """
+    if req.method != "qlora":
+        return 0
+    return shapes.quantized_params + (shapes.routed_expert_params if req.per_expert_modules else 0)
+
+
+def nf4_state_bytes(shapes: ModelShapes, req: PlanRequest) -> int:
+    """Bytes of a QLoRA base's quantisation state (the blocks' 8-bit absmax and their fp32 second-level absmax).
+
+    Part of :func:`frozen_base_bytes`; no parameter, so ZeRO-3 neither partitions nor offloads it: every GPU holds
+    it whole.
+    """
+    return int(quantized_params(shapes, req) * NF4_STATE_BYTES_PER_PARAM)
+
+
 def frozen_base_bytes(shapes: ModelShapes, req: PlanRequest) -> int:
     """Bytes of the frozen base weights of a LoRA/QLoRA run, whole (before any ZeRO partitioning)."""
     psi = shapes.total_params
     width = 4 if req.precision == "fp32" else 2
-    if req.method == "qlora":
-        # bitsandbytes quantises the weights of plain Linear modules (transformers' replace_with_bnb_linear);
-        # embeddings, lm_head, norms, biases and fused 3-D experts stay in 16 bits.
-        quantized = shapes.quantized_params + (shapes.routed_expert_params if req.per_expert_modules else 0)
-        return int(quantized * NF4_BYTES_PER_PARAM) + width * (psi - quantized)
-    return width * psi
+    quantized = quantized_params(shapes, req)
+    return int(quantized * NF4_BYTES_PER_PARAM) + width * (psi - quantized)
 
 
 def adapter_model_states(shapes: ModelShapes, req: PlanRequest) -> dict[str, int]:
@@ -173,8 +196,11 @@ def adapter_model_states(shapes: ModelShapes, req: PlanRequest) -> dict[str, int
     n = req.data_parallel
     base = frozen_base_bytes(shapes, req)
     if req.zero == 3:
-        gathered = gathered_base_bytes(shapes, req)
-        base = gathered if req.offload == "optimizer+param" else base // n + gathered
+        # ZeRO-3 partitions (or with parameter offload, moves to the host) the parameters and gathers one module
+        # at a time; the NF4 quantisation state is no parameter and stays whole on every GPU.
+        state = nf4_state_bytes(shapes, req)
+        partitioned = 0 if req.offload == "optimizer+param" else (base - state) // n
+        base = partitioned + state + gathered_base_bytes(shapes, req)
     adapters = shapes.lora_params(req.lora_rank)
     grad_share = n if req.zero >= 2 else 1
     opt_share = n if req.zero >= 1 else 1
@@ -281,8 +307,9 @@ def host_breakdown(shapes: ModelShapes, req: PlanRequest) -> dict[str, int]:
         per_param = 18 if req.offload == "optimizer+param" else 16
         offload = int(trainable * per_param / nodes * HOST_BUFFER_FACTOR)
         if req.method != "full" and req.offload == "optimizer+param":
-            # Parameter offload moves the frozen base weights to the host too, partitioned over the nodes.
-            offload += frozen_base_bytes(shapes, req) // nodes
+            # Parameter offload moves the frozen base weights to the host too, partitioned over the nodes (not the
+            # NF4 quantisation state, which is no parameter and stays on the GPUs).
+            offload += (frozen_base_bytes(shapes, req) - nf4_state_bytes(shapes, req)) // nodes
     width = 4 if req.precision == "fp32" else 2
     # Each local rank streams shards from disk; ZeRO-3 partitions them as they arrive.
     loading = req.gpus_per_node * min(width * psi, SHARD_BYTES)
