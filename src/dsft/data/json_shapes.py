@@ -1,6 +1,7 @@
 """JSON and JSON-lines files, read as the shape they hold: JSON lines, one array (or ``{"data": [...]}``) spread
 over lines or on one line, records pretty-printed one after another, a damaged array split item by item, and the
-pandas table layouts (``DataFrame.to_json``'s default) refused with the call that writes records.
+pandas table layouts (``DataFrame.to_json``'s default) refused with the call that writes records. In every shape a
+record whose object names a key twice is rejected naming it (:mod:`dsft.data.json_keys`).
 
 >>> import tempfile, pathlib
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "pretty.jsonl"
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from dsft.data.json_keys import KeyCheckingDecoder, keys_named_twice, named_twice_reason
 from dsft.data.raw_record import RawRecord, unparsed
 from dsft.text_encoding import encoding_hint
 
@@ -31,7 +33,7 @@ def read_jsonl_by_shape(path: Path) -> Iterator[RawRecord]:
     return read_objects_over_lines(path) if _opens_with_an_object_over_lines(path) else read_jsonl(path)
 
 
-def _parse_json_line(raw: bytes, source: str, number: int) -> RawRecord:
+def _parse_json_line(raw: bytes, source: str, number: int, decoder: KeyCheckingDecoder) -> RawRecord:
     location = f"line {number}"
     try:
         text = raw.decode("utf-8")
@@ -39,11 +41,14 @@ def _parse_json_line(raw: bytes, source: str, number: int) -> RawRecord:
         return unparsed(source, location, f"not valid UTF-8 (bad byte at offset {exc.start}){encoding_hint(raw)}",
                          raw.decode("utf-8", errors="surrogateescape"))
     try:
-        return RawRecord(source, location, data=json.loads(text))
+        value = decoder.decode(text)
     except json.JSONDecodeError as exc:
         return unparsed(source, location, f"malformed JSON: {exc.msg} (column {exc.colno})", text)
     except RecursionError:
         return unparsed(source, location, "malformed JSON: nested too deeply", text)
+    if decoder.twice:
+        return unparsed(source, location, named_twice_reason(decoder.twice), text)
+    return RawRecord(source, location, data=value)
 
 
 def read_jsonl(path: Path) -> Iterator[RawRecord]:
@@ -51,13 +56,13 @@ def read_jsonl(path: Path) -> Iterator[RawRecord]:
 
     Blank lines are separators, not records, so they are not counted.
     """
-    source = str(path)
+    source, decoder = str(path), KeyCheckingDecoder()
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
             if number == 1:
                 raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark some editors write
             if raw.strip():
-                yield _parse_json_line(raw.rstrip(b"\r\n"), source, number)
+                yield _parse_json_line(raw.rstrip(b"\r\n"), source, number, decoder)
 
 
 def _holds_one_json_document(path: Path) -> bool:
@@ -110,13 +115,14 @@ def read_objects_over_lines(path: Path) -> Iterator[RawRecord]:
     one rejected record, its reason naming where."""
     source = str(path)
     text = path.read_bytes().removeprefix(b"\xef\xbb\xbf").decode("utf-8", errors="surrogateescape")
-    decoder, position = json.JSONDecoder(), 0
+    decoder, position = KeyCheckingDecoder(), 0
     while True:
         while position < len(text) and text[position].isspace():
             position += 1
         if position >= len(text):
             return
         line = text.count("\n", 0, position) + 1
+        start = position
         try:
             value, position = decoder.raw_decode(text, position)
         except (ValueError, RecursionError) as exc:
@@ -124,7 +130,10 @@ def read_objects_over_lines(path: Path) -> Iterator[RawRecord]:
             yield unparsed(source, f"line {line}", f"malformed JSON: {reason}; the rest of the file (from line {line}) "
                             "could not be split into records", text[position:])
             return
-        yield RawRecord(source, f"line {line}", data=value)
+        if decoder.twice:
+            yield unparsed(source, f"line {line}", named_twice_reason(decoder.twice), text[start:position])
+        else:
+            yield RawRecord(source, f"line {line}", data=value)
 
 
 def read_json(path: Path) -> Iterator[RawRecord]:
@@ -142,10 +151,10 @@ def read_json(path: Path) -> Iterator[RawRecord]:
     >>> [(r.location, r.error is None) for r in read_json(path)]
     [('item 1', True), ('item 2', False), ('item 3', True)]
     """
-    source = str(path)
+    source, decoder = str(path), KeyCheckingDecoder()
     text = path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
     try:
-        value = json.loads(text)
+        value = decoder.decode(text)
     except json.JSONDecodeError as exc:
         yield from _recover_json(path, text, exc)
         return
@@ -158,11 +167,20 @@ def read_json(path: Path) -> Iterator[RawRecord]:
                         f"{orient!r}) writes it, not records; write df.to_json(PATH, orient='records', lines=True, "
                         "force_ascii=False)")
         return
-    if isinstance(value, dict) and isinstance(value.get("data"), list):
-        value = value["data"]
-    items = value if isinstance(value, list) else [value]
+    wrapped = isinstance(value, dict) and isinstance(value.get("data"), list)
+    if wrapped and "data" in getattr(value, "twice", ()):  # {"data": [...], "data": [...]}: the first array was lost
+        yield unparsed(source, "item 1", named_twice_reason(["data"]), text)
+        return
+    items = value["data"] if wrapped else value if isinstance(value, list) else [value]
+    # The source text of the items that name a key twice, for rejects.jsonl (found again only where there are some).
+    texts = (split_json_array(text) if wrapped or isinstance(value, list) else [text]) if decoder.twice else None
     for number, item in enumerate(items, start=1):
-        yield RawRecord(source, f"item {number}", data=item)
+        twice = keys_named_twice(item) if decoder.twice else []
+        if twice:
+            raw = texts[number - 1].strip() if texts and len(texts) == len(items) else json.dumps(item)
+            yield unparsed(source, f"item {number}", named_twice_reason(twice), raw)
+        else:
+            yield RawRecord(source, f"item {number}", data=item)
 
 
 _PANDAS_SHAPES = {"columns": "a table by column, {column: {row: value}}", "index": "a table by row, {row: {column: value}}",
@@ -224,10 +242,13 @@ def _recover_json(path: Path, text: str, exc: json.JSONDecodeError) -> Iterator[
         yield RawRecord(source, "item 1", error=f"malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}); "
                                                 "the file could not be split into records, so it counts as one")
         return
+    decoder = KeyCheckingDecoder()
     for number, item in enumerate(items, start=1):
         location = f"item {number}"
         try:
-            yield RawRecord(source, location, data=json.loads(item))
+            value = decoder.decode(item)
+            yield (unparsed(source, location, named_twice_reason(decoder.twice), item.strip()) if decoder.twice
+                   else RawRecord(source, location, data=value))
         except json.JSONDecodeError as item_exc:
             yield unparsed(source, location, f"malformed JSON in array item: {item_exc.msg}", item.strip())
         except RecursionError:
