@@ -418,6 +418,34 @@ def test_serve_and_chat_refuse_a_missing_model_before_torch(tmp_path: Path, args
     assert not torch_loaded, "the refusal came after torch was imported"
 
 
+def _gguf_below(tmp: Path) -> str:
+    """A path below a .gguf file: a hub id's shape, so it was tried on the hub (and its download failed)."""
+    (tmp / "some.gguf").write_bytes(b"GGUF")
+    return "some.gguf/x"
+
+
+BELOW_A_FILE = "some.gguf/x: some.gguf is a file, not a directory, so nothing lies below it (a local path: not read as " \
+               "a hub id, nothing is downloaded); a .gguf file is named alone: some.gguf"
+BELOW_A_FILE_CASES = [
+    ("export", lambda t: ["export", _gguf_below(t), "--out", str(t / "o")]),
+    ("serve", lambda t: ["serve", _gguf_below(t)]),
+    ("chat", lambda t: ["chat", _gguf_below(t)]),
+    ("eval", lambda t: ["eval", _gguf_below(t), "--data", _data(t), "--out", str(t / "o")]),
+    ("train", lambda t: ["train", _config(t, model={"name_or_path": _gguf_below(t)}, data={"train": [_data(t)]}),
+                         "--out", str(t / "o")]),
+    ("plan", lambda t: ["plan", "--model", _gguf_below(t)]),
+    ("export-base-model", lambda t: ["export", _lora_run(t), "--base-model", _gguf_below(t), "--out", str(t / "o")]),
+]
+
+
+@pytest.mark.parametrize("args", [c[1] for c in BELOW_A_FILE_CASES], ids=[c[0] for c in BELOW_A_FILE_CASES])
+def test_a_model_path_below_a_file_is_refused_as_a_local_path_before_torch(tmp_path: Path, args) -> None:
+    code, torch_loaded, err = _refuse(args(tmp_path), tmp_path)
+    assert code == 2 and BELOW_A_FILE in err and "Traceback" not in err and "could not download" not in err, err
+    assert not torch_loaded, "the refusal came after torch was imported"
+    assert not (tmp_path / "o").exists()
+
+
 def _lora_checkpoint(tmp: Path, base: Path) -> Path:
     """A LoRA run's checkpoint as training leaves it (the adapter beside the trainer state), the run's run.json
     recording ``base`` as training records a local base model."""

@@ -112,6 +112,25 @@ def test_a_mistyped_path_is_refused_without_a_download_and_a_hub_id_still_downlo
     assert downloads == ["deepseek-ai/DeepSeek-R1"]
 
 
+@pytest.mark.parametrize("name, blocker", [("some.gguf/x", "some.gguf"), ("runs/r1/run.json/final", "runs/r1/run.json"),
+                                           ("./notes.txt/a/b", "notes.txt")])
+def test_a_path_below_a_file_is_a_local_path_refused_without_a_download(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, blocker: str) -> None:
+    """A file where a folder of the path would be: the name is a local path that names nothing, refused naming the
+    file. Before, `some.gguf/x` (a hub id's shape, no local `some.gguf/` directory) was downloaded from the hub."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "r1").mkdir(parents=True)
+    for file in ("some.gguf", "runs/r1/run.json", "notes.txt"):
+        (tmp_path / file).write_text("{}")
+    downloads: list[str] = []
+    monkeypatch.setattr(resolve, "download_from_hub", lambda name, *_: downloads.append(name) or tmp_path)
+    expected = f"{name}: {Path(blocker)} is a file, not a directory, so nothing lies below it (a local path"
+    for refuse in (check_model_name, resolve_model):
+        with pytest.raises(DsftError, match=re.escape(expected)):
+            refuse(name)
+    assert downloads == []
+
+
 def test_check_model_name_refuses_what_resolve_would_without_writing(tmp_path: Path) -> None:
     check_model_name("tiny-deepseek-v3")                 # a preset: written later, by resolve_model
     check_model_name("deepseek-ai/DeepSeek-R1")          # a hub id: downloaded later

@@ -170,6 +170,19 @@ def _check_not_a_missing_deep_path(name: str) -> None:
             raise DsftError(f"{name}: no such directory{_what_it_holds(parent)}")
 
 
+def below_a_file(name: str) -> str | None:
+    """Why ``name`` names nothing when a file stands where one of its folders would be (``some.gguf/x``,
+    ``runs/qa/run.json/final``), else None: a local path, never a hub id to download (``some.gguf/x`` has a hub
+    id's shape and was tried on the hub). None for the file itself and for a path through directories only."""
+    path = Path(name).expanduser()
+    blocker = not_a_directory(path)
+    if blocker is None or blocker == path:
+        return None
+    alone = f"; a .gguf file is named alone: {blocker}" if blocker.suffix.lower() == ".gguf" else ""
+    return (f"{name}: {blocker} is a file, not a directory, so nothing lies below it (a local path: not read as a "
+            f"hub id, nothing is downloaded){alone}")
+
+
 def check_model_name(name_or_path: str | Path) -> None:
     """Raise the error :func:`resolve_model` would raise for a name that is none of its four kinds, without
     writing, converting or downloading anything (commands call it before importing torch)."""
@@ -189,6 +202,8 @@ def check_model_name(name_or_path: str | Path) -> None:
         return
     if path.exists():
         raise DsftError(_a_file_named_as_a_model(path))
+    if problem := below_a_file(name):
+        raise DsftError(problem)
     if is_hub_id(name):
         _check_not_a_mistyped_path(name)
         return

@@ -16,7 +16,7 @@ from typing import Any
 from dsft.errors import DsftError
 from dsft.models.loading import read_config_json
 from dsft.models.presets import REAL_MODEL_PRESETS, native_equivalent
-from dsft.models.resolve import is_hub_id, resolve_model
+from dsft.models.resolve import below_a_file, is_hub_id, resolve_model
 
 # Later releases with the architecture (and config) of a preset, under the names people plan them by.
 RELEASE_ALIASES = {"deepseek-v2.5": "deepseek-v2", "deepseek-v3-0324": "deepseek-v3", "deepseek-r1-0528": "deepseek-r1"}
@@ -85,6 +85,8 @@ def names_a_path(model: str) -> bool:
 
 def resolve_planner_config(model: str) -> tuple[str, Any]:
     """(display name, transformers config) for a preset name, hub id, tiny preset or config path."""
+    if problem := below_a_file(model):  # some.gguf/deepseek-v3 is no preset's hub id
+        raise DsftError(f"--model {problem}")
     path = Path(model).expanduser()
     if path.is_dir():
         path = path / "config.json"
