@@ -1,5 +1,6 @@
-"""Request fields that change how tokens are drawn are honoured, not ignored: top_k, min_p and repetition_penalty
-on every generation endpoint, streamed or not, checked against transformers' own processors and ``generate``.
+"""Request fields that change how tokens are drawn are honoured, not ignored: top_k, min_p, repetition_penalty,
+presence_penalty and frequency_penalty on every generation endpoint, streamed or not, checked against
+transformers' own processors and ``generate`` (OpenAI's penalty formula written out in a logits processor).
 
 A tiny random model sampled at temperature 1 almost never follows its greedy path, so ``top_k: 1`` (and
 ``min_p: 1``, which keeps only the most likely token) must turn a seeded temperature-1 request into the greedy
@@ -9,6 +10,7 @@ answer; the test also checks that the same request without the field does not gi
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import torch
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from live_server import API_KEY, LiveServer, run_live
 
@@ -90,28 +93,69 @@ def test_keeping_only_the_most_likely_token_gives_the_greedy_answer(
 def test_disabled_top_k_and_neutral_values_change_nothing(live: LiveServer) -> None:
     path = "/v1/completions"
     sampled = _answer(live, path, temperature=1.0, seed=7)
-    for neutral in ({"top_k": 0}, {"top_k": -1}, {"min_p": 0.0}, {"repetition_penalty": 1.0}):
+    for neutral in ({"top_k": 0}, {"top_k": -1}, {"min_p": 0.0}, {"repetition_penalty": 1.0},
+                    {"presence_penalty": 0}, {"frequency_penalty": 0.0}):
         assert _answer(live, path, temperature=1.0, seed=7, **neutral) == sampled, neutral
+
+
+def _prompt_ids(tokenizer: Any, path: str) -> list[int]:
+    if path == "/v1/chat/completions":
+        return tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=True, return_dict=False)
+    return tokenizer(PROMPT).input_ids
+
+
+def _greedy_reference(reference: Any, prompt: list[int], tokens: int = TOKENS, **options: Any) -> str:
+    """``model.generate``'s greedy text for ``prompt``, with ``options`` (a penalty, logits processors)."""
+    model, tokenizer = reference
+    out = model.generate(torch.tensor([prompt]), max_new_tokens=tokens, do_sample=False, **options,
+                         attention_mask=torch.ones(1, len(prompt), dtype=torch.long), pad_token_id=tokenizer.eos_token_id)
+    return tokenizer.decode(out[0, len(prompt):], skip_special_tokens=True)
 
 
 def test_repetition_penalty_matches_transformers_generate(live: LiveServer, reference: Any) -> None:
     """Greedy decoding with a penalty against ``model.generate(repetition_penalty=...)``, prompt tokens included."""
-    model, tokenizer = reference
-    prompt = tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=True, return_dict=False)
-
-    def generate(**penalty: float) -> str:
-        out = model.generate(torch.tensor([prompt]), max_new_tokens=TOKENS, do_sample=False, **penalty,
-                             attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
-                             pad_token_id=tokenizer.eos_token_id)
-        return tokenizer.decode(out[0, len(prompt):], skip_special_tokens=True)
-
-    expected = generate(repetition_penalty=0.5)  # below 1 favours repeats: a random model's answer visibly loops
-    assert expected != generate(), "the penalty must change this prompt's greedy answer for the test to mean anything"
+    prompt = _prompt_ids(reference[1], "/v1/chat/completions")
+    # Below 1 favours repeats: a random model's answer visibly loops.
+    expected = _greedy_reference(reference, prompt, repetition_penalty=0.5)
+    assert expected != _greedy_reference(reference, prompt), "the penalty must change this greedy answer"
     assert _answer(live, "/v1/chat/completions", temperature=0, repetition_penalty=0.5) == expected
 
 
-@pytest.mark.parametrize(("field", "value"), [("top_k", -2), ("min_p", 1.5), ("min_p", -0.1),
-                                              ("repetition_penalty", 0), ("repetition_penalty", -1.0)])
+class _OpenAIPenalties(LogitsProcessor):
+    """OpenAI's formula written out plainly: logit -= frequency * count + presence * (count > 0), over the tokens
+    generated after ``start`` (the prompt's length) only."""
+
+    def __init__(self, start: int, presence: float, frequency: float) -> None:
+        self.start, self.presence, self.frequency = start, presence, frequency
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        scores = scores.clone()
+        for row, ids in enumerate(input_ids.tolist()):
+            for token, count in Counter(ids[self.start:]).items():
+                scores[row, token] -= self.frequency * count + self.presence
+        return scores
+
+
+@pytest.mark.parametrize(("path", "stream"), [("/v1/chat/completions", False), ("/v1/chat/completions", True),
+                                              ("/v1/completions", False)])
+def test_presence_and_frequency_penalties_follow_openai_formula(
+    live: LiveServer, reference: Any, path: str, stream: bool
+) -> None:
+    """Both were ignored. A negative presence penalty makes a token repeat, a positive frequency penalty then
+    stops it after a few times: this answer depends on counting the reply's tokens, and only those."""
+    prompt = _prompt_ids(reference[1], path)
+    penalties = {"presence_penalty": -1.0, "frequency_penalty": 0.3}
+    expected = _greedy_reference(reference, prompt, 16, logits_processor=LogitsProcessorList(
+        [_OpenAIPenalties(len(prompt), -1.0, 0.3)]))
+    assert expected != _greedy_reference(reference, prompt, 16), "the penalties must change this greedy answer"
+    fields = {"stream": True} if stream else {}
+    assert _answer(live, path, temperature=0, max_tokens=16, **penalties, **fields) == expected
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("top_k", -2), ("min_p", 1.5), ("min_p", -0.1), ("repetition_penalty", 0), ("repetition_penalty", -1.0),
+    ("presence_penalty", 2.5), ("presence_penalty", -2.01), ("frequency_penalty", 3), ("frequency_penalty", -2.5),
+])
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions", "/generate"])
 def test_out_of_range_values_are_400_naming_the_field(live: LiveServer, path: str, field: str, value: Any) -> None:
     answer = _post(live, path, _body(path, **{field: value}))

@@ -1,8 +1,8 @@
 """One row's logits transforms before a token is drawn: penalties, then min_p and top_k.
 
-The order is vLLM's sampler's: the repetition penalty on the raw logits (so it steers greedy decoding
-too), then temperature (:mod:`dsft.serve.sampling`), then ``min_p``, then ``top_k``, then ``top_p``. A
-neutral value (penalty 1, ``top_k`` 0, ``min_p`` 0) returns the logits untouched. Removed tokens get
+The order is vLLM's sampler's: the repetition, frequency and presence penalties on the raw logits (so
+they steer greedy decoding too), then temperature (:mod:`dsft.serve.sampling`), then ``min_p``, then ``top_k``, then ``top_p``. A
+neutral value (repetition penalty 1, other penalties 0, ``top_k`` 0, ``min_p`` 0) returns the logits untouched. Removed tokens get
 ``-inf``, so a softmax gives them probability 0.
 """
 
@@ -27,6 +27,22 @@ def apply_repetition_penalty(logits: torch.Tensor, penalty: float, seen_ids: Seq
     out = logits.clone()
     out[ids] = torch.where(picked > 0, picked / penalty, picked * penalty)
     return out
+
+
+def apply_occurrence_penalties(
+    logits: torch.Tensor, presence: float, frequency: float, generated_ids: Sequence[int]
+) -> torch.Tensor:
+    """OpenAI's presence and frequency penalties over the tokens generated so far (the prompt not counted):
+    each token's logit loses ``frequency`` times its count, and ``presence`` once if it occurs at all.
+
+    >>> apply_occurrence_penalties(torch.tensor([1.0, 1.0, 1.0]), 0.5, 0.25, [0, 0, 1]).tolist()
+    [0.0, 0.25, 1.0]
+    """
+    if (presence == 0.0 and frequency == 0.0) or not generated_ids:
+        return logits
+    counts = torch.bincount(torch.tensor(generated_ids, dtype=torch.long), minlength=logits.shape[-1])
+    counts = counts[: logits.shape[-1]].to(logits.dtype)
+    return logits - frequency * counts - presence * (counts > 0).to(logits.dtype)
 
 
 def keep_min_p(logits: torch.Tensor, min_p: float) -> torch.Tensor:

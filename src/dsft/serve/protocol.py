@@ -1,7 +1,7 @@
 """Request bodies of the OpenAI-compatible API (pydantic) and the JSON answers built from results.
 
 Only the fields dsft acts on are declared; other fields are ignored, as vLLM does, so clients that send
-``user``, ``presence_penalty`` and the like still work, except a name that looks like a misspelt declared
+``user``, ``metadata`` and the like still work, except a name that looks like a misspelt declared
 field (``max_token``, ``max_new_tokens``, ``contnet``) or transformers' name for one (``max_length``,
 ``do_sample``): ignoring it would silently drop what the client meant, so it is a 400 naming the field it
 resembles or the one to use (:data:`UNKNOWN_FIELD`).
@@ -28,7 +28,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 # Request fields of OpenAI's API and vLLM's extensions that dsft accepts and ignores, never taken for a typo
 # of a field it reads (top_k is as close to top_p as a misspelling).
 TOLERATED_FIELDS = frozenset({
-    "frequency_penalty", "presence_penalty", "logit_bias", "logprobs", "top_logprobs", "user", "store", "metadata",
+    "logit_bias", "logprobs", "top_logprobs", "user", "store", "metadata",
     "service_tier", "response_format", "parallel_tool_calls", "modalities", "audio", "prediction",
     "reasoning_effort", "functions", "function_call", "suffix", "echo", "best_of", "length_penalty", "min_tokens", "ignore_eos", "stop_token_ids", "skip_special_tokens",
     "spaces_between_special_tokens", "include_stop_str_in_output", "add_generation_prompt",
@@ -118,6 +118,10 @@ class SamplingFields(_Request):
                                 "most likely one (after temperature).")
     repetition_penalty: float | None = Field(None, gt=0.0, description="> 1 makes tokens of the prompt and the "
                                              "output so far less likely (greedy decoding too); 1: off.")
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0, description="Subtracted once from the logit of "
+                                           "every token the reply already holds (OpenAI's rule); 0: off.")
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0, description="Subtracted from a token's logit "
+                                            "once per time the reply already holds it (OpenAI's rule); 0: off.")
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -149,7 +153,8 @@ class SamplingFields(_Request):
     def shaping(self) -> dict[str, float]:
         """The :class:`~dsft.serve.sampling.SamplingParams` fields beyond temperature and top_p this request sets."""
         given = {"top_k": max(self.top_k, 0) if self.top_k is not None else None, "min_p": self.min_p,
-                 "repetition_penalty": self.repetition_penalty}
+                 "repetition_penalty": self.repetition_penalty, "presence_penalty": self.presence_penalty,
+                 "frequency_penalty": self.frequency_penalty}
         return {name: value for name, value in given.items() if value is not None}
 
 

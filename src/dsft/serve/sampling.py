@@ -1,9 +1,9 @@
-"""Per-row sampling for a batch: each request keeps its own temperature, top_p, top_k, min_p, penalty and seed.
+"""Per-row sampling for a batch: each request keeps its own temperature, top_p, top_k, min_p, penalties and seed.
 
 Rows of one batch may ask for different settings, so temperature and top_p are vectorised over the batch
 with one value per row, and each row draws from its own ``torch.Generator`` (a seeded request gives the
-same tokens whatever else shares its batch). A row that asks for ``top_k``, ``min_p`` or a repetition
-penalty has its logits shaped alone (:mod:`dsft.serve.logits_processing`, in vLLM's order).
+same tokens whatever else shares its batch). A row that asks for ``top_k``, ``min_p`` or a repetition,
+presence or frequency penalty has its logits shaped alone (:mod:`dsft.serve.logits_processing`, in vLLM's order).
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from dsft.serve.logits_processing import apply_repetition_penalty, keep_min_p, keep_top_k
+from dsft.serve.logits_processing import (
+    apply_occurrence_penalties, apply_repetition_penalty, keep_min_p, keep_top_k,
+)
 
 # Below this temperature a row is decoded greedily (dividing by ~0 would overflow).
 GREEDY_TEMPERATURE = 1e-5
@@ -25,7 +27,7 @@ NUCLEUS_CANDIDATES = 1024
 class SamplingParams:
     """How one request samples. ``max_tokens`` counts generated tokens, the EOS included.
 
-    ``top_k`` 0 keeps every token; ``min_p`` 0 and ``repetition_penalty`` 1 change nothing.
+    ``top_k`` 0 keeps every token; ``min_p`` 0, ``repetition_penalty`` 1 and the other penalties 0 change nothing.
     """
 
     max_tokens: int
@@ -36,6 +38,8 @@ class SamplingParams:
     top_k: int = 0
     min_p: float = 0.0
     repetition_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
 
     @property
     def greedy(self) -> bool:
@@ -44,7 +48,8 @@ class SamplingParams:
     @property
     def shapes_logits(self) -> bool:
         """Whether this row's logits need more than temperature and top_p."""
-        return self.top_k > 0 or self.min_p > 0.0 or self.repetition_penalty != 1.0
+        return (self.top_k > 0 or self.min_p > 0.0 or self.repetition_penalty != 1.0
+                or self.presence_penalty != 0.0 or self.frequency_penalty != 0.0)
 
     def make_generator(self) -> torch.Generator:
         """A CPU generator seeded from ``seed`` (or from fresh entropy when None)."""
@@ -96,12 +101,13 @@ def _sample_row(
 def _sample_shaped_row(
     logits: torch.Tensor, params: SamplingParams, seen: Sequence[Sequence[int]], generator: torch.Generator
 ) -> torch.Tensor:
-    """Draw one token from one row of raw logits [vocab] with its penalty, temperature, min_p, top_k and top_p.
+    """Draw one token from one row of raw logits [vocab] with its penalties, temperature, min_p, top_k and top_p.
 
     ``seen`` is the row's (prompt ids, generated ids).
     """
     prompt_ids, generated_ids = seen
     logits = apply_repetition_penalty(logits, params.repetition_penalty, [*prompt_ids, *generated_ids])
+    logits = apply_occurrence_penalties(logits, params.presence_penalty, params.frequency_penalty, generated_ids)
     if params.greedy:
         return logits.argmax()
     # A penalty near 0 can push a logit to +inf; the largest float keeps the softmax defined (inf - inf is NaN).
@@ -119,7 +125,7 @@ def sample_next_tokens(
 ) -> torch.Tensor:
     """Choose one token per row from last-position ``logits`` [batch, vocab]; returns [batch] ids.
 
-    ``seen`` holds each row's (prompt ids, generated ids), which a repetition penalty reads (none: empty).
+    ``seen`` holds each row's (prompt ids, generated ids), which the penalties read (none: empty).
     With ``on_row_error`` a row whose sampling raises is reported there (and given its greedy token)
     instead of failing the whole batch; the other rows draw exactly as they would otherwise.
     """
