@@ -203,6 +203,12 @@ def test_a_settings_not_applied_notice_is_logged_once_per_sweep(tmp_path: Path, 
      "separate launches run a --grid sweep"),
     (["--grid", "train.lr=1e-5", "--set", "train.report_to=[wandb]"], "train.report_to: wandb is not installed"),
     (["--grid", "eval.metric=loss,nope"], "eval.metric: unknown metric 'nope'"),
+    # A grid runs every combination: a trial budget beside it was ignored (3 asked, 2 ran).
+    (["--grid", "train.lr=1e-5,2e-5", "--trials", "3"],
+     "--trials 3: a grid sweep runs every combination of its --grid values (2 here)"),
+    # Non-whole bounds of an int axis were truncated (int:4:16.5 drew from 4-16) without a word.
+    (["--sampler", "random", "--trials", "2", "--range", "lora.r=int:4:16.5"],
+     "--range 'lora.r=int:4:16.5': an int range needs whole-number bounds"),
 ])
 def test_bad_sweep_requests_are_one_message(tmp_path: Path, run_cli, args: list[str], message: str) -> None:
     code, stdout, stderr = run_cli(["sweep", str(write_config(tmp_path)), "--out", str(tmp_path / "s"), *args])
@@ -250,7 +256,7 @@ def test_a_random_or_tpe_search_space_is_checked_before_the_first_trial(tmp_path
 
 
 def test_a_search_space_probes_each_value_then_every_corner() -> None:
-    space = build_space(["lora.r=4,8"], ["train.lr=log:1e-5:1e-3", "lora.alpha=int:8.5:32"])
+    space = build_space(["lora.r=4,8"], ["train.lr=log:1e-5:1e-3", "lora.alpha=int:8:32"])
     probes = space.probes()
     inner = 1e-5 * 100 ** (1 / math.e)  # 1/e of the way in log space: not a round number
     assert probes[:7] == [{"lora.r": 4}, {"lora.r": 8}, {"train.lr": 1e-5}, {"train.lr": 1e-3}, {"train.lr": inner},

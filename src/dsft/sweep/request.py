@@ -72,7 +72,10 @@ def check_request(request: SweepRequest) -> DsftConfig:
     if request.sampler == "grid":
         if request.prune:
             raise ConfigError("--prune needs a sampler that compares trials as they run (--sampler random or tpe)")
-        request.space.grid()  # refuses --range axes
+        points = request.space.grid()  # refuses --range axes
+        if request.trials:
+            raise ConfigError(f"--trials {request.trials}: a grid sweep runs every combination of its --grid values "
+                              f"({len(points)} here); --trials is the budget of --sampler random or tpe")
     elif not request.trials:
         raise ConfigError(f"--sampler {request.sampler}: give the trial budget with --trials N")
     if request.launch != "local" and request.sampler != "grid":

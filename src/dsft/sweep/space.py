@@ -150,6 +150,8 @@ def parse_range(text: str) -> tuple[str, Range]:
         raise ConfigError(f"--range {text!r}: LOW and HIGH must be numbers") from None
     if not low < high or (parts[0] == "log" and low <= 0) or not all(map(math.isfinite, (low, high))):
         raise ConfigError(f"--range {text!r}: need LOW < HIGH (and LOW > 0 for log)")
+    if parts[0] == "int" and not (low.is_integer() and high.is_integer()):
+        raise ConfigError(f"--range {text!r}: an int range needs whole-number bounds")
     return key, Range(parts[0], low, high)
 
 
