@@ -17,10 +17,10 @@ import pytest
 from transformers import Qwen2Config
 
 from dsft.plan.memory import (
-    NF4_BYTES_PER_PARAM, NF4_STATE_BYTES_PER_PARAM, PlanRequest, adapter_model_states, frozen_base_bytes,
+    GIB, GPU_FRAMEWORK_BYTES, NF4_BYTES_PER_PARAM, NF4_STATE_BYTES_PER_PARAM, PlanRequest, adapter_model_states, frozen_base_bytes,
     host_breakdown, nf4_state_bytes,
 )
-from dsft.plan.planner import load_profile, profile_from_config
+from dsft.plan.planner import estimate_memory, load_profile, profile_from_config
 
 
 def _shapes(vocab_size: int, intermediate_size: int):
@@ -98,3 +98,27 @@ def test_qlora_keeps_fused_experts_in_16_bits_and_quantises_expert_linears() -> 
     nf4 = shapes.quantized_params + shapes.routed_expert_params
     assert per_expert == int(nf4 * NF4_BYTES_PER_PARAM) + 2 * (shapes.total_params - nf4)
     assert per_expert < shapes.total_params  # about 4.1 bits a weight, not 16
+
+
+def test_qlora_under_zero3_loads_the_whole_base_on_every_gpu_first() -> None:
+    """transformers builds a quantised model without DeepSpeed's zero.Init: each rank loads and quantises the whole
+    base onto its own GPU, and only deepspeed.initialize partitions it. For the model above that is its whole
+    frozen base, 208,896 + 6,630 + 33,920 = 249,446 bytes, plus the framework's overhead, on each of the 8 GPUs;
+    the planner had no load phase, so it sized the 1/8 share only."""
+    profile = profile_from_config(Qwen2Config(vocab_size=128, hidden_size=64, intermediate_size=1024,
+                                              num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2))
+    estimate = estimate_memory(profile, PlanRequest(method="qlora", zero=3, gpus_per_node=8, seq_len=16))
+    assert estimate.phases["load"] == 249_446 + GPU_FRAMEWORK_BYTES
+    assert any("every GPU holds the whole base" in note for note in estimate.notes)
+    for method, zero in (("lora", 3), ("qlora", 2)):  # no quantised load under ZeRO-3 / the base stays whole anyway
+        assert "load" not in estimate_memory(profile, PlanRequest(method=method, zero=zero, gpus_per_node=8)).phases
+
+
+def test_a_qlora_base_larger_than_the_gpu_does_not_fit_under_zero3_on_any_number_of_gpus() -> None:
+    """R1-Distill-Qwen-32B in NF4 with its 16-bit embedding and lm_head is 17.9 GiB: 16 GiB GPUs cannot load it
+    however many share the training states (the planner said it fit on 8 of them, at 8.3 GiB)."""
+    profile = load_profile("deepseek-r1-distill-qwen-32b")
+    req = PlanRequest(method="qlora", zero=3, gpus_per_node=8, gpu_mem_gib=16, grad_checkpointing=True)
+    estimate = estimate_memory(profile, req)
+    assert not estimate.fits and estimate.per_gpu_bytes == estimate.phases["load"]
+    assert 17.8 * GIB < frozen_base_bytes(profile.shapes, req) < 18 * GIB

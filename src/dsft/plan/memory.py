@@ -233,8 +233,19 @@ def activation_memory(layers: list[tuple[LayerActivations, int]], req: PlanReque
     return ActivationMemory(kept=sum(a.saved_bytes * count for a, count in layers), recompute=0, working=working)
 
 
+def loading_bytes(shapes: ModelShapes, req: PlanRequest) -> int:
+    """Bytes of the frozen base each GPU holds while a QLoRA run under ZeRO-3 loads it (0 for other runs).
+
+    transformers builds a quantised model without DeepSpeed's ``zero.Init`` (bitsandbytes quantises each weight on
+    the GPU it loads to), so every rank holds the whole base, its NF4 and its 16-bit parts, until
+    ``deepspeed.initialize`` partitions it: the peak of a run whose base is larger than its training states.
+    Without ZeRO-3 the whole base stays resident through training, so loading is never a peak of its own.
+    """
+    return frozen_base_bytes(shapes, req) if req.method == "qlora" and req.zero == 3 else 0
+
+
 def phase_peaks(breakdown: dict[str, int], acts: ActivationMemory, loss: int, req: PlanRequest,
-                loss_backward: int = 0) -> dict[str, int]:
+                loss_backward: int = 0, loading: int = 0) -> dict[str, int]:
     """Peak bytes in each phase of a step; the GPU must hold the largest.
 
     Weights, adapters and optimizer states persist. Gradients exist from backward to the optimizer step
@@ -242,7 +253,8 @@ def phase_peaks(breakdown: dict[str, int], acts: ActivationMemory, loss: int, re
     the end of the forward, when every kept activation is still alive; what the loss's forward computed for
     backward (``loss_backward``, :func:`loss_backward_bytes`) is still alive when backward starts, at the loss's
     own node, before any layer is recomputed. Plain torch AdamW (ZeRO 0) allocates temporaries about the size
-    of the trainable parameters during its step.
+    of the trainable parameters during its step. ``loading`` (:func:`loading_bytes`), when not 0, adds the load
+    phase: that base and the framework's overhead, before any training state exists.
     """
     persistent = (breakdown["weights"] + breakdown["lora_weights"] + breakdown["optimizer_states"]
                   + breakdown["framework_overhead"])
@@ -250,7 +262,9 @@ def phase_peaks(breakdown: dict[str, int], acts: ActivationMemory, loss: int, re
     held_grads = grads if req.grad_accum > 1 else 0
     trainable = breakdown["lora_weights"] if req.method != "full" else breakdown["weights"]
     step_temp = trainable if req.zero == 0 else 0
+    load = {"load": loading + breakdown["framework_overhead"]} if loading else {}
     return {
+        **load,
         "forward_and_loss": persistent + held_grads + acts.kept + loss,
         "loss_backward": persistent + grads + acts.kept + loss_backward,
         "backward": persistent + grads + acts.kept + acts.recompute + acts.working,

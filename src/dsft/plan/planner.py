@@ -18,7 +18,7 @@ from dsft.errors import DsftError
 from dsft.plan.activations import LayerActivations, trace_model_layers
 from dsft.plan.memory import (
     GIB, GPU_FRAMEWORK_BYTES, MemoryEstimate, PlanRequest, activation_memory, adapter_model_states,
-    checkpoint_bytes, full_model_states, host_breakdown, loss_backward_bytes, loss_bytes, phase_peaks,
+    checkpoint_bytes, full_model_states, host_breakdown, loading_bytes, loss_backward_bytes, loss_bytes, phase_peaks,
 )
 from dsft.plan.model_source import resolve_planner_config
 from dsft.plan.shapes import ModelShapes, build_meta_model, model_shapes
@@ -159,6 +159,11 @@ def estimate_memory(profile: ModelProfile, req: PlanRequest) -> MemoryEstimate:
             f"ZeRO-3 gathers each layer's fused routed experts whole ({shapes.largest_layer_params / 1e9:.2f}B "
             "parameters); a per-expert module layout gathers one expert matrix at a time"
         )
+    if loading_bytes(shapes, req):
+        notes.append(
+            f"QLoRA under ZeRO-3: transformers loads a quantised model without zero.Init, so every GPU holds the "
+            f"whole base ({loading_bytes(shapes, req) / GIB:.2f} GiB) until DeepSpeed partitions it (peak during load)"
+        )
     if not supports_sequence_parallel(profile, req.sp):
         notes.append(
             f"sizing only: dsft trains with DeepSpeed-Ulysses sequence parallelism, which cannot split this "
@@ -166,7 +171,8 @@ def estimate_memory(profile: ModelProfile, req: PlanRequest) -> MemoryEstimate:
             f"{sequence_parallel_heads_problem(profile.hf_config, req.sp)})"
         )
     return MemoryEstimate(
-        breakdown=breakdown, phases=phase_peaks(breakdown, acts, loss, req, loss_backward_bytes(shapes, req, tokens)),
+        breakdown=breakdown, phases=phase_peaks(breakdown, acts, loss, req, loss_backward_bytes(shapes, req, tokens),
+                                                loading_bytes(shapes, req)),
         host_breakdown=host_breakdown(shapes, req),
         checkpoint_bytes=checkpoint_bytes(shapes, req), gpu_mem_bytes=int(req.gpu_mem_gib * GIB),
         host_mem_bytes=None if req.host_mem_gib is None else int(req.host_mem_gib * GIB), notes=notes,
