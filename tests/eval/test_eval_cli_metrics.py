@@ -213,3 +213,21 @@ def test_a_json_array_of_predictions_is_told_to_be_json_lines(tmp_path: Path, ru
             f"'.[]' {path} > predictions.jsonl)" in " ".join(err.split()), err
     code, _, err = run_cli(["metrics", "-p", str(write_lines(tmp_path / "p.jsonl", [{"prediction": "a"}]))])
     assert code == 2 and "JSON array" not in err, err
+
+
+@pytest.mark.parametrize(("record", "hint"), [
+    ({"pred": "a", "ref": "a"}, "line 1 has keys 'pred', 'ref': rename 'pred' to 'prediction', 'ref' to 'reference'"),
+    ({"prediction": "a", "answer": "a"}, "line 1 has keys 'prediction', 'answer': rename 'answer' to 'reference'"),
+    ({"output": "a", "gold": "a", "id": 3}, "line 1 has keys 'output', 'gold', 'id': rename 'output' to "
+                                            "'prediction', 'gold' to 'reference'"),
+    ({"text": "a", "id": 3}, "line 1 has keys 'text', 'id'"),
+    # A training file given by mistake: 'completion' may be a prediction, but nothing here is a reference.
+    ({"prompt": "q", "completion": "a"}, "line 1 has keys 'prompt', 'completion'"),
+])
+def test_a_file_with_other_key_names_is_told_its_keys(tmp_path: Path, run_cli, record: dict, hint: str) -> None:
+    """Another tool's predictions file ('pred'/'ref', 'output'/'gold') was refused as 'missing prediction' without
+    saying which keys the lines hold, so the user had to open the file to see why."""
+    path = write_lines(tmp_path / "p.jsonl", [record, record])
+    code, _, err = run_cli(["metrics", "-p", str(path)])
+    assert code == 2 and hint in " ".join(err.split()), err
+    assert ("rename" in err) == ("rename" in hint), err

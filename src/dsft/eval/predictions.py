@@ -70,14 +70,25 @@ def sample_from_record(record: Any) -> tuple[Sample | None, str | None]:
     ), None
 
 
+# Other tools' names for the two fields (``dsft metrics`` names them when no line can be scored; never read as them).
+_OTHER_NAMES = {
+    "prediction": ("pred", "preds", "predicted", "predictions", "output", "outputs", "response", "generation",
+                   "generated", "generated_text", "completion", "model_output", "model_answer", "hypothesis"),
+    "reference": ("ref", "refs", "references", "target", "targets", "gold", "answer", "answers", "ground_truth",
+                  "expected", "expected_output", "truth"),
+}
+
+
 def read_predictions(path: str | Path) -> tuple[list[Sample], Counter[str]]:
     """Samples from a JSONL file and a count of skipped lines per reason. Missing file -> DsftError."""
-    samples, skipped, _ = _read_predictions(Path(path))
+    samples, skipped, _, _ = _read_predictions(Path(path))
     return samples, skipped
 
 
-def _read_predictions(path: Path) -> tuple[list[Sample], Counter[str], dict[str, int]]:
-    """:func:`read_predictions`, and the line number (1-based) of the first line skipped for each reason."""
+def _read_predictions(path: Path) -> tuple[list[Sample], Counter[str], dict[str, int], tuple[int, list[str]] | None]:
+    """:func:`read_predictions`, the line number (1-based) of the first line skipped for each reason, and the line
+    number and keys of the first object that lacks a prediction or a reference."""
+    missing_keys: tuple[int, list[str]] | None = None
     if not path.is_file():
         raise DsftError(f"predictions file {path}: {not_a_file_reason(path)}")
     samples: list[Sample] = []
@@ -101,10 +112,12 @@ def _read_predictions(path: Path) -> tuple[list[Sample], Counter[str], dict[str,
                     sample, reason = sample_from_record(record)
                     if sample is not None:
                         samples.append(sample)
+                    elif reason in ("missing prediction", "missing reference") and missing_keys is None:
+                        missing_keys = number + 1, [str(key) for key in record]
             if reason is not None:
                 skipped[reason] += 1
                 first.setdefault(reason, number + 1)
-    return samples, skipped, first
+    return samples, skipped, first, missing_keys
 
 
 def score_predictions_file(path: str | Path, metrics: Sequence[str] | None = None) -> dict[str, Any]:
@@ -112,9 +125,9 @@ def score_predictions_file(path: str | Path, metrics: Sequence[str] | None = Non
     per-metric exclusions together). A file with no line that can be scored is refused: it is not a
     predictions file (a data file given by mistake, another encoding), and a table of dashes would pass for a
     result."""
-    samples, skipped, first = _read_predictions(Path(path))
+    samples, skipped, first, missing_keys = _read_predictions(Path(path))
     if not samples:
-        raise DataError(_nothing_to_score(Path(path), skipped, first))
+        raise DataError(_nothing_to_score(Path(path), skipped, first) + _keys_hint(missing_keys))
     result = score_samples(samples, metrics)
     out = dict(result.aggregate)
     out["skipped"] = dict(sorted((skipped + result.skipped).items()))
@@ -134,6 +147,25 @@ def _nothing_to_score(path: Path, skipped: Counter[str], first: dict[str, int]) 
         hint = ("; the file is one JSON array, not JSON Lines: write one object per line (e.g. jq -c '.[]' "
                 f"{path} > predictions.jsonl)")
     return f"predictions file {path}: no line can be scored ({reasons}); {needs}{hint}"
+
+
+def _keys_hint(missing_keys: tuple[int, list[str]] | None) -> str:
+    """The keys of the first line that lacks a field, and which of them look like another tool's name for one.
+
+    >>> _keys_hint((1, ["pred", "ref", "id"]))
+    "; line 1 has keys 'pred', 'ref', 'id': rename 'pred' to 'prediction', 'ref' to 'reference'"
+    >>> _keys_hint((4, ["prompt", "completion"]))
+    "; line 4 has keys 'prompt', 'completion'"
+    """
+    if missing_keys is None:
+        return ""
+    number, keys = missing_keys
+    hint = f"; line {number} has keys {', '.join(repr(key) for key in keys) or 'none'}"
+    renames = {field: key for key in keys for field, names in _OTHER_NAMES.items()
+               if field not in keys and key.lower() in names}
+    if len(renames) + sum(field in keys for field in _OTHER_NAMES) < len(_OTHER_NAMES):
+        return hint  # not both fields even renamed (a training file's prompt/completion): no guess
+    return hint + ": rename " + ", ".join(f"{key!r} to {field!r}" for field, key in renames.items())
 
 
 def _is_one_json_array(path: Path) -> bool:
