@@ -1,7 +1,7 @@
 """QLoRA under ZeRO-3 or FSDP stores its 4-bit weights in the dtype of the rest of the model.
 
-Both partition a model's parameters as flat buffers of one dtype: FSDP shards floating-point parameters only
-(accelerate leaves uint8 ``Params4bit`` out of the sharding, whole on every rank) and ZeRO-3 flattens one dtype.
+FSDP shards floating-point parameters only (accelerate leaves uint8 ``Params4bit`` out of the sharding, whole on
+every rank), and ZeRO-3 fetches a module's parameters together (its all-reduce fetch in one buffer of one dtype).
 bitsandbytes packs the 4-bit values into ``bnb_4bit_quant_storage`` elements (uint8 unless set), so a sharded
 QLoRA run must set it to the compute dtype. dsft never set it. bitsandbytes cannot run here (no CUDA): these
 tests check the configuration dsft builds and passes to ``from_pretrained``.

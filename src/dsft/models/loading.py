@@ -151,9 +151,10 @@ def bnb_config_kwargs(quantization: str, compute_dtype: "torch.dtype", sharded: 
 
     ``sharded``: the run shards parameters over its ranks (DeepSpeed ZeRO-3 or FSDP). The packed 4-bit weights
     are then stored in ``compute_dtype`` (``bnb_4bit_quant_storage``), the dtype of the rest of the model, so
-    they are flattened and partitioned with the other parameters: FSDP shards floating-point parameters only
-    (accelerate leaves uint8 ``Params4bit`` whole on every rank) and ZeRO-3 partitions one dtype. The bytes are
-    the same either way: two 4-bit values per uint8, four per bf16 element.
+    they are sharded with the other parameters: FSDP shards floating-point parameters only (accelerate leaves
+    uint8 ``Params4bit`` whole on every rank), and ZeRO-3 fetches a module's parameters together (its all-reduce
+    fetch in one flat buffer of one dtype). The bytes are the same either way: two 4-bit values per uint8, four
+    per bf16 element.
 
     >>> import torch
     >>> bnb_config_kwargs("4bit", torch.bfloat16, sharded=True)["bnb_4bit_quant_storage"]
