@@ -132,6 +132,33 @@ def test_debug_after_the_command_is_dsft_s_own_flag(tmp_path, monkeypatch) -> No
         main(["train", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "run"), "--debug"])
 
 
+@pytest.mark.parametrize(("args", "said"), [
+    (["launch", "c.yaml", "--num_gpus", "2", "--out", "l"], "No such option: --num_gpus; use --gpus-per-node"),
+    (["plan", "--model", "tiny-r1-distill-qwen", "--nproc-per-node", "8"],
+     "No such option: --nproc-per-node; use --gpus-per-node"),
+    (["launch", "c.yaml", "--master_port", "29501", "--out", "l"], "No such option: --master_port; use --master-port"),
+    (["train", "c.yaml", "--out", "r", "--num_gpus", "2"],
+     "No such option: --num_gpus; this command is one process; a launcher starts one per GPU: dsft launch CONFIG "
+     "--gpus-per-node ... writes its command (docs/distributed.md)"),
+    (["train", "c.yaml", "--out", "r", "--deepspeed", "ds_config.json"],
+     "No such option: --deepspeed; use train.distributed: deepspeed with train.zero_stage (in the config, or --set "
+     "KEY=VALUE)"),
+    (["train", "c.yaml", "--out", "r", "--learning_rate", "1e-5"],
+     "No such option: --learning_rate; the config key is train.lr: --set train.lr=VALUE"),
+    (["sweep", "c.yaml", "--out", "s", "--num_train_epochs", "1"],
+     "No such option: --num_train_epochs; the config key is train.epochs: --set train.epochs=VALUE"),
+])
+def test_a_guide_s_launcher_or_training_script_option_says_what_does_its_job(args, said, capsys) -> None:
+    """Guide 000 starts training with `deepspeed --num_gpus 2 --master_port 29501 train.py --deepspeed
+    ds_config.json`; the same words given to dsft were 'No such option: --num_gpus' and nothing more (--master_port
+    suggested --master-addr too; --learning_rate, --num_train_epochs the same)."""
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and said in " ".join(err.split()), err
+    assert "Possible options" not in err
+
+
 @pytest.mark.parametrize(("args", "key"), [
     (["train", "c.yaml", "--out", "r", "--max-steps", "3"], "train.max_steps"),
     (["data", "prepare", "qa.jsonl", "--out", "p", "--format", "context_qa"], "data.format"),

@@ -101,15 +101,19 @@ def _config_key_hint(exc: Exception) -> None:
     ctx = getattr(exc, "ctx", None)
     if not name or not name.startswith("--") or ctx is None:
         return
-    if not any("--set" in getattr(param, "opts", ()) for param in ctx.command.params):
-        return
-    if ctx.command_path.split()[1:2] == ["models"]:  # `models random --set` changes the model's config.json
-        return
+    options = {opt for param in ctx.command.params for opt in getattr(param, "opts", ())}
+    # `models random --set` changes the model's config.json, not a dsft config
+    takes_set = "--set" in options and ctx.command_path.split()[1:2] != ["models"]
+    from dsft.config.foreign_keys import foreign_option_hint
     from dsft.config.loader import key_home  # pydantic: only on this error path, so `dsft --help` stays instant
 
-    key = key_home(name[2:].replace("-", "_"))
+    key = key_home(name[2:].replace("-", "_")) if takes_set else None
     if key is not None:
         exc.message = f"No such option: {name}; {key} is a config key: --set {key}=VALUE"  # type: ignore[attr-defined]
+        exc.possibilities = []  # type: ignore[attr-defined]
+    elif (hint := foreign_option_hint(name, options, takes_set)) is not None:
+        # a guide's launcher or TrainingArguments flag (`--num_gpus 2`, `--deepspeed ds_config.json`)
+        exc.message = f"No such option: {name}; {hint}"  # type: ignore[attr-defined]
         exc.possibilities = []  # type: ignore[attr-defined]
 
 

@@ -67,6 +67,52 @@ FOREIGN_KEYS_IN_SECTION: dict[tuple[str, str], str] = {
 }
 
 
+# Options of the launchers the guides start training with (`deepspeed --num_gpus 2 train.py`, `torchrun
+# --nproc_per_node 8`), as the option of dsft's own commands (launch, plan) that does their job.
+LAUNCHER_OPTIONS: dict[str, str] = {
+    "num_gpus": "--gpus-per-node",
+    "nproc_per_node": "--gpus-per-node",
+    "gpus": "--gpus-per-node",
+    "num_nodes": "--nodes",
+    "nnodes": "--nodes",
+    "master_port": "--master-port",
+    "master_addr": "--master-addr",
+}
+
+
+def foreign_option_hint(option: str, options: set[str], takes_set: bool) -> str | None:
+    """What a command says of an option it does not have that another setup's command line has: a launcher's
+    (``--num_gpus``) as the command's own option where it has it, a ``TrainingArguments`` flag (``--learning_rate``,
+    ``--deepspeed ds_config.json``) as the dsft key that does its job, where the command takes ``--set``.
+
+    >>> foreign_option_hint("--num_gpus", {"--gpus-per-node", "--set"}, True)
+    'use --gpus-per-node'
+    >>> foreign_option_hint("--learning_rate", {"--set"}, True)
+    'the config key is train.lr: --set train.lr=VALUE'
+    >>> foreign_option_hint("--deepspeed", {"--set"}, True)
+    'use train.distributed: deepspeed with train.zero_stage (in the config, or --set KEY=VALUE)'
+    >>> foreign_option_hint("--num_gpus", {"--set"}, True)[:56]
+    'this command is one process; a launcher starts one per G'
+    >>> foreign_option_hint("--learning_rate", {"--out"}, False) is None
+    True
+    """
+    word = option.lstrip("-").replace("-", "_")
+    mine = LAUNCHER_OPTIONS.get(word)
+    if mine is not None and mine in options:
+        return f"use {mine}"
+    if mine is not None and takes_set:  # train, sweep: one process each, started by a launcher
+        return (f"this command is one process; a launcher starts one per GPU: dsft launch CONFIG {mine} ... writes "
+                "its command (docs/distributed.md)")
+    meant = FOREIGN_KEYS.get(word)
+    if meant is None or not takes_set:
+        return None
+    if meant.startswith("the --"):  # an option of dsft's own (output_dir: --out)
+        return f"use {meant}"
+    if " " not in meant:
+        return f"the config key is {meant}: --set {meant}=VALUE"
+    return f"use {meant} (in the config, or --set KEY=VALUE)"
+
+
 def foreign_key_hint(key: str, section: str | None = None) -> str | None:
     """``use KEY`` for a key another setup names differently, else None; with ``section``, only the words
     :data:`FOREIGN_KEYS_IN_SECTION` translates there.
