@@ -1,6 +1,7 @@
 """CSV files: one record per row, streamed, the separator told by the header line (:func:`csv_separator`), rows
 with line breaks in quoted cells located by their first and last line, an unclosed quote and a header that names a
-column twice each one rejected record.
+column twice each one rejected record; pandas' row index (a first column with no name) is dropped
+(:mod:`dsft.data.pandas_index`), and a column with no name elsewhere is ``column N`` where a row fills it.
 
 >>> import tempfile, pathlib
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "semi.csv"
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from dsft.data.pandas_index import leading_index_columns, say_index_dropped
 from dsft.data.raw_record import RawRecord, unparsed
 
 
@@ -99,6 +101,26 @@ def _named_twice(header: list[str]) -> str:
     return ", ".join(said)
 
 
+def _named_columns(source: str, header: list[str]) -> tuple[list[str], set[str], set[str]]:
+    """A header's names for ``csv.DictReader``, the columns not read and the columns that have no name.
+
+    pandas' row index at the start (:func:`~dsft.data.pandas_index.leading_index_columns`) is not read, and the
+    user is told once. Any other column with no name (a spreadsheet's trailing separators) is ``column N``, its
+    position: an empty cell there is no field, a filled one is kept under that name, where every such column was
+    the one field ``""`` holding the last of their cells.
+
+    >>> _named_columns("a.csv", ["input", "output", "", ""])
+    (['input', 'output', 'column 3', 'column 4'], set(), {'column 3', 'column 4'})
+    """
+    index = leading_index_columns(header)
+    if index:
+        said = [f"{number} ({repr(name) if name else 'no name'})" for number, name in enumerate(header[:index], start=1)]
+        columns = f"column {said[0]}" if index == 1 else f"columns {', '.join(said[:-1])} and {said[-1]}"
+        say_index_dropped(source, columns, "DataFrame.to_csv")
+    names = [name or f"column {number}" for number, name in enumerate(header, start=1)]
+    return names, set(names[:index]), {name for name, given in zip(names[index:], header[index:]) if not given}
+
+
 def read_csv(path: Path) -> Iterator[RawRecord]:
     """One record per CSV row (header = column names), streamed; columns separated by commas, or by the tabs or
     semicolons of a header that holds no comma (:func:`csv_separator`).
@@ -133,6 +155,7 @@ def read_csv(path: Path) -> Iterator[RawRecord]:
                                 "every row would keep only the last of those cells; rename the columns apart",
                                 separator.join(reader.fieldnames or []))
                 return
+            reader.fieldnames, unread, nameless = _named_columns(source, list(reader.fieldnames or []))
             for number, row in enumerate(reader, start=1):
                 if lines.ended:
                     cells = [cell for key, value in row.items() for cell in (value if key is None else [value])]
@@ -142,6 +165,8 @@ def read_csv(path: Path) -> Iterator[RawRecord]:
                 if None in row:
                     yield RawRecord(source, location, error="more cells than header columns")
                     continue
+                if unread or nameless:
+                    row = {k: v for k, v in row.items() if k not in unread and not (k in nameless and v == "")}
                 yield RawRecord(source, location, data={k: v for k, v in row.items() if v is not None})
         except csv.Error as exc:
             yield RawRecord(source, f"line {reader.line_num}", error=f"malformed CSV: {exc}")

@@ -1,6 +1,7 @@
 """JSON and JSON-lines files, read as the shape they hold: JSON lines, one array (or ``{"data": [...]}``) spread
 over lines or on one line, records pretty-printed one after another, a damaged array split item by item, and the
-pandas table layouts (``DataFrame.to_json``'s default) refused with the call that writes records. In every shape a
+pandas table layouts (``DataFrame.to_json``'s default) refused with the call that writes records, the row index
+of ``orient="table"`` dropped (:mod:`dsft.data.pandas_index`). In every shape a
 record whose object names a key twice is rejected naming it (:mod:`dsft.data.json_keys`).
 
 >>> import tempfile, pathlib
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dsft.data.json_keys import KeyCheckingDecoder, keys_named_twice, named_twice_reason
+from dsft.data.pandas_index import say_index_dropped, table_index_fields
 from dsft.data.raw_record import RawRecord, unparsed
 from dsft.text_encoding import encoding_hint
 
@@ -172,6 +174,10 @@ def read_json(path: Path) -> Iterator[RawRecord]:
         yield unparsed(source, "item 1", named_twice_reason(["data"]), text)
         return
     items = value["data"] if wrapped else value if isinstance(value, list) else [value]
+    if index := table_index_fields(value):  # to_json(orient="table"): its records hold pandas' row index
+        said = " and ".join(repr(field) for field in index)
+        say_index_dropped(source, f"field{'s' if len(index) > 1 else ''} {said}", "DataFrame.to_json(orient='table')")
+        items = [{k: v for k, v in item.items() if k not in index} if isinstance(item, dict) else item for item in items]
     # The source text of the items that name a key twice, for rejects.jsonl (found again only where there are some).
     texts = (split_json_array(text) if wrapped or isinstance(value, list) else [text]) if decoder.twice else None
     for number, item in enumerate(items, start=1):
