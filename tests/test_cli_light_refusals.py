@@ -959,6 +959,20 @@ def test_convert_refuses_a_missing_source_before_torch(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+
+@pytest.mark.parametrize(("tail", "expected"), [
+    ([], "dsft convert fp8-to-bf16: give the output directory, as DST or --out DIR"),
+    (["o1", "--out", "o2"], "dsft convert fp8-to-bf16: the output directory is given twice (DST o1, --out o2)"),
+])
+def test_convert_names_its_output_directory_problem_before_torch(tmp_path: Path, tail: list[str],
+                                                                 expected: str) -> None:
+    """Every other command that writes a directory takes --out; convert took DST only ('No such option: --out')."""
+    (tmp_path / "src").mkdir()
+    code, torch_loaded, err = _refuse(["convert", "fp8-to-bf16", "src", *tail], tmp_path)
+    assert code == 2 and expected in err and "Traceback" not in err, err
+    assert not torch_loaded, "the refusal came after torch was imported"
+
+
 RANDOM_MODEL_CASES = [
     ("no-offline-tokenizer", ["deepseek-v3"], "no offline tokenizer for real-model preset 'deepseek-v3'"),
     ("dtype", ["r1-distill-qwen-1.5b", "--dtype", "fp8"], "--dtype fp8: choose one of"),

@@ -93,6 +93,9 @@ def fp8_checkpoint(tmp_path: Path) -> Path:
 def test_dequantises_against_block_reference_and_skips_mtp(fp8_checkpoint: Path, tmp_path: Path, run_cli) -> None:
     dst = tmp_path / "bf16"
     assert run_cli(["convert", "fp8-to-bf16", str(fp8_checkpoint), str(dst)])[0] == 0
+    by_flag = tmp_path / "by-flag"  # --out, as every other command that writes a directory names it
+    assert run_cli(["convert", "fp8-to-bf16", str(fp8_checkpoint), "--out", str(by_flag)])[0] == 0
+    assert sorted(p.name for p in by_flag.iterdir()) == sorted(p.name for p in dst.iterdir())
     source = torch.load(tmp_path / "reference.pt")
     index = json.loads((dst / "model.safetensors.index.json").read_text())
     converted: dict[str, torch.Tensor] = {}

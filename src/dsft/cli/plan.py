@@ -251,9 +251,20 @@ def launch(
 
 def fp8_to_bf16(
     src: Path = typer.Argument(..., help="FP8 checkpoint directory (DeepSeek V3/R1 release layout)."),
-    dst: Path = typer.Argument(..., help="Output directory for the BF16 checkpoint (new or empty)."),
+    dst: Path | None = typer.Argument(None, help="Output directory for the BF16 checkpoint (new or empty)."),
+    out: Path | None = typer.Option(None, "--out", help="The output directory, as every other command names "
+                                       "it (instead of DST)."),
 ) -> None:
     """Dequantise FP8 block-scaled weights to BF16 shard by shard, dropping the MTP layer and scales."""
+    from dsft.errors import ConfigError
+
+    if dst is None and out is None:
+        raise ConfigError("dsft convert fp8-to-bf16: give the output directory, as DST or --out DIR")
+    if dst is not None and out is not None:
+        raise ConfigError(f"dsft convert fp8-to-bf16: the output directory is given twice (DST {dst}, --out {out}); "
+                          "give one")
+    dst = dst if dst is not None else out
+    assert dst is not None
     from dsft.models.convert_fp8 import convert_fp8_to_bf16
 
     report = convert_fp8_to_bf16(src, dst)
