@@ -107,6 +107,38 @@ def _prepare(cfg: Any, inputs: list[str] | None, out: Path, tokenizer: str | Non
     with partial_output_removed(out, needed, "the prepared data", created=created):
         prepared = prepare(cfg, loaded, out, sources, ifd_scorer=ifd_scorer_for(cfg), tokenizer_source=tokenizer)
     print_summary(prepared.report, out)
+    if warning := reasoning_left_out_warning(cfg, loaded, prepared.splits["train"]):
+        typer.echo(warning, err=True)
+
+
+def reasoning_left_out_warning(cfg: Any, tokenizer: Any, train: list[Any]) -> str | None:
+    """The warning for train records whose reasoning the model's own chat template (``template.name: hf``, or
+    ``auto`` where it detects no DeepSeek family) leaves out, counted by rendering them: many HF templates drop
+    ``reasoning_content`` from every assistant turn, so a run would train on the answers alone. None when every
+    record's reasoning is rendered, or the template is a DeepSeek family's (dsft's renderers keep it)."""
+    from dsft.errors import DsftError
+    from dsft.templates import detect_template, get_template
+    from dsft.training.examples import REASONING_LEFT_OUT_HINT
+
+    if not getattr(tokenizer, "chat_template", None):  # the tokenizer package: no template of its own
+        return None
+    name = detect_template(tokenizer) if cfg.template.name == "auto" else cfg.template.name
+    if name != "hf":
+        return None
+    template = get_template(name, tokenizer)
+    count, first = 0, None
+    for conversation in train:
+        try:
+            left_out = template.reasoning_left_out(conversation, tokenizer, cfg.template.masking, cfg.template.thinking)
+        except DsftError:  # a record the template refuses: training drops and names it
+            continue
+        if left_out:
+            count, first = count + 1, first or str(conversation.meta.get("origin", "?"))
+    if not count:
+        return None
+    return (f"warning: {count} of {len(train)} train record(s) have reasoning that the hf template (the tokenizer's "
+            f"own chat_template) leaves out of the text it renders (first: {first}): a run trains those turns "
+            f"without it. {template.reasoning_left_out_hint} {REASONING_LEFT_OUT_HINT}.")
 
 
 def ifd_scorer_for(cfg: Any) -> Any:

@@ -157,6 +157,18 @@ class HFChatTemplate:
         """The tokenizer's chat template with the generation prompt."""
         return self._apply(None, conv, len(conv.messages), add_generation_prompt, thinking)
 
+    def reasoning_left_out(self, conv: Conversation, tokenizer: Any, masking: str = "assistant",
+                           thinking: bool | None = None) -> bool:
+        """Whether the template leaves the reasoning of a trained assistant turn out of the text it renders for the
+        messages up to that turn (where :meth:`render_train` finds the turn's target): many models' templates
+        drop ``reasoning_content``, or cut ``<think>`` out of the content, on every assistant turn. Rendered, not
+        guessed from the template's source."""
+        for k in sorted(trained_turns(conv, masking)):
+            reasoning = (conv.messages[k].reasoning or "").strip()
+            if reasoning and reasoning not in self._apply(tokenizer, conv, k + 1, False, thinking):
+                return True
+        return False
+
     def _segments_by_prefix(self, conv: Conversation, tokenizer: Any, trained: frozenset[int],
                  thinking: bool | None) -> list[Segment]:
         """Context and target segments by prefix rendering (see module doc)."""
