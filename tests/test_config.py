@@ -210,6 +210,27 @@ def test_a_data_file_given_as_the_config_is_named_as_data(tmp_path: Path, name: 
                                f"e.g. dsft train examples/tiny-cpu.yaml --out RUN --set data.train={path}")
 
 
+@pytest.mark.parametrize("config, asked", [
+    ({"train_batch_size": "auto", "train_micro_batch_size_per_gpu": "auto", "bf16": {"enabled": True},
+      "zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu", "pin_memory": True},
+                            "offload_param": {"device": "cpu", "pin_memory": True}}},
+     "train.distributed: deepspeed, train.zero_stage: 3, train.offload: optimizer+param, train.precision: bf16"),
+    ({"train_micro_batch_size_per_gpu": 4, "zero_optimization": {"stage": 2, "offload_optimizer": {"device": "none"}}},
+     "train.distributed: deepspeed, train.zero_stage: 2"),
+])
+def test_a_deepspeed_config_given_as_the_config_names_the_dsft_keys(tmp_path: Path, config: dict, asked: str) -> None:
+    """Guide 000's ds_config.json given where the config goes ('dsft train ds_config.json') was six 'unknown key'
+    problems, zero_optimization and train_micro_batch_size_per_gpu with no word of what asks for them in dsft."""
+    path = tmp_path / "ds_config.json"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == (f"{path}: a DeepSpeed config, not a dsft config; dsft writes the DeepSpeed config into "
+                               f"the run directory from its own keys, here {asked}: set them in a YAML config (e.g. "
+                               "examples/tiny-cpu.yaml) or with --set, and give that config")
+    assert load_config(None, [f"{key.replace(': ', '=')}" for key in asked.split(", ")])  # the keys it names are valid
+
+
 def test_a_value_quoted_back_is_cut_to_a_line() -> None:
     with pytest.raises(ConfigError) as info:
         load_config(None, [f"train.lr={list(range(500))}"])

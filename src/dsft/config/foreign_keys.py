@@ -137,3 +137,37 @@ def foreign_section_hint(value: Any, home: Callable[[str], str | None]) -> str |
         return None
     parts = [f"{key} -> {FOREIGN_KEYS.get(str(key)) or home(str(key)) or '(no dsft key)'}" for key in value]
     return "unknown section; its keys: " + ", ".join(parts)
+
+
+# Top-level keys that only a DeepSpeed config has (the guides' ds_config.json).
+DEEPSPEED_KEYS = ("zero_optimization", "train_micro_batch_size_per_gpu", "train_batch_size", "steps_per_print",
+                  "zero_allow_untested_optimizer", "wall_clock_breakdown")
+
+
+def deepspeed_config_keys(raw: dict[str, Any]) -> str | None:
+    """For a DeepSpeed config given where a dsft config goes (guide 000's ``ds_config.json``): the dsft keys that
+    ask for what it asks for (dsft writes the DeepSpeed config itself, into the run directory); None for any
+    other mapping.
+
+    >>> deepspeed_config_keys({"zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"},
+    ...                        "offload_param": {"device": "cpu"}}, "bf16": {"enabled": True}})
+    'train.distributed: deepspeed, train.zero_stage: 3, train.offload: optimizer+param, train.precision: bf16'
+    >>> deepspeed_config_keys({"train": {"lr": 1e-5}}) is None
+    True
+    """
+    if not any(key in raw for key in DEEPSPEED_KEYS):
+        return None
+    keys = ["train.distributed: deepspeed"]
+    zero = raw.get("zero_optimization")
+    if isinstance(zero, dict):
+        if zero.get("stage") in (0, 1, 2, 3):
+            keys.append(f"train.zero_stage: {zero['stage']}")
+        offloaded = [part for part in ("optimizer", "param") if isinstance(zero.get(f"offload_{part}"), dict)
+                     and zero[f"offload_{part}"].get("device", "none") != "none"]
+        if offloaded:  # dsft offloads the parameters only with the optimizer states
+            keys.append(f"train.offload: {'optimizer+param' if 'param' in offloaded else 'optimizer'}")
+    for precision in ("bf16", "fp16"):
+        if isinstance(raw.get(precision), dict) and raw[precision].get("enabled") is True:
+            keys.append(f"train.precision: {precision}")
+    return ", ".join(keys)
+

@@ -12,7 +12,7 @@ from typing import Any, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from dsft.config.foreign_keys import foreign_key_hint, foreign_section_hint
+from dsft.config.foreign_keys import deepspeed_config_keys, foreign_key_hint, foreign_section_hint
 from dsft.config.presets import get_preset
 from dsft.config.schema import DsftConfig, PathMark
 from dsft.errors import ConfigError
@@ -335,6 +335,10 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
     if isinstance(raw.get("data"), list):  # guide 004's {"data": [{"input", "output"}, ...]}
         raise ConfigError(_data_not_config(path, f'{{"data": [...]}} with {len(raw["data"])} records'))
+    if (asked := deepspeed_config_keys(raw)) is not None:  # guide 000's ds_config.json
+        raise ConfigError(f"{path}: a DeepSpeed config, not a dsft config; dsft writes the DeepSpeed config into the "
+                          f"run directory from its own keys, here {asked}: set them in a YAML config (e.g. "
+                          "examples/tiny-cpu.yaml) or with --set, and give that config")
     return raw
 
 
