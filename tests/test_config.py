@@ -173,6 +173,29 @@ def test_guide_001_training_arguments_are_translated_key_by_key(tmp_path: Path) 
     assert "test_size -> data.val_ratio" in data and "max_seq_length -> train.max_seq_len" in data  # not test_ratio
 
 
+def test_guide_000_script_arguments_dsft_has_no_key_for_say_why(tmp_path: Path) -> None:
+    """Guide 000's LoraConfig(bias="none", task_type="CAUSAL_LM"), TrainingArguments(tf32=True), from_pretrained's
+    device_map and the tokenizer's added <|user|>/<|assistant|> tokens, written into a config, were 'unknown key'
+    with nothing more: no word whether dsft does it, or why not."""
+    path = tmp_path / "guide.yaml"
+    path.write_text(yaml.safe_dump({
+        "model": {"name_or_path": "tiny-r1-distill-qwen", "device_map": "auto"},
+        "train": {"tf32": True, "logging_dir": "./logs"}, "lora": {"bias": "none", "task_type": "CAUSAL_LM"},
+        "tokenizer": {"additional_special_tokens": ["<|user|>", "<|assistant|>"]}}, sort_keys=False))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert sorted(info.value.problems) == [
+        "lora.bias: unknown key; dsft has no key for it: dsft's adapters train no biases (peft's bias='none')",
+        "lora.task_type: unknown key; dsft has no key for it: dsft's adapters are for causal LMs (peft's CAUSAL_LM)",
+        "model.device_map: unknown key; dsft has no key for it: each process trains on its own device; "
+        "train.distributed shards the model over several",
+        "tokenizer: unknown section; its keys: additional_special_tokens -> (no dsft key: dsft renders with the "
+        "model's own chat template (template.name) and adds no tokens, so no embedding is resized)",
+        "train.logging_dir: unknown key; dsft has no key for it: TensorBoard events go to the run directory's tb/",
+        "train.tf32: unknown key; dsft has no key for it: dsft does not turn TF32 on (PyTorch leaves it off for "
+        "matmuls); train.precision: bf16 (auto's choice on Ampere and later) runs the matmuls in bf16"]
+
+
 def test_missing_and_malformed_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "absent.yaml")

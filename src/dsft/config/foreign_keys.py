@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+# A translation that starts so says that dsft has nothing to set, and why.
+NO_KEY = "nothing: "
+
 FOREIGN_KEYS: dict[str, str] = {
     # transformers TrainingArguments
     "num_train_epochs": "train.epochs",
@@ -36,6 +39,12 @@ FOREIGN_KEYS: dict[str, str] = {
     "resume_from_checkpoint": "the --resume auto option of dsft train",
     "deepspeed": "train.distributed: deepspeed with train.zero_stage",
     "per_device_eval_batch_size": "eval.batch_size",
+    "tf32": "nothing: dsft does not turn TF32 on (PyTorch leaves it off for matmuls); train.precision: bf16 "
+            "(auto's choice on Ampere and later) runs the matmuls in bf16",
+    # model loading and tokenizer arguments of the guides' scripts
+    "device_map": "nothing: each process trains on its own device; train.distributed shards the model over several",
+    "additional_special_tokens": "nothing: dsft renders with the model's own chat template (template.name) and adds "
+                                 "no tokens, so no embedding is resized",
     # model and data arguments of training scripts and the guides
     "model_name": "model.name_or_path",
     "model_name_or_path": "model.name_or_path",
@@ -64,6 +73,9 @@ FOREIGN_KEYS_IN_SECTION: dict[tuple[str, str], str] = {
     ("model", "path"): "model.name_or_path",
     ("model", "name"): "model.name_or_path",
     ("data", "path"): "data.train",
+    # peft LoraConfig arguments dsft fixes
+    ("lora", "bias"): "nothing: dsft's adapters train no biases (peft's bias='none')",
+    ("lora", "task_type"): "nothing: dsft's adapters are for causal LMs (peft's CAUSAL_LM)",
 }
 
 
@@ -106,6 +118,8 @@ def foreign_option_hint(option: str, options: set[str], takes_set: bool) -> str 
     meant = FOREIGN_KEYS.get(word)
     if meant is None or not takes_set:
         return None
+    if meant.startswith(NO_KEY):
+        return f"dsft has no option or key for it: {meant[len(NO_KEY):]}"
     if meant.startswith("the --"):  # an option of dsft's own (output_dir: --out)
         return f"use {meant}"
     if " " not in meant:
@@ -121,8 +135,12 @@ def foreign_key_hint(key: str, section: str | None = None) -> str | None:
     'unknown key; use train.micro_batch_size'
     >>> foreign_key_hint("rank", "lora"), foreign_key_hint("rank", "train")
     ('unknown key; use lora.r', None)
+    >>> foreign_key_hint("task_type", "lora")
+    "unknown key; dsft has no key for it: dsft's adapters are for causal LMs (peft's CAUSAL_LM)"
     """
     meant = FOREIGN_KEYS_IN_SECTION.get((section, key)) if section is not None else FOREIGN_KEYS.get(key)
+    if meant is not None and meant.startswith(NO_KEY):
+        return f"unknown key; dsft has no key for it: {meant[len(NO_KEY):]}"
     return f"unknown key; use {meant}" if meant is not None else None
 
 
@@ -135,7 +153,8 @@ def foreign_section_hint(value: Any, home: Callable[[str], str | None]) -> str |
     """
     if not isinstance(value, dict) or not any(str(k) in FOREIGN_KEYS for k in value):
         return None
-    parts = [f"{key} -> {FOREIGN_KEYS.get(str(key)) or home(str(key)) or '(no dsft key)'}" for key in value]
+    parts = [f"{key} -> {_translated(FOREIGN_KEYS.get(str(key))) or home(str(key)) or '(no dsft key)'}"
+             for key in value]
     return "unknown section; its keys: " + ", ".join(parts)
 
 
@@ -170,4 +189,15 @@ def deepspeed_config_keys(raw: dict[str, Any]) -> str | None:
         if isinstance(raw.get(precision), dict) and raw[precision].get("enabled") is True:
             keys.append(f"train.precision: {precision}")
     return ", ".join(keys)
+
+
+def _translated(meant: str | None) -> str | None:
+    """A :data:`FOREIGN_KEYS` value as a section's key list shows it.
+
+    >>> _translated("train.lr"), _translated(NO_KEY + "TensorBoard events go to tb/")
+    ('train.lr', '(no dsft key: TensorBoard events go to tb/)')
+    """
+    if meant is not None and meant.startswith(NO_KEY):
+        return f"(no dsft key: {meant[len(NO_KEY):]})"
+    return meant
 
