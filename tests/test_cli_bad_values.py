@@ -83,6 +83,15 @@ CASES = [
      "--master-port"),
     ("deploy-replicas", lambda t: ["deploy", "k8s", MISSING, "--out", str(t / "o"), "--replicas", "0"], "--replicas"),
     ("deploy-name", lambda t: ["deploy", "k8s", MISSING, "--out", str(t / "o"), "--name", "Bad Name!"], "--name"),
+    # Written into the manifests and the printed docker command as given: a space split the command, '' named no model.
+    ("deploy-image", lambda t: ["deploy", "k8s", MISSING, "--out", str(t / "o"), "--image", "my image"],
+     "--image 'my image': not a container image reference"),
+    ("deploy-image-upper", lambda t: ["deploy", "k8s", MISSING, "--out", str(t / "o"), "--image", "reg.io/My-App:1"],
+     "--image 'reg.io/My-App:1': not a container image reference"),
+    ("deploy-served-name", lambda t: ["deploy", "k8s", MISSING, "--out", str(t / "o"), "--served-model-name", " "],
+     "--served-model-name: empty"),
+    ("deploy-secret", lambda t: ["deploy", "k8s", MISSING, "--out", str(t / "o"), "--api-key-secret", "My Key"],
+     "--api-key-secret 'My Key': must be a DNS-1123 subdomain"),
 ]
 
 

@@ -151,3 +151,13 @@ def test_a_full_disk_while_writing_leaves_no_half_made_build_context(serve_model
     code, _, err = run_cli(["deploy", "k8s", str(serve_model_dir), "--out", str(out)])
     assert code == 2 and "no space left" in err and "Traceback" not in err, err
     assert not out.exists()
+
+
+def test_the_printed_next_steps_quote_paths_with_spaces(serve_model_dir: Path, tmp_path: Path, run_cli) -> None:
+    """`cp -r MODEL OUT/model && docker build -t IMAGE OUT` printed paths as they are: a directory named with a space
+    ('my deploy') split into two arguments when the line was pasted into a shell."""
+    out = tmp_path / "my deploy"
+    code, stdout, err = run_cli(["deploy", "k8s", str(serve_model_dir), "--out", str(out)])
+    line = next(line for line in stdout.splitlines() if line.startswith("next: "))
+    assert code == 0 and f"cp -r {serve_model_dir} '{out / 'model'}' && docker build -t dsft-serve:latest '{out}' " \
+        f"&& docker push dsft-serve:latest && kubectl apply -f '{out}'" in line, (stdout, err)

@@ -244,13 +244,14 @@ def deploy_k8s(
         written = write_k8s(files, out)
     for path in written:
         typer.echo(f"wrote {path}")
-    build = f"docker build -t {image} {out} && docker push {image} && kubectl apply -f {out}"
+    quoted_out = shlex.quote(str(out))  # a directory with a space is one argument of the printed commands
+    build = f"docker build -t {image} {quoted_out} && docker push {image} && kubectl apply -f {quoted_out}"
     model_copy = out / "model"
     if spec.model_is_local and model_copy.exists():  # an earlier deploy's copy: `cp -r` would nest a second one in it
         typer.echo(f"next: {build} ({model_copy} is already there and goes into the image as it is; replace it if "
                    f"{spec.model_ref} changed)")
     elif spec.model_is_local:
-        typer.echo(f"next: cp -r {spec.model_ref} {model_copy} && {build}")
+        typer.echo(f"next: cp -r {shlex.quote(spec.model_ref)} {shlex.quote(str(model_copy))} && {build}")
     else:
         typer.echo(f"next: {build}")
 

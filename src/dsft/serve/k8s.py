@@ -164,12 +164,28 @@ def write_k8s(files: dict[str, str], out_dir: Path) -> list[Path]:
     return [*written, source]
 
 
-# Kubernetes object names: DNS-1123 labels (lower-case alphanumerics and '-', 63 at most).
+# Kubernetes object names: DNS-1123 labels (lower-case alphanumerics and '-', 63 at most); a Secret's name is a
+# DNS-1123 subdomain (such labels joined by '.', 253 at most).
 _K8S_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_K8S_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+# A container image reference as the distribution spec's grammar reads it: [DOMAIN[:PORT]/]PATH[:TAG][@DIGEST], the
+# path in lower case (components joined by '.', '_', '__' or dashes), a tag of at most 128 word characters, '.', '-'.
+_IMAGE_DOMAIN = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?"
+_IMAGE_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE_REFERENCE = re.compile(
+    rf"(?:{_IMAGE_DOMAIN}/)?{_IMAGE_COMPONENT}(?:/{_IMAGE_COMPONENT})*(?::[\w][\w.-]{{0,127}})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?")
 
 
-def check_deploy_options(name: str, replicas: int, gpus: int) -> None:
-    """Refuse values Kubernetes would reject (or that deploy nothing), naming each flag."""
+def check_deploy_options(name: str, replicas: int, gpus: int, image: str = "dsft-serve:latest",
+                         served_model_name: str = "dsft", api_key_secret: str | None = None) -> None:
+    """Refuse values Kubernetes or docker would reject (or that deploy nothing), naming each flag.
+
+    >>> check_deploy_options("dsft", 1, 1, image="registry.example.com:5000/team/r1-serve:v1.2")
+    >>> check_deploy_options("dsft", 1, 1, image="my image")
+    Traceback (most recent call last):
+    dsft.errors.DsftError: --image 'my image': not a container image reference ([REGISTRY[:PORT]/]NAME[:TAG], the name in lower-case letters, digits and '.', '_', '-' separators, e.g. registry.example.com/team/r1-serve:v1)
+    """
     problems = []
     if not _K8S_NAME.fullmatch(name):
         problems.append(f"--name {name!r}: must be a DNS-1123 label (lower-case letters, digits and '-', "
@@ -178,6 +194,16 @@ def check_deploy_options(name: str, replicas: int, gpus: int) -> None:
         problems.append(f"--replicas: must be >= 1, got {replicas}")
     if gpus < 0:
         problems.append(f"--gpus: must be >= 0, got {gpus}")
+    if not _IMAGE_REFERENCE.fullmatch(image) or len(image) > 255:
+        problems.append(f"--image {image!r}: not a container image reference ([REGISTRY[:PORT]/]NAME[:TAG], the name "
+                        "in lower-case letters, digits and '.', '_', '-' separators, e.g. "
+                        "registry.example.com/team/r1-serve:v1)")
+    if not served_model_name.strip():
+        problems.append("--served-model-name: empty; clients name the model with it (the default is dsft)")
+    if api_key_secret is not None and (not _K8S_SUBDOMAIN.fullmatch(api_key_secret) or len(api_key_secret) > 253):
+        problems.append(f"--api-key-secret {api_key_secret!r}: must be a DNS-1123 subdomain, as Kubernetes names "
+                        "a Secret (lower-case letters, digits, '-' and '.', starting and ending with a letter or "
+                        "digit, at most 253 characters)")
     if problems:
         raise DsftError(problems[0]) if len(problems) == 1 else DsftError("invalid deploy options", problems)
 
@@ -225,7 +251,10 @@ def _toml(table: dict[str, Any], prefix: str = "") -> str:
 
 def deploy_spec_for(model_or_run: str, **options: Any) -> DeploySpec:
     """A :class:`DeploySpec` for ``MODEL_OR_RUN``; a LoRA run must be merged first (one self-contained model)."""
-    check_deploy_options(options.get("name", "dsft"), options.get("replicas", 1), options.get("gpus", 1))
+    check_deploy_options(options.get("name", "dsft"), options.get("replicas", 1), options.get("gpus", 1),
+                         image=options.get("image", "dsft-serve:latest"),
+                         served_model_name=options.get("served_model_name", "dsft"),
+                         api_key_secret=options.get("api_key_secret"))
     # A LoRA run is refused from its run.json, before its base model is resolved (built, or downloaded).
     run = RunDir.find(model_or_run)  # a LoRA checkpoint is refused as its run is
     if run is not None and run.method not in FULL_METHODS:
