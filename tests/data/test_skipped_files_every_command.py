@@ -83,3 +83,37 @@ def test_train_warns_of_the_files_of_a_data_directory_its_config_names(tmp_path:
     code, _, err = run_cli(["train", str(config), "--out", str(tmp_path / "run")])
     assert code == 2 and "Traceback" not in err, err  # the model is refused after the data is checked
     assert f"warning: data.{key}: {data}: {SKIPPED}" in err, err
+
+
+def _full(tmp: Path) -> str:
+    """A non-empty directory that holds no earlier output of any command: refused as --out."""
+    (tmp / "full").mkdir()
+    (tmp / "full" / "mine.txt").write_text("x")
+    return str(tmp / "full")
+
+
+# A refusal that needs no record read comes alone: before, the skipped-files warning came first, so the user read a
+# warning about notes.txt and rows.tsv, then the real reason (nothing to do, --out taken, an input missing).
+REFUSED_ALONE = [
+    ("augment-nothing-to-do", lambda t, d: ["data", "augment", d, "--out", str(t / "o")], "data.augment: nothing to do"),
+    ("augment-out-taken", lambda t, d: ["data", "augment", d, "--out", _full(t), "--set",
+                                        "data.augment.synonym_copies=1"], "directory is not empty"),
+    ("augment-input-missing", lambda t, d: ["data", "augment", d, str(t / "absent.jsonl"), "--out", str(t / "o"),
+                                            "--set", "data.augment.synonym_copies=1"], "absent.jsonl: no such file"),
+    ("distill-no-endpoint", lambda t, d: ["data", "distill", d, "--out", str(t / "o")], "data.distill.endpoint: set"),
+    ("distill-out-taken", lambda t, d: ["data", "distill", d, "--out", _full(t), "--base-url", "http://127.0.0.1:9/v1",
+                                        "--model", "teacher"], "directory is not empty"),
+    ("prepare-out-taken", lambda t, d: ["data", "prepare", d, "--out", _full(t), "--tokenizer", "deepseek"],
+     "directory is not empty"),
+    ("prepare-tokenizer-missing", lambda t, d: ["data", "prepare", d, "--out", str(t / "o"), "--tokenizer",
+                                                "./no-such-model"], "--tokenizer: model './no-such-model'"),
+]
+
+
+@pytest.mark.parametrize("build, expected", [c[1:] for c in REFUSED_ALONE], ids=[c[0] for c in REFUSED_ALONE])
+def test_a_refusal_comes_alone_with_no_skipped_files_warning_before_it(tmp_path: Path, run_cli, build,
+                                                                       expected: str) -> None:
+    code, _, err = run_cli(build(tmp_path, str(_data_dir(tmp_path))))
+    assert code == 2 and expected in err and "Traceback" not in err, err
+    assert "warning" not in err and err.count("error:") == 1, err
+    assert not (tmp_path / "o").exists()

@@ -83,13 +83,13 @@ def _prepare(cfg: Any, inputs: list[str] | None, out: Path, tokenizer: str | Non
     # (data.val, data.test and data.mix too when INPUT... replace data.train).
     train_sources = training_sources(cfg, inputs)
     check_inputs(cfg, inputs)
-    for warning in skipped_file_warnings(cfg, inputs):  # named alone, such a file is refused
-        typer.echo(warning, err=True)
     check_prepared_output(cfg, out, inputs, f"--out {out}", overwrite)  # the user's own files are never overwritten
     check_fresh_output_dir(out, overwrite, rerun_markers=(REPORT_FILE,))  # rerunning a preparation replaces it
     named = expand_inputs(train_sources)
     if tokenizer != "deepseek":
         _check_tokenizer_name(tokenizer, cfg)
+    for warning in skipped_file_warnings(cfg, inputs):  # after every refusal: one comes alone
+        typer.echo(warning, err=True)  # named alone, such a file is refused
     created = not out.exists()  # a full disk removes --out only where this command made it
     output_dir(out)
     if cfg.train.objective != "sft":  # preference pairs, labelled completions or RL prompts

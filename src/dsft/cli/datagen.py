@@ -24,10 +24,11 @@ def augment_command(
 ) -> None:
     """Fill table templates, add synonym / paraphrase / back-translated copies; write the originals + copies."""
     from dsft.config import load_config
-    from dsft.data.augment import augment_files
+    from dsft.data.augment import augment_files, check_augment_request
     from dsft.disk import refused_output_removed
 
     cfg = load_config(config, set_, set_flags=set_)
+    check_augment_request(cfg, list(inputs or cfg.data.train), out, overwrite)  # a refusal comes with no warning
     _say_skipped_files([(None, pattern) for pattern in inputs] if inputs
                        else [("data.train", pattern) for pattern in cfg.data.train])
     with refused_output_removed(out):  # an endpoint that does not answer is found once --out exists
@@ -48,13 +49,14 @@ def distill_command(
 ) -> None:
     """Ask a teacher model every question; keep reasoning + answer as messages records (resumable)."""
     from dsft.config import load_config
-    from dsft.data.distill import distill_files
+    from dsft.data.distill import check_distill_request, distill_files
     from dsft.disk import refused_output_removed
     from dsft.eval.answer_check import answer_checker
 
     flags = [f"data.distill.endpoint.{key}={value}" for key, value in (("base_url", base_url), ("model", model)) if value]
     cfg = load_config(config, [*set_, *flags], set_flags=set_)  # the flags' own values are named by their keys
     settings = cfg.data.distill
+    check_distill_request(settings, list(inputs), out, overwrite)  # a refusal comes with no warning before it
     _say_skipped_files([(None, pattern) for pattern in inputs])
     with refused_output_removed(out):  # an endpoint that does not answer is found once --out exists
         report = distill_files(settings, list(inputs), out, answer_checker(settings.verify, settings.f1_min),

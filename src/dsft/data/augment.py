@@ -34,7 +34,7 @@ from dsft.data.ingest import ingest, write_rejections
 from dsft.data.inline_think import split_inline_think
 from dsft.data.ledger import rejected_reasons
 from dsft.data.near_dedup import drop_near_copies
-from dsft.data.readers import check_outputs_spare_inputs
+from dsft.data.readers import check_outputs_spare_inputs, expand_inputs
 from dsft.data.report import write_jsonl, write_removed
 from dsft.data.split import family_of
 from dsft.data.synonyms import is_chinese, load_thesaurus, replace_synonyms, synonym_source
@@ -217,6 +217,21 @@ AUGMENT_CACHE_FILE = "augment_cache.jsonl"
 AUGMENT_FILES = (AUGMENTED_FILE, "removed.jsonl", "rejects.jsonl", AUGMENT_REPORT_FILE, AUGMENT_CACHE_FILE)
 
 
+def check_augment_request(cfg: DsftConfig, inputs: list[str], out_dir: str | Path, overwrite: bool = False) -> None:
+    """Refuse what :func:`augment_files` would refuse before it reads a record: nothing to do, synonym sources that
+    are missing, an ``out_dir`` it may not write, an input that is not there. ``dsft data augment`` calls it before
+    it warns of the files an input directory holds that are not read, so a refusal comes alone."""
+    settings = cfg.data.augment
+    if not settings.enabled():
+        raise DataError("data.augment: nothing to do; set templates, synonym_copies, paraphrase_copies or "
+                        "back_translation (--set data.augment.synonym_copies=1)")
+    check_synonym_sources(settings)
+    out = Path(out_dir)
+    check_fresh_output_dir(out, overwrite, rerun_markers=(AUGMENT_REPORT_FILE, AUGMENT_CACHE_FILE))
+    check_outputs_spare_inputs(inputs, out, AUGMENT_FILES, f"--out {out}")
+    expand_inputs(inputs)  # each named input is there (a glob matches a file)
+
+
 def augment_files(cfg: DsftConfig, inputs: list[str], out_dir: str | Path, overwrite: bool = False) -> dict[str, Any]:
     """``dsft data augment``: read ``inputs``, fill ``data.augment.templates``, generate children of every
     record, and write ``augmented.jsonl`` (originals, then kept children), ``removed.jsonl``,
@@ -227,14 +242,8 @@ def augment_files(cfg: DsftConfig, inputs: list[str], out_dir: str | Path, overw
     rewritten (a rerun asks the endpoint only what its cache lacks), another non-empty directory only with
     ``overwrite``, and never over one of the inputs.
     """
-    settings = cfg.data.augment
-    if not settings.enabled():
-        raise DataError("data.augment: nothing to do; set templates, synonym_copies, paraphrase_copies or "
-                        "back_translation (--set data.augment.synonym_copies=1)")
-    check_synonym_sources(settings)
-    out = Path(out_dir)
-    check_fresh_output_dir(out, overwrite, rerun_markers=(AUGMENT_REPORT_FILE, AUGMENT_CACHE_FILE))
-    check_outputs_spare_inputs(inputs, out, AUGMENT_FILES, f"--out {out}")
+    check_augment_request(cfg, inputs, out_dir, overwrite)
+    settings, out = cfg.data.augment, Path(out_dir)
     templated = template_records(settings)
     ingested = ingest(inputs, cfg.data.format, cfg.data.columns) if inputs else None
     out.mkdir(parents=True, exist_ok=True)  # once the inputs are read: a missing one leaves no directory

@@ -37,7 +37,7 @@ from dsft.data.endpoint import ChatClient, Completion, EndpointSettings, Request
 from dsft.data.ingest import Rejection, write_rejections
 from dsft.data.inline_think import split_inline_think
 from dsft.data.ledger import rejected_reasons
-from dsft.data.readers import check_outputs_spare_inputs, read_records
+from dsft.data.readers import check_outputs_spare_inputs, expand_inputs, read_records
 from dsft.data.report import write_jsonl, write_removed
 from dsft.data.validate import validate_conversation
 from dsft.disk import check_fresh_output_dir
@@ -166,6 +166,20 @@ def distill_one(question: Question, client: ChatClient, settings: DistillConfig,
     return outcome
 
 
+def check_distill_request(cfg_distill: DistillConfig, inputs: list[str], out_dir: str | Path,
+                          overwrite: bool = False) -> None:
+    """Refuse what :func:`distill_files` would refuse before it reads a question: no endpoint, an ``out_dir`` it may
+    not write, an input that is not there. ``dsft data distill`` calls it before it warns of the files an input
+    directory holds that are not read, so a refusal comes alone."""
+    if not cfg_distill.endpoint.configured():
+        raise DataError("data.distill.endpoint: set base_url and model "
+                        "(--set data.distill.endpoint.base_url=http://... --set data.distill.endpoint.model=NAME)")
+    out = Path(out_dir)
+    check_fresh_output_dir(out, overwrite, rerun_markers=(DISTILL_REPORT_FILE, DISTILL_CACHE_FILE))
+    check_outputs_spare_inputs(inputs, out, DISTILL_FILES, f"--out {out}")
+    expand_inputs(inputs)  # each named input is there (a glob matches a file)
+
+
 def distill_files(cfg_distill: DistillConfig, inputs: list[str], out_dir: str | Path,
                   check: AnswerCheck | None, overwrite: bool = False) -> dict[str, Any]:
     """``dsft data distill``: answer every question of ``inputs``; write ``distilled.jsonl``,
@@ -174,13 +188,8 @@ def distill_files(cfg_distill: DistillConfig, inputs: list[str], out_dir: str | 
     ``out_dir`` follows the output-directory rule (:func:`dsft.disk.check_fresh_output_dir`): an earlier
     distill output (its report or response cache) is rewritten, which is how an interrupted run resumes;
     another non-empty directory only with ``overwrite``; never over one of the inputs."""
-    endpoint = cfg_distill.endpoint
-    if not endpoint.configured():
-        raise DataError("data.distill.endpoint: set base_url and model "
-                        "(--set data.distill.endpoint.base_url=http://... --set data.distill.endpoint.model=NAME)")
-    out = Path(out_dir)
-    check_fresh_output_dir(out, overwrite, rerun_markers=(DISTILL_REPORT_FILE, DISTILL_CACHE_FILE))
-    check_outputs_spare_inputs(inputs, out, DISTILL_FILES, f"--out {out}")
+    check_distill_request(cfg_distill, inputs, out_dir, overwrite)
+    endpoint, out = cfg_distill.endpoint, Path(out_dir)
     questions, rejections = read_questions(inputs)
     out.mkdir(parents=True, exist_ok=True)  # once the inputs are read: a missing one leaves no directory
     params = {k: v for k, v in (("temperature", endpoint.temperature), ("max_tokens", endpoint.max_tokens)) if v is not None}
