@@ -109,8 +109,9 @@ def _named_columns(source: str, header: list[str]) -> tuple[list[str], set[str],
     position: an empty cell there is no field, a filled one is kept under that name, where every such column was
     the one field ``""`` holding the last of their cells.
 
-    >>> _named_columns("a.csv", ["input", "output", "", ""])
-    (['input', 'output', 'column 3', 'column 4'], set(), {'column 3', 'column 4'})
+    >>> names, unread, nameless = _named_columns("a.csv", ["input", "output", "", ""])
+    >>> names, unread, sorted(nameless)
+    (['input', 'output', 'column 3', 'column 4'], set(), ['column 3', 'column 4'])
     """
     index = leading_index_columns(header)
     if index:
