@@ -38,8 +38,18 @@ def require_llama_cpp() -> None:
             "or pass --no-verify") from exc
 
 
+def llama_threads() -> int:
+    """The CPU threads llama.cpp computes on, for single tokens and prompt batches alike: torch's intra-op thread
+    count, the one setting every CPU computation of dsft follows (``OMP_NUM_THREADS``, else torch's default of one per
+    physical core; ``torch.set_num_threads`` in a program), so the GGUF and the transformers model it is compared
+    with run alike. It was fixed at 2 threads (and llama-cpp-python's default of every logical CPU for batches)."""
+    import torch  # heavy: the verification has loaded it already, for the transformers side
+
+    return max(1, torch.get_num_threads())
+
+
 def load_llama(path: Path, n_ctx: int = 512, vocab_only: bool = False) -> Any:
-    """Open a GGUF file with llama-cpp-python on CPU with logits for every position.
+    """Open a GGUF file with llama-cpp-python on CPU with logits for every position, on :func:`llama_threads` threads.
 
     The KV cache is float32 (llama.cpp defaults to float16, which alone moves logits by ~1e-3): the
     check is about the file's weights, not the cache precision a server may choose.
@@ -59,11 +69,12 @@ def load_llama(path: Path, n_ctx: int = 512, vocab_only: bool = False) -> Any:
             params.use_extra_bufts = False
         return params
 
+    threads = llama_threads()
     low_level.llama_model_default_params = plain_cpu_params
     try:
         f32 = getattr(low_level, "GGML_TYPE_F32", 0)
-        return Llama(model_path=str(path), n_ctx=n_ctx, logits_all=True, n_gpu_layers=0, n_threads=2,
-                     type_k=f32, type_v=f32, vocab_only=vocab_only, verbose=False, seed=0)
+        return Llama(model_path=str(path), n_ctx=n_ctx, logits_all=True, n_gpu_layers=0, n_threads=threads,
+                     n_threads_batch=threads, type_k=f32, type_v=f32, vocab_only=vocab_only, verbose=False, seed=0)
     except (ValueError, RuntimeError) as exc:
         raise DsftError(f"{path}: llama.cpp (llama-cpp-python) could not load the file: {exc}") from exc
     finally:
