@@ -37,7 +37,7 @@ def test_generation_raises_no_cache_deprecation(serve_model_dir: Path, lora_run_
             warnings.simplefilter("always")
             results = generate_batch(serving.model, serving.tokenizer,
                                      [GenerationRequest(prompt, SamplingParams(max_tokens=3, temperature=0))],
-                                     serving.eos_ids, lambda row, text, result: None)
+                                     serving.eos_ids, lambda row, text, result, logprob: None)
     finally:
         hf_logging.get_logger("transformers").removeHandler(records)
     assert results[0].completion_tokens == 3 or results[0].finish_reason == "stop"

@@ -75,7 +75,7 @@ class ChatSession:
                 content_parts.append(content)
                 console.print(content, end="", markup=False, emoji=False, highlight=False, soft_wrap=True)
 
-        def emit(_: int, piece: str, result: RowResult | None) -> None:
+        def emit(_: int, piece: str, result: RowResult | None, __: object = None) -> None:
             show(piece, result is not None)
 
         with self.serving.adapter_active(self.serving.default_adapter):

@@ -18,9 +18,14 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from dsft.serve.generation import GenerationRequest, RowResult, generate_batch
+from dsft.serve.logprobs import TokenLogprob
 from dsft.serve.serving_model import ServingModel
 
 log = logging.getLogger(__name__)
+
+
+# What a request's stream yields per generated token: (text piece, the final result or None, its logprob or None).
+Event = tuple[str, RowResult | None, TokenLogprob | None]
 
 
 class EngineBusy(Exception):
@@ -28,17 +33,18 @@ class EngineBusy(Exception):
 
 
 class RequestStream:
-    """One submitted request: iterate to receive ``(text_piece, final_result_or_None)`` pairs."""
+    """One submitted request: iterate to receive ``(text_piece, final_result_or_None, logprob_or_None)``, one per
+    generated token (the logprob entry of that token when the request asked for logprobs)."""
 
     def __init__(self, request: GenerationRequest) -> None:
         self.request = request
-        self._events: asyncio.Queue[tuple[str, RowResult | None] | BaseException] = asyncio.Queue()
+        self._events: asyncio.Queue[Event | BaseException] = asyncio.Queue()
 
     def cancel(self) -> None:
         """Stop generating for this request (the client went away)."""
         self.request.cancelled = True
 
-    async def __aiter__(self) -> AsyncIterator[tuple[str, RowResult | None]]:
+    async def __aiter__(self) -> AsyncIterator[Event]:
         while True:
             event = await self._events.get()
             if isinstance(event, BaseException):
@@ -49,7 +55,7 @@ class RequestStream:
 
     async def collect(self) -> RowResult:
         """Wait for the end and return the whole result (non-streaming answers)."""
-        async for _, result in self:
+        async for _, result, _ in self:
             if result is not None:
                 return result
         raise AssertionError("stream ended without a result")
@@ -170,12 +176,12 @@ class TransformersEngine:
         serving = self.serving
         assert serving is not None
 
-        def emit(row: int, piece: str, result: RowResult | None) -> None:
+        def emit(row: int, piece: str, result: RowResult | None, logprob: TokenLogprob | None = None) -> None:
             if result is not None and result.error is not None:  # this request alone failed
                 self._loop.call_soon_threadsafe(batch[row]._events.put_nowait, result.error)
                 return
             final = dataclasses.replace(result) if result is not None else None
-            self._loop.call_soon_threadsafe(batch[row]._events.put_nowait, (piece, final))
+            self._loop.call_soon_threadsafe(batch[row]._events.put_nowait, (piece, final, logprob))
 
         with serving.adapter_active(batch[0].request.adapter):
             generate_batch(serving.model, serving.tokenizer, [s.request for s in batch], serving.eos_ids, emit)

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from dsft.serve.decoding import RowDecoder
+from dsft.serve.logprobs import TokenLogprob, token_logprob
 from dsft.serve.sampling import SamplingParams, sample_next_tokens
 
 
@@ -32,17 +33,20 @@ class GenerationRequest:
 
 @dataclass
 class RowResult:
-    """What a row produced. ``completion_tokens`` counts generated tokens, the final EOS included."""
+    """What a row produced. ``completion_tokens`` counts generated tokens, the final EOS included; ``logprobs``
+    holds one entry per generated token when the request asked for them (else None)."""
 
     text: str = ""
     completion_tokens: int = 0
     finish_reason: str | None = None
     token_ids: list[int] = field(default_factory=list)
     error: Exception | None = None  # set with finish_reason "error": why this row alone failed
+    logprobs: list[TokenLogprob] | None = None
 
 
-# emit(row_index, text_piece, finished_result_or_None)
-EmitFn = Callable[[int, str, "RowResult | None"], None]
+# emit(row_index, text_piece, finished_result_or_None, the_new_token's_logprob_or_None): once per generated token
+# (the piece may be empty while text is held back), and once more for a row that fails or is cancelled.
+EmitFn = Callable[[int, str, "RowResult | None", "TokenLogprob | None"], None]
 
 
 def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,12 +78,12 @@ def generate_batch(
     input_ids, attention_mask = (t.to(device) for t in left_pad([r.prompt_ids for r in requests], pad_id))
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     params = [r.params for r in requests]
-    results = [RowResult() for _ in requests]
+    results = [RowResult(logprobs=[] if p.logprobs is not None else None) for p in params]
 
     def fail(row: int, exc: Exception) -> None:
         if results[row].finish_reason is None:
             results[row].finish_reason, results[row].error = "error", exc
-            emit(row, "", results[row])
+            emit(row, "", results[row], None)
 
     generators = [_row_generator(row, p, fail) for row, p in enumerate(params)]
     decoders = [RowDecoder(tokenizer, p.stop) for p in params]
@@ -95,7 +99,10 @@ def generate_batch(
         for row, token in enumerate(next_tokens.tolist()):
             if results[row].finish_reason is None:
                 try:
-                    _advance_row(row, token, requests[row], decoders[row], results[row], eos_ids, emit)
+                    alternatives = params[row].logprobs
+                    logprob = None if alternatives is None else token_logprob(
+                        out.logits[row, -1, :], token, alternatives, tokenizer)
+                    _advance_row(row, (token, logprob), requests[row], decoders[row], results[row], eos_ids, emit)
                 except Exception as exc:  # noqa: BLE001 - this row's decoding failed; the others go on
                     fail(row, exc)
         if all(r.finish_reason is not None for r in results):
@@ -123,16 +130,19 @@ def _row_generator(row: int, params: SamplingParams, fail: Callable[[int, Except
 
 
 def _advance_row(
-    row: int, token: int, request: GenerationRequest, decoder: RowDecoder, result: RowResult,
-    eos_ids: set[int], emit: EmitFn,
+    row: int, sampled: tuple[int, TokenLogprob | None], request: GenerationRequest, decoder: RowDecoder,
+    result: RowResult, eos_ids: set[int], emit: EmitFn,
 ) -> None:
-    """Record one sampled token for a live row and report new text / the finish."""
+    """Record one sampled token (and its logprob entry) for a live row and report new text / the finish."""
     if request.cancelled:
         result.finish_reason = "abort"
-        emit(row, "", result)
+        emit(row, "", result, None)
         return
+    token, logprob = sampled
     result.completion_tokens += 1
     result.token_ids.append(token)
+    if result.logprobs is not None and logprob is not None:
+        result.logprobs.append(logprob)
     piece = ""
     if token in eos_ids:
         result.finish_reason = "stop"
@@ -145,4 +155,4 @@ def _advance_row(
     if result.finish_reason is not None:
         piece += decoder.flush()
     result.text = decoder.text
-    emit(row, piece, result if result.finish_reason is not None else None)
+    emit(row, piece, result if result.finish_reason is not None else None, logprob)

@@ -15,9 +15,10 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from dsft.serve.logprobs import MAX_TOP_LOGPROBS
 from dsft.serve.openai_errors import UNKNOWN_FIELD, ApiError
 
 # torch.Generator.manual_seed accepts exactly this range; a seed outside it cannot be honoured.
@@ -28,7 +29,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 # Request fields of OpenAI's API and vLLM's extensions that dsft accepts and ignores, never taken for a typo
 # of a field it reads (top_k is as close to top_p as a misspelling).
 TOLERATED_FIELDS = frozenset({
-    "logit_bias", "logprobs", "top_logprobs", "user", "store", "metadata",
+    "logit_bias", "user", "store", "metadata",
     "service_tier", "response_format", "parallel_tool_calls", "modalities", "audio", "prediction",
     "reasoning_effort", "functions", "function_call", "suffix", "echo", "best_of", "length_penalty", "min_tokens", "ignore_eos", "stop_token_ids", "skip_special_tokens",
     "spaces_between_special_tokens", "include_stop_str_in_output", "add_generation_prompt",
@@ -154,8 +155,12 @@ class SamplingFields(_Request):
         """The :class:`~dsft.serve.sampling.SamplingParams` fields beyond temperature and top_p this request sets."""
         given = {"top_k": max(self.top_k, 0) if self.top_k is not None else None, "min_p": self.min_p,
                  "repetition_penalty": self.repetition_penalty, "presence_penalty": self.presence_penalty,
-                 "frequency_penalty": self.frequency_penalty}
+                 "frequency_penalty": self.frequency_penalty, "logprobs": self.logprob_alternatives()}
         return {name: value for name, value in given.items() if value is not None}
+
+    def logprob_alternatives(self) -> int | None:
+        """How many most likely tokens to return beside each generated token's logprob; None: no logprobs."""
+        return None
 
 
 class ChatMessageIn(_Request):
@@ -221,6 +226,20 @@ class ChatCompletionRequest(SamplingFields):
                                                "templates that read them).")
     tool_choice: Literal["auto", "none"] | None = Field(
         None, description="auto (default): the model may call a tool; none: no tools, replies are not parsed for calls.")
+    logprobs: bool = Field(False, description="Return each generated token's logprob (the model's own, before "
+                           "penalties and temperature, as vLLM).")
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS, description="With logprobs: also the N most "
+                                     "likely tokens at each position.")
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _needs_logprobs(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value and not info.data.get("logprobs"):
+            raise ValueError("needs logprobs: true (OpenAI's rule); without it no logprobs are returned")
+        return value
+
+    def logprob_alternatives(self) -> int | None:
+        return (self.top_logprobs or 0) if self.logprobs else None
 
     @field_validator("tool_choice", mode="before")
     @classmethod
@@ -254,6 +273,11 @@ class CompletionRequest(SamplingFields):
     prompt: str | list[str]
     stream: bool = False
     stream_options: StreamOptions | None = None
+    logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS, description="Return each generated token's "
+                                 "logprob and the N most likely tokens at each position (legacy shape).")
+
+    def logprob_alternatives(self) -> int | None:
+        return self.logprobs
 
     @field_validator("prompt", mode="before")
     @classmethod
@@ -274,6 +298,16 @@ class GenerateRequest(SamplingFields):
     model_config = ConfigDict(json_schema_extra={"examples": [{"prompt": "What is 2+2?", "max_tokens": 64}]})
 
     prompt: str = Field(..., min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_logprobs(cls, data: Any) -> Any:
+        # The answer has no place for them; ignoring the request would hand back less than was asked for.
+        for key in ("logprobs", "top_logprobs"):
+            if isinstance(data, dict) and data.get(key) not in (None, False):
+                raise PydanticCustomError(UNKNOWN_FIELD, "not answered by /generate; ask /v1/chat/completions "
+                                          "(logprobs, top_logprobs) or /v1/completions (logprobs)", {"field": key})
+        return data
 
 
 def new_id(prefix: str) -> str:

@@ -10,6 +10,10 @@ Tool calls: an answer that ends in a whole calls block in the family's format
 comes until the block's opener appears, holds the rest back (and any tail that could begin the opener),
 and at the end sends the calls as one delta (``index`` per call), or the held text as content when it was
 not a whole block.
+
+Logprobs (:mod:`dsft.serve.logprobs`), when asked for: a whole answer carries one entry per generated token; a
+streamed chunk carries those of the tokens generated since the chunk before it (text held back, say a possible
+stop string, leaves its tokens' entries waiting for the chunk that sends it, so each entry is sent once, in order).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 
 from dsft.serve.engine import RequestStream
 from dsft.serve.generation import RowResult
+from dsft.serve.logprobs import TokenLogprob, chat_logprobs, completion_logprobs
 from dsft.serve.protocol import new_id, now, reasoning_fields, usage_body
 from dsft.templates.reasoning import StreamingReasoningSplitter
 from dsft.templates.tool_call_parsing import ToolCallReader
@@ -68,7 +73,8 @@ def chat_completion(result: RowResult, model: str, prompt_tokens: int, reply: Re
     finish = "tool_calls" if calls else result.finish_reason
     return {
         "id": new_id("chatcmpl"), "object": "chat.completion", "created": now(), "model": model,
-        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+        "choices": [{"index": 0, "message": message, "finish_reason": finish,
+                     "logprobs": chat_logprobs(result.logprobs) if result.logprobs is not None else None}],
         "usage": usage_body(prompt_tokens, result.completion_tokens),
     }
 
@@ -77,7 +83,8 @@ def completion(result: RowResult, model: str, prompt_tokens: int) -> dict[str, A
     """A whole ``text_completion`` object."""
     return {
         "id": new_id("cmpl"), "object": "text_completion", "created": now(), "model": model,
-        "choices": [{"index": 0, "text": result.text, "finish_reason": result.finish_reason, "logprobs": None}],
+        "choices": [{"index": 0, "text": result.text, "finish_reason": result.finish_reason,
+                     "logprobs": completion_logprobs(result.logprobs) if result.logprobs is not None else None}],
         "usage": usage_body(prompt_tokens, result.completion_tokens),
     }
 
@@ -132,7 +139,10 @@ async def chat_stream(
     splitter = StreamingReasoningSplitter() if reply.split_reasoning else None
     hold = _CallsHoldBack(reply.tools) if reply.tools is not None else None
     yield _chunk(base, {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None})
-    async for piece, result in stream:
+    waiting: list[TokenLogprob] | None = None  # entries not yet sent (None: the request asked for none)
+    async for piece, result, logprob in stream:
+        if logprob is not None:
+            waiting = [*(waiting or []), logprob]
         reasoning, content = splitter.feed(piece) if splitter else (None, piece)
         if result is not None and splitter is not None:
             tail_reasoning, tail_content = splitter.finish()
@@ -152,7 +162,9 @@ async def chat_stream(
             delta["tool_calls"] = [{"index": i, **call} for i, call in enumerate(calls)]
         finish = ("tool_calls" if calls else result.finish_reason) if result is not None else None
         if delta or finish is not None:
-            yield _chunk(base, {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None})
+            logprobs = chat_logprobs(waiting) if waiting is not None else None
+            waiting = [] if waiting is not None else None
+            yield _chunk(base, {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": logprobs})
         if result is not None and include_usage:
             yield _chunk(base, None, usage_body(prompt_tokens, result.completion_tokens))
 
@@ -162,9 +174,16 @@ async def completion_stream(
 ) -> AsyncIterator[dict[str, Any]]:
     """``text_completion`` chunks, one per text piece, the last with the finish reason."""
     base = {"id": new_id("cmpl"), "object": "text_completion", "created": now(), "model": model}
-    async for piece, result in stream:
+    waiting: list[TokenLogprob] | None = None  # entries not yet sent (None: the request asked for none)
+    offset = 0  # where the next chunk's first token starts, in the tokens' text sent so far
+    async for piece, result, logprob in stream:
+        if logprob is not None:
+            waiting = [*(waiting or []), logprob]
         finish = result.finish_reason if result is not None else None
         if piece or finish is not None:
-            yield _chunk(base, {"index": 0, "text": piece, "finish_reason": finish, "logprobs": None})
+            logprobs = completion_logprobs(waiting, offset) if waiting is not None else None
+            offset += sum(len(entry.token) for entry in waiting or [])
+            waiting = [] if waiting is not None else None
+            yield _chunk(base, {"index": 0, "text": piece, "finish_reason": finish, "logprobs": logprobs})
         if result is not None and include_usage:
             yield _chunk(base, None, usage_body(prompt_tokens, result.completion_tokens))

@@ -40,6 +40,7 @@ class SamplingParams:
     repetition_penalty: float = 1.0
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
+    logprobs: int | None = None  # alternatives to return per token with its logprob; None: no logprobs
 
     @property
     def greedy(self) -> bool:

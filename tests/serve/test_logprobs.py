@@ -1,0 +1,142 @@
+"""Logprobs are returned when asked for (they were silently left out: ``logprobs: null``): chat's
+``logprobs``/``top_logprobs`` in OpenAI's shape, read back by the official client, and completions' legacy shape,
+whole or streamed. The values are checked against one plain forward pass over prompt + reply (no KV cache, no
+batching): the model's own log-softmax, before temperature, as vLLM returns them by default.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import torch
+
+from live_server import API_KEY, LiveServer, run_live
+
+HEADERS = {"Authorization": f"Bearer {API_KEY}"}
+NAME = "m"
+MESSAGES = [{"role": "user", "content": "What is 2+2?"}]
+PROMPT = "The capital of France is"
+TOKENS = 6
+
+
+@pytest.fixture(scope="module")
+def live(serve_model_dir: Path) -> Iterator[LiveServer]:
+    from dsft.serve.server import build_engine
+    from dsft.serve.settings import ServeSettings
+
+    settings = ServeSettings(served_model_name=NAME, api_key=API_KEY, max_batch=4, max_tokens=32, max_model_len=256)
+    with run_live(build_engine(str(serve_model_dir), [], settings), settings) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def reference(serve_model_dir: Path) -> Any:
+    from dsft.models.loading import load_model, load_tokenizer
+
+    return load_model(serve_model_dir, dtype="float32", device="cpu"), load_tokenizer(serve_model_dir)
+
+
+def _greedy_with_logprobs(reference: Any, prompt: list[int], top: int) -> list[tuple[int, float, list[int]]]:
+    """(token id, its logprob, the ``top`` most likely ids) per greedy token, from one forward over the whole text."""
+    model, tokenizer = reference
+    out = model.generate(torch.tensor([prompt]), max_new_tokens=TOKENS, do_sample=False,
+                         attention_mask=torch.ones(1, len(prompt), dtype=torch.long), pad_token_id=tokenizer.eos_token_id)
+    ids = out[0, len(prompt):].tolist()
+    with torch.no_grad():
+        logprobs = model(torch.tensor([prompt + ids])).logits[0, len(prompt) - 1:-1].float().log_softmax(-1)
+    return [(token, float(logprobs[i, token]), logprobs[i].topk(top).indices.tolist()) for i, token in enumerate(ids)]
+
+
+def _post(live: LiveServer, path: str, body: dict[str, Any]) -> httpx.Response:
+    return httpx.post(live.base_url + path, json={"model": NAME, **body}, headers=HEADERS, timeout=60)
+
+
+def _streamed_choices(live: LiveServer, path: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    with httpx.stream("POST", live.base_url + path, json={"model": NAME, "stream": True, **body}, headers=HEADERS,
+                      timeout=60) as answer:
+        assert answer.status_code == 200, answer.read()
+        chunks = [json.loads(line[6:]) for line in answer.iter_lines() if line.startswith("data: {")]
+    return [chunk["choices"][0] for chunk in chunks if chunk["choices"]]
+
+
+def test_chat_logprobs_are_the_models_own_and_the_client_reads_them(live: LiveServer, reference: Any) -> None:
+    model, tokenizer = reference
+    prompt = tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=True, return_dict=False)
+    expected = _greedy_with_logprobs(reference, prompt, 3)
+    answer = live.client().chat.completions.create(model=NAME, messages=MESSAGES, max_tokens=TOKENS, temperature=0,
+                                                   logprobs=True, top_logprobs=3)
+    content = answer.choices[0].logprobs.content
+    assert len(content) == answer.usage.completion_tokens == len(expected)
+    for entry, (token, logprob, top) in zip(content, expected):
+        assert entry.token == tokenizer.decode([token])
+        assert entry.bytes == list(entry.token.encode("utf-8"))
+        assert entry.logprob == pytest.approx(logprob, abs=1e-4)
+        assert [t.token for t in entry.top_logprobs] == [tokenizer.decode([i]) for i in top]
+        assert entry.top_logprobs[0].logprob == pytest.approx(logprob, abs=1e-4)  # greedy: the chosen is the top
+
+
+def test_logprobs_are_not_shaped_by_temperature(live: LiveServer) -> None:
+    """vLLM's default: the raw model's logprobs. top_k 1 keeps temperature 1.7 on the greedy path, so the tokens
+    are the greedy ones, and so must their logprobs be (temperature-scaled ones would all differ)."""
+    ask = {"messages": MESSAGES, "max_tokens": TOKENS, "logprobs": True, "top_logprobs": 2}
+    greedy = _post(live, "/v1/chat/completions", {**ask, "temperature": 0}).json()["choices"][0]["logprobs"]
+    hot = _post(live, "/v1/chat/completions", {**ask, "temperature": 1.7, "top_k": 1, "seed": 3}).json()
+    assert greedy is not None and len(greedy["content"]) == hot["usage"]["completion_tokens"]
+    assert hot["choices"][0]["logprobs"] == greedy
+
+
+def test_completion_logprobs_have_the_legacy_shape(live: LiveServer, reference: Any) -> None:
+    model, tokenizer = reference
+    expected = _greedy_with_logprobs(reference, tokenizer(PROMPT).input_ids, 2)
+    answer = _post(live, "/v1/completions", {"prompt": PROMPT, "max_tokens": TOKENS, "temperature": 0, "logprobs": 2})
+    logprobs = answer.json()["choices"][0]["logprobs"]
+    tokens = [tokenizer.decode([token]) for token, _, _ in expected]
+    assert logprobs["tokens"] == tokens
+    assert logprobs["token_logprobs"] == pytest.approx([logprob for _, logprob, _ in expected], abs=1e-4)
+    assert [list(alternatives) for alternatives in logprobs["top_logprobs"]] == [
+        [tokenizer.decode([i]) for i in top] for _, _, top in expected]
+    assert logprobs["text_offset"] == [sum(len(t) for t in tokens[:i]) for i in range(len(tokens))]
+
+
+def test_streamed_logprobs_add_up_to_the_whole_answers(live: LiveServer) -> None:
+    """Each chunk carries the entries of the tokens since the chunk before; together, the whole answer's."""
+    chat = {"messages": MESSAGES, "max_tokens": TOKENS, "temperature": 0, "logprobs": True, "top_logprobs": 2}
+    whole = _post(live, "/v1/chat/completions", chat).json()["choices"][0]["logprobs"]["content"]
+    streamed = [e for c in _streamed_choices(live, "/v1/chat/completions", chat) for e in (c.get("logprobs") or
+                                                                                          {"content": []})["content"]]
+    assert streamed == whole
+    plain = {"prompt": PROMPT, "max_tokens": TOKENS, "temperature": 0, "logprobs": 1}
+    whole = _post(live, "/v1/completions", plain).json()["choices"][0]["logprobs"]
+    chunks = [c["logprobs"] for c in _streamed_choices(live, "/v1/completions", plain)]
+    assert {key: [v for chunk in chunks for v in chunk[key]] for key in whole} == whole
+
+
+def test_without_logprobs_there_are_none(live: LiveServer) -> None:
+    chat = _post(live, "/v1/chat/completions", {"messages": MESSAGES, "max_tokens": 2, "top_logprobs": 0}).json()
+    assert chat["choices"][0]["logprobs"] is None
+    plain = _post(live, "/v1/completions", {"prompt": PROMPT, "max_tokens": 2}).json()
+    assert plain["choices"][0]["logprobs"] is None
+
+
+@pytest.mark.parametrize(("path", "fields", "param"), [
+    ("/v1/chat/completions", {"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+    ("/v1/chat/completions", {"logprobs": True, "top_logprobs": -1}, "top_logprobs"),
+    ("/v1/chat/completions", {"top_logprobs": 2}, "top_logprobs"),
+    ("/v1/chat/completions", {"logprobs": 2}, "logprobs"),
+    ("/v1/completions", {"logprobs": 21}, "logprobs"),
+    ("/v1/completions", {"logprobs": True}, "logprobs"),
+    ("/generate", {"logprobs": True}, "logprobs"),
+    ("/generate", {"top_logprobs": 1}, "top_logprobs"),
+])
+def test_logprob_requests_that_cannot_be_answered_are_400(
+    live: LiveServer, path: str, fields: dict[str, Any], param: str
+) -> None:
+    body = {"messages": MESSAGES} if path == "/v1/chat/completions" else {"prompt": PROMPT}
+    answer = _post(live, path, {**body, "max_tokens": 2, **fields})
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["param"] == param
