@@ -13,6 +13,7 @@ from transformers import AutoConfig, Qwen2Config, Qwen2ForCausalLM
 from dsft.config import load_config
 from dsft.errors import ConfigError
 from dsft.training.collators import PackedCollator
+from dsft.training.preflight import config_notices
 from dsft.training.setup import build_training_arguments, check_dropout, environment_problems
 from dsft.training import trainer as trainer_module
 from dsft.training.trainer import DsftTrainer
@@ -78,6 +79,18 @@ def test_cosine_with_restarts_restarts_every_fifth_of_the_steps(tmp_path: Path) 
     assert lrs[19] < 0.01
     with pytest.raises(ConfigError, match="train.lr_cycles: applies to lr_scheduler cosine_with_restarts, not cosine"):
         load_config(None, ["train.lr_cycles=3"])
+
+
+def test_lr_cycles_written_with_a_scheduler_that_does_not_restart_is_said_not_applied() -> None:
+    """Guide 001's period of 20% written as train.lr_cycles: 5 beside lr_scheduler: cosine: 5 was the default, so
+    the refusal of lr_cycles under another scheduler could not see it, and the run decayed once without a word."""
+    notices = config_notices(load_config(None, ["train.lr_cycles=5"]), world_size=1, cuda=False, deepspeed=False)
+    assert notices == ["train.lr_cycles=5: not applied; train.lr_scheduler=cosine does not restart (set "
+                       "train.lr_scheduler=cosine_with_restarts to use it, or remove the key)"]
+    for quiet in ([], ["train.lr_scheduler=cosine_with_restarts", "train.lr_cycles=5"],
+                  ["train.lr_scheduler=cosine_with_restarts"]):
+        assert config_notices(load_config(None, quiet), world_size=1, cuda=False, deepspeed=False) == []
+    assert load_config(None, ["train.lr_scheduler=cosine_with_restarts"]).train.restart_cycles == 5
 
 
 def test_environment_problems_name_the_key_and_the_fix() -> None:

@@ -340,6 +340,9 @@ class TemplateConfig(Section):
 # step, so train.epochs has the same bound. Beyond it a run trained on at a learning rate of about 1e-21 (its
 # warmup being train.warmup_ratio of the steps), and never ended.
 MAX_STEPS = 10**9
+# Cosine cycles of train.lr_scheduler=cosine_with_restarts when train.lr_cycles is unset (a restart every 20% of the
+# steps after warmup, guide 001's period).
+DEFAULT_LR_CYCLES = 5
 
 
 class TrainConfig(Section):
@@ -358,9 +361,9 @@ class TrainConfig(Section):
         "cosine", description="Learning-rate schedule after warmup; cosine_with_restarts runs train.lr_cycles "
         "cosine cycles, each restarting at the peak lr.",
     )
-    lr_cycles: int = Field(
-        5, ge=1, description="Cosine cycles with lr_scheduler=cosine_with_restarts (5 = a restart every 20% of "
-        "the steps after warmup, as guide 001).",
+    lr_cycles: int | None = Field(
+        None, ge=1, description=f"Cosine cycles with lr_scheduler=cosine_with_restarts (unset: {DEFAULT_LR_CYCLES}, "
+        "a restart every 20% of the steps after warmup, as guide 001).",
     )
     optimizer: Literal["adamw_torch", "adamw_8bit", "adafactor"] = Field(
         "adamw_torch", description="adamw_torch; adamw_8bit (bitsandbytes, CUDA only: 8-bit optimizer states); "
@@ -483,11 +486,18 @@ class TrainConfig(Section):
 
     @field_validator("lr_cycles")
     @classmethod
-    def _cycles(cls, value: int, info: ValidationInfo) -> int:
+    def _cycles(cls, value: int | None, info: ValidationInfo) -> int | None:
         scheduler = info.data.get("lr_scheduler")
-        if value != 5 and scheduler is not None and scheduler != "cosine_with_restarts":
+        # DEFAULT_LR_CYCLES with another scheduler is what every config saved before the key could be unset
+        # recorded: still read, and named as not applied (dsft.training.preflight.unused_cycles_notice).
+        if value not in (None, DEFAULT_LR_CYCLES) and scheduler is not None and scheduler != "cosine_with_restarts":
             raise ValueError(f"applies to lr_scheduler cosine_with_restarts, not {scheduler}")
         return value
+
+    @property
+    def restart_cycles(self) -> int:
+        """The cosine cycles ``cosine_with_restarts`` runs (``lr_cycles``, or its default)."""
+        return DEFAULT_LR_CYCLES if self.lr_cycles is None else self.lr_cycles
 
 
 class LoraConfig(Section):

@@ -60,6 +60,21 @@ def unused_lora_notice(cfg: DsftConfig) -> str | None:
             f"(set train.method=lora or qlora to use {them})")
 
 
+def unused_cycles_notice(cfg: DsftConfig) -> str | None:
+    """One line when ``train.lr_cycles`` is set and the scheduler does not read it; None otherwise. Another value
+    is refused by the config; this one (the default of ``cosine_with_restarts``) is what every config saved before
+    the key could be unset recorded, so it is read, and said.
+
+    >>> unused_cycles_notice(DsftConfig.model_validate({"train": {"lr_cycles": 5}}))
+    'train.lr_cycles=5: not applied; train.lr_scheduler=cosine does not restart (set train.lr_scheduler=cosine_with_restarts to use it, or remove the key)'
+    """
+    t = cfg.train
+    if t.lr_cycles is None or t.lr_scheduler == "cosine_with_restarts":
+        return None
+    return (f"train.lr_cycles={t.lr_cycles}: not applied; train.lr_scheduler={t.lr_scheduler} does not restart "
+            "(set train.lr_scheduler=cosine_with_restarts to use it, or remove the key)")
+
+
 def unused_objective_notice(cfg: DsftConfig) -> str | None:
     """One line naming the ``preference.*`` / ``grpo.*`` settings ``train.objective`` does not read, and which
     objectives do (:mod:`dsft.training.objective_settings` owns that); None when there are none.
@@ -96,7 +111,7 @@ def config_notices(cfg: DsftConfig, world_size: int, cuda: bool | None = None,
     ``dsft config show`` / ``dsft launch`` say them too. ``cuda`` and ``deepspeed`` describe the machines the run
     will use (default: this one)."""
     notices = (unapplied_settings_notice(cfg.train, world_size, cuda, deepspeed), unused_lora_notice(cfg),
-               unused_objective_notice(cfg))
+               unused_objective_notice(cfg), unused_cycles_notice(cfg))
     return [notice for notice in notices if notice]
 
 

@@ -224,7 +224,7 @@ def build_training_arguments(cfg: DsftConfig, run_dir: Path, has_eval: bool, mod
         max_steps=t.max_steps,
         learning_rate=t.lr,
         lr_scheduler_type=t.lr_scheduler if t.lr_scheduler != "constant" else "constant_with_warmup",
-        lr_scheduler_kwargs={"num_cycles": t.lr_cycles} if t.lr_scheduler == "cosine_with_restarts" else None,
+        lr_scheduler_kwargs={"num_cycles": t.restart_cycles} if t.lr_scheduler == "cosine_with_restarts" else None,
         optim=OPTIMIZERS[t.optimizer],
         adam_beta1=t.adam_betas[0],
         adam_beta2=t.adam_betas[1],
