@@ -93,6 +93,18 @@ def test_lr_cycles_written_with_a_scheduler_that_does_not_restart_is_said_not_ap
     assert load_config(None, ["train.lr_scheduler=cosine_with_restarts"]).train.restart_cycles == 5
 
 
+def test_an_early_stopping_min_delta_without_patience_is_said_not_applied() -> None:
+    """Guide 001's early_stopping_check(patience=3, delta=0.001) written as eval.early_stopping_min_delta alone:
+    early stopping stays off (patience 0) and the delta was taken without a word."""
+    notices = config_notices(load_config(None, ["eval.early_stopping_min_delta=0.001"]), world_size=1, cuda=False,
+                             deepspeed=False)
+    assert notices == ["eval.early_stopping_min_delta=0.001: not applied; early stopping is off, "
+                       "eval.early_stopping_patience=0 (set it to the evaluations without improvement to wait, e.g. 3, "
+                       "to use it, or remove the key)"]
+    both = load_config(None, ["eval.early_stopping_min_delta=0.001", "eval.early_stopping_patience=3"])
+    assert config_notices(both, world_size=1, cuda=False, deepspeed=False) == []
+
+
 def test_environment_problems_name_the_key_and_the_fix() -> None:
     cfg = load_config(None, ["train.optimizer=adamw_8bit", "train.report_to=[tensorboard, wandb]"])
     problems = environment_problems(cfg, cuda=False, installed=lambda package: False)

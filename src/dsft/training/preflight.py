@@ -75,6 +75,21 @@ def unused_cycles_notice(cfg: DsftConfig) -> str | None:
             "(set train.lr_scheduler=cosine_with_restarts to use it, or remove the key)")
 
 
+def unused_min_delta_notice(cfg: DsftConfig) -> str | None:
+    """One line when ``eval.early_stopping_min_delta`` is set and early stopping is off (no patience); None
+    otherwise.
+
+    >>> unused_min_delta_notice(DsftConfig.model_validate({"eval": {"early_stopping_min_delta": 0.001}}))
+    'eval.early_stopping_min_delta=0.001: not applied; early stopping is off, eval.early_stopping_patience=0 (set it to the evaluations without improvement to wait, e.g. 3, to use it, or remove the key)'
+    """
+    e = cfg.eval
+    if not e.early_stopping_min_delta or e.early_stopping_patience:
+        return None
+    return (f"eval.early_stopping_min_delta={e.early_stopping_min_delta}: not applied; early stopping is off, "
+            "eval.early_stopping_patience=0 (set it to the evaluations without improvement to wait, e.g. 3, to use "
+            "it, or remove the key)")
+
+
 def unused_objective_notice(cfg: DsftConfig) -> str | None:
     """One line naming the ``preference.*`` / ``grpo.*`` settings ``train.objective`` does not read, and which
     objectives do (:mod:`dsft.training.objective_settings` owns that); None when there are none.
@@ -111,7 +126,8 @@ def config_notices(cfg: DsftConfig, world_size: int, cuda: bool | None = None,
     ``dsft config show`` / ``dsft launch`` say them too. ``cuda`` and ``deepspeed`` describe the machines the run
     will use (default: this one)."""
     notices = (unapplied_settings_notice(cfg.train, world_size, cuda, deepspeed), unused_lora_notice(cfg),
-               unused_objective_notice(cfg), unused_cycles_notice(cfg))
+               unused_objective_notice(cfg), unused_cycles_notice(cfg),
+               unused_min_delta_notice(cfg))
     return [notice for notice in notices if notice]
 
 
