@@ -41,11 +41,29 @@ def test_inspect_of_a_prepared_directory_reads_its_train_split_and_warns_of_noth
     assert code == 0 and "warning" not in err, err  # data_report.md is the preparation's, not skipped data
 
 
-def test_eval_warns_of_the_files_of_its_data_directory_it_skips(tmp_path: Path, run_cli) -> None:
+def _stop_at(monkeypatch, module: str, name: str) -> None:
+    """Replace the command's work (``module.name``) with a refusal, so a test sees what the command said before it."""
+    import importlib
+
+    from dsft.errors import DsftError
+
+    def stop(*args, **kwargs):
+        raise DsftError("stopped where the work begins")
+
+    monkeypatch.setattr(importlib.import_module(module), name, stop)
+
+
+def test_eval_warns_of_the_files_of_its_data_directory_it_skips(tmp_path: Path, run_cli, tiny_model_dir,
+                                                                  monkeypatch) -> None:
     data = _data_dir(tmp_path)
-    code, _, err = run_cli(["eval", "./no-such-model", "--data", str(data), "--out", str(tmp_path / "eval")])
-    assert code == 2 and "Traceback" not in err, err  # the model is refused after the data is checked
+    _stop_at(monkeypatch, "dsft.eval.evaluate", "evaluate_model")
+    model = str(tiny_model_dir("tiny-deepseek-v3"))
+    code, _, err = run_cli(["eval", model, "--data", str(data), "--out", str(tmp_path / "eval")])
+    assert code == 2 and "stopped where the work begins" in err, err  # every check passed
     assert f"warning: --data: {data}: {SKIPPED}" in err, err
+    # A refusal comes alone: before, the warning came first and the missing model after it.
+    code, _, err = run_cli(["eval", "./no-such-model", "--data", str(data), "--out", str(tmp_path / "eval")])
+    assert code == 2 and "no-such-model" in err and "warning" not in err, err
 
 
 def test_augment_warns_of_the_files_of_an_input_directory_it_skips(tmp_path: Path, run_cli) -> None:
@@ -73,16 +91,21 @@ def test_distill_warns_of_the_files_of_an_input_directory_it_skips(tmp_path: Pat
 
 
 @pytest.mark.parametrize("key", ["train", "val"])
-def test_train_warns_of_the_files_of_a_data_directory_its_config_names(tmp_path: Path, run_cli, key: str) -> None:
+def test_train_warns_of_the_files_of_a_data_directory_its_config_names(tmp_path: Path, run_cli, key: str,
+                                                                       tiny_model_dir, monkeypatch) -> None:
     data = _data_dir(tmp_path)
     other = tmp_path / "other.jsonl"
     other.write_text(json.dumps({"prompt": "q", "completion": "a"}) + "\n")
     train, val = (data, other) if key == "train" else (other, data)
+    _stop_at(monkeypatch, "dsft.training.run", "run_training")
     config = tmp_path / "config.yaml"
-    config.write_text(f"model:\n  name_or_path: ./no-such-model\ndata:\n  train: [{train}]\n  val: [{val}]\n")
-    code, _, err = run_cli(["train", str(config), "--out", str(tmp_path / "run")])
-    assert code == 2 and "Traceback" not in err, err  # the model is refused after the data is checked
-    assert f"warning: data.{key}: {data}: {SKIPPED}" in err, err
+    for model, said in ((tiny_model_dir("tiny-deepseek-v3"), "stopped where the work begins"),
+                        ("./no-such-model", "no-such-model")):
+        config.write_text(f"model:\n  name_or_path: {model}\ndata:\n  train: [{train}]\n  val: [{val}]\n")
+        code, _, err = run_cli(["train", str(config), "--out", str(tmp_path / "run")])
+        assert code == 2 and said in err and "Traceback" not in err, err
+        # Said once every check has passed; a refusal (the missing model) comes alone, where it came after it.
+        assert (f"warning: data.{key}: {data}: {SKIPPED}" in err) == (model != "./no-such-model"), err
 
 
 def _full(tmp: Path) -> str:
@@ -105,6 +128,10 @@ REFUSED_ALONE = [
                                         "--model", "teacher"], "directory is not empty"),
     ("prepare-out-taken", lambda t, d: ["data", "prepare", d, "--out", _full(t), "--tokenizer", "deepseek"],
      "directory is not empty"),
+    ("eval-model-missing", lambda t, d: ["eval", "./no-such-model", "--data", d, "--out", str(t / "o")],
+     "no-such-model"),
+    ("compare-tuned-missing", lambda t, d: ["compare", "--tuned", "./no-such-model", "--base", "tiny-deepseek-v3",
+                                            "--data", d, "--out", str(t / "o")], "no-such-model"),
     ("prepare-tokenizer-missing", lambda t, d: ["data", "prepare", d, "--out", str(t / "o"), "--tokenizer",
                                                 "./no-such-model"], "--tokenizer: model './no-such-model'"),
 ]

@@ -75,7 +75,7 @@ def metrics_command(
 def check_inputs(data: str, models: list[str], base_model: str | None = None) -> None:
     """Refuse a missing data file, an unresolvable model name or ``--base-model`` before torch is imported (a
     run directory is opened later, by the command)."""
-    from dsft.data.input_checks import directory_skip_warnings, refuse_outputs_inside
+    from dsft.data.input_checks import refuse_outputs_inside
     from dsft.data.prepared_folder import UNFINISHED_PREPARATION, preparation_state
     from dsft.data.readers import expand_inputs
     from dsft.data.split import split_file
@@ -96,10 +96,17 @@ def check_inputs(data: str, models: list[str], base_model: str | None = None) ->
                         f"train split too: pass one split, e.g. --data {Path(data) / split_file('val')}")
     expand_inputs([data])
     refuse_outputs_inside(data, f"--data {data}", "scored as evaluation records")  # as data preparation refuses
-    for warning in directory_skip_warnings([("--data", data)]):  # named alone, such a file is refused
-        typer.echo(warning, err=True)
     for name in models:
         check_source(name, base_model)
+
+
+def say_skipped_data(data: str) -> None:
+    """Warn of the files of unread types in a --data directory (named alone, such a file is refused); said once
+    every check has passed, just before the work, so a refusal comes alone."""
+    from dsft.data.input_checks import directory_skip_warnings
+
+    for warning in directory_skip_warnings([("--data", data)]):
+        typer.echo(warning, err=True)
 
 
 def eval_defaults(model_or_run: str, config: Optional[Path]) -> Any:
@@ -256,6 +263,7 @@ def eval_command(
         check_generation_room([model_or_run], max_new_tokens, base_model)
         if device is not None:  # imports torch: after every check that does not
             check_device(device)
+        say_skipped_data(data)
         output_dir(out)
         result = evaluate_model(model_or_run, data, out, options, limit=limit, template=template, metrics=wanted,
                                 device=device, thinking=thinking, base_model=base_model,
@@ -313,6 +321,7 @@ def compare_command(
         check_generation_room([base] if base else [], max_new_tokens)
         if device is not None:  # imports torch: after every check that does not
             check_device(device)
+        say_skipped_data(data)
         output_dir(out)
         result = compare_models(base, tuned, data, out, options, limit=limit, template=template, metrics=wanted,
                                 sample_count=samples, device=device, thinking=thinking,

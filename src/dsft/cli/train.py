@@ -45,9 +45,6 @@ def train(
     rewards = preflight(cfg, env, str(config), set_)  # before any data or model is read
     check_launched(cfg, env, str(config), overrides=set_)
     check_inputs(cfg)
-    if not cfg.data.prepared_dir and is_main_process():  # the raw inputs are read (and prepared) by this run
-        for warning in skipped_file_warnings(cfg):  # named alone, such a file is refused
-            typer.echo(warning, err=True)
     try:
         check_model_name(cfg.model.name_or_path)
         check_model_files(cfg.model.name_or_path)  # a local directory's weights and tokenizer, before the data
@@ -58,6 +55,9 @@ def train(
     RunDir(out).check(cfg, resuming=resume is not None)  # another run there, a refused change on --resume
     check_resume_path(resume)
     check_resume_steps(resume, out, cfg.train)  # a schedule the checkpoint is already past
+    if not cfg.data.prepared_dir and is_main_process():  # the raw inputs are read (and prepared) by this run
+        for warning in skipped_file_warnings(cfg):  # after every refusal, so one comes alone
+            typer.echo(warning, err=True)  # named alone, such a file is refused
     # torch, transformers and peft load only once the config, data paths, model name and --out are known good.
     from dsft.eval.callbacks import training_eval_callbacks
     from dsft.training.run import run_training
