@@ -208,10 +208,10 @@ def test_pretty_printed_records_one_after_another_under_a_jsonl_name_are_read_as
         (f"{path}:{line}", record) for line, record in zip((1, 5, 9), records)]
     path.write_text('{\n "input": "q1",\n "output": "a1"\n}\n{\n "input": "q2",\n "output": oops\n}\n{"input": "q3"}\n',
                     encoding="utf-8")
-    first, rest = read_records([str(path)])
-    assert first.data == {"input": "q1", "output": "a1"} and rest.data is None and rest.where == f"{path}:5"
-    assert rest.error == ("malformed JSON: Expecting value; the rest of the file (from line 5) could not be split into "
-                          "records") and rest.raw.endswith('{"input": "q3"}\n')
+    first, broken, last = read_records([str(path)])  # the broken record costs itself, not the rest of the file
+    assert first.data == {"input": "q1", "output": "a1"} and broken.data is None and broken.where == f"{path}:5"
+    assert broken.error == "malformed JSON: Expecting value (line 7, column 12)" and broken.raw.endswith("oops\n}")
+    assert last.data == {"input": "q3"} and last.where == f"{path}:9"
 
 
 def test_parquet_and_saved_dataset(tmp_path: Path) -> None:

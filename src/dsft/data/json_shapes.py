@@ -2,7 +2,8 @@
 over lines or on one line, records pretty-printed one after another, a damaged array split item by item, and the
 pandas table layouts (``DataFrame.to_json``'s default) refused with the call that writes records, the row index
 of ``orient="table"`` dropped (:mod:`dsft.data.pandas_index`). In every shape a
-record whose object names a key twice is rejected naming it (:mod:`dsft.data.json_keys`).
+record whose object names a key twice is rejected naming it (:mod:`dsft.data.json_keys`); a broken record costs
+itself, the text of damaged files being cut into records by :mod:`dsft.data.json_splitting`.
 
 >>> import tempfile, pathlib
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "pretty.jsonl"
@@ -14,12 +15,12 @@ record whose object names a key twice is rejected naming it (:mod:`dsft.data.jso
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from dsft.data.json_keys import KeyCheckingDecoder, keys_named_twice, named_twice_reason
+from dsft.data.json_splitting import ARRAY_START, record_starts, split_json_array, split_json_array_at
 from dsft.data.pandas_index import say_index_dropped, table_index_fields
 from dsft.data.raw_record import RawRecord, unparsed
 from dsft.text_encoding import encoding_hint
@@ -79,7 +80,7 @@ def _holds_one_json_document(path: Path) -> bool:
     try:
         value = json.loads(first)
     except (ValueError, RecursionError):
-        return _ARRAY_START.match((first + rest).decode("utf-8", errors="replace")) is not None
+        return ARRAY_START.match((first + rest).decode("utf-8", errors="replace")) is not None
     records = value.get("data") if isinstance(value, dict) else value
     return (not rest.strip() and isinstance(records, list) and bool(records)
             and all(isinstance(record, dict) for record in records))
@@ -90,15 +91,18 @@ _HEAD_BYTES = 1 << 20  # what is read to see whether a .jsonl file's first recor
 
 def _opens_with_an_object_over_lines(path: Path) -> bool:
     """Whether a ``.jsonl`` file's first record is a JSON object written over several lines (``json.dumps(record,
-    indent=2)`` a record, one after another): read line by line, every line of it was a malformed record."""
+    indent=2)`` a record, one after another): read line by line, every line of it was a malformed record. A first
+    line that is ``{`` alone opens one whether or not that record decodes (a broken first record costs itself)."""
     with open(path, "rb") as handle:
         first = next((line for line in handle if line.strip()), b"").removeprefix(b"\xef\xbb\xbf")
+        if first.strip() == b"{":
+            return True
         if not first.lstrip().startswith(b"{") or _parses(first.decode("utf-8", errors="replace")):
             return False  # JSON lines (or not JSON at all): nothing more is read here
         text = (first + handle.read(_HEAD_BYTES)).decode("utf-8", errors="replace").lstrip()
     try:
         _, end = json.JSONDecoder().raw_decode(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     return "\n" in text[:end]
 
@@ -113,25 +117,38 @@ def _parses(text: str) -> bool:
 
 def read_objects_over_lines(path: Path) -> Iterator[RawRecord]:
     """JSON objects one after another, each over several lines (see :func:`_opens_with_an_object_over_lines`), each
-    located at the line it begins on. From the first text that does not decode as an object, the rest of the file is
-    one rejected record, its reason naming where."""
+    located at the line it begins on. Text that does not decode as an object is one rejected record, its reason
+    naming the line where it broke, up to the next line that opens a record at the first one's indentation
+    (:func:`~dsft.data.json_splitting.record_starts`), where reading goes on; with no such line after it, the rest
+    of the file is that record.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "pretty.jsonl"
+    >>> _ = path.write_text('{\\n  "text": "a"\\n}\\n{\\n  "text": "b"\\n\\n{\\n  "text": "c"\\n}\\n')
+    >>> [(r.location, r.data, r.error) for r in read_objects_over_lines(path)]  # the second lost its brace
+    [('line 1', {'text': 'a'}, None), ('line 4', None, "malformed JSON: Expecting ',' delimiter (line 7, column 1)"), ('line 7', {'text': 'c'}, None)]
+    """
     source = str(path)
     text = path.read_bytes().removeprefix(b"\xef\xbb\xbf").decode("utf-8", errors="surrogateescape")
-    decoder, position = KeyCheckingDecoder(), 0
+    decoder, position, starts = KeyCheckingDecoder(), 0, None
     while True:
         while position < len(text) and text[position].isspace():
             position += 1
         if position >= len(text):
             return
+        if starts is None:
+            starts = record_starts(text, position)
         line = text.count("\n", 0, position) + 1
         start = position
         try:
             value, position = decoder.raw_decode(text, position)
         except (ValueError, RecursionError) as exc:
-            reason = getattr(exc, "msg", "nested too deeply")
-            yield unparsed(source, f"line {line}", f"malformed JSON: {reason}; the rest of the file (from line {line}) "
-                            "could not be split into records", text[position:])
-            return
+            broke = (f"{exc.msg} (line {exc.lineno}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError)
+                     else "nested too deeply")
+            position = next((s for s in starts if s > start), len(text))  # the next record, if one begins
+            rest = "" if position < len(text) else f"; no record begins after line {line}, so the rest of the file is this one"
+            yield unparsed(source, f"line {line}", f"malformed JSON: {broke}{rest}", text[start:position].rstrip())
+            continue
         if decoder.twice:
             yield unparsed(source, f"line {line}", named_twice_reason(decoder.twice), text[start:position])
         else:
@@ -144,8 +161,10 @@ def read_json(path: Path) -> Iterator[RawRecord]:
     Items are located as ``item N`` (1-based). Bytes that are not UTF-8 are kept as lone surrogates
     (``surrogateescape``), so validation rejects exactly the items that hold them. A file that does not
     parse is recovered record by record where its shape allows: JSON lines under a ``.json`` name are
-    read line by line, a damaged array item by item (see :func:`split_json_array`). Only a file with
-    no recoverable shape is one rejected record, and its reason says so.
+    read line by line, records pretty-printed one after another as :func:`read_objects_over_lines` reads them, a
+    damaged array item by item (see :func:`~dsft.data.json_splitting.split_json_array`; a rejected item of a file
+    of several lines is located ``item N (line L)``, the line it begins on). Only a file with no recoverable shape
+    is one rejected record, and its reason says so.
 
     >>> import tempfile, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "a.json"
@@ -239,72 +258,31 @@ def _looks_like_json_lines(text: str) -> bool:
 def _recover_json(path: Path, text: str, exc: json.JSONDecodeError) -> Iterator[RawRecord]:
     """Records of a ``.json`` file that does not parse whole (see :func:`read_json`)."""
     source = str(path)
-    if _looks_like_json_lines(text) or (exc.msg == "Extra data" and _ARRAY_START.match(text) is None):
+    array = ARRAY_START.match(text) is not None
+    over_lines = "\n" in text.strip() and record_starts(text, len(text) - len(text.lstrip()))
+    if not array and over_lines and not _looks_like_json_lines(text):
+        # Records pretty-printed one after another under a .json name (each line of them alone is no JSON).
+        yield from read_objects_over_lines(path)
+        return
+    if _looks_like_json_lines(text) or (exc.msg == "Extra data" and not array):
         # Many datasets ship JSON lines under a .json name; read them as such.
         yield from read_jsonl(path)
         return
-    items = split_json_array(text)
+    items = split_json_array_at(text)
     if not items:  # not an array, or a damaged one with nothing in it
         yield RawRecord(source, "item 1", error=f"malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}); "
                                                 "the file could not be split into records, so it counts as one")
         return
-    decoder = KeyCheckingDecoder()
-    for number, item in enumerate(items, start=1):
+    decoder, lines = KeyCheckingDecoder(), "\n" in text.strip()
+    for number, (offset, item) in enumerate(items, start=1):
+        # Over several lines, a rejected item says the line it begins on.
         location = f"item {number}"
+        where = f"{location} (line {text.count(chr(10), 0, offset + len(item) - len(item.lstrip())) + 1})" if lines else location
         try:
             value = decoder.decode(item)
-            yield (unparsed(source, location, named_twice_reason(decoder.twice), item.strip()) if decoder.twice
+            yield (unparsed(source, where, named_twice_reason(decoder.twice), item.strip()) if decoder.twice
                    else RawRecord(source, location, data=value))
         except json.JSONDecodeError as item_exc:
-            yield unparsed(source, location, f"malformed JSON in array item: {item_exc.msg}", item.strip())
+            yield unparsed(source, where, f"malformed JSON in array item: {item_exc.msg}", item.strip())
         except RecursionError:
-            yield unparsed(source, location, "malformed JSON: nested too deeply", item.strip())
-
-
-_ARRAY_START = re.compile(r'\s*(\{\s*"data"\s*:\s*)?\[')
-
-
-def split_json_array(text: str) -> list[str] | None:
-    """The source text of each top-level item of a (possibly damaged) JSON array, or None if not an array.
-
-    Items end at top-level commas, tracked through strings and nesting; a raw newline inside a string
-    ends it (JSON strings hold none, so its closing quote was lost), which keeps one damaged item from
-    swallowing the next line's. A missing ``]`` (a truncated file) ends the last item at the end.
-
-    >>> split_json_array('[{"a": 1}, {"b": [2, 3]}, oops]')
-    ['{"a": 1}', ' {"b": [2, 3]}', ' oops']
-    >>> split_json_array('{"data": [1, "x, y"')
-    ['1', ' "x, y"']
-    >>> split_json_array('{"a": 1') is None
-    True
-    """
-    opened = _ARRAY_START.match(text)
-    if opened is None:
-        return None
-    items: list[str] = []
-    depth, in_string, escaped, start = 0, False, False, opened.end()
-    for index in range(start, len(text)):
-        char = text[index]
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char in '"\n':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-        elif char in "]}" and depth > 0:
-            depth -= 1
-        elif char == "]":
-            items.append(text[start:index])
-            break
-        elif char == "," and depth == 0:
-            items.append(text[start:index])
-            start = index + 1
-    else:
-        items.append(text[start:])
-    return [item for item in items if item.strip()]
-
+            yield unparsed(source, where, "malformed JSON: nested too deeply", item.strip())

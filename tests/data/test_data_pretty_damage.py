@@ -1,0 +1,76 @@
+"""Property-based: one broken record in a pretty-printed JSON file (a lost comma, brace or quote) costs that record,
+rejected where it begins; the records after it are read. It cost the rest of the file: one reject for records
+pretty-printed one after another, and for an array whose broken item lost a brace; two items merged into one
+reject where the comma between them was lost."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dsft.data.ingest import ingest
+
+texts = st.builds(lambda head, tail: head + tail, st.sampled_from("abcxyz"),
+                  st.text(alphabet='abc xyz{}[]",:\\\n', max_size=12))
+records = st.builds(lambda i, o, n: {"instruction": i, "output": o, "meta": {"n": n}, "history": [[i, o]]},
+                    texts, texts, st.integers(0, 9))
+SHAPES = {  # file name: rendering, the indentation of a record's first line, the location of record N on line L
+    "objects.jsonl": (lambda items: "".join(json.dumps(r, indent=2) + "\n" for r in items), "", "{path}:{line}"),
+    "objects.json": (lambda items: "".join(json.dumps(r, indent=2) + "\n" for r in items), "", "{path}:{line}"),
+    "array.json": (lambda items: json.dumps(items, indent=2) + "\n", "  ", "{path} item {number} (line {line})"),
+    "array.jsonl": (lambda items: json.dumps(items, indent=4) + "\n", "    ", "{path} item {number} (line {line})"),
+    "wrapped.json": (lambda items: json.dumps({"data": items}, indent=2) + "\n", "    ",
+                     "{path} item {number} (line {line})"),
+}
+
+
+def _break(text: str, indent: str, victim: int, damage: str) -> tuple[str, int]:
+    """``text`` with record ``victim`` (0-based) broken by ``damage``, and the line that record begins on."""
+    lines = text.split("\n")
+    begin = [number for number, line in enumerate(lines) if line == indent + "{"][victim]
+    end = next(number for number in range(begin, len(lines)) if lines[number].startswith(indent + "}"))
+    if damage == "brace":  # the record's closing brace
+        lines[end] = lines[end].replace("}", "", 1)
+    elif damage == "inner comma":  # the comma after the instruction
+        lines[begin + 1] = lines[begin + 1].removesuffix(",")
+    else:  # the output's opening quote
+        lines[begin + 2] = lines[begin + 2].replace('": "', '": ', 1)
+    return "\n".join(lines), begin + 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(records, min_size=3, max_size=10), st.sampled_from(sorted(SHAPES)),
+       st.sampled_from(["brace", "inner comma", "quote"]), st.data())
+def test_one_broken_record_costs_itself_only(items: list[dict], shape: str, damage: str, data) -> None:
+    victim = data.draw(st.integers(0, len(items) - 1))
+    render, indent, where = SHAPES[shape]
+    text, line = _break(render(items), indent, victim, damage)
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / shape
+        path.write_text(text, encoding="utf-8")
+        result = ingest([str(path)])
+    assert result.read == len(items)
+    assert [r.where for r in result.rejections] == [where.format(path=path, number=victim + 1, line=line)]
+    assert [c.meta["n"] for c in result.conversations] == [r["meta"]["n"] for r in items[:victim] + items[victim + 1:]]
+
+
+def test_record_3_of_10_broken_in_every_pretty_shape(tmp_path: Path) -> None:
+    items = [{"instruction": f"q{i}", "output": f"a{i}", "meta": {"n": i}} for i in range(1, 11)]
+    for shape, (render, _, _) in SHAPES.items():
+        text = render(items).replace('"q3",', '"q3"', 1)  # record 3 lost a comma
+        (tmp_path / shape).write_text(text, encoding="utf-8")
+        result = ingest([str(tmp_path / shape)])
+        assert (result.read, len(result.rejections)) == (10, 1), shape
+        assert [c.messages[0].content for c in result.conversations] == [f"q{i}" for i in range(1, 11) if i != 3]
+
+
+def test_an_array_item_that_lost_the_comma_after_it_is_read_with_the_next(tmp_path: Path) -> None:
+    items = [{"instruction": f"q{i}", "output": f"a{i}"} for i in range(1, 6)]
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(items, indent=2).replace("},\n  {", "}\n  {", 1))  # one comma between items lost
+    result = ingest([str(path)])
+    assert (result.read, len(result.rejections)) == (5, 0)  # two items merged into one reject before
