@@ -1,8 +1,9 @@
 """Request bodies of the OpenAI-compatible API (pydantic) and the JSON answers built from results.
 
-Only the fields dsft acts on are declared; other fields are ignored, as vLLM does, so clients that send
-``user``, ``metadata`` and the like still work, except a name that looks like a misspelt declared
-field (``max_token``, ``max_new_tokens``, ``contnet``) or transformers' name for one (``max_length``,
+Only the fields dsft acts on are declared. Of OpenAI's and vLLM's other fields, those that cannot change the
+reply (``user``, ``metadata``) are ignored, and the rest are refused unless they ask for nothing
+(:mod:`dsft.serve.unread_fields`). A name dsft does not know is ignored, except a name that looks like a
+misspelt declared field (``max_token``, ``max_new_tokens``, ``contnet``) or transformers' name for one (``max_length``,
 ``do_sample``): ignoring it would silently drop what the client meant, so it is a 400 naming the field it
 resembles or the one to use (:data:`UNKNOWN_FIELD`).
 """
@@ -20,21 +21,17 @@ from pydantic_core import PydanticCustomError
 
 from dsft.serve.logprobs import MAX_TOP_LOGPROBS
 from dsft.serve.openai_errors import UNKNOWN_FIELD, ApiError
+from dsft.serve.unread_fields import KNOWN_UNREAD_FIELDS, refused_field
 
 # torch.Generator.manual_seed accepts exactly this range; a seed outside it cannot be honoured.
 SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
 # OpenAI's range for temperature: 0 (greedy) to 2.
 TEMPERATURE_MAX = 2.0
 _SURROGATE = re.compile("[\ud800-\udfff]")
-# Request fields of OpenAI's API and vLLM's extensions that dsft accepts and ignores, never taken for a typo
-# of a field it reads (top_k is as close to top_p as a misspelling).
-TOLERATED_FIELDS = frozenset({
-    "logit_bias", "user", "store", "metadata",
-    "service_tier", "response_format", "parallel_tool_calls", "modalities", "audio", "prediction",
-    "reasoning_effort", "functions", "function_call", "suffix", "echo", "best_of", "length_penalty", "min_tokens", "ignore_eos", "stop_token_ids", "skip_special_tokens",
-    "spaces_between_special_tokens", "include_stop_str_in_output", "add_generation_prompt",
-    "continue_final_message", "use_beam_search", "priority", "request_id",
-})
+# Request fields of OpenAI's API and vLLM's extensions that dsft does not read (ignored, or refused unless neutral:
+# dsft.serve.unread_fields), never taken for a typo of a field it reads (min_tokens is as close to max_tokens as
+# a misspelling).
+TOLERATED_FIELDS = KNOWN_UNREAD_FIELDS
 # transformers' generate() names for what a field of this API does: ignoring one would drop what the client meant
 # (max_length=200 ran to the 2,048-token default), so each is a 400 naming the field to use.
 FOREIGN_FIELDS = {
@@ -123,6 +120,14 @@ class SamplingFields(_Request):
                                            "every token the reply already holds (OpenAI's rule); 0: off.")
     frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0, description="Subtracted from a token's logit "
                                             "once per time the reply already holds it (OpenAI's rule); 0: off.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nothing_asked_is_ignored(cls, data: Any) -> Any:
+        refused = refused_field(data) if isinstance(data, dict) else None
+        if refused is not None:
+            raise PydanticCustomError(UNKNOWN_FIELD, "{why}", {"field": refused[0], "why": refused[1]})
+        return data
 
     @field_validator("stop", mode="before")
     @classmethod
