@@ -120,6 +120,16 @@ def test_a_misspelt_key_names_the_nearest_one() -> None:
     assert any(p.startswith("lora.rank: unknown key") for p in problems)
 
 
+@pytest.mark.parametrize(("value", "hint"), [("r1", "deepseek-r1"), ("deepseek_r1", "deepseek-r1"),
+                                           ("DeepSeek-V3.2", "deepseek-v3.2")])
+def test_a_template_name_written_another_way_names_the_family(value: str, hint: str) -> None:
+    """template.name r1 (or vLLM's parser name deepseek_r1) listed the eight choices without saying which was meant."""
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [f"template.name={value}"])
+    assert any(p.startswith("template.name: ") and p.endswith(f"got {value!r}; did you mean {hint!r}?")
+               for p in info.value.problems), info.value.problems
+
+
 def test_a_key_in_the_wrong_section_names_the_section_that_has_it() -> None:
     with pytest.raises(ConfigError) as info:
         load_config(None, ["lr=1e-4", "lora.lr=1e-4", "train.r=8", "format=context_qa"])

@@ -23,3 +23,20 @@ FAMILIES: dict[str, str] = {
 }
 TEMPLATE_NAMES: tuple[str, ...] = tuple(FAMILIES)
 TEMPLATE_CHOICES: tuple[str, ...] = ("auto", *TEMPLATE_NAMES)  # what template.name accepts
+
+
+def template_name_hint(name: str) -> str | None:
+    """The family a mistyped ``template.name`` means when it is one written another way: in lower case with ``-``
+    for ``_`` (vLLM's parser ``deepseek_r1``, the model's ``DeepSeek-V3.1``) or the short form (``r1``). A name
+    that is no family written another way (``deepseek-r9``) gets none: a guess there would pick a model.
+
+    >>> template_name_hint("r1"), template_name_hint("deepseek_r1"), template_name_hint("DeepSeek-V3.1")
+    ('deepseek-r1', 'deepseek-r1', 'deepseek-v3.1')
+    >>> template_name_hint("deepseek-r9"), template_name_hint("qwen")
+    (None, None)
+    """
+    folded = name.strip().lower().replace("_", "-")
+    for candidate in (folded, f"deepseek-{folded}", folded.replace("deepseek", "deepseek-", 1)):
+        if candidate in FAMILIES and candidate != name:
+            return candidate
+    return None

@@ -113,6 +113,17 @@ def test_a_messages_file_from_a_windows_editor_renders_or_names_its_encoding(mes
         ('[{"role": "robot", "content": "x"}]', ["--template", "deepseek-r1"], "unknown role 'robot'"),
         ('{"not": "a list"}', ["--template", "deepseek-r1"], "non-empty JSON list"),
         ('[{"role": "user", "content": "x"}]', ["--template", "deepseek-v9"], "unknown template 'deepseek-v9'"),
+        # vLLM's parser name, the model's name or its short form: the family to write
+        ('[{"role": "user", "content": "x"}]', ["--template", "r1"], "unknown template 'r1'; did you mean 'deepseek-r1'?"),
+        ('[{"role": "user", "content": "x"}]', ["--template", "deepseek_r1"],
+         "unknown template 'deepseek_r1'; did you mean 'deepseek-r1'?"),
+        ('[{"role": "user", "content": "x"}]', ["--template", "DeepSeek-V3.1"],
+         "unknown template 'DeepSeek-V3.1'; did you mean 'deepseek-v3.1'?"),
+        # ShareGPT turns (from/value, human/gpt) were 'unknown role None' and 'content is missing' per message
+        ('[{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]', ["--template", "deepseek-r1"],
+         "message 0: ShareGPT's from/value turns; write role/content (human -> user, gpt -> assistant)"),
+        ('[{"role": "human", "content": "q"}]', ["--template", "deepseek-r1"],
+         "message 0: unknown role 'human' (expected one of system, user, assistant, tool; ShareGPT's 'human' is 'user')"),
         ('[{"role": "user", "content": "x"}]', ["--template", "deepseek-r1", "--mode", "both"], "--mode"),
         ('[{"role": "user", "content": "x"}]', ["--template", "deepseek-r1", "--masking", "most"],
          "--masking: must be one of assistant, last, all, got 'most'"),  # the flag typed; it named template.masking

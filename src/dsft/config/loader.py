@@ -16,6 +16,7 @@ from dsft.config.foreign_keys import deepspeed_config_keys, foreign_key_hint, fo
 from dsft.config.presets import get_preset
 from dsft.config.schema import DsftConfig, PathMark
 from dsft.errors import ConfigError
+from dsft.template_families import template_name_hint
 from dsft.text_encoding import encoding_hint, wide_text_hint
 
 
@@ -277,6 +278,8 @@ def format_validation_error(exc: ValidationError) -> list[str]:
             message += _section_values_named(err["input"], message)  # a rule across a section's keys
         elif err["type"] != "missing" and "input" in err and ", got " not in message:  # a rule may quote it itself
             message = f"{message}, got {_quoted(err['input'])}"
+            if key == "template.name" and isinstance(err["input"], str) and (hint := template_name_hint(err["input"])):
+                message += f"; did you mean {hint!r}?"  # vLLM's parser name deepseek_r1, the short r1
         problems.append(f"{key}: {message}")
     return problems
 

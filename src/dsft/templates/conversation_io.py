@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dsft.data.conversation import ROLES, Conversation, Message
-from dsft.data.format_converters import MESSAGE_FIELDS, resembling, type_name
+from dsft.data.format_converters import MESSAGE_FIELDS, SHAREGPT_ROLES, resembling, type_name
 from dsft.errors import DsftError
 from dsft.text_encoding import encoding_hint
 
@@ -27,7 +27,9 @@ def _message(record: Any, where: str) -> tuple[Message | None, list[str]]:
     problems = []
     role, content = record.get("role"), record.get("content")
     if role not in ROLES:
-        problems.append(f"{where}: unknown role {role!r} (expected one of {', '.join(ROLES)})")
+        other = SHAREGPT_ROLES.get(role) if isinstance(role, str) else None
+        hint = f"; ShareGPT's {role!r} is {other!r}" if other else ""
+        problems.append(f"{where}: unknown role {role!r} (expected one of {', '.join(ROLES)}{hint})")
     if content is None and role == "assistant" and record.get("tool_calls"):
         content = ""  # OpenAI call-only turns carry content: null
     # A misspelt field ('contnet', 'reasoning_contnet') would render the message without it.
@@ -58,6 +60,9 @@ def conversation_from_openai(data: Any, source: str = "messages") -> Conversatio
                         f"{source} --index N`")
     if not isinstance(data, list) or not data:
         raise DsftError(f"{source}: expected a non-empty JSON list of messages")
+    if all(isinstance(r, dict) and {"from", "value"} <= set(r) and "role" not in r for r in data):
+        raise DsftError(f"{source}: message 0: ShareGPT's from/value turns; write role/content (human -> user, gpt -> "
+                        "assistant), as `dsft data` reads them from a data file")
     messages, problems = [], []
     for i, record in enumerate(data):
         message, found = _message(record, f"{source}: message {i}")

@@ -13,7 +13,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from dsft.errors import DsftError
-from dsft.template_families import FAMILIES, TEMPLATE_NAMES
+from dsft.template_families import FAMILIES, TEMPLATE_NAMES, template_name_hint
 
 if TYPE_CHECKING:
     from dsft.templates.spec import ChatTemplate
@@ -28,6 +28,9 @@ def check_template_name(name: str, where: str = "template.name") -> None:
 
 
 def _unknown_template(name: str, where: str) -> DsftError:
+    hint = template_name_hint(name) if isinstance(name, str) else None
+    if hint:
+        return DsftError(f"{where}: unknown template {name!r}; did you mean {hint!r}?")
     return DsftError(f"{where}: unknown template {name!r}; choose one of: {', '.join(TEMPLATE_NAMES)}, or auto")
 
 
