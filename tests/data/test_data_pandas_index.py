@@ -66,3 +66,19 @@ def test_an_index_the_frame_named_is_data(tmp_path: Path, caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="dsft"):
         assert _metas(path) == [{"id": 0}, {"id": 1}, {"id": 2}]
     assert _told(caplog) == []
+
+
+@pytest.mark.parametrize("name", ["qa.jsonl", "qa.json", "qa.parquet"])
+def test_an_index_read_back_as_unnamed_and_written_as_records_is_dropped(tmp_path: Path, caplog, name: str) -> None:
+    first, path = tmp_path / "first.csv", tmp_path / name
+    FRAME.to_csv(first)
+    frame = pd.read_csv(first)  # columns 'Unnamed: 0', 'instruction', 'output'
+    if name.endswith(".parquet"):
+        frame.to_parquet(path)
+    else:
+        frame.to_json(path, orient="records", lines=name.endswith(".jsonl"))
+    with caplog.at_level(logging.WARNING, logger="dsft"):
+        assert _metas(path) == [{}, {}, {}]
+    assert _told(caplog) == [f"{path}: field 'Unnamed: 0' not read: pandas' row index, which DataFrame.to_csv writes "
+                             "and read_csv reads back under that name; write the CSV with index=False, or read it with "
+                             "index_col=0"]

@@ -2,15 +2,19 @@
 
 ``DataFrame.to_csv(path)`` writes the index as a first column with no name (a header ``,input,output``), which
 ``pandas.read_csv`` reads back as ``Unnamed: 0`` (and a second ``to_csv`` writes both); ``to_json(orient="table")``
-writes it as a field ``index`` that its schema names as the primary key. Read as data, each became a metadata
-field named ``""``, ``Unnamed: 0`` or ``index`` holding row numbers on every record.
+writes it as a field ``index`` that its schema names as the primary key; a frame read back with ``Unnamed: 0`` and
+written as records (``to_json(orient="records")``, ``to_parquet``) carries it as that field. Read as data, each
+became a metadata field named ``""``, ``Unnamed: 0`` or ``index`` holding row numbers on every record.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable, Iterator
 from typing import Any
+
+from dsft.data.raw_record import RawRecord
 
 log = logging.getLogger(__name__)
 
@@ -55,3 +59,27 @@ def say_index_dropped(source: str, columns: str, writer: str) -> None:
     """Tell once, for the file ``source``, that ``columns`` were read as pandas' row index and dropped."""
     log.warning("%s: %s not read: pandas' row index, which %s writes; write the file with index=False to leave it out",
                 source, columns, writer)
+
+
+_READ_BACK = "Unnamed: 0"  # pandas.read_csv's name for the nameless first column to_csv writes the index in
+
+
+def without_read_back_index(records: Iterable[RawRecord]) -> Iterator[RawRecord]:
+    """``records`` without the field ``Unnamed: 0``: pandas' row index, written by ``to_csv``, read back by
+    ``read_csv`` under that name and written again as records. The user is told once per file that holds it.
+
+    >>> rows = [RawRecord("qa.jsonl", "line 1", data={"Unnamed: 0": 0, "input": "q", "output": "a"})]
+    >>> [record.data for record in without_read_back_index(rows)]
+    [{'input': 'q', 'output': 'a'}]
+    """
+    told: set[str] = set()
+    for record in records:
+        data = record.data
+        if isinstance(data, dict) and _READ_BACK in data:
+            if record.source not in told:
+                told.add(record.source)
+                log.warning("%s: field %r not read: pandas' row index, which DataFrame.to_csv writes and read_csv "
+                            "reads back under that name; write the CSV with index=False, or read it with index_col=0",
+                            record.source, _READ_BACK)
+            record.data = {key: value for key, value in data.items() if key != _READ_BACK}
+        yield record

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from dsft.data.csv_rows import read_csv
 from dsft.data.json_shapes import read_json, read_jsonl_by_shape
+from dsft.data.pandas_index import without_read_back_index
 from dsft.data.raw_record import RawRecord
 from dsft.disk import not_a_file_reason
 from dsft.errors import DataError
@@ -128,7 +129,12 @@ def read_records(patterns: list[str]) -> Iterator[RawRecord]:
 
 
 def read_path(path: Path) -> Iterator[RawRecord]:
-    """Stream the records of one file or saved dataset directory."""
+    """Stream the records of one file or saved dataset directory (pandas' row index read back as ``Unnamed: 0``
+    left out: :func:`~dsft.data.pandas_index.without_read_back_index`)."""
+    return without_read_back_index(_read_by_type(path))
+
+
+def _read_by_type(path: Path) -> Iterator[RawRecord]:
     if is_saved_dataset(path):
         return read_saved_dataset(path)
     suffix = path.suffix.lower()
