@@ -30,6 +30,43 @@ def test_jsonl_lines_numbered_and_bad_lines_reported(tmp_path: Path) -> None:
     assert records[3].data == [1, 2] and records[3].error is None
 
 
+def test_a_json_slip_a_person_makes_is_named_with_its_fix(tmp_path: Path) -> None:
+    """Guide 001's annotation example copied from its web page (typographic quotes, a '# ...' comment before the
+    record), typed with a Chinese input method (full-width colon), printed from Python (single quotes, True) or
+    ended with a comma: each was the decoder's own words alone ('Expecting property name enclosed in double
+    quotes (column 2)'), which name none of these."""
+    lines = ['{“context”: “患者主诉持续发热3天”, “question”: “可能病因有哪些?”, “answer”: “上呼吸道感染”}',
+             '{"context"："患者", "question": "病因?", "answer": "感染"}',
+             '# 医疗问答数据标注规范{"context": "患者", "question": "病因?", "answer": "感染"}',
+             "{'context': '患者', 'question': '病因?', 'answer': '感染'}",
+             '{"question": "病因?", "answer": "感染", "reviewed": True}',
+             '{"question": "病因?", "answer": "感染"},',
+             '{"question": "病因?", "answer": "感染",}']
+    path = tmp_path / "qa.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    reasons = [r.reasons[0] for r in ingest([str(path)]).rejections]
+    assert reasons == [
+        "malformed JSON: Expecting property name enclosed in double quotes (column 2): '“' (U+201C) is a typographic "
+        "quote (copied from a web page?), not JSON's '\"': write every quote as '\"'",
+        "malformed JSON: Expecting ':' delimiter (column 11): '：' (U+FF1A) is a full-width character (typed with a "
+        "Chinese input method), not JSON's ':': write it as ':'",
+        "malformed JSON: Expecting value (column 1): a comment: JSON has none; delete it",
+        "malformed JSON: Expecting property name enclosed in double quotes (column 2): single quotes: this is "
+        "Python's way of printing a dict, not JSON; write records with json.dumps(record, ensure_ascii=False)",
+        "malformed JSON: Expecting value (column 49): Python's True, not JSON's true: write true, false, null "
+        "(json.dumps writes them)",
+        "malformed JSON: Extra data (column 36): a ',' after the record: JSON lines are separated by line breaks "
+        "alone; delete it",
+        "malformed JSON: Expecting property name enclosed in double quotes (column 36): a ',' before '}': JSON allows "
+        "no comma after the last item; delete it"]
+    array = tmp_path / "qa.json"  # the same slip inside a JSON array: named in its item
+    array.write_text('[{"question": "q", "answer": "a"}, {“question”: “q”, “answer”: “a”}]', encoding="utf-8")
+    [rejection] = ingest([str(array)]).rejections
+    assert rejection.where == f"{array} item 2"
+    assert rejection.reasons[0].endswith("'“' (U+201C) is a typographic quote (copied from a web page?), not JSON's "
+                                         "'\"': write every quote as '\"'")
+
+
 def test_gbk_encoded_chinese_is_named_with_the_conversion(tmp_path: Path) -> None:
     """Guide 001's records saved by a Chinese-locale editor (GBK): each rejection says so and how to convert,
     where it said only 'bad byte at offset 13'; undecodable bytes that are not Chinese get no such guess."""

@@ -21,6 +21,7 @@ from typing import Any
 
 from dsft.data.json_keys import KeyCheckingDecoder, keys_named_twice, named_twice_reason
 from dsft.data.json_splitting import ARRAY_START, record_starts, split_json_array, split_json_array_at
+from dsft.data.json_slips import json_slip, malformed
 from dsft.data.pandas_index import say_index_dropped, table_index_fields
 from dsft.data.raw_record import RawRecord, unparsed
 from dsft.text_encoding import encoding_hint
@@ -46,7 +47,7 @@ def _parse_json_line(raw: bytes, source: str, number: int, decoder: KeyCheckingD
     try:
         value = decoder.decode(text)
     except json.JSONDecodeError as exc:
-        return unparsed(source, location, f"malformed JSON: {exc.msg} (column {exc.colno})", text)
+        return unparsed(source, location, malformed(exc, f"column {exc.colno}"), text)
     except RecursionError:
         return unparsed(source, location, "malformed JSON: nested too deeply", text)
     if decoder.twice:
@@ -145,6 +146,8 @@ def read_objects_over_lines(path: Path) -> Iterator[RawRecord]:
         except (ValueError, RecursionError) as exc:
             broke = (f"{exc.msg} (line {exc.lineno}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError)
                      else "nested too deeply")
+            if isinstance(exc, json.JSONDecodeError) and (slip := json_slip(exc)):
+                broke += f": {slip}"
             position = next((s for s in starts if s > start), len(text))  # the next record, if one begins
             rest = "" if position < len(text) else f"; no record begins after line {line}, so the rest of the file is this one"
             yield unparsed(source, f"line {line}", f"malformed JSON: {broke}{rest}", text[start:position].rstrip())
@@ -270,8 +273,10 @@ def _recover_json(path: Path, text: str, exc: json.JSONDecodeError) -> Iterator[
         return
     items = split_json_array_at(text)
     if not items:  # not an array, or a damaged one with nothing in it
-        yield RawRecord(source, "item 1", error=f"malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}); "
-                                                "the file could not be split into records, so it counts as one")
+        slip = json_slip(exc)
+        yield RawRecord(source, "item 1", error=f"malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+                                                f"{': ' + slip if slip else ''}; the file could not be split into "
+                                                "records, so it counts as one")
         return
     decoder, lines = KeyCheckingDecoder(), "\n" in text.strip()
     for number, (offset, item) in enumerate(items, start=1):
@@ -283,6 +288,8 @@ def _recover_json(path: Path, text: str, exc: json.JSONDecodeError) -> Iterator[
             yield (unparsed(source, where, named_twice_reason(decoder.twice), item.strip()) if decoder.twice
                    else RawRecord(source, location, data=value))
         except json.JSONDecodeError as item_exc:
-            yield unparsed(source, where, f"malformed JSON in array item: {item_exc.msg}", item.strip())
+            slip = json_slip(item_exc)
+            yield unparsed(source, where, f"malformed JSON in array item: {item_exc.msg}" + (f": {slip}" if slip else ""),
+                           item.strip())
         except RecursionError:
             yield unparsed(source, where, "malformed JSON: nested too deeply", item.strip())
