@@ -178,3 +178,24 @@ def test_shaping_agrees_with_transformers_processors() -> None:
     assert torch.equal(keep_min_p(logits[0] / 0.7, 0.05), MinPLogitsWarper(0.05)(seen, logits / 0.7)[0])
     assert torch.equal(apply_repetition_penalty(logits[0], 1.3, seen[0].tolist()),
                        RepetitionPenaltyLogitsProcessor(1.3)(seen, logits.clone())[0])
+
+
+def test_a_silent_request_takes_the_checkpoints_recommended_top_k_min_p_and_penalty(
+    serve_model_dir: Path, tmp_path: Path
+) -> None:
+    """As vLLM reads generation_config.json (Qwen2.5 ships top_k 20 and repetition_penalty 1.05): only
+    temperature and top_p were taken; a request's own value still wins, and top_k -1 turns the recommended one off."""
+    import shutil
+
+    from dsft.serve.serving_model import load_serving_model
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(serve_model_dir, model_dir)
+    config = json.loads((model_dir / "generation_config.json").read_text(encoding="utf-8"))
+    config.update(do_sample=True, temperature=0.7, top_k=20, min_p=0.05, repetition_penalty=1.05)
+    (model_dir / "generation_config.json").write_text(json.dumps(config), encoding="utf-8")
+    serving = load_serving_model(str(model_dir), device="cpu")
+    silent = serving.sampling(8)
+    assert (silent.temperature, silent.top_k, silent.min_p, silent.repetition_penalty) == (0.7, 20, 0.05, 1.05)
+    asked = serving.sampling(8, 1.0, top_k=0, min_p=0.2)
+    assert (asked.temperature, asked.top_k, asked.min_p, asked.repetition_penalty) == (1.0, 0, 0.2, 1.05)

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from dsft.export.source import ExportSource
 
 RUN_ADAPTER_NAME = "run"
+# The sampling keys of a checkpoint's generation_config.json that a silent request takes, as vLLM takes them.
+RECOMMENDED_SAMPLING = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
 
 
 @dataclass
@@ -54,11 +56,12 @@ class ServingModel:
         ``shaping`` passes the request's other :class:`SamplingParams` fields (``top_k``, ``min_p``, ...) as given.
         """
         defaults = self.generation_defaults
+        recommended = {key: value for key, value in defaults.items() if key not in ("temperature", "top_p")}
         return SamplingParams(
             max_tokens=max_tokens,
             temperature=temperature if temperature is not None else defaults.get("temperature", 1.0),
             top_p=top_p if top_p is not None else defaults.get("top_p", 1.0),
-            stop=list(stop or []), seed=seed, **shaping,  # type: ignore[arg-type]
+            stop=list(stop or []), seed=seed, **{**recommended, **shaping},  # type: ignore[arg-type]
         )
 
     @contextlib.contextmanager
@@ -93,11 +96,13 @@ def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
 
 
 def _generation_defaults(model: Any) -> dict[str, float]:
-    """The checkpoint's recommended sampling (R1: temperature 0.6, top_p 0.95), used when a request is silent."""
+    """The checkpoint's recommended sampling (R1: temperature 0.6, top_p 0.95; Qwen2.5 also top_k 20 and
+    repetition_penalty 1.05), used where a request is silent: the keys vLLM reads from generation_config.json."""
     config = getattr(model, "generation_config", None)
     if config is None or not getattr(config, "do_sample", False):
         return {}
-    return {key: float(getattr(config, key)) for key in ("temperature", "top_p") if getattr(config, key, None)}
+    return {key: (int if key == "top_k" else float)(getattr(config, key)) for key in RECOMMENDED_SAMPLING
+            if getattr(config, key, None)}
 
 
 def _attach_adapters(model: Any, adapters: dict[str, Path]) -> Any:
