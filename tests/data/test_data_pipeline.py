@@ -155,6 +155,28 @@ def test_balance_classes_that_differ_only_in_case_are_named_with_what_undersampl
     assert not [r for r in caplog.records if "balance_by" in r.getMessage()]
 
 
+def test_text_records_holding_chat_role_markers_are_a_warning(tmp_path: Path, tokenizer, qa, write_jsonl,
+                                                               caplog) -> None:
+    """Guide 000's format_conversation output saved as {"text": "<|user|>\\nQ\\n<|assistant|>\\nA"}: read as plain
+    text (continued pre-training), every token supervised, the questions too, and the hand-made markers learnt as
+    characters, while the log said nothing."""
+    rows = [{"text": f"<|user|>\n水库{i}的建成月？\n<|assistant|>\n{1950 + i}年5月"} for i in range(3)]
+    rows += [{"text": f"A plain document about reservoir {i} and its dam, {i * 7} metres high."} for i in range(3)]
+    path = write_jsonl(tmp_path / "formatted.jsonl", rows)
+    with caplog.at_level(logging.WARNING, logger="dsft"):
+        prepare(load_config(None, ["data.val_ratio=0"]), tokenizer, tmp_path / "out", [str(path)])
+    notes = [r.getMessage() for r in caplog.records if "role markers" in r.getMessage()]
+    assert notes == [f"data: 3 of 6 plain-text records hold chat role markers ('<|user|>', first at {path}:1): they "
+                     "train as plain text, every token supervised, the prompts too, not with the model's chat template; "
+                     "to train on the answers alone, write each as a conversation ({\"messages\": [{\"role\": \"user\", "
+                     "\"content\": ...}, {\"role\": \"assistant\", \"content\": ...}]})"], notes
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dsft"):  # a conversation's own text may quote a marker
+        prepare(load_config(None, ["data.val_ratio=0"]), tokenizer, tmp_path / "chat",
+                [str(write_jsonl(tmp_path / "chat.jsonl", [qa("What does <|user|> mean here?", "A role marker.")]))])
+    assert not [r for r in caplog.records if "role markers" in r.getMessage()]
+
+
 def test_a_stratify_field_the_records_lack_is_a_warning_naming_the_fields_they_have(
         tmp_path: Path, tokenizer, qa, write_jsonl, caplog) -> None:
     """data.stratify_by misspelt (guide 001's 'difficulty' typed 'difficuly'): every record lacked the field, so

@@ -108,3 +108,33 @@ def reject_control_tokens(
         else:
             kept.append(conversation)
     return kept, rejected
+
+
+# Chat role markers written into a text by hand (guide 000's format_conversation: "<|user|>\nQ\n<|assistant|>\nA"),
+# or another model's template rendered to text. Defused DeepSeek markers (NFKC's <|User|>) match too.
+_ROLE_MARKER = re.compile(r"<\|(?:user|assistant|system|human|bot|gpt|im_start|im_end)\|>|\[INST\]", re.IGNORECASE)
+
+
+def role_markers_note(conversations: Sequence[Conversation]) -> str | None:
+    """A warning when plain-text records (``{"text": ...}``, continued pre-training) hold chat role markers: they
+    train as text, every token supervised, the prompts too, and the markers as characters instead of the model's
+    own template. None when none does.
+
+    >>> from dsft.data.conversation import Message
+    >>> text = Conversation([Message("assistant", "<|user|>\\nQ\\n<|assistant|>\\nA")], meta={"kind": "text",
+    ...                     "origin": "t.jsonl:3"})
+    >>> print(role_markers_note([text]))  # doctest: +NORMALIZE_WHITESPACE
+    data: 1 of 1 plain-text records hold chat role markers ('<|user|>', first at t.jsonl:3): they train as
+    plain text, every token supervised, the prompts too, not with the model's chat template; to train on the
+    answers alone, write each as a conversation ({"messages": [{"role": "user", "content": ...}, {"role":
+    "assistant", "content": ...}]})
+    """
+    texts = [c for c in conversations if c.meta.get("kind") == "text"]
+    marked = [(c, match) for c in texts if (match := _ROLE_MARKER.search(c.messages[0].content)) is not None]
+    if not marked:
+        return None
+    first, match = marked[0]
+    return (f"data: {len(marked)} of {len(texts)} plain-text records hold chat role markers ({match.group()!r}, first "
+            f"at {first.meta.get('origin', '?')}): they train as plain text, every token supervised, the prompts too, "
+            "not with the model's chat template; to train on the answers alone, write each as a conversation "
+            '({"messages": [{"role": "user", "content": ...}, {"role": "assistant", "content": ...}]})')

@@ -38,6 +38,7 @@ from typing import Any
 from dsft.config.schema import DsftConfig
 from dsft.data import augment, mix, semantic
 from dsft.data.input_checks import training_sources
+from dsft.data.control_tokens import role_markers_note
 from dsft.data.empty_splits import check_splits_left
 from dsft.data.ledger import Ledger
 from dsft.data.pool_cleaning import (
@@ -90,6 +91,8 @@ def prepare(
     pools = clock("rewrite", rewrite_pools, pools, cfg, ledger)
     # Control tokens after NFKC, which defuses some.
     pools = clock("control_tokens", reject_control_tokens_in_pools, pools, tokenizer, cfg, ledger, out)
+    if note := role_markers_note([c for pool in pools.values() for c in pool]):  # '<|user|>' in a text record
+        (warn or log.warning)(note)
     pools = clock("dedup", deduplicate_pools, pools, cfg, ledger)
     tokens = clock("tokenize", count_pool_tokens, pools, tokenizer, cfg)
     pools = clock("filter", filter_pools, pools, tokens, cfg, ledger)
