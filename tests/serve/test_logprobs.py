@@ -132,8 +132,10 @@ def test_without_logprobs_there_are_none(live: LiveServer) -> None:
     ("/v1/completions", {"logprobs": True}, "logprobs"),
     ("/generate", {"logprobs": True}, "logprobs"),
     ("/generate", {"top_logprobs": 1}, "top_logprobs"),
+    ("/generate", {"stream": True}, "stream"),  # was ignored too: one JSON answer came back
+    ("/generate", {"stream_options": {"include_usage": True}}, "stream_options"),
 ])
-def test_logprob_requests_that_cannot_be_answered_are_400(
+def test_requests_that_cannot_be_answered_are_400(
     live: LiveServer, path: str, fields: dict[str, Any], param: str
 ) -> None:
     body = {"messages": MESSAGES} if path == "/v1/chat/completions" else {"prompt": PROMPT}

@@ -41,6 +41,15 @@ FOREIGN_FIELDS = {
 }
 
 
+# Fields the OpenAI endpoints answer and /generate does not, with where to ask instead.
+GENERATE_ELSEWHERE = {
+    "logprobs": "ask /v1/chat/completions (logprobs, top_logprobs) or /v1/completions (logprobs)",
+    "top_logprobs": "ask /v1/chat/completions (logprobs, top_logprobs)",
+    "stream": "stream from /v1/chat/completions or /v1/completions",
+    "stream_options": "stream from /v1/chat/completions or /v1/completions",
+}
+
+
 def lone_surrogate_path(value: Any, path: str = "") -> str | None:
     """Where the first lone surrogate (``"\\ud800"`` in JSON) sits in a decoded body, or None.
 
@@ -306,12 +315,12 @@ class GenerateRequest(SamplingFields):
 
     @model_validator(mode="before")
     @classmethod
-    def _no_logprobs(cls, data: Any) -> Any:
-        # The answer has no place for them; ignoring the request would hand back less than was asked for.
-        for key in ("logprobs", "top_logprobs"):
+    def _nothing_it_cannot_answer(cls, data: Any) -> Any:
+        # Its answer is one JSON object with no place for these; ignoring one would hand back less than was asked.
+        for key, where in GENERATE_ELSEWHERE.items():
             if isinstance(data, dict) and data.get(key) not in (None, False):
-                raise PydanticCustomError(UNKNOWN_FIELD, "not answered by /generate; ask /v1/chat/completions "
-                                          "(logprobs, top_logprobs) or /v1/completions (logprobs)", {"field": key})
+                raise PydanticCustomError(UNKNOWN_FIELD, "not answered by /generate; {where}",
+                                          {"field": key, "where": where})
         return data
 
 
