@@ -2,8 +2,10 @@
 
 import pytest
 
+from dsft.config import load_config
 from dsft.eval.reasoning import parse_output, prompt_opens_think, reasoning_stats
 from dsft.eval.scoring import Sample, resolve_metrics, score_samples
+from dsft.eval.selection import eval_config_problems
 from dsft.errors import DsftError
 
 
@@ -103,3 +105,25 @@ def test_metric_names() -> None:
 def test_no_samples_gives_nulls_not_errors() -> None:
     agg = score_samples([]).aggregate
     assert agg["count"] == 0 and agg["exact_match"] is None and agg["bleu"] is None and agg["think_rate"] is None
+
+
+@pytest.mark.parametrize(("names", "said"), [
+    (["BLEU", "ROUGE-L"], "unknown metric(s) 'BLEU' (did you mean 'bleu'?), 'ROUGE-L' (did you mean 'rougeL'?)"),
+    (["EM", "F1"], "unknown metric(s) 'EM' (did you mean 'exact_match'?), 'F1' (did you mean 'f1'?)"),
+    (["Macro-F1", "num_acc"], "unknown metric(s) 'Macro-F1' (did you mean 'macro_f1'?), 'num_acc' (did you mean "
+                              "'numeric_accuracy'?)"),
+    (["AUC"], "unknown metric(s) 'AUC' (not computed: generation eval produces labels, not scores to rank; macro_f1 "
+              "scores label tasks)"),
+])
+def test_a_guide_s_metric_name_says_the_name_dsft_knows_it_by(names, said) -> None:
+    """Guide 001 names its metrics BLEU, ROUGE-L, F1, EM, Macro-F1 and AUC, and guide 000 its own num_acc: each was
+    'unknown metric(s)' and the list, with no word that 'ROUGE-L' is rougeL (or that AUC is not computed)."""
+    with pytest.raises(DsftError) as info:
+        resolve_metrics(names)
+    assert str(info.value).startswith(said + "; choose from exact_match")
+
+
+def test_an_eval_metric_written_as_the_guide_writes_it_says_the_name_dsft_knows_it_by() -> None:
+    [problem] = eval_config_problems(load_config(None, ["eval.metric=eval_num_acc"]).eval)
+    assert problem.startswith("eval.metric: unknown metric 'eval_num_acc' (did you mean 'numeric_accuracy'?); choose "
+                              "one of loss, perplexity")

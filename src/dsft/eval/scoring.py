@@ -115,15 +115,47 @@ class ScoreResult:
     skipped: Counter[str] = field(default_factory=Counter)
 
 
+# The guides' words for a metric, squashed as :func:`_squashed` does, that no accepted name squashes to.
+_GUIDE_WORDS = {"numacc": "numeric_accuracy", "numericacc": "numeric_accuracy", "ppl": "perplexity", "em": "exact_match"}
+# What an unknown name in a metric list is offered from: each metric by its own name, rouge by the keys it reports.
+_LIST_NAMES = [*METRICS, "rouge1", "rouge2", "rougeL"]
+_NOT_COMPUTED = {"auc": "not computed: generation eval produces labels, not scores to rank; macro_f1 scores label "
+                        "tasks"}
+
+
+def _squashed(name: str) -> str:
+    return name.strip().lower().removeprefix("eval_").replace("-", "").replace("_", "").replace(" ", "")
+
+
+def metric_meant(name: str, accepted: Sequence[str]) -> str:
+    """`` (did you mean 'X'?)`` when ``name`` is an accepted metric written another way (the guides' ``ROUGE-L``,
+    ``EM``, ``Macro-F1``, ``num_acc``), or what dsft does not compute (``AUC``); '' otherwise. Names stay matched
+    exactly: run.json and the reports record them as written.
+
+    >>> metric_meant("ROUGE-L", _LIST_NAMES), metric_meant("eval_num_acc", ["loss", "numeric_accuracy"])
+    (" (did you mean 'rougeL'?)", " (did you mean 'numeric_accuracy'?)")
+    >>> metric_meant("AUC", _LIST_NAMES)
+    ' (not computed: generation eval produces labels, not scores to rank; macro_f1 scores label tasks)'
+    """
+    squashed: dict[str, str] = {}
+    for known in accepted:
+        squashed.setdefault(_squashed(known), known)
+    key = _squashed(name)
+    meant = squashed.get(key) or (_GUIDE_WORDS.get(key) if _GUIDE_WORDS.get(key) in accepted else None)
+    if meant is not None:
+        return f" (did you mean {meant!r}?)"
+    return f" ({_NOT_COMPUTED[key]})" if key in _NOT_COMPUTED else ""
+
+
 def resolve_metrics(names: Sequence[str] | None) -> list[str]:
     """Canonical metric names for a user's list (None or empty = all). Unknown names -> DsftError."""
     if not names:
         return list(METRICS)
     unknown = [n for n in names if n.strip() not in METRIC_ALIASES]
     if unknown:
+        named = ", ".join(f"{n!r}{metric_meant(n, _LIST_NAMES)}" for n in unknown)
         raise DsftError(
-            f"unknown metric(s) {', '.join(map(repr, unknown))}; choose from {', '.join(METRICS)} "
-            "(also rouge1, rouge2, rougeL)"
+            f"unknown metric(s) {named}; choose from {', '.join(METRICS)} (also rouge1, rouge2, rougeL)"
         )
     return list(dict.fromkeys(METRIC_ALIASES[n.strip()] for n in names))
 

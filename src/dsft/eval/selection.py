@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dsft.config import EvalConfig
 from dsft.errors import DsftError
-from dsft.eval.scoring import AGGREGATE_KEYS, METRICS, resolve_metrics
+from dsft.eval.scoring import AGGREGATE_KEYS, METRICS, metric_meant, resolve_metrics
 from dsft.training.preflight import TRAINING_EVAL_METRICS
 
 PREFIX = "eval_"
@@ -48,8 +48,9 @@ def eval_config_problems(eval_cfg: EvalConfig, objective_metrics: tuple[str, ...
     key = metric_key(eval_cfg.metric)
     generation = generation_metric(eval_cfg.metric)
     if key not in (*TRAINING_EVAL_METRICS, *objective_metrics) and generation is None:
-        problems.append(f"eval.metric: unknown metric {eval_cfg.metric!r}; choose one of "
-                        f"{', '.join(selectable_metrics(objective_metrics))} (with or without the eval_ prefix)")
+        accepted = selectable_metrics(objective_metrics)
+        problems.append(f"eval.metric: unknown metric {eval_cfg.metric!r}{metric_meant(eval_cfg.metric, accepted)}; "
+                        f"choose one of {', '.join(accepted)} (with or without the eval_ prefix)")
     elif generation is not None:
         if not eval_cfg.generation_steps:
             problems.append(f"eval.metric={eval_cfg.metric}: a generation-eval metric; set eval.generation_steps > 0 "
