@@ -199,3 +199,34 @@ def test_a_silent_request_takes_the_checkpoints_recommended_top_k_min_p_and_pena
     assert (silent.temperature, silent.top_k, silent.min_p, silent.repetition_penalty) == (0.7, 20, 0.05, 1.05)
     asked = serving.sampling(8, 1.0, top_k=0, min_p=0.2)
     assert (asked.temperature, asked.top_k, asked.min_p, asked.repetition_penalty) == (1.0, 0, 0.2, 1.05)
+
+
+def test_each_row_of_a_batch_keeps_its_own_fields(live: LiveServer) -> None:
+    """Rows that ask for top_k, penalties, logprobs or nothing share one batch and answer as they do alone."""
+    import threading
+    import time
+
+    bodies = [_body("/v1/completions", temperature=1.0, seed=7, top_k=1, logprobs=1),
+              _body("/v1/completions", temperature=1.0, seed=7),
+              _body("/v1/completions", temperature=0, frequency_penalty=-2.0),
+              _body("/v1/completions", temperature=1.0, seed=8, min_p=0.5, repetition_penalty=0.7)]
+    alone = [_post(live, "/v1/completions", body).json()["choices"][0] for body in bodies]
+    together: list[Any] = [None] * len(bodies)
+
+    def post(index: int) -> None:
+        together[index] = _post(live, "/v1/completions", bodies[index]).json()["choices"][0]
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(len(bodies))]
+    with live.engine.paused():
+        for thread in threads:
+            thread.start()
+        deadline = time.time() + 30
+        while live.engine.queued < len(bodies) and time.time() < deadline:
+            time.sleep(0.02)
+    for thread in threads:
+        thread.join(timeout=60)
+    assert live.engine.batch_sizes[-1] == len(bodies), "the requests must have shared one batch"
+    assert [c["text"] for c in together] == [c["text"] for c in alone]
+    assert together[0]["logprobs"]["tokens"] == alone[0]["logprobs"]["tokens"]
+    assert together[0]["logprobs"]["token_logprobs"] == pytest.approx(alone[0]["logprobs"]["token_logprobs"], abs=1e-4)
+    assert [c["logprobs"] for c in together[1:]] == [None] * 3
