@@ -116,10 +116,13 @@ def test_streamed_logprobs_add_up_to_the_whole_answers(live: LiveServer) -> None
     assert {key: [v for chunk in chunks for v in chunk[key]] for key in whole} == whole
 
 
-def test_without_logprobs_there_are_none(live: LiveServer) -> None:
-    chat = _post(live, "/v1/chat/completions", {"messages": MESSAGES, "max_tokens": 2, "top_logprobs": 0}).json()
-    assert chat["choices"][0]["logprobs"] is None
-    plain = _post(live, "/v1/completions", {"prompt": PROMPT, "max_tokens": 2}).json()
+@pytest.mark.parametrize("unasked", [{}, {"top_logprobs": 0}, {"logprobs": False},
+                                     {"logprobs": None, "top_logprobs": None}])  # null, as some clients send it
+def test_without_logprobs_there_are_none(live: LiveServer, unasked: dict[str, Any]) -> None:
+    chat = _post(live, "/v1/chat/completions", {"messages": MESSAGES, "max_tokens": 2, **unasked})
+    assert chat.status_code == 200, chat.text
+    assert chat.json()["choices"][0]["logprobs"] is None
+    plain = _post(live, "/v1/completions", {"prompt": PROMPT, "max_tokens": 2, "logprobs": None}).json()
     assert plain["choices"][0]["logprobs"] is None
 
 

@@ -240,8 +240,8 @@ class ChatCompletionRequest(SamplingFields):
                                                "templates that read them).")
     tool_choice: Literal["auto", "none"] | None = Field(
         None, description="auto (default): the model may call a tool; none: no tools, replies are not parsed for calls.")
-    logprobs: bool = Field(False, description="Return each generated token's logprob (the model's own, before "
-                           "penalties and temperature, as vLLM).")
+    logprobs: bool | None = Field(None, description="Return each generated token's logprob (the model's own, before "
+                                  "penalties and temperature, as vLLM).")
     top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS, description="With logprobs: also the N most "
                                      "likely tokens at each position.")
 
