@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # annotations only: serve's flag checks import this module (MAX_TOP_LOGPROBS) before torch loads
+    import torch
 
 # JSON has no -Infinity; vLLM writes a token the model rules out (a logit of -inf) with this logprob.
 LOGPROB_FLOOR = -9999.0
