@@ -19,12 +19,18 @@ def train_in_processes(args: list[str], processes: int, cwd: Path) -> None:
 def dsft_in_processes(args: list[str], processes: int, cwd: Path) -> tuple[int, str, str]:
     """``dsft ARGS`` in one process, or under ``torchrun --nproc_per_node PROCESSES`` (CPU, gloo):
     ``(exit code, stdout, stderr)``, every process's output together."""
+    return python_in_processes(["-m", "dsft", *args], processes, cwd)
+
+
+def python_in_processes(argv: list[str], processes: int, cwd: Path) -> tuple[int, str, str]:
+    """``python ARGV`` (``-m MODULE ...`` or ``SCRIPT ...``) in one process, or under ``torchrun
+    --nproc_per_node PROCESSES`` (CPU, gloo): ``(exit code, stdout, stderr)``, every process's output together."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     if processes == 1:
-        command = [sys.executable, "-m", "dsft", *args]
+        command = [sys.executable, *argv]
     else:
         torchrun = shutil.which("torchrun") or f"{Path(sys.executable).parent}/torchrun"
-        command = [torchrun, "--standalone", f"--nproc_per_node={processes}", "-m", "dsft", *args]
+        command = [torchrun, "--standalone", f"--nproc_per_node={processes}", *argv]
     # Its own process group, so a timeout ends torchrun's ranks too instead of leaving them running.
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                cwd=cwd, start_new_session=True)

@@ -30,6 +30,21 @@ def test_v3_targets_mla_shared_and_routed_experts_not_router(tiny_model_dir) -> 
     assert discover_lora_targets(model, include_experts=False).parameters == []
 
 
+def test_v3_expert_targets_are_found_on_zero3_partitioned_weights(tiny_model_dir) -> None:
+    """A model built under ZeRO-3 (every rank holding its partition) shows each weight with shape (0,) and the
+    real one in ``ds_shape``; the expert weights stayed LoRA targets there, where they used to be dropped
+    silently (3-D was read from ``ndim``)."""
+    from dsft.models.lora import adapted_weight_shapes
+
+    model = load_model(tiny_model_dir("tiny-deepseek-v3"))
+    whole = discover_lora_targets(model), sorted(adapted_weight_shapes(model))
+    for param in model.parameters():  # as DeepSpeed's partitioning leaves a parameter outside its module's forward
+        param.ds_shape = param.shape
+        param.data = torch.empty(0, dtype=param.dtype)
+    assert (discover_lora_targets(model), sorted(adapted_weight_shapes(model))) == whole
+    assert whole[0].parameters == ["mlp.experts.down_proj", "mlp.experts.gate_up_proj"]
+
+
 def test_v3_lora_wraps_every_target_and_trains(tiny_model_dir) -> None:
     path = tiny_model_dir("tiny-deepseek-v3")
     model, tokenizer = load_model(path), load_tokenizer(path)

@@ -352,6 +352,7 @@ def load_model(
     Returns the transformers model in eval mode (training code switches it to train mode).
     """
     from transformers import AutoModelForCausalLM
+    from transformers.integrations import is_deepspeed_zero3_enabled
 
     use_cpu_accelerator_without_cuda()
     hide_local_weight_bars()
@@ -364,7 +365,9 @@ def load_model(
     if quant is not None:
         kwargs["quantization_config"] = quant
         kwargs["device_map"] = {"": target}
-    elif target != "cpu":
+    elif target != "cpu" and not is_deepspeed_zero3_enabled():
+        # Under ZeRO-3 loading (dsft.training.partitioned_loading) DeepSpeed places each rank's partition itself;
+        # transformers refuses a device_map there.
         kwargs["device_map"] = {"": target}
     try:
         # Not silenced: "weights not initialized" warnings from a real checkpoint must be seen.

@@ -56,6 +56,12 @@ def _excluded_module_names(model: "nn.Module") -> set[str]:
     return excluded
 
 
+def full_shape(param: "nn.Parameter") -> tuple[int, ...]:
+    """A parameter's shape, also where DeepSpeed ZeRO-3 has partitioned it (its ``shape`` is then ``(0,)``, the
+    real one in ``ds_shape``): a model built partitioned (:mod:`dsft.training.partitioned_loading`) is wrapped so."""
+    return tuple(getattr(param, "ds_shape", param.shape))
+
+
 def _under(name: str, prefixes: set[str]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
@@ -85,7 +91,7 @@ def expert_parameter_names(model: "nn.Module") -> list[str]:
         if isinstance(module, (nn.Linear, nn.Embedding)) or _under(name, excluded):
             continue
         for param_name, param in module.named_parameters(recurse=False):
-            if param.ndim == 3:
+            if len(full_shape(param)) == 3:
                 suffixes.add(_LAYER_INDEX.sub("", f"{name}.{param_name}"))
     return sorted(suffixes)
 
@@ -160,8 +166,9 @@ def adapted_weight_shapes(model: "nn.Module", targets: str | list[str] = "all-li
                 counts[key] = counts.get(key, 0) + 1
             continue
         for param_name, param in module.named_parameters(recurse=False):
-            if param.ndim == 3 and _named_by(f"{name}.{param_name}", found.parameters):
-                experts, fan_out, fan_in = param.shape
+            shape = full_shape(param)
+            if len(shape) == 3 and _named_by(f"{name}.{param_name}", found.parameters):
+                experts, fan_out, fan_in = shape
                 counts[(fan_in, fan_out)] = counts.get((fan_in, fan_out), 0) + experts
     return [(fan_in, fan_out, matrices) for (fan_in, fan_out), matrices in counts.items()]
 

@@ -239,7 +239,9 @@ def loading_bytes(shapes: ModelShapes, req: PlanRequest) -> int:
     transformers builds a quantised model without DeepSpeed's ``zero.Init`` (bitsandbytes quantises each weight on
     the GPU it loads to), so every rank holds the whole base, its NF4 and its 16-bit parts, until
     ``deepspeed.initialize`` partitions it: the peak of a run whose base is larger than its training states.
-    Without ZeRO-3 the whole base stays resident through training, so loading is never a peak of its own.
+    Without ZeRO-3 the whole base stays resident through training, so loading is never a peak of its own; LoRA and
+    full fine-tunes under ZeRO-3 are built partitioned (``dsft.training.partitioned_loading``), each GPU holding its
+    share from the start.
     """
     return frozen_base_bytes(shapes, req) if req.method == "qlora" and req.zero == 3 else 0
 
@@ -325,7 +327,9 @@ def host_breakdown(shapes: ModelShapes, req: PlanRequest) -> dict[str, int]:
             # NF4 quantisation state, which is no parameter and stays on the GPUs).
             offload += (frozen_base_bytes(shapes, req) - nf4_state_bytes(shapes, req)) // nodes
     width = 4 if req.precision == "fp32" else 2
-    # Each local rank streams shards from disk; ZeRO-3 partitions them as they arrive.
+    # Each local rank reads the checkpoint memory-mapped, counted as one shard resident at a time. Under ZeRO-3 (LoRA,
+    # full) only the job's first rank reads it and fills each module's partitions in turn (the model is built
+    # partitioned: dsft.training.partitioned_loading); QLoRA and the other strategies load whole on every rank.
     loading = req.gpus_per_node * min(width * psi, SHARD_BYTES)
     saving = width * psi if req.method == "full" else ADAPTER_BYTES * trainable
     return {"offloaded_states": offload, "loading": loading, "saving": saving + offload}

@@ -328,13 +328,16 @@ def init_deepspeed_comm() -> None:
     runs, and a model loaded once the TrainingArguments exist (TRL's DPO/KTO reference model of a full
     fine-tune) is built under ZeRO-3's ``zero.Init``, whose config check reads the world size from
     ``deepspeed.comm`` (1 when uninitialised: ``train_batch_size ... 4 != 2 * 1 * 1``). On GPUs accelerate has
-    initialised it already, on CPU (gloo) nothing has.
+    initialised it already, on CPU (gloo) nothing has. Before the arguments exist (the model of a ZeRO-3 run is
+    built partitioned, :mod:`dsft.training.partitioned_loading`) nothing has on GPUs either: DeepSpeed then picks
+    the accelerator's backend (NCCL), and accelerate adopts the process group it finds.
     """
     import deepspeed
     import torch.distributed as dist
 
     if not deepspeed.comm.is_initialized():
-        deepspeed.init_distributed(dist_backend=dist.get_backend() if dist.is_initialized() else "gloo")
+        backend = dist.get_backend() if dist.is_initialized() else None if _cuda_available() else "gloo"
+        deepspeed.init_distributed(dist_backend=backend)
 
 
 def distributed_training_args(

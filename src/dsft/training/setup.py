@@ -33,6 +33,7 @@ from dsft.training.environment import environment_problems  # noqa: F401  (re-ex
 from dsft.training.examples import TokenizedSplit, tokenize_conversations
 from dsft.training.ifd import IfdScorer
 from dsft.training.lean_activations import use_lean_activations
+from dsft.training.partitioned_loading import partitioned_loading
 from dsft.training.segment_attention import select_segment_attention
 from dsft.training.preflight import evaluation_problems
 from dsft.training.ranks import warn_for_job, warn_for_node
@@ -155,6 +156,9 @@ def build_model(cfg: DsftConfig, model_dir: Path, tokenizer: Any, config_overrid
     Full fine-tunes keep fp32 master weights (bf16 autocast on GPU); LoRA/QLoRA load the frozen base in
     the training precision and keep adapter weights in fp32 (peft's default). ``config_overrides`` (from
     :func:`check_dropout`) replace model-config attributes before the modules are built.
+
+    Under DeepSpeed ZeRO-3 (LoRA and full) each rank builds only its partition of the base weights
+    (:mod:`dsft.training.partitioned_loading`), in the dtype DeepSpeed trains them in.
     """
     method = cfg.train.method
     if method == "qlora":
@@ -164,6 +168,15 @@ def build_model(cfg: DsftConfig, model_dir: Path, tokenizer: Any, config_overrid
     if dtype == "auto":
         dtype = "float32" if method == "full" or precision == "fp32" else PRECISION_DTYPES[precision]
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    # Under ZeRO-3 each rank builds only its partition of the weights, the LoRA wrap included.
+    with partitioned_loading(cfg.train, world_size, method):
+        return _build_model(cfg, model_dir, tokenizer, config_overrides, adapter, dtype, world_size)
+
+
+def _build_model(cfg: DsftConfig, model_dir: Path, tokenizer: Any, config_overrides: dict[str, Any] | None,
+                 adapter: bool, dtype: str, world_size: int) -> Any:
+    """:func:`build_model` once the load is set up (partitioned or not)."""
+    method = cfg.train.method
     # ZeRO-3 / FSDP partition the 4-bit weights only when they are stored in the dtype of the rest of the model.
     model = load_model(
         model_dir, dtype=dtype, attn_implementation=cfg.model.attn_implementation,
