@@ -6,7 +6,7 @@ the token was drawn from. A request sampled at temperature 1.5 is shown how like
 token, not how likely the sampler was to draw it. There is one entry per generated token, as
 ``completion_tokens`` counts them: the EOS that ended the reply and the tokens of a stop string included.
 A token's text is its own decoding (``tokenizer.decode([id])``, special tokens written out); ``bytes`` is
-that text's UTF-8, so a token holding part of a multi-byte character reads as U+FFFD, as in vLLM.
+that text's UTF-8, so a token holding part of a multi-byte character reads as U+FFFD.
 """
 
 from __future__ import annotations
