@@ -177,6 +177,29 @@ def test_text_records_holding_chat_role_markers_are_a_warning(tmp_path: Path, to
     assert not [r for r in caplog.records if "role markers" in r.getMessage()]
 
 
+def test_a_ratio_beside_the_files_of_its_split_is_said_not_applied(tmp_path: Path, tokenizer, qa, write_jsonl,
+                                                                     caplog) -> None:
+    """Guide 000's val.jsonl given as data.val, with data.val_ratio=0.2 asked too: the ratio was dropped without a
+    word (the validation split is the file), so the user's 20% never left the train split."""
+    train = write_jsonl(tmp_path / "train.jsonl", [qa(f"question {i} about reservoir {i * 7}", f"answer {i}")
+                                                    for i in range(10)])
+    val = write_jsonl(tmp_path / "val.jsonl", [qa("question about the dam", "answer")])
+    with caplog.at_level(logging.WARNING, logger="dsft"):
+        report = prepare(load_config(None, [f"data.val=[{val}]", "data.val_ratio=0.2"]), tokenizer, tmp_path / "out",
+                         [str(train)]).report
+    assert report["splits"] == {"train": 10, "val": 1, "test": 0}
+    notes = [r.getMessage() for r in caplog.records if "_ratio" in r.getMessage()]
+    assert notes == [f"data.val_ratio=0.2: not applied; data.val gives the validation records ({val}), and no share "
+                     "of the train records is dealt to it (remove data.val to split val_ratio off the train records, "
+                     "or remove the key)"], notes
+    caplog.clear()
+    for quiet in ([], ["data.val_ratio=0"]):  # the default beside a file, or no share: nothing is lost, nothing said
+        with caplog.at_level(logging.WARNING, logger="dsft"):
+            prepare(load_config(None, [f"data.val=[{val}]", *quiet]), tokenizer, tmp_path / f"quiet{len(quiet)}",
+                    [str(train)])
+        assert not [r for r in caplog.records if "_ratio" in r.getMessage()]
+
+
 def test_a_stratify_field_the_records_lack_is_a_warning_naming_the_fields_they_have(
         tmp_path: Path, tokenizer, qa, write_jsonl, caplog) -> None:
     """data.stratify_by misspelt (guide 001's 'difficulty' typed 'difficuly'): every record lacked the field, so

@@ -48,7 +48,7 @@ from dsft.data.pool_cleaning import (
 from dsft.data.prepared_folder import REPORT_FILE, Prepared, mark_preparing, write_prepared, write_report
 from dsft.data.reasoning_policy import reasoning_stats
 from dsft.data.report import build_report
-from dsft.data.split import missing_stratum_note
+from dsft.data.split import missing_stratum_note, unused_ratio_notes
 from dsft.data.split_steps import (
     apply_reasoning, augment_train, balance_train, check_contamination, mix_into_train, split_pools,
 )
@@ -100,6 +100,8 @@ def prepare(
     pools["train"], mixed = mix.take_mixed(pools["train"])  # data.mix records skip the split and augmentation
     dealt = (cfg.data.val_ratio and not sources["val"]) or (cfg.data.test_ratio and not sources["test"])
     if dealt and (note := missing_stratum_note(pools["train"], cfg.data.stratify_by)):  # a misspelt field, say
+        (warn or log.warning)(note)
+    for note in unused_ratio_notes(cfg):  # data.val_ratio beside data.val files
         (warn or log.warning)(note)
     splits = clock("split", split_pools, pools, sources, cfg)
     splits["train"] = clock("augment", augment_train, splits, tokens, tokenizer, cfg, ledger, out)

@@ -110,6 +110,24 @@ the records' meta fields are difficulty"
     return note
 
 
+def unused_ratio_notes(cfg: DsftConfig) -> list[str]:
+    """One line per ``data.val_ratio`` / ``data.test_ratio`` set (above 0, away from its default) beside the files
+    that split takes instead (``data.val`` / ``data.test``), which the split then does not apply.
+
+    >>> unused_ratio_notes(DsftConfig.model_validate({"data": {"val": ["val.jsonl"], "val_ratio": 0.2}}))
+    ['data.val_ratio=0.2: not applied; data.val gives the validation records (val.jsonl), and no share of the train records is dealt to it (remove data.val to split val_ratio off the train records, or remove the key)']
+    """
+    data, notes = cfg.data, []
+    for split, name in (("val", "validation"), ("test", "test")):
+        ratio, default = getattr(data, f"{split}_ratio"), type(data).model_fields[f"{split}_ratio"].default
+        files = getattr(data, split)
+        if files and ratio and ratio != default:  # 0 asks for no share, as the files' split deals none
+            notes.append(f"data.{split}_ratio={ratio}: not applied; data.{split} gives the {name} records "
+                         f"({', '.join(map(str, files))}), and no share of the train records is dealt to it (remove "
+                         f"data.{split} to split {split}_ratio off the train records, or remove the key)")
+    return notes
+
+
 def content_hash(conversation: Conversation) -> str:
     """A stable id of a conversation's normalised content (:func:`dsft.data.clean.dedup_key`)."""
     return hashlib.sha1(dedup_key(conversation).encode("utf-8", "surrogatepass")).hexdigest()
