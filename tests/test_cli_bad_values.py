@@ -92,6 +92,11 @@ CASES = [
      "--served-model-name: empty"),
     ("deploy-secret", lambda t: ["deploy", "k8s", MISSING, "--out", str(t / "o"), "--api-key-secret", "My Key"],
      "--api-key-secret 'My Key': must be a DNS-1123 subdomain"),
+    # Guide 001 writes 30Gi; 'GB' is no Kubernetes unit, and a request above the limit is a pod Kubernetes refuses.
+    ("deploy-memory-unit", lambda t: ["deploy", "k8s", MISSING, "--out", str(t / "o"), "--memory-limit", "30GB"],
+     "--memory-limit '30GB': not a Kubernetes memory quantity; write 30Gi (GiB) or 30G (GB)"),
+    ("deploy-memory-request", lambda t: ["deploy", "k8s", MISSING, "--out", str(t / "o"), "--memory-request", "40Gi"],
+     "--memory-request 40Gi: above --memory-limit 32Gi"),
 ]
 
 

@@ -50,6 +50,15 @@ def test_cpu_deployment_has_no_gpu_limit(tmp_path: Path) -> None:
 
 
 
+def test_the_pods_memory_is_set_as_guide_001_sets_it(tmp_path: Path) -> None:
+    """Guide 001's Deployment asks for 20Gi and limits each pod to 30Gi; dsft wrote 8Gi / 32Gi whatever the model,
+    with no flag to change them (a model above 32Gi was killed while loading, pod after pod)."""
+    out = deploy(tmp_path, "tiny-deepseek-llm", "--gpus", "1", "--memory-request", "20Gi", "--memory-limit", "30Gi")
+    container = yaml.safe_load((out / "deployment.yaml").read_text())["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"] == {"requests": {"cpu": "2", "memory": "20Gi"},
+                                      "limits": {"memory": "30Gi", "nvidia.com/gpu": 1}}
+
+
 def test_overwrite_replaces_dsft_files_and_leaves_the_users_others(tmp_path: Path) -> None:
     """A second deploy into the same --out needs --overwrite; it rewrites dsft's files and keeps the user's."""
     out = deploy(tmp_path, "tiny-deepseek-llm", "--gpus", "0")

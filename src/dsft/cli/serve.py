@@ -225,6 +225,10 @@ def deploy_k8s(
     served_model_name: str = typer.Option("dsft", "--served-model-name", help="Name clients use as `model`."),
     api_key_secret: str | None = typer.Option(None, "--api-key-secret",
                                               help="Secret (key `api-key`) whose value becomes the server's API key."),
+    memory_request: str = typer.Option("8Gi", "--memory-request",
+                                       help="Memory the scheduler reserves for each pod (a Kubernetes quantity)."),
+    memory_limit: str = typer.Option("32Gi", "--memory-limit",
+                                     help="Memory above which a pod is killed; room for the model's weights."),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Allow a non-empty --out: dsft's own files there (the manifests, Dockerfile and "
         "dsft-source/) are replaced, other files are left alone."),
@@ -236,7 +240,8 @@ def deploy_k8s(
     # --out (empty, or --overwrite), the model and every file's text come before the directory is created.
     check_fresh_output_dir(out, overwrite)
     spec = deploy_spec_for(model_or_run, name=name, image=image, gpus=gpus, replicas=replicas,
-                           served_model_name=served_model_name, api_key_secret=api_key_secret)
+                           served_model_name=served_model_name, api_key_secret=api_key_secret,
+                           memory_request=memory_request, memory_limit=memory_limit)
     files = k8s_files(spec)
     created = not out.exists()
     output_dir(out)

@@ -40,6 +40,8 @@ class DeploySpec:
     replicas: int = 1
     served_model_name: str = "dsft"
     api_key_secret: str | None = None  # Secret name holding key "api-key"
+    memory_request: str = "8Gi"  # what the scheduler reserves for a pod
+    memory_limit: str = "32Gi"  # above it the pod is killed (OOMKilled)
 
     @property
     def model_is_local(self) -> bool:
@@ -51,7 +53,8 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
 
 
 def _container(spec: DeploySpec) -> dict[str, Any]:
-    resources: dict[str, Any] = {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"memory": "32Gi"}}
+    resources: dict[str, Any] = {"requests": {"cpu": "2", "memory": spec.memory_request},
+                                 "limits": {"memory": spec.memory_limit}}
     if spec.gpus > 0:
         # GPUs are requested through the device plugin's extended resource: limits only.
         resources["limits"]["nvidia.com/gpu"] = spec.gpus
@@ -177,8 +180,36 @@ _IMAGE_REFERENCE = re.compile(
     r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?")
 
 
+# A Kubernetes memory quantity: a number with a binary (Ki, Mi, Gi, Ti) or decimal (k, M, G, T) suffix, or none (bytes).
+_QUANTITY = re.compile(r"([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?")
+_QUANTITY_FACTORS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+                     "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+
+
+def memory_problem(flag: str, value: str) -> str | None:
+    """Why ``value`` is no Kubernetes memory quantity, naming the spelling meant (``30GB`` is ``30G``; GiB is ``Gi``).
+
+    >>> memory_problem("--memory-limit", "30Gi") is None
+    True
+    >>> memory_problem("--memory-limit", "30GB")
+    "--memory-limit '30GB': not a Kubernetes memory quantity; write 30Gi (GiB) or 30G (GB)"
+    """
+    if _QUANTITY.fullmatch(value):
+        return None
+    number = re.match(r"\s*([0-9]+(?:\.[0-9]+)?)", value)
+    meant = f"write {number.group(1)}Gi (GiB) or {number.group(1)}G (GB)" if number else "e.g. 30Gi (GiB) or 30G (GB)"
+    return f"{flag} {value!r}: not a Kubernetes memory quantity; {meant}"
+
+
+def _bytes(quantity: str) -> float:
+    match = _QUANTITY.fullmatch(quantity)
+    assert match is not None  # checked by memory_problem first
+    return float(match.group(1)) * _QUANTITY_FACTORS[match.group(2)]
+
+
 def check_deploy_options(name: str, replicas: int, gpus: int, image: str = "dsft-serve:latest",
-                         served_model_name: str = "dsft", api_key_secret: str | None = None) -> None:
+                         served_model_name: str = "dsft", api_key_secret: str | None = None,
+                         memory_request: str = "8Gi", memory_limit: str = "32Gi") -> None:
     """Refuse values Kubernetes or docker would reject (or that deploy nothing), naming each flag.
 
     >>> check_deploy_options("dsft", 1, 1, image="registry.example.com:5000/team/r1-serve:v1.2")
@@ -204,6 +235,12 @@ def check_deploy_options(name: str, replicas: int, gpus: int, image: str = "dsft
         problems.append(f"--api-key-secret {api_key_secret!r}: must be a DNS-1123 subdomain, as Kubernetes names "
                         "a Secret (lower-case letters, digits, '-' and '.', starting and ending with a letter or "
                         "digit, at most 253 characters)")
+    memory = [problem for flag, value in (("--memory-request", memory_request), ("--memory-limit", memory_limit))
+              if (problem := memory_problem(flag, value)) is not None]
+    problems += memory
+    if not memory and _bytes(memory_request) > _bytes(memory_limit):
+        problems.append(f"--memory-request {memory_request}: above --memory-limit {memory_limit}; Kubernetes refuses "
+                        "a pod whose request exceeds its limit")
     if problems:
         raise DsftError(problems[0]) if len(problems) == 1 else DsftError("invalid deploy options", problems)
 
@@ -254,7 +291,9 @@ def deploy_spec_for(model_or_run: str, **options: Any) -> DeploySpec:
     check_deploy_options(options.get("name", "dsft"), options.get("replicas", 1), options.get("gpus", 1),
                          image=options.get("image", "dsft-serve:latest"),
                          served_model_name=options.get("served_model_name", "dsft"),
-                         api_key_secret=options.get("api_key_secret"))
+                         api_key_secret=options.get("api_key_secret"),
+                         memory_request=options.get("memory_request", "8Gi"),
+                         memory_limit=options.get("memory_limit", "32Gi"))
     # A LoRA run is refused from its run.json, before its base model is resolved (built, or downloaded).
     run = RunDir.find(model_or_run)  # a LoRA checkpoint is refused as its run is
     if run is not None and run.method not in FULL_METHODS:
