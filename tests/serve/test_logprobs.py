@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 import pytest
 import torch
-
 from live_server import API_KEY, LiveServer, run_live
 
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}
@@ -65,7 +64,7 @@ def _streamed_choices(live: LiveServer, path: str, body: dict[str, Any]) -> list
 
 
 def test_chat_logprobs_are_the_models_own_and_the_client_reads_them(live: LiveServer, reference: Any) -> None:
-    model, tokenizer = reference
+    _, tokenizer = reference
     prompt = tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=True, return_dict=False)
     expected = _greedy_with_logprobs(reference, prompt, 3)
     answer = live.client().chat.completions.create(model=NAME, messages=MESSAGES, max_tokens=TOKENS, temperature=0,
@@ -91,7 +90,7 @@ def test_logprobs_are_not_shaped_by_temperature(live: LiveServer) -> None:
 
 
 def test_completion_logprobs_have_the_legacy_shape(live: LiveServer, reference: Any) -> None:
-    model, tokenizer = reference
+    _, tokenizer = reference
     expected = _greedy_with_logprobs(reference, tokenizer(PROMPT).input_ids, 2)
     answer = _post(live, "/v1/completions", {"prompt": PROMPT, "max_tokens": TOKENS, "temperature": 0, "logprobs": 2})
     logprobs = answer.json()["choices"][0]["logprobs"]

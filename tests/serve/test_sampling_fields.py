@@ -18,9 +18,8 @@ from typing import Any
 import httpx
 import pytest
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList
-
 from live_server import API_KEY, LiveServer, run_live
+from transformers import LogitsProcessor, LogitsProcessorList
 
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}
 MESSAGES = [{"role": "user", "content": "Tell me a story about a cat."}]
