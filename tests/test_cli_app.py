@@ -147,6 +147,10 @@ def test_debug_after_the_command_is_dsft_s_own_flag(tmp_path, monkeypatch) -> No
      "No such option: --learning_rate; the config key is train.lr: --set train.lr=VALUE"),
     (["sweep", "c.yaml", "--out", "s", "--num_train_epochs", "1"],
      "No such option: --num_train_epochs; the config key is train.epochs: --set train.epochs=VALUE"),
+    # `deepspeed --num_gpus 2 -m dsft train ...`: the launcher appends --local_rank=N unless given --no_local_rank
+    (["train", "c.yaml", "--out", "r", "--local_rank=0"],
+     "No such option: --local_rank; the deepspeed launcher adds it unless told not to: deepspeed --num_gpus N "
+     "--no_local_rank --module dsft train ..."),
 ])
 def test_a_guide_s_launcher_or_training_script_option_says_what_does_its_job(args, said, capsys) -> None:
     """Guide 000 starts training with `deepspeed --num_gpus 2 --master_port 29501 train.py --deepspeed

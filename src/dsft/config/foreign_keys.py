@@ -107,8 +107,14 @@ def foreign_option_hint(option: str, options: set[str], takes_set: bool) -> str 
     'this command is one process; a launcher starts one per G'
     >>> foreign_option_hint("--learning_rate", {"--out"}, False) is None
     True
+    >>> foreign_option_hint("--local_rank=0", {"--set"}, True)[:52]
+    'the deepspeed launcher adds it unless told not to: d'
     """
-    word = option.lstrip("-").replace("-", "_")
+    word = option.split("=", 1)[0].lstrip("-").replace("-", "_")
+    if word == "local_rank":  # what the deepspeed launcher appends to the command it starts
+        return ("the deepspeed launcher adds it unless told not to: deepspeed --num_gpus N --no_local_rank --module "
+                "dsft train ... (each process reads LOCAL_RANK from its environment), or dsft launch CONFIG "
+                "--launcher deepspeed writes that command")
     mine = LAUNCHER_OPTIONS.get(word)
     if mine is not None and mine in options:
         return f"use {mine}"
