@@ -13,7 +13,7 @@ from transformers import Qwen2Config, Qwen2ForCausalLM, Trainer, TrainingArgumen
 
 from dsft.config import load_config
 from dsft.training.checkpointing import list_checkpoints, resolve_resume
-from dsft.training.guards import NonFiniteLossError, RunGuards, with_run_guards
+from dsft.training.guards import NonFiniteLossError, RunGuards, non_finite_parameters, with_run_guards
 from dsft.training.monitoring import TokenCounter, monitoring_callbacks, read_metrics
 from dsft.training.setup import build_training_arguments
 from dsft.training.trainer import DsftTrainer
@@ -252,3 +252,14 @@ def test_the_nan_message_names_the_last_good_checkpoint_or_says_there_is_none(tm
         trainer.train()
     text = str(stopped.value)
     assert "no checkpoint had been written yet" in text and "last good one" not in text and "--resume" not in text
+
+
+def test_a_zero3_partitioned_weight_is_checked_in_this_rank_s_share() -> None:
+    """Under ZeRO-3 a parameter is empty outside its module's forward (its share lives in ``ds_tensor``): the check
+    before final/ is written used to read the empty tensor and pass a NaN weight."""
+    layer = torch.nn.Linear(2, 2)
+    layer.weight.ds_tensor = torch.tensor([float("nan"), 1.0])  # as DeepSpeed's partitioning leaves it
+    layer.weight.data = torch.empty(0)
+    layer.bias.ds_tensor = torch.tensor([0.5])
+    layer.bias.data = torch.empty(0)
+    assert non_finite_parameters(layer) == ["weight"]

@@ -74,8 +74,13 @@ class NonFiniteLossError(DsftError):
 
 
 def non_finite_parameters(model: Any) -> list[str]:
-    """Names of trainable parameters holding a NaN or an infinity (on this rank)."""
-    return [name for name, p in model.named_parameters() if p.requires_grad and not bool(torch.isfinite(p).all())]
+    """Names of trainable parameters holding a NaN or an infinity (on this rank).
+
+    A parameter DeepSpeed ZeRO-3 partitions is empty outside its module's forward; this rank's share of it is its
+    ``ds_tensor``, which is what is checked (each rank checks its own share).
+    """
+    return [name for name, p in model.named_parameters()
+            if p.requires_grad and not bool(torch.isfinite(getattr(p, "ds_tensor", p)).all())]
 
 
 def first_non_finite(values: torch.Tensor) -> torch.Tensor:
