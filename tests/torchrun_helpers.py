@@ -10,27 +10,28 @@ import sys
 from pathlib import Path
 
 
-def train_in_processes(args: list[str], processes: int, cwd: Path) -> None:
-    """``dsft train ARGS`` in one process, or under ``torchrun --nproc_per_node PROCESSES`` (CPU, gloo)."""
-    code, stdout, stderr = dsft_in_processes(["train", *args], processes, cwd)
+def train_in_processes(args: list[str], processes: int, cwd: Path, torchrun: bool = False) -> None:
+    """``dsft train ARGS`` in one process, or under ``torchrun --nproc_per_node PROCESSES`` (CPU, gloo; one process
+    too with ``torchrun``, as DeepSpeed needs)."""
+    code, stdout, stderr = dsft_in_processes(["train", *args], processes, cwd, torchrun)
     assert code == 0, stdout[-3000:] + stderr[-6000:]
 
 
-def dsft_in_processes(args: list[str], processes: int, cwd: Path) -> tuple[int, str, str]:
+def dsft_in_processes(args: list[str], processes: int, cwd: Path, torchrun: bool = False) -> tuple[int, str, str]:
     """``dsft ARGS`` in one process, or under ``torchrun --nproc_per_node PROCESSES`` (CPU, gloo):
     ``(exit code, stdout, stderr)``, every process's output together."""
-    return python_in_processes(["-m", "dsft", *args], processes, cwd)
+    return python_in_processes(["-m", "dsft", *args], processes, cwd, torchrun)
 
 
-def python_in_processes(argv: list[str], processes: int, cwd: Path) -> tuple[int, str, str]:
+def python_in_processes(argv: list[str], processes: int, cwd: Path, torchrun: bool = False) -> tuple[int, str, str]:
     """``python ARGV`` (``-m MODULE ...`` or ``SCRIPT ...``) in one process, or under ``torchrun
     --nproc_per_node PROCESSES`` (CPU, gloo): ``(exit code, stdout, stderr)``, every process's output together."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    if processes == 1:
+    if processes == 1 and not torchrun:
         command = [sys.executable, *argv]
     else:
-        torchrun = shutil.which("torchrun") or f"{Path(sys.executable).parent}/torchrun"
-        command = [torchrun, "--standalone", f"--nproc_per_node={processes}", *argv]
+        launcher = shutil.which("torchrun") or f"{Path(sys.executable).parent}/torchrun"
+        command = [launcher, "--standalone", f"--nproc_per_node={processes}", *argv]
     # Its own process group, so a timeout ends torchrun's ranks too instead of leaving them running.
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                cwd=cwd, start_new_session=True)

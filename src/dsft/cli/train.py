@@ -37,6 +37,7 @@ def train(
     from dsft.training.environment import Environment
     from dsft.training.preflight import check_launched
     from dsft.training.ranks import is_main_process
+    from dsft.training.resume_layout import check_resume_layout_before_loading
     from dsft.training.resume_steps import check_resume_steps
     from dsft.training.rundir import RunDir
 
@@ -55,6 +56,8 @@ def train(
     RunDir(out).check(cfg, resuming=resume is not None)  # another run there, a refused change on --resume
     check_resume_path(resume)
     check_resume_steps(resume, out, cfg.train)  # a schedule the checkpoint is already past
+    check_resume_layout_before_loading(resume, RunDir(out).checkpoint_root, cfg.train, env.world_size or 1,
+                                       env.has_cuda())  # optimizer state this run cannot read
     if not cfg.data.prepared_dir and is_main_process():  # the raw inputs are read (and prepared) by this run
         for warning in skipped_file_warnings(cfg):  # after every refusal, so one comes alone
             typer.echo(warning, err=True)  # named alone, such a file is refused

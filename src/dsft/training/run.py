@@ -30,6 +30,7 @@ from dsft.models.resolve import resolve_model
 from dsft.onednn_caches import bound_onednn_caches
 from dsft.training.checkpointing import check_same_checkpoint, checkpoint_step, resolve_resume
 from dsft.training.collators import make_collator, make_train_dataset
+from dsft.training.distributed import resolve_strategy
 from dsft.training.environment import environment_problems
 from dsft.training.examples import describe_dropped
 from dsft.training.gpu_telemetry import GpuTelemetry
@@ -41,6 +42,9 @@ from dsft.training.preflight import config_notices
 from dsft.training.ranks import is_main_process, warn_for_job
 from dsft.training.objectives import build_objective_trainer, load_preference_splits
 from dsft.training.resume import check_same_data, data_files, data_fingerprint, planned_schedule
+from dsft.training.resume_layout import (
+    check_resume_layout, load_universal, remove_universal_checkpoints, universal_checkpoint,
+)
 from dsft.training.resume_lr import ResumedLearningRate
 from dsft.training.resume_steps import check_steps_left, recorded_steps_per_epoch
 from dsft.training.rundir import FINAL_DIR, RunDir
@@ -122,6 +126,11 @@ def run_training(
     checkpoint = point.checkpoint
     if checkpoint is not None:  # before config.yaml is rewritten with a schedule the checkpoint is already past
         check_steps_left(checkpoint, checkpoint_step(checkpoint), cfg.train, recorded_steps_per_epoch(checkpoint))
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    # A checkpoint whose optimizer state this run cannot read is refused; a DeepSpeed ZeRO one partitioned for
+    # another number of processes is read through a universal conversion (made just before training).
+    universal = checkpoint is not None and check_resume_layout(
+        checkpoint, resolve_strategy(cfg.train, world_size), world_size, cfg.train.zero_stage)
     if resume == "auto" and checkpoint is None:  # said: a mistyped --out would otherwise train from scratch silently
         warn_for_job(log, "--resume auto: no checkpoint in %s yet; training starts from step 0", run_dir)
     changes = run.applied_changes(cfg) if checkpoint is not None else []
@@ -213,10 +222,18 @@ def run_training(
         result = _finish_from_checkpoint(trainer, tokenizer, template, run, checkpoint, info, previous, started)
         metrics.close()
         return result
+    resume_from = checkpoint
+    if universal:
+        assert checkpoint is not None
+        resume_from = universal_checkpoint(checkpoint, run.checkpoint_root)
+        load_universal(trainer)
+        info["resumed_through"] = str(resume_from)
     run.write_info(**info, status="running", process=process_record())
     stopper.install()
     try:
-        output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        if universal and is_main_process():  # every process read it when the Trainer started
+            remove_universal_checkpoints(run.checkpoint_root)
         trainer.check_finite_weights("final/")
         final_dir = save_final_weights(trainer, tokenizer, template, run)
     except DsftError:

@@ -1,0 +1,156 @@
+"""Whether the run that resumes a checkpoint can read its optimizer state, and DeepSpeed's across process counts.
+
+A checkpoint's optimizer and learning-rate scheduler state is written in the layout of the strategy that saved it:
+torch's ``optimizer.pt`` and ``scheduler.pt``, or DeepSpeed's ``global_stepN/`` folder (named in ``latest``), whose
+ZeRO optimizer state is partitioned over the processes of the job that saved it
+(``zero_pp_rank_R_mp_rank_00_optim_states.pt``, one per rank). transformers' Trainer reads only its own kind:
+a DeepSpeed checkpoint resumed without DeepSpeed started a new optimizer and restarted the learning-rate schedule
+from its first step without a word (lr 5e-3 at step 6 of a cosine run that was at 1.7e-3), and a torch checkpoint
+resumed under DeepSpeed stopped in transformers ("Can't find a valid checkpoint"). Both are refused before
+anything loads (:func:`check_resume_layout`).
+
+DeepSpeed cannot load ZeRO optimizer partitions into another number of processes ("Automatic adjustment of ZeRO's
+optimizer state partitioning with a new world size is not currently supported"), a traceback on every rank. So a
+ZeRO checkpoint resumed by a job of another size, or across ZeRO-3 and ZeRO-1/2, is converted once into DeepSpeed's
+universal checkpoint (every parameter's fp32 value and Adam moments whole, :func:`universal_checkpoint`), which
+DeepSpeed loads into any layout with ``checkpoint.load_universal``. The conversion goes beside the run's
+checkpoints, in ``checkpoints/.universal/checkpoint-N/`` (the checkpoint's files linked, the converted
+``global_stepN_universal/`` and ``latest_universal``), never into the checkpoint itself; it is removed when the run
+ends, and reused by a resume of the same checkpoint before that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import logging
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from dsft.config import TrainConfig
+from dsft.errors import DsftError
+from dsft.training.checkpointing import list_checkpoints
+from dsft.training.distributed import resolve_strategy
+from dsft.training.ranks import warn_for_job
+
+log = logging.getLogger("dsft")
+
+UNIVERSAL_DIR = ".universal"
+_COMPLETE = ".complete"
+_OPTIM_STATES = re.compile(r"(?:bf16_)?zero_pp_rank_(\d+)_mp_rank_\d+_optim_states\.pt")
+_ZERO3_MODEL_STATES = re.compile(r"zero_pp_rank_\d+_mp_rank_\d+_model_states\.pt")
+
+
+@dataclass(frozen=True)
+class DeepSpeedState:
+    """The DeepSpeed state of a checkpoint: its folder, and how its ZeRO optimizer state is partitioned
+    (``processes`` None: not partitioned, as under ZeRO-0)."""
+
+    folder: Path
+    processes: int | None
+    zero3: bool
+
+
+def deepspeed_state(checkpoint: Path) -> DeepSpeedState | None:
+    """The DeepSpeed state ``checkpoint`` holds (the folder its ``latest`` file names), or None."""
+    latest = checkpoint / "latest"
+    if not latest.is_file():
+        return None
+    folder = checkpoint / latest.read_text(encoding="utf-8").strip()
+    if not folder.is_dir():
+        return None
+    names = [p.name for p in folder.iterdir()]
+    ranks = {int(m.group(1)) for name in names if (m := _OPTIM_STATES.fullmatch(name))}
+    return DeepSpeedState(folder, len(ranks) or None, any(_ZERO3_MODEL_STATES.fullmatch(name) for name in names))
+
+
+def check_resume_layout(checkpoint: Path, strategy: str, world_size: int, zero_stage: int) -> bool:
+    """Refuse a resume whose run cannot read ``checkpoint``'s optimizer state; True when it is a DeepSpeed ZeRO
+    state partitioned otherwise than this run partitions it (``world_size`` processes, ``zero_stage``), which is
+    read through :func:`universal_checkpoint`."""
+    state = deepspeed_state(checkpoint)
+    if state is not None and strategy != "deepspeed":
+        saved = f"over {state.processes} processes" if state.processes else "by DeepSpeed"
+        raise DsftError(
+            f"--resume {checkpoint}: its optimizer and learning-rate scheduler state were saved by DeepSpeed "
+            f"({state.folder.name}/, partitioned {saved}), which this run ({_described(strategy, world_size)}) "
+            "cannot read: it would start a new optimizer and restart the learning-rate schedule. Resume it with "
+            "train.distributed: deepspeed under a launcher (any number of processes), or start a new --out "
+            "directory", job_wide=True)
+    if state is None and strategy == "deepspeed" and (checkpoint / "optimizer.pt").is_file():
+        raise DsftError(
+            f"--resume {checkpoint}: its optimizer state is torch's (optimizer.pt, saved without DeepSpeed), which "
+            "DeepSpeed cannot read; resume it with the train.distributed it was saved with, or start a new --out "
+            "directory", job_wide=True)
+    if state is None or strategy != "deepspeed" or state.processes is None:
+        return False
+    return state.processes != world_size or state.zero3 != (zero_stage == 3)
+
+
+def check_resume_layout_before_loading(resume: str | None, checkpoint_root: Path, train: TrainConfig,
+                                       world_size: int, cuda: bool) -> None:
+    """:func:`check_resume_layout` where ``dsft train`` checks its inputs, before torch is imported: on the
+    checkpoint named, or for ``auto`` the newest in ``checkpoint_root`` (a run's checkpoints share one layout)."""
+    if resume is None:
+        return
+    found = list_checkpoints(checkpoint_root) if resume == "auto" else [Path(resume)]
+    if found and found[-1].is_dir():
+        check_resume_layout(found[-1], resolve_strategy(train, world_size, cuda=cuda), world_size, train.zero_stage)
+
+
+def _described(strategy: str, world_size: int) -> str:
+    """``DDP over 2 processes``, ``one process without DeepSpeed``."""
+    name = {"none": "without DeepSpeed", "ddp": "DDP", "fsdp": "FSDP"}.get(strategy, strategy)
+    return f"one process {name}" if world_size == 1 and strategy == "none" else f"{name} over {world_size} processes"
+
+
+def universal_checkpoint(checkpoint: Path, checkpoint_root: Path) -> Path:
+    """A directory that resumes as ``checkpoint`` does, with its DeepSpeed state also in DeepSpeed's universal
+    format: ``checkpoint_root/.universal/NAME`` (converted by the first process to get there; the others wait for
+    it and reuse it)."""
+    from filelock import FileLock
+
+    state = deepspeed_state(checkpoint)
+    assert state is not None, "check_resume_layout said it holds DeepSpeed state"
+    target = checkpoint_root / UNIVERSAL_DIR / checkpoint.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target.with_name(target.name + ".lock"))):
+        if not (target / _COMPLETE).is_file():
+            _convert(checkpoint, state, target)
+    return target
+
+
+def _convert(checkpoint: Path, state: DeepSpeedState, target: Path) -> None:
+    from deepspeed.checkpoint import ds_to_universal
+
+    warn_for_job(log, "--resume: %s's DeepSpeed optimizer state is partitioned over %d process(es)%s; converting it "
+                 "once to DeepSpeed's universal checkpoint in %s, which loads into this run's layout",
+                 checkpoint.name, state.processes, " under ZeRO-3" if state.zero3 else "", target)
+    if target.exists():
+        shutil.rmtree(target)  # a conversion killed half way
+    target.mkdir()
+    for entry in checkpoint.iterdir():
+        if entry.name not in ("latest_universal", f"{state.folder.name}_universal"):
+            (target / entry.name).symlink_to(entry.resolve())
+    args = argparse.Namespace(input_folder=str(state.folder), output_folder=str(target / f"{state.folder.name}_universal"),
+                              num_extract_workers=1, num_merge_workers=1, keep_temp_folder=False, strict=True,
+                              inject_missing_state=True)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # its prints, bars
+        ds_to_universal.main(args)  # writes target/latest_universal too
+    (target / _COMPLETE).write_text(str(checkpoint.resolve()) + "\n", encoding="utf-8")
+
+
+def load_universal(trainer: object) -> None:
+    """Make ``trainer``'s DeepSpeed engine read universal checkpoints (``checkpoint.load_universal``): the
+    config accelerate hands DeepSpeed when the Trainer starts, before the checkpoint is loaded. deepspeed.json
+    stays as written; run.json says the resume was read through the conversion."""
+    plugin = trainer.accelerator.state.deepspeed_plugin  # type: ignore[attr-defined]
+    plugin.hf_ds_config.config.setdefault("checkpoint", {})["load_universal"] = True
+
+
+def remove_universal_checkpoints(checkpoint_root: Path) -> None:
+    """Remove the conversions :func:`universal_checkpoint` made (the run that read them has ended)."""
+    shutil.rmtree(checkpoint_root / UNIVERSAL_DIR, ignore_errors=True)

@@ -1,0 +1,128 @@
+"""A checkpoint resumed by a job that saves its optimizer state another way, or by one of another size.
+
+DeepSpeed partitions ZeRO optimizer state over the processes that saved it, and refused to load it into another
+number of them with a traceback on every rank (ZeRORuntimeException); transformers' Trainer without DeepSpeed
+found no optimizer.pt in a DeepSpeed checkpoint and started a new optimizer and learning-rate schedule without a
+word. dsft converts such a checkpoint to DeepSpeed's universal format (resumes exactly), and refuses a resume
+whose run cannot read the state at all.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from torchrun_helpers import dsft_in_processes
+
+from dsft.errors import DsftError
+from dsft.training.resume_layout import UNIVERSAL_DIR, check_resume_layout, deepspeed_state
+
+
+def _checkpoint(root: Path, ranks: int = 0, zero3: bool = False, torch_optimizer: bool = False) -> Path:
+    """A checkpoint directory with the optimizer files of a layout (empty files: only their names are read)."""
+    checkpoint = root / "checkpoint-5"
+    checkpoint.mkdir(parents=True)
+    if torch_optimizer:
+        (checkpoint / "optimizer.pt").write_bytes(b"")
+        return checkpoint
+    (checkpoint / "latest").write_text("global_step5")
+    folder = checkpoint / "global_step5"
+    folder.mkdir()
+    (folder / "mp_rank_00_model_states.pt").write_bytes(b"")
+    for rank in range(ranks):
+        (folder / f"zero_pp_rank_{rank}_mp_rank_00_optim_states.pt").write_bytes(b"")
+        if zero3:
+            (folder / f"zero_pp_rank_{rank}_mp_rank_00_model_states.pt").write_bytes(b"")
+    return checkpoint
+
+
+@pytest.mark.parametrize(("layout", "strategy", "world", "stage", "converted"), [
+    ({"ranks": 2}, "deepspeed", 2, 2, False),  # as saved: DeepSpeed reads it itself
+    ({"ranks": 2}, "deepspeed", 3, 2, True),  # another number of processes
+    ({"ranks": 2}, "deepspeed", 1, 2, True),
+    ({"ranks": 2}, "deepspeed", 2, 3, True),  # ZeRO-2 partitions read by ZeRO-3
+    ({"ranks": 2, "zero3": True}, "deepspeed", 2, 3, False),
+    ({"ranks": 0}, "deepspeed", 4, 0, False),  # ZeRO-0: the optimizer state is whole
+    ({"torch_optimizer": True}, "ddp", 4, 2, False),  # torch's own: the Trainer reads it at any size
+])
+def test_which_resumes_go_through_the_universal_checkpoint(tmp_path: Path, layout: dict, strategy: str, world: int,
+                                                          stage: int, converted: bool) -> None:
+    assert check_resume_layout(_checkpoint(tmp_path, **layout), strategy, world, stage) is converted
+
+
+@pytest.mark.parametrize(("layout", "strategy", "world", "message"), [
+    ({"ranks": 2}, "none", 1, "saved by DeepSpeed (global_step5/, partitioned over 2 processes), which this run (one "
+                           "process without DeepSpeed) cannot read: it would start a new optimizer and restart the "
+                           "learning-rate schedule"),
+    ({"ranks": 2}, "ddp", 2, "which this run (DDP over 2 processes) cannot read"),
+    ({"torch_optimizer": True}, "deepspeed", 2, "its optimizer state is torch's (optimizer.pt, saved without DeepSpeed), "
+                                            "which DeepSpeed cannot read"),
+])
+def test_a_resume_that_cannot_read_the_optimizer_state_is_refused(tmp_path: Path, layout: dict, strategy: str,
+                                                                 world: int, message: str) -> None:
+    with pytest.raises(DsftError) as info:
+        check_resume_layout(_checkpoint(tmp_path, **layout), strategy, world, 2)
+    assert message in str(info.value), info.value
+
+
+def _config(path: Path, data: Path, grad_accum: int) -> Path:
+    path.write_text(
+        "model:\n  name_or_path: tiny-deepseek-v3\n"
+        f"data:\n  train: [{data}]\n  val_ratio: 0.0\n"
+        f"train:\n  method: lora\n  max_steps: 10\n  micro_batch_size: 2\n  grad_accum: {grad_accum}\n"
+        "  max_seq_len: 96\n  lr: 0.005\n  save_steps: 5\n  logging_steps: 1\n  seed: 3\n"
+        "  distributed: deepspeed\n  zero_stage: 2\n  loss_dtype: fp32\n"
+        "eval:\n  load_best: false\n", encoding="utf-8")
+    return path
+
+
+def _logged(run: Path, key: str) -> dict[int, float]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r[key] for r in rows if key in r and "step" in r}
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir, train_run) -> Path:
+    tiny_model_dir("tiny-deepseek-v3")
+    root = tmp_path_factory.mktemp("resume-world-size")
+    data = root / "data.jsonl"
+    data.write_text("".join(json.dumps({"messages": [
+        {"role": "user", "content": f"What is {i} plus {i % 7}?"},
+        {"role": "assistant", "content": f"{i} plus {i % 7} is {i + i % 7}."}]}) + "\n" for i in range(120)))
+    train_run([str(_config(root / "two.yaml", data, grad_accum=1)), "--out", str(root / "two")], 2, root)
+    return root / "two"
+
+
+@pytest.mark.slow
+def test_a_zero2_checkpoint_of_two_processes_resumes_exactly_in_one(two_process_run: Path, tmp_path: Path,
+                                                                   train_run) -> None:
+    """Saved by two processes at step 5, resumed by one with twice the accumulation (the same batch): steps 6-10
+    log the losses and learning rates of the run that never stopped. Before: ZeRORuntimeException on every rank."""
+    root = two_process_run.parent
+    config = _config(tmp_path / "one.yaml", root / "data.jsonl", grad_accum=2)
+    train_run([str(config), "--out", str(tmp_path / "one"), "--resume",
+               str(two_process_run / "checkpoints" / "checkpoint-5")], 1, root, torchrun=True)
+    for key in ("loss", "lr"):
+        whole, resumed = _logged(two_process_run, key), _logged(tmp_path / "one", key)
+        assert sorted(resumed) == list(range(1, 11))
+        for step in range(6, 11):
+            assert abs(whole[step] - resumed[step]) <= 1e-4, (key, step, whole[step], resumed[step])
+    info = json.loads((tmp_path / "one" / "run.json").read_text())
+    assert info["resumed_through"].endswith(f"{UNIVERSAL_DIR}/checkpoint-5"), info
+    assert not (tmp_path / "one" / "checkpoints" / UNIVERSAL_DIR).exists(), "the conversion is removed at the end"
+    assert deepspeed_state(two_process_run / "checkpoints" / "checkpoint-5").processes == 2  # left as it was
+    assert not (two_process_run / "checkpoints" / "checkpoint-5" / "latest_universal").exists()
+
+
+@pytest.mark.slow
+def test_a_deepspeed_checkpoint_resumed_without_deepspeed_is_refused(two_process_run: Path, tmp_path: Path) -> None:
+    """Without DeepSpeed the Trainer found no optimizer.pt and restarted the optimizer and the learning-rate
+    schedule (lr 5e-3 at step 6 of a cosine run at 1.7e-3) without a word."""
+    root = two_process_run.parent
+    code, _, stderr = dsft_in_processes(["train", str(root / "two.yaml"), "--set", "train.distributed=auto",
+                                         "--out", str(tmp_path / "plain"), "--resume",
+                                         str(two_process_run / "checkpoints" / "checkpoint-5")], 1, root)
+    assert code == 2 and "Traceback" not in stderr, stderr[-3000:]
+    assert "its optimizer and learning-rate scheduler state were saved by DeepSpeed" in stderr, stderr[-3000:]
+    assert not (tmp_path / "plain").exists(), "refused before the run directory was written"
