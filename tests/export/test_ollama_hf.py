@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from dsft.templates import get_template
 from dsft.templates.ollama_derived import derived_ollama_template, jinja_renderer
 
 from gotemplate import render_go_template
@@ -52,3 +53,36 @@ def test_modelfile_for_an_hf_template_model() -> None:
     modelfile = render_modelfile("hf", tokenizer=Tok())
     assert modelfile.startswith("FROM ./model.gguf\nTEMPLATE \"\"\"{{- if .System }}<|im_start|>system")
     assert 'PARAMETER stop "<|im_end|>"' in modelfile
+
+
+class _ChatMLTokenizer:
+    """SmolLM2's tokenizer as the Modelfile sees it: bos_token is ChatML's own <|im_start|> (id 1), which encoding
+    adds or not as ``adds_bos`` says."""
+
+    chat_template, bos_token, bos_token_id, eos_token, eos_token_id = SMOLLM2, "<|im_start|>", 1, "<|im_end|>", 2
+
+    def __init__(self, adds_bos: bool) -> None:
+        self.adds_bos = adds_bos
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return ([1] if add_special_tokens and self.adds_bos else []) + [ord(c) for c in text]
+
+
+@pytest.mark.parametrize("turns", CONVERSATIONS, ids=["single", "system-history", "ends-with-assistant", "spaces"])
+def test_a_bos_the_tokenizer_does_not_add_stays_in_the_go_template(turns) -> None:
+    """SmolLM2's bos_token is <|im_start|>, which its template writes at the head of the system turn and its
+    tokenizer does not add (the GGUF says add_bos_token false): the Modelfile left that first <|im_start|> out,
+    so Ollama prompted the fine-tuned model with 'system\\nYou are ...' and not the prompt it was trained on."""
+    ollama = get_template("hf", _ChatMLTokenizer(adds_bos=False)).ollama_template()
+    systems = [content for role, content in turns if role == "system"]
+    data = {"System": systems[-1] if systems else "",
+            "Messages": [{"Role": role, "Content": content} for role, content in turns]}
+    ends_with_assistant = turns[-1][0] == "assistant"
+    expected = jinja_renderer(SMOLLM2)(turns, not ends_with_assistant)
+    if ends_with_assistant:
+        expected = expected.removesuffix("<|im_end|>\n")
+    assert render_go_template(ollama.template, data) == expected  # was missing its first '<|im_start|>'
+    # A tokenizer that adds the BOS itself (llama.cpp then adds it too): the template leaves that one out.
+    adding = get_template("hf", _ChatMLTokenizer(adds_bos=True)).ollama_template()
+    assert "<|im_start|>" + render_go_template(adding.template, data) == expected
+

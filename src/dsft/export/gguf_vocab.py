@@ -16,6 +16,7 @@ from typing import Any
 
 from dsft.errors import UnsupportedError
 from dsft.markers import BOS
+from dsft.models.tokenizers import adds_special_tokens
 
 
 # Distinctive fragments of the pre-tokenizer regexes llama.cpp implements (llama-vocab.cpp), checked in order.
@@ -113,15 +114,6 @@ def _merges(tokenizer_json: dict[str, Any]) -> list[str]:
     return [m if isinstance(m, str) else " ".join(m) for m in merges]
 
 
-def _adds_specials(tokenizer: Any) -> tuple[bool, bool]:
-    """Whether encoding adds BOS / EOS, observed on the tokenizer itself (configs disagree with behaviour)."""
-    ids = tokenizer.encode("a", add_special_tokens=True)
-    plain = tokenizer.encode("a", add_special_tokens=False)
-    add_bos = tokenizer.bos_token_id is not None and len(ids) > len(plain) and ids[0] == tokenizer.bos_token_id
-    add_eos = tokenizer.eos_token_id is not None and len(ids) > len(plain) and ids[-1] == tokenizer.eos_token_id
-    return add_bos, add_eos
-
-
 def read_tokenizer_json(tokenizer_dir: Path) -> dict[str, Any]:
     """``tokenizer.json`` of a byte-level BPE tokenizer (:class:`UnsupportedError` for anything else)."""
     path = tokenizer_dir / "tokenizer.json"
@@ -165,7 +157,7 @@ def build_vocab(tokenizer: Any, tokenizer_dir: Path, vocab_size: int) -> GGUFVoc
         else:
             tokens.append(token)
             types.append(1)  # NORMAL
-    add_bos, add_eos = _adds_specials(tokenizer)
+    add_bos, add_eos = adds_special_tokens(tokenizer)
     return GGUFVocab(
         tokens=tokens, token_types=types, merges=_merges(tokenizer_json), pre=detect_pre_tokenizer(tokenizer_json),
         bos_id=tokenizer.bos_token_id, eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id,

@@ -186,3 +186,14 @@ def write_tokenizer_files(tokenizer_json: dict[str, Any], tokenizer_config: dict
     (out_dir / "tokenizer_config.json").write_text(
         json.dumps(tokenizer_config, ensure_ascii=False, indent=2), encoding="utf-8"
     )
+
+
+def adds_special_tokens(tokenizer: Any) -> tuple[bool, bool]:
+    """Whether encoding adds BOS / EOS, observed on the tokenizer itself (configs disagree with behaviour): what a
+    GGUF export records as ``tokenizer.ggml.add_bos_token`` / ``add_eos_token``, so what llama.cpp and Ollama add."""
+    ids = tokenizer.encode("a", add_special_tokens=True)
+    plain = tokenizer.encode("a", add_special_tokens=False)
+    add_bos = tokenizer.bos_token_id is not None and len(ids) > len(plain) and ids[0] == tokenizer.bos_token_id
+    add_eos = tokenizer.eos_token_id is not None and len(ids) > len(plain) and ids[-1] == tokenizer.eos_token_id
+    return add_bos, add_eos
+

@@ -16,6 +16,7 @@ from typing import Any
 
 from dsft.data.conversation import Conversation
 from dsft.errors import DsftError
+from dsft.models.tokenizers import adds_special_tokens
 from dsft.templates.base import (
     Rendered, Segment, is_plain_text, plain_text_segments, prompt_order_problems, supervision, supervision_runs,
     tokenize_runs_batch, tokenize_segments, trained_turns,
@@ -110,7 +111,11 @@ class HFChatTemplate:
             return load_family(family).ollama_template()
         try:
             # A turn-by-turn template (ChatML: SmolLM2, Qwen2.5, ...) is rebuilt in Go and checked.
-            return derived_ollama_template(jinja_renderer(template), getattr(self.tokenizer, "bos_token", None),
+            # The runtime adds BOS only where the tokenizer does (the GGUF's add_bos_token): only that BOS is left
+            # out of the Go template. SmolLM2's bos_token is ChatML's <|im_start|>, which its template writes itself.
+            bos = getattr(self.tokenizer, "bos_token", None)
+            bos = bos if bos and adds_special_tokens(self.tokenizer)[0] else None
+            return derived_ollama_template(jinja_renderer(template), bos,
                                            [getattr(self.tokenizer, "eos_token", None) or ""])
         except DsftError as exc:
             raise no_ollama_template(
