@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dsft.errors import ConfigError
 from dsft.sweep import runner
 from dsft.sweep.report import Sweep, Trial, choose_best
 from dsft.sweep.request import SweepRequest, check_request
@@ -330,6 +331,18 @@ def test_grid_values_are_typed_like_set_values() -> None:
     assert parse_grid("train.packing=true,false") == ("train.packing", [True, False])
     space = build_space(["train.lr=1e-5,3e-5", "lora.r=16,32"], [])
     assert len(space.grid()) == 4
+
+
+def test_a_grid_written_as_a_yaml_list_is_told_the_comma_form() -> None:
+    """Guide 000's 'compare lr 1e-5 vs 3e-5' written --grid "train.lr=[1e-5, 3e-5]" was split at its comma and
+    refused as "--set 'train.lr=[1e-5': the value is not valid YAML", a --set never typed and half a value."""
+    with pytest.raises(ConfigError) as info:
+        parse_grid("train.lr=[1e-5, 3e-5]")
+    assert str(info.value) == ("--grid 'train.lr=[1e-5, 3e-5]': list the values separated by commas, without "
+                               "brackets: --grid train.lr=1e-5,3e-5")
+    with pytest.raises(ConfigError) as info:
+        parse_grid("train.lr=1e-5,[3e-5")
+    assert str(info.value).startswith("--grid 'train.lr=1e-5,[3e-5', value '[3e-5': the value is not valid YAML")
 
 
 def test_best_trial_follows_the_metric_direction() -> None:

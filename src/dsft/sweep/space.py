@@ -124,9 +124,25 @@ def parse_grid(text: str) -> tuple[str, list[Any]]:
     ('lora.r', [16, 32])
     >>> parse_grid("train.lr_scheduler=cosine,linear")
     ('train.lr_scheduler', ['cosine', 'linear'])
+    >>> parse_grid("train.lr=[1e-5, 3e-5]")
+    Traceback (most recent call last):
+    dsft.errors.ConfigError: --grid 'train.lr=[1e-5, 3e-5]': list the values separated by commas, without brackets: --grid train.lr=1e-5,3e-5
     """
     key, raw = _split_key(text, "--grid")
-    values = [parse_override(f"{key}={item.strip()}")[1] for item in raw.split(",") if item.strip()]
+    listed = raw.strip()
+    if listed.startswith("[") and listed.endswith("]"):  # a YAML list: its commas are the grid's own
+        items = ",".join(item.strip() for item in listed[1:-1].split(",") if item.strip())
+        raise ConfigError(f"--grid {text!r}: list the values separated by commas, without brackets: "
+                          f"--grid {key}={items}")
+    values = []
+    for item in (item.strip() for item in raw.split(",")):
+        if not item:
+            continue
+        try:
+            values.append(parse_override(f"{key}={item}")[1])
+        except ConfigError as exc:  # said of the --grid typed, not of a --set the user never wrote
+            raise ConfigError(str(exc).replace(f"--set {f'{key}={item}'!r}", f"--grid {text!r}, value {item!r}",
+                                               1)) from None
     if not values:
         raise ConfigError(f"--grid {text!r}: no values; list them separated by commas")
     if len(set(map(repr, values))) != len(values):
