@@ -6,6 +6,7 @@ reject where the comma between them was lost."""
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from pathlib import Path
 
@@ -74,3 +75,16 @@ def test_an_array_item_that_lost_the_comma_after_it_is_read_with_the_next(tmp_pa
     path.write_text(json.dumps(items, indent=2).replace("},\n  {", "}\n  {", 1))  # one comma between items lost
     result = ingest([str(path)])
     assert (result.read, len(result.rejections)) == (5, 0)  # two items merged into one reject before
+
+
+def test_an_array_read_item_by_item_with_nothing_rejected_says_the_file_is_not_json(tmp_path: Path, caplog) -> None:
+    """Every item of an array that lost a comma between two items parses alone, so nothing was rejected and
+    nothing said: the file other JSON readers refuse (json.load, datasets) passed for valid."""
+    items = [{"instruction": f"q{i}", "output": f"a{i}"} for i in range(1, 6)]
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(items, indent=2).replace("},\n  {", "}\n  {", 1))
+    with caplog.at_level(logging.WARNING, logger="dsft"):
+        ingest([str(path)])
+    said = [r.getMessage() for r in caplog.records if str(path) in r.getMessage()]
+    assert said == [f"{path}: not valid JSON (Expecting ',' delimiter, line 6, column 3), so other JSON readers "
+                    "refuse it; read item by item, every item parsed"], said

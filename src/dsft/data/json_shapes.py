@@ -15,6 +15,7 @@ itself, the text of damaged files being cut into records by :mod:`dsft.data.json
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from dsft.data.json_splitting import ARRAY_START, record_starts, split_json_arra
 from dsft.data.json_slips import json_slip, malformed
 from dsft.data.pandas_index import say_index_dropped, table_index_fields
 from dsft.data.raw_record import RawRecord, unparsed
+
+log = logging.getLogger(__name__)
 from dsft.text_encoding import encoding_hint
 
 
@@ -278,7 +281,7 @@ def _recover_json(path: Path, text: str, exc: json.JSONDecodeError) -> Iterator[
                                                 f"{': ' + slip if slip else ''}; the file could not be split into "
                                                 "records, so it counts as one")
         return
-    decoder, lines = KeyCheckingDecoder(), "\n" in text.strip()
+    decoder, lines, rejected = KeyCheckingDecoder(), "\n" in text.strip(), False
     for number, (offset, item) in enumerate(items, start=1):
         # Over several lines, a rejected item says the line it begins on.
         location = f"item {number}"
@@ -288,8 +291,12 @@ def _recover_json(path: Path, text: str, exc: json.JSONDecodeError) -> Iterator[
             yield (unparsed(source, where, named_twice_reason(decoder.twice), item.strip()) if decoder.twice
                    else RawRecord(source, location, data=value))
         except json.JSONDecodeError as item_exc:
-            slip = json_slip(item_exc)
+            slip, rejected = json_slip(item_exc), True
             yield unparsed(source, where, f"malformed JSON in array item: {item_exc.msg}" + (f": {slip}" if slip else ""),
                            item.strip())
         except RecursionError:
+            rejected = True
             yield unparsed(source, where, "malformed JSON: nested too deeply", item.strip())
+    if not rejected:  # a separator lost or doubled between items: nothing rejected, yet no JSON reader takes the file
+        log.warning("%s: not valid JSON (%s, line %d, column %d), so other JSON readers refuse it; read item by item, "
+                    "every item parsed", source, exc.msg, exc.lineno, exc.colno)
