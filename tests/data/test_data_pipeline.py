@@ -200,6 +200,24 @@ def test_a_ratio_beside_the_files_of_its_split_is_said_not_applied(tmp_path: Pat
         assert not [r for r in caplog.records if "_ratio" in r.getMessage()]
 
 
+def test_a_training_input_named_as_a_validation_file_is_a_warning(tmp_path: Path, tokenizer, qa, write_jsonl,
+                                                                   caplog) -> None:
+    """Guide 000's train.jsonl and val.jsonl given together ('dsft data prepare train.jsonl val.jsonl'): both were
+    read as training data and split again, the validation records trained on, without a word."""
+    train = write_jsonl(tmp_path / "train.jsonl", [qa(f"question {i} about reservoir {i * 7}", f"answer {i}")
+                                                    for i in range(10)])
+    val = write_jsonl(tmp_path / "val.jsonl", [qa("question about the dam", "answer")])
+    with caplog.at_level(logging.WARNING, logger="dsft"):
+        prepare(load_config(None, []), tokenizer, tmp_path / "out", [str(train), str(val)])
+    notes = [r.getMessage() for r in caplog.records if "read as training data" in r.getMessage()]
+    assert notes == [f"{val}: read as training data, though its name says val: to hold it out, name it in data.val "
+                     f"(--set data.val=[{val}]) and pass only the training files"], notes
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dsft"):  # given as data.val, it is what it says
+        prepare(load_config(None, [f"data.val=[{val}]"]), tokenizer, tmp_path / "held", [str(train)])
+    assert not [r for r in caplog.records if "read as training data" in r.getMessage()]
+
+
 def test_a_stratify_field_the_records_lack_is_a_warning_naming_the_fields_they_have(
         tmp_path: Path, tokenizer, qa, write_jsonl, caplog) -> None:
     """data.stratify_by misspelt (guide 001's 'difficulty' typed 'difficuly'): every record lacked the field, so

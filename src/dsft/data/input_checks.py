@@ -368,3 +368,30 @@ def _missing_relative_path(problem: str) -> bool:
     if not problem.endswith(missing):
         return False
     return not Path(problem.removesuffix(missing).split(": ")[-1]).is_absolute()
+
+
+# File names that say which split a file holds (val.jsonl, dev.json, qa_test.csv, medical-validation.jsonl).
+_SPLIT_NAMES = {"val": "val", "valid": "val", "validation": "val", "dev": "val", "eval": "val", "test": "test"}
+
+
+def split_named_train_files(cfg: DsftConfig, inputs: list[str] | None = None) -> list[str]:
+    """One warning per training file whose name says it holds validation or test records (``val.jsonl`` given
+    beside ``train.jsonl`` as ``dsft data prepare train.jsonl val.jsonl``, or in a ``data.train`` directory): it
+    is read as training data and split with the rest, not held out as the user meant.
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> for name in ("train.jsonl", "val.jsonl"):
+    ...     _ = (folder / name).write_text('{"text": "a"}\\n')
+    >>> [line.replace(str(folder), "D") for line in split_named_train_files(DsftConfig(), [str(folder / "train.jsonl"),
+    ...                                                                                       str(folder / "val.jsonl")])]
+    ['D/val.jsonl: read as training data, though its name says val: to hold it out, name it in data.val (--set data.val=[D/val.jsonl]) and pass only the training files']
+    """
+    warnings = []
+    for path in expand_inputs(training_sources(cfg, inputs)):
+        words = path.stem.lower().replace("-", "_").replace(".", "_").split("_")
+        split = next((_SPLIT_NAMES[word] for word in (words[0], words[-1]) if word in _SPLIT_NAMES), None)
+        if split is not None:
+            warnings.append(f"{path}: read as training data, though its name says {split}: to hold it out, name it in "
+                            f"data.{split} (--set data.{split}=[{path}]) and pass only the training files")
+    return warnings

@@ -37,7 +37,7 @@ from typing import Any
 
 from dsft.config.schema import DsftConfig
 from dsft.data import augment, mix, semantic
-from dsft.data.input_checks import training_sources
+from dsft.data.input_checks import split_named_train_files, training_sources
 from dsft.data.control_tokens import role_markers_note
 from dsft.data.empty_splits import check_splits_left
 from dsft.data.ledger import Ledger
@@ -83,6 +83,8 @@ def prepare(
     templated = augment.template_records(cfg.data.augment)  # a bad table fails before the inputs are read
     ledger = Ledger()
     clock = _Stopwatch()
+    for note in split_named_train_files(cfg, inputs):  # val.jsonl given as a training input
+        (warn or log.warning)(note)
     pools = clock("read_validate", read_pools, sources, cfg, ledger, out)
     if templated:
         pools["train"] += templated
