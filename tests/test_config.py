@@ -206,6 +206,24 @@ def test_guide_000_script_arguments_dsft_has_no_key_for_say_why(tmp_path: Path) 
         "matmuls); train.precision: bf16 (auto's choice on Ampere and later) runs the matmuls in bf16"]
 
 
+def test_guide_001_regularisation_words_are_not_sent_to_a_key_spelt_alike() -> None:
+    """Guide 001's 梯度裁剪 / early stopping / Shuffle-Buffer written as keys: train.grad_clip was answered 'did you
+    mean grad_accum?' and train.gradient_clipping 'did you mean gradient_checkpointing?' (each a setting that does
+    something else), and eval.patience, eval.min_delta and data.shuffle_buffer got no hint at all."""
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["train.grad_clip=1.0", "train.gradient_clipping=1.0", "eval.patience=3",
+                           "eval.min_delta=0.001", "data.shuffle_buffer=10000", "train.dropout=0.1"])
+    assert sorted(info.value.problems) == [
+        "data.shuffle_buffer: unknown key; dsft has no key for it: dsft does not stream; the sampler draws a full "
+        "permutation of the training set every epoch, which a shuffle buffer approximates",
+        "eval.min_delta: unknown key; use eval.early_stopping_min_delta",
+        "eval.patience: unknown key; use eval.early_stopping_patience",
+        "train.dropout: unknown key; use model.attention_dropout (the model's attention) or lora.dropout (the "
+        "adapter's input)",
+        "train.grad_clip: unknown key; use train.max_grad_norm",
+        "train.gradient_clipping: unknown key; use train.max_grad_norm"]
+
+
 def test_missing_and_malformed_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "absent.yaml")

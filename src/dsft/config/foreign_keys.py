@@ -41,6 +41,19 @@ FOREIGN_KEYS: dict[str, str] = {
     "per_device_eval_batch_size": "eval.batch_size",
     "tf32": "nothing: dsft does not turn TF32 on (PyTorch leaves it off for matmuls); train.precision: bf16 "
             "(auto's choice on Ampere and later) runs the matmuls in bf16",
+    # guide 001's regularisation, early stopping and shuffling words (a close spelling would point elsewhere:
+    # grad_clip to grad_accum, gradient_clipping to gradient_checkpointing)
+    "grad_clip": "train.max_grad_norm",
+    "gradient_clipping": "train.max_grad_norm",
+    "clip_grad_norm": "train.max_grad_norm",
+    "patience": "eval.early_stopping_patience",
+    "min_delta": "eval.early_stopping_min_delta",
+    "shuffle_buffer": "nothing: dsft does not stream; the sampler draws a full permutation of the training set "
+                      "every epoch, which a shuffle buffer approximates",
+    "shuffle_buffer_size": "nothing: dsft does not stream; the sampler draws a full permutation of the training set "
+                           "every epoch, which a shuffle buffer approximates",
+    "buffer_size": "nothing: dsft does not stream; the sampler draws a full permutation of the training set every "
+                   "epoch, which a shuffle buffer approximates",
     # model loading and tokenizer arguments of the guides' scripts
     "device_map": "nothing: each process trains on its own device; train.distributed shards the model over several",
     "additional_special_tokens": "nothing: dsft renders with the model's own chat template (template.name) and adds "
@@ -73,6 +86,7 @@ FOREIGN_KEYS_IN_SECTION: dict[tuple[str, str], str] = {
     ("model", "path"): "model.name_or_path",
     ("model", "name"): "model.name_or_path",
     ("data", "path"): "data.train",
+    ("train", "dropout"): "model.attention_dropout (the model's attention) or lora.dropout (the adapter's input)",
     # peft LoraConfig arguments dsft fixes
     ("lora", "bias"): "nothing: dsft's adapters train no biases (peft's bias='none')",
     ("lora", "task_type"): "nothing: dsft's adapters are for causal LMs (peft's CAUSAL_LM)",
