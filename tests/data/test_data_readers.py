@@ -67,6 +67,17 @@ def test_a_json_slip_a_person_makes_is_named_with_its_fix(tmp_path: Path) -> Non
                                          "'\"': write every quote as '\"'")
 
 
+def test_a_record_cut_off_after_a_comma_is_not_called_a_trailing_comma(tmp_path: Path) -> None:
+    """A line cut off after a comma (a truncated file, a record split over two lines) ends where the decoder wanted
+    the next key or value; it was named "a ',' before '': JSON allows no comma after the last item; delete it",
+    which names no character and tells the user to delete the comma of a record that lost its rest."""
+    path = tmp_path / "cut.jsonl"
+    path.write_text('{"question": "q", "answer": "a",\n[1,\n', encoding="utf-8")
+    reasons = [r.reasons[0] for r in ingest([str(path)]).rejections]
+    assert reasons == ["malformed JSON: Expecting property name enclosed in double quotes (column 33)",
+                       "malformed JSON: Expecting value (column 4)"]
+
+
 def test_gbk_encoded_chinese_is_named_with_the_conversion(tmp_path: Path) -> None:
     """Guide 001's records saved by a Chinese-locale editor (GBK): each rejection says so and how to convert,
     where it said only 'bad byte at offset 13'; undecodable bytes that are not Chinese get no such guess."""

@@ -64,7 +64,7 @@ def json_slip(exc: json.JSONDecodeError) -> str:
     if exc.msg == "Extra data" and text[pos:].strip() == ",":
         return "a ',' after the record: JSON lines are separated by line breaks alone; delete it"
     before = text[:pos].rstrip()
-    if char in "}]" and before.endswith(","):
+    if char and char in "}]" and before.endswith(","):  # not at the end: a record cut off after a comma
         return f"a ',' before {char!r}: JSON allows no comma after the last item; delete it"
     return ""
 
