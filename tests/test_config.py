@@ -222,6 +222,10 @@ def test_guide_001_regularisation_words_are_not_sent_to_a_key_spelt_alike() -> N
         "adapter's input)",
         "train.grad_clip: unknown key; use train.max_grad_norm",
         "train.gradient_clipping: unknown key; use train.max_grad_norm"]
+    with pytest.raises(ConfigError) as info:  # the cosine period as TrainingArguments writes it: was 'lr_scheduler?'
+        load_config(None, ["train.lr_scheduler_kwargs={num_cycles: 5}"])
+    assert info.value.problems == ["train.lr_scheduler_kwargs: unknown key; use train.lr_cycles (cosine_with_restarts' "
+                                   "num_cycles, the scheduler's one argument dsft sets)"]
 
 
 def test_missing_and_malformed_files(tmp_path: Path) -> None:

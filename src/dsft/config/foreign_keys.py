@@ -20,6 +20,7 @@ FOREIGN_KEYS: dict[str, str] = {
     "gradient_accumulation_steps": "train.grad_accum",
     "learning_rate": "train.lr",
     "lr_scheduler_type": "train.lr_scheduler",
+    "lr_scheduler_kwargs": "train.lr_cycles (cosine_with_restarts' num_cycles, the scheduler's one argument dsft sets)",
     "warmup_steps": "train.warmup_ratio (a share of the steps, not a count)",
     "fp16": "train.precision: fp16 (or auto: bf16 where the GPU has it)",
     "bf16": "train.precision: bf16",
