@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,18 @@ def test_cpu_deployment_has_no_gpu_limit(tmp_path: Path) -> None:
     # No --api-key-secret: serving without a key off loopback is said on purpose, or dsft serve refuses it.
     assert dockerfile.rstrip().endswith('"--allow-unauthenticated"]')
 
+
+
+def test_the_dockerfile_command_is_json_whatever_the_served_model_name(tmp_path: Path) -> None:
+    """--served-model-name is accepted unless empty, and was written into the Dockerfile's CMD between quotes as it
+    was: a name holding '"' or '\\' made the CMD line invalid JSON, which docker runs as a shell command instead
+    (the container then fails to start, far from the flag)."""
+    name = 'r1 "tuned" \\ v2'
+    out = deploy(tmp_path, "tiny-deepseek-llm", "--gpus", "0", "--served-model-name", name)
+    [cmd] = [line for line in (out / "Dockerfile").read_text().splitlines() if line.startswith("CMD ")]
+    args = json.loads(cmd.removeprefix("CMD "))
+    assert args[:3] == ["dsft", "serve", "tiny-deepseek-llm"]
+    assert args[args.index("--served-model-name") + 1] == name
 
 
 def test_the_pods_memory_is_set_as_guide_001_sets_it(tmp_path: Path) -> None:

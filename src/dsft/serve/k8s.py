@@ -114,7 +114,10 @@ def dockerfile(spec: DeploySpec) -> str:
     """
     model_arg = MODEL_IN_IMAGE if spec.model_is_local else spec.model_ref
     # Without --api-key-secret the pod serves without a key: said on purpose, or dsft serve refuses the bind.
-    open_bind = "" if spec.api_key_secret else ', "--allow-unauthenticated"'
+    open_bind = [] if spec.api_key_secret else ["--allow-unauthenticated"]
+    # The exec form is a JSON array: each argument written by json (a '"' in a served model name made it a shell line).
+    command = json.dumps(["dsft", "serve", model_arg, "--host", "0.0.0.0", "--port", str(CONTAINER_PORT),
+                          "--served-model-name", spec.served_model_name, *open_bind], ensure_ascii=False)
     copy_model = f"COPY model/ {MODEL_IN_IMAGE}/\n" if spec.model_is_local else ""
     base = GPU_BASE_IMAGE if spec.gpus > 0 else CPU_BASE_IMAGE
     # The CPU image takes torch's CPU build (the default PyPI wheel brings several GB of CUDA libraries).
@@ -131,8 +134,7 @@ def dockerfile(spec: DeploySpec) -> str:
         f"{copy_model}"
         f"EXPOSE {CONTAINER_PORT}\n"
         "# 0.0.0.0: the pod network, not the world; put the API key in the Secret the Deployment names.\n"
-        f'CMD ["dsft", "serve", "{model_arg}", "--host", "0.0.0.0", "--port", "{CONTAINER_PORT}", '
-        f'"--served-model-name", "{spec.served_model_name}"{open_bind}]\n'
+        f"CMD {command}\n"
     )
 
 
