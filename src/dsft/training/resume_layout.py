@@ -16,7 +16,8 @@ universal checkpoint (every parameter's fp32 value and Adam moments whole, :func
 DeepSpeed loads into any layout with ``checkpoint.load_universal``. The conversion goes beside the run's
 checkpoints, in ``checkpoints/.universal/checkpoint-N/`` (the checkpoint's files linked, the converted
 ``global_stepN_universal/`` and ``latest_universal``), never into the checkpoint itself; it is removed when the run
-ends, and reused by a resume of the same checkpoint before that.
+ends, reused by a resume of the same checkpoint before that (a stopped run's), and removed by a run that does not
+read it.
 """
 
 from __future__ import annotations

@@ -228,6 +228,8 @@ def run_training(
         resume_from = universal_checkpoint(checkpoint, run.checkpoint_root)
         load_universal(trainer)
         info["resumed_through"] = str(resume_from)
+    elif is_main_process():  # a conversion an earlier, stopped resume left, which no process of this run reads
+        remove_universal_checkpoints(run.checkpoint_root)
     run.write_info(**info, status="running", process=process_record())
     stopper.install()
     try:
