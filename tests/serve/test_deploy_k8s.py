@@ -9,6 +9,8 @@ import pytest
 import yaml
 
 from dsft.cli.app import main
+from dsft.errors import DsftError
+from dsft.serve.k8s import check_deploy_options, memory_problem
 
 
 def deploy(tmp_path: Path, *args: str) -> Path:
@@ -70,6 +72,18 @@ def test_the_pods_memory_is_set_as_guide_001_sets_it(tmp_path: Path) -> None:
     container = yaml.safe_load((out / "deployment.yaml").read_text())["spec"]["template"]["spec"]["containers"][0]
     assert container["resources"] == {"requests": {"cpu": "2", "memory": "20Gi"},
                                       "limits": {"memory": "30Gi", "nvidia.com/gpu": 1}}
+
+
+def test_every_spelling_of_a_kubernetes_memory_quantity_is_accepted(tmp_path: Path) -> None:
+    """Kubernetes' own docs spell 129 MB as 128974848, 129e6, 129M, 128974848000m or 123Mi; the exponent and
+    milli forms were refused as 'not a Kubernetes memory quantity', 129e6 told to be written 129Gi or 129G (a
+    thousand times more), and a request above the limit in those forms was not compared."""
+    for quantity in ("128974848", "129e6", "129E6", "129M", "128974848000m", "123Mi", "0.5Gi", ".5Gi"):
+        assert memory_problem("--memory-limit", quantity) is None, quantity
+    check_deploy_options("dsft", 1, 1, memory_request="20e9", memory_limit="30Gi")
+    with pytest.raises(DsftError, match="--memory-request 40e9: above --memory-limit 32Gi"):
+        check_deploy_options("dsft", 1, 1, memory_request="40e9", memory_limit="32Gi")
+    assert memory_problem("--memory-limit", "30GB") is not None and memory_problem("--memory-limit", "1e") is not None
 
 
 def test_overwrite_replaces_dsft_files_and_leaves_the_users_others(tmp_path: Path) -> None:

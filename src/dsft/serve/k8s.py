@@ -182,10 +182,11 @@ _IMAGE_REFERENCE = re.compile(
     r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?")
 
 
-# A Kubernetes memory quantity: a number with a binary (Ki, Mi, Gi, Ti) or decimal (k, M, G, T) suffix, or none (bytes).
-_QUANTITY = re.compile(r"([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?")
-_QUANTITY_FACTORS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-                     "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+# A Kubernetes memory quantity: a number (5, 0.5, .5, 5.) with a binary (Ki, Mi, Gi, Ti) or decimal (m, k, M, G, T)
+# suffix, a decimal exponent (129e6), or none (bytes): the quantity grammar, less the sign no memory size takes.
+_QUANTITY = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|[eE][+-]?[0-9]+|m|k|M|G|T|P|E)?")
+_QUANTITY_FACTORS = {None: 1, "m": 10**-3, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15,
+                     "E": 10**18, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 
 
 def memory_problem(flag: str, value: str) -> str | None:
@@ -206,7 +207,9 @@ def memory_problem(flag: str, value: str) -> str | None:
 def _bytes(quantity: str) -> float:
     match = _QUANTITY.fullmatch(quantity)
     assert match is not None  # checked by memory_problem first
-    return float(match.group(1)) * _QUANTITY_FACTORS[match.group(2)]
+    suffix = match.group(2)
+    factor = _QUANTITY_FACTORS.get(suffix) or float(f"1e{suffix[1:]}")  # an exponent (e6); 1e999 is inf, no error
+    return float(match.group(1)) * factor
 
 
 def check_deploy_options(name: str, replicas: int, gpus: int, image: str = "dsft-serve:latest",
