@@ -32,6 +32,7 @@ import numpy as np
 import xxhash
 
 from dsft.config import DsftConfig
+from dsft.config.schema import DEFAULT_LR_CYCLES
 from dsft.data.readers import expand_inputs
 from dsft.errors import DsftError
 from dsft.training.checkpointing import file_hash
@@ -72,7 +73,13 @@ def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     ['data.columns', 'data.columns.q', 'train.lr']
     """
     a, b = _flatten(old), _flatten(new)
-    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    return sorted(k for k in set(a) | set(b) if _recorded(k, a.get(k)) != _recorded(k, b.get(k)))
+
+
+def _recorded(key: str, value: Any) -> Any:
+    """``value`` as it acts: ``train.lr_cycles`` unset runs :data:`DEFAULT_LR_CYCLES`, which every config saved
+    before the key could be unset recorded, so a resume of such a run changes nothing there."""
+    return DEFAULT_LR_CYCLES if key == "train.lr_cycles" and value is None else value
 
 
 def refused_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
