@@ -36,13 +36,13 @@ def _compare(tmp: Path, *flags: str) -> list[str]:
 KNOWN = f"choose from {', '.join(METRICS)}"
 CASES = [
     ("eval-unknown-metric", lambda t: _eval(t, "--metrics", "num_acc"),
-     f"--metrics num_acc: unknown metric(s) 'num_acc'; {KNOWN}"),
+     f"--metrics num_acc: unknown metric(s) 'num_acc' (did you mean 'numeric_accuracy'?); {KNOWN}"),
     ("eval-one-unknown-of-two", lambda t: _eval(t, "-m", "f1,xx"), f"--metrics f1,xx: unknown metric(s) 'xx'; {KNOWN}"),
     ("eval-no-metric-named", lambda t: _eval(t, "--metrics", ","), f"--metrics ',': names no metric; {KNOWN}"),
     ("compare-unknown-metric", lambda t: _compare(t, "-m", "bleu4"),
      f"--metrics bleu4: unknown metric(s) 'bleu4'; {KNOWN}"),
     ("metrics-unknown-metric", lambda t: ["metrics", "-p", _predictions(t), "--metrics", "num_acc"],
-     f"--metrics num_acc: unknown metric(s) 'num_acc'; {KNOWN}"),
+     f"--metrics num_acc: unknown metric(s) 'num_acc' (did you mean 'numeric_accuracy'?); {KNOWN}"),
     ("eval-temperature", lambda t: _eval(t, "--temperature", "-1"), "--temperature -1: must be a finite number >= 0"),
     ("eval-top-p-high", lambda t: _eval(t, "--top-p", "1.5"), "--top-p 1.5: must be in (0, 1]"),
     ("eval-top-p-zero", lambda t: _eval(t, "--top-p", "0"), "--top-p 0: must be in (0, 1]"),
