@@ -126,3 +126,51 @@ def test_a_deepspeed_checkpoint_resumed_without_deepspeed_is_refused(two_process
     assert code == 2 and "Traceback" not in stderr, stderr[-3000:]
     assert "its optimizer and learning-rate scheduler state were saved by DeepSpeed" in stderr, stderr[-3000:]
     assert not (tmp_path / "plain").exists(), "refused before the run directory was written"
+
+
+def _fake_conversion(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """DeepSpeed's ds_to_universal replaced by one that writes what the resume reads; returns the folders it read."""
+    ds_to_universal = pytest.importorskip("deepspeed.checkpoint.ds_to_universal")
+    read: list[str] = []
+
+    def convert(args: object) -> None:
+        read.append(args.input_folder)  # type: ignore[attr-defined]
+        output = Path(args.output_folder)  # type: ignore[attr-defined]
+        output.mkdir()
+        (output / "source").write_text(args.input_folder)  # type: ignore[attr-defined]
+        (output.parent / "latest_universal").write_text(output.name)
+
+    monkeypatch.setattr(ds_to_universal, "main", convert)
+    return read
+
+
+def test_a_conversion_left_for_another_checkpoint_of_the_same_name_is_not_reused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A stopped resume of run-a's checkpoint-5 left its conversion; this run now resumes run-b's checkpoint-5.
+    from dsft.training.resume_layout import universal_checkpoint
+
+    read = _fake_conversion(monkeypatch)
+    root = tmp_path / "run" / "checkpoints"
+    first = _checkpoint(tmp_path / "run-a", ranks=2)
+    universal_checkpoint(first, root)
+    second = _checkpoint(tmp_path / "run-b", ranks=2)
+    resumed = universal_checkpoint(second, root)
+    assert read == [str(first / "global_step5"), str(second / "global_step5")]
+    assert (resumed / "latest").resolve() == (second / "latest").resolve()
+    assert (resumed / "global_step5_universal" / "source").read_text() == str(second / "global_step5")
+    assert universal_checkpoint(second, root) == resumed and len(read) == 2  # the same checkpoint again: reused
+
+
+def test_a_conversion_of_a_checkpoint_saved_again_since_is_not_reused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # checkpoint-5 converted by a resume that was stopped; a resume from an earlier checkpoint saved checkpoint-5 anew.
+    from dsft.training.resume_layout import universal_checkpoint
+
+    read = _fake_conversion(monkeypatch)
+    root = tmp_path / "run" / "checkpoints"
+    checkpoint = _checkpoint(root, ranks=2)
+    universal_checkpoint(checkpoint, root)
+    optim = checkpoint / "global_step5" / "zero_pp_rank_0_mp_rank_00_optim_states.pt"
+    optim.write_bytes(b"saved again")
+    universal_checkpoint(checkpoint, root)
+    assert len(read) == 2

@@ -16,8 +16,8 @@ universal checkpoint (every parameter's fp32 value and Adam moments whole, :func
 DeepSpeed loads into any layout with ``checkpoint.load_universal``. The conversion goes beside the run's
 checkpoints, in ``checkpoints/.universal/checkpoint-N/`` (the checkpoint's files linked, the converted
 ``global_stepN_universal/`` and ``latest_universal``), never into the checkpoint itself; it is removed when the run
-ends, reused by a resume of the same checkpoint before that (a stopped run's), and removed by a run that does not
-read it.
+ends, reused by a resume of the same checkpoint before that (a stopped run's: the same directory, its DeepSpeed
+files unchanged since, :func:`_source_record`), and removed by a run that does not read it.
 """
 
 from __future__ import annotations
@@ -119,9 +119,19 @@ def universal_checkpoint(checkpoint: Path, checkpoint_root: Path) -> Path:
     target = checkpoint_root / UNIVERSAL_DIR / checkpoint.name
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target.with_name(target.name + ".lock"))):
-        if not (target / _COMPLETE).is_file():
+        done = target / _COMPLETE
+        # A conversion of another checkpoint of that name (another run's), or of one saved again since, is redone.
+        if not done.is_file() or done.read_text(encoding="utf-8") != _source_record(checkpoint, state):
             _convert(checkpoint, state, target)
     return target
+
+
+def _source_record(checkpoint: Path, state: DeepSpeedState) -> str:
+    """What a conversion was made from: the checkpoint's path and each file of its DeepSpeed state (name, size,
+    modification time), written in ``.complete`` once the conversion is whole."""
+    files = sorted(p for p in state.folder.iterdir() if p.is_file())
+    return "".join([f"{checkpoint.resolve()}\n",
+                    *(f"{p.name} {p.stat().st_size} {p.stat().st_mtime_ns}\n" for p in files)])
 
 
 def _convert(checkpoint: Path, state: DeepSpeedState, target: Path) -> None:
@@ -141,7 +151,7 @@ def _convert(checkpoint: Path, state: DeepSpeedState, target: Path) -> None:
                               inject_missing_state=True)
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # its prints, bars
         ds_to_universal.main(args)  # writes target/latest_universal too
-    (target / _COMPLETE).write_text(str(checkpoint.resolve()) + "\n", encoding="utf-8")
+    (target / _COMPLETE).write_text(_source_record(checkpoint, state), encoding="utf-8")
 
 
 def load_universal(trainer: object) -> None:
