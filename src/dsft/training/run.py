@@ -106,10 +106,11 @@ def run_training(
     bound_onednn_caches()  # the library's callers too (the command line has already), before the first bf16 matmul
     use_cpu_accelerator_without_cuda()
     run_dir = Path(run_dir)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))  # the job's processes, as the launcher set them
     problems = environment_problems(cfg)
     if problems:
         raise UnsupportedError(f"{len(problems)} problem(s) with this machine", problems)
-    notices = config_notices(cfg, int(os.environ.get("WORLD_SIZE", "1"))) if is_main_process() else []
+    notices = config_notices(cfg, world_size) if is_main_process() else []
     for notice in notices:
         if notice not in (said_notices or ()):  # said once (by a launched job's main process), before anything is read
             log.warning(notice)
@@ -126,7 +127,6 @@ def run_training(
     checkpoint = point.checkpoint
     if checkpoint is not None:  # before config.yaml is rewritten with a schedule the checkpoint is already past
         check_steps_left(checkpoint, checkpoint_step(checkpoint), cfg.train, recorded_steps_per_epoch(checkpoint))
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
     # A checkpoint whose optimizer state this run cannot read is refused; a DeepSpeed ZeRO one partitioned for
     # another number of processes is read through a universal conversion (made just before training).
     universal = checkpoint is not None and check_resume_layout(
@@ -155,7 +155,7 @@ def run_training(
     template_name, template = resolve_template(cfg, model_dir, tokenizer)
     sft = cfg.train.objective == "sft"
     problems = objective_problems(cfg, prompt_opens_think(template, cfg.template.thinking),
-                                  int(os.environ.get("WORLD_SIZE", "1")))
+                                  world_size)
     if problems:
         raise ConfigError(f"train.objective={cfg.train.objective}: the config does not fit it", problems)
     # Written only now: a model that cannot be fetched, or a template or objective that does not fit, leaves
