@@ -119,6 +119,11 @@ def test_a_messages_file_from_a_windows_editor_renders_or_names_its_encoding(mes
          "unknown template 'deepseek_r1'; did you mean 'deepseek-r1'?"),
         ('[{"role": "user", "content": "x"}]', ["--template", "DeepSeek-V3.1"],
          "unknown template 'DeepSeek-V3.1'; did you mean 'deepseek-v3.1'?"),
+        # vLLM's tool parsers for V3.1 and V3.2 (the families' vllm_tool_parser), V3.2's model_type
+        ('[{"role": "user", "content": "x"}]', ["--template", "deepseek_v31"],
+         "unknown template 'deepseek_v31'; did you mean 'deepseek-v3.1'?"),
+        ('[{"role": "user", "content": "x"}]', ["--template", "deepseek_v32"],
+         "unknown template 'deepseek_v32'; did you mean 'deepseek-v3.2'?"),
         # ShareGPT turns (from/value, human/gpt) were 'unknown role None' and 'content is missing' per message
         ('[{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]', ["--template", "deepseek-r1"],
          "message 0: ShareGPT's from/value turns; write role/content (human -> user, gpt -> assistant)"),
