@@ -120,6 +120,29 @@ def test_a_misspelt_key_names_the_nearest_one() -> None:
     assert any(p.startswith("lora.rank: unknown key") for p in problems)
 
 
+def test_a_key_spelt_unlike_any_dsft_key_gets_no_unrelated_guess() -> None:
+    """A tracker's ``project`` was answered 'did you mean objective?' and TrainingArguments' ``hub_revision`` 'did you
+    mean precision?' (difflib's 0.6 cutoff): keys that do something else. A key another tool has now names what
+    does its job in dsft, and a key close to nothing gets no guess; real misspellings keep theirs."""
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["train.project=demo", "train.hub_revision=main", "train.objectve=sft", "train.sede=1",
+                           "lora.alhpa=16", "train.warmup=0.1"])
+    problems = info.value.problems
+    assert ("train.project: unknown key; dsft has no key for it: a tracker's project is its environment variable "
+            "(WANDB_PROJECT, MLFLOW_EXPERIMENT_NAME, SWANLAB_PROJECT) for the trackers train.report_to names") in problems
+    assert ("train.hub_revision: unknown key; dsft has no key for it: dsft does not push to the Hub (the branch "
+            "TrainingArguments pushes to); model.revision is the revision of the model loaded") in problems
+    assert "train.objectve: unknown key; did you mean 'objective'?" in problems
+    assert "lora.alhpa: unknown key; did you mean 'alpha'?" in problems
+    assert "train.sede: unknown key; did you mean 'seed'?" in problems  # a swap: kept though difflib's 0.8 drops it
+    assert "train.warmup: unknown key; did you mean 'warmup_ratio'?" in problems  # the key's start
+    assert not any("did you mean" in p for p in problems if p.startswith(("train.project", "train.hub_revision")))
+    with pytest.raises(ConfigError) as info:  # a key of no other tool, spelt unlike the section's: no guess
+        load_config(None, ["train.projection=1", "data.colums={a: b}"])
+    assert info.value.problems == ["data.colums: unknown key; did you mean 'columns'?",
+                                   "train.projection: unknown key"]
+
+
 @pytest.mark.parametrize(("value", "hint"), [("r1", "deepseek-r1"), ("deepseek_r1", "deepseek-r1"),
                                            ("DeepSeek-V3.2", "deepseek-v3.2")])
 def test_a_template_name_written_another_way_names_the_family(value: str, hint: str) -> None:

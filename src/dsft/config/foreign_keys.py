@@ -55,6 +55,15 @@ FOREIGN_KEYS: dict[str, str] = {
                            "every epoch, which a shuffle buffer approximates",
     "buffer_size": "nothing: dsft does not stream; the sampler draws a full permutation of the training set every "
                    "epoch, which a shuffle buffer approximates",
+    # trackers' and the Hub's arguments (wandb.init's project; TrainingArguments' push_to_hub family)
+    "project": "nothing: a tracker's project is its environment variable (WANDB_PROJECT, MLFLOW_EXPERIMENT_NAME, "
+               "SWANLAB_PROJECT) for the trackers train.report_to names",
+    "hub_revision": "nothing: dsft does not push to the Hub (the branch TrainingArguments pushes to); model.revision "
+                    "is the revision of the model loaded",
+    "push_to_hub": "nothing: dsft does not push to the Hub; upload the run's final/ or export/ directory with "
+                   "huggingface_hub",
+    "hub_model_id": "nothing: dsft does not push to the Hub; upload the run's final/ or export/ directory with "
+                    "huggingface_hub",
     # model loading and tokenizer arguments of the guides' scripts
     "device_map": "nothing: each process trains on its own device; train.distributed shards the model over several",
     "additional_special_tokens": "nothing: dsft renders with the model's own chat template (template.name) and adds "

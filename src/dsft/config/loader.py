@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Sequence
@@ -15,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from dsft.config.foreign_keys import deepspeed_config_keys, foreign_key_hint, foreign_section_hint
 from dsft.config.presets import get_preset
 from dsft.config.schema import DsftConfig, PathMark
+from dsft.config.spelling import meant_key
 from dsft.errors import ConfigError
 from dsft.template_families import template_name_hint
 from dsft.text_encoding import encoding_hint, wide_text_hint
@@ -210,7 +210,8 @@ def key_home(key: str) -> str | None:
 
 def unknown_key_message(loc: tuple[Any, ...]) -> str:
     """``unknown key``, with the key meant: the same key in the section that has it (a key put at the top level
-    or in the wrong section), else the nearest accepted key when one is close (a misspelling).
+    or in the wrong section), the dsft key doing the job of another tool's key, else the accepted key it is a
+    slip of (:func:`dsft.config.spelling.meant_key`).
 
     >>> unknown_key_message(("train", "methd"))
     "unknown key; did you mean 'method'?"
@@ -226,8 +227,8 @@ def unknown_key_message(loc: tuple[Any, ...]) -> str:
     foreign = foreign_key_hint(str(loc[-1]))
     if foreign is not None:
         return foreign
-    close = difflib.get_close_matches(str(loc[-1]), _keys_at(loc), n=1, cutoff=0.6)
-    return f"unknown key; did you mean {close[0]!r}?" if close else "unknown key"
+    close = meant_key(str(loc[-1]), _keys_at(loc))  # a slip of one, not any key sharing letters (project: objective)
+    return f"unknown key; did you mean {close!r}?" if close else "unknown key"
 
 
 QUOTED_CHARS = 200  # a value quoted back in a problem: longer ones are cut (a whole data set once filled a screen)
