@@ -82,3 +82,29 @@ def test_an_index_read_back_as_unnamed_and_written_as_records_is_dropped(tmp_pat
     assert _told(caplog) == [f"{path}: field 'Unnamed: 0' not read: pandas' row index, which DataFrame.to_csv writes "
                              "and read_csv reads back under that name; write the CSV with index=False, or read it with "
                              "index_col=0"]
+
+
+def _read_back_twice(tmp_path: Path) -> pd.DataFrame:
+    """FRAME through to_csv and read_csv twice: columns 'Unnamed: 0.1' (pandas' name for a second 'Unnamed: 0'),
+    'Unnamed: 0', 'instruction', 'output'."""
+    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+    FRAME.to_csv(first)
+    pd.read_csv(first).to_csv(second)
+    return pd.read_csv(second)
+
+
+def test_an_index_read_back_twice_and_written_as_records_is_dropped(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "qa.jsonl"
+    _read_back_twice(tmp_path).to_json(path, orient="records", lines=True)
+    with caplog.at_level(logging.WARNING, logger="dsft"):
+        assert _metas(path) == [{}, {}, {}]
+    assert len(_told(caplog)) == 1 and "fields 'Unnamed: 0.1' and 'Unnamed: 0' not read" in _told(caplog)[0]
+
+
+def test_an_index_read_back_twice_and_written_again_is_dropped(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "again.csv"
+    _read_back_twice(tmp_path).to_csv(path)  # header ',Unnamed: 0.1,Unnamed: 0,instruction,output'
+    with caplog.at_level(logging.WARNING, logger="dsft"):
+        assert _metas(path) == [{}, {}, {}]
+    assert len(_told(caplog)) == 1 and "columns 1 (no name), 2 ('Unnamed: 0.1') and 3 ('Unnamed: 0') not read" in \
+        _told(caplog)[0]

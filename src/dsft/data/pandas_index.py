@@ -18,7 +18,9 @@ from dsft.data.raw_record import RawRecord
 
 log = logging.getLogger(__name__)
 
-_UNNAMED = re.compile(r"Unnamed: \d+")  # pandas.read_csv's name for a column whose header cell is empty
+# pandas.read_csv's name for a column whose header cell is empty, and for a second column of that name ('.1'): an
+# index written, read back and written again.
+_UNNAMED = re.compile(r"Unnamed: \d+(?:\.\d+)?")
 _TABLE_INDEX = re.compile(r"index|level_\d+")  # to_json(orient="table")'s names for an index that has none
 
 
@@ -28,6 +30,8 @@ def leading_index_columns(header: list[str]) -> int:
 
     >>> leading_index_columns(["", "input", "output"]), leading_index_columns(["", "Unnamed: 0", "input"])
     (1, 2)
+    >>> leading_index_columns(["", "Unnamed: 0.1", "Unnamed: 0", "input"])
+    3
     >>> leading_index_columns(["input", "", "output"]), leading_index_columns(["", ""]), leading_index_columns([])
     (0, 0, 0)
     """
@@ -61,12 +65,15 @@ def say_index_dropped(source: str, columns: str, writer: str) -> None:
                 source, columns, writer)
 
 
-_READ_BACK = "Unnamed: 0"  # pandas.read_csv's name for the nameless first column to_csv writes the index in
+# pandas.read_csv's name for the nameless first column to_csv writes the index in ('Unnamed: 0.1' where the file
+# already held an 'Unnamed: 0': an index read back, written with to_csv and read back again).
+_READ_BACK = re.compile(r"Unnamed: 0(?:\.\d+)?")
 
 
 def without_read_back_index(records: Iterable[RawRecord]) -> Iterator[RawRecord]:
-    """``records`` without the field ``Unnamed: 0``: pandas' row index, written by ``to_csv``, read back by
-    ``read_csv`` under that name and written again as records. The user is told once per file that holds it.
+    """``records`` without the field ``Unnamed: 0`` (nor ``Unnamed: 0.1``...): pandas' row index, written by
+    ``to_csv``, read back by ``read_csv`` under that name and written again as records. The user is told once per
+    file that holds it.
 
     >>> rows = [RawRecord("qa.jsonl", "line 1", data={"Unnamed: 0": 0, "input": "q", "output": "a"})]
     >>> [record.data for record in without_read_back_index(rows)]
@@ -75,11 +82,13 @@ def without_read_back_index(records: Iterable[RawRecord]) -> Iterator[RawRecord]
     told: set[str] = set()
     for record in records:
         data = record.data
-        if isinstance(data, dict) and _READ_BACK in data:
+        index = [key for key in data if _READ_BACK.fullmatch(str(key))] if isinstance(data, dict) else []
+        if index:
             if record.source not in told:
                 told.add(record.source)
-                log.warning("%s: field %r not read: pandas' row index, which DataFrame.to_csv writes and read_csv "
+                named = f"field {index[0]!r}" if len(index) == 1 else f"fields {' and '.join(map(repr, index))}"
+                log.warning("%s: %s not read: pandas' row index, which DataFrame.to_csv writes and read_csv "
                             "reads back under that name; write the CSV with index=False, or read it with index_col=0",
-                            record.source, _READ_BACK)
-            record.data = {key: value for key, value in data.items() if key != _READ_BACK}
+                            record.source, named)
+            record.data = {key: value for key, value in data.items() if key not in index}
         yield record
