@@ -150,7 +150,8 @@ def test_debug_after_the_command_is_dsft_s_own_flag(tmp_path, monkeypatch) -> No
     # `deepspeed --num_gpus 2 -m dsft train ...`: the launcher appends --local_rank=N unless given --no_local_rank
     (["train", "c.yaml", "--out", "r", "--local_rank=0"],
      "No such option: --local_rank; the deepspeed launcher adds it unless told not to: deepspeed --num_gpus N "
-     "--no_local_rank --module dsft train ..."),
+     "--no_local_rank --module dsft train ... (each process reads LOCAL_RANK from its environment), or dsft launch "
+     "CONFIG --launcher deepspeed writes that command"),
 ])
 def test_a_guide_s_launcher_or_training_script_option_says_what_does_its_job(args, said, capsys) -> None:
     """Guide 000 starts training with `deepspeed --num_gpus 2 --master_port 29501 train.py --deepspeed
@@ -161,6 +162,23 @@ def test_a_guide_s_launcher_or_training_script_option_says_what_does_its_job(arg
     err = capsys.readouterr().err
     assert info.value.code == 2 and said in " ".join(err.split()), err
     assert "Possible options" not in err
+
+
+@pytest.mark.parametrize(("args", "command"), [
+    (["eval", "run", "--local_rank=0"], "dsft eval"),
+    (["data", "prepare", "qa.jsonl", "--out", "p", "--local_rank", "1"], "dsft data prepare"),
+    (["sweep", "c.yaml", "--out", "s", "--local_rank=3"], "dsft sweep"),
+])
+def test_a_launcher_s_local_rank_names_the_command_the_user_ran(args, command, capsys) -> None:
+    """`deepspeed ... --module dsft eval RUN` appends --local_rank=N to whatever it starts; every command's message
+    told the user to start `dsft train` instead, and that dsft launch writes the command (it writes train's only)."""
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    err = " ".join(capsys.readouterr().err.split())
+    assert info.value.code == 2, err
+    assert err.endswith("No such option: --local_rank; the deepspeed launcher adds it unless told not to: deepspeed "
+                        f"--num_gpus N --no_local_rank --module {command} ... (each process reads LOCAL_RANK from "
+                        "its environment)"), err
 
 
 @pytest.mark.parametrize(("args", "key"), [

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from typing import Any
 
 import typer
 
@@ -94,6 +95,16 @@ def _debug_first(args: list[str]) -> list[str]:
     return ["--debug"] + [a for a in args[:end] if a != "--debug"] + args[end:]
 
 
+def _command_words(ctx: Any) -> str:
+    """``dsft data prepare``: the command a click context runs, by the names it was typed with (whatever the program
+    was started as: ``python -m dsft``)."""
+    names = []
+    while ctx.parent is not None:
+        names.append(ctx.info_name)
+        ctx = ctx.parent
+    return " ".join(["dsft", *reversed(names)])
+
+
 def _config_key_hint(exc: Exception) -> None:
     """An unknown option that is a config key (``dsft train c.yaml --max-steps 3``), on a command that takes
     ``--set``: the message says how to set it, instead of suggesting an unrelated option."""
@@ -111,7 +122,7 @@ def _config_key_hint(exc: Exception) -> None:
     if key is not None:
         exc.message = f"No such option: {name}; {key} is a config key: --set {key}=VALUE"  # type: ignore[attr-defined]
         exc.possibilities = []  # type: ignore[attr-defined]
-    elif (hint := foreign_option_hint(name, options, takes_set)) is not None:
+    elif (hint := foreign_option_hint(name, options, takes_set, _command_words(ctx))) is not None:
         # a guide's launcher or TrainingArguments flag (`--num_gpus 2`, `--deepspeed ds_config.json`)
         exc.message = f"No such option: {name}; {hint}"  # type: ignore[attr-defined]
         exc.possibilities = []  # type: ignore[attr-defined]

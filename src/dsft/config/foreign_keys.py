@@ -116,10 +116,12 @@ LAUNCHER_OPTIONS: dict[str, str] = {
 }
 
 
-def foreign_option_hint(option: str, options: set[str], takes_set: bool) -> str | None:
-    """What a command says of an option it does not have that another setup's command line has: a launcher's
-    (``--num_gpus``) as the command's own option where it has it, a ``TrainingArguments`` flag (``--learning_rate``,
-    ``--deepspeed ds_config.json``) as the dsft key that does its job, where the command takes ``--set``.
+def foreign_option_hint(option: str, options: set[str], takes_set: bool, command: str = "dsft train") -> str | None:
+    """What ``command`` (``dsft eval``: the words the user ran it by) says of an option it does not have that
+    another setup's command line has: a launcher's (``--num_gpus``) as the command's own option where it has it, a
+    ``TrainingArguments`` flag (``--learning_rate``, ``--deepspeed ds_config.json``) as the dsft key that does its
+    job, where the command takes ``--set``; the ``--local_rank`` a launcher appends, with ``command`` started so
+    that it does not.
 
     >>> foreign_option_hint("--num_gpus", {"--gpus-per-node", "--set"}, True)
     'use --gpus-per-node'
@@ -131,14 +133,15 @@ def foreign_option_hint(option: str, options: set[str], takes_set: bool) -> str 
     'this command is one process; a launcher starts one per G'
     >>> foreign_option_hint("--learning_rate", {"--out"}, False) is None
     True
-    >>> foreign_option_hint("--local_rank=0", {"--set"}, True)[:52]
-    'the deepspeed launcher adds it unless told not to: d'
+    >>> foreign_option_hint("--local_rank=0", {"--set"}, True, "dsft eval")[50:]
+    ' deepspeed --num_gpus N --no_local_rank --module dsft eval ... (each process reads LOCAL_RANK from its environment)'
     """
     word = option.split("=", 1)[0].lstrip("-").replace("-", "_")
     if word == "local_rank":  # what the deepspeed launcher appends to the command it starts
-        return ("the deepspeed launcher adds it unless told not to: deepspeed --num_gpus N --no_local_rank --module "
-                "dsft train ... (each process reads LOCAL_RANK from its environment), or dsft launch CONFIG "
-                "--launcher deepspeed writes that command")
+        launch = (", or dsft launch CONFIG --launcher deepspeed writes that command" if command == "dsft train"
+                  else "")  # the one command dsft launch writes
+        return (f"the deepspeed launcher adds it unless told not to: deepspeed --num_gpus N --no_local_rank --module "
+                f"{command} ... (each process reads LOCAL_RANK from its environment){launch}")
     mine = LAUNCHER_OPTIONS.get(word)
     if mine is not None and mine in options:
         return f"use {mine}"
