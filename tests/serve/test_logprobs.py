@@ -73,7 +73,8 @@ def test_chat_logprobs_are_the_models_own_and_the_client_reads_them(live: LiveSe
     assert len(content) == answer.usage.completion_tokens == len(expected)
     for entry, (token, logprob, top) in zip(content, expected):
         assert entry.token == tokenizer.decode([token])
-        assert entry.bytes == list(entry.token.encode("utf-8"))
+        if "\ufffd" not in entry.token:  # a whole token's bytes are its text's (partial ones: the test below)
+            assert entry.bytes == list(entry.token.encode("utf-8"))
         assert entry.logprob == pytest.approx(logprob, abs=1e-4)
         assert [t.token for t in entry.top_logprobs] == [tokenizer.decode([i]) for i in top]
         assert entry.top_logprobs[0].logprob == pytest.approx(logprob, abs=1e-4)  # greedy: the chosen is the top
@@ -99,7 +100,70 @@ def test_completion_logprobs_have_the_legacy_shape(live: LiveServer, reference: 
     assert logprobs["token_logprobs"] == pytest.approx([logprob for _, logprob, _ in expected], abs=1e-4)
     assert [list(alternatives) for alternatives in logprobs["top_logprobs"]] == [
         [tokenizer.decode([i]) for i in top] for _, _, top in expected]
-    assert logprobs["text_offset"] == [sum(len(t) for t in tokens[:i]) for i in range(len(tokens))]
+    text = answer.json()["choices"][0]["text"]
+    if "\ufffd" not in "".join(tokens):  # each token whole: they follow one another (partial ones: the test below)
+        assert logprobs["text_offset"] == [sum(len(t) for t in tokens[:i]) for i in range(len(tokens))]
+    assert all(0 <= offset <= len(text) for offset in logprobs["text_offset"])
+
+
+# Rare ideographs and an emoji: byte-level BPE splits each of 龘 and 靐 into two tokens (and, with the DeepSeek-V3
+# tokenizer, 齉 and 🤖 too), every one of which decodes alone to U+FFFD.
+SPLIT = "龘靐齉🤖是 ok"
+
+
+@pytest.fixture(scope="module", params=["tiny-r1-distill-qwen", "tiny-deepseek-v3"])
+def split_server(request: pytest.FixtureRequest, tiny_model_dir: Any) -> Iterator[tuple[LiveServer, Any]]:
+    """A server whose model always answers :data:`SPLIT` (then EOS), with the preset's real tokenizer."""
+    from scripted import scripted_serving
+
+    from dsft.models.loading import load_tokenizer
+    from dsft.serve.engine import TransformersEngine
+    from dsft.serve.settings import ServeSettings
+
+    tokenizer = load_tokenizer(tiny_model_dir(request.param))
+    serving = scripted_serving(tokenizer, SPLIT, "deepseek-r1")
+    settings = ServeSettings(served_model_name=NAME, api_key=API_KEY)
+    with run_live(TransformersEngine(lambda: serving, max_queue=4, max_batch=1), settings) as server:
+        yield server, tokenizer
+
+
+def test_a_partial_characters_tokens_have_their_own_bytes(split_server: tuple[LiveServer, Any]) -> None:
+    """OpenAI's ``bytes`` is for joining the tokens of one character: they were each U+FFFD's UTF-8 (239, 191, 189),
+    so no client could rebuild 龘 from them."""
+    live, tokenizer = split_server
+    ids = tokenizer(SPLIT, add_special_tokens=False).input_ids
+    assert sum(tokenizer.decode([i]) == "\ufffd" for i in ids) >= 4  # the case under test is there
+    chat = {"messages": MESSAGES, "max_tokens": 32, "logprobs": True, "top_logprobs": 2}
+    content = _post(live, "/v1/chat/completions", chat).json()["choices"][0]["logprobs"]["content"]
+    streamed = [e for c in _streamed_choices(live, "/v1/chat/completions", chat)
+                for e in (c.get("logprobs") or {"content": []})["content"]]
+    assert streamed == content
+    assert len(content) == len(ids) + 1  # and the EOS
+    assert b"".join(bytes(e["bytes"]) for e in content[:-1]) == SPLIT.encode("utf-8")
+    for entry in content[:-1]:
+        assert entry["bytes"] != list("\ufffd".encode("utf-8"))
+        assert entry["top_logprobs"][0]["bytes"] == entry["bytes"]  # the scripted token is the certain one
+    first_two = bytes(content[0]["bytes"]) + bytes(content[1]["bytes"])
+    assert first_two.decode("utf-8") == "龘"
+
+
+def test_text_offsets_count_the_characters_of_the_returned_text(split_server: tuple[LiveServer, Any]) -> None:
+    """Each token starts where the character holding its first byte starts: a character's tokens share its offset.
+    Each U+FFFD token used to count as one character of its own, so every offset after 龘 was past its token."""
+    live, _ = split_server
+    plain = {"prompt": PROMPT, "max_tokens": 32, "logprobs": 1}
+    choice = _post(live, "/v1/completions", plain).json()["choices"][0]
+    assert choice["text"] == SPLIT
+    chat = {"messages": MESSAGES, "max_tokens": 32, "logprobs": True}
+    entries = _post(live, "/v1/chat/completions", chat).json()["choices"][0]["logprobs"]["content"]
+    raw = [bytes(e["bytes"]) for e in entries]
+    whole_characters_before = [len(b"".join(raw[:i]).decode("utf-8", errors="ignore")) for i in range(len(raw))]
+    assert choice["logprobs"]["text_offset"] == whole_characters_before
+    assert choice["logprobs"]["text_offset"][:3] == [0, 0, 1]  # 龘's two tokens, then 靐's first
+    assert SPLIT.index(" ok") in choice["logprobs"]["text_offset"]
+    assert choice["logprobs"]["text_offset"][-1] == len(SPLIT)  # the EOS, after the whole text
+    chunks = [c["logprobs"] for c in _streamed_choices(live, "/v1/completions", plain) if c.get("logprobs")]
+    assert [offset for chunk in chunks for offset in chunk["text_offset"]] == choice["logprobs"]["text_offset"]
 
 
 def test_streamed_logprobs_add_up_to_the_whole_answers(live: LiveServer) -> None:

@@ -4,6 +4,8 @@ Text is decoded from all the row's tokens each step and the new suffix is emitte
 characters and tokenizers that merge spaces come out right. Two things are held back until they are
 certain: a trailing U+FFFD (half of a multi-byte character) and any tail that could still become a
 stop string. A stop string ends the row; it and everything after it are never emitted (OpenAI's rule).
+:attr:`RowDecoder.decoded_length` counts the characters the tokens so far certainly decode to, held back or not:
+where the next token's text starts (logprobs' ``text_offset``).
 """
 
 from __future__ import annotations
@@ -29,12 +31,14 @@ class RowDecoder:
         self.token_ids: list[int] = []
         self.text = ""  # emitted so far
         self.stopped = False
+        self.decoded_length = 0  # characters of the whole decoding, less a cut character at its end
         self._hold = max((len(s) for s in self.stop), default=1) - 1
 
     def push(self, token_id: int) -> str:
         """Add a generated token; return the newly certain text (possibly empty)."""
         self.token_ids.append(token_id)
         full = self.tokenizer.decode(self.token_ids, skip_special_tokens=True)
+        self.decoded_length = len(without_cut_character(full))
         if self._find_stop(full):
             return self._emit_up_to(full, self._stop_at)
         safe_end = len(full) - self._hold

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -19,6 +19,7 @@ import torch
 from dsft.serve.decoding import RowDecoder
 from dsft.serve.logprobs import TokenLogprob, token_logprob
 from dsft.serve.sampling import SamplingParams, sample_next_tokens
+from dsft.serve.token_bytes import TokenBytes
 
 
 @dataclass
@@ -86,6 +87,7 @@ def generate_batch(
             emit(row, "", results[row], None)
 
     generators = [_row_generator(row, p, fail) for row, p in enumerate(params)]
+    token_bytes = TokenBytes(tokenizer)  # what logprobs' ``bytes`` say
     decoders = [RowDecoder(tokenizer, p.stop) for p in params]
     seen = [(r.prompt_ids, result.token_ids) for r, result in zip(requests, results)]  # grows as rows generate
     past, cache_name = None, cache_argument(model)
@@ -101,7 +103,7 @@ def generate_batch(
                 try:
                     alternatives = params[row].logprobs
                     logprob = None if alternatives is None else token_logprob(
-                        out.logits[row, -1, :], token, alternatives, tokenizer)
+                        out.logits[row, -1, :], token, alternatives, tokenizer, token_bytes)
                     _advance_row(row, (token, logprob), requests[row], decoders[row], results[row], eos_ids, emit)
                 except Exception as exc:  # noqa: BLE001 - this row's decoding failed; the others go on
                     fail(row, exc)
@@ -139,6 +141,8 @@ def _advance_row(
         emit(row, "", result, None)
         return
     token, logprob = sampled
+    if logprob is not None:
+        logprob = replace(logprob, text_offset=decoder.decoded_length)
     result.completion_tokens += 1
     result.token_ids.append(token)
     if result.logprobs is not None and logprob is not None:

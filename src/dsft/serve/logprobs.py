@@ -5,15 +5,20 @@ of the raw logits, before penalties, temperature, ``min_p``, ``top_k`` and ``top
 the token was drawn from. A request sampled at temperature 1.5 is shown how likely the model found each
 token, not how likely the sampler was to draw it. There is one entry per generated token, as
 ``completion_tokens`` counts them: the EOS that ended the reply and the tokens of a stop string included.
-A token's text is its own decoding (``tokenizer.decode([id])``, special tokens written out); ``bytes`` is
-that text's UTF-8, so a token holding part of a multi-byte character reads as U+FFFD.
+A token's text is its own decoding (``tokenizer.decode([id])``, special tokens written out), U+FFFD for a token
+holding only part of a multi-byte character; ``bytes`` is what the token stands for (:mod:`dsft.serve.token_bytes`),
+so the bytes of a character's tokens join into its UTF-8. ``text_offset`` is where the token starts in the reply's
+text, in characters (:class:`dsft.serve.decoding.RowDecoder` counts them): the tokens of one character all start
+where the character does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from dsft.serve.token_bytes import TokenBytes
 
 if TYPE_CHECKING:  # annotations only: serve's flag checks import this module (MAX_TOP_LOGPROBS) before torch loads
     import torch
@@ -24,60 +29,72 @@ LOGPROB_FLOOR = -9999.0
 MAX_TOP_LOGPROBS = 20
 
 
-@dataclass(frozen=True)
-class TokenLogprob:
-    """One generated token: its text, its logprob, and the ``top`` most likely tokens, most likely first."""
+class Candidate(NamedTuple):
+    """A token at one position: its text, its logprob and the bytes it stands for (OpenAI's ``bytes``)."""
 
     token: str
     logprob: float
-    top: tuple[tuple[str, float], ...] = ()
+    raw: bytes
 
 
-def token_logprob(logits: torch.Tensor, token_id: int, alternatives: int, tokenizer: Any) -> TokenLogprob:
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token, the ``top`` most likely tokens at its position (most likely first) and where it starts in
+    the reply's text, in characters."""
+
+    chosen: Candidate
+    top: tuple[Candidate, ...] = ()
+    text_offset: int = 0
+
+
+def token_logprob(
+    logits: torch.Tensor, token_id: int, alternatives: int, tokenizer: Any, token_bytes: TokenBytes
+) -> TokenLogprob:
     """The entry of ``token_id`` drawn from one row of raw last-position ``logits`` [vocab], with the
-    ``alternatives`` most likely tokens."""
+    ``alternatives`` most likely tokens (``text_offset`` left at 0: the caller knows the text)."""
     logprobs = logits.float().log_softmax(dim=-1).cpu()
     top_values, top_ids = logprobs.topk(alternatives)
-    texts = tokenizer.batch_decode([[token_id], *([i] for i in top_ids.tolist())])
-    return TokenLogprob(texts[0], _finite(logprobs[token_id]), tuple(zip(texts[1:], map(_finite, top_values))))
+    ids = [token_id, *top_ids.tolist()]
+    texts = tokenizer.batch_decode([[i] for i in ids])
+    candidates = [Candidate(text, _finite(logprobs[i]), token_bytes(i, text)) for i, text in zip(ids, texts)]
+    return TokenLogprob(candidates[0], tuple(candidates[1:]))
 
 
 def _finite(value: torch.Tensor) -> float:
     return max(float(value), LOGPROB_FLOOR)
 
 
-def _utf8(text: str) -> list[int]:
-    return list(text.encode("utf-8"))
+def _openai(candidate: Candidate) -> dict[str, Any]:
+    return {"token": candidate.token, "logprob": candidate.logprob, "bytes": list(candidate.raw)}
 
 
 def chat_logprobs(entries: Sequence[TokenLogprob]) -> dict[str, Any]:
     """OpenAI's ``choices[i].logprobs`` of a chat answer (or of one streamed chunk).
 
-    >>> chat_logprobs([TokenLogprob("Hi", -0.5, (("Hi", -0.5), ("Yo", -1.5)))])["content"][0]["top_logprobs"][1]
-    {'token': 'Yo', 'logprob': -1.5, 'bytes': [89, 111]}
+    >>> hi, half = Candidate("Hi", -0.5, b"Hi"), Candidate("\\ufffd", -1.5, bytes([233, 190]))
+    >>> chat_logprobs([TokenLogprob(hi, (hi, half))])["content"][0]["top_logprobs"]
+    [{'token': 'Hi', 'logprob': -0.5, 'bytes': [72, 105]}, {'token': '�', 'logprob': -1.5, 'bytes': [233, 190]}]
     """
     return {"content": [
-        {"token": e.token, "logprob": e.logprob, "bytes": _utf8(e.token),
-         "top_logprobs": [{"token": t, "logprob": lp, "bytes": _utf8(t)} for t, lp in e.top]}
-        for e in entries
+        {**_openai(e.chosen), "top_logprobs": [_openai(c) for c in e.top]} for e in entries
     ], "refusal": None}
 
 
-def completion_logprobs(entries: Sequence[TokenLogprob], text_offset: int = 0) -> dict[str, Any]:
+def completion_logprobs(entries: Sequence[TokenLogprob]) -> dict[str, Any]:
     """The legacy completions ``logprobs``: tokens, their logprobs, a ``{token: logprob}`` of the alternatives (the
-    chosen token added when it is not among them, as the legacy API did) and where each token starts in the text
-    (from ``text_offset``: a stream's chunk starts where the text sent before it ends).
+    chosen token added when it is not among them, as the legacy API did) and where each token starts in the text.
 
-    >>> completion_logprobs([TokenLogprob("a", -0.1, (("b", -0.05),)), TokenLogprob("bc", -2.0)], text_offset=3)
+    >>> a, b, bc = Candidate("a", -0.1, b"a"), Candidate("b", -0.05, b"b"), Candidate("bc", -2.0, b"bc")
+    >>> completion_logprobs([TokenLogprob(a, (b,), text_offset=3), TokenLogprob(bc, text_offset=4)])
     {'tokens': ['a', 'bc'], 'token_logprobs': [-0.1, -2.0], 'top_logprobs': [{'b': -0.05, 'a': -0.1}, {'bc': -2.0}], 'text_offset': [3, 4]}
     """
-    offsets = []
-    for entry in entries:
-        offsets.append(text_offset)
-        text_offset += len(entry.token)
+    def alternatives(entry: TokenLogprob) -> dict[str, float]:
+        top = {c.token: c.logprob for c in entry.top}
+        return top if entry.chosen.token in top else {**top, entry.chosen.token: entry.chosen.logprob}
+
     return {
-        "tokens": [e.token for e in entries],
-        "token_logprobs": [e.logprob for e in entries],
-        "top_logprobs": [{**dict(e.top), **({} if e.token in dict(e.top) else {e.token: e.logprob})} for e in entries],
-        "text_offset": offsets,
+        "tokens": [e.chosen.token for e in entries],
+        "token_logprobs": [e.chosen.logprob for e in entries],
+        "top_logprobs": [alternatives(e) for e in entries],
+        "text_offset": [e.text_offset for e in entries],
     }

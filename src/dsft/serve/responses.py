@@ -175,14 +175,12 @@ async def completion_stream(
     """``text_completion`` chunks, one per text piece, the last with the finish reason."""
     base = {"id": new_id("cmpl"), "object": "text_completion", "created": now(), "model": model}
     waiting: list[TokenLogprob] | None = None  # entries not yet sent (None: the request asked for none)
-    offset = 0  # where the next chunk's first token starts, in the tokens' text sent so far
     async for piece, result, logprob in stream:
         if logprob is not None:
             waiting = [*(waiting or []), logprob]
         finish = result.finish_reason if result is not None else None
         if piece or finish is not None:
-            logprobs = completion_logprobs(waiting, offset) if waiting is not None else None
-            offset += sum(len(entry.token) for entry in waiting or [])
+            logprobs = completion_logprobs(waiting) if waiting is not None else None
             waiting = [] if waiting is not None else None
             yield _chunk(base, {"index": 0, "text": piece, "finish_reason": finish, "logprobs": logprobs})
         if result is not None and include_usage:
