@@ -109,8 +109,12 @@ def import_gguf(
 ) -> None:
     """Convert a GGUF file or an Ollama model into a float32 Hugging Face checkpoint (dequantised)."""
     from dsft.errors import DsftError
-    from dsft.models.gguf_source import convert_gguf, dequantisation_note, gguf_file_of, is_gguf_source
+    from dsft.models.gguf_source import OLLAMA_PREFIX, convert_gguf, dequantisation_note, gguf_file_of, is_gguf_source
+    from dsft.models.ollama_tags import is_ollama_tag
 
+    if is_ollama_tag(source):  # deepseek-r1:32b, as `ollama pull` takes it
+        raise DsftError(f"{source}: an Ollama tag; write it {OLLAMA_PREFIX}{source} to import it from the local "
+                        "Ollama store")
     if not is_gguf_source(source):
         raise DsftError(f"{source}: not a .gguf file or an ollama:NAME[:TAG] name")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):

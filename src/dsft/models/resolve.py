@@ -26,6 +26,7 @@ from typing import Any
 from dsft.errors import DsftError
 from dsft.models.gguf_source import gguf_file_of, is_gguf_source, materialise_gguf
 from dsft.models.loading import TOKENIZER_VOCAB_FILES, hide_local_weight_bars
+from dsft.models.ollama_tags import ollama_tag_problem
 from dsft.models.presets import REAL_MODEL_FACTS, REAL_MODEL_PRESETS
 from dsft.models.tiny import TINY_PRESETS, write_tiny
 
@@ -204,6 +205,8 @@ def check_model_name(name_or_path: str | Path) -> None:
         raise DsftError(_a_file_named_as_a_model(path))
     if problem := below_a_file(name):
         raise DsftError(problem)
+    if problem := ollama_tag_problem(name):  # deepseek-r1:32b, as `ollama run` takes it
+        raise DsftError(f"model {name!r}: {problem}")
     if is_hub_id(name):
         _check_not_a_mistyped_path(name)
         return

@@ -15,6 +15,7 @@ from typing import Any
 
 from dsft.errors import DsftError
 from dsft.models.loading import read_config_json
+from dsft.models.ollama_tags import ollama_tag_problem
 from dsft.models.presets import REAL_MODEL_PRESETS, native_equivalent
 from dsft.models.resolve import below_a_file, is_hub_id, resolve_model
 
@@ -94,6 +95,8 @@ def resolve_planner_config(model: str) -> tuple[str, Any]:
         if not path.is_file():
             raise DsftError(f"--model {model}: no config.json at {path}")
         return str(path), _config_from_dict(read_config_json(path), str(path))
+    if problem := ollama_tag_problem(model, not_read_by="the planner"):  # deepseek-r1:32b: it reads no GGUF
+        raise DsftError(f"--model {model}: {problem}")
     table = preset_table()
     if names_a_path(model):  # ./x/deepseek-v3 is a path that names nothing, not the preset its last part spells
         raise DsftError(f"--model {model}: no such model directory or config.json (a path, read as one: not a preset "

@@ -29,6 +29,7 @@ from dsft.data.prepared_folder import preparation_state
 from dsft.data.split import split_file
 from dsft.errors import ConfigError, DsftError
 from dsft.models.gguf_source import OLLAMA_PREFIX, ollama_models, resolve_ollama
+from dsft.models.ollama_tags import ollama_tag_problem
 from dsft.models.tiny import TINY_PRESETS
 from dsft.plan.preflight import preflight_problems
 from dsft.training.environment import Environment
@@ -64,6 +65,8 @@ def model_choice(root: Path, value: str) -> str:
         except DsftError as exc:  # named by the form's field first, as every other refusal of it
             raise DsftError(f"model {exc}") from None
         return value
+    if problem := ollama_tag_problem(value):  # deepseek-r1:32b (the form takes no path with a ':' in its first part)
+        raise DsftError(f"model {value}: {problem}")
     path = inside_root(root, value, field="model")
     if path.is_file() and path.suffix.lower() == ".gguf":
         return str(path)
