@@ -82,6 +82,12 @@ CASES = [
     ("launch-master-port", lambda t: ["launch", _config(t), "--out", str(t / "o"), "--master-port", "99999"],
      "--master-port"),
     ("deploy-replicas", lambda t: ["deploy", "k8s", MISSING, "--out", str(t / "o"), "--replicas", "0"], "--replicas"),
+    # --gpus is checked once, with the other deploy options (all listed together), before the model is looked up.
+    ("deploy-gpus", lambda t: ["deploy", "k8s", MISSING, "--out", str(t / "o"), "--gpus", "-1"],
+     "--gpus: must be >= 0, got -1"),
+    ("deploy-gpus-and-replicas", lambda t: ["deploy", "k8s", MISSING, "--out", str(t / "o"), "--gpus", "-1",
+                                            "--replicas", "0"],
+     "invalid deploy options - --replicas: must be >= 1, got 0 - --gpus: must be >= 0, got -1"),
     ("deploy-name", lambda t: ["deploy", "k8s", MISSING, "--out", str(t / "o"), "--name", "Bad Name!"], "--name"),
     # Written into the manifests and the printed docker command as given: a space split the command, '' named no model.
     ("deploy-image", lambda t: ["deploy", "k8s", MISSING, "--out", str(t / "o"), "--image", "my image"],

@@ -143,9 +143,8 @@ def k8s_files(spec: DeploySpec) -> dict[str, str]:
     Dockerfile and ``dsft-source/pyproject.toml`` (the package itself is copied as it is).
 
     Everything that can fail is here, before anything is written: a refusal leaves no half-made build context.
+    The options themselves were checked by :func:`check_deploy_options` (:func:`deploy_spec_for` calls it).
     """
-    if spec.gpus < 0:
-        raise DsftError(f"--gpus {spec.gpus}: must be 0 or more")
     return {
         "deployment.yaml": yaml.safe_dump(deployment_manifest(spec), sort_keys=False),
         "service.yaml": yaml.safe_dump(service_manifest(spec), sort_keys=False),
