@@ -23,6 +23,22 @@ def test_json_output_has_the_documented_fields(run_cli) -> None:
     assert payload["recommendation"]["per_gpu_bytes"] <= 24 * 1024**3
 
 
+@pytest.mark.parametrize(("gpu_mem", "host_mem", "gib", "host_gib"), [
+    ("24GB", "512g", 24e9 / 1024**3, 512e9 / 1024**3),  # powers of ten, converted exactly
+    ("24GiB", "512GIB", 24.0, 512.0),
+    ("24576mib", "1TB", 24.0, 1e12 / 1024**3),
+    ("24000 MB", "2048", 24e9 / 1024**3, 2048.0),
+])
+def test_memory_flags_take_the_units_people_write(gpu_mem, host_mem, gib, host_gib, run_cli) -> None:
+    """`dsft plan --gpu-mem 24GB` was refused: 'Invalid value for --gpu-mem: Input should be a valid number'."""
+    code, out, err = run_cli(["plan", "--model", "deepseek-r1-distill-qwen-7b", "--gpu-mem", gpu_mem,
+                              "--host-mem", host_mem, "--json"])
+    assert code == 0, err
+    payload = json.loads(out)
+    assert payload["request"]["gpu_mem_gib"] == gib and payload["request"]["host_mem_gib"] == host_gib
+    assert payload["gpu_mem_bytes"] == int(gib * 1024**3)
+
+
 def test_config_json_path_and_sequence_parallel(tmp_path, run_cli, tiny_model_dir) -> None:
     config = tiny_model_dir("tiny-deepseek-v3") / "config.json"
     sizes = []

@@ -87,10 +87,6 @@ def _plan_options(config: Path | None, world_size: int, given: dict[str, Any]) -
             for key, value in given.items()}
 
 
-# The largest --gpu-mem / --host-mem taken, in GiB (a pebibyte): far above any machine, finite in bytes.
-MAX_MEMORY_GIB = 2**20
-
-
 def plan(
     model: str | None = typer.Option(None, "--model",
                                      parser=empty_refused("--model", "a preset, a model directory, a config.json "
@@ -105,8 +101,13 @@ def plan(
     method: str | None = typer.Option(None, "--method", help="full | lora | qlora [default: lora]."),
     gpus_per_node: int = typer.Option(1, "--gpus-per-node", min=1, help="GPUs per node."),
     nodes: int = typer.Option(1, "--nodes", min=1, help="Nodes."),
-    gpu_mem: float = typer.Option(80.0, "--gpu-mem", help="Memory per GPU in GiB."),
-    host_mem: float | None = typer.Option(None, "--host-mem", help="Host RAM per node in GiB (checked, and respected by the recommendation, when given)."),
+    gpu_mem: str = typer.Option("80", "--gpu-mem", metavar="SIZE",
+                                help="Memory per GPU: GiB (24), or with a unit in any case: 24GiB, 24GB, 24G, 24000MiB, "
+                                "24000MB. GB, G and MB are powers of ten (24GB is 22.35 GiB; a GPU sold as 24 GB holds "
+                                "24 GiB)."),
+    host_mem: str | None = typer.Option(None, "--host-mem", metavar="SIZE",
+                                        help="Host RAM per node, written as --gpu-mem (checked, and respected by the "
+                                        "recommendation, when given)."),
     seq_len: int | None = typer.Option(None, "--seq-len", min=1, help="Tokens per (packed) row [default: 2048]."),
     micro_batch: int | None = typer.Option(None, "--micro-batch", min=1, help="Rows per GPU per forward [default: 1]."),
     grad_accum: int | None = typer.Option(None, "--grad-accum", min=1, help="Micro-batches per optimizer step "
@@ -128,6 +129,7 @@ def plan(
     from dsft.config import LoraConfig
     from dsft.errors import DsftError
     from dsft.plan.memory import METHODS, OFFLOADS, PlanRequest, request_dict
+    from dsft.plan.memory_size import memory_gib
     from dsft.plan.planner import estimate_memory, load_profile
     from dsft.plan.recommend import recommend
     from dsft.training.environment import job_size_problem
@@ -154,10 +156,8 @@ def plan(
         raise DsftError(f"--offload {offload}: choose none, optimizer or optimizer+param")
     if zero not in (0, 1, 2, 3):
         raise DsftError(f"--zero {zero}: choose 0, 1, 2 or 3")
-    for flag, gib in (("--gpu-mem", gpu_mem), ("--host-mem", host_mem)):
-        # Bounded above too: inf (or 1e300, inf once in bytes) failed converting to an integer byte count.
-        if gib is not None and not 0 < gib <= MAX_MEMORY_GIB:
-            raise DsftError(f"{flag}: must be > 0 and at most {MAX_MEMORY_GIB:,} GiB, got {gib:g}")
+    gpu_mem_gib = memory_gib("--gpu-mem", gpu_mem)
+    host_mem_gib = None if host_mem is None else memory_gib("--host-mem", host_mem)
     targets, experts = options["lora_targets"], options["lora_experts"]
     if method == "full" and lora_targets is None:
         # A full fine-tune reads no lora key (dsft train does not check them): the LoRA moves the recommender
@@ -169,8 +169,8 @@ def plan(
         profile = load_profile(model, targets, experts)
     from dsft.training.loss import GPU_CHUNK_ROWS  # torch: only once the flags and the model are known good
 
-    req = PlanRequest(method=method, gpus_per_node=gpus_per_node, nodes=nodes, gpu_mem_gib=gpu_mem,  # type: ignore[arg-type]
-                      host_mem_gib=host_mem,
+    req = PlanRequest(method=method, gpus_per_node=gpus_per_node, nodes=nodes, gpu_mem_gib=gpu_mem_gib,  # type: ignore[arg-type]
+                      host_mem_gib=host_mem_gib,
                       seq_len=seq_len, micro_batch=micro_batch, grad_accum=grad_accum, zero=zero,
                       offload=offload, sp=sp, grad_checkpointing=grad_checkpointing,  # type: ignore[arg-type]
                       lora_rank=lora_rank,
