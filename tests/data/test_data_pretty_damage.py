@@ -88,3 +88,55 @@ def test_an_array_read_item_by_item_with_nothing_rejected_says_the_file_is_not_j
     said = [r.getMessage() for r in caplog.records if str(path) in r.getMessage()]
     assert said == [f"{path}: not valid JSON (Expecting ',' delimiter, line 6, column 3), so other JSON readers "
                     "refuse it; read item by item, every item parsed"], said
+
+
+def _pandas_records(items: list[dict], indent: int) -> str:
+    import pandas as pd
+
+    return pd.DataFrame(items).to_json(orient="records", indent=indent, force_ascii=False)
+
+
+WRITERS = {  # other writers' pretty-printed arrays: the record indentation is the first record's, whatever it is
+    "tabs (json.dump indent='\\t', jq --tab)": lambda items: json.dumps(items, indent="\t"),
+    "pandas to_json(orient='records', indent=4)": lambda items: _pandas_records(items, 4),
+    "Windows line breaks": lambda items: json.dumps(items, indent=2).replace("\n", "\r\n"),
+    "{\"data\": [...]} with tabs": lambda items: json.dumps({"data": items}, indent="\t"),
+}
+
+
+def test_record_3_of_10_broken_in_other_writers_layouts(tmp_path: Path) -> None:
+    items = [{"instruction": f"q{i}", "output": f"a{i}", "meta": {"n": i}} for i in range(1, 11)]
+    for number, (writer, render) in enumerate(WRITERS.items()):
+        text = render(items)
+        assert json.loads(text)  # the writer's own output is valid; the damage below is the only fault
+        path = tmp_path / f"{number}.json"
+        path.write_bytes(text.replace('"q3",', '"q3"', 1).encode("utf-8"))  # record 3 lost a comma
+        result = ingest([str(path)])
+        assert (result.read, len(result.rejections)) == (10, 1), writer
+        assert [c.messages[0].content for c in result.conversations] == [f"q{i}" for i in range(1, 11) if i != 3]
+
+
+STRAY_COMMAS = {  # a comma doubled between two records: every record intact
+    "array.json": lambda items: json.dumps(items, indent=2).replace("},\n  {", "},\n  ,\n  {", 1),
+    "array at column 0.json": lambda items: json.dumps(items, indent=2).replace("},\n  {", "},\n,\n  {", 1),
+    "array in tabs.json": lambda items: json.dumps(items, indent="\t").replace("},\n\t{", "},,\n\t{", 1),
+    "objects.jsonl": lambda items: "".join(json.dumps(r, indent=2) + "\n" for r in items).replace("}\n{", "}\n,\n{", 1),
+    "objects.json": lambda items: "".join(json.dumps(r, indent=2) + "\n" for r in items).replace("}\n{", "},\n{", 1),
+}
+
+
+def test_a_comma_doubled_between_pretty_printed_records_costs_no_record(tmp_path: Path, caplog) -> None:
+    """In an array the record before the doubled comma was rejected ('Extra data'), though intact; between records
+    one after another the comma was counted as a record read and rejected ('Expecting value'), one more than the
+    file holds. Now every record is read, nothing rejected, and a warning says where the comma is."""
+    items = [{"instruction": f"q{i}", "output": f"a{i}"} for i in range(1, 5)]
+    for name, render in STRAY_COMMAS.items():
+        path = tmp_path / name
+        path.write_text(render(items), encoding="utf-8")
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="dsft"):
+            result = ingest([str(path)])
+        assert (result.read, [r.where for r in result.rejections]) == (4, []), name
+        assert [c.messages[0].content for c in result.conversations] == ["q1", "q2", "q3", "q4"], name
+        said = [r.getMessage() for r in caplog.records if str(path) in r.getMessage()]
+        assert len(said) == 1 and "not valid JSON" in said[0] and "','" in said[0], (name, said)

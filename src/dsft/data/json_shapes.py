@@ -134,11 +134,14 @@ def read_objects_over_lines(path: Path) -> Iterator[RawRecord]:
     """
     source = str(path)
     text = path.read_bytes().removeprefix(b"\xef\xbb\xbf").decode("utf-8", errors="surrogateescape")
-    decoder, position, starts = KeyCheckingDecoder(), 0, None
+    decoder, position, starts, commas = KeyCheckingDecoder(), 0, None, []
     while True:
-        while position < len(text) and text[position].isspace():
+        while position < len(text) and (text[position].isspace() or text[position] == ","):
+            if text[position] == ",":  # a separator JSON has none of here: no record, and none lost to it
+                commas.append(text.count("\n", 0, position) + 1)
             position += 1
         if position >= len(text):
+            _say_commas_between(source, commas)
             return
         if starts is None:
             starts = record_starts(text, position)
@@ -159,6 +162,16 @@ def read_objects_over_lines(path: Path) -> Iterator[RawRecord]:
             yield unparsed(source, f"line {line}", named_twice_reason(decoder.twice), text[start:position])
         else:
             yield RawRecord(source, f"line {line}", data=value)
+
+
+def _say_commas_between(source: str, lines: list[int]) -> None:
+    """Warn of the commas found between records one after another: skipped, they cost no record, but other JSON
+    readers refuse the file."""
+    if lines:
+        where = f"line{'s' if len(lines) > 1 else ''} {', '.join(map(str, lines))}"
+        log.warning("%s: not valid JSON (a ',' between records, %s: records one after another are separated by line "
+                    "breaks alone), so other JSON readers refuse it; read record by record, the ',' skipped", source,
+                    where)
 
 
 def read_json(path: Path) -> Iterator[RawRecord]:
@@ -298,5 +311,6 @@ def _recover_json(path: Path, text: str, exc: json.JSONDecodeError) -> Iterator[
             rejected = True
             yield unparsed(source, where, "malformed JSON: nested too deeply", item.strip())
     if not rejected:  # a separator lost or doubled between items: nothing rejected, yet no JSON reader takes the file
-        log.warning("%s: not valid JSON (%s, line %d, column %d), so other JSON readers refuse it; read item by item, "
-                    "every item parsed", source, exc.msg, exc.lineno, exc.colno)
+        slip = json_slip(exc)
+        log.warning("%s: not valid JSON (%s, line %d, column %d%s), so other JSON readers refuse it; read item by item, "
+                    "every item parsed", source, exc.msg, exc.lineno, exc.colno, f": {slip}" if slip else "")

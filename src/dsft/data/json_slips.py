@@ -42,6 +42,8 @@ def json_slip(exc: json.JSONDecodeError) -> str:
     "a ',' after the record: JSON lines are separated by line breaks alone; delete it"
     >>> slip('{"q": "a",}')
     "a ',' before '}': JSON allows no comma after the last item; delete it"
+    >>> slip('[{"q": "a"}, , {"q": "b"}]')
+    "a ',' with no item before it (a comma doubled, or left by a deleted record): delete it"
     >>> slip('{"q" "a"}')
     ''
     """
@@ -64,6 +66,8 @@ def json_slip(exc: json.JSONDecodeError) -> str:
     if exc.msg == "Extra data" and text[pos:].strip() == ",":
         return "a ',' after the record: JSON lines are separated by line breaks alone; delete it"
     before = text[:pos].rstrip()
+    if char == "," and exc.msg == "Expecting value" and before.endswith((",", "[")):
+        return "a ',' with no item before it (a comma doubled, or left by a deleted record): delete it"
     if char and char in "}]" and before.endswith(","):  # not at the end: a record cut off after a comma
         return f"a ',' before {char!r}: JSON allows no comma after the last item; delete it"
     return ""

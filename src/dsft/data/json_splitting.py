@@ -100,16 +100,22 @@ def split_json_array_at(text: str) -> list[tuple[int, str]] | None:
 
 def _pretty_items(text: str, starts: list[int], wrapped: bool) -> list[tuple[int, str]]:
     """The items of a pretty-printed array (its first item's ``{`` alone on its line): each from where it begins
-    (``starts``, :func:`record_starts`) to where the next does, less the comma between them; the last to the
-    array's closing ``]``, or to the end of a truncated file. Neither brackets nor commas inside are looked at, so
-    a broken item (a lost brace, a stray ``]``, an unclosed string) is one item however it broke.
+    (``starts``, :func:`record_starts`) to where the next does, less the commas between them (one, or more where a
+    comma was doubled: ``},\\n  ,\\n  {``); the last to the array's closing ``]``, or to the end of a truncated
+    file. Neither brackets nor commas inside are looked at, so a broken item (a lost brace, a stray ``]``, an
+    unclosed string) is one item however it broke.
 
     >>> _pretty_items('[\\n  {\\n    "a": ]\\n  },\\n  {\\n    "b": 2\\n  }\\n]\\n', [4, 24], wrapped=False)
     [(4, '{\\n    "a": ]\\n  }'), (24, '{\\n    "b": 2\\n  }')]
+    >>> _pretty_items('[\\n  {\\n    "a": 1\\n  },\\n  ,\\n  {\\n    "b": 2\\n  }\\n]', [4, 28], wrapped=False)
+    [(4, '{\\n    "a": 1\\n  }'), (28, '{\\n    "b": 2\\n  }')]
     """
     tail = text.rstrip()
     if wrapped and tail.endswith("}"):
         tail = tail[:-1].rstrip()
     end = len(tail) - 1 if tail.endswith("]") else len(text)
     bounds = zip(starts, [*starts[1:], end])
-    return [(start, text[start:stop].rstrip().removesuffix(",").rstrip()) for start, stop in bounds]
+    return [(start, text[start:stop].rstrip(_SEPARATORS)) for start, stop in bounds]
+
+
+_SEPARATORS = ", \t\r\n"  # what may lie between two items: JSON's whitespace and the comma, doubled by a slip
