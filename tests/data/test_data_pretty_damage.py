@@ -140,3 +140,36 @@ def test_a_comma_doubled_between_pretty_printed_records_costs_no_record(tmp_path
         assert [c.messages[0].content for c in result.conversations] == ["q1", "q2", "q3", "q4"], name
         said = [r.getMessage() for r in caplog.records if str(path) in r.getMessage()]
         assert len(said) == 1 and "not valid JSON" in said[0] and "','" in said[0], (name, said)
+
+
+UNINDENTED = {  # json.dumps(..., indent=0): a line break before every key and object, no indentation at all
+    "array.json": lambda items: json.dumps(items, indent=0),
+    "wrapped.json": lambda items: json.dumps({"data": items}, indent=0),
+    "objects.jsonl": lambda items: "".join(json.dumps(r, indent=0) + "\n" for r in items),
+}
+def _without(text: str, index: int) -> str:
+    return text[:index] + text[index + 1:]
+
+
+UNINDENTED_DAMAGE = {  # record 3 (of 5) broken
+    "quote": lambda text: text.replace('"q3"', '"q3', 1),
+    "brace": lambda text: _without(text, text.index("}", text.index("]", text.index('"a3"')))),  # after its list
+    "comma between its messages": lambda text: text.replace('"q3"\n},', '"q3"\n}', 1),
+}
+
+
+def test_one_broken_record_costs_itself_only_at_no_indentation(tmp_path: Path) -> None:
+    """With no indentation, an object in a record's list of messages opens a line at the records' column: it was
+    taken for a record, so one broken record of five made up to 15 records read, all rejected (an array), or extra
+    records read and rejected (records one after another)."""
+    items = [{"conversations": [{"from": "human", "value": f"q{i}"}, {"from": "gpt", "value": f"a{i}"}]}
+             for i in range(1, 6)]
+    for shape, render in UNINDENTED.items():
+        for damage, breaks in UNINDENTED_DAMAGE.items():
+            text = breaks(render(items))
+            assert text != render(items)
+            path = tmp_path / shape
+            path.write_text(text, encoding="utf-8")
+            result = ingest([str(path)])
+            assert (result.read, len(result.rejections)) == (5, 1), (shape, damage)
+            assert [c.messages[0].content for c in result.conversations] == ["q1", "q2", "q4", "q5"], (shape, damage)

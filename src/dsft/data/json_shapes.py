@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from dsft.data.json_keys import KeyCheckingDecoder, keys_named_twice, named_twice_reason
-from dsft.data.json_splitting import ARRAY_START, record_starts, split_json_array, split_json_array_at
+from dsft.data.json_splitting import (
+    ARRAY_START,
+    next_record_start,
+    record_starts,
+    split_json_array,
+    split_json_array_at,
+)
 from dsft.data.json_slips import json_slip, malformed
 from dsft.data.pandas_index import say_index_dropped, table_index_fields
 from dsft.data.raw_record import RawRecord, unparsed
@@ -154,7 +160,7 @@ def read_objects_over_lines(path: Path) -> Iterator[RawRecord]:
                      else "nested too deeply")
             if isinstance(exc, json.JSONDecodeError) and (slip := json_slip(exc)):
                 broke += f": {slip}"
-            position = next((s for s in starts if s > start), len(text))  # the next record, if one begins
+            position = next_record_start(text, start, starts)  # the next record, if one begins
             rest = "" if position < len(text) else f"; no record begins after line {line}, so the rest of the file is this one"
             yield unparsed(source, f"line {line}", f"malformed JSON: {broke}{rest}", text[start:position].rstrip())
             continue
