@@ -345,6 +345,36 @@ def test_a_grid_written_as_a_yaml_list_is_told_the_comma_form() -> None:
     assert str(info.value).startswith("--grid 'train.lr=1e-5,[3e-5', value '[3e-5': the value is not valid YAML")
 
 
+QUOTE_IT = ("the shell splits a --grid list at its spaces: write the values without spaces (--grid "
+            "train.lr=1e-5,3e-5) or quote the list (--grid 'train.lr=1e-5, 3e-5')")
+
+
+@pytest.mark.parametrize(("grid", "message"), [
+    (["train.lr=1e-5,", "3e-5"], f"dsft sweep: '3e-5': an argument nothing reads; {QUOTE_IT}"),
+    (["train.lr=[1e-5,", "3e-5]"], f"dsft sweep: '3e-5]': an argument nothing reads; {QUOTE_IT}"),
+    (["train.lr=1e-5", ",3e-5"], f"dsft sweep: ',3e-5': an argument nothing reads; {QUOTE_IT}"),
+    (["train.lr=1e-5,", "train.epochs=1"], "dsft sweep: 'train.epochs=1': an argument nothing reads; the shell "
+     "splits a --grid list at its spaces: give each key its own --grid (--grid train.lr=1e-5 --grid train.epochs=1)"),
+], ids=["space-after-comma", "yaml-list", "space-before-comma", "two-keys"])
+def test_a_grid_list_the_shell_split_at_a_space_says_to_quote_it(tmp_path: Path, run_cli, grid: list[str],
+                                                                 message: str) -> None:
+    """`dsft sweep c.yaml --grid train.lr=1e-5, 3e-5 --out s`, unquoted, was refused by click as 'Got unexpected
+    extra argument(s) (3e-5)': no word of the --grid it came from, or of quoting."""
+    code, stdout, stderr = run_cli(["sweep", str(write_config(tmp_path)), "--grid", *grid, "--out",
+                                    str(tmp_path / "s")])
+    assert code == 2 and " ".join((stdout + stderr).split()) == f"error: {message}", stdout + stderr
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_split_grid_list_before_the_config_says_where_its_values_went(tmp_path: Path, run_cli) -> None:
+    """With the CONFIG after the --grid (or not given), the word after the space was read as the CONFIG: 'config
+    file not found: 3e-5', or a sweep over the one value before the comma."""
+    code, stdout, stderr = run_cli(["sweep", "--grid", "train.lr=1e-5,", "3e-5", "--out", str(tmp_path / "s")])
+    assert code == 2 and ("--grid 'train.lr=1e-5,': ends with a comma, so the values after it were read as other "
+                          "arguments (the shell splits a list at its spaces); write the values without spaces (--grid "
+                          "train.lr=1e-5,...) or quote the list (--grid 'train.lr=1e-5, ...')") in stdout + stderr
+
+
 def test_best_trial_follows_the_metric_direction() -> None:
     trials = [Trial(0, {}, "s/trial-000", "finished", 0.5), Trial(1, {}, "s/trial-001", "finished", 0.8),
               Trial(2, {}, "s/trial-002", "failed", None)]

@@ -40,6 +40,10 @@ def sweep(
 
     from dsft.errors import ConfigError
 
+    if ctx.args:  # words no argument reads: mostly a --grid list the shell split at a space (context_settings)
+        from dsft.sweep.space import extra_words_message
+
+        raise ConfigError(extra_words_message(grid, ctx.args))
     if collect and resume:  # --collect only reads a sweep back: a --resume beside it would be ignored, silently
         raise ConfigError("dsft sweep: --collect reads a launched sweep's trials back and --resume continues a "
                           "stopped sweep here; give one of them")
@@ -113,4 +117,6 @@ def _refuse_beside_collect(ctx: typer.Context) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("sweep")(sweep)
+    # Extra words reach the command (ctx.args), which names the split --grid list they most often are, instead of
+    # click's 'Got unexpected extra argument(s)'.
+    app.command("sweep", context_settings={"allow_extra_args": True})(sweep)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,6 +135,9 @@ def parse_grid(text: str) -> tuple[str, list[Any]]:
         items = ",".join(item.strip() for item in listed[1:-1].split(",") if item.strip())
         raise ConfigError(f"--grid {text!r}: list the values separated by commas, without brackets: "
                           f"--grid {key}={items}")
+    if listed.endswith(","):  # `--grid train.lr=1e-5, 3e-5` unquoted: the shell ended the list at the space
+        raise ConfigError(f"--grid {text!r}: ends with a comma, so the values after it were read as other arguments "
+                          f"(the shell splits a list at its spaces); {_unsplit(key, [*_items(listed), '...'])}")
     values = []
     for item in (item.strip() for item in raw.split(",")):
         if not item:
@@ -148,6 +152,50 @@ def parse_grid(text: str) -> tuple[str, list[Any]]:
     if len(set(map(repr, values))) != len(values):
         raise ConfigError(f"--grid {text!r}: a value is listed twice")
     return key, values
+
+
+def _unsplit(key: str, values: Sequence[str] = ("VALUE1", "VALUE2")) -> str:
+    """How to write a --grid list so that it stays one argument.
+
+    >>> _unsplit("train.lr", ["1e-5", "3e-5"])
+    "write the values without spaces (--grid train.lr=1e-5,3e-5) or quote the list (--grid 'train.lr=1e-5, 3e-5')"
+    """
+    return (f"write the values without spaces (--grid {key}={','.join(values)}) or quote the list "
+            f"(--grid '{key}={', '.join(values)}')")
+
+
+def extra_words_message(grid: Sequence[str], extra: Sequence[str]) -> str:
+    """The refusal of words on a sweep's command line that no argument reads: most often the rest of a ``--grid``
+    list that held a space (``--grid train.lr=1e-5, 3e-5``), which the shell split into several words.
+
+    >>> extra_words_message(["train.lr=1e-5,"], ["3e-5"])  # doctest: +NORMALIZE_WHITESPACE
+    "dsft sweep: '3e-5': an argument nothing reads; the shell splits a --grid list at its spaces: write the values
+    without spaces (--grid train.lr=1e-5,3e-5) or quote the list (--grid 'train.lr=1e-5, 3e-5')"
+    >>> extra_words_message(["train.lr=1e-5,"], ["train.epochs=1"])[-81:]
+    'spaces: give each key its own --grid (--grid train.lr=1e-5 --grid train.epochs=1)'
+    """
+    words = ", ".join(repr(word) for word in extra)
+    head = f"dsft sweep: {words}: {'an argument' if len(extra) == 1 else 'arguments'} nothing reads"
+    if not grid:
+        return f"{head}; the command takes one CONFIG"
+    keyed = [word for word in extra if "." in word.split("=", 1)[0] and "=" in word]  # a second key's list
+    values = [item for word in extra if word not in keyed for item in _items(word)]
+    split = [text for text in grid if text.rstrip().endswith(",") or text.split("=", 1)[-1].lstrip().startswith("[")]
+    target = split[0] if len(split) == 1 else (grid[0] if len(grid) == 1 else None)
+    if keyed:
+        first = (f"{target.split('=', 1)[0].strip()}={','.join(_items(target.split('=', 1)[1]))}"
+                 if target is not None and "=" in target else "KEY=VALUE1,VALUE2")
+        return (f"{head}; the shell splits a --grid list at its spaces: give each key its own --grid (--grid {first} "
+                f"--grid {keyed[0].rstrip(',')})")
+    if target is None or "=" not in target:
+        return f"{head}; the shell splits a --grid list at its spaces: {_unsplit('KEY')}"
+    key, raw = target.split("=", 1)
+    return f"{head}; the shell splits a --grid list at its spaces: {_unsplit(key.strip(), _items(raw) + values)}"
+
+
+def _items(text: str) -> list[str]:
+    """The values in one word of a split list: ``[1e-5,`` -> ``['1e-5']``."""
+    return [item.strip(" []") for item in text.split(",") if item.strip(" []")]
 
 
 def parse_range(text: str) -> tuple[str, Range]:
