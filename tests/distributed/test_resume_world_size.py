@@ -19,7 +19,8 @@ from dsft.errors import DsftError
 from dsft.training.resume_layout import UNIVERSAL_DIR, check_resume_layout, deepspeed_state
 
 
-def _checkpoint(root: Path, ranks: int = 0, zero3: bool = False, torch_optimizer: bool = False) -> Path:
+def _checkpoint(root: Path, ranks: int = 0, zero3: bool = False, torch_optimizer: bool = False,
+                bf16: bool = False) -> Path:
     """A checkpoint directory with the optimizer files of a layout (empty files: only their names are read)."""
     checkpoint = root / "checkpoint-5"
     checkpoint.mkdir(parents=True)
@@ -31,7 +32,7 @@ def _checkpoint(root: Path, ranks: int = 0, zero3: bool = False, torch_optimizer
     folder.mkdir()
     (folder / "mp_rank_00_model_states.pt").write_bytes(b"")
     for rank in range(ranks):
-        (folder / f"zero_pp_rank_{rank}_mp_rank_00_optim_states.pt").write_bytes(b"")
+        (folder / f"{'bf16_' if bf16 else ''}zero_pp_rank_{rank}_mp_rank_00_optim_states.pt").write_bytes(b"")
         if zero3:
             (folder / f"zero_pp_rank_{rank}_mp_rank_00_model_states.pt").write_bytes(b"")
     return checkpoint
@@ -44,6 +45,7 @@ def _checkpoint(root: Path, ranks: int = 0, zero3: bool = False, torch_optimizer
     ({"ranks": 2}, "deepspeed", 2, 3, True),  # ZeRO-2 partitions read by ZeRO-3
     ({"ranks": 2, "zero3": True}, "deepspeed", 2, 3, False),
     ({"ranks": 0}, "deepspeed", 4, 0, False),  # ZeRO-0: the optimizer state is whole
+    ({"ranks": 2, "bf16": True}, "deepspeed", 2, 0, False),  # bf16 partitions: written under ZeRO-0 too
     ({"torch_optimizer": True}, "ddp", 4, 2, False),  # torch's own: the Trainer reads it at any size
 ])
 def test_which_resumes_go_through_the_universal_checkpoint(tmp_path: Path, layout: dict, strategy: str, world: int,
@@ -64,6 +66,28 @@ def test_a_resume_that_cannot_read_the_optimizer_state_is_refused(tmp_path: Path
     with pytest.raises(DsftError) as info:
         check_resume_layout(_checkpoint(tmp_path, **layout), strategy, world, 2)
     assert message in str(info.value), info.value
+
+
+@pytest.mark.parametrize(("layout", "stage", "message"), [
+    # ZeRO-2 partitions read by a ZeRO-0 run: DeepSpeed stopped after the model loaded, a traceback on every rank
+    # (AttributeError: 'NoneType' object has no attribute 'copy', the optimizer state it looked for in the model file)
+    ({"ranks": 2}, 0, "its optimizer state is partitioned by DeepSpeed ZeRO (global_step5/, over 2 processes), "
+                      "which a run with train.zero_stage 0 cannot read"),
+    # ZeRO-0's whole optimizer state read by a ZeRO-2 run: it stopped after the model loaded on 'No such file'
+    # naming a partition file the checkpoint never had
+    # ZeRO-3 in bf16 read by a ZeRO-0 run: converted to a universal checkpoint, from which ZeRO-0 loads no
+    # optimizer state (it started a new one without a word)
+    ({"ranks": 2, "zero3": True, "bf16": True}, 0, "its optimizer state is partitioned by DeepSpeed ZeRO "
+                                                   "(global_step5/, over 2 processes)"),
+    ({"ranks": 0}, 2, "its optimizer state was saved by DeepSpeed without ZeRO (train.zero_stage 0: global_step5/"
+                      "mp_rank_00_model_states.pt holds it whole), which a run with train.zero_stage 2 cannot read"),
+])
+def test_a_resume_across_zero_stage_0_and_a_partitioning_stage_is_refused(tmp_path: Path, layout: dict, stage: int,
+                                                                         message: str) -> None:
+    for world in (1, 2):
+        with pytest.raises(DsftError) as info:
+            check_resume_layout(_checkpoint(tmp_path / str(world), **layout), "deepspeed", world, stage)
+        assert message in str(info.value), info.value
 
 
 def _config(path: Path, data: Path, grad_accum: int) -> Path:

@@ -41,18 +41,21 @@ log = logging.getLogger("dsft")
 
 UNIVERSAL_DIR = ".universal"
 _COMPLETE = ".complete"
-_OPTIM_STATES = re.compile(r"(?:bf16_)?zero_pp_rank_(\d+)_mp_rank_\d+_optim_states\.pt")
+_OPTIM_STATES = re.compile(r"(bf16_)?zero_pp_rank_(\d+)_mp_rank_\d+_optim_states\.pt")
 _ZERO3_MODEL_STATES = re.compile(r"zero_pp_rank_\d+_mp_rank_\d+_model_states\.pt")
 
 
 @dataclass(frozen=True)
 class DeepSpeedState:
     """The DeepSpeed state of a checkpoint: its folder, and how its ZeRO optimizer state is partitioned
-    (``processes`` None: not partitioned, as under ZeRO-0)."""
+    (``processes`` None: not partitioned, as under ZeRO-0 in fp32 or fp16). ``zero`` is True where the partitions
+    are certainly ZeRO stage 1-3's (``zero_pp_rank_*``, or ZeRO-3's partitioned model states); bf16's
+    (``bf16_zero_pp_rank_*``) are written at every stage, ZeRO-0 included."""
 
     folder: Path
     processes: int | None
     zero3: bool
+    zero: bool = False
 
 
 def deepspeed_state(checkpoint: Path) -> DeepSpeedState | None:
@@ -64,8 +67,10 @@ def deepspeed_state(checkpoint: Path) -> DeepSpeedState | None:
     if not folder.is_dir():
         return None
     names = [p.name for p in folder.iterdir()]
-    ranks = {int(m.group(1)) for name in names if (m := _OPTIM_STATES.fullmatch(name))}
-    return DeepSpeedState(folder, len(ranks) or None, any(_ZERO3_MODEL_STATES.fullmatch(name) for name in names))
+    partitions = [m for name in names if (m := _OPTIM_STATES.fullmatch(name))]
+    ranks = {int(m.group(2)) for m in partitions}
+    zero3 = any(_ZERO3_MODEL_STATES.fullmatch(name) for name in names)
+    return DeepSpeedState(folder, len(ranks) or None, zero3, zero=zero3 or any(m.group(1) is None for m in partitions))
 
 
 def check_resume_layout(checkpoint: Path, strategy: str, world_size: int, zero_stage: int) -> bool:
@@ -86,9 +91,29 @@ def check_resume_layout(checkpoint: Path, strategy: str, world_size: int, zero_s
             f"--resume {checkpoint}: its optimizer state is torch's (optimizer.pt, saved without DeepSpeed), which "
             "DeepSpeed cannot read; resume it with the train.distributed it was saved with, or start a new --out "
             "directory", job_wide=True)
+    if state is not None and strategy == "deepspeed":
+        _check_zero_stage(checkpoint, state, zero_stage)
     if state is None or strategy != "deepspeed" or state.processes is None:
         return False
     return state.processes != world_size or state.zero3 != (zero_stage == 3)
+
+
+def _check_zero_stage(checkpoint: Path, state: DeepSpeedState, zero_stage: int) -> None:
+    """Refuse a resume across ZeRO-0 and a stage that partitions the optimizer state: neither reads the other's
+    (DeepSpeed stopped after the model loaded, with a traceback on every rank or on a partition file the checkpoint
+    never had), and a universal checkpoint does not help (ZeRO-0 loads no optimizer state from one)."""
+    if state.zero and zero_stage == 0:
+        raise DsftError(
+            f"--resume {checkpoint}: its optimizer state is partitioned by DeepSpeed ZeRO ({state.folder.name}/, over "
+            f"{state.processes} processes), which a run with train.zero_stage 0 cannot read; resume it with the "
+            "train.zero_stage it was saved with (1, 2 or 3, under any number of processes), or start a new --out "
+            "directory", job_wide=True)
+    if state.processes is None and zero_stage > 0:
+        raise DsftError(
+            f"--resume {checkpoint}: its optimizer state was saved by DeepSpeed without ZeRO (train.zero_stage 0: "
+            f"{state.folder.name}/mp_rank_00_model_states.pt holds it whole), which a run with train.zero_stage "
+            f"{zero_stage} cannot read; resume it with train.zero_stage: 0, or start a new --out directory",
+            job_wide=True)
 
 
 def check_resume_layout_before_loading(resume: str | None, checkpoint_root: Path, train: TrainConfig,
