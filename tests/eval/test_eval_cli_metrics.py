@@ -231,3 +231,59 @@ def test_a_file_with_other_key_names_is_told_its_keys(tmp_path: Path, run_cli, r
     code, _, err = run_cli(["metrics", "-p", str(path)])
     assert code == 2 and hint in " ".join(err.split()), err
     assert ("rename" in err) == ("rename" in hint), err
+
+
+def test_several_acceptable_references_per_line_are_scored_as_the_standard_definitions_do(
+    tmp_path: Path, run_cli
+) -> None:
+    """A list of references per line (BLEU/ROUGE evaluation files) was skipped as 'reference is not text' (or
+    'missing reference' under 'references'), so such a file was refused as having no line to score. Now BLEU takes
+    every reference (sacrebleu's reference streams), exact match, F1, numeric accuracy and ROUGE the best one."""
+    import sacrebleu
+
+    lines = [
+        {"prediction": "the cat sat on the mat", "references": ["a cat sat on a mat", "the cat sat on the mat"]},
+        {"prediction": "北京", "reference": ["北京市", "北京"]},
+        {"prediction": "It is 12 apples", "references": ["twelve apples", "12 apples in all"]},
+        {"prediction": "blue sky", "reference": "the sky is blue"},  # one reference, as before
+    ]
+    path = write_lines(tmp_path / "p.jsonl", lines)
+    code, out, err = run_cli(["metrics", "-p", str(path), "--json"])
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["count"] == 4 and result["skipped"] == {"numeric_accuracy: reference has no number": 3}
+    assert result["exact_match"] == pytest.approx(2 / 4)  # lines 1 and 2 equal one of their references
+    assert result["numeric_accuracy"] == 1.0  # 12 is the second reference's number
+    streams = [["a cat sat on a mat", "北京市", "twelve apples", "the sky is blue"],
+               ["the cat sat on the mat", "北京", "12 apples in all", None]]
+    expected = sacrebleu.corpus_bleu([line["prediction"] for line in lines], streams, tokenize="zh").score
+    assert result["bleu"] == pytest.approx(expected)
+
+    def best(key: str, line: dict) -> float:  # the line's references scored one at a time, as single references are
+        references = line.get("references") or line["reference"]
+        return max(scored_alone(tmp_path, line["prediction"], reference)[key]
+                   for reference in ([references] if isinstance(references, str) else references))
+
+    for key in ("f1", "rouge1", "rouge2", "rougeL"):
+        assert result[key] == pytest.approx(sum(best(key, line) for line in lines) / len(lines)), key
+
+
+def scored_alone(tmp_path: Path, prediction: str, reference: str) -> dict:
+    path = write_lines(tmp_path / "one.jsonl", [{"prediction": prediction, "reference": reference}])
+    return score_predictions_file(path, ["f1", "rouge"])
+
+
+@pytest.mark.parametrize(("references", "said"), [
+    ({"references": ["a", 3]}, "'references': item 2 is a number, not text"),
+    ({"reference": ["a", None]}, "'reference': item 2 is null, not text"),
+    ({"references": ["a", ["b"]]}, "'references': item 2 is a list, not text"),
+    ({"references": []}, "'references' is an empty list; give at least one reference"),
+    ({"reference": "a", "references": ["a", "b"]}, "both 'reference' and 'references'"),
+])
+def test_a_malformed_list_of_references_is_refused_naming_the_file_and_line(
+    tmp_path: Path, run_cli, references: dict, said: str
+) -> None:
+    path = write_lines(tmp_path / "p.jsonl", [{"prediction": "a", "reference": "a"}, {"prediction": "a", **references}])
+    code, out, err = run_cli(["metrics", "-p", str(path), "--json"])
+    assert code == 2 and out == "" and "Traceback" not in err, err
+    assert f"predictions file {path}, line 2: {said}" in " ".join(err.split()), err

@@ -55,7 +55,8 @@ def print_metrics_table(metrics: dict[str, Any], title: str) -> None:
 
 
 def metrics_command(
-    predictions: Path = typer.Option(..., "--predictions", "-p", help="JSONL with prediction and reference per line."),
+    predictions: Path = typer.Option(..., "--predictions", "-p",
+                                     help="JSONL with prediction and reference (or a list of references) per line."),
     metrics: Optional[str] = typer.Option(
         None, "--metrics", "-m", help="Comma-separated metrics (default all): exact_match,f1,numeric_accuracy,"
         "bleu,rouge,choice_accuracy,macro_f1."

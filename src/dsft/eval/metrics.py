@@ -11,6 +11,10 @@ is in [0, 100].
 * :func:`rouge_n` / :func:`rouge_l` - F-measure over jieba words (Chinese) or words (other text).
 * :func:`extract_choice` - the option letter a multiple-choice answer picked.
 * :func:`macro_f1` - label tasks, macro-averaged over the reference labels.
+
+A prediction may have several acceptable references: BLEU takes them all (sacrebleu's reference streams),
+ROUGE per type the best (as ``rouge-score``'s ``score_multi``); the others are pairwise, the caller takes the best
+over references (SQuAD's ``metric_max_over_ground_truths``).
 """
 
 from __future__ import annotations
@@ -56,20 +60,46 @@ def bleu_tokenizer(references: Sequence[str]) -> str:
     return "zh" if any(contains_cjk(r) for r in references) else "13a"
 
 
-def corpus_bleu(predictions: Sequence[str], references: Sequence[str], tokenize: str | None = None) -> float:
-    """Corpus BLEU in [0, 100] exactly as sacrebleu reports it (one reference per prediction)."""
+References = str | Sequence[str]  # one reference, or a prediction's list of acceptable references
+
+
+def listed(references: References) -> list[str]:
+    """``references`` as a list: one reference is a list of one."""
+    return [references] if isinstance(references, str) else list(references)
+
+
+def reference_streams(references: Sequence[References]) -> list[list[str | None]]:
+    """Each prediction's acceptable references as sacrebleu's reference streams: stream k holds every prediction's
+    k-th reference, None where a prediction has fewer (sacrebleu's way of a variable number of references).
+
+    >>> reference_streams(["a", ["b", "c"]])
+    [['a', 'b'], [None, 'c']]
+    """
+    lists = [listed(r) for r in references]
+    width = max((len(r) for r in lists), default=1)
+    return [[r[k] if k < len(r) else None for r in lists] for k in range(width)]
+
+
+def corpus_bleu(predictions: Sequence[str], references: Sequence[References], tokenize: str | None = None) -> float:
+    """Corpus BLEU in [0, 100] exactly as sacrebleu reports it, each prediction with its list of acceptable
+    references (n-grams clipped by the most any reference holds, brevity by the closest reference length).
+
+    >>> round(corpus_bleu(["the cat sat on the mat"], [["a cat sat on a mat", "the cat sat on the mat"]]), 1)
+    100.0
+    """
     import sacrebleu
 
-    tokenize = tokenize or bleu_tokenizer(references)
-    return float(sacrebleu.corpus_bleu(list(predictions), [list(references)], tokenize=tokenize).score)
+    tokenize = tokenize or bleu_tokenizer([text for texts in references for text in listed(texts)])
+    return float(sacrebleu.corpus_bleu(list(predictions), reference_streams(references), tokenize=tokenize).score)
 
 
-def sentence_bleu(prediction: str, reference: str, tokenize: str | None = None) -> float:
-    """Smoothed sentence BLEU in [0, 100] (sacrebleu's ``sentence_bleu``), for per-sample scores."""
+def sentence_bleu(prediction: str, references: References, tokenize: str | None = None) -> float:
+    """Smoothed sentence BLEU in [0, 100] (sacrebleu's ``sentence_bleu``) against the reference or the acceptable
+    ``references``, for per-sample scores."""
     import sacrebleu
 
-    tokenize = tokenize or bleu_tokenizer([reference])
-    return float(sacrebleu.sentence_bleu(prediction, [reference], tokenize=tokenize).score)
+    tokenize = tokenize or bleu_tokenizer(listed(references))
+    return float(sacrebleu.sentence_bleu(prediction, listed(references), tokenize=tokenize).score)
 
 
 def _ngrams(words: Sequence[str], n: int) -> Counter[tuple[str, ...]]:
@@ -111,12 +141,18 @@ def rouge_l(prediction: str, reference: str) -> float:
     return _f_measure(_lcs_length(predicted, expected), len(predicted), len(expected))
 
 
-def rouge_scores(prediction: str, reference: str) -> dict[str, float]:
-    """``rouge1``, ``rouge2`` and ``rougeL`` F-measures for one pair."""
+def rouge_scores(prediction: str, references: References) -> dict[str, float]:
+    """``rouge1``, ``rouge2`` and ``rougeL`` F-measures, each the best over the acceptable ``references`` (as
+    ``rouge-score``'s ``score_multi`` takes, per ROUGE type, the reference with the highest F-measure).
+
+    >>> {k: round(v, 4) for k, v in rouge_scores("the cat sat", ["the cat ran", "a dog sat"]).items()}
+    {'rouge1': 0.6667, 'rouge2': 0.5, 'rougeL': 0.6667}
+    """
+    texts = listed(references)
     return {
-        "rouge1": rouge_n(prediction, reference, 1),
-        "rouge2": rouge_n(prediction, reference, 2),
-        "rougeL": rouge_l(prediction, reference),
+        "rouge1": max(rouge_n(prediction, r, 1) for r in texts),
+        "rouge2": max(rouge_n(prediction, r, 2) for r in texts),
+        "rougeL": max(rouge_l(prediction, r) for r in texts),
     }
 
 

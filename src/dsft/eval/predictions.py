@@ -1,16 +1,19 @@
 """Read a predictions JSONL file and score it (``dsft metrics``).
 
 Each line is an object with ``prediction`` and ``reference`` (strings; numbers are accepted and written
-as text), optionally ``choices`` (a list of option texts, or an object ``{"A": text, ...}``; an empty one is none),
-``label`` and ``prompt_opened_think`` (true when the prompt ended inside ``<think>``, as ``dsft eval`` records for
+as text; or a list of acceptable references, under ``reference`` or ``references``, scored as
+:mod:`dsft.eval.scoring` says), optionally ``choices`` (a list of option texts, or an object ``{"A": text, ...}``;
+an empty one is none), ``label`` and ``prompt_opened_think`` (true when the prompt ended inside ``<think>``, as ``dsft eval`` records for
 R1 models). The ``predictions.jsonl`` that ``dsft eval`` writes is such a file.
 
 Bad lines never stop scoring: each is skipped and counted under its reason (``malformed JSON``,
 ``not a JSON object``, ``missing prediction``, ``missing reference``, ``prediction is not text``,
-``empty reference`` (blank, or nothing outside its ``<think>`` block), ``choices is not a list``, ``not UTF-8
-text``, ``reference is NaN or infinite, not text`` (the bare ``NaN`` that ``json.dumps`` writes for a float
+``empty reference`` (blank, or nothing outside its ``<think>`` block; in a list, any of them), ``choices is not a
+list``, ``not UTF-8 text``, ``reference is NaN or infinite, not text`` (the bare ``NaN`` that ``json.dumps`` writes for a float
 NaN, pandas' missing value, is no answer to score nor one to score against; so for ``label is NaN ...`` and
-``choices: an option is NaN ...``), ``empty label`` (blank, a CSV's empty cell), ...); a file in which no line can be scored is refused.
+``choices: an option is NaN ...``), ``empty label`` (blank, a CSV's empty cell), ...); a file in which no line can
+be scored is refused, and so is one with a list of references that is empty or holds anything but text, naming
+its line.
 Blank lines are not records and are ignored. An empty or blank prediction is scored, as an empty
 answer, the way ``dsft eval`` scores a generation that said nothing.
 """
@@ -42,6 +45,29 @@ def _text_field(record: dict[str, Any], key: str) -> tuple[str | None, str | Non
     return str(value), None
 
 
+_JSON_KINDS = {bool: "true or false", int: "a number", float: "a number", type(None): "null", list: "a list",
+               dict: "an object"}
+
+
+def _reference_field(record: dict[str, Any]) -> tuple[str | list[str] | None, str | None]:
+    """(the reference or the list of acceptable references, skip reason): ``reference`` or ``references``, each text
+    or a list of texts. A list that is empty or holds anything but text, or both keys, is no line to skip but a file
+    written another way: :class:`DataError` (the caller names the line)."""
+    if record.get("reference") is not None and record.get("references") is not None:
+        raise DataError("both 'reference' and 'references'; give the acceptable references in one of them")
+    key = "references" if record.get("references") is not None else "reference"
+    value = record.get(key)
+    if not isinstance(value, list):
+        return _text_field(record, key)
+    if not value:
+        raise DataError(f"{key!r} is an empty list; give at least one reference")
+    for number, item in enumerate(value, start=1):
+        if not isinstance(item, str):
+            raise DataError(f"{key!r}: item {number} is {_JSON_KINDS.get(type(item), 'not text')}, not text; each "
+                            'acceptable reference is a string: {"references": ["a", "b"]}')
+    return list(value), None
+
+
 def sample_from_record(record: Any) -> tuple[Sample | None, str | None]:
     """A :class:`Sample` from one parsed line, or the reason it cannot be scored."""
     if not isinstance(record, dict):
@@ -49,13 +75,13 @@ def sample_from_record(record: Any) -> tuple[Sample | None, str | None]:
     prediction, reason = _text_field(record, "prediction")
     if reason:
         return None, reason
-    reference, reason = _text_field(record, "reference")
+    reference, reason = _reference_field(record)
     if reason:
         return None, reason
     assert prediction is not None and reference is not None
     # An empty prediction is an answer (the model said nothing) and scores 0, as in dsft eval; a
     # reference with nothing outside its think block leaves nothing to score against.
-    if not parse_output(reference).answer:
+    if not all(parse_output(text).answer for text in ([reference] if isinstance(reference, str) else reference)):
         return None, "empty reference"
     choices, reason = record_choices(record)
     if reason := reason or missing_choice_or_label(record):
@@ -74,7 +100,7 @@ def sample_from_record(record: Any) -> tuple[Sample | None, str | None]:
 _OTHER_NAMES = {
     "prediction": ("pred", "preds", "predicted", "predictions", "output", "outputs", "response", "generation",
                    "generated", "generated_text", "completion", "model_output", "model_answer", "hypothesis"),
-    "reference": ("ref", "refs", "references", "target", "targets", "gold", "answer", "answers", "ground_truth",
+    "reference": ("ref", "refs", "target", "targets", "gold", "answer", "answers", "ground_truth",
                   "expected", "expected_output", "truth"),
 }
 
@@ -109,7 +135,10 @@ def _read_predictions(path: Path) -> tuple[list[Sample], Counter[str], dict[str,
                 except json.JSONDecodeError:
                     reason = "malformed JSON"
                 else:
-                    sample, reason = sample_from_record(record)
+                    try:
+                        sample, reason = sample_from_record(record)
+                    except DataError as exc:
+                        raise DataError(f"predictions file {path}, line {number + 1}: {exc}") from None
                     if sample is not None:
                         samples.append(sample)
                     elif reason in ("missing prediction", "missing reference") and missing_keys is None:

@@ -5,6 +5,11 @@ metrics see only the answers (the reference's own ``<think>`` block, if any, is 
 Aggregates are means of the per-sample scores, except ``bleu``, which is sacrebleu's corpus BLEU over all
 answers; ``sentence_bleu`` is the mean of the per-sample (smoothed sentence) BLEU. A sample a metric cannot score (a reference without a number for ``numeric_accuracy``) is left
 out of that metric's mean and counted in ``skipped`` under ``"<metric>: <reason>"``.
+
+A sample with several acceptable references scores, per metric, as the standard definitions do: BLEU against all
+of them (sacrebleu's reference streams, corpus and sentence), ``exact_match``, ``f1`` and ``numeric_accuracy`` the
+best over them (SQuAD's max over ground truths), ROUGE per type the best (``rouge-score``'s ``score_multi``);
+``choice_accuracy`` takes the right option from ``label`` only (one option is right; several references name none).
 """
 
 from __future__ import annotations
@@ -42,14 +47,20 @@ _PER_SAMPLE_KEYS = {
 
 @dataclass
 class Sample:
-    """One item to score. ``choices`` makes it multiple choice (the right letter is ``label`` or is read
-    from ``reference``); ``label`` alone makes it a label task scored by macro-F1."""
+    """One item to score. ``reference`` is the answer, or a list of acceptable answers (:attr:`references`).
+    ``choices`` makes it multiple choice (the right letter is ``label`` or is read from the reference); ``label``
+    alone makes it a label task scored by macro-F1."""
 
     prediction: str
-    reference: str
+    reference: str | list[str]
     choices: list[str] | None = None
     label: str | None = None
     prompt_opened_think: bool = False
+
+    @property
+    def references(self) -> list[str]:
+        """Every acceptable answer: ``reference``, or each of a list of them."""
+        return m.listed(self.reference)
 
 
 def not_text_reason(value: Any, name: str) -> str | None:
@@ -160,30 +171,46 @@ def resolve_metrics(names: Sequence[str] | None) -> list[str]:
     return list(dict.fromkeys(METRIC_ALIASES[n.strip()] for n in names))
 
 
-def _score_one(sample: Sample, parsed: ParsedOutput, reference: str, wanted: list[str],
+def _numeric_accuracy(answer: str, references: list[str]) -> float | None:
+    """1.0 when the answer's number matches any reference's, None when no reference holds a number."""
+    matches = [match for match in (numeric_match(answer, r) for r in references) if match is not None]
+    return float(any(matches)) if matches else None
+
+
+def _right_option(sample: Sample, references: list[str]) -> tuple[str | None, str]:
+    """A multiple-choice sample's right option letter (from ``label``, else its one reference) and why there is
+    none. One option is right, so several references name none: ``label`` must."""
+    if not sample.label and len(references) > 1:
+        return None, "choice_accuracy: several references and no label"
+    return (m.extract_choice(sample.label or references[0], sample.choices),
+            "choice_accuracy: no option letter in label or reference")
+
+
+def _score_one(sample: Sample, parsed: ParsedOutput, references: list[str], wanted: list[str],
                labels: list[str], skipped: Counter[str]) -> dict[str, Any]:
+    """One sample's scores against its acceptable ``references`` (answers): the best over them for the pairwise
+    metrics (SQuAD's max over ground truths), all of them for BLEU."""
     answer = parsed.answer
     scores: dict[str, Any] = {}
     if "exact_match" in wanted:
-        scores["exact_match"] = m.exact_match(answer, reference)
+        scores["exact_match"] = max(m.exact_match(answer, r) for r in references)
     if "f1" in wanted:
-        scores["f1"] = m.token_f1(answer, reference)
+        scores["f1"] = max(m.token_f1(answer, r) for r in references)
     if "numeric_accuracy" in wanted:
-        match = numeric_match(answer, reference)
-        scores["numeric_accuracy"] = None if match is None else float(match)
-        if match is None:
+        scores["numeric_accuracy"] = _numeric_accuracy(answer, references)
+        if scores["numeric_accuracy"] is None:
             skipped["numeric_accuracy: reference has no number"] += 1
     if "bleu" in wanted:
-        scores["bleu"] = m.sentence_bleu(answer, reference)
+        scores["bleu"] = m.sentence_bleu(answer, references)
     if "rouge" in wanted:
-        scores.update(m.rouge_scores(answer, reference))
+        scores.update(m.rouge_scores(answer, references))
     if "choice_accuracy" in wanted and sample.choices:
-        gold = m.extract_choice(sample.label or reference, sample.choices)
+        gold, why_none = _right_option(sample, references)
         picked = m.extract_choice(answer, sample.choices)
         scores["choice_accuracy"] = None if gold is None else float(picked == gold)
         scores["choice_predicted"] = picked
         if gold is None:
-            skipped["choice_accuracy: no option letter in label or reference"] += 1
+            skipped[why_none] += 1
     if "macro_f1" in wanted and sample.label is not None and not sample.choices:
         scores["label_predicted"] = m.match_label(answer, labels)
     return scores
@@ -204,7 +231,7 @@ def score_samples(samples: Sequence[Sample], metrics: Sequence[str] | None = Non
     wanted = resolve_metrics(metrics)
     skipped: Counter[str] = Counter()
     parsed = [parse_output(s.prediction, s.prompt_opened_think) for s in samples]
-    references = [parse_output(s.reference).answer for s in samples]
+    references = [[parse_output(r).answer for r in s.references] for s in samples]
     labels = sorted({s.label for s in samples if s.label is not None and not s.choices})
     per_sample = [
         _score_one(s, p, r, wanted, labels, skipped) for s, p, r in zip(samples, parsed, references)
