@@ -15,8 +15,8 @@ def show(
     config: Path | None = typer.Argument(None, help="YAML config (omit for the defaults)."),
     set_: list[str] = typer.Option([], "--set", help="Override a key: --set train.lr=1e-4 (repeatable)."),
     describe: bool = typer.Option(False, "--describe", help="List every key with its description."),
-    preset: str | None = typer.Option(None, "--preset", help="Size preset applied under --set (see `dsft config "
-                                      "preset`)."),
+    preset: str | None = typer.Option(None, "--preset", help="Size preset applied over the file (each of its values "
+                                      "replaced is named) and under --set (see `dsft config preset`)."),
 ) -> None:
     """Print the resolved config (file + preset + overrides + defaults) as YAML, once every check has passed.
 
@@ -25,14 +25,16 @@ def show(
     would not apply are named on stderr, one line each, as `dsft train` names them.
     """
     from dsft.config import describe_config, dump_config, load_config
+    from dsft.config.loader import preset_notice
     from dsft.plan.preflight import preflight, preflight_notices
     from dsft.training.environment import Environment
 
     resolved = load_config(config, set_, preset=preset, set_flags=set_)
     env = Environment.this_machine()
     preflight(resolved, env, str(config) if config else "config", set_)
-    for notice in preflight_notices(resolved, env):  # on stderr: stdout stays the config
-        typer.echo(notice, err=True)
+    for notice in [preset_notice(config, preset, set_), *preflight_notices(resolved, env)]:
+        if notice is not None:  # on stderr: stdout stays the config
+            typer.echo(notice, err=True)
     if not describe:
         typer.echo(dump_config(resolved), nl=False)
         return

@@ -32,7 +32,8 @@ def sweep(
     resume: bool = typer.Option(False, "--resume", help="Continue a stopped sweep in --out (the command that started "
                                 "it): ended trials kept, the stopped one from its checkpoint, then the rest."),
     set_: list[str] = typer.Option([], "--set", help="Override a key for every trial (repeatable)."),
-    preset: str | None = typer.Option(None, "--preset", help="Size preset for every trial (see `dsft config preset`)."),
+    preset: str | None = typer.Option(None, "--preset", help="Size preset for every trial, over the file (each of "
+                                      "its values replaced is named) and under --set (see `dsft config preset`)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random/TPE sampler."),
 ) -> None:
     """Train one run per trial of a search space and choose the best by eval.metric on validation data."""
@@ -75,6 +76,10 @@ def sweep(
         request = SweepRequest(config, set_, preset, build_space(grid, range_), out, sampler, trials, prune,
                                launch, seed, progress=False, check=check, resume=resume)
         check_request(request)
+        from dsft.config.loader import preset_notice
+
+        if (notice := preset_notice(config, preset, [*set_, *grid, *range_])) is not None:
+            typer.echo(notice, err=True)  # the file's own values the preset replaced, in every trial
         from dsft.sweep.runner import run_sweep  # torch: only once the request and every trial config are good
 
         result = run_sweep(request)

@@ -20,8 +20,8 @@ def train(
         help="auto = newest complete checkpoint in the run directory, or a checkpoint path."
     ),
     preset: str | None = typer.Option(
-        None, "--preset", help="Size preset (7b, 13b, 34b) applied over the file and under --set; see "
-        "`dsft config preset`.",
+        None, "--preset", help="Size preset (7b, 13b, 34b) applied over the file (each of its values replaced "
+        "is named) and under --set; see `dsft config preset`.",
     ),
 ) -> None:
     """Fine-tune a model: prepare the data, train (SFT, DPO, ORPO, KTO or GRPO; LoRA, QLoRA or full), save the run."""
@@ -29,6 +29,7 @@ def train(
     from rich.console import Console
 
     from dsft.config import load_config
+    from dsft.config.loader import preset_notice
     from dsft.data.input_checks import check_inputs, skipped_file_warnings
     from dsft.data.prepared_output import check_prepared_output
     from dsft.errors import DsftError
@@ -58,6 +59,8 @@ def train(
     check_resume_steps(resume, out, cfg.train)  # a schedule the checkpoint is already past
     check_resume_layout_before_loading(resume, RunDir(out).checkpoint_root, cfg.train, env.world_size or 1,
                                        env.has_cuda())  # optimizer state this run cannot read
+    if is_main_process() and (notice := preset_notice(config, preset, set_)) is not None:
+        typer.echo(notice, err=True)  # the file's own values the preset replaced
     if not cfg.data.prepared_dir and is_main_process():  # the raw inputs are read (and prepared) by this run
         for warning in skipped_file_warnings(cfg):  # after every refusal, so one comes alone
             typer.echo(warning, err=True)  # named alone, such a file is refused

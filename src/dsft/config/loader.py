@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from dsft.config.foreign_keys import deepspeed_config_keys, foreign_key_hint, foreign_section_hint
-from dsft.config.presets import get_preset
+from dsft.config.presets import get_preset, replaced_by_preset
 from dsft.config.schema import DsftConfig, PathMark
 from dsft.config.spelling import meant_key
 from dsft.errors import ConfigError
@@ -380,6 +380,15 @@ def load_config(
         raw = apply_overrides(raw, get_preset(preset).overrides())
     raw = apply_overrides(raw, overrides or [])
     return validate_config(raw, str(path) if path else "config", set_flags)
+
+
+def preset_notice(path: str | Path | None, preset: str | None, kept: Sequence[str] = ()) -> str | None:
+    """What :func:`load_config` with this ``preset`` replaced of the config file at ``path`` (named once the config
+    loaded): see :func:`dsft.config.presets.replaced_by_preset`. ``kept``: the ``--set`` (``--grid``, ``--range``)
+    values given, whose keys neither the file nor the preset decides."""
+    if path is None or preset is None:
+        return None
+    return replaced_by_preset(read_yaml(path), get_preset(preset), kept, str(path))
 
 
 def dump_config(config: DsftConfig) -> str:

@@ -1,11 +1,14 @@
 """Size presets: starting hyper-parameters by model size, each saying where its values come from.
 
 A preset is a set of ``--set``-style overrides applied over the config file and under explicit ``--set``
-flags (``dsft train CONFIG --preset 7b --set train.lr=5e-5`` keeps the ``--set`` value).
+flags (``dsft train CONFIG --preset 7b --set train.lr=5e-5`` keeps the ``--set`` value). A value of the file
+that it replaces is named (:func:`replaced_by_preset`): the flag asked for it, but the file's value was written
+on purpose too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,3 +61,38 @@ def preset_yaml(preset: SizePreset) -> str:
         tree.setdefault(section, {})[field] = value
     header = f"# size preset {preset.name}: {preset.source}\n# {preset.note}\n"
     return header + yaml.safe_dump(tree, sort_keys=False)
+
+
+def replaced_by_preset(raw: dict[str, Any], preset: SizePreset, kept: Iterable[str], source: str) -> str | None:
+    """The notice naming each value of a config file (``raw``, read from ``source``) that ``preset`` replaces with
+    another; None when it replaces none. Keys in ``kept`` (those a ``--set`` gives, which both yield to) are left
+    out.
+
+    >>> print(replaced_by_preset({"train": {"lr": 1e-4, "micro_batch_size": 16}, "lora": {"r": 8}}, PRESETS["7b"],
+    ...                          ["lora.r"], "c.yaml"))  # doctest: +NORMALIZE_WHITESPACE
+    --preset 7b replaces what c.yaml sets: train.lr 0.0001 -> 3e-05 (a preset is applied over the config file;
+    keep the file's value with --set KEY=VALUE, or remove it from the file)
+    """
+    kept = {text.split("=", 1)[0].strip() for text in kept}
+    replaced = []
+    for key, value in preset.values.items():
+        section, field = key.split(".", 1)
+        node = raw.get(section)
+        if key in kept or not isinstance(node, dict) or field not in node:
+            continue
+        if _as_number(node[field]) != value:
+            replaced.append(f"{key} {node[field]!r} -> {value!r}")
+    if not replaced:
+        return None
+    return (f"--preset {preset.name} replaces what {source} sets: {', '.join(replaced)} (a preset is applied over the "
+            "config file; keep the file's value with --set KEY=VALUE, or remove it from the file)")
+
+
+def _as_number(value: Any) -> Any:
+    """A YAML value as ``--set`` reads it: ``1e-4`` (a string to YAML, without a dot) is the number."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
