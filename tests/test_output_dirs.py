@@ -6,7 +6,13 @@ file only with --overwrite, and a bad --out is refused before the benchmark runs
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+
+import pytest
+
+from cli_in_subprocess import run_dsft
+from dsft.errors import DsftError
 
 
 def _mine(path: Path) -> Path:
@@ -55,3 +61,54 @@ def test_bench_checks_its_report_file_before_running(tmp_path: Path, run_cli) ->
     earlier.write_text(json.dumps({"settings": {}, "systems": {}}))
     code, out, err = run_cli(["bench", "train", "--out", str(earlier), *bad_chunk])
     assert code == 2 and "--loss-chunk-size" in out + err  # an earlier report: a rerun replaces it
+
+
+LINUX_PROC = pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+
+
+def _bench_refusal(tmp_path: Path, out: str) -> tuple[int, bool, str]:
+    """(exit code, torch imported, stderr) of `dsft bench train --out OUT` in a fresh interpreter."""
+    # The smallest benchmark: where the check misses, it runs (and fails at the write) in a minute, not ten.
+    code, heavy, err = run_dsft(["bench", "train", "--out", out, "--steps", "1", "--seq-len", "64", "--compare", "seed",
+                                 "--examples-per-step", "2", "--length-scale", "0.05"], tmp_path)
+    return code, "torch" in heavy, err
+
+
+@pytest.mark.parametrize("out, said", [
+    # Run as root, os.access says /proc is writable; the report was lost after the benchmark, 'No such file'.
+    pytest.param("/proc/dsft-bench.json", "--out /proc/dsft-bench.json: its folder /proc: the directory is not "
+                 "writable (No such file or directory)", marks=LINUX_PROC, id="proc"),
+    pytest.param("/proc/new/dsft-bench.json", "its folder /proc/new: cannot create the directory (/proc is not "
+                 "writable: No such file or directory)", marks=LINUX_PROC, id="folder-under-proc"),
+    pytest.param("{tmp}/taken/b.json", "its folder {tmp}/taken: exists and is not a directory", id="under-a-file"),
+    pytest.param("{tmp}/taken/sub/b.json", "cannot create the directory ({tmp}/taken is not a directory)",
+                 id="folder-under-a-file"),
+    pytest.param("{tmp}", "--out {tmp}: is a directory; name the report file", id="a-directory"),
+])
+def test_bench_refuses_a_report_it_cannot_write_before_torch(tmp_path: Path, out: str, said: str) -> None:
+    (tmp_path / "taken").write_text("a file\n")
+    code, torch_loaded, err = _bench_refusal(tmp_path, out.format(tmp=tmp_path))
+    assert code == 2 and said.format(tmp=tmp_path) in err and "Traceback" not in err, err
+    assert not torch_loaded, "refused after torch was imported: the benchmark had begun"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a mode-555 folder (creating there succeeds)")
+def test_bench_refuses_a_read_only_folder_before_torch(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    try:
+        code, torch_loaded, err = _bench_refusal(tmp_path, str(locked / "b.json"))
+    finally:
+        locked.chmod(0o755)
+    assert code == 2 and f"its folder {locked}: the directory is not writable" in err and not torch_loaded, err
+
+
+@LINUX_PROC
+def test_an_output_folder_is_tried_not_only_asked(tmp_path: Path) -> None:
+    """What every command's --out check answers: /proc refused (as root too), a writable folder left as it was."""
+    from dsft.disk import check_output_dir, creation_refused
+
+    assert creation_refused(Path("/proc")) is not None
+    with pytest.raises(DsftError, match="--out /proc/run: cannot create the directory"):
+        check_output_dir(Path("/proc/run"))
+    assert creation_refused(tmp_path) is None and list(tmp_path.iterdir()) == []

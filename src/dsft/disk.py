@@ -28,6 +28,7 @@ import contextlib
 import errno
 import os
 import shutil
+import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from typing import IO
@@ -67,9 +68,28 @@ def check_output_dir(path: Path, flag: str = "--out") -> None:
         existing = existing.parent
     if not existing.is_dir():
         raise DsftError(f"{flag} {path}: cannot create the directory ({existing} is not a directory)")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise DsftError(f"{flag} {path}: " + ("the directory is not writable" if existing == path
-                                              else f"cannot create the directory ({existing} is not writable)"))
+    if (refusal := creation_refused(existing)) is not None:
+        raise DsftError(f"{flag} {path}: " + (f"the directory is not writable ({refusal})" if existing == path
+                                              else f"cannot create the directory ({existing} is not writable: "
+                                                   f"{refusal})"))
+
+
+WRITE_CHECK_PREFIX = ".dsft-write-check-"
+
+
+def creation_refused(directory: Path) -> str | None:
+    """Why nothing can be created in existing ``directory`` (the error's text), else None. Tried, not asked:
+    ``os.access`` says yes to root everywhere, /proc and /sys included, where creating still fails, so a command
+    run as root went on to its work (a benchmark, minutes) and failed only when it wrote. The entry made to find
+    out is removed at once."""
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return "permission denied"
+    try:
+        made = tempfile.mkdtemp(prefix=WRITE_CHECK_PREFIX, dir=directory)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    os.rmdir(made)
+    return None
 
 
 def check_fresh_output_dir(path: Path, overwrite: bool, flag: str = "--out", rerun_markers: tuple[str, ...] = ()) -> None:

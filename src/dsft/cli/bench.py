@@ -142,7 +142,7 @@ def check_report_file(out: Path, overwrite: bool) -> None:
 
     if out.is_dir():
         raise DsftError(f"--out {out}: is a directory; name the report file, e.g. {out / 'bench.json'}")
-    check_output_dir(out.parent, "--out")
+    check_output_dir(out.parent, f"--out {out}: its folder")  # tried, not only os.access: root writes no /proc/x.json
     if not out.exists() or overwrite:
         return
     if _earlier_report(out) is None:
