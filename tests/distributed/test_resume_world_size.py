@@ -198,3 +198,124 @@ def test_a_conversion_of_a_checkpoint_saved_again_since_is_not_reused(
     optim.write_bytes(b"saved again")
     universal_checkpoint(checkpoint, root)
     assert len(read) == 2
+
+
+# remove_universal_checkpoints: called by a run that read a conversion once its Trainer has started (every process
+# read it), and at the start of one that does not read it (a stopped resume's leftover). It removes only
+# checkpoints/.universal/: the checkpoints it mirrors (linked, maybe another run's) and everything else stay.
+
+
+def _files(top: Path) -> dict[str, bytes]:
+    """Every file under ``top`` (links not followed) and its bytes: what must be left as it was."""
+    return {str(p.relative_to(top)): p.read_bytes() for p in sorted(top.rglob("*")) if p.is_file() and
+            not p.is_symlink()}
+
+
+def _converted(run: Path, checkpoint: Path) -> Path:
+    """``run``'s checkpoints/.universal/ holding the conversion of ``checkpoint``, as a stopped resume leaves it."""
+    from dsft.training.resume_layout import universal_checkpoint
+
+    universal = universal_checkpoint(checkpoint, run / "checkpoints")
+    assert (universal / "latest").is_symlink() and (universal / "global_step5_universal").is_dir()
+    return universal.parent
+
+
+def test_the_conversion_is_removed_and_the_checkpoints_it_mirrors_stay(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from dsft.training.resume_layout import remove_universal_checkpoints
+
+    _fake_conversion(monkeypatch)
+    run = tmp_path / "run"
+    checkpoint = _checkpoint(run / "checkpoints", ranks=2)
+    (run / "run.json").write_text("{}")
+    universal = _converted(run, checkpoint)
+    kept = _files(run / "checkpoints" / "checkpoint-5")
+    remove_universal_checkpoints(run / "checkpoints")
+    assert not universal.exists() and not universal.is_symlink()
+    assert _files(run / "checkpoints" / "checkpoint-5") == kept and (run / "run.json").is_file()
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["checkpoint-5"]
+
+
+def test_a_conversion_of_another_runs_checkpoint_is_removed_without_following_its_links(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--resume ../run-a/checkpoints/checkpoint-5: the mirror's links point into run-a, which must stay whole."""
+    from dsft.training.resume_layout import remove_universal_checkpoints
+
+    _fake_conversion(monkeypatch)
+    other = _checkpoint(tmp_path / "run-a" / "checkpoints", ranks=2)
+    before = _files(tmp_path / "run-a")
+    universal = _converted(tmp_path / "run-b", other)
+    remove_universal_checkpoints(tmp_path / "run-b" / "checkpoints")
+    assert not universal.exists() and _files(tmp_path / "run-a") == before
+
+
+def test_a_mirror_whose_checkpoint_is_gone_is_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checkpoint was deleted after the conversion: every link of the mirror points nowhere."""
+    import shutil
+
+    from dsft.training.resume_layout import remove_universal_checkpoints
+
+    _fake_conversion(monkeypatch)
+    run = tmp_path / "run"
+    checkpoint = _checkpoint(run / "checkpoints", ranks=2)
+    universal = _converted(run, checkpoint)
+    shutil.rmtree(checkpoint)
+    assert not (universal / "checkpoint-5" / "latest").exists()  # dangling
+    remove_universal_checkpoints(run / "checkpoints")
+    assert not universal.exists() and not universal.is_symlink()
+
+
+@pytest.mark.parametrize("target", ["elsewhere", "nowhere"])
+def test_a_universal_folder_that_is_a_link_is_unlinked_and_what_it_names_stays(tmp_path: Path, target: str) -> None:
+    """checkpoints/.universal a symbolic link (to a scratch disk, or to nothing any more): the link goes, nothing
+    outside the run directory is removed."""
+    from dsft.training.resume_layout import remove_universal_checkpoints
+
+    elsewhere = tmp_path / "scratch"
+    (elsewhere / "checkpoint-5").mkdir(parents=True)
+    (elsewhere / "checkpoint-5" / "mine.txt").write_text("not the run's")
+    root = tmp_path / "run" / "checkpoints"
+    root.mkdir(parents=True)
+    (root / UNIVERSAL_DIR).symlink_to(elsewhere if target == "elsewhere" else tmp_path / "gone")
+    remove_universal_checkpoints(root)
+    assert not (root / UNIVERSAL_DIR).is_symlink() and not (root / UNIVERSAL_DIR).exists()
+    assert (elsewhere / "checkpoint-5" / "mine.txt").read_text() == "not the run's"
+
+
+def test_nothing_to_remove_is_no_error(tmp_path: Path) -> None:
+    from dsft.training.resume_layout import remove_universal_checkpoints
+
+    remove_universal_checkpoints(tmp_path / "no-run" / "checkpoints")
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    remove_universal_checkpoints(tmp_path / "run" / "checkpoints")
+    assert list((tmp_path / "run" / "checkpoints").iterdir()) == []
+
+
+def test_a_universal_folder_linked_to_nothing_does_not_stop_the_conversion(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """It was refused as 'File exists' by the mkdir of the conversion, so the resume could not start."""
+    read = _fake_conversion(monkeypatch)
+    run = tmp_path / "run"
+    checkpoint = _checkpoint(run / "checkpoints", ranks=2)
+    (run / "checkpoints" / UNIVERSAL_DIR).symlink_to(tmp_path / "gone")
+    universal = _converted(run, checkpoint)
+    assert universal.is_dir() and not universal.is_symlink() and len(read) == 1
+
+
+def test_a_conversion_that_cannot_be_removed_is_said(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """ignore_errors hid it: the fp32 copy of the optimizer state stayed on disk without a word."""
+    import shutil
+
+    from dsft.training import resume_layout
+
+    universal = tmp_path / "run" / "checkpoints" / UNIVERSAL_DIR
+    (universal / "checkpoint-5").mkdir(parents=True)
+
+    def refused(path: object, *args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(shutil, "rmtree", refused)
+    with caplog.at_level("WARNING", logger="dsft"):
+        resume_layout.remove_universal_checkpoints(universal.parent)
+    assert f"could not remove {universal}" in caplog.text and "Permission denied" in caplog.text

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from dsft.config import load_config
 from dsft.errors import DsftError
+from dsft.training.resume_layout import UNIVERSAL_DIR
 from dsft.training.run import run_training
 
 from tiny_runs import CHECKPOINT_FILES, make_cfg, trainable_snapshot, write_data
@@ -69,8 +70,15 @@ def test_stop_and_resume_equals_uninterrupted(tmp_path: Path, tiny_model_dir, me
     assert stopped.global_step == 5
     with pytest.raises(DsftError, match="--resume auto"):
         run_training(cfg, tmp_path / "resumed", progress=False)
+    # A conversion an earlier resume (stopped before it ended) left beside the checkpoints, mirroring checkpoint-4:
+    # this resume reads none, so it goes, and the checkpoint it links to stays whole.
+    leftover = tmp_path / "resumed" / "checkpoints" / UNIVERSAL_DIR / "checkpoint-4"
+    leftover.mkdir(parents=True)
+    (leftover / "trainer_state.json").symlink_to(leftover.parents[1] / "checkpoint-4" / "trainer_state.json")
+    (leftover / "global_step4_universal").mkdir()
     resumed = run_training(cfg, tmp_path / "resumed", resume="auto", progress=False)
     assert resumed.global_step == 8
+    assert not leftover.parent.exists() and (leftover.parents[1] / "checkpoint-4" / "trainer_state.json").is_file()
     info = json.loads((tmp_path / "resumed" / "run.json").read_text())
     assert info["resumed_from"].endswith("checkpoint-4")
     a, b = trainable_snapshot(straight.final_dir), trainable_snapshot(resumed.final_dir)

@@ -142,6 +142,9 @@ def universal_checkpoint(checkpoint: Path, checkpoint_root: Path) -> Path:
     state = deepspeed_state(checkpoint)
     assert state is not None, "check_resume_layout said it holds DeepSpeed state"
     target = checkpoint_root / UNIVERSAL_DIR / checkpoint.name
+    if target.parent.is_symlink() and not target.parent.is_dir():  # a link to nothing: mkdir said 'File exists'
+        with contextlib.suppress(FileNotFoundError):  # every process gets here; one unlinks it
+            target.parent.unlink()
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target.with_name(target.name + ".lock"))):
         done = target / _COMPLETE
@@ -188,5 +191,17 @@ def load_universal(trainer: object) -> None:
 
 
 def remove_universal_checkpoints(checkpoint_root: Path) -> None:
-    """Remove the conversions :func:`universal_checkpoint` made (the run that read them has ended)."""
-    shutil.rmtree(checkpoint_root / UNIVERSAL_DIR, ignore_errors=True)
+    """Remove the conversions :func:`universal_checkpoint` made, ``checkpoint_root/.universal`` and nothing else:
+    called once every process of a run that read one has started from it, and by a run that reads none (what a
+    stopped resume left). The links that mirror a checkpoint (maybe another run's) are removed, never followed; a
+    ``.universal`` that is itself a link (to a scratch disk, or to nothing any more) is unlinked and what it names
+    left alone, outside the run directory. What cannot be removed is said, not raised: the run's work is done."""
+    universal = checkpoint_root / UNIVERSAL_DIR
+    try:
+        if universal.is_symlink():  # rmtree refuses a link, and ignore_errors had hidden that it stayed
+            universal.unlink()
+        elif universal.is_dir():
+            shutil.rmtree(universal)
+    except OSError as exc:
+        log.warning("could not remove %s (%s); it holds the fp32 copy of a checkpoint's optimizer state DeepSpeed "
+                    "resumed from, which nothing reads any more: remove it by hand", universal, exc)
