@@ -10,6 +10,7 @@ import logging
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -173,3 +174,129 @@ def test_one_broken_record_costs_itself_only_at_no_indentation(tmp_path: Path) -
             result = ingest([str(path)])
             assert (result.read, len(result.rejections)) == (5, 1), (shape, damage)
             assert [c.messages[0].content for c in result.conversations] == ["q1", "q2", "q4", "q5"], (shape, damage)
+
+
+WRAPPERS = {  # an object holding the records under "data", other keys before and after the array
+    "a key after": lambda items: {"data": items, "version": 1},
+    "a key before": lambda items: {"version": 1, "data": items},
+    "nested keys before and after": lambda items: {"meta": {"name": "qa", "tags": ["x", "y"], "source": {"n": [1]}},
+                                                   "data": items, "count": len(items)},
+    "objects in a list after": lambda items: {"data": items, "splits": [{"name": "train", "records": len(items)}]},
+}
+WRAPPER_LAYOUTS = {
+    "indent 2": lambda value: json.dumps(value, indent=2),
+    "tabs": lambda value: json.dumps(value, indent="\t"),
+    "Windows line breaks": lambda value: json.dumps(value, indent=2).replace("\n", "\r\n"),
+    "no indentation": lambda value: json.dumps(value, indent=0),
+}
+
+
+def _without_brace_of(text: str, number: int) -> str:
+    return _without(text, text.index("}", text.index(f'"a{number}"')))
+
+
+WRAPPER_DAMAGE = {  # (record broken, how)
+    "a comma after record 2's last field": (2, lambda text: text.replace('"a2"', '"a2",', 1)),
+    "record 2 lost a comma": (2, lambda text: text.replace('"q2",', '"q2"', 1)),
+    "record 2 lost its closing brace": (2, lambda text: _without_brace_of(text, 2)),
+    "record 5 (the last) lost a quote": (5, lambda text: text.replace('"a5"', '"a5', 1)),
+    "a comma after record 5's last field": (5, lambda text: text.replace('"a5"', '"a5",', 1)),
+}
+
+
+def _read(path: Path) -> tuple[int, list[str], list[tuple]]:
+    """Records read, where each rejected one is, and each kept one's message texts and metadata."""
+    result = ingest([str(path)])
+    return result.read, [r.where for r in result.rejections], [
+        ([m.content for m in c.messages], {k: v for k, v in c.meta.items() if k != "origin"})
+        for c in result.conversations]
+
+
+def test_one_broken_record_costs_itself_only_whatever_keys_wrap_the_array(tmp_path: Path) -> None:
+    """With a key after the array ({"data": [...], "version": 1}) the last record's text ran on to the end of the
+    file, so an intact last record was rejected ('Extra data'); with a key before it the file was not taken for an
+    array at all: one reject for the whole file. Now the damaged file reads as the intact one does, less the broken
+    record, rejected at the line it begins on."""
+    items = [{"instruction": f"q{i}", "output": f"a{i}", "id": i} for i in range(1, 6)]
+    for wrapper, wrap in WRAPPERS.items():
+        for layout, render in WRAPPER_LAYOUTS.items():
+            text = render(wrap(items))
+            intact = tmp_path / "intact.json"
+            intact.write_bytes(text.encode("utf-8"))
+            _, _, whole = _read(intact)
+            assert len(whole) == 5, (wrapper, layout)
+            for damage, (victim, breaks) in WRAPPER_DAMAGE.items():
+                case = (wrapper, layout, damage)
+                path = tmp_path / "damaged.json"
+                path.write_bytes(breaks(text).encode("utf-8"))
+                with pytest.raises(json.JSONDecodeError):
+                    json.loads(path.read_text(encoding="utf-8"))
+                line = text.count("\n", 0, text.rindex("{", 0, text.index(f'"q{victim}"'))) + 1
+                read, rejected, kept = _read(path)
+                assert (read, rejected) == (5, [f"{path} item {victim} (line {line})"]), case
+                assert kept == whole[:victim - 1] + whole[victim:], case
+
+
+def test_a_damaged_pandas_table_is_read_record_by_record_without_its_index(tmp_path: Path) -> None:
+    """df.to_json(orient='table', indent=2) puts its schema before the records: one broken record made the whole file
+    one reject. Now it costs that record, and pandas' row index is dropped as from the intact file."""
+    import pandas as pd
+
+    items = [{"instruction": f"q{i}", "output": f"a{i}"} for i in range(1, 6)]
+    text = pd.DataFrame(items).to_json(orient="table", indent=2)
+    (tmp_path / "intact.json").write_text(text, encoding="utf-8")
+    _, _, whole = _read(tmp_path / "intact.json")
+    path = tmp_path / "table.json"
+    path.write_text(text.replace('"q3",', '"q3"', 1), encoding="utf-8")
+    read, rejected, kept = _read(path)
+    line = text.count("\n", 0, text.rindex("{", 0, text.index('"q3"'))) + 1
+    assert (read, rejected) == (5, [f"{path} item 3 (line {line})"])
+    assert kept == whole[:2] + whole[3:] and all(meta == {} for _, meta in kept)
+
+
+def test_records_one_after_another_with_a_list_under_data_are_no_wrapper(tmp_path: Path) -> None:
+    """Records pretty-printed one after another, each with a list under "data", were taken for a {"data": [...]}
+    wrapper: the first record's list items were read as the records (two integers, both rejected) and the three
+    records lost. A wrapper is alone in its file: each record is read, under a .json or a .jsonl name, and a broken
+    one costs itself."""
+    items = [{"data": [1, 2], "instruction": f"q{i}", "output": f"a{i}"} for i in range(1, 4)]
+    text = "".join(json.dumps(r, indent=2) + "\n" for r in items)
+    for name in ("objects.json", "objects.jsonl"):
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        read, rejected, kept = _read(path)
+        assert (read, rejected, [m[0] for m, _ in kept]) == (3, [], ["q1", "q2", "q3"]), name
+        path.write_text(text.replace('"q2",', '"q2"', 1), encoding="utf-8")
+        read, rejected, kept = _read(path)
+        line = text.count("\n", 0, text.rindex("{", 0, text.index('"q2"'))) + 1
+        assert (read, rejected, [m[0] for m, _ in kept]) == (3, [f"{path}:{line}"], ["q1", "q3"]), name
+
+
+def test_a_wrapper_with_keys_before_its_records_is_read_under_a_jsonl_name(tmp_path: Path) -> None:
+    """{"version": 1, "data": [...]} pretty-printed under a .jsonl name was read as one object, rejected as 'unknown
+    format (keys: data, version)'; {"data": [...], "version": 1} was read as its records. Both are now."""
+    items = [{"instruction": f"q{i}", "output": f"a{i}"} for i in range(1, 4)]
+    for number, value in enumerate(({"version": 1, "data": items}, {"meta": {"n": 3}, "data": items, "count": 3})):
+        path = tmp_path / f"{number}.jsonl"
+        path.write_text(json.dumps(value, indent=2), encoding="utf-8")
+        read, rejected, kept = _read(path)
+        assert (read, rejected, [m[0] for m, _ in kept]) == (3, [], ["q1", "q2", "q3"]), value
+
+
+def test_dsft_data_prepare_keeps_every_intact_record_of_a_wrapper_with_a_key_after_its_array(tmp_path: Path,
+                                                                                              run_cli) -> None:
+    """The reviewer's case: json.dumps({"data": records, "version": 1}, indent=2), record 2 given a trailing comma.
+    dsft data prepare rejected 2 of 5 (record 2, and record 5 as 'Extra data'); now record 2 alone, named by its
+    file and line, and the report's accounting adds up."""
+    items = [{"instruction": f"q{i}", "output": f"a{i}"} for i in range(1, 6)]
+    text = json.dumps({"data": items, "version": 1}, indent=2)
+    data, out = tmp_path / "qa.json", tmp_path / "prepared"
+    data.write_text(text.replace('"a2"', '"a2",', 1), encoding="utf-8")
+    code, _, err = run_cli(["data", "prepare", str(data), "--out", str(out), "--tokenizer", "deepseek",
+                            "--set", "data.val_ratio=0"])
+    assert code == 0, err
+    report = json.loads((out / "data_report.json").read_text(encoding="utf-8"))
+    assert (report["read"], report["rejected"], report["kept"]) == (5, 1, 4)
+    assert report["read"] == report["kept"] + report["rejected"] + sum(report["removed"].values())
+    rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [row["where"] for row in rejects] == [f"{data} item 2 (line 7)"]

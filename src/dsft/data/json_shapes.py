@@ -22,7 +22,7 @@ from typing import Any
 
 from dsft.data.json_keys import KeyCheckingDecoder, keys_named_twice, named_twice_reason
 from dsft.data.json_splitting import (
-    ARRAY_START,
+    array_start,
     next_record_start,
     record_starts,
     split_json_array,
@@ -78,25 +78,29 @@ def read_jsonl(path: Path) -> Iterator[RawRecord]:
                 yield _parse_json_line(raw.rstrip(b"\r\n"), source, number, decoder)
 
 
+_HEAD_BYTES = 1 << 20  # what is read to see whether a .jsonl file's first record spans several lines, or opens an array
+
+
 def _holds_one_json_document(path: Path) -> bool:
     """Whether a ``.jsonl`` file is one JSON array (or ``{"data": [...]}``) spread over lines, as an editor or
     ``json.dump(..., indent=1)`` writes it: its first non-blank line does not parse alone, and the file opens as an
-    array does; or on its one line, as ``json.dump(records, f)`` writes it (read line by line, that line was one
-    record that is 'a list'). Reading it line by line would reject every line; datasets' json loader reads it whole.
+    array does (:func:`~dsft.data.json_splitting.array_start`; keys before ``"data"`` where its ``[`` ends a line);
+    or on its one line, as ``json.dump(records, f)`` writes it (read line by line, that line was one record that is
+    'a list'). Reading it line by line would reject every line; datasets' json loader reads it whole.
     """
     with open(path, "rb") as handle:
         first = next((line for line in handle if line.strip()), b"").removeprefix(b"\xef\xbb\xbf")
-        rest = handle.read(256)
+        rest = handle.read(_HEAD_BYTES)
     try:
         value = json.loads(first)
     except (ValueError, RecursionError):
-        return ARRAY_START.match((first + rest).decode("utf-8", errors="replace")) is not None
+        head = (first + rest).decode("utf-8", errors="replace")
+        opened = array_start(head)
+        # Keys before "data": pretty-printed, its '[' ending a line (not a broken line of JSON lines holding a list).
+        return opened is not None and (not opened[1] or head[opened[0]:].lstrip(" \t").startswith(("\n", "\r")))
     records = value.get("data") if isinstance(value, dict) else value
     return (not rest.strip() and isinstance(records, list) and bool(records)
             and all(isinstance(record, dict) for record in records))
-
-
-_HEAD_BYTES = 1 << 20  # what is read to see whether a .jsonl file's first record spans several lines
 
 
 def _opens_with_an_object_over_lines(path: Path) -> bool:
@@ -219,8 +223,7 @@ def read_json(path: Path) -> Iterator[RawRecord]:
         return
     items = value["data"] if wrapped else value if isinstance(value, list) else [value]
     if index := table_index_fields(value):  # to_json(orient="table"): its records hold pandas' row index
-        said = " and ".join(repr(field) for field in index)
-        say_index_dropped(source, f"field{'s' if len(index) > 1 else ''} {said}", "DataFrame.to_json(orient='table')")
+        _say_table_index(source, index)
         items = [{k: v for k, v in item.items() if k not in index} if isinstance(item, dict) else item for item in items]
     # The source text of the items that name a key twice, for rejects.jsonl (found again only where there are some).
     texts = (split_json_array(text) if wrapped or isinstance(value, list) else [text]) if decoder.twice else None
@@ -231,6 +234,11 @@ def read_json(path: Path) -> Iterator[RawRecord]:
             yield unparsed(source, f"item {number}", named_twice_reason(twice), raw)
         else:
             yield RawRecord(source, f"item {number}", data=item)
+
+
+def _say_table_index(source: str, index: list[str]) -> None:
+    said = " and ".join(repr(field) for field in index)
+    say_index_dropped(source, f"field{'s' if len(index) > 1 else ''} {said}", "DataFrame.to_json(orient='table')")
 
 
 _PANDAS_SHAPES = {"columns": "a table by column, {column: {row: value}}", "index": "a table by row, {row: {column: value}}",
@@ -282,9 +290,13 @@ def _looks_like_json_lines(text: str) -> bool:
 
 def _recover_json(path: Path, text: str, exc: json.JSONDecodeError) -> Iterator[RawRecord]:
     """Records of a ``.json`` file that does not parse whole (see :func:`read_json`)."""
-    source = str(path)
-    array = ARRAY_START.match(text) is not None
-    over_lines = "\n" in text.strip() and record_starts(text, len(text) - len(text.lstrip()))
+    source, lead = str(path), len(text) - len(text.lstrip())
+    starts = record_starts(text, lead) if "\n" in text.strip() else []
+    opened = array_start(text)
+    # An object holding the records under "data" is alone in its file; records pretty-printed one after another
+    # (another opens where the first one's brackets are closed) may each have a list under "data".
+    array = opened is not None and (opened[1] is None or next_record_start(text, lead, starts) == len(text))
+    over_lines = bool(starts)
     if not array and over_lines and not _looks_like_json_lines(text):
         # Records pretty-printed one after another under a .json name (each line of them alone is no JSON).
         yield from read_objects_over_lines(path)
@@ -293,7 +305,7 @@ def _recover_json(path: Path, text: str, exc: json.JSONDecodeError) -> Iterator[
         # Many datasets ship JSON lines under a .json name; read them as such.
         yield from read_jsonl(path)
         return
-    items = split_json_array_at(text)
+    items = split_json_array_at(text) if array else None
     if not items:  # not an array, or a damaged one with nothing in it
         slip = json_slip(exc)
         yield RawRecord(source, "item 1", error=f"malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
@@ -301,12 +313,18 @@ def _recover_json(path: Path, text: str, exc: json.JSONDecodeError) -> Iterator[
                                                 "records, so it counts as one")
         return
     decoder, lines, rejected = KeyCheckingDecoder(), "\n" in text.strip(), False
+    header = opened[1] if opened else None  # the keys before "data": a damaged to_json(orient="table")'s schema
+    index = table_index_fields({**header, "data": []}) if header else []
+    if index:
+        _say_table_index(source, index)
     for number, (offset, item) in enumerate(items, start=1):
         # Over several lines, a rejected item says the line it begins on.
         location = f"item {number}"
         where = f"{location} (line {text.count(chr(10), 0, offset + len(item) - len(item.lstrip())) + 1})" if lines else location
         try:
             value = decoder.decode(item)
+            if index and isinstance(value, dict):
+                value = {key: field for key, field in value.items() if key not in index}
             yield (unparsed(source, where, named_twice_reason(decoder.twice), item.strip()) if decoder.twice
                    else RawRecord(source, location, data=value))
         except json.JSONDecodeError as item_exc:

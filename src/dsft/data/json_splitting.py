@@ -14,9 +14,53 @@ the next record begins.
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
-ARRAY_START = re.compile(r'\s*(\{\s*"data"\s*:\s*)?\[')
+_KEY = re.compile(r'\s*(?=")')  # the whitespace before a key
+_COLON = re.compile(r"\s*:\s*")
+_COMMA = re.compile(r"\s*,")
+_INDENT = re.compile(r"[ \t]*")
+_CLOSING = re.compile(r"[\s,]*\]")  # what may close an array after its last item
+
+
+def array_start(text: str) -> tuple[int, dict[str, Any] | None] | None:
+    """Where the array of records in ``text`` opens (the offset just after its ``[``), and, for an object holding
+    it under ``"data"`` (``{"data": [...]}``, whatever keys come before or after it), the keys that object gives
+    before it, decoded (None for an array alone); None when ``text`` opens as neither, or a key before the array is
+    broken. Keys after the array are not looked at, so a damaged array may have them.
+
+    >>> array_start('[{"a": 1}')
+    (1, None)
+    >>> array_start('{"meta": {"n": [1]}, "version": 2, "data": [{"a": 1}, oops], "count": 2}')
+    (44, {'meta': {'n': [1]}, 'version': 2})
+    >>> [array_start(text) for text in ('{"data": 3, "text": "x"}', '{"a": 1 "data": []}', '"data"')]
+    [None, None, None]
+    """
+    index = len(text) - len(text.lstrip())
+    if text.startswith("[", index):
+        return index + 1, None
+    if not text.startswith("{", index):
+        return None
+    decoder, header = json.JSONDecoder(), {}
+    opened = index + 1
+    while (key := _KEY.match(text, opened)) is not None:
+        try:
+            name, index = decoder.raw_decode(text, key.end())
+            colon = _COLON.match(text, index)
+            if colon is None:
+                return None
+            if name == "data" and text.startswith("[", colon.end()):
+                return colon.end() + 1, header
+            header[name], index = decoder.raw_decode(text, colon.end())
+        except (ValueError, RecursionError):
+            return None
+        comma = _COMMA.match(text, index)
+        if comma is None:
+            return None
+        opened = comma.end()
+    return None
 
 
 def record_starts(text: str, first: int) -> list[int]:
@@ -104,18 +148,22 @@ def split_json_array(text: str) -> list[str] | None:
 
 def split_json_array_at(text: str) -> list[tuple[int, str]] | None:
     """:func:`split_json_array`'s items, each with the offset in ``text`` where it starts."""
-    opened = ARRAY_START.match(text)
+    opened = array_start(text)
     if opened is None:
         return None
-    first = opened.end() + len(text[opened.end():]) - len(text[opened.end():].lstrip())
+    after = opened[0]
+    first = after + len(text[after:]) - len(text[after:].lstrip())
     # Items at no indentation (json.dumps(indent=0)) are told from objects nested in them only by nesting: below.
     unindented = text[first - 1:first] == "\n"
     found = [] if unindented else record_starts(text, first)
+    closed = _closing_bracket(text, after, first) if found else None
+    if closed is not None:  # objects under keys after the array ({"data": [...], "splits": [{...}]}) are no records
+        found = [start for start in found if start < closed]
     if found and text[first:text.find("\n", first)].strip() == "{":  # each item over lines of its own
-        return _pretty_items(text, found, wrapped=opened.group(1) is not None)
+        return _pretty_items(text, found, closed, wrapped=opened[1] is not None)
     starts = set(found[1:])
     items: list[tuple[int, str]] = []
-    depth, in_string, escaped, start = 0, False, False, opened.end()
+    depth, in_string, escaped, start = 0, False, False, after
     for index in range(start, len(text)):
         char = text[index]
         if index in starts or (unindented and depth == 1 and not in_string and _opens_item_after_lost_brace(text, index)):
@@ -147,24 +195,59 @@ def split_json_array_at(text: str) -> list[tuple[int, str]] | None:
     return [(offset, item) for offset, item in items if item.strip()]
 
 
-def _pretty_items(text: str, starts: list[int], wrapped: bool) -> list[tuple[int, str]]:
+def _closing_bracket(text: str, after: int, first: int) -> int | None:
+    """The offset of the ``]`` that closes a pretty-printed array opened just before ``after``, its first item at
+    ``first``: the first line after it that opens with ``]`` at the indentation of the line holding the ``[`` (an
+    item's lines are indented deeper); None where there is none (a truncated file, or the ``]`` is on an item's line).
+
+    >>> text = '{\\n  "data": [\\n    {\\n      "a": [\\n  1\\n      ]\\n    }\\n  ],\\n  "count": 1\\n}\\n'
+    >>> closed = _closing_bracket(text, text.index("[") + 1, text.index("{", 1)); closed, text[closed:closed + 2]
+    (53, '],')
+    """
+    line = text.rfind("\n", 0, after) + 1
+    indent = _INDENT.match(text, line).group()
+    closing = re.compile(rf"\n{re.escape(indent)}\]").search(text, first)
+    return None if closing is None else closing.end() - 1
+
+
+def _pretty_items(text: str, starts: list[int], closed: int | None, wrapped: bool) -> list[tuple[int, str]]:
     """The items of a pretty-printed array (its first item's ``{`` alone on its line): each from where it begins
     (``starts``, :func:`record_starts`) to where the next does, less the commas between them (one, or more where a
-    comma was doubled: ``},\\n  ,\\n  {``); the last to the array's closing ``]``, or to the end of a truncated
+    comma was doubled: ``},\\n  ,\\n  {``); the last to the array's closing ``]`` (``closed``,
+    :func:`_closing_bracket`, whatever keys follow the array), else to where the last item decodes to if a ``]``
+    follows it, else to the ``]`` that ends the file (less a wrapping object's ``}``), or to the end of a truncated
     file. Neither brackets nor commas inside are looked at, so a broken item (a lost brace, a stray ``]``, an
     unclosed string) is one item however it broke.
 
-    >>> _pretty_items('[\\n  {\\n    "a": ]\\n  },\\n  {\\n    "b": 2\\n  }\\n]\\n', [4, 24], wrapped=False)
+    >>> _pretty_items('[\\n  {\\n    "a": ]\\n  },\\n  {\\n    "b": 2\\n  }\\n]\\n', [4, 24], closed=41, wrapped=False)
     [(4, '{\\n    "a": ]\\n  }'), (24, '{\\n    "b": 2\\n  }')]
-    >>> _pretty_items('[\\n  {\\n    "a": 1\\n  },\\n  ,\\n  {\\n    "b": 2\\n  }\\n]', [4, 28], wrapped=False)
+    >>> _pretty_items('[\\n  {\\n    "a": 1\\n  },\\n  ,\\n  {\\n    "b": 2\\n  }\\n]', [4, 28], closed=45, wrapped=False)
     [(4, '{\\n    "a": 1\\n  }'), (28, '{\\n    "b": 2\\n  }')]
+    >>> _pretty_items('{"data": [\\n  {\\n    "a": 1,\\n  },\\n  {\\n    "b": 2\\n  }], "count": 2}', [13, 34],
+    ...               closed=None, wrapped=True)
+    [(13, '{\\n    "a": 1,\\n  }'), (34, '{\\n    "b": 2\\n  }')]
     """
+    end = closed if closed is not None else _end_of_last_item(text, starts[-1], wrapped)
+    bounds = zip(starts, [*starts[1:], end])
+    return [(start, text[start:stop].rstrip(_SEPARATORS)) for start, stop in bounds]
+
+
+def _end_of_last_item(text: str, last: int, wrapped: bool) -> int:
+    """Where the text of a pretty-printed array's last item (at ``last``) ends when the array's ``]`` was not found
+    on a line of its own (:func:`_closing_bracket`): at the ``]`` after the item, where the item decodes and one
+    follows it; else at the ``]`` that ends the file, less a wrapping object's ``}``; else (a truncated file) at
+    the end."""
+    try:
+        _, stop = json.JSONDecoder().raw_decode(text, last)
+    except (ValueError, RecursionError):
+        pass
+    else:
+        if (closing := _CLOSING.match(text, stop)) is not None:
+            return closing.end() - 1
     tail = text.rstrip()
     if wrapped and tail.endswith("}"):
         tail = tail[:-1].rstrip()
-    end = len(tail) - 1 if tail.endswith("]") else len(text)
-    bounds = zip(starts, [*starts[1:], end])
-    return [(start, text[start:stop].rstrip(_SEPARATORS)) for start, stop in bounds]
+    return len(tail) - 1 if tail.endswith("]") else len(text)
 
 
 _SEPARATORS = ", \t\r\n"  # what may lie between two items: JSON's whitespace and the comma, doubled by a slip
