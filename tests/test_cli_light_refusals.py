@@ -1010,6 +1010,11 @@ BENCH_CASES = [
      "--examples-per-step 8 --micro-batch-size 10000: 1,000,000 synthetic conversations ((steps + 2) x "
      "examples-per-step x micro-batch-size x 1.25), more than the 50,000 a benchmark holds in memory; set "
      "--micro-batch-size to at most 500"),
+    # A length scale that is no number of times ended in a traceback rounding the lengths (nan, inf, 1e999) after
+    # torch had loaded; 0 and below ran the benchmark on one-token conversations.
+    ("length-scale-nan", ["--length-scale", "nan"], "bench --length-scale nan: must be a finite number > 0"),
+    ("length-scale-inf", ["--length-scale", "1e999"], "bench --length-scale inf: must be a finite number > 0"),
+    ("length-scale-zero", ["--length-scale", "0"], "bench --length-scale 0.0: must be a finite number > 0"),
 ]
 
 

@@ -103,7 +103,7 @@ def train(
     systems = parse_systems(compare)
     check_bench_settings(steps=steps, seq_len=seq_len, examples_per_step=examples_per_step,
                          micro_batch_size=micro_batch_size, compare=systems, dsft_options=tuple(dsft_option),
-                         lengths=lengths, loss_dtype=loss_dtype, precision=precision)
+                         lengths=lengths, loss_dtype=loss_dtype, precision=precision, length_scale=length_scale)
     chunk: int | str | None = loss_chunk_size
     if loss_chunk_size is not None and loss_chunk_size != "auto":
         if not loss_chunk_size.isdigit() or int(loss_chunk_size) < 1:

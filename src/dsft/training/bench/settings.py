@@ -5,6 +5,7 @@ torch and a model load (the runner checks the same settings again for callers of
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import get_args
 
@@ -96,7 +97,7 @@ def _too_many_conversations(steps: int, examples_per_step: int, micro_batch_size
 
 def check_bench_settings(*, steps: int, seq_len: int, examples_per_step: int, micro_batch_size: int,
                          compare: tuple[str, ...], dsft_options: tuple[str, ...], lengths: str, loss_dtype: str,
-                         precision: str) -> None:
+                         precision: str, length_scale: float = 1.0) -> None:
     """Raise one DsftError naming every flag whose value the benchmark cannot run with.
 
     >>> check_bench_settings(steps=0, seq_len=2048, examples_per_step=8, micro_batch_size=1, compare=(),
@@ -122,6 +123,9 @@ def check_bench_settings(*, steps: int, seq_len: int, examples_per_step: int, mi
                                ("--micro-batch-size", micro_batch_size, 1)):
         if value < least:
             problems.append(f"bench {flag} {value}: must be >= {least}")
+    if not 0 < length_scale < math.inf:  # nan too: the lengths are rounded to whole tokens
+        problems.append(f"bench --length-scale {length_scale}: must be a finite number > 0 (1 = the benchmark's "
+                        "own lengths)")
     if min(steps, examples_per_step, micro_batch_size) >= 1 and (
             too_many := _too_many_conversations(steps, examples_per_step, micro_batch_size)):
         problems.append(too_many)
