@@ -75,3 +75,29 @@ def test_the_dashboard_form_tells_a_tag_how_to_be_written(tmp_path: Path) -> Non
     with pytest.raises(DsftError, match="model deepseek-r1:32b: an Ollama tag; dsft reads Ollama models written "
                                         "ollama:deepseek-r1:32b"):
         model_choice(tmp_path, "deepseek-r1:32b")
+
+
+@pytest.mark.parametrize("name", ["deepseek-r1:32b", "ns/model:q4", "host/ns/model:t", "modèle:7b", "ｄeepseek:7b",
+                                  "a/b/c/d:1", "x:", "-x:1", "x:a b", "deepseek-r1:32b\n", "deepseek-r1"])
+def test_the_dashboard_takes_the_ollama_name_it_tells_a_tag_to_be_written_as(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """The form's two Ollama checks ask one owner: a tag it tells to be written ``ollama:NAME`` is an Ollama name
+    there (refused only as absent from the store), and a name it refuses as no Ollama name is told nothing about
+    ``ollama:``. With its own copy of the name shape, the form told ``modèle:7b`` to be written ``ollama:modèle:7b``
+    and then refused that as "not an Ollama name"."""
+    from dsft.errors import DsftError
+    from dsft.ui.launch import model_choice
+
+    monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "store"))
+
+    def said(value: str) -> str:
+        with pytest.raises(DsftError) as refused:
+            model_choice(tmp_path, value)
+        return str(refused.value)
+
+    told_to_write = f"written ollama:{name}" in said(name)
+    prefixed = said(f"ollama:{name}")
+    if told_to_write:
+        assert "not in the Ollama store" in prefixed, (name, prefixed)
+    if "not an Ollama name" in prefixed:
+        assert not told_to_write and "ollama:" not in said(name), (name, said(name))

@@ -13,8 +13,13 @@ import re
 from dsft.models.gguf_source import OLLAMA_PREFIX
 from dsft.models.presets import REAL_MODEL_FACTS
 
-# NAME:TAG, NS/NAME:TAG or HOST/NS/NAME:TAG, as `ollama pull` takes them (a path or URL has no such shape).
-OLLAMA_TAG = re.compile(r"^[A-Za-z0-9][\w.\-]*(?:/[A-Za-z0-9][\w.\-]*){0,2}:[\w.\-]+$")
+# NAME[:TAG], NS/NAME[:TAG] or HOST/NS/NAME[:TAG], as `ollama pull` takes them (a path or URL has no such shape):
+# ASCII letters, digits, '.', '_' and '-', as Ollama's own names are. OLLAMA_NAME is what ``ollama:`` takes (the
+# tag defaults to latest); OLLAMA_TAG, the bare tag a user copies from `ollama run`, has the ':TAG'.
+_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9][A-Za-z0-9._-]*){0,2}"
+_TAG = r"[A-Za-z0-9._-]+"
+OLLAMA_NAME = re.compile(rf"{_NAME}(?::{_TAG})?")
+OLLAMA_TAG = re.compile(rf"{_NAME}:{_TAG}")
 
 # Ollama library tags -> the real-model preset holding their original weights' hub id. deepseek-r1:8b is left
 # out: Ollama re-pointed it from the Llama-8B distill to the R1-0528 Qwen3-8B distill, which has no preset.
@@ -28,13 +33,22 @@ OLLAMA_LIBRARY_MODELS = {
 _EXAMPLE_HUB_ID = REAL_MODEL_FACTS["r1-distill-qwen-32b"].hub_id
 
 
+def is_ollama_name(name: str) -> bool:
+    """Whether ``name`` is what ``ollama:NAME[:TAG]`` takes after its prefix (the shape only, not the store).
+
+    >>> [is_ollama_name(n) for n in ("deepseek-r1", "ns/model:q4", "h/ns/m:t", "a/b/c/d", "x:", "modèle:7b")]
+    [True, True, True, False, False, False]
+    """
+    return bool(OLLAMA_NAME.fullmatch(name))
+
+
 def is_ollama_tag(name: str) -> bool:
     """Whether ``name`` has an Ollama tag's shape without the ``ollama:`` dsft reads one by.
 
     >>> [is_ollama_tag(n) for n in ("deepseek-r1:32b", "ns/model:q4", "ollama:deepseek-r1:32b", "a/b", "/x:y")]
     [True, True, False, False, False]
     """
-    return not name.startswith(OLLAMA_PREFIX) and bool(OLLAMA_TAG.match(name))
+    return not name.startswith(OLLAMA_PREFIX) and bool(OLLAMA_TAG.fullmatch(name))
 
 
 def original_weights(tag: str) -> str:

@@ -29,7 +29,7 @@ from dsft.data.prepared_folder import preparation_state
 from dsft.data.split import split_file
 from dsft.errors import ConfigError, DsftError
 from dsft.models.gguf_source import OLLAMA_PREFIX, ollama_models, resolve_ollama
-from dsft.models.ollama_tags import ollama_tag_problem
+from dsft.models.ollama_tags import is_ollama_name, ollama_tag_problem
 from dsft.models.tiny import TINY_PRESETS
 from dsft.plan.preflight import preflight_problems
 from dsft.training.environment import Environment
@@ -45,9 +45,6 @@ FIELDS = {  # form field -> config key
 }
 
 
-OLLAMA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*){0,2}(:[A-Za-z0-9._-]+)?$")
-
-
 def model_choice(root: Path, value: str) -> str:
     """What ``model.name_or_path`` gets for the form's model: a tiny preset, ``ollama:NAME[:TAG]`` (found in the
     local Ollama store), or a model directory (config.json) or ``.gguf`` file under the root (absolute path)."""
@@ -58,7 +55,7 @@ def model_choice(root: Path, value: str) -> str:
                         "file or a model directory (with config.json) under the runs root")
     if value.startswith(OLLAMA_PREFIX):
         name = value[len(OLLAMA_PREFIX):]
-        if not OLLAMA_NAME.match(name) or ".." in name:
+        if not is_ollama_name(name) or ".." in name:
             raise DsftError(f"model {value}: not an Ollama name (ollama:NAME[:TAG])")
         try:
             resolve_ollama(name)  # in the store, with its model blob: else one message naming the fix
