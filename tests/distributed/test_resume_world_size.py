@@ -10,6 +10,9 @@ whose run cannot read the state at all.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,7 +48,8 @@ def _checkpoint(root: Path, ranks: int = 0, zero3: bool = False, torch_optimizer
     ({"ranks": 2}, "deepspeed", 2, 3, True),  # ZeRO-2 partitions read by ZeRO-3
     ({"ranks": 2, "zero3": True}, "deepspeed", 2, 3, False),
     ({"ranks": 0}, "deepspeed", 4, 0, False),  # ZeRO-0: the optimizer state is whole
-    ({"ranks": 2, "bf16": True}, "deepspeed", 2, 0, False),  # bf16 partitions: written under ZeRO-0 too
+    ({"ranks": 2, "bf16": True}, "deepspeed", 2, 0, False),  # bf16 partitions, no stage recorded: ZeRO-0's too
+    ({"ranks": 2, "bf16": True}, "deepspeed", 2, 2, False),  # ... or ZeRO-1/2's: left to DeepSpeed either way
     ({"torch_optimizer": True}, "ddp", 4, 2, False),  # torch's own: the Trainer reads it at any size
 ])
 def test_which_resumes_go_through_the_universal_checkpoint(tmp_path: Path, layout: dict, strategy: str, world: int,
@@ -88,6 +92,98 @@ def test_a_resume_across_zero_stage_0_and_a_partitioning_stage_is_refused(tmp_pa
         with pytest.raises(DsftError) as info:
             check_resume_layout(_checkpoint(tmp_path / str(world), **layout), "deepspeed", world, stage)
         assert message in str(info.value), info.value
+
+
+def _bf16_checkpoint_of_a_run(root: Path, zero_stage: int | str, distributed: str = "deepspeed") -> Path:
+    """checkpoint-5 of a dsft run saved in bf16 by two processes (bf16_zero_pp_rank_* alone, as DeepSpeed writes at
+    ZeRO-1/2, and at ZeRO-0 in the versions whose bf16 optimizer runs without ZeRO), its config.yaml recording
+    ``train.zero_stage``."""
+    run = root / "run"
+    checkpoint = _checkpoint(run / "checkpoints", ranks=2, bf16=True)
+    (run / "run.json").write_text("{}\n")
+    (run / "config.yaml").write_text(f"train:\n  distributed: {distributed}\n  zero_stage: {zero_stage}\n")
+    return checkpoint
+
+
+def _recorded_by_deepspeed(checkpoint: Path, zero_stage: int | None) -> None:
+    """DeepSpeed's model-states file with the stage in ``ds_config``, as its engine saves it (None: no
+    zero_optimization block, DeepSpeed's ZeRO-0)."""
+    torch = pytest.importorskip("torch")
+    zero = {} if zero_stage is None else {"zero_optimization": {"stage": zero_stage, "overlap_comm": True}}
+    torch.save({"module": {"lm_head.weight": torch.zeros(4, 2, dtype=torch.bfloat16)}, "optimizer": None,
+                "dp_world_size": 2, "ds_config": {"train_batch_size": 4, "bf16": {"enabled": True}, **zero},
+                "ds_version": "0.19.8"}, checkpoint / "global_step5" / "mp_rank_00_model_states.pt")
+
+
+@pytest.mark.parametrize(("saved", "stage", "message"), [
+    # A ZeRO-2 checkpoint in bf16 read by ZeRO-0: DeepSpeed stopped once the model had loaded, with a traceback on
+    # every rank (fused_optimizer load_state_dict: TypeError: 'NoneType' object is not subscriptable)
+    (2, 0, "its optimizer state is partitioned by DeepSpeed ZeRO (global_step5/, over 2 processes; saved at ZeRO-2, "
+           "as {config} records), which a run with train.zero_stage 0 cannot read; resume it with "
+           "train.zero_stage: 2 (under any number of processes)"),
+    (1, 0, "saved at ZeRO-1, as {config} records), which a run with train.zero_stage 0 cannot read; resume it with "
+           "train.zero_stage: 1 "),
+    # ZeRO-0's bf16 optimizer state (its bf16 optimizer partitions it too) read by ZeRO-1/2
+    (0, 2, "its optimizer state was saved by DeepSpeed without ZeRO (train.zero_stage 0: as {config} records; its "
+           "bf16_zero_pp_rank_* files are DeepSpeed's bf16 optimizer's, not ZeRO's), which a run with "
+           "train.zero_stage 2 cannot read; resume it with train.zero_stage: 0"),
+    (0, 1, "which a run with train.zero_stage 1 cannot read; resume it with train.zero_stage: 0"),
+    (2, 2, None), (2, 1, None), (0, 0, None),  # ZeRO-1 and ZeRO-2 read each other's partitions
+])
+def test_bf16_partitions_are_told_apart_by_the_stage_the_run_recorded(tmp_path: Path, saved: int, stage: int,
+                                                                    message: str | None) -> None:
+    checkpoint = _bf16_checkpoint_of_a_run(tmp_path, saved)
+    if message is None:
+        assert check_resume_layout(checkpoint, "deepspeed", 2, stage) is False
+        return
+    with pytest.raises(DsftError) as info:
+        check_resume_layout(checkpoint, "deepspeed", 2, stage)
+    assert message.format(config=tmp_path / "run" / "config.yaml") in str(info.value), info.value
+
+
+@pytest.mark.parametrize(("saved", "stage", "message"), [
+    (2, 0, "(global_step5/, over 2 processes; saved at ZeRO-2, as {model_states} records), which a run with "
+           "train.zero_stage 0 cannot read; resume it with train.zero_stage: 2 "),
+    (None, 2, "saved by DeepSpeed without ZeRO (train.zero_stage 0: as {model_states} records; its "
+              "bf16_zero_pp_rank_* files are DeepSpeed's bf16 optimizer's, not ZeRO's), which a run with "
+              "train.zero_stage 2 cannot read"),
+    (0, 1, "which a run with train.zero_stage 1 cannot read; resume it with train.zero_stage: 0"),
+    (1, 2, None), (0, 0, None),
+])
+def test_bf16_partitions_outside_a_run_are_told_apart_by_the_stage_deepspeed_recorded(
+        tmp_path: Path, saved: int | None, stage: int, message: str | None) -> None:
+    checkpoint = _checkpoint(tmp_path, ranks=2, bf16=True)  # copied out of its run: no config.yaml says its stage
+    _recorded_by_deepspeed(checkpoint, saved)
+    if message is None:
+        assert check_resume_layout(checkpoint, "deepspeed", 2, stage) is False
+        return
+    with pytest.raises(DsftError) as info:
+        check_resume_layout(checkpoint, "deepspeed", 2, stage)
+    model_states = checkpoint / "global_step5" / "mp_rank_00_model_states.pt"
+    assert message.format(model_states=model_states) in str(info.value), info.value
+
+
+@pytest.mark.parametrize("config", [{"zero_stage": 3}, {"zero_stage": 0, "distributed": "ddp"}, {"zero_stage": "x"}])
+def test_a_run_record_that_does_not_fit_the_checkpoint_gives_way_to_deepspeed_s(tmp_path: Path, config: dict) -> None:
+    # ZeRO-3 would have written partitioned model states; a DDP run's config did not save DeepSpeed state (the
+    # checkpoint was copied in): DeepSpeed's own record decides.
+    checkpoint = _bf16_checkpoint_of_a_run(tmp_path, **config)
+    _recorded_by_deepspeed(checkpoint, 2)
+    with pytest.raises(DsftError) as info:
+        check_resume_layout(checkpoint, "deepspeed", 2, 0)
+    assert "saved at ZeRO-2, as " + str(checkpoint / "global_step5" / "mp_rank_00_model_states.pt") in str(info.value)
+
+
+def test_the_stage_a_run_recorded_is_read_before_torch_is_imported(tmp_path: Path) -> None:
+    """dsft train runs the layout check before torch is imported (seconds, on a busy machine tens of them)."""
+    checkpoint = _bf16_checkpoint_of_a_run(tmp_path, 2)
+    code = ("import sys\nfrom pathlib import Path\nfrom dsft.errors import DsftError\n"
+            "from dsft.training.resume_layout import check_resume_layout\n"
+            f"try:\n    check_resume_layout(Path({str(checkpoint)!r}), 'deepspeed', 2, 0)\n"
+            "except DsftError as exc:\n    print('refused:', exc)\n"
+            "print('torch imported:', 'torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
+    assert "refused:" in out and "saved at ZeRO-2" in out and "torch imported: False" in out, out
 
 
 def _config(path: Path, data: Path, grad_accum: int) -> Path:
@@ -150,6 +246,45 @@ def test_a_deepspeed_checkpoint_resumed_without_deepspeed_is_refused(two_process
     assert code == 2 and "Traceback" not in stderr, stderr[-3000:]
     assert "its optimizer and learning-rate scheduler state were saved by DeepSpeed" in stderr, stderr[-3000:]
     assert not (tmp_path / "plain").exists(), "refused before the run directory was written"
+
+
+@pytest.mark.slow
+def test_a_bf16_zero2_checkpoint_resumed_by_zero0_is_refused_before_the_model_loads(
+        tmp_path: Path, tiny_model_dir, train_run) -> None:
+    """A real bf16 ZeRO-2 checkpoint of two CPU processes holds only bf16_zero_pp_rank_* partitions (and the model
+    states). Resumed with train.zero_stage 0 it reached DeepSpeed, which stopped once the model had loaded with a
+    traceback on every rank (TypeError: 'NoneType' object is not subscriptable). The stage its run recorded refuses
+    it; copied out of its run, the stage DeepSpeed recorded in it does."""
+    tiny_model_dir("tiny-deepseek-v3")
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"messages": [
+        {"role": "user", "content": f"What is {i} plus 1?"},
+        {"role": "assistant", "content": f"{i} plus 1 is {i + 1}."}]}) + "\n" for i in range(16)))
+    config = _config(tmp_path / "bf16.yaml", data, grad_accum=1)
+    text = config.read_text()
+    for setting, value in (("max_steps: 10", "max_steps: 2"), ("save_steps: 5", "save_steps: 2"),
+                           ("seed: 3", "seed: 3\n  precision: bf16")):
+        text = text.replace(setting, value)
+    config.write_text(text)
+    train_run([str(config), "--out", str(tmp_path / "bf16")], 2, tmp_path)
+    checkpoint = tmp_path / "bf16" / "checkpoints" / "checkpoint-2"
+    assert sorted(p.name for p in (checkpoint / "global_step2").iterdir()) == [
+        "bf16_zero_pp_rank_0_mp_rank_00_optim_states.pt", "bf16_zero_pp_rank_1_mp_rank_00_optim_states.pt",
+        "mp_rank_00_model_states.pt"]
+    copied = tmp_path / "copied" / "checkpoint-2"
+    shutil.copytree(checkpoint, copied)
+    for resumed, record in ((checkpoint, tmp_path / "bf16" / "config.yaml"),
+                            (copied, copied / "global_step2" / "mp_rank_00_model_states.pt")):
+        out = tmp_path / f"zero0-{resumed.parent.name}"
+        code, _, stderr = dsft_in_processes(["train", str(config), "--set", "train.zero_stage=0", "--out", str(out),
+                                             "--resume", str(resumed)], 1, tmp_path, torchrun=True)
+        # The process exits 2 with the one message; torchrun then reports its child's failure (its own traceback).
+        said = stderr.split("failed (exitcode: 2)")
+        assert code != 0 and len(said) == 2 and "Traceback" not in said[0], stderr[-3000:]
+        assert (f"--resume {resumed}: its optimizer state is partitioned by DeepSpeed ZeRO (global_step2/, over 2 "
+                f"processes; saved at ZeRO-2, as {record} records), which a run with train.zero_stage 0 cannot read; "
+                "resume it with train.zero_stage: 2") in " ".join(stderr.split()), stderr[-3000:]
+        assert not out.exists(), "refused before the run directory was written"
 
 
 def _fake_conversion(monkeypatch: pytest.MonkeyPatch) -> list[str]:

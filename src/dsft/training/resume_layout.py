@@ -18,6 +18,12 @@ checkpoints, in ``checkpoints/.universal/checkpoint-N/`` (the checkpoint's files
 ``global_stepN_universal/`` and ``latest_universal``), never into the checkpoint itself; it is removed when the run
 ends, reused by a resume of the same checkpoint before that (a stopped run's: the same directory, its DeepSpeed
 files unchanged since, :func:`_source_record`), and removed by a run that does not read it.
+
+A resume across ZeRO-0 and a stage that partitions the optimizer state is refused: neither reads the other's, and
+ZeRO-0 loads no optimizer state from a universal checkpoint. The stage a checkpoint was saved at is told by its
+files where they can tell it (:class:`DeepSpeedState`); bf16 partitions alone (``bf16_zero_pp_rank_*``) are written
+at ZeRO-1/2 and, by DeepSpeed versions whose bf16 optimizer runs without ZeRO, at ZeRO-0 too, so for those the
+stage recorded decides (:func:`saved_zero_stages`).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import argparse
 import contextlib
 import io
 import logging
+import pickle
 import re
 import shutil
 from dataclasses import dataclass
@@ -36,6 +43,7 @@ from dsft.errors import DsftError
 from dsft.training.checkpointing import list_checkpoints
 from dsft.training.distributed import resolve_strategy
 from dsft.training.ranks import warn_for_job
+from dsft.training.rundir import RunDir
 
 log = logging.getLogger("dsft")
 
@@ -43,19 +51,21 @@ UNIVERSAL_DIR = ".universal"
 _COMPLETE = ".complete"
 _OPTIM_STATES = re.compile(r"(bf16_)?zero_pp_rank_(\d+)_mp_rank_\d+_optim_states\.pt")
 _ZERO3_MODEL_STATES = re.compile(r"zero_pp_rank_\d+_mp_rank_\d+_model_states\.pt")
+_MODEL_STATES = "mp_rank_00_model_states.pt"
 
 
 @dataclass(frozen=True)
 class DeepSpeedState:
-    """The DeepSpeed state of a checkpoint: its folder, and how its ZeRO optimizer state is partitioned
-    (``processes`` None: not partitioned, as under ZeRO-0 in fp32 or fp16). ``zero`` is True where the partitions
-    are certainly ZeRO stage 1-3's (``zero_pp_rank_*``, or ZeRO-3's partitioned model states); bf16's
-    (``bf16_zero_pp_rank_*``) are written at every stage, ZeRO-0 included."""
+    """The DeepSpeed state of a checkpoint: its folder, how its optimizer state is partitioned (``processes`` None:
+    not partitioned, as under ZeRO-0), and the ZeRO stages its files allow (``stages``): (3,) with ZeRO-3's
+    partitioned model states, (1, 2) with ZeRO partitions (``zero_pp_rank_*``), (0,) with no partition, and
+    (0, 1, 2) with bf16 partitions alone (``bf16_zero_pp_rank_*``: written by ZeRO-1/2 in bf16, and by ZeRO-0 in
+    DeepSpeed versions whose bf16 optimizer runs without ZeRO)."""
 
     folder: Path
     processes: int | None
     zero3: bool
-    zero: bool = False
+    stages: tuple[int, ...] = (0,)
 
 
 def deepspeed_state(checkpoint: Path) -> DeepSpeedState | None:
@@ -70,7 +80,56 @@ def deepspeed_state(checkpoint: Path) -> DeepSpeedState | None:
     partitions = [m for name in names if (m := _OPTIM_STATES.fullmatch(name))]
     ranks = {int(m.group(2)) for m in partitions}
     zero3 = any(_ZERO3_MODEL_STATES.fullmatch(name) for name in names)
-    return DeepSpeedState(folder, len(ranks) or None, zero3, zero=zero3 or any(m.group(1) is None for m in partitions))
+    stages = ((3,) if zero3 else (1, 2) if any(m.group(1) is None for m in partitions)
+              else (0, 1, 2) if partitions else (0,))
+    return DeepSpeedState(folder, len(ranks) or None, zero3, stages)
+
+
+def saved_zero_stages(checkpoint: Path, state: DeepSpeedState) -> tuple[tuple[int, ...], Path | None]:
+    """The ZeRO stages ``checkpoint`` (whose DeepSpeed state is ``state``) may have been saved at, and the record that
+    decided them (None: its files did). Where the files allow ZeRO-0 and a partitioning stage alike (bf16 partitions
+    alone), the stage recorded decides: the ``train.zero_stage`` of the dsft run it is a checkpoint of (its
+    ``config.yaml``, read without torch; a resume cannot change that key, so every checkpoint of the run was saved
+    at it), else the stage DeepSpeed recorded in the checkpoint (:func:`_deepspeed_recorded_stage`). A record the
+    files contradict is not taken; with none, the stages stay open."""
+    if len(state.stages) == 1 or 0 not in state.stages:
+        return state.stages, None
+    for recorded in (lambda: _run_recorded_stage(checkpoint), lambda: _deepspeed_recorded_stage(state)):
+        found = recorded()
+        if found is not None and found[0] in state.stages:
+            return (found[0],), found[1]
+    return state.stages, None
+
+
+def _run_recorded_stage(checkpoint: Path) -> tuple[int, Path] | None:
+    """``train.zero_stage`` as the run ``checkpoint`` belongs to recorded it, and its ``config.yaml``; None outside
+    a dsft run, or for a run whose config did not train with DeepSpeed (the checkpoint was copied in)."""
+    run = RunDir.find(checkpoint)
+    train = run.recorded_config().get("train") if run is not None else None
+    if run is None or not isinstance(train, dict) or train.get("distributed") not in ("deepspeed", "auto"):
+        return None
+    stage = train.get("zero_stage")
+    return (stage, run.config_path) if isinstance(stage, int) and not isinstance(stage, bool) else None
+
+
+def _deepspeed_recorded_stage(state: DeepSpeedState) -> tuple[int, Path] | None:
+    """The ZeRO stage DeepSpeed recorded in the checkpoint, and where: ``ds_config`` (the configuration of the engine
+    that saved it) in ``mp_rank_00_model_states.pt``, read as torch reads weights (``weights_only``: no pickled code
+    runs) and mapped rather than read (``mmap``: the model's tensors stay on disk); None where it is missing or
+    cannot be read so."""
+    path = state.folder / _MODEL_STATES
+    if not path.is_file():
+        return None
+    import torch  # heavy, and this module is imported before torch: only for a checkpoint no dsft run records
+
+    try:
+        saved = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError):
+        return None
+    ds_config = saved.get("ds_config") if isinstance(saved, dict) else None
+    zero = ds_config.get("zero_optimization", {}) if isinstance(ds_config, dict) else None
+    stage = zero.get("stage", 0) if isinstance(zero, dict) else None  # DeepSpeed's default stage is 0
+    return (stage, path) if isinstance(stage, int) and not isinstance(stage, bool) else None
 
 
 def check_resume_layout(checkpoint: Path, strategy: str, world_size: int, zero_stage: int) -> bool:
@@ -101,19 +160,23 @@ def check_resume_layout(checkpoint: Path, strategy: str, world_size: int, zero_s
 def _check_zero_stage(checkpoint: Path, state: DeepSpeedState, zero_stage: int) -> None:
     """Refuse a resume across ZeRO-0 and a stage that partitions the optimizer state: neither reads the other's
     (DeepSpeed stopped after the model loaded, with a traceback on every rank or on a partition file the checkpoint
-    never had), and a universal checkpoint does not help (ZeRO-0 loads no optimizer state from one)."""
-    if state.zero and zero_stage == 0:
+    never had), and a universal checkpoint does not help (ZeRO-0 loads no optimizer state from one). A checkpoint
+    whose stage neither its files nor a record tell is left to DeepSpeed."""
+    stages, source = saved_zero_stages(checkpoint, state)
+    if zero_stage == 0 and 0 not in stages:
+        recorded = f"; saved at ZeRO-{stages[0]}, as {source} records" if source is not None else ""
         raise DsftError(
             f"--resume {checkpoint}: its optimizer state is partitioned by DeepSpeed ZeRO ({state.folder.name}/, over "
-            f"{state.processes} processes), which a run with train.zero_stage 0 cannot read; resume it with the "
-            "train.zero_stage it was saved with (1, 2 or 3, under any number of processes), or start a new --out "
+            f"{state.processes} processes{recorded}), which a run with train.zero_stage 0 cannot read; resume it with "
+            f"train.zero_stage: {' or '.join(map(str, stages))} (under any number of processes), or start a new --out "
             "directory", job_wide=True)
-    if state.processes is None and zero_stage > 0:
+    if zero_stage > 0 and stages == (0,):
+        held = (f"{state.folder.name}/{_MODEL_STATES} holds it whole" if source is None else
+                f"as {source} records; its bf16_zero_pp_rank_* files are DeepSpeed's bf16 optimizer's, not ZeRO's")
         raise DsftError(
             f"--resume {checkpoint}: its optimizer state was saved by DeepSpeed without ZeRO (train.zero_stage 0: "
-            f"{state.folder.name}/mp_rank_00_model_states.pt holds it whole), which a run with train.zero_stage "
-            f"{zero_stage} cannot read; resume it with train.zero_stage: 0, or start a new --out directory",
-            job_wide=True)
+            f"{held}), which a run with train.zero_stage {zero_stage} cannot read; resume it with train.zero_stage: 0, "
+            "or start a new --out directory", job_wide=True)
 
 
 def check_resume_layout_before_loading(resume: str | None, checkpoint_root: Path, train: TrainConfig,

@@ -384,6 +384,15 @@ class RunDir:
         except DsftError:
             return {}
 
+    def recorded_config(self) -> dict[str, Any]:
+        """``config.yaml`` as recorded (the resolved config, unvalidated), or an empty dict when there is none or it
+        is unreadable."""
+        try:
+            recorded = yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            return {}
+        return recorded if isinstance(recorded, dict) else {}
+
     def write_info(self, **info: Any) -> dict[str, Any]:
         """Write ``run.json``: what eval, export and serve need to reuse the run without guessing."""
         record = {"dsft_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **info}
