@@ -172,3 +172,29 @@ def test_a_missing_path_ending_in_a_preset_name_is_no_preset(tmp_path: Path, run
         code, out, err = run_cli(["plan", "--model", preset, "--json"])
         assert code == 0, err
         assert json.loads(out[out.index("{\n"):])["model"] == "deepseek-v3"
+
+
+@pytest.mark.parametrize("model, said", [
+    ("deepseek-32b", "not a preset, a tiny preset, a model directory"),
+    ("Qwen/Qwen2-7B", "a hub id whose last part, 'qwen2-7b', is no preset"),
+    ("./my-model", "no such model directory or config.json"),
+    ("missing.json", "no config.json at missing.json"),
+    ("deepseek-r1:32b", "an Ollama model, which the planner does not read"),
+    ("weights.gguf/deepseek-v3", "weights.gguf is a file, not a directory"),
+])
+def test_a_model_from_the_config_is_named_by_its_file_and_key(tmp_path: Path, run_cli, monkeypatch: pytest.MonkeyPatch,
+                                                              model: str, said: str) -> None:
+    """`dsft plan --config c.yaml` refused the config's model.name_or_path as '--model deepseek-32b: ...', a flag
+    the user never gave; the error names the file and the key the value came from. A --model given beside the
+    config is still named as the flag."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "weights.gguf").write_bytes(b"GGUF")
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps({"model": {"name_or_path": model}}))
+    code, out, err = run_cli(["plan", "--config", str(config), "--json"])
+    text = " ".join(err.split())
+    assert code == 2 and "Traceback" not in err and not out, (out, err)
+    assert f"{config}: model.name_or_path {model}: " in text and said in text, text
+    assert "--model" not in text, text
+    code, _, err = run_cli(["plan", "--config", str(config), "--model", model])
+    assert code == 2 and f"--model {model}: " in " ".join(err.split()), err

@@ -138,6 +138,8 @@ def plan(
     if job_problem:  # before torch loads
         raise DsftError(job_problem)
     lora_rank_flag = lora_rank  # a rank from --config was checked by its preflight, naming lora.r
+    # Where the model came from, for its errors: the flag, else the config file's key (no --model was given).
+    model_given_as = "--model" if model is not None or config is None else f"{config}: model.name_or_path"
     method, offload = keyword(method, METHODS), keyword(offload, OFFLOADS)
     options = _plan_options(config, nodes * gpus_per_node, {
         "model": model, "method": method, "seq_len": seq_len, "micro_batch": micro_batch, "grad_accum": grad_accum,
@@ -166,7 +168,7 @@ def plan(
     # The model first: a missing directory or a broken config.json is named before torch is imported (below).
     # Libraries imported on the way (DeepSpeed's accelerator probe) log to stdout; keep stdout for the JSON.
     with contextlib.redirect_stdout(sys.stderr):
-        profile = load_profile(model, targets, experts)
+        profile = load_profile(model, targets, experts, given_as=model_given_as)
     from dsft.training.loss import GPU_CHUNK_ROWS  # torch: only once the flags and the model are known good
 
     req = PlanRequest(method=method, gpus_per_node=gpus_per_node, nodes=nodes, gpu_mem_gib=gpu_mem_gib,  # type: ignore[arg-type]

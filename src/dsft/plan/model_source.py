@@ -84,23 +84,24 @@ def names_a_path(model: str) -> bool:
     return not is_hub_id(name) or Path(name.split("/", 1)[0]).is_dir()
 
 
-def resolve_planner_config(model: str) -> tuple[str, Any]:
-    """(display name, transformers config) for a preset name, hub id, tiny preset or config path."""
+def resolve_planner_config(model: str, given_as: str = "--model") -> tuple[str, Any]:
+    """(display name, transformers config) for a preset name, hub id, tiny preset or config path; errors name
+    ``model`` as ``given_as`` gave it (the flag, or a config file's key: ``c.yaml: model.name_or_path``)."""
     if problem := below_a_file(model):  # some.gguf/deepseek-v3 is no preset's hub id
-        raise DsftError(f"--model {problem}")
+        raise DsftError(f"{given_as} {problem}")
     path = Path(model).expanduser()
     if path.is_dir():
         path = path / "config.json"
     if path.suffix == ".json" or path.is_file():
         if not path.is_file():
-            raise DsftError(f"--model {model}: no config.json at {path}")
+            raise DsftError(f"{given_as} {model}: no config.json at {path}")
         return str(path), _config_from_dict(read_config_json(path), str(path))
     if problem := ollama_tag_problem(model, not_read_by="the planner"):  # deepseek-r1:32b: it reads no GGUF
-        raise DsftError(f"--model {model}: {problem}")
+        raise DsftError(f"{given_as} {model}: {problem}")
     table = preset_table()
     if names_a_path(model):  # ./x/deepseek-v3 is a path that names nothing, not the preset its last part spells
-        raise DsftError(f"--model {model}: no such model directory or config.json (a path, read as one: not a preset "
-                        "or a hub id, nothing is downloaded)", [f"presets: {', '.join(sorted(table))}"])
+        raise DsftError(f"{given_as} {model}: no such model directory or config.json (a path, read as one: not a "
+                        "preset or a hub id, nothing is downloaded)", [f"presets: {', '.join(sorted(table))}"])
     key = model.rstrip("/").split("/")[-1].lower()
     if key in table:
         return key, _config_from_dict(table[key], f"preset {key}")
@@ -113,4 +114,4 @@ def resolve_planner_config(model: str) -> tuple[str, Any]:
     else:
         what = ("not a preset, a tiny preset, a model directory, a config.json path or a hub id whose last part is "
                 "a preset (e.g. deepseek-ai/DeepSeek-R1-Distill-Qwen-7B); `dsft models list` shows the presets")
-    raise DsftError(f"--model {model}: {what}", [f"presets: {', '.join(sorted(table))}"])
+    raise DsftError(f"{given_as} {model}: {what}", [f"presets: {', '.join(sorted(table))}"])

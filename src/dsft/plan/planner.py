@@ -54,10 +54,12 @@ class ModelProfile:
         return self._traced[key]
 
 
-def load_profile(model: str, lora_targets: str | list[str] = "all-linear", lora_experts: bool = True) -> ModelProfile:
+def load_profile(model: str, lora_targets: str | list[str] = "all-linear", lora_experts: bool = True,
+                 given_as: str = "--model") -> ModelProfile:
     """Build the planner's profile of ``model`` (preset name, hub id, tiny preset or config.json path), its LoRA
-    adapters on ``lora_targets`` (``lora.targets``; stacked experts with ``lora_experts``)."""
-    name, hf_config = resolve_planner_config(model)
+    adapters on ``lora_targets`` (``lora.targets``; stacked experts with ``lora_experts``). Errors name ``model``
+    as ``given_as`` gave it (a flag, or a config file's key)."""
+    name, hf_config = resolve_planner_config(model, given_as)
     return ModelProfile(name=name, shapes=model_shapes(hf_config, lora_targets, lora_experts), hf_config=hf_config)
 
 
