@@ -14,9 +14,8 @@ from dsft.errors import DsftError
 from dsft.models.loading import load_model
 from dsft.models.lora import discover_lora_targets, linear_module_names
 from dsft.models.presets import build_on_meta, real_model_config
-from dsft.models.skeleton import model_skeleton
+from dsft.models.skeleton import check_lora_targets, model_skeleton
 from dsft.models.tiny import write_random_checkpoint
-from dsft.training.setup import check_lora_targets
 
 # A DeepSeek-V3 shape small enough for a test, as `dsft models random deepseek-r1 --set ...` writes it.
 SMALL_V3 = {"hidden_size": 64, "intermediate_size": 128, "moe_intermediate_size": 32, "num_hidden_layers": 2,

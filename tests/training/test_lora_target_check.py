@@ -3,14 +3,19 @@ naming the key, the bad name and the names the model has, checked on the model's
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from dsft.config import load_config
 from dsft.errors import DsftError
-from dsft.training.setup import check_lora_targets
+from dsft.models.skeleton import check_lora_targets
 
+from cli_in_subprocess import ROOT, run_dsft
 from preference_pairs import write_pairs
 from tiny_runs import write_data
 
@@ -70,3 +75,47 @@ def test_a_full_fine_tune_reads_no_lora_key() -> None:
 def test_expert_targets_with_dropout_are_refused_on_the_skeleton() -> None:
     with pytest.raises(DsftError, match="lora.dropout: 0"):
         check_lora_targets(load_config(None, ["model.name_or_path=tiny-deepseek-v3", "lora.dropout=0.1"]))
+
+
+
+def _sets(tmp_path: Path) -> list[str]:
+    data = write_data(tmp_path / "train.jsonl", 8)
+    return ["model.name_or_path=tiny-deepseek-v3", f"data.train=[{data}]", "lora.targets=[q_a_proj, kv_b_prj]"]
+
+
+def test_config_show_refuses_a_mistyped_target_as_train_does(run_cli, tmp_path: Path, tiny_model_dir) -> None:
+    """`dsft config show` printed a config whose lora.targets named no module of the model, exit 0, while `dsft
+    train` refused it: the check ran only inside the training stack. Both now say the same, from one check."""
+    tiny_model_dir("tiny-deepseek-v3")
+    sets = _sets(tmp_path)
+    code, out, err = run_cli(["config", "show", *[arg for text in sets for arg in ("--set", text)]])
+    shown = " ".join((out + err).split())
+    assert code == 2 and out == "", out
+    assert "lora.targets: 'kv_b_prj' matches no adaptable Linear" in shown and "did you mean 'kv_b_proj'" in shown
+    code, said, _ = _train(run_cli, tmp_path, *sets)
+    assert code == 2 and " ".join(said.split()) == shown
+
+
+# What `dsft train` runs: the modules loaded by the time it exits (the training stack's, beyond the skeleton's).
+PROBE = """
+import json, sys
+from dsft.cli.app import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exc:
+    print(json.dumps([exc.code, [m for m in ("peft", "trl", "datasets") if m in sys.modules]]))
+"""
+
+
+def test_train_refuses_a_mistyped_target_before_the_training_stack_loads(tmp_path: Path, tiny_model_dir) -> None:
+    """The check builds the model on the meta device (torch and transformers); peft, TRL and datasets, which the
+    training run imports, are not loaded to refuse it. A config that names no targets imports not even torch."""
+    tiny_model_dir("tiny-deepseek-v3")
+    sets = _sets(tmp_path)
+    args = ["train", "/dev/null", "--out", str(tmp_path / "run"), *[arg for text in sets for arg in ("--set", text)]]
+    result = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [2, []], result.stderr
+    assert "'kv_b_prj' matches no adaptable Linear" in result.stderr
+    code, heavy, _ = run_dsft(["config", "show", "--set", sets[0], "--set", sets[1]], tmp_path)
+    assert code == 0 and heavy == []

@@ -173,10 +173,9 @@ def adapted_weight_shapes(model: "nn.Module", targets: str | list[str] = "all-li
     return [(fan_in, fan_out, matrices) for (fan_in, fan_out), matrices in counts.items()]
 
 
-def build_lora_config(lora_cfg: "LoraConfig", model: "nn.Module") -> Any:
-    """A ``peft.LoraConfig`` for ``model`` from the ``lora`` config section (targets discovered here)."""
-    from peft import LoraConfig as PeftLoraConfig
-
+def lora_targets_of(lora_cfg: "LoraConfig", model: "nn.Module") -> LoraTargets:
+    """The targets the ``lora`` config section adapts in ``model`` (a loaded model or its weightless skeleton), or
+    the refusal of settings it will not take: a name matching no module, expert targets with dropout or DoRA."""
     found = discover_lora_targets(model, lora_cfg.targets, include_experts=lora_cfg.target_experts)
     if found.parameters and (lora_cfg.dropout > 0 or lora_cfg.use_dora):
         raise UnsupportedError(
@@ -184,6 +183,31 @@ def build_lora_config(lora_cfg: "LoraConfig", model: "nn.Module") -> Any:
             "lora.use_dora: false; set those, or lora.target_experts: false to adapt attention and shared "
             "experts only"
         )
+    return found
+
+
+def targets_could_be_refused(lora_cfg: "LoraConfig") -> bool:
+    """Whether :func:`lora_targets_of` could refuse the section on some model: named targets (a name may match no
+    module), or expert targets with dropout or DoRA. ``all-linear`` alone adapts what every model has, so no
+    model needs building to check it.
+
+    >>> from dsft.config.schema import LoraConfig
+    >>> targets_could_be_refused(LoraConfig()), targets_could_be_refused(LoraConfig(targets=["q_proj"]))
+    (False, True)
+    >>> targets_could_be_refused(LoraConfig(dropout=0.1))
+    True
+    >>> targets_could_be_refused(LoraConfig(dropout=0.1, target_experts=False))
+    False
+    """
+    experts_refused = lora_cfg.target_experts and (lora_cfg.dropout > 0 or lora_cfg.use_dora)
+    return lora_cfg.targets != "all-linear" or experts_refused
+
+
+def build_lora_config(lora_cfg: "LoraConfig", model: "nn.Module") -> Any:
+    """A ``peft.LoraConfig`` for ``model`` from the ``lora`` config section (targets: :func:`lora_targets_of`)."""
+    from peft import LoraConfig as PeftLoraConfig
+
+    found = lora_targets_of(lora_cfg, model)
     return PeftLoraConfig(
         r=lora_cfg.r,
         lora_alpha=lora_cfg.alpha,

@@ -22,11 +22,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsft.models.gguf_source import gguf_file_of, imported_dir, is_gguf_source
+from dsft.models.lora import lora_targets_of, targets_could_be_refused
 from dsft.models.resolve import default_cache_dir, hub_cache_dir
 from dsft.models.tiny import TINY_PRESETS
+
+if TYPE_CHECKING:
+    from dsft.config.schema import DsftConfig
 
 log = logging.getLogger(__name__)
 
@@ -69,3 +73,17 @@ def model_skeleton(name_or_path: str | Path, cache_dir: str | Path | None = None
     except Exception as exc:  # noqa: BLE001 - any failure only means "not knowable early"; the load reports it
         log.debug("%s: no skeleton before loading (%s: %s)", name, type(exc).__name__, exc)
         return None
+
+
+def check_lora_targets(cfg: "DsftConfig") -> None:
+    """Refuse LoRA settings the model will not take (``lora.targets`` naming no module of it, expert targets
+    with dropout) on its weightless skeleton, before the run directory is written, the data prepared or the
+    weights loaded: ``dsft config show`` and ``dsft train`` alike. It is the same decision
+    :func:`dsft.models.lora.build_lora_config` makes on the loaded model; where no skeleton can be built that
+    later decision is the only one."""
+    if cfg.train.method not in ("lora", "qlora") or not targets_could_be_refused(cfg.lora):
+        return  # a full fine-tune reads no lora key; all-linear fits every model (no torch imported to say so)
+    m = cfg.model
+    skeleton = model_skeleton(m.name_or_path, m.cache_dir, m.revision, m.trust_remote_code)
+    if skeleton is not None:
+        lora_targets_of(cfg.lora, skeleton)

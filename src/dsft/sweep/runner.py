@@ -32,12 +32,13 @@ from dsft.eval.callbacks import training_eval_callbacks
 from dsft.eval.rewards import objective_rewards
 from dsft.models.loading import load_tokenizer
 from dsft.models.resolve import resolve_model
+from dsft.models.skeleton import check_lora_targets
 from dsft.sweep.report import SWEEP_FILE, Sweep, Trial, best_evaluation, choose_best, write_report
 from dsft.sweep.request import DATA_DIR, SweepRequest, check_request, checked_points, trial_name
 from dsft.training.checkpointing import checkpoint_step
 from dsft.training.run import run_training
 from dsft.training.rundir import NOT_STARTED, RunDir
-from dsft.training.setup import check_lora_targets
+
 
 # Trial statuses that a sweep's --resume keeps (a stopped trial runs again, from its checkpoint).
 ENDED = ("finished", "pruned", "failed")

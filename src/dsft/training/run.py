@@ -27,6 +27,7 @@ from dsft.errors import ConfigError, DsftError, UnsupportedError
 from dsft.models.gguf_source import dequantisation_note, read_import_record
 from dsft.models.loading import load_tokenizer, use_cpu_accelerator_without_cuda
 from dsft.models.resolve import resolve_model
+from dsft.models.skeleton import check_lora_targets
 from dsft.onednn_caches import bound_onednn_caches
 from dsft.training.checkpointing import check_same_checkpoint, checkpoint_step, resolve_resume
 from dsft.training.collators import make_collator, make_train_dataset
@@ -52,7 +53,6 @@ from dsft.training.setup import (
     build_model,
     build_training_arguments,
     check_dropout,
-    check_lora_targets,
     load_splits,
     mixed_sources,
     resolve_template,

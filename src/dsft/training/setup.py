@@ -20,7 +20,6 @@ from dsft.dtype_names import PRECISION_DTYPES
 from dsft.errors import ConfigError
 from dsft.models.loading import align_special_tokens, load_model
 from dsft.models.lora import apply_lora, build_lora_config
-from dsft.models.skeleton import model_skeleton
 from dsft.templates import detect_template, get_template
 from dsft.training.distributed import (
     apply_zero3_leaf_modules,
@@ -106,19 +105,6 @@ def mixed_sources(run_dir: Path) -> list[dict[str, Any]]:
     path = run_dir / "data_report.json"
     report = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     return list(report.get("mix") or [])
-
-
-def check_lora_targets(cfg: DsftConfig) -> None:
-    """Refuse LoRA settings the model will not take (``lora.targets`` naming no module of it, expert targets
-    with dropout) on its weightless skeleton, before the run directory is written, the data prepared or the
-    weights loaded. It is the same decision :func:`build_lora_config` makes on the loaded model; where no
-    skeleton can be built (see :mod:`dsft.models.skeleton`) that later decision is the only one."""
-    if cfg.train.method not in ("lora", "qlora"):
-        return  # a full fine-tune reads no lora key
-    m = cfg.model
-    skeleton = model_skeleton(m.name_or_path, m.cache_dir, m.revision, m.trust_remote_code)
-    if skeleton is not None:
-        build_lora_config(cfg.lora, skeleton)
 
 
 def check_dropout(cfg: DsftConfig, model_config: Any) -> dict[str, float]:
