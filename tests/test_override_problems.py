@@ -166,3 +166,26 @@ def test_the_data_commands_name_the_set_too(tmp_path: Path, run_cli, command: li
     said = " ".join((out + err).split())
     assert code == 2 and "--set data.val_ratio=2: 1 problem(s) - data.val_ratio: " in said, said
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("override, problem", [
+    # int() and float() read any script's digits: a full-width 8 set train.max_steps to 8 and ２e-4 set train.lr
+    # to 0.0002, values the same text in the config file (and typer, in a flag) is refused for.
+    ("train.max_steps=８", "train.max_steps: Input should be a valid integer, unable to parse string as an integer, "
+                          "got '８'"),
+    ("train.max_steps=１０", "train.max_steps: Input should be a valid integer"),
+    ("train.lr=２e-4", "train.lr: Input should be a valid number, unable to parse string as a number, got '２e-4'"),
+])
+def test_a_set_value_is_read_as_the_config_file_reads_it(tmp_path: Path, run_cli, override: str,
+                                                         problem: str) -> None:
+    config = _config(tmp_path)
+    key, value = override.split("=", 1)
+    section, name = key.split(".")
+    in_file = tmp_path / "in_file.yaml"
+    in_file.write_text(f"{section}:\n  {name}: {value}\n", encoding="utf-8")
+    code, out, err = run_cli(["config", "show", str(in_file)])
+    assert code == 2 and problem in " ".join((out + err).split()), out + err  # the file: refused
+    code, out, err = run_cli(["config", "show", config, "--set", override])
+    said = " ".join((out + err).split())
+    assert code == 2 and f"error: --set {override}: 1 problem(s) - {problem}" in said, said
+    assert "Traceback" not in said

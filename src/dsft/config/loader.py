@@ -47,6 +47,10 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
 
 
+# A number with an exponent, as YAML 1.1 leaves it a string (1e-4, 5E3, 2.e-5); ASCII digits only.
+_EXPONENT_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][+-]?[0-9]+")
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """Split ``a.b=value`` into a key path and a YAML-parsed value.
 
@@ -70,12 +74,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         problem = str(getattr(exc, "problem", None) or exc).strip()
         raise ConfigError(f"--set {text!r}: the value is not valid YAML ({problem}); quote it, e.g. "
                           f"{key.strip()}='\"...\"'") from None
-    # YAML reads 1e-4 as a string (no dot); numbers are what users mean.
-    if isinstance(value, str):
-        try:
-            value = float(value) if any(c in value for c in ".eE") else int(value)
-        except ValueError:
-            pass
+    # YAML reads 1e-4 as a string (no dot); numbers are what users mean. Only such a number, in ASCII digits: int()
+    # and float() read any script's digits (a full-width ８), which the config file (YAML, then pydantic) refuses.
+    if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value):
+        value = float(value)
     return path, value
 
 
