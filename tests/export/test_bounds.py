@@ -30,8 +30,14 @@ def test_tolerance_text_writes_each_bound(text, bound) -> None:
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("-1", "--tolerance must be > 0, got -1"),
-    ("nan", "--tolerance must be > 0, got nan"),
+    ("-1", "--tolerance must be a finite number > 0, got -1"),
+    ("nan", "--tolerance must be a finite number > 0, got nan"),
+    # A bound no difference exceeds: every export passed verification (--no-verify is what turns it off).
+    ("inf", "--tolerance must be a finite number > 0, got inf"),
+    ("1e999", "--tolerance must be a finite number > 0, got 1e999"),
+    # float() reads any script's digits: a full-width 8 was taken for 8, which typer refuses in a number flag.
+    ("８", "--tolerance '８': cannot read '８'; expected a number"),
+    ("diff=８%", "diff= must be a number > 0 or a percentage > 0%, got '８%'"),
     ("loose", "--tolerance 'loose': cannot read 'loose'; expected a number"),
     ("diff=5%,outlier=10%", "cannot read 'outlier=10%'"),
     ("diff=1,diff=2", "repeated key 'diff'"),

@@ -219,8 +219,8 @@ def parse_tolerance(value: str | float, name: str = "--tolerance") -> LogitBound
     text = str(value).strip()
     number = _number(text)
     if number is not None:
-        if not number > 0:
-            raise DsftError(f"{name} must be > 0, got {value}")
+        if not 0 < number < math.inf:  # inf: a bound no difference exceeds (--no-verify is the way to skip it)
+            raise DsftError(f"{name} must be a finite number > 0, got {value}")
         return AbsoluteBound(number)
     fields: dict[str, str] = {}
     for item in text.split(","):
@@ -248,6 +248,9 @@ def parse_tolerance(value: str | float, name: str = "--tolerance") -> LogitBound
 
 
 def _number(text: str) -> float | None:
+    """``text`` as float() reads it, in ASCII only: float() reads any script's digits (a full-width ８)."""
+    if not text.isascii():
+        return None
     try:
         return float(text)
     except ValueError:
