@@ -72,7 +72,7 @@ CASES = [
      "--host-mem: must be > 0 and at most"),
     # A unit no one means by memory: named with the flag and the spellings taken, not typer's 'not a valid number'.
     ("plan-gpu-mem-unit", lambda t: ["plan", "--model", "deepseek-r1-distill-qwen-7b", "--gpu-mem", "24GBs"],
-     "--gpu-mem: '24GBs' is not a memory size; write GiB as a number (24) or with a unit: 24GiB, 24GB (10^9 bytes)"),
+     "--gpu-mem: '24GBs' is not a memory size; write GiB as a number (24) or with a unit: 24GiB, 24GB, 24576MiB"),
     ("plan-host-mem-unit", lambda t: ["plan", "--model", "deepseek-r1-distill-qwen-7b", "--host-mem", "lots"],
      "--host-mem: 'lots' is not a memory size"),
     # Planned as a 'does not fit' with no fix, where no rank above the widest adapted matrix side adds capacity.

@@ -102,9 +102,9 @@ def plan(
     gpus_per_node: int = typer.Option(1, "--gpus-per-node", min=1, help="GPUs per node."),
     nodes: int = typer.Option(1, "--nodes", min=1, help="Nodes."),
     gpu_mem: str = typer.Option("80", "--gpu-mem", metavar="SIZE",
-                                help="Memory per GPU: GiB (24), or with a unit in any case: 24GiB, 24GB, 24G, 24000MiB, "
-                                "24000MB. GB, G and MB are powers of ten (24GB is 22.35 GiB; a GPU sold as 24 GB holds "
-                                "24 GiB)."),
+                                help="Memory per GPU: GiB (24), or with a unit in any case: 24GiB, 24GB, 24G, 24576MiB, "
+                                "24576MB. GB, G, MB and TB are read as memory is sold, in powers of two (a GPU sold "
+                                "as 24 GB holds 24 GiB): 24GB = 24GiB."),
     host_mem: str | None = typer.Option(None, "--host-mem", metavar="SIZE",
                                         help="Host RAM per node, written as --gpu-mem (checked, and respected by the "
                                         "recommendation, when given)."),
