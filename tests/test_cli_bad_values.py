@@ -75,6 +75,10 @@ CASES = [
      "--gpu-mem: '24GBs' is not a memory size; write GiB as a number (24) or with a unit: 24GiB, 24GB, 24576MiB"),
     ("plan-host-mem-unit", lambda t: ["plan", "--model", "deepseek-r1-distill-qwen-7b", "--host-mem", "lots"],
      "--host-mem: 'lots' is not a memory size"),
+    # A regular expression's \d matches any script's digits: a full-width ８ planned for 8 GiB, where typer refuses it
+    # in every number flag.
+    ("plan-gpu-mem-full-width", lambda t: ["plan", "--model", "deepseek-r1-distill-qwen-7b", "--gpu-mem", "８０GB"],
+     "--gpu-mem: '８０GB' is not a memory size"),
     # Planned as a 'does not fit' with no fix, where no rank above the widest adapted matrix side adds capacity.
     ("plan-lora-rank", lambda t: ["plan", "--model", "tiny-deepseek-v3", "--lora-rank", "99999999999"],
      "--lora-rank 99999999999: above 64, the widest smaller side of the matrices LoRA adapts in tiny-deepseek-v3 "

@@ -26,8 +26,9 @@ UNIT_BYTES: dict[str, int] = {
     "tib": 1024**4, "tb": 1024**4, "t": 1024**4,
 }
 
-# A number as float() writes it (1e3, .5, inf), then letters: the unit.
-_SIZE = re.compile(r"\s*([+-]?(?:(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?|inf(?:inity)?|nan))\s*([a-z]*)\s*", re.IGNORECASE)
+# A number as float() writes it (1e3, .5, inf), then letters: the unit. ASCII: \d would match a full-width ８.
+_SIZE = re.compile(r"\s*([+-]?(?:(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?|inf(?:inity)?|nan))\s*([a-z]*)\s*",
+                   re.IGNORECASE | re.ASCII)
 
 
 def memory_gib(flag: str, text: str) -> float:
