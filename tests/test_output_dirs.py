@@ -112,3 +112,49 @@ def test_an_output_folder_is_tried_not_only_asked(tmp_path: Path) -> None:
     with pytest.raises(DsftError, match="--out /proc/run: cannot create the directory"):
         check_output_dir(Path("/proc/run"))
     assert creation_refused(tmp_path) is None and list(tmp_path.iterdir()) == []
+
+
+# `dsft bench train` in a fresh interpreter whose benchmark is a stand-in (its report, at once) and whose files may
+# grow to LIMIT bytes only (RLIMIT_FSIZE: a write past it fails with EFBIG, as a full disk fails with ENOSPC).
+FULL_DISK_BENCH = """
+import json, resource, signal, sys, types
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with an error instead of killing the process
+report = json.loads(sys.argv[2])
+sys.modules["dsft.training.bench.runner"] = types.SimpleNamespace(run_bench=lambda **_: report)
+from dsft.cli.app import main
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[3]), resource.RLIM_INFINITY))
+main(json.loads(sys.argv[1]))
+"""
+MEASURED = {"settings": {"model": "tiny-deepseek-v3", "method": "lora", "seq_len": 64, "steps": 1},
+            "machine": {"device": "cpu"}, "ratios": {}, "memory_ratios": {},
+            "systems": {"dsft": {"supervised_tokens_per_s": 1234.5, "tokens_per_s": 2345.6, "peak_memory_bytes": 2**30,
+                                 "mfu": 0.01, "final_loss": 3.25, "held_out_loss": 3.5, "note": "x" * 400}}}
+
+
+@pytest.mark.parametrize("earlier", [None, {"settings": {"model": "earlier"}, "systems": {}}], ids=["new", "rerun"])
+def test_a_report_write_that_fails_midway_loses_no_measurement(tmp_path: Path, earlier: dict | None) -> None:
+    """A bench report was written in place after the benchmark: a write that failed half-way (a full disk) left a
+    truncated JSON at --out (a rerun's earlier report cut too) and lost the measurement with a traceback. The
+    report is now written whole in one rename, and a failed write prints it on stdout and says so (exit 2)."""
+    import subprocess
+    import sys
+
+    from cli_in_subprocess import ROOT
+
+    out = tmp_path / "bench.json"
+    if earlier is not None:
+        out.write_text(json.dumps(earlier))
+    argv = ["bench", "train", "--out", str(out), "--compare", "", "--steps", "1", "--seq-len", "64"]
+    result = subprocess.run([sys.executable, "-c", FULL_DISK_BENCH, json.dumps(argv), json.dumps(MEASURED), "200"],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    err = " ".join(result.stderr.split())
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"--out {out}: the report could not be written (File too large)" in err, err
+    assert "printed above on stdout" in err, err
+    assert json.loads(result.stdout[result.stdout.index("{\n"):]) == MEASURED
+    if earlier is None:
+        assert not out.exists() and "no file was written there" in err
+    else:
+        assert json.loads(out.read_text()) == earlier and "the earlier report there is unchanged" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["bench.json"] if earlier else [])

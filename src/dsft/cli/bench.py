@@ -10,6 +10,8 @@ import typer
 
 from dsft.cli.empty_paths import A_MODEL_OR_RUN, empty_refused
 from dsft.cli.keywords import keyword
+from dsft.disk import check_fresh_output_dir, check_output_dir, replaced_atomically
+from dsft.errors import DsftError
 
 bench_app = typer.Typer(help="Benchmarks, measured on this machine in one run.", no_args_is_help=True)
 
@@ -85,7 +87,6 @@ def train(
     """Train the same model on the same synthetic conversations with dsft, TRL and the seeds' recipe."""
     from rich.console import Console
 
-    from dsft.errors import DsftError
     from dsft.training.bench.settings import (
         LENGTH_MIXES, LOSS_DTYPE_NAMES, PRECISIONS, check_bench_settings, parse_systems,
     )
@@ -118,10 +119,26 @@ def train(
                        lengths=lengths, loss_dtype=loss_dtype, profile_dir=str(profile) if profile else None,
                        micro_batch_size=micro_batch_size, precision=precision,
                        progress=lambda msg: console.print(f"[dim]{msg}[/]"))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2), encoding="utf-8")
     console.print(_table(report))
+    write_report(out, report)
     console.print(f"report: {out}")
+
+
+def write_report(out: Path, report: dict[str, Any]) -> None:
+    """Write the bench report to ``out`` in one rename (an earlier report there stays whole until then). A write
+    that fails (a full disk) prints the report's JSON on stdout, so the measurement is not lost, and raises a
+    :class:`DsftError` saying so."""
+    text = json.dumps(report, indent=2)
+    existed = out.is_file()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with replaced_atomically(out) as handle:
+            handle.write(text)
+    except OSError as exc:
+        typer.echo(text)
+        kept = "the earlier report there is unchanged" if existed else "no file was written there"
+        raise DsftError(f"--out {out}: the report could not be written ({exc.strerror or exc}); {kept}, and the "
+                        "report's JSON is printed above on stdout: save it from there") from None
 
 
 def _earlier_report(out: Path) -> dict[str, Any] | None:
@@ -137,9 +154,6 @@ def check_report_file(out: Path, overwrite: bool) -> None:
     """The output rule for a report file (README, "Output directories"): a new file, or an earlier bench report
     (reruns of a benchmark replace their own report, as benchmarks/bench_gpu_7b.sh does part by part); another
     existing file only with ``overwrite``; a directory, or a parent that cannot be created, never."""
-    from dsft.disk import check_output_dir
-    from dsft.errors import DsftError
-
     if out.is_dir():
         raise DsftError(f"--out {out}: is a directory; name the report file, e.g. {out / 'bench.json'}")
     check_output_dir(out.parent, f"--out {out}: its folder")  # tried, not only os.access: root writes no /proc/x.json
@@ -155,8 +169,6 @@ def check_profile_dir(profile: Path, out: Path, overwrite: bool) -> None:
     follows the report's: when ``out`` is an earlier bench report that was profiled into this same directory,
     the rerun replaces that report and its profile together, without a flag (benchmarks/bench_gpu_7b.sh
     reruns its profile part into the same folder)."""
-    from dsft.disk import check_fresh_output_dir, check_output_dir
-
     earlier = _earlier_report(out) if out.is_file() else None
     profiled_into = (earlier or {}).get("settings", {}).get("profile_dir")
     if profiled_into and Path(profiled_into).resolve() == profile.resolve():
