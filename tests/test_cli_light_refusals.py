@@ -977,6 +977,14 @@ RANDOM_MODEL_CASES = [
     ("no-offline-tokenizer", ["deepseek-v3"], "no offline tokenizer for real-model preset 'deepseek-v3'"),
     ("dtype", ["r1-distill-qwen-1.5b", "--dtype", "fp8"], "--dtype fp8: choose one of"),
     ("set-field", ["r1-distill-qwen-1.5b", "--set", "num_layerz=2"], "--set num_layerz: not a field"),
+    # Values transformers' config class refused with a traceback (StrictDataclassFieldValidationError), after torch.
+    ("set-full-width", ["r1-distill-qwen-1.5b", "--set", "num_hidden_layers=８"],
+     "--set num_hidden_layers='８': must be a whole number, as the preset's 28 is"),
+    ("set-huge", ["r1-distill-qwen-1.5b", "--set", "num_hidden_layers=1e999"], "must be a whole number"),
+    ("set-empty", ["r1-distill-qwen-1.5b", "--set", "num_hidden_layers="],
+     "--set num_hidden_layers=None: must be a whole number"),
+    ("set-bool", ["r1-distill-qwen-1.5b", "--set", "vocab_size=true"], "--set vocab_size=True: must be a whole"),
+    ("set-nan", ["r1-distill-qwen-1.5b", "--set", "rms_norm_eps=.nan"], "--set rms_norm_eps=nan: must be a finite"),
 ]
 
 
@@ -985,6 +993,15 @@ def test_models_random_refuses_before_torch(tmp_path: Path, args: list[str], exp
     code, torch_loaded, err = _refuse(["models", "random", *args, "--out", str(tmp_path / "m")], tmp_path)
     assert code == 2 and expected in err and "Traceback" not in err, err
     assert not torch_loaded, "the refusal came after torch was imported"
+    assert not (tmp_path / "m").exists()
+
+
+def test_models_random_names_a_set_its_config_class_refuses_and_leaves_no_out(tmp_path: Path) -> None:
+    """A negative layer count ended in transformers' traceback (exit 1) and left an empty --out behind."""
+    code, _, err = _refuse(["models", "random", "r1-distill-qwen-1.5b", "--set", "num_hidden_layers=-1", "--out",
+                            str(tmp_path / "m")], tmp_path)
+    assert code == 2 and "Traceback" not in err, err
+    assert err.startswith("error: --set num_hidden_layers=-1: the r1-distill-qwen-1.5b config refuses it: "), err
     assert not (tmp_path / "m").exists()
 
 

@@ -9,6 +9,7 @@ there is one. ``overrides`` change config fields (e.g. fewer layers for a quick 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,8 @@ def write_random_model(preset: str, out_dir: str | Path, dtype: str = "bfloat16"
     if unknown:
         raise DsftError(f"--set {', '.join(unknown)}: not a field of the {preset} config "
                         f"(fields: {', '.join(sorted(config))})")
+    for key, value in (overrides or {}).items():
+        _check_field_value(key, value, config[key])
     config.update(overrides or {})
     # The tokenizer first: a missing tokenizer package must stop the command before gigabytes of weights.
     tokenizer_files = files()
@@ -65,8 +68,47 @@ def write_random_model(preset: str, out_dir: str | Path, dtype: str = "bfloat16"
         raise DsftError(f"--out {out}: directory is not empty; choose a new directory")
     import torch  # once every argument is checked: a refusal costs no torch import
 
+    if overrides:
+        _check_config_accepts(preset, config, overrides)
     out.mkdir(parents=True, exist_ok=True)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     write_random_checkpoint(out, config, generation, seed, dtype=dtype, device=device)
     tokenizers.write_tokenizer_files(*tokenizer_files, out)
     return out
+
+
+def _check_field_value(key: str, value: Any, preset_value: Any) -> None:
+    """A ``--set`` value of the preset field's type (a whole number for an int field, a finite number for a float
+    one, true/false for a bool), before torch: transformers' config classes refused the rest with a traceback.
+
+    >>> _check_field_value("num_hidden_layers", "８", 28)
+    Traceback (most recent call last):
+    dsft.errors.DsftError: --set num_hidden_layers='８': must be a whole number, as the preset's 28 is
+    """
+    if isinstance(preset_value, bool):
+        fits, kind = isinstance(value, bool), "true or false"
+    elif isinstance(preset_value, int):
+        fits, kind = isinstance(value, int) and not isinstance(value, bool), "a whole number"
+    elif isinstance(preset_value, float):
+        fits = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        kind = "a finite number"
+    elif isinstance(preset_value, str):
+        fits, kind = isinstance(value, str) and value != "", "a text"
+    else:  # a list, a mapping or null in the preset: the config class judges it
+        return
+    if not fits:
+        raise DsftError(f"--set {key}={value!r}: must be {kind}, as the preset's {preset_value!r} is")
+
+
+def _check_config_accepts(preset: str, config: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """The config class's own checks of the ``--set`` values (a negative layer count ...), as one message naming
+    them, before ``--out`` is created. Imports transformers (and torch)."""
+    from huggingface_hub.errors import StrictDataclassError
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.for_model(config["model_type"], **{k: v for k, v in config.items() if k != "model_type"})
+    except (StrictDataclassError, ValueError, TypeError) as exc:
+        cause = exc.__cause__ or exc
+        sets = ", ".join(f"--set {key}={value!r}" for key, value in overrides.items())
+        raise DsftError(f"{sets}: the {preset} config refuses it: {cause}") from None
