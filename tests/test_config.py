@@ -411,3 +411,19 @@ def test_the_runs_anywhere_example_names_data_that_ships(monkeypatch: pytest.Mon
     root = Path(__file__).resolve().parents[1]
     monkeypatch.chdir(root)
     assert input_problems(load_config(root / "examples" / "tiny-cpu.yaml")) == []
+
+
+def test_numbers_with_a_leading_zero_or_a_colon_are_read_as_written(tmp_path: Path) -> None:
+    """YAML 1.1 (PyYAML's loader) read ``save_steps: 010`` as octal 8 and ``max_steps: 1:30`` as base-60 90: a run
+    saved at other steps, or ran other steps, than the file says. 010 is now ten (as YAML 1.2 reads it) and 1:30
+    text, refused naming its key; in a --set too."""
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text("train:\n  save_steps: 010\n  max_steps: 0_20\n")
+    config = load_config(config_file)
+    assert (config.train.save_steps, config.train.max_steps) == (10, 20)
+    assert load_config(None, ["train.save_steps=017"]).train.save_steps == 17
+    config_file.write_text("train:\n  max_steps: 1:30\n")
+    with pytest.raises(ConfigError, match=r"train\.max_steps: .*got '1:30'"):
+        load_config(config_file)
+    with pytest.raises(ConfigError, match=r"train\.lr: .*got '1:30\.5'"):
+        load_config(None, ["train.lr=1:30.5"])

@@ -42,8 +42,36 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _construct_int(loader: _UniqueKeyLoader, node: yaml.ScalarNode) -> Any:
+    """YAML 1.2's reading of the integers YAML 1.1 (PyYAML) reads otherwise: ``010`` is ten, not octal 8 (YAML 1.2
+    writes octal ``0o10``), and ``1:30`` is text, not the base-60 number 90 (a step count written 1:30 is refused
+    naming its key instead of running 90 steps)."""
+    text = loader.construct_scalar(node)
+    digits = text.replace("_", "").lstrip("+-")
+    if ":" in text:
+        return text
+    if len(digits) > 1 and digits.startswith("0") and digits.isdigit():
+        return int(text.replace("_", ""), 10)
+    return loader.construct_yaml_int(node)
+
+
+def _construct_float(loader: _UniqueKeyLoader, node: yaml.ScalarNode) -> Any:
+    """``1:30.5`` is text, as in YAML 1.2, not YAML 1.1's base-60 float 5430.5."""
+    text = loader.construct_scalar(node)
+    return text if ":" in text else loader.construct_yaml_float(node)
+
+
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:float", _construct_float)
+
+
 def load_yaml(text: str) -> Any:
-    """``yaml.safe_load`` that refuses a key given twice in one mapping (see :class:`_UniqueKeyLoader`)."""
+    """``yaml.safe_load`` that refuses a key given twice in one mapping (see :class:`_UniqueKeyLoader`) and reads
+    ``010`` and ``1:30`` as YAML 1.2 does (ten; text).
+
+    >>> load_yaml("{a: 010, b: 0o10, c: 0x10, d: 1:30, e: 1_000, f: -07}")
+    {'a': 10, 'b': '0o10', 'c': 16, 'd': '1:30', 'e': 1000, 'f': -7}
+    """
     return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
 
 
