@@ -1029,6 +1029,9 @@ BENCH_CASES = [
      "--micro-batch-size to at most 500"),
     # A length scale that is no number of times ended in a traceback rounding the lengths (nan, inf, 1e999) after
     # torch had loaded; 0 and below ran the benchmark on one-token conversations.
+    # str.isdigit() holds for any script's digits: a full-width ８ was taken for 8, where typer refuses it.
+    ("loss-chunk-size-full-width", ["--loss-chunk-size", "８"],
+     "bench --loss-chunk-size: expected a positive integer or auto, got '８'"),
     ("length-scale-nan", ["--length-scale", "nan"], "bench --length-scale nan: must be a finite number > 0"),
     ("length-scale-inf", ["--length-scale", "1e999"], "bench --length-scale inf: must be a finite number > 0"),
     ("length-scale-zero", ["--length-scale", "0"], "bench --length-scale 0.0: must be a finite number > 0"),

@@ -107,7 +107,7 @@ def train(
                          lengths=lengths, loss_dtype=loss_dtype, precision=precision, length_scale=length_scale)
     chunk: int | str | None = loss_chunk_size
     if loss_chunk_size is not None and loss_chunk_size != "auto":
-        if not loss_chunk_size.isdigit() or int(loss_chunk_size) < 1:
+        if not (loss_chunk_size.isascii() and loss_chunk_size.isdigit()) or int(loss_chunk_size) < 1:  # not ８
             raise DsftError(f"bench --loss-chunk-size: expected a positive integer or auto, got {loss_chunk_size!r}")
         chunk = int(loss_chunk_size)
     from dsft.training.bench.runner import run_bench  # torch: after the flags that need none are checked
