@@ -898,6 +898,25 @@ def test_ui_refuses_a_port_in_use_before_torch(tmp_path: Path) -> None:
     assert not torch_loaded, "the refusal came after torch was imported"
 
 
+@pytest.mark.parametrize(("host", "expected"), [
+    ("no-such-host.invalid", "--host no-such-host.invalid: cannot listen on it (Name or service not known)"),
+    ("192.0.2.1", "--host 192.0.2.1: cannot listen on it (Cannot assign requested address)"),
+    (" ", "--host ' ': empty"),
+    ("", "--host '': empty"),
+])
+def test_a_host_that_cannot_be_listened_on_is_named(tmp_path: Path, host: str, expected: str) -> None:
+    """An unknown host name or an address of another machine was blamed on the port ('another server may be running
+    there, pick another with --port'); an empty --host (an unset variable) listened on every interface."""
+    code, torch_loaded, err = _refuse(["ui", "--runs", str(tmp_path), "--host", host, "--api-key", "k", "--port",
+                                       "8799"], tmp_path)
+    assert code == 2 and err.startswith(f"error: {expected}") and "Traceback" not in err, err
+    assert "--port" not in err, err
+    assert not torch_loaded, "the refusal came after torch was imported"
+    if not host.strip():  # without a key: said empty too, not that it is off loopback
+        code, _, err = _refuse(["ui", "--runs", str(tmp_path), "--host", host, "--port", "8799"], tmp_path)
+        assert code == 2 and err.startswith(f"error: {expected}"), err
+
+
 def _messages(tmp: Path) -> str:
     path = tmp / "m.json"
     path.write_text(json.dumps([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]))

@@ -7,6 +7,7 @@ run, is :func:`serve_defaults`'s to say (``dsft serve`` and the dashboard's chat
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 from dataclasses import dataclass
@@ -129,6 +130,7 @@ def check_open_bind(host: str, api_key: str | None, *, exposes: str, key_from: s
     ``source`` where the host came from when not ``--host`` (a config key), ``opt_out`` the flag that serves
     without a key on purpose (the caller skips this check when it is given).
     """
+    refuse_empty_host(host)
     if api_key is not None or is_loopback(host):
         return
     allow = f", or pass {opt_out} to serve without one on purpose" if opt_out else ""
@@ -136,13 +138,26 @@ def check_open_bind(host: str, api_key: str | None, *, exposes: str, key_from: s
     raise DsftError(f"--host {host}{where}: {exposes}; off loopback it needs --api-key (or {key_from}){allow}")
 
 
+def refuse_empty_host(host: str) -> None:
+    """An empty ``--host`` (an unset variable: ``--host "$HOST"``) would listen on every interface."""
+    if not host.strip():
+        raise DsftError(f"--host {host!r}: empty; leave it out for 127.0.0.1 (this machine only), or write 0.0.0.0 "
+                        "to listen on every interface")
+
+
 def check_port_free(host: str, port: int) -> None:
-    """Refuse a bind address that is already taken, naming it, before the model loads."""
+    """Refuse a bind address that is already taken, naming it, before the model loads; or a host that is no name
+    or address of this machine, naming the host (the port is not what is wrong)."""
+    refuse_empty_host(host)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
+            if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+                raise DsftError(f"--host {host}: cannot listen on it ({exc.strerror}): not a name or address of this "
+                                "machine; use 127.0.0.1 (this machine only), 0.0.0.0 (every interface) or one of "
+                                "its own addresses") from None
             raise DsftError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror}); "
                             "another server may be running there, pick another with --port") from exc
