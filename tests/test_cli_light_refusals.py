@@ -1146,3 +1146,19 @@ def test_an_empty_path_is_refused_naming_its_argument_not_read_as_the_current_di
     code, torch_loaded, err = _refuse(args, tmp_path)
     assert (code, torch_loaded) == (2, False), err
     assert expected in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("command", [["data", "prepare", "~/d.jsonl", "--out", "out"], ["metrics", "-p", "~/d.jsonl"]])
+def test_a_quoted_tilde_is_said_not_to_be_expanded(tmp_path: Path, monkeypatch, command: list[str]) -> None:
+    """'~/d.jsonl' quoted (or in a config file) was said to be missing, with 'relative paths are read from the
+    current directory', while the file was there in the home directory."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "d.jsonl").write_text(json.dumps({"prompt": "p", "completion": "c"}) + "\n")
+    monkeypatch.setenv("HOME", str(home))
+    code, torch_loaded, err = _refuse(command, tmp_path)
+    assert code == 2 and "Traceback" not in err, err
+    assert ("~/d.jsonl: no such file or directory; '~' is expanded by a shell only where it is unquoted, not here: "
+            f"write {home / 'd.jsonl'}") in err, err
+    assert "current directory" not in err and not (tmp_path / "out").exists(), err
+    assert not torch_loaded, "the refusal came after torch was imported"

@@ -173,6 +173,9 @@ def not_a_file_reason(path: Path) -> str:
         return "exists but is not a regular file (a device, pipe or socket)"
     if path.is_symlink():
         return f"a symbolic link to {os.readlink(path)}, which does not exist"
+    if str(path).startswith("~") and path.expanduser().exists():  # quoted, or in a config file: no shell expanded it
+        return (f"no such file or directory; '~' is expanded by a shell only where it is unquoted, not here: write "
+                f"{path.expanduser()}")
     return "no such file or directory"
 
 
