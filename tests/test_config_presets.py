@@ -92,3 +92,15 @@ def test_config_preset_command_prints_yaml_with_its_source(run_cli, tmp_path: Pa
     assert shown["train"]["lr"] == 1e-5 and shown["lora"]["r"] == 64
     code, out, err = run_cli(["config", "preset", "nope"])
     assert code == 2 and "unknown size preset" in out + err
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("nope", "error: NAME nope: unknown size preset; choose one of 7b, 13b, 34b"),
+    ("", "error: NAME '': unknown size preset"),
+])
+def test_config_preset_names_the_argument_the_user_typed(run_cli, name: str, expected: str) -> None:
+    """`dsft config preset nope` was told '--preset nope: ...', a flag the command does not take (and '' was
+    '--preset : ...')."""
+    code, out, err = run_cli(["config", "preset", name])
+    said = " ".join((out + err).split())
+    assert code == 2 and said.startswith(expected) and "--preset" not in said, said

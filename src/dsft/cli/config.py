@@ -68,7 +68,7 @@ def preset(
             typer.echo(f"{item.name}: " + ", ".join(item.overrides()))
         typer.echo(f"source: {next(iter(PRESETS.values())).source}")
         return
-    typer.echo(preset_yaml(get_preset(name)), nl=False)
+    typer.echo(preset_yaml(get_preset(name, label="NAME")), nl=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -46,10 +46,12 @@ PRESETS: dict[str, SizePreset] = {
 }
 
 
-def get_preset(name: str) -> SizePreset:
+def get_preset(name: str, label: str = "--preset") -> SizePreset:
+    """The size preset ``name``; a :class:`ConfigError` naming ``label`` (the flag or argument it came from)."""
     preset = PRESETS.get(name.lower())
     if preset is None:
-        raise ConfigError(f"--preset {name}: unknown size preset; choose one of {', '.join(PRESETS)}")
+        shown = name if name.strip() else repr(name)
+        raise ConfigError(f"{label} {shown}: unknown size preset; choose one of {', '.join(PRESETS)}")
     return preset
 
 
