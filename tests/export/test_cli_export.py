@@ -238,3 +238,14 @@ def test_an_ollama_name_given_is_kept_as_given() -> None:
     assert ollama_name_for("medical-qa:v1", "run") == "medical-qa:v1"  # a tag is Ollama's own syntax
     assert ollama_name_for("team/Medical_QA.v2", "run") == "team/Medical_QA.v2"
     assert ollama_name_for(None, "My Run (R1)") == "my-run-r1"  # made from the directory name when not given
+
+
+def test_an_ollama_name_made_from_a_long_directory_name_is_one_ollama_takes() -> None:
+    """Made from a run directory's name of any length: it was as long as the name, past the 80 characters
+    `ollama create` takes in a model name, and the README's `ollama create NAME` then failed."""
+    from dsft.export.ollama import ollama_name_for
+    from dsft.models.ollama_tags import is_ollama_name
+
+    name = ollama_name_for(None, "lora-" + "r1-distill-qwen-32b-medical-qa-" * 4)
+    assert is_ollama_name(name) and len(name) <= 80, name  # a model name, Ollama's longest
+    assert name.startswith("lora-r1-distill-qwen-32b-medical-qa-"), name

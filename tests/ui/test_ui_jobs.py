@@ -502,6 +502,46 @@ def test_ollama_export_runs_the_cli_command_with_the_model_name(client: TestClie
         assert commands[-1][-2:] == ["--name", name]
 
 
+# Ollama's own verdict on each name (types/model/name.go, the one check behind `ollama create` and `ollama run`):
+# [[host/]namespace/]model[:tag], each part starting with a letter, digit or '_', '.' not in the namespace, a
+# host's ':port' taken, 80 characters a part (the host 350).
+OLLAMA_TAKES = {"medical-qa:v1": True, "team/Medical_QA:Q4_K_M": True, "a..b": True, "_private:v1": True,
+                "localhost:5000/team/model:v1": True, "x" * 80: True, "x" * 81: False, "m:" + "t" * 81: False,
+                "my.team/model": False, "a/b/c/d": False, "a b": False, "-rf": False, "../x": False, "x:": False,
+                "医疗模型": False, "ｍodel:7b": False}
+
+
+@pytest.mark.parametrize("name", list(OLLAMA_TAKES), ids=[n[:24] for n in OLLAMA_TAKES])
+def test_every_place_that_takes_an_ollama_name_takes_the_names_ollama_takes(
+        client: TestClient, runs_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli,
+        name: str) -> None:
+    """``dsft export --name``, the dashboard's export name, the dashboard's model ``ollama:NAME`` and a command's
+    ``ollama:NAME`` (``dsft serve``) ask one owner (dsft.models.ollama_tags), and take what Ollama takes. Each kept
+    its own copy: export took 'a..b', which the dashboard's model field then refused as no Ollama name; the model
+    field took 81 characters, which export refused; all took 'my.team/model' (Ollama refuses a '.' in a
+    namespace) and refused '_private:v1' (Ollama takes it)."""
+    monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "store"))  # an empty store: a name taken is not found
+    monkeypatch.setattr(run_jobs, "export_formats", lambda method: ["hf", "ollama"])  # with or without gguf
+    monkeypatch.setattr(jobs, "start_job", lambda *args, **kwargs: "job-1")
+    done_run(runs_root)
+    code, _, err = run_cli(["export", str(tmp_path / "absent"), "--format", "ollama", "--name", name, "--out",
+                            str(tmp_path / "o")])
+    assert code == 2, err
+    export_takes = f"--name {name}: not an Ollama model name" not in err
+    response = client.post("/api/export", headers=POST, json={"run": "done", "format": "ollama", "name": name})
+    assert response.status_code == 200 or "not an Ollama model name" in response.json()["error"], response.text
+    dashboard_export_takes = response.status_code == 200
+    form = {"name": "new", "model": f"ollama:{name}", "data": "d.jsonl", "method": "lora", "max_steps": "4"}
+    error = client.post("/api/runs", headers=POST, json=form).json()["error"]
+    assert ("not an Ollama name" in error) != ("not in the Ollama store" in error), error
+    dashboard_model_takes = "not in the Ollama store" in error
+    code, _, err = run_cli(["serve", f"ollama:{name}"])
+    assert code == 2 and ("is not an Ollama name" in err) != ("not in the Ollama store" in err), err
+    command_takes = "not in the Ollama store" in err
+    assert (export_takes, dashboard_export_takes, dashboard_model_takes, command_takes) == (OLLAMA_TAKES[name],) * 4
+    assert not (runs_root / "new").exists()
+
+
 def test_an_ollama_export_shows_its_model_name_commands_and_modelfile(client: TestClient, runs_root: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     out = runs_root / "alpha" / "export" / "ollama"

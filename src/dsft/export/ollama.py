@@ -19,12 +19,14 @@ from dsft.export.bounds import LogitBound
 from dsft.export.gguf_export import GGUF_FILE_NAME, GGUFExport, export_gguf
 from dsft.export.source import ExportSource
 from dsft.models.loading import load_tokenizer
+from dsft.models.ollama_tags import OLLAMA_PART_MAX
 from dsft.templates import get_template
 
 
 def ollama_model_name(text: str) -> str:
-    """A valid Ollama model name from a run/model directory name (lowercase, [a-z0-9._-])."""
-    name = re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._")
+    """A valid Ollama model name from a run/model directory name (lowercase, [a-z0-9._-], at most the characters
+    Ollama takes in a model name: :mod:`dsft.models.ollama_tags`)."""
+    name = re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._")[:OLLAMA_PART_MAX]
     return name or "dsft-model"
 
 

@@ -18,30 +18,13 @@ import re
 from dsft.dtype_names import WEIGHT_DTYPES
 from dsft.errors import DsftError, UnsupportedError
 from dsft.export.bounds import LogitBound, parse_tolerance
+from dsft.models.ollama_tags import ollama_name_problem  # what `ollama create` takes
 
 EXPORT_FORMATS = ("hf", "adapter", "gguf", "ollama")
 EXPORT_DTYPES = ("auto", *WEIGHT_DTYPES, "q8_0")
 HF_DTYPES = WEIGHT_DTYPES
 # What transformers' save_pretrained(max_shard_size=...) parses: an integer and a unit.
 _SHARD_SIZE = re.compile(r"\s*([0-9]+)\s*(GIB|MIB|KIB|GB|MB|KB)", re.IGNORECASE)
-
-
-# What `ollama create` takes: [namespace/]model[:tag], each part letters, digits, '_', '-' and '.', starting with a
-# letter or digit, at most 80 characters.
-_OLLAMA_PART = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}"
-OLLAMA_NAME = re.compile(rf"(?:{_OLLAMA_PART}/){{0,2}}{_OLLAMA_PART}(?::{_OLLAMA_PART})?")
-
-
-def ollama_name_problem(name: str, flag: str = "--name") -> str | None:
-    """Why ``ollama create`` would refuse ``name`` (None: it takes it), said of ``flag`` (the dashboard's field).
-
-    >>> ollama_name_problem("medical-qa:v1") is None, ollama_name_problem("医疗模型") is not None
-    (True, True)
-    """
-    if OLLAMA_NAME.fullmatch(name):
-        return None
-    return (f"{flag} {name}: not an Ollama model name; use [namespace/]model[:tag], each part letters, digits, '_', "
-            "'-' and '.', at most 80 of them (e.g. medical-qa:v1)")
 
 
 def dtype_fits(fmt: str, dtype: str) -> bool:

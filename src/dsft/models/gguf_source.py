@@ -36,10 +36,10 @@ from dsft.disk import not_a_file_reason
 from dsft.errors import DsftError, UnsupportedError
 from dsft.models.gguf_tokenizer import with_gguf_special_tokens
 from dsft.models.loading import use_cpu_accelerator_without_cuda
+from dsft.models.ollama_tags import OLLAMA_PREFIX, is_ollama_name
 
 log = logging.getLogger(__name__)
 
-OLLAMA_PREFIX = "ollama:"
 OLLAMA_MODEL_LAYER = "application/vnd.ollama.image.model"
 OLLAMA_DEFAULT_HOST = "registry.ollama.ai"
 OLLAMA_DEFAULT_NAMESPACE = "library"
@@ -90,12 +90,12 @@ def ollama_store() -> Path:
 
 def _manifest_path(store: Path, name: str) -> Path:
     """``manifests/HOST/NAMESPACE/NAME/TAG`` for ``NAME[:TAG]``, ``NS/NAME[:TAG]`` or ``HOST/NS/NAME[:TAG]``."""
+    if not is_ollama_name(name):  # Ollama's own rule: no part is '.' or '..', so the path stays in the store
+        raise DsftError(f"{OLLAMA_PREFIX}{name!r} is not an Ollama name (NAME[:TAG])")
     base, sep, tag = name.rpartition(":")
     if not sep or "/" in tag:  # no tag (a ':' inside a host:port is not one)
         base, tag = name, "latest"
-    parts = [p for p in base.split("/") if p]
-    if not parts or any(p in (".", "..") for p in parts) or not tag or len(parts) > 3:
-        raise DsftError(f"{OLLAMA_PREFIX}{name!r} is not an Ollama name (NAME[:TAG])")
+    parts = base.split("/")
     if len(parts) == 1:
         parts = [OLLAMA_DEFAULT_HOST, OLLAMA_DEFAULT_NAMESPACE, *parts]
     elif len(parts) == 2:

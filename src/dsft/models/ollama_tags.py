@@ -1,4 +1,5 @@
-"""An Ollama tag (``deepseek-r1:32b``) given where dsft takes a model, and what to write instead.
+"""What an Ollama model name looks like (the one owner of that rule), and an Ollama tag (``deepseek-r1:32b``)
+given where dsft takes a model, with what to write instead.
 
 dsft reads an Ollama model only as ``ollama:NAME[:TAG]`` (its GGUF, converted once from the local store, see
 :mod:`dsft.models.gguf_source`); the bare tag matches none of the names a model can be given by, and the
@@ -10,16 +11,28 @@ from __future__ import annotations
 
 import re
 
-from dsft.models.gguf_source import OLLAMA_PREFIX
 from dsft.models.presets import REAL_MODEL_FACTS
 
-# NAME[:TAG], NS/NAME[:TAG] or HOST/NS/NAME[:TAG], as `ollama pull` takes them (a path or URL has no such shape):
-# ASCII letters, digits, '.', '_' and '-', as Ollama's own names are. OLLAMA_NAME is what ``ollama:`` takes (the
-# tag defaults to latest); OLLAMA_TAG, the bare tag a user copies from `ollama run`, has the ':TAG'.
-_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9][A-Za-z0-9._-]*){0,2}"
-_TAG = r"[A-Za-z0-9._-]+"
-OLLAMA_NAME = re.compile(rf"{_NAME}(?::{_TAG})?")
-OLLAMA_TAG = re.compile(rf"{_NAME}:{_TAG}")
+OLLAMA_PREFIX = "ollama:"  # how model.name_or_path names a model of the local Ollama store
+
+# An Ollama model name as Ollama itself parses and checks it (types/model/name.go: ParseName, then Name.IsValid,
+# the one check behind `ollama create NAME`, `ollama run NAME` and `ollama pull NAME`):
+# [[HOST/]NAMESPACE/]MODEL[:TAG], ASCII only; every part starts with a letter, a digit or '_' and goes on in
+# letters, digits, '_' and '-', with '.' too except in the namespace and ':' too in the host (a port); the host at
+# most 350 characters, the others 80. No part can be '.' or '..', so a name is a safe path in the store. The same
+# rule serves the names dsft reads (``ollama:NAME``, found in the local store; ``ollama run`` also takes
+# ``NAME@DIGEST`` and cloud models, which have no GGUF there) and the names it writes (``dsft export --name``, the
+# dashboard's export name: `ollama create` refuses no name Ollama reads). OLLAMA_NAME: the tag may be left out
+# (``latest``); OLLAMA_TAG: the bare tag a user copies from `ollama run`, with its ':TAG'.
+OLLAMA_PART_MAX = 80  # characters of a namespace, a model or a tag
+_HOST = r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,349}"
+_NAMESPACE = rf"[A-Za-z0-9_][A-Za-z0-9_-]{{0,{OLLAMA_PART_MAX - 1}}}"
+_PART = rf"[A-Za-z0-9_][A-Za-z0-9_.-]{{0,{OLLAMA_PART_MAX - 1}}}"  # a model or a tag
+_NAME = rf"(?:(?:{_HOST}/)?{_NAMESPACE}/)?{_PART}"
+OLLAMA_NAME = re.compile(rf"{_NAME}(?::{_PART})?")
+OLLAMA_TAG = re.compile(rf"{_NAME}:{_PART}")
+OLLAMA_NAME_RULE = ("[[host/]namespace/]model[:tag], each part letters, digits, '_', '-' and '.' ('.' not in the "
+                    "namespace), starting with a letter, digit or '_', at most 80 of them")
 
 # Ollama library tags -> the real-model preset holding their original weights' hub id. deepseek-r1:8b is left
 # out: Ollama re-pointed it from the Llama-8B distill to the R1-0528 Qwen3-8B distill, which has no preset.
@@ -34,12 +47,26 @@ _EXAMPLE_HUB_ID = REAL_MODEL_FACTS["r1-distill-qwen-32b"].hub_id
 
 
 def is_ollama_name(name: str) -> bool:
-    """Whether ``name`` is what ``ollama:NAME[:TAG]`` takes after its prefix (the shape only, not the store).
+    """Whether Ollama takes ``name`` as a model name: what ``ollama:NAME[:TAG]`` takes after its prefix (the shape
+    only, not the store) and what ``ollama create`` takes.
 
-    >>> [is_ollama_name(n) for n in ("deepseek-r1", "ns/model:q4", "h/ns/m:t", "a/b/c/d", "x:", "modèle:7b")]
-    [True, True, True, False, False, False]
+    >>> [is_ollama_name(n) for n in ("deepseek-r1", "ns/model:q4", "localhost:5000/ns/m:t", "_x:y", "a..b")]
+    [True, True, True, True, True]
+    >>> [is_ollama_name(n) for n in ("a/b/c/d", "x:", "modèle:7b", "my.team/m", "../x", "x" * 81)]
+    [False, False, False, False, False, False]
     """
     return bool(OLLAMA_NAME.fullmatch(name))
+
+
+def ollama_name_problem(name: str, flag: str = "--name") -> str | None:
+    """Why ``ollama create`` would refuse ``name`` (None: it takes it), said of ``flag`` (the dashboard's field).
+
+    >>> ollama_name_problem("medical-qa:v1") is None, ollama_name_problem("医疗模型") is not None
+    (True, True)
+    """
+    if is_ollama_name(name):
+        return None
+    return f"{flag} {name}: not an Ollama model name; use {OLLAMA_NAME_RULE} (e.g. medical-qa:v1)"
 
 
 def is_ollama_tag(name: str) -> bool:

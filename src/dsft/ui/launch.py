@@ -55,7 +55,7 @@ def model_choice(root: Path, value: str) -> str:
                         "file or a model directory (with config.json) under the runs root")
     if value.startswith(OLLAMA_PREFIX):
         name = value[len(OLLAMA_PREFIX):]
-        if not is_ollama_name(name) or ".." in name:
+        if not is_ollama_name(name):  # Ollama's own rule, as dsft export --name
             raise DsftError(f"model {value}: not an Ollama name (ollama:NAME[:TAG])")
         try:
             resolve_ollama(name)  # in the store, with its model blob: else one message naming the fix

@@ -21,8 +21,8 @@ from dsft.errors import DsftError
 from dsft.eval.compare import tuned_run_of
 from dsft.eval.report import comparison_rows, fmt, fmt_delta, metric_label
 from dsft.export.api import EXPORT_DTYPES
-from dsft.export.options import ollama_name_problem
 from dsft.export.source import check_source
+from dsft.models.ollama_tags import ollama_name_problem
 from dsft.training.base_model import BaseModelNotFound
 from dsft.training.rundir import ADAPTER_METHODS, RunDir
 from dsft.ui import jobs, runs
