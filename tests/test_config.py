@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -427,3 +428,13 @@ def test_numbers_with_a_leading_zero_or_a_colon_are_read_as_written(tmp_path: Pa
         load_config(config_file)
     with pytest.raises(ConfigError, match=r"train\.lr: .*got '1:30\.5'"):
         load_config(None, ["train.lr=1:30.5"])
+
+
+@pytest.mark.parametrize("url", ["api.deepseek.com/v1", "not a url", "ftp://host/v1", "http://", "127.0.0.1:8000/v1"])
+def test_an_endpoint_base_url_without_http_is_refused_naming_its_key(url: str) -> None:
+    """It was accepted, and `dsft data distill` (augment likewise) then failed every request with httpx's
+    'Request URL is missing an http:// or https:// protocol', reported as an endpoint that does not answer."""
+    for key in ("data.distill.endpoint.base_url", "data.augment.endpoint.base_url"):
+        with pytest.raises(ConfigError, match=rf"{re.escape(key)}: must be an http:// or https:// URL"):
+            load_config(None, [f"{key}={url}"])
+    assert load_config(None, ["data.distill.endpoint.base_url=HTTP://127.0.0.1:8000/v1"]).data.distill.endpoint

@@ -153,6 +153,16 @@ class EndpointConfig(Section):
     temperature: float | None = Field(None, ge=0, description="Sampling temperature; null = the server's default.")
     max_tokens: int | None = Field(None, ge=1, description="Completion token limit; null = the server's default.")
 
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        """Refused when read, not after a run started: without a scheme every request failed ('Request URL is missing
+        an http:// or https:// protocol'), named as an endpoint that does not answer."""
+        scheme, sep, rest = (value or "").partition("://")
+        if value is not None and not (sep and scheme.lower() in ("http", "https") and rest.strip("/")):
+            raise ValueError(f"must be an http:// or https:// URL, e.g. https://api.deepseek.com/v1, got {value!r}")
+        return value
+
     def configured(self) -> bool:
         return bool(self.base_url and self.model)
 
