@@ -125,7 +125,7 @@ EXPORT_CASES = [
     ("hf-q8", lambda t: ["no-such-model", "--format", "hf", "--dtype", "q8_0"], "q8_0 applies to --format gguf/ollama"),
     ("adapter-dtype", lambda t: ["no-such-model", "--format", "adapter", "--dtype", "float16"],
      "an adapter is copied as trained"),
-    ("tolerance", lambda t: ["no-such-model", "--tolerance", "-1"], "--tolerance must be > 0"),
+    ("tolerance", lambda t: ["no-such-model", "--tolerance", "-1"], "--tolerance must be a finite number > 0, got -1"),
     ("tolerance-syntax", lambda t: ["no-such-model", "--tolerance", "diff=5%,outlier=10%"],
      "--tolerance 'diff=5%,outlier=10%': cannot read 'outlier=10%'; expected a number"),
     ("shard-size", lambda t: ["no-such-model", "--max-shard-size", "lots"], "--max-shard-size lots"),
