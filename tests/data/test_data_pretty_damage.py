@@ -300,3 +300,16 @@ def test_dsft_data_prepare_keeps_every_intact_record_of_a_wrapper_with_a_key_aft
     assert report["read"] == report["kept"] + report["rejected"] + sum(report["removed"].values())
     rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [row["where"] for row in rejects] == [f"{data} item 2 (line 7)"]
+
+
+def test_a_lost_quote_before_brackets_costs_its_record_only(tmp_path: Path) -> None:
+    """Found by the property test above (seed 10): records one after another, the first losing its output's opening
+    quote before '[[' ("output": a[[",). Counting brackets from the broken record (07d42f1, for indent=0 files) left
+    two open to the end of the file: all three records were one reject."""
+    items = [{"instruction": "a", "output": f"a{i}[[", "meta": {"n": i}, "history": [["a", "a[["]]} for i in range(3)]
+    text = "".join(json.dumps(r, indent=2) + "\n" for r in items).replace('"output": "a0', '"output": a0', 1)
+    path = tmp_path / "objects.json"
+    path.write_text(text, encoding="utf-8")
+    result = ingest([str(path)])
+    assert (result.read, [r.where for r in result.rejections]) == (3, [f"{path}:1"])
+    assert [c.meta["n"] for c in result.conversations] == [1, 2]

@@ -99,16 +99,34 @@ def _after(text: str, index: int) -> str:
     return text[index - 1] if index else ""
 
 
+def _body_indented(text: str, opening: int) -> bool:
+    """Whether the line after the ``{`` at ``opening`` is indented deeper than that ``{``."""
+    newline = text.find("\n", opening)
+    if newline < 0:
+        return False
+    body = text[newline + 1:]
+    return len(body) - len(body.lstrip(" \t")) > opening - (text.rfind("\n", 0, opening) + 1)
+
+
 def next_record_start(text: str, broken: int, starts: list[int]) -> int:
     """Where the record after the broken one at ``broken`` begins: the first of ``starts`` (:func:`record_starts`)
     after it where at most one of its brackets is still open (one: it lost its closing brace), brackets counted
     outside strings, a raw newline ending one. A ``{`` line in a list of its (``json.dumps(indent=0)``, or a record
     that lost a comma there) is two deeper. ``len(text)`` when none.
 
+    Where the broken record's body is indented deeper than its ``{`` (every pretty-printer but ``indent=0``), an
+    object nested in it is deeper too, so the first of ``starts`` after it is the next record: brackets are not
+    counted there, where a lost quote (``"output": a[[",``) would leave them open to the end of the file.
+
     >>> text = '{\\n"m": [\\n{\\n"x": 1\\n}\\n{\\n"x": 2\\n}\\n]\\n}\\n{\\n"m": []\\n}\\n'  # the first lost a comma
     >>> starts = record_starts(text, 0); starts, next_record_start(text, 0, starts)
     ([0, 20, 35], 35)
+    >>> text = '{\\n  "a": x[[",\\n  "b": 1\\n}\\n{\\n  "a": "y"\\n}\\n'  # the first lost a quote
+    >>> next_record_start(text, 0, record_starts(text, 0))
+    26
     """
+    if _body_indented(text, broken):
+        return next((start for start in starts if start > broken), len(text))
     depth, in_string, escaped, index = 0, False, False, broken
     for start in (s for s in starts if s > broken):
         for char in text[index:start]:
