@@ -70,13 +70,18 @@ class LlamaServer:
 
 @contextmanager
 def serve_gguf(binary: str, gguf: Path, log: Path, *extra: str) -> Iterator[LlamaServer]:
-    """``llama-server -m GGUF --jinja EXTRA...`` until the block ends (its output goes to ``log``)."""
+    """``llama-server -m GGUF --jinja EXTRA...`` until the block ends (its output goes to ``log``).
+
+    ``--no-repack``: on a CPU with AMX, llama.cpp (llama-cpp-python 0.3.36) repacks the tiny models' 64-wide rows
+    into its extra buffer type and then aborts while scheduling the graph (ggml-backend.cpp:1294,
+    ``GGML_ASSERT(*cur_backend_id != -1)``, from ``llama_context::resolve_fused_ops``); the tests compare prompts,
+    not speed, so the server keeps the plain CPU buffers, as dsft's verification does (gguf_verify.load_llama)."""
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
     with log.open("wb") as out:
         process = subprocess.Popen(
             [binary, "-m", str(gguf), "--jinja", "--host", "127.0.0.1", "--port", str(port), "-c", "512",
-             "-t", "1", "--no-warmup", *extra], stdout=out, stderr=subprocess.STDOUT)
+             "-t", "1", "--no-warmup", "--no-repack", *extra], stdout=out, stderr=subprocess.STDOUT)
         try:
             wait_until_healthy(base_url, process, log.read_text, "llama-server", 120)
             yield LlamaServer(base_url)
