@@ -214,11 +214,9 @@ def test_the_unapplied_settings_notice_is_one_clean_line_in_the_terminal(tmp_pat
     """`dsft train` as a user runs it: the notice is one plain line on stderr, no source path or code line."""
     tiny_model_dir("tiny-r1-distill-qwen")  # DSFT_CACHE
     data = tmp_path / "train.jsonl"
-    data.write_text(json.dumps({"messages": [{"role": "user", "content": "Hi"},
-                                             {"role": "assistant", "content": "Hello."}]}) + "\n")
+    data.write_text(json.dumps({"messages": 5}) + "\n")  # no record to train on: stops it after the notice
     config = tmp_path / "config.yaml"
-    config.write_text("model: {name_or_path: tiny-r1-distill-qwen}\ntrain: {zero_stage: 3}\n"
-                      f"data: {{train: [{data}]}}\nlora: {{targets: [q_proj, vproj]}}\n")  # stops it after the notice
+    config.write_text(f"model: {{name_or_path: tiny-r1-distill-qwen}}\ntrain: {{zero_stage: 3}}\ndata: {{train: [{data}]}}\n")
     done = subprocess.run([sys.executable, "-m", "dsft", "train", str(config), "--out", str(tmp_path / "run")],
                           capture_output=True, text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     assert done.returncode == 2, done.stderr
@@ -226,7 +224,7 @@ def test_the_unapplied_settings_notice_is_one_clean_line_in_the_terminal(tmp_pat
     assert lines[0] == ("train.zero_stage=3: not applied; one process without CUDA and DeepSpeed trains on a single "
                         "device with no ZeRO partitioning or offload (set train.distributed=deepspeed on a CUDA "
                         "machine, or remove the keys)")
-    assert lines[1].startswith("error: lora.targets:")
+    assert lines[1].startswith("error: no records left to train on")
     assert "Warning" not in done.stderr and ".py:" not in done.stderr
 
 
