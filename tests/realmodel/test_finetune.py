@@ -107,9 +107,12 @@ def test_hf_and_q8_0_gguf_exports_answer_like_the_trained_model(full_run, full_a
           f"model's; facts right: GGUF {score(gguf_answers, records):.0%}, trained "
           f"{score(full_answers['paraphrased'], records):.0%}")
     # Measured: 21/24 answers identical, facts right 20/24 (GGUF) vs 21/24 (trained): 8-bit rounding flips
-    # a near-tie in one Chinese answer.
+    # a near-tie in one Chinese answer. On a CPU with AMX (2026-11-28, same code): 23/24 and 19/24 in two runs
+    # (facts 88% vs 88%, 92% vs 88%; max |logit diff| 3.49 vs 3.25, so the trained weights or llama.cpp's
+    # arithmetic differ run to run on CPU), and one rounding
+    # flip anywhere in a 32-token answer makes it differ. A broken export answers none alike.
     assert score(gguf_answers, records) >= score(full_answers["paraphrased"], records) - 1.5 / len(records)
-    assert same >= 0.85 * len(records)
+    assert same >= 0.75 * len(records)
 
 
 def test_dsft_serve_answers_through_the_openai_client(full_run, full_answers, facts) -> None:
