@@ -127,21 +127,52 @@ def next_record_start(text: str, broken: int, starts: list[int]) -> int:
     """
     if _body_indented(text, broken):
         return next((start for start in starts if start > broken), len(text))
-    depth, in_string, escaped, index = 0, False, False, broken
+    scan, index = _BracketScan(), broken
     for start in (s for s in starts if s > broken):
         for char in text[index:start]:
-            if in_string:
-                escaped, in_string = (False, True) if escaped else (char == "\\", char not in '"\n')
-            elif char == '"':
-                in_string = True
-            elif char in "[{":
-                depth += 1
-            elif char in "]}" and depth > 0:
-                depth -= 1
+            scan.read(char)
         index = start
-        if depth <= 1 and not in_string:
+        if scan.depth <= 1 and not scan.in_string:
             return start
     return len(text)
+
+
+class _BracketScan:
+    """JSON text read a character at a time: how many brackets are open (``depth``) and whether a string is
+    (``in_string``), counted as the damaged text allows. A raw newline ends a string (JSON strings hold none, so its
+    closing quote was lost) and a closing bracket with none open is not counted, so one broken record does not
+    leave the rest of the text inside a string or below zero. The one scan behind :func:`split_json_array_at`'s
+    items and :func:`next_record_start`.
+
+    >>> scan = _BracketScan()  # "," and "]" inside a string and brackets, an escaped quote
+    >>> [(index, found) for index, char in enumerate('{"a,]\\\\"": [1, 2]}, 3]') if (found := scan.read(char))]
+    [(17, ','), (20, ']')]
+    >>> scan = _BracketScan(); _ = [scan.read(char) for char in '{"m": ["x\\n, {']; scan.depth, scan.in_string
+    (3, False)
+    """
+
+    def __init__(self) -> None:
+        self.depth, self.in_string, self.escaped = 0, False, False
+
+    def read(self, char: str) -> str:
+        """Count ``char``; return it where it is a ``,`` or ``]`` outside every string and bracket (where an
+        array's item ends, or the array), else ''."""
+        if self.in_string:
+            if self.escaped:
+                self.escaped = False
+            elif char == "\\":
+                self.escaped = True
+            elif char in '"\n':
+                self.in_string = False
+        elif char == '"':
+            self.in_string = True
+        elif char in "[{":
+            self.depth += 1
+        elif char in "]}" and self.depth > 0:
+            self.depth -= 1
+        elif char == "]" or (char == "," and self.depth == 0):
+            return char
+        return ""
 
 
 def split_json_array(text: str) -> list[str] | None:
@@ -181,31 +212,20 @@ def split_json_array_at(text: str) -> list[tuple[int, str]] | None:
         return _pretty_items(text, found, closed, wrapped=opened[1] is not None)
     starts = set(found[1:])
     items: list[tuple[int, str]] = []
-    depth, in_string, escaped, start = 0, False, False, after
+    scan, start = _BracketScan(), after
     for index in range(start, len(text)):
         char = text[index]
-        if index in starts or (unindented and depth == 1 and not in_string and _opens_item_after_lost_brace(text, index)):
+        if index in starts or (unindented and scan.depth == 1 and not scan.in_string
+                               and _opens_item_after_lost_brace(text, index)):
             # A record begins: whatever came before it ended there, closed or not.
             if text[start:index].strip():
                 items.append((start, text[start:index]))
-            depth, in_string, escaped, start = 0, False, False, index
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char in '"\n':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-        elif char in "]}" and depth > 0:
-            depth -= 1
-        elif char == "]":
+            scan, start = _BracketScan(), index
+        top_level = scan.read(char)
+        if top_level == "]":
             items.append((start, text[start:index]))
             break
-        elif char == "," and depth == 0:
+        if top_level == ",":
             items.append((start, text[start:index]))
             start = index + 1
     else:
