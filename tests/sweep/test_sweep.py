@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from dsft.errors import ConfigError
+from dsft.models import skeleton
 from dsft.sweep import runner
 from dsft.sweep.report import Sweep, Trial, choose_best
 from dsft.sweep.request import SweepRequest, check_request
@@ -293,6 +294,23 @@ def test_a_mistyped_lora_target_is_refused_before_the_sweep_prepares_data(tmp_pa
         said = stdout + stderr
         assert code == 2 and "matches no adaptable Linear" in said and "LlamaForCausalLM" in said, said
         assert not (tmp_path / "s").exists(), "refused before anything was written"
+
+
+def test_a_sweep_builds_the_skeleton_once_for_trials_of_one_lora_setting(tmp_path: Path, tiny_model_dir, run_cli,
+                                                                         monkeypatch) -> None:
+    """The sweep checked lora.targets for the base config and its grid points, then each trial's run_training built
+    the skeleton and checked them again: one check for the sweep, as `dsft train` has one."""
+    tiny_model_dir("tiny-deepseek-llm")
+    built: list[str] = []
+    build = skeleton.model_skeleton
+    monkeypatch.setattr(skeleton, "model_skeleton", lambda name, *a, **k: built.append(str(name)) or build(name, *a, **k))
+    config = write_config(tmp_path)
+    config.write_text(config.read_text().replace("max_steps: 2", "max_steps: 1"))
+    code, stdout, stderr = run_cli(["sweep", str(config), "--set", "lora.targets=[q_proj, v_proj]",
+                                    "--grid", "train.lr=1e-4,2e-4", "--out", str(tmp_path / "s")])
+    assert code == 0, stdout + stderr
+    assert [t["status"] for t in json.loads((tmp_path / "s" / "sweep.json").read_text())["trials"]] == ["finished"] * 2
+    assert built == ["tiny-deepseek-llm"]
 
 
 @pytest.mark.skipif(Environment().has_cuda(), reason="checks the refusal a CPU-only machine gives")

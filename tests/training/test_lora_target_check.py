@@ -13,11 +13,13 @@ import pytest
 
 from dsft.config import load_config
 from dsft.errors import DsftError
+from dsft.models import skeleton
 from dsft.models.skeleton import check_lora_targets
+from dsft.training.run import run_training
 
 from cli_in_subprocess import ROOT, run_dsft
 from preference_pairs import write_pairs
-from tiny_runs import write_data
+from tiny_runs import make_cfg, write_data
 
 V3_MODULES = "down_proj, gate_proj, kv_a_proj_with_mqa, kv_b_proj, o_proj, q_a_proj, q_b_proj, up_proj"
 
@@ -119,3 +121,35 @@ def test_train_refuses_a_mistyped_target_before_the_training_stack_loads(tmp_pat
     assert "'kv_b_prj' matches no adaptable Linear" in result.stderr
     code, heavy, _ = run_dsft(["config", "show", "--set", sets[0], "--set", sets[1]], tmp_path)
     assert code == 0 and heavy == []
+
+
+def _count_skeletons(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names each weightless skeleton is built for, from now on."""
+    built: list[str] = []
+    build = skeleton.model_skeleton
+    monkeypatch.setattr(skeleton, "model_skeleton", lambda name, *a, **k: built.append(str(name)) or build(name, *a, **k))
+    return built
+
+
+def test_train_builds_the_skeleton_once(run_cli, tmp_path: Path, tiny_model_dir, monkeypatch) -> None:
+    """`dsft train` checked lora.targets before the training stack loaded, and run_training built the skeleton and
+    checked them again: one check a run, the command's."""
+    tiny_model_dir("tiny-r1-distill-qwen")
+    data = write_data(tmp_path / "train.jsonl", 8)
+    built = _count_skeletons(monkeypatch)
+    code, said, run = _train(run_cli, tmp_path, "model.name_or_path=tiny-r1-distill-qwen", f"data.train=[{data}]",
+                             "lora.targets=[q_proj, v_proj]", "data.val_ratio=0")
+    assert code == 0, said
+    assert (run / "final" / "adapter_model.safetensors").is_file()
+    assert built == ["tiny-r1-distill-qwen"]
+
+
+def test_run_training_checks_the_targets_of_a_library_caller(tmp_path: Path, tiny_model_dir, monkeypatch) -> None:
+    """A library caller of run_training, which no command checked for, is refused before the run directory is
+    written, from one skeleton."""
+    tiny_model_dir("tiny-deepseek-v3")
+    cfg = make_cfg(write_data(tmp_path / "train.jsonl", 8), "tiny-deepseek-v3", "lora.targets=[q_a_proj, kv_b_prj]")
+    built = _count_skeletons(monkeypatch)
+    with pytest.raises(DsftError, match="'kv_b_prj' matches no adaptable Linear"):
+        run_training(cfg, tmp_path / "run")
+    assert built == ["tiny-deepseek-v3"] and not (tmp_path / "run").exists()

@@ -68,19 +68,17 @@ def run_sweep(request: SweepRequest) -> Sweep:
     points = request.space.grid() if request.sampler == "grid" else []
     sweep = Sweep(base.eval.metric_key(), base.eval.higher_is_better(), request.sampler, request=request.record(base))
     kept = kept_trials(request.out) if request.resume else []
-    checked = set()
+    shared = TrialsShared()
     for cfg in [base, *(request.trial_config(params, None) for params, _ in checked_points(request))]:
-        key = (cfg.train.method, cfg.lora.model_dump_json())
-        if key not in checked:  # on the model's weightless skeleton: a typo costs no data preparation
+        if lora_check_key(cfg) not in shared.lora_checked:  # on the weightless skeleton: a typo costs no data preparation
             check_lora_targets(cfg)
-            checked.add(key)
+            shared.lora_checked.add(lora_check_key(cfg))
     prepared = prepare_sweep_data(base, request.out)  # a model that cannot be fetched leaves no --out behind
     request.out.mkdir(parents=True, exist_ok=True)
     if request.launch != "local":
         _write_launch_files(request, sweep, points, prepared)
         write_report(sweep, request.out)
         return sweep
-    shared = TrialsShared()
     if request.sampler == "grid":
         for number, params in enumerate(points):
             if number < len(kept):  # --resume: ended before the stop, as recorded
@@ -107,10 +105,20 @@ def kept_trials(out: Path) -> list[Trial]:
 @dataclass
 class TrialsShared:
     """What the trials of one sweep, run in this process, share: the tokenized splits (tokenized once) and the
-    notices about the config already logged (said once per sweep, not once per trial)."""
+    notices about the config already logged (said once per sweep, not once per trial) and the LoRA settings whose
+    targets were checked on the model's skeleton (:func:`lora_check_key`: each checked once per sweep)."""
 
     splits: dict[Any, Any] = field(default_factory=dict)
     notices: set[str] = field(default_factory=set)
+    lora_checked: set[str] = field(default_factory=set)
+
+
+def lora_check_key(cfg: DsftConfig) -> str:
+    """What :func:`check_lora_targets` decides on: the model, the training method and the ``lora`` group. A trial
+    whose settings give a key already checked (every grid point, a random/TPE draw like a probe) is not checked
+    again; a draw no probe gave (a range value between the bounds) is checked when its run starts."""
+    return json.dumps([cfg.model.model_dump(mode="json"), cfg.train.method, cfg.lora.model_dump(mode="json")],
+                      sort_keys=True)
 
 
 def _run_trial(request: SweepRequest, sweep: Sweep, number: int, params: dict[str, Any], prepared: Path,
@@ -128,6 +136,7 @@ def _run_trial(request: SweepRequest, sweep: Sweep, number: int, params: dict[st
         resume = "auto" if request.resume and RunDir(run_dir).checkpoints() else None
         result = run_training(cfg, run_dir, resume=resume, progress=request.progress, split_cache=shared.splits,
                               reward_funcs=rewards, said_notices=shared.notices,
+                              lora_targets_checked=lora_check_key(cfg) in shared.lora_checked,
                               extra_callbacks=training_eval_callbacks(cfg, run_dir) + list(extra or []))
         trial.status = "stopped" if result.stopped_by_signal else "finished"
         trial.steps = result.global_step

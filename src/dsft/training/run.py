@@ -93,6 +93,7 @@ def run_training(
     split_cache: dict[Any, Any] | None = None,
     reward_funcs: list[Callable[..., Any]] | None = None,
     said_notices: set[str] | None = None,
+    lora_targets_checked: bool = False,
 ) -> RunResult:
     """Fine-tune ``cfg.model`` on ``cfg.data`` into ``run_dir``; ``resume`` is ``auto`` or a checkpoint path.
 
@@ -101,6 +102,9 @@ def run_training(
     rewards (built from ``grpo.rewards`` by the caller: they score with dsft.eval's metrics).
     ``said_notices`` holds the notices about the config already logged by a caller running several runs (a
     sweep's trials: once per sweep, not once per trial); those this run logs are added to it.
+    ``lora_targets_checked`` says the caller has already run :func:`~dsft.models.skeleton.check_lora_targets` on
+    ``cfg`` (``dsft train`` before the training stack loads, a sweep for every trial's settings): the skeleton is
+    then not built a second time.
     """
     started = time.perf_counter()
     bound_onednn_caches()  # the library's callers too (the command line has already), before the first bf16 matmul
@@ -117,7 +121,8 @@ def run_training(
             if said_notices is not None:
                 said_notices.add(notice)
     check_inputs(cfg)  # before the run directory is written or a model resolved
-    check_lora_targets(cfg)  # on the model's weightless skeleton: a typo costs no data preparation
+    if not lora_targets_checked:  # on the model's weightless skeleton: a typo costs no data preparation
+        check_lora_targets(cfg)
     if not cfg.data.prepared_dir:  # the data is prepared into RUN/data, never over the user's files
         check_prepared_output(cfg, run_dir / "data", None, f"--out {run_dir}")
     run = RunDir(run_dir)
