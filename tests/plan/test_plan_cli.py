@@ -199,3 +199,15 @@ def test_a_model_from_the_config_is_named_by_its_file_and_key(tmp_path: Path, ru
     assert "--model" not in text, text
     code, _, err = run_cli(["plan", "--config", str(config), "--model", model])
     assert code == 2 and f"--model {model}: " in " ".join(err.split()), err
+
+
+def test_a_plan_whose_gpus_fit_but_host_ram_does_not_says_so(run_cli) -> None:
+    """Guide 003's 16-node row (`--host-mem 2TiB`): the GPU peak fit, host RAM did not, and the verdict said
+    'does not fit in 80 GiB per GPU', sending the user to shrink what already fit. The verdict names host RAM."""
+    code, out, err = run_cli(["plan", "--model", "deepseek-r1-distill-qwen-7b", "--gpu-mem", "80", "--host-mem", "1"])
+    assert code == 0, err
+    text = " ".join(out.split())
+    assert "does not fit in 1 GiB of host RAM per node" in text
+    assert "does not fit in 80 GiB per GPU" not in text
+    code, out, err = run_cli(["plan", "--model", "deepseek-r1-distill-qwen-7b", "--gpu-mem", "80", "--host-mem", "64"])
+    assert code == 0 and "fits in 80 GiB per GPU and 64 GiB of host RAM per node" in " ".join(out.split())

@@ -46,16 +46,26 @@ def _print_plan(name: str, req: Any, estimate: Any, recommendation: Any, lora_ta
     console.print(f"disk per checkpoint: {_gib(estimate.checkpoint_bytes)}")
     for note in estimate.notes:
         console.print(f"[yellow]note:[/] {note}")
-    if req.host_mem_gib is not None and estimate.host_ram_bytes > req.host_mem_gib * 1024**3:
+    over_host = req.host_mem_gib is not None and estimate.host_ram_bytes > req.host_mem_gib * 1024**3
+    if over_host:
         console.print(f"[bold red]host RAM[/] {_gib(estimate.host_ram_bytes)} exceeds --host-mem {req.host_mem_gib:g} GiB")
+    host = f" and {req.host_mem_gib:g} GiB of host RAM per node" if req.host_mem_gib is not None else ""
     if estimate.fits:
-        console.print(f"[bold green]fits[/] in {req.gpu_mem_gib:g} GiB per GPU")
-    elif recommendation is None:
-        console.print(f"[bold red]does not fit[/] in {req.gpu_mem_gib:g} GiB per GPU, and no change tried fits")
+        console.print(f"[bold green]fits[/] in {req.gpu_mem_gib:g} GiB per GPU{host}")
+        return
+    # Name what does not fit: a run whose GPUs hold it but whose host RAM does not is no GPU problem.
+    if estimate.per_gpu_bytes > estimate.gpu_mem_bytes:
+        verdict = f"[bold red]does not fit[/] in {req.gpu_mem_gib:g} GiB per GPU"
     else:
-        console.print(f"[bold red]does not fit[/] in {req.gpu_mem_gib:g} GiB per GPU; cheapest change that fits: "
-                      f"{' '.join(recommendation.changes)} -> {_gib(recommendation.estimate.per_gpu_bytes)}")
-
+        verdict = (f"[bold red]does not fit[/] in {req.host_mem_gib:g} GiB of host RAM per node (the GPU peak, "
+                   f"{_gib(estimate.per_gpu_bytes)}, fits in {req.gpu_mem_gib:g} GiB)")
+    if recommendation is None:
+        console.print(f"{verdict}, and no change tried fits")
+    else:
+        after = recommendation.estimate
+        console.print(f"{verdict}; cheapest change that fits: {' '.join(recommendation.changes)} -> "
+                      f"{_gib(after.per_gpu_bytes)} per GPU"
+                      + (f", {_gib(after.host_ram_bytes)} host RAM per node" if over_host else ""))
 
 # The planner's defaults for what neither a flag nor --config gives.
 PLAN_DEFAULTS: dict[str, Any] = {"method": "lora", "seq_len": 2048, "micro_batch": 1, "grad_accum": 1, "zero": 0,
