@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from dsft.data.formats import FormatProblem, convert, detect_format, to_conversation
+from dsft.data.input_checks import column_name_problems
 from dsft.data.ingest import ingest
 from dsft.data.inline_think import split_inline_think
 
@@ -129,6 +130,30 @@ def test_split_inline_think_leaves_malformed_blocks_for_validation() -> None:
 def test_a_field_name_slip_is_named_not_dropped(record: dict, fmt: str, message: str) -> None:
     with pytest.raises(FormatProblem, match=re.escape(message)):
         convert(record, fmt)
+
+
+@pytest.mark.parametrize(("record", "fmt"), [
+    ({"instruction": "Add", "output": "2", "system_id": 7}, "alpaca"),  # no system: the id is no slip of it
+    ({"instruction": "Add", "output": "2", "history_id": "h1"}, "alpaca"),
+    ({"Question": "Q", "Response": "A", "question_id": 3}, "cot"),
+])
+def test_a_metadata_key_that_only_shares_letters_with_a_field_is_kept(record: dict, fmt: str) -> None:
+    """A field's did-you-mean is a config key's (dsft.config.spelling.meant_key, any case): difflib's likeness took
+    'system_id' for a slip of the absent optional 'system' and rejected the record."""
+    assert convert(record, fmt)[1].meta == {key: value for key, value in record.items() if key.endswith("_id")}
+
+
+def test_a_slip_of_a_field_in_another_case_is_still_named() -> None:
+    with pytest.raises(FormatProblem, match=re.escape("missing field(s) Response; did you mean 'Response' for 'respone'")):
+        convert({"Question": "Q", "respone": "A", "Complex_CoT": "t"}, "cot")
+
+
+def test_a_data_columns_key_is_a_slip_as_a_config_key_is() -> None:
+    """data.columns: {question_id: qid} renames a metadata column; it was refused as a slip of 'question'."""
+    assert column_name_problems({"question": "q", "answer": "a", "question_id": "qid"}) == []
+    assert column_name_problems({"respone": "r"}) == [
+        "data.columns: 'respone' is no field a format reads; did you mean 'Response'? (the keys are dsft's names, the "
+        "values your columns: {Response: r})"]
 
 
 @pytest.mark.parametrize(

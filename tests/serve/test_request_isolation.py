@@ -127,7 +127,7 @@ def test_a_wrong_type_is_one_problem_naming_the_field(tokenizer: Any) -> None:
 MISTAKES = [
     # a misspelt field would otherwise be ignored: max_token left max_tokens unset (2,048 tokens generated)
     ("/v1/chat/completions", _ask(max_token=5), "max_token: unknown field; did you mean 'max_tokens'?"),
-    ("/v1/chat/completions", _ask(max_new_tokens=5), "max_new_tokens: unknown field; did you mean 'max_tokens'?"),
+    ("/v1/chat/completions", _ask(max_new_tokens=5), "max_new_tokens: unknown field; use 'max_tokens'"),
     ("/v1/chat/completions", {"messages": [{"role": "user", "contnet": "hi"}]},
      "messages.0.contnet: unknown field; did you mean 'content'?"),
     ("/v1/completions", {"promt": "hi"}, "promt: unknown field; did you mean 'prompt'?"),

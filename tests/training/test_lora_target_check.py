@@ -153,3 +153,18 @@ def test_run_training_checks_the_targets_of_a_library_caller(tmp_path: Path, tin
     with pytest.raises(DsftError, match="'kv_b_prj' matches no adaptable Linear"):
         run_training(cfg, tmp_path / "run")
     assert built == ["tiny-deepseek-v3"] and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("model", "entry", "said"), [
+    ("tiny-r1-distill-qwen", "vproj", "; did you mean 'v_proj'?"),  # not also 'q_proj'
+    ("tiny-deepseek-v3", "vproj", ""),  # not 'o_proj' or 'kv_b_proj', modules that only share letters with it
+    ("tiny-deepseek-v3", "gate", "; did you mean 'gate_proj'?"),  # a name's start alone, as for a config key
+])
+def test_a_target_is_suggested_only_where_it_is_a_slip(model: str, entry: str, said: str) -> None:
+    """The did-you-mean of lora.targets is a config key's (dsft.config.spelling.meant_key): one module it is a slip of,
+    else none; every adaptable module is listed either way."""
+    with pytest.raises(DsftError) as refused:
+        check_lora_targets(load_config(None, [f"model.name_or_path={model}", f"lora.targets=[{entry}]"]))
+    line = next(line for line in str(refused.value).splitlines() if f"{entry!r} matches no" in line)
+    assert line.endswith("(routers, lm_head and embeddings are never targets)" + said), line
+    assert "adaptable modules: " in str(refused.value)

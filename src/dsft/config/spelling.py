@@ -1,4 +1,5 @@
-"""Which accepted key an unknown one is a slip of: the did-you-mean of the unknown-key message.
+"""Which accepted key an unknown one is a slip of: the did-you-mean of every unknown-name message (config keys,
+serve request fields, ``lora.targets`` module names, ``data.columns`` keys and data records' field names).
 
 A slip is a few typed characters away from the key (a letter dropped, doubled, swapped or mistyped), or the
 key's start written alone (``warmup`` for ``warmup_ratio``). A likeness score such as difflib's ratio also
@@ -41,8 +42,10 @@ def allowed_edits(word: str) -> int:
     return max(1, len(word) // 4)
 
 
-def meant_key(word: str, keys: Iterable[str]) -> str | None:
+def meant_key(word: str, keys: Iterable[str], any_case: bool = False) -> str | None:
     """The key ``word`` is a slip of, else None; of several, the fewest edits away (then the likeliest by difflib).
+    With ``any_case``, for names whose case is part of the name (a data file's ``Complex_CoT``), a change of case
+    costs no edit.
 
     >>> meant_key("methd", ["method", "objective"]), meant_key("instrution", ["instruction", "input"])
     ('method', 'instruction')
@@ -50,8 +53,14 @@ def meant_key(word: str, keys: Iterable[str]) -> str | None:
     (None, None)
     >>> meant_key("warmup", ["warmup_ratio", "weight_decay"])
     'warmup_ratio'
+    >>> meant_key("respone", ["Question", "Response"], any_case=True), meant_key("question_id", ["Question"], any_case=True)
+    ('Response', None)
     """
     keys = list(keys)
+    if any_case:
+        spelt = {key.lower(): key for key in keys}
+        meant = meant_key(word.lower(), spelt)
+        return None if meant is None else spelt[meant]
     slips = [(edits(word, key), key) for key in keys]
     close = [(n, key) for n, key in slips if n <= allowed_edits(word)]
     if close:

@@ -10,11 +10,11 @@ field, and records where each message it builds is in the record (:mod:`dsft.dat
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from dsft.config.spelling import meant_key
 from dsft.data.conversation import ROLES, Conversation, Message, Place
 from dsft.data.inline_think import split_inline_think
 from dsft.data.record_places import joined_place, sharegpt_place, text_place, turn_place
@@ -38,13 +38,19 @@ class FormatProblem(ValueError):
 
 
 def resembling(mapping: dict[str, Any], fields: tuple[str, ...]) -> list[tuple[str, str]]:
+    """``(key, field)`` for each of ``fields`` that ``mapping`` lacks while one of its unread keys is a slip of it, as
+    a config key is of one (:func:`dsft.config.spelling.meant_key`; a change of case is no edit). A key that only
+    shares letters with a field (``system_id``, ``prompt_id``) is no slip: it is the record's own metadata.
+
+    >>> resembling({"instrution": "Q", "output": "A", "system_id": 3}, ("instruction", "input", "output", "system"))
+    [('instrution', 'instruction')]
+    """
     unread = [key for key in mapping if isinstance(key, str) and key not in fields and key not in META_KEYS_SKIPPED]
     slips = []
     for field in fields:
         if field in mapping:
             continue
-        same_name = [key for key in unread if key.lower() == field.lower()]
-        close = same_name or difflib.get_close_matches(field, unread, n=1, cutoff=0.8)
+        close = [key for key in unread if meant_key(key, fields, any_case=True) == field]
         if close:
             slips.append((close[0], field))
     return slips

@@ -7,7 +7,6 @@ dashboard's new-run form ask :func:`input_problems` (or :func:`check_inputs`) fi
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import json
 import os
@@ -15,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from dsft.config.schema import DsftConfig
+from dsft.config.spelling import meant_key
 from dsft.data import augment, relevance, semantic
 from dsft.data.formats import FORMAT_FIELDS
 from dsft.data.preference_fields import FIELDS_READ as PREFERENCE_FIELDS_READ
@@ -77,7 +77,8 @@ def column_name_problems(columns: dict[str, str]) -> list[str]:
     """``data.columns`` keys spelt like a field dsft reads but not as it is spelt: the mapping renames the user's
     column to a name no format reads, so every record was rejected with a hint about the records, not the config
     (or, for an optional field such as ``system``, the column was kept as metadata and trained without). A key that
-    resembles no field is left alone (it renames a metadata column, e.g. for ``data.stratify_by``).
+    is no slip of a field (:func:`dsft.config.spelling.meant_key`) is left alone: it renames a metadata column, e.g.
+    ``question_id`` for ``data.stratify_by``.
 
     >>> column_name_problems({"instrution": "q", "output": "a", "department": "科室"})
     ["data.columns: 'instrution' is no field a format reads; did you mean 'instruction'? (the keys are dsft's names, the values your columns: {instruction: q})"]
@@ -88,11 +89,10 @@ def column_name_problems(columns: dict[str, str]) -> list[str]:
     for key, column in columns.items():
         if key in _FIELDS_READ:
             continue
-        meant = [field for field in _FIELDS_READ if field.lower() == key.lower()]
-        meant = meant or difflib.get_close_matches(key, _FIELDS_READ, n=1, cutoff=0.8)
+        meant = meant_key(key, _FIELDS_READ, any_case=True)  # as for any config key; a change of case is no edit
         if meant:
-            problems.append(f"{_COLUMNS_KEY}{key!r} is no field a format reads; did you mean {meant[0]!r}? (the keys "
-                            f"are dsft's names, the values your columns: {{{meant[0]}: {column}}})")
+            problems.append(f"{_COLUMNS_KEY}{key!r} is no field a format reads; did you mean {meant!r}? (the keys "
+                            f"are dsft's names, the values your columns: {{{meant}: {column}}})")
     return problems
 
 

@@ -10,13 +10,13 @@ correction buffer must stay untouched by LoRA), ``lm_head`` and embeddings.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from dsft.config.spelling import meant_key
 from dsft.errors import DsftError, UnsupportedError
 
 if TYPE_CHECKING:
@@ -129,10 +129,12 @@ def discover_lora_targets(model: "nn.Module", targets: str | list[str] = "all-li
                  for p in experts):
             parameters.append(entry)
         else:
-            close = difflib.get_close_matches(entry, sorted(leaves) + experts, n=2)
+            # A slip of one name, as for a config key; any other name gets the list below, not a module that
+            # shares letters with it (difflib sent V3's 'vproj' to o_proj or kv_b_proj).
+            close = meant_key(entry, sorted(leaves) + experts)
             problems.append(f"lora.targets: {entry!r} matches no adaptable Linear or expert parameter "
                             "(routers, lm_head and embeddings are never targets)"
-                            + (f"; did you mean {' or '.join(map(repr, close))}?" if close else ""))
+                            + (f"; did you mean {close!r}?" if close else ""))
     if problems:
         raise DsftError(f"lora.targets: {len(problems)} name(s) match no module of {type(model).__name__}",
                         problems + [f"adaptable modules: {', '.join(sorted(leaves))}",

@@ -3,22 +3,23 @@
 Only the fields dsft acts on are declared. Of OpenAI's and vLLM's other fields, those that cannot change the
 reply (``user``, ``metadata``) are ignored, and the rest are refused unless they ask for nothing
 (:mod:`dsft.serve.unread_fields`). A name dsft does not know is ignored, except a name that looks like a
-misspelt declared field (``max_token``, ``max_new_tokens``, ``contnet``) or transformers' name for one (``max_length``,
-``do_sample``): ignoring it would silently drop what the client meant, so it is a 400 naming the field it
-resembles or the one to use (:data:`UNKNOWN_FIELD`).
+misspelt declared field (``max_token``, ``temp``, ``contnet``: :func:`dsft.config.spelling.meant_key`, as for a
+config key) or transformers' name for one (``max_length``, ``max_new_tokens``, ``do_sample``): ignoring it would
+silently drop what the client meant, so it is a 400 naming the field it resembles or the one to use
+(:data:`UNKNOWN_FIELD`).
 """
 
 from __future__ import annotations
 
-import difflib
 import re
 import time
 import uuid
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from dsft.config.spelling import meant_key
 from dsft.serve.logprobs import MAX_TOP_LOGPROBS
 from dsft.serve.openai_errors import UNKNOWN_FIELD, ApiError
 from dsft.serve.unread_fields import KNOWN_UNREAD_FIELDS, refused_field
@@ -36,6 +37,7 @@ TOLERATED_FIELDS = KNOWN_UNREAD_FIELDS
 # (max_length=200 ran to the 2,048-token default), so each is a 400 naming the field to use.
 FOREIGN_FIELDS = {
     "max_length": "'max_tokens' (tokens generated, the prompt not counted)",
+    "max_new_tokens": "'max_tokens'",
     "do_sample": "'temperature' (0 = greedy)",
     "num_return_sequences": "'n'",
 }
@@ -75,6 +77,7 @@ class _Request(BaseModel):
     # strict: a wrong JSON type is a 400, not a guess ("stream": "yes" is not true, "max_tokens": true is not 1);
     # integers are still accepted where a number is expected.
     model_config = ConfigDict(extra="ignore", strict=True)
+    foreign_fields: ClassVar[dict[str, str]] = FOREIGN_FIELDS  # a name -> the field to use instead
 
     @model_validator(mode="before")
     @classmethod
@@ -92,13 +95,13 @@ class _Request(BaseModel):
         for key in data:
             if not isinstance(key, str) or key in cls.model_fields or key in TOLERATED_FIELDS:
                 continue
-            if key in FOREIGN_FIELDS:
+            if key in cls.foreign_fields:
                 raise PydanticCustomError(UNKNOWN_FIELD, "unknown field; use {use}",
-                                          {"field": key, "use": FOREIGN_FIELDS[key]})
-            meant = difflib.get_close_matches(key, list(cls.model_fields), n=1, cutoff=0.8)
+                                          {"field": key, "use": cls.foreign_fields[key]})
+            meant = meant_key(key, cls.model_fields)  # as a config key's: a slip, not a word sharing letters
             if meant:
                 raise PydanticCustomError(UNKNOWN_FIELD, "unknown field; did you mean '{meant}'?",
-                                          {"field": key, "meant": meant[0]})
+                                          {"field": key, "meant": meant})
         return data
 
 
@@ -283,6 +286,9 @@ class CompletionRequest(SamplingFields):
     """``POST /v1/completions``: a raw prompt, no chat template."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"prompt": "The capital of France is", "max_tokens": 8}]})
+    # The chat endpoint's name for the alternatives: ignored here, the answer would hold none.
+    foreign_fields: ClassVar[dict[str, str]] = {
+        **FOREIGN_FIELDS, "top_logprobs": "'logprobs' (here the number of most likely tokens at each position)"}
 
     prompt: str | list[str]
     stream: bool = False
