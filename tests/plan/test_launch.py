@@ -277,3 +277,22 @@ def test_a_config_that_names_no_data_is_launched_with_a_note(config: Path, tmp_p
     script = (tmp_path / "launch" / "torchrun_node.sh").read_text()
     comments = " ".join(line[2:] for line in script.splitlines() if line.startswith("# "))
     assert "were checked" not in comments and "ran in (no data was checked); the model is not checked" in comments
+
+
+@pytest.mark.parametrize("command", ["launch", "plan"])
+def test_sequence_parallel_with_packed_rows_of_two_is_refused_for_the_cluster(command: str, tmp_path: Path,
+                                                                             run_cli: RunCli) -> None:
+    """Guide 003's recommended row (SP 4, bs 2 per GPU) as a config: `dsft config show` and every process of the
+    job's `dsft train` refuse packed rows two to a micro-batch under SP, but `dsft launch` wrote the 32-node
+    scripts (and `dsft plan --config` planned it): the check ran only where the attention kernel was known."""
+    config = tmp_path / "cluster.yaml"
+    config.write_text("model:\n  name_or_path: tiny-deepseek-v3\ntrain:\n  method: full\n  distributed: deepspeed\n"
+                      "  zero_stage: 3\n  offload: optimizer+param\n  sequence_parallel: 4\n  micro_batch_size: 2\n"
+                      "  max_seq_len: 32768\n")
+    out = tmp_path / "out"
+    args = (["launch", str(config), "--launcher", "slurm", "--out", str(out)] if command == "launch"
+            else ["plan", "--config", str(config), "--gpu-mem", "80"])
+    code, _, err = run_cli([*args, "--nodes", "32", "--gpus-per-node", "8"])
+    assert code == 2 and "Traceback" not in err
+    assert "train.sequence_parallel=4 with packing needs train.micro_batch_size: 1 (got 2)" in err
+    assert not out.exists()

@@ -300,7 +300,8 @@ def check_sequence_parallel(train_cfg: TrainConfig, sp_size: int, world_size: in
     heads = sequence_parallel_heads_problem(model_config, sp_size)
     if heads:
         raise ConfigError(f"train.sequence_parallel={sp_size}: {heads}")
-    if attn is None:
+    if attn is None:  # the kernel depends on the job's machines (`dsft launch`, `dsft plan --config`)
+        _check_packed_micro_batch(train_cfg, sp_size)
         return
     flash = attn.startswith("flash_attention")
     if not flash and attn not in ("sdpa", SEGMENT_ATTENTION):
@@ -314,9 +315,14 @@ def check_sequence_parallel(train_cfg: TrainConfig, sp_size: int, world_size: in
         raise ConfigError(f"train.sequence_parallel={sp_size} with sdpa attention cannot keep packed examples apart "
                           "(DeepSpeed-Ulysses discards the mask); set model.attn_implementation: auto (dsft's "
                           "segment attention, or flash-attention where installed), or train.packing: false")
+    _check_packed_micro_batch(train_cfg, sp_size)
+
+
+def _check_packed_micro_batch(train_cfg: TrainConfig, sp_size: int) -> None:
     if train_cfg.packs() and train_cfg.micro_batch_size > 1:
-        # Both find packed examples from position_ids only in a batch of one row, and under SP the batch
-        # cannot be flattened into one row (the shards are cut along each row).
+        # flash-attention and dsft's segment attention find packed examples from position_ids only in a batch
+        # of one row, and under SP the batch cannot be flattened into one row (the shards are cut along each
+        # row); sdpa and eager cannot keep packed examples apart at all. So whatever the kernel.
         raise ConfigError(f"train.sequence_parallel={sp_size} with packing needs train.micro_batch_size: 1 "
                           f"(got {train_cfg.micro_batch_size}); raise train.grad_accum instead")
 
