@@ -7,6 +7,7 @@ Every section forbids unknown keys so a typo is an error that names the key, not
 from __future__ import annotations
 
 import types
+from pathlib import PurePath
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -39,6 +40,23 @@ class Section(BaseModel):
         if value is None and info.field_name is not None:
             return _empty_for_null(cls.model_fields[info.field_name].annotation)
         return value
+
+
+def read_twice(first: str, second: str, key: str, fix: str = "name it once", one: str = "path") -> str:
+    """Why two entries of the data list ``key`` (``first``, ``second``, as the message names them) that are ``one``
+    path (as written) or file (on the disk) are refused: it would be read twice, each record doubled. Training
+    data is weighted in ``data.mix``, not by repeating a file.
+
+    >>> read_twice("a.jsonl", "./a.jsonl", "data.val")
+    'a.jsonl and ./a.jsonl are one path: it would be read twice, each of its records doubled; name it once'
+    >>> read_twice("a.jsonl", "a.jsonl", "data.train").split("; ")[1]
+    'name it once (to give a file more weight than the others, name it in data.mix with a ratio instead)'
+    """
+    named = f"{first} is named twice" if first == second else f"{first} and {second} are one {one}"
+    text = f"{named}: it would be read twice, each of its records doubled; {fix}"
+    if key == "data.train":
+        text += " (to give a file more weight than the others, name it in data.mix with a ratio instead)"
+    return text
 
 
 class PathMark:
@@ -299,6 +317,19 @@ class DataConfig(Section):
     def _one_path_is_a_list(cls, value: object) -> object:
         """``train: data.jsonl`` means ``train: [data.jsonl]``."""
         return [value] if isinstance(value, str) else value
+
+    @field_validator("train", "val", "test")
+    @classmethod
+    def _each_path_once(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        """The same path twice (``[a.jsonl, a.jsonl]``, ``[./a.jsonl, a.jsonl]``) read the file twice. Compared as
+        written (``.`` parts and doubled slashes aside), not on the disk: a link or a directory holding a named file
+        is found by :mod:`dsft.data.input_checks`, where the files are read."""
+        seen: dict[PurePath, str] = {}
+        for entry in filter(None, value):  # an empty entry is refused as such where the files are read
+            if PurePath(entry) in seen:
+                raise ValueError(read_twice(seen[PurePath(entry)], entry, f"data.{info.field_name}"))
+            seen[PurePath(entry)] = entry
+        return value
 
     @model_validator(mode="after")
     def _ratios(self) -> "DataConfig":

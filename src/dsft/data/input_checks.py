@@ -10,10 +10,11 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from dsft.config.schema import DsftConfig
+from dsft.config.schema import DsftConfig, read_twice
 from dsft.config.spelling import meant_key
 from dsft.data import augment, relevance, semantic
 from dsft.data.formats import FORMAT_FIELDS
@@ -110,7 +111,7 @@ def skipped_file_warnings(cfg: DsftConfig, inputs: list[str] | None = None) -> l
     """:func:`directory_skip_warnings` for the data inputs a config names (``inputs`` in place of ``data.train``).
 
     >>> import tempfile
-    >>> from dsft.config.schema import DsftConfig
+    >>> from dsft.config.schema import DsftConfig, read_twice
     >>> folder = Path(tempfile.mkdtemp())
     >>> for name in ("a.jsonl", "b.txt"): _ = (folder / name).write_text("x")
     >>> skipped_file_warnings(DsftConfig(), [str(folder)])[0].split(": skipped ")[1]
@@ -159,6 +160,8 @@ def files_left_out(directory: Path) -> list[Path]:
 
 _NAMES_SHOWN = 8  # of the files an input directory holds and dsft does not read; the rest are counted
 _DUPLICATE_OF_ITSELF = "as a duplicate of itself"
+# The problems of a file named twice: in two roles (_files_named_twice), or in one (dsft.config.schema.read_twice).
+_NAMED_TWICE = re.compile(rf"{_DUPLICATE_OF_ITSELF}|: it would be read twice, ")
 # The roles a file can be named in, in the order deduplication keeps copies (dsft.data.pool_cleaning and
 # dsft.data.preference_dedup: evaluation splits first, test before val; data.mix sources join the train pool last),
 # and what the records of a role are for.
@@ -183,20 +186,52 @@ def _files_named_twice(named: list[tuple[str | None, str]], deduplicated: bool =
     source's of any) would lose each of its records as an exact duplicate of itself, leaving that role nothing of
     the file (a file in training and held out is also trained on with no split kept out). Without deduplication
     (not ``deduplicated``) only a file both trained on and held out is refused: a mix source may repeat another
-    input (drawn again at its ratio), and data.val may be data.test."""
+    input (drawn again at its ratio), and data.val may be data.test.
+
+    A file one role reaches twice (two spellings, a link to it, a directory and a file in it) would be read twice,
+    each record doubled, and is refused whatever the deduplication."""
     first: dict[Path, str] = {}  # a file -> the role that keeps its records
+    reached: dict[tuple[str, Path], tuple[int, str, Path]] = {}  # (role, file) -> (entry number, entry, path)
+    told: set[tuple[int, int]] = set()  # the pairs of entries found reaching one file: each said once
     problems = []
-    for key, pattern in sorted(named, key=lambda item: _rank(item[0])):  # stable: mix sources stay in order
+    for number, (key, pattern) in enumerate(sorted(named, key=lambda item: _rank(item[0]))):  # stable: mix in order
         for path in expand_inputs([pattern]):
+            if (_role(key), path.resolve()) in reached:
+                earlier = reached[_role(key), path.resolve()]
+                if (earlier[0], number) not in told:
+                    told.add((earlier[0], number))
+                    problems.append(f"{f'{key}: ' if key else ''}"
+                                    f"{_read_twice(earlier, (number, pattern, path), _role(key))}")
+                continue
+            reached[_role(key), path.resolve()] = (number, pattern, path)
+            where = pattern if Path(pattern) == path else f"{pattern}: {path}"
             other = first.setdefault(path.resolve(), _role(key))
             if other == _role(key) or (not deduplicated and _role(key) != "data.train"):
                 continue
-            where = pattern if Path(pattern) == path else f"{pattern}: {path}"
             role = "training data" if _role(key) == "data.train" else _role(key)
             purpose = _PURPOSE.get(_role(key), "the mix")
             problems.append(f"{f'{key}: ' if key else ''}{where} is also {other}; each of its records would be removed "
                             f"from {purpose} {_DUPLICATE_OF_ITSELF}: name a file as {role} or as {other}, not both")
     return problems
+
+
+def _read_twice(first: tuple[int, str, Path], second: tuple[int, str, Path], role: str) -> str:
+    """:func:`dsft.config.schema.read_twice` for two (entry number, entry, file it reached) of one role: two entries
+    that are one path are named as written; else each file, with the directory or glob that reached it.
+
+    >>> _read_twice((0, "d", Path("d/a.jsonl")), (0, "d", Path("d/b.jsonl")), "data.val")
+    'd/a.jsonl (in d) and d/b.jsonl (in d) are one file: it would be read twice, each of its records doubled; \
+leave one of them out of d, or name the files to read'
+    """
+    (first_number, entry, _), (second_number, other, _) = first, second
+    if first_number != second_number and Path(entry) == Path(other):  # a.jsonl and ./a.jsonl, data and data/
+        return read_twice(entry, other, role)
+    first_name, second_name = (pattern if Path(pattern) == path else f"{path} (in {pattern})"
+                               for _, pattern, path in (first, second))
+    fix = "name it once"
+    if first_number == second_number:  # one entry reached it twice: a link beside it
+        fix = f"narrow {entry}" if is_glob(entry) else f"leave one of them out of {entry}, or name the files to read"
+    return read_twice(first_name, second_name, role, fix, one="file")
 
 
 def _prepared_dir_problems(directory: str, train: list[str]) -> list[str]:
@@ -352,7 +387,7 @@ def check_inputs(cfg: DsftConfig, inputs: list[str] | None = None) -> None:
     problems = input_problems(cfg, inputs)
     if problems:
         inputs_named = [problem for problem in problems if not problem.startswith(_COLUMNS_KEY)]
-        head = (f"{len(inputs_named)} data input(s) named twice" if all(_DUPLICATE_OF_ITSELF in p for p in inputs_named)
+        head = (f"{len(inputs_named)} data input(s) named twice" if all(_NAMED_TWICE.search(p) for p in inputs_named)
                 else f"{len(inputs_named)} data input(s) cannot be read")
         if any(_missing_relative_path(problem) for problem in inputs_named):  # e.g. a guide's config run from its folder
             head += f" (relative paths are read from the current directory, {Path.cwd()})"
