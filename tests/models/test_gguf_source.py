@@ -13,7 +13,7 @@ import pytest
 
 from dsft.errors import DsftError, UnsupportedError
 from dsft.models.gguf_source import (
-    OLLAMA_MODEL_LAYER, imported_dir, is_gguf_source, ollama_models, read_gguf_info, resolve_ollama,
+    OLLAMA_MODEL_LAYER, gguf_file_of, imported_dir, is_gguf_source, ollama_models, read_gguf_info, resolve_ollama,
 )
 from dsft.models.resolve import resolve_model
 
@@ -74,6 +74,22 @@ def test_ollama_names_resolve_through_the_manifest(tmp_path: Path, monkeypatch: 
     assert resolve_ollama("library/smollm2:135m") == blob
     assert resolve_ollama("registry.ollama.ai/alice/tuned:v1") == mine
     assert resolve_ollama("alice/tuned:v1") == mine
+
+
+def test_ollama_names_are_found_in_any_case_as_ollama_finds_them(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ollama run DeepSeek-R1:7B` runs the deepseek-r1:7b it pulled (Ollama compares names ignoring case); dsft
+    looked for manifests/registry.ollama.ai/library/DeepSeek-R1/7B and said the model was not in the store."""
+    store = tmp_path / "store"
+    pulled = fake_ollama_store(store, "deepseek-r1", "7b", b"GGUF-pulled")
+    created = fake_ollama_store(store, "Medical-QA", "V1", b"GGUF-created", namespace="Alice")  # kept as created
+    monkeypatch.setenv("OLLAMA_MODELS", str(store))
+    assert gguf_file_of("ollama:DeepSeek-R1:7B") == pulled
+    assert resolve_ollama("Library/DEEPSEEK-R1:7b") == pulled
+    assert resolve_ollama("REGISTRY.OLLAMA.AI/library/deepseek-r1:7B") == pulled
+    assert resolve_ollama("alice/medical-qa:v1") == created
+    with pytest.raises(DsftError, match=r"ollama:DeepSeek-R1:8B: not in the Ollama store"):  # another tag is not it
+        resolve_ollama("DeepSeek-R1:8B")
 
 
 def test_ollama_models_lists_the_store_as_ollama_names_them(tmp_path: Path) -> None:

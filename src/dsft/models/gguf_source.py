@@ -103,10 +103,26 @@ def _manifest_path(store: Path, name: str) -> Path:
     return store.joinpath("manifests", *parts, tag)
 
 
+def _stored_manifest(store: Path, manifest: Path) -> Path:
+    """``manifest`` as the store spells it: Ollama's names are case-insensitive (``ollama run DeepSeek-R1:7B`` runs
+    the ``deepseek-r1:7b`` it pulled: server/routes.go getExistingName takes the manifest whose host, namespace,
+    model and tag equal the name's ignoring case), while the store's directories keep the case the name was pulled
+    or created with. The exact spelling first; else the first such manifest; else ``manifest`` (not there)."""
+    if manifest.is_file():
+        return manifest
+    root = store / "manifests"
+    wanted = [part.lower() for part in manifest.relative_to(root).parts]
+    for stored in sorted(root.glob("*/*/*/*")):  # HOST/NAMESPACE/MODEL/TAG, as ollama_models lists them
+        if stored.is_file() and [part.lower() for part in stored.relative_to(root).parts] == wanted:
+            return stored
+    return manifest
+
+
 def resolve_ollama(name: str, store: Path | None = None) -> Path:
-    """The GGUF blob of Ollama model ``name`` (``NAME[:TAG]``, tag default ``latest``) in the local store."""
+    """The GGUF blob of Ollama model ``name`` (``NAME[:TAG]``, tag default ``latest``; any case, as Ollama takes it)
+    in the local store."""
     store = store or ollama_store()
-    manifest = _manifest_path(store, name)
+    manifest = _stored_manifest(store, _manifest_path(store, name))
     if not manifest.is_file():
         raise DsftError(
             f"{OLLAMA_PREFIX}{name}: not in the Ollama store {store} (no {manifest}); "
