@@ -265,13 +265,15 @@ QUOTED_CHARS = 200  # a value quoted back in a problem: longer ones are cut (a w
 
 
 def _quoted(value: Any) -> str:
-    """``repr(value)`` (``null`` for None, as YAML writes it), cut to :data:`QUOTED_CHARS` characters with how much
-    there was.
+    """``repr(value)`` (``null``, ``true`` and ``false`` for None and the booleans, as YAML writes them), cut to
+    :data:`QUOTED_CHARS` characters with how much there was.
 
-    >>> _quoted(0.5), _quoted(None), _quoted(list(range(100)))[-36:], len(_quoted(list(range(100)))) <= QUOTED_CHARS
-    ('0.5', 'null', '9, 40, 41, ... (a list of 100 items)', True)
+    >>> _quoted(0.5), _quoted(None), _quoted(True), _quoted(list(range(100)))[-36:]
+    ('0.5', 'null', 'true', '9, 40, 41, ... (a list of 100 items)')
+    >>> len(_quoted(list(range(100)))) <= QUOTED_CHARS
+    True
     """
-    text = "null" if value is None else repr(value)
+    text = "null" if value is None else str(value).lower() if isinstance(value, bool) else repr(value)
     if len(text) <= QUOTED_CHARS:
         return text
     size = f"a list of {len(value)} items" if isinstance(value, list) else (

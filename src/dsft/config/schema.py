@@ -28,6 +28,43 @@ def _empty_for_null(annotation: Any) -> Any:
     return None
 
 
+def _members(annotation: Any) -> list[Any]:
+    """The types a field's annotation is made of: a union's members, each without its ``Annotated`` constraints."""
+    if get_origin(annotation) is Annotated:
+        return _members(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, types.UnionType):
+        return [member for arg in get_args(annotation) for member in _members(arg)]
+    return [annotation]
+
+
+def boolean_for_number(annotation: Any, value: Any) -> str | None:
+    """Where ``value`` holds a boolean where ``annotation`` takes a number (int or float) and no boolean: ``""`` for
+    ``value`` itself, ``item N`` or ``'KEY'`` for an item of a list, tuple or mapping; None where it holds none.
+    Pydantic reads ``true`` as 1 there (``--set train.max_steps=true`` ran one step), and YAML reads ``yes``, ``on``
+    and their opposites as booleans too.
+
+    >>> boolean_for_number(int, True), boolean_for_number(float | str | None, False), boolean_for_number(int, 1)
+    ('', '', None)
+    >>> boolean_for_number(bool | None, True), boolean_for_number(tuple[float, float], [0.9, True])
+    (None, 'item 1')
+    >>> boolean_for_number(dict[str, int], {"user": False}), boolean_for_number(Literal["auto"] | int, "auto")
+    ("'user'", None)
+    """
+    members = _members(annotation)
+    if isinstance(value, bool):
+        return "" if bool not in members and any(member in (int, float) for member in members) else None
+    for member in members:
+        origin, args = get_origin(member), get_args(member)
+        if origin in (list, tuple) and isinstance(value, (list, tuple)):
+            items = args if origin is tuple and Ellipsis not in args else args[:1] * len(value)
+            return next((f"item {n}" for n, (item, v) in enumerate(zip(items, value))
+                         if boolean_for_number(item, v) == ""), None)
+        if origin is dict and isinstance(value, dict) and len(args) == 2:
+            return next((repr(key) for key, v in value.items()
+                         if boolean_for_number(args[1], v) == ""), None)
+    return None
+
+
 class Section(BaseModel):
     # allow_inf_nan=False: a float key with only a lower bound (train.weight_decay, preference.beta) took inf and
     # trained on it; every setting is a finite number.
@@ -39,6 +76,16 @@ class Section(BaseModel):
         """null is nothing: an empty list or mapping, a section's defaults (see :func:`_empty_for_null`)."""
         if value is None and info.field_name is not None:
             return _empty_for_null(cls.model_fields[info.field_name].annotation)
+        return value
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        """A number key given true or false is refused (see :func:`boolean_for_number`), not read as 1 or 0."""
+        where = None if info.field_name is None else boolean_for_number(cls.model_fields[info.field_name].annotation,
+                                                                         value)
+        if where is not None:  # an item of a list or mapping is named
+            raise ValueError(f"{where} must be a number, not a boolean" if where else "must be a number, not a boolean")
         return value
 
 
