@@ -32,6 +32,9 @@ def _refusal(request: type, body: dict[str, Any]) -> str | None:
     (ChatCompletionRequest, {**CHAT, "temp": 0}, "unknown field; did you mean 'temperature'?"),  # its start alone
     (CompletionRequest, {"prompt": "Hi", "presence": 0.5}, "unknown field; did you mean 'presence_penalty'?"),
     (ChatCompletionRequest, {**CHAT, "max_new_tokens": 5}, "unknown field; use 'max_tokens'"),  # transformers' name
+    # not a slip by edits, but ignoring it answers in one piece a client reading a stream
+    (ChatCompletionRequest, {**CHAT, "streaming": True}, "unknown field; use 'stream'"),
+    (CompletionRequest, {"prompt": "Hi", "streaming": True}, "unknown field; use 'stream'"),
     (CompletionRequest, {"prompt": "Hi", "top_logprobs": 2},  # the chat endpoint's name: no alternatives here
      "unknown field; use 'logprobs' (here the number of most likely tokens at each position)"),
 ])

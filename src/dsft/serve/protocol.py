@@ -33,13 +33,15 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 # dsft.serve.unread_fields), never taken for a typo of a field it reads (min_tokens is as close to max_tokens as
 # a misspelling).
 TOLERATED_FIELDS = KNOWN_UNREAD_FIELDS
-# transformers' generate() names for what a field of this API does: ignoring one would drop what the client meant
-# (max_length=200 ran to the 2,048-token default), so each is a 400 naming the field to use.
+# Other names (transformers' generate(), a misremembered 'streaming') for what a field of this API does: ignoring one
+# would drop what the client meant (max_length=200 ran to the 2,048-token default; streaming=true answered in one
+# piece), so each is a 400 naming the field to use.
 FOREIGN_FIELDS = {
     "max_length": "'max_tokens' (tokens generated, the prompt not counted)",
     "max_new_tokens": "'max_tokens'",
     "do_sample": "'temperature' (0 = greedy)",
     "num_return_sequences": "'n'",
+    "streaming": "'stream'",  # ignored, the reply would come in one piece to a client reading a stream
 }
 
 
