@@ -262,6 +262,31 @@ def test_train_with_deepspeed_as_a_plain_command_on_cpu_is_refused_before_the_da
     assert unlaunched_problems(load_config(None), Environment(cuda=False)) == []
 
 
+@pytest.mark.skipif(Environment().has_cuda(), reason="checks the refusal a CPU-only machine gives")
+def test_train_lists_the_launcher_problem_with_the_others_at_once(tmp_path, run_cli, monkeypatch) -> None:
+    """Guide 000's settings as its user writes them (ZeRO-3, 24 data workers, selection by numeric accuracy) on a
+    CPU: `dsft train` said two problems, and once they were fixed a third, that DeepSpeed needs a launcher here.
+    Every problem is in the one refusal, for `dsft train`, `dsft sweep` (local trials) and `dsft demo`."""
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    config = tmp_path / "guide.yaml"
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"conversations": [{"role": "user", "content": "紫家峪水库的建成月？"}, '
+                    '{"role": "assistant", "content": "1970年5月。"}]}\n', encoding="utf-8")
+    config.write_text(f"data:\n  train: {data}\ntrain:\n  distributed: deepspeed\n  zero_stage: 3\n  num_workers: 24\n"
+                      "eval:\n  metric: numeric_accuracy\n")
+    sets = ["--set", "eval.metric=numeric_accuracy", "--set", "train.distributed=deepspeed",
+            "--set", "train.num_workers=24"]
+    for command in (["train", str(config), "--out", str(tmp_path / "run")],
+                    ["sweep", str(config), "--grid", "train.lr=1e-5,3e-5", "--out", str(tmp_path / "sweep")],
+                    ["demo", "--out", str(tmp_path / "demo"), *sets]):
+        code, _, err = run_cli(command)
+        assert code == 2 and "Traceback" not in err, err
+        assert "3 problem(s)" in err, err
+        for key in ("train.num_workers=24", "eval.metric=numeric_accuracy", "train.distributed=deepspeed"):
+            assert f"  - {key}" in err, (command[0], key, err)
+    assert not any(tmp_path.joinpath(name).exists() for name in ("run", "sweep"))
+
+
 def test_export_tolerance_is_read_as_a_bound_before_anything_loads(run_cli) -> None:
     code, _, err = run_cli(["config", "show", "--set", "export.tolerance=top1=120%"])
     assert code == 2 and "export.tolerance 'top1=120%': top1= must be a percentage in (0%, 100%]" in err

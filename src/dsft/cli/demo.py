@@ -108,7 +108,6 @@ def demo(
     from dsft.errors import STOPS
     from dsft.plan.preflight import preflight
     from dsft.training.environment import Environment
-    from dsft.training.preflight import check_launched
     from dsft.training.rundir import CONFIG_FILE, RunDir
 
     console = Console()
@@ -126,8 +125,8 @@ def demo(
     overrides, what = demo_overrides(model, out)
     cfg = load_config(None, [*overrides, *set_], set_flags=set_)  # only the user's are --set
     environment = Environment.this_machine()
-    preflight(cfg, environment, "dsft demo", set_)  # as `dsft train`: a contradictory --set fails before anything loads
-    check_launched(cfg, environment, "dsft demo", "dsft demo", set_)
+    # As `dsft train`: a contradictory --set fails before anything loads.
+    preflight(cfg, environment, "dsft demo", set_, trains_here="dsft demo")
     from dsft.training.run import run_training  # torch: only once --out and --set are known good
 
     console.rule(f"[bold]dsft demo: {what}" if model == "smollm2" else f"[bold]dsft demo: {cfg.train.method} {what}")

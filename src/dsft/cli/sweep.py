@@ -64,14 +64,12 @@ def sweep(
             raise ConfigError("dsft sweep: give the CONFIG every trial starts from (or --collect --out DIR)")
         from dsft.plan.preflight import preflight
         from dsft.training.environment import Environment
-        from dsft.training.preflight import check_launched
 
         environment = Environment.this_machine()
 
         def check(cfg: DsftConfig) -> None:
-            preflight(cfg, environment, str(config), set_)
-            if launch == "local":  # trials train in this process, as `dsft train` would (launched ones: elsewhere)
-                check_launched(cfg, environment, str(config), "dsft sweep", set_)
+            # Local trials train in this process, as `dsft train` would (launched ones: elsewhere).
+            preflight(cfg, environment, str(config), set_, trains_here="dsft sweep" if launch == "local" else None)
 
         request = SweepRequest(config, set_, preset, build_space(grid, range_), out, sampler, trials, prune,
                                launch, seed, progress=False, check=check, resume=resume)

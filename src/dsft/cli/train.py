@@ -37,7 +37,6 @@ def train(
     from dsft.models.skeleton import check_lora_targets
     from dsft.plan.preflight import preflight
     from dsft.training.environment import Environment
-    from dsft.training.preflight import check_launched
     from dsft.training.ranks import is_main_process
     from dsft.training.resume_layout import check_resume_layout_before_loading
     from dsft.training.resume_steps import check_resume_steps
@@ -45,8 +44,7 @@ def train(
 
     cfg = load_config(config, set_, preset=preset, set_flags=set_)
     env = Environment.this_machine()
-    rewards = preflight(cfg, env, str(config), set_)  # before any data or model is read
-    check_launched(cfg, env, str(config), overrides=set_)
+    rewards = preflight(cfg, env, str(config), set_, trains_here="dsft train")  # before any data or model is read
     check_inputs(cfg)
     try:
         check_model_name(cfg.model.name_or_path)

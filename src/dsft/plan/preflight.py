@@ -29,7 +29,7 @@ from dsft.eval.selection import eval_config_problems, generation_world_problems
 from dsft.export.bounds import parse_tolerance
 from dsft.training.environment import Environment
 from dsft.training.objective_checks import named_template_opens_think, objective_problems
-from dsft.training.preflight import config_notices, training_problems
+from dsft.training.preflight import config_notices, training_problems, unlaunched_problems
 
 # Export formats whose verification runs the file in llama.cpp (module name of llama-cpp-python).
 LLAMA_CPP_FORMATS = ("gguf", "ollama")
@@ -70,16 +70,23 @@ def preflight_notices(cfg: DsftConfig, env: Environment) -> list[str]:
     return config_notices(cfg, env.world_size or 1, env.cuda, None if env.inspect_packages else True)
 
 
-def preflight(cfg: DsftConfig, env: Environment, source: str = "config", overrides: Sequence[str] = ()) -> RewardCheck:
+def preflight(cfg: DsftConfig, env: Environment, source: str = "config", overrides: Sequence[str] = (),
+              trains_here: str | None = None) -> RewardCheck:
     """Raise one :class:`ConfigError` listing every problem of ``cfg`` on ``env`` (nothing loaded yet), labelled
     with ``source`` (the config file) or the ``--set`` among ``overrides`` that caused them
     (:func:`dsft.config.loader.problems_source`).
+
+    ``trains_here``: the command (``dsft train``, ``dsft sweep``, ``dsft demo``) that trains ``cfg`` in this
+    process; what it cannot run without a launcher (:func:`dsft.training.preflight.unlaunched_problems`) is then
+    in the same list, so a config with several problems is told all of them at once.
 
     Returns the GRPO reward functions it built to check ``grpo.rewards`` (none for other objectives), for the
     training run to use as they are.
     """
     rewards = check_rewards(cfg)
     problems = preflight_problems(cfg, env, rewards)
+    if trains_here is not None:
+        problems += unlaunched_problems(cfg, env, trains_here)
     if problems:
         raise ConfigError(f"{problems_source(source, overrides, problems)}: {len(problems)} problem(s)", problems)
     return rewards

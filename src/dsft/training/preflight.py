@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
 from dsft.config import DsftConfig, LoraConfig
-from dsft.config.loader import problems_source
 from dsft.data.split import may_have_validation_data
-from dsft.errors import ConfigError, DsftError
+from dsft.errors import DsftError
 from dsft.models.resolve import peek_model_config
 from dsft.training.attention_choice import SEGMENT_ATTENTION, uses_segment_attention
 from dsft.training.distributed import (
@@ -289,16 +287,6 @@ def unlaunched_problems(cfg: DsftConfig, env: Environment, command: str = "dsft 
             "plain process on a machine without CUDA; to train here set train.distributed=auto (ZeRO settings "
             "are then not applied), or write the cluster's launch scripts with `dsft launch CONFIG --launcher "
             "deepspeed|torchrun|slurm ...`", *one_process]
-
-
-def check_launched(cfg: DsftConfig, env: Environment, source: str, command: str = "dsft train",
-                   overrides: Sequence[str] = ()) -> None:
-    """Raise one :class:`ConfigError` when ``command`` would train ``cfg`` here without the launcher it needs
-    (:func:`unlaunched_problems`); for what trains in this process, after :func:`dsft.plan.preflight.preflight`,
-    labelled as it labels its problems (``source``, or the ``--set`` among ``overrides`` that caused them)."""
-    problems = unlaunched_problems(cfg, env, command)
-    if problems:
-        raise ConfigError(f"{problems_source(source, overrides, problems)}: {len(problems)} problem(s)", problems)
 
 
 def training_problems(cfg: DsftConfig, env: Environment) -> list[str]:
