@@ -230,6 +230,29 @@ def test_guide_000_script_arguments_dsft_has_no_key_for_say_why(tmp_path: Path) 
         "matmuls); train.precision: bf16 (auto's choice on Ampere and later) runs the matmuls in bf16"]
 
 
+def test_guide_002_training_arguments_read_or_say_why(tmp_path: Path) -> None:
+    """Guide 002's TrainingArguments written into the train section: report_to="none" was refused as 'Input should be
+    a valid list, got 'none'' (TrainingArguments takes the word, and one tracker's name), and no_cuda,
+    dataloader_pin_memory and remove_unused_columns were 'unknown key' with nothing more."""
+    path = tmp_path / "guide.yaml"
+    path.write_text("train:\n  report_to: none\n  no_cuda: false\n  dataloader_pin_memory: false\n"
+                    "  remove_unused_columns: false\n  save_strategy: 'no'\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    problems = info.value.problems
+    assert not [p for p in problems if p.startswith("train.report_to")], problems
+    for key in ("no_cuda", "dataloader_pin_memory", "remove_unused_columns"):
+        (problem,) = [p for p in problems if p.startswith(f"train.{key}:")]
+        assert problem.startswith(f"train.{key}: unknown key; dsft has no key for it: "), problem
+    assert "CUDA_VISIBLE_DEVICES=" in next(p for p in problems if p.startswith("train.no_cuda"))
+    assert "train.save_total_limit: 1" in next(p for p in problems if p.startswith("train.save_strategy"))
+    for written, read in (("none", []), ("None", []), ("tensorboard", ["tensorboard"]), ("[]", []),
+                          ("[tensorboard, wandb]", ["tensorboard", "wandb"])):
+        assert load_config(None, [f"train.report_to={written}"]).train.report_to == read, written
+    with pytest.raises(ConfigError, match="report_to"):
+        load_config(None, ["train.report_to=all"])  # no tracker of that name
+
+
 def test_guide_001_regularisation_words_are_not_sent_to_a_key_spelt_alike() -> None:
     """Guide 001's 梯度裁剪 / early stopping / Shuffle-Buffer written as keys: train.grad_clip was answered 'did you
     mean grad_accum?' and train.gradient_clipping 'did you mean gradient_checkpointing?' (each a setting that does

@@ -34,12 +34,22 @@ FOREIGN_KEYS: dict[str, str] = {
     "evaluation_strategy": "eval.steps (0: at every epoch end)",
     "eval_strategy": "eval.steps (0: at every epoch end)",
     "eval_steps": "eval.steps",
-    "save_strategy": "train.save_steps",
+    "save_strategy": "train.save_steps (a step count; the last step's checkpoint is always saved, so a run can "
+                     "resume: save_strategy \"no\" is a save_steps above the run's steps with train.save_total_limit: 1)",
     "load_best_model_at_end": "eval.load_best",
     "metric_for_best_model": "eval.metric",
     "resume_from_checkpoint": "the --resume auto option of dsft train",
     "deepspeed": "train.distributed: deepspeed with train.zero_stage",
     "per_device_eval_batch_size": "eval.batch_size",
+    # guide 002's TrainingArguments, each something dsft decides itself
+    "no_cuda": "nothing: dsft trains on the GPU wherever CUDA is available, else on the CPU (to train on the CPU "
+               "anyway, hide the GPUs: CUDA_VISIBLE_DEVICES= dsft train ...)",
+    "use_cpu": "nothing: dsft trains on the GPU wherever CUDA is available, else on the CPU (to train on the CPU "
+               "anyway, hide the GPUs: CUDA_VISIBLE_DEVICES= dsft train ...)",
+    "dataloader_pin_memory": "nothing: dsft keeps transformers' default (the DataLoader pins host memory for copies "
+                             "to a GPU); its packed rows are tokenized before training starts",
+    "remove_unused_columns": "nothing: dsft's collator builds each batch from the columns dsft tokenized itself, "
+                             "and no column is removed",
     "tf32": "nothing: dsft does not turn TF32 on (PyTorch leaves it off for matmuls); train.precision: bf16 "
             "(auto's choice on Ampere and later) runs the matmuls in bf16",
     # guide 001's regularisation, early stopping and shuffling words (a close spelling would point elsewhere:

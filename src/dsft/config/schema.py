@@ -517,8 +517,18 @@ class TrainConfig(Section):
     report_to: list[Literal["tensorboard", "wandb", "mlflow", "swanlab"]] = Field(
         default_factory=lambda: ["tensorboard"],
         description="Trackers besides metrics.jsonl: tensorboard (events in RUN_DIR/tb), and wandb / mlflow / "
-        "swanlab through transformers' integrations when that package is installed; [] = metrics.jsonl only.",
+        "swanlab through transformers' integrations when that package is installed; [] = metrics.jsonl only (one "
+        "name alone is read as a list of it, and TrainingArguments' none as []).",
     )
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _one_tracker_is_a_list(cls, value: object) -> object:
+        """``report_to: tensorboard`` means ``[tensorboard]``; ``report_to: none`` (TrainingArguments' word, guide
+        002's ``report_to="none"``) means ``[]``."""
+        if isinstance(value, str):
+            return [] if value.strip().lower() == "none" else [value]
+        return value
 
     def packs(self) -> bool:
         """Whether training packs examples into rows: ``packing`` for SFT. TRL's preference and RL trainers pad
