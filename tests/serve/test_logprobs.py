@@ -96,14 +96,27 @@ def test_completion_logprobs_have_the_legacy_shape(live: LiveServer, reference: 
     answer = _post(live, "/v1/completions", {"prompt": PROMPT, "max_tokens": TOKENS, "temperature": 0, "logprobs": 2})
     logprobs = answer.json()["choices"][0]["logprobs"]
     tokens = [tokenizer.decode([token]) for token, _, _ in expected]
-    assert logprobs["tokens"] == tokens
+    assert [_legacy_text(token) for token in logprobs["tokens"]] == tokens
     assert logprobs["token_logprobs"] == pytest.approx([logprob for _, logprob, _ in expected], abs=1e-4)
-    assert [list(alternatives) for alternatives in logprobs["top_logprobs"]] == [
+    assert [[_legacy_text(t) for t in alternatives] for alternatives in logprobs["top_logprobs"]] == [
         [tokenizer.decode([i]) for i in top] for _, _, top in expected]
     text = answer.json()["choices"][0]["text"]
     if "\ufffd" not in "".join(tokens):  # each token whole: they follow one another (partial ones: the test below)
         assert logprobs["text_offset"] == [sum(len(t) for t in tokens[:i]) for i in range(len(tokens))]
     assert all(0 <= offset <= len(text) for offset in logprobs["text_offset"])
+
+
+def _legacy_bytes(token: str) -> bytes:
+    """The bytes a legacy completions token stands for: ``bytes:\\xe9\\xbe`` (OpenAI's form for part of a character)
+    or its text's UTF-8."""
+    if token.startswith("bytes:"):
+        return bytes.fromhex(token[len("bytes:"):].replace("\\x", ""))
+    return token.encode("utf-8")
+
+
+def _legacy_text(token: str) -> str:
+    """A legacy token as the tokenizer decodes it alone (U+FFFD for part of a character)."""
+    return _legacy_bytes(token).decode("utf-8", errors="replace")
 
 
 # Rare ideographs and an emoji: byte-level BPE splits each of 龘 and 靐 into two tokens (and, with the DeepSeek-V3
@@ -145,6 +158,48 @@ def test_a_partial_characters_tokens_have_their_own_bytes(split_server: tuple[Li
         assert entry["top_logprobs"][0]["bytes"] == entry["bytes"]  # the scripted token is the certain one
     first_two = bytes(content[0]["bytes"]) + bytes(content[1]["bytes"])
     assert first_two.decode("utf-8") == "龘"
+
+
+def test_legacy_completion_tokens_name_a_partial_character_by_its_bytes(split_server: tuple[LiveServer, Any]) -> None:
+    """/v1/completions' logprobs have no ``bytes``: each token that is part of a character was U+FFFD, so its tokens
+    said nothing and the alternatives of one position collided as keys of ``top_logprobs``. Such a token is now named
+    ``bytes:\\xNN...`` as OpenAI's legacy API names it, from the bytes the chat endpoint returns; others are text."""
+    live, tokenizer = split_server
+    plain = {"prompt": PROMPT, "max_tokens": 32, "logprobs": 2}
+    logprobs = _post(live, "/v1/completions", plain).json()["choices"][0]["logprobs"]
+    chat = {"messages": MESSAGES, "max_tokens": 32, "logprobs": True}
+    content = _post(live, "/v1/chat/completions", chat).json()["choices"][0]["logprobs"]["content"]
+    tokens = logprobs["tokens"]
+    assert [_legacy_bytes(token) for token in tokens] == [bytes(entry["bytes"]) for entry in content]
+    assert b"".join(_legacy_bytes(token) for token in tokens[:-1]).decode("utf-8") == SPLIT
+    assert not any("\ufffd" in token for token in tokens)
+    partial = [token for token in tokens if token.startswith("bytes:")]
+    assert len(partial) >= 4 and tokens[:2] == ["bytes:" + "".join(f"\\x{b:02x}" for b in bytes(e["bytes"]))
+                                                 for e in content[:2]]
+    assert "是" in tokens or " ok" in tokens  # whole characters stay text
+    for token, alternatives in zip(tokens, logprobs["top_logprobs"]):
+        assert token in alternatives  # named alike in both
+    streamed = [c["logprobs"] for c in _streamed_choices(live, "/v1/completions", plain) if c.get("logprobs")]
+    assert [token for chunk in streamed for token in chunk["tokens"]] == tokens
+
+
+@pytest.mark.parametrize("model", ["tiny-r1-distill-qwen", "tiny-deepseek-v3"])
+def test_the_alternatives_of_one_position_no_longer_collide(model: str, tiny_model_dir: Any) -> None:
+    """Two alternatives that are each part of a character were one key, U+FFFD, of the position's top_logprobs: the
+    legacy shape is a {token: logprob} map, so one was lost."""
+    from dsft.models.loading import load_tokenizer
+    from dsft.serve.logprobs import Candidate, TokenLogprob, completion_logprobs
+    from dsft.serve.token_bytes import TokenBytes
+
+    tokenizer = load_tokenizer(tiny_model_dir(model))
+    token_bytes = TokenBytes(tokenizer)
+    first, second = tokenizer("龘", add_special_tokens=False).input_ids[:2]  # 龘's two tokens
+    halves = [Candidate(tokenizer.decode([i]), -0.5 - n, token_bytes(i, tokenizer.decode([i])))
+              for n, i in enumerate((first, second))]
+    assert [c.token for c in halves] == ["\ufffd", "\ufffd"]  # the case under test is there
+    legacy = completion_logprobs([TokenLogprob(halves[0], tuple(halves))])
+    assert legacy["tokens"] == ["bytes:\\xe9\\xbe"]
+    assert legacy["top_logprobs"] == [{"bytes:\\xe9\\xbe": -0.5, "bytes:\\x98": -1.5}]
 
 
 def test_text_offsets_count_the_characters_of_the_returned_text(split_server: tuple[LiveServer, Any]) -> None:

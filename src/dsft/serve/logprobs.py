@@ -7,9 +7,10 @@ token, not how likely the sampler was to draw it. There is one entry per generat
 ``completion_tokens`` counts them: the EOS that ended the reply and the tokens of a stop string included.
 A token's text is its own decoding (``tokenizer.decode([id])``, special tokens written out), U+FFFD for a token
 holding only part of a multi-byte character; ``bytes`` is what the token stands for (:mod:`dsft.serve.token_bytes`),
-so the bytes of a character's tokens join into its UTF-8. ``text_offset`` is where the token starts in the reply's
-text, in characters (:class:`dsft.serve.decoding.RowDecoder` counts them): the tokens of one character all start
-where the character does.
+so the bytes of a character's tokens join into its UTF-8. The legacy shape has no ``bytes``: there such a token is
+named by its bytes, as OpenAI's legacy API names it (``bytes:\\xe9\\xbe``, :func:`legacy_token`).
+``text_offset`` is where the token starts in the reply's text, in characters (:class:`dsft.serve.decoding.RowDecoder`
+counts them): the tokens of one character all start where the character does.
 """
 
 from __future__ import annotations
@@ -80,20 +81,37 @@ def chat_logprobs(entries: Sequence[TokenLogprob]) -> dict[str, Any]:
     ], "refusal": None}
 
 
+def legacy_token(candidate: Candidate) -> str:
+    """A token as the legacy completions ``logprobs`` name it: its text where its bytes are whole UTF-8 characters,
+    else ``bytes:`` and each of its bytes as ``\\xNN`` (OpenAI's legacy form; the bytes are the chat shape's
+    ``bytes``). Each U+FFFD would say nothing, and the alternatives of one position would collide as keys.
+
+    >>> legacy_token(Candidate("\ufffd", -1.5, bytes([233, 190]))), legacy_token(Candidate(" 是", -0.1, " 是".encode()))
+    ('bytes:\\\\xe9\\\\xbe', ' 是')
+    """
+    try:
+        candidate.raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "bytes:" + "".join(f"\\x{byte:02x}" for byte in candidate.raw)
+    return candidate.token
+
+
 def completion_logprobs(entries: Sequence[TokenLogprob]) -> dict[str, Any]:
     """The legacy completions ``logprobs``: tokens, their logprobs, a ``{token: logprob}`` of the alternatives (the
-    chosen token added when it is not among them, as the legacy API did) and where each token starts in the text.
+    chosen token added when it is not among them, as the legacy API did) and where each token starts in the text;
+    tokens are named by :func:`legacy_token`.
 
     >>> a, b, bc = Candidate("a", -0.1, b"a"), Candidate("b", -0.05, b"b"), Candidate("bc", -2.0, b"bc")
     >>> completion_logprobs([TokenLogprob(a, (b,), text_offset=3), TokenLogprob(bc, text_offset=4)])
     {'tokens': ['a', 'bc'], 'token_logprobs': [-0.1, -2.0], 'top_logprobs': [{'b': -0.05, 'a': -0.1}, {'bc': -2.0}], 'text_offset': [3, 4]}
     """
     def alternatives(entry: TokenLogprob) -> dict[str, float]:
-        top = {c.token: c.logprob for c in entry.top}
-        return top if entry.chosen.token in top else {**top, entry.chosen.token: entry.chosen.logprob}
+        top = {legacy_token(c): c.logprob for c in entry.top}
+        chosen = legacy_token(entry.chosen)
+        return top if chosen in top else {**top, chosen: entry.chosen.logprob}
 
     return {
-        "tokens": [e.chosen.token for e in entries],
+        "tokens": [legacy_token(e.chosen) for e in entries],
         "token_logprobs": [e.chosen.logprob for e in entries],
         "top_logprobs": [alternatives(e) for e in entries],
         "text_offset": [e.text_offset for e in entries],
