@@ -155,6 +155,30 @@ def test_balance_classes_that_differ_only_in_case_are_named_with_what_undersampl
     assert not [r for r in caplog.records if "balance_by" in r.getMessage()]
 
 
+def test_answers_ending_with_an_end_marker_as_text_are_a_warning(tmp_path: Path, tokenizer, caplog) -> None:
+    """Guide 002 appends "<|endoftext|>" to every Response by hand. To a DeepSeek tokenizer that is text, not a token:
+    the records were kept and trained, the model taught to write the 13 characters before its real EOS, and
+    nothing was said."""
+    rows = [{"Question": f"问题{i}？", "Complex_CoT": f"分析{i}。", "Response": f"答案{i}。<|endoftext|>"} for i in range(2)]
+    rows.append({"Question": "发烧怎么办？", "Complex_CoT": "可能是感冒。", "Response": "多喝水，休息。"})
+    path = tmp_path / "medical_o1.json"
+    path.write_text(json.dumps(rows, ensure_ascii=False, indent=2), encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="dsft"):
+        prepare(load_config(None, ["data.val_ratio=0"]), tokenizer, tmp_path / "out", [str(path)])
+    notes = [r.getMessage() for r in caplog.records if "end an answer" in r.getMessage()]
+    assert notes == [f"data: 2 of 3 records end an answer with '<|endoftext|>' written as text (first at {path} item 1): "
+                     "it is not this model's end-of-sequence token, so the model learns to write those characters; "
+                     f"every trained answer already ends with the model's own {tokenizer.eos_token!r}: remove the "
+                     "marker from the data"], notes
+    assert len(load_prepared(tmp_path / "out").splits["train"]) == 3  # kept: a warning, not a rejection
+    caplog.clear()
+    rows = [{"Question": "标记是什么？", "Complex_CoT": "引用。", "Response": "Qwen 的结束标记 <|endoftext|> 在句中。"}]
+    path.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="dsft"):  # quoted inside an answer, not ending it
+        prepare(load_config(None, ["data.val_ratio=0"]), tokenizer, tmp_path / "quoted", [str(path)])
+    assert not [r for r in caplog.records if "end an answer" in r.getMessage()]
+
+
 def test_text_records_holding_chat_role_markers_are_a_warning(tmp_path: Path, tokenizer, qa, write_jsonl,
                                                                caplog) -> None:
     """Guide 000's format_conversation output saved as {"text": "<|user|>\\nQ\\n<|assistant|>\\nA"}: read as plain

@@ -138,3 +138,39 @@ def role_markers_note(conversations: Sequence[Conversation]) -> str | None:
             f"at {first.meta.get('origin', '?')}): they train as plain text, every token supervised, the prompts too, "
             "not with the model's chat template; to train on the answers alone, write each as a conversation "
             '({"messages": [{"role": "user", "content": ...}, {"role": "assistant", "content": ...}]})')
+
+
+# End-of-sequence markers of the common chat families, as text at the end of an answer (guide 002 appends
+# "<|endoftext|>" to every Response by hand). Where the marker is the tokenizer's own control token the record is
+# rejected (above); otherwise it is text to this tokenizer: the model learns to write those characters before the
+# EOS dsft appends. DeepSeek's own marker is also matched defused (NFKC's ``<|end▁of▁sentence|>``).
+_END_MARKER = re.compile(r"(<\|endoftext\|>|<\|end_of_text\|>|<\|im_end\|>|<\|eot_id\|>|<\|EOT\|>|<\|end\|>"
+                         r"|<[|｜]end▁of▁sentence[|｜]>|</s>|<eos>)\s*$")
+
+
+def end_marker_note(conversations: Sequence[Conversation], tokenizer: Any) -> str | None:
+    """A warning when answers end with an end-of-sequence marker written as text; None when none does.
+
+    >>> from dsft.data.conversation import Message
+    >>> conv = Conversation([Message("user", "Q"), Message("assistant", "多喝水。<|endoftext|>")],
+    ...                     meta={"origin": "med.json item 2"})
+    >>> class Tok: eos_token = "<｜end▁of▁sentence｜>"
+    >>> print(end_marker_note([conv], Tok()))  # doctest: +NORMALIZE_WHITESPACE
+    data: 1 of 1 records end an answer with '<|endoftext|>' written as text (first at med.json item 2): it is not
+    this model's end-of-sequence token, so the model learns to write those characters; every trained answer already
+    ends with the model's own '<｜end▁of▁sentence｜>': remove the marker from the data
+    """
+    marked = []
+    for conversation in conversations:
+        for message in conversation.messages:
+            if message.role == "assistant" and (match := _END_MARKER.search(message.content)) is not None:
+                marked.append((conversation, match.group(1)))
+                break
+    if not marked:
+        return None
+    first, marker = marked[0]
+    eos = getattr(tokenizer, "eos_token", None)
+    own = f"the model's own {eos!r}" if eos else "the model's own end-of-sequence token"
+    return (f"data: {len(marked)} of {len(conversations)} records end an answer with {marker!r} written as text (first "
+            f"at {first.meta.get('origin', '?')}): it is not this model's end-of-sequence token, so the model learns "
+            f"to write those characters; every trained answer already ends with {own}: remove the marker from the data")

@@ -38,7 +38,7 @@ from typing import Any
 from dsft.config.schema import DsftConfig
 from dsft.data import augment, mix, semantic
 from dsft.data.input_checks import split_named_train_files, training_sources
-from dsft.data.control_tokens import role_markers_note
+from dsft.data.control_tokens import end_marker_note, role_markers_note
 from dsft.data.empty_splits import check_splits_left
 from dsft.data.ledger import Ledger
 from dsft.data.pool_cleaning import (
@@ -94,6 +94,8 @@ def prepare(
     # Control tokens after NFKC, which defuses some.
     pools = clock("control_tokens", reject_control_tokens_in_pools, pools, tokenizer, cfg, ledger, out)
     if note := role_markers_note([c for pool in pools.values() for c in pool]):  # '<|user|>' in a text record
+        (warn or log.warning)(note)
+    if note := end_marker_note([c for pool in pools.values() for c in pool], tokenizer):  # '…<|endoftext|>' answers
         (warn or log.warning)(note)
     pools = clock("dedup", deduplicate_pools, pools, cfg, ledger)
     tokens = clock("tokenize", count_pool_tokens, pools, tokenizer, cfg)
