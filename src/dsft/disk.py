@@ -19,7 +19,8 @@
 * :func:`replaced_atomically` writes a file through a temporary one renamed over it, so a reader (or another
   process of a launched job writing the same file) never meets it half-written.
 * :func:`not_a_file_reason` says why an input path is not a file that can be read (missing, a directory,
-  a device or pipe, a dangling link), for the messages that refuse it.
+  a device or pipe, a dangling link), for the messages that refuse it; :func:`file_as_directory_reason` why a
+  file's name ending in ``/`` is refused.
 """
 
 from __future__ import annotations
@@ -177,6 +178,24 @@ def not_a_file_reason(path: Path) -> str:
         return (f"no such file or directory; '~' is expanded by a shell only where it is unquoted, not here: write "
                 f"{path.expanduser()}")
     return "no such file or directory"
+
+
+def file_as_directory_reason(name: str) -> str | None:
+    """Why ``name``, a file's name ending in ``/`` (``data.jsonl/``), is refused, or None for any other name:
+    ``Path`` drops the slash, so it was read as the file, where ``open()``, ``ls`` and every other tool refuse it
+    (a trailing slash names a directory: ``Not a directory``).
+
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp(); _ = open(f"{folder}/a.jsonl", "w").close()
+    >>> file_as_directory_reason(f"{folder}/a.jsonl/").replace(folder, "D")
+    "a file named with a trailing '/', which names a directory; write D/a.jsonl"
+    >>> file_as_directory_reason(f"{folder}/a.jsonl"), file_as_directory_reason(f"{folder}/")
+    (None, None)
+    """
+    separators = (os.sep, os.altsep) if os.altsep else (os.sep,)
+    if not name.endswith(separators) or not Path(name).is_file():
+        return None
+    return f"a file named with a trailing '{name[-1]}', which names a directory; write {name.rstrip(''.join(separators))}"
 
 
 def free_bytes(path: Path) -> int:

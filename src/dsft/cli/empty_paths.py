@@ -1,4 +1,6 @@
-"""An empty path on the command line ('' from an unset shell variable) is refused, naming its parameter.
+"""An empty path on the command line ('' from an unset shell variable) is refused, naming its parameter; so is a
+file's name ending in '/' (``data.jsonl/``), which typer's ``Path`` reads as the file (see
+:func:`dsft.disk.file_as_directory_reason`).
 
 typer reads '' as ``Path('')``, which is the current directory: ``dsft train ""`` said ``.: is a directory``,
 ``--out ""`` wrote into the current directory, ``dsft ui --runs ""`` served it. This module is the one owner of
@@ -16,6 +18,7 @@ from typing import Any, get_args
 
 import typer
 
+from dsft.disk import file_as_directory_reason
 from dsft.errors import DsftError
 
 ANY_PATH = "a path ('.' for the current directory)"
@@ -36,11 +39,14 @@ def refuse_empty(value: str, name: str, wanted: str = ANY_PATH) -> None:
 
 
 def empty_refused(name: str, wanted: str = ANY_PATH, convert: Callable[[Any], Any] = str) -> Callable[[Any], Any]:
-    """A typer ``parser`` for the parameter ``name``: '' is refused (:func:`refuse_empty`), else ``convert(value)``."""
+    """A typer ``parser`` for the parameter ``name``: '' is refused (:func:`refuse_empty`), and a file's name ending
+    in '/', else ``convert(value)``."""
 
     def parse(value: Any) -> Any:
         if isinstance(value, str):
             refuse_empty(value, name, wanted)
+            if (reason := file_as_directory_reason(value)) is not None:
+                raise DsftError(f"{name} {value}: {reason}")
         return convert(value)
 
     parse.__name__ = "path" if convert is Path else "text"  # the metavar typer shows where it reads the type's name

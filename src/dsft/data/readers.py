@@ -29,7 +29,7 @@ from dsft.data.csv_rows import read_csv
 from dsft.data.json_shapes import read_json, read_jsonl_by_shape
 from dsft.data.pandas_index import without_read_back_index
 from dsft.data.raw_record import RawRecord
-from dsft.disk import not_a_file_reason
+from dsft.disk import file_as_directory_reason, not_a_file_reason
 from dsft.errors import DataError
 from dsft.models.resolve import is_model_dir
 from dsft.text_encoding import wide_text_hint
@@ -94,6 +94,8 @@ def expand_inputs(patterns: list[str]) -> list[Path]:
                 raise DataError(f"{pattern}: the directory holds no {'/'.join(SUPPORTED_SUFFIXES)} file")
             found.extend(files)
         elif path.is_file():
+            if (reason := file_as_directory_reason(pattern)) is not None:
+                raise DataError(f"{pattern}: {reason}")
             if path.suffix.lower() not in SUPPORTED_SUFFIXES:
                 raise DataError(
                     f"{pattern}: unsupported file type {path.suffix or '(none)'}; "

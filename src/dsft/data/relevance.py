@@ -18,7 +18,7 @@ from dsft.data.clean import Removed, StepResult, source_of
 from dsft.data.conversation import Conversation
 from dsft.data.formats import FormatProblem, to_conversation
 from dsft.data.readers import expand_inputs, read_records
-from dsft.disk import not_a_file_reason
+from dsft.disk import file_as_directory_reason, not_a_file_reason
 from dsft.errors import DataError
 from dsft.text_encoding import not_utf8
 
@@ -52,6 +52,8 @@ def reference_problems(paths: Sequence[str]) -> list[str]:
         if path.suffix.lower() in TEXT_SUFFIXES:
             if not path.is_file():
                 problems.append(f"{REFERENCES_KEY}: {name}: {not_a_file_reason(path)}")
+            elif (reason := file_as_directory_reason(name)) is not None:
+                problems.append(f"{REFERENCES_KEY}: {name}: {reason}")
             # GBK (a Chinese-locale Notepad) or UTF-16 (its "Unicode") was read with its bytes replaced, and the
             # filter compared every record with garbage.
             elif (wrong := not_utf8(path.read_bytes())) is not None:

