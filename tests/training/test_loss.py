@@ -172,6 +172,24 @@ def test_module_path_for_partitioned_weights_equals_reference() -> None:
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
+def test_module_path_calls_the_lm_head_and_reduces_its_gradient_without_supervised_tokens() -> None:
+    """Under ZeRO-3 the lm_head call is a collective (DeepSpeed gathers the weight in its pre-forward hook) and so
+    is the reduction of its gradient. A sequence-parallel shard holding only prompt or padding skipped the call
+    while the other rank gathered: guide 003's full SFT on two CPU processes (ZeRO-3 + offload, SP 2) aborted in
+    gloo ('Received data size doesn't match expected size. 4136960 vs 32', the tiny V3's bf16 lm_head)."""
+    hidden, weight, _, labels = _inputs(with_bias=False)
+    labels[:] = -100
+    lm_head = torch.nn.Linear(24, weight.shape[0], bias=False)
+    calls: list[int] = []
+    lm_head.register_forward_pre_hook(lambda module, args: calls.append(1))
+    accumulated: list[int] = []
+    lm_head.weight.register_post_accumulate_grad_hook(lambda parameter: accumulated.append(1))
+    value = supervised_cross_entropy_via_module(hidden, lm_head, labels, 137, chunk_size=9)
+    value.backward()
+    assert value.item() == 0.0 and calls == [1] and accumulated == [1] and "forward" not in lm_head.__dict__
+    assert lm_head.weight.grad.abs().sum().item() == 0.0 and hidden.grad.abs().sum().item() == 0.0
+
+
 def test_a_16_bit_lm_head_gets_its_gradient_without_a_full_size_fp32_product(monkeypatch: pytest.MonkeyPatch) -> None:
     """Under ZeRO-3 the lm_head weights are bf16 and the loss hands back its fp32 weight gradient times the
     incoming scale, cast to bf16. Forming that product whole made an fp32 [vocab, hidden] temporary beside the

@@ -271,15 +271,22 @@ def supervised_cross_entropy_via_module(
     backward per chunk, each accumulating into the weight's gradient; ZeRO-3 reduces a gradient when it is
     accumulated and refused the second one (DeepSpeed's ``assert len(set(p.ds_id ...))``): every full
     fine-tune under ZeRO-3, whose lm_head trains, failed at its first step.
+
+    The module is called even when this micro-batch has no supervised token (a sequence-parallel shard that
+    holds only prompt or padding): ZeRO-3's gather is a collective, and a rank that skipped it (before
+    2026-11-28) left the others' all-gather paired with its next collective (gloo: ``Received data size
+    doesn't match expected size``, and the job aborted).
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     hidden, targets = select_supervised(hidden_states, labels, shifted)
-    if targets.numel() == 0:
-        return hidden_states.sum() * 0.0
     grad_enabled = torch.is_grad_enabled()
 
     def chunked_loss(rows: torch.Tensor) -> torch.Tensor:  # lm_head's forward for this one call
+        if targets.numel() == 0:
+            # A zero loss that still reaches the (gathered) weight: this rank gathers it in forward and
+            # backward and reduces its zero gradient, as the ranks that have supervised tokens do.
+            return hidden_states.sum() * 0.0 + lm_head.weight.sum() * 0.0
         return _ChunkedLinearCrossEntropy.apply(rows, lm_head.weight, getattr(lm_head, "bias", None), targets,
                                                 chunk_size, grad_enabled, float(label_smoothing), compute_dtype)
 
