@@ -160,6 +160,7 @@ class MetricsCallback(TrainerCallback):
         self.writer: Any = None
         self.started = False  # on_train_begin ran on this (main) process: close() draws the charts
         self.last_written: dict[str, Any] | None = None  # the file's last line
+        self.evaluated: tuple[int, dict[str, float]] | None = None  # the last evaluation's step and metrics
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
         self.counter.start = time.perf_counter()  # throughput counts training, not model loading
@@ -195,9 +196,12 @@ class MetricsCallback(TrainerCallback):
 
     def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                     metrics: dict[str, float] | None = None, **kw: Any) -> None:
-        """Put the perplexity into the evaluation's own metrics too, so eval.metric may select by it."""
+        """Put the perplexity into the evaluation's own metrics too, so eval.metric may select by it; keep the
+        evaluation's metrics for its line, which is written after every callback has seen them."""
         if metrics is not None and "eval_loss" in metrics and "eval_reward" not in metrics:
             metrics.setdefault("eval_perplexity", perplexity(metrics["eval_loss"]))
+        if state.is_world_process_zero and metrics is not None:
+            self.evaluated = (state.global_step, metrics)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
         if self.pending is not None and self.pending["step"] != state.global_step:
@@ -228,6 +232,14 @@ class MetricsCallback(TrainerCallback):
         if self.pending is None:
             return
         row, self.pending = self.pending, None
+        if self.evaluated is not None and self.evaluated[0] == row["step"] and "eval_loss" in row:
+            # What later callbacks added to the evaluation's metrics after it was logged: a generation metric that
+            # eval.metric selects by (eval_numeric_accuracy), set by generation eval in its on_evaluate. NaN (no
+            # sample scored) is left out, as TensorBoard leaves it.
+            added = _eval_row({**self.evaluated[1], "eval_loss": row["eval_loss"]})
+            row.update({key: value for key, value in added.items() if key not in row
+                        and isinstance(value, (int, float)) and math.isfinite(value)})
+            self.evaluated = None
         if self.last_written is not None and self.last_written["step"] == row["step"]:
             # A step's values arrived after its line was written: the epoch-end evaluation runs after the
             # last step of the epoch was logged and saved. Merge them into that line (one line per step).
