@@ -12,6 +12,7 @@ from dsft.cli.empty_paths import A_MODEL_OR_RUN, empty_refused
 from dsft.cli.keywords import keyword
 from dsft.disk import check_fresh_output_dir, check_output_dir, replaced_atomically
 from dsft.errors import DsftError
+from dsft.whole_numbers import whole_number
 
 bench_app = typer.Typer(help="Benchmarks, measured on this machine in one run.", no_args_is_help=True)
 
@@ -107,9 +108,9 @@ def train(
                          lengths=lengths, loss_dtype=loss_dtype, precision=precision, length_scale=length_scale)
     chunk: int | str | None = loss_chunk_size
     if loss_chunk_size is not None and loss_chunk_size != "auto":
-        if not (loss_chunk_size.isascii() and loss_chunk_size.isdigit()) or int(loss_chunk_size) < 1:  # not ８
+        chunk = whole_number(loss_chunk_size)  # as typer reads a number flag: not a full-width ８
+        if chunk is None or chunk < 1:
             raise DsftError(f"bench --loss-chunk-size: expected a positive integer or auto, got {loss_chunk_size!r}")
-        chunk = int(loss_chunk_size)
     from dsft.training.bench.runner import run_bench  # torch: after the flags that need none are checked
 
     console = Console()

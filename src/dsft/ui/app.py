@@ -39,6 +39,7 @@ from dsft.ui.paths import OutsideRoot, inside_root, shown
 from dsft.ui.processes import CannotStop
 from dsft.ui.query_params import query_refusal
 from dsft.ui.request_bodies import JsonBodyLimit, body_refusal, undecodable_refusal
+from dsft.whole_numbers import whole_number
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "dsft_ui_key"
@@ -134,7 +135,7 @@ def create_app(root: Path, api_key: str | None = None, allowed_hosts: list[str] 
     async def run_events(request: Request, run: str) -> StreamingResponse:
         run_dir = _run_dir(root, run)
         last = request.headers.get("last-event-id", "")
-        offset = int(last) if last.isdigit() else 0
+        offset = max(whole_number(last) or 0, 0)
         return StreamingResponse(_metric_events(request, root, run_dir, offset, app.state.poll_s),
                                  media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
@@ -261,11 +262,11 @@ def _run_dir(root: Path, name: str) -> Path:
 
 
 def _int(value: Any, name: str) -> int:
-    """A whole number (JSON integer or its digits), never a float cut down (2.5 is not record 2) or a boolean."""
-    text = str(value).strip() if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
-    if not text.removeprefix("-").isdigit():
+    """A whole number (JSON integer or its text, read as the CLI reads ``--index``: :func:`whole_number`), never a
+    float cut down (2.5 is not record 2), a boolean or full-width digits."""
+    number = whole_number(value)
+    if number is None:
         raise UiError(400, f"{name}: expected a whole number, got {value!r}")
-    number = int(text)
     if number < 0:
         raise UiError(400, f"{name}: must be >= 0, got {number}")
     return number

@@ -27,6 +27,7 @@ from dsft.training.base_model import BaseModelNotFound
 from dsft.training.rundir import ADAPTER_METHODS, RunDir
 from dsft.ui import jobs, runs
 from dsft.ui.paths import inside_root, relative_name
+from dsft.whole_numbers import whole_number
 
 BUSY = ("running", "starting")
 
@@ -75,10 +76,10 @@ def _whole(form: dict[str, Any], field: str, label: str) -> int | None:
     value = form.get(field)
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    text = str(value).strip()
-    if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
+    number = whole_number(value)  # as the CLI reads the flag (--limit, --max-new-tokens): not a full-width １２
+    if number is None or number < 1:
         raise DsftError(f"{label}: a whole number >= 1, got {value!r}")
-    return int(text)
+    return number
 
 
 def default_eval_data(root: Path, run_dir: Path) -> str | None:
