@@ -53,11 +53,17 @@ def test_frozen_lm_head_gets_no_gradient_and_hidden_still_does() -> None:
 
 
 def test_no_supervised_token_gives_zero_loss_and_zero_gradient() -> None:
-    hidden, weight, _, labels = _inputs(with_bias=False)
+    """The lm_head weight and bias get a zero gradient too, not none: DDP and ZeRO-1/2 reduce every trainable
+    parameter's gradient in buckets, and a rank whose micro-batch (a sequence-parallel shard of prompt or padding)
+    left the lm_head out reduced buckets of another size. Guide 003's full SFT under ZeRO-2 with SP 2 on two CPU
+    processes aborted in gloo ('Received data size doesn't match expected size. 1046252 vs 996012')."""
+    hidden, weight, bias, labels = _inputs()
     labels[:] = -100
-    value = supervised_cross_entropy(hidden, weight, labels, None, 16)
+    value = supervised_cross_entropy(hidden, weight, labels, None, 16, lm_head_bias=bias)
     value.backward()
     assert value.item() == 0.0 and hidden.grad.abs().sum().item() == 0.0
+    assert weight.grad is not None and weight.grad.abs().sum().item() == 0.0
+    assert bias.grad is not None and bias.grad.abs().sum().item() == 0.0
 
 
 def test_logits_never_exceed_one_chunk(monkeypatch: pytest.MonkeyPatch) -> None:

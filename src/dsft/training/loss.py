@@ -241,8 +241,10 @@ def supervised_cross_entropy(
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     hidden, targets = select_supervised(hidden_states, labels, shifted)
     if targets.numel() == 0:
-        # Keep the graph connected (zero gradient) so every rank runs the same backward.
-        return hidden_states.sum() * 0.0
+        # Keep the graph connected (zero gradients, the lm_head's included) so every rank runs the same backward
+        # and reduces the same gradients (DDP, ZeRO-1/2 buckets).
+        zero = hidden_states.sum() * 0.0 + lm_head_weight.sum() * 0.0
+        return zero if lm_head_bias is None else zero + lm_head_bias.sum() * 0.0
     total = _ChunkedLinearCrossEntropy.apply(hidden, lm_head_weight, lm_head_bias, targets, chunk_size,
                                              torch.is_grad_enabled(), float(label_smoothing), compute_dtype)
     denominator = targets.numel() if num_items_in_batch is None else num_items_in_batch
@@ -286,7 +288,9 @@ def supervised_cross_entropy_via_module(
         if targets.numel() == 0:
             # A zero loss that still reaches the (gathered) weight: this rank gathers it in forward and
             # backward and reduces its zero gradient, as the ranks that have supervised tokens do.
-            return hidden_states.sum() * 0.0 + lm_head.weight.sum() * 0.0
+            zero = hidden_states.sum() * 0.0 + lm_head.weight.sum() * 0.0
+            bias = getattr(lm_head, "bias", None)
+            return zero if bias is None else zero + bias.sum() * 0.0
         return _ChunkedLinearCrossEntropy.apply(rows, lm_head.weight, getattr(lm_head, "bias", None), targets,
                                                 chunk_size, grad_enabled, float(label_smoothing), compute_dtype)
 
