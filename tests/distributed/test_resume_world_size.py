@@ -236,6 +236,26 @@ def test_a_zero2_checkpoint_of_two_processes_resumes_exactly_in_one(two_process_
 
 
 @pytest.mark.slow
+def test_a_zero2_checkpoint_resumes_exactly_at_zero1(two_process_run: Path, tmp_path: Path, train_run) -> None:
+    """ZeRO-1 and ZeRO-2 partition the optimizer state alike (DeepSpeed's one ZeRO optimizer; ZeRO-2 partitions the
+    gradients as well), so the saved partitions are read as they are, with no conversion: steps 6-10 log the losses
+    and learning rates of the ZeRO-2 run that never stopped (a new optimizer would not)."""
+    root = two_process_run.parent
+    config = _config(tmp_path / "zero1.yaml", root / "data.jsonl", grad_accum=1)
+    config.write_text(config.read_text().replace("zero_stage: 2", "zero_stage: 1"))
+    train_run([str(config), "--out", str(tmp_path / "zero1"), "--resume",
+               str(two_process_run / "checkpoints" / "checkpoint-5")], 2, root)
+    for key in ("loss", "lr"):
+        whole, resumed = _logged(two_process_run, key), _logged(tmp_path / "zero1", key)
+        assert sorted(resumed) == list(range(1, 11))
+        for step in range(6, 11):
+            assert abs(whole[step] - resumed[step]) <= 1e-4, (key, step, whole[step], resumed[step])
+    info = json.loads((tmp_path / "zero1" / "run.json").read_text())
+    assert info["resumed_from"] == str(two_process_run / "checkpoints" / "checkpoint-5"), info
+    assert "resumed_through" not in info, info  # read as saved: no universal conversion
+
+
+@pytest.mark.slow
 def test_a_deepspeed_checkpoint_resumed_without_deepspeed_is_refused(two_process_run: Path, tmp_path: Path) -> None:
     """Without DeepSpeed the Trainer found no optimizer.pt and restarted the optimizer and the learning-rate
     schedule (lr 5e-3 at step 6 of a cosine run at 1.7e-3) without a word."""
