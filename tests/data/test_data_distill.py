@@ -175,3 +175,35 @@ def test_an_unreachable_or_refusing_teacher_is_one_error(tmp_path: Path, run_cli
         assert len(endpoint.requests) == 1  # a 401 is not retried
     assert code == 2 and "every request failed (first: sample 0: HTTP 401" in err
     assert json.loads((tmp_path / "o" / "distill_report.json").read_text())["removed"]["request_failed"] == 1
+
+
+@pytest.mark.parametrize("args, said", [
+    # The flag the user typed names the problem, not the key it sets (it was 'error: config: 1 problem(s)').
+    (["--base-url", "api.deepseek.com/v1", "--model", "m"], "error: --base-url api.deepseek.com/v1: 1 problem(s)"),
+    (["--set", "data.distill.endpoint.base_url=api.x/v1", "--model", "m"],
+     "error: --set data.distill.endpoint.base_url=api.x/v1: 1 problem(s)"),
+    # The flag comes after --set and wins: it is the value refused, and named.
+    (["--set", "data.distill.endpoint.base_url=http://ok/v1", "--base-url", "api.deepseek.com/v1", "--model", "m"],
+     "error: --base-url api.deepseek.com/v1: 1 problem(s)"),
+])
+def test_a_base_url_that_is_no_url_is_named_as_the_user_gave_it(tmp_path: Path, run_cli, args: list[str],
+                                                                 said: str) -> None:
+    data = tmp_path / "q.jsonl"
+    data.write_text(json.dumps({"question": "x"}) + "\n", encoding="utf-8")
+    code, _, err = run_cli(["data", "distill", str(data), "--out", str(tmp_path / "o"), *args])
+    text = " ".join(err.split())
+    assert code == 2 and "Traceback" not in err, err
+    assert said in text and "data.distill.endpoint.base_url: must be an http:// or https:// URL" in text, text
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_model_name_is_text_whatever_yaml_would_read_it_as(tmp_path: Path, run_cli) -> None:
+    """--model yes was read as YAML (the boolean true, then refused as no string), --model 1.5 as a number."""
+    data = tmp_path / "q.jsonl"
+    data.write_text(json.dumps({"question": "x"}) + "\n", encoding="utf-8")
+    with fake_endpoint(lambda body, count: Reply(401)) as endpoint:
+        for name in ("yes", "1.5"):
+            code, _, err = run_cli(["data", "distill", str(data), "--out", str(tmp_path / name),
+                                    "--base-url", endpoint.base_url, "--model", name])
+            assert "problem(s)" not in err and "every request failed" in err, err  # reached the teacher
+            assert endpoint.requests[-1]["model"] == name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +54,11 @@ def distill_command(
     from dsft.disk import refused_output_removed
     from dsft.eval.answer_check import answer_checker
 
-    flags = [f"data.distill.endpoint.{key}={value}" for key, value in (("base_url", base_url), ("model", model)) if value]
-    cfg = load_config(config, [*set_, *flags], set_flags=set_)  # the flags' own values are named by their keys
+    # The options that set a key, each named as typed where the key's value is wrong (--base-url api.deepseek.com);
+    # their values are text, quoted so that YAML keeps them so (--model yes was the boolean true, --model 1.5 a number).
+    flags = [(f"data.distill.endpoint.{key}={json.dumps(value)}", f"{flag} {value}")
+             for key, flag, value in (("base_url", "--base-url", base_url), ("model", "--model", model)) if value]
+    cfg = load_config(config, set_, set_flags=set_, flags=flags)
     settings = cfg.data.distill
     check_distill_request(settings, list(inputs), out, overwrite)  # a refusal comes with no warning before it
     _say_skipped_files([(None, pattern) for pattern in inputs])

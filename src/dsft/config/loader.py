@@ -125,12 +125,15 @@ def _in_section(key: str) -> str:
 
 
 def problems_source(source: str, overrides: Sequence[str], problems: Sequence[str], grid: Sequence[str] = (),
-                    trial: str | None = None, ranges: Sequence[str] = ()) -> str:
+                    trial: str | None = None, ranges: Sequence[str] = (),
+                    flags: Sequence[tuple[str, str]] = ()) -> str:
     """What a config's problems are labelled with: the ``--set`` overrides they name (so the flag that caused them
     is the one pointed at), after ``source`` (the config file, or the command whose built-in config it is) when
     some of the problems name none. Of a key set twice, the later ``--set`` (the value the config has) counts.
     ``grid``: a sweep trial's ``--grid`` values, applied after ``overrides``, named with the ``trial``;
-    ``ranges``: the ``--range`` axes (``KEY=KIND:LOW:HIGH``) whose values the config holds, named likewise.
+    ``ranges``: the ``--range`` axes (``KEY=KIND:LOW:HIGH``) whose values the config holds, named likewise;
+    ``flags``: (``KEY=VALUE``, the option as typed) for a command's own option that sets a key, applied after
+    ``overrides`` and named as typed (``--base-url api.deepseek.com/v1``, not ``data.distill.endpoint.base_url``).
 
     >>> problems_source("c.yaml", ["eval.metric=nope", "train.lr=1e-4"], ["eval.metric: unknown metric 'nope'"])
     '--set eval.metric=nope'
@@ -142,13 +145,18 @@ def problems_source(source: str, overrides: Sequence[str], problems: Sequence[st
     '--grid train.lr=-1 (trial-001)'
     >>> problems_source("c.yaml", [], ["train.lr: must be > 0"], [], "at train.lr=-1", ["train.lr=float:-1:1"])
     '--range train.lr=float:-1:1 (at train.lr=-1)'
+    >>> problems_source("c.yaml", [], ["data.distill.endpoint.base_url: must be an http:// or https:// URL"],
+    ...                 flags=[("data.distill.endpoint.base_url=x.com", "--base-url x.com")])
+    '--base-url x.com'
     """
+    labelled = [(f"{flag} {text.strip()}", text) for flag, texts in (("--set", overrides), ("--grid", grid),
+                                                                       ("--range", ranges)) for text in texts]
     effective: dict[str, str] = {}
-    for flag, texts in (("--set", overrides), ("--grid", grid), ("--range", ranges)):
-        for text in texts:
-            key = text.split("=", 1)[0].strip()
-            effective.pop(key, None)  # the later one took effect: keep it, in the order typed
-            effective[key] = f"{flag} {text.strip()}"
+    for label, text in [*labelled[:len(overrides)], *((typed, text) for text, typed in flags),
+                        *labelled[len(overrides):]]:
+        key = text.split("=", 1)[0].strip()
+        effective.pop(key, None)  # the later one took effect: keep it, in the order typed
+        effective[key] = label
     # A problem names a key as a whole dotted name: eval.metric is not named by eval.metrics or eval.metric_key; or,
     # a rule across a section's keys, after the section (data.test_ratio in 'data: val_ratio + test_ratio ...').
     pattern = {key: re.compile(rf"(?<![\w.]){re.escape(key)}(?!\w)|^{_in_section(key)}") for key in effective}
@@ -317,14 +325,15 @@ def format_validation_error(exc: ValidationError) -> list[str]:
     return problems
 
 
-def validate_config(raw: dict[str, Any], source: str = "config", set_flags: Sequence[str] = ()) -> DsftConfig:
+def validate_config(raw: dict[str, Any], source: str = "config", set_flags: Sequence[str] = (),
+                    flags: Sequence[tuple[str, str]] = ()) -> DsftConfig:
     """``raw`` as a config, or one :class:`ConfigError` listing every problem, labelled by
-    :func:`problems_source` (``source``, or the ``set_flags`` that caused them)."""
+    :func:`problems_source` (``source``, or the ``set_flags`` or command ``flags`` that caused them)."""
     try:
         return DsftConfig.model_validate(raw)
     except ValidationError as exc:
         problems = format_validation_error(exc)
-        raise ConfigError(f"{problems_source(source, set_flags, problems)}: {len(problems)} problem(s)",
+        raise ConfigError(f"{problems_source(source, set_flags, problems, flags=flags)}: {len(problems)} problem(s)",
                           problems) from None
 
 
@@ -395,23 +404,24 @@ def _data_not_config(path: Path, what: str) -> str:
 
 def load_config(
     path: str | Path | None = None, overrides: list[str] | None = None, preset: str | None = None,
-    set_flags: Sequence[str] = (),
+    set_flags: Sequence[str] = (), flags: Sequence[tuple[str, str]] = (),
 ) -> DsftConfig:
     """Read YAML (or start from defaults), apply a size ``preset``, then ``--set`` overrides, and validate
     everything at once.
 
     ``set_flags`` (opt-in): those of ``overrides`` the user typed as ``--set``; problems they caused are
     labelled with them, as preflight's are (:func:`problems_source`). Overrides a program adds (the dashboard's
-    form, the demo's own settings) are left out: the user typed no such flag. Problems nothing in
-    ``set_flags`` names are labelled with the file (``config`` without one).
+    form, the demo's own settings) are left out: the user typed no such flag. ``flags``: a command's own options
+    that set a key, as (``KEY=VALUE``, the option as typed), applied after ``overrides`` and labelled as typed.
+    Problems nothing in ``set_flags`` or ``flags`` names are labelled with the file (``config`` without one).
 
     Relative data paths stay relative to the current directory, as a user typed them.
     """
     raw = read_yaml(path) if path is not None else {}
     if preset is not None:
         raw = apply_overrides(raw, get_preset(preset).overrides())
-    raw = apply_overrides(raw, overrides or [])
-    return validate_config(raw, str(path) if path else "config", set_flags)
+    raw = apply_overrides(raw, [*(overrides or []), *(text for text, _ in flags)])
+    return validate_config(raw, str(path) if path else "config", set_flags, flags)
 
 
 def preset_notice(path: str | Path | None, preset: str | None, kept: Sequence[str] = ()) -> str | None:
