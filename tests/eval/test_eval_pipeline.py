@@ -98,6 +98,29 @@ def _report_rows(markdown: str) -> dict[str, list[str]]:
     return rows
 
 
+def test_compare_and_eval_say_which_records_they_left_out(tmp_path: Path, eval_data: Path, lora_run: Path,
+                                                          run_cli) -> None:
+    """Guide 001's base-vs-tuned comparison on a file holding a malformed line: `dsft compare` said '8 prompts' and
+    nothing of the records it skipped (terminal and report.md alike), and `dsft eval` said 'skipped 1: data:
+    malformed JSON' without where, though data preparation names file:line for the same line."""
+    expected = [f"skipped 1: data: last message is not an assistant answer (first at {eval_data}:5)",
+                f"skipped 1: data: malformed JSON (first at {eval_data}:6)"]
+    out = tmp_path / "compare"
+    code, stdout, err = run_cli(["compare", "--tuned", str(lora_run), "--data", str(eval_data), "--out", str(out),
+                                 "--max-new-tokens", "2", "--batch-size", "2"])
+    assert code == 0, err
+    said = [line.strip() for line in stdout.splitlines() if line.strip().startswith("skipped 1: data:")]
+    assert said == expected, stdout
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert all(f"- {line}\n" in report for line in expected), report
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert f"(first at {eval_data}:6)" in html
+    code, stdout, err = run_cli(["eval", str(lora_run), "--data", str(eval_data), "--out", str(tmp_path / "eval"),
+                                 "--max-new-tokens", "2", "--batch-size", "2"])
+    assert code == 0, err
+    assert [line.strip() for line in stdout.splitlines() if line.strip().startswith("skipped 1: data:")] == expected, stdout
+
+
 def test_compare_report_numbers_equal_metrics_json(tmp_path: Path, eval_data: Path, lora_run: Path,
                                                    run_cli) -> None:
     out = tmp_path / "compare"

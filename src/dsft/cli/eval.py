@@ -40,7 +40,7 @@ def print_metrics_table(metrics: dict[str, Any], title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from dsft.eval.report import metric_label
+    from dsft.eval.report import metric_label, skipped_lines
 
     table = Table(title=title)
     table.add_column("metric")
@@ -50,8 +50,8 @@ def print_metrics_table(metrics: dict[str, Any], title: str) -> None:
             table.add_row(metric_label(key), _format(metrics[key]))
     console = Console()
     console.print(table)
-    for reason, count in (metrics.get("skipped") or {}).items():
-        console.print(f"skipped {count}: {reason}", highlight=False)
+    for line in skipped_lines(metrics):
+        console.print(line, highlight=False, soft_wrap=True)  # a path is not broken over lines
 
 
 def metrics_command(
@@ -300,7 +300,7 @@ def compare_command(
     from dsft.disk import check_fresh_output_dir, output_dir, refused_output_removed, removed_when_stopped
     from dsft.eval.compare import compare_models, tuned_run_of
     from dsft.export.source import check_source
-    from dsft.eval.report import comparison_table
+    from dsft.eval.report import comparison_table, skipped_lines
     from dsft.models.loading import check_device
     from dsft.templates.registry import check_template_name
 
@@ -329,6 +329,8 @@ def compare_command(
                                 data_config=config_data(config), base_model=base_model)
     say_unused_thinking(result["template"], thinking)
     Console().print(comparison_table(result))
+    for line in skipped_lines(result["tuned"]):  # the same records on both sides
+        typer.echo(line)
     typer.echo(f"wrote {result['report_md']} and {result['report_html']}")
 
 

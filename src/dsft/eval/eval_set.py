@@ -166,9 +166,17 @@ def _is_predictions_line(record: Any) -> bool:
     return isinstance(record, dict) and "prediction" in record and "reference" in record
 
 
+class SkippedRecords(Counter[str]):
+    """Records skipped per reason, with where the first of each is (``first``: reason -> ``file:line``)."""
+
+    def __init__(self, counts: dict[str, int] | None = None, first: dict[str, str] | None = None) -> None:
+        super().__init__(counts or {})
+        self.first: dict[str, str] = dict(first or {})
+
+
 def load_eval_set(data: str | Path | list[str], limit: int | None = None, fmt: str = "auto",
                   columns: dict[str, str] | None = None,
-                  clean: Callable[[str], str] | None = None) -> tuple[list[EvalItem], Counter[str]]:
+                  clean: Callable[[str], str] | None = None) -> tuple[list[EvalItem], SkippedRecords]:
     """Items from files / globs / directories (first ``limit`` usable ones) and skip counts per reason.
 
     ``fmt`` and ``columns`` read the records as data preparation does (a record they do not fit is read as
@@ -210,7 +218,8 @@ def load_eval_set(data: str | Path | list[str], limit: int | None = None, fmt: s
     # Counted as data preparation counts its rejections: reasons that differ only in a number (the byte a GBK
     # record begins with, a message's index) are one reason.
     reasons = rejected_reasons(rejections, limit=None)
-    skipped: Counter[str] = Counter({str(r["reason"]): int(str(r["records"])) for r in reasons})
+    skipped = SkippedRecords({str(r["reason"]): int(str(r["records"])) for r in reasons},
+                             {str(r["reason"]): str(r["first"]) for r in reasons})
     if not items:  # each reason with where its first record is, as data preparation names them
         problems = [f"{r['reason']}: {r['records']} (first at {r['first']})" for r in reasons]
         raise DsftError(f"--data {', '.join(patterns)}: no usable evaluation records",

@@ -127,6 +127,9 @@ def evaluate_target(target: Any, items: Sequence[EvalItem], options: DecodingOpt
                     progress, description=f"eval {Path(target.name).name}")
     skipped = Counter(run.metrics["skipped"]) + Counter({f"data: {k}": v for k, v in (skipped_records or {}).items()})
     run.metrics["skipped"] = dict(sorted(skipped.items()))
+    # Where the first record skipped for each data reason is (file:line), as data preparation names its rejections.
+    first = getattr(skipped_records, "first", {})
+    run.metrics["skipped_first"] = {f"data: {k}": where for k, where in sorted(first.items())}
     # The mode the prompts were rendered in: none where the template has no modes, and why (a --thinking given
     # to an R1 model rendered nothing differently, so the record must not say it thought on request).
     unused = unused_thinking(target.template, target.thinking)

@@ -91,13 +91,25 @@ def _md_table(rows: list[tuple[str, Any, Any, float | None]]) -> list[str]:
     return lines
 
 
+def skipped_lines(metrics: dict[str, Any]) -> list[str]:
+    """``skipped N: REASON (first at FILE:LINE)`` for each reason an evaluation left records or samples out.
+
+    >>> skipped_lines({"skipped": {"data: malformed JSON": 2}, "skipped_first": {"data: malformed JSON": "q.jsonl:1"}})
+    ['skipped 2: data: malformed JSON (first at q.jsonl:1)']
+    """
+    first = metrics.get("skipped_first") or {}
+    return [f"skipped {count}: {reason}" + (f" (first at {first[reason]})" if reason in first else "")
+            for reason, count in (metrics.get("skipped") or {}).items()]
+
+
 def render_markdown(result: dict[str, Any], samples: list[dict[str, Any]]) -> str:
     """``report.md`` for a :func:`dsft.eval.compare.compare_models` result."""
     base, tuned = result["base"], result["tuned"]
     lines = [
         "# Before / after", "",
         f"- base: `{result['base_name']}`", f"- tuned: `{result['tuned_name']}`",
-        f"- data: `{result['data']}` ({tuned.get('count', 0)} prompts; template `{result['template']}`)", "",
+        f"- data: `{result['data']}` ({tuned.get('count', 0)} prompts; template `{result['template']}`)",
+        *[f"- {line}" for line in skipped_lines(tuned)], "",
         f"Scores use the answer after `</think>`; fractions in [0, 1]. {BLEU_NOTE}", "",
         "## Metrics", "", *_md_table(comparison_rows(base, tuned, TASK_KEYS)), "",
         "## Reasoning", "", *_md_table(comparison_rows(base, tuned, THINK_KEYS)), "",
@@ -157,7 +169,8 @@ def render_html(result: dict[str, Any], samples: list[dict[str, Any]], loss_svg:
         f"<style>{_CSS}</style></head><body>", "<h1>Before / after</h1>",
         f"<p>base: <code>{escape(str(result['base_name']))}</code><br>tuned: <code>{escape(str(result['tuned_name']))}"
         f"</code><br>data: <code>{escape(str(result['data']))}</code> ({tuned.get('count', 0)} prompts; template "
-        f"<code>{escape(str(result['template']))}</code>)</p>",
+        f"<code>{escape(str(result['template']))}</code>)"
+        + "".join(f"<br>{escape(line)}" for line in skipped_lines(tuned)) + "</p>",
         "<p>Scores use the answer after <code>&lt;/think&gt;</code>; fractions in [0, 1]. "
         f"{escape(BLEU_NOTE).replace('`', '')}</p>",
         "<h2>Metrics</h2>", _html_table(comparison_rows(base, tuned, TASK_KEYS)),
