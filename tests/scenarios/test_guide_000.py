@@ -76,6 +76,9 @@ def test_guide_000_prepare_train_eval_export_serve(at_repo_root: Path, dsft, tmp
     assert (args.metric_for_best_model, args.greater_is_better) == ("eval_numeric_accuracy", True)
     generated = read_jsonl(run / "generation_eval.jsonl")
     assert [g["step"] for g in generated] == [0, 3] and all("numeric_accuracy" in g["metrics"] for g in generated)
+    # the guide's monitor, `jq 'select(.eval_num_acc != null) | {step, eval_loss, eval_num_acc}'`, on metrics.jsonl
+    assert [(r["step"], r["eval_numeric_accuracy"]) for r in rows if "eval_numeric_accuracy" in r] == [
+        (g["step"], g["metrics"]["numeric_accuracy"]) for g in generated]
 
     # eval: numeric accuracy (the guide's metric) scored on generated answers
     dsft("eval", run, "--data", GUIDE / "data" / "val.jsonl", "--out", tmp_path / "eval", "--max-new-tokens", "8",
