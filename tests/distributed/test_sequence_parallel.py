@@ -36,7 +36,8 @@ def _write_data(path: Path, n: int = 40) -> Path:
 
 
 def _write_config(path: Path, data: Path, sequence_parallel: bool, case: dict) -> Path:
-    sp = "  distributed: deepspeed\n  zero_stage: 1\n  sequence_parallel: 2\n" if sequence_parallel else ""
+    sp = (f"  distributed: deepspeed\n  zero_stage: {case.get('zero', 1)}\n  sequence_parallel: 2\n"
+          if sequence_parallel else "")
     path.write_text(
         f"model:\n  name_or_path: {case['model']}\n  attn_implementation: {case['attn']}\n"
         f"data:\n  train: [{data}]\n  val_ratio: 0.0\n"
@@ -58,6 +59,9 @@ def _logged(run: Path) -> dict[int, dict]:
 CASES = {
     "qwen2-rows": {"model": "tiny-r1-distill-qwen", "attn": "sdpa", "packing": "false", "max_seq_len": 96},
     "mla-packed": {"model": "tiny-deepseek-v3", "attn": "auto", "packing": "true", "max_seq_len": 192},
+    # Guide 003's ZeRO-3: its reduce-scatter divided every gradient by the whole world, not world / sp, and the
+    # gradient norms came out half the one-process run's (the losses agreed: Adam barely sees a scale)
+    "mla-packed-zero3": {"model": "tiny-deepseek-v3", "attn": "auto", "packing": "true", "max_seq_len": 192, "zero": 3},
 }
 
 

@@ -158,6 +158,8 @@ class DsftTrainer(ShardedLabelCountHooks, Trainer):
         parallelism = getattr(self.accelerator, "parallelism_config", None)
         use_sp = parallelism is not None and parallelism.sp_backend == "deepspeed" and parallelism.sp_size > 1
         self.sequence_parallel = int(parallelism.sp_size) if use_sp else 1
+        plugin = getattr(self.accelerator.state, "deepspeed_plugin", None) if self.is_deepspeed_enabled else None
+        self._zero3 = plugin is not None and plugin.zero_stage == 3
         self._eval_totals = torch.zeros(2, dtype=torch.float64)  # supervised-token loss sum and count
         self._router_aux_coef = (
             float(getattr(causal_lm.config, "router_aux_loss_coef", 0.0) or 0.0)
@@ -198,7 +200,13 @@ class DsftTrainer(ShardedLabelCountHooks, Trainer):
         loss = super().training_step(model, inputs, num_items_in_batch)
         # The returned (detached) value is only logged, as a mean over all ranks; under sequence parallelism
         # each rank's loss is scaled for world / sp data-parallel ranks, so the mean is 1/sp of the loss.
-        return loss * self.sequence_parallel if self.sequence_parallel > 1 else loss
+        # Under ZeRO-3 it is scaled for all world ranks instead: DeepSpeed 0.19's ZeRO-3 reduce-scatters the
+        # gradients (`zero_optimization.reduce_scatter`, on by default, dsft leaves it) pre-divided by the whole
+        # world, without the world / sp its other reduction paths use, so without that every gradient came out
+        # 1/sp of the run without SP (the logged grad_norm too, and max_grad_norm clipped sp times more loosely).
+        if self.sequence_parallel > 1 and not self._zero3:
+            return loss * self.sequence_parallel
+        return loss
 
     def prediction_step(self, model: Any, inputs: dict[str, Any], prediction_loss_only: bool,
                         ignore_keys: list[str] | None = None) -> tuple[torch.Tensor | None, None, None]:
@@ -276,6 +284,8 @@ class DsftTrainer(ShardedLabelCountHooks, Trainer):
             # data-parallel ranks (under sequence parallelism DeepSpeed sums a group's shards and averages
             # over world / sp).
             loss = loss * (self.accelerator.num_processes // self.get_tp_size() // self.sequence_parallel)
+            if self.sequence_parallel > 1 and self._zero3:
+                loss = loss * self.sequence_parallel  # ZeRO-3's reduce-scatter divides by the world (training_step)
         aux_loss = getattr(outputs, "aux_loss", None)
         if self._router_aux_coef and aux_loss is not None:
             # A per-micro-batch mean: average it over the accumulation window like the token loss.
