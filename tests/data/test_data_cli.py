@@ -67,6 +67,16 @@ def test_inspect_a_prepared_dir_renders_with_the_template_it_was_prepared_for(ti
     code, stdout, err = run_cli(["data", "inspect", str(out)])
     assert code == 0, err
     assert "template: deepseek-v3   masking: last" in stdout
+    # A split file of the preparation, as the header names the record (PREPARED/train.jsonl:1): rendered the same.
+    # It was read as any data file, with the default model's template (deepseek-r1) and the default mask.
+    for split in ("train.jsonl", "val.jsonl"):
+        if split == "val.jsonl":
+            code, _, err = run_cli(["data", "prepare", str(data), "--out", str(out), "--set", "template.name=deepseek-v3",
+                                    "--set", "template.masking=last", "--set", "data.val_ratio=0.5"])
+            assert code == 0, err
+        code, from_file, err = run_cli(["data", "inspect", str(out / split)])
+        assert code == 0, err
+        assert f"template: deepseek-v3   masking: last   record: {out / split}:1" in from_file, from_file
 
 
 def test_inspect_a_prepared_dir_uses_the_tokenizer_its_counts_came_from(tiny_model_dir, tmp_path: Path,

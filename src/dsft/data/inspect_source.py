@@ -18,14 +18,27 @@ from dsft.data.split import split_file
 from dsft.errors import DataError
 
 
+def _preparation_report(source: Path) -> Path | None:
+    """The ``data_report.json`` of the preparation ``source`` is (a prepared or run directory) or is a split file of
+    (``PREPARED/val.jsonl``, as inspect's own header names a record); None for other data."""
+    if source.is_dir():
+        report = source / "data_report.json"
+    elif source.is_file() and source.name in {split_file(name) for name in ("train", "val", "test")}:
+        report = source.parent / "data_report.json"
+    else:
+        return None
+    return report if report.is_file() else None
+
+
 def prepared_defaults(source: Path) -> list[str]:
-    """``--set`` overrides that make a prepared directory render as it was prepared (model, template, mask).
+    """``--set`` overrides that make a prepared directory, or one of its split files, render as it was prepared
+    (model, template, mask).
 
     A directory from ``dsft data prepare`` records them in ``data_report.json``; a run directory holds its
     data under ``data/``. Explicit ``--set``/``--template``/``--tokenizer`` still win.
     """
-    report = source / "data_report.json"
-    if not (source.is_dir() and report.is_file()):
+    report = _preparation_report(source)
+    if report is None:
         return []
     prepared_for = json.loads(report.read_text(encoding="utf-8")).get("prepared_for") or {}
     keys = {"model": "model.name_or_path", "template": "template.name", "masking": "template.masking"}
@@ -33,9 +46,10 @@ def prepared_defaults(source: Path) -> list[str]:
 
 
 def prepared_tokenizer(source: Path) -> str | None:
-    """The ``--tokenizer`` a prepared directory was prepared with (None: the model's own, or not prepared)."""
-    report = source / "data_report.json"
-    if not (source.is_dir() and report.is_file()):
+    """The ``--tokenizer`` a prepared directory (or split file) was prepared with (None: the model's own, or not
+    prepared)."""
+    report = _preparation_report(source)
+    if report is None:
         return None
     value = (json.loads(report.read_text(encoding="utf-8")).get("prepared_for") or {}).get("tokenizer")
     return str(value) if value else None
