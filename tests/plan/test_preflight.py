@@ -351,3 +351,21 @@ def test_sequence_parallel_with_a_preference_objective_names_only_that_refusal(o
     code, _, err = run_cli(["config", "show", *[a for s in sets for a in ("--set", s)]])  # SFT splits its rows: told
     assert code == 2 and "evaluation during training is not supported" in err
     assert "needs train.distributed=deepspeed" in err and "must divide train.max_seq_len" in err
+
+
+def test_a_full_fine_tune_of_float16_weights_is_refused_before_anything_loads(run_cli, tmp_path) -> None:
+    """Guide 004 loads its model with torch_dtype=torch.float16 and fine-tunes every weight. As `model.dtype:
+    float16` with `train.method: full`, `dsft config show` accepted it and `dsft train` trained the float16
+    weights in place (no fp32 master copy): the loss was NaN at step 2 and the run stopped with nothing kept.
+    A LoRA adapter over a float16 base and full fine-tuning in the default fp32 stay accepted."""
+    config = tmp_path / "local.yaml"
+    config.write_text("model:\n  name_or_path: tiny-deepseek-llm\n  dtype: float16\ntrain:\n  method: full\n")
+    code, _, err = run_cli(["config", "show", str(config)])
+    assert code == 2 and "Traceback" not in err
+    assert f"{config}: 1 problem(s)" in err and "model.dtype=float16 with train.method: full" in err
+    run = tmp_path / "run"
+    code, _, err = run_cli(["train", str(config), "--out", str(run)])
+    assert code == 2 and "model.dtype=float16 with train.method: full" in err and not run.exists()
+    for sets in (["--set", "train.method=lora"], ["--set", "model.dtype=auto"], ["--set", "model.dtype=bfloat16"]):
+        code, _, err = run_cli(["config", "show", str(config), *sets])
+        assert code == 0, err

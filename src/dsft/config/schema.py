@@ -125,7 +125,8 @@ class ModelConfig(Section):
     )
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit) for hub ids.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="Weight dtype when loading: auto = bf16 on GPUs that support it, else fp32."
+        "auto", description="Weight dtype when loading: auto = fp32 for full fine-tuning (master weights; "
+        "train.precision sets the compute), else the training precision's (bf16 on GPUs that support it, fp32 on CPU)."
     )
     attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = Field(
         "auto", description="Attention kernel: auto = flash_attention_2 when installed on GPU, else sdpa."

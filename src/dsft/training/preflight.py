@@ -298,6 +298,14 @@ def training_problems(cfg: DsftConfig, env: Environment) -> list[str]:
                                      lambda package: not env.lacks(package))
     if cfg.train.method == "qlora":
         _collect(problems, check_qlora, env)
+    if cfg.train.method == "full" and cfg.model.dtype == "float16":
+        # float16 weights trained in place: no fp32 master copy, so small updates round away and Adam's
+        # overflow (guide 004's torch_dtype=torch.float16: the loss was NaN at step 2). bf16 is left to whoever
+        # asks for it (pure-bf16 full fine-tuning is a recipe; its range does not overflow).
+        problems.append("model.dtype=float16 with train.method: full trains the float16 weights themselves (no fp32 "
+                        "master copy: updates round away or overflow to NaN); leave model.dtype: auto (fp32 master "
+                        "weights; fp16/bf16 mixed precision on a GPU is the training precision's), or train a LoRA "
+                        "adapter over the float16 base")
     _strategy_problems(cfg, env, problems)
     _sequence_parallel_problems(cfg, env, problems)
     problems += model_size_problems(cfg)  # lora.r, train.max_seq_len against the model's config.json
