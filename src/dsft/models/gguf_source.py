@@ -34,7 +34,7 @@ from filelock import FileLock
 
 from dsft.disk import not_a_file_reason
 from dsft.errors import DsftError, UnsupportedError
-from dsft.models.gguf_tokenizer import with_gguf_special_tokens
+from dsft.models.gguf_tokenizer import gguf_added_tokens, with_gguf_special_tokens
 from dsft.models.loading import use_cpu_accelerator_without_cuda
 from dsft.models.ollama_tags import OLLAMA_PREFIX, is_ollama_name
 
@@ -62,6 +62,8 @@ class GGUFInfo:
     model_name: str | None
     pre_tokenizer: str | None
     has_chat_template: bool
+    vocab_size: int  # tokens in tokenizer.ggml.tokens (0 when the file has none)
+    marked_tokens: dict[int, tuple[str, bool]]  # {id: (text, special)}: tokens llama.cpp matches whole in text
 
 
 @dataclass(frozen=True)
@@ -190,11 +192,13 @@ def read_gguf_info(path: Path) -> GGUFInfo:
     except (TypeError, ValueError):
         quantization = "unknown"
     types = Counter(gguf.GGMLQuantizationType(int(t.tensor_type)).name for t in reader.tensors)
+    vocab_size, marked = gguf_added_tokens(reader)
     return GGUFInfo(
         path=str(path), architecture=str(_field_value(reader, "general.architecture") or "unknown"),
         quantization=quantization, tensor_types=dict(sorted(types.items())),
         model_name=_field_value(reader, "general.name"), pre_tokenizer=_field_value(reader, "tokenizer.ggml.pre"),
         has_chat_template=_field_value(reader, "tokenizer.chat_template") is not None,
+        vocab_size=vocab_size, marked_tokens=marked,
     )
 
 
@@ -269,9 +273,10 @@ def tokenization_mismatches(path: Path, tokenizer: Any, texts: tuple[str, ...] =
         llm.close()
 
 
-def convert_gguf(path: Path, out_dir: Path, source: str | None = None) -> ImportedModel:
-    """Convert GGUF ``path`` into a float32 Hugging Face checkpoint at ``out_dir`` (written atomically)."""
-    info = read_gguf_info(path)
+def convert_gguf(path: Path, out_dir: Path, source: str | None = None, info: GGUFInfo | None = None) -> ImportedModel:
+    """Convert GGUF ``path`` into a float32 Hugging Face checkpoint at ``out_dir`` (written atomically); ``info``:
+    its header facts when the caller has read them already (each read parses the whole vocabulary)."""
+    info = info if info is not None else read_gguf_info(path)
     check_architecture(info)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -305,7 +310,7 @@ def _write_checkpoint(path: Path, info: GGUFInfo, out_dir: Path) -> None:
         tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     except (OSError, ValueError, KeyError, NotImplementedError) as exc:
         raise DsftError(f"{path}: transformers could not read the tokenizer of this GGUF file ({exc})") from exc
-    tokenizer = with_gguf_special_tokens(tokenizer, path, out_dir / ".tokenizer-repair")
+    tokenizer = with_gguf_special_tokens(tokenizer, path, info.vocab_size, info.marked_tokens, out_dir / ".tokenizer-repair")
     _restore_digit_split(tokenizer, info.pre_tokenizer)
     mismatches = tokenization_mismatches(path, tokenizer)  # before the weights: a refusal costs seconds
     if mismatches:
@@ -394,7 +399,7 @@ def _convert_announced(name: str, path: Path, info: GGUFInfo, target: Path) -> I
     log.warning("%s: converting %s %s GGUF to a float32 checkpoint in %s (once); training starts from these "
                 "dequantised weights, which carry the file's %s rounding", name, info.architecture,
                 info.quantization, target, info.quantization)
-    return convert_gguf(path, target, source=name)
+    return convert_gguf(path, target, source=name, info=info)
 
 
 def dequantisation_note(record: dict[str, Any]) -> str:

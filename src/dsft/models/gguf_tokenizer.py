@@ -22,11 +22,9 @@ from dsft.errors import UnsupportedError
 CONTROL, USER_DEFINED = 3, 4
 
 
-def gguf_added_tokens(path: Path) -> tuple[int, dict[int, tuple[str, bool]]]:
-    """The GGUF vocabulary size and ``{id: (text, special)}`` for every CONTROL / USER_DEFINED token."""
-    import gguf
-
-    reader = gguf.GGUFReader(str(path))
+def gguf_added_tokens(reader: Any) -> tuple[int, dict[int, tuple[str, bool]]]:
+    """The vocabulary size and ``{id: (text, special)}`` for every CONTROL / USER_DEFINED token of an open
+    ``gguf.GGUFReader`` (the caller's: opening one parses every metadata value, seconds for a large vocabulary)."""
     tokens, types = reader.fields.get("tokenizer.ggml.tokens"), reader.fields.get("tokenizer.ggml.token_type")
     if tokens is None or types is None:
         return 0, {}
@@ -66,12 +64,13 @@ def repaired_tokenizer_json(data: dict[str, Any], size: int, added: dict[int, tu
     return {**data, "model": {**data["model"], "vocab": vocab}, "added_tokens": kept}
 
 
-def with_gguf_special_tokens(tokenizer: Any, path: Path, scratch: Path) -> Any:
+def with_gguf_special_tokens(tokenizer: Any, path: Path, size: int, added: dict[int, tuple[str, bool]],
+                             scratch: Path) -> Any:
     """``tokenizer`` (rebuilt by transformers from GGUF ``path``) with the file's special tokens at their ids;
-    ``scratch`` is an empty directory the repaired tokenizer is written to and reloaded from."""
+    ``size`` and ``added`` are the file's (:func:`gguf_added_tokens`), ``scratch`` an empty directory the
+    repaired tokenizer is written to and reloaded from."""
     from transformers import AutoTokenizer
 
-    size, added = gguf_added_tokens(path)
     fixed = repaired_tokenizer_json(json.loads(tokenizer.backend_tokenizer.to_str()), size, added)
     if fixed is None:
         return tokenizer
