@@ -253,6 +253,24 @@ def test_guide_002_training_arguments_read_or_say_why(tmp_path: Path) -> None:
         load_config(None, ["train.report_to=all"])  # no tracker of that name
 
 
+def test_guide_002_first_1500_records_say_how(tmp_path: Path, run_cli) -> None:
+    """Guide 002 trains on load_dataset("json", data_files=..., split="train[:1500]"). Written as data.split (or
+    LLaMA-Factory's max_samples) it was 'unknown key' with nothing more, and the slice after the file name was 'the
+    glob matches no .jsonl/.json/.csv/.parquet file', a glob the user never meant."""
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["data.split=train[:1500]", "data.max_samples=1500"])
+    assert len(info.value.problems) == 2
+    for problem in info.value.problems:
+        assert "dsft has no key for it: dsft reads every record of data.train; to train on the first N" in problem
+        assert "jq '.[:N]' in.json > first.json" in problem
+    data = tmp_path / "medical_o1.json"
+    data.write_text('[{"Question": "发烧怎么办？", "Complex_CoT": "感冒。", "Response": "喝水。"}]', encoding="utf-8")
+    code, _, err = run_cli(["data", "prepare", f"{data}[:1500]", "--out", str(tmp_path / "out")])
+    assert code == 2 and "Traceback" not in err, err
+    assert f"{data}[:1500]: a datasets split slice (split='train[:1500]'), which names no file here; dsft reads" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_guide_001_regularisation_words_are_not_sent_to_a_key_spelt_alike() -> None:
     """Guide 001's 梯度裁剪 / early stopping / Shuffle-Buffer written as keys: train.grad_clip was answered 'did you
     mean grad_accum?' and train.gradient_clipping 'did you mean gradient_checkpointing?' (each a setting that does

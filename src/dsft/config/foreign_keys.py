@@ -13,6 +13,11 @@ from typing import Any
 # A translation that starts so says that dsft has nothing to set, and why.
 NO_KEY = "nothing: "
 
+# A share of the records (guide 002's load_dataset(..., split="train[:1500]"), run_clm's max_train_samples,
+# LLaMA-Factory's max_samples): dsft reads every record named, so the subset is a file of its own.
+SUBSET = ("dsft reads every record of data.train; to train on the first N, write them to a file first (head -n N "
+          "in.jsonl > first.jsonl; for a JSON array, jq '.[:N]' in.json > first.json)")
+
 FOREIGN_KEYS: dict[str, str] = {
     # transformers TrainingArguments
     "num_train_epochs": "train.epochs",
@@ -85,6 +90,8 @@ FOREIGN_KEYS: dict[str, str] = {
     "train_file": "data.train",
     "validation_file": "data.val",
     "test_size": "data.val_ratio",
+    "max_train_samples": NO_KEY + SUBSET,
+    "max_samples": NO_KEY + SUBSET,
     "max_seq_length": "train.max_seq_len",
     "max_length": "train.max_seq_len",
     # peft LoraConfig
@@ -106,6 +113,7 @@ FOREIGN_KEYS_IN_SECTION: dict[tuple[str, str], str] = {
     ("model", "path"): "model.name_or_path",
     ("model", "name"): "model.name_or_path",
     ("data", "path"): "data.train",
+    ("data", "split"): NO_KEY + SUBSET,
     ("train", "dropout"): "model.attention_dropout (the model's attention) or lora.dropout (the adapter's input)",
     # peft LoraConfig arguments dsft fixes
     ("lora", "bias"): "nothing: dsft's adapters train no biases (peft's bias='none')",

@@ -22,9 +22,11 @@ JSON and JSON lines are read by their shape in :mod:`dsft.data.json_shapes`, CSV
 from __future__ import annotations
 
 import glob
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from dsft.config.foreign_keys import SUBSET
 from dsft.data.csv_rows import read_csv
 from dsft.data.json_shapes import read_json, read_jsonl_by_shape
 from dsft.data.pandas_index import without_read_back_index
@@ -80,6 +82,9 @@ def expand_inputs(patterns: list[str]) -> list[Path]:
         if is_glob(pattern):
             matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True))
             files = [p for p in matches if _is_readable_input(p)]
+            if not files and (sliced := re.fullmatch(r"(.+)(\[\d*:\d*\])", pattern)) and Path(sliced[1]).is_file():
+                raise DataError(f"{pattern}: a datasets split slice (split='train{sliced[2]}'), which names no file "
+                                f"here; {SUBSET}")
             if not files:
                 raise DataError(f"{pattern}: the glob matches no {'/'.join(SUPPORTED_SUFFIXES)} file")
             found.extend(files)
