@@ -22,7 +22,8 @@ ON_CPU = ["--set", "train.distributed=auto"]
 
 
 @pytest.mark.slow
-def test_guide_003_loss_flags_full_sft_export_vllm(at_repo_root: Path, dsft, tmp_path: Path, caplog) -> None:
+def test_guide_003_loss_flags_full_sft_export_vllm(at_repo_root: Path, dsft, run_cli, tmp_path: Path,
+                                                   caplog) -> None:
     from dsft.config import load_config
     from dsft.data.prepared_folder import load_prepared
     from dsft.models.loading import load_tokenizer
@@ -79,6 +80,18 @@ def test_guide_003_loss_flags_full_sft_export_vllm(at_repo_root: Path, dsft, tmp
                            "--gpu-mem", "80", "--seq-len", "32768", "--zero", "3", "--offload", "optimizer+param",
                            "--sp", "4", "--micro-batch", "2", "--grad-checkpointing", "--json"))
     assert plan["fits"] is True and plan["per_gpu_bytes"] <= 80 * 2**30
+    # the guide's table: the same row without the offload ran out of memory, and so does the plan
+    plan = json.loads(dsft("plan", "--model", "deepseek-v3", "--method", "full", "--nodes", "32", "--gpus-per-node", "8",
+                           "--gpu-mem", "80", "--seq-len", "32768", "--zero", "3", "--sp", "4", "--micro-batch", "1",
+                           "--grad-checkpointing", "--json"))
+    assert plan["fits"] is False and plan["per_gpu_bytes"] > 80 * 2**30
+    # the recommended row as a config (SP 4, bs 2 per GPU): packed rows under SP go one to a micro-batch, so the
+    # job's scripts are refused with the fix, before any of the 256 processes would stop at start
+    code, _, err = run_cli(["launch", str(CONFIG), "--nodes", "32", "--gpus-per-node", "8", "--launcher", "slurm",
+                            "--out", str(tmp_path / "bs2"), "--set", "train.sequence_parallel=4",
+                            "--set", "train.max_seq_len=32768", "--set", "train.micro_batch_size=2"])
+    assert code == 2 and "train.micro_batch_size: 1 (got 2); raise train.grad_accum" in err
+    assert not (tmp_path / "bs2").exists()
 
     # HF checkpoint in bf16 (verified on reload), then the guide's vLLM deployment from the config
     export = tmp_path / "hf"

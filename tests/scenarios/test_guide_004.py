@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from jsonl_files import read_jsonl
 from scenarios_helpers import FEW_STEPS, assert_every_record_accounted, guide, serve_once
@@ -55,6 +56,20 @@ def test_guide_004_clean_train_eval_serve_int8(at_repo_root: Path, dsft, run_cli
     evals = [r for r in rows_logged if "eval_loss" in r]
     assert [r["step"] for r in evals] == [0, 1, 2, 3]
     assert all(r["eval_perplexity"] == pytest.approx(2.718281828 ** r["eval_loss"], rel=1e-6) for r in evals)
+    # the guide's TensorBoard: training loss, learning rate and validation perplexity, step by step
+    events = EventAccumulator(str(run / "tb"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3]
+    assert [e.value for e in events.Scalars("train/lr")] == pytest.approx(
+        [r["lr"] for r in rows_logged if "loss" in r], rel=1e-6)
+    assert [e.step for e in events.Scalars("eval/perplexity")] == [0, 1, 2, 3]
+
+    # the guide's torch_dtype=torch.float16 on a full fine-tune trains float16 weights with no fp32 master copy
+    # (NaN within two steps): refused before anything loads, with the fix
+    code, _, err = run_cli(["train", str(CONFIG), "--out", str(tmp_path / "fp16"), *ON_CPU,
+                            "--set", "model.dtype=float16"])
+    assert code == 2 and "model.dtype=float16 with train.method: full" in err and "model.dtype: auto" in err
+    assert not (tmp_path / "fp16").exists()
 
     # eval on the raw HTML file: references are cleaned as the training targets were
     dsft("eval", run, "--data", DATA, "--out", tmp_path / "eval", "--max-new-tokens", "4", "--limit", "3",
