@@ -58,6 +58,18 @@ def test_guide_002_cot_prepare_train_export_serve(at_repo_root: Path, dsft, tmp_
     assert [p.name for p in (run / "checkpoints").glob("checkpoint-*")] == ["checkpoint-3"]
     assert [r["step"] for r in read_jsonl(run / "metrics.jsonl") if "loss" in r] == [1, 2, 3]
 
+    # Before / after, as the guide opens: the held-out prompts to the base model and the tuned run alike, rendered
+    # with the R1 template (the reply starts inside <think>), scored on the answer after </think> with eval.metrics
+    cmp = tmp_path / "cmp"
+    dsft("compare", "--tuned", run, "--data", prepared / "val.jsonl", "--out", cmp, "--max-new-tokens", "8")
+    sides = {side: json.loads((cmp / side / "metrics.json").read_text()) for side in ("base", "tuned")}
+    assert [sides[side]["evaluated"]["adapter"] for side in ("base", "tuned")] == [False, True]
+    assert sides["base"]["count"] == sides["tuned"]["count"] == report["splits"]["val"] > 0
+    assert all({"f1", "rougeL", "bleu"} <= set(metrics) for metrics in sides.values())
+    predicted = {side: read_jsonl(cmp / side / "predictions.jsonl") for side in sides}
+    assert [p["prompt"] for p in predicted["base"]] == [p["prompt"] for p in predicted["tuned"]]
+    assert all(p["prompt"].endswith("<｜Assistant｜><think>\n") for p in predicted["tuned"])
+
     # The adapter alone (peft reload compared with the trained model), and one served answer that
     # starts inside the think block the prompt opened
     dsft("export", run, "--format", "adapter", "--out", tmp_path / "adapter")
