@@ -575,3 +575,23 @@ def test_prepare_says_which_files_of_an_input_directory_it_skipped_and_why(tmp_p
     code, _, err = run_cli(["data", "prepare", str(data / "qa.jsonl"), "--out", str(tmp_path / "again"),
                             "--tokenizer", "deepseek", "--set", "data.val_ratio=0"])
     assert code == 0 and "warning" not in err, err
+
+
+def test_inspect_takes_a_record_as_file_and_line(tmp_path: Path, run_cli) -> None:
+    """The header names a record `record: PREPARED/train.jsonl:3`, and preparation's rejections `train.jsonl:6`; given
+    back so, `dsft data inspect` said 'no such file or directory'."""
+    data = tmp_path / "train.jsonl"
+    rows = [{"conversations": [{"role": "user", "content": f"水库{i}的建成月？"},
+                               {"role": "assistant", "content": f"{1950 + i}年5月建成。"}]} for i in range(3)]
+    data.write_text(json.dumps(rows[0], ensure_ascii=False) + "\n\n"
+                    + "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows[1:]), encoding="utf-8")
+    code, by_line, err = run_cli(["data", "inspect", f"{data}:3"])  # line 2 is blank: the second record
+    assert code == 0, err
+    code, by_index, err = run_cli(["data", "inspect", str(data), "--index", "1"])
+    assert code == 0, err
+    assert by_line == by_index and f"record: {data}:3" in by_line and "水库1的建成月" in by_line
+    code, _, err = run_cli(["data", "inspect", f"{data}:2"])
+    assert code == 2 and "Traceback" not in err
+    assert f"{data}:2: no record starts on line 2 of {data} (its records start on lines 1, 3, 4)" in err
+    code, _, err = run_cli(["data", "inspect", f"{data}:3", "--index", "1"])
+    assert code == 2 and "names its record by line" in err

@@ -223,7 +223,7 @@ def inspect_command(
     from dsft.config import load_config
     from dsft.data.input_checks import directory_skip_warnings
     from dsft.data.inspect_source import check_control_tokens, pick_conversation, prepared_defaults, prepared_tokenizer
-    from dsft.data.inspect_source import records_read
+    from dsft.data.inspect_source import record_on_line, records_read
     from dsft.errors import DsftError
     from dsft.templates import detect_template, get_template
     from dsft.templates.inspect import print_rendered
@@ -231,6 +231,10 @@ def inspect_command(
 
     if template is not None:
         check_template_name(template, "--template")  # before the tokenizer loads
+    if (on_line := record_on_line(source)) is not None:  # FILE:LINE, as the header and the rejects name a record
+        if index:
+            raise DsftError(f"{source} names its record by line; give it alone, or {on_line[0]} --index {index}")
+        source, index = on_line
     cfg = load_config(config, prepared_defaults(source) + list(set_) if config is None else set_, set_flags=set_)
     if records_read(source).is_dir():  # a plain data directory, read whole
         for warning in directory_skip_warnings([(None, str(source))]):  # named alone, such a file is refused

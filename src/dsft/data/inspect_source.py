@@ -6,6 +6,7 @@ Used by ``dsft data inspect`` and the dashboard's mask view.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,24 @@ def prepared_tokenizer(source: Path) -> str | None:
         return None
     value = (json.loads(report.read_text(encoding="utf-8")).get("prepared_for") or {}).get("tokenizer")
     return str(value) if value else None
+
+
+def record_on_line(source: Path) -> tuple[Path, int] | None:
+    """``(file, index)`` for ``FILE:LINE`` naming no file of its own, where FILE is a data file: the record on that
+    line, as inspect's header, data preparation's rejections and reports name records (``train.jsonl:6``); None
+    for any other source. A line that starts no record is a :class:`DataError` naming the file's records.
+    """
+    named = re.fullmatch(r"(.+):(\d+)", str(source))
+    if source.exists() or named is None or not Path(named[1]).is_file():
+        return None
+    where, lines = f"{named[1]}:{int(named[2])}", []
+    for position, raw in enumerate(read_records([named[1]])):
+        if raw.where == where:
+            return Path(named[1]), position
+        lines.append(raw.where.rsplit(":", 1)[-1])
+    shown = ", ".join(lines[:5]) + (", ..." if len(lines) > 5 else "")
+    raise DataError(f"{source}: no record starts on line {int(named[2])} of {named[1]} (its records start on lines "
+                    f"{shown}); or give the record's position: {named[1]} --index N")
 
 
 def records_read(source: Path) -> Path:
