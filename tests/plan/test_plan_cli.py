@@ -211,3 +211,16 @@ def test_a_plan_whose_gpus_fit_but_host_ram_does_not_says_so(run_cli) -> None:
     assert "does not fit in 80 GiB per GPU" not in text
     code, out, err = run_cli(["plan", "--model", "deepseek-r1-distill-qwen-7b", "--gpu-mem", "80", "--host-mem", "64"])
     assert code == 0 and "fits in 80 GiB per GPU and 64 GiB of host RAM per node" in " ".join(out.split())
+
+
+def test_sequence_parallel_with_rows_two_to_a_micro_batch_is_told_how_dsft_trains_it(run_cli) -> None:
+    """Guide 003's recommended row (SP 4, bs 2) planned as fitting with no word that `dsft train` refuses packed rows
+    two to a micro-batch under SP; the plan now says how that row trains."""
+    code, out, err = run_cli(["plan", "--model", "deepseek-r1-distill-qwen-7b", "--sp", "4", "--gpus-per-node", "4",
+                              "--micro-batch", "2", "--seq-len", "8192", "--json"])
+    assert code == 0, err
+    notes = json.loads(out)["notes"]
+    assert any("--sp 4 with --micro-batch 2" in n and "train.packing: false" in n for n in notes), notes
+    code, out, err = run_cli(["plan", "--model", "deepseek-r1-distill-qwen-7b", "--sp", "4", "--gpus-per-node", "4",
+                              "--micro-batch", "1", "--seq-len", "8192", "--json"])
+    assert code == 0 and not any("--micro-batch" in n for n in json.loads(out)["notes"])

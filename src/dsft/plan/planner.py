@@ -166,6 +166,13 @@ def estimate_memory(profile: ModelProfile, req: PlanRequest) -> MemoryEstimate:
             f"QLoRA under ZeRO-3: transformers loads a quantised model without zero.Init, so every GPU holds the "
             f"whole base ({loading_bytes(shapes, req) / GIB:.2f} GiB) until DeepSpeed partitions it (peak during load)"
         )
+    if req.sp > 1 and req.micro_batch > 1:  # guide 003's recommended "SP 4, bs 2" row
+        notes.append(
+            f"--sp {req.sp} with --micro-batch {req.micro_batch}: dsft trains packed rows one to a micro-batch under "
+            f"sequence parallelism (train.micro_batch_size: 1, train.grad_accum x{req.micro_batch}: the same tokens "
+            f"a step, the activations of one row); {req.micro_batch} rows a micro-batch train unpacked "
+            "(train.packing: false)"
+        )
     if not supports_sequence_parallel(profile, req.sp):
         notes.append(
             f"sizing only: dsft trains with DeepSpeed-Ulysses sequence parallelism, which cannot split this "
