@@ -22,6 +22,19 @@ def test_list_table(run_cli) -> None:
     assert code == 0 and "tiny-deepseek-v3" in out and "deepseek-v3" in out
 
 
+def test_list_names_the_release_presets_dsft_plan_takes(run_cli) -> None:
+    """`dsft plan --model` refuses an unknown name saying `dsft models list` shows the presets, and
+    docs/planning.md lists deepseek-v2.5, deepseek-v3-0324 and deepseek-r1-0528 among them: the list names them."""
+    code, out, _ = run_cli(["models", "list"])
+    assert code == 0
+    code, js, _ = run_cli(["models", "list", "--json"])
+    aliases = json.loads(js)["plan_aliases"]
+    assert {"deepseek-v2.5", "deepseek-v3-0324", "deepseek-r1-0528"} <= set(aliases)
+    for alias, name in aliases.items():
+        assert f"{alias} (as {name})" in out
+        assert name in {row["name"] for row in json.loads(js)["real"]}
+
+
 def test_tiny_writes_a_checkpoint(tmp_path: Path, run_cli) -> None:
     code, out, _ = run_cli(["models", "tiny", "tiny-deepseek-llm", "--out", str(tmp_path / "m"), "--seed", "1"])
     assert code == 0, out

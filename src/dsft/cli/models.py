@@ -21,6 +21,7 @@ def list_presets(
     """List the tiny presets (written on demand) and the real-model config presets (for planning)."""
     from dsft.models.presets import REAL_MODEL_FACTS, REAL_MODEL_PRESETS
     from dsft.models.tiny import TINY_PRESETS
+    from dsft.plan.model_source import RELEASE_ALIASES
 
     tiny = [{"name": p.name, "architecture": p.architecture, "mimics": p.mimics, "tokenizer": p.tokenizer}
             for p in TINY_PRESETS.values()]
@@ -28,7 +29,8 @@ def list_presets(
              "params_b": REAL_MODEL_FACTS[name].params_b, "active_params_b": REAL_MODEL_FACTS[name].active_params_b}
             for name, config in REAL_MODEL_PRESETS.items()]
     if as_json:
-        typer.echo(json.dumps({"tiny": tiny, "real": real}, ensure_ascii=False, indent=2))
+        typer.echo(json.dumps({"tiny": tiny, "real": real, "plan_aliases": RELEASE_ALIASES}, ensure_ascii=False,
+                              indent=2))
         return
     from rich import box
     from rich.console import Console
@@ -49,6 +51,9 @@ def list_presets(
     for row in real:
         table.add_row(row["name"], row["hub_id"], f"{row['params_b']:g}", f"{row['active_params_b']:g}")
     console.print(table)
+    # `dsft plan` also takes later releases of these architectures, and its refusal points here for its presets.
+    console.print("dsft plan also takes " + ", ".join(f"{alias} (as {name})" for alias, name in RELEASE_ALIASES.items())
+                  + ", and each preset as deepseek-NAME", soft_wrap=True)
 
 
 @models_app.command("tiny")
