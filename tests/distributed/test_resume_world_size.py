@@ -215,6 +215,23 @@ def two_process_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir, tr
 
 
 @pytest.mark.slow
+def test_the_logged_learning_rate_is_the_one_each_deepspeed_step_used(two_process_run: Path, tmp_path: Path,
+                                                                      train_run) -> None:
+    """The two-process ZeRO-2 run logs the rates of one process without DeepSpeed (the same batch, the same
+    schedule), the rate each step used. DeepSpeed steps the optimizer and the scheduler inside the backward of a
+    step's last micro-batch, so the Trainer read the next step's rate: each step's was logged one step early
+    (0.00488 for step 1, which used 0.005)."""
+    root = two_process_run.parent
+    config = _config(tmp_path / "plain.yaml", root / "data.jsonl", grad_accum=2)
+    config.write_text(config.read_text().replace("distributed: deepspeed\n  zero_stage: 2", "distributed: auto"))
+    train_run([str(config), "--out", str(tmp_path / "plain")], 1, root)
+    plain, zero2 = _logged(tmp_path / "plain", "lr"), _logged(two_process_run, "lr")
+    assert sorted(plain) == sorted(zero2) == list(range(1, 11))
+    assert len(set(plain.values())) > 5  # the default cosine schedule changes the rate every step
+    assert [zero2[step] for step in plain] == pytest.approx(list(plain.values()), rel=1e-9)
+
+
+@pytest.mark.slow
 def test_a_zero2_checkpoint_of_two_processes_resumes_exactly_in_one(two_process_run: Path, tmp_path: Path,
                                                                    train_run) -> None:
     """Saved by two processes at step 5, resumed by one with twice the accumulation (the same batch): steps 6-10

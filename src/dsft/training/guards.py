@@ -129,6 +129,8 @@ class RunGuards(AtomicCheckpointHooks, GradNormHooks, TiedWeightLoadHooks):
         self.zero_grad_steps = zero_grad_steps
         self._zero_grad_streak = 0
         self.flags: list[str] = []  # problems that did not stop the run but must be reported (run.json)
+        # The learning rate this optimizer step uses, read before its first micro-batch (see log()).
+        self._step_learning_rate: float | None = None
 
     def count_batch_tokens(self, inputs: dict[str, Any]) -> tuple[Any, Any] | None:
         """``(non-pad tokens, supervised tokens)`` of one micro-batch on this rank, as numbers or 0-d tensors
@@ -159,9 +161,26 @@ class RunGuards(AtomicCheckpointHooks, GradNormHooks, TiedWeightLoadHooks):
         self._unlogged_tokens = [0, 0]
         if "loss" in logs:  # in the log itself, so the checkpoint's log_history can rebuild metrics.jsonl
             logs = {**logs, **self.token_counter.totals()}
+        if "learning_rate" in logs and self._step_learning_rate is not None:
+            logs = {**logs, "learning_rate": self._step_learning_rate}
         super().log(logs, *args, **kwargs)  # type: ignore[misc]
 
+    def _note_step_learning_rate(self) -> None:
+        """Under DeepSpeed, read the rate the coming optimizer step uses. DeepSpeed steps the optimizer and the
+        scheduler inside the backward of a step's last micro-batch, so the rate the Trainer reads after it is
+        the next step's (metrics.jsonl showed each step's rate one step early: 7.5e-4 where 1e-3 was used).
+        Elsewhere the Trainer reads it before stepping the scheduler, which is this same value."""
+        scheduler = getattr(self, "lr_scheduler", None)
+        if not getattr(self, "is_deepspeed_enabled", False) or scheduler is None:
+            return
+        try:
+            self._step_learning_rate = float(scheduler.get_last_lr()[0])
+        except AssertionError:  # DeepSpeed's fp16 loss-scale warm-up: no step yet; the Trainer logs 0 then
+            self._step_learning_rate = None
+
     def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
+        if not self._step_losses:  # the step's first micro-batch (check_step_losses empties the list per step)
+            self._note_step_learning_rate()
         counted = self.count_batch_tokens(inputs)
         if counted is not None:
             self.add_unlogged_tokens(*counted)
