@@ -41,6 +41,9 @@ def test_random_r1_distill_qwen_loads_with_its_tokenizer_and_template(run_cli, t
     (["r1-distill-qwen-7b", "--set", "novalue"], "expected KEY=VALUE"),
     (["r1-distill-qwen-7b", "--dtype", "int4"], "--dtype int4: choose one of"),
     (["no-such-model"], "unknown real-model preset 'no-such-model'"),
+    # an embedding smaller than the tokenizer (transformers only warned): an id past it has no row to look up
+    (["r1-distill-qwen-7b", "--set", "vocab_size=1000"],
+     "--set vocab_size=1000: the family's tokenizer hands out 151,665 ids; vocab_size must be at least 151665"),
 ])
 def test_random_model_user_errors(run_cli, tmp_path: Path, args: list[str], message: str) -> None:
     code, out, err = run_cli(["models", "random", *args, "--out", str(tmp_path / "m")])

@@ -61,6 +61,7 @@ def write_random_model(preset: str, out_dir: str | Path, dtype: str = "bfloat16"
     config.update(overrides or {})
     # The tokenizer first: a missing tokenizer package must stop the command before gigabytes of weights.
     tokenizer_files = files()
+    _check_vocab_holds_tokenizer(config, tokenizer_files[0])
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise DsftError(f"--out {out}: exists and is not a directory; choose a new directory")
@@ -98,6 +99,25 @@ def _check_field_value(key: str, value: Any, preset_value: Any) -> None:
         return
     if not fits:
         raise DsftError(f"--set {key}={value!r}: must be {kind}, as the preset's {preset_value!r} is")
+
+
+def tokenizer_ids(tokenizer_json: dict[str, Any]) -> int:
+    """How many ids a ``tokenizer.json`` hands out: one past its largest (vocabulary and added tokens).
+
+    >>> tokenizer_ids({"model": {"vocab": {"a": 0, "b": 1}}, "added_tokens": [{"id": 5}]})
+    6
+    """
+    ids = list(tokenizer_json["model"]["vocab"].values()) + [entry["id"] for entry in tokenizer_json["added_tokens"]]
+    return max(ids) + 1
+
+
+def _check_vocab_holds_tokenizer(config: dict[str, Any], tokenizer_json: dict[str, Any]) -> None:
+    """An embedding of fewer rows than the tokenizer has ids (transformers only warned): a text holding a later id
+    indexes past it."""
+    needed = tokenizer_ids(tokenizer_json)
+    if config["vocab_size"] < needed:
+        raise DsftError(f"--set vocab_size={config['vocab_size']}: the family's tokenizer hands out {needed:,} ids; "
+                        f"vocab_size must be at least {needed} (a larger one adds unused rows, as released models do)")
 
 
 def _check_config_accepts(preset: str, config: dict[str, Any], overrides: dict[str, Any]) -> None:
