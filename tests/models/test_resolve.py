@@ -142,6 +142,16 @@ def test_check_model_name_refuses_what_resolve_would_without_writing(tmp_path: P
             check_model_name(name)
 
 
+def test_a_gguf_file_named_with_a_trailing_slash_is_named_as_data_files_are(tmp_path: Path) -> None:
+    """``m.gguf/`` names a directory, as ``data.jsonl/`` does (8ad0e6e): the message said the file 'is a file; a
+    model is a directory with config.json, a .gguf file, ...', which reads as if a .gguf file were refused."""
+    (tmp_path / "m.gguf").write_bytes(b"GGUF")
+    with pytest.raises(DsftError) as refused:
+        check_model_name(f"{tmp_path}/m.gguf/")
+    assert str(refused.value) == (f"{tmp_path}/m.gguf/: a file named with a trailing '/', which names a directory; "
+                                  f"write {tmp_path}/m.gguf")
+
+
 def test_a_name_that_is_neither_a_local_directory_nor_reachable_on_the_hub_says_both(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`dsft export runs/002` run from the wrong directory (no runs/ here) read as a hub id and said only

@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from dsft.disk import file_as_directory_reason
 from dsft.errors import DsftError
 from dsft.models.gguf_source import gguf_file_of, is_gguf_source, materialise_gguf
 from dsft.models.loading import TOKENIZER_VOCAB_FILES, hide_local_weight_bars
@@ -196,6 +197,8 @@ def check_model_name(name_or_path: str | Path) -> None:
     if is_gguf_source(name):
         gguf_file_of(name)  # the file, or the Ollama model's blob, exists
         return
+    if reason := file_as_directory_reason(os.path.expanduser(name)):  # m.gguf/: Path() would drop the slash
+        raise DsftError(f"{name}: {reason}")
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
