@@ -185,6 +185,8 @@ def test_an_unreachable_or_refusing_teacher_is_one_error(tmp_path: Path, run_cli
     # The flag comes after --set and wins: it is the value refused, and named.
     (["--set", "data.distill.endpoint.base_url=http://ok/v1", "--base-url", "api.deepseek.com/v1", "--model", "m"],
      "error: --base-url api.deepseek.com/v1: 1 problem(s)"),
+    # An empty flag is a value given, not a flag left out (it said 'set base_url and model', naming no flag).
+    (["--base-url", "", "--model", "m"], "error: --base-url '': 1 problem(s)"),
 ])
 def test_a_base_url_that_is_no_url_is_named_as_the_user_gave_it(tmp_path: Path, run_cli, args: list[str],
                                                                  said: str) -> None:
