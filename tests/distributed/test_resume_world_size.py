@@ -202,6 +202,16 @@ def _logged(run: Path, key: str) -> dict[int, float]:
     return {r["step"]: r[key] for r in rows if key in r and "step" in r}
 
 
+def _assert_steps_6_to_10_as_the_whole_run(whole_run: Path, resumed_run: Path) -> None:
+    """A run resumed from ``whole_run``'s checkpoint-5 logs its ten steps, and steps 6-10 with the losses and
+    learning rates of the run that never stopped."""
+    for key in ("loss", "lr"):
+        whole, resumed = _logged(whole_run, key), _logged(resumed_run, key)
+        assert sorted(resumed) == list(range(1, 11))
+        for step in range(6, 11):
+            assert abs(whole[step] - resumed[step]) <= 1e-4, (key, step, whole[step], resumed[step])
+
+
 @pytest.fixture(scope="module")
 def two_process_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir, train_run) -> Path:
     tiny_model_dir("tiny-deepseek-v3")
@@ -240,11 +250,7 @@ def test_a_zero2_checkpoint_of_two_processes_resumes_exactly_in_one(two_process_
     config = _config(tmp_path / "one.yaml", root / "data.jsonl", grad_accum=2)
     train_run([str(config), "--out", str(tmp_path / "one"), "--resume",
                str(two_process_run / "checkpoints" / "checkpoint-5")], 1, root, torchrun=True)
-    for key in ("loss", "lr"):
-        whole, resumed = _logged(two_process_run, key), _logged(tmp_path / "one", key)
-        assert sorted(resumed) == list(range(1, 11))
-        for step in range(6, 11):
-            assert abs(whole[step] - resumed[step]) <= 1e-4, (key, step, whole[step], resumed[step])
+    _assert_steps_6_to_10_as_the_whole_run(two_process_run, tmp_path / "one")
     info = json.loads((tmp_path / "one" / "run.json").read_text())
     assert info["resumed_through"].endswith(f"{UNIVERSAL_DIR}/checkpoint-5"), info
     assert not (tmp_path / "one" / "checkpoints" / UNIVERSAL_DIR).exists(), "the conversion is removed at the end"
@@ -262,11 +268,7 @@ def test_a_zero2_checkpoint_resumes_exactly_at_zero1(two_process_run: Path, tmp_
     config.write_text(config.read_text().replace("zero_stage: 2", "zero_stage: 1"))
     train_run([str(config), "--out", str(tmp_path / "zero1"), "--resume",
                str(two_process_run / "checkpoints" / "checkpoint-5")], 2, root)
-    for key in ("loss", "lr"):
-        whole, resumed = _logged(two_process_run, key), _logged(tmp_path / "zero1", key)
-        assert sorted(resumed) == list(range(1, 11))
-        for step in range(6, 11):
-            assert abs(whole[step] - resumed[step]) <= 1e-4, (key, step, whole[step], resumed[step])
+    _assert_steps_6_to_10_as_the_whole_run(two_process_run, tmp_path / "zero1")
     info = json.loads((tmp_path / "zero1" / "run.json").read_text())
     assert info["resumed_from"] == str(two_process_run / "checkpoints" / "checkpoint-5"), info
     assert "resumed_through" not in info, info  # read as saved: no universal conversion

@@ -111,7 +111,7 @@ def skipped_file_warnings(cfg: DsftConfig, inputs: list[str] | None = None) -> l
     """:func:`directory_skip_warnings` for the data inputs a config names (``inputs`` in place of ``data.train``).
 
     >>> import tempfile
-    >>> from dsft.config.schema import DsftConfig, read_twice
+    >>> from dsft.config.schema import DsftConfig
     >>> folder = Path(tempfile.mkdtemp())
     >>> for name in ("a.jsonl", "b.txt"): _ = (folder / name).write_text("x")
     >>> skipped_file_warnings(DsftConfig(), [str(folder)])[0].split(": skipped ")[1]
@@ -196,16 +196,17 @@ def _files_named_twice(named: list[tuple[str | None, str]], deduplicated: bool =
     problems = []
     for number, (key, pattern) in enumerate(sorted(named, key=lambda item: _rank(item[0]))):  # stable: mix in order
         for path in expand_inputs([pattern]):
-            if (_role(key), path.resolve()) in reached:
-                earlier = reached[_role(key), path.resolve()]
+            file = path.resolve()
+            if (_role(key), file) in reached:
+                earlier = reached[_role(key), file]
                 if (earlier[0], number) not in told:
                     told.add((earlier[0], number))
                     problems.append(f"{f'{key}: ' if key else ''}"
                                     f"{_read_twice(earlier, (number, pattern, path), _role(key))}")
                 continue
-            reached[_role(key), path.resolve()] = (number, pattern, path)
+            reached[_role(key), file] = (number, pattern, path)
             where = pattern if Path(pattern) == path else f"{pattern}: {path}"
-            other = first.setdefault(path.resolve(), _role(key))
+            other = first.setdefault(file, _role(key))
             if other == _role(key) or (not deduplicated and _role(key) != "data.train"):
                 continue
             role = "training data" if _role(key) == "data.train" else _role(key)

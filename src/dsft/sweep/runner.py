@@ -70,9 +70,10 @@ def run_sweep(request: SweepRequest) -> Sweep:
     kept = kept_trials(request.out) if request.resume else []
     shared = TrialsShared()
     for cfg in [base, *(request.trial_config(params, None) for params, _ in checked_points(request))]:
-        if lora_check_key(cfg) not in shared.lora_checked:  # on the weightless skeleton: a typo costs no data preparation
+        key = lora_check_key(cfg)
+        if key not in shared.lora_checked:  # on the weightless skeleton: a typo costs no data preparation
             check_lora_targets(cfg)
-            shared.lora_checked.add(lora_check_key(cfg))
+            shared.lora_checked.add(key)
     prepared = prepare_sweep_data(base, request.out)  # a model that cannot be fetched leaves no --out behind
     request.out.mkdir(parents=True, exist_ok=True)
     if request.launch != "local":

@@ -217,6 +217,13 @@ def select_supervised(
     return hidden_states[:, :-1][keep], shifted_labels[keep]
 
 
+def _connected_zero(hidden_states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """The loss of a micro-batch without a supervised token: 0, reaching the hidden states and the lm_head's weight
+    and bias, so their (zero) gradients exist on this rank as on the others."""
+    zero = hidden_states.sum() * 0.0 + weight.sum() * 0.0
+    return zero if bias is None else zero + bias.sum() * 0.0
+
+
 def supervised_cross_entropy(
     hidden_states: torch.Tensor,
     lm_head_weight: torch.Tensor,
@@ -243,8 +250,7 @@ def supervised_cross_entropy(
     if targets.numel() == 0:
         # Keep the graph connected (zero gradients, the lm_head's included) so every rank runs the same backward
         # and reduces the same gradients (DDP, ZeRO-1/2 buckets).
-        zero = hidden_states.sum() * 0.0 + lm_head_weight.sum() * 0.0
-        return zero if lm_head_bias is None else zero + lm_head_bias.sum() * 0.0
+        return _connected_zero(hidden_states, lm_head_weight, lm_head_bias)
     total = _ChunkedLinearCrossEntropy.apply(hidden, lm_head_weight, lm_head_bias, targets, chunk_size,
                                              torch.is_grad_enabled(), float(label_smoothing), compute_dtype)
     denominator = targets.numel() if num_items_in_batch is None else num_items_in_batch
@@ -288,9 +294,7 @@ def supervised_cross_entropy_via_module(
         if targets.numel() == 0:
             # A zero loss that still reaches the (gathered) weight: this rank gathers it in forward and
             # backward and reduces its zero gradient, as the ranks that have supervised tokens do.
-            zero = hidden_states.sum() * 0.0 + lm_head.weight.sum() * 0.0
-            bias = getattr(lm_head, "bias", None)
-            return zero if bias is None else zero + bias.sum() * 0.0
+            return _connected_zero(hidden_states, lm_head.weight, getattr(lm_head, "bias", None))
         return _ChunkedLinearCrossEntropy.apply(rows, lm_head.weight, getattr(lm_head, "bias", None), targets,
                                                 chunk_size, grad_enabled, float(label_smoothing), compute_dtype)
 
