@@ -57,7 +57,8 @@ def distill_command(
     # The options that set a key, each named as typed where the key's value is wrong (--base-url api.deepseek.com);
     # their values are text, quoted so that YAML keeps them so (--model yes was the boolean true, --model 1.5 a number).
     flags = [(f"data.distill.endpoint.{key}={json.dumps(value)}", f"{flag} {value or repr(value)}")
-             for key, flag, value in (("base_url", "--base-url", base_url), ("model", "--model", model)) if value is not None]
+             for key, flag, value in (("base_url", "--base-url", base_url), ("model", "--model", model))
+             if value is not None]
     cfg = load_config(config, set_, set_flags=set_, flags=flags)
     settings = cfg.data.distill
     check_distill_request(settings, list(inputs), out, overwrite)  # a refusal comes with no warning before it

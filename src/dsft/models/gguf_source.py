@@ -310,7 +310,8 @@ def _write_checkpoint(path: Path, info: GGUFInfo, out_dir: Path) -> None:
         tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     except (OSError, ValueError, KeyError, NotImplementedError) as exc:
         raise DsftError(f"{path}: transformers could not read the tokenizer of this GGUF file ({exc})") from exc
-    tokenizer = with_gguf_special_tokens(tokenizer, path, info.vocab_size, info.marked_tokens, out_dir / ".tokenizer-repair")
+    tokenizer = with_gguf_special_tokens(tokenizer, path, info.vocab_size, info.marked_tokens,
+                                         out_dir / ".tokenizer-repair")
     _restore_digit_split(tokenizer, info.pre_tokenizer)
     mismatches = tokenization_mismatches(path, tokenizer)  # before the weights: a refusal costs seconds
     if mismatches:
