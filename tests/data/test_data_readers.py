@@ -2,6 +2,7 @@
 
 import doctest
 import json
+import logging
 import tracemalloc
 from pathlib import Path
 
@@ -65,6 +66,24 @@ def test_a_json_slip_a_person_makes_is_named_with_its_fix(tmp_path: Path) -> Non
     assert rejection.where == f"{array} item 2"
     assert rejection.reasons[0].endswith("'“' (U+201C) is a typographic quote (copied from a web page?), not JSON's "
                                          "'\"': write every quote as '\"'")
+
+
+def test_a_comment_line_in_json_lines_is_no_record_read(tmp_path: Path, caplog) -> None:
+    """A '# ...' line of notes above the records was counted as a record read (and rejected), so the report said
+    'read 3' of a file holding 2 records; it is skipped, not counted, and said once with its line. A comment before
+    a record on the same line still holds that record: read, and rejected naming the comment."""
+    path = tmp_path / "notes.jsonl"
+    path.write_text('# reviewed 2024-05\n{"instruction": "q1", "output": "a1"}\n  // second batch\n'
+                    '{"instruction": "q2", "output": "a2"}\n# note {"instruction": "q3", "output": "a3"}\n',
+                    encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="dsft"):
+        result = ingest([str(path)])
+    assert (result.read, len(result.conversations)) == (3, 2)
+    assert [(r.where, r.reasons[0]) for r in result.rejections] == [
+        (f"{path}:5", "malformed JSON: Expecting value (column 1): a comment: JSON has none; delete it")]
+    said = [r.getMessage() for r in caplog.records if str(path) in r.getMessage()]
+    assert said == [f"{path}: 2 comment lines (lines 1, 3) skipped, not counted as records; JSON lines have no "
+                    "comments, so other JSON readers refuse the file"]
 
 
 def test_a_record_cut_off_after_a_comma_is_not_called_a_trailing_comma(tmp_path: Path) -> None:

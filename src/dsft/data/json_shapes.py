@@ -67,15 +67,47 @@ def _parse_json_line(raw: bytes, source: str, number: int, decoder: KeyCheckingD
 def read_jsonl(path: Path) -> Iterator[RawRecord]:
     """One record per non-blank line; lines are decoded one at a time (binary mode, strict UTF-8).
 
-    Blank lines are separators, not records, so they are not counted.
+    Blank lines are separators, not records, so they are not counted; nor are comment lines (see
+    :func:`is_comment_line`), which are skipped with one warning naming their lines.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "notes.jsonl"
+    >>> _ = path.write_text('# reviewed by A.\\n{"text": "a"}\\n')
+    >>> [(r.location, r.data) for r in read_jsonl(path)]
+    [('line 2', {'text': 'a'})]
     """
-    source, decoder = str(path), KeyCheckingDecoder()
+    source, decoder, comments = str(path), KeyCheckingDecoder(), []
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
             if number == 1:
                 raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark some editors write
-            if raw.strip():
+            if is_comment_line(raw):
+                comments.append(number)
+            elif raw.strip():
                 yield _parse_json_line(raw.rstrip(b"\r\n"), source, number, decoder)
+    _say_comments_skipped(source, comments)
+
+
+def is_comment_line(raw: bytes) -> bool:
+    """Whether a line of JSON lines is a comment and nothing else: it opens with ``#`` or ``//`` and holds no
+    ``{``, so no record. A comment before a record on its line (``# note {"q": ...}``) holds one: that line is a
+    record, rejected as malformed JSON naming the comment.
+
+    >>> [is_comment_line(line) for line in (b"# notes\\n", b"  // v2\\n", b'# note {"q": "a"}\\n', b'{"q": "#"}\\n')]
+    [True, True, False, False]
+    """
+    text = raw.strip()
+    return text.startswith((b"#", b"//")) and b"{" not in text
+
+
+def _say_comments_skipped(source: str, lines: list[int]) -> None:
+    """Warn of the comment lines skipped: they are no records (so none is counted read), but JSON has no comments
+    and other JSON-lines readers refuse the file."""
+    if lines:
+        shown = ", ".join(map(str, lines[:10])) + (f" and {len(lines) - 10} more" if len(lines) > 10 else "")
+        log.warning("%s: %d comment line%s (line%s %s) skipped, not counted as records; JSON lines have no comments, "
+                    "so other JSON readers refuse the file", source, len(lines), "s" if len(lines) > 1 else "",
+                    "s" if len(lines) > 1 else "", shown)
 
 
 _HEAD_BYTES = 1 << 20  # what is read to see whether a .jsonl file's first record spans several lines, or opens an array
