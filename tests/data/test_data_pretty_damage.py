@@ -91,6 +91,28 @@ def test_an_array_read_item_by_item_with_nothing_rejected_says_the_file_is_not_j
                     "refuse it; read item by item, every item parsed"], said
 
 
+@pytest.mark.parametrize("render", [lambda items: json.dumps(items)[:-1] + ",]",
+                                    lambda items: json.dumps(items, indent=2)[:-2] + ",\n]\n",
+                                    lambda items: json.dumps({"data": items})[:-2] + ",]}"],
+                         ids=["one-line", "pretty", "data"])
+def test_a_comma_after_an_arrays_last_item_reads_every_item_and_says_where(tmp_path: Path, caplog, render) -> None:
+    """'[{...},{...},]' is read leniently, item by item: every item read once (no empty item made of the comma, no
+    item lost) and one warning naming the line and column of the comma, since json.load and datasets refuse it."""
+    items = [{"instruction": f"q{i}", "output": f"a{i}"} for i in range(1, 4)]
+    path = tmp_path / "a.json"
+    text = render(items)
+    path.write_text(text, encoding="utf-8")
+    bracket = text.rindex("]")  # where the decoder wanted one more item
+    where = f"line {text.count(chr(10), 0, bracket) + 1}, column {bracket - text.rfind(chr(10), 0, bracket)}"
+    with caplog.at_level(logging.WARNING, logger="dsft"):
+        result = ingest([str(path)])
+    assert (result.read, result.rejections) == (3, [])
+    assert [c.messages[0].content for c in result.conversations] == ["q1", "q2", "q3"]
+    said = [r.getMessage() for r in caplog.records if str(path) in r.getMessage()]
+    assert said == [f"{path}: not valid JSON (Expecting value, {where}: a ',' before ']': JSON allows no comma after "
+                    "the last item; delete it), so other JSON readers refuse it; read item by item, every item parsed"]
+
+
 def _pandas_records(items: list[dict], indent: int) -> str:
     import pandas as pd
 
