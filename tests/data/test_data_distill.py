@@ -199,6 +199,23 @@ def test_a_base_url_that_is_no_url_is_named_as_the_user_gave_it(tmp_path: Path, 
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize(("args", "said"), [
+    (["--model", ""], "error: --model '': 1 problem(s)"),
+    (["--model", "  "], "error: --model '  ': 1 problem(s)"),
+    (["--set", 'data.distill.endpoint.model=""'], "error: --set data.distill.endpoint.model=\"\": 1 problem(s)"),
+])
+def test_an_empty_model_name_is_named_as_the_user_gave_it(tmp_path: Path, run_cli, args: list[str], said: str) -> None:
+    """--model '' (an unset shell variable) was taken for no model: 'data.distill.endpoint: set base_url and model',
+    naming no flag, as --base-url '' was (9e0f425)."""
+    data = tmp_path / "q.jsonl"
+    data.write_text(json.dumps({"question": "x"}) + "\n", encoding="utf-8")
+    code, _, err = run_cli(["data", "distill", str(data), "--out", str(tmp_path / "o"), "--base-url", "http://ok/v1",
+                            *args])
+    assert code == 2 and "Traceback" not in err, err
+    assert said in err and "data.distill.endpoint.model: must name the model every request asks for" in err, err
+    assert "set base_url and model" not in err and not (tmp_path / "o").exists()
+
+
 def test_a_model_name_is_text_whatever_yaml_would_read_it_as(tmp_path: Path, run_cli) -> None:
     """--model yes was read as YAML (the boolean true, then refused as no string), --model 1.5 as a number."""
     data = tmp_path / "q.jsonl"

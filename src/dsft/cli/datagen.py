@@ -56,7 +56,7 @@ def distill_command(
 
     # The options that set a key, each named as typed where the key's value is wrong (--base-url api.deepseek.com);
     # their values are text, quoted so that YAML keeps them so (--model yes was the boolean true, --model 1.5 a number).
-    flags = [(f"data.distill.endpoint.{key}={json.dumps(value)}", f"{flag} {value or repr(value)}")
+    flags = [(f"data.distill.endpoint.{key}={json.dumps(value)}", f"{flag} {value if value.strip() else repr(value)}")
              for key, flag, value in (("base_url", "--base-url", base_url), ("model", "--model", model))
              if value is not None]
     cfg = load_config(config, set_, set_flags=set_, flags=flags)

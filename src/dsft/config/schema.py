@@ -229,6 +229,15 @@ class EndpointConfig(Section):
             raise ValueError(f"must be an http:// or https:// URL, e.g. https://api.deepseek.com/v1, got {value!r}")
         return value
 
+    @field_validator("model")
+    @classmethod
+    def _named_model(cls, value: str | None) -> str | None:
+        """An empty name is a value given (``--model ''``, an unset shell variable), refused naming where it came
+        from; taken for no name, it was refused as 'set base_url and model', naming no flag or key."""
+        if value is not None and not value.strip():
+            raise ValueError(f"must name the model every request asks for, e.g. deepseek-chat, got {value!r}")
+        return value
+
     def configured(self) -> bool:
         return bool(self.base_url and self.model)
 
