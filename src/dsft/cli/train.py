@@ -70,7 +70,8 @@ def train(
 
     reward_funcs = list(rewards.functions) or None  # GRPO's, as preflight built them; weights: in the config
     result = run_training(cfg, out, resume=resume, extra_callbacks=training_eval_callbacks(cfg, out),
-                          reward_funcs=reward_funcs, lora_targets_checked=True)  # checked above
+                          reward_funcs=reward_funcs, lora_targets_checked=True,
+                          inputs_checked=True)  # both checked above
     if is_main_process():  # every process of a launched job returns here; the job's summary is said once
         console = Console()
         for line in summary_lines(result):

@@ -94,6 +94,7 @@ def run_training(
     reward_funcs: list[Callable[..., Any]] | None = None,
     said_notices: set[str] | None = None,
     lora_targets_checked: bool = False,
+    inputs_checked: bool = False,
 ) -> RunResult:
     """Fine-tune ``cfg.model`` on ``cfg.data`` into ``run_dir``; ``resume`` is ``auto`` or a checkpoint path.
 
@@ -104,7 +105,8 @@ def run_training(
     sweep's trials: once per sweep, not once per trial); those this run logs are added to it.
     ``lora_targets_checked`` says the caller has already run :func:`~dsft.models.skeleton.check_lora_targets` on
     ``cfg`` (``dsft train`` before the training stack loads, a sweep for every trial's settings): the skeleton is
-    then not built a second time.
+    then not built a second time. ``inputs_checked`` says the caller has already run
+    :func:`~dsft.data.input_checks.check_inputs` on ``cfg`` (``dsft train``, before its other refusals).
     """
     started = time.perf_counter()
     bound_onednn_caches()  # the library's callers too (the command line has already), before the first bf16 matmul
@@ -120,7 +122,8 @@ def run_training(
             log.warning(notice)
             if said_notices is not None:
                 said_notices.add(notice)
-    check_inputs(cfg)  # before the run directory is written or a model resolved
+    if not inputs_checked:  # before the run directory is written or a model resolved
+        check_inputs(cfg)
     if not lora_targets_checked:  # on the model's weightless skeleton: a typo costs no data preparation
         check_lora_targets(cfg)
     if not cfg.data.prepared_dir:  # the data is prepared into RUN/data, never over the user's files
