@@ -47,16 +47,26 @@ def test_a_training_file_named_twice_is_refused_before_anything_loads(tmp_path: 
     assert not heavy and not (tmp_path / "out").exists(), (heavy, err)
 
 
-@pytest.mark.parametrize("second", ["a.jsonl", "./a.jsonl"])
-def test_config_show_refuses_a_path_written_twice(tmp_path: Path, second: str) -> None:
-    """``dsft config show`` reads no data file (a missing one passes it), so it names what the config writes twice;
-    a link is found where the files are read (the test above)."""
+@pytest.mark.parametrize("second", ["a.jsonl", "./a.jsonl", "link.jsonl"])
+def test_config_show_refuses_a_file_named_twice_as_train_does(tmp_path: Path, second: str) -> None:
+    """``dsft config show`` named a path the config writes twice but read no data path, so a link to a file already
+    named passed it while ``dsft train`` refused it; it checks the data paths as train does, importing nothing
+    heavy."""
     _records(tmp_path)
     (tmp_path / "c.yaml").write_text(json.dumps({"data": {"train": ["a.jsonl"], "val": ["a.jsonl", second]}}))
-    code, _, err = run_dsft(["config", "show", "c.yaml"], tmp_path)
+    code, heavy, err = run_dsft(["config", "show", "c.yaml"], tmp_path)
     assert code == 2 and "Traceback" not in err, err
     assert f"data.val: {_named(second)}: it would be read twice" in err, err
     assert MIX_HINT not in err, err  # weighting is for training data
+    assert not heavy, heavy
+
+
+def test_config_show_refuses_a_missing_data_file_as_train_does(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text(json.dumps({"data": {"train": ["absent.jsonl"]}}))
+    code, heavy, err = run_dsft(["config", "show", "c.yaml"], tmp_path)
+    assert code == 2 and "Traceback" not in err, err
+    assert "data.train: absent.jsonl: no such file or directory" in err, err
+    assert not heavy, heavy
 
 
 def test_a_directory_holding_a_file_and_a_link_to_it_is_refused(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ def show(
     """
     from dsft.config import describe_config, dump_config, load_config
     from dsft.config.loader import preset_notice
+    from dsft.data.input_checks import check_inputs, names_data
     from dsft.models.skeleton import check_lora_targets
     from dsft.plan.preflight import preflight, preflight_notices
     from dsft.training.environment import Environment
@@ -33,6 +34,8 @@ def show(
     resolved = load_config(config, set_, preset=preset, set_flags=set_)
     env = Environment.this_machine()
     preflight(resolved, env, str(config) if config else "config", set_)
+    if names_data(resolved):  # as dsft train checks them (a missing file, one reached twice by a link): paths only
+        check_inputs(resolved)
     check_lora_targets(resolved)  # on the weightless skeleton, as dsft train checks it: torch only for a LoRA run
     for notice in [preset_notice(config, preset, set_), *preflight_notices(resolved, env)]:
         if notice is not None:  # on stderr: stdout stays the config
