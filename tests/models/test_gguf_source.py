@@ -166,6 +166,25 @@ def test_a_conversion_parses_the_gguf_header_once(tmp_path: Path, monkeypatch: p
     assert [(info.vocab_size, info.marked_tokens) for info in given] == [(4, {2: ("<｜User｜>", False), 3: ("<eos>", True)})]
 
 
+def test_a_conversion_shares_one_reader_of_the_file(tmp_path: Path) -> None:
+    """transformers parsed the whole GGUF metadata three times per conversion (the tokenizer's config lookup,
+    the model's config, the weights): about 4 s of CPU each for SmolLM2's vocabulary. During a conversion every
+    ``gguf.GGUFReader`` of one file is the same reader; after it, gguf's own class is back. (The real conversion's
+    count: tests/realmodel/test_conversion.py.)"""
+    import gguf
+
+    import dsft.models.gguf_source as gguf_source
+
+    path = write_header_only_gguf(tmp_path / "m.gguf", "llama")
+    other = write_header_only_gguf(tmp_path / "other.gguf", "qwen2")
+    with gguf_source._one_reader_per_file():
+        first = gguf.GGUFReader(str(path))
+        assert gguf.GGUFReader(path) is first and gguf.GGUFReader(str(tmp_path / "." / "m.gguf")) is first
+        assert gguf.GGUFReader(other) is not first
+        assert str(gguf.GGUFReader(other).fields["general.architecture"].contents()) == "qwen2"
+    assert isinstance(gguf.GGUFReader, type) and gguf.GGUFReader(path) is not first
+
+
 def test_unreadable_architecture_is_one_error_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                          run_cli) -> None:
     path = write_header_only_gguf(tmp_path / "v3.gguf", "deepseek2")

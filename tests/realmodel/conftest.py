@@ -72,11 +72,29 @@ def realmodel_env(ollama_store: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 
 @pytest.fixture(scope="session")
-def smollm2_dir(realmodel_env: Path) -> Path:
-    """The converted checkpoint, resolved from ``ollama:smollm2:135m`` once per session."""
+def smollm2_conversion(realmodel_env: Path) -> tuple[Path, list[str]]:
+    """The converted checkpoint, resolved from ``ollama:smollm2:135m`` once per session, and the files a
+    ``gguf.GGUFReader`` parsed while converting it (each parse reads the whole vocabulary: seconds)."""
+    import gguf
+
     from dsft.models.resolve import resolve_model
 
-    return resolve_model(f"ollama:{OLLAMA_NAME}", cache_dir=realmodel_env)
+    parsed: list[str] = []
+
+    class CountingReader(gguf.GGUFReader):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            parsed.append(str(args[0]))
+            super().__init__(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gguf, "GGUFReader", CountingReader)
+        return resolve_model(f"ollama:{OLLAMA_NAME}", cache_dir=realmodel_env), parsed
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(smollm2_conversion: tuple[Path, list[str]]) -> Path:
+    """The converted checkpoint, resolved from ``ollama:smollm2:135m`` once per session."""
+    return smollm2_conversion[0]
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,9 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,8 @@ IMPORT_RECORD = "dsft_import.json"
 # (llama-vocab.cpp). transformers' GGUF tokenizer converter keeps only the byte-level split, so the
 # digit split is restored here: otherwise "1970" would be one token after import and four in llama.cpp.
 _DIGIT_SPLIT_PRE = ("smollm", "codeshell", "exaone", "minerva-7b")
+
+_READER_SWAP = threading.Lock()  # held while gguf.GGUFReader is swapped for one conversion's shared reader
 
 
 @dataclass(frozen=True)
@@ -301,9 +305,46 @@ def convert_gguf(path: Path, out_dir: Path, source: str | None = None, info: GGU
 
 def _write_checkpoint(path: Path, info: GGUFInfo, out_dir: Path) -> None:
     """Dequantise, rebuild without quantization_config, save weights + tokenizer (+ chat template)."""
-    import torch
-
     use_cpu_accelerator_without_cuda()  # transformers' GGUF loading imports DeepSpeed
+    with _one_reader_per_file():
+        _write_checkpoint_from_transformers(path, info, out_dir)
+
+
+@contextlib.contextmanager
+def _one_reader_per_file() -> Iterator[None]:
+    """While converting, ``gguf.GGUFReader(path)`` parses each file once and hands the same reader out again.
+
+    transformers parses the whole GGUF metadata (every token and merge as a numpy view: about 4 s of CPU for
+    SmolLM2's 49,152 tokens on a 2-core machine, 3x that for a 152k vocabulary) in each of the tokenizer's
+    config lookup, the model's config and the model's weights: three parses of one file per conversion. The
+    reader is only read from, so one serves all three. The hook: ``load_gguf_checkpoint`` in
+    transformers.modeling_gguf_pytorch_utils imports ``GGUFReader`` from ``gguf`` when it is called (pinned
+    transformers range in pyproject; tests/models/test_gguf_source.py counts the parses). The swap is
+    process-wide, so conversions in one process take turns (threads converting two files at once would
+    otherwise restore each other's swap).
+    """
+    import gguf
+
+    with _READER_SWAP:
+        opened = gguf.GGUFReader
+        readers: dict[tuple[str, str], Any] = {}
+
+        def shared_reader(path: Any, mode: str = "r") -> Any:
+            key = (os.path.realpath(path), mode)
+            if key not in readers:
+                readers[key] = opened(path, mode)
+            return readers[key]
+
+        gguf.GGUFReader = shared_reader
+        try:
+            yield
+        finally:
+            gguf.GGUFReader = opened
+
+
+def _write_checkpoint_from_transformers(path: Path, info: GGUFInfo, out_dir: Path) -> None:
+    """The conversion proper (see _write_checkpoint), every GGUFReader of it shared."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
