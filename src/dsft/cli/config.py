@@ -27,6 +27,7 @@ def show(
     from dsft.config import describe_config, dump_config, load_config
     from dsft.config.loader import preset_notice
     from dsft.data.input_checks import check_inputs, names_data
+    from dsft.models.dropout import check_dropout_before_loading
     from dsft.models.skeleton import check_lora_targets
     from dsft.plan.preflight import preflight, preflight_notices
     from dsft.training.environment import Environment
@@ -37,6 +38,7 @@ def show(
     if names_data(resolved):  # as dsft train checks them (a missing file, one reached twice by a link): paths only
         check_inputs(resolved)
     check_lora_targets(resolved)  # on the weightless skeleton, as dsft train checks it: torch only for a LoRA run
+    check_dropout_before_loading(resolved)  # on the model's config: torch only when a dropout key is set
     for notice in [preset_notice(config, preset, set_), *preflight_notices(resolved, env)]:
         if notice is not None:  # on stderr: stdout stays the config
             typer.echo(notice, err=True)

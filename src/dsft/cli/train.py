@@ -33,6 +33,7 @@ def train(
     from dsft.data.input_checks import check_inputs, skipped_file_warnings
     from dsft.data.prepared_output import check_prepared_output
     from dsft.errors import DsftError
+    from dsft.models.dropout import check_dropout_before_loading
     from dsft.models.resolve import check_model_files, check_model_name
     from dsft.models.skeleton import check_lora_targets
     from dsft.plan.preflight import preflight
@@ -52,6 +53,7 @@ def train(
     except DsftError as exc:
         raise DsftError(f"model.name_or_path: {exc}") from None
     check_lora_targets(cfg)  # on the weightless skeleton, as config show checks it: before the training stack loads
+    check_dropout_before_loading(cfg)  # on the model's config, as config show checks it
     if not cfg.data.prepared_dir:  # the data is prepared into RUN/data, never over or inside the inputs
         check_prepared_output(cfg, out / "data", None, f"--out {out}")
     RunDir(out).check(cfg, resuming=resume is not None)  # another run there, a refused change on --resume

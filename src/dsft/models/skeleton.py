@@ -58,6 +58,18 @@ def _model_config(name: str, cache_dir: str | Path | None, revision: str | None,
                                       trust_remote_code=trust_remote_code, local_files_only=True)
 
 
+def model_config(name_or_path: str | Path, cache_dir: str | Path | None = None, revision: str | None = None,
+                 trust_remote_code: bool = False) -> Any | None:
+    """The transformers config the load will build ``name_or_path`` from; None where it cannot be known without
+    the weights (the loaded model's config is then the one checked)."""
+    name = str(name_or_path)
+    try:
+        return _model_config(name, cache_dir, revision, trust_remote_code)
+    except Exception as exc:  # noqa: BLE001 - any failure only means "not knowable early"; the load reports it
+        log.debug("%s: no config before loading (%s: %s)", name, type(exc).__name__, exc)
+        return None
+
+
 def model_skeleton(name_or_path: str | Path, cache_dir: str | Path | None = None, revision: str | None = None,
                    trust_remote_code: bool = False) -> Any | None:
     """The causal LM dsft will load for ``name_or_path``, built on the ``meta`` device; None where it cannot

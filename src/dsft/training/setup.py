@@ -18,6 +18,7 @@ from dsft.data.report import rejection_notice
 from dsft.disk import replaced_atomically
 from dsft.dtype_names import PRECISION_DTYPES
 from dsft.errors import ConfigError
+from dsft.models.dropout import dropout_overrides
 from dsft.models.loading import align_special_tokens, load_model
 from dsft.models.lora import apply_lora, build_lora_config
 from dsft.templates import detect_template, get_template
@@ -43,8 +44,6 @@ log = logging.getLogger(__name__)
 
 # train.optimizer -> TrainingArguments.optim
 OPTIMIZERS = {"adamw_torch": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit", "adafactor": "adafactor"}
-# Config attributes that hold a hidden-state / residual dropout, by architecture family.
-HIDDEN_DROPOUT_KEYS = ("hidden_dropout", "resid_pdrop", "hidden_dropout_prob")
 
 
 def resolve_template(cfg: DsftConfig, model_dir: Path, tokenizer: Any) -> tuple[str, Any]:
@@ -108,28 +107,9 @@ def mixed_sources(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def check_dropout(cfg: DsftConfig, model_config: Any) -> dict[str, float]:
-    """The model-config overrides for ``model.attention_dropout`` / ``model.hidden_dropout``.
-
-    Refuses a dropout the architecture does not have (setting an attribute its modules never read would
-    change nothing).
-    """
-    overrides: dict[str, float] = {}
-    arch = type(model_config).__name__.removesuffix("Config")
-    if cfg.model.attention_dropout is not None:
-        if not hasattr(model_config, "attention_dropout"):
-            raise ConfigError(f"model.attention_dropout: the {arch} architecture has no attention dropout; "
-                              "remove the key")
-        overrides["attention_dropout"] = cfg.model.attention_dropout
-    if cfg.model.hidden_dropout is not None:
-        key = next((k for k in HIDDEN_DROPOUT_KEYS if hasattr(model_config, k)), None)
-        if key is None:
-            raise ConfigError(
-                f"model.hidden_dropout: the {arch} architecture has no hidden-state dropout (only "
-                f"{'attention dropout' if hasattr(model_config, 'attention_dropout') else 'none'}); use "
-                "model.attention_dropout or lora.dropout instead"
-            )
-        overrides[key] = cfg.model.hidden_dropout
-    return overrides
+    """The model-config overrides for ``model.attention_dropout`` / ``model.hidden_dropout``, a dropout the
+    architecture does not have refused (:func:`dsft.models.dropout.dropout_overrides`)."""
+    return dropout_overrides(cfg.model, model_config)
 
 
 def build_model(cfg: DsftConfig, model_dir: Path, tokenizer: Any, config_overrides: dict[str, Any] | None = None,
