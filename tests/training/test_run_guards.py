@@ -217,6 +217,25 @@ def test_a_non_finite_loss_on_one_rank_stops_every_rank_with_the_same_message(mo
     assert NonFiniteLossError.job_wide
 
 
+@pytest.mark.parametrize(("applied", "said"), [
+    (False, "DeepSpeed skipped that step and changed no weight, so no checkpoint"),
+    (True, "DeepSpeed had already applied that step (it steps inside the last micro-batch's backward, and at this "
+           "ZeRO stage and precision it does not skip a step whose gradients overflow): the weights it left may not "
+           "be finite, and the run stopped before saving them, so no checkpoint"),
+])
+def test_under_deepspeed_a_non_finite_gradient_norm_says_whether_the_engine_applied_the_step(applied: bool,
+                                                                                             said: str) -> None:
+    """DeepSpeed steps inside the last micro-batch's backward, so its norm is read after its step, which it skips
+    only where it checks for overflow (ZeRO-3, ZeRO-1/2 in bf16 or fp16): the message said "the run stopped before
+    that step changed any weight" also under ZeRO-0, which had applied it."""
+    trainer = _GuardedStub(token_counter=TokenCounter())
+    trainer.is_deepspeed_enabled = True
+    trainer.model_wrapped = SimpleNamespace(was_step_applied=lambda: applied)  # DeepSpeedEngine's own verdict
+    with pytest.raises(NonFiniteLossError) as info:
+        trainer.check_grad_norm(torch.tensor(float("nan")))
+    assert str(info.value).startswith(f"gradient norm became nan at optimizer step 1; {said}"), info.value
+
+
 def test_the_stall_flag_is_said_by_the_main_process_and_recorded_by_every_rank(monkeypatch, caplog) -> None:
     """The gradient norm is the whole job's (gradients are all-reduced), so every rank counts the same streak."""
     for rank, says in (("0", 1), ("1", 0)):

@@ -11,7 +11,11 @@
    raises :class:`NonFiniteLossError` *before* the optimizer step that would spread it into the weights.
    The micro-batches' losses stay on the device and are read back once, with the gradient norm, before
    that step: a read per micro-batch would make the host wait for the GPU after every backward, and the
-   next micro-batch's kernels could not be queued while the last one's still run. Each rank's loss is its
+   next micro-batch's kernels could not be queued while the last one's still run. Under DeepSpeed the engine
+   steps inside the backward of the step's last micro-batch, before the Trainer sees the norm, so the losses
+   are read in that micro-batch's ``compute_loss``, before its backward; the norm can only be read after the
+   engine's step, and the message says whether DeepSpeed skipped that step (it does wherever it computes the
+   norm) or had already applied it. Each rank's loss is its
    own (the Trainer does not reduce it), so under a launcher every rank's verdict is gathered with that read
    (one collective of ``WORLD_SIZE`` numbers per step): every rank stops at the same step with the same
    message, which names the ranks, and none goes on to an optimizer step the others refused. The gradient
@@ -124,8 +128,12 @@ class RunGuards(AtomicCheckpointHooks, GradNormHooks, TiedWeightLoadHooks):
         # This rank's (real, supervised) tokens since the last log (numbers or 0-d device tensors, read back
         # once per log); summed over ranks when logging.
         self._unlogged_tokens: list[Any] = [0, 0]
-        # This optimizer step's micro-batch losses, on the device until check_grad_norm reads them.
+        # This optimizer step's micro-batch losses, on the device until check_step_losses reads them.
         self._step_losses: list[torch.Tensor] = []
+        # Under DeepSpeed: True while the micro-batch whose backward steps the engine is in training_step, until
+        # its compute_loss has checked the step's losses; then _step_losses_checked until check_grad_norm.
+        self._check_losses_in_compute_loss = False
+        self._step_losses_checked = False
         self.zero_grad_steps = zero_grad_steps
         self._zero_grad_streak = 0
         self.flags: list[str] = []  # problems that did not stop the run but must be reported (run.json)
@@ -165,13 +173,20 @@ class RunGuards(AtomicCheckpointHooks, GradNormHooks, TiedWeightLoadHooks):
             logs = {**logs, "learning_rate": self._step_learning_rate}
         super().log(logs, *args, **kwargs)  # type: ignore[misc]
 
+    def _steps_inside_backward(self) -> bool:
+        """Whether the optimizer steps inside the backward of a step's last micro-batch, before the Trainer's own
+        step code runs: under DeepSpeed, accelerate's backward calls the engine's ``step()`` (optimizer and
+        scheduler) there. Elsewhere the Trainer steps after every micro-batch's backward, once it has read the
+        gradient norm."""
+        return bool(getattr(self, "is_deepspeed_enabled", False))
+
     def _note_step_learning_rate(self) -> None:
-        """Under DeepSpeed, read the rate the coming optimizer step uses. DeepSpeed steps the optimizer and the
-        scheduler inside the backward of a step's last micro-batch, so the rate the Trainer reads after it is
+        """Under DeepSpeed, read the rate the coming optimizer step uses. The scheduler steps inside the backward
+        of a step's last micro-batch (:meth:`_steps_inside_backward`), so the rate the Trainer reads after it is
         the next step's (metrics.jsonl showed each step's rate one step early: 7.5e-4 where 1e-3 was used).
         Elsewhere the Trainer reads it before stepping the scheduler, which is this same value."""
         scheduler = getattr(self, "lr_scheduler", None)
-        if not getattr(self, "is_deepspeed_enabled", False) or scheduler is None:
+        if not self._steps_inside_backward() or scheduler is None:
             return
         try:
             self._step_learning_rate = float(scheduler.get_last_lr()[0])
@@ -184,9 +199,28 @@ class RunGuards(AtomicCheckpointHooks, GradNormHooks, TiedWeightLoadHooks):
         counted = self.count_batch_tokens(inputs)
         if counted is not None:
             self.add_unlogged_tokens(*counted)
-        loss = super().training_step(model, inputs, num_items_in_batch)  # type: ignore[misc]
-        self._step_losses.append(loss.detach())
+        # The backward of this micro-batch steps the optimizer: its compute_loss checks the step's losses first.
+        self._check_losses_in_compute_loss = (self._steps_inside_backward()
+                                              and self.accelerator.sync_gradients)  # type: ignore[attr-defined]
+        try:
+            loss = super().training_step(model, inputs, num_items_in_batch)  # type: ignore[misc]
+        finally:
+            self._check_losses_in_compute_loss = False
+        if not self._step_losses_checked:
+            self._step_losses.append(loss.detach())
         return loss
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        """The Trainer's loss; in the micro-batch whose backward steps the DeepSpeed engine, the step's losses are
+        checked here, before that backward (after it, a non-finite loss would already be in the weights)."""
+        result = super().compute_loss(model, inputs, *args, **kwargs)  # type: ignore[misc]
+        if self._check_losses_in_compute_loss:
+            self._check_losses_in_compute_loss = False
+            loss = result[0] if isinstance(result, tuple) else result
+            self._step_losses.append(loss.detach())
+            self._step_losses_checked = True
+            self.check_step_losses()
+        return result
 
     def check_step_losses(self) -> None:
         """Stop on a non-finite loss among this step's micro-batches on any rank (one read back for all of them)."""
@@ -214,17 +248,20 @@ class RunGuards(AtomicCheckpointHooks, GradNormHooks, TiedWeightLoadHooks):
             )
 
     def check_grad_norm(self, grad_norm: Any) -> None:
-        """Stop on a non-finite loss or gradient norm (before the optimizer step); count steps with a zero
-        norm."""
-        self.check_step_losses()
+        """Stop on a non-finite loss or gradient norm (before the optimizer step, DeepSpeed's aside: see
+        :meth:`_grad_norm_step_outcome`); count steps with a zero norm."""
+        if self._step_losses_checked:  # already, before the backward that stepped the DeepSpeed engine
+            self._step_losses_checked = False
+        else:
+            self.check_step_losses()
         if grad_norm is None:
             return
         value = float(grad_norm)
         step = self.state.global_step + 1  # type: ignore[attr-defined]
         if not math.isfinite(value):
             raise NonFiniteLossError(
-                f"gradient norm became {value} at optimizer step {step}; the run stopped before that step "
-                f"changed any weight, so {self._last_good()}", self._nan_advice(),
+                f"gradient norm became {value} at optimizer step {step}; {self._grad_norm_step_outcome()}, so "
+                f"{self._last_good()}", self._nan_advice(),
             )
         self._zero_grad_streak = self._zero_grad_streak + 1 if value == 0.0 else 0
         if self.zero_grad_steps and self._zero_grad_streak == self.zero_grad_steps:
@@ -233,6 +270,23 @@ class RunGuards(AtomicCheckpointHooks, GradNormHooks, TiedWeightLoadHooks):
                     "weights, e.g. a learning rate far too high); lower train.lr and start again")
             self.flags.append(flag)
             warn_for_job(log, flag)  # the norm is the whole job's: every rank counts the same streak
+
+    def _grad_norm_step_outcome(self) -> str:
+        """What became of the optimizer step whose gradient norm is non-finite, as the stop message says it.
+
+        Under DeepSpeed the norm exists only after the engine's step (:meth:`_steps_inside_backward`); the engine
+        says whether it applied it. DeepSpeed 0.19.8 skips a step whose norm is non-finite at every stage and
+        precision, except that ZeRO-1/2 in bf16 with ``bf16.check_grad_overflow`` off (on by default) applies it;
+        ZeRO-0 in fp32 computes no norm (None: nothing to check here).
+        """
+        if not self._steps_inside_backward():
+            return "the run stopped before that step changed any weight"
+        engine = getattr(self, "model_wrapped", None)
+        if not getattr(engine, "was_step_applied", lambda: True)():
+            return "DeepSpeed skipped that step and changed no weight"
+        return ("DeepSpeed had already applied that step (it steps inside the last micro-batch's backward, and at "
+                "this ZeRO stage and precision it does not skip a step whose gradients overflow): the weights it "
+                "left may not be finite, and the run stopped before saving them")
 
     def check_finite_weights(self, what: str) -> None:
         """Refuse to write ``what`` when a trainable weight is NaN or infinite (every rank checks its own)."""
