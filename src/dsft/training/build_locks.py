@@ -9,12 +9,16 @@ DeepSpeed run on the machine hangs silently before its first step.
 The builder keeps the lock file open while it builds, so a lock that no process on this host holds open
 and that is older than any build takes was left by a killed build and is removed, with a warning naming it.
 A younger lock is kept: it may belong to a build on another host sharing the directory.
+
+The build itself prints nothing: a run offloading its optimizer to the CPU (DeepSpeed's CPU Adam) sat silent for
+minutes before its first step the first time on a machine. :func:`say_cpu_adam_build` says so first.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -34,6 +38,41 @@ def extensions_root() -> Path:
     from torch.utils.cpp_extension import get_default_build_root  # imported on use: torch loads late
 
     return Path(get_default_build_root())
+
+
+def extension_build_dir(name: str) -> Path:
+    """The directory torch's extension loader builds ``name`` in, laid out as ``torch.utils.cpp_extension`` lays it
+    out: under ``TORCH_EXTENSIONS_DIR`` itself, else under its default root in a folder per Python version and
+    accelerator (``py311_cpu``, ``py311_cu124``)."""
+    configured = os.environ.get("TORCH_EXTENSIONS_DIR")
+    if configured:
+        return Path(configured) / name
+    import torch  # imported on use: torch loads late
+
+    if torch.version.hip is not None:
+        accelerator = f"rocm{torch.version.hip.replace('.', '')}"
+    elif torch.version.cuda is not None:
+        accelerator = f"cu{torch.version.cuda.replace('.', '')}"
+    else:
+        accelerator = "cpu"
+    python = f"py{sys.version_info.major}{sys.version_info.minor}{getattr(sys, 'abiflags', '')}"
+    return extensions_root() / f"{python}_{accelerator}" / name
+
+
+def say_cpu_adam_build() -> None:
+    """Say, once per node, that DeepSpeed will compile its CPU Adam (the optimizer of a run that offloads it to the
+    CPU) when training starts, where it is not built yet: neither shipped built with the installed DeepSpeed nor
+    left by an earlier build in :func:`extension_build_dir`. The compile takes minutes and prints nothing."""
+    from deepspeed.git_version_info import installed_ops  # heavy: only for a DeepSpeed run
+    from deepspeed.ops.op_builder import CPUAdamBuilder
+
+    name = CPUAdamBuilder.NAME
+    directory = extension_build_dir(name)
+    if installed_ops.get(name) or (directory / f"{name}.so").is_file():
+        return
+    warn_for_node(log, "building DeepSpeed's CPU Adam (the optimizer train.offload moves to the CPU) into %s when "
+                  "training starts: a C++ compile that takes minutes the first time on this machine, then is reused",
+                  directory)
 
 
 def open_files() -> set[Path]:

@@ -23,7 +23,7 @@ from dsft.config.schema import TrainConfig
 from dsft.disk import replaced_atomically
 from dsft.errors import ConfigError, UnsupportedError
 from dsft.training.attention_choice import SEGMENT_ATTENTION
-from dsft.training.build_locks import remove_stale_locks
+from dsft.training.build_locks import remove_stale_locks, say_cpu_adam_build
 from dsft.training.environment import resolve_precision
 
 DEEPSPEED_FILE = "deepspeed.json"
@@ -364,6 +364,8 @@ def distributed_training_args(
         return kwargs
     if strategy == "deepspeed":
         remove_stale_locks()
+        if train_cfg.offload != "none":  # its optimizer is DeepSpeed's CPU Adam, compiled on first use
+            say_cpu_adam_build()
         config = deepspeed_config(train_cfg, world_size)
         path = run_dir / DEEPSPEED_FILE
         with replaced_atomically(path) as handle:  # every process writes it and DeepSpeed reads it back at once
