@@ -215,3 +215,26 @@ def test_training_says_the_data_preparations_warnings_from_rank_zero_only(tmp_pa
         with caplog.at_level(logging.WARNING):
             load_splits(cfg, tokenizer, template, tmp_path / rank)
         assert sum("data.clean.balance_by=domain: 2 of 10" in r.getMessage() for r in caplog.records) == says, rank
+
+
+def test_only_rank_zero_draws_the_data_histograms(tmp_path: Path, tiny_model_dir, monkeypatch) -> None:
+    """Every process prepares the same data into the run directory; each drew the token-length histogram too
+    (importing matplotlib and drawing: about a second of CPU per process). Rank 0 draws it; every rank's
+    report lists it alike."""
+    model_dir = tiny_model_dir("tiny-deepseek-llm")
+    tokenizer = load_tokenizer(model_dir)
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"Question {i} about dam {i * 7}?"},
+                                                     {"role": "assistant", "content": f"Answer {i}."}]}) + "\n"
+                            for i in range(10)), encoding="utf-8")
+    cfg = load_config(None, [f"data.train=[{data}]", "data.val_ratio=0.2"])
+    template = resolve_template(cfg, model_dir, tokenizer)[1]
+    reports = {}
+    for rank in ("0", "1"):
+        monkeypatch.setenv("RANK", rank)
+        (tmp_path / rank).mkdir()
+        load_splits(cfg, tokenizer, template, tmp_path / rank)
+        reports[rank] = json.loads((tmp_path / rank / "data_report.json").read_text(encoding="utf-8"))
+    assert (tmp_path / "0" / "data" / "token_lengths.png").stat().st_size > 1000
+    assert not (tmp_path / "1" / "data" / "token_lengths.png").exists()
+    assert reports["0"]["histograms"] == reports["1"]["histograms"] == ["token_lengths.png"]

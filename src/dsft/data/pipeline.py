@@ -60,14 +60,15 @@ log = logging.getLogger(__name__)
 def prepare(
     cfg: DsftConfig, tokenizer: Any, out_dir: str | Path, inputs: list[str] | None = None,
     ifd_scorer: semantic.Scorer | None = None, tokenizer_source: str | None = None,
-    warn: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] | None = None, draw_histograms: bool = True,
 ) -> Prepared:
     """Run the whole data pipeline and write its outputs to ``out_dir``.
 
     ``inputs`` (files, directories, globs) replace ``cfg.data.train`` when given. ``ifd_scorer`` scores
     conversations with the model being fine-tuned (:class:`dsft.training.ifd.IfdScorer`); it is needed
     only when ``data.clean.semantic.ifd`` is on. ``warn`` says what the preparation warns of (default: logged);
-    ``dsft train`` passes one that says it once for a launched job, whose every process prepares the same data.
+    ``dsft train`` passes one that says it once for a launched job, whose every process prepares the same data,
+    and ``draw_histograms=False`` on all but its main process (the report is the same; one process draws).
     Writes
     ``train.jsonl``/``val.jsonl``/``test.jsonl`` (OpenAI messages form), ``rejects.jsonl``,
     ``removed.jsonl``, ``data_report.json``, ``data_report.md`` and token-length histograms.
@@ -114,7 +115,8 @@ def prepare(
     contamination = clock("contamination", check_contamination, splits, cfg, ledger)
     before_policy = reasoning_stats(splits["train"], [tokens[id(c)][1].reasoning for c in splits["train"]])
     splits = clock("reasoning_policy", apply_reasoning, splits, tokens, cfg)
-    report = clock("report", build_report, sources, splits, tokens, ledger, contamination, before_policy, cfg, out)
+    report = clock("report", build_report, sources, splits, tokens, ledger, contamination, before_policy, cfg, out,
+                   draw_histograms)
     report["prepared_for"]["tokenizer"] = tokenizer_source  # None: the model's own
     report["semantic"] = ledger.scores
     report["mix"] = mixing

@@ -47,11 +47,12 @@ def _removed_row(step: str, item: Removed) -> dict[str, Any]:
     return row
 
 
-def write_histograms(lengths: dict[str, list[int]], path: Path, title: str, xlabel: str) -> bool:
-    """One histogram per split on shared axes; False (nothing written) when there is no data."""
+def write_histograms(lengths: dict[str, list[int]], path: Path, title: str, xlabel: str, draw: bool = True) -> bool:
+    """One histogram per split on shared axes; False (nothing written) when there is no data. ``draw=False``:
+    only whether there is one (another process of a launched job draws it into the same directory)."""
     series = {name: values for name, values in lengths.items() if values}
-    if not series:
-        return False
+    if not series or not draw:
+        return bool(series)
     import matplotlib
 
     matplotlib.use("Agg")  # files only: never needs a display
@@ -75,19 +76,22 @@ def write_histograms(lengths: dict[str, list[int]], path: Path, title: str, xlab
 def build_report(
     sources: dict[str, list[str]], splits: dict[str, list[Conversation]], tokens: TokenCounts, ledger: Ledger,
     contamination: dict[str, Any] | None, before_policy: dict[str, Any], cfg: DsftConfig, out: Path,
+    draw_histograms: bool = True,
 ) -> dict[str, Any]:
     """The data report (``data_report.json``) of an SFT preparation, after checking that every record read is
-    accounted for; writes the token-length histograms beside it into ``out``."""
+    accounted for; writes the token-length histograms beside it into ``out`` (``draw_histograms=False``: the
+    report lists them all the same, for the process that draws them)."""
     kept = sum(len(part) for part in splits.values())
     ledger.check_identity(kept)
     totals = {name: [tokens[id(c)][1].total for c in part] for name, part in splits.items()}
     thinking = {name: [tokens[id(c)][1].reasoning for c in part if tokens[id(c)][1].reasoning]
                 for name, part in splits.items()}
     histograms = []
-    if write_histograms(totals, out / HISTOGRAM_FILE, "Tokens per conversation", "tokens (text, no template)"):
+    if write_histograms(totals, out / HISTOGRAM_FILE, "Tokens per conversation", "tokens (text, no template)",
+                        draw_histograms):
         histograms.append(HISTOGRAM_FILE)
     if write_histograms(thinking, out / REASONING_HISTOGRAM_FILE, "Reasoning tokens per conversation",
-                        "reasoning tokens"):
+                        "reasoning tokens", draw_histograms):
         histograms.append(REASONING_HISTOGRAM_FILE)
     by_role: dict[str, list[int]] = {}
     for conversation in splits["train"]:
