@@ -82,7 +82,24 @@ def test_a_comment_line_in_json_lines_is_no_record_read(tmp_path: Path, caplog) 
     assert [(r.where, r.reasons[0]) for r in result.rejections] == [
         (f"{path}:5", "malformed JSON: Expecting value (column 1): a comment: JSON has none; delete it")]
     said = [r.getMessage() for r in caplog.records if str(path) in r.getMessage()]
-    assert said == [f"{path}: 2 comment lines (lines 1, 3) skipped, not counted as records; JSON lines have no "
+    assert said == [f"{path}: 2 comment lines (lines 1, 3) skipped, not counted as records; JSON has no comments, "
+                    "so other JSON readers refuse the file"]
+
+
+def test_a_comment_line_among_pretty_printed_records_is_no_record_read(tmp_path: Path, caplog) -> None:
+    """A '# ...' line above records pretty-printed one after another made the file look like JSON lines: each of its
+    lines was a rejected record ('read 12' of 3 records, none kept). The shape is seen past comment lines, which are
+    skipped there too, and said."""
+    records = [{"instruction": f"q{i}", "output": f"a{i}"} for i in range(3)]
+    path = tmp_path / "pretty.jsonl"
+    path.write_text("# reviewed 2024-05\n" + "".join(json.dumps(r, indent=2) + "\n// next\n" for r in records),
+                    encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="dsft"):
+        result = ingest([str(path)])
+    assert (result.read, result.rejections) == (3, [])
+    assert [c.messages[0].content for c in result.conversations] == ["q0", "q1", "q2"]
+    said = [r.getMessage() for r in caplog.records if str(path) in r.getMessage()]
+    assert said == [f"{path}: 4 comment lines (lines 1, 6, 11, 16) skipped, not counted as records; JSON has no "
                     "comments, so other JSON readers refuse the file"]
 
 

@@ -18,7 +18,7 @@ import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from dsft.data.json_keys import KeyCheckingDecoder, keys_named_twice, named_twice_reason
 from dsft.data.json_splitting import (
@@ -105,9 +105,29 @@ def _say_comments_skipped(source: str, lines: list[int]) -> None:
     and other JSON-lines readers refuse the file."""
     if lines:
         shown = ", ".join(map(str, lines[:10])) + (f" and {len(lines) - 10} more" if len(lines) > 10 else "")
-        log.warning("%s: %d comment line%s (line%s %s) skipped, not counted as records; JSON lines have no comments, "
+        log.warning("%s: %d comment line%s (line%s %s) skipped, not counted as records; JSON has no comments, "
                     "so other JSON readers refuse the file", source, len(lines), "s" if len(lines) > 1 else "",
                     "s" if len(lines) > 1 else "", shown)
+
+
+def _first_record_line(handle: BinaryIO) -> bytes:
+    """The first line of ``handle`` that may hold a record: not blank, not a comment line (:func:`is_comment_line`);
+    a UTF-8 byte-order mark removed. b'' when there is none."""
+    for line in handle:
+        line = line.removeprefix(b"\xef\xbb\xbf")
+        if line.strip() and not is_comment_line(line):
+            return line
+    return b""
+
+
+def _comment_line_end(text: str, position: int) -> int | None:
+    """Where the comment line at ``position`` ends (after its line break), when a comment line
+    (:func:`is_comment_line`) begins there, only blanks before it on its line; else None."""
+    if text[position] not in "#/" or text[text.rfind("\n", 0, position) + 1:position].strip():
+        return None
+    end = text.find("\n", position)
+    end = len(text) if end < 0 else end + 1
+    return end if is_comment_line(text[position:end].encode("utf-8", errors="surrogateescape")) else None
 
 
 _HEAD_BYTES = 1 << 20  # what is read to see whether a .jsonl file's first record spans several lines, or opens an array
@@ -121,7 +141,7 @@ def _holds_one_json_document(path: Path) -> bool:
     'a list'). Reading it line by line would reject every line; datasets' json loader reads it whole.
     """
     with open(path, "rb") as handle:
-        first = next((line for line in handle if line.strip()), b"").removeprefix(b"\xef\xbb\xbf")
+        first = _first_record_line(handle)
         rest = handle.read(_HEAD_BYTES)
     try:
         value = json.loads(first)
@@ -140,7 +160,7 @@ def _opens_with_an_object_over_lines(path: Path) -> bool:
     indent=2)`` a record, one after another): read line by line, every line of it was a malformed record. A first
     line that is ``{`` alone opens one whether or not that record decodes (a broken first record costs itself)."""
     with open(path, "rb") as handle:
-        first = next((line for line in handle if line.strip()), b"").removeprefix(b"\xef\xbb\xbf")
+        first = _first_record_line(handle)
         if first.strip() == b"{":
             return True
         if not first.lstrip().startswith(b"{") or _parses(first.decode("utf-8", errors="replace")):
@@ -176,14 +196,21 @@ def read_objects_over_lines(path: Path) -> Iterator[RawRecord]:
     """
     source = str(path)
     text = path.read_bytes().removeprefix(b"\xef\xbb\xbf").decode("utf-8", errors="surrogateescape")
-    decoder, position, starts, commas = KeyCheckingDecoder(), 0, None, []
+    decoder, position, starts, commas, comments = KeyCheckingDecoder(), 0, None, [], []
     while True:
-        while position < len(text) and (text[position].isspace() or text[position] == ","):
+        while position < len(text):
             if text[position] == ",":  # a separator JSON has none of here: no record, and none lost to it
                 commas.append(text.count("\n", 0, position) + 1)
+            elif (end := _comment_line_end(text, position)) is not None:  # no record either (see read_jsonl)
+                comments.append(text.count("\n", 0, position) + 1)
+                position = end
+                continue
+            elif not text[position].isspace():
+                break
             position += 1
         if position >= len(text):
             _say_commas_between(source, commas)
+            _say_comments_skipped(source, comments)
             return
         if starts is None:
             starts = record_starts(text, position)
