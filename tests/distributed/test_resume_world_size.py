@@ -224,18 +224,36 @@ def two_process_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir, tr
     return root / "two"
 
 
+@pytest.fixture(scope="module")
+def one_process_run(two_process_run: Path, train_run) -> Path:
+    """The same batch in one process without DeepSpeed: micro-batch 2 and 2 accumulation steps."""
+    root = two_process_run.parent
+    config = _config(root / "plain.yaml", root / "data.jsonl", grad_accum=2)
+    config.write_text(config.read_text().replace("distributed: deepspeed\n  zero_stage: 2", "distributed: auto"))
+    train_run([str(config), "--out", str(root / "plain")], 1, root)
+    return root / "plain"
+
+
 @pytest.mark.slow
-def test_the_logged_learning_rate_is_the_one_each_deepspeed_step_used(two_process_run: Path, tmp_path: Path,
-                                                                      train_run) -> None:
+def test_deepspeed_zero2_two_process_equals_one_process(two_process_run: Path, one_process_run: Path) -> None:
+    """Two processes under torchrun with ZeRO-2 log the losses of one process without DeepSpeed (the loss is
+    normalised by the supervised tokens of the whole global batch; 1e-4: float rounding)."""
+    one, zero2 = _logged(one_process_run, "loss"), _logged(two_process_run, "loss")
+    assert sorted(one) == sorted(zero2) == list(range(1, 11))
+    for step in one:
+        assert abs(one[step] - zero2[step]) <= 1e-4, (step, one[step], zero2[step])
+    assert one[10] < one[1]  # it trained
+    assert json.loads((two_process_run / "deepspeed.json").read_text())["train_batch_size"] == 4
+
+
+@pytest.mark.slow
+def test_the_logged_learning_rate_is_the_one_each_deepspeed_step_used(two_process_run: Path,
+                                                                      one_process_run: Path) -> None:
     """The two-process ZeRO-2 run logs the rates of one process without DeepSpeed (the same batch, the same
     schedule), the rate each step used. DeepSpeed steps the optimizer and the scheduler inside the backward of a
     step's last micro-batch, so the Trainer read the next step's rate: each step's was logged one step early
     (0.00488 for step 1, which used 0.005)."""
-    root = two_process_run.parent
-    config = _config(tmp_path / "plain.yaml", root / "data.jsonl", grad_accum=2)
-    config.write_text(config.read_text().replace("distributed: deepspeed\n  zero_stage: 2", "distributed: auto"))
-    train_run([str(config), "--out", str(tmp_path / "plain")], 1, root)
-    plain, zero2 = _logged(tmp_path / "plain", "lr"), _logged(two_process_run, "lr")
+    plain, zero2 = _logged(one_process_run, "lr"), _logged(two_process_run, "lr")
     assert sorted(plain) == sorted(zero2) == list(range(1, 11))
     assert len(set(plain.values())) > 5  # the default cosine schedule changes the rate every step
     assert [zero2[step] for step in plain] == pytest.approx(list(plain.values()), rel=1e-9)
