@@ -168,7 +168,8 @@ def test_a_conversion_parses_the_gguf_header_once(tmp_path: Path, monkeypatch: p
 
 def test_a_conversion_shares_one_reader_of_the_file(tmp_path: Path) -> None:
     """transformers parsed the whole GGUF metadata three times per conversion (the tokenizer's config lookup,
-    the model's config, the weights): about 4 s of CPU each for SmolLM2's vocabulary. During a conversion every
+    the model's config, the weights), after dsft's header read: about 4 s of CPU each for SmolLM2's vocabulary.
+    During a conversion every
     ``gguf.GGUFReader`` of one file is the same reader; after it, gguf's own class is back. (The real conversion's
     count: tests/realmodel/test_conversion.py.)"""
     import gguf
@@ -180,6 +181,8 @@ def test_a_conversion_shares_one_reader_of_the_file(tmp_path: Path) -> None:
     with gguf_source._one_reader_per_file():
         first = gguf.GGUFReader(str(path))
         assert gguf.GGUFReader(path) is first and gguf.GGUFReader(str(tmp_path / "." / "m.gguf")) is first
+        with gguf_source._one_reader_per_file():  # the conversion's steps inside a resolution's
+            assert gguf.GGUFReader(path) is first
         assert gguf.GGUFReader(other) is not first
         assert str(gguf.GGUFReader(other).fields["general.architecture"].contents()) == "qwen2"
     assert isinstance(gguf.GGUFReader, type) and gguf.GGUFReader(path) is not first

@@ -52,7 +52,8 @@ IMPORT_RECORD = "dsft_import.json"
 # digit split is restored here: otherwise "1970" would be one token after import and four in llama.cpp.
 _DIGIT_SPLIT_PRE = ("smollm", "codeshell", "exaone", "minerva-7b")
 
-_READER_SWAP = threading.Lock()  # held while gguf.GGUFReader is swapped for one conversion's shared reader
+# Held while gguf.GGUFReader is swapped for one conversion's shared reader (re-entered by the conversion's steps).
+_READER_SWAP = threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -280,9 +281,12 @@ def tokenization_mismatches(path: Path, tokenizer: Any, texts: tuple[str, ...] =
 def convert_gguf(path: Path, out_dir: Path, source: str | None = None, info: GGUFInfo | None = None) -> ImportedModel:
     """Convert GGUF ``path`` into a float32 Hugging Face checkpoint at ``out_dir`` (written atomically); ``info``:
     its header facts when the caller has read them already (each read parses the whole vocabulary)."""
-    info = info if info is not None else read_gguf_info(path)
+    with _one_reader_per_file():  # the header read here and transformers' reads below share one parse
+        return _convert(path, Path(out_dir), source, info if info is not None else read_gguf_info(path))
+
+
+def _convert(path: Path, out_dir: Path, source: str | None, info: GGUFInfo) -> ImportedModel:
     check_architecture(info)
-    out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:
@@ -303,29 +307,25 @@ def convert_gguf(path: Path, out_dir: Path, source: str | None = None, info: GGU
     return ImportedModel(out_dir, record)
 
 
-def _write_checkpoint(path: Path, info: GGUFInfo, out_dir: Path) -> None:
-    """Dequantise, rebuild without quantization_config, save weights + tokenizer (+ chat template)."""
-    use_cpu_accelerator_without_cuda()  # transformers' GGUF loading imports DeepSpeed
-    with _one_reader_per_file():
-        _write_checkpoint_from_transformers(path, info, out_dir)
-
-
 @contextlib.contextmanager
 def _one_reader_per_file() -> Iterator[None]:
     """While converting, ``gguf.GGUFReader(path)`` parses each file once and hands the same reader out again.
 
     transformers parses the whole GGUF metadata (every token and merge as a numpy view: about 4 s of CPU for
     SmolLM2's 49,152 tokens on a 2-core machine, 3x that for a 152k vocabulary) in each of the tokenizer's
-    config lookup, the model's config and the model's weights: three parses of one file per conversion. The
-    reader is only read from, so one serves all three. The hook: ``load_gguf_checkpoint`` in
+    config lookup, the model's config and the model's weights, after dsft's own header read: four parses of one
+    file per conversion. The reader is only read from, so one serves all four. The hook: ``load_gguf_checkpoint`` in
     transformers.modeling_gguf_pytorch_utils imports ``GGUFReader`` from ``gguf`` when it is called (pinned
     transformers range in pyproject; tests/models/test_gguf_source.py counts the parses). The swap is
     process-wide, so conversions in one process take turns (threads converting two files at once would
-    otherwise restore each other's swap).
+    otherwise restore each other's swap). Inside one, a nested call keeps the readers of the outer one.
     """
     import gguf
 
     with _READER_SWAP:
+        if getattr(gguf.GGUFReader, "shares_readers", False):
+            yield
+            return
         opened = gguf.GGUFReader
         readers: dict[tuple[str, str], Any] = {}
 
@@ -335,6 +335,7 @@ def _one_reader_per_file() -> Iterator[None]:
                 readers[key] = opened(path, mode)
             return readers[key]
 
+        shared_reader.shares_readers = True  # type: ignore[attr-defined]
         gguf.GGUFReader = shared_reader
         try:
             yield
@@ -342,9 +343,11 @@ def _one_reader_per_file() -> Iterator[None]:
             gguf.GGUFReader = opened
 
 
-def _write_checkpoint_from_transformers(path: Path, info: GGUFInfo, out_dir: Path) -> None:
-    """The conversion proper (see _write_checkpoint), every GGUFReader of it shared."""
+def _write_checkpoint(path: Path, info: GGUFInfo, out_dir: Path) -> None:
+    """Dequantise, rebuild without quantization_config, save weights + tokenizer (+ chat template)."""
     import torch
+
+    use_cpu_accelerator_without_cuda()  # transformers' GGUF loading imports DeepSpeed
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
@@ -422,12 +425,15 @@ def materialise_gguf(name: str, cache_dir: Path) -> ImportedModel:
     converted = _converted(target)
     if converted is not None:
         return converted
-    info = read_gguf_info(path)
-    check_architecture(info)  # from the header: a refused file leaves the cache as it was
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target.with_name(target.name + ".lock"))):
-        converted = _converted(target)  # converted by the process that held the lock before this one
-        return converted if converted is not None else _convert_announced(name, path, info, target)
+    # The header read here and the conversion's reads share one parse (taken before the file lock, as every
+    # conversion in this process takes them).
+    with _one_reader_per_file():
+        info = read_gguf_info(path)
+        check_architecture(info)  # from the header: a refused file leaves the cache as it was
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(target.with_name(target.name + ".lock"))):
+            converted = _converted(target)  # converted by the process that held the lock before this one
+            return converted if converted is not None else _convert_announced(name, path, info, target)
 
 
 def _converted(target: Path) -> ImportedModel | None:
