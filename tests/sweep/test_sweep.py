@@ -296,6 +296,46 @@ def test_a_mistyped_lora_target_is_refused_before_the_sweep_prepares_data(tmp_pa
         assert not (tmp_path / "s").exists(), "refused before anything was written"
 
 
+DROPOUT_REFUSAL = ("model.hidden_dropout: the Llama architecture has no hidden-state dropout (only attention "
+                   "dropout); use model.attention_dropout or lora.dropout instead")
+
+
+@pytest.mark.parametrize(("args", "source"), [
+    (["--grid", "train.lr=1e-4,2e-4"], "sweep.yaml: 1 problem(s)"),  # the config file sets it
+    (["--set", "model.hidden_dropout=0.1", "--grid", "train.lr=1e-4,2e-4"], "--set model.hidden_dropout=0.1: 1 problem"),
+    (["--grid", "model.hidden_dropout=0.0,0.1"], "--grid model.hidden_dropout=0.0 (trial-000): 1 problem"),
+    (["--grid", "model.hidden_dropout=0.1", "--sampler", "random", "--trials", "2"],
+     "--grid model.hidden_dropout=0.1: 1 problem"),
+], ids=["config", "set", "grid", "random"])
+def test_a_dropout_the_architecture_lacks_is_refused_before_the_first_trial(tmp_path: Path, run_cli, monkeypatch,
+                                                                          args: list[str], source: str) -> None:
+    """model.hidden_dropout on a Llama-type model was refused only inside each trial's run, after the data was
+    prepared and the model loaded, every trial failing alike; `dsft train` refuses it from the model's config.
+    The sweep refuses it once, before anything runs, naming where the value came from."""
+    config = write_config(tmp_path)
+    if source.startswith("sweep.yaml"):
+        config.write_text(config.read_text().replace("name_or_path: tiny-deepseek-llm",
+                                                     "name_or_path: tiny-deepseek-llm\n  hidden_dropout: 0.1"))
+
+    def no_trial(*a: object, **kw: object) -> None:
+        raise AssertionError("the sweep started; it should have been refused before")
+
+    monkeypatch.setattr(runner, "run_sweep", no_trial)
+    code, stdout, stderr = run_cli(["sweep", str(config), "--out", str(tmp_path / "s"), *args])
+    said = " ".join((stdout + stderr).split())
+    assert code == 2 and "Traceback" not in said, said
+    assert source in said and said.count(DROPOUT_REFUSAL) == 1, said
+    assert not (tmp_path / "s").exists(), "refused before anything was written"
+
+
+def test_a_dropout_the_architecture_has_can_be_swept(tmp_path: Path, run_cli, monkeypatch) -> None:
+    calls: list[object] = []
+    monkeypatch.setattr(runner, "run_sweep", lambda request: calls.append(request) or Sweep("eval_loss", False, "grid"))
+    code, stdout, stderr = run_cli(["sweep", str(write_config(tmp_path)), "--out", str(tmp_path / "s"),
+                                    "--grid", "model.attention_dropout=0.0,0.1"])
+    assert code == 0 and len(calls) == 1, stdout + stderr
+
+
 def test_a_sweep_builds_the_skeleton_once_for_trials_of_one_lora_setting(tmp_path: Path, tiny_model_dir, run_cli,
                                                                          monkeypatch) -> None:
     """The sweep checked lora.targets for the base config and its grid points, then each trial's run_training built

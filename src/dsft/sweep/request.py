@@ -16,6 +16,8 @@ from dsft.config.loader import problems_source
 from dsft.data.input_checks import check_inputs
 from dsft.data.prepared_output import holds_only_prepared_output
 from dsft.errors import ConfigError, DsftError, UnsupportedError
+from dsft.models.dropout import dropout_overrides
+from dsft.models.skeleton import model_config
 from dsft.sweep.report import SWEEP_FILE
 from dsft.sweep.space import MAX_CORNERS, SearchSpace, overrides_of
 from dsft.training.environment import environment_problems
@@ -94,6 +96,8 @@ def check_request(request: SweepRequest) -> DsftConfig:
         problems = environment_problems(base)
         if problems:
             raise UnsupportedError(f"{len(problems)} problem(s) with this machine", problems)
+    dropouts = DropoutCheck(request)
+    dropouts.check(base)
     out = request.out
     # A sweep that stopped while preparing its data (the error points at its report) left only data/: the same
     # command prepares it again there.
@@ -117,6 +121,7 @@ def check_request(request: SweepRequest) -> DsftConfig:
             trial_cfg = request.trial_config(params, None)
             if request.check is not None:
                 request.check(trial_cfg)
+            dropouts.check(trial_cfg, trial=True)
         except ConfigError as error:  # labelled with the --grid value or --range (and where) that caused it
             if not error.problems:
                 raise
@@ -127,6 +132,36 @@ def check_request(request: SweepRequest) -> DsftConfig:
                                      place, ranges)
             raise ConfigError(f"{source}: {len(error.problems)} problem(s)", error.problems) from None
     return base
+
+
+class DropoutCheck:
+    """Refuses a dropout key the model's architecture lacks (:func:`dsft.models.dropout.dropout_overrides`, the
+    decision ``dsft train`` makes) in the base config or a trial's, before any trial starts, named with where the
+    value came from (the config file, a ``--set``; a trial's ``--grid``/``--range`` value then raises a problem
+    that :func:`check_request` labels). The model's config is read once, and only when a dropout key is set: the
+    model is the same in every trial (it cannot be swept)."""
+
+    def __init__(self, request: SweepRequest) -> None:
+        self.request = request
+        self.model: Any = None
+        self.read = False
+
+    def check(self, cfg: DsftConfig, trial: bool = False) -> None:
+        m = cfg.model
+        if m.attention_dropout is None and m.hidden_dropout is None:
+            return
+        if not self.read:  # None where it cannot be known without the weights: each trial's run checks it then
+            self.model = model_config(m.name_or_path, m.cache_dir, m.revision, m.trust_remote_code)
+            self.read = True
+        if self.model is None:
+            return
+        try:
+            dropout_overrides(m, self.model)
+        except ConfigError as error:
+            if trial:  # a trial's: check_request labels it with its --grid value or --range
+                raise ConfigError(str(error), [str(error)]) from None
+            source = problems_source(str(self.request.config or "config"), self.request.overrides, [str(error)])
+            raise ConfigError(f"{source}: 1 problem(s)", [str(error)]) from None
 
 
 def check_resumable(request: SweepRequest, base: DsftConfig) -> None:
