@@ -16,6 +16,9 @@ from dsft.data.validate import validate_conversation
 from dsft.errors import DataError
 
 
+RECORDS = [{"instruction": f"q{i}", "output": f"a{i}"} for i in range(3)]
+
+
 def _data(path: Path) -> list:
     return [r.data for r in read_records([str(path)])]
 
@@ -101,6 +104,40 @@ def test_a_comment_line_among_pretty_printed_records_is_no_record_read(tmp_path:
     said = [r.getMessage() for r in caplog.records if str(path) in r.getMessage()]
     assert said == [f"{path}: 4 comment lines (lines 1, 6, 11, 16) skipped, not counted as records; JSON has no "
                     "comments, so other JSON readers refuse the file"]
+
+
+@pytest.mark.parametrize(("name", "text", "lines"), [
+    ("notes.json", "# reviewed 2024-05\n" + json.dumps(RECORDS, indent=2) + "\n", "line 1"),
+    ("notes.jsonl", "# reviewed 2024-05\n" + json.dumps(RECORDS) + "\n", "line 1"),  # json.dump(records, f)
+    ("wrapped.json", "// v2\n" + json.dumps({"data": RECORDS}, indent=2) + "\n", "line 1"),
+    ("between.json", json.dumps(RECORDS, indent=2).replace("\n  {", "\n  # next\n  {", 2) + "\n# end\n",
+     "lines 2, 7, 17"),
+], ids=["array", "one-line-array-jsonl", "data-wrapper", "between-items"])
+def test_a_comment_line_around_a_json_array_is_no_record_read(tmp_path: Path, caplog, name: str, text: str,
+                                                               lines: str) -> None:
+    """A '# ...' line above a JSON array made the whole file one rejected record ('read 1', none kept, its reason
+    naming the comment), where comment lines in JSON lines and between pretty-printed records are skipped with a
+    warning: skipped here too, said the same way, and the array's records read."""
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="dsft"):
+        result = ingest([str(path)])
+    assert (result.read, result.rejections) == (3, [])
+    assert [c.messages[0].content for c in result.conversations] == ["q0", "q1", "q2"]
+    count = lines.count(",") + 1
+    said = [r.getMessage() for r in caplog.records if str(path) in r.getMessage()]
+    assert said == [f"{path}: {count} comment line{'s' if count > 1 else ''} ({lines}) skipped, not counted as "
+                    "records; JSON has no comments, so other JSON readers refuse the file"]
+
+
+def test_an_item_of_an_array_below_a_comment_is_located_at_its_own_line(tmp_path: Path) -> None:
+    """The comment lines are blanked, not cut out: a broken item is still named at the line it begins on."""
+    path = tmp_path / "notes.json"
+    path.write_text('# reviewed\n[\n  {"instruction": "q0", "output": "a0"},\n  {"instruction": q1},\n'
+                    '  {"instruction": "q2", "output": "a2"}\n]\n', encoding="utf-8")
+    result = ingest([str(path)])
+    assert (result.read, len(result.conversations)) == (3, 2)
+    assert [r.where for r in result.rejections] == [f"{path} item 2 (line 4)"]
 
 
 def test_a_record_cut_off_after_a_comma_is_not_called_a_trailing_comma(tmp_path: Path) -> None:

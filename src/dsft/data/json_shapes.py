@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -261,15 +262,17 @@ def read_json(path: Path) -> Iterator[RawRecord]:
     [('item 1', True), ('item 2', False), ('item 3', True)]
     """
     source, decoder = str(path), KeyCheckingDecoder()
-    text = path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
+    text, comments = _blank_comment_lines(path.read_bytes().decode("utf-8-sig", errors="surrogateescape"))
     try:
         value = decoder.decode(text)
     except json.JSONDecodeError as exc:
-        yield from _recover_json(path, text, exc)
+        yield from _recover_json(path, text, exc, comments)
         return
     except RecursionError:
+        _say_comments_skipped(source, comments)
         yield RawRecord(source, "item 1", error="malformed JSON: nested too deeply")
         return
+    _say_comments_skipped(source, comments)
     orient = pandas_table_orient(value)
     if orient is not None:  # pandas' default to_json: read as one record, its every column was 'an object'
         yield RawRecord(source, "item 1", error=f"{_PANDAS_SHAPES[orient]}, as pandas' DataFrame.to_json(orient="
@@ -293,6 +296,29 @@ def read_json(path: Path) -> Iterator[RawRecord]:
             yield unparsed(source, f"item {number}", named_twice_reason(twice), raw)
         else:
             yield RawRecord(source, f"item {number}", data=item)
+
+
+_COMMENT_OPENS = re.compile(r"^[ \t]*(#|//)", re.MULTILINE)
+
+
+def _blank_comment_lines(text: str) -> tuple[str, list[int]]:
+    """``text`` with each comment line (:func:`is_comment_line`) blanked, and their line numbers: a note above an
+    array (``# reviewed by A.``) or between its items is skipped as :func:`read_jsonl` skips it, not read as the
+    start of a document that then does not parse. No line of a JSON document is one (a string holds no line
+    break, and nothing else opens with ``#`` or ``/``). The line breaks and every offset stay, so locations
+    (``item N (line L)``) are those of the file.
+
+    >>> _blank_comment_lines('# v2\\n[{"text": "a"}]\\n')
+    ('    \\n[{"text": "a"}]\\n', [1])
+    """
+    if not _COMMENT_OPENS.search(text):  # the usual file: not split into lines
+        return text, []
+    lines, comments = text.split("\n"), []
+    for number, line in enumerate(lines, start=1):
+        if is_comment_line(line.encode("utf-8", errors="surrogateescape")):
+            lines[number - 1] = " " * len(line)
+            comments.append(number)
+    return "\n".join(lines), comments
 
 
 def _say_table_index(source: str, index: list[str]) -> None:
@@ -347,8 +373,9 @@ def _looks_like_json_lines(text: str) -> bool:
     return 2 * whole >= len(lines)
 
 
-def _recover_json(path: Path, text: str, exc: json.JSONDecodeError) -> Iterator[RawRecord]:
-    """Records of a ``.json`` file that does not parse whole (see :func:`read_json`)."""
+def _recover_json(path: Path, text: str, exc: json.JSONDecodeError, comments: list[int]) -> Iterator[RawRecord]:
+    """Records of a ``.json`` file that does not parse whole (see :func:`read_json`; ``text`` with its ``comments``
+    lines blanked, which the readers of other shapes skip and say themselves)."""
     source, lead = str(path), len(text) - len(text.lstrip())
     starts = record_starts(text, lead) if "\n" in text.strip() else []
     opened = array_start(text)
@@ -364,6 +391,7 @@ def _recover_json(path: Path, text: str, exc: json.JSONDecodeError) -> Iterator[
         # Many datasets ship JSON lines under a .json name; read them as such.
         yield from read_jsonl(path)
         return
+    _say_comments_skipped(source, comments)
     items = split_json_array_at(text) if array else None
     if not items:  # not an array, or a damaged one with nothing in it
         slip = json_slip(exc)
