@@ -20,6 +20,7 @@ from dsft.data.prepared_folder import load_prepared
 from dsft.errors import ConfigError, DataError, DsftError
 from dsft.eval.callbacks import GenerationEvalCallback
 from dsft.training.checkpointing import resolve_resume
+from dsft.training.objectives import load_preference_splits
 from dsft.training.collators import make_train_dataset
 from dsft.training.examples import unrendered_tools
 from dsft.training.guards import NonFiniteLossError
@@ -35,6 +36,7 @@ REJECTED = "data: 1 of 17 records rejected"  # its data's malformed line, found 
 NO_CHECKPOINT = "--resume auto: no checkpoint in"  # run.py's warning for a new --out, found by every process
 TOOLS = "1 conversation(s) carry tool definitions"  # its data's one record with tools, rendered by every process
 NO_GENERATION_EVAL = "generation eval runs in single-process training only"  # every process finds WORLD_SIZE 2
+COMMENT = "1 comment line (line 1) skipped"  # the data readers' own warning, logged by every process that reads it
 
 
 def test_only_rank_zero_speaks_for_the_job_and_one_process_per_node_says_a_config_error() -> None:
@@ -89,7 +91,8 @@ def _config(tmp_path: Path, extra: str = "") -> Path:
     records = [{"messages": [{"role": "user", "content": f"What is {i}?"},
                              {"role": "assistant", "content": f"It is {i}."}]} for i in range(16)]
     records[0]["tools"] = [{"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}]
-    data.write_text("".join(json.dumps(record) + "\n" for record in records) + "{not json\n", encoding="utf-8")
+    data.write_text("# reviewed\n" + "".join(json.dumps(record) + "\n" for record in records) + "{not json\n",
+                    encoding="utf-8")
     config = tmp_path / "c.yaml"
     config.write_text(f"model:\n  name_or_path: tiny-r1-distill-qwen\ndata:\n  train: [{data}]\n  val_ratio: 0.0\n"
                       "train:\n  method: full\n  max_steps: 1\n  micro_batch_size: 2\n  max_seq_len: 64\n"
@@ -105,7 +108,7 @@ def test_two_processes_say_the_summary_and_the_notice_once(tmp_path: Path, tiny_
                                        2, tmp_path)
     assert code == 0, out[-3000:] + err[-6000:]
     assert out.count("done 1 steps") == 1 and out.count("final weights:") == 1, out
-    for warning in (NOTICE, REJECTED, NO_CHECKPOINT, TOOLS, NO_GENERATION_EVAL):
+    for warning in (NOTICE, REJECTED, NO_CHECKPOINT, TOOLS, NO_GENERATION_EVAL, COMMENT):
         assert (out + err).count(warning) == 1, (warning, out + err)
 
 
@@ -215,6 +218,37 @@ def test_training_says_the_data_preparations_warnings_from_rank_zero_only(tmp_pa
         with caplog.at_level(logging.WARNING):
             load_splits(cfg, tokenizer, template, tmp_path / rank)
         assert sum("data.clean.balance_by=domain: 2 of 10" in r.getMessage() for r in caplog.records) == says, rank
+
+
+@pytest.mark.parametrize("objective", ["sft", "dpo"])
+def test_what_the_data_readers_warn_of_comes_from_rank_zero_only(objective: str, tmp_path: Path, tiny_model_dir,
+                                                                  monkeypatch, caplog) -> None:
+    """Every process reads the same data files; what the readers log of a file themselves (its comment lines, a ','
+    between records: 'not valid JSON ...') was said by every process of the job, not once."""
+    model_dir = tiny_model_dir("tiny-deepseek-llm")
+    tokenizer = load_tokenizer(model_dir)
+    rows = [{"messages": [{"role": "user", "content": f"Question {i} about dam {i * 7}?"},
+                          {"role": "assistant", "content": f"Answer {i}."}]} if objective == "sft" else
+            {"prompt": f"Question {i} about dam {i * 7}?", "chosen": f"Answer {i}.", "rejected": "No idea."}
+            for i in range(6)]
+    data = tmp_path / "d.jsonl"
+    data.write_text("# reviewed 2024-05\n" + "".join(json.dumps(row, indent=2) + ",\n" for row in rows),
+                    encoding="utf-8")
+    cfg = load_config(None, [f"data.train=[{data}]", "data.val_ratio=0", "data.clean.near_dedup=false",
+                             f"train.objective={objective}"])
+    template = resolve_template(cfg, model_dir, tokenizer)[1]
+    load = load_splits if objective == "sft" else load_preference_splits
+    level = logging.getLogger("dsft.data").level
+    for rank, says in (("0", 1), ("1", 0)):
+        monkeypatch.setenv("RANK", rank)
+        (tmp_path / rank).mkdir()
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            load(cfg, tokenizer, template, tmp_path / rank)
+        said = [r.getMessage() for r in caplog.records]
+        assert sum(f"{data}: 1 comment line (line 1) skipped" in m for m in said) == says, (rank, said)
+        assert sum(f"{data}: not valid JSON (a ',' between records" in m for m in said) == says, (rank, said)
+        assert logging.getLogger("dsft.data").level == level  # quieted for the preparation only
 
 
 def test_only_rank_zero_draws_the_data_histograms(tmp_path: Path, tiny_model_dir, monkeypatch) -> None:

@@ -8,3 +8,7 @@ Conversation), ``validate`` (problems per record), ``ingest`` (the three togethe
 ``load_prepared``); ``distill`` makes records from a teacher model's answers. ``samples`` ships the demo
 data. See docs/data.md.
 """
+
+# Every module of the package logs to logging.getLogger(__name__), below this logger, which a caller names to quiet
+# the package's warnings (dsft.training.ranks.warnings_for_job: said by a launched job's main process only).
+LOGGER = __name__

@@ -32,6 +32,7 @@ from transformers import TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
 from dsft.config import DsftConfig
+from dsft.data import LOGGER as DATA_LOGGER
 from dsft.data.preference_pipeline import load_prepared_preference, prepare_preference
 from dsft.data.report import rejection_notice
 from dsft.errors import DsftError
@@ -41,7 +42,7 @@ from dsft.training.guards import RunGuards
 from dsft.training.lean_lora import use_lean_lora
 from dsft.training.objective_settings import objective_settings
 from dsft.training.preference_examples import render_split
-from dsft.training.ranks import warn_for_job
+from dsft.training.ranks import warn_for_job, warnings_for_job
 from dsft.training.setup import build_training_arguments, write_data_report
 from dsft.training.trainer import WholeWarmupSteps
 from dsft.training.trl_hooks import PretokenizedCompletionsHooks, PretokenizedPairsHooks, RenderedPromptHooks
@@ -55,7 +56,8 @@ def load_preference_splits(cfg: DsftConfig, tokenizer: Any, template: Any, run_d
     if cfg.data.prepared_dir:
         prepared = load_prepared_preference(cfg.data.prepared_dir, objective)
     else:
-        prepared = prepare_preference(cfg, run_dir / "data", objective, tokenizer)
+        with warnings_for_job(DATA_LOGGER):  # every process prepares the same data: what it warns of, once
+            prepared = prepare_preference(cfg, run_dir / "data", objective, tokenizer)
         if notice := rejection_notice(prepared.report, run_dir / "data"):  # said, not only in the report
             warn_for_job(log, notice)  # every process prepared the same data
     write_data_report(run_dir, prepared.report)

@@ -2,7 +2,8 @@
 
 Under torchrun (or the deepspeed launcher) every process runs the same ``dsft train``. What the whole job says
 once (the run summary, the notices about settings the run does not apply, the warnings about its data, model
-and checkpoints: :func:`warn_for_job`) comes from its main process: global rank 0, or the one process no
+and checkpoints: :func:`warn_for_job`; those the data readers log themselves: :func:`warnings_for_job`) comes
+from its main process: global rank 0, or the one process no
 launcher started. What each machine finds of itself (a missing package) comes from the first process of each
 node (:func:`warn_for_node`).
 
@@ -22,7 +23,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 from dsft.errors import DsftError
 
@@ -55,6 +57,26 @@ def warn_for_job(log: logging.Logger, message: str, *args: object) -> None:
     finds alike (its config, data, model, checkpoints, the metrics gathered from every rank)."""
     if is_main_process():
         log.warning(message, *args)
+
+
+@contextmanager
+def warnings_for_job(*loggers: str) -> Iterator[None]:
+    """While it lasts, the named loggers (and those below them) warn from the main process only: for code that
+    logs what it finds itself, knowing nothing of ranks, where every process finds it alike (the data readers'
+    warnings about a file every process of the job reads: its comment lines, a ',' between records). Elsewhere
+    they say only errors (their level raised to ERROR, then put back)."""
+    if is_main_process():
+        yield
+        return
+    quieted = [logging.getLogger(name) for name in loggers]
+    levels = [logger.level for logger in quieted]
+    for logger in quieted:
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.ERROR))
+    try:
+        yield
+    finally:
+        for logger, level in zip(quieted, levels):
+            logger.setLevel(level)
 
 
 def warn_for_node(log: logging.Logger, message: str, *args: object) -> None:

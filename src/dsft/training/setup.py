@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from dsft.config import DsftConfig
+from dsft.data import LOGGER as DATA_LOGGER
 from dsft.data.pipeline import prepare
 from dsft.data.prepared_folder import load_prepared
 from dsft.data.report import rejection_notice
@@ -36,7 +37,7 @@ from dsft.training.lean_activations import use_lean_activations
 from dsft.training.partitioned_loading import partitioned_loading
 from dsft.training.segment_attention import select_segment_attention
 from dsft.training.preflight import evaluation_problems
-from dsft.training.ranks import is_main_process, warn_for_job, warn_for_node
+from dsft.training.ranks import is_main_process, warn_for_job, warn_for_node, warnings_for_job
 from dsft.training.rundir import RunDir
 from dsft.training.trainer import DsftTrainingArguments, apply_liger_kernels, compile_decoder_layers
 
@@ -74,8 +75,9 @@ def load_splits(cfg: DsftConfig, tokenizer: Any, template: Any, run_dir: Path,
         scorer = IfdScorer(cfg, tokenizer, template) if cfg.data.clean.semantic.ifd else None
         # Every process of a launched job prepares the same data: its warnings are the job's, said once, and
         # its histograms (matplotlib: about a second of CPU) are drawn once, by the main process.
-        prepared = prepare(cfg, tokenizer, run_dir / "data", ifd_scorer=scorer, warn=partial(warn_for_job, log),
-                           draw_histograms=is_main_process())
+        with warnings_for_job(DATA_LOGGER):  # the readers' own (a file's comment lines), not only prepare's
+            prepared = prepare(cfg, tokenizer, run_dir / "data", ifd_scorer=scorer, warn=partial(warn_for_job, log),
+                               draw_histograms=is_main_process())
         if notice := rejection_notice(prepared.report, run_dir / "data"):  # said, not only in the report
             warn_for_job(log, notice)  # every process prepared the same data
     else:
