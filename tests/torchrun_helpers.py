@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -42,3 +43,14 @@ def python_in_processes(argv: list[str], processes: int, cwd: Path, torchrun: bo
         process.communicate()
         raise
     return process.returncode, stdout, stderr
+
+
+def write_plus_two_data(root: Path) -> Path:
+    """Sixteen one-turn conversations ('What is i plus 2?') as ``root/data.jsonl``: the small data the
+    multi-process probes train on."""
+    data = root / "data.jsonl"
+    data.write_text("".join(json.dumps({"messages": [
+        {"role": "user", "content": f"What is {i} plus 2?"},
+        {"role": "assistant", "content": f"{i} plus 2 is {i + 2}."},
+    ]}) + "\n" for i in range(16)), encoding="utf-8")
+    return data

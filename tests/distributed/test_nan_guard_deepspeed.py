@@ -10,22 +10,17 @@ and the run still said "the run stopped before that step changed any weight". Tw
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
-from torchrun_helpers import python_in_processes
+from torchrun_helpers import python_in_processes, write_plus_two_data
 
 PROBE = Path(__file__).resolve().parent.parent / "nan_step_probe.py"
 
 
 def _write_inputs(root: Path) -> Path:
-    data = root / "data.jsonl"
-    data.write_text("".join(json.dumps({"messages": [
-        {"role": "user", "content": f"What is {i} plus 2?"},
-        {"role": "assistant", "content": f"{i} plus 2 is {i + 2}."},
-    ]}) + "\n" for i in range(16)), encoding="utf-8")
+    data = write_plus_two_data(root)
     config = root / "zero0.yaml"
     config.write_text(
         "model:\n  name_or_path: tiny-r1-distill-qwen\n"

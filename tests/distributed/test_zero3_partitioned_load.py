@@ -15,17 +15,13 @@ import json
 from pathlib import Path
 
 import pytest
-from torchrun_helpers import python_in_processes
+from torchrun_helpers import python_in_processes, write_plus_two_data
 
 PROBE = Path(__file__).resolve().parent.parent / "zero3_partition_probe.py"
 
 
 def _write_inputs(root: Path, method: str) -> Path:
-    data = root / "data.jsonl"
-    data.write_text("".join(json.dumps({"messages": [
-        {"role": "user", "content": f"What is {i} plus 2?"},
-        {"role": "assistant", "content": f"{i} plus 2 is {i + 2}."},
-    ]}) + "\n" for i in range(16)), encoding="utf-8")
+    data = write_plus_two_data(root)
     config = root / "zero3.yaml"
     config.write_text(
         "model:\n  name_or_path: tiny-deepseek-v3\n"
