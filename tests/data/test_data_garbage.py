@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from dsft.config import load_config
 from dsft.data.ingest import ingest
-from dsft.data.json_shapes import _holds_one_json_document, _opens_with_an_object_over_lines
+from dsft.data.json_shapes import _holds_one_json_document, _opens_with_an_object_over_lines, is_comment_line
 from dsft.data.pipeline import prepare
 from dsft.errors import DataError
 from dsft.text_encoding import wide_text_hint
@@ -55,6 +55,7 @@ def _write(directory: Path, name: str, content: bytes) -> Path:
 @given(st.lists(lines, min_size=1, max_size=15))
 @example([b"[{}]"])  # one JSON array on a line: read as that array (it broke the line-by-line count once)
 @example([b"[{}, {}]", b""])
+@example([b"//", b"{}"])  # a comment line is no record (c180996): it was counted as one here
 def test_jsonl_garbage_is_accounted_for(body: list[bytes]) -> None:
     with tempfile.TemporaryDirectory() as directory:
         lines = [line.replace(b"\n", b" ") for line in body]
@@ -68,7 +69,7 @@ def test_jsonl_garbage_is_accounted_for(body: list[bytes]) -> None:
             assert result.read == len(result.conversations) + len(result.rejections)
             return
         lines[0] = lines[0].removeprefix(b"\xef\xbb\xbf")  # a leading byte-order mark is not content
-        expected = sum(1 for line in lines if line.strip())
+        expected = sum(1 for line in lines if line.strip() and not is_comment_line(line))  # a comment: no record
         assert result.read == expected
         for rejection in result.rejections:
             assert rejection.where.startswith(f"{path}:") and rejection.reasons
@@ -94,6 +95,7 @@ def test_json_and_csv_garbage_never_crash(items: list, raw: bytes) -> None:
 @given(st.lists(st.one_of(lines, st.sampled_from([b'{"prompt": "p", "completion": "c"}', b'{"text": "plain text"}'])),
                 min_size=1, max_size=12),
        st.booleans())
+@example([b"//"], False)  # a comment line is no record (c180996): it was counted as one here
 def test_prepare_accounting_identity_holds_on_garbage(tokenizer, body: list[bytes], near: bool) -> None:
     with tempfile.TemporaryDirectory() as directory:
         path = _write(Path(directory), "g.jsonl", b"\n".join(line.replace(b"\n", b" ") for line in body) + b"\n")
@@ -111,5 +113,5 @@ def test_prepare_accounting_identity_holds_on_garbage(tokenizer, body: list[byte
             report["kept"] + report["rejected"] + sum(report["removed"].values()))
         lines = [line.replace(b"\n", b" ") for line in body]
         lines[0] = lines[0].removeprefix(b"\xef\xbb\xbf")
-        assert report["read"] == sum(1 for line in lines if line.strip())
+        assert report["read"] == sum(1 for line in lines if line.strip() and not is_comment_line(line))
 
