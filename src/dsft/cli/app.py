@@ -151,12 +151,13 @@ def _run(argv: list[str] | None) -> None:
         from rich.console import Console
         from rich.markup import escape
 
-        from dsft.training.ranks import says_error
+        from dsft.training.ranks import leave_the_error_to_the_node, says_error
 
         if says_error(exc):  # under a launcher, an error every process met alike is said once per node
             # emoji=False: a message quotes what the user typed, and rich reads `float:-1:0.001` as the :-1: emoji.
             Console(stderr=True, highlight=False, emoji=False).print(f"[bold red]error:[/] {escape(str(exc))}",
                                                                      markup=True, soft_wrap=True)
+        leave_the_error_to_the_node(exc)
         sys.exit(exc.exit_code)
     except OSError as exc:
         from dsft.disk import USER_FILESYSTEM_ERRORS, describe_os_error

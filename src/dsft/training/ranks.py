@@ -14,7 +14,9 @@ data), a non-finite loss (the ranks' losses are gathered before any stops) or a 
 from (its rewards are gathered from every rank). Once per node, not once per job: a node's log is all its
 operator may see, and without the line it would show only the launcher's report of an exit code; a node whose
 packages or files differ still says its own. Any other error is said by each rank it stops, since it may be
-that rank's alone (its disk, its GPU). The exit code is the error's on every rank.
+that rank's alone (its disk, its GPU). The exit code is the error's on every rank. A process that does not say
+a job-wide error waits before it exits (:func:`leave_the_error_to_the_node`): launchers end every other process
+as soon as one exits, and the one that says it must not be ended before its line.
 
 Light to import (no torch): the CLI asks it when it prints an error.
 """
@@ -23,10 +25,11 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
-from dsft.errors import DsftError
+from dsft.errors import STOPS, DsftError
 
 
 def is_main_process(environ: Mapping[str, str] | None = None) -> bool:
@@ -50,6 +53,23 @@ def says_error(exc: BaseException, environ: Mapping[str, str] | None = None) -> 
     """
     job_wide = isinstance(exc, DsftError) and exc.job_wide
     return not job_wide or _rank(environ, "LOCAL_RANK") == 0
+
+
+SAYER_WAIT_S = 10.0  # at most: the launcher ends this wait as soon as the process that says the error has exited
+
+
+def leave_the_error_to_the_node(exc: BaseException) -> None:
+    """On a process that does not say ``exc`` (:func:`says_error`), wait before exiting, at most
+    :data:`SAYER_WAIT_S`: the node's first process meets the same error a moment earlier or later, and torchrun
+    ends every other process within 0.1 s of the first exit, so a silent rank that exited first cut its line
+    and the job failed with the launcher's report alone. Once the first process has said it and exited, the
+    launcher ends this one (a stop during the wait ends it quietly)."""
+    if says_error(exc):
+        return
+    try:
+        time.sleep(SAYER_WAIT_S)
+    except STOPS:  # the launcher's SIGTERM (the CLI's Stopped), Ctrl-C: the error's exit code all the same
+        pass
 
 
 def warn_for_job(log: logging.Logger, message: str, *args: object) -> None:
