@@ -14,7 +14,8 @@ from dsft.config import load_config
 from dsft.errors import ConfigError
 from dsft.training.collators import PackedCollator
 from dsft.training.preflight import config_notices
-from dsft.training.setup import build_training_arguments, check_dropout, environment_problems
+from dsft.models.dropout import dropout_overrides
+from dsft.training.setup import build_training_arguments, environment_problems
 from dsft.training import trainer as trainer_module
 from dsft.training.trainer import DsftTrainer
 
@@ -131,7 +132,7 @@ def test_dropout_applies_where_the_architecture_has_it(tiny_model_dir) -> None:
     path = tiny_model_dir("tiny-deepseek-v3")
     model_config = AutoConfig.from_pretrained(str(path))
     cfg = load_config(None, ["model.attention_dropout=0.5"])
-    overrides = check_dropout(cfg, model_config)
+    overrides = dropout_overrides(cfg.model, model_config)
     assert overrides == {"attention_dropout": 0.5}
     model = load_model(path, dtype="float32", attn_implementation="eager", config_overrides=overrides)
     assert model.config.attention_dropout == 0.5
@@ -144,7 +145,7 @@ def test_dropout_applies_where_the_architecture_has_it(tiny_model_dir) -> None:
     model.eval()
     assert torch.equal(model(input_ids=ids, use_cache=False).logits, model(input_ids=ids, use_cache=False).logits)
     with pytest.raises(ConfigError, match="model.hidden_dropout: the DeepseekV3 architecture has no hidden-state"):
-        check_dropout(load_config(None, ["model.hidden_dropout=0.1"]), model_config)
+        dropout_overrides(load_config(None, ["model.hidden_dropout=0.1"]).model, model_config)
 
 
 def test_train_refuses_8bit_adamw_on_cpu_before_loading(run_cli, tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from dsft.disk import USER_FILESYSTEM_ERRORS, disk_error, tree_bytes
 from dsft.data.input_checks import check_inputs
 from dsft.data.prepared_output import check_prepared_output
 from dsft.errors import ConfigError, DsftError, UnsupportedError
+from dsft.models.dropout import dropout_overrides
 from dsft.models.gguf_source import dequantisation_note, read_import_record
 from dsft.models.loading import load_tokenizer, use_cpu_accelerator_without_cuda
 from dsft.models.resolve import resolve_model
@@ -52,7 +53,6 @@ from dsft.training.rundir import FINAL_DIR, RunDir
 from dsft.training.setup import (
     build_model,
     build_training_arguments,
-    check_dropout,
     load_splits,
     mixed_sources,
     resolve_template,
@@ -153,8 +153,8 @@ def run_training(
     from transformers import AutoConfig
 
     # Model-config checks (dropout) read config.json only: a wrong key fails before data preparation.
-    config_overrides = check_dropout(
-        cfg, AutoConfig.from_pretrained(str(model_dir), trust_remote_code=cfg.model.trust_remote_code)
+    config_overrides = dropout_overrides(
+        cfg.model, AutoConfig.from_pretrained(str(model_dir), trust_remote_code=cfg.model.trust_remote_code)
     )
     imported = read_import_record(model_dir)  # a GGUF/Ollama source: say what the weights are
     if imported is not None:

@@ -19,7 +19,6 @@ from dsft.data.report import rejection_notice
 from dsft.disk import replaced_atomically
 from dsft.dtype_names import PRECISION_DTYPES
 from dsft.errors import ConfigError
-from dsft.models.dropout import dropout_overrides
 from dsft.models.loading import align_special_tokens, load_model
 from dsft.models.lora import apply_lora, build_lora_config
 from dsft.templates import detect_template, get_template
@@ -110,12 +109,6 @@ def mixed_sources(run_dir: Path) -> list[dict[str, Any]]:
     return list(report.get("mix") or [])
 
 
-def check_dropout(cfg: DsftConfig, model_config: Any) -> dict[str, float]:
-    """The model-config overrides for ``model.attention_dropout`` / ``model.hidden_dropout``, a dropout the
-    architecture does not have refused (:func:`dsft.models.dropout.dropout_overrides`)."""
-    return dropout_overrides(cfg.model, model_config)
-
-
 def build_model(cfg: DsftConfig, model_dir: Path, tokenizer: Any, config_overrides: dict[str, Any] | None = None,
                 adapter: bool = True) -> Any:
     """Load the base model for training and wrap it with LoRA when the method asks for it.
@@ -125,7 +118,7 @@ def build_model(cfg: DsftConfig, model_dir: Path, tokenizer: Any, config_overrid
 
     Full fine-tunes keep fp32 master weights (bf16 autocast on GPU); LoRA/QLoRA load the frozen base in
     the training precision and keep adapter weights in fp32 (peft's default). ``config_overrides`` (from
-    :func:`check_dropout`) replace model-config attributes before the modules are built.
+    :func:`dsft.models.dropout.dropout_overrides`) replace model-config attributes before the modules are built.
 
     Under DeepSpeed ZeRO-3 (LoRA and full) each rank builds only its partition of the base weights
     (:mod:`dsft.training.partitioned_loading`), in the dtype DeepSpeed trains them in.
